@@ -1,0 +1,353 @@
+"""The ``lithotse`` command. Every command is a thin shell over core functions the GUI calls too."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .dates import DateRange
+from .errors import ConfigError, LithotseError
+from .progress import Progress, ProgressState
+from .workspace import Workspace, default_workspace_dir
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def workspace_option(func: Callable) -> Callable:
+    """``--workspace DIR`` on every command (also accepted before the command name)."""
+
+    @click.option("--workspace", "workspace_dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=None, help="Workspace folder (default: $LITHOTSE_WORKSPACE or the "
+                  "user data folder).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, workspace_dir: Path | None = None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        chosen = workspace_dir or ctx.find_root().params.get("workspace_dir")
+        ctx.meta["workspace_dir"] = chosen
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def current_workspace() -> Workspace:
+    return Workspace.open(click.get_current_context().meta.get("workspace_dir") or default_workspace_dir())
+
+
+def cli_progress(quiet: bool = False) -> Progress:
+    """Progress lines on stderr, at most a few a second, so long jobs show they are alive."""
+    last = {"t": 0.0, "msg": ""}
+
+    def report(state: ProgressState) -> None:
+        now = time.monotonic()
+        if quiet or (state.message == last["msg"] and now - last["t"] < 0.5):
+            return
+        last.update(t=now, msg=state.message)
+        count = f" ({state.records} records)" if state.records else ""
+        total = f" [{state.done}/{state.total}]" if state.total else ""
+        click.echo(f"… {state.message}{total}{count}", err=True)
+
+    return Progress(report)
+
+
+class LithotseGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LithotseError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=LithotseGroup)
+@click.version_option(__version__, prog_name="lithotse")
+@click.option("--workspace", "workspace_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Workspace folder for every command that follows.")
+def main(workspace_dir: Path | None) -> None:
+    """Lithotse: land health records raw (L1), derive Parquet aggregates (L2), serve them to cells (L3)."""
+
+
+# --- workspace ----------------------------------------------------------------
+@main.command("init")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="A display name for the workspace.")
+@workspace_option
+def init_cmd(directory: Path | None, name: str | None) -> None:
+    """Create a workspace (default: the user data folder)."""
+    target = directory or click.get_current_context().meta.get("workspace_dir") or default_workspace_dir()
+    ws = Workspace.create(target, name=name)
+    click.echo(f"created workspace {ws.root}")
+
+
+# --- plugins ------------------------------------------------------------------
+@main.group("plugins")
+def plugins_group() -> None:
+    """Installed connector plugins: list, install, remove."""
+
+
+@plugins_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_list(as_json: bool) -> None:
+    from .plugins import get_plugin_manager
+
+    manager = get_plugin_manager()
+    connectors = manager.connectors()
+    rows = [info.to_json() for info in sorted(manager.plugins.values(), key=lambda p: p.name)]
+    for row in rows:
+        row["connector_versions"] = {c: connectors[c].version for c in row["connectors"] if c in connectors}
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no plugins installed")
+    for row in rows:
+        status = f"ERROR: {row['error']}" if row["error"] else "ok"
+        click.echo(f"{row['name']:<14} {row['distribution'] or '-'} {row['version'] or '-'}  "
+                   f"connectors: {', '.join(row['connectors']) or '-'}  [{status}]\n"
+                   f"{'':<14} origin: {row['origin']}")
+
+
+@plugins_group.command("install")
+@click.argument("target")
+def plugins_install(target: str) -> None:
+    """Install a plugin by NAME, wheel file or folder into Lithotse's own environment."""
+    from .pluginstall import install_plugin
+
+    added = install_plugin(target)
+    click.echo(f"installed {target}" + (f"; new plugins: {', '.join(added)}" if added else ""))
+
+
+@plugins_group.command("remove")
+@click.argument("name")
+def plugins_remove(name: str) -> None:
+    """Uninstall the distribution that provides plugin NAME."""
+    from .pluginstall import remove_plugin
+
+    click.echo(f"removed {remove_plugin(name)}")
+
+
+# --- sources ------------------------------------------------------------------
+@main.group("source")
+def source_group() -> None:
+    """Configured sources: add once, import many times."""
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+@source_group.command("add")
+@click.argument("name")
+@click.option("--connector", required=True, help="Connector name (see lithotse plugins list).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A connector setting.")
+@click.option("--replace", is_flag=True, help="Overwrite an existing source of that name.")
+@workspace_option
+def source_add(name: str, connector: str, sets: tuple[str, ...], replace: bool) -> None:
+    """Configure a source. Secret settings are prompted for, or read from stdin with KEY=-."""
+    from .connectors import FieldType
+    from .plugins import get_plugin_manager
+
+    ws = current_workspace()
+    cls = get_plugin_manager().connector(connector)
+    given = _parse_sets(sets)
+    secret_fields = {f.name: f for f in cls.fields if f.type is FieldType.SECRET}
+    secrets: dict[str, str] = {}
+    stdin_text: str | None = None
+    for key, field in secret_fields.items():
+        value = given.pop(key, None)
+        if value is not None and value != "-":
+            raise ConfigError(f"setting {key} is a secret: it is not accepted on the command line "
+                              f"(it would stay in shell history). Use --set {key}=- to read it from "
+                              "stdin, or leave it out to be prompted.")
+        if value == "-":
+            if stdin_text is not None:
+                raise ConfigError("only one secret can be read from stdin; leave the others out to be prompted")
+            stdin_text = sys.stdin.readline().rstrip("\r\n")
+            secrets[key] = stdin_text
+        elif field.required or sys.stdin.isatty():
+            if not sys.stdin.isatty():
+                raise ConfigError(f"setting {key} is a required secret; pass --set {key}=- and "
+                                  "write it to stdin")
+            entered = click.prompt(f"{field.label or key}", hide_input=True, default="",
+                                   show_default=False)
+            if entered:
+                secrets[key] = entered
+    settings = cls.validate_settings({**given, **{k: None for k in secret_fields}})
+    settings = {k: v for k, v in settings.items() if k not in secret_fields and v is not None}
+    ws.add_source(name, connector, settings, secrets, replace=replace)
+    click.echo(f"source {name} ({connector}) saved" + (f"; secrets in keyring: {', '.join(secrets)}"
+                                                       if secrets else ""))
+
+
+@source_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def source_list(as_json: bool) -> None:
+    ws = current_workspace()
+    rows = [s.to_json() for s in ws.sources()]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no sources; add one with: lithotse source add NAME --connector C --set KEY=VALUE")
+    for row in rows:
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        secrets = f" secrets: {', '.join(row['secrets'])}" if row["secrets"] else ""
+        click.echo(f"{row['name']:<16} {row['connector']:<12} {settings}{secrets}")
+
+
+@source_group.command("streams")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def source_streams(name: str, as_json: bool) -> None:
+    """The streams a source offers and the date field of each."""
+    from .raw.landing import make_connector
+
+    rows = [s.to_json() for s in make_connector(current_workspace(), name).streams()]
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        key = f" key: {','.join(row['key'])}" if row["key"] else ""
+        click.echo(f"{row['name']:<28} date field: {row['date_field'] or '-'}{key}")
+
+
+@source_group.command("rm")
+@click.argument("name")
+@workspace_option
+def source_rm(name: str) -> None:
+    """Forget a source's configuration and secrets (its landed data stays in L1)."""
+    current_workspace().remove_source(name)
+    click.echo(f"source {name} removed")
+
+
+# --- import and raw -----------------------------------------------------------
+@main.command("import")
+@click.argument("name")
+@click.option("--from", "date_from", help="First day, YYYY-MM-DD (inclusive).")
+@click.option("--to", "date_to", help="Last day, YYYY-MM-DD (inclusive).")
+@click.option("--stream", "streams", multiple=True, help="Only this stream (repeatable).")
+@click.option("--full", is_flag=True, help="Re-read everything, ignoring the incremental state.")
+@click.option("--no-build", is_flag=True, help="Do not rebuild derivatives that read these streams.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@workspace_option
+def import_cmd(name: str, date_from: str | None, date_to: str | None, streams: tuple[str, ...],
+               full: bool, no_build: bool, as_json: bool, quiet: bool) -> None:
+    """Import a source into L1 raw storage for a date range."""
+    from .jobs import import_and_build
+
+    ws = current_workspace()
+    rng = DateRange.parse(date_from, date_to)
+    outcome = import_and_build(ws, name, rng, streams=list(streams) or None, full=full,
+                               build=not no_build, progress=cli_progress(quiet or as_json))
+    if as_json:
+        _emit_json(outcome.to_json())
+        return
+    result = outcome.imported
+    if not result.landings:
+        click.echo(f"{name}: nothing new to import for {rng}")
+    for item in result.landings:
+        click.echo(item.summary())
+    for line in outcome.build_lines():
+        click.echo(line)
+
+
+@main.group("raw")
+def raw_group() -> None:
+    """L1 raw storage: landings and their manifests."""
+
+
+@raw_group.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--source", help="Only this source.")
+@click.option("--stream", help="Only this stream.")
+@workspace_option
+def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
+    from .raw.landing import open_index
+
+    index = open_index(current_workspace())
+    try:
+        rows = index.landings(source, stream)
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([m.to_json() for m in rows])
+        return
+    if not rows:
+        click.echo("no landings yet")
+    for m in rows:
+        click.echo(f"{m.id}  {m.source}/{m.stream:<24} {m.records:>8} rec "
+                   f"({m.records_in_range} in range)  {m.bytes:>10} B  {m.original_name}")
+
+
+@raw_group.command("show")
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def raw_show(ident: str, as_json: bool) -> None:
+    """A landing's manifest, by id (or a unique prefix) or sha256 prefix."""
+    from .raw.landing import open_index
+
+    index = open_index(current_workspace())
+    try:
+        manifest = index.get(ident)
+    finally:
+        index.close()
+    data = manifest.to_json()
+    if as_json:
+        _emit_json(data)
+        return
+    for key in sorted(data):
+        if key != "cursor":
+            click.echo(f"{key:<22} {data[key]}")
+
+
+@raw_group.command("reindex")
+@workspace_option
+def raw_reindex() -> None:
+    """Rebuild the local landing index from the manifests in the raw store."""
+    from .raw.index import RawIndex
+
+    ws = current_workspace()
+    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.store("raw"))
+    try:
+        count = index.refresh(rebuild=True)
+    finally:
+        index.close()
+    click.echo(f"indexed {count} manifests")
+
+
+@main.command("demo")
+@click.option("--headless", is_flag=True, help="Do not open the desktop app.")
+@workspace_option
+def demo_cmd(headless: bool) -> None:
+    """Create (or reuse) the demo workspace, import the bundled data, build derivatives."""
+    from .demo import run_demo
+
+    target = click.get_current_context().meta.get("workspace_dir")
+    run_demo(target, headless=headless, echo=click.echo, progress=cli_progress())
+
+
+def run() -> None:
+    main(prog_name="lithotse")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,246 @@
+"""What a connector is: declared settings, streams, fetching payloads and reading them back.
+
+A connector plugin returns :class:`Connector` subclasses from the
+``lithotse_register_connectors`` hook. The core lands each :class:`Payload` unchanged in
+L1 and later asks the same connector to ``read`` it back as typed Arrow record batches,
+so parsing lives in one place and landing never harmonises anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, ClassVar, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+
+from .dates import DateRange
+from .errors import ConfigError
+from .progress import Progress
+
+
+class FieldType(str, enum.Enum):
+    """Setting kinds the desktop app knows how to draw (file picker, calendar, password box...)."""
+
+    PATH = "path"
+    URL = "url"
+    TEXT = "text"
+    CHOICE = "choice"
+    SECRET = "secret"
+    DATE = "date"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    type: FieldType
+    label: str = ""
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "type": self.type.value, "label": self.label or self.name,
+                "required": self.required, "default": self.default,
+                "choices": list(self.choices), "help": self.help}
+
+    def coerce(self, value: Any) -> Any:
+        """Turn a text value (from the CLI or a form) into this field's Python type."""
+        if value is None:
+            return None
+        if self.type is FieldType.INTEGER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"setting {self.name}: {value!r} is not a whole number") from None
+        if self.type is FieldType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"setting {self.name}: {value!r} is not true or false")
+        if self.type is FieldType.CHOICE and self.choices and str(value) not in self.choices:
+            raise ConfigError(f"setting {self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        if self.type is FieldType.DATE and value:
+            try:
+                dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise ConfigError(f"setting {self.name}: {value!r} is not an ISO date") from None
+        return str(value) if not isinstance(value, (str, int, float, bool)) else value
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream a source offers: a FHIR resource type, a CSV file, a sheet, an HL7 message type."""
+
+    name: str
+    date_field: str | None = None
+    date_fields: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()
+    description: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "date_field": self.date_field,
+                "date_fields": list(self.date_fields), "key": list(self.key),
+                "description": self.description}
+
+
+@dataclass
+class FetchRequest:
+    """What an import asks of a connector."""
+
+    source: str
+    streams: list[str]
+    date_range: DateRange
+    state: dict[str, Any]
+    full: bool = False
+    progress: Progress = field(default_factory=Progress)
+
+
+@dataclass
+class Payload:
+    """One file or response body to land unchanged.
+
+    ``path`` is a local file holding the bytes (the connector's own file or a temp file it
+    downloaded). ``cursor`` is the stream's incremental state once this payload is committed;
+    ``prefiltered`` says the source itself already restricted the data to the range.
+    """
+
+    stream: str
+    name: str
+    path: Path
+    media_type: str = "application/octet-stream"
+    cursor: Any = None
+    prefiltered: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    cleanup: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """A landed object as a reader sees it: a local path plus what the manifest says of it."""
+
+    path: Path
+    stream: str
+    name: str
+    media_type: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Connector:
+    """Base class for connectors. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.0.0"
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    fields: ClassVar[tuple[ConfigField, ...]] = ()
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "version": cls.version, "title": cls.title or cls.name,
+                "description": cls.description, "fields": [f.to_json() for f in cls.fields]}
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        known = {f.name: f for f in cls.fields}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ConfigError(f"connector {cls.name}: unknown setting(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(known) or 'none'}")
+        clean: dict[str, Any] = {}
+        for name, spec in known.items():
+            value = settings.get(name, spec.default)
+            if value in (None, "") and spec.required:
+                raise ConfigError(f"connector {cls.name}: setting {name} is required")
+            clean[name] = spec.coerce(value) if spec.type is not FieldType.SECRET else value
+        return clean
+
+    def streams(self) -> list[StreamInfo]:
+        raise NotImplementedError
+
+    def stream(self, name: str) -> StreamInfo:
+        for info in self.streams():
+            if info.name == name:
+                return info
+        raise ConfigError(f"stream {name!r} is not offered; streams: "
+                          f"{', '.join(s.name for s in self.streams()) or 'none'}")
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        raise NotImplementedError
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        """Yield typed record batches of a landed object; raise InputError on malformed data."""
+        raise NotImplementedError
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileTracker:
+    """Incremental state for file sources: which files (by path, size and mtime) were landed.
+
+    The cursor is a plain dict ``{path: {"size", "mtime_ns", "ranges": [[from, to], ...]}}``
+    so it serialises into manifests. A file is new when it changed, or when the requested
+    range is not covered by a range it was already landed for.
+    """
+
+    seen: dict[str, dict]
+
+    @classmethod
+    def from_cursor(cls, cursor: Any) -> "FileTracker":
+        return cls(dict((cursor or {}).get("files", {})) if isinstance(cursor, dict) else {})
+
+    def is_new(self, path: Path, rng: DateRange) -> bool:
+        entry = self.seen.get(str(path))
+        if entry is None:
+            return True
+        st = os.stat(path)
+        if entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
+            return True
+        return not any(DateRange.from_json({"from": a, "to": b}).covers(rng)
+                       for a, b in entry.get("ranges", []))
+
+    def mark(self, path: Path, rng: DateRange) -> dict:
+        """Record a file as landed and return the cursor to store with its payload."""
+        st = os.stat(path)
+        entry = self.seen.get(str(path))
+        if entry is None or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
+            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ranges": []}
+        span = rng.to_json()
+        ranges = [r for r in entry["ranges"] if r != [span["from"], span["to"]]]
+        entry = {**entry, "ranges": ranges + [[span["from"], span["to"]]]}
+        self.seen[str(path)] = entry
+        return {"files": dict(self.seen)}
+
+
+def list_files(root: Path, patterns: Iterable[str]) -> list[Path]:
+    """Files matching any glob pattern below ``root`` (or ``root`` itself when it is a file)."""
+    root = Path(root).expanduser()
+    if root.is_file():
+        return [root]
+    if not root.exists():
+        raise ConfigError(f"{root}: no such file or folder")
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(p for p in root.rglob(pattern) if p.is_file())
+    return sorted(found)

@@ -1,0 +1,31 @@
+"""Errors users see: each names what was wrong (a file, record, URL or field) and why."""
+
+from __future__ import annotations
+
+
+class LithotseError(Exception):
+    """Base for every error meant for a person to read; the CLI prints it without a traceback."""
+
+
+class InputError(LithotseError):
+    """Bad input: the location (file, line, record, URL) and the reason, in one message."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"{location}: {reason}")
+
+
+class ConfigError(LithotseError):
+    """A workspace, source or spec setting that cannot be used as given."""
+
+
+class NotFound(LithotseError):
+    """A named thing (source, landing, derivative, plugin) that does not exist."""
+
+
+class Cancelled(LithotseError):
+    """The user cancelled a long job; nothing it started was committed."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled")

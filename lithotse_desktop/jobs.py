@@ -1,0 +1,39 @@
+"""Jobs that span tiers, shared by the CLI and the desktop app: import then build what it feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dates import DateRange
+from .progress import Progress
+from .raw.landing import ImportResult, run_import
+from .workspace import Workspace
+
+
+@dataclass
+class ImportOutcome:
+    imported: ImportResult
+    builds: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = self.imported.to_json()
+        data["builds"] = [b.to_json() for b in self.builds]
+        return data
+
+    def build_lines(self) -> list[str]:
+        return [b.summary() for b in self.builds]
+
+
+def import_and_build(ws: Workspace, source: str, date_range: DateRange | None = None, *,
+                     streams: list[str] | None = None, full: bool = False, build: bool = True,
+                     progress: Progress | None = None) -> ImportOutcome:
+    """Land a source, then rebuild the derivatives that read the streams that received data."""
+    progress = progress or Progress()
+    imported = run_import(ws, source, date_range, streams=streams, full=full, progress=progress)
+    outcome = ImportOutcome(imported)
+    if build and imported.landings:
+        from .derive.build import build_affected
+
+        outcome.builds = build_affected(ws, source, sorted(imported.streams), progress=progress)
+    return outcome

@@ -1,0 +1,201 @@
+"""The one pluggy wrapper: discover entry points, isolate broken plugins, answer typed questions.
+
+``LITHOTSE_PLUGINS`` (comma-separated entry-point names) restricts which plugins load;
+``LITHOTSE_DISABLE_PLUGINS`` names plugins to skip. A plugin that fails to import or whose
+hook raises is recorded with its error and left out; the application carries on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import json
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .connectors import Connector
+from .errors import NotFound
+
+ENTRY_POINT_GROUP = "lithotse"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+    origin: str
+    connectors: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "module": self.module, "origin": self.origin, "connectors": self.connectors,
+                "status": "error" if self.error else "ok", "error": self.error}
+
+
+def _origin(dist: md.Distribution | None) -> str:
+    """Where a distribution came from, per PEP 610 (local folder, wheel file, editable, index)."""
+    if dist is None:
+        return "unknown"
+    try:
+        text = dist.read_text("direct_url.json")
+    except Exception:
+        text = None
+    if not text:
+        return "index"
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return "unknown"
+    url = info.get("url", "")
+    if info.get("dir_info", {}).get("editable"):
+        return f"editable {url}"
+    return url or "unknown"
+
+
+def _names_from_env(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginManager:
+    """Typed facade over pluggy for the hooks in :mod:`lithotse_desktop.hookspecs`."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._connectors: dict[str, type[Connector]] | None = None
+        if load_entry_points:
+            self.load_entry_points()
+
+    def load_entry_points(self) -> None:
+        """Load every plugin not loaded yet; safe to call again after installing one."""
+        importlib.invalidate_caches()
+        allow = _names_from_env("LITHOTSE_PLUGINS")
+        deny = _names_from_env("LITHOTSE_DISABLE_PLUGINS") or set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self.plugins and not self.plugins[ep.name].error:
+                continue
+            if (allow is not None and ep.name not in allow) or ep.name in deny:
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None,
+                              dist.version if dist else None, ep.value, _origin(dist))
+            self.plugins[ep.name] = info
+            try:
+                obj = ep.load()
+                self._pm.register(obj, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take the app down
+                info.error = f"failed to load: {type(exc).__name__}: {exc}"
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            bad = getattr(exc, "plugin", None)
+            name = self._pm.get_name(bad) if bad is not None else None
+            if name in self.plugins:
+                self.plugins[name].error = f"invalid hooks: {exc}"
+                self._pm.unregister(bad)
+        self._connectors = None
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register an in-process plugin (tests, embedding applications)."""
+        self._pm.register(plugin, name=name)
+        self._pm.check_pending()
+        self.plugins.setdefault(name, PluginInfo(name, None, None, repr(plugin), "in-process"))
+        self._connectors = None
+
+    def _call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook plugin by plugin so one plugin's exception only disables that plugin."""
+        caller = getattr(self._pm.hook, hook_name)
+        results = []
+        for impl in reversed(caller.get_hookimpls()):
+            name = self._pm.get_name(impl.plugin) or impl.plugin_name
+            try:
+                args = {k: kwargs[k] for k in impl.argnames}
+                results.append((name, impl.function(**args)))
+            except Exception as exc:
+                info = self.plugins.setdefault(name, PluginInfo(name, None, None, "?", "?"))
+                info.error = f"hook {hook_name} raised {type(exc).__name__}: {exc}"
+                info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+        return results
+
+    def connectors(self) -> dict[str, type[Connector]]:
+        if self._connectors is None:
+            found: dict[str, type[Connector]] = {}
+            for plugin_name, classes in self._call_each("lithotse_register_connectors"):
+                info = self.plugins.get(plugin_name)
+                for cls in classes or []:
+                    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+                        if info:
+                            info.error = f"returned {cls!r}, not a Connector subclass"
+                        continue
+                    if cls.name in found:
+                        if info:
+                            info.error = f"connector name {cls.name!r} is taken by another plugin"
+                        continue
+                    found[cls.name] = cls
+                    if info and cls.name not in info.connectors:
+                        info.connectors.append(cls.name)
+            self._connectors = found
+        return self._connectors
+
+    def connector(self, name: str) -> type[Connector]:
+        table = self.connectors()
+        if name not in table:
+            broken = [p.name for p in self.plugins.values() if p.error]
+            hint = f" (plugins with errors: {', '.join(broken)})" if broken else ""
+            raise NotFound(f"no connector named {name!r}; installed: "
+                           f"{', '.join(sorted(table)) or 'none'}{hint}")
+        return table[name]
+
+    def open_store(self, url: str, options: dict) -> Any:
+        for _name, store in self._call_each("lithotse_open_store", url=url, options=options):
+            if store is not None:
+                return store
+        return None
+
+    def cache_backends(self) -> dict[str, Callable[..., Any]]:
+        merged: dict[str, Callable[..., Any]] = {}
+        for _name, table in self._call_each("lithotse_register_cache_backends"):
+            merged.update(table or {})
+        return merged
+
+    def unload(self, name: str) -> None:
+        plugin = self._pm.get_plugin(name)
+        if plugin is not None:
+            self._pm.unregister(plugin)
+        info = self.plugins.pop(name, None)
+        if info is not None:
+            sys.modules.pop(info.module.split(":")[0], None)
+        self._connectors = None
+
+
+_manager: PluginManager | None = None
+_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    global _manager
+    with _lock:
+        if _manager is None:
+            _manager = PluginManager()
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget loaded plugins (tests, or after changing LITHOTSE_PLUGINS)."""
+    global _manager
+    with _lock:
+        _manager = None

@@ -1,0 +1,9 @@
+"""L1 raw storage: every file exactly as it landed, addressed by sha256, one manifest per landing."""
+
+from .manifest import Manifest, manifest_key, object_key
+from .index import RawIndex
+from .landing import ImportResult, LandingResult, run_import
+from .reader import read_landing, read_stream
+
+__all__ = ["Manifest", "manifest_key", "object_key", "RawIndex", "ImportResult",
+           "LandingResult", "run_import", "read_landing", "read_stream"]

@@ -1,0 +1,236 @@
+"""Landing: fetch payloads from a connector, stage and check them, then commit data and manifests.
+
+Order of an import, each step atomic:
+1. every payload is copied into a private staging folder while its sha256 is computed;
+2. the connector reads each staged copy back, which both validates it and counts its records
+   inside and outside the requested date range; one bad payload fails the whole import and
+   nothing is committed;
+3. objects are committed (content-addressed, create-only), then a manifest per landing.
+A crash before 3 leaves only staging files, removed on the next import; a crash inside 3
+leaves complete objects and complete manifests for a prefix of the payloads, and since the
+incremental state is read from committed manifests, the next run resumes without gaps or
+duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import os
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
+from ..dates import DateRange, range_mask, to_local_dates
+from ..errors import ConfigError, InputError, LithotseError
+from ..plugins import get_plugin_manager
+from ..progress import Progress
+from ..storage import PreconditionFailed
+from ..workspace import Workspace
+from .index import RawIndex
+from .manifest import Manifest, new_landing_id, object_key
+
+
+@dataclass
+class LandingResult:
+    manifest: Manifest
+
+    def summary(self) -> str:
+        m = self.manifest
+        stored = "already stored, not written again" if m.already_stored else "stored"
+        return (f"{m.source}/{m.stream} {m.original_name}: {m.records} records "
+                f"({m.records_in_range} in range, {m.records_out_of_range} outside), "
+                f"{m.bytes} bytes, sha256 {m.sha256[:12]}, {stored} [{m.id}]")
+
+
+@dataclass
+class ImportResult:
+    source: str
+    import_id: str
+    date_range: DateRange
+    landings: list[LandingResult] = field(default_factory=list)
+
+    @property
+    def streams(self) -> set[str]:
+        return {item.manifest.stream for item in self.landings}
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "import_id": self.import_id,
+                "range": self.date_range.to_json(),
+                "landings": [item.manifest.to_json() for item in self.landings]}
+
+
+@dataclass
+class _Staged:
+    payload: Payload
+    path: Path
+    sha256: str
+    size: int
+    stats: dict[str, Any]
+
+
+def open_index(ws: Workspace) -> RawIndex:
+    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.store("raw"))
+    index.refresh()
+    return index
+
+
+def make_connector(ws: Workspace, source_name: str) -> Connector:
+    src = ws.source(source_name)
+    cls = get_plugin_manager().connector(src.connector)
+    settings = cls.validate_settings(ws.resolved_settings(src))
+    return cls(settings)
+
+
+def _stage_copy(src: Path, dest: Path, progress: Progress) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(src, "rb") as fin, open(dest, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                digest.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+                progress.check()
+            fout.flush()
+            os.fsync(fout.fileno())
+    except OSError as exc:
+        raise InputError(str(src), f"cannot read: {exc.strerror or exc}") from None
+    return digest.hexdigest(), size
+
+
+def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange,
+                  timezone: str, progress: Progress) -> dict[str, Any]:
+    """Read a staged object through its connector: validates it and counts records by range."""
+    records = inside = 0
+    lo: dt.date | None = None
+    hi: dt.date | None = None
+    try:
+        for batch in connector.read(obj):
+            progress.check()
+            records += batch.num_rows
+            if info.date_field is None:
+                inside += batch.num_rows
+                continue
+            idx = batch.schema.get_field_index(info.date_field)
+            if idx < 0:
+                raise InputError(obj.name, f"date field {info.date_field!r} is missing from the data")
+            dates = to_local_dates(batch.column(idx), timezone)
+            inside += pc.sum(range_mask(dates, rng).cast(pa.int64())).as_py() or 0
+            bmin, bmax = pc.min(dates).as_py(), pc.max(dates).as_py()
+            if bmin is not None:
+                lo = bmin if lo is None else min(lo, bmin)
+                hi = bmax if hi is None else max(hi, bmax)
+            progress.update(records=batch.num_rows)
+    except LithotseError:
+        raise
+    except (UnicodeDecodeError, ValueError, pa.ArrowException, TypeError) as exc:
+        raise InputError(obj.name, f"cannot be read as {info.name}: {exc}") from None
+    return {"records": records, "records_in_range": inside, "records_out_of_range": records - inside,
+            "date_min": lo.isoformat() if lo else None, "date_max": hi.isoformat() if hi else None}
+
+
+def _clean_stale_staging(root: Path) -> None:
+    if not root.exists():
+        return
+    for entry in root.iterdir():
+        pid_text = entry.name.split("-", 1)[0]
+        alive = False
+        if pid_text.isdigit():
+            try:
+                os.kill(int(pid_text), 0)
+                alive = int(pid_text) != os.getpid()
+            except (ProcessLookupError, PermissionError):
+                alive = False
+        if not alive:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = None, *,
+               streams: list[str] | None = None, full: bool = False,
+               progress: Progress | None = None) -> ImportResult:
+    """Import one source for a date range; returns the committed landings."""
+    progress = progress or Progress()
+    date_range = date_range or DateRange()
+    connector = make_connector(ws, source_name)
+    offered = {s.name: s for s in connector.streams()}
+    chosen = streams or list(offered)
+    for name in chosen:
+        if name not in offered:
+            raise ConfigError(f"source {source_name}: no stream {name!r}; streams: "
+                              f"{', '.join(offered) or 'none'}")
+    index = open_index(ws)
+    state = {} if full else {k: v for k, v in index.cursors(source_name).items() if k in chosen}
+    import_id = uuid.uuid4().hex[:12]
+    staging_root = ws.local_dir / "staging"
+    _clean_stale_staging(staging_root)
+    staging = staging_root / f"{os.getpid()}-{import_id}"
+    staging.mkdir(parents=True)
+    result = ImportResult(source_name, import_id, date_range)
+    try:
+        progress.update(f"fetching from {source_name}")
+        request = FetchRequest(source_name, chosen, date_range, state, full, progress)
+        staged: list[_Staged] = []
+        for payload in connector.fetch(request):
+            try:
+                if payload.stream not in offered:
+                    raise ConfigError(f"connector {connector.name} produced unknown stream {payload.stream!r}")
+                target = staging / f"{len(staged):06d}"
+                sha, size = _stage_copy(payload.path, target, progress)
+            finally:
+                if payload.cleanup:
+                    payload.cleanup()
+            obj = RawObject(target, payload.stream, payload.name, payload.media_type, payload.meta)
+            progress.update(f"checking {payload.name}")
+            stats = landing_stats(connector, obj, offered[payload.stream], date_range,
+                                  ws.timezone, progress)
+            staged.append(_Staged(payload, target, sha, size, stats))
+        progress.update(f"committing {len(staged)} object(s)", done=0, total=len(staged))
+        result.landings = _commit(ws, index, source_name, connector, offered, staged, import_id,
+                                  date_range, progress)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        index.close()
+    return result
+
+
+def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
+            offered: dict[str, StreamInfo],
+            staged: list[_Staged], import_id: str, rng: DateRange,
+            progress: Progress) -> list[LandingResult]:
+    store = ws.store("raw")
+    user, host = getpass.getuser(), socket.gethostname()
+    out = []
+    for seq, item in enumerate(staged):
+        progress.check()
+        key = object_key(source, item.payload.stream, item.sha256)
+        written = store.put_file(key, item.path, if_none_match=True, move=True)
+        now = dt.datetime.now(dt.timezone.utc)
+        span = rng.to_json()
+        manifest = Manifest(
+            id=new_landing_id(now), source=source, stream=item.payload.stream,
+            connector=connector.name, connector_version=connector.version, object_key=key,
+            sha256=item.sha256, bytes=item.size, original_name=item.payload.name,
+            media_type=item.payload.media_type, range_from=span["from"], range_to=span["to"],
+            date_field=offered[item.payload.stream].date_field,
+            prefiltered=item.payload.prefiltered, already_stored=not written, user=user, host=host,
+            landed_at=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            import_id=import_id, seq=seq, cursor=item.payload.cursor, meta=item.payload.meta,
+            **item.stats)
+        try:
+            store.put_bytes(manifest.key, manifest.dumps(), if_none_match=True)
+        except PreconditionFailed:
+            raise LithotseError(f"manifest {manifest.key} already exists (id collision)") from None
+        index.add(manifest)
+        out.append(LandingResult(manifest))
+        progress.update(advance=1)
+    return out
+

@@ -1,0 +1,199 @@
+"""A workspace: one folder with a TOML config naming the store for each tier, and the sources.
+
+``lithotse.toml`` looks like::
+
+    [workspace]
+    id = "…"               # stable, used to scope keyring entries
+    timezone = "UTC"       # see lithotse_desktop.dates
+    suppress_below = 11
+
+    [stores.local]
+    url = "data"           # relative to the workspace folder, or s3://bucket/prefix
+
+    [tiers]
+    raw = "local"          # L1
+    derived = "local"      # L2
+    cache = "local"        # L3
+
+    [sources.ehr]
+    connector = "csv"
+    settings = { path = "/exports/ehr" }
+    secrets = { }          # name -> {keyring = "…"}
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from .atomic import atomic_write_text
+from .errors import ConfigError, NotFound
+from .secrets import delete_secret, is_ref, load_secret, secret_ref, store_secret
+from .storage import Store, open_store
+
+CONFIG_NAME = "lithotse.toml"
+TIERS = ("raw", "derived", "cache")
+_NAME_OK = __import__("re").compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+def default_workspace_dir() -> Path:
+    env = os.environ.get("LITHOTSE_WORKSPACE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("lithotse", appauthor=False)) / "workspace"
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME_OK.match(name or ""):
+        raise ConfigError(f"{what} name {name!r}: use a letter first, then letters, digits, _ or - "
+                          "(64 characters at most)")
+    return name
+
+
+@dataclass
+class SourceConfig:
+    name: str
+    connector: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_toml(self) -> dict:
+        return {"connector": self.connector, "settings": self.settings, "secrets": self.secrets}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "connector": self.connector, "settings": self.settings,
+                "secrets": sorted(self.secrets)}
+
+
+class Workspace:
+    """Loaded config plus open stores; cheap to create, so each command opens its own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        path = self.root / CONFIG_NAME
+        if not path.exists():
+            raise NotFound(f"{self.root}: not a Lithotse workspace (no {CONFIG_NAME}); "
+                           "create one with: lithotse init")
+        try:
+            self.config = tomllib.loads(path.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+        for tier in TIERS:
+            if self.config.get("tiers", {}).get(tier) not in self.config.get("stores", {}):
+                raise ConfigError(f"{path}: tier {tier!r} names no store in [stores]")
+
+    @classmethod
+    def create(cls, root: Path | None = None, *, name: str | None = None) -> "Workspace":
+        root = Path(root or default_workspace_dir()).expanduser().resolve()
+        if (root / CONFIG_NAME).exists():
+            raise ConfigError(f"{root}: a workspace already exists here")
+        root.mkdir(parents=True, exist_ok=True)
+        config = {
+            "workspace": {"id": uuid.uuid4().hex, "name": name or root.name, "timezone": "UTC",
+                          "suppress_below": 11, "keep_versions": 5},
+            "stores": {"local": {"url": "data"}},
+            "tiers": {tier: "local" for tier in TIERS},
+            "sources": {},
+        }
+        atomic_write_text(root / CONFIG_NAME, tomli_w.dumps(config))
+        return cls(root)
+
+    @classmethod
+    def open(cls, root: Path | str | None = None) -> "Workspace":
+        return cls(Path(root) if root else default_workspace_dir())
+
+    # --- settings -------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.config["workspace"]["id"]
+
+    @property
+    def timezone(self) -> str:
+        return self.config["workspace"].get("timezone", "UTC")
+
+    @property
+    def suppress_below(self) -> int:
+        return int(self.config["workspace"].get("suppress_below", 11))
+
+    @property
+    def keep_versions(self) -> int:
+        return int(self.config["workspace"].get("keep_versions", 5))
+
+    @property
+    def local_dir(self) -> Path:
+        """Machine-local state that is never shared: index, staging area, caches."""
+        path = self.root / ".lithotse"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def save(self) -> None:
+        atomic_write_text(self.root / CONFIG_NAME, tomli_w.dumps(self.config))
+
+    # --- stores ---------------------------------------------------------------
+    def store(self, tier: str) -> Store:
+        if tier not in TIERS:
+            raise ConfigError(f"unknown tier {tier!r}")
+        return self.named_store(self.config["tiers"][tier])
+
+    def named_store(self, name: str) -> Store:
+        with self._lock:
+            if name not in self._stores:
+                spec = dict(self.config["stores"].get(name) or {})
+                if "url" not in spec:
+                    raise ConfigError(f"store {name!r} has no url")
+                url = spec.pop("url")
+                self._stores[name] = open_store(url, base=self.root, options=spec)
+            return self._stores[name]
+
+    # --- sources --------------------------------------------------------------
+    def sources(self) -> list[SourceConfig]:
+        return [self.source(name) for name in sorted(self.config.get("sources", {}))]
+
+    def source(self, name: str) -> SourceConfig:
+        data = self.config.get("sources", {}).get(name)
+        if data is None:
+            known = ", ".join(sorted(self.config.get("sources", {}))) or "none"
+            raise NotFound(f"no source named {name!r}; configured: {known}")
+        return SourceConfig(name, data["connector"], dict(data.get("settings", {})),
+                            dict(data.get("secrets", {})))
+
+    def add_source(self, name: str, connector: str, settings: dict[str, Any],
+                   secrets: dict[str, str], *, replace: bool = False) -> SourceConfig:
+        check_name(name, "source")
+        sources = self.config.setdefault("sources", {})
+        if name in sources and not replace:
+            raise ConfigError(f"source {name!r} exists; use --replace to change it")
+        refs = {}
+        for key, value in secrets.items():
+            ref = secret_ref(self.id, f"source/{name}/{key}")
+            store_secret(ref, value)
+            refs[key] = ref
+        sources[name] = SourceConfig(name, connector, settings, refs).to_toml()
+        self.save()
+        return self.source(name)
+
+    def remove_source(self, name: str) -> None:
+        src = self.source(name)
+        for ref in src.secrets.values():
+            delete_secret(ref)
+        del self.config["sources"][name]
+        self.save()
+
+    def resolved_settings(self, src: SourceConfig) -> dict[str, Any]:
+        """Settings with secrets read from the keyring, for handing to a connector only."""
+        merged = dict(src.settings)
+        for key, ref in src.secrets.items():
+            if not is_ref(ref):
+                raise ConfigError(f"source {src.name}: secret {key} is not a keyring reference")
+            merged[key] = load_secret(ref)
+        return merged

@@ -1,0 +1,55 @@
+"""A minimal connector used by core tests: files of ``date,value`` lines.
+
+It exists to test landing, manifests and plugins without depending on a real connector's
+parsing rules; the real connectors have their own tests under tests/plugins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
+                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.errors import InputError
+from lithotse_desktop.hookspecs import hookimpl
+
+
+class LinesConnector(Connector):
+    name = "lines"
+    version = "1.0"
+    fields = (ConfigField("path", FieldType.PATH, "Folder", required=True),
+              ConfigField("token", FieldType.SECRET, "Token"))
+
+    def streams(self) -> list[StreamInfo]:
+        return [StreamInfo("values", date_field="day", key=("id",))]
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        tracker = FileTracker.from_cursor(request.state.get("values"))
+        for path in list_files(Path(self.settings["path"]), ["*.txt"]):
+            if request.full or tracker.is_new(path, request.date_range):
+                yield Payload("values", path.name, path, "text/plain",
+                              cursor=tracker.mark(path, request.date_range))
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        days, values, ids = [], [], []
+        for n, line in enumerate(Path(obj.path).read_text("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                day, value = line.split(",")
+                days.append(dt.date.fromisoformat(day))
+                values.append(int(value))
+            except ValueError as exc:
+                raise InputError(f"{obj.name}, line {n}", f"expected DATE,INTEGER ({exc})") from None
+            ids.append(f"{obj.name}:{n}")
+        yield pa.record_batch({"id": pa.array(ids, pa.string()), "day": pa.array(days, pa.date32()),
+                               "value": pa.array(values, pa.int64())})
+
+
+@hookimpl
+def lithotse_register_connectors():
+    return [LinesConnector]
