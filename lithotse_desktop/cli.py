@@ -97,6 +97,7 @@ def plugins_group() -> None:
 @plugins_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_list(as_json: bool) -> None:
+    """Installed plugins with their versions, origin, connectors and status."""
     from .plugins import get_plugin_manager
 
     manager = get_plugin_manager()
@@ -198,6 +199,7 @@ def source_add(name: str, connector: str, sets: tuple[str, ...], replace: bool) 
 @click.option("--json", "as_json", is_flag=True)
 @workspace_option
 def source_list(as_json: bool) -> None:
+    """Configured sources (secrets are shown by name only)."""
     ws = current_workspace()
     rows = [s.to_json() for s in ws.sources()]
     if as_json:
@@ -280,6 +282,7 @@ def raw_group() -> None:
 @click.option("--stream", help="Only this stream.")
 @workspace_option
 def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
+    """Landings, oldest first, with record counts."""
     from .raw.landing import open_index
 
     index = open_index(current_workspace())
@@ -332,6 +335,195 @@ def raw_reindex() -> None:
     finally:
         index.close()
     click.echo(f"indexed {count} manifests")
+
+
+# --- derivatives ----------------------------------------------------------------
+@main.group("derive")
+def derive_group() -> None:
+    """L2 derivatives: aggregates, SQL-on-FHIR views and SQL, built into Parquet versions."""
+
+
+@derive_group.command("add")
+@click.option("--file", "spec_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSON spec (see README: Derivatives).")
+@click.option("--replace", is_flag=True, help="Replace a derivative of the same name.")
+@click.option("--build/--no-build", default=False, help="Build it right away.")
+@workspace_option
+def derive_add(spec_file: Path, replace: bool, build: bool) -> None:
+    """Add a derivative from a JSON spec, checked against its inputs before it is saved."""
+    from .derive.build import build as build_one
+    from .derive.service import add_spec, load_spec_file
+
+    ws = current_workspace()
+    spec = add_spec(ws, load_spec_file(spec_file), replace=replace)
+    click.echo(f"derivative {spec['name']} ({spec['kind']}) saved")
+    if build:
+        click.echo(build_one(ws, spec["name"], progress=cli_progress()).summary())
+
+
+@derive_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def derive_list(as_json: bool) -> None:
+    """Derivatives with their kind and current version."""
+    from .derive.catalog import Catalog
+
+    catalog = Catalog(current_workspace())
+    rows = []
+    for spec in catalog.specs():
+        current = catalog.current(spec["name"])
+        rows.append({"name": spec["name"], "kind": spec["kind"],
+                     "input": spec.get("input") or spec.get("inputs"),
+                     "version": current.version if current else None,
+                     "published_at": current.published_at if current else None,
+                     "rows": current.rows if current else None,
+                     "columns": current.columns if current else None})
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no derivatives; add one with: lithotse derive add --file SPEC.json")
+    for row in rows:
+        state = f"version {row['version']} ({row['rows']} rows)" if row["version"] else "not built"
+        click.echo(f"{row['name']:<28} {row['kind']:<10} {state}")
+
+
+@derive_group.command("show")
+@click.argument("name")
+@click.option("--as-of", "as_of", help="Answer from the version that was current on this day.")
+@click.option("--from", "date_from")
+@click.option("--to", "date_to")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def derive_show(name: str, as_of: str | None, date_from: str | None, date_to: str | None,
+                as_json: bool) -> None:
+    """The derivative's table (suppressed), from the current version or one --as-of a day."""
+    from .dates import parse_date
+    from .derive.service import read_table
+
+    version, table = read_table(current_workspace(), name, rng=DateRange.parse(date_from, date_to),
+                                as_of=parse_date(as_of, "--as-of"))
+    if as_json:
+        _emit_json({"name": name, "version": version.version, "published_at": version.published_at,
+                    "columns": table.column_names, "rows": table.to_pylist()})
+        return
+    click.echo(f"{name} version {version.version} published {version.published_at}")
+    _print_table(table)
+
+
+def _print_table(table: Any, limit: int | None = None) -> None:
+    rows = table.to_pylist()[:limit] if limit else table.to_pylist()
+    names = table.column_names
+    cells = [[("" if r[n] is None else str(r[n])) for n in names] for r in rows]
+    widths = [min(40, max([len(n)] + [len(c[i]) for c in cells])) for i, n in enumerate(names)]
+    click.echo("  ".join(n.ljust(w)[:w] for n, w in zip(names, widths)))
+    for c in cells:
+        click.echo("  ".join(v.ljust(w)[:w] for v, w in zip(c, widths)))
+    if limit and table.num_rows > limit:
+        click.echo(f"… {table.num_rows - limit} more rows")
+
+
+@derive_group.command("build")
+@click.argument("name", required=False)
+@click.option("--all", "build_every", is_flag=True, help="Build every derivative, inputs first.")
+@click.option("--full", is_flag=True, help="Recompute every partition.")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def derive_build(name: str | None, build_every: bool, full: bool, as_json: bool) -> None:
+    """Build a derivative (or all) when its spec or inputs changed."""
+    from .derive.build import build_all
+
+    if bool(name) == build_every:
+        raise ConfigError("give a derivative NAME or --all")
+    results = build_all(current_workspace(), None if build_every else [name], full=full,
+                        progress=cli_progress(as_json))
+    if as_json:
+        _emit_json([r.to_json() for r in results])
+        return
+    for r in results:
+        click.echo(r.summary())
+
+
+@derive_group.command("rm")
+@click.argument("name")
+@workspace_option
+def derive_rm(name: str) -> None:
+    """Remove a derivative: its spec and every version (raw data is untouched)."""
+    from .derive.catalog import Catalog
+
+    Catalog(current_workspace()).remove(name)
+    click.echo(f"derivative {name} removed")
+
+
+@derive_group.command("preview")
+@click.argument("name")
+@click.option("--rows", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def derive_preview(name: str, rows: int, as_json: bool) -> None:
+    """The first rows of the current version."""
+    from .derive.service import read_table
+
+    version, table = read_table(current_workspace(), name)
+    if as_json:
+        _emit_json({"name": name, "version": version.version, "columns": table.column_names,
+                    "rows": table.slice(0, rows).to_pylist(), "total_rows": table.num_rows})
+        return
+    _print_table(table, rows)
+
+
+@derive_group.command("lineage")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@workspace_option
+def derive_lineage(name: str, as_json: bool) -> None:
+    """The spec and raw objects behind the current version."""
+    from .derive.service import lineage
+
+    data = lineage(current_workspace(), name)
+    if as_json:
+        _emit_json(data)
+        return
+    click.echo(f"{name} version {data['version']} published {data['published_at']}")
+    click.echo(f"spec sha256 {data['spec_hash']}")
+    for alias, item in data["inputs"].items():
+        if "derivative" in item:
+            click.echo(f"  {alias}: derivative {item['derivative']} version {item['version']}")
+            continue
+        click.echo(f"  {alias}: {item['source']}/{item['stream']}")
+        for obj in item["objects"]:
+            rng = f"{obj['range'][0] or '…'} to {obj['range'][1] or '…'}"
+            click.echo(f"    {obj['sha256']}  {obj['original_name']}  range {rng}  landing {obj['landing']}")
+
+
+@derive_group.command("export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from", "date_from")
+@click.option("--to", "date_to")
+@workspace_option
+def derive_export(name: str, fmt: str, output: Path, date_from: str | None, date_to: str | None) -> None:
+    """Write the derivative's (suppressed) table to a file."""
+    from .derive.service import read_table
+    from .excel.export import export_table
+
+    _version, table = read_table(current_workspace(), name, rng=DateRange.parse(date_from, date_to))
+    export_table(table, fmt, output, name=name)
+    click.echo(f"wrote {table.num_rows} rows to {output}")
+
+
+@main.command("sof-test")
+@click.argument("suite_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--report", "report", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def sof_test(suite_dir: Path, report: Path) -> None:
+    """Run an SQL-on-FHIR v2 conformance suite; exits non-zero if any test fails."""
+    from .derive.sof.conformance import run_suite
+
+    passed, failed = run_suite(suite_dir, report)
+    click.echo(f"{passed} passed, {failed} failed; report: {report}")
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @main.command("demo")

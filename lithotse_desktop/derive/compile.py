@@ -1,0 +1,263 @@
+"""Spec → SQL, in one dialect-aware place.
+
+Values from specs are always bound parameters; identifiers are validated by
+:mod:`.spec` and quoted here. Checks that need the input's schema (unknown column,
+a mean over text, a date field that is not a date) raise :class:`SpecError` naming the
+spec field, before any build starts. DuckDB is the only dialect today; the
+:class:`Dialect` seam is where Spark SQL joins when builds move to Spark Connect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .spec import SpecError, dimension_alias
+
+PERIOD = "period"
+CELL_COUNT = "__n"
+
+
+class Dialect:
+    """SQL spelling that differs between engines."""
+
+    name = "duckdb"
+
+    def quote(self, ident: str) -> str:
+        return '"' + ident.replace('"', '""') + '"'
+
+    def param(self, number: int) -> str:
+        """Numbered placeholders, so one bound value can appear several times in a query."""
+        return f"${number}"
+
+    def period(self, grain: str, day_sql: str) -> str:
+        return f"CAST(date_trunc('{grain}', {day_sql}) AS DATE)"
+
+    def local_day(self, column_sql: str, typ: pa.DataType, tz_param: str) -> str:
+        if pa.types.is_date(typ):
+            return f"CAST({column_sql} AS DATE)"
+        if pa.types.is_timestamp(typ):
+            if typ.tz is not None:
+                return f"CAST(timezone({tz_param}, {column_sql}) AS DATE)"
+            return f"CAST({column_sql} AS DATE)"
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            return f"TRY_CAST(substr({column_sql}, 1, 10) AS DATE)"
+        raise TypeError(str(typ))
+
+    def full_years(self, start_sql: str, end_sql: str) -> str:
+        return f"date_sub('year', {start_sql}, {end_sql})"
+
+    def code_from_concept(self, column_sql: str, system_param: str) -> str:
+        return (f"list_extract(list_transform(list_filter(CAST(json_extract(CAST({column_sql} AS JSON), "
+                f"'$.coding[*]') AS JSON[]), lambda c: c->>'system' = {system_param}), "
+                f"lambda c: c->>'code'), 1)")
+
+    def percentile(self, column_sql: str, p: float) -> str:
+        return f"quantile_cont({column_sql}, {float(p)!r})"
+
+    def contains(self, column_sql: str, param: str) -> str:
+        return f"contains(CAST({column_sql} AS VARCHAR), {param})"
+
+
+DUCKDB = Dialect()
+
+
+@dataclass
+class Compiled:
+    sql: str
+    params: list[Any] = field(default_factory=list)
+    dimensions: list[str] = field(default_factory=list)
+    measures: list[str] = field(default_factory=list)
+    has_period: bool = False
+
+
+class _Params:
+    def __init__(self, dialect: Dialect) -> None:
+        self.values: list[Any] = []
+        self.dialect = dialect
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return self.dialect.param(len(self.values))
+
+
+def _is_numeric(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)
+
+
+def _is_day(typ: pa.DataType) -> bool:
+    return pa.types.is_date(typ) or pa.types.is_timestamp(typ)
+
+
+def _column_type(schema: pa.Schema, column: str, path: str) -> pa.DataType:
+    idx = schema.get_field_index(column)
+    if idx < 0:
+        known = ", ".join(schema.names)
+        raise SpecError(path, f"unknown column {column!r}; the input has: {known}")
+    return schema.field(idx).type
+
+
+def dedupe_sql(relation: str, key: list[str], order: list[str], dialect: Dialect = DUCKDB) -> str:
+    """Keep one row per key: the newest by the ``order`` expressions (already with DESC)."""
+    q = dialect.quote
+    parts = ", ".join(q(k) for k in key)
+    order_sql = ", ".join(order) or "1"
+    return (f"SELECT * EXCLUDE (__rank) FROM (SELECT *, row_number() OVER (PARTITION BY {parts} "
+            f"ORDER BY {order_sql}) AS __rank FROM {relation}) WHERE __rank = 1")
+
+
+def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
+                      periods: list[Any] | None = None, dialect: Dialect = DUCKDB) -> Compiled:
+    """The aggregate's SELECT over relations ``input`` (and ``joined``), grouped per period."""
+    q = dialect.quote
+    params = _Params(dialect)
+    schema = schemas["input"]
+    base = q("input")
+    columns: dict[str, tuple[str, pa.DataType]] = {n: (f"l.{q(n)}", schema.field(n).type)
+                                                   for n in schema.names}
+    from_sql = f"{base} AS l"
+    if "join" in spec:
+        join = spec["join"]
+        right = schemas["joined"]
+        left_col = join["on"]["left"]
+        _column_type(schema, left_col, "join.on.left")
+        right_col = join["on"]["right"]
+        _column_type(right, right_col, "join.on.right")
+        picked = []
+        for i, col in enumerate(join["columns"]):
+            columns[col] = (f"r.{q(col)}", _column_type(right, col, f"join.columns[{i}]"))
+            picked.append(q(col))
+        from_sql += (f" LEFT JOIN (SELECT DISTINCT ON ({q(right_col)}) {q(right_col)} AS __jk, "
+                     f"{', '.join(picked)} FROM {q('joined')}) AS r ON l.{q(left_col)} = r.__jk")
+
+    def col(name: str, path: str) -> tuple[str, pa.DataType]:
+        if name not in columns:
+            known = ", ".join(columns)
+            raise SpecError(path, f"unknown column {name!r}; the input has: {known}")
+        return columns[name]
+
+    where: list[str] = []
+    day_sql = None
+    if spec.get("date_field"):
+        day_sql = day_expression(spec, col, timezone, params, dialect)
+        if spec.get("grain", "none") != "none":
+            where.append(f"{day_sql} IS NOT NULL")
+        if spec.get("from"):
+            where.append(f"{day_sql} >= CAST({params.add(spec['from'])} AS DATE)")
+        if spec.get("to"):
+            where.append(f"{day_sql} <= CAST({params.add(spec['to'])} AS DATE)")
+    for i, f in enumerate(spec.get("filters", [])):
+        sql, _typ = col(f["column"], f"filters[{i}].column")
+        op, value = f["op"], f.get("value")
+        if op == "is null":
+            where.append(f"{sql} IS NULL")
+        elif op == "is not null":
+            where.append(f"{sql} IS NOT NULL")
+        elif op in ("in", "not in"):
+            marks = ", ".join(params.add(v) for v in value)
+            where.append(f"{sql} {'NOT IN' if op == 'not in' else 'IN'} ({marks})")
+        elif op == "between":
+            where.append(f"{sql} BETWEEN {params.add(value[0])} AND {params.add(value[1])}")
+        elif op == "contains":
+            where.append(dialect.contains(sql, params.add(value)))
+        else:
+            where.append(f"{sql} {'<>' if op == '!=' else op} {params.add(value)}")
+
+    select: list[str] = []
+    group: list[str] = []
+    dims: list[str] = []
+    grain = spec.get("grain", "none")
+    if grain != "none":
+        select.append(f"{dialect.period(grain, day_sql)} AS {q(PERIOD)}")
+        group.append(q(PERIOD))
+        if periods is not None:
+            marks = ", ".join(f"CAST({params.add(str(p))} AS DATE)" for p in periods) or "NULL"
+            where.append(f"{dialect.period(grain, day_sql)} IN ({marks})")
+    for i, d in enumerate(spec.get("group_by", [])):
+        path = f"group_by[{i}]"
+        alias = dimension_alias(d)
+        if isinstance(d, str) or "column" in d:
+            sql, _ = col(d if isinstance(d, str) else d["column"], path)
+            expr = sql
+        elif "age_band" in d:
+            birth_sql, btyp = col(d["age_band"]["birth_date"], f"{path}.age_band.birth_date")
+            if day_sql is None:
+                raise SpecError(f"{path}.age_band", "needs the spec's date_field (age at the event date)")
+            if not (_is_day(btyp) or pa.types.is_string(btyp)):
+                raise SpecError(f"{path}.age_band.birth_date", f"is {btyp}, not a date")
+            birth_day = dialect.local_day(birth_sql, btyp, params.add(timezone) if
+                                          pa.types.is_timestamp(btyp) and btyp.tz else "")
+            expr = _age_band(dialect.full_years(birth_day, day_sql), d["age_band"].get("bands", [0, 18, 45, 65, 85]))
+        else:
+            sql, ctyp = col(d["code"]["column"], f"{path}.code.column")
+            if not (pa.types.is_string(ctyp) or pa.types.is_large_string(ctyp)):
+                raise SpecError(f"{path}.code.column", f"is {ctyp}, not a CodeableConcept (JSON text)")
+            expr = dialect.code_from_concept(sql, params.add(d["code"]["system"]))
+        select.append(f"{expr} AS {q(alias)}")
+        group.append(q(alias))
+        dims.append(alias)
+    measures = []
+    for i, m in enumerate(spec["measures"]):
+        path = f"measures[{i}]"
+        fn = m["fn"]
+        if "column" in m:
+            sql, typ = col(m["column"], f"{path}.column")
+            if fn in ("sum", "mean", "median", "percentile") and not _is_numeric(typ):
+                raise SpecError(f"{path}.column", f"{fn} needs a number; {m['column']!r} is {typ}")
+        if fn == "count":
+            expr = f"count({sql})" if "column" in m else "count(*)"
+        elif fn == "count_distinct":
+            expr = f"count(DISTINCT {sql})"
+        elif fn == "mean":
+            expr = f"avg({sql})"
+        elif fn == "median":
+            expr = dialect.percentile(sql, 0.5)
+        elif fn == "percentile":
+            expr = dialect.percentile(sql, m["p"])
+        elif fn == "sum" and pa.types.is_integer(typ):
+            expr = f"CAST(sum({sql}) AS BIGINT)"
+        else:
+            expr = f"{fn}({sql})"
+        select.append(f"{expr} AS {q(m['as'])}")
+        measures.append(m["as"])
+    select.append(f"count(*) AS {q(CELL_COUNT)}")
+    sql = f"SELECT {', '.join(select)} FROM {from_sql}"
+    if where:
+        sql += " WHERE " + " AND ".join(f"({w})" for w in where)
+    if group:
+        sql += f" GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}"
+    return Compiled(sql, params.values, dims, measures, grain != "none")
+
+
+def day_expression(spec: dict, col: Any, timezone: str, params: "_Params",
+                   dialect: Dialect = DUCKDB) -> str:
+    """The calendar day of a record (see lithotse_desktop.dates) as SQL over its date field."""
+    sql, typ = col(spec["date_field"], "date_field")
+    if not (_is_day(typ) or pa.types.is_string(typ)):
+        raise SpecError("date_field", f"column {spec['date_field']!r} is {typ}, not a date")
+    tz = params.add(timezone) if pa.types.is_timestamp(typ) and typ.tz else ""
+    return dialect.local_day(sql, typ, tz)
+
+
+def period_query(spec: dict, schema: pa.Schema, relation: str, condition: str, *,
+                 timezone: str = "UTC", dialect: Dialect = DUCKDB) -> Compiled:
+    """Distinct periods of the rows of ``relation`` matching ``condition`` (incremental builds)."""
+    params = _Params(dialect)
+
+    def col(name: str, path: str) -> tuple[str, pa.DataType]:
+        return dialect.quote(name), _column_type(schema, name, path)
+
+    period = dialect.period(spec["grain"], day_expression(spec, col, timezone, params, dialect))
+    sql = f"SELECT DISTINCT {period} AS p FROM {relation} WHERE {condition} AND {period} IS NOT NULL"
+    return Compiled(sql, params.values)
+
+
+def _age_band(age_sql: str, bands: list[int]) -> str:
+    cases = []
+    for lo, hi in zip(bands, bands[1:]):
+        cases.append(f"WHEN {age_sql} < {int(hi)} THEN '{int(lo)}-{int(hi) - 1}'")
+    first = f"WHEN {age_sql} < {int(bands[0])} THEN 'under {int(bands[0])}' " if bands[0] > 0 else ""
+    return (f"CASE WHEN {age_sql} IS NULL THEN NULL {first}{' '.join(cases)} "
+            f"ELSE '{int(bands[-1])}+' END")

@@ -1,0 +1,184 @@
+"""Loading a derivative's inputs into DuckDB: raw streams (deduplicated) and other derivatives.
+
+A stream input becomes two relations: ``<alias>__landed`` holds every record of every
+landing (restricted to each landing's range, with ``_landing_id``/``_landed_at``), and
+``<alias>`` shows each record once — per the stream's declared key, or per FHIR resource
+type and id — keeping the newest by ``meta.versionId``, then ``meta.lastUpdated``, then
+landing time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import ConfigError, LithotseError, NotFound
+from ..progress import Progress
+from ..raw.landing import make_connector, open_index
+from ..raw.manifest import Manifest
+from ..raw.reader import read_landing
+from ..workspace import Workspace
+from .catalog import Catalog
+from .compile import DUCKDB, dedupe_sql
+
+PROVENANCE = ("_landing_id", "_landed_at")
+
+
+@dataclass
+class StreamInput:
+    source: str
+    stream: str
+    manifests: list[Manifest]
+    key: list[str] = field(default_factory=list)
+
+    @property
+    def identities(self) -> list[list[Any]]:
+        """The exact raw objects read, with the range each was read for."""
+        return sorted({(m.sha256, m.range_from, m.range_to) for m in self.manifests},
+                      key=lambda t: tuple(x or "" for x in t))
+
+    def distinct_manifests(self) -> list[Manifest]:
+        seen: set[tuple] = set()
+        out = []
+        for m in self.manifests:
+            ident = (m.sha256, m.range_from, m.range_to)
+            if ident not in seen:
+                seen.add(ident)
+                out.append(m)
+        return out
+
+
+def resolve_stream(ws: Workspace, source: str, stream: str) -> StreamInput:
+    connector = make_connector(ws, source)
+    info = connector.stream(stream)
+    index = open_index(ws)
+    try:
+        manifests = index.landings(source, stream)
+    finally:
+        index.close()
+    return StreamInput(source, stream, manifests, list(info.key))
+
+
+def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
+    if "derivative" in item:
+        current = catalog.current(item["derivative"])
+        if current is None:
+            catalog.spec(item["derivative"])
+            raise LithotseError(f"input derivative {item['derivative']!r} has not been built yet")
+        return {"derivative": item["derivative"], "version": current.version}
+    resolved = resolve_stream(ws, item["source"], item["stream"])
+    return {"source": item["source"], "stream": item["stream"],
+            "objects": [list(t) for t in resolved.identities]}
+
+
+def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
+    tmp = ws.local_dir / "duckdb-tmp"
+    tmp.mkdir(exist_ok=True)
+    return duckdb.connect(":memory:", config={"temp_directory": str(tmp)})
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """From here on queries cannot touch files, the network or extensions."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _dedupe_order(columns: list[str]) -> list[str]:
+    q = DUCKDB.quote
+    order = []
+    if "versionId" in columns:
+        order.append(f"TRY_CAST({q('versionId')} AS BIGINT) DESC NULLS LAST")
+        order.append(f"{q('versionId')} DESC NULLS LAST")
+    if "lastUpdated" in columns:
+        order.append(f"{q('lastUpdated')} DESC NULLS LAST")
+    order.append(f"{q('_landed_at')} DESC")
+    return order
+
+
+def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
+                progress: Progress) -> pa.Schema:
+    q = DUCKDB.quote
+    landed = f"{alias}__landed"
+    connector = make_connector(ws, resolved.source)
+    created = False
+    columns: list[str] = []
+    for manifest in resolved.distinct_manifests():
+        progress.update(f"reading {resolved.source}/{resolved.stream} {manifest.original_name}")
+        batches = read_landing(ws, manifest, connector, provenance=True)
+        first = next(batches, None)
+        if first is None:
+            continue
+        reader = pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))
+        con.register("__reader", reader)
+        try:
+            if not created:
+                con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
+                created = True
+            else:
+                existing = {r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()}
+                for name, typ, *_ in con.execute("DESCRIBE SELECT * FROM __reader").fetchall():
+                    if name not in existing:
+                        con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
+                con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
+        except duckdb.Error as exc:
+            raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {manifest.id} "
+                                f"({manifest.original_name}) does not fit the earlier ones: {exc}") from None
+        finally:
+            con.unregister("__reader")
+    if not created:
+        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
+                       f"import it first (lithotse import {resolved.source})")
+    columns = [r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()]
+    key = resolved.key or (["resourceType", "id"] if {"resourceType", "id", "resource"} <= set(columns) else [])
+    missing = [k for k in key if k not in columns]
+    if missing:
+        raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
+    hide = ", ".join(q(c) for c in PROVENANCE)
+    if key:
+        body = dedupe_sql(q(landed), key, _dedupe_order(columns))
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT * EXCLUDE ({hide}) FROM ({body})")
+    else:
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT * EXCLUDE ({hide}) FROM {q(landed)}")
+    return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
+
+
+def load_derivative(con: duckdb.DuckDBPyConnection, catalog: Catalog, alias: str, name: str) -> pa.Schema:
+    current = catalog.current(name)
+    if current is None:
+        catalog.spec(name)
+        raise LithotseError(f"input derivative {name!r} has not been built yet")
+    table = catalog.read(current)
+    con.register(f"__arrow_{alias}", table)
+    con.execute(f"CREATE TABLE {DUCKDB.quote(alias)} AS SELECT * FROM {DUCKDB.quote('__arrow_' + alias)}")
+    con.unregister(f"__arrow_{alias}")
+    return table.schema
+
+
+def empty_relation(con: duckdb.DuckDBPyConnection, alias: str, schema: pa.Schema) -> None:
+    """An empty table with an input's columns, for validating a spec without its data."""
+    con.register("__empty", schema.empty_table())
+    con.execute(f"CREATE TABLE {DUCKDB.quote(alias)} AS SELECT * FROM __empty")
+    con.unregister("__empty")
+
+
+def sample_schema(ws: Workspace, catalog: Catalog, item: dict) -> pa.Schema | None:
+    """An input's columns from its first landing (or current version), or None without data."""
+    if "derivative" in item:
+        current = catalog.current(item["derivative"])
+        if current is None:
+            catalog.spec(item["derivative"])
+            return None
+        return catalog.read(current).schema
+    resolved = resolve_stream(ws, item["source"], item["stream"])
+    connector = make_connector(ws, item["source"])
+    for manifest in resolved.distinct_manifests():
+        batch = next(read_landing(ws, manifest, connector), None)
+        if batch is not None:
+            return batch.schema
+    return None

@@ -1,0 +1,140 @@
+"""Derivative operations behind the CLI and the desktop app: add, preview, lineage, export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..dates import DateRange
+from ..errors import ConfigError, NotFound
+from ..raw.landing import make_connector, open_index
+from ..workspace import Workspace
+from .build import _view_sql, check_sql
+from .catalog import Catalog, Version
+from .compile import compile_aggregate
+from .inputs import empty_relation, lock_down, sample_schema
+from .spec import SpecError, spec_inputs, validate_spec
+
+
+def _input_path(alias: str) -> str:
+    return "input" if alias == "input" else ("join.input" if alias == "joined" else f"inputs.{alias}")
+
+
+def check_spec(ws: Workspace, spec: Any) -> dict:
+    """Every check that can run before a build: structure, inputs, columns and types, SQL."""
+    validate_spec(spec)
+    catalog = Catalog(ws)
+    schemas: dict[str, pa.Schema | None] = {}
+    for alias, item in spec_inputs(spec).items():
+        path = _input_path(alias)
+        if "derivative" in item:
+            if item["derivative"] == spec["name"]:
+                raise SpecError(path, "a derivative cannot read itself")
+            try:
+                catalog.spec(item["derivative"])
+            except NotFound as exc:
+                raise SpecError(f"{path}.derivative", str(exc)) from None
+        else:
+            try:
+                make_connector(ws, item["source"]).stream(item["stream"])
+            except NotFound as exc:
+                raise SpecError(f"{path}.source", str(exc)) from None
+            except ConfigError as exc:
+                raise SpecError(f"{path}.stream", str(exc)) from None
+        schemas[alias] = sample_schema(ws, catalog, item)
+    if spec["kind"] == "view":
+        from .sof import validate_view
+
+        try:
+            validate_view(spec["view"])
+        except Exception as exc:
+            raise SpecError("view", str(exc)) from None
+    if spec["kind"] == "sql":
+        check_sql(spec["sql"])
+    if any(s is None for s in schemas.values()):
+        return spec
+    con = duckdb.connect(":memory:")
+    try:
+        for alias, schema in schemas.items():
+            empty_relation(con, alias, schema)
+        lock_down(con)
+        if spec["kind"] == "aggregate":
+            compiled = compile_aggregate(spec, schemas, timezone=ws.timezone)
+            sql, params, field = compiled.sql, compiled.params, "measures"
+        elif spec["kind"] == "view":
+            sql, params = _view_sql(spec)
+            field = "view"
+        else:
+            sql, params, field = f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql"
+        try:
+            con.execute(f"SELECT * FROM ({sql}) LIMIT 0", params)
+        except duckdb.Error as exc:
+            raise SpecError(field, str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+    return spec
+
+
+def add_spec(ws: Workspace, spec: Any, *, replace: bool = False) -> dict:
+    catalog = Catalog(ws)
+    if isinstance(spec, dict) and spec.get("name") in catalog.names() and not replace:
+        raise ConfigError(f"derivative {spec['name']!r} exists; use --replace to change it")
+    check_spec(ws, spec)
+    catalog.save_spec(spec)
+    return spec
+
+
+def load_spec_file(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), f"not valid JSON: {exc}") from None
+
+
+def pick_version(ws: Workspace, name: str, as_of: dt.date | None = None) -> Version:
+    catalog = Catalog(ws)
+    if as_of is not None:
+        return catalog.as_of(name, as_of)
+    current = catalog.current(name)
+    if current is None:
+        catalog.spec(name)
+        raise NotFound(f"derivative {name!r} has not been built yet; run: lithotse derive build {name}")
+    return current
+
+
+def read_table(ws: Workspace, name: str, *, rng: DateRange | None = None,
+               as_of: dt.date | None = None) -> tuple[Version, pa.Table]:
+    version = pick_version(ws, name, as_of)
+    rng = rng or DateRange()
+    return version, Catalog(ws).read(version, start=rng.start, end=rng.end)
+
+
+def lineage(ws: Workspace, name: str) -> dict:
+    """The spec and the exact raw objects (with their landings) behind the current version."""
+    version = pick_version(ws, name)
+    index = open_index(ws)
+    try:
+        out_inputs = {}
+        for alias, ident in version.inputs.items():
+            if "derivative" in ident:
+                out_inputs[alias] = ident
+                continue
+            wanted = {tuple(o) for o in ident["objects"]}
+            landings = [m for m in index.landings(ident["source"], ident["stream"])
+                        if (m.sha256, m.range_from, m.range_to) in wanted]
+            out_inputs[alias] = {
+                "source": ident["source"], "stream": ident["stream"],
+                "objects": [{"sha256": m.sha256, "object_key": m.object_key, "landing": m.id,
+                             "original_name": m.original_name, "range": [m.range_from, m.range_to],
+                             "landed_at": m.landed_at} for m in landings]}
+    finally:
+        index.close()
+    return {"name": name, "version": version.version, "published_at": version.published_at,
+            "spec_hash": version.spec_hash, "spec": version.spec, "inputs": out_inputs}

@@ -1,0 +1,1 @@
+"""Spreadsheets: exports, workbook bindings and refresh, and the thin xlwings layer."""

@@ -1,0 +1,85 @@
+"""The ``lithotse-desktop`` window: a page list on the left, one page per task on the right.
+
+``--version`` answers without a display; ``--screenshot DIR`` renders every page offscreen
+at 1280x800 into ``DIR/<page>.png`` and exits, for docs and for checking the layout in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+
+SCREENSHOT_SIZE = (1280, 800)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="lithotse-desktop",
+                                     description="Lithotse desktop app: import health records, "
+                                     "browse raw landings, manage plugins.")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="workspace folder (default: $LITHOTSE_WORKSPACE or the user data folder); "
+                        "created when missing or empty")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--screenshot", type=Path, default=None, metavar="DIR",
+                        help="render each page to DIR/<page>.png at 1280x800 and exit")
+    return parser.parse_known_args(list(argv))
+
+
+def open_or_create(root: Path | None):
+    """Open the workspace; a missing or empty folder becomes a new workspace."""
+    from ..workspace import CONFIG_NAME, Workspace, default_workspace_dir
+
+    root = Path(root or default_workspace_dir()).expanduser()
+    if (root / CONFIG_NAME).exists():
+        return Workspace.open(root), False
+    if not root.exists() or not any(root.iterdir()):
+        return Workspace.create(root), True
+    return Workspace.open(root), False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, qt_args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.version:
+        print(f"lithotse-desktop {__version__}")
+        return 0
+    if args.screenshot is not None:
+        import os
+
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from ..errors import LithotseError
+    from .common import error_text
+    from .window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "lithotse-desktop",
+                                                   *qt_args])
+    app.setApplicationName("Lithotse")
+    app.setApplicationDisplayName("Lithotse")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("Lithotse")
+    try:
+        ws, created = open_or_create(args.workspace)
+    except LithotseError as exc:
+        if args.screenshot is not None:
+            print(f"lithotse-desktop: {error_text(exc)}", file=sys.stderr)
+            return 1
+        QMessageBox.critical(None, "Cannot open workspace", error_text(exc))
+        return 1
+    window = MainWindow(ws)
+    if created:
+        window.statusBar().showMessage(f"Created a new workspace in {ws.root}", 10000)
+    if args.screenshot is not None:
+        return 0 if window.save_screenshots(args.screenshot, *SCREENSHOT_SIZE) else 1
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

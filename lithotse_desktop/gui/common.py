@@ -1,0 +1,121 @@
+"""Small helpers every page uses: accessible names, readable error boxes, a job status strip."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton,
+                               QScrollArea,
+                               QWidget)
+
+from ..errors import InputError, LithotseError
+from ..progress import ProgressState
+
+W = TypeVar("W", bound=QWidget)
+
+
+def named(widget: W, name: str, tip: str | None = None) -> W:
+    """Give a control the name screen readers announce (and a tooltip saying why it exists)."""
+    widget.setAccessibleName(name)
+    if tip:
+        widget.setToolTip(tip)
+        widget.setAccessibleDescription(tip)
+    return widget
+
+
+def fixed_font():
+    return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+
+
+def error_text(exc: BaseException) -> str:
+    """The sentence a person reads: a LithotseError's own message, else the type and message."""
+    if isinstance(exc, LithotseError):
+        return str(exc)
+    return f"Unexpected {type(exc).__name__}: {exc}"
+
+
+def error_details(exc: BaseException, trace: str = "") -> str:
+    lines = [f"Error type: {type(exc).__name__}"]
+    if isinstance(exc, InputError):
+        lines += [f"Where: {exc.location}", f"Why: {exc.reason}"]
+    if trace:
+        lines += ["", "Technical details:", trace.rstrip()]
+    return "\n".join(lines)
+
+
+def show_error(parent: QWidget | None, title: str, exc: BaseException, trace: str = "") -> QMessageBox:
+    """Open (without blocking) a warning with the readable text; the traceback only on demand."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, error_text(exc),
+                      QMessageBox.StandardButton.Ok, parent)
+    box.setObjectName("errorBox")
+    box.setDetailedText(error_details(exc, trace))
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    named(box, title)
+    box.open()
+    return box
+
+
+class JobStrip(QWidget):
+    """Progress bar, status text (with record count) and a Cancel button for one running job."""
+
+    cancelRequested = Signal()
+
+    def __init__(self, what: str, parent: QWidget | None = None, cancellable: bool = True) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.bar = named(QProgressBar(), f"{what} progress")
+        self.bar.setTextVisible(False)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setVisible(False)
+        self.status = named(QLabel(""), f"{what} status")
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setWordWrap(True)
+        self.cancel = named(QPushButton("&Cancel"), f"Cancel {what.lower()}",
+                            f"Stop the running {what.lower()}; nothing it started is committed")
+        self.cancel.setEnabled(False)
+        self.cancel.setVisible(cancellable)
+        self.cancel.clicked.connect(self._on_cancel)
+        layout.addWidget(self.bar, 2)
+        layout.addWidget(self.status, 3)
+        layout.addWidget(self.cancel)
+
+    def _on_cancel(self) -> None:
+        self.cancel.setEnabled(False)
+        self.status.setText("Cancelling…")
+        self.cancelRequested.emit()
+
+    def started(self, message: str) -> None:
+        self.bar.setVisible(True)
+        self.bar.setRange(0, 0)
+        self.status.setText(message)
+        self.cancel.setEnabled(True)
+
+    def show_progress(self, state: ProgressState) -> None:
+        if state.total:
+            self.bar.setRange(0, state.total)
+            self.bar.setValue(min(state.done, state.total))
+        else:
+            self.bar.setRange(0, 0)
+        records = f" — {state.records:,} records read" if state.records else ""
+        self.status.setText(f"{state.message}{records}")
+
+    def stopped(self, message: str) -> None:
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1 if message else 0)
+        self.status.setText(message)
+        self.cancel.setEnabled(False)
+
+
+def scroll_area(inner: QWidget | None, name: str) -> QScrollArea:
+    """A frameless, resizable scroll area so pages reflow instead of clipping on small screens."""
+    area = named(QScrollArea(), name)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    if inner is not None:
+        area.setWidget(inner)
+    return area

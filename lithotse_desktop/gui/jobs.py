@@ -1,0 +1,82 @@
+"""Running core jobs off the GUI thread and turning their progress into throttled Qt signals.
+
+Core jobs are plain functions taking a :class:`~lithotse_desktop.progress.Progress`; the
+callback runs on the worker thread, so it only emits a queued signal, at most every
+``interval`` seconds, to keep the event loop free however fast the job reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..errors import Cancelled
+from ..progress import Progress, ProgressState
+
+
+class JobSignals(QObject):
+    """Signals of one job; they live in the GUI thread so connected slots run there."""
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object, str)
+    cancelled = Signal()
+
+
+class Job(QRunnable):
+    """Runs ``fn(*args, progress=..., **kwargs)`` (or without progress) on a pool thread."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = True,
+                 interval: float = 0.05, **kwargs: Any) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.signals = JobSignals()
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._interval = interval
+        self._last_emit = 0.0
+        self.progress = Progress(self._report)
+        self._with_progress = with_progress
+        self.done = False
+
+    def _report(self, state: ProgressState) -> None:
+        now = time.monotonic()
+        if now - self._last_emit >= self._interval:
+            self._last_emit = now
+            self.signals.progress.emit(dataclasses.replace(state))
+
+    def cancel(self) -> None:
+        self.progress.cancel()
+
+    def run(self) -> None:
+        try:
+            kwargs = dict(self._kwargs)
+            if self._with_progress:
+                kwargs["progress"] = self.progress
+            result = self._fn(*self._args, **kwargs)
+        except Cancelled:
+            self.done = True
+            self.signals.cancelled.emit()
+        except Exception as exc:  # shown to the user as a message box, never re-raised
+            self.done = True
+            self.signals.failed.emit(exc, traceback.format_exc())
+        else:
+            self.done = True
+            self.signals.finished.emit(result)
+
+
+def pool() -> QThreadPool:
+    return QThreadPool.globalInstance()
+
+
+def start(job: Job) -> Job:
+    pool().start(job)
+    return job
+
+
+def wait_for_jobs(msecs: int = 30000) -> bool:
+    """Block until every running job ends (used on quit and by tests)."""
+    return pool().waitForDone(msecs)

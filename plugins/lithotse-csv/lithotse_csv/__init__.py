@@ -1,0 +1,211 @@
+"""Lithotse connector for CSV and TSV files: one stream per file, landed byte for byte.
+
+Stream names come from the file's path below the configured folder without its suffix,
+with folders joined by dots and anything but letters, digits, ``.``, ``_`` and ``-``
+replaced by ``_`` (``synthea-conditions.csv`` is stream ``synthea-conditions``,
+``2024/labs.tsv`` is ``2024.labs``). Two files that would get the same name are refused
+rather than renamed, so a stream never changes meaning when files are added.
+
+Encoding (byte-order mark, else UTF-8, else cp1252), delimiter (comma, semicolon, tab or
+pipe) and column types are decided from the whole file at import and recorded in the
+landing's metadata; reading a landing back uses that record. The date column is the
+``date_column`` setting (a comma-separated list: the first one present in a file wins)
+or else detected: the first column whose first values are all ISO dates or date-times,
+preferring one whose name looks like a date (``START``, ``date``, ``admit_date``...).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
+                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.errors import ConfigError, InputError
+from lithotse_desktop.hookspecs import hookimpl
+
+from .parse import Layout, analyze, peek, typed_batches
+
+__all__ = ["CsvConnector", "lithotse_register_connectors", "stream_name"]
+
+_DELIMITER_WORDS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+
+
+def _split(text: Any) -> list[str]:
+    return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+def stream_name(relative: Path) -> str:
+    """A stable, safe stream name for a file's path relative to the configured folder."""
+    parts = [*relative.parent.parts, relative.stem]
+    return ".".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("._") or "file" for part in parts)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stream: str
+    path: Path
+    label: str
+
+
+class CsvConnector(Connector):
+    name = "csv"
+    version = "0.1.0"
+    title = "CSV / TSV files"
+    description = ("Delimited text exports (EHR extracts, Synthea, lab lists): one stream per "
+                   "file, typed columns, a date column chosen or detected.")
+    fields = (
+        ConfigField("path", FieldType.PATH, "File or folder", required=True,
+                    help="A CSV/TSV file, or a folder searched (with subfolders) for matching files."),
+        ConfigField("date_column", FieldType.TEXT, "Date column",
+                    help="Column holding each record's date; comma-separate alternatives for "
+                         "folders of different files. Detected when empty."),
+        ConfigField("delimiter", FieldType.TEXT, "Delimiter",
+                    help="One character, or comma/semicolon/tab/pipe. Detected when empty."),
+        ConfigField("encoding", FieldType.TEXT, "Encoding",
+                    help="e.g. utf-8, cp1252, latin-1. Detected when empty."),
+        ConfigField("key", FieldType.TEXT, "Record key columns",
+                    help="Comma-separated columns identifying a record (e.g. an encounter id); "
+                         "applied to the files that have all of them."),
+        ConfigField("pattern", FieldType.TEXT, "File patterns", default="*.csv,*.tsv",
+                    help="Comma-separated globs matched case-insensitively against file names."),
+    )
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.root = Path(str(self.settings["path"])).expanduser()
+        self.patterns = [p.lower() for p in _split(self.settings.get("pattern") or "*.csv,*.tsv")]
+        self.date_columns = _split(self.settings.get("date_column"))
+        self.key = tuple(_split(self.settings.get("key")))
+        self.delimiter = self._delimiter(self.settings.get("delimiter"))
+        self.encoding = self._encoding(self.settings.get("encoding"))
+        self._entry_list: list[_Entry] | None = None
+        self._peeked: dict[Path, tuple[list[str], str | None, list[str]] | InputError] = {}
+
+    @staticmethod
+    def _delimiter(value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        text = str(value)
+        text = _DELIMITER_WORDS.get(text.strip().lower(), text)
+        if len(text) != 1 or text in "\"\r\n":
+            raise ConfigError(f"setting delimiter: {value!r} is not one character "
+                              "(or comma, semicolon, tab, pipe)")
+        return text
+
+    @staticmethod
+    def _encoding(value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            return codecs.lookup(str(value).strip()).name
+        except LookupError:
+            raise ConfigError(f"setting encoding: {value!r} is not an encoding Python knows") from None
+
+    def _entries(self) -> list[_Entry]:
+        if self._entry_list is not None:
+            return self._entry_list
+        if self.root.is_file():
+            found = [(self.root, Path(self.root.name))]
+        else:
+            found = []
+            for path in list_files(self.root, ["*"]):
+                relative = path.relative_to(self.root)
+                if any(part.startswith((".", "~$")) for part in relative.parts):
+                    continue
+                if any(fnmatch.fnmatch(path.name.lower(), p) for p in self.patterns):
+                    found.append((path, relative))
+            if not found:
+                raise ConfigError(f"{self.root}: no files matching {', '.join(self.patterns)}")
+        entries: dict[str, _Entry] = {}
+        for path, relative in found:
+            entry = _Entry(stream_name(relative), path, relative.as_posix())
+            if entry.stream in entries:
+                raise ConfigError(f"{entries[entry.stream].label} and {entry.label} would both be "
+                                  f"stream {entry.stream!r}; narrow the pattern setting")
+            entries[entry.stream] = entry
+        self._entry_list = list(entries.values())
+        return self._entry_list
+
+    def _peek(self, entry: _Entry) -> tuple[list[str], str | None, list[str]]:
+        if entry.path not in self._peeked:
+            try:
+                self._peeked[entry.path] = peek(entry.path, entry.label, encoding=self.encoding,
+                                                delimiter=self.delimiter)
+            except InputError as exc:
+                self._peeked[entry.path] = exc
+        found = self._peeked[entry.path]
+        if isinstance(found, InputError):
+            raise found
+        return found
+
+    def _date_field(self, names: list[str], detected: str | None) -> str | None:
+        if self.date_columns:
+            return next((c for c in self.date_columns if c in names), None)
+        return detected
+
+    def streams(self) -> list[StreamInfo]:
+        infos = []
+        for entry in self._entries():
+            try:
+                names, detected, dated = self._peek(entry)
+            except InputError as exc:
+                infos.append(StreamInfo(entry.stream, description=f"{entry.label} (unreadable: {exc})"))
+                continue
+            date_field = self._date_field(names, detected)
+            key = self.key if self.key and all(k in names for k in self.key) else ()
+            date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *dated]))
+            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, entry.label))
+        return infos
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        wanted = set(request.streams)
+        for entry in self._entries():
+            if entry.stream not in wanted:
+                continue
+            request.progress.check()
+            prior = request.state.get(entry.stream)
+            tracker = FileTracker.from_cursor(prior)
+            if not request.full and not tracker.is_new(entry.path, request.date_range):
+                continue
+            names, detected, _ = self._peek(entry)
+            date_field = self._date_field(names, detected)
+            if self.date_columns and date_field is None:
+                raise InputError(f"{entry.label}, line 1",
+                                 f"no date column {' or '.join(map(repr, self.date_columns))}; "
+                                 f"columns: {', '.join(names)}")
+            seed = prior.get("columns") if isinstance(prior, dict) else None
+            request.progress.update(f"checking {entry.label}")
+            layout = analyze(entry.path, entry.label, encoding=self.encoding,
+                             delimiter=self.delimiter, date_column=date_field, detect=False,
+                             seed=seed if isinstance(seed, dict) else None,
+                             check=request.progress.check)
+            cursor = tracker.mark(entry.path, request.date_range)
+            cursor["columns"] = dict(zip(layout.names, layout.kinds))
+            media = "text/tab-separated-values" if layout.delimiter == "\t" else "text/csv"
+            yield Payload(entry.stream, entry.label, entry.path, media, cursor=cursor,
+                          meta=layout.to_meta())
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        path = Path(obj.path)
+        try:
+            layout = Layout.from_meta(obj.meta or {})
+            if layout is None:
+                layout = analyze(path, obj.name, encoding=self.encoding, delimiter=self.delimiter)
+            yield from typed_batches(path, obj.name, layout)
+        except InputError:
+            raise
+        except (pa.ArrowException, UnicodeError, ValueError, TypeError, OSError, csv.Error) as exc:
+            raise InputError(obj.name, f"cannot be read: {exc}") from None
+
+
+@hookimpl
+def lithotse_register_connectors() -> list[type[Connector]]:
+    return [CsvConnector]

@@ -1,0 +1,257 @@
+"""Streaming a delimited file through pyarrow's CSV reader, and the layout decided for it.
+
+Every field is read as text and typed afterwards (see :mod:`lithotse_csv.columns`), so the
+types come from the whole file rather than from pyarrow's look at its first block, and a
+landing always reads back with the schema recorded when it was imported.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from lithotse_desktop.errors import InputError
+
+from . import columns as col
+from . import sniff
+
+BLOCK = 1 << 20
+META_FORMAT = "lithotse-csv/1"
+_MAX_GUESSED_COLUMNS = 4096
+
+
+@dataclass
+class Layout:
+    """Everything needed to read a file back without guessing again."""
+
+    encoding: str
+    delimiter: str
+    names: list[str]
+    kinds: list[str]
+    date_column: str | None
+    date_columns: list[str]
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(n, col.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds)])
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"format": META_FORMAT, "encoding": self.encoding, "delimiter": self.delimiter,
+                "columns": [[n, k] for n, k in zip(self.names, self.kinds)],
+                "date_column": self.date_column, "date_columns": list(self.date_columns)}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "Layout | None":
+        if meta.get("format") != META_FORMAT:
+            return None
+        try:
+            pairs = [(str(n), str(k)) for n, k in meta["columns"]]
+            layout = cls(str(meta["encoding"]), str(meta["delimiter"]), [n for n, _ in pairs],
+                         [k for _, k in pairs], meta.get("date_column"),
+                         list(meta.get("date_columns") or []))
+        except (KeyError, TypeError, ValueError):
+            return None
+        if any(k not in col.ARROW_TYPES for k in layout.kinds) or len(layout.delimiter) != 1:
+            return None
+        return layout
+
+
+class _Terminated(io.RawIOBase):
+    """A file with a final newline added when it lacks one: pyarrow cannot read a header-only
+    file whose single line is unterminated."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "rb")
+        self._tail = b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._fh.read(len(buffer))
+        if not data:
+            data, self._tail = self._tail, b""
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _source(path: Path, encoding: str) -> Any:
+    if "\n".encode(encoding, errors="replace") != b"\n":
+        return str(path)
+    with open(path, "rb") as fh:
+        fh.seek(0, io.SEEK_END)
+        if fh.tell() == 0:
+            return str(path)
+        fh.seek(-1, io.SEEK_END)
+        last = fh.read(1)
+    return str(path) if last in (b"\n", b"\r") else io.BufferedReader(_Terminated(path))
+
+
+def _open(path: Path, encoding: str, delimiter: str, width: int) -> pacsv.CSVStreamingReader:
+    native = encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig")
+    read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=BLOCK,
+                             encoding="utf8" if native else encoding, use_threads=False)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    convert = pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
+                                   null_values=[""], strings_can_be_null=True,
+                                   quoted_strings_can_be_null=False)
+    return pacsv.open_csv(_source(path, encoding), read_options=read, parse_options=parse,
+                          convert_options=convert)
+
+
+def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exception) -> InputError:
+    text = str(exc)
+    if "Empty CSV file" in text:
+        return InputError(f"{name}, line 1", "the file is empty: a header row is expected")
+    found = sniff.structural_problem(path, name, encoding, delimiter)
+    return found or InputError(name, f"cannot be read as delimited text: {text}")
+
+
+def text_batches(path: Path, name: str, encoding: str, delimiter: str) -> Iterator[pa.RecordBatch]:
+    """Every record as text columns, the header row first; parse errors become InputError."""
+    try:
+        reader = _open(path, encoding, delimiter, _MAX_GUESSED_COLUMNS)
+        width = len(reader.schema)
+        if width > _MAX_GUESSED_COLUMNS:
+            reader = _open(path, encoding, delimiter, width)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+    except (pa.ArrowException, UnicodeError, LookupError) as exc:
+        raise _failure(path, name, encoding, delimiter, exc) from None
+    except OSError as exc:
+        raise InputError(name, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _location(path: Path, name: str, layout_encoding: str, delimiter: str, record: int) -> str:
+    line = sniff.record_line(path, layout_encoding, delimiter, record)
+    return f"{name}, line {line}" if line else f"{name}, record {record + 1}"
+
+
+def _header(path: Path, name: str, encoding: str, delimiter: str, batch: pa.RecordBatch) -> list[str]:
+    raw = list(batch.slice(0, 1).to_pylist()[0].values())
+    if all(not (value or "").strip() for value in raw):
+        raise InputError(_location(path, name, encoding, delimiter, -1),
+                         "the header row is blank: the first line must name the columns")
+    return sniff.clean_names(raw)
+
+
+def _ends_inside_quotes(batch: pa.RecordBatch | None) -> bool:
+    """Whether the last field of the file spans lines: the mark of a quote never closed,
+    which pyarrow accepts by running the field to the end of the file."""
+    if batch is None or batch.num_rows == 0:
+        return False
+    last = batch.column(batch.num_columns - 1)[batch.num_rows - 1].as_py()
+    return last is not None and ("\n" in last or "\r" in last)
+
+
+def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: str | None = None,
+            date_column: str | None = None, detect: bool = True,
+            seed: Mapping[str, str] | None = None,
+            check: Callable[[], None] = lambda: None) -> Layout:
+    """Decide a file's layout from all of it: encoding, delimiter, header, column types.
+
+    ``date_column`` must be in the header when given; otherwise it is detected from the
+    first rows when ``detect`` is set. Any cell of the date column that is not a date
+    raises InputError naming its line.
+    """
+    enc = sniff.scan_encoding(path, name, encoding, check)
+    delim = delimiter or sniff.sniff_delimiter(sniff.sample_text(path, name, enc)[0], path.suffix)
+    names: list[str] | None = None
+    inference: col.Inference | None = None
+    dated: list[str] = []
+    record = 0
+    last: pa.RecordBatch | None = None
+    for batch in text_batches(path, name, enc, delim):
+        if names is None:
+            if batch.num_rows == 0:
+                continue
+            names = _header(path, name, enc, delim, batch)
+            batch = batch.slice(1)
+            prepared = [col.prepare(c) for c in batch.columns]
+            detected, dated = col.detect_date_column(names, prepared)
+            if date_column is None and detect:
+                date_column = detected
+            elif date_column is not None and date_column not in names:
+                raise InputError(f"{name}, line 1", f"no column named {date_column!r}; "
+                                 f"columns: {', '.join(names)}")
+            inference = col.Inference(names, date_column, dict(seed or {}))
+        else:
+            prepared = [col.prepare(c) for c in batch.columns]
+        assert inference is not None
+        problem = inference.feed(prepared)
+        if problem is not None:
+            raise InputError(_location(path, name, enc, delim, record + problem.row), problem.message)
+        record += batch.num_rows
+        last = batch
+        check()
+    if _ends_inside_quotes(last):
+        problem_found = sniff.structural_problem(path, name, enc, delim)
+        if problem_found is not None:
+            raise problem_found
+    if names is None:
+        raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
+    assert inference is not None
+    return Layout(enc, delim, names, inference.result(), date_column, dated)
+
+
+def peek(path: Path, name: str, *, encoding: str | None = None,
+         delimiter: str | None = None) -> tuple[list[str], str | None, list[str]]:
+    """Header names, detected date column and date-valued columns from the first block only.
+
+    Cheap enough to run for every file when listing streams; the full check happens at import.
+    """
+    text, enc = sniff.sample_text(path, name, encoding)
+    delim = delimiter or sniff.sniff_delimiter(text, path.suffix)
+    for batch in text_batches(path, name, enc, delim):
+        if batch.num_rows == 0:
+            continue
+        names = _header(path, name, enc, delim, batch)
+        prepared = [col.prepare(c) for c in batch.slice(1).columns]
+        detected, dated = col.detect_date_column(names, prepared)
+        return names, detected, dated
+    raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
+
+
+def typed_batches(path: Path, name: str, layout: Layout) -> Iterator[pa.RecordBatch]:
+    """The file as record batches of the layout's schema; a cell that does not fit raises InputError."""
+    schema = layout.schema()
+    header_seen = False
+    record = 0
+    emitted = False
+    for batch in text_batches(path, name, layout.encoding, layout.delimiter):
+        if batch.num_columns != len(layout.names):
+            raise InputError(f"{name}, line 1", f"the header has {batch.num_columns} fields but "
+                             f"{len(layout.names)} were recorded when it was imported")
+        if not header_seen:
+            if batch.num_rows == 0:
+                continue
+            header_seen = True
+            batch = batch.slice(1)
+        arrays = []
+        for column, kind, raw in zip(layout.names, layout.kinds, batch.columns):
+            array, bad = col.convert(kind, raw)
+            if bad is not None:
+                value = raw[bad].as_py()
+                what = "not an ISO date or date-time" if kind in col.DATE_KINDS else f"not {kind}"
+                raise InputError(_location(path, name, layout.encoding, layout.delimiter, record + bad),
+                                 f"column {column!r}: {value!r} is {what}")
+            arrays.append(array)
+        record += batch.num_rows
+        emitted = True
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if not header_seen:
+        raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
+    if not emitted:
+        yield pa.RecordBatch.from_pylist([], schema=schema)

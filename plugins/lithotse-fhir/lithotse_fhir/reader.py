@@ -1,0 +1,418 @@
+"""Reading landed FHIR payloads (NDJSON, Bundles, single resources) as typed Arrow batches.
+
+NDJSON is parsed by DuckDB in bulk (never row by row in Python): each line is kept as the
+``resource`` text and a handful of fields are pulled out and typed in SQL. Validation
+happens twice by design: SQL only flags the first bad record cheaply, and a Python pass
+over the file then names its line and the reason, so error messages have one source of
+truth (``problem``). Bundles are one JSON document each, so they are parsed with ``json``,
+their entries checked in Python, and the resources sent through the same SQL.
+
+Date rule (see README): ``date`` and the other date columns are ``date32`` holding the
+calendar date as written in the resource (partial dates → first day of the year or month;
+a dateTime's own offset is kept, so 23:30-04:00 stays on its day); ``date_time`` and
+``lastUpdated`` are UTC instants (``timestamp[us, tz=UTC]``), null for date-only values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lithotse_desktop.errors import InputError
+
+from .types import R4_TYPES, TYPE_NAME, date_columns
+
+BATCH_ROWS = 32_768
+MAX_OBJECT_BYTES = 1 << 28
+
+DATE_PATTERN = (r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+                r"(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])"
+                r"(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+                r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)?)?)?")
+_DATE_RE = re.compile(DATE_PATTERN)
+_OFFSET_RE = re.compile(r"([+-])([0-9]{2}):([0-9]{2})$")
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def schema_for(resource_type: str) -> pa.Schema:
+    """The fixed schema of a stream: the same columns and types whatever the file holds."""
+    utc = pa.timestamp("us", tz="UTC")
+    dates = [pa.field(name, pa.date32()) for name, _ in date_columns(resource_type)]
+    return pa.schema([pa.field("id", pa.string()), pa.field("resourceType", pa.string()),
+                      pa.field("versionId", pa.string()), pa.field("lastUpdated", utc),
+                      dates[0], pa.field("date_time", utc), *dates[1:],
+                      pa.field("resource", pa.string())])
+
+
+# --- Python validation: the one place that words what is wrong ---------------------------
+
+def _date_problem(value: Any, label: str, instant: bool = False) -> str | None:
+    """Why a FHIR date/dateTime/instant value is invalid, or None; mirrors the SQL checks."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{label} is not a string"
+    if not _DATE_RE.fullmatch(value) or (instant and len(value) < 10):
+        return f"{label} {value!r} is not a valid FHIR {'instant' if instant else 'date/dateTime'}"
+    padded = value + "-01-01"[len(value) - 4:] if len(value) < 10 else value[:10]
+    try:
+        day = dt.date(int(padded[:4]), int(padded[5:7]), int(padded[8:10]))
+    except ValueError:
+        return f"{label} {value!r} is not a calendar date"
+    if len(value) > 10:
+        offset = _OFFSET_RE.search(value)
+        minutes = 0
+        if offset:
+            minutes = (int(offset.group(2)) * 60 + int(offset.group(3))) * (1 if offset.group(1) == "+" else -1)
+        clock = dt.datetime.combine(day, dt.time(int(value[11:13]), int(value[14:16]), int(value[17:19])))
+        try:
+            clock - dt.timedelta(minutes=minutes)
+        except OverflowError:
+            return f"{label} {value!r} is out of range"
+    return None
+
+
+def _path_value(obj: dict, path: str) -> Any:
+    """Follow a dotted path through nested objects; anything else along the way means absent."""
+    node: Any = obj
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def problem(obj: Any, expected: str, mixed: bool) -> str | None:
+    """Why ``obj`` cannot be read as a resource of the ``expected`` stream, or None when it can.
+
+    ``mixed`` payloads (Bundles, NDJSON holding several types) may contain other types,
+    which this stream skips; a single-type payload must hold only ``expected``.
+    """
+    if not isinstance(obj, dict):
+        return "not a JSON object, so not a FHIR resource"
+    if "resourceType" not in obj or obj["resourceType"] is None:
+        return "no resourceType: not a FHIR resource"
+    kind = obj["resourceType"]
+    if not isinstance(kind, str):
+        return "resourceType is not a string"
+    if not TYPE_NAME.fullmatch(kind):
+        return f"resourceType {kind!r} is not a FHIR resource type name"
+    if kind != expected:
+        return None if mixed else f"resourceType is {kind}, expected {expected}"
+    if obj.get("id") is not None and not isinstance(obj["id"], str):
+        return "id is not a string"
+    meta = obj.get("meta")
+    if isinstance(meta, dict):
+        if meta.get("versionId") is not None and not isinstance(meta["versionId"], str):
+            return "meta.versionId is not a string"
+        bad = _date_problem(meta.get("lastUpdated"), "meta.lastUpdated", instant=True)
+        if bad:
+            return bad
+    for _column, paths in date_columns(expected):
+        for path in paths:
+            bad = _date_problem(_path_value(obj, path), f"{expected}.{path}")
+            if bad:
+                return bad
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Strict JSON (no NaN/Infinity), as DuckDB reads it."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+# --- SQL --------------------------------------------------------------------------------
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _struct(paths: list[str]) -> dict:
+    root: dict = {}
+    for path in paths:
+        node = root
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = "JSON"
+    return root
+
+
+def _leaf(path: str) -> str:
+    return "v." + ".".join(f'"{part}"' for part in path.split("."))
+
+
+_MACROS = f"""
+SET TimeZone = 'UTC';
+CREATE OR REPLACE MACRO fhir_str(x) AS
+    CASE WHEN starts_with(CAST(x AS VARCHAR), '"') THEN json_extract_string(x, '$') END;
+CREATE OR REPLACE MACRO fhir_not_str(x) AS
+    x IS NOT NULL AND NOT starts_with(CAST(x AS VARCHAR), '"');
+CREATE OR REPLACE MACRO fhir_day(s) AS try_cast(
+    CASE length(s) WHEN 4 THEN s || '-01-01' WHEN 7 THEN s || '-01' ELSE left(s, 10) END AS DATE);
+CREATE OR REPLACE MACRO fhir_instant(s) AS
+    CASE WHEN length(s) > 10 THEN try_cast(s AS TIMESTAMPTZ) END;
+CREATE OR REPLACE MACRO fhir_bad_date(s) AS s IS NOT NULL AND (
+    NOT regexp_full_match(s, {_sql_str(DATE_PATTERN)}) OR fhir_day(s) IS NULL
+    OR (length(s) > 10 AND coalesce(year(fhir_instant(s)) NOT BETWEEN 1 AND 9999, true)));
+"""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(_MACROS)
+    return con
+
+
+def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
+    """SQL turning a relation of one ``json`` text column into the stream's columns plus flags."""
+    columns = date_columns(resource_type)
+    date_paths = list(dict.fromkeys(p for _, paths in columns for p in paths))
+    leaves = ["id", "resourceType", "meta.versionId", "meta.lastUpdated", *date_paths]
+    struct = json.dumps(_struct(leaves))
+    names = {path: f"s{i}" for i, path in enumerate(leaves)}
+    strings = ",\n".join(f"fhir_str({_leaf(p)}) AS {names[p]}, fhir_not_str({_leaf(p)}) AS n{names[p][1:]}"
+                         for p in leaves)
+    kind = names["resourceType"]
+    mine = f"{kind} = {_sql_str(resource_type)}"
+    if mixed:
+        kind_bad = f"{kind} IS NULL OR NOT regexp_full_match({kind}, '[A-Z][A-Za-z]{{0,63}}')"
+    else:
+        kind_bad = f"{kind} IS DISTINCT FROM {_sql_str(resource_type)}"
+    lu = names["meta.lastUpdated"]
+    field_bad = [f"n{names['id'][1:]}", f"n{names['meta.versionId'][1:]}", f"n{lu[1:]}",
+                 f"fhir_bad_date({lu})", f"({lu} IS NOT NULL AND length({lu}) < 10)"]
+    for path in date_paths:
+        field_bad += [f"n{names[path][1:]}", f"fhir_bad_date({names[path]})"]
+    outputs = []
+    for column, paths in columns:
+        value = f"coalesce({', '.join(names[p] for p in paths)})" if paths else "NULL::VARCHAR"
+        outputs.append(f"fhir_day({value}) AS \"{column}\"")
+        if column == "date":
+            outputs.append(f"fhir_instant({value}) AS date_time")
+    return f"""
+WITH src AS (SELECT json FROM {source}),
+parsed AS (SELECT json, from_json(json, {_sql_str(struct)}) AS v FROM src),
+flat AS (SELECT json, {strings} FROM parsed)
+SELECT {names['id']} AS id, {kind} AS "resourceType", {names['meta.versionId']} AS "versionId",
+       CASE WHEN length({lu}) >= 10 THEN try_cast({lu} AS TIMESTAMPTZ) END AS "lastUpdated",
+       {', '.join(outputs)},
+       CAST(json AS VARCHAR) AS resource,
+       coalesce(({kind_bad}) OR ({mine} AND ({' OR '.join(field_bad)})), true) AS _bad,
+       coalesce({mine}, false) AS _keep
+FROM flat
+"""
+
+
+def _batches(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema,
+             on_bad) -> Iterator[pa.RecordBatch]:
+    """Run the extraction, hand the first flagged record index to ``on_bad``, yield kept rows."""
+    reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+    seen = 0
+    for batch in reader:
+        bad = batch.column("_bad")
+        if pc.any(bad).as_py():
+            on_bad(seen + pc.index(bad, True).as_py())
+        seen += batch.num_rows
+        kept = batch.filter(batch.column("_keep")).drop_columns(["_bad", "_keep"])
+        if kept.num_rows:
+            yield pa.RecordBatch.from_arrays([kept.column(f.name).cast(f.type) for f in schema],
+                                             schema=schema)
+
+
+# --- NDJSON -----------------------------------------------------------------------------
+
+def _open_lines(path: Path, gz: bool):
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def locate_ndjson(path: Path, name: str, expected: str, mixed: bool,
+                  record: int | None = None, detail: str = "") -> InputError:
+    """Find the first bad line of an NDJSON file (DuckDB said something is wrong) and say why.
+
+    ``record`` (0-based, blank lines not counted) is where SQL flagged a problem: lines
+    before it were already checked in SQL, so only that record is parsed first; the whole
+    file is scanned when it turns out fine there.
+    """
+    gz = is_gzip(path)
+    for start in ([record, None] if record is not None else [None]):
+        index, lineno = -1, 0
+        try:
+            with _open_lines(path, gz) as fh:
+                for lineno, raw in enumerate(fh, 1):
+                    if not raw.strip():
+                        continue
+                    index += 1
+                    if start is not None and index < start:
+                        continue
+                    where = f"{name}, line {lineno}"
+                    try:
+                        obj = parse_json(raw.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        return InputError(where, "not UTF-8 text")
+                    except ValueError as exc:
+                        return InputError(where, f"invalid JSON: {exc}")
+                    reason = problem(obj, expected, mixed)
+                    if reason:
+                        return InputError(where, reason)
+                    if start is not None:
+                        break
+        except (OSError, EOFError, zlib.error) as exc:
+            return InputError(f"{name}, line {lineno + 1}", f"gzip data is corrupt or truncated ({exc})")
+    where = f"{name}, record {record + 1}" if record is not None else name
+    return InputError(where, f"cannot be read as NDJSON {expected} resources"
+                      + (f": {detail}" if detail else ""))
+
+
+def read_ndjson(path: Path, name: str, expected: str, mixed: bool = False) -> Iterator[pa.RecordBatch]:
+    """Stream an NDJSON (optionally gzipped) file of resources as batches of ``expected``."""
+    compression = "gzip" if is_gzip(path) else "none"
+    source = (f"read_ndjson_objects({_sql_str(str(path))}, compression='{compression}', "
+              f"maximum_object_size={MAX_OBJECT_BYTES})")
+    con = connect()
+
+    def on_bad(record: int) -> None:
+        raise locate_ndjson(path, name, expected, mixed, record)
+
+    try:
+        yield from _batches(con, extract_sql(source, expected, mixed), schema_for(expected), on_bad)
+    except duckdb.Error as exc:
+        raise locate_ndjson(path, name, expected, mixed,
+                            detail=str(exc).split("\n")[0].replace(str(path), name)) from None
+    finally:
+        con.close()
+
+
+def ndjson_types(path: Path, name: str) -> dict[str | None, int]:
+    """Resource types (None: no resourceType) and their counts in an NDJSON file, one scan."""
+    compression = "gzip" if is_gzip(path) else "none"
+    con = connect()
+    try:
+        rows = con.sql(f"""SELECT fhir_str(json -> 'resourceType') AS kind, count(*)
+            FROM read_ndjson_objects({_sql_str(str(path))}, compression='{compression}',
+                                     maximum_object_size={MAX_OBJECT_BYTES}) GROUP BY ALL""").fetchall()
+    except duckdb.Error as exc:
+        raise locate_ndjson(path, name, "Resource", True,
+                            detail=str(exc).split("\n")[0].replace(str(path), name)) from None
+    finally:
+        con.close()
+    return {kind: count for kind, count in rows}
+
+
+# --- Bundles and single resources ----------------------------------------------------------
+
+def load_document(path: Path, name: str) -> Any:
+    """Parse a whole JSON document (gzip allowed); errors name the line and column."""
+    try:
+        with _open_lines(path, is_gzip(path)) as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(name, f"gzip data is corrupt or truncated ({exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(name, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return parse_json(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}, line {exc.lineno}", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(name, f"invalid JSON: {exc}") from None
+
+
+def document_resources(doc: Any, name: str) -> Iterator[tuple[str, dict]]:
+    """(location, resource) for every resource a JSON document holds: a Bundle's entries or itself.
+
+    Entries without a resource are skipped only when they are transaction/history
+    bookkeeping (they carry ``request`` or ``response``, e.g. a DELETE); otherwise the
+    entry is bad. Nested Bundles are resources of type Bundle, not unpacked.
+    """
+    reason = problem(doc, "Bundle", True)
+    if reason:
+        raise InputError(name, reason)
+    if doc["resourceType"] != "Bundle":
+        yield name, doc
+        return
+    entries = doc.get("entry", [])
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        raise InputError(f"{name}, Bundle.entry", "is not a list")
+    for i, entry in enumerate(entries):
+        where = f"{name}, Bundle.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(where, "entry is not a JSON object")
+        resource = entry.get("resource")
+        if resource is None:
+            if "request" in entry or "response" in entry:
+                continue
+            raise InputError(where, "entry has no resource")
+        reason = problem(resource, "Resource", True)
+        if reason:
+            raise InputError(where, reason)
+        yield where, resource
+
+
+def document_types(path: Path, name: str) -> set[str]:
+    """Resource types found in a Bundle or single-resource JSON file (checks every entry)."""
+    doc = load_document(path, name)
+    return {res["resourceType"] for _, res in document_resources(doc, name)}
+
+
+def read_document(path: Path, name: str, expected: str) -> Iterator[pa.RecordBatch]:
+    """Batches of the ``expected`` resources of a Bundle or single-resource JSON file."""
+    doc = load_document(path, name)
+    rows: list[str] = []
+    where: list[str] = []
+    for location, resource in document_resources(doc, name):
+        if resource["resourceType"] != expected:
+            continue
+        reason = problem(resource, expected, False)
+        if reason:
+            raise InputError(location, reason)
+        rows.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+        where.append(location)
+    if not rows:
+        return
+    con = connect()
+
+    def on_bad(record: int) -> None:
+        raise InputError(where[record], f"cannot be read as a {expected} resource")
+
+    try:
+        con.register("bundle_rows", pa.table({"json": pa.array(rows, pa.string())}))
+        yield from _batches(con, extract_sql("bundle_rows", expected, False), schema_for(expected), on_bad)
+    except duckdb.Error as exc:
+        raise InputError(name, f"cannot be read as {expected} resources: {exc}") from None
+    finally:
+        con.close()
+
+
+def read_payload(path: Path, name: str, stream: str, meta: dict) -> Iterator[pa.RecordBatch]:
+    """Dispatch on the payload format recorded at fetch time (or guessed from the name)."""
+    if stream not in R4_TYPES:
+        raise InputError(name, f"{stream} is not a FHIR R4 resource type")
+    fmt = meta.get("format")
+    if fmt is None:
+        base = name[:-3] if name.endswith(".gz") else name
+        fmt = "ndjson" if base.endswith((".ndjson", ".jsonl")) else "document"
+    if fmt == "ndjson":
+        return read_ndjson(path, name, stream, bool(meta.get("mixed")))
+    return read_document(path, name, stream)

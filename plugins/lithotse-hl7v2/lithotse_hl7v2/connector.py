@@ -1,0 +1,154 @@
+"""The ``hl7v2`` connector: files of HL7 v2 messages, landed unchanged, read back per message type.
+
+Streams:
+
+* ``messages`` - one row per message of any type (the header, patient id and segment list),
+  so every message lands somewhere even when no detail stream knows its type;
+* ``adt`` - one row per ADT message (PID/PV1 visit data);
+* ``oru`` - one row per OBX of an ORU message, with its OBR.
+
+A file lands once per stream it feeds (always ``messages``; ``adt``/``oru`` when it holds
+such messages), byte for byte; only ``read`` normalises line ends, MLLP framing and
+batch envelopes. Incremental state is the core's FileTracker, one per stream.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
+                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.errors import InputError
+
+from .framing import Unit, msh_fields, read_units
+from .records import DETAIL_STREAMS, SCHEMAS, ParsedMessage, Rejected, parse_message
+
+DEFAULT_PATTERNS = ("*.hl7", "*.HL7", "*.txt", "*.TXT", "*.msg", "*.MSG")
+MEDIA_TYPE = "x-application/hl7-v2+er7"
+BATCH_ROWS = 5000
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _message_type(unit: Unit) -> str | None:
+    """MSH-9.1 from raw bytes, for routing a file to streams without parsing it."""
+    fields = msh_fields(unit.segments[0])
+    if len(fields) <= 9 or len(fields[2]) < 1:
+        return None
+    code = fields[9].split(fields[2][:1])[0].strip()
+    return code.decode("latin-1") if code else None
+
+
+class Hl7v2Connector(Connector):
+    name = "hl7v2"
+    version = "0.1.0"
+    title = "HL7 v2 messages"
+    description = ("Files of HL7 v2 messages (ER7 pipe format; CR, LF or CRLF; MLLP framing; "
+                   "FHS/BHS batches): ADT visits and ORU results.")
+    fields = (
+        ConfigField("path", FieldType.PATH, "File or folder", required=True,
+                    help="An HL7 file, or a folder searched recursively."),
+        ConfigField("pattern", FieldType.TEXT, "File pattern", default="",
+                    help="Glob(s), comma-separated; default *.hl7, *.txt, *.msg."),
+    )
+
+    def streams(self) -> list[StreamInfo]:
+        return [
+            StreamInfo("messages", date_field="message_datetime",
+                       date_fields=("message_datetime",), key=("message_control_id",),
+                       description="One row per message of any type: MSH header, patient id, "
+                                   "segment ids."),
+            StreamInfo("adt", date_field="effective_datetime",
+                       date_fields=("effective_datetime", "admit_datetime", "discharge_datetime",
+                                    "event_datetime"),
+                       key=("message_control_id",),
+                       description="One row per ADT message: patient (PID) and visit (PV1). "
+                                   "Date: admit date/time, else the event date/time."),
+            StreamInfo("oru", date_field="effective_datetime",
+                       date_fields=("effective_datetime", "result_datetime",
+                                    "observation_datetime"),
+                       key=("message_control_id", "obx_seq"),
+                       description="One row per OBX result with its OBR. Date: OBX-14, else "
+                                   "OBR-7, else MSH-7."),
+        ]
+
+    def _patterns(self) -> list[str]:
+        given = [p.strip() for p in str(self.settings.get("pattern") or "").split(",")]
+        return [p for p in given if p] or list(DEFAULT_PATTERNS)
+
+    def _survey(self, path: Path, name: str) -> tuple[set[str], Counter]:
+        """Streams a file feeds and its message types; a file with broken framing feeds all."""
+        types: Counter = Counter()
+        broken = False
+        try:
+            with open(path, "rb") as fh:
+                for unit in read_units(fh):
+                    code = _message_type(unit) if unit.is_message else None
+                    broken = broken or code is None
+                    types[code or "?"] += 1
+        except OSError as exc:
+            raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+        if broken:
+            return {s.name for s in self.streams()}, types
+        return {"messages"} | {DETAIL_STREAMS[t] for t in types if t in DETAIL_STREAMS}, types
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        root = Path(self.settings["path"]).expanduser()
+        files = list_files(root, self._patterns())
+        order = [s.name for s in self.streams() if s.name in request.streams]
+        trackers = {s: FileTracker.from_cursor(request.state.get(s)) for s in order}
+        for path in files:
+            request.progress.check()
+            name = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            wanted = [s for s in order
+                      if request.full or trackers[s].is_new(path, request.date_range)]
+            if not wanted:
+                continue
+            feeds, types = self._survey(path, name)
+            for stream in wanted:
+                if stream in feeds:
+                    yield Payload(stream, name, path, MEDIA_TYPE,
+                                  cursor=trackers[stream].mark(path, request.date_range),
+                                  meta={"hl7_stream": stream, "file": name,
+                                        "message_types": dict(sorted(types.items()))})
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        """Rows of ``obj.stream``; every message of the file is validated whatever the stream."""
+        schema = SCHEMAS[obj.stream]
+        rows: list[dict[str, Any]] = []
+        total = rejected = 0
+        first_error: tuple[Unit, Rejected] | None = None
+        emitted = False
+        try:
+            with open(obj.path, "rb") as fh:
+                for unit in read_units(fh):
+                    total += 1
+                    try:
+                        parsed: ParsedMessage = parse_message(unit)
+                    except Rejected as exc:
+                        rejected += 1
+                        first_error = first_error or (unit, exc)
+                        continue
+                    if first_error is None:
+                        rows.extend(parsed.rows(obj.stream))
+                        if len(rows) >= BATCH_ROWS:
+                            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                            emitted = True
+                            rows = []
+        except OSError as exc:
+            raise InputError(obj.name, f"cannot read: {exc.strerror or exc}") from None
+        if first_error is not None:
+            unit, exc = first_error
+            where = f"{obj.name}, message {unit.number}"
+            if exc.control_id:
+                where += f" (MSH-10 {exc.control_id!r})"
+            raise InputError(where, f"{exc.reason}; {rejected} of {_plural(total, 'message')} "
+                                    "in the file rejected")
+        if rows or not emitted:
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive.build import build, build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec, lineage, read_table
+from lithotse_desktop.derive.spec import SpecError
+from lithotse_desktop.jobs import import_and_build
+from lithotse_desktop.raw import run_import
+
+MONTHLY = {"name": "monthly", "kind": "aggregate", "input": {"source": "vals", "stream": "values"},
+           "date_field": "day", "grain": "month", "group_by": ["grp"],
+           "measures": [{"fn": "count", "as": "n"}, {"fn": "sum", "column": "value", "as": "total"},
+                        {"fn": "count_distinct", "column": "id", "as": "ids"}],
+           "suppress_below": 0}
+
+
+def write(folder, name, rows):
+    (folder / name).write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+def rows_of(ws, name, **kw):
+    return read_table(ws, name, **kw)[1].to_pylist()
+
+
+def test_overlapping_ranges_imported_twice_count_each_record_once(workspace, lines):
+    rows = [(f"2024-01-{d:02d}", d, "a" if d % 2 else "b", f"id{d}") for d in range(1, 29)]
+    write(lines, "a.txt", rows)
+    run_import(workspace, "vals", DateRange.parse("2024-01-01", "2024-01-20"))
+    run_import(workspace, "vals", DateRange.parse("2024-01-10", "2024-01-31"))
+    add_spec(workspace, {**MONTHLY, "group_by": []})
+    build(workspace, "monthly")
+    [row] = rows_of(workspace, "monthly")
+    assert (row["n"], row["total"], row["ids"]) == (28, sum(range(1, 29)), 28)
+    assert row["period"] == dt.date(2024, 1, 1)
+
+
+def test_incremental_build_equals_full_rebuild(workspace, lines):
+    write(lines, "a.txt", [(f"2024-0{m}-{d:02d}", d, "ab"[d % 2], f"k{m}-{d}") for m in (1, 2, 3) for d in range(1, 20)])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    first = build(workspace, "monthly")
+    assert first.status == "built" and first.partitions_total == 3
+    # a new file touching March only, plus a corrected record (same id) that moves from Jan to Feb
+    write(lines, "b.txt", [("2024-03-25", 7, "a", "new1"), ("2024-02-02", 99, "b", "k1-5")])
+    run_import(workspace, "vals")
+    second = build(workspace, "monthly")
+    assert second.status == "incremental"
+    version = Catalog(workspace).current("monthly")
+    assert sorted(version.stats["recomputed_periods"]) == ["2024-01-01", "2024-02-01", "2024-03-01"]
+    incremental = rows_of(workspace, "monthly")
+    full = build(workspace, "monthly", full=True)
+    assert full.status == "built"
+    assert rows_of(workspace, "monthly") == incremental
+    jan_b = [r for r in incremental if r["period"] == dt.date(2024, 1, 1) and r["grp"] == "b"][0]
+    assert jan_b["n"] == 9  # k1-5 left January
+
+
+def test_only_touched_partitions_are_recomputed(workspace, lines):
+    write(lines, "a.txt", [(f"2024-0{m}-01", 1, "a", f"x{m}") for m in range(1, 7)])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    build(workspace, "monthly")
+    write(lines, "b.txt", [("2024-05-09", 1, "a", "y")])
+    run_import(workspace, "vals")
+    result = build(workspace, "monthly")
+    assert (result.status, result.partitions_written, result.partitions_total) == ("incremental", 1, 6)
+
+
+def test_same_inputs_same_version_and_up_to_date(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    first = build(workspace, "monthly")
+    again = build(workspace, "monthly")
+    assert again.status == "up to date" and again.version == first.version
+
+
+def test_parquet_is_zstd_and_partitioned_by_period(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a"), ("2024-02-01", 2, "a")])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    build(workspace, "monthly")
+    version = Catalog(workspace).current("monthly")
+    assert sorted(version.partitions) == ["2024-01-01", "2024-02-01"]
+    store = workspace.store("derived")
+    for part in version.partitions.values():
+        assert "/parts/period=" in part["key"]
+        meta = pq.ParquetFile(store.local_path(part["key"])).metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_import_triggers_builds_and_as_of_answers_old_versions(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    add_spec(workspace, MONTHLY)
+    outcome = import_and_build(workspace, "vals")
+    assert [b.name for b in outcome.builds] == ["monthly"]
+    catalog = Catalog(workspace)
+    old = catalog.current("monthly")
+    # pretend the first version was published long ago, then land more data
+    raw = json.loads(catalog.store.get_bytes(f"derived/monthly/versions/{old.version}.json"))
+    raw["published_at"] = "2020-06-01T10:00:00+00:00"
+    catalog.store.put_bytes(f"derived/monthly/versions/{old.version}.json", json.dumps(raw).encode())
+    write(lines, "b.txt", [("2024-01-02", 5, "a")])
+    import_and_build(workspace, "vals")
+    assert rows_of(workspace, "monthly")[0]["n"] == 2
+    assert rows_of(workspace, "monthly", as_of=dt.date(2020, 6, 1))[0]["n"] == 1
+    with pytest.raises(Exception, match="no version was published"):
+        read_table(workspace, "monthly", as_of=dt.date(2019, 1, 1))
+
+
+def test_old_versions_are_pruned_to_keep_versions(workspace, lines):
+    workspace.config["workspace"]["keep_versions"] = 2
+    workspace.save()
+    add_spec(workspace, {**MONTHLY, "grain": "none", "date_field": "day"})
+    for i in range(4):
+        write(lines, f"f{i}.txt", [(f"2024-01-0{i + 1}", i, "a")])
+        import_and_build(workspace, "vals")
+    assert len(Catalog(workspace).versions("monthly")) == 2
+
+
+def test_lineage_names_raw_objects(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    result = run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    build(workspace, "monthly")
+    data = lineage(workspace, "monthly")
+    [obj] = data["inputs"]["input"]["objects"]
+    assert obj["sha256"] == result.landings[0].manifest.sha256
+
+
+def test_stacked_derivatives_build_in_order(workspace, lines):
+    write(lines, "a.txt", [(f"2024-01-{d:02d}", d, "ab"[d % 2]) for d in range(1, 25)])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    build(workspace, "monthly")
+    add_spec(workspace, {"name": "by_group", "kind": "aggregate", "input": {"derivative": "monthly"},
+                         "group_by": ["grp"], "measures": [{"fn": "sum", "column": "n", "as": "n"}],
+                         "suppress_below": 0})
+    add_spec(workspace, {"name": "big", "kind": "sql", "inputs": {"m": {"derivative": "monthly"}},
+                         "sql": "SELECT grp, n FROM m WHERE n > 11"})
+    results = build_all(workspace, full=True)
+    assert [r.name for r in results][0] == "monthly"
+    assert {r["grp"]: r["n"] for r in rows_of(workspace, "by_group")} == {"a": 12, "b": 12}
+    assert rows_of(workspace, "big") == [{"grp": "a", "n": 12}, {"grp": "b", "n": 12}]
+
+
+def test_suppression_reaches_output_with_workspace_default(workspace, lines):
+    rows = [("2024-01-01", 1, "big", f"b{i}") for i in range(30)] + \
+           [("2024-01-01", 1, "small", f"s{i}") for i in range(3)] + \
+           [("2024-01-01", 1, "mid", f"m{i}") for i in range(15)]
+    write(lines, "a.txt", rows)
+    run_import(workspace, "vals")
+    spec = {k: v for k, v in MONTHLY.items() if k != "suppress_below"}
+    add_spec(workspace, spec)
+    build(workspace, "monthly")
+    got = {r["grp"]: (r["n"], r["suppressed"]) for r in rows_of(workspace, "monthly")}
+    assert got == {"big": (30, False), "small": (None, True), "mid": (None, True)}
+
+
+def test_bad_specs_name_the_field(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    run_import(workspace, "vals")
+    cases = [
+        ({**MONTHLY, "group_by": ["nope"]}, "group_by[0]: unknown column 'nope'"),
+        ({**MONTHLY, "measures": [{"fn": "mean", "column": "grp", "as": "m"}]}, "measures[0].column: mean needs a number"),
+        ({**MONTHLY, "input": {"source": "vals", "stream": "nostream"}}, "input.stream"),
+        ({**MONTHLY, "input": {"source": "ghost", "stream": "values"}}, "input.source"),
+        ({**MONTHLY, "input": {"derivative": "ghost"}}, "input.derivative"),
+        ({**MONTHLY, "grain": "fortnight"}, "grain: 'fortnight'"),
+        ({**MONTHLY, "measures": [{"fn": "percentile", "column": "value", "as": "p", "p": 3}]}, "measures[0].p"),
+        ({**MONTHLY, "filters": [{"column": "grp", "op": "like", "value": "a"}]}, "filters[0].op"),
+        ({"name": "v", "kind": "sql", "inputs": {"x": {"source": "vals", "stream": "values"}},
+          "sql": "DELETE FROM x"}, "sql: must be a SELECT"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(SpecError) as info:
+            add_spec(workspace, spec)
+        assert message in str(info.value), (spec, str(info.value))
+    assert Catalog(workspace).names() == []
+
+
+HOSTILE_VALUES = ["a'; DROP TABLE input; --", "read_csv('/etc/passwd')", "x\" OR 1=1 --",
+                  "'); ATTACH '/tmp/evil.db' AS e; --", "COPY (SELECT 1) TO '/tmp/pwned.csv'", "/* */ 1"]
+
+
+def test_hostile_values_match_nothing(workspace, lines, tmp_path):
+    write(lines, "a.txt", [("2024-01-01", 1, "a"), ("2024-01-02", 2, "b")])
+    run_import(workspace, "vals")
+    for i, value in enumerate(HOSTILE_VALUES):
+        spec = {**MONTHLY, "name": f"h{i}", "filters": [{"column": "grp", "op": "=", "value": value}]}
+        add_spec(workspace, spec)
+        build(workspace, f"h{i}")
+        assert rows_of(workspace, f"h{i}") == []
+        spec = {**MONTHLY, "name": f"c{i}", "filters": [{"column": "grp", "op": "in", "value": [value, "a"]}]}
+        add_spec(workspace, spec)
+        build(workspace, f"c{i}")
+        assert [r["grp"] for r in rows_of(workspace, f"c{i}")] == ["a"]
+    assert not (tmp_path / "pwned.csv").exists()
+
+
+HOSTILE_NAMES = ['grp"; DROP TABLE x; --', "read_csv('/etc/passwd')", "a b) FROM x; --", "grp--"]
+
+
+def test_hostile_identifiers_are_rejected(workspace, lines):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    run_import(workspace, "vals")
+    for name in HOSTILE_NAMES:
+        for spec in ({**MONTHLY, "group_by": [name]},
+                     {**MONTHLY, "measures": [{"fn": "count", "as": name}]},
+                     {**MONTHLY, "name": name}):
+            with pytest.raises(SpecError):
+                add_spec(workspace, spec)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT 1; ATTACH '/tmp/x.db' AS x",
+    "COPY (SELECT 1) TO '/tmp/lithotse-pwned.csv'",
+    "SELECT * FROM glob('/etc/*')",
+])
+def test_sql_kind_has_no_file_access(workspace, lines, sql):
+    write(lines, "a.txt", [("2024-01-01", 1, "a")])
+    run_import(workspace, "vals")
+    spec = {"name": "evil", "kind": "sql", "inputs": {"x": {"source": "vals", "stream": "values"}}, "sql": sql}
+    with pytest.raises(SpecError):
+        add_spec(workspace, spec)
+    Catalog(workspace).store.put_bytes("specs/evil.json", json.dumps(spec).encode())
+    with pytest.raises(Exception) as info:
+        build(workspace, "evil")
+    assert "evil" in str(info.value) or "sql" in str(info.value)

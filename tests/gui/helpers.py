@@ -1,0 +1,38 @@
+"""Acting like a user on Qt widgets: clicking calendar days, finding the open message box."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QCalendarWidget, QMessageBox, QTableView
+
+
+def _day_cells(calendar: QCalendarWidget) -> list[tuple[int, int]]:
+    """Model (row, column) of the 42 day cells in reading order, skipping header row/column."""
+    view = calendar.findChild(QTableView, "qt_calendar_calendarview")
+    model = view.model()
+    first_row = 0 if calendar.horizontalHeaderFormat() == QCalendarWidget.HorizontalHeaderFormat.NoHorizontalHeader else 1
+    first_col = 0 if calendar.verticalHeaderFormat() == QCalendarWidget.VerticalHeaderFormat.NoVerticalHeader else 1
+    return [(r, c) for r in range(first_row, model.rowCount()) for c in range(first_col, model.columnCount())]
+
+
+def click_date(qtbot, calendar: QCalendarWidget, day: dt.date) -> None:
+    """Page the calendar to the day's month and click the day's cell with the mouse."""
+    calendar.setCurrentPage(day.year, day.month)
+    view = calendar.findChild(QTableView, "qt_calendar_calendarview")
+    model = view.model()
+    cells = _day_cells(calendar)
+    texts = [str(model.data(model.index(r, c))) for r, c in cells]
+    first = texts.index("1")  # earlier cells hold the previous month's last days (>= 22)
+    row, col = cells[first + day.day - 1]
+    assert texts[first + day.day - 1] == str(day.day)
+    rect = view.visualRect(model.index(row, col))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def open_message_box() -> QMessageBox | None:
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, QMessageBox) and widget.isVisible():
+            return widget
+    return None

@@ -1,0 +1,127 @@
+"""Sources & Import, acting as a user: add a source, pick dates, import, cancel, see errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QLineEdit
+
+from lithotse_desktop.gui.pages.sources import AddSourceDialog
+from lithotse_desktop.secrets import load_secret
+from tests.gui.helpers import click_date, open_message_box
+
+
+def add_source_by_typing(qtbot, window, name: str, connector: str, fields: dict[str, str]) -> AddSourceDialog:
+    page = window.show_page("sources")
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog))
+    qtbot.waitExposed(dialog)
+    qtbot.keyClicks(dialog.name_edit, name)
+    dialog.select_connector(connector)
+    for field, text in fields.items():
+        qtbot.keyClicks(dialog.form.editor(field), text)
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    return dialog
+
+
+def landings_shown(window) -> list[dict]:
+    model = window.raw.model
+    return [m.to_json() for m in model.rows]
+
+
+def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("2024-01-01,1\n2024-01-15,2\n2024-02-01,3\n2023-12-31,4\n")
+    dialog = add_source_by_typing(qtbot, window, "vals", "lines",
+                                  {"path": str(folder), "token": "s3cret"})
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    src = workspace.source("vals")
+    assert src.settings == {"path": str(folder)}
+    assert load_secret(src.secrets["token"]) == "s3cret"
+    assert "s3cret" not in (workspace.root / "lithotse.toml").read_text()
+
+    page = window.sources
+    assert page.selected_source() == "vals"
+    assert [page.streams.item(i).text() for i in range(page.streams.count())] == ["values"]
+    click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 1))
+    click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 31))
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None and "Imported" in page.strip.status.text(), timeout=20000)
+    assert "4 records, 2 in range 2024-01-01 to 2024-01-31" in page.summary.toPlainText()
+
+    window.show_page("raw")
+    qtbot.waitUntil(lambda: len(landings_shown(window)) == 1, timeout=10000)
+    [row] = landings_shown(window)
+    assert (row["source"], row["stream"], row["original_name"]) == ("vals", "values", "a.txt")
+    assert (row["records"], row["records_in_range"], row["records_out_of_range"]) == (4, 2, 2)
+    table = window.raw.table
+    cells = [table.model().index(0, c).data() for c in range(table.model().columnCount())]
+    assert cells[1:8] == ["vals", "values", "a.txt", "4", "2", "2", f"{row['bytes']:,}"]
+    assert cells[8:10] == ["2023-12-31", "2024-02-01"]
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
+                     pos=table.visualRect(table.model().index(0, 3)).center())
+    assert f'"id": "{row["id"]}"' in window.raw.manifest_view.toPlainText()
+
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None and "Nothing new" in page.strip.status.text(), timeout=20000)
+
+
+def test_add_source_dialog_explains_a_missing_required_field(qtbot, window, workspace):
+    dialog = add_source_by_typing(qtbot, window, "vals", "lines", {})
+    assert dialog.isVisible()
+    assert "setting path is required" in dialog.error.text()
+    dialog.name_edit.clear()
+    qtbot.keyClicks(dialog.name_edit, "9bad")
+    qtbot.keyClicks(dialog.form.editor("path"), "/tmp")
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    assert "use a letter first" in dialog.error.text()
+    assert workspace.sources() == []
+    dialog.reject()
+
+
+def test_cancel_a_long_import(qtbot, window, workspace):
+    workspace.add_source("slowsrc", "slow", {}, {})
+    page = window.sources
+    page.reload(select="slowsrc")
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "records read" in page.strip.status.text(), timeout=10000)
+    assert page.strip.cancel.isEnabled()
+    assert not page.import_button.isEnabled()
+    qtbot.mouseClick(page.strip.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None, timeout=10000)
+    assert page.strip.status.text() == "Import cancelled."
+    assert page.import_button.isEnabled()
+    assert list(workspace.store("raw").list("")) == []
+
+
+def test_import_error_shows_readable_message_with_details(qtbot, window, workspace, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "b.txt").write_text("2024-03-01,4\nnot a line\n")
+    workspace.add_source("bad", "lines", {"path": str(folder)}, {})
+    page = window.sources
+    page.reload(select="bad")
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: open_message_box() is not None, timeout=20000)
+    box = open_message_box()
+    assert box.windowTitle() == "Import failed"
+    assert box.text().startswith("b.txt, line 2: expected DATE,INTEGER")
+    assert "Traceback" not in box.text()
+    assert "Where: b.txt, line 2" in box.detailedText()
+    assert "Traceback" in box.detailedText()
+    box.accept()
+    qtbot.waitUntil(lambda: open_message_box() is None)
+    assert page.strip.status.text().startswith("Import failed: b.txt, line 2")
+    assert list(workspace.store("raw").list("")) == []
+
+
+def test_secret_field_is_a_password_box(qtbot, window):
+    page = window.show_page("sources")
+    dialog = page.open_add_dialog()
+    dialog.select_connector("lines")
+    token = dialog.form.editor("token")
+    assert isinstance(token, QLineEdit)
+    assert token.echoMode() == QLineEdit.EchoMode.Password
+    dialog.reject()

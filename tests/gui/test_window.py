@@ -1,0 +1,165 @@
+"""The main window as a whole: pages, plugins, settings, screenshots, accessibility, --version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox,
+                               QMessageBox, QWidget)
+
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.gui import app
+from lithotse_desktop.hookspecs import hookimpl
+from lithotse_desktop.raw import run_import
+from lithotse_desktop.workspace import Workspace
+
+
+class BrokenPlugin:
+    @hookimpl
+    def lithotse_register_connectors(self):
+        raise RuntimeError("cannot find its schema files")
+
+
+def plugin_rows(page) -> dict[str, list[str]]:
+    table = page.table
+    return {table.item(r, 0).text(): [table.item(r, c).text() for c in range(table.columnCount())]
+            for r in range(table.rowCount())}
+
+
+def test_plugins_page_lists_a_failing_plugin_with_its_error(qtbot, window, test_plugins):
+    test_plugins.register(BrokenPlugin(), "broken-test")
+    page = window.show_page("plugins")
+    qtbot.mouseClick(page.reload_button, Qt.MouseButton.LeftButton)
+    rows = plugin_rows(page)
+    assert rows["lines-test"][3] == "lines" and rows["lines-test"][4] == "ok"
+    assert rows["broken-test"][4] == ("error: hook lithotse_register_connectors raised "
+                                      "RuntimeError: cannot find its schema files")
+    page.table.setCurrentCell(page.row_of("broken-test"), 0)
+    assert "cannot find its schema files" in page.details.toPlainText()
+    assert not page.remove_button.isEnabled(), "in-process plugins have no distribution to remove"
+
+
+def test_settings_page_shows_tiers_and_saves_suppression(qtbot, window, workspace):
+    page = window.show_page("settings")
+    assert page.path.text() == str(workspace.root)
+    tiers = [[page.stores.item(r, c).text() for c in range(3)] for r in range(page.stores.rowCount())]
+    assert tiers == [["Raw (L1)", "local", "data"], ["Derived (L2)", "local", "data"],
+                     ["Cache (L3)", "local", "data"]]
+    assert page.suppress.value() == 11
+    page.suppress.setFocus()
+    page.suppress.selectAll()
+    qtbot.keyClicks(page.suppress, "5")
+    qtbot.mouseClick(page.save_button, Qt.MouseButton.LeftButton)
+    assert Workspace.open(workspace.root).suppress_below == 5
+    assert "Saved" in page.saved.text()
+
+
+def test_derivatives_page_lists_spec_files(qtbot, window, workspace):
+    folder = workspace.root / "derivatives"
+    folder.mkdir()
+    (folder / "conditions.json").write_text(json.dumps({"resourceType": "ViewDefinition",
+                                                        "name": "condition_flat"}))
+    (folder / "broken.json").write_text("{not json")
+    page = window.show_page("derivatives")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    rows = [[page.table.item(r, c).text() for c in range(3)] for r in range(page.table.rowCount())]
+    assert rows == [["broken.json", "broken", ""], ["conditions.json", "condition_flat", "ViewDefinition"]]
+    assert page.table.item(0, 3).text().startswith("not readable JSON")
+    page.table.setCurrentCell(1, 0)
+    assert '"name": "condition_flat"' in page.spec_view.toPlainText()
+
+
+def test_ctrl_number_switches_pages(qtbot, window):
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    for number, key in enumerate(["sources", "raw", "derivatives", "plugins", "settings"], 1):
+        qtbot.keyClick(window.sidebar, Qt.Key(Qt.Key.Key_0 + number), Qt.KeyboardModifier.ControlModifier)
+        assert window.stack.currentWidget() is window.pages[key]
+    window.sidebar.setFocus()
+    qtbot.keyClick(window.sidebar, Qt.Key.Key_Up)
+    assert window.stack.currentWidget() is window.pages["plugins"]
+
+
+INTERNAL_PARENTS = (QCalendarWidget, QAbstractSpinBox, QComboBox)
+
+
+def unnamed_controls(root: QWidget) -> list[str]:
+    """Focusable widgets we created that a screen reader could not name."""
+    missing = []
+    for widget in [root, *root.findChildren(QWidget)]:
+        if not widget.focusPolicy() & Qt.FocusPolicy.TabFocus:
+            continue
+        parent, internal = widget.parentWidget(), False
+        while parent is not None and parent is not root:
+            internal = internal or isinstance(parent, INTERNAL_PARENTS)
+            parent = parent.parentWidget()
+        if not internal and not widget.accessibleName():
+            missing.append(f"{type(widget).__name__} {widget.objectName()!r} "
+                           f"{getattr(widget, 'text', lambda: '')()!r}")
+    return missing
+
+
+def test_every_control_has_an_accessible_name(qtbot, window):
+    assert unnamed_controls(window) == []
+    dialog = window.sources.open_add_dialog()
+    dialog.select_connector("lines")
+    assert unnamed_controls(dialog) == []
+    dialog.reject()
+
+
+def distinct_colours(path) -> int:
+    image = QImage(str(path))
+    assert not image.isNull()
+    step = 7
+    return len({image.pixel(x, y) for x in range(0, image.width(), step)
+                for y in range(0, image.height(), step)})
+
+
+def test_screenshot_option_renders_every_page(qtbot, workspace, test_plugins, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 29)))
+    workspace.add_source("clinic", "lines", {"path": str(folder)}, {})
+    run_import(workspace, "clinic", DateRange.parse("2024-01-01", "2024-01-14"))
+    out = tmp_path / "shots"
+    assert app.main(["--workspace", str(workspace.root), "--screenshot", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["derivatives.png", "plugins.png", "raw.png", "settings.png", "sources.png"]
+    for name in names:
+        image = QImage(str(out / name))
+        assert (image.width(), image.height()) == (1280, 800)
+        assert distinct_colours(out / name) > 1, name
+
+
+def test_version_needs_no_display():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "lithotse_desktop.gui", "--version"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "lithotse-desktop 0.1.0"
+
+
+def test_opening_another_workspace_switches_every_page(qtbot, window, tmp_path):
+    other = tmp_path / "fresh"
+    assert window.open_workspace(other)
+    assert (other / "lithotse.toml").exists()
+    assert window.settings.path.text() == str(other.resolve())
+    assert window.sources.list.count() == 0
+    qtbot.waitUntil(lambda: not window.raw.busy)
+    assert window.raw.model.rowCount() == 0
+
+
+def test_opening_a_folder_that_is_not_a_workspace_explains_why(qtbot, window, tmp_path):
+    other = tmp_path / "stuff"
+    other.mkdir()
+    (other / "notes.txt").write_text("hello")
+    assert not window.open_workspace(other)
+    box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())
+    assert "not a Lithotse workspace" in box.text()
+    box.accept()
