@@ -103,7 +103,7 @@ class DateRangePicker(QWidget):
         layout.addLayout(fields)
         layout.addWidget(self.calendar, 1)
         layout.addWidget(self.message)
-        self._show()
+        self._changed()
 
     # --- public API -------------------------------------------------------------
     def range(self) -> DateRange:

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
@@ -34,6 +35,7 @@ from ..secrets import is_ref, load_secret, store_secret
 from . import ObjectInfo, PreconditionFailed, Store, check_key
 
 MiB = 1 << 20
+_CREATE_ATTEMPTS = 12
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
@@ -239,31 +241,45 @@ class S3Store(Store):
     # --- writes ---------------------------------------------------------------
     def put_file(self, key: str, path: Path, *, if_none_match: bool = False, move: bool = False,
                  on_bytes: ByteCallback | None = None) -> bool:
-        """Upload a file (multipart above ``multipart_threshold``, resumable); see Store.put_file."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """Upload a file (multipart above ``multipart_threshold``, resumable); see Store.put_file.
 
+        With ``if_none_match``, False means the object is really there: a server may refuse a
+        create while another create of the same key is still in flight, and that one can fail.
+        """
         path = Path(path)
         full = self._full(key)
         size = path.stat().st_size
-        if size > self.multipart_threshold:
-            written = self._put_multipart(key, full, path, size, if_none_match, on_bytes)
+        for attempt in range(_CREATE_ATTEMPTS):
+            if size > self.multipart_threshold:
+                written = self._put_multipart(key, full, path, size, if_none_match, on_bytes)
+            else:
+                written = self._put_single(key, full, path, if_none_match)
+            if written or not if_none_match or self.stat(key) is not None:
+                break
+            time.sleep(0.1 * (attempt + 1))
         else:
-            extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            try:
-                with open(path, "rb") as body:
-                    self.client.put_object(Bucket=self.bucket, Key=full, Body=body, **extra)
-                written = True
-            except ClientError as exc:
-                if not (if_none_match and self._is_precondition(exc)):
-                    raise self._error(exc, "write", key) from None
-                written = False
-            except BotoCoreError as exc:
-                raise self._error(exc, "write", key) from None
-            if on_bytes is not None:
-                on_bytes(size)
+            raise LithotseError(f"{self._where(key)}: could not be created: another writer kept "
+                                "it busy; try again")
+        if on_bytes is not None and size <= self.multipart_threshold:
+            on_bytes(size)
         if written and move:
             path.unlink(missing_ok=True)
         return written
+
+    def _put_single(self, key: str, full: str, path: Path, if_none_match: bool) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            with open(path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=body, **extra)
+        except ClientError as exc:
+            if if_none_match and self._is_precondition(exc):
+                return False
+            raise self._error(exc, "write", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "write", key) from None
+        return True
 
     def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False,
                   if_match: str | None = None) -> str:
@@ -311,8 +327,9 @@ class S3Store(Store):
                 return True
             except ClientError as exc:
                 if if_none_match and self._is_precondition(exc):
-                    self._abort(full, upload_id)
-                    return False
+                    if self.stat(key) is not None:
+                        self._abort(full, upload_id)
+                    return False  # otherwise put_file retries, resuming these parts
                 if self._code(exc) == "NoSuchUpload" and attempt == 0:
                     # another writer completed or aborted the upload we resumed
                     if if_none_match and self.stat(key) is not None:

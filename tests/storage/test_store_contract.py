@@ -73,7 +73,7 @@ def test_create_only_second_writer_loses(store: Store, tmp_path: Path):
 
 def test_create_only_race_has_one_winner(store: Store, tmp_path: Path):
     files = []
-    for n in range(6):
+    for n in range(4):
         path = tmp_path / f"f{n}"
         path.write_bytes(f"writer {n}".encode())
         files.append(path)
@@ -89,10 +89,8 @@ def test_create_only_race_has_one_winner(store: Store, tmp_path: Path):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [False] * 5 + [True]
-    winner = files[results.index(True)] if False else None
+    assert sorted(results) == [False] * 3 + [True]
     assert store.get_bytes("race") in {p.read_bytes() for p in files}
-    assert winner is None
 
 
 def test_if_match_detects_a_stale_etag(store: Store):

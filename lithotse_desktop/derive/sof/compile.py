@@ -161,6 +161,10 @@ class _Compiler:
         if v.kind == "json":
             return f"CASE WHEN {v.sql} IS NULL THEN {_EMPTY_LIST} ELSE [{v.sql}] END"
         if v.kind == "multi":
+            if v.chain is not None and len(v.chain[1]) == 1 and v.chain[0].startswith("__e"):
+                root, path = v.chain[0], f"$.{v.chain[1][0]}"
+                return (f"CASE json_type({root}, '{path}') WHEN 'ARRAY' THEN json_extract({root}, '{path}[*]') "
+                        f"ELSE list_filter([json_extract({root}, '{path}')], lambda __z: __z IS NOT NULL) END")
             return self.let(
                 v.sql,
                 lambda t: f"CASE WHEN {t} IS NULL THEN {_EMPTY_LIST} WHEN json_type({t}) = 'ARRAY' "
@@ -185,7 +189,7 @@ class _Compiler:
             )
         else:
             sql = self.let(v.sql, lambda t: f"CASE WHEN len({t}) > 1 THEN error({msg}) ELSE {t}[1] END")
-        if v.one is not None:
+        if v.one is not None and v.kind != "multi":
             guard, value, exact = v.one
             if exact:
                 sql = f"CASE WHEN json_type({guard}) = 'ARRAY' THEN {sql} ELSE {value} END"
@@ -201,6 +205,12 @@ class _Compiler:
                 return s.sql
             return f"TRY_CAST({s.sql} AS {sql_type})"
         if sql_type == "VARCHAR":
+            if v.kind == "multi" and v.chain is not None and v.chain[0].startswith("__e"):
+                # Inside a lambda the item is small: asking its shape by path beats re-reading the value.
+                root, segs = v.chain
+                path = "$." + ".".join(segs)
+                return (f"CASE WHEN json_type({root}, '{path}') = 'ARRAY' THEN json_extract_string({s.sql}, '$') "
+                        f"ELSE json_extract_string({root}, '{path}') END")
             return f"json_extract_string({s.sql}, '$')"
         return f"TRY_CAST({s.sql} AS {sql_type})"
 

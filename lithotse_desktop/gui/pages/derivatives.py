@@ -9,14 +9,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel,
-                               QPlainTextEdit, QPushButton, QSplitter, QTableWidget,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ...workspace import Workspace
-from ..common import fixed_font, named
+from ..common import compact_table, fixed_font, named
 
 SPEC_FOLDER = "derivatives"
+HEADERS = ["File", "Name", "Kind", "Modified", "Status"]
 
 
 @dataclass
@@ -66,18 +66,14 @@ class DerivativesPage(QWidget):
                                  "Show the spec folder in the file manager")
         self.open_button.clicked.connect(self._open_folder)
 
-        self.table = named(QTableWidget(0, 4), "Derivative specs")
-        self.table.setHorizontalHeaderLabels(["File", "Name", "Kind", "Modified / problem"])
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table = named(QTableWidget(0, len(HEADERS)), "Derivative specs")
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        compact_table(self.table)
         self.table.currentCellChanged.connect(lambda *_: self._show_selected())
         self.spec_view = named(QPlainTextEdit(), "Derivative spec JSON")
         self.spec_view.setReadOnly(True)
         self.spec_view.setFont(fixed_font())
+        self.spec_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.spec_view.setPlaceholderText("Select a spec to see it.")
 
         bar = QHBoxLayout()
@@ -87,7 +83,7 @@ class DerivativesPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(self.spec_view)
-        splitter.setSizes([600, 500])
+        splitter.setSizes([720, 380])
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
@@ -108,11 +104,15 @@ class DerivativesPage(QWidget):
         self.open_button.setEnabled(folder.is_dir())
         self.table.setRowCount(len(self.specs))
         for row, spec in enumerate(self.specs):
-            cells = [str(spec.path.relative_to(folder)), spec.name, spec.kind,
-                     spec.problem or spec.modified]
+            cells = [str(spec.path.relative_to(folder)), spec.name, spec.kind, spec.modified,
+                     spec.problem or "ok"]
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
+        if self.specs and self.table.currentRow() < 0:
+            self.table.setCurrentCell(0, 0)
         self._show_selected()
 
     def _show_selected(self) -> None:

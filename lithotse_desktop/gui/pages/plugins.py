@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView,
-                               QInputDialog, QLabel, QMessageBox, QPlainTextEdit, QPushButton,
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QPlainTextEdit, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ...plugins import PluginInfo, get_plugin_manager
 from ...pluginstall import install_plugin, remove_plugin
 from .. import jobs
-from ..common import JobStrip, named, show_error
+from ..common import JobStrip, compact_table, named, show_error
 
-HEADERS = ["Plugin", "Distribution", "Version", "Connectors", "Status", "Origin"]
+HEADERS = ["Plugin", "Distribution", "Version", "Connectors", "Origin", "Status"]
 
 
 class PluginsPage(QWidget):
@@ -28,12 +27,7 @@ class PluginsPage(QWidget):
         self.table = named(QTableWidget(0, len(HEADERS)), "Installed plugins",
                            "Plugins found through the 'lithotse' entry point group")
         self.table.setHorizontalHeaderLabels(HEADERS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        compact_table(self.table)
         self.table.currentCellChanged.connect(lambda *_: self._show_selected())
         self.details = named(QPlainTextEdit(), "Plugin details")
         self.details.setReadOnly(True)
@@ -77,12 +71,15 @@ class PluginsPage(QWidget):
         for row, info in enumerate(self.infos):
             status = f"error: {info.error}" if info.error else "ok"
             cells = [info.name, info.distribution or "(in-process)", info.version or "",
-                     ", ".join(info.connectors), status, info.origin]
+                     ", ".join(info.connectors), info.origin, status]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(4, min(self.table.columnWidth(4), 320))
+        if self.infos and self.table.currentRow() < 0:
+            self.table.setCurrentCell(0, 0)
         self._show_selected()
 
     def row_of(self, name: str) -> int:

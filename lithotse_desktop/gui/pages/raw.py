@@ -7,21 +7,20 @@ from typing import Any
 
 from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QPersistentModelIndex,
                             QSortFilterProxyModel, Qt)
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QPlainTextEdit, QPushButton, QSplitter, QTableView, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
+                               QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from ...raw.landing import open_index
 from ...raw.manifest import Manifest
 from ...workspace import Workspace
 from .. import jobs
-from ..common import error_text, fixed_font, named, show_error
+from ..common import compact_table, error_text, fixed_font, named, show_error
 
 COLUMNS: list[tuple[str, str]] = [
-    ("ID", "id"), ("Source", "source"), ("Stream", "stream"), ("Name", "original_name"),
+    ("Landed at", "landed_at"), ("Source", "source"), ("Stream", "stream"), ("Name", "original_name"),
     ("Records", "records"), ("In range", "records_in_range"),
     ("Out of range", "records_out_of_range"), ("Bytes", "bytes"), ("Date min", "date_min"),
-    ("Date max", "date_max"), ("Landed at", "landed_at"),
+    ("Date max", "date_max"), ("ID", "id"),
 ]
 NUMERIC = {"records", "records_in_range", "records_out_of_range", "bytes"}
 
@@ -60,6 +59,8 @@ class LandingsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if attr in NUMERIC:
                 return f"{value:,}"
+            if attr == "landed_at" and value:
+                return str(value).replace("T", " ")[:19]
             return "" if value is None else str(value)
         if role == Qt.ItemDataRole.UserRole:
             return value if value is not None else ""
@@ -101,20 +102,15 @@ class RawDataPage(QWidget):
 
         self.table = named(QTableView(), "Landings", "One row per landing; select one to see its manifest")
         self.table.setModel(self.proxy)
+        compact_table(self.table)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(len(COLUMNS) - 1, Qt.SortOrder.DescendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_selected())
 
         self.manifest_view = named(QPlainTextEdit(), "Manifest JSON", "The selected landing's manifest")
         self.manifest_view.setReadOnly(True)
         self.manifest_view.setFont(fixed_font())
+        self.manifest_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.manifest_view.setPlaceholderText("Select a landing to see its manifest.")
 
         bar = QHBoxLayout()
@@ -126,7 +122,7 @@ class RawDataPage(QWidget):
         splitter.addWidget(self.manifest_view)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([700, 420])
+        splitter.setSizes([760, 360])
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
@@ -162,8 +158,9 @@ class RawDataPage(QWidget):
         self.model.set_rows(rows)
         self.table.resizeColumnsToContents()
         self.count.setText(f"{len(rows)} landing(s)")
-        if selected is not None:
-            self.select_landing(selected.id)
+        if selected is None or not self.select_landing(selected.id):
+            if self.proxy.rowCount():
+                self.table.selectRow(0)
         self._done()
 
     def _failed(self, exc: BaseException, trace: str) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QGroupBox, QHBoxLayout,
+from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QPushButton,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ...workspace import TIERS, Workspace
-from ..common import named, scroll_area
+from ..common import compact_table, named, scroll_area
 
 TIER_NAMES = {"raw": "Raw (L1)", "derived": "Derived (L2)", "cache": "Cache (L3)"}
 
@@ -28,9 +28,8 @@ class SettingsPage(QWidget):
         self.timezone = named(QLabel(""), "Workspace time zone")
         self.stores = named(QTableWidget(0, 3), "Stores per tier")
         self.stores.setHorizontalHeaderLabels(["Tier", "Store", "URL"])
-        self.stores.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.stores.verticalHeader().setVisible(False)
-        self.stores.horizontalHeader().setStretchLastSection(True)
+        compact_table(self.stores)
+        self.stores.setAlternatingRowColors(False)
         self.stores.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.stores.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.suppress = named(QSpinBox(), "Suppress counts below",

@@ -107,16 +107,21 @@ def _open(path: Path, encoding: str, delimiter: str, width: int) -> pacsv.CSVStr
                           convert_options=convert)
 
 
-def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exception) -> InputError:
+def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exception,
+             guessed: bool) -> InputError:
     text = str(exc)
     if "Empty CSV file" in text:
         return InputError(f"{name}, line 1", "the file is empty: a header row is expected")
-    found = sniff.structural_problem(path, name, encoding, delimiter)
+    found = sniff.structural_problem(path, name, encoding, delimiter, guessed)
     return found or InputError(name, f"cannot be read as delimited text: {text}")
 
 
-def text_batches(path: Path, name: str, encoding: str, delimiter: str) -> Iterator[pa.RecordBatch]:
-    """Every record as text columns, the header row first; parse errors become InputError."""
+def text_batches(path: Path, name: str, encoding: str, delimiter: str,
+                 guessed: bool = False) -> Iterator[pa.RecordBatch]:
+    """Every record as text columns, the header row first; parse errors become InputError.
+
+    ``guessed`` says the encoding is a guess from the first bytes, for the error wording.
+    """
     try:
         reader = _open(path, encoding, delimiter, _MAX_GUESSED_COLUMNS)
         width = len(reader.schema)
@@ -129,7 +134,7 @@ def text_batches(path: Path, name: str, encoding: str, delimiter: str) -> Iterat
                 return
             yield batch
     except (pa.ArrowException, UnicodeError, LookupError) as exc:
-        raise _failure(path, name, encoding, delimiter, exc) from None
+        raise _failure(path, name, encoding, delimiter, exc, guessed) from None
     except OSError as exc:
         raise InputError(name, f"cannot be read: {exc.strerror or exc}") from None
 
@@ -211,10 +216,22 @@ def peek(path: Path, name: str, *, encoding: str | None = None,
     """Header names, detected date column and date-valued columns from the first block only.
 
     Cheap enough to run for every file when listing streams; the full check happens at import.
+    The encoding is guessed from the first 64 KiB; if UTF-8 was guessed but the first block
+    does not decode, cp1252 is tried as the whole-file scan at import would.
     """
     text, enc = sniff.sample_text(path, name, encoding)
     delim = delimiter or sniff.sniff_delimiter(text, path.suffix)
-    for batch in text_batches(path, name, enc, delim):
+    try:
+        return _peek_first_block(path, name, enc, delim, encoding is None and enc == "cp1252")
+    except InputError:
+        if encoding is not None or enc != "utf-8":
+            raise
+    return _peek_first_block(path, name, "cp1252", delim, True)
+
+
+def _peek_first_block(path: Path, name: str, enc: str, delim: str,
+                      guessed: bool) -> tuple[list[str], str | None, list[str]]:
+    for batch in text_batches(path, name, enc, delim, guessed):
         if batch.num_rows == 0:
             continue
         names = _header(path, name, enc, delim, batch)

@@ -48,8 +48,8 @@ def _control_problem(text: str, lines_before: int) -> tuple[int, str] | None:
                   "this is not a text file")
 
 
-def _decode_problem(path: Path, encoding: str,
-                    check: Callable[[], None]) -> tuple[int, str, bool] | None:
+def _decode_problem(path: Path, encoding: str, check: Callable[[], None],
+                    guessed: bool = False) -> tuple[int, str, bool] | None:
     """Decode the whole file; return (line, reason, is_binary) for the first problem, else None."""
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 0
@@ -66,8 +66,7 @@ def _decode_problem(path: Path, encoding: str,
                     return binary[0], binary[1], True
                 bad = (pending + chunk)[exc.start:exc.start + 1]
                 line = lines + good.count("\n") + 1
-                return line, (f"byte 0x{bad.hex()} cannot be decoded as {encoding}; set the "
-                              "encoding setting if the file uses another one"), False
+                return line, undecodable(bad, encoding, guessed), False
             binary = _control_problem(text, lines)
             if binary:
                 return binary[0], binary[1], True
@@ -75,6 +74,15 @@ def _decode_problem(path: Path, encoding: str,
             check()
             if not chunk:
                 return None
+
+
+def undecodable(byte: bytes, encoding: str, guessed: bool) -> str:
+    """Why a byte stopped decoding, worded for whether the encoding was the user's or a guess."""
+    if guessed:
+        return (f"byte 0x{byte.hex()} is neither UTF-8 nor cp1252 text; set the encoding "
+                "setting if you know the file's encoding")
+    return (f"byte 0x{byte.hex()} cannot be decoded as {encoding}; set the encoding setting "
+            "if the file uses another one")
 
 
 def scan_encoding(path: Path, name: str, forced: str | None = None,
@@ -91,17 +99,13 @@ def scan_encoding(path: Path, name: str, forced: str | None = None,
     candidates = [forced] if forced else [bom] if bom else ["utf-8", "cp1252"]
     problem: tuple[int, str, bool] | None = None
     for encoding in candidates:
-        problem = _decode_problem(path, encoding, check)
+        problem = _decode_problem(path, encoding, check, guessed=len(candidates) > 1)
         if problem is None:
             return encoding
         if problem[2]:
             break
     assert problem is not None
-    line, reason, binary = problem
-    if not binary and len(candidates) > 1:
-        reason = (f"{reason.split(' cannot')[0]} is neither UTF-8 nor cp1252 text; set the "
-                  "encoding setting if you know the file's encoding")
-    raise InputError(f"{name}, line {line}", reason)
+    raise InputError(f"{name}, line {problem[0]}", problem[1])
 
 
 def sample_text(path: Path, name: str, forced: str | None = None) -> tuple[str, str]:
@@ -183,9 +187,10 @@ def record_line(path: Path, encoding: str, delimiter: str, record: int) -> int |
     return None
 
 
-def structural_problem(path: Path, name: str, encoding: str, delimiter: str) -> InputError | None:
+def structural_problem(path: Path, name: str, encoding: str, delimiter: str,
+                       guessed: bool = False) -> InputError | None:
     """After the fast parser refused a file: the first undecodable byte, ragged row or bad quote."""
-    decoded = _decode_problem(path, encoding, _noop)
+    decoded = _decode_problem(path, encoding, _noop, guessed)
     if decoded:
         return InputError(f"{name}, line {decoded[0]}", decoded[1])
     width: int | None = None

@@ -144,34 +144,25 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _struct(paths: list[str]) -> dict:
-    root: dict = {}
-    for path in paths:
-        node = root
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = "JSON"
-    return root
-
-
-def _leaf(path: str) -> str:
-    return "v." + ".".join(f'"{part}"' for part in path.split("."))
+def _json_path(path: str) -> str:
+    return "$." + ".".join(f'"{part}"' for part in path.split("."))
 
 
 _MACROS = f"""
 SET TimeZone = 'UTC';
-CREATE OR REPLACE MACRO fhir_str(x) AS
-    CASE WHEN starts_with(CAST(x AS VARCHAR), '"') THEN json_extract_string(x, '$') END;
+SET enable_progress_bar = false;
+CREATE OR REPLACE MACRO fhir_str(x) AS CASE WHEN starts_with(x, '"') THEN
+    CASE WHEN contains(x, '\\') THEN json_extract_string(x, '$') ELSE x[2:-2] END END;
 CREATE OR REPLACE MACRO fhir_not_str(x) AS
-    x IS NOT NULL AND NOT starts_with(CAST(x AS VARCHAR), '"');
+    x IS NOT NULL AND x <> 'null' AND NOT starts_with(x, '"');
 CREATE OR REPLACE MACRO fhir_day(s) AS try_cast(
     CASE length(s) WHEN 4 THEN s || '-01-01' WHEN 7 THEN s || '-01' ELSE left(s, 10) END AS DATE);
 CREATE OR REPLACE MACRO fhir_instant(s) AS
     CASE WHEN length(s) > 10 THEN try_cast(s AS TIMESTAMPTZ) END;
 CREATE OR REPLACE MACRO fhir_bad_date(s) AS s IS NOT NULL AND (
     NOT regexp_full_match(s, {_sql_str(DATE_PATTERN)}) OR fhir_day(s) IS NULL
-    OR (length(s) > 10 AND coalesce(year(fhir_instant(s)) NOT BETWEEN 1 AND 9999, true)));
+    OR (length(s) > 10 AND left(s, 4) IN ('0001', '9999')
+        AND coalesce(year(fhir_instant(s)) NOT BETWEEN 1 AND 9999, true)));
 """
 
 
@@ -182,14 +173,19 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
-    """SQL turning a relation of one ``json`` text column into the stream's columns plus flags."""
+    """SQL turning a relation of one ``json`` text column into the stream's columns plus flags.
+
+    One ``json_extract`` with a list of paths parses each resource once; the values come
+    back as JSON text, so a string is recognisable by its quote and anything else is flagged.
+    """
     columns = date_columns(resource_type)
     date_paths = list(dict.fromkeys(p for _, paths in columns for p in paths))
     leaves = ["id", "resourceType", "meta.versionId", "meta.lastUpdated", *date_paths]
-    struct = json.dumps(_struct(leaves))
-    names = {path: f"s{i}" for i, path in enumerate(leaves)}
-    strings = ",\n".join(f"fhir_str({_leaf(p)}) AS {names[p]}, fhir_not_str({_leaf(p)}) AS n{names[p][1:]}"
-                         for p in leaves)
+    paths = ", ".join(_sql_str(_json_path(p)) for p in leaves)
+    raw = {p: f"CAST(j[{i + 1}] AS VARCHAR)" for i, p in enumerate(leaves)}
+    names = {p: f"s{i}" for i, p in enumerate(leaves)}
+    strings = ", ".join(f"fhir_str({raw[p]}) AS {names[p]}, fhir_not_str({raw[p]}) AS n{i}"
+                        for i, p in enumerate(leaves))
     kind = names["resourceType"]
     mine = f"{kind} = {_sql_str(resource_type)}"
     if mixed:
@@ -197,20 +193,18 @@ def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
     else:
         kind_bad = f"{kind} IS DISTINCT FROM {_sql_str(resource_type)}"
     lu = names["meta.lastUpdated"]
-    field_bad = [f"n{names['id'][1:]}", f"n{names['meta.versionId'][1:]}", f"n{lu[1:]}",
-                 f"fhir_bad_date({lu})", f"({lu} IS NOT NULL AND length({lu}) < 10)"]
-    for path in date_paths:
-        field_bad += [f"n{names[path][1:]}", f"fhir_bad_date({names[path]})"]
+    field_bad = ["n0", "n2", "n3", f"fhir_bad_date({lu})", f"length({lu}) < 10"]
+    for i, path in enumerate(leaves[4:], 4):
+        field_bad += [f"n{i}", f"fhir_bad_date({names[path]})"]
     outputs = []
-    for column, paths in columns:
-        value = f"coalesce({', '.join(names[p] for p in paths)})" if paths else "NULL::VARCHAR"
+    for column, col_paths in columns:
+        value = f"coalesce({', '.join(names[p] for p in col_paths)})" if col_paths else "NULL::VARCHAR"
         outputs.append(f"fhir_day({value}) AS \"{column}\"")
         if column == "date":
             outputs.append(f"fhir_instant({value}) AS date_time")
     return f"""
-WITH src AS (SELECT json FROM {source}),
-parsed AS (SELECT json, from_json(json, {_sql_str(struct)}) AS v FROM src),
-flat AS (SELECT json, {strings} FROM parsed)
+WITH src AS (SELECT json, json_extract(json, [{paths}]) AS j FROM {source}),
+flat AS (SELECT json, {strings} FROM src)
 SELECT {names['id']} AS id, {kind} AS "resourceType", {names['meta.versionId']} AS "versionId",
        CASE WHEN length({lu}) >= 10 THEN try_cast({lu} AS TIMESTAMPTZ) END AS "lastUpdated",
        {', '.join(outputs)},

@@ -14,6 +14,7 @@ batch envelopes. Incremental state is the core's FileTracker, one per stream.
 
 from __future__ import annotations
 
+import fnmatch
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +28,7 @@ from lithotse_desktop.errors import InputError
 from .framing import Unit, msh_fields, read_units
 from .records import DETAIL_STREAMS, SCHEMAS, ParsedMessage, Rejected, parse_message
 
-DEFAULT_PATTERNS = ("*.hl7", "*.HL7", "*.txt", "*.TXT", "*.msg", "*.MSG")
+DEFAULT_PATTERNS = ("*.hl7", "*.txt", "*.msg")
 MEDIA_TYPE = "x-application/hl7-v2+er7"
 BATCH_ROWS = 5000
 
@@ -55,7 +56,8 @@ class Hl7v2Connector(Connector):
         ConfigField("path", FieldType.PATH, "File or folder", required=True,
                     help="An HL7 file, or a folder searched recursively."),
         ConfigField("pattern", FieldType.TEXT, "File pattern", default="",
-                    help="Glob(s), comma-separated; default *.hl7, *.txt, *.msg."),
+                    help="File-name glob(s), comma-separated, any letter case; "
+                         "default *.hl7, *.txt, *.msg."),
     )
 
     def streams(self) -> list[StreamInfo]:
@@ -78,9 +80,21 @@ class Hl7v2Connector(Connector):
                                    "OBR-7, else MSH-7."),
         ]
 
-    def _patterns(self) -> list[str]:
-        given = [p.strip() for p in str(self.settings.get("pattern") or "").split(",")]
-        return [p for p in given if p] or list(DEFAULT_PATTERNS)
+    def _files(self, root: Path) -> list[Path]:
+        """Files whose name matches a pattern in any letter case, skipping hidden files and
+        folders (editor backups and macOS ``._x.hl7`` forks would otherwise fail the import)."""
+        given = [p.strip().lower() for p in str(self.settings.get("pattern") or "").split(",")]
+        patterns = [p for p in given if p] or list(DEFAULT_PATTERNS)
+        if root.is_file():
+            return [root]
+        found = []
+        for path in list_files(root, ["*"]):
+            parts = path.relative_to(root).parts
+            if any(part.startswith(".") for part in parts):
+                continue
+            if any(fnmatch.fnmatchcase(path.name.lower(), p) for p in patterns):
+                found.append(path)
+        return found
 
     def _survey(self, path: Path, name: str) -> tuple[set[str], Counter]:
         """Streams a file feeds and its message types; a file with broken framing feeds all."""
@@ -100,7 +114,7 @@ class Hl7v2Connector(Connector):
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
         root = Path(self.settings["path"]).expanduser()
-        files = list_files(root, self._patterns())
+        files = self._files(root)
         order = [s.name for s in self.streams() if s.name in request.streams]
         trackers = {s: FileTracker.from_cursor(request.state.get(s)) for s in order}
         for path in files:

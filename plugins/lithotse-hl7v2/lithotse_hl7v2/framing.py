@@ -25,6 +25,7 @@ HEADER_IDS = frozenset({"MSH", "FHS", "BHS"})
 ENVELOPE_IDS = frozenset({"FHS", "BHS", "BTS", "FTS"})
 _MLLP_START = b"\x0b"
 _MLLP_END = b"\x1c"
+_UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK_SIZE = 1 << 20
 
 
@@ -55,8 +56,13 @@ class Unit:
 
 
 def physical_lines(fh: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line number, bytes)`` for CR, LF or CRLF ends, reading the file in chunks."""
-    buf = b""
+    """Yield ``(line number, bytes)`` for CR, LF or CRLF ends, reading the file in chunks.
+
+    A UTF-8 byte-order mark (left by Windows editors) is dropped from the start.
+    """
+    buf = fh.read(len(_UTF8_BOM))
+    if buf == _UTF8_BOM:
+        buf = b""
     number = 0
     while True:
         chunk = fh.read(chunk_size)

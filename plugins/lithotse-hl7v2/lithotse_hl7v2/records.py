@@ -28,7 +28,7 @@ from .timestamps import FORMAT, parse_dtm
 
 TEXT_TYPES = frozenset({"ST", "TX", "FT"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)", re.ASCII)
 _TYPE_CODE = re.compile(r"[A-Z][A-Z0-9]{2}")
 _DELIMITERS = frozenset(string.punctuation)
 _HL7_NULL = '""'

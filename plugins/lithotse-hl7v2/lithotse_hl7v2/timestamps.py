@@ -20,7 +20,7 @@ import re
 FORMAT = "YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]"
 _DTM = re.compile(
     r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
-    r"(?:([+-])(\d{2})(\d{2}))?")
+    r"(?:([+-])(\d{2})(\d{2}))?", re.ASCII)
 _MAX_OFFSET_HOURS = 14
 
 

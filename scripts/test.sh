@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# README command 2: set everything up and run the whole test suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
+bash scripts/setup.sh --test
+export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+status=0
+.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+if [ -d ../shared/conformance/sql-on-fhir-v2 ]; then
+  .venv/bin/lithotse sof-test ../shared/conformance/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
+fi
+exit $status
