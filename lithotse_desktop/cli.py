@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from . import __version__
+from . import __version__, audit
 from .dates import DateRange
 from .errors import ConfigError, LithotseError
 from .progress import Progress, ProgressState
@@ -510,6 +510,8 @@ def derive_export(name: str, fmt: str, output: Path, date_from: str | None, date
 
     _version, table = read_table(current_workspace(), name, rng=DateRange.parse(date_from, date_to))
     export_table(table, fmt, output, name=name)
+    audit.record(current_workspace(), "export", derivative=name, version=_version.version, format=fmt,
+                 path=str(output.resolve()), rows=table.num_rows)
     click.echo(f"wrote {table.num_rows} rows to {output}")
 
 
@@ -524,6 +526,26 @@ def sof_test(suite_dir: Path, report: Path) -> None:
     click.echo(f"{passed} passed, {failed} failed; report: {report}")
     if failed:
         raise click.exceptions.Exit(1)
+
+
+@main.command("audit")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--action", type=click.Choice(audit.ACTIONS), help="Only this kind of action.")
+@click.option("--limit", type=int, help="Only the newest N records.")
+@workspace_option
+def audit_cmd(as_json: bool, action: str | None, limit: int | None) -> None:
+    """Who imported, built, published, exported or synced what, and when."""
+    rows = audit.entries(current_workspace(), action=action, limit=limit)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no audit records yet")
+    for row in rows:
+        what = ", ".join(f"{k}={v}" for k, v in row["details"].items() if k in
+                         ("source", "derivative", "version", "format", "remote", "rows"))
+        click.echo(f"{row['at']}  {row['who']}@{row['host']}  {row['action']:<8} {what}  "
+                   f"({len(row['objects'])} objects)")
 
 
 @main.command("demo")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import audit
 from .dates import DateRange
 from .progress import Progress
 from .raw.landing import ImportResult, run_import
@@ -31,6 +32,10 @@ def import_and_build(ws: Workspace, source: str, date_range: DateRange | None = 
     """Land a source, then rebuild the derivatives that read the streams that received data."""
     progress = progress or Progress()
     imported = run_import(ws, source, date_range, streams=streams, full=full, progress=progress)
+    if imported.landings:
+        audit.record(ws, "import", objects=[m.manifest.object_key for m in imported.landings],
+                     source=source, range=imported.date_range.to_json(), import_id=imported.import_id,
+                     landings=[m.manifest.id for m in imported.landings])
     outcome = ImportOutcome(imported)
     if build and imported.landings:
         from .derive.build import build_affected

@@ -119,3 +119,22 @@ def test_bad_input_exits_nonzero_with_location(cli, workspace, tmp_path):
 
 def test_bad_dates_are_clear(cli, workspace):
     assert "not an ISO date" in cli("import", "x", "--from", "2024-31-01", expect=1).output
+
+
+def test_audit_records_imports_builds_and_exports(cli, workspace, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("2024-01-01,1,x\n")
+    cli("source", "add", "vals", "--connector", "lines", "--set", f"path={folder}")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "n", "kind": "aggregate", "input": {"source": "vals", "stream": "values"},
+                                "measures": [{"fn": "count", "as": "n"}], "suppress_below": 0}))
+    cli("derive", "add", "--file", str(spec))
+    cli("import", "vals")
+    cli("derive", "export", "n", "--format", "csv", "-o", str(tmp_path / "n.csv"))
+    rows = json.loads(cli("audit", "--json").output)
+    assert [r["action"] for r in rows] == ["import", "publish", "export"]
+    assert rows[0]["objects"][0].startswith("raw/vals/values/")
+    assert rows[1]["details"]["derivative"] == "n"
+    assert all(r["who"] and r["at"] for r in rows)
+    assert "export" in cli("audit").output

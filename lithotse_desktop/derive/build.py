@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .. import audit
 from ..errors import LithotseError
 from ..progress import Progress
 from ..storage import PreconditionFailed
@@ -221,6 +222,8 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
                              "recomputed_periods": None if periods is None else
                              [p.isoformat() for p in periods]})
     catalog.publish(version)
+    audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
+                 version=vid, status=status, rows=version.rows)
     pruned = catalog.prune(name, ws.keep_versions)
     for hook in PUBLISH_HOOKS:
         hook(ws, version)

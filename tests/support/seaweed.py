@@ -122,7 +122,7 @@ class SeaweedServer:
                 f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}",
                 f"-filer.port={p + 3}", f"-admin.port={p + 4}", f"-s3.config={config}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-                "-master.telemetry=false", "-idleTimeout=5"]
+                "-master.telemetry=false", "-idleTimeout=5", "-filer.saveToFilerLimit=65536"]
         self._log = open(self.root / "weed.log", "wb")
         self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=self.root,

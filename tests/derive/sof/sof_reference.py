@@ -10,6 +10,7 @@ import itertools
 from functools import lru_cache
 
 import fhirpathpy
+from fhirpathpy.models import models
 
 
 def _resource_key(inputs: list) -> list:
@@ -37,7 +38,7 @@ _FUNCTIONS = {
 
 @lru_cache(maxsize=None)
 def _compiled(path: str):
-    return fhirpathpy.compile(path, options={"userInvocationTable": _FUNCTIONS})
+    return fhirpathpy.compile(path, model=models["r4"], options={"userInvocationTable": _FUNCTIONS})
 
 
 def evaluate(node: object, path: str) -> list:
