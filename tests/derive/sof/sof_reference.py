@@ -41,8 +41,8 @@ def _compiled(path: str):
     return fhirpathpy.compile(path, model=models["r4"], options={"userInvocationTable": _FUNCTIONS})
 
 
-def evaluate(node: object, path: str) -> list:
-    return _compiled(path)(node, {})
+def evaluate(node: object, path: str, constants: dict | None = None) -> list:
+    return _compiled(path)(node, constants or {})
 
 
 def _columns(sel: dict) -> list[str]:
@@ -54,38 +54,39 @@ def _columns(sel: dict) -> list[str]:
     return names
 
 
-def _body(sel: dict, node: object) -> list[dict]:
+def _body(sel: dict, node: object, env: dict) -> list[dict]:
     row = {}
     for col in sel.get("column", []):
-        values = evaluate(node, col["path"])
+        values = evaluate(node, col["path"], env)
         if col.get("collection"):
             row[col["name"]] = values
         elif len(values) > 1:
             raise ValueError(f"{col['name']}: more than one value")
         else:
             row[col["name"]] = values[0] if values else None
-    parts = [[row]] + [_rows(sub, node) for sub in sel.get("select", [])]
+    parts = [[row]] + [_rows(sub, node, env) for sub in sel.get("select", [])]
     if sel.get("unionAll"):
-        parts.append([r for branch in sel["unionAll"] for r in _rows(branch, node)])
+        parts.append([r for branch in sel["unionAll"] for r in _rows(branch, node, env)])
     return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*parts)]
 
 
-def _rows(sel: dict, node: object) -> list[dict]:
+def _rows(sel: dict, node: object, env: dict) -> list[dict]:
     path = sel.get("forEach") or sel.get("forEachOrNull")
     if path is None:
-        return _body(sel, node)
-    items = evaluate(node, path)
+        return _body(sel, node, env)
+    items = evaluate(node, path, env)
     if not items and "forEachOrNull" in sel:
         return [dict.fromkeys(_columns(sel))]
-    return [row for item in items for row in _body(sel, item)]
+    return [row for item in items for row in _body(sel, item, env)]
 
 
 def evaluate_view(view: dict, resources: list[dict]) -> list[dict]:
     """All output rows of `view` over `resources`, evaluated one resource at a time."""
+    env = {c["name"]: next(v for k, v in c.items() if k.startswith("value")) for c in view.get("constant", [])}
     out = []
     for resource in resources:
         if resource.get("resourceType") != view["resource"]:
             continue
-        if all(evaluate(resource, w["path"]) == [True] for w in view.get("where", [])):
-            out.extend(_rows({"select": view["select"]}, resource))
+        if all(evaluate(resource, w["path"], env) == [True] for w in view.get("where", [])):
+            out.extend(_rows({"select": view["select"]}, resource, env))
     return out
