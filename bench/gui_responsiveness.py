@@ -5,7 +5,12 @@ Runs offscreen: builds a throwaway workspace with a ``lines`` source holding one
 button does, and measures the longest gap between ticks of a 5 ms QTimer heartbeat until
 the import's result is shown. The target is a longest stall under 100 ms.
 
-    python bench/gui_responsiveness.py [--records N] [--target-ms MS]
+Stalls come from the import thread holding the GIL while the OS has not yet scheduled the
+GUI thread, so they grow with machine load; the import is therefore run ``--repeat`` times
+(a full re-import after the first) and the median and worst runs are both printed. The exit
+status is 0 when the median run meets the target.
+
+    python bench/gui_responsiveness.py [--records N] [--repeat N] [--target-ms MS]
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,13 +36,51 @@ def write_lines(path: Path, count: int) -> None:
             fh.write(f"{start + dt.timedelta(days=i % 730)},{i}\n")
 
 
+def measure(app, page, jobs) -> dict:
+    """One import started as the Import button does, with a 5 ms heartbeat on the GUI thread."""
+    from PySide6.QtCore import QTimer
+
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    heartbeat = QTimer()
+    heartbeat.setInterval(5)
+    heartbeat.timeout.connect(beat)
+    result: dict = {}
+
+    def finished(outcome) -> None:
+        result.update(outcome=outcome, seconds=time.perf_counter() - started)
+        app.quit()
+
+    def failed(exc, _trace) -> None:
+        result["error"] = exc
+        app.quit()
+
+    started = time.perf_counter()
+    heartbeat.start()
+    page.start_import()
+    page.job.signals.finished.connect(finished)
+    page.job.signals.failed.connect(failed)
+    app.exec()
+    heartbeat.stop()
+    jobs.wait_for_jobs()
+    app.processEvents()
+    result.update(stall_ms=max(gaps) * 1000 if gaps else float("inf"), beats=len(gaps))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--target-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from lithotse_desktop.dates import DateRange
@@ -64,48 +108,25 @@ def main(argv: list[str] | None = None) -> int:
         page.reload(select="big")
         page.picker.set_range(DateRange.parse("2023-06-01", "2023-12-31"))
 
-        gaps: list[float] = []
-        last = [time.perf_counter()]
-
-        def beat() -> None:
-            now = time.perf_counter()
-            gaps.append(now - last[0])
-            last[0] = now
-
-        heartbeat = QTimer()
-        heartbeat.setInterval(5)
-        heartbeat.timeout.connect(beat)
-        outcome: dict = {}
-
-        def finished(result) -> None:
-            outcome["result"] = result
-            outcome["t"] = time.perf_counter()
-            app.quit()
-
-        def failed(exc, _trace) -> None:
-            outcome["error"] = exc
-            app.quit()
-
-        started = time.perf_counter()
-        heartbeat.start()
-        page.start_import()
-        page.job.signals.finished.connect(finished)
-        page.job.signals.failed.connect(failed)
-        app.exec()
-        heartbeat.stop()
-        jobs.wait_for_jobs()
-        if "error" in outcome:
-            print(f"import failed: {outcome['error']}", file=sys.stderr)
-            return 2
-        manifest = outcome["result"].imported.landings[0].manifest
-        longest = max(gaps) * 1000 if gaps else float("inf")
-        print(f"records imported : {manifest.records:,} ({manifest.records_in_range:,} in range)")
-        print(f"import time      : {outcome['t'] - started:.2f} s")
-        print(f"heartbeats       : {len(gaps)} at 5 ms")
-        print(f"longest stall    : {longest:.1f} ms (target < {args.target_ms:.0f} ms)")
+        stalls: list[float] = []
+        for run in range(args.repeat):
+            page.full.setChecked(run > 0)
+            result = measure(app, page, jobs)
+            if "error" in result:
+                print(f"import failed: {result['error']}", file=sys.stderr)
+                return 2
+            manifest = result["outcome"].imported.landings[0].manifest
+            stalls.append(result["stall_ms"])
+            print(f"run {run + 1}: {manifest.records:,} records ({manifest.records_in_range:,} in range) "
+                  f"imported in {result['seconds']:.2f} s; {result['beats']} heartbeats; "
+                  f"longest stall {result['stall_ms']:.1f} ms")
+        median = statistics.median(stalls)
+        print(f"longest stall    : median {median:.1f} ms, worst {max(stalls):.1f} ms "
+              f"(target < {args.target_ms:.0f} ms)")
+        print(f"load average     : {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         print(f"summary shown    : {page.strip.status.text()}")
         window.close()
-        return 0 if longest < args.target_ms else 1
+        return 0 if median < args.target_ms else 1
 
 
 if __name__ == "__main__":

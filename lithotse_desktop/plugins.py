@@ -35,11 +35,13 @@ class PluginInfo:
     origin: str
     connectors: list[str] = field(default_factory=list)
     error: str | None = None
+    traceback: str | None = None
 
     def to_json(self) -> dict:
         return {"name": self.name, "distribution": self.distribution, "version": self.version,
                 "module": self.module, "origin": self.origin, "connectors": self.connectors,
-                "status": "error" if self.error else "ok", "error": self.error}
+                "status": "error" if self.error else "ok", "error": self.error,
+                "traceback": self.traceback}
 
 
 def _origin(dist: md.Distribution | None) -> str:
@@ -77,11 +79,16 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self._connectors: dict[str, type[Connector]] | None = None
+        self._lock = threading.RLock()
         if load_entry_points:
             self.load_entry_points()
 
     def load_entry_points(self) -> None:
         """Load every plugin not loaded yet; safe to call again after installing one."""
+        with self._lock:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
         importlib.invalidate_caches()
         allow = _names_from_env("LITHOTSE_PLUGINS")
         deny = _names_from_env("LITHOTSE_DISABLE_PLUGINS") or set()
@@ -99,6 +106,7 @@ class PluginManager:
                 self._pm.register(obj, name=ep.name)
             except Exception as exc:  # a broken plugin must not take the app down
                 info.error = f"failed to load: {type(exc).__name__}: {exc}"
+                info.traceback = traceback.format_exc()
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -128,10 +136,14 @@ class PluginManager:
             except Exception as exc:
                 info = self.plugins.setdefault(name, PluginInfo(name, None, None, "?", "?"))
                 info.error = f"hook {hook_name} raised {type(exc).__name__}: {exc}"
-                info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+                info.traceback = traceback.format_exc()
         return results
 
     def connectors(self) -> dict[str, type[Connector]]:
+        with self._lock:
+            return self._connector_table()
+
+    def _connector_table(self) -> dict[str, type[Connector]]:
         if self._connectors is None:
             found: dict[str, type[Connector]] = {}
             for plugin_name, classes in self._call_each("lithotse_register_connectors"):
@@ -173,6 +185,10 @@ class PluginManager:
         return merged
 
     def unload(self, name: str) -> None:
+        with self._lock:
+            self._unload(name)
+
+    def _unload(self, name: str) -> None:
         plugin = self._pm.get_plugin(name)
         if plugin is not None:
             self._pm.unregister(plugin)

@@ -7,6 +7,7 @@ Long jobs are plain functions that accept a :class:`Progress`; they report with
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,6 +30,7 @@ class Progress:
     callback: Callable[[ProgressState], None] | None = None
     state: ProgressState = field(default_factory=ProgressState)
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _shielded: int = 0
 
     def update(self, message: str | None = None, *, done: int | None = None,
                total: int | None = None, advance: int = 0, records: int = 0) -> None:
@@ -52,8 +54,18 @@ class Progress:
         return self._cancel.is_set()
 
     def check(self) -> None:
-        if self._cancel.is_set():
+        if self._cancel.is_set() and not self._shielded:
             raise Cancelled()
+
+    @contextlib.contextmanager
+    def shielded(self):
+        """A stretch that must run to its end once begun (a commit): cancel waits until after it."""
+        self._shielded += 1
+        try:
+            yield self
+        finally:
+            self._shielded -= 1
+        self.check()
 
 
 def silent() -> Progress:

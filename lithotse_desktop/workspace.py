@@ -169,10 +169,13 @@ class Workspace:
 
     def add_source(self, name: str, connector: str, settings: dict[str, Any],
                    secrets: dict[str, str], *, replace: bool = False) -> SourceConfig:
+        from .plugins import get_plugin_manager
+
         check_name(name, "source")
         sources = self.config.setdefault("sources", {})
         if name in sources and not replace:
             raise ConfigError(f"source {name!r} exists; use --replace to change it")
+        get_plugin_manager().connector(connector).validate_settings({**settings, **secrets})
         refs = {}
         for key, value in secrets.items():
             ref = secret_ref(self.id, f"source/{name}/{key}")

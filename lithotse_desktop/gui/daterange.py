@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable
 
-from PySide6.QtCore import QDate, QElapsedTimer, QEvent, QRegularExpression, Qt, Signal
+from PySide6.QtCore import QDate, QElapsedTimer, QEvent, QRegularExpression, Signal
 from PySide6.QtGui import QBrush, QPalette, QRegularExpressionValidator, QTextCharFormat
-from PySide6.QtWidgets import (QApplication, QCalendarWidget, QComboBox, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCalendarWidget, QComboBox, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QVBoxLayout, QWidget)
 
 from ..dates import DateRange
 from ..errors import ConfigError
@@ -88,7 +88,9 @@ class DateRangePicker(QWidget):
         self.message.setWordWrap(True)
 
         fields = QFormLayout()
-        fields.addRow("&Preset", self.preset)
+        preset_label = QLabel("&Preset")
+        preset_label.setBuddy(self.preset)
+        fields.addRow(preset_label, self.preset)
         row = QHBoxLayout()
         row.addWidget(self.from_edit)
         row.addWidget(QLabel("to"))
@@ -96,14 +98,13 @@ class DateRangePicker(QWidget):
         from_label = QLabel("&From")
         from_label.setBuddy(self.from_edit)
         fields.addRow(from_label, row)
-        fields.itemAt(0, QFormLayout.ItemRole.LabelRole).widget().setBuddy(self.preset)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(fields)
         layout.addWidget(self.calendar, 1)
         layout.addWidget(self.message)
-        self._changed()
+        self.apply_preset("All dates")
 
     # --- public API -------------------------------------------------------------
     def range(self) -> DateRange:

@@ -28,19 +28,22 @@ class JobSignals(QObject):
 
 
 class Job(QRunnable):
-    """Runs ``fn(*args, progress=..., **kwargs)`` (or without progress) on a pool thread."""
+    """Runs ``fn(*args, progress=..., **kwargs)`` (or without progress) on a pool thread.
+
+    The pool owns and deletes the runnable when ``run`` returns (auto-delete), so a page may
+    drop its reference at any time; pages only touch the Python side (``signals``,
+    ``cancel``) afterwards, never the deleted C++ object.
+    """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = True,
                  interval: float = 0.05, **kwargs: Any) -> None:
         super().__init__()
-        self.setAutoDelete(False)
         self.signals = JobSignals()
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._interval = interval
         self._last_emit = 0.0
         self.progress = Progress(self._report)
         self._with_progress = with_progress
-        self.done = False
 
     def _report(self, state: ProgressState) -> None:
         now = time.monotonic()
@@ -58,13 +61,10 @@ class Job(QRunnable):
                 kwargs["progress"] = self.progress
             result = self._fn(*self._args, **kwargs)
         except Cancelled:
-            self.done = True
             self.signals.cancelled.emit()
         except Exception as exc:  # shown to the user as a message box, never re-raised
-            self.done = True
             self.signals.failed.emit(exc, traceback.format_exc())
         else:
-            self.done = True
             self.signals.finished.emit(result)
 
 

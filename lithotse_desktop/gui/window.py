@@ -99,7 +99,8 @@ class MainWindow(QMainWindow):
                           "for health records.")
 
     def _set_title(self) -> None:
-        self.setWindowTitle(f"Lithotse — {self.ws.config.get('workspace', {}).get('name', self.ws.root.name)}")
+        name = self.ws.config.get("workspace", {}).get("name", self.ws.root.name)
+        self.setWindowTitle(f"Lithotse — {name}")
 
     def show_page(self, key: str) -> QWidget:
         self.sidebar.setCurrentRow(PAGE_KEYS.index(key))

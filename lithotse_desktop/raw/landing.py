@@ -194,8 +194,9 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
                                   ws.timezone, progress)
             staged.append(_Staged(payload, target, sha, size, stats))
         progress.update(f"committing {len(staged)} object(s)", done=0, total=len(staged))
-        result.landings = _commit(ws, index, source_name, connector, offered, staged, import_id,
-                                  date_range, progress)
+        with progress.shielded():
+            result.landings = _commit(ws, index, source_name, connector, offered, staged, import_id,
+                                      date_range, progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         index.close()
@@ -210,7 +211,6 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
     user, host = getpass.getuser(), socket.gethostname()
     out = []
     for seq, item in enumerate(staged):
-        progress.check()
         key = object_key(source, item.payload.stream, item.sha256)
         written = store.put_file(key, item.path, if_none_match=True, move=True)
         now = dt.datetime.now(dt.timezone.utc)

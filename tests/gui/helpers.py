@@ -12,9 +12,12 @@ def _day_cells(calendar: QCalendarWidget) -> list[tuple[int, int]]:
     """Model (row, column) of the 42 day cells in reading order, skipping header row/column."""
     view = calendar.findChild(QTableView, "qt_calendar_calendarview")
     model = view.model()
-    first_row = 0 if calendar.horizontalHeaderFormat() == QCalendarWidget.HorizontalHeaderFormat.NoHorizontalHeader else 1
-    first_col = 0 if calendar.verticalHeaderFormat() == QCalendarWidget.VerticalHeaderFormat.NoVerticalHeader else 1
-    return [(r, c) for r in range(first_row, model.rowCount()) for c in range(first_col, model.columnCount())]
+    no_names = QCalendarWidget.HorizontalHeaderFormat.NoHorizontalHeader
+    no_weeks = QCalendarWidget.VerticalHeaderFormat.NoVerticalHeader
+    first_row = 0 if calendar.horizontalHeaderFormat() == no_names else 1
+    first_col = 0 if calendar.verticalHeaderFormat() == no_weeks else 1
+    return [(r, c) for r in range(first_row, model.rowCount())
+            for c in range(first_col, model.columnCount())]
 
 
 def click_date(qtbot, calendar: QCalendarWidget, day: dt.date) -> None:

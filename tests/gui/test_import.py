@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLineEdit
 
 from lithotse_desktop.gui.pages.sources import AddSourceDialog
+from lithotse_desktop.raw import run_import
 from lithotse_desktop.secrets import load_secret
 from tests.gui.helpers import click_date, open_message_box
 
@@ -44,7 +45,8 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
 
     page = window.sources
     assert page.selected_source() == "vals"
-    assert [page.streams.item(i).text() for i in range(page.streams.count())] == ["values"]
+    qtbot.waitUntil(lambda: page.streams.count() == 1)
+    assert page.streams.item(0).text() == "values"
     click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 1))
     click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 31))
     qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
@@ -125,3 +127,31 @@ def test_secret_field_is_a_password_box(qtbot, window):
     assert isinstance(token, QLineEdit)
     assert token.echoMode() == QLineEdit.EchoMode.Password
     dialog.reject()
+
+
+def test_source_whose_connector_is_missing_says_why(qtbot, window, workspace):
+    # a source whose plugin was removed after it was configured
+    workspace.config.setdefault("sources", {})["gone"] = {"connector": "nosuch", "settings": {}, "secrets": {}}
+    workspace.save()
+    page = window.sources
+    page.reload(select="gone")
+    qtbot.waitUntil(lambda: not page.streams_loading)
+    assert "Cannot open this source: no connector named 'nosuch'" in page.details.text()
+    assert page.streams.count() == 0
+
+
+def test_raw_page_filter_narrows_the_table(qtbot, window, workspace, tmp_path):
+    for name in ("north", "south"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.txt").write_text("2024-01-01,1\n")
+        workspace.add_source(name, "lines", {"path": str(folder)}, {})
+        run_import(workspace, name)
+    page = window.show_page("raw")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 2)
+    qtbot.keyClicks(page.filter, "sou")
+    assert page.proxy.rowCount() == 1
+    assert page.proxy.index(0, 1).data() == "south"
+    page.table.selectRow(0)
+    assert '"source": "south"' in page.manifest_view.toPlainText()

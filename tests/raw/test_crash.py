@@ -56,11 +56,11 @@ def test_kill_then_rerun_lands_each_file_once(workspace, tmp_path, marker):
     folder.mkdir()
     for i in range(FILES):
         (folder / f"f{i:03d}.txt").write_text("".join(f"2024-01-{d:02d},{i}\n" for d in range(1, 29)) * 20)
+    reset_plugin_manager()
+    get_plugin_manager().register(lines_connector, "lines-test")
     workspace.add_source("vals", "lines", {"path": str(folder)}, {})
     assert kill_when(workspace, marker)
     before = check_store(workspace)
-    reset_plugin_manager()
-    get_plugin_manager().register(lines_connector, "lines-test")
     try:
         run_import(workspace, "vals")
     finally:

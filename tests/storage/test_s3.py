@@ -98,14 +98,19 @@ def test_concurrent_multipart_creates_have_one_winner(seaweed, tmp_path):
     assert stores[0].get_bytes("obj") == files[results.index(True)].read_bytes()
 
 
-def test_listing_pages_past_1000_keys(seaweed):
-    store = seaweed.store(seaweed.new_prefix())
+def test_listing_pages_past_1000_keys(seaweed, tmp_path):
+    url = seaweed.new_prefix()
+    (tmp_path / "many").mkdir()
     keys = [f"many/{n:05d}" for n in range(1234)]
-    with cf.ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: store.put_bytes(k, b"x"), keys))
+    for key in keys:
+        (tmp_path / key).write_bytes(b"x")
+    seaweed.seed(tmp_path, url)
+    store = seaweed.store(url)
     store.put_bytes("other/one", b"y")
     pages = _count_calls(store, "ListObjectsV2")
-    assert [i.key for i in store.list("many/")] == keys
+    listed = list(store.list("many/"))
+    assert [i.key for i in listed] == keys
+    assert {i.size for i in listed} == {1}
     assert len(pages) == 2
     assert len(list(store.list(""))) == 1235
 
@@ -157,16 +162,16 @@ def test_manager_cannot_touch_the_raw_bucket_but_reads_derived(seaweed):
 
 def test_missing_bucket_and_unreachable_endpoint(seaweed):
     store = seaweed.store("s3://no-such-bucket/p", "admin")
-    with pytest.raises(NotFound, match="bucket 'no-such-bucket' does not exist"):
+    with pytest.raises(NotFound, match="s3://no-such-bucket/p .*bucket 'no-such-bucket' does not exist"):
         list(store.list(""))
-    with pytest.raises(NotFound, match="s3://no-such-bucket/p/k"):
-        store.put_bytes("k", b"x")
+    with pytest.raises(NotFound, match="no-such-bucket"):
+        store.get_bytes("k")
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     offline = S3Store("s3://bucket/p", endpoint_url=dead, credentials=seaweed.store_options()["credentials"])
-    with pytest.raises(LithotseError, match=r"s3://bucket/p .*cannot reach the S3 endpoint") as info:
+    with pytest.raises(LithotseError, match=r"s3://bucket/p/k \(at .*\): cannot reach the S3 endpoint") as info:
         offline.stat("k")
     assert dead in str(info.value)
 
@@ -224,8 +229,8 @@ def test_arrow_scans_parquet_in_place(seaweed, tmp_path):
 
     fs, base = seaweed.store(url, "manager").arrow_filesystem()
     dataset = ds.dataset(f"{base}/derived/counts/parts", filesystem=fs, format="parquet")
-    total = duckdb.sql("SELECT sum(count) AS n, count(DISTINCT period) AS p FROM dataset").fetchone()
-    assert total == (33, 3)
+    rows = duckdb.sql("SELECT sum(count) AS n, count(DISTINCT period) AS p FROM dataset").fetchall()
+    assert rows == [(33, 3)]
 
 
 def test_workspace_with_raw_tier_on_s3(seaweed, workspace, tmp_path):
@@ -269,6 +274,8 @@ def test_workspace_with_raw_tier_on_s3(seaweed, workspace, tmp_path):
         assert len(index.landings("vals")) == 2
         index.close()
         rows = [r for b in read_stream(fresh, "vals", "values") for r in b.to_pylist()]
-        assert sorted(r["value"] for r in rows) == [1, 2, 3]
+        # two landings of the same bytes with different ranges: January, then the whole year
+        assert sorted(r["value"] for r in rows) == [1, 1, 2, 2, 3]
+        assert (ws.local_dir / "object-cache" / m.sha256).exists()
     finally:
         reset_plugin_manager()

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QListWidgetItem, QMessageBox, QPlainTextEdit, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
+from ...connectors import StreamInfo
 from ...errors import LithotseError
 from ...jobs import ImportOutcome, import_and_build
 from ...plugins import get_plugin_manager
@@ -77,7 +78,7 @@ class AddSourceDialog(QDialog):
             self.about.setText("No connectors are installed: add a plugin on the Plugins page.")
             self.ok.setEnabled(False)
         self._draw_form()
-        self.resize(560, 440)
+        self.resize(600, 540)
 
     def select_connector(self, name: str) -> None:
         self.connector_box.setCurrentIndex(self.connector_box.findData(name))
@@ -121,6 +122,9 @@ class SourcesPage(QWidget):
         super().__init__(parent)
         self.ws = ws
         self.job: jobs.Job | None = None
+        self._streams_job: jobs.Job | None = None
+        self._streams_for: str | None = None
+        self._source_text = ""
 
         self.list = named(QListWidget(), "Sources", "Configured sources of this workspace")
         self.list.currentItemChanged.connect(lambda *_: self._show_source())
@@ -255,19 +259,39 @@ class SourcesPage(QWidget):
         src = self.ws.source(name)
         settings = ", ".join(f"{k} = {v}" for k, v in sorted(src.settings.items())) or "no settings"
         secrets = f"; secrets in keyring: {', '.join(sorted(src.secrets))}" if src.secrets else ""
-        self.details.setText(f"<b>{name}</b> — connector <i>{src.connector}</i><br>{settings}{secrets}")
-        try:
-            offered = make_connector(self.ws, name).streams()
-        except LithotseError as exc:
-            self.details.setText(self.details.text() + f"<br>Cannot open this source: {error_text(exc)}")
-            self.import_button.setEnabled(False)
+        self._source_text = f"<b>{name}</b> — connector <i>{src.connector}</i><br>{settings}{secrets}"
+        self.details.setText(self._source_text)
+        self._load_streams(name)
+
+    def _load_streams(self, name: str) -> None:
+        """Ask the connector for its streams off the GUI thread: some ask a server."""
+        self._streams_for = name
+        job = jobs.Job(lambda: (name, make_connector(self.ws, name).streams()), with_progress=False)
+        job.signals.finished.connect(self._streams_loaded)
+        job.signals.failed.connect(self._streams_failed)
+        self._streams_job = job
+        jobs.start(job)
+
+    @property
+    def streams_loading(self) -> bool:
+        return self._streams_job is not None
+
+    def _streams_loaded(self, answer: tuple[str, list[StreamInfo]]) -> None:
+        name, offered = answer
+        if name != self._streams_for:
             return
+        self._streams_job = None
+        self.streams.clear()
         for info in offered:
             item = QListWidgetItem(info.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Unchecked)
             item.setToolTip(info.description or f"date field: {info.date_field or 'none'}")
             self.streams.addItem(item)
+
+    def _streams_failed(self, exc: BaseException, _trace: str) -> None:
+        self._streams_job = None
+        self.details.setText(f"{self._source_text}<br>Cannot open this source: {error_text(exc)}")
 
     def chosen_streams(self) -> list[str] | None:
         ticked = [self.streams.item(i).text() for i in range(self.streams.count())

@@ -22,7 +22,6 @@ from . import sniff
 
 BLOCK = 1 << 20
 META_FORMAT = "lithotse-csv/1"
-_MAX_GUESSED_COLUMNS = 4096
 
 
 @dataclass
@@ -102,7 +101,7 @@ def _open(path: Path, encoding: str, delimiter: str, width: int) -> pacsv.CSVStr
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
                                    null_values=[""], strings_can_be_null=True,
-                                   quoted_strings_can_be_null=False)
+                                   quoted_strings_can_be_null=True)
     return pacsv.open_csv(_source(path, encoding), read_options=read, parse_options=parse,
                           convert_options=convert)
 
@@ -116,17 +115,18 @@ def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exceptio
     return found or InputError(name, f"cannot be read as delimited text: {text}")
 
 
-def text_batches(path: Path, name: str, encoding: str, delimiter: str,
+def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: int,
                  guessed: bool = False) -> Iterator[pa.RecordBatch]:
     """Every record as text columns, the header row first; parse errors become InputError.
 
-    ``guessed`` says the encoding is a guess from the first bytes, for the error wording.
+    ``width`` is the expected number of columns (pyarrow needs a type for each by name; a
+    wrong guess costs a second open). ``guessed`` says the encoding is a guess from the
+    first bytes, for the error wording.
     """
     try:
-        reader = _open(path, encoding, delimiter, _MAX_GUESSED_COLUMNS)
-        width = len(reader.schema)
-        if width > _MAX_GUESSED_COLUMNS:
-            reader = _open(path, encoding, delimiter, width)
+        reader = _open(path, encoding, delimiter, width)
+        if any(field.type != pa.string() for field in reader.schema):
+            reader = _open(path, encoding, delimiter, len(reader.schema))
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -172,13 +172,14 @@ def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: st
     raises InputError naming its line.
     """
     enc = sniff.scan_encoding(path, name, encoding, check)
-    delim = delimiter or sniff.sniff_delimiter(sniff.sample_text(path, name, enc)[0], path.suffix)
+    text = sniff.sample_text(path, name, enc)[0]
+    delim = delimiter or sniff.sniff_delimiter(text, path.suffix)
     names: list[str] | None = None
     inference: col.Inference | None = None
     dated: list[str] = []
     record = 0
     last: pa.RecordBatch | None = None
-    for batch in text_batches(path, name, enc, delim):
+    for batch in text_batches(path, name, enc, delim, sniff.header_width(text, delim)):
         if names is None:
             if batch.num_rows == 0:
                 continue
@@ -222,16 +223,17 @@ def peek(path: Path, name: str, *, encoding: str | None = None,
     text, enc = sniff.sample_text(path, name, encoding)
     delim = delimiter or sniff.sniff_delimiter(text, path.suffix)
     try:
-        return _peek_first_block(path, name, enc, delim, encoding is None and enc == "cp1252")
+        return _peek_first_block(path, name, enc, delim, sniff.header_width(text, delim),
+                                 encoding is None and enc == "cp1252")
     except InputError:
         if encoding is not None or enc != "utf-8":
             raise
-    return _peek_first_block(path, name, "cp1252", delim, True)
+    return _peek_first_block(path, name, "cp1252", delim, sniff.header_width(text, delim), True)
 
 
-def _peek_first_block(path: Path, name: str, enc: str, delim: str,
+def _peek_first_block(path: Path, name: str, enc: str, delim: str, width: int,
                       guessed: bool) -> tuple[list[str], str | None, list[str]]:
-    for batch in text_batches(path, name, enc, delim, guessed):
+    for batch in text_batches(path, name, enc, delim, width, guessed):
         if batch.num_rows == 0:
             continue
         names = _header(path, name, enc, delim, batch)
@@ -247,7 +249,7 @@ def typed_batches(path: Path, name: str, layout: Layout) -> Iterator[pa.RecordBa
     header_seen = False
     record = 0
     emitted = False
-    for batch in text_batches(path, name, layout.encoding, layout.delimiter):
+    for batch in text_batches(path, name, layout.encoding, layout.delimiter, len(layout.names)):
         if batch.num_columns != len(layout.names):
             raise InputError(f"{name}, line 1", f"the header has {batch.num_columns} fields but "
                              f"{len(layout.names)} were recorded when it was imported")

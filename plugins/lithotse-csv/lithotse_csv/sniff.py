@@ -147,6 +147,15 @@ def sniff_delimiter(text: str, suffix: str) -> str:
     return best[1] if best else order[0]
 
 
+def header_width(text: str, delimiter: str) -> int:
+    """Number of fields in the first non-blank record of a sample (1 when it has none)."""
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        return next((len(row) for row in reader if row), 1)
+    except csv.Error:
+        return 1
+
+
 def clean_names(raw: list[str | None]) -> list[str]:
     """Header names made usable as column names: trimmed, never empty, never repeated."""
     out: list[str] = []

@@ -63,6 +63,8 @@ def _date_problem(value: Any, label: str, instant: bool = False) -> str | None:
     """Why a FHIR date/dateTime/instant value is invalid, or None; mirrors the SQL checks."""
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         return f"{label} is not a string"
     if not _DATE_RE.fullmatch(value) or (instant and len(value) < 10):
@@ -112,18 +114,14 @@ def problem(obj: Any, expected: str, mixed: bool) -> str | None:
         return f"resourceType {kind!r} is not a FHIR resource type name"
     if kind != expected:
         return None if mixed else f"resourceType is {kind}, expected {expected}"
-    if obj.get("id") is not None and not isinstance(obj["id"], str):
-        return "id is not a string"
-    meta = obj.get("meta")
-    if isinstance(meta, dict):
-        if meta.get("versionId") is not None and not isinstance(meta["versionId"], str):
-            return "meta.versionId is not a string"
-        bad = _date_problem(meta.get("lastUpdated"), "meta.lastUpdated", instant=True)
-        if bad:
-            return bad
+    bad = _date_problem(_path_value(obj, "meta.lastUpdated"), "meta.lastUpdated", instant=True)
+    if bad:
+        return bad
     for _column, paths in date_columns(expected):
-        for path in paths:
-            bad = _date_problem(_path_value(obj, path), f"{expected}.{path}")
+        present = [(path, value) for path in paths
+                   if (value := _path_value(obj, path)) is not None]
+        if present:
+            bad = _date_problem(present[0][1], f"{expected}.{present[0][0]}")
             if bad:
                 return bad
     return None
@@ -148,21 +146,17 @@ def _json_path(path: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in path.split("."))
 
 
-_MACROS = f"""
+_MACROS = """
 SET TimeZone = 'UTC';
 SET enable_progress_bar = false;
-CREATE OR REPLACE MACRO fhir_str(x) AS CASE WHEN starts_with(x, '"') THEN
-    CASE WHEN contains(x, '\\') THEN json_extract_string(x, '$') ELSE x[2:-2] END END;
-CREATE OR REPLACE MACRO fhir_not_str(x) AS
-    x IS NOT NULL AND x <> 'null' AND NOT starts_with(x, '"');
 CREATE OR REPLACE MACRO fhir_day(s) AS try_cast(
     CASE length(s) WHEN 4 THEN s || '-01-01' WHEN 7 THEN s || '-01' ELSE left(s, 10) END AS DATE);
 CREATE OR REPLACE MACRO fhir_instant(s) AS
     CASE WHEN length(s) > 10 THEN try_cast(s AS TIMESTAMPTZ) END;
-CREATE OR REPLACE MACRO fhir_bad_date(s) AS s IS NOT NULL AND (
-    NOT regexp_full_match(s, {_sql_str(DATE_PATTERN)}) OR fhir_day(s) IS NULL
-    OR (length(s) > 10 AND left(s, 4) IN ('0001', '9999')
-        AND coalesce(year(fhir_instant(s)) NOT BETWEEN 1 AND 9999, true)));
+CREATE OR REPLACE MACRO fhir_bad_day(s, d) AS s IS NOT NULL AND (d IS NULL
+    OR NOT (length(s) IN (4, 7, 10) OR (length(s) >= 19 AND substr(s, 11, 1) = 'T')));
+CREATE OR REPLACE MACRO fhir_out_of_range(s, t) AS left(s, 4) IN ('0001', '9999')
+    AND coalesce(year(t) NOT BETWEEN 1 AND 9999, false);
 """
 
 
@@ -175,43 +169,43 @@ def connect() -> duckdb.DuckDBPyConnection:
 def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
     """SQL turning a relation of one ``json`` text column into the stream's columns plus flags.
 
-    One ``json_extract`` with a list of paths parses each resource once; the values come
-    back as JSON text, so a string is recognisable by its quote and anything else is flagged.
+    One ``json_extract_string`` with a list of paths parses each resource once. Each layer
+    of the query references a value once, because DuckDB re-evaluates a repeated
+    expression, which made the first version of this several times slower.
     """
     columns = date_columns(resource_type)
     date_paths = list(dict.fromkeys(p for _, paths in columns for p in paths))
     leaves = ["id", "resourceType", "meta.versionId", "meta.lastUpdated", *date_paths]
     paths = ", ".join(_sql_str(_json_path(p)) for p in leaves)
-    raw = {p: f"CAST(j[{i + 1}] AS VARCHAR)" for i, p in enumerate(leaves)}
-    names = {p: f"s{i}" for i, p in enumerate(leaves)}
-    strings = ", ".join(f"fhir_str({raw[p]}) AS {names[p]}, fhir_not_str({raw[p]}) AS n{i}"
-                        for i, p in enumerate(leaves))
-    kind = names["resourceType"]
-    mine = f"{kind} = {_sql_str(resource_type)}"
-    if mixed:
-        kind_bad = f"{kind} IS NULL OR NOT regexp_full_match({kind}, '[A-Z][A-Za-z]{{0,63}}')"
-    else:
-        kind_bad = f"{kind} IS DISTINCT FROM {_sql_str(resource_type)}"
-    lu = names["meta.lastUpdated"]
-    field_bad = ["n0", "n2", "n3", f"fhir_bad_date({lu})", f"length({lu}) < 10"]
-    for i, path in enumerate(leaves[4:], 4):
-        field_bad += [f"n{i}", f"fhir_bad_date({names[path]})"]
-    outputs = []
-    for column, col_paths in columns:
-        value = f"coalesce({', '.join(names[p] for p in col_paths)})" if col_paths else "NULL::VARCHAR"
-        outputs.append(f"fhir_day({value}) AS \"{column}\"")
+    leaf_cols = ", ".join(f"j[{i + 1}] AS s{i}" for i in range(len(leaves)))
+    value_cols, typed_cols, bad = [], [], []
+    for k, (column, col_paths) in enumerate(columns):
+        refs = [f"s{leaves.index(p)}" for p in col_paths]
+        value_cols.append(f"{'coalesce(' + ', '.join(refs) + ')' if refs else 'NULL::VARCHAR'} AS v{k}")
+        typed_cols.append(f'fhir_day(v{k}) AS "{column}"')
+        bad.append(f'fhir_bad_day(v{k}, "{column}")')
         if column == "date":
-            outputs.append(f"fhir_instant({value}) AS date_time")
+            typed_cols.append("fhir_instant(v0) AS date_time")
+            bad += ["(length(v0) > 10 AND date_time IS NULL)", "fhir_out_of_range(v0, date_time)"]
+    bad += ['(s3 IS NOT NULL AND "lastUpdated" IS NULL)', 'fhir_out_of_range(s3, "lastUpdated")']
+    mine = f"s1 = {_sql_str(resource_type)}"
+    if mixed:
+        kind_bad = "s1 IS NULL OR NOT regexp_full_match(s1, '[A-Z][A-Za-z]{0,63}')"
+    else:
+        kind_bad = f"s1 IS DISTINCT FROM {_sql_str(resource_type)}"
+    out = ["s0 AS id", 's1 AS "resourceType"', 's2 AS "versionId"', '"lastUpdated"', '"date"',
+           "date_time", *(f'"{column}"' for column, _ in columns[1:]), "CAST(json AS VARCHAR) AS resource"]
     return f"""
-WITH src AS (SELECT json, json_extract(json, [{paths}]) AS j FROM {source}),
-flat AS (SELECT json, {strings} FROM src)
-SELECT {names['id']} AS id, {kind} AS "resourceType", {names['meta.versionId']} AS "versionId",
-       CASE WHEN length({lu}) >= 10 THEN try_cast({lu} AS TIMESTAMPTZ) END AS "lastUpdated",
-       {', '.join(outputs)},
-       CAST(json AS VARCHAR) AS resource,
-       coalesce(({kind_bad}) OR ({mine} AND ({' OR '.join(field_bad)})), true) AS _bad,
+WITH src AS (SELECT json, json_extract_string(json, [{paths}]) AS j FROM {source}),
+leaf AS (SELECT json, {leaf_cols} FROM src),
+val AS (SELECT *, {', '.join(value_cols)},
+               CASE WHEN length(s3) >= 10 THEN try_cast(s3 AS TIMESTAMPTZ) END AS "lastUpdated"
+        FROM leaf),
+typed AS (SELECT *, {', '.join(typed_cols)} FROM val)
+SELECT {', '.join(out)},
+       ({kind_bad}) OR coalesce({mine} AND ({' OR '.join(bad)}), false) AS _bad,
        coalesce({mine}, false) AS _keep
-FROM flat
+FROM typed
 """
 
 
@@ -225,10 +219,12 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema,
         if pc.any(bad).as_py():
             on_bad(seen + pc.index(bad, True).as_py())
         seen += batch.num_rows
-        kept = batch.filter(batch.column("_keep")).drop_columns(["_bad", "_keep"])
+        keep = batch.column("_keep")
+        kept = batch if pc.all(keep).as_py() else batch.filter(keep)
         if kept.num_rows:
-            yield pa.RecordBatch.from_arrays([kept.column(f.name).cast(f.type) for f in schema],
-                                             schema=schema)
+            yield pa.RecordBatch.from_arrays(
+                [col if col.type == f.type else col.cast(f.type)
+                 for f, col in ((f, kept.column(f.name)) for f in schema)], schema=schema)
 
 
 # --- NDJSON -----------------------------------------------------------------------------

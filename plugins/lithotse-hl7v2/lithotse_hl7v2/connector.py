@@ -26,7 +26,7 @@ from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, F
 from lithotse_desktop.errors import InputError
 
 from .framing import Unit, msh_fields, read_units
-from .records import DETAIL_STREAMS, SCHEMAS, ParsedMessage, Rejected, parse_message
+from .records import DETAIL_STREAMS, SCHEMAS, TYPE_CODE, ParsedMessage, Rejected, parse_message
 
 DEFAULT_PATTERNS = ("*.hl7", "*.txt", "*.msg")
 MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -97,14 +97,18 @@ class Hl7v2Connector(Connector):
         return found
 
     def _survey(self, path: Path, name: str) -> tuple[set[str], Counter]:
-        """Streams a file feeds and its message types; a file with broken framing feeds all."""
+        """Streams a file feeds and its message types.
+
+        A file whose framing or message types look wrong feeds every stream, so that reading
+        it rejects the file whichever streams the import asked for.
+        """
         types: Counter = Counter()
         broken = False
         try:
             with open(path, "rb") as fh:
                 for unit in read_units(fh):
                     code = _message_type(unit) if unit.is_message else None
-                    broken = broken or code is None
+                    broken = broken or code is None or not TYPE_CODE.fullmatch(code)
                     types[code or "?"] += 1
         except OSError as exc:
             raise InputError(name, f"cannot read: {exc.strerror or exc}") from None

@@ -29,7 +29,7 @@ from .timestamps import FORMAT, parse_dtm
 TEXT_TYPES = frozenset({"ST", "TX", "FT"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)", re.ASCII)
-_TYPE_CODE = re.compile(r"[A-Z][A-Z0-9]{2}")
+TYPE_CODE = re.compile(r"[A-Z][A-Z0-9]{2}")
 _DELIMITERS = frozenset(string.punctuation)
 _HL7_NULL = '""'
 _ISO8859 = re.compile(r"8859/(\d{1,2})")
@@ -279,7 +279,7 @@ def _build(unit: Unit, texts: list[str], control_id: str | None) -> ParsedMessag
     message_type = msh.value(9, 1)
     if message_type is None:
         raise Rejected("MSH-9 message type is empty")
-    if not _TYPE_CODE.fullmatch(message_type):
+    if not TYPE_CODE.fullmatch(message_type):
         raise Rejected(f"MSH-9 message type {message_type!r} is not a three-character code")
     if control_id is None:
         raise Rejected("MSH-10 message control id is empty")

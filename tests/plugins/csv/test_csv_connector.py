@@ -112,6 +112,14 @@ def test_cp1252_is_the_fallback_when_utf8_fails(tmp_path):
     assert rows == [{"date": dt.date(2024, 1, 1), "name": "Müller – café"}]
 
 
+def test_cp1252_byte_after_the_sample_still_picks_cp1252(tmp_path):
+    lines = ["date,name"] + ["2024-01-01,plain"] * 8000 + ["2024-01-02,caf\u00e9"]
+    path = write(tmp_path, "late.csv", ("\n".join(lines) + "\n").encode("cp1252"))
+    infos, _, rows = load(path)
+    assert infos[0].date_field == "date"
+    assert rows[-1]["name"] == "café"
+
+
 def test_utf16_with_bom_is_read(tmp_path):
     _, _, rows = load(write(tmp_path, "u16.csv", "date,v\n2024-03-01,é\n".encode("utf-16")))
     assert rows == [{"date": dt.date(2024, 3, 1), "v": "é"}]

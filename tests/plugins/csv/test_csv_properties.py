@@ -70,7 +70,7 @@ def land_and_read(path: Path) -> list[pa.RecordBatch]:
     return batches
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(MALFORMED)
 def test_any_bytes_read_or_raise_input_error(data):
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +92,7 @@ TEXT = st.text(st.characters(codec="cp1252", exclude_categories=["Cc", "Cs"],
 ROW = st.tuples(st.one_of(st.none(), st.dates()), st.integers(-10**15, 10**15), TEXT)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(rows=st.lists(ROW, min_size=1, max_size=15),
        delimiter=st.sampled_from([",", ";", "\t", "|"]),
        encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]),
@@ -119,7 +119,7 @@ def installed_plugins():
     reset_plugin_manager()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_failed_import_leaves_raw_store_empty(installed_plugins, data):
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lithotse_desktop.connectors import FetchRequest
+from lithotse_desktop.connectors import FetchRequest, RawObject
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
 from lithotse_hl7v2 import Hl7v2Connector, connector as connector_module
@@ -210,7 +210,6 @@ def test_large_files_come_in_several_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(connector_module, "BATCH_ROWS", 7)
     path = _write(tmp_path, "\n".join(oru(f"O{i}", [("1", "20240101")] * 3) for i in range(10)))
     connector = Hl7v2Connector({"path": str(tmp_path)})
-    from lithotse_desktop.connectors import RawObject
     batches = list(connector.read(RawObject(path, "oru", "in.hl7", "x")))
     assert [b.num_rows for b in batches] == [9, 9, 9, 3]
     assert sum(b.num_rows for b in connector.read(RawObject(path, "messages", "in.hl7", "x"))) == 10
@@ -231,10 +230,12 @@ def test_fetch_routes_files_to_the_streams_they_feed(tmp_path):
     _write(tmp_path, oru("O1", [("1", "")]), "sub/labs.txt")
     _write(tmp_path, msh("S1", "SIU^S12"), "sched.msg")
     _write(tmp_path, "PID|1||X", "broken.hl7")
+    _write(tmp_path, msh("Q1", "adt^A01"), "lower.hl7")
     _write(tmp_path, adt("A9"), "notes.doc")
     payloads = _fetch(Hl7v2Connector({"path": str(tmp_path), "pattern": ""}))
     routed = sorted((p.name, p.stream) for p in payloads)
     assert routed == [("OLD.HL7", "adt"), ("OLD.HL7", "messages"), ("broken.hl7", "adt"), ("broken.hl7", "messages"), ("broken.hl7", "oru"),
+                      ("lower.hl7", "adt"), ("lower.hl7", "messages"), ("lower.hl7", "oru"),
                       ("sched.msg", "messages"), ("sub/labs.txt", "messages"), ("sub/labs.txt", "oru"),
                       ("visits.hl7", "adt"), ("visits.hl7", "messages")]
     labs = next(p for p in payloads if p.name == "sub/labs.txt" and p.stream == "oru")

@@ -43,7 +43,7 @@ def valid_message(draw) -> list[str]:
         text = adt(cid, admit=draw(st.one_of(st.just(""), valid_dtm)), event=draw(valid_dtm),
                    sent=draw(valid_dtm), patient=draw(ident))
     else:
-        results = draw(st.lists(st.tuples(st.from_regex(r"\A-?[0-9]{1,4}(\.[0-9]{1,2})?\Z"),
+        results = draw(st.lists(st.tuples(st.integers(-99999, 99999).map(lambda n: str(n / 100)),
                                           st.one_of(st.just(""), valid_dtm)), max_size=4))
         text = oru(cid, results, obr_when=draw(st.one_of(st.just(""), valid_dtm)),
                    sent=draw(valid_dtm), patient=draw(ident))
@@ -61,7 +61,7 @@ random_segment = st.builds(lambda sid, sep, fields: sid + sep + sep.join(fields)
 @st.composite
 def mangled_file(draw) -> bytes:
     """Valid messages damaged in one of several ways, with random line ends and framing."""
-    messages = draw(st.lists(valid_message(), min_size=1, max_size=4))
+    messages = draw(st.lists(valid_message(), min_size=1, max_size=3))
     target = draw(st.integers(0, len(messages) - 1))
     kind = draw(st.sampled_from(["segments", "truncated_msh", "separators", "bad_date", "binary",
                                  "cut", "shuffle", "none"]))
@@ -117,14 +117,14 @@ def check_file(path: Path) -> None:
         assert table.column(date_field).null_count == 0
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mangled_file())
 def test_mangled_files_end_in_rows_or_input_error(scratch, data):
     scratch.write_bytes(data)
     check_file(scratch)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=300))
 def test_binary_junk_ends_in_rows_or_input_error(scratch, data):
     scratch.write_bytes(data)
@@ -134,7 +134,7 @@ def test_binary_junk_ends_in_rows_or_input_error(scratch, data):
 DATE_SLOTS = ["sent", "event", "admit", "birth", "obr", "obx"]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(before=st.lists(valid_message(), max_size=3), slot=st.sampled_from(DATE_SLOTS),
        bad=invalid_dtm)
 def test_a_bad_date_in_any_read_field_rejects_the_file(scratch, before, slot, bad):

@@ -1,0 +1,32 @@
+"""``lithotse serve`` and ``lithotse token`` (the lead adds them to the main group)."""
+
+from __future__ import annotations
+
+import click
+
+from ..cli import current_workspace, workspace_option
+
+
+@click.command("serve")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@workspace_option
+def serve_cmd(port: int) -> None:
+    """Serve derivatives and cell values on http://127.0.0.1:PORT/api/v1 (token required)."""
+    from .app import bind_socket, run_server
+
+    ws = current_workspace()
+    sock = bind_socket(port)
+    actual = sock.getsockname()[1]
+    click.echo(f"serving workspace {ws.root} on http://127.0.0.1:{actual}/api/v1 "
+               "(token: lithotse token; Ctrl+C stops)", err=True)
+    run_server(ws, actual, sock=sock)
+
+
+@click.command("token")
+@click.option("--rotate", is_flag=True, help="Replace the token (clients must use the new one).")
+@workspace_option
+def token_cmd(rotate: bool) -> None:
+    """Print the workspace's local API token (created on first use)."""
+    from .token import workspace_token
+
+    click.echo(workspace_token(current_workspace(), rotate=rotate))

@@ -1,0 +1,72 @@
+"""What the three FHIR connectors share: one stream per resource type and one reader."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from lithotse_desktop.connectors import Connector, RawObject, StreamInfo
+from lithotse_desktop.dates import DateRange
+
+from .reader import read_payload
+from .types import R4_TYPES, date_columns, date_field, parse_type_list
+
+VERSION = "0.1.0"
+
+
+def stream_info(resource_type: str) -> StreamInfo:
+    """A resource type as a stream: its range column and every date column it offers."""
+    dates = [name for name, _ in date_columns(resource_type)]
+    alternatives = tuple(["date", "date_time", *dates[1:], "lastUpdated"])
+    primary = date_field(resource_type)
+    desc = (f"FHIR {resource_type} resources; ranges filter on "
+            + {"date": "the clinical date (see date rules)", "lastUpdated": "meta.lastUpdated",
+               None: "nothing: every resource is kept"}[primary])
+    return StreamInfo(resource_type, date_field=primary, date_fields=alternatives, key=("id",),
+                      description=desc)
+
+
+class FhirConnector(Connector):
+    """Base: streams come from the ``resource_types`` setting (empty: every R4 type)."""
+
+    version = VERSION
+    all_types_when_empty = True
+
+    def resource_types(self) -> list[str]:
+        chosen = parse_type_list(self.settings.get("resource_types"))
+        if not chosen and self.all_types_when_empty:
+            return sorted(R4_TYPES)
+        return chosen
+
+    def streams(self) -> list[StreamInfo]:
+        return [stream_info(name) for name in self.resource_types()]
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        return read_payload(obj.path, obj.name, obj.stream, dict(obj.meta or {}))
+
+
+def range_since(cursor: Any, rng: DateRange, key: str = "since") -> str | None:
+    """The newest watermark of earlier successful runs whose range covers ``rng``.
+
+    Cursors are ``{"ranges": [{"from", "to", key}, ...]}``: a watermark is only valid for
+    the range it was fetched with, so a wider or different range starts from scratch.
+    """
+    best = None
+    for entry in (cursor or {}).get("ranges", []) if isinstance(cursor, dict) else []:
+        try:
+            covered = DateRange.from_json(entry).covers(rng)
+        except Exception:
+            continue
+        value = entry.get(key)
+        if covered and isinstance(value, str) and (best is None or value > best):
+            best = value
+    return best
+
+
+def with_since(cursor: Any, rng: DateRange, since: str, key: str = "since", **extra: Any) -> dict:
+    """A new cursor recording ``since`` for exactly ``rng`` (older entries kept, at most 20)."""
+    span = rng.to_json()
+    old = [e for e in ((cursor or {}).get("ranges", []) if isinstance(cursor, dict) else [])
+           if isinstance(e, dict) and (e.get("from"), e.get("to")) != (span["from"], span["to"])]
+    return {"ranges": (old + [{**span, key: since, **extra}])[-20:]}

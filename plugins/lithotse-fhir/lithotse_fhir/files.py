@@ -1,0 +1,106 @@
+"""FHIR files on disk: bulk-export NDJSON (gzip allowed), Bundles and single resources."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from lithotse_desktop.connectors import (ConfigField, FetchRequest, FieldType, FileTracker, Payload,
+                                         list_files)
+from lithotse_desktop.errors import InputError
+
+from .base import FhirConnector
+from .reader import document_types, is_gzip, ndjson_types
+from .types import R4_TYPES
+
+PATTERNS = ("*.ndjson", "*.ndjson.gz", "*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz")
+_NAMED = re.compile(r"([A-Z][A-Za-z]+)(?:[._-]|$)")
+
+
+def _base_name(path: Path) -> str:
+    return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def named_type(path: Path) -> str | None:
+    """The resource type an NDJSON file is named for (``Encounter.000.ndjson``), if any."""
+    stem = _base_name(path).rsplit(".", 1)[0]
+    match = _NAMED.match(stem)
+    return match.group(1) if match and match.group(1) in R4_TYPES else None
+
+
+def is_export_log(counts: dict) -> bool:
+    """A bulk-export ``log.ndjson`` (SMART bulk-data client log): JSON events, no resources."""
+    return set(counts) == {None}
+
+
+class FhirFilesConnector(FhirConnector):
+    name = "fhir-files"
+    title = "FHIR files (NDJSON, Bundles)"
+    description = ("FHIR R4 resources from a file or folder: bulk-export NDJSON (.ndjson, "
+                   ".ndjson.gz), Bundles (collection, transaction, searchset) and single "
+                   "resources (.json). Each resource type is a stream.")
+    fields = (
+        ConfigField("path", FieldType.PATH, "File or folder", required=True,
+                    help="A FHIR file or a folder searched recursively for *.ndjson, *.ndjson.gz, "
+                         "*.jsonl, *.json and *.json.gz."),
+        ConfigField("resource_types", FieldType.TEXT, "Resource types", default="",
+                    help="Comma-separated types to import, e.g. Patient, Encounter. "
+                         "Empty: every type found."),
+    )
+
+    def _classify(self, path: Path, name: str) -> tuple[str, set[str], bool]:
+        """(format, types, mixed) of one file; reads it only when its name does not say."""
+        base = _base_name(path)
+        if base.endswith((".ndjson", ".jsonl")):
+            named = named_type(path)
+            if named:
+                return "ndjson", {named}, False
+            counts = ndjson_types(path, name)
+            if None in counts:
+                if base.split(".")[0] == "log" and is_export_log(counts):
+                    return "skip", set(), False
+                from .reader import locate_ndjson
+                raise locate_ndjson(path, name, "Resource", True)
+            types = set(counts)
+            return "ndjson", types, len(types) > 1
+        return "document", document_types(path, name), True
+
+    @staticmethod
+    def _known(trackers: dict[str, FileTracker], path: Path) -> tuple[str, set[str], bool] | None:
+        """What an earlier run learned of an unchanged file, so it need not be parsed again."""
+        st = path.stat()
+        for tracker in trackers.values():
+            entry = tracker.seen.get(str(path))
+            if (entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+                    and isinstance(entry.get("types"), list)):
+                return entry.get("format", "ndjson"), set(entry["types"]), bool(entry.get("mixed"))
+        return None
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        root = Path(self.settings["path"]).expanduser()
+        trackers = {s: FileTracker.from_cursor(None if request.full else request.state.get(s))
+                    for s in request.streams}
+        files = list_files(root, PATTERNS)
+        request.progress.update(f"{len(files)} FHIR file(s) under {root}", done=0, total=len(files))
+        for path in files:
+            request.progress.check()
+            name = str(path.relative_to(root)) if root.is_dir() else path.name
+            known = None if request.full else self._known(trackers, path)
+            fmt, types, mixed = known or self._classify(path, name)
+            unknown = sorted(t for t in types if t not in R4_TYPES)
+            if unknown:
+                raise InputError(name, f"holds {', '.join(unknown)}, not a FHIR R4 resource type")
+            media = "application/fhir+ndjson" if fmt == "ndjson" else "application/fhir+json"
+            if is_gzip(path):
+                media += "; gzip"
+            for stream in sorted(types & set(request.streams)):
+                tracker = trackers[stream]
+                if not (request.full or tracker.is_new(path, request.date_range)):
+                    continue
+                tracker.mark(path, request.date_range)
+                tracker.seen[str(path)] = {**tracker.seen[str(path)], "types": sorted(types),
+                                           "format": fmt, "mixed": mixed}
+                yield Payload(stream, name, path, media, cursor={"files": dict(tracker.seen)},
+                              meta={"format": fmt, "mixed": mixed})
+            request.progress.update(advance=1)

@@ -1,0 +1,145 @@
+"""A FHIR REST server searched type by type; each searchset page is landed unchanged.
+
+Range: the type's date search parameter with ``ge``/``le`` (both inclusive), or
+``_lastUpdated`` for types filtered on it; types without a date are fetched whole.
+Incremental: per type and per range, the newest ``meta.lastUpdated`` seen becomes the
+watermark and the next run adds ``_lastUpdated=gt<watermark>``. Only the last page of a
+type carries the new watermark, so a run that stops half-way starts over from the old one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+from lithotse_desktop.connectors import ConfigField, FetchRequest, FieldType, Payload
+from lithotse_desktop.errors import ConfigError, InputError
+
+from .base import FhirConnector, range_since, with_since
+from .http import FhirHttp, remover, utc_text, write_temp
+from .types import R4_TYPES, date_field, date_spec
+
+DEFAULT_TYPES = ("Patient, Encounter, Observation, Condition, Procedure, MedicationRequest, "
+                 "Immunization, AllergyIntolerance, DiagnosticReport")
+
+
+def parse_date_params(text: str | None) -> dict[str, str]:
+    """``Condition=recorded-date, Observation=date`` → {type: search parameter}."""
+    out: dict[str, str] = {}
+    for part in re.split(r"[,\s]+", text or ""):
+        if not part:
+            continue
+        kind, sep, param = part.partition("=")
+        if not sep or kind not in R4_TYPES or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", param):
+            raise ConfigError(f"setting date_params: {part!r} is not TYPE=search-parameter")
+        out[kind] = param
+    return out
+
+
+def next_link(bundle: dict) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def page_resources(bundle: dict, resource_type: str) -> list[dict]:
+    return [entry["resource"] for entry in bundle.get("entry") or []
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+            and entry["resource"].get("resourceType") == resource_type]
+
+
+def newest_update(resources: list[dict]) -> str | None:
+    stamps = [utc_text(meta.get("lastUpdated")) for res in resources
+              if isinstance(meta := res.get("meta"), dict) and isinstance(meta.get("lastUpdated"), str)]
+    stamps = [s for s in stamps if s]
+    return max(stamps) if stamps else None
+
+
+class FhirRestConnector(FhirConnector):
+    name = "fhir-rest"
+    title = "FHIR server (REST search)"
+    description = ("Searches a FHIR R4 server type by type, following the search pages; each "
+                   "page (a searchset Bundle) is stored as received.")
+    all_types_when_empty = False
+    fields = (
+        ConfigField("base_url", FieldType.URL, "Server base URL", required=True,
+                    help="The FHIR base, e.g. https://fhir.example.org/r4"),
+        ConfigField("token", FieldType.SECRET, "Access token",
+                    help="Bearer token, kept in the system keyring. Leave empty for open servers."),
+        ConfigField("resource_types", FieldType.TEXT, "Resource types", required=True,
+                    default=DEFAULT_TYPES, help="Comma-separated types to search."),
+        ConfigField("page_size", FieldType.INTEGER, "Page size", default=100,
+                    help="_count asked of the server per page."),
+        ConfigField("date_params", FieldType.TEXT, "Date search parameters", default="",
+                    help="Overrides such as Condition=recorded-date; defaults follow the R4 spec."),
+    )
+
+    def __init__(self, settings: dict) -> None:
+        super().__init__(settings)
+        if not str(self.settings.get("base_url") or "").startswith(("http://", "https://")):
+            raise ConfigError(f"setting base_url: {self.settings.get('base_url')!r} is not an http(s) URL")
+        if int(self.settings.get("page_size") or 100) < 1:
+            raise ConfigError("setting page_size: must be at least 1")
+        self.date_params = parse_date_params(self.settings.get("date_params"))
+
+    def search_params(self, resource_type: str, request: FetchRequest, since: str | None) -> list:
+        params: list[tuple[str, Any]] = [("_count", int(self.settings.get("page_size") or 100))]
+        rng = request.date_range
+        field = date_field(resource_type)
+        param = None
+        if field == "date":
+            param = self.date_params.get(resource_type) or date_spec(resource_type).search
+        elif field == "lastUpdated":
+            param = "_lastUpdated"
+        if param and rng.start:
+            params.append((param, f"ge{rng.start.isoformat()}"))
+        if param and rng.end:
+            params.append((param, f"le{rng.end.isoformat()}"))
+        if since:
+            params.append(("_lastUpdated", f"gt{since}"))
+        return params
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        http = FhirHttp(self.settings["base_url"], self.settings.get("token"), request.progress)
+        for resource_type in request.streams:
+            yield from self._fetch_type(http, resource_type, request)
+
+    def _fetch_type(self, http: FhirHttp, resource_type: str, request: FetchRequest) -> Iterator[Payload]:
+        old = None if request.full else request.state.get(resource_type)
+        since = range_since(old, request.date_range)
+        url: str | None = http.url(resource_type)
+        params: Any = self.search_params(resource_type, request, since)
+        newest = since
+        pending: Payload | None = None
+        visited: set[str] = set()
+        try:
+            while url:
+                request.progress.update(f"{resource_type}: page {len(visited) + 1}")
+                body, bundle, final = http.get_json(url, params)
+                if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                    got = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+                    raise InputError(final, f"expected a FHIR searchset Bundle, got {got!r}")
+                visited.add(final)
+                resources = page_resources(bundle, resource_type)
+                if resources:
+                    stamp = newest_update(resources)
+                    newest = max(filter(None, [newest, stamp]), default=None)
+                    if pending is not None:
+                        yield pending
+                    path = write_temp(body)
+                    pending = Payload(resource_type, f"{resource_type}.page{len(visited):04d}.json", path,
+                                      "application/fhir+json", cursor=old,
+                                      meta={"format": "document", "mixed": True, "url": final},
+                                      cleanup=remover(path))
+                url, params = next_link(bundle), None
+                if url in visited:
+                    raise InputError(url, "the server's next link points back to a page already read")
+            if pending is not None:
+                if newest:
+                    pending.cursor = with_since(old, request.date_range, newest)
+                last, pending = pending, None
+                yield last
+        finally:
+            if pending is not None and pending.cleanup:
+                pending.cleanup()

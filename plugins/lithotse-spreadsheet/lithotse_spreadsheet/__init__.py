@@ -1,0 +1,235 @@
+"""Lithotse connector for spreadsheets (.xlsx, .xlsm, .xls, .ods): one stream per sheet.
+
+Stream names: when ``path`` is a single workbook, the stream is the sheet name
+(``Visits``, ``Lab Results`` becomes ``Lab_Results``); when it is a folder, the stream is
+``<file path without suffix>.<sheet>`` (``clinic.Visits``, ``2024/clinic.Visits`` becomes
+``2024.clinic.Visits``), with anything but letters, digits, ``.``, ``_`` and ``-``
+replaced by ``_``. Names that would collide are refused, never renumbered, so a stream
+keeps its meaning as files and sheets come and go. Sheets without any cell are not offered
+unless named in the ``sheets`` setting.
+
+L1 keeps files unchanged, so each sheet's payload is the whole workbook; the sheet it
+stands for travels in the payload metadata (``meta["sheet"]``) with the header row, the
+kept columns and their types, and ``read`` reads only that sheet. (The core stores
+objects per stream, so a workbook landed for three sheets is stored three times.)
+
+Column types come from every row of the sheet at import: whole numbers become int64,
+other numbers float64, date cells date32 (timestamp when some carry a time), TRUE/FALSE
+bool, anything mixed text. The date column is the ``date_column`` setting (comma-separated
+alternatives, first present wins) or detected: the first column with a date-like name
+whose first value is a date, else the first column holding only dates.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
+                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.errors import ConfigError, InputError
+from lithotse_desktop.hookspecs import hookimpl
+
+from .book import SheetLayout, analyze, batches, guarded, open_book, safe, where, worksheets
+
+__all__ = ["SpreadsheetConnector", "lithotse_register_connectors"]
+
+MEDIA_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xlsm": "application/vnd.ms-excel.sheet.macroEnabled.12",
+    ".xls": "application/vnd.ms-excel",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+}
+
+
+def _split(text: Any) -> list[str]:
+    return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stream: str
+    path: Path
+    label: str
+    sheet: str
+
+
+class SpreadsheetConnector(Connector):
+    name = "spreadsheet"
+    version = "0.1.0"
+    title = "Spreadsheets (Excel, LibreOffice)"
+    description = ("Workbooks kept by hand or exported from a portal: one stream per sheet, "
+                   "typed columns, a date column chosen or detected.")
+    fields = (
+        ConfigField("path", FieldType.PATH, "Workbook or folder", required=True,
+                    help="An .xlsx/.xlsm/.xls/.ods file, or a folder searched (with subfolders) for them."),
+        ConfigField("date_column", FieldType.TEXT, "Date column",
+                    help="Column holding each record's date; comma-separate alternatives. "
+                         "Detected when empty."),
+        ConfigField("header_row", FieldType.INTEGER, "Header row", default=1,
+                    help="The row (1 = first) holding the column names; rows above it are ignored."),
+        ConfigField("key", FieldType.TEXT, "Record key columns",
+                    help="Comma-separated columns identifying a record; applied to the sheets "
+                         "that have all of them."),
+        ConfigField("sheets", FieldType.TEXT, "Sheets",
+                    help="Comma-separated sheet names to import; all sheets with data when empty."),
+    )
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.root = Path(str(self.settings["path"])).expanduser()
+        header_row = self.settings.get("header_row")
+        self.header_row = 1 if header_row in (None, "") else int(header_row)
+        if self.header_row < 1:
+            raise ConfigError(f"setting header_row: {header_row!r} must be 1 or more")
+        self.date_columns = _split(self.settings.get("date_column"))
+        self.key = tuple(_split(self.settings.get("key")))
+        self.sheets = _split(self.settings.get("sheets"))
+        self._entry_list: list[_Entry] | None = None
+        self._peeked: dict[tuple[Path, str], SheetLayout | InputError] = {}
+
+    def _files(self) -> list[tuple[Path, Path]]:
+        if self.root.is_file():
+            return [(self.root, Path(self.root.name))]
+        found = []
+        for path in list_files(self.root, ["*"]):
+            relative = path.relative_to(self.root)
+            if any(part.startswith((".", "~$")) for part in relative.parts):
+                continue
+            if path.suffix.lower() in MEDIA_TYPES:
+                found.append((path, relative))
+        if not found:
+            raise ConfigError(f"{self.root}: no spreadsheets (.xlsx, .xlsm, .xls, .ods)")
+        return found
+
+    def _stream_name(self, relative: Path, sheet: str) -> str:
+        if self.root.is_file():
+            return safe(sheet)
+        parts = [*relative.parent.parts, relative.stem]
+        return ".".join([*(safe(p) for p in parts), safe(sheet)])
+
+    def _entries(self) -> list[_Entry]:
+        if self._entry_list is not None:
+            return self._entry_list
+        wanted = {s.casefold(): s for s in self.sheets}
+        matched: set[str] = set()
+        entries: dict[str, _Entry] = {}
+        for path, relative in self._files():
+            label = relative.as_posix()
+            with open_book(path, label) as book:
+                names = worksheets(book, label)
+                for sheet in names:
+                    if wanted and sheet.casefold() not in wanted:
+                        continue
+                    matched.add(sheet.casefold())
+                    if not wanted and self._is_empty(book, label, sheet):
+                        continue
+                    entry = _Entry(self._stream_name(relative, sheet), path, label, sheet)
+                    if entry.stream in entries:
+                        other = entries[entry.stream]
+                        raise ConfigError(f"{other.label} sheet {other.sheet!r} and {label} sheet "
+                                          f"{sheet!r} would both be stream {entry.stream!r}")
+                    entries[entry.stream] = entry
+            if self.root.is_file() and set(wanted) - matched:
+                missing = next(wanted[k] for k in wanted if k not in matched)
+                raise InputError(where(label, missing), f"no such sheet; sheets: {', '.join(names)}")
+        if set(wanted) - matched:
+            missing = next(wanted[k] for k in wanted if k not in matched)
+            raise InputError(where(self.root.name, missing), "no workbook in the folder has this sheet")
+        self._entry_list = list(entries.values())
+        return self._entry_list
+
+    @staticmethod
+    def _is_empty(book: Any, label: str, sheet: str) -> bool:
+        with guarded(where(label, sheet), "cannot be read"):
+            data = book.get_sheet_by_name(sheet)
+            return data.height == 0 or data.width == 0
+
+    def _peek(self, entry: _Entry) -> SheetLayout:
+        ident = (entry.path, entry.sheet)
+        if ident not in self._peeked:
+            try:
+                with open_book(entry.path, entry.label) as book:
+                    self._peeked[ident] = analyze(book, entry.label, entry.sheet, self.header_row,
+                                                  sample_only=True, detect=not self.date_columns)
+            except InputError as exc:
+                self._peeked[ident] = exc
+        found = self._peeked[ident]
+        if isinstance(found, InputError):
+            raise found
+        return found
+
+    def _date_field(self, layout: SheetLayout) -> str | None:
+        if self.date_columns:
+            return next((c for c in self.date_columns if c in layout.names), None)
+        return layout.date_column
+
+    def streams(self) -> list[StreamInfo]:
+        infos = []
+        for entry in self._entries():
+            title = f"{entry.label}, sheet {entry.sheet!r}"
+            try:
+                layout = self._peek(entry)
+            except InputError as exc:
+                infos.append(StreamInfo(entry.stream, description=f"{title} (unreadable: {exc})"))
+                continue
+            date_field = self._date_field(layout)
+            key = self.key if self.key and all(k in layout.names for k in self.key) else ()
+            date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []),
+                                               *layout.date_columns]))
+            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, title))
+        return infos
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        wanted = set(request.streams)
+        for entry in self._entries():
+            if entry.stream not in wanted:
+                continue
+            request.progress.check()
+            prior = request.state.get(entry.stream)
+            tracker = FileTracker.from_cursor(prior)
+            if not request.full and not tracker.is_new(entry.path, request.date_range):
+                continue
+            peeked = self._peek(entry)
+            date_field = self._date_field(peeked)
+            if self.date_columns and date_field is None:
+                raise InputError(where(entry.label, entry.sheet, self.header_row),
+                                 f"no date column {' or '.join(map(repr, self.date_columns))}; "
+                                 f"columns: {', '.join(peeked.names)}")
+            seed = prior.get("columns") if isinstance(prior, dict) else None
+            request.progress.update(f"checking {entry.label}, sheet {entry.sheet}")
+            with open_book(entry.path, entry.label) as book:
+                layout = analyze(book, entry.label, entry.sheet, self.header_row,
+                                 date_column=date_field, detect=False,
+                                 seed=seed if isinstance(seed, dict) else None,
+                                 check=request.progress.check)
+            cursor = tracker.mark(entry.path, request.date_range)
+            cursor["columns"] = dict(zip(layout.names, layout.kinds))
+            media = MEDIA_TYPES.get(entry.path.suffix.lower(), "application/octet-stream")
+            yield Payload(entry.stream, entry.label, entry.path, media, cursor=cursor,
+                          meta=layout.to_meta())
+
+    def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
+        meta = obj.meta or {}
+        layout = SheetLayout.from_meta(meta)
+        sheet = layout.sheet if layout else meta.get("sheet")
+        if not isinstance(sheet, str):
+            raise InputError(obj.name, "the landing does not say which sheet it holds (meta['sheet'])")
+        try:
+            with open_book(Path(obj.path), obj.name) as book:
+                if layout is None:
+                    layout = analyze(book, obj.name, sheet, self.header_row)
+                yield from batches(book, obj.name, layout)
+        except InputError:
+            raise
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            raise InputError(where(obj.name, sheet), f"cannot be read: {exc}") from None
+
+
+@hookimpl
+def lithotse_register_connectors() -> list[type[Connector]]:
+    return [SpreadsheetConnector]

@@ -1,0 +1,281 @@
+"""Opening workbooks with calamine and reading one sheet as typed Arrow batches.
+
+calamine is a native parser fed untrusted files, so every call into it is guarded and
+any failure, whatever its Python type, becomes an InputError naming the file and sheet.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+import python_calamine as calamine
+
+from lithotse_desktop.errors import InputError
+
+from . import cells
+
+META_FORMAT = "lithotse-spreadsheet/1"
+BATCH_ROWS = 5000
+SAMPLE_ROWS = 200
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, InputError)
+
+
+def where(name: str, sheet: str | None = None, row: int | None = None) -> str:
+    parts = [name] + ([f"sheet {sheet!r}"] if sheet is not None else []) + \
+        ([f"row {row}"] if row is not None else [])
+    return ", ".join(parts)
+
+
+@contextmanager
+def guarded(location: str, what: str) -> Iterator[None]:
+    """Turn any failure inside calamine (including a Rust panic) into an InputError."""
+    try:
+        yield
+    except _PASS_THROUGH:
+        raise
+    except OSError as exc:
+        raise InputError(location, f"cannot be read: {exc.strerror or exc}") from None
+    except BaseException as exc:  # calamine panics surface as pyo3 PanicException(BaseException)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(location, f"{what} ({detail})") from None
+
+
+@contextmanager
+def open_book(path: Path, name: str) -> Iterator[Any]:
+    with guarded(name, "is not a readable spreadsheet (.xlsx, .xlsm, .xls or .ods)"):
+        book = calamine.CalamineWorkbook.from_path(str(path))
+    try:
+        yield book
+    finally:
+        with guarded(name, "cannot be closed"):
+            book.close()
+
+
+def worksheets(book: Any, name: str) -> list[str]:
+    """Names of the sheets that hold cells (not charts or macros), in workbook order."""
+    with guarded(name, "has an unreadable list of sheets"):
+        return [m.name for m in book.sheets_metadata
+                if m.typ == calamine.SheetTypeEnum.WorkSheet]
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def sheet_rows(book: Any, name: str, sheet: str) -> tuple[int, Iterator[tuple[int, list[Any]]]]:
+    """(index of the first column, iterator of (1-based row number, cells)) for one sheet.
+
+    calamine pads the rows above the used area with empty rows, so row numbers are the
+    ones the spreadsheet program shows; columns start at the used area's first column.
+    """
+    sheets = worksheets(book, name)
+    if sheet not in sheets:
+        raise InputError(where(name, sheet), f"no such sheet; sheets: {', '.join(sheets) or 'none'}")
+    with guarded(where(name, sheet), "cannot be read"):
+        data = book.get_sheet_by_name(sheet)
+        start = data.start
+        first_column = start[1] if start else 0
+        rows = data.iter_rows()
+
+    def generate() -> Iterator[tuple[int, list[Any]]]:
+        number = 0
+        while True:
+            with guarded(where(name, sheet, number + 1), "cannot be read"):
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+            number += 1
+            yield number, list(row)
+
+    return first_column, generate()
+
+
+def clean_names(raw: list[Any], first_column: int) -> list[str]:
+    """Header cells as column names: text, trimmed, never empty (column_C), never repeated."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for offset, value in enumerate(raw):
+        text = "" if cells.cell_class(value) is None else cells.convert_cell("string", value)
+        base = text.strip() or f"column_{column_letter(first_column + offset)}"
+        candidate, n = base, 2
+        while candidate in seen:
+            candidate, n = f"{base}_{n}", n + 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+@dataclass
+class SheetLayout:
+    """How one sheet was read at import: header row, kept columns and their types."""
+
+    sheet: str
+    header_row: int
+    names: list[str]
+    kinds: list[str]
+    indices: list[int]
+    date_column: str | None
+    date_columns: list[str]
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(n, cells.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds)])
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"format": META_FORMAT, "sheet": self.sheet, "header_row": self.header_row,
+                "columns": [[n, k, i] for n, k, i in zip(self.names, self.kinds, self.indices)],
+                "date_column": self.date_column, "date_columns": list(self.date_columns)}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "SheetLayout | None":
+        if meta.get("format") != META_FORMAT:
+            return None
+        try:
+            triples = [(str(n), str(k), int(i)) for n, k, i in meta["columns"]]
+            layout = cls(str(meta["sheet"]), int(meta["header_row"]), [t[0] for t in triples],
+                         [t[1] for t in triples], [t[2] for t in triples],
+                         meta.get("date_column"), list(meta.get("date_columns") or []))
+        except (KeyError, TypeError, ValueError):
+            return None
+        if any(k not in cells.ARROW_TYPES for k in layout.kinds):
+            return None
+        return layout
+
+
+def _cell(row: list[Any], index: int) -> Any:
+    return row[index] if index < len(row) else None
+
+
+def _blank(row: list[Any]) -> bool:
+    return all(cells.cell_class(v) is None for v in row)
+
+
+def _header(rows: Iterator[tuple[int, list[Any]]], name: str, sheet: str,
+            header_row: int) -> list[Any]:
+    for number, row in rows:
+        if number == header_row:
+            if _blank(row):
+                raise InputError(where(name, sheet, header_row),
+                                 "the header row is blank: it must name the columns "
+                                 "(set header_row if the names are on another row)")
+            return row
+    raise InputError(where(name, sheet), f"has no row {header_row} to take column names from")
+
+
+def _choose_date_column(names: list[str], sample: list[list[Any]]) -> tuple[str | None, list[str]]:
+    """The first date-named column starting with a date, else the first all-date column."""
+    dated, hinted = [], []
+    for index, column in enumerate(names):
+        values = [_cell(row, index) for row in sample]
+        classes = {c for c in map(cells.cell_class, values) if c is not None}
+        if not classes:
+            continue
+        if classes <= cells.DATE_CLASSES:
+            dated.append(column)
+        if cells.DATE_NAME_HINT.search(column) and (classes <= cells.DATE_CLASSES
+                                                    or cells.starts_with_date(values)):
+            hinted.append(column)
+    return (hinted or dated or [None])[0], dated
+
+
+def analyze(book: Any, name: str, sheet: str, header_row: int, *,
+            date_column: str | None = None, detect: bool = True,
+            seed: Mapping[str, str] | None = None, sample_only: bool = False,
+            check: Callable[[], None] = lambda: None) -> SheetLayout:
+    """Decide a sheet's columns and types from all its rows (or the first ones, ``sample_only``).
+
+    Every cell of the date column must be a date; the first that is not raises InputError
+    naming its row.
+    """
+    first_column, rows = sheet_rows(book, name, sheet)
+    header = _header(rows, name, sheet, header_row)
+    names = clean_names(header, first_column)
+    sample: list[tuple[int, list[Any]]] = []
+    for number, row in rows:
+        if not _blank(row):
+            sample.append((number, row))
+            if len(sample) >= SAMPLE_ROWS:
+                break
+    detected, dated = _choose_date_column(names, [row for _, row in sample])
+    if date_column is None and detect:
+        date_column = detected
+    elif date_column is not None and date_column not in names:
+        raise InputError(where(name, sheet, header_row),
+                         f"no column named {date_column!r}; columns: {', '.join(names)}")
+    classes: list[set[str]] = [set(cells.SEED_CLASSES.get((seed or {}).get(n, ""), ())) for n in names]
+    date_index = names.index(date_column) if date_column is not None else -1
+
+    def take(number: int, row: list[Any]) -> None:
+        for index in range(len(names)):
+            cls = cells.cell_class(_cell(row, index))
+            if cls is None:
+                continue
+            if index == date_index and cls not in cells.DATE_CLASSES:
+                raise InputError(where(name, sheet, number),
+                                 f"date column {date_column!r}: {cells.not_a_date(_cell(row, index))}")
+            classes[index].add(cls)
+
+    for number, row in sample:
+        take(number, row)
+    if not sample_only:
+        for number, row in rows:
+            if not _blank(row):
+                take(number, row)
+            if number % 1000 == 0:
+                check()
+    keep = [i for i in range(len(names))
+            if classes[i] or cells.cell_class(_cell(header, i)) is not None]
+    return SheetLayout(sheet, header_row, [names[i] for i in keep],
+                       [cells.kind_of(classes[i], i == date_index) for i in keep], keep,
+                       date_column, dated)
+
+
+def batches(book: Any, name: str, layout: SheetLayout) -> Iterator[pa.RecordBatch]:
+    """The sheet's records as batches of the layout's schema; a cell that does not fit raises."""
+    first_column, rows = sheet_rows(book, name, layout.sheet)
+    header = _header(rows, name, layout.sheet, layout.header_row)
+    names = clean_names(header, first_column)
+    found = [names[i] if i < len(names) else None for i in layout.indices]
+    if found != layout.names:
+        raise InputError(where(name, layout.sheet, layout.header_row),
+                         f"the header has changed since import: expected {', '.join(layout.names)}")
+    schema = layout.schema()
+    columns: list[list[Any]] = [[] for _ in layout.names]
+    emitted = False
+
+    def flush() -> pa.RecordBatch:
+        arrays = [cells.to_array(kind, values) for kind, values in zip(layout.kinds, columns)]
+        for values in columns:
+            values.clear()
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    for number, row in rows:
+        if _blank(row):
+            continue
+        for slot, (column, kind, index) in enumerate(zip(layout.names, layout.kinds, layout.indices)):
+            try:
+                columns[slot].append(cells.convert_cell(kind, _cell(row, index)))
+            except ValueError as exc:
+                raise InputError(where(name, layout.sheet, number), f"column {column!r}: {exc}") from None
+        if columns and len(columns[0]) >= BATCH_ROWS:
+            emitted = True
+            yield flush()
+    if columns and (columns[0] or not emitted):
+        yield flush()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe(text: str) -> str:
+    return _UNSAFE.sub("_", text).strip("._") or "sheet"
