@@ -1,10 +1,18 @@
-"""Exporting a table to .xlsx (formatted), .csv or .parquet, written atomically."""
+"""Exporting a table to .xlsx (formatted), .csv or .parquet, written atomically.
+
+The .xlsx is an Excel table (``lithotse_<name>``) with a bold header, number and date
+formats per column, a frozen header row and column widths fitted to the data. It is written
+in openpyxl's streaming mode, so large derivatives do not have to fit in memory as cells.
+Text that starts with ``=`` is written as text, never as a formula.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import io
+import math
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +25,8 @@ from ..errors import ConfigError
 FORMATS = ("csv", "parquet", "xlsx")
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+MAX_WIDTH = 60
+BATCH_ROWS = 10_000
 
 
 def number_format(typ: pa.DataType) -> str | None:
@@ -32,45 +42,82 @@ def number_format(typ: pa.DataType) -> str | None:
 
 
 def cell_value(value: object) -> object:
-    """Python values openpyxl writes as real Excel types (no tz: Excel has none)."""
+    """Python values openpyxl writes as real Excel types (no tz: Excel has none; no NaN)."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if isinstance(value, decimal.Decimal):
         return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (list, dict)):
         return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
     return value
+
+
+def column_width(name: str, typ: pa.DataType, sample: list) -> float:
+    """Wide enough for the header and the first rows, within reason."""
+    fmt = number_format(typ)
+    if fmt == DATE_FORMAT:
+        longest = 10
+    elif fmt == DATETIME_FORMAT:
+        longest = 19
+    elif fmt:
+        longest = max((len(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}") for v in sample
+                       if isinstance(v, (int, float))), default=1)
+    else:
+        longest = max((len(str(v)) for v in sample if v is not None), default=1)
+    return float(min(MAX_WIDTH, max(longest, len(name) + 2) + 2))
 
 
 def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = None) -> bytes:
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.table import Table, TableStyleInfo
+    from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = sheet[:31]
-    ws.append(table.column_names)
-    for cell in ws[1]:
-        cell.font = Font(bold=True)
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    for row in zip(*columns):
-        ws.append([cell_value(v) for v in row])
-    for i, field in enumerate(table.schema, start=1):
-        letter = get_column_letter(i)
-        fmt = number_format(field.type)
-        if fmt:
-            for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
-                cell.number_format = fmt
-        sample = [len(field.name)] + [len(str(v)) for v in columns[i - 1][:200] if v is not None]
-        ws.column_dimensions[letter].width = min(60, max(sample) + 3 if fmt != DATE_FORMAT else 12)
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(sheet[:31])
+    fields = list(table.schema)
+    formats = [number_format(f.type) for f in fields]
+    head = table.slice(0, 200)
+    for i, field in enumerate(fields, start=1):
+        sample = head.column(i - 1).to_pylist()
+        ws.column_dimensions[get_column_letter(i)].width = column_width(field.name, field.type, sample)
     ws.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for name in table.column_names:
+        cell = WriteOnlyCell(ws, value=str(name))
+        cell.font = bold
+        cell.data_type = "s"
+        header.append(cell)
+    ws.append(header)
+    for batch in table.to_batches(BATCH_ROWS):
+        columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        for values in zip(*columns):
+            row = []
+            for value, fmt in zip(values, formats):
+                cell = WriteOnlyCell(ws, value=cell_value(value))
+                if fmt:
+                    cell.number_format = fmt
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"
+                row.append(cell)
+            ws.append(row)
     if table.num_columns:
         ref = f"A1:{get_column_letter(table.num_columns)}{max(table.num_rows, 1) + 1}"
-        xl_table = Table(displayName=table_name or "data", ref=ref)
+        xl_table = Table(displayName=table_name or "data", ref=ref,
+                         tableColumns=[TableColumn(id=i, name=str(n)) for i, n in enumerate(table.column_names, 1)])
         xl_table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
-        ws.add_table(xl_table)
+        from openpyxl.worksheet.filters import AutoFilter
+
+        xl_table.autoFilter = AutoFilter(ref=ref)
+        with warnings.catch_warnings():  # the columns are set above, as write-only mode needs
+            warnings.simplefilter("ignore")
+            ws.add_table(xl_table)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -41,6 +41,15 @@ def open_or_create(root: Path | None):
     return Workspace.open(root), False
 
 
+def screenshot_summary(folder: Path) -> str:
+    """What a --screenshot run made and which connectors it had: a frozen app's self-check."""
+    from ..plugins import get_plugin_manager
+
+    shots = sorted(p.name for p in Path(folder).glob("*.png"))
+    connectors = ", ".join(sorted(get_plugin_manager().connectors())) or "none"
+    return f"{len(shots)} screenshot(s) in {folder}: {', '.join(shots)}\nconnectors: {connectors}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, qt_args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.version:
@@ -75,10 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if created:
         window.statusBar().showMessage(f"Created a new workspace in {ws.root}", 10000)
     if args.screenshot is not None:
-        return 0 if window.save_screenshots(args.screenshot, *SCREENSHOT_SIZE) else 1
+        ok = window.save_screenshots(args.screenshot, *SCREENSHOT_SIZE)
+        print(screenshot_summary(args.screenshot))
+        return 0 if ok else 1
     window.resize(*SCREENSHOT_SIZE)
     window.show()
-    return app.exec()
+    code = app.exec()
+    from ..cache.lookup import close_all
+
+    close_all()
+    return code
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QListWidget, QListWidg
 
 from .. import __version__
 from ..errors import LithotseError
+from ..cache.lookup import install_publish_hook
 from ..workspace import Workspace
 from . import jobs
 from .common import named, show_error
@@ -19,13 +20,15 @@ from .pages.plugins import PluginsPage
 from .pages.raw import RawDataPage
 from .pages.settings import SettingsPage
 from .pages.sources import SourcesPage
+from .pages.spreadsheets import SpreadsheetsPage
 
-PAGE_KEYS = ["sources", "raw", "derivatives", "plugins", "settings"]
-PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives",
+PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
+PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives", "spreadsheets": "Spreadsheets",
                "plugins": "Plugins", "settings": "Settings"}
 PAGE_ICONS = {"sources": QStyle.StandardPixmap.SP_DriveNetIcon,
               "raw": QStyle.StandardPixmap.SP_FileDialogDetailedView,
               "derivatives": QStyle.StandardPixmap.SP_FileDialogContentsView,
+              "spreadsheets": QStyle.StandardPixmap.SP_FileDialogListView,
               "plugins": QStyle.StandardPixmap.SP_ComputerIcon,
               "settings": QStyle.StandardPixmap.SP_FileDialogInfoView}
 
@@ -34,17 +37,19 @@ class MainWindow(QMainWindow):
     def __init__(self, ws: Workspace) -> None:
         super().__init__()
         self.ws = ws
+        install_publish_hook()
         self.sources = SourcesPage(ws)
         self.raw = RawDataPage(ws)
         self.derivatives = DerivativesPage(ws)
+        self.spreadsheets = SpreadsheetsPage(ws)
         self.plugins = PluginsPage()
         self.settings = SettingsPage(ws)
         self.pages: dict[str, QWidget] = {"sources": self.sources, "raw": self.raw,
-                                          "derivatives": self.derivatives,
+                                          "derivatives": self.derivatives, "spreadsheets": self.spreadsheets,
                                           "plugins": self.plugins, "settings": self.settings}
 
         self.stack = QStackedWidget()
-        self.sidebar = named(QListWidget(), "Pages", "Choose a page; Ctrl+1 to Ctrl+5 also switch")
+        self.sidebar = named(QListWidget(), "Pages", "Choose a page; Ctrl+1 to Ctrl+6 also switch")
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setSpacing(2)
         style = self.style()
@@ -72,6 +77,9 @@ class MainWindow(QMainWindow):
 
         self.sources.imported.connect(lambda _outcome: self.raw.refresh())
         self.sources.cancelled.connect(self.raw.refresh)
+        self.sources.imported.connect(lambda _outcome: self.derivatives.refresh())
+        self.sources.sourcesChanged.connect(self.derivatives.refresh)
+        self.derivatives.changed.connect(self.spreadsheets.reload)
         self.plugins.pluginsChanged.connect(self.sources.reload)
         self.settings.openWorkspaceRequested.connect(self.choose_workspace)
         self._build_menu()
@@ -123,33 +131,50 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open workspace", exc)
             return False
         self.ws = ws
-        for page in (self.sources, self.raw, self.derivatives, self.settings):
+        for page in (self.sources, self.raw, self.derivatives, self.spreadsheets, self.settings):
             page.set_workspace(ws)
         self._set_title()
         self.statusBar().showMessage(("Created" if created else "Opened") + f" workspace {ws.root}", 8000)
         return True
 
     def busy(self) -> bool:
-        return any(page.job is not None for page in (self.sources, self.raw, self.plugins))
+        return any(page.job is not None for page in (self.sources, self.raw, self.derivatives,
+                                                      self.spreadsheets, self.plugins))
 
     def save_screenshots(self, folder: Path, width: int, height: int) -> bool:
-        """Render each page at the given size into ``folder/<page>.png``."""
+        """Render each page at the given size into ``folder/<page>.png``, plus the two spec editors.
+
+        Pages with a ``prepare_screenshot`` method pick their most telling state first (the
+        Derivatives page shows a time series' chart).
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.resize(width, height)
         self.show()
         ok = True
         for key in PAGE_KEYS:
-            self.show_page(key)
+            page = self.show_page(key)
             self._settle()
+            if hasattr(page, "prepare_screenshot"):
+                page.prepare_screenshot()
+                self._settle()
             ok = self.grab().save(str(folder / f"{key}.png")) and ok
+        self.show_page("derivatives")
+        for name, dialog in (("derivative-form", self.derivatives.open_aggregate_form(self._first_aggregate())),
+                             ("view-editor", self.derivatives.open_view_editor())):
+            self._settle()
+            ok = dialog.grab().save(str(folder / f"{name}.png")) and ok
+            dialog.reject()
         self.close()
         return ok
+
+    def _first_aggregate(self) -> dict | None:
+        return next((row.spec for row in self.derivatives.rows if row.spec.get("kind") == "aggregate"), None)
 
     def _settle(self) -> None:
         """Let background loads (the raw index) finish and layouts settle before grabbing."""
         app = QApplication.instance()
-        for _ in range(3):
+        for _ in range(4):
             jobs.wait_for_jobs(10000)
             app.processEvents()
 
@@ -157,6 +182,8 @@ class MainWindow(QMainWindow):
         """Cancel a running import and wait for workers, so no job is cut mid-commit."""
         if self.sources.job is not None:
             self.sources.job.cancel()
+        if self.derivatives.job is not None:
+            self.derivatives.job.cancel()
         jobs.wait_for_jobs(60000)
         QApplication.processEvents()
         super().closeEvent(event)

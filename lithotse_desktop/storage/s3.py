@@ -416,9 +416,14 @@ class S3Store(Store):
         response = self._call("read", key, self.client.get_object, Key=self._full(key))
         return io.BufferedReader(_Body(response["Body"], self._where(key)), MiB)  # type: ignore[return-value]
 
-    def fetch_to(self, key: str, dest: Path, *, on_bytes: ByteCallback | None = None) -> Path:
-        """Download to a local file atomically; large objects in parallel byte ranges."""
-        info = self.stat(key)
+    def fetch_to(self, key: str, dest: Path, *, on_bytes: ByteCallback | None = None,
+                 info: ObjectInfo | None = None, durable: bool = True) -> Path:
+        """Download to a local file atomically; large objects in parallel byte ranges.
+
+        ``info`` (from a listing) saves a HEAD request; ``durable=False`` skips the fsync for
+        scratch copies that the caller moves into a store, which syncs them itself.
+        """
+        info = info or self.stat(key)
         if info is None:
             raise ObjectMissing(f"{self._where(key)}: no such object")
         dest = Path(dest)
@@ -431,10 +436,13 @@ class S3Store(Store):
             else:
                 with self.open_read(key) as src:
                     while chunk := src.read(MiB):
-                        os.write(fd, chunk)
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view):]
                         if on_bytes is not None:
                             on_bytes(len(chunk))
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, dest)
@@ -443,7 +451,8 @@ class S3Store(Store):
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
-        fsync_dir(dest.parent)
+        if durable:
+            fsync_dir(dest.parent)
         return dest
 
     def _ranged_download(self, key: str, info: ObjectInfo, fd: int,
@@ -452,8 +461,9 @@ class S3Store(Store):
 
         def fetch(off: int) -> None:
             end = min(off + self.part_size, info.size) - 1
+            same = {"IfMatch": info.etag} if info.etag.strip('"') else {}
             response = self._call("read", key, self.client.get_object, Key=full,
-                                  Range=f"bytes={off}-{end}", IfMatch=info.etag)
+                                  Range=f"bytes={off}-{end}", **same)
             with _Body(response["Body"], self._where(key)) as body:
                 pos = off
                 buf = bytearray(MiB)

@@ -23,6 +23,7 @@ pointer files) and reads no object body from the remote.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import datetime as dt
 import hashlib
 import json
 import os
@@ -233,12 +234,13 @@ class _PointerState:
                                                     indent=1, sort_keys=True))
 
 
-def _published_at(data: bytes | None) -> str | None:
+def _published_at(data: bytes | None) -> dt.datetime | None:
     try:
         value = json.loads(data or b"").get("published_at")
-    except (ValueError, AttributeError):
+        when = dt.datetime.fromisoformat(value)
+    except (ValueError, AttributeError, TypeError):
         return None
-    return value if isinstance(value, str) else None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _later(a: bytes, b: bytes) -> bool | None:
@@ -263,13 +265,17 @@ def _read_local(store: Store, key: str) -> tuple[bytes | None, str | None]:
 class _Transfers:
     """Runs copies on a thread pool; progress is reported and cancellation checked on the caller's thread."""
 
-    def __init__(self, progress: Progress, label: str, workers: int) -> None:
+    def __init__(self, progress: Progress, label: str, workers: int,
+                 items: list[tuple[str, int]]) -> None:
         self.progress = progress
         self.label = label
         self.workers = workers
+        self.total = len(items)
+        self.total_bytes = sum(size for _, size in items)
+        self.done = 0
+        self.moved = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.moved = 0
 
     def on_bytes(self, n: int) -> None:
         if self._stop.is_set():
@@ -279,29 +285,27 @@ class _Transfers:
 
     def run(self, items: list[tuple[str, int]], copy: Callable[[str], bool],
             result: SyncResult) -> None:
+        """Copy one phase completely before the caller starts the next."""
         if not items:
             return
-        total_bytes = sum(size for _, size in items)
-        done = 0
         with cf.ThreadPoolExecutor(self.workers) as pool:
-            jobs = {pool.submit(copy, key): (key, size) for key, size in items}
+            jobs = {pool.submit(copy, key): size for key, size in items}
             pending = set(jobs)
             try:
                 while pending:
                     finished, pending = cf.wait(pending, timeout=0.25,
                                                 return_when=cf.FIRST_COMPLETED)
                     for job in finished:
-                        key, size = jobs[job]
                         if job.result():
                             result.copied += 1
-                            result.bytes += size
+                            result.bytes += jobs[job]
                         else:
                             result.already_there += 1
-                        done += 1
+                        self.done += 1
                     self.progress.update(
-                        f"{self.label} {done}/{len(items)} object(s), "
-                        f"{self.moved / 1e6:.1f}/{total_bytes / 1e6:.1f} MB",
-                        done=done, total=len(items))
+                        f"{self.label} {self.done}/{self.total} object(s), "
+                        f"{self.moved / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB",
+                        done=self.done, total=self.total)
             except BaseException:
                 self._stop.set()
                 for job in pending:
@@ -331,9 +335,12 @@ def _put(store: Store, key: str, path: Path, on_bytes: Callable[[int], None], *,
     return written
 
 
-def _fetch(store: Store, key: str, dest: Path, on_bytes: Callable[[int], None]) -> Path:
+def _fetch(store: Store, key: str, dest: Path, on_bytes: Callable[[int], None],
+           info: ObjectInfo | None = None) -> Path:
+    """A scratch copy; not fsynced, since the store it is moved into syncs it."""
     if _is_s3(store):
-        return store.fetch_to(key, dest, on_bytes=on_bytes)  # type: ignore[call-arg]
+        return store.fetch_to(key, dest, on_bytes=on_bytes, info=info,  # type: ignore[call-arg]
+                              durable=False)
     store.fetch_to(key, dest)
     on_bytes(dest.stat().st_size)
     return dest
@@ -388,14 +395,18 @@ def push(ws: Workspace, remote_url: str | None = None, progress: Progress | None
             result.mismatched.append(key)
     scratch = _scratch(ws)
     try:
-        transfers = _Transfers(progress, "pushing", _workers(ws, remote))
+        transfers = _Transfers(progress, "pushing", _workers(ws, remote), todo)
 
         def copy(key: str) -> bool:
             store = local_keys[key][0]
             path = store.local_path(key)
-            if path is None:
-                path = _fetch(store, key, scratch / uuid.uuid4().hex, lambda n: None)
-            return _put(remote, key, path, transfers.on_bytes, move=False)
+            if path is not None:
+                return _put(remote, key, path, transfers.on_bytes, move=False)
+            copied = _fetch(store, key, scratch / uuid.uuid4().hex, lambda n: None)
+            try:
+                return _put(remote, key, copied, transfers.on_bytes, move=True)
+            finally:
+                copied.unlink(missing_ok=True)
 
         for phase in _by_phase(todo):
             transfers.run(phase, copy, result)
@@ -477,12 +488,13 @@ def pull(ws: Workspace, remote_url: str | None = None, progress: Progress | None
             result.mismatched.append(key)
     scratch = _scratch(ws)
     try:
-        transfers = _Transfers(progress, "pulling", _workers(ws, remote))
+        transfers = _Transfers(progress, "pulling", _workers(ws, remote), todo)
 
         def copy(key: str) -> bool:
             dest = sides.home(key)
             assert dest is not None
-            tmp = _fetch(remote, key, scratch / uuid.uuid4().hex, transfers.on_bytes)
+            tmp = _fetch(remote, key, scratch / uuid.uuid4().hex, transfers.on_bytes,
+                         remote_keys[key])
             try:
                 _verify_content(key, tmp, remote.url)
                 return dest.put_file(key, tmp, if_none_match=True, move=True)

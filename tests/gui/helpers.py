@@ -39,3 +39,40 @@ def open_message_box() -> QMessageBox | None:
         if isinstance(widget, QMessageBox) and widget.isVisible():
             return widget
     return None
+
+
+def write_visits(folder, months: int = 6) -> None:
+    """Daily records for ``months`` months of 2024 in groups a/b, and rare groups c/d (suppressed).
+
+    Two rare groups per month, so suppression needs no complementary cell among a and b.
+    """
+    lines = []
+    for m in range(1, months + 1):
+        for d in range(1, 29):
+            for g in ("a", "b"):
+                lines.append(f"2024-{m:02d}-{d:02d},{d},{g},{g}{m}-{d}")
+            if d <= 3:
+                lines.append(f"2024-{m:02d}-{d:02d},{d},c,c{m}-{d}")
+            if d <= 2:
+                lines.append(f"2024-{m:02d}-{d:02d},{d},d,d{m}-{d}")
+    (folder / "visits.txt").write_text("\n".join(lines) + "\n")
+
+
+VISITS_SPEC = {"name": "visits_by_grp", "kind": "aggregate", "input": {"source": "clinic", "stream": "values"},
+               "date_field": "day", "grain": "month", "group_by": ["grp"],
+               "measures": [{"fn": "count", "as": "visits"}, {"fn": "sum", "column": "value", "as": "total"}]}
+
+
+def demo_workspace(workspace, folder, build_it: bool = True) -> None:
+    """A ``clinic`` lines source with six months imported and, optionally, a built monthly aggregate."""
+    from lithotse_desktop.derive.build import build
+    from lithotse_desktop.derive.service import add_spec
+    from lithotse_desktop.raw import run_import
+
+    folder.mkdir(exist_ok=True)
+    write_visits(folder)
+    workspace.add_source("clinic", "lines", {"path": str(folder)}, {})
+    run_import(workspace, "clinic")
+    if build_it:
+        add_spec(workspace, VISITS_SPEC)
+        build(workspace, "visits_by_grp")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,11 +11,10 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox,
                                QMessageBox, QWidget)
 
-from lithotse_desktop.dates import DateRange
 from lithotse_desktop.gui import app
 from lithotse_desktop.hookspecs import hookimpl
-from lithotse_desktop.raw import run_import
 from lithotse_desktop.workspace import Workspace
+from tests.gui.helpers import demo_workspace
 
 
 class BrokenPlugin:
@@ -59,26 +57,10 @@ def test_settings_page_shows_tiers_and_saves_suppression(qtbot, window, workspac
     assert "Saved" in page.saved.text()
 
 
-def test_derivatives_page_lists_spec_files(qtbot, window, workspace):
-    folder = workspace.root / "derivatives"
-    folder.mkdir()
-    (folder / "conditions.json").write_text(json.dumps({"resourceType": "ViewDefinition",
-                                                        "name": "condition_flat"}))
-    (folder / "broken.json").write_text("{not json")
-    page = window.show_page("derivatives")
-    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
-    rows = [[page.table.item(r, c).text() for c in range(3)] for r in range(page.table.rowCount())]
-    assert rows == [["broken.json", "broken", ""], ["conditions.json", "condition_flat", "ViewDefinition"]]
-    assert page.table.item(0, 4).text().startswith("not readable JSON")
-    assert page.table.item(1, 4).text() == "ok"
-    page.table.setCurrentCell(1, 0)
-    assert '"name": "condition_flat"' in page.spec_view.toPlainText()
-
-
 def test_ctrl_number_switches_pages(qtbot, window):
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
-    for number, key in enumerate(["sources", "raw", "derivatives", "plugins", "settings"], 1):
+    for number, key in enumerate(["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"], 1):
         qtbot.keyClick(window.sidebar, Qt.Key(Qt.Key.Key_0 + number), Qt.KeyboardModifier.ControlModifier)
         assert window.stack.currentWidget() is window.pages[key]
     window.sidebar.setFocus()
@@ -111,6 +93,14 @@ def test_every_control_has_an_accessible_name(qtbot, window):
     dialog.select_connector("lines")
     assert unnamed_controls(dialog) == []
     dialog.reject()
+    form = window.derivatives.open_aggregate_form()
+    for rows in (form.group_rows, form.measure_rows, form.filter_rows):
+        qtbot.mouseClick(rows.add_button, Qt.MouseButton.LeftButton)
+    assert unnamed_controls(form) == []
+    form.reject()
+    editor = window.derivatives.open_view_editor()
+    assert unnamed_controls(editor) == []
+    editor.reject()
 
 
 def distinct_colours(path) -> int:
@@ -122,16 +112,16 @@ def distinct_colours(path) -> int:
 
 
 def test_screenshot_option_renders_every_page(qtbot, workspace, test_plugins, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "a.txt").write_text("".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 29)))
-    workspace.add_source("clinic", "lines", {"path": str(folder)}, {})
-    run_import(workspace, "clinic", DateRange.parse("2024-01-01", "2024-01-14"))
+    demo_workspace(workspace, tmp_path / "in")
     out = tmp_path / "shots"
     assert app.main(["--workspace", str(workspace.root), "--screenshot", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["derivatives.png", "plugins.png", "raw.png", "settings.png", "sources.png"]
+    assert names == ["derivative-form.png", "derivatives.png", "plugins.png", "raw.png", "settings.png",
+                     "sources.png", "spreadsheets.png", "view-editor.png"]
     for name in names:
+        if name in ("derivative-form.png", "view-editor.png"):
+            assert distinct_colours(out / name) > 1, name
+            continue
         image = QImage(str(out / name))
         assert (image.width(), image.height()) == (1280, 800)
         assert distinct_colours(out / name) > 1, name
@@ -163,3 +153,12 @@ def test_opening_a_folder_that_is_not_a_workspace_explains_why(qtbot, window, tm
     box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())
     assert "not a Lithotse workspace" in box.text()
     box.accept()
+
+
+def test_every_page_fits_a_1280x720_screen(qtbot, window):
+    window.resize(1280, 720)
+    for key in window.pages:
+        window.show_page(key)
+        hint = window.minimumSizeHint()
+        assert hint.width() <= 1280 and hint.height() <= 720, (key, hint)
+        assert window.size().width() == 1280 and window.size().height() == 720, key

@@ -16,6 +16,7 @@ def api(workspace, lines):
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {workspace_token(workspace)}"
     session.base = server.url + "/api/v1"
+    session.server = server
     yield session
     session.close()
     server.stop()

@@ -104,7 +104,7 @@ def test_listing_pages_past_1000_keys(seaweed, tmp_path):
     keys = [f"many/{n:05d}" for n in range(1234)]
     for key in keys:
         (tmp_path / key).write_bytes(b"x")
-    seaweed.seed(tmp_path, url)
+    seaweed.seed(url, tmp_path / "many")
     store = seaweed.store(url)
     store.put_bytes("other/one", b"y")
     pages = _count_calls(store, "ListObjectsV2")

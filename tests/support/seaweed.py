@@ -197,16 +197,15 @@ class SeaweedServer:
 
         return S3Store(url, **self.store_options(identity, **extra))
 
-    def seed(self, folder: Path, url: str) -> None:
-        """Copy a folder's files below ``url`` fast (the filer's bulk copy, no S3 signing).
+    def seed(self, url: str, *folders: Path) -> None:
+        """Copy folders (each as a top-level folder) below ``url`` fast, by the filer's bulk copy.
 
-        Used to set up thousands of objects for listing tests; objects made this way have an
-        empty ETag, which nothing here relies on.
+        Used to set up thousands of objects for listing tests without S3 signing; objects made
+        this way have an empty ETag, which nothing here relies on.
         """
         bucket, _, prefix = url[len("s3://"):].partition("/")
-        entries = [str(p) for p in sorted(Path(folder).iterdir())]
         target = f"http://127.0.0.1:{self.port + 3}/buckets/{bucket}/{prefix.strip('/')}/"
-        done = subprocess.run([find_weed(), "filer.copy", "-c=16", *entries, target],
+        done = subprocess.run([find_weed(), "filer.copy", "-c=16", *map(str, folders), target],
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"weed filer.copy failed: {done.stderr[-2000:]}")
@@ -223,7 +222,7 @@ class SeaweedServer:
             except ProcessLookupError:
                 pass
             try:
-                proc.wait(15)
+                proc.wait(6)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)

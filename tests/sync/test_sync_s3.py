@@ -5,16 +5,17 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from lithotse_desktop.progress import Progress
 from lithotse_desktop.secrets import secret_ref
 from lithotse_desktop.storage.s3 import AccessDenied, S3Store
 from lithotse_desktop.sync import pull, push, status
@@ -58,7 +59,9 @@ def test_push_and_pull_through_s3(seaweed, make_ws, lines_plugin, tmp_path):
     b = use_remote(make_ws("b"), seaweed, url)
     land(a, tmp_path / "in", {"x.txt": "2024-01-01,1\n", "y.txt": "2024-03-01,2\n"})
     a.store("derived").put_bytes("derived/n/CURRENT", pointer("v1"))
-    result = push(a)
+    messages: list[str] = []
+    result = push(a, progress=Progress(lambda state: messages.append(state.message)))
+    assert f"listing {url}" in messages and "pushing 4/4 object(s), 0.0/0.0 MB" in messages
     assert (result.copied, result.pointers_updated, result.ok) == (4, ["derived/n/CURRENT"], True)
     assert status(a).in_sync
 
@@ -82,17 +85,16 @@ def test_manager_identity_cannot_push_to_the_raw_bucket(seaweed, make_ws):
 def test_noop_sync_of_10000_objects_reads_no_bodies(seaweed, make_ws, s3_calls):
     url = seaweed.new_prefix()
     ws = use_remote(make_ws("big"), seaweed, url)
-    data_dir = ws.root / "data"
+    for name in ("a", "b", "c"):
+        ws.store("derived").put_bytes(f"derived/{name}/CURRENT", pointer(name))
+    assert len(push(ws).pointers_updated) == 3
+    raw_dir = ws.root / "data" / "raw"
     for d in range(100):
-        folder = data_dir / "raw" / "src" / f"s{d:02d}"
+        folder = raw_dir / "src" / f"s{d:02d}"
         folder.mkdir(parents=True)
         for n in range(100):
             (folder / f"{d * 100 + n:064x}").write_bytes(b"%d" % n)
-    seaweed.seed(data_dir, url)  # filled fast, outside the code under test
-    for name in ("a", "b", "c"):
-        ws.store("derived").put_bytes(f"derived/{name}/CURRENT", pointer(name))
-    first = push(ws)
-    assert (first.copied, len(first.pointers_updated)) == (0, 3)
+    seaweed.seed(url, raw_dir)  # the same 10,000 objects, put there fast by the filer
 
     s3_calls.clear()
     started = time.monotonic()
@@ -175,7 +177,7 @@ def test_killed_push_resumes_to_the_same_end_state(seaweed, make_ws, s3_calls):
 def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws):
     url = seaweed.new_prefix()
     clients = [use_remote(make_ws(name), seaweed, url) for name in ("a", "b")]
-    rounds = 6
+    rounds = 4
     created: list[set[str]] = [set(), set()]
     published: list[bytes] = []
     results: list = []
@@ -223,13 +225,25 @@ def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws):
         assert local == remote
         assert created[0] | created[1] <= set(local)
         assert status(ws).in_sync
-    newest = max(published, key=lambda body: pointer_time(body))
+    newest = max(published, key=lambda body: json.loads(body)["published_at"])
     for ws in clients:
         assert ws.store("derived").get_bytes("derived/shared/CURRENT") == newest
     assert seaweed.store(url, "admin").get_bytes("derived/shared/CURRENT") == newest
 
 
-def pointer_time(body: bytes) -> str:
-    import json
-
-    return json.loads(body)["published_at"]
+def test_tier_already_on_s3_is_copied_through_a_scratch_file(seaweed, make_ws, tmp_path):
+    ws = make_ws("a")
+    team = seaweed.new_prefix()
+    ws.config["stores"]["team"] = {"url": team, **seaweed.store_options("client")}
+    ws.config["tiers"]["raw"] = "team"
+    ws.save()
+    ws = Workspace.open(ws.root)
+    data = b"landed on S3"
+    ws.store("raw").put_bytes(raw_key(data), data)
+    ws.store("derived").put_bytes("derived/x/CURRENT", pointer("v1"))
+    elsewhere = (tmp_path / "backup").as_uri()
+    result = push(ws, elsewhere)
+    assert (result.copied, result.pointers_updated) == (1, ["derived/x/CURRENT"])
+    assert (tmp_path / "backup" / raw_key(data)).read_bytes() == data
+    assert not any((ws.local_dir / "sync-tmp").iterdir())
+    assert push(ws, team).copied == 0, "the derived tier goes to the team bucket; raw is there already"

@@ -21,6 +21,7 @@ from . import columns as col
 from . import sniff
 
 BLOCK = 1 << 20
+MAX_BLOCK = 1 << 29
 META_FORMAT = "lithotse-csv/1"
 
 
@@ -83,7 +84,8 @@ class _Terminated(io.RawIOBase):
 
 
 def _source(path: Path, encoding: str) -> Any:
-    if "\n".encode(encoding, errors="replace") != b"\n":
+    base = encoding.lower().replace("_", "-").removesuffix("-sig")
+    if "\n".encode(base, errors="replace") != b"\n":
         return str(path)
     with open(path, "rb") as fh:
         fh.seek(0, io.SEEK_END)
@@ -94,15 +96,16 @@ def _source(path: Path, encoding: str) -> Any:
     return str(path) if last in (b"\n", b"\r") else io.BufferedReader(_Terminated(path))
 
 
-def _open(path: Path, encoding: str, delimiter: str, width: int) -> pacsv.CSVStreamingReader:
+def _open(source: Any, encoding: str, delimiter: str, width: int,
+          block: int) -> pacsv.CSVStreamingReader:
     native = encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig")
-    read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=BLOCK,
+    read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=block,
                              encoding="utf8" if native else encoding, use_threads=False)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
                                    null_values=[""], strings_can_be_null=True,
                                    quoted_strings_can_be_null=True)
-    return pacsv.open_csv(_source(path, encoding), read_options=read, parse_options=parse,
+    return pacsv.open_csv(source, read_options=read, parse_options=parse,
                           convert_options=convert)
 
 
@@ -123,20 +126,46 @@ def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: in
     wrong guess costs a second open). ``guessed`` says the encoding is a guess from the
     first bytes, for the error wording.
     """
+    opened: list[Any] = []
+    block = BLOCK
+
+    def open_reader(columns: int) -> pacsv.CSVStreamingReader:
+        source = _source(path, encoding)
+        opened.append(source)
+        return _open(source, encoding, delimiter, columns, block)
+
     try:
-        reader = _open(path, encoding, delimiter, width)
+        reader = open_reader(width)
         if any(field.type != pa.string() for field in reader.schema):
-            reader = _open(path, encoding, delimiter, len(reader.schema))
+            reader = open_reader(len(reader.schema))
+        width = len(reader.schema)
+        done = skip = 0
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
+            except pa.ArrowInvalid as exc:
+                # A record longer than the block: read again with bigger blocks, skipping
+                # the records already passed on.
+                if "straddl" not in str(exc) or block >= MAX_BLOCK:
+                    raise
+                block *= 8
+                reader, skip = open_reader(width), done
+                continue
+            if skip:
+                cut = min(skip, batch.num_rows)
+                batch, skip = batch.slice(cut), skip - cut
+            done += batch.num_rows
             yield batch
     except (pa.ArrowException, UnicodeError, LookupError) as exc:
         raise _failure(path, name, encoding, delimiter, exc, guessed) from None
     except OSError as exc:
         raise InputError(name, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        for source in opened:
+            if not isinstance(source, str):
+                source.close()
 
 
 def _location(path: Path, name: str, layout_encoding: str, delimiter: str, record: int) -> str:

@@ -170,13 +170,13 @@ def clean_names(raw: list[str | None]) -> list[str]:
     return out
 
 
-def _text_encoding(encoding: str) -> str:
+def text_encoding(encoding: str) -> str:
     return "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
 
 
 def _records(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(first physical line, fields) of every non-blank record, as the fast parser splits them."""
-    with open(path, encoding=_text_encoding(encoding), errors="replace", newline="") as fh:
+    with open(path, encoding=text_encoding(encoding), errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         previous = 0
         for row in reader:
@@ -204,7 +204,7 @@ def structural_problem(path: Path, name: str, encoding: str, delimiter: str,
         return InputError(f"{name}, line {decoded[0]}", decoded[1])
     width: int | None = None
     previous = 0
-    with open(path, encoding=_text_encoding(encoding), errors="replace", newline="") as fh:
+    with open(path, encoding=text_encoding(encoding), errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, strict=True)
         try:
             for row in reader:
@@ -217,6 +217,8 @@ def structural_problem(path: Path, name: str, encoding: str, delimiter: str,
                     return InputError(f"{name}, line {start}",
                                       f"expected {width} fields as in the header, found {len(row)}")
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                return None
             where = f"{name}, line {previous + 1}"
             if "end of data" in str(exc):
                 return InputError(where, "a quoted field starting here is never closed")

@@ -11,8 +11,8 @@ from lithotse_desktop.connectors import (ConfigField, FetchRequest, FieldType, F
 from lithotse_desktop.errors import InputError
 
 from .base import FhirConnector
-from .reader import document_types, is_gzip, ndjson_types
-from .types import R4_TYPES
+from .reader import document_types, is_gzip, locate_ndjson, ndjson_types
+from .types import R4_TYPES, TYPE_NAME
 
 PATTERNS = ("*.ndjson", "*.ndjson.gz", "*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz")
 _NAMED = re.compile(r"([A-Z][A-Za-z]+)(?:[._-]|$)")
@@ -57,10 +57,9 @@ class FhirFilesConnector(FhirConnector):
             if named:
                 return "ndjson", {named}, False
             counts = ndjson_types(path, name)
-            if None in counts:
-                if base.split(".")[0] == "log" and is_export_log(counts):
-                    return "skip", set(), False
-                from .reader import locate_ndjson
+            if base.split(".")[0] == "log" and is_export_log(counts):
+                return "skip", set(), False
+            if any(kind is None or not TYPE_NAME.fullmatch(kind) for kind in counts):
                 raise locate_ndjson(path, name, "Resource", True)
             types = set(counts)
             return "ndjson", types, len(types) > 1

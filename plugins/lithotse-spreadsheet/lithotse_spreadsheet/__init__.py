@@ -22,7 +22,6 @@ whose first value is a date, else the first column holding only dates.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator

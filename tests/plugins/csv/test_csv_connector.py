@@ -161,6 +161,14 @@ def test_types_come_from_the_whole_file_not_its_first_block(tmp_path):
     assert rows[-1]["code"] == "A12" and rows[0]["code"] == "0"
 
 
+def test_a_record_longer_than_a_read_block_is_read_once(tmp_path):
+    huge = "line\n" * 600_000
+    text = "date,note\n" + "2024-01-01,a\n" * 50_000 + f'2024-01-02,"{huge}"\n2024-01-03,b\n'
+    _, _, rows = load(write(tmp_path, "long.csv", text))
+    assert len(rows) == 50_002
+    assert rows[50_000]["note"] == huge and rows[-1]["note"] == "b"
+
+
 def test_date_column_setting_wins_over_detection(tmp_path):
     path = write(tmp_path, "d.csv", "created,admit_date\n2024-01-01,2023-05-05\n")
     infos, _, _ = load(path)
@@ -205,9 +213,15 @@ def test_bad_settings_are_config_errors(tmp_path):
         CsvConnector({"path": str(tmp_path)}).streams()
 
 
-def test_header_only_file_reads_as_no_records(tmp_path):
-    _, schema, rows = load(write(tmp_path, "h.csv", "date,v"))
+@pytest.mark.parametrize("data", [b"date,v", b"\xef\xbb\xbfdate,v", b"date,v\r\n"])
+def test_header_only_file_reads_as_no_records(tmp_path, data):
+    _, schema, rows = load(write(tmp_path, "h.csv", data))
     assert schema.names == ["date", "v"] and rows == []
+
+
+def test_last_line_without_newline_and_cr_line_endings(tmp_path):
+    _, _, rows = load(write(tmp_path, "n.csv", "date,v\r2024-01-01,1\r2024-01-02,2"))
+    assert rows == [{"date": dt.date(2024, 1, 1), "v": 1}, {"date": dt.date(2024, 1, 2), "v": 2}]
 
 
 def test_read_without_metadata_decides_the_layout_itself(tmp_path):

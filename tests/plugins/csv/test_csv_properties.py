@@ -105,9 +105,17 @@ def test_written_tables_read_back_exactly(rows, delimiter, encoding, newline, qu
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator=newline, quoting=quoting)
     writer.writerow(["visit_date", "n", "txt"])
     writer.writerows([(d.isoformat() if d else "", n, t) for d, n, t in rows])
+    data = buffer.getvalue().encode(encoding)
+    if encoding == "cp1252" and not data.isascii():
+        # cp1252 text that is also valid UTF-8 is read as UTF-8, rightly: skip those.
+        try:
+            data.decode("utf-8")
+            assume(False)
+        except UnicodeDecodeError:
+            pass
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "table.csv"
-        path.write_bytes(buffer.getvalue().encode(encoding))
+        path.write_bytes(data)
         got = [r for b in land_and_read(path) for r in b.to_pylist()]
     assert got == [{"visit_date": d, "n": n, "txt": t} for d, n, t in rows]
 

@@ -1,0 +1,53 @@
+"""Workbook operations on a workspace: what the CLI, the desktop app and the Excel add-in call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..cache import table_of
+from ..workspace import Workspace
+from .export import cell_value
+from .workbook import Binding, Placed, bind, default_table_name, refresh
+
+
+def fetcher(ws: Workspace):
+    """Answer a binding's query from the L3 cache: ``(version, table)``."""
+    def fetch(binding: Binding) -> tuple[str, pa.Table]:
+        entry, table = table_of(ws, binding.derivative, binding.from_, binding.to, columns=binding.columns)
+        return entry.version, table
+    return fetch
+
+
+def _audit(ws: Workspace, path: Path, placed: list[Placed]) -> None:
+    from .. import audit
+
+    for item in placed:
+        audit.record(ws, "excel-refresh", derivative=item.binding.derivative, version=item.version,
+                     path=str(Path(path).resolve()), table=item.binding.table, rows=item.rows)
+
+
+def bind_workbook(ws: Workspace, path: Path, derivative: str, *, sheet: str = "Lithotse", cell: str = "A1",
+                  from_: str | None = None, to: str | None = None, columns: list[str] | None = None,
+                  table: str | None = None) -> Placed:
+    binding = Binding(table or default_table_name(derivative), derivative, sheet, cell.upper(),
+                      from_ or None, to or None, list(columns) if columns else None)
+    placed = bind(Path(path), binding, fetcher(ws))
+    _audit(ws, path, [placed])
+    return placed
+
+
+def refresh_workbook(ws: Workspace, path: Path) -> list[Placed]:
+    placed = refresh(Path(path), fetcher(ws))
+    _audit(ws, path, placed)
+    return placed
+
+
+def binding_rows(ws: Workspace, binding: Binding) -> tuple[str, list[list[Any]]]:
+    """A binding's current table as rows (header first) of plain cell values, for live Excel."""
+    version, table = fetcher(ws)(binding)
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = [list(table.column_names)] + [[cell_value(v) for v in row] for row in zip(*columns)]
+    return version, rows
