@@ -185,17 +185,19 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
     try:
         schemas: dict[str, pa.Schema] = {}
         resolved: dict[str, StreamInput] = {}
+        grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
+        incremental = (grain_split and not full and previous is not None
+                       and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
+                       and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
             else:
                 resolved[alias] = resolve_stream(ws, item["source"], item["stream"])
-                schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress)
-        grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
+                schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress,
+                                             materialize=incremental and alias == "input")
         periods = None
-        if (grain_split and not full and previous is not None and previous.spec_hash == spec_hash(spec)
-                and "input" in resolved and all(identities[a] == previous.inputs.get(a)
-                                                for a in inputs if a != "input")):
+        if incremental:
             periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
         lock_down(con)
         progress.update(f"computing {name}")

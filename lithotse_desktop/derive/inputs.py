@@ -97,54 +97,87 @@ def _dedupe_order(columns: list[str]) -> list[str]:
         order.append(f"{q('versionId')} DESC NULLS LAST")
     if "lastUpdated" in columns:
         order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-    order.append(f"{q('_landed_at')} DESC")
+    if "_landed_at" in columns:
+        order.append(f"{q('_landed_at')} DESC")
     return order
 
 
-def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
-                progress: Progress) -> pa.Schema:
-    q = DUCKDB.quote
-    landed = f"{alias}__landed"
+def _landing_readers(ws: Workspace, resolved: StreamInput, provenance: bool,
+                     progress: Progress) -> list[pa.RecordBatchReader]:
     connector = make_connector(ws, resolved.source)
-    created = False
-    columns: list[str] = []
+    readers = []
     for manifest in resolved.distinct_manifests():
         progress.update(f"reading {resolved.source}/{resolved.stream} {manifest.original_name}")
-        batches = read_landing(ws, manifest, connector, provenance=True)
+        batches = read_landing(ws, manifest, connector, provenance=provenance)
         first = next(batches, None)
-        if first is None:
-            continue
-        reader = pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))
-        con.register("__reader", reader)
-        try:
-            if not created:
-                con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
-                created = True
-            else:
-                existing = {r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()}
-                for name, typ, *_ in con.execute("DESCRIBE SELECT * FROM __reader").fetchall():
-                    if name not in existing:
-                        con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
-                con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
-        except duckdb.Error as exc:
-            raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {manifest.id} "
-                                f"({manifest.original_name}) does not fit the earlier ones: {exc}") from None
-        finally:
-            con.unregister("__reader")
-    if not created:
+        if first is not None:
+            readers.append((manifest, pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))))
+    if not readers:
         raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
                        f"import it first (lithotse import {resolved.source})")
-    columns = [r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()]
-    key = resolved.key or (["resourceType", "id"] if {"resourceType", "id", "resource"} <= set(columns) else [])
+    return readers
+
+
+def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
+    """The record identity: the connector's declared key, or FHIR's resource type and id."""
+    if resolved.key:
+        return list(resolved.key)
+    return ["resourceType", "id"] if {"resourceType", "id", "resource"} <= set(columns) else []
+
+
+def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
+                progress: Progress, *, materialize: bool = False) -> pa.Schema:
+    """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
+
+    Without ``materialize`` the landings are streamed straight into the one query that reads
+    them, when they share a schema and need no deduplication; otherwise they are copied into a
+    DuckDB table first (which spills to disk when large).
+    """
+    q = DUCKDB.quote
+    landed = f"{alias}__landed"
+    readers = _landing_readers(ws, resolved, materialize or bool(resolved.key), progress)
+    schemas = {r.schema for _m, r in readers}
+    columns = [n for n in readers[0][1].schema.names]
+    key = stream_key(resolved, columns)
+    if not materialize and not key and len(schemas) == 1:
+        def batches():
+            for _manifest, reader in readers:
+                yield from reader
+
+        con.register(landed, pa.RecordBatchReader.from_batches(readers[0][1].schema, batches()))
+    else:
+        created = False
+        for manifest, reader in readers:
+            con.register("__reader", reader)
+            try:
+                if not created:
+                    con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
+                    created = True
+                else:
+                    existing = {r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()}
+                    for name, typ, *_ in con.execute("DESCRIBE SELECT * FROM __reader").fetchall():
+                        if name not in existing:
+                            con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
+                    con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
+            except duckdb.Error as exc:
+                raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {manifest.id} "
+                                    f"({manifest.original_name}) does not fit the earlier ones: {exc}") from None
+            finally:
+                con.unregister("__reader")
+        columns = [r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()]
     missing = [k for k in key if k not in columns]
     if missing:
         raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
-    hide = ", ".join(q(c) for c in PROVENANCE)
+    hide = ", ".join(q(c) for c in PROVENANCE if c in columns)
+    exclude = f" EXCLUDE ({hide})" if hide else ""
     if key:
         body = dedupe_sql(q(landed), key, _dedupe_order(columns))
-        con.execute(f"CREATE VIEW {q(alias)} AS SELECT * EXCLUDE ({hide}) FROM ({body})")
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM ({body})")
     else:
-        con.execute(f"CREATE VIEW {q(alias)} AS SELECT * EXCLUDE ({hide}) FROM {q(landed)}")
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {q(landed)}")
+    schema = readers[0][1].schema if not key and len(schemas) == 1 else None
+    if schema is not None:
+        return pa.schema([f for f in schema if f.name not in PROVENANCE])
     return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
 
 

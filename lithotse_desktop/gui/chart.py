@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
 from PySide6.QtCore import QDateTime, QEvent, QMargins, Qt, QTime
-from PySide6.QtGui import QPainter, QPalette
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget)
 
 from ..derive.compile import PERIOD
@@ -22,6 +22,10 @@ from .arrowmodel import SUPPRESSED_FLAG
 from .common import named
 
 DEFAULT_SERIES = 8
+# A qualitative palette readable on light and dark backgrounds; a line keeps its colour
+# across its segments, so colours are assigned per line rather than by the chart theme.
+LINE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#7f7f7f", "#bcbd22", "#17becf")
 AXIS_FORMATS = {"day": "yyyy-MM-dd", "week": "yyyy-MM-dd", "month": "MMM yy",
                 "quarter": "MMM yy", "year": "yyyy", "none": "yyyy-MM-dd"}
 
@@ -194,13 +198,14 @@ class TimeSeriesChart(QWidget):
         days = [d for line in self.lines for d, _v in line.points]
         shown = [v for line in self.lines for _d, v in line.points if v is not None]
         gaps = sum(1 for line in self.lines for _d, v in line.points if v is None)
-        for line in self.lines:
-            colour = None
+        for number, line in enumerate(self.lines):
+            colour = QColor(LINE_COLOURS[number % len(LINE_COLOURS)])
             segments = line.segments()
             if not segments:
                 empty = QLineSeries()
                 empty.setName(f"{line.label} (all suppressed)")
                 chart.addSeries(empty)
+                empty.setColor(colour)
                 empty.attachAxis(x_axis)
                 empty.attachAxis(y_axis)
             for n, segment in enumerate(segments):
@@ -212,10 +217,7 @@ class TimeSeriesChart(QWidget):
                 chart.addSeries(series)
                 series.attachAxis(x_axis)
                 series.attachAxis(y_axis)
-                if colour is None:
-                    colour = series.color()
-                else:
-                    series.setColor(colour)
+                series.setColor(colour)
                 if n:
                     for marker in chart.legend().markers(series):
                         marker.setVisible(False)

@@ -44,9 +44,8 @@ def read_landing(ws: Workspace, manifest: Manifest, connector: Connector, *,
             batch = batch.filter(range_mask(dates, rng))
         if provenance:
             n = batch.num_rows
-            batch = batch.append_column("_landing_id", pa.array([manifest.id] * n, pa.string()))
-            batch = batch.append_column(
-                "_landed_at", pa.array([manifest.landed_at] * n, pa.string()))
+            batch = batch.append_column("_landing_id", pa.repeat(pa.scalar(manifest.id), n))
+            batch = batch.append_column("_landed_at", pa.repeat(pa.scalar(manifest.landed_at), n))
         if batch.num_rows:
             yield batch
 

@@ -7,7 +7,10 @@ Atomicity comes from the server: a PUT (or CompleteMultipartUpload) becomes visi
 Create-only writes send ``If-None-Match: *`` and updates send ``If-Match: <etag>``, so two
 machines writing the same bucket never overwrite each other unknowingly. Large files go up
 as multipart uploads that a later run resumes (parts already on the server whose MD5 matches
-the local bytes are kept), and the create-only condition is checked on completion.
+the local bytes are kept), and the create-only condition is checked on completion. An upload
+that is never resumed (its file changed or went away) stays on the server until the bucket's
+``AbortIncompleteMultipartUpload`` lifecycle rule removes it; this store never aborts uploads
+it did not start itself, since another machine may be finishing them.
 
 Credentials come from the OS keyring (``credentials = {keyring = "<ref>"}`` in the store's
 table; the secret is JSON ``{"access_key_id": …, "secret_access_key": …}``) or from the

@@ -155,9 +155,10 @@ CREATE OR REPLACE MACRO fhir_day(s) AS try_cast(
 CREATE OR REPLACE MACRO fhir_instant(s) AS
     CASE WHEN length(s) > 10 THEN try_cast(s AS TIMESTAMPTZ) END;
 CREATE OR REPLACE MACRO fhir_bad_day(s, d) AS s IS NOT NULL AND (d IS NULL
-    OR NOT (length(s) IN (4, 7, 10) OR (length(s) >= 19 AND substr(s, 11, 1) = 'T')));
-CREATE OR REPLACE MACRO fhir_out_of_range(s, t) AS left(s, 4) IN ('0001', '9999')
-    AND coalesce(year(t) NOT BETWEEN 1 AND 9999, false);
+    OR NOT (length(s) IN (4, 7, 10) OR (length(s) >= 19 AND substr(s, 11, 1) = 'T'))
+    OR d NOT BETWEEN DATE '0001-01-01' AND DATE '9999-12-31');
+CREATE OR REPLACE MACRO fhir_out_of_range(s, t) AS coalesce(t NOT BETWEEN
+    TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00', false);
 """
 _shared: duckdb.DuckDBPyConnection | None = None
 _shared_lock = threading.Lock()
