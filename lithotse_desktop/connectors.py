@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import fnmatch
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -199,8 +200,9 @@ def sha256_file(path: Path) -> str:
 class FileTracker:
     """Incremental state for file sources: which files (by path, size and mtime) were landed.
 
-    The cursor is a plain dict ``{path: {"size", "mtime_ns", "ranges": [[from, to], ...]}}``
-    so it serialises into manifests. A file is new when it changed, or when the requested
+    The cursor is a plain dict ``{"files": {path: {"size", "mtime_ns", "ranges": [[from, to], ...]}}}``
+    so it serialises into manifests; connectors may keep further keys of their own beside
+    ``files`` (``from_cursor`` ignores them). A file is new when it changed, or when the requested
     range is not covered by a range it was already landed for.
     """
 
@@ -234,13 +236,21 @@ class FileTracker:
 
 
 def list_files(root: Path, patterns: Iterable[str]) -> list[Path]:
-    """Files matching any glob pattern below ``root`` (or ``root`` itself when it is a file)."""
+    """Files below ``root`` (or ``root`` itself) whose names match a glob, ignoring case.
+
+    Hidden files and folders (``.x``, macOS ``._x``) and Office lock files (``~$x``) are skipped.
+    """
     root = Path(root).expanduser()
     if root.is_file():
         return [root]
     if not root.exists():
         raise ConfigError(f"{root}: no such file or folder")
-    found: set[Path] = set()
-    for pattern in patterns:
-        found.update(p for p in root.rglob(pattern) if p.is_file())
+    lowered = [p.lower() for p in patterns]
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).parts
+        if any(part.startswith((".", "~$")) for part in rel) or not path.is_file():
+            continue
+        if any(fnmatch.fnmatch(path.name.lower(), p) for p in lowered):
+            found.append(path)
     return sorted(found)

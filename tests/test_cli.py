@@ -134,7 +134,7 @@ def test_audit_records_imports_builds_and_exports(cli, workspace, tmp_path):
     cli("derive", "export", "n", "--format", "csv", "-o", str(tmp_path / "n.csv"))
     rows = json.loads(cli("audit", "--json").output)
     assert [r["action"] for r in rows] == ["import", "publish", "export"]
-    assert rows[0]["objects"][0].startswith("raw/vals/values/")
+    assert rows[0]["objects"][0].startswith("raw/vals/")
     assert rows[1]["details"]["derivative"] == "n"
     assert all(r["who"] and r["at"] for r in rows)
     assert "export" in cli("audit").output

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpin
 from ..derive.catalog import Catalog
 from ..derive.inputs import sample_schema
 from ..derive.service import add_spec
-from ..derive.spec import FILTER_OPS, GRAINS, MEASURES, SpecError
+from ..derive.spec import FILTER_OPS, GRAINS, MEASURES
 from ..errors import LithotseError
 from ..raw.landing import make_connector
 from ..workspace import Workspace

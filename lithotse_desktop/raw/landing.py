@@ -134,6 +134,9 @@ def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: D
         raise
     except (UnicodeDecodeError, ValueError, pa.ArrowException, TypeError) as exc:
         raise InputError(obj.name, f"cannot be read as {info.name}: {exc}") from None
+    except Exception as exc:  # a connector bug must still end in a clear, located error
+        raise InputError(obj.name, f"connector {connector.name} failed to read it "
+                                   f"({type(exc).__name__}: {exc})") from exc
     return {"records": records, "records_in_range": inside, "records_out_of_range": records - inside,
             "date_min": lo.isoformat() if lo else None, "date_max": hi.isoformat() if hi else None}
 
@@ -211,7 +214,7 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
     user, host = getpass.getuser(), socket.gethostname()
     out = []
     for seq, item in enumerate(staged):
-        key = object_key(source, item.payload.stream, item.sha256)
+        key = object_key(source, item.sha256)
         written = store.put_file(key, item.path, if_none_match=True, move=True)
         now = dt.datetime.now(dt.timezone.utc)
         span = rng.to_json()

@@ -14,8 +14,10 @@ from ..storage import safe_part
 MANIFEST_VERSION = 1
 
 
-def object_key(source: str, stream: str, sha256: str) -> str:
-    return f"raw/{safe_part(source)}/{safe_part(stream)}/{sha256}"
+def object_key(source: str, sha256: str) -> str:
+    """Objects are addressed by source and content only: a workbook or HL7 batch that feeds
+    several streams is stored once; the manifests say which streams read it."""
+    return f"raw/{safe_part(source)}/{sha256}"
 
 
 def manifest_key(source: str, stream: str, landing_id: str) -> str:

@@ -60,7 +60,7 @@ def test_frozen_app_renders_every_page_with_its_plugins(frozen_app, workspace, t
     workspace.add_source("conditions", "csv", {"path": str(data)}, {})
     run_import(workspace, "conditions")
     add_spec(workspace, {"name": "conditions_per_year", "kind": "aggregate",
-                         "input": {"source": "conditions", "stream": "synthea-conditions"},
+                         "input": {"source": "conditions", "stream": "conditions"},
                          "date_field": "START", "grain": "year",
                          "measures": [{"fn": "count", "as": "conditions"},
                                       {"fn": "count_distinct", "column": "PATIENT", "as": "patients"}]})

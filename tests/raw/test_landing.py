@@ -31,7 +31,7 @@ def test_landing_counts_range_and_stores_bytes_unchanged(workspace, lines_source
     assert (m.date_min, m.date_max) == ("2024-01-01", "2024-02-01")
     raw = workspace.store("raw")
     assert raw.get_bytes(m.object_key) == (lines_source / "a.txt").read_bytes()
-    assert m.object_key == f"raw/vals/values/{m.sha256}"
+    assert m.object_key == f"raw/vals/{m.sha256}"
     stored = Manifest.loads(raw.get_bytes(m.key))
     assert stored.to_json() == m.to_json()
     rows = pa_rows(read_stream(workspace, "vals", "values"))

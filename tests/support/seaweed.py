@@ -222,7 +222,7 @@ class SeaweedServer:
             except ProcessLookupError:
                 pass
             try:
-                proc.wait(6)
+                proc.wait(4)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)

@@ -134,7 +134,7 @@ def _wait_for_a_started_upload(seaweed, url: str, proc: subprocess.Popen) -> boo
 
 
 def test_killed_push_resumes_to_the_same_end_state(seaweed, make_ws, s3_calls):
-    options = {"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, "max_workers": 2}
+    options = {"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, "max_workers": 1}
     killed_url, clean_url = seaweed.new_prefix(), seaweed.new_prefix()
     ws = use_remote(make_ws("a"), seaweed, killed_url, **options)
     _write_kill_fixture(ws)

@@ -157,7 +157,7 @@ CREATE OR REPLACE MACRO fhir_instant(s) AS
 CREATE OR REPLACE MACRO fhir_bad_day(s, d) AS s IS NOT NULL AND (d IS NULL
     OR NOT (length(s) IN (4, 7, 10) OR (length(s) >= 19 AND substr(s, 11, 1) = 'T'))
     OR d NOT BETWEEN DATE '0001-01-01' AND DATE '9999-12-31');
-CREATE OR REPLACE MACRO fhir_out_of_range(s, t) AS coalesce(t NOT BETWEEN
+CREATE OR REPLACE MACRO fhir_out_of_range(t) AS coalesce(t NOT BETWEEN
     TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00', false);
 """
 _shared: duckdb.DuckDBPyConnection | None = None
@@ -197,8 +197,8 @@ def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
         bad.append(f'fhir_bad_day(v{k}, "{column}")')
         if column == "date":
             typed_cols.append("fhir_instant(v0) AS date_time")
-            bad += ["(length(v0) > 10 AND date_time IS NULL)", "fhir_out_of_range(v0, date_time)"]
-    bad += ['(s3 IS NOT NULL AND "lastUpdated" IS NULL)', 'fhir_out_of_range(s3, "lastUpdated")']
+            bad += ["(length(v0) > 10 AND date_time IS NULL)", "fhir_out_of_range(date_time)"]
+    bad += ['(s3 IS NOT NULL AND "lastUpdated" IS NULL)', 'fhir_out_of_range("lastUpdated")']
     mine = f"s1 = {_sql_str(resource_type)}"
     if mixed:
         kind_bad = "s1 IS NULL OR NOT regexp_full_match(s1, '[A-Z][A-Za-z]{0,63}')"

@@ -140,7 +140,8 @@ def test_incremental_rerun_lands_nothing_and_new_files_land_alone(workspace, hl7
     assert len(again.landings) == 11
     assert all(item.manifest.already_stored for item in again.landings)
     objects = list(workspace.store("raw").list("raw/"))
-    assert len(objects) == 11
+    # one object per file, however many streams it feeds
+    assert len(objects) == len({item.manifest.sha256 for item in again.landings}) < 11
 
 
 def test_bad_file_fails_the_import_and_lands_nothing(workspace, hl7_plugin, inputs):
