@@ -10,7 +10,7 @@ Starts its own SeaweedFS (tests/support/seaweed.py), lands 200 files of 1 MB and
 * sync pull into a second, empty workspace;
 * a no-op push and pull over 10,000 objects (listings only).
 
-Each transfer runs twice and the faster run counts. Prints the throughput ratio
+Each transfer runs three times, interleaved with the others, and the fastest run counts. Prints the throughput ratio
 (sync / boto3, target >= 0.8) for each direction. Run: ``python bench/sync.py``.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SMALL, SMALL_SIZE, BIG_SIZE, NOOP_OBJECTS, WORKERS = 200, 1 << 20, 200 << 20, 10_000, 8
+SMALL, SMALL_SIZE, BIG_SIZE, NOOP_OBJECTS, WORKERS, ROUNDS = 200, 1 << 20, 200 << 20, 10_000, 8, 3
 
 
 def _isolate_keyring(tmp: Path) -> None:
@@ -52,15 +52,6 @@ def _fill(ws, rng_seed: int = 7) -> list[tuple[str, Path]]:
         path.write_bytes(data)
         out.append((key, path))
     return out
-
-
-def _best(runs: int, fn) -> float:
-    times = []
-    for attempt in range(runs):
-        started = time.perf_counter()
-        fn(attempt)
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:
@@ -110,11 +101,17 @@ def main() -> None:
             assert result.ok and result.copied == len(files), result.summary()
             shutil.rmtree(other.root)
 
-        timings = {}
-        for name, fn in (("boto3 push", boto_push), ("sync push", sync_push),
-                         ("boto3 pull", boto_pull), ("sync pull", sync_pull)):
-            timings[name] = _best(2, fn)
-            print(f"{name:<11} {timings[name]:6.2f} s  {total / timings[name] / 1e6:7.1f} MB/s")
+        runs: dict[str, list[float]] = {}
+        for attempt in range(ROUNDS):  # interleaved, so both sides see the same machine load
+            for name, fn in (("boto3 push", boto_push), ("sync push", sync_push),
+                             ("boto3 pull", boto_pull), ("sync pull", sync_pull)):
+                started = time.perf_counter()
+                fn(attempt)
+                runs.setdefault(name, []).append(time.perf_counter() - started)
+        timings = {name: min(times) for name, times in runs.items()}
+        for name, best in timings.items():
+            spread = ", ".join(f"{t:.2f}" for t in runs[name])
+            print(f"{name:<11} {best:6.2f} s  {total / best / 1e6:7.1f} MB/s  (runs: {spread} s)")
         for direction in ("push", "pull"):
             ratio = timings[f"boto3 {direction}"] / timings[f"sync {direction}"]
             verdict = "ok" if ratio >= 0.8 else "BELOW TARGET"

@@ -129,13 +129,19 @@ class Payload:
 
 @dataclass(frozen=True)
 class RawObject:
-    """A landed object as a reader sees it: a local path plus what the manifest says of it."""
+    """A landed object as a reader sees it: a local path plus what the manifest says of it.
+
+    ``validated`` is true when reading back a committed landing, which this same connector
+    already read in full without error at landing time; a connector may then skip per-cell
+    checks that cannot fail (it must still produce the same rows and types).
+    """
 
     path: Path
     stream: str
     name: str
     media_type: str
     meta: Mapping[str, Any] = field(default_factory=dict)
+    validated: bool = False
 
 
 class Connector:

@@ -52,15 +52,17 @@ class StreamInput:
         return out
 
 
-def resolve_stream(ws: Workspace, source: str, stream: str) -> StreamInput:
-    connector = make_connector(ws, source)
-    info = connector.stream(stream)
+def resolve_stream(ws: Workspace, source: str, stream: str, *, with_key: bool = True) -> StreamInput:
+    """The landings of a stream (from the index) and, unless not needed, its declared key."""
+    key: list[str] = []
+    if with_key:
+        key = list(make_connector(ws, source).stream(stream).key)
     index = open_index(ws)
     try:
         manifests = index.landings(source, stream)
     finally:
         index.close()
-    return StreamInput(source, stream, manifests, list(info.key))
+    return StreamInput(source, stream, manifests, key)
 
 
 def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
@@ -70,7 +72,7 @@ def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
             catalog.spec(item["derivative"])
             raise LithotseError(f"input derivative {item['derivative']!r} has not been built yet")
         return {"derivative": item["derivative"], "version": current.version}
-    resolved = resolve_stream(ws, item["source"], item["stream"])
+    resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
     return {"source": item["source"], "stream": item["stream"],
             "objects": [list(t) for t in resolved.identities]}
 
@@ -208,7 +210,7 @@ def sample_schema(ws: Workspace, catalog: Catalog, item: dict) -> pa.Schema | No
             catalog.spec(item["derivative"])
             return None
         return catalog.read(current).schema
-    resolved = resolve_stream(ws, item["source"], item["stream"])
+    resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
     connector = make_connector(ws, item["source"])
     for manifest in resolved.distinct_manifests():
         batch = next(read_landing(ws, manifest, connector), None)

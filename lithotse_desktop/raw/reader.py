@@ -33,7 +33,7 @@ def read_landing(ws: Workspace, manifest: Manifest, connector: Connector, *,
                  provenance: bool = False) -> Iterator[pa.RecordBatch]:
     """Batches of one landing holding only the records inside its range (and ``date_range``)."""
     obj = RawObject(local_object(ws, manifest), manifest.stream, manifest.original_name,
-                    manifest.media_type, manifest.meta)
+                    manifest.media_type, manifest.meta, validated=True)
     own = manifest.date_range if not manifest.prefiltered else DateRange()
     rng = own.intersect(date_range)
     if rng is None:

@@ -209,8 +209,11 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
 
 def bind_socket(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1 only (never another interface); port 0 picks a free one."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP lets asyncio switch Nagle off on accepted connections; without it each
+    # keep-alive response waits ~40 ms for the client's delayed ACK (headers and body go apart)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((HOST, port))
     except OSError as exc:

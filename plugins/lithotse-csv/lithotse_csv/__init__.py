@@ -199,7 +199,7 @@ class CsvConnector(Connector):
             layout = Layout.from_meta(obj.meta or {})
             if layout is None:
                 layout = analyze(path, obj.name, encoding=self.encoding, delimiter=self.delimiter)
-            yield from typed_batches(path, obj.name, layout)
+            yield from typed_batches(path, obj.name, layout, trusted=obj.validated)
         except InputError:
             raise
         except (pa.ArrowException, UnicodeError, ValueError, TypeError, OSError, csv.Error) as exc:

@@ -89,11 +89,16 @@ def fits(kind: str, values: pa.Array) -> bool:
     return True
 
 
-def convert(kind: str, raw: pa.Array) -> tuple[pa.Array | None, int | None]:
-    """Cast a text column to ``kind``; returns (array, None) or (None, index of the first bad cell)."""
+def convert(kind: str, raw: pa.Array, trusted: bool = False) -> tuple[pa.Array | None, int | None]:
+    """Cast a text column to ``kind``; returns (array, None) or (None, index of the first bad cell).
+
+    ``trusted`` skips the per-cell checks for data already converted once without error.
+    """
     if kind == "string":
         return raw, None
     values = prepare(raw)
+    if trusted:
+        return pc.cast(values, ARROW_TYPES[kind]), None
     mask = bad_mask(kind, values)
     first = _first_true(mask)
     if first is not None:

@@ -20,7 +20,8 @@ from lithotse_desktop.errors import InputError
 from . import columns as col
 from . import sniff
 
-BLOCK = 1 << 20
+BLOCK = 1 << 24
+PEEK_BLOCK = 1 << 18
 MAX_BLOCK = 1 << 29
 META_FORMAT = "lithotse-csv/1"
 
@@ -100,7 +101,7 @@ def _open(source: Any, encoding: str, delimiter: str, width: int,
           block: int) -> pacsv.CSVStreamingReader:
     native = encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig")
     read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=block,
-                             encoding="utf8" if native else encoding, use_threads=False)
+                             encoding="utf8" if native else encoding, use_threads=True)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
                                    null_values=[""], strings_can_be_null=True,
@@ -119,7 +120,7 @@ def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exceptio
 
 
 def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: int,
-                 guessed: bool = False) -> Iterator[pa.RecordBatch]:
+                 guessed: bool = False, block_size: int = BLOCK) -> Iterator[pa.RecordBatch]:
     """Every record as text columns, the header row first; parse errors become InputError.
 
     ``width`` is the expected number of columns (pyarrow needs a type for each by name; a
@@ -127,7 +128,7 @@ def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: in
     first bytes, for the error wording.
     """
     opened: list[Any] = []
-    block = BLOCK
+    block = block_size
 
     def open_reader(columns: int) -> pacsv.CSVStreamingReader:
         source = _source(path, encoding)
@@ -262,7 +263,7 @@ def peek(path: Path, name: str, *, encoding: str | None = None,
 
 def _peek_first_block(path: Path, name: str, enc: str, delim: str, width: int,
                       guessed: bool) -> tuple[list[str], str | None, list[str]]:
-    for batch in text_batches(path, name, enc, delim, width, guessed):
+    for batch in text_batches(path, name, enc, delim, width, guessed, PEEK_BLOCK):
         if batch.num_rows == 0:
             continue
         names = _header(path, name, enc, delim, batch)
@@ -272,8 +273,11 @@ def _peek_first_block(path: Path, name: str, enc: str, delim: str, width: int,
     raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
 
 
-def typed_batches(path: Path, name: str, layout: Layout) -> Iterator[pa.RecordBatch]:
-    """The file as record batches of the layout's schema; a cell that does not fit raises InputError."""
+def typed_batches(path: Path, name: str, layout: Layout, trusted: bool = False) -> Iterator[pa.RecordBatch]:
+    """The file as record batches of the layout's schema; a cell that does not fit raises InputError.
+
+    ``trusted``: the file was read in full with this layout before (a committed landing).
+    """
     schema = layout.schema()
     header_seen = False
     record = 0
@@ -289,7 +293,7 @@ def typed_batches(path: Path, name: str, layout: Layout) -> Iterator[pa.RecordBa
             batch = batch.slice(1)
         arrays = []
         for column, kind, raw in zip(layout.names, layout.kinds, batch.columns):
-            array, bad = col.convert(kind, raw)
+            array, bad = col.convert(kind, raw, trusted)
             if bad is not None:
                 value = raw[bad].as_py()
                 what = "not an ISO date or date-time" if kind in col.DATE_KINDS else f"not {kind}"
