@@ -559,6 +559,19 @@ def demo_cmd(headless: bool) -> None:
     run_demo(target, headless=headless, echo=click.echo, progress=cli_progress())
 
 
+def _add_subsystem_commands() -> None:
+    """Command groups that live beside their subsystems."""
+    from .excel.cli import excel_group
+    from .serve.cli import serve_cmd, token_cmd
+    from .sync.cli import sync_group
+
+    for command in (sync_group, excel_group, serve_cmd, token_cmd):
+        main.add_command(command)
+
+
+_add_subsystem_commands()
+
+
 def run() -> None:
     main(prog_name="lithotse")
 

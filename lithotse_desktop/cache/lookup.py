@@ -157,11 +157,13 @@ class Entry:
         index = self._indexes.get(names)
         if index is None:
             with self._lock:
-                index = {}
-                columns = [self.column(n) for n in names]
-                for row in range(self.table.num_rows):
-                    index.setdefault(tuple(_key(c[row]) for c in columns), []).append(row)
-                self._indexes[names] = index
+                index = self._indexes.get(names)
+                if index is None:
+                    index = {}
+                    columns = [self.column(n) for n in names]
+                    for row in range(self.table.num_rows):
+                        index.setdefault(tuple(_key(c[row]) for c in columns), []).append(row)
+                    self._indexes[names] = index
         return index
 
     def check_dims(self, dims: dict[str, Any]) -> None:
@@ -288,6 +290,14 @@ class L3:
             log.warning("L3 cache backend unavailable (%s); reading derivatives from L2", exc)
             self._warned = True
 
+    def _quietly(self, func: Any, *args: Any) -> Any:
+        """A backend call whose failure only means 'not cached' (L2 answers instead)."""
+        try:
+            return func(*args)
+        except Exception as exc:
+            self._backend_failed(exc)
+            return None
+
     # --- lookups ------------------------------------------------------------------
     def entry(self, name: str) -> Entry:
         """The current version of ``name`` (from the memo, the cache or L2, in that order)."""
@@ -302,11 +312,7 @@ class L3:
             if entry is not None:
                 return entry
             if pointer is not None:
-                try:
-                    loaded = self.backend.load(name)
-                except Exception as exc:
-                    self._backend_failed(exc)
-                    loaded = None
+                loaded = self._quietly(self.backend.load, name)
                 if loaded is not None and loaded[0] == known[0]:
                     return self._remember(Entry(loaded[1], decode_table(loaded[2])))
         return self._from_l2(name, pointer)
@@ -317,13 +323,13 @@ class L3:
         if current is None:
             self._known.pop(name, None)
             if pointer is not None and use_backend:
-                self.backend.drop(name)
+                self._quietly(self.backend.drop, name)
             catalog.spec(name)
             raise NotFound(f"derivative {name!r} has not been built yet; run: lithotse derive build {name}")
         self._known[name] = (current.version, time.monotonic())
         entry = self._recall(name, current.version)
         if entry is None and pointer == current.version and use_backend:
-            loaded = self.backend.load(name)
+            loaded = self._quietly(self.backend.load, name)
             if loaded is not None and loaded[0] == current.version:
                 entry = Entry(loaded[1], decode_table(loaded[2]))
         if entry is None:
@@ -347,6 +353,11 @@ class L3:
 
     def publish(self, version: Version) -> None:
         """Put a just-published version in the cache, replacing the derivative's other entries."""
+        if sum(p.get("bytes", 0) for p in version.partitions.values()) > self.max_bytes:
+            log.info("%s %s is over the cache's max_bytes; served from L2", version.name, version.version)
+            self.forget(version.name)
+            self._known[version.name] = (version.version, time.monotonic())
+            return
         table = Catalog(self.ws).read(version)
         entry = Entry(describe(version, table), table)
         self._store(entry, expect=ANY)
@@ -361,18 +372,26 @@ class L3:
         self.backend.close()
 
 
-_handles: dict[tuple[str, str], L3] = {}
+_handles: OrderedDict[tuple[str, str], L3] = OrderedDict()
 _handles_lock = threading.Lock()
+MAX_HANDLES = 16
 
 
 def cache_for(ws: Workspace) -> L3:
-    """The process-wide cache handle for a workspace (one per folder and cache config)."""
+    """The process-wide cache handle for a workspace (one per folder and cache config).
+
+    Only the most recently used few are kept; a dropped handle closes its connections when
+    the last thread using it lets go (it is not closed under a thread still reading).
+    """
     key = (str(ws.root), json.dumps(cache_config(ws), sort_keys=True, default=str))
     with _handles_lock:
         handle = _handles.get(key)
         if handle is None:
             handle = L3(ws)
             _handles[key] = handle
+        _handles.move_to_end(key)
+        while len(_handles) > MAX_HANDLES:
+            _handles.popitem(last=False)
         return handle
 
 

@@ -288,3 +288,7 @@ def build_affected(ws: Workspace, source: str, streams: list[str], *,
                     changed = True
                     break
     return build_all(ws, sorted(affected), progress=progress) if affected else []
+
+from ..cache import publish_to_cache  # noqa: E402  (imported last: the cache reads derive.catalog)
+
+PUBLISH_HOOKS.append(publish_to_cache)

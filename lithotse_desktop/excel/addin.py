@@ -74,7 +74,7 @@ def install_addin(target: Path | None = None, *, run_xlwings: bool = True,
             "Excel does not run on this system. Here, refresh bound workbooks with: "
             "lithotse excel refresh WORKBOOK.xlsx, or read tables from Power Query / LibreOffice "
             "through lithotse serve.",
-            f"On a Windows or macOS machine with Excel, install Lithotse and run: lithotse excel install-addin",
+            "On a Windows or macOS machine with Excel, install Lithotse and run: lithotse excel install-addin",
         ]
         return report
     report.xlwings = _run_xlwings() if run_xlwings else "skipped (--no-xlwings)"

@@ -28,9 +28,9 @@ import json
 import math
 import socket
 import threading
+import time
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -260,7 +260,7 @@ def run_server(ws: Workspace, port: int, ready_event: threading.Event | None = N
     if ready_event is not None:
         def watch() -> None:
             while not server.started and not server.should_exit:
-                threading.Event().wait(0.01)
+                time.sleep(0.01)
             ready_event.set()
         threading.Thread(target=watch, daemon=True).start()
     try:

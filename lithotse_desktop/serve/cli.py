@@ -23,7 +23,7 @@ def serve_cmd(port: int) -> None:
 
 
 @click.command("token")
-@click.option("--rotate", is_flag=True, help="Replace the token (clients must use the new one).")
+@click.option("--rotate", is_flag=True, help="Replace the token (restart lithotse serve; clients need the new one).")
 @workspace_option
 def token_cmd(rotate: bool) -> None:
     """Print the workspace's local API token (created on first use)."""

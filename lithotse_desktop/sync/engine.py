@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import audit
 from ..atomic import atomic_write_text
 from ..errors import Cancelled, ConfigError, LithotseError
 from ..progress import Progress
@@ -49,6 +50,7 @@ TIER_OF_FOLDER = {"raw": "raw", "manifests": "raw", "derived": "derived", "specs
 # published after the data they describe
 _RECORD_FOLDERS = ("manifests/",)
 _RECORD_PARTS = ("/versions/",)
+AUDIT_FOLDER = "audit/"
 POINTER_RETRIES = 8
 
 
@@ -274,6 +276,7 @@ class _Transfers:
         self.total_bytes = sum(size for _, size in items)
         self.done = 0
         self.moved = 0
+        self.audit_copied = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -289,16 +292,18 @@ class _Transfers:
         if not items:
             return
         with cf.ThreadPoolExecutor(self.workers) as pool:
-            jobs = {pool.submit(copy, key): size for key, size in items}
+            jobs = {pool.submit(copy, key): (key, size) for key, size in items}
             pending = set(jobs)
             try:
                 while pending:
                     finished, pending = cf.wait(pending, timeout=0.25,
                                                 return_when=cf.FIRST_COMPLETED)
                     for job in finished:
+                        key, size = jobs[job]
                         if job.result():
                             result.copied += 1
-                            result.bytes += jobs[job]
+                            result.bytes += size
+                            self.audit_copied += key.startswith(AUDIT_FOLDER)
                         else:
                             result.already_there += 1
                         self.done += 1
@@ -374,6 +379,26 @@ def _by_phase(keys: Iterable[tuple[str, int]]) -> list[list[tuple[str, int]]]:
 
 
 # --- push ------------------------------------------------------------------------------
+def _audit(ws: Workspace, remote: Store, result: SyncResult, audit_copied: int) -> None:
+    """Record a sync that moved anything besides audit records (a no-op sync leaves no trace).
+
+    Copying only other syncs' records is not recorded: otherwise each pull's record, pushed
+    later, would make a new record for the other side to pull, and two machines would never
+    agree. A push also sends its own record, so pushing twice in a row moves nothing the
+    second time."""
+    if not (result.copied - audit_copied or result.pointers_updated):
+        return
+    entry = audit.record(ws, "sync", objects=list(result.pointers_updated), direction=result.direction,
+                         remote=result.remote, copied=result.copied, bytes=result.bytes,
+                         conflicts=len(result.conflicts))
+    if result.direction == "push":
+        key = audit.entry_key(entry)
+        try:
+            remote.put_bytes(key, ws.store("raw").get_bytes(key), if_none_match=True)
+        except PreconditionFailed:
+            pass
+
+
 def push(ws: Workspace, remote_url: str | None = None, progress: Progress | None = None) -> SyncResult:
     """Copy what the remote lacks, then move remote pointers that changed here."""
     started = time.monotonic()
@@ -420,6 +445,7 @@ def push(ws: Workspace, remote_url: str | None = None, progress: Progress | None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started
+    _audit(ws, remote, result, transfers.audit_copied)
     return result
 
 
@@ -514,6 +540,7 @@ def pull(ws: Workspace, remote_url: str | None = None, progress: Progress | None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started
+    _audit(ws, remote, result, transfers.audit_copied)
     return result
 
 

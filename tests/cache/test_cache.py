@@ -188,3 +188,44 @@ def test_readers_during_real_rebuilds_match_l2(workspace, lines, backend, tmp_pa
     current = Catalog(workspace).current("visits").version
     entry, _ = table_of(workspace, "visits")
     assert entry.version == current
+
+
+def test_an_unreachable_backend_never_fails_a_build_or_a_lookup(workspace, lines, caplog):
+    from tests.cache.helpers import free_port
+
+    workspace.config["cache"] = {"backend": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"}
+    workspace.save()
+    build_sample(workspace, lines)
+    assert Catalog(workspace).current("visits") is not None
+    assert value(workspace, "visits", "n", grp="a") == 45
+    assert "reading derivatives from L2" in caplog.text or "could not put visits" in caplog.text
+
+
+def test_unknown_backend_is_a_clear_error(workspace, lines):
+    workspace.config["cache"] = {"backend": "memcached"}
+    workspace.save()
+    with pytest.raises(ConfigError, match=r"backend = 'memcached': no such cache backend; available: .*embedded"):
+        cache_for(workspace)
+
+
+def test_versions_over_max_bytes_are_served_from_l2(workspace, lines, backend):
+    workspace.config["cache"]["max_bytes"] = 10
+    workspace.save()
+    build_sample(workspace, lines)
+    assert cache_for(workspace).backend.entries() == []
+    assert value(workspace, "visits", "n", grp="b") == 36
+    cache_for(workspace)._known.clear()
+    assert value(workspace, "visits", "total", from_=JAN, to=JAN, grp="b") == sum(range(1, 13))
+    assert cache_for(workspace).backend.entries() == []
+
+
+def test_sql_derivatives_answer_single_rows(workspace, lines):
+    build_sample(workspace, lines)
+    add_spec(workspace, {"name": "per_group", "kind": "sql", "inputs": {"v": {"derivative": "visits"}},
+                         "sql": "SELECT grp, sum(n) AS n FROM v GROUP BY grp"})
+    build(workspace, "per_group")
+    entry, _ = table_of(workspace, "per_group")
+    assert entry.measures == {"n": None} and entry.dimensions == ["grp"]
+    assert value(workspace, "per_group", "n", grp="b") == 36
+    with pytest.raises(LookupMismatch, match="per_group.n is a non-additive value.*matches 2 rows"):
+        value(workspace, "per_group", "n")

@@ -16,7 +16,8 @@ from lithotse_desktop.storage.local import LocalStore
 from lithotse_desktop.sync import is_mutable, open_remote, pull, push, status
 from lithotse_desktop.sync.cli import sync_group
 
-from .util import land, pointer, rows, snapshot
+from .util import (audit_of, audit_pending, data_of, is_audit, land, new_sync_record, pointer,
+                   rows, snapshot)
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
 
@@ -34,15 +35,32 @@ def test_push_then_pull_reproduces_the_workspace(make_ws, lines_plugin, remote, 
 
     first = push(a, remote)
     assert (first.copied, first.ok) == (4, True)
-    assert push(a, remote).copied == 0
+    pushed = new_sync_record(a, {}, direction="push", remote=remote, copied=4)
+    target = LocalStore(a.root.parent / "remote")
+    assert audit_of(target) == audit_of(a.store("raw")), "a push sends its own record at once"
+    again = push(a, remote)
+    assert (again.copied, again.pointers_updated) == (0, [])
+    assert set(audit_of(a.store("raw"))) == {pushed}, "a no-op sync leaves no record"
     assert status(a, remote).in_sync
 
     b.add_source("vals", "lines", {"path": str(tmp_path / "in")}, {})
-    assert len(status(b, remote).to_pull) == 4
-    assert pull(b, remote).copied == 4
-    assert snapshot(b.store("raw")) == snapshot(a.store("raw"))
+    to_pull = status(b, remote).to_pull
+    assert len([k for k in to_pull if not is_audit(k)]) == 4 and pushed in to_pull
+    assert pull(b, remote).copied == 5
+    pulled = new_sync_record(b, {}, arrived={pushed}, direction="pull", remote=remote, copied=5)
+    assert data_of(b.store("raw")) == data_of(a.store("raw"))
     assert rows(b) == rows(a) == [1, 2, 3]
-    assert status(b, remote).in_sync and pull(b, remote).copied == 0
+    assert audit_pending(status(b, remote)) == ({pulled}, set()), "a pull's record waits for a push"
+    before = audit_of(b.store("raw"))
+    assert pull(b, remote).copied == 0 and audit_of(b.store("raw")) == before
+
+    assert push(b, remote).copied == 1
+    assert audit_of(b.store("raw")) == before, "sending only audit records is not itself recorded"
+    assert status(b, remote).in_sync
+    assert audit_pending(status(a, remote)) == (set(), {pulled})
+    assert pull(a, remote).copied == 1
+    assert snapshot(a.store("raw")) == snapshot(b.store("raw")) == snapshot(target)
+    assert status(a, remote).in_sync
 
 
 def test_objects_reach_the_remote_before_their_manifests(make_ws, lines_plugin, remote, tmp_path,
@@ -75,19 +93,29 @@ def test_pointer_moves_with_compare_and_swap(make_ws, remote):
     key = "derived/counts/CURRENT"
     a.store("derived").put_bytes(key, pointer("v1", T0))
     assert push(a, remote).pointers_updated == [key]
+    a1 = new_sync_record(a, {}, direction="push", remote=remote, copied=0)
     assert pull(b, remote).pointers_updated == [key]
+    b1 = new_sync_record(b, {}, arrived={a1}, direction="pull", copied=1)
+    assert json.loads(b.store("raw").get_bytes(b1))["objects"] == [key]
     assert b.store("derived").get_bytes(key) == pointer("v1", T0)
 
     b.store("derived").put_bytes(key, pointer("v2", T0 + dt.timedelta(hours=1)))
     assert status(b, remote).pointers_to_push == [key]
+    assert status(b, remote).to_push == [b1]
     assert status(a, remote).in_sync
+    before = audit_of(b.store("raw"))
     assert push(b, remote).pointers_updated == [key]
+    b2 = new_sync_record(b, before, direction="push", copied=1)
     assert status(b, remote).in_sync
-    assert status(a, remote).pointers_to_pull == [key]
+    moved = status(a, remote)
+    assert moved.pointers_to_pull == [key] and set(moved.to_pull) == {b1, b2}
+    before = audit_of(a.store("raw"))
     assert push(a, remote).pointers_updated == [], "a stale client never pushes back its old value"
+    assert audit_of(a.store("raw")) == before
     assert pull(a, remote).pointers_updated == [key]
+    a2 = new_sync_record(a, before, arrived={b1, b2}, direction="pull", copied=2)
     assert a.store("derived").get_bytes(key) == pointer("v2", T0 + dt.timedelta(hours=1))
-    assert status(a, remote).in_sync
+    assert audit_pending(status(a, remote)) == ({a2}, set())
 
 
 def test_both_sides_moved_later_publication_wins(make_ws, remote):
@@ -124,10 +152,13 @@ def test_undecidable_pointer_conflict_is_reported_and_left_alone(make_ws, remote
     assert pull(b, remote).conflicts == [key]
     assert b.store("derived").get_bytes(key) == b'{"name": "counts", "v": "b"}'
 
+    before = audit_of(b.store("raw"))
     resolved = pull(b, remote, take_remote=True)
     assert resolved.pointers_updated == [key] and resolved.ok
+    taken = new_sync_record(b, before, direction="pull", copied=0)
     assert b.store("derived").get_bytes(key) == b'{"name": "counts", "v": "a"}'
-    assert status(b, remote).in_sync
+    assert audit_pending(status(b, remote)) == ({taken}, set())
+    assert push(b, remote).ok and status(b, remote).in_sync
 
 
 def test_pointer_write_that_loses_a_race_is_re_read(make_ws, remote, monkeypatch):
@@ -250,7 +281,8 @@ def test_cli_push_status_pull(make_ws, lines_plugin, remote, tmp_path):
     data = json.loads(run("status", "--workspace", str(a.root), "--remote", remote, "--json"))
     assert data["in_sync"] is True
     pulled = json.loads(run("pull", "--workspace", str(b.root), "--remote", remote, "--json"))
-    assert pulled["copied"] == 2
+    assert pulled["copied"] == 3, "the landing's object and manifest, and the push's audit record"
+    assert data_of(b.store("raw")) == data_of(a.store("raw"))
     assert "error: no sync remote" in run("push", "--workspace", str(b.root), expect=1)
 
     a.store("derived").put_bytes("specs/s.json", b"1")
@@ -284,3 +316,30 @@ def test_sync_commands_under_the_main_cli(make_ws, remote, monkeypatch):
     assert result.exit_code == 0 and "1 object(s)" in result.output
     result = runner.invoke(main, ["--workspace", str(a.root), "sync", "status"], catch_exceptions=False)
     assert result.exit_code == 1 and "error: no sync remote" in result.output
+
+
+def test_audit_records_travel_with_the_workspace(make_ws, lines_plugin, remote, tmp_path):
+    from lithotse_desktop import audit
+    from lithotse_desktop.jobs import import_and_build
+
+    a, b = make_ws("a"), make_ws("b")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.txt").write_text("2024-01-01,1\n2024-01-02,2\n")
+    a.add_source("vals", "lines", {"path": str(tmp_path / "in")}, {})
+    outcome = import_and_build(a, "vals")
+    [imported] = audit.entries(a, action="import")
+    assert imported["objects"] == [m.manifest.object_key for m in outcome.imported.landings]
+    pushed = push(a, remote)
+    pulled = pull(b, remote)
+
+    on_b = {e["id"]: e for e in audit.entries(b)}
+    assert on_b[imported["id"]] == imported
+    [a_sync] = audit.entries(a, action="sync")
+    assert on_b[a_sync["id"]] == a_sync
+    assert (a_sync["details"]["direction"], a_sync["details"]["remote"],
+            a_sync["details"]["copied"]) == ("push", remote, pushed.copied)
+    [b_sync] = [e for e in on_b.values() if e["id"] not in {imported["id"], a_sync["id"]}]
+    assert (b_sync["action"], b_sync["details"]["direction"], b_sync["details"]["copied"]) == (
+        "sync", "pull", pulled.copied)
+    b.add_source("vals", "lines", {"path": str(tmp_path / "in")}, {})
+    assert rows(b) == rows(a) == [1, 2]

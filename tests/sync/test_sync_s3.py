@@ -15,13 +15,15 @@ import time
 
 import pytest
 
+from lithotse_desktop import audit
 from lithotse_desktop.progress import Progress
 from lithotse_desktop.secrets import secret_ref
 from lithotse_desktop.storage.s3 import AccessDenied, S3Store
 from lithotse_desktop.sync import pull, push, status
 from lithotse_desktop.workspace import Workspace
 
-from .util import land, pointer, rows, snapshot
+from .util import (audit_of, audit_pending, data_of, land, new_sync_record, pointer, rows, snapshot,
+                   split)
 
 MiB = 1 << 20
 
@@ -63,13 +65,18 @@ def test_push_and_pull_through_s3(seaweed, make_ws, lines_plugin, tmp_path):
     result = push(a, progress=Progress(lambda state: messages.append(state.message)))
     assert f"listing {url}" in messages and "pushing 4/4 object(s), 0.0/0.0 MB" in messages
     assert (result.copied, result.pointers_updated, result.ok) == (4, ["derived/n/CURRENT"], True)
+    pushed = new_sync_record(a, {}, direction="push", remote=url, copied=4)
     assert status(a).in_sync
 
     b.add_source("vals", "lines", {"path": str(tmp_path / "in")}, {})
-    assert pull(b).copied == 4
+    assert pull(b).copied == 5, "four landed objects and the push's audit record"
+    pulled = new_sync_record(b, {}, arrived={pushed}, direction="pull", remote=url, copied=5)
     assert rows(b) == rows(a) == [1, 2]
     assert snapshot(seaweed.store(url, "admin")) == snapshot(a.store("raw"))
-    assert status(b).in_sync
+    assert data_of(b.store("raw")) == data_of(a.store("raw"))
+    assert audit_pending(status(b)) == ({pulled}, set())
+    assert push(b).copied == 1 and status(b).in_sync
+    assert snapshot(seaweed.store(url, "admin")) == snapshot(b.store("raw"))
     for ws in (a, b):
         text = (ws.root / "lithotse.toml").read_text()
         assert seaweed.credentials["client"]["secret_access_key"] not in text
@@ -96,6 +103,7 @@ def test_noop_sync_of_10000_objects_reads_no_bodies(seaweed, make_ws, s3_calls):
             (folder / f"{d * 100 + n:064x}").write_bytes(b"%d" % n)
     seaweed.seed(url, raw_dir)  # the same 10,000 objects, put there fast by the filer
 
+    records = audit_of(ws.store("raw"))
     s3_calls.clear()
     started = time.monotonic()
     again = push(ws)
@@ -105,6 +113,7 @@ def test_noop_sync_of_10000_objects_reads_no_bodies(seaweed, make_ws, s3_calls):
     assert (pulled.copied, pulled.pointers_updated) == (0, [])
     assert set(s3_calls) == {"ListObjectsV2"}, s3_calls
     assert s3_calls["ListObjectsV2"] <= 2 * 11
+    assert audit_of(ws.store("raw")) == records, "a no-op sync leaves no record"
     print(f"no-op push of 10,003 objects: {pushed_in:.2f} s")
 
 
@@ -149,15 +158,20 @@ def test_killed_push_resumes_to_the_same_end_state(seaweed, make_ws, s3_calls):
     assert proc.returncode == -signal.SIGKILL
     assert not status(ws).in_sync
 
+    assert audit_of(ws.store("raw")) == {}, "the killed push recorded nothing"
     s3_calls.clear()
     assert push(ws).ok
     assert s3_calls["UploadPart"] < 8, "the interrupted upload resumes instead of starting over"
+    resumed = new_sync_record(ws, {}, direction="push", remote=killed_url)
     assert push(ws, clean_url).ok
+    uninterrupted = new_sync_record(ws, {resumed}, direction="push", remote=clean_url, copied=46)
     killed, clean = seaweed.store(killed_url, "admin"), seaweed.store(clean_url, "admin")
-    assert snapshot(killed) == snapshot(clean) == snapshot(ws.store("raw"))
+    assert data_of(killed) == data_of(clean) == data_of(ws.store("raw"))
+    assert audit_of(killed) == {resumed: audit_of(ws.store("raw"))[resumed]}
+    assert audit_of(clean) == audit_of(ws.store("raw"))
     admin = seaweed.client("admin")
     assert admin.list_multipart_uploads(Bucket=killed.bucket, Prefix=killed.prefix).get("Uploads", []) == []
-    assert status(ws).in_sync
+    assert audit_pending(status(ws)) == ({uninterrupted}, set()), "records travel to every remote"
 
     other = use_remote(make_ws("b"), seaweed, killed_url, **options)
     proc = subprocess.Popen([sys.executable, "-c", code.replace("push", "pull"), str(other.root)])
@@ -170,12 +184,24 @@ def test_killed_push_resumes_to_the_same_end_state(seaweed, make_ws, s3_calls):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert pull(other).ok
-    assert snapshot(other.store("raw")) == snapshot(ws.store("raw"))
+    assert data_of(other.store("raw")) == data_of(ws.store("raw"))
+    new_sync_record(other, {}, arrived={resumed}, direction="pull", remote=killed_url)
     assert not any((other.local_dir / "sync-tmp").iterdir())
 
 
-def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws):
+def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws, monkeypatch):
     url = seaweed.new_prefix()
+    lock = threading.Lock()
+    recorded: list[dict] = []
+    original_record = audit.record
+
+    def record(*args, **kwargs):
+        entry = original_record(*args, **kwargs)
+        with lock:
+            recorded.append(entry)
+        return entry
+
+    monkeypatch.setattr(audit, "record", record)
     clients = [use_remote(make_ws(name), seaweed, url) for name in ("a", "b")]
     rounds = 4
     created: list[set[str]] = [set(), set()]
@@ -183,7 +209,6 @@ def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws):
     results: list = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
-    lock = threading.Lock()
 
     def client(idx: int) -> None:
         ws = clients[idx]
@@ -216,15 +241,30 @@ def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws):
         t.join()
     assert errors == []
     for ws in clients:
-        push(ws)
-        pull(ws)
+        results.append(push(ws))
+        results.append(pull(ws))
     assert all(r.ok for r in results), [r.summary() for r in results if not r.ok]
-    remote = snapshot(seaweed.store(url, "admin"))
+    remote = data_of(seaweed.store(url, "admin"))
     for ws in clients:
-        local = snapshot(ws.store("raw"))
+        local = data_of(ws.store("raw"))
         assert local == remote
         assert created[0] | created[1] <= set(local)
+    for ws in clients:  # the last pulls' records go out; moving only records records nothing
+        results.append(push(ws))
+    for ws in clients:
+        results.append(pull(ws))
+    remote = snapshot(seaweed.store(url, "admin"))
+    for ws in clients:
+        assert snapshot(ws.store("raw")) == remote
         assert status(ws).in_sync
+    assert {audit.entry_key(e) for e in recorded} == set(split(remote)[1]), "no audit record lost"
+    with_pointers = [r for r in results if r.pointers_updated]
+    assert with_pointers and len(recorded) >= len(with_pointers)
+    outcomes = collections.Counter((r.direction, r.copied, tuple(sorted(r.pointers_updated)))
+                                   for r in results)
+    described = collections.Counter((e["details"]["direction"], e["details"]["copied"],
+                                     tuple(e["objects"])) for e in recorded)
+    assert not described - outcomes, "each sync record describes one sync that ran"
     newest = max(published, key=lambda body: json.loads(body)["published_at"])
     for ws in clients:
         assert ws.store("derived").get_bytes("derived/shared/CURRENT") == newest
