@@ -7,7 +7,7 @@ Generates N Encounter resources as NDJSON with a seeded RNG, then times (median 
     ``read_stream``;
 (b) DuckDB: ``read_ndjson`` over the same file, fetched as Arrow (every column materialised).
 
-Target: (a) ≤ 2 × (b). Run: /work/venv/bin/python bench/import_fhir.py [--n 200000]
+Target: (a) ≤ 2 × (b). Run: .venv/bin/python bench/import_fhir.py [--n 200000]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Generates N synthetic Encounter resources (deterministic) as NDJSON in a tempora
 JSON query producing the same columns, (c) fhirpathpy evaluating the view one resource at a time on a
 sample, extrapolated to N. Targets: (a) at least 20x faster than (c), at most 2x slower than (b).
 
-Run: /work/venv/bin/python bench/sof.py [--n N] [--repeat R] [--sample S]
+Run: .venv/bin/python bench/sof.py [--n N] [--repeat R] [--sample S]
 """
 
 from __future__ import annotations

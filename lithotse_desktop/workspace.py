@@ -11,7 +11,8 @@
     url = "data"           # relative to the workspace folder, or s3://bucket/prefix
 
     [tiers]
-    raw = "local"          # L1
+    raw = "local"          # L1: imports write here (and it is always read)
+    raw_read = ["team"]    # optional: more raw stores read alongside it (a shared bucket…)
     derived = "local"      # L2
     cache = "local"        # L3
 
@@ -88,9 +89,18 @@ class Workspace:
             raise ConfigError(f"{path}: {exc}") from None
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
+        self._raw_readable: bool | None = None
+        stores = self.config.get("stores", {})
+        tiers = self.config.get("tiers", {})
         for tier in TIERS:
-            if self.config.get("tiers", {}).get(tier) not in self.config.get("stores", {}):
+            if tiers.get(tier) not in stores:
                 raise ConfigError(f"{path}: tier {tier!r} names no store in [stores]")
+        extra = tiers.get("raw_read", [])
+        if not isinstance(extra, list) or not all(isinstance(n, str) for n in extra):
+            raise ConfigError(f"{path}: [tiers] raw_read must be a list of store names")
+        for name in extra:
+            if name not in stores:
+                raise ConfigError(f"{path}: [tiers] raw_read names {name!r}, which is not in [stores]")
 
     @classmethod
     def create(cls, root: Path | None = None, *, name: str | None = None) -> "Workspace":
@@ -144,6 +154,37 @@ class Workspace:
         if tier not in TIERS:
             raise ConfigError(f"unknown tier {tier!r}")
         return self.named_store(self.config["tiers"][tier])
+
+    def raw_store_names(self) -> list[str]:
+        """The raw tier's store (where imports write) first, then ``raw_read`` stores, each once."""
+        tiers = self.config["tiers"]
+        return list(dict.fromkeys([tiers["raw"], *tiers.get("raw_read", [])]))
+
+    def raw_stores(self) -> list[tuple[str, Store]]:
+        """Every raw store this workspace reads, by name: landings are indexed from all of them."""
+        return [(name, self.named_store(name)) for name in self.raw_store_names()]
+
+    def can_read_raw(self) -> bool:
+        """Whether these credentials may list the raw store (a manager's may not).
+
+        Access is enforced by the store itself; this only lets the app hide what would fail.
+        The answer is kept for this instance; other failures (a server down) are raised, not
+        taken as a refusal.
+        """
+        if self._raw_readable is None:
+            from .storage.s3 import AccessDenied
+
+            listing = self.store("raw").list("manifests/")
+            try:
+                next(iter(listing), None)
+                self._raw_readable = True
+            except (AccessDenied, PermissionError):
+                self._raw_readable = False
+            finally:
+                close = getattr(listing, "close", None)
+                if close is not None:
+                    close()
+        return self._raw_readable
 
     def named_store(self, name: str) -> Store:
         with self._lock:

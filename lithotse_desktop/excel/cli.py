@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import current_workspace, workspace_option
+from ..cliutil import current_workspace, workspace_option
 
 
 @click.group("excel")

@@ -1,11 +1,17 @@
-"""A local SQLite index of manifests: a cache only, rebuilt from the store at any time."""
+"""A local SQLite index of manifests: a cache only, rebuilt from the stores at any time.
+
+A workspace may read several raw stores (its own plus, say, a team's shared bucket); the index
+holds the manifests of all of them and remembers which store each came from, so a reader
+fetches the object from there. The manifest JSON itself never names a store: the same
+landing can be copied between stores unchanged.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..errors import NotFound
 from ..storage import Store
@@ -20,48 +26,87 @@ CREATE TABLE IF NOT EXISTS landings (
     sha256 TEXT NOT NULL,
     landed_at TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    store TEXT
 );
 CREATE INDEX IF NOT EXISTS landings_stream ON landings(source, stream, landed_at, seq);
 """
 
+_STORE_ATTR = "_lithotse_store"
+
+
+def landing_store(manifest: Manifest) -> str | None:
+    """The name of the raw store an indexed manifest was found in; None means the raw tier's."""
+    return getattr(manifest, _STORE_ATTR, None)
+
+
+def _with_store(manifest: Manifest, store: str | None) -> Manifest:
+    # kept off the dataclass fields so the manifest's JSON (and equality) stay as written
+    setattr(manifest, _STORE_ATTR, store)
+    return manifest
+
 
 class RawIndex:
-    def __init__(self, path: Path, store: Store) -> None:
+    """Manifests of one or more raw stores; ``stores`` lists them by name, the written-to one first.
+
+    A bare Store is indexed without a name (its landings then count as the raw tier's).
+    """
+
+    def __init__(self, path: Path, stores: Store | Sequence[tuple[str, Store]]) -> None:
         self.path = Path(path)
-        self.store = store
+        self.stores: list[tuple[str | None, Store]] = (
+            [(None, stores)] if isinstance(stores, Store) else list(stores))
+        self.store = self.stores[0][1]
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(landings)")}
+        if "store" not in columns:  # an index made before raw stores were named
+            with self.db:
+                self.db.execute("ALTER TABLE landings ADD COLUMN store TEXT")
 
     def close(self) -> None:
         self.db.close()
 
-    def add(self, manifest: Manifest) -> None:
+    def add(self, manifest: Manifest, store: str | None = None) -> None:
+        """Index a manifest; ``store`` names the raw store holding it (None: the raw tier's)."""
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO landings VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO landings VALUES (?,?,?,?,?,?,?,?,?)",
                 (manifest.key, manifest.id, manifest.source, manifest.stream, manifest.sha256,
-                 manifest.landed_at, manifest.seq, manifest.dumps().decode()))
+                 manifest.landed_at, manifest.seq, manifest.dumps().decode(), store))
 
     def refresh(self, *, rebuild: bool = False) -> int:
-        """Add manifests present in the store but not yet indexed; returns how many were added."""
-        if rebuild:
-            with self.db:
+        """Add manifests present in the stores but not yet indexed; returns how many were added.
+
+        Stores are read in order, so a landing present in several (after a sync) is read from
+        the first, the workspace's own. Rows of stores no longer configured are dropped.
+        """
+        names = [name for name, _store in self.stores if name is not None]
+        with self.db:
+            if rebuild:
                 self.db.execute("DELETE FROM landings")
+            elif None not in [name for name, _store in self.stores]:
+                marks = ",".join("?" * len(names))
+                self.db.execute(f"DELETE FROM landings WHERE store IS NOT NULL AND store NOT IN ({marks})",
+                                names)
         known = {row[0] for row in self.db.execute("SELECT key FROM landings")}
         added = 0
-        for info in self.store.list("manifests/"):
-            if info.key in known or not info.key.endswith(".json"):
-                continue
-            self.add(Manifest.loads(self.store.get_bytes(info.key)))
-            added += 1
+        for name, store in self.stores:
+            for info in store.list("manifests/"):
+                if info.key in known or not info.key.endswith(".json"):
+                    continue
+                self.add(Manifest.loads(store.get_bytes(info.key)), name)
+                known.add(info.key)
+                added += 1
         return added
 
     def _rows(self, sql: str, args: Iterable = ()) -> list[Manifest]:
-        return [Manifest.loads(row[0]) for row in self.db.execute(sql, tuple(args))]
+        return [_with_store(Manifest.loads(row[0]), row[1])
+                for row in self.db.execute(sql, tuple(args))]
 
     def landings(self, source: str | None = None, stream: str | None = None) -> list[Manifest]:
+        """Landings of every raw store, oldest first; see :func:`landing_store` for where each is."""
         where, args = [], []
         if source:
             where.append("source = ?")
@@ -70,10 +115,10 @@ class RawIndex:
             where.append("stream = ?")
             args.append(stream)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return self._rows(f"SELECT body FROM landings {clause} ORDER BY landed_at, seq", args)
+        return self._rows(f"SELECT body, store FROM landings {clause} ORDER BY landed_at, seq", args)
 
     def get(self, ident: str) -> Manifest:
-        rows = self._rows("SELECT body FROM landings WHERE id = ? OR id LIKE ? OR sha256 LIKE ? "
+        rows = self._rows("SELECT body, store FROM landings WHERE id = ? OR id LIKE ? OR sha256 LIKE ? "
                           "ORDER BY landed_at", (ident, ident + "%", ident + "%"))
         if not rows:
             raise NotFound(f"no landing with id or sha256 {ident!r}")
@@ -86,7 +131,11 @@ class RawIndex:
         return rows[0]
 
     def cursors(self, source: str) -> dict[str, object]:
-        """The incremental state per stream: the cursor of the newest committed landing."""
+        """The incremental state per stream: the cursor of the newest committed landing.
+
+        Landings of every indexed raw store count, so a file a teammate already landed in a
+        shared raw store is not imported again here.
+        """
         state: dict[str, object] = {}
         for row in self.db.execute("SELECT stream, body FROM landings WHERE source = ? "
                                    "ORDER BY landed_at, seq", (source,)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import current_workspace, workspace_option
+from ..cliutil import current_workspace, workspace_option
 
 
 @click.command("serve")
