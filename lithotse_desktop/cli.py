@@ -230,15 +230,18 @@ def raw_group() -> None:
 @workspace_option
 def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
     """Landings, oldest first, with record counts."""
+    from .raw.index import landing_store
     from .raw.landing import open_index
 
-    index = open_index(current_workspace())
+    ws = current_workspace()
+    index = open_index(ws)
     try:
         rows = index.landings(source, stream)
     finally:
         index.close()
     if as_json:
-        _emit_json([m.to_json() for m in rows])
+        default = ws.raw_store_names()[0]
+        _emit_json([{**m.to_json(), "store": landing_store(m) or default} for m in rows])
         return
     if not rows:
         click.echo("no landings yet")
@@ -272,13 +275,12 @@ def raw_show(ident: str, as_json: bool) -> None:
 @raw_group.command("reindex")
 @workspace_option
 def raw_reindex() -> None:
-    """Rebuild the local landing index from the manifests in the raw store."""
-    from .raw.index import RawIndex
+    """Rebuild the local landing index from the manifests in every raw store."""
+    from .raw.landing import open_index
 
-    ws = current_workspace()
-    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.store("raw"))
+    index = open_index(current_workspace(), rebuild=True)
     try:
-        count = index.refresh(rebuild=True)
+        count = len(index.landings())
     finally:
         index.close()
     click.echo(f"indexed {count} manifests")
@@ -439,6 +441,10 @@ def derive_lineage(name: str, as_json: bool) -> None:
             continue
         click.echo(f"  {alias}: {item['source']}/{item['stream']}")
         for obj in item["objects"]:
+            if not data["raw_readable"]:
+                sha, start, end = obj
+                click.echo(f"    {sha}  range {start or '…'} to {end or '…'}  (raw store not readable)")
+                continue
             rng = f"{obj['range'][0] or '…'} to {obj['range'][1] or '…'}"
             click.echo(f"    {obj['sha256']}  {obj['original_name']}  range {rng}  landing {obj['landing']}")
 

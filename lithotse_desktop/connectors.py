@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import fnmatch
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,19 +130,41 @@ class Payload:
 
 @dataclass(frozen=True)
 class RawObject:
-    """A landed object as a reader sees it: a local path plus what the manifest says of it.
+    """A landed object as a reader sees it: its bytes plus what the manifest says of it.
+
+    ``path`` is a local file holding the bytes, except for a connector that sets
+    ``reads_streams``: reading back an object from a remote store (S3), it gets ``path=None``
+    and ``open``, which starts a fresh stream of the bytes on each call, so nothing is copied
+    to disk first. Prefer :meth:`open_stream` when you can read a stream; :meth:`local_file`
+    materialises a local copy (once, in the workspace's cache) where a real file is needed.
 
     ``validated`` is true when reading back a committed landing, which this same connector
     already read in full without error at landing time; a connector may then skip per-cell
     checks that cannot fail (it must still produce the same rows and types).
     """
 
-    path: Path
+    path: Path | None
     stream: str
     name: str
     media_type: str
     meta: Mapping[str, Any] = field(default_factory=dict)
     validated: bool = False
+    open: Callable[[], BinaryIO] | None = None
+    fetch: Callable[[], Path] | None = None
+
+    def open_stream(self) -> BinaryIO:
+        """A new binary stream of the object's bytes (from its store, or the local file)."""
+        if self.open is not None:
+            return self.open()
+        return io.open(self.local_file(), "rb")
+
+    def local_file(self) -> Path:
+        """A local file with the bytes: ``path``, or a copy fetched from the store now."""
+        if self.path is not None:
+            return Path(self.path)
+        if self.fetch is None:
+            raise ConfigError(f"{self.name}: this object has no local copy to read")
+        return self.fetch()
 
 
 class Connector:
@@ -152,6 +175,9 @@ class Connector:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     fields: ClassVar[tuple[ConfigField, ...]] = ()
+    #: True when ``read`` copes with ``RawObject.path`` being None (reading ``open_stream()``
+    #: or calling ``local_file()``): remote objects are then streamed, not copied first.
+    reads_streams: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)

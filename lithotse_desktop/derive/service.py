@@ -119,6 +119,11 @@ def read_table(ws: Workspace, name: str, *, rng: DateRange | None = None,
 def lineage(ws: Workspace, name: str) -> dict:
     """The spec and the exact raw objects (with their landings) behind the current version."""
     version = pick_version(ws, name)
+    if not ws.can_read_raw():
+        # a manager's identity cannot read L1: show the objects the version names, nothing more
+        return {"name": name, "version": version.version, "published_at": version.published_at,
+                "spec_hash": version.spec_hash, "spec": version.spec, "inputs": version.inputs,
+                "raw_readable": False}
     index = open_index(ws)
     try:
         out_inputs = {}
@@ -137,4 +142,5 @@ def lineage(ws: Workspace, name: str) -> dict:
     finally:
         index.close()
     return {"name": name, "version": version.version, "published_at": version.published_at,
-            "spec_hash": version.spec_hash, "spec": version.spec, "inputs": out_inputs}
+            "spec_hash": version.spec_hash, "spec": version.spec, "inputs": out_inputs,
+            "raw_readable": True}

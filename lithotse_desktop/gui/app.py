@@ -2,6 +2,8 @@
 
 ``--version`` answers without a display; ``--screenshot DIR`` renders every page offscreen
 at 1280x800 into ``DIR/<page>.png`` and exits, for docs and for checking the layout in CI.
+While the window is open it also serves the local API (as ``lithotse serve`` does), except in
+``--screenshot`` mode.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if ok else 1
     window.resize(*SCREENSHOT_SIZE)
     window.show()
+    window.start_api()
     code = app.exec()
+    window.stop_api()
     from ..cache.lookup import close_all
 
     close_all()

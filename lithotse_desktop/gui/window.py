@@ -1,4 +1,9 @@
-"""The main window: a sidebar of pages, wiring between pages, and screenshot rendering."""
+"""The main window: a sidebar of pages, wiring between pages, the local API, and screenshots.
+
+A workspace whose credentials cannot read the raw store (a manager's) gets no Sources & Import
+or Raw data pages: the store's access policy forbids them anyway, so the window shows only what
+those credentials can read and opens on Derivatives.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QListWidget, QListWidgetItem,
-                               QMainWindow, QSplitter, QStackedWidget, QStyle, QWidget)
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QListWidget, QListWidgetItem,
+                               QMainWindow, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget)
 
 from .. import __version__
 from ..errors import LithotseError
 from ..cache.lookup import install_publish_hook
+from ..serve.app import RunningServer
 from ..workspace import Workspace
 from . import jobs
 from .common import named, show_error
@@ -20,7 +26,7 @@ from .pages.plugins import PluginsPage
 from .pages.raw import RawDataPage
 from .pages.settings import SettingsPage
 from .pages.sources import SourcesPage
-from .pages.spreadsheets import SpreadsheetsPage
+from .pages.spreadsheets import SpreadsheetsPage, api_port
 
 PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
 PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives", "spreadsheets": "Spreadsheets",
@@ -31,6 +37,37 @@ PAGE_ICONS = {"sources": QStyle.StandardPixmap.SP_DriveNetIcon,
               "spreadsheets": QStyle.StandardPixmap.SP_FileDialogListView,
               "plugins": QStyle.StandardPixmap.SP_ComputerIcon,
               "settings": QStyle.StandardPixmap.SP_FileDialogInfoView}
+RAW_PAGES = ("sources", "raw")
+
+
+def raw_readable(ws: Workspace) -> bool:
+    """Whether to offer the raw pages; a store that cannot be reached at all is not a refusal
+    (the pages then show that error themselves)."""
+    try:
+        return ws.can_read_raw()
+    except LithotseError:
+        return True
+
+
+class NoRawAccessPage(QWidget):
+    """Stands in for a raw page the workspace's credentials may not read (never shown in the list)."""
+
+    job = None
+    busy = False
+
+    def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.note = named(QLabel(), "No raw data access")
+        self.note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.note)
+        layout.addStretch(1)
+        self.set_workspace(ws)
+
+    def set_workspace(self, ws: Workspace) -> None:
+        self.note.setText(f"The credentials for the raw store ({ws.store('raw').url}) may not read "
+                          "it, so imports and raw landings are not available here. Derivatives and "
+                          "spreadsheets work as usual.")
 
 
 class MainWindow(QMainWindow):
@@ -38,8 +75,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ws = ws
         install_publish_hook()
-        self.sources = SourcesPage(ws)
-        self.raw = RawDataPage(ws)
+        self.api: RunningServer | None = None
+        self.raw_readable = raw_readable(ws)
+        self.sources, self.raw = self._raw_pages(ws)
         self.derivatives = DerivativesPage(ws)
         self.spreadsheets = SpreadsheetsPage(ws)
         self.plugins = PluginsPage()
@@ -48,6 +86,7 @@ class MainWindow(QMainWindow):
                                           "derivatives": self.derivatives, "spreadsheets": self.spreadsheets,
                                           "plugins": self.plugins, "settings": self.settings}
 
+        self.actions_by_page: dict[str, QAction] = {}
         self.stack = QStackedWidget()
         self.sidebar = named(QListWidget(), "Pages", "Choose a page; Ctrl+1 to Ctrl+6 also switch")
         self.sidebar.setIconSize(QSize(20, 20))
@@ -63,6 +102,7 @@ class MainWindow(QMainWindow):
             action.setShortcut(QKeySequence(f"Ctrl+{number}"))
             action.triggered.connect(lambda _checked=False, k=key: self.show_page(k))
             self.addAction(action)
+            self.actions_by_page[key] = action
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setMinimumWidth(150)
         self.sidebar.setMaximumWidth(240)
@@ -75,16 +115,87 @@ class MainWindow(QMainWindow):
         splitter.setSizes([180, 1100])
         self.setCentralWidget(splitter)
 
+        self._wire_raw_pages()
+        self.derivatives.changed.connect(self.spreadsheets.reload)
+        self.settings.openWorkspaceRequested.connect(self.choose_workspace)
+        self.api_label = named(QLabel(""), "Local API address",
+                               "Where Excel, Power Query and scripts reach this workspace's derivatives")
+        self.api_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addPermanentWidget(self.api_label)
+        self._build_menu()
+        self._show_raw_pages()
+        self.sidebar.setCurrentRow(0 if self.raw_readable else PAGE_KEYS.index("derivatives"))
+        self._set_title()
+
+    # --- raw pages ---------------------------------------------------------------------
+    def _raw_pages(self, ws: Workspace) -> tuple[QWidget, QWidget]:
+        if self.raw_readable:
+            return SourcesPage(ws), RawDataPage(ws)
+        return NoRawAccessPage(ws), NoRawAccessPage(ws)
+
+    def _wire_raw_pages(self) -> None:
+        if not self.raw_readable:
+            return
         self.sources.imported.connect(lambda _outcome: self.raw.refresh())
         self.sources.cancelled.connect(self.raw.refresh)
         self.sources.imported.connect(lambda _outcome: self.derivatives.refresh())
         self.sources.sourcesChanged.connect(self.derivatives.refresh)
-        self.derivatives.changed.connect(self.spreadsheets.reload)
         self.plugins.pluginsChanged.connect(self.sources.reload)
-        self.settings.openWorkspaceRequested.connect(self.choose_workspace)
-        self._build_menu()
-        self.sidebar.setCurrentRow(0)
-        self._set_title()
+
+    def _show_raw_pages(self) -> None:
+        """Hide the raw pages (list row and shortcut) when the raw store refuses these credentials."""
+        for key in RAW_PAGES:
+            self.sidebar.item(PAGE_KEYS.index(key)).setHidden(not self.raw_readable)
+            self.actions_by_page[key].setEnabled(self.raw_readable)
+        if not self.raw_readable and PAGE_KEYS[self.sidebar.currentRow()] in RAW_PAGES:
+            self.show_page("derivatives")
+
+    def _replace_raw_pages(self, ws: Workspace) -> None:
+        """Swap real and stand-in raw pages when a newly opened workspace differs in access."""
+        old = (self.sources, self.raw)
+        self.sources, self.raw = self._raw_pages(ws)
+        self.pages["sources"], self.pages["raw"] = self.sources, self.raw
+        current = self.sidebar.currentRow()
+        for key, page, gone in (("sources", self.sources, old[0]), ("raw", self.raw, old[1])):
+            self.stack.removeWidget(gone)
+            self.stack.insertWidget(PAGE_KEYS.index(key), page)
+            gone.deleteLater()
+        self.stack.setCurrentIndex(current)
+        self._wire_raw_pages()
+        self._show_raw_pages()
+
+    def visible_pages(self) -> list[str]:
+        return [key for n, key in enumerate(PAGE_KEYS) if not self.sidebar.item(n).isHidden()]
+
+    # --- local API ---------------------------------------------------------------------
+    def start_api(self) -> RunningServer | None:
+        """Serve this workspace on 127.0.0.1 (``[serve] port``, default 8765), as ``lithotse serve``.
+
+        A busy port (another app or ``lithotse serve`` already there) is reported in the status
+        bar and the app carries on without its own server.
+        """
+        from ..serve.app import start_server_thread
+        from ..serve.token import workspace_token
+
+        self.stop_api()
+        try:
+            port = api_port(self.ws)
+            self.api = start_server_thread(self.ws, port, token=workspace_token(self.ws))
+        except (LithotseError, ValueError) as exc:
+            self.api_label.setText("Local API: not running")
+            self.api_label.setToolTip(str(exc))
+            self.statusBar().showMessage(f"Local API not started: {exc}", 15000)
+            return None
+        self.api_label.setText(f"Local API: {self.api.url}")
+        self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here, "
+                                  "with the token from: lithotse token")
+        return self.api
+
+    def stop_api(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            api.stop()
+            self.api_label.setText("")
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -131,8 +242,17 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open workspace", exc)
             return False
         self.ws = ws
-        for page in (self.sources, self.raw, self.derivatives, self.spreadsheets, self.settings):
+        readable = raw_readable(ws)
+        if readable != self.raw_readable:
+            self.raw_readable = readable
+            self._replace_raw_pages(ws)
+        else:
+            self.sources.set_workspace(ws)
+            self.raw.set_workspace(ws)
+        for page in (self.derivatives, self.spreadsheets, self.settings):
             page.set_workspace(ws)
+        if self.api is not None:
+            self.start_api()
         self._set_title()
         self.statusBar().showMessage(("Created" if created else "Opened") + f" workspace {ws.root}", 8000)
         return True
@@ -152,7 +272,7 @@ class MainWindow(QMainWindow):
         self.resize(width, height)
         self.show()
         ok = True
-        for key in PAGE_KEYS:
+        for key in self.visible_pages():
             page = self.show_page(key)
             self._settle()
             if hasattr(page, "prepare_screenshot"):
@@ -186,4 +306,5 @@ class MainWindow(QMainWindow):
             self.derivatives.job.cancel()
         jobs.wait_for_jobs(60000)
         QApplication.processEvents()
+        self.stop_api()
         super().closeEvent(event)

@@ -77,9 +77,14 @@ class _Staged:
     stats: dict[str, Any]
 
 
-def open_index(ws: Workspace) -> RawIndex:
-    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.store("raw"))
-    index.refresh()
+def open_index(ws: Workspace, *, rebuild: bool = False) -> RawIndex:
+    """The landing index over every raw store of the workspace, refreshed from them."""
+    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.raw_stores())
+    try:
+        index.refresh(rebuild=rebuild)
+    except BaseException:
+        index.close()
+        raise
     return index
 
 
@@ -171,6 +176,7 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
             raise ConfigError(f"source {source_name}: no stream {name!r}; streams: "
                               f"{', '.join(offered) or 'none'}")
     index = open_index(ws)
+    # cursors come from the landings of every raw store read, not only the one written to
     state = {} if full else {k: v for k, v in index.cursors(source_name).items() if k in chosen}
     import_id = uuid.uuid4().hex[:12]
     staging_root = ws.local_dir / "staging"
@@ -210,7 +216,8 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
             offered: dict[str, StreamInfo],
             staged: list[_Staged], import_id: str, rng: DateRange,
             progress: Progress) -> list[LandingResult]:
-    store = ws.store("raw")
+    store_name = ws.raw_store_names()[0]
+    store = ws.named_store(store_name)
     user, host = getpass.getuser(), socket.gethostname()
     out = []
     for seq, item in enumerate(staged):
@@ -232,7 +239,7 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
             store.put_bytes(manifest.key, manifest.dumps(), if_none_match=True)
         except PreconditionFailed:
             raise LithotseError(f"manifest {manifest.key} already exists (id collision)") from None
-        index.add(manifest)
+        index.add(manifest, store_name)
         out.append(LandingResult(manifest))
         progress.update(advance=1)
     return out

@@ -10,13 +10,21 @@ import pyarrow as pa
 from ..connectors import Connector, RawObject
 from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import LithotseError
+from ..storage import Store
 from ..workspace import Workspace
+from .index import landing_store
 from .manifest import Manifest
+
+
+def landing_object_store(ws: Workspace, manifest: Manifest) -> Store:
+    """The raw store a landing's object is read from: the one its manifest was indexed from."""
+    name = landing_store(manifest)
+    return ws.named_store(name) if name is not None else ws.store("raw")
 
 
 def local_object(ws: Workspace, manifest: Manifest) -> Path:
     """A local path for a landed object; remote stores are fetched once into a local cache."""
-    store = ws.store("raw")
+    store = landing_object_store(ws, manifest)
     path = store.local_path(manifest.object_key)
     if path is not None:
         if not path.exists():
@@ -31,9 +39,20 @@ def local_object(ws: Workspace, manifest: Manifest) -> Path:
 def read_landing(ws: Workspace, manifest: Manifest, connector: Connector, *,
                  date_range: DateRange | None = None,
                  provenance: bool = False) -> Iterator[pa.RecordBatch]:
-    """Batches of one landing holding only the records inside its range (and ``date_range``)."""
-    obj = RawObject(local_object(ws, manifest), manifest.stream, manifest.original_name,
-                    manifest.media_type, manifest.meta, validated=True)
+    """Batches of one landing holding only the records inside its range (and ``date_range``).
+
+    A connector that reads streams gets a remote object as a stream from its store; others
+    get a local copy, fetched once into ``.lithotse/object-cache``.
+    """
+    store = landing_object_store(ws, manifest)
+    key = manifest.object_key
+    if connector.reads_streams and store.local_path(key) is None:
+        obj = RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                        manifest.meta, validated=True, open=lambda: store.open_read(key),
+                        fetch=lambda: local_object(ws, manifest))
+    else:
+        obj = RawObject(local_object(ws, manifest), manifest.stream, manifest.original_name,
+                        manifest.media_type, manifest.meta, validated=True)
     own = manifest.date_range if not manifest.prefiltered else DateRange()
     rng = own.intersect(date_range)
     if rng is None:

@@ -61,6 +61,7 @@ class CsvConnector(Connector):
     title = "CSV / TSV files"
     description = ("Delimited text exports (EHR extracts, Synthea, lab lists): one stream per "
                    "file, typed columns, a date column chosen or detected.")
+    reads_streams = True
     fields = (
         ConfigField("path", FieldType.PATH, "File or folder", required=True,
                     help="A CSV/TSV file, or a folder searched (with subfolders) for matching files."),
@@ -194,9 +195,13 @@ class CsvConnector(Connector):
                           meta=layout.to_meta())
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
-        path = Path(obj.path)
         try:
             layout = Layout.from_meta(obj.meta or {})
+            if obj.path is None and layout is not None and obj.validated:
+                # a committed landing in a remote store: stream it, its layout is on record
+                yield from typed_batches(None, obj.name, layout, trusted=True, opener=obj.open_stream)
+                return
+            path = obj.local_file()
             if layout is None:
                 layout = analyze(path, obj.name, encoding=self.encoding, delimiter=self.delimiter)
             yield from typed_batches(path, obj.name, layout, trusted=obj.validated)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -24,6 +24,8 @@ BLOCK = 1 << 24
 PEEK_BLOCK = 1 << 18
 MAX_BLOCK = 1 << 29
 META_FORMAT = "lithotse-csv/1"
+
+Opener = Callable[[], BinaryIO]
 
 
 @dataclass
@@ -62,20 +64,26 @@ class Layout:
 
 
 class _Terminated(io.RawIOBase):
-    """A file with a final newline added when it lacks one: pyarrow cannot read a header-only
-    file whose single line is unterminated."""
+    """Bytes with a final newline added when a non-empty input lacks one: pyarrow cannot read a
+    header-only file whose single line is unterminated."""
 
-    def __init__(self, path: Path) -> None:
-        self._fh = open(path, "rb")
-        self._tail = b"\n"
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._last = b""
+        self._ended = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._ended:
+            return 0
         data = self._fh.read(len(buffer))
-        if not data:
-            data, self._tail = self._tail, b""
+        if data:
+            self._last = data[-1:]
+        else:
+            self._ended = True
+            data = b"\n" if self._last not in (b"", b"\n", b"\r") else b""
         buffer[: len(data)] = data
         return len(data)
 
@@ -84,9 +92,16 @@ class _Terminated(io.RawIOBase):
         super().close()
 
 
-def _source(path: Path, encoding: str) -> Any:
+def _source(path: Path | None, encoding: str, opener: Opener | None = None) -> Any:
+    """What pyarrow reads: the file by name where possible, else a (terminated) byte stream."""
     base = encoding.lower().replace("_", "-").removesuffix("-sig")
-    if "\n".encode(base, errors="replace") != b"\n":
+    ascii_newline = "\n".encode(base, errors="replace") == b"\n"
+    if opener is not None:
+        stream = opener()
+        return io.BufferedReader(_Terminated(stream), 1 << 20) if ascii_newline else stream
+    if path is None:
+        raise ValueError("a path or a stream opener is needed")
+    if not ascii_newline:
         return str(path)
     with open(path, "rb") as fh:
         fh.seek(0, io.SEEK_END)
@@ -94,7 +109,7 @@ def _source(path: Path, encoding: str) -> Any:
             return str(path)
         fh.seek(-1, io.SEEK_END)
         last = fh.read(1)
-    return str(path) if last in (b"\n", b"\r") else io.BufferedReader(_Terminated(path))
+    return str(path) if last in (b"\n", b"\r") else io.BufferedReader(_Terminated(open(path, "rb")))
 
 
 def _open(source: Any, encoding: str, delimiter: str, width: int,
@@ -110,28 +125,30 @@ def _open(source: Any, encoding: str, delimiter: str, width: int,
                           convert_options=convert)
 
 
-def _failure(path: Path, name: str, encoding: str, delimiter: str, exc: Exception,
+def _failure(path: Path | None, name: str, encoding: str, delimiter: str, exc: Exception,
              guessed: bool) -> InputError:
     text = str(exc)
     if "Empty CSV file" in text:
         return InputError(f"{name}, line 1", "the file is empty: a header row is expected")
-    found = sniff.structural_problem(path, name, encoding, delimiter, guessed)
+    found = None if path is None else sniff.structural_problem(path, name, encoding, delimiter, guessed)
     return found or InputError(name, f"cannot be read as delimited text: {text}")
 
 
-def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: int,
-                 guessed: bool = False, block_size: int = BLOCK) -> Iterator[pa.RecordBatch]:
+def text_batches(path: Path | None, name: str, encoding: str, delimiter: str, width: int,
+                 guessed: bool = False, block_size: int = BLOCK, *,
+                 opener: Opener | None = None) -> Iterator[pa.RecordBatch]:
     """Every record as text columns, the header row first; parse errors become InputError.
 
     ``width`` is the expected number of columns (pyarrow needs a type for each by name; a
     wrong guess costs a second open). ``guessed`` says the encoding is a guess from the
-    first bytes, for the error wording.
+    first bytes, for the error wording. With ``opener`` the bytes come from the streams it
+    opens (a landing in a remote store) instead of ``path``; errors then name no line.
     """
     opened: list[Any] = []
     block = block_size
 
     def open_reader(columns: int) -> pacsv.CSVStreamingReader:
-        source = _source(path, encoding)
+        source = _source(path, encoding, opener)
         opened.append(source)
         return _open(source, encoding, delimiter, columns, block)
 
@@ -169,8 +186,8 @@ def text_batches(path: Path, name: str, encoding: str, delimiter: str, width: in
                 source.close()
 
 
-def _location(path: Path, name: str, layout_encoding: str, delimiter: str, record: int) -> str:
-    line = sniff.record_line(path, layout_encoding, delimiter, record)
+def _location(path: Path | None, name: str, layout_encoding: str, delimiter: str, record: int) -> str:
+    line = None if path is None else sniff.record_line(path, layout_encoding, delimiter, record)
     return f"{name}, line {line}" if line else f"{name}, record {record + 1}"
 
 
@@ -273,16 +290,19 @@ def _peek_first_block(path: Path, name: str, enc: str, delim: str, width: int,
     raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
 
 
-def typed_batches(path: Path, name: str, layout: Layout, trusted: bool = False) -> Iterator[pa.RecordBatch]:
+def typed_batches(path: Path | None, name: str, layout: Layout, trusted: bool = False, *,
+                  opener: Opener | None = None) -> Iterator[pa.RecordBatch]:
     """The file as record batches of the layout's schema; a cell that does not fit raises InputError.
 
     ``trusted``: the file was read in full with this layout before (a committed landing).
+    ``opener``: read streams it opens instead of ``path`` (see :func:`text_batches`).
     """
     schema = layout.schema()
     header_seen = False
     record = 0
     emitted = False
-    for batch in text_batches(path, name, layout.encoding, layout.delimiter, len(layout.names)):
+    for batch in text_batches(path, name, layout.encoding, layout.delimiter, len(layout.names),
+                              opener=opener):
         if batch.num_columns != len(layout.names):
             raise InputError(f"{name}, line 1", f"the header has {batch.num_columns} fields but "
                              f"{len(layout.names)} were recorded when it was imported")

@@ -1,0 +1,96 @@
+"""Connectors that read streams get remote landings streamed from the store, not copied first."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from lithotse_csv import CsvConnector
+from lithotse_desktop.connectors import FetchRequest, RawObject
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.errors import ConfigError
+from lithotse_desktop.plugins import reset_plugin_manager
+from lithotse_desktop.raw import read_stream, run_import
+from lithotse_desktop.workspace import Workspace
+from tests.conftest import SHARED_DATA
+from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
+
+SYNTHEA = SHARED_DATA / "csv" / "synthea-conditions.csv"
+SPEC = {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "synthea-conditions"},
+        "date_field": "START", "grain": "month", "measures": [{"fn": "count", "as": "n"}]}
+
+
+def _landed(path: Path) -> tuple[CsvConnector, RawObject]:
+    conn = CsvConnector({"path": str(path)})
+    [payload] = conn.fetch(FetchRequest("t", [i.name for i in conn.streams()], DateRange(), {}))
+    return conn, RawObject(payload.path, payload.stream, payload.name, payload.media_type,
+                           payload.meta, validated=True)
+
+
+def _rows(conn: CsvConnector, obj: RawObject) -> list[dict]:
+    return [row for batch in conn.read(obj) for row in batch.to_pylist()]
+
+
+@pytest.mark.parametrize("name, data", [
+    ("plain.csv", "date,n\n2024-01-01,1\n2024-01-02,2\n".encode()),
+    ("unterminated.csv", b"date,n\r\n2024-01-01,1\r\n2024-01-02,2"),
+    ("header-only.csv", b"date,n"),
+    ("cp1252.csv", "date;name\n2024-01-01;Müller\n".encode("cp1252")),
+    ("utf16.csv", "date\tname\n2024-01-01\tÅse\n".encode("utf-16")),
+    ("long.csv", ("date,note\n" + "2024-01-01,a\n" * 20_000 + '2024-01-02,"' + "x\n" * 400_000
+                  + '"\n2024-01-03,b\n').encode()),
+])
+def test_a_stream_reads_back_the_same_rows_as_the_file(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    conn, from_file = _landed(path)
+    opened: list[int] = []
+
+    def opener():
+        opened.append(1)
+        return io.BytesIO(path.read_bytes())
+
+    streamed = RawObject(None, from_file.stream, from_file.name, from_file.media_type,
+                         from_file.meta, validated=True, open=opener)
+    assert _rows(conn, streamed) == _rows(conn, from_file)
+    assert opened, "the rows came from the stream"
+
+
+def test_an_object_without_path_or_fetch_says_so():
+    obj = RawObject(None, "s", "a.csv", "text/csv")
+    with pytest.raises(ConfigError, match="a.csv: this object has no local copy"):
+        obj.local_file()
+
+
+def _csv_workspace(root: Path, raw_store: dict | None) -> Workspace:
+    ws = Workspace.create(root)
+    if raw_store is not None:
+        ws.config["stores"]["bucket"] = raw_store
+        ws.config["tiers"]["raw"] = "bucket"
+    ws.config["workspace"]["suppress_below"] = 0
+    ws.save()
+    ws = Workspace.open(root)
+    ws.add_source("ehr", "csv", {"path": str(SYNTHEA)}, {})
+    run_import(ws, "ehr")
+    add_spec(ws, SPEC)
+    build(ws, "by_month")
+    return ws
+
+
+def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F811
+    reset_plugin_manager()
+    try:
+        local = _csv_workspace(tmp_path / "local", None)
+        remote = _csv_workspace(tmp_path / "remote",
+                                {"url": seaweed.new_prefix(), **seaweed.store_options("client")})
+        assert read_table(remote, "by_month")[1] == read_table(local, "by_month")[1]
+        assert sum(b.num_rows for b in read_stream(remote, "ehr", "synthea-conditions")) == \
+            sum(b.num_rows for b in read_stream(local, "ehr", "synthea-conditions"))
+        cache = remote.local_dir / "object-cache"
+        assert not cache.exists() or not any(cache.iterdir()), "nothing was copied locally"
+    finally:
+        reset_plugin_manager()
