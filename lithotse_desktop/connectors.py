@@ -234,7 +234,7 @@ class FileTracker:
 
     The cursor is a plain dict ``{"files": {path: {"size", "mtime_ns", "ranges": [[from, to], ...]}}}``
     so it serialises into manifests; connectors may keep further keys of their own beside
-    ``files`` (``from_cursor`` ignores them). A file is new when it changed, or when the requested
+    ``files`` (``from_cursor`` ignores them; the newest landing's value wins). A file is new when it changed, or when the requested
     range is not covered by a range it was already landed for.
     """
 
@@ -255,7 +255,11 @@ class FileTracker:
                        for a, b in entry.get("ranges", []))
 
     def mark(self, path: Path, rng: DateRange) -> dict:
-        """Record a file as landed and return the cursor to store with its payload."""
+        """Record a file as landed and return the cursor to store with its payload.
+
+        The cursor names only this file: the core merges the ``files`` maps of a stream's
+        landings (see ``RawIndex.cursors``), so manifests stay small however many files a
+        folder holds."""
         st = os.stat(path)
         entry = self.seen.get(str(path))
         if entry is None or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
@@ -264,7 +268,7 @@ class FileTracker:
         ranges = [r for r in entry["ranges"] if r != [span["from"], span["to"]]]
         entry = {**entry, "ranges": ranges + [[span["from"], span["to"]]]}
         self.seen[str(path)] = entry
-        return {"files": dict(self.seen)}
+        return {"files": {str(path): entry}}
 
 
 def list_files(root: Path, patterns: Iterable[str]) -> list[Path]:

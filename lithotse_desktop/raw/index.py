@@ -131,15 +131,22 @@ class RawIndex:
         return rows[0]
 
     def cursors(self, source: str) -> dict[str, object]:
-        """The incremental state per stream: the cursor of the newest committed landing.
+        """The incremental state per stream, folded over its committed landings, oldest first.
 
-        Landings of every indexed raw store count, so a file a teammate already landed in a
-        shared raw store is not imported again here.
+        A newer cursor replaces an older one, except that ``files`` maps (the files a file
+        source has read, see :class:`~lithotse_desktop.connectors.FileTracker`) are merged, so
+        each landing needs to record only its own file. Landings of every indexed raw store
+        count, so a file a teammate already landed in a shared raw store is not imported again.
         """
         state: dict[str, object] = {}
         for row in self.db.execute("SELECT stream, body FROM landings WHERE source = ? "
                                    "ORDER BY landed_at, seq", (source,)):
             cursor = json.loads(row[1]).get("cursor")
-            if cursor is not None:
-                state[row[0]] = cursor
+            if cursor is None:
+                continue
+            previous = state.get(row[0])
+            if (isinstance(cursor, dict) and isinstance(previous, dict)
+                    and isinstance(cursor.get("files"), dict) and isinstance(previous.get("files"), dict)):
+                cursor = {**previous, **cursor, "files": {**previous["files"], **cursor["files"]}}
+            state[row[0]] = cursor
         return state

@@ -75,3 +75,14 @@ def test_index_is_rebuildable(workspace, lines_source):
     index = open_index(workspace)
     assert len(index.landings("vals")) == 1
     index.close()
+
+
+def test_each_manifest_records_only_its_own_file(workspace, lines_source):
+    for i in range(30):
+        (lines_source / f"f{i:02d}.txt").write_text(f"2024-01-{i % 28 + 1:02d},{i}\n")
+    first = run_import(workspace, "vals")
+    assert len(first.landings) == 31
+    assert all(len(item.manifest.cursor["files"]) == 1 for item in first.landings)
+    assert run_import(workspace, "vals").landings == []
+    (lines_source / "f07.txt").write_text("2024-02-01,7\n")
+    assert [m.manifest.original_name for m in run_import(workspace, "vals").landings] == ["f07.txt"]

@@ -69,6 +69,8 @@ _CONSTANT_TYPES = {
 _JSON_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 _EMPTY_LIST = "[]::JSON[]"
 _INLINE_LIMIT = 160
+_ROOT = "__r"
+_HOISTED = "__h"
 
 
 def _sql_type(fhir_type: str | None) -> str:
@@ -135,6 +137,9 @@ class _Compiler:
     constants: dict[str, tuple[str, str]] = field(default_factory=dict)
     params: list[object] = field(default_factory=list)
     counter: int = 0
+    # JSONPaths read from the resource root; all of them come from one multi-path json_extract per
+    # resource (column __h), because parsing the whole resource once per path dominates the run time.
+    hoisted: dict[str, int] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- helpers
 
@@ -145,6 +150,18 @@ class _Compiler:
     def param(self, value: object, sql_type: str) -> str:
         self.params.append(value)
         return f"CAST(${len(self.params)} AS {sql_type})"
+
+    def extract(self, base: str, path: str) -> str:
+        """json_extract(base, path), served from the per-resource hoisted extraction when base is the root."""
+        if base != _ROOT:
+            return f"json_extract({base}, '{path}')"
+        slot = self.hoisted.setdefault(path, len(self.hoisted) + 1)
+        return f"{_HOISTED}[{slot}]"
+
+    def extract_string(self, base: str, path: str) -> str:
+        if base != _ROOT:
+            return f"json_extract_string({base}, '{path}')"
+        return f"json_extract_string({self.extract(base, path)}, '$')"
 
     def let(self, sql: str, body: Callable[[str], str]) -> str:
         """Use `sql` several times in `body`: short expressions are repeated (DuckDB removes the common
@@ -268,7 +285,7 @@ class _Compiler:
         if not _MEMBER.match(name):
             raise ViewError(f"invalid element name {name!r}")
         if base.kind == "json":
-            sql = f"json_extract({base.sql}, '$.{name}')"
+            sql = self.extract(base.sql, f"$.{name}")
             return _V(sql, "multi", ftype, (base.sql, (name,)), (sql, sql, True))
         if base.kind == "prim":
             return _V(_EMPTY_LIST, "list", ftype)
@@ -278,7 +295,7 @@ class _Compiler:
         if base.chain is not None:
             root, segs = base.chain
             segs = segs + (name,)
-            fast = f"json_extract({root}, '$.{'.'.join(segs)}')"
+            fast = self.extract(root, f"$.{'.'.join(segs)}")
             # For singletons the direct JSONPath is right whenever every step was an object.
             return _V(general, "list", ftype, (root, segs), (fast, fast, False))
         return _V(general, "list", ftype)
@@ -550,7 +567,7 @@ class _Compiler:
 
     def fn_getResourceKey(self, base: _V, args: list, env: _Env) -> _V:
         self._arity("getResourceKey", args, 0, 0)
-        return self.map_items(base, lambda x: f"json_extract_string({x}, '$.id')", "string")
+        return self.map_items(base, lambda x: self.extract_string(x, "$.id"), "string")
 
     def fn_getReferenceKey(self, base: _V, args: list, env: _Env) -> _V:
         self._arity("getReferenceKey", args, 0, 1)
@@ -913,7 +930,7 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
         raise ViewError("select: must be a non-empty list")
     comp = _Compiler(resource)
     comp.constants_from(view)
-    root = _V("__r", "json")
+    root = _V(_ROOT, "json")
     env = _Env(root, root, "CAST(0 AS BIGINT)")
 
     filters: list[str] = []
@@ -946,8 +963,11 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
         base_items.append(f"{p.rows} AS {lst}")
         lists.append((lst, u, p.if_empty))
         outputs.extend(f"{u}.{_quote_ident(n)} AS {_quote_ident(n)}" for n, _ in p.fields)
-    typed = (f"SELECT CAST(resource AS JSON) AS __r FROM {source_relation} AS __src "
+    typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
              f"WHERE json_extract_string(resource, '$.resourceType') = {comp.param(resource, 'VARCHAR')}")
+    if comp.hoisted:
+        paths = ", ".join(_sql_str(p) for p in comp.hoisted)
+        typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{paths}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
     body = f"SELECT {', '.join(base_items)} FROM ({typed}) AS __typed"
     if filters:
         body += f" WHERE {' AND '.join(filters)}"

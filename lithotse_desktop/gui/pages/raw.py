@@ -185,5 +185,11 @@ class RawDataPage(QWidget):
 
     def _show_selected(self) -> None:
         manifest = self.selected_manifest()
-        self.manifest_view.setPlainText(
-            json.dumps(manifest.to_json(), indent=2, sort_keys=True, default=str) if manifest else "")
+        if manifest is None:
+            self.manifest_view.setPlainText("")
+            return
+        # what a person looks for first; the connector's incremental cursor goes last
+        data = manifest.to_json()
+        cursor = data.pop("cursor", None)
+        shown = {**dict(sorted(data.items())), "cursor": cursor}
+        self.manifest_view.setPlainText(json.dumps(shown, indent=2, default=str))

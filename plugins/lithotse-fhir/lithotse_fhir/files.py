@@ -100,6 +100,6 @@ class FhirFilesConnector(FhirConnector):
                 tracker.mark(path, request.date_range)
                 tracker.seen[str(path)] = {**tracker.seen[str(path)], "types": sorted(types),
                                            "format": fmt, "mixed": mixed}
-                yield Payload(stream, name, path, media, cursor={"files": dict(tracker.seen)},
+                yield Payload(stream, name, path, media, cursor={"files": {str(path): tracker.seen[str(path)]}},
                               meta={"format": fmt, "mixed": mixed})
             request.progress.update(advance=1)
