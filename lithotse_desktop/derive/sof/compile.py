@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .cardinality import element
 from .errors import ViewError
 from .fhirpath import parse
 
@@ -70,6 +71,10 @@ _JSON_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 _EMPTY_LIST = "[]::JSON[]"
 _INLINE_LIMIT = 160
 _ROOT = "__r"
+_NULL_JSON = "CAST(NULL AS JSON)"
+# Placeholders use a control character, which no validated name, message or generated SQL contains.
+_HOIST_MARK = re.compile("\x01h([0-9]+)\x01")
+_TYPED_MARK = "\x01typed\x01"
 _HOISTED = "__h"
 
 
@@ -108,6 +113,11 @@ class _V:
     # Cheap singleton shortcut (guard, value, exact): when the JSON `guard` is not an array, the single
     # item is `value`; `exact` means a NULL guard really is empty (else NULL may hide an array on the way).
     one: tuple[str, str, bool] | None = None
+    # FHIR type of the items when the cardinality table knows it (a resource, datatype or backbone name).
+    fhir: str | None = None
+    # For a "json" value reached only through known 0..1 elements: (base SQL, member names) such that the
+    # value is json_extract(base, '$.a.b'), so deeper steps and string reads go straight to the base.
+    src: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,8 @@ class _Compiler:
     counter: int = 0
     # JSONPaths read from the resource root; all of them come from one multi-path json_extract per
     # resource (column __h), because parsing the whole resource once per path dominates the run time.
+    # Uses are written as placeholders and numbered at the end, so that paths compiled into
+    # expressions that are later discarded are not extracted.
     hoisted: dict[str, int] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- helpers
@@ -156,7 +168,16 @@ class _Compiler:
         if base != _ROOT:
             return f"json_extract({base}, '{path}')"
         slot = self.hoisted.setdefault(path, len(self.hoisted) + 1)
-        return f"{_HOISTED}[{slot}]"
+        return f"\x01h{slot}\x01"
+
+    def resolve_hoisted(self, sql: str) -> tuple[str, list[str]]:
+        """Number the placeholders actually used in `sql` and return the JSONPaths in slot order."""
+        paths = {n: p for p, n in self.hoisted.items()}
+        used: dict[int, int] = {}
+        for m in _HOIST_MARK.finditer(sql):
+            used.setdefault(int(m.group(1)), len(used) + 1)
+        sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}[{used[int(m.group(1))]}]", sql)
+        return sql, [paths[n] for n in used]
 
     def extract_string(self, base: str, path: str) -> str:
         if base != _ROOT:
@@ -178,8 +199,8 @@ class _Compiler:
         if v.kind == "json":
             return f"CASE WHEN {v.sql} IS NULL THEN {_EMPTY_LIST} ELSE [{v.sql}] END"
         if v.kind == "multi":
-            if v.chain is not None and len(v.chain[1]) == 1 and v.chain[0].startswith("__e"):
-                root, path = v.chain[0], f"$.{v.chain[1][0]}"
+            if v.chain is not None and v.chain[0].startswith("__e"):
+                root, path = v.chain[0], "$." + ".".join(v.chain[1])
                 return (f"CASE json_type({root}, '{path}') WHEN 'ARRAY' THEN json_extract({root}, '{path}[*]') "
                         f"ELSE list_filter([json_extract({root}, '{path}')], lambda __z: __z IS NOT NULL) END")
             return self.let(
@@ -222,6 +243,8 @@ class _Compiler:
                 return s.sql
             return f"TRY_CAST({s.sql} AS {sql_type})"
         if sql_type == "VARCHAR":
+            if v.kind == "json" and v.src is not None and v.src[0] != _ROOT:
+                return f"json_extract_string({v.src[0]}, '$.{'.'.join(v.src[1])}')"
             if v.kind == "multi" and v.chain is not None and v.chain[0].startswith("__e"):
                 # Inside a lambda the item is small: asking its shape by path beats re-reading the value.
                 root, segs = v.chain
@@ -284,9 +307,18 @@ class _Compiler:
     def member(self, base: _V, name: str, ftype: str | None = None) -> _V:
         if not _MEMBER.match(name):
             raise ViewError(f"invalid element name {name!r}")
+        known = element(base.fhir, name)
+        fhir = known[1] if known is not None else None
         if base.kind == "json":
-            sql = self.extract(base.sql, f"$.{name}")
-            return _V(sql, "multi", ftype, (base.sql, (name,)), (sql, sql, True))
+            if base.sql == _NULL_JSON:
+                return _V(_NULL_JSON, "json", ftype, fhir=fhir)
+            root, segs = base.src if base.src is not None else (base.sql, ())
+            segs = segs + (name,)
+            sql = self.extract(root, "$." + ".".join(segs))
+            if known is not None and not known[0]:
+                # A known 0..1 element under a single object is itself one item or nothing.
+                return _V(sql, "json", ftype, fhir=fhir, src=(root, segs))
+            return _V(sql, "multi", ftype, (root, segs), (sql, sql, True), fhir=fhir)
         if base.kind == "prim":
             return _V(_EMPTY_LIST, "list", ftype)
         e = self.var()
@@ -297,8 +329,8 @@ class _Compiler:
             segs = segs + (name,)
             fast = self.extract(root, f"$.{'.'.join(segs)}")
             # For singletons the direct JSONPath is right whenever every step was an object.
-            return _V(general, "list", ftype, (root, segs), (fast, fast, False))
-        return _V(general, "list", ftype)
+            return _V(general, "list", ftype, (root, segs), (fast, fast, False), fhir=fhir)
+        return _V(general, "list", ftype, fhir=fhir)
 
     # ------------------------------------------------------------- expressions
 
@@ -478,21 +510,22 @@ class _Compiler:
         if not low <= len(args) <= high:
             raise ViewError(f"{name}() takes {low}..{high} arguments, got {len(args)}")
 
-    def _lambda_env(self, env: _Env, e: str, i: str | None) -> _Env:
-        return _Env(_V(e, "json"), env.root, env.row_index, f"({i} - 1)" if i else None)
+    def _lambda_env(self, env: _Env, e: str, i: str | None, fhir: str | None = None) -> _Env:
+        return _Env(_V(e, "json", fhir=fhir), env.root, env.row_index, f"({i} - 1)" if i else None)
 
     def fn_where(self, base: _V, args: list, env: _Env) -> _V:
         self._arity("where", args, 1, 1)
         e, i = self.var(), self.var("i")
-        crit = self.truth(self.expr(args[0], self._lambda_env(env, e, i)), "where()")
+        crit = self.truth(self.expr(args[0], self._lambda_env(env, e, i, base.fhir)), "where()")
         return _V(f"list_filter({self.to_list(base)}, lambda {e}, {i}: COALESCE({crit}, false))", "list",
-                  base.ftype)
+                  base.ftype, fhir=base.fhir)
 
     def fn_select(self, base: _V, args: list, env: _Env) -> _V:
         self._arity("select", args, 1, 1)
         e, i = self.var(), self.var("i")
-        inner = self.to_list(self.expr(args[0], self._lambda_env(env, e, i)))
-        return _V(f"flatten(list_transform({self.to_list(base)}, lambda {e}, {i}: {inner}))", "list")
+        inner_v = self.expr(args[0], self._lambda_env(env, e, i, base.fhir))
+        inner = self.to_list(inner_v)
+        return _V(f"flatten(list_transform({self.to_list(base)}, lambda {e}, {i}: {inner}))", "list", fhir=inner_v.fhir)
 
     def fn_exists(self, base: _V, args: list, env: _Env) -> _V:
         self._arity("exists", args, 0, 1)
@@ -578,6 +611,9 @@ class _Compiler:
             want = args[0][2]
         # Relative or absolute literal references ([base/]Type/id[/_history/v]); the key is the id.
         pattern = f"'(?:^|/){want or '[A-Za-z]+'}/([A-Za-z0-9.\\-]{{1,64}})(?:/_history/[^/]+)?$'"
+        if base.kind == "json" and base.fhir == "Reference":
+            reference = self.typed(self.member(base, "reference"), "VARCHAR", "getReferenceKey()")
+            return _V(f"NULLIF(regexp_extract({reference}, {pattern}, 1), '')", "prim", "string")
 
         def key(x: str) -> str:
             return f"NULLIF(regexp_extract(json_extract_string({x}, '$.reference'), {pattern}, 1), '')"
@@ -830,14 +866,16 @@ class _Compiler:
         if not iterators:
             return self.select_body(sel, env, where)
         key = iterators[0]
+        fhir = None
         if key == "repeat":
             items = self.repeat(sel["repeat"], env, f"{where}.repeat")
         else:
             if not isinstance(sel[key], str):
                 raise ViewError(f"{where}.{key}: must be a FHIRPath string")
-            items = self.to_list(self.path(sel[key], env, f"{where}.{key}"))
+            collection = self.path(sel[key], env, f"{where}.{key}")
+            items, fhir = self.to_list(collection), collection.fhir
         e, i = self.var(), self.var("i")
-        inner_env = _Env(_V(e, "json"), env.root, f"CAST({i} - 1 AS BIGINT)")
+        inner_env = _Env(_V(e, "json", fhir=fhir), env.root, f"CAST({i} - 1 AS BIGINT)")
         body = self.select_body(sel, inner_env, where)
         if body.exprs is not None:
             packed = ", ".join(f"{_quote_ident(n)} := {x}" for (n, _), x in zip(body.fields, body.exprs))
@@ -847,7 +885,7 @@ class _Compiler:
         if key != "forEachOrNull":
             return _Part(body.fields, rows=rows)
         # An empty collection gives one row: this select's own columns on an empty node, the rest NULL.
-        null_env = _Env(_V("CAST(NULL AS JSON)", "json"), env.root, "CAST(0 AS BIGINT)")
+        null_env = _Env(_V(_NULL_JSON, "json", fhir=fhir), env.root, "CAST(0 AS BIGINT)")
         own = self.columns_part(sel, null_env, where)
         rest = body.fields[len(own.fields):]
         nulls = self.as_rows(self.cross([own, _Part(rest, exprs=[f"CAST(NULL AS {t})" for _, t in rest])]))
@@ -930,7 +968,7 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
         raise ViewError("select: must be a non-empty list")
     comp = _Compiler(resource)
     comp.constants_from(view)
-    root = _V(_ROOT, "json")
+    root = _V(_ROOT, "json", fhir=resource)
     env = _Env(root, root, "CAST(0 AS BIGINT)")
 
     filters: list[str] = []
@@ -963,19 +1001,20 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
         base_items.append(f"{p.rows} AS {lst}")
         lists.append((lst, u, p.if_empty))
         outputs.extend(f"{u}.{_quote_ident(n)} AS {_quote_ident(n)}" for n, _ in p.fields)
-    typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
-             f"WHERE json_extract_string(resource, '$.resourceType') = {comp.param(resource, 'VARCHAR')}")
-    if comp.hoisted:
-        paths = ", ".join(_sql_str(p) for p in comp.hoisted)
-        typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{paths}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
-    body = f"SELECT {', '.join(base_items)} FROM ({typed}) AS __typed"
+    body = f"SELECT {', '.join(base_items)} FROM {_TYPED_MARK} AS __typed"
     if filters:
         body += f" WHERE {' AND '.join(filters)}"
     for lst, u, if_empty in lists:
         rows = lst if if_empty is None else f"CASE WHEN len({lst}) = 0 THEN {if_empty} ELSE {lst} END"
         body = f"SELECT * EXCLUDE ({lst}), unnest({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
-    sql = f"SELECT {', '.join(outputs)} FROM ({body}) AS __rows"
-    return sql, comp.params
+    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs)} FROM ({body}) AS __rows")
+    typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
+             f"WHERE json_extract_string(resource, '$.resourceType') = {comp.param(resource, 'VARCHAR')}")
+    if paths:
+        listed = ", ".join(_sql_str(p) for p in paths)
+        typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
+    # The source relation is inserted last so that nothing in it is taken for a placeholder.
+    return sql.replace(_TYPED_MARK, f"({typed})", 1), comp.params
 
 
 def validate_view(view: dict) -> None:
