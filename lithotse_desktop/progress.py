@@ -66,7 +66,3 @@ class Progress:
         finally:
             self._shielded -= 1
         self.check()
-
-
-def silent() -> Progress:
-    return Progress()

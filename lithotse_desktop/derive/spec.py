@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from ..dates import parse_date
@@ -250,10 +249,3 @@ def spec_hash(spec: dict) -> str:
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
-
-@dataclass(frozen=True)
-class Measure:
-    fn: str
-    alias: str
-    column: str | None = None
-    p: float | None = None

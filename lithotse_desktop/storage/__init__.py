@@ -90,10 +90,6 @@ class Store(abc.ABC):
         return dest
 
 
-class StoreNotFound(LithotseError):
-    pass
-
-
 def open_store(url: str, *, base: Path, options: dict | None = None) -> Store:
     """Open a store from a config URL: ``file://`` paths (relative to the workspace) or ``s3://``."""
     from ..plugins import get_plugin_manager
