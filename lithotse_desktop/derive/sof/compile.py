@@ -203,10 +203,11 @@ class _Compiler:
                 root, path = v.chain[0], "$." + ".".join(v.chain[1])
                 return (f"CASE json_type({root}, '{path}') WHEN 'ARRAY' THEN json_extract({root}, '{path}[*]') "
                         f"ELSE list_filter([json_extract({root}, '{path}')], lambda __z: __z IS NOT NULL) END")
+            # TRY_CAST reads an array in one pass and fails (NULL) for any other JSON value, which
+            # is then the single item; cheaper than asking json_type first.
             return self.let(
                 v.sql,
-                lambda t: f"CASE WHEN {t} IS NULL THEN {_EMPTY_LIST} WHEN json_type({t}) = 'ARRAY' "
-                f"THEN CAST({t} AS JSON[]) ELSE [{t}] END",
+                lambda t: f"CASE WHEN {t} IS NULL THEN {_EMPTY_LIST} ELSE COALESCE(TRY_CAST({t} AS JSON[]), [{t}]) END",
             )
         if v.kind == "prim":
             return f"CASE WHEN {v.sql} IS NULL THEN {_EMPTY_LIST} ELSE [to_json({v.sql})] END"
