@@ -30,7 +30,7 @@ from .catalog import Catalog, Version
 from .compile import DUCKDB, PERIOD, compile_aggregate, period_query
 from .inputs import (StreamInput, connect, input_identity, load_derivative, load_stream, lock_down,
                      resolve_stream)
-from .pseudonymize import pseudonymize
+from .pseudonymize import patient_key_columns, pseudonymize
 from .spec import SpecError, spec_hash, spec_inputs, validate_spec
 from .suppress import apply_suppression
 
@@ -202,8 +202,9 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
         lock_down(con)
         progress.update(f"computing {name}")
         table = _query(spec, ws, con, schemas, periods)
-        if spec.get("pseudonymize"):
-            table = pseudonymize(ws, table, spec["pseudonymize"])
+        keys = patient_key_columns(spec)
+        if keys:
+            table = pseudonymize(ws, table, keys)
     finally:
         con.close()
     progress.update(f"writing {name}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,3 +40,31 @@ def pseudonymize(ws: Workspace, table: pa.Table, columns: list[str]) -> pa.Table
         mapped = pc.take(digests, pc.index_in(column, value_set=uniques))
         table = table.set_column(idx, name, mapped)
     return table
+
+
+_PATIENT_REFERENCE = re.compile(r"getReferenceKey\(\s*Patient\s*\)|\b(subject|patient)\.reference\b")
+_OWN_KEY = re.compile(r"^\s*(getResourceKey\(\s*\)|id)\s*$")
+
+
+def _columns(selects: list[Any]) -> Iterator[dict]:
+    for select in selects or []:
+        yield from select.get("column", []) or []
+        yield from _columns(select.get("select", []))
+        yield from _columns(select.get("unionAll", []))
+
+
+def patient_key_columns(spec: dict) -> list[str]:
+    """Columns that carry a patient identifier: always HMAC'd, whether or not the spec says so.
+
+    For a ViewDefinition: references to a Patient (``subject.getReferenceKey(Patient)``,
+    ``patient.reference``) and, on Patient itself, the resource's own id. Other kinds name
+    them in ``pseudonymize``.
+    """
+    named = list(spec.get("pseudonymize", []))
+    if spec.get("kind") == "view":
+        view = spec.get("view", {})
+        for column in _columns(view.get("select", [])):
+            path = str(column.get("path", ""))
+            if _PATIENT_REFERENCE.search(path) or (view.get("resource") == "Patient" and _OWN_KEY.match(path)):
+                named.append(column.get("name"))
+    return list(dict.fromkeys(n for n in named if n))

@@ -32,3 +32,20 @@ def test_kept_patient_key_is_an_hmac_never_the_raw_identifier(workspace, lines):
     # the same secret gives the same pseudonym on the next build: keys stay joinable
     build(workspace, "per_patient", full=True)
     assert [r["patient_id"] for r in read_table(workspace, "per_patient")[1].to_pylist()] == expected
+
+
+def test_views_hmac_patient_references_without_being_asked():
+    from lithotse_desktop.derive.pseudonymize import patient_key_columns
+
+    encounter = {"name": "e", "kind": "view", "input": {"source": "f", "stream": "Encounter"},
+                 "view": {"resource": "Encounter", "select": [{"column": [
+                     {"name": "id", "path": "getResourceKey()"},
+                     {"name": "patient_id", "path": "subject.getReferenceKey(Patient)"},
+                     {"name": "org", "path": "serviceProvider.getReferenceKey(Organization)"}]},
+                     {"forEach": "participant", "column": [{"name": "who", "path": "individual.reference"}]}]}}
+    assert patient_key_columns(encounter) == ["patient_id"]
+    patient = {"name": "p", "kind": "view", "input": {"source": "f", "stream": "Patient"},
+               "view": {"resource": "Patient", "select": [{"column": [
+                   {"name": "pid", "path": "getResourceKey()"}, {"name": "gender", "path": "gender"}]}]},
+               "pseudonymize": ["gender"]}
+    assert patient_key_columns(patient) == ["gender", "pid"]
