@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lithotse_csv import CsvConnector
@@ -92,5 +93,70 @@ def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F
             sum(b.num_rows for b in read_stream(local, "ehr", "synthea-conditions"))
         cache = remote.local_dir / "object-cache"
         assert not cache.exists() or not any(cache.iterdir()), "nothing was copied locally"
+    finally:
+        reset_plugin_manager()
+
+
+def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
+    from tests.conftest import SHARED_DATA
+
+    reset_plugin_manager()
+    try:
+        rows = {}
+        for label, store in (("local", None), ("remote", {"url": seaweed.new_prefix(),
+                                                          **seaweed.store_options("client")})):
+            ws = Workspace.create(tmp_path / label)
+            if store is not None:
+                ws.config["stores"]["bucket"] = store
+                ws.config["tiers"]["raw"] = "bucket"
+                ws.save()
+                ws = Workspace.open(ws.root)
+            folder = tmp_path / f"{label}-in"
+            folder.mkdir()
+            for name in ("python-hl7-sample_batch1.hl7", "linuxforhealth-ORU-multiline-short.hl7"):
+                (folder / name).write_bytes((SHARED_DATA / "hl7v2" / name).read_bytes())
+            ws.add_source("ward", "hl7v2", {"path": str(folder)}, {})
+            run_import(ws, "ward")
+            rows[label] = sorted(str(r) for stream in ("messages", "oru")
+                                 for b in read_stream(ws, "ward", stream) for r in b.to_pylist())
+            if store is not None:
+                cache = ws.local_dir / "object-cache"
+                assert not cache.exists() or not any(cache.iterdir()), "nothing was copied locally"
+        assert rows["remote"] == rows["local"] and rows["local"]
+    finally:
+        reset_plugin_manager()
+
+
+def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):  # noqa: F811
+    import gzip
+
+    from tests.conftest import SHARED_DATA
+
+    reset_plugin_manager()
+    try:
+        source = tmp_path / "in"
+        source.mkdir()
+        bulk = SHARED_DATA / "fhir" / "bulk-ndjson-smart-10-patients"
+        (source / "Encounter.000.ndjson").write_bytes((bulk / "Encounter.000.ndjson").read_bytes())
+        (source / "Patient.000.ndjson.gz").write_bytes(gzip.compress((bulk / "Patient.000.ndjson").read_bytes()))
+        tables = {}
+        for label, store in (("local", None), ("remote", {"url": seaweed.new_prefix(),
+                                                          **seaweed.store_options("client")})):
+            ws = Workspace.create(tmp_path / label)
+            if store is not None:
+                ws.config["stores"]["bucket"] = store
+                ws.config["tiers"]["raw"] = "bucket"
+                ws.save()
+                ws = Workspace.open(ws.root)
+            ws.add_source("fhir", "fhir-files", {"path": str(source)}, {})
+            run_import(ws, "fhir")
+            tables[label] = {s: pa.Table.from_batches(list(read_stream(ws, "fhir", s))).sort_by("id")
+                             for s in ("Encounter", "Patient")}
+            if store is not None:
+                cache = ws.local_dir / "object-cache"
+                assert not cache.exists() or not any(cache.iterdir()), "nothing was copied locally"
+        for stream in ("Encounter", "Patient"):
+            assert tables["remote"][stream].num_rows > 0
+            assert tables["remote"][stream].equals(tables["local"][stream]), stream
     finally:
         reset_plugin_manager()

@@ -9,7 +9,7 @@ import pyarrow as pa
 from lithotse_desktop.connectors import Connector, RawObject, StreamInfo
 from lithotse_desktop.dates import DateRange
 
-from .reader import read_payload
+from .reader import read_ndjson_stream, read_payload
 from .types import R4_TYPES, date_columns, date_field, parse_type_list
 
 VERSION = "0.1.0"
@@ -30,6 +30,8 @@ def stream_info(resource_type: str) -> StreamInfo:
 class FhirConnector(Connector):
     """Base: streams come from the ``resource_types`` setting (empty: every R4 type)."""
 
+    reads_streams = True  # NDJSON streams from S3; Bundles are fetched to a local file
+
     version = VERSION
     all_types_when_empty = True
 
@@ -43,7 +45,10 @@ class FhirConnector(Connector):
         return [stream_info(name) for name in self.resource_types()]
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
-        return read_payload(obj.path, obj.name, obj.stream, dict(obj.meta or {}))
+        meta = dict(obj.meta or {})
+        if obj.path is None and meta.get("format") == "ndjson" and obj.stream in R4_TYPES:
+            return read_ndjson_stream(obj.open_stream(), obj.name, obj.stream, bool(meta.get("mixed")))
+        return read_payload(obj.local_file(), obj.name, obj.stream, meta)
 
 
 def range_since(cursor: Any, rng: DateRange, key: str = "since") -> str | None:

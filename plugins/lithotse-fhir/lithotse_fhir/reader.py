@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import json
 import re
 import threading
@@ -313,6 +314,86 @@ def read_ndjson(path: Path, name: str, expected: str, mixed: bool = False) -> It
     except duckdb.Error as exc:
         raise locate_ndjson(path, name, expected, mixed,
                             detail=str(exc).split("\n")[0].replace(str(path), name)) from None
+    finally:
+        con.close()
+
+
+def _line_chunks(stream, limit: int = BATCH_BYTES) -> Iterator[list[bytes]]:
+    """Non-blank lines of a (possibly gzipped) NDJSON stream, about ``limit`` bytes at a time."""
+    head = stream.read(2)
+    body = _Prefixed(head, stream)
+    lines_of = gzip.GzipFile(fileobj=body) if head == b"\x1f\x8b" else body
+    chunk: list[bytes] = []
+    size = 0
+    for raw in lines_of:
+        line = raw.strip()
+        if not line:
+            continue
+        chunk.append(line)
+        size += len(line)
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+class _Prefixed:
+    """A stream with bytes already read from its front put back, readable line by line."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._buffer = io.BufferedReader(_Joined(head, rest), 1 << 20)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._buffer.read(n)
+
+    def __iter__(self):
+        return iter(self._buffer)
+
+
+class _Joined(io.RawIOBase):
+    def __init__(self, head: bytes, rest) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_ndjson_stream(stream, name: str, expected: str, mixed: bool = False) -> Iterator[pa.RecordBatch]:
+    """Like :func:`read_ndjson`, from a stream of an already validated landing (an S3 object):
+    lines go to the same extraction SQL as an Arrow column, chunk by chunk, with no local copy."""
+    con = connect()
+    schema = schema_for(expected)
+    seen = 0
+
+    def on_bad(record: int) -> None:
+        raise InputError(f"{name}, record {seen + record + 1}",
+                         f"cannot be read as NDJSON {expected} resources")
+
+    try:
+        with stream:
+            for chunk in _line_chunks(stream):
+                table = pa.table({"json": pa.array([c.decode("utf-8") for c in chunk], pa.string())})
+                view = f"chunk_{uuid.uuid4().hex}"
+                con.register(view, table)
+                try:
+                    source = f"(SELECT CAST(json AS JSON) AS json FROM {view})"
+                    yield from _batches(con, extract_sql(source, expected, mixed), schema, on_bad,
+                                        MAX_BATCH_ROWS)
+                finally:
+                    con.unregister(view)
+                seen += len(chunk)
+    except (duckdb.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+        raise InputError(name, f"cannot be read as NDJSON {expected} resources: {exc}") from None
     finally:
         con.close()
 

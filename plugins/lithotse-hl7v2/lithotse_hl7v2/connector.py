@@ -48,6 +48,7 @@ def _message_type(unit: Unit) -> str | None:
 
 class Hl7v2Connector(Connector):
     name = "hl7v2"
+    reads_streams = True  # files are read front to back, so an S3 object streams as it is read
     version = "0.1.0"
     title = "HL7 v2 messages"
     description = ("Files of HL7 v2 messages (ER7 pipe format; CR, LF or CRLF; MLLP framing; "
@@ -144,7 +145,7 @@ class Hl7v2Connector(Connector):
         first_error: tuple[Unit, Rejected] | None = None
         emitted = False
         try:
-            with open(obj.path, "rb") as fh:
+            with obj.open_stream() as fh:
                 for unit in read_units(fh):
                     total += 1
                     try:
