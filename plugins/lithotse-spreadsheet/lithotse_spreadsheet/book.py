@@ -6,7 +6,10 @@ any failure, whatever its Python type, becomes an InputError naming the file and
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +48,47 @@ def guarded(location: str, what: str) -> Iterator[None]:
         raise InputError(location, f"{what} ({detail})") from None
 
 
+PROBE_MEMORY = 6 << 30
+_PROBE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
+import python_calamine as calamine
+try:
+    book = calamine.CalamineWorkbook.from_path(sys.argv[1])
+    for meta in book.sheets_metadata:
+        if meta.typ == calamine.SheetTypeEnum.WorkSheet:
+            book.get_sheet_by_name(meta.name)
+except MemoryError:
+    sys.exit(3)
+except BaseException:
+    pass
+"""
+_probed: dict[tuple[str, int, int], bool] = {}
+
+
+def _check_size(path: Path, name: str) -> None:
+    """Load the workbook once in a memory-capped child process first.
+
+    A damaged file can declare a sheet of billions of cells; calamine then allocates for all
+    of them, which in this process would exhaust the machine's memory instead of failing.
+    """
+    if getattr(sys, "frozen", False) or os.name != "posix":
+        return
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _probed:
+        return
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(PROBE_MEMORY)],
+                          capture_output=True, text=True, env={**os.environ, "RUST_BACKTRACE": "0"})
+    if proc.returncode != 0:
+        raise InputError(name, "declares sheets too large to read in memory; the file looks "
+                               "damaged (its dimensions or record sizes are implausible)")
+    _probed[key] = True
+
+
 @contextmanager
 def open_book(path: Path, name: str) -> Iterator[Any]:
+    _check_size(Path(path), name)
     with guarded(name, "is not a readable spreadsheet (.xlsx, .xlsm, .xls or .ods)"):
         book = calamine.CalamineWorkbook.from_path(str(path))
     try:

@@ -302,3 +302,17 @@ def test_cli_source_add_import_and_raw_ls(workspace, sheet_plugin, cli, tmp_path
     [row] = json.loads(cli("raw", "ls", "--json").output)
     assert (row["stream"], row["connector"], row["records_in_range"]) == ("Visits", "spreadsheet", 3)
     assert row["meta"]["sheet"] == "Visits"
+
+
+def test_workbook_declaring_a_huge_sheet_is_refused_not_loaded(tmp_path):
+    """A damaged .xls (found by fuzzing) made calamine allocate ~23 GB; it must end in an InputError."""
+    from pathlib import Path
+
+    from lithotse_desktop.errors import InputError
+    from lithotse_spreadsheet import SpreadsheetConnector
+
+    data = Path(__file__).parent / "data" / "oversized-dimension.xls"
+    target = tmp_path / "clinic.xls"
+    target.write_bytes(data.read_bytes())
+    with pytest.raises(InputError, match="clinic.xls: declares sheets too large"):
+        SpreadsheetConnector({"path": str(target)}).streams()
