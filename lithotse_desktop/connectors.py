@@ -271,6 +271,23 @@ class FileTracker:
         return {"files": {str(path): entry}}
 
 
+def files_to_fetch(request: FetchRequest, entries: Iterable[Any]) -> Iterator[tuple[Any, Any, FileTracker]]:
+    """``(entry, prior cursor, tracker)`` for each file whose stream was asked for and that is
+    new since the stream's last landing (or every one, for a full import).
+
+    ``entries`` are a file connector's own records with ``stream`` and ``path`` attributes.
+    """
+    wanted = set(request.streams)
+    for entry in entries:
+        if entry.stream not in wanted:
+            continue
+        request.progress.check()
+        prior = request.state.get(entry.stream)
+        tracker = FileTracker.from_cursor(prior)
+        if request.full or tracker.is_new(entry.path, request.date_range):
+            yield entry, prior, tracker
+
+
 def list_files(root: Path, patterns: Iterable[str]) -> list[Path]:
     """Files below ``root`` (or ``root`` itself) whose names match a glob, ignoring case.
 

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
-                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+                                         Payload, RawObject, StreamInfo, files_to_fetch, list_files)
 from lithotse_desktop.errors import ConfigError, InputError
 from lithotse_desktop.hookspecs import hookimpl
 
@@ -184,15 +184,7 @@ class SpreadsheetConnector(Connector):
         return infos
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
-        wanted = set(request.streams)
-        for entry in self._entries():
-            if entry.stream not in wanted:
-                continue
-            request.progress.check()
-            prior = request.state.get(entry.stream)
-            tracker = FileTracker.from_cursor(prior)
-            if not request.full and not tracker.is_new(entry.path, request.date_range):
-                continue
+        for entry, prior, tracker in files_to_fetch(request, self._entries()):
             peeked = self._peek(entry)
             date_field = self._date_field(peeked)
             if self.date_columns and date_field is None:
