@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SHARED_DATA = SHARED / "data"
+TEST_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -198,9 +198,9 @@ def test_a_view_over_real_fhir_data_is_saved_built_and_previewed(qtbot, workspac
     from lithotse_desktop.gui import jobs
     from lithotse_desktop.gui.window import MainWindow
     from lithotse_desktop.raw import run_import
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import TEST_DATA
 
-    folder = SHARED_DATA / "fhir" / "ndjson-pathling-synthea-r4"
+    folder = TEST_DATA / "fhir" / "ndjson-pathling-synthea-r4"
     workspace.add_source("ehr", "fhir-files", {"path": str(folder), "resource_types": "Patient"}, {})
     run_import(workspace, "ehr")
     win = MainWindow(workspace)

@@ -17,10 +17,10 @@ from lithotse_desktop.errors import ConfigError
 from lithotse_desktop.plugins import reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.workspace import Workspace
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 
-SYNTHEA = SHARED_DATA / "csv" / "synthea-conditions.csv"
+SYNTHEA = TEST_DATA / "csv" / "synthea-conditions.csv"
 SPEC = {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "synthea-conditions"},
         "date_field": "START", "grain": "month", "measures": [{"fn": "count", "as": "n"}]}
 
@@ -98,7 +98,7 @@ def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F
 
 
 def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import TEST_DATA
 
     reset_plugin_manager()
     try:
@@ -114,7 +114,7 @@ def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
             folder = tmp_path / f"{label}-in"
             folder.mkdir()
             for name in ("python-hl7-sample_batch1.hl7", "linuxforhealth-ORU-multiline-short.hl7"):
-                (folder / name).write_bytes((SHARED_DATA / "hl7v2" / name).read_bytes())
+                (folder / name).write_bytes((TEST_DATA / "hl7v2" / name).read_bytes())
             ws.add_source("ward", "hl7v2", {"path": str(folder)}, {})
             run_import(ws, "ward")
             rows[label] = sorted(str(r) for stream in ("messages", "oru")
@@ -130,13 +130,13 @@ def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
 def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):  # noqa: F811
     import gzip
 
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import TEST_DATA
 
     reset_plugin_manager()
     try:
         source = tmp_path / "in"
         source.mkdir()
-        bulk = SHARED_DATA / "fhir" / "bulk-ndjson-smart-10-patients"
+        bulk = TEST_DATA / "fhir" / "bulk-ndjson-smart-10-patients"
         (source / "Encounter.000.ndjson").write_bytes((bulk / "Encounter.000.ndjson").read_bytes())
         (source / "Patient.000.ndjson.gz").write_bytes(gzip.compress((bulk / "Patient.000.ndjson").read_bytes()))
         tables = {}

@@ -11,13 +11,12 @@ import pytest
 
 from lithotse_desktop.derive.sof import run_view
 from sof_reference import evaluate_view
+from tests.conftest import TEST_DATA
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fhir"
+DATA = TEST_DATA / "fhir"
 VIEWS = sorted((DATA / "viewdefinitions-pathling-benchmark").glob("*.json"))
 NDJSON = sorted((DATA / "ndjson-pathling-synthea-r4").glob("*.ndjson")) + sorted(
     p for p in (DATA / "bulk-ndjson-smart-10-patients").glob("*.ndjson") if p.name != "log.ndjson")
-
-pytestmark = pytest.mark.skipif(not VIEWS or not NDJSON, reason="shared sample data not present")
 
 
 @pytest.fixture(scope="module")

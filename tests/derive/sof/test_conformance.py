@@ -1,18 +1,18 @@
-"""The SQL-on-FHIR v2 conformance suite (shared copy) must pass completely, experimental tests included."""
+"""The SQL-on-FHIR v2 conformance suite (the copy in tests/data) must pass completely, experimental tests included."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
+import jsonschema
 
 from lithotse_desktop.derive.sof.conformance import run_suite
+from tests.conftest import TEST_DATA
 
-SUITE = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "sql-on-fhir-v2"
+SUITE = TEST_DATA / "sql-on-fhir-v2"
 
 
-@pytest.mark.skipif(not SUITE.is_dir(), reason="shared conformance suite not present")
 def test_full_suite_passes_and_report_is_valid(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     passed, failed = run_suite(SUITE, report_path)
@@ -21,6 +21,5 @@ def test_full_suite_passes_and_report_is_valid(tmp_path: Path) -> None:
                 if not t["result"]["passed"]]
     assert failures == []
     assert (passed, failed) == (134, 0)
-    jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((SUITE / "test-report.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(report, schema)

@@ -19,9 +19,9 @@ from lithotse_desktop.errors import ConfigError, InputError
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.landing import open_index
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-SYNTHEA = SHARED_DATA / "csv" / "synthea-conditions.csv"
+SYNTHEA = TEST_DATA / "csv" / "synthea-conditions.csv"
 
 
 def load(path: Path, rng: DateRange | None = None, **settings) -> tuple[list, pa.Schema | None, list]:

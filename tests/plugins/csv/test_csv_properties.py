@@ -20,13 +20,13 @@ from lithotse_desktop.plugins import reset_plugin_manager
 from lithotse_desktop.raw import run_import
 from lithotse_desktop.raw.landing import open_index
 from lithotse_desktop.workspace import Workspace
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 SEEDS = [
     b'visit_date,code,note\n2024-01-01,1,"a, b"\n2024-02-01,2,"multi\nline"\n',
     b"when;value\n2024-01-01T10:00:00+02:00;1.5\n2024-01-02T00:00:00Z;2\n",
     b"\xef\xbb\xbfday\tn\n2023-12-31\t7\n",
-    (SHARED_DATA / "csv" / "synthea-conditions.csv").read_bytes()[:600],
+    (TEST_DATA / "csv" / "synthea-conditions.csv").read_bytes()[:600],
 ]
 PIECES = [b",", b";", b"\t", b"|", b'"', b'""', b"\n", b"\r\n", b"\r", b"\x00", b"\x1b", b"\xff",
           b"\x81", b"\xc3", b"\xef\xbb\xbf", b"2024-13-01", b"2024-02-30", b"x", b" ", b"T25:00"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 from .fhir_server import FhirTestServer
 
-SMART = SHARED_DATA / "fhir" / "bulk-ndjson-smart-10-patients"
-PATHLING = SHARED_DATA / "fhir" / "ndjson-pathling-synthea-r4"
-BUNDLES = SHARED_DATA / "fhir" / "bundles-pathling-synthea-r4"
+SMART = TEST_DATA / "fhir" / "bulk-ndjson-smart-10-patients"
+PATHLING = TEST_DATA / "fhir" / "ndjson-pathling-synthea-r4"
+BUNDLES = TEST_DATA / "fhir" / "bundles-pathling-synthea-r4"
 TOKEN = "s3cret-token"
 
 

@@ -15,11 +15,11 @@ from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.landing import open_index
 from lithotse_hl7v2 import Hl7v2Connector
-from tests.conftest import SHARED_DATA, run_lithotse
+from tests.conftest import TEST_DATA, run_lithotse
 
 from .builders import adt, oru, read_rows
 
-SAMPLES = SHARED_DATA / "hl7v2"
+SAMPLES = TEST_DATA / "hl7v2"
 START, END = dt.date(2024, 3, 1), dt.date(2024, 6, 30)
 
 # (control id, PV1-44 admit, EVN-2 event); the record's day is admit, else event, as written.

@@ -1,4 +1,4 @@
-"""Every sample file in shared/data/hl7v2: counts per stream and fields checked against the text."""
+"""Every sample file in tests/data/hl7v2: counts per stream and fields checked against the text."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 
 from lithotse_desktop.errors import InputError
 from lithotse_hl7v2.records import SCHEMAS
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 from .builders import STREAMS, read_rows, read_table
 
-SAMPLES = SHARED_DATA / "hl7v2"
+SAMPLES = TEST_DATA / "hl7v2"
 
 # file -> (messages, adt rows, oru rows), counted by hand from the files.
 EXPECTED = {
