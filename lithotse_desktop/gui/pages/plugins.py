@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
                                QPlainTextEdit, QPushButton, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ...pathtext import display_origin
 from ...plugins import PluginInfo, get_plugin_manager
 from ...pluginstall import install_plugin, remove_plugin
 from .. import jobs
@@ -72,7 +73,7 @@ class PluginsPage(QWidget):
         for row, info in enumerate(self.infos):
             status = f"error: {info.error}" if info.error else "ok"
             cells = [info.name, info.distribution or "(in-process)", info.version or "",
-                     ", ".join(info.connectors), info.origin, status]
+                     ", ".join(info.connectors), display_origin(info.origin), status]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
@@ -100,7 +101,8 @@ class PluginsPage(QWidget):
             self.details.setPlainText("")
             return
         lines = [f"Plugin: {info.name}", f"Distribution: {info.distribution or '(registered in-process)'}",
-                 f"Version: {info.version or '-'}", f"Module: {info.module}", f"Origin: {info.origin}",
+                 f"Version: {info.version or '-'}", f"Module: {info.module}",
+                 f"Origin: {display_origin(info.origin)}",
                  f"Connectors: {', '.join(info.connectors) or 'none'}",
                  f"Status: {'error' if info.error else 'ok'}"]
         if info.error:

@@ -10,6 +10,7 @@ from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QPersistentModelIn
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
+from ...pathtext import display_paths
 from ...raw.landing import open_index
 from ...raw.manifest import Manifest
 from ...workspace import Workspace
@@ -192,4 +193,4 @@ class RawDataPage(QWidget):
         data = manifest.to_json()
         cursor = data.pop("cursor", None)
         shown = {**dict(sorted(data.items())), "cursor": cursor}
-        self.manifest_view.setPlainText(json.dumps(shown, indent=2, default=str))
+        self.manifest_view.setPlainText(json.dumps(display_paths(shown), indent=2, default=str))

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QPushButton,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ...pathtext import display_path
 from ...workspace import TIERS, Workspace
 from ..common import compact_table, named, scroll_area
 
@@ -79,7 +80,7 @@ class SettingsPage(QWidget):
     def set_workspace(self, ws: Workspace) -> None:
         self.ws = ws
         section = ws.config.get("workspace", {})
-        self.path.setText(str(ws.root))
+        self.path.setText(display_path(ws.root))
         self.name.setText(str(section.get("name", "")))
         self.timezone.setText(ws.timezone)
         self.stores.setRowCount(len(TIERS))

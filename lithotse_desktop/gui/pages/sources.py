@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from ...connectors import StreamInfo
 from ...errors import LithotseError
 from ...jobs import ImportOutcome, import_and_build
+from ...pathtext import display_paths
 from ...plugins import get_plugin_manager
 from ...raw.landing import make_connector
 from ...workspace import Workspace, check_name
@@ -257,7 +258,8 @@ class SourcesPage(QWidget):
             self.details.setText("No sources yet: click <b>Add source…</b> to configure one.")
             return
         src = self.ws.source(name)
-        settings = ", ".join(f"{k} = {v}" for k, v in sorted(src.settings.items())) or "no settings"
+        settings = ", ".join(f"{k} = {display_paths(v)}"
+                             for k, v in sorted(src.settings.items())) or "no settings"
         secrets = f"; secrets in keyring: {', '.join(sorted(src.secrets))}" if src.secrets else ""
         self._source_text = f"<b>{name}</b> — connector <i>{src.connector}</i><br>{settings}{secrets}"
         self.details.setText(self._source_text)
