@@ -187,9 +187,7 @@ def fhir_plugins():
 
     reset_plugin_manager()
     manager = get_plugin_manager()
-    if "fhir-files" not in manager.connectors():
-        reset_plugin_manager()
-        pytest.skip("the lithotse-fhir plugin is not installed")
+    assert "fhir-files" in manager.connectors(), "the lithotse-fhir plugin is installed by scripts/setup.sh"
     yield manager
     reset_plugin_manager()
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCalendarWidget, 
 
 from lithotse_desktop.gui import app
 from lithotse_desktop.hookspecs import hookimpl
+from lithotse_desktop.pathtext import display_path
 from lithotse_desktop.workspace import Workspace
 from tests.gui.helpers import demo_workspace
 
@@ -44,7 +45,7 @@ def test_plugins_page_lists_a_failing_plugin_with_its_error(qtbot, window, test_
 
 def test_settings_page_shows_tiers_and_saves_suppression(qtbot, window, workspace):
     page = window.show_page("settings")
-    assert page.path.text() == str(workspace.root)
+    assert page.path.text() == display_path(workspace.root)
     tiers = [[page.stores.item(r, c).text() for c in range(3)] for r in range(page.stores.rowCount())]
     assert tiers == [["Raw (L1)", "local", "data"], ["Derived (L2)", "local", "data"],
                      ["Cache (L3)", "local", "data"]]
@@ -139,7 +140,7 @@ def test_opening_another_workspace_switches_every_page(qtbot, window, tmp_path):
     other = tmp_path / "fresh"
     assert window.open_workspace(other)
     assert (other / "lithotse.toml").exists()
-    assert window.settings.path.text() == str(other.resolve())
+    assert window.settings.path.text() == display_path(other.resolve())
     assert window.sources.list.count() == 0
     qtbot.waitUntil(lambda: not window.raw.busy)
     assert window.raw.model.rowCount() == 0
