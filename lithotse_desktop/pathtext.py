@@ -48,10 +48,14 @@ def display_paths(value: Any) -> Any:
 
 
 def display_origin(origin: str) -> str:
-    """A plugin origin (``editable file:///…`` or a ``file://`` URL) with its path shortened."""
+    """A plugin origin (``editable file:///…`` or a ``file://`` URL) with its path shortened;
+    unchanged when the path cannot be shortened."""
     prefix, _, url = origin.rpartition(" ")
     parsed = urlparse(url)
     if parsed.scheme != "file":
         return origin
-    shown = display_path(url2pathname(parsed.path))
+    path = url2pathname(parsed.path)
+    shown = display_path(path)
+    if shown == path:
+        return origin
     return f"{prefix} {shown}" if prefix else shown

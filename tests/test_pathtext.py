@@ -53,9 +53,11 @@ def test_paths_inside_json_data_keys_and_values(places):
 
 
 def test_plugin_origins_keep_their_kind_and_shorten_file_urls(places):
-    _, start, _ = places
+    _, start, elsewhere = places
     url = (start / "plugins" / "lithotse-csv").as_uri()
     assert display_origin(f"editable {url}") == f"editable {Path('plugins') / 'lithotse-csv'}"
     assert display_origin(url) == str(Path("plugins") / "lithotse-csv")
+    outside = (elsewhere / "lithotse_foo-1.0-py3-none-any.whl").as_uri()
+    assert display_origin(outside) == outside
     assert display_origin("index") == "index"
     assert display_origin("https://files.example.org/x.whl") == "https://files.example.org/x.whl"
