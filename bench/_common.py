@@ -25,9 +25,10 @@ def median_time(fn: Callable[[], object], repeat: int) -> tuple[float, list[floa
 
 
 def scratch_workspace(prefix: str):
-    """A workspace in a temp folder, with keyring kept out of the way (benchmarks store no secrets)."""
-    os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    """A workspace in a temp folder whose secrets (the HMAC key) stay in that folder too."""
     from lithotse_desktop.workspace import Workspace
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("LITHOTSE_SECRETS_STORE", "file")
+    os.environ.setdefault("LITHOTSE_SECRETS_DIR", str(tmp / "secrets"))
     return tmp, Workspace.create(tmp / "ws")

@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-
 CLASSES = [("AMB", "ambulatory"), ("IMP", "inpatient encounter"), ("EMER", "emergency"),
            ("VR", "virtual"), ("HH", "home health")]
 TYPES = [("185349003", "Encounter for check up"), ("185347001", "Encounter for problem"),
@@ -69,6 +67,8 @@ def run_lithotse(folder: Path, work: Path) -> tuple[float, int]:
     from lithotse_desktop.workspace import Workspace
 
     shutil.rmtree(work, ignore_errors=True)
+    os.environ.setdefault("LITHOTSE_SECRETS_STORE", "file")  # any secret stays in the scratch folder
+    os.environ.setdefault("LITHOTSE_SECRETS_DIR", str(work.parent / "secrets"))
     t0 = time.perf_counter()
     ws = Workspace.create(work)
     ws.add_source("bench", "fhir-files", {"path": str(folder), "resource_types": "Encounter"}, {})

@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO))
 SMALL, SMALL_SIZE, BIG_SIZE, NOOP_OBJECTS, WORKERS, ROUNDS = 200, 1 << 20, 200 << 20, 10_000, 8, 3
 
 
-def _isolate_keyring(tmp: Path) -> None:
-    """Keep bench credentials out of the machine's keyring."""
-    os.environ["PYTHON_KEYRING_BACKEND"] = "tests.support.keyring_backend.FileKeyring"
-    os.environ["LITHOTSE_TEST_KEYRING"] = str(tmp / "keyring.json")
+def _isolate_secrets(tmp: Path) -> None:
+    """Keep bench credentials out of the machine's keyring and config folder."""
+    os.environ["LITHOTSE_SECRETS_STORE"] = "file"
+    os.environ["LITHOTSE_SECRETS_DIR"] = str(tmp / "secrets")
 
 
 def _fill(ws, rng_seed: int = 7) -> list[tuple[str, Path]]:
@@ -56,7 +56,7 @@ def _fill(ws, rng_seed: int = 7) -> list[tuple[str, Path]]:
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lithotse-bench-sync-"))
-    _isolate_keyring(tmp)
+    _isolate_secrets(tmp)
     from lithotse_desktop.secrets import secret_ref
     from lithotse_desktop.sync import pull, push, status
     from lithotse_desktop.workspace import Workspace

@@ -12,6 +12,7 @@ from . import __version__, audit
 from .cliutil import LithotseGroup, _emit_json, cli_progress, current_workspace, workspace_option
 from .dates import DateRange
 from .errors import ConfigError
+from .secrets import current_store
 from .workspace import Workspace, default_workspace_dir
 
 
@@ -138,8 +139,8 @@ def source_add(name: str, connector: str, sets: tuple[str, ...], replace: bool) 
     settings = cls.validate_settings({**given, **{k: None for k in secret_fields}})
     settings = {k: v for k, v in settings.items() if k not in secret_fields and v is not None}
     ws.add_source(name, connector, settings, secrets, replace=replace)
-    click.echo(f"source {name} ({connector}) saved" + (f"; secrets in keyring: {', '.join(secrets)}"
-                                                       if secrets else ""))
+    where = f"; secrets in {current_store().label}: {', '.join(secrets)}" if secrets else ""
+    click.echo(f"source {name} ({connector}) saved{where}")
 
 
 @source_group.command("list")
@@ -499,6 +500,21 @@ def audit_cmd(as_json: bool, action: str | None, limit: int | None) -> None:
                          ("source", "derivative", "version", "format", "remote", "rows"))
         click.echo(f"{row['at']}  {row['who']}@{row['host']}  {row['action']:<8} {what}  "
                    f"({len(row['objects'])} objects)")
+
+
+@main.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (keys in lithotse_desktop/doctor.py).")
+@workspace_option
+def doctor_cmd(as_json: bool) -> None:
+    """What is installed and reachable: versions, plugins, secrets store, stores, port, display."""
+    from .doctor import format_text, report
+
+    target = click.get_current_context().meta.get("workspace_dir") or default_workspace_dir()
+    data = report(Path(target))
+    if as_json:
+        _emit_json(data)
+        return
+    click.echo(format_text(data))
 
 
 @main.command("demo")

@@ -3,7 +3,7 @@
 ``lithotse.toml`` looks like::
 
     [workspace]
-    id = "…"               # stable, used to scope keyring entries
+    id = "…"               # stable, used to scope secret references
     timezone = "UTC"       # see lithotse_desktop.dates
     suppress_below = 11
 
@@ -19,7 +19,10 @@
     [sources.ehr]
     connector = "csv"
     settings = { path = "/exports/ehr" }
-    secrets = { }          # name -> {keyring = "…"}
+    secrets = { }          # name -> {keyring = "…"}: a reference, see lithotse_desktop.secrets
+
+    [secrets]
+    store = "auto"         # or "os" (OS keyring only) or "file"; LITHOTSE_SECRETS_STORE wins
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import tomli_w
 
 from .atomic import atomic_write_text
 from .errors import ConfigError, NotFound
+from .secrets import configure as configure_secrets
 from .secrets import delete_secret, is_ref, load_secret, secret_ref, store_secret
 from .storage import Store, open_store
 
@@ -101,6 +105,10 @@ class Workspace:
         for name in extra:
             if name not in stores:
                 raise ConfigError(f"{path}: [tiers] raw_read names {name!r}, which is not in [stores]")
+        section = self.config.get("secrets", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [secrets] must be a table")
+        configure_secrets(section.get("store"), str(path))
 
     @classmethod
     def create(cls, root: Path | None = None, *, name: str | None = None) -> "Workspace":
@@ -234,7 +242,7 @@ class Workspace:
         self.save()
 
     def resolved_settings(self, src: SourceConfig) -> dict[str, Any]:
-        """Settings with secrets read from the keyring, for handing to a connector only."""
+        """Settings with secrets read from the secrets store, for handing to a connector only."""
         merged = dict(src.settings)
         for key, ref in src.secrets.items():
             if not is_ref(ref):

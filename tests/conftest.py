@@ -1,4 +1,4 @@
-"""Fixtures every test can use: an isolated keyring, a fresh workspace, paths to shared data."""
+"""Fixtures every test can use: isolated secrets, a fresh workspace, paths to shared data."""
 
 from __future__ import annotations
 
@@ -15,23 +15,57 @@ TEST_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_keyring(tmp_path_factory: pytest.TempPathFactory):
-    """Point keyring at a throwaway file backend for this whole test session (and subprocesses)."""
-    path = tmp_path_factory.mktemp("keyring") / "keyring.json"
-    old = {k: os.environ.get(k) for k in ("PYTHON_KEYRING_BACKEND", "LITHOTSE_TEST_KEYRING", "PYTHONPATH")}
-    os.environ["PYTHON_KEYRING_BACKEND"] = "tests.support.keyring_backend.FileKeyring"
-    os.environ["LITHOTSE_TEST_KEYRING"] = str(path)
+def _isolated_secrets(tmp_path_factory: pytest.TempPathFactory):
+    """Secrets of this whole session (and its subprocesses) go to a throwaway file store.
+
+    The store is pinned to "file" in a temp folder, so the suite exercises the file store, and
+    keyring is pointed at its fail backend, so nothing can reach the machine's own keyring.
+    Tests that need a working OS keyring ask for ``os_keyring``.
+    """
+    folder = tmp_path_factory.mktemp("secrets")
+    env = {"LITHOTSE_SECRETS_STORE": "file", "LITHOTSE_SECRETS_DIR": str(folder),
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    old = {k: os.environ.get(k) for k in (*env, "LITHOTSE_TEST_KEYRING", "PYTHONPATH")}
+    os.environ.update(env)
+    os.environ.pop("LITHOTSE_TEST_KEYRING", None)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), old["PYTHONPATH"]]))
     import keyring
-    from tests.support.keyring_backend import FileKeyring
+    from keyring.backends import fail
 
-    keyring.set_keyring(FileKeyring())
-    yield path
+    from lithotse_desktop import secrets
+
+    keyring.set_keyring(fail.Keyring())
+    secrets.reset()
+    yield folder
     for key, value in old.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def os_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A working "OS keyring" (a JSON file backend) that auto mode picks, here and in subprocesses.
+
+    Yields the backend's file; the file store of this test lives in ``tmp_path / "secrets"``.
+    """
+    import keyring
+
+    from lithotse_desktop import secrets
+    from tests.support.keyring_backend import FileKeyring
+
+    path = tmp_path / "os-keyring.json"
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.support.keyring_backend.FileKeyring")
+    monkeypatch.setenv("LITHOTSE_TEST_KEYRING", str(path))
+    monkeypatch.setenv("LITHOTSE_SECRETS_STORE", "auto")
+    monkeypatch.setenv("LITHOTSE_SECRETS_DIR", str(tmp_path / "secrets"))
+    previous = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring())
+    secrets.reset()
+    yield path
+    keyring.set_keyring(previous)
+    secrets.reset()
 
 
 @pytest.fixture

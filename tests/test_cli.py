@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import keyring
 import pytest
 
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
+from lithotse_desktop.secrets import load_secret, secret_ref
 from lithotse_desktop.workspace import CONFIG_NAME
 from tests.support import lines_connector
 
@@ -39,14 +39,15 @@ def test_default_workspace_uses_platform_data_dir(monkeypatch, tmp_path):
     assert default_workspace_dir() == tmp_path / "xdg" / "lithotse" / "workspace"
 
 
-def test_secret_from_stdin_goes_to_keyring_not_config(cli, workspace, tmp_path):
+def test_secret_from_stdin_goes_to_secrets_store_not_config(cli, workspace, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    cli("source", "add", "vals", "--connector", "lines", "--set", f"path={folder}", "--set", "token=-",
-        input="s3cr3t-value\n")
+    result = cli("source", "add", "vals", "--connector", "lines", "--set", f"path={folder}",
+                 "--set", "token=-", input="s3cr3t-value\n")
+    assert "secrets in the secrets file" in result.stdout and "s3cr3t-value" not in result.output
     config = (workspace.root / CONFIG_NAME).read_text()
     assert "s3cr3t-value" not in config
-    assert keyring.get_password("lithotse", f"{workspace.id}/source/vals/token") == "s3cr3t-value"
+    assert load_secret(secret_ref(workspace.id, "source/vals/token")) == "s3cr3t-value"
     listed = json.loads(cli("source", "list", "--json").output)
     assert listed == [{"name": "vals", "connector": "lines", "settings": {"path": str(folder)},
                        "secrets": ["token"]}]

@@ -1,4 +1,4 @@
-"""Patient keys that leave L1 as HMAC-SHA256 under a workspace secret kept in the keyring."""
+"""Patient keys that leave L1 as HMAC-SHA256 under a workspace secret kept in the secrets store."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ConfigError
-from ..secrets import load_secret, secret_ref, store_secret
+from ..secrets import SecretMissing, load_secret, secret_ref, store_secret
 from ..workspace import Workspace
 from .spec import SpecError
 
 
 def workspace_key(ws: Workspace) -> bytes:
+    """The workspace's HMAC key, made on first use; only a store that answers "absent" makes a new one."""
     ref = secret_ref(ws.id, "hmac-key")
     try:
         return bytes.fromhex(load_secret(ref))
-    except ConfigError:
+    except SecretMissing:
         value = secrets.token_hex(32)
         store_secret(ref, value)
         return bytes.fromhex(value)

@@ -1,8 +1,8 @@
 """Drawing a connector's declared settings as a form, and reading the form back as settings.
 
 Each :class:`~lithotse_desktop.connectors.FieldType` maps to one editor; SECRET values are
-returned apart so the caller hands them to ``Workspace.add_source`` for the keyring and they
-never reach the config file.
+returned apart so the caller hands them to ``Workspace.add_source`` for the secrets store
+(OS keyring or Lithotse's private file) and they never reach the config file.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _line_editor(spec: dict, parent: QWidget, *, password: bool = False,
     edit = named(QLineEdit(parent), _label(spec), spec.get("help") or None)
     if password:
         edit.setEchoMode(QLineEdit.EchoMode.Password)
-        edit.setPlaceholderText("stored in the system keyring, never in the config file")
+        edit.setPlaceholderText("kept in the OS keyring or Lithotse's private secrets file, never in the config")
     else:
         edit.setText("" if spec.get("default") is None else str(spec["default"]))
         edit.setPlaceholderText(placeholder)

@@ -1,11 +1,10 @@
-"""The workspace token that every local API request must carry, kept in the OS keyring."""
+"""The workspace token that every local API request must carry, kept in the secrets store."""
 
 from __future__ import annotations
 
 import secrets
 
-from ..errors import ConfigError
-from ..secrets import load_secret, secret_ref, store_secret
+from ..secrets import SecretMissing, load_secret, secret_ref, store_secret
 from ..workspace import Workspace
 
 PURPOSE = "serve/token"
@@ -17,9 +16,8 @@ def workspace_token(ws: Workspace, *, rotate: bool = False) -> str:
     if not rotate:
         try:
             return load_secret(ref)
-        except ConfigError as exc:
-            if "is not in the OS keyring" not in str(exc):
-                raise
+        except SecretMissing:
+            pass
     token = secrets.token_urlsafe(32)
     store_secret(ref, token)
     return token

@@ -12,8 +12,9 @@ that is never resumed (its file changed or went away) stays on the server until 
 ``AbortIncompleteMultipartUpload`` lifecycle rule removes it; this store never aborts uploads
 it did not start itself, since another machine may be finishing them.
 
-Credentials come from the OS keyring (``credentials = {keyring = "<ref>"}`` in the store's
-table; the secret is JSON ``{"access_key_id": …, "secret_access_key": …}``) or from the
+Credentials come from Lithotse's secrets store, the OS keyring or its private file
+(``credentials = {keyring = "<ref>"}`` in the store's table names the secret, see
+:mod:`lithotse_desktop.secrets`; it is JSON ``{"access_key_id": …, "secret_access_key": …}``) or from the
 standard AWS chain (profile, ``AWS_*`` variables, ``AWS_ENDPOINT_URL``). They are never
 logged, never part of an error message and never written to the workspace config.
 """
@@ -56,7 +57,7 @@ class AccessDenied(LithotseError):
 
 def save_credentials(ref: dict[str, str], access_key_id: str, secret_access_key: str,
                      session_token: str | None = None) -> None:
-    """Put S3 keys in the keyring under ``ref``; the store config then holds only the ref."""
+    """Put S3 keys in the secrets store under ``ref``; the store config then holds only the ref."""
     value = {"access_key_id": access_key_id, "secret_access_key": secret_access_key}
     if session_token:
         value["session_token"] = session_token
@@ -72,7 +73,7 @@ def _keyring_credentials(ref: Any, url: str) -> dict[str, str]:
         out = {"aws_access_key_id": data["access_key_id"],
                "aws_secret_access_key": data["secret_access_key"]}
     except (ValueError, TypeError, KeyError):
-        raise ConfigError(f"{url}: keyring secret {ref['keyring']} is not JSON with "
+        raise ConfigError(f"{url}: secret {ref['keyring']} is not JSON with "
                           "access_key_id and secret_access_key") from None
     if data.get("session_token"):
         out["aws_session_token"] = data["session_token"]
@@ -150,7 +151,8 @@ class S3Store(Store):
                 self._client = self._make_client()
             return self._client
 
-    def _make_client(self) -> Any:
+    def _make_client(self, *, connect_timeout: float = 5, read_timeout: float = 60,
+                     attempts: int = 4) -> Any:
         import boto3
         import botocore.config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
@@ -168,8 +170,8 @@ class S3Store(Store):
         s3_options = {"addressing_style": "path"} if self.endpoint_url or os.environ.get(
             "AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") else {}
         config = botocore.config.Config(
-            region_name=region, connect_timeout=5, read_timeout=60,
-            retries={"max_attempts": 4, "mode": "standard"},
+            region_name=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
+            retries={"max_attempts": attempts, "mode": "standard"},
             max_pool_connections=max(10, 2 * self.max_workers), s3=s3_options)
         try:
             client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
@@ -177,6 +179,33 @@ class S3Store(Store):
             raise ConfigError(f"{self.url}: cannot set up the S3 client: {exc}") from None
         self._session = session
         return client
+
+    def probe(self, timeout: float = 3.0) -> tuple[str, str]:
+        """``(status, detail)`` from listing one key with short timeouts and no retries.
+
+        status is ``ok``, ``denied`` (credentials refused), ``missing`` (no such bucket),
+        ``unreachable`` (no answer from the endpoint) or ``error`` (anything else, e.g. no
+        credentials); detail is a message without secrets. For ``lithotse doctor``.
+        """
+        from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError,
+                                         HTTPClientError)
+
+        try:
+            client = self._make_client(connect_timeout=timeout, read_timeout=timeout, attempts=1)
+            client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except LithotseError as exc:
+            return "error", str(exc)
+        except (ConnectionError, HTTPClientError) as exc:
+            return "unreachable", str(self._error(exc, "list"))
+        except (ClientError, BotoCoreError) as exc:
+            error = self._error(exc, "list")
+            if isinstance(error, AccessDenied):
+                return "denied", str(error)
+            if isinstance(error, NotFound):
+                return "missing", str(error)
+            return "error", str(error)
+        endpoint = self.endpoint_url or client.meta.endpoint_url
+        return "ok", f"listed {self.url} at {endpoint}"
 
     def _where(self, key: str | None = None) -> str:
         base = self.url if key is None else f"{self.url.rstrip('/')}/{key}"

@@ -1,15 +1,14 @@
-"""Patient keys leave L1 only as an HMAC under the workspace secret held in the keyring."""
+"""Patient keys leave L1 only as an HMAC under the workspace secret held in the secrets store."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
-import keyring
-
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.raw import run_import
+from lithotse_desktop.secrets import load_secret, secret_ref
 
 
 def test_kept_patient_key_is_an_hmac_never_the_raw_identifier(workspace, lines):
@@ -21,7 +20,7 @@ def test_kept_patient_key_is_an_hmac_never_the_raw_identifier(workspace, lines):
                          "pseudonymize": ["patient_id"]})
     build(workspace, "per_patient")
     rows = read_table(workspace, "per_patient")[1].to_pylist()
-    secret = keyring.get_password("lithotse", f"{workspace.id}/hmac-key")
+    secret = load_secret(secret_ref(workspace.id, "hmac-key"))
     assert secret and secret not in (workspace.root / "lithotse.toml").read_text()
     expected = [hmac.new(bytes.fromhex(secret), p.encode(), hashlib.sha256).hexdigest()
                 for p in ("patient-001", "patient-002")]

@@ -50,6 +50,7 @@ def test_settings_page_shows_tiers_and_saves_suppression(qtbot, window, workspac
     assert tiers == [["Raw (L1)", "local", "data"], ["Derived (L2)", "local", "data"],
                      ["Cache (L3)", "local", "data"]]
     assert page.suppress.value() == 11
+    assert page.secrets.text().startswith(f"The secrets file {os.environ['LITHOTSE_SECRETS_DIR']}")
     page.suppress.setFocus()
     page.suppress.selectAll()
     qtbot.keyClicks(page.suppress, "5")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lithotse_desktop.errors import ConfigError, LithotseError, NotFound
-from lithotse_desktop.secrets import secret_ref
+from lithotse_desktop.secrets import SecretMissing, secret_ref
 from lithotse_desktop.storage import open_store
 from lithotse_desktop.storage.s3 import AccessDenied, S3Store, save_credentials
 
@@ -208,7 +208,7 @@ def test_bad_configuration_is_rejected(seaweed):
         S3Store("s3:///nobucket")
     with pytest.raises(ConfigError, match="keyring reference"):
         S3Store("s3://b/p", credentials={"access_key_id": "A", "secret_access_key": "S"}).stat("k")
-    with pytest.raises(ConfigError, match="is not in the OS keyring"):
+    with pytest.raises(SecretMissing, match="secret nothing/here is not in the secrets file"):
         S3Store("s3://b/p", credentials={"keyring": "nothing/here"}).stat("k")
     store = open_store("s3://b/some/prefix/", base=Path("."), options={"region": "eu-west-1"})
     assert (store.bucket, store.prefix, store.url) == ("b", "some/prefix/", "s3://b/some/prefix")

@@ -1,6 +1,9 @@
-"""A keyring backend for tests: a JSON file named by $LITHOTSE_TEST_KEYRING, never the real keyring.
+"""Keyring backends standing in for an OS keyring, for the tests that need one (``os_keyring``).
 
-It works across processes, so subprocess tests (CLI, kill tests) see the same secrets.
+The suite as a whole keeps secrets in Lithotse's file store; these backends let tests check
+that a usable keyring is preferred and that a failing one is handled. ``FileKeyring`` keeps
+entries in the JSON file named by $LITHOTSE_TEST_KEYRING, so subprocesses see the same ones;
+it is never the machine's keyring.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
+from keyring.errors import KeyringLocked, PasswordDeleteError
 
 
 class FileKeyring(KeyringBackend):
@@ -43,3 +46,10 @@ class FileKeyring(KeyringBackend):
         if data.pop(f"{service}\x00{username}", None) is None:
             raise PasswordDeleteError(username)
         self._save(data)
+
+
+class LockedOnWriteKeyring(FileKeyring):
+    """Answers reads but refuses every write, like a Secret Service collection that stays locked."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked("collection is locked and the unlock prompt was dismissed")

@@ -183,7 +183,7 @@ class SeaweedServer:
 
     def store_options(self, identity: str = "client", *, keyring_ref: dict[str, str] | None = None,
                       **extra: Any) -> dict[str, Any]:
-        """S3Store options for an identity; with ``keyring_ref`` the keys are saved in the keyring."""
+        """S3Store options for an identity; the keys are saved in the secrets store under ``keyring_ref``."""
         from lithotse_desktop.storage.s3 import save_credentials
         from lithotse_desktop.secrets import secret_ref
 

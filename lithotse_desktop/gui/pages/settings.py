@@ -1,4 +1,5 @@
-"""Settings: where the workspace is, which store serves each tier, and the suppression default."""
+"""Settings: where the workspace is, where secrets are kept, which store serves each tier, and the
+suppression default."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QPushButton,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ...errors import LithotseError
 from ...pathtext import display_path
+from ...secrets import current_store
 from ...workspace import TIERS, Workspace
 from ..common import compact_table, named, scroll_area
 
@@ -27,6 +30,9 @@ class SettingsPage(QWidget):
         self.open_button.clicked.connect(self.openWorkspaceRequested)
         self.name = named(QLabel(""), "Workspace name")
         self.timezone = named(QLabel(""), "Workspace time zone")
+        self.secrets = named(QLabel(""), "Secrets store", "Where source passwords, tokens and keys are kept")
+        self.secrets.setWordWrap(True)
+        self.secrets.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stores = named(QTableWidget(0, 3), "Stores per tier")
         self.stores.setHorizontalHeaderLabels(["Tier", "Store", "URL"])
         compact_table(self.stores)
@@ -49,6 +55,7 @@ class SettingsPage(QWidget):
         form.addRow("Folder", row)
         form.addRow("Name", self.name)
         form.addRow("Time zone", self.timezone)
+        form.addRow("Secrets", self.secrets)
         stores = QGroupBox("Stores per tier")
         QVBoxLayout(stores).addWidget(self.stores)
         privacy = QGroupBox("Privacy")
@@ -83,6 +90,11 @@ class SettingsPage(QWidget):
         self.path.setText(display_path(ws.root))
         self.name.setText(str(section.get("name", "")))
         self.timezone.setText(ws.timezone)
+        try:
+            info = current_store()
+            self.secrets.setText(f"{info.label[0].upper()}{info.label[1:]}\n({info.reason})")
+        except LithotseError as exc:
+            self.secrets.setText(f"Not usable: {exc}")
         self.stores.setRowCount(len(TIERS))
         for row, tier in enumerate(TIERS):
             store = ws.config.get("tiers", {}).get(tier, "")

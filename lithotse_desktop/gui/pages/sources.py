@@ -60,7 +60,7 @@ class AddSourceDialog(QDialog):
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText("&Add source")
-        named(self.ok, "Add source", "Save the source; secrets go to the system keyring")
+        named(self.ok, "Add source", "Save the source; secrets go to the secrets store, never to the config")
         named(self.buttons.button(QDialogButtonBox.StandardButton.Cancel), "Cancel adding a source")
         self.buttons.accepted.connect(self._save)
         self.buttons.rejected.connect(self.reject)
@@ -260,7 +260,7 @@ class SourcesPage(QWidget):
         src = self.ws.source(name)
         settings = ", ".join(f"{k} = {display_paths(v)}"
                              for k, v in sorted(src.settings.items())) or "no settings"
-        secrets = f"; secrets in keyring: {', '.join(sorted(src.secrets))}" if src.secrets else ""
+        secrets = f"; secrets (kept outside the config): {', '.join(sorted(src.secrets))}" if src.secrets else ""
         self._source_text = f"<b>{name}</b> — connector <i>{src.connector}</i><br>{settings}{secrets}"
         self.details.setText(self._source_text)
         self._load_streams(name)
