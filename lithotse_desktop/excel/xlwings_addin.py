@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, LithotseError
-from ..serve.client import ApiClient, ApiError
+from ..serve.client import ApiClient, ApiError, NotServing
 from ..workspace import Workspace
 from .export import cell_value
 from .formula import dims_from_args
@@ -66,12 +66,15 @@ def _client(fresh: bool = False) -> ApiClient:
 
 
 def _call(client: ApiClient | None, request: Any) -> Any:
-    """Run ``request(client)``; with the workspace's own client, retry once with a fresh token
-    (and port) when the server refuses the kept one, e.g. after ``lithotse token --rotate``."""
+    """Run ``request(client)``; with the workspace's own client, retry once with the token and
+    port read again when the kept ones fail (after ``lithotse token --rotate``, or a changed
+    ``[serve] port``)."""
     if client is not None:
         return request(client)
     try:
         return request(_client())
+    except NotServing:
+        return request(_client(fresh=True))
     except ApiError as exc:
         if exc.status != UNAUTHORISED:
             raise

@@ -62,6 +62,12 @@ def test_cells_read_the_workspace_port_and_token_and_say_when_nothing_serves(wor
     rotated = workspace_token(workspace, rotate=True)
     served(port, token=rotated)
     assert addin.udf_value("visits", "n", None, None, "grp", "b") == 36, "a rotated token is read again"
+    served.stop()
+    moved = free_port()
+    workspace.config["serve"] = {"port": moved}
+    workspace.save()
+    served(moved, token=rotated)
+    assert addin.udf_value("visits", "n", None, None, "grp", "b") == 36, "a changed port is read again"
 
 
 def test_plain_helpers():
