@@ -11,7 +11,7 @@ import click
 from . import __version__, audit
 from .cliutil import LithotseGroup, _emit_json, cli_progress, current_workspace, workspace_option
 from .dates import DateRange
-from .errors import ConfigError
+from .errors import ConfigError, NotFound
 from .secrets import current_store
 from .workspace import Workspace, default_workspace_dir
 
@@ -237,6 +237,10 @@ def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
     ws = current_workspace()
     index = open_index(ws)
     try:
+        if source is not None:
+            known = {m.source for m in index.landings()} | {s.name for s in ws.sources()}
+            if source not in known:
+                raise NotFound.unknown("source", source, known, "configured or landed")
         rows = index.landings(source, stream)
     finally:
         index.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class LithotseError(Exception):
     """Base for every error meant for a person to read; the CLI prints it without a traceback."""
@@ -22,6 +24,12 @@ class ConfigError(LithotseError):
 
 class NotFound(LithotseError):
     """A named thing (source, landing, derivative, plugin) that does not exist."""
+
+    @classmethod
+    def unknown(cls, what: str, name: str, known: "Iterable[str]", listed: str = "known") -> "NotFound":
+        """``no <what> named '<name>'; <listed>: a, b`` — the names that would have worked."""
+        names = ", ".join(sorted(set(known))) or "none"
+        return cls(f"no {what} named {name!r}; {listed}: {names}")
 
 
 class Cancelled(LithotseError):

@@ -74,13 +74,15 @@ def install_plugin(target: str) -> list[str]:
 
 def distribution_for(name: str) -> str:
     """The distribution that provides plugin ``name`` (an entry-point or distribution name)."""
+    installed = []
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         if dist is None:
             continue
         if name in (ep.name, dist.metadata["Name"]):
             return dist.metadata["Name"]
-    raise NotFound(f"no installed plugin named {name!r}")
+        installed.append(ep.name)
+    raise NotFound.unknown("installed plugin", name, installed, "installed")
 
 
 def remove_plugin(name: str) -> str:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import audit
-from ..errors import LithotseError
+from ..errors import LithotseError, NotFound
 from ..progress import Progress
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
@@ -266,6 +266,10 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     catalog = Catalog(ws)
     specs = catalog.specs()
     wanted = set(names) if names else None
+    defined = {spec["name"] for spec in specs}
+    for name in names or []:
+        if name not in defined:
+            raise NotFound.unknown("derivative", name, defined, "defined")
     return [build(ws, n, progress=progress, full=full) for n in dependency_order(specs)
             if wanted is None or n in wanted]
 

@@ -3,15 +3,17 @@
 An .xlam can only be produced by Excel itself, so Lithotse ships its sources: the VBA module
 with the ribbon callbacks (``Lithotse.bas``) and the ribbon (``customUI14.xml``). This copies
 them to a folder, runs ``xlwings addin install`` when xlwings is available (that installs the
-xlwings add-in, which provides RunPython and the UDF import), and prints the remaining steps
+xlwings add-in, which provides RunPython and the UDF import; xlwings is a dependency of
+Lithotse on Windows and macOS, and never installed on Linux), and prints the remaining steps
 for this operating system.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,15 +51,29 @@ def startup_folder(platform: str = sys.platform) -> str | None:
 
 
 def _run_xlwings() -> str:
-    exe = shutil.which("xlwings")
-    if exe is None:
-        return ("not installed in this Python; install it with: pip install xlwings, then run: "
-                "xlwings addin install")
-    proc = subprocess.run([exe, "addin", "install"], capture_output=True, text=True, timeout=120)
-    output = (proc.stdout + proc.stderr).strip().splitlines()
-    if proc.returncode == 0:
-        return "ran 'xlwings addin install': " + (output[-1] if output else "done")
-    return f"'xlwings addin install' failed (exit {proc.returncode}): {output[-1] if output else ''}"
+    """``xlwings addin install``, run in this process so it works in the frozen app too (which
+    has no ``xlwings`` command). xlwings is a dependency of Lithotse on Windows and macOS."""
+    try:
+        from xlwings import cli
+    except Exception as exc:  # an install without its declared dependency, or a broken one
+        return (f"xlwings cannot be imported ({exc}); it is part of Lithotse on Windows and macOS, "
+                "so reinstall Lithotse, then run: lithotse excel install-addin")
+    out = io.StringIO()
+    saved = sys.argv
+    sys.argv = ["xlwings", "addin", "install"]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            cli.main()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            lines = out.getvalue().strip().splitlines() or [str(exc.code)]
+            return f"'xlwings addin install' failed: {lines[-1]}"
+    except Exception as exc:  # Excel missing or not scriptable: say so, the copied sources stay
+        return f"'xlwings addin install' failed: {exc}"
+    finally:
+        sys.argv = saved
+    lines = out.getvalue().strip().splitlines()
+    return "ran 'xlwings addin install': " + (lines[-1] if lines else "done")
 
 
 def install_addin(target: Path | None = None, *, run_xlwings: bool = True,
@@ -91,5 +107,7 @@ def install_addin(target: Path | None = None, *, run_xlwings: bool = True,
         + (", then click Import Functions for LITHOTSE_VALUE / LITHOTSE_TABLE." if platform.startswith("win")
            else " (worksheet functions need Windows; the ribbon buttons work on macOS)."),
         "Restart Excel. Set LITHOTSE_WORKSPACE for Excel if your workspace is not the default one.",
+        "The functions and ribbon buttons read the local API: keep the Lithotse desktop app open, "
+        "or run: lithotse serve",
     ]
     return report

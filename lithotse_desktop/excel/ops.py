@@ -1,15 +1,13 @@
-"""Workbook operations on a workspace: what the CLI, the desktop app and the Excel add-in call."""
+"""Workbook operations on a workspace: what the CLI and the desktop app call."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from ..cache import table_of
 from ..workspace import Workspace
-from .export import cell_value
 from .workbook import Binding, Placed, bind, default_table_name, refresh
 
 
@@ -43,11 +41,3 @@ def refresh_workbook(ws: Workspace, path: Path) -> list[Placed]:
     placed = refresh(Path(path), fetcher(ws))
     _audit(ws, path, placed)
     return placed
-
-
-def binding_rows(ws: Workspace, binding: Binding) -> tuple[str, list[list[Any]]]:
-    """A binding's current table as rows (header first) of plain cell values, for live Excel."""
-    version, table = fetcher(ws)(binding)
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    rows = [list(table.column_names)] + [[cell_value(v) for v in row] for row in zip(*columns)]
-    return version, rows

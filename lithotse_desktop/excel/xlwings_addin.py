@@ -1,28 +1,36 @@
 """The thin Excel layer over xlwings (its open-source part only): ribbon callbacks and UDFs.
 
-Everything that computes lives in plain functions here or in the core (``cache.value``,
-``cache.table``, :mod:`.ops`) and is tested without Excel; the functions that touch a live
-workbook only move values between those and xlwings. xlwings is imported lazily, so this
-module imports anywhere; the UDFs get xlwings' ``func`` decoration when xlwings is present.
+Worksheet functions and ribbon buttons read through the local API (the desktop app serves it,
+or ``lithotse serve``), the one door every spreadsheet client uses; the port and token come
+from the workspace (``LITHOTSE_WORKSPACE`` or the default one). Everything that computes is a
+plain function here, tested without Excel; the functions that touch a live workbook only move
+values between those and xlwings. xlwings is imported lazily, so this module imports anywhere;
+the UDFs get xlwings' ``func`` decoration when xlwings is present.
 
-Worksheet functions (Windows Excel with the xlwings add-in, "Import Functions")::
+Worksheet functions (Windows Excel with the xlwings add-in, "Import Functions"), in the format
+:mod:`.formula` writes and reads (dimensions as pairs; an older ``"grp=a"`` still reads)::
 
-    =LITHOTSE_VALUE("visits", "n", "2024-01-01", "2024-03-31", "grp=a")
+    =LITHOTSE_VALUE("visits", "n", "2024-01-01", "2024-03-31", "grp", "a")
     =LITHOTSE_TABLE("visits", "2024-01-01", "2024-03-31", "period,grp,n")   (spills)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 from ..errors import ConfigError, LithotseError
+from ..serve.client import ApiClient, ApiError, NotServing
 from ..workspace import Workspace
+from .export import cell_value
+from .formula import dims_from_args
 from .workbook import BINDINGS_HEADER, BINDINGS_SHEET, Binding, default_table_name
 
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 SUPPRESSED = "suppressed"
 XL_SHEET_VERY_HIDDEN = 2
+UNAUTHORISED = 401
 
 
 # --- plain functions (tested without Excel) ---------------------------------------
@@ -43,61 +51,73 @@ def to_date(value: Any) -> str | None:
         raise ConfigError(f"{value!r} is not a date (use a date cell or YYYY-MM-DD)") from None
 
 
-def parse_dims(items: tuple | list) -> dict[str, str]:
-    """``"grp=a"`` arguments (or a range of them) as a dimension filter."""
-    dims: dict[str, str] = {}
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            dims.update(parse_dims(item))
-            continue
-        if item is None or item == "":
-            continue
-        text = str(item)
-        if "=" not in text:
-            raise ConfigError(f"{text!r}: give dimensions as name=value, e.g. \"grp=a\"")
-        name, _, val = text.partition("=")
-        dims[name.strip()] = val.strip()
-    return dims
+_clients: dict[str, ApiClient] = {}
+_clients_lock = threading.Lock()
 
 
-def _workspace() -> Workspace:
-    return Workspace.open()
+def _client(fresh: bool = False) -> ApiClient:
+    """The client for the add-in's workspace, kept between calls (Excel calls a UDF per cell)."""
+    ws = Workspace.open()
+    key = str(ws.root)
+    with _clients_lock:
+        if fresh or key not in _clients:
+            _clients[key] = ApiClient.for_workspace(ws)
+        return _clients[key]
 
 
-def udf_value(derivative: str, measure: str, date_from: Any = None, date_to: Any = None, *dims: Any,
-              ws: Workspace | None = None) -> Any:
-    """LITHOTSE_VALUE: a number, "suppressed", or "error: …" (a cell cannot raise)."""
-    from ..cache import lookup
-
+def _call(client: ApiClient | None, request: Any) -> Any:
+    """Run ``request(client)``; with the workspace's own client, retry once with the token and
+    port read again when the kept ones fail (after ``lithotse token --rotate``, or a changed
+    ``[serve] port``)."""
+    if client is not None:
+        return request(client)
     try:
-        cell = lookup(ws or _workspace(), str(derivative), str(measure), to_date(date_from), to_date(date_to),
-                      **parse_dims(dims))
+        return request(_client())
+    except NotServing:
+        return request(_client(fresh=True))
+    except ApiError as exc:
+        if exc.status != UNAUTHORISED:
+            raise
+        return request(_client(fresh=True))
+
+
+def udf_value(derivative: Any, measure: Any, date_from: Any = None, date_to: Any = None, *dims: Any,
+              client: ApiClient | None = None) -> Any:
+    """LITHOTSE_VALUE: a number, "suppressed", or "error: …" (a cell cannot raise)."""
+    try:
+        query = (str(derivative), str(measure), to_date(date_from), to_date(date_to), dims_from_args(dims))
+        answer = _call(client, lambda c: c.value(*query))
     except LithotseError as exc:
         return f"error: {exc}"
-    return SUPPRESSED if cell.suppressed else cell.value
+    return SUPPRESSED if answer.get("suppressed") else answer.get("value")
 
 
-def udf_table(derivative: str, date_from: Any = None, date_to: Any = None, columns: Any = None, *,
-              ws: Workspace | None = None) -> list[list[Any]]:
+def _columns(columns: Any) -> list[str] | None:
+    return [c.strip() for c in str(columns).split(",") if c.strip()] if columns else None
+
+
+def udf_table(derivative: Any, date_from: Any = None, date_to: Any = None, columns: Any = None, *,
+              client: ApiClient | None = None) -> list[list[Any]]:
     """LITHOTSE_TABLE: header plus rows, suppressed measures shown as "suppressed"."""
-    from ..cache import table_of
-    from .export import cell_value
-
-    picked = [c.strip() for c in str(columns).split(",") if c.strip()] if columns else None
     try:
-        entry, table = table_of(ws or _workspace(), str(derivative), to_date(date_from), to_date(date_to),
-                                columns=picked)
+        query = (str(derivative), to_date(date_from), to_date(date_to), _columns(columns))
+        answer = _call(client, lambda c: c.table(*query))
     except LithotseError as exc:
         return [[f"error: {exc}"]]
-    names = table.column_names
-    data = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    flags = table.column("suppressed").to_pylist() if "suppressed" in names else [False] * table.num_rows
-    measures = set(entry.measures)
+    names, measures = answer.names, set(answer.measures)
     rows: list[list[Any]] = [list(names)]
-    for r in range(table.num_rows):
-        rows.append([SUPPRESSED if flags[r] and names[c] in measures else cell_value(data[c][r])
-                     for c in range(len(names))])
+    for row in answer.rows:
+        hidden = bool(row.get("suppressed"))
+        rows.append([SUPPRESSED if hidden and name in measures else cell_value(row[name]) for name in names])
     return rows
+
+
+def binding_rows(client: ApiClient | None, binding: Binding) -> tuple[str, list[list[Any]]]:
+    """A binding's current table through the API: its version and rows (header first), with
+    suppressed cells empty as in a refreshed workbook file."""
+    answer = _call(client, lambda c: c.table(binding.derivative, binding.from_, binding.to, binding.columns))
+    names = answer.names
+    return answer.version, [list(names)] + [[cell_value(row[n]) for n in names] for row in answer.rows]
 
 
 def bindings_from_rows(rows: list[list[Any]] | None) -> list[Binding]:
@@ -137,11 +157,10 @@ def new_binding(derivative: str, sheet: str, cell: str, existing: list[Binding])
     return Binding(candidate, derivative, sheet, cell.replace("$", ""))
 
 
-def refresh_plan(ws: Workspace, bindings: list[Binding]) -> list[tuple[Binding, str, list[list[Any]]]]:
+def refresh_plan(bindings: list[Binding], client: ApiClient | None = None
+                 ) -> list[tuple[Binding, str, list[list[Any]]]]:
     """What Refresh ranges writes: each binding with its version and rows (header first)."""
-    from .ops import binding_rows
-
-    return [(b, *binding_rows(ws, b)) for b in bindings]
+    return [(b, *binding_rows(client, b)) for b in bindings]
 
 
 # --- the live-Excel layer (needs xlwings and Excel) --------------------------------
@@ -156,7 +175,8 @@ def _xlwings() -> Any:
 def _book() -> Any:
     xw = _xlwings()
     if xw is None:
-        raise LithotseError("xlwings is not installed in the Python that Excel runs: pip install xlwings")
+        raise LithotseError("xlwings is missing from the Python that Excel runs; Lithotse installs it on "
+                            "Windows and macOS: reinstall Lithotse, then run lithotse excel install-addin")
     return xw.Book.caller()
 
 
@@ -193,7 +213,7 @@ def _write_live(book: Any, binding: Binding, rows: list[list[Any]]) -> None:
 def refresh_ranges() -> None:
     """Ribbon: Refresh ranges — rewrite every bound table of the calling workbook."""
     book = _book()
-    for binding, _version, rows in refresh_plan(_workspace(), _live_bindings(book)):
+    for binding, _version, rows in refresh_plan(_live_bindings(book)):
         _write_live(book, binding, rows)
 
 
@@ -211,7 +231,7 @@ def insert_aggregate() -> None:
     selection = book.app.selection
     bindings = _live_bindings(book)
     binding = new_binding(derivative, selection.sheet.name, selection.address, bindings)
-    _b, _version, rows = refresh_plan(_workspace(), [binding])[0]
+    _b, _version, rows = refresh_plan([binding])[0]
     _write_live(book, binding, rows)
     _save_live_bindings(book, bindings + [binding])
 
@@ -226,12 +246,12 @@ def set_date_range() -> None:
     end = _ask(book, "To (YYYY-MM-DD, empty for open)", bindings[0].to or "")
     changed = with_range(bindings, start, end)
     _save_live_bindings(book, changed)
-    for binding, _version, rows in refresh_plan(_workspace(), changed):
+    for binding, _version, rows in refresh_plan(changed):
         _write_live(book, binding, rows)
 
 
 def LITHOTSE_VALUE(derivative, measure, date_from=None, date_to=None, *dims):  # noqa: N802 (Excel name)
-    """One aggregate: =LITHOTSE_VALUE("visits","n","2024-01-01","2024-03-31","grp=a")."""
+    """One aggregate: =LITHOTSE_VALUE("visits","n","2024-01-01","2024-03-31","grp","a")."""
     return udf_value(derivative, measure, date_from, date_to, *dims)
 
 

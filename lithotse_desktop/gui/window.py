@@ -27,7 +27,7 @@ from .pages.plugins import PluginsPage
 from .pages.raw import RawDataPage
 from .pages.settings import SettingsPage
 from .pages.sources import SourcesPage
-from .pages.spreadsheets import SpreadsheetsPage, api_port
+from .pages.spreadsheets import SpreadsheetsPage
 
 PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
 PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives", "spreadsheets": "Spreadsheets",
@@ -176,11 +176,12 @@ class MainWindow(QMainWindow):
         bar and the app carries on without its own server.
         """
         from ..serve.app import start_server_thread
+        from ..serve.links import serve_port
         from ..serve.token import workspace_token
 
         self.stop_api()
         try:
-            port = api_port(self.ws)
+            port = serve_port(self.ws)
             self.api = start_server_thread(self.ws, port, token=workspace_token(self.ws))
         except (LithotseError, ValueError) as exc:
             self.api_label.setText("Local API: not running")

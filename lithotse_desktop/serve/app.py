@@ -8,6 +8,7 @@ Endpoints (``/api/v1``):
 
 * ``GET /derivatives`` – name, kind, version, columns, measures, dimensions of each
 * ``GET /derivatives/{name}/table?from=&to=&format=json|csv[&columns=a,b][&<dim>=<value>]``
+  (JSON: derivative, version, columns with types, measures, rows)
 * ``GET /derivatives/{name}/value?measure=&from=&to=&<dim>=<value>``
 * ``POST /values`` – many value lookups in one request (``{"lookups": [{derivative, measure,
   from, to, dims}]}``), answered in order; a failing lookup gives its own ``error``
@@ -41,10 +42,10 @@ from ..cache import LookupMismatch, lookup, table_of
 from ..cache.lookup import describe_all
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
+from .links import HOST
 from .token import workspace_token
 
 RESERVED = {"measure", "from", "to", "token", "format", "columns"}
-HOST = "127.0.0.1"
 
 
 def _json_default(value: Any) -> Any:
@@ -152,6 +153,7 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
         rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
         return _json({"derivative": name, "version": entry.version,
                       "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
+                      "measures": [m for m in entry.measures if m in table.column_names],
                       "rows": rows}, headers=headers)
 
     def value_endpoint(request: Request) -> Response:

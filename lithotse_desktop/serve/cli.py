@@ -1,4 +1,4 @@
-"""``lithotse serve`` and ``lithotse token`` (the lead adds them to the main group)."""
+"""``lithotse serve`` and ``lithotse token``, added to the main group by :mod:`lithotse_desktop.cli`."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from ..cliutil import current_workspace, workspace_option
 
 
 @click.command("serve")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port on 127.0.0.1 (0: any free port). Default: [serve] port in lithotse.toml, else 8765.")
 @workspace_option
-def serve_cmd(port: int) -> None:
+def serve_cmd(port: int | None) -> None:
     """Serve derivatives and cell values on http://127.0.0.1:PORT/api/v1 (token required)."""
     from .app import bind_socket, run_server
+    from .links import api_base, serve_port
 
     ws = current_workspace()
-    sock = bind_socket(port)
+    sock = bind_socket(serve_port(ws) if port is None else port)
     actual = sock.getsockname()[1]
-    click.echo(f"serving workspace {ws.root} on http://127.0.0.1:{actual}/api/v1 "
+    click.echo(f"serving workspace {ws.root} on {api_base(actual)} "
                "(token: lithotse token; Ctrl+C stops)", err=True)
     run_server(ws, actual, sock=sock)
 

@@ -38,7 +38,7 @@ from typing import Callable, Iterable
 
 from .. import audit
 from ..atomic import atomic_write_text
-from ..errors import Cancelled, ConfigError, LithotseError
+from ..errors import Cancelled, ConfigError, LithotseError, NotFound
 from ..progress import Progress
 from ..storage import ObjectInfo, PreconditionFailed, Store, check_key, open_store
 from ..workspace import TIERS, Workspace
@@ -159,8 +159,16 @@ def open_remote(ws: Workspace, remote: str | None = None) -> Store:
     for name, spec in stores.items():
         if spec.get("url") == remote:
             return ws.named_store(name)
+    if _bare_name(remote):
+        raise NotFound(f"no store named {remote!r} in [stores]; known: {', '.join(sorted(stores)) or 'none'} "
+                       f"(a folder is a path such as ./{remote} or a file:// URL; a bucket s3://bucket/prefix)")
     options.pop("workers", None)
     return open_store(remote, base=ws.root, options=options)
+
+
+def _bare_name(remote: str) -> bool:
+    """A word with no scheme and no path in it: meant as a store name, not as a folder."""
+    return "://" not in remote and not any(c in remote for c in "/\\~.:")
 
 
 class _Sides:

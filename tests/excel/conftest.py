@@ -9,6 +9,7 @@ import pytest
 from tests.cache.helpers import _close_caches  # noqa: F401  (fixture)
 from tests.conftest import REPO
 from tests.derive.conftest import lines  # noqa: F401  (fixture)
+from tests.support.serving import served  # noqa: F401  (fixture)
 
 RECALC = REPO / "scripts" / "libreoffice-recalc.sh"
 
@@ -27,3 +28,4 @@ def libreoffice():
         return Path(proc.stdout.strip().splitlines()[-1])
 
     return convert
+

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.metadata as md
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from tests.support.wheels import build_plugin_wheel
 
 DIST = "lithotse-guitest-plugin"
 MODULE_NAME = "lithotse_guitest_plugin"
@@ -46,31 +44,9 @@ def _installed() -> bool:
     return True
 
 
-def build_wheel(folder: Path) -> Path:
-    """Write a pure-Python wheel by hand (zip + dist-info + RECORD), so no build backend is needed."""
-    info = f"{MODULE_NAME}-{VERSION}.dist-info"
-    files = {
-        f"{MODULE_NAME}.py": MODULE.encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DIST}\nVersion: {VERSION}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: lithotse-tests\nRoot-Is-Purelib: true\n"
-                         b"Tag: py3-none-any\n",
-        f"{info}/entry_points.txt": f"[lithotse]\nguitest = {MODULE_NAME}\n".encode(),
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    path = folder / f"{MODULE_NAME}-{VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return path
-
-
 @pytest.fixture
 def wheel(tmp_path):
-    yield build_wheel(tmp_path)
+    yield build_plugin_wheel(tmp_path, DIST, MODULE_NAME, VERSION, "guitest", MODULE)
     if _installed():
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", DIST], capture_output=True)
 

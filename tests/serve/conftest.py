@@ -6,6 +6,7 @@ import requests
 from lithotse_desktop.serve import start_server_thread, workspace_token
 from tests.cache.helpers import _close_caches, build_sample  # noqa: F401  (fixture)
 from tests.derive.conftest import lines  # noqa: F401  (fixture)
+from tests.support.serving import served  # noqa: F401  (fixture)
 
 
 @pytest.fixture

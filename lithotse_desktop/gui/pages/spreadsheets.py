@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QGridLayout,
@@ -25,13 +24,14 @@ from ...dates import DateRange
 from ...derive.service import read_table
 from ...errors import ConfigError, LithotseError
 from ...excel.export import FORMATS, export_table
+from ...excel.formula import build_value_formula
 from ...excel.ops import bind_workbook, refresh_workbook
 from ...excel.workbook import read_bindings
+from ...serve.links import power_query_m, serve_port, table_url
 from ...workspace import Workspace
 from .. import jobs
 from ..common import JobStrip, compact_table, error_text, named, scroll_area, show_error
 
-DEFAULT_PORT = 8765
 REMEMBERED = "desktop-workbooks.json"
 ALL = "(any)"
 
@@ -56,44 +56,6 @@ def describe_derivatives(ws: Workspace) -> list[dict]:
                         meta["values"][dim] = sorted(map(str, values))[:500]
         out.append(meta)
     return out
-
-
-def value_formula(derivative: str, measure: str, start: str = "", end: str = "",
-                  dims: dict[str, str] | None = None) -> str:
-    """The add-in's cell formula for one number (Excel strings double their quotes)."""
-    args = [derivative, measure, start, end]
-    for key, val in (dims or {}).items():
-        args += [key, val]
-    text = ",".join('"' + str(a).replace('"', '""') + '"' for a in args)
-    return f"=LITHOTSE_VALUE({text})"
-
-
-def api_port(ws: Workspace) -> int:
-    return int(ws.config.get("serve", {}).get("port", DEFAULT_PORT))
-
-
-def table_url(ws: Workspace, derivative: str, start: str = "", end: str = "", fmt: str = "csv") -> str:
-    """The local API's table address Power Query's "From Web" reads (the token goes in a header)."""
-    query = {"format": fmt}
-    if start:
-        query["from"] = start
-    if end:
-        query["to"] = end
-    return (f"http://127.0.0.1:{api_port(ws)}/api/v1/derivatives/{quote(derivative)}/table?"
-            + urlencode(query))
-
-
-def power_query_m(ws: Workspace, derivative: str, start: str = "", end: str = "") -> str:
-    """A Power Query (M) query for the table, sending the token as a header, not in the URL."""
-    base = f"http://127.0.0.1:{api_port(ws)}/api/v1/derivatives/{quote(derivative)}/table"
-    query = ", ".join(f'{k}="{v}"' for k, v in (("format", "csv"), ("from", start), ("to", end)) if v)
-    return ("let\n"
-            "    // LithotseToken: a text parameter holding the output of `lithotse token`\n"
-            f'    Source = Csv.Document(Web.Contents("{base}", [Query=[{query}], '
-            'Headers=[Authorization="Bearer " & LithotseToken]]), [Delimiter=",", Encoding=65001]),\n'
-            "    Table = Table.PromoteHeaders(Source, [PromoteAllScalars=true])\n"
-            "in\n"
-            "    Table")
 
 
 def remembered_workbooks(ws: Workspace) -> list[str]:
@@ -438,17 +400,24 @@ class SpreadsheetsPage(QWidget):
         if self.dimension.currentData() and self.dim_value.currentText():
             dims[self.dimension.currentData()] = self.dim_value.currentText()
         measure = self.measure.currentText()
-        self.formula.setText(value_formula(meta["name"], measure, start, end, dims) if measure else "")
-        self.url.setText(table_url(self.ws, meta["name"], start, end))
+        self.formula.setText(build_value_formula(meta["name"], measure, start, end, dims) if measure else "")
+        notes = []
+        try:
+            port = serve_port(self.ws)
+        except ConfigError as exc:
+            port = None
+            notes.append(str(exc))
+        self.url.setText(table_url(port, meta["name"], start, end) if port is not None else "")
         self.formula.setCursorPosition(0)
         self.url.setCursorPosition(0)
-        notes = []
         if not meta.get("version"):
             notes.append(f"{meta['name']} is not built yet: build it before using these.")
         if not measure:
             notes.append("This derivative has no numeric measure for a cell formula.")
-        notes.append("Formulas need the Lithotse Excel add-in; the URL and Power Query need "
-                     f"`lithotse serve` running (port {api_port(self.ws)}) and the API token.")
+        if port is not None:
+            notes.append("Formulas (Lithotse Excel add-in), the URL and Power Query read the local API: "
+                         f"the desktop app serves it on port {port}, or run `lithotse serve`; "
+                         "Power Query also needs the API token.")
         self.formula_note.setText(" ".join(notes))
 
     def _enable(self) -> None:
@@ -472,9 +441,15 @@ class SpreadsheetsPage(QWidget):
 
     def _copy_m(self) -> None:
         meta = self.meta()
-        if meta is not None:
-            start, end = self._range_texts()
-            self._copy(power_query_m(self.ws, meta["name"], start, end), "Power Query (M)")
+        if meta is None:
+            return
+        try:
+            port = serve_port(self.ws)
+        except ConfigError as exc:
+            show_error(self, "Cannot build the Power Query", exc)
+            return
+        start, end = self._range_texts()
+        self._copy(power_query_m(port, meta["name"], start, end), "Power Query (M)")
 
     def _copy_token(self) -> None:
         from ...serve.token import workspace_token

@@ -1,0 +1,73 @@
+"""Where the local API listens and the addresses clients use: one source for every port shown.
+
+``lithotse serve``, the desktop app's own server, the URLs and Power Query text the app
+offers, and the add-in's client all take the port from here: ``[serve] port`` in
+``lithotse.toml``, else 8765. Standard library only (the Excel add-in imports it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ..errors import ConfigError
+from ..workspace import CONFIG_NAME, Workspace
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def serve_port(ws: Workspace) -> int:
+    """``[serve] port`` of the workspace, else 8765; a value that is not a port is refused."""
+    value: Any = (ws.config.get("serve") or {}).get("port", DEFAULT_PORT)
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = -1
+    if isinstance(value, bool) or not 0 <= port <= 65535 or str(port) != str(value).strip():
+        raise ConfigError(f"{ws.root / CONFIG_NAME}: [serve] port = {value!r} is not a port number "
+                          "(0-65535; 0 picks a free one)")
+    return port
+
+
+def api_base(port: int) -> str:
+    return f"http://{HOST}:{port}/api/v1"
+
+
+def _derivative_path(port: int, derivative: str, what: str) -> str:
+    return f"{api_base(port)}/derivatives/{quote(derivative, safe='')}/{what}"
+
+
+def table_url(port: int, derivative: str, start: str = "", end: str = "", fmt: str = "csv") -> str:
+    """The table address Power Query's "From Web" reads (the token goes in a header)."""
+    query = {"format": fmt}
+    if start:
+        query["from"] = start
+    if end:
+        query["to"] = end
+    return f"{_derivative_path(port, derivative, 'table')}?{urlencode(query)}"
+
+
+def value_url(port: int, derivative: str, measure: str, start: str = "", end: str = "",
+              dims: dict[str, str] | None = None) -> str:
+    """One cell's address: ``/value?measure=…&from=…&to=…&<dim>=<value>``."""
+    query = {"measure": measure}
+    if start:
+        query["from"] = start
+    if end:
+        query["to"] = end
+    query.update(dims or {})
+    return f"{_derivative_path(port, derivative, 'value')}?{urlencode(query)}"
+
+
+def power_query_m(port: int, derivative: str, start: str = "", end: str = "") -> str:
+    """A Power Query (M) query for the table, sending the token as a header, not in the URL."""
+    base = _derivative_path(port, derivative, "table")
+    query = ", ".join(f'{k}="{v}"' for k, v in (("format", "csv"), ("from", start), ("to", end)) if v)
+    return ("let\n"
+            "    // LithotseToken: a text parameter holding the output of `lithotse token`\n"
+            f'    Source = Csv.Document(Web.Contents("{base}", [Query=[{query}], '
+            'Headers=[Authorization="Bearer " & LithotseToken]]), [Delimiter=",", Encoding=65001]),\n'
+            "    Table = Table.PromoteHeaders(Source, [PromoteAllScalars=true])\n"
+            "in\n"
+            "    Table")

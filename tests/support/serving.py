@@ -1,0 +1,78 @@
+"""``lithotse serve`` as a user runs it: a real subprocess, waited for until it answers, then stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+
+def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Until ``/api/v1/derivatives`` answers (401 without a token is an answer)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/api/v1/derivatives"
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"lithotse serve exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"lithotse serve did not answer on port {port} within {timeout:.0f} s")
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def lithotse_serve(workspace: Path, port: int, *args: str, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``lithotse serve ARGS`` for ``workspace`` in the background; ``port`` is where it should
+    listen (from ``--port`` or ``[serve] port``). Stopped (and reaped) on exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "lithotse_desktop", "serve", *args],
+                            env={**os.environ, "LITHOTSE_WORKSPACE": str(workspace)}, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_api(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+
+
+@pytest.fixture
+def served(workspace):
+    """``served(port=0, token=None)`` starts the real local API over the workspace (in a thread)
+    and returns a client of it; ``served.stop()`` stops it, as does the end of the test."""
+    from lithotse_desktop.serve import start_server_thread
+    from lithotse_desktop.serve.client import ApiClient
+    from lithotse_desktop.serve.token import workspace_token
+
+    running = []
+
+    def start(port: int = 0, token: str | None = None) -> ApiClient:
+        server = start_server_thread(workspace, port, token=token)
+        running.append(server)
+        return ApiClient(server.port, token or workspace_token(workspace))
+
+    def stop() -> None:
+        while running:
+            running.pop().stop()
+
+    start.stop = stop
+    yield start
+    stop()
