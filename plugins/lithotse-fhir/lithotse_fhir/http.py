@@ -29,6 +29,14 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+def _full_url(method: str, url: str, params: Any) -> str:
+    """The URL with its query, as errors name it (the URL alone if it cannot be built)."""
+    try:
+        return requests.Request(method, url, params=params).prepare().url or url
+    except requests.RequestException:
+        return url
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -98,7 +106,7 @@ class FhirHttp:
         if auth and self.token and (auth == "always" or _origin(url) == _origin(self.base_url)):
             headers["Authorization"] = f"Bearer {self.token}"
         ok = ok or (lambda status: 200 <= status < 300)
-        shown = url
+        shown = _full_url(method, url, params)
         for attempt in range(self.retries + 1):
             self.progress.check()
             try:

@@ -1,7 +1,10 @@
 """A FHIR REST server searched type by type; each searchset page is landed unchanged.
 
 Range: the type's date search parameter with ``ge``/``le`` (both inclusive), or
-``_lastUpdated`` for types filtered on it; types without a date are fetched whole.
+``_lastUpdated`` for types filtered on it; types without a date are fetched whole. The
+server is asked for a window two days wider on each side than the range (see
+``server_window``); the exact calendar-day rule is applied locally when the landing is
+read back, so records at the edges of the range are neither lost nor let through.
 Incremental: per type and per range, the newest ``meta.lastUpdated`` seen becomes the
 watermark and the next run adds ``_lastUpdated=gt<watermark>``. Only the last page of a
 type carries the new watermark, so a run that stops half-way starts over from the old one.
@@ -9,10 +12,12 @@ type carries the new watermark, so a run that stops half-way starts over from th
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any, Iterator
 
 from lithotse_desktop.connectors import ConfigField, FetchRequest, FieldType, Payload
+from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import ConfigError, InputError
 
 from .base import FhirConnector, range_since, with_since
@@ -34,6 +39,31 @@ def parse_date_params(text: str | None) -> dict[str, str]:
             raise ConfigError(f"setting date_params: {part!r} is not TYPE=search-parameter")
         out[kind] = param
     return out
+
+
+SERVER_DAY_MARGIN = dt.timedelta(days=2)
+
+
+def _shift(day: dt.date | None, delta: dt.timedelta) -> dt.date | None:
+    """``day + delta``, or None (an open end) past the first or last representable day."""
+    if day is None:
+        return None
+    try:
+        return day + delta
+    except OverflowError:
+        return None
+
+
+def server_window(rng: DateRange) -> DateRange:
+    """The days to ask a server for so that it returns every record of ``rng``, and some more.
+
+    Lithotse keeps a record by the calendar day written in it (or, for ``lastUpdated``, its
+    day in the workspace zone), while a server compares instants and reads a date without
+    a zone in its own zone. Offsets run from -12:00 to +14:00 on both sides, so the two
+    readings of one day can be 26 hours apart: two days of margin cover that. Open ends
+    stay open; the surplus is trimmed on read-back, as payloads are not prefiltered.
+    """
+    return DateRange(_shift(rng.start, -SERVER_DAY_MARGIN), _shift(rng.end, SERVER_DAY_MARGIN))
 
 
 def next_link(bundle: dict) -> str | None:
@@ -85,7 +115,7 @@ class FhirRestConnector(FhirConnector):
 
     def search_params(self, resource_type: str, request: FetchRequest, since: str | None) -> list:
         params: list[tuple[str, Any]] = [("_count", int(self.settings.get("page_size") or 100))]
-        rng = request.date_range
+        rng = server_window(request.date_range)
         field = date_field(resource_type)
         param = None
         if field == "date":

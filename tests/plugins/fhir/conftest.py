@@ -42,3 +42,19 @@ def fhir_server(fast_retries):
 
 def raw_keys(ws) -> list[str]:
     return [o.key for o in ws.store("raw").list("")]
+
+
+@pytest.fixture(scope="session")
+def medplum_process():
+    """One Medplum FHIR server (Node) for the whole session; see medplum_server.py."""
+    from .medplum_server import MedplumServer
+
+    with MedplumServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def medplum(medplum_process, fast_retries):
+    """The session's Medplum server, emptied for this test."""
+    medplum_process.reset()
+    return medplum_process

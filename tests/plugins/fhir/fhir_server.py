@@ -78,6 +78,7 @@ class FhirTestServer:
         self.pages: dict[str, tuple[list[dict], int, int, str]] = {}
         self.exports: dict[str, dict] = {}
         self.export_error: str | None = None
+        self.looping_pages = False  # every next link points back to the page it is on
         self.clock = BASE_UPDATED
         self.lock = threading.Lock()
         self.httpd: ThreadingHTTPServer | None = None
@@ -225,7 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
         found, offset, count, kind = state.pages[token]
         chunk = found[offset:offset + count]
         links = [{"relation": "self", "url": f"{state.base_url}/_page/{token}"}]
-        if offset + count < len(found):
+        if state.looping_pages and offset + count < len(found):
+            links.append({"relation": "next", "url": f"{state.base_url}/_page/{token}"})
+        elif offset + count < len(found):
             nxt = uuid.uuid4().hex
             state.pages[nxt] = (found, offset + count, count, kind)
             links.append({"relation": "next", "url": f"{state.base_url}/_page/{nxt}"})

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 
 import pytest
 
+from lithotse_desktop.connectors import FetchRequest
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.raw import read_stream, run_import
+from lithotse_fhir.rest import FhirRestConnector
 
 from .conftest import SMART, TOKEN, raw_keys
+from .fhir_server import FhirTestServer
 
 
 def add_rest(workspace, server_url, token=TOKEN, types="Encounter,Patient,Condition", page_size=50):
@@ -28,12 +32,13 @@ def test_paged_search_with_date_range(workspace, fhir_plugin, fhir_server):
     add_rest(workspace, fhir_server.base_url)
     result = run_import(workspace, "ehr", DateRange.parse("2000-01-01", "2009-12-31"))
     expected = sum("2000-01-01" <= d <= "2009-12-31" for d in encounter_dates())
+    served = sum("1999-12-30" <= d <= "2010-01-02" for d in encounter_dates())
     enc = [i.manifest for i in result.landings if i.manifest.stream == "Encounter"]
-    assert len(enc) == -(-expected // 50) and len(enc) > 1
-    assert sum(m.records for m in enc) == expected
-    assert sum(m.records_out_of_range for m in enc) == 0
+    assert len(enc) == -(-served // 50) and len(enc) > 1
+    assert sum(m.records for m in enc) == served
+    assert sum(m.records_in_range for m in enc) == expected
     searches = [q for _m, path, q, _h in fhir_server.requests if path == "/fhir/Encounter"]
-    assert searches == [{"_count": ["50"], "date": ["ge2000-01-01", "le2009-12-31"]}]
+    assert searches == [{"_count": ["50"], "date": ["ge1999-12-30", "le2010-01-02"]}]
     pages = [path for _m, path, _q, h in fhir_server.requests if path.startswith("/fhir/_page/")]
     assert len(pages) >= len(enc) - 1
     assert all(h.get("Authorization") == f"Bearer {TOKEN}" for *_x, h in fhir_server.requests)
@@ -61,8 +66,9 @@ def test_incremental_watermark_then_update_then_full(workspace, fhir_plugin, fhi
     assert [(i.manifest.records, i.manifest.records_in_range) for i in third.landings] == [(1, 1)]
 
     full = run_import(workspace, "ehr", rng, full=True)
-    total = sum("1990-01-01" <= d <= "2020-12-31" for d in ["2015-05-05", *encounter_dates()[1:]])
-    assert sum(i.manifest.records for i in full.landings) == total
+    days = ["2015-05-05", *encounter_dates()[1:]]
+    assert sum(i.manifest.records for i in full.landings) == sum("1989-12-30" <= d <= "2021-01-02" for d in days)
+    assert sum(i.manifest.records_in_range for i in full.landings) == sum("1990-01-01" <= d <= "2020-12-31" for d in days)
 
 
 def test_wrong_token_names_url_and_lands_nothing(workspace, fhir_plugin, fhir_server):
@@ -89,16 +95,89 @@ def test_gives_up_after_retries(workspace, fhir_plugin, fhir_server):
     assert raw_keys(workspace) == []
 
 
+def test_next_link_back_to_a_page_already_read_stops_the_import(workspace, fhir_plugin, fhir_server):
+    add_rest(workspace, fhir_server.base_url, types="Encounter")
+    fhir_server.looping_pages = True
+    with pytest.raises(InputError, match=r"/fhir/_page/[0-9a-f]+: the server's next link points back "
+                                         r"to a page already read"):
+        run_import(workspace, "ehr")
+    pages = [path for _m, path, _q, _h in fhir_server.requests if path.startswith("/fhir/_page/")]
+    assert len(pages) == 1
+    assert raw_keys(workspace) == []
+
+
 def test_unreachable_server_and_non_fhir_response(workspace, fhir_plugin, fhir_server):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     add_rest(workspace, f"http://127.0.0.1:{port}/fhir", types="Patient")
-    with pytest.raises(InputError, match=rf"127\.0\.0\.1:{port}/fhir/Patient: cannot reach the server"):
+    with pytest.raises(InputError, match=rf"127\.0\.0\.1:{port}/fhir/Patient\?_count=50: cannot reach the server"):
         run_import(workspace, "ehr")
     workspace.add_source("html", "fhir-rest", {"base_url": fhir_server.root + "/html",
                                                "resource_types": "Patient"}, {})
     with pytest.raises(InputError, match=r"/html/Patient.*not FHIR JSON \(text/html\)"):
         run_import(workspace, "html")
     assert raw_keys(workspace) == []
+
+
+def test_server_is_asked_for_two_more_days_each_side_and_the_range_is_kept_locally(
+        workspace, fhir_plugin, fast_retries):
+    """The wider window reaches records whose written day is in range but whose instant is
+    not (the project's server matches written days, so every day of the window comes back);
+    reading the landings back keeps the exact range: written days for Encounter, days in the
+    workspace zone for a type filtered on meta.lastUpdated (Basic)."""
+    workspace.config["workspace"]["timezone"] = "Pacific/Kiritimati"  # UTC+14
+    workspace.save()
+    days = [dt.date(2022, 3, 1) + dt.timedelta(days=n) for n in range(-4, 3)] + \
+           [dt.date(2022, 3, 31) + dt.timedelta(days=n) for n in range(-2, 5)]
+    starts = [f"{d.isoformat()}T23:30:00-05:00" for d in days] + [f"{d.isoformat()}T01:00:00+14:00" for d in days]
+    encounters = [{"resourceType": "Encounter", "id": f"e{n}", "status": "finished", "period": {"start": s},
+                   "meta": {"versionId": "1", "lastUpdated": "2024-06-01T12:00:00Z"}}
+                  for n, s in enumerate(starts)]
+    updated = ["2022-02-26T09:00:00Z", "2022-02-27T09:59:59Z", "2022-02-28T09:59:59Z", "2022-02-28T10:00:00Z",
+               "2022-03-15T00:00:00Z", "2022-03-31T09:59:59Z", "2022-03-31T10:00:00Z", "2022-04-01T12:00:00Z",
+               "2022-04-02T00:00:00Z", "2022-04-03T00:00:00Z"]
+    basics = [{"resourceType": "Basic", "id": f"b{n}", "code": {"text": "note"},
+               "meta": {"versionId": "1", "lastUpdated": u}} for n, u in enumerate(updated)]
+    rng = DateRange.parse("2022-03-01", "2022-03-31")
+    with FhirTestServer({"Encounter": encounters, "Basic": basics}, token=TOKEN) as server:
+        add_rest(workspace, server.base_url, types="Encounter,Basic")
+        result = run_import(workspace, "ehr", rng)
+        searches = {path: q for _m, path, q, _h in server.requests}
+    assert searches["/fhir/Encounter"] == {"_count": ["50"], "date": ["ge2022-02-27", "le2022-04-02"]}
+    assert searches["/fhir/Basic"] == {"_count": ["50"], "_lastUpdated": ["ge2022-02-27", "le2022-04-02"]}
+
+    def landed(stream):
+        return sum(i.manifest.records for i in result.landings if i.manifest.stream == stream)
+
+    window = [e for e in encounters if "2022-02-27" <= e["period"]["start"][:10] <= "2022-04-02"]
+    assert landed("Encounter") == len(window) > 0
+    in_range = sorted(e["id"] for e in encounters if "2022-03-01" <= e["period"]["start"][:10] <= "2022-03-31")
+    assert sorted(r["id"] for b in read_stream(workspace, "ehr", "Encounter") for r in b.to_pylist()) == in_range
+
+    kiritimati = dt.timezone(dt.timedelta(hours=14))
+    local_days = {b["id"]: dt.datetime.fromisoformat(b["meta"]["lastUpdated"].replace("Z", "+00:00"))
+                  .astimezone(kiritimati).date() for b in basics}
+    # the test server compares instants with the window's midnight UTC, as many servers do
+    assert landed("Basic") == sum("2022-02-27" <= b["meta"]["lastUpdated"] <= "2022-04-02T00:00:00Z" for b in basics)
+    expected = sorted(i for i, day in local_days.items() if rng.contains(day))
+    assert expected == ["b3", "b4", "b5"]
+    assert sorted(r["id"] for b in read_stream(workspace, "ehr", "Basic") for r in b.to_pylist()) == expected
+
+
+def test_open_ends_stay_open_and_the_calendar_edges_do_not_overflow():
+    connector = FhirRestConnector({"base_url": "http://127.0.0.1:9/fhir", "page_size": 10})
+
+    def params(kind, start, end, since=None):
+        request = FetchRequest("s", [kind], DateRange.parse(start, end), {})
+        return connector.search_params(kind, request, since)
+
+    assert params("Encounter", None, "2022-12-31") == [("_count", 10), ("date", "le2023-01-02")]
+    assert params("Observation", "2022-01-01", None) == [("_count", 10), ("date", "ge2021-12-30")]
+    assert params("Encounter", None, None) == [("_count", 10)]
+    assert params("Condition", "0001-01-02", "9999-12-30") == [("_count", 10)]
+    assert params("Basic", "2024-03-01", "2024-03-01", since="2024-06-01T12:00:00.000000Z") == [
+        ("_count", 10), ("_lastUpdated", "ge2024-02-28"), ("_lastUpdated", "le2024-03-03"),
+        ("_lastUpdated", "gt2024-06-01T12:00:00.000000Z")]
+    assert params("Patient", "2024-03-01", "2024-03-31") == [("_count", 10)]
