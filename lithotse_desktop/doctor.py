@@ -40,7 +40,6 @@ from .errors import LithotseError, NotFound
 
 KEY_LIBRARIES = ("keyring", "duckdb", "pyarrow", "PySide6-Essentials", "boto3", "openpyxl",
                  "pluggy", "starlette", "uvicorn", "platformdirs", "click")
-DEFAULT_PORT = 8765
 PROBE_TIMEOUT = 3.0
 LIBREOFFICE_PLACES = (Path("/Applications/LibreOffice.app/Contents/MacOS/soffice"),
                       Path(r"C:\Program Files\LibreOffice\program\soffice.exe"))
@@ -222,9 +221,9 @@ def cache(ws: Any, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
 
 def serve_port(ws: Any) -> dict[str, Any]:
     """Whether ``lithotse serve`` could listen on ``[serve] port`` (bound like it, then closed)."""
-    port = DEFAULT_PORT
-    if ws is not None:
-        port = int((ws.config.get("serve") or {}).get("port", DEFAULT_PORT))
+    from .serve.links import DEFAULT_PORT, serve_port as configured_port
+
+    port = DEFAULT_PORT if ws is None else configured_port(ws)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as serve.app.bind_socket

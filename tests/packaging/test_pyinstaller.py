@@ -20,7 +20,6 @@ PAGES = ["derivative-form.png", "derivatives.png", "plugins.png", "raw.png", "se
 
 @pytest.fixture(scope="module")
 def frozen_app(tmp_path_factory) -> Path:
-    pytest.importorskip("PyInstaller")
     out = tmp_path_factory.mktemp("pyinstaller")
     proc = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                            "--distpath", str(out / "dist"), "--workpath", str(out / "build"),

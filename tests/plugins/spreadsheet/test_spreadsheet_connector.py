@@ -112,9 +112,9 @@ def test_xls_and_ods_fixtures_read_like_the_xlsx(tmp_path, fixture):
     assert payloads[0].media_type.startswith("application/vnd.")
 
 
-@pytest.mark.skipif(not SOFFICE.exists(), reason="LibreOffice is not installed")
 @pytest.mark.parametrize("target", ["xls", "ods"])
 def test_workbooks_converted_by_libreoffice_read_the_same(clinic, tmp_path, target):
+    assert SOFFICE.exists(), f"{SOFFICE} is missing: bash scripts/system-deps.sh installs LibreOffice"
     out = tmp_path / "converted"
     subprocess.run([str(SOFFICE), "--headless", "--convert-to", target, "--outdir", str(out), str(clinic)],
                    check=True, capture_output=True, timeout=180)
