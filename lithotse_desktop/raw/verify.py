@@ -34,13 +34,15 @@ class Digest:
     sha256: str
     size: int
     origin: str
+    path: Path | None = None
 
 
 class _Stopped(Exception):
     """The read this hash was for has ended; the result is no longer wanted."""
 
 
-def hash_stream(fh: BinaryIO, origin: str, stop: threading.Event | None = None) -> Digest:
+def hash_stream(fh: BinaryIO, origin: str, stop: threading.Event | None = None,
+                path: Path | None = None) -> Digest:
     """Hash a stream to its end (raises _Stopped when ``stop`` is set first)."""
     digest = hashlib.sha256()
     size = 0
@@ -49,7 +51,7 @@ def hash_stream(fh: BinaryIO, origin: str, stop: threading.Event | None = None) 
             raise _Stopped()
         digest.update(chunk)
         size += len(chunk)
-    return Digest(digest.hexdigest(), size, origin)
+    return Digest(digest.hexdigest(), size, origin, path)
 
 
 class _HashingReader(io.RawIOBase):
@@ -157,7 +159,7 @@ class ObjectCheck:
             return
         reason, digest = found
         for _future, path, cached in self._pending:
-            if cached and digest.origin.endswith(str(path)):
+            if cached and digest.path == path:
                 # a damaged local copy is not the store's object: drop it so the next read fetches it
                 path.unlink(missing_ok=True)
                 reason += " (that copy was removed; the next read fetches the object again)"
@@ -197,7 +199,7 @@ class IntegrityChecks:
         def run() -> Digest | None:
             try:
                 with open(path, "rb") as fh:
-                    return hash_stream(fh, origin, self._stop)
+                    return hash_stream(fh, origin, self._stop, Path(path))
             except _Stopped:
                 return None
 

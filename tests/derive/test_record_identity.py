@@ -75,6 +75,8 @@ def test_csv_without_key_narrow_then_wider_range_counts_each_row_once(cli, works
     cli("import", "ehr", "--from", "2024-02-01", "--to", "2024-04-30")
     expected = {"2024-02-01": 65, "2024-03-01": 65, "2024-04-01": 65}
     assert shown(cli, "visits") == expected, "March and April must not be doubled"
+    version = Catalog(Workspace.open(workspace.root)).current("visits")
+    assert version.stats["recomputed_periods"] == ["2024-02-01"], "only February's rows are new"
     assert "built version" in cli("derive", "build", "visits", "--full").output
     assert shown(cli, "visits") == expected
     assert sum(b.num_rows for b in read_stream(Workspace.open(workspace.root), "ehr", "encounters")) == 3 * 65

@@ -189,3 +189,26 @@ def test_s3_raw_store_damage_is_found_by_verify_and_the_streaming_build(seaweed,
     assert Catalog(ws).current("by_month").version == published
     cache = ws.local_dir / "object-cache"
     assert not cache.exists() or not any(cache.iterdir()), "the CSV was streamed, not copied"
+
+
+def test_a_damaged_local_copy_of_an_s3_object_is_refused_then_fetched_again(seaweed, tmp_path):  # noqa: F811
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    (folder / "a.txt").write_text("2024-01-01,10\n2024-01-02,20\n")
+    ws = Workspace.create(tmp_path / "ws")
+    ws.config["stores"]["bucket"] = {"url": seaweed.new_prefix(), **seaweed.store_options("client")}
+    ws.config["tiers"]["raw"] = "bucket"
+    ws.save()
+    ws = Workspace.open(ws.root)
+    ws.add_source("vals", "lines", {"path": str(folder)}, {})
+    [landing] = run_import(ws, "vals").landings
+    assert sum(r["value"] for b in read_stream(ws, "vals", "values") for r in b.to_pylist()) == 30
+    copy = ws.local_dir / "object-cache" / landing.manifest.sha256
+    assert copy.exists(), "this connector reads local files, so the object was fetched once"
+    copy.write_bytes(copy.read_bytes().replace(b"10", b"19"))
+    with pytest.raises(CorruptObject, match="local copy") as info:
+        list(read_stream(ws, "vals", "values"))
+    assert landing.manifest.object_key in str(info.value)
+    assert not copy.exists(), "the damaged copy is dropped"
+    assert sum(r["value"] for b in read_stream(ws, "vals", "values") for r in b.to_pylist()) == 30
+    assert verify_raw(ws).clean, "the store's object itself was never damaged"
