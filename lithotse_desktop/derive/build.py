@@ -216,7 +216,7 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
         try:
             table = _query(spec, ws, con, schemas, periods)
         except LithotseError:
-            checks.finish()  # a damaged object explains a failed query better than the query error
+            checks.raise_found()
             raise
         checks.finish()
         keys = patient_key_columns(spec)

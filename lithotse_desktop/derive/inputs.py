@@ -174,7 +174,7 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
                             con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
                     con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
             except duckdb.Error as exc:
-                checks.finish()  # a damaged object, not the schema, may be why
+                checks.raise_found()  # a damaged object, not the schema, may be why
                 raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {stored.reader.id} "
                                     f"({stored.reader.original_name}) does not fit the earlier ones: "
                                     f"{exc}") from None

@@ -111,7 +111,7 @@ class ObjectCheck:
         self._pending: list[tuple[futures.Future, Path, bool]] = []
         self._lock = threading.Lock()
         self._settled = False
-        self._error: CorruptObject | None = None
+        self.error: CorruptObject | None = None
 
     def _found(self, digest: Digest) -> None:
         with self._lock:
@@ -150,8 +150,8 @@ class ObjectCheck:
     def finish(self) -> None:
         """Raise CorruptObject if the bytes read differ from the landed ones (again on every call)."""
         if self._settled:
-            if self._error is not None:
-                raise self._error
+            if self.error is not None:
+                raise self.error
             return
         found = self.problem()
         self._settled = True
@@ -164,8 +164,8 @@ class ObjectCheck:
                 path.unlink(missing_ok=True)
                 reason += " (that copy was removed; the next read fetches the object again)"
         self._pending = []
-        self._error = CorruptObject(self.key, self.what, reason)
-        raise self._error
+        self.error = CorruptObject(self.key, self.what, reason)
+        raise self.error
 
 
 class IntegrityChecks:
@@ -209,6 +209,13 @@ class IntegrityChecks:
         """Settle every check; raises CorruptObject for the first damaged object."""
         for item in self._checks:
             item.finish()
+
+    def raise_found(self) -> None:
+        """Raise the CorruptObject a read already found, if any, without hashing anything more:
+        when something else failed, damage is the better explanation."""
+        for item in self._checks:
+            if item.error is not None:
+                raise item.error
 
     def close(self) -> None:
         self._stop.set()
