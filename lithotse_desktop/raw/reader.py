@@ -142,7 +142,8 @@ def read_object(ws: Workspace, stored: StoredObject, connector: Connector, check
 
     The bytes are checked once the connector has read them all: a damaged object raises
     CorruptObject, also when the damage made the connector fail first. A reader that stops
-    early leaves the verdict to ``checks.finish()``.
+    early leaves the verdict to ``checks.finish()``. An object with no row in range yields
+    one empty batch, so its columns are still known.
     """
     spans = stored.spans(date_range)
     if not spans:
