@@ -291,6 +291,38 @@ def raw_reindex() -> None:
     click.echo(f"indexed {count} manifests")
 
 
+@raw_group.command("verify")
+@click.option("--source", help="Only this source's objects and manifests.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@workspace_option
+def raw_verify(source: str | None, as_json: bool, quiet: bool) -> None:
+    """Re-hash every raw object against its name and manifests; changes nothing.
+
+    Reports corrupted, missing and unreferenced objects (and unreadable manifests) in every
+    raw store the workspace reads; exits 1 when anything is wrong.
+    """
+    from .raw.verify import verify_raw
+
+    ws = current_workspace()
+    report = verify_raw(ws, source, progress=cli_progress(quiet or as_json))
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem['problem']:<13} {problem['store']}:{problem['key']}  {problem['detail']}")
+            for landing in problem["landings"]:
+                click.echo(f"{'':<13} landing {landing['id']} {landing['source']}/{landing['stream']} "
+                           f"{landing['original_name']}")
+        summary = report.to_json()["summary"]
+        click.echo(f"checked {summary['objects']} object(s) ({summary['bytes']} bytes) and "
+                   f"{summary['manifests']} manifest(s) in {', '.join(summary['stores'])}: {summary['ok']} ok, "
+                   f"{summary['corrupted']} corrupted, {summary['missing']} missing, "
+                   f"{summary['unreferenced']} unreferenced, {summary['bad_manifest']} unreadable manifests")
+    if not report.clean:
+        click.get_current_context().exit(1)
+
+
 # --- derivatives ----------------------------------------------------------------
 @main.group("derive")
 def derive_group() -> None:

@@ -83,7 +83,14 @@ class ConfigField:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """One stream a source offers: a FHIR resource type, a CSV file, a sheet, an HL7 message type."""
+    """One stream a source offers: a FHIR resource type, a CSV file, a sheet, an HL7 message type.
+
+    ``key`` names the columns that identify a record when the same record can arrive in two
+    different files (an export run again, a corrected or appended file, overlapping extracts):
+    derivatives then keep one row per key, the newest. Without a key a record is its raw
+    object and its position in that object: landing the same object again, for any range,
+    never counts a row twice, but a changed file is a new object whose rows all count.
+    """
 
     name: str
     date_field: str | None = None

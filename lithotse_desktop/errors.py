@@ -37,3 +37,12 @@ class Cancelled(LithotseError):
 
     def __init__(self) -> None:
         super().__init__("cancelled")
+
+
+class CorruptObject(LithotseError):
+    """A raw object whose bytes no longer match the sha256 (or size) it was landed with."""
+
+    def __init__(self, key: str, what: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"raw object {key} ({what}) is damaged: {reason}; it was not used. "
+                         f"`lithotse raw verify` checks every raw object and reports the details")

@@ -1,10 +1,13 @@
 """Building derivatives: inputs → DuckDB → suppression → Parquet parts → published version.
 
-A version id is a hash of the spec and the exact inputs read (raw objects with their ranges,
-or input derivatives' versions), so the same inputs give the same version on any machine and
-an up-to-date derivative is not rebuilt. Aggregates with a time grain rebuild incrementally:
-when only new landings were added, just the periods those records (and older records with
-the same keys) fall in are recomputed; the others are reused from the previous version.
+A version id is a hash of the spec and the exact inputs read (raw objects with their ranges and
+the name and version of the connector reading them, or input derivatives' versions), so the
+same inputs give the same version on any machine, an up-to-date derivative is not rebuilt, and
+a changed connector never leaves a version that claims to be current. Every raw object is
+hashed as it is read and compared with its landed sha256 before anything is published.
+Aggregates with a time grain rebuild incrementally: when only new landings were added, just
+the periods those records (and older records with the same keys) fall in are recomputed; the
+others are reused from the previous version.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pyarrow.parquet as pq
 from .. import audit
 from ..errors import LithotseError, NotFound
 from ..progress import Progress
+from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from .catalog import Catalog, Version
@@ -34,7 +38,7 @@ from .pseudonymize import patient_key_columns, pseudonymize
 from .spec import SpecError, spec_hash, spec_inputs, validate_spec
 from .suppress import apply_suppression
 
-BUILD_FORMAT = "1"
+BUILD_FORMAT = "2"
 
 
 @dataclass
@@ -145,6 +149,12 @@ def _schema_hex(schema: pa.Schema) -> str:
     return schema.serialize().to_pybytes().hex()
 
 
+def _same_reader(current: dict, previous: dict | None) -> bool:
+    """Whether a stream input is still read by the same connector name and version."""
+    return previous is not None and all(current.get(k) == previous.get(k)
+                                        for k in ("source", "stream", "connector", "connector_version"))
+
+
 def _touched_periods(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, schema: pa.Schema,
                      resolved: StreamInput, previous: Version) -> list[Any] | None:
     """Periods that new landings can change, or None when a full rebuild is needed."""
@@ -182,30 +192,38 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
         return BuildResult(name, vid, "up to date", previous.rows, 0, len(previous.partitions))
     progress.update(f"building {name}")
     con = connect(ws)
+    checks = IntegrityChecks()
     try:
         schemas: dict[str, pa.Schema] = {}
         resolved: dict[str, StreamInput] = {}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
         incremental = (grain_split and not full and previous is not None
                        and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
+                       and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
             else:
                 resolved[alias] = resolve_stream(ws, item["source"], item["stream"])
-                schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress,
+                schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress, checks,
                                              materialize=incremental and alias == "input")
         periods = None
         if incremental:
             periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
         lock_down(con)
         progress.update(f"computing {name}")
-        table = _query(spec, ws, con, schemas, periods)
+        try:
+            table = _query(spec, ws, con, schemas, periods)
+        except LithotseError:
+            checks.raise_found()
+            raise
+        checks.finish()
         keys = patient_key_columns(spec)
         if keys:
             table = pseudonymize(ws, table, keys)
     finally:
+        checks.close()
         con.close()
     progress.update(f"writing {name}")
     written = _write_parts(catalog, name, table, grain_split)

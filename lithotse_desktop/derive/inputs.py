@@ -1,10 +1,11 @@
 """Loading a derivative's inputs into DuckDB: raw streams (deduplicated) and other derivatives.
 
-A stream input becomes two relations: ``<alias>__landed`` holds every record of every
-landing (restricted to each landing's range, with ``_landing_id``/``_landed_at``), and
-``<alias>`` shows each record once — per the stream's declared key, or per FHIR resource
-type and id — keeping the newest by ``meta.versionId``, then ``meta.lastUpdated``, then
-landing time.
+A stream input becomes two relations: ``<alias>__landed`` holds every record of every raw
+object once (rows inside the ranges its landings asked for, see :mod:`..raw.reader`, with
+``_landing_id``/``_landed_at``/``_row``), and ``<alias>`` shows each record once — per the
+stream's declared key, or per FHIR resource type and id — keeping the newest version (see
+:func:`dedupe_query`). Without a key a record is its object and position: an object landed
+twice is still read once, and rows of different objects are different records.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import pyarrow as pa
 
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
-from ..raw.landing import make_connector, open_index
+from ..raw.landing import connector_class, make_connector, open_index
 from ..raw.manifest import Manifest
-from ..raw.reader import read_landing
+from ..raw.reader import PROVENANCE, StoredObject, read_object, stored_objects
+from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .catalog import Catalog
 from .compile import DUCKDB, dedupe_sql
 
-PROVENANCE = ("_landing_id", "_landed_at")
+NUMERIC_VERSIONS = "__numeric_versions"
 
 
 @dataclass
@@ -34,6 +36,8 @@ class StreamInput:
     stream: str
     manifests: list[Manifest]
     key: list[str] = field(default_factory=list)
+    connector: str = ""
+    connector_version: str = ""
 
     @property
     def identities(self) -> list[list[Any]]:
@@ -41,19 +45,15 @@ class StreamInput:
         return sorted({(m.sha256, m.range_from, m.range_to) for m in self.manifests},
                       key=lambda t: tuple(x or "" for x in t))
 
-    def distinct_manifests(self) -> list[Manifest]:
-        seen: set[tuple] = set()
-        out = []
-        for m in self.manifests:
-            ident = (m.sha256, m.range_from, m.range_to)
-            if ident not in seen:
-                seen.add(ident)
-                out.append(m)
-        return out
+    def objects(self, ws: Workspace) -> list[StoredObject]:
+        """The distinct raw objects, each with every landing of it."""
+        return stored_objects(ws, self.manifests)
 
 
 def resolve_stream(ws: Workspace, source: str, stream: str, *, with_key: bool = True) -> StreamInput:
-    """The landings of a stream (from the index) and, unless not needed, its declared key."""
+    """The landings of a stream (from the index), the connector reading it and, unless not
+    needed, its declared key."""
+    cls = connector_class(ws, source)
     key: list[str] = []
     if with_key:
         key = list(make_connector(ws, source).stream(stream).key)
@@ -62,7 +62,7 @@ def resolve_stream(ws: Workspace, source: str, stream: str, *, with_key: bool = 
         manifests = index.landings(source, stream)
     finally:
         index.close()
-    return StreamInput(source, stream, manifests, key)
+    return StreamInput(source, stream, manifests, key, cls.name, cls.version)
 
 
 def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
@@ -73,7 +73,8 @@ def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
             raise LithotseError(f"input derivative {item['derivative']!r} has not been built yet")
         return {"derivative": item["derivative"], "version": current.version}
     resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
-    return {"source": item["source"], "stream": item["stream"],
+    return {"source": item["source"], "stream": item["stream"], "connector": resolved.connector,
+            "connector_version": resolved.connector_version,
             "objects": [list(t) for t in resolved.identities]}
 
 
@@ -91,29 +92,39 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def _dedupe_order(columns: list[str]) -> list[str]:
+def dedupe_query(relation: str, key: list[str], columns: list[str]) -> str:
+    """One row per key: the newest version of each record.
+
+    Newest is the largest ``versionId`` when every version id of that record is a number;
+    version ids are otherwise opaque (UUIDs, hashes), so the latest ``lastUpdated`` wins,
+    then the latest landing, then the later row of the same object (a total order, so
+    repeated builds keep the same row).
+    """
     q = DUCKDB.quote
     order = []
     if "versionId" in columns:
-        order.append(f"TRY_CAST({q('versionId')} AS BIGINT) DESC NULLS LAST")
-        order.append(f"{q('versionId')} DESC NULLS LAST")
+        version = f"CAST({q('versionId')} AS VARCHAR)"
+        numeric = f"coalesce(regexp_full_match({version}, '[0-9]{{1,18}}'), false)"
+        parts = ", ".join(q(k) for k in key)
+        relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
+                    f"FROM {relation})")
+        order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
     if "lastUpdated" in columns:
         order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-    if "_landed_at" in columns:
-        order.append(f"{q('_landed_at')} DESC")
-    return order
+    order += [f"{q(c)} DESC" for c in ("_landed_at", "_landing_id", "_row") if c in columns]
+    return dedupe_sql(relation, key, order)
 
 
-def _landing_readers(ws: Workspace, resolved: StreamInput, provenance: bool,
-                     progress: Progress) -> list[pa.RecordBatchReader]:
+def _object_readers(ws: Workspace, resolved: StreamInput, provenance: bool, checks: IntegrityChecks,
+                    progress: Progress) -> list[tuple[StoredObject, pa.RecordBatchReader]]:
     connector = make_connector(ws, resolved.source)
     readers = []
-    for manifest in resolved.distinct_manifests():
-        progress.update(f"reading {resolved.source}/{resolved.stream} {manifest.original_name}")
-        batches = read_landing(ws, manifest, connector, provenance=provenance)
+    for stored in resolved.objects(ws):
+        progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
+        batches = read_object(ws, stored, connector, checks, provenance=provenance)
         first = next(batches, None)
         if first is not None:
-            readers.append((manifest, pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))))
+            readers.append((stored, pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))))
     if not readers:
         raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
                        f"import it first (lithotse import {resolved.source})")
@@ -128,28 +139,29 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 
 
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
-                progress: Progress, *, materialize: bool = False) -> pa.Schema:
+                progress: Progress, checks: IntegrityChecks, *, materialize: bool = False) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
-    Without ``materialize`` the landings are streamed straight into the one query that reads
+    Without ``materialize`` the objects are streamed straight into the one query that reads
     them, when they share a schema and need no deduplication; otherwise they are copied into a
-    DuckDB table first (which spills to disk when large).
+    DuckDB table first (which spills to disk when large). ``checks`` collects the hash checks
+    of the objects read; settle them with ``checks.finish()`` before using the results.
     """
     q = DUCKDB.quote
     landed = f"{alias}__landed"
-    readers = _landing_readers(ws, resolved, materialize or bool(resolved.key), progress)
-    schemas = {r.schema for _m, r in readers}
+    readers = _object_readers(ws, resolved, materialize or bool(resolved.key), checks, progress)
+    schemas = {r.schema for _stored, r in readers}
     columns = [n for n in readers[0][1].schema.names]
     key = stream_key(resolved, columns)
     if not materialize and not key and len(schemas) == 1:
         def batches():
-            for _manifest, reader in readers:
+            for _stored, reader in readers:
                 yield from reader
 
         con.register(landed, pa.RecordBatchReader.from_batches(readers[0][1].schema, batches()))
     else:
         created = False
-        for manifest, reader in readers:
+        for stored, reader in readers:
             con.register("__reader", reader)
             try:
                 if not created:
@@ -162,21 +174,24 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
                             con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
                     con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
             except duckdb.Error as exc:
-                raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {manifest.id} "
-                                    f"({manifest.original_name}) does not fit the earlier ones: {exc}") from None
+                checks.raise_found()  # a damaged object, not the schema, may be why
+                raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {stored.reader.id} "
+                                    f"({stored.reader.original_name}) does not fit the earlier ones: "
+                                    f"{exc}") from None
             finally:
                 con.unregister("__reader")
         columns = [r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()]
     missing = [k for k in key if k not in columns]
     if missing:
         raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
-    hide = ", ".join(q(c) for c in PROVENANCE if c in columns)
-    exclude = f" EXCLUDE ({hide})" if hide else ""
+    hidden = [c for c in PROVENANCE if c in columns]
+    relation = q(landed)
     if key:
-        body = dedupe_sql(q(landed), key, _dedupe_order(columns))
-        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM ({body})")
-    else:
-        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {q(landed)}")
+        relation = f"({dedupe_query(relation, key, columns)})"
+        if "versionId" in columns:
+            hidden.append(NUMERIC_VERSIONS)
+    exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
+    con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {relation}")
     schema = readers[0][1].schema if not key and len(schemas) == 1 else None
     if schema is not None:
         return pa.schema([f for f in schema if f.name not in PROVENANCE])
@@ -212,8 +227,9 @@ def sample_schema(ws: Workspace, catalog: Catalog, item: dict) -> pa.Schema | No
         return catalog.read(current).schema
     resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
     connector = make_connector(ws, item["source"])
-    for manifest in resolved.distinct_manifests():
-        batch = next(read_landing(ws, manifest, connector), None)
-        if batch is not None:
-            return batch.schema
+    with IntegrityChecks() as checks:
+        for stored in resolved.objects(ws):
+            batch = next(read_object(ws, stored, connector, checks), None)
+            if batch is not None:
+                return batch.schema
     return None

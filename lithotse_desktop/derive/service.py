@@ -136,6 +136,7 @@ def lineage(ws: Workspace, name: str) -> dict:
                         if (m.sha256, m.range_from, m.range_to) in wanted]
             out_inputs[alias] = {
                 "source": ident["source"], "stream": ident["stream"],
+                "connector": ident.get("connector"), "connector_version": ident.get("connector_version"),
                 "objects": [{"sha256": m.sha256, "object_key": m.object_key, "landing": m.id,
                              "original_name": m.original_name, "range": [m.range_from, m.range_to],
                              "landed_at": m.landed_at} for m in landings]}

@@ -3,7 +3,7 @@
 from .manifest import Manifest, manifest_key, object_key
 from .index import RawIndex
 from .landing import ImportResult, LandingResult, run_import
-from .reader import read_landing, read_stream
+from .reader import read_object, read_stream, stored_objects
 
 __all__ = ["Manifest", "manifest_key", "object_key", "RawIndex", "ImportResult",
-           "LandingResult", "run_import", "read_landing", "read_stream"]
+           "LandingResult", "run_import", "read_object", "read_stream", "stored_objects"]

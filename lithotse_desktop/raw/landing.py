@@ -88,9 +88,14 @@ def open_index(ws: Workspace, *, rebuild: bool = False) -> RawIndex:
     return index
 
 
+def connector_class(ws: Workspace, source_name: str) -> type[Connector]:
+    """The connector class installed now for a source (no settings or secrets are read)."""
+    return get_plugin_manager().connector(ws.source(source_name).connector)
+
+
 def make_connector(ws: Workspace, source_name: str) -> Connector:
     src = ws.source(source_name)
-    cls = get_plugin_manager().connector(src.connector)
+    cls = connector_class(ws, source_name)
     settings = cls.validate_settings(ws.resolved_settings(src))
     return cls(settings)
 

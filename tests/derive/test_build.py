@@ -133,6 +133,7 @@ def test_lineage_names_raw_objects(workspace, lines):
     data = lineage(workspace, "monthly")
     [obj] = data["inputs"]["input"]["objects"]
     assert obj["sha256"] == result.landings[0].manifest.sha256
+    assert (data["inputs"]["input"]["connector"], data["inputs"]["input"]["connector_version"]) == ("lines", "1.0")
 
 
 def test_stacked_derivatives_build_in_order(workspace, lines):
