@@ -1,4 +1,4 @@
-"""Fixtures every test can use: isolated secrets, a fresh workspace, paths to shared data."""
+"""Fixtures every test can use: a private secrets store, a fresh workspace, the sample data in tests/data."""
 
 from __future__ import annotations
 

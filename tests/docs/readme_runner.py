@@ -219,8 +219,8 @@ def check_source_add(s: Session, args: list[str], result: Result) -> None:
     assert f"source {name} (" in result.stdout
     config = (s.workspace / "lithotse.toml").read_text()
     assert f"[sources.{name}]" in config and FHIR_TOKEN not in config
-    if name == "fhirsrv":  # the token read from stdin is in the keyring and opens the server
-        assert "secrets in keyring: token" in result.stdout
+    if name == "fhirsrv":  # the token read from stdin is in the secrets store and opens the server
+        assert re.search(r"; secrets in .+: token$", result.stdout.strip()), result.stdout
         s.cli(["import", "fhirsrv", "--stream", "Patient", "--no-build"])
         assert any(r["stream"] == "Patient" for r in _json(s.cli(["raw", "ls", "--json", "--source", "fhirsrv"])))
 
@@ -267,6 +267,37 @@ def check_raw_show(s: Session, args: list[str], result: Result) -> None:
 
 def check_raw_reindex(s: Session, args: list[str], result: Result) -> None:
     assert result.stdout.strip() == f"indexed {len(_json(s.cli(['raw', 'ls', '--json'])))} manifests"
+
+
+def check_raw_verify(s: Session, args: list[str], result: Result) -> None:
+    """Every object the README's imports landed re-hashes to its name; nothing is reported."""
+    landed = _json(s.cli(["raw", "ls", "--json"]))
+    if "--source" in args:
+        landed = [m for m in landed if m["source"] == args[args.index("--source") + 1]]
+    objects = len({(m["source"], m["sha256"]) for m in landed})  # raw/<source>/<sha256>
+    if "--json" not in args:
+        assert f"checked {objects} object(s)" in result.stdout and f"{objects} ok, 0 corrupted" in result.stdout
+        return
+    report = _json(result)
+    assert report["problems"] == [] and report["summary"]["corrupted"] == 0
+    assert report["summary"]["objects"] == report["summary"]["ok"] == objects
+
+
+def check_doctor(s: Session, args: list[str], result: Result) -> None:
+    """The documented keys, this workspace's own store and port, and the secrets store in use."""
+    if "--json" not in args:
+        for word in ("secrets", "serve", "libreoffice", "display"):
+            assert word in result.stdout.lower(), (word, result.stdout)
+        return
+    report = _json(result)
+    keys = readme_paragraph("The `--json` keys").split("The `--json` keys", 1)[1].split("and the fields")[0]
+    documented = re.findall(r"`(\w+)`", keys)
+    assert len(documented) >= 10 and set(documented) <= set(report), (documented, sorted(report))
+    assert report["secrets"]["store"] == "file" and report["secrets"]["error"] is None
+    if s.workspace is None:  # the README shows doctor before `lithotse init`
+        assert report["workspace"]["found"] is False and "lithotse init" in report["workspace"]["hint"]
+    else:
+        assert report["workspace"]["found"] and report["serve"]["port"] == s.port
 
 
 def check_derive_add(s: Session, args: list[str], result: Result) -> None:
@@ -394,7 +425,8 @@ RUNNERS: dict[str, Check] = {
     "derive rm": check_derive_rm, "sof-test": check_sof_test, "token": check_token,
     "excel bind": check_excel_bind, "excel refresh": check_excel_refresh,
     "excel install-addin": check_install_addin, "sync push": check_sync, "sync pull": check_sync,
-    "sync status": check_sync, "audit": check_audit,
+    "sync status": check_sync, "audit": check_audit, "raw verify": check_raw_verify,
+    "doctor": check_doctor,
 }
 BACKGROUND = {"serve"}
 
@@ -406,6 +438,12 @@ def command_path(args: list[str]) -> str:
 
 def readme_comment(prefix: str) -> str:
     return next(line.comment for line in shell_lines(README) if line.text.startswith(prefix))
+
+
+def readme_paragraph(phrase: str) -> str:
+    """The README paragraph (text between blank lines) that contains ``phrase``."""
+    paragraphs = README.read_text("utf-8").split("\n\n")
+    return next(p for p in paragraphs if phrase in p)
 
 
 def readme_spec() -> dict:
