@@ -20,7 +20,8 @@ from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.progress import Progress
-from lithotse_desktop.raw import read_landing, read_stream, run_import
+from lithotse_desktop.raw import read_object, read_stream, run_import, stored_objects
+from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.raw.landing import make_connector
 
 from .conftest import TOKEN, raw_keys
@@ -135,7 +136,9 @@ def stream_ids(workspace, stream: str) -> list[str]:
 def landed_ids(workspace, manifests) -> set[str]:
     """Ids of the records these landings hold in their range, as derivatives read them."""
     connector = make_connector(workspace, "mp")
-    return {r["id"] for m in manifests for b in read_landing(workspace, m, connector) for r in b.to_pylist()}
+    with IntegrityChecks() as checks:
+        return {r["id"] for stored in stored_objects(workspace, manifests)
+                for b in read_object(workspace, stored, connector, checks) for r in b.to_pylist()}
 
 
 def utc_text(instant: str) -> str:
