@@ -71,7 +71,7 @@ def main() -> int:
 
     import requests
 
-    from lithotse_desktop.cache import install_publish_hook, lookup, table_of
+    from lithotse_desktop.cache import lookup, table_of
     from lithotse_desktop.derive.build import build
     from lithotse_desktop.derive.service import add_spec
     from lithotse_desktop.plugins import get_plugin_manager
@@ -93,7 +93,6 @@ def main() -> int:
             ws.config["cache"] = {"backend": "redis", "url": args.redis, "prefix": f"bench{os.getpid()}"}
             ws.save()
         get_plugin_manager().register(lines_connector, "lines-bench")
-        install_publish_hook()
         ws.add_source("vals", "lines", {"path": str(folder)}, {})
         run_import(ws, "vals")
         add_spec(ws, SPEC)

@@ -167,7 +167,7 @@ def source_list(as_json: bool) -> None:
 @workspace_option
 def source_streams(name: str, as_json: bool) -> None:
     """The streams a source offers and the date field of each."""
-    from .raw.landing import make_connector
+    from .raw.sources import make_connector
 
     rows = [s.to_json() for s in make_connector(current_workspace(), name).streams()]
     if as_json:
@@ -231,8 +231,7 @@ def raw_group() -> None:
 @workspace_option
 def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
     """Landings, oldest first, with record counts."""
-    from .raw.index import landing_store
-    from .raw.landing import open_index
+    from .raw.index import landing_store, open_index
 
     ws = current_workspace()
     index = open_index(ws)
@@ -261,7 +260,7 @@ def raw_ls(as_json: bool, source: str | None, stream: str | None) -> None:
 @workspace_option
 def raw_show(ident: str, as_json: bool) -> None:
     """A landing's manifest, by id (or a unique prefix) or sha256 prefix."""
-    from .raw.landing import open_index
+    from .raw.index import open_index
 
     index = open_index(current_workspace())
     try:
@@ -281,7 +280,7 @@ def raw_show(ident: str, as_json: bool) -> None:
 @workspace_option
 def raw_reindex() -> None:
     """Rebuild the local landing index from the manifests in every raw store."""
-    from .raw.landing import open_index
+    from .raw.index import open_index
 
     index = open_index(current_workspace(), rebuild=True)
     try:
@@ -558,10 +557,36 @@ def doctor_cmd(as_json: bool) -> None:
 @workspace_option
 def demo_cmd(headless: bool) -> None:
     """Create (or reuse) the demo workspace, import the bundled data, build derivatives."""
-    from .demo import run_demo
+    from .demo import DEFAULT_TARGET, has_display, next_steps, run_demo
 
     target = click.get_current_context().meta.get("workspace_dir")
-    run_demo(target, headless=headless, echo=click.echo, progress=cli_progress())
+    ws = run_demo(target, echo=click.echo, progress=cli_progress())
+    steps = next_steps(ws, Path(target or DEFAULT_TARGET))
+    if headless or not has_display():
+        shots = ws.root / "screenshots"
+        click.echo("\nno display: rendering the desktop app's pages to "
+                   f"{shots} instead" if not headless else f"\nrendering screenshots to {shots}")
+        _render_screenshots(ws.root, shots)
+        click.echo("\n" + steps)
+    else:
+        click.echo("\n" + steps + "\n\nopening the desktop app now")
+        from .gui.app import main as desktop_main
+
+        desktop_main(["--workspace", str(ws.root)])
+
+
+def _render_screenshots(root: Path, shots: Path) -> None:
+    """The desktop app's pages as PNGs, offscreen (the demo's output where there is no display)."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .gui.app import main as desktop_main
+
+    code = desktop_main(["--workspace", str(root), "--screenshot", str(shots)])
+    if code:
+        click.echo(f"rendering screenshots failed (exit {code}); the command line works as shown below")
+    else:
+        click.echo("wrote " + ", ".join(sorted(p.name for p in shots.glob("*.png"))))
 
 
 def _add_subsystem_commands() -> None:

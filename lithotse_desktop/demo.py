@@ -1,4 +1,8 @@
-"""The README's first command: a workspace with the bundled synthetic data, imported and built."""
+"""The README's first command: a workspace with the bundled synthetic data, imported and built.
+
+This is the core half of ``lithotse demo``; the command itself (in :mod:`.cli`) then opens the
+desktop app or, without a display, renders its pages, so nothing here imports the GUI.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,9 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_demo(target: Path | None, *, headless: bool, echo: Callable[[str], None],
+def run_demo(target: Path | None, *, echo: Callable[[str], None],
              progress: Progress | None = None) -> Workspace:
+    """Import every demo source, build what they feed and print each derivative's figures."""
     ws = demo_workspace(target)
     echo(f"workspace: {ws.root}")
     for source in DEMO_SOURCES:
@@ -79,18 +84,6 @@ def run_demo(target: Path | None, *, headless: bool, echo: Callable[[str], None]
         echo(f"\nderivative {name} (version {current.version}, {table.num_rows} rows{hidden})")
         for row in (shown or rows)[:8]:
             echo("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
-    steps = next_steps(ws, Path(target or DEFAULT_TARGET))
-    if headless or not has_display():
-        shots = ws.root / "screenshots"
-        echo("\nno display: rendering the desktop app's pages to "
-             f"{shots} instead" if not headless else f"\nrendering screenshots to {shots}")
-        _screenshots(ws, shots, echo)
-        echo("\n" + steps)
-    else:
-        echo("\n" + steps + "\n\nopening the desktop app now")
-        from .gui.app import main as gui_main
-
-        gui_main(["--workspace", str(ws.root)])
     return ws
 
 
@@ -162,16 +155,3 @@ def _command(name: str) -> str:
             return relative_to_cwd(candidate) or str(candidate)
     return name
 
-
-def _screenshots(ws: Workspace, shots: Path, echo: Callable[[str], None]) -> None:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    try:
-        from .gui.app import main as gui_main
-    except ImportError as exc:
-        echo(f"the desktop app cannot start here ({exc}); the command line works as shown above")
-        return
-    code = gui_main(["--workspace", str(ws.root), "--screenshot", str(shots)])
-    if code:
-        echo(f"rendering screenshots failed (exit {code})")
-    else:
-        echo("wrote " + ", ".join(sorted(p.name for p in shots.glob("*.png"))))

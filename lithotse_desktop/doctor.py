@@ -138,7 +138,7 @@ def _other_status(store: Any, timeout: float) -> tuple[str, str]:
 
 
 def _store_status(ws: Any, name: str, spec: dict, timeout: float) -> dict[str, Any]:
-    from .storage import open_store
+    from .plugins import open_store
     from .storage.s3 import S3Store
 
     url = str(spec.get("url", ""))

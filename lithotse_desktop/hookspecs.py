@@ -7,18 +7,27 @@ pointing at a module (or object) holding functions marked with ``@hookimpl``::
     csv = "lithotse_csv"
 
 First-party connectors in ``plugins/`` use exactly this path, so a third-party plugin is
-installed and loaded the same way as the built-in ones.
+installed and loaded the same way as the built-in ones. The core's own stores (local folders,
+``s3://``) and its embedded L3 cache implement these hooks too, as in-process plugins the
+plugin manager always registers (``builtin-stores``, ``builtin-cache``): there is one way to
+extend Lithotse, and the core uses it. Plugin authors import everything from
+:mod:`lithotse_desktop.plugin`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .connectors import Connector
+    from .derive.catalog import Version
     from .storage import Store
+    from .workspace import Workspace
 
 PROJECT = "lithotse"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,10 +45,28 @@ def lithotse_register_connectors() -> list[type["Connector"]]:
 
 
 @hookspec(firstresult=True)
-def lithotse_open_store(url: str, options: dict[str, Any]) -> "Store | None":
-    """Open a store for a URL scheme the core does not know, or return None to pass."""
+def lithotse_open_store(url: str, options: dict[str, Any], base: Path) -> "Store | None":
+    """Open a store for ``url`` (with the options of its ``[stores.NAME]`` table), or return
+    None to pass. ``base`` is the workspace folder, for URLs relative to it.
+
+    The built-in stores answer first for local folders and ``s3://``; a plugin adds schemes.
+    """
 
 
 @hookspec
 def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
-    """Return ``{name: factory}`` for L3 cache backends; a factory takes the workspace and options."""
+    """Return ``{name: factory}`` for L3 cache backends; a factory takes the workspace and options.
+
+    A plugin cannot replace the built-in ``embedded`` backend.
+    """
+
+
+@hookspec
+def lithotse_version_published(workspace: "Workspace", version: "Version", table: "pa.Table") -> None:
+    """A derivative version was just published to L2 (its CURRENT pointer moved to it).
+
+    ``table`` is the version's whole table as the build made it (suppressed, pseudonymized),
+    the same rows and columns :meth:`~lithotse_desktop.derive.catalog.Catalog.read` returns, so
+    a listener needs not read the Parquet back. The built-in cache puts it in the L3 cache.
+    An exception is recorded against the plugin that raised it; the build stays published.
+    """

@@ -3,6 +3,13 @@
 ``LITHOTSE_PLUGINS`` (comma-separated entry-point names) restricts which plugins load;
 ``LITHOTSE_DISABLE_PLUGINS`` names plugins to skip. A plugin that fails to import or whose
 hook raises is recorded with its error and left out; the application carries on.
+
+The core's own stores and cache register through the same hooks, as the in-process plugins
+named in :data:`BUILTIN_PLUGINS`. They are named by module, like an entry point's value, and
+imported when a manager starts. So the manager asks the stores (a local folder, a bucket)
+through the hook, and storage knows nothing of plugins; the tiers above storage ask the
+manager (``open_store``, ``cache_backends``, ``version_published``), never a backend module.
+The environment variables above do not apply to built-ins: without them nothing works.
 """
 
 from __future__ import annotations
@@ -15,15 +22,23 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .connectors import Connector
-from .errors import NotFound
+from .errors import ConfigError, LithotseError, NotFound
+from .storage import Store
 
 ENTRY_POINT_GROUP = "lithotse"
+BUILTIN_ORIGIN = "built-in"
+BUILTIN_PLUGINS = {
+    "builtin-stores": "lithotse_desktop.storage.builtin",
+    "builtin-cache": "lithotse_desktop.cache.builtin",
+}
+"""Plugin name -> module of the core's own hook implementations, registered by every manager."""
 
 
 @dataclass
@@ -80,8 +95,19 @@ class PluginManager:
         self.plugins: dict[str, PluginInfo] = {}
         self._connectors: dict[str, type[Connector]] | None = None
         self._lock = threading.RLock()
+        self._register_builtins()
         if load_entry_points:
             self.load_entry_points()
+
+    def _register_builtins(self) -> None:
+        for name, module in BUILTIN_PLUGINS.items():
+            self._pm.register(importlib.import_module(module), name=name)
+            self.plugins[name] = PluginInfo(name, None, __version__, module, BUILTIN_ORIGIN)
+        self._pm.check_pending()
+
+    def is_builtin(self, name: str) -> bool:
+        info = self.plugins.get(name)
+        return info is not None and info.origin == BUILTIN_ORIGIN
 
     def load_entry_points(self) -> None:
         """Load every plugin not loaded yet; safe to call again after installing one."""
@@ -93,7 +119,7 @@ class PluginManager:
         allow = _names_from_env("LITHOTSE_PLUGINS")
         deny = _names_from_env("LITHOTSE_DISABLE_PLUGINS") or set()
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in self.plugins and not self.plugins[ep.name].error:
+            if ep.name in BUILTIN_PLUGINS or (ep.name in self.plugins and not self.plugins[ep.name].error):
                 continue
             if (allow is not None and ep.name not in allow) or ep.name in deny:
                 continue
@@ -125,19 +151,31 @@ class PluginManager:
         self._connectors = None
 
     def _call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call a hook plugin by plugin so one plugin's exception only disables that plugin."""
+        return list(self._each(hook_name, **kwargs))
+
+    def _each(self, hook_name: str, *, passthrough: tuple[type[Exception], ...] = (),
+              **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call a hook plugin by plugin so one plugin's exception only disables that plugin.
+
+        Exceptions of the ``passthrough`` types (a store's configuration error, say) and those
+        of built-in plugins are the caller's to see, and are raised.
+        """
         caller = getattr(self._pm.hook, hook_name)
-        results = []
         for impl in reversed(caller.get_hookimpls()):
             name = self._pm.get_name(impl.plugin) or impl.plugin_name
             try:
                 args = {k: kwargs[k] for k in impl.argnames}
-                results.append((name, impl.function(**args)))
+                result = impl.function(**args)
+            except passthrough:
+                raise
             except Exception as exc:
+                if self.is_builtin(name):
+                    raise
                 info = self.plugins.setdefault(name, PluginInfo(name, None, None, "?", "?"))
                 info.error = f"hook {hook_name} raised {type(exc).__name__}: {exc}"
                 info.traceback = traceback.format_exc()
-        return results
+                continue
+            yield name, result
 
     def connectors(self) -> dict[str, type[Connector]]:
         with self._lock:
@@ -172,23 +210,34 @@ class PluginManager:
                            f"{', '.join(sorted(table)) or 'none'}{hint}")
         return table[name]
 
-    def open_store(self, url: str, options: dict) -> Any:
-        for _name, store in self._call_each("lithotse_open_store", url=url, options=options):
+    def open_store(self, url: str, options: dict, base: Path) -> Store | None:
+        """The first store a plugin opens for ``url`` (built-ins answer first), or None."""
+        for _name, store in self._each("lithotse_open_store", passthrough=(LithotseError,),
+                                       url=url, options=options, base=base):
             if store is not None:
                 return store
         return None
 
     def cache_backends(self) -> dict[str, Callable[..., Any]]:
+        """Every cache backend factory by name; a built-in name is never taken over by a plugin."""
         merged: dict[str, Callable[..., Any]] = {}
-        for _name, table in self._call_each("lithotse_register_cache_backends"):
-            merged.update(table or {})
+        builtin: dict[str, Callable[..., Any]] = {}
+        for name, table in self._call_each("lithotse_register_cache_backends"):
+            (builtin if self.is_builtin(name) else merged).update(table or {})
+        merged.update(builtin)
         return merged
+
+    def version_published(self, workspace: Any, version: Any, table: Any) -> None:
+        """Tell every plugin (the built-in cache among them) that a derivative version is out."""
+        self._call_each("lithotse_version_published", workspace=workspace, version=version, table=table)
 
     def unload(self, name: str) -> None:
         with self._lock:
             self._unload(name)
 
     def _unload(self, name: str) -> None:
+        if self.is_builtin(name):
+            raise ConfigError(f"{name} is part of Lithotse itself and cannot be unloaded")
         plugin = self._pm.get_plugin(name)
         if plugin is not None:
             self._pm.unregister(plugin)
@@ -208,6 +257,15 @@ def get_plugin_manager() -> PluginManager:
         if _manager is None:
             _manager = PluginManager()
         return _manager
+
+
+def open_store(url: str, *, base: Path, options: dict | None = None) -> Store:
+    """Open a store from a config URL through the ``lithotse_open_store`` hook: local folders
+    (``file://`` or a path, relative to ``base``) and ``s3://`` built in, other schemes from plugins."""
+    store = get_plugin_manager().open_store(url, dict(options or {}), Path(base))
+    if store is None:
+        raise ConfigError(f"no store backend handles {url!r}")
+    return store
 
 
 def reset_plugin_manager() -> None:

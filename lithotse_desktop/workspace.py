@@ -40,9 +40,10 @@ import tomli_w
 
 from .atomic import atomic_write_text
 from .errors import ConfigError, NotFound
+from .plugins import get_plugin_manager, open_store
 from .secrets import configure as configure_secrets
 from .secrets import delete_secret, is_ref, load_secret, secret_ref, store_secret
-from .storage import Store, open_store
+from .storage import AccessDenied, Store
 
 CONFIG_NAME = "lithotse.toml"
 TIERS = ("raw", "derived", "cache")
@@ -130,6 +131,17 @@ class Workspace:
     def open(cls, root: Path | str | None = None) -> "Workspace":
         return cls(Path(root) if root else default_workspace_dir())
 
+    @classmethod
+    def open_or_create(cls, root: Path | str | None = None) -> tuple["Workspace", bool]:
+        """The workspace at ``root`` and whether it was just made: a missing or empty folder
+        becomes a new workspace (what the desktop app does when pointed at a folder)."""
+        root = Path(root or default_workspace_dir()).expanduser()
+        if (root / CONFIG_NAME).exists():
+            return cls.open(root), False
+        if not root.exists() or not any(root.iterdir()):
+            return cls.create(root), True
+        return cls.open(root), False
+
     # --- settings -------------------------------------------------------------
     @property
     def id(self) -> str:
@@ -180,8 +192,6 @@ class Workspace:
         taken as a refusal.
         """
         if self._raw_readable is None:
-            from .storage.s3 import AccessDenied
-
             listing = self.store("raw").list("manifests/")
             try:
                 next(iter(listing), None)
@@ -218,8 +228,6 @@ class Workspace:
 
     def add_source(self, name: str, connector: str, settings: dict[str, Any],
                    secrets: dict[str, str], *, replace: bool = False) -> SourceConfig:
-        from .plugins import get_plugin_manager
-
         check_name(name, "source")
         sources = self.config.setdefault("sources", {})
         if name in sources and not replace:

@@ -1,7 +1,8 @@
 """L3: published derivative tables kept close to the cells that read them.
 
-``value`` and ``table`` answer from the cache and fall back to L2 on a miss;
-``publish_to_cache`` is the build's publish hook (see :mod:`.lookup` for the rules).
+``value`` and ``table`` answer from the cache and fall back to L2 on a miss (see
+:mod:`.lookup` for the rules). Every version a build publishes reaches the cache through the
+``lithotse_version_published`` hook, which the built-in plugin in :mod:`.builtin` implements.
 Configure the backend in ``lithotse.toml``::
 
     [cache]
@@ -14,9 +15,9 @@ Configure the backend in ``lithotse.toml``::
 """
 
 from .backends import ANY, CacheBackend, EmbeddedCache, create_backend
-from .lookup import (Cell, Entry, LookupMismatch, cache_for, close_all, describe, describe_all,
-                     install_publish_hook, lookup, publish_to_cache, table, table_of, value)
+from .lookup import (Cell, Entry, LookupMismatch, cache_for, close_all, describe, describe_all, lookup,
+                     publish_to_cache, table, table_of, value)
 
 __all__ = ["ANY", "CacheBackend", "Cell", "EmbeddedCache", "Entry", "LookupMismatch", "cache_for",
-           "close_all", "create_backend", "describe", "describe_all", "install_publish_hook", "lookup",
-           "publish_to_cache", "table", "table_of", "value"]
+           "close_all", "create_backend", "describe", "describe_all", "lookup", "publish_to_cache", "table",
+           "table_of", "value"]

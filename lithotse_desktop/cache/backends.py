@@ -7,8 +7,8 @@ publish removes every other entry of the same derivative (and nothing else).
 
 The default backend is one SQLite file in WAL mode under the workspace's machine-local
 folder: many processes (desktop app, ``lithotse serve``, Excel's Python) read while a build
-writes, each reader seeing a consistent snapshot. Other backends (Redis) come from plugins
-through the ``lithotse_register_cache_backends`` hook.
+writes, each reader seeing a consistent snapshot. Every backend, the embedded one included
+(see :mod:`.builtin`), comes through the ``lithotse_register_cache_backends`` hook.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..plugins import get_plugin_manager
 
 ANY = object()
 """``expect`` for :meth:`CacheBackend.publish`: replace whatever version is current."""
@@ -180,16 +181,9 @@ def embedded_factory(ws: Any, options: dict) -> EmbeddedCache:
     return EmbeddedCache.from_workspace(ws, options)
 
 
-BUILTIN = {"embedded": embedded_factory}
-
-
 def backend_factories() -> dict[str, Any]:
-    """Built-in backends plus those plugins register (a plugin cannot replace 'embedded')."""
-    from ..plugins import get_plugin_manager
-
-    found = dict(get_plugin_manager().cache_backends())
-    found.update(BUILTIN)
-    return found
+    """Every backend the plugins register, the built-in ``embedded`` one included."""
+    return get_plugin_manager().cache_backends()
 
 
 def cache_config(ws: Any) -> dict:

@@ -351,14 +351,14 @@ class L3:
         except Exception as exc:
             self._backend_failed(exc)
 
-    def publish(self, version: Version) -> None:
-        """Put a just-published version in the cache, replacing the derivative's other entries."""
+    def publish(self, version: Version, table: pa.Table) -> None:
+        """Put a just-published version (and its table) in the cache, replacing the
+        derivative's other entries."""
         if sum(p.get("bytes", 0) for p in version.partitions.values()) > self.max_bytes:
             log.info("%s %s is over the cache's max_bytes; served from L2", version.name, version.version)
             self.forget(version.name)
             self._known[version.name] = (version.version, time.monotonic())
             return
-        table = Catalog(self.ws).read(version)
         entry = Entry(describe(version, table), table)
         self._store(entry, expect=ANY)
         self._known[version.name] = (version.version, time.monotonic())
@@ -403,28 +403,21 @@ def close_all() -> None:
         _handles.clear()
 
 
-def publish_to_cache(ws: Workspace, version: Version) -> None:
-    """Publish hook for :data:`lithotse_desktop.derive.build.PUBLISH_HOOKS`.
+def publish_to_cache(ws: Workspace, version: Version, table: pa.Table) -> None:
+    """Put a version the build just published in the cache (see :mod:`.builtin`, which calls
+    this for every published version).
 
     A cache failure never fails the build: the derivative's entries are dropped instead,
     and lookups read L2 until the cache is back.
     """
     try:
-        cache_for(ws).publish(version)
+        cache_for(ws).publish(version, table)
     except Exception as exc:
         log.warning("could not put %s %s in the L3 cache: %s", version.name, version.version, exc)
         try:
             cache_for(ws).forget(version.name)
         except Exception:
             log.warning("could not drop %s from the L3 cache either", version.name)
-
-
-def install_publish_hook() -> None:
-    """Make every build in this process publish to the cache (idempotent)."""
-    from ..derive.build import PUBLISH_HOOKS
-
-    if publish_to_cache not in PUBLISH_HOOKS:
-        PUBLISH_HOOKS.append(publish_to_cache)
 
 
 def _range(from_: Any, to: Any) -> tuple[dt.date | None, dt.date | None]:

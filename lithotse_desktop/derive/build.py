@@ -8,6 +8,11 @@ hashed as it is read and compared with its landed sha256 before anything is publ
 Aggregates with a time grain rebuild incrementally: when only new landings were added, just
 the periods those records (and older records with the same keys) fall in are recomputed; the
 others are reused from the previous version.
+
+What a spec's kind means is in :mod:`.kinds` (one module per kind); this module keeps what
+all kinds share: versions, incremental periods, writing parts, publishing. Publishing moves
+L2's CURRENT, then calls the ``lithotse_version_published`` hook with the version's table, so
+the L3 cache (a built-in plugin) and any other listener get the rows without reading them back.
 """
 
 from __future__ import annotations
@@ -26,17 +31,17 @@ import pyarrow.parquet as pq
 
 from .. import audit
 from ..errors import LithotseError, NotFound
+from ..plugins import get_plugin_manager
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from .catalog import Catalog, Version
-from .compile import DUCKDB, PERIOD, compile_aggregate, period_query
-from .inputs import (StreamInput, connect, input_identity, load_derivative, load_stream, lock_down,
-                     resolve_stream)
+from .compile import DUCKDB, PERIOD, period_query
+from .inputs import StreamInput, connect, input_identity, load_derivative, load_stream, lock_down, resolve_stream
+from .kinds import KIND_MODULES
 from .pseudonymize import patient_key_columns, pseudonymize
 from .spec import SpecError, spec_hash, spec_inputs, validate_spec
-from .suppress import apply_suppression
 
 BUILD_FORMAT = "2"
 
@@ -81,57 +86,21 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], what: str)
         raise LithotseError(f"{what}: {exc}") from None
 
 
-def check_sql(sql: str) -> str:
-    """A single read-only SELECT, or a SpecError naming the ``sql`` field."""
-    try:
-        statements = duckdb.connect(":memory:").extract_statements(sql)
-    except duckdb.Error as exc:
-        raise SpecError("sql", f"does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise SpecError("sql", f"must be exactly one statement, found {len(statements)}")
-    if statements[0].type != duckdb.StatementType.SELECT:
-        raise SpecError("sql", f"must be a SELECT, not {statements[0].type.name}")
-    return sql.strip().rstrip(";")
+def _periods(table: pa.Table, grain_split: bool) -> dict[str, pa.Table]:
+    """The table cut into its parts: one per period (label: its first day), or one ``all``."""
+    if not grain_split:
+        return {"all": table}
+    if not table.num_rows:
+        return {}
+    column = table.column(PERIOD)
+    return {v.isoformat(): table.filter(pc.equal(column, pa.scalar(v, pa.date32())))
+            for v in sorted(pc.unique(column).to_pylist())}
 
 
-def _view_sql(spec: dict) -> tuple[str, list[Any]]:
-    from .sof import compile_view
-
-    try:
-        return compile_view(spec["view"], "(SELECT CAST(resource AS JSON) AS resource FROM \"input\")")
-    except Exception as exc:
-        raise SpecError("view", str(exc)) from None
-
-
-def _query(spec: dict, ws: Workspace, con: duckdb.DuckDBPyConnection, schemas: dict[str, pa.Schema],
-           periods: list[Any] | None) -> pa.Table:
-    name = spec["name"]
-    kind = spec["kind"]
-    if kind == "aggregate":
-        compiled = compile_aggregate(spec, schemas, timezone=ws.timezone, periods=periods)
-        table = _run(con, compiled.sql, compiled.params, f"derivative {name}")
-        return apply_suppression(table, compiled.dimensions, compiled.measures,
-                                 suppression_threshold(ws, spec))
-    if kind == "view":
-        if "resource" not in schemas["input"].names:
-            raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
-        sql, params = _view_sql(spec)
-        return _run(con, sql, params, f"derivative {name}")
-    return _run(con, f"SELECT * FROM ({check_sql(spec['sql'])})", [], f"derivative {name}")
-
-
-def _write_parts(catalog: Catalog, name: str, table: pa.Table, grain_split: bool) -> dict[str, dict]:
-    """One zstd Parquet file per period (or one ``all`` part); content-addressed, create-only."""
+def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table]) -> dict[str, dict]:
+    """One zstd Parquet file per part; content-addressed, create-only."""
     parts: dict[str, dict] = {}
-    if grain_split and table.num_rows:
-        values = pc.unique(table.column(PERIOD)).to_pylist()
-        groups = [(v.isoformat(), table.filter(pc.equal(table.column(PERIOD), pa.scalar(v, pa.date32()))))
-                  for v in sorted(values)]
-    elif grain_split:
-        groups = []
-    else:
-        groups = [("all", table)]
-    for label, part in groups:
+    for label, part in groups.items():
         buf = io.BytesIO()
         pq.write_table(part, buf, compression="zstd")
         data = buf.getvalue()
@@ -143,6 +112,17 @@ def _write_parts(catalog: Catalog, name: str, table: pa.Table, grain_split: bool
             pass
         parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
     return parts
+
+
+def _whole_table(catalog: Catalog, parts: dict[str, dict], fresh: dict[str, pa.Table],
+                 schema: pa.Schema) -> pa.Table:
+    """The version's table as :meth:`Catalog.read` gives it: parts in label order, those just
+    computed from memory, those kept from the previous version read from L2."""
+    tables = [fresh[label] if label in fresh else catalog.read_part(parts[label]["key"])
+              for label in sorted(parts)]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _schema_hex(schema: pa.Schema) -> str:
@@ -180,12 +160,19 @@ def _touched_periods(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, 
 
 def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False) -> BuildResult:
     """Build one derivative if its inputs or spec changed; publish the new version."""
-    progress = progress or Progress()
-    started = time.perf_counter()
     catalog = Catalog(ws)
-    spec = validate_spec(catalog.spec(name))
+    return _build(ws, catalog, catalog.spec(name), progress or Progress(), full)
+
+
+def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full: bool) -> BuildResult:
+    started = time.perf_counter()
+    name = validate_spec(spec)["name"]
+    kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
-    identities = {alias: input_identity(ws, catalog, item) for alias, item in inputs.items()}
+    resolved = {alias: resolve_stream(ws, item["source"], item["stream"], with_key=False)
+                for alias, item in inputs.items() if "source" in item}
+    identities = {alias: input_identity(ws, catalog, item, resolved.get(alias))
+                  for alias, item in inputs.items()}
     vid = version_id(spec, identities)
     previous = catalog.current(name)
     if previous is not None and previous.version == vid and not full:
@@ -195,7 +182,6 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
     checks = IntegrityChecks()
     try:
         schemas: dict[str, pa.Schema] = {}
-        resolved: dict[str, StreamInput] = {}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
         incremental = (grain_split and not full and previous is not None
                        and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
@@ -205,7 +191,7 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
             else:
-                resolved[alias] = resolve_stream(ws, item["source"], item["stream"])
+                resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress, checks,
                                              materialize=incremental and alias == "input")
         periods = None
@@ -214,7 +200,9 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
         lock_down(con)
         progress.update(f"computing {name}")
         try:
-            table = _query(spec, ws, con, schemas, periods)
+            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=suppression_threshold(ws, spec),
+                               periods=periods)
+            table = query.finish(_run(con, query.sql, query.params, f"derivative {name}"))
         except LithotseError:
             checks.raise_found()
             raise
@@ -226,7 +214,8 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
         checks.close()
         con.close()
     progress.update(f"writing {name}")
-    written = _write_parts(catalog, name, table, grain_split)
+    fresh = _periods(table, grain_split)
+    written = _write_parts(catalog, name, fresh)
     if periods is not None and previous is not None:
         parts = {k: v for k, v in previous.partitions.items()
                  if k not in {p.isoformat() for p in periods}}
@@ -242,18 +231,14 @@ def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: b
                       stats={"schema": _schema_hex(table.schema),
                              "recomputed_periods": None if periods is None else
                              [p.isoformat() for p in periods]})
+    whole = _whole_table(catalog, parts, fresh, table.schema)
     catalog.publish(version)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=vid, status=status, rows=version.rows)
     pruned = catalog.prune(name, ws.keep_versions)
-    for hook in PUBLISH_HOOKS:
-        hook(ws, version)
+    get_plugin_manager().version_published(ws, version, whole)
     return BuildResult(name, vid, status, version.rows, len(written), len(parts),
                        time.perf_counter() - started, pruned)
-
-
-PUBLISH_HOOKS: list[Any] = []
-"""Callables ``(workspace, version)`` run after a version is published (the L3 cache uses it)."""
 
 
 def dependency_order(specs: list[dict]) -> list[str]:
@@ -282,13 +267,13 @@ def dependency_order(specs: list[dict]) -> list[str]:
 def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progress | None = None,
               full: bool = False) -> list[BuildResult]:
     catalog = Catalog(ws)
-    specs = catalog.specs()
-    wanted = set(names) if names else None
-    defined = {spec["name"] for spec in specs}
+    specs = {spec["name"]: spec for spec in catalog.specs()}
     for name in names or []:
-        if name not in defined:
-            raise NotFound.unknown("derivative", name, defined, "defined")
-    return [build(ws, n, progress=progress, full=full) for n in dependency_order(specs)
+        if name not in specs:
+            raise NotFound.unknown("derivative", name, set(specs), "defined")
+    wanted = set(names) if names else None
+    progress = progress or Progress()
+    return [_build(ws, catalog, specs[n], progress, full) for n in dependency_order(list(specs.values()))
             if wanted is None or n in wanted]
 
 
@@ -311,7 +296,3 @@ def build_affected(ws: Workspace, source: str, streams: list[str], *,
                     changed = True
                     break
     return build_all(ws, sorted(affected), progress=progress) if affected else []
-
-from ..cache import publish_to_cache  # noqa: E402  (imported last: the cache reads derive.catalog)
-
-PUBLISH_HOOKS.append(publish_to_cache)

@@ -177,12 +177,13 @@ class Catalog:
                 if (start and period < start) or (end and period > end):
                     continue
             part = version.partitions[label]
-            tables.append(self._read_part(part["key"], columns))
+            tables.append(self.read_part(part["key"], columns))
         if not tables:
             return self._empty(version, columns)
         return pa.concat_tables(tables, promote_options="permissive")
 
-    def _read_part(self, key: str, columns: list[str] | None) -> pa.Table:
+    def read_part(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        """One Parquet part of a version, by its key."""
         local = self.store.local_path(key)
         if local is not None:
             return pq.read_table(local, columns=columns)

@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
-from ..raw.landing import connector_class, make_connector, open_index
+from ..raw.index import open_index
 from ..raw.manifest import Manifest
 from ..raw.reader import PROVENANCE, StoredObject, read_object, stored_objects
+from ..raw.sources import connector_class, make_connector
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .catalog import Catalog
@@ -49,33 +50,44 @@ class StreamInput:
         """The distinct raw objects, each with every landing of it."""
         return stored_objects(ws, self.manifests)
 
+    def read_key(self, ws: Workspace) -> list[str]:
+        """The stream's declared key, from its connector (which reads the source's settings)."""
+        self.key = list(make_connector(ws, self.source).stream(self.stream).key)
+        return self.key
+
+    def identity(self) -> dict[str, Any]:
+        """What a version records of this input: reader and the exact objects with their ranges."""
+        return {"source": self.source, "stream": self.stream, "connector": self.connector,
+                "connector_version": self.connector_version,
+                "objects": [list(t) for t in self.identities]}
+
 
 def resolve_stream(ws: Workspace, source: str, stream: str, *, with_key: bool = True) -> StreamInput:
     """The landings of a stream (from the index), the connector reading it and, unless not
     needed, its declared key."""
     cls = connector_class(ws, source)
-    key: list[str] = []
-    if with_key:
-        key = list(make_connector(ws, source).stream(stream).key)
     index = open_index(ws)
     try:
         manifests = index.landings(source, stream)
     finally:
         index.close()
-    return StreamInput(source, stream, manifests, key, cls.name, cls.version)
+    resolved = StreamInput(source, stream, manifests, [], cls.name, cls.version)
+    if with_key:
+        resolved.read_key(ws)
+    return resolved
 
 
-def input_identity(ws: Workspace, catalog: Catalog, item: dict) -> Any:
+def input_identity(ws: Workspace, catalog: Catalog, item: dict, resolved: StreamInput | None = None) -> Any:
+    """An input's part of a version id: a derivative's current version, or a stream's objects
+    (``resolved`` when the caller has the stream already)."""
     if "derivative" in item:
         current = catalog.current(item["derivative"])
         if current is None:
             catalog.spec(item["derivative"])
             raise LithotseError(f"input derivative {item['derivative']!r} has not been built yet")
         return {"derivative": item["derivative"], "version": current.version}
-    resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
-    return {"source": item["source"], "stream": item["stream"], "connector": resolved.connector,
-            "connector_version": resolved.connector_version,
-            "objects": [list(t) for t in resolved.identities]}
+    resolved = resolved or resolve_stream(ws, item["source"], item["stream"], with_key=False)
+    return resolved.identity()
 
 
 def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:

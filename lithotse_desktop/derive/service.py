@@ -12,12 +12,13 @@ import pyarrow as pa
 
 from ..dates import DateRange
 from ..errors import ConfigError, NotFound
-from ..raw.landing import make_connector, open_index
+from ..raw.index import open_index
+from ..raw.sources import make_connector
 from ..workspace import Workspace
-from .build import _view_sql, check_sql
+from .build import suppression_threshold
 from .catalog import Catalog, Version
-from .compile import compile_aggregate
 from .inputs import empty_relation, lock_down, sample_schema
+from .kinds import KIND_MODULES
 from .spec import SpecError, spec_inputs, validate_spec
 
 
@@ -47,15 +48,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
             except ConfigError as exc:
                 raise SpecError(f"{path}.stream", str(exc)) from None
         schemas[alias] = sample_schema(ws, catalog, item)
-    if spec["kind"] == "view":
-        from .sof import validate_view
-
-        try:
-            validate_view(spec["view"])
-        except Exception as exc:
-            raise SpecError("view", str(exc)) from None
-    if spec["kind"] == "sql":
-        check_sql(spec["sql"])
+    kind = KIND_MODULES[spec["kind"]]
+    kind.check(spec)
     if any(s is None for s in schemas.values()):
         return spec
     con = duckdb.connect(":memory:")
@@ -63,18 +57,11 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
         for alias, schema in schemas.items():
             empty_relation(con, alias, schema)
         lock_down(con)
-        if spec["kind"] == "aggregate":
-            compiled = compile_aggregate(spec, schemas, timezone=ws.timezone)
-            sql, params, field = compiled.sql, compiled.params, "measures"
-        elif spec["kind"] == "view":
-            sql, params = _view_sql(spec)
-            field = "view"
-        else:
-            sql, params, field = f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql"
+        query = kind.query(spec, schemas, timezone=ws.timezone, threshold=suppression_threshold(ws, spec))
         try:
-            con.execute(f"SELECT * FROM ({sql}) LIMIT 0", params)
+            con.execute(f"SELECT * FROM ({query.sql}) LIMIT 0", query.params)
         except duckdb.Error as exc:
-            raise SpecError(field, str(exc).splitlines()[0]) from None
+            raise SpecError(query.field, str(exc).splitlines()[0]) from None
     finally:
         con.close()
     return spec

@@ -31,16 +31,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(list(argv))
 
 
-def open_or_create(root: Path | None):
-    """Open the workspace; a missing or empty folder becomes a new workspace."""
-    from ..workspace import CONFIG_NAME, Workspace, default_workspace_dir
+def qt_missing(exc: ImportError) -> str:
+    """What to do when Qt cannot be imported: the core installs without the ``gui`` extra."""
+    import importlib.util
 
-    root = Path(root or default_workspace_dir()).expanduser()
-    if (root / CONFIG_NAME).exists():
-        return Workspace.open(root), False
-    if not root.exists() or not any(root.iterdir()):
-        return Workspace.create(root), True
-    return Workspace.open(root), False
+    if importlib.util.find_spec("PySide6") is None:
+        return ("the desktop app needs PySide6, which is not installed in this environment. "
+                "Install it with: pip install 'lithotse-desktop[gui]' (scripts/setup.sh does); "
+                "the command line (lithotse) works without it.")
+    return (f"PySide6 is installed but cannot be loaded: {exc}. On Linux this is usually a missing "
+            "system library (scripts/system-deps.sh installs them).")
 
 
 def screenshot_summary(folder: Path) -> str:
@@ -62,9 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    try:
+        from PySide6.QtWidgets import QApplication, QMessageBox
+    except ImportError as exc:
+        print(f"lithotse-desktop: {qt_missing(exc)}", file=sys.stderr)
+        return 1
 
     from ..errors import LithotseError
+    from ..workspace import Workspace
     from .common import error_text
     from .window import MainWindow
 
@@ -75,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Lithotse")
     try:
-        ws, created = open_or_create(args.workspace)
+        ws, created = Workspace.open_or_create(args.workspace)
     except LithotseError as exc:
         if args.screenshot is not None:
             print(f"lithotse-desktop: {error_text(exc)}", file=sys.stderr)

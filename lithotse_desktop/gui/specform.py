@@ -27,7 +27,7 @@ from ..derive.inputs import sample_schema
 from ..derive.service import add_spec
 from ..derive.spec import FILTER_OPS, GRAINS, MEASURES
 from ..errors import LithotseError
-from ..raw.landing import make_connector
+from ..raw.sources import make_connector
 from ..workspace import Workspace
 from . import jobs
 from .common import error_text, named, scroll_area

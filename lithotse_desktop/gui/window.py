@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QListWidget, Q
 from .. import __version__
 from ..errors import LithotseError
 from ..pathtext import display_path
-from ..cache.lookup import install_publish_hook
 from ..serve.app import RunningServer
 from ..workspace import Workspace
 from . import jobs
@@ -75,7 +74,6 @@ class MainWindow(QMainWindow):
     def __init__(self, ws: Workspace) -> None:
         super().__init__()
         self.ws = ws
-        install_publish_hook()
         self.api: RunningServer | None = None
         self.raw_readable = raw_readable(ws)
         self.sources, self.raw = self._raw_pages(ws)
@@ -233,13 +231,11 @@ class MainWindow(QMainWindow):
             self.open_workspace(Path(folder))
 
     def open_workspace(self, folder: Path) -> bool:
-        from .app import open_or_create
-
         if self.busy():
             self.statusBar().showMessage("Wait for the running job to finish first.", 5000)
             return False
         try:
-            ws, created = open_or_create(folder)
+            ws, created = Workspace.open_or_create(folder)
         except LithotseError as exc:
             show_error(self, "Cannot open workspace", exc)
             return False

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 from ..errors import NotFound
 from ..storage import Store
+from ..workspace import Workspace
 from .manifest import Manifest
 
 SCHEMA = """
@@ -150,3 +151,14 @@ class RawIndex:
                 cursor = {**previous, **cursor, "files": {**previous["files"], **cursor["files"]}}
             state[row[0]] = cursor
         return state
+
+
+def open_index(ws: Workspace, *, rebuild: bool = False) -> RawIndex:
+    """The landing index over every raw store of the workspace, refreshed from them."""
+    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.raw_stores())
+    try:
+        index.refresh(rebuild=rebuild)
+    except BaseException:
+        index.close()
+        raise
+    return index

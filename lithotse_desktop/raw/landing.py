@@ -31,12 +31,12 @@ import pyarrow.compute as pc
 from ..connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
 from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import ConfigError, InputError, LithotseError
-from ..plugins import get_plugin_manager
 from ..progress import Progress
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from .index import RawIndex
+from .index import RawIndex, open_index
 from .manifest import Manifest, new_landing_id, object_key
+from .sources import make_connector
 
 
 @dataclass
@@ -75,29 +75,6 @@ class _Staged:
     sha256: str
     size: int
     stats: dict[str, Any]
-
-
-def open_index(ws: Workspace, *, rebuild: bool = False) -> RawIndex:
-    """The landing index over every raw store of the workspace, refreshed from them."""
-    index = RawIndex(ws.local_dir / "raw-index.sqlite", ws.raw_stores())
-    try:
-        index.refresh(rebuild=rebuild)
-    except BaseException:
-        index.close()
-        raise
-    return index
-
-
-def connector_class(ws: Workspace, source_name: str) -> type[Connector]:
-    """The connector class installed now for a source (no settings or secrets are read)."""
-    return get_plugin_manager().connector(ws.source(source_name).connector)
-
-
-def make_connector(ws: Workspace, source_name: str) -> Connector:
-    src = ws.source(source_name)
-    cls = connector_class(ws, source_name)
-    settings = cls.validate_settings(ws.resolved_settings(src))
-    return cls(settings)
 
 
 def _stage_copy(src: Path, dest: Path, progress: Progress) -> tuple[str, int]:

@@ -27,8 +27,9 @@ from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import Cancelled, CorruptObject, LithotseError
 from ..storage import Store
 from ..workspace import Workspace
-from .index import landing_store
+from .index import landing_store, open_index
 from .manifest import Manifest
+from .sources import make_connector
 from .verify import IntegrityChecks, ObjectCheck
 
 PROVENANCE = ("_landing_id", "_landed_at", "_row")
@@ -205,8 +206,6 @@ def _positions(start: int, count: int) -> pa.Array:
 def read_stream(ws: Workspace, source: str, stream: str, *, date_range: DateRange | None = None,
                 provenance: bool = False) -> Iterator[pa.RecordBatch]:
     """Every record of a stream once per object (see the module notes), objects oldest first."""
-    from .landing import make_connector, open_index
-
     connector = make_connector(ws, source)
     index = open_index(ws)
     try:

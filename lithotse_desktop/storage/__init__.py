@@ -3,6 +3,11 @@
 Keys are ``/``-separated relative paths (``raw/ehr/encounters/<sha256>``) and mean the
 same thing on local disk and in S3, so tiers and stores are configuration, not code paths.
 Every write is atomic: a reader sees the old object or the new one, never a partial one.
+
+This package is the interface and its two built-in implementations (:mod:`.local`,
+:mod:`.s3`). Stores are opened by URL through the plugin manager
+(:func:`lithotse_desktop.plugins.open_store`), which asks the built-in plugin in
+:mod:`.builtin` first and third-party plugins after it; nothing here looks plugins up.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ _KEY_PART = re.compile(r"^[A-Za-z0-9._=@+-][A-Za-z0-9._=@+ -]*$")
 
 class PreconditionFailed(LithotseError):
     """A conditional write lost: the object exists (create) or changed (update)."""
+
+
+class AccessDenied(LithotseError):
+    """The server refused these credentials for this bucket or operation."""
 
 
 def check_key(key: str) -> str:
@@ -89,25 +98,3 @@ class Store(abc.ABC):
             atomic_write_stream(dest, lambda out: shutil.copyfileobj(src, out, 1 << 20))
         return dest
 
-
-def open_store(url: str, *, base: Path, options: dict | None = None) -> Store:
-    """Open a store from a config URL: ``file://`` paths (relative to the workspace) or ``s3://``."""
-    from ..plugins import get_plugin_manager
-
-    options = dict(options or {})
-    if url.startswith("s3://"):
-        from .s3 import S3Store  # noqa: PLC0415 - optional backend, imported when used
-
-        return S3Store(url, **options)
-    if url.startswith("file://") or "://" not in url:
-        from .local import LocalStore
-
-        raw = url[len("file://"):] if url.startswith("file://") else url
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = (base / path).resolve()
-        return LocalStore(path)
-    store = get_plugin_manager().open_store(url, options)
-    if store is None:
-        raise ConfigError(f"no store backend handles {url!r}")
-    return store

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from ..atomic import fsync_dir
 from ..errors import ConfigError, LithotseError, NotFound
 from ..secrets import is_ref, load_secret, store_secret
-from . import ObjectInfo, PreconditionFailed, Store, check_key
+from . import AccessDenied, ObjectInfo, PreconditionFailed, Store, check_key
 
 MiB = 1 << 20
 _CREATE_ATTEMPTS = 12
@@ -49,10 +49,6 @@ ByteCallback = Callable[[int], None]
 
 class ObjectMissing(NotFound, FileNotFoundError):
     """No object under that key; also a FileNotFoundError, as with the local store."""
-
-
-class AccessDenied(LithotseError):
-    """The server refused these credentials for this bucket or operation."""
 
 
 def save_credentials(ref: dict[str, str], access_key_id: str, secret_access_key: str,

@@ -39,8 +39,9 @@ from typing import Callable, Iterable
 from .. import audit
 from ..atomic import atomic_write_text
 from ..errors import Cancelled, ConfigError, LithotseError, NotFound
+from ..plugins import open_store
 from ..progress import Progress
-from ..storage import ObjectInfo, PreconditionFailed, Store, check_key, open_store
+from ..storage import ObjectInfo, PreconditionFailed, Store, check_key
 from ..workspace import TIERS, Workspace
 
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lithotse_desktop.cache import close_all, install_publish_hook
+from lithotse_desktop.cache import close_all
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec
@@ -50,7 +50,6 @@ def sample_rows(months=(1, 2, 3), per_group=None):
 
 
 def build_sample(ws, folder: Path, specs=(VISITS,), rows=None, file="a.txt"):
-    install_publish_hook()
     write_rows(folder, file, rows if rows is not None else sample_rows())
     run_import(ws, "vals")
     for spec in specs:

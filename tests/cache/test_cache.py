@@ -7,11 +7,11 @@ import pyarrow as pa
 import pytest
 
 from lithotse_desktop.cache import LookupMismatch, cache_for, lookup, table, table_of, value
-from lithotse_desktop.derive import build as build_module
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.errors import ConfigError, NotFound
+from lithotse_desktop.plugins import get_plugin_manager
 from lithotse_desktop.raw import run_import
 from tests.cache import workers
 from tests.cache.helpers import TOTALS, VISITS, build_sample, sample_rows, write_rows
@@ -129,7 +129,7 @@ def test_cache_follows_l2_when_another_machine_published(workspace, lines, backe
     build_sample(workspace, lines)
     assert value(workspace, "visits", "n") == 81
     with monkeypatch.context() as patch:  # a build elsewhere: L2 moves, this cache hears nothing
-        patch.setattr(build_module, "PUBLISH_HOOKS", [])
+        patch.setattr(get_plugin_manager(), "version_published", lambda *_args: None)
         write_rows(lines, "b.txt", [("2024-01-05", 1, "a", "late")])
         run_import(workspace, "vals")
         build(workspace, "visits")

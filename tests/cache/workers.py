@@ -64,7 +64,6 @@ def rebuild_repeatedly(root: str, folder: str, rounds: int) -> int:
     """Land one more file and rebuild, ``rounds`` times, through the real build and hook."""
     from pathlib import Path
 
-    from lithotse_desktop.cache import install_publish_hook
     from lithotse_desktop.derive.build import build
     from lithotse_desktop.plugins import get_plugin_manager
     from lithotse_desktop.raw import run_import
@@ -72,7 +71,6 @@ def rebuild_repeatedly(root: str, folder: str, rounds: int) -> int:
     from tests.support import lines_connector
 
     get_plugin_manager().register(lines_connector, "lines-test")
-    install_publish_hook()
     ws = Workspace.open(root)
     for r in range(rounds):
         rows = [f"2024-0{1 + (r + d) % 3}-{1 + d:02d},{d},{'abc'[d % 3]},w{r}-{d}" for d in range(5 + r)]

@@ -6,7 +6,7 @@ from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
-from lithotse_desktop.raw.landing import open_index
+from lithotse_desktop.raw.index import open_index
 from lithotse_desktop.raw.manifest import Manifest
 from tests.support import lines_connector
 

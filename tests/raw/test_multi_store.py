@@ -12,7 +12,7 @@ from lithotse_desktop.errors import ConfigError
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.index import landing_store
-from lithotse_desktop.raw.landing import open_index
+from lithotse_desktop.raw.index import open_index
 from lithotse_desktop.workspace import Workspace
 from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 from tests.support import lines_connector

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lithotse_desktop.errors import ConfigError, LithotseError, NotFound
+from lithotse_desktop.plugins import open_store
 from lithotse_desktop.secrets import SecretMissing, secret_ref
-from lithotse_desktop.storage import open_store
 from lithotse_desktop.storage.s3 import AccessDenied, S3Store, save_credentials
 
 MiB = 1 << 20
@@ -237,7 +237,7 @@ def test_workspace_with_raw_tier_on_s3(seaweed, workspace, tmp_path):
     from lithotse_desktop.dates import DateRange
     from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
     from lithotse_desktop.raw import read_stream, run_import
-    from lithotse_desktop.raw.landing import open_index
+    from lithotse_desktop.raw.index import open_index
     from lithotse_desktop.workspace import Workspace
     from tests.support import lines_connector
 

@@ -72,7 +72,7 @@ class PluginsPage(QWidget):
         self.table.setRowCount(len(self.infos))
         for row, info in enumerate(self.infos):
             status = f"error: {info.error}" if info.error else "ok"
-            cells = [info.name, info.distribution or "(in-process)", info.version or "",
+            cells = [info.name, info.distribution or f"({info.origin})", info.version or "",
                      ", ".join(info.connectors), display_origin(info.origin), status]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -100,7 +100,7 @@ class PluginsPage(QWidget):
         if info is None:
             self.details.setPlainText("")
             return
-        lines = [f"Plugin: {info.name}", f"Distribution: {info.distribution or '(registered in-process)'}",
+        lines = [f"Plugin: {info.name}", f"Distribution: {info.distribution or f'({info.origin}, no distribution)'}",
                  f"Version: {info.version or '-'}", f"Module: {info.module}",
                  f"Origin: {display_origin(info.origin)}",
                  f"Connectors: {', '.join(info.connectors) or 'none'}",

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, Q
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from ...pathtext import display_paths
-from ...raw.landing import open_index
+from ...raw.index import open_index
 from ...raw.manifest import Manifest
 from ...workspace import Workspace
 from .. import jobs

@@ -13,7 +13,7 @@ from ...errors import LithotseError
 from ...jobs import ImportOutcome, import_and_build
 from ...pathtext import display_paths
 from ...plugins import get_plugin_manager
-from ...raw.landing import make_connector
+from ...raw.sources import make_connector
 from ...workspace import Workspace, check_name
 from .. import jobs
 from ..common import JobStrip, error_text, named, scroll_area, show_error

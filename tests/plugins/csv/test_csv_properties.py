@@ -18,7 +18,7 @@ from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.plugins import reset_plugin_manager
 from lithotse_desktop.raw import run_import
-from lithotse_desktop.raw.landing import open_index
+from lithotse_desktop.raw.index import open_index
 from lithotse_desktop.workspace import Workspace
 from tests.conftest import TEST_DATA
 

@@ -22,7 +22,7 @@ from lithotse_desktop.errors import InputError
 from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw import read_object, read_stream, run_import, stored_objects
 from lithotse_desktop.raw.verify import IntegrityChecks
-from lithotse_desktop.raw.landing import make_connector
+from lithotse_desktop.raw.sources import make_connector
 
 from .conftest import TOKEN, raw_keys
 from .medplum_server import MedplumServer

@@ -18,7 +18,7 @@ from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import ConfigError, InputError
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
-from lithotse_desktop.raw.landing import open_index
+from lithotse_desktop.raw.index import open_index
 from lithotse_spreadsheet import SpreadsheetConnector
 
 DATA = Path(__file__).parent / "data"

@@ -1,0 +1,24 @@
+"""What every kind's ``query`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+
+def unchanged(table: pa.Table) -> pa.Table:
+    return table
+
+
+@dataclass
+class Query:
+    """SQL over the input relations, its bound values, and what happens to its result."""
+
+    sql: str
+    params: list[Any]
+    field: str
+    """The spec field an error in this query is reported against."""
+    finish: Callable[[pa.Table], pa.Table] = field(default=unchanged)
+    """Applied to the query's result before it is written (suppression, for aggregates)."""

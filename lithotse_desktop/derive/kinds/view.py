@@ -1,0 +1,31 @@
+"""``view``: a SQL-on-FHIR ViewDefinition over a FHIR stream's resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from ..sof import compile_view, validate_view
+from ..spec import SpecError
+from .common import Query
+
+RESOURCES = "(SELECT CAST(resource AS JSON) AS resource FROM \"input\")"
+
+
+def check(spec: dict) -> None:
+    try:
+        validate_view(spec["view"])
+    except Exception as exc:
+        raise SpecError("view", str(exc)) from None
+
+
+def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
+          periods: list[Any] | None = None) -> Query:
+    if "resource" not in schemas["input"].names:
+        raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
+    try:
+        sql, params = compile_view(spec["view"], RESOURCES)
+    except Exception as exc:
+        raise SpecError("view", str(exc)) from None
+    return Query(sql, params, "view")
