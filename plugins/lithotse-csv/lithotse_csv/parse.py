@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import InputError
 
 from . import columns as col
 from . import sniff

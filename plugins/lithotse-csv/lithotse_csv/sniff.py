@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import InputError
 
 CHUNK = 1 << 20
 SAMPLE = 64 << 10

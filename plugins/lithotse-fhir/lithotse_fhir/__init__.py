@@ -6,7 +6,7 @@ the settings that apply to it. See README.md for streams and the date rules.
 
 from __future__ import annotations
 
-from lithotse_desktop.hookspecs import hookimpl
+from lithotse_desktop.plugin import hookimpl
 
 from .bulk import FhirBulkConnector
 from .files import FhirFilesConnector

@@ -6,8 +6,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.connectors import Connector, RawObject, StreamInfo
-from lithotse_desktop.dates import DateRange
+from lithotse_desktop.plugin import Connector, DateRange, RawObject, StreamInfo
 
 from .reader import read_ndjson_stream, read_payload
 from .types import R4_TYPES, date_columns, date_field, parse_type_list

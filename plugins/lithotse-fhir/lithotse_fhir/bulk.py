@@ -12,9 +12,8 @@ import time
 from typing import Any, Iterator
 from urllib.parse import urljoin
 
-from lithotse_desktop.connectors import ConfigField, FetchRequest, FieldType, Payload
-from lithotse_desktop.dates import DateRange
-from lithotse_desktop.errors import ConfigError, InputError
+from lithotse_desktop.plugin import (ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError,
+                                     Payload)
 
 from .base import FhirConnector, with_since
 from .http import FhirHttp, remover, retry_after_seconds, utc_text

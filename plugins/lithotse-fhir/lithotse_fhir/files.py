@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from lithotse_desktop.connectors import (ConfigField, FetchRequest, FieldType, FileTracker, Payload,
-                                         list_files)
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import (ConfigField, FetchRequest, FieldType, FileTracker, InputError, Payload,
+                                     list_files)
 
 from .base import FhirConnector
 from .reader import document_types, is_gzip, locate_ndjson, ndjson_types

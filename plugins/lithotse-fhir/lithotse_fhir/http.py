@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from lithotse_desktop.errors import InputError
-from lithotse_desktop.progress import Progress
+from lithotse_desktop.plugin import InputError, Progress
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

@@ -30,7 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import InputError
 
 from .types import R4_TYPES, TYPE_NAME, date_columns
 

@@ -16,9 +16,8 @@ import datetime as dt
 import re
 from typing import Any, Iterator
 
-from lithotse_desktop.connectors import ConfigField, FetchRequest, FieldType, Payload
-from lithotse_desktop.dates import DateRange
-from lithotse_desktop.errors import ConfigError, InputError
+from lithotse_desktop.plugin import (ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError,
+                                     Payload)
 
 from .base import FhirConnector, range_since, with_since
 from .http import FhirHttp, remover, utc_text, write_temp

@@ -149,7 +149,7 @@ def date_columns(resource_type: str) -> list[tuple[str, tuple[str, ...]]]:
 
 def parse_type_list(text: str | None, what: str = "resource_types") -> list[str]:
     """A comma or space separated list of resource type names, checked against R4."""
-    from lithotse_desktop.errors import ConfigError
+    from lithotse_desktop.plugin import ConfigError
 
     names = [part.strip() for part in re.split(r"[,\s]+", text or "") if part.strip()]
     unknown = [name for name in names if name not in R4_TYPES]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lithotse_desktop.hookspecs import hookimpl
+from lithotse_desktop.plugin import hookimpl
 
 from .connector import Hl7v2Connector
 

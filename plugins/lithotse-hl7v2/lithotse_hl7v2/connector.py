@@ -21,9 +21,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
-                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import (ConfigField, Connector, FetchRequest, FieldType, FileTracker, InputError,
+                                     Payload, RawObject, StreamInfo, list_files)
 
 from .framing import Unit, msh_fields, read_units
 from .records import DETAIL_STREAMS, SCHEMAS, TYPE_CODE, ParsedMessage, Rejected, parse_message

@@ -18,10 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lithotse_desktop.cache.backends import ANY
-from lithotse_desktop.errors import ConfigError
-from lithotse_desktop.hookspecs import hookimpl
-from lithotse_desktop.secrets import is_ref, load_secret
+from lithotse_desktop.plugin import ANY, ConfigError, hookimpl, is_ref, load_secret
 
 PUBLISH = """
 local current = redis.call('GET', KEYS[1])
@@ -55,7 +52,7 @@ return 1
 
 
 class RedisCache:
-    """The cache contract of :class:`lithotse_desktop.cache.CacheBackend` on one Redis database."""
+    """The cache contract of :class:`lithotse_desktop.plugin.CacheBackend` on one Redis database."""
 
     def __init__(self, url: str, namespace: str, password: str | None = None) -> None:
         import redis

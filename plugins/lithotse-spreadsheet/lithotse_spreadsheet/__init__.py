@@ -28,10 +28,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
-                                         Payload, RawObject, StreamInfo, files_to_fetch, list_files)
-from lithotse_desktop.errors import ConfigError, InputError
-from lithotse_desktop.hookspecs import hookimpl
+from lithotse_desktop.plugin import (ConfigError, ConfigField, Connector, FetchRequest, FieldType, InputError,
+                                     Payload, RawObject, StreamInfo, files_to_fetch, hookimpl, list_files)
 
 from .book import SheetLayout, analyze, batches, guarded, open_book, safe, where, worksheets
 

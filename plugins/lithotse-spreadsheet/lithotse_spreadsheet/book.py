@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pyarrow as pa
 import python_calamine as calamine
 
-from lithotse_desktop.errors import InputError
+from lithotse_desktop.plugin import InputError
 
 from . import cells
 

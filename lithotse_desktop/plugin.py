@@ -1,0 +1,49 @@
+"""Everything a Lithotse plugin imports, from one module that stays stable for plugin authors.
+
+A plugin is a Python distribution with an entry point in the ``lithotse`` group whose module
+holds functions marked ``@hookimpl`` (the hooks are in :mod:`lithotse_desktop.hookspecs`)::
+
+    from lithotse_desktop.plugin import Connector, StreamInfo, hookimpl
+
+    @hookimpl
+    def lithotse_register_connectors():
+        return [MyConnector]
+
+What it offers, by kind of plugin:
+
+- connectors: :class:`Connector` with its typed settings (:class:`ConfigField`,
+  :class:`FieldType`) and streams (:class:`StreamInfo`); ``fetch`` gets a
+  :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
+  :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
+  :func:`list_files` and :func:`sha256_file`; :class:`DateRange` and :class:`Progress`
+  (report, cancel) come with each request;
+- stores: the :class:`Store` interface with :class:`ObjectInfo`, :func:`check_key`, and the
+  errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
+- cache backends: the :class:`CacheBackend` contract and its :data:`ANY` marker;
+- listeners of ``lithotse_version_published``: :class:`Workspace`, :class:`Version`;
+- every plugin: the errors users see (:class:`InputError` names a file and line,
+  :class:`ConfigError` a setting) and secret references (:func:`is_ref`, :func:`load_secret`).
+
+The first-party plugins in ``plugins/`` import nothing else from Lithotse; a test and the
+import-linter contract in ``pyproject.toml`` keep it so.
+"""
+
+from .cache.backends import ANY, CacheBackend
+from .connectors import (ConfigField, Connector, FetchRequest, FieldType, FileTracker, Payload, RawObject,
+                         StreamInfo, files_to_fetch, list_files, sha256_file)
+from .dates import DateRange
+from .derive.catalog import Version
+from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
+from .hookspecs import hookimpl
+from .progress import Progress
+from .secrets import SecretMissing, is_ref, load_secret
+from .storage import AccessDenied, ObjectInfo, PreconditionFailed, Store, check_key
+from .workspace import Workspace
+
+__all__ = [
+    "ANY", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField", "Connector",
+    "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
+    "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
+    "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "files_to_fetch",
+    "hookimpl", "is_ref", "list_files", "load_secret", "sha256_file",
+]
