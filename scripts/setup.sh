@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with Lithotse, its first-party plugins and (with --test) the test tools.
+# Creates .venv with Lithotse (with its desktop app: the gui extra), its first-party plugins and
+# (with --test) the test tools.
 # Safe to run again: it only reinstalls when a pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,8 @@ stamp=.venv/.lithotse-installed
 sum=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -c1-16)-$want_test
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  extras=""
-  [ $want_test = 1 ] && extras="[test]"
+  extras="[gui]"
+  [ $want_test = 1 ] && extras="[gui,test]"
   args=(-e ".$extras")
   for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && args+=(-e "$plugin")

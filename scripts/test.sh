@@ -9,6 +9,8 @@ npm ci --prefix tests/plugins/fhir/medplum --no-audit --no-fund --loglevel=error
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 mkdir -p .ci-work
 status=0
+# the tier contracts of pyproject.toml [tool.importlinter] (docs/architecture.md)
+.venv/bin/lint-imports --no-cache || status=$?
 .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
 .venv/bin/lithotse sof-test tests/data/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
 exit $status
