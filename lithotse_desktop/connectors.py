@@ -237,12 +237,16 @@ def sha256_file(path: Path) -> str:
 
 @dataclass
 class FileTracker:
-    """Incremental state for file sources: which files (by path, size and mtime) were landed.
+    """Incremental state for file sources: which files (by path, size and mtime) were landed,
+    and for which date ranges.
 
-    The cursor is a plain dict ``{"files": {path: {"size", "mtime_ns", "ranges": [[from, to], ...]}}}``
-    so it serialises into manifests; connectors may keep further keys of their own beside
-    ``files`` (``from_cursor`` ignores them; the newest landing's value wins). A file is new when it changed, or when the requested
-    range is not covered by a range it was already landed for.
+    A payload's cursor names its file only: ``{"files": {path: {"size", "mtime_ns"}}}``; a
+    connector may add keys of its own to the file's entry or beside ``files`` (the newest
+    landing's value wins). The range a file was landed for is its landing's, stored once in
+    the manifest: the core folds a stream's landings into the state a fetch starts from (see
+    :func:`fold_cursor`), where each unchanged file lists the ``ranges`` (``DateRange.to_json``)
+    it was landed for. A file is new when it changed, or when the requested range is not
+    covered by one of those.
     """
 
     seen: dict[str, dict]
@@ -251,46 +255,89 @@ class FileTracker:
     def from_cursor(cls, cursor: Any) -> "FileTracker":
         return cls(dict((cursor or {}).get("files", {})) if isinstance(cursor, dict) else {})
 
-    def is_new(self, path: Path, rng: DateRange) -> bool:
+    def unchanged(self, path: Path) -> dict | None:
+        """What was recorded of the file when it was last landed, if it has not changed since."""
         entry = self.seen.get(str(path))
         if entry is None:
-            return True
+            return None
         st = os.stat(path)
         if entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
-            return True
-        return not any(DateRange.from_json({"from": a, "to": b}).covers(rng)
-                       for a, b in entry.get("ranges", []))
+            return None
+        return entry
+
+    def is_new(self, path: Path, rng: DateRange) -> bool:
+        entry = self.unchanged(path)
+        return entry is None or not any(DateRange.from_json(r).covers(rng) for r in entry.get("ranges", []))
 
     def mark(self, path: Path, rng: DateRange) -> dict:
-        """Record a file as landed and return the cursor to store with its payload.
+        """Record a file as landed for ``rng`` and return the cursor to store with its payload.
 
-        The cursor names only this file: the core merges the ``files`` maps of a stream's
-        landings (see ``RawIndex.cursors``), so manifests stay small however many files a
-        folder holds."""
+        The cursor names only this file, and not the range (the manifest holds it): the core
+        merges the ``files`` maps of a stream's landings, so manifests stay small however many
+        files a folder holds or however many ranges a file was landed for."""
         st = os.stat(path)
-        entry = self.seen.get(str(path))
-        if entry is None or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
-            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ranges": []}
-        span = rng.to_json()
-        ranges = [r for r in entry["ranges"] if r != [span["from"], span["to"]]]
-        entry = {**entry, "ranges": ranges + [[span["from"], span["to"]]]}
-        self.seen[str(path)] = entry
-        return {"files": {str(path): entry}}
+        entry = self.unchanged(path) or {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        self.seen[str(path)] = _with_range(entry, rng)
+        return {"files": {str(path): {k: v for k, v in entry.items() if k != "ranges"}}}
+
+
+def _with_range(entry: dict, rng: DateRange) -> dict:
+    """A file entry whose ``ranges`` also hold ``rng``; ranges it covers are dropped as redundant."""
+    ranges = [DateRange.from_json(r) for r in entry.get("ranges", [])]
+    if not any(r.covers(rng) for r in ranges):
+        ranges = [r for r in ranges if not rng.covers(r)] + [rng]
+    return {**entry, "ranges": [r.to_json() for r in ranges]}
+
+
+def fold_cursor(state: Any, cursor: Any, landed: DateRange) -> Any:
+    """A stream's incremental state after one more landing (of range ``landed``) with ``cursor``.
+
+    A newer cursor replaces the state, except that ``files`` maps (see :class:`FileTracker`)
+    are merged: each file the cursor names gains the landing's range, added to the ranges it
+    had while unchanged (same size and mtime). Cursors of manifests written before version 2
+    list each file's ``ranges`` as ``[from, to]`` pairs themselves; those are read too.
+
+    The ``files`` map of ``state`` is updated in place (folding a stream of many landings then
+    costs one step per file, not a copy of the map per landing); ``cursor`` is left as it is.
+    """
+    files = cursor.get("files") if isinstance(cursor, dict) else None
+    if not isinstance(files, dict):
+        return cursor
+    before = state.get("files") if isinstance(state, dict) else None
+    merged = before if isinstance(before, dict) else {}
+    for path, entry in files.items():
+        if not isinstance(entry, dict):
+            continue
+        known = merged.get(path)
+        same = (isinstance(known, dict) and known.get("size") == entry.get("size")
+                and known.get("mtime_ns") == entry.get("mtime_ns"))
+        folded = {**entry, "ranges": known.get("ranges", []) if same else []}
+        for old in entry.get("ranges", []):
+            if isinstance(old, (list, tuple)) and len(old) == 2:
+                folded = _with_range(folded, DateRange.parse(*old))
+        merged[path] = _with_range(folded, landed)
+    return {**(state if isinstance(before, dict) else {}), **cursor, "files": merged}
 
 
 def files_to_fetch(request: FetchRequest, entries: Iterable[Any]) -> Iterator[tuple[Any, Any, FileTracker]]:
     """``(entry, prior cursor, tracker)`` for each file whose stream was asked for and that is
     new since the stream's last landing (or every one, for a full import).
 
-    ``entries`` are a file connector's own records with ``stream`` and ``path`` attributes.
+    ``entries`` are a file connector's own records with ``stream`` and ``path`` attributes,
+    any number per stream (one file may feed several streams); they are read one at a time,
+    so a generator may decide an entry's streams as it goes. The entries of a stream share
+    its tracker; mark each file fetched with ``tracker.mark`` to get its payload's cursor.
     """
     wanted = set(request.streams)
+    trackers: dict[str, FileTracker] = {}
     for entry in entries:
         if entry.stream not in wanted:
             continue
         request.progress.check()
         prior = request.state.get(entry.stream)
-        tracker = FileTracker.from_cursor(prior)
+        tracker = trackers.get(entry.stream)
+        if tracker is None:
+            tracker = trackers[entry.stream] = FileTracker.from_cursor(prior)
         if request.full or tracker.is_new(entry.path, request.date_range):
             yield entry, prior, tracker
 

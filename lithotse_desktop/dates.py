@@ -69,12 +69,16 @@ class DateRange:
         return DateRange(start, end)
 
     def to_json(self) -> dict:
+        """The one serialised form of a range, wherever one is stored: ``{"from", "to"}``,
+        ISO dates or None for an open end."""
         return {"from": self.start.isoformat() if self.start else None,
                 "to": self.end.isoformat() if self.end else None}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "DateRange":
         data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"date range: {data!r} is not an object with from and to")
         return cls.parse(data.get("from"), data.get("to"))
 
     def __str__(self) -> str:

@@ -1,13 +1,15 @@
-"""Small helpers every page uses: accessible names, readable error boxes, a job status strip."""
+"""Small helpers every page uses: accessible names, readable error boxes, form rows with their
+error lines, dialog buttons, a job status strip."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
-                               QProgressBar, QPushButton, QScrollArea, QTableView, QWidget)
+from PySide6.QtGui import QFontDatabase, QPalette
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QLayout, QMessageBox, QProgressBar, QPushButton,
+                               QScrollArea, QTableView, QWidget)
 
 from ..errors import InputError, LithotseError
 from ..progress import ProgressState
@@ -55,6 +57,53 @@ def show_error(parent: QWidget | None, title: str, exc: BaseException, trace: st
     named(box, title)
     box.open()
     return box
+
+
+class ErrorLabel(QLabel):
+    """A field's error message, in the palette's error-ish colour, hidden while empty."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__("")
+        named(self, f"{what} error")
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setVisible(False)
+        self._tint()
+
+    def _tint(self) -> None:
+        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        pal = self.palette()
+        pal.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.red if dark else Qt.GlobalColor.darkRed)
+        self.setPalette(pal)
+
+    def show_error(self, text: str) -> None:
+        self.setText(text)
+        self.setVisible(bool(text))
+
+
+def labelled_row(form: QFormLayout, text: str, field: QWidget | QLayout, error: QLabel | None = None,
+                 buddy: QWidget | None = None) -> None:
+    """A form row whose label's &-key focuses ``buddy`` (by default the field; give it for a layout),
+    with the field's error line under it."""
+    label = QLabel(text)
+    label.setBuddy(buddy if buddy is not None else field)
+    form.addRow(label, field)
+    if error is not None:
+        form.addRow("", error)
+
+
+def dialog_buttons(dialog: QDialog, ok: QDialogButtonBox.StandardButton, text: str, name: str, tip: str,
+                   cancel_name: str, accept: Callable[[], None]) -> tuple[QDialogButtonBox, QPushButton]:
+    """An OK-like button (``ok``, labelled ``text``) and Cancel, both named for screen readers;
+    ``accept`` runs on OK, Cancel rejects the dialog. Returns the box and the OK-like button."""
+    buttons = QDialogButtonBox(ok | QDialogButtonBox.StandardButton.Cancel)
+    button = buttons.button(ok)
+    button.setText(text)
+    named(button, name, tip)
+    named(buttons.button(QDialogButtonBox.StandardButton.Cancel), cancel_name)
+    buttons.accepted.connect(accept)
+    buttons.rejected.connect(dialog.reject)
+    return buttons, button
 
 
 class JobStrip(QWidget):

@@ -21,8 +21,8 @@ from ..errors import LithotseError
 from ..resources import resources_dir
 from ..workspace import Workspace
 from . import jobs
-from .common import error_text, fixed_font, named
-from .specform import ErrorLabel, InputOption, input_label, list_inputs
+from .common import ErrorLabel, dialog_buttons, error_text, fixed_font, labelled_row, named
+from .specform import InputOption, input_label, list_inputs
 
 DEBOUNCE_MS = 250
 STARTER = {"resourceType": "ViewDefinition", "resource": "Patient", "select": [
@@ -107,23 +107,13 @@ class ViewDialog(QDialog):
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for text, widget, key in (("&Name *", self.name_edit, "name"), ("&Input *", self.input_box, "input")):
-            label = QLabel(text)
-            label.setBuddy(widget)
-            form.addRow(label, widget)
-            form.addRow("", self.errors[key])
-        label = QLabel("E&xample")
-        label.setBuddy(self.template)
-        form.addRow(label, self.template)
+        labelled_row(form, "&Name *", self.name_edit, self.errors["name"])
+        labelled_row(form, "&Input *", self.input_box, self.errors["input"])
+        labelled_row(form, "E&xample", self.template)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
-                                        | QDialogButtonBox.StandardButton.Cancel)
-        self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
-        self.save_button.setText("&Save && build")
-        named(self.save_button, "Save and build", "Store the view as a derivative and build it")
-        named(self.buttons.button(QDialogButtonBox.StandardButton.Cancel), "Cancel editing the view")
-        self.buttons.accepted.connect(self.save)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.save_button = dialog_buttons(
+            self, QDialogButtonBox.StandardButton.Save, "&Save && build", "Save and build",
+            "Store the view as a derivative and build it", "Cancel editing the view", self.save)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)

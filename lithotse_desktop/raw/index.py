@@ -8,11 +8,11 @@ landing can be copied between stores unchanged.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..connectors import fold_cursor
 from ..errors import NotFound
 from ..storage import Store
 from ..workspace import Workspace
@@ -135,21 +135,17 @@ class RawIndex:
         """The incremental state per stream, folded over its committed landings, oldest first.
 
         A newer cursor replaces an older one, except that ``files`` maps (the files a file
-        source has read, see :class:`~lithotse_desktop.connectors.FileTracker`) are merged, so
-        each landing needs to record only its own file. Landings of every indexed raw store
-        count, so a file a teammate already landed in a shared raw store is not imported again.
+        source has read, see :class:`~lithotse_desktop.connectors.FileTracker`) are merged and
+        each file gains the range of the landings that name it (:func:`fold_cursor`), so each
+        landing records only its own file, and its range once. Landings of every indexed raw
+        store count, so a file a teammate already landed in a shared raw store is not imported again.
         """
         state: dict[str, object] = {}
         for row in self.db.execute("SELECT stream, body FROM landings WHERE source = ? "
                                    "ORDER BY landed_at, seq", (source,)):
-            cursor = json.loads(row[1]).get("cursor")
-            if cursor is None:
-                continue
-            previous = state.get(row[0])
-            if (isinstance(cursor, dict) and isinstance(previous, dict)
-                    and isinstance(cursor.get("files"), dict) and isinstance(previous.get("files"), dict)):
-                cursor = {**previous, **cursor, "files": {**previous["files"], **cursor["files"]}}
-            state[row[0]] = cursor
+            manifest = Manifest.loads(row[1])
+            if manifest.cursor is not None:
+                state[row[0]] = fold_cursor(state.get(row[0]), manifest.cursor, manifest.date_range)
         return state
 
 

@@ -206,12 +206,11 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
         key = object_key(source, item.sha256)
         written = store.put_file(key, item.path, if_none_match=True, move=True)
         now = dt.datetime.now(dt.timezone.utc)
-        span = rng.to_json()
         manifest = Manifest(
             id=new_landing_id(now), source=source, stream=item.payload.stream,
             connector=connector.name, connector_version=connector.version, object_key=key,
             sha256=item.sha256, bytes=item.size, original_name=item.payload.name,
-            media_type=item.payload.media_type, range_from=span["from"], range_to=span["to"],
+            media_type=item.payload.media_type, date_range=rng,
             date_field=offered[item.payload.stream].date_field,
             prefiltered=item.payload.prefiltered, already_stored=not written, user=user, host=host,
             landed_at=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),

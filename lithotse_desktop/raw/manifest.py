@@ -9,9 +9,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..dates import DateRange
+from ..errors import ConfigError
 from ..storage import safe_part
 
-MANIFEST_VERSION = 1
+# 2: the landing's range is stored once, as ``range`` (``DateRange.to_json``); file cursors name
+#    their file only and the index adds the landing's range (``connectors.fold_cursor``).
+# 1: ``range_from`` / ``range_to``, and file cursors repeat ``ranges`` as [from, to] pairs.
+MANIFEST_VERSION = 2
 
 
 def object_key(source: str, sha256: str) -> str:
@@ -44,8 +48,7 @@ class Manifest:
     records: int
     records_in_range: int
     records_out_of_range: int
-    range_from: str | None
-    range_to: str | None
+    date_range: DateRange
     date_min: str | None
     date_max: str | None
     date_field: str | None
@@ -61,21 +64,46 @@ class Manifest:
     manifest_version: int = MANIFEST_VERSION
 
     @property
-    def date_range(self) -> DateRange:
-        return DateRange.parse(self.range_from, self.range_to)
+    def range_from(self) -> str | None:
+        return self.date_range.to_json()["from"]
+
+    @property
+    def range_to(self) -> str | None:
+        return self.date_range.to_json()["to"]
 
     @property
     def key(self) -> str:
         return manifest_key(self.source, self.stream, self.id)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The public form (``raw ls --json``, ``raw show --json``): the range as ``range_from``
+        and ``range_to``, whichever version stored it."""
+        data = asdict(self)
+        del data["date_range"]
+        span = self.date_range.to_json()
+        return {**data, "range_from": span["from"], "range_to": span["to"]}
 
     def dumps(self) -> bytes:
-        return json.dumps(self.to_json(), sort_keys=True, indent=1).encode("utf-8")
+        """The stored form of the manifest's version (a version 1 manifest read back and
+        indexed keeps its own layout)."""
+        data = self.to_json()
+        if self.manifest_version >= 2:
+            data["range"] = self.date_range.to_json()
+            del data["range_from"], data["range_to"]
+        return json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
 
     @classmethod
     def loads(cls, data: bytes | str) -> "Manifest":
         obj = json.loads(data)
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in obj.items() if k in known})
+        if not isinstance(obj, dict):
+            raise ValueError("a manifest is a JSON object")
+        version = obj.get("manifest_version", 1)
+        try:
+            if "range" in obj:
+                rng = DateRange.from_json(obj["range"])
+            else:
+                rng = DateRange.parse(obj.get("range_from"), obj.get("range_to"))
+        except ConfigError as exc:
+            raise ValueError(f"range: {exc}") from None
+        known = {f for f in cls.__dataclass_fields__} - {"date_range", "manifest_version"}
+        return cls(**{k: v for k, v in obj.items() if k in known}, date_range=rng, manifest_version=version)

@@ -387,7 +387,74 @@ def _by_phase(keys: Iterable[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     return phases
 
 
-# --- push ------------------------------------------------------------------------------
+# --- one sync, either way -----------------------------------------------------------------
+@dataclass
+class _Listings:
+    """Both sides of a sync, listed once: what push, pull and status compare."""
+
+    remote: Store
+    sides: _Sides
+    remote_keys: dict[str, ObjectInfo]
+    local_keys: dict[str, tuple[Store, ObjectInfo]]
+
+    @classmethod
+    def take(cls, remote: Store, sides: _Sides, ignored: list[str]) -> "_Listings":
+        return cls(remote, sides, _remote_listing(remote, ignored), sides.local_listing())
+
+
+class _Direction:
+    """What push and pull do differently; :func:`_sync` runs the steps they share."""
+
+    name = ""
+    copying = ""
+    moving_pointers = ""
+
+    def plan(self, both: _Listings, result: SyncResult) -> list[tuple[str, int]]:
+        """The immutable keys to copy, with their sizes; size mismatches go to ``result``."""
+        raise NotImplementedError
+
+    def copy(self, both: _Listings, key: str, scratch: Path, on_bytes: Callable[[int], None]) -> bool:
+        """Copy one key create-only; False when the other side had it already."""
+        raise NotImplementedError
+
+    def pointers(self, both: _Listings) -> list[str]:
+        raise NotImplementedError
+
+    def move_pointer(self, both: _Listings, key: str, state: _PointerState, result: SyncResult) -> None:
+        raise NotImplementedError
+
+
+def _sync(ws: Workspace, direction: _Direction, remote_url: str | None,
+          progress: Progress | None) -> SyncResult:
+    """List both sides, copy the planned keys phase by phase through a private scratch folder,
+    then move the pointers and record the run in the audit log."""
+    started = time.monotonic()
+    progress = progress or Progress()
+    remote = open_remote(ws, remote_url)
+    sides = _Sides(ws, remote)
+    result = SyncResult(direction.name, remote.url)
+    progress.update(f"listing {remote.url}")
+    both = _Listings.take(remote, sides, result.ignored)
+    todo = direction.plan(both, result)
+    scratch = _scratch(ws)
+    try:
+        transfers = _Transfers(progress, direction.copying, _workers(ws, remote), todo)
+        for phase in _by_phase(todo):
+            transfers.run(phase, lambda key: direction.copy(both, key, scratch, transfers.on_bytes), result)
+        state = _PointerState(ws, remote)
+        pointers = direction.pointers(both)
+        for n, key in enumerate(pointers):
+            progress.update(f"{direction.moving_pointers} {n + 1}/{len(pointers)}")
+            direction.move_pointer(both, key, state, result)
+        if pointers:
+            state.save()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.seconds = time.monotonic() - started
+    _audit(ws, remote, result, transfers.audit_copied)
+    return result
+
+
 def _audit(ws: Workspace, remote: Store, result: SyncResult, audit_copied: int) -> None:
     """Record a sync that moved anything besides audit records (a no-op sync leaves no trace).
 
@@ -408,54 +475,44 @@ def _audit(ws: Workspace, remote: Store, result: SyncResult, audit_copied: int) 
             pass
 
 
+# --- push ------------------------------------------------------------------------------
+class _Push(_Direction):
+    name, copying, moving_pointers = "push", "pushing", "publishing pointers"
+
+    def plan(self, both: _Listings, result: SyncResult) -> list[tuple[str, int]]:
+        todo = []
+        for key, (_store, info) in both.local_keys.items():
+            if is_mutable(key):
+                continue
+            there = both.remote_keys.get(key)
+            if there is None:
+                todo.append((key, info.size))
+            elif there.size != info.size:
+                result.mismatched.append(key)
+        return todo
+
+    def copy(self, both: _Listings, key: str, scratch: Path, on_bytes: Callable[[int], None]) -> bool:
+        store = both.local_keys[key][0]
+        path = store.local_path(key)
+        if path is not None:
+            return _put(both.remote, key, path, on_bytes, move=False)
+        copied = _fetch(store, key, scratch / uuid.uuid4().hex, lambda n: None)
+        try:
+            return _put(both.remote, key, copied, on_bytes, move=True)
+        finally:
+            copied.unlink(missing_ok=True)
+
+    def pointers(self, both: _Listings) -> list[str]:
+        return sorted(k for k in both.local_keys if is_mutable(k))
+
+    def move_pointer(self, both: _Listings, key: str, state: _PointerState, result: SyncResult) -> None:
+        _push_pointer(both.local_keys[key][0], both.remote, key, both.remote_keys.get(key), state, result)
+
+
 def push(ws: Workspace, remote_url: str | None = None, progress: Progress | None = None) -> SyncResult:
     """Copy what the remote lacks, then move remote pointers that changed here."""
-    started = time.monotonic()
-    progress = progress or Progress()
-    remote = open_remote(ws, remote_url)
-    sides = _Sides(ws, remote)
-    result = SyncResult("push", remote.url)
-    progress.update(f"listing {remote.url}")
-    remote_keys = _remote_listing(remote, result.ignored)
-    local_keys = sides.local_listing()
-    todo = []
-    for key, (store, info) in local_keys.items():
-        if is_mutable(key):
-            continue
-        there = remote_keys.get(key)
-        if there is None:
-            todo.append((key, info.size))
-        elif there.size != info.size:
-            result.mismatched.append(key)
-    scratch = _scratch(ws)
-    try:
-        transfers = _Transfers(progress, "pushing", _workers(ws, remote), todo)
+    return _sync(ws, _Push(), remote_url, progress)
 
-        def copy(key: str) -> bool:
-            store = local_keys[key][0]
-            path = store.local_path(key)
-            if path is not None:
-                return _put(remote, key, path, transfers.on_bytes, move=False)
-            copied = _fetch(store, key, scratch / uuid.uuid4().hex, lambda n: None)
-            try:
-                return _put(remote, key, copied, transfers.on_bytes, move=True)
-            finally:
-                copied.unlink(missing_ok=True)
-
-        for phase in _by_phase(todo):
-            transfers.run(phase, copy, result)
-        state = _PointerState(ws, remote)
-        pointers = sorted(k for k in local_keys if is_mutable(k))
-        for n, key in enumerate(pointers):
-            progress.update(f"publishing pointers {n + 1}/{len(pointers)}")
-            _push_pointer(local_keys[key][0], remote, key, remote_keys.get(key), state, result)
-        if pointers:
-            state.save()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    result.seconds = time.monotonic() - started
-    _audit(ws, remote, result, transfers.audit_copied)
-    return result
 
 
 def _push_pointer(local: Store, remote: Store, key: str, seen: ObjectInfo | None,
@@ -498,59 +555,51 @@ def _push_pointer(local: Store, remote: Store, key: str, seen: ObjectInfo | None
 
 
 # --- pull --------------------------------------------------------------------------------
+class _Pull(_Direction):
+    name, copying, moving_pointers = "pull", "pulling", "updating pointers"
+
+    def __init__(self, take_remote: bool) -> None:
+        self.take_remote = take_remote
+
+    def plan(self, both: _Listings, result: SyncResult) -> list[tuple[str, int]]:
+        todo = []
+        for key, info in both.remote_keys.items():
+            home = both.sides.home(key)
+            if is_mutable(key) or home is None:
+                continue
+            here = both.local_keys.get(key)
+            if here is None or here[0] is not home:
+                todo.append((key, info.size))
+            elif here[1].size != info.size:
+                result.mismatched.append(key)
+        return todo
+
+    def copy(self, both: _Listings, key: str, scratch: Path, on_bytes: Callable[[int], None]) -> bool:
+        dest = both.sides.home(key)
+        assert dest is not None
+        tmp = _fetch(both.remote, key, scratch / uuid.uuid4().hex, on_bytes, both.remote_keys[key])
+        try:
+            _verify_content(key, tmp, both.remote.url)
+            return dest.put_file(key, tmp, if_none_match=True, move=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def pointers(self, both: _Listings) -> list[str]:
+        return sorted(k for k in both.remote_keys if is_mutable(k) and both.sides.home(k) is not None)
+
+    def move_pointer(self, both: _Listings, key: str, state: _PointerState, result: SyncResult) -> None:
+        _pull_pointer(both.sides.home(key), both.remote, key, both.remote_keys[key], state, result,  # type: ignore[arg-type]
+                      self.take_remote)
+
+
 def pull(ws: Workspace, remote_url: str | None = None, progress: Progress | None = None, *,
          take_remote: bool = False) -> SyncResult:
     """Copy what this workspace lacks, then move local pointers that changed on the remote.
 
     ``take_remote`` resolves pointer conflicts in the remote's favour.
     """
-    started = time.monotonic()
-    progress = progress or Progress()
-    remote = open_remote(ws, remote_url)
-    sides = _Sides(ws, remote)
-    result = SyncResult("pull", remote.url)
-    progress.update(f"listing {remote.url}")
-    remote_keys = _remote_listing(remote, result.ignored)
-    local_keys = sides.local_listing()
-    todo = []
-    for key, info in remote_keys.items():
-        if is_mutable(key) or sides.home(key) is None:
-            continue
-        here = local_keys.get(key)
-        if here is None or here[0] is not sides.home(key):
-            todo.append((key, info.size))
-        elif here[1].size != info.size:
-            result.mismatched.append(key)
-    scratch = _scratch(ws)
-    try:
-        transfers = _Transfers(progress, "pulling", _workers(ws, remote), todo)
+    return _sync(ws, _Pull(take_remote), remote_url, progress)
 
-        def copy(key: str) -> bool:
-            dest = sides.home(key)
-            assert dest is not None
-            tmp = _fetch(remote, key, scratch / uuid.uuid4().hex, transfers.on_bytes,
-                         remote_keys[key])
-            try:
-                _verify_content(key, tmp, remote.url)
-                return dest.put_file(key, tmp, if_none_match=True, move=True)
-            finally:
-                tmp.unlink(missing_ok=True)
-
-        for phase in _by_phase(todo):
-            transfers.run(phase, copy, result)
-        state = _PointerState(ws, remote)
-        pointers = sorted(k for k in remote_keys if is_mutable(k) and sides.home(k) is not None)
-        for n, key in enumerate(pointers):
-            progress.update(f"updating pointers {n + 1}/{len(pointers)}")
-            _pull_pointer(sides.home(key), remote, key, remote_keys[key], state, result,  # type: ignore[arg-type]
-                          take_remote)
-        if pointers:
-            state.save()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    result.seconds = time.monotonic() - started
-    _audit(ws, remote, result, transfers.audit_copied)
-    return result
 
 
 def _verify_content(key: str, path: Path, url: str) -> None:
@@ -607,8 +656,8 @@ def status(ws: Workspace, remote_url: str | None = None) -> SyncStatus:
     remote = open_remote(ws, remote_url)
     sides = _Sides(ws, remote)
     out = SyncStatus(remote.url)
-    remote_keys = _remote_listing(remote, [])
-    local_keys = sides.local_listing()
+    both = _Listings.take(remote, sides, [])
+    remote_keys, local_keys = both.remote_keys, both.local_keys
     state = _PointerState(ws, remote)
     for key, (store, info) in sorted(local_keys.items()):
         if is_mutable(key):

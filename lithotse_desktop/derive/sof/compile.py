@@ -3,13 +3,8 @@
 Why SQL and not an interpreter: views run over millions of resources, so every FHIRPath step becomes a
 vectorised DuckDB expression (json_extract, list_transform, unnest) and no Python runs per row.
 
-Representation of a compiled FHIRPath value (class `_V`):
-  "json"  one JSON item or NULL (empty); never a JSON array
-  "multi" JSON where an array means "collection of its items" (what a member access yields, since
-          FHIR JSON never nests arrays directly); NULL means empty
-  "list"  DuckDB JSON[] holding a collection (never NULL)
-  "prim"  a typed SQL scalar (VARCHAR, BOOLEAN, BIGINT, DOUBLE); NULL means empty
-  "plist" a DuckDB list of typed SQL scalars
+Compiled values (`values.V`) carry their SQL and runtime shape; the FHIRPath functions are a table of
+their own (`functions.FUNCTIONS`).
 
 Select structures become lists of STRUCTs (one struct per output row) that the top level unnests, which
 gives forEach / forEachOrNull / unionAll / repeat exactly the cross-product semantics of the spec.
@@ -27,25 +22,16 @@ from typing import Callable
 from .cardinality import element
 from .errors import ViewError
 from .fhirpath import parse
+from .functions import FUNCTIONS
+from .values import (EMPTY_LIST, INTEGER, JSON_NUMBER, MEMBER, RESOURCE, Env, V, category, sql_str,
+                     sql_type_of)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MEMBER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESOURCE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _SIMPLE_SQL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Nesting levels `repeat` unrolls; deeper data raises an error instead of silently truncating.
 REPEAT_DEPTH = 10
 
-_NUMERIC = {"integer", "decimal", "positiveInt", "unsignedInt", "integer64"}
-_INTEGER = {"integer", "positiveInt", "unsignedInt", "integer64"}
-_SQL_TYPE = {
-    "boolean": "BOOLEAN",
-    "integer": "BIGINT",
-    "positiveInt": "BIGINT",
-    "unsignedInt": "BIGINT",
-    "integer64": "BIGINT",
-    "decimal": "DOUBLE",
-}
 _CONSTANT_TYPES = {
     "valueBase64Binary": "base64Binary",
     "valueBoolean": "boolean",
@@ -67,8 +53,6 @@ _CONSTANT_TYPES = {
     "valueUrl": "url",
     "valueUuid": "uuid",
 }
-_JSON_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
-_EMPTY_LIST = "[]::JSON[]"
 _INLINE_LIMIT = 160
 _ROOT = "__r"
 _NULL_JSON = "CAST(NULL AS JSON)"
@@ -78,56 +62,8 @@ _TYPED_MARK = "\x01typed\x01"
 _HOISTED = "__h"
 
 
-def _sql_type(fhir_type: str | None) -> str:
-    return _SQL_TYPE.get(fhir_type or "", "VARCHAR")
-
-
-def _category(fhir_type: str | None) -> str | None:
-    if fhir_type is None:
-        return None
-    if fhir_type in _NUMERIC:
-        return "number"
-    if fhir_type == "boolean":
-        return "boolean"
-    if fhir_type[:1].islower():
-        return "string"
-    return None
-
-
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True)
-class _V:
-    """A compiled FHIRPath value: SQL text, its runtime shape (see module doc) and a FHIR type hint."""
-
-    sql: str
-    kind: str
-    ftype: str | None = None
-    chain: tuple[str, tuple[str, ...]] | None = None
-    # Cheap singleton shortcut (guard, value, exact): when the JSON `guard` is not an array, the single
-    # item is `value`; `exact` means a NULL guard really is empty (else NULL may hide an array on the way).
-    one: tuple[str, str, bool] | None = None
-    # FHIR type of the items when the cardinality table knows it (a resource, datatype or backbone name).
-    fhir: str | None = None
-    # For a "json" value reached only through known 0..1 elements: (base SQL, member names) such that the
-    # value is json_extract(base, '$.a.b'), so deeper steps and string reads go straight to the base.
-    src: tuple[str, tuple[str, ...]] | None = None
-
-
-@dataclass(frozen=True)
-class _Env:
-    """Evaluation context: $this, the resource root, %rowIndex and whether $index is bound."""
-
-    this: _V
-    root: _V
-    row_index: str
-    index: str | None = None
 
 
 @dataclass
@@ -193,11 +129,11 @@ class _Compiler:
         t = self.var("t")
         return f"list_transform([{sql}], lambda {t}: {body(t)})[1]"
 
-    def to_list(self, v: _V) -> str:
+    def to_list(self, v: V) -> str:
         if v.kind == "list":
             return v.sql
         if v.kind == "json":
-            return f"CASE WHEN {v.sql} IS NULL THEN {_EMPTY_LIST} ELSE [{v.sql}] END"
+            return f"CASE WHEN {v.sql} IS NULL THEN {EMPTY_LIST} ELSE [{v.sql}] END"
         if v.kind == "multi":
             if v.chain is not None and v.chain[0].startswith("__e"):
                 root, path = v.chain[0], "$." + ".".join(v.chain[1])
@@ -207,16 +143,16 @@ class _Compiler:
             # is then the single item; cheaper than asking json_type first.
             return self.let(
                 v.sql,
-                lambda t: f"CASE WHEN {t} IS NULL THEN {_EMPTY_LIST} ELSE COALESCE(TRY_CAST({t} AS JSON[]), [{t}]) END",
+                lambda t: f"CASE WHEN {t} IS NULL THEN {EMPTY_LIST} ELSE COALESCE(TRY_CAST({t} AS JSON[]), [{t}]) END",
             )
         if v.kind == "prim":
-            return f"CASE WHEN {v.sql} IS NULL THEN {_EMPTY_LIST} ELSE [to_json({v.sql})] END"
+            return f"CASE WHEN {v.sql} IS NULL THEN {EMPTY_LIST} ELSE [to_json({v.sql})] END"
         e = self.var()
         return f"list_transform({v.sql}, lambda {e}: to_json({e}))"
 
-    def single(self, v: _V, what: str) -> _V:
+    def single(self, v: V, what: str) -> V:
         """Singleton evaluation: the one item, NULL when empty, a runtime error when there are several."""
-        msg = _sql_str(f"{what}: expression returned more than one value")
+        msg = sql_str(f"{what}: expression returned more than one value")
         if v.kind in ("json", "prim"):
             return v
         kind = "prim" if v.kind == "plist" else "json"
@@ -234,13 +170,13 @@ class _Compiler:
                 sql = f"CASE WHEN json_type({guard}) = 'ARRAY' THEN {sql} ELSE {value} END"
             elif guard != sql:
                 sql = f"CASE WHEN {guard} IS NOT NULL AND json_type({guard}) <> 'ARRAY' THEN {value} ELSE {sql} END"
-        return _V(sql, kind, v.ftype)
+        return V(sql, kind, v.ftype)
 
-    def typed(self, v: _V, sql_type: str, what: str) -> str:
+    def typed(self, v: V, sql_type: str, what: str) -> str:
         """A singleton as a SQL scalar of `sql_type` (JSON strings unquoted, numbers and booleans cast)."""
         s = self.single(v, what)
         if s.kind == "prim":
-            if _sql_type(s.ftype) == sql_type or (sql_type == "VARCHAR" and _category(s.ftype) == "string"):
+            if sql_type_of(s.ftype) == sql_type or (sql_type == "VARCHAR" and category(s.ftype) == "string"):
                 return s.sql
             return f"TRY_CAST({s.sql} AS {sql_type})"
         if sql_type == "VARCHAR":
@@ -255,7 +191,7 @@ class _Compiler:
             return f"json_extract_string({s.sql}, '$')"
         return f"TRY_CAST({s.sql} AS {sql_type})"
 
-    def truth(self, v: _V, what: str) -> str:
+    def truth(self, v: V, what: str) -> str:
         """FHIRPath boolean evaluation of a collection: empty is NULL, a non-boolean single item is true."""
         s = self.single(v, what)
         if s.kind == "prim":
@@ -266,21 +202,21 @@ class _Compiler:
             f"THEN CAST({t} AS BOOLEAN) ELSE true END",
         )
 
-    def strict_truth(self, v: _V, what: str) -> str:
+    def strict_truth(self, v: V, what: str) -> str:
         """Boolean for a view-level `where`: anything but a boolean (or empty) is an error."""
         s = self.single(v, what)
         if s.kind == "prim":
             if s.ftype != "boolean":
                 raise ViewError(f"{what}: where path must evaluate to a boolean")
             return s.sql
-        msg = _sql_str(f"{what}: where path must evaluate to a boolean")
+        msg = sql_str(f"{what}: where path must evaluate to a boolean")
         return self.let(
             s.sql,
             lambda t: f"CASE WHEN {t} IS NULL THEN NULL WHEN json_type({t}) = 'BOOLEAN' "
             f"THEN CAST({t} AS BOOLEAN) ELSE error({msg}) END",
         )
 
-    def exists(self, v: _V) -> str:
+    def exists(self, v: V) -> str:
         if v.kind in ("json", "prim"):
             return f"({v.sql} IS NOT NULL)"
         if v.kind == "multi":
@@ -291,62 +227,62 @@ class _Compiler:
             )
         return f"(len({v.sql}) > 0)"
 
-    def map_items(self, v: _V, fn: Callable[[str], str], ftype: str) -> _V:
+    def map_items(self, v: V, fn: Callable[[str], str], ftype: str) -> V:
         """Apply a JSON-item-to-scalar function to every item, keeping singletons as plain scalars."""
         if v.kind == "json":
-            return _V(fn(v.sql), "prim", ftype)
+            return V(fn(v.sql), "prim", ftype)
         if v.kind == "prim":
-            return _V(fn(f"to_json({v.sql})"), "prim", ftype)
+            return V(fn(f"to_json({v.sql})"), "prim", ftype)
         e = self.var()
         k = self.var("k")
         sql = f"list_filter(list_transform({self.to_list(v)}, lambda {e}: {fn(e)}), lambda {k}: {k} IS NOT NULL)"
         one = (v.one[0], fn(v.one[1]), v.one[2]) if v.one is not None else None
-        return _V(sql, "plist", ftype, one=one)
+        return V(sql, "plist", ftype, one=one)
 
     # -------------------------------------------------------------- navigation
 
-    def member(self, base: _V, name: str, ftype: str | None = None) -> _V:
-        if not _MEMBER.match(name):
+    def member(self, base: V, name: str, ftype: str | None = None) -> V:
+        if not MEMBER.match(name):
             raise ViewError(f"invalid element name {name!r}")
         known = element(base.fhir, name)
         fhir = known[1] if known is not None else None
         if base.kind == "json":
             if base.sql == _NULL_JSON:
-                return _V(_NULL_JSON, "json", ftype, fhir=fhir)
+                return V(_NULL_JSON, "json", ftype, fhir=fhir)
             root, segs = base.src if base.src is not None else (base.sql, ())
             segs = segs + (name,)
             sql = self.extract(root, "$." + ".".join(segs))
             if known is not None and not known[0]:
                 # A known 0..1 element under a single object is itself one item or nothing.
-                return _V(sql, "json", ftype, fhir=fhir, src=(root, segs))
-            return _V(sql, "multi", ftype, (root, segs), (sql, sql, True), fhir=fhir)
+                return V(sql, "json", ftype, fhir=fhir, src=(root, segs))
+            return V(sql, "multi", ftype, (root, segs), (sql, sql, True), fhir=fhir)
         if base.kind == "prim":
-            return _V(_EMPTY_LIST, "list", ftype)
+            return V(EMPTY_LIST, "list", ftype)
         e = self.var()
-        inner = self.to_list(_V(f"json_extract({e}, '$.{name}')", "multi"))
+        inner = self.to_list(V(f"json_extract({e}, '$.{name}')", "multi"))
         general = f"flatten(list_transform({self.to_list(base)}, lambda {e}: {inner}))"
         if base.chain is not None:
             root, segs = base.chain
             segs = segs + (name,)
             fast = self.extract(root, f"$.{'.'.join(segs)}")
             # For singletons the direct JSONPath is right whenever every step was an object.
-            return _V(general, "list", ftype, (root, segs), (fast, fast, False), fhir=fhir)
-        return _V(general, "list", ftype, fhir=fhir)
+            return V(general, "list", ftype, (root, segs), (fast, fast, False), fhir=fhir)
+        return V(general, "list", ftype, fhir=fhir)
 
     # ------------------------------------------------------------- expressions
 
-    def expr(self, node: tuple, env: _Env) -> _V:
+    def expr(self, node: tuple, env: Env) -> V:
         tag = node[0]
         if tag == "lit":
             return self.literal(node[1], node[2])
         if tag == "empty":
-            return _V(_EMPTY_LIST, "list")
+            return V(EMPTY_LIST, "list")
         if tag == "this":
             return env.this
         if tag == "index":
             if env.index is None:
                 raise ViewError("$index is only available inside where(), select(), exists() and similar")
-            return _V(env.index, "prim", "integer")
+            return V(env.index, "prim", "integer")
         if tag == "total":
             raise ViewError("$total is not supported")
         if tag == "const":
@@ -355,7 +291,7 @@ class _Compiler:
             if node[1] is None:
                 if node[2][:1].isupper() and env.this is env.root:
                     # A leading type name (Patient.name) selects the resource only if it is of that type.
-                    return env.root if node[2] == self.resource else _V(_EMPTY_LIST, "list")
+                    return env.root if node[2] == self.resource else V(EMPTY_LIST, "list")
                 return self.member(env.this, node[2])
             return self.member(self.expr(node[1], env), node[2])
         if tag == "call":
@@ -363,41 +299,41 @@ class _Compiler:
         if tag == "indexer":
             base = self.expr(node[1], env)
             idx = self.typed(self.expr(node[2], env), "BIGINT", "indexer")
-            return _V(f"({self.to_list(base)})[{idx} + 1]", "json", base.ftype)
+            return V(f"({self.to_list(base)})[{idx} + 1]", "json", base.ftype)
         if tag == "neg":
             inner = self.expr(node[1], env)
-            kind = "integer" if inner.ftype in _INTEGER else "decimal"
-            return _V(f"(-{self.typed(inner, _sql_type(kind), 'unary minus')})", "prim", kind)
+            kind = "integer" if inner.ftype in INTEGER else "decimal"
+            return V(f"(-{self.typed(inner, sql_type_of(kind), 'unary minus')})", "prim", kind)
         if tag == "type":
             _, op, inner, type_name = node
             filtered = self.of_type(inner, type_name, env)
             if op == "as":
                 return filtered
-            return _V(self.exists(filtered), "prim", "boolean")
+            return V(self.exists(filtered), "prim", "boolean")
         return self.operator(node, env)
 
-    def literal(self, ftype: str, value: object) -> _V:
+    def literal(self, ftype: str, value: object) -> V:
         if ftype == "boolean":
-            return _V("true" if value else "false", "prim", "boolean")
+            return V("true" if value else "false", "prim", "boolean")
         if ftype == "integer":
-            return _V(f"CAST({int(value)} AS BIGINT)", "prim", "integer")
+            return V(f"CAST({int(value)} AS BIGINT)", "prim", "integer")
         if ftype == "decimal":
-            return _V(f"CAST({float(str(value))!r} AS DOUBLE)", "prim", "decimal")
-        return _V(self.param(str(value), "VARCHAR"), "prim", ftype)
+            return V(f"CAST({float(str(value))!r} AS DOUBLE)", "prim", "decimal")
+        return V(self.param(str(value), "VARCHAR"), "prim", ftype)
 
-    def constant(self, name: str, env: _Env) -> _V:
+    def constant(self, name: str, env: Env) -> V:
         if name == "rowIndex":
-            return _V(env.row_index, "prim", "integer")
+            return V(env.row_index, "prim", "integer")
         if name in ("resource", "rootResource", "context"):
             return env.root
         if name not in self.constants:
             raise ViewError(f"undefined constant %{name}")
         sql, ftype = self.constants[name]
-        return _V(sql, "prim", ftype)
+        return V(sql, "prim", ftype)
 
-    def of_type(self, base_node: tuple, type_name: str, env: _Env) -> _V:
+    def of_type(self, base_node: tuple, type_name: str, env: Env) -> V:
         type_name = type_name.split(".")[-1]
-        if not _MEMBER.match(type_name):
+        if not MEMBER.match(type_name):
             raise ViewError(f"invalid type name {type_name!r}")
         if base_node[0] == "member":
             # Choice elements: value.ofType(Quantity) is the JSON property valueQuantity.
@@ -408,45 +344,45 @@ class _Compiler:
         if type_name[:1].isupper():
             cond = f"json_extract_string({e}, '$.resourceType') = '{type_name}'"
         else:
-            json_types = {"number": _JSON_NUMBER, "boolean": "('BOOLEAN')"}.get(
-                _category(type_name) or "", "('VARCHAR')"
+            json_types = {"number": JSON_NUMBER, "boolean": "('BOOLEAN')"}.get(
+                category(type_name) or "", "('VARCHAR')"
             )
-            if type_name in _INTEGER:
+            if type_name in INTEGER:
                 json_types = "('BIGINT', 'UBIGINT')"
             cond = f"json_type({e}) IN {json_types}"
-        return _V(f"list_filter({self.to_list(base)}, lambda {e}: {cond})", "list", type_name)
+        return V(f"list_filter({self.to_list(base)}, lambda {e}: {cond})", "list", type_name)
 
-    def operator(self, node: tuple, env: _Env) -> _V:
+    def operator(self, node: tuple, env: Env) -> V:
         _, op, left_node, right_node = node
         left = self.expr(left_node, env)
         right = self.expr(right_node, env)
         what = f"operator {op!r}"
         if op in ("and", "or"):
-            return _V(f"({self.truth(left, what)} {op.upper()} {self.truth(right, what)})", "prim", "boolean")
+            return V(f"({self.truth(left, what)} {op.upper()} {self.truth(right, what)})", "prim", "boolean")
         if op == "xor":
-            return _V(f"({self.truth(left, what)} <> {self.truth(right, what)})", "prim", "boolean")
+            return V(f"({self.truth(left, what)} <> {self.truth(right, what)})", "prim", "boolean")
         if op == "implies":
-            return _V(f"((NOT {self.truth(left, what)}) OR {self.truth(right, what)})", "prim", "boolean")
+            return V(f"((NOT {self.truth(left, what)}) OR {self.truth(right, what)})", "prim", "boolean")
         if op == "|":
-            return _V(f"list_distinct(list_concat({self.to_list(left)}, {self.to_list(right)}))", "list")
+            return V(f"list_distinct(list_concat({self.to_list(left)}, {self.to_list(right)}))", "list")
         if op in ("in", "contains"):
             item, coll = (left, right) if op == "in" else (right, left)
             e = self.var()
             values = f"list_transform({self.to_list(coll)}, lambda {e}: json_extract_string({e}, '$'))"
             needle = self.typed(item, "VARCHAR", what)
-            return _V(f"CASE WHEN {needle} IS NULL THEN NULL ELSE list_contains({values}, {needle}) END",
+            return V(f"CASE WHEN {needle} IS NULL THEN NULL ELSE list_contains({values}, {needle}) END",
                       "prim", "boolean")
         if op == "&":
             a = self.typed(left, "VARCHAR", what)
             b = self.typed(right, "VARCHAR", what)
-            return _V(f"(COALESCE({a}, '') || COALESCE({b}, ''))", "prim", "string")
+            return V(f"(COALESCE({a}, '') || COALESCE({b}, ''))", "prim", "string")
         if op in ("=", "!=", "~", "!~", "<", ">", "<=", ">="):
             return self.compare(op, left, right, what)
         return self.arithmetic(op, left, right, what)
 
-    def compare(self, op: str, left: _V, right: _V, what: str) -> _V:
+    def compare(self, op: str, left: V, right: V, what: str) -> V:
         sql_op = {"=": "=", "~": "=", "!=": "<>", "!~": "<>"}.get(op, op)
-        cats = {_category(left.ftype), _category(right.ftype)} - {None}
+        cats = {category(left.ftype), category(right.ftype)} - {None}
         if len(cats) == 1:
             cat = cats.pop()
             sql_type = {"number": "DOUBLE", "boolean": "BOOLEAN"}.get(cat, "VARCHAR")
@@ -454,7 +390,7 @@ class _Compiler:
             b = self.typed(right, sql_type, what)
             if op in ("~", "!~") and sql_type == "VARCHAR":
                 a, b = f"lower({a})", f"lower({b})"
-            return _V(f"({a} {sql_op} {b})", "prim", "boolean")
+            return V(f"({a} {sql_op} {b})", "prim", "boolean")
         a = self.single(left, what)
         b = self.single(right, what)
         a_json = a.sql if a.kind == "json" else f"to_json({a.sql})"
@@ -462,307 +398,65 @@ class _Compiler:
 
         def body(x: str, y: str) -> str:
             return (
-                f"CASE WHEN json_type({x}) IN {_JSON_NUMBER} AND json_type({y}) IN {_JSON_NUMBER} "
+                f"CASE WHEN json_type({x}) IN {JSON_NUMBER} AND json_type({y}) IN {JSON_NUMBER} "
                 f"THEN CAST({x} AS DOUBLE) {sql_op} CAST({y} AS DOUBLE) "
                 f"ELSE json_extract_string({x}, '$') {sql_op} json_extract_string({y}, '$') END"
             )
 
         sql = self.let(a_json, lambda x: self.let(b_json, lambda y: body(x, y)))
-        return _V(sql, "prim", "boolean")
+        return V(sql, "prim", "boolean")
 
-    def arithmetic(self, op: str, left: _V, right: _V, what: str) -> _V:
-        cats = {_category(left.ftype), _category(right.ftype)}
+    def arithmetic(self, op: str, left: V, right: V, what: str) -> V:
+        cats = {category(left.ftype), category(right.ftype)}
         if op == "+" and "string" in cats:
             a = self.typed(left, "VARCHAR", what)
             b = self.typed(right, "VARCHAR", what)
-            return _V(f"({a} || {b})", "prim", "string")
-        integer = left.ftype in _INTEGER and right.ftype in _INTEGER
+            return V(f"({a} || {b})", "prim", "string")
+        integer = left.ftype in INTEGER and right.ftype in INTEGER
         sql_type = "BIGINT" if integer and op != "/" else "DOUBLE"
         a = self.typed(left, sql_type, what)
         b = self.typed(right, sql_type, what)
         if op == "/":
-            return _V(f"CASE WHEN {b} = 0 THEN NULL ELSE {a} / {b} END", "prim", "decimal")
+            return V(f"CASE WHEN {b} = 0 THEN NULL ELSE {a} / {b} END", "prim", "decimal")
         if op == "div":
-            return _V(f"CASE WHEN {b} = 0 THEN NULL ELSE CAST(trunc({a} / {b}) AS BIGINT) END", "prim", "integer")
+            return V(f"CASE WHEN {b} = 0 THEN NULL ELSE CAST(trunc({a} / {b}) AS BIGINT) END", "prim", "integer")
         if op == "mod":
-            return _V(f"CASE WHEN {b} = 0 THEN NULL ELSE {a} % {b} END", "prim",
+            return V(f"CASE WHEN {b} = 0 THEN NULL ELSE {a} % {b} END", "prim",
                       "integer" if integer else "decimal")
         if op not in ("+", "-", "*"):
             raise ViewError(f"unsupported operator {op!r}")
-        return _V(f"({a} {op} {b})", "prim", "integer" if integer else "decimal")
+        return V(f"({a} {op} {b})", "prim", "integer" if integer else "decimal")
 
     # --------------------------------------------------------------- functions
 
-    def call(self, node: tuple, env: _Env) -> _V:
+    def call(self, node: tuple, env: Env) -> V:
+        """A function call, compiled by its entry in the function table."""
         _, base_node, name, args = node
-        if name == "ofType":
-            if len(args) != 1 or args[0][0] != "member" or args[0][1] is not None:
-                raise ViewError("ofType() takes one type name")
-            if base_node is None:
-                return self.of_type(("this",), args[0][2], env)
-            return self.of_type(base_node, args[0][2], env)
+        function = FUNCTIONS.get(name)
+        if function is not None and function.type_argument:
+            function.check_arguments(name, args)
+            return function.compile(self, base_node, args, env)
         base = env.this if base_node is None else self.expr(base_node, env)
-        handler = getattr(self, f"fn_{name}", None)
-        if handler is None:
+        if function is None:
             raise ViewError(f"unknown FHIRPath function {name}()")
-        return handler(base, args, env)
-
-    def _arity(self, name: str, args: list, low: int, high: int) -> None:
-        if not low <= len(args) <= high:
-            raise ViewError(f"{name}() takes {low}..{high} arguments, got {len(args)}")
-
-    def _lambda_env(self, env: _Env, e: str, i: str | None, fhir: str | None = None) -> _Env:
-        return _Env(_V(e, "json", fhir=fhir), env.root, env.row_index, f"({i} - 1)" if i else None)
-
-    def fn_where(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("where", args, 1, 1)
-        e, i = self.var(), self.var("i")
-        crit = self.truth(self.expr(args[0], self._lambda_env(env, e, i, base.fhir)), "where()")
-        return _V(f"list_filter({self.to_list(base)}, lambda {e}, {i}: COALESCE({crit}, false))", "list",
-                  base.ftype, fhir=base.fhir)
-
-    def fn_select(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("select", args, 1, 1)
-        e, i = self.var(), self.var("i")
-        inner_v = self.expr(args[0], self._lambda_env(env, e, i, base.fhir))
-        inner = self.to_list(inner_v)
-        return _V(f"flatten(list_transform({self.to_list(base)}, lambda {e}, {i}: {inner}))", "list", fhir=inner_v.fhir)
-
-    def fn_exists(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("exists", args, 0, 1)
-        if args:
-            base = self.fn_where(base, args, env)
-        return _V(self.exists(base), "prim", "boolean")
-
-    def fn_empty(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("empty", args, 0, 0)
-        return _V(f"(NOT {self.exists(base)})", "prim", "boolean")
-
-    def fn_all(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("all", args, 1, 1)
-        e, i = self.var(), self.var("i")
-        crit = self.truth(self.expr(args[0], self._lambda_env(env, e, i)), "all()")
-        return _V(f"list_bool_and(list_transform({self.to_list(base)}, lambda {e}, {i}: COALESCE({crit}, false))) "
-                  f"IS NOT false", "prim", "boolean")
-
-    def fn_first(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("first", args, 0, 0)
-        if base.kind in ("json", "prim"):
-            return base
-        if base.kind == "plist":
-            return _V(f"({base.sql})[1]", "prim", base.ftype)
-        if base.kind == "multi":
-            sql = self.let(base.sql, lambda t: f"CASE WHEN json_type({t}) = 'ARRAY' THEN json_extract({t}, '$[0]') "
-                                               f"ELSE {t} END")
-            return _V(sql, "json", base.ftype)
-        return _V(f"({base.sql})[1]", "json", base.ftype)
-
-    def fn_last(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("last", args, 0, 0)
-        if base.kind in ("json", "prim"):
-            return base
-        if base.kind == "plist":
-            return _V(f"({base.sql})[-1]", "prim", base.ftype)
-        return _V(f"({self.to_list(base)})[-1]", "json", base.ftype)
-
-    def fn_single(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("single", args, 0, 0)
-        return self.single(base, "single()")
-
-    def fn_count(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("count", args, 0, 0)
-        sql = base.sql if base.kind == "plist" else self.to_list(base)
-        return _V(f"CAST(len({sql}) AS BIGINT)", "prim", "integer")
-
-    def fn_distinct(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("distinct", args, 0, 0)
-        return _V(f"list_distinct({self.to_list(base)})", "list", base.ftype)
-
-    def fn_not(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("not", args, 0, 0)
-        return _V(f"(NOT {self.truth(base, 'not()')})", "prim", "boolean")
-
-    def fn_iif(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("iif", args, 2, 3)
-        cond = self.truth(self.expr(args[0], env), "iif()")
-        then = self.to_list(self.expr(args[1], env))
-        other = self.to_list(self.expr(args[2], env)) if len(args) == 3 else _EMPTY_LIST
-        return _V(f"CASE WHEN {cond} THEN {then} ELSE {other} END", "list")
-
-    def fn_join(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("join", args, 0, 1)
-        sep = self.typed(self.expr(args[0], env), "VARCHAR", "join()") if args else "''"
-        e = self.var()
-        if base.kind == "plist":
-            items = f"list_transform({base.sql}, lambda {e}: CAST({e} AS VARCHAR))"
-        else:
-            items = f"list_transform({self.to_list(base)}, lambda {e}: json_extract_string({e}, '$'))"
-        return _V(f"array_to_string({items}, COALESCE({sep}, ''))", "prim", "string")
-
-    def fn_getResourceKey(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("getResourceKey", args, 0, 0)
-        return self.map_items(base, lambda x: self.extract_string(x, "$.id"), "string")
-
-    def fn_getReferenceKey(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("getReferenceKey", args, 0, 1)
-        want = None
-        if args:
-            if args[0][0] != "member" or args[0][1] is not None or not _RESOURCE.match(args[0][2]):
-                raise ViewError("getReferenceKey() takes a resource type name")
-            want = args[0][2]
-        # Relative or absolute literal references ([base/]Type/id[/_history/v]); the key is the id.
-        pattern = f"'(?:^|/){want or '[A-Za-z]+'}/([A-Za-z0-9.\\-]{{1,64}})(?:/_history/[^/]+)?$'"
-        if base.kind == "json" and base.fhir == "Reference":
-            reference = self.typed(self.member(base, "reference"), "VARCHAR", "getReferenceKey()")
-            return _V(f"NULLIF(regexp_extract({reference}, {pattern}, 1), '')", "prim", "string")
-
-        def key(x: str) -> str:
-            return f"NULLIF(regexp_extract(json_extract_string({x}, '$.reference'), {pattern}, 1), '')"
-
-        return self.map_items(base, key, "string")
-
-    def fn_extension(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("extension", args, 1, 1)
-        url = self.typed(self.expr(args[0], env), "VARCHAR", "extension()")
-        e = self.var()
-        exts = self.to_list(self.member(base, "extension"))
-        return _V(f"list_filter({exts}, lambda {e}: json_extract_string({e}, '$.url') = {url})", "list")
-
-    def _string_fn(self, base: _V, sql: Callable[[str], str], ftype: str) -> _V:
-        s = self.typed(base, "VARCHAR", "string function")
-        return _V(self.let(s, sql), "prim", ftype)
-
-    def _string_arg(self, args: list, env: _Env, n: int) -> str:
-        return self.typed(self.expr(args[n], env), "VARCHAR", "string function argument")
-
-    def fn_startsWith(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("startsWith", args, 1, 1)
-        arg = self._string_arg(args, env, 0)
-        return self._string_fn(base, lambda s: f"starts_with({s}, {arg})", "boolean")
-
-    def fn_endsWith(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("endsWith", args, 1, 1)
-        arg = self._string_arg(args, env, 0)
-        return self._string_fn(base, lambda s: f"suffix({s}, {arg})", "boolean")
-
-    def fn_contains(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("contains", args, 1, 1)
-        arg = self._string_arg(args, env, 0)
-        return self._string_fn(base, lambda s: f"contains({s}, {arg})", "boolean")
-
-    def fn_matches(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("matches", args, 1, 1)
-        arg = self._string_arg(args, env, 0)
-        return self._string_fn(base, lambda s: f"regexp_matches({s}, {arg})", "boolean")
-
-    def fn_replace(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("replace", args, 2, 2)
-        a, b = self._string_arg(args, env, 0), self._string_arg(args, env, 1)
-        return self._string_fn(base, lambda s: f"replace({s}, {a}, {b})", "string")
-
-    def fn_upper(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("upper", args, 0, 0)
-        return self._string_fn(base, lambda s: f"upper({s})", "string")
-
-    def fn_lower(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("lower", args, 0, 0)
-        return self._string_fn(base, lambda s: f"lower({s})", "string")
-
-    def fn_trim(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("trim", args, 0, 0)
-        return self._string_fn(base, lambda s: f"trim({s})", "string")
-
-    def fn_length(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("length", args, 0, 0)
-        return self._string_fn(base, lambda s: f"CAST(length({s}) AS BIGINT)", "integer")
-
-    def fn_toString(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("toString", args, 0, 0)
-        return _V(self.typed(base, "VARCHAR", "toString()"), "prim", "string")
-
-    def fn_toInteger(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("toInteger", args, 0, 0)
-        return _V(self.typed(base, "BIGINT", "toInteger()"), "prim", "integer")
-
-    def fn_toDecimal(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("toDecimal", args, 0, 0)
-        return _V(self.typed(base, "DOUBLE", "toDecimal()"), "prim", "decimal")
-
-    def fn_substring(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("substring", args, 1, 2)
-        start = self.typed(self.expr(args[0], env), "BIGINT", "substring()")
-        if len(args) == 2:
-            length = self.typed(self.expr(args[1], env), "BIGINT", "substring()")
-            return self._string_fn(base, lambda s: f"CASE WHEN {start} < length({s}) THEN "
-                                                   f"substring({s}, {start} + 1, {length}) END", "string")
-        return self._string_fn(base, lambda s: f"CASE WHEN {start} < length({s}) THEN "
-                                               f"substring({s}, {start} + 1) END", "string")
-
-    def fn_lowBoundary(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("lowBoundary", args, 0, 0)
-        return self.boundary(base, low=True)
-
-    def fn_highBoundary(self, base: _V, args: list, env: _Env) -> _V:
-        self._arity("highBoundary", args, 0, 0)
-        return self.boundary(base, low=False)
-
-    def boundary(self, base: _V, low: bool) -> _V:
-        """lowBoundary()/highBoundary() of decimals, dates, dateTimes and times, by their written precision."""
-        s = self.single(base, "boundary")
-        item = s.sql if s.kind == "json" else f"to_json({s.sql})"
-        sign = "-" if low else "+"
-        hint = base.ftype
-
-        def decimal(t: str) -> str:
-            txt = f"CAST({t} AS VARCHAR)"
-            places = f"CASE WHEN strpos({txt}, '.') > 0 THEN length({txt}) - strpos({txt}, '.') ELSE 0 END"
-            return f"to_json(CAST({t} AS DOUBLE) {sign} 0.5 * pow(10, -({places})))"
-
-        def date_part(d: str) -> str:
-            if low:
-                return (f"CASE length({d}) WHEN 4 THEN {d} || '-01-01' WHEN 7 THEN {d} || '-01' ELSE {d} END")
-            return (f"CASE length({d}) WHEN 4 THEN {d} || '-12-31' WHEN 7 THEN "
-                    f"strftime(last_day(CAST({d} || '-01' AS DATE)), '%Y-%m-%d') ELSE {d} END")
-
-        def text(v: str) -> str:
-            time_sfx = ("'.000'", "':00.000'") if low else ("'.999'", "':59.999'")
-            time = f"CASE length({v}) WHEN 8 THEN {v} || {time_sfx[0]} WHEN 5 THEN {v} || {time_sfx[1]} ELSE {v} END"
-            tz = "'+14:00'" if low else "'-12:00'"
-            clock = "'T00:00:00.000'" if low else "'T23:59:59.999'"
-            as_datetime = (f"CASE WHEN contains({v}, 'T') THEN CASE length({v}) WHEN 19 THEN {v} || "
-                           f"{time_sfx[0]} || {tz} ELSE {v} END ELSE {date_part(v)} || {clock} || {tz} END")
-            if hint == "time":
-                return time
-            if hint in ("dateTime", "instant"):
-                return as_datetime
-            if hint == "date":
-                return date_part(v)
-            return (f"CASE WHEN regexp_matches({v}, '^\\d\\d:\\d\\d') THEN {time} "
-                    f"WHEN contains({v}, 'T') THEN {as_datetime} ELSE {date_part(v)} END")
-
-        def body(t: str) -> str:
-            as_text = self.let(f"json_extract_string({t}, '$')", text)
-            return (f"CASE WHEN json_type({t}) IN {_JSON_NUMBER} THEN {decimal(t)} "
-                    f"WHEN json_type({t}) = 'VARCHAR' THEN to_json({as_text}) END")
-
-        sql = self.let(item, body)
-        return _V(sql, "json", hint)
+        function.check_arguments(name, args)
+        return function.compile(self, base, args, env)
 
     # ------------------------------------------------------------ view structure
 
-    def path(self, expr: object, env: _Env, where: str) -> _V:
+    def path(self, expr: object, env: Env, where: str) -> V:
         try:
             return self.expr(parse(expr), env)
         except ViewError as exc:
             raise ViewError(f"{where}: {exc}") from None
 
-    def column_value(self, col: dict, env: _Env, where: str) -> tuple[str, str]:
+    def column_value(self, col: dict, env: Env, where: str) -> tuple[str, str]:
         """SQL for one column and its DuckDB type; collection columns become typed lists."""
         v = self.path(col.get("path"), env, f"{where}.path")
         fhir_type = col.get("type")
         if fhir_type is not None and not isinstance(fhir_type, str):
             raise ViewError(f"{where}.type: must be a string")
-        sql_type = _sql_type(fhir_type or v.ftype)
+        sql_type = sql_type_of(fhir_type or v.ftype)
         collection = col.get("collection", False)
         if not isinstance(collection, bool):
             raise ViewError(f"{where}.collection: must be true or false")
@@ -774,7 +468,7 @@ class _Compiler:
         conv = f"json_extract_string({e}, '$')" if sql_type == "VARCHAR" else f"TRY_CAST({e} AS {sql_type})"
         return f"list_transform({self.to_list(v)}, lambda {e}: {conv})", f"{sql_type}[]"
 
-    def columns_part(self, sel: dict, env: _Env, where: str) -> _Part:
+    def columns_part(self, sel: dict, env: Env, where: str) -> _Part:
         cols = sel.get("column", [])
         if not isinstance(cols, list):
             raise ViewError(f"{where}.column: must be a list")
@@ -820,7 +514,7 @@ class _Compiler:
                 body = f"flatten({body})"
         return _Part(fields, rows=body)
 
-    def select_body(self, sel: dict, env: _Env, where: str) -> _Part:
+    def select_body(self, sel: dict, env: Env, where: str) -> _Part:
         parts = [self.columns_part(sel, env, where)]
         nested = sel.get("select", [])
         if not isinstance(nested, list):
@@ -831,7 +525,7 @@ class _Compiler:
             parts.append(self.union(sel["unionAll"], env, f"{where}.unionAll"))
         return self.cross(parts)
 
-    def union(self, branches: object, env: _Env, where: str) -> _Part:
+    def union(self, branches: object, env: Env, where: str) -> _Part:
         if not isinstance(branches, list) or not branches:
             raise ViewError(f"{where}: must be a non-empty list")
         compiled = [self.selection(b, env, f"{where}[{n}]") for n, b in enumerate(branches)]
@@ -858,7 +552,7 @@ class _Compiler:
         packed = ", ".join(f"{_quote_ident(n)} := CAST({a}.{_quote_ident(n)} AS {t})" for n, t in fields)
         return _Part(fields, rows=f"list_transform({self.as_rows(part)}, lambda {a}: struct_pack({packed}))")
 
-    def selection(self, sel: object, env: _Env, where: str) -> _Part:
+    def selection(self, sel: object, env: Env, where: str) -> _Part:
         if not isinstance(sel, dict):
             raise ViewError(f"{where}: must be an object")
         iterators = [k for k in ("forEach", "forEachOrNull", "repeat") if k in sel]
@@ -876,7 +570,7 @@ class _Compiler:
             collection = self.path(sel[key], env, f"{where}.{key}")
             items, fhir = self.to_list(collection), collection.fhir
         e, i = self.var(), self.var("i")
-        inner_env = _Env(_V(e, "json", fhir=fhir), env.root, f"CAST({i} - 1 AS BIGINT)")
+        inner_env = Env(V(e, "json", fhir=fhir), env.root, f"CAST({i} - 1 AS BIGINT)")
         body = self.select_body(sel, inner_env, where)
         if body.exprs is not None:
             packed = ", ".join(f"{_quote_ident(n)} := {x}" for (n, _), x in zip(body.fields, body.exprs))
@@ -886,7 +580,7 @@ class _Compiler:
         if key != "forEachOrNull":
             return _Part(body.fields, rows=rows)
         # An empty collection gives one row: this select's own columns on an empty node, the rest NULL.
-        null_env = _Env(_V(_NULL_JSON, "json", fhir=fhir), env.root, "CAST(0 AS BIGINT)")
+        null_env = Env(V(_NULL_JSON, "json", fhir=fhir), env.root, "CAST(0 AS BIGINT)")
         own = self.columns_part(sel, null_env, where)
         rest = body.fields[len(own.fields):]
         nulls = self.as_rows(self.cross([own, _Part(rest, exprs=[f"CAST(NULL AS {t})" for _, t in rest])]))
@@ -897,21 +591,21 @@ class _Compiler:
                         f"flatten(list_transform({t}, lambda {e}, {i}: {self.as_rows(body)})) END")
         return _Part(body.fields, rows=rows)
 
-    def repeat(self, paths: object, env: _Env, where: str) -> str:
+    def repeat(self, paths: object, env: Env, where: str) -> str:
         """Depth-first closure over the repeat paths, unrolled to REPEAT_DEPTH levels."""
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise ViewError(f"{where}: must be a non-empty list of FHIRPath strings")
         trees = [parse_at(p, f"{where}[{n}]") for n, p in enumerate(paths)]
 
         def children(node: str) -> str:
-            node_env = _Env(_V(node, "json"), env.root, env.row_index)
+            node_env = Env(V(node, "json"), env.root, env.row_index)
             lists = [self.to_list(self.expr(t, node_env)) for t in trees]
             return lists[0] if len(lists) == 1 else f"list_concat({', '.join(lists)})"
 
         def walk(node: str, depth: int) -> str:
             if depth == 0:
-                msg = _sql_str(f"{where}: nesting deeper than {REPEAT_DEPTH} levels")
-                return f"CASE WHEN len({children(node)}) > 0 THEN error({msg}) ELSE {_EMPTY_LIST} END"
+                msg = sql_str(f"{where}: nesting deeper than {REPEAT_DEPTH} levels")
+                return f"CASE WHEN len({children(node)}) > 0 THEN error({msg}) ELSE {EMPTY_LIST} END"
             c = self.var("c")
             return f"flatten(list_transform({children(node)}, lambda {c}: list_prepend({c}, {walk(c, depth - 1)})))"
 
@@ -926,14 +620,14 @@ class _Compiler:
             if not isinstance(const, dict):
                 raise ViewError(f"{loc}: must be an object")
             name = const.get("name")
-            if not isinstance(name, str) or not _MEMBER.match(name):
+            if not isinstance(name, str) or not MEMBER.match(name):
                 raise ViewError(f"{loc}.name: {name!r} is not a valid constant name")
             values = [k for k in const if k.startswith("value")]
             if len(values) != 1 or values[0] not in _CONSTANT_TYPES:
                 raise ViewError(f"{loc}: needs exactly one value[x] of a primitive type")
             ftype = _CONSTANT_TYPES[values[0]]
             value = const[values[0]]
-            sql_type = _sql_type(ftype)
+            sql_type = sql_type_of(ftype)
             ok = {
                 "BOOLEAN": isinstance(value, bool),
                 "BIGINT": isinstance(value, int) and not isinstance(value, bool),
@@ -962,15 +656,15 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource = view.get("resource")
-    if not isinstance(resource, str) or not _RESOURCE.match(resource):
+    if not isinstance(resource, str) or not RESOURCE.match(resource):
         raise ViewError(f"resource: {resource!r} is not a FHIR resource type")
     select = view.get("select")
     if not isinstance(select, list) or not select:
         raise ViewError("select: must be a non-empty list")
     comp = _Compiler(resource)
     comp.constants_from(view)
-    root = _V(_ROOT, "json", fhir=resource)
-    env = _Env(root, root, "CAST(0 AS BIGINT)")
+    root = V(_ROOT, "json", fhir=resource)
+    env = Env(root, root, "CAST(0 AS BIGINT)")
 
     filters: list[str] = []
     wheres = view.get("where", [])
@@ -1012,7 +706,7 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
     typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
              f"WHERE json_extract_string(resource, '$.resourceType') = {comp.param(resource, 'VARCHAR')}")
     if paths:
-        listed = ", ".join(_sql_str(p) for p in paths)
+        listed = ", ".join(sql_str(p) for p in paths)
         typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
     # The source relation is inserted last so that nothing in it is taken for a placeholder.
     return sql.replace(_TYPED_MARK, f"({typed})", 1), comp.params

@@ -16,7 +16,7 @@ from ...plugins import get_plugin_manager
 from ...raw.sources import make_connector
 from ...workspace import Workspace, check_name
 from .. import jobs
-from ..common import JobStrip, error_text, named, scroll_area, show_error
+from ..common import JobStrip, dialog_buttons, error_text, labelled_row, named, scroll_area, show_error
 from ..daterange import DateRangePicker
 from ..forms import ConnectorForm
 
@@ -46,24 +46,16 @@ class AddSourceDialog(QDialog):
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         top = QFormLayout()
-        name_label = QLabel("&Name *")
-        name_label.setBuddy(self.name_edit)
-        top.addRow(name_label, self.name_edit)
-        conn_label = QLabel("&Connector")
-        conn_label.setBuddy(self.connector_box)
-        top.addRow(conn_label, self.connector_box)
+        labelled_row(top, "&Name *", self.name_edit)
+        labelled_row(top, "&Connector", self.connector_box)
         top.addRow("", self.about)
 
         self.scroll = scroll_area(None, "Connector settings")
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                        | QDialogButtonBox.StandardButton.Cancel)
-        self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok.setText("&Add source")
-        named(self.ok, "Add source", "Save the source; secrets go to the secrets store, never to the config")
-        named(self.buttons.button(QDialogButtonBox.StandardButton.Cancel), "Cancel adding a source")
-        self.buttons.accepted.connect(self._save)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.ok = dialog_buttons(
+            self, QDialogButtonBox.StandardButton.Ok, "&Add source", "Add source",
+            "Save the source; secrets go to the secrets store, never to the config", "Cancel adding a source",
+            self._save)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from lithotse_desktop.plugin import (ConfigField, FetchRequest, FieldType, FileTracker, InputError, Payload,
-                                     list_files)
+                                     files_to_fetch, list_files)
 
 from .base import FhirConnector
 from .reader import document_types, is_gzip, locate_ndjson, ndjson_types
@@ -26,6 +27,19 @@ def named_type(path: Path) -> str | None:
     stem = _base_name(path).rsplit(".", 1)[0]
     match = _NAMED.match(stem)
     return match.group(1) if match and match.group(1) in R4_TYPES else None
+
+
+@dataclass(frozen=True)
+class _FileStream:
+    """A file and one resource type it holds, with what reading its bytes told (or a cursor recalled)."""
+
+    stream: str
+    path: Path
+    name: str
+    format: str
+    types: list[str]
+    mixed: bool
+    media_type: str
 
 
 def is_export_log(counts: dict) -> bool:
@@ -65,26 +79,23 @@ class FhirFilesConnector(FhirConnector):
         return "document", document_types(path, name), True
 
     @staticmethod
-    def _known(trackers: dict[str, FileTracker], path: Path) -> tuple[str, set[str], bool] | None:
+    def _known(trackers: list[FileTracker], path: Path) -> tuple[str, set[str], bool] | None:
         """What an earlier run learned of an unchanged file, so it need not be parsed again."""
-        st = path.stat()
-        for tracker in trackers.values():
-            entry = tracker.seen.get(str(path))
-            if (entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
-                    and isinstance(entry.get("types"), list)):
+        for tracker in trackers:
+            entry = tracker.unchanged(path)
+            if entry is not None and isinstance(entry.get("types"), list):
                 return entry.get("format", "ndjson"), set(entry["types"]), bool(entry.get("mixed"))
         return None
 
-    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
-        root = Path(self.settings["path"]).expanduser()
-        trackers = {s: FileTracker.from_cursor(None if request.full else request.state.get(s))
-                    for s in request.streams}
+    def _entries(self, request: FetchRequest, root: Path) -> Iterator[_FileStream]:
+        """Each file once per stream it feeds, classified (or recalled) as the core asks for it."""
+        earlier = [] if request.full else [FileTracker.from_cursor(request.state.get(s)) for s in request.streams]
         files = list_files(root, PATTERNS)
         request.progress.update(f"{len(files)} FHIR file(s) under {root}", done=0, total=len(files))
         for path in files:
             request.progress.check()
             name = str(path.relative_to(root)) if root.is_dir() else path.name
-            known = None if request.full else self._known(trackers, path)
+            known = self._known(earlier, path)
             fmt, types, mixed = known or self._classify(path, name)
             unknown = sorted(t for t in types if t not in R4_TYPES)
             if unknown:
@@ -93,12 +104,13 @@ class FhirFilesConnector(FhirConnector):
             if is_gzip(path):
                 media += "; gzip"
             for stream in sorted(types & set(request.streams)):
-                tracker = trackers[stream]
-                if not (request.full or tracker.is_new(path, request.date_range)):
-                    continue
-                tracker.mark(path, request.date_range)
-                tracker.seen[str(path)] = {**tracker.seen[str(path)], "types": sorted(types),
-                                           "format": fmt, "mixed": mixed}
-                yield Payload(stream, name, path, media, cursor={"files": {str(path): tracker.seen[str(path)]}},
-                              meta={"format": fmt, "mixed": mixed})
+                yield _FileStream(stream, path, name, fmt, sorted(types), mixed, media)
             request.progress.update(advance=1)
+
+    def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        root = Path(self.settings["path"]).expanduser()
+        for entry, _prior, tracker in files_to_fetch(request, self._entries(request, root)):
+            cursor = tracker.mark(entry.path, request.date_range)
+            cursor["files"][str(entry.path)].update(types=entry.types, format=entry.format, mixed=entry.mixed)
+            yield Payload(entry.stream, entry.name, entry.path, entry.media_type, cursor=cursor,
+                          meta={"format": entry.format, "mixed": entry.mixed})

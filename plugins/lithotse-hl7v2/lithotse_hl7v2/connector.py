@@ -9,20 +9,21 @@ Streams:
 
 A file lands once per stream it feeds (always ``messages``; ``adt``/``oru`` when it holds
 such messages), byte for byte; only ``read`` normalises line ends, MLLP framing and
-batch envelopes. Incremental state is the core's FileTracker, one per stream.
+batch envelopes. Incremental state is the core's, one FileTracker per stream (``files_to_fetch``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import (ConfigField, Connector, FetchRequest, FieldType, FileTracker, InputError,
-                                     Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.plugin import (ConfigField, Connector, FetchRequest, FieldType, InputError, Payload,
+                                     RawObject, StreamInfo, files_to_fetch, list_files)
 
 from .framing import Unit, msh_fields, read_units
 from .records import DETAIL_STREAMS, SCHEMAS, TYPE_CODE, ParsedMessage, Rejected, parse_message
@@ -30,6 +31,15 @@ from .records import DETAIL_STREAMS, SCHEMAS, TYPE_CODE, ParsedMessage, Rejected
 DEFAULT_PATTERNS = ("*.hl7", "*.txt", "*.msg")
 MEDIA_TYPE = "x-application/hl7-v2+er7"
 BATCH_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class _FileStream:
+    """A file and one stream it may feed: the unit the core's incremental check works on."""
+
+    stream: str
+    path: Path
+    name: str
 
 
 def _plural(count: int, word: str) -> str:
@@ -118,23 +128,19 @@ class Hl7v2Connector(Connector):
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
         root = Path(self.settings["path"]).expanduser()
-        files = self._files(root)
         order = [s.name for s in self.streams() if s.name in request.streams]
-        trackers = {s: FileTracker.from_cursor(request.state.get(s)) for s in order}
-        for path in files:
-            request.progress.check()
-            name = path.relative_to(root).as_posix() if root.is_dir() else path.name
-            wanted = [s for s in order
-                      if request.full or trackers[s].is_new(path, request.date_range)]
-            if not wanted:
-                continue
-            feeds, types = self._survey(path, name)
-            for stream in wanted:
-                if stream in feeds:
-                    yield Payload(stream, name, path, MEDIA_TYPE,
-                                  cursor=trackers[stream].mark(path, request.date_range),
-                                  meta={"hl7_stream": stream, "file": name,
-                                        "message_types": dict(sorted(types.items()))})
+        entries = (_FileStream(stream, path, path.relative_to(root).as_posix() if root.is_dir() else path.name)
+                   for path in self._files(root) for stream in order)
+        surveyed: tuple[Path, set[str], Counter] | None = None
+        for entry, _prior, tracker in files_to_fetch(request, entries):
+            if surveyed is None or surveyed[0] != entry.path:
+                surveyed = (entry.path, *self._survey(entry.path, entry.name))
+            _, feeds, types = surveyed
+            if entry.stream in feeds:
+                yield Payload(entry.stream, entry.name, entry.path, MEDIA_TYPE,
+                              cursor=tracker.mark(entry.path, request.date_range),
+                              meta={"hl7_stream": entry.stream, "file": entry.name,
+                                    "message_types": dict(sorted(types.items()))})
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
         """Rows of ``obj.stream``; every message of the file is validated whatever the stream."""

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from lithotse_desktop.derive.sof import ViewError, compile_view, run_view, validate_view
+from lithotse_desktop.derive.sof.functions import FUNCTIONS
 
 PATIENTS = [
     {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-02-03", "active": True,
@@ -107,3 +108,15 @@ def test_source_relation_may_be_a_subquery(con: duckdb.DuckDBPyConnection) -> No
     view = {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
     rows = run_view(con, view, "(SELECT resource FROM res WHERE resource->>'$.id' <> 'p2')").to_pylist()
     assert rows == [{"id": "p1"}]
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_in_the_table_checks_its_argument_count(name: str) -> None:
+    function = FUNCTIONS[name]
+    args = ", ".join(["'x'"] * (function.high + 1))
+    view = {"resource": "Patient", "select": [{"column": [{"name": "a", "path": f"name.{name}({args})"}]}]}
+    expected = (f"{name}() takes one type name" if function.type_argument
+                else f"{name}() takes {function.low}..{function.high} arguments, got {function.high + 1}")
+    with pytest.raises(ViewError) as err:
+        validate_view(view)
+    assert str(err.value) == f"select[0].column[0].path: {expected}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lithotse_desktop.connectors import FetchRequest, RawObject
+from lithotse_desktop.connectors import FetchRequest, RawObject, fold_cursor
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
 from lithotse_hl7v2 import Hl7v2Connector, connector as connector_module
@@ -250,6 +250,10 @@ def test_fetch_skips_files_already_landed_for_the_range(tmp_path):
     connector = Hl7v2Connector({"path": str(tmp_path / "visits.hl7")})
     first = _fetch(connector)
     assert [p.name for p in first] == ["visits.hl7", "visits.hl7"]
-    state = {p.stream: p.cursor for p in first}
+    assert all(set(p.cursor["files"][str(p.path)]) == {"size", "mtime_ns"} for p in first)
+    # what the core hands the next fetch: each file's cursor with the range its landing had
+    state = {p.stream: fold_cursor(None, p.cursor, DateRange()) for p in first}
     assert _fetch(connector, state=state) == []
     assert len(_fetch(connector, state=state, full=True)) == 2
+    january = {p.stream: fold_cursor(None, p.cursor, DateRange.parse("2024-01-01", "2024-01-31")) for p in first}
+    assert [p.stream for p in _fetch(connector, state=january)] == ["messages", "adt"]
