@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,9 +84,23 @@ def _installed_names(report_file: Path, target: str) -> list[str]:
         report = {}
     names = [item["metadata"]["name"] for item in report.get("install", [])
              if item.get("requested") and "name" in item.get("metadata", {})]
-    if not names and not Path(target).expanduser().exists():
-        names = [_requirement_name(target)]
+    if not names:  # pip found it installed already: the name the target itself gives
+        given = _target_name(target)
+        names = [given] if given else []
     return names
+
+
+def _target_name(target: str) -> str | None:
+    """The distribution name a wheel file, project folder or requirement names."""
+    path = Path(target).expanduser()
+    if path.is_file() and path.suffix == ".whl":
+        return path.name.split("-", 1)[0]
+    if path.is_dir():
+        try:
+            return tomllib.loads((path / "pyproject.toml").read_text("utf-8"))["project"]["name"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return None
+    return _requirement_name(target)
 
 
 def _plugin_entry_points(dist_name: str) -> list[str]:
