@@ -89,7 +89,7 @@ def imported_ranges(page_steps: list[Step]) -> list[tuple[dt.date, dt.date]]:
     return ranges
 
 
-def expected_readings(cwd: Path, page_steps: list[Step]) -> dict[str, dict]:
+def expected_readings(page_steps: list[Step]) -> dict[str, dict]:
     """The page's readings whose day lies in a range the page imported, parsed independently."""
     ranges = imported_ranges(page_steps)
     assert len(ranges) == 2, ranges
@@ -121,7 +121,7 @@ def check_landed(cwd: Path, page_steps: list[Step]) -> None:
     proc = subprocess.run([sys.executable, "-c", READ_BACK, str(cwd / "work")], capture_output=True,
                           text=True, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    want = expected_readings(cwd, page_steps)
+    want = expected_readings(page_steps)
     assert json.loads(proc.stdout) == want
     assert sorted(want) == ["bp-0002", "bp-0003", "bp-0004", "bp-0005", "bp-0006"]
 
