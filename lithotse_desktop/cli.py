@@ -20,7 +20,9 @@ from .workspace import Workspace, default_workspace_dir
 @click.version_option(__version__, prog_name="lithotse")
 @click.option("--workspace", "workspace_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Workspace folder for every command that follows.")
-def main(workspace_dir: Path | None) -> None:
+@click.option("--debug", is_flag=True,
+              help="On an error, also print its traceback to stderr (as LITHOTSE_DEBUG=1 does).")
+def main(workspace_dir: Path | None, debug: bool) -> None:
     """Lithotse: land health records raw (L1), derive Parquet aggregates (L2), serve them to cells (L3)."""
 
 
@@ -34,54 +36,6 @@ def init_cmd(directory: Path | None, name: str | None) -> None:
     target = directory or click.get_current_context().meta.get("workspace_dir") or default_workspace_dir()
     ws = Workspace.create(target, name=name)
     click.echo(f"created workspace {ws.root}")
-
-
-# --- plugins ------------------------------------------------------------------
-@main.group("plugins")
-def plugins_group() -> None:
-    """Installed connector plugins: list, install, remove."""
-
-
-@plugins_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_list(as_json: bool) -> None:
-    """Installed plugins with their versions, origin, connectors and status."""
-    from .plugins import get_plugin_manager
-
-    manager = get_plugin_manager()
-    connectors = manager.connectors()
-    rows = [info.to_json() for info in sorted(manager.plugins.values(), key=lambda p: p.name)]
-    for row in rows:
-        row["connector_versions"] = {c: connectors[c].version for c in row["connectors"] if c in connectors}
-    if as_json:
-        _emit_json(rows)
-        return
-    if not rows:
-        click.echo("no plugins installed")
-    for row in rows:
-        status = f"ERROR: {row['error']}" if row["error"] else "ok"
-        click.echo(f"{row['name']:<14} {row['distribution'] or '-'} {row['version'] or '-'}  "
-                   f"connectors: {', '.join(row['connectors']) or '-'}  [{status}]\n"
-                   f"{'':<14} origin: {row['origin']}")
-
-
-@plugins_group.command("install")
-@click.argument("target")
-def plugins_install(target: str) -> None:
-    """Install a plugin by NAME, wheel file or folder into Lithotse's own environment."""
-    from .pluginstall import install_plugin
-
-    added = install_plugin(target)
-    click.echo(f"installed {target}" + (f"; new plugins: {', '.join(added)}" if added else ""))
-
-
-@plugins_group.command("remove")
-@click.argument("name")
-def plugins_remove(name: str) -> None:
-    """Uninstall the distribution that provides plugin NAME."""
-    from .pluginstall import remove_plugin
-
-    click.echo(f"removed {remove_plugin(name)}")
 
 
 # --- sources ------------------------------------------------------------------
@@ -167,9 +121,12 @@ def source_list(as_json: bool) -> None:
 @workspace_option
 def source_streams(name: str, as_json: bool) -> None:
     """The streams a source offers and the date field of each."""
+    from .errors import connector_guard
     from .raw.sources import make_connector
 
-    rows = [s.to_json() for s in make_connector(current_workspace(), name).streams()]
+    connector = make_connector(current_workspace(), name)
+    with connector_guard(connector.name, f"to list the streams of source {name}"):
+        rows = [s.to_json() for s in connector.streams()]
     if as_json:
         _emit_json(rows)
         return
@@ -592,10 +549,11 @@ def _render_screenshots(root: Path, shots: Path) -> None:
 def _add_subsystem_commands() -> None:
     """Command groups that live beside their subsystems."""
     from .excel.cli import excel_group
+    from .plugins_cli import plugins_group
     from .serve.cli import serve_cmd, token_cmd
     from .sync.cli import sync_group
 
-    for command in (sync_group, excel_group, serve_cmd, token_cmd):
+    for command in (plugins_group, sync_group, excel_group, serve_cmd, token_cmd):
         main.add_command(command)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,12 +61,40 @@ def cli_progress(quiet: bool = False) -> Progress:
     return Progress(report)
 
 
+DEBUG_ENV = "LITHOTSE_DEBUG"
+
+
+def debug_enabled(ctx: click.Context | None = None) -> bool:
+    """``lithotse --debug`` or ``LITHOTSE_DEBUG=1``: show tracebacks behind one-line errors."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().params.get("debug"):
+        return True
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _hides_traceback(exc: BaseException) -> bool:
+    """True when the error stands for an unexpected exception (a plugin's bug) whose traceback
+    the one-line message leaves out."""
+    cause = exc.__cause__
+    return getattr(exc, "debug_detail", None) is not None or (
+        cause is not None and not isinstance(cause, LithotseError))
+
+
 class LithotseGroup(click.Group):
-    """Prints a LithotseError as one line on stderr and exits 1, never a traceback."""
+    """Prints a LithotseError as one line on stderr and exits 1; with ``--debug`` (or
+    ``LITHOTSE_DEBUG=1``) its traceback, and that of the exception behind it, come first."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LithotseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            hint = ""
+            if debug_enabled(ctx):
+                click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+                detail = getattr(exc, "debug_detail", None)
+                if detail:
+                    click.echo(detail.rstrip("\n"), err=True)
+            elif _hides_traceback(exc):
+                hint = " (run with --debug for the traceback)"
+            click.echo(f"error: {exc}{hint}", err=True)
             ctx.exit(1)

@@ -4,6 +4,10 @@ A connector plugin returns :class:`Connector` subclasses from the
 ``lithotse_register_connectors`` hook. The core lands each :class:`Payload` unchanged in
 L1 and later asks the same connector to ``read`` it back as typed Arrow record batches,
 so parsing lives in one place and landing never harmonises anything.
+
+The contract in short (docs/plugins.md has it in full): the core, not the connector, applies
+the date range, when it reads landings back; ``fetch`` uses the range only to ask the source
+for less. Plugins import these names from :mod:`lithotse_desktop.plugin`.
 """
 
 from __future__ import annotations
@@ -85,6 +89,12 @@ class ConfigField:
 class StreamInfo:
     """One stream a source offers: a FHIR resource type, a CSV file, a sheet, an HL7 message type.
 
+    ``date_field`` is the column date ranges apply to (None: the stream has no dates and every
+    row is in every range); ``date_fields`` are further date columns a derivative may choose.
+    The column's Arrow type decides a row's day: ``date32``/``date64`` as written; a timestamp
+    with a time zone, its date in the workspace zone; a timestamp without one, taken as already
+    in the workspace zone; see :mod:`lithotse_desktop.dates`.
+
     ``key`` names the columns that identify a record when the same record can arrive in two
     different files (an export run again, a corrected or appended file, overlapping extracts):
     derivatives then keep one row per key, the newest. Without a key a record is its raw
@@ -106,7 +116,15 @@ class StreamInfo:
 
 @dataclass
 class FetchRequest:
-    """What an import asks of a connector."""
+    """What an import asks of a connector.
+
+    ``streams``: the streams to fetch. ``date_range``: the days asked for; use it to ask the
+    source for less (a query, skipping files already landed for a covering range), never to
+    drop rows: the core keeps only in-range rows when it reads landings back. ``state``: per
+    stream, the cursors of its committed landings folded oldest first (a newer one replaces an
+    older, except that ``files`` maps merge; see :class:`FileTracker`); empty when ``full``.
+    ``progress``: ``update`` for messages, ``check()`` in long loops (raises when cancelled).
+    """
 
     source: str
     streams: list[str]
@@ -121,8 +139,12 @@ class Payload:
     """One file or response body to land unchanged.
 
     ``path`` is a local file holding the bytes (the connector's own file or a temp file it
-    downloaded). ``cursor`` is the stream's incremental state once this payload is committed;
-    ``prefiltered`` says the source itself already restricted the data to the range.
+    downloaded; ``cleanup`` is called once the core has copied them). ``name`` is shown in
+    listings and errors (a file's relative path). ``cursor`` (JSON data) is the stream's
+    incremental state once this payload is committed; ``meta`` (JSON data) is kept in the
+    manifest and comes back as ``RawObject.meta``. Neither may hold secrets. ``prefiltered``
+    says the source restricted the data to the range by a rule the rows' dates cannot
+    reproduce: the core then keeps every row of it instead of the in-range ones.
     """
 
     stream: str
@@ -175,7 +197,14 @@ class RawObject:
 
 
 class Connector:
-    """Base class for connectors. Subclasses set the class attributes and implement the methods."""
+    """Base class for connectors. Subclasses set the class attributes and implement the methods.
+
+    ``name`` is what sources and manifests refer to: unique among installed plugins, never
+    renamed. ``version`` is recorded in landings and derivative versions: raise it whenever
+    ``read`` yields different rows for the same bytes, so derivatives rebuild. ``fields``
+    declare the settings (``self.settings`` after :meth:`validate_settings`); a SECRET field's
+    value comes from the secrets store.
+    """
 
     name: ClassVar[str]
     version: ClassVar[str] = "0.0.0"
@@ -220,10 +249,25 @@ class Connector:
                           f"{', '.join(s.name for s in self.streams()) or 'none'}")
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        """Yield a payload per new file or response of ``request.streams`` (see FetchRequest).
+
+        Every payload of an import is staged and read back before any is committed, so one
+        that fails to read lands nothing. Raise InputError (location and reason) for a source
+        that answers badly, ConfigError for settings that cannot work; any other exception is
+        reported as this connector's bug (``lithotse --debug`` shows its traceback).
+        """
         raise NotImplementedError
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
-        """Yield typed record batches of a landed object; raise InputError on malformed data."""
+        """Yield typed record batches of a landed object; raise InputError on malformed data.
+
+        Called at import on a staged copy (``obj.validated`` false) and whenever the stream is
+        read. Without a key a record is its object and position, so the same bytes and meta
+        must give the same rows in the same order every time. Every batch has the date field;
+        column names and types stay the same across batches, files and versions; the names
+        ``_landing_id``, ``_landed_at`` and ``_row`` are the core's. Name the file and line in
+        an InputError: ``InputError(f"{obj.name}, line {n}", reason)``.
+        """
         raise NotImplementedError
 
 
@@ -326,7 +370,8 @@ def files_to_fetch(request: FetchRequest, entries: Iterable[Any]) -> Iterator[tu
     ``entries`` are a file connector's own records with ``stream`` and ``path`` attributes,
     any number per stream (one file may feed several streams); they are read one at a time,
     so a generator may decide an entry's streams as it goes. The entries of a stream share
-    its tracker; mark each file fetched with ``tracker.mark`` to get its payload's cursor.
+    its tracker: give each payload ``cursor=tracker.mark(entry.path, request.date_range)``, to
+    which keys of your own may be added; that is what makes the file not new next time.
     """
     wanted = set(request.streams)
     trackers: dict[str, FileTracker] = {}

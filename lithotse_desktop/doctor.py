@@ -10,7 +10,7 @@ JSON keys (stable):
 - ``lithotse``: ``{"version"}``; ``python``: ``{"version", "executable"}``;
   ``platform``: ``{"system", "release", "machine"}``;
   ``libraries``: distribution name -> version, or null when not installed;
-- ``plugins``: ``[{"name", "distribution", "version", "status" ("ok"|"error"), "error", "connectors"}]``;
+- ``plugins``: ``[{"name", "distribution", "version", "status" ("ok"|"error"|"disabled"), "error", "connectors"}]``;
 - ``workspace``: ``{"found", "path", "id", "name", "error", "hint"}``;
 - ``secrets``: ``{"store" ("os"|"file"|null), "location", "requested" ("auto"|"os"|"file"),
   "requested_by", "reason", "error"}``;
@@ -290,7 +290,7 @@ def format_text(data: dict[str, Any]) -> str:
     if not data["plugins"]:
         add("plugins", "none installed (lithotse plugins install NAME)")
     for n, row in enumerate(data["plugins"]):
-        state = f"ERROR: {row['error']}" if row["status"] == "error" else "ok"
+        state = f"ERROR: {row['error']}" if row["status"] == "error" else row["status"]
         add("plugins" if n == 0 else "", f"{row['name']} {row['version'] or '-'} [{state}] "
                                          f"connectors: {', '.join(row['connectors']) or '-'}")
     wsinfo = data["workspace"]

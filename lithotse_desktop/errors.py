@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 class LithotseError(Exception):
@@ -46,3 +49,36 @@ class CorruptObject(LithotseError):
         self.key = key
         super().__init__(f"raw object {key} ({what}) is damaged: {reason}; it was not used. "
                          f"`lithotse raw verify` checks every raw object and reports the details")
+
+
+class ConnectorFailed(LithotseError):
+    """A connector raised something other than a LithotseError: a bug in the plugin.
+
+    Reported in one line naming the connector and what it was doing; the original exception
+    is the ``__cause__``, whose traceback ``lithotse --debug`` (or ``LITHOTSE_DEBUG=1``) shows.
+    """
+
+
+@contextlib.contextmanager
+def connector_guard(connector: str, doing: str) -> Iterator[None]:
+    """Turn a connector's unexpected exception into ConnectorFailed; LithotseErrors pass."""
+    try:
+        yield
+    except LithotseError:
+        raise
+    except Exception as exc:
+        raise ConnectorFailed(f"connector {connector} failed {doing} ({type(exc).__name__}: {exc})") from exc
+
+
+def guarded(items: Iterable[T], connector: str, doing: str) -> Iterator[T]:
+    """The items of a connector's iterator, its unexpected exceptions reported by connector_guard.
+
+    Only the connector's own steps are guarded, not what the caller does with each item."""
+    iterator = iter(items)
+    while True:
+        with connector_guard(connector, doing):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item

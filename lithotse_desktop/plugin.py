@@ -25,7 +25,8 @@ What it offers, by kind of plugin:
   :class:`ConfigError` a setting) and secret references (:func:`is_ref`, :func:`load_secret`).
 
 The first-party plugins in ``plugins/`` import nothing else from Lithotse; a test and the
-import-linter contract in ``pyproject.toml`` keep it so.
+import-linter contract in ``pyproject.toml`` keep it so. ``docs/plugins.md`` is the guide: a
+tutorial, the connector contract, store and cache plugins.
 """
 
 from .cache.backends import ANY, CacheBackend

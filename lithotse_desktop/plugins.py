@@ -1,8 +1,10 @@
 """The one pluggy wrapper: discover entry points, isolate broken plugins, answer typed questions.
 
 ``LITHOTSE_PLUGINS`` (comma-separated entry-point names) restricts which plugins load;
-``LITHOTSE_DISABLE_PLUGINS`` names plugins to skip. A plugin that fails to import or whose
-hook raises is recorded with its error and left out; the application carries on.
+``LITHOTSE_DISABLE_PLUGINS`` names plugins to skip. Plugins left out either way are not
+imported but still listed, with status "disabled" and the variable that disabled them. A
+plugin that fails to import or whose hook raises is recorded with its error and left out;
+the application carries on.
 
 The core's own stores and cache register through the same hooks, as the in-process plugins
 named in :data:`BUILTIN_PLUGINS`. They are named by module, like an entry point's value, and
@@ -51,11 +53,18 @@ class PluginInfo:
     connectors: list[str] = field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
+    disabled: str | None = None
+    """Why the plugin was not loaded (``LITHOTSE_DISABLE_PLUGINS``, ``LITHOTSE_PLUGINS``), or None."""
+
+    @property
+    def status(self) -> str:
+        """``disabled``, ``error`` or ``ok``."""
+        return "disabled" if self.disabled else "error" if self.error else "ok"
 
     def to_json(self) -> dict:
         return {"name": self.name, "distribution": self.distribution, "version": self.version,
                 "module": self.module, "origin": self.origin, "connectors": self.connectors,
-                "status": "error" if self.error else "ok", "error": self.error,
+                "status": self.status, "error": self.error, "disabled": self.disabled,
                 "traceback": self.traceback}
 
 
@@ -84,6 +93,14 @@ def _names_from_env(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _disabled_by(name: str, allow: set[str] | None, deny: set[str]) -> str | None:
+    if name in deny:
+        return "disabled by LITHOTSE_DISABLE_PLUGINS"
+    if allow is not None and name not in allow:
+        return "not named in LITHOTSE_PLUGINS"
+    return None
 
 
 class PluginManager:
@@ -121,12 +138,13 @@ class PluginManager:
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in BUILTIN_PLUGINS or (ep.name in self.plugins and not self.plugins[ep.name].error):
                 continue
-            if (allow is not None and ep.name not in allow) or ep.name in deny:
-                continue
             dist = getattr(ep, "dist", None)
             info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None,
                               dist.version if dist else None, ep.value, _origin(dist))
             self.plugins[ep.name] = info
+            info.disabled = _disabled_by(ep.name, allow, deny)
+            if info.disabled:
+                continue
             try:
                 obj = ep.load()
                 self._pm.register(obj, name=ep.name)
@@ -149,6 +167,13 @@ class PluginManager:
         self._pm.check_pending()
         self.plugins.setdefault(name, PluginInfo(name, None, None, repr(plugin), "in-process"))
         self._connectors = None
+
+    def is_registered(self, plugin: object) -> bool:
+        return self._pm.is_registered(plugin)
+
+    def name_of(self, plugin: object) -> str | None:
+        """The name a registered plugin goes by (its entry point's, or the one given)."""
+        return self._pm.get_name(plugin)
 
     def _call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         return list(self._each(hook_name, **kwargs))
@@ -205,7 +230,9 @@ class PluginManager:
         table = self.connectors()
         if name not in table:
             broken = [p.name for p in self.plugins.values() if p.error]
+            disabled = [p.name for p in self.plugins.values() if p.disabled]
             hint = f" (plugins with errors: {', '.join(broken)})" if broken else ""
+            hint += f" (disabled plugins: {', '.join(disabled)})" if disabled else ""
             raise NotFound(f"no connector named {name!r}; installed: "
                            f"{', '.join(sorted(table)) or 'none'}{hint}")
         return table[name]

@@ -71,6 +71,7 @@ def test_every_name_taking_command_is_covered():
     """A new command taking a NAME argument must be added to CASES (or say why it takes none)."""
     takes_no_known_name = {"init": "creates", "source add": "creates (its --connector is covered)",
                            "plugins install": "a distribution name, a wheel or a folder for pip",
+                           "plugins new": "creates a plugin folder of that name",
                            "raw show": "a landing id", "sof-test": "a folder", "excel refresh": "a file",
                            "excel install-addin": "no name"}
     covered = {key.split(" (")[0].split(" --")[0] for key in CASES}

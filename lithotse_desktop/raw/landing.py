@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from ..connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
 from ..dates import DateRange, range_mask, to_local_dates
-from ..errors import ConfigError, InputError, LithotseError
+from ..errors import ConfigError, InputError, LithotseError, connector_guard, guarded
 from ..progress import Progress
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
@@ -120,7 +120,7 @@ def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: D
     except LithotseError:
         raise
     except (UnicodeDecodeError, ValueError, pa.ArrowException, TypeError) as exc:
-        raise InputError(obj.name, f"cannot be read as {info.name}: {exc}") from None
+        raise InputError(obj.name, f"cannot be read as {info.name}: {exc}") from exc
     except Exception as exc:  # a connector bug must still end in a clear, located error
         raise InputError(obj.name, f"connector {connector.name} failed to read it "
                                    f"({type(exc).__name__}: {exc})") from exc
@@ -151,7 +151,8 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
     progress = progress or Progress()
     date_range = date_range or DateRange()
     connector = make_connector(ws, source_name)
-    offered = {s.name: s for s in connector.streams()}
+    with connector_guard(connector.name, f"to list the streams of source {source_name}"):
+        offered = {s.name: s for s in connector.streams()}
     chosen = streams or list(offered)
     for name in chosen:
         if name not in offered:
@@ -170,7 +171,8 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
         progress.update(f"fetching from {source_name}")
         request = FetchRequest(source_name, chosen, date_range, state, full, progress)
         staged: list[_Staged] = []
-        for payload in connector.fetch(request):
+        for payload in guarded(connector.fetch(request), connector.name,
+                               f"while fetching from source {source_name}"):
             try:
                 if payload.stream not in offered:
                     raise ConfigError(f"connector {connector.name} produced unknown stream {payload.stream!r}")

@@ -4,6 +4,7 @@ settings and secrets. Both sides of L1 use it: landing fetches through it, reade
 from __future__ import annotations
 
 from ..connectors import Connector
+from ..errors import connector_guard
 from ..plugins import get_plugin_manager
 from ..workspace import Workspace
 
@@ -17,4 +18,6 @@ def make_connector(ws: Workspace, source_name: str) -> Connector:
     """The source's connector, given its checked settings with secrets read from the secrets store."""
     src = ws.source(source_name)
     cls = get_plugin_manager().connector(src.connector)
-    return cls(cls.validate_settings(ws.resolved_settings(src)))
+    resolved = ws.resolved_settings(src)
+    with connector_guard(cls.name, f"to start for source {source_name}"):
+        return cls(cls.validate_settings(resolved))

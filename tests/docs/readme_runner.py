@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata as md
+import importlib.util
 import json
 import re
 import shlex
 import shutil
+import sys
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ import requests
 from click.testing import CliRunner, Result
 
 from lithotse_desktop.cli import main
+from lithotse_desktop.connectors import Connector
 from lithotse_desktop.secrets import secret_ref
 from lithotse_desktop.workspace import Workspace
 from tests.conftest import REPO
@@ -212,6 +216,26 @@ def check_plugins_remove(s: Session, args: list[str], result: Result) -> None:
     assert result.stdout.strip() == "removed lithotse-foo"
     with pytest.raises(md.PackageNotFoundError):
         md.distribution("lithotse-foo")
+
+
+def check_plugins_new(s: Session, args: list[str], result: Result) -> None:
+    """The folder holds a project whose entry point names a module that registers the connector."""
+    folder = s.cwd / args[2]
+    assert result.stdout.startswith(f"created {args[2]}: connector plugin my-plugin"), result.stdout
+    project = tomllib.loads((folder / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "lithotse-my-plugin"
+    assert project["project"]["entry-points"]["lithotse"] == {"my-plugin": "lithotse_my_plugin"}
+    assert (folder / "tests" / "test_my_plugin.py").is_file()
+    spec = importlib.util.spec_from_file_location("readme_my_plugin", folder / "lithotse_my_plugin" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    [connector] = module.lithotse_register_connectors()
+    assert issubclass(connector, Connector) and connector.name == "my-plugin"
+    assert [info.name for info in connector({"path": str(folder)}).streams()] == ["readings"]
 
 
 def check_source_add(s: Session, args: list[str], result: Result) -> None:
@@ -416,7 +440,7 @@ def no_check(s: Session, args: list[str], result: Result) -> None:
 
 RUNNERS: dict[str, Check] = {
     "init": check_init, "plugins list": check_plugins_list, "plugins install": check_plugins_install,
-    "plugins remove": check_plugins_remove, "source add": check_source_add,
+    "plugins remove": check_plugins_remove, "plugins new": check_plugins_new, "source add": check_source_add,
     "source list": check_source_list, "source streams": check_source_streams, "import": check_import,
     "raw ls": check_raw_ls, "raw show": check_raw_show, "raw reindex": check_raw_reindex,
     "derive add": check_derive_add, "derive list": check_derive_list, "derive build": no_check,

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox,
@@ -41,6 +43,20 @@ def test_plugins_page_lists_a_failing_plugin_with_its_error(qtbot, window, test_
     page.table.setCurrentCell(page.row_of("broken-test"), 0)
     assert "cannot find its schema files" in page.details.toPlainText()
     assert not page.remove_button.isEnabled(), "in-process plugins have no distribution to remove"
+
+
+@pytest.fixture
+def redis_disabled(monkeypatch):
+    """Set before the window's plugins load."""
+    monkeypatch.setenv("LITHOTSE_DISABLE_PLUGINS", "redis")
+
+
+def test_plugins_page_shows_a_disabled_plugin_and_why(qtbot, redis_disabled, window):
+    page = window.show_page("plugins")
+    assert plugin_rows(page)["redis"][5] == "disabled"
+    page.table.setCurrentCell(page.row_of("redis"), 0)
+    assert "Status: disabled" in page.details.toPlainText()
+    assert "disabled by LITHOTSE_DISABLE_PLUGINS" in page.details.toPlainText()
 
 
 def test_settings_page_shows_tiers_and_saves_suppression(qtbot, window, workspace):

@@ -8,17 +8,19 @@ import zipfile
 from pathlib import Path
 
 
-def build_plugin_wheel(folder: Path, dist: str, module: str, version: str, entry_point: str,
+def build_plugin_wheel(folder: Path, dist: str, module: str, version: str, entry_point: str | None,
                        source: str) -> Path:
-    """A pure-Python wheel of one module registered as plugin ``entry_point`` (group ``lithotse``)."""
+    """A pure-Python wheel of one module registered as plugin ``entry_point`` (group ``lithotse``);
+    with ``entry_point=None``, a distribution that is no plugin."""
     info = f"{module}-{version}.dist-info"
     files = {
         f"{module}.py": source.encode(),
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: lithotse-tests\nRoot-Is-Purelib: true\n"
                          b"Tag: py3-none-any\n",
-        f"{info}/entry_points.txt": f"[lithotse]\n{entry_point} = {module}\n".encode(),
     }
+    if entry_point is not None:
+        files[f"{info}/entry_points.txt"] = f"[lithotse]\n{entry_point} = {module}\n".encode()
     record = []
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

@@ -71,7 +71,7 @@ class PluginsPage(QWidget):
         self.infos = sorted(manager.plugins.values(), key=lambda p: p.name)
         self.table.setRowCount(len(self.infos))
         for row, info in enumerate(self.infos):
-            status = f"error: {info.error}" if info.error else "ok"
+            status = f"error: {info.error}" if info.status == "error" else info.status
             cells = [info.name, info.distribution or f"({info.origin})", info.version or "",
                      ", ".join(info.connectors), display_origin(info.origin), status]
             for col, text in enumerate(cells):
@@ -104,9 +104,9 @@ class PluginsPage(QWidget):
                  f"Version: {info.version or '-'}", f"Module: {info.module}",
                  f"Origin: {display_origin(info.origin)}",
                  f"Connectors: {', '.join(info.connectors) or 'none'}",
-                 f"Status: {'error' if info.error else 'ok'}"]
-        if info.error:
-            lines += ["", info.error]
+                 f"Status: {info.status}"]
+        if info.disabled or info.error:
+            lines += ["", info.disabled or info.error]
         self.details.setPlainText("\n".join(lines))
 
     # --- pip jobs ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+import lithotse_csv
 from lithotse_csv import CsvConnector, stream_name
 from lithotse_desktop.connectors import FetchRequest, RawObject
 from lithotse_desktop.dates import DateRange
@@ -19,6 +20,7 @@ from lithotse_desktop.errors import ConfigError, InputError
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.index import open_index
+from lithotse_desktop.testing import import_rows
 from tests.conftest import TEST_DATA
 
 SYNTHEA = TEST_DATA / "csv" / "synthea-conditions.csv"
@@ -286,30 +288,32 @@ def test_read_of_tampered_bytes_is_an_input_error(tmp_path):
 
 # --- imports through the installed plugin -------------------------------------------------
 
-def test_import_synthea_counts_and_reads_back_only_the_range(workspace, csv_plugin):
+def test_import_synthea_counts_and_reads_back_only_the_range(lithotse_workspace, register_plugin):
+    """Written with the plugin test helpers of lithotse_desktop.testing, as a third party would."""
+    register_plugin(lithotse_csv)  # installed: its entry point loaded this very module
     start, end = dt.date(2010, 1, 1), dt.date(2015, 12, 31)
     inside, total = synthea_in_range(start, end)
     assert 0 < inside < total
-    workspace.add_source("ehr", "csv", {"path": str(SYNTHEA)}, {})
-    result = run_import(workspace, "ehr", DateRange(start, end))
-    [landing] = result.landings
-    m = landing.manifest
+    result = import_rows(lithotse_workspace, "ehr", connector="csv", settings={"path": SYNTHEA},
+                         start=start, end=end)
+    [m] = result.landings
     assert (m.stream, m.date_field, m.original_name) == ("synthea-conditions", "START",
                                                          "synthea-conditions.csv")
     assert (m.records, m.records_in_range, m.records_out_of_range) == (total, inside, total - inside)
-    assert workspace.store("raw").get_bytes(m.object_key) == SYNTHEA.read_bytes()
-    rows = [r for b in read_stream(workspace, "ehr", "synthea-conditions") for r in b.to_pylist()]
+    assert lithotse_workspace.store("raw").get_bytes(m.object_key) == SYNTHEA.read_bytes()
+    rows = result.rows["synthea-conditions"]
     assert len(rows) == inside
     assert all(start <= r["START"] <= end for r in rows)
 
 
-def test_tz_aware_dates_use_the_workspace_time_zone(workspace, csv_plugin, tmp_path):
+def test_tz_aware_dates_use_the_workspace_time_zone(lithotse_workspace, register_plugin, tmp_path):
+    register_plugin(lithotse_csv)
     write(tmp_path, "obs.csv", "effective,v\n2024-01-31T23:30:00-05:00,late\n2024-01-31T12:00:00Z,noon\n")
-    workspace.add_source("obs", "csv", {"path": str(tmp_path)}, {})
-    [landing] = run_import(workspace, "obs", DateRange.parse("2024-01-31", "2024-01-31")).landings
-    assert (landing.manifest.records_in_range, landing.manifest.records_out_of_range) == (1, 1)
-    rows = [r for b in read_stream(workspace, "obs", "obs") for r in b.to_pylist()]
-    assert [r["v"] for r in rows] == ["noon"]
+    result = import_rows(lithotse_workspace, "obs", connector="csv", settings={"path": tmp_path},
+                         start="2024-01-31", end="2024-01-31")
+    [landing] = result.landings
+    assert (landing.records_in_range, landing.records_out_of_range) == (1, 1)
+    assert [r["v"] for r in result.rows["obs"]] == ["noon"]
 
 
 def test_incremental_import_skips_unchanged_files_and_picks_up_new_ones(workspace, csv_plugin, tmp_path):
