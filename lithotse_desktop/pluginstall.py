@@ -38,7 +38,10 @@ def _requirement_name(req: str) -> str:
 
 
 def core_constraints() -> list[str]:
-    """``name==version`` for the core and everything it requires, recursively."""
+    """``name==version`` for the core and everything it requires, recursively.
+
+    The core's ``gui`` extra (Qt) counts where it is installed: a plugin must not swap the
+    desktop app's Qt for another version either."""
     pins: dict[str, str] = {}
     todo = [CORE_DISTRIBUTION]
     while todo:
@@ -52,7 +55,8 @@ def core_constraints() -> list[str]:
             continue
         pins[key] = dist.version
         for req in dist.requires or []:
-            if "extra ==" in req:
+            wanted_extra = name == CORE_DISTRIBUTION and req.replace("'", '"').endswith('extra == "gui"')
+            if "extra ==" in req and not wanted_extra:
                 continue
             todo.append(_requirement_name(req))
     pins.pop(CORE_DISTRIBUTION, None)

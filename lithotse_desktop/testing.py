@@ -68,7 +68,7 @@ def import_rows(workspace: "Workspace", source: str, *, connector: str | None = 
     from .dates import DateRange
     from .plugins import get_plugin_manager
     from .raw import run_import
-    from .raw.landing import open_index
+    from .raw.index import open_index
 
     if connector is not None:
         cls = get_plugin_manager().connector(connector)

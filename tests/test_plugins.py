@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import subprocess
 import sys
@@ -163,6 +164,9 @@ def test_constraints_pin_core_dependencies():
 
     pins = dict(line.split("==") for line in core_constraints())
     assert "pyarrow" in pins and "duckdb" in pins and "pluggy" in pins
+    # Qt is the gui extra: pinned where installed, so a plugin cannot swap the app's Qt
+    assert pins["pyside6-essentials"] == md.version("PySide6-Essentials")
+    assert "pytest" not in pins  # the test extra is not the app's
 
 
 # --- install checks what it installed -----------------------------------------------------------

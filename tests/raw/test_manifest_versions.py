@@ -13,7 +13,7 @@ from lithotse_desktop.connectors import fold_cursor
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
-from lithotse_desktop.raw.landing import open_index
+from lithotse_desktop.raw.index import open_index
 from lithotse_desktop.raw.manifest import MANIFEST_VERSION, Manifest
 from tests.support import lines_connector
 
