@@ -119,7 +119,7 @@ def main() -> int:
                 expected.append(cell.value)
 
             single = []
-            for item, want in zip(lookups, expected):
+            for item, want in zip(lookups, expected, strict=True):
                 t0 = time.perf_counter()
                 res = session.get(f"{base}/derivatives/visits/value",
                                   params={"measure": item["measure"], "from": item["from"], "to": item["to"],

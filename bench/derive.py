@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from _common import median_time, scratch_workspace
-
 import duckdb
+
+from _common import median_time, scratch_workspace
 
 QUERY = """
 SELECT CAST(date_trunc('month', admit_date) AS DATE) AS period, department,

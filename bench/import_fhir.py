@@ -35,7 +35,7 @@ OFFSETS = [dt.timezone(dt.timedelta(hours=h)) for h in (-7, -5, -4, 0, 1, 2)]
 def generate(path: Path, n: int, seed: int = 20240601) -> None:
     """Write n realistic Encounters (one JSON object per line) deterministically."""
     rng = random.Random(seed)
-    base = dt.datetime(2012, 1, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2012, 1, 1, tzinfo=dt.UTC)
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
             start = base + dt.timedelta(minutes=rng.randrange(0, 12 * 365 * 24 * 60))

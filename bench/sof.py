@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "derive" / "sof"))
 
 from lithotse_desktop.derive.sof import compile_view  # noqa: E402
+
 from sof_reference import evaluate_view  # noqa: E402
 
 VIEW_PATH = ROOT / "tests" / "data" / "fhir" / "viewdefinitions-pathling-benchmark" / "EncounterFlat.json"

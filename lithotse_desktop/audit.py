@@ -22,7 +22,7 @@ ACTIONS = ("import", "build", "publish", "export", "sync", "excel-refresh", "plu
 
 
 def record(ws: Workspace, action: str, *, objects: list[str] | None = None, **details: Any) -> dict:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     entry = {"id": now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8],
              "at": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
              "who": getpass.getuser(), "host": socket.gethostname(), "action": action,

@@ -358,9 +358,9 @@ def _print_table(table: Any, limit: int | None = None) -> None:
     names = table.column_names
     cells = [[("" if r[n] is None else str(r[n])) for n in names] for r in rows]
     widths = [min(40, max([len(n)] + [len(c[i]) for c in cells])) for i, n in enumerate(names)]
-    click.echo("  ".join(n.ljust(w)[:w] for n, w in zip(names, widths)))
+    click.echo("  ".join(n.ljust(w)[:w] for n, w in zip(names, widths, strict=True)))
     for c in cells:
-        click.echo("  ".join(v.ljust(w)[:w] for v, w in zip(c, widths)))
+        click.echo("  ".join(v.ljust(w)[:w] for v, w in zip(c, widths, strict=True)))
     if limit and table.num_rows > limit:
         click.echo(f"… {table.num_rows - limit} more rows")
 

@@ -16,11 +16,11 @@ import datetime as dt
 import enum
 import fnmatch
 import hashlib
-import io
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 
@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .progress import Progress
 
 
-class FieldType(str, enum.Enum):
+class FieldType(str, enum.Enum):  # noqa: UP042 - a StrEnum would change str() and f-strings of members plugins use
     """Setting kinds the desktop app knows how to draw (file picker, calendar, password box...)."""
 
     PATH = "path"
@@ -185,7 +185,7 @@ class RawObject:
         """A new binary stream of the object's bytes (from its store, or the local file)."""
         if self.open is not None:
             return self.open()
-        return io.open(self.local_file(), "rb")
+        return open(self.local_file(), "rb")
 
     def local_file(self) -> Path:
         """A local file with the bytes: ``path``, or a copy fetched from the store now."""
@@ -296,7 +296,7 @@ class FileTracker:
     seen: dict[str, dict]
 
     @classmethod
-    def from_cursor(cls, cursor: Any) -> "FileTracker":
+    def from_cursor(cls, cursor: Any) -> FileTracker:
         return cls(dict((cursor or {}).get("files", {})) if isinstance(cursor, dict) else {})
 
     def unchanged(self, path: Path) -> dict | None:

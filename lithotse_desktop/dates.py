@@ -41,7 +41,7 @@ class DateRange:
             raise ConfigError(f"date range: from {self.start} is after to {self.end}")
 
     @classmethod
-    def parse(cls, start: str | dt.date | None, end: str | dt.date | None) -> "DateRange":
+    def parse(cls, start: str | dt.date | None, end: str | dt.date | None) -> DateRange:
         return cls(parse_date(start, "--from"), parse_date(end, "--to"))
 
     @property
@@ -51,13 +51,13 @@ class DateRange:
     def contains(self, day: dt.date) -> bool:
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
-    def covers(self, other: "DateRange") -> bool:
+    def covers(self, other: DateRange) -> bool:
         """True when every day of ``other`` lies inside this range."""
         lo_ok = self.start is None or (other.start is not None and other.start >= self.start)
         hi_ok = self.end is None or (other.end is not None and other.end <= self.end)
         return lo_ok and hi_ok
 
-    def intersect(self, other: "DateRange | None") -> "DateRange | None":
+    def intersect(self, other: DateRange | None) -> DateRange | None:
         """The days in both ranges, or None when they share none."""
         if other is None:
             return self
@@ -75,7 +75,7 @@ class DateRange:
                 "to": self.end.isoformat() if self.end else None}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "DateRange":
+    def from_json(cls, data: dict | None) -> DateRange:
         data = data or {}
         if not isinstance(data, dict):
             raise ConfigError(f"date range: {data!r} is not an object with from and to")

@@ -31,8 +31,9 @@ import platform
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
@@ -221,7 +222,8 @@ def cache(ws: Any, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
 
 def serve_port(ws: Any) -> dict[str, Any]:
     """Whether ``lithotse serve`` could listen on ``[serve] port`` (bound like it, then closed)."""
-    from .serve.links import DEFAULT_PORT, serve_port as configured_port
+    from .serve.links import DEFAULT_PORT
+    from .serve.links import serve_port as configured_port
 
     port = DEFAULT_PORT if ws is None else configured_port(ws)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ class NotFound(LithotseError):
     """A named thing (source, landing, derivative, plugin) that does not exist."""
 
     @classmethod
-    def unknown(cls, what: str, name: str, known: "Iterable[str]", listed: str = "known") -> "NotFound":
+    def unknown(cls, what: str, name: str, known: Iterable[str], listed: str = "known") -> NotFound:
         """``no <what> named '<name>'; <listed>: a, b`` — the names that would have worked."""
         names = ", ".join(sorted(set(known))) or "none"
         return cls(f"no {what} named {name!r}; {listed}: {names}")

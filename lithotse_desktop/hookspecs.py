@@ -16,8 +16,9 @@ extend Lithotse, and the core uses it. Plugin authors import everything from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -35,7 +36,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def lithotse_register_connectors() -> list[type["Connector"]]:
+def lithotse_register_connectors() -> list[type[Connector]]:
     """Return connector classes this plugin provides.
 
     Each class declares its ``name`` (unique across plugins), ``version``, typed config
@@ -45,7 +46,7 @@ def lithotse_register_connectors() -> list[type["Connector"]]:
 
 
 @hookspec(firstresult=True)
-def lithotse_open_store(url: str, options: dict[str, Any], base: Path) -> "Store | None":
+def lithotse_open_store(url: str, options: dict[str, Any], base: Path) -> Store | None:
     """Open a store for ``url`` (with the options of its ``[stores.NAME]`` table), or return
     None to pass. ``base`` is the workspace folder, for URLs relative to it.
 
@@ -62,7 +63,7 @@ def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
 
 
 @hookspec
-def lithotse_version_published(workspace: "Workspace", version: "Version", table: "pa.Table") -> None:
+def lithotse_version_published(workspace: Workspace, version: Version, table: pa.Table) -> None:
     """A derivative version was just published to L2 (its CURRENT pointer moved to it).
 
     ``table`` is the version's whole table as the build made it (suppressed, pseudonymized),

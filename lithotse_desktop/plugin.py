@@ -30,8 +30,19 @@ tutorial, the connector contract, store and cache plugins.
 """
 
 from .cache.backends import ANY, CacheBackend
-from .connectors import (ConfigField, Connector, FetchRequest, FieldType, FileTracker, Payload, RawObject,
-                         StreamInfo, files_to_fetch, list_files, sha256_file)
+from .connectors import (
+    ConfigField,
+    Connector,
+    FetchRequest,
+    FieldType,
+    FileTracker,
+    Payload,
+    RawObject,
+    StreamInfo,
+    files_to_fetch,
+    list_files,
+    sha256_file,
+)
 from .dates import DateRange
 from .derive.catalog import Version
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound

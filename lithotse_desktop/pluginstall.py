@@ -214,7 +214,7 @@ def connectors_of(dist: str) -> list[str]:
                    for c in info.connectors})
 
 
-def sources_using(ws: "Workspace", connectors: list[str]) -> list[str]:
+def sources_using(ws: Workspace, connectors: list[str]) -> list[str]:
     """Names of the workspace's sources configured with one of these connectors."""
     wanted = set(connectors)
     return [src.name for src in ws.sources() if src.connector in wanted]

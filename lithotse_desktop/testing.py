@@ -18,9 +18,10 @@ fixture or helper is used, so loading the plugin costs every pytest session noth
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -36,11 +37,11 @@ __all__ = ["ImportedRows", "import_rows", "read_rows", "lithotse_workspace", "re
 class ImportedRows:
     """What :func:`import_rows` did: the new landings and every stream's records read back."""
 
-    landings: list["Manifest"] = field(default_factory=list)
+    landings: list[Manifest] = field(default_factory=list)
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def read_rows(workspace: "Workspace", source: str, stream: str, *, start: str | dt.date | None = None,
+def read_rows(workspace: Workspace, source: str, stream: str, *, start: str | dt.date | None = None,
               end: str | dt.date | None = None) -> list[dict[str, Any]]:
     """A stream's landed records as the core reads them back: each object once, its rows inside
     the ranges it was landed for (and inside ``start``..``end``), in landing order."""
@@ -54,7 +55,7 @@ def read_rows(workspace: "Workspace", source: str, stream: str, *, start: str | 
     return rows
 
 
-def import_rows(workspace: "Workspace", source: str, *, connector: str | None = None,
+def import_rows(workspace: Workspace, source: str, *, connector: str | None = None,
                 settings: Mapping[str, Any] | None = None, secrets: Mapping[str, str] | None = None,
                 start: str | dt.date | None = None, end: str | dt.date | None = None,
                 streams: list[str] | None = None, full: bool = False) -> ImportedRows:
@@ -91,7 +92,7 @@ def import_rows(workspace: "Workspace", source: str, *, connector: str | None = 
 
 
 @pytest.fixture
-def lithotse_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["Workspace"]:
+def lithotse_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     """A fresh workspace in ``tmp_path / "workspace"``; secrets go to ``tmp_path / "secrets"``."""
     from . import secrets
     from .workspace import Workspace
@@ -106,7 +107,7 @@ def lithotse_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 @pytest.fixture
-def register_plugin() -> Iterator[Callable[..., "PluginManager"]]:
+def register_plugin() -> Iterator[Callable[..., PluginManager]]:
     """``register_plugin(plugin, name=None)``: make a plugin module (or object with ``@hookimpl``
     functions) take part in this test, beside the installed plugins; returns the plugin manager.
 
@@ -118,7 +119,7 @@ def register_plugin() -> Iterator[Callable[..., "PluginManager"]]:
 
     reset_plugin_manager()
 
-    def register(plugin: object, name: str | None = None) -> "PluginManager":
+    def register(plugin: object, name: str | None = None) -> PluginManager:
         manager = get_plugin_manager()
         if not manager.is_registered(plugin):
             label = name or getattr(plugin, "__name__", None) or type(plugin).__name__

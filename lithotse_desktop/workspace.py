@@ -112,7 +112,7 @@ class Workspace:
         configure_secrets(section.get("store"), str(path))
 
     @classmethod
-    def create(cls, root: Path | None = None, *, name: str | None = None) -> "Workspace":
+    def create(cls, root: Path | None = None, *, name: str | None = None) -> Workspace:
         root = Path(root or default_workspace_dir()).expanduser().resolve()
         if (root / CONFIG_NAME).exists():
             raise ConfigError(f"{root}: a workspace already exists here")
@@ -128,11 +128,11 @@ class Workspace:
         return cls(root)
 
     @classmethod
-    def open(cls, root: Path | str | None = None) -> "Workspace":
+    def open(cls, root: Path | str | None = None) -> Workspace:
         return cls(Path(root) if root else default_workspace_dir())
 
     @classmethod
-    def open_or_create(cls, root: Path | str | None = None) -> tuple["Workspace", bool]:
+    def open_or_create(cls, root: Path | str | None = None) -> tuple[Workspace, bool]:
         """The workspace at ``root`` and whether it was just made: a missing or empty folder
         becomes a new workspace (what the desktop app does when pointed at a folder)."""
         root = Path(root or default_workspace_dir()).expanduser()

@@ -31,8 +31,7 @@ def xlwings_parts(platform: str = sys.platform) -> tuple[list[str], list, list]:
     if importlib.util.find_spec("xlwings") is None:
         raise SystemExit("xlwings is a dependency of Lithotse on Windows and macOS but is not installed "
                          "in the Python building the app; run: bash scripts/setup.sh (or pip install -e .)")
-    from PyInstaller.utils.hooks import (collect_data_files, collect_dynamic_libs, collect_submodules,
-                                         copy_metadata)
+    from PyInstaller.utils.hooks import collect_data_files, collect_dynamic_libs, collect_submodules, copy_metadata
 
     hidden = collect_submodules("xlwings", filter=open_source_module)
     datas = collect_data_files("xlwings", excludes=["pro", "pro/**", "**/pro/**"]) + copy_metadata("xlwings")

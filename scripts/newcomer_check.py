@@ -26,10 +26,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = "demo-workspace"
@@ -134,7 +135,7 @@ def split_row(line: str, columns: list[str]) -> dict[str, str] | None:
     if not columns or not line.startswith(f"{columns[0]}="):
         return None
     fields, rest = {}, line[len(columns[0]) + 1:]
-    for name, following in zip(columns, [*columns[1:], None]):
+    for name, following in zip(columns, [*columns[1:], None], strict=True):
         if following is None:
             fields[name] = rest
             break

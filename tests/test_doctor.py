@@ -60,7 +60,7 @@ def test_without_a_workspace_it_says_how_to_make_one(tmp_path):
     assert f"workspace   none at {tmp_path / 'none'}; create one with: lithotse init DIR" in text.stdout
 
 
-def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed, tmp_path):  # noqa: F811
+def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
     ws = Workspace.open(workspace.root)
     ws.config["stores"]["team"] = {"url": seaweed.new_prefix(), **seaweed.store_options("client")}
     ws.config["stores"]["managers"] = {"url": seaweed.new_prefix(), **seaweed.store_options("manager")}
@@ -89,7 +89,8 @@ def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed,
     assert rows["nobucket"]["status"] == "missing"
     assert rows["down"]["status"] == "unreachable" and "cannot reach the S3 endpoint" in rows["down"]["detail"]
     assert rows["archive"]["status"] == "error"
-    assert rows["archive"]["detail"] == f"{tmp_path / 'a-file' / 'store'} does not exist and cannot be created under {tmp_path / 'a-file'}"
+    assert rows["archive"]["detail"] == (f"{tmp_path / 'a-file' / 'store'} does not exist and cannot be created "
+                                         f"under {tmp_path / 'a-file'}")
     assert rows["later"]["status"] == "ok" and "created on first write" in rows["later"]["detail"]
     assert not (ws.root / "data-not-yet").exists(), "doctor creates nothing"
     if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
@@ -150,7 +151,7 @@ def test_serve_port_free_or_taken(cli, workspace):
     assert data["serve"] == {"port": port, "free": True, "detail": f"127.0.0.1:{port} is free"}
 
 
-def test_cache_backends(cli, workspace, redis_url):  # noqa: F811
+def test_cache_backends(cli, workspace, redis_url):  # noqa: F811 - the fixture imported above, by name
     ws = Workspace.open(workspace.root)
     ws.config["cache"] = {"backend": "redis", "url": redis_url}
     ws.save()

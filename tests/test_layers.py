@@ -71,7 +71,8 @@ def test_first_party_plugins_import_only_the_public_module():
 def test_the_scan_sees_every_form_of_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("import lithotse_desktop.errors\nfrom lithotse_desktop import cache\n"
-                     "from lithotse_desktop.plugin import Store\ndef f():\n    from lithotse_desktop.dates import DateRange\n")
+                     "from lithotse_desktop.plugin import Store\n"
+                     "def f():\n    from lithotse_desktop.dates import DateRange\n")
     assert [m for _line, m in core_imports(probe)] == ["lithotse_desktop.errors", "lithotse_desktop.cache",
                                                       "lithotse_desktop.plugin", "lithotse_desktop.dates"]
 

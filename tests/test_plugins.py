@@ -186,7 +186,8 @@ def test_a_plugin_that_does_not_load_fails_the_install_and_stays_installed(tmp_p
         proc = run_lithotse("plugins", "install", str(wheel))
         assert proc.returncode == 1 and proc.stdout == ""
         [line] = proc.stderr.strip().splitlines()
-        assert "plugin broken (lithotse-broken 0.2.0) does not load: failed to load: RuntimeError: no licence key" in line
+        assert ("plugin broken (lithotse-broken 0.2.0) does not load: "
+                "failed to load: RuntimeError: no licence key") in line
         assert "It stays installed" in line and "`lithotse plugins remove broken`" in line
         assert line.endswith("(run with --debug for the traceback)")
         assert _listed()["broken"]["status"] == "error"

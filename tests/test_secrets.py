@@ -16,8 +16,7 @@ from keyring.backends import fail
 
 from lithotse_desktop import secrets
 from lithotse_desktop.errors import ConfigError
-from lithotse_desktop.secrets import (SecretMissing, current_store, delete_secret, load_secret,
-                                      secret_ref, store_secret)
+from lithotse_desktop.secrets import SecretMissing, current_store, delete_secret, load_secret, secret_ref, store_secret
 from tests.conftest import run_lithotse
 from tests.support.keyring_backend import LockedOnWriteKeyring
 
@@ -113,7 +112,8 @@ def test_os_mode_uses_the_keyring_and_reports_its_failures(os_keyring, monkeypat
     assert json.loads(os_keyring.read_text()) == {"lithotse\x00ws1/x": "in-the-keyring"}
     secrets.reset()
     keyring.set_keyring(LockedOnWriteKeyring())
-    with pytest.raises(ConfigError, match="failed: keyring backend LockedOnWriteKeyring failed: KeyringLocked.*Install and unlock"):
+    with pytest.raises(ConfigError, match="failed: keyring backend LockedOnWriteKeyring failed: "
+                                          "KeyringLocked.*Install and unlock"):
         store_secret(secret_ref("ws1", "y"), "refused")
     assert not (tmp_path / "secrets").exists()
 

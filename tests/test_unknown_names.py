@@ -53,7 +53,7 @@ def _files(folder) -> list:
 
 
 @pytest.fixture
-def named_workspace(workspace, lines, tmp_path, monkeypatch):  # noqa: F811
+def named_workspace(workspace, lines, tmp_path, monkeypatch):  # noqa: F811 - the fixture imported above, by name
     """Known names: derivative visits, source vals, stores local and team."""
     build_sample(workspace, lines)
     workspace.config["stores"]["team"] = {"url": str(tmp_path / "team-store")}

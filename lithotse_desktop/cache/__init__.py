@@ -15,8 +15,20 @@ Configure the backend in ``lithotse.toml``::
 """
 
 from .backends import ANY, CacheBackend, EmbeddedCache, create_backend
-from .lookup import (Cell, Entry, LookupMismatch, cache_for, close_all, describe, describe_all, lookup,
-                     publish_to_cache, table, table_of, value)
+from .lookup import (
+    Cell,
+    Entry,
+    LookupMismatch,
+    cache_for,
+    close_all,
+    describe,
+    describe_all,
+    lookup,
+    publish_to_cache,
+    table,
+    table_of,
+    value,
+)
 
 __all__ = ["ANY", "CacheBackend", "Cell", "EmbeddedCache", "Entry", "LookupMismatch", "cache_for",
            "close_all", "create_backend", "describe", "describe_all", "lookup", "publish_to_cache", "table",

@@ -73,7 +73,7 @@ class EmbeddedCache:
         self._retry(self._setup)
 
     @classmethod
-    def from_workspace(cls, ws: Any, options: dict) -> "EmbeddedCache":
+    def from_workspace(cls, ws: Any, options: dict) -> EmbeddedCache:
         path = options.get("path")
         if path:
             path = Path(path).expanduser()

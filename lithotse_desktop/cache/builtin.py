@@ -7,7 +7,8 @@ the table the build just made. A Redis plugin offers its backend through the sam
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 

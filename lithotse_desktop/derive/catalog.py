@@ -58,7 +58,7 @@ class Version:
         return dict(self.__dict__)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Version":
+    def from_json(cls, data: dict) -> Version:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
@@ -134,7 +134,7 @@ class Catalog:
 
     def publish(self, version: Version) -> None:
         """Write the version manifest, then move CURRENT to it with a conditional write."""
-        version.published_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        version.published_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         key = version_key(version.name, version.version)
         self.store.put_bytes(key, json.dumps(version.to_json(), sort_keys=True).encode())
         body = json.dumps({"version": version.version, "published_at": version.published_at}).encode()

@@ -10,6 +10,7 @@ spec field, before any build starts. DuckDB is the only dialect today; the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -231,7 +232,7 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
     return Compiled(sql, params.values, dims, measures, grain != "none")
 
 
-def day_expression(spec: dict, col: Any, timezone: str, params: "_Params",
+def day_expression(spec: dict, col: Any, timezone: str, params: _Params,
                    dialect: Dialect = DUCKDB) -> str:
     """The calendar day of a record (see lithotse_desktop.dates) as SQL over its date field."""
     sql, typ = col(spec["date_field"], "date_field")
@@ -256,7 +257,7 @@ def period_query(spec: dict, schema: pa.Schema, relation: str, condition: str, *
 
 def _age_band(age_sql: str, bands: list[int]) -> str:
     cases = []
-    for lo, hi in zip(bands, bands[1:]):
+    for lo, hi in pairwise(bands):
         cases.append(f"WHEN {age_sql} < {int(hi)} THEN '{int(lo)}-{int(hi) - 1}'")
     first = f"WHEN {age_sql} < {int(bands[0])} THEN 'under {int(bands[0])}' " if bands[0] > 0 else ""
     return (f"CASE WHEN {age_sql} IS NULL THEN NULL {first}{' '.join(cases)} "

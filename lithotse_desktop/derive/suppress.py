@@ -50,7 +50,7 @@ def apply_suppression(table: pa.Table, dimensions: list[str], measures: list[str
     counts = table.column(CELL_COUNT).to_pylist()
     has_period = PERIOD in table.column_names
     periods = table.column(PERIOD).to_pylist() if has_period else [None] * table.num_rows
-    dim_values = list(zip(*(table.column(d).to_pylist() for d in dimensions))) if dimensions \
+    dim_values = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True)) if dimensions \
         else [()] * table.num_rows
     by_period: dict[object, list[int]] = defaultdict(list)
     for row, period in enumerate(periods):

@@ -44,7 +44,7 @@ def number_format(typ: pa.DataType) -> str | None:
 def cell_value(value: object) -> object:
     """Python values openpyxl writes as real Excel types (no tz: Excel has none; no NaN)."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -97,9 +97,9 @@ def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = No
     ws.append(header)
     for batch in table.to_batches(BATCH_ROWS):
         columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        for values in zip(*columns):
+        for values in zip(*columns, strict=True):
             row = []
-            for value, fmt in zip(values, formats):
+            for value, fmt in zip(values, formats, strict=True):
                 cell = WriteOnlyCell(ws, value=cell_value(value))
                 if fmt:
                     cell.number_format = fmt

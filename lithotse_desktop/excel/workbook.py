@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from copy import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -50,7 +51,7 @@ class Binding:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Binding":
+    def from_json(cls, data: dict) -> Binding:
         return cls(table=data["table"], derivative=data["derivative"], sheet=data["sheet"],
                    cell=data["cell"], from_=data.get("from"), to=data.get("to"), columns=data.get("columns"))
 
@@ -133,7 +134,7 @@ def _remove_table(sheet: Any, table: Any) -> None:
 def place(wb: Any, binding: Binding, data: pa.Table) -> str:
     """Write ``data`` as the table of ``binding``; returns the new table reference."""
     from openpyxl.utils import get_column_letter
-    from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+    from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
     from openpyxl.worksheet.filters import AutoFilter
     from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
 from PySide6.QtCore import QDateTime, QEvent, QMargins, Qt, QTime
 from PySide6.QtGui import QColor, QPainter, QPalette
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ..derive.compile import PERIOD
 from .arrowmodel import SUPPRESSED_FLAG
@@ -81,12 +81,12 @@ def series_from_table(table: pa.Table, measure: str, dimensions: list[str],
     """
     periods = sorted({p for p in table.column(PERIOD).to_pylist() if p is not None})
     values = table.column(measure).to_pylist()
-    keys = list(zip(*(table.column(d).to_pylist() for d in dimensions))) if dimensions \
+    keys = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True)) if dimensions \
         else [()] * table.num_rows
     flags = table.column(SUPPRESSED_FLAG).to_pylist() if SUPPRESSED_FLAG in table.column_names \
         else [False] * table.num_rows
     cells: dict[tuple, dict[dt.date, float | None]] = defaultdict(dict)
-    for period, key, value, hidden in zip(table.column(PERIOD).to_pylist(), keys, values, flags):
+    for period, key, value, hidden in zip(table.column(PERIOD).to_pylist(), keys, values, flags, strict=True):
         if period is None:
             continue
         cells[key][period] = None if hidden or value is None else float(value)

@@ -7,12 +7,21 @@ returns the core's :class:`~lithotse_desktop.dates.DateRange` (an empty field is
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QDate, QElapsedTimer, QEvent, QRegularExpression, Signal
 from PySide6.QtGui import QBrush, QPalette, QRegularExpressionValidator, QTextCharFormat
-from PySide6.QtWidgets import (QApplication, QCalendarWidget, QComboBox, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QCalendarWidget,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..dates import DateRange
 from ..errors import ConfigError

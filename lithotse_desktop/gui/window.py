@@ -11,8 +11,19 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QListWidget, QListWidgetItem,
-                               QMainWindow, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import __version__
 from ..errors import LithotseError
@@ -29,8 +40,8 @@ from .pages.sources import SourcesPage
 from .pages.spreadsheets import SpreadsheetsPage
 
 PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
-PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives", "spreadsheets": "Spreadsheets",
-               "plugins": "Plugins", "settings": "Settings"}
+PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives",
+               "spreadsheets": "Spreadsheets", "plugins": "Plugins", "settings": "Settings"}
 PAGE_ICONS = {"sources": QStyle.StandardPixmap.SP_DriveNetIcon,
               "raw": QStyle.StandardPixmap.SP_FileDialogDetailedView,
               "derivatives": QStyle.StandardPixmap.SP_FileDialogContentsView,

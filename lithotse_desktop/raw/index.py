@@ -9,8 +9,8 @@ landing can be copied between stores unchanged.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..connectors import fold_cursor
 from ..errors import NotFound

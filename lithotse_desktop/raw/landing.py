@@ -207,7 +207,7 @@ def _commit(ws: Workspace, index: RawIndex, source: str, connector: Connector,
     for seq, item in enumerate(staged):
         key = object_key(source, item.sha256)
         written = store.put_file(key, item.path, if_none_match=True, move=True)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         manifest = Manifest(
             id=new_landing_id(now), source=source, stream=item.payload.stream,
             connector=connector.name, connector_version=connector.version, object_key=key,

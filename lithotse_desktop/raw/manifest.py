@@ -93,7 +93,7 @@ class Manifest:
         return json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
 
     @classmethod
-    def loads(cls, data: bytes | str) -> "Manifest":
+    def loads(cls, data: bytes | str) -> Manifest:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             raise ValueError("a manifest is a JSON object")

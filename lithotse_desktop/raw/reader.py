@@ -15,9 +15,9 @@ landed with (see :mod:`.verify`); a difference raises :class:`~lithotse_desktop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc

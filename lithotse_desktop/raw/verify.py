@@ -14,9 +14,10 @@ import concurrent.futures as futures
 import hashlib
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from ..errors import CorruptObject, LithotseError, NotFound
 from ..progress import Progress
@@ -100,7 +101,7 @@ class ObjectCheck:
     """
 
     def __init__(self, key: str, sha256: str, size: int, what: str,
-                 reopen: Callable[[], BinaryIO], pool: "IntegrityChecks") -> None:
+                 reopen: Callable[[], BinaryIO], pool: IntegrityChecks) -> None:
         self.key = key
         self.sha256 = sha256
         self.size = size
@@ -180,7 +181,7 @@ class IntegrityChecks:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._stop = threading.Event()
 
-    def __enter__(self) -> "IntegrityChecks":
+    def __enter__(self) -> IntegrityChecks:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -39,7 +39,7 @@ class PluginNames:
     title: str
 
     @classmethod
-    def from_name(cls, given: str, kind: str) -> "PluginNames":
+    def from_name(cls, given: str, kind: str) -> PluginNames:
         short = given[len("lithotse-"):] if given.startswith("lithotse-") else given
         if not _NAME.match(short):
             raise ConfigError(f"plugin name {given!r}: use lowercase letters, digits and single "

@@ -71,7 +71,7 @@ class ApiClient:
         self.timeout = timeout
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, **kwargs: Any) -> "ApiClient":
+    def for_workspace(cls, ws: Workspace, **kwargs: Any) -> ApiClient:
         from .token import workspace_token
 
         return cls(serve_port(ws), workspace_token(ws), **kwargs)

@@ -6,8 +6,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..atomic import atomic_write_bytes, fsync_dir
 from . import ObjectInfo, PreconditionFailed, Store, check_key

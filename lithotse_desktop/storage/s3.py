@@ -29,8 +29,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from ..atomic import fsync_dir
@@ -183,8 +184,7 @@ class S3Store(Store):
         ``unreachable`` (no answer from the endpoint) or ``error`` (anything else, e.g. no
         credentials); detail is a message without secrets. For ``lithotse doctor``.
         """
-        from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError,
-                                         HTTPClientError)
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         try:
             client = self._make_client(connect_timeout=timeout, read_timeout=timeout, attempts=1)
@@ -210,8 +210,13 @@ class S3Store(Store):
 
     def _error(self, exc: Exception, op: str, key: str | None = None) -> LithotseError:
         """Turn a botocore failure into a message that names the URL and what to check."""
-        from botocore.exceptions import (ClientError, ConnectionError, HTTPClientError,
-                                         NoCredentialsError, PartialCredentialsError)
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionError,
+            HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
 
         where = self._where(key)
         if isinstance(exc, LithotseError):

@@ -4,6 +4,6 @@ See :mod:`lithotse_desktop.sync.engine` for the rules (what is copied, in which 
 pointers are published without overwriting anyone).
 """
 
-from .engine import (SyncResult, SyncStatus, is_mutable, open_remote, pull, push, status)
+from .engine import SyncResult, SyncStatus, is_mutable, open_remote, pull, push, status
 
 __all__ = ["SyncResult", "SyncStatus", "is_mutable", "open_remote", "pull", "push", "status"]

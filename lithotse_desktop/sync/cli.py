@@ -6,7 +6,8 @@ sync leaves conflicts or mismatches behind, so scripts notice.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 

@@ -32,9 +32,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .. import audit
 from ..atomic import atomic_write_text
@@ -251,7 +251,7 @@ def _published_at(data: bytes | None) -> dt.datetime | None:
         when = dt.datetime.fromisoformat(value)
     except (ValueError, AttributeError, TypeError):
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _later(a: bytes, b: bytes) -> bool | None:
@@ -398,7 +398,7 @@ class _Listings:
     local_keys: dict[str, tuple[Store, ObjectInfo]]
 
     @classmethod
-    def take(cls, remote: Store, sides: _Sides, ignored: list[str]) -> "_Listings":
+    def take(cls, remote: Store, sides: _Sides, ignored: list[str]) -> _Listings:
         return cls(remote, sides, _remote_listing(remote, ignored), sides.local_listing())
 
 
@@ -659,7 +659,7 @@ def status(ws: Workspace, remote_url: str | None = None) -> SyncStatus:
     both = _Listings.take(remote, sides, [])
     remote_keys, local_keys = both.remote_keys, both.local_keys
     state = _PointerState(ws, remote)
-    for key, (store, info) in sorted(local_keys.items()):
+    for key, (_store, info) in sorted(local_keys.items()):
         if is_mutable(key):
             continue
         there = remote_keys.get(key)

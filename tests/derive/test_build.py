@@ -42,7 +42,8 @@ def test_overlapping_ranges_imported_twice_count_each_record_once(workspace, lin
 
 
 def test_incremental_build_equals_full_rebuild(workspace, lines):
-    write(lines, "a.txt", [(f"2024-0{m}-{d:02d}", d, "ab"[d % 2], f"k{m}-{d}") for m in (1, 2, 3) for d in range(1, 20)])
+    write(lines, "a.txt",
+          [(f"2024-0{m}-{d:02d}", d, "ab"[d % 2], f"k{m}-{d}") for m in (1, 2, 3) for d in range(1, 20)])
     run_import(workspace, "vals")
     add_spec(workspace, MONTHLY)
     first = build(workspace, "monthly")
@@ -170,7 +171,8 @@ def test_bad_specs_name_the_field(workspace, lines):
     run_import(workspace, "vals")
     cases = [
         ({**MONTHLY, "group_by": ["nope"]}, "group_by[0]: unknown column 'nope'"),
-        ({**MONTHLY, "measures": [{"fn": "mean", "column": "grp", "as": "m"}]}, "measures[0].column: mean needs a number"),
+        ({**MONTHLY, "measures": [{"fn": "mean", "column": "grp", "as": "m"}]},
+         "measures[0].column: mean needs a number"),
         ({**MONTHLY, "input": {"source": "vals", "stream": "nostream"}}, "input.stream"),
         ({**MONTHLY, "input": {"source": "ghost", "stream": "values"}}, "input.source"),
         ({**MONTHLY, "input": {"derivative": "ghost"}}, "input.derivative"),

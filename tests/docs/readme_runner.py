@@ -19,9 +19,10 @@ import shutil
 import sys
 import tomllib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -119,7 +120,7 @@ class Session:
     def option_values(self) -> dict[tuple[str, str], Any]:
         return {("--source", "S"): "ehr", ("--stream", "S"): "encounters", ("--limit", "N"): "5",
                 ("--from", "…"): "2024-01-01", ("--to", "…"): "2024-03-31",
-                ("--as-of", "2024-06-30"): dt.datetime.now(dt.timezone.utc).date().isoformat(),
+                ("--as-of", "2024-06-30"): dt.datetime.now(dt.UTC).date().isoformat(),
                 ("--port", "8765"): str(self.port)}
 
     def exact_values(self) -> dict[str, Any]:

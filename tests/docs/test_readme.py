@@ -11,15 +11,26 @@ import pytest
 
 from lithotse_desktop.plugins import reset_plugin_manager
 from tests.cache.helpers import _close_caches, free_port  # noqa: F401  (fixture)
-from tests.docs.readme_runner import (FHIR_TOKEN, NOT_RUN, PLUGIN_READMES, README, REPO, Session, _json,
-                                      assert_no_secret_shown, command_path, run_lines, write_fixtures)
+from tests.docs.readme_runner import (
+    FHIR_TOKEN,
+    NOT_RUN,
+    PLUGIN_READMES,
+    README,
+    REPO,
+    Session,
+    _json,
+    assert_no_secret_shown,
+    command_path,
+    run_lines,
+    write_fixtures,
+)
 from tests.docs.shell_doc import expand, shell_lines
 from tests.plugins.fhir.fhir_server import FhirTestServer
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def session(tmp_path, monkeypatch, seaweed):  # noqa: F811
+def session(tmp_path, monkeypatch, seaweed):  # noqa: F811 - the fixture imported above, by name
     cwd = tmp_path / "user"
     cwd.mkdir()
     write_fixtures(cwd)

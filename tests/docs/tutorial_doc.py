@@ -87,4 +87,4 @@ def output_matches(expected: str, printed: str) -> bool:
     if len(got) < len(want):
         return False
     patterns = [re.compile(".*".join(re.escape(part) for part in line.split("…")) + "$") for line in want]
-    return all(p.match(line) for p, line in zip(patterns, got[len(got) - len(want):]))
+    return all(p.match(line) for p, line in zip(patterns, got[len(got) - len(want):], strict=True))

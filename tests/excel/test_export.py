@@ -14,7 +14,7 @@ from tests.cache.helpers import build_sample
 def sample() -> pa.Table:
     return pa.table({
         "period": pa.array([dt.date(2024, 1, 1), dt.date(2024, 2, 1)], pa.date32()),
-        "seen": pa.array([dt.datetime(2024, 1, 1, 12, 30, tzinfo=dt.timezone.utc), None], pa.timestamp("us", "UTC")),
+        "seen": pa.array([dt.datetime(2024, 1, 1, 12, 30, tzinfo=dt.UTC), None], pa.timestamp("us", "UTC")),
         "department_name": ["cardiology and vascular medicine", "=HYPERLINK(\"http://x\")"],
         "n": pa.array([1234567, None], pa.int64()),
         "avg": [1.25, float("nan")],

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lithotse_desktop.excel.formula import (TABLE_FUNCTION, VALUE_FUNCTION, FormulaError,
-                                            build_table_formula, build_value_formula, dims_from_args,
-                                            parse_formula)
+from lithotse_desktop.excel.formula import (
+    TABLE_FUNCTION,
+    VALUE_FUNCTION,
+    FormulaError,
+    build_table_formula,
+    build_value_formula,
+    dims_from_args,
+    parse_formula,
+)
 
 
 def test_a_value_formula_writes_dimensions_as_pairs():

@@ -152,7 +152,7 @@ def assert_sound_package(path):
         if name.endswith((".xml", ".rels")):
             root = ET.fromstring(data)
             rels = relationships(files, name)
-            for rel_type, target in rels.values():
+            for _rel_type, target in rels.values():
                 assert target in files or target.startswith(("http", "file", "mailto")), (name, target)
             used = {v for e in root.iter() for k, v in e.attrib.items() if k.startswith(f"{{{R_NS}}}")}
             assert used <= rels.keys(), (name, used - rels.keys())

@@ -5,11 +5,11 @@ import re
 
 import pytest
 
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.excel import xlwings_addin as addin
 from lithotse_desktop.excel.addin import install_addin
 from lithotse_desktop.excel.workbook import Binding
-from lithotse_desktop.derive.catalog import Catalog
-from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.serve.token import workspace_token
 from tests.cache.helpers import VISITS, build_sample, free_port, sample_rows
 from tests.conftest import REPO

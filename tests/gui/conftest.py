@@ -6,11 +6,11 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
-import pytest  # noqa: E402
+import pytest
 
-from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager  # noqa: E402
-from tests.gui import slow_connector  # noqa: E402
-from tests.support import lines_connector  # noqa: E402
+from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
+from tests.gui import slow_connector
+from tests.support import lines_connector
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.connectors import (Connector, FetchRequest, Payload, RawObject,
-                                         StreamInfo)
+from lithotse_desktop.connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
 from lithotse_desktop.errors import LithotseError
 from lithotse_desktop.hookspecs import hookimpl
 

@@ -53,7 +53,7 @@ def test_a_busy_port_is_reported_and_the_app_carries_on(qtbot, window, workspace
     assert window.show_page("derivatives").isVisible()
 
 
-def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) -> Workspace:  # noqa: F811
+def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) -> Workspace:  # noqa: F811 - the fixture imported above, by name
     ws = Workspace.create(root)
     ws.config["stores"]["rawbucket"] = {"url": raw_url, **seaweed.store_options(identity)}
     ws.config["stores"]["shared"] = {"url": derived_url, **seaweed.store_options(identity)}
@@ -62,7 +62,7 @@ def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) 
     return Workspace.open(root)
 
 
-def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, test_plugins, cli):  # noqa: F811
+def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, test_plugins, cli):  # noqa: F811 - the fixture imported above, by name
     raw_url, derived_url = seaweed.new_prefix(), seaweed.new_prefix(DERIVED_BUCKET)
     team = _s3_workspace(tmp_path / "team", seaweed, "client", raw_url, derived_url)
     demo_workspace(team, tmp_path / "clinic")

@@ -126,7 +126,8 @@ def test_editing_keeps_what_the_form_does_not_show(qtbot, window, workspace, tmp
     demo_workspace(workspace, tmp_path / "in", build_it=False)
     from lithotse_desktop.derive.service import add_spec
 
-    add_spec(workspace, {**VISITS_SPEC, "pseudonymize": ["grp"], "filters": [{"column": "value", "op": ">", "value": 2}]})
+    add_spec(workspace, {**VISITS_SPEC, "pseudonymize": ["grp"],
+                         "filters": [{"column": "value", "op": ">", "value": 2}]})
     page = window.show_page("derivatives")
     qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.selected_name() == "visits_by_grp", timeout=10000)

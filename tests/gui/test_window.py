@@ -7,11 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox,
-                               QMessageBox, QWidget)
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox, QMessageBox, QWidget
 
 from lithotse_desktop.gui import app
 from lithotse_desktop.hookspecs import hookimpl

@@ -37,7 +37,7 @@ def _rows(conn: CsvConnector, obj: RawObject) -> list[dict]:
 
 
 @pytest.mark.parametrize("name, data", [
-    ("plain.csv", "date,n\n2024-01-01,1\n2024-01-02,2\n".encode()),
+    ("plain.csv", b"date,n\n2024-01-01,1\n2024-01-02,2\n"),
     ("unterminated.csv", b"date,n\r\n2024-01-01,1\r\n2024-01-02,2"),
     ("header-only.csv", b"date,n"),
     ("cp1252.csv", "date;name\n2024-01-01;Müller\n".encode("cp1252")),
@@ -82,7 +82,7 @@ def _csv_workspace(root: Path, raw_store: dict | None) -> Workspace:
     return ws
 
 
-def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F811
+def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
     reset_plugin_manager()
     try:
         local = _csv_workspace(tmp_path / "local", None)
@@ -97,7 +97,7 @@ def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F
         reset_plugin_manager()
 
 
-def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
+def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
     from tests.conftest import TEST_DATA
 
     reset_plugin_manager()
@@ -127,7 +127,7 @@ def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811
         reset_plugin_manager()
 
 
-def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):  # noqa: F811
+def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
     import gzip
 
     from tests.conftest import TEST_DATA

@@ -10,7 +10,7 @@ from tests.support.serving import served  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def api(workspace, lines):
+def api(workspace, lines):  # noqa: F811 - the fixture imported above, requested by name
     """A real uvicorn server on a free 127.0.0.1 port over a workspace with built derivatives."""
     build_sample(workspace, lines)
     server = start_server_thread(workspace, 0)

@@ -57,7 +57,8 @@ def test_table_as_json_and_csv_with_etag(api, workspace):
     again = api.get(url, params={"from": "2024-02-01", "to": "2024-02-29"},
                     headers={"If-None-Match": res.headers["ETag"]})
     assert again.status_code == 304 and again.content == b""
-    other = api.get(url, params={"from": "2024-01-01", "to": "2024-02-29"}, headers={"If-None-Match": res.headers["ETag"]})
+    other = api.get(url, params={"from": "2024-01-01", "to": "2024-02-29"},
+                    headers={"If-None-Match": res.headers["ETag"]})
     assert other.status_code == 200 and other.headers["ETag"] != res.headers["ETag"]
     text = api.get(url, params={"format": "csv", "grp": "a", "columns": "period,n"})
     assert text.headers["content-type"].startswith("text/csv")

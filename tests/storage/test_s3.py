@@ -228,7 +228,7 @@ def test_arrow_scans_parquet_in_place(seaweed, tmp_path):
         writer.put_file(f"derived/counts/parts/p{n}.parquet", local)
 
     fs, base = seaweed.store(url, "manager").arrow_filesystem()
-    dataset = ds.dataset(f"{base}/derived/counts/parts", filesystem=fs, format="parquet")
+    dataset = ds.dataset(f"{base}/derived/counts/parts", filesystem=fs, format="parquet")  # noqa: F841 - DuckDB reads it by name
     rows = duckdb.sql("SELECT sum(count) AS n, count(DISTINCT period) AS p FROM dataset").fetchall()
     assert rows == [(33, 3)]
 

@@ -8,13 +8,22 @@ A fourth field, when present, is the record's id (its key); otherwise ``<file>:<
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 
-from lithotse_desktop.connectors import (ConfigField, Connector, FetchRequest, FieldType,
-                                         FileTracker, Payload, RawObject, StreamInfo, list_files)
+from lithotse_desktop.connectors import (
+    ConfigField,
+    Connector,
+    FetchRequest,
+    FieldType,
+    FileTracker,
+    Payload,
+    RawObject,
+    StreamInfo,
+    list_files,
+)
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.hookspecs import hookimpl
 

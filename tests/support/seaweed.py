@@ -106,7 +106,7 @@ class SeaweedServer:
                               "secretKey": self.credentials[name]["secret_access_key"]}]}
             for name, acts in actions.items()]}
 
-    def start(self, timeout: float = 60.0) -> "SeaweedServer":
+    def start(self, timeout: float = 60.0) -> SeaweedServer:
         weed = find_weed()
         if self.root is None:
             self.root = Path(tempfile.mkdtemp(prefix="lithotse-seaweed-"))
@@ -146,7 +146,7 @@ class SeaweedServer:
             try:
                 client.list_buckets()
                 return
-            except Exception:  # noqa: BLE001 - any failure here just means "not up yet"
+            except Exception:  # any failure here just means "not up yet"
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"SeaweedFS did not answer within {timeout:.0f} s:\n"
                                        f"{self.log_tail()}") from None
@@ -184,8 +184,8 @@ class SeaweedServer:
     def store_options(self, identity: str = "client", *, keyring_ref: dict[str, str] | None = None,
                       **extra: Any) -> dict[str, Any]:
         """S3Store options for an identity; the keys are saved in the secrets store under ``keyring_ref``."""
-        from lithotse_desktop.storage.s3 import save_credentials
         from lithotse_desktop.secrets import secret_ref
+        from lithotse_desktop.storage.s3 import save_credentials
 
         ref = keyring_ref or secret_ref("seaweed", f"{identity}-{uuid.uuid4().hex[:8]}")
         creds = self.credentials[identity]
@@ -235,7 +235,7 @@ class SeaweedServer:
         if self._own_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "SeaweedServer":
+    def __enter__(self) -> SeaweedServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

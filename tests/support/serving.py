@@ -9,8 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,9 +27,9 @@ def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = 30) -> None
             return
         except urllib.error.HTTPError:
             return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                raise AssertionError(f"lithotse serve did not answer on port {port} within {timeout:.0f} s")
+                raise AssertionError(f"lithotse serve did not answer on port {port} within {timeout:.0f} s") from exc
             time.sleep(0.1)
 
 

@@ -16,10 +16,9 @@ from lithotse_desktop.storage.local import LocalStore
 from lithotse_desktop.sync import is_mutable, open_remote, pull, push, status
 from lithotse_desktop.sync.cli import sync_group
 
-from .util import (audit_of, audit_pending, data_of, is_audit, land, new_sync_record, pointer,
-                   rows, snapshot)
+from .util import audit_of, audit_pending, data_of, is_audit, land, new_sync_record, pointer, rows, snapshot
 
-T0 = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from lithotse_desktop.storage.s3 import AccessDenied, S3Store
 from lithotse_desktop.sync import pull, push, status
 from lithotse_desktop.workspace import Workspace
 
-from .util import (audit_of, audit_pending, data_of, land, new_sync_record, pointer, rows, snapshot,
-                   split)
+from .util import audit_of, audit_pending, data_of, land, new_sync_record, pointer, rows, snapshot, split
 
 MiB = 1 << 20
 
@@ -222,7 +221,7 @@ def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws, monkeyp
                 record = f"manifests/src/stream/{idx}-{r}.json"
                 ws.store("raw").put_bytes(record, b"{}")
                 created[idx].add(record)
-                now = dt.datetime.now(dt.timezone.utc)
+                now = dt.datetime.now(dt.UTC)
                 now = now.replace(microsecond=now.microsecond // 2 * 2 + idx)
                 body = pointer(f"{idx}-{r}", now)
                 with lock:
@@ -231,7 +230,7 @@ def test_two_clients_syncing_concurrently_lose_nothing(seaweed, make_ws, monkeyp
                 ws.store("derived").put_bytes(f"derived/own{idx}/CURRENT", pointer(f"{r}", now))
                 results.append(push(ws))
                 results.append(pull(ws))
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+        except BaseException as exc:  # re-raised on the test's thread
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]

@@ -31,7 +31,7 @@ def rows(ws: Workspace, source: str = "vals") -> list[int]:
 
 
 def pointer(version: str, when: dt.datetime | None = None) -> bytes:
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     return json.dumps({"version": version, "published_at": when.isoformat()}).encode()
 
 

@@ -12,8 +12,9 @@ argument count before calling it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .errors import ViewError
 from .values import EMPTY_LIST, JSON_NUMBER, RESOURCE, Env, V

@@ -20,14 +20,27 @@ import codecs
 import csv
 import fnmatch
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import (ConfigError, ConfigField, Connector, FetchRequest, FieldType, InputError,
-                                     Payload, RawObject, StreamInfo, files_to_fetch, hookimpl, list_files)
+from lithotse_desktop.plugin import (
+    ConfigError,
+    ConfigField,
+    Connector,
+    FetchRequest,
+    FieldType,
+    InputError,
+    Payload,
+    RawObject,
+    StreamInfo,
+    files_to_fetch,
+    hookimpl,
+    list_files,
+)
 
 from .parse import Layout, analyze, peek, typed_batches
 
@@ -179,7 +192,7 @@ class CsvConnector(Connector):
                              seed=seed if isinstance(seed, dict) else None,
                              check=request.progress.check)
             cursor = tracker.mark(entry.path, request.date_range)
-            cursor["columns"] = dict(zip(layout.names, layout.kinds))
+            cursor["columns"] = dict(zip(layout.names, layout.kinds, strict=True))
             media = "text/tab-separated-values" if layout.delimiter == "\t" else "text/csv"
             yield Payload(entry.stream, entry.label, entry.path, media, cursor=cursor,
                           meta=layout.to_meta())

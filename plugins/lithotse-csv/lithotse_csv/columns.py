@@ -68,7 +68,7 @@ def bad_mask(kind: str, values: pa.Array) -> pa.Array:
         return bad
     except pa.ArrowInvalid:
         flags = bad.to_pylist()
-        for i, (value, ok) in enumerate(zip(values.to_pylist(), fits.to_pylist())):
+        for i, (value, ok) in enumerate(zip(values.to_pylist(), fits.to_pylist(), strict=True)):
             if ok:
                 try:
                     pc.cast(pa.array([value], pa.string()), ARROW_TYPES[kind])
@@ -120,7 +120,7 @@ def detect_date_column(names: list[str], sample: list[pa.Array]) -> tuple[str | 
     """
     dated: list[str] = []
     hinted: list[str] = []
-    for name, values in zip(names, sample):
+    for name, values in zip(names, sample, strict=False):
         if pc.count(values).as_py() == 0:
             continue
         all_dates = any(fits(kind, values) for kind in DATE_KINDS)
@@ -192,7 +192,7 @@ class Inference:
         """The narrowest surviving type per column; a column with no values at all is text
         unless an earlier landing or its role as the date column says otherwise."""
         kinds = []
-        for allowed, seen in zip(self.candidates, self.seen):
+        for allowed, seen in zip(self.candidates, self.seen, strict=True):
             if not seen and allowed == set(PREFERENCE):
                 kinds.append("string")
             else:

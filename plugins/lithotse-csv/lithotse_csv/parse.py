@@ -8,9 +8,10 @@ landing always reads back with the schema recorded when it was imported.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -40,15 +41,15 @@ class Layout:
     date_columns: list[str]
 
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(n, col.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds)])
+        return pa.schema([pa.field(n, col.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds, strict=True)])
 
     def to_meta(self) -> dict[str, Any]:
         return {"format": META_FORMAT, "encoding": self.encoding, "delimiter": self.delimiter,
-                "columns": [[n, k] for n, k in zip(self.names, self.kinds)],
+                "columns": [[n, k] for n, k in zip(self.names, self.kinds, strict=True)],
                 "date_column": self.date_column, "date_columns": list(self.date_columns)}
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> "Layout | None":
+    def from_meta(cls, meta: Mapping[str, Any]) -> Layout | None:
         if meta.get("format") != META_FORMAT:
             return None
         try:
@@ -312,7 +313,7 @@ def typed_batches(path: Path | None, name: str, layout: Layout, trusted: bool = 
             header_seen = True
             batch = batch.slice(1)
         arrays = []
-        for column, kind, raw in zip(layout.names, layout.kinds, batch.columns):
+        for column, kind, raw in zip(layout.names, layout.kinds, batch.columns, strict=True):
             array, bad = col.convert(kind, raw, trusted)
             if bad is not None:
                 value = raw[bad].as_py()

@@ -13,8 +13,8 @@ import csv
 import io
 import itertools
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from lithotse_desktop.plugin import InputError
 

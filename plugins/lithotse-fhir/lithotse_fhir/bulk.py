@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urljoin
 
-from lithotse_desktop.plugin import (ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError,
-                                     Payload)
+from lithotse_desktop.plugin import ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError, Payload
 
 from .base import FhirConnector, with_since
 from .http import FhirHttp, remover, retry_after_seconds, utc_text
@@ -153,7 +153,8 @@ class FhirBulkConnector(FhirConnector):
         if not isinstance(first.get("url"), str):
             return ""
         try:
-            response = http.request("GET", first["url"], auth="always" if manifest.get("requiresAccessToken") else False)
+            response = http.request("GET", first["url"],
+                                    auth="always" if manifest.get("requiresAccessToken") else False)
         except InputError:
             return ""
         line = response.text.strip().splitlines()[0] if response.text.strip() else ""

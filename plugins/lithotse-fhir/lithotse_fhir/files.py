@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from lithotse_desktop.plugin import (ConfigField, FetchRequest, FieldType, FileTracker, InputError, Payload,
-                                     files_to_fetch, list_files)
+from lithotse_desktop.plugin import (
+    ConfigField,
+    FetchRequest,
+    FieldType,
+    FileTracker,
+    InputError,
+    Payload,
+    files_to_fetch,
+    list_files,
+)
 
 from .base import FhirConnector
 from .reader import document_types, is_gzip, locate_ndjson, ndjson_types

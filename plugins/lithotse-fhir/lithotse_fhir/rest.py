@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from lithotse_desktop.plugin import (ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError,
-                                     Payload)
+from lithotse_desktop.plugin import ConfigError, ConfigField, DateRange, FetchRequest, FieldType, InputError, Payload
 
 from .base import FhirConnector, range_since, with_since
 from .http import FhirHttp, remover, utc_text, write_temp

@@ -16,14 +16,25 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import (ConfigField, Connector, FetchRequest, FieldType, InputError, Payload,
-                                     RawObject, StreamInfo, files_to_fetch, list_files)
+from lithotse_desktop.plugin import (
+    ConfigField,
+    Connector,
+    FetchRequest,
+    FieldType,
+    InputError,
+    Payload,
+    RawObject,
+    StreamInfo,
+    files_to_fetch,
+    list_files,
+)
 
 from .framing import Unit, msh_fields, read_units
 from .records import DETAIL_STREAMS, SCHEMAS, TYPE_CODE, ParsedMessage, Rejected, parse_message

@@ -16,8 +16,9 @@ header dropped into the middle of a message shows up.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{2}")

@@ -274,7 +274,7 @@ def _build(unit: Unit, texts: list[str], control_id: str | None) -> ParsedMessag
     except (hl7.ParseException, ValueError, IndexError) as exc:
         raise Rejected(f"python-hl7 cannot parse the message: {exc}") from None
     segments = [_Fields(seg.id, seg.line, parsed, message)
-                for seg, parsed in zip(unit.segments, message)]
+                for seg, parsed in zip(unit.segments, message, strict=False)]
     msh = segments[0]
     message_type = msh.value(9, 1)
     if message_type is None:

@@ -40,7 +40,7 @@ def parse_dtm(text: str) -> tuple[dt.datetime, dt.datetime | None]:
         raise ValueError(f"time-zone offset {sign}{off_h}{off_m} is out of range")
     offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
     try:
-        instant = (wall - offset).replace(tzinfo=dt.timezone.utc)
+        instant = (wall - offset).replace(tzinfo=dt.UTC)
     except OverflowError:
         raise ValueError("the instant falls outside the years 1-9999") from None
     return wall, instant

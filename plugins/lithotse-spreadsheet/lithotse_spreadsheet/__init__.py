@@ -22,14 +22,27 @@ whose first value is a date, else the first column holding only dates.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import (ConfigError, ConfigField, Connector, FetchRequest, FieldType, InputError,
-                                     Payload, RawObject, StreamInfo, files_to_fetch, hookimpl, list_files)
+from lithotse_desktop.plugin import (
+    ConfigError,
+    ConfigField,
+    Connector,
+    FetchRequest,
+    FieldType,
+    InputError,
+    Payload,
+    RawObject,
+    StreamInfo,
+    files_to_fetch,
+    hookimpl,
+    list_files,
+)
 
 from .book import SheetLayout, analyze, batches, guarded, open_book, safe, where, worksheets
 
@@ -197,7 +210,7 @@ class SpreadsheetConnector(Connector):
                                  seed=seed if isinstance(seed, dict) else None,
                                  check=request.progress.check)
             cursor = tracker.mark(entry.path, request.date_range)
-            cursor["columns"] = dict(zip(layout.names, layout.kinds))
+            cursor["columns"] = dict(zip(layout.names, layout.kinds, strict=True))
             media = MEDIA_TYPES.get(entry.path.suffix.lower(), "application/octet-stream")
             yield Payload(entry.stream, entry.label, entry.path, media, cursor=cursor,
                           meta=layout.to_meta())

@@ -10,10 +10,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pyarrow as pa
 import python_calamine as calamine
@@ -171,15 +172,15 @@ class SheetLayout:
     date_columns: list[str]
 
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(n, cells.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds)])
+        return pa.schema([pa.field(n, cells.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds, strict=True)])
 
     def to_meta(self) -> dict[str, Any]:
         return {"format": META_FORMAT, "sheet": self.sheet, "header_row": self.header_row,
-                "columns": [[n, k, i] for n, k, i in zip(self.names, self.kinds, self.indices)],
+                "columns": [[n, k, i] for n, k, i in zip(self.names, self.kinds, self.indices, strict=True)],
                 "date_column": self.date_column, "date_columns": list(self.date_columns)}
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> "SheetLayout | None":
+    def from_meta(cls, meta: Mapping[str, Any]) -> SheetLayout | None:
         if meta.get("format") != META_FORMAT:
             return None
         try:
@@ -296,7 +297,7 @@ def batches(book: Any, name: str, layout: SheetLayout) -> Iterator[pa.RecordBatc
     emitted = False
 
     def flush() -> pa.RecordBatch:
-        arrays = [cells.to_array(kind, values) for kind, values in zip(layout.kinds, columns)]
+        arrays = [cells.to_array(kind, values) for kind, values in zip(layout.kinds, columns, strict=True)]
         for values in columns:
             values.clear()
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -304,7 +305,7 @@ def batches(book: Any, name: str, layout: SheetLayout) -> Iterator[pa.RecordBatc
     for number, row in rows:
         if _blank(row):
             continue
-        for slot, (column, kind, index) in enumerate(zip(layout.names, layout.kinds, layout.indices)):
+        for slot, (column, kind, index) in enumerate(zip(layout.names, layout.kinds, layout.indices, strict=True)):
             try:
                 columns[slot].append(cells.convert_cell(kind, _cell(row, index)))
             except ValueError as exc:

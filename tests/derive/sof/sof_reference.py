@@ -7,7 +7,7 @@ unionAll and where, which is what the benchmark views use.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import fhirpathpy
 from fhirpathpy.models import models
@@ -36,7 +36,7 @@ _FUNCTIONS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(path: str):
     return fhirpathpy.compile(path, model=models["r4"], options={"userInvocationTable": _FUNCTIONS})
 

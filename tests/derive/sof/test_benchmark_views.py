@@ -10,8 +10,9 @@ import duckdb
 import pytest
 
 from lithotse_desktop.derive.sof import run_view
-from sof_reference import evaluate_view
 from tests.conftest import TEST_DATA
+
+from sof_reference import evaluate_view
 
 DATA = TEST_DATA / "fhir"
 VIEWS = sorted((DATA / "viewdefinitions-pathling-benchmark").glob("*.json"))

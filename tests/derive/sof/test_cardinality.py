@@ -10,6 +10,7 @@ import pytest
 
 from lithotse_desktop.derive.sof import compile_view, run_view
 from lithotse_desktop.derive.sof.cardinality import element
+
 from sof_reference import evaluate_view
 
 ENCOUNTERS = [

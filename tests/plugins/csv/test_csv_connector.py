@@ -146,12 +146,12 @@ def test_column_types_follow_every_value(tmp_path):
             "2024-01-01,1,1.5,02139,12345678901234567890,2024-01-01T08:30:00,2024-01-01T08:30:00+02:00,a,\n"
             "2024-01-02,-2,2,10001,1,2024-01-02 09:00,2024-01-02T00:00:00Z,,\n")
     _, schema, rows = load(write(tmp_path, "t.csv", text))
-    assert dict(zip(schema.names, schema.types)) == {
+    assert dict(zip(schema.names, schema.types, strict=True)) == {
         "when": pa.date32(), "count": pa.int64(), "ratio": pa.float64(), "zip": pa.string(),
         "big": pa.string(), "stamp": pa.timestamp("us"), "utc": pa.timestamp("us", "UTC"),
         "note": pa.string(), "empty": pa.string()}
     assert rows[0]["zip"] == "02139"
-    assert rows[0]["utc"] == dt.datetime(2024, 1, 1, 6, 30, tzinfo=dt.timezone.utc)
+    assert rows[0]["utc"] == dt.datetime(2024, 1, 1, 6, 30, tzinfo=dt.UTC)
     assert rows[1]["stamp"] == dt.datetime(2024, 1, 2, 9, 0)
     assert rows[1]["note"] is None
 

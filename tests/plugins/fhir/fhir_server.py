@@ -32,7 +32,7 @@ DATE_PATHS = {
     "AllergyIntolerance": {"date": ["recordedDate"]},
     "DiagnosticReport": {"date": ["effectiveDateTime", "effectivePeriod.start"]},
 }
-BASE_UPDATED = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+BASE_UPDATED = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _get(obj, path: str):
@@ -43,7 +43,7 @@ def _get(obj, path: str):
 
 def _instant(text: str) -> dt.datetime:
     when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _compare(prefix: str, left, right) -> bool:
@@ -84,7 +84,7 @@ class FhirTestServer:
         self.httpd: ThreadingHTTPServer | None = None
 
     @classmethod
-    def from_folders(cls, folders: list[Path], **kwargs) -> "FhirTestServer":
+    def from_folders(cls, folders: list[Path], **kwargs) -> FhirTestServer:
         """Load every NDJSON line that is a resource; give each a stable lastUpdated."""
         found: dict[str, list[dict]] = {}
         for folder in folders:
@@ -116,7 +116,7 @@ class FhirTestServer:
         self.faults.extend(Fault(status, retry_after, path_prefix) for _ in range(times))
 
     # --- lifecycle ----------------------------------------------------------------
-    def __enter__(self) -> "FhirTestServer":
+    def __enter__(self) -> FhirTestServer:
         handler = type("Handler", (_Handler,), {"server_state": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True

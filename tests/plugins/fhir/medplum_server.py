@@ -73,7 +73,7 @@ class MedplumServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir/R4"
 
-    def __enter__(self) -> "MedplumServer":
+    def __enter__(self) -> MedplumServer:
         self.start()
         return self
 

@@ -17,7 +17,7 @@ from lithotse_fhir.reader import read_payload, schema_for
 
 from .conftest import BUNDLES, SMART, raw_keys
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def enc(i: int, start: str | None, **extra) -> dict:

@@ -68,7 +68,8 @@ def test_incremental_watermark_then_update_then_full(workspace, fhir_plugin, fhi
     full = run_import(workspace, "ehr", rng, full=True)
     days = ["2015-05-05", *encounter_dates()[1:]]
     assert sum(i.manifest.records for i in full.landings) == sum("1989-12-30" <= d <= "2021-01-02" for d in days)
-    assert sum(i.manifest.records_in_range for i in full.landings) == sum("1990-01-01" <= d <= "2020-12-31" for d in days)
+    assert sum(i.manifest.records_in_range for i in full.landings) == \
+        sum("1990-01-01" <= d <= "2020-12-31" for d in days)
 
 
 def test_wrong_token_names_url_and_lands_nothing(workspace, fhir_plugin, fhir_server):

@@ -21,8 +21,8 @@ from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.errors import InputError
 from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw import read_object, read_stream, run_import, stored_objects
-from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.raw.sources import make_connector
+from lithotse_desktop.raw.verify import IntegrityChecks
 
 from .conftest import TOKEN, raw_keys
 from .medplum_server import MedplumServer
@@ -143,7 +143,7 @@ def landed_ids(workspace, manifests) -> set[str]:
 
 def utc_text(instant: str) -> str:
     """A FHIR instant the way the connector writes its watermark."""
-    when = dt.datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    when = dt.datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -231,7 +231,7 @@ def test_updated_encounters_show_their_new_version_in_derivatives(workspace, fhi
 
     chosen = [r for r in seeded if in_year(date_of(r)) and r["status"] == "finished"][:5]
     updated = [medplum.put({**r, "status": "cancelled"}) for r in chosen]
-    assert all(u["meta"]["versionId"] != r["meta"]["versionId"] for u, r in zip(updated, chosen))
+    assert all(u["meta"]["versionId"] != r["meta"]["versionId"] for u, r in zip(updated, chosen, strict=True))
     assert sum(i.manifest.records for i in run_import(workspace, "mp", YEAR).landings) == 5
 
     cancelled = {r["id"] for r in updated}

@@ -120,7 +120,7 @@ def test_import_counts_records_in_and_out_of_range(workspace, hl7_plugin, inputs
     # V2's admit 2024-02-29 23:30-05:00 is 1 March in UTC, but the day as written is outside
     assert "V2" not in {r["message_control_id"] for r in adt_rows}
     v2 = next(r for r in read_rows(inputs / "visits.hl7", "adt") if r["message_control_id"] == "V2")
-    assert v2["admit_datetime_utc"] == dt.datetime(2024, 3, 1, 4, 30, tzinfo=dt.timezone.utc)
+    assert v2["admit_datetime_utc"] == dt.datetime(2024, 3, 1, 4, 30, tzinfo=dt.UTC)
     oru_rows = [r for b in read_stream(workspace, "ward", "oru") for r in b.to_pylist()]
     assert {(r["message_control_id"], r["obx_seq"]) for r in oru_rows} == in_range(labs)
     assert all(isinstance(r["value_numeric"], float) for r in oru_rows)

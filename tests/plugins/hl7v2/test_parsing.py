@@ -12,14 +12,15 @@ import pytest
 from lithotse_desktop.connectors import FetchRequest, RawObject, fold_cursor
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.errors import InputError
-from lithotse_hl7v2 import Hl7v2Connector, connector as connector_module
+from lithotse_hl7v2 import Hl7v2Connector
+from lithotse_hl7v2 import connector as connector_module
 from lithotse_hl7v2.framing import physical_lines
 from lithotse_hl7v2.records import SCHEMAS
 from lithotse_hl7v2.timestamps import parse_dtm
 
 from .builders import STREAMS, adt, msh, oru, read_rows, read_table
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize("text, wall, utc", [
@@ -234,7 +235,8 @@ def test_fetch_routes_files_to_the_streams_they_feed(tmp_path):
     _write(tmp_path, adt("A9"), "notes.doc")
     payloads = _fetch(Hl7v2Connector({"path": str(tmp_path), "pattern": ""}))
     routed = sorted((p.name, p.stream) for p in payloads)
-    assert routed == [("OLD.HL7", "adt"), ("OLD.HL7", "messages"), ("broken.hl7", "adt"), ("broken.hl7", "messages"), ("broken.hl7", "oru"),
+    assert routed == [("OLD.HL7", "adt"), ("OLD.HL7", "messages"),
+                      ("broken.hl7", "adt"), ("broken.hl7", "messages"), ("broken.hl7", "oru"),
                       ("lower.hl7", "adt"), ("lower.hl7", "messages"), ("lower.hl7", "oru"),
                       ("sched.msg", "messages"), ("sub/labs.txt", "messages"), ("sub/labs.txt", "oru"),
                       ("visits.hl7", "adt"), ("visits.hl7", "messages")]

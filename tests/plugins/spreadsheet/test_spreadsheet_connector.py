@@ -92,7 +92,7 @@ def sheet_plugin():
 def test_xlsx_sheets_become_streams_with_typed_columns(clinic):
     infos, schemas, rows, payloads = load(clinic)
     assert [(i.name, i.date_field) for i in infos] == [("Visits", "Visit Date"), ("Lab_Results", "Drawn")]
-    assert dict(zip(schemas["Visits"].names, schemas["Visits"].types)) == {
+    assert dict(zip(schemas["Visits"].names, schemas["Visits"].types, strict=True)) == {
         "Visit Date": pa.timestamp("us"), "Patient": pa.string(), "Weight kg": pa.float64(),
         "Visits": pa.int64(), "Note": pa.string()}
     assert schemas["Lab_Results"].field("Drawn").type == pa.date32()
@@ -137,7 +137,7 @@ def test_mixed_and_special_cells(tmp_path):
     ]})
     _, schemas, rows, _ = load(path)
     schema = schemas["S"]
-    assert dict(zip(schema.names, schema.types)) == {
+    assert dict(zip(schema.names, schema.types, strict=True)) == {
         "when": pa.date32(), "flag": pa.bool_(), "mixed": pa.string(), "big": pa.float64(),
         "typed date": pa.date32(), "column_F": pa.string(), "code": pa.string()}
     assert rows["S"][0]["mixed"] == "5" and rows["S"][1]["mixed"] == "five"
@@ -195,7 +195,8 @@ def test_bad_date_names_file_sheet_and_row(tmp_path):
 
 def test_number_in_date_column_is_reported(tmp_path):
     path = workbook(tmp_path / "n.xlsx", {"S": [["date"], [dt.date(2024, 1, 1)], [45000]]})
-    with pytest.raises(InputError, match=r"^n.xlsx, sheet 'S', row 3: date column 'date': the number 45000 is not a date; format"):
+    with pytest.raises(InputError, match=r"^n.xlsx, sheet 'S', row 3: date column 'date': "
+                                         r"the number 45000 is not a date; format"):
         load(path)
 
 
