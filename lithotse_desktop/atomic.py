@@ -22,7 +22,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_stream(dest: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write_stream(dest: Path, write: Callable[[BinaryIO], object]) -> None:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)

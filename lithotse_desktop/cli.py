@@ -377,7 +377,7 @@ def derive_build(name: str | None, build_every: bool, full: bool, as_json: bool)
 
     if bool(name) == build_every:
         raise ConfigError("give a derivative NAME or --all")
-    results = build_all(current_workspace(), None if build_every else [name], full=full,
+    results = build_all(current_workspace(), [name] if name else None, full=full,
                         progress=cli_progress(as_json))
     if as_json:
         _emit_json([r.to_json() for r in results])

@@ -48,7 +48,7 @@ def current_workspace() -> Workspace:
 
 def cli_progress(quiet: bool = False) -> Progress:
     """Progress lines on stderr, at most a few a second, so long jobs show they are alive."""
-    last = {"t": 0.0, "msg": ""}
+    last: dict[str, Any] = {"t": 0.0, "msg": ""}
 
     def report(state: ProgressState) -> None:
         now = time.monotonic()

@@ -353,8 +353,9 @@ def fold_cursor(state: Any, cursor: Any, landed: DateRange) -> Any:
         if not isinstance(entry, dict):
             continue
         known = merged.get(path)
-        same = (isinstance(known, dict) and known.get("size") == entry.get("size")
-                and known.get("mtime_ns") == entry.get("mtime_ns"))
+        if not isinstance(known, dict):
+            known = {}
+        same = known.get("size") == entry.get("size") and known.get("mtime_ns") == entry.get("mtime_ns")
         folded = {**entry, "ranges": known.get("ranges", []) if same else []}
         for old in entry.get("ranges", []):
             if isinstance(old, (list, tuple)) and len(old) == 2:

@@ -55,7 +55,7 @@ def _guard(section: Callable[[], Any], on_error: Callable[[str], Any]) -> Any:
 
 
 def versions() -> dict[str, Any]:
-    libraries = {}
+    libraries: dict[str, str | None] = {}
     for name in KEY_LIBRARIES:
         try:
             libraries[name] = md.version(name)

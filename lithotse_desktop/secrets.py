@@ -220,7 +220,7 @@ class FileStore:
                 os.close(fd)
 
 
-if _POSIX:
+if sys.platform != "win32":  # the same test as _POSIX, in the form type checkers follow
     import fcntl
 
     def _try_lock(fd: int) -> bool:

@@ -11,6 +11,9 @@ mkdir -p .ci-work
 status=0
 # the tier contracts of pyproject.toml [tool.importlinter] (docs/architecture.md)
 .venv/bin/lint-imports --no-cache || status=$?
+# lint and type checks of pyproject.toml [tool.ruff] and [tool.mypy]; each prints what it finds
+.venv/bin/ruff check || status=$?
+.venv/bin/mypy || status=$?
 .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
 .venv/bin/lithotse sof-test tests/data/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
 exit $status

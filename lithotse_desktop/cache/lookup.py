@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +184,7 @@ class Entry:
         """Row numbers matching the dimension values and whose period starts in the range."""
         self.check_dims(dims)
         self.check_range(start, end)
+        candidates: Sequence[int]
         if dims:
             names = tuple(sorted(dims))
             wanted = tuple(_query_key(dims[n], self.table.schema.field(n).type) for n in names)

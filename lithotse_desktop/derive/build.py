@@ -195,7 +195,7 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
                 schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress, checks,
                                              materialize=incremental and alias == "input")
         periods = None
-        if incremental:
+        if incremental and previous is not None:
             periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
         lock_down(con)
         progress.update(f"computing {name}")

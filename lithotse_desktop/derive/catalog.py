@@ -59,7 +59,8 @@ class Version:
 
     @classmethod
     def from_json(cls, data: dict) -> Version:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 class Catalog:

@@ -127,9 +127,9 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         right_col = join["on"]["right"]
         _column_type(right, right_col, "join.on.right")
         picked = []
-        for i, col in enumerate(join["columns"]):
-            columns[col] = (f"r.{q(col)}", _column_type(right, col, f"join.columns[{i}]"))
-            picked.append(q(col))
+        for i, name in enumerate(join["columns"]):
+            columns[name] = (f"r.{q(name)}", _column_type(right, name, f"join.columns[{i}]"))
+            picked.append(q(name))
         from_sql += (f" LEFT JOIN (SELECT DISTINCT ON ({q(right_col)}) {q(right_col)} AS __jk, "
                      f"{', '.join(picked)} FROM {q('joined')}) AS r ON l.{q(left_col)} = r.__jk")
 
@@ -171,6 +171,8 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
     dims: list[str] = []
     grain = spec.get("grain", "none")
     if grain != "none":
+        if day_sql is None:  # validate_spec refuses this already
+            raise SpecError("date_field", "is required")
         select.append(f"{dialect.period(grain, day_sql)} AS {q(PERIOD)}")
         group.append(q(PERIOD))
         if periods is not None:

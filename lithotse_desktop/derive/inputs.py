@@ -41,7 +41,7 @@ class StreamInput:
     connector_version: str = ""
 
     @property
-    def identities(self) -> list[list[Any]]:
+    def identities(self) -> list[tuple[str, str | None, str | None]]:
         """The exact raw objects read, with the range each was read for."""
         return sorted({(m.sha256, m.range_from, m.range_to) for m in self.manifests},
                       key=lambda t: tuple(x or "" for x in t))

@@ -14,6 +14,7 @@ import io
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -41,7 +42,7 @@ def number_format(typ: pa.DataType) -> str | None:
     return None
 
 
-def cell_value(value: object) -> object:
+def cell_value(value: object) -> Any:
     """Python values openpyxl writes as real Excel types (no tz: Excel has none; no NaN)."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.UTC).replace(tzinfo=None)

@@ -89,7 +89,8 @@ def parse_formula(text: str) -> Formula:
     if function not in (VALUE_FUNCTION, TABLE_FUNCTION):
         raise FormulaError(f"{text!r}: {name} is not a Lithotse function "
                            f"({VALUE_FUNCTION} or {TABLE_FUNCTION})")
-    pos, args = match.end(), []
+    pos = match.end()
+    args: list[Literal] = []
     expect_arg = True
     while True:
         while pos < len(text) and text[pos].isspace():
@@ -107,6 +108,7 @@ def parse_formula(text: str) -> Formula:
             continue
         if not expect_arg:
             raise FormulaError(f"{text!r}, position {pos + 1}: expected ',' or ')'")
+        value: Literal
         if char == '"':
             value, pos = _read_text(text, pos)
         elif number := _NUMBER.match(text, pos):

@@ -391,7 +391,7 @@ def package_problems(data: bytes) -> list[str]:
                          if target is not None and target not in names]
             if not name.endswith(".xml"):
                 continue
-            ids = set()
+            ids: set[str] = set()
             try:
                 for _, elem in ET.iterparse(archive.open(name)):
                     ids.update(v for k, v in elem.attrib.items() if k.startswith(f"{{{R_NS}}}"))

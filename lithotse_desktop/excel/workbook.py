@@ -107,7 +107,10 @@ def _find_table(wb: Any, name: str) -> tuple[Any, Any] | None:
 def _bounds(ref: str) -> tuple[int, int, int, int]:
     from openpyxl.utils import range_boundaries
 
-    return range_boundaries(ref)
+    left, top, right, bottom = range_boundaries(ref)
+    if left is None or top is None or right is None or bottom is None:
+        raise WorkbookRefused(f"{ref} is not a block of cells")
+    return left, top, right, bottom
 
 
 def _inside(row: int, col: int, bounds: tuple[int, int, int, int] | None) -> bool:
@@ -183,7 +186,7 @@ def place(wb: Any, binding: Binding, data: pa.Table) -> str:
     templates: dict[int, Any] = {}
     header_styles: dict[int, Any] = {}
     old_names: list[str] = []
-    if old_bounds is not None:
+    if old is not None and old_bounds is not None:
         o_left, o_top, o_right, o_bottom = old_bounds
         old_names = [c.name for c in old.tableColumns]
         for col in range(o_left, o_right + 1):
@@ -257,7 +260,7 @@ def bind(path: Path, binding: Binding, fetch: Fetch) -> Placed:
         if path.suffix.lower() != ".xlsx":
             raise ConfigError(f"{path}: the workbook must be an .xlsx file")
         wb = Workbook()
-        wb.active.title = binding.sheet
+        wb.worksheets[0].title = binding.sheet
     if binding.table in wb.defined_names:
         raise WorkbookRefused(f"{path}: the name {binding.table} is already a defined name; pick "
                               "another table name with --table")

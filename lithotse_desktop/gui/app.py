@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "lithotse-desktop",
                                                    *qt_args])
     app.setApplicationName("Lithotse")
-    app.setApplicationDisplayName("Lithotse")
+    QApplication.setApplicationDisplayName("Lithotse")  # a QGuiApplication setting, static
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Lithotse")
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
-from PySide6.QtCore import QDateTime, QEvent, QMargins, Qt, QTime
+from PySide6.QtCore import QDate, QDateTime, QEvent, QMargins, Qt, QTime
 from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
@@ -98,8 +98,12 @@ def series_from_table(table: pa.Table, measure: str, dimensions: list[str],
     return lines[:limit], len(lines)
 
 
+def _midnight(day: dt.date) -> QDateTime:
+    return QDateTime(QDate(day.year, day.month, day.day), QTime(0, 0))
+
+
 def _msecs(day: dt.date) -> float:
-    return float(QDateTime(day, QTime(0, 0)).toMSecsSinceEpoch())
+    return float(_midnight(day).toMSecsSinceEpoch())
 
 
 class TimeSeriesChart(QWidget):
@@ -225,7 +229,7 @@ class TimeSeriesChart(QWidget):
             lo, hi = min(days), max(days)
             if lo == hi:
                 lo, hi = lo - dt.timedelta(days=15), hi + dt.timedelta(days=15)
-            x_axis.setRange(QDateTime(lo, QTime(0, 0)), QDateTime(hi, QTime(0, 0)))
+            x_axis.setRange(_midnight(lo), _midnight(hi))
             x_axis.setTickCount(min(max(len({*days}), 2), max(2, self.view.width() // 110)))
         top = max(shown, default=1.0)
         low = min(min(shown, default=0.0), 0.0)

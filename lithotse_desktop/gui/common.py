@@ -100,7 +100,11 @@ def labelled_row(form: QFormLayout, text: str, field: QWidget | QLayout, error: 
     """A form row whose label's &-key focuses ``buddy`` (by default the field; give it for a layout),
     with the field's error line under it."""
     label = QLabel(text)
-    label.setBuddy(buddy if buddy is not None else field)
+    if buddy is None:
+        if not isinstance(field, QWidget):
+            raise TypeError(f"{text}: a layout needs a buddy widget")
+        buddy = field
+    label.setBuddy(buddy)
     form.addRow(label, field)
     if error is not None:
         form.addRow("", error)

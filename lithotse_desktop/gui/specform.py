@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 from PySide6.QtCore import Qt, Signal
@@ -135,6 +136,8 @@ class AggregateDialog(QDialog):
         self.group_rows = RowList("Add &group-by", "group-by", lambda n: self._new_group(n))
         self.measure_rows = RowList("Add &measure", "measure", lambda n: MeasureRow(n, self.columns))
         self.filter_rows = RowList("Add &filter", "filter", lambda n: self._new_filter(n))
+        self.row_lists: dict[str, RowList[Any]] = {"group_by": self.group_rows, "measures": self.measure_rows,
+                                                   "filters": self.filter_rows}
 
         self.errors = {key: ErrorLabel(what) for key, what in (
             ("name", "Name"), ("input", "Input"), ("date_field", "Date field"), ("grain", "Grain"),
@@ -284,13 +287,13 @@ class AggregateDialog(QDialog):
         keep = self.base.get("date_field") or stream_date or self.date_field.column()
         self.date_field.fill([(n, t) for n, t in cols if is_dateish(t)], blank=NO_DATE)
         self.date_field.choose(keep)
-        for row in self.group_rows.rows:
-            if row.kept is None:
-                row.column.fill(cols)
-        for row in self.measure_rows.rows:
-            row.refill()
-        for row in self.filter_rows.rows:
-            row.column.fill(cols)
+        for group in self.group_rows.rows:
+            if group.kept is None:
+                group.column.fill(cols)
+        for measure in self.measure_rows.rows:
+            measure.refill()
+        for condition in self.filter_rows.rows:
+            condition.column.fill(cols)
 
     # --- the spec -------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -335,8 +338,7 @@ class AggregateDialog(QDialog):
         reason = message[len(path) + 2:] if path and message.startswith(f"{path}: ") else message
         match = ROW_PATH.match(path)
         if match:
-            rows = {"group_by": self.group_rows, "measures": self.measure_rows,
-                    "filters": self.filter_rows}[match.group(1)]
+            rows = self.row_lists[match.group(1)]
             index = int(match.group(2))
             if index < len(rows.rows):
                 row = rows.rows[index]
@@ -346,8 +348,7 @@ class AggregateDialog(QDialog):
                 return widget
         head = path.split(".")[0].split("[")[0]
         if head in ("group_by", "measures", "filters"):
-            rows = {"group_by": self.group_rows, "measures": self.measure_rows,
-                    "filters": self.filter_rows}[head]
+            rows = self.row_lists[head]
             rows.error.show_error(reason)
             rows.add_button.setFocus()
             return rows

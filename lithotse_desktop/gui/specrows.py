@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 from PySide6.QtCore import Qt, Signal
@@ -266,13 +266,16 @@ class FilterRow(RowBox):
         return {"op": self.op, "value": self.value_edit}.get(part or "", self.column)
 
 
-class RowList(QWidget):
-    """A vertical list of rows with an Add button."""
+RowT = TypeVar("RowT", bound=RowBox)
 
-    def __init__(self, add_text: str, what: str, make: Callable[[int], RowBox]) -> None:
+
+class RowList(QWidget, Generic[RowT]):
+    """A vertical list of rows of one kind with an Add button."""
+
+    def __init__(self, add_text: str, what: str, make: Callable[[int], RowT]) -> None:
         super().__init__()
         self._make = make
-        self.rows: list[RowBox] = []
+        self.rows: list[RowT] = []
         self.box = QVBoxLayout()
         self.box.setContentsMargins(0, 0, 0, 0)
         self.add_button = named(QPushButton(add_text), f"Add {what}")
@@ -287,7 +290,7 @@ class RowList(QWidget):
         row.addStretch(1)
         layout.addLayout(row)
 
-    def add(self, row: RowBox | None = None) -> RowBox:
+    def add(self, row: RowT | None = None) -> RowT:
         """Append ``row``, or a new one from the list's factory."""
         row = row if row is not None else self._make(len(self.rows) + 1)
         row.removeRequested.connect(self._remove)
@@ -295,7 +298,7 @@ class RowList(QWidget):
         self.box.addWidget(row)
         return row
 
-    def _remove(self, row: RowBox) -> None:
+    def _remove(self, row: RowT) -> None:
         self.rows.remove(row)
         self.box.removeWidget(row)
         row.deleteLater()

@@ -187,7 +187,7 @@ class ViewDialog(QDialog):
         self._mark_line(line)
         if self.problem:
             self.status.setText(f"✗ {self.problem}")
-        else:
+        elif self.view is not None:
             columns = sum(len(s.get("column", [])) for s in self.view.get("select", []) if isinstance(s, dict))
             self.status.setText(f"✓ Valid ViewDefinition on {self.view.get('resource')}"
                                 + (f", {columns} top-level column(s)." if columns else "."))

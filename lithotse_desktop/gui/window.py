@@ -8,6 +8,7 @@ those credentials can read and opens on Derivatives.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -81,6 +82,13 @@ class NoRawAccessPage(QWidget):
                           "spreadsheets work as usual.")
 
 
+class _Working(Protocol):
+    """A page that may be running a background job."""
+
+    @property
+    def job(self) -> jobs.Job | None: ...
+
+
 class MainWindow(QMainWindow):
     def __init__(self, ws: Workspace) -> None:
         super().__init__()
@@ -138,19 +146,20 @@ class MainWindow(QMainWindow):
         self._set_title()
 
     # --- raw pages ---------------------------------------------------------------------
-    def _raw_pages(self, ws: Workspace) -> tuple[QWidget, QWidget]:
+    def _raw_pages(self, ws: Workspace) -> tuple[SourcesPage | NoRawAccessPage, RawDataPage | NoRawAccessPage]:
         if self.raw_readable:
             return SourcesPage(ws), RawDataPage(ws)
         return NoRawAccessPage(ws), NoRawAccessPage(ws)
 
     def _wire_raw_pages(self) -> None:
-        if not self.raw_readable:
-            return
-        self.sources.imported.connect(lambda _outcome: self.raw.refresh())
-        self.sources.cancelled.connect(self.raw.refresh)
-        self.sources.imported.connect(lambda _outcome: self.derivatives.refresh())
-        self.sources.sourcesChanged.connect(self.derivatives.refresh)
-        self.plugins.pluginsChanged.connect(self.sources.reload)
+        sources, raw = self.sources, self.raw
+        if not isinstance(sources, SourcesPage) or not isinstance(raw, RawDataPage):
+            return  # the raw store is not readable: no pages to wire
+        sources.imported.connect(lambda _outcome: raw.refresh())
+        sources.cancelled.connect(raw.refresh)
+        sources.imported.connect(lambda _outcome: self.derivatives.refresh())
+        sources.sourcesChanged.connect(self.derivatives.refresh)
+        self.plugins.pluginsChanged.connect(sources.reload)
 
     def _show_raw_pages(self) -> None:
         """Hide the raw pages (list row and shortcut) when the raw store refuses these credentials."""
@@ -268,8 +277,8 @@ class MainWindow(QMainWindow):
         return True
 
     def busy(self) -> bool:
-        return any(page.job is not None for page in (self.sources, self.raw, self.derivatives,
-                                                      self.spreadsheets, self.plugins))
+        pages: tuple[_Working, ...] = (self.sources, self.raw, self.derivatives, self.spreadsheets, self.plugins)
+        return any(page.job is not None for page in pages)
 
     def save_screenshots(self, folder: Path, width: int, height: int) -> bool:
         """Render each page at the given size into ``folder/<page>.png``, plus the two spec editors.
@@ -303,10 +312,9 @@ class MainWindow(QMainWindow):
 
     def _settle(self) -> None:
         """Let background loads (the raw index) finish and layouts settle before grabbing."""
-        app = QApplication.instance()
         for _ in range(4):
             jobs.wait_for_jobs(10000)
-            app.processEvents()
+            QApplication.processEvents()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Cancel a running import and wait for workers, so no job is cut mid-commit."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import uuid
@@ -83,7 +84,7 @@ class Manifest:
         span = self.date_range.to_json()
         return {**data, "range_from": span["from"], "range_to": span["to"]}
 
-    def dumps(self) -> bytes:
+    def dumps(self) -> builtins.bytes:  # the field `bytes` hides the type in this class
         """The stored form of the manifest's version (a version 1 manifest read back and
         indexed keeps its own layout)."""
         data = self.to_json()
@@ -93,7 +94,7 @@ class Manifest:
         return json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
 
     @classmethod
-    def loads(cls, data: bytes | str) -> Manifest:
+    def loads(cls, data: builtins.bytes | str) -> Manifest:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             raise ValueError("a manifest is a JSON object")

@@ -121,7 +121,7 @@ class ObjectCheck:
     def wrap(self, stream: BinaryIO) -> BinaryIO:
         """The stream, hashed as it is read."""
         return io.BufferedReader(_HashingReader(stream, "the bytes read", self._found),
-                                 CHUNK)  # type: ignore[return-value]
+                                 CHUNK)
 
     def watch(self, path: Path, *, cached: bool = False) -> None:
         """Hash a local file in the background; ``cached`` marks a disposable local copy."""

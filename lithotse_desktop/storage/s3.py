@@ -164,12 +164,13 @@ class S3Store(Store):
         except ProfileNotFound:
             raise ConfigError(f"{self.url}: AWS profile {self.profile!r} is not configured") from None
         region = self.region or session.region_name or "us-east-1"
-        s3_options = {"addressing_style": "path"} if self.endpoint_url or os.environ.get(
-            "AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") else {}
+        path_style = bool(self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+                          or os.environ.get("AWS_ENDPOINT_URL_S3"))
         config = botocore.config.Config(
             region_name=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
             retries={"max_attempts": attempts, "mode": "standard"},
-            max_pool_connections=max(10, 2 * self.max_workers), s3=s3_options)
+            max_pool_connections=max(10, 2 * self.max_workers),
+            s3={"addressing_style": "path"} if path_style else {})
         try:
             client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
         except (BotoCoreError, ValueError) as exc:
@@ -447,7 +448,7 @@ class S3Store(Store):
 
     def open_read(self, key: str) -> BinaryIO:
         response = self._call("read", key, self.client.get_object, Key=self._full(key))
-        return io.BufferedReader(_Body(response["Body"], self._where(key)), MiB)  # type: ignore[return-value]
+        return io.BufferedReader(_Body(response["Body"], self._where(key)), MiB)
 
     def fetch_to(self, key: str, dest: Path, *, on_bytes: ByteCallback | None = None,
                  info: ObjectInfo | None = None, durable: bool = True) -> Path:

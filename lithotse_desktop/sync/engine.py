@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
 
 from .. import audit
 from ..atomic import atomic_write_text
@@ -43,6 +44,9 @@ from ..plugins import open_store
 from ..progress import Progress
 from ..storage import ObjectInfo, PreconditionFailed, Store, check_key
 from ..workspace import TIERS, Workspace
+
+if TYPE_CHECKING:
+    from ..storage.s3 import S3Store
 
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 # top-level folder -> tier whose store receives it on pull; anything else goes to the raw tier
@@ -329,10 +333,10 @@ class _Transfers:
 
 def _workers(ws: Workspace, remote: Store) -> int:
     configured = (ws.config.get("sync") or {}).get("workers")
-    return max(1, int(configured or getattr(remote, "max_workers", 8)))
+    return max(1, int(configured if configured else getattr(remote, "max_workers", 8)))
 
 
-def _is_s3(store: Store) -> bool:
+def _is_s3(store: Store) -> TypeGuard[S3Store]:
     from ..storage.s3 import S3Store
 
     return isinstance(store, S3Store)
@@ -341,7 +345,7 @@ def _is_s3(store: Store) -> bool:
 def _put(store: Store, key: str, path: Path, on_bytes: Callable[[int], None], *,
          move: bool) -> bool:
     if _is_s3(store):  # byte progress and resumable parts
-        return store.put_file(key, path, if_none_match=True, move=move,  # type: ignore[call-arg]
+        return store.put_file(key, path, if_none_match=True, move=move,
                               on_bytes=on_bytes)
     size = path.stat().st_size
     written = store.put_file(key, path, if_none_match=True, move=move)
@@ -353,7 +357,7 @@ def _fetch(store: Store, key: str, dest: Path, on_bytes: Callable[[int], None],
            info: ObjectInfo | None = None) -> Path:
     """A scratch copy; not fsynced, since the store it is moved into syncs it."""
     if _is_s3(store):
-        return store.fetch_to(key, dest, on_bytes=on_bytes, info=info,  # type: ignore[call-arg]
+        return store.fetch_to(key, dest, on_bytes=on_bytes, info=info,
                               durable=False)
     store.fetch_to(key, dest)
     on_bytes(dest.stat().st_size)
@@ -588,8 +592,9 @@ class _Pull(_Direction):
         return sorted(k for k in both.remote_keys if is_mutable(k) and both.sides.home(k) is not None)
 
     def move_pointer(self, both: _Listings, key: str, state: _PointerState, result: SyncResult) -> None:
-        _pull_pointer(both.sides.home(key), both.remote, key, both.remote_keys[key], state, result,  # type: ignore[arg-type]
-                      self.take_remote)
+        home = both.sides.home(key)
+        assert home is not None, key  # pointers() lists only keys with a local home
+        _pull_pointer(home, both.remote, key, both.remote_keys[key], state, result, self.take_remote)
 
 
 def pull(ws: Workspace, remote_url: str | None = None, progress: Progress | None = None, *,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import pyarrow as pa
@@ -21,5 +22,5 @@ class Query:
     params: list[Any]
     field: str
     """The spec field an error in this query is reported against."""
-    finish: Callable[[pa.Table], pa.Table] = field(default=unchanged)
+    finish: Callable[[pa.Table], pa.Table] = dataclass_field(default=unchanged)
     """Applied to the query's result before it is written (suppression, for aggregates)."""

@@ -311,7 +311,7 @@ class _Compiler:
             return V(self.exists(filtered), "prim", "boolean")
         return self.operator(node, env)
 
-    def literal(self, ftype: str, value: object) -> V:
+    def literal(self, ftype: str, value: str | int | bool) -> V:
         if ftype == "boolean":
             return V("true" if value else "false", "prim", "boolean")
         if ftype == "integer":
@@ -381,7 +381,7 @@ class _Compiler:
 
     def compare(self, op: str, left: V, right: V, what: str) -> V:
         sql_op = {"=": "=", "~": "=", "!=": "<>", "!~": "<>"}.get(op, op)
-        cats = {category(left.ftype), category(right.ftype)} - {None}
+        cats = {c for c in (category(left.ftype), category(right.ftype)) if c is not None}
         if len(cats) == 1:
             cat = cats.pop()
             sql_type = {"number": "DOUBLE", "boolean": "BOOLEAN"}.get(cat, "VARCHAR")
@@ -390,10 +390,10 @@ class _Compiler:
             if op in ("~", "!~") and sql_type == "VARCHAR":
                 a, b = f"lower({a})", f"lower({b})"
             return V(f"({a} {sql_op} {b})", "prim", "boolean")
-        a = self.single(left, what)
-        b = self.single(right, what)
-        a_json = a.sql if a.kind == "json" else f"to_json({a.sql})"
-        b_json = b.sql if b.kind == "json" else f"to_json({b.sql})"
+        one_left = self.single(left, what)
+        one_right = self.single(right, what)
+        a_json = one_left.sql if one_left.kind == "json" else f"to_json({one_left.sql})"
+        b_json = one_right.sql if one_right.kind == "json" else f"to_json({one_right.sql})"
 
         def body(x: str, y: str) -> str:
             return (

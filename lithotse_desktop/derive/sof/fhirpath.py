@@ -254,7 +254,7 @@ class _Parser:
         raise self.fail(f"unexpected {value!r}" if value is not None else "unexpected end of expression")
 
 
-def parse(expr: str) -> tuple:
+def parse(expr: object) -> tuple:
     """Parse one FHIRPath expression; raises ViewError("cannot parse FHIRPath ...") on bad syntax."""
     if not isinstance(expr, str):
         raise ViewError(f"FHIRPath must be a string, got {type(expr).__name__}")

@@ -391,8 +391,8 @@ class DerivativesPage(QWidget):
         if "spec" in data:
             add(self.lineage, "spec", data["spec"])
         for i in range(self.lineage.topLevelItemCount()):
-            item = self.lineage.topLevelItem(i)
-            item.setExpanded(item.text(0) == "inputs")
+            if (item := self.lineage.topLevelItem(i)) is not None:
+                item.setExpanded(item.text(0) == "inputs")
 
     def show_chart(self) -> None:
         self.tabs.setCurrentWidget(self.chart)

@@ -116,8 +116,8 @@ class PluginsPage(QWidget):
                  f"Origin: {display_origin(info.origin)}",
                  f"Connectors: {', '.join(info.connectors) or 'none'}",
                  f"Status: {info.status}"]
-        if info.disabled or info.error:
-            lines += ["", info.disabled or info.error]
+        if reason := info.disabled or info.error:
+            lines += ["", reason]
         self.details.setPlainText("\n".join(lines))
 
     # --- pip jobs ----------------------------------------------------------------

@@ -65,7 +65,7 @@ class AddSourceDialog(QDialog):
         labelled_row(top, "&Connector", self.connector_box)
         top.addRow("", self.about)
 
-        self.scroll = scroll_area(None, "Connector settings")
+        self.settings_scroll = scroll_area(None, "Connector settings")
 
         self.buttons, self.ok = dialog_buttons(
             self, QDialogButtonBox.StandardButton.Ok, "&Add source", "Add source",
@@ -76,7 +76,7 @@ class AddSourceDialog(QDialog):
         layout.addLayout(top)
         group = QGroupBox("Settings")
         inner = QVBoxLayout(group)
-        inner.addWidget(self.scroll)
+        inner.addWidget(self.settings_scroll)
         layout.addWidget(group, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
@@ -98,7 +98,7 @@ class AddSourceDialog(QDialog):
         info = get_plugin_manager().connector(name).describe()
         self.about.setText(info.get("description") or "")
         self.form = ConnectorForm(info)
-        self.scroll.setWidget(self.form)
+        self.settings_scroll.setWidget(self.form)
         self.error.setText("")
 
     def _save(self) -> None:

@@ -240,7 +240,8 @@ class SpreadsheetsPage(QWidget):
         self.dimension = named(QComboBox(), "Formula dimension", "Narrow the value to one dimension value")
         self.dim_value = named(QComboBox(), "Formula dimension value")
         self.dim_value.setEditable(True)
-        self.dim_value.lineEdit().setAccessibleName("Formula dimension value text")
+        if (typed := self.dim_value.lineEdit()) is not None:
+            typed.setAccessibleName("Formula dimension value text")
         for combo in (self.measure, self.dimension):
             combo.currentIndexChanged.connect(lambda _i: self._update_formulas())
         self.dimension.currentIndexChanged.connect(lambda _i: self._fill_values())

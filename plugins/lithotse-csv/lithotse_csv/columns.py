@@ -128,7 +128,8 @@ def detect_date_column(names: list[str], sample: list[pa.Array]) -> tuple[str | 
             dated.append(name)
         if DATE_NAME_HINT.search(name) and (all_dates or _starts_with_date(values)):
             hinted.append(name)
-    return (hinted or dated or [None])[0], dated
+    chosen = hinted or dated
+    return (chosen[0] if chosen else None), dated
 
 
 @dataclass

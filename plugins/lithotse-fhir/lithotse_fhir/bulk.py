@@ -130,7 +130,7 @@ class FhirBulkConnector(FhirConnector):
                 raise InputError(item["url"], f"{kind} is not a FHIR R4 resource type")
             if kind in request.streams:
                 outputs.append(item)
-        stamp = utc_text(manifest.get("transactionTime")) if isinstance(manifest.get("transactionTime"), str) else None
+        stamp = utc_text(when) if isinstance(when := manifest.get("transactionTime"), str) else None
         if stamp is None:
             raise InputError(status_url, "the export manifest has no valid transactionTime")
         last = {item["type"]: n for n, item in enumerate(outputs)}

@@ -82,7 +82,7 @@ class FhirFilesConnector(FhirConnector):
                 return "skip", set(), False
             if any(kind is None or not TYPE_NAME.fullmatch(kind) for kind in counts):
                 raise locate_ndjson(path, name, "Resource", True)
-            types = set(counts)
+            types = {kind for kind in counts if kind is not None}
             return "ndjson", types, len(types) > 1
         return "document", document_types(path, name), True
 

@@ -323,7 +323,8 @@ def _line_chunks(stream, limit: int = BATCH_BYTES) -> Iterator[list[bytes]]:
     """Non-blank lines of a (possibly gzipped) NDJSON stream, about ``limit`` bytes at a time."""
     head = stream.read(2)
     body = _Prefixed(head, stream)
-    lines_of = gzip.GzipFile(fileobj=body) if head == b"\x1f\x8b" else body
+    # typeshed asks for seek(), which GzipFile calls only to rewind; this reader never rewinds
+    lines_of = gzip.GzipFile(fileobj=body) if head == b"\x1f\x8b" else body  # type: ignore[call-overload]
     chunk: list[bytes] = []
     size = 0
     for raw in lines_of:

@@ -79,10 +79,10 @@ def page_resources(bundle: dict, resource_type: str) -> list[dict]:
 
 
 def newest_update(resources: list[dict]) -> str | None:
-    stamps = [utc_text(meta.get("lastUpdated")) for res in resources
-              if isinstance(meta := res.get("meta"), dict) and isinstance(meta.get("lastUpdated"), str)]
-    stamps = [s for s in stamps if s]
-    return max(stamps) if stamps else None
+    stamps = [utc_text(updated) for res in resources
+              if isinstance(meta := res.get("meta"), dict) and isinstance(updated := meta.get("lastUpdated"), str)]
+    known = [s for s in stamps if s]
+    return max(known) if known else None
 
 
 class FhirRestConnector(FhirConnector):

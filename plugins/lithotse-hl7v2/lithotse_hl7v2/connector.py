@@ -179,11 +179,11 @@ class Hl7v2Connector(Connector):
         except OSError as exc:
             raise InputError(obj.name, f"cannot read: {exc.strerror or exc}") from None
         if first_error is not None:
-            unit, exc = first_error
+            unit, rejection = first_error
             where = f"{obj.name}, message {unit.number}"
-            if exc.control_id:
-                where += f" (MSH-10 {exc.control_id!r})"
-            raise InputError(where, f"{exc.reason}; {rejected} of {_plural(total, 'message')} "
+            if rejection.control_id:
+                where += f" (MSH-10 {rejection.control_id!r})"
+            raise InputError(where, f"{rejection.reason}; {rejected} of {_plural(total, 'message')} "
                                     "in the file rejected")
         if rows or not emitted:
             yield pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -173,7 +173,7 @@ def _check_msh(msh: str) -> str:
                        "(component, repetition, escape, subcomponent[, truncation])")
     if any(c not in _DELIMITERS for c in enc):
         raise Rejected(f"MSH-2 encoding characters {enc!r} must all be punctuation characters")
-    component, repetition, escape, sub = enc[:4]
+    component, repetition, escape, sub = tuple(enc[:4])
     if component == repetition or escape in (component, repetition) or sub in (component, repetition):
         raise Rejected(f"MSH-2 encoding characters {enc!r} use one character for two separators")
     return sep
@@ -333,7 +333,7 @@ def _adt_row(msh: _Fields, evn: _Fields, pid: _Fields, pv1: _Fields, control_id:
 
 def _oru_rows(segments: list[_Fields], control_id: str, patient_id: str | None,
               message_dtm: tuple[dt.datetime, dt.datetime | None]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     obr: _Fields | None = None
     obr_dtm = None
     for seg in segments:

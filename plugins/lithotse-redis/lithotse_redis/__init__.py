@@ -51,6 +51,11 @@ return 1
 """
 
 
+def _text(value: bytes | str) -> str:
+    """A reply as text: the client returns bytes (no decode_responses), its types allow str too."""
+    return value if isinstance(value, str) else value.decode()
+
+
 class RedisCache:
     """The cache contract of :class:`lithotse_desktop.plugin.CacheBackend` on one Redis database."""
 
@@ -72,7 +77,7 @@ class RedisCache:
 
     def pointer(self, name: str) -> str | None:
         value = self.client.get(self._keys(name)[0])
-        return value.decode() if value is not None else None
+        return _text(value) if value is not None else None
 
     def load(self, name: str) -> tuple[str, dict, bytes] | None:
         ptr, entry_prefix, _versions = self._keys(name)
@@ -102,9 +107,9 @@ class RedisCache:
     def entries(self) -> list[tuple[str, str]]:
         out = []
         for raw in sorted(self.client.smembers(f"{self.ns}:names")):
-            name = raw.decode()
+            name = _text(raw)
             for version in sorted(self.client.smembers(self._keys(name)[2])):
-                out.append((name, version.decode()))
+                out.append((name, _text(version)))
         return out
 
     def close(self) -> None:

@@ -222,7 +222,7 @@ class SpreadsheetConnector(Connector):
         if not isinstance(sheet, str):
             raise InputError(obj.name, "the landing does not say which sheet it holds (meta['sheet'])")
         try:
-            with open_book(Path(obj.path), obj.name) as book:
+            with open_book(obj.local_file(), obj.name) as book:
                 if layout is None:
                     layout = analyze(book, obj.name, sheet, self.header_row)
                 yield from batches(book, obj.name, layout)

@@ -228,7 +228,8 @@ def _choose_date_column(names: list[str], sample: list[list[Any]]) -> tuple[str 
         if cells.DATE_NAME_HINT.search(column) and (classes <= cells.DATE_CLASSES
                                                     or cells.starts_with_date(values)):
             hinted.append(column)
-    return (hinted or dated or [None])[0], dated
+    chosen = hinted or dated
+    return (chosen[0] if chosen else None), dated
 
 
 def analyze(book: Any, name: str, sheet: str, header_row: int, *,
