@@ -355,9 +355,11 @@ class S3Store(Store):
                 etags = self._upload_parts(full, path, upload_id, ranges, done, on_bytes)
                 parts = [{"PartNumber": n, "ETag": etags[n]} for n, _, _ in ranges]
                 extra = {"IfNoneMatch": "*"} if if_none_match else {}
-                self.client.complete_multipart_upload(
+                done_upload = self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=full, UploadId=upload_id,
                     MultipartUpload={"Parts": parts}, **extra)
+                if if_none_match:
+                    return self._still_ours(key, done_upload.get("ETag"))
                 return True
             except ClientError as exc:
                 if if_none_match and self._is_precondition(exc):
@@ -373,6 +375,17 @@ class S3Store(Store):
             except BotoCoreError as exc:
                 raise self._error(exc, "upload", key) from None
         raise LithotseError(f"{self._where(key)}: upload kept being interrupted by another writer")
+
+    def _still_ours(self, key: str, etag: str | None) -> bool:
+        """After a create-only completion: whether the object is still the one we completed.
+
+        Some S3 servers (SeaweedFS among them) check ``If-None-Match`` on a multipart
+        completion apart from committing it, so two concurrent completions can both be
+        accepted and the later one replaces the earlier. The earlier writer then sees another
+        ETag here and reports that it did not create the object, as with a refused create.
+        """
+        info = self.stat(key)
+        return info is not None and (etag is None or info.etag == etag)
 
     def _abort(self, full: str, upload_id: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
