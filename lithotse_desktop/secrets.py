@@ -131,38 +131,11 @@ class FileStore:
         return self.path.exists()
 
     # --- checks ---------------------------------------------------------------------
-    def _check_owner(self, st: os.stat_result, path: Path, what: str) -> None:
-        if _POSIX and st.st_uid != os.getuid():
-            raise ConfigError(f"{path}: owned by another user (uid {st.st_uid}); Lithotse keeps "
-                              f"secrets only in a {what} of your own. Move it aside or set "
-                              f"{DIR_ENV} to a folder of yours.")
-
     def _check_file(self, st: os.stat_result, path: Path) -> None:
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: not a regular file; Lithotse will not keep secrets in it")
-        self._check_owner(st, path, "file")
-        if _POSIX and st.st_mode & 0o077:
-            raise ConfigError(f"{path}: other users may read or change it (mode "
-                              f"{stat.S_IMODE(st.st_mode):04o}); a secrets file must be private. "
-                              f"Check who could have read it, then run: chmod 600 {path}")
+        check_private_file(st, path)
 
     def _ensure_folder(self) -> None:
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(self.folder, 0o700)
-        except FileExistsError:
-            pass
-        else:
-            if _POSIX:
-                os.chmod(self.folder, 0o700)  # mkdir's mode passes through the umask
-        st = os.stat(self.folder)
-        if not stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{self.folder}: not a folder; cannot keep secrets there")
-        self._check_owner(st, self.folder, "folder")
-        if _POSIX and st.st_mode & 0o022:
-            raise ConfigError(f"{self.folder}: other users may write to this folder (mode "
-                              f"{stat.S_IMODE(st.st_mode):04o}) and so replace the secrets file; "
-                              f"run: chmod 700 {self.folder}")
+        ensure_private_folder(self.folder)
 
     # --- reading and writing --------------------------------------------------------
     def _read(self) -> dict[str, str]:
@@ -203,21 +176,66 @@ class FileStore:
         """Exclusive against other threads and processes for one read-modify-write."""
         with self._thread_lock:
             self._ensure_folder()
-            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-            try:
-                fd = os.open(self.lock_path, flags, 0o600)
-            except OSError as exc:
-                raise ConfigError(f"cannot open {self.lock_path}: {exc.strerror or exc}") from None
-            try:
-                st = os.fstat(fd)
-                self._check_owner(st, self.lock_path, "file")
-                _lock_fd(fd, self.lock_path)
-                try:
-                    yield
-                finally:
-                    _unlock_fd(fd)
-            finally:
-                os.close(fd)
+            with private_lock(self.lock_path):
+                yield
+
+
+# --- private files and folders (the secrets file; the local CA's keys) ---------------
+def _check_owner(st: os.stat_result, path: Path, what: str) -> None:
+    if _POSIX and st.st_uid != os.getuid():
+        raise ConfigError(f"{path}: owned by another user (uid {st.st_uid}); Lithotse keeps "
+                          f"secrets only in a {what} of your own. Move it aside or set "
+                          f"{DIR_ENV} to a folder of yours.")
+
+
+def check_private_file(st: os.stat_result, path: Path) -> None:
+    """Refuse a file that is not a regular file of ours readable by us alone (POSIX)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: not a regular file; Lithotse will not keep secrets in it")
+    _check_owner(st, path, "file")
+    if _POSIX and st.st_mode & 0o077:
+        raise ConfigError(f"{path}: other users may read or change it (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}); a secrets file must be private. "
+                          f"Check who could have read it, then run: chmod 600 {path}")
+
+
+def ensure_private_folder(folder: Path) -> None:
+    """Create ``folder`` 0700 if missing; refuse one of another user's or that others may write to."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        if _POSIX:
+            os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
+    st = os.stat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{folder}: not a folder; cannot keep secrets there")
+    _check_owner(st, folder, "folder")
+    if _POSIX and st.st_mode & 0o022:
+        raise ConfigError(f"{folder}: other users may write to this folder (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}) and so replace the secrets file; "
+                          f"run: chmod 700 {folder}")
+
+
+@contextlib.contextmanager
+def private_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock on ``lock_path`` (created 0600) against other processes."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open {lock_path}: {exc.strerror or exc}") from None
+    try:
+        _check_owner(os.fstat(fd), lock_path, "file")
+        _lock_fd(fd, lock_path)
+        try:
+            yield
+        finally:
+            _unlock_fd(fd)
+    finally:
+        os.close(fd)
 
 
 if sys.platform != "win32":  # the same test as _POSIX, in the form type checkers follow

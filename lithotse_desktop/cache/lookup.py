@@ -370,6 +370,10 @@ class L3:
         self._known.pop(name, None)
         self.backend.drop(name)
 
+    def expire(self, name: str) -> None:
+        """Compare ``name`` with L2's CURRENT on its next lookup (someone saw CURRENT move)."""
+        self._known.pop(name, None)
+
     def close(self) -> None:
         self.backend.close()
 

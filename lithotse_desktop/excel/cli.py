@@ -1,4 +1,4 @@
-"""``lithotse excel …``: bind workbook ranges to derivatives, refresh them, install the add-in."""
+"""``lithotse excel …``: bind workbook ranges to derivatives, refresh them, install the add-ins."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cliutil import current_workspace, workspace_option
+from ..cliutil import _emit_json, current_workspace, workspace_option
 
 
 @click.group("excel")
@@ -58,3 +58,43 @@ def excel_install_addin(target: Path | None, no_xlwings: bool) -> None:
 
     report = install_addin(target, run_xlwings=not no_xlwings)
     click.echo(report.text())
+
+
+@excel_group.command("addin-manifest")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the manifest to this file (default: print it).")
+@workspace_option
+def excel_addin_manifest(output: Path | None) -> None:
+    """The Office add-in's manifest (XML) for sideloading or central deployment; it points at
+    https://localhost:PORT/addin/, PORT being [serve] https_port (default 8766)."""
+    from ..atomic import atomic_write_text
+    from ..serve.links import addin_base, https_port
+    from .officejs import manifest_xml
+
+    port = https_port(current_workspace())
+    text = manifest_xml(port)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    atomic_write_text(output, text)
+    click.echo(f"wrote {output}: the Lithotse add-in at {addin_base(port)}/ (serve it with: lithotse serve --https)",
+               err=True)
+
+
+@excel_group.command("trust-cert")
+@click.option("--print-only", is_flag=True, help="Change nothing; print the steps for Windows, macOS and Linux.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@workspace_option
+def excel_trust_cert(print_only: bool, as_json: bool) -> None:
+    """Trust Lithotse's local certificate authority (made on first use) for this user, so Excel and
+    browsers accept https://localhost for the add-in; prints the steps where it cannot."""
+    from ..serve.links import https_port
+    from .officejs import trust_ca
+
+    report = trust_ca(https_port(current_workspace()), install=not print_only)
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        click.echo(report.text())
+    if report.failed:
+        raise SystemExit(1)

@@ -9,17 +9,27 @@ Endpoints (``/api/v1``):
 * ``GET /derivatives`` – name, kind, version, columns, measures, dimensions of each
 * ``GET /derivatives/{name}/table?from=&to=&format=json|csv[&columns=a,b][&<dim>=<value>]``
   (JSON: derivative, version, columns with types, measures, rows)
-* ``GET /derivatives/{name}/value?measure=&from=&to=&<dim>=<value>``
+* ``GET /derivatives/{name}/value?measure=&from=&to=&<dim>=<value>[&format=json|text]``
+  (``text``: the bare number, ``suppressed``, or nothing, for Excel's and LibreOffice's
+  ``WEBSERVICE``)
 * ``POST /values`` – many value lookups in one request (``{"lookups": [{derivative, measure,
   from, to, dims}]}``), answered in order; a failing lookup gives its own ``error``
+* ``GET /events`` – Server-Sent Events announcing the current version of every derivative as
+  it changes (see :mod:`.events`)
 
 Table and value answers carry ``X-Lithotse-Version`` and an ``ETag`` made of the version and
 a hash of the query, so ``If-None-Match`` gets a 304 until the derivative is rebuilt.
+
+``/addin/`` serves the Office add-in's own files (pages, scripts, icons, the custom functions'
+metadata) without a token: they hold no data, and Excel loads them before the user has pasted
+the token into the task pane. The server can listen on a second, HTTPS port for the add-in
+(:func:`run_server`'s ``https_sock``); CORS lets in that add-in origin only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -27,25 +37,35 @@ import hmac
 import io
 import json
 import math
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow.csv as pacsv
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from ..cache import LookupMismatch, lookup, table_of
 from ..cache.lookup import describe_all
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
-from .links import HOST
+from .events import VersionWatch, sse_stream
+from .links import HOST, addin_origin
 from .token import workspace_token
 
 RESERVED = {"measure", "from", "to", "token", "format", "columns"}
+ADDIN_FILES = Path(__file__).with_name("static") / "addin"
+SUPPRESSED_TEXT = "suppressed"
 
 
 def _json_default(value: Any) -> Any:
@@ -103,9 +123,38 @@ def _failure(exc: Exception) -> Response:
     raise exc
 
 
-def create_app(ws: Workspace, token: str | None = None) -> Starlette:
-    """The API for one workspace; ``token`` defaults to the workspace's (created on first use)."""
+def value_text(value: Any, suppressed: bool) -> str:
+    """One cell as ``format=text`` answers it: the number as JSON writes it, ``suppressed``, or
+    nothing for a cell without a value."""
+    if suppressed:
+        return SUPPRESSED_TEXT
+    value = _clean(value)
+    if value is None:
+        return ""
+    return json.dumps(value, default=_json_default)
+
+
+class AddinFiles(StaticFiles):
+    """The add-in's files, revalidated on every load so an updated Lithotse reaches Excel, which
+    otherwise keeps add-in files for a long time."""
+
+    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def create_app(ws: Workspace, token: str | None = None, *, https_port: int | None = None,
+               watch: VersionWatch | None = None) -> Starlette:
+    """The API for one workspace; ``token`` defaults to the workspace's (created on first use).
+
+    ``https_port`` names the add-in's HTTPS listener: its origin is the one CORS allows.
+    ``watch`` (one is made if not given) feeds ``/api/v1/events``; the server closes it on shutdown.
+    """
     secret = (token or workspace_token(ws)).encode()
+    watch = watch or VersionWatch(ws)
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -158,6 +207,9 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
 
     def value_endpoint(request: Request) -> Response:
         name = request.path_params["name"]
+        fmt = request.query_params.get("format", "json")
+        if fmt not in ("json", "text"):
+            raise ConfigError(f"format={fmt!r}: use json or text")
         measure = request.query_params.get("measure")
         if not measure:
             raise ConfigError("measure= is required")
@@ -167,7 +219,36 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
         headers = {"ETag": etag, "X-Lithotse-Version": cell.version, "Cache-Control": "no-cache"}
         if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)
+        if fmt == "text":
+            return Response(value_text(cell.value, cell.suppressed), headers=headers,
+                            media_type="text/plain; charset=utf-8")
         return _json({**cell.to_json(), "value": _clean(cell.value)}, headers=headers)
+
+    def text_failure(request: Request, response: Response) -> Response:
+        """``format=text`` errors as text too (``error: …``), keeping the status code."""
+        if request.query_params.get("format") != "text" or response.media_type != "application/json":
+            return response
+        try:
+            message = json.loads(bytes(response.body))["error"]
+        except (ValueError, KeyError, TypeError):
+            return response
+        return Response(f"error: {message}", status_code=response.status_code,
+                        headers={k: v for k, v in response.headers.items()
+                                 if k.lower() not in ("content-length", "content-type")},
+                        media_type="text/plain; charset=utf-8")
+
+    def value_or_text(handler: Any) -> Any:
+        inner = guarded(handler)
+
+        async def endpoint(request: Request) -> Response:
+            return text_failure(request, await inner(request))
+        return endpoint
+
+    async def events(request: Request) -> Response:
+        if not authorised(request):
+            return _error(401, "missing or wrong token; send Authorization: Bearer <token>")
+        return StreamingResponse(sse_stream(watch), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def batch(request: Request) -> Response:
         if not authorised(request):
@@ -196,17 +277,28 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
                 out.append({"error": str(exc)})
         return _json({"results": out})
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/api/v1/derivatives", guarded(derivatives)),
         Route("/api/v1/derivatives/{name}/table", guarded(table_endpoint)),
-        Route("/api/v1/derivatives/{name}/value", guarded(value_endpoint)),
+        Route("/api/v1/derivatives/{name}/value", value_or_text(value_endpoint)),
         Route("/api/v1/values", batch, methods=["POST"]),
+        Route("/api/v1/events", events),
     ]
+    if ADDIN_FILES.is_dir():
+        routes.append(Mount("/addin", app=AddinFiles(directory=ADDIN_FILES, html=True), name="addin"))
+    middleware = []
+    if https_port is not None:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=[addin_origin(https_port)], allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Accept", "Cache-Control"],
+            expose_headers=["ETag", "X-Lithotse-Version"], allow_private_network=True, max_age=600))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"no such endpoint: {request.method} {request.url.path}")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
+    app.state.watch = watch
+    return app
 
 
 def bind_socket(port: int) -> socket.socket:
@@ -227,61 +319,134 @@ def bind_socket(port: int) -> socket.socket:
 
 
 class RunningServer:
-    """A server started in a thread (the desktop app): its port, and how to stop it."""
+    """A server started in a thread (the desktop app): its ports, and how to stop it."""
 
-    def __init__(self, server: Any, thread: threading.Thread, port: int) -> None:
-        self.server = server
+    def __init__(self, servers: list[Any], thread: threading.Thread, port: int,
+                 https_port: int | None = None) -> None:
+        self.servers = servers
+        self.server = servers[0]
         self.thread = thread
         self.port = port
         self.url = f"http://{HOST}:{port}"
+        self.https_port = https_port
+        self.addin_url = f"{addin_origin(https_port)}/addin/" if https_port is not None else None
 
     def stop(self, timeout: float = 10) -> None:
-        self.server.should_exit = True
+        for server in self.servers:
+            server.should_exit = True
         self.thread.join(timeout)
 
 
-def _make_server(ws: Workspace, token: str | None) -> Any:
+def _server_class() -> Any:
     import uvicorn
 
-    config = uvicorn.Config(create_app(ws, token), log_level="warning", access_log=False,
-                            lifespan="off", timeout_keep_alive=30)
-    return uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        """uvicorn's server as one of a group (HTTP, and HTTPS for the add-in) in one event loop:
+        Ctrl+C stops them all, the first one alone handles signals, and shutting down ends the
+        event streams first (they never end by themselves)."""
+
+        def __init__(self, config: Any, group: list[Any], watch: VersionWatch) -> None:
+            super().__init__(config)
+            self.group = group
+            self.watch = watch
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            for peer in self.group:
+                peer.should_exit = True
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if self is self.group[0]:
+                with super().capture_signals():
+                    yield
+            else:
+                yield
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            self.watch.close()
+            await super().shutdown(sockets)
+
+    return Server
+
+
+def _make_servers(ws: Workspace, token: str | None, https: tuple[Any, int] | None) -> list[Any]:
+    """One app, served by an HTTP server and (``https`` = certificates and port) an HTTPS one."""
+    import uvicorn
+
+    watch = VersionWatch(ws)
+    app = create_app(ws, token, https_port=https[1] if https else None, watch=watch)
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
+                               "timeout_keep_alive": 30, "timeout_graceful_shutdown": 3}
+    server_class = _server_class()
+    group: list[Any] = []
+    group.append(server_class(uvicorn.Config(app, **options), group, watch))
+    if https is not None:
+        certs = https[0]
+        config = uvicorn.Config(app, ssl_certfile=str(certs.server_cert), ssl_keyfile=str(certs.server_key),
+                                **options)
+        group.append(server_class(config, group, watch))
+    return group
 
 
 def run_server(ws: Workspace, port: int, ready_event: threading.Event | None = None, *,
-               token: str | None = None, sock: socket.socket | None = None, server_box: list | None = None) -> None:
+               token: str | None = None, sock: socket.socket | None = None, server_box: list | None = None,
+               https_sock: socket.socket | None = None) -> None:
     """Serve until stopped; sets ``ready_event`` once requests are accepted.
 
+    ``https_sock`` (from :func:`bind_socket`) adds the add-in's HTTPS listener, with the local
+    CA's ``localhost`` certificate (created on first use, see :mod:`.tls`).
     Works in the main thread (``lithotse serve``; Ctrl+C stops it) or in another thread
-    (pass ``server_box`` to get the uvicorn server back and set ``should_exit`` on it).
+    (pass ``server_box`` to get the uvicorn servers back and set ``should_exit`` on them).
     """
     sock = sock or bind_socket(port)
-    server = _make_server(ws, token)
-    if server_box is not None:
-        server_box.append(server)
-    if ready_event is not None:
-        def watch() -> None:
-            while not server.started and not server.should_exit:
-                time.sleep(0.01)
-            ready_event.set()
-        threading.Thread(target=watch, daemon=True).start()
+    sockets = [sock] + ([https_sock] if https_sock is not None else [])
     try:
-        server.run(sockets=[sock])
+        https = None
+        if https_sock is not None:
+            from .tls import ensure_certificates
+
+            https = (ensure_certificates(), https_sock.getsockname()[1])
+        servers = _make_servers(ws, token, https)
+        if server_box is not None:
+            server_box.extend(servers)
+        if ready_event is not None:
+            def watch() -> None:
+                while not all(s.started for s in servers) and not any(s.should_exit for s in servers):
+                    time.sleep(0.01)
+                ready_event.set()
+            threading.Thread(target=watch, daemon=True).start()
+
+        async def serve_all() -> None:
+            pairs = zip(servers, sockets, strict=True)
+            await asyncio.gather(*(server.serve(sockets=[listener]) for server, listener in pairs))
+
+        asyncio.run(serve_all())
     finally:
-        sock.close()
+        for listener in sockets:
+            listener.close()
 
 
 def start_server_thread(ws: Workspace, port: int = 0, *, token: str | None = None,
-                        timeout: float = 15) -> RunningServer:
-    """Start the API in a daemon thread and wait until it accepts requests."""
+                        timeout: float = 15, https_port: int | None = None) -> RunningServer:
+    """Start the API in a daemon thread and wait until it accepts requests; ``https_port`` (0:
+    any free one) adds the add-in's HTTPS listener."""
     sock = bind_socket(port)
+    try:
+        https_sock = bind_socket(https_port) if https_port is not None else None
+    except BaseException:
+        sock.close()
+        raise
     actual = sock.getsockname()[1]
+    actual_https = https_sock.getsockname()[1] if https_sock is not None else None
     ready = threading.Event()
     box: list = []
     thread = threading.Thread(target=run_server, args=(ws, actual, ready),
-                              kwargs={"token": token, "sock": sock, "server_box": box},
+                              kwargs={"token": token, "sock": sock, "server_box": box, "https_sock": https_sock},
                               name="lithotse-serve", daemon=True)
     thread.start()
-    if not ready.wait(timeout):
+    if not ready.wait(timeout) or not box or not all(s.started for s in box):
+        for server in box:
+            server.should_exit = True
         raise LithotseError(f"the local API did not start on {HOST}:{actual} within {timeout:.0f}s")
-    return RunningServer(box[0], thread, actual)
+    return RunningServer(box, thread, actual, actual_https)

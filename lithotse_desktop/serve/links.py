@@ -2,7 +2,10 @@
 
 ``lithotse serve``, the desktop app's own server, the URLs and Power Query text the app
 offers, and the add-in's client all take the port from here: ``[serve] port`` in
-``lithotse.toml``, else 8765. Standard library only (the Excel add-in imports it).
+``lithotse.toml``, else 8765. The Office add-in is served over HTTPS on a second port,
+``[serve] https_port`` (else 8766), at ``https://localhost:PORT/addin/``: the plain HTTP port stays
+as it is for the xlwings add-in, Power Query and ``WEBSERVICE``, which need no certificate.
+Standard library only (the Excel add-in imports it).
 """
 
 from __future__ import annotations
@@ -14,20 +17,48 @@ from ..errors import ConfigError
 from ..workspace import CONFIG_NAME, Workspace
 
 HOST = "127.0.0.1"
+ADDIN_HOST = "localhost"
 DEFAULT_PORT = 8765
+DEFAULT_HTTPS_PORT = 8766
 
 
-def serve_port(ws: Workspace) -> int:
-    """``[serve] port`` of the workspace, else 8765; a value that is not a port is refused."""
-    value: Any = (ws.config.get("serve") or {}).get("port", DEFAULT_PORT)
+def _port_setting(ws: Workspace, key: str, default: int) -> int:
+    value: Any = (ws.config.get("serve") or {}).get(key, default)
     try:
         port = int(value)
     except (TypeError, ValueError):
         port = -1
     if isinstance(value, bool) or not 0 <= port <= 65535 or str(port) != str(value).strip():
-        raise ConfigError(f"{ws.root / CONFIG_NAME}: [serve] port = {value!r} is not a port number "
+        raise ConfigError(f"{ws.root / CONFIG_NAME}: [serve] {key} = {value!r} is not a port number "
                           "(0-65535; 0 picks a free one)")
     return port
+
+
+def serve_port(ws: Workspace) -> int:
+    """``[serve] port`` of the workspace, else 8765; a value that is not a port is refused."""
+    return _port_setting(ws, "port", DEFAULT_PORT)
+
+
+def https_port(ws: Workspace) -> int:
+    """``[serve] https_port`` (the Office add-in's HTTPS listener), else 8766."""
+    return _port_setting(ws, "https_port", DEFAULT_HTTPS_PORT)
+
+
+def https_enabled(ws: Workspace) -> bool:
+    """``[serve] https = true``: serve HTTPS for the add-in without ``--https`` (the desktop app's setting)."""
+    value = (ws.config.get("serve") or {}).get("https", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{ws.root / CONFIG_NAME}: [serve] https = {value!r}: use true or false")
+    return value
+
+
+def addin_origin(port: int) -> str:
+    """The origin the Office add-in's pages come from (and the only one CORS lets in)."""
+    return f"https://{ADDIN_HOST}:{port}"
+
+
+def addin_base(port: int) -> str:
+    return f"{addin_origin(port)}/addin"
 
 
 def api_base(port: int) -> str:
