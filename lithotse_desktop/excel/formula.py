@@ -31,6 +31,17 @@ VALUE_FUNCTION = "LITHOTSE_VALUE"
 TABLE_FUNCTION = "LITHOTSE_TABLE"
 # The Office.js add-in registers the same functions in a LITHOTSE namespace.
 ALIASES = {"LITHOTSE.VALUE": VALUE_FUNCTION, "LITHOTSE.TABLE": TABLE_FUNCTION}
+# How each add-in spells the functions: "xlwings" (LITHOTSE_VALUE, Windows) and "officejs"
+# (LITHOTSE.VALUE, every Excel); the arguments are the same. The Office.js task pane has its own
+# copy of the builder (addin/src/lithotse.js), tested to write the same text.
+SPELLINGS = {"xlwings": (VALUE_FUNCTION, TABLE_FUNCTION), "officejs": ("LITHOTSE.VALUE", "LITHOTSE.TABLE")}
+
+
+def _spelling(addin: str) -> tuple[str, str]:
+    try:
+        return SPELLINGS[addin]
+    except KeyError:
+        raise FormulaError(f"add-in {addin!r}: use {' or '.join(SPELLINGS)}") from None
 
 Literal = str | int | float | bool | None
 
@@ -52,24 +63,28 @@ def _quote(value: Any) -> str:
 
 
 def build_value_formula(derivative: str, measure: str, start: str | None = "", end: str | None = "",
-                        dims: dict[str, Any] | None = None) -> str:
-    """``=LITHOTSE_VALUE(...)`` for one number; every argument is Excel text, dimensions as pairs."""
+                        dims: dict[str, Any] | None = None, *, addin: str = "xlwings") -> str:
+    """``=LITHOTSE_VALUE(...)`` (``addin="officejs"``: ``=LITHOTSE.VALUE(...)``) for one number;
+    every argument is Excel text, dimensions as pairs."""
+    function = _spelling(addin)[0]
     args = [derivative, measure, start or "", end or ""]
     for name, value in (dims or {}).items():
         if "=" in str(name):
             raise FormulaError(f"dimension name {name!r} contains '='")
         args += [name, value]
-    return f"={VALUE_FUNCTION}({','.join(_quote(a) for a in args)})"
+    return f"={function}({','.join(_quote(a) for a in args)})"
 
 
 def build_table_formula(derivative: str, start: str | None = "", end: str | None = "",
-                        columns: Iterable[str] | None = None) -> str:
-    """``=LITHOTSE_TABLE(...)`` for a spilled table; ``columns`` become one comma-separated text."""
+                        columns: Iterable[str] | None = None, *, addin: str = "xlwings") -> str:
+    """``=LITHOTSE_TABLE(...)`` (``addin="officejs"``: ``=LITHOTSE.TABLE(...)``) for a spilled
+    table; ``columns`` become one comma-separated text."""
+    function = _spelling(addin)[1]
     args = [derivative, start or "", end or ""]
     picked = [c for c in (columns or []) if c]
     if picked:
         args.append(",".join(picked))
-    return f"={TABLE_FUNCTION}({','.join(_quote(a) for a in args)})"
+    return f"={function}({','.join(_quote(a) for a in args)})"
 
 
 _NAME = re.compile(r"\s*=?\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\(")

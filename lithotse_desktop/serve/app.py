@@ -6,6 +6,7 @@ a URL can end up in logs and history, so prefer the header where the client allo
 
 Endpoints (``/api/v1``):
 
+* ``GET /status`` – the Lithotse version and the workspace served (the add-in's task pane shows it)
 * ``GET /derivatives`` – name, kind, version, columns, measures, dimensions of each
 * ``GET /derivatives/{name}/table?from=&to=&format=json|csv[&columns=a,b][&<dim>=<value>]``
   (JSON: derivative, version, columns with types, measures, rows)
@@ -184,6 +185,11 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
                          "measures": [{"name": k, "fn": v} for k, v in meta["measures"].items()]})
         return _json({"derivatives": rows})
 
+    def status(request: Request) -> Response:
+        from .. import __version__
+
+        return _json({"lithotse": __version__, "workspace": {"name": ws.root.name, "path": str(ws.root)}})
+
     def table_endpoint(request: Request) -> Response:
         name = request.path_params["name"]
         fmt = request.query_params.get("format", "json")
@@ -278,6 +284,7 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
         return _json({"results": out})
 
     routes: list[BaseRoute] = [
+        Route("/api/v1/status", guarded(status)),
         Route("/api/v1/derivatives", guarded(derivatives)),
         Route("/api/v1/derivatives/{name}/table", guarded(table_endpoint)),
         Route("/api/v1/derivatives/{name}/value", value_or_text(value_endpoint)),
