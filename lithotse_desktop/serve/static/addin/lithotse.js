@@ -221,6 +221,18 @@ export function tableCells(answer) {
   return rows;
 }
 
+/** The table answer with only the chosen columns (all when none are chosen). */
+export function pickColumns(answer, columns) {
+  if (!columns || !columns.length) return answer;
+  const names = answer.columns.map((c) => c.name);
+  const missing = columns.filter((c) => !names.includes(c));
+  if (missing.length) {
+    throw new ApiError(`${answer.derivative}: no column ${JSON.stringify(missing[0]).replaceAll('"', "'")}; ` +
+      `columns: ${names.join(", ")}`, 404);
+  }
+  return { ...answer, columns: columns.map((c) => answer.columns[names.indexOf(c)]) };
+}
+
 /** Collects the value lookups Excel asks for at once (it calls the function once per cell, in
  *  quick succession) and answers them with one POST /api/v1/values per batch. */
 export class Batcher {
@@ -368,6 +380,23 @@ export class LiveCells {
   }
 
   async refresh(cell) {
+    if (cell.pending) {
+      cell.again = true;
+      return;
+    }
+    cell.pending = true;
+    try {
+      await this.answer(cell);
+    } finally {
+      cell.pending = false;
+    }
+    if (cell.again) {
+      cell.again = false;
+      if (this.isStale(cell)) this.refresh(cell);
+    }
+  }
+
+  async answer(cell) {
     if (cell.kind === "value") {
       const result = await this.batcher.lookup(cell.lookup);
       cell.version = result.version;
@@ -377,24 +406,28 @@ export class LiveCells {
     }
     try {
       const { derivative, from, to, columns } = cell.query;
-      const answer = await this.client.table(derivative, from, to, columns);
+      // all columns, so the suppressed flag comes along; the chosen ones are picked here
+      const answer = await this.client.table(derivative, from, to, null);
       cell.version = answer.version;
       cell.failed = false;
-      cell.setResult(tableCells(answer));
+      cell.setResult(tableCells(pickColumns(answer, columns)));
     } catch (err) {
       cell.failed = true;
       cell.setResult([[`error: ${err.message}`]]);
     }
   }
 
+  isStale(cell) {
+    if (cell.failed) return true;
+    const now = this.versions ? this.versions[this.derivativeOf(cell)] : undefined;
+    return now !== undefined && now !== cell.version;
+  }
+
   onVersions(versions) {
-    const first = this.versions === null;
     this.versions = versions;
     for (const cell of this.cells.values()) {
-      const now = versions[this.derivativeOf(cell)];
-      if (cell.failed || (!first && now !== cell.version) || (first && now !== undefined && now !== cell.version)) {
-        this.refresh(cell);
-      }
+      if (cell.pending) cell.again = true;
+      else if (this.isStale(cell)) this.refresh(cell);
     }
   }
 
