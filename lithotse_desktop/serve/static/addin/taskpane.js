@@ -118,13 +118,13 @@ function isoOf(date) {
   return `${date.getFullYear()}-${m}-${d}`;
 }
 
-function setRange(from, to) {
+function setRange(from, to, jump = true) {
   if (from && to && from > to) [from, to] = [to, from];
   state.from = from || "";
   state.to = to || "";
   $("from").value = state.from;
   $("to").value = state.to;
-  if (state.from) {
+  if (jump && state.from) {
     const [y, m] = state.from.split("-").map(Number);
     state.month = new Date(y, m - 1, 1);
   }
@@ -164,10 +164,10 @@ function drawCalendar() {
 function clickDay(iso) {
   if (!state.picking) {
     state.picking = true;
-    setRange(iso, iso);
+    setRange(iso, iso, false);
   } else {
     state.picking = false;
-    setRange(state.from, iso);
+    setRange(state.from, iso, false);
   }
 }
 
