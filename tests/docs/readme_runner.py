@@ -16,6 +16,7 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import sys
 import tomllib
 from collections import defaultdict
@@ -416,6 +417,17 @@ def check_install_addin(s: Session, args: list[str], result: Result) -> None:
     assert "Excel does not run on this system" in result.stdout
 
 
+def check_addin_manifest(s: Session, args: list[str], result: Result) -> None:
+    text = (s.cwd / args[args.index("-o") + 1]).read_text() if "-o" in args else result.stdout
+    assert "<bt:String id=\"Functions.Namespace\" DefaultValue=\"LITHOTSE\"/>" in text
+    assert "https://localhost:8766/addin/taskpane.html" in text
+
+
+def check_trust_cert(s: Session, args: list[str], result: Result) -> None:
+    out = _json(result) if "--json" in args else {"text": result.stdout}
+    assert "lithotse-ca.pem" in json.dumps(out)
+
+
 def check_sync(s: Session, args: list[str], result: Result) -> None:
     if "--json" in args:
         assert _json(result)["remote"].rstrip("/") == s.remote.rstrip("/")
@@ -449,7 +461,8 @@ RUNNERS: dict[str, Check] = {
     "derive lineage": check_derive_lineage, "derive export": check_derive_export,
     "derive rm": check_derive_rm, "sof-test": check_sof_test, "token": check_token,
     "excel bind": check_excel_bind, "excel refresh": check_excel_refresh,
-    "excel install-addin": check_install_addin, "sync push": check_sync, "sync pull": check_sync,
+    "excel install-addin": check_install_addin, "excel addin-manifest": check_addin_manifest,
+    "excel trust-cert": check_trust_cert, "sync push": check_sync, "sync pull": check_sync,
     "sync status": check_sync, "audit": check_audit, "raw verify": check_raw_verify,
     "doctor": check_doctor,
 }
@@ -479,7 +492,12 @@ def readme_spec() -> dict:
 # --- running a README ------------------------------------------------------------------------
 def run_serve(s: Session, args: list[str], line: ShellLine) -> None:
     """``lithotse serve`` in the background: it answers with the workspace's derivatives, then stops."""
-    with lithotse_serve(s.workspace, s.port, *args[1:], cwd=s.cwd):
+    extra = []
+    if "--https" in args and "--https-port" not in args:  # the default 8766 may be taken on this machine
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            extra = ["--https-port", str(probe.getsockname()[1])]
+    with lithotse_serve(s.workspace, s.port, *args[1:], *extra, cwd=s.cwd):
         answer = requests.get(f"http://127.0.0.1:{s.port}/api/v1/derivatives",
                               headers={"Authorization": f"Bearer {s.token()}"}, timeout=10)
         assert answer.status_code == 200, f"{line.where}: {answer.text}"

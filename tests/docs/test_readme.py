@@ -36,6 +36,7 @@ def session(tmp_path, monkeypatch, seaweed):  # noqa: F811 - the fixture importe
     write_fixtures(cwd)
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("XDG_DATA_HOME", str(cwd / "xdg-data"))
+    monkeypatch.setenv("HOME", str(cwd / "home"))  # excel trust-cert writes the browsers' NSS database there
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(cwd / "wheels"))
     monkeypatch.delenv("LITHOTSE_WORKSPACE", raising=False)
