@@ -13,6 +13,11 @@ Endpoints (``/api/v1``):
 * ``POST /values`` – many value lookups in one request (``{"lookups": [{derivative, measure,
   from, to, dims}]}``), answered in order; a failing lookup gives its own ``error``
 
+A dimension is named as its column is, any text (``&Ward%2FBed=W1``, URL-encoded); one whose
+name is a parameter of the API's own (``from``, ``format``…) or starts with ``dim.`` is given
+as ``&dim.<name>=<value>``. ``columns`` is split at commas, except where a comma is part of
+one of the derivative's column names.
+
 Table and value answers carry ``X-Lithotse-Version`` and an ``ETag`` made of the version and
 a hash of the query, so ``If-None-Match`` gets a 304 until the derivative is rebuilt.
 """
@@ -42,10 +47,8 @@ from ..cache import LookupMismatch, lookup, table_of
 from ..cache.lookup import describe_all
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
-from .links import HOST
+from .links import HOST, dims_from_params
 from .token import workspace_token
-
-RESERVED = {"measure", "from", "to", "token", "format", "columns"}
 
 
 def _json_default(value: Any) -> Any:
@@ -85,12 +88,12 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 def _dims(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if k not in RESERVED}
+    return dims_from_params(request.query_params.items())
 
 
-def _columns(request: Request) -> list[str] | None:
-    raw = request.query_params.get("columns")
-    return [c.strip() for c in raw.split(",") if c.strip()] if raw else None
+def _columns(request: Request) -> str | None:
+    """The ``columns`` text as given: the lookup splits it against the derivative's columns."""
+    return request.query_params.get("columns") or None
 
 
 def _failure(exc: Exception) -> Response:

@@ -7,6 +7,7 @@ offers, and the add-in's client all take the port from here: ``[serve] port`` in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -15,6 +16,31 @@ from ..workspace import CONFIG_NAME, Workspace
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+PARAMETERS = ("measure", "from", "to", "token", "format", "columns")
+"""Query parameters of the API's own; every other parameter names a dimension."""
+DIMENSION_PREFIX = "dim."
+
+
+def dimension_params(dims: dict[str, Any] | None) -> dict[str, Any]:
+    """Dimension filters as query parameters: ``<dim>=<value>``, and ``dim.<dim>=<value>`` for a
+    dimension whose name is one of :data:`PARAMETERS` or starts with ``dim.`` (a column
+    named ``from`` or ``Format``, say), so no dimension name is ever mistaken for another."""
+    out: dict[str, Any] = {}
+    for name, value in (dims or {}).items():
+        plain = name.casefold() not in PARAMETERS and not name.startswith(DIMENSION_PREFIX)
+        out[name if plain else DIMENSION_PREFIX + name] = value
+    return out
+
+
+def dims_from_params(params: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The dimension filters of a request's query parameters (see :func:`dimension_params`)."""
+    dims: dict[str, str] = {}
+    for key, value in params:
+        if key.startswith(DIMENSION_PREFIX):
+            dims[key[len(DIMENSION_PREFIX):]] = value
+        elif key not in PARAMETERS:
+            dims[key] = value
+    return dims
 
 
 def serve_port(ws: Workspace) -> int:
@@ -56,7 +82,7 @@ def value_url(port: int, derivative: str, measure: str, start: str = "", end: st
         query["from"] = start
     if end:
         query["to"] = end
-    query.update(dims or {})
+    query.update(dimension_params(dims))
     return f"{_derivative_path(port, derivative, 'value')}?{urlencode(query)}"
 
 
