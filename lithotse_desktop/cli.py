@@ -172,6 +172,8 @@ def import_cmd(name: str, date_from: str | None, date_to: str | None, streams: t
         click.echo(f"{name}: nothing new to import for {rng}")
     for item in result.landings:
         click.echo(item.summary())
+    for line in result.skipped_lines():
+        click.echo(line)
     for line in outcome.build_lines():
         click.echo(line)
 

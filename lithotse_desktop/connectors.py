@@ -124,6 +124,11 @@ class FetchRequest:
     stream, the cursors of its committed landings folded oldest first (a newer one replaces an
     older, except that ``files`` maps merge; see :class:`FileTracker`); empty when ``full``.
     ``progress``: ``update`` for messages, ``check()`` in long loops (raises when cancelled).
+
+    A stream that turns out to hold no records to import (a workbook's ``Notes`` sheet with
+    no table at the header row) is passed over with :meth:`skip` and the reason, instead of
+    failing the other streams; the import shows the reason. An import whose every stream was
+    skipped fails with those reasons.
     """
 
     source: str
@@ -132,6 +137,11 @@ class FetchRequest:
     state: dict[str, Any]
     full: bool = False
     progress: Progress = field(default_factory=Progress)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, stream: str, reason: str) -> None:
+        """Pass over ``stream`` in this import; ``reason`` (naming the file and sheet) is shown."""
+        self.skipped.append((stream, reason))
 
 
 @dataclass
@@ -145,6 +155,10 @@ class Payload:
     manifest and comes back as ``RawObject.meta``. Neither may hold secrets. ``prefiltered``
     says the source restricted the data to the range by a rule the rows' dates cannot
     reproduce: the core then keeps every row of it instead of the in-range ones.
+
+    ``meta["left_out"]``, when a connector sets it, counts the rows of the file it does not
+    read as records, by reason (``{"total": 1, "blank": 2}`` for the total and blank rows under
+    a table); imports show it beside the record count.
     """
 
     stream: str

@@ -16,7 +16,9 @@ What it offers, by kind of plugin:
   :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
   :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
   :func:`list_files` and :func:`sha256_file`; :class:`DateRange` and :class:`Progress`
-  (report, cancel) come with each request;
+  (report, cancel) come with each request; header text becomes column names by one rule with
+  :func:`header_names` (never one of :data:`CORE_COLUMNS`), comma-separated settings that name
+  columns are read with :func:`split_names`, and :func:`is_total_label` tells a total row;
 - stores: the :class:`Store` interface with :class:`ObjectInfo`, :func:`check_key`, and the
   errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
 - cache backends: the :class:`CacheBackend` contract and its :data:`ANY` marker;
@@ -47,15 +49,17 @@ from .dates import DateRange
 from .derive.catalog import Version
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
+from .names import CORE_COLUMNS, header_names, is_total_label, split_names
 from .progress import Progress
 from .secrets import SecretMissing, is_ref, load_secret
 from .storage import AccessDenied, ObjectInfo, PreconditionFailed, Store, check_key
 from .workspace import Workspace
 
 __all__ = [
-    "ANY", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField", "Connector",
-    "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
+    "ANY", "CORE_COLUMNS", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField",
+    "Connector", "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
     "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "files_to_fetch",
-    "hookimpl", "is_ref", "list_files", "load_secret", "sha256_file",
+    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "sha256_file",
+    "split_names",
 ]

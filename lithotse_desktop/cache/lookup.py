@@ -36,6 +36,7 @@ from ..dates import parse_date
 from ..derive.catalog import Catalog, Version
 from ..derive.spec import dimension_alias
 from ..errors import ConfigError, NotFound
+from ..names import split_names
 from ..workspace import Workspace
 from .backends import ANY, CacheBackend, cache_config, create_backend
 
@@ -147,6 +148,13 @@ class Entry:
     def dimensions(self) -> list[str]:
         return self.meta["dimensions"]
 
+    def column_list(self, columns: list[str] | str | None) -> list[str] | None:
+        """Columns given as a list, or as one comma-separated text (``period,Cost, total ($)``:
+        commas inside a column's own name are kept, see ``names.split_names``)."""
+        if columns is None or not isinstance(columns, str):
+            return columns
+        return split_names(columns, self.table.column_names) or None
+
     def column(self, name: str) -> list:
         values = self._columns.get(name)
         if values is None:
@@ -229,8 +237,9 @@ class Entry:
 
     def select(self, start: dt.date | None = None, end: dt.date | None = None,
                dims: dict[str, Any] | None = None, measures: list[str] | None = None,
-               columns: list[str] | None = None) -> pa.Table:
+               columns: list[str] | str | None = None) -> pa.Table:
         """The rows in range matching ``dims``, with the chosen measures or columns."""
+        columns = self.column_list(columns)
         dims = dims or {}
         self.check_dims(dims)
         self.check_range(start, end)
@@ -445,7 +454,7 @@ def value(ws: Workspace, derivative: str, measure: str, from_: Any = None, to: A
 
 def table_of(ws: Workspace, derivative: str, from_: Any = None, to: Any = None,
              dims: dict[str, Any] | None = None, measures: list[str] | None = None,
-             columns: list[str] | None = None) -> tuple[Entry, pa.Table]:
+             columns: list[str] | str | None = None) -> tuple[Entry, pa.Table]:
     start, end = _range(from_, to)
     entry = cache_for(ws).entry(derivative)
     return entry, entry.select(start, end, dims, measures, columns)
@@ -453,7 +462,7 @@ def table_of(ws: Workspace, derivative: str, from_: Any = None, to: Any = None,
 
 def table(ws: Workspace, derivative: str, from_: Any = None, to: Any = None,
           dims: dict[str, Any] | None = None, measures: list[str] | None = None,
-          columns: list[str] | None = None) -> pa.Table:
+          columns: list[str] | str | None = None) -> pa.Table:
     """The suppressed table (or part of it) as Arrow."""
     return table_of(ws, derivative, from_, to, dims, measures, columns)[1]
 

@@ -1,7 +1,9 @@
 """Spec → SQL, in one dialect-aware place.
 
-Values from specs are always bound parameters; identifiers are validated by
-:mod:`.spec` and quoted here. Checks that need the input's schema (unknown column,
+Values from specs are always bound parameters. Identifiers are never checked against a list
+of allowed characters: a column name is any text the input's header holds, it must be one of
+the input's columns (checked here against the schema), and it reaches SQL only through
+:meth:`Dialect.quote`. Checks that need the input's schema (unknown column,
 a mean over text, a date field that is not a date) raise :class:`SpecError` naming the
 spec field, before any build starts. DuckDB is the only dialect today; the
 :class:`Dialect` seam is where Spark SQL joins when builds move to Spark Connect.
@@ -27,6 +29,9 @@ class Dialect:
     name = "duckdb"
 
     def quote(self, ident: str) -> str:
+        """Any name as a quoted identifier: double quotes around it, its own double quotes doubled."""
+        if "\x00" in ident:
+            raise SpecError("column", f"{ident!r}: a name cannot hold a NUL character")
         return '"' + ident.replace('"', '""') + '"'
 
     def param(self, number: int) -> str:

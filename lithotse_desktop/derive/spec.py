@@ -9,6 +9,11 @@ Three kinds share ``name``, ``kind`` and ``input`` (or ``inputs`` for ``sql``):
 
 Validation here is structural (names, types, allowed values); checks that need the input's
 schema happen in :mod:`lithotse_desktop.derive.compile`, still before any build starts.
+
+Column names are whatever text the input's header holds (``LOS (days)``, ``% Readmit``,
+``Ward/Bed``, quotes, SQL words): here a column name only has to be non-empty text, and the
+compiler checks that it is one of the input's columns and always quotes it. Output names
+(``as``) are chosen by the spec's author and stay plain identifiers.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "between", "is nu
               "is not null", "contains")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .:/-]{0,126}$")
+# Output columns an aggregate adds itself: the period, the suppression flag, the cell count.
+RESERVED_OUTPUTS = ("period", "suppressed", "__n")
 
 
 class SpecError(ConfigError):
@@ -46,8 +52,11 @@ def _req(obj: dict, key: str, path: str) -> Any:
 
 
 def check_column(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not COLUMN.match(value):
-        raise SpecError(path, f"{value!r} is not a valid column name")
+    """A column name: any non-empty text (whether the input has it is the compiler's check)."""
+    if not isinstance(value, str):
+        raise SpecError(path, f"{value!r} is not a column name (text)")
+    if not value:
+        raise SpecError(path, "is empty: name a column")
     return value
 
 
@@ -208,9 +217,20 @@ def validate_spec(spec: Any) -> dict:
     for i, m in enumerate(measures):
         _check_measure(m, f"measures[{i}]")
     outputs = [dimension_alias(d) for d in spec.get("group_by", [])] + [m["as"] for m in measures]
-    dupes = sorted({o for o in outputs if outputs.count(o) > 1})
+    folded = [o.casefold() for o in outputs]
+    dupes = sorted({o for o in outputs if folded.count(o.casefold()) > 1})
     if dupes:
-        raise SpecError("measures", f"output names used twice: {', '.join(dupes)}")
+        raise SpecError("measures", f"output names used twice (case aside): {', '.join(dupes)}")
+    reserved = f"is the name of a column aggregates add themselves ({', '.join(RESERVED_OUTPUTS)})"
+    for i, d in enumerate(spec.get("group_by", [])):
+        alias = dimension_alias(d)
+        if alias.casefold() in RESERVED_OUTPUTS:
+            column = json.dumps(alias if isinstance(d, str) else d.get("column", alias), ensure_ascii=False)
+            raise SpecError(f"group_by[{i}]", f"{alias!r} {reserved}; give the dimension another name: "
+                            f'{{"as": "…", "column": {column}}}')
+    for i, m in enumerate(measures):
+        if m["as"].casefold() in RESERVED_OUTPUTS:
+            raise SpecError(f"measures[{i}].as", f"{m['as']!r} {reserved}; choose another name")
     if "join" in spec:
         join = spec["join"]
         if not isinstance(join, dict):

@@ -29,9 +29,8 @@ def excel_bind(workbook: Path, derivative: str, sheet: str, cell: str, date_from
     """Write DERIVATIVE into WORKBOOK as an Excel table and remember the query for refresh."""
     from .ops import bind_workbook
 
-    picked = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     placed = bind_workbook(current_workspace(), workbook, derivative, sheet=sheet, cell=cell,
-                           from_=date_from, to=date_to, columns=picked, table=table_name)
+                           from_=date_from, to=date_to, columns=columns or None, table=table_name)
     click.echo(f"{workbook}: table {placed.binding.table} at {sheet}!{placed.ref}, {placed.rows} rows "
                f"of {derivative} version {placed.version}")
 

@@ -11,17 +11,20 @@ The public argument format is pairs::
     =LITHOTSE_VALUE(derivative, measure, from, to, dim, value, dim, value, …)
     =LITHOTSE_TABLE(derivative, from, to[, columns])
 
-Workbooks written before pairs hold ``"dim=value"`` in one argument; that still reads, by
-this rule: an argument where a dimension *name* is expected (the first after ``to``, or the
-first after a complete pair) that contains ``=`` is a whole ``name=value`` filter. Dimension
-names never contain ``=``, so the two forms cannot be confused; a value may contain ``=``.
+Dimension names are column names, any header text (``"Ward/Bed"``, ``"% Readmit"``); inside
+Excel text a ``"`` is doubled. Workbooks written before pairs hold ``"dim=value"`` in one
+argument; that still reads, by this rule: an argument where a dimension *name* is expected
+(the first after ``to``, or the first after a complete pair) that contains ``=`` is a whole
+``name=value`` filter, unless it is exactly the name of one of the derivative's dimensions
+(a column whose header holds ``=``; only then are the dimensions looked up). A value may
+contain ``=``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +72,6 @@ def build_value_formula(derivative: str, measure: str, start: str | None = "", e
     function = _spelling(addin)[0]
     args = [derivative, measure, start or "", end or ""]
     for name, value in (dims or {}).items():
-        if "=" in str(name):
-            raise FormulaError(f"dimension name {name!r} contains '='")
         args += [name, value]
     return f"={function}({','.join(_quote(a) for a in args)})"
 
@@ -187,9 +188,20 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def dims_from_args(args: Iterable[Any]) -> dict[str, str]:
+def dims_from_args(args: Iterable[Any],
+                   dimensions: Callable[[], Collection[str]] | Collection[str] = ()) -> dict[str, str]:
     """The dimension filter from the arguments after ``to``: ``name, value`` pairs, or the older
-    single ``"name=value"`` argument (see the module docstring for the rule)."""
+    single ``"name=value"`` argument (see the module docstring for the rule). ``dimensions``
+    are the derivative's dimension names, or a function giving them, called only for a name
+    argument that holds ``=``."""
+    known: Collection[str] | None = None
+
+    def is_dimension(text: str) -> bool:
+        nonlocal known
+        if known is None:
+            known = dimensions() if callable(dimensions) else dimensions
+        return text in known
+
     items = _flatten(args)
     while items and _empty(items[-1]):
         items.pop()
@@ -201,7 +213,7 @@ def dims_from_args(args: Iterable[Any]) -> dict[str, str]:
             raise FormulaError(f"dimension argument {pos + 1} is empty: give dimensions as pairs, "
                                'e.g. "grp","b"')
         name_text = _text(name)
-        if "=" in name_text:
+        if "=" in name_text and not is_dimension(name_text):
             key, _, value = name_text.partition("=")
             if not key.strip():
                 raise FormulaError(f"{name_text!r}: no dimension name before '='")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..cache import table_of
+from ..cache import cache_for, table_of
 from ..workspace import Workspace
 from .workbook import Binding, Placed, bind, default_table_name, refresh
 
@@ -28,8 +28,12 @@ def _audit(ws: Workspace, path: Path, placed: list[Placed]) -> None:
 
 
 def bind_workbook(ws: Workspace, path: Path, derivative: str, *, sheet: str = "Lithotse", cell: str = "A1",
-                  from_: str | None = None, to: str | None = None, columns: list[str] | None = None,
+                  from_: str | None = None, to: str | None = None, columns: list[str] | str | None = None,
                   table: str | None = None) -> Placed:
+    """Bind ``derivative`` into a workbook; ``columns`` may be one comma-separated text, read
+    against the derivative's columns (a comma inside a column's name stays in it)."""
+    if isinstance(columns, str):
+        columns = cache_for(ws).entry(derivative).column_list(columns)
     binding = Binding(table or default_table_name(derivative), derivative, sheet, cell.upper(),
                       from_ or None, to or None, list(columns) if columns else None)
     placed = bind(Path(path), binding, fetcher(ws))

@@ -84,8 +84,13 @@ def _call(client: ApiClient | None, request: Any) -> Any:
 def udf_value(derivative: Any, measure: Any, date_from: Any = None, date_to: Any = None, *dims: Any,
               client: ApiClient | None = None) -> Any:
     """LITHOTSE_VALUE: a number, "suppressed", or "error: …" (a cell cannot raise)."""
+    def dimension_names() -> list[str]:
+        listed = _call(client, lambda c: c.derivatives())
+        return next((list(d.get("dimensions") or []) for d in listed if d.get("name") == str(derivative)), [])
+
     try:
-        query = (str(derivative), str(measure), to_date(date_from), to_date(date_to), dims_from_args(dims))
+        query = (str(derivative), str(measure), to_date(date_from), to_date(date_to),
+                 dims_from_args(dims, dimension_names))
         answer = _call(client, lambda c: c.value(*query))
     except LithotseError as exc:
         return f"error: {exc}"
@@ -93,7 +98,9 @@ def udf_value(derivative: Any, measure: Any, date_from: Any = None, date_to: Any
 
 
 def _columns(columns: Any) -> list[str] | None:
-    return [c.strip() for c in str(columns).split(",") if c.strip()] if columns else None
+    """The columns argument as one text: the API splits it at commas, keeping those inside a
+    column's own name."""
+    return [str(columns)] if columns else None
 
 
 def udf_table(derivative: Any, date_from: Any = None, date_to: Any = None, columns: Any = None, *,

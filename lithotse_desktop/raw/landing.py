@@ -47,8 +47,33 @@ class LandingResult:
         m = self.manifest
         stored = "already stored, not written again" if m.already_stored else "stored"
         return (f"{m.source}/{m.stream} {m.original_name}: {m.records} records "
-                f"({m.records_in_range} in range, {m.records_out_of_range} outside), "
-                f"{m.bytes} bytes, sha256 {m.sha256[:12]}, {stored} [{m.id}]")
+                f"({m.records_in_range} in range, {m.records_out_of_range} outside)"
+                f"{left_out_text(m.meta)}, {m.bytes} bytes, sha256 {m.sha256[:12]}, {stored} [{m.id}]")
+
+
+def left_out_text(meta: Any) -> str:
+    """``, 3 rows left out (1 total, 2 blank)`` from a payload's ``meta["left_out"]``, else ``""``."""
+    counts = meta.get("left_out") if isinstance(meta, dict) else None
+    if not isinstance(counts, dict):
+        return ""
+    parts = [(str(reason), n) for reason, n in counts.items()
+             if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    if not parts:
+        return ""
+    total = sum(n for _, n in parts)
+    return (f", {total} row{'s' if total != 1 else ''} left out "
+            f"({', '.join(f'{n} {reason}' for reason, n in parts)})")
+
+
+@dataclass
+class SkippedStream:
+    """A stream the connector passed over in an import, and why (see FetchRequest.skip)."""
+
+    stream: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"stream": self.stream, "reason": self.reason}
 
 
 @dataclass
@@ -57,15 +82,20 @@ class ImportResult:
     import_id: str
     date_range: DateRange
     landings: list[LandingResult] = field(default_factory=list)
+    skipped: list[SkippedStream] = field(default_factory=list)
 
     @property
     def streams(self) -> set[str]:
         return {item.manifest.stream for item in self.landings}
 
+    def skipped_lines(self) -> list[str]:
+        return [f"{self.source}/{item.stream}: skipped: {item.reason}" for item in self.skipped]
+
     def to_json(self) -> dict:
         return {"source": self.source, "import_id": self.import_id,
                 "range": self.date_range.to_json(),
-                "landings": [item.manifest.to_json() for item in self.landings]}
+                "landings": [item.manifest.to_json() for item in self.landings],
+                "skipped": [item.to_json() for item in self.skipped]}
 
 
 @dataclass
@@ -186,6 +216,11 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
             stats = landing_stats(connector, obj, offered[payload.stream], date_range,
                                   ws.timezone, progress)
             staged.append(_Staged(payload, target, sha, size, stats))
+        result.skipped = [SkippedStream(stream, reason) for stream, reason in request.skipped]
+        passed_over = {item.stream for item in result.skipped}
+        if result.skipped and passed_over >= set(chosen):
+            raise InputError(f"source {source_name}", "nothing to import: "
+                             + "; ".join(item.reason for item in result.skipped))
         progress.update(f"committing {len(staged)} object(s)", done=0, total=len(staged))
         with progress.shielded():
             result.landings = _commit(ws, index, source_name, connector, offered, staged, import_id,

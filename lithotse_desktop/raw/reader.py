@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from ..connectors import Connector, RawObject
 from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import Cancelled, CorruptObject, LithotseError
+from ..names import CORE_COLUMNS
 from ..storage import Store
 from ..workspace import Workspace
 from .index import landing_store, open_index
@@ -32,7 +33,7 @@ from .manifest import Manifest
 from .sources import make_connector
 from .verify import IntegrityChecks, ObjectCheck
 
-PROVENANCE = ("_landing_id", "_landed_at", "_row")
+PROVENANCE = CORE_COLUMNS
 
 
 def landing_object_store(ws: Workspace, manifest: Manifest) -> Store:

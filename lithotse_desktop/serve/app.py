@@ -18,6 +18,11 @@ Endpoints (``/api/v1``):
 * ``GET /events`` – Server-Sent Events announcing the current version of every derivative as
   it changes (see :mod:`.events`)
 
+A dimension is named as its column is, any text (``&Ward%2FBed=W1``, URL-encoded); one whose
+name is a parameter of the API's own (``from``, ``format``…) or starts with ``dim.`` is given
+as ``&dim.<name>=<value>``. ``columns`` is split at commas, except where a comma is part of
+one of the derivative's column names.
+
 Table and value answers carry ``X-Lithotse-Version`` and an ``ETag`` made of the version and
 a hash of the query, so ``If-None-Match`` gets a 304 until the derivative is rebuilt.
 
@@ -61,10 +66,9 @@ from ..cache.lookup import describe_all
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
 from .events import VersionWatch, sse_stream
-from .links import HOST, addin_origin
+from .links import HOST, addin_origin, dims_from_params
 from .token import workspace_token
 
-RESERVED = {"measure", "from", "to", "token", "format", "columns"}
 ADDIN_FILES = Path(__file__).with_name("static") / "addin"
 SUPPRESSED_TEXT = "suppressed"
 
@@ -106,12 +110,12 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 def _dims(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if k not in RESERVED}
+    return dims_from_params(request.query_params.items())
 
 
-def _columns(request: Request) -> list[str] | None:
-    raw = request.query_params.get("columns")
-    return [c.strip() for c in raw.split(",") if c.strip()] if raw else None
+def _columns(request: Request) -> str | None:
+    """The ``columns`` text as given: the lookup splits it against the derivative's columns."""
+    return request.query_params.get("columns") or None
 
 
 def _failure(exc: Exception) -> Response:

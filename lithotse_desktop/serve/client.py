@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from ..errors import LithotseError, NotFound
 from ..workspace import Workspace
-from .links import HOST, api_base, serve_port
+from .links import HOST, api_base, dimension_params, serve_port
 
 
 class NotServing(LithotseError):
@@ -114,14 +114,14 @@ class ApiClient:
     def value(self, derivative: str, measure: str, from_: str | None = None, to: str | None = None,
               dims: dict[str, str] | None = None) -> dict[str, Any]:
         """``{"value", "suppressed", "version", …}`` for one cell."""
-        query = {"measure": measure, "from": from_, "to": to, **(dims or {})}
+        query = {"measure": measure, "from": from_, "to": to, **dimension_params(dims)}
         return self._request(f"/derivatives/{quote(derivative, safe='')}/value", query)
 
     def table(self, derivative: str, from_: str | None = None, to: str | None = None,
               columns: list[str] | None = None, dims: dict[str, str] | None = None) -> TableAnswer:
         """The (suppressed) table, dates and timestamps as Python values again."""
         query = {"format": "json", "from": from_, "to": to,
-                 "columns": ",".join(columns) if columns else None, **(dims or {})}
+                 "columns": ",".join(columns) if columns else None, **dimension_params(dims)}
         data = self._request(f"/derivatives/{quote(derivative, safe='')}/table", query)
         types = {c["name"]: c["type"] for c in data["columns"]}
         rows = [{k: _typed(v, types.get(k, "")) for k, v in row.items()} for row in data["rows"]]

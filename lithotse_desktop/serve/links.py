@@ -10,6 +10,7 @@ Standard library only (the Excel add-in imports it).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,6 +21,31 @@ HOST = "127.0.0.1"
 ADDIN_HOST = "localhost"
 DEFAULT_PORT = 8765
 DEFAULT_HTTPS_PORT = 8766
+PARAMETERS = ("measure", "from", "to", "token", "format", "columns")
+"""Query parameters of the API's own; every other parameter names a dimension."""
+DIMENSION_PREFIX = "dim."
+
+
+def dimension_params(dims: dict[str, Any] | None) -> dict[str, Any]:
+    """Dimension filters as query parameters: ``<dim>=<value>``, and ``dim.<dim>=<value>`` for a
+    dimension whose name is one of :data:`PARAMETERS` or starts with ``dim.`` (a column
+    named ``from`` or ``Format``, say), so no dimension name is ever mistaken for another."""
+    out: dict[str, Any] = {}
+    for name, value in (dims or {}).items():
+        plain = name.casefold() not in PARAMETERS and not name.startswith(DIMENSION_PREFIX)
+        out[name if plain else DIMENSION_PREFIX + name] = value
+    return out
+
+
+def dims_from_params(params: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The dimension filters of a request's query parameters (see :func:`dimension_params`)."""
+    dims: dict[str, str] = {}
+    for key, value in params:
+        if key.startswith(DIMENSION_PREFIX):
+            dims[key[len(DIMENSION_PREFIX):]] = value
+        elif key not in PARAMETERS:
+            dims[key] = value
+    return dims
 
 
 def _port_setting(ws: Workspace, key: str, default: int) -> int:
@@ -87,7 +113,7 @@ def value_url(port: int, derivative: str, measure: str, start: str = "", end: st
         query["from"] = start
     if end:
         query["to"] = end
-    query.update(dims or {})
+    query.update(dimension_params(dims))
     return f"{_derivative_path(port, derivative, 'value')}?{urlencode(query)}"
 
 

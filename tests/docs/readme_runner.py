@@ -9,6 +9,7 @@ command gets covered (or goes on :data:`NOT_RUN`, with its reason).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import importlib.metadata as md
 import importlib.util
@@ -36,11 +37,19 @@ from lithotse_desktop.workspace import Workspace
 from tests.conftest import REPO
 from tests.docs.shell_doc import Command, ShellLine, code_blocks, expand, shell_lines
 from tests.plugins.fhir.fhir_server import FhirTestServer
+from tests.support.admissions import NAMES as ADMISSION_NAMES
+from tests.support.admissions import admission_rows, write_admissions
 from tests.support.serving import lithotse_serve
 from tests.support.wheels import build_plugin_wheel
 
 README = REPO / "README.md"
 PLUGIN_READMES = sorted(REPO.glob("plugins/*/README.md"))
+SPREADSHEET_README = REPO / "plugins" / "lithotse-spreadsheet" / "README.md"
+ADMISSIONS_ROWS = 120
+LABS = [["Sample #", "Drawn on", "Test", "Result (mmol/L)", "% Haemolysed", "Método"],
+        *[[f"S{i:03d}", f"2024-02-{1 + i % 28:02d}", "K+", f"{3.5 + i % 10 / 10:.1f}", f"{i % 7}", "ISE"]
+          for i in range(24)],
+        ["", "", "", "", "", ""], ["Total", "", "", "", "", ""]]
 
 # Commands that cannot run here, each with the reason. Keep it short.
 NOT_RUN: dict[str, str] = {}
@@ -101,6 +110,23 @@ def expected_cells(spec: dict, start: str | None = None, end: str | None = None)
     return out
 
 
+def admissions_spec() -> dict:
+    specs = [json.loads(b) for b in code_blocks(SPREADSHEET_README, "json")]
+    return next(s for s in specs if s.get("name") == "los_by_ward")
+
+
+def expected_los_by_ward() -> dict[str, dict]:
+    """The spreadsheet README's aggregate over the admissions rows, without DuckDB."""
+    limit = admissions_spec()["filters"][0]["value"]
+    groups: dict[str, list] = defaultdict(list)
+    for row in admission_rows(ADMISSIONS_ROWS):
+        record = dict(zip(ADMISSION_NAMES, row, strict=True))
+        if record["% Readmit"] < limit:
+            groups[record["Ward/Bed"]].append(record)
+    return {ward: {"mean_los": sum(r["LOS (days)"] for r in rows) / len(rows),
+                   "cost": sum(r["Cost ($)"] for r in rows)} for ward, rows in groups.items()}
+
+
 # --- the session: one workspace, the fixtures, every output --------------------------------
 @dataclass
 class Session:
@@ -132,7 +158,9 @@ class Session:
 
     def substrings(self) -> dict[str, str]:
         return {"/exports/ehr": str(self.cwd / "exports" / "ehr"), "https://fhir.example.org/r4": self.fhir.base_url,
-                "/data/hl7": str(self.cwd / "data" / "hl7"), "127.0.0.1:8765": f"127.0.0.1:{self.port}"}
+                "/data/hl7": str(self.cwd / "data" / "hl7"), "127.0.0.1:8765": f"127.0.0.1:{self.port}",
+                "/data/admissions.xlsx": str(self.cwd / "data" / "admissions.xlsx"),
+                "/data/labs": str(self.cwd / "data" / "labs")}
 
     def landing_refs(self) -> list[str]:
         """A landing id, an id prefix and a sha256 prefix (the README's three forms), of a landing
@@ -270,6 +298,18 @@ def check_source_streams(s: Session, args: list[str], result: Result) -> None:
 def check_import(s: Session, args: list[str], result: Result) -> None:
     if args[1] == "ehr":
         assert f"ehr/encounters encounters.csv: {len(ehr_rows())} records" in result.stdout
+    elif args[1] == "adm":  # the spreadsheet README's workbook, as it comes
+        n = ADMISSIONS_ROWS
+        assert (f"adm/Admissions admissions.xlsx: {n} records ({n} in range, 0 outside), "
+                "2 rows left out (1 total, 1 blank)") in result.stdout, result.stdout
+        assert ("adm/Notes: skipped: admissions.xlsx, sheet 'Notes': has no row 3 to take column names "
+                "from") in result.stdout
+    elif args[1] == "labs":
+        n = len(LABS) - 3
+        assert (f"labs/labs labs.csv: {n} records ({n} in range, 0 outside), 2 rows left out "
+                "(1 total, 1 blank)") in result.stdout, result.stdout
+        [info] = _json(s.cli(["source", "streams", "labs", "--json"]))
+        assert (info["date_field"], info["key"]) == ("Drawn on", ["Sample #"])
     else:
         assert re.search(rf"^{args[1]}/\w+ .*: \d+ records", result.stdout, re.M), result.stdout
 
@@ -327,7 +367,8 @@ def check_doctor(s: Session, args: list[str], result: Result) -> None:
 
 
 def check_derive_add(s: Session, args: list[str], result: Result) -> None:
-    assert "derivative visits_by_dept (aggregate) saved" in result.stdout
+    name = json.loads((s.cwd / args[args.index("--file") + 1]).read_text())["name"]
+    assert f"derivative {name} (aggregate) saved" in result.stdout
 
 
 def check_derive_list(s: Session, args: list[str], result: Result) -> None:
@@ -338,7 +379,23 @@ def check_derive_list(s: Session, args: list[str], result: Result) -> None:
         assert "visits_by_dept" in result.stdout and "version" in result.stdout
 
 
+def check_los_by_ward(s: Session, args: list[str], result: Result) -> None:
+    expected = expected_los_by_ward()
+    if "--json" not in args:
+        assert "los_by_ward version" in result.stdout and all(ward in result.stdout for ward in expected)
+        return
+    rows = _json(result)["rows"]
+    assert {r["Ward/Bed"] for r in rows} == set(expected)
+    for row in rows:
+        want = expected[row["Ward/Bed"]]
+        assert not row["suppressed"], row
+        assert (row["mean_los"], row["cost"]) == pytest.approx((want["mean_los"], want["cost"])), row
+
+
 def check_derive_show(s: Session, args: list[str], result: Result) -> None:
+    if args[2] == "los_by_ward":
+        check_los_by_ward(s, args, result)
+        return
     if "--json" not in args:
         assert "visits_by_dept version" in result.stdout and "Cardiology" in result.stdout
         return
@@ -583,6 +640,12 @@ def write_fixtures(cwd: Path) -> None:
         {"title": "active only", "view": {"resource": "Patient", "select": [{"column": column}],
                                           "where": [{"path": "active"}]},
          "expect": [{"id": "p1"}]}]}))
+    (cwd / "data").mkdir()
+    write_admissions(cwd / "data" / "admissions.xlsx", ADMISSIONS_ROWS)
+    (cwd / "los_by_ward.json").write_text(json.dumps(admissions_spec(), ensure_ascii=False))
+    (cwd / "data" / "labs").mkdir()
+    with open(cwd / "data" / "labs" / "labs.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(LABS)
     hl7 = cwd / "data" / "hl7"
     hl7.mkdir(parents=True)
     for name in ("linuxforhealth-sample_unix.hl7", "linuxforhealth-ORU-multiline-short.hl7"):

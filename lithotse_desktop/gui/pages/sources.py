@@ -348,7 +348,8 @@ class SourcesPage(QWidget):
             head = (f"Nothing new from {result.source} for {result.date_range}: "
                     "every file was already landed for this range.")
         self.strip.stopped(head)
-        self.summary.setPlainText("\n".join([head, *(item.summary() for item in landings)]))
+        self.summary.setPlainText("\n".join([head, *(item.summary() for item in landings),
+                                             *result.skipped_lines()]))
         self.imported.emit(outcome)
 
     def _failed(self, exc: BaseException, trace: str) -> None:

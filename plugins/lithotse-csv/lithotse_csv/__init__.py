@@ -12,6 +12,11 @@ landing's metadata; reading a landing back uses that record. The date column is 
 ``date_column`` setting (a comma-separated list: the first one present in a file wins)
 or else detected: the first column whose first values are all ISO dates or date-times,
 preferring one whose name looks like a date (``START``, ``date``, ``admit_date``...).
+
+Column names are the header line's text by the rule of ``lithotse_desktop.names`` (shared with
+the spreadsheet connector). Blank and total records after the last data record (the first
+filled field a total label, no ISO date) are left out: the layout records how many records
+the file's data holds and counts what was left out (``left_out``). See README.md.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    split_names,
 )
 
 from .parse import Layout, analyze, peek, typed_batches
@@ -51,6 +57,14 @@ _DELIMITER_WORDS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "p
 
 def _split(text: Any) -> list[str]:
     return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+def _resolve(text: Any, names: list[str]) -> list[str]:
+    """The columns a comma-separated setting names, as the file spells them (case aside);
+    a name the file lacks is kept as written."""
+    by_fold = {n.casefold(): n for n in names}
+    return [n if n in names else by_fold.get(n.casefold(), n)
+            for n in split_names(text, set(names) | set(by_fold))]
 
 
 def stream_name(relative: Path) -> str:
@@ -68,7 +82,7 @@ class _Entry:
 
 class CsvConnector(Connector):
     name = "csv"
-    version = "0.1.0"
+    version = "0.2.0"
     title = "CSV / TSV files"
     description = ("Delimited text exports (EHR extracts, Synthea, lab lists): one stream per "
                    "file, typed columns, a date column chosen or detected.")
@@ -94,8 +108,9 @@ class CsvConnector(Connector):
         super().__init__(settings)
         self.root = Path(str(self.settings["path"])).expanduser()
         self.patterns = [p.lower() for p in _split(self.settings.get("pattern") or "*.csv,*.tsv")]
-        self.date_columns = _split(self.settings.get("date_column"))
-        self.key = tuple(_split(self.settings.get("key")))
+        self.date_setting = self.settings.get("date_column")
+        self.date_columns = _split(self.date_setting)
+        self.key_setting = self.settings.get("key")
         self.delimiter = self._delimiter(self.settings.get("delimiter"))
         self.encoding = self._encoding(self.settings.get("encoding"))
         self._entry_list: list[_Entry] | None = None
@@ -160,8 +175,12 @@ class CsvConnector(Connector):
 
     def _date_field(self, names: list[str], detected: str | None) -> str | None:
         if self.date_columns:
-            return next((c for c in self.date_columns if c in names), None)
+            return next((c for c in _resolve(self.date_setting, names) if c in names), None)
         return detected
+
+    def _key(self, names: list[str]) -> tuple[str, ...]:
+        key = tuple(_resolve(self.key_setting, names))
+        return key if key and all(k in names for k in key) else ()
 
     def streams(self) -> list[StreamInfo]:
         infos = []
@@ -172,7 +191,7 @@ class CsvConnector(Connector):
                 infos.append(StreamInfo(entry.stream, description=f"{entry.label} (unreadable: {exc})"))
                 continue
             date_field = self._date_field(names, detected)
-            key = self.key if self.key and all(k in names for k in self.key) else ()
+            key = self._key(names)
             date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *dated]))
             infos.append(StreamInfo(entry.stream, date_field, date_fields, key, entry.label))
         return infos

@@ -8,15 +8,17 @@ landing always reads back with the schema recorded when it was imported.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from lithotse_desktop.plugin import InputError
+from lithotse_desktop.plugin import InputError, header_names, is_total_label
 
 from . import columns as col
 from . import sniff
@@ -31,7 +33,11 @@ Opener = Callable[[], BinaryIO]
 
 @dataclass
 class Layout:
-    """Everything needed to read a file back without guessing again."""
+    """Everything needed to read a file back without guessing again.
+
+    ``data_records`` is how many records the file holds above the blank and total rows under
+    its data (None in landings made before those were left out: every record is read), and
+    ``left_out`` counts those rows by reason."""
 
     encoding: str
     delimiter: str
@@ -39,6 +45,8 @@ class Layout:
     kinds: list[str]
     date_column: str | None
     date_columns: list[str]
+    data_records: int | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
 
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(n, col.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds, strict=True)])
@@ -46,7 +54,8 @@ class Layout:
     def to_meta(self) -> dict[str, Any]:
         return {"format": META_FORMAT, "encoding": self.encoding, "delimiter": self.delimiter,
                 "columns": [[n, k] for n, k in zip(self.names, self.kinds, strict=True)],
-                "date_column": self.date_column, "date_columns": list(self.date_columns)}
+                "date_column": self.date_column, "date_columns": list(self.date_columns),
+                "data_records": self.data_records, "left_out": dict(self.left_out)}
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> Layout | None:
@@ -54,9 +63,12 @@ class Layout:
             return None
         try:
             pairs = [(str(n), str(k)) for n, k in meta["columns"]]
+            data_records = meta.get("data_records")
             layout = cls(str(meta["encoding"]), str(meta["delimiter"]), [n for n, _ in pairs],
                          [k for _, k in pairs], meta.get("date_column"),
-                         list(meta.get("date_columns") or []))
+                         list(meta.get("date_columns") or []),
+                         None if data_records is None else int(data_records),
+                         {str(k): int(v) for k, v in dict(meta.get("left_out") or {}).items()})
         except (KeyError, TypeError, ValueError):
             return None
         if any(k not in col.ARROW_TYPES for k in layout.kinds) or len(layout.delimiter) != 1:
@@ -197,7 +209,43 @@ def _header(path: Path, name: str, encoding: str, delimiter: str, batch: pa.Reco
     if all(not (value or "").strip() for value in raw):
         raise InputError(_location(path, name, encoding, delimiter, -1),
                          "the header row is blank: the first line must name the columns")
-    return sniff.clean_names(raw)
+    return header_names(raw, lambda i: f"column_{i + 1}")
+
+
+_DATE_TEXT = re.compile("|".join(f"(?:{col.PATTERNS[kind]})" for kind in col.DATE_KINDS))
+
+
+def _is_total(values: list[Any]) -> bool:
+    """A record whose first filled cell is a total label (Total, Grand total, Summe…) and that
+    holds no date: the totals under a file's data, not a record."""
+    first = next((v for v in values if v is not None), None)
+    return is_total_label(first) and not any(v is not None and _DATE_TEXT.match(v) for v in values)
+
+
+def data_end(prepared: list[pa.Array], rows: int) -> int:
+    """How many of these records come before the blank and total rows that end them (all of
+    them when the last record is data). Only the records at the end are looked at."""
+    end = rows
+    while end > 0:
+        values = [column[end - 1].as_py() for column in prepared]
+        if any(v is not None for v in values) and not _is_total(values):
+            break
+        end -= 1
+    return end
+
+
+def _left_out(held: list[list[pa.Array]]) -> dict[str, int]:
+    """The held rows under the data by reason: blank (every field empty) or total."""
+    rows = blank = 0
+    for columns in held:
+        if not columns:
+            continue
+        mask = pc.is_null(columns[0])
+        for values in columns[1:]:
+            mask = pc.and_(mask, pc.is_null(values))
+        rows += len(mask)
+        blank += pc.sum(mask.cast(pa.int64())).as_py() or 0
+    return {"total": rows - blank, "blank": blank}
 
 
 def _ends_inside_quotes(batch: pa.RecordBatch | None) -> bool:
@@ -227,6 +275,16 @@ def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: st
     dated: list[str] = []
     record = 0
     last: pa.RecordBatch | None = None
+    # records under the last data record so far (blank or total rows), with the index of the
+    # first: they are typed only once a data record below shows they are inside the data
+    held: list[tuple[int, list[pa.Array]]] = []
+
+    def feed(first: int, columns: list[pa.Array]) -> None:
+        assert inference is not None
+        problem = inference.feed(columns)
+        if problem is not None:
+            raise InputError(_location(path, name, enc, delim, first + problem.row), problem.message)
+
     for batch in text_batches(path, name, enc, delim, sniff.header_width(text, delim)):
         if names is None:
             if batch.num_rows == 0:
@@ -234,7 +292,8 @@ def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: st
             names = _header(path, name, enc, delim, batch)
             batch = batch.slice(1)
             prepared = [col.prepare(c) for c in batch.columns]
-            detected, dated = col.detect_date_column(names, prepared)
+            end = data_end(prepared, batch.num_rows)
+            detected, dated = col.detect_date_column(names, [c[:end] for c in prepared] if end else prepared)
             if date_column is None and detect:
                 date_column = detected
             elif date_column is not None and date_column not in names:
@@ -243,10 +302,14 @@ def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: st
             inference = col.Inference(names, date_column, dict(seed or {}))
         else:
             prepared = [col.prepare(c) for c in batch.columns]
-        assert inference is not None
-        problem = inference.feed(prepared)
-        if problem is not None:
-            raise InputError(_location(path, name, enc, delim, record + problem.row), problem.message)
+            end = data_end(prepared, batch.num_rows)
+        if end:
+            for first, columns in held:
+                feed(first, columns)
+            held.clear()
+            feed(record, [c[:end] for c in prepared])
+        if end < batch.num_rows:
+            held.append((record + end, [c[end:] for c in prepared]))
         record += batch.num_rows
         last = batch
         check()
@@ -257,7 +320,9 @@ def analyze(path: Path, name: str, *, encoding: str | None = None, delimiter: st
     if names is None:
         raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
     assert inference is not None
-    return Layout(enc, delim, names, inference.result(), date_column, dated)
+    left_out = _left_out([columns for _, columns in held])
+    return Layout(enc, delim, names, inference.result(), date_column, dated,
+                  record - sum(left_out.values()), left_out)
 
 
 def peek(path: Path, name: str, *, encoding: str | None = None,
@@ -286,7 +351,8 @@ def _peek_first_block(path: Path, name: str, enc: str, delim: str, width: int,
             continue
         names = _header(path, name, enc, delim, batch)
         prepared = [col.prepare(c) for c in batch.slice(1).columns]
-        detected, dated = col.detect_date_column(names, prepared)
+        end = data_end(prepared, batch.num_rows - 1)
+        detected, dated = col.detect_date_column(names, [c[:end] for c in prepared] if end else prepared)
         return names, detected, dated
     raise InputError(f"{name}, line 1", "the file is empty: a header row is expected")
 
@@ -302,6 +368,7 @@ def typed_batches(path: Path | None, name: str, layout: Layout, trusted: bool = 
     header_seen = False
     record = 0
     emitted = False
+    limit = layout.data_records
     for batch in text_batches(path, name, layout.encoding, layout.delimiter, len(layout.names),
                               opener=opener):
         if batch.num_columns != len(layout.names):
@@ -312,6 +379,10 @@ def typed_batches(path: Path | None, name: str, layout: Layout, trusted: bool = 
                 continue
             header_seen = True
             batch = batch.slice(1)
+        if limit is not None:
+            if record >= limit:
+                break
+            batch = batch.slice(0, limit - record)
         arrays = []
         for column, kind, raw in zip(layout.names, layout.kinds, batch.columns, strict=True):
             array, bad = col.convert(kind, raw, trusted)

@@ -156,20 +156,6 @@ def header_width(text: str, delimiter: str) -> int:
         return 1
 
 
-def clean_names(raw: list[str | None]) -> list[str]:
-    """Header names made usable as column names: trimmed, never empty, never repeated."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for position, value in enumerate(raw, 1):
-        base = (value or "").replace("\ufeff", "").strip() or f"column_{position}"
-        candidate, n = base, 2
-        while candidate in seen:
-            candidate, n = f"{base}_{n}", n + 1
-        seen.add(candidate)
-        out.append(candidate)
-    return out
-
-
 def text_encoding(encoding: str) -> str:
     return "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
 

@@ -18,6 +18,13 @@ other numbers float64, date cells date32 (timestamp when some carry a time), TRU
 bool, anything mixed text. The date column is the ``date_column`` setting (comma-separated
 alternatives, first present wins) or detected: the first column with a date-like name
 whose first value is a date, else the first column holding only dates.
+
+Column names are the header row's text by the rule of ``lithotse_desktop.names`` (shared with
+the CSV connector). A sheet without a table at the header row (no such row, a blank one, or
+none of the ``date_column`` alternatives) is passed over with ``FetchRequest.skip`` and its
+reason, unless the ``sheets`` setting names it. Blank rows are never records, and total rows
+under the data (the first filled cell a total label, no date) are left out; the landing's
+meta records the last row of data and counts what was left out (``left_out``). See README.md.
 """
 
 from __future__ import annotations
@@ -42,9 +49,10 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    split_names,
 )
 
-from .book import SheetLayout, analyze, batches, guarded, open_book, safe, where, worksheets
+from .book import NoTable, SheetLayout, analyze, batches, guarded, open_book, safe, where, worksheets
 
 __all__ = ["SpreadsheetConnector", "lithotse_register_connectors"]
 
@@ -60,6 +68,14 @@ def _split(text: Any) -> list[str]:
     return [part.strip() for part in str(text or "").split(",") if part.strip()]
 
 
+def _resolve(text: Any, names: list[str]) -> list[str]:
+    """The columns a comma-separated setting names, as the sheet spells them (case aside);
+    a name the sheet lacks is kept as written."""
+    by_fold = {n.casefold(): n for n in names}
+    return [n if n in names else by_fold.get(n.casefold(), n)
+            for n in split_names(text, set(names) | set(by_fold))]
+
+
 @dataclass(frozen=True)
 class _Entry:
     stream: str
@@ -70,7 +86,7 @@ class _Entry:
 
 class SpreadsheetConnector(Connector):
     name = "spreadsheet"
-    version = "0.1.0"
+    version = "0.2.0"
     title = "Spreadsheets (Excel, LibreOffice)"
     description = ("Workbooks kept by hand or exported from a portal: one stream per sheet, "
                    "typed columns, a date column chosen or detected.")
@@ -96,8 +112,9 @@ class SpreadsheetConnector(Connector):
         self.header_row = 1 if header_row in (None, "") else int(header_row)
         if self.header_row < 1:
             raise ConfigError(f"setting header_row: {header_row!r} must be 1 or more")
-        self.date_columns = _split(self.settings.get("date_column"))
-        self.key = tuple(_split(self.settings.get("key")))
+        self.date_setting = self.settings.get("date_column")
+        self.date_columns = _split(self.date_setting)
+        self.key_setting = self.settings.get("key")
         self.sheets = _split(self.settings.get("sheets"))
         self._entry_list: list[_Entry] | None = None
         self._peeked: dict[tuple[Path, str], SheetLayout | InputError] = {}
@@ -175,8 +192,15 @@ class SpreadsheetConnector(Connector):
 
     def _date_field(self, layout: SheetLayout) -> str | None:
         if self.date_columns:
-            return next((c for c in self.date_columns if c in layout.names), None)
+            return next((c for c in _resolve(self.date_setting, layout.names) if c in layout.names), None)
         return layout.date_column
+
+    def _key(self, layout: SheetLayout) -> tuple[str, ...]:
+        key = tuple(_resolve(self.key_setting, layout.names))
+        return key if key and all(k in layout.names for k in key) else ()
+
+    def _named(self, entry: _Entry) -> bool:
+        return entry.sheet.casefold() in {s.casefold() for s in self.sheets}
 
     def streams(self) -> list[StreamInfo]:
         infos = []
@@ -184,11 +208,15 @@ class SpreadsheetConnector(Connector):
             title = f"{entry.label}, sheet {entry.sheet!r}"
             try:
                 layout = self._peek(entry)
+            except NoTable as exc:
+                infos.append(StreamInfo(entry.stream, description=f"{title} (no table: {exc.reason}; "
+                                                                  "skipped at import)"))
+                continue
             except InputError as exc:
                 infos.append(StreamInfo(entry.stream, description=f"{title} (unreadable: {exc})"))
                 continue
             date_field = self._date_field(layout)
-            key = self.key if self.key and all(k in layout.names for k in self.key) else ()
+            key = self._key(layout)
             date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []),
                                                *layout.date_columns]))
             infos.append(StreamInfo(entry.stream, date_field, date_fields, key, title))
@@ -196,12 +224,18 @@ class SpreadsheetConnector(Connector):
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
         for entry, prior, tracker in files_to_fetch(request, self._entries()):
-            peeked = self._peek(entry)
-            date_field = self._date_field(peeked)
-            if self.date_columns and date_field is None:
-                raise InputError(where(entry.label, entry.sheet, self.header_row),
-                                 f"no date column {' or '.join(map(repr, self.date_columns))}; "
-                                 f"columns: {', '.join(peeked.names)}")
+            try:
+                peeked = self._peek(entry)
+                date_field = self._date_field(peeked)
+                if self.date_columns and date_field is None:
+                    raise NoTable(where(entry.label, entry.sheet, self.header_row),
+                                  f"no date column {' or '.join(map(repr, self.date_columns))}; "
+                                  f"columns: {', '.join(peeked.names)}")
+            except NoTable as exc:
+                if self._named(entry):
+                    raise
+                request.skip(entry.stream, str(exc))
+                continue
             seed = prior.get("columns") if isinstance(prior, dict) else None
             request.progress.update(f"checking {entry.label}, sheet {entry.sheet}")
             with open_book(entry.path, entry.label) as book:

@@ -12,18 +12,21 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import python_calamine as calamine
 
-from lithotse_desktop.plugin import InputError
+from lithotse_desktop.plugin import InputError, header_names, is_total_label
 
 from . import cells
 
 META_FORMAT = "lithotse-spreadsheet/1"
+NAMING = 2
+"""The header-naming rule of new landings: 2 is ``header_names``; landings without ``naming``
+in their meta were named by rule 1 (trimmed text, repeats numbered case-sensitively)."""
 BATCH_ROWS = 5000
 SAMPLE_ROWS = 200
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, InputError)
@@ -144,12 +147,19 @@ def sheet_rows(book: Any, name: str, sheet: str) -> tuple[int, Iterator[tuple[in
     return first_column, generate()
 
 
-def clean_names(raw: list[Any], first_column: int) -> list[str]:
-    """Header cells as column names: text, trimmed, never empty (column_C), never repeated."""
+class NoTable(InputError):
+    """A sheet with nothing to take column names from at the header row (a ``Notes`` sheet)."""
+
+
+def clean_names(raw: list[Any], first_column: int, naming: int = NAMING) -> list[str]:
+    """Header cells as column names (see ``header_names``); an empty cell is named by its
+    column letter (``column_C``)."""
+    texts = ["" if cells.cell_class(value) is None else cells.convert_cell("string", value) for value in raw]
+    if naming >= 2:
+        return header_names(texts, lambda offset: f"column_{column_letter(first_column + offset)}")
     out: list[str] = []
     seen: set[str] = set()
-    for offset, value in enumerate(raw):
-        text = "" if cells.cell_class(value) is None else cells.convert_cell("string", value)
+    for offset, text in enumerate(texts):
         base = text.strip() or f"column_{column_letter(first_column + offset)}"
         candidate, n = base, 2
         while candidate in seen:
@@ -161,7 +171,8 @@ def clean_names(raw: list[Any], first_column: int) -> list[str]:
 
 @dataclass
 class SheetLayout:
-    """How one sheet was read at import: header row, kept columns and their types."""
+    """How one sheet was read at import: header row, kept columns and their types, the last
+    row of data (rows under it are the blank and total rows left out) and what was left out."""
 
     sheet: str
     header_row: int
@@ -170,6 +181,9 @@ class SheetLayout:
     indices: list[int]
     date_column: str | None
     date_columns: list[str]
+    last_row: int | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
+    naming: int = NAMING
 
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(n, cells.ARROW_TYPES[k]) for n, k in zip(self.names, self.kinds, strict=True)])
@@ -177,7 +191,8 @@ class SheetLayout:
     def to_meta(self) -> dict[str, Any]:
         return {"format": META_FORMAT, "sheet": self.sheet, "header_row": self.header_row,
                 "columns": [[n, k, i] for n, k, i in zip(self.names, self.kinds, self.indices, strict=True)],
-                "date_column": self.date_column, "date_columns": list(self.date_columns)}
+                "date_column": self.date_column, "date_columns": list(self.date_columns),
+                "naming": self.naming, "last_row": self.last_row, "left_out": dict(self.left_out)}
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> SheetLayout | None:
@@ -185,9 +200,13 @@ class SheetLayout:
             return None
         try:
             triples = [(str(n), str(k), int(i)) for n, k, i in meta["columns"]]
+            last_row = meta.get("last_row")
             layout = cls(str(meta["sheet"]), int(meta["header_row"]), [t[0] for t in triples],
                          [t[1] for t in triples], [t[2] for t in triples],
-                         meta.get("date_column"), list(meta.get("date_columns") or []))
+                         meta.get("date_column"), list(meta.get("date_columns") or []),
+                         None if last_row is None else int(last_row),
+                         {str(k): int(v) for k, v in dict(meta.get("left_out") or {}).items()},
+                         int(meta.get("naming", 1)))
         except (KeyError, TypeError, ValueError):
             return None
         if any(k not in cells.ARROW_TYPES for k in layout.kinds):
@@ -208,11 +227,49 @@ def _header(rows: Iterator[tuple[int, list[Any]]], name: str, sheet: str,
     for number, row in rows:
         if number == header_row:
             if _blank(row):
-                raise InputError(where(name, sheet, header_row),
-                                 "the header row is blank: it must name the columns "
-                                 "(set header_row if the names are on another row)")
+                raise NoTable(where(name, sheet, header_row),
+                              "the header row is blank: it must name the columns "
+                              "(set header_row if the names are on another row)")
             return row
-    raise InputError(where(name, sheet), f"has no row {header_row} to take column names from")
+    raise NoTable(where(name, sheet), f"has no row {header_row} to take column names from")
+
+
+def _total_row(row: list[Any]) -> bool:
+    """A row whose first filled cell is a total label (Total, Grand total, Summe…) and that
+    holds no date: the totals under a table, not a record."""
+    first = next((v for v in row if cells.cell_class(v) is not None), None)
+    return is_total_label(first) and not any(cells.cell_class(v) in cells.DATE_CLASSES for v in row)
+
+
+@dataclass
+class _Tail:
+    """Rows under the last data row seen so far, held back until another data row shows they are
+    inside the table: blank rows (never records) and total rows (records inside the table)."""
+
+    last_row: int
+    totals: list[tuple[int, list[Any]]] = field(default_factory=list)
+    blank_held: int = 0
+    blank_inside: int = 0
+
+    def left_out(self) -> dict[str, int]:
+        return {"total": len(self.totals), "blank": self.blank_inside + self.blank_held}
+
+
+def _data_rows(rows: Iterator[tuple[int, list[Any]]], tail: _Tail) -> Iterator[tuple[int, list[Any]]]:
+    """The sheet's records in order; blank rows anywhere and total rows under the data are not."""
+    for number, row in rows:
+        if _blank(row):
+            tail.blank_held += 1
+            continue
+        if _total_row(row):
+            tail.totals.append((number, row))
+            continue
+        yield from tail.totals
+        tail.totals.clear()
+        tail.blank_inside += tail.blank_held
+        tail.blank_held = 0
+        tail.last_row = number
+        yield number, row
 
 
 def _choose_date_column(names: list[str], sample: list[list[Any]]) -> tuple[str | None, list[str]]:
@@ -241,15 +298,16 @@ def analyze(book: Any, name: str, sheet: str, header_row: int, *,
     Every cell of the date column must be a date; the first that is not raises InputError
     naming its row.
     """
-    first_column, rows = sheet_rows(book, name, sheet)
-    header = _header(rows, name, sheet, header_row)
+    first_column, raw_rows = sheet_rows(book, name, sheet)
+    header = _header(raw_rows, name, sheet, header_row)
     names = clean_names(header, first_column)
+    tail = _Tail(header_row)
+    rows = _data_rows(raw_rows, tail)
     sample: list[tuple[int, list[Any]]] = []
     for number, row in rows:
-        if not _blank(row):
-            sample.append((number, row))
-            if len(sample) >= SAMPLE_ROWS:
-                break
+        sample.append((number, row))
+        if len(sample) >= SAMPLE_ROWS:
+            break
     detected, dated = _choose_date_column(names, [row for _, row in sample])
     if date_column is None and detect:
         date_column = detected
@@ -273,22 +331,22 @@ def analyze(book: Any, name: str, sheet: str, header_row: int, *,
         take(number, row)
     if not sample_only:
         for number, row in rows:
-            if not _blank(row):
-                take(number, row)
+            take(number, row)
             if number % 1000 == 0:
                 check()
     keep = [i for i in range(len(names))
             if classes[i] or cells.cell_class(_cell(header, i)) is not None]
     return SheetLayout(sheet, header_row, [names[i] for i in keep],
                        [cells.kind_of(classes[i], i == date_index) for i in keep], keep,
-                       date_column, dated)
+                       date_column, dated, None if sample_only else tail.last_row,
+                       {} if sample_only else tail.left_out())
 
 
 def batches(book: Any, name: str, layout: SheetLayout) -> Iterator[pa.RecordBatch]:
     """The sheet's records as batches of the layout's schema; a cell that does not fit raises."""
     first_column, rows = sheet_rows(book, name, layout.sheet)
     header = _header(rows, name, layout.sheet, layout.header_row)
-    names = clean_names(header, first_column)
+    names = clean_names(header, first_column, layout.naming)
     found = [names[i] if i < len(names) else None for i in layout.indices]
     if found != layout.names:
         raise InputError(where(name, layout.sheet, layout.header_row),
@@ -304,6 +362,8 @@ def batches(book: Any, name: str, layout: SheetLayout) -> Iterator[pa.RecordBatc
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     for number, row in rows:
+        if layout.last_row is not None and number > layout.last_row:
+            break
         if _blank(row):
             continue
         for slot, (column, kind, index) in enumerate(zip(layout.names, layout.kinds, layout.indices, strict=True)):

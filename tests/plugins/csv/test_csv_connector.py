@@ -95,7 +95,7 @@ def test_delimiter_is_detected(tmp_path, delimiter):
 def test_suffix_breaks_delimiter_ties_and_a_misnamed_tsv_still_reads(tmp_path):
     text = "a\tb,c\n1\t2,3\n"
     assert load(write(tmp_path, "one.tsv", text))[1].names == ["a", "b,c"]
-    assert load(write(tmp_path, "one.csv", text))[1].names == ["a\tb", "c"]
+    assert load(write(tmp_path, "one.csv", text))[1].names == ["a b", "c"], "a tab in a header is a space"
     assert load(write(tmp_path, "two.tsv", "a,b\n1,2\n"))[1].names == ["a", "b"]
 
 

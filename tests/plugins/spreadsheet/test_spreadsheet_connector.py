@@ -229,14 +229,35 @@ def test_missing_sheet_is_reported(clinic):
         list(conn.read(RawObject(clinic, "Gone", "clinic.xlsx", "x", {"sheet": "Gone"})))
 
 
-def test_blank_header_row_and_missing_date_column(clinic, tmp_path):
+def skipped_by_fetch(path: Path, **settings) -> list[tuple[str, str]]:
+    conn = SpreadsheetConnector({"path": str(path), **settings})
+    request = FetchRequest("t", [i.name for i in conn.streams()], DateRange(), {})
+    assert list(conn.fetch(request)) == []
+    return request.skipped
+
+
+def test_a_sheet_without_a_table_at_the_header_row_is_skipped_unless_named(clinic, tmp_path):
     path = workbook(tmp_path / "b.xlsx", {"S": [[None], [dt.date(2024, 1, 1)]]}, start="A2")
+    assert skipped_by_fetch(path, header_row=2) == [
+        ("S", "b.xlsx, sheet 'S', row 2: the header row is blank: it must name the columns "
+              "(set header_row if the names are on another row)")]
+    assert skipped_by_fetch(path, header_row=9) == [("S", "b.xlsx, sheet 'S': has no row 9 to take column "
+                                                          "names from")]
+    assert [s for s, _ in skipped_by_fetch(clinic, date_column="Seen")] == ["Visits", "Lab_Results"]
     with pytest.raises(InputError, match=r"^b.xlsx, sheet 'S', row 2: the header row is blank"):
-        load(path, header_row=2)
+        load(path, header_row=2, sheets="S")
     with pytest.raises(InputError, match=r"^b.xlsx, sheet 'S': has no row 9"):
-        load(path, header_row=9)
+        load(path, header_row=9, sheets="s")
     with pytest.raises(InputError, match=r"^clinic.xlsx, sheet 'Visits', row 1: no date column 'Seen'"):
-        load(clinic, date_column="Seen")
+        load(clinic, date_column="Seen", sheets="Visits")
+
+
+def test_an_import_whose_every_sheet_is_skipped_fails_with_the_reasons(workspace, sheet_plugin, clinic):
+    workspace.add_source("book", "spreadsheet", {"path": str(clinic), "date_column": "Seen"}, {})
+    with pytest.raises(InputError, match=r"^source book: nothing to import: clinic.xlsx, sheet 'Visits', "
+                                         r"row 1: no date column 'Seen'; .*; clinic.xlsx, sheet 'Lab Results'"):
+        run_import(workspace, "book")
+    assert list(workspace.store("raw").list("")) == []
 
 
 def test_changed_workbook_under_a_landing_is_an_input_error(clinic, tmp_path):
