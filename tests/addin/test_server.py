@@ -16,7 +16,7 @@ import requests
 
 from lithotse_desktop.excel.officejs import all_steps, manifest_xml, trust_ca
 from lithotse_desktop.serve.tls import ensure_certificates
-from tests.addin.conftest import csv_rows, derive_show, write_csv
+from tests.addin.conftest import ADDIN, csv_rows, derive_show, write_csv
 
 
 def test_https_with_the_local_ca_cors_and_text_values(https_serve, addin_workspace):
@@ -115,6 +115,31 @@ def test_manifest_points_at_the_https_port(workspace):
     for image in root.iter(f"{{{ns['bt']}}}Image"):
         if image.get("DefaultValue"):
             assert (static / image.get("DefaultValue").split("/addin/")[1]).is_file()
+
+
+def test_manifest_passes_microsofts_offline_checks(workspace, node_modules, tmp_path):
+    """The written manifest goes through Office's own parser and the unified manifest schema; a
+    broken one (a misspelt element, a missing Id) is refused with the reason."""
+    good = workspace.root / "manifest.xml"
+    subprocess.run([sys.executable, "-m", "lithotse_desktop", "excel", "addin-manifest", "-o", str(good)],
+                   env={**os.environ, "LITHOTSE_WORKSPACE": str(workspace.root)}, check=True, timeout=60)
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["node", "manifest-check.mjs", str(path)], cwd=ADDIN, capture_output=True,
+                              text=True, timeout=120)
+
+    ok = check(good)
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("valid"), ok.stderr
+    text = good.read_text()
+    misspelt = tmp_path / "misspelt.xml"
+    misspelt.write_text(text.replace("<Hosts>", "<Hostz>", 1).replace("</Hosts>", "</Hostz>", 1))
+    refused = check(misspelt)
+    assert refused.returncode == 1 and "requirements/scopes" in refused.stderr
+    no_id = tmp_path / "no-id.xml"
+    start, end = text.index("<Id>"), text.index("</Id>") + len("</Id>")
+    no_id.write_text(text[:start] + text[end:])
+    refused = check(no_id)
+    assert refused.returncode == 1 and "manifest parser refused it" in refused.stderr
 
 
 def test_trust_cert_steps_for_every_system(tmp_path):
