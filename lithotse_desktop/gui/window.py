@@ -188,25 +188,28 @@ class MainWindow(QMainWindow):
 
     # --- local API ---------------------------------------------------------------------
     def start_api(self) -> RunningServer | None:
-        """Serve this workspace on 127.0.0.1 (``[serve] port``, default 8765), as ``lithotse serve``.
+        """Serve this workspace on 127.0.0.1 (``[serve] port``, default 8765), as ``lithotse serve``,
+        and the Excel add-in over HTTPS too when ``[serve] https = true`` (``[serve] https_port``).
 
         A busy port (another app or ``lithotse serve`` already there) is reported in the status
         bar and the app carries on without its own server.
         """
         from ..serve.app import start_server_thread
-        from ..serve.links import serve_port
+        from ..serve.links import https_enabled, https_port, serve_port
         from ..serve.token import workspace_token
 
         self.stop_api()
         try:
             port = serve_port(self.ws)
-            self.api = start_server_thread(self.ws, port, token=workspace_token(self.ws))
+            addin_port = https_port(self.ws) if https_enabled(self.ws) else None
+            self.api = start_server_thread(self.ws, port, token=workspace_token(self.ws), https_port=addin_port)
         except (LithotseError, ValueError) as exc:
             self.api_label.setText("Local API: not running")
             self.api_label.setToolTip(str(exc))
             self.statusBar().showMessage(f"Local API not started: {exc}", 15000)
             return None
-        self.api_label.setText(f"Local API: {self.api.url}")
+        self.api_label.setText(f"Local API: {self.api.url}"
+                               + (f" · Excel add-in: {self.api.addin_url}" if self.api.addin_url else ""))
         self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here, "
                                   "with the token from: lithotse token")
         return self.api

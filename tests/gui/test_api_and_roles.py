@@ -41,6 +41,27 @@ def test_window_serves_the_api_on_the_configured_port(qtbot, window, workspace, 
         requests.get(url, timeout=2)
 
 
+def test_window_serves_the_excel_addin_over_https_when_set(qtbot, window, workspace, tmp_path):
+    from lithotse_desktop.secrets import secrets_dir
+
+    demo_workspace(workspace, tmp_path / "clinic")
+    port, addin_port = _free_port(), _free_port()
+    workspace.config["serve"] = {"port": port, "https": True, "https_port": addin_port}
+    api = window.start_api()
+    assert api is not None and api.https_port == addin_port
+    assert window.api_label.text() == (f"Local API: http://127.0.0.1:{port} · "
+                                       f"Excel add-in: https://localhost:{addin_port}/addin/")
+    ca = str(secrets_dir() / "tls" / "lithotse-ca.pem")
+    page = requests.get(f"https://localhost:{addin_port}/addin/taskpane.html", verify=ca, timeout=10)
+    assert page.status_code == 200 and "taskpane.js" in page.text
+    answer = requests.get(f"https://localhost:{addin_port}/api/v1/derivatives", verify=ca, timeout=10,
+                          headers={"Authorization": f"Bearer {workspace_token(workspace)}"})
+    assert [d["name"] for d in answer.json()["derivatives"]] == ["visits_by_grp"]
+    window.close()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"https://localhost:{addin_port}/addin/taskpane.html", verify=ca, timeout=2)
+
+
 def test_a_busy_port_is_reported_and_the_app_carries_on(qtbot, window, workspace):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
