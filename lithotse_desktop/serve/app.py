@@ -15,6 +15,10 @@ Endpoints (``/api/v1``):
 
 Table and value answers carry ``X-Lithotse-Version`` and an ``ETag`` made of the version and
 a hash of the query, so ``If-None-Match`` gets a 304 until the derivative is rebuilt.
+
+Row-level derivatives are listed with ``restricted: true`` and nothing else of theirs is served:
+their table and values answer 403 with the rule. Reads (and refusals) are counted and written
+to the audit trail as ``api-read`` records (:mod:`.readlog`).
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from starlette.routing import Route
 
 from ..cache import LookupMismatch, lookup, table_of
 from ..cache.lookup import describe_all
+from ..derive.disclosure import Restricted
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
 from .links import HOST
+from .readlog import ReadLog
 from .token import workspace_token
 
 RESERVED = {"measure", "from", "to", "token", "format", "columns"}
@@ -96,6 +102,8 @@ def _columns(request: Request) -> list[str] | None:
 def _failure(exc: Exception) -> Response:
     if isinstance(exc, NotFound):
         return _error(404, str(exc))
+    if isinstance(exc, Restricted):
+        return _error(403, str(exc))
     if isinstance(exc, LookupMismatch):
         return _error(422, str(exc))
     if isinstance(exc, LithotseError):
@@ -103,9 +111,13 @@ def _failure(exc: Exception) -> Response:
     raise exc
 
 
-def create_app(ws: Workspace, token: str | None = None) -> Starlette:
-    """The API for one workspace; ``token`` defaults to the workspace's (created on first use)."""
+def create_app(ws: Workspace, token: str | None = None, *, reads: ReadLog | None = None) -> Starlette:
+    """The API for one workspace; ``token`` defaults to the workspace's (created on first use).
+
+    ``app.state.reads`` counts the reads for the audit trail; close it when the server stops.
+    """
     secret = (token or workspace_token(ws)).encode()
+    reads = reads or ReadLog(ws)
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -123,16 +135,22 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
             try:
                 return await asyncio.to_thread(handler, request)
             except Exception as exc:
+                if isinstance(exc, Restricted) and "name" in request.path_params:
+                    reads.note(request.path_params["name"], None, "refused")
                 return _failure(exc)
         return endpoint
 
     def derivatives(request: Request) -> Response:
         rows = []
         for meta in describe_all(ws):
-            rows.append({"name": meta["name"], "kind": meta["kind"], "version": meta["version"],
-                         "published_at": meta.get("published_at"), "grain": meta.get("grain"),
-                         "columns": meta["columns"], "dimensions": meta["dimensions"],
-                         "measures": [{"name": k, "fn": v} for k, v in meta["measures"].items()]})
+            row = {"name": meta["name"], "kind": meta["kind"], "version": meta["version"],
+                   "published_at": meta.get("published_at"), "grain": meta.get("grain"),
+                   "columns": meta["columns"], "dimensions": meta["dimensions"],
+                   "measures": [{"name": k, "fn": v} for k, v in meta["measures"].items()],
+                   "class": meta.get("class"), "restricted": bool(meta.get("restricted"))}
+            if meta.get("restricted"):
+                row["reason"] = meta.get("reason")
+            rows.append(row)
         return _json({"derivatives": rows})
 
     def table_endpoint(request: Request) -> Response:
@@ -142,6 +160,7 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
             raise ConfigError(f"format={fmt!r}: use json or csv")
         entry, table = table_of(ws, name, request.query_params.get("from"), request.query_params.get("to"),
                                 dims=_dims(request), columns=_columns(request))
+        reads.note(name, entry.version, "table")
         etag = _etag(entry.version, request, request.url.path)
         headers = {"ETag": etag, "X-Lithotse-Version": entry.version, "Cache-Control": "no-cache"}
         if _not_modified(request, etag):
@@ -163,6 +182,7 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
             raise ConfigError("measure= is required")
         cell = lookup(ws, name, measure, request.query_params.get("from"), request.query_params.get("to"),
                       **_dims(request))
+        reads.note(name, cell.version, "value")
         etag = _etag(cell.version, request, request.url.path)
         headers = {"ETag": etag, "X-Lithotse-Version": cell.version, "Cache-Control": "no-cache"}
         if _not_modified(request, etag):
@@ -191,8 +211,11 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
                 if not isinstance(dims, dict):
                     raise ConfigError("dims must be an object")
                 cell = lookup(ws, item["derivative"], item["measure"], item.get("from"), item.get("to"), **dims)
+                reads.note(item["derivative"], cell.version, "value")
                 out.append({"value": _clean(cell.value), "suppressed": cell.suppressed, "version": cell.version})
             except LithotseError as exc:
+                if isinstance(exc, Restricted):
+                    reads.note(str(item.get("derivative")), None, "refused")
                 out.append({"error": str(exc)})
         return _json({"results": out})
 
@@ -206,7 +229,9 @@ def create_app(ws: Workspace, token: str | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"no such endpoint: {request.method} {request.url.path}")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.state.reads = reads
+    return app
 
 
 def bind_socket(port: int) -> socket.socket:
@@ -238,6 +263,14 @@ class RunningServer:
     def stop(self, timeout: float = 10) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        _close_reads(self.server)
+
+
+def _close_reads(server: Any) -> None:
+    """Write the reads counted since the last audit record (the server is stopping)."""
+    reads = getattr(server.config.app.state, "reads", None)
+    if reads is not None:
+        reads.close()
 
 
 def _make_server(ws: Workspace, token: str | None) -> Any:
@@ -269,6 +302,8 @@ def run_server(ws: Workspace, port: int, ready_event: threading.Event | None = N
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if server_box is None:
+            _close_reads(server)
 
 
 def start_server_thread(ws: Workspace, port: int = 0, *, token: str | None = None,
