@@ -438,6 +438,20 @@ def publish_to_cache(ws: Workspace, version: Version, table: pa.Table) -> None:
             log.warning("could not drop %s from the L3 cache either", version.name)
 
 
+def withdraw_from_cache(ws: Workspace, name: str) -> None:
+    """Drop a derivative that became row-level; a cache failure never fails the build (lookups
+    refuse the derivative anyway, from its spec)."""
+    handle = cache_for(ws)
+    handle._known.pop(name, None)
+    with handle._lock:
+        for key in [k for k in handle._memo if k[0] == name]:
+            handle._memo.pop(key)
+    try:
+        handle.backend.drop(name)
+    except Exception as exc:
+        log.warning("could not drop %s from the L3 cache: %s", name, exc)
+
+
 def _range(from_: Any, to: Any) -> tuple[dt.date | None, dt.date | None]:
     return parse_date(from_, "from"), parse_date(to, "to")
 

@@ -235,8 +235,7 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
         roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         aggregate_roles = check_aggregate(spec, roles) if spec["kind"] == "aggregate" else None
         cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
-        if cells:
-            mask_inputs(con, roles)
+        tags = mask_inputs(con, roles) if cells else {}
         periods = None
         if incremental and previous is not None:
             periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
@@ -251,7 +250,7 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
             raise
         checks.finish()
         if cells:
-            check_cells(name, table)
+            check_cells(name, table, tags)
             table = suppress_cells(spec, table, threshold)
         keys = patient_key_columns(spec)
         if keys:
@@ -286,6 +285,8 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
     pruned = catalog.prune(name, ws.keep_versions)
     if disclosure.published:
         get_plugin_manager().version_published(ws, version, whole)
+    else:
+        get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, vid, status, version.rows, len(written), len(parts),
                        time.perf_counter() - started, pruned)
 
@@ -307,6 +308,7 @@ def _disclose(ws: Workspace, spec: dict, disclosure: Disclosure, table: pa.Table
     plan.update({k: "keep" for k in keys if k in plan})
     table, report = deidentify.apply(table, plan, reference_year=year or dt.date.today().year,
                                      pseudonymize=lambda t, cols: pseudonymize(ws, t, cols))
+    report["pseudonymized"] = sorted(set(report["pseudonymized"]) | {k for k in keys if k in table.column_names})
     kept = {c: ("code" if plan[c] in ("year", "birth_year") else columns[c]) for c in table.column_names}
     return table, describe(disclosure, kept, profile=profile, reference_year=year, **report)
 

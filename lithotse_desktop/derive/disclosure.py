@@ -21,6 +21,7 @@ resources left out. Every refusal names the rule it applies.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,13 +221,15 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str | None]]) -> None:
+def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
     """Make each input of a sql cells query show its identifiers as tokens (see the module doc).
 
-    The plain relation is renamed ``<alias>__plain``; ``<alias>`` becomes a view over it.
+    The plain relation is renamed ``<alias>__plain``; ``<alias>`` becomes a view over it. Returns
+    what each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`.
     """
     q = DUCKDB.quote
     salt = secrets.token_hex(16)
+    tags: dict[str, tuple[str, str]] = {}
     for alias, columns in roles.items():
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
                            [alias]).fetchone()
@@ -242,10 +245,16 @@ def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str |
                 drop.append(q(column))
             elif how == "year" and types[column].startswith(("DATE", "TIMESTAMP")):
                 replace.append(f"CAST(date_trunc('year', {q(column)}) AS {types[column]}) AS {q(column)}")
+            elif how == "year" and types[column] == "VARCHAR":
+                year = f"substr({q(column)}, 1, 4)"
+                replace.append(f"CASE WHEN regexp_full_match({year}, '[0-9]{{4}}') THEN {year} || '-01-01' END "
+                               f"AS {q(column)}")
             else:
-                marker = _literal(f"{TOKEN_OPEN}{found}|{alias}.{column}|")
+                tag = secrets.token_hex(4)
+                tags[tag] = (str(found), f"{alias}.{column}")
                 digest = f"substr(sha256({_literal(salt)} || CAST({q(column)} AS VARCHAR)), 1, 32)"
-                replace.append(f"{marker} || {digest} || {_literal(TOKEN_CLOSE)} AS {q(column)}")
+                replace.append(f"{_literal(TOKEN_OPEN + tag + ':')} || {digest} || {_literal(TOKEN_CLOSE)} "
+                               f"AS {q(column)}")
         if not replace and not drop:
             continue
         statement = "VIEW" if kind[0] == "VIEW" else "TABLE"
@@ -253,9 +262,13 @@ def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str |
         exclude = f" EXCLUDE ({', '.join(drop)})" if drop else ""
         replaced = f" REPLACE ({', '.join(replace)})" if replace else ""
         con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude}{replaced} FROM {q(alias + '__plain')}")
+    return tags
 
 
-def check_cells(name: str, table: pa.Table) -> None:
+_TOKEN_TAG = re.compile(TOKEN_OPEN + r"([0-9a-fA-F]{8})")
+
+
+def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) -> None:
     """Refuse a sql cells result in which any column carries a token (an identifier of an input)."""
     for field in table.schema:
         column = table.column(field.name)
@@ -265,21 +278,21 @@ def check_cells(name: str, table: pa.Table) -> None:
             continue
         hits = pc.filter(column, pc.match_substring(column, TOKEN_OPEN))
         if len(hits):
-            token = str(hits[0].as_py())
-            found, source = token.split(TOKEN_OPEN, 1)[1].split("|")[:2]
+            found = _TOKEN_TAG.search(str(hits[0].as_py()))
+            role_name, source = tags.get(found.group(1).lower(), ("identifier", "?")) if found else \
+                ("identifier", "?")
             raise IdentifierRefused(
                 f"derivative {name!r}: output column {field.name!r} carries values of input column {source!r}, "
-                f"which is {ROLES[found].rule()}; rule: a published cell never carries an identifier — "
+                f"which is {ROLES[role_name].rule()}; rule: a published cell never carries an identifier — "
                 "count it instead (count(DISTINCT …)) or leave the count_column out to keep the result "
                 "row-level", rule="cells carry no identifiers")
 
 
 def suppress_cells(spec: dict, table: pa.Table, threshold: int) -> pa.Table:
-    """Small-cell suppression for sql cells: by ``people_column`` when given, else ``count_column``.
-
-    Numeric columns are the measures (nulled in suppressed cells), the others the dimensions.
-    """
-    counted = spec.get("people_column") or spec["count_column"]
+    """Small-cell suppression for sql cells: a row whose ``count_column`` or ``people_column`` holds
+    1 to k-1 is suppressed, with its complements. Numeric columns are the measures (nulled in
+    suppressed cells), the others the dimensions."""
+    declared_counts = []
     for key in ("count_column", "people_column"):
         column = spec.get(key)
         if column is None:
@@ -289,12 +302,16 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int) -> pa.Table:
         typ = table.schema.field(column).type
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
             raise SpecError(key, f"column {column!r} is {typ}, not a count")
+        declared_counts.append(pc.fill_null(pc.cast(table.column(column), pa.float64()), 0))
     if FLAG in table.column_names:
         raise SpecError("sql", f"an output column named {FLAG!r} is reserved for the suppression flag")
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type)]
     dims = [n for n in table.column_names if n not in numeric and n != PERIOD]
-    counts = pc.fill_null(pc.cast(table.column(counted), pa.int64()), 0)
+    # the count suppression looks at: the smallest declared count that is above zero
+    positive = [pc.if_else(pc.greater(c, 0), c, float("inf")) for c in declared_counts]
+    smallest = positive[0] if len(positive) == 1 else pc.min_element_wise(*positive)
+    counts = pc.cast(pc.ceil(pc.if_else(pc.is_finite(smallest), smallest, 0)), pa.int64())
     with_count = table.append_column(CELL_COUNT, counts)
     return apply_suppression(with_count, dims, numeric, threshold)
 
