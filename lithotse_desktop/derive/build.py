@@ -305,12 +305,27 @@ def _disclose(ws: Workspace, spec: dict, disclosure: Disclosure, table: pa.Table
     if not profile:
         return table, describe(disclosure, columns)
     plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema})
-    plan.update({k: "keep" for k in keys if k in plan})
+    plan.update(_pseudonymized_plan(plan, keys))
     table, report = deidentify.apply(table, plan, reference_year=year or dt.date.today().year,
                                      pseudonymize=lambda t, cols: pseudonymize(ws, t, cols))
     report["pseudonymized"] = sorted(set(report["pseudonymized"]) | {k for k in keys if k in table.column_names})
     kept = {c: ("code" if plan[c] in ("year", "birth_year") else columns[c]) for c in table.column_names}
     return table, describe(disclosure, kept, profile=profile, reference_year=year, **report)
+
+
+def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]:
+    """What a profile does to the columns the build already replaced by their HMAC: a key stays a
+    pseudonym; a pseudonym of anything else the profile would remove or generalise is removed, as
+    Safe Harbor allows only re-identification codes not derived from the person's information, and
+    a pseudonym cannot be cut down to a year or three ZIP digits."""
+    out: dict[str, str] = {}
+    for column in keys:
+        action = plan.get(column)
+        if action == "pseudonymize":
+            out[column] = "keep"
+        elif action is not None and action != "keep":
+            out[column] = "remove"
+    return out
 
 
 def dependency_order(specs: list[dict]) -> list[str]:

@@ -258,3 +258,33 @@ def test_csv_columns_are_classified_by_the_declared_role_map(workspace, tmp_path
     oldest = dt.date.today().year - 90
     assert rows == [{"zip": "021", "dob": 1990, "dept": "ortho", "visit_date": 2024, "age": 33},
                     {"zip": "000", "dob": max(1931, oldest), "dept": "cardio", "visit_date": 2024, "age": 90}]
+
+
+def test_declared_pseudonyms_of_identifiers_are_removed_and_person_keys_stay(workspace, tmp_path):
+    """A column the spec asked to pseudonymise stays an HMAC if it is a person's key; the pseudonym
+    of an MRN or a birth date is removed under Safe Harbor (a code derived from the person's
+    information is not one of its allowed re-identification codes); a limited data set keeps the
+    birth date's pseudonym and, as for every direct identifier, removes the MRN's."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    (folder / "stays.csv").write_text("patient_id,mrn,dob,ward,admit_date\n"
+                                      "pat-1,MRN-1,1950-01-02,W1,2024-05-06\n"
+                                      "pat-2,MRN-2,1980-03-04,W2,2024-06-07\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
+    run_import(workspace, "ehr")
+    spec = {"kind": "sql", "inputs": {"s": {"source": "ehr", "stream": "stays"}},
+            "sql": "SELECT patient_id, mrn, dob, ward FROM s ORDER BY ward",
+            "pseudonymize": ["patient_id", "mrn", "dob"],
+            "columns": {"patient_id": "person_key", "mrn": "identifier", "dob": "birth_date", "ward": "code"}}
+    for name, profile in (("stays_sh", "safe-harbor"), ("stays_lds", "limited")):
+        add_spec(workspace, {**spec, "name": name, "deidentify": profile})
+        build(workspace, name)
+    version, table = read_table(workspace, "stays_sh")
+    assert table.to_pylist() == [{"patient_id": pseudonym(workspace, "pat-1"), "ward": "W1"},
+                                 {"patient_id": pseudonym(workspace, "pat-2"), "ward": "W2"}]
+    assert set(version.privacy["removed"]) == {"mrn", "dob"}
+    limited = read_table(workspace, "stays_lds")[1].to_pylist()
+    assert [(r["patient_id"], r["dob"]) for r in limited] == [
+        (pseudonym(workspace, "pat-1"), pseudonym(workspace, "1950-01-02")),
+        (pseudonym(workspace, "pat-2"), pseudonym(workspace, "1980-03-04"))]
+    assert "mrn" not in limited[0], "a medical record number is a direct identifier, in any form"
