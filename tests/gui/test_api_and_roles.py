@@ -170,6 +170,11 @@ def test_a_manager_does_their_job_with_only_the_access_they_should_have(
     assert "access denied" in failed.output
     with pytest.raises(AccessDenied):
         manager.store("raw").get_bytes(restricted[0])
+    listed = {r["name"]: r for r in json.loads(cli(*where, "derive", "list", "--json").output)}
+    assert (listed["visit_rows"]["class"], listed["visit_rows"]["readable"], listed["visit_rows"]["version"]) == \
+        ("row-level", False, None)
+    assert (listed["visits_by_grp"]["class"], listed["visits_by_grp"]["readable"]) == ("aggregate", True)
+    assert "restricted (these credentials may not read it)" in cli(*where, "derive", "list").output
     hidden = cli(*where, "derive", "show", "visit_rows", expect=1)
     assert "restricted store" in hidden.output and "rule: row-level data stays restricted" in hidden.output
     no_export = cli(*where, "derive", "export", "visit_rows", "--format", "csv", "-o", str(tmp_path / "r.csv"),
