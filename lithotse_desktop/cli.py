@@ -311,25 +311,33 @@ def derive_add(spec_file: Path, replace: bool, build: bool) -> None:
 def derive_list(as_json: bool) -> None:
     """Derivatives with their kind and current version."""
     from .derive.catalog import Catalog
+    from .derive.disclosure import Restricted
 
     catalog = Catalog(current_workspace())
     rows = []
     for spec in catalog.specs():
-        current = catalog.current(spec["name"])
+        disclosure = catalog.disclosure(spec["name"])
+        try:
+            current = catalog.current(spec["name"])
+            readable = True
+        except Restricted:
+            current, readable = None, False
         rows.append({"name": spec["name"], "kind": spec["kind"],
                      "input": spec.get("input") or spec.get("inputs"),
                      "version": current.version if current else None,
                      "published_at": current.published_at if current else None,
                      "rows": current.rows if current else None,
-                     "columns": current.columns if current else None})
+                     "columns": current.columns if current else None,
+                     "class": disclosure.kind, "readable": readable})
     if as_json:
         _emit_json(rows)
         return
     if not rows:
         click.echo("no derivatives; add one with: lithotse derive add --file SPEC.json")
     for row in rows:
-        state = f"version {row['version']} ({row['rows']} rows)" if row["version"] else "not built"
-        click.echo(f"{row['name']:<28} {row['kind']:<10} {state}")
+        state = f"version {row['version']} ({row['rows']} rows)" if row["version"] else \
+            "not built" if row["readable"] else "restricted (these credentials may not read it)"
+        click.echo(f"{row['name']:<28} {row['kind']:<10} {row['class']:<13} {state}")
 
 
 @derive_group.command("show")
@@ -452,15 +460,12 @@ def derive_lineage(name: str, as_json: bool) -> None:
 @click.option("--to", "date_to")
 @workspace_option
 def derive_export(name: str, fmt: str, output: Path, date_from: str | None, date_to: str | None) -> None:
-    """Write the derivative's (suppressed) table to a file."""
-    from .derive.service import read_table
-    from .excel.export import export_table
+    """Write the derivative's (suppressed) table to a file; row-level derivatives are refused."""
+    from .excel.ops import export_derivative
 
-    _version, table = read_table(current_workspace(), name, rng=DateRange.parse(date_from, date_to))
-    export_table(table, fmt, output, name=name)
-    audit.record(current_workspace(), "export", derivative=name, version=_version.version, format=fmt,
-                 path=str(output.resolve()), rows=table.num_rows)
-    click.echo(f"wrote {table.num_rows} rows to {output}")
+    _path, rows = export_derivative(current_workspace(), name, fmt, output,
+                                    rng=DateRange.parse(date_from, date_to))
+    click.echo(f"wrote {rows} rows to {output}")
 
 
 @main.command("sof-test")
@@ -482,7 +487,7 @@ def sof_test(suite_dir: Path, report: Path) -> None:
 @click.option("--limit", type=int, help="Only the newest N records.")
 @workspace_option
 def audit_cmd(as_json: bool, action: str | None, limit: int | None) -> None:
-    """Who imported, built, published, exported or synced what, and when."""
+    """Who imported, built, published, exported, refreshed, read (API) or synced what, and when."""
     rows = audit.entries(current_workspace(), action=action, limit=limit)
     if as_json:
         _emit_json(rows)
@@ -491,7 +496,7 @@ def audit_cmd(as_json: bool, action: str | None, limit: int | None) -> None:
         click.echo("no audit records yet")
     for row in rows:
         what = ", ".join(f"{k}={v}" for k, v in row["details"].items() if k in
-                         ("source", "derivative", "version", "format", "remote", "rows"))
+                         ("source", "derivative", "version", "format", "remote", "rows", "requests"))
         click.echo(f"{row['at']}  {row['who']}@{row['host']}  {row['action']:<8} {what}  "
                    f"({len(row['objects'])} objects)")
 

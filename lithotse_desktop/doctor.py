@@ -143,8 +143,11 @@ def _store_status(ws: Any, name: str, spec: dict, timeout: float) -> dict[str, A
     from .storage.s3 import S3Store
 
     url = str(spec.get("url", ""))
-    tiers = [tier for tier, store in ws.config.get("tiers", {}).items()
-             if store == name or (isinstance(store, list) and name in store)]
+    from .workspace import ALL_TIERS
+
+    configured = ws.config.get("tiers", {})
+    tiers = [tier for tier in ALL_TIERS if ws.tier_store_name(tier) == name]
+    tiers += [tier for tier, store in configured.items() if isinstance(store, list) and name in store]
     row = {"name": name, "url": url, "kind": "other", "tiers": tiers, "status": "error", "detail": ""}
     if not url:
         row["detail"] = "no url"

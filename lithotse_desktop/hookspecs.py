@@ -66,8 +66,18 @@ def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
 def lithotse_version_published(workspace: Workspace, version: Version, table: pa.Table) -> None:
     """A derivative version was just published to L2 (its CURRENT pointer moved to it).
 
+    Only versions that may leave the workspace are announced: aggregates and de-identified
+    versions, never row-level ones (see :mod:`lithotse_desktop.derive.disclosure`).
     ``table`` is the version's whole table as the build made it (suppressed, pseudonymized),
     the same rows and columns :meth:`~lithotse_desktop.derive.catalog.Catalog.read` returns, so
     a listener needs not read the Parquet back. The built-in cache puts it in the L3 cache.
     An exception is recorded against the plugin that raised it; the build stays published.
+    """
+
+
+@hookspec
+def lithotse_version_withdrawn(workspace: Workspace, name: str) -> None:
+    """A derivative's published copies must go: it is row-level now (its latest version went to
+    the restricted store). The built-in cache drops it; a plugin that copied earlier versions
+    elsewhere should remove them. An exception is recorded against the plugin that raised it.
     """

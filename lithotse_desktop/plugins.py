@@ -259,6 +259,10 @@ class PluginManager:
         """Tell every plugin (the built-in cache among them) that a derivative version is out."""
         self._call_each("lithotse_version_published", workspace=workspace, version=version, table=table)
 
+    def version_withdrawn(self, workspace: Any, name: str) -> None:
+        """Tell every plugin that a derivative's published copies must go (it is row-level now)."""
+        self._call_each("lithotse_version_withdrawn", workspace=workspace, name=name)
+
     def unload(self, name: str) -> None:
         with self._lock:
             self._unload(name)

@@ -13,8 +13,10 @@
     [tiers]
     raw = "local"          # L1: imports write here (and it is always read)
     raw_read = ["team"]    # optional: more raw stores read alongside it (a shared bucket…)
-    derived = "local"      # L2
+    derived = "local"      # L2: what managers may read
     cache = "local"        # L3
+    restricted = "local"   # optional (default: the raw tier's store): row-level derivatives
+    audit = "local"        # optional (default: the raw tier's store): audit records, create-only
 
     [sources.ehr]
     connector = "csv"
@@ -47,6 +49,9 @@ from .storage import AccessDenied, Store
 
 CONFIG_NAME = "lithotse.toml"
 TIERS = ("raw", "derived", "cache")
+OPTIONAL_TIERS = ("restricted", "audit")
+"""Tiers that default to the raw tier's store: row-level derivatives, and the audit trail."""
+ALL_TIERS = TIERS + OPTIONAL_TIERS
 _NAME_OK = __import__("re").compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -100,6 +105,10 @@ class Workspace:
         for tier in TIERS:
             if tiers.get(tier) not in stores:
                 raise ConfigError(f"{path}: tier {tier!r} names no store in [stores]")
+        for tier in OPTIONAL_TIERS:
+            if tier in tiers and tiers[tier] not in stores:
+                raise ConfigError(f"{path}: [tiers] {tier} names {tiers[tier]!r}, which is not in [stores]")
+        self._check_restricted(path)
         extra = tiers.get("raw_read", [])
         if not isinstance(extra, list) or not all(isinstance(n, str) for n in extra):
             raise ConfigError(f"{path}: [tiers] raw_read must be a list of store names")
@@ -110,6 +119,23 @@ class Workspace:
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: [secrets] must be a table")
         configure_secrets(section.get("store"), str(path))
+
+    def _check_restricted(self, path: Path) -> None:
+        """Row-level data may not share a store with the tiers managers read, unless raw does too
+        (one folder for a single user: nobody else reads it)."""
+        raw, restricted = self.tier_store_name("raw"), self.tier_store_name("restricted")
+        if self._same_store(restricted, raw):
+            return
+        for tier in ("derived", "cache"):
+            if self._same_store(restricted, self.tier_store_name(tier)):
+                raise ConfigError(
+                    f"{path}: [tiers] restricted uses the store of the {tier} tier ({restricted!r}), "
+                    "which managers may read; rule: row-level data stays in a store only analysts read "
+                    "(leave restricted out to use the raw tier's store)")
+
+    def _same_store(self, a: str, b: str) -> bool:
+        stores = self.config.get("stores", {})
+        return a == b or (stores.get(a) or {}).get("url") == (stores.get(b) or {}).get("url")
 
     @classmethod
     def create(cls, root: Path | None = None, *, name: str | None = None) -> Workspace:
@@ -171,9 +197,16 @@ class Workspace:
 
     # --- stores ---------------------------------------------------------------
     def store(self, tier: str) -> Store:
-        if tier not in TIERS:
+        return self.named_store(self.tier_store_name(tier))
+
+    def tier_store_name(self, tier: str) -> str:
+        """The ``[stores]`` name serving a tier; ``restricted`` and ``audit`` default to raw's."""
+        if tier not in ALL_TIERS:
             raise ConfigError(f"unknown tier {tier!r}")
-        return self.named_store(self.config["tiers"][tier])
+        tiers = self.config["tiers"]
+        if tier in OPTIONAL_TIERS:
+            return tiers.get(tier) or tiers["raw"]
+        return tiers[tier]
 
     def raw_store_names(self) -> list[str]:
         """The raw tier's store (where imports write) first, then ``raw_read`` stores, each once."""

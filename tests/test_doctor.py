@@ -82,7 +82,7 @@ def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed,
     assert data["workspace"]["found"] and data["workspace"]["id"] == ws.id
     rows = {row["name"]: row for row in data["stores"]}
     assert rows["local"]["kind"] == "local" and rows["local"]["status"] == "ok"
-    assert rows["local"]["tiers"] == ["raw", "derived", "cache"]
+    assert rows["local"]["tiers"] == ["raw", "derived", "cache", "restricted", "audit"]
     assert rows["team"]["tiers"] == ["raw_read"]
     assert (rows["team"]["kind"], rows["team"]["status"]) == ("s3", "ok")
     assert rows["managers"]["status"] == "denied" and "access denied" in rows["managers"]["detail"]

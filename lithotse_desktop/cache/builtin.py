@@ -2,7 +2,8 @@
 
 It offers the ``embedded`` backend and listens for published derivative versions: each one
 goes into the workspace's cache (whichever backend ``[cache] backend`` names), straight from
-the table the build just made. A Redis plugin offers its backend through the same hook.
+the table the build just made; a derivative withdrawn (row-level now) is dropped. A Redis
+plugin offers its backend through the same hook.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..derive.catalog import Version
 from ..hookspecs import hookimpl
 from ..workspace import Workspace
 from .backends import embedded_factory
-from .lookup import publish_to_cache
+from .lookup import publish_to_cache, withdraw_from_cache
 
 
 @hookimpl
@@ -27,3 +28,8 @@ def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
 @hookimpl
 def lithotse_version_published(workspace: Workspace, version: Version, table: pa.Table) -> None:
     publish_to_cache(workspace, version, table)
+
+
+@hookimpl
+def lithotse_version_withdrawn(workspace: Workspace, name: str) -> None:
+    withdraw_from_cache(workspace, name)

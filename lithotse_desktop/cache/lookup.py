@@ -14,6 +14,9 @@ Aggregation rules (so a spreadsheet cell can never reveal a suppressed value):
 * a result that involves any suppressed row is suppressed (``None`` with ``suppressed``).
 
 A date range keeps the periods whose start lies inside it, like :meth:`Catalog.read`.
+
+Row-level derivatives (see :mod:`lithotse_desktop.derive.disclosure`) never enter the cache:
+a lookup of one is refused, naming the rule, before anything is read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow.compute as pc
 
 from ..dates import parse_date
 from ..derive.catalog import Catalog, Version
+from ..derive.disclosure import classify, refusal
 from ..derive.spec import dimension_alias
 from ..errors import ConfigError, NotFound
 from ..names import split_names
@@ -112,7 +116,8 @@ def describe(version: Version, table: pa.Table) -> dict:
         grain = "none"
     return {"name": version.name, "version": version.version, "kind": spec.get("kind"), "grain": grain,
             "dimensions": dims, "measures": measures, "published_at": version.published_at,
-            "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema]}
+            "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
+            "class": version.privacy.get("class"), "restricted": False}
 
 
 def encode_table(table: pa.Table) -> bytes:
@@ -330,6 +335,14 @@ class L3:
 
     def _from_l2(self, name: str, pointer: str | None, *, use_backend: bool = True) -> Entry:
         catalog = Catalog(self.ws)
+        spec = catalog.find_spec(name)
+        if spec is not None:
+            disclosure = classify(spec, catalog.find_spec)
+            if not disclosure.published:
+                self._known.pop(name, None)
+                if pointer is not None and use_backend:
+                    self._quietly(self.backend.drop, name)
+                raise refusal(name, disclosure, "the L3 cache, the local API, workbooks or the add-in")
         current = catalog.current(name)
         if current is None:
             self._known.pop(name, None)
@@ -365,6 +378,9 @@ class L3:
     def publish(self, version: Version, table: pa.Table) -> None:
         """Put a just-published version (and its table) in the cache, replacing the
         derivative's other entries."""
+        if version.privacy.get("class") == "row-level":
+            self.forget(version.name)
+            return
         if sum(p.get("bytes", 0) for p in version.partitions.values()) > self.max_bytes:
             log.info("%s %s is over the cache's max_bytes; served from L2", version.name, version.version)
             self.forget(version.name)
@@ -435,6 +451,20 @@ def publish_to_cache(ws: Workspace, version: Version, table: pa.Table) -> None:
             log.warning("could not drop %s from the L3 cache either", version.name)
 
 
+def withdraw_from_cache(ws: Workspace, name: str) -> None:
+    """Drop a derivative that became row-level; a cache failure never fails the build (lookups
+    refuse the derivative anyway, from its spec)."""
+    handle = cache_for(ws)
+    handle._known.pop(name, None)
+    with handle._lock:
+        for key in [k for k in handle._memo if k[0] == name]:
+            handle._memo.pop(key)
+    try:
+        handle.backend.drop(name)
+    except Exception as exc:
+        log.warning("could not drop %s from the L3 cache: %s", name, exc)
+
+
 def _range(from_: Any, to: Any) -> tuple[dt.date | None, dt.date | None]:
     return parse_date(from_, "from"), parse_date(to, "to")
 
@@ -468,14 +498,25 @@ def table(ws: Workspace, derivative: str, from_: Any = None, to: Any = None,
 
 
 def describe_all(ws: Workspace) -> list[dict]:
-    """Every derivative with its kind and, once built, its version, columns and measures."""
+    """Every derivative with its kind and, once built, its version, columns and measures.
+
+    Row-level derivatives are listed by name with ``restricted`` true and nothing of their data.
+    """
     out = []
-    for name in Catalog(ws).names():
+    catalog = Catalog(ws)
+    for name in catalog.names():
+        spec = catalog.find_spec(name) or {}
+        disclosure = classify(spec, catalog.find_spec) if spec else None
+        empty: dict[str, Any] = {"name": name, "version": None, "kind": spec.get("kind"), "grain": spec.get("grain"),
+                 "dimensions": [], "measures": {}, "columns": [], "published_at": None,
+                 "class": disclosure.kind if disclosure else None, "restricted": False}
+        if disclosure is not None and not disclosure.published:
+            out.append({**empty, "grain": None, "restricted": True, "reason": disclosure.reason})
+            continue
         try:
             meta = dict(cache_for(ws).entry(name).meta)
+            meta["class"] = meta.get("class") or empty["class"]
         except NotFound:
-            spec = Catalog(ws).spec(name)
-            meta = {"name": name, "version": None, "kind": spec.get("kind"), "grain": spec.get("grain"),
-                    "dimensions": [], "measures": {}, "columns": [], "published_at": None}
+            meta = empty
         out.append(meta)
     return out

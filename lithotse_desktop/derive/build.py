@@ -10,13 +10,19 @@ the periods those records (and older records with the same keys) fall in are rec
 others are reused from the previous version.
 
 What a spec's kind means is in :mod:`.kinds` (one module per kind); this module keeps what
-all kinds share: versions, incremental periods, writing parts, publishing. Publishing moves
-L2's CURRENT, then calls the ``lithotse_version_published`` hook with the version's table, so
-the L3 cache (a built-in plugin) and any other listener get the rows without reading them back.
+all kinds share: versions, incremental periods, writing parts, publishing. What a version may
+disclose is settled here too (:mod:`.disclosure`): aggregates are refused columns that would
+publish identifiers, ``sql`` cells read their inputs' identifiers as tokens and are suppressed,
+de-identification profiles are applied, and row-level versions are written to the restricted
+store. Publishing moves CURRENT, then, for aggregates and de-identified versions only, calls
+the ``lithotse_version_published`` hook with the version's table, so the L3 cache (a built-in
+plugin) and any other listener get the rows without reading them back; row-level versions are
+never handed to a listener.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -36,9 +42,30 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from .catalog import Catalog, Version
+from . import deidentify
+from .catalog import Catalog, Version, part_key
 from .compile import DUCKDB, PERIOD, period_query
-from .inputs import StreamInput, connect, input_identity, load_derivative, load_stream, lock_down, resolve_stream
+from .disclosure import (
+    Disclosure,
+    cell_roles,
+    check_aggregate,
+    check_cells,
+    classify,
+    describe,
+    mask_inputs,
+    output_roles,
+    suppress_cells,
+)
+from .inputs import (
+    StreamInput,
+    connect,
+    input_identity,
+    input_roles,
+    load_derivative,
+    load_stream,
+    lock_down,
+    resolve_stream,
+)
 from .kinds import KIND_MODULES
 from .pseudonymize import patient_key_columns, pseudonymize
 from .spec import SpecError, spec_hash, spec_inputs, validate_spec
@@ -68,10 +95,18 @@ class BuildResult:
                 f"in {self.seconds:.2f}s")
 
 
-def version_id(spec: dict, identities: dict[str, Any]) -> str:
-    blob = json.dumps({"spec": spec_hash(spec), "inputs": identities, "format": BUILD_FORMAT},
-                      sort_keys=True)
+def version_id(spec: dict, identities: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    """``extra``: anything else the result depends on (a de-identification's reference year)."""
+    content: dict[str, Any] = {"spec": spec_hash(spec), "inputs": identities, "format": BUILD_FORMAT}
+    if extra:
+        content["extra"] = extra
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def reference_year(spec: dict) -> int | None:
+    """The year Safe Harbor measures ages over 89 against (today's), for specs it applies to."""
+    return dt.date.today().year if spec.get("deidentify") == "safe-harbor" else None
 
 
 def suppression_threshold(ws: Workspace, spec: dict) -> int:
@@ -97,17 +132,18 @@ def _periods(table: pa.Table, grain_split: bool) -> dict[str, pa.Table]:
             for v in sorted(pc.unique(column).to_pylist())}
 
 
-def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table]) -> dict[str, dict]:
-    """One zstd Parquet file per part; content-addressed, create-only."""
+def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table], area: str) -> dict[str, dict]:
+    """One zstd Parquet file per part, in the area of the version's class; content-addressed, create-only."""
     parts: dict[str, dict] = {}
+    store = catalog.store_of(area)
     for label, part in groups.items():
         buf = io.BytesIO()
         pq.write_table(part, buf, compression="zstd")
         data = buf.getvalue()
         sha = hashlib.sha256(data).hexdigest()
-        key = f"derived/{name}/parts/period={label}/{sha}.parquet"
+        key = part_key(name, area, label, sha)
         try:
-            catalog.store.put_bytes(key, data, if_none_match=True)
+            store.put_bytes(key, data, if_none_match=True)
         except PreconditionFailed:
             pass
         parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
@@ -168,12 +204,14 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
     started = time.perf_counter()
     name = validate_spec(spec)["name"]
     kind = KIND_MODULES[spec["kind"]]
+    disclosure = classify(spec, catalog.find_spec)
     inputs = spec_inputs(spec)
     resolved = {alias: resolve_stream(ws, item["source"], item["stream"], with_key=False)
                 for alias, item in inputs.items() if "source" in item}
     identities = {alias: input_identity(ws, catalog, item, resolved.get(alias))
                   for alias, item in inputs.items()}
-    vid = version_id(spec, identities)
+    year = reference_year(spec)
+    vid = version_id(spec, identities, {"reference_year": year} if year else None)
     previous = catalog.current(name)
     if previous is not None and previous.version == vid and not full:
         return BuildResult(name, vid, "up to date", previous.rows, 0, len(previous.partitions))
@@ -194,28 +232,36 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
                 resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress, checks,
                                              materialize=incremental and alias == "input")
+        roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        aggregate_roles = check_aggregate(spec, roles) if spec["kind"] == "aggregate" else None
+        cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
+        tags = mask_inputs(con, roles) if cells else {}
         periods = None
         if incremental and previous is not None:
             periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
         lock_down(con)
         progress.update(f"computing {name}")
+        threshold = suppression_threshold(ws, spec)
         try:
-            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=suppression_threshold(ws, spec),
-                               periods=periods)
+            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=threshold, periods=periods)
             table = query.finish(_run(con, query.sql, query.params, f"derivative {name}"))
         except LithotseError:
             checks.raise_found()
             raise
         checks.finish()
+        if cells:
+            check_cells(name, table, tags)
+            table = suppress_cells(spec, table, threshold)
         keys = patient_key_columns(spec)
         if keys:
             table = pseudonymize(ws, table, keys)
+        table, privacy = _disclose(ws, spec, disclosure, table, roles, aggregate_roles, keys, year)
     finally:
         checks.close()
         con.close()
     progress.update(f"writing {name}")
     fresh = _periods(table, grain_split)
-    written = _write_parts(catalog, name, fresh)
+    written = _write_parts(catalog, name, fresh, disclosure.area)
     if periods is not None and previous is not None:
         parts = {k: v for k, v in previous.partitions.items()
                  if k not in {p.isoformat() for p in periods}}
@@ -230,15 +276,56 @@ def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       stats={"schema": _schema_hex(table.schema),
                              "recomputed_periods": None if periods is None else
-                             [p.isoformat() for p in periods]})
+                             [p.isoformat() for p in periods]},
+                      privacy=privacy)
     whole = _whole_table(catalog, parts, fresh, table.schema)
     catalog.publish(version)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
-                 version=vid, status=status, rows=version.rows)
+                 version=vid, status=status, rows=version.rows, disclosure=disclosure.kind)
     pruned = catalog.prune(name, ws.keep_versions)
-    get_plugin_manager().version_published(ws, version, whole)
+    if disclosure.published:
+        get_plugin_manager().version_published(ws, version, whole)
+    else:
+        get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, vid, status, version.rows, len(written), len(parts),
                        time.perf_counter() - started, pruned)
+
+
+def _disclose(ws: Workspace, spec: dict, disclosure: Disclosure, table: pa.Table,
+              roles: dict[str, dict[str, str | None]], aggregate_roles: dict[str, str | None] | None,
+              keys: list[str], year: int | None) -> tuple[pa.Table, dict]:
+    """The table as its class lets it out (a de-identification profile applied), and what the
+    version records of it: its class and the role of every column."""
+    if aggregate_roles is not None:
+        return table, describe(disclosure, {c: aggregate_roles.get(c) for c in table.column_names})
+    if spec["kind"] == "sql" and spec.get("count_column"):
+        return table, describe(disclosure, cell_roles(spec, table, roles))
+    columns = output_roles(spec, table.schema, roles)
+    profile = spec.get("deidentify")
+    if not profile:
+        return table, describe(disclosure, columns)
+    plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema})
+    plan.update(_pseudonymized_plan(plan, keys))
+    table, report = deidentify.apply(table, plan, reference_year=year or dt.date.today().year,
+                                     pseudonymize=lambda t, cols: pseudonymize(ws, t, cols))
+    report["pseudonymized"] = sorted(set(report["pseudonymized"]) | {k for k in keys if k in table.column_names})
+    kept = {c: ("code" if plan[c] in ("year", "birth_year") else columns[c]) for c in table.column_names}
+    return table, describe(disclosure, kept, profile=profile, reference_year=year, **report)
+
+
+def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]:
+    """What a profile does to the columns the build already replaced by their HMAC: a key stays a
+    pseudonym; a pseudonym of anything else the profile would remove or generalise is removed, as
+    Safe Harbor allows only re-identification codes not derived from the person's information, and
+    a pseudonym cannot be cut down to a year or three ZIP digits."""
+    out: dict[str, str] = {}
+    for column in keys:
+        action = plan.get(column)
+        if action == "pseudonymize":
+            out[column] = "keep"
+        elif action is not None and action != "keep":
+            out[column] = "remove"
+    return out
 
 
 def dependency_order(specs: list[dict]) -> list[str]:

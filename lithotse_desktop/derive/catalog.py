@@ -1,14 +1,18 @@
-"""Where derivatives live in the L2 store: specs, immutable versions, and the CURRENT pointer.
+"""Where derivatives live: specs, immutable versions and the CURRENT pointer, by disclosure class.
 
-Layout (keys inside the derived tier's store)::
+Layout (keys inside the derived tier's store; row-level derivatives, see :mod:`.disclosure`,
+keep the same layout under ``restricted/`` in the restricted tier's store instead)::
 
-    specs/<name>.json                                   the spec, as added
+    specs/<name>.json                                   the spec, as added (every class)
     derived/<name>/parts/period=<p>/<sha256>.parquet    content-addressed partition files
     derived/<name>/versions/<version>.json              one manifest per published version
     derived/<name>/CURRENT                              {"version": ..., "published_at": ...}
 
 A version manifest is written only after all its parts exist, and CURRENT moves to it with
-a conditional write, so readers see complete versions only.
+a conditional write, so readers see complete versions only. Which area a derivative's data are
+in follows from its spec's class; a version written there removes what an earlier class left in
+the other area, so a view built before row-level data moved out of the derived store leaves
+nothing behind there.
 """
 
 from __future__ import annotations
@@ -23,21 +27,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import NotFound
-from ..storage import PreconditionFailed, Store
+from ..storage import AccessDenied, PreconditionFailed, Store
 from ..workspace import Workspace
+from .disclosure import Disclosure, Restricted, classify, unreadable
 from .spec import SpecError, validate_spec
+
+AREAS = ("derived", "restricted")
 
 
 def spec_key(name: str) -> str:
     return f"specs/{name}.json"
 
 
-def version_key(name: str, version: str) -> str:
-    return f"derived/{name}/versions/{version}.json"
+def version_key(name: str, version: str, area: str = "derived") -> str:
+    return f"{area}/{name}/versions/{version}.json"
 
 
-def current_key(name: str) -> str:
-    return f"derived/{name}/CURRENT"
+def current_key(name: str, area: str = "derived") -> str:
+    return f"{area}/{name}/CURRENT"
+
+
+def part_key(name: str, area: str, label: str, sha256: str) -> str:
+    return f"{area}/{name}/parts/period={label}/{sha256}.parquet"
 
 
 @dataclass
@@ -53,6 +64,8 @@ class Version:
     built_at: str
     published_at: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] = field(default_factory=dict)
+    """Its disclosure class and the role of each column (see :func:`.disclosure.describe`)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -60,7 +73,12 @@ class Version:
     @classmethod
     def from_json(cls, data: dict) -> Version:
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values["privacy"] = values.get("privacy") or {}
         return cls(**values)
+
+    @property
+    def area(self) -> str:
+        return "restricted" if self.privacy.get("class") == "row-level" else "derived"
 
 
 class Catalog:
@@ -69,6 +87,36 @@ class Catalog:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.store: Store = ws.store("derived")
+        self._restricted: Store | None = None
+        self._specs: dict[str, dict] = {}
+
+    def store_of(self, area: str) -> Store:
+        """The derived tier's store, or the restricted tier's for ``restricted``."""
+        if area == "derived":
+            return self.store
+        if self._restricted is None:
+            self._restricted = self.ws.store("restricted")
+        return self._restricted
+
+    def _store_of_key(self, key: str) -> Store:
+        return self.store_of("restricted" if key.startswith("restricted/") else "derived")
+
+    # --- classes ----------------------------------------------------------------
+    def disclosure(self, name: str) -> Disclosure:
+        """The class of a derivative, from its spec (and those of the derivatives it reads)."""
+        return classify(self.spec(name), self.find_spec)
+
+    def find_spec(self, name: str) -> dict | None:
+        """A derivative's spec, or None when there is none (or it cannot be read)."""
+        try:
+            return self.spec(name)
+        except (NotFound, SpecError):
+            return None
+
+    def area(self, name: str) -> str:
+        """Where a derivative's versions are kept; an unknown name answers ``derived``."""
+        spec = self.find_spec(name)
+        return classify(spec, self.find_spec).area if spec is not None else "derived"
 
     # --- specs ----------------------------------------------------------------
     def names(self) -> list[str]:
@@ -76,8 +124,12 @@ class Catalog:
                       if info.key.endswith(".json"))
 
     def spec(self, name: str) -> dict:
+        if name in self._specs:
+            return self._specs[name]
         try:
-            return json.loads(self.store.get_bytes(spec_key(name)))
+            found = json.loads(self.store.get_bytes(spec_key(name)))
+            self._specs[name] = found
+            return found
         except FileNotFoundError:
             raise NotFound(f"no derivative named {name!r}; defined: {', '.join(self.names()) or 'none'}") from None
         except Exception as exc:
@@ -93,12 +145,19 @@ class Catalog:
         validate_spec(spec)
         self.store.put_bytes(spec_key(spec["name"]),
                              json.dumps(spec, indent=2, sort_keys=True).encode())
+        self._specs[spec["name"]] = spec
 
     def remove(self, name: str) -> None:
         self.spec(name)
-        for info in list(self.store.list(f"derived/{name}/")):
-            self.store.delete(info.key)
+        for area in AREAS:
+            self._clear(name, area)
         self.store.delete(spec_key(name))
+        self._specs.pop(name, None)
+
+    def _clear(self, name: str, area: str) -> None:
+        store = self.store_of(area)
+        for info in list(store.list(f"{area}/{name}/")):
+            store.delete(info.key)
 
     # --- versions ---------------------------------------------------------------
     def current(self, name: str) -> Version | None:
@@ -107,23 +166,45 @@ class Catalog:
             return None
         return self.version(name, pointer[0]["version"])
 
-    def _pointer(self, name: str) -> tuple[dict, str] | None:
-        info = self.store.stat(current_key(name))
-        if info is None:
-            return None
-        return json.loads(self.store.get_bytes(current_key(name))), info.etag
+    def _pointer(self, name: str, area: str | None = None) -> tuple[dict, str] | None:
+        area = area or self.area(name)
+        store = self.store_of(area)
+        try:
+            info = store.stat(current_key(name, area))
+            if info is None:
+                return None
+            return json.loads(store.get_bytes(current_key(name, area))), info.etag
+        except AccessDenied:
+            if area != "restricted":
+                raise
+            raise self._unreadable(name) from None
+
+    def _unreadable(self, name: str) -> Restricted:
+        return unreadable(name, self.disclosure(name), self.store_of("restricted").url)
 
     def version(self, name: str, version: str) -> Version:
+        area = self.area(name)
         try:
-            return Version.from_json(json.loads(self.store.get_bytes(version_key(name, version))))
+            return Version.from_json(json.loads(self.store_of(area).get_bytes(version_key(name, version, area))))
         except (FileNotFoundError, KeyError):
             raise NotFound(f"{name}: version {version} is not kept") from None
+        except AccessDenied:
+            if area != "restricted":
+                raise
+            raise self._unreadable(name) from None
 
     def versions(self, name: str) -> list[Version]:
+        area = self.area(name)
+        store = self.store_of(area)
         out = []
-        for info in self.store.list(f"derived/{name}/versions/"):
-            if info.key.endswith(".json"):
-                out.append(Version.from_json(json.loads(self.store.get_bytes(info.key))))
+        try:
+            for info in store.list(f"{area}/{name}/versions/"):
+                if info.key.endswith(".json"):
+                    out.append(Version.from_json(json.loads(store.get_bytes(info.key))))
+        except AccessDenied:
+            if area != "restricted":
+                raise
+            raise self._unreadable(name) from None
         return sorted(out, key=lambda v: v.published_at or "")
 
     def as_of(self, name: str, day: dt.date) -> Version:
@@ -134,37 +215,46 @@ class Catalog:
         return eligible[-1]
 
     def publish(self, version: Version) -> None:
-        """Write the version manifest, then move CURRENT to it with a conditional write."""
+        """Write the version manifest, then move CURRENT to it with a conditional write; then
+        remove what the derivative left in the other area when its class was different."""
         version.published_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-        key = version_key(version.name, version.version)
-        self.store.put_bytes(key, json.dumps(version.to_json(), sort_keys=True).encode())
+        area = version.area
+        store = self.store_of(area)
+        key = version_key(version.name, version.version, area)
+        store.put_bytes(key, json.dumps(version.to_json(), sort_keys=True).encode())
         body = json.dumps({"version": version.version, "published_at": version.published_at}).encode()
         for _attempt in range(10):
-            pointer = self._pointer(version.name)
+            pointer = self._pointer(version.name, area)
             try:
                 if pointer is None:
-                    self.store.put_bytes(current_key(version.name), body, if_none_match=True)
+                    store.put_bytes(current_key(version.name, area), body, if_none_match=True)
                 else:
-                    self.store.put_bytes(current_key(version.name), body, if_match=pointer[1])
-                return
+                    store.put_bytes(current_key(version.name, area), body, if_match=pointer[1])
+                break
             except PreconditionFailed:
                 continue
-        raise PreconditionFailed(f"{version.name}: CURRENT kept changing; publish again")
+        else:
+            raise PreconditionFailed(f"{version.name}: CURRENT kept changing; publish again")
+        other = "derived" if area == "restricted" else "restricted"
+        if self.store_of(other).stat(current_key(version.name, other)) is not None:
+            self._clear(version.name, other)
 
     def prune(self, name: str, keep: int) -> list[str]:
         """Drop versions beyond the newest ``keep`` (never CURRENT) and parts no kept version uses."""
+        area = self.area(name)
+        store = self.store_of(area)
         versions = self.versions(name)
-        current = self._pointer(name)
+        current = self._pointer(name, area)
         current_id = current[0]["version"] if current else None
         kept = versions[-keep:] if keep > 0 else []
         kept_ids = {v.version for v in kept} | ({current_id} if current_id else set())
         dropped = [v.version for v in versions if v.version not in kept_ids]
         for version in dropped:
-            self.store.delete(version_key(name, version))
+            store.delete(version_key(name, version, area))
         used = {p["key"] for v in versions if v.version in kept_ids for p in v.partitions.values()}
-        for info in list(self.store.list(f"derived/{name}/parts/")):
+        for info in list(store.list(f"{area}/{name}/parts/")):
             if info.key not in used:
-                self.store.delete(info.key)
+                store.delete(info.key)
         return dropped
 
     # --- reading ----------------------------------------------------------------
@@ -185,10 +275,11 @@ class Catalog:
 
     def read_part(self, key: str, columns: list[str] | None = None) -> pa.Table:
         """One Parquet part of a version, by its key."""
-        local = self.store.local_path(key)
+        store = self._store_of_key(key)
+        local = store.local_path(key)
         if local is not None:
             return pq.read_table(local, columns=columns)
-        return pq.read_table(io.BytesIO(self.store.get_bytes(key)), columns=columns)
+        return pq.read_table(io.BytesIO(store.get_bytes(key)), columns=columns)
 
     def _empty(self, version: Version, columns: list[str] | None) -> pa.Table:
         schema_json = version.stats.get("schema")

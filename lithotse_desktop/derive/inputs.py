@@ -27,6 +27,8 @@ from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .catalog import Catalog
 from .compile import DUCKDB, dedupe_sql
+from .disclosure import derivative_roles, with_declared
+from .identifiers import stream_roles
 
 NUMERIC_VERSIONS = "__numeric_versions"
 
@@ -245,3 +247,14 @@ def sample_schema(ws: Workspace, catalog: Catalog, item: dict) -> pa.Schema | No
             if batch is not None:
                 return batch.schema
     return None
+
+
+def input_roles(catalog: Catalog, spec: dict, item: dict, schema: pa.Schema) -> dict[str, str | None]:
+    """The role (see :mod:`.identifiers`) of each column of one input, the spec's ``columns`` first."""
+    if "derivative" in item:
+        current = catalog.current(item["derivative"])
+        found = derivative_roles(current.privacy if current else None, catalog.find_spec(item["derivative"]),
+                                 schema)
+    else:
+        found = stream_roles(schema, item["stream"])
+    return with_declared(spec, found)

@@ -1,4 +1,9 @@
-"""Derivative operations behind the CLI and the desktop app: add, preview, lineage, export."""
+"""Derivative operations behind the CLI and the desktop app: add, preview, lineage, export.
+
+:func:`read_table` reads a version wherever its class keeps it (an analyst previewing a view);
+:func:`read_published` is the door for everything that leaves the workspace (exports): it
+refuses row-level derivatives before touching their data.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,12 @@ from ..errors import ConfigError, NotFound
 from ..raw.index import open_index
 from ..raw.sources import make_connector
 from ..workspace import Workspace
+from . import deidentify
 from .build import suppression_threshold
 from .catalog import Catalog, Version
-from .inputs import empty_relation, lock_down, sample_schema
+from .disclosure import check_aggregate, classify, output_roles, refusal, with_declared
+from .identifiers import view_column_roles
+from .inputs import empty_relation, input_roles, lock_down, sample_schema
 from .kinds import KIND_MODULES
 from .spec import SpecError, spec_inputs, validate_spec
 
@@ -50,20 +58,32 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
         schemas[alias] = sample_schema(ws, catalog, item)
     kind = KIND_MODULES[spec["kind"]]
     kind.check(spec)
+    if spec.get("deidentify") and spec["kind"] == "view":
+        deidentify.actions(spec["deidentify"], with_declared(spec, view_column_roles(spec["view"])), {})
     if any(s is None for s in schemas.values()):
         return spec
+    known = {alias: schema for alias, schema in schemas.items() if schema is not None}
+    roles = {alias: input_roles(catalog, spec, item, known[alias]) for alias, item in spec_inputs(spec).items()}
+    if spec["kind"] == "aggregate":
+        check_aggregate(spec, roles)
     con = duckdb.connect(":memory:")
     try:
-        for alias, schema in schemas.items():
+        for alias, schema in known.items():
             empty_relation(con, alias, schema)
         lock_down(con)
-        query = kind.query(spec, schemas, timezone=ws.timezone, threshold=suppression_threshold(ws, spec))
+        query = kind.query(spec, known, timezone=ws.timezone, threshold=suppression_threshold(ws, spec))
         try:
-            con.execute(f"SELECT * FROM ({query.sql}) LIMIT 0", query.params)
+            probe = con.sql(f"SELECT * FROM ({query.sql}) LIMIT 0", params=query.params or None)
+            output = probe.to_arrow_table().schema
         except duckdb.Error as exc:
             raise SpecError(query.field, str(exc).splitlines()[0]) from None
     finally:
         con.close()
+    for key in ("count_column", "people_column"):
+        if spec.get(key) and spec[key] not in output.names:
+            raise SpecError(key, f"no output column {spec[key]!r}; the query gives: {', '.join(output.names)}")
+    if spec.get("deidentify"):
+        deidentify.actions(spec["deidentify"], output_roles(spec, output, roles), {f.name: f.type for f in output})
     return spec
 
 
@@ -101,6 +121,20 @@ def read_table(ws: Workspace, name: str, *, rng: DateRange | None = None,
     version = pick_version(ws, name, as_of)
     rng = rng or DateRange()
     return version, Catalog(ws).read(version, start=rng.start, end=rng.end)
+
+
+def read_published(ws: Workspace, name: str, door: str, *, rng: DateRange | None = None,
+                   as_of: dt.date | None = None) -> tuple[Version, pa.Table]:
+    """:func:`read_table` for what leaves the workspace through ``door`` (an export, …): a
+    row-level derivative is refused, naming the rule, before any of its data is read."""
+    catalog = Catalog(ws)
+    disclosure = classify(catalog.spec(name), catalog.find_spec)
+    if not disclosure.published:
+        raise refusal(name, disclosure, door)
+    version, table = read_table(ws, name, rng=rng, as_of=as_of)
+    if version.privacy.get("class") == "row-level":
+        raise refusal(name, disclosure, door)
+    return version, table
 
 
 def lineage(ws: Workspace, name: str) -> dict:

@@ -7,6 +7,9 @@ Three kinds share ``name``, ``kind`` and ``input`` (or ``inputs`` for ``sql``):
 * ``view`` – an SQL-on-FHIR v2 ViewDefinition flattening one resource type;
 * ``sql`` – one read-only DuckDB SELECT over named inputs.
 
+Every kind may carry the privacy keys of :mod:`.disclosure` (``deidentify``, ``columns``,
+``count_column``, ``people_column``).
+
 Validation here is structural (names, types, allowed values); checks that need the input's
 schema happen in :mod:`lithotse_desktop.derive.compile`, still before any build starts.
 
@@ -179,6 +182,9 @@ def validate_spec(spec: Any) -> dict:
             raise SpecError("pseudonymize", "must be a list of output columns")
         for i, c in enumerate(cols):
             check_column(c, f"pseudonymize[{i}]")
+    from .disclosure import validate_privacy_keys  # imported here: disclosure builds on this module
+
+    validate_privacy_keys(spec)
     if kind == "sql":
         inputs = _req(spec, "inputs", "")
         if not isinstance(inputs, dict) or not inputs:

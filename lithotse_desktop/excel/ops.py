@@ -1,4 +1,8 @@
-"""Workbook operations on a workspace: what the CLI and the desktop app call."""
+"""Workbook operations on a workspace: what the CLI and the desktop app call.
+
+Every one reads published derivatives only: bindings through the L3 cache, exports through
+:func:`~lithotse_desktop.derive.service.read_published`; both refuse row-level derivatives.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..cache import cache_for, table_of
+from ..dates import DateRange
 from ..workspace import Workspace
+from .export import export_table
 from .workbook import Binding, Placed, bind, default_table_name, refresh
 
 
@@ -45,3 +51,16 @@ def refresh_workbook(ws: Workspace, path: Path) -> list[Placed]:
     placed = refresh(Path(path), fetcher(ws))
     _audit(ws, path, placed)
     return placed
+
+
+def export_derivative(ws: Workspace, name: str, fmt: str, path: Path, *, rng: DateRange | None = None
+                      ) -> tuple[Path, int]:
+    """Write a published derivative's table to ``path`` (csv, parquet or xlsx) and audit it."""
+    from .. import audit
+    from ..derive.service import read_published
+
+    version, table = read_published(ws, name, "exports", rng=rng)
+    export_table(table, fmt, path, name=name)
+    audit.record(ws, "export", derivative=name, version=version.version, format=fmt,
+                 path=str(Path(path).resolve()), rows=table.num_rows)
+    return Path(path), table.num_rows

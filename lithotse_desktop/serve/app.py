@@ -30,6 +30,10 @@ a hash of the query, so ``If-None-Match`` gets a 304 until the derivative is reb
 metadata) without a token: they hold no data, and Excel loads them before the user has pasted
 the token into the task pane. The server can listen on a second, HTTPS port for the add-in
 (:func:`run_server`'s ``https_sock``); CORS lets in that add-in origin only.
+
+Row-level derivatives are listed with ``restricted: true`` and nothing else of theirs is served:
+their table and values answer 403 with the rule. Reads (and refusals) are counted and written
+to the audit trail as ``api-read`` records (:mod:`.readlog`).
 """
 
 from __future__ import annotations
@@ -63,10 +67,12 @@ from starlette.types import Scope
 
 from ..cache import LookupMismatch, lookup, table_of
 from ..cache.lookup import describe_all
+from ..derive.disclosure import Restricted
 from ..errors import ConfigError, LithotseError, NotFound
 from ..workspace import Workspace
 from .events import VersionWatch, sse_stream
 from .links import HOST, addin_origin, dims_from_params
+from .readlog import ReadLog
 from .token import workspace_token
 
 ADDIN_FILES = Path(__file__).with_name("static") / "addin"
@@ -121,6 +127,8 @@ def _columns(request: Request) -> str | None:
 def _failure(exc: Exception) -> Response:
     if isinstance(exc, NotFound):
         return _error(404, str(exc))
+    if isinstance(exc, Restricted):
+        return _error(403, str(exc))
     if isinstance(exc, LookupMismatch):
         return _error(422, str(exc))
     if isinstance(exc, LithotseError):
@@ -152,14 +160,16 @@ class AddinFiles(StaticFiles):
 
 
 def create_app(ws: Workspace, token: str | None = None, *, https_port: int | None = None,
-               watch: VersionWatch | None = None) -> Starlette:
+               watch: VersionWatch | None = None, reads: ReadLog | None = None) -> Starlette:
     """The API for one workspace; ``token`` defaults to the workspace's (created on first use).
 
     ``https_port`` names the add-in's HTTPS listener: its origin is the one CORS allows.
     ``watch`` (one is made if not given) feeds ``/api/v1/events``; the server closes it on shutdown.
+    ``app.state.reads`` counts the reads for the audit trail; close it when the server stops.
     """
     secret = (token or workspace_token(ws)).encode()
     watch = watch or VersionWatch(ws)
+    reads = reads or ReadLog(ws)
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -177,16 +187,22 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
             try:
                 return await asyncio.to_thread(handler, request)
             except Exception as exc:
+                if isinstance(exc, Restricted) and "name" in request.path_params:
+                    reads.note(request.path_params["name"], None, "refused")
                 return _failure(exc)
         return endpoint
 
     def derivatives(request: Request) -> Response:
         rows = []
         for meta in describe_all(ws):
-            rows.append({"name": meta["name"], "kind": meta["kind"], "version": meta["version"],
-                         "published_at": meta.get("published_at"), "grain": meta.get("grain"),
-                         "columns": meta["columns"], "dimensions": meta["dimensions"],
-                         "measures": [{"name": k, "fn": v} for k, v in meta["measures"].items()]})
+            row = {"name": meta["name"], "kind": meta["kind"], "version": meta["version"],
+                   "published_at": meta.get("published_at"), "grain": meta.get("grain"),
+                   "columns": meta["columns"], "dimensions": meta["dimensions"],
+                   "measures": [{"name": k, "fn": v} for k, v in meta["measures"].items()],
+                   "class": meta.get("class"), "restricted": bool(meta.get("restricted"))}
+            if meta.get("restricted"):
+                row["reason"] = meta.get("reason")
+            rows.append(row)
         return _json({"derivatives": rows})
 
     def status(request: Request) -> Response:
@@ -201,6 +217,7 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
             raise ConfigError(f"format={fmt!r}: use json or csv")
         entry, table = table_of(ws, name, request.query_params.get("from"), request.query_params.get("to"),
                                 dims=_dims(request), columns=_columns(request))
+        reads.note(name, entry.version, "table")
         etag = _etag(entry.version, request, request.url.path)
         headers = {"ETag": etag, "X-Lithotse-Version": entry.version, "Cache-Control": "no-cache"}
         if _not_modified(request, etag):
@@ -225,6 +242,7 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
             raise ConfigError("measure= is required")
         cell = lookup(ws, name, measure, request.query_params.get("from"), request.query_params.get("to"),
                       **_dims(request))
+        reads.note(name, cell.version, "value")
         etag = _etag(cell.version, request, request.url.path)
         headers = {"ETag": etag, "X-Lithotse-Version": cell.version, "Cache-Control": "no-cache"}
         if _not_modified(request, etag):
@@ -282,8 +300,11 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
                 if not isinstance(dims, dict):
                     raise ConfigError("dims must be an object")
                 cell = lookup(ws, item["derivative"], item["measure"], item.get("from"), item.get("to"), **dims)
+                reads.note(item["derivative"], cell.version, "value")
                 out.append({"value": _clean(cell.value), "suppressed": cell.suppressed, "version": cell.version})
             except LithotseError as exc:
+                if isinstance(exc, Restricted):
+                    reads.note(str(item.get("derivative")), None, "refused")
                 out.append({"error": str(exc)})
         return _json({"results": out})
 
@@ -309,6 +330,7 @@ def create_app(ws: Workspace, token: str | None = None, *, https_port: int | Non
 
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
     app.state.watch = watch
+    app.state.reads = reads
     return app
 
 
@@ -346,6 +368,14 @@ class RunningServer:
         for server in self.servers:
             server.should_exit = True
         self.thread.join(timeout)
+        _close_reads(self.server)
+
+
+def _close_reads(server: Any) -> None:
+    """Write the reads counted since the last audit record (the server is stopping)."""
+    reads = getattr(server.config.app.state, "reads", None)
+    if reads is not None:
+        reads.close()
 
 
 def _server_class() -> Any:
@@ -412,6 +442,7 @@ def run_server(ws: Workspace, port: int, ready_event: threading.Event | None = N
     """
     sock = sock or bind_socket(port)
     sockets = [sock] + ([https_sock] if https_sock is not None else [])
+    servers: list[Any] = []
     try:
         https = None
         if https_sock is not None:
@@ -436,6 +467,8 @@ def run_server(ws: Workspace, port: int, ready_event: threading.Event | None = N
     finally:
         for listener in sockets:
             listener.close()
+        if server_box is None and servers:
+            _close_reads(servers[0])
 
 
 def start_server_thread(ws: Workspace, port: int = 0, *, token: str | None = None,

@@ -18,6 +18,10 @@ Order keeps readers safe when a sync stops half-way: data objects first, then ma
 version records, then pointers. A re-run finishes the job (large uploads resume their parts).
 Nothing is ever deleted by a sync. A no-op sync compares the two listings (and the small local
 pointer files) and reads no object body from the remote.
+
+A push to a store managers read (this workspace's derived or cache tier store, when that is not
+also where raw data live) carries the derived tier only: raw objects, manifests, row-level
+derivatives (``restricted/``) and audit records are withheld and listed as such.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from ..errors import Cancelled, ConfigError, LithotseError, NotFound
 from ..plugins import open_store
 from ..progress import Progress
 from ..storage import ObjectInfo, PreconditionFailed, Store, check_key
-from ..workspace import TIERS, Workspace
+from ..workspace import ALL_TIERS, Workspace
 
 if TYPE_CHECKING:
     from ..storage.s3 import S3Store
@@ -51,12 +55,18 @@ if TYPE_CHECKING:
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 # top-level folder -> tier whose store receives it on pull; anything else goes to the raw tier
 TIER_OF_FOLDER = {"raw": "raw", "manifests": "raw", "derived": "derived", "specs": "derived",
-                  "cache": "cache"}
+                  "cache": "cache", "restricted": "restricted", "audit": "audit"}
+PUBLISHED_TIERS = ("derived", "cache")
 # published after the data they describe
 _RECORD_FOLDERS = ("manifests/",)
 _RECORD_PARTS = ("/versions/",)
 AUDIT_FOLDER = "audit/"
 POINTER_RETRIES = 8
+
+
+def tier_of(key: str) -> str:
+    """The tier a key belongs to, by its top-level folder (anything unknown counts as raw)."""
+    return TIER_OF_FOLDER.get(key.split("/", 1)[0], "raw")
 
 
 def is_mutable(key: str) -> bool:
@@ -88,6 +98,7 @@ class SyncResult:
     conflicts: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -109,6 +120,10 @@ class SyncResult:
             text += f"\nmismatch: {key} differs in size here and on the remote; left alone"
         for key in self.ignored:
             text += f"\nignored remote object with an unusable name: {key}"
+        if self.withheld:
+            text += (f"\nwithheld {len(self.withheld)} object(s) of the raw, restricted and audit tiers: "
+                     f"{self.remote} is a store managers read (this workspace's derived tier); rule: "
+                     "row-level data stays restricted")
         return text
 
 
@@ -184,21 +199,27 @@ class _Sides:
         self.remote = remote
         self.by_tier: dict[str, Store | None] = {}
         self.stores: list[Store] = []
-        for tier in TIERS:
+        served: set[str] = set()
+        for tier in ALL_TIERS:
             store = ws.store(tier)
             if store is remote or store.url == remote.url:
                 self.by_tier[tier] = None
+                served.add(tier)
                 continue
             self.by_tier[tier] = store
             if all(store is not s for s in self.stores):
                 self.stores.append(store)
         if not self.stores:
             raise ConfigError(f"every tier is stored at {remote.url} already; there is nothing to sync")
+        self.published_only = bool(served) and served <= set(PUBLISHED_TIERS)
+        """The remote is a store managers read: only the derived and cache tiers go there."""
+
+    def may_send(self, key: str) -> bool:
+        return not self.published_only or tier_of(key) in PUBLISHED_TIERS
 
     def home(self, key: str) -> Store | None:
         """The local store a remote key is pulled into (None when that tier is the remote)."""
-        tier = TIER_OF_FOLDER.get(key.split("/", 1)[0], "raw")
-        return self.by_tier[tier]
+        return self.by_tier[tier_of(key)]
 
     def local_listing(self) -> dict[str, tuple[Store, ObjectInfo]]:
         out: dict[str, tuple[Store, ObjectInfo]] = {}
@@ -455,26 +476,26 @@ def _sync(ws: Workspace, direction: _Direction, remote_url: str | None,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started
-    _audit(ws, remote, result, transfers.audit_copied)
+    _audit(ws, remote, result, transfers.audit_copied, sides.published_only)
     return result
 
 
-def _audit(ws: Workspace, remote: Store, result: SyncResult, audit_copied: int) -> None:
+def _audit(ws: Workspace, remote: Store, result: SyncResult, audit_copied: int, published_only: bool) -> None:
     """Record a sync that moved anything besides audit records (a no-op sync leaves no trace).
 
     Copying only other syncs' records is not recorded: otherwise each pull's record, pushed
     later, would make a new record for the other side to pull, and two machines would never
     agree. A push also sends its own record, so pushing twice in a row moves nothing the
-    second time."""
+    second time. A store managers read does not get the record (audit records stay with raw data)."""
     if not (result.copied - audit_copied or result.pointers_updated):
         return
     entry = audit.record(ws, "sync", objects=list(result.pointers_updated), direction=result.direction,
                          remote=result.remote, copied=result.copied, bytes=result.bytes,
-                         conflicts=len(result.conflicts))
-    if result.direction == "push":
+                         conflicts=len(result.conflicts), withheld=len(result.withheld))
+    if result.direction == "push" and not published_only:
         key = audit.entry_key(entry)
         try:
-            remote.put_bytes(key, ws.store("raw").get_bytes(key), if_none_match=True)
+            remote.put_bytes(key, ws.store("audit").get_bytes(key), if_none_match=True)
         except PreconditionFailed:
             pass
 
@@ -486,6 +507,9 @@ class _Push(_Direction):
     def plan(self, both: _Listings, result: SyncResult) -> list[tuple[str, int]]:
         todo = []
         for key, (_store, info) in both.local_keys.items():
+            if not both.sides.may_send(key):
+                result.withheld.append(key)
+                continue
             if is_mutable(key):
                 continue
             there = both.remote_keys.get(key)
@@ -507,7 +531,7 @@ class _Push(_Direction):
             copied.unlink(missing_ok=True)
 
     def pointers(self, both: _Listings) -> list[str]:
-        return sorted(k for k in both.local_keys if is_mutable(k))
+        return sorted(k for k in both.local_keys if is_mutable(k) and both.sides.may_send(k))
 
     def move_pointer(self, both: _Listings, key: str, state: _PointerState, result: SyncResult) -> None:
         _push_pointer(both.local_keys[key][0], both.remote, key, both.remote_keys.get(key), state, result)
@@ -665,7 +689,7 @@ def status(ws: Workspace, remote_url: str | None = None) -> SyncStatus:
     remote_keys, local_keys = both.remote_keys, both.local_keys
     state = _PointerState(ws, remote)
     for key, (_store, info) in sorted(local_keys.items()):
-        if is_mutable(key):
+        if is_mutable(key) or not sides.may_send(key):
             continue
         there = remote_keys.get(key)
         if there is None:
@@ -678,7 +702,7 @@ def status(ws: Workspace, remote_url: str | None = None) -> SyncStatus:
             continue
         out.to_pull.append(key)
         out.bytes_to_pull += info.size
-    pointer_keys = {k for k in local_keys if is_mutable(k)} | {
+    pointer_keys = {k for k in local_keys if is_mutable(k) and sides.may_send(k)} | {
         k for k in remote_keys if is_mutable(k) and sides.home(k) is not None}
     for key in sorted(pointer_keys):
         here = local_keys.get(key)

@@ -1,8 +1,10 @@
 """Publishing is the typed ``lithotse_version_published`` hook, called with the table just built.
 
-Every kind (and an incremental rebuild, which reuses parts of the previous version) hands the
-listeners exactly the table L2 returns for that version, compared here with an independent
-read of the Parquet parts; the built-in cache gets it without reading the Parquet back.
+Every published class (aggregates, sql cells, sql over published derivatives; an incremental
+rebuild, which reuses parts of the previous version) hands the listeners exactly the table L2
+returns for that version, compared here with an independent read of the Parquet parts; the
+built-in cache gets it without reading the Parquet back. Row-level versions (views, sql without
+a count column) are never handed to a listener.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ BY_GROUP = {"name": "by_group", "kind": "aggregate", "input": {"source": "vals",
             "group_by": ["grp"], "measures": [{"fn": "max", "column": "value", "as": "top"}], "suppress_below": 0}
 AS_SQL = {"name": "as_sql", "kind": "sql", "inputs": {"v": {"source": "vals", "stream": "values"},
                                                        "m": {"derivative": "monthly"}},
-          "sql": "SELECT grp, count(*) AS rows_, (SELECT count(*) FROM m) AS months FROM v GROUP BY grp"}
+          "sql": "SELECT grp, count(*) AS rows_, (SELECT count(*) FROM m) AS months FROM v GROUP BY grp",
+          "count_column": "rows_"}
+ROWS_SQL = {"name": "rows_sql", "kind": "sql", "inputs": {"v": {"source": "vals", "stream": "values"}},
+            "sql": "SELECT day, grp, value FROM v"}
+OVER_PUBLISHED = {"name": "over_published", "kind": "sql", "inputs": {"m": {"derivative": "monthly"}},
+                  "sql": "SELECT grp, sum(n) AS n FROM m GROUP BY grp ORDER BY grp"}
 ENCOUNTERS = {"name": "encounters", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
               "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
                        "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
@@ -66,7 +73,8 @@ def parquet_copy(ws, name: str) -> pa.Table:
 
     catalog = Catalog(ws)
     version = catalog.current(name)
-    parts = [pq.read_table(io.BytesIO(catalog.store.get_bytes(version.partitions[label]["key"])))
+    store = catalog.store_of(version.area)
+    parts = [pq.read_table(io.BytesIO(store.get_bytes(version.partitions[label]["key"])))
              for label in sorted(version.partitions)]
     return pa.concat_tables(parts) if parts else catalog.read(version)
 
@@ -87,14 +95,22 @@ def test_each_kind_hands_listeners_the_table_l2_holds(workspace, lines, listener
                     "period": {"start": f"2024-01-{i + 1:02d}"}}) + "\n" for i in range(9)))
     workspace.add_source("fhir", "fhir-files", {"path": str(fhir)}, {})
     run_import(workspace, "fhir")
-    for spec in (MONTHLY, BY_GROUP, AS_SQL, ENCOUNTERS):
+    for spec in (MONTHLY, BY_GROUP, AS_SQL, OVER_PUBLISHED):
         add_spec(workspace, spec)
         result = build(workspace, spec["name"])
         version, table = last_for(listener, spec["name"])
         assert version == result.version == Catalog(workspace).current(spec["name"]).version
         assert table.equals(parquet_copy(workspace, spec["name"])), spec["name"]
         assert table.num_rows == result.rows > 0
-    assert [n for n, _v, _t in listener.seen] == ["monthly", "by_group", "as_sql", "encounters"]
+    for spec in (ROWS_SQL, ENCOUNTERS):
+        add_spec(workspace, spec)
+        result = build(workspace, spec["name"])
+        current = Catalog(workspace).current(spec["name"])
+        assert current.version == result.version and result.rows > 0
+        assert current.privacy["class"] == "row-level"
+        assert all(p["key"].startswith(f"restricted/{spec['name']}/") for p in current.partitions.values())
+        assert not list(workspace.store("derived").list(f"derived/{spec['name']}/"))
+    assert [n for n, _v, _t in listener.seen] == ["monthly", "by_group", "as_sql", "over_published"]
 
 
 def test_an_incremental_build_hands_over_the_whole_version(workspace, lines, listener):

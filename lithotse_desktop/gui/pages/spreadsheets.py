@@ -37,9 +37,10 @@ from ...atomic import atomic_write_bytes
 from ...dates import DateRange
 from ...derive.service import read_table
 from ...errors import ConfigError, LithotseError
-from ...excel.export import FORMATS, export_table
+from ...excel.export import FORMATS
 from ...excel.formula import build_value_formula
 from ...excel.ops import bind_workbook, refresh_workbook
+from ...excel.ops import export_derivative as export_published
 from ...excel.workbook import read_bindings
 from ...serve.links import power_query_m, serve_port, table_url
 from ...workspace import Workspace
@@ -51,11 +52,14 @@ ALL = "(any)"
 
 
 def describe_derivatives(ws: Workspace) -> list[dict]:
-    """Name, version, measures, dimensions (and a sample of each dimension's values) per derivative."""
+    """Name, version, measures, dimensions (and a sample of each dimension's values) per published
+    derivative; row-level ones never reach a spreadsheet, so they are not offered."""
     from ...cache.lookup import describe_all
 
     out = []
     for meta in describe_all(ws):
+        if meta.get("restricted"):
+            continue
         meta = dict(meta)
         meta["values"] = {}
         if meta.get("version") and meta.get("dimensions"):
@@ -101,9 +105,7 @@ def workbook_tables(path: str) -> str:
 
 
 def export_derivative(ws: Workspace, name: str, rng: DateRange, fmt: str, path: Path) -> tuple[Path, int]:
-    _version, table = read_table(ws, name, rng=rng)
-    export_table(table, fmt, path, name=name)
-    return Path(path), table.num_rows
+    return export_published(ws, name, fmt, path, rng=rng)
 
 
 def refresh_many(ws: Workspace, paths: list[str]) -> list[tuple[str, Any]]:

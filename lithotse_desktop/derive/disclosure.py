@@ -1,0 +1,327 @@
+"""What a derivative may disclose: aggregate cells, restricted row-level data, or de-identified rows.
+
+Every derivative is classified from its spec when it is added and built:
+
+* ``aggregate``: every output row is a cell (an aggregate, whose small cells are suppressed; a
+  ``sql`` derivative that declares its ``count_column``, suppressed the same way; or a ``sql``
+  derivative that reads published derivatives only, so it can show nothing they do not);
+* ``row-level``: views (one row per resource) and ``sql`` results without a declared
+  ``count_column``. Their versions are written to the restricted store (``[tiers] restricted``,
+  by default the raw tier's store) and never reach the L3 cache, the local API, workbook
+  bindings, exports or a store managers read; they stay usable as inputs to aggregates;
+* ``deidentified``: a row-level derivative with a de-identification profile (``"deidentify":
+  "safe-harbor"`` or ``"limited"``, see :mod:`.deidentify`), published like an aggregate.
+
+Cells never carry identifiers: an aggregate may not be split by, or take the minimum of, a
+column whose role (:mod:`.identifiers`) is a direct identifier, and a ``sql`` cells query reads
+its inputs with those columns replaced by tokens it cannot publish (an output column holding a
+token is refused, naming the input column), birth dates cut to their year and whole FHIR
+resources left out. Every refusal names the rule it applies.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import LithotseError
+from .compile import CELL_COUNT, DUCKDB, PERIOD
+from .deidentify import PROFILES
+from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
+from .spec import SpecError, dimension_alias
+from .suppress import FLAG, apply_suppression
+
+PUBLISHED = ("aggregate", "deidentified")
+ROW_LEVEL_RULE = "row-level data stays restricted"
+TOKEN_OPEN, TOKEN_CLOSE = "\u27e6", "\u27e7"
+
+
+class Restricted(LithotseError):
+    """A row-level derivative asked for through a door that publishes (cache, API, workbook,
+    export, a store managers read), or read with credentials that may not read the restricted store."""
+
+    def __init__(self, message: str, rule: str = ROW_LEVEL_RULE) -> None:
+        self.rule = rule
+        super().__init__(message)
+
+
+class IdentifierRefused(Restricted):
+    """A published cell would carry an identifier."""
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    kind: str
+    """``aggregate``, ``row-level`` or ``deidentified``."""
+    reason: str
+
+    @property
+    def published(self) -> bool:
+        return self.kind in PUBLISHED
+
+    @property
+    def area(self) -> str:
+        """The top-level folder (and tier) its versions are written to."""
+        return "restricted" if self.kind == "row-level" else "derived"
+
+
+def classify(spec: dict, spec_of: Callable[[str], dict | None], _seen: frozenset[str] = frozenset()) -> Disclosure:
+    """The class of a (validated) spec; ``spec_of`` finds the specs of input derivatives."""
+    profile = spec.get("deidentify")
+    if profile:
+        return Disclosure("deidentified", f"de-identified with the {profile} profile")
+    kind = spec.get("kind")
+    if kind == "aggregate":
+        return Disclosure("aggregate", "an aggregate: cells, small ones suppressed")
+    if kind == "sql":
+        if spec.get("count_column"):
+            return Disclosure("aggregate", f"sql cells, each counting {spec['count_column']!r}, small ones "
+                                           "suppressed")
+        inputs = list((spec.get("inputs") or {}).values())
+        if inputs and all(isinstance(i, dict) and "derivative" in i for i in inputs):
+            classes = []
+            for item in inputs:
+                name = item["derivative"]
+                found = spec_of(name) if name not in _seen else None
+                classes.append(classify(found, spec_of, _seen | {spec.get("name", "")}).kind
+                               if found else "row-level")
+            if all(c in PUBLISHED for c in classes):
+                kind_of = "deidentified" if "deidentified" in classes else "aggregate"
+                return Disclosure(kind_of, "sql over published derivatives only")
+        return Disclosure("row-level", "an sql result without a declared count_column")
+    return Disclosure("row-level", "a view: one row per resource")
+
+
+def refusal(name: str, disclosure: Disclosure, door: str) -> Restricted:
+    return Restricted(f"derivative {name!r} is row-level ({disclosure.reason}), so it never reaches {door}; "
+                      f"rule: {ROW_LEVEL_RULE} — aggregate it, or publish it through a de-identification "
+                      f"profile (\"deidentify\": \"safe-harbor\")")
+
+
+def unreadable(name: str, disclosure: Disclosure, where: str) -> Restricted:
+    return Restricted(f"derivative {name!r} is row-level ({disclosure.reason}): its rows are kept in the "
+                      f"restricted store ({where}), which these credentials may not read; rule: "
+                      f"{ROW_LEVEL_RULE} — only analysts read it")
+
+
+def validate_privacy_keys(spec: dict) -> None:
+    """Structural checks of ``deidentify``, ``columns``, ``count_column`` and ``people_column``."""
+    kind = spec.get("kind")
+    if "columns" in spec:
+        try:
+            check_columns_map(spec["columns"])
+        except ValueError as exc:
+            raise SpecError("columns", str(exc)) from None
+    if spec.get("deidentify") is not None:
+        if spec["deidentify"] not in PROFILES:
+            raise SpecError("deidentify", f"{spec['deidentify']!r} is not one of {', '.join(PROFILES)}")
+        if kind == "aggregate":
+            raise SpecError("deidentify", "an aggregate publishes cells already; profiles are for views and sql")
+        if spec.get("count_column"):
+            raise SpecError("deidentify", "sql cells (count_column) are published as aggregates; drop one of the two")
+    for key in ("count_column", "people_column"):
+        if key in spec:
+            if kind != "sql":
+                raise SpecError(key, "only a sql derivative declares its count columns")
+            if not isinstance(spec[key], str) or not spec[key]:
+                raise SpecError(key, "must name an output column")
+    if "people_column" in spec and "count_column" not in spec:
+        raise SpecError("people_column", "needs count_column too (the rows are cells only then)")
+
+
+# --- roles of inputs and outputs -----------------------------------------------------------------------
+def declared(spec: dict) -> dict[str, str]:
+    return dict(spec.get("columns") or {})
+
+
+def derivative_roles(version_privacy: dict | None, spec: dict | None, schema: pa.Schema) -> dict[str, str | None]:
+    """An input derivative's column roles: as its version recorded them, else from its spec."""
+    recorded = (version_privacy or {}).get("columns")
+    if isinstance(recorded, dict):
+        return {name: recorded.get(name) for name in schema.names}
+    roles = view_column_roles(spec.get("view", {})) if spec and spec.get("kind") == "view" else {}
+    return {name: roles.get(name, role_by_name(name)) for name in schema.names}
+
+
+def with_declared(spec: dict, roles: dict[str, str | None]) -> dict[str, str | None]:
+    named = declared(spec)
+    return {column: named.get(column, found) for column, found in roles.items()}
+
+
+def _label(column: str, role_name: str, where: str) -> str:
+    return f"column {column!r}{where} is {ROLES[role_name].rule()}"
+
+
+def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+    """Refuse group-bys and measures that would publish identifiers; the output columns' roles.
+
+    ``roles`` holds the roles of each input's columns by alias (``input``, ``joined``).
+    """
+    seen: dict[str, str | None] = dict(roles.get("input", {}))
+    for column in (spec.get("join") or {}).get("columns", []):
+        seen[column] = roles.get("joined", {}).get(column)
+    out: dict[str, str | None] = {}
+    if spec.get("grain", "none") != "none":
+        out[PERIOD] = "code"
+    for i, d in enumerate(spec.get("group_by", [])):
+        alias = dimension_alias(d)
+        if isinstance(d, str) or "column" in d:
+            column = d if isinstance(d, str) else d["column"]
+            found = seen.get(column)
+            if found is not None and not ROLES[found].cell_dimension:
+                raise IdentifierRefused(
+                    f"group_by[{i}]: {_label(column, found, '')}; rule: a published cell never carries an "
+                    "identifier — count it (count_distinct) or group by something coarser (an age band, a "
+                    "code)", rule="cells carry no identifiers")
+            out[alias] = found
+        else:
+            out[alias] = "code"
+    for i, m in enumerate(spec.get("measures", [])):
+        found = seen.get(m.get("column", ""))
+        if found is not None and not ROLES[found].cell_dimension and m["fn"] not in ("count", "count_distinct"):
+            raise IdentifierRefused(
+                f"measures[{i}]: {m['fn']} of {_label(m['column'], found, '')}, which would publish one "
+                "person's value; rule: a published cell never carries an identifier — only count and "
+                "count_distinct may read it", rule="cells carry no identifiers")
+        out[m["as"]] = "value"
+    out[FLAG] = "value"
+    return out
+
+
+def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+    """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
+    FHIR types of the paths or (sql) an input column of the same name, then numbers and dates by type."""
+    named = declared(spec)
+    from_view = view_column_roles(spec.get("view", {})) if spec.get("kind") == "view" else {}
+    by_name: dict[str, str | None] = {}
+    for roles in inputs.values():
+        for column, found in roles.items():
+            if found is not None and column not in by_name:
+                by_name[column] = found
+    out: dict[str, str | None] = {}
+    for field in schema:
+        if field.name in named:
+            out[field.name] = named[field.name]
+        elif spec.get("kind") == "view":
+            out[field.name] = from_view.get(field.name)
+        else:
+            out[field.name] = by_name.get(field.name) or type_role(field)
+    return out
+
+
+# --- sql cells ------------------------------------------------------------------------------------------
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
+    """Make each input of a sql cells query show its identifiers as tokens (see the module doc).
+
+    The plain relation is renamed ``<alias>__plain``; ``<alias>`` becomes a view over it. Returns
+    what each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`.
+    """
+    q = DUCKDB.quote
+    salt = secrets.token_hex(16)
+    tags: dict[str, tuple[str, str]] = {}
+    for alias, columns in roles.items():
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
+                           [alias]).fetchone()
+        if kind is None:
+            continue
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {q(alias)}").fetchall()}
+        replace, drop = [], []
+        for column, found in columns.items():
+            how = ROLES[found].cell_input if found is not None else None
+            if how is None or column not in types:
+                continue
+            if how == "drop":
+                drop.append(q(column))
+            elif how == "year" and types[column].startswith(("DATE", "TIMESTAMP")):
+                replace.append(f"CAST(date_trunc('year', {q(column)}) AS {types[column]}) AS {q(column)}")
+            elif how == "year" and types[column] == "VARCHAR":
+                year = f"substr({q(column)}, 1, 4)"
+                replace.append(f"CASE WHEN regexp_full_match({year}, '[0-9]{{4}}') THEN {year} || '-01-01' END "
+                               f"AS {q(column)}")
+            else:
+                tag = secrets.token_hex(4)
+                tags[tag] = (str(found), f"{alias}.{column}")
+                digest = f"substr(sha256({_literal(salt)} || CAST({q(column)} AS VARCHAR)), 1, 32)"
+                replace.append(f"{_literal(TOKEN_OPEN + tag + ':')} || {digest} || {_literal(TOKEN_CLOSE)} "
+                               f"AS {q(column)}")
+        if not replace and not drop:
+            continue
+        statement = "VIEW" if kind[0] == "VIEW" else "TABLE"
+        con.execute(f"ALTER {statement} {q(alias)} RENAME TO {q(alias + '__plain')}")
+        exclude = f" EXCLUDE ({', '.join(drop)})" if drop else ""
+        replaced = f" REPLACE ({', '.join(replace)})" if replace else ""
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude}{replaced} FROM {q(alias + '__plain')}")
+    return tags
+
+
+_TOKEN_TAG = re.compile(TOKEN_OPEN + r"([0-9a-fA-F]{8})")
+
+
+def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) -> None:
+    """Refuse a sql cells result in which any column carries a token (an identifier of an input)."""
+    for field in table.schema:
+        column = table.column(field.name)
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            column = pc.list_flatten(column)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        hits = pc.filter(column, pc.match_substring(column, TOKEN_OPEN))
+        if len(hits):
+            found = _TOKEN_TAG.search(str(hits[0].as_py()))
+            role_name, source = tags.get(found.group(1).lower(), ("identifier", "?")) if found else \
+                ("identifier", "?")
+            raise IdentifierRefused(
+                f"derivative {name!r}: output column {field.name!r} carries values of input column {source!r}, "
+                f"which is {ROLES[role_name].rule()}; rule: a published cell never carries an identifier — "
+                "count it instead (count(DISTINCT …)) or leave the count_column out to keep the result "
+                "row-level", rule="cells carry no identifiers")
+
+
+def suppress_cells(spec: dict, table: pa.Table, threshold: int) -> pa.Table:
+    """Small-cell suppression for sql cells: a row whose ``count_column`` or ``people_column`` holds
+    1 to k-1 is suppressed, with its complements. Numeric columns are the measures (nulled in
+    suppressed cells), the others the dimensions."""
+    declared_counts = []
+    for key in ("count_column", "people_column"):
+        column = spec.get(key)
+        if column is None:
+            continue
+        if column not in table.column_names:
+            raise SpecError(key, f"no output column {column!r}; the query gives: {', '.join(table.column_names)}")
+        typ = table.schema.field(column).type
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
+            raise SpecError(key, f"column {column!r} is {typ}, not a count")
+        declared_counts.append(pc.fill_null(pc.cast(table.column(column), pa.float64()), 0))
+    if FLAG in table.column_names:
+        raise SpecError("sql", f"an output column named {FLAG!r} is reserved for the suppression flag")
+    numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type)]
+    dims = [n for n in table.column_names if n not in numeric and n != PERIOD]
+    # the count suppression looks at: the smallest declared count that is above zero
+    positive = [pc.if_else(pc.greater(c, 0), c, float("inf")) for c in declared_counts]
+    smallest = positive[0] if len(positive) == 1 else pc.min_element_wise(*positive)
+    counts = pc.cast(pc.ceil(pc.if_else(pc.is_finite(smallest), smallest, 0)), pa.int64())
+    with_count = table.append_column(CELL_COUNT, counts)
+    return apply_suppression(with_count, dims, numeric, threshold)
+
+
+def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+    roles = output_roles(spec, table.schema, inputs)
+    roles[FLAG] = "value"
+    return roles
+
+
+def describe(disclosure: Disclosure, columns: dict[str, str | None], **extra: Any) -> dict:
+    """What a version records of its class (its ``privacy`` field)."""
+    return {"class": disclosure.kind, "reason": disclosure.reason, "columns": columns, **extra}

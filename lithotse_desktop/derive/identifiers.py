@@ -1,0 +1,451 @@
+"""What a column holds, as far as identifying people goes: the roles, as data, and how columns get one.
+
+A role says which of the 18 kinds of identifier of HIPAA's Safe Harbor method (45 CFR
+164.514(b)(2); the list is in docs/privacy.md) a column carries, if any, and so what each
+de-identification profile does with it, whether a published cell may be split by it, and how
+a ``sql`` cells query sees it. Columns get their role
+
+* from their FHIR type, for ViewDefinition columns (:func:`view_column_roles`: the FHIRPath is
+  followed through the R4 element table of :mod:`.sof.cardinality`: HumanName, Address,
+  ContactPoint, Identifier, Attachment, date/dateTime, references to a Patient, …);
+* from the fixed columns of a FHIR stream (``resource``, ``id``, the date columns);
+* from the spec's ``columns`` map (``{"zip": "zip", "dob": "birth_date", "mrn": "mrn"}``), which
+  always wins;
+* from a column's name, for CSV, spreadsheet and HL7 streams (:data:`NAME_ROLES`: exact names
+  such as ``dob`` or ``phone`` only, so ``department_name`` is not taken for a name).
+
+``None`` is "unclassified": the de-identification profiles refuse such a column until the spec
+says what it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from .sof.cardinality import element
+from .sof.errors import ViewError
+from .sof.fhirpath import parse
+
+
+@dataclass(frozen=True)
+class Role:
+    """One kind of column. ``items`` are Safe Harbor's identifier numbers (empty: not one of them)."""
+
+    name: str
+    items: tuple[int, ...]
+    label: str
+    cell_dimension: bool
+    """Whether a published cell may be split by it (an aggregate's group-by, a sql cell's column)."""
+    cell_input: str | None
+    """How a ``sql`` cells query sees it: ``token`` (a pseudonym it cannot publish), ``year``
+    (the 1st of January of its year), ``drop`` (the column is left out), None (as it is)."""
+    safe_harbor: str
+    limited: str
+    """What the ``safe-harbor`` and ``limited`` profiles do: keep, remove, pseudonymize, year,
+    birth_year, age90, zip3, zip5, or refuse (free text)."""
+
+    def rule(self) -> str:
+        """The rule a refusal names."""
+        if not self.items:
+            return self.label
+        if len(self.items) > 2:
+            return f"{self.label} (every one of Safe Harbor's 18 identifiers)"
+        numbers = " and ".join(str(n) for n in self.items)
+        return f"{self.label} (Safe Harbor identifier {numbers})"
+
+
+def _role(name: str, items: tuple[int, ...], label: str, cell_dimension: bool, cell_input: str | None,
+          safe_harbor: str, limited: str) -> Role:
+    return Role(name, items, label, cell_dimension, cell_input, safe_harbor, limited)
+
+
+_DIRECT = (False, "token", "remove", "remove")
+ROLES: dict[str, Role] = {r.name: r for r in [
+    _role("name", (1,), "a name", *_DIRECT),
+    _role("address", (2,), "a street address", *_DIRECT),
+    _role("geo", (2,), "a geographic code smaller than a state (geocode, precinct, coordinates)", *_DIRECT),
+    _role("city", (2,), "a city", True, None, "remove", "keep"),
+    _role("county", (2,), "a county", True, None, "remove", "remove"),
+    _role("zip", (2,), "a ZIP code", True, None, "zip3", "zip5"),
+    _role("state", (), "a state", True, None, "keep", "keep"),
+    _role("country", (), "a country", True, None, "keep", "keep"),
+    _role("birth_date", (3,), "a birth date", False, "year", "birth_year", "keep"),
+    _role("date", (3,), "a date of the person's care or life (admission, discharge, service, death)",
+          True, None, "year", "keep"),
+    _role("age", (3,), "an age", True, None, "age90", "keep"),
+    _role("phone", (4,), "a telephone number", *_DIRECT),
+    _role("fax", (5,), "a fax number", *_DIRECT),
+    _role("email", (6,), "an email address", *_DIRECT),
+    _role("telecom", (4, 6), "a telephone or fax number or email address", *_DIRECT),
+    _role("ssn", (7,), "a social security number", *_DIRECT),
+    _role("mrn", (8,), "a medical record number", *_DIRECT),
+    _role("health_plan", (9,), "a health plan beneficiary number", *_DIRECT),
+    _role("account", (10,), "an account number", *_DIRECT),
+    _role("license", (11,), "a certificate or licence number", *_DIRECT),
+    _role("vehicle", (12,), "a vehicle identifier", *_DIRECT),
+    _role("device", (13,), "a device identifier or serial number", *_DIRECT),
+    _role("url", (14,), "a web URL", *_DIRECT),
+    _role("ip", (15,), "an IP address", *_DIRECT),
+    _role("biometric", (16,), "a biometric identifier", *_DIRECT),
+    _role("photo", (17,), "a photograph", *_DIRECT),
+    _role("identifier", (18,), "an identifying number or code", *_DIRECT),
+    _role("person_key", (18,), "a person's key (a patient id or reference)", False, "token",
+          "pseudonymize", "pseudonymize"),
+    _role("record_key", (18,), "a record's key", False, "token", "pseudonymize", "pseudonymize"),
+    _role("resource", tuple(range(1, 19)), "a whole FHIR resource", False, "drop", "remove", "remove"),
+    _role("text", (), "free text, which may hold any identifier", True, None, "refuse", "refuse"),
+    _role("code", (), "a code", True, None, "keep", "keep"),
+    _role("value", (), "a value", True, None, "keep", "keep"),
+    _role("none", (), "declared as not identifying", True, None, "keep", "keep"),
+]}
+"""Every role a spec's ``columns`` map may name."""
+
+_SEVERITY = {name: (3 if not role.cell_dimension else 2 if role.items else 1 if name == "text" else 0)
+             for name, role in ROLES.items()}
+
+
+def role(name: str) -> Role:
+    return ROLES[name]
+
+
+def strongest(*names: str | None) -> str | None:
+    """The most identifying of several roles; unclassified wins over the harmless ones."""
+    known = [n for n in names if n is not None]
+    if not known:
+        return None
+    best = max(known, key=lambda n: _SEVERITY[n])
+    if len(known) < len(names) and _SEVERITY[best] < 2:
+        return None
+    return best
+
+
+# --- columns of CSV, spreadsheet and HL7 streams, by name -----------------------------------------
+def _names(role_name: str, *names: str) -> dict[str, str]:
+    return {n: role_name for n in names}
+
+
+NAME_ROLES: dict[str, str] = {
+    **_names("name", "name", "fullname", "firstname", "lastname", "givenname", "familyname", "surname",
+             "middlename", "patientname", "given", "family", "forename", "maidenname", "mothersmaidenname"),
+    **_names("address", "address", "addressline", "address1", "address2", "street", "streetaddress", "addr",
+             "homeaddress"),
+    **_names("city", "city", "town"),
+    **_names("county", "county"),
+    **_names("zip", "zip", "zipcode", "postalcode", "postcode", "zip5"),
+    **_names("state", "state"),
+    **_names("geo", "lat", "lon", "lng", "latitude", "longitude", "geocode", "precinct", "censustract"),
+    **_names("birth_date", "birthdate", "dob", "dateofbirth", "birthday"),
+    **_names("date", "deathdate", "dod", "dateofdeath", "deceaseddate"),
+    **_names("age", "age"),
+    **_names("phone", "phone", "telephone", "phonenumber", "mobile", "homephone", "workphone", "cellphone"),
+    **_names("fax", "fax", "faxnumber"),
+    **_names("email", "email", "emailaddress"),
+    **_names("ssn", "ssn", "socialsecuritynumber"),
+    **_names("mrn", "mrn", "medicalrecordnumber"),
+    **_names("health_plan", "memberid", "insuranceid", "healthplanid", "beneficiaryid", "subscriberid",
+             "policynumber"),
+    **_names("account", "account", "accountnumber", "visitnumber"),
+    **_names("license", "license", "licence", "licensenumber", "driverslicense"),
+    **_names("vehicle", "vin", "licenseplate"),
+    **_names("device", "deviceid", "serialnumber", "udi"),
+    **_names("url", "url", "website"),
+    **_names("ip", "ip", "ipaddress"),
+    **_names("person_key", "patient", "patientid", "personid", "subjectid", "pid"),
+}
+"""Column names (lower case, letters and digits only) that say what a CSV column holds."""
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def role_by_name(column: str) -> str | None:
+    return NAME_ROLES.get(_normal(column))
+
+
+def stream_roles(schema: pa.Schema, stream: str) -> dict[str, str | None]:
+    """Roles of a raw stream's columns: FHIR streams by their fixed columns, the others by name."""
+    names = schema.names
+    if {"resource", "resourceType", "id"} <= set(names):
+        out: dict[str, str | None] = {}
+        for field in schema:
+            if field.name == "resource":
+                out[field.name] = "resource"
+            elif field.name == "id":
+                out[field.name] = "person_key" if stream == "Patient" else "record_key"
+            elif field.name in ("resourceType", "versionId"):
+                out[field.name] = "code"
+            elif pa.types.is_date(field.type) or pa.types.is_timestamp(field.type):
+                out[field.name] = "date"
+            else:
+                out[field.name] = role_by_name(field.name)
+        return out
+    return {name: role_by_name(name) for name in names}
+
+
+def type_role(field: pa.Field) -> str | None:
+    """A column's role from its Arrow type alone: numbers are values, dates are dates."""
+    typ = field.type
+    if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ) or \
+            pa.types.is_decimal(typ):
+        return "value"
+    if pa.types.is_date(typ) or pa.types.is_timestamp(typ):
+        return "date"
+    return None
+
+
+def check_columns_map(value: Any) -> dict[str, str]:
+    """The spec's ``columns`` map: column name -> a role of :data:`ROLES` (raises ValueError)."""
+    if not isinstance(value, dict):
+        raise ValueError("must map column names to roles")
+    for column, name in value.items():
+        if name not in ROLES:
+            raise ValueError(f"{column}: {name!r} is not a role; roles: {', '.join(ROLES)}")
+    return value
+
+
+# --- ViewDefinition columns, by FHIR type ------------------------------------------------------------
+_DATATYPE_ROLES: dict[str, tuple[str, dict[str, str | None]]] = {
+    "HumanName": ("name", {"use": "code", "period": None}),
+    "Address": ("address", {"city": "city", "district": "county", "state": "state", "postalCode": "zip",
+                            "country": "country", "use": "code", "type": "code", "period": None}),
+    "ContactPoint": ("telecom", {"system": "code", "use": "code", "rank": "value", "period": None}),
+    "Identifier": ("identifier", {"use": "code", "system": "code", "type": "code", "period": None,
+                                  "assigner": None}),
+    "Attachment": ("photo", {"contentType": "code", "language": "code"}),
+}
+"""Datatypes that carry identifiers: the role of the whole value and of any part not listed,
+and the parts that are something else (None: by their own type)."""
+
+_ELEMENT_ROLES = {("Patient", "birthDate"): "birth_date", ("Patient", "photo"): "photo",
+                  ("CodeableConcept", "text"): "code", ("Coding", "display"): "code",
+                  ("Quantity", "unit"): "code", ("Duration", "unit"): "code"}
+"""Elements whose role is not their type's: a concept's text is its term and a unit is a unit,
+not free text."""
+_EXTRA_ELEMENTS = {("Patient", "photo"): (True, "Attachment")}
+_PERSON_REFERENCES = {"subject", "patient", "beneficiary", "other"}
+_PROVIDER_REFERENCES = {"serviceProvider", "managingOrganization", "generalPractitioner", "performer",
+                        "recorder", "asserter", "location", "individual", "organization", "assigner",
+                        "requester", "author", "partOf", "custodian"}
+_PROVIDER_TYPES = {"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService"}
+_TYPE_ROLES = {
+    **{t: "date" for t in ("date", "dateTime", "instant", "Period")},
+    **{t: "code" for t in ("code", "uri", "url", "canonical", "Coding", "CodeableConcept", "Meta", "oid",
+                           "uuid")},
+    **{t: "value" for t in ("boolean", "integer", "decimal", "positiveInt", "unsignedInt", "integer64",
+                            "Quantity", "Duration", "Range", "Age", "Count", "time")},
+    **{t: "text" for t in ("string", "markdown", "xhtml", "Narrative", "Annotation")},
+    "Resource": "resource",
+}
+_STRING_TYPES = ("string", "code", "uri", "id", "markdown")
+_SAME_ROLE = {"first", "last", "single", "distinct", "where", "join", "upper", "lower", "trim", "replace",
+              "substring", "toString", "toInteger", "toDecimal", "lowBoundary", "highBoundary"}
+_VALUE_FUNCTIONS = {"exists", "empty", "all", "not", "count", "length", "startsWith", "endsWith", "contains",
+                    "matches"}
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """Where a FHIRPath has got to: the FHIR type (None: unknown), the role decided so far, the
+    identifying datatype we are inside, and for references which element held them."""
+
+    fhir: str | None
+    role: str | None = None
+    inside: str | None = None
+    element: str | None = None
+    resource: str | None = None
+
+
+def _settled(typed: _Typed) -> str | None:
+    """The role of a value the path ends on."""
+    if typed.role is not None:
+        return typed.role
+    if typed.fhir == "Reference":
+        return "person_key" if typed.element in _PERSON_REFERENCES else \
+            "code" if typed.element in _PROVIDER_REFERENCES else "record_key"
+    if typed.fhir == "id":
+        return "code"
+    if typed.fhir in _DATATYPE_ROLES:
+        return _DATATYPE_ROLES[typed.fhir][0]
+    return _TYPE_ROLES.get(typed.fhir or "")
+
+
+def _member(base: _Typed, name: str) -> _Typed:
+    if base.role is not None and base.inside is None:
+        # a settled role (a code, a value, text) stays what it is below, except dates in a period
+        known = element(base.fhir, name)
+        fhir = known[1] if known else None
+        role_below = "date" if fhir in ("date", "dateTime", "instant", "Period") and base.role != "code" \
+            else base.role
+        return _Typed(fhir, role_below, None, name, base.resource)
+    if base.inside is not None:
+        whole, parts = _DATATYPE_ROLES[base.inside]
+        known = element(base.fhir, name) or _EXTRA_ELEMENTS.get((base.fhir or "", name))
+        fhir = known[1] if known else None
+        if name in parts:
+            override = parts[name]
+            if override is None:
+                return _Typed(fhir, None, None, name, base.resource)
+            return _Typed(fhir, override, None, name, base.resource)
+        return _Typed(fhir, whole, base.inside, name, base.resource)
+    if base.fhir == "Reference":
+        if name == "reference":
+            return _Typed("string", _settled(base), None, name, base.resource)
+        if name == "display":
+            return _Typed("string", "name" if base.element in _PERSON_REFERENCES else "text", None, name,
+                          base.resource)
+        if name == "identifier":
+            return _Typed("Identifier", "identifier", "Identifier", name, base.resource)
+        if name == "type":
+            return _Typed("uri", "code", None, name, base.resource)
+    known = element(base.fhir, name) or _EXTRA_ELEMENTS.get((base.fhir or "", name))
+    if known is None:
+        return _Typed(None, None, None, name, base.resource)
+    fhir = known[1]
+    if (base.fhir or "", name) in _ELEMENT_ROLES:
+        fixed = _ELEMENT_ROLES[(base.fhir or "", name)]
+        return _Typed(fhir, fixed, fhir if fhir in _DATATYPE_ROLES else None, name, base.resource)
+    if name == "id" and base.fhir == base.resource:
+        return _Typed(fhir, "person_key" if base.resource == "Patient" else "record_key", None, name,
+                      base.resource)
+    if fhir in _DATATYPE_ROLES:
+        return _Typed(fhir, _DATATYPE_ROLES[fhir][0], fhir, name, base.resource)
+    return _Typed(fhir, None, None, name, base.resource)
+
+
+def _reference_key(base: _Typed, args: list[tuple]) -> str:
+    target = args[0][2] if args and args[0][0] == "member" and args[0][1] is None else None
+    if target == "Patient":
+        return "person_key"
+    if target in _PROVIDER_TYPES:
+        return "code"
+    if target is None and base.element in _PERSON_REFERENCES:
+        return "person_key"
+    if target is None and base.element in _PROVIDER_REFERENCES:
+        return "code"
+    return "record_key"
+
+
+def _of_type(base: _Typed, type_name: str) -> _Typed:
+    if base.inside is not None or base.role is not None:
+        return _Typed(type_name, base.role, base.inside, base.element, base.resource)
+    if type_name in _DATATYPE_ROLES:
+        return _Typed(type_name, _DATATYPE_ROLES[type_name][0], type_name, base.element, base.resource)
+    return _Typed(type_name, None, None, base.element, base.resource)
+
+
+class _Resolver:
+    """Follows a parsed FHIRPath (see :mod:`.sof.fhirpath`) from a context to the role it ends on."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+
+    def root(self) -> _Typed:
+        return _Typed(self.resource, None, None, None, self.resource)
+
+    def walk(self, node: tuple, this: _Typed) -> _Typed:
+        tag = node[0]
+        if tag == "lit":
+            return _Typed(node[1], "none")
+        if tag in ("const", "empty", "index", "total"):
+            return _Typed(None, "none")
+        if tag == "this":
+            return this
+        if tag == "member":
+            if node[1] is None and node[2] == self.resource and this.fhir == self.resource:
+                return this
+            base = this if node[1] is None else self.walk(node[1], this)
+            return _member(base, node[2])
+        if tag == "indexer":
+            return self.walk(node[1], this)
+        if tag == "neg":
+            return _Typed("decimal", "value")
+        if tag == "type":
+            inner = self.walk(node[2], this)
+            return _of_type(inner, node[3]) if node[1] == "as" else _Typed("boolean", "value")
+        if tag == "call":
+            return self.call(node, this)
+        _op, operator, left, right = node
+        if operator in ("|", "&", "+"):
+            a, b = self.walk(left, this), self.walk(right, this)
+            return _Typed(a.fhir if a.fhir == b.fhir else None, strongest(_settled(a), _settled(b)))
+        return _Typed("boolean", "value")
+
+    def call(self, node: tuple, this: _Typed) -> _Typed:
+        _tag, base_node, name, args = node
+        base = this if base_node is None else self.walk(base_node, this)
+        if name in _SAME_ROLE:
+            if name in ("join", "upper", "lower", "trim", "replace", "substring", "toString"):
+                return _Typed("string", _settled(base), None, base.element, base.resource)
+            return base
+        if name in _VALUE_FUNCTIONS:
+            return _Typed("boolean", "value")
+        if name == "ofType" and args and args[0][0] == "member":
+            return _of_type(base, args[0][2])
+        if name == "getResourceKey":
+            return _Typed("string", "person_key" if self.resource == "Patient" else "record_key")
+        if name == "getReferenceKey":
+            return _Typed("string", _reference_key(base, args))
+        if name == "select" and args:
+            return self.walk(args[0], base)
+        if name == "iif" and len(args) >= 2:
+            branches = [self.walk(a, this) for a in args[1:]]
+            return _Typed(None, strongest(*(_settled(b) for b in branches)))
+        if name == "extension":
+            return _Typed("Extension", None, None, "extension", base.resource)
+        return _Typed(None, None)
+
+    def role_of(self, path: str, context: _Typed) -> str | None:
+        try:
+            return _settled(self.walk(parse(path), context))
+        except ViewError:
+            return None
+
+    def context_of(self, path: str, context: _Typed) -> _Typed:
+        try:
+            return self.walk(parse(path), context)
+        except ViewError:
+            return _Typed(None, None)
+
+
+def _selects(resolver: _Resolver, selects: Any, context: _Typed) -> Iterator[tuple[str, str | None]]:
+    for select in selects or []:
+        if not isinstance(select, dict):
+            continue
+        here = context
+        for key in ("forEach", "forEachOrNull"):
+            if isinstance(select.get(key), str):
+                here = resolver.context_of(select[key], context)
+        if "repeat" in select:
+            here = _Typed(None, None)
+        for column in select.get("column", []) or []:
+            if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+                continue
+            found = resolver.role_of(str(column.get("path", "")), here)
+            hinted = column.get("type")
+            if found is None and isinstance(hinted, str) and hinted not in _STRING_TYPES:
+                found = _TYPE_ROLES.get(hinted)
+            yield column["name"], found
+        yield from _selects(resolver, select.get("select"), here)
+        for branch in select.get("unionAll", []) or []:
+            yield from _selects(resolver, [branch], here)
+
+
+def view_column_roles(view: dict) -> dict[str, str | None]:
+    """The role of each column of a ViewDefinition, from the FHIR types its paths reach.
+
+    A column named in several ``unionAll`` branches takes the most identifying of their roles.
+    """
+    resource = str(view.get("resource", ""))
+    resolver = _Resolver(resource)
+    out: dict[str, str | None] = {}
+    seen: set[str] = set()
+    for name, found in _selects(resolver, view.get("select"), resolver.root()):
+        out[name] = strongest(out[name], found) if name in seen else found
+        seen.add(name)
+    return out

@@ -1,0 +1,290 @@
+"""De-identification profiles, checked field by field against an independent reading of the data.
+
+The sample FHIR Patients in tests/data and generated Patients with a planted identifier in
+every FHIR type that carries one (HumanName, Address, ContactPoint, Identifier, Attachment,
+date/dateTime, a relative's contact) go through a view with ``"deidentify": "safe-harbor"``
+(and ``"limited"``); each output value is compared with what the rules say it must be, computed
+here from the raw JSON, and no planted value may survive anywhere in the output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import shutil
+
+import pytest
+
+from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.derive.spec import SpecError
+from lithotse_desktop.raw import run_import
+from lithotse_desktop.secrets import load_secret, secret_ref
+from tests.conftest import TEST_DATA
+
+# HHS's list of three-digit ZIP areas of 20,000 people or fewer (privacy facts, copied here so the
+# test does not read the product's own list)
+SPARSE_ZIP3 = {"036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878",
+               "879", "884", "890", "893"}
+
+COLUMNS = [
+    ("pid", "getResourceKey()"),
+    ("family", "name.family.first()"), ("given", "name.given.first()"), ("prefix", "name.prefix.first()"),
+    ("suffix", "name.suffix.first()"), ("name_text", "name.text.first()"),
+    ("phone", "telecom.where(system = 'phone').value.first()"),
+    ("fax", "telecom.where(system = 'fax').value.first()"),
+    ("email", "telecom.where(system = 'email').value.first()"),
+    ("url", "telecom.where(system = 'url').value.first()"),
+    ("line", "address.line.first()"), ("city", "address.city.first()"),
+    ("district", "address.district.first()"), ("state", "address.state.first()"),
+    ("zip", "address.postalCode.first()"), ("address_text", "address.text.first()"),
+    ("ssn", "identifier.where(type.coding.code = 'SS').value.first()"),
+    ("mrn", "identifier.where(type.coding.code = 'MR').value.first()"),
+    ("licence", "identifier.where(type.coding.code = 'DL').value.first()"),
+    ("passport", "identifier.where(type.coding.code = 'PPN').value.first()"),
+    ("member", "identifier.where(type.coding.code = 'MB').value.first()"),
+    ("birth", "birthDate"), ("deceased", "deceased.ofType(dateTime)"),
+    ("photo", "photo.url.first()"),
+    ("kin_family", "contact.name.family.first()"), ("kin_phone", "contact.telecom.value.first()"),
+    ("kin_zip", "contact.address.postalCode.first()"),
+    ("gender", "gender"), ("marital", "maritalStatus.coding.code.first()"),
+]
+VIEW = {"resourceType": "ViewDefinition", "resource": "Patient", "status": "active",
+        "select": [{"column": [{"name": n, "path": p} for n, p in COLUMNS]}]}
+SAFE_HARBOR_KEEPS = ["pid", "state", "zip", "birth", "deceased", "kin_zip", "gender", "marital"]
+LIMITED_KEEPS = ["pid", "city", "state", "zip", "birth", "deceased", "kin_zip", "gender", "marital"]
+
+
+def zip3(code: str | None) -> str | None:
+    digits = (code or "").replace("-", "")
+    if not (digits.isdigit() and len(digits) in (5, 9)):
+        return None
+    return "000" if digits[:3] in SPARSE_ZIP3 else digits[:3]
+
+
+def birth_year(text: str | None) -> int | None:
+    if not text:
+        return None
+    oldest = dt.date.today().year - 90
+    return max(int(text[:4]), oldest)
+
+
+def pseudonym(ws, value: str) -> str:
+    key = bytes.fromhex(load_secret(secret_ref(ws.id, "hmac-key")))
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def import_patients(ws, tmp_path, resources_or_file, source: str = "fhir") -> list[dict]:
+    folder = tmp_path / f"{source}-in"
+    folder.mkdir()
+    if isinstance(resources_or_file, list):
+        (folder / "Patient.ndjson").write_text("".join(json.dumps(r) + "\n" for r in resources_or_file))
+    else:
+        shutil.copy(resources_or_file, folder / "Patient.ndjson")
+    ws.add_source(source, "fhir-files", {"path": str(folder)}, {})
+    run_import(ws, source)
+    return [json.loads(line) for line in (folder / "Patient.ndjson").read_text().splitlines() if line.strip()]
+
+
+def built(ws, name: str, profile: str | None, source: str = "fhir") -> list[dict]:
+    spec = {"name": name, "kind": "view", "input": {"source": source, "stream": "Patient"}, "view": VIEW}
+    if profile:
+        spec["deidentify"] = profile
+    add_spec(ws, spec)
+    build(ws, name)
+    version, table = read_table(ws, name)
+    assert version.privacy["class"] == ("deidentified" if profile else "row-level")
+    return table.to_pylist()
+
+
+def first(items, key=None, where=None):
+    for item in items or []:
+        if where is None or where(item):
+            return item if key is None else item.get(key)
+    return None
+
+
+def typed(resource: dict, code: str) -> str | None:
+    return first(resource.get("identifier"), "value",
+                 lambda i: first((i.get("type") or {}).get("coding"), "code") == code)
+
+
+@pytest.mark.parametrize("sample", ["ndjson-pathling-synthea-r4/Patient.ndjson",
+                                    "bulk-ndjson-smart-10-patients/Patient.000.ndjson"])
+def test_safe_harbor_on_the_sample_patients_field_by_field(workspace, tmp_path, sample):
+    patients = import_patients(workspace, tmp_path, TEST_DATA / "fhir" / sample)
+    rows = built(workspace, "patients_sh", "safe-harbor")
+    assert list(rows[0]) == SAFE_HARBOR_KEEPS
+    expected = []
+    for p in patients:
+        address = first(p.get("address")) or {}
+        deceased = p.get("deceasedDateTime")
+        expected.append({
+            "pid": pseudonym(workspace, p["id"]), "state": address.get("state"), "zip": zip3(address.get("postalCode")),
+            "birth": birth_year(p.get("birthDate")), "deceased": int(deceased[:4]) if deceased else None,
+            "kin_zip": None, "gender": p.get("gender"),
+            "marital": first((p.get("maritalStatus") or {}).get("coding"), "code")})
+    assert sorted(rows, key=lambda r: r["pid"]) == sorted(expected, key=lambda r: r["pid"])
+    raw_values = {v for p in patients for v in (typed(p, "SS"), typed(p, "MR"), p["id"],
+                                                first(first(p["name"], "given")), first(p["name"], "family"),
+                                                first(p.get("telecom"), "value"), p.get("birthDate"))} - {None}
+    published = {str(v) for r in rows for v in r.values()}
+    assert not raw_values & published
+    assert any(r["birth"] == dt.date.today().year - 90 for r in rows) == any(
+        int(p["birthDate"][:4]) <= dt.date.today().year - 90 for p in patients)
+
+
+ZIPS = ["03601", "02139-4307", "89301", "10001", "ABC12", "0213", "20301", "55601"]
+
+
+def planted(i: int) -> dict:
+    """A Patient with a recognisable value in every identifier-carrying element."""
+    def ident(code: str, value: str) -> dict:
+        return {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]},
+                "system": f"urn:planted:{code}", "value": value}
+
+    return {
+        "resourceType": "Patient", "id": f"planted-{i}", "gender": "female" if i % 2 else "male",
+        "maritalStatus": {"coding": [{"code": "M" if i % 3 else "S"}]},
+        "name": [{"use": "official", "family": f"Zyx{i}family", "given": [f"Qwe{i}given", f"Mid{i}"],
+                  "prefix": [f"Pre{i}"], "suffix": [f"Suf{i}"], "text": f"Qwe{i}given Zyx{i}family"}],
+        "telecom": [{"system": "phone", "value": f"+1-555-01{i:02d}"}, {"system": "fax", "value": f"+1-555-09{i:02d}"},
+                    {"system": "email", "value": f"p{i}@planted.example"},
+                    {"system": "url", "value": f"https://planted.example/{i}"}],
+        "address": [{"line": [f"{100 + i} Planted Street", f"Apt {i}"], "city": f"Plantedville{i}",
+                     "district": f"Planted County {i}", "state": "MA", "postalCode": ZIPS[i % len(ZIPS)],
+                     "country": "US", "text": f"{100 + i} Planted Street, Plantedville{i}"}],
+        "identifier": [ident("SS", f"999-00-{1000 + i}"), ident("MR", f"MRN-{i:06d}"), ident("DL", f"S{i:08d}"),
+                       ident("PPN", f"P{i:08d}"), ident("MB", f"MB-{i:05d}")],
+        "birthDate": ["1920-05-05", "1980-02-29", "2001-07-14", "1936-12-31"][i % 4],
+        **({"deceasedDateTime": f"2019-03-{i % 28 + 1:02d}T10:11:12Z"} if i % 2 else {}),
+        "photo": [{"contentType": "image/jpeg", "url": f"https://planted.example/photo{i}.jpg"}],
+        "contact": [{"name": {"family": f"Kin{i}family"},
+                     "telecom": [{"system": "phone", "value": f"+1-555-77{i:02d}"}],
+                     "address": {"line": [f"{i} Kin Road"], "postalCode": "02139"}}],
+    }
+
+
+def planted_values(p: dict, *, in_view: bool = False) -> set[str]:
+    """Every value the generator planted as an identifier (``in_view``: those the view selects)."""
+    name, address, contact = p["name"][0], p["address"][0], p["contact"][0]
+    out = {p["id"], name["family"], name["given"][0], name["prefix"][0], name["suffix"][0], name["text"],
+           *(t["value"] for t in p["telecom"]), address["line"][0], address["city"], address["district"],
+           address["text"], *(i["value"] for i in p["identifier"]), p["birthDate"], p["photo"][0]["url"],
+           contact["name"]["family"], contact["telecom"][0]["value"]}
+    if "deceasedDateTime" in p:
+        out.add(p["deceasedDateTime"])
+    if not in_view:
+        out |= {name["given"][1], address["line"][1], contact["address"]["line"][0]}
+    return out
+
+
+def test_safe_harbor_removes_a_planted_identifier_of_every_fhir_type(workspace, tmp_path):
+    patients = import_patients(workspace, tmp_path, [planted(i) for i in range(16)])
+    plain = built(workspace, "patients_rows", None)
+    kept_raw = {str(v) for r in plain for v in r.values()}
+    selected = set().union(*(planted_values(p, in_view=True) for p in patients)) - {p["id"] for p in patients}
+    assert selected <= kept_raw, "the row-level view holds every planted value it selects (so the check below can fail)"
+    planted_all = set().union(*(planted_values(p) for p in patients))
+
+    rows = built(workspace, "patients_sh", "safe-harbor")
+    assert list(rows[0]) == SAFE_HARBOR_KEEPS
+    published = {str(v) for r in rows for v in r.values()}
+    assert not planted_all & published
+    by_pid = {r["pid"]: r for r in rows}
+    for p in patients:
+        row = by_pid[pseudonym(workspace, p["id"])]
+        assert row["zip"] == zip3(p["address"][0]["postalCode"]), p["address"][0]["postalCode"]
+        assert row["kin_zip"] == "021"
+        assert row["birth"] == birth_year(p["birthDate"])
+        assert row["deceased"] == (2019 if "deceasedDateTime" in p else None)
+        assert (row["state"], row["gender"]) == ("MA", p["gender"])
+    assert {r["zip"] for r in rows} == {"000", "021", "100", None}
+    assert min(r["birth"] for r in rows) == dt.date.today().year - 90
+
+
+def test_limited_data_set_keeps_dates_cities_and_five_digit_zips(workspace, tmp_path):
+    patients = import_patients(workspace, tmp_path, [planted(i) for i in range(8)])
+    rows = built(workspace, "patients_lds", "limited")
+    assert list(rows[0]) == LIMITED_KEEPS
+    by_pid = {r["pid"]: r for r in rows}
+    for p in patients:
+        row = by_pid[pseudonym(workspace, p["id"])]
+        digits = p["address"][0]["postalCode"].replace("-", "")
+        assert row["zip"] == (digits[:5] if digits.isdigit() and len(digits) in (5, 9) else None)
+        assert row["city"] == p["address"][0]["city"] and row["birth"] == p["birthDate"]
+        assert row["deceased"] == p.get("deceasedDateTime")
+    direct = set().union(*(planted_values(p) for p in patients)) - {p["address"][0]["city"] for p in patients} - \
+        {p["birthDate"] for p in patients} - {p.get("deceasedDateTime") for p in patients}
+    assert not direct & {str(v) for r in rows for v in r.values()}
+
+
+def test_unclassified_and_free_text_columns_are_refused_until_the_spec_says_what_they_are(workspace, tmp_path):
+    import_patients(workspace, tmp_path, [planted(0)])
+    base = {"name": "odd", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+            "deidentify": "safe-harbor"}
+    unknown = {**VIEW, "select": [{"column": [{"name": "pid", "path": "getResourceKey()"},
+                                              {"name": "ext", "path": "extension('urn:x').value"}]}]}
+    with pytest.raises(SpecError, match=r"columns: unclassified column\(s\) 'ext'.*\"ext\": \"<role>\".*rule: "
+                                        r"de-identification needs every column classified"):
+        add_spec(workspace, {**base, "view": unknown})
+    add_spec(workspace, {**base, "view": unknown, "columns": {"ext": "code"}})
+    text = {**VIEW, "select": [{"column": [{"name": "maiden", "path": "extension('http://hl7.org/fhir/"
+                                            "StructureDefinition/patient-mothersMaidenName').valueString"}]}]}
+    with pytest.raises(SpecError, match="column 'maiden' is free text.*does not publish free text"):
+        add_spec(workspace, {**base, "name": "maiden", "view": text})
+
+
+def test_csv_columns_are_classified_by_the_declared_role_map(workspace, tmp_path):
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    (folder / "people.csv").write_text(
+        "full_name,dob,zip,mrn,dept,visit_date,age\n"
+        "Ann Planted,1931-04-02,03601,MRN-1,cardio,2024-05-06,93\n"
+        "Bob Planted,1990-12-24,02139,MRN-2,ortho,2024-06-07,33\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "visit_date"}, {})
+    run_import(workspace, "ehr")
+    spec = {"name": "people_sh", "kind": "sql", "inputs": {"p": {"source": "ehr", "stream": "people"}},
+            "sql": "SELECT full_name, dob, zip, mrn, dept, visit_date, age FROM p ORDER BY age",
+            "deidentify": "safe-harbor"}
+    with pytest.raises(SpecError, match=r"unclassified column\(s\) 'dept':"):
+        add_spec(workspace, spec)
+    add_spec(workspace, {**spec, "columns": {"zip": "zip", "dob": "birth_date", "mrn": "identifier",
+                                             "dept": "code"}})
+    build(workspace, "people_sh")
+    rows = read_table(workspace, "people_sh")[1].to_pylist()
+    oldest = dt.date.today().year - 90
+    assert rows == [{"zip": "021", "dob": 1990, "dept": "ortho", "visit_date": 2024, "age": 33},
+                    {"zip": "000", "dob": max(1931, oldest), "dept": "cardio", "visit_date": 2024, "age": 90}]
+
+
+def test_declared_pseudonyms_of_identifiers_are_removed_and_person_keys_stay(workspace, tmp_path):
+    """A column the spec asked to pseudonymise stays an HMAC if it is a person's key; the pseudonym
+    of an MRN or a birth date is removed under Safe Harbor (a code derived from the person's
+    information is not one of its allowed re-identification codes); a limited data set keeps the
+    birth date's pseudonym and, as for every direct identifier, removes the MRN's."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    (folder / "stays.csv").write_text("patient_id,mrn,dob,ward,admit_date\n"
+                                      "pat-1,MRN-1,1950-01-02,W1,2024-05-06\n"
+                                      "pat-2,MRN-2,1980-03-04,W2,2024-06-07\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
+    run_import(workspace, "ehr")
+    spec = {"kind": "sql", "inputs": {"s": {"source": "ehr", "stream": "stays"}},
+            "sql": "SELECT patient_id, mrn, dob, ward FROM s ORDER BY ward",
+            "pseudonymize": ["patient_id", "mrn", "dob"],
+            "columns": {"patient_id": "person_key", "mrn": "identifier", "dob": "birth_date", "ward": "code"}}
+    for name, profile in (("stays_sh", "safe-harbor"), ("stays_lds", "limited")):
+        add_spec(workspace, {**spec, "name": name, "deidentify": profile})
+        build(workspace, name)
+    version, table = read_table(workspace, "stays_sh")
+    assert table.to_pylist() == [{"patient_id": pseudonym(workspace, "pat-1"), "ward": "W1"},
+                                 {"patient_id": pseudonym(workspace, "pat-2"), "ward": "W2"}]
+    assert set(version.privacy["removed"]) == {"mrn", "dob"}
+    limited = read_table(workspace, "stays_lds")[1].to_pylist()
+    assert [(r["patient_id"], r["dob"]) for r in limited] == [
+        (pseudonym(workspace, "pat-1"), pseudonym(workspace, "1950-01-02")),
+        (pseudonym(workspace, "pat-2"), pseudonym(workspace, "1980-03-04"))]
+    assert "mrn" not in limited[0], "a medical record number is a direct identifier, in any form"

@@ -1,0 +1,402 @@
+"""Tested as an adversary would: every door a spreadsheet could get a name, a birth date, an MRN,
+an address or a count of 1 to 10 people through, and the refusal each one gives, naming its rule.
+
+The data are generated Patients with a planted identifier in every FHIR type that carries one
+(see tests/derive/test_deidentify.py), their Encounters, and a CSV of admissions as the issue
+describes them. The doors: views, ``sql``, joins, derivative inputs, exports (the command line
+and the desktop app's), workbook bind and refresh, the local API, the add-in's worksheet
+functions, the L3 cache, and a sync push to a store managers read.
+
+People are counted independently here, from the generated resources. The cases that need
+people-based suppression of aggregates (issue 12 part A, another branch) are marked xfail
+(strict): they fail here until that branch lands, and then fail again as XPASS until the mark
+is removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import requests
+from openpyxl import load_workbook
+
+from lithotse_desktop.cache import lookup, table_of
+from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.disclosure import IdentifierRefused, Restricted
+from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.errors import ConfigError
+from lithotse_desktop.excel.ops import bind_workbook, export_derivative, refresh_workbook
+from lithotse_desktop.excel.xlwings_addin import udf_table, udf_value
+from lithotse_desktop.raw import run_import
+from lithotse_desktop.serve import start_server_thread, workspace_token
+from lithotse_desktop.serve.client import ApiClient
+from lithotse_desktop.sync import push
+from lithotse_desktop.workspace import Workspace
+from tests.derive.test_deidentify import planted, planted_values
+
+ROW_RULE = "rule: row-level data stays restricted"
+CELL_RULE = "rule: a published cell never carries an identifier"
+K = 11
+PATIENTS = 40
+
+PATIENT_VIEW = {"name": "patients", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                "view": {"resource": "Patient", "select": [{"column": [
+                    {"name": "pid", "path": "getResourceKey()"},
+                    {"name": "family", "path": "name.family.first()"},
+                    {"name": "birth", "path": "birthDate"},
+                    {"name": "mrn", "path": "identifier.where(type.coding.code = 'MR').value.first()"},
+                    {"name": "street", "path": "address.line.first()"},
+                    {"name": "zip", "path": "address.postalCode.first()"},
+                    {"name": "gender", "path": "gender"}]}]}}
+ENCOUNTER_VIEW = {"name": "encounters", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+                  "view": {"resource": "Encounter", "select": [{"column": [
+                      {"name": "eid", "path": "getResourceKey()"},
+                      {"name": "patient", "path": "subject.getReferenceKey(Patient)"},
+                      {"name": "cls", "path": "class.code"},
+                      {"name": "start", "path": "period.start"}]}]}}
+BY_CLASS = {"name": "by_class", "kind": "aggregate", "input": {"derivative": "encounters"},
+            "group_by": ["cls"], "measures": [{"fn": "count", "as": "visits"},
+                                             {"fn": "count_distinct", "column": "patient", "as": "people"}]}
+SAFE = {**PATIENT_VIEW, "name": "patients_safe", "deidentify": "safe-harbor"}
+ISSUE_SQL = {"name": "issue_sql", "kind": "sql", "inputs": {"enc": {"source": "ehr", "stream": "admissions"}},
+             "sql": "SELECT patient_id, admit_date, department, count(*) AS n FROM enc GROUP BY ALL"}
+PEOPLE_CELLS = {"name": "people_cells", "kind": "sql", "inputs": {"e": {"derivative": "encounters"}},
+                "sql": "SELECT cls, count(*) AS visits, count(DISTINCT patient) AS people FROM e GROUP BY cls "
+                       "ORDER BY cls",
+                "count_column": "visits", "people_column": "people"}
+ROW_LEVEL = ("patients", "encounters", "issue_sql")
+
+
+def patients() -> list[dict]:
+    return [planted(i) for i in range(PATIENTS)]
+
+
+def encounters() -> list[dict]:
+    """Every patient has a few ambulatory visits, twenty have one inpatient stay, and two patients
+    have eight emergency visits each (16 visits: enough records, too few people)."""
+    out = []
+    for i in range(PATIENTS):
+        visits = [("AMB", f"2024-0{1 + j % 6}-1{j}") for j in range(3)]
+        if i < 2:
+            visits += [("EMER", f"2024-02-{10 + j:02d}") for j in range(8)]
+        if 10 <= i < 30:
+            visits.append(("IMP", "2024-04-01"))
+        for j, (cls, day) in enumerate(visits):
+            out.append({"resourceType": "Encounter", "id": f"e{i}-{j}", "status": "finished", "class": {"code": cls},
+                        "subject": {"reference": f"Patient/planted-{i}"}, "period": {"start": day}})
+    return out
+
+
+def people_by_class() -> dict[str, set[str]]:
+    """Who each class of encounter counts, from the generated resources themselves."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for e in encounters():
+        out[e["class"]["code"]].add(e["subject"]["reference"].split("/")[1])
+    return out
+
+
+def admissions_csv(folder: Path) -> None:
+    rows = ["patient_id,admit_date,department,mrn"]
+    for i in range(PATIENTS):
+        row = f"pat-{i:03d},2024-03-{1 + i % 20:02d},{'cardio' if i % 2 else 'ortho'},MRN-{i:06d}"
+        rows += [row, row]
+    (folder / "admissions.csv").write_text("\n".join(rows) + "\n")
+
+
+def setup_clinic(ws: Workspace, folder: Path) -> None:
+    fhir = folder / "fhir"
+    fhir.mkdir(parents=True)
+    (fhir / "Patient.ndjson").write_text("".join(json.dumps(p) + "\n" for p in patients()))
+    (fhir / "Encounter.ndjson").write_text("".join(json.dumps(e) + "\n" for e in encounters()))
+    ws.add_source("fhir", "fhir-files", {"path": str(fhir)}, {})
+    ehr = folder / "ehr"
+    ehr.mkdir()
+    admissions_csv(ehr)
+    ws.add_source("ehr", "csv", {"path": str(ehr), "date_column": "admit_date"}, {})
+    run_import(ws, "fhir")
+    run_import(ws, "ehr")
+    for spec in (PATIENT_VIEW, ENCOUNTER_VIEW, BY_CLASS, SAFE, ISSUE_SQL, PEOPLE_CELLS):
+        add_spec(ws, spec)
+        build(ws, spec["name"])
+
+
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory) -> Workspace:
+    root = tmp_path_factory.mktemp("clinic")
+    ws = Workspace.create(root / "ws")
+    setup_clinic(ws, root / "in")
+    return Workspace.open(ws.root)
+
+
+@pytest.fixture(scope="module")
+def served(clinic):
+    server = start_server_thread(clinic, 0)
+    yield server
+    server.stop()
+
+
+def identifiers() -> set[str]:
+    """Every planted identifier, and the CSV's patient ids and MRNs."""
+    found = set().union(*(planted_values(p) for p in patients()))
+    found |= {f"pat-{i:03d}" for i in range(PATIENTS)} | {f"MRN-{i:06d}" for i in range(PATIENTS)}
+    return found
+
+
+def assert_no_identifier(text: str) -> None:
+    leaked = sorted(v for v in identifiers() if v in text)
+    assert not leaked, leaked[:5]
+
+
+# --- the derivatives are classified, and row-level data are kept apart ---------------------------------
+def test_row_level_derivatives_live_in_the_restricted_store_only(clinic):
+    catalog = Catalog(clinic)
+    for name in ROW_LEVEL:
+        assert catalog.disclosure(name).kind == "row-level"
+        assert catalog.current(name).area == "restricted"
+        assert not list(clinic.store("derived").list(f"derived/{name}/"))
+    for name in ("by_class", "patients_safe", "people_cells"):
+        assert catalog.disclosure(name).published and catalog.current(name).area == "derived"
+
+
+def test_the_analyst_still_reads_row_level_data_for_their_own_work(clinic, cli):
+    shown = cli("--workspace", str(clinic.root), "derive", "show", "patients", "--json")
+    assert "Zyx0family" in shown.output, "row-level data are restricted, not lost"
+
+
+# --- exports ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ROW_LEVEL)
+@pytest.mark.parametrize("fmt", ["xlsx", "csv", "parquet"])
+def test_export_refuses_row_level_derivatives(clinic, cli, tmp_path, name, fmt):
+    out = tmp_path / f"x.{fmt}"
+    result = cli("--workspace", str(clinic.root), "derive", "export", name, "--format", fmt, "-o", str(out),
+                 expect=1)
+    assert f"derivative {name!r} is row-level" in result.output and ROW_RULE in result.output
+    assert not out.exists()
+
+
+def test_the_desktop_apps_export_refuses_too(clinic, tmp_path):
+    with pytest.raises(Restricted, match=ROW_RULE):
+        export_derivative(clinic, "patients", "xlsx", tmp_path / "p.xlsx")
+    assert not (tmp_path / "p.xlsx").exists()
+
+
+def test_published_exports_hold_no_identifier(clinic, tmp_path):
+    for name in ("by_class", "patients_safe", "people_cells"):
+        path, rows = export_derivative(clinic, name, "csv", tmp_path / f"{name}.csv")
+        assert rows > 0
+        assert_no_identifier(path.read_text())
+
+
+# --- workbooks ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ROW_LEVEL)
+def test_workbook_bind_refuses_row_level_derivatives(clinic, cli, tmp_path, name):
+    book = tmp_path / "book.xlsx"
+    result = cli("--workspace", str(clinic.root), "excel", "bind", str(book), name, expect=1)
+    assert ROW_RULE in result.output
+    assert not book.exists()
+
+
+def test_refresh_refuses_a_binding_whose_derivative_became_row_level(tmp_path):
+    ws = Workspace.create(tmp_path / "ws")
+    setup_clinic(ws, tmp_path / "in")
+    over = {"name": "over", "kind": "sql", "inputs": {"c": {"derivative": "by_class"}},
+            "sql": "SELECT cls, visits FROM c"}
+    add_spec(ws, over)
+    build(ws, "over")
+    book = tmp_path / "book.xlsx"
+    bind_workbook(ws, book, "over")
+    before = book.read_bytes()
+    add_spec(ws, {**over, "inputs": {"c": {"derivative": "patients"}}, "sql": "SELECT family, birth FROM c"},
+             replace=True)
+    build(ws, "over")
+    assert not list(ws.store("derived").list("derived/over/")), "the published copy is withdrawn"
+    with pytest.raises(Restricted, match=ROW_RULE):
+        refresh_workbook(ws, book)
+    assert book.read_bytes() == before
+    assert_no_identifier(json.dumps([[c.value for c in row] for s in load_workbook(book) for row in s.iter_rows()],
+                                    default=str))
+
+
+# --- the local API, the add-in and the cache ------------------------------------------------------------
+def test_the_api_lists_row_level_derivatives_as_restricted_and_serves_nothing_of_them(clinic, served):
+    headers = {"Authorization": f"Bearer {workspace_token(clinic)}"}
+    base = served.url + "/api/v1"
+    listed = {d["name"]: d for d in requests.get(base + "/derivatives", headers=headers, timeout=10).json()
+              ["derivatives"]}
+    for name in ROW_LEVEL:
+        assert listed[name]["restricted"] is True and listed[name]["columns"] == []
+        assert listed[name]["version"] is None
+        for path, params in (("table", {"format": "csv"}), ("table", {}), ("value", {"measure": "n"})):
+            answer = requests.get(f"{base}/derivatives/{name}/{path}", params=params, headers=headers, timeout=10)
+            assert answer.status_code == 403 and ROW_RULE in answer.json()["error"]
+    many = requests.post(base + "/values", headers=headers, timeout=10,
+                         json={"lookups": [{"derivative": "patients", "measure": "zip"}]}).json()["results"]
+    assert ROW_RULE in many[0]["error"]
+    assert listed["by_class"]["restricted"] is False and listed["by_class"]["class"] == "aggregate"
+    published = requests.get(base + "/derivatives/patients_safe/table", params={"format": "csv"}, headers=headers,
+                             timeout=10)
+    assert published.status_code == 200
+    assert_no_identifier(published.text)
+
+
+def test_the_add_in_functions_get_the_refusal(clinic, served):
+    client = ApiClient(served.port, workspace_token(clinic))
+    cell = udf_value("patients", "zip", client=client)
+    assert cell.startswith("error: ") and ROW_RULE in cell
+    [[table]] = udf_table("issue_sql", client=client)
+    assert table.startswith("error: ") and ROW_RULE in table
+    assert_no_identifier(json.dumps(udf_table("patients_safe", client=client), default=str))
+
+
+def test_the_cache_never_holds_a_row_level_derivative(clinic):
+    for name in ROW_LEVEL:
+        with pytest.raises(Restricted, match=ROW_RULE):
+            table_of(clinic, name)
+        with pytest.raises(Restricted, match=ROW_RULE):
+            lookup(clinic, name, "n")
+
+
+# --- views, sql, joins and derivative inputs that try to make cells out of identifiers --------------------
+@pytest.mark.parametrize(("spec", "what"), [
+    ({"name": "by_family", "kind": "aggregate", "input": {"derivative": "encounters"},
+      "join": {"input": {"derivative": "patients"}, "on": {"left": "patient", "right": "pid"}, "columns": ["family"]},
+      "group_by": ["family"], "measures": [{"fn": "count", "as": "n"}]}, "'family' is a name"),
+    ({"name": "by_birth", "kind": "aggregate", "input": {"derivative": "encounters"},
+      "join": {"input": {"derivative": "patients"}, "on": {"left": "patient", "right": "pid"}, "columns": ["birth"]},
+      "group_by": ["birth"], "measures": [{"fn": "count", "as": "n"}]}, "'birth' is a birth date"),
+    ({"name": "oldest", "kind": "aggregate", "input": {"derivative": "encounters"},
+      "join": {"input": {"derivative": "patients"}, "on": {"left": "patient", "right": "pid"}, "columns": ["birth"]},
+      "group_by": ["cls"], "measures": [{"fn": "min", "column": "birth", "as": "first_birth"}]},
+     "min of column 'birth'"),
+    ({"name": "by_street", "kind": "aggregate", "input": {"derivative": "patients"},
+      "group_by": ["street"], "measures": [{"fn": "count", "as": "n"}]}, "'street' is a street address"),
+    ({"name": "by_patient", "kind": "aggregate", "input": {"derivative": "encounters"},
+      "group_by": ["patient"], "measures": [{"fn": "count", "as": "n"}]}, "'patient' is a person's key"),
+    ({"name": "by_mrn", "kind": "aggregate", "input": {"source": "ehr", "stream": "admissions"},
+      "group_by": ["mrn"], "measures": [{"fn": "count", "as": "n"}]}, "'mrn' is a medical record number"),
+    ({"name": "by_resource", "kind": "aggregate", "input": {"source": "fhir", "stream": "Patient"},
+      "group_by": ["resource"], "measures": [{"fn": "count", "as": "n"}]}, "'resource' is a whole FHIR resource"),
+])
+def test_aggregates_may_not_be_split_by_identifiers(clinic, spec, what):
+    with pytest.raises(IdentifierRefused, match=f"{what}.*{CELL_RULE}"):
+        add_spec(clinic, spec)
+    assert spec["name"] not in Catalog(clinic).names()
+
+
+@pytest.mark.parametrize(("spec", "what"), [
+    ({**ISSUE_SQL, "name": "issue_cells", "count_column": "n"},
+     "output column 'patient_id' carries values of input column 'enc.patient_id', which is a person's key"),
+    ({"name": "names_cells", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+      "sql": "SELECT upper(family) AS dept, 100 AS n FROM p", "count_column": "n"},
+     "output column 'dept' carries values of input column 'p.family', which is a name"),
+    ({"name": "mrn_cells", "kind": "sql", "inputs": {"a": {"source": "ehr", "stream": "admissions"}},
+      "sql": "SELECT department || ':' || mrn AS department, count(*) AS n FROM a GROUP BY 1", "count_column": "n"},
+     "input column 'a.mrn', which is a medical record number"),
+    ({"name": "street_cells", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+      "sql": "SELECT list(street) AS streets, count(*) AS n FROM p", "count_column": "n"},
+     "input column 'p.street', which is a street address"),
+])
+def test_sql_cells_read_identifiers_as_tokens_and_may_not_publish_them(clinic, spec, what):
+    add_spec(clinic, spec)
+    try:
+        with pytest.raises(IdentifierRefused, match=f"{what}.*{CELL_RULE}"):
+            build(clinic, spec["name"])
+        assert Catalog(clinic).current(spec["name"]) is None
+    finally:
+        Catalog(clinic).remove(spec["name"])
+
+
+def test_sql_cells_see_birth_dates_as_their_year_only(clinic):
+    spec = {"name": "births", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+            "sql": "SELECT CAST(birth AS DATE) AS birth, count(*) AS n FROM p GROUP BY 1 ORDER BY 1",
+            "count_column": "n", "suppress_below": 0}
+    add_spec(clinic, spec)
+    try:
+        build(clinic, "births")
+        days = {str(r["birth"]) for r in read_table(clinic, "births")[1].to_pylist()}
+        assert days and all(d.endswith("-01-01") for d in days), days
+    finally:
+        Catalog(clinic).remove("births")
+
+
+def test_sql_over_row_level_inputs_without_a_count_column_stays_row_level(clinic, tmp_path):
+    spec = {"name": "copy", "kind": "sql", "inputs": {"p": {"derivative": "patients_safe"},
+                                                      "q": {"derivative": "patients"}},
+            "sql": "SELECT q.family FROM p JOIN q ON p.pid = q.pid"}
+    add_spec(clinic, spec)
+    try:
+        build(clinic, "copy")
+        assert Catalog(clinic).disclosure("copy").kind == "row-level"
+        with pytest.raises(Restricted, match=ROW_RULE):
+            export_derivative(clinic, "copy", "csv", tmp_path / "copy.csv")
+    finally:
+        Catalog(clinic).remove("copy")
+
+
+# --- counts of 1 to 10 people --------------------------------------------------------------------------
+def test_sql_cells_suppress_rows_counting_fewer_than_k_people(clinic):
+    truth = people_by_class()
+    assert len(truth["EMER"]) < K <= 16, "the emergency cell counts 16 visits of 2 people"
+    rows = {r["cls"]: r for r in read_table(clinic, "people_cells")[1].to_pylist()}
+    assert set(rows) == set(truth)
+    for cls, who in truth.items():
+        published = rows[cls]
+        if len(who) < K:
+            assert published["suppressed"] and published["people"] is None and published["visits"] is None
+        elif not published["suppressed"]:
+            assert published["people"] == len(who)
+    assert rows["AMB"]["people"] == PATIENTS, "the large cell is published"
+    assert rows["IMP"]["suppressed"], "the smallest other cell hides the emergency one from the total"
+
+
+@pytest.mark.xfail(strict=True, reason="needs people-based suppression of aggregates (issue 12 part A, "
+                                       "branch wp-people): cells are suppressed by record counts here")
+def test_no_published_aggregate_cell_counts_fewer_than_k_people(clinic, tmp_path):
+    truth = people_by_class()
+    path, _rows = export_derivative(clinic, "by_class", "csv", tmp_path / "by_class.csv")
+    import csv
+
+    for row in csv.DictReader(path.read_text().splitlines()):
+        if row["suppressed"].lower() != "true":
+            assert len(truth[row["cls"]]) >= K, row
+
+
+# --- a store managers read --------------------------------------------------------------------------------
+def test_a_push_to_the_store_managers_read_carries_no_row_level_or_raw_data(tmp_path):
+    ws = Workspace.create(tmp_path / "ws")
+    ws.config["stores"]["managers"] = {"url": str(tmp_path / "managers-bucket")}
+    ws.config["tiers"]["derived"] = "managers"
+    ws.save()
+    ws = Workspace.open(ws.root)
+    setup_clinic(ws, tmp_path / "in")
+    result = push(ws, "managers")
+    withheld = set(result.withheld)
+    assert {k for k in withheld if k.startswith("restricted/patients/")} and \
+        {k for k in withheld if k.startswith("raw/")} and {k for k in withheld if k.startswith("audit/")}
+    assert "row-level data stays restricted" in result.summary()
+    keys = [info.key for info in ws.store("derived").list("")]
+    assert keys and all(k.startswith(("specs/", "derived/")) for k in keys), \
+        sorted({k.split("/")[0] for k in keys})
+    assert not [k for k in keys if k.startswith("derived/patients/")]
+    for info in ws.store("derived").list("derived/"):
+        if info.key.endswith(".parquet"):
+            import io
+
+            import pyarrow.parquet as pq
+
+            assert_no_identifier(json.dumps(pq.read_table(io.BytesIO(ws.store("derived").get_bytes(info.key)))
+                                            .to_pylist(), default=str))
+
+
+def test_the_restricted_tier_may_not_be_a_store_managers_read(tmp_path):
+    ws = Workspace.create(tmp_path / "ws")
+    ws.config["stores"]["managers"] = {"url": str(tmp_path / "managers-bucket")}
+    ws.config["tiers"].update(derived="managers", restricted="managers")
+    ws.save()
+    with pytest.raises(ConfigError, match="restricted uses the store of the derived tier.*rule: row-level data "
+                                          "stays in a store only analysts read"):
+        Workspace.open(ws.root)
