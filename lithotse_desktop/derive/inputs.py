@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from .. import engine
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
 from ..raw.index import open_index
@@ -91,9 +92,7 @@ def input_identity(ws: Workspace, catalog: Catalog, item: dict, resolved: Stream
 
 
 def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
-    tmp = ws.local_dir / "duckdb-tmp"
-    tmp.mkdir(exist_ok=True)
-    return duckdb.connect(":memory:", config={"temp_directory": str(tmp)})
+    return engine.connect(ws.limits)
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:

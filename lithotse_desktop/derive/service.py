@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from .. import engine
 from ..dates import DateRange
 from ..errors import ConfigError, NotFound
 from ..raw.index import open_index
@@ -52,7 +53,7 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     kind.check(spec)
     if any(s is None for s in schemas.values()):
         return spec
-    con = duckdb.connect(":memory:")
+    con = engine.connect(ws.limits)
     try:
         for alias, schema in schemas.items():
             empty_relation(con, alias, schema)

@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lithotse_desktop.plugin import InputError
+from lithotse_desktop.plugin import InputError, duckdb_settings
 
 from .types import R4_TYPES, TYPE_NAME, date_columns
 
@@ -166,14 +166,25 @@ _shared: duckdb.DuckDBPyConnection | None = None
 _shared_lock = threading.Lock()
 
 
+_applied: dict[str, str] = {}
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    """A cursor on one in-memory database holding the macros (creating them costs ~30 ms)."""
+    """A cursor on one in-memory database holding the macros (creating them costs ~30 ms),
+    under the memory limit and spill folder of the workspace being worked on."""
     global _shared
     with _shared_lock:
         if _shared is None:
             base = duckdb.connect()
             base.execute(_SESSION + _MACROS)
             _shared = base
+        settings = duckdb_settings()
+        if settings != _applied:
+            for name, value in settings.items():
+                quoted = value.replace("'", "''")
+                _shared.execute(f"SET {name} = '{quoted}'")
+            _applied.clear()
+            _applied.update(settings)
         con = _shared.cursor()
     con.execute(_SESSION)
     return con
