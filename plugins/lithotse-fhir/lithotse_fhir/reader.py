@@ -35,9 +35,10 @@ from lithotse_desktop.plugin import InputError, duckdb_settings
 
 from .types import R4_TYPES, TYPE_NAME, date_columns
 
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 122_880
 MAX_OBJECT_BYTES = 1 << 28
+MIN_OBJECT_BYTES = 1 << 24
 
 DATE_PATTERN = (r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
                 r"(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])"
@@ -167,6 +168,17 @@ _shared_lock = threading.Lock()
 
 
 _applied: dict[str, str] = {}
+
+
+def max_object_bytes() -> int:
+    """The largest resource an NDJSON line may hold. DuckDB's JSON reader sizes its buffers
+    from it and keeps them as it goes, so peak memory grew with the file at 256 MB (0.4 GB at
+    200k Encounters, 1 GB at 1M) and stays flat at 16 MB: a 64th of the memory limit, 16 MB
+    (DuckDB's default) at 1 GB and up to 256 MB at 16 GB."""
+    limit = duckdb_settings().get("memory_limit", "")
+    if limit.endswith("B") and limit[:-1].isdigit():
+        return max(MIN_OBJECT_BYTES, min(MAX_OBJECT_BYTES, int(limit[:-1]) // 64))
+    return MAX_OBJECT_BYTES
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -314,7 +326,7 @@ def read_ndjson(path: Path, name: str, expected: str, mixed: bool = False) -> It
     """Stream an NDJSON (optionally gzipped) file of resources as batches of ``expected``."""
     gz = is_gzip(path)
     source = (f"read_ndjson_objects({_sql_str(str(path))}, compression='{'gzip' if gz else 'none'}', "
-              f"maximum_object_size={MAX_OBJECT_BYTES})")
+              f"maximum_object_size={max_object_bytes()})")
     con = connect()
 
     def on_bad(record: int) -> None:
@@ -418,7 +430,7 @@ def ndjson_types(path: Path, name: str) -> dict[str | None, int]:
     try:
         rows = con.sql(f"""SELECT json_extract_string(json, '$.resourceType') AS kind, count(*)
             FROM read_ndjson_objects({_sql_str(str(path))}, compression='{compression}',
-                                     maximum_object_size={MAX_OBJECT_BYTES}) GROUP BY ALL""").fetchall()
+                                     maximum_object_size={max_object_bytes()}) GROUP BY ALL""").fetchall()
     except duckdb.Error as exc:
         raise locate_ndjson(path, name, "Resource", True,
                             detail=str(exc).split("\n")[0].replace(str(path), name)) from None
