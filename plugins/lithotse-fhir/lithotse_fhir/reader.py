@@ -170,15 +170,24 @@ _shared_lock = threading.Lock()
 _applied: dict[str, str] = {}
 
 
+def _memory_limit() -> int | None:
+    limit = duckdb_settings().get("memory_limit", "")
+    return int(limit[:-1]) if limit.endswith("B") and limit[:-1].isdigit() else None
+
+
+def batch_bytes() -> int:
+    """Resource text per batch: a 64th of the memory limit (16 MB at 1 GB), 4 to 64 MB."""
+    limit = _memory_limit()
+    return BATCH_BYTES if limit is None else max(4 << 20, min(64 << 20, limit // 64))
+
+
 def max_object_bytes() -> int:
     """The largest resource an NDJSON line may hold. DuckDB's JSON reader sizes its buffers
     from it and keeps them as it goes, so peak memory grew with the file at 256 MB (0.4 GB at
     200k Encounters, 1 GB at 1M) and stays flat at 16 MB: a 64th of the memory limit, 16 MB
     (DuckDB's default) at 1 GB and up to 256 MB at 16 GB."""
-    limit = duckdb_settings().get("memory_limit", "")
-    if limit.endswith("B") and limit[:-1].isdigit():
-        return max(MIN_OBJECT_BYTES, min(MAX_OBJECT_BYTES, int(limit[:-1]) // 64))
-    return MAX_OBJECT_BYTES
+    limit = _memory_limit()
+    return MAX_OBJECT_BYTES if limit is None else max(MIN_OBJECT_BYTES, min(MAX_OBJECT_BYTES, limit // 64))
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -246,7 +255,7 @@ FROM typed
 
 
 def batch_rows(path: Path, gz: bool) -> int:
-    """Rows per batch so a batch holds about BATCH_BYTES of resource text.
+    """Rows per batch so a batch holds about :func:`batch_bytes` of resource text.
 
     DuckDB streams much faster with large batches (a 32k-row batch took twice as long
     in the benchmark), but a batch of large resources must still fit comfortably in memory.
@@ -257,7 +266,7 @@ def batch_rows(path: Path, gz: bool) -> int:
     except (OSError, EOFError, zlib.error):
         return 2048
     per_row = max(64, len(sample) // max(1, sample.count(b"\n")))
-    return max(2048, min(MAX_BATCH_ROWS, BATCH_BYTES // per_row))
+    return max(2048, min(MAX_BATCH_ROWS, batch_bytes() // per_row))
 
 
 def _batches(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema,
