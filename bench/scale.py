@@ -86,27 +86,31 @@ print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
 def run_duckdb(sql: str) -> None:
     """Generate data in a DuckDB child process: this process stays small, because Linux hands a
     child the parent's peak RSS across exec and that would inflate every figure measured."""
-    subprocess.run([PYTHON, "-c", "import duckdb, sys; duckdb.connect().execute(sys.argv[1])", sql], check=True)
+    script = ("import duckdb, sys; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); "
+              "con.execute(sys.argv[1])")
+    subprocess.run([PYTHON, "-c", script, sql], check=True)
 
 
 def generate_fhir(path: Path, n: int) -> None:
     """n Encounter lines: ids 0..0.9n, the last tenth are version 2 of the first ids."""
     unique = n - n // 10
     run_duckdb(f"""
+        CREATE MACRO pick(x, k) AS 1 + CAST(hash(x) % k AS BIGINT);
+        CREATE MACRO minutes_from(day, x, k) AS CAST(day AS TIMESTAMP) + to_minutes(CAST(hash(x) % k AS BIGINT));
         COPY (SELECT 'Encounter' AS "resourceType", 'enc-' || lpad(CAST(i % {unique} AS VARCHAR), 9, '0') AS id,
                      {{'versionId': CAST(1 + i // {unique} AS VARCHAR),
-                       'lastUpdated': strftime(TIMESTAMP '2013-01-01' + to_minutes(CAST(hash(i * 3) % 5000000 AS BIGINT)),
+                       'lastUpdated': strftime(minutes_from('2013-01-01', i * 3, 5000000),
                                                '%Y-%m-%dT%H:%M:%S.000Z')}} AS meta,
-                     ['finished', 'finished', 'cancelled', 'in-progress'][1 + CAST(hash(i * 5) % 4 AS BIGINT)] AS status,
+                     ['finished', 'finished', 'cancelled', 'in-progress'][pick(i * 5, 4)] AS status,
                      {{'system': 'http://terminology.hl7.org/CodeSystem/v3-ActCode',
-                       'code': ['AMB', 'IMP', 'EMER', 'VR', 'HH'][1 + CAST(hash(i * 7) % 5 AS BIGINT)]}} AS class,
+                       'code': ['AMB', 'IMP', 'EMER', 'VR', 'HH'][pick(i * 7, 5)]}} AS class,
                      [{{'coding': [{{'system': 'http://snomed.info/sct',
-                                     'code': ['185349003', '185347001', '390906007'][1 + CAST(hash(i * 17) % 3 AS BIGINT)],
-                                     'display': 'Encounter for check up'}}], 'text': 'Encounter for check up'}}] AS type,
+                                     'code': ['185349003', '185347001', '390906007'][pick(i * 17, 3)],
+                                     'display': 'Check up'}}], 'text': 'Encounter for check up'}}] AS type,
                      {{'reference': 'Patient/pat-' || CAST(hash(i * 11) % 50000 AS VARCHAR)}} AS subject,
-                     {{'start': strftime(TIMESTAMP '2012-01-01' + to_minutes(CAST(hash(i * 13) % 6000000 AS BIGINT)),
+                     {{'start': strftime(minutes_from('2012-01-01', i * 13, 6000000),
                                          '%Y-%m-%dT%H:%M:%S+00:00'),
-                       'end': strftime(TIMESTAMP '2012-01-01' + to_minutes(CAST(hash(i * 13) % 6000000 + 45 AS BIGINT)),
+                       'end': strftime(minutes_from('2012-01-01', i * 13, 6000000) + INTERVAL 45 MINUTE,
                                        '%Y-%m-%dT%H:%M:%S+00:00')}} AS period,
                      {{'reference': 'Organization/org-' || CAST(hash(i * 19) % 300 AS VARCHAR)}} AS "serviceProvider"
               FROM range({n}) t(i) ORDER BY i)
@@ -169,19 +173,18 @@ def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str]) -> 
     rows: dict[str, dict[str, list[tuple[float, int]]]] = {
         step: {"lithotse": [], "duckdb": []} for step in ("import", "view build", "aggregate build")}
     ws = tmp / "ws"
-    for run in range(runs):
+    for _ in range(runs):
         fresh_workspace(ws, fhir, csv, memory, env)
         seconds, rss, _ = lithotse(ws, "import", "fhir", "--no-build", env=env)
         rows["import"]["lithotse"].append((seconds, rss))
         seconds, rss, out = measure([PYTHON, "-c", IMPORT_BASELINE, str(ndjson)], env)
         assert int(out) == n, out
         rows["import"]["duckdb"].append((seconds, rss))
-        if run == 0:
-            lithotse(ws, "import", "ehr", "--no-build", env=env)
-            for spec in (VIEW, AGGREGATE):
-                spec_file = tmp / f"{spec['name']}.json"
-                spec_file.write_text(json.dumps(spec), "utf-8")
-                lithotse(ws, "derive", "add", "--file", str(spec_file), env=env)
+        lithotse(ws, "import", "ehr", "--no-build", env=env)
+        for spec in (VIEW, AGGREGATE):
+            spec_file = tmp / f"{spec['name']}.json"
+            spec_file.write_text(json.dumps(spec), "utf-8")
+            lithotse(ws, "derive", "add", "--file", str(spec_file), env=env)
         seconds, rss, out = lithotse(ws, "derive", "build", "encounters", "--full", "--json", env=env)
         built = json.loads(out)
         built = built[0] if isinstance(built, list) else built

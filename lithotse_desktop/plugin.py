@@ -48,8 +48,8 @@ from .connectors import (
     sha256_file,
 )
 from .dates import DateRange
-from .engine import active_settings as duckdb_settings
 from .derive.catalog import Version
+from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
 from .names import CORE_COLUMNS, header_names, is_total_label, split_names

@@ -52,7 +52,8 @@ def test_setting_reaches_duckdb_of_builds_and_the_fhir_plugin(workspace: Workspa
     ws = Workspace.open(workspace.root)
     con = connect(ws)
     try:
-        limit, temp = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+        limit, temp = con.execute("SELECT current_setting('memory_limit'), "
+                                  "current_setting('temp_directory')").fetchone()
     finally:
         con.close()
     assert limit == _duckdb_reading("512MB")

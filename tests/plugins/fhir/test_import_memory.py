@@ -14,7 +14,6 @@ import duckdb
 
 from lithotse_desktop.workspace import Workspace
 
-
 # Linux keeps a process's peak RSS across exec, so a child forked from this (large) test
 # process would start with this process's size; a small Python process starts the command
 # instead and writes the command's own peak RSS (os.wait4) to a file.
