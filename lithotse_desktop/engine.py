@@ -95,7 +95,9 @@ def connect(limits: Limits, *, ordered: bool = True) -> duckdb.DuckDBPyConnectio
     which lets DuckDB stream results it would otherwise buffer."""
     prepare(limits)
     config = {**limits.settings(), "preserve_insertion_order": ordered}
-    return duckdb.connect(":memory:", config=config)
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")  # a bar on the terminal would mix with --json output
+    return con
 
 
 def apply(con: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
