@@ -23,6 +23,8 @@ What it offers, by kind of plugin:
   errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
 - cache backends: the :class:`CacheBackend` contract and its :data:`ANY` marker;
 - listeners of ``lithotse_version_published``: :class:`Workspace`, :class:`Version`;
+- a plugin running DuckDB itself: :func:`duckdb_settings`, the workspace's ``[limits]``
+  (``memory_limit``, ``temp_directory``) to put on its connection;
 - every plugin: the errors users see (:class:`InputError` names a file and line,
   :class:`ConfigError` a setting) and secret references (:func:`is_ref`, :func:`load_secret`).
 
@@ -47,6 +49,7 @@ from .connectors import (
 )
 from .dates import DateRange
 from .derive.catalog import Version
+from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
 from .names import CORE_COLUMNS, header_names, is_total_label, split_names
@@ -59,7 +62,7 @@ __all__ = [
     "ANY", "CORE_COLUMNS", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField",
     "Connector", "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
-    "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "files_to_fetch",
+    "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings", "files_to_fetch",
     "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "sha256_file",
     "split_names",
 ]

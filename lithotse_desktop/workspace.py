@@ -25,6 +25,9 @@
 
     [secrets]
     store = "auto"         # or "os" (OS keyring only) or "file"; LITHOTSE_SECRETS_STORE wins
+
+    [limits]
+    memory = "1GB"         # DuckDB's memory_limit for every query; it spills to .lithotse/tmp
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import platformdirs
 import tomli_w
 
 from .atomic import atomic_write_text
+from .engine import DEFAULT_MEMORY, Limits, parse_size
 from .errors import ConfigError, NotFound
 from .plugins import get_plugin_manager, open_store
 from .secrets import configure as configure_secrets
@@ -119,6 +123,11 @@ class Workspace:
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: [secrets] must be a table")
         configure_secrets(section.get("store"), str(path))
+        limits = self.config.get("limits", {})
+        if not isinstance(limits, dict):
+            raise ConfigError(f"{path}: [limits] must be a table")
+        self.limits = Limits(parse_size(limits.get("memory", DEFAULT_MEMORY), f"{path}: [limits] memory"),
+                             self.root / ".lithotse" / "tmp")
 
     def _check_restricted(self, path: Path) -> None:
         """Row-level data may not share a store with the tiers managers read, unless raw does too

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from .. import engine
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
 from ..raw.index import open_index
@@ -93,9 +94,7 @@ def input_identity(ws: Workspace, catalog: Catalog, item: dict, resolved: Stream
 
 
 def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
-    tmp = ws.local_dir / "duckdb-tmp"
-    tmp.mkdir(exist_ok=True)
-    return duckdb.connect(":memory:", config={"temp_directory": str(tmp)})
+    return engine.connect(ws.limits)
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:
@@ -156,9 +155,10 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
                 progress: Progress, checks: IntegrityChecks, *, materialize: bool = False) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
-    Without ``materialize`` the objects are streamed straight into the one query that reads
-    them, when they share a schema and need no deduplication; otherwise they are copied into a
-    DuckDB table first (which spills to disk when large). ``checks`` collects the hash checks
+    Without ``materialize`` the objects, when they share a schema, are streamed: straight into
+    the one query that reads them when they need no deduplication, into a table of the newest
+    versions when they do; otherwise every landed row is copied into a DuckDB table first.
+    DuckDB spills to the workspace's temp folder what exceeds ``[limits] memory``. ``checks`` collects the hash checks
     of the objects read; settle them with ``checks.finish()`` before using the results.
     """
     q = DUCKDB.quote
@@ -167,7 +167,8 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     schemas = {r.schema for _stored, r in readers}
     columns = [n for n in readers[0][1].schema.names]
     key = stream_key(resolved, columns)
-    if not materialize and not key and len(schemas) == 1:
+    streamed = not materialize and len(schemas) == 1
+    if streamed:
         def batches():
             for _stored, reader in readers:
                 yield from reader
@@ -205,11 +206,26 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
         if "versionId" in columns:
             hidden.append(NUMERIC_VERSIONS)
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
-    con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {relation}")
+    if streamed and key:
+        _dedupe_while_reading(con, resolved, q(alias), f"SELECT *{exclude} FROM {relation}", checks)
+    else:
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {relation}")
     schema = readers[0][1].schema if not key and len(schemas) == 1 else None
     if schema is not None:
         return pa.schema([f for f in schema if f.name not in PROVENANCE])
     return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
+
+
+def _dedupe_while_reading(con: duckdb.DuckDBPyConnection, resolved: StreamInput, table: str, query: str,
+                          checks: IntegrityChecks) -> None:
+    """Keep only the newest version of each record as the objects stream in: one pass over the
+    landed rows, without a copy of every version first (DuckDB spills what exceeds the limit).
+    A table, so the derivative's query may read it more than once."""
+    try:
+        con.execute(f"CREATE TABLE {table} AS {query}")
+    except duckdb.Error as exc:
+        checks.raise_found()  # a damaged object may be why
+        raise LithotseError(f"{resolved.source}/{resolved.stream}: {exc}") from None
 
 
 def load_derivative(con: duckdb.DuckDBPyConnection, catalog: Catalog, alias: str, name: str) -> pa.Schema:

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from .. import engine
 from ..dates import DateRange
 from ..errors import ConfigError, NotFound
 from ..raw.index import open_index
@@ -66,7 +67,7 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     roles = {alias: input_roles(catalog, spec, item, known[alias]) for alias, item in spec_inputs(spec).items()}
     if spec["kind"] == "aggregate":
         check_aggregate(spec, roles)
-    con = duckdb.connect(":memory:")
+    con = engine.connect(ws.limits)
     try:
         for alias, schema in known.items():
             empty_relation(con, alias, schema)

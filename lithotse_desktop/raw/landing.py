@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import engine
 from ..connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
 from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import ConfigError, InputError, LithotseError, connector_guard, guarded
@@ -180,6 +181,7 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
     """Import one source for a date range; returns the committed landings."""
     progress = progress or Progress()
     date_range = date_range or DateRange()
+    engine.activate(ws.limits)
     connector = make_connector(ws, source_name)
     with connector_guard(connector.name, f"to list the streams of source {source_name}"):
         offered = {s.name: s for s in connector.streams()}

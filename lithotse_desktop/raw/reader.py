@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import engine
 from ..connectors import Connector, RawObject
 from ..dates import DateRange, range_mask, to_local_dates
 from ..errors import Cancelled, CorruptObject, LithotseError
@@ -150,6 +151,7 @@ def read_object(ws: Workspace, stored: StoredObject, connector: Connector, check
     spans = stored.spans(date_range)
     if not spans:
         return
+    engine.activate(ws.limits)
     manifest = stored.reader
     store = landing_object_store(ws, manifest)
     check = checks.check(manifest.object_key, stored.sha256, manifest.bytes,

@@ -11,6 +11,8 @@ from ..spec import SpecError
 from .common import Query
 
 RESOURCES = "(SELECT CAST(resource AS JSON) AS resource FROM \"input\")"
+# a FHIR stream's resourceType column is read from each resource when it is imported
+TYPED_RESOURCES = "(SELECT CAST(resource AS JSON) AS resource, \"resourceType\" FROM \"input\")"
 
 
 def check(spec: dict) -> None:
@@ -20,12 +22,20 @@ def check(spec: dict) -> None:
         raise SpecError("view", str(exc)) from None
 
 
+def _has_type_column(schema: pa.Schema) -> bool:
+    index = schema.get_field_index("resourceType")
+    return index >= 0 and pa.types.is_string(schema.field(index).type)
+
+
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
           periods: list[Any] | None = None) -> Query:
     if "resource" not in schemas["input"].names:
         raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
     try:
-        sql, params = compile_view(spec["view"], RESOURCES)
+        if _has_type_column(schemas["input"]):
+            sql, params = compile_view(spec["view"], TYPED_RESOURCES, type_column="resourceType")
+        else:
+            sql, params = compile_view(spec["view"], RESOURCES)
     except Exception as exc:
         raise SpecError("view", str(exc)) from None
     return Query(sql, params, "view")

@@ -647,11 +647,13 @@ def parse_at(expr: str, where: str) -> tuple:
         raise ViewError(f"{where}: {exc}") from None
 
 
-def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
+def compile_view(view: dict, source_relation: str, *, type_column: str | None = None) -> tuple[str, list[object]]:
     """Compile a ViewDefinition into (SELECT statement, parameters for $1..$n).
 
     `source_relation` is a table name, table function call or parenthesised subquery with a JSON column
-    `resource`; resources of other types are filtered out. Raises ViewError for invalid views.
+    `resource`; resources of other types are filtered out, by `type_column` of the source when it
+    has each resource's type already (parsing every resource once more for it halved the speed of a
+    view over a million Encounters). Raises ViewError for invalid views.
     """
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
@@ -703,8 +705,9 @@ def compile_view(view: dict, source_relation: str) -> tuple[str, list[object]]:
         rows = lst if if_empty is None else f"CASE WHEN len({lst}) = 0 THEN {if_empty} ELSE {lst} END"
         body = f"SELECT * EXCLUDE ({lst}), unnest({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
     sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs)} FROM ({body}) AS __rows")
+    kind = _quote_ident(type_column) if type_column else "json_extract_string(resource, '$.resourceType')"
     typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
-             f"WHERE json_extract_string(resource, '$.resourceType') = {comp.param(resource, 'VARCHAR')}")
+             f"WHERE {kind} = {comp.param(resource, 'VARCHAR')}")
     if paths:
         listed = ", ".join(sql_str(p) for p in paths)
         typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"

@@ -31,13 +31,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lithotse_desktop.plugin import InputError
+from lithotse_desktop.plugin import InputError, duckdb_settings
 
 from .types import R4_TYPES, TYPE_NAME, date_columns
 
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 122_880
 MAX_OBJECT_BYTES = 1 << 28
+MIN_OBJECT_BYTES = 1 << 24
 
 DATE_PATTERN = (r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
                 r"(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])"
@@ -166,14 +167,45 @@ _shared: duckdb.DuckDBPyConnection | None = None
 _shared_lock = threading.Lock()
 
 
+_applied: dict[str, str] = {}
+
+
+def _memory_limit() -> int | None:
+    limit = duckdb_settings().get("memory_limit", "")
+    return int(limit[:-1]) if limit.endswith("B") and limit[:-1].isdigit() else None
+
+
+def batch_bytes() -> int:
+    """Resource text per batch: a 64th of the memory limit (16 MB at 1 GB), 4 to 64 MB."""
+    limit = _memory_limit()
+    return BATCH_BYTES if limit is None else max(4 << 20, min(64 << 20, limit // 64))
+
+
+def max_object_bytes() -> int:
+    """The largest resource an NDJSON line may hold. DuckDB's JSON reader sizes its buffers
+    from it and keeps them as it goes, so peak memory grew with the file at 256 MB (0.4 GB at
+    200k Encounters, 1 GB at 1M) and stays flat at 16 MB: a 64th of the memory limit, 16 MB
+    (DuckDB's default) at 1 GB and up to 256 MB at 16 GB."""
+    limit = _memory_limit()
+    return MAX_OBJECT_BYTES if limit is None else max(MIN_OBJECT_BYTES, min(MAX_OBJECT_BYTES, limit // 64))
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    """A cursor on one in-memory database holding the macros (creating them costs ~30 ms)."""
+    """A cursor on one in-memory database holding the macros (creating them costs ~30 ms),
+    under the memory limit and spill folder of the workspace being worked on."""
     global _shared
     with _shared_lock:
         if _shared is None:
             base = duckdb.connect()
             base.execute(_SESSION + _MACROS)
             _shared = base
+        settings = duckdb_settings()
+        if settings != _applied:
+            for name, value in settings.items():
+                quoted = value.replace("'", "''")
+                _shared.execute(f"SET {name} = '{quoted}'")
+            _applied.clear()
+            _applied.update(settings)
         con = _shared.cursor()
     con.execute(_SESSION)
     return con
@@ -223,7 +255,7 @@ FROM typed
 
 
 def batch_rows(path: Path, gz: bool) -> int:
-    """Rows per batch so a batch holds about BATCH_BYTES of resource text.
+    """Rows per batch so a batch holds about :func:`batch_bytes` of resource text.
 
     DuckDB streams much faster with large batches (a 32k-row batch took twice as long
     in the benchmark), but a batch of large resources must still fit comfortably in memory.
@@ -234,7 +266,7 @@ def batch_rows(path: Path, gz: bool) -> int:
     except (OSError, EOFError, zlib.error):
         return 2048
     per_row = max(64, len(sample) // max(1, sample.count(b"\n")))
-    return max(2048, min(MAX_BATCH_ROWS, BATCH_BYTES // per_row))
+    return max(2048, min(MAX_BATCH_ROWS, batch_bytes() // per_row))
 
 
 def _batches(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema,
@@ -303,7 +335,7 @@ def read_ndjson(path: Path, name: str, expected: str, mixed: bool = False) -> It
     """Stream an NDJSON (optionally gzipped) file of resources as batches of ``expected``."""
     gz = is_gzip(path)
     source = (f"read_ndjson_objects({_sql_str(str(path))}, compression='{'gzip' if gz else 'none'}', "
-              f"maximum_object_size={MAX_OBJECT_BYTES})")
+              f"maximum_object_size={max_object_bytes()})")
     con = connect()
 
     def on_bad(record: int) -> None:
@@ -407,7 +439,7 @@ def ndjson_types(path: Path, name: str) -> dict[str | None, int]:
     try:
         rows = con.sql(f"""SELECT json_extract_string(json, '$.resourceType') AS kind, count(*)
             FROM read_ndjson_objects({_sql_str(str(path))}, compression='{compression}',
-                                     maximum_object_size={MAX_OBJECT_BYTES}) GROUP BY ALL""").fetchall()
+                                     maximum_object_size={max_object_bytes()}) GROUP BY ALL""").fetchall()
     except duckdb.Error as exc:
         raise locate_ndjson(path, name, "Resource", True,
                             detail=str(exc).split("\n")[0].replace(str(path), name)) from None

@@ -1,0 +1,254 @@
+"""The user's whole path at 200k / 1M / 5M records, as processes, beside hand-written DuckDB.
+
+For each size, in a temp folder that is removed afterwards, with data generated
+deterministically by DuckDB (hash-based, no RNG state; one record in ten is a second,
+newer version of another, so deduplication has work to do):
+
+- ``import``: ``lithotse import fhir --no-build`` (copy, sha256, validate, commit) on a fresh
+  workspace, beside a DuckDB process reading the same NDJSON with ``read_ndjson`` into Arrow
+  batches;
+- ``view build``: ``lithotse derive build encounters`` (a 4-column ViewDefinition, newest
+  version per id), beside a DuckDB process doing the same work: JSON extraction of the same
+  columns, newest-version dedupe with ``QUALIFY row_number()``, a zstd Parquet file;
+- ``aggregate build``: ``lithotse derive build by_month`` from the landed CSV (count, distinct
+  patients, mean by department and month), beside DuckDB reading the CSV, aggregating and
+  writing zstd Parquet.
+
+Every step is a fresh process; its time is wall clock and its peak RSS is the OS's
+``ru_maxrss`` of that process (``os.wait4``), as ``/usr/bin/time`` reports it (this process
+never loads DuckDB, so it hands its children no peak of its own). Steps run
+``--runs`` times (fresh workspace each run for import) and medians are printed in one table
+with the ratios. Run: ``.venv/bin/python bench/scale.py [--sizes 200000,1000000,5000000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PYTHON = sys.executable
+LITHOTSE = [PYTHON, "-m", "lithotse_desktop"]
+
+VIEW = {"name": "encounters", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+        "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+                 "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
+                                        {"name": "status", "path": "status"},
+                                        {"name": "class_code", "path": "class.code"},
+                                        {"name": "period_start", "path": "period.start"}]}]}}
+AGGREGATE = {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
+             "date_field": "admit_date", "grain": "month", "group_by": ["department"], "suppress_below": 0,
+             "measures": [{"fn": "count", "as": "visits"},
+                          {"fn": "count_distinct", "column": "patient_id", "as": "patients"},
+                          {"fn": "mean", "column": "length_of_stay_days", "as": "mean_los"}]}
+
+IMPORT_BASELINE = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+reader = con.sql(f"SELECT * FROM read_ndjson('{sys.argv[1]}')").to_arrow_reader(32_768)
+print(sum(batch.num_rows for batch in reader))
+"""
+VIEW_BASELINE = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+con.execute(f'''COPY (
+    SELECT j[1] AS id, j[2] AS status, j[3] AS class_code, j[4] AS period_start
+    FROM (SELECT json_extract_string(json, ['$.id', '$.status', '$.class.code', '$.period.start',
+                                            '$.meta.versionId', '$.meta.lastUpdated']) AS j
+          FROM read_ndjson_objects('{sys.argv[1]}'))
+    QUALIFY row_number() OVER (PARTITION BY j[1] ORDER BY TRY_CAST(j[5] AS BIGINT) DESC NULLS LAST,
+                                                        TRY_CAST(j[6] AS TIMESTAMPTZ) DESC NULLS LAST) = 1
+) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)''')
+print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
+"""
+AGGREGATE_BASELINE = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+con.execute(f'''COPY (
+    SELECT CAST(date_trunc('month', admit_date) AS DATE) AS period, department, count(*) AS visits,
+           count(DISTINCT patient_id) AS patients, avg(length_of_stay_days) AS mean_los
+    FROM read_csv('{sys.argv[1]}', header = true) GROUP BY ALL
+) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)''')
+print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
+"""
+
+
+def run_duckdb(sql: str) -> None:
+    """Generate data in a DuckDB child process: this process stays small, because Linux hands a
+    child the parent's peak RSS across exec and that would inflate every figure measured."""
+    script = ("import duckdb, sys; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); "
+              "con.execute(sys.argv[1])")
+    subprocess.run([PYTHON, "-c", script, sql], check=True)
+
+
+def generate_fhir(path: Path, n: int) -> None:
+    """n Encounter lines: ids 0..0.9n, the last tenth are version 2 of the first ids."""
+    unique = n - n // 10
+    run_duckdb(f"""
+        CREATE MACRO pick(x, k) AS 1 + CAST(hash(x) % k AS BIGINT);
+        CREATE MACRO minutes_from(day, x, k) AS CAST(day AS TIMESTAMP) + to_minutes(CAST(hash(x) % k AS BIGINT));
+        COPY (SELECT 'Encounter' AS "resourceType", 'enc-' || lpad(CAST(i % {unique} AS VARCHAR), 9, '0') AS id,
+                     {{'versionId': CAST(1 + i // {unique} AS VARCHAR),
+                       'lastUpdated': strftime(minutes_from('2013-01-01', i * 3, 5000000),
+                                               '%Y-%m-%dT%H:%M:%S.000Z')}} AS meta,
+                     ['finished', 'finished', 'cancelled', 'in-progress'][pick(i * 5, 4)] AS status,
+                     {{'system': 'http://terminology.hl7.org/CodeSystem/v3-ActCode',
+                       'code': ['AMB', 'IMP', 'EMER', 'VR', 'HH'][pick(i * 7, 5)]}} AS class,
+                     [{{'coding': [{{'system': 'http://snomed.info/sct',
+                                     'code': ['185349003', '185347001', '390906007'][pick(i * 17, 3)],
+                                     'display': 'Check up'}}], 'text': 'Encounter for check up'}}] AS type,
+                     {{'reference': 'Patient/pat-' || CAST(hash(i * 11) % 50000 AS VARCHAR)}} AS subject,
+                     {{'start': strftime(minutes_from('2012-01-01', i * 13, 6000000),
+                                         '%Y-%m-%dT%H:%M:%S+00:00'),
+                       'end': strftime(minutes_from('2012-01-01', i * 13, 6000000) + INTERVAL 45 MINUTE,
+                                       '%Y-%m-%dT%H:%M:%S+00:00')}} AS period,
+                     {{'reference': 'Organization/org-' || CAST(hash(i * 19) % 300 AS VARCHAR)}} AS "serviceProvider"
+              FROM range({n}) t(i) ORDER BY i)
+        TO '{path}' (FORMAT json)""")
+
+
+def generate_csv(path: Path, n: int) -> None:
+    run_duckdb(f"""
+        COPY (SELECT 'E' || i AS encounter_id, 'P' || (hash(i * 7) % 400000) AS patient_id,
+                     'dept_' || lpad(CAST(hash(i * 13) % 24 AS VARCHAR), 2, '0') AS department,
+                     DATE '2019-01-01' + CAST(hash(i * 31) % 2190 AS INTEGER) AS admit_date,
+                     round((hash(i * 17) % 2000) / 100.0, 2) AS length_of_stay_days
+              FROM range({n}) t(i))
+        TO '{path}' (HEADER, DELIMITER ',')""")
+
+
+def measure(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """(seconds, peak RSS in bytes, stdout) of one process; fails loudly when it fails."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{err.decode(errors='replace')}")
+    return seconds, usage.ru_maxrss * 1024, out.decode()
+
+
+def lithotse(ws: Path, *args: str, env: dict[str, str]) -> tuple[float, int, str]:
+    return measure([*LITHOTSE, "--workspace", str(ws), *args], env)
+
+
+def fresh_workspace(root: Path, fhir: Path, csv: Path, memory: str, env: dict[str, str]) -> Path:
+    shutil.rmtree(root, ignore_errors=True)
+    measure([*LITHOTSE, "init", str(root)], env)
+    config = root / "lithotse.toml"
+    config.write_text(config.read_text("utf-8") + f'\n[limits]\nmemory = "{memory}"\n', "utf-8")
+    lithotse(root, "source", "add", "fhir", "--connector", "fhir-files", "--set", f"path={fhir}",
+             "--set", "resource_types=Encounter", env=env)
+    lithotse(root, "source", "add", "ehr", "--connector", "csv", "--set", f"path={csv}",
+             "--set", "date_column=admit_date", env=env)
+    return root
+
+
+def median_of(samples: list[tuple[float, int]]) -> tuple[float, int]:
+    return statistics.median(s for s, _ in samples), int(statistics.median(r for _, r in samples))
+
+
+def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str]) -> list[dict]:
+    fhir, csv = tmp / "fhir", tmp / "csv"
+    fhir.mkdir()
+    csv.mkdir()
+    ndjson, visits = fhir / "Encounter.000.ndjson", csv / "visits.csv"
+    generate_fhir(ndjson, n)
+    generate_csv(visits, n)
+    print(f"# {n:,} records: {ndjson.stat().st_size / 1e6:.0f} MB NDJSON, {visits.stat().st_size / 1e6:.0f} MB CSV",
+          flush=True)
+    expected_view = n - n // 10
+    rows: dict[str, dict[str, list[tuple[float, int]]]] = {
+        step: {"lithotse": [], "duckdb": []} for step in ("import", "view build", "aggregate build")}
+    ws = tmp / "ws"
+    for _ in range(runs):
+        fresh_workspace(ws, fhir, csv, memory, env)
+        seconds, rss, _ = lithotse(ws, "import", "fhir", "--no-build", env=env)
+        rows["import"]["lithotse"].append((seconds, rss))
+        seconds, rss, out = measure([PYTHON, "-c", IMPORT_BASELINE, str(ndjson)], env)
+        assert int(out) == n, out
+        rows["import"]["duckdb"].append((seconds, rss))
+        lithotse(ws, "import", "ehr", "--no-build", env=env)
+        for spec in (VIEW, AGGREGATE):
+            spec_file = tmp / f"{spec['name']}.json"
+            spec_file.write_text(json.dumps(spec), "utf-8")
+            lithotse(ws, "derive", "add", "--file", str(spec_file), env=env)
+        seconds, rss, out = lithotse(ws, "derive", "build", "encounters", "--full", "--json", env=env)
+        built = json.loads(out)
+        built = built[0] if isinstance(built, list) else built
+        assert built["rows"] == expected_view, built
+        rows["view build"]["lithotse"].append((seconds, rss))
+        seconds, rss, out = measure([PYTHON, "-c", VIEW_BASELINE, str(ndjson), str(tmp / "view.parquet")], env)
+        assert int(out) == expected_view, out
+        rows["view build"]["duckdb"].append((seconds, rss))
+        seconds, rss, out = lithotse(ws, "derive", "build", "by_month", "--full", "--json", env=env)
+        rows["aggregate build"]["lithotse"].append((seconds, rss))
+        seconds, rss, out = measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet")], env)
+        rows["aggregate build"]["duckdb"].append((seconds, rss))
+    shutil.rmtree(fhir)
+    shutil.rmtree(csv)
+    shutil.rmtree(ws, ignore_errors=True)
+    table = []
+    for step, sides in rows.items():
+        (ours, ours_rss), (theirs, theirs_rss) = median_of(sides["lithotse"]), median_of(sides["duckdb"])
+        table.append({"size": n, "step": step, "lithotse_s": ours, "lithotse_rss": ours_rss, "duckdb_s": theirs,
+                      "duckdb_rss": theirs_rss, "time_ratio": ours / theirs, "rss_ratio": ours_rss / theirs_rss})
+    return table
+
+
+def print_table(table: list[dict]) -> None:
+    print(f"{'size':>10}  {'step':<16} {'lithotse s':>10} {'RSS MB':>7} {'duckdb s':>9} {'RSS MB':>7} "
+          f"{'time x':>7} {'RSS x':>6}")
+    for r in table:
+        print(f"{r['size']:>10,}  {r['step']:<16} {r['lithotse_s']:>10.2f} {r['lithotse_rss'] / 1e6:>7.0f} "
+              f"{r['duckdb_s']:>9.2f} {r['duckdb_rss'] / 1e6:>7.0f} {r['time_ratio']:>7.2f} {r['rss_ratio']:>6.2f}")
+    by_step: dict[str, list[dict]] = {}
+    for r in table:
+        by_step.setdefault(r["step"], []).append(r)
+    for step, items in by_step.items():
+        if len(items) > 1:
+            peaks = [r["lithotse_rss"] for r in items]
+            print(f"{step}: Lithotse peak RSS from smallest to largest size x{max(peaks) / min(peaks):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="200000",
+                        help="comma-separated record counts (default 200000; the issue's are 200000,1000000,5000000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per step; medians are printed (default 3)")
+    parser.add_argument("--memory", default="1GB", help="[limits] memory of the workspace (default 1GB)")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON instead")
+    args = parser.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    table: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="lithotse-scale-") as folder:
+        env.setdefault("LITHOTSE_SECRETS_STORE", "file")
+        env.setdefault("LITHOTSE_SECRETS_DIR", str(Path(folder) / "secrets"))
+        for n in sizes:
+            tmp = Path(folder) / str(n)
+            tmp.mkdir()
+            table += run_size(n, args.runs, args.memory, tmp, env)
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        print_table(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""``[limits] memory``: parsed from lithotse.toml, put on every DuckDB connection, spilling in the workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+import tomli_w
+
+from lithotse_desktop import engine
+from lithotse_desktop.derive.inputs import connect
+from lithotse_desktop.errors import ConfigError
+from lithotse_desktop.workspace import Workspace
+
+
+def _set_memory(ws: Workspace, value: object) -> Path:
+    ws.config["limits"] = {"memory": value}
+    path = ws.root / "lithotse.toml"
+    path.write_text(tomli_w.dumps(ws.config), "utf-8")
+    return path
+
+
+def _duckdb_reading(text: str) -> str:
+    """How DuckDB itself shows a memory limit written as ``text`` (its own unit rounding)."""
+    con = duckdb.connect(config={"memory_limit": text})
+    try:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("text, expected", [("512MB", 512 * 10**6), ("2GB", 2 * 10**9), ("1.5 GiB", 3 * 2**29),
+                                            ("300mb", 300 * 10**6)])
+def test_sizes_parse(text: str, expected: int) -> None:
+    assert engine.parse_size(text, "here") == expected
+
+
+def test_default_is_one_gigabyte(workspace: Workspace) -> None:
+    assert workspace.limits.memory_bytes == 10**9
+    con = connect(workspace)
+    try:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == _duckdb_reading("1GB")
+    finally:
+        con.close()
+
+
+def test_setting_reaches_duckdb_of_builds_and_the_fhir_plugin(workspace: Workspace, tmp_path: Path) -> None:
+    _set_memory(workspace, "512MB")
+    ws = Workspace.open(workspace.root)
+    con = connect(ws)
+    try:
+        limit, temp = con.execute("SELECT current_setting('memory_limit'), "
+                                  "current_setting('temp_directory')").fetchone()
+    finally:
+        con.close()
+    assert limit == _duckdb_reading("512MB")
+    assert Path(temp) == ws.root / ".lithotse" / "tmp" / str(os.getpid())
+
+    data = tmp_path / "fhir"
+    data.mkdir()
+    (data / "Patient.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
+    ws.add_source("fhir", "fhir-files", {"path": str(data)}, {})
+    from lithotse_desktop.raw import run_import
+    from lithotse_fhir import reader
+
+    run_import(ws, "fhir")
+    plugin_con = reader.connect()
+    try:
+        assert plugin_con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == _duckdb_reading("512MB")
+    finally:
+        plugin_con.close()
+
+
+def test_spill_goes_to_the_workspace(workspace: Workspace) -> None:
+    _set_memory(workspace, "100MB")
+    ws = Workspace.open(workspace.root)
+    spill = ws.limits.temp_dir
+    con = connect(ws)
+    try:
+        con.execute("SET threads = 1")
+        # a sort of ~400 MB of strings cannot stay inside 100 MB: DuckDB must write temp files
+        con.execute("CREATE TEMP TABLE big AS SELECT i, repeat(md5(CAST(i AS VARCHAR)), 4) AS s "
+                    "FROM range(3000000) t(i)")
+        spilled = con.execute("SELECT count(*) FROM duckdb_temporary_files()").fetchone()[0]
+        ordered = con.execute("SELECT s FROM big ORDER BY s DESC LIMIT 1").fetchone()[0]
+        assert ordered
+        files = [p for p in spill.rglob("*") if p.is_file()]
+        assert spilled > 0 and files, "nothing spilled to the workspace's temp folder"
+        assert all(ws.root in p.parents for p in files)
+    finally:
+        con.close()
+
+
+def test_stale_spill_folders_of_dead_processes_are_removed(workspace: Workspace) -> None:
+    root = workspace.limits.temp_root
+    stale = root / "999999999"
+    stale.mkdir(parents=True)
+    (stale / "duckdb_temp_storage-0.tmp").write_bytes(b"x")
+    other = root / "leftover"
+    other.mkdir()
+    engine._cleaned.discard(root)
+    connect(workspace).close()
+    assert not stale.exists() and not other.exists()
+
+
+@pytest.mark.parametrize("value", ["lots", "12XB", "-1GB", 1024, "10MB"])
+def test_bad_values_are_refused_naming_the_file(workspace: Workspace, value: object) -> None:
+    path = _set_memory(workspace, value)
+    with pytest.raises(ConfigError) as caught:
+        Workspace.open(workspace.root)
+    message = str(caught.value)
+    assert str(path) in message and "[limits] memory" in message and repr(value) in message
+
+
+def test_bad_value_is_a_clear_cli_error(workspace: Workspace, cli) -> None:
+    _set_memory(workspace, "plenty")
+    result = cli("--workspace", str(workspace.root), "source", "list", expect=None)
+    assert result.exit_code != 0
+    assert "lithotse.toml" in result.output and "'plenty' is not a size" in result.output
