@@ -9,6 +9,7 @@ says, which starts with the path inside the view (``select[0].column[1].path: â€
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette, QTextCursor, QTextFormat
@@ -28,21 +29,21 @@ from PySide6.QtWidgets import (
 from ..derive.service import add_spec
 from ..derive.sof import ViewError, validate_view
 from ..errors import LithotseError
-from ..resources import resources_dir
 from ..workspace import Workspace
 from . import jobs
 from .common import ErrorLabel, dialog_buttons, error_text, fixed_font, labelled_row, named
 from .specform import InputOption, input_label, list_inputs
 
 DEBOUNCE_MS = 250
+EXAMPLES = Path(__file__).resolve().parent / "viewdefinitions"
 STARTER = {"resourceType": "ViewDefinition", "resource": "Patient", "select": [
     {"column": [{"name": "id", "path": "getResourceKey()"}, {"name": "gender", "path": "gender"},
                 {"name": "birth_date", "path": "birthDate"}]}]}
 
 
 def templates() -> dict[str, dict]:
-    """The bundled example views (demo resources), without their long narrative ``text``."""
-    folder = resources_dir() / "demo" / "viewdefinitions"
+    """The bundled example views (package data beside this module), without their narrative ``text``."""
+    folder = EXAMPLES
     out: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
