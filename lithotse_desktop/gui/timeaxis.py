@@ -10,11 +10,13 @@ to the data: half a period before the first value and after the last, so bars an
 the ends are drawn whole.
 
 Positions are days since 1970-01-01 as floats (:func:`position`), the x unit of the chart.
+:func:`value_range` rounds the y axis the same way for every chart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -163,7 +165,8 @@ def time_axis(periods: Iterable[dt.date], grain: str, width: float,
     """The axis for ``periods`` (first days of periods of ``grain``) drawn ``width`` pixels wide.
 
     ``measure`` gives a text's width in pixels (the widget passes its font metrics). The finest
-    step whose neighbouring labels keep :data:`LABEL_PADDING` pixels apart wins.
+    step wins whose neighbouring labels keep :data:`LABEL_PADDING` pixels apart and whose widest
+    label fits an even share of the width (Qt Charts shortens a label longer than that with "…").
     """
     days = sorted(set(periods))
     if not days:
@@ -179,9 +182,23 @@ def time_axis(periods: Iterable[dt.date], grain: str, width: float,
         marks = boundaries(first, last, unit, count)
         texts = tick_texts(marks, unit, count, grain)
         widths = [measure(text) for text in texts]
-        fits = all((position(b) - position(a)) * per_day >= (wa + wb) / 2 + LABEL_PADDING
-                   for a, b, wa, wb in zip(marks, marks[1:], widths, widths[1:], strict=False))
+        room = max(width, 1.0) / (len(marks) + 1)  # a chart library's share per label, Qt Charts' rule
+        fits = max(widths, default=0.0) + LABEL_PADDING <= room and all(
+            (position(b) - position(a)) * per_day >= (wa + wb) / 2 + LABEL_PADDING
+            for a, b, wa, wb in zip(marks, marks[1:], widths, widths[1:], strict=False))
         if fits and marks or index == len(steps) - 1:
             ticks = tuple(Tick(day, text) for day, text in zip(marks, texts, strict=True))
             return TimeAxis(grain, first, last, low, high, ticks, (unit, count))
     raise AssertionError("unreachable: the last step is always returned")
+
+
+def value_range(low: float, high: float, ticks: int = 6) -> tuple[float, float, float]:
+    """A y range that includes zero and ends on a round step (1, 2, 2.5 or 5 times a power of ten)
+    with at most ``ticks`` intervals: (low, high, step)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    if high == low:
+        high = low + 1.0
+    raw = (high - low) / max(ticks, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    return math.floor(low / step) * step, math.ceil(high / step) * step, step

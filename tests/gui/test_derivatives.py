@@ -76,7 +76,7 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
 
     page.show_chart()
     assert page.chart.series_names() == ["a", "b", "c", "d"]
-    assert "12 suppressed or empty cell(s)" in page.chart.note.text()
+    assert "6 period(s) with suppressed cells, shaded" in page.chart.note.text()
     page.chart.measure.setCurrentText("sum_value")
     assert page.chart.lines[0].points[0] == (dt.date(2024, 1, 1), 406.0)
 

@@ -356,8 +356,9 @@ class DerivativesPage(QWidget):
         self.preview_note.setText(f"{shown.table.num_rows:,} row(s), {shown.table.num_columns} column(s) "
                                   f"of version {shown.version[:12]}.")
         if is_time_series(shown.table):
+            threshold = info.spec.get("suppress_below", self.ws.suppress_below)
             self.chart.show_table(shown.table, dimensions_of(info.spec, shown.table),
-                                  info.spec.get("grain", "month"), shown.name)
+                                  info.spec.get("grain", "month"), shown.name, threshold)
         else:
             self.chart.clear("This derivative has no time grain (no period column): see the Preview tab.")
         self._fill_lineage(shown.lineage or {})
@@ -497,9 +498,9 @@ class DerivativesPage(QWidget):
 
     # --- screenshots -------------------------------------------------------------------------
     def prepare_screenshot(self) -> None:
-        """Show the first time-series derivative's chart, the page's most telling view."""
-        for row in self.rows:
-            if row.version and row.spec.get("kind") == "aggregate" and row.spec.get("grain", "none") != "none":
-                self.select(row.name)
-                self.show_chart()
-                return
+        """Show the chart of the time-series aggregate with the most rows, the page's most telling view."""
+        series = [row for row in self.rows if row.version and row.spec.get("kind") == "aggregate"
+                  and row.spec.get("grain", "none") != "none"]
+        if series:
+            self.select(max(series, key=lambda row: row.rows or 0).name)
+            self.show_chart()
