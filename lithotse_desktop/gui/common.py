@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import pyarrow as pa
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
@@ -42,6 +43,23 @@ def named(widget: W, name: str, tip: str | None = None) -> W:
 
 def fixed_font():
     return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+
+
+def type_word(typ: pa.DataType | None) -> str:
+    """A column type in an analyst's words: date, date and time, number, text, yes/no."""
+    if typ is None:
+        return "unknown"
+    if pa.types.is_date(typ):
+        return "date"
+    if pa.types.is_timestamp(typ):
+        return "date and time"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return "number"
+    if pa.types.is_boolean(typ):
+        return "yes/no"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "text"
+    return "other"
 
 
 def error_text(exc: BaseException) -> str:

@@ -36,15 +36,17 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
     demo_workspace(workspace, tmp_path / "in", build_it=False)
     page = window.show_page("derivatives")
     dialog = open_form(qtbot, page)
-    assert combo_items(dialog.input_box) == ["clinic › values"]
-    assert "4 columns from the landed data" in dialog.schema_note.text()
+    assert combo_items(dialog.input_box) == ["clinic › values (366 records)"]
+    assert dialog.schema_note.text() == "4 columns: id (text), day (date), value (number), grp (text)."
     assert dialog.date_field.currentText() == "day", "the stream's declared date field is preselected"
-    assert combo_items(dialog.date_field) == ["(none)", "id", "day", "grp"], "only date-like columns"
+    assert combo_items(dialog.date_field) == ["(none)", "day"], "only columns that hold dates"
 
     qtbot.keyClicks(dialog.name_edit, "visits_by_grp")
     qtbot.mouseClick(dialog.group_rows.add_button, Qt.MouseButton.LeftButton)
     [group] = dialog.group_rows.rows
-    assert combo_items(group.column) == ["id", "day", "value", "grp"], "columns come from the real data"
+    assert combo_items(group.column) == ["(choose a column)", "id", "day", "value", "grp"], \
+        "columns come from the real data, none chosen for you"
+    assert group.value() is None
     pick(group.column, "grp")
     [count] = dialog.measure_rows.rows
     assert (count.fn.currentText(), count.column.currentText(), count.alias.text()) == ("count", "(all records)", "n")
