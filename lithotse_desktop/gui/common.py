@@ -188,10 +188,13 @@ class JobStrip(QWidget):
         records = f" — {state.records:,} records read" if state.records else ""
         self.status.setText(f"{state.message}{records}")
 
-    def stopped(self, message: str) -> None:
+    def stopped(self, message: str, ok: bool = True) -> None:
+        """The job ended: the bar goes away (a failed job leaves no full bar behind), the sentence stays."""
         self.bar.setRange(0, 1)
-        self.bar.setValue(1 if message else 0)
+        self.bar.setValue(0)
+        self.bar.setVisible(False)
         self.status.setText(message)
+        self.status.setProperty("failed", not ok)
         self.cancel.setEnabled(False)
 
 
