@@ -3,6 +3,7 @@ error lines, dialog buttons, a job status strip."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -62,11 +63,26 @@ def type_word(typ: pa.DataType | None) -> str:
     return "other"
 
 
+COMMAND_HINTS = (
+    (re.compile(r"[;,]?\s*run: lithotse derive build \S+"), ": click Build on the Derivatives page"),
+    (re.compile(r"[;,]?\s*use --replace to change it"), ""),
+    (re.compile(r"\s*\(for a source: lithotse source add NAME \.\.\. --replace\)"), " (edit the source to set it)"),
+    (re.compile(r"[;,]?\s*(or )?run:? `?lithotse [^;.]*"), ""),
+)
+
+
 def error_text(exc: BaseException) -> str:
-    """The sentence a person reads: a LithotseError's own message, else the type and message."""
-    if isinstance(exc, LithotseError):
-        return str(exc)
-    return f"Unexpected {type(exc).__name__}: {exc}"
+    """The sentence a person reads: a LithotseError's own message, else the type and message.
+
+    The core's messages end with command lines for the CLI ("run: lithotse derive build x");
+    in the app those become what to click, or go.
+    """
+    if not isinstance(exc, LithotseError):
+        return f"Unexpected {type(exc).__name__}: {exc}"
+    text = str(exc)
+    for pattern, instead in COMMAND_HINTS:
+        text = pattern.sub(instead, text)
+    return text
 
 
 def error_details(exc: BaseException, trace: str = "") -> str:

@@ -207,8 +207,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Local API not started: {exc}", 15000)
             return None
         self.api_label.setText(f"Local API: {self.api.url}")
-        self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here, "
-                                  "with the token from: lithotse token")
+        self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here while this app is "
+                                  "open, with the API token (Spreadsheets page: Copy API token)")
         return self.api
 
     def stop_api(self) -> None:
@@ -238,8 +238,8 @@ class MainWindow(QMainWindow):
                           "for health records.")
 
     def _set_title(self) -> None:
-        name = self.ws.config.get("workspace", {}).get("name", self.ws.root.name)
-        self.setWindowTitle(f"Lithotse — {name}")
+        name = self.ws.config.get("workspace", {}).get("name") or self.ws.root.name
+        self.setWindowTitle(name)  # Qt adds the application's name: "<workspace> — Lithotse"
 
     def show_page(self, key: str) -> QWidget:
         self.sidebar.setCurrentRow(PAGE_KEYS.index(key))

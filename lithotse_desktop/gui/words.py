@@ -73,6 +73,17 @@ def build_sentence(results: Iterable[Any]) -> str:
     return f"{len(rebuilt)} derivatives rebuilt"
 
 
+def built_text(results: Iterable[Any]) -> str:
+    """What the Derivatives page says after Build: "Built visits: 420 rows." """
+    results = list(results)
+    rebuilt = [r for r in results if r.status in REBUILT]
+    if not rebuilt:
+        return "Already up to date: nothing changed since the last build." if results else "Nothing to build."
+    if len(rebuilt) == 1:
+        return f"Built {rebuilt[0].name}: {plural(rebuilt[0].rows, 'row')}."
+    return f"Built {len(rebuilt)} derivatives: {', '.join(r.name for r in rebuilt)}."
+
+
 def import_sentence(outcome: ImportOutcome) -> str:
     """The one sentence an import ends with."""
     result = outcome.imported

@@ -61,13 +61,14 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
 
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.dialog is None, timeout=10000)
-    qtbot.waitUntil(lambda: page.job is None and "built version" in page.strip.status.text(), timeout=20000)
+    qtbot.waitUntil(lambda: page.job is None and "Built" in page.strip.status.text(), timeout=20000)
+    assert page.strip.status.text() == "Built visits_by_grp: 24 rows."
     spec = Catalog(workspace).spec("visits_by_grp")
     assert spec["group_by"] == ["grp"] and spec["measures"][1] == {"fn": "sum", "column": "value", "as": "sum_value"}
 
     qtbot.waitUntil(lambda: page.shown is not None and page.shown.table is not None, timeout=10000)
     assert page.table.item(0, 0).text() == "visits_by_grp"
-    assert page.table.item(0, 4).text() == "24"
+    assert page.table.item(0, 3).text() == "24"
     model = page.model
     assert model.rowCount() == 24
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
@@ -233,7 +234,7 @@ def test_build_failure_is_reported_and_the_list_says_not_built(qtbot, window, wo
     page = window.show_page("derivatives")
     qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.selected_name() == "visits_by_grp", timeout=10000)
-    assert page.table.item(0, 3).text() == "not built"
+    assert page.table.item(0, 3).text() == "not built yet"
     qtbot.mouseClick(page.build_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.job is None and "Build failed" in page.strip.status.text(), timeout=20000)
     assert "clinic" in page.strip.status.text()

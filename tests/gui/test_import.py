@@ -69,10 +69,16 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
     assert (row["records"], row["records_in_range"], row["records_out_of_range"]) == (4, 2, 2)
     table = window.raw.table
     cells = [table.model().index(0, c).data() for c in range(table.model().columnCount())]
-    assert cells[1:8] == ["vals", "values", "a.txt", "4", "2", "2", f"{row['bytes']:,}"]
-    assert cells[8:10] == ["2023-12-31", "2024-02-01"]
+    assert cells[1:] == ["vals", "values", "a.txt", "4", "2", "2023-12-31", "2024-02-01", "52 bytes"]
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
                      pos=table.visualRect(table.model().index(0, 3)).center())
+    sheet = {key: label.text() for key, label in window.raw.sheet.items()}
+    assert sheet["file"] == "a.txt" and sheet["stream"] == "values"
+    assert sheet["records"] == "4 records; 2 dated within 1 Jan 2024 to 31 Jan 2024, 2 outside (stored, not counted)"
+    assert sheet["dates"] == "Between 31 Dec 2023 and 1 Feb 2024"
+    assert sheet["imported"].endswith(f"by {row['user']} on {row['host']}")
+    assert not window.raw.manifest_view.isVisible(), "the manifest waits behind Technical details"
+    qtbot.mouseClick(window.raw.technical, Qt.MouseButton.LeftButton)
     assert f'"id": "{row["id"]}"' in window.raw.manifest_view.toPlainText()
 
     qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)

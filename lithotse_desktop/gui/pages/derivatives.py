@@ -44,8 +44,10 @@ from ..chart import TimeSeriesChart, is_time_series
 from ..common import JobStrip, compact_table, error_text, fixed_font, named, show_error
 from ..specform import AggregateDialog, input_label
 from ..viewedit import ViewDialog
+from ..words import built_text
 
-HEADERS = ["Name", "Kind", "Input", "Version", "Rows", "Published"]
+HEADERS = ["Name", "Kind", "Reads", "Rows", "Updated"]
+KIND_WORDS = {"aggregate": "aggregate", "view": "view", "sql": "SQL"}
 
 
 @dataclass
@@ -217,8 +219,8 @@ class DerivativesPage(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.strip)
         layout.addWidget(splitter, 1)
-        self.strip.status.setText("Select a derivative to see it; Build publishes a new version "
-                                  "when its spec or inputs changed.")
+        self.strip.status.setText("Select a derivative to see it. Build updates it when its definition "
+                                  "or its data changed.")
         self._enable()
         self.refresh()
 
@@ -264,12 +266,13 @@ class DerivativesPage(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = [row.name, row.kind, row.input, row.version[:12] or ("error" if row.problem else "not built"),
-                     "" if row.rows is None else f"{row.rows:,}", row.published_at]
+            state = "problem" if row.problem else "not built yet"
+            cells = [row.name, KIND_WORDS.get(row.kind, row.kind), row.input,
+                     state if row.rows is None else f"{row.rows:,}", row.published_at[:16] if row.version else ""]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(row.problem or (row.version if c == 3 else text))
-                if c == 4:
+                item.setToolTip(row.problem or (f"version {row.version}" if c == 4 and row.version else text))
+                if c == 3:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
@@ -426,7 +429,8 @@ class DerivativesPage(QWidget):
             self.open_view_editor(spec)
         else:
             QMessageBox.information(self, "Edit derivative",
-                                    "SQL derivatives are edited as files: lithotse derive add FILE --replace.")
+                                    "SQL derivatives are not edited here: change the spec file and add it "
+                                    "to the workspace again (its Spec tab shows what it holds now).")
 
     def _spec_saved(self, name: str) -> None:
         self.refresh(select=name)
@@ -480,8 +484,7 @@ class DerivativesPage(QWidget):
     def _built(self, result: BuildResult | list[BuildResult]) -> None:
         self.job = None
         results = result if isinstance(result, list) else [result]
-        text = "; ".join(r.summary() for r in results) or "Nothing to build."
-        self.strip.stopped(text[0].upper() + text[1:])
+        self.strip.stopped(built_text(results))
         self.refresh()
         self.built.emit(results)
 

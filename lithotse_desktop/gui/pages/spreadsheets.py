@@ -250,7 +250,8 @@ class SpreadsheetsPage(QWidget):
         self.formula.setReadOnly(True)
         self.copy_formula = named(QPushButton("Copy f&ormula"), "Copy formula")
         self.copy_formula.clicked.connect(lambda: self._copy(self.formula.text(), "Formula"))
-        self.url = named(QLineEdit(), "Power Query URL", "The local API address of the table (lithotse serve)")
+        self.url = named(QLineEdit(), "Power Query URL",
+                         "The table's address on the local API, which this app serves while it is open")
         self.url.setReadOnly(True)
         self.copy_url = named(QPushButton("Copy &URL"), "Copy Power Query URL")
         self.copy_url.clicked.connect(lambda: self._copy(self.url.text(), "URL"))
@@ -430,9 +431,9 @@ class SpreadsheetsPage(QWidget):
         if not measure:
             notes.append("This derivative has no numeric measure for a cell formula.")
         if port is not None:
-            notes.append("Formulas (Lithotse Excel add-in), the URL and Power Query read the local API: "
-                         f"the desktop app serves it on port {port}, or run `lithotse serve`; "
-                         "Power Query also needs the API token.")
+            notes.append("Formulas (Lithotse Excel add-in), the URL and Power Query read the local API, "
+                         f"which this app serves on port {port} while it is open; Power Query also needs "
+                         "the API token.")
         self.formula_note.setText(" ".join(notes))
 
     def _enable(self) -> None:
