@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pyarrow as pa
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QPalette
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QResizeEvent, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -23,7 +24,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTableView,
+    QTextEdit,
     QWidget,
 )
 
@@ -119,14 +122,26 @@ class ErrorLabel(QLabel):
         self._tint()
 
     def _tint(self) -> None:
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        pal = self.palette()
-        pal.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.red if dark else Qt.GlobalColor.darkRed)
+        base = QApplication.palette() if QApplication.instance() is not None else self.palette()
+        dark = base.color(QPalette.ColorRole.Window).lightness() < 128
+        pal = QPalette(base)
+        pal.setColor(QPalette.ColorRole.WindowText, QColor("#ff7b72") if dark else QColor("#b3261e"))
         self.setPalette(pal)
 
     def show_error(self, text: str) -> None:
         self.setText(text)
         self.setVisible(bool(text))
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Re-tint when the app switches between light and dark."""
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            super().changeEvent(event)
+            if not getattr(self, "_tinting", False):
+                self._tinting = True
+                self._tint()
+                self._tinting = False
+            return
+        super().changeEvent(event)
 
 
 def labelled_row(form: QFormLayout, text: str, field: QWidget | QLayout, error: QLabel | None = None,
@@ -212,6 +227,42 @@ class JobStrip(QWidget):
         self.status.setText(message)
         self.status.setProperty("failed", not ok)
         self.cancel.setEnabled(False)
+
+
+class WrappedField(QTextEdit):
+    """A read-only text that wraps anywhere and grows to show all of itself (a long URL or formula),
+    with the ``text``/``setText`` of the one-line field it replaces."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setAcceptRichText(False)
+        self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self._fit()
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def setText(self, text: str) -> None:
+        self.setPlainText(text)
+        self._fit()
+
+    def setCursorPosition(self, _position: int) -> None:
+        """Nothing to scroll: the whole text shows."""
+
+    def _fit(self) -> None:
+        doc = self.document().clone()
+        doc.setTextWidth(max(self.viewport().width(), 50))
+        lines = max(doc.size().height(), self.fontMetrics().lineSpacing() + 2 * doc.documentMargin())
+        self.setFixedHeight(int(lines) + 2 * self.frameWidth() + 2)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
 
 
 def scroll_area(inner: QWidget | None, name: str) -> QScrollArea:

@@ -157,6 +157,7 @@ class GroupRow(RowBox):
         self._columns = columns
         self.kind = named(QComboBox(), f"Group by {number} kind",
                           "A column's values, age bands from a birth date, or codes of one code system")
+        self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         for key, text in DIMENSION_KINDS.items():
             self.kind.addItem(text, key)
         self.column = ColumnCombo(f"Group by column {number}", "Split the counts by this column's values")
@@ -164,6 +165,7 @@ class GroupRow(RowBox):
                                  "record's date")
         self.bands = named(QLineEdit(DEFAULT_BANDS), f"Group by {number} age bands",
                            "Lower bounds of the bands in whole years: 0, 18, 45 gives 0-17, 18-44, 45+")
+        self.bands.setMinimumWidth(self.bands.fontMetrics().horizontalAdvance(DEFAULT_BANDS + ", 100") + 16)
         self.code_column = ColumnCombo(f"Group by {number} coded column",
                                        "A column holding coded concepts (FHIR CodeableConcept)")
         self.system = named(QComboBox(), f"Group by {number} code system", "The code system whose codes to keep")
@@ -302,6 +304,7 @@ class MeasureRow(RowBox):
         super().__init__(f"measure {number}")
         self._columns = columns
         self.fn = named(QComboBox(), f"Measure {number} function")
+        self.fn.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.fn.addItems(MEASURES)
         self.column = ColumnCombo(f"Measure {number} column", "The column the function reads")
         self.alias = named(QLineEdit(), f"Measure {number} output name",
@@ -374,6 +377,7 @@ class FilterRow(RowBox):
         self._types = types
         self.column = ColumnCombo(f"Filter {number} column", "Keep only records whose column matches")
         self.op = named(QComboBox(), f"Filter {number} operator")
+        self.op.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.op.addItems(FILTER_OPS)
         self.value_edit = named(QLineEdit(), f"Filter {number} value",
                                 "A value; for 'in' a comma-separated list; for 'between' two values")

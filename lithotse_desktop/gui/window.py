@@ -7,11 +7,12 @@ those credentials can read and opens on Derivatives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -40,6 +41,9 @@ from .pages.settings import SettingsPage
 from .pages.sources import SourcesPage
 from .pages.spreadsheets import SpreadsheetsPage
 
+# name: (theme, width, height, scale) of the screenshots --screenshot writes; the first is the README's
+VARIANTS = {"light-1280x720": ("light", 1280, 720, 1), "dark-1280x720": ("dark", 1280, 720, 1),
+            "light-2560x1440": ("light", 2560, 1440, 2), "dark-2560x1440": ("dark", 2560, 1440, 2)}
 PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
 PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives",
                "spreadsheets": "Spreadsheets", "plugins": "Plugins", "settings": "Settings"}
@@ -94,6 +98,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ws = ws
         self.api: RunningServer | None = None
+        self.cut_off: dict[str, list[str]] = {}
         self.raw_readable = raw_readable(ws)
         self.sources, self.raw = self._raw_pages(ws)
         self.derivatives = DerivativesPage(ws)
@@ -280,14 +285,35 @@ class MainWindow(QMainWindow):
         pages: tuple[_Working, ...] = (self.sources, self.raw, self.derivatives, self.spreadsheets, self.plugins)
         return any(page.job is not None for page in pages)
 
-    def save_screenshots(self, folder: Path, width: int, height: int) -> bool:
-        """Render each page at the given size into ``folder/<page>.png``, plus the two spec editors.
+    def save_screenshots(self, folder: Path, variants: Sequence[str] = tuple(VARIANTS)) -> bool:
+        """Render each page, plus the two spec editors, in each variant (theme and size).
 
-        Pages with a ``prepare_screenshot`` method pick their most telling state first (the
-        Derivatives page shows a time series' chart).
+        The first variant's pictures go to ``folder/<page>.png``, the others' to
+        ``folder/<variant>/<page>.png``. A 2560x1440 variant lays the window out at 1280x720 and
+        paints it at twice the resolution, as 200% scaling does. Pages with a
+        ``prepare_screenshot`` method pick their most telling state first (the Derivatives page
+        shows a time series' chart). ``self.cut_off`` collects the texts that did not fit.
         """
+        from .theme import apply_theme, saved_theme
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        ok = True
+        self.cut_off = {}
+        try:
+            for number, variant in enumerate(variants):
+                theme, width, height, scale = VARIANTS[variant]
+                out = folder if number == 0 else folder / variant
+                out.mkdir(parents=True, exist_ok=True)
+                apply_theme(theme)
+                ok = self._shoot(out, variant, width // scale, height // scale, scale) and ok
+        finally:
+            apply_theme(saved_theme())
+        self.close()
+        return ok
+
+    def _shoot(self, out: Path, variant: str, width: int, height: int, scale: int) -> bool:
+        from .layoutcheck import cut_off_texts
+
         self.resize(width, height)
         self.show()
         ok = True
@@ -297,15 +323,26 @@ class MainWindow(QMainWindow):
             if hasattr(page, "prepare_screenshot"):
                 page.prepare_screenshot()
                 self._settle()
-            ok = self.grab().save(str(folder / f"{key}.png")) and ok
+            ok = self._picture(self, scale).save(str(out / f"{key}.png")) and ok
+            self.cut_off[f"{variant}/{key}"] = [str(c) for c in cut_off_texts(self)]
         self.show_page("derivatives")
         for name, dialog in (("derivative-form", self.derivatives.open_aggregate_form(self._first_aggregate())),
                              ("view-editor", self.derivatives.open_view_editor())):
+            dialog.resize(min(dialog.width(), width - 60), min(dialog.height(), height - 60))
             self._settle()
-            ok = dialog.grab().save(str(folder / f"{name}.png")) and ok
+            ok = self._picture(dialog, scale).save(str(out / f"{name}.png")) and ok
+            self.cut_off[f"{variant}/{name}"] = [str(c) for c in cut_off_texts(dialog)]
             dialog.reject()
-        self.close()
         return ok
+
+    @staticmethod
+    def _picture(widget: QWidget, scale: int) -> QPixmap:
+        """The widget painted at ``scale`` times its size (crisp text at 200%, not a blown-up 100%)."""
+        pixmap = QPixmap(widget.size() * scale)
+        pixmap.setDevicePixelRatio(scale)
+        pixmap.fill(widget.palette().color(QPalette.ColorRole.Window))
+        widget.render(pixmap)
+        return pixmap
 
     def _first_aggregate(self) -> dict | None:
         return next((row.spec for row in self.derivatives.rows if row.spec.get("kind") == "aggregate"), None)

@@ -46,7 +46,7 @@ from ..specform import AggregateDialog, input_label
 from ..viewedit import ViewDialog
 from ..words import built_text
 
-HEADERS = ["Name", "Kind", "Reads", "Rows", "Updated"]
+HEADERS = ["Name", "Kind", "Reads", "Rows"]
 KIND_WORDS = {"aggregate": "aggregate", "view": "view", "sql": "SQL"}
 
 
@@ -162,6 +162,7 @@ class DerivativesPage(QWidget):
                            "Every derivative in the workspace; select one to see its data")
         self.table.setHorizontalHeaderLabels(HEADERS)
         compact_table(self.table)
+        self.table.setProperty("fitWidth", True)
         self.table.currentCellChanged.connect(lambda row, *_: self._row_changed(row))
         self.table.cellDoubleClicked.connect(lambda *_: self.edit_selected())
         self.count = named(QLabel(""), "Derivative count")
@@ -208,11 +209,11 @@ class DerivativesPage(QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.table, 1)
         lv.addWidget(self.count)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = self.splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         splitter.setSizes([380, 720])
         layout = QVBoxLayout(self)
@@ -268,15 +269,26 @@ class DerivativesPage(QWidget):
         for r, row in enumerate(rows):
             state = "problem" if row.problem else "not built yet"
             cells = [row.name, KIND_WORDS.get(row.kind, row.kind), row.input,
-                     state if row.rows is None else f"{row.rows:,}", row.published_at[:16] if row.version else ""]
+                     state if row.rows is None else f"{row.rows:,}"]
+            about = f"updated {row.published_at[:16]}, version {row.version[:12]}" if row.version else state
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(row.problem or (f"version {row.version}" if c == 4 and row.version else text))
+                item.setToolTip(row.problem or (about if c in (0, 3) else text))
                 if c == 3:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)
         self.table.resizeColumnsToContents()
+        columns = header.length()
+        header.setStretchLastSection(True)
         self.table.blockSignals(False)
+        needed = columns + 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width()
+        self.table.setMinimumWidth(min(needed, 560))
+        total = sum(self.splitter.sizes())
+        if total > 0:
+            left = max(self.table.minimumWidth(), min(total // 3, total - 460))
+            self.splitter.setSizes([left, total - left])
         built = sum(1 for r in rows if r.version)
         self.count.setText(f"{len(rows)} derivative(s), {built} built." if rows else
                            "No derivatives yet: click New aggregate… (counts by period and "

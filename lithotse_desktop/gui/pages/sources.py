@@ -67,7 +67,7 @@ class SourceSummary:
             when = day_text(dt.date.fromisoformat(when))
         except ValueError:
             pass
-        return f"imported {when} · {plural(self.records, 'record')} · {span_text(self.low, self.high)}"
+        return f"imported {when} · {plural(self.records, 'record')}\n{span_text(self.low, self.high)}"
 
 
 def source_summaries(ws: Workspace) -> dict[str, SourceSummary]:
@@ -241,7 +241,6 @@ class SourcesPage(QWidget):
         self.summary_job: jobs.Job | None = None
 
         self.list = named(QListWidget(), "Sources", "Configured sources of this workspace")
-        self.list.setWordWrap(True)
         self.list.currentItemChanged.connect(lambda *_: self._show_source())
         self.add_button = named(QPushButton("&Add source…"), "Add source",
                                 "Configure a new source from an installed connector")
@@ -447,7 +446,7 @@ class SourcesPage(QWidget):
                              for k, v in sorted(src.settings.items())) or "no settings"
         secrets = f"; secrets (kept outside the config): {', '.join(sorted(src.secrets))}" if src.secrets else ""
         summary = self.summaries.get(name)
-        status = summary.text() if summary else "not imported yet"
+        status = summary.text().replace("\n", ", ") if summary else "not imported yet"
         status = status[0].upper() + status[1:]
         self._source_text = (f"<b>{name}</b> — connector <i>{src.connector}</i><br>{settings}{secrets}"
                              f"<br>{status}.")

@@ -44,7 +44,7 @@ from ...excel.workbook import read_bindings
 from ...serve.links import power_query_m, serve_port, table_url
 from ...workspace import Workspace
 from .. import jobs
-from ..common import JobStrip, compact_table, error_text, named, scroll_area, show_error
+from ..common import JobStrip, WrappedField, compact_table, error_text, named, scroll_area, show_error
 
 REMEMBERED = "desktop-workbooks.json"
 ALL = "(any)"
@@ -246,13 +246,11 @@ class SpreadsheetsPage(QWidget):
             combo.currentIndexChanged.connect(lambda _i: self._update_formulas())
         self.dimension.currentIndexChanged.connect(lambda _i: self._fill_values())
         self.dim_value.currentTextChanged.connect(lambda _t: self._update_formulas())
-        self.formula = named(QLineEdit(), "Excel formula", "Paste into a cell of a workbook with the add-in")
-        self.formula.setReadOnly(True)
+        self.formula = named(WrappedField(), "Excel formula", "Paste into a cell of a workbook with the add-in")
         self.copy_formula = named(QPushButton("Copy f&ormula"), "Copy formula")
         self.copy_formula.clicked.connect(lambda: self._copy(self.formula.text(), "Formula"))
-        self.url = named(QLineEdit(), "Power Query URL",
+        self.url = named(WrappedField(), "Power Query URL",
                          "The table's address on the local API, which this app serves while it is open")
-        self.url.setReadOnly(True)
         self.copy_url = named(QPushButton("Copy &URL"), "Copy Power Query URL")
         self.copy_url.clicked.connect(lambda: self._copy(self.url.text(), "URL"))
         self.copy_m = named(QPushButton("Copy Power &Query (M)"), "Copy Power Query M",
