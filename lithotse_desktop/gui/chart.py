@@ -57,7 +57,7 @@ from PySide6.QtWidgets import (
 
 from ..derive.compile import PERIOD
 from .arrowmodel import SUPPRESSED_FLAG, format_value
-from .common import compact_table, named, show_error
+from .common import compact_table, fit_columns, named, show_error
 from .timeaxis import TimeAxis, period_end, period_label, position, time_axis, value_range
 
 DEFAULT_SERIES = 8
@@ -524,7 +524,7 @@ class TimeSeriesChart(QWidget):
                                             format_value(int(value) if value.is_integer() else value))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.grid.setItem(r, c, item)
-        self.grid.resizeColumnsToContents()
+        fit_columns(self.grid)
 
     # --- export ------------------------------------------------------------------------------
     def choose_export(self) -> None:

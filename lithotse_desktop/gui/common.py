@@ -275,6 +275,15 @@ def scroll_area(inner: QWidget | None, name: str) -> QScrollArea:
     return area
 
 
+def fit_columns(view: QTableView) -> None:
+    """Every column as wide as its widest text; the last one stretches only into spare room, so a
+    long last cell scrolls into view rather than being cut to "…"."""
+    header = view.horizontalHeader()
+    header.setStretchLastSection(False)
+    view.resizeColumnsToContents()
+    header.setStretchLastSection(header.length() < view.viewport().width())
+
+
 def compact_table(view: QTableView) -> None:
     """One-line rows, whole-row selection and no row numbers: the look every list table shares."""
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

@@ -52,6 +52,7 @@ from .common import (
     compact_table,
     dialog_buttons,
     error_text,
+    fit_columns,
     labelled_row,
     named,
     scroll_area,
@@ -449,7 +450,7 @@ class AggregateDialog(QDialog):
         self.preview_job = None
         self.preview_error.show_error("")
         self.preview_model.set_table(table)
-        self.preview.resizeColumnsToContents()
+        fit_columns(self.preview)
         over = (f"the first {sample.table.num_rows:,} of {sample.total:,} records"
                 if sample.total and sample.total > sample.table.num_rows else f"all {sample.table.num_rows:,} records")
         note = f"First {table.num_rows} row(s) of the result over {over}; Save && build computes it all."

@@ -60,7 +60,7 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
     assert page.summary.isVisible()
     assert page.summary.toPlainText().startswith("values ← a.txt: 4 records (2 in the range, 2 outside), 52 bytes")
     qtbot.waitUntil(lambda: "· 4 records" in page.list.item(0).text(), timeout=5000)
-    assert page.list.item(0).text().endswith("· 4 records · between 31 Dec 2023 and 1 Feb 2024")
+    assert page.list.item(0).text().endswith("· 4 records\nbetween 31 Dec 2023 and 1 Feb 2024")
 
     window.show_page("raw")
     qtbot.waitUntil(lambda: len(landings_shown(window)) == 1, timeout=10000)

@@ -70,9 +70,13 @@ def test_screenshot_pages_show_paths_as_typed_not_as_this_machine_has_them(qtbot
     win = MainWindow(demo_like)
     qtbot.addWidget(win)
     shots = tmp_path / "shots"
-    assert win.save_screenshots(shots, 1280, 800)
+    assert win.save_screenshots(shots)
     assert {"sources.png", "raw.png", "derivatives.png", "spreadsheets.png", "settings.png"} <= {
         p.name for p in shots.glob("*.png")}
+    assert {where: problems for where, problems in win.cut_off.items() if problems} == {}, \
+        "no text is cut off on any page, light or dark, at 1280x720 or 2560x1440 (200%)"
+    assert len(win.cut_off) == 4 * 8
+    win.show()
     texts = []
     for key in win.visible_pages():
         win.show_page(key)

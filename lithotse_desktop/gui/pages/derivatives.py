@@ -41,7 +41,7 @@ from ...workspace import Workspace
 from .. import jobs
 from ..arrowmodel import ArrowTableModel
 from ..chart import TimeSeriesChart, is_time_series
-from ..common import JobStrip, compact_table, error_text, fixed_font, named, show_error
+from ..common import JobStrip, compact_table, error_text, fit_columns, fixed_font, named, show_error
 from ..specform import AggregateDialog, input_label
 from ..viewedit import ViewDialog
 from ..words import built_text
@@ -367,7 +367,7 @@ class DerivativesPage(QWidget):
             self.lineage.clear()
             return
         self.model.set_table(shown.table)
-        self.preview.resizeColumnsToContents()
+        fit_columns(self.preview)
         self.preview_note.setText(f"{shown.table.num_rows:,} row(s), {shown.table.num_columns} column(s) "
                                   f"of version {shown.version[:12]}.")
         if is_time_series(shown.table):

@@ -33,7 +33,7 @@ from ...raw.index import open_index
 from ...raw.manifest import Manifest
 from ...workspace import Workspace
 from .. import jobs
-from ..common import compact_table, error_text, fixed_font, named, scroll_area, show_error
+from ..common import compact_table, error_text, fit_columns, fixed_font, named, scroll_area, show_error
 from ..words import day_text, landed_span, plural, range_text, size_text, span_text
 
 COLUMNS: list[tuple[str, str]] = [
@@ -206,7 +206,7 @@ class RawDataPage(QWidget):
     def _loaded(self, rows: list[Manifest]) -> None:
         selected = self.selected_manifest()
         self.model.set_rows(rows)
-        self.table.resizeColumnsToContents()
+        fit_columns(self.table)
         self.count.setText(f"{len(rows)} landing(s)")
         if selected is None or not self.select_landing(selected.id):
             if self.proxy.rowCount():
