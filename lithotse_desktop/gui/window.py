@@ -33,6 +33,7 @@ from ..pathtext import display_path
 from ..serve.app import RunningServer
 from ..workspace import Workspace
 from . import jobs
+from .checklist import FirstRunChecklist
 from .common import named, show_error
 from .pages.derivatives import DerivativesPage
 from .pages.plugins import PluginsPage
@@ -130,9 +131,16 @@ class MainWindow(QMainWindow):
         self.sidebar.setMinimumWidth(150)
         self.sidebar.setMaximumWidth(240)
 
+        self.checklist = FirstRunChecklist(ws)
+        self.checklist.stepRequested.connect(self.go_to_step)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.checklist)
+        right_layout.addWidget(self.stack, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(self.stack)
+        splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setCollapsible(1, False)
         splitter.setSizes([180, 1100])
@@ -140,6 +148,8 @@ class MainWindow(QMainWindow):
 
         self._wire_raw_pages()
         self.derivatives.changed.connect(self.spreadsheets.reload)
+        self.derivatives.changed.connect(self._tick_aggregate)
+        self.spreadsheets.handedOver.connect(lambda: self.checklist.tick("excel"))
         self.settings.openWorkspaceRequested.connect(self.choose_workspace)
         self.api_label = named(QLabel(""), "Local API address",
                                "Where Excel, Power Query and scripts reach this workspace's derivatives")
@@ -164,10 +174,15 @@ class MainWindow(QMainWindow):
         sources.cancelled.connect(raw.refresh)
         sources.imported.connect(lambda _outcome: self.derivatives.refresh())
         sources.sourcesChanged.connect(self.derivatives.refresh)
+        sources.sourcesChanged.connect(lambda: self.checklist.tick("source", bool(self.ws.sources())))
+        sources.summariesChanged.connect(
+            lambda: self.checklist.tick("import", any(s.landings for s in sources.summaries.values())))
         self.plugins.pluginsChanged.connect(sources.reload)
 
     def _show_raw_pages(self) -> None:
         """Hide the raw pages (list row and shortcut) when the raw store refuses these credentials."""
+        self.checklist.available = self.raw_readable
+        self.checklist.tick("source", bool(self.ws.sources()))
         for key in RAW_PAGES:
             self.sidebar.item(PAGE_KEYS.index(key)).setHidden(not self.raw_readable)
             self.actions_by_page[key].setEnabled(self.raw_readable)
@@ -190,6 +205,26 @@ class MainWindow(QMainWindow):
 
     def visible_pages(self) -> list[str]:
         return [key for n, key in enumerate(PAGE_KEYS) if not self.sidebar.item(n).isHidden()]
+
+    # --- first-run checklist -------------------------------------------------------------
+    def _tick_aggregate(self) -> None:
+        self.checklist.tick("aggregate", any(row.version and row.spec.get("kind") == "aggregate"
+                                             for row in self.derivatives.rows))
+
+    def go_to_step(self, key: str) -> None:
+        """Open the page where a checklist step is done, with its form when it has one."""
+        if key in ("source", "import") and isinstance(self.sources, SourcesPage):
+            self.show_page("sources")
+            if key == "source":
+                self.sources.open_add_dialog()
+            else:
+                self.sources.import_button.setFocus()
+        elif key == "aggregate":
+            self.show_page("derivatives")
+            if self.derivatives.dialog is None:
+                self.derivatives.open_aggregate_form()
+        elif key == "excel":
+            self.show_page("spreadsheets")
 
     # --- local API ---------------------------------------------------------------------
     def start_api(self) -> RunningServer | None:
@@ -272,6 +307,8 @@ class MainWindow(QMainWindow):
         else:
             self.sources.set_workspace(ws)
             self.raw.set_workspace(ws)
+        self.checklist.set_workspace(ws)
+        self._show_raw_pages()
         for page in (self.derivatives, self.spreadsheets, self.settings):
             page.set_workspace(ws)
         if self.api is not None:

@@ -131,6 +131,7 @@ class DerivativesPage(QWidget):
         self._select_after: str | None = None
         self.shown: Shown | None = None
         self.dialog: AggregateDialog | ViewDialog | None = None
+        self._chart_when_built: str | None = None  # a just-saved derivative opens on its chart
 
         self.new_aggregate = named(QPushButton("New &aggregate…"), "New aggregate",
                                    "Count and summarise a stream by period and dimensions")
@@ -374,6 +375,9 @@ class DerivativesPage(QWidget):
             threshold = info.spec.get("suppress_below", self.ws.suppress_below)
             self.chart.show_table(shown.table, dimensions_of(info.spec, shown.table),
                                   info.spec.get("grain", "month"), shown.name, threshold)
+            if shown.name == self._chart_when_built:
+                self._chart_when_built = None
+                self.show_chart()
         else:
             self.chart.clear("This derivative has no time grain (no period column): see the Preview tab.")
         self._fill_lineage(shown.lineage or {})
@@ -445,6 +449,7 @@ class DerivativesPage(QWidget):
                                     "to the workspace again (its Spec tab shows what it holds now).")
 
     def _spec_saved(self, name: str) -> None:
+        self._chart_when_built = name
         self.refresh(select=name)
         self.start_build(name=name)
 

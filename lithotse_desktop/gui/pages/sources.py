@@ -228,6 +228,7 @@ class SourcesPage(QWidget):
     imported = Signal(object)
     cancelled = Signal()
     sourcesChanged = Signal()
+    summariesChanged = Signal()
 
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -371,6 +372,7 @@ class SourcesPage(QWidget):
             item = self.list.item(i)
             item.setText(self._item_text(item.data(Qt.ItemDataRole.UserRole)))
         self._show_details()
+        self.summariesChanged.emit()
 
     def selected_source(self) -> str | None:
         item = self.list.currentItem()

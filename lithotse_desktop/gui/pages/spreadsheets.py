@@ -119,6 +119,7 @@ def refresh_many(ws: Workspace, paths: list[str]) -> list[tuple[str, Any]]:
 
 class SpreadsheetsPage(QWidget):
     workbooksChanged = Signal()
+    handedOver = Signal()  # a derivative went towards a spreadsheet: bound, exported or copied
 
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -452,6 +453,8 @@ class SpreadsheetsPage(QWidget):
     def _copy(self, text: str, what: str) -> None:
         QApplication.clipboard().setText(text)
         self.strip.stopped(f"{what} copied to the clipboard.")
+        if what != "API token":
+            self.handedOver.emit()
 
     def _copy_m(self) -> None:
         meta = self.meta()
@@ -518,6 +521,7 @@ class SpreadsheetsPage(QWidget):
         self.strip.stopped(f"Exported {rows:,} row(s) to {path}.")
         self.result.setPlainText(str(path))
         self._enable()
+        self.handedOver.emit()
 
     def _choose_workbook(self) -> None:
         path, _f = QFileDialog.getSaveFileName(self, "Workbook to bind", self.workbook.text() or "report.xlsx",
@@ -553,6 +557,7 @@ class SpreadsheetsPage(QWidget):
         self._fill_books(select=str(Path(path).resolve()))
         self._enable()
         self.workbooksChanged.emit()
+        self.handedOver.emit()
 
     def start_refresh(self, all_books: bool) -> bool:
         if self.job is not None:
