@@ -59,6 +59,16 @@ def _widest(metrics: QFontMetrics, text: str) -> int:
     return max((metrics.horizontalAdvance(line) for line in text.replace("&&", "&").split("\n")), default=0)
 
 
+def _mnemonic_width(metrics: QFontMetrics, text: str) -> int:
+    """Width of a label text with an &-key as Qt draws it: the key letter as a run of its own, so
+    no kerning across it (measuring the joined text would be a pixel or two short)."""
+    parts = text.replace("&&", "\0").split("&", 1)
+    if len(parts) == 1 or not parts[1]:
+        return _widest(metrics, text.replace("\0", "&"))
+    before, after = parts[0].replace("\0", "&"), parts[1].replace("\0", "&")
+    return sum(metrics.horizontalAdvance(part) for part in (before, after[0], after[1:]))
+
+
 def _shown(widget: QWidget, root: QWidget) -> bool:
     return widget.isVisibleTo(root) and widget.width() > 0 and widget.height() > 0
 
@@ -83,7 +93,7 @@ def _label(label: QLabel) -> list[CutOff]:
         return []
     metrics = label.fontMetrics()
     plain = _plain(text) if label.textFormat() != Qt.TextFormat.PlainText else text
-    needed = _widest(metrics, plain.replace("&", "") if label.buddy() is not None else plain)
+    needed = (_mnemonic_width(metrics, plain) if label.buddy() is not None else _widest(metrics, plain))
     available = label.contentsRect().width() - 2 * max(label.margin(), 0) - max(label.indent(), 0)
     return [CutOff(_name(label), plain[:60], needed, available)] if needed > available + SLACK else []
 

@@ -83,6 +83,13 @@ def apply_theme(name: str, app: QApplication | None = None) -> str:
         raise RuntimeError("no QApplication to theme")
     app = instance
     app.setStyle("Fusion")
+    font = app.font()
+    if font.kerning():
+        # A label's &-key letter is drawn as a run of its own, so kerning pairs across it ("Ta",
+        # "Wo") are lost and the text outgrows the width its size hint measured with kerning;
+        # without kerning the two agree and no label is cut by a pixel or two.
+        font.setKerning(False)
+        app.setFont(font)
     mode = effective(name)
     app.setPalette(dark_palette() if mode == "dark" else light_palette())
     hints = QGuiApplication.styleHints()
