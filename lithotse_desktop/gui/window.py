@@ -7,11 +7,12 @@ those credentials can read and opens on Derivatives.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -384,10 +385,19 @@ class MainWindow(QMainWindow):
     def _first_aggregate(self) -> dict | None:
         return next((row.spec for row in self.derivatives.rows if row.spec.get("kind") == "aggregate"), None)
 
-    def _settle(self) -> None:
-        """Let background loads (the raw index) finish and layouts settle before grabbing."""
-        for _ in range(4):
-            jobs.wait_for_jobs(10000)
+    def _settle(self, seconds: float = 20) -> None:
+        """Let background loads (the raw index), pending one-shot timers (a form's live preview)
+        and the layouts they change settle before grabbing."""
+        deadline = time.monotonic() + seconds
+        quiet = 0
+        while quiet < 3 and time.monotonic() < deadline:
+            idle = jobs.wait_for_jobs(10000)
+            QApplication.processEvents()
+            pending = any(timer.isActive() and timer.isSingleShot()
+                          for window in QApplication.topLevelWidgets() if window.isVisible()
+                          for timer in window.findChildren(QTimer))
+            quiet = quiet + 1 if idle and not pending else 0
+            time.sleep(0.02)
             QApplication.processEvents()
 
     def closeEvent(self, event: QCloseEvent) -> None:
