@@ -90,8 +90,8 @@ class DateRangePicker(QWidget):
         self.calendar.setGridVisible(False)
         # cells the size of their text, whatever the window's size: a wide window gives the
         # calendar room around it, not day cells a hand wide
-        hint = self.calendar.sizeHint()
-        self.calendar.setFixedSize(hint.width() * 4 // 3, hint.height() * 3 // 2)
+        natural = self.calendar.sizeHint()
+        self.calendar.setFixedSize(natural.width() * 4 // 3, natural.height() * 3 // 2)
         self.calendar.clicked.connect(self._on_clicked)
         self.calendar.activated.connect(self._on_activated)
         self.calendar.currentPageChanged.connect(lambda _y, _m: self._paint_range())
