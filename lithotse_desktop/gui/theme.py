@@ -10,8 +10,8 @@ workspace setting: people sharing a workspace keep their own.
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QStyleOption, QWidget
 
 THEMES = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 KEY = "appearance/theme"
@@ -70,6 +70,30 @@ def dark_palette() -> QPalette:
     return pal
 
 
+class LookStyle(QProxyStyle):
+    """Fusion, with check boxes outlined in a colour that shows on a dark field: Fusion darkens
+    the window colour for their frame, which on the dark palette leaves an unticked box (a
+    stream to import, an option) all but invisible."""
+
+    CHECKS = (QStyle.PrimitiveElement.PE_IndicatorCheckBox, QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
+
+    def __init__(self) -> None:
+        super().__init__("Fusion")
+
+    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption, painter: QPainter,
+                      widget: QWidget | None = None) -> None:
+        super().drawPrimitive(element, option, painter, widget)
+        palette = option.palette
+        if element in self.CHECKS and palette.color(QPalette.ColorRole.Base).lightness() < 100:
+            painter.save()
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid).lighter(220), 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            rect = option.rect
+            painter.drawRect(rect.adjusted(0, 0, -1, -1))
+            painter.restore()
+
+
 def light_palette() -> QPalette:
     style = QStyleFactory.create("Fusion")
     return style.standardPalette() if style is not None else QPalette()
@@ -82,7 +106,8 @@ def apply_theme(name: str, app: QApplication | None = None) -> str:
     if not isinstance(instance, QApplication):
         raise RuntimeError("no QApplication to theme")
     app = instance
-    app.setStyle("Fusion")
+    if not isinstance(app.style(), LookStyle):
+        app.setStyle(LookStyle())
     font = app.font()
     if font.kerning():
         # A label's &-key letter is drawn as a run of its own, so kerning pairs across it ("Ta",

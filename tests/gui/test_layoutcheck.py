@@ -61,3 +61,26 @@ def test_an_access_key_label_is_measured_as_drawn_and_the_app_font_makes_it_fit(
     label.setFont(font)
     qtbot.wait(10)
     assert cut_off_texts(root) == []
+
+
+def test_an_unticked_box_shows_on_the_dark_palette(qtbot, qapp):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
+
+    from lithotse_desktop.gui.theme import apply_theme
+
+    box = QCheckBox("Full re-import")
+    root = shown(qtbot, box)
+    contrasts = {}
+    for theme in ("light", "dark"):
+        apply_theme(theme, qapp)
+        qtbot.wait(10)
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        frame = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+        image = root.grab().toImage()
+        at = box.mapTo(root, frame.topLeft())
+        edge = QColor(image.pixel(at.x(), at.y() + frame.height() // 2)).lightness()
+        inside = QColor(image.pixel(at.x() + frame.width() // 2, at.y() + frame.height() // 2)).lightness()
+        contrasts[theme] = abs(edge - inside)
+    assert min(contrasts.values()) >= 40, contrasts
