@@ -299,3 +299,17 @@ def compact_table(view: QTableView) -> None:
     header.setStretchLastSection(True)
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+
+
+def confirm_discard(parent: QWidget, question: str, answered: Callable[[bool], None]) -> QMessageBox:
+    """A non-blocking Discard / Keep editing question; ``answered(True)`` when discarding."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes", question,
+                      QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, parent)
+    box.setObjectName("confirmDiscard")
+    box.button(QMessageBox.StandardButton.Cancel).setText("&Keep editing")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    named(box, "Unsaved changes")
+    box.finished.connect(lambda _r: answered(box.clickedButton() is box.button(QMessageBox.StandardButton.Discard)))
+    box.open()
+    return box

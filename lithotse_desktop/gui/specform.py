@@ -50,6 +50,7 @@ from .arrowmodel import ArrowTableModel
 from .common import (
     ErrorLabel,
     compact_table,
+    confirm_discard,
     dialog_buttons,
     error_text,
     fit_columns,
@@ -562,17 +563,3 @@ class AggregateDialog(QDialog):
         if discard:
             self._clean = None
             super().reject()
-
-
-def confirm_discard(parent: QWidget, question: str, answered: Any) -> QMessageBox:
-    """A non-blocking Discard / Keep editing question; ``answered(True)`` when discarding."""
-    box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes", question,
-                      QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, parent)
-    box.setObjectName("confirmDiscard")
-    box.button(QMessageBox.StandardButton.Cancel).setText("&Keep editing")
-    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    named(box, "Unsaved changes")
-    box.finished.connect(lambda _r: answered(box.clickedButton() is box.button(QMessageBox.StandardButton.Discard)))
-    box.open()
-    return box

@@ -32,8 +32,8 @@ from ..derive.sof import ViewError, validate_view
 from ..errors import LithotseError
 from ..workspace import Workspace
 from . import jobs
-from .common import ErrorLabel, dialog_buttons, error_text, fixed_font, labelled_row, named
-from .specform import InputOption, confirm_discard, input_label, list_inputs
+from .common import ErrorLabel, confirm_discard, dialog_buttons, error_text, fixed_font, labelled_row, named
+from .specform import InputOption, input_label, list_inputs
 
 DEBOUNCE_MS = 250
 EXAMPLES = Path(__file__).resolve().parent / "viewdefinitions"

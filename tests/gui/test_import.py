@@ -203,3 +203,27 @@ def test_raw_page_filter_narrows_the_table(qtbot, window, workspace, tmp_path):
     assert page.proxy.index(0, 1).data() == "south"
     page.table.selectRow(0)
     assert '"source": "south"' in page.manifest_view.toPlainText()
+
+
+def test_closing_a_half_filled_source_asks_first(qtbot, window, workspace, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    page = window.show_page("sources")
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog) and w.isVisible())
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=3000)
+
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog) and w.isVisible())
+    qtbot.keyClicks(dialog.name_edit, "clinic")
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "confirmDiscard" and w.isVisible())
+    assert box.text() == "Discard this new source?"
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and dialog.name_edit.text() == "clinic"
+    qtbot.mouseClick(dialog.buttons.button(dialog.buttons.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "confirmDiscard" and w.isVisible())
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Discard), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=3000)
+    assert workspace.sources() == []

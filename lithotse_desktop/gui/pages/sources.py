@@ -9,6 +9,7 @@ derivatives it feeds and ends in one sentence; the technical lines wait behind D
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
@@ -43,7 +44,17 @@ from ...raw.sources import make_connector
 from ...secrets import load_secret
 from ...workspace import Workspace, check_name
 from .. import jobs
-from ..common import ErrorLabel, JobStrip, dialog_buttons, error_text, labelled_row, named, scroll_area, show_error
+from ..common import (
+    ErrorLabel,
+    JobStrip,
+    confirm_discard,
+    dialog_buttons,
+    error_text,
+    labelled_row,
+    named,
+    scroll_area,
+    show_error,
+)
 from ..daterange import DateRangePicker
 from ..forms import ConnectorForm
 from ..words import day_text, import_sentence, landed_span, landing_details, plural, span_text
@@ -159,6 +170,36 @@ class AddSourceDialog(QDialog):
         else:
             self._draw_form()
         self.resize(640, 560)
+        self._confirm: QMessageBox | None = None
+        self._clean: str | None = self._snapshot()
+
+    def _snapshot(self) -> str:
+        """What the user has typed or chosen, to tell whether closing would lose anything."""
+        values: dict[str, object] = {}
+        for name, editor in (self.form.editors.items() if self.form is not None else ()):
+            try:
+                values[name] = editor.read()
+            except (LithotseError, ValueError) as exc:  # a half-typed number is still an edit
+                values[name] = f"unreadable: {exc}"
+        return json.dumps([self.name_edit.text(), self.connector_box.currentData(), values],
+                          sort_keys=True, default=str)
+
+    def has_changes(self) -> bool:
+        return self._clean is not None and self._snapshot() != self._clean
+
+    def reject(self) -> None:
+        """Cancel, Escape or the close button: ask before throwing typed settings away."""
+        if not self.has_changes() or self._confirm is not None:
+            super().reject()
+            return
+        question = "Discard the changes to this source?" if self.editing else "Discard this new source?"
+        self._confirm = confirm_discard(self, question, self._discard_answered)
+
+    def _discard_answered(self, discard: bool) -> None:
+        self._confirm = None
+        if discard:
+            self._clean = None
+            super().reject()
 
     def select_connector(self, name: str) -> None:
         self.connector_box.setCurrentIndex(self.connector_box.findData(name))
