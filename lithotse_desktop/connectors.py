@@ -252,6 +252,27 @@ class Connector:
             clean[name] = spec.coerce(value) if spec.type is not FieldType.SECRET else value
         return clean
 
+    def check(self) -> list[str]:
+        """Problems to fix before importing, as sentences; empty when all is well (optional).
+
+        Called when a source is added or edited. The default: each PATH setting exists, and each
+        URL setting answers within five seconds, given the ``token`` setting (if the connector
+        has one) as a bearer token; a 401 or 403 means the token was not accepted. Override it
+        for a better check; keep it quick, read-only, and free of secret values.
+        """
+        problems = []
+        for spec in self.fields:
+            value = self.settings.get(spec.name)
+            if value in (None, ""):
+                continue
+            if spec.type is FieldType.PATH and not Path(str(value)).expanduser().exists():
+                problems.append(f"{spec.label or spec.name}: {value} does not exist")
+            elif spec.type is FieldType.URL:
+                problem = _url_problem(str(value), self.settings.get("token"))
+                if problem:
+                    problems.append(f"{spec.label or spec.name}: {problem}")
+        return problems
+
     def streams(self) -> list[StreamInfo]:
         raise NotImplementedError
 
@@ -283,6 +304,27 @@ class Connector:
         an InputError: ``InputError(f"{obj.name}, line {n}", reason)``.
         """
         raise NotImplementedError
+
+
+def _url_problem(url: str, token: Any) -> str | None:
+    """Why ``url`` cannot be used, or None: no answer, or the token refused (401/403)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return (f"{url} did not accept the token (HTTP {exc.code})" if token
+                    else f"{url} asks for a token (HTTP {exc.code})")
+        return None  # the server answers; a 404 or 405 on its base address is no problem
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{url} does not answer ({reason})"
 
 
 def sha256_file(path: Path) -> str:

@@ -105,13 +105,13 @@ def clone_head(target: Path) -> str:
 
 
 def demo_specs(clone: Path) -> dict[str, dict]:
-    """The demo's derivatives, from the specs it bundles."""
+    """The demo's derivatives, from the specs it bundles (package data of lithotse_desktop.demo)."""
     specs = {}
-    for path in sorted((clone / "resources" / "demo" / "derivatives").glob("*.json")):
+    for path in sorted((clone / "lithotse_desktop" / "demo" / "derivatives").glob("*.json")):
         spec = json.loads(path.read_text("utf-8"))
         specs[spec["name"]] = spec
     if not specs:
-        raise CheckFailed("resources/demo/derivatives holds no derivative specs")
+        raise CheckFailed("lithotse_desktop/demo/derivatives holds no derivative specs")
     return specs
 
 

@@ -1,7 +1,9 @@
 """The ``lithotse-desktop`` window: a page list on the left, one page per task on the right.
 
-``--version`` answers without a display; ``--screenshot DIR`` renders every page offscreen
-at 1280x800 into ``DIR/<page>.png`` and exits, for docs and for checking the layout in CI.
+``--version`` answers without a display; ``--screenshot DIR`` renders every page offscreen, in
+light and dark, at 1280x720 and at 2560x1440 with 200% scaling (``DIR/<page>.png`` for light
+1280x720, ``DIR/<variant>/<page>.png`` for the others; ``--variants`` narrows them), reports any
+text that does not fit, and exits: for docs and for checking the layout in CI.
 While the window is open it also serves the local API (as ``lithotse serve`` does), except in
 ``--screenshot`` mode.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 
-SCREENSHOT_SIZE = (1280, 800)
+WINDOW_SIZE = (1280, 800)
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -27,7 +29,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                         "created when missing or empty")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--screenshot", type=Path, default=None, metavar="DIR",
-                        help="render each page to DIR/<page>.png at 1280x800 and exit")
+                        help="render each page in light and dark at 1280x720 and 2560x1440 (200%% scaling) "
+                        "to DIR and exit")
+    parser.add_argument("--variants", default=None, metavar="LIST",
+                        help="with --screenshot: comma-separated variants to render, first one to DIR itself "
+                        "(light-1280x720, dark-1280x720, light-2560x1440, dark-2560x1440)")
     return parser.parse_known_args(list(argv))
 
 
@@ -79,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     QApplication.setApplicationDisplayName("Lithotse")  # a QGuiApplication setting, static
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Lithotse")
+    from .theme import apply_theme, saved_theme
+
+    apply_theme(saved_theme())
     try:
         ws, created = Workspace.open_or_create(args.workspace)
     except LithotseError as exc:
@@ -93,10 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         window.statusBar().showMessage(f"Created a new workspace in {display_path(ws.root)}", 10000)
     if args.screenshot is not None:
-        ok = window.save_screenshots(args.screenshot, *SCREENSHOT_SIZE)
+        from .window import VARIANTS
+
+        variants = [v.strip() for v in (args.variants or ",".join(VARIANTS)).split(",") if v.strip()]
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            print(f"lithotse-desktop: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}",
+                  file=sys.stderr)
+            return 2
+        ok = window.save_screenshots(args.screenshot, variants)
         print(screenshot_summary(args.screenshot))
+        for where, problems in window.cut_off.items():
+            for problem in problems:
+                print(f"cut off in {where}: {problem}", file=sys.stderr)
         return 0 if ok else 1
-    window.resize(*SCREENSHOT_SIZE)
+    window.resize(*WINDOW_SIZE)
     window.show()
     window.start_api()
     code = app.exec()

@@ -3,13 +3,16 @@ error lines, dialog buttons, a job status strip."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QPalette
+import pyarrow as pa
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QResizeEvent, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -21,7 +24,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTableView,
+    QTextEdit,
     QWidget,
 )
 
@@ -44,11 +49,43 @@ def fixed_font():
     return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
 
+def type_word(typ: pa.DataType | None) -> str:
+    """A column type in an analyst's words: date, date and time, number, text, yes/no."""
+    if typ is None:
+        return "unknown"
+    if pa.types.is_date(typ):
+        return "date"
+    if pa.types.is_timestamp(typ):
+        return "date and time"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return "number"
+    if pa.types.is_boolean(typ):
+        return "yes/no"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "text"
+    return "other"
+
+
+COMMAND_HINTS = (
+    (re.compile(r"[;,]?\s*run: lithotse derive build \S+"), ": click Build on the Derivatives page"),
+    (re.compile(r"[;,]?\s*use --replace to change it"), ""),
+    (re.compile(r"\s*\(for a source: lithotse source add NAME \.\.\. --replace\)"), " (edit the source to set it)"),
+    (re.compile(r"[;,]?\s*(or )?run:? `?lithotse [^;.]*"), ""),
+)
+
+
 def error_text(exc: BaseException) -> str:
-    """The sentence a person reads: a LithotseError's own message, else the type and message."""
-    if isinstance(exc, LithotseError):
-        return str(exc)
-    return f"Unexpected {type(exc).__name__}: {exc}"
+    """The sentence a person reads: a LithotseError's own message, else the type and message.
+
+    The core's messages end with command lines for the CLI ("run: lithotse derive build x");
+    in the app those become what to click, or go.
+    """
+    if not isinstance(exc, LithotseError):
+        return f"Unexpected {type(exc).__name__}: {exc}"
+    text = str(exc)
+    for pattern, instead in COMMAND_HINTS:
+        text = pattern.sub(instead, text)
+    return text
 
 
 def error_details(exc: BaseException, trace: str = "") -> str:
@@ -85,14 +122,26 @@ class ErrorLabel(QLabel):
         self._tint()
 
     def _tint(self) -> None:
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        pal = self.palette()
-        pal.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.red if dark else Qt.GlobalColor.darkRed)
+        base = QApplication.palette() if QApplication.instance() is not None else self.palette()
+        dark = base.color(QPalette.ColorRole.Window).lightness() < 128
+        pal = QPalette(base)
+        pal.setColor(QPalette.ColorRole.WindowText, QColor("#ff7b72") if dark else QColor("#b3261e"))
         self.setPalette(pal)
 
     def show_error(self, text: str) -> None:
         self.setText(text)
         self.setVisible(bool(text))
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Re-tint when the app switches between light and dark."""
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            super().changeEvent(event)
+            if not getattr(self, "_tinting", False):
+                self._tinting = True
+                self._tint()
+                self._tinting = False
+            return
+        super().changeEvent(event)
 
 
 def labelled_row(form: QFormLayout, text: str, field: QWidget | QLayout, error: QLabel | None = None,
@@ -170,11 +219,50 @@ class JobStrip(QWidget):
         records = f" — {state.records:,} records read" if state.records else ""
         self.status.setText(f"{state.message}{records}")
 
-    def stopped(self, message: str) -> None:
+    def stopped(self, message: str, ok: bool = True) -> None:
+        """The job ended: the bar goes away (a failed job leaves no full bar behind), the sentence stays."""
         self.bar.setRange(0, 1)
-        self.bar.setValue(1 if message else 0)
+        self.bar.setValue(0)
+        self.bar.setVisible(False)
         self.status.setText(message)
+        self.status.setProperty("failed", not ok)
         self.cancel.setEnabled(False)
+
+
+class WrappedField(QTextEdit):
+    """A read-only text that wraps anywhere and grows to show all of itself (a long URL or formula),
+    with the ``text``/``setText`` of the one-line field it replaces."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setAcceptRichText(False)
+        self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self._fit()
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def setText(self, text: str) -> None:
+        self.setPlainText(text)
+        self._fit()
+
+    def setCursorPosition(self, _position: int) -> None:
+        """Nothing to scroll: the whole text shows."""
+
+    def _fit(self) -> None:
+        doc = self.document().clone()
+        doc.setTextWidth(max(self.viewport().width(), 50))
+        lines = max(doc.size().height(), self.fontMetrics().lineSpacing() + 2 * doc.documentMargin())
+        self.setFixedHeight(int(lines) + 2 * self.frameWidth() + 2)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
 
 
 def scroll_area(inner: QWidget | None, name: str) -> QScrollArea:
@@ -185,6 +273,15 @@ def scroll_area(inner: QWidget | None, name: str) -> QScrollArea:
     if inner is not None:
         area.setWidget(inner)
     return area
+
+
+def fit_columns(view: QTableView) -> None:
+    """Every column as wide as its widest text; the last one stretches only into spare room, so a
+    long last cell scrolls into view rather than being cut to "…"."""
+    header = view.horizontalHeader()
+    header.setStretchLastSection(False)
+    view.resizeColumnsToContents()
+    header.setStretchLastSection(header.length() < view.viewport().width())
 
 
 def compact_table(view: QTableView) -> None:
@@ -202,3 +299,17 @@ def compact_table(view: QTableView) -> None:
     header.setStretchLastSection(True)
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+
+
+def confirm_discard(parent: QWidget, question: str, answered: Callable[[bool], None]) -> QMessageBox:
+    """A non-blocking Discard / Keep editing question; ``answered(True)`` when discarding."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes", question,
+                      QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, parent)
+    box.setObjectName("confirmDiscard")
+    box.button(QMessageBox.StandardButton.Cancel).setText("&Keep editing")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    named(box, "Unsaved changes")
+    box.finished.connect(lambda _r: answered(box.clickedButton() is box.button(QMessageBox.StandardButton.Discard)))
+    box.open()
+    return box

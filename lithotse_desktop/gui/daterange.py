@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from PySide6.QtCore import QDate, QElapsedTimer, QEvent, QRegularExpression, Signal
+from PySide6.QtCore import QDate, QElapsedTimer, QEvent, QRegularExpression, Qt, Signal
 from PySide6.QtGui import QBrush, QPalette, QRegularExpressionValidator, QTextCharFormat
 from PySide6.QtWidgets import (
     QApplication,
@@ -88,6 +88,10 @@ class DateRangePicker(QWidget):
                               "Click the first day, then the last day of the range")
         self.calendar.setVerticalHeaderFormat(QCalendarWidget.VerticalHeaderFormat.NoVerticalHeader)
         self.calendar.setGridVisible(False)
+        # cells the size of their text, whatever the window's size: a wide window gives the
+        # calendar room around it, not day cells a hand wide
+        natural = self.calendar.sizeHint()
+        self.calendar.setFixedSize(natural.width() * 4 // 3, natural.height() * 3 // 2)
         self.calendar.clicked.connect(self._on_clicked)
         self.calendar.activated.connect(self._on_activated)
         self.calendar.currentPageChanged.connect(lambda _y, _m: self._paint_range())
@@ -111,8 +115,9 @@ class DateRangePicker(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(fields)
-        layout.addWidget(self.calendar, 1)
+        layout.addWidget(self.calendar, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.message)
+        layout.addStretch(1)
         self.apply_preset("All dates")
 
     # --- public API -------------------------------------------------------------

@@ -35,11 +35,13 @@ NO_DATE = QDate(1900, 1, 1)
 class FieldEditor:
     """One field's editor: the widget placed in the form plus how to read its value."""
 
-    def __init__(self, spec: dict, widget: QWidget, read: Callable[[], Any], focus: QWidget) -> None:
+    def __init__(self, spec: dict, widget: QWidget, read: Callable[[], Any], focus: QWidget,
+                 write: Callable[[Any], None] | None = None) -> None:
         self.spec = spec
         self.widget = widget
         self.read = read
         self.focus = focus
+        self.write = write or (lambda _value: None)
 
     @property
     def name(self) -> str:
@@ -78,7 +80,7 @@ def _path_editor(spec: dict, parent: QWidget) -> FieldEditor:
     row.addWidget(edit, 1)
     row.addWidget(pick_file)
     row.addWidget(pick_dir)
-    return FieldEditor(spec, box, lambda: edit.text().strip(), edit)
+    return FieldEditor(spec, box, lambda: edit.text().strip(), edit, lambda v: edit.setText(str(v)))
 
 
 def _line_editor(spec: dict, parent: QWidget, *, password: bool = False,
@@ -90,7 +92,8 @@ def _line_editor(spec: dict, parent: QWidget, *, password: bool = False,
     else:
         edit.setText("" if spec.get("default") is None else str(spec["default"]))
         edit.setPlaceholderText(placeholder)
-    return FieldEditor(spec, edit, lambda: edit.text().strip() if not password else edit.text(), edit)
+    return FieldEditor(spec, edit, lambda: edit.text().strip() if not password else edit.text(), edit,
+                       lambda v: edit.setText("" if password else str(v)))
 
 
 def _choice_editor(spec: dict, parent: QWidget) -> FieldEditor:
@@ -101,7 +104,8 @@ def _choice_editor(spec: dict, parent: QWidget) -> FieldEditor:
         combo.addItem(choice, choice)
     if spec.get("default") is not None:
         combo.setCurrentIndex(max(0, combo.findData(spec["default"])))
-    return FieldEditor(spec, combo, combo.currentData, combo)
+    return FieldEditor(spec, combo, combo.currentData, combo,
+                       lambda v: combo.setCurrentIndex(max(0, combo.findData(v))))
 
 
 def _date_editor(spec: dict, parent: QWidget) -> FieldEditor:
@@ -119,7 +123,8 @@ def _date_editor(spec: dict, parent: QWidget) -> FieldEditor:
             return None
         return dt.date(day.year(), day.month(), day.day()).isoformat()
 
-    return FieldEditor(spec, edit, read, edit)
+    return FieldEditor(spec, edit, read, edit,
+                       lambda v: edit.setDate(QDate.fromString(str(v), "yyyy-MM-dd") if v else NO_DATE))
 
 
 def _integer_editor(spec: dict, parent: QWidget) -> FieldEditor:
@@ -131,13 +136,13 @@ def _integer_editor(spec: dict, parent: QWidget) -> FieldEditor:
         spin.setSpecialValueText("(not set)")
     spin.setValue(int(default) if default is not None else (INT_MIN if optional else 0))
     return FieldEditor(spec, spin, lambda: None if optional and spin.value() == INT_MIN else spin.value(),
-                       spin)
+                       spin, lambda v: spin.setValue(int(v)))
 
 
 def _bool_editor(spec: dict, parent: QWidget) -> FieldEditor:
     check = named(QCheckBox(_label(spec), parent), _label(spec), spec.get("help") or None)
     check.setChecked(bool(spec.get("default")))
-    return FieldEditor(spec, check, check.isChecked, check)
+    return FieldEditor(spec, check, check.isChecked, check, lambda v: check.setChecked(bool(v)))
 
 
 def make_editor(spec: dict, parent: QWidget) -> FieldEditor:
@@ -202,3 +207,12 @@ class ConnectorForm(QWidget):
 
     def editor(self, name: str) -> QWidget:
         return self.editors[name].focus
+
+    def set_values(self, settings: dict[str, Any], secret_hint: str = "") -> None:
+        """Fill the form with saved settings; secret fields stay empty (their values are not shown)."""
+        for name, editor in self.editors.items():
+            if editor.secret:
+                if secret_hint and isinstance(editor.focus, QLineEdit):
+                    editor.focus.setPlaceholderText(secret_hint)
+            elif name in settings and settings[name] is not None:
+                editor.write(settings[name])

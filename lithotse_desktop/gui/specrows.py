@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
@@ -25,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..derive.spec import FILTER_OPS, MEASURES
-from .common import ErrorLabel, named
+from .common import ErrorLabel, named, type_word
 
 NUMERIC_FNS = ("sum", "mean", "median", "percentile")
 ALL_RECORDS = "(all records)"
@@ -72,7 +73,7 @@ class ColumnCombo(QComboBox):
         for name, typ in columns:
             self.addItem(name, name)
             if typ is not None:
-                self.setItemData(self.count() - 1, str(typ), Qt.ItemDataRole.ToolTipRole)
+                self.setItemData(self.count() - 1, type_word(typ), Qt.ItemDataRole.ToolTipRole)
         self.setEditable(not columns)
         index = self.findText(keep)
         if index >= 0:
@@ -121,26 +122,179 @@ class RowBox(QWidget):
         return self
 
 
-class GroupRow(RowBox):
-    """A group-by column; a kept non-column dimension (age band, code) is shown read-only."""
+@dataclass
+class Columns:
+    """What the form knows of the input: every column with its type, and which hold dates or coded
+    concepts (with the code systems seen in them)."""
 
-    def __init__(self, number: int, kept: dict | None = None) -> None:
+    all: list[tuple[str, pa.DataType | None]] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    systems: list[str] = field(default_factory=list)
+
+
+DIMENSION_KINDS = {"column": "Column", "age_band": "Age band", "code": "Code"}
+DEFAULT_BANDS = "0, 18, 45, 65, 85"
+CHOOSE = "(choose a column)"
+
+
+def parse_bands(text: str) -> list[int] | str:
+    """"0, 18, 45" as [0, 18, 45]; the text itself when a part is not a whole number (the spec's
+    check then names the field)."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        return text
+
+
+class GroupRow(RowBox):
+    """One dimension: a column's values, age bands from a birth date, or the codes of one code
+    system in a coded column; the kind is picked in the row itself."""
+
+    def __init__(self, number: int, columns: Callable[[], Columns], kept: Any = None) -> None:
         super().__init__(f"group-by {number}")
-        self.kept = kept
+        self._columns = columns
+        self.kind = named(QComboBox(), f"Group by {number} kind",
+                          "A column's values, age bands from a birth date, or codes of one code system")
+        self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for key, text in DIMENSION_KINDS.items():
+            self.kind.addItem(text, key)
         self.column = ColumnCombo(f"Group by column {number}", "Split the counts by this column's values")
-        if kept is not None:
-            kind = "age band" if "age_band" in kept else "code" if "code" in kept else "column"
-            self.row.addWidget(QLabel(f"{kept.get('as')} ({kind}, kept as written)"), 1)
-            self.column.setVisible(False)
-        else:
-            self.row.addWidget(self.column, 1)
+        self.birth = ColumnCombo(f"Group by {number} birth date", "The birth date; age is counted at each "
+                                 "record's date")
+        self.bands = named(QLineEdit(DEFAULT_BANDS), f"Group by {number} age bands",
+                           "Lower bounds of the bands in whole years: 0, 18, 45 gives 0-17, 18-44, 45+")
+        self.bands.setMinimumWidth(self.bands.fontMetrics().horizontalAdvance(DEFAULT_BANDS + ", 100") + 16)
+        self.code_column = ColumnCombo(f"Group by {number} coded column",
+                                       "A column holding coded concepts (FHIR CodeableConcept)")
+        self.system = named(QComboBox(), f"Group by {number} code system", "The code system whose codes to keep")
+        self.system.setEditable(True)
+        self.system.setMinimumContentsLength(16)
+        self.system.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.alias = named(QLineEdit(), f"Group by {number} output name", "The output column's name")
+        self.alias.setPlaceholderText("output name")
+        self._alias_typed = False
+        self.alias.textEdited.connect(lambda _t: setattr(self, "_alias_typed", True))
+        self._column_alias: str | None = None
+        self.row.addWidget(self.kind)
+        for widget in (self.column, self.birth, self.code_column):
+            self.row.addWidget(widget, 2)
+        self.row.addWidget(self.bands, 1)
+        self.row.addWidget(self.system, 2)
+        self.as_label = QLabel("as")
+        self.row.addWidget(self.as_label)
+        self.row.addWidget(self.alias, 1)
         self.finish()
+        self.kind.currentIndexChanged.connect(lambda _i: self._kind_changed())
+        self.system.currentTextChanged.connect(lambda _t: self._suggest_alias())
+        self.refill()
+        if kept is not None:
+            self.set_value(kept)
+        self._kind_changed()
+
+    def current_kind(self) -> str:
+        return self.kind.currentData()
+
+    def _kind_changed(self) -> None:
+        kind = self.current_kind()
+        shown: list[tuple[QWidget, bool]] = [
+            (self.column, kind == "column"), (self.birth, kind == "age_band"), (self.bands, kind == "age_band"),
+            (self.code_column, kind == "code"), (self.system, kind == "code"),
+            (self.as_label, kind != "column"), (self.alias, kind != "column")]
+        for widget, visible in shown:
+            widget.setVisible(visible)
+        self._suggest_alias()
+
+    def refill(self) -> None:
+        cols = self._columns()
+        self.column.fill(cols.all, blank=CHOOSE)
+        by_name = dict(cols.all)
+        self.birth.fill([(n, by_name.get(n)) for n in cols.dates], blank=CHOOSE if not cols.dates else None)
+        coded = cols.codes or [n for n, t in cols.all if t is None or pa.types.is_string(t)
+                               or pa.types.is_large_string(t)]
+        self.code_column.fill([(n, by_name.get(n)) for n in coded])
+        keep = self.system.currentText()
+        self.system.blockSignals(True)
+        self.system.clear()
+        from .preview import KNOWN_SYSTEMS, system_label
+
+        for system in dict.fromkeys([*cols.systems, *KNOWN_SYSTEMS]):
+            self.system.addItem(system_label(system), system)
+        if keep:
+            index = self.system.findData(keep)
+            if index >= 0:
+                self.system.setCurrentIndex(index)
+            else:
+                self.system.setEditText(keep)
+        self.system.blockSignals(False)
+
+    def chosen_system(self) -> str:
+        text = self.system.currentText().strip()
+        index = self.system.findText(text)
+        return self.system.itemData(index) if index >= 0 else text
+
+    def _suggest_alias(self) -> None:
+        if self._alias_typed:
+            return
+        kind = self.current_kind()
+        if kind == "age_band":
+            self.alias.setText("age_band")
+        elif kind == "code":
+            from .preview import KNOWN_SYSTEMS
+
+            name = KNOWN_SYSTEMS.get(self.chosen_system(), "code")
+            self.alias.setText(re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "code")
+
+    def set_value(self, d: Any) -> None:
+        if isinstance(d, str):
+            self.kind.setCurrentIndex(self.kind.findData("column"))
+            self.column.choose(d)
+            return
+        if not isinstance(d, dict):
+            return
+        if "age_band" in d:
+            self.kind.setCurrentIndex(self.kind.findData("age_band"))
+            band = d["age_band"] if isinstance(d["age_band"], dict) else {}
+            self.birth.choose(band.get("birth_date"))
+            self.bands.setText(", ".join(str(b) for b in band.get("bands", [0, 18, 45, 65, 85])))
+        elif "code" in d:
+            self.kind.setCurrentIndex(self.kind.findData("code"))
+            code = d["code"] if isinstance(d["code"], dict) else {}
+            self.code_column.choose(code.get("column"))
+            system = str(code.get("system", ""))
+            index = self.system.findData(system)
+            if index >= 0:
+                self.system.setCurrentIndex(index)
+            else:
+                self.system.setEditText(system)
+        else:
+            self.kind.setCurrentIndex(self.kind.findData("column"))
+            self.column.choose(d.get("column"))
+            self._column_alias = d.get("as")
+        self.alias.setText(str(d.get("as", "")))
+        self._alias_typed = True
 
     def value(self) -> Any:
-        return self.kept if self.kept is not None else self.column.column()
+        kind = self.current_kind()
+        if kind == "age_band":
+            return {"as": self.alias.text().strip(),
+                    "age_band": {"birth_date": self.birth.column() or "", "bands": parse_bands(self.bands.text())}}
+        if kind == "code":
+            return {"as": self.alias.text().strip(),
+                    "code": {"column": self.code_column.column() or "", "system": self.chosen_system()}}
+        column = self.column.column()
+        if self._column_alias and column:
+            return {"as": self._column_alias, "column": column}
+        return column
 
     def focus_part(self, part: str | None) -> QWidget:
-        return self.column if self.kept is None else self.remove
+        kind = self.current_kind()
+        if kind == "age_band":
+            return {"as": self.alias, "age_band": self.bands}.get(part or "", self.birth)
+        if kind == "code":
+            return {"as": self.alias}.get(part or "", self.code_column)
+        return self.column
 
 
 class MeasureRow(RowBox):
@@ -150,6 +304,7 @@ class MeasureRow(RowBox):
         super().__init__(f"measure {number}")
         self._columns = columns
         self.fn = named(QComboBox(), f"Measure {number} function")
+        self.fn.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.fn.addItems(MEASURES)
         self.column = ColumnCombo(f"Measure {number} column", "The column the function reads")
         self.alias = named(QLineEdit(), f"Measure {number} output name",
@@ -222,6 +377,7 @@ class FilterRow(RowBox):
         self._types = types
         self.column = ColumnCombo(f"Filter {number} column", "Keep only records whose column matches")
         self.op = named(QComboBox(), f"Filter {number} operator")
+        self.op.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.op.addItems(FILTER_OPS)
         self.value_edit = named(QLineEdit(), f"Filter {number} value",
                                 "A value; for 'in' a comma-separated list; for 'between' two values")
@@ -270,7 +426,9 @@ RowT = TypeVar("RowT", bound=RowBox)
 
 
 class RowList(QWidget, Generic[RowT]):
-    """A vertical list of rows of one kind with an Add button."""
+    """A vertical list of rows of one kind with an Add button; ``changed`` when a row comes or goes."""
+
+    changed = Signal()
 
     def __init__(self, add_text: str, what: str, make: Callable[[int], RowT]) -> None:
         super().__init__()
@@ -296,12 +454,14 @@ class RowList(QWidget, Generic[RowT]):
         row.removeRequested.connect(self._remove)
         self.rows.append(row)
         self.box.addWidget(row)
+        self.changed.emit()
         return row
 
     def _remove(self, row: RowT) -> None:
         self.rows.remove(row)
         self.box.removeWidget(row)
         row.deleteLater()
+        self.changed.emit()
 
     def clear(self) -> None:
         for row in list(self.rows):

@@ -9,6 +9,7 @@ says, which starts with the path inside the view (``select[0].column[1].path: â€
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette, QTextCursor, QTextFormat
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QTextEdit,
     QVBoxLayout,
@@ -28,21 +30,21 @@ from PySide6.QtWidgets import (
 from ..derive.service import add_spec
 from ..derive.sof import ViewError, validate_view
 from ..errors import LithotseError
-from ..resources import resources_dir
 from ..workspace import Workspace
 from . import jobs
-from .common import ErrorLabel, dialog_buttons, error_text, fixed_font, labelled_row, named
+from .common import ErrorLabel, confirm_discard, dialog_buttons, error_text, fixed_font, labelled_row, named
 from .specform import InputOption, input_label, list_inputs
 
 DEBOUNCE_MS = 250
+EXAMPLES = Path(__file__).resolve().parent / "viewdefinitions"
 STARTER = {"resourceType": "ViewDefinition", "resource": "Patient", "select": [
     {"column": [{"name": "id", "path": "getResourceKey()"}, {"name": "gender", "path": "gender"},
                 {"name": "birth_date", "path": "birthDate"}]}]}
 
 
 def templates() -> dict[str, dict]:
-    """The bundled example views (demo resources), without their long narrative ``text``."""
-    folder = resources_dir() / "demo" / "viewdefinitions"
+    """The bundled example views (package data beside this module), without their narrative ``text``."""
+    folder = EXAMPLES
     out: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
@@ -86,6 +88,8 @@ class ViewDialog(QDialog):
         self.view: dict | None = None
         self.problem = ""
         self.save_job: jobs.Job | None = None
+        self._clean: str | None = None
+        self._confirm: QMessageBox | None = None
         self.setWindowTitle(f"Edit view {spec['name']}" if spec else "New ViewDefinition")
         named(self, self.windowTitle())
 
@@ -142,7 +146,7 @@ class ViewDialog(QDialog):
 
     # --- inputs ---------------------------------------------------------------------------
     def _load_inputs(self) -> None:
-        job = jobs.Job(list_inputs, self.ws, streams_only=True, with_progress=False)
+        job = jobs.Job(list_inputs, self.ws, streams_only=True, keep=self.base.get("input"), with_progress=False)
         job.signals.finished.connect(self._inputs_loaded)
         jobs.start(job)
 
@@ -158,6 +162,26 @@ class ViewDialog(QDialog):
             self.input_box.setCurrentIndex(self.input_box.findData(wanted))
         else:
             self._guess_input()
+        self._clean = self._snapshot()
+
+    def _snapshot(self) -> str:
+        return json.dumps([self.name_edit.text(), self.input_box.currentData(), self.editor.toPlainText()])
+
+    def has_changes(self) -> bool:
+        return self._clean is not None and self._snapshot() != self._clean
+
+    def reject(self) -> None:
+        """Cancel, Escape or the close button: ask before throwing edits away."""
+        if not self.has_changes() or self._confirm is not None:
+            super().reject()
+            return
+        self._confirm = confirm_discard(self, "Discard the changes to this view?", self._discard_answered)
+
+    def _discard_answered(self, discard: bool) -> None:
+        self._confirm = None
+        if discard:
+            self._clean = None
+            super().reject()
 
     def _guess_input(self) -> None:
         """Preselect the stream named like the view's resource type (FHIR streams are)."""

@@ -7,11 +7,13 @@ those credentials can read and opens on Derivatives.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -32,6 +34,7 @@ from ..pathtext import display_path
 from ..serve.app import RunningServer
 from ..workspace import Workspace
 from . import jobs
+from .checklist import FirstRunChecklist
 from .common import named, show_error
 from .pages.derivatives import DerivativesPage
 from .pages.plugins import PluginsPage
@@ -40,6 +43,9 @@ from .pages.settings import SettingsPage
 from .pages.sources import SourcesPage
 from .pages.spreadsheets import SpreadsheetsPage
 
+# name: (theme, width, height, scale) of the screenshots --screenshot writes; the first is the README's
+VARIANTS = {"light-1280x720": ("light", 1280, 720, 1), "dark-1280x720": ("dark", 1280, 720, 1),
+            "light-2560x1440": ("light", 2560, 1440, 2), "dark-2560x1440": ("dark", 2560, 1440, 2)}
 PAGE_KEYS = ["sources", "raw", "derivatives", "spreadsheets", "plugins", "settings"]
 PAGE_TITLES = {"sources": "Sources && Import", "raw": "Raw data", "derivatives": "Derivatives",
                "spreadsheets": "Spreadsheets", "plugins": "Plugins", "settings": "Settings"}
@@ -94,6 +100,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ws = ws
         self.api: RunningServer | None = None
+        self.cut_off: dict[str, list[str]] = {}
         self.raw_readable = raw_readable(ws)
         self.sources, self.raw = self._raw_pages(ws)
         self.derivatives = DerivativesPage(ws)
@@ -125,9 +132,16 @@ class MainWindow(QMainWindow):
         self.sidebar.setMinimumWidth(150)
         self.sidebar.setMaximumWidth(240)
 
+        self.checklist = FirstRunChecklist(ws)
+        self.checklist.stepRequested.connect(self.go_to_step)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.checklist)
+        right_layout.addWidget(self.stack, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(self.stack)
+        splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setCollapsible(1, False)
         splitter.setSizes([180, 1100])
@@ -135,6 +149,8 @@ class MainWindow(QMainWindow):
 
         self._wire_raw_pages()
         self.derivatives.changed.connect(self.spreadsheets.reload)
+        self.derivatives.changed.connect(self._tick_aggregate)
+        self.spreadsheets.handedOver.connect(lambda: self.checklist.tick("excel"))
         self.settings.openWorkspaceRequested.connect(self.choose_workspace)
         self.api_label = named(QLabel(""), "Local API address",
                                "Where Excel, Power Query and scripts reach this workspace's derivatives")
@@ -159,10 +175,15 @@ class MainWindow(QMainWindow):
         sources.cancelled.connect(raw.refresh)
         sources.imported.connect(lambda _outcome: self.derivatives.refresh())
         sources.sourcesChanged.connect(self.derivatives.refresh)
+        sources.sourcesChanged.connect(lambda: self.checklist.tick("source", bool(self.ws.sources())))
+        sources.summariesChanged.connect(
+            lambda: self.checklist.tick("import", any(s.landings for s in sources.summaries.values())))
         self.plugins.pluginsChanged.connect(sources.reload)
 
     def _show_raw_pages(self) -> None:
         """Hide the raw pages (list row and shortcut) when the raw store refuses these credentials."""
+        self.checklist.available = self.raw_readable
+        self.checklist.tick("source", bool(self.ws.sources()))
         for key in RAW_PAGES:
             self.sidebar.item(PAGE_KEYS.index(key)).setHidden(not self.raw_readable)
             self.actions_by_page[key].setEnabled(self.raw_readable)
@@ -185,6 +206,26 @@ class MainWindow(QMainWindow):
 
     def visible_pages(self) -> list[str]:
         return [key for n, key in enumerate(PAGE_KEYS) if not self.sidebar.item(n).isHidden()]
+
+    # --- first-run checklist -------------------------------------------------------------
+    def _tick_aggregate(self) -> None:
+        self.checklist.tick("aggregate", any(row.version and row.spec.get("kind") == "aggregate"
+                                             for row in self.derivatives.rows))
+
+    def go_to_step(self, key: str) -> None:
+        """Open the page where a checklist step is done, with its form when it has one."""
+        if key in ("source", "import") and isinstance(self.sources, SourcesPage):
+            self.show_page("sources")
+            if key == "source":
+                self.sources.open_add_dialog()
+            else:
+                self.sources.import_button.setFocus()
+        elif key == "aggregate":
+            self.show_page("derivatives")
+            if self.derivatives.dialog is None:
+                self.derivatives.open_aggregate_form()
+        elif key == "excel":
+            self.show_page("spreadsheets")
 
     # --- local API ---------------------------------------------------------------------
     def start_api(self) -> RunningServer | None:
@@ -210,8 +251,8 @@ class MainWindow(QMainWindow):
             return None
         self.api_label.setText(f"Local API: {self.api.url}"
                                + (f" · Excel add-in: {self.api.addin_url}" if self.api.addin_url else ""))
-        self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here, "
-                                  "with the token from: lithotse token")
+        self.api_label.setToolTip("Excel, Power Query and scripts read derivatives here while this app is "
+                                  "open, with the API token (Spreadsheets page: Copy API token)")
         return self.api
 
     def stop_api(self) -> None:
@@ -241,8 +282,8 @@ class MainWindow(QMainWindow):
                           "for health records.")
 
     def _set_title(self) -> None:
-        name = self.ws.config.get("workspace", {}).get("name", self.ws.root.name)
-        self.setWindowTitle(f"Lithotse — {name}")
+        name = self.ws.config.get("workspace", {}).get("name") or self.ws.root.name
+        self.setWindowTitle(name)  # Qt adds the application's name: "<workspace> — Lithotse"
 
     def show_page(self, key: str) -> QWidget:
         self.sidebar.setCurrentRow(PAGE_KEYS.index(key))
@@ -270,6 +311,8 @@ class MainWindow(QMainWindow):
         else:
             self.sources.set_workspace(ws)
             self.raw.set_workspace(ws)
+        self.checklist.set_workspace(ws)
+        self._show_raw_pages()
         for page in (self.derivatives, self.spreadsheets, self.settings):
             page.set_workspace(ws)
         if self.api is not None:
@@ -283,14 +326,35 @@ class MainWindow(QMainWindow):
         pages: tuple[_Working, ...] = (self.sources, self.raw, self.derivatives, self.spreadsheets, self.plugins)
         return any(page.job is not None for page in pages)
 
-    def save_screenshots(self, folder: Path, width: int, height: int) -> bool:
-        """Render each page at the given size into ``folder/<page>.png``, plus the two spec editors.
+    def save_screenshots(self, folder: Path, variants: Sequence[str] = tuple(VARIANTS)) -> bool:
+        """Render each page, plus the two spec editors, in each variant (theme and size).
 
-        Pages with a ``prepare_screenshot`` method pick their most telling state first (the
-        Derivatives page shows a time series' chart).
+        The first variant's pictures go to ``folder/<page>.png``, the others' to
+        ``folder/<variant>/<page>.png``. A 2560x1440 variant lays the window out at 1280x720 and
+        paints it at twice the resolution, as 200% scaling does. Pages with a
+        ``prepare_screenshot`` method pick their most telling state first (the Derivatives page
+        shows a time series' chart). ``self.cut_off`` collects the texts that did not fit.
         """
+        from .theme import apply_theme, saved_theme
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        ok = True
+        self.cut_off = {}
+        try:
+            for number, variant in enumerate(variants):
+                theme, width, height, scale = VARIANTS[variant]
+                out = folder if number == 0 else folder / variant
+                out.mkdir(parents=True, exist_ok=True)
+                apply_theme(theme)
+                ok = self._shoot(out, variant, width // scale, height // scale, scale) and ok
+        finally:
+            apply_theme(saved_theme())
+        self.close()
+        return ok
+
+    def _shoot(self, out: Path, variant: str, width: int, height: int, scale: int) -> bool:
+        from .layoutcheck import cut_off_texts
+
         self.resize(width, height)
         self.show()
         ok = True
@@ -300,23 +364,43 @@ class MainWindow(QMainWindow):
             if hasattr(page, "prepare_screenshot"):
                 page.prepare_screenshot()
                 self._settle()
-            ok = self.grab().save(str(folder / f"{key}.png")) and ok
+            ok = self._picture(self, scale).save(str(out / f"{key}.png")) and ok
+            self.cut_off[f"{variant}/{key}"] = [str(c) for c in cut_off_texts(self)]
         self.show_page("derivatives")
         for name, dialog in (("derivative-form", self.derivatives.open_aggregate_form(self._first_aggregate())),
                              ("view-editor", self.derivatives.open_view_editor())):
+            dialog.resize(min(dialog.width(), width - 60), min(dialog.height(), height - 60))
             self._settle()
-            ok = dialog.grab().save(str(folder / f"{name}.png")) and ok
+            ok = self._picture(dialog, scale).save(str(out / f"{name}.png")) and ok
+            self.cut_off[f"{variant}/{name}"] = [str(c) for c in cut_off_texts(dialog)]
             dialog.reject()
-        self.close()
         return ok
+
+    @staticmethod
+    def _picture(widget: QWidget, scale: int) -> QPixmap:
+        """The widget painted at ``scale`` times its size (crisp text at 200%, not a blown-up 100%)."""
+        pixmap = QPixmap(widget.size() * scale)
+        pixmap.setDevicePixelRatio(scale)
+        pixmap.fill(widget.palette().color(QPalette.ColorRole.Window))
+        widget.render(pixmap)
+        return pixmap
 
     def _first_aggregate(self) -> dict | None:
         return next((row.spec for row in self.derivatives.rows if row.spec.get("kind") == "aggregate"), None)
 
-    def _settle(self) -> None:
-        """Let background loads (the raw index) finish and layouts settle before grabbing."""
-        for _ in range(4):
-            jobs.wait_for_jobs(10000)
+    def _settle(self, seconds: float = 20) -> None:
+        """Let background loads (the raw index), pending one-shot timers (a form's live preview)
+        and the layouts they change settle before grabbing."""
+        deadline = time.monotonic() + seconds
+        quiet = 0
+        while quiet < 3 and time.monotonic() < deadline:
+            idle = jobs.wait_for_jobs(10000)
+            QApplication.processEvents()
+            pending = any(timer.isActive() and timer.isSingleShot()
+                          for window in QApplication.topLevelWidgets() if window.isVisible()
+                          for timer in window.findChildren(QTimer))
+            quiet = quiet + 1 if idle and not pending else 0
+            time.sleep(0.02)
             QApplication.processEvents()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -649,4 +649,4 @@ def write_fixtures(cwd: Path) -> None:
     hl7 = cwd / "data" / "hl7"
     hl7.mkdir(parents=True)
     for name in ("linuxforhealth-sample_unix.hl7", "linuxforhealth-ORU-multiline-short.hl7"):
-        shutil.copy(REPO / "resources" / "demo" / "hl7v2" / name, hl7 / name)
+        shutil.copy(REPO / "tests" / "data" / "hl7v2" / name, hl7 / name)

@@ -42,7 +42,8 @@ def session(tmp_path, monkeypatch, seaweed):  # noqa: F811 - the fixture importe
     monkeypatch.delenv("LITHOTSE_WORKSPACE", raising=False)
     monkeypatch.delenv("LITHOTSE_PLUGINS", raising=False)
     reset_plugin_manager()
-    with FhirTestServer.from_folders([REPO / "resources" / "demo" / "fhir"], token=FHIR_TOKEN) as fhir:
+    samples = REPO / "tests" / "data" / "fhir" / "bulk-ndjson-smart-10-patients"
+    with FhirTestServer.from_folders([samples], token=FHIR_TOKEN) as fhir:
         s = Session(cwd, monkeypatch, seaweed, fhir, free_port(), seaweed.new_prefix())
         s.secrets = [FHIR_TOKEN, seaweed.credentials["client"]["secret_access_key"]]
         try:

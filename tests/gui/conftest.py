@@ -13,6 +13,20 @@ from tests.gui import slow_connector
 from tests.support import lines_connector
 
 
+@pytest.fixture(autouse=True)
+def _desktop_look(qapp, tmp_path_factory):
+    """Each GUI test starts as the app does: Fusion, the light palette, preferences in a private folder."""
+    from PySide6.QtCore import QSettings
+
+    from lithotse_desktop.gui.theme import apply_theme
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                      str(tmp_path_factory.mktemp("desktop-settings")))
+    apply_theme("light", qapp)
+    yield
+    apply_theme("light", qapp)
+
+
 @pytest.fixture
 def test_plugins():
     """Only the in-process test connectors: ``lines`` and the endless ``slow`` one."""

@@ -117,3 +117,19 @@ def test_enter_on_keyboard_selected_day_acts_as_click(qtbot, picker):
     qtbot.keyClick(view, Qt.Key.Key_Right)
     qtbot.keyClick(view, Qt.Key.Key_Return)
     assert picker.range() == DateRange(dt.date(2024, 5, 2), dt.date(2024, 5, 4))
+
+
+def test_day_cells_keep_their_size_in_a_large_window(qtbot):
+    picker = DateRangePicker()
+    qtbot.addWidget(picker)
+    view = picker.calendar.findChild(QTableView, "qt_calendar_calendarview")
+    sizes = []
+    for width, height in ((640, 480), (1920, 1080), (3840, 2160)):
+        picker.resize(width, height)
+        picker.show()
+        qtbot.waitExposed(picker)
+        qtbot.wait(20)
+        cell = view.visualRect(view.model().index(3, 3))
+        sizes.append((cell.width(), cell.height()))
+    assert sizes[0] == sizes[1] == sizes[2]
+    assert sizes[0][0] < 4 * picker.fontMetrics().horizontalAdvance("30"), "a cell about as wide as its day"

@@ -36,15 +36,17 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
     demo_workspace(workspace, tmp_path / "in", build_it=False)
     page = window.show_page("derivatives")
     dialog = open_form(qtbot, page)
-    assert combo_items(dialog.input_box) == ["clinic › values"]
-    assert "4 columns from the landed data" in dialog.schema_note.text()
+    assert combo_items(dialog.input_box) == ["clinic › values (366 records)"]
+    assert dialog.schema_note.text() == "4 columns: id (text), day (date), value (number), grp (text)."
     assert dialog.date_field.currentText() == "day", "the stream's declared date field is preselected"
-    assert combo_items(dialog.date_field) == ["(none)", "id", "day", "grp"], "only date-like columns"
+    assert combo_items(dialog.date_field) == ["(none)", "day"], "only columns that hold dates"
 
     qtbot.keyClicks(dialog.name_edit, "visits_by_grp")
     qtbot.mouseClick(dialog.group_rows.add_button, Qt.MouseButton.LeftButton)
     [group] = dialog.group_rows.rows
-    assert combo_items(group.column) == ["id", "day", "value", "grp"], "columns come from the real data"
+    assert combo_items(group.column) == ["(choose a column)", "id", "day", "value", "grp"], \
+        "columns come from the real data, none chosen for you"
+    assert group.value() is None
     pick(group.column, "grp")
     [count] = dialog.measure_rows.rows
     assert (count.fn.currentText(), count.column.currentText(), count.alias.text()) == ("count", "(all records)", "n")
@@ -59,13 +61,14 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
 
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.dialog is None, timeout=10000)
-    qtbot.waitUntil(lambda: page.job is None and "built version" in page.strip.status.text(), timeout=20000)
+    qtbot.waitUntil(lambda: page.job is None and "Built" in page.strip.status.text(), timeout=20000)
+    assert page.strip.status.text() == "Built visits_by_grp: 24 rows."
     spec = Catalog(workspace).spec("visits_by_grp")
     assert spec["group_by"] == ["grp"] and spec["measures"][1] == {"fn": "sum", "column": "value", "as": "sum_value"}
 
     qtbot.waitUntil(lambda: page.shown is not None and page.shown.table is not None, timeout=10000)
     assert page.table.item(0, 0).text() == "visits_by_grp"
-    assert page.table.item(0, 4).text() == "24"
+    assert page.table.item(0, 3).text() == "24"
     model = page.model
     assert model.rowCount() == 24
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
@@ -76,7 +79,7 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
 
     page.show_chart()
     assert page.chart.series_names() == ["a", "b", "c", "d"]
-    assert "12 suppressed or empty cell(s)" in page.chart.note.text()
+    assert "6 period(s) with suppressed cells, shaded" in page.chart.note.text()
     page.chart.measure.setCurrentText("sum_value")
     assert page.chart.lines[0].points[0] == (dt.date(2024, 1, 1), 406.0)
 
@@ -231,7 +234,7 @@ def test_build_failure_is_reported_and_the_list_says_not_built(qtbot, window, wo
     page = window.show_page("derivatives")
     qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.selected_name() == "visits_by_grp", timeout=10000)
-    assert page.table.item(0, 3).text() == "not built"
+    assert page.table.item(0, 3).text() == "not built yet"
     qtbot.mouseClick(page.build_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.job is None and "Build failed" in page.strip.status.text(), timeout=20000)
     assert "clinic" in page.strip.status.text()

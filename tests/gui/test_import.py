@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import shiboken6
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLineEdit
 
@@ -37,7 +38,7 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
     (folder / "a.txt").write_text("2024-01-01,1\n2024-01-15,2\n2024-02-01,3\n2023-12-31,4\n")
     dialog = add_source_by_typing(qtbot, window, "vals", "lines",
                                   {"path": str(folder), "token": "s3cret"})
-    qtbot.waitUntil(lambda: not dialog.isVisible())
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=10000)
     src = workspace.source("vals")
     assert src.settings == {"path": str(folder)}
     assert load_secret(src.secrets["token"]) == "s3cret"
@@ -51,7 +52,15 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
     click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 31))
     qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.job is None and "Imported" in page.strip.status.text(), timeout=20000)
-    assert "4 records, 2 in range 2024-01-01 to 2024-01-31" in page.summary.toPlainText()
+    assert page.strip.status.text() == ("Imported 2 new records from vals dated between 1 Jan and 31 Jan 2024 "
+                                        "(2 more records outside 1 Jan 2024 to 31 Jan 2024 stored, not counted).")
+    assert not page.strip.bar.isVisible()
+    assert not page.summary.isVisible(), "the technical lines are folded away"
+    qtbot.mouseClick(page.details_button, Qt.MouseButton.LeftButton)
+    assert page.summary.isVisible()
+    assert page.summary.toPlainText().startswith("values ← a.txt: 4 records (2 in the range, 2 outside), 52 bytes")
+    qtbot.waitUntil(lambda: "· 4 records" in page.list.item(0).text(), timeout=5000)
+    assert page.list.item(0).text().endswith("· 4 records\nbetween 31 Dec 2023 and 1 Feb 2024")
 
     window.show_page("raw")
     qtbot.waitUntil(lambda: len(landings_shown(window)) == 1, timeout=10000)
@@ -60,10 +69,16 @@ def test_add_source_pick_range_import_and_see_landing(qtbot, window, workspace, 
     assert (row["records"], row["records_in_range"], row["records_out_of_range"]) == (4, 2, 2)
     table = window.raw.table
     cells = [table.model().index(0, c).data() for c in range(table.model().columnCount())]
-    assert cells[1:8] == ["vals", "values", "a.txt", "4", "2", "2", f"{row['bytes']:,}"]
-    assert cells[8:10] == ["2023-12-31", "2024-02-01"]
+    assert cells[1:] == ["vals", "values", "a.txt", "4", "2", "2023-12-31", "2024-02-01", "52 bytes"]
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
                      pos=table.visualRect(table.model().index(0, 3)).center())
+    sheet = {key: label.text() for key, label in window.raw.sheet.items()}
+    assert sheet["file"] == "a.txt" and sheet["stream"] == "values"
+    assert sheet["records"] == "4 records; 2 dated within 1 Jan 2024 to 31 Jan 2024, 2 outside (stored, not counted)"
+    assert sheet["dates"] == "Between 31 Dec 2023 and 1 Feb 2024"
+    assert sheet["imported"].endswith(f"by {row['user']} on {row['host']}")
+    assert not window.raw.manifest_view.isVisible(), "the manifest waits behind Technical details"
+    qtbot.mouseClick(window.raw.technical, Qt.MouseButton.LeftButton)
     assert f'"id": "{row["id"]}"' in window.raw.manifest_view.toPlainText()
 
     qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
@@ -116,7 +131,40 @@ def test_import_error_shows_readable_message_with_details(qtbot, window, workspa
     box.accept()
     qtbot.waitUntil(lambda: open_message_box() is None)
     assert page.strip.status.text().startswith("Import failed: b.txt, line 2")
+    assert not page.strip.bar.isVisible(), "no full progress bar after a failure"
     assert list(workspace.store("raw").list("")) == []
+
+    other = tmp_path / "good"
+    other.mkdir()
+    workspace.add_source("good", "lines", {"path": str(other)}, {})
+    page.reload(select="bad")
+    item = next(page.list.item(i) for i in range(page.list.count()) if page.list.item(i).text().startswith("good"))
+    qtbot.mouseClick(page.list.viewport(), Qt.MouseButton.LeftButton, pos=page.list.visualItemRect(item).center())
+    assert page.selected_source() == "good"
+    assert "failed" not in page.strip.status.text(), "the previous source's message is gone"
+
+
+def test_a_missing_folder_is_refused_in_red_and_a_source_can_be_edited(qtbot, window, workspace, tmp_path):
+    dialog = add_source_by_typing(qtbot, window, "vals", "lines", {"path": str(tmp_path / "nowhere")})
+    qtbot.waitUntil(lambda: dialog.error.isVisible(), timeout=10000)
+    assert dialog.error.text() == f"Folder: {tmp_path / 'nowhere'} does not exist"
+    assert dialog.error.palette().color(dialog.error.foregroundRole()).red() > 100
+    assert workspace.sources() == []
+    (tmp_path / "nowhere").mkdir()
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(workspace.sources()) == 1, timeout=10000)
+    assert workspace.source("vals").settings == {"path": str(tmp_path / "nowhere")}
+
+    page = window.sources
+    qtbot.mouseClick(page.edit_button, Qt.MouseButton.LeftButton)
+    edit = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog) and w.isVisible())
+    assert edit.name_edit.isReadOnly() and edit.form.editor("path").text() == str(tmp_path / "nowhere")
+    (tmp_path / "elsewhere").mkdir()
+    edit.form.editor("path").clear()
+    qtbot.keyClicks(edit.form.editor("path"), str(tmp_path / "elsewhere"))
+    qtbot.mouseClick(edit.ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "elsewhere" in str(workspace.source("vals").settings), timeout=10000)
+    assert workspace.source("vals").settings == {"path": str(tmp_path / "elsewhere")}
 
 
 def test_secret_field_is_a_password_box(qtbot, window):
@@ -155,3 +203,27 @@ def test_raw_page_filter_narrows_the_table(qtbot, window, workspace, tmp_path):
     assert page.proxy.index(0, 1).data() == "south"
     page.table.selectRow(0)
     assert '"source": "south"' in page.manifest_view.toPlainText()
+
+
+def test_closing_a_half_filled_source_asks_first(qtbot, window, workspace, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    page = window.show_page("sources")
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog) and w.isVisible())
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=3000)
+
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AddSourceDialog) and w.isVisible())
+    qtbot.keyClicks(dialog.name_edit, "clinic")
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "confirmDiscard" and w.isVisible())
+    assert box.text() == "Discard this new source?"
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and dialog.name_edit.text() == "clinic"
+    qtbot.mouseClick(dialog.buttons.button(dialog.buttons.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "confirmDiscard" and w.isVisible())
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Discard), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=3000)
+    assert workspace.sources() == []

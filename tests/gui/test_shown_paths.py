@@ -3,7 +3,7 @@ them: a demo-like workspace under tmp_path, opened from there, shows its paths r
 
 from __future__ import annotations
 
-import shutil
+import functools
 from pathlib import Path
 
 import pytest
@@ -19,32 +19,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tests.conftest import REPO
-
-DEMO = REPO / "resources" / "demo"
-
 
 @pytest.fixture
 def demo_like(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The demo's sources and derivatives over a smaller copy of its data, all under tmp_path,
-    started from tmp_path (as ``bash scripts/demo.sh`` starts from the clone)."""
-    from lithotse_desktop.demo import demo_workspace
+    """The demo's sources and derivatives over a smaller generated health system, all under
+    tmp_path, started from tmp_path (as ``bash scripts/demo.sh`` starts from the clone)."""
+    from lithotse_desktop import demo
+    from lithotse_desktop.demo import synth
     from lithotse_desktop.jobs import import_and_build
     from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 
-    demo = tmp_path / "resources" / "demo"
-    for folder in ("csv", "hl7v2", "derivatives"):
-        shutil.copytree(DEMO / folder, demo / folder)
-    (demo / "fhir").mkdir()
-    for name in ("Patient.000.ndjson", "Encounter.000.ndjson"):
-        shutil.copy(DEMO / "fhir" / name, demo / "fhir" / name)
-    monkeypatch.setenv("LITHOTSE_RESOURCES", str(tmp_path / "resources"))
+    monkeypatch.setattr(synth, "generate", functools.partial(synth.generate, patients=300))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     reset_plugin_manager()
     assert {"csv", "fhir-files", "hl7v2"} <= set(get_plugin_manager().connectors())
-    ws = demo_workspace(Path("demo-workspace"))
-    for source in ("ehr", "fhir", "hl7"):
+    ws = demo.demo_workspace(Path("demo-workspace"))
+    for source in demo.DEMO_SOURCES:
         import_and_build(ws, source)
     yield ws
     reset_plugin_manager()
@@ -79,9 +70,13 @@ def test_screenshot_pages_show_paths_as_typed_not_as_this_machine_has_them(qtbot
     win = MainWindow(demo_like)
     qtbot.addWidget(win)
     shots = tmp_path / "shots"
-    assert win.save_screenshots(shots, 1280, 800)
+    assert win.save_screenshots(shots)
     assert {"sources.png", "raw.png", "derivatives.png", "spreadsheets.png", "settings.png"} <= {
         p.name for p in shots.glob("*.png")}
+    assert {where: problems for where, problems in win.cut_off.items() if problems} == {}, \
+        "no text is cut off on any page, light or dark, at 1280x720 or 2560x1440 (200%)"
+    assert len(win.cut_off) == 4 * 8
+    win.show()
     texts = []
     for key in win.visible_pages():
         win.show_page(key)
@@ -91,6 +86,6 @@ def test_screenshot_pages_show_paths_as_typed_not_as_this_machine_has_them(qtbot
     leaks = sorted({t for t in texts if str(tmp_path) in t})
     assert leaks == []
     joined = "\n".join(texts)
-    assert "path = resources/demo/csv" in joined, "the Sources page shows the csv folder as typed"
-    assert '"resources/demo/hl7v2/' in joined, "the Raw page's cursor names files relative"
+    assert "path = demo-workspace/sample-data/csv" in joined, "the Sources page shows the csv folder as typed"
+    assert '"demo-workspace/sample-data/hl7v2/' in joined, "the Raw page's cursor names files relative"
     assert win.settings.path.text() == "demo-workspace", "Settings shows the folder as given"

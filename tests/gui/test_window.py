@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QCalendarWidget, QComboBox, QMessageBox, QWidget
 
 from lithotse_desktop.gui import app
@@ -127,20 +127,36 @@ def distinct_colours(path) -> int:
                 for y in range(0, image.height(), step)})
 
 
-def test_screenshot_option_renders_every_page(qtbot, workspace, test_plugins, tmp_path):
+def lightness(path) -> float:
+    image = QImage(str(path))
+    step = 11
+    samples = [QColor(image.pixel(x, y)).lightness() for x in range(0, image.width(), step)
+               for y in range(0, image.height(), step)]
+    return sum(samples) / len(samples)
+
+
+PICTURES = ["derivative-form.png", "derivatives.png", "plugins.png", "raw.png", "settings.png",
+            "sources.png", "spreadsheets.png", "view-editor.png"]
+
+
+def test_screenshot_option_renders_every_page_light_and_dark_at_two_sizes(qtbot, workspace, test_plugins,
+                                                                          tmp_path, capsys):
     demo_workspace(workspace, tmp_path / "in")
     out = tmp_path / "shots"
     assert app.main(["--workspace", str(workspace.root), "--screenshot", str(out)]) == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == ["derivative-form.png", "derivatives.png", "plugins.png", "raw.png", "settings.png",
-                     "sources.png", "spreadsheets.png", "view-editor.png"]
-    for name in names:
-        if name in ("derivative-form.png", "view-editor.png"):
-            assert distinct_colours(out / name) > 1, name
-            continue
-        image = QImage(str(out / name))
-        assert (image.width(), image.height()) == (1280, 800)
-        assert distinct_colours(out / name) > 1, name
+    assert "cut off" not in capsys.readouterr().err, "every text fits"
+    folders = {"": ("light", 1280, 720), "dark-1280x720": ("dark", 1280, 720),
+               "light-2560x1440": ("light", 2560, 1440), "dark-2560x1440": ("dark", 2560, 1440)}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(f for f in folders if f)
+    for folder, (theme, width, height) in folders.items():
+        where = out / folder
+        assert sorted(p.name for p in where.glob("*.png")) == PICTURES
+        for name in PICTURES:
+            assert distinct_colours(where / name) > 1, (folder, name)
+            image = QImage(str(where / name))
+            if name not in ("derivative-form.png", "view-editor.png"):
+                assert (image.width(), image.height()) == (width, height), (folder, name)
+            assert (lightness(where / name) < 110) == (theme == "dark"), (folder, name)
 
 
 def test_version_needs_no_display():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,34 +47,41 @@ def test_frozen_app_answers_version(frozen_app):
 def test_frozen_app_renders_every_page_with_its_plugins(frozen_app, workspace, tmp_path):
     from PySide6.QtGui import QImage
 
+    from lithotse_desktop.demo import DEMO_SOURCES, demo_specs, synth
     from lithotse_desktop.derive.build import build
     from lithotse_desktop.derive.service import add_spec
     from lithotse_desktop.raw import run_import
 
-    bundled = frozen_app.parent / "_internal" / "resources" / "demo" / "csv" / "synthea-conditions.csv"
-    assert bundled.exists(), "demo data is bundled"
-    data = tmp_path / "conditions.csv"
-    shutil.copy(bundled, data)
-    workspace.add_source("conditions", "csv", {"path": str(data)}, {})
-    run_import(workspace, "conditions")
-    add_spec(workspace, {"name": "conditions_per_year", "kind": "aggregate",
-                         "input": {"source": "conditions", "stream": "conditions"},
-                         "date_field": "START", "grain": "year",
-                         "measures": [{"fn": "count", "as": "conditions"},
-                                      {"fn": "count_distinct", "column": "PATIENT", "as": "patients"}]})
-    build(workspace, "conditions_per_year")
+    bundled = frozen_app.parent / "_internal" / "lithotse_desktop"
+    shipped = REPO / "lithotse_desktop"
+    for folder in ("demo/derivatives", "gui/viewdefinitions"):
+        assert sorted(p.name for p in (bundled / folder).iterdir()) == sorted(
+            p.name for p in (shipped / folder).iterdir() if p.is_file()), f"{folder} is bundled"
+
+    synth.generate(tmp_path / "data", patients=300)
+    connector, settings = DEMO_SOURCES["ehr"]
+    workspace.add_source("ehr", connector, {**settings, "path": str(tmp_path / "data" / "csv")}, {})
+    run_import(workspace, "ehr")
+    add_spec(workspace, next(s for s in demo_specs() if s["name"] == "visits_by_department"))
+    build(workspace, "visits_by_department")
 
     shots = tmp_path / "shots"
     proc = subprocess.run([str(frozen_app), "--workspace", str(workspace.root), "--screenshot", str(shots)],
-                          capture_output=True, text=True, timeout=180,
+                          capture_output=True, text=True, timeout=600,
                           env=clean_env(QT_QPA_PLATFORM="offscreen"))
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert sorted(p.name for p in shots.iterdir()) == PAGES
-    for name in PAGES:
-        image = QImage(str(shots / name))
-        assert not image.isNull() and image.width() > 600, name
-    main = QImage(str(shots / "sources.png"))
-    assert (main.width(), main.height()) == (1280, 800)
+    assert "cut off" not in proc.stderr, proc.stderr[-4000:]
+    variants = {"": (1280, 720), "dark-1280x720": (1280, 720), "light-2560x1440": (2560, 1440),
+                "dark-2560x1440": (2560, 1440)}
+    assert sorted(p.name for p in shots.iterdir() if p.is_dir()) == sorted(v for v in variants if v)
+    for folder, size in variants.items():
+        assert sorted(p.name for p in (shots / folder).glob("*.png")) == PAGES, folder
+        for name in PAGES:
+            image = QImage(str(shots / folder / name))
+            assert not image.isNull() and image.width() > 600, (folder, name)
+        main = QImage(str(shots / folder / "sources.png"))
+        assert (main.width(), main.height()) == size, folder
+
     from lithotse_desktop.plugins import PluginManager
 
     line = next(text for text in proc.stdout.splitlines() if text.startswith("connectors: "))

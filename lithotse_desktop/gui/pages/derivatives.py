@@ -41,11 +41,13 @@ from ...workspace import Workspace
 from .. import jobs
 from ..arrowmodel import ArrowTableModel
 from ..chart import TimeSeriesChart, is_time_series
-from ..common import JobStrip, compact_table, error_text, fixed_font, named, show_error
+from ..common import JobStrip, compact_table, error_text, fit_columns, fixed_font, named, show_error
 from ..specform import AggregateDialog, input_label
 from ..viewedit import ViewDialog
+from ..words import built_text
 
-HEADERS = ["Name", "Kind", "Input", "Version", "Rows", "Published"]
+HEADERS = ["Name", "Kind", "Reads", "Rows"]
+KIND_WORDS = {"aggregate": "aggregate", "view": "view", "sql": "SQL"}
 
 
 @dataclass
@@ -129,6 +131,7 @@ class DerivativesPage(QWidget):
         self._select_after: str | None = None
         self.shown: Shown | None = None
         self.dialog: AggregateDialog | ViewDialog | None = None
+        self._chart_when_built: str | None = None  # a just-saved derivative opens on its chart
 
         self.new_aggregate = named(QPushButton("New &aggregate…"), "New aggregate",
                                    "Count and summarise a stream by period and dimensions")
@@ -160,6 +163,7 @@ class DerivativesPage(QWidget):
                            "Every derivative in the workspace; select one to see its data")
         self.table.setHorizontalHeaderLabels(HEADERS)
         compact_table(self.table)
+        self.table.setProperty("fitWidth", True)
         self.table.currentCellChanged.connect(lambda row, *_: self._row_changed(row))
         self.table.cellDoubleClicked.connect(lambda *_: self.edit_selected())
         self.count = named(QLabel(""), "Derivative count")
@@ -206,19 +210,19 @@ class DerivativesPage(QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.table, 1)
         lv.addWidget(self.count)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = self.splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         splitter.setSizes([380, 720])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.strip)
         layout.addWidget(splitter, 1)
-        self.strip.status.setText("Select a derivative to see it; Build publishes a new version "
-                                  "when its spec or inputs changed.")
+        self.strip.status.setText("Select a derivative to see it. Build updates it when its definition "
+                                  "or its data changed.")
         self._enable()
         self.refresh()
 
@@ -264,16 +268,28 @@ class DerivativesPage(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = [row.name, row.kind, row.input, row.version[:12] or ("error" if row.problem else "not built"),
-                     "" if row.rows is None else f"{row.rows:,}", row.published_at]
+            state = "problem" if row.problem else "not built yet"
+            cells = [row.name, KIND_WORDS.get(row.kind, row.kind), row.input,
+                     state if row.rows is None else f"{row.rows:,}"]
+            about = f"updated {row.published_at[:16]}, version {row.version[:12]}" if row.version else state
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(row.problem or (row.version if c == 3 else text))
-                if c == 4:
+                item.setToolTip(row.problem or (about if c in (0, 3) else text))
+                if c == 3:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)
         self.table.resizeColumnsToContents()
+        columns = header.length()
+        header.setStretchLastSection(True)
         self.table.blockSignals(False)
+        needed = columns + 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width()
+        self.table.setMinimumWidth(min(needed, 560))
+        total = sum(self.splitter.sizes())
+        if total > 0:
+            left = max(self.table.minimumWidth(), min(total // 3, total - 460))
+            self.splitter.setSizes([left, total - left])
         built = sum(1 for r in rows if r.version)
         self.count.setText(f"{len(rows)} derivative(s), {built} built." if rows else
                            "No derivatives yet: click New aggregate… (counts by period and "
@@ -352,12 +368,16 @@ class DerivativesPage(QWidget):
             self.lineage.clear()
             return
         self.model.set_table(shown.table)
-        self.preview.resizeColumnsToContents()
+        fit_columns(self.preview)
         self.preview_note.setText(f"{shown.table.num_rows:,} row(s), {shown.table.num_columns} column(s) "
                                   f"of version {shown.version[:12]}.")
         if is_time_series(shown.table):
+            threshold = info.spec.get("suppress_below", self.ws.suppress_below)
             self.chart.show_table(shown.table, dimensions_of(info.spec, shown.table),
-                                  info.spec.get("grain", "month"), shown.name)
+                                  info.spec.get("grain", "month"), shown.name, threshold)
+            if shown.name == self._chart_when_built:
+                self._chart_when_built = None
+                self.show_chart()
         else:
             self.chart.clear("This derivative has no time grain (no period column): see the Preview tab.")
         self._fill_lineage(shown.lineage or {})
@@ -425,9 +445,11 @@ class DerivativesPage(QWidget):
             self.open_view_editor(spec)
         else:
             QMessageBox.information(self, "Edit derivative",
-                                    "SQL derivatives are edited as files: lithotse derive add FILE --replace.")
+                                    "SQL derivatives are not edited here: change the spec file and add it "
+                                    "to the workspace again (its Spec tab shows what it holds now).")
 
     def _spec_saved(self, name: str) -> None:
+        self._chart_when_built = name
         self.refresh(select=name)
         self.start_build(name=name)
 
@@ -479,8 +501,7 @@ class DerivativesPage(QWidget):
     def _built(self, result: BuildResult | list[BuildResult]) -> None:
         self.job = None
         results = result if isinstance(result, list) else [result]
-        text = "; ".join(r.summary() for r in results) or "Nothing to build."
-        self.strip.stopped(text[0].upper() + text[1:])
+        self.strip.stopped(built_text(results))
         self.refresh()
         self.built.emit(results)
 
@@ -497,9 +518,9 @@ class DerivativesPage(QWidget):
 
     # --- screenshots -------------------------------------------------------------------------
     def prepare_screenshot(self) -> None:
-        """Show the first time-series derivative's chart, the page's most telling view."""
-        for row in self.rows:
-            if row.version and row.spec.get("kind") == "aggregate" and row.spec.get("grain", "none") != "none":
-                self.select(row.name)
-                self.show_chart()
-                return
+        """Show the chart of the time-series aggregate with the most rows, the page's most telling view."""
+        series = [row for row in self.rows if row.version and row.spec.get("kind") == "aggregate"
+                  and row.spec.get("grain", "none") != "none"]
+        if series:
+            self.select(max(series, key=lambda row: row.rows or 0).name)
+            self.show_chart()

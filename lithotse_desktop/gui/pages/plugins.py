@@ -24,7 +24,7 @@ from ...pathtext import display_origin
 from ...plugins import PluginInfo, get_plugin_manager
 from ...pluginstall import install_plugin, remove_plugin
 from .. import jobs
-from ..common import JobStrip, compact_table, named, show_error
+from ..common import JobStrip, compact_table, fit_columns, named, show_error
 
 HEADERS = ["Plugin", "Distribution", "Version", "Connectors", "Origin", "Status"]
 
@@ -89,8 +89,7 @@ class PluginsPage(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(4, min(self.table.columnWidth(4), 320))
+        fit_columns(self.table)
         if self.infos and self.table.currentRow() < 0:
             self.table.setCurrentCell(0, 0)
         self._show_selected()

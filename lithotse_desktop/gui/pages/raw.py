@@ -1,12 +1,20 @@
-"""Raw data: every landing's manifest in a sortable table, with the full manifest beside it."""
+"""Raw data: every import of every file in a sortable table, and the selected one as a property sheet.
+
+The sheet says in plain words what a landing is — source, stream, file (relative to the source's
+folder), records and how many the chosen dates counted, the dates in the file, size, who imported
+it and when — and keeps the manifest itself (paths shown relative) behind Technical details.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import (
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -14,24 +22,26 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ...pathtext import display_paths
+from ...errors import LithotseError
+from ...pathtext import display_path, display_paths
 from ...raw.index import open_index
 from ...raw.manifest import Manifest
 from ...workspace import Workspace
 from .. import jobs
-from ..common import compact_table, error_text, fixed_font, named, show_error
+from ..common import compact_table, error_text, fit_columns, fixed_font, named, scroll_area, show_error
+from ..words import day_text, landed_span, plural, range_text, size_text, span_text
 
 COLUMNS: list[tuple[str, str]] = [
-    ("Landed at", "landed_at"), ("Source", "source"), ("Stream", "stream"), ("Name", "original_name"),
-    ("Records", "records"), ("In range", "records_in_range"),
-    ("Out of range", "records_out_of_range"), ("Bytes", "bytes"), ("Date min", "date_min"),
-    ("Date max", "date_max"), ("ID", "id"),
+    ("Imported", "landed_at"), ("Source", "source"), ("Stream", "stream"), ("File", "original_name"),
+    ("Records", "records"), ("Counted", "records_in_range"), ("First date", "date_min"),
+    ("Last date", "date_max"), ("Size", "bytes"),
 ]
-NUMERIC = {"records", "records_in_range", "records_out_of_range", "bytes"}
+NUMERIC = {"records", "records_in_range", "bytes"}
 
 
 def load_landings(ws: Workspace) -> list[Manifest]:
@@ -67,6 +77,8 @@ class LandingsModel(QAbstractTableModel):
         attr = COLUMNS[index.column()][1]
         value = getattr(manifest, attr)
         if role == Qt.ItemDataRole.DisplayRole:
+            if attr == "bytes":
+                return size_text(value)
             if attr in NUMERIC:
                 return f"{value:,}"
             if attr == "landed_at" and value:
@@ -76,8 +88,8 @@ class LandingsModel(QAbstractTableModel):
             return value if value is not None else ""
         if role == Qt.ItemDataRole.TextAlignmentRole and attr in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole and attr == "id" and manifest.already_stored:
-            return "same bytes as an earlier landing: stored once"
+        if role == Qt.ItemDataRole.ToolTipRole and attr == "records_in_range":
+            return "Records inside the dates the import asked for: the ones derivatives count"
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,
@@ -120,8 +132,36 @@ class RawDataPage(QWidget):
         self.manifest_view = named(QPlainTextEdit(), "Manifest JSON", "The selected landing's manifest")
         self.manifest_view.setReadOnly(True)
         self.manifest_view.setFont(fixed_font())
-        self.manifest_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.manifest_view.setPlaceholderText("Select a landing to see its manifest.")
+        self.manifest_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.manifest_view.setVisible(False)
+        self.sheet: dict[str, QLabel] = {}
+        sheet = QWidget()
+        form = QFormLayout(sheet)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        for key, label in SHEET:
+            value = named(QLabel(""), label)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.sheet[key] = value
+            form.addRow(f"{label}:", value)
+        self.sheet_note = named(QLabel("Select a row to see what was imported."), "Landing note")
+        self.sheet_note.setWordWrap(True)
+        self.technical = named(QToolButton(), "Show technical details", "The manifest as stored, with paths "
+                               "shown relative")
+        self.technical.setText("Technical details")
+        self.technical.setCheckable(True)
+        self.technical.setArrowType(Qt.ArrowType.RightArrow)
+        self.technical.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.technical.toggled.connect(self._toggle_technical)
+        side = QWidget()
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(0, 0, 0, 0)
+        sv.addWidget(self.sheet_note)
+        sv.addWidget(sheet)
+        sv.addWidget(self.technical)
+        sv.addWidget(self.manifest_view, 1)
+        sv.addStretch(0)
 
         bar = QHBoxLayout()
         bar.addWidget(self.filter, 1)
@@ -129,7 +169,7 @@ class RawDataPage(QWidget):
         bar.addWidget(self.refresh_button)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
-        splitter.addWidget(self.manifest_view)
+        splitter.addWidget(scroll_area(side, "Landing properties"))
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([760, 360])
@@ -166,7 +206,7 @@ class RawDataPage(QWidget):
     def _loaded(self, rows: list[Manifest]) -> None:
         selected = self.selected_manifest()
         self.model.set_rows(rows)
-        self.table.resizeColumnsToContents()
+        fit_columns(self.table)
         self.count.setText(f"{len(rows)} landing(s)")
         if selected is None or not self.select_landing(selected.id):
             if self.proxy.rowCount():
@@ -196,9 +236,51 @@ class RawDataPage(QWidget):
         manifest = self.selected_manifest()
         if manifest is None:
             self.manifest_view.setPlainText("")
+            for value in self.sheet.values():
+                value.setText("")
+            self.sheet_note.setText("Select a row to see what was imported.")
             return
+        self.sheet_note.setText("")
+        for key, text in sheet_values(self.ws, manifest).items():
+            self.sheet[key].setText(text)
         # what a person looks for first; the connector's incremental cursor goes last
         data = manifest.to_json()
         cursor = data.pop("cursor", None)
         shown = {**dict(sorted(data.items())), "cursor": cursor}
         self.manifest_view.setPlainText(json.dumps(display_paths(shown), indent=2, default=str))
+
+    def _toggle_technical(self, shown: bool) -> None:
+        self.manifest_view.setVisible(shown)
+        self.technical.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+
+def sheet_values(ws: Workspace, m: Manifest) -> dict[str, str]:
+    """The property sheet of one landing, in plain words."""
+    try:
+        folder = display_path(Path(str(ws.source(m.source).settings.get("path", ""))))
+    except LithotseError:
+        folder = ""
+    low, high = landed_span([m])
+    rng = m.date_range
+    asked = range_text(rng)
+    counted = (f"{plural(m.records, 'record')}; {m.records_in_range:,} dated within {asked}"
+               + (f", {m.records_out_of_range:,} outside (stored, not counted)" if m.records_out_of_range else ""))
+    when = m.landed_at.replace("T", " ")[:16]
+    try:
+        when = f"{day_text(dt.date.fromisoformat(m.landed_at[:10]))}, {m.landed_at[11:16]}"
+    except ValueError:
+        pass
+    return {
+        "source": f"{m.source}" + (f" ({folder})" if folder else ""),
+        "stream": m.stream,
+        "file": m.original_name,
+        "records": counted,
+        "dates": span_text(low, high)[0].upper() + span_text(low, high)[1:] if low else "No dates",
+        "size": size_text(m.bytes) + (" — the same file was imported before: stored once" if m.already_stored else ""),
+        "imported": f"{when} by {m.user} on {m.host}",
+        "reader": f"{m.connector} {m.connector_version}",
+    }
+
+
+SHEET = [("source", "Source"), ("stream", "Stream"), ("file", "File"), ("records", "Records"),
+         ("dates", "Dates in the file"), ("size", "Size"), ("imported", "Imported"), ("reader", "Read by")]

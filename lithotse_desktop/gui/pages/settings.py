@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,6 +25,7 @@ from ...pathtext import display_path
 from ...secrets import current_store
 from ...workspace import TIERS, Workspace
 from ..common import compact_table, named, scroll_area
+from ..theme import THEMES, apply_theme, save_theme, saved_theme
 
 TIER_NAMES = {"raw": "Raw (L1)", "derived": "Derived (L2)", "cache": "Cache (L3)"}
 
@@ -54,6 +56,12 @@ class SettingsPage(QWidget):
                               "Aggregates with fewer records than this are hidden by default")
         self.suppress.setRange(0, 1_000_000)
         self.suppress.setMaximumWidth(160)
+        self.theme = named(QComboBox(), "Theme", "Light, dark, or the desktop's own choice; kept for you on "
+                           "this computer, not in the workspace")
+        for key, text in THEMES.items():
+            self.theme.addItem(text, key)
+        self.theme.setCurrentIndex(max(0, self.theme.findData(saved_theme())))
+        self.theme.currentIndexChanged.connect(lambda _i: self.choose_theme(self.theme.currentData()))
         self.save_button = named(QPushButton("&Save"), "Save settings")
         self.save_button.clicked.connect(self.save)
         self.saved = named(QLabel(""), "Settings status")
@@ -67,6 +75,12 @@ class SettingsPage(QWidget):
         form.addRow("Name", self.name)
         form.addRow("Time zone", self.timezone)
         form.addRow("Secrets", self.secrets)
+        look = QGroupBox("Appearance")
+        lform = QFormLayout(look)
+        theme_label = QLabel("&Theme")
+        theme_label.setBuddy(self.theme)
+        self.theme.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        lform.addRow(theme_label, self.theme)
         stores = QGroupBox("Stores per tier")
         QVBoxLayout(stores).addWidget(self.stores)
         privacy = QGroupBox("Privacy")
@@ -85,6 +99,7 @@ class SettingsPage(QWidget):
         inner = QWidget()
         layout = QVBoxLayout(inner)
         layout.addWidget(where)
+        layout.addWidget(look)
         layout.addWidget(stores)
         layout.addWidget(privacy)
         layout.addStretch(1)
@@ -118,6 +133,11 @@ class SettingsPage(QWidget):
                                    + sum(self.stores.rowHeight(r) for r in range(len(TIERS))))
         self.suppress.setValue(ws.suppress_below)
         self.saved.setText("")
+
+    def choose_theme(self, name: str) -> None:
+        """Switch now and remember the choice for the next start."""
+        save_theme(name)
+        apply_theme(name)
 
     def save(self) -> None:
         self.ws.config.setdefault("workspace", {})["suppress_below"] = self.suppress.value()

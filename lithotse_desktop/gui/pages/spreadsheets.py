@@ -45,7 +45,7 @@ from ...excel.workbook import read_bindings
 from ...serve.links import power_query_m, serve_port, table_url
 from ...workspace import Workspace
 from .. import jobs
-from ..common import JobStrip, compact_table, error_text, named, scroll_area, show_error
+from ..common import JobStrip, WrappedField, compact_table, error_text, named, scroll_area, show_error
 
 REMEMBERED = "desktop-workbooks.json"
 ALL = "(any)"
@@ -121,6 +121,7 @@ def refresh_many(ws: Workspace, paths: list[str]) -> list[tuple[str, Any]]:
 
 class SpreadsheetsPage(QWidget):
     workbooksChanged = Signal()
+    handedOver = Signal()  # a derivative went towards a spreadsheet: bound, exported or copied
 
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -248,12 +249,11 @@ class SpreadsheetsPage(QWidget):
             combo.currentIndexChanged.connect(lambda _i: self._update_formulas())
         self.dimension.currentIndexChanged.connect(lambda _i: self._fill_values())
         self.dim_value.currentTextChanged.connect(lambda _t: self._update_formulas())
-        self.formula = named(QLineEdit(), "Excel formula", "Paste into a cell of a workbook with the add-in")
-        self.formula.setReadOnly(True)
+        self.formula = named(WrappedField(), "Excel formula", "Paste into a cell of a workbook with the add-in")
         self.copy_formula = named(QPushButton("Copy f&ormula"), "Copy formula")
         self.copy_formula.clicked.connect(lambda: self._copy(self.formula.text(), "Formula"))
-        self.url = named(QLineEdit(), "Power Query URL", "The local API address of the table (lithotse serve)")
-        self.url.setReadOnly(True)
+        self.url = named(WrappedField(), "Power Query URL",
+                         "The table's address on the local API, which this app serves while it is open")
         self.copy_url = named(QPushButton("Copy &URL"), "Copy Power Query URL")
         self.copy_url.clicked.connect(lambda: self._copy(self.url.text(), "URL"))
         self.copy_m = named(QPushButton("Copy Power &Query (M)"), "Copy Power Query M",
@@ -264,28 +264,29 @@ class SpreadsheetsPage(QWidget):
         self.copy_token.clicked.connect(self._copy_token)
         formulas = QGroupBox("Excel formula and Power Query")
         fgrid = QGridLayout(formulas)
-        for col, (text, widget) in enumerate((("Mea&sure", self.measure), ("Dime&nsion", self.dimension),
+        # one choice per row: measure and dimension names can be long, and a row of three squeezed them
+        for row, (text, widget) in enumerate((("Mea&sure", self.measure), ("Dime&nsion", self.dimension),
                                               ("&Value", self.dim_value))):
             lab = QLabel(text)
             lab.setBuddy(widget)
-            fgrid.addWidget(lab, 0, 2 * col)
-            fgrid.addWidget(widget, 0, 2 * col + 1)
-            fgrid.setColumnStretch(2 * col + 1, 1)
-        fgrid.addWidget(QLabel("Formula"), 1, 0)
-        fgrid.addWidget(self.formula, 1, 1, 1, 4)
-        fgrid.addWidget(self.copy_formula, 1, 5)
-        fgrid.addWidget(QLabel("URL"), 2, 0)
-        fgrid.addWidget(self.url, 2, 1, 1, 4)
-        fgrid.addWidget(self.copy_url, 2, 5)
+            fgrid.addWidget(lab, row, 0)
+            fgrid.addWidget(widget, row, 1, 1, 2)
+        fgrid.setColumnStretch(1, 1)
+        fgrid.addWidget(QLabel("Formula"), 3, 0)
+        fgrid.addWidget(self.formula, 3, 1)
+        fgrid.addWidget(self.copy_formula, 3, 2)
+        fgrid.addWidget(QLabel("URL"), 4, 0)
+        fgrid.addWidget(self.url, 4, 1)
+        fgrid.addWidget(self.copy_url, 4, 2)
         mrow = QHBoxLayout()
         mrow.addStretch(1)
         mrow.addWidget(self.copy_m)
         mrow.addWidget(self.copy_token)
-        fgrid.addLayout(mrow, 3, 0, 1, 6)
+        fgrid.addLayout(mrow, 5, 0, 1, 3)
         self.formula_note = named(QLabel(""), "Formula note")
         self.formula_note.setWordWrap(True)
-        fgrid.addWidget(self.formula_note, 4, 0, 1, 6)
-        fgrid.setRowStretch(5, 1)
+        fgrid.addWidget(self.formula_note, 6, 0, 1, 3)
+        fgrid.setRowStretch(7, 1)
 
         self.strip = JobStrip("Spreadsheet job", cancellable=False)
         self.result = named(QPlainTextEdit(), "Spreadsheet result")
@@ -432,9 +433,9 @@ class SpreadsheetsPage(QWidget):
         if not measure:
             notes.append("This derivative has no numeric measure for a cell formula.")
         if port is not None:
-            notes.append("Formulas (Lithotse Excel add-in), the URL and Power Query read the local API: "
-                         f"the desktop app serves it on port {port}, or run `lithotse serve`; "
-                         "Power Query also needs the API token.")
+            notes.append("Formulas (Lithotse Excel add-in), the URL and Power Query read the local API, "
+                         f"which this app serves on port {port} while it is open; Power Query also needs "
+                         "the API token.")
         self.formula_note.setText(" ".join(notes))
 
     def _enable(self) -> None:
@@ -455,6 +456,8 @@ class SpreadsheetsPage(QWidget):
     def _copy(self, text: str, what: str) -> None:
         QApplication.clipboard().setText(text)
         self.strip.stopped(f"{what} copied to the clipboard.")
+        if what != "API token":
+            self.handedOver.emit()
 
     def _copy_m(self) -> None:
         meta = self.meta()
@@ -521,6 +524,7 @@ class SpreadsheetsPage(QWidget):
         self.strip.stopped(f"Exported {rows:,} row(s) to {path}.")
         self.result.setPlainText(str(path))
         self._enable()
+        self.handedOver.emit()
 
     def _choose_workbook(self) -> None:
         path, _f = QFileDialog.getSaveFileName(self, "Workbook to bind", self.workbook.text() or "report.xlsx",
@@ -556,6 +560,7 @@ class SpreadsheetsPage(QWidget):
         self._fill_books(select=str(Path(path).resolve()))
         self._enable()
         self.workbooksChanged.emit()
+        self.handedOver.emit()
 
     def start_refresh(self, all_books: bool) -> bool:
         if self.job is not None:
