@@ -15,7 +15,8 @@ What it offers, by kind of plugin:
   :class:`FieldType`) and streams (:class:`StreamInfo`); ``fetch`` gets a
   :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
   :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
-  :func:`list_files` and :func:`sha256_file`; :class:`DateRange` and :class:`Progress`
+  :func:`list_files` and :func:`sha256_file`, and tables find their person key with
+  :func:`person_column`; :class:`DateRange` and :class:`Progress`
   (report, cancel) come with each request;
 - stores: the :class:`Store` interface with :class:`ObjectInfo`, :func:`check_key`, and the
   errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
@@ -41,6 +42,7 @@ from .connectors import (
     StreamInfo,
     files_to_fetch,
     list_files,
+    person_column,
     sha256_file,
 )
 from .dates import DateRange
@@ -57,5 +59,5 @@ __all__ = [
     "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
     "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "files_to_fetch",
-    "hookimpl", "is_ref", "list_files", "load_secret", "sha256_file",
+    "hookimpl", "is_ref", "list_files", "load_secret", "person_column", "sha256_file",
 ]

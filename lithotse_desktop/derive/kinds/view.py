@@ -21,7 +21,7 @@ def check(spec: dict) -> None:
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None) -> Query:
+          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
     if "resource" not in schemas["input"].names:
         raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
     try:
