@@ -182,6 +182,8 @@ class _Work:
     cells_id: str | None = None
     relations: list[Relation] = field(default_factory=list)
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
+    published: pa.Table | None = None
+    """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
     started: float = 0.0
 
     @property
@@ -290,7 +292,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             result = _run(con, query.sql, query.params, f"derivative {name}")
             work.cells = query.cells
             work.table = result if query.cells else query.finish(result)
-            if work.suppressed:
+            if query.cells and any(w.suppressed for w in group):
                 _relate_as_outer(con, ws, work, group, schemas)
         except LithotseError:
             checks.raise_found()
@@ -352,20 +354,18 @@ def _relate_as_outer(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work,
 
 def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
     """Hidden rows of each aggregate of one input, decided over all of them."""
-    members = [w for w in group if w.spec["kind"] == "aggregate" and w.table is not None]
-    if not any(w.suppressed for w in members):
+    if not any(w.suppressed and w.table is not None for w in group):
         return {}
     cells = []
-    for w in members:
-        assert w.table is not None
-        table = w.table
-        if not w.suppressed and CELL_COUNT not in table.column_names:
+    for w in group:
+        table = w.table if w.table is not None else w.published
+        if w.spec["kind"] != "aggregate" or table is None:
             continue
         cells.append(Cells.from_table(w.name, w.spec, w.threshold, table))
     present = {c.name for c in cells}
     rels, seen = [], set()
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] = {}
-    for w in sorted(members, key=lambda w: w.name):
+    for w in sorted(group, key=lambda w: w.name):
         for rel in w.relations:
             pair = frozenset((rel.inner, rel.outer))
             if rel.inner not in present or rel.outer not in present or pair in seen:
@@ -375,8 +375,16 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
             found = w.differences.get((rel.inner, rel.outer))
             if found is not None:
                 differences[(rel.inner, rel.outer)] = dict(found)
-    group_cells = Group(cells, rels, _with_unknown(differences, rels))
-    return decide(group_cells, ws.zero_cells)
+    frozen = [c for c in cells if c.k <= 0]
+    for other in frozen:  # relations where a table that hides nothing is the outer
+        for c in cells:
+            if c is other or frozenset((c.name, other.name)) in seen:
+                continue
+            found_rel = relate(c.spec, other.spec, other.types)
+            if found_rel is not None:
+                seen.add(frozenset((c.name, other.name)))
+                rels.append(found_rel)
+    return decide(Group(cells, rels, _with_unknown(differences, rels)), ws.zero_cells)
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:
@@ -435,19 +443,29 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
 
 def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Progress,
                 full: bool) -> list[BuildResult]:
-    """Build one derivative, or every aggregate of one input together: suppression is decided
-    over all of them, so they are up to date together or rebuilt together."""
+    """Build one derivative, or the aggregates of one input together: suppression is decided over
+    all of them, so the suppressed ones are up to date together or rebuilt together. An aggregate
+    that suppresses nothing (``suppress_below`` 0) is rebuilt only when its own inputs change;
+    its published cells still count in the decision."""
     group = [_resolve(ws, catalog, spec) for spec in specs]
     for work in group:
-        work.vid = version_id(work.spec, work.identities, _privacy_context(ws, work, group))
-    if not full and all(w.previous is not None and w.previous.version == w.vid for w in group):
-        return [BuildResult(w.name, w.vid, "up to date", w.previous.rows, 0, len(w.previous.partitions))
-                for w in group if w.previous is not None]
+        work.vid = version_id(work.spec, work.identities,
+                              _privacy_context(ws, work, group) if work.suppressed else None)
+    stale = [w for w in group if full or w.previous is None or w.previous.version != w.vid]
+    results = {w.name: BuildResult(w.name, w.vid, "up to date", w.previous.rows, 0, len(w.previous.partitions))
+               for w in group if w not in stale and w.previous is not None}
+    if not stale:
+        return [results[w.name] for w in group]
     for work in group:
-        _compute(ws, catalog, work, group, progress, full)
+        if work in stale:
+            _compute(ws, catalog, work, group, progress, full)
+        elif work.previous is not None and work.spec["kind"] == "aggregate":
+            work.published = catalog.read(work.previous)
     hidden = _decide(ws, group)
-    progress.update(f"writing {', '.join(w.name for w in group)}")
-    return [_publish(ws, catalog, work, hidden.get(work.name)) for work in group]
+    progress.update(f"writing {', '.join(w.name for w in stale)}")
+    for work in stale:
+        results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+    return [results[w.name] for w in group]
 
 
 def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False) -> BuildResult:
@@ -487,9 +505,10 @@ def _input_key(spec: dict) -> str | None:
     return json.dumps(spec["input"], sort_keys=True)
 
 
-def _units(catalog: Catalog, specs: dict[str, dict], wanted: set[str]) -> list[list[str]]:
+def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[str]) -> list[list[str]]:
     """What to build, in dependency order: each wanted derivative, with every other aggregate of
-    its input that is wanted or already published (the published set suppression covers)."""
+    its input that is wanted or already published (the published set suppression covers) when
+    one of them suppresses cells."""
     units: dict[str, list[str]] = {}
     unit_of: dict[str, str] = {}
     for name in sorted(wanted):
@@ -501,6 +520,8 @@ def _units(catalog: Catalog, specs: dict[str, dict], wanted: set[str]) -> list[l
             continue
         members = sorted(n for n, s in specs.items() if _input_key(s) == key
                          and (n in wanted or catalog.current(n) is not None))
+        if not any(suppression_threshold(ws, specs[n]) > 0 for n in members):
+            members = [name]
         for n in members:
             unit_of[n] = name
         units[name] = members
@@ -531,7 +552,7 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     wanted = set(names) if names else set(specs)
     progress = progress or Progress()
     results: list[BuildResult] = []
-    for unit in _units(catalog, specs, wanted):
+    for unit in _units(ws, catalog, specs, wanted):
         results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full))
     return results
 

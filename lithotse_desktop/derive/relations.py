@@ -192,7 +192,8 @@ def _selectable(f: dict, outer: dict, types: dict[str, pa.DataType]) -> str | No
 
 def matches(f: dict, value: Any) -> bool:
     """A filter evaluated on one published dimension value, as the SQL WHERE would."""
-    op, target = f["op"], f.get("value")
+    op = f["op"]
+    target: Any = f.get("value")
     if op == "is null":
         return value is None
     if op == "is not null":
