@@ -272,13 +272,14 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
+        differs = _may_count_differences(work, group)
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
-                                             materialize=incremental and alias == "input")
+                                             materialize=(incremental or differs) and alias == "input")
         if spec["kind"] == "aggregate":
             work.person_key = _input_person_key(catalog, work, schemas["input"])
         periods = None
@@ -308,6 +309,19 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
+    """Whether this aggregate may be the outer of a relation whose differences are counted from
+    its input (a second query over it, so the input must be kept rather than streamed once)."""
+    if work.spec["kind"] != "aggregate" or not any(w.suppressed for w in group):
+        return False
+    for other in group:
+        if other is not work and other.spec["kind"] == "aggregate":
+            rel = relate(other.spec, work.spec, {})
+            if rel is not None and rel.difference:
+                return True
+    return False
 
 
 def _merge_periods(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.Table:

@@ -376,6 +376,7 @@ def _published_hidden(group: Group) -> set[int]:
 def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Finding]:
     is_count = quantity[0] == "count"
     rows: list[tuple[list[tuple[int, float]], float]] = []
+    row_tables: list[set[str]] = []
     variables: dict[int, int] = {}
     lines_of: dict[int, list[int]] = defaultdict(list)
     for line in group.relation_lines:
@@ -394,6 +395,7 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Fin
                 known += sign * float(value or 0)
         if unknown:
             rows.append((unknown, -known))
+            row_tables.append({rel.inner, rel.outer})
             for var, _ in unknown:
                 lines_of[var].append(len(rows) - 1)
     if not variables:
@@ -403,25 +405,11 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Fin
     for component in _components(len(variables), rows):
         bounds = _bounds(component, rows, nonnegative=is_count)
         for var, (lower, upper) in bounds.items():
-            cell = cells[var]
-            finding = _judge(group, cell, quantity, lower, upper, is_count)
+            finding = _judge(group, cells[var], quantity, lower, upper, is_count)
             if finding is not None:
-                via = sorted({n for r in lines_of[var] for n in _line_tables(group, rows, r, cells)})
-                finding.via = via
+                finding.via = sorted({n for r in lines_of[var] for n in row_tables[r]})
                 findings.append(finding)
     return findings
-
-
-def _line_tables(group: Group, rows: list, r: int, cells: dict[int, int]) -> set[str]:
-    names = set()
-    for var, _ in rows[r][0]:
-        cell = cells[var]
-        if group.is_difference(cell):
-            rel = group.differences[cell - group.cell_count].relation
-            names |= {rel.inner, rel.outer}
-        else:
-            names.add(group.owner[cell][0].name)
-    return names
 
 
 def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float, is_count: bool) -> Finding | None:
