@@ -55,7 +55,8 @@ SPECS = [
 
 def spec(entry: dict) -> dict:
     return {"kind": "aggregate", "input": INPUT, "date_field": "START",
-            "measures": [{"fn": "count", "as": "visits"}, {"fn": "count_distinct", "column": "PATIENT", "as": "patients"}],
+            "measures": [{"fn": "count", "as": "visits"},
+                         {"fn": "count_distinct", "column": "PATIENT", "as": "patients"}],
             **entry}
 
 
