@@ -143,3 +143,38 @@ def test_records_are_counted_where_the_input_names_no_person(workspace, tmp_path
     assert (info["counts"], info["person_key"]) == ("records", None)
     rows = Catalog(workspace).read(Catalog(workspace).current("wards")).to_pylist()
     assert [(r["ward"], r["n"], r["suppressed"]) for r in rows] == [("w0", 14, False), ("w1", 14, False)]
+
+
+def test_audit_reports_cells_published_under_a_lower_threshold(workspace, ehr, cli):
+    """Raising ``suppress_below`` without rebuilding leaves hidden cells narrowed below the new
+    threshold: the audit names them, bounds checked against the true counts, and exits 1."""
+    for entry in SPECS[:3]:
+        add_spec(workspace, spec(entry))
+    build_all(workspace)
+    assert json.loads(cli("privacy", "audit", "--json").output)["ok"] is True
+    workspace.config["workspace"]["suppress_below"] = 60
+    workspace.save()
+    data = json.loads(cli("privacy", "audit", "--json", expect=1).output)
+    assert data["ok"] is False and data["findings"]
+    truth = {e["name"]: e for e in SPECS}
+    checked = 0
+    for finding in data["findings"]:
+        assert finding["threshold"] == 60 and set(finding["via"]) <= set(truth), finding
+        if "difference" in finding["cell"]:
+            continue
+        assert finding["upper"] - finding["lower"] < 60, finding
+        entry = truth[finding["cell"]["derivative"]]
+        key = (dt.date.fromisoformat(finding["cell"]["period"]), *(finding["cell"][d] for d in entry["group_by"]))
+        visits = sum(1 for r in ehr if _in_cell(entry, r, key))
+        assert finding["lower"] - 1e-6 <= visits <= finding["upper"] + 1e-6, (finding, visits)
+        checked += 1
+    assert checked, data["findings"]
+    text = cli("privacy", "audit", expect=1).output
+    assert "FOUND" in text and f"{len(data['findings'])} finding(s)" in text
+
+
+def _in_cell(entry: dict, row: dict, key: tuple) -> bool:
+    day = dt.date.fromisoformat(row["START"])
+    period = {"month": day.replace(day=1), "quarter": day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1),
+              "year": day.replace(month=1, day=1)}[entry["grain"]]
+    return (period, *(row[d] for d in entry["group_by"])) == key
