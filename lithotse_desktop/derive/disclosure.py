@@ -401,15 +401,29 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Fin
     if not variables:
         return []
     cells = {v: c for c, v in variables.items()}
+    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, is_count)) is not None}
     findings = []
     for component in _components(len(variables), rows):
-        bounds = _bounds(component, rows, nonnegative=is_count)
+        bounds = _bounds(component, rows, nonnegative=is_count, needed=needed)
         for var, (lower, upper) in bounds.items():
             finding = _judge(group, cells[var], quantity, lower, upper, is_count)
             if finding is not None:
                 finding.via = sorted({n for r in lines_of[var] for n in row_tables[r]})
                 findings.append(finding)
     return findings
+
+
+def _width_needed(group: Group, cell: int, is_count: bool) -> float | None:
+    """How wide a term's interval must be for :func:`_judge` to pass it without knowing its
+    exact bounds; None when it is never judged (nothing to solve for it)."""
+    if group.is_difference(cell):
+        rel = group.differences[cell - group.cell_count].relation
+        k = max(group.by_name[rel.inner].k, group.by_name[rel.outer].k)
+        return float(k) if is_count and k > 0 else None
+    member, _i = group.owner[cell]
+    if member.k <= 0:
+        return None
+    return float(member.k) if is_count else 2 * EXACT
 
 
 def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float, is_count: bool) -> Finding | None:
@@ -450,8 +464,12 @@ def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -
 
 
 def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-            nonnegative: bool) -> dict[int, tuple[float, float]]:
-    """The least and greatest value of each variable of ``component`` under its equations."""
+            nonnegative: bool, needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """The least and greatest value under the component's equations of each variable that may
+    be narrow. Every solution found is a feasible point, so a variable whose values over the
+    points found so far already span its ``needed`` width is wide enough and is not solved
+    for; a few solves with spread-out objectives first find most of them wide. Variables
+    missing from ``needed`` are never judged."""
     import highspy
     import numpy as np
 
@@ -470,26 +488,46 @@ def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], floa
             merged[local[var]] += coef
         index = np.array(sorted(merged), dtype=np.int32)
         solver.addRow(rhs, rhs, len(index), index, np.array([merged[i] for i in index]))
+    columns = np.arange(size, dtype=np.int32)
+    seen_low = np.full(size, inf)
+    seen_high = np.full(size, -inf)
+
+    def solve(costs: Any, sense: Any) -> float | None:
+        """The optimum (±inf when unbounded, None when infeasible); records the point."""
+        solver.changeColsCost(size, columns, costs)
+        solver.changeObjectiveSense(sense)
+        solver.run()
+        status = solver.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            point = np.asarray(solver.getSolution().col_value)
+            np.minimum(seen_low, point, out=seen_low)
+            np.maximum(seen_high, point, out=seen_high)
+            return float(solver.getInfo().objective_function_value)
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            return -inf if sense == highspy.ObjSense.kMinimize else inf
+        return None
+
+    judged = {var: col for var, col in local.items() if var in needed}
+    if not judged:
+        return {}
+    spread = np.random.default_rng(len(component) * 7919 + size)
+    for _ in range(2):
+        direction = spread.choice([-1.0, 1.0], size)
+        if solve(direction, highspy.ObjSense.kMinimize) is None:
+            return {}  # infeasible: the published numbers disagree; nothing to bound
+        solve(direction, highspy.ObjSense.kMaximize)
     out: dict[int, tuple[float, float]] = {}
     costs = np.zeros(size)
-    for var, col in local.items():
-        ends = []
-        for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
-            costs[col] = 1.0
-            solver.changeColsCost(size, np.arange(size, dtype=np.int32), costs)
-            solver.changeObjectiveSense(sense)
-            solver.run()
-            status = solver.getModelStatus()
-            if status == highspy.HighsModelStatus.kOptimal:
-                ends.append(float(solver.getInfo().objective_function_value))
-            elif status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-                ends.append(-float("inf") if sense == highspy.ObjSense.kMinimize else float("inf"))
-            else:
-                ends.append(float("nan"))
-            costs[col] = 0.0
-        if any(e != e for e in ends):  # infeasible: published numbers disagree; nothing to bound
+    for var, col in judged.items():
+        if seen_high[col] - seen_low[col] >= needed[var]:
             continue
-        out[var] = (ends[0], ends[1])
+        costs[col] = 1.0
+        lower = solve(costs, highspy.ObjSense.kMinimize)
+        upper = solve(costs, highspy.ObjSense.kMaximize)
+        costs[col] = 0.0
+        if lower is None or upper is None:
+            continue
+        out[var] = (lower, upper)
     return out
 
 
