@@ -438,6 +438,10 @@ def derive_lineage(name: str, as_json: bool) -> None:
         return
     click.echo(f"{name} version {data['version']} published {data['published_at']}")
     click.echo(f"spec sha256 {data['spec_hash']}")
+    if data["counts"] == "people":
+        click.echo(f"suppression counts people (distinct {', '.join(data['person_key'])} per cell)")
+    elif data["counts"] == "records":
+        click.echo("suppression counts records: the input declares no person key")
     for alias, item in data["inputs"].items():
         if "derivative" in item:
             click.echo(f"  {alias}: derivative {item['derivative']} version {item['version']}")
@@ -499,6 +503,39 @@ def audit_cmd(as_json: bool, action: str | None, limit: int | None) -> None:
                          ("source", "derivative", "version", "format", "remote", "rows", "requests"))
         click.echo(f"{row['at']}  {row['who']}@{row['host']}  {row['action']:<8} {what}  "
                    f"({len(row['objects'])} objects)")
+
+
+@main.group("privacy")
+def privacy_group() -> None:
+    """Disclosure control over the published derivatives."""
+
+
+@privacy_group.command("audit")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: ok, groups, findings.")
+@workspace_option
+def privacy_audit(as_json: bool) -> None:
+    """Bound every hidden cell from all published totals; exit 1 when one is narrowed below its threshold."""
+    from .derive.privacy import audit_published
+
+    report = audit_published(current_workspace())
+    if as_json:
+        _emit_json(report)
+    else:
+        for group in report["groups"]:
+            where = group["input"].get("derivative") or f"{group['input'].get('source')}/{group['input'].get('stream')}"
+            click.echo(f"{where}: {', '.join(group['derivatives'])}; {len(group['relations'])} relation(s), "
+                       f"{group['hidden_cells']} hidden cell(s), {group['findings']} finding(s)")
+        if not report["groups"]:
+            click.echo("no published aggregates")
+        for finding in report["findings"]:
+            cell = ", ".join(f"{k}={v}" for k, v in finding["cell"].items())
+            how = "recovered exactly" if finding["exact"] else "narrowed"
+            click.echo(f"FOUND {cell}: {finding['measure']} {how} to [{finding['lower']:g}, {finding['upper']:g}] "
+                       f"(threshold {finding['threshold']}) from {', '.join(finding['via'])}")
+        click.echo("ok: no hidden cell can be recovered or narrowed below its threshold" if report["ok"]
+                   else f"{len(report['findings'])} finding(s)")
+    if not report["ok"]:
+        raise click.exceptions.Exit(1)
 
 
 @main.command("doctor")

@@ -17,6 +17,7 @@ import enum
 import fnmatch
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,12 @@ class StreamInfo:
     derivatives then keep one row per key, the newest. Without a key a record is its raw
     object and its position in that object: landing the same object again, for any range,
     never counts a row twice, but a changed file is a new object whose rows all count.
+
+    ``person_key`` names the column(s) holding the id of the person a record is about (a FHIR
+    patient reference, HL7 PID-3, a CSV ``PATIENT`` column), or is None when records carry
+    none. Small-cell suppression counts distinct people per cell through it; without one it
+    counts records, and derivatives say so in their lineage. A row whose person key is null
+    belongs to no one known: it counts as a record but adds no person.
     """
 
     name: str
@@ -107,11 +114,44 @@ class StreamInfo:
     date_fields: tuple[str, ...] = ()
     key: tuple[str, ...] = ()
     description: str = ""
+    person_key: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.person_key, str):
+            object.__setattr__(self, "person_key", (self.person_key,))
+        elif self.person_key is not None:
+            object.__setattr__(self, "person_key", tuple(self.person_key) or None)
 
     def to_json(self) -> dict:
         return {"name": self.name, "date_field": self.date_field,
                 "date_fields": list(self.date_fields), "key": list(self.key),
+                "person_key": list(self.person_key) if self.person_key else None,
                 "description": self.description}
+
+
+PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_id", "personid", "mrn",
+                       "subject_id", "member_id")
+"""Column names taken as the person key of a table when no ``person_column`` is set (compared
+ignoring case, spaces and punctuation other than ``_``), in this order of preference."""
+
+NO_PERSON = ("none", "-")
+
+
+def person_column(names: Iterable[str], setting: Any) -> tuple[str, ...] | None:
+    """The person key of a table with columns ``names``: the ``person_column`` setting when it
+    is given (None when that column is missing, or when it says ``none``), else the first column
+    named like a person id (:data:`PERSON_COLUMN_NAMES`)."""
+    names = list(names)
+    text = str(setting or "").strip()
+    if text.lower() in NO_PERSON:
+        return None
+    if text:
+        return (text,) if text in names else None
+    normalized = {re.sub(r"[^a-z0-9_]", "", n.lower()): n for n in reversed(names)}
+    for wanted in PERSON_COLUMN_NAMES:
+        if wanted in normalized:
+            return (normalized[wanted],)
+    return None
 
 
 @dataclass

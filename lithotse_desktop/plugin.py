@@ -15,10 +15,11 @@ What it offers, by kind of plugin:
   :class:`FieldType`) and streams (:class:`StreamInfo`); ``fetch`` gets a
   :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
   :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
-  :func:`list_files` and :func:`sha256_file`; :class:`DateRange` and :class:`Progress`
-  (report, cancel) come with each request; header text becomes column names by one rule with
-  :func:`header_names` (never one of :data:`CORE_COLUMNS`), comma-separated settings that name
-  columns are read with :func:`split_names`, and :func:`is_total_label` tells a total row;
+  :func:`list_files` and :func:`sha256_file`, and tables find their person key with
+  :func:`person_column`; :class:`DateRange` and :class:`Progress` (report, cancel) come with
+  each request; header text becomes column names by one rule with :func:`header_names` (never
+  one of :data:`CORE_COLUMNS`), comma-separated settings that name columns are read with
+  :func:`split_names`, and :func:`is_total_label` tells a total row;
 - stores: the :class:`Store` interface with :class:`ObjectInfo`, :func:`check_key`, and the
   errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
 - cache backends: the :class:`CacheBackend` contract and its :data:`ANY` marker;
@@ -45,6 +46,7 @@ from .connectors import (
     StreamInfo,
     files_to_fetch,
     list_files,
+    person_column,
     sha256_file,
 )
 from .dates import DateRange
@@ -63,6 +65,6 @@ __all__ = [
     "Connector", "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
     "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings", "files_to_fetch",
-    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "sha256_file",
-    "split_names",
+    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "person_column",
+    "sha256_file", "split_names",
 ]

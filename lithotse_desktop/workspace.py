@@ -191,6 +191,16 @@ class Workspace:
         return int(self.config["workspace"].get("suppress_below", 11))
 
     @property
+    def zero_cells(self) -> str:
+        """``[privacy] zero_cells``: what suppression does with cells of 0 people (docs/privacy.md)."""
+        section = self.config.get("privacy", {})
+        value = section.get("zero_cells", "show") if isinstance(section, dict) else "show"
+        if value not in ("show", "suppress"):
+            raise ConfigError(f"{self.root / CONFIG_NAME}: [privacy] zero_cells must be \"show\" or "
+                              f"\"suppress\", not {value!r}")
+        return str(value)
+
+    @property
     def keep_versions(self) -> int:
         return int(self.config["workspace"].get("keep_versions", 5))
 

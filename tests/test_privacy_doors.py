@@ -7,10 +7,7 @@ describes them. The doors: views, ``sql``, joins, derivative inputs, exports (th
 and the desktop app's), workbook bind and refresh, the local API, the add-in's worksheet
 functions, the L3 cache, and a sync push to a store managers read.
 
-People are counted independently here, from the generated resources. The cases that need
-people-based suppression of aggregates (issue 12 part A, another branch) are marked xfail
-(strict): they fail here until that branch lands, and then fail again as XPASS until the mark
-is removed.
+People are counted independently here, from the generated resources.
 """
 
 from __future__ import annotations
@@ -353,8 +350,6 @@ def test_sql_cells_suppress_rows_counting_fewer_than_k_people(clinic):
     assert rows["IMP"]["suppressed"], "the smallest other cell hides the emergency one from the total"
 
 
-@pytest.mark.xfail(strict=True, reason="needs people-based suppression of aggregates (issue 12 part A, "
-                                       "branch wp-people): cells are suppressed by record counts here")
 def test_no_published_aggregate_cell_counts_fewer_than_k_people(clinic, tmp_path):
     truth = people_by_class()
     path, _rows = export_derivative(clinic, "by_class", "csv", tmp_path / "by_class.csv")

@@ -12,12 +12,13 @@ others are reused from the previous version.
 What a spec's kind means is in :mod:`.kinds` (one module per kind); this module keeps what
 all kinds share: versions, incremental periods, writing parts, publishing. What a version may
 disclose is settled here too (:mod:`.disclosure`): aggregates are refused columns that would
-publish identifiers, ``sql`` cells read their inputs' identifiers as tokens and are suppressed,
-de-identification profiles are applied, and row-level versions are written to the restricted
-store. Publishing moves CURRENT, then, for aggregates and de-identified versions only, calls
-the ``lithotse_version_published`` hook with the version's table, so the L3 cache (a built-in
-plugin) and any other listener get the rows without reading them back; row-level versions are
-never handed to a listener.
+publish identifiers, their small cells are hidden over every aggregate of the same input
+(:mod:`.complementary`), ``sql`` cells read their inputs' identifiers as tokens and are
+suppressed, de-identification profiles are applied, and row-level versions are written to the
+restricted store. Publishing moves CURRENT, then, for aggregates and de-identified versions
+only, calls the ``lithotse_version_published`` hook with the version's table, so the L3 cache
+(a built-in plugin) and any other listener get the rows without reading them back; row-level
+versions are never handed to a listener.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -36,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import audit
+from ..atomic import atomic_write_stream
 from ..errors import LithotseError, NotFound
 from ..plugins import get_plugin_manager
 from ..progress import Progress
@@ -44,7 +47,8 @@ from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import deidentify
 from .catalog import Catalog, Version, part_key
-from .compile import DUCKDB, PERIOD, period_query
+from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference, period_query
+from .complementary import Cells, Group, decide
 from .disclosure import (
     Disclosure,
     cell_roles,
@@ -67,10 +71,12 @@ from .inputs import (
     resolve_stream,
 )
 from .kinds import KIND_MODULES
-from .pseudonymize import patient_key_columns, pseudonymize
-from .spec import SpecError, spec_hash, spec_inputs, validate_spec
+from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
+from .relations import Relation, relate
+from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
+from .suppress import publish_cells
 
-BUILD_FORMAT = "2"
+BUILD_FORMAT = "3"
 
 
 @dataclass
@@ -95,12 +101,12 @@ class BuildResult:
                 f"in {self.seconds:.2f}s")
 
 
-def version_id(spec: dict, identities: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
-    """``extra``: anything else the result depends on (a de-identification's reference year)."""
-    content: dict[str, Any] = {"spec": spec_hash(spec), "inputs": identities, "format": BUILD_FORMAT}
-    if extra:
-        content["extra"] = extra
-    blob = json.dumps(content, sort_keys=True)
+def version_id(spec: dict, identities: dict[str, Any], context: dict[str, Any] | None = None) -> str:
+    """The id of what a build would publish; ``context`` holds what suppression is decided over
+    besides the spec and inputs (threshold, zero rule, the other aggregates of the input), or
+    anything else the result depends on (a de-identification's reference year)."""
+    blob = json.dumps({"spec": spec_hash(spec), "inputs": identities, "format": BUILD_FORMAT,
+                       **({"privacy": context} if context else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -194,116 +200,331 @@ def _touched_periods(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, 
     return [row[0] for row in con.execute(compiled.sql, compiled.params).fetchall()]
 
 
-def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False) -> BuildResult:
-    """Build one derivative if its inputs or spec changed; publish the new version."""
-    catalog = Catalog(ws)
-    return _build(ws, catalog, catalog.spec(name), progress or Progress(), full)
+@dataclass
+class _Work:
+    """One derivative of a build: what it reads, what it was, and what its query gave."""
+
+    spec: dict
+    resolved: dict[str, StreamInput]
+    identities: dict[str, Any]
+    previous: Version | None
+    threshold: int
+    disclosure: Disclosure
+    vid: str = ""
+    table: pa.Table | None = None
+    cells: bool = False
+    periods: list[Any] | None = None
+    person_key: list[str] | None = None
+    cells_id: str | None = None
+    relations: list[Relation] = field(default_factory=list)
+    differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
+    published: pa.Table | None = None
+    """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
+    started: float = 0.0
+    roles: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    aggregate_roles: dict[str, str | None] | None = None
+    sql_cells: bool = False
+    """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    @property
+    def suppressed(self) -> bool:
+        """An aggregate whose cells are suppressed (threshold above 0)."""
+        return self.spec["kind"] == "aggregate" and self.threshold > 0
 
 
-def _build(ws: Workspace, catalog: Catalog, spec: dict, progress: Progress, full: bool) -> BuildResult:
-    started = time.perf_counter()
-    name = validate_spec(spec)["name"]
-    kind = KIND_MODULES[spec["kind"]]
-    disclosure = classify(spec, catalog.find_spec)
+def _resolve(ws: Workspace, catalog: Catalog, spec: dict) -> _Work:
+    validate_spec(spec)
     inputs = spec_inputs(spec)
     resolved = {alias: resolve_stream(ws, item["source"], item["stream"], with_key=False)
                 for alias, item in inputs.items() if "source" in item}
     identities = {alias: input_identity(ws, catalog, item, resolved.get(alias))
                   for alias, item in inputs.items()}
-    year = reference_year(spec)
-    vid = version_id(spec, identities, {"reference_year": year} if year else None)
-    previous = catalog.current(name)
-    if previous is not None and previous.version == vid and not full:
-        return BuildResult(name, vid, "up to date", previous.rows, 0, len(previous.partitions))
+    return _Work(spec, resolved, identities, catalog.current(spec["name"]), suppression_threshold(ws, spec),
+                 classify(spec, catalog.find_spec), started=time.perf_counter())
+
+
+def _privacy_context(ws: Workspace, work: _Work, group: list[_Work]) -> dict[str, Any] | None:
+    """What a version depends on besides its own spec and inputs: for a suppressed aggregate, what
+    its suppression is decided over; for a Safe Harbor profile, the year ages are measured against."""
+    context: dict[str, Any] = {}
+    if work.suppressed:
+        context.update({"threshold": work.threshold, "zero_cells": ws.zero_cells,
+                        "group": sorted([w.name, spec_hash(w.spec), w.identities, w.threshold]
+                                        for w in group if w is not work)})
+    year = reference_year(work.spec)
+    if year:
+        context["reference_year"] = year
+    return context or None
+
+
+def cells_key(name: str, cells_id: str) -> str:
+    return f"cells/{name}/{cells_id}.parquet"
+
+
+def _cached_cells(ws: Workspace, version: Version | None) -> Path | None:
+    """The unsuppressed cells behind ``version``, kept on this machine, if they still are."""
+    cells_id = (version.stats or {}).get("cells") if version is not None else None
+    if not cells_id or version is None:
+        return None
+    path = ws.local_dir / cells_key(version.name, cells_id)
+    return path if path.is_file() else None
+
+
+def _keep_cells(ws: Workspace, name: str, cells_id: str, table: pa.Table) -> None:
+    """Keep a version's unsuppressed cells on this machine only (``.lithotse/cells``, beside the
+    object cache), so the next incremental build re-decides suppression without a full query."""
+    path = ws.local_dir / cells_key(name, cells_id)
+    if not path.exists():
+        atomic_write_stream(path, lambda out: pq.write_table(table, out, compression="zstd"))
+    for other in path.parent.glob("*.parquet"):
+        if other != path:
+            other.unlink(missing_ok=True)
+
+
+def _input_person_key(catalog: Catalog, work: _Work, schema: pa.Schema) -> list[str] | None:
+    """The columns of the input naming the person of each row (see StreamInfo.person_key)."""
+    item = spec_inputs(work.spec)["input"]
+    if "derivative" in item:
+        current = catalog.current(item["derivative"])
+        found = (current.stats or {}).get("person_key") if current is not None else None
+    else:
+        found = work.resolved["input"].person_key
+    if not found or not all(c in schema.names for c in found):
+        return None
+    return list(found)
+
+
+def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], progress: Progress,
+             full: bool) -> None:
+    """Load the inputs and run the query; aggregates keep their cells unsuppressed (with the
+    records and people of each) and the differences other aggregates of the input leave out."""
+    spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
+    kind = KIND_MODULES[spec["kind"]]
+    inputs = spec_inputs(spec)
     progress.update(f"building {name}")
     con = connect(ws)
     checks = IntegrityChecks()
     try:
         schemas: dict[str, pa.Schema] = {}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
+        cached = _cached_cells(ws, previous) if work.suppressed else None
         incremental = (grain_split and not full and previous is not None
+                       and (cached is not None or not work.suppressed)
                        and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
+        differs = _may_count_differences(work, group)
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
             else:
-                resolved[alias].read_key(ws)
-                schemas[alias] = load_stream(con, ws, alias, resolved[alias], progress, checks,
-                                             materialize=incremental and alias == "input")
-        roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
-        aggregate_roles = check_aggregate(spec, roles) if spec["kind"] == "aggregate" else None
-        cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
-        tags = mask_inputs(con, roles) if cells else {}
+                work.resolved[alias].read_key(ws)
+                schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
+                                             materialize=(incremental or differs) and alias == "input")
+        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        if spec["kind"] == "aggregate":
+            work.aggregate_roles = check_aggregate(spec, work.roles)
+            work.person_key = _input_person_key(catalog, work, schemas["input"])
+        work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
+        work.tags = mask_inputs(con, work.roles) if work.sql_cells else {}
         periods = None
         if incremental and previous is not None:
-            periods = _touched_periods(con, ws, spec, schemas["input"], resolved["input"], previous)
+            periods = _touched_periods(con, ws, spec, schemas["input"], work.resolved["input"], previous)
         lock_down(con)
         progress.update(f"computing {name}")
-        threshold = suppression_threshold(ws, spec)
         try:
-            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=threshold, periods=periods)
-            table = query.finish(_run(con, query.sql, query.params, f"derivative {name}"))
+            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
+                               periods=periods, person_key=work.person_key)
+            result = _run(con, query.sql, query.params, f"derivative {name}")
+            work.cells = query.cells
+            work.table = result if query.cells else query.finish(result)
+            if query.cells and any(w.suppressed for w in group):
+                _relate_as_outer(con, ws, work, group, schemas)
         except LithotseError:
             checks.raise_found()
             raise
         checks.finish()
-        if cells:
-            check_cells(name, table, tags)
-            table = suppress_cells(spec, table, threshold)
-        keys = patient_key_columns(spec)
-        if keys:
-            table = pseudonymize(ws, table, keys)
-        table, privacy = _disclose(ws, spec, disclosure, table, roles, aggregate_roles, keys, year)
     finally:
         checks.close()
         con.close()
-    progress.update(f"writing {name}")
+    work.periods = periods
+    if work.suppressed:
+        work.cells_id = hashlib.sha256(json.dumps(
+            {"spec": spec_hash(spec), "inputs": identities, "timezone": ws.timezone,
+             "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
+        if periods is not None and cached is not None:
+            work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
+    """Whether this aggregate may be the outer of a relation whose differences are counted from
+    its input (a second query over it, so the input must be kept rather than streamed once)."""
+    if work.spec["kind"] != "aggregate" or not any(w.suppressed for w in group):
+        return False
+    for other in group:
+        if other is not work and other.spec["kind"] == "aggregate":
+            rel = relate(other.spec, work.spec, {})
+            if rel is not None and rel.difference:
+                return True
+    return False
+
+
+def _merge_periods(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.Table:
+    """Cells of the periods not recomputed, from ``before``, with the ``fresh`` ones, in period order."""
+    touched = pa.array(periods, pa.date32())
+    kept = before.filter(pc.invert(pc.is_in(before.column(PERIOD), value_set=touched)))
+    merged = pa.concat_tables([kept, fresh.cast(kept.schema)], promote_options="permissive")
+    order = sorted(range(merged.num_rows), key=lambda i: (merged.column(PERIOD)[i].as_py(), i < kept.num_rows, i))
+    return merged.take(pa.array(order, pa.int64()))
+
+
+def _relate_as_outer(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work, group: list[_Work],
+                     schemas: dict[str, pa.Schema]) -> None:
+    """Relations in which this aggregate is the outer, and the rows each inner leaves out (counted
+    here, where the shared input is loaded)."""
+    assert work.table is not None
+    types = {dimension_alias(d): work.table.schema.field(dimension_alias(d)).type
+             for d in work.spec.get("group_by", [])}
+    for other in group:
+        if other is work or other.spec["kind"] != "aggregate":
+            continue
+        rel = relate(other.spec, work.spec, types)
+        if rel is None:
+            continue
+        work.relations.append(rel)
+        if not rel.difference:
+            continue
+        if "join" in other.spec and other.spec.get("join") != work.spec.get("join"):
+            work.differences[(rel.inner, rel.outer)] = None
+            continue
+        outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
+        compiled = compile_difference(work.spec, other.spec, schemas, dims=[outer_dims[b] for _, b in rel.common],
+                                      grain=rel.grain, timezone=ws.timezone, person_key=work.person_key)
+        found = _run(con, compiled.sql, compiled.params, f"derivative {work.name}")
+        columns = ([PERIOD] if rel.grain != "none" else []) + [f"__k{i}" for i in range(len(rel.common))]
+        values = {c: found.column(c).to_pylist() for c in (*columns, CELL_COUNT, PEOPLE)}
+        counted: dict[tuple, tuple[int, int]] = {}
+        for i in range(found.num_rows):
+            key = ((values[PERIOD][i] if rel.grain != "none" else None),
+                   *(values[f"__k{j}"][i] for j in range(len(rel.common))))
+            counted[key] = (int(values[CELL_COUNT][i]), int(values[PEOPLE][i]))
+        work.differences[(rel.inner, rel.outer)] = counted
+
+
+def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
+    """Hidden rows of each aggregate of one input, decided over all of them."""
+    if not any(w.suppressed and w.table is not None for w in group):
+        return {}
+    cells = []
+    for w in group:
+        table = w.table if w.table is not None else w.published
+        if w.spec["kind"] != "aggregate" or table is None:
+            continue
+        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table))
+    present = {c.name for c in cells}
+    rels, seen = [], set()
+    differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] = {}
+    for w in sorted(group, key=lambda w: w.name):
+        for rel in w.relations:
+            pair = frozenset((rel.inner, rel.outer))
+            if rel.inner not in present or rel.outer not in present or pair in seen:
+                continue
+            seen.add(pair)
+            rels.append(rel)
+            found = w.differences.get((rel.inner, rel.outer))
+            if found is not None:
+                differences[(rel.inner, rel.outer)] = dict(found)
+    frozen = [c for c in cells if c.k <= 0]
+    for other in frozen:  # relations where a table that hides nothing is the outer
+        for c in cells:
+            if c is other or frozenset((c.name, other.name)) in seen:
+                continue
+            found_rel = relate(c.spec, other.spec, other.types)
+            if found_rel is not None:
+                seen.add(frozenset((c.name, other.name)))
+                rels.append(found_rel)
+    return decide(Group(cells, rels, _with_unknown(differences, rels)), ws.zero_cells)
+
+
+def _with_unknown(known: dict, rels: list[Relation]) -> dict:
+    """Counted differences, and None (unknown: treated as sensitive) for the ones not counted."""
+    return {**{(r.inner, r.outer): None for r in rels if r.difference}, **known}
+
+
+def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | None) -> BuildResult:
+    spec, name, previous, table = work.spec, work.name, work.previous, work.table
+    assert table is not None
+    unsuppressed = table
+    if work.cells:
+        table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
+    if work.sql_cells:
+        check_cells(name, table, work.tags)
+        table = suppress_cells(spec, table, work.threshold, ws.zero_cells)
+    keys = patient_key_columns(spec)
+    if keys:
+        table = pseudonymize(ws, table, keys)
+    table, privacy = _disclose(ws, work, table, keys)
+    grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
     fresh = _periods(table, grain_split)
-    written = _write_parts(catalog, name, fresh, disclosure.area)
-    if periods is not None and previous is not None:
+    written = _write_parts(catalog, name, fresh, work.disclosure.area)
+    periods = work.periods
+    if periods is not None and previous is not None and not work.suppressed:
         parts = {k: v for k, v in previous.partitions.items()
                  if k not in {p.isoformat() for p in periods}}
         parts.update(written)
         status = "incremental"
     else:
         parts = written
-        status = "built"
-    version = Version(name=name, version=vid, spec_hash=spec_hash(spec), spec=spec, inputs=identities,
+        status = "incremental" if periods is not None and previous is not None else "built"
+        if previous is not None and periods is not None:
+            written = {k: v for k, v in written.items() if previous.partitions.get(k, {}).get("key") != v["key"]}
+    stats: dict[str, Any] = {"schema": _schema_hex(table.schema),
+                             "recomputed_periods": None if periods is None else [p.isoformat() for p in periods]}
+    if spec["kind"] == "aggregate":
+        stats["counts"] = "people" if work.person_key else "records"
+        stats["counted_by"] = work.person_key
+        if work.cells_id:
+            stats["cells"] = work.cells_id
+    elif spec["kind"] == "view":
+        person = view_person_columns(spec)
+        stats["person_key"] = person[:1] or None
+    version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
                       partitions=parts, columns=table.column_names,
                       rows=sum(p["rows"] for p in parts.values()),
-                      built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      stats={"schema": _schema_hex(table.schema),
-                             "recomputed_periods": None if periods is None else
-                             [p.isoformat() for p in periods]},
-                      privacy=privacy)
+                      built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stats=stats, privacy=privacy)
     whole = _whole_table(catalog, parts, fresh, table.schema)
     catalog.publish(version)
+    if work.cells_id:
+        _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
-                 version=vid, status=status, rows=version.rows, disclosure=disclosure.kind)
+                 version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
     pruned = catalog.prune(name, ws.keep_versions)
-    if disclosure.published:
+    if work.disclosure.published:
         get_plugin_manager().version_published(ws, version, whole)
     else:
         get_plugin_manager().version_withdrawn(ws, name)
-    return BuildResult(name, vid, status, version.rows, len(written), len(parts),
-                       time.perf_counter() - started, pruned)
+    return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),
+                       time.perf_counter() - work.started, pruned)
 
 
-def _disclose(ws: Workspace, spec: dict, disclosure: Disclosure, table: pa.Table,
-              roles: dict[str, dict[str, str | None]], aggregate_roles: dict[str, str | None] | None,
-              keys: list[str], year: int | None) -> tuple[pa.Table, dict]:
+def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> tuple[pa.Table, dict]:
     """The table as its class lets it out (a de-identification profile applied), and what the
     version records of it: its class and the role of every column."""
-    if aggregate_roles is not None:
-        return table, describe(disclosure, {c: aggregate_roles.get(c) for c in table.column_names})
-    if spec["kind"] == "sql" and spec.get("count_column"):
+    spec, disclosure, roles = work.spec, work.disclosure, work.roles
+    if work.aggregate_roles is not None:
+        return table, describe(disclosure, {c: work.aggregate_roles.get(c) for c in table.column_names})
+    if work.sql_cells:
         return table, describe(disclosure, cell_roles(spec, table, roles))
     columns = output_roles(spec, table.schema, roles)
     profile = spec.get("deidentify")
     if not profile:
         return table, describe(disclosure, columns)
+    year = reference_year(spec)
     plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema})
     plan.update(_pseudonymized_plan(plan, keys))
     table, report = deidentify.apply(table, plan, reference_year=year or dt.date.today().year,
@@ -326,6 +547,39 @@ def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]
         elif action is not None and action != "keep":
             out[column] = "remove"
     return out
+
+
+def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Progress,
+                full: bool) -> list[BuildResult]:
+    """Build one derivative, or the aggregates of one input together: suppression is decided over
+    all of them, so the suppressed ones are up to date together or rebuilt together. An aggregate
+    that suppresses nothing (``suppress_below`` 0) is rebuilt only when its own inputs change;
+    its published cells still count in the decision."""
+    group = [_resolve(ws, catalog, spec) for spec in specs]
+    for work in group:
+        work.vid = version_id(work.spec, work.identities, _privacy_context(ws, work, group))
+    stale = [w for w in group if full or w.previous is None or w.previous.version != w.vid]
+    results = {w.name: BuildResult(w.name, w.vid, "up to date", w.previous.rows, 0, len(w.previous.partitions))
+               for w in group if w not in stale and w.previous is not None}
+    if not stale:
+        return [results[w.name] for w in group]
+    for work in group:
+        if work in stale:
+            _compute(ws, catalog, work, group, progress, full)
+        elif work.previous is not None and work.spec["kind"] == "aggregate":
+            work.published = catalog.read(work.previous)
+    hidden = _decide(ws, group)
+    progress.update(f"writing {', '.join(w.name for w in stale)}")
+    for work in stale:
+        results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+    return [results[w.name] for w in group]
+
+
+def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False) -> BuildResult:
+    """Build one derivative if its inputs or spec changed (with the aggregates sharing its input,
+    see :func:`build_all`); publish the new version."""
+    results = build_all(ws, [name], progress=progress, full=full)
+    return next(r for r in results if r.name == name)
 
 
 def dependency_order(specs: list[dict]) -> list[str]:
@@ -351,6 +605,50 @@ def dependency_order(specs: list[dict]) -> list[str]:
     return order
 
 
+def _input_key(spec: dict) -> str | None:
+    """What groups aggregates for suppression: the exact input they read."""
+    if spec["kind"] != "aggregate":
+        return None
+    return json.dumps(spec["input"], sort_keys=True)
+
+
+def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[str]) -> list[list[str]]:
+    """What to build, in dependency order: each wanted derivative, with every other aggregate of
+    its input that is wanted or already published (the published set suppression covers) when
+    one of them suppresses cells."""
+    units: dict[str, list[str]] = {}
+    unit_of: dict[str, str] = {}
+    for name in sorted(wanted):
+        key = _input_key(specs[name])
+        if key is None:
+            units[name], unit_of[name] = [name], name
+            continue
+        if name in unit_of:
+            continue
+        members = sorted(n for n, s in specs.items() if _input_key(s) == key
+                         and (n in wanted or catalog.current(n) is not None))
+        if not any(suppression_threshold(ws, specs[n]) > 0 for n in members):
+            members = [name]
+        for n in members:
+            unit_of[n] = name
+        units[name] = members
+    order = {n: i for i, n in enumerate(dependency_order(list(specs.values())))}
+    needs: dict[str, set[str]] = {u: set() for u in units}
+    for u, members in units.items():
+        for n in members:
+            for item in spec_inputs(specs[n]).values():
+                dep = unit_of.get(item.get("derivative", ""))
+                if dep is not None and dep != u:
+                    needs[u].add(dep)
+    done: list[str] = []
+    pending = sorted(units, key=lambda u: min(order[n] for n in units[u]))
+    while pending:
+        ready = next((u for u in pending if needs[u] <= set(done)), pending[0])
+        pending.remove(ready)
+        done.append(ready)
+    return [units[u] for u in done]
+
+
 def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progress | None = None,
               full: bool = False) -> list[BuildResult]:
     catalog = Catalog(ws)
@@ -358,10 +656,12 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     for name in names or []:
         if name not in specs:
             raise NotFound.unknown("derivative", name, set(specs), "defined")
-    wanted = set(names) if names else None
+    wanted = set(names) if names else set(specs)
     progress = progress or Progress()
-    return [_build(ws, catalog, specs[n], progress, full) for n in dependency_order(list(specs.values()))
-            if wanted is None or n in wanted]
+    results: list[BuildResult] = []
+    for unit in _units(ws, catalog, specs, wanted):
+        results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full))
+    return results
 
 
 def build_affected(ws: Workspace, source: str, streams: list[str], *,

@@ -21,6 +21,7 @@ from .spec import SpecError, dimension_alias
 
 PERIOD = "period"
 CELL_COUNT = "__n"
+PEOPLE = "__people"
 
 
 class Dialect:
@@ -114,11 +115,19 @@ def dedupe_sql(relation: str, key: list[str], order: list[str], dialect: Dialect
             f"ORDER BY {order_sql}) AS __rank FROM {relation}) WHERE __rank = 1")
 
 
-def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
-                      periods: list[Any] | None = None, dialect: Dialect = DUCKDB) -> Compiled:
-    """The aggregate's SELECT over relations ``input`` (and ``joined``), grouped per period."""
+@dataclass
+class _Frame:
+    """The rows an aggregate reads: its FROM (input, and the join), WHERE and day expression."""
+
+    col: Any
+    from_sql: str
+    where: list[str]
+    day_sql: str | None
+
+
+def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Params,
+           dialect: Dialect) -> _Frame:
     q = dialect.quote
-    params = _Params(dialect)
     schema = schemas["input"]
     base = q("input")
     columns: dict[str, tuple[str, pa.DataType]] = {n: (f"l.{q(n)}", schema.field(n).type)
@@ -170,6 +179,52 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
             where.append(dialect.contains(sql, params.add(value)))
         else:
             where.append(f"{sql} {'<>' if op == '!=' else op} {params.add(value)}")
+    return _Frame(col, from_sql, where, day_sql)
+
+
+def _dimension(d: Any, path: str, frame: _Frame, timezone: str, params: _Params, dialect: Dialect) -> str:
+    """The SQL of one ``group_by`` entry."""
+    col = frame.col
+    if isinstance(d, str) or "column" in d:
+        sql, _ = col(d if isinstance(d, str) else d["column"], path)
+        return sql
+    if "age_band" in d:
+        birth_sql, btyp = col(d["age_band"]["birth_date"], f"{path}.age_band.birth_date")
+        if frame.day_sql is None:
+            raise SpecError(f"{path}.age_band", "needs the spec's date_field (age at the event date)")
+        if not (_is_day(btyp) or pa.types.is_string(btyp)):
+            raise SpecError(f"{path}.age_band.birth_date", f"is {btyp}, not a date")
+        birth_day = dialect.local_day(birth_sql, btyp, params.add(timezone) if
+                                      pa.types.is_timestamp(btyp) and btyp.tz else "")
+        return _age_band(dialect.full_years(birth_day, frame.day_sql), d["age_band"].get("bands", [0, 18, 45, 65, 85]))
+    sql, ctyp = col(d["code"]["column"], f"{path}.code.column")
+    if not (pa.types.is_string(ctyp) or pa.types.is_large_string(ctyp)):
+        raise SpecError(f"{path}.code.column", f"is {ctyp}, not a CodeableConcept (JSON text)")
+    return dialect.code_from_concept(sql, params.add(d["code"]["system"]))
+
+
+def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB) -> str:
+    """Distinct people of a cell: rows whose person key is null count as no one; without a
+    person key, the records."""
+    if not person_key:
+        return "count(*)"
+    parts = [col(name, "person_key")[0] for name in person_key]
+    if len(parts) == 1:
+        return f"count(DISTINCT {parts[0]})"
+    known = " AND ".join(f"{p} IS NOT NULL" for p in parts)
+    return f"count(DISTINCT CASE WHEN {known} THEN row({', '.join(parts)}) END)"
+
+
+def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
+                      periods: list[Any] | None = None, dialect: Dialect = DUCKDB,
+                      person_key: list[str] | None = None) -> Compiled:
+    """The aggregate's SELECT over relations ``input`` (and ``joined``), grouped per period,
+    with the internal columns ``__n`` (records) and ``__people`` (distinct people, or records
+    without a ``person_key``) that suppression decides on."""
+    q = dialect.quote
+    params = _Params(dialect)
+    frame = _frame(spec, schemas, timezone, params, dialect)
+    col, from_sql, where, day_sql = frame.col, frame.from_sql, frame.where, frame.day_sql
 
     select: list[str] = []
     group: list[str] = []
@@ -186,23 +241,7 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
     for i, d in enumerate(spec.get("group_by", [])):
         path = f"group_by[{i}]"
         alias = dimension_alias(d)
-        if isinstance(d, str) or "column" in d:
-            sql, _ = col(d if isinstance(d, str) else d["column"], path)
-            expr = sql
-        elif "age_band" in d:
-            birth_sql, btyp = col(d["age_band"]["birth_date"], f"{path}.age_band.birth_date")
-            if day_sql is None:
-                raise SpecError(f"{path}.age_band", "needs the spec's date_field (age at the event date)")
-            if not (_is_day(btyp) or pa.types.is_string(btyp)):
-                raise SpecError(f"{path}.age_band.birth_date", f"is {btyp}, not a date")
-            birth_day = dialect.local_day(birth_sql, btyp, params.add(timezone) if
-                                          pa.types.is_timestamp(btyp) and btyp.tz else "")
-            expr = _age_band(dialect.full_years(birth_day, day_sql), d["age_band"].get("bands", [0, 18, 45, 65, 85]))
-        else:
-            sql, ctyp = col(d["code"]["column"], f"{path}.code.column")
-            if not (pa.types.is_string(ctyp) or pa.types.is_large_string(ctyp)):
-                raise SpecError(f"{path}.code.column", f"is {ctyp}, not a CodeableConcept (JSON text)")
-            expr = dialect.code_from_concept(sql, params.add(d["code"]["system"]))
+        expr = _dimension(d, path, frame, timezone, params, dialect)
         select.append(f"{expr} AS {q(alias)}")
         group.append(q(alias))
         dims.append(alias)
@@ -231,12 +270,43 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         select.append(f"{expr} AS {q(m['as'])}")
         measures.append(m["as"])
     select.append(f"count(*) AS {q(CELL_COUNT)}")
+    select.append(f"{people_sql(person_key, col, dialect)} AS {q(PEOPLE)}")
     sql = f"SELECT {', '.join(select)} FROM {from_sql}"
     if where:
         sql += " WHERE " + " AND ".join(f"({w})" for w in where)
     if group:
         sql += f" GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}"
     return Compiled(sql, params.values, dims, measures, grain != "none")
+
+
+def compile_difference(outer: dict, inner: dict, schemas: dict[str, pa.Schema], *, dims: list[Any],
+                       grain: str, timezone: str = "UTC", person_key: list[str] | None = None,
+                       dialect: Dialect = DUCKDB) -> Compiled:
+    """Records and people of ``outer``'s rows that ``inner`` leaves out, per cell of their common
+    margin (``period`` at ``grain``, then the outer's ``dims`` as ``__k0``, ``__k1``...). Both
+    read the same input; the inner's join, if any, must be the outer's."""
+    q = dialect.quote
+    params = _Params(dialect)
+    frame = _frame(outer, schemas, timezone, params, dialect)
+    kept = _frame(inner, schemas, timezone, params, dialect)
+    select: list[str] = []
+    group: list[str] = []
+    if grain != "none":
+        if frame.day_sql is None:
+            raise SpecError("date_field", "is required")
+        select.append(f"{dialect.period(grain, frame.day_sql)} AS {q(PERIOD)}")
+        group.append(q(PERIOD))
+    for i, d in enumerate(dims):
+        select.append(f"{_dimension(d, f'group_by[{i}]', frame, timezone, params, dialect)} AS {q(f'__k{i}')}")
+        group.append(q(f"__k{i}"))
+    select.append(f"count(*) AS {q(CELL_COUNT)}")
+    select.append(f"{people_sql(person_key, frame.col, dialect)} AS {q(PEOPLE)}")
+    inside = " AND ".join(f"({w})" for w in kept.where) or "true"
+    where = [*frame.where, f"NOT coalesce(({inside}), false)"]
+    sql = f"SELECT {', '.join(select)} FROM {frame.from_sql} WHERE " + " AND ".join(f"({w})" for w in where)
+    if group:
+        sql += f" GROUP BY {', '.join(group)}"
+    return Compiled(sql, params.values)
 
 
 def day_expression(spec: dict, col: Any, timezone: str, params: _Params,

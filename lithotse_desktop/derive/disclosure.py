@@ -32,11 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LithotseError
-from .compile import CELL_COUNT, DUCKDB, PERIOD
+from .compile import DUCKDB, PERIOD
+from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
 from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
 from .spec import SpecError, dimension_alias
-from .suppress import FLAG, apply_suppression
+from .suppress import FLAG, publish_cells
 
 PUBLISHED = ("aggregate", "deidentified")
 ROW_LEVEL_RULE = "row-level data stays restricted"
@@ -288,11 +289,12 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
                 "row-level", rule="cells carry no identifiers")
 
 
-def suppress_cells(spec: dict, table: pa.Table, threshold: int) -> pa.Table:
-    """Small-cell suppression for sql cells: a row whose ``count_column`` or ``people_column`` holds
-    1 to k-1 is suppressed, with its complements. Numeric columns are the measures (nulled in
-    suppressed cells), the others the dimensions."""
-    declared_counts = []
+def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE) -> pa.Table:
+    """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
+    a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
+    complements along the table's lines. Numeric columns are the measures (nulled in suppressed
+    cells), the others the dimensions."""
+    declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
         if column is None:
@@ -302,18 +304,20 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int) -> pa.Table:
         typ = table.schema.field(column).type
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
             raise SpecError(key, f"column {column!r} is {typ}, not a count")
-        declared_counts.append(pc.fill_null(pc.cast(table.column(column), pa.float64()), 0))
+        counts = pc.fill_null(pc.cast(table.column(column), pa.float64()), 0)
+        declared[key] = pc.cast(pc.ceil(counts), pa.int64())
     if FLAG in table.column_names:
         raise SpecError("sql", f"an output column named {FLAG!r} is reserved for the suppression flag")
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type)]
     dims = [n for n in table.column_names if n not in numeric and n != PERIOD]
-    # the count suppression looks at: the smallest declared count that is above zero
-    positive = [pc.if_else(pc.greater(c, 0), c, float("inf")) for c in declared_counts]
-    smallest = positive[0] if len(positive) == 1 else pc.min_element_wise(*positive)
-    counts = pc.cast(pc.ceil(pc.if_else(pc.is_finite(smallest), smallest, 0)), pa.int64())
-    with_count = table.append_column(CELL_COUNT, counts)
-    return apply_suppression(with_count, dims, numeric, threshold)
+    records = declared.get("count_column", declared.get("people_column"))
+    people = declared.get("people_column", records)
+    cells = Cells.from_table(spec["name"], {"group_by": dims, "measures": []}, threshold, table)
+    cells.records = records.to_pylist() if records is not None else [0] * table.num_rows
+    cells.people = people.to_pylist() if people is not None else [0] * table.num_rows
+    hidden = decide(Group([cells], []), zero_cells)[spec["name"]]
+    return publish_cells(table, numeric, hidden)
 
 
 def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:

@@ -42,6 +42,7 @@ class StreamInput:
     key: list[str] = field(default_factory=list)
     connector: str = ""
     connector_version: str = ""
+    person_key: list[str] | None = None
 
     @property
     def identities(self) -> list[tuple[str, str | None, str | None]]:
@@ -54,8 +55,11 @@ class StreamInput:
         return stored_objects(ws, self.manifests)
 
     def read_key(self, ws: Workspace) -> list[str]:
-        """The stream's declared key, from its connector (which reads the source's settings)."""
-        self.key = list(make_connector(ws, self.source).stream(self.stream).key)
+        """The stream's declared key and person key, from its connector (which reads the
+        source's settings)."""
+        info = make_connector(ws, self.source).stream(self.stream)
+        self.key = list(info.key)
+        self.person_key = list(info.person_key) if info.person_key else None
         return self.key
 
     def identity(self) -> dict[str, Any]:

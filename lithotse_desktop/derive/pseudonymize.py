@@ -54,6 +54,20 @@ def _columns(selects: list[Any]) -> Iterator[dict]:
         yield from _columns(select.get("unionAll", []))
 
 
+def view_person_columns(spec: dict) -> list[str]:
+    """A view's output columns holding a patient's id (before the HMAC): references to a Patient
+    and, on Patient itself, the resource's own id; the person key of what reads the view."""
+    if spec.get("kind") != "view":
+        return []
+    view = spec.get("view", {})
+    found = []
+    for column in _columns(view.get("select", [])):
+        path = str(column.get("path", ""))
+        if _PATIENT_REFERENCE.search(path) or (view.get("resource") == "Patient" and _OWN_KEY.match(path)):
+            found.append(column.get("name"))
+    return list(dict.fromkeys(n for n in found if n))
+
+
 def patient_key_columns(spec: dict) -> list[str]:
     """Columns that carry a patient identifier: always HMAC'd, whether or not the spec says so.
 
@@ -61,11 +75,4 @@ def patient_key_columns(spec: dict) -> list[str]:
     ``patient.reference``) and, on Patient itself, the resource's own id. Other kinds name
     them in ``pseudonymize``.
     """
-    named = list(spec.get("pseudonymize", []))
-    if spec.get("kind") == "view":
-        view = spec.get("view", {})
-        for column in _columns(view.get("select", [])):
-            path = str(column.get("path", ""))
-            if _PATIENT_REFERENCE.search(path) or (view.get("resource") == "Patient" and _OWN_KEY.match(path)):
-                named.append(column.get("name"))
-    return list(dict.fromkeys(n for n in named if n))
+    return list(dict.fromkeys([*spec.get("pseudonymize", []), *view_person_columns(spec)]))

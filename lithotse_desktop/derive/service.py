@@ -138,6 +138,16 @@ def read_published(ws: Workspace, name: str, door: str, *, rng: DateRange | None
     return version, table
 
 
+def counting(version: Version) -> dict:
+    """What small-cell suppression of a version counted: ``counts`` is ``people`` (distinct
+    values of ``person_key`` per cell) or ``records`` (its input declares no person key);
+    None for kinds that are not aggregates. ``person_key`` of a view: its patient column."""
+    stats = version.stats or {}
+    if (version.spec or {}).get("kind") == "aggregate":
+        return {"counts": stats.get("counts", "records"), "person_key": stats.get("counted_by")}
+    return {"counts": None, "person_key": stats.get("person_key")}
+
+
 def lineage(ws: Workspace, name: str) -> dict:
     """The spec and the exact raw objects (with their landings) behind the current version."""
     version = pick_version(ws, name)
@@ -145,7 +155,7 @@ def lineage(ws: Workspace, name: str) -> dict:
         # a manager's identity cannot read L1: show the objects the version names, nothing more
         return {"name": name, "version": version.version, "published_at": version.published_at,
                 "spec_hash": version.spec_hash, "spec": version.spec, "inputs": version.inputs,
-                "raw_readable": False}
+                **counting(version), "raw_readable": False}
     index = open_index(ws)
     try:
         out_inputs = {}
@@ -166,4 +176,4 @@ def lineage(ws: Workspace, name: str) -> dict:
         index.close()
     return {"name": name, "version": version.version, "published_at": version.published_at,
             "spec_hash": version.spec_hash, "spec": version.spec, "inputs": out_inputs,
-            "raw_readable": True}
+            **counting(version), "raw_readable": True}

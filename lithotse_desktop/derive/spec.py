@@ -37,7 +37,7 @@ FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "between", "is nu
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Output columns an aggregate adds itself: the period, the suppression flag, the cell count.
-RESERVED_OUTPUTS = ("period", "suppressed", "__n")
+RESERVED_OUTPUTS = ("period", "suppressed", "__n", "__people")
 
 
 class SpecError(ConfigError):

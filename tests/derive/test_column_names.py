@@ -105,7 +105,8 @@ def test_names_an_aggregate_adds_itself_need_another_name():
         validate_spec(base(group_by=["N"], measures=[{"fn": "count", "as": "n"}]))
     rows = run(base(group_by=[{"as": "period_label", "column": "period"}], measures=[{"fn": "count", "as": "n"}]),
                input=pa.table({"period": ["2024-Q1", "2024-Q1", "2024-Q2"]}))
-    assert rows == [{"period_label": "2024-Q1", "n": 2, "__n": 2}, {"period_label": "2024-Q2", "n": 1, "__n": 1}]
+    assert rows == [{"period_label": "2024-Q1", "n": 2, "__n": 2, "__people": 2},
+                    {"period_label": "2024-Q2", "n": 1, "__n": 1, "__people": 1}]
 
 
 NAME = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=40)

@@ -34,13 +34,25 @@ PATIENTS = pa.table({"pid": ["p1", "p2", "p3"], "sex": ["F", "M", "F"],
                      "birth": pa.array([dt.date(2000, 2, 1), dt.date(1950, 1, 1), dt.date(2010, 6, 30)])})
 
 
-def run(spec, timezone="UTC", **tables):
+def run(spec, timezone="UTC", person_key=None, people=False, **tables):
+    """Rows of the compiled query; its last column (people per cell) only when asked for."""
     validate_spec(spec)
     con = duckdb.connect()
     for name, table in tables.items():
         con.register(name, table)
-    compiled = compile_aggregate(spec, {k: v.schema for k, v in tables.items()}, timezone=timezone)
-    return con.execute(compiled.sql, compiled.params).fetchall()
+    compiled = compile_aggregate(spec, {k: v.schema for k, v in tables.items()}, timezone=timezone,
+                                 person_key=person_key)
+    rows = con.execute(compiled.sql, compiled.params).fetchall()
+    return rows if people else [row[:-1] for row in rows]
+
+
+def test_people_per_cell_count_distinct_person_keys_and_skip_nulls():
+    table = OBS.append_column("other", pa.array(["x", None, "x", "y", "y"]))
+    by_month = spec(date_field="when", grain="month")
+    assert [r[-1] for r in run(by_month, person_key=["other"], people=True, input=table)] == [1, 2]
+    assert [r[-1] for r in run(by_month, people=True, input=table)] == [1, 3], "records without a key"
+    two = run(spec(), person_key=["patient", "other"], people=True, input=table)
+    assert two[0][-1] == 3, "(p1,x), (p2,x), (p3,y): the row with a null part adds no one"
 
 
 def spec(**kw):

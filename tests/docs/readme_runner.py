@@ -89,7 +89,7 @@ def ehr_rows() -> list[dict[str, Any]]:
                 klass = ("AMB", "EMER")[n % 2] if n <= count else "IMP"
                 rows.append({"encounter_id": f"e{month}-{dept[:3]}-{n}",
                              "admit_date": dt.date(2024, month, n).isoformat(), "department": dept,
-                             "class": klass, "patient_id": f"{dept[:3]}-{n % 9}",
+                             "class": klass, "patient_id": f"{dept[:3]}-{n % 13}",
                              "length_of_stay_days": (n * month) % 7})
     return rows
 
@@ -405,7 +405,7 @@ def check_derive_show(s: Session, args: list[str], result: Result) -> None:
     assert {(r["period"], r["department"]) for r in rows} == set(expected)
     for row in rows:
         want = expected[(row["period"], row["department"])]
-        if want["visits"] < readme_spec()["suppress_below"]:
+        if want["patients"] < readme_spec()["suppress_below"]:  # suppression counts people
             assert row["suppressed"] and row["visits"] is None, row
         elif not row["suppressed"]:
             assert (row["visits"], row["patients"]) == (want["visits"], want["patients"]), row
@@ -422,8 +422,19 @@ def check_derive_lineage(s: Session, args: list[str], result: Result) -> None:
     if "--json" in args:
         data = _json(result)
         assert len(data["spec_hash"]) == 64 and data["inputs"]["input"]["objects"], data
+        assert (data["counts"], data["person_key"]) == ("people", ["patient_id"]), "patient_id is detected"
     else:
         assert "spec sha256" in result.stdout and "encounters.csv" in result.stdout
+        assert "suppression counts people (distinct patient_id per cell)" in result.stdout
+
+
+def check_privacy_audit(s: Session, args: list[str], result: Result) -> None:
+    if "--json" in args:
+        data = _json(result)
+        assert data["ok"] is True and data["findings"] == [], data
+        assert [g["derivatives"] for g in data["groups"]] == [["visits_by_dept"]]
+    else:
+        assert "ok: no hidden cell can be recovered" in result.stdout
 
 
 def check_derive_export(s: Session, args: list[str], result: Result) -> None:
@@ -521,7 +532,7 @@ RUNNERS: dict[str, Check] = {
     "excel install-addin": check_install_addin, "excel addin-manifest": check_addin_manifest,
     "excel trust-cert": check_trust_cert, "sync push": check_sync, "sync pull": check_sync,
     "sync status": check_sync, "audit": check_audit, "raw verify": check_raw_verify,
-    "doctor": check_doctor,
+    "doctor": check_doctor, "privacy audit": check_privacy_audit,
 }
 BACKGROUND = {"serve"}
 

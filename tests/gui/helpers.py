@@ -44,7 +44,8 @@ def open_message_box() -> QMessageBox | None:
 def write_visits(folder, months: int = 6) -> None:
     """Daily records for ``months`` months of 2024 in groups a/b, and rare groups c/d (suppressed).
 
-    Two rare groups per month, so suppression needs no complementary cell among a and b.
+    Two rare groups per month (3 and 8 records) that together hide 11, so suppression needs no
+    complementary cell among a and b.
     """
     lines = []
     for m in range(1, months + 1):
@@ -53,7 +54,7 @@ def write_visits(folder, months: int = 6) -> None:
                 lines.append(f"2024-{m:02d}-{d:02d},{d},{g},{g}{m}-{d}")
             if d <= 3:
                 lines.append(f"2024-{m:02d}-{d:02d},{d},c,c{m}-{d}")
-            if d <= 2:
+            if d <= 8:
                 lines.append(f"2024-{m:02d}-{d:02d},{d},d,d{m}-{d}")
     (folder / "visits.txt").write_text("\n".join(lines) + "\n")
 

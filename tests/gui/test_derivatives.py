@@ -76,6 +76,7 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
     rows = [[model.data(model.index(r, c)) for c in range(model.columnCount())] for r in range(3)]
     assert rows[0] == ["2024-01-01", "a", "28", "406", "no"]
     assert rows[2] == ["2024-01-01", "c", "suppressed", "suppressed", "yes"], "3 records < 11"
+    assert "Suppression counts records: the input declares no person key." in page.preview_note.text()
 
     page.show_chart()
     assert page.chart.series_names() == ["a", "b", "c", "d"]
@@ -87,6 +88,8 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
                      pos=page.tabs.tabBar().tabRect(2).center())
     top = [page.lineage.topLevelItem(i).text(0) for i in range(page.lineage.topLevelItemCount())]
     assert top[:2] == ["name", "version"] and "inputs" in top
+    counted = page.lineage.topLevelItem(top.index("suppression counts"))
+    assert counted.text(1).startswith("Suppression counts records"), counted.text(1)
 
 
 def test_a_bad_spec_shows_the_error_next_to_its_field(qtbot, window, workspace, tmp_path):

@@ -64,3 +64,20 @@ def test_connector_without_fields_says_so(qtbot):
     qtbot.addWidget(form)
     assert form.values() == ({}, {})
     assert "no settings" in form.findChildren(QLabel)[0].text()
+
+
+def test_csv_form_offers_the_person_column_and_explains_detection(qtbot):
+    """Suppression counts people through this setting; the form shows it with its detection rule."""
+    from lithotse_csv import CsvConnector
+
+    form = ConnectorForm(CsvConnector.describe())
+    qtbot.addWidget(form)
+    form.show()
+    assert isinstance(form.editor("person_column"), QLineEdit)
+    hints = " ".join(label.text() for label in form.findChildren(QLabel))
+    assert "PATIENT, patient_id, person_id, MRN" in hints and "'none' counts records" in hints
+    qtbot.keyClicks(form.editor("path"), "/data/in")
+    qtbot.keyClicks(form.editor("person_column"), "member")
+    settings, _ = form.values()
+    assert settings["person_column"] == "member"
+    assert CsvConnector.validate_settings(settings)["person_column"] == "member"

@@ -1,8 +1,9 @@
 """One module per derivative kind, each with the same two functions:
 
 - ``check(spec)``: what can be checked before any data is seen (raises SpecError);
-- ``query(spec, schemas, *, timezone, threshold, periods=None)``: a :class:`Query` over the
-  input relations (named by their aliases), given their columns.
+- ``query(spec, schemas, *, timezone, threshold, periods=None, person_key=None)``: a
+  :class:`Query` over the input relations (named by their aliases), given their columns and
+  the input's person key.
 
 :func:`~lithotse_desktop.derive.build.build` runs the query over the data;
 :func:`~lithotse_desktop.derive.service.check_spec` runs it over empty inputs, so a spec is

@@ -1,4 +1,9 @@
-"""``aggregate``: measures over dimensions (and periods), small cells suppressed in L2."""
+"""``aggregate``: measures over dimensions (and periods), small cells suppressed in L2.
+
+The query yields every cell unsuppressed, with its records and people (internal columns):
+suppression is decided by the build over every aggregate of the same input at once
+(:mod:`..complementary`), so it cannot happen per table here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from typing import Any
 import pyarrow as pa
 
 from ..compile import compile_aggregate
-from ..suppress import apply_suppression
 from .common import Query
 
 
@@ -16,10 +20,6 @@ def check(spec: dict) -> None:
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None) -> Query:
-    compiled = compile_aggregate(spec, schemas, timezone=timezone, periods=periods)
-
-    def suppress(table: pa.Table) -> pa.Table:
-        return apply_suppression(table, compiled.dimensions, compiled.measures, threshold)
-
-    return Query(compiled.sql, compiled.params, "measures", suppress)
+          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
+    compiled = compile_aggregate(spec, schemas, timezone=timezone, periods=periods, person_key=person_key)
+    return Query(compiled.sql, compiled.params, "measures", cells=True)

@@ -23,4 +23,6 @@ class Query:
     field: str
     """The spec field an error in this query is reported against."""
     finish: Callable[[pa.Table], pa.Table] = dataclass_field(default=unchanged)
-    """Applied to the query's result before it is written (suppression, for aggregates)."""
+    """Applied to the query's result before it is written."""
+    cells: bool = False
+    """The result is aggregate cells with ``__n`` and ``__people``, to be suppressed by the build."""

@@ -29,5 +29,5 @@ def check(spec: dict) -> None:
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None) -> Query:
+          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
     return Query(f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql")

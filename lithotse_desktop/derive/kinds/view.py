@@ -28,7 +28,7 @@ def _has_type_column(schema: pa.Schema) -> bool:
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None) -> Query:
+          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
     if "resource" not in schemas["input"].names:
         raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
     try:

@@ -62,6 +62,15 @@ class DerivativeRow:
     problem: str = ""
 
 
+def counting_note(lineage: dict) -> str:
+    """What small-cell suppression counted for an aggregate: people, or records and why."""
+    if lineage.get("counts") == "people":
+        return f" Suppression counts people (distinct {', '.join(lineage.get('person_key') or [])} per cell)."
+    if lineage.get("counts") == "records":
+        return " Suppression counts records: the input declares no person key."
+    return ""
+
+
 @dataclass
 class Shown:
     """What the data tabs show for one derivative: its current table and lineage, or why not."""
@@ -370,7 +379,7 @@ class DerivativesPage(QWidget):
         self.model.set_table(shown.table)
         fit_columns(self.preview)
         self.preview_note.setText(f"{shown.table.num_rows:,} row(s), {shown.table.num_columns} column(s) "
-                                  f"of version {shown.version[:12]}.")
+                                  f"of version {shown.version[:12]}.{counting_note(shown.lineage or {})}")
         if is_time_series(shown.table):
             threshold = info.spec.get("suppress_below", self.ws.suppress_below)
             self.chart.show_table(shown.table, dimensions_of(info.spec, shown.table),
@@ -406,6 +415,8 @@ class DerivativesPage(QWidget):
         for key in ("name", "version", "published_at", "spec_hash"):
             if key in data:
                 add(self.lineage, key, data[key])
+        if data.get("counts"):
+            add(self.lineage, "suppression counts", counting_note(data).strip())
         if "inputs" in data:
             add(self.lineage, "inputs", data["inputs"])
         if "spec" in data:

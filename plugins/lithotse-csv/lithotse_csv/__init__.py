@@ -11,7 +11,9 @@ pipe) and column types are decided from the whole file at import and recorded in
 landing's metadata; reading a landing back uses that record. The date column is the
 ``date_column`` setting (a comma-separated list: the first one present in a file wins)
 or else detected: the first column whose first values are all ISO dates or date-times,
-preferring one whose name looks like a date (``START``, ``date``, ``admit_date``...).
+preferring one whose name looks like a date (``START``, ``date``, ``admit_date``...). The
+person key is the ``person_column`` setting or else a column named like a person id
+(``PATIENT``, ``patient_id``, ``MRN``...; see ``lithotse_desktop.plugin.person_column``).
 
 Column names are the header line's text by the rule of ``lithotse_desktop.names`` (shared with
 the spreadsheet connector). Blank and total records after the last data record (the first
@@ -45,6 +47,7 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    person_column,
     split_names,
 )
 
@@ -100,6 +103,11 @@ class CsvConnector(Connector):
         ConfigField("key", FieldType.TEXT, "Record key columns",
                     help="Comma-separated columns identifying a record (e.g. an encounter id); "
                          "applied to the files that have all of them."),
+        ConfigField("person_column", FieldType.TEXT, "Person column",
+                    help="Column holding the id of the person each record is about (a patient id, "
+                         "an MRN): small-cell suppression counts distinct people through it. When "
+                         "empty, a column named PATIENT, patient_id, person_id, MRN, subject_id or "
+                         "member_id is taken; 'none' counts records instead."),
         ConfigField("pattern", FieldType.TEXT, "File patterns", default="*.csv,*.tsv",
                     help="Comma-separated globs matched case-insensitively against file names."),
     )
@@ -193,7 +201,8 @@ class CsvConnector(Connector):
             date_field = self._date_field(names, detected)
             key = self._key(names)
             date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *dated]))
-            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, entry.label))
+            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, entry.label,
+                                    person_column(names, self.settings.get("person_column"))))
         return infos
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:

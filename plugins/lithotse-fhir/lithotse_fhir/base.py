@@ -10,9 +10,9 @@ import pyarrow as pa
 from lithotse_desktop.plugin import Connector, DateRange, RawObject, StreamInfo
 
 from .reader import read_ndjson_stream, read_payload
-from .types import R4_TYPES, date_columns, date_field, parse_type_list
+from .types import R4_TYPES, date_columns, date_field, has_person, parse_type_list
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def stream_info(resource_type: str) -> StreamInfo:
@@ -24,7 +24,7 @@ def stream_info(resource_type: str) -> StreamInfo:
             + {"date": "the clinical date (see date rules)", "lastUpdated": "meta.lastUpdated",
                None: "nothing: every resource is kept"}[primary])
     return StreamInfo(resource_type, date_field=primary, date_fields=alternatives, key=("id",),
-                      description=desc)
+                      description=desc, person_key=("patient_id",) if has_person(resource_type) else None)
 
 
 class FhirConnector(Connector):

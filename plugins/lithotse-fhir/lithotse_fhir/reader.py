@@ -7,6 +7,11 @@ over the file then names its line and the reason, so error messages have one sou
 truth (``problem``). Bundles are one JSON document each, so they are parsed with ``json``,
 their entries checked in Python, and the resources sent through the same SQL.
 
+Each row also carries ``patient_id``, the id of the patient the resource is about (a
+Patient's own id; else the first of its patient references, ``subject`` or ``patient`` for
+most types, read as ``[base/]Patient/<id>[/_history/v]`` or a Bundle's ``urn:uuid:<id>``),
+so disclosure control counts people without parsing JSON at build time.
+
 Date rule (see README): ``date`` and the other date columns are ``date32`` holding the
 calendar date as written in the resource (partial dates → first day of the year or month;
 a dateTime's own offset is kept, so 23:30-04:00 stays on its day); ``date_time`` and
@@ -33,7 +38,7 @@ import pyarrow.compute as pc
 
 from lithotse_desktop.plugin import InputError, duckdb_settings
 
-from .types import R4_TYPES, TYPE_NAME, date_columns
+from .types import R4_TYPES, TYPE_NAME, date_columns, patient_references
 
 BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 122_880
@@ -60,7 +65,7 @@ def schema_for(resource_type: str) -> pa.Schema:
     return pa.schema([pa.field("id", pa.string()), pa.field("resourceType", pa.string()),
                       pa.field("versionId", pa.string()), pa.field("lastUpdated", utc),
                       dates[0], pa.field("date_time", utc), *dates[1:],
-                      pa.field("resource", pa.string())])
+                      pa.field("patient_id", pa.string()), pa.field("resource", pa.string())])
 
 
 # --- Python validation: the one place that words what is wrong ---------------------------
@@ -160,6 +165,9 @@ CREATE OR REPLACE MACRO fhir_instant(s) AS
 CREATE OR REPLACE MACRO fhir_bad_day(s, d) AS s IS NOT NULL AND (d IS NULL
     OR NOT (length(s) IN (4, 7, 10) OR (length(s) >= 19 AND substr(s, 11, 1) = 'T'))
     OR d NOT BETWEEN DATE '0001-01-01' AND DATE '9999-12-31');
+CREATE OR REPLACE MACRO fhir_patient_ref(r) AS CASE WHEN starts_with(r, 'urn:uuid:')
+    THEN NULLIF(substr(r, 10), '')
+    ELSE NULLIF(regexp_extract(r, '(^|/)Patient/([^/]+)(/_history/[^/]*)?$', 2), '') END;
 CREATE OR REPLACE MACRO fhir_out_of_range(t) AS coalesce(t NOT BETWEEN
     TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00', false);
 """
@@ -220,7 +228,8 @@ def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
     """
     columns = date_columns(resource_type)
     date_paths = list(dict.fromkeys(p for _, paths in columns for p in paths))
-    leaves = ["id", "resourceType", "meta.versionId", "meta.lastUpdated", *date_paths]
+    references = [f"{element}.reference" for element in patient_references(resource_type)]
+    leaves = ["id", "resourceType", "meta.versionId", "meta.lastUpdated", *date_paths, *references]
     paths = ", ".join(_sql_str(_json_path(p)) for p in leaves)
     leaf_cols = ", ".join(f"j[{i + 1}] AS s{i}" for i in range(len(leaves)))
     value_cols, typed_cols, bad = [], [], []
@@ -238,8 +247,15 @@ def extract_sql(source: str, resource_type: str, mixed: bool) -> str:
         kind_bad = "s1 IS NULL OR NOT regexp_full_match(s1, '[A-Z][A-Za-z]{0,63}')"
     else:
         kind_bad = f"s1 IS DISTINCT FROM {_sql_str(resource_type)}"
+    if resource_type == "Patient":
+        patient = "s0"
+    elif references:
+        patient = "coalesce(" + ", ".join(f"fhir_patient_ref(s{leaves.index(r)})" for r in references) + ")"
+    else:
+        patient = "NULL::VARCHAR"
     out = ["s0 AS id", 's1 AS "resourceType"', 's2 AS "versionId"', '"lastUpdated"', '"date"',
-           "date_time", *(f'"{column}"' for column, _ in columns[1:]), "CAST(json AS VARCHAR) AS resource"]
+           "date_time", *(f'"{column}"' for column, _ in columns[1:]), f"{patient} AS patient_id",
+           "CAST(json AS VARCHAR) AS resource"]
     return f"""
 WITH src AS (SELECT json, json_extract_string(json, [{paths}]) AS j FROM {source}),
 leaf AS (SELECT json, {leaf_cols} FROM src),

@@ -127,6 +127,41 @@ NO_DATE: dict[str, DateSpec] = {
 }
 
 
+PATIENT_REFERENCE = ("subject", "patient")
+"""Where most resource types name the patient they are about: the first present wins."""
+
+PATIENT_REFERENCES: dict[str, tuple[str, ...]] = {
+    "Coverage": ("beneficiary",),
+    "Task": ("for",),
+    "Claim": ("patient",),
+    "ClaimResponse": ("patient",),
+    "ExplanationOfBenefit": ("patient",),
+    **{name: () for name in """
+        Practitioner PractitionerRole Organization OrganizationAffiliation Location Device
+        DeviceDefinition Medication MedicationKnowledge Substance HealthcareService Endpoint Group
+        Person InsurancePlan Questionnaire CodeSystem ValueSet ConceptMap NamingSystem
+        StructureDefinition StructureMap SearchParameter OperationDefinition CapabilityStatement
+        ImplementationGuide Library Measure PlanDefinition ActivityDefinition Bundle Binary
+        Appointment Schedule Slot Account
+        """.split()},
+}
+"""Types whose patient is elsewhere, or that are about no patient (an empty tuple)."""
+
+
+def patient_references(resource_type: str) -> tuple[str, ...]:
+    """The Reference elements naming a resource's patient, first present wins (none for Patient,
+    which is its own person, and for types about no patient)."""
+    if resource_type == "Patient":
+        return ()
+    return PATIENT_REFERENCES.get(resource_type, PATIENT_REFERENCE)
+
+
+def has_person(resource_type: str) -> bool:
+    """Whether a type's ``patient_id`` column can hold a patient: Patient itself or a type
+    with a patient reference."""
+    return resource_type == "Patient" or bool(patient_references(resource_type))
+
+
 def date_spec(resource_type: str) -> DateSpec:
     """The date rule of a type; types without one get no primary date (see ``date_field``)."""
     return DATES.get(resource_type) or NO_DATE.get(resource_type) or DateSpec()

@@ -84,19 +84,19 @@ class Hl7v2Connector(Connector):
     def streams(self) -> list[StreamInfo]:
         return [
             StreamInfo("messages", date_field="message_datetime",
-                       date_fields=("message_datetime",), key=("message_control_id",),
+                       date_fields=("message_datetime",), key=("message_control_id",), person_key=("patient_id",),
                        description="One row per message of any type: MSH header, patient id, "
                                    "segment ids."),
             StreamInfo("adt", date_field="effective_datetime",
                        date_fields=("effective_datetime", "admit_datetime", "discharge_datetime",
                                     "event_datetime"),
-                       key=("message_control_id",),
+                       key=("message_control_id",), person_key=("patient_id",),
                        description="One row per ADT message: patient (PID) and visit (PV1). "
                                    "Date: admit date/time, else the event date/time."),
             StreamInfo("oru", date_field="effective_datetime",
                        date_fields=("effective_datetime", "result_datetime",
                                     "observation_datetime"),
-                       key=("message_control_id", "obx_seq"),
+                       key=("message_control_id", "obx_seq"), person_key=("patient_id",),
                        description="One row per OBX result with its OBR. Date: OBX-14, else "
                                    "OBR-7, else MSH-7."),
         ]

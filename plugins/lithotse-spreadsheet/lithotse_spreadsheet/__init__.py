@@ -17,7 +17,9 @@ Column types come from every row of the sheet at import: whole numbers become in
 other numbers float64, date cells date32 (timestamp when some carry a time), TRUE/FALSE
 bool, anything mixed text. The date column is the ``date_column`` setting (comma-separated
 alternatives, first present wins) or detected: the first column with a date-like name
-whose first value is a date, else the first column holding only dates.
+whose first value is a date, else the first column holding only dates. The person key is
+the ``person_column`` setting, or else a column named like a person id (``PATIENT``,
+``patient_id``, ``MRN``...).
 
 Column names are the header row's text by the rule of ``lithotse_desktop.names`` (shared with
 the CSV connector). A sheet without a table at the header row (no such row, a blank one, or
@@ -49,6 +51,7 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    person_column,
     split_names,
 )
 
@@ -101,6 +104,11 @@ class SpreadsheetConnector(Connector):
         ConfigField("key", FieldType.TEXT, "Record key columns",
                     help="Comma-separated columns identifying a record; applied to the sheets "
                          "that have all of them."),
+        ConfigField("person_column", FieldType.TEXT, "Person column",
+                    help="Column holding the id of the person each row is about (a patient id, an "
+                         "MRN): small-cell suppression counts distinct people through it. When empty, "
+                         "a column named PATIENT, patient_id, person_id, MRN, subject_id or member_id "
+                         "is taken; 'none' counts rows instead."),
         ConfigField("sheets", FieldType.TEXT, "Sheets",
                     help="Comma-separated sheet names to import; all sheets with data when empty."),
     )
@@ -219,7 +227,8 @@ class SpreadsheetConnector(Connector):
             key = self._key(layout)
             date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []),
                                                *layout.date_columns]))
-            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, title))
+            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, title,
+                                    person_column(layout.names, self.settings.get("person_column"))))
         return infos
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:

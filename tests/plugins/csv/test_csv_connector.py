@@ -186,6 +186,22 @@ def test_key_applies_to_files_holding_the_columns(tmp_path):
     assert {i.name: i.key for i in conn.streams()} == {"enc": ("encounter_id",), "other": ()}
 
 
+def test_person_column_is_detected_set_or_turned_off(tmp_path):
+    """Suppression counts people through the person key: detected from the usual names, else
+    the setting, else none (records are counted)."""
+    write(tmp_path, "synthea.csv", "START,PATIENT,CODE\n2024-01-01,p1,1\n")
+    write(tmp_path, "ehr.csv", "admit_date,Patient ID,mrn\n2024-01-01,p1,m1\n")
+    write(tmp_path, "plain.csv", "date,count\n2024-01-01,3\n")
+    detected = {i.name: i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()}
+    assert detected == {"synthea": ("PATIENT",), "ehr": ("Patient ID",), "plain": None}
+    chosen = {i.name: i.person_key for i in CsvConnector({"path": str(tmp_path), "person_column": "mrn"}).streams()}
+    assert chosen == {"synthea": None, "ehr": ("mrn",), "plain": None}
+    off = {i.name: i.person_key for i in CsvConnector({"path": str(tmp_path), "person_column": "none"}).streams()}
+    assert set(off.values()) == {None}
+    shown = {i.name: i.to_json()["person_key"] for i in CsvConnector({"path": str(tmp_path)}).streams()}
+    assert shown["ehr"] == ["Patient ID"] and shown["plain"] is None
+
+
 def test_stream_names_are_stable_and_safe(tmp_path):
     assert stream_name(Path("synthea-conditions.csv")) == "synthea-conditions"
     assert stream_name(Path("2024/lab results (v2).tsv")) == "2024.lab_results_v2"

@@ -80,6 +80,8 @@ def test_streams_and_settings_are_described(fhir_plugin):
     assert streams["Patient"].date_field is None
     assert "birth_date" in streams["Patient"].date_fields
     assert streams["Basic"].date_field == "lastUpdated"
+    assert (streams["Encounter"].person_key, streams["Patient"].person_key) == (("patient_id",), ("patient_id",))
+    assert (streams["Coverage"].person_key, streams["Practitioner"].person_key) == (("patient_id",), None)
     rest = fhir_plugin.connector("fhir-rest")
     kinds = {f["name"]: f["type"] for f in rest.describe()["fields"]}
     assert kinds == {"base_url": "url", "token": "secret", "resource_types": "text",

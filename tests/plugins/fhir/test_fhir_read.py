@@ -55,6 +55,25 @@ def test_date_rule_partial_dates_offsets_and_instants(tmp_path):
     assert json.loads(got[3]["resource"]) == enc(4, "2020-05-03T23:30:00-04:00")
 
 
+def test_patient_id_comes_from_the_patient_reference_or_the_patient_itself(tmp_path):
+    """The person key column: every reference form resolves to the Patient's id; others are null."""
+    encounters = write_ndjson(tmp_path / "Encounter.ndjson", [
+        enc(1, "2020", subject={"reference": "Patient/p1"}),
+        enc(2, "2020", subject={"reference": "https://fhir.example/R4/Patient/p2/_history/4"}),
+        enc(3, "2020", subject={"reference": "urn:uuid:9b1c"}),
+        enc(4, "2020", subject={"reference": "Group/g1"}),
+        enc(5, "2020")])
+    assert [r["patient_id"] for r in rows(encounters, "Encounter")] == ["p1", "p2", "9b1c", None, None]
+    patients = write_ndjson(tmp_path / "Patient.ndjson", [{"resourceType": "Patient", "id": "p7"}])
+    assert [r["patient_id"] for r in rows(patients, "Patient")] == ["p7"]
+    coverage = write_ndjson(tmp_path / "Coverage.ndjson", [
+        {"resourceType": "Coverage", "id": "c1", "status": "active", "beneficiary": {"reference": "Patient/p3"},
+         "payor": [{"reference": "Organization/o1"}]}])
+    assert [r["patient_id"] for r in rows(coverage, "Coverage")] == ["p3"]
+    practitioners = write_ndjson(tmp_path / "Practitioner.ndjson", [{"resourceType": "Practitioner", "id": "d1"}])
+    assert [r["patient_id"] for r in rows(practitioners, "Practitioner")] == [None]
+
+
 def test_schema_is_fixed_per_stream(tmp_path):
     schema = schema_for("Observation")
     assert schema.field("date").type == pa.date32()

@@ -137,6 +137,19 @@ def test_adt_dates_fall_back_from_admit_to_event_to_message(tmp_path):
     assert [r["event_type"] for r in rows] == ["A01", "A01", "A01"]
 
 
+def test_person_key_is_the_first_pid3_identifier_in_every_stream(tmp_path):
+    """Suppression counts patients by PID-3's first identifier, whatever the message type."""
+    connector = Hl7v2Connector({"path": str(tmp_path)})
+    assert {s.name: s.person_key for s in connector.streams()} == {
+        "messages": ("patient_id",), "adt": ("patient_id",), "oru": ("patient_id",)}
+    text = "\r".join([adt("A1", patient="MRN7^^^HOSP^MR~SSN9^^^USA^SS"),
+                      oru("O1", [("5.1", "20240101")], patient="MRN8^^^HOSP^MR")])
+    path = _write(tmp_path, text)
+    assert [r["patient_id"] for r in read_rows(path, "adt")] == ["MRN7"]
+    assert [r["patient_id"] for r in read_rows(path, "oru")] == ["MRN8"]
+    assert [r["patient_id"] for r in read_rows(path, "messages")] == ["MRN7", "MRN8"]
+
+
 def test_character_set_from_msh18(tmp_path):
     latin = (msh("L1", "ADT^A01") + "||||||8859/1\rPID|1||P1||M\xfcller").encode("latin-1")
     [row] = read_rows(_write(tmp_path, latin), "messages")

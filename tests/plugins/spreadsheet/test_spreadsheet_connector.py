@@ -178,6 +178,16 @@ def test_date_column_setting_and_key(clinic):
         "Visits": ("Visit Date", ("Patient",)), "Lab_Results": ("Drawn", ())}
 
 
+def test_person_column_is_detected_or_set(clinic):
+    """The Visits sheet's Patient column is the person key; the lab sheet names no person."""
+    infos, *_ = load(clinic)
+    assert {i.name: i.person_key for i in infos} == {"Visits": ("Patient",), "Lab_Results": None}
+    infos, *_ = load(clinic, person_column="Note")
+    assert {i.name: i.person_key for i in infos} == {"Visits": ("Note",), "Lab_Results": None}
+    infos, *_ = load(clinic, person_column="none")
+    assert {i.name: i.person_key for i in infos} == {"Visits": None, "Lab_Results": None}
+
+
 def test_header_row_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="header_row"):
         SpreadsheetConnector({"path": str(tmp_path), "header_row": 0})

@@ -1,0 +1,149 @@
+"""Disclosure control over a published set of 20 aggregates of one 5-million-row input.
+
+The 20 aggregates (monthly and yearly grains; one to three dimensions besides the period, so 2 to
+4 in all; one filtered subset) read the same CSV of synthetic encounters with a patient column,
+so suppression counts people and is decided over the whole set: every table's lines, time
+included, the relations between the tables (coarser grains, fewer dimensions, the filtered
+subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of all 20:
+
+- the builds with ``suppress_below 0`` (each aggregate on its own, nothing decided; the query
+  still counts people per cell),
+- the builds with ``suppress_below 11`` (the published set decided together), and within them
+  the deciding and auditing (``complementary.decide``) and the counting of differences,
+- ``lithotse privacy audit`` over the published set, as a reader would run it.
+
+Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from _common import median_time, scratch_workspace
+
+DIMENSION_SETS = [["department"], ["class"], ["department", "class"], ["department", "sex"], ["class", "region"],
+                  ["department", "class", "sex"], ["department", "region", "sex"], ["class", "sex", "region"],
+                  ["department", "class", "region"]]
+
+
+def generate(path, rows: int) -> None:
+    """Deterministic synthetic encounters (hash-based): 24 departments, a rare region."""
+    duckdb.connect().execute(f"""
+        COPY (SELECT 'E' || i AS encounter_id,
+                     'P' || (hash(i * 7) % 400000) AS patient_id,
+                     'dept_' || lpad(CAST(hash(i * 13) % 24 AS VARCHAR), 2, '0') AS department,
+                     ['AMB', 'EMER', 'IMP', 'HH'][1 + CAST(hash(i * 5) % 4 AS INTEGER)] AS class,
+                     ['F', 'M'][1 + CAST(hash(i * 3) % 2 AS INTEGER)] AS sex,
+                     CASE WHEN hash(i * 11) % 1000 < 3 THEN 'r_rare'
+                          ELSE 'r' || CAST(hash(i * 19) % 5 AS VARCHAR) END AS region,
+                     DATE '2019-01-01' + CAST(hash(i * 31) % 2190 AS INTEGER) AS admit_date
+              FROM range({rows}) t(i))
+        TO '{path}' (HEADER, DELIMITER ',')""")
+
+
+def specs(threshold: int) -> list[dict]:
+    out = []
+    for grain in ("month", "year"):
+        for i, dims in enumerate(DIMENSION_SETS):
+            out.append({"name": f"{grain}_{i}", "group_by": dims, "grain": grain})
+        out.append({"name": f"{grain}_emergencies", "group_by": ["department"], "grain": grain,
+                    "filters": [{"column": "class", "op": "=", "value": "EMER"}]})
+    return [{**s, "kind": "aggregate", "input": {"source": "ehr", "stream": "encounters"},
+             "date_field": "admit_date", "suppress_below": threshold,
+             "measures": [{"fn": "count", "as": "visits"},
+                          {"fn": "count_distinct", "column": "patient_id", "as": "patients"}]} for s in out]
+
+
+class Stopwatch:
+    """Time spent inside some functions, summed per build."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, owner: Any, attribute: str, label: str) -> None:
+        inner: Callable = getattr(owner, attribute)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    tmp, ws = scratch_workspace("lithotse-bench-privacy-")
+    try:
+        data = tmp / "in"
+        data.mkdir()
+        generate(data / "encounters.csv", args.rows)
+        print(f"{args.rows:,} encounters, {(data / 'encounters.csv').stat().st_size / 1e6:.0f} MB CSV, "
+              f"20 aggregates")
+
+        from lithotse_desktop.derive import build as build_module
+        from lithotse_desktop.derive.build import build_all
+        from lithotse_desktop.derive.catalog import Catalog
+        from lithotse_desktop.derive.privacy import audit_published
+        from lithotse_desktop.derive.service import add_spec
+        from lithotse_desktop.raw import run_import
+
+        ws.add_source("ehr", "csv", {"path": str(data), "date_column": "admit_date"}, {})
+        run_import(ws, "ehr")
+        watch = Stopwatch()
+        watch.wrap(build_module, "decide", "decide and audit")
+        watch.wrap(build_module, "_relate_as_outer", "count differences")
+
+        def build_with(threshold: int) -> Callable[[], object]:
+            for spec in specs(threshold):
+                add_spec(ws, spec, replace=True)
+            return lambda: build_all(ws, full=True)
+
+        plain, plain_all = median_time(build_with(0), args.repeat)
+        per_run: dict[str, list[float]] = {}
+        run_all = build_with(11)
+
+        def controlled_run() -> None:
+            watch.spent.clear()
+            run_all()
+            for label, seconds in watch.spent.items():
+                per_run.setdefault(label, []).append(seconds)
+
+        controlled, controlled_all = median_time(controlled_run, args.repeat)
+        auditing, audit_all = median_time(lambda: audit_published(ws), args.repeat)
+        report = audit_published(ws)
+        catalog = Catalog(ws)
+        hidden = sum(sum(1 for r in catalog.read(catalog.current(s["name"])).column("suppressed").to_pylist() if r)
+                     for s in specs(11))
+        cells = sum(catalog.current(s["name"]).rows for s in specs(11))
+        assert report["ok"], report["findings"][:3]
+
+        print(f"builds, suppress_below 0:   median {plain:.2f}s  runs {[round(t, 2) for t in plain_all]}")
+        print(f"builds, suppress_below 11:  median {controlled:.2f}s  runs {[round(t, 2) for t in controlled_all]}")
+        for label, values in sorted(per_run.items()):
+            print(f"  of which {label + ':':<19} median {statistics.median(values):.2f}s")
+        print(f"privacy audit (published):  median {auditing:.2f}s  runs {[round(t, 2) for t in audit_all]}; "
+              f"{hidden:,} of {cells:,} cells hidden, {len(report['groups'][0]['relations'])} relations, "
+              f"{len(report['findings'])} findings")
+        ratio = controlled / plain
+        print(f"ratio {ratio:.2f}x (target ≤ 1.2x: disclosure control adds under 20%) "
+              f"{'OK' if ratio <= 1.2 else 'ABOVE TARGET'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,565 @@
+"""Small-cell suppression decided over every published aggregate of one input, and its audit.
+
+*Cells.* Each aggregate cell carries its records (``__n``) and its people (``__people``:
+distinct person keys, or the records when the input has no person key). A cell of 1 to k-1
+people is hidden (primary suppression); a cell of 0 people (records whose person key is null)
+follows the workspace's zero rule (``[privacy] zero_cells``).
+
+*Lines.* Complementary suppression works on lines: sets of cells bound by one linear relation
+whose other terms a reader may know. Two kinds:
+
+- a table's own lines: the cells sharing every coordinate but one, where the coordinates are
+  the dimensions *and the period* (the time dimension is a line too). Their totals are assumed
+  to be known — they could be published elsewhere — whenever they hold k records or more;
+- relation lines between two aggregates of the same input (see :mod:`.relations`): for each
+  cell of their common margin, the inner cells, the outer cells and, where the inner leaves
+  rows of the outer out, the unpublished *difference* of the two.
+
+A line must never hold exactly one hidden term (it would be the others subtracted from the
+total), and a line holding a sensitive term (a primary cell, or a difference of 1 to k-1
+people) must hide at least k records in all, so subtraction cannot narrow it below k. Cells are
+added, smallest first, until every line holds; then the relations are audited exactly
+(:func:`audit`, linear programming, as a reader with every published number would attack them)
+and any cell still narrowed below k gets a further complementary cell, until none is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import os
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import LithotseError
+from .compile import CELL_COUNT, PEOPLE, PERIOD
+from .relations import Relation, additive_quantities, margin_key, matches
+from .spec import dimension_alias
+
+ZERO_RULES = ("show", "suppress")
+DEFAULT_ZERO_RULE = "show"
+MAX_AUDIT_ROUNDS = 200
+EXACT = 1e-6
+
+
+@dataclass
+class Cells:
+    """The cells of one aggregate: keys, what suppression decides on, and published values."""
+
+    name: str
+    spec: dict
+    k: int
+    keys: list[dict[str, Any]]
+    records: list[int] | None = None
+    people: list[int] | None = None
+    values: dict[tuple, list[Any]] = field(default_factory=dict)
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+    hidden: set[int] = field(default_factory=set)
+
+    @property
+    def dims(self) -> list[str]:
+        return [dimension_alias(d) for d in self.spec.get("group_by", [])]
+
+    @classmethod
+    def from_table(cls, name: str, spec: dict, k: int, table: pa.Table) -> Cells:
+        """Cells of an unsuppressed aggregate result (with ``__n`` and ``__people``), or of a
+        published table (with ``suppressed``; records and people unknown)."""
+        dims = [dimension_alias(d) for d in spec.get("group_by", [])]
+        coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
+        columns = {c: table.column(c).to_pylist() for c in coordinates}
+        keys = [{c: columns[c][i] for c in coordinates} for i in range(table.num_rows)]
+        values = {q: table.column(alias).to_pylist() for q, alias in additive_quantities(spec).items()
+                  if alias in table.column_names}
+        types = {c: table.schema.field(c).type for c in dims}
+        cells = cls(name, spec, k, keys, values=values, types=types)
+        if CELL_COUNT in table.column_names:
+            cells.records = table.column(CELL_COUNT).to_pylist()
+            cells.people = table.column(PEOPLE).to_pylist()
+        if "suppressed" in table.column_names:
+            cells.hidden = {i for i, flag in enumerate(table.column("suppressed").to_pylist()) if flag}
+        return cells
+
+
+@dataclass
+class Difference:
+    """The unpublished rows of one relation's margin cell: outer rows the inner leaves out."""
+
+    relation: Relation
+    key: tuple
+    records: int | None = None
+    people: int | None = None
+
+
+@dataclass
+class Line:
+    """Terms bound by one linear relation: (cell id, sign); ``total`` when the relation's total
+    is an assumed-known margin rather than a term."""
+
+    terms: list[tuple[int, int]]
+    k: int
+    relation: Relation | None = None
+
+
+class Group:
+    """The published aggregates of one input and the lines binding their cells.
+
+    Cell ids number the cells of every member in order, then the differences.
+    """
+
+    def __init__(self, members: list[Cells], relations: list[Relation],
+                 differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None) -> None:
+        self.members = sorted(members, key=lambda m: m.name)
+        self.by_name = {m.name: m for m in self.members}
+        self.offsets: dict[str, int] = {}
+        self.owner: list[tuple[Cells, int]] = []
+        for m in self.members:
+            self.offsets[m.name] = len(self.owner)
+            self.owner.extend((m, i) for i in range(len(m.keys)))
+        self.cell_count = len(self.owner)
+        self.differences: list[Difference] = []
+        self.relations = relations
+        self.relation_lines: list[Line] = []
+        for relation in relations:
+            known = None if differences is None else differences.get((relation.inner, relation.outer))
+            self._relate(relation, known)
+        self.relation_lines_of: dict[int, list[Line]] = defaultdict(list)
+        for line in self.relation_lines:
+            for cell, _sign in line.terms:
+                self.relation_lines_of[cell].append(line)
+
+    def _relate(self, relation: Relation, known: dict[tuple, tuple[int, int | None]] | None) -> None:
+        """Lines of one relation; ``known`` holds (records, people) of its differences per margin
+        cell when a build computed them (absent: none left out), None when nobody knows them."""
+        inner, outer = self.by_name[relation.inner], self.by_name[relation.outer]
+        k = max(inner.k, outer.k)
+        inner_aliases = [a for a, _ in relation.common]
+        outer_aliases = [b for _, b in relation.common]
+        sides: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        for i, key in enumerate(inner.keys):
+            sides[margin_key(key, inner_aliases, relation.grain)].append((self.offsets[inner.name] + i, 1))
+        for i, key in enumerate(outer.keys):
+            if not all(matches(f, key.get(alias)) for alias, f in relation.selections):
+                continue
+            if relation.period_range is not None:
+                start, end = relation.period_range
+                period = key.get(PERIOD)
+                if period is None or (start and period < start) or (end and period > end):
+                    continue
+            sides[margin_key(key, outer_aliases, relation.grain)].append((self.offsets[outer.name] + i, -1))
+        for mkey in sorted(sides, key=_sort_key):
+            terms = sides[mkey]
+            if relation.difference:
+                records, people = known.get(mkey, (0, 0)) if known is not None else (None, None)
+                self.differences.append(Difference(relation, mkey, records, people))
+                terms = terms + [(self.cell_count + len(self.differences) - 1, 1)]
+            if len(terms) > 1:
+                self.relation_lines.append(Line(terms, k, relation))
+
+    # --- cells --------------------------------------------------------------------------
+    def is_difference(self, cell: int) -> bool:
+        return cell >= self.cell_count
+
+    def records(self, cell: int) -> int:
+        if self.is_difference(cell):
+            found = self.differences[cell - self.cell_count].records
+            return found if found is not None else 0
+        member, i = self.owner[cell]
+        return member.records[i] if member.records is not None else 0
+
+    def describe(self, cell: int) -> dict:
+        if self.is_difference(cell):
+            diff = self.differences[cell - self.cell_count]
+            rel = diff.relation
+            return {"difference": [rel.outer, rel.inner], "period": _text(diff.key[0]),
+                    **{b: _text(v) for (_, b), v in zip(rel.common, diff.key[1:], strict=True)}}
+        member, i = self.owner[cell]
+        return {"derivative": member.name, **{k: _text(v) for k, v in member.keys[i].items()}}
+
+    # --- lines --------------------------------------------------------------------------
+    def own_lines(self) -> list[Line]:
+        """Each member's lines along every coordinate (its dimensions and its period)."""
+        lines = []
+        for m in self.members:
+            coordinates = ([PERIOD] if m.keys and PERIOD in m.keys[0] else []) + m.dims
+            base = self.offsets[m.name]
+            if m.k <= 0:
+                continue
+            for axis in coordinates:
+                groups: dict[tuple, list[int]] = defaultdict(list)
+                for i, key in enumerate(m.keys):
+                    groups[tuple(key[c] for c in coordinates if c != axis)].append(i)
+                for members in groups.values():
+                    if len(members) > 1 and (m.records is None or sum(m.records[i] for i in members) >= m.k):
+                        lines.append(Line([(base + i, 1) for i in members], m.k))
+            if not coordinates and len(m.keys) > 1:
+                lines.append(Line([(base + i, 1) for i in range(len(m.keys))], m.k))
+        return lines
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is None, str(type(v).__name__), str(v)) for v in key)
+
+
+def _text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+# --- deciding -------------------------------------------------------------------------------
+
+def primary(member: Cells, zero_cells: str) -> set[int]:
+    """Cells of 1 to k-1 people, and of 0 people when the zero rule hides them."""
+    if member.k <= 0 or member.people is None:
+        return set()
+    hide_zero = zero_cells == "suppress"
+    return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)}
+
+
+def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:
+    """Hidden rows of each member: primary cells, then complements until every line holds and
+    the audit finds no cell narrowed below its threshold."""
+    hidden: set[int] = set()
+    sensitive: set[int] = set()
+    for m in group.members:
+        base = group.offsets[m.name]
+        cells = {base + i for i in primary(m, zero_cells)}
+        hidden |= cells
+        sensitive |= cells
+    for j, diff in enumerate(group.differences):
+        k = max(group.by_name[diff.relation.inner].k, group.by_name[diff.relation.outer].k)
+        people = diff.people if diff.people is not None else diff.records
+        if people is None or 0 < people < k or (diff.people is None and (diff.records or 0) > 0):
+            sensitive.add(group.cell_count + j)
+    lines = group.own_lines() + group.relation_lines
+    frozen = {group.offsets[m.name] + i for m in group.members if m.k <= 0 for i in range(len(m.keys))}
+    _complete(group, lines, hidden, sensitive, frozen)
+    for _round in range(MAX_AUDIT_ROUNDS):
+        findings = audit(group, hidden)
+        if not findings:
+            break
+        added = False
+        for finding in findings:
+            added = _widen(group, finding.cell, hidden, frozen) or added
+        if not added:
+            raise _refusal(group, findings)
+        _complete(group, lines, hidden, sensitive, frozen)
+    else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
+        raise _refusal(group, audit(group, hidden))
+    out: dict[str, set[int]] = {m.name: set() for m in group.members}
+    for cell in hidden:
+        member, i = group.owner[cell]
+        out[member.name].add(i)
+    return out
+
+
+def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[int], frozen: set[int]) -> None:
+    """Add complementary cells until no line has a lone hidden term or too few hidden records."""
+    by_cell: dict[int, list[int]] = defaultdict(list)
+    for n, line in enumerate(lines):
+        for cell, _sign in line.terms:
+            by_cell[cell].append(n)
+    queue = list(range(len(lines)))
+    heapq.heapify(queue)
+    queued = set(queue)
+    while queue:
+        n = heapq.heappop(queue)
+        queued.discard(n)
+        line = lines[n]
+        concealed = [c for c, _ in line.terms if c in hidden or group.is_difference(c)]
+        if not concealed:
+            continue
+        total = sum(group.records(c) for c in concealed)
+        lone = len(concealed) == 1 and (not group.is_difference(concealed[0]) or concealed[0] in sensitive)
+        thin = total < line.k and any(c in sensitive for c in concealed)
+        if not (lone or thin):
+            continue
+        candidates = [c for c, _ in line.terms if c not in hidden and not group.is_difference(c) and c not in frozen]
+        if not candidates:
+            continue
+        needed = line.k - total if thin else 0
+        enough = [c for c in candidates if group.records(c) >= needed]
+        if enough:
+            pick = min(enough, key=lambda c: (group.records(c), c))
+        else:
+            pick = max(candidates, key=lambda c: (group.records(c), -c))
+        hidden.add(pick)
+        for other in by_cell[pick]:
+            if other not in queued:
+                heapq.heappush(queue, other)
+                queued.add(other)
+
+
+def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
+    """Hide the largest visible cell of the nearest relation line around ``cell``."""
+    by_cell = group.relation_lines_of
+    seen = {cell}
+    frontier = [cell]
+    while frontier:
+        candidates: list[int] = []
+        following: list[int] = []
+        for c in frontier:
+            for line in by_cell[c]:
+                for other, _sign in line.terms:
+                    if other in seen:
+                        continue
+                    seen.add(other)
+                    if other in hidden or group.is_difference(other):
+                        following.append(other)
+                    elif other not in frozen:
+                        candidates.append(other)
+        if candidates:
+            hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
+            return True
+        frontier = following
+    return False
+
+
+def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
+    first = findings[0]
+    via = sorted(set(first.via) - {first.cell_info.get("derivative")}) or first.via
+    where = ", ".join(f"{k}={v}" for k, v in first.cell_info.items() if k != "derivative")
+    owner = first.cell_info.get("derivative") or " − ".join(first.cell_info.get("difference", []))
+    frozen = [m.name for m in group.members if m.k <= 0 and m.name in first.via]
+    reason = (f"; {', '.join(frozen)} publish(es) every cell (suppress_below 0)" if frozen else "")
+    return LithotseError(f"publishing {' and '.join(via)} would make a hidden cell of {owner} "
+                         f"({where}) recoverable: {first.measure} between {first.lower:g} and "
+                         f"{first.upper:g}{reason}; raise suppress_below or remove one of them")
+
+
+# --- auditing -------------------------------------------------------------------------------
+
+@dataclass
+class Finding:
+    """A hidden cell (or an unpublished difference) a reader narrows below the threshold."""
+
+    cell: int
+    cell_info: dict
+    measure: str
+    lower: float
+    upper: float
+    threshold: int
+    via: list[str]
+
+    @property
+    def exact(self) -> bool:
+        return self.upper - self.lower <= EXACT
+
+    def to_json(self) -> dict:
+        return {"cell": self.cell_info, "measure": self.measure, "lower": self.lower, "upper": self.upper,
+                "exact": self.exact, "threshold": self.threshold, "via": self.via}
+
+
+def audit(group: Group, hidden: set[int] | None = None) -> list[Finding]:
+    """Bounds on every hidden cell and unpublished difference from the published values of the
+    group's relation lines, for each additive quantity (``count``, ``sum``) two related members
+    both publish. Reported: a hidden count narrowed to less than its threshold, a hidden sum
+    determined exactly, a difference pinned inside 1..k-1. ``hidden`` defaults to the members'
+    published flags; the values of hidden cells are never read, even when a build has them."""
+    hidden = _published_hidden(group) if hidden is None else hidden
+    findings: list[Finding] = []
+    quantities = sorted({q for m in group.members for q in m.values}, key=str)
+    for quantity in quantities:
+        findings.extend(_audit_quantity(group, hidden, quantity))
+    findings.sort(key=lambda f: f.cell)
+    return findings
+
+
+def _published_hidden(group: Group) -> set[int]:
+    return {group.offsets[m.name] + i for m in group.members for i in m.hidden}
+
+
+def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Finding]:
+    is_count = quantity[0] == "count"
+    rows: list[tuple[list[tuple[int, float]], float]] = []
+    row_tables: list[set[str]] = []
+    variables: dict[int, int] = {}
+    lines_of: dict[int, list[int]] = defaultdict(list)
+    for line in group.relation_lines:
+        rel = line.relation
+        if rel is None or quantity not in group.by_name[rel.inner].values \
+                or quantity not in group.by_name[rel.outer].values:
+            continue
+        known = 0.0
+        unknown: list[tuple[int, float]] = []
+        for cell, sign in line.terms:
+            if cell in hidden or group.is_difference(cell):
+                unknown.append((variables.setdefault(cell, len(variables)), float(sign)))
+            else:
+                member, i = group.owner[cell]
+                value = member.values[quantity][i]
+                known += sign * float(value or 0)
+        if unknown:
+            rows.append((unknown, -known))
+            row_tables.append({rel.inner, rel.outer})
+            for var, _ in unknown:
+                lines_of[var].append(len(rows) - 1)
+    if not variables:
+        return []
+    cells = {v: c for c, v in variables.items()}
+    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, is_count)) is not None}
+    findings = []
+    for component in _components(len(variables), rows):
+        bounds = _bounds(component, rows, nonnegative=is_count, needed=needed)
+        for var, (lower, upper) in bounds.items():
+            finding = _judge(group, cells[var], quantity, lower, upper, is_count)
+            if finding is not None:
+                finding.via = sorted({n for r in lines_of[var] for n in row_tables[r]})
+                findings.append(finding)
+    return findings
+
+
+def _width_needed(group: Group, cell: int, is_count: bool) -> float | None:
+    """How wide a term's interval must be for :func:`_judge` to pass it without knowing its
+    exact bounds; None when it is never judged (nothing to solve for it)."""
+    if group.is_difference(cell):
+        rel = group.differences[cell - group.cell_count].relation
+        k = max(group.by_name[rel.inner].k, group.by_name[rel.outer].k)
+        return float(k) if is_count and k > 0 else None
+    member, _i = group.owner[cell]
+    if member.k <= 0:
+        return None
+    return float(member.k) if is_count else 2 * EXACT
+
+
+def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float, is_count: bool) -> Finding | None:
+    label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
+    if group.is_difference(cell):
+        rel = group.differences[cell - group.cell_count].relation
+        k = max(group.by_name[rel.inner].k, group.by_name[rel.outer].k)
+        if not is_count or k <= 0:
+            return None
+        if upper - lower < k and lower < k and upper > EXACT:
+            return Finding(cell, group.describe(cell), label, lower, upper, k, [])
+        return None
+    member, _i = group.owner[cell]
+    if member.k <= 0:
+        return None
+    narrow = (upper - lower < member.k) if is_count else (upper - lower <= EXACT)
+    return Finding(cell, group.describe(cell), label, lower, upper, member.k, []) if narrow else None
+
+
+def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -> list[list[int]]:
+    """Rows grouped by the variables they share (each solved on its own)."""
+    parent = list(range(count))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for terms, _rhs in rows:
+        first = find(terms[0][0])
+        for var, _ in terms[1:]:
+            parent[find(var)] = first
+    groups: dict[int, list[int]] = defaultdict(list)
+    for r, (terms, _rhs) in enumerate(rows):
+        groups[find(terms[0][0])].append(r)
+    return [groups[g] for g in sorted(groups)]
+
+
+def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
+            nonnegative: bool, needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """The least and greatest value under the component's equations of each variable that may
+    be narrow. Every solution found is a feasible point, so a variable whose values over the
+    points found so far already span its ``needed`` width is wide enough and is not solved
+    for; a few solves with spread-out objectives first find most of them wide. Variables
+    missing from ``needed`` are never judged."""
+    import highspy
+    import numpy as np
+
+    local: dict[int, int] = {}
+    for r in component:
+        for var, _ in rows[r][0]:
+            local.setdefault(var, len(local))
+    solver = _solver()
+    inf = highspy.kHighsInf
+    size = len(local)
+    solver.addVars(size, np.full(size, 0.0 if nonnegative else -inf), np.full(size, inf))
+    for r in component:
+        terms, rhs = rows[r]
+        merged: dict[int, float] = defaultdict(float)
+        for var, coef in terms:
+            merged[local[var]] += coef
+        index = np.array(sorted(merged), dtype=np.int32)
+        solver.addRow(rhs, rhs, len(index), index, np.array([merged[i] for i in index]))
+    columns = np.arange(size, dtype=np.int32)
+    seen_low = np.full(size, inf)
+    seen_high = np.full(size, -inf)
+
+    def solve(costs: Any, sense: Any) -> float | None:
+        """The optimum (±inf when unbounded, None when infeasible); records the point."""
+        solver.changeColsCost(size, columns, costs)
+        solver.changeObjectiveSense(sense)
+        solver.run()
+        status = solver.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            point = np.asarray(solver.getSolution().col_value)
+            np.minimum(seen_low, point, out=seen_low)
+            np.maximum(seen_high, point, out=seen_high)
+            return float(solver.getInfo().objective_function_value)
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            return -inf if sense == highspy.ObjSense.kMinimize else inf
+        return None
+
+    judged = {var: col for var, col in local.items() if var in needed}
+    if not judged:
+        return {}
+    spread = np.random.default_rng(len(component) * 7919 + size)
+    for _ in range(2):
+        direction = spread.choice([-1.0, 1.0], size)
+        if solve(direction, highspy.ObjSense.kMinimize) is None:
+            return {}  # infeasible: the published numbers disagree; nothing to bound
+        solve(direction, highspy.ObjSense.kMaximize)
+    out: dict[int, tuple[float, float]] = {}
+    costs = np.zeros(size)
+    for var, col in judged.items():
+        if seen_high[col] - seen_low[col] >= needed[var]:
+            continue
+        costs[col] = 1.0
+        lower = solve(costs, highspy.ObjSense.kMinimize)
+        upper = solve(costs, highspy.ObjSense.kMaximize)
+        costs[col] = 0.0
+        if lower is None or upper is None:
+            continue
+        out[var] = (lower, upper)
+    return out
+
+
+_banner_shown = threading.Lock()
+_banner_done = False
+
+
+def _solver() -> Any:
+    """A silent HiGHS model. HiGHS prints its banner on the C stdout when the first model of a
+    process is made, which would corrupt ``--json`` output; that one construction runs with the
+    stdout descriptor pointed at the null device."""
+    global _banner_done
+    import highspy
+
+    with _banner_shown:
+        if not _banner_done:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 1)
+                    solver = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _banner_done = True
+        else:
+            solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    return solver
+
+
+def members_of(specs: Iterable[dict], input_item: dict) -> list[dict]:
+    """Aggregates reading exactly this input."""
+    return [s for s in specs if s.get("kind") == "aggregate" and s.get("input") == input_item]

@@ -1,0 +1,292 @@
+"""Which published aggregates of one input can be differenced against each other, and how.
+
+Two aggregates over the same input are related when the rows of one (the *inner*) are a subset
+of the rows of the other (the *outer*): every filter and date bound of the outer also holds in
+the inner. Their *common margin* is what both can be summed to: the dimensions they share (same
+column, age bands or code system, not merely the same name) and the coarsest grain both nest in
+(day → week; day → month → quarter → year; anything → the whole range). For every cell of that
+margin, the inner cells summed plus a *difference* (the outer's rows the inner leaves out) equal
+the outer cells summed. The difference is known to be zero when every extra condition of the
+inner is a filter on a dimension the outer publishes (then it just selects outer cells) or a
+date bound on a period boundary of the outer; otherwise it is an unpublished quantity a reader
+learns by subtraction, so it is protected like a cell.
+
+Everything here reads specs and published cells only, so the build and ``lithotse privacy
+audit`` (which sees what a reader sees) derive the same relations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .compile import PERIOD
+from .spec import dimension_alias
+
+CHAIN = {"day": 0, "month": 1, "quarter": 2, "year": 3}
+EVALUABLE_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "between", "is null", "is not null",
+                 "contains")
+
+
+def period_start(day: dt.date, grain: str) -> dt.date:
+    if grain == "day":
+        return day
+    if grain == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if grain == "month":
+        return day.replace(day=1)
+    if grain == "quarter":
+        return day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
+    if grain == "year":
+        return day.replace(month=1, day=1)
+    raise ValueError(grain)
+
+
+def period_end(start: dt.date, grain: str) -> dt.date:
+    """The last day of the period that starts on ``start``."""
+    if grain == "day":
+        return start
+    if grain == "week":
+        return start + dt.timedelta(days=6)
+    months = {"month": 1, "quarter": 3, "year": 12}[grain]
+    month = start.month - 1 + months
+    return dt.date(start.year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def common_grain(a: str, b: str) -> str:
+    """The finest grain both ``a`` and ``b`` periods nest in (``none``: the whole range)."""
+    if a == "none" or b == "none":
+        return "none"
+    if a == b:
+        return a
+    if "week" in (a, b):
+        return b if a == "day" else (a if b == "day" else "none")
+    return a if CHAIN[a] > CHAIN[b] else b
+
+
+def column_identity(spec: dict, column: str) -> tuple:
+    """A column as a reader would know it: from the input, or from a named join."""
+    join = spec.get("join")
+    if join and column in join.get("columns", []):
+        return ("joined", json.dumps({"input": join["input"], "on": join["on"]}, sort_keys=True), column)
+    return ("input", column)
+
+
+def dimension_identity(spec: dict, d: Any) -> tuple:
+    """What a ``group_by`` entry computes, whatever it is called in the output."""
+    if isinstance(d, str):
+        return ("column", column_identity(spec, d))
+    if "column" in d:
+        return ("column", column_identity(spec, d["column"]))
+    if "age_band" in d:
+        band = d["age_band"]
+        return ("age_band", column_identity(spec, band["birth_date"]),
+                tuple(band.get("bands", [0, 18, 45, 65, 85])), spec.get("date_field"))
+    return ("code", column_identity(spec, d["code"]["column"]), d["code"]["system"])
+
+
+def additive_quantities(spec: dict) -> dict[tuple, str]:
+    """Additive measures of an aggregate (``count`` and ``sum``), by what they add up, to the
+    output column publishing them."""
+    out: dict[tuple, str] = {}
+    for m in spec.get("measures", []):
+        if m["fn"] in ("count", "sum"):
+            column = column_identity(spec, m["column"]) if "column" in m else None
+            out.setdefault((m["fn"], column), m["as"])
+    return out
+
+
+@dataclass(frozen=True)
+class _Range:
+    date_field: str | None
+    start: str | None
+    end: str | None
+    not_null: bool
+
+
+def _range(spec: dict) -> _Range:
+    bounded = bool(spec.get("from") or spec.get("to"))
+    return _Range(spec.get("date_field"), spec.get("from") or None, spec.get("to") or None,
+                  bounded or spec.get("grain", "none") != "none")
+
+
+def _filters(spec: dict) -> dict[str, dict]:
+    return {json.dumps(f, sort_keys=True): f for f in spec.get("filters", [])}
+
+
+def _range_implies(inner: _Range, outer: _Range) -> bool:
+    """Whether every row inside ``inner``'s date condition is inside ``outer``'s."""
+    if not outer.not_null:
+        return True
+    if not inner.not_null or inner.date_field != outer.date_field:
+        return False
+    if outer.start and (not inner.start or inner.start < outer.start):
+        return False
+    return not (outer.end and (not inner.end or inner.end > outer.end))
+
+
+@dataclass
+class Relation:
+    """``inner`` rows are a subset of ``outer`` rows; their cells meet on a common margin."""
+
+    inner: str
+    outer: str
+    common: list[tuple[str, str]]
+    """(inner alias, outer alias) of each shared dimension."""
+    grain: str
+    selections: list[tuple[str, dict]] = field(default_factory=list)
+    """(outer alias, filter) picking the outer cells the inner's extra filters keep."""
+    period_range: tuple[dt.date | None, dt.date | None] | None = None
+    """Outer periods the inner's narrower date range keeps (on the outer's period boundaries)."""
+    difference: bool = False
+    """Whether outer rows the inner leaves out remain, unpublished, in each margin cell."""
+
+    def describe(self) -> str:
+        return f"{self.inner} ⊆ {self.outer}"
+
+
+def _value_kind(typ: pa.DataType) -> str | None:
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "text"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        return "number"
+    if pa.types.is_boolean(typ):
+        return "bool"
+    return None
+
+
+def _fits(value: Any, kind: str | None) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return False
+
+
+def _selectable(f: dict, outer: dict, types: dict[str, pa.DataType]) -> str | None:
+    """The outer dimension (alias) a filter can be evaluated on, or None."""
+    if f["op"] not in EVALUABLE_OPS:
+        return None
+    wanted = column_identity(outer, f["column"])
+    for d in outer.get("group_by", []):
+        if isinstance(d, dict) and "column" not in d:
+            continue
+        alias = dimension_alias(d)
+        if column_identity(outer, d if isinstance(d, str) else d["column"]) != wanted:
+            continue
+        kind = _value_kind(types.get(alias, pa.null()))
+        if f["op"] in ("is null", "is not null"):
+            return alias
+        values = f["value"] if isinstance(f["value"], list) else [f["value"]]
+        if f["op"] == "contains" and kind != "text":
+            return None
+        return alias if all(_fits(v, kind) for v in values) else None
+    return None
+
+
+def matches(f: dict, value: Any) -> bool:
+    """A filter evaluated on one published dimension value, as the SQL WHERE would."""
+    op = f["op"]
+    target: Any = f.get("value")
+    if op == "is null":
+        return value is None
+    if op == "is not null":
+        return value is not None
+    if value is None:
+        return False
+    if op == "=":
+        return bool(value == target)
+    if op == "!=":
+        return bool(value != target)
+    if op == "in":
+        return value in target
+    if op == "not in":
+        return value not in target
+    if op == "between":
+        return bool(target[0] <= value <= target[1])
+    if op == "contains":
+        return str(target) in str(value)
+    return bool({"<": value < target, "<=": value <= target, ">": value > target,
+                 ">=": value >= target}[op])
+
+
+def _aligned(rng: _Range, outer: dict) -> tuple[dt.date | None, dt.date | None] | None:
+    """The inner's date bounds as outer periods, when they fall on the outer's period edges."""
+    grain = outer.get("grain", "none")
+    if grain == "none" or rng.date_field != outer.get("date_field"):
+        return None
+    start = dt.date.fromisoformat(rng.start) if rng.start else None
+    end = dt.date.fromisoformat(rng.end) if rng.end else None
+    if start and period_start(start, grain) != start:
+        return None
+    if end and period_end(period_start(end, grain), grain) != end:
+        return None
+    return start, end
+
+
+def relate(inner: dict, outer: dict, outer_types: dict[str, pa.DataType]) -> Relation | None:
+    """How ``inner``'s cells sum into ``outer``'s, or None when its rows are not a subset."""
+    if json.dumps(inner["input"], sort_keys=True) != json.dumps(outer["input"], sort_keys=True):
+        return None
+    inner_filters, outer_filters = _filters(inner), _filters(outer)
+    if not set(outer_filters) <= set(inner_filters):
+        return None
+    inner_range, outer_range = _range(inner), _range(outer)
+    if not _range_implies(inner_range, outer_range):
+        return None
+    extra = [inner_filters[k] for k in inner_filters if k not in outer_filters]
+    selections = []
+    difference = False
+    for f in extra:
+        alias = _selectable(f, outer, outer_types)
+        if alias is None:
+            difference = True
+        else:
+            selections.append((alias, f))
+    period_range = None
+    if inner_range != outer_range and _range_implies(outer_range, inner_range) is False:
+        period_range = _aligned(inner_range, outer) if inner_range.not_null and outer_range.not_null else None
+        if period_range is None:
+            difference = True
+    if difference:
+        selections, period_range = [], None
+    outer_dims = {dimension_identity(outer, d): dimension_alias(d) for d in outer.get("group_by", [])}
+    common = []
+    for d in inner.get("group_by", []):
+        ident = dimension_identity(inner, d)
+        if ident in outer_dims:
+            common.append((dimension_alias(d), outer_dims[ident]))
+    grain = "none"
+    if inner.get("date_field") == outer.get("date_field"):
+        grain = common_grain(inner.get("grain", "none"), outer.get("grain", "none"))
+    return Relation(inner["name"], outer["name"], common, grain, selections, period_range, difference)
+
+
+def relations(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> list[Relation]:
+    """Every related ordered pair among aggregates of one input (equal row sets: once)."""
+    out = []
+    ordered = sorted(specs, key=lambda s: s["name"])
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            ab = relate(a, b, types[b["name"]])
+            if ab is not None:
+                out.append(ab)
+                if ab.difference or ab.selections or ab.period_range:
+                    continue
+            ba = relate(b, a, types[a["name"]])
+            if ba is not None and ab is None:
+                out.append(ba)
+    return out
+
+
+def margin_key(key: dict[str, Any], aliases: list[str], grain: str) -> tuple:
+    """A cell's key on a margin: its period coarsened to ``grain`` and the shared dimensions."""
+    period = key.get(PERIOD)
+    coarse = period_start(period, grain) if grain != "none" and period is not None else None
+    return (coarse, *(key.get(a) for a in aliases))

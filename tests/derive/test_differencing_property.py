@@ -1,0 +1,156 @@
+"""Differencing attacks on random sets of aggregates of one input (property tests).
+
+Rows are random (person, month, three dimensions, one attribute no table groups by); specs are
+random grains (month, quarter, year, none), dimension subsets, filters on a dimension or on the
+attribute, and date ranges on or off the coarser grains' edges. The cells each spec publishes
+are counted here in plain Python (not by the product's SQL); the product decides what to hide
+over the whole set; then an attacker that knows the structure at the finest level — every
+(month, dimensions, attribute) combination as an unknown count ≥ 0, every published number and
+every absent cell as an equation — bounds each hidden cell by linear programming. No hidden
+cell may be recovered exactly or narrowed to an interval narrower than the threshold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import defaultdict
+
+import highspy
+import numpy as np
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lithotse_desktop.derive.complementary import Cells, Group, decide
+from lithotse_desktop.derive.relations import period_start, relations
+
+K = 5
+MONTHS = [dt.date(2023 + (m // 12), m % 12 + 1, 1) for m in range(24)]
+VALUES = {"a": ["a0", "a1", "a2"], "b": ["b0", "b1"], "c": ["c0", "c1"], "f": ["x", "y"]}
+INPUT = {"source": "s", "stream": "rows"}
+
+
+@st.composite
+def datasets(draw):
+    persons = draw(st.integers(8, 60))
+    count = draw(st.integers(20, 160))
+    rows = []
+    for _ in range(count):
+        rows.append({"person": f"p{draw(st.integers(0, persons - 1))}",
+                     "month": MONTHS[draw(st.integers(0, 23))],
+                     **{d: draw(st.sampled_from(v)) for d, v in VALUES.items()}})
+    return rows
+
+
+@st.composite
+def spec_sets(draw):
+    specs = []
+    for i in range(draw(st.integers(2, 4))):
+        spec = {"name": f"t{i}", "kind": "aggregate", "input": INPUT,
+                "group_by": draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=2)),
+                "measures": [{"fn": "count", "as": "n"}]}
+        grain = draw(st.sampled_from(["month", "quarter", "year", "none"]))
+        if grain != "none" or draw(st.booleans()):
+            spec.update(date_field="month", grain=grain)
+        if "date_field" in spec and draw(st.booleans()):
+            spec["from"] = MONTHS[draw(st.sampled_from([0, 3, 4, 12]))].isoformat()
+        kind = draw(st.sampled_from(["none", "none", "dimension", "attribute"]))
+        if kind == "dimension":
+            spec["filters"] = [{"column": "a", "op": "in", "value": draw(
+                st.lists(st.sampled_from(VALUES["a"]), unique=True, min_size=1, max_size=2))}]
+        elif kind == "attribute":
+            spec["filters"] = [{"column": "f", "op": "=", "value": "x"}]
+        specs.append(spec)
+    return specs
+
+
+def selected(spec: dict, row: dict) -> bool:
+    """The spec's WHERE, evaluated on one row (or one finest-level combination)."""
+    if spec.get("from") and row["month"] < dt.date.fromisoformat(spec["from"]):
+        return False
+    for f in spec.get("filters", []):
+        value = row[f["column"]]
+        if f["op"] == "in" and value not in f["value"]:
+            return False
+        if f["op"] == "=" and value != f["value"]:
+            return False
+    return True
+
+
+def cell_of(spec: dict, row: dict) -> tuple:
+    grain = spec.get("grain", "none")
+    period = period_start(row["month"], grain) if grain != "none" else None
+    return (period, *(row[d] for d in spec["group_by"]))
+
+
+def published(spec: dict, rows: list[dict]) -> pa.Table:
+    """The spec's cells with records and people, computed independently of the product."""
+    cells: dict[tuple, list[str]] = defaultdict(list)
+    for row in rows:
+        if selected(spec, row):
+            cells[cell_of(spec, row)].append(row["person"])
+    keys = sorted(cells, key=lambda k: tuple(str(v) for v in k))
+    columns = {} if spec.get("grain", "none") == "none" else {"period": [k[0] for k in keys]}
+    for j, d in enumerate(spec["group_by"]):
+        columns[d] = [k[j + 1] for k in keys]
+    n = [len(cells[k]) for k in keys]
+    return pa.table({**columns, "n": n, "__n": n, "__people": [len(set(cells[k])) for k in keys]})
+
+
+def attack(specs: list[dict], tables: dict[str, pa.Table], hidden: dict[str, set[int]]) -> list[tuple]:
+    """(table, cell, lower, upper) of every hidden cell, from an LP over the finest combinations."""
+    atoms = [dict(zip(["month", *VALUES], combo, strict=True))
+             for combo in itertools.product(MONTHS, *VALUES.values())]
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.addVars(len(atoms), np.zeros(len(atoms)), np.full(len(atoms), highspy.kHighsInf))
+    members: dict[tuple, list[int]] = defaultdict(list)
+    for spec in specs:
+        for i, atom in enumerate(atoms):
+            if selected(spec, atom):
+                members[(spec["name"], cell_of(spec, atom))].append(i)
+    targets = []
+    for spec in specs:
+        table = tables[spec["name"]]
+        present = {}
+        for r, row in enumerate(table.to_pylist()):
+            present[(row.get("period"), *(row[d] for d in spec["group_by"]))] = (r, row["n"])
+        for (name, key), idx in members.items():
+            if name != spec["name"]:
+                continue
+            r, n = present.get(key, (None, 0))
+            if r is not None and r in hidden[name]:
+                targets.append((name, key, idx))
+                continue
+            solver.addRow(n, n, len(idx), np.array(idx, dtype=np.int32), np.ones(len(idx)))
+    out = []
+    for name, key, idx in targets:
+        ends = []
+        for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
+            costs = np.zeros(len(atoms))
+            costs[idx] = 1.0
+            solver.changeColsCost(len(atoms), np.arange(len(atoms), dtype=np.int32), costs)
+            solver.changeObjectiveSense(sense)
+            solver.run()
+            status = solver.getModelStatus()
+            assert status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded), status
+            ends.append(solver.getInfo().objective_function_value if status == highspy.HighsModelStatus.kOptimal
+                        else float("inf"))
+        out.append((name, key, ends[0], ends[1]))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(rows=datasets(), specs=spec_sets())
+def test_no_hidden_cell_is_recovered_or_narrowed_below_the_threshold(rows, specs):
+    tables = {s["name"]: published(s, rows) for s in specs}
+    cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
+    group = Group(cells, relations(specs, {c.name: c.types for c in cells}), differences=None)
+    hidden = decide(group)
+    for spec in specs:
+        people = tables[spec["name"]].column("__people").to_pylist()
+        small = {i for i, p in enumerate(people) if 0 < p < K}
+        assert small <= hidden[spec["name"]], "every cell of 1..k-1 people is hidden"
+    for name, key, lower, upper in attack(specs, tables, hidden):
+        assert upper - lower >= K - 1e-6, f"{name} {key}: narrowed to [{lower}, {upper}]"

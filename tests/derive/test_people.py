@@ -1,0 +1,180 @@
+"""People, not rows, through the real pipeline: CSV files with a patient column, imported,
+built as a published set of related aggregates, attacked with the published tables.
+
+People per cell are counted here from the CSV rows with the standard library, independently of
+the product's SQL; no published cell may show 1 to k-1 of them, and ``lithotse privacy audit``
+must find nothing to recover.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+from collections import defaultdict
+
+import pytest
+
+from lithotse_desktop.derive.build import build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec, lineage
+from lithotse_desktop.errors import LithotseError
+from lithotse_desktop.raw import run_import
+
+K = 11
+INPUT = {"source": "ehr", "stream": "visits"}
+
+
+def write_visits(folder, seed: int = 7) -> list[dict]:
+    """Visits: many by a few heavy users in rare departments (records ≫ people there)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(1500):
+        dept = rng.choices(["cardio", "ortho", "derm", "rare"], [50, 30, 15, 5])[0]
+        pool = 4 if dept == "rare" else 200
+        day = dt.date(2023, 1, 1) + dt.timedelta(days=rng.randrange(730))
+        rows.append({"visit_id": f"v{i}", "PATIENT": f"{dept[0]}{rng.randrange(pool)}", "START": day.isoformat(),
+                     "dept": dept, "kind": rng.choice(["AMB", "EMER", "IMP"])})
+    with open(folder / "visits.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+SPECS = [
+    {"name": "by_month", "grain": "month", "group_by": ["dept", "kind"]},
+    {"name": "by_quarter", "grain": "quarter", "group_by": ["dept"]},
+    {"name": "by_year", "grain": "year", "group_by": ["dept", "kind"]},
+    {"name": "emergencies", "grain": "year", "group_by": ["dept"],
+     "filters": [{"column": "kind", "op": "=", "value": "EMER"}]},
+    {"name": "since_2024", "grain": "month", "group_by": ["kind"], "from": "2024-01-01"},
+]
+
+
+def spec(entry: dict) -> dict:
+    return {"kind": "aggregate", "input": INPUT, "date_field": "START",
+            "measures": [{"fn": "count", "as": "visits"},
+                         {"fn": "count_distinct", "column": "PATIENT", "as": "patients"}],
+            **entry}
+
+
+def people_per_cell(entry: dict, rows: list[dict]) -> dict[tuple, set[str]]:
+    cells: dict[tuple, set[str]] = defaultdict(set)
+    for row in rows:
+        day = dt.date.fromisoformat(row["START"])
+        if entry.get("from") and day < dt.date.fromisoformat(entry["from"]):
+            continue
+        if any(row[f["column"]] != f["value"] for f in entry.get("filters", [])):
+            continue
+        grain = entry["grain"]
+        period = {"month": day.replace(day=1), "quarter": day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1),
+                  "year": day.replace(month=1, day=1)}[grain]
+        cells[(period, *(row[d] for d in entry["group_by"]))].add(row["PATIENT"])
+    return cells
+
+
+@pytest.fixture
+def ehr(workspace, tmp_path):
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = write_visits(folder)
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "START"}, {})
+    run_import(workspace, "ehr")
+    return rows
+
+
+def test_the_patient_column_is_found_and_counted(workspace, ehr):
+    add_spec(workspace, spec(SPECS[0]))
+    build_all(workspace)
+    info = lineage(workspace, "by_month")
+    assert (info["counts"], info["person_key"]) == ("people", ["PATIENT"])
+
+
+def test_no_published_cell_shows_one_to_ten_people(workspace, ehr, cli):
+    for entry in SPECS:
+        add_spec(workspace, spec(entry))
+    build_all(workspace)
+    catalog = Catalog(workspace)
+    heavy = 0
+    for entry in SPECS:
+        expected = people_per_cell(entry, ehr)
+        table = catalog.read(catalog.current(entry["name"])).to_pylist()
+        assert len(table) == len(expected)
+        for row in table:
+            key = (row["period"], *(row[d] for d in entry["group_by"]))
+            people = len(expected[key])
+            if row["suppressed"]:
+                assert row["visits"] is None and row["patients"] is None
+                continue
+            assert people >= K, f"{entry['name']} {key}: {people} people published"
+            assert row["patients"] == people
+        heavy += sum(1 for key, who in expected.items() if len(who) < K <= sum(
+            1 for r in ehr if r["dept"] == "rare") and key[1:2] == ("rare",))
+    assert heavy, "the rare department has cells with many visits but few people"
+    report = cli("privacy", "audit", "--json")
+    data = json.loads(report.output)
+    assert data["ok"] is True and data["findings"] == []
+    assert data["groups"][0]["derivatives"] == sorted(e["name"] for e in SPECS)
+    assert ["by_month", "by_year"] in data["groups"][0]["relations"]
+    assert ["emergencies", "by_year"] in data["groups"][0]["relations"]
+
+
+def test_a_table_that_suppresses_nothing_cannot_expose_a_sibling(workspace, ehr):
+    add_spec(workspace, {**spec(SPECS[0]), "suppress_below": 0})
+    add_spec(workspace, spec(SPECS[2]))
+    with pytest.raises(LithotseError, match="by_month.*by_year|by_year.*by_month") as caught:
+        build_all(workspace)
+    assert "suppress_below 0" in str(caught.value)
+    assert Catalog(workspace).current("by_year") is None, "nothing of the refused set is published"
+
+
+def test_records_are_counted_where_the_input_names_no_person(workspace, tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "counts.csv").write_text("day,ward\n" + "".join(f"2024-01-{d:02d},w{d % 2}\n" for d in range(1, 29)))
+    workspace.add_source("plain", "csv", {"path": str(folder), "date_column": "day"}, {})
+    run_import(workspace, "plain")
+    add_spec(workspace, {"name": "wards", "kind": "aggregate", "input": {"source": "plain", "stream": "counts"},
+                         "group_by": ["ward"], "measures": [{"fn": "count", "as": "n"}]})
+    build_all(workspace)
+    info = lineage(workspace, "wards")
+    assert (info["counts"], info["person_key"]) == ("records", None)
+    rows = Catalog(workspace).read(Catalog(workspace).current("wards")).to_pylist()
+    assert [(r["ward"], r["n"], r["suppressed"]) for r in rows] == [("w0", 14, False), ("w1", 14, False)]
+
+
+def test_audit_reports_cells_published_under_a_lower_threshold(workspace, ehr, cli):
+    """Raising ``suppress_below`` without rebuilding leaves hidden cells narrowed below the new
+    threshold: the audit names them, bounds checked against the true counts, and exits 1."""
+    for entry in SPECS[:3]:
+        add_spec(workspace, spec(entry))
+    build_all(workspace)
+    assert json.loads(cli("privacy", "audit", "--json").output)["ok"] is True
+    workspace.config["workspace"]["suppress_below"] = 60
+    workspace.save()
+    data = json.loads(cli("privacy", "audit", "--json", expect=1).output)
+    assert data["ok"] is False and data["findings"]
+    truth = {e["name"]: e for e in SPECS}
+    checked = 0
+    for finding in data["findings"]:
+        assert finding["threshold"] == 60 and set(finding["via"]) <= set(truth), finding
+        if "difference" in finding["cell"]:
+            continue
+        assert finding["upper"] - finding["lower"] < 60, finding
+        entry = truth[finding["cell"]["derivative"]]
+        key = (dt.date.fromisoformat(finding["cell"]["period"]), *(finding["cell"][d] for d in entry["group_by"]))
+        visits = sum(1 for r in ehr if _in_cell(entry, r, key))
+        assert finding["lower"] - 1e-6 <= visits <= finding["upper"] + 1e-6, (finding, visits)
+        checked += 1
+    assert checked, data["findings"]
+    text = cli("privacy", "audit", expect=1).output
+    assert "FOUND" in text and f"{len(data['findings'])} finding(s)" in text
+
+
+def _in_cell(entry: dict, row: dict, key: tuple) -> bool:
+    day = dt.date.fromisoformat(row["START"])
+    period = {"month": day.replace(day=1), "quarter": day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1),
+              "year": day.replace(month=1, day=1)}[entry["grain"]]
+    return (period, *(row[d] for d in entry["group_by"])) == key
