@@ -152,6 +152,7 @@ class MainWindow(QMainWindow):
         self.derivatives.changed.connect(self._tick_aggregate)
         self.spreadsheets.handedOver.connect(lambda: self.checklist.tick("excel"))
         self.settings.openWorkspaceRequested.connect(self.choose_workspace)
+        self.settings.serveChanged.connect(self.start_api)
         self.api_label = named(QLabel(""), "Local API address",
                                "Where Excel, Power Query and scripts reach this workspace's derivatives")
         self.api_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

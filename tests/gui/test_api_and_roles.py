@@ -63,6 +63,34 @@ def test_window_serves_the_excel_addin_over_https_when_set(qtbot, window, worksp
         requests.get(f"https://localhost:{addin_port}/addin/taskpane.html", verify=ca, timeout=2)
 
 
+def test_the_addin_is_switched_on_in_settings_and_its_manifest_saved(qtbot, window, workspace, tmp_path):
+    from PySide6.QtCore import QPoint, Qt
+
+    from lithotse_desktop.excel.officejs import manifest_xml
+
+    port, addin_port = _free_port(), _free_port()
+    workspace.config["serve"] = {"port": port, "https_port": addin_port}
+    window.start_api()
+    assert window.api.https_port is None
+    settings = window.show_page("settings")
+    settings.set_workspace(workspace)
+    assert not settings.addin.isChecked() and "Off" in settings.addin_hint.text()
+    qtbot.mouseClick(settings.addin, Qt.MouseButton.LeftButton, pos=QPoint(8, settings.addin.height() // 2))
+    assert settings.addin.isChecked()
+    assert Workspace.open(workspace.root).config["serve"]["https"] is True
+    assert window.api is not None and window.api.https_port == addin_port
+    assert window.api_label.text().endswith(f"Excel add-in: https://localhost:{addin_port}/addin/")
+    assert f"https://localhost:{addin_port}/addin/" in settings.addin_hint.text()
+    target = tmp_path / "lithotse-addin.xml"
+    settings.save_manifest(str(target))
+    assert target.read_text() == manifest_xml(addin_port)
+    assert settings.saved.text() == "Manifest saved: lithotse-addin.xml"
+    qtbot.mouseClick(settings.addin, Qt.MouseButton.LeftButton, pos=QPoint(8, settings.addin.height() // 2))
+    assert Workspace.open(workspace.root).config["serve"]["https"] is False
+    assert window.api is not None and window.api.https_port is None and "add-in" not in window.api_label.text()
+    window.close()
+
+
 def test_a_busy_port_is_reported_and_the_app_carries_on(qtbot, window, workspace):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
