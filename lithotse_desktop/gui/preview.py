@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from .. import engine
 from ..derive.build import suppression_threshold
 from ..derive.catalog import Catalog
 from ..derive.compile import DUCKDB
@@ -21,6 +22,7 @@ from ..derive.inputs import lock_down, resolve_stream
 from ..derive.kinds import KIND_MODULES
 from ..derive.pseudonymize import patient_key_columns, pseudonymize
 from ..derive.spec import SpecError, validate_spec
+from ..derive.suppress import suppress_table
 from ..raw.reader import read_object
 from ..raw.sources import make_connector
 from ..raw.verify import IntegrityChecks
@@ -48,6 +50,8 @@ class Sample:
     date_columns: list[str] = field(default_factory=list)
     code_columns: list[str] = field(default_factory=list)
     systems: list[str] = field(default_factory=list)
+    person_key: list[str] | None = None
+    """The input's columns naming each record's person, when it has them (cells count people)."""
 
     @property
     def schema(self) -> pa.Schema:
@@ -77,7 +81,9 @@ def load_sample(ws: Workspace, item: dict, rows: int = SAMPLE_ROWS) -> Sample | 
             catalog.spec(item["derivative"])
             return None
         table = catalog.read(current)
-        return describe(table.slice(0, rows), current.rows)
+        sample = describe(table.slice(0, rows), current.rows)
+        sample.person_key = (current.stats or {}).get("person_key")
+        return sample
     resolved = resolve_stream(ws, item["source"], item["stream"], with_key=False)
     connector = make_connector(ws, item["source"])
     batches: list[pa.RecordBatch] = []
@@ -94,7 +100,10 @@ def load_sample(ws: Workspace, item: dict, rows: int = SAMPLE_ROWS) -> Sample | 
     if not batches:
         return None
     total = sum(m.records for m in resolved.manifests)
-    return describe(pa.Table.from_batches(batches), total)
+    sample = describe(pa.Table.from_batches(batches), total)
+    person_key = connector.stream(item["stream"]).person_key
+    sample.person_key = list(person_key) if person_key else None
+    return sample
 
 
 def describe(table: pa.Table, total: int | None) -> Sample:
@@ -133,7 +142,10 @@ def preview_aggregate(ws: Workspace, spec: dict, sample: Sample, rows: int = PRE
         if joined is None:
             raise SpecError("join.input", "has no data yet")
         tables["joined"] = joined.table
-    con = duckdb.connect(":memory:")
+    person_key = sample.person_key if sample.person_key and set(sample.person_key) <= set(sample.schema.names) \
+        else None
+    threshold = suppression_threshold(ws, spec)
+    con = engine.connect(ws.limits)
     try:
         for alias, table in tables.items():
             con.register("__sample", table)
@@ -141,12 +153,12 @@ def preview_aggregate(ws: Workspace, spec: dict, sample: Sample, rows: int = PRE
             con.unregister("__sample")
         lock_down(con)
         query = KIND_MODULES["aggregate"].query(spec, {k: t.schema for k, t in tables.items()},
-                                                timezone=ws.timezone, threshold=suppression_threshold(ws, spec))
+                                                timezone=ws.timezone, threshold=threshold, person_key=person_key)
         try:
             result = con.sql(query.sql, params=query.params or None).to_arrow_table()
         except duckdb.Error as exc:
             raise SpecError(query.field, str(exc).splitlines()[0]) from None
-        table = query.finish(result)
+        table = suppress_table(result, spec, threshold, ws.zero_cells) if query.cells else query.finish(result)
     finally:
         con.close()
     keys = patient_key_columns(spec)

@@ -59,6 +59,11 @@ def write_visits(folder, months: int = 6) -> None:
     (folder / "visits.txt").write_text("\n".join(lines) + "\n")
 
 
+def visit_records(folder) -> int:
+    """How many records :func:`write_visits` wrote into ``folder`` (counted from the file)."""
+    return len((folder / "visits.txt").read_text().splitlines())
+
+
 VISITS_SPEC = {"name": "visits_by_grp", "kind": "aggregate", "input": {"source": "clinic", "stream": "values"},
                "date_field": "day", "grain": "month", "group_by": ["grp"],
                "measures": [{"fn": "count", "as": "visits"}, {"fn": "sum", "column": "value", "as": "total"}]}

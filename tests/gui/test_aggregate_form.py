@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lithotse_desktop.derive.catalog import Catalog
-from tests.gui.helpers import VISITS_SPEC, demo_workspace
+from tests.gui.helpers import VISITS_SPEC, demo_workspace, visit_records
 
 
 def items(combo) -> list[str]:
@@ -52,7 +52,7 @@ def test_inputs_with_data_only_a_live_preview_and_no_group_by_chosen_for_you(qtb
     Catalog(workspace).save_spec({**VISITS_SPEC, "name": "unbuilt"})
     page = window.show_page("derivatives")
     dialog = open_form(qtbot, page)
-    assert items(dialog.input_box) == ["clinic › values (366 records)"], \
+    assert items(dialog.input_box) == [f"clinic › values ({visit_records(tmp_path / 'in')} records)"], \
         "a source without data and a derivative never built are not offered"
     wait_preview(qtbot, dialog)
     lines = (tmp_path / "in" / "visits.txt").read_text().split()
@@ -71,7 +71,8 @@ def test_inputs_with_data_only_a_live_preview_and_no_group_by_chosen_for_you(qtb
     assert len(shown) == len(counted) == 24
     for key, n in counted.items():
         assert shown[key] == ((None, True) if n < 11 else (n, False)), key
-    assert "First 24 row(s) of the result over all 366 records" in dialog.preview_note.text()
+    total = visit_records(tmp_path / "in")
+    assert f"First 24 row(s) of the result over all {total} records" in dialog.preview_note.text()
 
     dialog.to_edit.setText("2024-13-01")
     problem = wait_preview(qtbot, dialog)

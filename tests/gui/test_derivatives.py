@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 
 from lithotse_desktop.derive.catalog import Catalog
-from tests.gui.helpers import VISITS_SPEC, demo_workspace
+from tests.gui.helpers import VISITS_SPEC, demo_workspace, visit_records
 
 
 def combo_items(combo) -> list[str]:
@@ -36,7 +36,7 @@ def test_create_an_aggregate_through_the_form_and_see_rows_and_chart(qtbot, wind
     demo_workspace(workspace, tmp_path / "in", build_it=False)
     page = window.show_page("derivatives")
     dialog = open_form(qtbot, page)
-    assert combo_items(dialog.input_box) == ["clinic › values (366 records)"]
+    assert combo_items(dialog.input_box) == [f"clinic › values ({visit_records(tmp_path / 'in')} records)"]
     assert dialog.schema_note.text() == "4 columns: id (text), day (date), value (number), grp (text)."
     assert dialog.date_field.currentText() == "day", "the stream's declared date field is preselected"
     assert combo_items(dialog.date_field) == ["(none)", "day"], "only columns that hold dates"
