@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from ..errors import LithotseError
 from .compile import CELL_COUNT, PEOPLE, PERIOD
-from .relations import Relation, additive_quantities, margin_key, matches
+from .relations import Relation, additive_quantities, in_inner_periods, margin_key, matches, no_difference
 from .spec import dimension_alias
 
 ZERO_RULES = ("show", "suppress")
@@ -142,7 +142,8 @@ class Group:
         outer_aliases = [b for _, b in relation.common]
         sides: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
         for i, key in enumerate(inner.keys):
-            sides[margin_key(key, inner_aliases, relation.grain)].append((self.offsets[inner.name] + i, 1))
+            if in_inner_periods(relation, key):
+                sides[margin_key(key, inner_aliases, relation.grain)].append((self.offsets[inner.name] + i, 1))
         for i, key in enumerate(outer.keys):
             if not all(matches(f, key.get(alias)) for alias, f in relation.selections):
                 continue
@@ -154,7 +155,7 @@ class Group:
             sides[margin_key(key, outer_aliases, relation.grain)].append((self.offsets[outer.name] + i, -1))
         for mkey in sorted(sides, key=_sort_key):
             terms = sides[mkey]
-            if relation.difference:
+            if relation.difference and not no_difference(relation, mkey):
                 records, people = known.get(mkey, (0, 0)) if known is not None else (None, None)
                 self.differences.append(Difference(relation, mkey, records, people))
                 terms = terms + [(self.cell_count + len(self.differences) - 1, 1)]

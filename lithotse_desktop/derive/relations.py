@@ -118,6 +118,28 @@ def _filters(spec: dict) -> dict[str, dict]:
     return {json.dumps(f, sort_keys=True): f for f in spec.get("filters", [])}
 
 
+def _value_set(f: dict) -> set | None:
+    """The values an ``=`` or ``in`` filter keeps (None for other operators)."""
+    if f["op"] == "=":
+        return {json.dumps(f["value"], sort_keys=True)}
+    if f["op"] == "in" and isinstance(f["value"], list):
+        return {json.dumps(v, sort_keys=True) for v in f["value"]}
+    return None
+
+
+def _implied(outer_filter: dict, inner_filters: Any) -> bool:
+    """Whether every row the inner's filters keep passes ``outer_filter``: the same filter, or
+    one keeping a subset of its values on the same column (``a in [x]`` implies ``a in [x, y]``)."""
+    wanted = _value_set(outer_filter)
+    for f in inner_filters:
+        if f == outer_filter:
+            return True
+        kept = _value_set(f)
+        if wanted is not None and kept is not None and f["column"] == outer_filter["column"] and kept <= wanted:
+            return True
+    return False
+
+
 def _range_implies(inner: _Range, outer: _Range) -> bool:
     """Whether every row inside ``inner``'s date condition is inside ``outer``'s."""
     if not outer.not_null:
@@ -144,6 +166,12 @@ class Relation:
     """Outer periods the inner's narrower date range keeps (on the outer's period boundaries)."""
     difference: bool = False
     """Whether outer rows the inner leaves out remain, unpublished, in each margin cell."""
+    inner_periods: tuple[dt.date | None, dt.date | None, str] | None = None
+    """(first day, last day, inner grain) when only the inner's periods inside the outer's date
+    bounds are a subset of it (the bounds fall on the inner's period edges)."""
+    within: tuple[dt.date | None, dt.date | None] | None = None
+    """The inner's date bounds when they are all it leaves out: a margin period wholly inside
+    them has no difference (a reader knows that as well as the build does)."""
 
     def describe(self) -> str:
         return f"{self.inner} ⊆ {self.outer}"
@@ -235,11 +263,18 @@ def relate(inner: dict, outer: dict, outer_types: dict[str, pa.DataType]) -> Rel
     if json.dumps(inner["input"], sort_keys=True) != json.dumps(outer["input"], sort_keys=True):
         return None
     inner_filters, outer_filters = _filters(inner), _filters(outer)
-    if not set(outer_filters) <= set(inner_filters):
+    if not all(_implied(f, inner_filters.values()) for f in outer_filters.values()):
         return None
     inner_range, outer_range = _range(inner), _range(outer)
+    inner_periods = None
     if not _range_implies(inner_range, outer_range):
-        return None
+        inner_periods = _clipped(inner, inner_range, outer_range)
+        if inner_periods is None:
+            return None
+        starts = [b for b in (inner_range.start, outer_range.start) if b]
+        ends = [b for b in (inner_range.end, outer_range.end) if b]
+        inner_range = _Range(inner_range.date_field, max(starts) if starts else None,
+                             min(ends) if ends else None, True)
     extra = [inner_filters[k] for k in inner_filters if k not in outer_filters]
     selections = []
     difference = False
@@ -250,10 +285,14 @@ def relate(inner: dict, outer: dict, outer_types: dict[str, pa.DataType]) -> Rel
         else:
             selections.append((alias, f))
     period_range = None
+    within = None
     if inner_range != outer_range and _range_implies(outer_range, inner_range) is False:
         period_range = _aligned(inner_range, outer) if inner_range.not_null and outer_range.not_null else None
         if period_range is None:
             difference = True
+            if not extra and inner_range.date_field == outer.get("date_field"):
+                within = (dt.date.fromisoformat(inner_range.start) if inner_range.start else None,
+                          dt.date.fromisoformat(inner_range.end) if inner_range.end else None)
     if difference:
         selections, period_range = [], None
     outer_dims = {dimension_identity(outer, d): dimension_alias(d) for d in outer.get("group_by", [])}
@@ -265,7 +304,35 @@ def relate(inner: dict, outer: dict, outer_types: dict[str, pa.DataType]) -> Rel
     grain = "none"
     if inner.get("date_field") == outer.get("date_field"):
         grain = common_grain(inner.get("grain", "none"), outer.get("grain", "none"))
-    return Relation(inner["name"], outer["name"], common, grain, selections, period_range, difference)
+    return Relation(inner["name"], outer["name"], common, grain, selections, period_range, difference,
+                    inner_periods, within if grain != "none" else None)
+
+
+def _clipped(inner: dict, inner_range: _Range,
+             outer_range: _Range) -> tuple[dt.date | None, dt.date | None, str] | None:
+    """The outer's date bounds as a run of the inner's periods, when the inner has a grain and
+    those bounds fall on its period edges: inside them the inner's cells are a subset."""
+    grain = inner.get("grain", "none")
+    if grain == "none" or not inner_range.not_null or inner_range.date_field != outer_range.date_field:
+        return None
+    start = dt.date.fromisoformat(outer_range.start) if outer_range.start else None
+    end = dt.date.fromisoformat(outer_range.end) if outer_range.end else None
+    if start and period_start(start, grain) != start:
+        return None
+    if end and period_end(period_start(end, grain), grain) != end:
+        return None
+    return start, end, grain
+
+
+def in_inner_periods(relation: Relation, key: dict[str, Any]) -> bool:
+    """Whether an inner cell takes part in the relation (see :attr:`Relation.inner_periods`)."""
+    if relation.inner_periods is None:
+        return True
+    start, end, grain = relation.inner_periods
+    period = key.get(PERIOD)
+    if period is None:
+        return False
+    return (start is None or period >= start) and (end is None or period_end(period, grain) <= end)
 
 
 def relations(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> list[Relation]:
@@ -277,12 +344,22 @@ def relations(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> li
             ab = relate(a, b, types[b["name"]])
             if ab is not None:
                 out.append(ab)
-                if ab.difference or ab.selections or ab.period_range:
+                if ab.difference or ab.selections or ab.period_range or ab.inner_periods:
                     continue
             ba = relate(b, a, types[a["name"]])
             if ba is not None and ab is None:
                 out.append(ba)
     return out
+
+
+def no_difference(relation: Relation, mkey: tuple) -> bool:
+    """Whether a margin cell of a relation with a difference holds none of it for sure: its
+    period lies wholly inside the inner's date bounds, which are all the inner leaves out."""
+    if relation.within is None or mkey[0] is None:
+        return False
+    start, end = relation.within
+    first, last = mkey[0], period_end(mkey[0], relation.grain)
+    return (start is None or first >= start) and (end is None or last <= end)
 
 
 def margin_key(key: dict[str, Any], aliases: list[str], grain: str) -> tuple:
