@@ -472,6 +472,14 @@ def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], floa
     points found so far already span its ``needed`` width is wide enough and is not solved
     for; a few solves with spread-out objectives first find most of them wide. Variables
     missing from ``needed`` are never judged."""
+    if len(component) == 1:
+        return _one_equation(rows[component[0]], nonnegative, needed)
+    return _bounds_lp(component, rows, nonnegative, needed)
+
+
+def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
+               nonnegative: bool, needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """The solver's part of :func:`_bounds`."""
     import highspy
     import numpy as np
 
@@ -543,6 +551,36 @@ def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], floa
             continue
         out[var] = (lower, upper)
     return out
+
+
+def _one_equation(row: tuple[list[tuple[int, float]], float], nonnegative: bool,
+                  needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """Exact bounds of the terms of a lone equation, the commonest component, without a solver:
+    a single term is its total; terms ≥ 0 whose coefficients share the total's sign each range
+    from 0 to the total over their coefficient. Other shapes go to the solver."""
+    merged: dict[int, float] = defaultdict(float)
+    for var, coef in row[0]:
+        merged[var] += coef
+    rhs = row[1]
+    terms = {var: coef for var, coef in merged.items() if coef != 0.0}
+    if len(terms) != len(merged):
+        return _solved_by_lp([row], nonnegative, needed)
+    if len(terms) == 1:
+        (var, coef), = terms.items()
+        value = rhs / coef
+        if nonnegative and value < -EXACT:
+            return {}
+        return {var: (value, value)} if var in needed else {}
+    if nonnegative and (all(c > 0 for c in terms.values()) or all(c < 0 for c in terms.values())):
+        if rhs * next(iter(terms.values())) < -EXACT:
+            return {}
+        return {var: (0.0, rhs / coef) for var, coef in terms.items() if var in needed}
+    return _solved_by_lp([row], nonnegative, needed)
+
+
+def _solved_by_lp(rows: list[tuple[list[tuple[int, float]], float]], nonnegative: bool,
+                  needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+    return _bounds_lp(list(range(len(rows))), rows, nonnegative, needed)
 
 
 def _explore(solver: Any, size: int, rows: list[tuple[list[tuple[int, float]], float]], component: list[int],
