@@ -245,7 +245,7 @@ def matches(f: dict, value: Any) -> bool:
 
 
 def _aligned(rng: _Range, outer: dict) -> tuple[dt.date | None, dt.date | None] | None:
-    """The inner's date bounds as outer periods, when they fall on the outer's period edges."""
+    """``rng``'s date bounds as ``outer``'s periods, when they fall on its period edges."""
     grain = outer.get("grain", "none")
     if grain == "none" or rng.date_field != outer.get("date_field"):
         return None
@@ -312,16 +312,8 @@ def _clipped(inner: dict, inner_range: _Range,
              outer_range: _Range) -> tuple[dt.date | None, dt.date | None, str] | None:
     """The outer's date bounds as a run of the inner's periods, when the inner has a grain and
     those bounds fall on its period edges: inside them the inner's cells are a subset."""
-    grain = inner.get("grain", "none")
-    if grain == "none" or not inner_range.not_null or inner_range.date_field != outer_range.date_field:
-        return None
-    start = dt.date.fromisoformat(outer_range.start) if outer_range.start else None
-    end = dt.date.fromisoformat(outer_range.end) if outer_range.end else None
-    if start and period_start(start, grain) != start:
-        return None
-    if end and period_end(period_start(end, grain), grain) != end:
-        return None
-    return start, end, grain
+    edges = _aligned(outer_range, inner) if inner_range.not_null else None
+    return None if edges is None else (*edges, inner["grain"])
 
 
 def in_inner_periods(relation: Relation, key: dict[str, Any]) -> bool:
