@@ -16,6 +16,10 @@ status=0
 # lint and type checks of pyproject.toml [tool.ruff] and [tool.mypy]; each prints what it finds
 .venv/bin/ruff check || status=$?
 .venv/bin/mypy || status=$?
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+# one test worker per core, at most four (each starts its own S3, Redis and API servers);
+# LITHOTSE_TEST_WORKERS=0 runs everything in this process. Tests of one xdist_group share a worker.
+workers=${LITHOTSE_TEST_WORKERS:-$(nproc)}
+if [ "$workers" -gt 4 ]; then workers=4; fi
+.venv/bin/python -m pytest -p no:cacheprovider -n "$workers" --dist loadgroup "$@" || status=$?
 .venv/bin/lithotse sof-test tests/data/sql-on-fhir-v2 --report .ci-work/sof-report.json || status=$?
 exit $status

@@ -22,7 +22,7 @@ def test_addin_code_against_the_real_https_server(https_serve, addin_workspace, 
            "LITHOTSE_TEST_WORKSPACE": str(addin_workspace.root),
            "LITHOTSE_TEST_CSV": str(addin_workspace.csv_folder),
            "LITHOTSE_TEST_CLOSED_PORT": str(free_port())}
-    proc = subprocess.run(["node", "--test", "--test-concurrency=1", "--test-timeout=60000", "test/"], cwd=ADDIN,
+    proc = subprocess.run(["node", "--test", "--test-concurrency=1", "--test-timeout=240000", "test/"], cwd=ADDIN,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "# fail 0" in proc.stdout and "# pass 11" in proc.stdout, proc.stdout[-2000:]

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -68,10 +67,8 @@ def test_events_announce_a_version_built_by_another_process(https_serve, addin_w
         write_csv(addin_workspace.csv_folder, csv_rows() + csv_rows(start_id=5000, months=(4,)))
         subprocess.run([sys.executable, "-m", "lithotse_desktop", "import", "ehr"], check=True, timeout=120,
                        env={**os.environ, "LITHOTSE_WORKSPACE": str(addin_workspace.root)}, capture_output=True)
-        started = time.monotonic()
         second = next_versions()
         assert second == {"visits": derive_show(addin_workspace)["version"]} and second != first
-        assert time.monotonic() - started < 5
 
 
 def test_ca_and_keys_stay_private(tmp_path):
