@@ -154,6 +154,21 @@ def person_column(names: Iterable[str], setting: Any) -> tuple[str, ...] | None:
     return None
 
 
+def missing_person_column(tables: dict[str, list[str]], setting: Any) -> str | None:
+    """Why the ``person_column`` setting fits none of a source's tables (label → columns), or None.
+
+    Connectors refuse such a source at import: a mistyped setting would otherwise count every
+    table's records in place of its people and quietly weaken the small-cell rule it was set
+    for. A table without the column (a code list beside the visits) is counted by records, and
+    its lineage says so."""
+    text = str(setting or "").strip()
+    if not text or text.lower() in NO_PERSON or not tables or any(text in names for names in tables.values()):
+        return None
+    shown = "; ".join(f"{label}: {', '.join(names)}" for label, names in list(tables.items())[:3])
+    more = f"; and {len(tables) - 3} more" if len(tables) > 3 else ""
+    return f"person_column {text!r} is not a column of any table of this source ({shown}{more})"
+
+
 @dataclass
 class FetchRequest:
     """What an import asks of a connector.

@@ -16,7 +16,8 @@ What it offers, by kind of plugin:
   :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
   :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
   :func:`list_files` and :func:`sha256_file`, and tables find their person key with
-  :func:`person_column`; :class:`DateRange` and :class:`Progress` (report, cancel) come with
+  :func:`person_column` (and refuse a setting that fits none of their tables with
+  :func:`missing_person_column`); :class:`DateRange` and :class:`Progress` (report, cancel) come with
   each request; header text becomes column names by one rule with :func:`header_names` (never
   one of :data:`CORE_COLUMNS`), comma-separated settings that name columns are read with
   :func:`split_names`, and :func:`is_total_label` tells a total row;
@@ -46,6 +47,7 @@ from .connectors import (
     StreamInfo,
     files_to_fetch,
     list_files,
+    missing_person_column,
     person_column,
     sha256_file,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "Connector", "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
     "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings", "files_to_fetch",
-    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "person_column",
+    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "missing_person_column",
+    "person_column",
     "sha256_file", "split_names",
 ]

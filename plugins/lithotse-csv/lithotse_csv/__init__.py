@@ -47,6 +47,7 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    missing_person_column,
     person_column,
     split_names,
 )
@@ -205,7 +206,19 @@ class CsvConnector(Connector):
                                     person_column(names, self.settings.get("person_column"))))
         return infos
 
+    def _tables(self) -> dict[str, list[str]]:
+        """The columns of every readable file of the source, by label."""
+        tables = {}
+        for entry in self._entries():
+            try:
+                tables[entry.label] = self._peek(entry)[0]
+            except InputError:
+                continue
+        return tables
+
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        if reason := missing_person_column(self._tables(), self.settings.get("person_column")):
+            raise ConfigError(reason)
         for entry, prior, tracker in files_to_fetch(request, self._entries()):
             names, detected, _ = self._peek(entry)
             date_field = self._date_field(names, detected)

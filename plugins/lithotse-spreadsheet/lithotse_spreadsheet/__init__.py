@@ -51,6 +51,7 @@ from lithotse_desktop.plugin import (
     files_to_fetch,
     hookimpl,
     list_files,
+    missing_person_column,
     person_column,
     split_names,
 )
@@ -231,7 +232,19 @@ class SpreadsheetConnector(Connector):
                                     person_column(layout.names, self.settings.get("person_column"))))
         return infos
 
+    def _tables(self) -> dict[str, list[str]]:
+        """The columns of every readable sheet of the source, by file and sheet."""
+        tables = {}
+        for entry in self._entries():
+            try:
+                tables[where(entry.label, entry.sheet)] = self._peek(entry).names
+            except (InputError, NoTable):
+                continue
+        return tables
+
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
+        if reason := missing_person_column(self._tables(), self.settings.get("person_column")):
+            raise ConfigError(reason)
         for entry, prior, tracker in files_to_fetch(request, self._entries()):
             try:
                 peeked = self._peek(entry)

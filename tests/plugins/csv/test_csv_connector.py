@@ -202,6 +202,22 @@ def test_person_column_is_detected_set_or_turned_off(tmp_path):
     assert shown["ehr"] == ["Patient ID"] and shown["plain"] is None
 
 
+def test_a_person_column_in_no_file_is_refused_and_nothing_lands(tmp_path):
+    """A mistyped person_column would count records in place of people: the import refuses it,
+    naming the setting and the columns there are; a file without the column beside one with it
+    (a code list beside the visits) is imported and counted by records."""
+    write(tmp_path, "visits.csv", "admit_date,patient_id\n2024-01-01,p1\n")
+    write(tmp_path, "codes.csv", "date,code\n2024-01-01,A\n")
+    conn = CsvConnector({"path": str(tmp_path), "person_column": "patient id"})
+    with pytest.raises(ConfigError, match=r"person_column 'patient id' is not a column of any table.*"
+                                          r"visits.csv: admit_date, patient_id"):
+        list(conn.fetch(FetchRequest("t", ["visits", "codes"], DateRange(), {})))
+    chosen = CsvConnector({"path": str(tmp_path), "person_column": "patient_id"})
+    landed = list(chosen.fetch(FetchRequest("t", ["visits", "codes"], DateRange(), {})))
+    assert sorted(p.stream for p in landed) == ["codes", "visits"]
+    assert {i.name: i.person_key for i in chosen.streams()} == {"visits": ("patient_id",), "codes": None}
+
+
 def test_stream_names_are_stable_and_safe(tmp_path):
     assert stream_name(Path("synthea-conditions.csv")) == "synthea-conditions"
     assert stream_name(Path("2024/lab results (v2).tsv")) == "2024.lab_results_v2"

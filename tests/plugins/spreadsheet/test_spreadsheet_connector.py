@@ -188,6 +188,12 @@ def test_person_column_is_detected_or_set(clinic):
     assert {i.name: i.person_key for i in infos} == {"Visits": None, "Lab_Results": None}
 
 
+def test_a_person_column_in_no_sheet_is_refused(clinic):
+    with pytest.raises(ConfigError, match=r"person_column 'Patient_ID' is not a column of any table "
+                                          r"of this source \(clinic\.xlsx?, sheet 'Visits': Visit Date, Patient"):
+        load(clinic, person_column="Patient_ID")
+
+
 def test_header_row_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="header_row"):
         SpreadsheetConnector({"path": str(tmp_path), "header_row": 0})
