@@ -325,7 +325,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
-                                             materialize=(incremental or differs) and alias == "input")
+                                             materialize=(incremental or differs) and alias == "input",
+                                             rescanned=spec["kind"] == "sql")
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)

@@ -156,13 +156,17 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 
 
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
-                progress: Progress, checks: IntegrityChecks, *, materialize: bool = False) -> pa.Schema:
+                progress: Progress, checks: IntegrityChecks, *, materialize: bool = False,
+                rescanned: bool = False) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
     Without ``materialize`` the objects, when they share a schema, are streamed: straight into
     the one query that reads them when they need no deduplication, into a table of the newest
     versions when they do; otherwise every landed row is copied into a DuckDB table first.
-    DuckDB spills to the workspace's temp folder what exceeds ``[limits] memory``. ``checks`` collects the hash checks
+    DuckDB spills to the workspace's temp folder what exceeds ``[limits] memory``. ``rescanned``:
+    the query may read the input more than once (a self-join, a subquery in a ``sql``
+    derivative), so a stream that needs no deduplication is kept in a table as it streams in
+    rather than handed over as a reader that can be read once. ``checks`` collects the hash checks
     of the objects read; settle them with ``checks.finish()`` before using the results.
     """
     q = DUCKDB.quote
@@ -177,7 +181,18 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
             for _stored, reader in readers:
                 yield from reader
 
-        con.register(landed, pa.RecordBatchReader.from_batches(readers[0][1].schema, batches()))
+        reader = pa.RecordBatchReader.from_batches(readers[0][1].schema, batches())
+        if rescanned and not key:
+            con.register("__reader", reader)
+            try:
+                con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
+            except duckdb.Error as exc:
+                checks.raise_found()
+                raise LithotseError(f"{resolved.source}/{resolved.stream}: {exc}") from None
+            finally:
+                con.unregister("__reader")
+        else:
+            con.register(landed, reader)
     else:
         created = False
         for stored, reader in readers:

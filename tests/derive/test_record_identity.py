@@ -102,6 +102,26 @@ def test_third_party_connector_without_key_counts_each_line_once(workspace, tmp_
     assert counts(workspace, "m") == dict(expected)
 
 
+def test_sql_reading_a_keyless_input_twice_sees_every_record_each_time(workspace, tmp_path):
+    """A self-join and a subquery scan the input twice; a keyless stream is read from its objects
+    as they stream in, so it must be kept for the second scan rather than found used up."""
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    (folder / "a.txt").write_text("2024-01-01,1,a\n2024-01-02,2,a\n2024-01-03,5,b\n")
+    (folder / "b.txt").write_text("2024-01-04,7,b\n")
+    workspace.add_source("t", "tally", {"path": str(folder)}, {})
+    run_import(workspace, "t")
+    add_spec(workspace, {"name": "pairs", "kind": "sql", "inputs": {"v": {"source": "t", "stream": "values"}},
+                         "sql": "SELECT l.grp, count(*) AS pairs FROM v AS l JOIN v AS r ON l.grp = r.grp "
+                                "GROUP BY l.grp ORDER BY l.grp"})
+    add_spec(workspace, {"name": "above", "kind": "sql", "inputs": {"v": {"source": "t", "stream": "values"}},
+                         "sql": "SELECT value FROM v WHERE value > (SELECT avg(value) FROM v) ORDER BY value"})
+    build(workspace, "pairs")
+    build(workspace, "above")
+    assert read_table(workspace, "pairs")[1].to_pylist() == [{"grp": "a", "pairs": 4}, {"grp": "b", "pairs": 4}]
+    assert read_table(workspace, "above")[1].to_pylist() == [{"value": 5}, {"value": 7}]
+
+
 # --- a changed spreadsheet is a new object: keys decide whether its rows are new records ---------
 
 def visits_book(path, rows: list[tuple[dt.date, str]]) -> None:
