@@ -664,6 +664,15 @@ def compile_view(view: dict, source_relation: str, *, type_column: str | None = 
     DuckDB's `$1..$n` and a dict for Spark's `:p1..:pn` (`spark.sql(sql, args=params)`).
     Raises ViewError for invalid views.
     """
+    sql, params, _ = compile_view_columns(view, source_relation, type_column=type_column, dialect=dialect)
+    return sql, params
+
+
+def compile_view_columns(view: dict, source_relation: str, *, type_column: str | None = None,
+                         dialect: str = "duckdb", param_prefix: str = "p",
+                         ) -> tuple[str, list[object] | dict[str, object], list[str]]:
+    """compile_view, also returning the output column names; Spark parameters are named `param_prefix`N,
+    so that statements compiled with different prefixes can be combined into one."""
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource = view.get("resource")
@@ -672,7 +681,7 @@ def compile_view(view: dict, source_relation: str, *, type_column: str | None = 
     select = view.get("select")
     if not isinstance(select, list) or not select:
         raise ViewError("select: must be a non-empty list")
-    d = dialect_named(dialect)
+    d = dialect_named(dialect, param_prefix)
     comp = _Compiler(resource, d=d)
     comp.constants_from(view)
     root = V(_ROOT, "json", fhir=resource)
@@ -728,7 +737,7 @@ def compile_view(view: dict, source_relation: str, *, type_column: str | None = 
         listed = ", ".join(d.string(p) for p in paths)
         typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
     # The source relation is inserted last so that nothing in it is taken for a placeholder.
-    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params)
+    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
 
 
 def _typed_source(comp: _Compiler, source_relation: str, type_column: str | None) -> str:

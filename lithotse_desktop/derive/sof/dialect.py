@@ -184,6 +184,10 @@ class SparkDialect(DuckDBDialect):
     null_json = "CAST(NULL AS VARIANT)"
     _TYPES = {"VARCHAR": "STRING", "JSON": "VARIANT"}
 
+    def __init__(self, param_prefix: str = "p") -> None:
+        # Several compiled views can share one statement (and one round trip) when their parameter names differ.
+        self.param_prefix = param_prefix
+
     def ident(self, name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
 
@@ -196,10 +200,10 @@ class SparkDialect(DuckDBDialect):
         return self._TYPES.get(sql_type, sql_type)
 
     def param(self, number: int, sql_type: str) -> str:
-        return f"CAST(:p{number} AS {self.type(sql_type)})"
+        return f"CAST(:{self.param_prefix}{number} AS {self.type(sql_type)})"
 
     def params(self, values: list[object]) -> list[object] | dict[str, object]:
-        return {f"p{n}": v for n, v in enumerate(values, start=1)}
+        return {f"{self.param_prefix}{n}": v for n, v in enumerate(values, start=1)}
 
     def get(self, base: str, path: str) -> str:
         return f"variant_get({base}, '{path}')"
@@ -248,11 +252,16 @@ class SparkDialect(DuckDBDialect):
     def index(self, lst: str, zero_based: str) -> str:
         return f"get({lst}, CAST({zero_based} AS INT))"
 
+    @staticmethod
+    def _lambda(params: str, body: str) -> str:
+        # Spark takes `x -> ...` or `(x, i) -> ...`, but not `(x) -> ...`.
+        return f"({params}) -> {body}" if "," in params else f"{params} -> {body}"
+
     def transform(self, lst: str, params: str, body: str) -> str:
-        return f"transform({lst}, ({params}) -> {body})"
+        return f"transform({lst}, {self._lambda(params, body)})"
 
     def filter(self, lst: str, params: str, body: str) -> str:
-        return f"filter({lst}, ({params}) -> {body})"
+        return f"filter({lst}, {self._lambda(params, body)})"
 
     def position(self, i: str) -> str:
         return f"CAST({i} AS BIGINT)"
@@ -306,7 +315,9 @@ class SparkDialect(DuckDBDialect):
 DIALECTS = {"duckdb": DuckDBDialect(), "spark": SparkDialect()}
 
 
-def dialect_named(name: str) -> DuckDBDialect:
+def dialect_named(name: str, param_prefix: str = "p") -> DuckDBDialect:
+    if name == "spark" and param_prefix != "p":
+        return SparkDialect(param_prefix)
     try:
         return DIALECTS[name]
     except KeyError:
