@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from .cardinality import element
 from .dialect import DuckDBDialect, dialect_named
@@ -346,7 +347,7 @@ class _Compiler:
         if type_name[:1].isupper():
             cond = f"{self.d.get_string(e, '$.resourceType')} = '{type_name}'"
         else:
-            json_category = category(type_name) if category(type_name) in ("number", "boolean") else "string"
+            json_category = {"number": "number", "boolean": "boolean"}.get(category(type_name) or "", "string")
             if type_name in INTEGER:
                 json_category = "integer"
             cond = self.d.json_in(e, json_category)
@@ -651,6 +652,16 @@ def parse_at(expr: str, where: str) -> tuple:
         return parse(expr)
     except ViewError as exc:
         raise ViewError(f"{where}: {exc}") from None
+
+
+@overload
+def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
+                 dialect: Literal["duckdb"] = "duckdb") -> tuple[str, list[object]]: ...
+
+
+@overload
+def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
+                 dialect: Literal["spark"]) -> tuple[str, dict[str, object]]: ...
 
 
 def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,

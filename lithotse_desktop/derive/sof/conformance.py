@@ -98,7 +98,7 @@ def run_tests_spark(session: SparkSession, resources: list[dict], tests: list[di
 
     session.createDataFrame(_texts(resources)).createOrReplaceTempView(_TABLE)
     results: list[Result | None] = [None] * len(tests)
-    compiled: dict[int, tuple[str, dict, list[str]]] = {}
+    compiled: dict[int, tuple[str, list[object] | dict[str, object], list[str]]] = {}
     for k, test in enumerate(tests):
         try:
             sql, params, names = compile_view_columns(test["view"], _TABLE, dialect="spark", param_prefix=f"t{k}_")
@@ -108,11 +108,12 @@ def run_tests_spark(session: SparkSession, resources: list[dict], tests: list[di
         compiled[k] = (sql, params, names)
     if compiled:
         spark = SparkDialect()
-        selects, args = [], {}
+        selects: list[str] = []
+        args: dict[str, object] = {}
         for k, (sql, params, names) in compiled.items():
             row = spark.struct([(n, spark.ident(n)) for n in names])
             selects.append(f"SELECT {k} AS test, to_json({row}) AS row FROM ({sql}) AS __view{k}")
-            args.update(params)
+            args.update(params if isinstance(params, dict) else {})
         try:
             table = session.sql(" UNION ALL ".join(selects), args=args).toArrow()
         except PySparkException:
@@ -160,7 +161,7 @@ def run_suite(suite_dir: Path, report_path: Path, progress: Progress | None = No
             if con is not None:
                 _load(con, suite.get("resources", []))
                 outcomes = [run_test(con, test) for test in tests]
-            else:
+            elif session is not None:
                 outcomes = run_tests_spark(session, suite.get("resources", []), tests)
             results = []
             for test, (ok, reason) in zip(tests, outcomes, strict=True):

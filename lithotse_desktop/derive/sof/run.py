@@ -39,11 +39,13 @@ def run_view_spark(session: SparkSession, view: dict, source: str | DataFrame, *
     from pyspark.errors import PySparkException
 
     temp = None
-    if not isinstance(source, str):
-        temp = f"__sof_source_{uuid.uuid4().hex}"
+    if isinstance(source, str):
+        relation = source
+    else:
+        relation = temp = f"__sof_source_{uuid.uuid4().hex}"
         source.createOrReplaceTempView(temp)
     try:
-        sql, params = compile_view(view, temp or source, type_column=type_column, dialect="spark")
+        sql, params = compile_view(view, relation, type_column=type_column, dialect="spark")
         try:
             return session.sql(sql, args=params).toArrow()
         except PySparkException as exc:
