@@ -1,7 +1,8 @@
 """Compile SQL-on-FHIR v2 ViewDefinitions into one SELECT (DuckDB or Spark SQL) over a column of JSON resources.
 
 Why SQL and not an interpreter: views run over millions of resources, so every FHIRPath step becomes a
-vectorised DuckDB expression (json_extract, list_transform, unnest) and no Python runs per row.
+vectorised SQL expression (DuckDB: json_extract, list_transform, unnest; Spark: variant_get, transform,
+explode) and no Python runs per row.
 
 Compiled values (`values.V`) carry their SQL and runtime shape; the FHIRPath functions are a table of
 their own (`functions.FUNCTIONS`).
