@@ -49,8 +49,19 @@ def run_view_spark(session: SparkSession, view: dict, source: str | DataFrame, *
         try:
             return session.sql(sql, args=params).toArrow()
         except PySparkException as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ViewError(f"view {_view_name(view)!r} failed in Spark: {reason}") from exc
+            raise ViewError(f"view {_view_name(view)!r} failed in Spark: {_spark_reason(exc)}") from exc
     finally:
         if temp is not None:
             session.catalog.dropTempView(temp)
+
+
+def _spark_reason(exc: Exception) -> str:
+    """Spark's message without the JVM stack trace and the plan it appends, on one line."""
+    text = str(exc).split("JVM stacktrace:")[0]
+    lines = []
+    for line in text.strip().splitlines():
+        if line.startswith(("'", "+-", ":-", "   ")):
+            break
+        lines.append(line.strip())
+    reason = " ".join(x for x in lines if x)
+    return (reason[:600] + " ...") if len(reason) > 600 else reason or type(exc).__name__

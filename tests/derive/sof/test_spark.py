@@ -15,6 +15,7 @@ import duckdb
 import jsonschema
 import pyarrow as pa
 import pytest
+from test_hostile import SNEAKY
 
 from lithotse_desktop.derive.sof import ViewError, compile_view, run_view, run_view_spark
 from lithotse_desktop.derive.sof.conformance import run_suite
@@ -276,3 +277,20 @@ def test_runtime_and_engine_errors_name_the_view(spark, patients) -> None:
     with pytest.raises(ViewError, match="unknown FHIRPath function frobnicate"):
         run_view_spark(spark, {"resource": "Patient", "select": [{"column": [{"name": "a", "path": "frobnicate()"}]}]},
                        "sof_patients")
+
+
+def test_hostile_text_stays_data_on_spark(spark, patients) -> None:
+    columns = [{"name": "id", "path": "id"}]
+    constants = []
+    for n, text in enumerate(SNEAKY):
+        literal = "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        constants.append({"name": f"c{n}", "valueString": text})
+        columns += [{"name": f"constant{n}", "path": f"%c{n}"}, {"name": f"literal{n}", "path": literal}]
+    view = {"resource": "Patient", "constant": constants, "where": [{"path": "id = 'p2' or gender = %c0"}],
+            "select": [{"column": columns}]}
+    rows = run_view_spark(spark, view, "sof_patients").to_pylist()
+    expected = {"id": "p2"}
+    for n, text in enumerate(SNEAKY):
+        expected |= {f"constant{n}": text, f"literal{n}": text}
+    assert rows == [expected]
+    assert spark.sql("SELECT count(*) AS n FROM sof_patients").toArrow().to_pylist() == [{"n": len(PATIENTS)}]
