@@ -8,6 +8,10 @@ the compiler always produced, so DuckDB output stays byte-identical.
 Representation on Spark: a JSON item is a VARIANT (``parse_json`` of the resource text, then
 ``variant_get`` per path), a collection is ``ARRAY<VARIANT>``. VARIANT has no equality, so
 `distinct` and `|` compare the items' JSON text.
+
+Known difference: Spark's JSON readers (parse_json, get_json_object, from_json) keep a number's value
+but not its written digits (1.0 is read as 1, 1.50 as 1.5), so lowBoundary()/highBoundary() of a
+decimal written with trailing zeros see a coarser precision on Spark than on DuckDB.
 """
 
 from __future__ import annotations

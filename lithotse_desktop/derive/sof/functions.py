@@ -231,9 +231,9 @@ def _boundary(low: bool) -> Callable[..., V]:
     """lowBoundary()/highBoundary() of decimals, dates, dateTimes and times, by their written precision."""
 
     def compile_boundary(c: _Compiler, base: V, args: list, env: Env) -> V:
-        hh_mm = c.d.string(_CLOCK_PATTERN)
-        s = c.single(base, "boundary")
         d = c.d
+        hh_mm = d.string(_CLOCK_PATTERN)
+        s = c.single(base, "boundary")
         item = s.sql if s.kind == "json" else d.to_json(s.sql)
         sign = "-" if low else "+"
         hint = base.ftype
@@ -244,11 +244,10 @@ def _boundary(low: bool) -> Callable[..., V]:
             places = f"CASE WHEN {dot} > 0 THEN length({txt}) - {dot} ELSE 0 END"
             return d.to_json(f"{d.json_as(t, 'DOUBLE', strict=True)} {sign} 0.5 * pow(10, -({places}))")
 
-        def date_part(d: str) -> str:
+        def date_part(x: str) -> str:
             if low:
-                return f"CASE length({d}) WHEN 4 THEN {d} || '-01-01' WHEN 7 THEN {d} || '-01' ELSE {d} END"
-            return (f"CASE length({d}) WHEN 4 THEN {d} || '-12-31' WHEN 7 THEN "
-                    f"{c.d.last_day(d)} ELSE {d} END")
+                return f"CASE length({x}) WHEN 4 THEN {x} || '-01-01' WHEN 7 THEN {x} || '-01' ELSE {x} END"
+            return f"CASE length({x}) WHEN 4 THEN {x} || '-12-31' WHEN 7 THEN {d.last_day(x)} ELSE {x} END"
 
         def text(v: str) -> str:
             time_sfx = ("'.000'", "':00.000'") if low else ("'.999'", "':59.999'")
@@ -263,13 +262,13 @@ def _boundary(low: bool) -> Callable[..., V]:
                 return as_datetime
             if hint == "date":
                 return date_part(v)
-            return (f"CASE WHEN {c.d.regex_test(v, hh_mm)} THEN {time} "
+            return (f"CASE WHEN {d.regex_test(v, hh_mm)} THEN {time} "
                     f"WHEN contains({v}, 'T') THEN {as_datetime} ELSE {date_part(v)} END")
 
         def body(t: str) -> str:
-            as_text = c.let(c.d.text(t), text)
-            return (f"CASE WHEN {c.d.json_is(t, 'number')} THEN {decimal(t)} "
-                    f"WHEN {c.d.json_is(t, 'string')} THEN {c.d.to_json(as_text)} END")
+            as_text = c.let(d.text(t), text)
+            return (f"CASE WHEN {d.json_is(t, 'number')} THEN {decimal(t)} "
+                    f"WHEN {d.json_is(t, 'string')} THEN {d.to_json(as_text)} END")
 
         return V(c.let(item, body), "json", hint)
 
