@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import ViewError
-from .values import EMPTY_LIST, JSON_NUMBER, RESOURCE, Env, V
+from .values import RESOURCE, Env, V
 
 if TYPE_CHECKING:
     from .compile import _Compiler
@@ -40,9 +40,9 @@ class Function:
             raise ViewError(f"{name}() takes {self.low}..{self.high} arguments, got {len(args)}")
 
 
-def _lambda_env(env: Env, e: str, i: str | None, fhir: str | None = None) -> Env:
+def _lambda_env(c: _Compiler, env: Env, e: str, i: str | None, fhir: str | None = None) -> Env:
     """The context of an argument evaluated once per item: the item is $this, its position $index."""
-    return Env(V(e, "json", fhir=fhir), env.root, env.row_index, f"({i} - 1)" if i else None)
+    return Env(V(e, "json", fhir=fhir), env.root, env.row_index, c.d.position(i) if i else None)
 
 
 # ------------------------------------------------------------------- collections
@@ -53,16 +53,16 @@ def _of_type(c: _Compiler, base_node: tuple | None, args: list, env: Env) -> V:
 
 def _where(c: _Compiler, base: V, args: list, env: Env) -> V:
     e, i = c.var(), c.var("i")
-    crit = c.truth(c.expr(args[0], _lambda_env(env, e, i, base.fhir)), "where()")
-    return V(f"list_filter({c.to_list(base)}, lambda {e}, {i}: COALESCE({crit}, false))", "list",
+    crit = c.truth(c.expr(args[0], _lambda_env(c, env, e, i, base.fhir)), "where()")
+    return V(c.d.filter(c.to_list(base), f"{e}, {i}", f"COALESCE({crit}, false)"), "list",
              base.ftype, fhir=base.fhir)
 
 
 def _select(c: _Compiler, base: V, args: list, env: Env) -> V:
     e, i = c.var(), c.var("i")
-    inner_v = c.expr(args[0], _lambda_env(env, e, i, base.fhir))
+    inner_v = c.expr(args[0], _lambda_env(c, env, e, i, base.fhir))
     inner = c.to_list(inner_v)
-    return V(f"flatten(list_transform({c.to_list(base)}, lambda {e}, {i}: {inner}))", "list", fhir=inner_v.fhir)
+    return V(c.d.flatten(c.d.transform(c.to_list(base), f"{e}, {i}", inner)), "list", fhir=inner_v.fhir)
 
 
 def _exists(c: _Compiler, base: V, args: list, env: Env) -> V:
@@ -77,29 +77,29 @@ def _empty(c: _Compiler, base: V, args: list, env: Env) -> V:
 
 def _all(c: _Compiler, base: V, args: list, env: Env) -> V:
     e, i = c.var(), c.var("i")
-    crit = c.truth(c.expr(args[0], _lambda_env(env, e, i)), "all()")
-    return V(f"list_bool_and(list_transform({c.to_list(base)}, lambda {e}, {i}: COALESCE({crit}, false))) "
-             f"IS NOT false", "prim", "boolean")
+    crit = c.truth(c.expr(args[0], _lambda_env(c, env, e, i)), "all()")
+    checks = c.d.transform(c.to_list(base), f"{e}, {i}", f"COALESCE({crit}, false)")
+    return V(c.d.all_true(checks), "prim", "boolean")
 
 
 def _first(c: _Compiler, base: V, args: list, env: Env) -> V:
     if base.kind in ("json", "prim"):
         return base
     if base.kind == "plist":
-        return V(f"({base.sql})[1]", "prim", base.ftype)
+        return V(c.d.item(f"({base.sql})", 1), "prim", base.ftype)
     if base.kind == "multi":
-        sql = c.let(base.sql, lambda t: f"CASE WHEN json_type({t}) = 'ARRAY' THEN json_extract({t}, '$[0]') "
+        sql = c.let(base.sql, lambda t: f"CASE WHEN {c.d.is_array(t)} THEN {c.d.get(t, '$[0]')} "
                                         f"ELSE {t} END")
         return V(sql, "json", base.ftype)
-    return V(f"({base.sql})[1]", "json", base.ftype)
+    return V(c.d.item(f"({base.sql})", 1), "json", base.ftype)
 
 
 def _last(c: _Compiler, base: V, args: list, env: Env) -> V:
     if base.kind in ("json", "prim"):
         return base
     if base.kind == "plist":
-        return V(f"({base.sql})[-1]", "prim", base.ftype)
-    return V(f"({c.to_list(base)})[-1]", "json", base.ftype)
+        return V(c.d.item(f"({base.sql})", -1), "prim", base.ftype)
+    return V(c.d.item(f"({c.to_list(base)})", -1), "json", base.ftype)
 
 
 def _single(c: _Compiler, base: V, args: list, env: Env) -> V:
@@ -108,11 +108,11 @@ def _single(c: _Compiler, base: V, args: list, env: Env) -> V:
 
 def _count(c: _Compiler, base: V, args: list, env: Env) -> V:
     sql = base.sql if base.kind == "plist" else c.to_list(base)
-    return V(f"CAST(len({sql}) AS BIGINT)", "prim", "integer")
+    return V(f"CAST({c.d.size(sql)} AS BIGINT)", "prim", "integer")
 
 
 def _distinct(c: _Compiler, base: V, args: list, env: Env) -> V:
-    return V(f"list_distinct({c.to_list(base)})", "list", base.ftype)
+    return V(c.d.distinct(c.to_list(base)), "list", base.ftype)
 
 
 def _not(c: _Compiler, base: V, args: list, env: Env) -> V:
@@ -122,7 +122,7 @@ def _not(c: _Compiler, base: V, args: list, env: Env) -> V:
 def _iif(c: _Compiler, base: V, args: list, env: Env) -> V:
     cond = c.truth(c.expr(args[0], env), "iif()")
     then = c.to_list(c.expr(args[1], env))
-    other = c.to_list(c.expr(args[2], env)) if len(args) == 3 else EMPTY_LIST
+    other = c.to_list(c.expr(args[2], env)) if len(args) == 3 else c.d.empty_list
     return V(f"CASE WHEN {cond} THEN {then} ELSE {other} END", "list")
 
 
@@ -130,10 +130,10 @@ def _join(c: _Compiler, base: V, args: list, env: Env) -> V:
     sep = c.typed(c.expr(args[0], env), "VARCHAR", "join()") if args else "''"
     e = c.var()
     if base.kind == "plist":
-        items = f"list_transform({base.sql}, lambda {e}: CAST({e} AS VARCHAR))"
+        items = c.d.transform(base.sql, e, c.d.cast(e, "VARCHAR"))
     else:
-        items = f"list_transform({c.to_list(base)}, lambda {e}: json_extract_string({e}, '$'))"
-    return V(f"array_to_string({items}, COALESCE({sep}, ''))", "prim", "string")
+        items = c.d.transform(c.to_list(base), e, c.d.text(e))
+    return V(c.d.join(items, f"COALESCE({sep}, '')"), "prim", "string")
 
 
 # ---------------------------------------------------------- SQL-on-FHIR and FHIR
@@ -149,13 +149,13 @@ def _get_reference_key(c: _Compiler, base: V, args: list, env: Env) -> V:
             raise ViewError("getReferenceKey() takes a resource type name")
         want = args[0][2]
     # Relative or absolute literal references ([base/]Type/id[/_history/v]); the key is the id.
-    pattern = f"'(?:^|/){want or '[A-Za-z]+'}/([A-Za-z0-9.\\-]{{1,64}})(?:/_history/[^/]+)?$'"
+    pattern = c.d.string(f"(?:^|/){want or '[A-Za-z]+'}/([A-Za-z0-9.\\-]{{1,64}})(?:/_history/[^/]+)?$")
     if base.kind == "json" and base.fhir == "Reference":
         reference = c.typed(c.member(base, "reference"), "VARCHAR", "getReferenceKey()")
         return V(f"NULLIF(regexp_extract({reference}, {pattern}, 1), '')", "prim", "string")
 
     def key(x: str) -> str:
-        return f"NULLIF(regexp_extract(json_extract_string({x}, '$.reference'), {pattern}, 1), '')"
+        return f"NULLIF(regexp_extract({c.d.get_string(x, '$.reference')}, {pattern}, 1), '')"
 
     return c.map_items(base, key, "string")
 
@@ -164,7 +164,7 @@ def _extension(c: _Compiler, base: V, args: list, env: Env) -> V:
     url = c.typed(c.expr(args[0], env), "VARCHAR", "extension()")
     e = c.var()
     exts = c.to_list(c.member(base, "extension"))
-    return V(f"list_filter({exts}, lambda {e}: json_extract_string({e}, '$.url') = {url})", "list")
+    return V(c.d.filter(exts, e, f"{c.d.get_string(e, '$.url')} = {url}"), "list")
 
 
 # ----------------------------------------------------------------------- strings
@@ -184,7 +184,7 @@ def _string_test(sql_function: str) -> Callable[..., V]:
 
     def compile_test(c: _Compiler, base: V, args: list, env: Env) -> V:
         arg = _string_arg(c, args, env, 0)
-        return _on_string(c, base, lambda s: f"{sql_function}({s}, {arg})", "boolean")
+        return _on_string(c, base, lambda s: f"{c.d.function(sql_function)}({s}, {arg})", "boolean")
 
     return compile_test
 
@@ -224,25 +224,30 @@ def _convert(sql_type: str, ftype: str, what: str) -> Callable[..., V]:
     return compile_conversion
 
 
+_CLOCK_PATTERN = r"^\d\d:\d\d"
+
+
 def _boundary(low: bool) -> Callable[..., V]:
     """lowBoundary()/highBoundary() of decimals, dates, dateTimes and times, by their written precision."""
 
     def compile_boundary(c: _Compiler, base: V, args: list, env: Env) -> V:
+        d = c.d
+        hh_mm = d.string(_CLOCK_PATTERN)
         s = c.single(base, "boundary")
-        item = s.sql if s.kind == "json" else f"to_json({s.sql})"
+        item = s.sql if s.kind == "json" else d.to_json(s.sql)
         sign = "-" if low else "+"
         hint = base.ftype
 
         def decimal(t: str) -> str:
-            txt = f"CAST({t} AS VARCHAR)"
-            places = f"CASE WHEN strpos({txt}, '.') > 0 THEN length({txt}) - strpos({txt}, '.') ELSE 0 END"
-            return f"to_json(CAST({t} AS DOUBLE) {sign} 0.5 * pow(10, -({places})))"
+            txt = d.raw_text(t)
+            dot = d.find(txt, "'.'")
+            places = f"CASE WHEN {dot} > 0 THEN length({txt}) - {dot} ELSE 0 END"
+            return d.to_json(f"{d.json_as(t, 'DOUBLE', strict=True)} {sign} 0.5 * pow(10, -({places}))")
 
-        def date_part(d: str) -> str:
+        def date_part(x: str) -> str:
             if low:
-                return f"CASE length({d}) WHEN 4 THEN {d} || '-01-01' WHEN 7 THEN {d} || '-01' ELSE {d} END"
-            return (f"CASE length({d}) WHEN 4 THEN {d} || '-12-31' WHEN 7 THEN "
-                    f"strftime(last_day(CAST({d} || '-01' AS DATE)), '%Y-%m-%d') ELSE {d} END")
+                return f"CASE length({x}) WHEN 4 THEN {x} || '-01-01' WHEN 7 THEN {x} || '-01' ELSE {x} END"
+            return f"CASE length({x}) WHEN 4 THEN {x} || '-12-31' WHEN 7 THEN {d.last_day(x)} ELSE {x} END"
 
         def text(v: str) -> str:
             time_sfx = ("'.000'", "':00.000'") if low else ("'.999'", "':59.999'")
@@ -257,13 +262,13 @@ def _boundary(low: bool) -> Callable[..., V]:
                 return as_datetime
             if hint == "date":
                 return date_part(v)
-            return (f"CASE WHEN regexp_matches({v}, '^\\d\\d:\\d\\d') THEN {time} "
+            return (f"CASE WHEN {d.regex_test(v, hh_mm)} THEN {time} "
                     f"WHEN contains({v}, 'T') THEN {as_datetime} ELSE {date_part(v)} END")
 
         def body(t: str) -> str:
-            as_text = c.let(f"json_extract_string({t}, '$')", text)
-            return (f"CASE WHEN json_type({t}) IN {JSON_NUMBER} THEN {decimal(t)} "
-                    f"WHEN json_type({t}) = 'VARCHAR' THEN to_json({as_text}) END")
+            as_text = c.let(d.text(t), text)
+            return (f"CASE WHEN {d.json_is(t, 'number')} THEN {decimal(t)} "
+                    f"WHEN {d.json_is(t, 'string')} THEN {d.to_json(as_text)} END")
 
         return V(c.let(item, body), "json", hint)
 

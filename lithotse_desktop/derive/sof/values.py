@@ -4,9 +4,10 @@ Representation of a compiled FHIRPath value (class `V`):
   "json"  one JSON item or NULL (empty); never a JSON array
   "multi" JSON where an array means "collection of its items" (what a member access yields, since
           FHIR JSON never nests arrays directly); NULL means empty
-  "list"  DuckDB JSON[] holding a collection (never NULL)
+  "list"  a list of JSON items holding a collection (DuckDB JSON[], Spark ARRAY<VARIANT>; never NULL)
   "prim"  a typed SQL scalar (VARCHAR, BOOLEAN, BIGINT, DOUBLE); NULL means empty
-  "plist" a DuckDB list of typed SQL scalars
+  "plist" a list of typed SQL scalars
+Types are written with DuckDB's names (VARCHAR, BIGINT[]); the dialect translates them for its engine.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ SQL_TYPE = {
     "integer64": "BIGINT",
     "decimal": "DOUBLE",
 }
-JSON_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
-EMPTY_LIST = "[]::JSON[]"
 
 
 def sql_type_of(fhir_type: str | None) -> str:
@@ -46,10 +45,6 @@ def category(fhir_type: str | None) -> str | None:
     if fhir_type[:1].islower():
         return "string"
     return None
-
-
-def sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
