@@ -570,6 +570,8 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
         """The optimum (±inf when unbounded, None when infeasible); records the point."""
         solver.changeColsCost(size, columns, costs)
         solver.changeObjectiveSense(sense)
+        if sense == highspy.ObjSense.kMaximize:
+            solver.clearSolver()  # HiGHS 1.16 crashes maximizing from some minimized bases
         solver.run()
         status = solver.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
