@@ -524,13 +524,18 @@ def privacy_audit(as_json: bool) -> None:
         for group in report["groups"]:
             where = group["input"].get("derivative") or f"{group['input'].get('source')}/{group['input'].get('stream')}"
             click.echo(f"{where}: {', '.join(group['derivatives'])}; {len(group['relations'])} relation(s), "
-                       f"{group['hidden_cells']} hidden cell(s), {group['findings']} finding(s)")
+                       f"{len(group['partitions'])} partition(s), {group['hidden_cells']} hidden cell(s), "
+                       f"{group['findings']} finding(s)")
         if not report["groups"]:
             click.echo("no published aggregates")
         for finding in report["findings"]:
             cell = ", ".join(f"{k}={v}" for k, v in finding["cell"].items())
-            how = "recovered exactly" if finding["exact"] else "narrowed"
-            click.echo(f"FOUND {cell}: {finding['measure']} {how} to [{finding['lower']:g}, {finding['upper']:g}] "
+            if finding["lower"] is None:
+                how = "could not be bounded (the published numbers disagree, or the solver failed)"
+            else:
+                how = (f"{'recovered exactly' if finding['exact'] else 'narrowed'} to "
+                       f"[{finding['lower']:g}, {finding['upper']:g}]")
+            click.echo(f"FOUND {cell}: {finding['measure']} {how} "
                        f"(threshold {finding['threshold']}) from {', '.join(finding['via'])}")
         click.echo("ok: no hidden cell can be recovered or narrowed below its threshold" if report["ok"]
                    else f"{len(report['findings'])} finding(s)")

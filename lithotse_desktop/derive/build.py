@@ -72,7 +72,7 @@ from .inputs import (
 )
 from .kinds import KIND_MODULES
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
-from .relations import Relation, relate
+from .relations import Relation, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import publish_cells
 
@@ -218,6 +218,7 @@ class _Work:
     cells_id: str | None = None
     relations: list[Relation] = field(default_factory=list)
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
+    remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] = field(default_factory=dict)
     published: pa.Table | None = None
     """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
     started: float = 0.0
@@ -406,15 +407,40 @@ def _relate_as_outer(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work,
         outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
         compiled = compile_difference(work.spec, other.spec, schemas, dims=[outer_dims[b] for _, b in rel.common],
                                       grain=rel.grain, timezone=ws.timezone, person_key=work.person_key)
-        found = _run(con, compiled.sql, compiled.params, f"derivative {work.name}")
-        columns = ([PERIOD] if rel.grain != "none" else []) + [f"__k{i}" for i in range(len(rel.common))]
-        values = {c: found.column(c).to_pylist() for c in (*columns, CELL_COUNT, PEOPLE)}
-        counted: dict[tuple, tuple[int, int]] = {}
-        for i in range(found.num_rows):
-            key = ((values[PERIOD][i] if rel.grain != "none" else None),
-                   *(values[f"__k{j}"][i] for j in range(len(rel.common))))
-            counted[key] = (int(values[CELL_COUNT][i]), int(values[PEOPLE][i]))
-        work.differences[(rel.inner, rel.outer)] = counted
+        work.differences[(rel.inner, rel.outer)] = _count_margin(con, compiled, rel.grain, len(rel.common),
+                                                                 f"derivative {work.name}")
+    _count_remainders(con, ws, work, group, schemas, types)
+
+
+def _count_margin(con: duckdb.DuckDBPyConnection, compiled: Any, grain: str, dims: int,
+                  what: str) -> dict[tuple, tuple[int, int]]:
+    """(records, people) per margin cell of a :func:`compile_difference` query."""
+    found = _run(con, compiled.sql, compiled.params, what)
+    columns = ([PERIOD] if grain != "none" else []) + [f"__k{i}" for i in range(dims)]
+    values = {c: found.column(c).to_pylist() for c in (*columns, CELL_COUNT, PEOPLE)}
+    counted: dict[tuple, tuple[int, int]] = {}
+    for i in range(found.num_rows):
+        key = ((values[PERIOD][i] if grain != "none" else None), *(values[f"__k{j}"][i] for j in range(dims)))
+        counted[key] = (int(values[CELL_COUNT][i]), int(values[PEOPLE][i]))
+    return counted
+
+
+def _count_remainders(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work, group: list[_Work],
+                      schemas: dict[str, pa.Schema], types: dict[str, pa.DataType]) -> None:
+    """Rows of this aggregate that no part of a partition whose whole it is keeps (see
+    :class:`.relations.Partition`), per margin cell."""
+    aggregates = [w.spec for w in group if w.spec["kind"] == "aggregate"]
+    by_name = {s["name"]: s for s in aggregates}
+    for p in partitions_of(work.spec, aggregates, types):
+        if p.covered or any(by_name[n].get("join") != work.spec.get("join") for n in p.parts):
+            continue
+        kept = {**work.spec, "filters": [*work.spec.get("filters", []),
+                                         {"column": p.column, "op": "in", "value": p.values}]}
+        outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
+        compiled = compile_difference(work.spec, kept, schemas, dims=[outer_dims[b] for b in p.common[work.name]],
+                                      grain=p.grain, timezone=ws.timezone, person_key=work.person_key)
+        work.remainders[p.key] = _count_margin(con, compiled, p.grain, len(p.common[work.name]),
+                                               f"derivative {work.name}")
 
 
 def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
@@ -449,7 +475,8 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
             if found_rel is not None:
                 seen.add(frozenset((c.name, other.name)))
                 rels.append(found_rel)
-    return decide(Group(cells, rels, _with_unknown(differences, rels)), ws.zero_cells)
+    remainders = {key: dict(found) for w in group if w.name in present for key, found in w.remainders.items()}
+    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders), ws.zero_cells)
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:

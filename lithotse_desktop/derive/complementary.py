@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 import os
 import sys
 import threading
@@ -39,7 +40,16 @@ import pyarrow as pa
 
 from ..errors import LithotseError
 from .compile import CELL_COUNT, PEOPLE, PERIOD
-from .relations import Relation, additive_quantities, in_inner_periods, margin_key, matches, no_difference
+from .relations import (
+    Partition,
+    Relation,
+    additive_quantities,
+    in_inner_periods,
+    margin_key,
+    matches,
+    no_difference,
+    partitions,
+)
 from .spec import dimension_alias
 
 ZERO_RULES = ("show", "suppress")
@@ -48,6 +58,9 @@ MAX_AUDIT_ROUNDS = 200
 EXACT = 1e-6
 EXPLORE_ROUNDS = 60
 EXPLORE_MIN = 4
+UNRESOLVED = (math.nan, math.nan)
+"""The bounds of a term the solver could not bound (the published numbers disagree, or it failed):
+judged narrow, so a build hides more rather than trusting it."""
 
 
 @dataclass
@@ -90,9 +103,10 @@ class Cells:
 
 @dataclass
 class Difference:
-    """The unpublished rows of one relation's margin cell: outer rows the inner leaves out."""
+    """The unpublished rows of one relation's margin cell: outer rows the inner leaves out (for a
+    partition: outer rows no part keeps)."""
 
-    relation: Relation
+    relation: Relation | Partition
     key: tuple
     records: int | None = None
     people: int | None = None
@@ -105,17 +119,21 @@ class Line:
 
     terms: list[tuple[int, int]]
     k: int
-    relation: Relation | None = None
+    relation: Relation | Partition | None = None
 
 
 class Group:
     """The published aggregates of one input and the lines binding their cells.
 
-    Cell ids number the cells of every member in order, then the differences.
+    Cell ids number the cells of every member in order, then the differences. The partitions
+    among the members (:func:`.relations.partitions`) are found here; ``remainders`` holds, per
+    partition key, the (records, people) of its remainder per margin cell when a build counted
+    them (absent from a dict: zero); a partition missing from it has unknown remainders.
     """
 
     def __init__(self, members: list[Cells], relations: list[Relation],
-                 differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None) -> None:
+                 differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None,
+                 remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None) -> None:
         self.members = sorted(members, key=lambda m: m.name)
         self.by_name = {m.name: m for m in self.members}
         self.offsets: dict[str, int] = {}
@@ -130,6 +148,10 @@ class Group:
         for relation in relations:
             known = None if differences is None else differences.get((relation.inner, relation.outer))
             self._relate(relation, known)
+        self.partitions = (partitions([m.spec for m in self.members], {m.name: m.types for m in self.members})
+                           if len(self.members) > 1 else [])
+        for partition in self.partitions:
+            self._split(partition, (remainders or {}).get(partition.key))
         self.relation_lines_of: dict[int, list[Line]] = defaultdict(list)
         for line in self.relation_lines:
             for cell, _sign in line.terms:
@@ -164,6 +186,29 @@ class Group:
             if len(terms) > 1:
                 self.relation_lines.append(Line(terms, k, relation))
 
+    def _split(self, partition: Partition, known: dict[tuple, tuple[int, int]] | None) -> None:
+        """Lines of one partition: per margin cell, parts + remainder = outer. The remainder is
+        left out where it is zero: by the specs (``covered``), or as counted by the build."""
+        sides: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        for name in partition.tables:
+            sign = -1 if name == partition.outer else 1
+            member = self.by_name[name]
+            for i, key in enumerate(member.keys):
+                sides[margin_key(key, partition.common[name], partition.grain)].append(
+                    (self.offsets[name] + i, sign))
+        for mkey in sorted(sides, key=_sort_key):
+            terms = sides[mkey]
+            if not partition.covered and (known is None or mkey in known):
+                records, people = known[mkey] if known is not None else (None, None)
+                self.differences.append(Difference(partition, mkey, records, people))
+                terms = terms + [(self.cell_count + len(self.differences) - 1, 1)]
+            if len(terms) > 1:
+                self.relation_lines.append(Line(terms, self.threshold(partition), partition))
+
+    def threshold(self, relation: Relation | Partition) -> int:
+        """The strictest threshold among the tables of a relation."""
+        return max(self.by_name[n].k for n in relation.tables)
+
     # --- cells --------------------------------------------------------------------------
     def is_difference(self, cell: int) -> bool:
         return cell >= self.cell_count
@@ -179,6 +224,9 @@ class Group:
         if self.is_difference(cell):
             diff = self.differences[cell - self.cell_count]
             rel = diff.relation
+            if isinstance(rel, Partition):
+                return {"remainder": rel.tables, "period": _text(diff.key[0]),
+                        **{b: _text(v) for b, v in zip(rel.common[rel.outer], diff.key[1:], strict=True)}}
             return {"difference": [rel.outer, rel.inner], "period": _text(diff.key[0]),
                     **{b: _text(v) for (_, b), v in zip(rel.common, diff.key[1:], strict=True)}}
         member, i = self.owner[cell]
@@ -234,15 +282,16 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
         hidden |= cells
         sensitive |= cells
     for j, diff in enumerate(group.differences):
-        k = max(group.by_name[diff.relation.inner].k, group.by_name[diff.relation.outer].k)
+        k = group.threshold(diff.relation)
         people = diff.people if diff.people is not None else diff.records
         if people is None or 0 < people < k or (diff.people is None and (diff.records or 0) > 0):
             sensitive.add(group.cell_count + j)
     lines = group.own_lines() + group.relation_lines
     frozen = {group.offsets[m.name] + i for m in group.members if m.k <= 0 for i in range(len(m.keys))}
     _complete(group, lines, hidden, sensitive, frozen)
+    memo: dict = {}
     for _round in range(MAX_AUDIT_ROUNDS):
-        findings = audit(group, hidden)
+        findings = audit(group, hidden, memo=memo)
         if not findings:
             break
         added = False
@@ -252,7 +301,7 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
             raise _refusal(group, findings)
         _complete(group, lines, hidden, sensitive, frozen)
     else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
-        raise _refusal(group, audit(group, hidden))
+        raise _refusal(group, audit(group, hidden, memo=memo))
     out: dict[str, set[int]] = {m.name: set() for m in group.members}
     for cell in hidden:
         member, i = group.owner[cell]
@@ -329,9 +378,10 @@ def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
     owner = first.cell_info.get("derivative") or " − ".join(first.cell_info.get("difference", []))
     frozen = [m.name for m in group.members if m.k <= 0 and m.name in first.via]
     reason = (f"; {', '.join(frozen)} publish(es) every cell (suppress_below 0)" if frozen else "")
+    bounds = (f"{first.measure} could not be bounded (the solver failed)" if first.unresolved
+              else f"{first.measure} between {first.lower:g} and {first.upper:g}")
     return LithotseError(f"publishing {' and '.join(via)} would make a hidden cell of {owner} "
-                         f"({where}) recoverable: {first.measure} between {first.lower:g} and "
-                         f"{first.upper:g}{reason}; raise suppress_below or remove one of them")
+                         f"({where}) recoverable: {bounds}{reason}; raise suppress_below or remove one of them")
 
 
 # --- auditing -------------------------------------------------------------------------------
@@ -352,22 +402,32 @@ class Finding:
     def exact(self) -> bool:
         return self.upper - self.lower <= EXACT
 
+    @property
+    def unresolved(self) -> bool:
+        """The solver gave no bounds (failure or time-out); taken as narrow."""
+        return math.isnan(self.lower) or math.isnan(self.upper)
+
     def to_json(self) -> dict:
-        return {"cell": self.cell_info, "measure": self.measure, "lower": self.lower, "upper": self.upper,
+        lower, upper = (None, None) if self.unresolved else (self.lower, self.upper)
+        return {"cell": self.cell_info, "measure": self.measure, "lower": lower, "upper": upper,
                 "exact": self.exact, "threshold": self.threshold, "via": self.via}
 
 
-def audit(group: Group, hidden: set[int] | None = None) -> list[Finding]:
+def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None) -> list[Finding]:
     """Bounds on every hidden cell and unpublished difference from the published values of the
     group's relation lines, for each additive quantity (``count``, ``sum``) two related members
     both publish. Reported: a hidden count narrowed to less than its threshold, a hidden sum
-    determined exactly, a difference pinned inside 1..k-1. ``hidden`` defaults to the members'
-    published flags; the values of hidden cells are never read, even when a build has them."""
+    determined exactly, a difference pinned inside 1..k-1, and any term the solver could not
+    bound (failure or time-out: taken as narrow). ``hidden`` defaults to the members' published
+    flags; the values of hidden cells are never read, even when a build has them. ``memo``
+    carries the bounds of components already audited from one call to the next: a component's
+    bounds depend on its equations only, so when a round hides more cells, only the components
+    those cells touch are solved again."""
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
     for quantity in quantities:
-        findings.extend(_audit_quantity(group, hidden, quantity))
+        findings.extend(_audit_quantity(group, hidden, quantity, memo if memo is not None else {}))
     findings.sort(key=lambda f: f.cell)
     return findings
 
@@ -376,16 +436,18 @@ def _published_hidden(group: Group) -> set[int]:
     return {group.offsets[m.name] + i for m in group.members for i in m.hidden}
 
 
-def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Finding]:
+Rows = list[tuple[list[tuple[int, float]], float]]
+
+
+def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
     is_count = quantity[0] == "count"
-    rows: list[tuple[list[tuple[int, float]], float]] = []
+    rows: Rows = []
     row_tables: list[set[str]] = []
     variables: dict[int, int] = {}
     lines_of: dict[int, list[int]] = defaultdict(list)
     for line in group.relation_lines:
         rel = line.relation
-        if rel is None or quantity not in group.by_name[rel.inner].values \
-                or quantity not in group.by_name[rel.outer].values:
+        if rel is None or any(quantity not in group.by_name[n].values for n in rel.tables):
             continue
         known = 0.0
         unknown: list[tuple[int, float]] = []
@@ -398,7 +460,7 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Fin
                 known += sign * float(value or 0)
         if unknown:
             rows.append((unknown, -known))
-            row_tables.append({rel.inner, rel.outer})
+            row_tables.append(set(rel.tables))
             for var, _ in unknown:
                 lines_of[var].append(len(rows) - 1)
     if not variables:
@@ -407,11 +469,14 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple) -> list[Fin
     needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, is_count)) is not None}
     findings = []
     for component in _components(len(variables), rows):
-        bounds = _bounds(component, rows, nonnegative=is_count, needed=needed)
-        for var, (lower, upper) in bounds.items():
-            finding = _judge(group, cells[var], quantity, lower, upper, is_count)
+        signature = (quantity, tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
+                                            for r in component)))
+        if signature not in memo:
+            memo[signature] = {cells[v]: b for v, b in _bounds(component, rows, is_count, needed).items()}
+        for cell, (lower, upper) in memo[signature].items():
+            finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
-                finding.via = sorted({n for r in lines_of[var] for n in row_tables[r]})
+                finding.via = sorted({n for r in lines_of[variables[cell]] for n in row_tables[r]})
                 findings.append(finding)
     return findings
 
@@ -420,8 +485,7 @@ def _width_needed(group: Group, cell: int, is_count: bool) -> float | None:
     """How wide a term's interval must be for :func:`_judge` to pass it without knowing its
     exact bounds; None when it is never judged (nothing to solve for it)."""
     if group.is_difference(cell):
-        rel = group.differences[cell - group.cell_count].relation
-        k = max(group.by_name[rel.inner].k, group.by_name[rel.outer].k)
+        k = group.threshold(group.differences[cell - group.cell_count].relation)
         return float(k) if is_count and k > 0 else None
     member, _i = group.owner[cell]
     if member.k <= 0:
@@ -432,17 +496,16 @@ def _width_needed(group: Group, cell: int, is_count: bool) -> float | None:
 def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float, is_count: bool) -> Finding | None:
     label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
     if group.is_difference(cell):
-        rel = group.differences[cell - group.cell_count].relation
-        k = max(group.by_name[rel.inner].k, group.by_name[rel.outer].k)
+        k = group.threshold(group.differences[cell - group.cell_count].relation)
         if not is_count or k <= 0:
             return None
-        if upper - lower < k and lower < k and upper > EXACT:
+        if math.isnan(lower) or math.isnan(upper) or (upper - lower < k and lower < k and upper > EXACT):
             return Finding(cell, group.describe(cell), label, lower, upper, k, [])
         return None
     member, _i = group.owner[cell]
     if member.k <= 0:
         return None
-    narrow = (upper - lower < member.k) if is_count else (upper - lower <= EXACT)
+    narrow = not (upper - lower >= member.k) if is_count else not (upper - lower > EXACT)
     return Finding(cell, group.describe(cell), label, lower, upper, member.k, []) if narrow else None
 
 
@@ -507,6 +570,8 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
         """The optimum (±inf when unbounded, None when infeasible); records the point."""
         solver.changeColsCost(size, columns, costs)
         solver.changeObjectiveSense(sense)
+        if sense == highspy.ObjSense.kMaximize:
+            solver.clearSolver()  # HiGHS 1.16 crashes maximizing from some minimized bases
         solver.run()
         status = solver.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
@@ -525,7 +590,7 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
     for _ in range(2):
         direction = spread.choice([-1.0, 1.0], size)
         if solve(direction, highspy.ObjSense.kMinimize) is None:
-            return {}  # infeasible: the published numbers disagree; nothing to bound
+            return {var: UNRESOLVED for var in judged}  # infeasible or failed: nothing is proven wide
         solve(direction, highspy.ObjSense.kMaximize)
     judged_vars = np.array(list(judged), dtype=np.int64)
     judged_cols = np.array([judged[v] for v in judged_vars], dtype=np.int32)
@@ -548,9 +613,7 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
         lower = solve(costs, highspy.ObjSense.kMinimize)
         upper = solve(costs, highspy.ObjSense.kMaximize)
         costs[col] = 0.0
-        if lower is None or upper is None:
-            continue
-        out[var] = (lower, upper)
+        out[var] = UNRESOLVED if lower is None or upper is None else (lower, upper)
     return out
 
 
@@ -570,11 +633,11 @@ def _one_equation(row: tuple[list[tuple[int, float]], float], nonnegative: bool,
         (var, coef), = terms.items()
         value = rhs / coef
         if nonnegative and value < -EXACT:
-            return {}
+            return {var: UNRESOLVED} if var in needed else {}
         return {var: (value, value)} if var in needed else {}
     if nonnegative and (all(c > 0 for c in terms.values()) or all(c < 0 for c in terms.values())):
         if rhs * next(iter(terms.values())) < -EXACT:
-            return {}
+            return {var: UNRESOLVED for var in terms if var in needed}
         return {var: (0.0, rhs / coef) for var, coef in terms.items() if var in needed}
     return _solved_by_lp([row], nonnegative, needed)
 

@@ -42,6 +42,7 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
         found = audit(group)
         groups.append({"input": json.loads(key), "derivatives": [m.name for m in group.members],
                        "relations": [[r.inner, r.outer] for r in rels],
+                       "partitions": [{"whole": p.outer, "parts": p.parts} for p in group.partitions],
                        "hidden_cells": sum(len(m.hidden) for m in members), "findings": len(found)})
         findings.extend(f.to_json() for f in found)
     return {"ok": not findings, "groups": groups, "findings": findings}

@@ -11,6 +11,13 @@ inner is a filter on a dimension the outer publishes (then it just selects outer
 date bound on a period boundary of the outer; otherwise it is an unpublished quantity a reader
 learns by subtraction, so it is protected like a cell.
 
+Tables filtered on disjoint values of one column (``a in [x, y]``, ``a in [z]``) are not nested,
+but together they are *parts* of a table without that filter (:class:`Partition`): per cell of
+the margin all of them share, the parts summed plus a *remainder* (the rows whose value is in no
+part's set) equal that table's cells. A reader who knows the column's values knows when the
+remainder is zero; when the parts' sets cover the table's own filter on the column, the spec
+says so.
+
 Everything here reads specs and published cells only, so the build and ``lithotse privacy
 audit`` (which sees what a reader sees) derive the same relations.
 """
@@ -175,6 +182,39 @@ class Relation:
 
     def describe(self) -> str:
         return f"{self.inner} ⊆ {self.outer}"
+
+    @property
+    def tables(self) -> list[str]:
+        return [self.inner, self.outer]
+
+
+@dataclass
+class Partition:
+    """``parts`` keep disjoint values of one column of ``outer``'s rows and nothing else differs:
+    per margin cell, the parts' cells plus the remainder (outer rows in no part) equal the outer's."""
+
+    outer: str
+    parts: list[str]
+    column: str
+    values: list[Any]
+    """Every value some part keeps."""
+    common: dict[str, list[str]]
+    """Per member, the aliases of the margin's dimensions (in the outer's order)."""
+    grain: str
+    covered: bool
+    """Whether the parts keep every value the outer's own filter on the column keeps (so the
+    remainder is zero by the specs alone)."""
+
+    @property
+    def tables(self) -> list[str]:
+        return [*self.parts, self.outer]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.outer, *self.parts)
+
+    def describe(self) -> str:
+        return f"{' + '.join(self.parts)} + rest = {self.outer}"
 
 
 def _value_kind(typ: pa.DataType) -> str | None:
@@ -342,6 +382,89 @@ def relations(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> li
             if ba is not None and ab is None:
                 out.append(ba)
     return out
+
+
+def _part_filter(part: dict, outer: dict, types: dict[str, pa.DataType]) -> dict | None:
+    """The one ``=``/``in`` filter that is all ``part`` adds to ``outer``'s conditions, on a column
+    the outer does not publish as a dimension, or None."""
+    rel = relate(part, outer, types)
+    if rel is None or not rel.difference or rel.inner_periods is not None:
+        return None
+    inner_range, outer_range = _range(part), _range(outer)
+    if not (_range_implies(inner_range, outer_range) and _range_implies(outer_range, inner_range)):
+        return None
+    extra = [f for k, f in _filters(part).items() if k not in _filters(outer)]
+    if len(extra) != 1 or _value_set(extra[0]) is None or _selectable(extra[0], outer, types) is not None:
+        return None
+    return extra[0]
+
+
+def _disjoint_families(sets: list[set]) -> list[list[int]]:
+    """Maximal families (two or more) of pairwise disjoint sets (Bron–Kerbosch on the graph of
+    disjoint pairs); every smaller family's equation follows from a maximal one's."""
+    apart = {i: {j for j in range(len(sets)) if j != i and not sets[i] & sets[j]} for i in range(len(sets))}
+    found: list[list[int]] = []
+
+    def grow(chosen: list[int], candidates: set[int], excluded: set[int]) -> None:
+        if not candidates and not excluded:
+            if len(chosen) > 1:
+                found.append(sorted(chosen))
+            return
+        for i in sorted(candidates):
+            grow(chosen + [i], candidates & apart[i], excluded & apart[i])
+            candidates = candidates - {i}
+            excluded = excluded | {i}
+
+    grow([], set(range(len(sets))), set())
+    return found
+
+
+def partitions(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> list[Partition]:
+    """Every maximal family of aggregates of one input that split another's rows on disjoint
+    values of one column (see :class:`Partition`)."""
+    ordered = sorted(specs, key=lambda s: s["name"])
+    return [p for outer in ordered for p in partitions_of(outer, ordered, types[outer["name"]])]
+
+
+def partitions_of(outer: dict, specs: list[dict], outer_types: dict[str, pa.DataType]) -> list[Partition]:
+    """The partitions whose whole is ``outer``."""
+    by_column: dict[tuple, list[tuple[dict, dict]]] = {}
+    for part in sorted(specs, key=lambda s: s["name"]):
+        if part["name"] == outer["name"]:
+            continue
+        f = _part_filter(part, outer, outer_types)
+        if f is not None:
+            by_column.setdefault(column_identity(outer, f["column"]), []).append((part, f))
+    out: list[Partition] = []
+    for candidates in by_column.values():
+        sets = [_value_set(f) or set() for _part, f in candidates]
+        out.extend(_partition(outer, [candidates[i] for i in family]) for family in _disjoint_families(sets))
+    return out
+
+
+def _partition(outer: dict, members: list[tuple[dict, dict]]) -> Partition:
+    column = members[0][1]["column"]
+    kept: dict[str, Any] = {}
+    for _part, f in members:
+        for v in (f["value"] if f["op"] == "in" else [f["value"]]):
+            kept.setdefault(json.dumps(v, sort_keys=True), v)
+    own = [_value_set(f) for f in outer.get("filters", []) if f["column"] == column]
+    covered = any(s is not None and s <= set(kept) for s in own)
+    specs = [outer, *(p for p, _f in members)]
+    shared = None
+    for spec in specs:
+        idents = [dimension_identity(spec, d) for d in spec.get("group_by", [])]
+        shared = idents if shared is None else [i for i in shared if i in idents]
+    common = {}
+    for spec in specs:
+        alias_of = {dimension_identity(spec, d): dimension_alias(d) for d in spec.get("group_by", [])}
+        common[spec["name"]] = [alias_of[i] for i in shared or []]
+    grain = outer.get("grain", "none")
+    for spec in specs[1:]:
+        grain = (common_grain(grain, spec.get("grain", "none"))
+                 if spec.get("date_field") == outer.get("date_field") else "none")
+    return Partition(outer["name"], [p["name"] for p, _f in members], column, list(kept.values()), common, grain,
+                     covered)
 
 
 def no_difference(relation: Relation, mkey: tuple) -> bool:

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lithotse_desktop.derive.complementary import Cells, Group, decide
-from lithotse_desktop.derive.relations import period_start, relations
+from lithotse_desktop.derive.complementary import Cells, Group, audit, decide
+from lithotse_desktop.derive.relations import partitions, period_start, relations
 
 K = 5
 MONTHS = [dt.date(2023 + (m // 12), m % 12 + 1, 1) for m in range(24)]
@@ -149,10 +149,28 @@ def test_no_hidden_cell_is_recovered_or_narrowed_below_the_threshold(rows, specs
     check_attack(rows, specs)
 
 
+def remainders(specs: list[dict], found: list, rows: list[dict]) -> dict:
+    """Records and people of each partition's outer rows that no part keeps, per margin cell, as
+    a build counts them (here from the rows, in plain Python)."""
+    by_name = {s["name"]: s for s in specs}
+    out = {}
+    for p in found:
+        outer = by_name[p.outer]
+        counted: dict[tuple, list[str]] = defaultdict(list)
+        for row in rows:
+            if selected(outer, row) and not any(selected(by_name[n], row) for n in p.parts):
+                period = period_start(row["month"], p.grain) if p.grain != "none" else None
+                counted[(period, *(row[d] for d in p.common[p.outer]))].append(row["person"])
+        out[p.key] = {key: (len(people), len(set(people))) for key, people in counted.items()}
+    return out
+
+
 def check_attack(rows: list[dict], specs: list[dict]) -> None:
     tables = {s["name"]: published(s, rows) for s in specs}
     cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
-    group = Group(cells, relations(specs, {c.name: c.types for c in cells}), differences=None)
+    types = {c.name: c.types for c in cells}
+    group = Group(cells, relations(specs, types), differences=None,
+                  remainders=remainders(specs, partitions(specs, types), rows))
     hidden = decide(group)
     for spec in specs:
         people = tables[spec["name"]].column("__people").to_pylist()
@@ -172,6 +190,7 @@ def _count(name: str, **extra) -> dict:
 
 
 JAN, FEB, MAR, JUL = (dt.date(2023, m, 1) for m in (1, 2, 3, 7))
+PARTITIONED = _rows(JAN, ["p0"] * 66) + _rows(FEB, ["p0", "p1", "p2", "p3", "p4"]) + _rows(MAR, ["p0"])
 
 
 def test_a_quarter_wholly_inside_a_narrower_monthly_table_is_not_recovered():
@@ -190,12 +209,81 @@ def test_a_filter_keeping_fewer_values_is_related_to_one_keeping_more():
                          filters=[{"column": "a", "op": "in", "value": ["a0", "a1"]}])])
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/privacy.md, Limits): tables filtered on disjoint values of "
-                                       "one column are not yet related as parts of the unfiltered table")
 def test_filtered_tables_that_partition_a_column_together_bound_the_rest():
     """Found by the property test: ``a in [a2]`` publishing no rows in Q1 tells a reader that all
     of February's rows are ``a in [a0, a1]``, so that table's hidden February equals the whole."""
-    check_attack(_rows(JAN, ["p0"] * 66) + _rows(FEB, ["p0", "p1", "p2", "p3", "p4"]) + _rows(MAR, ["p0"]),
+    check_attack(PARTITIONED,
                  [_count("t0", grain="month", filters=[{"column": "a", "op": "in", "value": ["a0", "a1"]}]),
                   _count("t1", grain="month"), _count("t2", grain="month"),
                   _count("t3", grain="quarter", filters=[{"column": "a", "op": "in", "value": ["a2"]}])])
+
+
+def test_a_partition_whose_remainder_is_zero_only_in_some_quarters_bounds_those():
+    """``a in [a0]`` and ``a in [a2]`` leave ``a1`` out; the only a1 rows are in July, so in Q1
+    the remainder is zero (a reader who knows the column's values knows it) and the parts add up
+    to the whole there."""
+    check_attack(PARTITIONED + _rows(JUL, ["p5"] * 30, a="a1"),
+                 [_count("t0", grain="month", filters=[{"column": "a", "op": "in", "value": ["a0"]}]),
+                  _count("t1", grain="month"), _count("t2", grain="month"),
+                  _count("t3", grain="quarter", filters=[{"column": "a", "op": "=", "value": "a2"}])])
+
+
+def test_parts_covering_the_whole_tables_own_filter_have_no_remainder():
+    """The whole keeps ``a in [a0, a1, a2]`` and the parts split exactly those values: the
+    remainder is zero by the specs alone, with no counts given."""
+    whole = [{"column": "a", "op": "in", "value": ["a0", "a1", "a2"]}]
+    specs = [_count("t0", grain="month", filters=[{"column": "a", "op": "in", "value": ["a0", "a1"]}]),
+             _count("t1", grain="month", filters=whole), _count("t2", grain="month", filters=whole),
+             _count("t3", grain="quarter", filters=[{"column": "a", "op": "=", "value": "a2"}])]
+    found = partitions(specs, {s["name"]: {} for s in specs})
+    assert {(p.outer, tuple(p.parts), p.covered) for p in found} == {("t1", ("t0", "t3"), True),
+                                                                     ("t2", ("t0", "t3"), True)}
+    tables = {s["name"]: published(s, PARTITIONED) for s in specs}
+    cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
+    hidden = decide(Group(cells, relations(specs, {c.name: c.types for c in cells})))
+    for name, key, lower, upper in attack(specs, tables, hidden):
+        assert upper - lower >= K - 1e-6, f"{name} {key}: narrowed to [{lower}, {upper}]"
+
+
+def test_partitions_are_found_as_maximal_families_of_disjoint_value_sets():
+    specs = [_count("whole", grain="month"),
+             _count("x", grain="month", filters=[{"column": "a", "op": "=", "value": "a0"}]),
+             _count("y", grain="year", filters=[{"column": "a", "op": "in", "value": ["a1", "a2"]}]),
+             _count("z", grain="month", filters=[{"column": "a", "op": "in", "value": ["a0", "a1"]}]),
+             _count("other", grain="month", filters=[{"column": "f", "op": "=", "value": "x"}])]
+    found = {(p.outer, tuple(p.parts), p.grain, p.covered) for p in partitions(specs, {s["name"]: {} for s in specs})}
+    assert found == {("whole", ("x", "y"), "year", False)}
+    covered = partitions([*specs[1:3], _count("xy", grain="month", filters=[
+        {"column": "a", "op": "in", "value": ["a0", "a1", "a2"]}])], {n: {} for n in ("x", "y", "xy")})
+    assert [(p.outer, p.parts, p.covered) for p in covered] == [("xy", ["x", "y"], True)]
+
+
+def _published_table(spec: dict, rows: list[tuple], hidden: set[int]) -> pa.Table:
+    """A table as published: cells (the hidden ones null) and their suppression flags."""
+    columns = {"period": [r[0] for r in rows], **{d: [r[1 + j] for r in rows] for j, d in enumerate(spec["group_by"])}}
+    return pa.table({**columns, "n": [None if i in hidden else r[-1] for i, r in enumerate(rows)],
+                     "suppressed": [i in hidden for i in range(len(rows))]})
+
+
+@pytest.mark.parametrize("yearly", [3, 30])
+def test_numbers_the_audit_cannot_reconcile_are_reported_not_passed(yearly):
+    """Published numbers that no counts ≥ 0 satisfy (tables published from different data) leave
+    the hidden cells without bounds; the audit reports them rather than passing them as safe.
+    With one equation the closed form meets it (yearly 3 < February's 5); with two, the solver."""
+    months = _count("m", grain="month", group_by=["a"])
+    years = _count("y", grain="year", group_by=["a"])
+    month_rows = [(JAN, "a0", 40), (FEB, "a0", 5), (JAN, "a1", 2), (FEB, "a1", 60)]
+    hidden = {0} if yearly == 3 else {0, 2}
+    year_rows = [(dt.date(2023, 1, 1), "a0", yearly), (dt.date(2023, 1, 1), "a1", 62)]
+    specs = [months, years]
+    tables = {"m": _published_table(months, month_rows, hidden),
+              "y": _published_table(years, year_rows, set() if yearly == 3 else {0})}
+    cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
+    if yearly == 30:  # a monthly total of 1 in January, while a1 alone must hold 2 there
+        tables["t"] = _published_table(_count("t", grain="month"), [(JAN, 1), (FEB, 65)], set())
+        specs.append(_count("t", grain="month"))
+        cells.append(Cells.from_table("t", specs[-1], K, tables["t"]))
+    group = Group(cells, relations(specs, {c.name: c.types for c in cells}))
+    findings = audit(group)
+    assert findings, "inconsistent numbers must not pass as safe"
+    assert all(f.unresolved and f.to_json()["lower"] is None for f in findings), [f.to_json() for f in findings]

@@ -178,3 +178,42 @@ def _in_cell(entry: dict, row: dict, key: tuple) -> bool:
     period = {"month": day.replace(day=1), "quarter": day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1),
               "year": day.replace(month=1, day=1)}[entry["grain"]]
     return (period, *(row[d] for d in entry["group_by"])) == key
+
+
+def test_tables_splitting_a_column_are_decided_as_parts_of_the_whole(workspace, ehr, cli, monkeypatch):
+    """Ambulatory and emergency visits (yearly, quarterly) split the quarterly table's rows on
+    ``kind``, leaving inpatient visits as the remainder: the build counts it per margin cell
+    (checked against the CSV), nothing published shows 1 to 10 people, and the audit lists the
+    partition and finds nothing."""
+    from lithotse_desktop.derive import build as build_module
+    from lithotse_desktop.derive.relations import Partition
+
+    entries = [SPECS[1],
+               {"name": "ambulatory", "grain": "year", "group_by": ["dept"],
+                "filters": [{"column": "kind", "op": "=", "value": "AMB"}]},
+               {"name": "emergency", "grain": "quarter", "group_by": ["dept"],
+                "filters": [{"column": "kind", "op": "=", "value": "EMER"}]}]
+    for entry in entries:
+        add_spec(workspace, spec(entry))
+    groups = []
+    decide = build_module.decide
+    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    build_all(workspace)
+    (group,) = groups
+    assert [(p.outer, p.parts) for p in group.partitions] == [("by_quarter", ["ambulatory", "emergency"])]
+    counted = {d.key: (d.records, d.people) for d in group.differences if isinstance(d.relation, Partition)}
+    expected: dict[tuple, list[str]] = defaultdict(list)
+    for row in ehr:
+        if row["kind"] == "IMP":
+            expected[(dt.date.fromisoformat(row["START"]).replace(month=1, day=1), row["dept"])].append(row["PATIENT"])
+    assert counted == {key: (len(who), len(set(who))) for key, who in expected.items()}
+    catalog = Catalog(workspace)
+    for entry in entries:
+        expected_people = people_per_cell(entry, ehr)
+        for row in catalog.read(catalog.current(entry["name"])).to_pylist():
+            if not row["suppressed"]:
+                assert len(expected_people[(row["period"], row["dept"])]) >= K, (entry["name"], row)
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True, data["findings"][:3]
+    assert data["groups"][0]["partitions"] == [{"whole": "by_quarter", "parts": ["ambulatory", "emergency"]}]
+    assert "1 partition(s)" in cli("privacy", "audit").output
