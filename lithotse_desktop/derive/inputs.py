@@ -109,13 +109,15 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def dedupe_query(relation: str, key: list[str], columns: list[str]) -> str:
+def dedupe_query(relation: str, key: list[str], columns: list[str],
+                 landing_order: tuple[str, ...] = ("_landed_at", "_landing_id", "_row")) -> str:
     """One row per key: the newest version of each record.
 
     Newest is the largest ``versionId`` when every version id of that record is a number;
     version ids are otherwise opaque (UUIDs, hashes), so the latest ``lastUpdated`` wins,
     then the latest landing, then the later row of the same object (a total order, so
-    repeated builds keep the same row).
+    repeated builds keep the same row); ``landing_order`` names the columns giving those last
+    two, largest last.
     """
     q = DUCKDB.quote
     order = []
@@ -128,7 +130,7 @@ def dedupe_query(relation: str, key: list[str], columns: list[str]) -> str:
         order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
     if "lastUpdated" in columns:
         order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-    order += [f"{q(c)} DESC" for c in ("_landed_at", "_landing_id", "_row") if c in columns]
+    order += [f"{q(c)} DESC" for c in landing_order if c in columns]
     return dedupe_sql(relation, key, order)
 
 

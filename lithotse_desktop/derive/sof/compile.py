@@ -647,13 +647,16 @@ def parse_at(expr: str, where: str) -> tuple:
         raise ViewError(f"{where}: {exc}") from None
 
 
-def compile_view(view: dict, source_relation: str, *, type_column: str | None = None) -> tuple[str, list[object]]:
+def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
+                 carry: tuple[str, ...] = ()) -> tuple[str, list[object]]:
     """Compile a ViewDefinition into (SELECT statement, parameters for $1..$n).
 
     `source_relation` is a table name, table function call or parenthesised subquery with a JSON column
     `resource`; resources of other types are filtered out, by `type_column` of the source when it
     has each resource's type already (parsing every resource once more for it halved the speed of a
-    view over a million Encounters). Raises ViewError for invalid views.
+    view over a million Encounters). `carry` names columns of the source passed through to every row
+    a resource gives, after the view's own (a build ties rows to the record they came from with it).
+    Raises ViewError for invalid views.
     """
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
@@ -698,19 +701,22 @@ def compile_view(view: dict, source_relation: str, *, type_column: str | None = 
         base_items.append(f"{p.rows} AS {lst}")
         lists.append((lst, u, p.if_empty))
         outputs.extend(f"{u}.{_quote_ident(n)} AS {_quote_ident(n)}" for n, _ in p.fields)
-    body = f"SELECT {', '.join(base_items)} FROM {_TYPED_MARK} AS __typed"
+    carried = [_quote_ident(c) for c in carry]
+    body = f"SELECT {', '.join(base_items + carried)} FROM {_TYPED_MARK} AS __typed"
     if filters:
         body += f" WHERE {' AND '.join(filters)}"
     for lst, u, if_empty in lists:
         rows = lst if if_empty is None else f"CASE WHEN len({lst}) = 0 THEN {if_empty} ELSE {lst} END"
         body = f"SELECT * EXCLUDE ({lst}), unnest({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
-    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs)} FROM ({body}) AS __rows")
+    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + carried)} FROM ({body}) AS __rows")
     kind = _quote_ident(type_column) if type_column else "json_extract_string(resource, '$.resourceType')"
-    typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
+    passed = "".join(f", {c}" for c in carried)
+    typed = (f"SELECT CAST(resource AS JSON) AS {_ROOT}{passed} FROM {source_relation} AS __src "
              f"WHERE {kind} = {comp.param(resource, 'VARCHAR')}")
     if paths:
         listed = ", ".join(sql_str(p) for p in paths)
-        typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
+        typed = (f"SELECT {_ROOT}{passed}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} "
+                 f"FROM ({typed}) AS __parsed")
     # The source relation is inserted last so that nothing in it is taken for a placeholder.
     return sql.replace(_TYPED_MARK, f"({typed})", 1), comp.params
 
