@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,17 +144,24 @@ def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table], area:
     """One zstd Parquet file per part, in the area of the version's class; content-addressed, create-only."""
     parts: dict[str, dict] = {}
     store = catalog.store_of(area)
+    pending: list[tuple[str, bytes]] = []
     for label, part in groups.items():
         buf = io.BytesIO()
         pq.write_table(part, buf, compression="zstd")
         data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        key = part_key(name, area, label, sha)
+        key = part_key(name, area, label, hashlib.sha256(data).hexdigest())
+        pending.append((key, data))
+        parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
+
+    def put(item: tuple[str, bytes]) -> None:
         try:
-            store.put_bytes(key, data, if_none_match=True)
+            store.put_bytes(item[0], item[1], if_none_match=True)
         except PreconditionFailed:
             pass
-        parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
+
+    # each put waits for its fsyncs; a monthly aggregate has dozens of parts, written together
+    with ThreadPoolExecutor(max_workers=min(8, len(pending) or 1)) as pool:
+        list(pool.map(put, pending))
     return parts
 
 
