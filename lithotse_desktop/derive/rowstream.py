@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import engine
-from ..errors import ConfigError, LithotseError
+from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
-from ..raw.reader import PROVENANCE
+from ..raw.reader import PROVENANCE, StoredObject, read_object
+from ..raw.sources import make_connector
 from ..raw.verify import IntegrityChecks
 from ..storage import Store
 from ..workspace import Workspace
 from .compile import DUCKDB
-from .inputs import StreamInput, _object_readers, dedupe_query, stream_key
+from .inputs import StreamInput, dedupe_query, stream_key
 from .kinds.view import rows_query
 
 ROW_ID = "__lithotse_record"
@@ -43,6 +45,7 @@ which is one object, it orders rows as their position does)."""
 LANDING = "__lithotse_landing"
 """The landing a record is read for, as its rank among the stream's landings (newest largest)."""
 VERSIONS = "__record_versions"
+NEWEST = "__newest_records"
 ROWS = "__view_rows"
 BATCH_ROWS = 65_536
 """Rows per batch handed from DuckDB to the Parquet writer (and per row group)."""
@@ -74,8 +77,12 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     """Read the view's stream once into the two small tables (see the module notes); return the
     input's columns and the SQL (with its parameters) of the view's rows of the newest versions."""
     q = DUCKDB.quote
-    readers = _object_readers(ws, resolved, True, checks, progress)
-    schema = readers[0][1].schema
+    pending = _landed_batches(ws, resolved, progress, checks)
+    first = next(pending, None)
+    if first is None:
+        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
+                       f"import it first (lithotse import {resolved.source})")
+    schema = first[1].schema
     columns = list(schema.names)
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
@@ -86,32 +93,48 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     view_sql, params = rows_query(spec, schema, "__batch", ROW_ID)
     where = f"{resolved.source}/{resolved.stream}"
     seen, created = 0, False
-    for stored, reader in readers:
-        for batch in reader:
-            progress.check()
-            numbers = pa.array(range(seen, seen + batch.num_rows), pa.int64())
-            seen += batch.num_rows
-            rank = pc.index_in(batch.column("_landing_id"), value_set=landings)
-            con.register("__batch", batch.append_column(LANDING, rank).append_column(ROW_ID, numbers))
-            try:
-                if not created:
-                    con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {', '.join(q(c) for c in kept)} FROM __batch")
-                    con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
-                    created = True
-                else:
-                    con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {', '.join(q(c) for c in kept)} FROM __batch")
-                    con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
-            except duckdb.Error as exc:
-                checks.raise_found()  # a damaged object may be why
-                raise LithotseError(f"derivative {spec['name']}: {where}, {stored.reader.original_name}: "
-                                    f"{exc}") from None
-            finally:
-                con.unregister("__batch")
+    for stored, batch in chain([first], pending):
+        progress.check()
+        numbers = pa.array(range(seen, seen + batch.num_rows), pa.int64())
+        seen += batch.num_rows
+        rank = pc.index_in(batch.column("_landing_id"), value_set=landings)
+        con.register("__batch", batch.append_column(LANDING, rank).append_column(ROW_ID, numbers))
+        try:
+            if not created:
+                con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {', '.join(q(c) for c in kept)} FROM __batch")
+                con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
+                created = True
+            else:
+                con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {', '.join(q(c) for c in kept)} FROM __batch")
+                con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
+        except duckdb.Error as exc:
+            checks.raise_found()  # a damaged object may be why
+            raise LithotseError(f"derivative {spec['name']}: {where}, {stored.reader.original_name}: "
+                                f"{exc}") from None
+        finally:
+            con.unregister("__batch")
     rows = f"SELECT * EXCLUDE ({q(ROW_ID)}) FROM {ROWS}"
     if key:
+        # the newest versions first, on their own: the memory choosing them is given back
+        # before the rows are written
         newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID))
-        rows += f" WHERE {q(ROW_ID)} IN (SELECT {q(ROW_ID)} FROM ({newest}))"
+        try:
+            con.execute(f"CREATE TABLE {NEWEST} AS SELECT {q(ROW_ID)} FROM ({newest})")
+        except duckdb.Error as exc:
+            raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
+        con.execute(f"DROP TABLE {VERSIONS}")
+        rows += f" WHERE {q(ROW_ID)} IN (SELECT {q(ROW_ID)} FROM {NEWEST})"
     return pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, []
+
+
+def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress,
+                    checks: IntegrityChecks) -> Iterator[tuple[StoredObject, pa.RecordBatch]]:
+    """Every batch of the stream's objects, one object open at a time, with provenance."""
+    connector = make_connector(ws, resolved.source)
+    for stored in resolved.objects(ws):
+        progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
+        for batch in read_object(ws, stored, connector, checks, provenance=True):
+            yield stored, batch
 
 
 def _landing_ranks(resolved: StreamInput) -> pa.Array:
