@@ -341,7 +341,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
-                                             materialize=(incremental or differs) and alias == "input")
+                                             materialize=(incremental or differs) and alias == "input",
+                                             unused=_unused_columns(spec))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
@@ -375,6 +376,15 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _unused_columns(spec: dict) -> tuple[str, ...]:
+    """Input columns an aggregate can do without: a FHIR stream's whole ``resource`` text (most
+    of its bytes), unless the spec names it."""
+    if spec["kind"] != "aggregate":
+        return ()
+    named = json.dumps({k: v for k, v in spec.items() if k not in ("name", "input", "description")})
+    return () if '"resource"' in named else ("resource",)
 
 
 def _streams_rows(spec: dict) -> bool:

@@ -158,18 +158,22 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 
 
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
-                progress: Progress, checks: IntegrityChecks, *, materialize: bool = False) -> pa.Schema:
+                progress: Progress, checks: IntegrityChecks, *, materialize: bool = False,
+                unused: tuple[str, ...] = ()) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
     Without ``materialize`` the objects, when they share a schema, are streamed: straight into
     the one query that reads them when they need no deduplication, into a table of the newest
     versions when they do; otherwise every landed row is copied into a DuckDB table first.
     DuckDB spills to the workspace's temp folder what exceeds ``[limits] memory``. ``checks`` collects the hash checks
-    of the objects read; settle them with ``checks.finish()`` before using the results.
+    of the objects read; settle them with ``checks.finish()`` before using the results. ``unused``
+    columns (a FHIR stream's ``resource`` text, for an aggregate) are left out as they are read.
     """
     q = DUCKDB.quote
     landed = f"{alias}__landed"
     readers = _object_readers(ws, resolved, materialize or bool(resolved.key), checks, progress)
+    if unused:
+        readers = [(stored, _without(reader, unused)) for stored, reader in readers]
     schemas = {r.schema for _stored, r in readers}
     columns = [n for n in readers[0][1].schema.names]
     key = stream_key(resolved, columns)
@@ -220,6 +224,15 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     if schema is not None:
         return pa.schema([f for f in schema if f.name not in PROVENANCE])
     return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
+
+
+def _without(reader: pa.RecordBatchReader, unused: tuple[str, ...]) -> pa.RecordBatchReader:
+    """The reader's batches without the ``unused`` columns."""
+    kept = [f.name for f in reader.schema if f.name not in unused]
+    if len(kept) == len(reader.schema):
+        return reader
+    schema = pa.schema([reader.schema.field(n) for n in kept])
+    return pa.RecordBatchReader.from_batches(schema, (batch.select(kept) for batch in reader))
 
 
 def _dedupe_while_reading(con: duckdb.DuckDBPyConnection, resolved: StreamInput, table: str, query: str,
