@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from . import deidentify
+from . import deidentify, rowstream
 from .catalog import Catalog, Version, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference, period_query
 from .complementary import Cells, Group, decide
@@ -71,6 +72,7 @@ from .inputs import (
     resolve_stream,
 )
 from .kinds import KIND_MODULES
+from .kinds.common import unchanged
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
@@ -142,17 +144,24 @@ def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table], area:
     """One zstd Parquet file per part, in the area of the version's class; content-addressed, create-only."""
     parts: dict[str, dict] = {}
     store = catalog.store_of(area)
+    pending: list[tuple[str, bytes]] = []
     for label, part in groups.items():
         buf = io.BytesIO()
         pq.write_table(part, buf, compression="zstd")
         data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        key = part_key(name, area, label, sha)
+        key = part_key(name, area, label, hashlib.sha256(data).hexdigest())
+        pending.append((key, data))
+        parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
+
+    def put(item: tuple[str, bytes]) -> None:
         try:
-            store.put_bytes(key, data, if_none_match=True)
+            store.put_bytes(item[0], item[1], if_none_match=True)
         except PreconditionFailed:
             pass
-        parts[label] = {"key": key, "rows": part.num_rows, "bytes": len(data)}
+
+    # each put waits for its fsyncs; a monthly aggregate has dozens of parts, written together
+    with ThreadPoolExecutor(max_workers=min(8, len(pending) or 1)) as pool:
+        list(pool.map(put, pending))
     return parts
 
 
@@ -227,6 +236,10 @@ class _Work:
     sql_cells: bool = False
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
     tags: dict[str, Any] = field(default_factory=dict)
+    staged: rowstream.StagedPart | None = None
+    """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
+    staged_schema: pa.Schema | None = None
+    staged_privacy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -305,6 +318,9 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     """Load the inputs and run the query; aggregates keep their cells unsuppressed (with the
     records and people of each) and the differences other aggregates of the input leave out."""
     spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
+    if _streams_rows(spec):
+        _compute_rows(ws, catalog, work, progress)
+        return
     kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
     progress.update(f"building {name}")
@@ -327,7 +343,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              materialize=(incremental or differs) and alias == "input",
-                                             rescanned=spec["kind"] == "sql")
+                                             rescanned=spec["kind"] == "sql", unused=_unused_columns(spec))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
@@ -361,6 +377,73 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _unused_columns(spec: dict) -> tuple[str, ...]:
+    """Input columns an aggregate can do without: a FHIR stream's whole ``resource`` text (most
+    of its bytes), unless the spec names it."""
+    if spec["kind"] != "aggregate":
+        return ()
+    named = json.dumps({k: v for k, v in spec.items() if k not in ("name", "input", "description")})
+    return () if '"resource"' in named else ("resource",)
+
+
+def _streams_rows(spec: dict) -> bool:
+    """Row-level results (views, ``sql`` without ``count_column``) are written as they are
+    computed rather than held as one table; aggregates and cells are small and stay whole."""
+    return spec["kind"] == "view" or (spec["kind"] == "sql" and not spec.get("count_column"))
+
+
+def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progress) -> None:
+    """Load the inputs and write the result of a row-level derivative straight to a staged
+    Parquet part, pseudonymized and de-identified batch by batch (see :mod:`.rowstream`)."""
+    spec, name = work.spec, work.name
+    kind = KIND_MODULES[spec["kind"]]
+    inputs = spec_inputs(spec)
+    progress.update(f"building {name}")
+    con = connect(ws)
+    checks = IntegrityChecks()
+    try:
+        schemas: dict[str, pa.Schema] = {}
+        rows_sql: tuple[str, list[Any]] | None = None
+        for alias, item in inputs.items():
+            if "derivative" in item:
+                schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
+                continue
+            work.resolved[alias].read_key(ws)
+            if spec["kind"] == "view" and alias == "input":
+                schemas[alias], view_sql, view_params = rowstream.load_view(con, ws, spec, work.resolved[alias],
+                                                                             progress, checks)
+                rows_sql = (view_sql, view_params)
+            else:
+                schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks)
+        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        lock_down(con)
+        progress.update(f"computing {name}")
+        if rows_sql is None:
+            query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
+                               periods=None, person_key=None)
+            if query.cells or query.finish is not unchanged:
+                raise LithotseError(f"derivative {name}: a {spec['kind']} query cannot be written row by row")
+            rows_sql = (query.sql, query.params)
+        keys = patient_key_columns(spec)
+
+        def transform(table: pa.Table) -> pa.Table:
+            table, work.staged_privacy = _disclose(ws, work, pseudonymize(ws, table, keys) if keys else table, keys)
+            return table
+
+        try:
+            work.staged, work.staged_schema = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1],
+                                                                   f"derivative {name}", transform)
+            checks.finish()
+        except BaseException:
+            rowstream.discard(work.staged)
+            work.staged = None
+            checks.raise_found()
+            raise
+    finally:
+        checks.close()
+        con.close()
 
 
 def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
@@ -486,20 +569,29 @@ def _with_unknown(known: dict, rels: list[Relation]) -> dict:
 
 def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | None) -> BuildResult:
     spec, name, previous, table = work.spec, work.name, work.previous, work.table
-    assert table is not None
-    unsuppressed = table
-    if work.cells:
-        table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
-    if work.sql_cells:
-        check_cells(name, table, work.tags)
-        table = suppress_cells(spec, table, work.threshold, ws.zero_cells)
-    keys = patient_key_columns(spec)
-    if keys:
-        table = pseudonymize(ws, table, keys)
-    table, privacy = _disclose(ws, work, table, keys)
-    grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
-    fresh = _periods(table, grain_split)
-    written = _write_parts(catalog, name, fresh, work.disclosure.area)
+    fresh: dict[str, pa.Table] | None = None
+    if work.staged is not None:
+        assert work.staged_schema is not None
+        schema, privacy, unsuppressed = work.staged_schema, work.staged_privacy, None
+        area = work.disclosure.area
+        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all", work.staged.sha256),
+                                             work.staged)}
+    else:
+        assert table is not None
+        unsuppressed = table
+        if work.cells:
+            table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
+        if work.sql_cells:
+            check_cells(name, table, work.tags)
+            table = suppress_cells(spec, table, work.threshold, ws.zero_cells)
+        keys = patient_key_columns(spec)
+        if keys:
+            table = pseudonymize(ws, table, keys)
+        table, privacy = _disclose(ws, work, table, keys)
+        grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
+        fresh = _periods(table, grain_split)
+        written = _write_parts(catalog, name, fresh, work.disclosure.area)
+        schema = table.schema
     periods = work.periods
     if periods is not None and previous is not None and not work.suppressed:
         parts = {k: v for k, v in previous.partitions.items()
@@ -511,7 +603,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         status = "incremental" if periods is not None and previous is not None else "built"
         if previous is not None and periods is not None:
             written = {k: v for k, v in written.items() if previous.partitions.get(k, {}).get("key") != v["key"]}
-    stats: dict[str, Any] = {"schema": _schema_hex(table.schema),
+    stats: dict[str, Any] = {"schema": _schema_hex(schema),
                              "recomputed_periods": None if periods is None else [p.isoformat() for p in periods]}
     if spec["kind"] == "aggregate":
         stats["counts"] = "people" if work.person_key else "records"
@@ -522,18 +614,18 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         person = view_person_columns(spec)
         stats["person_key"] = person[:1] or None
     version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
-                      partitions=parts, columns=table.column_names,
+                      partitions=parts, columns=schema.names,
                       rows=sum(p["rows"] for p in parts.values()),
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stats=stats, privacy=privacy)
-    whole = _whole_table(catalog, parts, fresh, table.schema)
+    whole = _whole_table(catalog, parts, fresh, schema) if fresh is not None and work.disclosure.published else None
     catalog.publish(version)
-    if work.cells_id:
+    if work.cells_id and unsuppressed is not None:
         _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
     pruned = catalog.prune(name, ws.keep_versions)
     if work.disclosure.published:
-        get_plugin_manager().version_published(ws, version, whole)
+        get_plugin_manager().version_published(ws, version, whole if whole is not None else catalog.read(version))
     else:
         get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),
@@ -591,15 +683,19 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
                for w in group if w not in stale and w.previous is not None}
     if not stale:
         return [results[w.name] for w in group]
-    for work in group:
-        if work in stale:
-            _compute(ws, catalog, work, group, progress, full)
-        elif work.previous is not None and work.spec["kind"] == "aggregate":
-            work.published = catalog.read(work.previous)
-    hidden = _decide(ws, group)
-    progress.update(f"writing {', '.join(w.name for w in stale)}")
-    for work in stale:
-        results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+    try:
+        for work in group:
+            if work in stale:
+                _compute(ws, catalog, work, group, progress, full)
+            elif work.previous is not None and work.spec["kind"] == "aggregate":
+                work.published = catalog.read(work.previous)
+        hidden = _decide(ws, group)
+        progress.update(f"writing {', '.join(w.name for w in stale)}")
+        for work in stale:
+            results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+    finally:
+        for work in group:
+            rowstream.discard(work.staged)
     return [results[w.name] for w in group]
 
 

@@ -17,10 +17,14 @@ nothing behind there.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -261,17 +265,57 @@ class Catalog:
     def read(self, version: Version, *, start: dt.date | None = None,
              end: dt.date | None = None, columns: list[str] | None = None) -> pa.Table:
         """A version's table; with a range, only periods that start inside it."""
-        tables = []
+        tables = [self.read_part(part["key"], columns) for part in self._parts(version, start, end)]
+        if not tables:
+            return self._empty(version, columns)
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def _parts(self, version: Version, start: dt.date | None, end: dt.date | None) -> list[dict]:
+        """The version's parts in label order; with a range, those of periods starting inside it."""
+        found = []
         for label in sorted(version.partitions):
             if label not in ("all",) and (start or end):
                 period = dt.date.fromisoformat(label)
                 if (start and period < start) or (end and period > end):
                     continue
-            part = version.partitions[label]
-            tables.append(self.read_part(part["key"], columns))
-        if not tables:
-            return self._empty(version, columns)
-        return pa.concat_tables(tables, promote_options="permissive")
+            found.append(version.partitions[label])
+        return found
+
+    def batches(self, version: Version, *, start: dt.date | None = None, end: dt.date | None = None,
+                batch_rows: int = 65_536) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """A version's rows as batches, part by part, in the schema :meth:`read` would give the
+        parts together (from their footers), so a reader holds one batch at a time. Parts in a
+        remote store are fetched to a temporary file first, one at a time."""
+        parts = self._parts(version, start, end)
+        if not parts:
+            empty = self._empty(version, None)
+            return empty.schema, iter(empty.to_batches())
+        with self._local_part(parts[0]["key"]) as first:
+            schemas = [pq.read_schema(first)]
+        for part in parts[1:]:
+            with self._local_part(part["key"]) as path:
+                schemas.append(pq.read_schema(path))
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for part in parts:
+                with self._local_part(part["key"]) as path:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                        yield batch if batch.schema == schema else _conform(batch, schema)
+
+        return schema, batches()
+
+    @contextlib.contextmanager
+    def _local_part(self, key: str) -> Iterator[Path]:
+        """A local path of a part: its own in a local store, else a temporary copy."""
+        store = self._store_of_key(key)
+        local = store.local_path(key)
+        if local is not None:
+            yield local
+            return
+        self.ws.local_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="part-", dir=self.ws.local_dir) as folder:
+            yield store.fetch_to(key, Path(folder) / "part.parquet")
 
     def read_part(self, key: str, columns: list[str] | None = None) -> pa.Table:
         """One Parquet part of a version, by its key."""
@@ -289,3 +333,10 @@ class Catalog:
                 schema = pa.schema([schema.field(c) for c in columns])
             return schema.empty_table()
         return pa.table({c: pa.array([], pa.null()) for c in (columns or version.columns)})
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch with the columns of ``schema``, in its order and types (missing ones null)."""
+    columns = [batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
+               for f in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -109,13 +109,15 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def dedupe_query(relation: str, key: list[str], columns: list[str]) -> str:
+def dedupe_query(relation: str, key: list[str], columns: list[str],
+                 landing_order: tuple[str, ...] = ("_landed_at", "_landing_id", "_row")) -> str:
     """One row per key: the newest version of each record.
 
     Newest is the largest ``versionId`` when every version id of that record is a number;
     version ids are otherwise opaque (UUIDs, hashes), so the latest ``lastUpdated`` wins,
     then the latest landing, then the later row of the same object (a total order, so
-    repeated builds keep the same row).
+    repeated builds keep the same row); ``landing_order`` names the columns giving those last
+    two, largest last.
     """
     q = DUCKDB.quote
     order = []
@@ -128,7 +130,7 @@ def dedupe_query(relation: str, key: list[str], columns: list[str]) -> str:
         order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
     if "lastUpdated" in columns:
         order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-    order += [f"{q(c)} DESC" for c in ("_landed_at", "_landing_id", "_row") if c in columns]
+    order += [f"{q(c)} DESC" for c in landing_order if c in columns]
     return dedupe_sql(relation, key, order)
 
 
@@ -157,7 +159,7 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
                 progress: Progress, checks: IntegrityChecks, *, materialize: bool = False,
-                rescanned: bool = False) -> pa.Schema:
+                rescanned: bool = False, unused: tuple[str, ...] = ()) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
     Without ``materialize`` the objects, when they share a schema, are streamed: straight into
@@ -167,11 +169,14 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     the query may read the input more than once (a self-join, a subquery in a ``sql``
     derivative), so a stream that needs no deduplication is kept in a table as it streams in
     rather than handed over as a reader that can be read once. ``checks`` collects the hash checks
-    of the objects read; settle them with ``checks.finish()`` before using the results.
+    of the objects read; settle them with ``checks.finish()`` before using the results. ``unused``
+    columns (a FHIR stream's ``resource`` text, for an aggregate) are left out as they are read.
     """
     q = DUCKDB.quote
     landed = f"{alias}__landed"
     readers = _object_readers(ws, resolved, materialize or bool(resolved.key), checks, progress)
+    if unused:
+        readers = [(stored, _without(reader, unused)) for stored, reader in readers]
     schemas = {r.schema for _stored, r in readers}
     columns = [n for n in readers[0][1].schema.names]
     key = stream_key(resolved, columns)
@@ -233,6 +238,15 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     if schema is not None:
         return pa.schema([f for f in schema if f.name not in PROVENANCE])
     return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
+
+
+def _without(reader: pa.RecordBatchReader, unused: tuple[str, ...]) -> pa.RecordBatchReader:
+    """The reader's batches without the ``unused`` columns."""
+    kept = [f.name for f in reader.schema if f.name not in unused]
+    if len(kept) == len(reader.schema):
+        return reader
+    schema = pa.schema([reader.schema.field(n) for n in kept])
+    return pa.RecordBatchReader.from_batches(schema, (batch.select(kept) for batch in reader))
 
 
 def _dedupe_while_reading(con: duckdb.DuckDBPyConnection, resolved: StreamInput, table: str, query: str,

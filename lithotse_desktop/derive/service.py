@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,22 @@ def read_published(ws: Workspace, name: str, door: str, *, rng: DateRange | None
     if version.privacy.get("class") == "row-level":
         raise refusal(name, disclosure, door)
     return version, table
+
+
+def published_batches(ws: Workspace, name: str, door: str, *, rng: DateRange | None = None,
+                      ) -> tuple[Version, pa.Schema, Iterator[pa.RecordBatch]]:
+    """:func:`read_published` as batches, part by part, for doors that write what they read
+    (exports): the same refusals, before any data is read; one batch in memory at a time."""
+    catalog = Catalog(ws)
+    disclosure = classify(catalog.spec(name), catalog.find_spec)
+    if not disclosure.published:
+        raise refusal(name, disclosure, door)
+    version = pick_version(ws, name)
+    if version.privacy.get("class") == "row-level":
+        raise refusal(name, disclosure, door)
+    rng = rng or DateRange()
+    schema, batches = catalog.batches(version, start=rng.start, end=rng.end)
+    return version, schema, batches
 
 
 def counting(version: Version) -> dict:

@@ -13,14 +13,16 @@ import decimal
 import io
 import math
 import warnings
+from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write_stream
 from ..errors import ConfigError
 
 FORMATS = ("csv", "parquet", "xlsx")
@@ -72,7 +74,10 @@ def column_width(name: str, typ: pa.DataType, sample: list) -> float:
     return float(min(MAX_WIDTH, max(longest, len(name) + 2) + 2))
 
 
-def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = None) -> bytes:
+def write_xlsx(out: BinaryIO, schema: pa.Schema, batches: Iterable[pa.RecordBatch], sheet: str = "data",
+               table_name: str | None = None) -> int:
+    """Write the batches as one formatted sheet to ``out``, row by row; returns the rows written.
+    Column widths are fitted to the first rows, the only ones looked at twice."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
@@ -81,22 +86,25 @@ def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = No
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(sheet[:31])
-    fields = list(table.schema)
+    fields = list(schema)
     formats = [number_format(f.type) for f in fields]
-    head = table.slice(0, 200)
+    pending = iter(batches)
+    first = next(pending, None)
+    head = first.slice(0, 200) if first is not None else schema.empty_table()
     for i, field in enumerate(fields, start=1):
         sample = head.column(i - 1).to_pylist()
         ws.column_dimensions[get_column_letter(i)].width = column_width(field.name, field.type, sample)
     ws.freeze_panes = "A2"
     bold = Font(bold=True)
     header = []
-    for name in table.column_names:
+    for name in schema.names:
         cell = WriteOnlyCell(ws, value=str(name))
         cell.font = bold
         cell.data_type = "s"
         header.append(cell)
     ws.append(header)
-    for batch in table.to_batches(BATCH_ROWS):
+    rows = 0
+    for batch in chain([first] if first is not None else [], pending):
         columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
         for values in zip(*columns, strict=True):
             row = []
@@ -108,10 +116,11 @@ def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = No
                     cell.data_type = "s"
                 row.append(cell)
             ws.append(row)
-    if table.num_columns:
-        ref = f"A1:{get_column_letter(table.num_columns)}{max(table.num_rows, 1) + 1}"
+        rows += batch.num_rows
+    if fields:
+        ref = f"A1:{get_column_letter(len(fields))}{max(rows, 1) + 1}"
         xl_table = Table(displayName=table_name or "data", ref=ref,
-                         tableColumns=[TableColumn(id=i, name=str(n)) for i, n in enumerate(table.column_names, 1)])
+                         tableColumns=[TableColumn(id=i, name=str(n)) for i, n in enumerate(schema.names, 1)])
         xl_table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
         from openpyxl.worksheet.filters import AutoFilter
 
@@ -119,24 +128,40 @@ def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = No
         with warnings.catch_warnings():  # the columns are set above, as write-only mode needs
             warnings.simplefilter("ignore")
             ws.add_table(xl_table)
+    wb.save(out)
+    return rows
+
+
+def xlsx_bytes(table: pa.Table, sheet: str = "data", table_name: str | None = None) -> bytes:
     buf = io.BytesIO()
-    wb.save(buf)
+    write_xlsx(buf, table.schema, table.to_batches(BATCH_ROWS), sheet, table_name)
     return buf.getvalue()
 
 
-def export_table(table: pa.Table, fmt: str, path: Path, *, name: str = "data") -> Path:
+def export_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str, path: Path, *,
+                   name: str = "data") -> int:
+    """Write the batches to ``path`` as they come (never the whole table in memory), atomically;
+    returns the rows written."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    path = Path(path)
-    if fmt == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf)
-        data = buf.getvalue()
-    elif fmt == "parquet":
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        data = buf.getvalue()
-    else:
-        data = xlsx_bytes(table, sheet=name, table_name=f"lithotse_{name}")
-    atomic_write_bytes(path, data)
-    return path
+    written = 0
+
+    def write(out: BinaryIO) -> None:
+        nonlocal written
+        if fmt == "xlsx":
+            written = write_xlsx(out, schema, batches, sheet=name, table_name=f"lithotse_{name}")
+            return
+        writer: pacsv.CSVWriter | pq.ParquetWriter
+        writer = pacsv.CSVWriter(out, schema) if fmt == "csv" else pq.ParquetWriter(out, schema, compression="zstd")
+        with writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                written += batch.num_rows
+
+    atomic_write_stream(Path(path), write)
+    return written
+
+
+def export_table(table: pa.Table, fmt: str, path: Path, *, name: str = "data") -> Path:
+    export_batches(table.schema, table.to_batches(BATCH_ROWS), fmt, path, name=name)
+    return Path(path)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..cache import cache_for, table_of
 from ..dates import DateRange
 from ..workspace import Workspace
-from .export import export_table
+from .export import export_batches
 from .workbook import Binding, Placed, bind, default_table_name, refresh
 
 
@@ -57,10 +57,10 @@ def export_derivative(ws: Workspace, name: str, fmt: str, path: Path, *, rng: Da
                       ) -> tuple[Path, int]:
     """Write a published derivative's table to ``path`` (csv, parquet or xlsx) and audit it."""
     from .. import audit
-    from ..derive.service import read_published
+    from ..derive.service import published_batches
 
-    version, table = read_published(ws, name, "exports", rng=rng)
-    export_table(table, fmt, path, name=name)
+    version, schema, batches = published_batches(ws, name, "exports", rng=rng)
+    rows = export_batches(schema, batches, fmt, path, name=name)
     audit.record(ws, "export", derivative=name, version=version.version, format=fmt,
-                 path=str(Path(path).resolve()), rows=table.num_rows)
-    return Path(path), table.num_rows
+                 path=str(Path(path).resolve()), rows=rows)
+    return Path(path), rows

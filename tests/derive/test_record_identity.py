@@ -218,6 +218,33 @@ def test_newest_version_by_last_updated_when_version_ids_are_opaque(workspace, t
         assert got == expected
 
 
+def test_a_view_shows_nothing_of_a_record_whose_newest_version_it_filters_out(workspace, tmp_path):
+    """The newest version is chosen before the view's where and forEach: a record whose newest
+    version the view leaves out (or gives no rows) is not shown by an older version instead."""
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+
+    def versioned(rid: str, status: str, version: str, locations: list[str]) -> str:
+        data = json.loads(encounter(rid, status, version, f"2024-06-0{version}T08:00:00Z"))
+        data["location"] = [{"location": {"display": name}} for name in locations]
+        return json.dumps(data)
+
+    (folder / "a.ndjson").write_text("\n".join([
+        versioned("kept", "finished", "1", ["ward 1"]), versioned("kept", "finished", "2", ["ward 2", "ward 3"]),
+        versioned("dropped", "finished", "1", ["ward 1"]), versioned("dropped", "cancelled", "2", ["ward 4"]),
+        versioned("emptied", "finished", "1", ["ward 1"]), versioned("emptied", "finished", "2", [])]) + "\n")
+    workspace.add_source("fhir", "fhir-files", {"path": str(folder), "resource_types": "Encounter"}, {})
+    run_import(workspace, "fhir")
+    add_spec(workspace, {"name": "wards", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+                         "view": {"resource": "Encounter", "where": [{"path": "status = 'finished'"}],
+                                  "select": [{"column": [{"name": "rid", "path": "id"}]},
+                                             {"forEach": "location",
+                                              "column": [{"name": "ward", "path": "location.display"}]}]}})
+    build(workspace, "wards")
+    rows = sorted((r["rid"], r["ward"]) for r in read_table(workspace, "wards")[1].to_pylist())
+    assert rows == [("kept", "ward 2"), ("kept", "ward 3")]
+
+
 # --- the connector's name and version are part of a version -------------------------------------
 
 def test_a_changed_connector_version_makes_the_derivative_stale(workspace, tmp_path, monkeypatch):

@@ -3,11 +3,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 from openpyxl import load_workbook
 
+from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import read_table
 from lithotse_desktop.excel.export import export_table
+from lithotse_desktop.excel.ops import export_derivative
 from tests.cache.helpers import build_sample
 
 
@@ -60,3 +64,28 @@ def test_derivative_export_opens_in_libreoffice(workspace, lines, tmp_path, libr
     assert lines_out[0] == "period,grp,n,total,avg,ids,suppressed"
     assert lines_out[1].split(",")[:4] == ["2024-01-01", "a", "15", "120"]
     assert len(lines_out) == 1 + table.num_rows
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_derivative_export_writes_part_by_part(workspace, lines, tmp_path, monkeypatch, fmt):
+    """An export reads one batch of one part at a time, never the whole table, and writes what
+    reading the whole version gives."""
+    build_sample(workspace, lines)
+    version, table = read_table(workspace, "visits")
+    assert len(version.partitions) > 1
+
+    def whole_table(*_args, **_kwargs):
+        raise AssertionError("the export read the whole table")
+
+    monkeypatch.setattr(Catalog, "read", whole_table)
+    path, rows = export_derivative(workspace, "visits", fmt, tmp_path / f"visits.{fmt}")
+    assert rows == table.num_rows
+    if fmt == "parquet":
+        assert pq.read_table(path).equals(table)
+    elif fmt == "csv":
+        assert pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=table.schema)).equals(table)
+    else:
+        sheet = load_workbook(path).worksheets[0]
+        values = list(sheet.iter_rows(values_only=True))
+        assert list(values[0]) == table.column_names
+        assert [row[table.column_names.index("grp")] for row in values[1:]] == table.column("grp").to_pylist()

@@ -27,6 +27,20 @@ def _has_type_column(schema: pa.Schema) -> bool:
     return index >= 0 and pa.types.is_string(schema.field(index).type)
 
 
+def rows_query(spec: dict, schema: pa.Schema, relation: str, row_id: str) -> tuple[str, list[Any]]:
+    """The view over ``relation`` (landed records, each with its ``row_id``), every row keeping the
+    ``row_id`` of the record it came from: a build runs it over each batch as the stream is read
+    and keeps the rows of the newest versions afterwards (see :mod:`..rowstream`)."""
+    typed = _has_type_column(schema)
+    kept = ["resource", *(['"resourceType"'] if typed else []), f'"{row_id}"']
+    columns = ", ".join(kept)
+    try:
+        return compile_view(spec["view"], f"(SELECT {columns} FROM {relation})",
+                            type_column="resourceType" if typed else None, carry=(row_id,))
+    except Exception as exc:
+        raise SpecError("view", str(exc)) from None
+
+
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
           periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
     if "resource" not in schemas["input"].names:

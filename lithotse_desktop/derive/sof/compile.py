@@ -657,31 +657,33 @@ def parse_at(expr: str, where: str) -> tuple:
 
 @overload
 def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
-                 dialect: Literal["duckdb"] = "duckdb") -> tuple[str, list[object]]: ...
+                 dialect: Literal["duckdb"] = "duckdb", carry: tuple[str, ...] = ()) -> tuple[str, list[object]]: ...
 
 
 @overload
 def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
-                 dialect: Literal["spark"]) -> tuple[str, dict[str, object]]: ...
+                 dialect: Literal["spark"], carry: tuple[str, ...] = ()) -> tuple[str, dict[str, object]]: ...
 
 
 def compile_view(view: dict, source_relation: str, *, type_column: str | None = None,
-                 dialect: str = "duckdb") -> tuple[str, list[object] | dict[str, object]]:
+                 dialect: str = "duckdb", carry: tuple[str, ...] = ()) -> tuple[str, list[object] | dict[str, object]]:
     """Compile a ViewDefinition into (SELECT statement, its bound parameters).
 
     `source_relation` is a table name, table function call or parenthesised subquery with a column
     `resource` (JSON in DuckDB, the JSON text in Spark); resources of other types are filtered out, by
     `type_column` of the source when it has each resource's type already (parsing every resource once
     more for it halved the speed of a view over a million Encounters). Parameters are a list for
-    DuckDB's `$1..$n` and a dict for Spark's `:p1..:pn` (`spark.sql(sql, args=params)`).
-    Raises ViewError for invalid views.
+    DuckDB's `$1..$n` and a dict for Spark's `:p1..:pn` (`spark.sql(sql, args=params)`). `carry`
+    names columns of the source passed through to every row a resource gives, after the view's own
+    (a build ties rows to the record they came from with it). Raises ViewError for invalid views.
     """
-    sql, params, _ = compile_view_columns(view, source_relation, type_column=type_column, dialect=dialect)
+    sql, params, _ = compile_view_columns(view, source_relation, type_column=type_column, dialect=dialect,
+                                          carry=carry)
     return sql, params
 
 
 def compile_view_columns(view: dict, source_relation: str, *, type_column: str | None = None,
-                         dialect: str = "duckdb", param_prefix: str = "p",
+                         dialect: str = "duckdb", param_prefix: str = "p", carry: tuple[str, ...] = (),
                          ) -> tuple[str, list[object] | dict[str, object], list[str]]:
     """compile_view, also returning the output column names; Spark parameters are named `param_prefix`N,
     so that statements compiled with different prefixes can be combined into one."""
@@ -731,7 +733,9 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
         base_items.append(f"{p.rows} AS {lst}")
         lists.append((lst, u, p.if_empty))
         outputs.extend(f"{d.field(u, n)} AS {d.ident(n)}" for n, _ in p.fields)
-    body = f"SELECT {', '.join(base_items)} FROM {_TYPED_MARK} AS __typed"
+    passed = [d.ident(c) for c in carry]
+    carried.extend(passed)
+    body = f"SELECT {', '.join(base_items + passed)} FROM {_TYPED_MARK} AS __typed"
     if filters:
         body += f" WHERE {' AND '.join(filters)}"
     for n, (lst, u, if_empty) in enumerate(lists):
@@ -743,27 +747,30 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
         kept = carried + [x for x, _, _ in lists[n + 1:]]
         body = f"SELECT {''.join(k + ', ' for k in kept)}explode({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
         carried.append(u)
-    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs)} FROM ({body}) AS __rows")
-    typed = _typed_source(comp, source_relation, type_column)
+    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows")
+    typed = _typed_source(comp, source_relation, type_column, passed)
     if paths:
         listed = ", ".join(d.string(p) for p in paths)
-        typed = f"SELECT {_ROOT}, json_extract({_ROOT}, [{listed}]) AS {_HOISTED} FROM ({typed}) AS __parsed"
+        typed = (f"SELECT {_ROOT}{''.join(', ' + c for c in passed)}, json_extract({_ROOT}, [{listed}]) "
+                 f"AS {_HOISTED} FROM ({typed}) AS __parsed")
     # The source relation is inserted last so that nothing in it is taken for a placeholder.
     return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
 
 
-def _typed_source(comp: _Compiler, source_relation: str, type_column: str | None) -> str:
-    """The source's resources of the view's type, each parsed once into the root value `__r`."""
+def _typed_source(comp: _Compiler, source_relation: str, type_column: str | None, passed: list[str]) -> str:
+    """The source's resources of the view's type, each parsed once into the root value `__r`, with
+    the `passed` (carried) columns beside it."""
     d = comp.d
+    extra = "".join(f", {c}" for c in passed)
     if d.name == "duckdb":
         kind = d.ident(type_column) if type_column else "json_extract_string(resource, '$.resourceType')"
-        return (f"SELECT CAST(resource AS JSON) AS {_ROOT} FROM {source_relation} AS __src "
+        return (f"SELECT CAST(resource AS JSON) AS {_ROOT}{extra} FROM {source_relation} AS __src "
                 f"WHERE {kind} = {comp.param(comp.resource, 'VARCHAR')}")
     if type_column:
-        return (f"SELECT parse_json(resource) AS {_ROOT} FROM {source_relation} AS __src "
+        return (f"SELECT parse_json(resource) AS {_ROOT}{extra} FROM {source_relation} AS __src "
                 f"WHERE {d.ident(type_column)} = {comp.param(comp.resource, 'VARCHAR')}")
-    parsed = f"SELECT parse_json(resource) AS {_ROOT} FROM {source_relation} AS __src"
-    return (f"SELECT {_ROOT} FROM ({parsed}) AS __parsed "
+    parsed = f"SELECT parse_json(resource) AS {_ROOT}{extra} FROM {source_relation} AS __src"
+    return (f"SELECT {_ROOT}{extra} FROM ({parsed}) AS __parsed "
             f"WHERE {d.get_string(_ROOT, '$.resourceType')} = {comp.param(comp.resource, 'VARCHAR')}")
 
 
