@@ -416,7 +416,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
                                                                              progress, checks)
                 rows_sql = (view_sql, view_params)
             else:
-                schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks)
+                schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
+                                             rescanned=spec["kind"] == "sql")
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         lock_down(con)
         progress.update(f"computing {name}")
