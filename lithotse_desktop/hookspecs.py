@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .connectors import Connector
     from .derive.catalog import Version
+    from .derive.engines import EngineFactory
     from .storage import Store
     from .workspace import Workspace
 
@@ -59,6 +60,15 @@ def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
     """Return ``{name: factory}`` for L3 cache backends; a factory takes the workspace and options.
 
     A plugin cannot replace the built-in ``embedded`` backend.
+    """
+
+
+@hookspec
+def lithotse_register_engines() -> dict[str, EngineFactory]:
+    """Return ``{name: factory}`` for engines that build derivatives; a factory takes the workspace
+    and its ``[engine]`` settings and returns an :class:`~lithotse_desktop.plugin.Engine`.
+
+    The built-in ``duckdb`` and ``spark`` cannot be replaced by a plugin.
     """
 
 
