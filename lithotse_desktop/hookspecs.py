@@ -8,8 +8,9 @@ pointing at a module (or object) holding functions marked with ``@hookimpl``::
 
 First-party connectors in ``plugins/`` use exactly this path, so a third-party plugin is
 installed and loaded the same way as the built-in ones. The core's own stores (local folders,
-``s3://``) and its embedded L3 cache implement these hooks too, as in-process plugins the
-plugin manager always registers (``builtin-stores``, ``builtin-cache``): there is one way to
+``s3://``), its embedded L3 cache and its engines (DuckDB, Spark) implement these hooks too, as
+in-process plugins the plugin manager always registers (``builtin-stores``, ``builtin-cache``,
+``builtin-engines``): there is one way to
 extend Lithotse, and the core uses it. Plugin authors import everything from
 :mod:`lithotse_desktop.plugin`.
 """

@@ -53,7 +53,7 @@ from . import Engine, EngineSession
 DEFAULT_PORT = 15002
 LOCAL = re.compile(r"^local(\[[0-9*]+\])?$")
 SESSION_CONFIG = {
-    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.shuffle.partitions": "2",
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -287,7 +287,7 @@ class SparkBuild(EngineSession):
             frame = self.spark.read.parquet(*locations)
             frame.createOrReplaceTempView(name)
             self.views.append(name)
-            frame.limit(0).toArrow()
+            frame.schema  # noqa: B018 - asks the server to read the files' footers: fails here if it cannot
         except Exception as exc:
             raise LithotseError(f"{what}: the Spark Connect server {self.shown} cannot read the staged input "
                                 f"in {self.store.url}/{self.prefix}: {_spark_error(exc)}") from None
@@ -310,15 +310,12 @@ class SparkBuild(EngineSession):
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise LithotseError(f"{resolved.source}/{resolved.stream}: landings do not fit each other: {exc}") from None
         staged = _stageable(landed)
-        locations = []
-        for i, table in enumerate(tables):
-            for name in staged.names:
-                if name not in table.column_names:
-                    table = table.append_column(name, pa.nulls(table.num_rows, staged.field(name).type))
-            progress.update(f"staging {resolved.source}/{resolved.stream} for Spark ({i + 1}/{len(tables)})")
-            locations.append(self._stage(f"{alias}-{i}", table.select(staged.names).cast(staged)))
+        progress.update(f"staging {resolved.source}/{resolved.stream} for Spark")
+        whole = pa.concat_tables([t.cast(pa.schema([staged.field(n) for n in t.column_names])) for t in tables],
+                                 promote_options="permissive")
+        location = self._stage(alias, whole.select(staged.names))
         landed_name = f"{alias}__landed"
-        self._read(landed_name, locations, f"{resolved.source}/{resolved.stream}")
+        self._read(landed_name, [location], f"{resolved.source}/{resolved.stream}")
         self.landed_schemas[alias] = landed
         columns = landed.names
         key = stream_key(resolved, columns)
