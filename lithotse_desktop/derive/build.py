@@ -297,7 +297,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         periods = None
         if incremental and previous is not None:
             periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
-        session.lock_down()
+        session.lock_down(user_sql=spec["kind"] == "sql")
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,

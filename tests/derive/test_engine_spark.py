@@ -270,6 +270,18 @@ def test_cancel_interrupts_the_running_spark_job(health_system, spark_url):
     assert time.monotonic() - started < 60
 
 
+def _build_on(ws: Workspace, url: str, name: str):
+    """Build ``name`` on the Spark engine at ``url``, leaving the workspace's settings as they were."""
+    saved = dict(ws.config["engine"])
+    ws.config["engine"] = {**saved, "spark": {"url": url}}
+    ws.save()
+    try:
+        return build_all(ws, [name], engine="spark")
+    finally:
+        ws.config["engine"] = saved
+        ws.save()
+
+
 class socketless_port:  # noqa: N801 - used as a context manager, like a function
     """A loopback port nothing listens on (bound and closed again)."""
 
@@ -284,7 +296,7 @@ class socketless_port:  # noqa: N801 - used as a context manager, like a functio
         return None
 
 
-def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sail):
+def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sail, spark_url):
     data = tmp_path / "data"
     synth.generate(data, patients=200)
     ws = Workspace.create(tmp_path / "ws", name="sail")
@@ -301,6 +313,12 @@ def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sai
                          {"fn": "sum", "column": LOS, "as": "days"}, {"fn": "mean", "column": LOS, "as": "mean"}]}
     add_spec(ws, spec)
     catalog = Catalog(ws)
+    # pyspark's own server has no S3 filesystem: a clear error naming the server and the store
+    with pytest.raises(LithotseError, match="cannot read the staged input in s3://") as raised:
+        _build_on(ws, spark_url, "sail_month")
+    assert "local[2]" in str(raised.value) or "sc://" in str(raised.value)
+    assert catalog.current("sail_month") is None
+    assert list(ws.store("restricted").list("engine-staging/")) == []
     first = build_all(ws, ["sail_month"])[0]
     expected = catalog.read(catalog.current("sail_month"))
     again = build_all(ws, ["sail_month"], engine="spark", full=True)[0]

@@ -60,8 +60,9 @@ class EngineSession(ABC):
         """Show identifiers of the inputs as tokens (a ``sql`` derivative's cells, see disclosure)."""
 
     @abstractmethod
-    def lock_down(self) -> None:
-        """From here on the SQL run may not read files other than the inputs."""
+    def lock_down(self, user_sql: bool = False) -> None:
+        """From here on the SQL run may not read files other than the inputs; with ``user_sql``
+        (a ``sql`` derivative's own text comes next) an engine that cannot promise it refuses."""
 
     @abstractmethod
     def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:

@@ -55,7 +55,7 @@ class DuckDBSession(EngineSession):
     def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
         return mask_inputs(self.con, roles)
 
-    def lock_down(self) -> None:
+    def lock_down(self, user_sql: bool = False) -> None:
         inputs.lock_down(self.con)
 
     def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:

@@ -383,9 +383,17 @@ class SparkBuild(EngineSession):
         raise LithotseError("a sql derivative with a count_column (cells whose inputs show identifiers as "
                             "tokens) is built on DuckDB only; write its SQL for DuckDB (no \"engine\" in the spec)")
 
-    def lock_down(self) -> None:
-        """SQL may not name files itself (``parquet.`/path```); the inputs are views already."""
-        self._sql("SET spark.sql.runSQLOnFiles=false", {}, "locking the session")
+    def lock_down(self, user_sql: bool = False) -> None:
+        """SQL may not name files itself (``parquet.`/path```); the inputs are views already. A
+        server that does not take the setting (Sail) still runs the SQL Lithotse compiles, but not
+        a ``sql`` derivative's own text."""
+        try:
+            self.spark.conf.set("spark.sql.runSQLOnFiles", "false")
+        except Exception as exc:
+            if user_sql:
+                raise LithotseError(f"the Spark Connect server {self.shown} cannot be kept from reading files "
+                                    f"named in SQL (spark.sql.runSQLOnFiles: {_spark_error(exc)}), so a sql "
+                                    f"derivative is not built there") from None
 
     # --- queries ------------------------------------------------------------------------------
     def _sql(self, sql: str, args: dict[str, Any], what: str, progress: Progress | None = None) -> pa.Table:
