@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from derive import generate
 
 from _common import REPO, median_time, scratch_workspace
@@ -61,6 +63,22 @@ def engine_urls(engines: list[str], spark_url: str) -> tuple[dict[str, str | Non
     return urls, sail_server
 
 
+def compare(expected: Any, got: Any) -> str | None:
+    """Why two published tables differ (counts exactly, floats within 1e-9 relative), or None."""
+    if expected.schema != got.schema or expected.num_rows != got.num_rows:
+        return f"schema or row count ({expected.num_rows} vs {got.num_rows} rows)"
+    for name in expected.column_names:
+        want, have = expected.column(name).to_pylist(), got.column(name).to_pylist()
+        if pa.types.is_floating(expected.schema.field(name).type):
+            bad = [i for i, (a, b) in enumerate(zip(want, have, strict=True))
+                   if (a is None) != (b is None) or (a is not None and not math.isclose(a, b, rel_tol=1e-9))]
+        else:
+            bad = [i for i, (a, b) in enumerate(zip(want, have, strict=True)) if a != b]
+        if bad:
+            return f"column {name}, row {bad[0]}: {want[bad[0]]!r} vs {have[bad[0]]!r}"
+    return None
+
+
 def aggregate_runs(rows: int, urls: dict[str, str | None], repeat: int) -> dict[str, tuple[float, float]]:
     """Per engine: (seconds to the first result, median warm build) for ``rows`` encounters."""
     from lithotse_desktop.derive.build import build
@@ -87,10 +105,11 @@ def aggregate_runs(rows: int, urls: dict[str, str | None], repeat: int) -> dict[
             warm, _runs = median_time(lambda c=chosen: build(ws, SPEC["name"], full=True, engine=c), repeat)
             out[engine] = (first, warm)
             tables[engine] = read_table(ws, SPEC["name"])[1]
-        reference = next(iter(tables.values()))
+        first_engine = next(iter(tables))
         for engine, table in tables.items():
-            if not table.equals(reference):
-                raise SystemExit(f"{engine} published a different table than {next(iter(tables))}")
+            difference = compare(tables[first_engine], table)
+            if difference:
+                raise SystemExit(f"{engine} published a different table than {first_engine}: {difference}")
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -113,10 +132,14 @@ def view_runs(n: int, urls: dict[str, str | None], repeat: int) -> dict[str, tup
                 source = f"(SELECT json AS resource FROM read_ndjson_objects('{data}'))"
                 sql, params = compile_view(view, source)
                 con = duckdb.connect()
+
+                def flatten(sql: str = sql, params: list = params, con: Any = con) -> Any:
+                    return con.sql(sql, params=params or None).to_arrow_table()
+
                 started = time.perf_counter()
-                con.execute(sql, params).arrow()
+                flatten()
                 first = time.perf_counter() - started
-                warm, _ = median_time(lambda sql=sql, params=params, con=con: con.execute(sql, params).arrow(), repeat)
+                warm, _ = median_time(flatten, repeat)
                 out[engine] = (first, warm)
                 continue
             if "dialect" not in inspect.signature(compile_view).parameters:
@@ -156,12 +179,14 @@ def main() -> None:
         for rows in sizes:
             scaling[rows] = aggregate_runs(rows, urls, args.repeat)
         largest = max(sizes)
-        print(f"\naggregate (bench/derive.py's) over {largest:,} encounters")
+        print(f"\naggregate (bench/derive.py's) over {largest:,} encounters; first result = the run's first build "
+              f"on that engine ({sizes[0]:,} rows), with its server's start")
         print(f"{'engine':<8} {'first result':>13} {'warm (median)':>14}")
-        for engine, (first, warm) in scaling[largest].items():
-            print(f"{engine:<8} {first:>12.2f}s {warm:>13.2f}s")
+        for engine, (_first, warm) in scaling[largest].items():
+            print(f"{engine:<8} {scaling[sizes[0]][engine][0]:>12.2f}s {warm:>13.2f}s")
 
         print(f"\nEncounterFlat view (bench/sof.py's) over {args.view_n:,} Encounters")
+        print(f"{'engine':<8} {'first result':>13} {'warm (median)':>14}")
         for engine, result in view_runs(args.view_n, urls, args.repeat).items():
             if isinstance(result, str):
                 print(f"{engine:<8} {result}")
