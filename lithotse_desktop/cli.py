@@ -379,15 +379,17 @@ def _print_table(table: Any, limit: int | None = None) -> None:
 @click.argument("name", required=False)
 @click.option("--all", "build_every", is_flag=True, help="Build every derivative, inputs first.")
 @click.option("--full", is_flag=True, help="Recompute every partition.")
+@click.option("--engine", default=None, metavar="NAME",
+              help="Build on this engine for this run (duckdb, spark, or a plugin's).")
 @click.option("--json", "as_json", is_flag=True)
 @workspace_option
-def derive_build(name: str | None, build_every: bool, full: bool, as_json: bool) -> None:
+def derive_build(name: str | None, build_every: bool, full: bool, engine: str | None, as_json: bool) -> None:
     """Build a derivative (or all) when its spec or inputs changed."""
     from .derive.build import build_all
 
     if bool(name) == build_every:
         raise ConfigError("give a derivative NAME or --all")
-    results = build_all(current_workspace(), [name] if name else None, full=full,
+    results = build_all(current_workspace(), [name] if name else None, full=full, engine=engine,
                         progress=cli_progress(as_json))
     if as_json:
         _emit_json([r.to_json() for r in results])

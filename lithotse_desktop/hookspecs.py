@@ -8,8 +8,9 @@ pointing at a module (or object) holding functions marked with ``@hookimpl``::
 
 First-party connectors in ``plugins/`` use exactly this path, so a third-party plugin is
 installed and loaded the same way as the built-in ones. The core's own stores (local folders,
-``s3://``) and its embedded L3 cache implement these hooks too, as in-process plugins the
-plugin manager always registers (``builtin-stores``, ``builtin-cache``): there is one way to
+``s3://``), its embedded L3 cache and its engines (DuckDB, Spark) implement these hooks too, as
+in-process plugins the plugin manager always registers (``builtin-stores``, ``builtin-cache``,
+``builtin-engines``): there is one way to
 extend Lithotse, and the core uses it. Plugin authors import everything from
 :mod:`lithotse_desktop.plugin`.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from .connectors import Connector
     from .derive.catalog import Version
+    from .derive.engines import EngineFactory
     from .storage import Store
     from .workspace import Workspace
 
@@ -59,6 +61,15 @@ def lithotse_register_cache_backends() -> dict[str, Callable[..., Any]]:
     """Return ``{name: factory}`` for L3 cache backends; a factory takes the workspace and options.
 
     A plugin cannot replace the built-in ``embedded`` backend.
+    """
+
+
+@hookspec
+def lithotse_register_engines() -> dict[str, EngineFactory]:
+    """Return ``{name: factory}`` for engines that build derivatives; a factory takes the workspace
+    and its ``[engine]`` settings and returns an :class:`~lithotse_desktop.plugin.Engine`.
+
+    The built-in ``duckdb`` and ``spark`` cannot be replaced by a plugin.
     """
 
 

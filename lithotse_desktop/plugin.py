@@ -25,6 +25,9 @@ What it offers, by kind of plugin:
   errors :class:`PreconditionFailed` (a conditional write lost) and :class:`AccessDenied`;
 - cache backends: the :class:`CacheBackend` contract and its :data:`ANY` marker;
 - listeners of ``lithotse_version_published``: :class:`Workspace`, :class:`Version`;
+- engines: :class:`Engine` opening an :class:`EngineSession` per build, whose SQL is compiled in
+  its :class:`Dialect`, refusing an inexact measure with :class:`SpecError`
+  (``lithotse_register_engines``; the built-in ``spark`` engine is an example);
 - a plugin running DuckDB itself: :func:`duckdb_settings`, the workspace's ``[limits]``
   (``memory_limit``, ``temp_directory``) to put on its connection;
 - every plugin: the errors users see (:class:`InputError` names a file and line,
@@ -53,6 +56,9 @@ from .connectors import (
 )
 from .dates import DateRange
 from .derive.catalog import Version
+from .derive.compile import Dialect
+from .derive.engines import Engine, EngineSession
+from .derive.spec import SpecError
 from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
@@ -64,10 +70,11 @@ from .workspace import Workspace
 
 __all__ = [
     "ANY", "CORE_COLUMNS", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField",
-    "Connector", "CorruptObject", "DateRange", "FetchRequest", "FieldType", "FileTracker", "InputError",
+    "Connector", "CorruptObject", "DateRange", "Dialect", "Engine", "EngineSession", "FetchRequest", "FieldType",
+    "FileTracker", "InputError",
     "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
-    "SecretMissing", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings", "files_to_fetch",
-    "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret", "missing_person_column",
-    "person_column",
+    "SecretMissing", "SpecError", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings",
+    "files_to_fetch", "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret",
+    "missing_person_column", "person_column",
     "sha256_file", "split_names",
 ]

@@ -6,7 +6,7 @@ imported but still listed, with status "disabled" and the variable that disabled
 plugin that fails to import or whose hook raises is recorded with its error and left out;
 the application carries on.
 
-The core's own stores and cache register through the same hooks, as the in-process plugins
+The core's own stores, cache and engines register through the same hooks, as the in-process plugins
 named in :data:`BUILTIN_PLUGINS`. They are named by module, like an entry point's value, and
 imported when a manager starts. So the manager asks the stores (a local folder, a bucket)
 through the hook, and storage knows nothing of plugins; the tiers above storage ask the
@@ -40,6 +40,7 @@ BUILTIN_ORIGIN = "built-in"
 BUILTIN_PLUGINS = {
     "builtin-stores": "lithotse_desktop.storage.builtin",
     "builtin-cache": "lithotse_desktop.cache.builtin",
+    "builtin-engines": "lithotse_desktop.derive.engines.builtin",
 }
 """Plugin name -> module of the core's own hook implementations, registered by every manager."""
 
@@ -251,6 +252,15 @@ class PluginManager:
         merged: dict[str, Callable[..., Any]] = {}
         builtin: dict[str, Callable[..., Any]] = {}
         for name, table in self._call_each("lithotse_register_cache_backends"):
+            (builtin if self.is_builtin(name) else merged).update(table or {})
+        merged.update(builtin)
+        return merged
+
+    def engines(self) -> dict[str, Callable[..., Any]]:
+        """Every engine factory by name; a built-in name is never taken over by a plugin."""
+        merged: dict[str, Callable[..., Any]] = {}
+        builtin: dict[str, Callable[..., Any]] = {}
+        for name, table in self._call_each("lithotse_register_engines"):
             (builtin if self.is_builtin(name) else merged).update(table or {})
         merged.update(builtin)
         return merged

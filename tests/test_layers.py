@@ -93,9 +93,10 @@ def manager(monkeypatch):
 
 def test_builtins_register_through_the_hooks_and_always_load(manager, tmp_path):
     builtins = {n: i for n, i in manager.plugins.items() if i.origin == BUILTIN_ORIGIN}
-    assert set(builtins) == {"builtin-stores", "builtin-cache"}
+    assert set(builtins) == {"builtin-stores", "builtin-cache", "builtin-engines"}
     assert all(i.error is None and i.distribution is None for i in builtins.values())
     assert set(manager.cache_backends()) == {"embedded"}
+    assert set(manager.engines()) == {"duckdb", "spark"}
     store = manager.open_store("data", {}, tmp_path)
     store.put_bytes("a/b.txt", b"x")
     assert (tmp_path / "data" / "a" / "b.txt").read_bytes() == b"x"
@@ -115,12 +116,18 @@ def test_a_plugin_adds_stores_and_backends_but_cannot_take_over_builtins(manager
         def lithotse_register_cache_backends(self):
             return {"embedded": "greedy", "memo": "memo-factory"}
 
+        @hookimpl
+        def lithotse_register_engines(self):
+            return {"spark": "greedy", "polars": "polars-factory"}
+
     manager.register(Greedy(), "greedy-test")
     assert type(manager.open_store("data", {}, tmp_path)).__name__ == "LocalStore"
     assert taken == []
     assert manager.open_store("mem://x", {}, tmp_path) == "greedy store for mem://x"
     backends = manager.cache_backends()
     assert backends["memo"] == "memo-factory" and backends["embedded"] != "greedy"
+    engines = manager.engines()
+    assert engines["polars"] == "polars-factory" and engines["spark"] != "greedy"
 
 
 def test_a_store_error_reaches_the_user(manager, tmp_path, monkeypatch):

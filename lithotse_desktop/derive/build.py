@@ -48,7 +48,7 @@ from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import deidentify, rowstream
 from .catalog import Catalog, Version, part_key
-from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference, period_query
+from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
     Disclosure,
@@ -57,13 +57,14 @@ from .disclosure import (
     check_cells,
     classify,
     describe,
-    mask_inputs,
     output_roles,
     suppress_cells,
 )
+from .engines import EngineSession, engine_name, open_engine
 from .inputs import (
     StreamInput,
     connect,
+    empty_relation,
     input_identity,
     input_roles,
     load_derivative,
@@ -120,13 +121,6 @@ def reference_year(spec: dict) -> int | None:
 def suppression_threshold(ws: Workspace, spec: dict) -> int:
     value = spec.get("suppress_below")
     return ws.suppress_below if value is None else int(value)
-
-
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], what: str) -> pa.Table:
-    try:
-        return con.sql(sql, params=params or None).to_arrow_table()
-    except duckdb.Error as exc:
-        raise LithotseError(f"{what}: {exc}") from None
 
 
 def _periods(table: pa.Table, grain_split: bool) -> dict[str, pa.Table]:
@@ -186,29 +180,6 @@ def _same_reader(current: dict, previous: dict | None) -> bool:
                                         for k in ("source", "stream", "connector", "connector_version"))
 
 
-def _touched_periods(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, schema: pa.Schema,
-                     resolved: StreamInput, previous: Version) -> list[Any] | None:
-    """Periods that new landings can change, or None when a full rebuild is needed."""
-    old = {tuple(x) for x in previous.inputs.get("input", {}).get("objects", [])}
-    new = {tuple(x) for x in (list(t) for t in resolved.identities)}
-    if not old <= new:
-        return None
-    fresh_ids = [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
-    con.register("__fresh", pa.table({"id": pa.array(fresh_ids, pa.string())}))
-    con.execute("CREATE TABLE __fresh_ids AS SELECT id FROM __fresh")
-    con.unregister("__fresh")
-    q = DUCKDB.quote
-    landed = q("input__landed")
-    condition = "_landing_id IN (SELECT id FROM __fresh_ids)"
-    key = resolved.key or (["resourceType", "id"] if "resource" in schema.names else [])
-    if key:
-        cols = ", ".join(q(k) for k in key)
-        condition = f"({cols}) IN (SELECT ({cols}) FROM {landed} WHERE {condition})"
-    landed_schema = con.sql(f"SELECT * FROM {landed} LIMIT 0").to_arrow_table().schema
-    compiled = period_query(spec, landed_schema, landed, condition, timezone=ws.timezone)
-    return [row[0] for row in con.execute(compiled.sql, compiled.params).fetchall()]
-
-
 @dataclass
 class _Work:
     """One derivative of a build: what it reads, what it was, and what its query gave."""
@@ -240,6 +211,7 @@ class _Work:
     """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
     staged_schema: pa.Schema | None = None
     staged_privacy: dict[str, Any] = field(default_factory=dict)
+    engine: str = "duckdb"
 
     @property
     def name(self) -> str:
@@ -318,13 +290,13 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     """Load the inputs and run the query; aggregates keep their cells unsuppressed (with the
     records and people of each) and the differences other aggregates of the input leave out."""
     spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
-    if _streams_rows(spec):
+    if _streams_rows(spec) and work.engine == "duckdb":
         _compute_rows(ws, catalog, work, progress)
         return
     kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
-    progress.update(f"building {name}")
-    con = connect(ws)
+    progress.update(f"building {name} on {work.engine}")
+    session = open_engine(ws, work.engine).session(progress)
     checks = IntegrityChecks()
     try:
         schemas: dict[str, pa.Schema] = {}
@@ -338,38 +310,40 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         differs = _may_count_differences(work, group)
         for alias, item in inputs.items():
             if "derivative" in item:
-                schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
+                schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
             else:
                 work.resolved[alias].read_key(ws)
-                schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
-                                             materialize=(incremental or differs) and alias == "input",
-                                             rescanned=spec["kind"] == "sql", unused=_unused_columns(spec))
+                schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
+                                                     materialize=(incremental or differs) and alias == "input",
+                                                     rescanned=spec["kind"] == "sql", unused=_unused_columns(spec))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
             work.person_key = _input_person_key(catalog, work, schemas["input"])
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
-        work.tags = mask_inputs(con, work.roles) if work.sql_cells else {}
+        work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
         periods = None
         if incremental and previous is not None:
-            periods = _touched_periods(con, ws, spec, schemas["input"], work.resolved["input"], previous)
-        lock_down(con)
-        progress.update(f"computing {name}")
+            periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
+        session.lock_down(user_sql=spec["kind"] == "sql")
+        progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
-                               periods=periods, person_key=work.person_key)
-            result = _run(con, query.sql, query.params, f"derivative {name}")
+                               periods=periods, person_key=work.person_key, dialect=session.dialect)
+            result = session.run(query.sql, query.params, f"derivative {name}", progress)
+            if session.dialect.name != "duckdb" and query.cells:
+                result = _as_duckdb_types(ws, work, schemas, result)
             work.cells = query.cells
             work.table = result if query.cells else query.finish(result)
             if query.cells and any(w.suppressed for w in group):
-                _relate_as_outer(con, ws, work, group, schemas)
+                _relate_as_outer(session, ws, work, group, schemas, progress)
         except LithotseError:
             checks.raise_found()
             raise
         checks.finish()
     finally:
         checks.close()
-        con.close()
+        session.close()
     work.periods = periods
     if work.suppressed:
         work.cells_id = hashlib.sha256(json.dumps(
@@ -390,7 +364,8 @@ def _unused_columns(spec: dict) -> tuple[str, ...]:
 
 def _streams_rows(spec: dict) -> bool:
     """Row-level results (views, ``sql`` without ``count_column``) are written as they are
-    computed rather than held as one table; aggregates and cells are small and stay whole."""
+    computed rather than held as one table; aggregates and cells are small and stay whole.
+    On DuckDB only: another engine hands its result back whole (see :mod:`.engines`)."""
     return spec["kind"] == "view" or (spec["kind"] == "sql" and not spec.get("count_column"))
 
 
@@ -469,8 +444,26 @@ def _merge_periods(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.
     return merged.take(pa.array(order, pa.int64()))
 
 
-def _relate_as_outer(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work, group: list[_Work],
-                     schemas: dict[str, pa.Schema]) -> None:
+def _as_duckdb_types(ws: Workspace, work: _Work, schemas: dict[str, pa.Schema], result: pa.Table) -> pa.Table:
+    """Another engine's cells with the column types DuckDB gives the same query (found over empty
+    inputs), so the published Parquet is the same whichever engine built it."""
+    con = duckdb.connect(":memory:")
+    try:
+        for alias, schema in schemas.items():
+            empty_relation(con, alias, schema)
+        query = KIND_MODULES[work.spec["kind"]].query(work.spec, schemas, timezone=ws.timezone,
+                                                      threshold=work.threshold, person_key=work.person_key)
+        expected = con.sql(query.sql, params=query.params or None).to_arrow_table().schema
+    finally:
+        con.close()
+    if expected.names != result.column_names:
+        raise LithotseError(f"derivative {work.name}: the {work.engine} engine returned columns "
+                            f"{result.column_names}, not {expected.names}")
+    return result.cast(expected)
+
+
+def _relate_as_outer(session: EngineSession, ws: Workspace, work: _Work, group: list[_Work],
+                     schemas: dict[str, pa.Schema], progress: Progress) -> None:
     """Relations in which this aggregate is the outer, and the rows each inner leaves out (counted
     here, where the shared input is loaded)."""
     assert work.table is not None
@@ -490,16 +483,17 @@ def _relate_as_outer(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work,
             continue
         outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
         compiled = compile_difference(work.spec, other.spec, schemas, dims=[outer_dims[b] for _, b in rel.common],
-                                      grain=rel.grain, timezone=ws.timezone, person_key=work.person_key)
-        work.differences[(rel.inner, rel.outer)] = _count_margin(con, compiled, rel.grain, len(rel.common),
-                                                                 f"derivative {work.name}")
-    _count_remainders(con, ws, work, group, schemas, types)
+                                      grain=rel.grain, timezone=ws.timezone, person_key=work.person_key,
+                                      dialect=session.dialect)
+        work.differences[(rel.inner, rel.outer)] = _count_margin(session, compiled, rel.grain, len(rel.common),
+                                                                 f"derivative {work.name}", progress)
+    _count_remainders(session, ws, work, group, schemas, types, progress)
 
 
-def _count_margin(con: duckdb.DuckDBPyConnection, compiled: Any, grain: str, dims: int,
-                  what: str) -> dict[tuple, tuple[int, int]]:
+def _count_margin(session: EngineSession, compiled: Any, grain: str, dims: int, what: str,
+                  progress: Progress) -> dict[tuple, tuple[int, int]]:
     """(records, people) per margin cell of a :func:`compile_difference` query."""
-    found = _run(con, compiled.sql, compiled.params, what)
+    found = session.run(compiled.sql, compiled.params, what, progress)
     columns = ([PERIOD] if grain != "none" else []) + [f"__k{i}" for i in range(dims)]
     values = {c: found.column(c).to_pylist() for c in (*columns, CELL_COUNT, PEOPLE)}
     counted: dict[tuple, tuple[int, int]] = {}
@@ -509,8 +503,8 @@ def _count_margin(con: duckdb.DuckDBPyConnection, compiled: Any, grain: str, dim
     return counted
 
 
-def _count_remainders(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work, group: list[_Work],
-                      schemas: dict[str, pa.Schema], types: dict[str, pa.DataType]) -> None:
+def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group: list[_Work],
+                      schemas: dict[str, pa.Schema], types: dict[str, pa.DataType], progress: Progress) -> None:
     """Rows of this aggregate that no part of a partition whose whole it is keeps (see
     :class:`.relations.Partition`), per margin cell."""
     aggregates = [w.spec for w in group if w.spec["kind"] == "aggregate"]
@@ -522,9 +516,10 @@ def _count_remainders(con: duckdb.DuckDBPyConnection, ws: Workspace, work: _Work
                                          {"column": p.column, "op": "in", "value": p.values}]}
         outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
         compiled = compile_difference(work.spec, kept, schemas, dims=[outer_dims[b] for b in p.common[work.name]],
-                                      grain=p.grain, timezone=ws.timezone, person_key=work.person_key)
-        work.remainders[p.key] = _count_margin(con, compiled, p.grain, len(p.common[work.name]),
-                                               f"derivative {work.name}")
+                                      grain=p.grain, timezone=ws.timezone, person_key=work.person_key,
+                                      dialect=session.dialect)
+        work.remainders[p.key] = _count_margin(session, compiled, p.grain, len(p.common[work.name]),
+                                               f"derivative {work.name}", progress)
 
 
 def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
@@ -671,13 +666,14 @@ def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]
 
 
 def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Progress,
-                full: bool) -> list[BuildResult]:
+                full: bool, engine: str | None = None) -> list[BuildResult]:
     """Build one derivative, or the aggregates of one input together: suppression is decided over
     all of them, so the suppressed ones are up to date together or rebuilt together. An aggregate
     that suppresses nothing (``suppress_below`` 0) is rebuilt only when its own inputs change;
     its published cells still count in the decision."""
     group = [_resolve(ws, catalog, spec) for spec in specs]
     for work in group:
+        work.engine = engine_name(ws, work.spec, engine)
         work.vid = version_id(work.spec, work.identities, _privacy_context(ws, work, group))
     stale = [w for w in group if full or w.previous is None or w.previous.version != w.vid]
     results = {w.name: BuildResult(w.name, w.vid, "up to date", w.previous.rows, 0, len(w.previous.partitions))
@@ -700,10 +696,11 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
     return [results[w.name] for w in group]
 
 
-def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False) -> BuildResult:
+def build(ws: Workspace, name: str, *, progress: Progress | None = None, full: bool = False,
+          engine: str | None = None) -> BuildResult:
     """Build one derivative if its inputs or spec changed (with the aggregates sharing its input,
     see :func:`build_all`); publish the new version."""
-    results = build_all(ws, [name], progress=progress, full=full)
+    results = build_all(ws, [name], progress=progress, full=full, engine=engine)
     return next(r for r in results if r.name == name)
 
 
@@ -775,7 +772,10 @@ def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[
 
 
 def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progress | None = None,
-              full: bool = False) -> list[BuildResult]:
+              full: bool = False, engine: str | None = None) -> list[BuildResult]:
+    """Build the named derivatives (all without names), inputs first; ``engine`` overrides each
+    spec's engine for this run (see :mod:`.engines`). The engine does not enter the version id:
+    every engine computes the same cells."""
     catalog = Catalog(ws)
     specs = {spec["name"]: spec for spec in catalog.specs()}
     for name in names or []:
@@ -785,7 +785,7 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     progress = progress or Progress()
     results: list[BuildResult] = []
     for unit in _units(ws, catalog, specs, wanted):
-        results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full))
+        results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full, engine))
     return results
 
 

@@ -5,8 +5,9 @@ of allowed characters: a column name is any text the input's header holds, it mu
 the input's columns (checked here against the schema), and it reaches SQL only through
 :meth:`Dialect.quote`. Checks that need the input's schema (unknown column,
 a mean over text, a date field that is not a date) raise :class:`SpecError` naming the
-spec field, before any build starts. DuckDB is the only dialect today; the
-:class:`Dialect` seam is where Spark SQL joins when builds move to Spark Connect.
+spec field, before any build starts. Two dialects: DuckDB's (:data:`DUCKDB`) and Spark SQL's
+(:data:`SPARK`, for builds on Spark Connect); a measure Spark cannot compute exactly as DuckDB
+does is refused there with a SpecError naming it, never approximated.
 """
 
 from __future__ import annotations
@@ -67,8 +68,100 @@ class Dialect:
     def contains(self, column_sql: str, param: str) -> str:
         return f"contains(CAST({column_sql} AS VARCHAR), {param})"
 
+    def mean(self, column_sql: str, typ: pa.DataType, path: str) -> str:
+        return f"avg({column_sql})"
+
+    def check_quantile(self, typ: pa.DataType, path: str, what: str) -> None:
+        """Refuse a quantile this engine would not compute exactly as DuckDB does (DuckDB's own: none)."""
+
+    def distinct_tuple(self, parts: list[str]) -> str:
+        """Distinct non-null tuples of several columns (a person key of more than one column)."""
+        known = " AND ".join(f"{p} IS NOT NULL" for p in parts)
+        return f"count(DISTINCT CASE WHEN {known} THEN row({', '.join(parts)}) END)"
+
+    def first_per_key(self, key_sql: str, columns: list[str], relation: str) -> str:
+        """One row of ``relation`` per ``key_sql`` (as ``__jk``) with ``columns``: a join's right side."""
+        return f"SELECT DISTINCT ON ({key_sql}) {key_sql} AS __jk, {', '.join(columns)} FROM {relation}"
+
+    def order(self, columns: list[str]) -> str:
+        """ORDER BY terms giving the same row order on every engine: nulls last."""
+        return ", ".join(f"{c} ASC NULLS LAST" for c in columns)
+
 
 DUCKDB = Dialect()
+
+
+class SparkDialect(Dialect):
+    """Spark SQL (Spark Connect's ``spark.sql(sql, args={...})``, named parameter markers), with
+    every expression giving what DuckDB's gives, or a refusal naming the spec field."""
+
+    name = "spark"
+
+    def quote(self, ident: str) -> str:
+        """Backticks around any name, its own backticks doubled."""
+        if "\x00" in ident:
+            raise SpecError("column", f"{ident!r}: a name cannot hold a NUL character")
+        return "`" + ident.replace("`", "``") + "`"
+
+    def param(self, number: int) -> str:
+        """Named markers (``:p1``): a value may appear in the SELECT before the WHERE that bound it first."""
+        return f":p{number}"
+
+    def local_day(self, column_sql: str, typ: pa.DataType, tz_param: str) -> str:
+        if pa.types.is_date(typ):
+            return f"CAST({column_sql} AS DATE)"
+        if pa.types.is_timestamp(typ):
+            if typ.tz is not None:  # an instant; the session's zone is UTC
+                return f"CAST(from_utc_timestamp({column_sql}, {tz_param}) AS DATE)"
+            return f"CAST({column_sql} AS DATE)"
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            # Spark's cast also takes "2024" or "2024-01" as a date; DuckDB's needs year, month and day
+            text = f"substr({column_sql}, 1, 10)"
+            return (f"CASE WHEN {text} RLIKE '^-?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}$' "
+                    f"THEN try_cast({text} AS DATE) END")
+        raise TypeError(str(typ))
+
+    def full_years(self, start_sql: str, end_sql: str) -> str:
+        # months_between counts whole months as DuckDB's date_sub does (the last days of two months
+        # are a whole month apart); the cast truncates toward zero, as date_sub does
+        return f"CAST(months_between({end_sql}, {start_sql}, false) / 12 AS INT)"
+
+    def code_from_concept(self, column_sql: str, system_param: str) -> str:
+        concept = f"from_json({column_sql}, 'coding ARRAY<STRUCT<system: STRING, code: STRING>>')"
+        return (f"try_element_at(transform(filter({concept}.coding, c -> c.system = {system_param}), "
+                f"c -> c.code), 1)")
+
+    def percentile(self, column_sql: str, p: float) -> str:
+        # exact, interpolated like DuckDB's quantile_cont (percentile_approx is not)
+        return f"percentile({column_sql}, {float(p)!r})"
+
+    def check_quantile(self, typ: pa.DataType, path: str, what: str) -> None:
+        if pa.types.is_decimal(typ):
+            raise SpecError(path, f"{what} of a decimal column cannot be computed on Spark exactly as on DuckDB "
+                                  f"(DuckDB keeps the decimal, Spark's percentile gives a double); build it "
+                                  f"with --engine duckdb")
+
+    def contains(self, column_sql: str, param: str) -> str:
+        return f"contains(CAST({column_sql} AS STRING), {param})"
+
+    def mean(self, column_sql: str, typ: pa.DataType, path: str) -> str:
+        if pa.types.is_decimal(typ):
+            # DuckDB divides the exact decimal sum as a double; Spark's avg would round to scale + 4
+            return f"CAST(sum({column_sql}) AS DOUBLE) / count({column_sql})"
+        return f"avg({column_sql})"
+
+    def distinct_tuple(self, parts: list[str]) -> str:
+        # Spark's count(DISTINCT a, b) leaves out the tuples holding a null, as the CASE above does
+        return f"count(DISTINCT {', '.join(parts)})"
+
+    def first_per_key(self, key_sql: str, columns: list[str], relation: str) -> str:
+        picked = ", ".join(columns)
+        return (f"SELECT __jk, {picked} FROM (SELECT {key_sql} AS __jk, {picked}, row_number() OVER "
+                f"(PARTITION BY {key_sql} ORDER BY {key_sql}) AS __first FROM {relation}) WHERE __first = 1")
+
+
+SPARK = SparkDialect()
+DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "spark": SPARK}
 
 
 @dataclass
@@ -106,12 +199,15 @@ def _column_type(schema: pa.Schema, column: str, path: str) -> pa.DataType:
     return schema.field(idx).type
 
 
-def dedupe_sql(relation: str, key: list[str], order: list[str], dialect: Dialect = DUCKDB) -> str:
-    """Keep one row per key: the newest by the ``order`` expressions (already with DESC)."""
+def dedupe_sql(relation: str, key: list[str], order: list[str], dialect: Dialect = DUCKDB,
+               columns: list[str] | None = None) -> str:
+    """Keep one row per key: the newest by the ``order`` expressions (already with DESC). The
+    rows keep every column, or only ``columns`` (Spark SQL has no ``* EXCLUDE``)."""
     q = dialect.quote
     parts = ", ".join(q(k) for k in key)
     order_sql = ", ".join(order) or "1"
-    return (f"SELECT * EXCLUDE (__rank) FROM (SELECT *, row_number() OVER (PARTITION BY {parts} "
+    kept = "* EXCLUDE (__rank)" if columns is None else ", ".join(q(c) for c in columns)
+    return (f"SELECT {kept} FROM (SELECT *, row_number() OVER (PARTITION BY {parts} "
             f"ORDER BY {order_sql}) AS __rank FROM {relation}) WHERE __rank = 1")
 
 
@@ -144,8 +240,8 @@ def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Pa
         for i, name in enumerate(join["columns"]):
             columns[name] = (f"r.{q(name)}", _column_type(right, name, f"join.columns[{i}]"))
             picked.append(q(name))
-        from_sql += (f" LEFT JOIN (SELECT DISTINCT ON ({q(right_col)}) {q(right_col)} AS __jk, "
-                     f"{', '.join(picked)} FROM {q('joined')}) AS r ON l.{q(left_col)} = r.__jk")
+        right_rows = dialect.first_per_key(q(right_col), picked, q("joined"))
+        from_sql += f" LEFT JOIN ({right_rows}) AS r ON l.{q(left_col)} = r.__jk"
 
     def col(name: str, path: str) -> tuple[str, pa.DataType]:
         if name not in columns:
@@ -211,8 +307,7 @@ def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB
     parts = [col(name, "person_key")[0] for name in person_key]
     if len(parts) == 1:
         return f"count(DISTINCT {parts[0]})"
-    known = " AND ".join(f"{p} IS NOT NULL" for p in parts)
-    return f"count(DISTINCT CASE WHEN {known} THEN row({', '.join(parts)}) END)"
+    return dialect.distinct_tuple(parts)
 
 
 def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
@@ -258,10 +353,12 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         elif fn == "count_distinct":
             expr = f"count(DISTINCT {sql})"
         elif fn == "mean":
-            expr = f"avg({sql})"
+            expr = dialect.mean(sql, typ, path)
         elif fn == "median":
+            dialect.check_quantile(typ, f"{path}.column", f"median {m['as']!r}")
             expr = dialect.percentile(sql, 0.5)
         elif fn == "percentile":
+            dialect.check_quantile(typ, f"{path}.column", f"percentile {m['as']!r}")
             expr = dialect.percentile(sql, m["p"])
         elif fn == "sum" and pa.types.is_integer(typ):
             expr = f"CAST(sum({sql}) AS BIGINT)"
@@ -275,7 +372,7 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
     if where:
         sql += " WHERE " + " AND ".join(f"({w})" for w in where)
     if group:
-        sql += f" GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}"
+        sql += f" GROUP BY {', '.join(group)} ORDER BY {dialect.order(group)}"
     return Compiled(sql, params.values, dims, measures, grain != "none")
 
 

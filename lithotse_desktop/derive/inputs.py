@@ -261,6 +261,16 @@ def _dedupe_while_reading(con: duckdb.DuckDBPyConnection, resolved: StreamInput,
         raise LithotseError(f"{resolved.source}/{resolved.stream}: {exc}") from None
 
 
+def fresh_landings(resolved: StreamInput, previous: Any) -> list[str] | None:
+    """Ids of the landings a build reads that ``previous`` (a Version) did not, or None when an
+    object it read is gone (a full rebuild is needed)."""
+    old = {tuple(x) for x in previous.inputs.get("input", {}).get("objects", [])}
+    new = {tuple(x) for x in (list(t) for t in resolved.identities)}
+    if not old <= new:
+        return None
+    return [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
+
+
 def load_derivative(con: duckdb.DuckDBPyConnection, catalog: Catalog, alias: str, name: str) -> pa.Schema:
     current = catalog.current(name)
     if current is None:

@@ -25,7 +25,9 @@ from ..workspace import Workspace
 from . import deidentify
 from .build import suppression_threshold
 from .catalog import Catalog, Version
+from .compile import DIALECTS, DUCKDB, compile_aggregate
 from .disclosure import check_aggregate, classify, output_roles, refusal, with_declared
+from .engines import check_engine_name
 from .identifiers import view_column_roles
 from .inputs import empty_relation, input_roles, lock_down, sample_schema
 from .kinds import KIND_MODULES
@@ -39,6 +41,11 @@ def _input_path(alias: str) -> str:
 def check_spec(ws: Workspace, spec: Any) -> dict:
     """Every check that can run before a build: structure, inputs, columns and types, SQL."""
     validate_spec(spec)
+    if spec.get("engine"):
+        try:
+            check_engine_name(spec["engine"])
+        except NotFound as exc:
+            raise SpecError("engine", str(exc).removeprefix("engine: ")) from None
     catalog = Catalog(ws)
     schemas: dict[str, pa.Schema | None] = {}
     for alias, item in spec_inputs(spec).items():
@@ -68,6 +75,11 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     roles = {alias: input_roles(catalog, spec, item, known[alias]) for alias, item in spec_inputs(spec).items()}
     if spec["kind"] == "aggregate":
         check_aggregate(spec, roles)
+        dialect = DIALECTS.get(str(spec.get("engine") or "duckdb"))
+        if dialect is not None and dialect is not DUCKDB:  # what that engine refuses (inexact measures)
+            compile_aggregate(spec, known, timezone=ws.timezone, dialect=dialect)
+    if spec["kind"] == "sql" and spec.get("engine", "duckdb") != "duckdb":
+        return spec  # SQL in another engine's dialect: that engine checks it when it builds
     con = engine.connect(ws.limits)
     try:
         for alias, schema in known.items():

@@ -5,7 +5,11 @@ Three kinds share ``name``, ``kind`` and ``input`` (or ``inputs`` for ``sql``):
 * ``aggregate`` – date field, range, filters, group-by dimensions (plain columns, age bands,
   codes picked from a CodeableConcept), time grain, measures, suppression, optional join;
 * ``view`` – an SQL-on-FHIR v2 ViewDefinition flattening one resource type;
-* ``sql`` – one read-only DuckDB SELECT over named inputs.
+* ``sql`` – one read-only SELECT over named inputs (DuckDB's SQL, or Spark SQL with
+  ``"engine": "spark"``).
+
+Every kind may name the ``engine`` that builds it (``duckdb``, ``spark``, or a plugin's; see
+:mod:`.engines`).
 
 Every kind may carry the privacy keys of :mod:`.disclosure` (``deidentify``, ``columns``,
 ``count_column``, ``people_column``).
@@ -172,6 +176,10 @@ def validate_spec(spec: Any) -> dict:
     kind = _req(spec, "kind", "")
     if kind not in KINDS:
         raise SpecError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    if "engine" in spec:
+        engine = spec["engine"]
+        if not isinstance(engine, str) or not NAME.match(engine):
+            raise SpecError("engine", f"{engine!r}: name an engine, such as \"duckdb\" or \"spark\"")
     if "suppress_below" in spec and spec["suppress_below"] is not None:
         k = spec["suppress_below"]
         if not isinstance(k, int) or isinstance(k, bool) or k < 0:
@@ -272,6 +280,11 @@ def spec_inputs(spec: dict) -> dict[str, dict]:
 
 
 def spec_hash(spec: dict) -> str:
+    """The spec's identity in version ids. Its ``engine`` is left out (except for ``sql``, whose
+    text is in that engine's dialect): every engine computes the same cells, so moving a
+    derivative to another engine neither rebuilds it nor changes its versions."""
+    if spec.get("kind") != "sql":
+        spec = {k: v for k, v in spec.items() if k != "engine"}
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

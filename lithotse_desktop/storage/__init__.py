@@ -89,6 +89,12 @@ class Store(abc.ABC):
         """A path a reader can open directly, or None when the object is remote."""
         return None
 
+    def location(self, key: str) -> str | None:
+        """Where another program (a Spark engine) reads the object: a path or an ``s3://`` URL;
+        None when this store has no such address."""
+        path = self.local_path(key)
+        return str(path) if path is not None else None
+
     def fetch_to(self, key: str, dest: Path) -> Path:
         """Copy an object to a local file (used where a reader needs a real path)."""
         import shutil

@@ -575,6 +575,9 @@ class S3Store(Store):
     def local_path(self, key: str) -> Path | None:
         return None
 
+    def location(self, key: str) -> str | None:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
     # --- Arrow ----------------------------------------------------------------
     def arrow_filesystem(self) -> tuple[Any, str]:
         """A pyarrow S3FileSystem with this store's endpoint and credentials, and the base path.

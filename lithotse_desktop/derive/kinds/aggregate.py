@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..compile import compile_aggregate
+from ..compile import DUCKDB, Dialect, compile_aggregate
 from .common import Query
 
 
@@ -20,6 +20,8 @@ def check(spec: dict) -> None:
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
-    compiled = compile_aggregate(spec, schemas, timezone=timezone, periods=periods, person_key=person_key)
+          periods: list[Any] | None = None, person_key: list[str] | None = None,
+          dialect: Dialect = DUCKDB) -> Query:
+    compiled = compile_aggregate(spec, schemas, timezone=timezone, periods=periods, person_key=person_key,
+                                 dialect=dialect)
     return Query(compiled.sql, compiled.params, "measures", cells=True)

@@ -1,4 +1,9 @@
-"""``sql``: one read-only SELECT over the named inputs, on a locked-down connection."""
+"""``sql``: one read-only SELECT over the named inputs, on a locked-down connection.
+
+The SQL is written in the dialect of the engine that builds it: DuckDB's (checked with DuckDB's
+parser), or, for a spec with ``"engine": "spark"``, Spark SQL, which the Spark engine runs as a
+subquery (so its parser refuses anything but one query).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..compile import DUCKDB, Dialect
 from ..spec import SpecError
 from .common import Query
 
@@ -25,9 +31,18 @@ def check_sql(sql: str) -> str:
 
 
 def check(spec: dict) -> None:
-    check_sql(spec["sql"])
+    if spec.get("engine", "duckdb") == "duckdb":
+        check_sql(spec["sql"])
+    elif not spec["sql"].strip().rstrip(";").strip():
+        raise SpecError("sql", "is empty")
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
-    return Query(f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql")
+          periods: list[Any] | None = None, person_key: list[str] | None = None,
+          dialect: Dialect = DUCKDB) -> Query:
+    if dialect.name == "duckdb":
+        return Query(f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql")
+    if spec.get("engine") != dialect.name:
+        raise SpecError("sql", f"is written for {spec.get('engine', 'duckdb')}, so it cannot be run on "
+                               f"{dialect.name}; set \"engine\": \"{dialect.name}\" with SQL in its dialect")
+    return Query(f"SELECT * FROM ({spec['sql'].strip().rstrip(';')}) AS __q", [], "sql")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..compile import DUCKDB, Dialect
 from ..sof import compile_view, validate_view
 from ..spec import SpecError
 from .common import Query
@@ -42,9 +43,12 @@ def rows_query(spec: dict, schema: pa.Schema, relation: str, row_id: str) -> tup
 
 
 def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold: int,
-          periods: list[Any] | None = None, person_key: list[str] | None = None) -> Query:
+          periods: list[Any] | None = None, person_key: list[str] | None = None,
+          dialect: Dialect = DUCKDB) -> Query:
     if "resource" not in schemas["input"].names:
         raise SpecError("input", "a view needs a FHIR stream (a 'resource' column)")
+    if dialect.name != "duckdb":
+        return _other_dialect(spec, schemas, dialect)
     try:
         if _has_type_column(schemas["input"]):
             sql, params = compile_view(spec["view"], TYPED_RESOURCES, type_column="resourceType")
@@ -52,4 +56,22 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
             sql, params = compile_view(spec["view"], RESOURCES)
     except Exception as exc:
         raise SpecError("view", str(exc)) from None
+    return Query(sql, params, "view")
+
+
+def _other_dialect(spec: dict, schemas: dict[str, pa.Schema], dialect: Dialect) -> Query:
+    """The view in another engine's SQL (the SQL-on-FHIR compiler's Spark dialect), its named
+    parameters ``:p1..:pn`` handed over in order, as the engines bind them."""
+    if dialect.name != "spark":
+        raise SpecError("view", f"the SQL-on-FHIR compiler has no {dialect.name} dialect; "
+                                f"build views with --engine duckdb or spark")
+    typed = _has_type_column(schemas["input"])
+    columns = "resource, `resourceType`" if typed else "resource"
+    relation = f"(SELECT {columns} FROM {dialect.quote('input')})"
+    try:
+        sql, named = compile_view(spec["view"], relation, dialect="spark",
+                                  type_column="resourceType" if typed else None)
+    except Exception as exc:
+        raise SpecError("view", str(exc)) from None
+    params = [named[f"p{i}"] for i in range(1, len(named) + 1)]
     return Query(sql, params, "view")

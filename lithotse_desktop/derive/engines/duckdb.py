@@ -1,0 +1,80 @@
+"""The embedded engine: an in-memory DuckDB per build, under the workspace's ``[limits]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ...errors import LithotseError
+from ...progress import Progress
+from ...raw.verify import IntegrityChecks
+from ...workspace import Workspace
+from .. import inputs
+from ..catalog import Catalog, Version
+from ..compile import DUCKDB, period_query
+from ..disclosure import mask_inputs
+from ..inputs import StreamInput
+from . import Engine, EngineSession
+
+
+class DuckDBSession(EngineSession):
+    dialect = DUCKDB
+
+    def __init__(self, ws: Workspace) -> None:
+        self.con = inputs.connect(ws)
+
+    def load_stream(self, ws: Workspace, alias: str, resolved: StreamInput, progress: Progress,
+                    checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
+                    unused: tuple[str, ...] = ()) -> pa.Schema:
+        return inputs.load_stream(self.con, ws, alias, resolved, progress, checks, materialize=materialize,
+                                  rescanned=rescanned, unused=unused)
+
+    def load_derivative(self, catalog: Catalog, alias: str, name: str) -> pa.Schema:
+        return inputs.load_derivative(self.con, catalog, alias, name)
+
+    def touched_periods(self, ws: Workspace, spec: dict, schema: pa.Schema, resolved: StreamInput,
+                        previous: Version) -> list[Any] | None:
+        con = self.con
+        fresh_ids = inputs.fresh_landings(resolved, previous)
+        if fresh_ids is None:
+            return None
+        con.register("__fresh", pa.table({"id": pa.array(fresh_ids, pa.string())}))
+        con.execute("CREATE TABLE __fresh_ids AS SELECT id FROM __fresh")
+        con.unregister("__fresh")
+        q = DUCKDB.quote
+        landed = q("input__landed")
+        condition = "_landing_id IN (SELECT id FROM __fresh_ids)"
+        key = resolved.key or (["resourceType", "id"] if "resource" in schema.names else [])
+        if key:
+            cols = ", ".join(q(k) for k in key)
+            condition = f"({cols}) IN (SELECT ({cols}) FROM {landed} WHERE {condition})"
+        landed_schema = con.sql(f"SELECT * FROM {landed} LIMIT 0").to_arrow_table().schema
+        compiled = period_query(spec, landed_schema, landed, condition, timezone=ws.timezone)
+        return [row[0] for row in con.execute(compiled.sql, compiled.params).fetchall()]
+
+    def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
+        return mask_inputs(self.con, roles)
+
+    def lock_down(self, user_sql: bool = False) -> None:
+        inputs.lock_down(self.con)
+
+    def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:
+        try:
+            return self.con.sql(sql, params=params or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise LithotseError(f"{what}: {exc}") from None
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, ws: Workspace, settings: dict[str, Any]) -> None:
+        self.ws = ws
+
+    def session(self, progress: Progress) -> DuckDBSession:
+        return DuckDBSession(self.ws)

@@ -1,0 +1,439 @@
+"""Builds on Apache Spark through Spark Connect: ``[engine] kind = "spark"`` with
+``url = "sc://host:15002"`` (any Spark Connect server: Spark's own, Sail, a cluster's), or
+``url = "local[2]"``, for which pyspark starts a local Spark Connect server (it needs Java 17).
+
+What Spark reads: each stream's records exactly as the DuckDB engine sees them. The raw objects
+are read by their connectors (hashed against their sha256 as they are read, rows kept per their
+landings' ranges, with provenance), because what a record is — CSV header names and column
+types decided over the whole file, total rows left out, a FHIR resource's default date, HL7
+segments — is defined by that Python code alone; Spark's own CSV or JSON readers would see other
+columns and types. So each object's rows are landed once per build as Parquet in the restricted
+tier's store (``engine-staging/<build>/``; row-level data belongs there) and Spark reads them
+where they lie: a path for a local folder (it must be visible to the Spark server too), an
+``s3://`` URL for an S3 store (the server needs its own S3 access, as Sail has). Deduplication
+to the newest version of each record, the incremental periods and the aggregate run in Spark;
+only the cells come back (``DataFrame.toArrow()``). The staged files are deleted when the build
+ends.
+
+The session is set up for exact, comparable results: ``spark.sql.session.timeZone=UTC`` (the
+workspace time zone is applied in the SQL, as on DuckDB), few shuffle partitions, no UI or
+console progress bar. Cancel interrupts the running Spark job (``interruptAll``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ...errors import Cancelled, ConfigError, LithotseError, NotFound
+from ...progress import Progress
+from ...raw.reader import PROVENANCE, read_object
+from ...raw.sources import make_connector
+from ...raw.verify import IntegrityChecks
+from ...workspace import Workspace
+from ..catalog import Catalog, Version
+from ..compile import SPARK, dedupe_sql, period_query
+from ..inputs import NUMERIC_VERSIONS, StreamInput, fresh_landings, stream_key
+from . import Engine, EngineSession
+
+DEFAULT_PORT = 15002
+LOCAL = re.compile(r"^local(\[[0-9*]+\])?$")
+SESSION_CONFIG = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+"""Set when a local server starts; on a remote server the runtime ones are set per session."""
+RUNTIME_CONFIG = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
+STAGING = "engine-staging"
+
+_sessions: dict[str, Any] = {}
+_locks: dict[str, threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def shown_url(url: str) -> str:
+    """The URL without what may be secret: ``sc://host:port`` (a token rides after ``/;``, a user
+    before ``@``)."""
+    if LOCAL.match(url):
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _spark_error(exc: BaseException) -> str:
+    """The first line of what Spark said (error class and message), without the JVM stack."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def _reachable(url: str) -> None:
+    """A clear error at once when nothing listens at the URL (the client would retry for minutes)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ConfigError(f"[engine] url {shown_url(url)!r}: write it as sc://host:15002 or local[2]")
+    port = parts.port or DEFAULT_PORT
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=5):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LithotseError(f"the Spark Connect server {shown_url(url)} is unreachable: {reason}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _local_server(master: str) -> str:
+    """Start a Spark Connect server (``spark-submit`` of pyspark's own jars) on a free loopback port,
+    stopped when this process ends; its ``sc://`` URL. pyspark's ``remote("local")`` would always
+    connect to port 15002, where another process's server may be."""
+    try:
+        import pyspark
+    except ImportError:
+        raise ConfigError("the spark engine needs pyspark with Spark Connect: "
+                          "pip install 'pyspark[connect]>=4,<5'") from None
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise LithotseError(f"a local Spark ({master}) needs a Java 17 runtime; none is on PATH "
+                            f"(Debian: apt-get install openjdk-17-jre-headless)")
+    home = Path(pyspark.__file__).parent
+    port = _free_port()
+    work = Path(tempfile.mkdtemp(prefix="lithotse-spark-"))
+    conf = {**SESSION_CONFIG, "spark.connect.grpc.binding.port": str(port),
+            "spark.connect.grpc.binding.address": "127.0.0.1", "spark.sql.warehouse.dir": str(work / "warehouse")}
+    command = [str(home / "bin" / "spark-submit"), "--master", master,
+               "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command.append("spark-internal")
+    log = open(work / "server.log", "wb")
+    env = {**os.environ, "SPARK_HOME": str(home)}
+    env.pop("SPARK_REMOTE", None)
+    server = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=env, start_new_session=True)
+    atexit.register(_stop_server, server, work)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            tail = (work / "server.log").read_text("utf-8", "replace").strip().splitlines()[-5:]
+            raise LithotseError(f"the local Spark Connect server ({master}) did not start: " + " | ".join(tail))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return f"sc://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.5)
+    _stop_server(server, work)
+    raise LithotseError(f"the local Spark Connect server ({master}) did not answer within 240 s")
+
+
+def _stop_server(server: subprocess.Popen, work: Path) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _start(url: str) -> Any:
+    target = _local_server(url) if LOCAL.match(url) else url
+    if not target.startswith("sc://"):
+        raise ConfigError(f"[engine] url {shown_url(url)!r}: write it as sc://host:15002 or local[2]")
+    _reachable(target)
+    try:
+        from pyspark.sql.connect.session import SparkSession
+    except ImportError:
+        raise ConfigError("the spark engine needs pyspark with Spark Connect: "
+                          "pip install 'pyspark[connect]>=4,<5'") from None
+    return SparkSession.builder.remote(target).create()
+
+
+def connect(url: str) -> Any:
+    """The Spark Connect session for ``url``, opened once per process and checked to answer."""
+    with _registry_lock:
+        session = _sessions.get(url)
+        if session is not None:
+            return session
+        try:
+            session = _start(url)
+            for key in RUNTIME_CONFIG:
+                session.conf.set(key, SESSION_CONFIG[key])
+            zone = session.conf.get("spark.sql.session.timeZone")
+            session.sql("SELECT 1").collect()
+        except LithotseError:
+            raise
+        except Exception as exc:
+            raise LithotseError(f"the Spark Connect server {shown_url(url)} refused the session: "
+                                f"{_spark_error(exc)}") from None
+        if zone != "UTC":
+            raise LithotseError(f"the Spark Connect server {shown_url(url)} keeps its session time zone at "
+                                f"{zone!r}; Lithotse needs UTC there to compute calendar days exactly")
+        _sessions[url] = session
+        _locks.setdefault(url, threading.Lock())
+        return session
+
+
+def forget(url: str) -> None:
+    """Stop using the session of ``url`` (a server that went away); the next build opens a new one."""
+    with _registry_lock:
+        session = _sessions.pop(url, None)
+    if session is not None and not LOCAL.match(url):
+        try:
+            session.stop()
+        except Exception:
+            pass
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, ws: Workspace, settings: dict[str, Any]) -> None:
+        url = settings.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{ws.root / 'lithotse.toml'}: the spark engine needs a url in [engine] "
+                              f"(or [engine.spark] when the default engine is another one): "
+                              f"\"sc://host:15002\" for a Spark Connect server, \"local[2]\" to start one here")
+        self.ws = ws
+        self.url = url.strip()
+
+    def session(self, progress: Progress) -> SparkBuild:
+        spark = connect(self.url)
+        lock = _locks[self.url]
+        while not lock.acquire(timeout=0.5):
+            progress.check()
+        try:
+            return SparkBuild(self.ws, spark, self.url, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+
+def _stageable(schema: pa.Schema) -> pa.Schema:
+    """Types Spark reads from Parquet: a column without any value becomes text, nanoseconds micro."""
+    fields = []
+    for f in schema:
+        typ = f.type
+        if pa.types.is_null(typ):
+            typ = pa.string()
+        elif pa.types.is_timestamp(typ) and typ.unit == "ns":
+            typ = pa.timestamp("us", typ.tz)
+        fields.append(pa.field(f.name, typ))
+    return pa.schema(fields)
+
+
+class SparkBuild(EngineSession):
+    """One build on a Spark Connect session: temp views by alias over staged Parquet."""
+
+    dialect = SPARK
+
+    def __init__(self, ws: Workspace, spark: Any, url: str, lock: threading.Lock) -> None:
+        self.ws = ws
+        self.spark = spark
+        self.url = url
+        self.shown = shown_url(url)
+        self._lock = lock
+        self.store = ws.store("restricted")
+        self.prefix = f"{STAGING}/{uuid.uuid4().hex}"
+        self.staged: list[str] = []
+        self.views: list[str] = []
+        self.landed_schemas: dict[str, pa.Schema] = {}
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _stage(self, name: str, table: pa.Table) -> str:
+        """Write ``table`` as Parquet to the staging area; where Spark reads it."""
+        key = f"{self.prefix}/{name}.parquet"
+        where = self.store.location(key)
+        if where is None:
+            raise LithotseError(f"the restricted tier's store has no address a Spark server can read "
+                                f"({type(self.store).__name__}); use a local folder or s3:// for it")
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=self.ws.local_dir)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            self.store.put_file(key, Path(tmp), move=True)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.staged.append(key)
+        return where
+
+    def _view(self, name: str, sql: str) -> None:
+        self._sql(f"CREATE OR REPLACE TEMPORARY VIEW {SPARK.quote(name)} AS {sql}", {}, f"input {name}")
+        self.views.append(name)
+
+    def _read(self, name: str, locations: list[str], what: str) -> None:
+        try:
+            frame = self.spark.read.parquet(*locations)
+            frame.createOrReplaceTempView(name)
+            self.views.append(name)
+            frame.schema  # noqa: B018 - asks the server to read the files' footers: fails here if it cannot
+        except Exception as exc:
+            raise LithotseError(f"{what}: the Spark Connect server {self.shown} cannot read the staged input "
+                                f"in {self.store.url}/{self.prefix}: {_spark_error(exc)}") from None
+
+    def load_stream(self, ws: Workspace, alias: str, resolved: StreamInput, progress: Progress,
+                    checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
+                    unused: tuple[str, ...] = ()) -> pa.Schema:
+        connector = make_connector(ws, resolved.source)
+        tables = []
+        for stored in resolved.objects(ws):
+            progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
+            batches = list(read_object(ws, stored, connector, checks, provenance=True))
+            if batches:
+                table = pa.Table.from_batches(batches)
+                tables.append(table.drop_columns([c for c in unused if c in table.column_names]))
+        if not tables:
+            raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
+                           f"import it first (lithotse import {resolved.source})")
+        checks.raise_found()
+        try:
+            landed = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise LithotseError(f"{resolved.source}/{resolved.stream}: landings do not fit each other: {exc}") from None
+        staged = _stageable(landed)
+        progress.update(f"staging {resolved.source}/{resolved.stream} for Spark")
+        whole = pa.concat_tables([t.cast(pa.schema([staged.field(n) for n in t.column_names])) for t in tables],
+                                 promote_options="permissive")
+        location = self._stage(alias, whole.select(staged.names))
+        landed_name = f"{alias}__landed"
+        self._read(landed_name, [location], f"{resolved.source}/{resolved.stream}")
+        self.landed_schemas[alias] = landed
+        columns = landed.names
+        key = stream_key(resolved, columns)
+        missing = [k for k in key if k not in columns]
+        if missing:
+            raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
+        visible = [c for c in columns if c not in PROVENANCE]
+        q = SPARK.quote
+        if key:
+            self._view(alias, self._dedupe(q(landed_name), key, columns, visible))
+        else:
+            self._view(alias, f"SELECT {', '.join(q(c) for c in visible)} FROM {q(landed_name)}")
+        return pa.schema([landed.field(c) for c in visible])
+
+    @staticmethod
+    def _dedupe(relation: str, key: list[str], columns: list[str], visible: list[str]) -> str:
+        """The newest version of each record, ordered exactly as :func:`..inputs.dedupe_query` does."""
+        q = SPARK.quote
+        order = []
+        if "versionId" in columns:
+            version = f"CAST({q('versionId')} AS STRING)"
+            numeric = (f"coalesce(length({version}) BETWEEN 1 AND 18 "
+                       f"AND translate({version}, '0123456789', '') = '', false)")
+            parts = ", ".join(q(k) for k in key)
+            relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
+                        f"FROM {relation})")
+            order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
+        if "lastUpdated" in columns:
+            order.append(f"{q('lastUpdated')} DESC NULLS LAST")
+        order += [f"{q(c)} DESC" for c in ("_landed_at", "_landing_id", "_row") if c in columns]
+        return dedupe_sql(relation, key, order, SPARK, columns=visible)
+
+    def load_derivative(self, catalog: Catalog, alias: str, name: str) -> pa.Schema:
+        current = catalog.current(name)
+        if current is None:
+            catalog.spec(name)
+            raise LithotseError(f"input derivative {name!r} has not been built yet")
+        table = catalog.read(current)
+        staged = _stageable(table.schema)
+        self._read(alias, [self._stage(alias, table.cast(staged))], f"input derivative {name}")
+        return table.schema
+
+    def touched_periods(self, ws: Workspace, spec: dict, schema: pa.Schema, resolved: StreamInput,
+                        previous: Version) -> list[Any] | None:
+        fresh = fresh_landings(resolved, previous)
+        if fresh is None:
+            return None
+        if not fresh:
+            return []
+        for landing in fresh:  # landing ids are the core's own (timestamps and digits); checked anyway
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", landing):
+                raise LithotseError(f"landing id {landing!r} cannot be written into Spark SQL")
+        q = SPARK.quote
+        landed = q("input__landed")
+        condition = f"_landing_id IN ({', '.join(repr(i) for i in fresh)})"
+        key = resolved.key or (["resourceType", "id"] if "resource" in schema.names else [])
+        if key:
+            cols = ", ".join(q(k) for k in key)
+            condition = f"({cols}) IN (SELECT {cols} FROM {landed} WHERE {condition})"
+        compiled = period_query(spec, self.landed_schemas["input"], landed, condition, timezone=ws.timezone,
+                                dialect=SPARK)
+        return self.run(compiled.sql, compiled.params, f"derivative {spec['name']}").column("p").to_pylist()
+
+    def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
+        raise LithotseError("a sql derivative with a count_column (cells whose inputs show identifiers as "
+                            "tokens) is built on DuckDB only; write its SQL for DuckDB (no \"engine\" in the spec)")
+
+    def lock_down(self, user_sql: bool = False) -> None:
+        """SQL may not name files itself (``parquet.`/path```); the inputs are views already. A
+        server that does not take the setting (Sail) still runs the SQL Lithotse compiles, but not
+        a ``sql`` derivative's own text."""
+        try:
+            self.spark.conf.set("spark.sql.runSQLOnFiles", "false")
+        except Exception as exc:
+            if user_sql:
+                raise LithotseError(f"the Spark Connect server {self.shown} cannot be kept from reading files "
+                                    f"named in SQL (spark.sql.runSQLOnFiles: {_spark_error(exc)}), so a sql "
+                                    f"derivative is not built there") from None
+
+    # --- queries ------------------------------------------------------------------------------
+    def _sql(self, sql: str, args: dict[str, Any], what: str, progress: Progress | None = None) -> pa.Table:
+        stop = threading.Event()
+        watcher = None
+        if progress is not None:
+            def watch() -> None:
+                while not stop.wait(0.2):
+                    if progress.cancelled:
+                        self.spark.interruptAll()
+                        return
+
+            watcher = threading.Thread(target=watch, name="lithotse-spark-cancel", daemon=True)
+            watcher.start()
+        try:
+            return self.spark.sql(sql, args=args or None).toArrow()
+        except Exception as exc:
+            if progress is not None and progress.cancelled:
+                raise Cancelled() from None
+            raise LithotseError(f"{what}: Spark at {self.shown}: {_spark_error(exc)}") from None
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+
+    def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:
+        if progress is not None:
+            progress.check()
+        return self._sql(sql, {f"p{i}": v for i, v in enumerate(params, start=1)}, what, progress)
+
+    def close(self) -> None:
+        try:
+            for name in reversed(self.views):
+                try:
+                    self.spark.catalog.dropTempView(name)
+                except Exception:
+                    pass
+            for key in self.staged:
+                self.store.delete(key)
+        finally:
+            self._lock.release()
