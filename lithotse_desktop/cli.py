@@ -476,13 +476,28 @@ def derive_export(name: str, fmt: str, output: Path, date_from: str | None, date
 
 @main.command("sof-test")
 @click.argument("suite_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--report", "report", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def sof_test(suite_dir: Path, report: Path) -> None:
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the suite's JSON test report here.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Run the views as DuckDB SQL or as Spark SQL on a Spark Connect server.")
+@click.option("--spark-url", default="local[2]", show_default=True,
+              help="The Spark Connect server for --engine spark (sc://host:15002, or local[N] to start one).")
+def sof_test(suite_dir: Path, report: Path | None, engine: str, spark_url: str) -> None:
     """Run an SQL-on-FHIR v2 conformance suite; exits non-zero if any test fails."""
+    import tempfile
+
     from .derive.sof.conformance import run_suite
 
-    passed, failed = run_suite(suite_dir, report)
-    click.echo(f"{passed} passed, {failed} failed; report: {report}")
+    session = None
+    if engine == "spark":
+        from .derive.engines.spark import connect
+
+        session = connect(spark_url)
+    with tempfile.TemporaryDirectory() as scratch:
+        written = report or Path(scratch) / "report.json"
+        passed, failed = run_suite(suite_dir, written, cli_progress(), engine=engine, session=session)
+    where = f"; report: {report}" if report else ""
+    click.echo(f"{passed} passed, {failed} failed on {engine}{where}")
     if failed:
         raise click.exceptions.Exit(1)
 

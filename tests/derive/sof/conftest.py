@@ -1,43 +1,23 @@
-"""A real Spark for the SQL-on-FHIR tests: one local Spark Connect server for the whole test session.
+"""A real Spark for the SQL-on-FHIR tests: the engine's own local Spark Connect server.
 
-Kept small on purpose: tests/support/spark.py (the engine work) has the shared fixture, and the two are
-to be unified. The server is a local[2] Spark (Java 17) with the Connect plugin on a free loopback port,
-and the tests talk to it only through a Spark Connect client. `remote("local[2]")` would do the same
-but always on port 15002, which another Spark on the machine (a parallel test run) may already hold.
+``lithotse_desktop.derive.engines.spark.connect("local[2]")`` starts one local[2] Spark (Java 17) with
+the Connect plugin on a free loopback port per process and talks to it only through a Spark Connect
+client, as builds do; the engine tests (tests/support/spark.py) share the same server, and both
+modules run in one xdist group so a parallel run starts it once.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+import shutil
 
 import pytest
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    from pyspark.sql import SparkSession
-    from pyspark.sql.connect.session import SparkSession as ConnectSession
+def spark() -> object:
+    from lithotse_desktop.derive.engines.spark import connect
 
-    port = _free_port()
-    server = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
-        .config("spark.connect.grpc.binding.address", "127.0.0.1")
-        .config("spark.connect.grpc.binding.port", str(port))
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    client = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
-    yield client
-    client.stop()
-    server.stop()
+    if shutil.which("java") is None:
+        pytest.fail("a local Spark needs Java 17: apt-get install openjdk-17-jre-headless "
+                    "(scripts/system-deps.sh installs it)", pytrace=False)
+    return connect("local[2]")

@@ -22,6 +22,9 @@ from lithotse_desktop.derive.sof.conformance import run_suite
 from lithotse_desktop.derive.sof.functions import FUNCTIONS
 from tests.conftest import TEST_DATA
 
+# one worker runs every test of a local Spark, so a parallel run starts its server once
+pytestmark = pytest.mark.xdist_group("spark")
+
 SUITE = TEST_DATA / "sql-on-fhir-v2"
 FHIR = TEST_DATA / "fhir"
 
