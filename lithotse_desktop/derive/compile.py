@@ -68,6 +68,12 @@ class Dialect:
     def contains(self, column_sql: str, param: str) -> str:
         return f"contains(CAST({column_sql} AS VARCHAR), {param})"
 
+    def version_number(self, column_sql: str) -> tuple[str, str]:
+        """(is the version id a whole number of at most 18 digits, that number): the record
+        identity rule's test of a ``versionId`` column (see :func:`..inputs.dedupe_query`)."""
+        text = f"CAST({column_sql} AS VARCHAR)"
+        return f"coalesce(regexp_full_match({text}, '[0-9]{{1,18}}'), false)", f"CAST({text} AS BIGINT)"
+
     def mean(self, column_sql: str, typ: pa.DataType, path: str) -> str:
         return f"avg({column_sql})"
 
@@ -96,6 +102,11 @@ class SparkDialect(Dialect):
     every expression giving what DuckDB's gives, or a refusal naming the spec field."""
 
     name = "spark"
+
+    def version_number(self, column_sql: str) -> tuple[str, str]:
+        text = f"CAST({column_sql} AS STRING)"
+        return (f"coalesce(length({text}) BETWEEN 1 AND 18 AND translate({text}, '0123456789', '') = '', false)",
+                f"CAST({text} AS BIGINT)")
 
     def quote(self, ident: str) -> str:
         """Backticks around any name, its own backticks doubled."""

@@ -27,7 +27,7 @@ from ..raw.sources import connector_class, make_connector
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .catalog import Catalog
-from .compile import DUCKDB, dedupe_sql
+from .compile import DUCKDB, Dialect, dedupe_sql
 from .disclosure import derivative_roles, with_declared
 from .identifiers import stream_roles
 
@@ -110,7 +110,8 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def dedupe_query(relation: str, key: list[str], columns: list[str],
-                 landing_order: tuple[str, ...] = ("_landed_at", "_landing_id", "_row")) -> str:
+                 landing_order: tuple[str, ...] = ("_landed_at", "_landing_id", "_row"), *,
+                 dialect: Dialect = DUCKDB, kept: list[str] | None = None) -> str:
     """One row per key: the newest version of each record.
 
     Newest is the largest ``versionId`` when every version id of that record is a number;
@@ -119,19 +120,18 @@ def dedupe_query(relation: str, key: list[str], columns: list[str],
     repeated builds keep the same row); ``landing_order`` names the columns giving those last
     two, largest last.
     """
-    q = DUCKDB.quote
+    q = dialect.quote
     order = []
     if "versionId" in columns:
-        version = f"CAST({q('versionId')} AS VARCHAR)"
-        numeric = f"coalesce(regexp_full_match({version}, '[0-9]{{1,18}}'), false)"
+        numeric, number = dialect.version_number(q("versionId"))
         parts = ", ".join(q(k) for k in key)
         relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
                     f"FROM {relation})")
-        order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
+        order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN {number} END DESC NULLS LAST")
     if "lastUpdated" in columns:
         order.append(f"{q('lastUpdated')} DESC NULLS LAST")
     order += [f"{q(c)} DESC" for c in landing_order if c in columns]
-    return dedupe_sql(relation, key, order)
+    return dedupe_sql(relation, key, order, dialect, columns=kept)
 
 
 def _object_readers(ws: Workspace, resolved: StreamInput, provenance: bool, checks: IntegrityChecks,

@@ -46,8 +46,8 @@ from ...raw.sources import make_connector
 from ...raw.verify import IntegrityChecks
 from ...workspace import Workspace
 from ..catalog import Catalog, Version
-from ..compile import SPARK, dedupe_sql, period_query
-from ..inputs import NUMERIC_VERSIONS, StreamInput, fresh_landings, stream_key
+from ..compile import SPARK, period_query
+from ..inputs import StreamInput, dedupe_query, fresh_landings, stream_key
 from . import Engine, EngineSession
 
 DEFAULT_PORT = 15002
@@ -334,21 +334,8 @@ class SparkBuild(EngineSession):
 
     @staticmethod
     def _dedupe(relation: str, key: list[str], columns: list[str], visible: list[str]) -> str:
-        """The newest version of each record, ordered exactly as :func:`..inputs.dedupe_query` does."""
-        q = SPARK.quote
-        order = []
-        if "versionId" in columns:
-            version = f"CAST({q('versionId')} AS STRING)"
-            numeric = (f"coalesce(length({version}) BETWEEN 1 AND 18 "
-                       f"AND translate({version}, '0123456789', '') = '', false)")
-            parts = ", ".join(q(k) for k in key)
-            relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
-                        f"FROM {relation})")
-            order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN CAST({version} AS BIGINT) END DESC NULLS LAST")
-        if "lastUpdated" in columns:
-            order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-        order += [f"{q(c)} DESC" for c in ("_landed_at", "_landing_id", "_row") if c in columns]
-        return dedupe_sql(relation, key, order, SPARK, columns=visible)
+        """The newest version of each record, by the one rule of :func:`..inputs.dedupe_query`."""
+        return dedupe_query(relation, key, columns, dialect=SPARK, kept=visible)
 
     def load_derivative(self, catalog: Catalog, alias: str, name: str) -> pa.Schema:
         current = catalog.current(name)
