@@ -6,7 +6,7 @@ path with ``--engine``: for each engine the time to its first result (a Spark en
 starting its server and session) and the median of the warm builds after it, and a check that
 every engine published the same table. Part 2, the EncounterFlat ViewDefinition of bench/sof.py
 over Encounter NDJSON, compiled for each engine (Spark and Sail need the SQL-on-FHIR compiler's
-Spark dialect: ``compile_view(view, relation, dialect="spark")``; without it the rows say so).
+Spark dialect: ``compile_view(view, relation, dialect="spark")``).
 Then a scaling table of the aggregate's warm build per engine and size, to see where Spark pays.
 
 Run: .venv/bin/python bench/engines.py [--sizes 1000000,5000000,20000000] [--engines duckdb,spark,sail]
@@ -16,7 +16,6 @@ The default is one small size (200,000 rows) so a run takes minutes, not an hour
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import shutil
@@ -142,16 +141,12 @@ def view_runs(n: int, urls: dict[str, str | None], repeat: int) -> dict[str, tup
                 warm, _ = median_time(flatten, repeat)
                 out[engine] = (first, warm)
                 continue
-            if "dialect" not in inspect.signature(compile_view).parameters:
-                out[engine] = "needs compile_view(..., dialect=\"spark\") (the SQL-on-FHIR Spark dialect)"
-                continue
             from lithotse_desktop.derive.engines.spark import connect
 
             spark = connect(url)
             spark.read.text(str(data)).selectExpr("value AS resource").createOrReplaceTempView("encounter_json")
-            compile_in: Any = compile_view
-            sql, params = compile_in(view, "encounter_json", dialect="spark")
-            args = {f"p{i}": v for i, v in enumerate(params, start=1)} or None
+            sql, named = compile_view(view, "encounter_json", dialect="spark")
+            args = named or None
             started = time.perf_counter()
             spark.sql(sql, args=args).toArrow()
             first = time.perf_counter() - started
