@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -354,3 +356,33 @@ def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sai
     _assert_same("sail_month", expected, catalog.read(catalog.current("sail_month")))
     staged = list(ws.store("restricted").list("engine-staging/"))
     assert staged == []  # the Parquet Sail read from S3 is gone once the build ends
+
+
+def _processes_owned_by(pid: int) -> list[int]:
+    """Processes started for a local Spark of process ``pid`` (their environment names it)."""
+    owned = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"LITHOTSE_SPARK_OWNER={pid}".encode() in environ:
+                owned.append(int(entry.name))
+    return owned
+
+
+def test_a_local_spark_stops_when_its_process_ends_without_cleanup(tmp_path):
+    """A build process that is killed or leaves with os._exit runs no atexit handler; its local
+    Spark server (a JVM of a gigabyte) must not outlive it."""
+    script = tmp_path / "owner.py"
+    script.write_text("import os\nfrom lithotse_desktop.derive.engines.spark import connect\n"
+                      "print(os.getpid(), connect('local[1]').sql('SELECT 42 AS x').collect()[0].x, flush=True)\n"
+                      "os._exit(0)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    pid, answer = done.stdout.split()
+    assert answer == "42", done.stderr[-2000:]
+    deadline = time.monotonic() + 30
+    while _processes_owned_by(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_owned_by(int(pid)) == []

@@ -104,6 +104,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_WATCHDOG = (
+    'trap \'kill "$server" 2>/dev/null; wait "$server"\' EXIT; "$@" & server=$!; '
+    'while kill -0 "$LITHOTSE_SPARK_OWNER" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done'
+)
+"""Runs the local server and stops it within a second of the process that started it ending in
+any way (atexit does not run on a kill or ``os._exit``, and a Spark JVM holds a gigabyte)."""
+
+
 def _local_server(master: str) -> str:
     """Start a Spark Connect server (``spark-submit`` of pyspark's own jars) on a free loopback port,
     stopped when this process ends; its ``sc://`` URL. pyspark's ``remote("local")`` would always
@@ -129,8 +137,9 @@ def _local_server(master: str) -> str:
     log = open(work / "server.log", "wb")
     env = {**os.environ, "SPARK_HOME": str(home)}
     env.pop("SPARK_REMOTE", None)
-    server = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env=env, start_new_session=True)
+    env["LITHOTSE_SPARK_OWNER"] = str(os.getpid())
+    server = subprocess.Popen(["bash", "-c", _WATCHDOG, "lithotse-spark", *command], cwd=work, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     atexit.register(_stop_server, server, work)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
