@@ -26,6 +26,16 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def cli_peak_rss(tmp: Path, tag: str, ws: Workspace, *args: str) -> tuple[str, int]:
+    """(stdout, peak RSS in bytes) of ``lithotse --workspace WS ARGS`` run as its own process."""
+    out, err, peak = tmp / f"out{tag}", tmp / f"err{tag}", tmp / f"peak{tag}"
+    with open(out, "wb") as fout, open(err, "wb") as ferr:
+        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(peak), sys.executable, "-m", "lithotse_desktop",
+                               "--workspace", str(ws.root), *args], stdout=fout, stderr=ferr, env=dict(os.environ))
+    assert proc.returncode == 0, err.read_text()
+    return out.read_text(), int(peak.read_text())
+
+
 def _encounters(path: Path, n: int) -> None:
     """n Encounters of ~560 bytes, written by DuckDB (deterministic, quick)."""
     duckdb.connect().execute(f"""
@@ -49,15 +59,9 @@ def _peak_import_rss(tmp: Path, n: int) -> tuple[int, int]:
     ws.config["limits"] = {"memory": "256MB"}
     ws.save()
     ws.add_source("fhir", "fhir-files", {"path": str(data), "resource_types": "Encounter"}, {})
-    out, err = tmp / f"out{n}", tmp / f"err{n}"
-    peak = tmp / f"peak{n}"
-    with open(out, "wb") as fout, open(err, "wb") as ferr:
-        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(peak), sys.executable, "-m", "lithotse_desktop",
-                               "--workspace", str(ws.root), "import", "fhir", "--no-build", "--json"],
-                              stdout=fout, stderr=ferr, env=dict(os.environ))
-    assert proc.returncode == 0, err.read_text()
-    assert json.loads(out.read_text())["landings"][0]["records"] == n
-    return ndjson.stat().st_size, int(peak.read_text())
+    out, peak = cli_peak_rss(tmp, str(n), ws, "import", "fhir", "--no-build", "--json")
+    assert json.loads(out)["landings"][0]["records"] == n
+    return ndjson.stat().st_size, peak
 
 
 def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ the view holds exactly the newest version of every record, as a hand-written Duc
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -16,7 +13,7 @@ from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.raw import run_import
 from lithotse_desktop.workspace import Workspace
 
-from .test_import_memory import PEAK_RSS
+from .test_import_memory import cli_peak_rss
 
 VIEW = {"name": "encounters", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
         "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
@@ -53,16 +50,11 @@ def _peak_build_rss(tmp: Path, n: int) -> tuple[Workspace, Path, int]:
     ws = Workspace.open(ws.root)
     run_import(ws, "fhir")
     Catalog(ws).save_spec(VIEW)
-    peak, out, err = tmp / f"peak{n}", tmp / f"out{n}", tmp / f"err{n}"
-    with open(out, "wb") as fout, open(err, "wb") as ferr:
-        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(peak), sys.executable, "-m", "lithotse_desktop",
-                               "--workspace", str(ws.root), "derive", "build", "encounters", "--json"],
-                              stdout=fout, stderr=ferr, env=dict(os.environ))
-    assert proc.returncode == 0, err.read_text()
-    built = json.loads(out.read_text())
+    out, peak = cli_peak_rss(tmp, str(n), ws, "derive", "build", "encounters", "--json")
+    built = json.loads(out)
     built = built[0] if isinstance(built, list) else built
     assert built["rows"] == n - n // 5
-    return ws, ndjson, int(peak.read_text())
+    return ws, ndjson, peak
 
 
 def test_view_build_memory_does_not_grow_with_the_stream(tmp_path: Path) -> None:
