@@ -121,20 +121,21 @@ class SeaweedServer:
         config = self.root / "identities.json"
         config.write_text(json.dumps(self._identities()))
         config.chmod(0o600)
-        self.port = _free_base_port()
-        p = self.port
-        args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}",
-                f"-filer.port={p + 3}", f"-admin.port={p + 4}", f"-s3.config={config}",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-                "-master.telemetry=false", "-idleTimeout=5", "-filer.saveToFilerLimit=65536"]
-        self._log = open(self.root / "weed.log", "wb")
-        self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, cwd=self.root,
-                                      env={**os.environ, "GOMEMLIMIT": self.memory_limit},
-                                      start_new_session=True)
+        # Ports found free may be taken before weed binds them (parallel test workers, a Spark
+        # server starting): then weed exits saying so, and it starts again on other ports.
         try:
-            self._wait_ready(timeout)
+            for attempt in range(5):
+                self._launch(weed, data, config)
+                try:
+                    self._wait_ready(timeout)
+                    break
+                except RuntimeError:
+                    tail = self.log_tail()
+                    if attempt == 4 or not any(m in tail for m in ("address already in use", "is not available")):
+                        raise
+                    self._halt()
+                    shutil.rmtree(data, ignore_errors=True)
+                    data.mkdir(parents=True)
             for bucket in (self.raw_bucket, self.derived_bucket):
                 self.create_bucket(bucket)
             self.create_audit_bucket(self.audit_bucket)
@@ -142,6 +143,20 @@ class SeaweedServer:
             self.stop()
             raise
         return self
+
+    def _launch(self, weed: str, data: Path, config: Path) -> None:
+        self.port = _free_base_port()
+        p = self.port
+        args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}",
+                f"-filer.port={p + 3}", f"-admin.port={p + 4}", f"-s3.config={config}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+                "-master.telemetry=false", "-idleTimeout=5", "-filer.saveToFilerLimit=65536"]
+        self._log = open(self.root / "weed.log", "wb")  # type: ignore[operator]
+        self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, cwd=self.root,
+                                      env={**os.environ, "GOMEMLIMIT": self.memory_limit},
+                                      start_new_session=True)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -237,6 +252,12 @@ class SeaweedServer:
         return f"s3://{bucket or self.raw_bucket}/t-{uuid.uuid4().hex[:12]}"
 
     def stop(self) -> None:
+        self._halt()
+        if self._own_root and self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _halt(self) -> None:
+        """Stop the process and forget its ports, keeping the folder (see :meth:`start`)."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -254,8 +275,6 @@ class SeaweedServer:
             for off in _OFFSETS:
                 for sock in glob.glob(f"/tmp/seaweedfs-*-{self.port + off}.sock"):
                     Path(sock).unlink(missing_ok=True)
-        if self._own_root and self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> SeaweedServer:
         return self.start()
