@@ -12,20 +12,53 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..secrets import SecretMissing, load_secret, secret_ref, store_secret
+from ..atomic import atomic_write_text
+from ..errors import LithotseError
+from ..secrets import SecretMissing, current_store, load_secret, secret_ref, store_secret
 from ..workspace import Workspace
 from .spec import SpecError
 
+KEY_ID_FILE = "hmac-key.id"
+
+
+def key_id(key: bytes) -> str:
+    """A short, non-secret name of a key (an HMAC of a fixed text under it), so a workspace can
+    tell its own key from a new one without storing the key."""
+    return hmac.new(key, b"lithotse workspace key id", hashlib.sha256).hexdigest()[:16]
+
 
 def workspace_key(ws: Workspace) -> bytes:
-    """The workspace's HMAC key, made on first use; only a store that answers "absent" makes a new one."""
+    """The workspace's HMAC key, made on first use; only a store that answers "absent" makes a new one.
+
+    The key's id is kept in the workspace's machine-local folder: when the key goes missing later
+    (the OS keyring became unusable and secrets moved to the file store, or the keyring was
+    reset), a new key would silently give every patient a new pseudonym, breaking joins with what
+    was published before, so that is refused with what to do instead."""
     ref = secret_ref(ws.id, "hmac-key")
+    recorded = ws.local_dir / KEY_ID_FILE
+    expected = recorded.read_text().strip() if recorded.exists() else None
     try:
-        return bytes.fromhex(load_secret(ref))
+        key = bytes.fromhex(load_secret(ref))
     except SecretMissing:
+        if expected:
+            raise LithotseError(
+                f"this workspace's pseudonym key (key id {expected}) is not in the secrets store "
+                f"({current_store().label}); a new key would give every patient a new pseudonym. Make "
+                f"the store that holds it usable again (see `lithotse doctor`; [secrets] store or "
+                f"LITHOTSE_SECRETS_STORE choose it), or, to start new pseudonyms on purpose, delete "
+                f"{recorded}") from None
         value = secrets.token_hex(32)
         store_secret(ref, value)
-        return bytes.fromhex(value)
+        key = bytes.fromhex(value)
+    found = key_id(key)
+    if expected is None:
+        atomic_write_text(recorded, found + "\n")
+    elif expected != found:
+        raise LithotseError(
+            f"the pseudonym key in the secrets store ({current_store().label}) has id {found}, but this "
+            f"workspace's pseudonyms were made with key id {expected}; use the store that holds that key "
+            f"(see `lithotse doctor`), or delete {recorded} to start new pseudonyms on purpose")
+    return key
 
 
 def pseudonymize(ws: Workspace, table: pa.Table, columns: list[str]) -> pa.Table:

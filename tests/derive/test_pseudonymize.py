@@ -48,3 +48,48 @@ def test_views_hmac_patient_references_without_being_asked():
                    {"name": "pid", "path": "getResourceKey()"}, {"name": "gender", "path": "gender"}]}]},
                "pseudonymize": ["gender"]}
     assert patient_key_columns(patient) == ["gender", "pid"]
+
+
+def test_a_lost_key_is_refused_rather_than_silently_replaced(workspace, lines, tmp_path, monkeypatch):
+    """The OS keyring became unusable (or another secrets folder is in use): the key is absent there.
+    A fresh key would give every patient a new pseudonym; the build refuses and publishes nothing."""
+    import os
+
+    import pytest
+
+    from lithotse_desktop import secrets as secrets_module
+    from lithotse_desktop.derive.catalog import Catalog
+    from lithotse_desktop.errors import LithotseError
+    from lithotse_desktop.secrets import store_secret
+
+    (lines / "a.txt").write_text("2024-01-01,1,x,patient-001\n")
+    run_import(workspace, "vals")
+    add_spec(workspace, {"name": "per_patient", "kind": "sql",
+                         "inputs": {"v": {"source": "vals", "stream": "values"}},
+                         "sql": "SELECT id AS patient_id, value FROM v", "pseudonymize": ["patient_id"]})
+    build(workspace, "per_patient")
+    first = read_table(workspace, "per_patient")[1].to_pylist()
+    published = Catalog(workspace).current("per_patient").to_json()
+    original = os.environ["LITHOTSE_SECRETS_DIR"]
+
+    def use_secrets_in(folder) -> None:
+        monkeypatch.setenv("LITHOTSE_SECRETS_DIR", str(folder))
+        secrets_module.reset()
+
+    use_secrets_in(tmp_path / "empty-store")
+    with pytest.raises(LithotseError, match=r"pseudonym key \(key id [0-9a-f]{16}\) is not in the secrets store"):
+        build(workspace, "per_patient", full=True)
+    assert Catalog(workspace).current("per_patient").to_json() == published
+    store_secret(secret_ref(workspace.id, "hmac-key"), "ab" * 32)
+    with pytest.raises(LithotseError, match="pseudonyms were made with key id"):
+        build(workspace, "per_patient", full=True)
+
+    use_secrets_in(original)
+    build(workspace, "per_patient", full=True)
+    assert read_table(workspace, "per_patient")[1].to_pylist() == first
+
+    use_secrets_in(tmp_path / "another-empty-store")
+    (workspace.root / ".lithotse" / "hmac-key.id").unlink()
+    build(workspace, "per_patient", full=True)
+    renamed = read_table(workspace, "per_patient")[1].to_pylist()
+    assert renamed[0]["patient_id"] != first[0]["patient_id"]
