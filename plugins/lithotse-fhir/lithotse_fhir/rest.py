@@ -6,8 +6,13 @@ server is asked for a window two days wider on each side than the range (see
 ``server_window``); the exact calendar-day rule is applied locally when the landing is
 read back, so records at the edges of the range are neither lost nor let through.
 Incremental: per type and per range, the newest ``meta.lastUpdated`` seen becomes the
-watermark and the next run adds ``_lastUpdated=gt<watermark>``. Only the last page of a
-type carries the new watermark, so a run that stops half-way starts over from the old one.
+watermark, and the next run asks for ``_lastUpdated=gt<watermark − overlap>``. The overlap
+(``lastupdated_overlap`` minutes, default 10) catches writes a server commits late: a
+transaction that began before the last run stamps its resources with a time before the
+watermark but becomes visible only after that run read its pages. So those are not fetched
+twice, the cursor keeps which versions (type, id, lastUpdated) it saw inside the overlap
+window, and a page holding only those is not landed again. Only the last landed page of a type
+carries the new watermark, so a run that stops half-way starts over from the old one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from .base import FhirConnector, range_since, with_since
 from .http import FhirHttp, remover, utc_text, write_temp
 from .types import R4_TYPES, date_field, date_spec
 
+DEFAULT_OVERLAP_MINUTES = 10
+MAX_SEEN = 5000
+"""Versions remembered inside the overlap window; past that (a bulk load stamped in one
+instant) pages holding others are landed again, which costs a landing but loses nothing: a
+page is skipped only when every version on it is remembered."""
 DEFAULT_TYPES = ("Patient, Encounter, Observation, Condition, Procedure, MedicationRequest, "
                  "Immunization, AllergyIntolerance, DiagnosticReport")
 
@@ -102,6 +112,10 @@ class FhirRestConnector(FhirConnector):
                     help="_count asked of the server per page."),
         ConfigField("date_params", FieldType.TEXT, "Date search parameters", default="",
                     help="Overrides such as Condition=recorded-date; defaults follow the R4 spec."),
+        ConfigField("lastupdated_overlap", FieldType.INTEGER, "Overlap for late writes (minutes)",
+                    default=DEFAULT_OVERLAP_MINUTES,
+                    help="Each incremental run looks this far back before the last run's newest "
+                         "lastUpdated, for resources the server committed late."),
     )
 
     def __init__(self, settings: dict) -> None:
@@ -111,6 +125,14 @@ class FhirRestConnector(FhirConnector):
         if int(self.settings.get("page_size") or 100) < 1:
             raise ConfigError("setting page_size: must be at least 1")
         self.date_params = parse_date_params(self.settings.get("date_params"))
+        overlap = self.settings.get("lastupdated_overlap")
+        try:
+            minutes = DEFAULT_OVERLAP_MINUTES if overlap in (None, "") else int(overlap)
+        except (TypeError, ValueError):
+            minutes = -1
+        if minutes < 0:
+            raise ConfigError(f"setting lastupdated_overlap: {overlap!r} is not a whole number of minutes (0 or more)")
+        self.overlap = dt.timedelta(minutes=minutes)
 
     def search_params(self, resource_type: str, request: FetchRequest, since: str | None) -> list:
         params: list[tuple[str, Any]] = [("_count", int(self.settings.get("page_size") or 100))]
@@ -126,7 +148,7 @@ class FhirRestConnector(FhirConnector):
         if param and rng.end:
             params.append((param, f"le{rng.end.isoformat()}"))
         if since:
-            params.append(("_lastUpdated", f"gt{since}"))
+            params.append(("_lastUpdated", f"gt{looked_back(since, self.overlap)}"))
         return params
 
     def fetch(self, request: FetchRequest) -> Iterator[Payload]:
@@ -137,9 +159,11 @@ class FhirRestConnector(FhirConnector):
     def _fetch_type(self, http: FhirHttp, resource_type: str, request: FetchRequest) -> Iterator[Payload]:
         old = None if request.full else request.state.get(resource_type)
         since = range_since(old, request.date_range)
+        known = seen_versions(old, request.date_range, since)
         url: str | None = http.url(resource_type)
         params: Any = self.search_params(resource_type, request, since)
         newest = since
+        stamps: list[tuple[str, str]] = []
         pending: Payload | None = None
         visited: set[str] = set()
         try:
@@ -151,7 +175,10 @@ class FhirRestConnector(FhirConnector):
                     raise InputError(final, f"expected a FHIR searchset Bundle, got {got!r}")
                 visited.add(final)
                 resources = page_resources(bundle, resource_type)
-                if resources:
+                versions = [(version_key(res), utc_text(upd) or "") for res in resources
+                            if isinstance(upd := (res.get("meta") or {}).get("lastUpdated"), str)]
+                stamps.extend(versions)
+                if resources and not (len(versions) == len(resources) and all(v in known for v, _ in versions)):
                     stamp = newest_update(resources)
                     newest = max(filter(None, [newest, stamp]), default=None)
                     if pending is not None:
@@ -166,9 +193,38 @@ class FhirRestConnector(FhirConnector):
                     raise InputError(url, "the server's next link points back to a page already read")
             if pending is not None:
                 if newest:
-                    pending.cursor = with_since(old, request.date_range, newest)
+                    window = looked_back(newest, self.overlap)
+                    recent = sorted({v for v, stamp in stamps if stamp > window})
+                    pending.cursor = with_since(old, request.date_range, newest, seen=recent[:MAX_SEEN])
                 last, pending = pending, None
                 yield last
         finally:
             if pending is not None and pending.cleanup:
                 pending.cleanup()
+
+
+def version_key(resource: dict) -> str:
+    """One version of one resource, as the cursor remembers it (type/id/lastUpdated)."""
+    meta = resource.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    return f"{resource.get('resourceType')}/{resource.get('id')}/{utc_text(str(meta.get('lastUpdated')))}"
+
+
+def looked_back(since: str, overlap: dt.timedelta) -> str:
+    """The watermark moved back by the overlap, in the same sortable UTC spelling."""
+    when = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (when - overlap).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seen_versions(cursor: Any, rng: DateRange, since: str | None) -> set[str]:
+    """The versions the run that set ``since`` saw inside its overlap window."""
+    if not since or not isinstance(cursor, dict):
+        return set()
+    for entry in cursor.get("ranges", []):
+        if isinstance(entry, dict) and entry.get("since") == since and isinstance(entry.get("seen"), list):
+            try:
+                if DateRange.from_json(entry).covers(rng):
+                    return {v for v in entry["seen"] if isinstance(v, str)}
+            except Exception:
+                continue
+    return set()

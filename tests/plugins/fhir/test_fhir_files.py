@@ -85,4 +85,5 @@ def test_streams_and_settings_are_described(fhir_plugin):
     rest = fhir_plugin.connector("fhir-rest")
     kinds = {f["name"]: f["type"] for f in rest.describe()["fields"]}
     assert kinds == {"base_url": "url", "token": "secret", "resource_types": "text",
-                     "page_size": "integer", "date_params": "text"}
+                     "page_size": "integer", "date_params": "text",
+                     "lastupdated_overlap": "integer"}
