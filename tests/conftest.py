@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.seaweed import seaweed  # noqa: F401 - the one session-wide SeaweedFS fixture, defined once here
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / "tests" / "data"
 

@@ -20,7 +20,6 @@ from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.workspace import Workspace
 from tests.cache.helpers import redis_url  # noqa: F401 - fixture
 from tests.conftest import run_lithotse
-from tests.support.seaweed import seaweed  # noqa: F401 - fixture
 
 TOP_KEYS = {"lithotse", "python", "platform", "libraries", "plugins", "workspace", "secrets", "stores",
             "cache", "serve", "libreoffice", "display"}
@@ -60,7 +59,7 @@ def test_without_a_workspace_it_says_how_to_make_one(tmp_path):
     assert f"workspace   none at {tmp_path / 'none'}; create one with: lithotse init DIR" in text.stdout
 
 
-def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_report_on_a_workspace_with_every_kind_of_store(cli, workspace, seaweed, tmp_path):
     ws = Workspace.open(workspace.root)
     ws.config["stores"]["team"] = {"url": seaweed.new_prefix(), **seaweed.store_options("client")}
     ws.config["stores"]["managers"] = {"url": seaweed.new_prefix(), **seaweed.store_options("manager")}

@@ -4,7 +4,6 @@ import pytest
 
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from tests.support import lines_connector
-from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 from tests.support.spark import sail, spark_url  # noqa: F401 - pytest fixtures, used by name
 
 

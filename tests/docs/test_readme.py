@@ -26,11 +26,10 @@ from tests.docs.readme_runner import (
 )
 from tests.docs.shell_doc import expand, shell_lines
 from tests.plugins.fhir.fhir_server import FhirTestServer
-from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def session(tmp_path, monkeypatch, seaweed):  # noqa: F811 - the fixture imported above, by name
+def session(tmp_path, monkeypatch, seaweed):
     cwd = tmp_path / "user"
     cwd.mkdir()
     write_fixtures(cwd)

@@ -14,7 +14,7 @@ from lithotse_desktop.serve.token import workspace_token
 from lithotse_desktop.storage.s3 import AccessDenied
 from lithotse_desktop.workspace import Workspace
 from tests.gui.helpers import demo_workspace
-from tests.support.seaweed import DERIVED_BUCKET, seaweed  # noqa: F401 - a fixture, used by name
+from tests.support.seaweed import DERIVED_BUCKET
 
 
 def _free_port() -> int:
@@ -103,7 +103,7 @@ def test_a_busy_port_is_reported_and_the_app_carries_on(qtbot, window, workspace
     assert window.show_page("derivatives").isVisible()
 
 
-def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) -> Workspace:  # noqa: F811 - the fixture imported above, by name
+def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) -> Workspace:
     ws = Workspace.create(root)
     ws.config["stores"]["rawbucket"] = {"url": raw_url, **seaweed.store_options(identity)}
     ws.config["stores"]["shared"] = {"url": derived_url, **seaweed.store_options(identity)}
@@ -112,7 +112,7 @@ def _s3_workspace(root, seaweed, identity: str, raw_url: str, derived_url: str) 
     return Workspace.open(root)
 
 
-def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, test_plugins, cli):  # noqa: F811 - the fixture imported above, by name
+def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, test_plugins, cli):
     raw_url, derived_url = seaweed.new_prefix(), seaweed.new_prefix(DERIVED_BUCKET)
     team = _s3_workspace(tmp_path / "team", seaweed, "client", raw_url, derived_url)
     demo_workspace(team, tmp_path / "clinic")
@@ -146,7 +146,7 @@ def test_a_manager_sees_derivatives_but_no_raw_pages(qtbot, seaweed, tmp_path, t
     assert win.raw.model.rowCount() == 1
 
 
-def _role_workspace(root, seaweed, identity: str, urls: dict[str, str]) -> Workspace:  # noqa: F811 - the fixture, by name
+def _role_workspace(root, seaweed, identity: str, urls: dict[str, str]) -> Workspace:
     """Raw, derived and audit tiers in their own buckets, signed as ``identity``; cache local."""
     ws = Workspace.create(root)
     for tier, url in urls.items():
@@ -161,7 +161,7 @@ ROWS = {"name": "visit_rows", "kind": "sql", "inputs": {"v": {"source": "clinic"
 
 
 def test_a_manager_does_their_job_with_only_the_access_they_should_have(
-        qtbot, seaweed, tmp_path, test_plugins, cli):  # noqa: F811 - the fixture imported above, by name
+        qtbot, seaweed, tmp_path, test_plugins, cli):
     from lithotse_desktop import audit
     from lithotse_desktop.derive.build import build
     from lithotse_desktop.derive.catalog import Catalog

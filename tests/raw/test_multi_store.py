@@ -14,7 +14,6 @@ from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.index import landing_store, open_index
 from lithotse_desktop.workspace import Workspace
 from tests.support import lines_connector
-from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 
 JAN = DateRange.parse("2024-01-01", "2024-01-31")
 
@@ -140,7 +139,7 @@ def test_raw_read_is_checked(workspace, raw_read, message):
     assert message in str(caught.value)
 
 
-def test_a_second_raw_store_on_s3(seaweed, workspace, tmp_path, inbox, lines_plugin, cli):  # noqa: F811 - the fixture imported above, by name
+def test_a_second_raw_store_on_s3(seaweed, workspace, tmp_path, inbox, lines_plugin, cli):
     url = seaweed.new_prefix()
     team = {"url": url, **seaweed.store_options("client")}
     mate = _teammate(tmp_path, "mate", team, inbox)

@@ -18,7 +18,6 @@ from lithotse_desktop.plugins import reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.workspace import Workspace
 from tests.conftest import TEST_DATA
-from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 
 SYNTHEA = TEST_DATA / "csv" / "synthea-conditions.csv"
 SPEC = {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "synthea-conditions"},
@@ -82,7 +81,7 @@ def _csv_workspace(root: Path, raw_store: dict | None) -> Workspace:
     return ws
 
 
-def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):
     reset_plugin_manager()
     try:
         local = _csv_workspace(tmp_path / "local", None)
@@ -97,7 +96,7 @@ def test_a_build_over_an_s3_raw_store_streams_csv(seaweed, tmp_path):  # noqa: F
         reset_plugin_manager()
 
 
-def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_hl7_streams_from_s3_too(seaweed, tmp_path):
     from tests.conftest import TEST_DATA
 
     reset_plugin_manager()
@@ -127,7 +126,7 @@ def test_hl7_streams_from_s3_too(seaweed, tmp_path):  # noqa: F811 - the fixture
         reset_plugin_manager()
 
 
-def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_fhir_ndjson_streams_from_s3_and_matches_a_local_read(seaweed, tmp_path):
     import gzip
 
     from tests.conftest import TEST_DATA

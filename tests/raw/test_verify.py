@@ -17,7 +17,6 @@ from lithotse_desktop.raw import read_stream, run_import
 from lithotse_desktop.raw.verify import verify_raw
 from lithotse_desktop.workspace import Workspace
 from tests.support import lines_connector
-from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
 
 SPEC = {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
         "date_field": "day", "grain": "month", "measures": [{"fn": "count", "as": "n"},
@@ -172,7 +171,7 @@ def test_missing_unreferenced_and_unreadable_manifests_are_reported(cli, workspa
     assert "no source 'ghost'" in cli("raw", "verify", "--source", "ghost", expect=1).output
 
 
-def test_s3_raw_store_damage_is_found_by_verify_and_the_streaming_build(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_s3_raw_store_damage_is_found_by_verify_and_the_streaming_build(seaweed, tmp_path):
     inbox = tmp_path / "in"
     visits_csv(inbox, rows=200)
     ws = csv_workspace(tmp_path / "ws", inbox,
@@ -191,7 +190,7 @@ def test_s3_raw_store_damage_is_found_by_verify_and_the_streaming_build(seaweed,
     assert not cache.exists() or not any(cache.iterdir()), "the CSV was streamed, not copied"
 
 
-def test_a_damaged_local_copy_of_an_s3_object_is_refused_then_fetched_again(seaweed, tmp_path):  # noqa: F811 - the fixture imported above, by name
+def test_a_damaged_local_copy_of_an_s3_object_is_refused_then_fetched_again(seaweed, tmp_path):
     folder = tmp_path / "lines"
     folder.mkdir()
     (folder / "a.txt").write_text("2024-01-01,10\n2024-01-02,20\n")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import glob
+import socket
 import sys
+import time
 
 import pytest
 
 from tests.support import seaweed as support
+from tests.support.seaweed import SeaweedServer
 
 
 def test_missing_weed_names_the_install_command(monkeypatch, tmp_path):
@@ -36,3 +39,28 @@ def test_server_stops_and_removes_its_sockets(seaweed):
     assert glob.glob(f"/tmp/seaweedfs-*-{port}.sock") == []
     assert glob.glob(f"/tmp/seaweedfs-*-{port + 10000}.sock") == []
     assert not root.exists()
+
+
+@pytest.mark.parametrize("offset", [0, 1], ids=["s3-port", "master-port"])
+def test_a_port_taken_before_weed_binds_it_makes_it_start_on_others(offset, tmp_path, monkeypatch):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1] - offset
+    real = support._free_base_port
+    offered: list[int] = []
+
+    def first_a_taken_range() -> int:
+        offered.append(taken if not offered else real())
+        return offered[-1]
+
+    monkeypatch.setattr(support, "_free_base_port", first_a_taken_range)
+    started = time.monotonic()
+    try:
+        with SeaweedServer(root=tmp_path / "weed") as server:
+            assert len(offered) == 2
+            assert server.port == offered[1] != taken
+            server.client("admin").list_buckets()
+    finally:
+        holder.close()
+    assert time.monotonic() - started < 60, "the retry waited for a time-out instead of seeing weed fail"

@@ -54,6 +54,11 @@ def find_weed() -> str:
                          f"install it with: {INSTALL_HINT}")
 
 
+PORT_TAKEN = ("address already in use", "is not available")
+"""What weed logs when a port it was given is taken; some of its servers then keep running
+without that one, so the wait stops as soon as the log says it."""
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -131,7 +136,7 @@ class SeaweedServer:
                     break
                 except RuntimeError:
                     tail = self.log_tail()
-                    if attempt == 4 or not any(m in tail for m in ("address already in use", "is not available")):
+                    if attempt == 4 or not any(m in tail for m in PORT_TAKEN):
                         raise
                     self._halt()
                     shutil.rmtree(data, ignore_errors=True)
@@ -160,7 +165,7 @@ class SeaweedServer:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        client = self.client("admin", retries=1)
+        client = self.client("admin", retries=1, read_timeout=2)
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"weed mini exited with {self._proc.returncode}:\n{self.log_tail()}")
@@ -168,6 +173,8 @@ class SeaweedServer:
                 client.list_buckets()
                 return
             except Exception:  # any failure here just means "not up yet"
+                if any(m in self.log_tail() for m in PORT_TAKEN):
+                    raise RuntimeError(f"a port of weed mini was taken:\n{self.log_tail()}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"SeaweedFS did not answer within {timeout:.0f} s:\n"
                                        f"{self.log_tail()}") from None
@@ -180,7 +187,7 @@ class SeaweedServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def client(self, identity: str = "admin", *, retries: int = 3) -> Any:
+    def client(self, identity: str = "admin", *, retries: int = 3, read_timeout: float = 60) -> Any:
         """A boto3 S3 client signed as one of the configured identities."""
         import boto3
         import botocore.config
@@ -191,7 +198,7 @@ class SeaweedServer:
             aws_access_key_id=creds["access_key_id"], aws_secret_access_key=creds["secret_access_key"],
             config=botocore.config.Config(s3={"addressing_style": "path"}, max_pool_connections=32,
                                           retries={"max_attempts": retries, "mode": "standard"},
-                                          connect_timeout=2, read_timeout=60))
+                                          connect_timeout=2, read_timeout=read_timeout))
 
     def create_bucket(self, name: str) -> None:
         client = self.client("admin")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.seaweed import seaweed  # noqa: F401 - a pytest fixture, used by name
-
 
 @pytest.fixture
 def lines_plugin():
