@@ -227,3 +227,18 @@ def test_closing_a_half_filled_source_asks_first(qtbot, window, workspace, tmp_p
     qtbot.mouseClick(box.button(QMessageBox.StandardButton.Discard), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not shiboken6.isValid(dialog) or not dialog.isVisible(), timeout=3000)
     assert workspace.sources() == []
+
+
+def test_raw_page_shows_every_column_on_a_1280x720_screen(qtbot, window, workspace, tmp_path):
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    (folder / "observations-2024.txt").write_text("".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 29)) * 400)
+    workspace.add_source("clinic", "lines", {"path": str(folder)}, {})
+    run_import(workspace, "clinic")
+    window.resize(1280, 720)
+    page = window.show_page("raw")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1)
+    page.table.selectRow(0)
+    qtbot.wait(50)
+    assert page.table.horizontalScrollBar().maximum() == 0, "the table needs scrolling sideways at 1280x720"

@@ -82,12 +82,14 @@ class LandingsModel(QAbstractTableModel):
             if attr in NUMERIC:
                 return f"{value:,}"
             if attr == "landed_at" and value:
-                return str(value).replace("T", " ")[:19]
+                return str(value).replace("T", " ")[:16]
             return "" if value is None else str(value)
         if role == Qt.ItemDataRole.UserRole:
             return value if value is not None else ""
         if role == Qt.ItemDataRole.TextAlignmentRole and attr in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and attr == "landed_at" and value:
+            return str(value).replace("T", " ")[:19]
         if role == Qt.ItemDataRole.ToolTipRole and attr == "records_in_range":
             return "Records inside the dates the import asked for: the ones derivatives count"
         return None
@@ -171,8 +173,8 @@ class RawDataPage(QWidget):
         splitter.addWidget(self.table)
         splitter.addWidget(scroll_area(side, "Landing properties"))
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([760, 360])
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([900, 250])
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
