@@ -265,6 +265,67 @@ class RawObject:
         return self.fetch()
 
 
+NATIVE_FORMATS = ("csv",)
+"""Formats an engine may be told to read a landed object in itself (see :class:`NativeRead`)."""
+NATIVE_PARSES = ("text", "int64", "float64", "date32", "timestamp", "timestamptz")
+"""How a column's text becomes its value: ``text`` keeps the cell as written (an empty cell is
+null); the others trim it (Unicode white space), take an empty cell as null and read the rest
+as that Arrow type (ISO 8601 for dates; ``timestamp`` without an offset, ``timestamptz`` with one,
+as an instant)."""
+
+
+@dataclass(frozen=True)
+class NativeColumn:
+    """One column of a natively read object: its name, the field it comes from (a CSV field's
+    position) and how that field's text becomes the value (one of :data:`NATIVE_PARSES`)."""
+
+    name: str
+    field: int
+    parse: str
+
+
+@dataclass(frozen=True)
+class NativeRead:
+    """How an engine reads one landed object itself, giving exactly the rows and types ``read``
+    gives: an engine-neutral description the engine turns into its own reader and SQL.
+
+    ``format`` is one of :data:`NATIVE_FORMATS`. For ``csv``: ``delimiter``, ``quote`` (a doubled
+    quote inside a quoted field is one quote), ``encoding`` (``utf-8``; a byte-order mark is
+    allowed), fields may hold line breaks inside quotes, empty lines are no records, and records
+    end at ``\n``, ``\r\n`` or ``\r``. ``skip`` leading records are not rows (a header line);
+    of the records after them only the first ``limit`` are rows (None: all of them), so rows the
+    connector leaves out under the data (totals, blank lines) stay out. ``width`` is the number
+    of fields each record has.
+    """
+
+    format: str
+    columns: tuple[NativeColumn, ...]
+    width: int
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+    skip: int = 0
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in NATIVE_FORMATS:
+            raise ValueError(f"native format {self.format!r}: expected one of {', '.join(NATIVE_FORMATS)}")
+        for column in self.columns:
+            if column.parse not in NATIVE_PARSES:
+                raise ValueError(f"column {column.name!r}: parse {column.parse!r} is not one of "
+                                 f"{', '.join(NATIVE_PARSES)}")
+            if not 0 <= column.field < self.width:
+                raise ValueError(f"column {column.name!r}: field {column.field} is outside the record")
+        if len(self.delimiter) != 1 or len(self.quote) != 1:
+            raise ValueError("a native read's delimiter and quote are one character each")
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the rows (what ``read`` yields for the object)."""
+        types = {"text": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "date32": pa.date32(),
+                 "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", "UTC")}
+        return pa.schema([pa.field(c.name, types[c.parse]) for c in self.columns])
+
+
 class Connector:
     """Base class for connectors. Subclasses set the class attributes and implement the methods.
 
@@ -347,6 +408,17 @@ class Connector:
         reported as this connector's bug (``lithotse --debug`` shows its traceback).
         """
         raise NotImplementedError
+
+    def native_read(self, obj: RawObject) -> NativeRead | None:
+        """How an engine may read this committed landing's bytes itself, or None (the default):
+        then the core reads it with :meth:`read` and hands the engine the rows.
+
+        Optional. Implement it only where the description gives exactly the rows, order and
+        types ``read`` gives for the same bytes and ``obj.meta`` (the Spark engine then reads the
+        object where it lies, in parallel, instead of through Python). ``obj`` has no path: decide
+        from ``obj.meta`` (what ``fetch`` recorded) alone, and return None when unsure.
+        """
+        return None
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
         """Yield typed record batches of a landed object; raise InputError on malformed data.

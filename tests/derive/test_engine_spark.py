@@ -30,11 +30,14 @@ from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.compile import SPARK, compile_aggregate
 from lithotse_desktop.derive.engines.spark import SparkEngine
+from lithotse_desktop.derive.inputs import resolve_stream
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.derive.spec import SpecError, spec_hash
 from lithotse_desktop.errors import Cancelled, LithotseError, NotFound
 from lithotse_desktop.jobs import import_and_build
 from lithotse_desktop.progress import Progress
+from lithotse_desktop.raw.reader import read_stream
+from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
 
 # one worker runs every test of a local Spark, so a parallel run starts its server once
@@ -128,6 +131,25 @@ def _assert_same(name: str, expected: pa.Table, got: pa.Table) -> None:
             assert want == have, (name, column)
 
 
+class Messages(Progress):
+    """A Progress that keeps every message a build gave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def update(self, message: str | None = None, **kwargs) -> None:
+        if message is not None:
+            self.seen.append(message)
+        super().update(message, **kwargs)
+
+    def said(self, text: str) -> list[str]:
+        return [m for m in self.seen if text in m]
+
+
+NATIVE = "where it lies"
+
+
 def _workspace(root, data, sources=DEMO_SOURCES) -> Workspace:
     ws = Workspace.create(root, name="engines")
     for name, (connector, settings) in sources.items():
@@ -163,7 +185,13 @@ def test_every_aggregate_kind_measure_and_dimension_is_the_same_on_spark(health_
     assert any(expected["csv_month"].column("suppressed").to_pylist())  # suppression had work to do
 
     aggregates = [s["name"] for s in SPECS if s["kind"] == "aggregate"]  # a sql spec runs on its own engine
-    on_spark = {r.name: r for r in build_all(ws, aggregates, engine="spark", full=True)}
+    progress = Messages()
+    on_spark = {r.name: r for r in build_all(ws, aggregates, engine="spark", full=True, progress=progress)}
+    # the CSV objects are read by Spark where they lie; FHIR and HL7 ones by their connectors, staged
+    assert progress.said(f"ehr/encounters encounters.csv {NATIVE}")
+    assert progress.said("ehr/conditions conditions.csv " + NATIVE)
+    assert progress.said("reading hl7/adt") and not progress.said(f"hl7/adt {NATIVE}")
+    assert progress.said("reading fhir/Encounter") and not progress.said(NATIVE.join(["fhir/", ""]))
     for name in aggregates:
         assert on_spark[name].version == on_duckdb[name].version, name
         _assert_same(name, expected[name], catalog.read(catalog.current(name)))
@@ -386,3 +414,61 @@ def test_a_local_spark_stops_when_its_process_ends_without_cleanup(tmp_path):
     while _processes_owned_by(int(pid)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_owned_by(int(pid)) == []
+
+
+TRICKY_CSV = (
+    "id,name,amount,when,stamp,note\n"
+    '1,"Smith, ""Jo""",  12 ,2024-01-05,2024-01-05T10:00Z,plain\n'
+    '2,"two\nlines",3.5,2024-02-10,2024-02-10T23:30:00-05:00,"quoted"\r\n'
+    "3,,\u00a07\u00a0,2024-03-01,2024-03-01 08:00+01:00,\r\n"
+    "\r\n"
+    '4,x,-1e2,2024-04-01,2024-04-01T00:00:00Z,"last, quoted"\n'
+    "\n"
+    "5,y,.5,2024-06-30,2024-06-30T12:00:00+0130,trail  \n"
+    "6,\"\",+4,2024-07-01,2024-07-01T01:02:03.250+02:00,x\n"
+    "Total,,100,,,\n"
+)
+
+
+def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress) -> pa.Table:
+    """``input__landed`` of a Spark session: every landed row with its provenance, by object and row."""
+    session = SparkEngine(ws, {"url": url}).session(progress)
+    try:
+        with IntegrityChecks() as checks:
+            session.load_stream(ws, "input", resolve_stream(ws, "ehr", stream), progress, checks)
+        return session.run("SELECT * FROM input__landed ORDER BY _landing_id, _row", [], "landed")
+    finally:
+        session.close()
+
+
+def _same_rows(expected: pa.Table, got: pa.Table) -> None:
+    assert got.column_names == expected.column_names
+    assert got.num_rows == expected.num_rows
+    for column in expected.column_names:
+        assert got.column(column).to_pylist() == expected.column(column).to_pylist(), column
+
+
+def test_a_csv_object_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
+    """Quotes, a field over two lines, CRLF and LF lines mixed, blank lines, padded numbers, times
+    with offsets and a total row under the data: Spark's rows, types and provenance are the ones
+    the connector gives, over overlapping landings of one object and a changed file."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "visits.csv").write_bytes(TRICKY_CSV.encode("utf-8"))
+    ws = Workspace.create(tmp_path / "ws", name="native")
+    ws.add_source("ehr", "csv", {"path": str(folder), "date_column": "when"}, {})
+    import_and_build(ws, "ehr", DateRange(None, dt.date(2024, 3, 1)), build=False)
+    import_and_build(ws, "ehr", DateRange(dt.date(2024, 2, 1), dt.date(2024, 6, 30)), build=False)
+    (folder / "visits.csv").write_bytes(TRICKY_CSV.replace("-1e2", "-2e2").encode("utf-8"))
+    import_and_build(ws, "ehr", DateRange(dt.date(2024, 4, 1), None), build=False)
+
+    expected = pa.Table.from_batches(list(read_stream(ws, "ehr", "visits", provenance=True)))
+    expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+    assert expected.column("amount").type == pa.float64() and expected.column("stamp").type.tz == "UTC"
+    assert len(set(expected.column("_landing_id").to_pylist())) == 3
+    progress = Messages()
+    got = _landed_on_spark(ws, spark_url, "visits", progress)
+    assert len(progress.said(NATIVE)) == 2, progress.seen
+    assert not progress.said("for Spark")
+    assert list(ws.store("restricted").list("engine-staging/")) == []
+    _same_rows(expected, got)

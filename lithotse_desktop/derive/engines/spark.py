@@ -39,14 +39,15 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ...errors import Cancelled, ConfigError, LithotseError, NotFound
+from ...connectors import Connector, RawObject
+from ...errors import Cancelled, ConfigError, CorruptObject, LithotseError, NotFound
 from ...progress import Progress
-from ...raw.reader import PROVENANCE, read_object
+from ...raw.reader import PROVENANCE, StoredObject, landing_object_store, read_object
 from ...raw.sources import make_connector
 from ...raw.verify import IntegrityChecks
 from ...workspace import Workspace
 from ..catalog import Catalog, Version
-from ..compile import SPARK, period_query
+from ..compile import SPARK, Span, native_object_sql, period_query
 from ..inputs import StreamInput, dedupe_query, fresh_landings, stream_key
 from . import Engine, EngineSession
 
@@ -61,6 +62,9 @@ SESSION_CONFIG = {
 """Set when a local server starts; on a remote server the runtime ones are set per session."""
 RUNTIME_CONFIG = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
 STAGING = "engine-staging"
+NATIVE_FORMATS_READ = ("csv",)
+"""The formats of :class:`~lithotse_desktop.connectors.NativeRead` this engine reads itself."""
+LITERAL = re.compile(r"[A-Za-z0-9_.:+/-]+")
 
 _sessions: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
@@ -214,6 +218,13 @@ def forget(url: str) -> None:
             pass
 
 
+def _check_literal(text: str) -> None:
+    """Landing ids, their times and zone names go into view text (no bound values there): the
+    core's own spellings, checked anyway."""
+    if not LITERAL.fullmatch(text):
+        raise LithotseError(f"{text!r} cannot be written into Spark SQL")
+
+
 class SparkEngine(Engine):
     name = "spark"
 
@@ -267,25 +278,31 @@ class SparkBuild(EngineSession):
         self.staged: list[str] = []
         self.views: list[str] = []
         self.landed_schemas: dict[str, pa.Schema] = {}
+        self.unreadable: dict[str, str] = {}
+        """Stores whose objects the server could not read (by URL), with its reason."""
 
     # --- inputs -------------------------------------------------------------------------------
-    def _stage(self, name: str, table: pa.Table) -> str:
-        """Write ``table`` as Parquet to the staging area; where Spark reads it."""
+    def _put_staged(self, name: str, path: Path) -> str:
+        """Move a Parquet file into the staging area; where Spark reads it."""
         key = f"{self.prefix}/{name}.parquet"
         where = self.store.location(key)
         if where is None:
             raise LithotseError(f"the restricted tier's store has no address a Spark server can read "
                                 f"({type(self.store).__name__}); use a local folder or s3:// for it")
+        self.store.put_file(key, path, move=True)
+        self.staged.append(key)
+        return where
+
+    def _stage(self, name: str, table: pa.Table) -> str:
+        """Write ``table`` as Parquet to the staging area; where Spark reads it."""
         fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=self.ws.local_dir)
         os.close(fd)
         try:
             pq.write_table(table, tmp, compression="zstd")
-            self.store.put_file(key, Path(tmp), move=True)
+            return self._put_staged(name, Path(tmp))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        self.staged.append(key)
-        return where
 
     def _view(self, name: str, sql: str) -> None:
         self._sql(f"CREATE OR REPLACE TEMPORARY VIEW {SPARK.quote(name)} AS {sql}", {}, f"input {name}")
@@ -305,34 +322,31 @@ class SparkBuild(EngineSession):
                     checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
                     unused: tuple[str, ...] = ()) -> pa.Schema:
         connector = make_connector(ws, resolved.source)
-        tables = []
-        for stored in resolved.objects(ws):
-            progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
-            batches = list(read_object(ws, stored, connector, checks, provenance=True))
-            if batches:
-                table = pa.Table.from_batches(batches)
-                tables.append(table.drop_columns([c for c in unused if c in table.column_names]))
-        if not tables:
-            raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
-                           f"import it first (lithotse import {resolved.source})")
+        what = f"{resolved.source}/{resolved.stream}"
+        parts: list[tuple[str, pa.Schema]] = []
+        for number, stored in enumerate(resolved.objects(ws)):
+            progress.check()
+            name = f"{alias}__object{number}"
+            schema = self._native(ws, name, stored, connector, unused, progress)
+            if schema is None:
+                schema = self._staged(ws, name, stored, connector, checks, unused, progress)
+            if schema is not None:
+                parts.append((name, schema))
+        if not parts:
+            raise NotFound(f"input {what} has no landed records; import it first (lithotse import {resolved.source})")
         checks.raise_found()
         try:
-            landed = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+            landed = pa.unify_schemas([schema for _, schema in parts], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise LithotseError(f"{resolved.source}/{resolved.stream}: landings do not fit each other: {exc}") from None
-        staged = _stageable(landed)
-        progress.update(f"staging {resolved.source}/{resolved.stream} for Spark")
-        whole = pa.concat_tables([t.cast(pa.schema([staged.field(n) for n in t.column_names])) for t in tables],
-                                 promote_options="permissive")
-        location = self._stage(alias, whole.select(staged.names))
+            raise LithotseError(f"{what}: landings do not fit each other: {exc}") from None
         landed_name = f"{alias}__landed"
-        self._read(landed_name, [location], f"{resolved.source}/{resolved.stream}")
+        self._view(landed_name, " UNION ALL ".join(self._fitted(name, schema, landed) for name, schema in parts))
         self.landed_schemas[alias] = landed
         columns = landed.names
         key = stream_key(resolved, columns)
         missing = [k for k in key if k not in columns]
         if missing:
-            raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
+            raise ConfigError(f"{what}: key column(s) {missing} are not in the data")
         visible = [c for c in columns if c not in PROVENANCE]
         q = SPARK.quote
         if key:
@@ -340,6 +354,114 @@ class SparkBuild(EngineSession):
         else:
             self._view(alias, f"SELECT {', '.join(q(c) for c in visible)} FROM {q(landed_name)}")
         return pa.schema([landed.field(c) for c in visible])
+
+    @staticmethod
+    def _fitted(name: str, schema: pa.Schema, landed: pa.Schema) -> str:
+        """One object's rows with the stream's columns and types (a column it lacks is null)."""
+        q = SPARK.quote
+        picked = []
+        for f in landed:
+            if f.name not in schema.names:
+                picked.append(f"CAST(NULL AS {SPARK.sql_type(f.type)}) AS {q(f.name)}")
+            elif _stageable(pa.schema([schema.field(f.name)])) != _stageable(pa.schema([f])):
+                picked.append(f"CAST({q(f.name)} AS {SPARK.sql_type(f.type)}) AS {q(f.name)}")
+            else:
+                picked.append(q(f.name))
+        return f"SELECT {', '.join(picked)} FROM {q(name)}"
+
+    def _native(self, ws: Workspace, name: str, stored: StoredObject, connector: Connector,
+                unused: tuple[str, ...], progress: Progress) -> pa.Schema | None:
+        """Have Spark read the object where it lies, as its connector describes it; None when it
+        cannot (the connector gives no description, the store no address Spark reads)."""
+        manifest = stored.reader
+        spans = stored.spans()
+        if not spans:
+            return None
+        read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                                               manifest.meta, validated=True))
+        if read is None or read.format not in NATIVE_FORMATS_READ:
+            return None
+        schema = read.schema()
+        store = landing_object_store(ws, manifest)
+        where = store.location(manifest.object_key)
+        if where is None or store.url in self.unreadable:
+            return None
+        if "://" not in where:
+            where = "file://" + where
+        bounded = [m for rng, m in spans if rng.bounded and m.date_field]
+        if any(m.date_field not in schema.names for m in bounded):
+            return None
+        self._verify_size(store, stored)
+        progress.update(f"Spark reads {manifest.source}/{manifest.stream} {manifest.original_name} where it lies")
+        raw = f"{name}__raw"
+        try:
+            frame = (self.spark.read.schema(", ".join(f"_c{i} STRING" for i in range(read.width)))
+                     .options(header="false", multiLine="true", sep=read.delimiter, quote=read.quote,
+                              escape=read.quote, encoding=read.encoding, mode="PERMISSIVE")
+                     .csv(where))
+            frame.createOrReplaceTempView(raw)
+            self.views.append(raw)
+            frame.schema  # noqa: B018 - the server resolves the location here: fails if it cannot read it
+        except Exception as exc:
+            self.unreadable[store.url] = _spark_error(exc)
+            progress.update(f"the Spark Connect server {self.shown} cannot read {store.url} "
+                            f"({self.unreadable[store.url]}); Lithotse reads its objects and stages them instead")
+            return None
+        kept = [c for c in schema.names if c not in unused]
+        landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
+        for landing in landings:
+            _check_literal(landing.landing_id)
+            _check_literal(landing.landed_at)
+        _check_literal(ws.timezone)
+        self._view(name, native_object_sql(read, SPARK.quote(raw), landings, kept, timezone=ws.timezone,
+                                           dialect=SPARK))
+        provenance = pa.schema([pa.field("_landing_id", pa.string()), pa.field("_landed_at", pa.string()),
+                                pa.field("_row", pa.int64())])
+        return pa.schema([*(schema.field(c) for c in kept), *provenance])
+
+    @staticmethod
+    def _verify_size(store: Any, stored: StoredObject) -> None:
+        """What is checked of an object Spark reads itself: it is there with the size it was
+        landed with. Its bytes are not hashed on the way (``lithotse raw verify`` does that)."""
+        manifest = stored.reader
+        info = store.stat(manifest.object_key)
+        what = f"{manifest.source}/{manifest.stream}, {manifest.original_name}"
+        if info is None:
+            raise LithotseError(f"raw object {manifest.object_key} of landing {manifest.id} ({what}) is missing")
+        if info.size != manifest.bytes:
+            raise CorruptObject(manifest.object_key, what,
+                                f"{info.size} bytes where {manifest.bytes} were landed")
+
+    def _staged(self, ws: Workspace, name: str, stored: StoredObject, connector: Connector,
+                checks: IntegrityChecks, unused: tuple[str, ...], progress: Progress) -> pa.Schema | None:
+        """Read the object with its connector (hashing it) and stage its rows as one Parquet file
+        Spark reads, batch by batch: never the whole stream in memory."""
+        manifest = stored.reader
+        progress.update(f"reading {manifest.source}/{manifest.stream} {manifest.original_name} for Spark")
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=self.ws.local_dir)
+        os.close(fd)
+        writer = None
+        schema = None
+        try:
+            for batch in read_object(ws, stored, connector, checks, provenance=True):
+                batch = batch.drop_columns([c for c in unused if c in batch.schema.names])
+                if writer is None:
+                    schema = batch.schema
+                    writer = pq.ParquetWriter(tmp, _stageable(schema), compression="zstd")
+                writer.write_batch(batch.cast(_stageable(schema)) if batch.schema == schema
+                                   else pa.Table.from_batches([batch]).cast(_stageable(schema)).to_batches()[0])
+            if writer is None:
+                return None
+            writer.close()
+            writer = None
+            location = self._put_staged(name, Path(tmp))
+        finally:
+            if writer is not None:
+                writer.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._read(name, [location], f"{manifest.source}/{manifest.stream}")
+        return schema
 
     @staticmethod
     def _dedupe(relation: str, key: list[str], columns: list[str], visible: list[str]) -> str:
