@@ -261,12 +261,16 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     and its position among the object's rows (``_row``, counted before the range is applied)."""
     q = dialect.quote
     schema = read.schema()
-    typed = ", ".join(f"{dialect.native_value(c.parse, f'_c{c.field}')} AS {q(c.name)}" for c in read.columns)
     bounds = [f"__lithotse_n >= {read.skip}"]
     if read.limit is not None:
         bounds.append(f"__lithotse_n < {read.skip + read.limit}")
+    inside = " AND ".join(bounds)
+    # the header and the rows under the data are not cast at all (an optimizer may move the
+    # filter above the casts, so the CASE guards each one)
+    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_value(c.parse, f'_c{c.field}')} END AS {q(c.name)}"
+                      for c in read.columns)
     rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row "
-            f"FROM ({dialect.native_records(read, relation)}) WHERE {' AND '.join(bounds)}")
+            f"FROM ({dialect.native_records(read, relation)}) WHERE {inside}")
     owners = []
     for i, span in enumerate(spans):
         if not span.date_field or not span.range.bounded:

@@ -250,7 +250,10 @@ def test_an_incremental_rebuild_after_a_second_import_is_the_same_on_spark(tmp_p
         if step == "second":
             for ws in spaces.values():  # the second half of the export, and the first again (same records)
                 import_and_build(ws, "ehr", DateRange(dt.date(2022, 1, 1), None), build=False, full=True)
-        results[step] = {engine: build_all(ws, ["stays"])[0] for engine, ws in spaces.items()}
+        progress = Messages()
+        results[step] = {engine: build_all(ws, ["stays"], progress=progress)[0] for engine, ws in spaces.items()}
+        # one object however often the unchanged file landed, read by Spark where it lies
+        assert len(progress.said(f"ehr/encounters encounters.csv {NATIVE}")) == 1
         tables = {engine: Catalog(ws).read(Catalog(ws).current("stays")) for engine, ws in spaces.items()}
         assert results[step]["spark"].version == results[step]["duckdb"].version
         _assert_same(f"stays ({step})", tables["duckdb"], tables["spark"])
@@ -328,13 +331,13 @@ def test_cancel_interrupts_the_running_spark_job(health_system, spark_url):
     assert time.monotonic() - started < 60
 
 
-def _build_on(ws: Workspace, url: str, name: str):
+def _build_on(ws: Workspace, url: str, name: str, progress: Progress | None = None):
     """Build ``name`` on the Spark engine at ``url``, leaving the workspace's settings as they were."""
     saved = dict(ws.config["engine"])
     ws.config["engine"] = {**saved, "spark": {"url": url}}
     ws.save()
     try:
-        return build_all(ws, [name], engine="spark")
+        return build_all(ws, [name], engine="spark", progress=progress)
     finally:
         ws.config["engine"] = saved
         ws.save()
@@ -372,18 +375,23 @@ def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sai
     add_spec(ws, spec)
     catalog = Catalog(ws)
     # pyspark's own server has no S3 filesystem: a clear error naming the server and the store
+    progress = Messages()
     with pytest.raises(LithotseError, match="cannot read the staged input in s3://") as raised:
-        _build_on(ws, spark_url, "sail_month")
+        _build_on(ws, spark_url, "sail_month", progress)
     assert "local[2]" in str(raised.value) or "sc://" in str(raised.value)
+    [fallback] = progress.said("cannot read s3://")  # it tried the raw objects where they lie first
+    assert "stages them instead" in fallback
     assert catalog.current("sail_month") is None
     assert list(ws.store("restricted").list("engine-staging/")) == []
     first = build_all(ws, ["sail_month"])[0]
     expected = catalog.read(catalog.current("sail_month"))
-    again = build_all(ws, ["sail_month"], engine="spark", full=True)[0]
+    progress = Messages()
+    again = build_all(ws, ["sail_month"], engine="spark", full=True, progress=progress)[0]
+    assert progress.said(f"ehr/encounters encounters.csv {NATIVE}") and not progress.said("for Spark")
     assert again.version == first.version
     _assert_same("sail_month", expected, catalog.read(catalog.current("sail_month")))
     staged = list(ws.store("restricted").list("engine-staging/"))
-    assert staged == []  # the Parquet Sail read from S3 is gone once the build ends
+    assert staged == []  # Sail read the CSV object from the raw bucket: nothing was staged
 
 
 def _processes_owned_by(pid: int) -> list[int]:
