@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..connectors import NativeRead
+from ..connectors import NATIVE_TYPES, NativeColumn, NativeRead
 from ..dates import DateRange
 from ..errors import LithotseError
 from .spec import SpecError, dimension_alias
@@ -106,6 +106,10 @@ class Dialect:
 
     def native_value(self, parse: str, field_sql: str) -> str:
         """A column's value from its field's text by the rule ``parse`` (see ``NATIVE_PARSES``)."""
+        raise NotImplementedError(f"the {self.name} engine reads raw objects through their connectors")
+
+    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
+        """A column's value in a record of :meth:`native_records`."""
         raise NotImplementedError(f"the {self.name} engine reads raw objects through their connectors")
 
     def native_records(self, read: NativeRead, relation: str) -> str:
@@ -213,8 +217,16 @@ class SparkDialect(Dialect):
               "timestamptz": "TIMESTAMP"}
 
     def native_value(self, parse: str, field_sql: str) -> str:
-        if parse == "text":
-            return f"NULLIF({field_sql}, '')"
+        if parse in ("text", "record"):
+            return field_sql
+        if parse == "day":
+            return (f"CAST(CASE length({field_sql}) WHEN 4 THEN concat({field_sql}, '-01-01') WHEN 7 THEN "
+                    f"concat({field_sql}, '-01') ELSE substr({field_sql}, 1, 10) END AS DATE)")
+        if parse == "instant":
+            return f"CASE WHEN length({field_sql}) > 10 THEN CAST({field_sql} AS TIMESTAMP) END"
+        if parse == "patient_reference":
+            return (f"CASE WHEN substr({field_sql}, 1, 9) = 'urn:uuid:' THEN NULLIF(substr({field_sql}, 10), '') "
+                    f"ELSE NULLIF(regexp_extract({field_sql}, '(^|/)Patient/([^/]+)(/_history/[^/]*)?$', 2), '') END")
         text = f"NULLIF(regexp_replace({field_sql}, {self._TRIM}, ''), '')"
         if parse == "timestamptz":
             # Arrow reads 10:00Z and 10:00+01:00 without seconds; Spark's cast needs them
@@ -222,7 +234,32 @@ class SparkDialect(Dialect):
                     f"'$1:00$2')")
         return f"CAST({text} AS {self._TYPES[parse]})"
 
+    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
+        if read.format == "csv":
+            return self.native_value(column.parse, f"_c{column.field}")
+        if column.parse == "record":
+            return "__lithotse_record"
+        values = [f"get_json_object(__lithotse_record, {self.text_literal('$.' + path)})" for path in column.field]
+        if not values:
+            return f"CAST(NULL AS {self.sql_type(NATIVE_TYPES[column.parse])})"
+        if column.parse == "patient_reference":
+            found = [self.native_value(column.parse, v) for v in values]
+            return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
+        return self.native_value(column.parse, values[0] if len(values) == 1 else f"coalesce({', '.join(values)})")
+
     def native_records(self, read: NativeRead, relation: str) -> str:
+        numbered = "row_number() OVER (ORDER BY __lithotse_id) - 1 AS __lithotse_n"
+        if read.format == "ndjson":
+            # each line is read as one field (no delimiter or quote a JSON line can hold)
+            record = "regexp_replace(_c0, '^[ \\t\\r\\n]+|[ \\t\\r\\n]+$', '')"
+            kept = ""
+            if read.keep is not None:
+                path, value = read.keep
+                kept = (f" AND get_json_object(__lithotse_record, {self.text_literal('$.' + path)}) = "
+                        f"{self.text_literal(value)}")
+            return (f"SELECT __lithotse_record, {numbered} FROM (SELECT {record} AS __lithotse_record, "
+                    f"monotonically_increasing_id() AS __lithotse_id FROM {relation}) "
+                    f"WHERE __lithotse_record <> ''{kept}")
         # Spark's multi-line CSV reader ends records where the file's first line ends (its line
         # separator is detected once): of a CRLF line in an LF file the CR stays in the last
         # field, and an empty CRLF line becomes a record holding only a CR. Arrow ends records at
@@ -230,12 +267,12 @@ class SparkDialect(Dialect):
         fields = [f"_c{i}" for i in range(read.width)]
         last = fields[-1]
         cr = "'\\r'"
-        cleaned = [*fields[:-1], f"CASE WHEN substr({last}, -1) = {cr} THEN substr({last}, 1, length({last}) - 1) "
-                                 f"ELSE {last} END AS {last}"]
+        cleaned = [f"NULLIF({f}, '') AS {f}" for f in fields[:-1]]
+        cleaned.append(f"NULLIF(CASE WHEN substr({last}, -1) = {cr} THEN substr({last}, 1, length({last}) - 1) "
+                       f"ELSE {last} END, '') AS {last}")
         blank = f"{fields[0]} = {cr}" + "".join(f" AND {f} IS NULL" for f in fields[1:])
-        return (f"SELECT *, row_number() OVER (ORDER BY __lithotse_id) - 1 AS __lithotse_n FROM "
-                f"(SELECT {', '.join(cleaned)}, monotonically_increasing_id() AS __lithotse_id FROM {relation} "
-                f"WHERE NOT coalesce({blank}, false))")
+        return (f"SELECT *, {numbered} FROM (SELECT {', '.join(cleaned)}, monotonically_increasing_id() AS "
+                f"__lithotse_id FROM {relation} WHERE NOT coalesce({blank}, false))")
 
 
 SPARK = SparkDialect()
@@ -267,7 +304,7 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     inside = " AND ".join(bounds)
     # the header and the rows under the data are not cast at all (an optimizer may move the
     # filter above the casts, so the CASE guards each one)
-    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_value(c.parse, f'_c{c.field}')} END AS {q(c.name)}"
+    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_column(read, c)} END AS {q(c.name)}"
                       for c in read.columns)
     rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row "
             f"FROM ({dialect.native_records(read, relation)}) WHERE {inside}")

@@ -187,11 +187,12 @@ def test_every_aggregate_kind_measure_and_dimension_is_the_same_on_spark(health_
     aggregates = [s["name"] for s in SPECS if s["kind"] == "aggregate"]  # a sql spec runs on its own engine
     progress = Messages()
     on_spark = {r.name: r for r in build_all(ws, aggregates, engine="spark", full=True, progress=progress)}
-    # the CSV objects are read by Spark where they lie; FHIR and HL7 ones by their connectors, staged
+    # CSV and FHIR NDJSON objects are read by Spark where they lie; HL7 ones by their connector, staged
     assert progress.said(f"ehr/encounters encounters.csv {NATIVE}")
     assert progress.said("ehr/conditions conditions.csv " + NATIVE)
     assert progress.said("reading hl7/adt") and not progress.said(f"hl7/adt {NATIVE}")
-    assert progress.said("reading fhir/Encounter") and not progress.said(NATIVE.join(["fhir/", ""]))
+    assert progress.said(f"fhir/Encounter Encounter.ndjson {NATIVE}")
+    assert progress.said(f"fhir/Observation Observation.ndjson {NATIVE}")
     for name in aggregates:
         assert on_spark[name].version == on_duckdb[name].version, name
         _assert_same(name, expected[name], catalog.read(catalog.current(name)))
@@ -438,12 +439,12 @@ TRICKY_CSV = (
 )
 
 
-def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress) -> pa.Table:
+def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress, source: str = "ehr") -> pa.Table:
     """``input__landed`` of a Spark session: every landed row with its provenance, by object and row."""
     session = SparkEngine(ws, {"url": url}).session(progress)
     try:
         with IntegrityChecks() as checks:
-            session.load_stream(ws, "input", resolve_stream(ws, "ehr", stream), progress, checks)
+            session.load_stream(ws, "input", resolve_stream(ws, source, stream), progress, checks)
         return session.run("SELECT * FROM input__landed ORDER BY _landing_id, _row", [], "landed")
     finally:
         session.close()
@@ -480,3 +481,45 @@ def test_a_csv_object_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_
     assert not progress.said("for Spark")
     assert list(ws.store("restricted").list("engine-staging/")) == []
     _same_rows(expected, got)
+
+
+def _resource(kind: str, rid: str, **fields) -> str:
+    return json.dumps({"resourceType": kind, "id": rid, **fields})
+
+
+TRICKY_NDJSON = "".join([
+    _resource("Encounter", "e1", meta={"versionId": "1", "lastUpdated": "2024-01-05"},
+              period={"start": "2024-01-05T23:30:00-04:00", "end": "2024-01-06"},
+              subject={"reference": "Patient/p1"}) + "\n",
+    "\n",
+    "  " + _resource("Encounter", "e2", period={"start": "2024"},
+                     subject={"reference": "https://x.org/fhir/Patient/p2/_history/3"}) + " \r\n",
+    "\t\n",
+    _resource("Patient", "p9") + "\n",
+    _resource("Encounter", "e3", meta={"versionId": "2", "lastUpdated": "2024-03-01T10:00:00.123+01:00"},
+              period={"start": "2024-03"}, subject={"reference": "urn:uuid:p3"}, note="caf\u00e9 \"q\"") + "\r\n",
+    _resource("Encounter", "e1", meta={"versionId": "2", "lastUpdated": "2024-06-01T00:00:00Z"},
+              period={"start": "2024-06-30T12:00:00Z"}, subject={"reference": "Group/g1"}) + "\n",
+    _resource("Encounter", "e4") + "\n",
+])
+
+
+def test_fhir_ndjson_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
+    """Blank and padded lines, CRLF lines, another type's lines in the file, partial dates, offsets,
+    three spellings of a patient reference, a newer version of a resource, none of a date: Spark's
+    rows, the resource text, types and provenance are the connector's, over overlapping landings."""
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    (folder / "mixed.ndjson").write_bytes(TRICKY_NDJSON.encode("utf-8"))
+    ws = Workspace.create(tmp_path / "ws", name="native-fhir")
+    ws.add_source("fhir", "fhir-files", {"path": str(folder)}, {})
+    import_and_build(ws, "fhir", DateRange(None, dt.date(2024, 3, 31)), build=False)
+    import_and_build(ws, "fhir", DateRange(dt.date(2024, 1, 1), None), build=False, full=True)
+    for stream in ("Encounter", "Patient"):
+        expected = pa.Table.from_batches(list(read_stream(ws, "fhir", stream, provenance=True)))
+        expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+        progress = Messages()
+        got = _landed_on_spark(ws, spark_url, stream, progress, source="fhir")
+        assert progress.said(f"fhir/{stream} mixed.ndjson {NATIVE}") and not progress.said("for Spark")
+        assert expected.num_rows == (4 if stream == "Encounter" else 1)  # e4 has no date: in neither range
+        _same_rows(expected, got)

@@ -68,7 +68,7 @@ SESSION_CONFIG = {
 """Set when a local server starts; on a remote server the runtime ones are set per session."""
 RUNTIME_CONFIG = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
 STAGING = "engine-staging"
-NATIVE_FORMATS_READ = ("csv",)
+NATIVE_FORMATS_READ = ("csv", "ndjson")
 """The formats of :class:`~lithotse_desktop.connectors.NativeRead` this engine reads itself."""
 LITERAL = re.compile(r"[A-Za-z0-9_.:+/-]+")
 
@@ -383,13 +383,14 @@ class SparkBuild(EngineSession):
         spans = stored.spans()
         if not spans:
             return None
+        store = landing_object_store(ws, manifest)
+        key = manifest.object_key
         read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
-                                               manifest.meta, validated=True))
+                                               manifest.meta, validated=True, open=lambda: store.open_read(key)))
         if read is None or read.format not in NATIVE_FORMATS_READ:
             return None
         schema = read.schema()
-        store = landing_object_store(ws, manifest)
-        where = store.location(manifest.object_key)
+        where = store.location(key)
         if where is None or store.url in self.unreadable:
             return None
         if "://" not in where:
@@ -401,9 +402,14 @@ class SparkBuild(EngineSession):
         progress.update(f"Spark reads {manifest.source}/{manifest.stream} {manifest.original_name} where it lies")
         raw = f"{name}__raw"
         try:
+            # the CSV reader in multi-line mode reads a file in one task, in order: a record's
+            # position is its row number. An NDJSON line is read as one field of it: no delimiter
+            # or quote (NUL cannot stand in valid JSON text)
+            csv = read.format == "csv"
             frame = (self.spark.read.schema(", ".join(f"_c{i} STRING" for i in range(read.width)))
-                     .options(header="false", multiLine="true", sep=read.delimiter, quote=read.quote,
-                              escape=read.quote, encoding=read.encoding, mode="PERMISSIVE")
+                     .options(header="false", multiLine="true", sep=read.delimiter if csv else "\u0000",
+                              quote=read.quote if csv else "", escape=read.quote if csv else "\u0000",
+                              encoding=read.encoding, mode="PERMISSIVE")
                      .csv(where))
             frame.createOrReplaceTempView(raw)
             self.views.append(raw)
