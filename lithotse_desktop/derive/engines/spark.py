@@ -6,10 +6,11 @@ What Spark reads: each stream's records exactly as the DuckDB engine sees them, 
 from the raw objects where they lie. A connector may describe how an engine reads one of its
 landed objects itself (``Connector.native_read``: a :class:`~...connectors.NativeRead`, e.g. the
 csv connector's recorded layout: delimiter, header, each column's kind, the records under the
-data it leaves out). Such an object is read by Spark's own reader at its location (a ``file://``
-path for a local folder, which the server must see too; an ``s3://`` URL for an S3 store, which
-the server reads with its own S3 access, as Sail does), one object per task so that a record's
-position in it is a row number; :func:`..compile.native_object_sql` types the fields, numbers the
+data it leaves out; or the FHIR connectors' NDJSON columns: JSON paths and date rules). Such an
+object is read by Spark's own CSV reader (an NDJSON line as one field) at its location: a
+``file://`` path for a local folder, which the server must see too; an ``s3://`` URL for an S3
+store, which the server reads with its own S3 access, as Sail does. The reader reads it in one
+task, in order (multi-line mode), so that a record's position in it is a row number; :func:`..compile.native_object_sql` types the fields, numbers the
 rows and keeps each to the first of the object's landings whose range holds it, as
 :mod:`...raw.reader` does. Only the object's size is checked before (its bytes are not hashed:
 Spark reads them). Every other object (no description, a format this engine does not read, a
