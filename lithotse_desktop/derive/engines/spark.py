@@ -5,22 +5,22 @@
 What Spark reads: each stream's records exactly as the DuckDB engine sees them, and where it can,
 from the raw objects where they lie. A connector may describe how an engine reads one of its
 landed objects itself (``Connector.native_read``: a :class:`~...connectors.NativeRead`, e.g. the
-csv connector's recorded layout: delimiter, header, each column's kind, the records under the
-data it leaves out; or the FHIR connectors' NDJSON columns: JSON paths and date rules). Such an
-object is read by Spark's own CSV reader (an NDJSON line as one field) at its location: a
-``file://`` path for a local folder, which the server must see too; an ``s3://`` URL for an S3
-store, which the server reads with its own S3 access, as Sail does. The reader reads it in one
-task, in order (multi-line mode), so that a record's position in it is a row number; :func:`..compile.native_object_sql` types the fields, numbers the
-rows and keeps each to the first of the object's landings whose range holds it, as
-:mod:`...raw.reader` does. Only the object's size is checked before (its bytes are not hashed:
-Spark reads them). Every other object (no description, a format this engine does not read, a
-store without an address or one the server failed to open) is read by its connector in Python,
-hashed as it is read, and its rows staged as one Parquet file per object, written batch by batch,
-in the restricted tier's store (``engine-staging/<build>/``; row-level data belongs there), which
-Spark reads the same way. The objects' relations are united into ``<alias>__landed`` with the
-stream's types. Deduplication to the newest version of each record, the incremental periods and
-the aggregate run in Spark; only the cells come back (``DataFrame.toArrow()``). The staged files
-are deleted when the build ends.
+csv connector's recorded layout: delimiter, header, each column's kind, the records under the data
+it leaves out; or the FHIR connectors' NDJSON columns: JSON paths and date rules). Such an object
+is read by Spark's own CSV reader (an NDJSON line as one field) at its location: a ``file://``
+path for a local folder, which the server must see too; an ``s3://`` URL for an S3 store, which
+the server reads with its own S3 access, as Sail does. The reader reads it in one task, in order
+(multi-line mode), so that a record's position in it is a row number;
+:func:`..compile.native_object_sql` types the fields, numbers the rows and keeps each to the first
+of the object's landings whose range holds it, as :mod:`...raw.reader` does. Only the object's
+size is checked before (its bytes are not hashed: Spark reads them). Every other object (no
+description, a format this engine does not read, a store without an address or one the server
+failed to open) is read by its connector in Python, hashed as it is read, and its rows staged as
+one Parquet file per object, written batch by batch, in the restricted tier's store
+(``engine-staging/<build>/``; row-level data belongs there), which Spark reads the same way. The
+objects' relations are united into ``<alias>__landed`` with the stream's types. Deduplication to
+the newest version of each record, the incremental periods and the aggregate run in Spark; only
+the cells come back (``DataFrame.toArrow()``). The staged files are deleted when the build ends.
 
 The session is set up for exact, comparable results: ``spark.sql.session.timeZone=UTC`` (the
 workspace time zone is applied in the SQL, as on DuckDB), few shuffle partitions, no UI or
