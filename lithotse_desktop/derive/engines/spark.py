@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,8 @@ from ...raw.verify import IntegrityChecks
 from ...workspace import Workspace
 from ..catalog import Catalog, Version
 from ..compile import SPARK, Span, native_object_sql, period_query
+from ..disclosure import TOKEN_CLOSE, TOKEN_OPEN
+from ..identifiers import ROLES
 from ..inputs import StreamInput, dedupe_query, fresh_landings, stream_key
 from . import Engine, EngineSession
 
@@ -286,6 +289,9 @@ class SparkBuild(EngineSession):
         self.views: list[str] = []
         self.landed_schemas: dict[str, pa.Schema] = {}
         self.unreadable: dict[str, str] = {}
+        self.definitions: dict[str, Any] = {}
+        """What each view was made from (its SQL text, or a DataFrame), to make it again under
+        another name."""
         """Stores whose objects the server could not read (by URL), with its reason."""
 
     # --- inputs -------------------------------------------------------------------------------
@@ -314,12 +320,14 @@ class SparkBuild(EngineSession):
     def _view(self, name: str, sql: str) -> None:
         self._sql(f"CREATE OR REPLACE TEMPORARY VIEW {SPARK.quote(name)} AS {sql}", {}, f"input {name}")
         self.views.append(name)
+        self.definitions[name] = sql
 
     def _read(self, name: str, locations: list[str], what: str) -> None:
         try:
             frame = self.spark.read.parquet(*locations)
             frame.createOrReplaceTempView(name)
             self.views.append(name)
+            self.definitions[name] = frame
             frame.schema  # noqa: B018 - asks the server to read the files' footers: fails here if it cannot
         except Exception as exc:
             raise LithotseError(f"{what}: the Spark Connect server {self.shown} cannot read the staged input "
@@ -513,8 +521,48 @@ class SparkBuild(EngineSession):
         return self.run(compiled.sql, compiled.params, f"derivative {spec['name']}").column("p").to_pylist()
 
     def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
-        raise LithotseError("a sql derivative with a count_column (cells whose inputs show identifiers as "
-                            "tokens) is built on DuckDB only; write its SQL for DuckDB (no \"engine\" in the spec)")
+        """Each input of a sql cells query with its identifiers as tokens, by the rules of
+        :func:`..disclosure.mask_inputs` (``<alias>`` over ``<alias>__plain``; a salted digest per
+        value, fresh for each build, so tokens only say which values are equal)."""
+        q = SPARK.quote
+        salt = secrets.token_hex(16)
+        tags: dict[str, tuple[str, str]] = {}
+        for alias, columns in roles.items():
+            if alias not in self.definitions:
+                continue
+            plain = f"{alias}__plain"
+            types = {f.name: f.dataType.simpleString() for f in self.spark.sql(f"SELECT * FROM {q(alias)}").schema}
+            picked, changed = [], False
+            for column, typ in types.items():
+                found = columns.get(column)
+                how = ROLES[found].cell_input if found is not None else None
+                if how is None:
+                    picked.append(q(column))
+                    continue
+                changed = True
+                if how == "drop":
+                    continue
+                if how == "year" and typ in ("date", "timestamp", "timestamp_ntz"):
+                    picked.append(f"CAST(date_trunc('YEAR', {q(column)}) AS {typ.upper()}) AS {q(column)}")
+                elif how == "year" and typ == "string":
+                    year = f"substr({q(column)}, 1, 4)"
+                    picked.append(f"CASE WHEN {year} RLIKE '^[0-9]{{4}}$' THEN concat({year}, '-01-01') END "
+                                  f"AS {q(column)}")
+                else:
+                    tag = secrets.token_hex(4)
+                    tags[tag] = (str(found), f"{alias}.{column}")
+                    digest = f"substr(sha2(concat('{salt}', CAST({q(column)} AS STRING)), 256), 1, 32)"
+                    picked.append(f"concat('{TOKEN_OPEN}{tag}:', {digest}, '{TOKEN_CLOSE}') AS {q(column)}")
+            if not changed:
+                continue
+            definition = self.definitions[alias]
+            if isinstance(definition, str):
+                self._view(plain, definition)
+            else:
+                definition.createOrReplaceTempView(plain)
+                self.views.append(plain)
+            self._view(alias, f"SELECT {', '.join(picked) or 'NULL AS __nothing'} FROM {q(plain)}")
+        return tags
 
     def lock_down(self, user_sql: bool = False) -> None:
         """SQL may not name files itself (``parquet.`/path```); the inputs are views already. A
