@@ -215,8 +215,10 @@ def test_a_sql_cells_derivative_with_identifiers_as_tokens_is_the_same_on_spark(
     ws.config["engine"] = {"kind": "duckdb", "spark": {"url": spark_url}}
     ws.save()
     sql = ("SELECT department, class, count(*) AS visits, count(DISTINCT patient_id) AS patients, "
-           "min(admit_date) AS first_day FROM enc GROUP BY department, class")
-    base = {"kind": "sql", "inputs": {"enc": ENCOUNTERS}, "sql": sql, "count_column": "visits"}
+           "min(admit_date) AS first_day, (SELECT min(birth_date) FROM adt) AS first_birth "
+           "FROM enc GROUP BY department, class")
+    base = {"kind": "sql", "inputs": {"enc": ENCOUNTERS, "adt": {"source": "hl7", "stream": "adt"}}, "sql": sql,
+            "count_column": "visits"}
     add_spec(ws, {"name": "cells_duckdb", **base})
     add_spec(ws, {"name": "cells_spark", **base, "engine": "spark"})
     build_all(ws, ["cells_duckdb", "cells_spark"])
@@ -226,6 +228,7 @@ def test_a_sql_cells_derivative_with_identifiers_as_tokens_is_the_same_on_spark(
     got = catalog.read(catalog.current("cells_spark")).sort_by(order)
     assert expected.num_rows > 5
     assert min(expected.column("patients").to_pylist()) > 1  # distinct tokens counted people
+    assert {d.month * 100 + d.day for d in expected.column("first_birth").to_pylist()} == {101}  # birth years only
     _assert_same("cells_spark", expected, got)
     # an identifier in a published cell is refused on Spark too, naming the input column
     leaky = {**base, "name": "leaky_spark", "engine": "spark",
