@@ -394,21 +394,20 @@ class SparkBuild(EngineSession):
             return None
         store = landing_object_store(ws, manifest)
         key = manifest.object_key
-        read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
-                                               manifest.meta, validated=True, open=lambda: store.open_read(key)))
-        if read is None or read.format not in NATIVE_FORMATS_READ:
-            return None
-        schema = read.schema()
         where = store.location(key)
         if where is None or store.url in self.unreadable:
             return None
         if "://" not in where:
             where = "file://" + where
+        read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                                               manifest.meta, validated=True, open=lambda: store.open_read(key)))
+        if read is None or read.format not in NATIVE_FORMATS_READ:
+            return None
+        schema = read.schema()
         bounded = [m for rng, m in spans if rng.bounded and m.date_field]
         if any(m.date_field not in schema.names for m in bounded):
             return None
         self._verify_size(store, stored)
-        progress.update(f"Spark reads {manifest.source}/{manifest.stream} {manifest.original_name} where it lies")
         raw = f"{name}__raw"
         try:
             # the CSV reader in multi-line mode reads a file in one task, in order: a record's
@@ -428,6 +427,7 @@ class SparkBuild(EngineSession):
             progress.update(f"the Spark Connect server {self.shown} cannot read {store.url} "
                             f"({self.unreadable[store.url]}); Lithotse reads its objects and stages them instead")
             return None
+        progress.update(f"Spark reads {manifest.source}/{manifest.stream} {manifest.original_name} where it lies")
         kept = [c for c in schema.names if c not in unused]
         landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
         for landing in landings:
