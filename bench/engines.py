@@ -202,6 +202,9 @@ def main() -> None:
             print(f"{rows:>12,} " + " ".join(f"{scaling[rows][e][1]:>8.2f}s" for e in engines))
     finally:
         if sail_server is not None:
+            from lithotse_desktop.derive.engines.spark import forget
+
+            forget(urls["sail"])  # its client would retry cleanup calls on the stopped server at exit
             sail_server.stop()
 
 

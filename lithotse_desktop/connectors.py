@@ -265,6 +265,85 @@ class RawObject:
         return self.fetch()
 
 
+NATIVE_FORMATS = ("csv", "ndjson")
+"""Formats an engine may be told to read a landed object in itself (see :class:`NativeRead`)."""
+NATIVE_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "date32": pa.date32(),
+    "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", "UTC"), "day": pa.date32(),
+    "instant": pa.timestamp("us", "UTC"), "patient_reference": pa.string(), "record": pa.string(),
+}
+"""How a column's value is read from its field's text, and the Arrow type it gets.
+
+``text``: as written. ``int64``, ``float64``, ``date32``, ``timestamp`` (no offset) and
+``timestamptz`` (an instant; an offset or UTC): the text trimmed of Unicode white space, empty as
+null, the rest read as that type (dates ISO 8601, minutes without seconds allowed). ``day``: the
+calendar day of an ISO date or date-time as written (``2024`` is 1 January, ``2024-03`` the 1st
+of March, a date-time's own day whatever its offset). ``instant``: a date-time with a time of day
+as an instant; null for a date alone. ``patient_reference``: the id of a ``[base/]Patient/<id>
+[/_history/<v>]`` reference or of ``urn:uuid:<id>``; of several paths, the first giving an id.
+``record``: the record's whole text (NDJSON: its line without surrounding white space)."""
+
+
+@dataclass(frozen=True)
+class NativeColumn:
+    """One column of a natively read object: its name, where its text comes from — a CSV
+    field's position, or for NDJSON the JSON paths (dotted member names) of which the first
+    present one counts — and how the text becomes the value (a key of :data:`NATIVE_TYPES`)."""
+
+    name: str
+    field: int | tuple[str, ...]
+    parse: str
+
+
+@dataclass(frozen=True)
+class NativeRead:
+    """How an engine reads one landed object itself, giving exactly the rows and types ``read``
+    gives: an engine-neutral description the engine turns into its own reader and SQL.
+
+    ``format`` is one of :data:`NATIVE_FORMATS`; the text is ``encoding`` (``utf-8``, a byte-order
+    mark allowed), records end at ``\n``, ``\r\n`` or ``\r`` and empty lines are no records.
+
+    - ``csv``: ``width`` fields a record, split at ``delimiter``; a field in ``quote`` characters
+      may hold the delimiter and line breaks, a doubled quote in it is one quote; an empty field
+      is null. ``skip`` leading records are not rows (a header line); of the records after them
+      only the first ``limit`` are rows (None: all), so rows the connector leaves out under the
+      data (totals, blank lines) stay out.
+    - ``ndjson``: a record is a line holding a JSON value (lines of white space only are none);
+      with ``keep`` = (path, text) only records whose text at that path is ``text`` are rows.
+
+    Rows are numbered in file order from 0 after those rules: that number is their ``_row``.
+    """
+
+    format: str
+    columns: tuple[NativeColumn, ...]
+    width: int = 1
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+    skip: int = 0
+    limit: int | None = None
+    keep: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in NATIVE_FORMATS:
+            raise ValueError(f"native format {self.format!r}: expected one of {', '.join(NATIVE_FORMATS)}")
+        for column in self.columns:
+            if column.parse not in NATIVE_TYPES:
+                raise ValueError(f"column {column.name!r}: parse {column.parse!r} is not one of "
+                                 f"{', '.join(NATIVE_TYPES)}")
+            if self.format == "csv" and not (isinstance(column.field, int) and 0 <= column.field < self.width):
+                raise ValueError(f"column {column.name!r}: field {column.field!r} is not a position in the record")
+            if self.format == "ndjson" and not (isinstance(column.field, tuple)
+                                                and all(isinstance(p, str) and p for p in column.field)):
+                raise ValueError(f"column {column.name!r}: field {column.field!r} is not a tuple of JSON paths")
+        if len(self.delimiter) != 1 or len(self.quote) != 1:
+            raise ValueError("a native read's delimiter and quote are one character each")
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the rows (what ``read`` yields for the object)."""
+        return pa.schema([pa.field(c.name, NATIVE_TYPES[c.parse]) for c in self.columns])
+
+
 class Connector:
     """Base class for connectors. Subclasses set the class attributes and implement the methods.
 
@@ -347,6 +426,18 @@ class Connector:
         reported as this connector's bug (``lithotse --debug`` shows its traceback).
         """
         raise NotImplementedError
+
+    def native_read(self, obj: RawObject) -> NativeRead | None:
+        """How an engine may read this committed landing's bytes itself, or None (the default):
+        then the core reads it with :meth:`read` and hands the engine the rows.
+
+        Optional. Implement it only where the description gives exactly the rows, order and
+        types ``read`` gives for the same bytes and ``obj.meta`` (the Spark engine then reads the
+        object where it lies, in parallel, instead of through Python). ``obj`` has no path: decide
+        from ``obj.meta`` (what ``fetch`` recorded), peeking at the first bytes through
+        ``obj.open_stream()`` if need be, and return None when unsure.
+        """
+        return None
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
         """Yield typed record batches of a landed object; raise InputError on malformed data.

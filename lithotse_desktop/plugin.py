@@ -14,9 +14,10 @@ What it offers, by kind of plugin:
 - connectors: :class:`Connector` with its typed settings (:class:`ConfigField`,
   :class:`FieldType`) and streams (:class:`StreamInfo`); ``fetch`` gets a
   :class:`FetchRequest` and yields :class:`Payload` objects, ``read`` gets a
-  :class:`RawObject`; file sources use :class:`FileTracker`, :func:`files_to_fetch`,
-  :func:`list_files` and :func:`sha256_file`, and tables find their person key with
-  :func:`person_column` (and refuse a setting that fits none of their tables with
+  :class:`RawObject` (the optional ``native_read`` describes an object for an engine that
+  reads it itself: :class:`NativeRead`, :class:`NativeColumn`); file sources use
+  :class:`FileTracker`, :func:`files_to_fetch`, :func:`list_files` and :func:`sha256_file`, and
+  tables find their person key with :func:`person_column` (and refuse a setting that fits none of their tables with
   :func:`missing_person_column`); :class:`DateRange` and :class:`Progress` (report, cancel) come with
   each request; header text becomes column names by one rule with :func:`header_names` (never
   one of :data:`CORE_COLUMNS`), comma-separated settings that name columns are read with
@@ -45,6 +46,8 @@ from .connectors import (
     FetchRequest,
     FieldType,
     FileTracker,
+    NativeColumn,
+    NativeRead,
     Payload,
     RawObject,
     StreamInfo,
@@ -72,7 +75,8 @@ __all__ = [
     "ANY", "CORE_COLUMNS", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField",
     "Connector", "CorruptObject", "DateRange", "Dialect", "Engine", "EngineSession", "FetchRequest", "FieldType",
     "FileTracker", "InputError",
-    "LithotseError", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed", "Progress", "RawObject",
+    "LithotseError", "NativeColumn", "NativeRead", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed",
+    "Progress", "RawObject",
     "SecretMissing", "SpecError", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings",
     "files_to_fetch", "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret",
     "missing_person_column", "person_column",

@@ -18,6 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..connectors import NATIVE_TYPES, NativeColumn, NativeRead
+from ..dates import DateRange
+from ..errors import LithotseError
 from .spec import SpecError, dimension_alias
 
 PERIOD = "period"
@@ -92,6 +95,27 @@ class Dialect:
     def order(self, columns: list[str]) -> str:
         """ORDER BY terms giving the same row order on every engine: nulls last."""
         return ", ".join(f"{c} ASC NULLS LAST" for c in columns)
+
+    def text_literal(self, text: str) -> str:
+        """A string constant written into SQL (where a bound value cannot go: a view's text)."""
+        return "'" + text.replace("'", "''") + "'"
+
+    def sql_type(self, typ: pa.DataType) -> str:
+        """The engine's name of an Arrow type (a cast of one object's column to its stream's type)."""
+        raise NotImplementedError(f"the {self.name} dialect names no types for native reads")
+
+    def native_value(self, parse: str, field_sql: str) -> str:
+        """A column's value from its field's text by the rule ``parse`` (see ``NATIVE_PARSES``)."""
+        raise NotImplementedError(f"the {self.name} engine reads raw objects through their connectors")
+
+    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
+        """A column's value in a record of :meth:`native_records`."""
+        raise NotImplementedError(f"the {self.name} engine reads raw objects through their connectors")
+
+    def native_records(self, read: NativeRead, relation: str) -> str:
+        """The records of ``relation`` (one row per record of the object, fields ``_c0``…, in file
+        order) as the connector counts them, numbered from 0 in ``__lithotse_n``."""
+        raise NotImplementedError(f"the {self.name} engine reads raw objects through their connectors")
 
 
 DUCKDB = Dialect()
@@ -171,8 +195,140 @@ class SparkDialect(Dialect):
                 f"(PARTITION BY {key_sql} ORDER BY {key_sql}) AS __first FROM {relation}) WHERE __first = 1")
 
 
+    def text_literal(self, text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def sql_type(self, typ: pa.DataType) -> str:
+        simple = {pa.string(): "STRING", pa.large_string(): "STRING", pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT",
+                  pa.int16(): "SMALLINT", pa.int32(): "INT", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
+                  pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.binary(): "BINARY", pa.null(): "STRING"}
+        if typ in simple:
+            return simple[typ]
+        if pa.types.is_timestamp(typ):
+            return "TIMESTAMP" if typ.tz is not None else "TIMESTAMP_NTZ"
+        if pa.types.is_decimal(typ):
+            return f"DECIMAL({typ.precision}, {typ.scale})"
+        raise LithotseError(f"a column of type {typ} cannot be given to Spark")
+
+    # white space as pyarrow's utf8_trim_whitespace sees it (Java's \s is ASCII only; \p{Z} and
+    # U+0085 add the Unicode ones); the regular expression is one both Java's and Rust's engines read alike
+    _TRIM = "'^[\\\\s\\\\p{Z}\\\\x{85}]+|[\\\\s\\\\p{Z}\\\\x{85}]+$'"
+    _TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "date32": "DATE", "timestamp": "TIMESTAMP_NTZ",
+              "timestamptz": "TIMESTAMP"}
+
+    def native_value(self, parse: str, field_sql: str) -> str:
+        if parse in ("text", "record"):
+            return field_sql
+        if parse == "day":
+            return (f"CAST(CASE length({field_sql}) WHEN 4 THEN concat({field_sql}, '-01-01') WHEN 7 THEN "
+                    f"concat({field_sql}, '-01') ELSE substr({field_sql}, 1, 10) END AS DATE)")
+        if parse == "instant":
+            return f"CASE WHEN length({field_sql}) > 10 THEN CAST({field_sql} AS TIMESTAMP) END"
+        if parse == "patient_reference":
+            return (f"CASE WHEN substr({field_sql}, 1, 9) = 'urn:uuid:' THEN NULLIF(substr({field_sql}, 10), '') "
+                    f"ELSE NULLIF(regexp_extract({field_sql}, '(^|/)Patient/([^/]+)(/_history/[^/]*)?$', 2), '') END")
+        text = f"NULLIF(regexp_replace({field_sql}, {self._TRIM}, ''), '')"
+        if parse == "timestamptz":
+            # Arrow reads 10:00Z and 10:00+01:00 without seconds; Spark's cast needs them
+            text = (f"regexp_replace({text}, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}})([Z+-])', "
+                    f"'$1:00$2')")
+        return f"CAST({text} AS {self._TYPES[parse]})"
+
+    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
+        if read.format == "csv":
+            return self.native_value(column.parse, f"_c{column.field}")
+        if column.parse == "record":
+            return "__lithotse_record"
+        values = [f"get_json_object(__lithotse_record, {self.text_literal('$.' + path)})" for path in column.field]
+        if not values:
+            return f"CAST(NULL AS {self.sql_type(NATIVE_TYPES[column.parse])})"
+        if column.parse == "patient_reference":
+            found = [self.native_value(column.parse, v) for v in values]
+            return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
+        return self.native_value(column.parse, values[0] if len(values) == 1 else f"coalesce({', '.join(values)})")
+
+    def native_records(self, read: NativeRead, relation: str) -> str:
+        numbered = "row_number() OVER (ORDER BY __lithotse_id) - 1 AS __lithotse_n"
+        if read.format == "ndjson":
+            # each line is read as one field (no delimiter or quote a JSON line can hold)
+            record = "regexp_replace(_c0, '^[ \\t\\r\\n]+|[ \\t\\r\\n]+$', '')"
+            kept = ""
+            if read.keep is not None:
+                path, value = read.keep
+                kept = (f" AND get_json_object(__lithotse_record, {self.text_literal('$.' + path)}) = "
+                        f"{self.text_literal(value)}")
+            return (f"SELECT __lithotse_record, {numbered} FROM (SELECT {record} AS __lithotse_record, "
+                    f"monotonically_increasing_id() AS __lithotse_id FROM {relation}) "
+                    f"WHERE __lithotse_record <> ''{kept}")
+        # Spark's multi-line CSV reader ends records where the file's first line ends (its line
+        # separator is detected once): of a CRLF line in an LF file the CR stays in the last
+        # field, and an empty CRLF line becomes a record holding only a CR. Arrow ends records at
+        # any of the three, so the CR is dropped here and such a record is no record.
+        fields = [f"_c{i}" for i in range(read.width)]
+        last = fields[-1]
+        cr = "'\\r'"
+        cleaned = [f"NULLIF({f}, '') AS {f}" for f in fields[:-1]]
+        cleaned.append(f"NULLIF(CASE WHEN substr({last}, -1) = {cr} THEN substr({last}, 1, length({last}) - 1) "
+                       f"ELSE {last} END, '') AS {last}")
+        blank = f"{fields[0]} = {cr}" + "".join(f" AND {f} IS NULL" for f in fields[1:])
+        return (f"SELECT *, {numbered} FROM (SELECT {', '.join(cleaned)}, monotonically_increasing_id() AS "
+                f"__lithotse_id FROM {relation} WHERE NOT coalesce({blank}, false))")
+
+
 SPARK = SparkDialect()
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "spark": SPARK}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A landing of an object as a native read sees it: rows whose date lies in ``range`` (all
+    rows, without a date field or a bound) belong to it, unless an earlier span holds them."""
+
+    landing_id: str
+    landed_at: str
+    date_field: str | None
+    range: DateRange
+
+
+def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: list[str], *, timezone: str,
+                      dialect: Dialect) -> str:
+    """One object's rows from its raw records (``relation``, see :meth:`Dialect.native_records`) as
+    :func:`~lithotse_desktop.raw.reader.read_object` gives them: the connector's columns ``kept``,
+    only rows inside a span, each naming the first span holding it (``_landing_id``, ``_landed_at``)
+    and its position among the object's rows (``_row``, counted before the range is applied)."""
+    q = dialect.quote
+    schema = read.schema()
+    bounds = [f"__lithotse_n >= {read.skip}"]
+    if read.limit is not None:
+        bounds.append(f"__lithotse_n < {read.skip + read.limit}")
+    inside = " AND ".join(bounds)
+    # the header and the rows under the data are not cast at all (an optimizer may move the
+    # filter above the casts, so the CASE guards each one)
+    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_column(read, c)} END AS {q(c.name)}"
+                      for c in read.columns)
+    rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row "
+            f"FROM ({dialect.native_records(read, relation)}) WHERE {inside}")
+    owners = []
+    for i, span in enumerate(spans):
+        if not span.date_field or not span.range.bounded:
+            owners.append(f"WHEN true THEN {i}")
+            break
+        day = dialect.local_day(q(span.date_field), schema.field(span.date_field).type,
+                                dialect.text_literal(timezone))
+        limits = []
+        if span.range.start is not None:
+            limits.append(f"{day} >= DATE '{span.range.start.isoformat()}'")
+        if span.range.end is not None:
+            limits.append(f"{day} <= DATE '{span.range.end.isoformat()}'")
+        owners.append(f"WHEN coalesce({' AND '.join(limits)}, false) THEN {i}")
+    used = spans[:len(owners)]
+    landing = " ".join(f"WHEN {i} THEN {dialect.text_literal(s.landing_id)}" for i, s in enumerate(used))
+    landed_at = " ".join(f"WHEN {i} THEN {dialect.text_literal(s.landed_at)}" for i, s in enumerate(used))
+    columns = "".join(f"{q(c)}, " for c in kept)
+    return (f"SELECT {columns}CASE __lithotse_owner {landing} END AS _landing_id, "
+            f"CASE __lithotse_owner {landed_at} END AS _landed_at, __lithotse_row AS _row "
+            f"FROM (SELECT *, CASE {' '.join(owners)} END AS __lithotse_owner FROM ({rows})) "
+            f"WHERE __lithotse_owner IS NOT NULL")
 
 
 @dataclass

@@ -30,11 +30,14 @@ from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.compile import SPARK, compile_aggregate
 from lithotse_desktop.derive.engines.spark import SparkEngine
+from lithotse_desktop.derive.inputs import resolve_stream
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.derive.spec import SpecError, spec_hash
 from lithotse_desktop.errors import Cancelled, LithotseError, NotFound
 from lithotse_desktop.jobs import import_and_build
 from lithotse_desktop.progress import Progress
+from lithotse_desktop.raw.reader import read_stream
+from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
 
 # one worker runs every test of a local Spark, so a parallel run starts its server once
@@ -128,6 +131,25 @@ def _assert_same(name: str, expected: pa.Table, got: pa.Table) -> None:
             assert want == have, (name, column)
 
 
+class Messages(Progress):
+    """A Progress that keeps every message a build gave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def update(self, message: str | None = None, **kwargs) -> None:
+        if message is not None:
+            self.seen.append(message)
+        super().update(message, **kwargs)
+
+    def said(self, text: str) -> list[str]:
+        return [m for m in self.seen if text in m]
+
+
+NATIVE = "where it lies"
+
+
 def _workspace(root, data, sources=DEMO_SOURCES) -> Workspace:
     ws = Workspace.create(root, name="engines")
     for name, (connector, settings) in sources.items():
@@ -163,7 +185,14 @@ def test_every_aggregate_kind_measure_and_dimension_is_the_same_on_spark(health_
     assert any(expected["csv_month"].column("suppressed").to_pylist())  # suppression had work to do
 
     aggregates = [s["name"] for s in SPECS if s["kind"] == "aggregate"]  # a sql spec runs on its own engine
-    on_spark = {r.name: r for r in build_all(ws, aggregates, engine="spark", full=True)}
+    progress = Messages()
+    on_spark = {r.name: r for r in build_all(ws, aggregates, engine="spark", full=True, progress=progress)}
+    # CSV and FHIR NDJSON objects are read by Spark where they lie; HL7 ones by their connector, staged
+    assert progress.said(f"ehr/encounters encounters.csv {NATIVE}")
+    assert progress.said("ehr/conditions conditions.csv " + NATIVE)
+    assert progress.said("reading hl7/adt") and not progress.said(f"hl7/adt {NATIVE}")
+    assert progress.said(f"fhir/Encounter Encounter.ndjson {NATIVE}")
+    assert progress.said(f"fhir/Observation Observation.ndjson {NATIVE}")
     for name in aggregates:
         assert on_spark[name].version == on_duckdb[name].version, name
         _assert_same(name, expected[name], catalog.read(catalog.current(name)))
@@ -177,6 +206,37 @@ def test_every_aggregate_kind_measure_and_dimension_is_the_same_on_spark(health_
     assert built.status == "built"
     assert table.column("department").to_pylist() == by_department.column("department").to_pylist()
     assert table.column("visits").to_pylist() == by_department.column("department_count").to_pylist()
+
+
+def test_a_sql_cells_derivative_with_identifiers_as_tokens_is_the_same_on_spark(health_system, spark_url):
+    """A ``sql`` derivative with a count_column reads its inputs with identifiers as tokens, on
+    Spark as on DuckDB: the same suppressed cells."""
+    ws, _data = health_system
+    ws.config["engine"] = {"kind": "duckdb", "spark": {"url": spark_url}}
+    ws.save()
+    sql = ("SELECT department, class, count(*) AS visits, count(DISTINCT patient_id) AS patients, "
+           "min(admit_date) AS first_day, (SELECT min(birth_date) FROM adt) AS first_birth "
+           "FROM enc GROUP BY department, class")
+    base = {"kind": "sql", "inputs": {"enc": ENCOUNTERS, "adt": {"source": "hl7", "stream": "adt"}}, "sql": sql,
+            "count_column": "visits"}
+    add_spec(ws, {"name": "cells_duckdb", **base})
+    add_spec(ws, {"name": "cells_spark", **base, "engine": "spark"})
+    build_all(ws, ["cells_duckdb", "cells_spark"])
+    catalog = Catalog(ws)
+    order = [("department", "ascending"), ("class", "ascending")]
+    expected = catalog.read(catalog.current("cells_duckdb")).sort_by(order)
+    got = catalog.read(catalog.current("cells_spark")).sort_by(order)
+    assert expected.num_rows > 5
+    assert min(expected.column("patients").to_pylist()) > 1  # distinct tokens counted people
+    assert {d.month * 100 + d.day for d in expected.column("first_birth").to_pylist()} == {101}  # birth years only
+    _assert_same("cells_spark", expected, got)
+    # an identifier in a published cell is refused on Spark too, naming the input column
+    leaky = {**base, "name": "leaky_spark", "engine": "spark",
+             "sql": "SELECT patient_id, count(*) AS visits FROM enc GROUP BY patient_id"}
+    add_spec(ws, leaky)
+    with pytest.raises(LithotseError, match="carries values of input column 'enc.patient_id'"):
+        build_all(ws, ["leaky_spark"])
+    assert catalog.current("leaky_spark") is None
 
 
 def test_fhir_views_built_on_spark_equal_duckdbs(health_system, spark_url):
@@ -222,7 +282,10 @@ def test_an_incremental_rebuild_after_a_second_import_is_the_same_on_spark(tmp_p
         if step == "second":
             for ws in spaces.values():  # the second half of the export, and the first again (same records)
                 import_and_build(ws, "ehr", DateRange(dt.date(2022, 1, 1), None), build=False, full=True)
-        results[step] = {engine: build_all(ws, ["stays"])[0] for engine, ws in spaces.items()}
+        progress = Messages()
+        results[step] = {engine: build_all(ws, ["stays"], progress=progress)[0] for engine, ws in spaces.items()}
+        # one object however often the unchanged file landed, read by Spark where it lies
+        assert len(progress.said(f"ehr/encounters encounters.csv {NATIVE}")) == 1
         tables = {engine: Catalog(ws).read(Catalog(ws).current("stays")) for engine, ws in spaces.items()}
         assert results[step]["spark"].version == results[step]["duckdb"].version
         _assert_same(f"stays ({step})", tables["duckdb"], tables["spark"])
@@ -300,13 +363,13 @@ def test_cancel_interrupts_the_running_spark_job(health_system, spark_url):
     assert time.monotonic() - started < 60
 
 
-def _build_on(ws: Workspace, url: str, name: str):
+def _build_on(ws: Workspace, url: str, name: str, progress: Progress | None = None):
     """Build ``name`` on the Spark engine at ``url``, leaving the workspace's settings as they were."""
     saved = dict(ws.config["engine"])
     ws.config["engine"] = {**saved, "spark": {"url": url}}
     ws.save()
     try:
-        return build_all(ws, [name], engine="spark")
+        return build_all(ws, [name], engine="spark", progress=progress)
     finally:
         ws.config["engine"] = saved
         ws.save()
@@ -344,18 +407,23 @@ def test_sail_builds_from_the_s3_raw_store_as_duckdb_does(tmp_path, seaweed, sai
     add_spec(ws, spec)
     catalog = Catalog(ws)
     # pyspark's own server has no S3 filesystem: a clear error naming the server and the store
+    progress = Messages()
     with pytest.raises(LithotseError, match="cannot read the staged input in s3://") as raised:
-        _build_on(ws, spark_url, "sail_month")
+        _build_on(ws, spark_url, "sail_month", progress)
     assert "local[2]" in str(raised.value) or "sc://" in str(raised.value)
+    [fallback] = progress.said("cannot read s3://")  # it tried the raw objects where they lie first
+    assert "stages them instead" in fallback
     assert catalog.current("sail_month") is None
     assert list(ws.store("restricted").list("engine-staging/")) == []
     first = build_all(ws, ["sail_month"])[0]
     expected = catalog.read(catalog.current("sail_month"))
-    again = build_all(ws, ["sail_month"], engine="spark", full=True)[0]
+    progress = Messages()
+    again = build_all(ws, ["sail_month"], engine="spark", full=True, progress=progress)[0]
+    assert progress.said(f"ehr/encounters encounters.csv {NATIVE}") and not progress.said("for Spark")
     assert again.version == first.version
     _assert_same("sail_month", expected, catalog.read(catalog.current("sail_month")))
     staged = list(ws.store("restricted").list("engine-staging/"))
-    assert staged == []  # the Parquet Sail read from S3 is gone once the build ends
+    assert staged == []  # Sail read the CSV object from the raw bucket: nothing was staged
 
 
 def _processes_owned_by(pid: int) -> list[int]:
@@ -386,3 +454,103 @@ def test_a_local_spark_stops_when_its_process_ends_without_cleanup(tmp_path):
     while _processes_owned_by(int(pid)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_owned_by(int(pid)) == []
+
+
+TRICKY_CSV = (
+    "id,name,amount,when,stamp,note\n"
+    '1,"Smith, ""Jo""",  12 ,2024-01-05,2024-01-05T10:00Z,plain\n'
+    '2,"two\nlines",3.5,2024-02-10,2024-02-10T23:30:00-05:00,"quoted"\r\n'
+    "3,,\u00a07\u00a0,2024-03-01,2024-03-01 08:00+01:00,\r\n"
+    "\r\n"
+    '4,x,-1e2,2024-04-01,2024-04-01T00:00:00Z,"last, quoted"\n'
+    "\n"
+    "5,y,.5,2024-06-30,2024-06-30T12:00:00+0130,trail  \n"
+    "6,\"\",+4,2024-07-01,2024-07-01T01:02:03.250+02:00,x\n"
+    "Total,,100,,,\n"
+)
+
+
+def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress, source: str = "ehr") -> pa.Table:
+    """``input__landed`` of a Spark session: every landed row with its provenance, by object and row."""
+    session = SparkEngine(ws, {"url": url}).session(progress)
+    try:
+        with IntegrityChecks() as checks:
+            session.load_stream(ws, "input", resolve_stream(ws, source, stream), progress, checks)
+        return session.run("SELECT * FROM input__landed ORDER BY _landing_id, _row", [], "landed")
+    finally:
+        session.close()
+
+
+def _same_rows(expected: pa.Table, got: pa.Table) -> None:
+    assert got.column_names == expected.column_names
+    assert got.num_rows == expected.num_rows
+    for column in expected.column_names:
+        assert got.column(column).to_pylist() == expected.column(column).to_pylist(), column
+
+
+def test_a_csv_object_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
+    """Quotes, a field over two lines, CRLF and LF lines mixed, blank lines, padded numbers, times
+    with offsets and a total row under the data: Spark's rows, types and provenance are the ones
+    the connector gives, over overlapping landings of one object and a changed file."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "visits.csv").write_bytes(TRICKY_CSV.encode("utf-8"))
+    ws = Workspace.create(tmp_path / "ws", name="native")
+    ws.add_source("ehr", "csv", {"path": str(folder), "date_column": "when"}, {})
+    import_and_build(ws, "ehr", DateRange(None, dt.date(2024, 3, 1)), build=False)
+    import_and_build(ws, "ehr", DateRange(dt.date(2024, 2, 1), dt.date(2024, 6, 30)), build=False)
+    (folder / "visits.csv").write_bytes(TRICKY_CSV.replace("-1e2", "-2e2").encode("utf-8"))
+    import_and_build(ws, "ehr", DateRange(dt.date(2024, 4, 1), None), build=False)
+
+    expected = pa.Table.from_batches(list(read_stream(ws, "ehr", "visits", provenance=True)))
+    expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+    assert expected.column("amount").type == pa.float64() and expected.column("stamp").type.tz == "UTC"
+    assert len(set(expected.column("_landing_id").to_pylist())) == 3
+    progress = Messages()
+    got = _landed_on_spark(ws, spark_url, "visits", progress)
+    assert len(progress.said(NATIVE)) == 2, progress.seen
+    assert not progress.said("for Spark")
+    assert list(ws.store("restricted").list("engine-staging/")) == []
+    _same_rows(expected, got)
+
+
+def _resource(kind: str, rid: str, **fields) -> str:
+    return json.dumps({"resourceType": kind, "id": rid, **fields})
+
+
+TRICKY_NDJSON = "".join([
+    _resource("Encounter", "e1", meta={"versionId": "1", "lastUpdated": "2024-01-05"},
+              period={"start": "2024-01-05T23:30:00-04:00", "end": "2024-01-06"},
+              subject={"reference": "Patient/p1"}) + "\n",
+    "\n",
+    "  " + _resource("Encounter", "e2", period={"start": "2024"},
+                     subject={"reference": "https://x.org/fhir/Patient/p2/_history/3"}) + " \r\n",
+    "\t\n",
+    _resource("Patient", "p9") + "\n",
+    _resource("Encounter", "e3", meta={"versionId": "2", "lastUpdated": "2024-03-01T10:00:00.123+01:00"},
+              period={"start": "2024-03"}, subject={"reference": "urn:uuid:p3"}, note="caf\u00e9 \"q\"") + "\r\n",
+    _resource("Encounter", "e1", meta={"versionId": "2", "lastUpdated": "2024-06-01T00:00:00Z"},
+              period={"start": "2024-06-30T12:00:00Z"}, subject={"reference": "Group/g1"}) + "\n",
+    _resource("Encounter", "e4") + "\n",
+])
+
+
+def test_fhir_ndjson_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
+    """Blank and padded lines, CRLF lines, another type's lines in the file, partial dates, offsets,
+    three spellings of a patient reference, a newer version of a resource, none of a date: Spark's
+    rows, the resource text, types and provenance are the connector's, over overlapping landings."""
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    (folder / "mixed.ndjson").write_bytes(TRICKY_NDJSON.encode("utf-8"))
+    ws = Workspace.create(tmp_path / "ws", name="native-fhir")
+    ws.add_source("fhir", "fhir-files", {"path": str(folder)}, {})
+    import_and_build(ws, "fhir", DateRange(None, dt.date(2024, 3, 31)), build=False)
+    import_and_build(ws, "fhir", DateRange(dt.date(2024, 1, 1), None), build=False, full=True)
+    for stream in ("Encounter", "Patient"):
+        expected = pa.Table.from_batches(list(read_stream(ws, "fhir", stream, provenance=True)))
+        expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+        progress = Messages()
+        got = _landed_on_spark(ws, spark_url, stream, progress, source="fhir")
+        assert progress.said(f"fhir/{stream} mixed.ndjson {NATIVE}") and not progress.said("for Spark")
+        assert expected.num_rows == (4 if stream == "Encounter" else 1)  # e4 has no date: in neither range
+        _same_rows(expected, got)

@@ -95,4 +95,7 @@ def sail(seaweed, tmp_path_factory: pytest.TempPathFactory):
     try:
         yield server
     finally:
+        from lithotse_desktop.derive.engines.spark import forget
+
+        forget(server.url)  # closes the client: at exit it would retry its cleanup calls on a stopped server
         server.stop()

@@ -2,18 +2,25 @@
 ``url = "sc://host:15002"`` (any Spark Connect server: Spark's own, Sail, a cluster's), or
 ``url = "local[2]"``, for which pyspark starts a local Spark Connect server (it needs Java 17).
 
-What Spark reads: each stream's records exactly as the DuckDB engine sees them. The raw objects
-are read by their connectors (hashed against their sha256 as they are read, rows kept per their
-landings' ranges, with provenance), because what a record is — CSV header names and column
-types decided over the whole file, total rows left out, a FHIR resource's default date, HL7
-segments — is defined by that Python code alone; Spark's own CSV or JSON readers would see other
-columns and types. So each object's rows are landed once per build as Parquet in the restricted
-tier's store (``engine-staging/<build>/``; row-level data belongs there) and Spark reads them
-where they lie: a path for a local folder (it must be visible to the Spark server too), an
-``s3://`` URL for an S3 store (the server needs its own S3 access, as Sail has). Deduplication
-to the newest version of each record, the incremental periods and the aggregate run in Spark;
-only the cells come back (``DataFrame.toArrow()``). The staged files are deleted when the build
-ends.
+What Spark reads: each stream's records exactly as the DuckDB engine sees them, and where it can,
+from the raw objects where they lie. A connector may describe how an engine reads one of its
+landed objects itself (``Connector.native_read``: a :class:`~...connectors.NativeRead`, e.g. the
+csv connector's recorded layout: delimiter, header, each column's kind, the records under the data
+it leaves out; or the FHIR connectors' NDJSON columns: JSON paths and date rules). Such an object
+is read by Spark's own CSV reader (an NDJSON line as one field) at its location: a ``file://``
+path for a local folder, which the server must see too; an ``s3://`` URL for an S3 store, which
+the server reads with its own S3 access, as Sail does. The reader reads it in one task, in order
+(multi-line mode), so that a record's position in it is a row number;
+:func:`..compile.native_object_sql` types the fields, numbers the rows and keeps each to the first
+of the object's landings whose range holds it, as :mod:`...raw.reader` does. Only the object's
+size is checked before (its bytes are not hashed: Spark reads them). Every other object (no
+description, a format this engine does not read, a store without an address or one the server
+failed to open) is read by its connector in Python, hashed as it is read, and its rows staged as
+one Parquet file per object, written batch by batch, in the restricted tier's store
+(``engine-staging/<build>/``; row-level data belongs there), which Spark reads the same way. The
+objects' relations are united into ``<alias>__landed`` with the stream's types. Deduplication to
+the newest version of each record, the incremental periods and the aggregate run in Spark; only
+the cells come back (``DataFrame.toArrow()``). The staged files are deleted when the build ends.
 
 The session is set up for exact, comparable results: ``spark.sql.session.timeZone=UTC`` (the
 workspace time zone is applied in the SQL, as on DuckDB), few shuffle partitions, no UI or
@@ -25,6 +32,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,14 +47,17 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ...errors import Cancelled, ConfigError, LithotseError, NotFound
+from ...connectors import Connector, RawObject
+from ...errors import Cancelled, ConfigError, CorruptObject, LithotseError, NotFound
 from ...progress import Progress
-from ...raw.reader import PROVENANCE, read_object
+from ...raw.reader import PROVENANCE, StoredObject, landing_object_store, read_object
 from ...raw.sources import make_connector
 from ...raw.verify import IntegrityChecks
 from ...workspace import Workspace
 from ..catalog import Catalog, Version
-from ..compile import SPARK, period_query
+from ..compile import SPARK, Span, native_object_sql, period_query
+from ..disclosure import TOKEN_CLOSE, TOKEN_OPEN
+from ..identifiers import ROLES
 from ..inputs import StreamInput, dedupe_query, fresh_landings, stream_key
 from . import Engine, EngineSession
 
@@ -61,6 +72,9 @@ SESSION_CONFIG = {
 """Set when a local server starts; on a remote server the runtime ones are set per session."""
 RUNTIME_CONFIG = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
 STAGING = "engine-staging"
+NATIVE_FORMATS_READ = ("csv", "ndjson")
+"""The formats of :class:`~lithotse_desktop.connectors.NativeRead` this engine reads itself."""
+LITERAL = re.compile(r"[A-Za-z0-9_.:+/-]+")
 
 _sessions: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
@@ -214,6 +228,13 @@ def forget(url: str) -> None:
             pass
 
 
+def _check_literal(text: str) -> None:
+    """Landing ids, their times and zone names go into view text (no bound values there): the
+    core's own spellings, checked anyway."""
+    if not LITERAL.fullmatch(text):
+        raise LithotseError(f"{text!r} cannot be written into Spark SQL")
+
+
 class SparkEngine(Engine):
     name = "spark"
 
@@ -267,35 +288,46 @@ class SparkBuild(EngineSession):
         self.staged: list[str] = []
         self.views: list[str] = []
         self.landed_schemas: dict[str, pa.Schema] = {}
+        self.unreadable: dict[str, str] = {}
+        self.definitions: dict[str, Any] = {}
+        """What each view was made from (its SQL text, or a DataFrame), to make it again under
+        another name."""
+        """Stores whose objects the server could not read (by URL), with its reason."""
 
     # --- inputs -------------------------------------------------------------------------------
-    def _stage(self, name: str, table: pa.Table) -> str:
-        """Write ``table`` as Parquet to the staging area; where Spark reads it."""
+    def _put_staged(self, name: str, path: Path) -> str:
+        """Move a Parquet file into the staging area; where Spark reads it."""
         key = f"{self.prefix}/{name}.parquet"
         where = self.store.location(key)
         if where is None:
             raise LithotseError(f"the restricted tier's store has no address a Spark server can read "
                                 f"({type(self.store).__name__}); use a local folder or s3:// for it")
+        self.store.put_file(key, path, move=True)
+        self.staged.append(key)
+        return where
+
+    def _stage(self, name: str, table: pa.Table) -> str:
+        """Write ``table`` as Parquet to the staging area; where Spark reads it."""
         fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=self.ws.local_dir)
         os.close(fd)
         try:
             pq.write_table(table, tmp, compression="zstd")
-            self.store.put_file(key, Path(tmp), move=True)
+            return self._put_staged(name, Path(tmp))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        self.staged.append(key)
-        return where
 
     def _view(self, name: str, sql: str) -> None:
         self._sql(f"CREATE OR REPLACE TEMPORARY VIEW {SPARK.quote(name)} AS {sql}", {}, f"input {name}")
         self.views.append(name)
+        self.definitions[name] = sql
 
     def _read(self, name: str, locations: list[str], what: str) -> None:
         try:
             frame = self.spark.read.parquet(*locations)
             frame.createOrReplaceTempView(name)
             self.views.append(name)
+            self.definitions[name] = frame
             frame.schema  # noqa: B018 - asks the server to read the files' footers: fails here if it cannot
         except Exception as exc:
             raise LithotseError(f"{what}: the Spark Connect server {self.shown} cannot read the staged input "
@@ -305,34 +337,31 @@ class SparkBuild(EngineSession):
                     checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
                     unused: tuple[str, ...] = ()) -> pa.Schema:
         connector = make_connector(ws, resolved.source)
-        tables = []
-        for stored in resolved.objects(ws):
-            progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
-            batches = list(read_object(ws, stored, connector, checks, provenance=True))
-            if batches:
-                table = pa.Table.from_batches(batches)
-                tables.append(table.drop_columns([c for c in unused if c in table.column_names]))
-        if not tables:
-            raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
-                           f"import it first (lithotse import {resolved.source})")
+        what = f"{resolved.source}/{resolved.stream}"
+        parts: list[tuple[str, pa.Schema]] = []
+        for number, stored in enumerate(resolved.objects(ws)):
+            progress.check()
+            name = f"{alias}__object{number}"
+            schema = self._native(ws, name, stored, connector, unused, progress)
+            if schema is None:
+                schema = self._staged(ws, name, stored, connector, checks, unused, progress)
+            if schema is not None:
+                parts.append((name, schema))
+        if not parts:
+            raise NotFound(f"input {what} has no landed records; import it first (lithotse import {resolved.source})")
         checks.raise_found()
         try:
-            landed = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+            landed = pa.unify_schemas([schema for _, schema in parts], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise LithotseError(f"{resolved.source}/{resolved.stream}: landings do not fit each other: {exc}") from None
-        staged = _stageable(landed)
-        progress.update(f"staging {resolved.source}/{resolved.stream} for Spark")
-        whole = pa.concat_tables([t.cast(pa.schema([staged.field(n) for n in t.column_names])) for t in tables],
-                                 promote_options="permissive")
-        location = self._stage(alias, whole.select(staged.names))
+            raise LithotseError(f"{what}: landings do not fit each other: {exc}") from None
         landed_name = f"{alias}__landed"
-        self._read(landed_name, [location], f"{resolved.source}/{resolved.stream}")
+        self._view(landed_name, " UNION ALL ".join(self._fitted(name, schema, landed) for name, schema in parts))
         self.landed_schemas[alias] = landed
         columns = landed.names
         key = stream_key(resolved, columns)
         missing = [k for k in key if k not in columns]
         if missing:
-            raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
+            raise ConfigError(f"{what}: key column(s) {missing} are not in the data")
         visible = [c for c in columns if c not in PROVENANCE]
         q = SPARK.quote
         if key:
@@ -340,6 +369,120 @@ class SparkBuild(EngineSession):
         else:
             self._view(alias, f"SELECT {', '.join(q(c) for c in visible)} FROM {q(landed_name)}")
         return pa.schema([landed.field(c) for c in visible])
+
+    @staticmethod
+    def _fitted(name: str, schema: pa.Schema, landed: pa.Schema) -> str:
+        """One object's rows with the stream's columns and types (a column it lacks is null)."""
+        q = SPARK.quote
+        picked = []
+        for f in landed:
+            if f.name not in schema.names:
+                picked.append(f"CAST(NULL AS {SPARK.sql_type(f.type)}) AS {q(f.name)}")
+            elif _stageable(pa.schema([schema.field(f.name)])) != _stageable(pa.schema([f])):
+                picked.append(f"CAST({q(f.name)} AS {SPARK.sql_type(f.type)}) AS {q(f.name)}")
+            else:
+                picked.append(q(f.name))
+        return f"SELECT {', '.join(picked)} FROM {q(name)}"
+
+    def _native(self, ws: Workspace, name: str, stored: StoredObject, connector: Connector,
+                unused: tuple[str, ...], progress: Progress) -> pa.Schema | None:
+        """Have Spark read the object where it lies, as its connector describes it; None when it
+        cannot (the connector gives no description, the store no address Spark reads)."""
+        manifest = stored.reader
+        spans = stored.spans()
+        if not spans:
+            return None
+        store = landing_object_store(ws, manifest)
+        key = manifest.object_key
+        where = store.location(key)
+        if where is None or store.url in self.unreadable:
+            return None
+        if "://" not in where:
+            where = "file://" + where
+        read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                                               manifest.meta, validated=True, open=lambda: store.open_read(key)))
+        if read is None or read.format not in NATIVE_FORMATS_READ:
+            return None
+        schema = read.schema()
+        bounded = [m for rng, m in spans if rng.bounded and m.date_field]
+        if any(m.date_field not in schema.names for m in bounded):
+            return None
+        self._verify_size(store, stored)
+        raw = f"{name}__raw"
+        try:
+            # the CSV reader in multi-line mode reads a file in one task, in order: a record's
+            # position is its row number. An NDJSON line is read as one field of it: no delimiter
+            # or quote (NUL cannot stand in valid JSON text)
+            csv = read.format == "csv"
+            frame = (self.spark.read.schema(", ".join(f"_c{i} STRING" for i in range(read.width)))
+                     .options(header="false", multiLine="true", sep=read.delimiter if csv else "\u0000",
+                              quote=read.quote if csv else "", escape=read.quote if csv else "\u0000",
+                              encoding=read.encoding, mode="PERMISSIVE")
+                     .csv(where))
+            frame.createOrReplaceTempView(raw)
+            self.views.append(raw)
+            frame.schema  # noqa: B018 - the server resolves the location here: fails if it cannot read it
+        except Exception as exc:
+            self.unreadable[store.url] = _spark_error(exc)
+            progress.update(f"the Spark Connect server {self.shown} cannot read {store.url} "
+                            f"({self.unreadable[store.url]}); Lithotse reads its objects and stages them instead")
+            return None
+        progress.update(f"Spark reads {manifest.source}/{manifest.stream} {manifest.original_name} where it lies")
+        kept = [c for c in schema.names if c not in unused]
+        landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
+        for landing in landings:
+            _check_literal(landing.landing_id)
+            _check_literal(landing.landed_at)
+        _check_literal(ws.timezone)
+        self._view(name, native_object_sql(read, SPARK.quote(raw), landings, kept, timezone=ws.timezone,
+                                           dialect=SPARK))
+        provenance = pa.schema([pa.field("_landing_id", pa.string()), pa.field("_landed_at", pa.string()),
+                                pa.field("_row", pa.int64())])
+        return pa.schema([*(schema.field(c) for c in kept), *provenance])
+
+    @staticmethod
+    def _verify_size(store: Any, stored: StoredObject) -> None:
+        """What is checked of an object Spark reads itself: it is there with the size it was
+        landed with. Its bytes are not hashed on the way (``lithotse raw verify`` does that)."""
+        manifest = stored.reader
+        info = store.stat(manifest.object_key)
+        what = f"{manifest.source}/{manifest.stream}, {manifest.original_name}"
+        if info is None:
+            raise LithotseError(f"raw object {manifest.object_key} of landing {manifest.id} ({what}) is missing")
+        if info.size != manifest.bytes:
+            raise CorruptObject(manifest.object_key, what,
+                                f"{info.size} bytes where {manifest.bytes} were landed")
+
+    def _staged(self, ws: Workspace, name: str, stored: StoredObject, connector: Connector,
+                checks: IntegrityChecks, unused: tuple[str, ...], progress: Progress) -> pa.Schema | None:
+        """Read the object with its connector (hashing it) and stage its rows as one Parquet file
+        Spark reads, batch by batch: never the whole stream in memory."""
+        manifest = stored.reader
+        progress.update(f"reading {manifest.source}/{manifest.stream} {manifest.original_name} for Spark")
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=self.ws.local_dir)
+        os.close(fd)
+        writer = None
+        schema = None
+        try:
+            for batch in read_object(ws, stored, connector, checks, provenance=True):
+                batch = batch.drop_columns([c for c in unused if c in batch.schema.names])
+                if writer is None:
+                    schema = batch.schema
+                    writer = pq.ParquetWriter(tmp, _stageable(schema), compression="zstd")
+                writer.write_batch(batch.cast(_stageable(schema)) if batch.schema == schema
+                                   else pa.Table.from_batches([batch]).cast(_stageable(schema)).to_batches()[0])
+            if writer is None:
+                return None
+            writer.close()
+            writer = None
+            location = self._put_staged(name, Path(tmp))
+        finally:
+            if writer is not None:
+                writer.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._read(name, [location], f"{manifest.source}/{manifest.stream}")
+        return schema
 
     @staticmethod
     def _dedupe(relation: str, key: list[str], columns: list[str], visible: list[str]) -> str:
@@ -378,8 +521,48 @@ class SparkBuild(EngineSession):
         return self.run(compiled.sql, compiled.params, f"derivative {spec['name']}").column("p").to_pylist()
 
     def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
-        raise LithotseError("a sql derivative with a count_column (cells whose inputs show identifiers as "
-                            "tokens) is built on DuckDB only; write its SQL for DuckDB (no \"engine\" in the spec)")
+        """Each input of a sql cells query with its identifiers as tokens, by the rules of
+        :func:`..disclosure.mask_inputs` (``<alias>`` over ``<alias>__plain``; a salted digest per
+        value, fresh for each build, so tokens only say which values are equal)."""
+        q = SPARK.quote
+        salt = secrets.token_hex(16)
+        tags: dict[str, tuple[str, str]] = {}
+        for alias, columns in roles.items():
+            if alias not in self.definitions:
+                continue
+            plain = f"{alias}__plain"
+            types = {f.name: f.dataType.simpleString() for f in self.spark.sql(f"SELECT * FROM {q(alias)}").schema}
+            picked, changed = [], False
+            for column, typ in types.items():
+                found = columns.get(column)
+                how = ROLES[found].cell_input if found is not None else None
+                if how is None:
+                    picked.append(q(column))
+                    continue
+                changed = True
+                if how == "drop":
+                    continue
+                if how == "year" and typ in ("date", "timestamp", "timestamp_ntz"):
+                    picked.append(f"CAST(date_trunc('YEAR', {q(column)}) AS {typ.upper()}) AS {q(column)}")
+                elif how == "year" and typ == "string":
+                    year = f"substr({q(column)}, 1, 4)"
+                    picked.append(f"CASE WHEN {year} RLIKE '^[0-9]{{4}}$' THEN concat({year}, '-01-01') END "
+                                  f"AS {q(column)}")
+                else:
+                    tag = secrets.token_hex(4)
+                    tags[tag] = (str(found), f"{alias}.{column}")
+                    digest = f"substr(sha2(concat('{salt}', CAST({q(column)} AS STRING)), 256), 1, 32)"
+                    picked.append(f"concat('{TOKEN_OPEN}{tag}:', {digest}, '{TOKEN_CLOSE}') AS {q(column)}")
+            if not changed:
+                continue
+            definition = self.definitions[alias]
+            if isinstance(definition, str):
+                self._view(plain, definition)
+            else:
+                definition.createOrReplaceTempView(plain)
+                self.views.append(plain)
+            self._view(alias, f"SELECT {', '.join(picked) or 'NULL AS __nothing'} FROM {q(plain)}")
+        return tags
 
     def lock_down(self, user_sql: bool = False) -> None:
         """SQL may not name files itself (``parquet.`/path```); the inputs are views already. A

@@ -41,6 +41,8 @@ from lithotse_desktop.plugin import (
     FetchRequest,
     FieldType,
     InputError,
+    NativeColumn,
+    NativeRead,
     Payload,
     RawObject,
     StreamInfo,
@@ -53,6 +55,9 @@ from lithotse_desktop.plugin import (
 )
 
 from .parse import Layout, analyze, peek, typed_batches
+
+NATIVE_ENCODINGS = ("utf-8", "utf-8-sig")
+"""Encodings an engine is asked to read itself; a landing in any other is read here."""
 
 __all__ = ["CsvConnector", "lithotse_register_connectors", "stream_name"]
 
@@ -237,6 +242,19 @@ class CsvConnector(Connector):
             media = "text/tab-separated-values" if layout.delimiter == "\t" else "text/csv"
             yield Payload(entry.stream, entry.label, entry.path, media, cursor=cursor,
                           meta=layout.to_meta())
+
+    def native_read(self, obj: RawObject) -> NativeRead | None:
+        """The landing's recorded layout as a native read: the header line skipped, every field
+        as text typed by its recorded kind, the blank and total records under the data left
+        out by their recorded count. Landings without a layout, or in an encoding other than
+        UTF-8, are read here."""
+        layout = Layout.from_meta(obj.meta or {})
+        if layout is None or layout.encoding.lower() not in NATIVE_ENCODINGS or layout.delimiter in "\"\r\n":
+            return None
+        columns = tuple(NativeColumn(name, i, "text" if kind == "string" else kind)
+                        for i, (name, kind) in enumerate(zip(layout.names, layout.kinds, strict=True)))
+        return NativeRead("csv", columns, len(columns), delimiter=layout.delimiter, quote='"',
+                          encoding="utf-8", skip=1, limit=layout.data_records)
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
         try:

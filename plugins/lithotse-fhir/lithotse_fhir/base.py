@@ -7,10 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import Connector, DateRange, RawObject, StreamInfo
+from lithotse_desktop.plugin import Connector, DateRange, NativeColumn, NativeRead, RawObject, StreamInfo
 
 from .reader import read_ndjson_stream, read_payload
-from .types import R4_TYPES, date_columns, date_field, has_person, parse_type_list
+from .types import R4_TYPES, date_columns, date_field, has_person, parse_type_list, patient_references
 
 VERSION = "0.2.0"
 
@@ -49,6 +49,35 @@ class FhirConnector(Connector):
         if obj.path is None and meta.get("format") == "ndjson" and obj.stream in R4_TYPES:
             return read_ndjson_stream(obj.open_stream(), obj.name, obj.stream, bool(meta.get("mixed")))
         return read_payload(obj.local_file(), obj.name, obj.stream, meta)
+
+    def native_read(self, obj: RawObject) -> NativeRead | None:
+        """Plain (not gzipped) NDJSON landings; Bundles and single resources are read here."""
+        meta = dict(obj.meta or {})
+        if meta.get("format") != "ndjson" or obj.stream not in R4_TYPES or "gzip" in obj.media_type:
+            return None
+        with obj.open_stream() as head:
+            if head.read(2) == b"\x1f\x8b":
+                return None
+        return native_ndjson(obj.stream)
+
+
+def native_ndjson(resource_type: str) -> NativeRead:
+    """The columns :func:`.reader.extract_sql` gives an NDJSON line, as a native read: the same
+    paths, date rules and patient id, the line itself as ``resource``, other types' lines left out."""
+    dates = date_columns(resource_type)
+    if resource_type == "Patient":
+        patient = NativeColumn("patient_id", ("id",), "text")
+    else:
+        patient = NativeColumn("patient_id", tuple(f"{e}.reference" for e in patient_references(resource_type)),
+                               "patient_reference")
+    columns = (NativeColumn("id", ("id",), "text"), NativeColumn("resourceType", ("resourceType",), "text"),
+               NativeColumn("versionId", ("meta.versionId",), "text"),
+               NativeColumn("lastUpdated", ("meta.lastUpdated",), "timestamptz"),
+               NativeColumn(dates[0][0], tuple(dates[0][1]), "day"),
+               NativeColumn("date_time", tuple(dates[0][1]), "instant"),
+               *(NativeColumn(name, tuple(paths), "day") for name, paths in dates[1:]),
+               patient, NativeColumn("resource", (), "record"))
+    return NativeRead("ndjson", columns, keep=("resourceType", resource_type))
 
 
 def range_since(cursor: Any, rng: DateRange, key: str = "since") -> str | None:

@@ -413,3 +413,22 @@ def test_cli_reports_bad_input_without_traceback(workspace, csv_plugin, tmp_path
     assert result.returncode != 0
     assert "bad.csv, line 3: date column 'date': 'not-a-date' is not an ISO date" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_native_read_describes_the_recorded_layout_and_only_for_utf8(tmp_path):
+    """What an engine reading the object itself is told: the header skipped, each column's kind,
+    the total row under the data left out by count; a cp1252 landing is read by the connector."""
+    path = tmp_path / "visits.csv"
+    path.write_bytes("id;name;when;los\n1;Zoë;2024-01-02;1.5\n2;Al;2024-01-03;2\nTotal;;;3.5\n".encode())
+    conn = CsvConnector({"path": str(path)})
+    [payload] = conn.fetch(FetchRequest("t", ["visits"], DateRange(), {}))
+    obj = RawObject(None, payload.stream, payload.name, payload.media_type, payload.meta, validated=True)
+    read = conn.native_read(obj)
+    assert (read.format, read.delimiter, read.skip, read.limit, read.width) == ("csv", ";", 1, 2, 4)
+    assert [(c.name, c.field, c.parse) for c in read.columns] == [
+        ("id", 0, "int64"), ("name", 1, "text"), ("when", 2, "date32"), ("los", 3, "float64")]
+    assert read.schema() == pa.Table.from_batches(list(conn.read(
+        RawObject(path, payload.stream, payload.name, payload.media_type, payload.meta, validated=True)))).schema
+    cp1252 = {**payload.meta, "encoding": "cp1252"}
+    assert conn.native_read(RawObject(None, obj.stream, obj.name, obj.media_type, cp1252, validated=True)) is None
+    assert conn.native_read(RawObject(None, obj.stream, obj.name, obj.media_type, {}, validated=True)) is None

@@ -216,3 +216,30 @@ def test_export_log_is_skipped_but_other_non_fhir_ndjson_is_an_error(workspace, 
     write_ndjson(folder / "events.ndjson", [{"event": 1}])
     with pytest.raises(InputError, match=r"events.ndjson, line 1: no resourceType"):
         run_import(workspace, "f")
+
+
+@pytest.mark.parametrize("resource_type", ["Encounter", "Observation", "Condition", "Patient", "Organization"])
+def test_a_native_ndjson_read_has_the_streams_columns_and_types(resource_type):
+    from lithotse_fhir.base import native_ndjson
+
+    read = native_ndjson(resource_type)
+    assert read.schema() == schema_for(resource_type)
+    assert read.keep == ("resourceType", resource_type)
+
+
+def test_only_plain_ndjson_is_described_for_an_engine(tmp_path):
+    import io
+
+    from lithotse_desktop.connectors import RawObject
+    from lithotse_fhir.files import FhirFilesConnector
+
+    conn = FhirFilesConnector({"path": str(tmp_path)})
+    line = b'{"resourceType":"Patient","id":"p"}\n'
+
+    def obj(meta, data=line, media="application/fhir+ndjson"):
+        return RawObject(None, "Patient", "p.ndjson", media, meta, validated=True, open=lambda: io.BytesIO(data))
+
+    assert conn.native_read(obj({"format": "ndjson", "mixed": False})) is not None
+    assert conn.native_read(obj({"format": "document", "mixed": True})) is None
+    assert conn.native_read(obj({"format": "ndjson"}, gzip.compress(line))) is None
+    assert conn.native_read(obj({"format": "ndjson"}, media="application/fhir+ndjson; gzip")) is None
