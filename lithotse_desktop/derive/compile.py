@@ -239,6 +239,8 @@ class SparkDialect(Dialect):
             return self.native_value(column.parse, f"_c{column.field}")
         if column.parse == "record":
             return "__lithotse_record"
+        if isinstance(column.field, int):
+            raise ValueError(f"native column {column.name!r}: an NDJSON column names JSON paths, not a position")
         values = [f"get_json_object(__lithotse_record, {self.text_literal('$.' + path)})" for path in column.field]
         if not values:
             return f"CAST(NULL AS {self.sql_type(NATIVE_TYPES[column.parse])})"
