@@ -145,3 +145,23 @@ def test_the_solver_shortcuts_never_call_a_narrow_term_wide(seed, tables, zeros)
             low, high = found[var]
             assert (high - low >= needed[var]) == (upper - lower >= needed[var] - 1e-9), (var, found[var], lower, upper)
             assert abs(low - lower) < 1e-6 and abs(high - upper) < 1e-6, (var, found[var], lower, upper)
+
+
+def test_a_relation_is_kept_when_the_middle_table_lacks_a_quantity_the_two_share():
+    """The audit ties ``sum(v)`` only through tables publishing it: a middle table counting
+    only cannot stand in for the relation of two tables that both sum ``v``."""
+    def spec(name: str, dims: list[str], grain: str, measures: list[dict]) -> dict:
+        return {"name": name, "kind": "aggregate", "input": INPUT, "group_by": dims, "date_field": "month",
+                "grain": grain, "measures": measures}
+    count = [{"fn": "count", "as": "n"}]
+    both = [*count, {"fn": "sum", "column": "v", "as": "total"}]
+    specs = [spec("fine", ["a", "b"], "month", both), spec("middle", ["a"], "month", count),
+             spec("coarse", ["a"], "year", both)]
+    rels = relations(specs, {s["name"]: {} for s in specs})
+    by_name = {s["name"]: s for s in specs}
+    pairs = {(r.inner, r.outer) for r in essential(rels, by_name)}
+    assert any({"fine", "coarse"} == set(p) for p in pairs)
+    counted_only = [{**s, "measures": count} for s in specs]
+    rels = relations(counted_only, {s["name"]: {} for s in specs})
+    pairs = {(r.inner, r.outer) for r in essential(rels, {s["name"]: s for s in counted_only})}
+    assert not any({"fine", "coarse"} == set(p) for p in pairs)
