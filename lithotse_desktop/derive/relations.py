@@ -384,6 +384,89 @@ def relations(specs: list[dict], types: dict[str, dict[str, pa.DataType]]) -> li
     return out
 
 
+def _rows(spec: dict) -> tuple:
+    """What decides which input rows a table reads."""
+    return (sorted(_filters(spec)), _range(spec), json.dumps(spec.get("join"), sort_keys=True))
+
+
+def _selected(relation: Relation, by_name: dict[str, dict]) -> tuple[frozenset, frozenset] | None:
+    """The relation's selections (as filters, and as the outer's dimensions they read), or None
+    when its equations are not "inner cells = selected outer cells" (a difference, a date range)."""
+    if relation.difference or relation.period_range or relation.inner_periods:
+        return None
+    outer = by_name[relation.outer]
+    aliases = {dimension_alias(d): d for d in outer.get("group_by", [])}
+    return (frozenset(json.dumps(f, sort_keys=True) for _, f in relation.selections),
+            frozenset(dimension_identity(outer, aliases[a]) for a, _ in relation.selections))
+
+
+def _margin(relation: Relation, by_name: dict[str, dict]) -> frozenset:
+    inner = by_name[relation.inner]
+    aliases = {dimension_alias(d): d for d in inner.get("group_by", [])}
+    return frozenset(dimension_identity(inner, aliases[a]) for a, _ in relation.common)
+
+
+def essential(rels: list[Relation], by_name: dict[str, dict]) -> list[Relation]:
+    """The relations whose equations are not sums of other kept ones'.
+
+    A relation without a difference or date clipping says, per cell of its margin, inner cells =
+    the outer cells its selections keep. ``i``–``o`` follows from ``i``–``b`` and ``b``–``o``
+    when both margins are at least as fine as its own (their dimensions include its dimensions,
+    their grains nest in its grain) and either ``b`` reads the same rows as ``i`` (``i`` = ``b``
+    plainly, ``b``'s cells selected as ``o``'s are) or the same rows as ``o`` (``i`` = ``b``'s
+    selected cells, and ``b`` = ``o`` on a margin that includes the selected dimensions): summing
+    the supporting equations over the cells of each of its margin cells gives it. Dropping such a
+    relation leaves the values a reader can reconstruct exactly as they were (each drop keeps
+    the span of the equations). The middle table must publish every additive quantity the two
+    share, since the audit relates each quantity only through tables publishing it. Of the 190
+    related pairs of ``bench/privacy.py``'s 20 tables, 41 are kept. Relations with a difference
+    or clipped dates are all kept."""
+    rows = {name: _rows(spec) for name, spec in by_name.items()}
+    selected = {id(r): _selected(r, by_name) for r in rels}
+    margins = {id(r): _margin(r, by_name) for r in rels}
+    kept = {id(r) for r in rels}
+    directed: dict[tuple[str, str], Relation] = {}
+    for r in rels:
+        directed.setdefault((r.inner, r.outer), r)
+
+    def usable(r: Relation | None, target: Relation, selections: frozenset, within: frozenset) -> bool:
+        if r is None or id(r) not in kept or selected[id(r)] is None:
+            return False
+        return (selected[id(r)][0] == selections and within <= margins[id(r)]
+                and common_grain(r.grain, target.grain) == target.grain)
+
+    def plain(a: str, b: str, target: Relation, within: frozenset) -> bool:
+        if rows[a] != rows[b]:
+            return False
+        empty: frozenset = frozenset()
+        return (usable(directed.get((a, b)), target, empty, within)
+                or usable(directed.get((b, a)), target, empty, within))
+
+    quantities = {name: set(additive_quantities(spec)) for name, spec in by_name.items()}
+
+    def implied(r: Relation) -> bool:
+        filters, dims = selected[id(r)]
+        margin = margins[id(r)]
+        shared = quantities[r.inner] & quantities[r.outer]
+        for middle in sorted(by_name):
+            if middle in (r.inner, r.outer) or not shared <= quantities[middle]:
+                continue  # the audit ties each quantity only through tables publishing it
+            if plain(r.inner, middle, r, margin) and usable(directed.get((middle, r.outer)), r, filters, margin):
+                return True
+            if plain(middle, r.outer, r, margin | dims) and usable(directed.get((r.inner, middle)), r, filters,
+                                                                    margin):
+                return True
+        return False
+
+    def coarse_first(r: Relation) -> tuple:
+        return (-CHAIN.get(r.grain, 4) if r.grain != "none" else -5, len(margins[id(r)]), r.inner, r.outer)
+
+    for r in sorted((r for r in rels if selected[id(r)] is not None), key=coarse_first):
+        if implied(r):
+            kept.discard(id(r))
+    return [r for r in rels if id(r) in kept]
+
+
 def _part_filter(part: dict, outer: dict, types: dict[str, pa.DataType]) -> dict | None:
     """The one ``=``/``in`` filter that is all ``part`` adds to ``outer``'s conditions, on a column
     the outer does not publish as a dimension, or None."""
