@@ -430,9 +430,10 @@ def essential(rels: list[Relation], by_name: dict[str, dict]) -> list[Relation]:
         directed.setdefault((r.inner, r.outer), r)
 
     def usable(r: Relation | None, target: Relation, selections: frozenset, within: frozenset) -> bool:
-        if r is None or id(r) not in kept or selected[id(r)] is None:
+        chosen = selected[id(r)] if r is not None else None
+        if r is None or id(r) not in kept or chosen is None:
             return False
-        return (selected[id(r)][0] == selections and within <= margins[id(r)]
+        return (chosen[0] == selections and within <= margins[id(r)]
                 and common_grain(r.grain, target.grain) == target.grain)
 
     def plain(a: str, b: str, target: Relation, within: frozenset) -> bool:
@@ -445,7 +446,10 @@ def essential(rels: list[Relation], by_name: dict[str, dict]) -> list[Relation]:
     quantities = {name: set(additive_quantities(spec)) for name, spec in by_name.items()}
 
     def implied(r: Relation) -> bool:
-        filters, dims = selected[id(r)]
+        chosen = selected[id(r)]
+        if chosen is None:
+            return False
+        filters, dims = chosen
         margin = margins[id(r)]
         shared = quantities[r.inner] & quantities[r.outer]
         for middle in sorted(by_name):
