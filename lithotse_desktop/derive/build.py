@@ -47,7 +47,7 @@ from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import deidentify, rowstream
-from .catalog import Catalog, Version, part_key
+from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
@@ -207,9 +207,12 @@ class _Work:
     sql_cells: bool = False
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
     tags: dict[str, Any] = field(default_factory=dict)
-    staged: rowstream.StagedPart | None = None
+    staged: rowstream.Written | None = None
     """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
-    staged_schema: pa.Schema | None = None
+    staged_index: dict[str, Any] | None = None
+    """What a view's record index records besides its files (rows read, landings ranked)."""
+    added: bool = False
+    """A view built from its previous version and the new objects only."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
 
@@ -291,7 +294,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     records and people of each) and the differences other aggregates of the input leave out."""
     spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
     if _streams_rows(spec) and work.engine == "duckdb":
-        _compute_rows(ws, catalog, work, progress)
+        _compute_rows(ws, catalog, work, progress, full)
         return
     kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
@@ -369,7 +372,7 @@ def _streams_rows(spec: dict) -> bool:
     return spec["kind"] == "view" or (spec["kind"] == "sql" and not spec.get("count_column"))
 
 
-def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progress) -> None:
+def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progress, full: bool) -> None:
     """Load the inputs and write the result of a row-level derivative straight to a staged
     Parquet part, pseudonymized and de-identified batch by batch (see :mod:`.rowstream`)."""
     spec, name = work.spec, work.name
@@ -381,15 +384,16 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
     try:
         schemas: dict[str, pa.Schema] = {}
         rows_sql: tuple[str, list[Any]] | None = None
+        view: rowstream.ViewLoad | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
                 continue
             work.resolved[alias].read_key(ws)
             if spec["kind"] == "view" and alias == "input":
-                schemas[alias], view_sql, view_params = rowstream.load_view(con, ws, spec, work.resolved[alias],
-                                                                             progress, checks)
-                rows_sql = (view_sql, view_params)
+                view = _load_view(con, ws, catalog, work, progress, checks, full)
+                schemas[alias], rows_sql = view.schema, (view.sql, view.params)
+                work.staged_index = {"read": view.read, "landings": view.landings}
             else:
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
@@ -409,17 +413,40 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             return table
 
         try:
-            work.staged, work.staged_schema = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1],
-                                                                   f"derivative {name}", transform)
+            work.staged = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1], f"derivative {name}", transform,
+                                               view)
             checks.finish()
         except BaseException:
-            rowstream.discard(work.staged)
+            if work.staged is not None:
+                work.staged.discard()
             work.staged = None
             checks.raise_found()
             raise
     finally:
         checks.close()
         con.close()
+
+
+def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
+               checks: IntegrityChecks, full: bool) -> rowstream.ViewLoad:
+    """Read a view's stream: only the objects its previous version did not read, when that
+    version was built from the same spec by the same reader (see :func:`.rowstream.prior_of`);
+    else, or when the new versions cannot be added exactly, every object."""
+    previous, resolved = work.previous, work.resolved["input"]
+    prior = None
+    if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
+            and _same_reader(work.identities["input"], previous.inputs.get("input"))
+            and (previous.privacy or {}).get("reference_year") == reference_year(work.spec)):
+        prior = rowstream.prior_of(catalog, previous, resolved)
+    if prior is not None:
+        try:
+            view = rowstream.load_view(con, ws, work.spec, resolved, progress, checks, prior, catalog)
+            work.added = True
+            return view
+        except rowstream.NotIncremental:
+            for table in (rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__old_records", "__superseded"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+    return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 
 def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
@@ -566,12 +593,19 @@ def _with_unknown(known: dict, rels: list[Relation]) -> dict:
 def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | None) -> BuildResult:
     spec, name, previous, table = work.spec, work.name, work.previous, work.table
     fresh: dict[str, pa.Table] | None = None
+    index: dict[str, Any] | None = None
     if work.staged is not None:
-        assert work.staged_schema is not None
-        schema, privacy, unsuppressed = work.staged_schema, work.staged_privacy, None
+        schema, privacy, unsuppressed = work.staged.schema, work.staged_privacy, None
         area = work.disclosure.area
-        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all", work.staged.sha256),
-                                             work.staged)}
+        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all",
+                                                                              work.staged.part.sha256),
+                                             work.staged.part)}
+        if work.staged.row_ids is not None and work.staged_index is not None:
+            index = {**work.staged_index, **{label: rowstream.put_part(
+                catalog.store_of("restricted"), index_key(name, label, part.sha256), part)["key"]
+                for label, part in (("row_ids", work.staged.row_ids), ("records", work.staged.records))
+                if part is not None}}
+            index.setdefault("records", None)
     else:
         assert table is not None
         unsuppressed = table
@@ -589,7 +623,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         written = _write_parts(catalog, name, fresh, work.disclosure.area)
         schema = table.schema
     periods = work.periods
-    if periods is not None and previous is not None and not work.suppressed:
+    if work.added:
+        parts, status = written, "incremental"
+    elif periods is not None and previous is not None and not work.suppressed:
         parts = {k: v for k, v in previous.partitions.items()
                  if k not in {p.isoformat() for p in periods}}
         parts.update(written)
@@ -609,6 +645,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     elif spec["kind"] == "view":
         person = view_person_columns(spec)
         stats["person_key"] = person[:1] or None
+        if index is not None:
+            stats[rowstream.INDEX] = index
     version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
                       partitions=parts, columns=schema.names,
                       rows=sum(p["rows"] for p in parts.values()),
@@ -692,7 +730,8 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
             results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
     finally:
         for work in group:
-            rowstream.discard(work.staged)
+            if work.staged is not None:
+                work.staged.discard()
     return [results[w.name] for w in group]
 
 

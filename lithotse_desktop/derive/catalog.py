@@ -55,6 +55,11 @@ def part_key(name: str, area: str, label: str, sha256: str) -> str:
     return f"{area}/{name}/parts/period={label}/{sha256}.parquet"
 
 
+def index_key(name: str, label: str, sha256: str) -> str:
+    """A file of a view version's record index, always in the restricted store (it holds record keys)."""
+    return f"restricted/{name}/record-index/{label}/{sha256}.parquet"
+
+
 @dataclass
 class Version:
     name: str
@@ -259,6 +264,12 @@ class Catalog:
         for info in list(store.list(f"{area}/{name}/parts/")):
             if info.key not in used:
                 store.delete(info.key)
+        indexed = {key for v in versions if v.version in kept_ids
+                   for key in ((v.stats or {}).get("record_index") or {}).values() if isinstance(key, str)}
+        restricted = self.store_of("restricted")
+        for info in list(restricted.list(f"restricted/{name}/record-index/")):
+            if info.key not in indexed:
+                restricted.delete(info.key)
         return dropped
 
     # --- reading ----------------------------------------------------------------
