@@ -46,7 +46,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from . import deidentify, rowstream
+from . import deidentify, recordindex, rowstream
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
@@ -212,7 +212,9 @@ class _Work:
     staged_index: dict[str, Any] | None = None
     """What a view's record index records besides its files (rows read, landings ranked)."""
     added: bool = False
-    """A view built from its previous version and the new objects only."""
+    """A view or aggregate built from its previous version and the new objects only."""
+    kept_input: rowstream.StagedPart | None = None
+    """An aggregate's input as the next build starts from it (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
 
@@ -311,9 +313,16 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         differs = _may_count_differences(work, group)
+        keeps_input = _keeps_input(work, differs)
+        kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
+            elif keeps_input:
+                work.resolved[alias].read_key(ws)
+                schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
+                                                                incremental)
+                incremental = False
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -325,7 +334,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.person_key = _input_person_key(catalog, work, schemas["input"])
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
-        periods = None
+        periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
             periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
         session.lock_down(user_sql=spec["kind"] == "sql")
@@ -344,6 +353,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             checks.raise_found()
             raise
         checks.finish()
+        if keeps_input:
+            work.kept_input = recordindex.stage(session.con, ws)  # type: ignore[attr-defined]
     finally:
         checks.close()
         session.close()
@@ -354,6 +365,40 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _keeps_input(work: _Work, differs: bool) -> bool:
+    """Whether an aggregate keeps its input beside its version (see :mod:`.recordindex`): one
+    stream, no join, built on DuckDB, and not the outer of a counted difference (which queries
+    the input again)."""
+    inputs = spec_inputs(work.spec)
+    return (work.spec["kind"] == "aggregate" and work.engine == "duckdb" and list(inputs) == ["input"]
+            and "source" in inputs["input"] and "join" not in work.spec and not differs)
+
+
+def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
+                     checks: IntegrityChecks, full: bool, by_period: bool) -> tuple[pa.Schema, list[Any] | None]:
+    """Load an aggregate's stream from its previous version's kept input and the new objects when
+    that gives exactly what reading every object gives, else from every object; with
+    ``by_period``, the periods to recompute when the former (None: all)."""
+    con = session.con  # type: ignore[attr-defined]
+    previous, resolved = work.previous, work.resolved["input"]
+    unused = _unused_columns(work.spec)
+    prior = None
+    if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
+            and _same_reader(work.identities["input"], previous.inputs.get("input"))):
+        prior = recordindex.previous_input(previous, resolved)
+    if prior is not None:
+        try:
+            loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
+                                      work.spec if by_period else None, ws.timezone)
+            work.added = loaded.periods is None
+            return loaded.schema, loaded.periods
+        except rowstream.NotIncremental:
+            for table in ("__old_input", "__new_input", recordindex.KEPT):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute("DROP VIEW IF EXISTS input")
+    return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
 
 
 def _unused_columns(spec: dict) -> tuple[str, ...]:
@@ -637,6 +682,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             written = {k: v for k, v in written.items() if previous.partitions.get(k, {}).get("key") != v["key"]}
     stats: dict[str, Any] = {"schema": _schema_hex(schema),
                              "recomputed_periods": None if periods is None else [p.isoformat() for p in periods]}
+    if work.kept_input is not None:
+        stats[recordindex.INDEX] = rowstream.put_part(
+            catalog.store_of("restricted"), index_key(name, "input", work.kept_input.sha256), work.kept_input)["key"]
     if spec["kind"] == "aggregate":
         stats["counts"] = "people" if work.person_key else "records"
         stats["counted_by"] = work.person_key
@@ -732,6 +780,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         for work in group:
             if work.staged is not None:
                 work.staged.discard()
+            rowstream.discard(work.kept_input)
     return [results[w.name] for w in group]
 
 

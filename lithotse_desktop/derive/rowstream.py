@@ -290,7 +290,9 @@ def _part_batches(catalog: Any, key: str, ws: Workspace) -> Iterator[pa.RecordBa
 
 def _table_from_part(con: duckdb.DuckDBPyConnection, catalog: Any, key: str, table: str, ws: Workspace) -> None:
     batches = _part_batches(catalog, key, ws)
-    first = next(batches)
+    first = next(batches, None)
+    if first is None:
+        raise NotIncremental("the previous version kept no records")
     reader = pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))
     con.register("__part", reader)
     try:

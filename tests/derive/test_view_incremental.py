@@ -41,7 +41,9 @@ def plugins():
 def encounter(i: int, version: str | None = "1", status: str = "finished", updated: str | None = None,
               codes: int = 2) -> dict:
     resource: dict = {"resourceType": "Encounter", "id": f"e{i}", "status": status,
-                      "period": {"start": f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z"},
+                      "period": {"start": f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z",
+                                 "end": f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}T11:00:00Z"},
+                      "subject": {"reference": f"Patient/p{i % 40}"},
                       "type": [{"coding": [{"code": f"c{i % 5}-{k}"} for k in range(codes)]}]}
     meta = {k: v for k, v in (("versionId", version), ("lastUpdated", updated)) if v is not None}
     if meta:
@@ -163,3 +165,76 @@ def test_old_record_indexes_are_pruned(fhir_ws):
             if isinstance(key, str)}
     stored = {info.key for info in catalog.store_of("restricted").list("restricted/visits/record-index/")}
     assert stored == kept and len(kept) == 2 * len(catalog.versions("visits"))
+
+
+# --- aggregates: the kept input ----------------------------------------------------------------
+
+AGGREGATES = [
+    {"name": "per_month", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+     "date_field": "date", "grain": "month", "suppress_below": 0,
+     "measures": [{"fn": "count", "as": "n"}, {"fn": "count_distinct", "column": "patient_id", "as": "people"}]},
+    {"name": "per_quarter", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+     "date_field": "period_end", "grain": "quarter", "suppress_below": 3,
+     "measures": [{"fn": "count", "as": "n"}]},
+]
+
+
+def aggregate_tables(ws: Workspace) -> dict:
+    catalog = Catalog(ws)
+    out = {}
+    for spec in AGGREGATES:
+        version = catalog.current(spec["name"])
+        out[spec["name"]] = (version.version, catalog.read(version).to_pylist(),
+                             sorted(p["key"] for p in version.partitions.values()), version.privacy)
+    return out
+
+
+def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
+    ws, folder = fhir_ws
+    for spec in AGGREGATES:
+        add_spec(ws, spec)
+    names = [s["name"] for s in AGGREGATES]
+    build_all(ws, names)
+    assert all(isinstance(Catalog(ws).current(n).stats.get("input_index"), str) for n in names)
+    added = [encounter(i) for i in range(1000, 1004)] + [encounter(8, "5", status="cancelled"),
+                                                         encounter(9, "1", status="planned")]
+    write(folder / "Encounter.001.ndjson", added)
+    run_import(ws, "fhir")
+    statuses = {r.name: r.status for r in build_all(ws, names)}
+    incremental = aggregate_tables(ws)
+    build_all(ws, names, full=True)
+    assert statuses["per_month"] == "incremental" and statuses["per_quarter"] == "incremental", statuses
+    assert incremental == aggregate_tables(ws)
+    per_month = {r["period"].isoformat(): r["n"] for r in incremental["per_month"][1]}
+    assert sum(per_month.values()) == 334
+    assert len(incremental["per_quarter"][1]) == 4
+
+    write(folder / "Encounter.002.ndjson", [encounter(0, "zz", status="planned")])
+    run_import(ws, "fhir")
+    statuses = {r.name: r.status for r in build_all(ws, names)}
+    assert set(statuses.values()) == {"built"}, "a version id that is not a number: everything is read"
+    before = aggregate_tables(ws)
+    build_all(ws, names, full=True)
+    assert before == aggregate_tables(ws)
+
+
+def test_a_csv_aggregate_without_key_adds_new_files(workspace: Workspace, tmp_path: Path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "visits1.csv").write_text("visit,admit_date,ward\n" + "".join(
+        f"v{i},2024-0{1 + i % 6}-{1 + i % 27:02d},w{i % 3}\n" for i in range(200)))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
+    spec = {"name": "wards", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits1"},
+            "date_field": "admit_date", "grain": "month", "group_by": ["ward"], "suppress_below": 0,
+            "measures": [{"fn": "count", "as": "n"}]}
+    run_import(workspace, "ehr")
+    add_spec(workspace, spec)
+    build_all(workspace, ["wards"])
+    (folder / "visits1.csv").write_text((folder / "visits1.csv").read_text() + "v999,2024-07-01,w1\n")
+    run_import(workspace, "ehr")
+    status = build_all(workspace, ["wards"])[0].status
+    catalog = Catalog(workspace)
+    first = catalog.read(catalog.current("wards")).to_pylist(), catalog.current("wards").version
+    build_all(workspace, ["wards"], full=True)
+    assert first == (catalog.read(catalog.current("wards")).to_pylist(), catalog.current("wards").version)
+    assert status == "incremental"
