@@ -395,7 +395,8 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
             work.added = loaded.periods is None
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
-            for table in ("__old_input", "__new_input", recordindex.KEPT):
+            for table in ("__old_input", "__new_input", recordindex.KEPT, "__hit", "__winners", "__new_keys",
+                          "__fresh_ids"):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute("DROP VIEW IF EXISTS input")
     return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
@@ -489,7 +490,8 @@ def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, 
             work.added = True
             return view
         except rowstream.NotIncremental:
-            for table in (rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__old_records", "__superseded"):
+            for table in (rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__old_records", "__superseded",
+                          "__hit", "__winners", "__new_keys"):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
     return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 

@@ -30,7 +30,7 @@ from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, stream_key
-from .rowstream import BATCH_ROWS, NotIncremental, StagedPart, _part_batches, _Rows, staging_dir
+from .rowstream import BATCH_ROWS, NotIncremental, StagedPart, _part_batches, _Rows, newest_over, staging_dir
 
 INDEX = "input_index"
 """An aggregate version's stats entry: the key of its kept input in the restricted store."""
@@ -128,31 +128,34 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     periods = None
     if prior is not None:
         if prior.dropped:
-            con.execute("DELETE FROM __old_input WHERE _landing_id IN (SELECT unnest($ids))", {"ids": prior.dropped})
+            gone = "_landing_id IN (SELECT unnest($ids))"
+            if versioned:  # a dropped row's flag also spoke for versions in other objects, not read again
+                mixed = con.execute(f"SELECT count(*) FROM __old_input WHERE {gone} AND NOT {NUMERIC_VERSIONS}",
+                                    {"ids": prior.dropped}).fetchone()
+                if mixed and mixed[0]:
+                    raise NotIncremental("records landed again have version ids that are not numbers")
+            con.execute(f"DELETE FROM __old_input WHERE {gone}", {"ids": prior.dropped})
         if periods_of is not None:
             periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
-    if key:
+    query = None
+    if key and prior is not None:
+        try:
+            newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned, KEPT)
+        except duckdb.Error as exc:
+            raise LithotseError(f"{where}: {exc}") from None
+        for table in ("__hit", "__winners"):
+            con.execute(f"DROP TABLE {table}")
+    elif key:
         parts = ", ".join(q(k) for k in key)
         order = []
         if versioned:
             numeric, number = DUCKDB.version_number(q("versionId"))
-            if prior is not None:
-                flipped = con.execute(
-                    f"SELECT count(*) FROM __old_input o JOIN (SELECT {parts}, bool_and({numeric}) AS f FROM "
-                    f"__new_input GROUP BY ALL) n USING ({parts}) WHERE o.{NUMERIC_VERSIONS} AND NOT n.f").fetchone()
-                if flipped and flipped[0]:
-                    raise NotIncremental("a record's version ids are no longer all numbers")
-                rows = (f"SELECT {cols}, {NUMERIC_VERSIONS} AS __f FROM __old_input "
-                        f"UNION ALL SELECT {cols}, {numeric} AS __f FROM __new_input")
-            else:
-                rows = f"SELECT {cols}, {numeric} AS __f FROM __new_input"
-            relation = f"(SELECT *, bool_and(__f) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} FROM ({rows}))"
+            relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
+                        f"FROM __new_input)")
             order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN {number} END DESC NULLS LAST")
             out = [*columns, NUMERIC_VERSIONS]
         else:
-            relation = (f"(SELECT {cols} FROM __old_input UNION ALL SELECT {cols} FROM __new_input)"
-                        if prior is not None else "__new_input")
-            out = columns
+            relation, out = "__new_input", columns
         if "lastUpdated" in columns:
             order.append(f"{q('lastUpdated')} DESC NULLS LAST")
         order += [f"{q(c)} DESC" for c in LANDING_ORDER if c in columns]
@@ -161,7 +164,8 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         query = (f"SELECT {cols} FROM __old_input UNION ALL SELECT {cols} FROM __new_input"
                  if prior is not None else "SELECT * FROM __new_input")
     try:
-        con.execute(f"CREATE TABLE {KEPT} AS {query}")
+        if query is not None:
+            con.execute(f"CREATE TABLE {KEPT} AS {query}")
     except duckdb.Error as exc:
         raise LithotseError(f"{where}: {exc}") from None
     con.execute("DROP TABLE IF EXISTS __old_input")

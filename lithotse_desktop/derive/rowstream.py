@@ -196,55 +196,77 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
             else:
-                _newest_with(con, catalog, prior, key, kept, ws)
+                load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
+            # the rows are filtered as they are written, not by a join here, which would not keep
+            # their order: a plain scan of the rows table does
+            if load.dropped is None:
+                load.dropped = con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)})"
+                                       ).to_arrow_table().column(0).combine_chunks()
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
-        # the rows are filtered as they are written, not by a join here, which would not keep
-        # their order: a plain scan of the rows table does
-        load.dropped = con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} WHERE {q(ROW_ID)} NOT IN "
-                               f"(SELECT {q(ROW_ID)} FROM {NEWEST})").to_arrow_table().column(0).combine_chunks()
         con.execute(f"DROP TABLE {VERSIONS}")
     if prior is not None:
         load.kept = _kept_rows(con, catalog, prior, bool(key), ws)
     return load
 
 
+def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str], cols: list[str],
+                order_last: list[str], versioned: bool, table: str) -> None:
+    """Make ``table``: the newest version of each record over ``old`` (the newest version of each
+    record before, with :data:`NUMERIC_VERSIONS` when ``versioned``) and ``new`` (new versions),
+    and ``__winners``: the newest of the records ``new`` holds. Only those records are chosen
+    again; the others are kept as they are. Exactly what choosing over every version gives, since
+    a version that lost before still loses — unless a record's version ids stop being all numbers,
+    which changes the order (:class:`NotIncremental`)."""
+    q = DUCKDB.quote
+    parts = ", ".join(q(k) for k in key)
+    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    con.execute(f"CREATE TEMP TABLE __new_keys AS SELECT DISTINCT {parts} FROM {new}")
+    con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {old} o SEMI JOIN __new_keys n ON {on}")
+    columns = ", ".join(q(c) for c in cols)
+    if versioned:
+        numeric, number = DUCKDB.version_number(q("versionId"))
+        flipped = con.execute(
+            f"SELECT count(*) FROM __hit o JOIN (SELECT {parts}, bool_and({numeric}) AS f FROM {new} GROUP BY ALL) n "
+            f"ON {on} WHERE o.{NUMERIC_VERSIONS} AND NOT n.f").fetchone()
+        if flipped and flipped[0]:
+            raise NotIncremental("a record's version ids are no longer all numbers")
+        both = (f"(SELECT *, bool_and(__f) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} FROM "
+                f"(SELECT {columns}, {NUMERIC_VERSIONS} AS __f FROM __hit "
+                f"UNION ALL SELECT {columns}, {numeric} AS __f FROM {new}))")
+        order = [f"CASE WHEN {NUMERIC_VERSIONS} THEN {number} END DESC NULLS LAST"]
+        out = [*cols, NUMERIC_VERSIONS]
+    else:
+        both = f"(SELECT {columns} FROM __hit UNION ALL SELECT {columns} FROM {new})"
+        order, out = [], list(cols)
+    if "lastUpdated" in cols:
+        order.append(f"{q('lastUpdated')} DESC NULLS LAST")
+    order += [f"{q(c)} DESC" for c in order_last if c in cols]
+    outs = ", ".join(q(c) for c in out)
+    con.execute(f"CREATE TEMP TABLE __winners AS {dedupe_sql(both, key, order, DUCKDB, columns=out)}")
+    con.execute(f"CREATE TABLE {table} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n "
+                f"ON {on}) UNION ALL SELECT {outs} FROM __winners")
+    con.execute("DROP TABLE __new_keys")
+
+
 def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key: list[str], kept: list[str],
-                 ws: Workspace) -> None:
-    """The newest version of each record among the previous version's newest and the new ones:
-    exactly what choosing over every version would give, since a version that lost before still
-    loses, unless the new versions of a record make its version ids no longer all numbers (the
-    order then changes; a full build is needed)."""
+                 ws: Workspace) -> pa.Array:
+    """The newest versions (:data:`NEWEST`) over the previous version's and the new ones (see
+    :func:`newest_over`); the old ones replaced go to ``__superseded``; returns the record numbers
+    of the new versions that are not the newest."""
     q = DUCKDB.quote
     assert prior.records is not None
     _table_from_part(con, catalog, prior.records, "__old_records", ws)
     old_names = {r[0] for r in con.execute("DESCRIBE __old_records").fetchall()}
-    if set(kept) - old_names:
+    if set(kept) - old_names or ("versionId" in kept) != (NUMERIC_VERSIONS in old_names):
         raise NotIncremental("the previous record index lacks columns")
-    parts = ", ".join(q(k) for k in key)
-    cols = ", ".join(q(c) for c in kept)
-    if "versionId" in kept:
-        numeric, number = DUCKDB.version_number(q("versionId"))
-        flipped = con.execute(
-            f"SELECT count(*) FROM __old_records o JOIN (SELECT {parts}, bool_and({numeric}) AS f "
-            f"FROM {VERSIONS} GROUP BY ALL) n USING ({parts}) WHERE o.{NUMERIC_VERSIONS} AND NOT n.f").fetchone()
-        if flipped and flipped[0]:
-            raise NotIncremental("a record's version ids are no longer all numbers")
-        both = (f"(SELECT *, bool_and(__f) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} FROM "
-                f"(SELECT {cols}, {NUMERIC_VERSIONS} AS __f FROM __old_records "
-                f"UNION ALL BY NAME SELECT {cols}, {numeric} AS __f FROM {VERSIONS}))")
-        order = [f"CASE WHEN {NUMERIC_VERSIONS} THEN {number} END DESC NULLS LAST"]
-        out = kept + [NUMERIC_VERSIONS]
-    else:
-        both = f"(SELECT {cols} FROM __old_records UNION ALL BY NAME SELECT {cols} FROM {VERSIONS})"
-        order, out = [], kept
-    if "lastUpdated" in kept:
-        order.append(f"{q('lastUpdated')} DESC NULLS LAST")
-    order += [f"{q(LANDING)} DESC", f"{q(ROW_ID)} DESC"]
-    con.execute(f"CREATE TABLE {NEWEST} AS {dedupe_sql(both, key, order, DUCKDB, columns=out)}")
-    con.execute(f"CREATE TABLE __superseded AS SELECT {q(ROW_ID)} FROM __old_records "
-                f"WHERE {q(ROW_ID)} NOT IN (SELECT {q(ROW_ID)} FROM {NEWEST})")
-    con.execute("DROP TABLE __old_records")
+    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, NEWEST)
+    row = q(ROW_ID)
+    con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
+    dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row})").to_arrow_table()
+    for table in ("__old_records", "__hit", "__winners"):
+        con.execute(f"DROP TABLE {table}")
+    return dropped.column(0).combine_chunks()
 
 
 def _kept_rows(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, keyed: bool,
