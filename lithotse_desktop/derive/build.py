@@ -387,7 +387,7 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
     prior = None
     if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
             and _same_reader(work.identities["input"], previous.inputs.get("input"))):
-        prior = recordindex.previous_input(previous, resolved)
+        prior = recordindex.previous_input(catalog, previous, resolved)
     if prior is not None:
         try:
             loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,

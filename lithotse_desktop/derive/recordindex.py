@@ -62,10 +62,10 @@ class Prior:
     """The landings the previous version did not read."""
 
 
-def previous_input(previous: Any, resolved: StreamInput) -> Prior | None:
-    """The previous version's kept input as a start, unless an object it read is gone."""
+def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None:
+    """The previous version's kept input as a start, unless it or an object it read is gone."""
     key = (previous.stats or {}).get(INDEX) if previous is not None else None
-    if not isinstance(key, str):
+    if not isinstance(key, str) or catalog.store_of("restricted").stat(key) is None:
         return None
     old = {tuple(x) for x in previous.inputs.get("input", {}).get("objects", [])}
     new = {(m.sha256, m.range_from, m.range_to) for m in resolved.manifests}

@@ -133,7 +133,15 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     landings = list(_landing_ranks(resolved).to_pylist())
     if landings[:len(index["landings"])] != index["landings"]:
         return None
+    if not all(_stored(catalog, key) for key in (index.get("records"), index["row_ids"]) if key):
+        return None
     return Prior(part["key"], index.get("records"), index["row_ids"], int(index["read"]), index["landings"], shas)
+
+
+def _stored(catalog: Any, key: str) -> bool:
+    """Whether a record index file is still there (a change of the derivative's class clears
+    the area it was written beside)."""
+    return catalog.store_of("restricted").stat(key) is not None
 
 
 def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolved: StreamInput,

@@ -238,3 +238,16 @@ def test_a_csv_aggregate_without_key_adds_new_files(workspace: Workspace, tmp_pa
     build_all(workspace, ["wards"], full=True)
     assert first == (catalog.read(catalog.current("wards")).to_pylist(), catalog.current("wards").version)
     assert status == "incremental"
+
+
+def test_a_record_index_that_is_gone_builds_everything(fhir_ws):
+    ws, folder = fhir_ws
+    catalog = Catalog(ws)
+    restricted = catalog.store_of("restricted")
+    for spec in VIEWS:
+        restricted.delete(catalog.current(spec["name"]).stats["record_index"]["row_ids"])
+    write(folder / "Encounter.001.ndjson", [encounter(4000)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "built", "visit_types": "built"}
+    assert incremental == full
