@@ -323,6 +323,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
                                                                 incremental)
                 incremental = False
+                work.kept_input = recordindex.stage(session.con, ws)  # type: ignore[attr-defined]
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -353,8 +354,6 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             checks.raise_found()
             raise
         checks.finish()
-        if keeps_input:
-            work.kept_input = recordindex.stage(session.con, ws)  # type: ignore[attr-defined]
     finally:
         checks.close()
         session.close()

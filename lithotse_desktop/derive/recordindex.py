@@ -30,7 +30,7 @@ from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, stream_key
-from .rowstream import BATCH_ROWS, NotIncremental, StagedPart, _part_batches, _Rows, newest_over, staging_dir
+from .rowstream import NotIncremental, StagedPart, _part_batches, _staged, newest_over, staging_dir
 
 INDEX = "input_index"
 """An aggregate version's stats entry: the key of its kept input in the restricted store."""
@@ -105,15 +105,18 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         finally:
             con.unregister("__old")
     where = f"{resolved.source}/{resolved.stream}"
+    # a full load reads the objects straight into the query choosing the newest versions (or
+    # into the kept table); an incremental one keeps the new rows for the steps below
     con.register("__new", pa.RecordBatchReader.from_batches(first.schema, chain([first], batches)))
-    try:
-        con.execute("CREATE TABLE __new_input AS SELECT * FROM __new")
-    except duckdb.Error as exc:
-        checks.raise_found()  # a damaged object may be why
-        raise LithotseError(f"{where}: {exc}") from None
-    finally:
-        con.unregister("__new")
-    columns = [r[0] for r in con.execute("DESCRIBE __new_input").fetchall()]
+    if prior is not None:
+        try:
+            con.execute("CREATE TABLE __new_input AS SELECT * FROM __new")
+        except duckdb.Error as exc:
+            checks.raise_found()  # a damaged object may be why
+            raise LithotseError(f"{where}: {exc}") from None
+        finally:
+            con.unregister("__new")
+    columns = list(first.schema.names)
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
     if missing:
@@ -151,25 +154,29 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         if versioned:
             numeric, number = DUCKDB.version_number(q("versionId"))
             relation = (f"(SELECT *, bool_and({numeric}) OVER (PARTITION BY {parts}) AS {NUMERIC_VERSIONS} "
-                        f"FROM __new_input)")
+                        f"FROM __new)")
             order.append(f"CASE WHEN {NUMERIC_VERSIONS} THEN {number} END DESC NULLS LAST")
             out = [*columns, NUMERIC_VERSIONS]
         else:
-            relation, out = "__new_input", columns
+            relation, out = "__new", columns
         if "lastUpdated" in columns:
             order.append(f"{q('lastUpdated')} DESC NULLS LAST")
         order += [f"{q(c)} DESC" for c in LANDING_ORDER if c in columns]
         query = dedupe_sql(relation, key, order, DUCKDB, columns=out)
     else:
         query = (f"SELECT {cols} FROM __old_input UNION ALL SELECT {cols} FROM __new_input"
-                 if prior is not None else "SELECT * FROM __new_input")
+                 if prior is not None else "SELECT * FROM __new")
     try:
         if query is not None:
             con.execute(f"CREATE TABLE {KEPT} AS {query}")
     except duckdb.Error as exc:
+        checks.raise_found()  # a damaged object may be why
         raise LithotseError(f"{where}: {exc}") from None
+    finally:
+        if prior is None:
+            con.unregister("__new")
     con.execute("DROP TABLE IF EXISTS __old_input")
-    con.execute("DROP TABLE __new_input")
+    con.execute("DROP TABLE IF EXISTS __new_input")
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
@@ -212,13 +219,14 @@ def _batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: I
 
 
 def stage(con: duckdb.DuckDBPyConnection, ws: Workspace) -> StagedPart:
-    """The kept input as a local zstd Parquet file, for the version to keep in the restricted store."""
-    schema = con.sql(f"SELECT * FROM {KEPT} LIMIT 0").to_arrow_table().schema
-    out = _Rows(staging_dir(ws) / f"{uuid.uuid4().hex}.parquet", schema)
+    """The kept input as a local zstd Parquet file, for the version to keep in the restricted
+    store; written by DuckDB itself, so before the connection is locked down."""
+    path = staging_dir(ws) / f"{uuid.uuid4().hex}.parquet"
     try:
-        for batch in con.sql(f"SELECT * FROM {KEPT}").to_arrow_reader(BATCH_ROWS):
-            out.add(pa.Table.from_batches([batch]))
-        return out.close()
+        quoted = str(path).replace("'", "''")
+        con.execute(f"COPY {KEPT} TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
+        found = con.execute(f"SELECT count(*) FROM {KEPT}").fetchone()
+        return _staged(path, int(found[0]) if found else 0)
     except BaseException:
-        out.abort()
+        path.unlink(missing_ok=True)
         raise
