@@ -313,7 +313,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         differs = _may_count_differences(work, group)
-        keeps_input = _keeps_input(work, differs)
+        keeps_input = _keeps_input(ws, work, differs)
         kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
@@ -366,13 +366,16 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
 
-def _keeps_input(work: _Work, differs: bool) -> bool:
+def _keeps_input(ws: Workspace, work: _Work, differs: bool) -> bool:
     """Whether an aggregate keeps its input beside its version (see :mod:`.recordindex`): one
-    stream, no join, built on DuckDB, and not the outer of a counted difference (which queries
-    the input again)."""
+    stream whose records have a key (a keyless stream's rows stream into the query without being
+    held, and its new objects are new rows whatever the old ones hold), no join, built on DuckDB,
+    and not the outer of a counted difference (which queries the input again)."""
     inputs = spec_inputs(work.spec)
-    return (work.spec["kind"] == "aggregate" and work.engine == "duckdb" and list(inputs) == ["input"]
-            and "source" in inputs["input"] and "join" not in work.spec and not differs)
+    if not (work.spec["kind"] == "aggregate" and work.engine == "duckdb" and list(inputs) == ["input"]
+            and "source" in inputs["input"] and "join" not in work.spec and not differs):
+        return False
+    return bool(work.resolved["input"].read_key(ws))
 
 
 def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,

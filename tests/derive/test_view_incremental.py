@@ -218,26 +218,39 @@ def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
     assert before == aggregate_tables(ws)
 
 
-def test_a_csv_aggregate_without_key_adds_new_files(workspace: Workspace, tmp_path: Path):
+def test_a_csv_aggregate_keeps_its_input_only_with_a_key(workspace: Workspace, tmp_path: Path):
     folder = tmp_path / "csv"
     folder.mkdir()
     (folder / "visits1.csv").write_text("visit,admit_date,ward\n" + "".join(
         f"v{i},2024-0{1 + i % 6}-{1 + i % 27:02d},w{i % 3}\n" for i in range(200)))
-    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
-    spec = {"name": "wards", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits1"},
-            "date_field": "admit_date", "grain": "month", "group_by": ["ward"], "suppress_below": 0,
-            "measures": [{"fn": "count", "as": "n"}]}
-    run_import(workspace, "ehr")
-    add_spec(workspace, spec)
-    build_all(workspace, ["wards"])
-    (folder / "visits1.csv").write_text((folder / "visits1.csv").read_text() + "v999,2024-07-01,w1\n")
-    run_import(workspace, "ehr")
-    status = build_all(workspace, ["wards"])[0].status
+    (folder / "more").mkdir()
+    (folder / "more" / "visits1.csv").write_text((folder / "visits1.csv").read_text())
+    workspace.add_source("ehr", "csv", {"path": str(folder / "visits1.csv"), "date_column": "admit_date"}, {})
+    workspace.add_source("keyed", "csv", {"path": str(folder / "more"), "date_column": "admit_date",
+                                          "key": "visit"}, {})
+    specs = []
+    for source, stream in (("ehr", "visits1"), ("keyed", "visits1")):
+        spec = {"name": f"wards_{source}", "kind": "aggregate", "input": {"source": source, "stream": stream},
+                "date_field": "admit_date", "grain": "month", "group_by": ["ward"], "suppress_below": 0,
+                "measures": [{"fn": "count", "as": "n"}]}
+        run_import(workspace, source)
+        add_spec(workspace, spec)
+        specs.append(spec["name"])
+    build_all(workspace, specs)
     catalog = Catalog(workspace)
-    first = catalog.read(catalog.current("wards")).to_pylist(), catalog.current("wards").version
-    build_all(workspace, ["wards"], full=True)
-    assert first == (catalog.read(catalog.current("wards")).to_pylist(), catalog.current("wards").version)
-    assert status == "incremental"
+    assert "input_index" not in catalog.current("wards_ehr").stats
+    assert isinstance(catalog.current("wards_keyed").stats["input_index"], str)
+    keyed = folder / "more" / "visits1.csv"  # changed: a new object holding every record again, v3 moved
+    keyed.write_text(keyed.read_text().replace("v3,2024-04-04,w0", "v3,2024-07-02,w2") + "v999,2024-07-01,w1\n")
+    (folder / "visits1.csv").write_text((folder / "visits1.csv").read_text() + "v999,2024-07-01,w1\n")
+    for source in ("ehr", "keyed"):
+        run_import(workspace, source)
+    statuses = {r.name: r.status for r in build_all(workspace, specs)}
+    first = {n: (catalog.read(catalog.current(n)).to_pylist(), catalog.current(n).version) for n in specs}
+    build_all(workspace, specs, full=True)
+    assert first == {n: (catalog.read(catalog.current(n)).to_pylist(), catalog.current(n).version) for n in specs}
+    assert statuses == {"wards_ehr": "incremental", "wards_keyed": "incremental"}
+    assert catalog.current("wards_keyed").version == first["wards_keyed"][1]
 
 
 def test_a_record_index_that_is_gone_builds_everything(fhir_ws):
