@@ -451,6 +451,20 @@ class Connector:
         """
         raise NotImplementedError
 
+    def survey(self, obj: RawObject, info: StreamInfo, date_range: DateRange, timezone: str,
+               progress: Progress) -> dict[str, Any] | None:
+        """What an import records of a staged payload, in one pass that accepts and refuses
+        exactly what :meth:`read` does (optional; the default None has the core read it back).
+
+        Spares an import the rows the build extracts later: a connector that can count without
+        materialising them returns ``records``, ``records_in_range`` (rows whose day of the
+        stream's ``date_field`` in ``timezone`` lies in ``date_range``; every row when the range
+        is open or the stream has no date field, none without a date otherwise), ``date_min``
+        and ``date_max`` (ISO days of the in-file dates, or None). Errors as for :meth:`read`;
+        a cancelled ``progress`` should stop it (raise :class:`~lithotse_desktop.errors.Cancelled`).
+        """
+        return None
+
 
 def _url_problem(url: str, token: Any) -> str | None:
     """Why ``url`` cannot be used, or None: no answer, or the token refused (401/403)."""

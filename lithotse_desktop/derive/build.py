@@ -46,8 +46,8 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from . import deidentify, rowstream
-from .catalog import Catalog, Version, part_key
+from . import deidentify, recordindex, rowstream
+from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
@@ -207,9 +207,14 @@ class _Work:
     sql_cells: bool = False
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
     tags: dict[str, Any] = field(default_factory=dict)
-    staged: rowstream.StagedPart | None = None
+    staged: rowstream.Written | None = None
     """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
-    staged_schema: pa.Schema | None = None
+    staged_index: dict[str, Any] | None = None
+    """What a view's record index records besides its files (rows read, landings ranked)."""
+    added: bool = False
+    """A view or aggregate built from its previous version and the new objects only."""
+    kept_input: rowstream.StagedPart | None = None
+    """An aggregate's input as the next build starts from it (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
 
@@ -291,7 +296,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     records and people of each) and the differences other aggregates of the input leave out."""
     spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
     if _streams_rows(spec) and work.engine == "duckdb":
-        _compute_rows(ws, catalog, work, progress)
+        _compute_rows(ws, catalog, work, progress, full)
         return
     kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
@@ -308,9 +313,17 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         differs = _may_count_differences(work, group)
+        keeps_input = _keeps_input(ws, work, differs)
+        kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
+            elif keeps_input:
+                work.resolved[alias].read_key(ws)
+                schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
+                                                                incremental)
+                incremental = False
+                work.kept_input = recordindex.stage(session.con, ws)  # type: ignore[attr-defined]
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -322,7 +335,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.person_key = _input_person_key(catalog, work, schemas["input"])
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
-        periods = None
+        periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
             periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
         session.lock_down(user_sql=spec["kind"] == "sql")
@@ -353,6 +366,44 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
 
+def _keeps_input(ws: Workspace, work: _Work, differs: bool) -> bool:
+    """Whether an aggregate keeps its input beside its version (see :mod:`.recordindex`): one
+    stream whose records have a key (a keyless stream's rows stream into the query without being
+    held, and its new objects are new rows whatever the old ones hold), no join, built on DuckDB,
+    and not the outer of a counted difference (which queries the input again)."""
+    inputs = spec_inputs(work.spec)
+    if not (work.spec["kind"] == "aggregate" and work.engine == "duckdb" and list(inputs) == ["input"]
+            and "source" in inputs["input"] and "join" not in work.spec and not differs):
+        return False
+    return bool(work.resolved["input"].read_key(ws))
+
+
+def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
+                     checks: IntegrityChecks, full: bool, by_period: bool) -> tuple[pa.Schema, list[Any] | None]:
+    """Load an aggregate's stream from its previous version's kept input and the new objects when
+    that gives exactly what reading every object gives, else from every object; with
+    ``by_period``, the periods to recompute when the former (None: all)."""
+    con = session.con  # type: ignore[attr-defined]
+    previous, resolved = work.previous, work.resolved["input"]
+    unused = _unused_columns(work.spec)
+    prior = None
+    if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
+            and _same_reader(work.identities["input"], previous.inputs.get("input"))):
+        prior = recordindex.previous_input(catalog, previous, resolved)
+    if prior is not None:
+        try:
+            loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
+                                      work.spec if by_period else None, ws.timezone)
+            work.added = loaded.periods is None
+            return loaded.schema, loaded.periods
+        except rowstream.NotIncremental:
+            for table in ("__old_input", "__new_input", recordindex.KEPT, "__hit", "__winners", "__new_keys",
+                          "__fresh_ids"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute("DROP VIEW IF EXISTS input")
+    return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
+
+
 def _unused_columns(spec: dict) -> tuple[str, ...]:
     """Input columns an aggregate can do without: a FHIR stream's whole ``resource`` text (most
     of its bytes), unless the spec names it."""
@@ -369,7 +420,7 @@ def _streams_rows(spec: dict) -> bool:
     return spec["kind"] == "view" or (spec["kind"] == "sql" and not spec.get("count_column"))
 
 
-def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progress) -> None:
+def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progress, full: bool) -> None:
     """Load the inputs and write the result of a row-level derivative straight to a staged
     Parquet part, pseudonymized and de-identified batch by batch (see :mod:`.rowstream`)."""
     spec, name = work.spec, work.name
@@ -381,15 +432,16 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
     try:
         schemas: dict[str, pa.Schema] = {}
         rows_sql: tuple[str, list[Any]] | None = None
+        view: rowstream.ViewLoad | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
                 schemas[alias] = load_derivative(con, catalog, alias, item["derivative"])
                 continue
             work.resolved[alias].read_key(ws)
             if spec["kind"] == "view" and alias == "input":
-                schemas[alias], view_sql, view_params = rowstream.load_view(con, ws, spec, work.resolved[alias],
-                                                                             progress, checks)
-                rows_sql = (view_sql, view_params)
+                view = _load_view(con, ws, catalog, work, progress, checks, full)
+                schemas[alias], rows_sql = view.schema, (view.sql, view.params)
+                work.staged_index = {"read": view.read, "landings": view.landings}
             else:
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
@@ -409,17 +461,41 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             return table
 
         try:
-            work.staged, work.staged_schema = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1],
-                                                                   f"derivative {name}", transform)
+            work.staged = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1], f"derivative {name}", transform,
+                                               view)
             checks.finish()
         except BaseException:
-            rowstream.discard(work.staged)
+            if work.staged is not None:
+                work.staged.discard()
             work.staged = None
             checks.raise_found()
             raise
     finally:
         checks.close()
         con.close()
+
+
+def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
+               checks: IntegrityChecks, full: bool) -> rowstream.ViewLoad:
+    """Read a view's stream: only the objects its previous version did not read, when that
+    version was built from the same spec by the same reader (see :func:`.rowstream.prior_of`);
+    else, or when the new versions cannot be added exactly, every object."""
+    previous, resolved = work.previous, work.resolved["input"]
+    prior = None
+    if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
+            and _same_reader(work.identities["input"], previous.inputs.get("input"))
+            and (previous.privacy or {}).get("reference_year") == reference_year(work.spec)):
+        prior = rowstream.prior_of(catalog, previous, resolved)
+    if prior is not None:
+        try:
+            view = rowstream.load_view(con, ws, work.spec, resolved, progress, checks, prior, catalog)
+            work.added = True
+            return view
+        except rowstream.NotIncremental:
+            for table in (rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__old_records", "__superseded",
+                          "__hit", "__winners", "__new_keys"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+    return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 
 def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
@@ -566,12 +642,19 @@ def _with_unknown(known: dict, rels: list[Relation]) -> dict:
 def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | None) -> BuildResult:
     spec, name, previous, table = work.spec, work.name, work.previous, work.table
     fresh: dict[str, pa.Table] | None = None
+    index: dict[str, Any] | None = None
     if work.staged is not None:
-        assert work.staged_schema is not None
-        schema, privacy, unsuppressed = work.staged_schema, work.staged_privacy, None
+        schema, privacy, unsuppressed = work.staged.schema, work.staged_privacy, None
         area = work.disclosure.area
-        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all", work.staged.sha256),
-                                             work.staged)}
+        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all",
+                                                                              work.staged.part.sha256),
+                                             work.staged.part)}
+        if work.staged.row_ids is not None and work.staged_index is not None:
+            index = {**work.staged_index, **{label: rowstream.put_part(
+                catalog.store_of("restricted"), index_key(name, label, part.sha256), part)["key"]
+                for label, part in (("row_ids", work.staged.row_ids), ("records", work.staged.records))
+                if part is not None}}
+            index.setdefault("records", None)
     else:
         assert table is not None
         unsuppressed = table
@@ -589,7 +672,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         written = _write_parts(catalog, name, fresh, work.disclosure.area)
         schema = table.schema
     periods = work.periods
-    if periods is not None and previous is not None and not work.suppressed:
+    if work.added:
+        parts, status = written, "incremental"
+    elif periods is not None and previous is not None and not work.suppressed:
         parts = {k: v for k, v in previous.partitions.items()
                  if k not in {p.isoformat() for p in periods}}
         parts.update(written)
@@ -601,6 +686,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             written = {k: v for k, v in written.items() if previous.partitions.get(k, {}).get("key") != v["key"]}
     stats: dict[str, Any] = {"schema": _schema_hex(schema),
                              "recomputed_periods": None if periods is None else [p.isoformat() for p in periods]}
+    if work.kept_input is not None:
+        stats[recordindex.INDEX] = rowstream.put_part(
+            catalog.store_of("restricted"), index_key(name, "input", work.kept_input.sha256), work.kept_input)["key"]
     if spec["kind"] == "aggregate":
         stats["counts"] = "people" if work.person_key else "records"
         stats["counted_by"] = work.person_key
@@ -609,6 +697,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     elif spec["kind"] == "view":
         person = view_person_columns(spec)
         stats["person_key"] = person[:1] or None
+        if index is not None:
+            stats[rowstream.INDEX] = index
     version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
                       partitions=parts, columns=schema.names,
                       rows=sum(p["rows"] for p in parts.values()),
@@ -692,7 +782,9 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
             results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
     finally:
         for work in group:
-            rowstream.discard(work.staged)
+            if work.staged is not None:
+                work.staged.discard()
+            rowstream.discard(work.kept_input)
     return [results[w.name] for w in group]
 
 

@@ -55,6 +55,18 @@ def part_key(name: str, area: str, label: str, sha256: str) -> str:
     return f"{area}/{name}/parts/period={label}/{sha256}.parquet"
 
 
+def _index_keys(stats: dict) -> list[str]:
+    """The record index files a version keeps in the restricted store (a view's, an aggregate's input)."""
+    view = stats.get("record_index")
+    keys = [k for k in view.values() if isinstance(k, str)] if isinstance(view, dict) else []
+    return keys + ([stats["input_index"]] if isinstance(stats.get("input_index"), str) else [])
+
+
+def index_key(name: str, label: str, sha256: str) -> str:
+    """A file of a view version's record index, always in the restricted store (it holds record keys)."""
+    return f"restricted/{name}/record-index/{label}/{sha256}.parquet"
+
+
 @dataclass
 class Version:
     name: str
@@ -259,6 +271,11 @@ class Catalog:
         for info in list(store.list(f"{area}/{name}/parts/")):
             if info.key not in used:
                 store.delete(info.key)
+        indexed = {key for v in versions if v.version in kept_ids for key in _index_keys(v.stats or {})}
+        restricted = self.store_of("restricted")
+        for info in list(restricted.list(f"restricted/{name}/record-index/")):
+            if info.key not in indexed:
+                restricted.delete(info.key)
         return dropped
 
     # --- reading ----------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Landing: fetch payloads from a connector, stage and check them, then commit data and manifests.
 
 Order of an import, each step atomic:
-1. every payload is copied into a private staging folder while its sha256 is computed;
+1. every payload is copied into a private staging folder (fsync'd);
 2. the connector reads each staged copy back, which both validates it and counts its records
-   inside and outside the requested date range; one bad payload fails the whole import and
-   nothing is committed;
+   inside and outside the requested date range (``Connector.survey`` when it can do that
+   without producing the rows, else ``read``), while a thread computes its sha256 over the same
+   bytes; one bad payload fails the whole import and nothing is committed;
 3. objects are committed (content-addressed, create-only), then a manifest per landing.
 A crash before 3 leaves only staging files, removed on the next import; a crash inside 3
 leaves complete objects and complete manifests for a prefix of the payloads, and since the
@@ -20,7 +21,9 @@ import hashlib
 import os
 import shutil
 import socket
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,21 +111,61 @@ class _Staged:
     stats: dict[str, Any]
 
 
-def _stage_copy(src: Path, dest: Path, progress: Progress) -> tuple[str, int]:
-    digest = hashlib.sha256()
+COPY_BLOCK = 64 << 20
+"""Bytes copied per step (the kernel copies them, so the file's bytes never pass through Python)."""
+HASH_BLOCK = 4 << 20
+"""Bytes hashed per update: large enough that hashlib works without the GIL most of the time."""
+
+
+def _stage_copy(src: Path, dest: Path, progress: Progress) -> int:
+    """Copy a payload into staging, durable on disk (fsync) before it is read back; its size."""
     size = 0
     try:
         with open(src, "rb") as fin, open(dest, "wb") as fout:
-            while chunk := fin.read(1 << 20):
-                digest.update(chunk)
-                fout.write(chunk)
-                size += len(chunk)
-                progress.check()
+            try:
+                while step := os.copy_file_range(fin.fileno(), fout.fileno(), COPY_BLOCK):
+                    size += step
+                    progress.check()
+            except OSError:  # file systems (or kernels) that cannot copy between these two files
+                fin.seek(size)
+                fout.seek(size)
+                while chunk := fin.read(1 << 20):
+                    fout.write(chunk)
+                    size += len(chunk)
+                    progress.check()
             fout.flush()
             os.fsync(fout.fileno())
     except OSError as exc:
         raise InputError(str(src), f"cannot read: {exc.strerror or exc}") from None
-    return digest.hexdigest(), size
+    return size
+
+
+def _sha256(path: Path, stop: threading.Event) -> str | None:
+    """The sha256 of a staged file (None when stopped early). Runs in a thread beside the
+    connector's read of the same file, which it finds in the page cache."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            if stop.is_set():
+                return None
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stage(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange, timezone: str,
+           progress: Progress) -> tuple[str, dict[str, Any]]:
+    """(sha256, landing stats) of a staged object: hashed in a thread while the connector reads it."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-hash") as pool:
+        hashed = pool.submit(_sha256, Path(obj.path or ""), stop)
+        try:
+            stats = landing_stats(connector, obj, info, rng, timezone, progress)
+        except BaseException:
+            stop.set()
+            raise
+        sha = hashed.result()
+    assert sha is not None
+    return sha, stats
 
 
 def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange,
@@ -132,6 +175,10 @@ def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: D
     lo: dt.date | None = None
     hi: dt.date | None = None
     try:
+        surveyed = connector.survey(obj, info, rng, timezone, progress)
+        if surveyed is not None:
+            progress.update(records=surveyed["records"])
+            return {**surveyed, "records_out_of_range": surveyed["records"] - surveyed["records_in_range"]}
         for batch in connector.read(obj):
             progress.check()
             records += batch.num_rows
@@ -209,14 +256,13 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
                 if payload.stream not in offered:
                     raise ConfigError(f"connector {connector.name} produced unknown stream {payload.stream!r}")
                 target = staging / f"{len(staged):06d}"
-                sha, size = _stage_copy(payload.path, target, progress)
+                size = _stage_copy(payload.path, target, progress)
             finally:
                 if payload.cleanup:
                     payload.cleanup()
             obj = RawObject(target, payload.stream, payload.name, payload.media_type, payload.meta)
             progress.update(f"checking {payload.name}")
-            stats = landing_stats(connector, obj, offered[payload.stream], date_range,
-                                  ws.timezone, progress)
+            sha, stats = _stage(connector, obj, offered[payload.stream], date_range, ws.timezone, progress)
             staged.append(_Staged(payload, target, sha, size, stats))
         result.skipped = [SkippedStream(stream, reason) for stream, reason in request.skipped]
         passed_over = {item.stream for item in result.skipped}

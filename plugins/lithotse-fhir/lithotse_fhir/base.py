@@ -7,9 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from lithotse_desktop.plugin import Connector, DateRange, NativeColumn, NativeRead, RawObject, StreamInfo
+from lithotse_desktop.plugin import Connector, DateRange, NativeColumn, NativeRead, Progress, RawObject, StreamInfo
 
-from .reader import read_ndjson_stream, read_payload
+from .reader import payload_format, read_ndjson_stream, read_payload, survey_ndjson
 from .types import R4_TYPES, date_columns, date_field, has_person, parse_type_list, patient_references
 
 VERSION = "0.2.0"
@@ -49,6 +49,15 @@ class FhirConnector(Connector):
         if obj.path is None and meta.get("format") == "ndjson" and obj.stream in R4_TYPES:
             return read_ndjson_stream(obj.open_stream(), obj.name, obj.stream, bool(meta.get("mixed")))
         return read_payload(obj.local_file(), obj.name, obj.stream, meta)
+
+    def survey(self, obj: RawObject, info: StreamInfo, date_range: DateRange, timezone: str,
+               progress: Progress) -> dict[str, Any] | None:
+        """An NDJSON file checked and counted in one DuckDB pass (Bundles are read back whole)."""
+        meta = dict(obj.meta or {})
+        if obj.path is None or obj.stream not in R4_TYPES or payload_format(obj.name, meta) != "ndjson":
+            return None
+        return survey_ndjson(obj.path, obj.name, obj.stream, bool(meta.get("mixed")), info.date_field,
+                             date_range, timezone, progress)
 
     def native_read(self, obj: RawObject) -> NativeRead | None:
         """Plain (not gzipped) NDJSON landings; Bundles and single resources are read here."""

@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lithotse_desktop.plugin import InputError, duckdb_settings
+from lithotse_desktop.plugin import DateRange, InputError, Progress, duckdb_settings
 
 from .types import R4_TYPES, TYPE_NAME, date_columns, patient_references
 
@@ -367,6 +367,64 @@ def read_ndjson(path: Path, name: str, expected: str, mixed: bool = False) -> It
         con.close()
 
 
+def survey_ndjson(path: Path, name: str, expected: str, mixed: bool, date_field: str | None,
+                  date_range: DateRange, timezone: str, progress: Progress) -> dict[str, Any] | None:
+    """What an import records of an NDJSON file (see ``Connector.survey``), from one DuckDB
+    query over it: the same extraction and checks as :func:`read_ndjson`, aggregated, so no
+    resource text or row leaves DuckDB. None for a date field this does not know."""
+    days = {None: "NULL::DATE", "date": '"date"', "lastUpdated": 'CAST(timezone($tz, "lastUpdated") AS DATE)'}
+    if date_field not in days:
+        return None
+    gz = is_gzip(path)
+    source = (f"read_ndjson_objects({_sql_str(str(path))}, compression='{'gzip' if gz else 'none'}', "
+              f"maximum_object_size={max_object_bytes()})")
+    inside = [f"day >= DATE '{date_range.start.isoformat()}'" if date_range.start else None,
+              f"day <= DATE '{date_range.end.isoformat()}'" if date_range.end else None]
+    in_range = " AND ".join(c for c in inside if c) if date_field and date_range.bounded else "true"
+    sql = f"""
+SELECT count(*) FILTER (WHERE _keep), count(*) FILTER (WHERE _keep AND {in_range}),
+       min(day) FILTER (WHERE _keep), max(day) FILTER (WHERE _keep), coalesce(bool_or(_bad), false)
+FROM (SELECT _keep, _bad, {days[date_field]} AS day FROM ({extract_sql(source, expected, mixed)}))"""
+    params = {"tz": timezone} if date_field == "lastUpdated" else None
+    con = connect()
+    try:
+        found = _interruptible(con, progress, lambda: con.execute(sql, params).fetchone())
+        assert found is not None
+        records, in_range_count, lo, hi, bad = found
+        if bad:
+            first = _interruptible(con, progress, lambda: con.execute(
+                f"SELECT min(i) FROM (SELECT row_number() OVER () - 1 AS i, _bad "
+                f"FROM ({extract_sql(source, expected, mixed)})) WHERE _bad").fetchone())
+            raise locate_ndjson(path, name, expected, mixed, first[0] if first else None)
+    except duckdb.Error as exc:
+        progress.check()
+        raise locate_ndjson(path, name, expected, mixed,
+                            detail=str(exc).split("\n")[0].replace(str(path), name)) from None
+    finally:
+        con.close()
+    return {"records": records, "records_in_range": in_range_count,
+            "date_min": lo.isoformat() if lo else None, "date_max": hi.isoformat() if hi else None}
+
+
+def _interruptible(con: duckdb.DuckDBPyConnection, progress: Progress, run):
+    """``run()`` (a query on ``con``), interrupted when ``progress`` is cancelled meanwhile."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if progress.cancelled:
+                con.interrupt()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return run()
+    finally:
+        done.set()
+        watcher.join()
+
+
 def _line_chunks(stream, limit: int = BATCH_BYTES) -> Iterator[list[bytes]]:
     """Non-blank lines of a (possibly gzipped) NDJSON stream, about ``limit`` bytes at a time."""
     head = stream.read(2)
@@ -554,14 +612,19 @@ def read_document(path: Path, name: str, expected: str) -> Iterator[pa.RecordBat
         con.close()
 
 
-def read_payload(path: Path, name: str, stream: str, meta: dict) -> Iterator[pa.RecordBatch]:
-    """Dispatch on the payload format recorded at fetch time (or guessed from the name)."""
-    if stream not in R4_TYPES:
-        raise InputError(name, f"{stream} is not a FHIR R4 resource type")
+def payload_format(name: str, meta: dict) -> str:
+    """``ndjson`` or ``document``: as recorded at fetch time, or guessed from the name."""
     fmt = meta.get("format")
     if fmt is None:
         base = name[:-3] if name.endswith(".gz") else name
         fmt = "ndjson" if base.endswith((".ndjson", ".jsonl")) else "document"
-    if fmt == "ndjson":
+    return str(fmt)
+
+
+def read_payload(path: Path, name: str, stream: str, meta: dict) -> Iterator[pa.RecordBatch]:
+    """Dispatch on the payload format recorded at fetch time (or guessed from the name)."""
+    if stream not in R4_TYPES:
+        raise InputError(name, f"{stream} is not a FHIR R4 resource type")
+    if payload_format(name, meta) == "ndjson":
         return read_ndjson(path, name, stream, bool(meta.get("mixed")))
     return read_document(path, name, stream)

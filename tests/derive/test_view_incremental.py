@@ -1,0 +1,266 @@
+"""A view after an import of a few new and updated records is built from its previous version and
+the new objects only, and gives exactly the table (rows, order, version id and bytes) a full build
+gives; where that cannot be exact it falls back to a full build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive.build import build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec
+from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
+from lithotse_desktop.raw import run_import
+from lithotse_desktop.workspace import Workspace
+
+VIEWS = [
+    {"name": "visits", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+     "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+              "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
+                                     {"name": "status", "path": "status"},
+                                     {"name": "start", "path": "period.start"}]}]}},
+    {"name": "visit_types", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+     "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+              "select": [{"column": [{"name": "id", "path": "getResourceKey()"}]},
+                         {"forEach": "type.coding", "column": [{"name": "code", "path": "code"}]}]}},
+]
+
+
+@pytest.fixture(autouse=True)
+def plugins():
+    reset_plugin_manager()
+    get_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+def encounter(i: int, version: str | None = "1", status: str = "finished", updated: str | None = None,
+              codes: int = 2) -> dict:
+    resource: dict = {"resourceType": "Encounter", "id": f"e{i}", "status": status,
+                      "period": {"start": f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z",
+                                 "end": f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}T11:00:00Z"},
+                      "subject": {"reference": f"Patient/p{i % 40}"},
+                      "type": [{"coding": [{"code": f"c{i % 5}-{k}"} for k in range(codes)]}]}
+    meta = {k: v for k, v in (("versionId", version), ("lastUpdated", updated)) if v is not None}
+    if meta:
+        resource["meta"] = meta
+    return resource
+
+
+def write(path: Path, resources: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources), "utf-8")
+
+
+def tables(ws: Workspace) -> dict[str, tuple[str, list[dict], list[str]]]:
+    catalog = Catalog(ws)
+    out = {}
+    for spec in VIEWS:
+        version = catalog.current(spec["name"])
+        out[spec["name"]] = (version.version, catalog.read(version).to_pylist(),
+                             sorted(p["key"] for p in version.partitions.values()))
+    return out
+
+
+def build_both(ws: Workspace) -> tuple[dict[str, str], dict, dict]:
+    """Build incrementally, then fully; (statuses of the first, tables after each)."""
+    statuses = {r.name: r.status for r in build_all(ws, [s["name"] for s in VIEWS])}
+    incremental = tables(ws)
+    build_all(ws, [s["name"] for s in VIEWS], full=True)
+    return statuses, incremental, tables(ws)
+
+
+@pytest.fixture
+def fhir_ws(workspace: Workspace, tmp_path: Path):
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    ws = workspace
+    ws.add_source("fhir", "fhir-files", {"path": str(folder), "resource_types": "Encounter"}, {})
+    first = [encounter(i) for i in range(300)]
+    first += [encounter(i, "2", status="cancelled") for i in range(0, 30, 3)]  # second versions in the same file
+    first += [encounter(i, None, updated=f"2021-0{1 + i % 9}-01T00:00:00Z") for i in range(300, 320)]
+    first += [encounter(i, "abc", updated="2021-05-01T00:00:00Z") for i in range(320, 330)]
+    write(folder / "Encounter.000.ndjson", first)
+    run_import(ws, "fhir")
+    for spec in VIEWS:
+        add_spec(ws, spec)
+    statuses = {r.name: r.status for r in build_all(ws, [s["name"] for s in VIEWS])}
+    assert set(statuses.values()) == {"built"}
+    return ws, folder
+
+
+def test_new_and_updated_records_are_added_to_the_previous_version_exactly(fhir_ws):
+    ws, folder = fhir_ws
+    added = [encounter(i) for i in range(1000, 1003)]
+    added += [encounter(5, "7", status="entered-in-error", codes=3)]  # newer: replaces e5
+    added += [encounter(3, "1", status="planned")]  # older than e3's version 2: e3 stays cancelled
+    added += [encounter(6, "2", codes=0)]  # newer, with no type rows at all
+    added += [encounter(305, None, status="arrived", updated="2022-01-01T00:00:00Z")]  # later lastUpdated
+    added += [encounter(321, "abd", updated="2020-01-01T00:00:00Z")]  # earlier: e321 stays
+    write(folder / "Encounter.001.ndjson", added)
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "incremental", "visit_types": "incremental"}
+    assert incremental == full  # version ids, rows in order, and the parts' bytes
+    rows = {r["id"]: r for r in incremental["visits"][1]}
+    assert len(rows) == 333
+    assert rows["e5"]["status"] == "entered-in-error"
+    assert rows["e3"]["status"] == "cancelled"
+    assert rows["e305"]["status"] == "arrived"
+    assert rows["e321"]["status"] == "finished"
+    assert not [r for r in incremental["visit_types"][1] if r["id"] == "e6"]
+    assert sum(r["id"] == "e5" for r in incremental["visit_types"][1]) == 3
+
+    write(folder / "Encounter.002.ndjson", [encounter(7, "3", status="onleave"), encounter(2000)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "incremental", "visit_types": "incremental"}, "again, from an incremental one"
+    assert incremental == full
+
+
+def test_a_version_id_that_is_no_longer_a_number_falls_back_to_a_full_build(fhir_ws):
+    ws, folder = fhir_ws
+    # e0 had versions 1 and 2 (numbers: 2 won); "zz" makes the order go by lastUpdated, where
+    # version 1 (none) and 2 (none) and zz (none) fall to the landing order: a full build decides
+    write(folder / "Encounter.001.ndjson", [encounter(0, "zz", status="planned")])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "built", "visit_types": "built"}
+    assert incremental == full
+
+
+def test_an_object_landed_again_for_another_range_builds_everything(fhir_ws):
+    ws, folder = fhir_ws
+    # the same bytes landed for another range: which landing a row belongs to may change
+    run_import(ws, "fhir", DateRange.parse("2020-03-01", None), full=True)
+    write(folder / "Encounter.001.ndjson", [encounter(4000)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "built", "visit_types": "built"}
+    assert incremental == full
+
+
+def test_a_changed_spec_builds_everything(fhir_ws):
+    ws, folder = fhir_ws
+    write(folder / "Encounter.001.ndjson", [encounter(4000)])
+    run_import(ws, "fhir")
+    changed = json.loads(json.dumps(VIEWS[0]))
+    changed["view"]["select"][0]["column"][1]["name"] = "state"
+    add_spec(ws, changed, replace=True)
+    assert [r.status for r in build_all(ws, ["visits"])] == ["built"]
+    assert "state" in Catalog(ws).current("visits").columns
+
+
+def test_old_record_indexes_are_pruned(fhir_ws):
+    ws, folder = fhir_ws
+    for n in range(1, 5):
+        write(folder / f"Encounter.{n:03d}.ndjson", [encounter(5000 + n)])
+        run_import(ws, "fhir")
+        build_all(ws, ["visits"])
+    catalog = Catalog(ws)
+    kept = {key for v in catalog.versions("visits") for key in v.stats["record_index"].values()
+            if isinstance(key, str)}
+    stored = {info.key for info in catalog.store_of("restricted").list("restricted/visits/record-index/")}
+    assert stored == kept and len(kept) == 2 * len(catalog.versions("visits"))
+
+
+# --- aggregates: the kept input ----------------------------------------------------------------
+
+AGGREGATES = [
+    {"name": "per_month", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+     "date_field": "date", "grain": "month", "suppress_below": 0,
+     "measures": [{"fn": "count", "as": "n"}, {"fn": "count_distinct", "column": "patient_id", "as": "people"}]},
+    {"name": "per_quarter", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+     "date_field": "period_end", "grain": "quarter", "suppress_below": 3,
+     "measures": [{"fn": "count", "as": "n"}]},
+]
+
+
+def aggregate_tables(ws: Workspace) -> dict:
+    catalog = Catalog(ws)
+    out = {}
+    for spec in AGGREGATES:
+        version = catalog.current(spec["name"])
+        out[spec["name"]] = (version.version, catalog.read(version).to_pylist(),
+                             sorted(p["key"] for p in version.partitions.values()), version.privacy)
+    return out
+
+
+def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
+    ws, folder = fhir_ws
+    for spec in AGGREGATES:
+        add_spec(ws, spec)
+    names = [s["name"] for s in AGGREGATES]
+    build_all(ws, names)
+    assert all(isinstance(Catalog(ws).current(n).stats.get("input_index"), str) for n in names)
+    added = [encounter(i) for i in range(1000, 1004)] + [encounter(8, "5", status="cancelled"),
+                                                         encounter(9, "1", status="planned")]
+    write(folder / "Encounter.001.ndjson", added)
+    run_import(ws, "fhir")
+    statuses = {r.name: r.status for r in build_all(ws, names)}
+    incremental = aggregate_tables(ws)
+    build_all(ws, names, full=True)
+    assert statuses["per_month"] == "incremental" and statuses["per_quarter"] == "incremental", statuses
+    assert incremental == aggregate_tables(ws)
+    per_month = {r["period"].isoformat(): r["n"] for r in incremental["per_month"][1]}
+    assert sum(per_month.values()) == 334
+    assert len(incremental["per_quarter"][1]) == 4
+
+    write(folder / "Encounter.002.ndjson", [encounter(0, "zz", status="planned")])
+    run_import(ws, "fhir")
+    statuses = {r.name: r.status for r in build_all(ws, names)}
+    assert set(statuses.values()) == {"built"}, "a version id that is not a number: everything is read"
+    before = aggregate_tables(ws)
+    build_all(ws, names, full=True)
+    assert before == aggregate_tables(ws)
+
+
+def test_a_csv_aggregate_keeps_its_input_only_with_a_key(workspace: Workspace, tmp_path: Path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "visits1.csv").write_text("visit,admit_date,ward\n" + "".join(
+        f"v{i},2024-0{1 + i % 6}-{1 + i % 27:02d},w{i % 3}\n" for i in range(200)))
+    (folder / "more").mkdir()
+    (folder / "more" / "visits1.csv").write_text((folder / "visits1.csv").read_text())
+    workspace.add_source("ehr", "csv", {"path": str(folder / "visits1.csv"), "date_column": "admit_date"}, {})
+    workspace.add_source("keyed", "csv", {"path": str(folder / "more"), "date_column": "admit_date",
+                                          "key": "visit"}, {})
+    specs = []
+    for source, stream in (("ehr", "visits1"), ("keyed", "visits1")):
+        spec = {"name": f"wards_{source}", "kind": "aggregate", "input": {"source": source, "stream": stream},
+                "date_field": "admit_date", "grain": "month", "group_by": ["ward"], "suppress_below": 0,
+                "measures": [{"fn": "count", "as": "n"}]}
+        run_import(workspace, source)
+        add_spec(workspace, spec)
+        specs.append(spec["name"])
+    build_all(workspace, specs)
+    catalog = Catalog(workspace)
+    assert "input_index" not in catalog.current("wards_ehr").stats
+    assert isinstance(catalog.current("wards_keyed").stats["input_index"], str)
+    keyed = folder / "more" / "visits1.csv"  # changed: a new object holding every record again, v3 moved
+    keyed.write_text(keyed.read_text().replace("v3,2024-04-04,w0", "v3,2024-07-02,w2") + "v999,2024-07-01,w1\n")
+    (folder / "visits1.csv").write_text((folder / "visits1.csv").read_text() + "v999,2024-07-01,w1\n")
+    for source in ("ehr", "keyed"):
+        run_import(workspace, source)
+    statuses = {r.name: r.status for r in build_all(workspace, specs)}
+    first = {n: (catalog.read(catalog.current(n)).to_pylist(), catalog.current(n).version) for n in specs}
+    build_all(workspace, specs, full=True)
+    assert first == {n: (catalog.read(catalog.current(n)).to_pylist(), catalog.current(n).version) for n in specs}
+    assert statuses == {"wards_ehr": "incremental", "wards_keyed": "incremental"}
+    assert catalog.current("wards_keyed").version == first["wards_keyed"][1]
+
+
+def test_a_record_index_that_is_gone_builds_everything(fhir_ws):
+    ws, folder = fhir_ws
+    catalog = Catalog(ws)
+    restricted = catalog.store_of("restricted")
+    for spec in VIEWS:
+        restricted.delete(catalog.current(spec["name"]).stats["record_index"]["row_ids"])
+    write(folder / "Encounter.001.ndjson", [encounter(4000)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "built", "visit_types": "built"}
+    assert incremental == full
