@@ -100,6 +100,22 @@ class Dialect:
         """A string constant written into SQL (where a bound value cannot go: a view's text)."""
         return "'" + text.replace("'", "''") + "'"
 
+    def year_start(self, column_sql: str, type_name: str) -> str | None:
+        """The first day of the value's year, kept in the column's type (``type_name`` as the
+        engine names it); a text column's first four characters when they are a year. None for
+        other types."""
+        if type_name.startswith(("DATE", "TIMESTAMP")):
+            return f"CAST(date_trunc('year', {column_sql}) AS {type_name})"
+        if type_name == "VARCHAR":
+            year = f"substr({column_sql}, 1, 4)"
+            return f"CASE WHEN regexp_full_match({year}, '[0-9]{{4}}') THEN {year} || '-01-01' END"
+        return None
+
+    def token(self, column_sql: str, salt: str, opening: str, closing: str) -> str:
+        """``opening`` + the first 32 hex digits of sha256(salt + the value as text) + ``closing``."""
+        digest = f"substr(sha256({self.text_literal(salt)} || CAST({column_sql} AS VARCHAR)), 1, 32)"
+        return f"{self.text_literal(opening)} || {digest} || {self.text_literal(closing)}"
+
     def sql_type(self, typ: pa.DataType) -> str:
         """The engine's name of an Arrow type (a cast of one object's column to its stream's type)."""
         raise NotImplementedError(f"the {self.name} dialect names no types for native reads")
@@ -197,6 +213,18 @@ class SparkDialect(Dialect):
 
     def text_literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def year_start(self, column_sql: str, type_name: str) -> str | None:
+        if type_name in ("date", "timestamp", "timestamp_ntz"):
+            return f"CAST(date_trunc('YEAR', {column_sql}) AS {type_name.upper()})"
+        if type_name == "string":
+            year = f"substr({column_sql}, 1, 4)"
+            return f"CASE WHEN {year} RLIKE '^[0-9]{{4}}$' THEN concat({year}, '-01-01') END"
+        return None
+
+    def token(self, column_sql: str, salt: str, opening: str, closing: str) -> str:
+        digest = f"substr(sha2(concat({self.text_literal(salt)}, CAST({column_sql} AS STRING)), 256), 1, 32)"
+        return f"concat({self.text_literal(opening)}, {digest}, {self.text_literal(closing)})"
 
     def sql_type(self, typ: pa.DataType) -> str:
         simple = {pa.string(): "STRING", pa.large_string(): "STRING", pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT",

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LithotseError
-from .compile import DUCKDB, PERIOD
+from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
 from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
@@ -218,19 +218,45 @@ def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str 
 
 
 # --- sql cells ------------------------------------------------------------------------------------------
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+class Masking:
+    """How one build shows a sql cells query's inputs: identifiers as tokens (a salted digest,
+    fresh for each build, so tokens only say which values are equal), birth dates as their year,
+    dropped columns gone. The same rule on every engine; only the spelling is the dialect's."""
+
+    def __init__(self) -> None:
+        self.salt = secrets.token_hex(16)
+        self.tags: dict[str, tuple[str, str]] = {}
+        """What each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`."""
+
+    def column(self, dialect: Dialect, alias: str, column: str, found: str | None,
+               type_name: str) -> str | None:
+        """The masked value of ``column`` of ``alias`` whose role is ``found`` (its SQL, named as
+        the column); None when the column is dropped. Only for columns whose role has a
+        ``cell_input`` rule."""
+        how = ROLES[found].cell_input if found is not None else None
+        if how == "drop":
+            return None
+        name = dialect.quote(column)
+        if how == "year" and (year := dialect.year_start(name, type_name)) is not None:
+            return f"{year} AS {name}"
+        tag = secrets.token_hex(4)
+        self.tags[tag] = (str(found), f"{alias}.{column}")
+        return f"{dialect.token(name, self.salt, TOKEN_OPEN + tag + ':', TOKEN_CLOSE)} AS {name}"
+
+
+def masked_role(found: str | None) -> bool:
+    """Whether a column of this role is shown otherwise to a sql cells query."""
+    return found is not None and ROLES[found].cell_input is not None
 
 
 def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
-    """Make each input of a sql cells query show its identifiers as tokens (see the module doc).
+    """Make each input of a sql cells query show its identifiers as tokens (see :class:`Masking`).
 
     The plain relation is renamed ``<alias>__plain``; ``<alias>`` becomes a view over it. Returns
     what each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`.
     """
     q = DUCKDB.quote
-    salt = secrets.token_hex(16)
-    tags: dict[str, tuple[str, str]] = {}
+    masking = Masking()
     for alias, columns in roles.items():
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
                            [alias]).fetchone()
@@ -239,23 +265,13 @@ def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str |
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {q(alias)}").fetchall()}
         replace, drop = [], []
         for column, found in columns.items():
-            how = ROLES[found].cell_input if found is not None else None
-            if how is None or column not in types:
+            if not masked_role(found) or column not in types:
                 continue
-            if how == "drop":
+            masked = masking.column(DUCKDB, alias, column, found, types[column])
+            if masked is None:
                 drop.append(q(column))
-            elif how == "year" and types[column].startswith(("DATE", "TIMESTAMP")):
-                replace.append(f"CAST(date_trunc('year', {q(column)}) AS {types[column]}) AS {q(column)}")
-            elif how == "year" and types[column] == "VARCHAR":
-                year = f"substr({q(column)}, 1, 4)"
-                replace.append(f"CASE WHEN regexp_full_match({year}, '[0-9]{{4}}') THEN {year} || '-01-01' END "
-                               f"AS {q(column)}")
             else:
-                tag = secrets.token_hex(4)
-                tags[tag] = (str(found), f"{alias}.{column}")
-                digest = f"substr(sha256({_literal(salt)} || CAST({q(column)} AS VARCHAR)), 1, 32)"
-                replace.append(f"{_literal(TOKEN_OPEN + tag + ':')} || {digest} || {_literal(TOKEN_CLOSE)} "
-                               f"AS {q(column)}")
+                replace.append(masked)
         if not replace and not drop:
             continue
         statement = "VIEW" if kind[0] == "VIEW" else "TABLE"
@@ -263,7 +279,7 @@ def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str |
         exclude = f" EXCLUDE ({', '.join(drop)})" if drop else ""
         replaced = f" REPLACE ({', '.join(replace)})" if replace else ""
         con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude}{replaced} FROM {q(alias + '__plain')}")
-    return tags
+    return masking.tags
 
 
 _TOKEN_TAG = re.compile(TOKEN_OPEN + r"([0-9a-fA-F]{8})")

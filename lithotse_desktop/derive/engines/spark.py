@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -56,8 +55,7 @@ from ...raw.verify import IntegrityChecks
 from ...workspace import Workspace
 from ..catalog import Catalog, Version
 from ..compile import SPARK, Span, native_object_sql, period_query
-from ..disclosure import TOKEN_CLOSE, TOKEN_OPEN
-from ..identifiers import ROLES
+from ..disclosure import Masking, masked_role
 from ..inputs import StreamInput, dedupe_query, fresh_landings, stream_key
 from . import Engine, EngineSession
 
@@ -525,8 +523,7 @@ class SparkBuild(EngineSession):
         :func:`..disclosure.mask_inputs` (``<alias>`` over ``<alias>__plain``; a salted digest per
         value, fresh for each build, so tokens only say which values are equal)."""
         q = SPARK.quote
-        salt = secrets.token_hex(16)
-        tags: dict[str, tuple[str, str]] = {}
+        masking = Masking()
         for alias, columns in roles.items():
             if alias not in self.definitions:
                 continue
@@ -535,24 +532,13 @@ class SparkBuild(EngineSession):
             picked, changed = [], False
             for column, typ in types.items():
                 found = columns.get(column)
-                how = ROLES[found].cell_input if found is not None else None
-                if how is None:
+                if not masked_role(found):
                     picked.append(q(column))
                     continue
                 changed = True
-                if how == "drop":
-                    continue
-                if how == "year" and typ in ("date", "timestamp", "timestamp_ntz"):
-                    picked.append(f"CAST(date_trunc('YEAR', {q(column)}) AS {typ.upper()}) AS {q(column)}")
-                elif how == "year" and typ == "string":
-                    year = f"substr({q(column)}, 1, 4)"
-                    picked.append(f"CASE WHEN {year} RLIKE '^[0-9]{{4}}$' THEN concat({year}, '-01-01') END "
-                                  f"AS {q(column)}")
-                else:
-                    tag = secrets.token_hex(4)
-                    tags[tag] = (str(found), f"{alias}.{column}")
-                    digest = f"substr(sha2(concat('{salt}', CAST({q(column)} AS STRING)), 256), 1, 32)"
-                    picked.append(f"concat('{TOKEN_OPEN}{tag}:', {digest}, '{TOKEN_CLOSE}') AS {q(column)}")
+                masked = masking.column(SPARK, alias, column, found, typ)
+                if masked is not None:
+                    picked.append(masked)
             if not changed:
                 continue
             definition = self.definitions[alias]
@@ -562,7 +548,7 @@ class SparkBuild(EngineSession):
                 definition.createOrReplaceTempView(plain)
                 self.views.append(plain)
             self._view(alias, f"SELECT {', '.join(picked) or 'NULL AS __nothing'} FROM {q(plain)}")
-        return tags
+        return masking.tags
 
     def lock_down(self, user_sql: bool = False) -> None:
         """SQL may not name files itself (``parquet.`/path```); the inputs are views already. A
