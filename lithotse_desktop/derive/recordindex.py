@@ -22,15 +22,23 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ..errors import ConfigError, LithotseError, NotFound
+from ..errors import ConfigError, LithotseError
 from ..progress import Progress
-from ..raw.reader import PROVENANCE, StoredObject, read_object
-from ..raw.sources import make_connector
+from ..raw.reader import PROVENANCE
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, stream_key
-from .rowstream import NotIncremental, StagedPart, _part_batches, _staged, newest_over, staging_dir
+from .rowstream import (
+    NotIncremental,
+    StagedPart,
+    _landed_batches,
+    _part_batches,
+    _staged,
+    first_read,
+    newest_over,
+    staging_dir,
+)
 
 INDEX = "input_index"
 """An aggregate version's stats entry: the key of its kept input in the restricted store."""
@@ -88,12 +96,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     q = DUCKDB.quote
     skip = prior.skip if prior is not None else set()
     batches = _batches(ws, resolved, progress, checks, skip, unused)
-    first = next(batches, None)
-    if first is None:
-        if prior is not None:
-            raise NotIncremental("no new records")
-        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
-                       f"import it first (lithotse import {resolved.source})")
+    first = first_read(batches, resolved, incremental=prior is not None)
     if prior is not None:
         old = _part_batches(catalog, prior.key, ws)
         head = next(old, None)
@@ -207,15 +210,9 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
 def _batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
              skip: set[str], unused: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
     """The rows of the objects not in ``skip``, with provenance, without the ``unused`` columns."""
-    connector = make_connector(ws, resolved.source)
-    stored: StoredObject
-    for stored in resolved.objects(ws):
-        if stored.sha256 in skip:
-            continue
-        progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
-        for batch in read_object(ws, stored, connector, checks, provenance=True):
-            kept = [n for n in batch.schema.names if n not in unused]
-            yield batch.select(kept) if len(kept) < batch.num_columns else batch
+    for _stored, batch in _landed_batches(ws, resolved, progress, checks, skip):
+        kept = [n for n in batch.schema.names if n not in unused]
+        yield batch.select(kept) if len(kept) < batch.num_columns else batch
 
 
 def stage(con: duckdb.DuckDBPyConnection, ws: Workspace) -> StagedPart:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +38,8 @@ from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql
 from .inputs import NUMERIC_VERSIONS, StreamInput, dedupe_query, stream_key
 from .kinds.view import rows_query
+
+T = TypeVar("T")
 
 ROW_ID = "__lithotse_record"
 """The landed record a view row came from (a number in reading order, so within one landing,
@@ -152,12 +154,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     them and its record index — and return what :func:`write_part` writes."""
     q = DUCKDB.quote
     pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set())
-    first = next(pending, None)
-    if first is None:
-        if prior is not None:
-            raise NotIncremental("no new records")
-        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
-                       f"import it first (lithotse import {resolved.source})")
+    first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
     key = stream_key(resolved, columns)
@@ -329,6 +326,18 @@ def _table_from_part(con: duckdb.DuckDBPyConnection, catalog: Any, key: str, tab
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM __part")
     finally:
         con.unregister("__part")
+
+
+def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool) -> T:
+    """The first item read from a stream's objects; none is "nothing new" for an incremental
+    build (which then builds whole) and "import first" otherwise."""
+    first = next(pending, None)
+    if first is None:
+        if incremental:
+            raise NotIncremental("no new records")
+        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
+                       f"import it first (lithotse import {resolved.source})")
+    return first
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
