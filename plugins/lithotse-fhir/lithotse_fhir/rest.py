@@ -178,6 +178,10 @@ class FhirRestConnector(FhirConnector):
                 versions = [(version_key(res), utc_text(upd) or "") for res in resources
                             if isinstance(upd := (res.get("meta") or {}).get("lastUpdated"), str)]
                 stamps.extend(versions)
+                if len(stamps) > 4 * MAX_SEEN and newest:
+                    # the watermark only grows: what is outside its window now stays outside
+                    window = looked_back(newest, self.overlap)
+                    stamps = [(v, stamp) for v, stamp in stamps if stamp > window]
                 if resources and not (len(versions) == len(resources) and all(v in known for v, _ in versions)):
                     stamp = newest_update(resources)
                     newest = max(filter(None, [newest, stamp]), default=None)
