@@ -4,10 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 bash scripts/setup.sh --test
-# npm packages of the Medplum FHIR server that the fhir-rest tests run, exactly as locked
-npm ci --prefix tests/plugins/fhir/medplum --no-audit --no-fund --loglevel=error
-# the Office add-in's test and build tools (custom-functions-metadata, office-addin-mock, playwright-core)
-npm ci --prefix addin --no-audit --no-fund --loglevel=error
+# npm packages of the Medplum FHIR server that the fhir-rest tests run, exactly as locked, and the
+# Office add-in's test and build tools (custom-functions-metadata, office-addin-mock, playwright-core).
+# Run inside each folder, not with --prefix: --prefix also moves npm's global config to
+# <folder>/etc/npmrc, so a machine's own npm settings (its cafile behind a TLS-inspecting proxy)
+# would be ignored.
+(cd tests/plugins/fhir/medplum && npm ci --no-audit --no-fund --loglevel=error)
+(cd addin && npm ci --no-audit --no-fund --loglevel=error)
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 mkdir -p .ci-work
 status=0

@@ -46,7 +46,7 @@ def node_command() -> list[str]:
     if installed != ROUTER_VERSION:
         found = f"version {installed} is installed" if installed else "it is not installed"
         pytest.fail(f"the Medplum FHIR test server needs @medplum/fhir-router {ROUTER_VERSION}, but "
-                    f"{found}; run: npm ci --prefix {FOLDER}  (bash scripts/test.sh does)", pytrace=False)
+                    f"{found}; run: (cd {FOLDER} && npm ci)  (bash scripts/test.sh does)", pytrace=False)
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
     major = int(version.strip().lstrip("v").split(".")[0])
     if major < 20:
