@@ -1,7 +1,7 @@
 """Landing: fetch payloads from a connector, stage and check them, then commit data and manifests.
 
 Order of an import, each step atomic:
-1. every payload is copied into a private staging folder (fsync'd);
+1. every payload is copied into a private staging folder (flushed to disk, fsync, while step 2 reads it);
 2. the connector reads each staged copy back, which both validates it and counts its records
    inside and outside the requested date range (``Connector.survey`` when it can do that
    without producing the rows, else ``read``), while a thread computes its sha256 over the same
@@ -118,7 +118,8 @@ HASH_BLOCK = 4 << 20
 
 
 def _stage_copy(src: Path, dest: Path, progress: Progress) -> int:
-    """Copy a payload into staging, durable on disk (fsync) before it is read back; its size."""
+    """Copy a payload into staging; its size. Made durable (fsync) by :func:`_sha256` while the
+    connector reads the copy, so the disk flush overlaps the check instead of preceding it."""
     size = 0
     try:
         with open(src, "rb") as fin, open(dest, "wb") as fout:
@@ -133,22 +134,22 @@ def _stage_copy(src: Path, dest: Path, progress: Progress) -> int:
                     fout.write(chunk)
                     size += len(chunk)
                     progress.check()
-            fout.flush()
-            os.fsync(fout.fileno())
     except OSError as exc:
         raise InputError(str(src), f"cannot read: {exc.strerror or exc}") from None
     return size
 
 
 def _sha256(path: Path, stop: threading.Event) -> str | None:
-    """The sha256 of a staged file (None when stopped early). Runs in a thread beside the
-    connector's read of the same file, which it finds in the page cache."""
+    """The sha256 of a staged file, which is then flushed to disk (None when stopped early).
+    Runs in a thread beside the connector's read of the same file, which it finds in the page
+    cache; the object is committed only after both, so it is durable before it lands."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(path, "r+b") as fh:  # writable: some systems flush only files open for writing
         while block := fh.read(HASH_BLOCK):
             if stop.is_set():
                 return None
             digest.update(block)
+        os.fsync(fh.fileno())
     return digest.hexdigest()
 
 
