@@ -213,7 +213,8 @@ class _Work:
     """What a view's record index records besides its files (rows read, landings ranked)."""
     added: bool = False
     """A view or aggregate built from its previous version and the new objects only."""
-    kept_input: rowstream.StagedPart | None = None
+    kept_input: recordindex.StagedInput | None = None
+    kept_reused: list[dict] = field(default_factory=list)
     """An aggregate's input as the next build starts from it (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
@@ -323,7 +324,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
                                                                 incremental)
                 incremental = False
-                work.kept_input = recordindex.stage(session.con, ws)  # type: ignore[attr-defined]
+                work.kept_input = recordindex.stage(session.con, ws, work.kept_reused)  # type: ignore[attr-defined]
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -395,6 +396,7 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
             loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
                                       work.spec if by_period else None, ws.timezone)
             work.added = loaded.periods is None
+            work.kept_reused = loaded.reused
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
             for table in ("__old_input", "__new_input", recordindex.KEPT, "__hit", "__winners", "__new_keys",
@@ -687,8 +689,11 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     stats: dict[str, Any] = {"schema": _schema_hex(schema),
                              "recomputed_periods": None if periods is None else [p.isoformat() for p in periods]}
     if work.kept_input is not None:
-        stats[recordindex.INDEX] = rowstream.put_part(
-            catalog.store_of("restricted"), index_key(name, "input", work.kept_input.sha256), work.kept_input)["key"]
+        files = list(work.kept_input.reused)
+        for landing, part in work.kept_input.written:
+            placed = rowstream.put_part(catalog.store_of("restricted"), index_key(name, "input", part.sha256), part)
+            files.append({"landing": landing, **placed})
+        stats[recordindex.INDEX] = sorted(files, key=lambda f: (f["landing"], f["key"]))
     if spec["kind"] == "aggregate":
         stats["counts"] = "people" if work.person_key else "records"
         stats["counted_by"] = work.person_key
@@ -784,7 +789,8 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         for work in group:
             if work.staged is not None:
                 work.staged.discard()
-            rowstream.discard(work.kept_input)
+            if work.kept_input is not None:
+                work.kept_input.discard()
     return [results[w.name] for w in group]
 
 

@@ -59,7 +59,11 @@ def _index_keys(stats: dict) -> list[str]:
     """The record index files a version keeps in the restricted store (a view's, an aggregate's input)."""
     view = stats.get("record_index")
     keys = [k for k in view.values() if isinstance(k, str)] if isinstance(view, dict) else []
-    return keys + ([stats["input_index"]] if isinstance(stats.get("input_index"), str) else [])
+    kept = stats.get("input_index")
+    if isinstance(kept, str):
+        return [*keys, kept]
+    return keys + [f["key"] for f in kept if isinstance(f, dict) and isinstance(f.get("key"), str)] \
+        if isinstance(kept, list) else keys
 
 
 def index_key(name: str, label: str, sha256: str) -> str:

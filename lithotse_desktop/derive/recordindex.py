@@ -9,14 +9,20 @@ of each record among the kept ones and the new ones — what choosing over every
 since a version that lost still loses unless a record's version ids stop being all numbers (then
 it reads everything) — and runs the aggregate's whole query over that small table: every cell is
 computed as a full build computes it, without parsing a resource again.
+
+The kept input is stored as one Parquet file per landing (the rows of the records it holds that are
+still newest), so an update writes only the files of the new landings and of the landings whose
+records it replaced; the other files are kept as they are, named by the new version again.
 """
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -33,7 +39,6 @@ from .rowstream import (
     NotIncremental,
     StagedPart,
     _landed_batches,
-    _part_batches,
     _staged,
     first_read,
     newest_over,
@@ -41,7 +46,9 @@ from .rowstream import (
 )
 
 INDEX = "input_index"
-"""An aggregate version's stats entry: the key of its kept input in the restricted store."""
+"""An aggregate version's stats entry: its kept input in the restricted store, a list of
+``{"landing", "key", "rows"}`` (one file per landing; versions built before that kept one file,
+named by a plain key)."""
 KEPT = "__kept_input"
 LANDING_ORDER = ("_landed_at", "_landing_id", "_row")
 
@@ -55,13 +62,16 @@ class KeptInput:
     """Built from the previous version's kept input and the new objects only."""
     periods: list[Any] | None = None
     """The periods whose cells may differ from the previous version's (see :func:`load`)."""
+    reused: list[dict] = field(default_factory=list)
+    """Files of the previous kept input whose landings' rows are unchanged: kept as they are."""
 
 
 @dataclass
 class Prior:
     """What an incremental build takes from the previous version's kept input."""
 
-    key: str
+    files: list[dict]
+    """Its files (see :data:`INDEX`); ``landing`` is None in a kept input of one file."""
     skip: set[str]
     """Objects whose rows it holds as they are: not read again."""
     dropped: list[str]
@@ -72,8 +82,9 @@ class Prior:
 
 def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None:
     """The previous version's kept input as a start, unless it or an object it read is gone."""
-    key = (previous.stats or {}).get(INDEX) if previous is not None else None
-    if not isinstance(key, str) or catalog.store_of("restricted").stat(key) is None:
+    files = kept_files((previous.stats or {}).get(INDEX)) if previous is not None else []
+    restricted = catalog.store_of("restricted")
+    if not files or any(restricted.stat(f["key"]) is None for f in files):
         return None
     old = {tuple(x) for x in previous.inputs.get("input", {}).get("objects", [])}
     new = {(m.sha256, m.range_from, m.range_to) for m in resolved.manifests}
@@ -82,7 +93,16 @@ def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior 
     again = {x[0] for x in new - old}
     dropped = [m.id for m in resolved.manifests if m.sha256 in again and (m.sha256, m.range_from, m.range_to) in old]
     fresh = [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
-    return Prior(key, {x[0] for x in old} - again, dropped, fresh)
+    return Prior(files, {x[0] for x in old} - again, dropped, fresh)
+
+
+def kept_files(index: Any) -> list[dict]:
+    """The files of a version's kept input (see :data:`INDEX`), whichever way it was recorded."""
+    if isinstance(index, str):
+        return [{"landing": None, "key": index}]
+    if isinstance(index, list) and all(isinstance(f, dict) and isinstance(f.get("key"), str) for f in index):
+        return index
+    return []
 
 
 def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str, resolved: StreamInput,
@@ -98,15 +118,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     batches = _batches(ws, resolved, progress, checks, skip, unused)
     first = first_read(batches, resolved, incremental=prior is not None)
     if prior is not None:
-        old = _part_batches(catalog, prior.key, ws)
-        head = next(old, None)
-        if head is None:
-            raise NotIncremental("the previous version kept no records")  # nothing to save: read everything
-        con.register("__old", pa.RecordBatchReader.from_batches(head.schema, chain([head], old)))
-        try:
-            con.execute("CREATE TABLE __old_input AS SELECT * FROM __old")
-        finally:
-            con.unregister("__old")
+        _table_from_files(con, catalog, [f["key"] for f in prior.files], "__old_input", ws)
     where = f"{resolved.source}/{resolved.stream}"
     # a full load reads the objects straight into the query choosing the newest versions (or
     # into the kept table); an incremental one keeps the new rows for the steps below
@@ -144,11 +156,17 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         if periods_of is not None:
             periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
     query = None
+    reused: list[dict] = []
     if key and prior is not None:
         try:
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned, KEPT)
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
+        if all(f.get("landing") is not None for f in prior.files):
+            # a landing's file is unchanged unless one of its records met a new version, or it is gone
+            met = {r[0] for r in con.execute("SELECT DISTINCT _landing_id FROM __hit").fetchall()}
+            changed = met | set(prior.dropped) | set(prior.fresh)
+            reused = [f for f in prior.files if f["landing"] not in changed]
         for table in ("__hit", "__winners"):
             con.execute(f"DROP TABLE {table}")
     elif key:
@@ -184,7 +202,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
-    return KeptInput(schema, prior is not None, periods)
+    return KeptInput(schema, prior is not None, periods, reused)
 
 
 def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: str, fresh: list[str],
@@ -215,15 +233,67 @@ def _batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: I
         yield batch.select(kept) if len(kept) < batch.num_columns else batch
 
 
-def stage(con: duckdb.DuckDBPyConnection, ws: Workspace) -> StagedPart:
-    """The kept input as a local zstd Parquet file, for the version to keep in the restricted
-    store; written by DuckDB itself, so before the connection is locked down."""
-    path = staging_dir(ws) / f"{uuid.uuid4().hex}.parquet"
+def _table_from_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], table: str,
+                      ws: Workspace) -> None:
+    """``table`` from Parquet files of the restricted store, read by DuckDB where they lie (a
+    remote store's are fetched to staging first)."""
+    store = catalog.store_of("restricted")
+    fetched: list[Path] = []
+    paths = []
     try:
-        quoted = str(path).replace("'", "''")
-        con.execute(f"COPY {KEPT} TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
-        found = con.execute(f"SELECT count(*) FROM {KEPT}").fetchone()
-        return _staged(path, int(found[0]) if found else 0)
+        for key in keys:
+            path = store.local_path(key)
+            if path is None:
+                path = staging_dir(ws) / f"{uuid.uuid4().hex}.parquet"
+                fetched.append(path)
+                store.fetch_to(key, path)
+            paths.append(str(path))
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet($paths)", {"paths": paths})
+    finally:
+        for path in fetched:
+            path.unlink(missing_ok=True)
+    (found,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+    if not found[0]:
+        raise NotIncremental("the previous version kept no records")  # nothing to save: read everything
+
+
+@dataclass
+class StagedInput:
+    """A kept input ready to be stored: files written for this version, and files it keeps."""
+
+    written: list[tuple[str, StagedPart]]
+    reused: list[dict]
+
+    def discard(self) -> None:
+        for _landing, part in self.written:
+            part.path.unlink(missing_ok=True)
+
+
+def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> StagedInput:
+    """The kept input's files for the landings not ``reused`` as local zstd Parquet files (one
+    per landing, rows in their order), for the version to keep in the restricted store; written
+    by DuckDB itself, so before the connection is locked down."""
+    folder = staging_dir(ws) / uuid.uuid4().hex
+    skip = [f["landing"] for f in reused]
+    written: list[tuple[str, StagedPart]] = []
+    try:
+        quoted = str(folder).replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM {KEPT} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
+                    f"ORDER BY _landing_id, _row) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd, "
+                    f"PARTITION_BY (_landing_id), WRITE_PARTITION_COLUMNS true)", {"skip": skip})
+        files = sorted(str(p) for p in folder.rglob("*.parquet"))
+        if files:
+            found = con.execute("SELECT filename, any_value(_landing_id), count(*) FROM "
+                                "read_parquet($files, filename = true, hive_partitioning = false) GROUP BY ALL",
+                                {"files": files}).fetchall()
+            for name, landing, rows in sorted(found, key=lambda r: (r[1], r[0])):
+                part = _staged(Path(name), int(rows))
+                moved = staging_dir(ws) / f"{part.sha256}-{uuid.uuid4().hex[:8]}.parquet"
+                Path(name).rename(moved)
+                written.append((landing, StagedPart(moved, part.sha256, part.rows, part.bytes)))
+        return StagedInput(written, list(reused))
     except BaseException:
-        path.unlink(missing_ok=True)
+        StagedInput(written, []).discard()
         raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -12,6 +12,7 @@ import pytest
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.recordindex import kept_files
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import run_import
@@ -195,7 +196,7 @@ def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
         add_spec(ws, spec)
     names = [s["name"] for s in AGGREGATES]
     build_all(ws, names)
-    assert all(isinstance(Catalog(ws).current(n).stats.get("input_index"), str) for n in names)
+    assert all(kept_files(Catalog(ws).current(n).stats.get("input_index")) for n in names)
     added = [encounter(i) for i in range(1000, 1004)] + [encounter(8, "5", status="cancelled"),
                                                          encounter(9, "1", status="planned")]
     write(folder / "Encounter.001.ndjson", added)
@@ -216,6 +217,44 @@ def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
     before = aggregate_tables(ws)
     build_all(ws, names, full=True)
     assert before == aggregate_tables(ws)
+
+
+def test_an_update_rewrites_only_the_kept_input_files_of_landings_it_touches(fhir_ws):
+    ws, folder = fhir_ws
+    add_spec(ws, AGGREGATES[0])
+    build_all(ws, ["per_month"])
+    catalog = Catalog(ws)
+
+    def files() -> dict:
+        return {f["landing"]: (f["key"], f["rows"]) for f in catalog.current("per_month").stats["input_index"]}
+
+    first = files()
+    assert len(first) == 1 and sum(rows for _, rows in first.values()) == 330
+    write(folder / "Encounter.001.ndjson", [encounter(i) for i in range(1000, 1010)])
+    run_import(ws, "fhir")
+    assert [r.status for r in build_all(ws, ["per_month"])] == ["incremental"]
+    second = files()
+    assert {k: v for k, v in second.items() if k in first} == first, "the untouched landing's file is kept"
+    assert sorted(rows for _, rows in second.values()) == [10, 330]
+    write(folder / "Encounter.002.ndjson", [encounter(3, "7", status="cancelled")])
+    run_import(ws, "fhir")
+    assert [r.status for r in build_all(ws, ["per_month"])] == ["incremental"]
+    third = files()
+    (old_landing,) = first
+    assert third[old_landing][1] == 329 and third[old_landing][0] != first[old_landing][0]
+    assert {k: v for k, v in third.items() if k not in first and v[1] == 10} == \
+        {k: v for k, v in second.items() if k not in first}, "the second landing's file is kept"
+    incremental = catalog.read(catalog.current("per_month")).to_pylist()
+    build_all(ws, ["per_month"], full=True)
+    assert catalog.read(catalog.current("per_month")).to_pylist() == incremental
+    stored = {info.key for info in catalog.store_of("restricted").list("restricted/per_month/record-index/")}
+    assert {key for key, _ in files().values()} <= stored
+
+
+def test_a_kept_input_recorded_as_one_file_is_read_as_one():
+    assert kept_files("restricted/x/record-index/input/ab.parquet") == [
+        {"landing": None, "key": "restricted/x/record-index/input/ab.parquet"}]
+    assert kept_files(None) == [] and kept_files([{"landing": "l"}]) == []
 
 
 def test_a_csv_aggregate_keeps_its_input_only_with_a_key(workspace: Workspace, tmp_path: Path):
@@ -239,7 +278,7 @@ def test_a_csv_aggregate_keeps_its_input_only_with_a_key(workspace: Workspace, t
     build_all(workspace, specs)
     catalog = Catalog(workspace)
     assert "input_index" not in catalog.current("wards_ehr").stats
-    assert isinstance(catalog.current("wards_keyed").stats["input_index"], str)
+    assert kept_files(catalog.current("wards_keyed").stats["input_index"])
     keyed = folder / "more" / "visits1.csv"  # changed: a new object holding every record again, v3 moved
     keyed.write_text(keyed.read_text().replace("v3,2024-04-04,w0", "v3,2024-07-02,w2") + "v999,2024-07-01,w1\n")
     (folder / "visits1.csv").write_text((folder / "visits1.csv").read_text() + "v999,2024-07-01,w1\n")
