@@ -399,9 +399,7 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
             work.kept_reused = loaded.reused
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
-            for table in ("__old_input", "__new_input", recordindex.KEPT, "__hit", "__winners", "__new_keys",
-                          "__fresh_ids"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+            recordindex.discard(con)
             con.execute("DROP VIEW IF EXISTS input")
     return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
 

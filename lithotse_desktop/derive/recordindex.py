@@ -118,7 +118,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     batches = _batches(ws, resolved, progress, checks, skip, unused)
     first = first_read(batches, resolved, incremental=prior is not None)
     if prior is not None:
-        _table_from_files(con, catalog, [f["key"] for f in prior.files], "__old_input", ws)
+        _old_files(con, catalog, [f["key"] for f in prior.files], ws)
     where = f"{resolved.source}/{resolved.stream}"
     # a full load reads the objects straight into the query choosing the newest versions (or
     # into the kept table); an incremental one keeps the new rows for the steps below
@@ -138,28 +138,30 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         raise ConfigError(f"{where}: key column(s) {missing} are not in the data")
     versioned = bool(key) and "versionId" in columns
     if prior is not None:
-        old_columns = [r[0] for r in con.execute("DESCRIBE __old_input").fetchall()]
+        old_columns = [r[0] for r in con.execute("DESCRIBE __old_files").fetchall()]
         same = [c for c in old_columns if c != NUMERIC_VERSIONS] == columns
         if not same or versioned != (NUMERIC_VERSIONS in old_columns):
             raise NotIncremental("the input's columns changed")
     cols = ", ".join(q(c) for c in columns)
     periods = None
     if prior is not None:
-        if prior.dropped:
-            gone = "_landing_id IN (SELECT unnest($ids))"
-            if versioned:  # a dropped row's flag also spoke for versions in other objects, not read again
-                mixed = con.execute(f"SELECT count(*) FROM __old_input WHERE {gone} AND NOT {NUMERIC_VERSIONS}",
-                                    {"ids": prior.dropped}).fetchone()
-                if mixed and mixed[0]:
-                    raise NotIncremental("records landed again have version ids that are not numbers")
-            con.execute(f"DELETE FROM __old_input WHERE {gone}", {"ids": prior.dropped})
+        con.execute("CREATE TEMP TABLE __gone AS SELECT unnest($ids::VARCHAR[]) AS id", {"ids": prior.dropped})
+        gone = "_landing_id IN (SELECT id FROM __gone)"
+        if prior.dropped and versioned:  # a dropped row's flag also spoke for versions in other objects
+            (mixed,) = con.execute(f"SELECT count(*) FROM __old_files WHERE {gone} AND NOT {NUMERIC_VERSIONS}"
+                                   ).fetchall()
+            if mixed[0]:
+                raise NotIncremental("records landed again have version ids that are not numbers")
+        con.execute(f"CREATE VIEW __old_input AS SELECT * FROM __old_files WHERE NOT {gone}")
         if periods_of is not None:
             periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
     query = None
     reused: list[dict] = []
     if key and prior is not None:
         try:
-            newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned, KEPT)
+            # over a view of the kept files: they are read once, as the kept table is made below
+            newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
+                        "__kept_view", as_view=True)
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
         if all(f.get("landing") is not None for f in prior.files):
@@ -167,8 +169,8 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
             met = {r[0] for r in con.execute("SELECT DISTINCT _landing_id FROM __hit").fetchall()}
             changed = met | set(prior.dropped) | set(prior.fresh)
             reused = [f for f in prior.files if f["landing"] not in changed]
-        for table in ("__hit", "__winners"):
-            con.execute(f"DROP TABLE {table}")
+        con.execute("DROP TABLE __hit")
+        query = "SELECT * FROM __kept_view"
     elif key:
         parts = ", ".join(q(k) for k in key)
         order = []
@@ -196,8 +198,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     finally:
         if prior is None:
             con.unregister("__new")
-    con.execute("DROP TABLE IF EXISTS __old_input")
-    con.execute("DROP TABLE IF EXISTS __new_input")
+    discard(con, keep=(KEPT,))
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
@@ -233,28 +234,38 @@ def _batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: I
         yield batch.select(kept) if len(kept) < batch.num_columns else batch
 
 
-def _table_from_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], table: str,
-                      ws: Workspace) -> None:
-    """``table`` from Parquet files of the restricted store, read by DuckDB where they lie (a
-    remote store's are fetched to staging first)."""
+def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws: Workspace) -> None:
+    """``__old_files``: the previous kept input, a view over its files where they lie (read while
+    the kept table is made, before the connection is locked down); a remote store's are fetched
+    and loaded into a table."""
     store = catalog.store_of("restricted")
-    fetched: list[Path] = []
-    paths = []
-    try:
-        for key in keys:
-            path = store.local_path(key)
-            if path is None:
-                path = staging_dir(ws) / f"{uuid.uuid4().hex}.parquet"
-                fetched.append(path)
+    local = [store.local_path(key) for key in keys]
+    if all(path is not None for path in local):
+        listed = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
+        con.execute(f"CREATE VIEW __old_files AS SELECT * FROM read_parquet([{listed}])")
+    else:
+        fetched = [staging_dir(ws) / f"{uuid.uuid4().hex}.parquet" for _ in keys]
+        try:
+            for key, path in zip(keys, fetched, strict=True):
                 store.fetch_to(key, path)
-            paths.append(str(path))
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet($paths)", {"paths": paths})
-    finally:
-        for path in fetched:
-            path.unlink(missing_ok=True)
-    (found,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+            con.execute("CREATE TABLE __old_files AS SELECT * FROM read_parquet($paths)",
+                        {"paths": [str(p) for p in fetched]})
+        finally:
+            for path in fetched:
+                path.unlink(missing_ok=True)
+    (found,) = con.execute("SELECT count(*) FROM __old_files").fetchall()
     if not found[0]:
         raise NotIncremental("the previous version kept no records")  # nothing to save: read everything
+
+
+def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
+    """Drop the tables and views loading a kept input made, but ``keep`` (views first: they
+    name the tables)."""
+    names = (KEPT, "__kept_view", "__old_input", "__old_files", "__hit", "__winners", "__new_keys", "__fresh_ids",
+             "__gone", "__new_input")
+    found = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    for name in sorted((n for n in names if n in found and n not in keep), key=lambda n: found[n] != "VIEW"):
+        con.execute(f"DROP {'VIEW' if found[name] == 'VIEW' else 'TABLE'} {name}")
 
 
 @dataclass

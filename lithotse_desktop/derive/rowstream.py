@@ -216,13 +216,14 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
 
 
 def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str], cols: list[str],
-                order_last: list[str], versioned: bool, table: str) -> None:
+                order_last: list[str], versioned: bool, table: str, *, as_view: bool = False) -> None:
     """Make ``table``: the newest version of each record over ``old`` (the newest version of each
     record before, with :data:`NUMERIC_VERSIONS` when ``versioned``) and ``new`` (new versions),
     and ``__winners``: the newest of the records ``new`` holds. Only those records are chosen
     again; the others are kept as they are. Exactly what choosing over every version gives, since
     a version that lost before still loses — unless a record's version ids stop being all numbers,
-    which changes the order (:class:`NotIncremental`)."""
+    which changes the order (:class:`NotIncremental`). ``as_view``: ``table`` is a view over
+    ``old``, ``__new_keys`` and ``__winners`` (which then stay), so ``old`` is not copied."""
     q = DUCKDB.quote
     parts = ", ".join(q(k) for k in key)
     on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
@@ -249,9 +250,10 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
     order += [f"{q(c)} DESC" for c in order_last if c in cols]
     outs = ", ".join(q(c) for c in out)
     con.execute(f"CREATE TEMP TABLE __winners AS {dedupe_sql(both, key, order, DUCKDB, columns=out)}")
-    con.execute(f"CREATE TABLE {table} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n "
-                f"ON {on}) UNION ALL SELECT {outs} FROM __winners")
-    con.execute("DROP TABLE __new_keys")
+    con.execute(f"CREATE {'VIEW' if as_view else 'TABLE'} {table} AS SELECT {outs} FROM (SELECT o.* FROM {old} o "
+                f"ANTI JOIN __new_keys n ON {on}) UNION ALL SELECT {outs} FROM __winners")
+    if not as_view:
+        con.execute("DROP TABLE __new_keys")
 
 
 def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key: list[str], kept: list[str],

@@ -251,6 +251,26 @@ def test_an_update_rewrites_only_the_kept_input_files_of_landings_it_touches(fhi
     assert {key for key, _ in files().values()} <= stored
 
 
+def test_a_kept_input_in_a_bucket_is_fetched_and_updated_the_same_way(fhir_ws, seaweed):
+    ws, folder = fhir_ws
+    ws.config["stores"]["vault"] = {"url": seaweed.new_prefix(), **seaweed.store_options("client")}
+    ws.config["tiers"]["restricted"] = "vault"
+    ws.save()
+    ws = Workspace.open(ws.root)
+    add_spec(ws, AGGREGATES[0])
+    build_all(ws, ["per_month"])
+    write(folder / "Encounter.001.ndjson", [encounter(i) for i in range(1000, 1010)] + [encounter(4, "9")])
+    run_import(ws, "fhir")
+    assert [r.status for r in build_all(ws, ["per_month"])] == ["incremental"]
+    catalog = Catalog(ws)
+    assert catalog.store_of("restricted").local_path(catalog.current("per_month").stats["input_index"][0]["key"]) \
+        is None, "the kept input is in the bucket"
+    incremental = catalog.read(catalog.current("per_month")).to_pylist()
+    build_all(ws, ["per_month"], full=True)
+    assert catalog.read(catalog.current("per_month")).to_pylist() == incremental
+    assert sum(r["n"] for r in incremental) == 340
+
+
 def test_a_kept_input_recorded_as_one_file_is_read_as_one():
     assert kept_files("restricted/x/record-index/input/ab.parquet") == [
         {"landing": None, "key": "restricted/x/record-index/input/ab.parquet"}]
