@@ -492,9 +492,8 @@ def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, 
             work.added = True
             return view
         except rowstream.NotIncremental:
-            for table in (rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__old_records", "__superseded",
-                          "__hit", "__winners", "__new_keys"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+            rowstream.drop_relations(con, rowstream.VERSIONS, rowstream.ROWS, rowstream.NEWEST, "__newest_all",
+                                     "__old_records", "__superseded", "__hit", "__winners", "__new_keys")
     return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 
@@ -646,15 +645,21 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     if work.staged is not None:
         schema, privacy, unsuppressed = work.staged.schema, work.staged_privacy, None
         area = work.disclosure.area
-        written = {"all": rowstream.put_part(catalog.store_of(area), part_key(name, area, "all",
-                                                                              work.staged.part.sha256),
-                                             work.staged.part)}
-        if work.staged.row_ids is not None and work.staged_index is not None:
-            index = {**work.staged_index, **{label: rowstream.put_part(
-                catalog.store_of("restricted"), index_key(name, label, part.sha256), part)["key"]
-                for label, part in (("row_ids", work.staged.row_ids), ("records", work.staged.records))
-                if part is not None}}
-            index.setdefault("records", None)
+        written, chunks = {}, []
+        for chunk in work.staged.chunks:
+            label = rowstream.chunk_label(chunk.number)
+            written[label] = rowstream.put_part(catalog.store_of(area), part_key(name, area, label, chunk.part.sha256),
+                                                chunk.part)
+            stored = {kind: rowstream.put_part(catalog.store_of("restricted"), index_key(name, kind, part.sha256),
+                                             part)["key"] if part is not None else None
+                    for kind, part in (("row_ids", chunk.row_ids), ("records", chunk.records))}
+            chunks.append({"number": chunk.number, "label": label, **stored})
+        for kept in work.staged.reused:
+            written[rowstream.chunk_label(kept.number)] = kept.part
+            chunks.append({"number": kept.number, "label": rowstream.chunk_label(kept.number),
+                           "row_ids": kept.row_ids, "records": kept.records})
+        if work.staged_index is not None and all(c["row_ids"] for c in chunks):
+            index = {**work.staged_index, "chunks": sorted(chunks, key=lambda c: c["number"])}
     else:
         assert table is not None
         unsuppressed = table

@@ -59,6 +59,8 @@ def _index_keys(stats: dict) -> list[str]:
     """The record index files a version keeps in the restricted store (a view's, an aggregate's input)."""
     view = stats.get("record_index")
     keys = [k for k in view.values() if isinstance(k, str)] if isinstance(view, dict) else []
+    if isinstance(view, dict) and isinstance(view.get("chunks"), list):
+        keys += [c[kind] for c in view["chunks"] for kind in ("row_ids", "records") if isinstance(c.get(kind), str)]
     kept = stats.get("input_index")
     if isinstance(kept, str):
         return [*keys, kept]
@@ -295,7 +297,7 @@ class Catalog:
         """The version's parts in label order; with a range, those of periods starting inside it."""
         found = []
         for label in sorted(version.partitions):
-            if label not in ("all",) and (start or end):
+            if not label.startswith("all") and (start or end):  # a view's parts are all, all-000001…
                 period = dt.date.fromisoformat(label)
                 if (start and period < start) or (end and period > end):
                     continue

@@ -52,6 +52,16 @@ ROWS = "__view_rows"
 BATCH_ROWS = 65_536
 """Rows per batch handed from DuckDB to the Parquet writer (and per row group)."""
 VERSION_COLUMNS = ("versionId", "lastUpdated")
+CHUNK_RECORDS = 1 << 18
+"""Record numbers per part of a view: part ``n`` holds the rows of records ``n * CHUNK_RECORDS``
+up to the next part's first, so an update rewrites only the parts of the records it replaces and
+the last one, where its new records go (full and incremental builds give the same parts)."""
+
+
+def chunk_label(number: int) -> str:
+    """A view part's partition label: ``all`` for the first (as a one-part version has), then
+    ``all-000001``…, in record order when sorted."""
+    return "all" if number == 0 else f"all-{number:06d}"
 
 
 @dataclass
@@ -75,16 +85,29 @@ def staging_dir(ws: Workspace) -> Path:
 
 
 @dataclass
-class Prior:
-    """What an incremental view build takes from the previous version: its published part,
-    the record index beside it (see :data:`INDEX`), the rows it read and the landings it ranked."""
+class PriorChunk:
+    """One part of the previous version with its share of the record index."""
 
-    part: str
-    records: str | None
+    number: int
+    part: dict
+    """Its partition entry (key, rows, bytes), kept as it is when nothing in it changes."""
     row_ids: str
+    records: str | None
+
+
+@dataclass
+class Prior:
+    """What an incremental view build takes from the previous version: its parts with the
+    record index beside them (see :data:`INDEX`), the rows it read and the landings it ranked."""
+
+    chunks: list[PriorChunk]
     read: int
     landings: list[str]
     objects: set[str]
+
+    @property
+    def keyed(self) -> bool:
+        return all(c.records for c in self.chunks)
 
 
 class NotIncremental(Exception):
@@ -106,15 +129,23 @@ class ViewLoad:
     dropped: pa.Array | None = None
     """Record numbers of the versions that are not the newest: their rows are left out."""
     kept: Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]] | None = None
-    """For an incremental build: the previous version's rows still newest, with their record
-    numbers, written before the new ones (already pseudonymized and de-identified)."""
+    """For an incremental build: the previous version's rows still newest in the parts that are
+    written again, with their record numbers, written before the new ones (already pseudonymized
+    and de-identified)."""
+    reused: list[PriorChunk] | None = None
+    """For an incremental build: the previous version's parts kept as they are."""
+    first_new: int = 0
+    """The first part number written (parts before it not in ``rewritten`` are reused)."""
+    rewritten: set[int] | None = None
+    """Part numbers before ``first_new`` that are written again (a record in them was replaced)."""
 
 
 INDEX = "record_index"
-"""A view version's stats entry naming its record index in the restricted store: the newest
-version of each record (key, version, landing rank, record number, whether all its version ids
-are numbers) and the record number of each published row, so the next build can add new
-objects to it instead of reading every object again."""
+"""A view version's stats entry naming its record index in the restricted store, part by part
+(``chunks``: ``number``, ``label``, ``row_ids``, ``records``): the newest version of each record
+(key, version, landing rank, record number, whether all its version ids are numbers) and the
+record number of each published row, so the next build can add new objects to it instead of
+reading every object again."""
 
 
 def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None:
@@ -122,8 +153,15 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     no record index, an object it read gone or landed again, or a landing that ranks before one
     it read (each would change rows it kept)."""
     index = (previous.stats or {}).get(INDEX) if previous is not None else None
-    part = (previous.partitions or {}).get("all") if previous is not None else None
-    if not isinstance(index, dict) or not part:
+    if not isinstance(index, dict) or not isinstance(index.get("chunks"), list):
+        return None  # none, or one made before views were written in parts: build whole once
+    chunks = []
+    for entry in index["chunks"]:
+        part = (previous.partitions or {}).get(entry.get("label"))
+        if not part or entry.get("label") != chunk_label(entry.get("number", -1)):
+            return None
+        chunks.append(PriorChunk(entry["number"], part, entry["row_ids"], entry.get("records")))
+    if [c.number for c in chunks] != list(range(len(chunks))) or not chunks:
         return None
     old = {tuple(x) for x in previous.inputs.get("input", {}).get("objects", [])}
     new = {tuple(x) for x in (list(t) for t in resolved.identities)}
@@ -135,9 +173,9 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     landings = list(_landing_ranks(resolved).to_pylist())
     if landings[:len(index["landings"])] != index["landings"]:
         return None
-    if not all(_stored(catalog, key) for key in (index.get("records"), index["row_ids"]) if key):
+    if not all(_stored(catalog, key) for c in chunks for key in (c.records, c.row_ids) if key):
         return None
-    return Prior(part["key"], index.get("records"), index["row_ids"], int(index["read"]), index["landings"], shas)
+    return Prior(chunks, int(index["read"]), index["landings"], shas)
 
 
 def _stored(catalog: Any, key: str) -> bool:
@@ -161,7 +199,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     missing = [k for k in key if k not in columns]
     if missing:
         raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
-    if prior is not None and bool(key) != bool(prior.records):
+    if prior is not None and bool(key) != prior.keyed:
         raise NotIncremental("the record identity changed")
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     landings = _landing_ranks(resolved)
@@ -201,7 +239,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
             else:
-                load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
+                load.dropped = _newest_with(con, catalog, prior, key, kept, ws, seen)
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
@@ -211,8 +249,30 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
         con.execute(f"DROP TABLE {VERSIONS}")
     if prior is not None:
-        load.kept = _kept_rows(con, catalog, prior, bool(key), ws)
+        _plan_chunks(con, load, prior, bool(key))
+        load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
     return load
+
+
+def _plan_chunks(con: duckdb.DuckDBPyConnection, load: ViewLoad, prior: Prior, keyed: bool) -> None:
+    """Which parts an incremental build writes: those a replaced record was in, and every one
+    from the part the first new record goes to; the others are the previous version's."""
+    load.first_new = prior.read // CHUNK_RECORDS
+    rewritten: set[int] = set()
+    if keyed:
+        found = con.execute(f"SELECT DISTINCT {DUCKDB.quote(ROW_ID)} // {CHUNK_RECORDS} FROM __superseded").fetchall()
+        rewritten = {int(r[0]) for r in found if int(r[0]) < load.first_new}
+    load.rewritten = rewritten
+    load.reused = [c for c in prior.chunks if c.number < load.first_new and c.number not in rewritten]
+
+
+def _superseded(con: duckdb.DuckDBPyConnection, keyed: bool) -> pa.Array:
+    """Record numbers of the previous version's records replaced by new versions."""
+    if not keyed:
+        return pa.array([], pa.int64())
+    gone = con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0).combine_chunks()
+    con.execute("DROP TABLE __superseded")
+    return gone
 
 
 def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str], cols: list[str],
@@ -257,47 +317,57 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
 
 
 def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key: list[str], kept: list[str],
-                 ws: Workspace) -> pa.Array:
-    """The newest versions (:data:`NEWEST`) over the previous version's and the new ones (see
-    :func:`newest_over`); the old ones replaced go to ``__superseded``; returns the record numbers
-    of the new versions that are not the newest."""
+                 ws: Workspace, seen: int) -> pa.Array:
+    """The newest versions over the previous version's and the new ones (see :func:`newest_over`)
+    in :data:`NEWEST`, only for the parts written again (the others keep their record index);
+    the old ones replaced go to ``__superseded``; returns the record numbers of the new versions
+    that are not the newest."""
     q = DUCKDB.quote
-    assert prior.records is not None
-    _table_from_part(con, catalog, prior.records, "__old_records", ws)
+    row = q(ROW_ID)
+    _relation_from_parts(con, catalog, [c.records for c in prior.chunks if c.records], "__old_records", ws)
     old_names = {r[0] for r in con.execute("DESCRIBE __old_records").fetchall()}
     if set(kept) - old_names or ("versionId" in kept) != (NUMERIC_VERSIONS in old_names):
         raise NotIncremental("the previous record index lacks columns")
-    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, NEWEST)
-    row = q(ROW_ID)
+    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, "__newest_all",
+                as_view=True)
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
     dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row})").to_arrow_table()
-    for table in ("__old_records", "__hit", "__winners"):
-        con.execute(f"DROP TABLE {table}")
+    first_new = prior.read // CHUNK_RECORDS
+    con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
+                f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
+    drop_relations(con, "__newest_all", "__old_records", "__hit", "__winners", "__new_keys")
     return dropped.column(0).combine_chunks()
 
 
-def _kept_rows(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, keyed: bool,
+def drop_relations(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop these tables and views, those that exist (views first: they name the tables)."""
+    found = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    for name in sorted((n for n in names if n in found), key=lambda n: found[n] != "VIEW"):
+        con.execute(f"DROP {'VIEW' if found[name] == 'VIEW' else 'TABLE'} {name}")
+
+
+def _kept_rows(catalog: Any, prior: Prior, rewritten: set[int], gone: pa.Array,
                ws: Workspace) -> Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]]:
-    """The previous version's rows whose records are still newest, batch by batch, each with its
-    record number (the record index holds them in the order of the rows)."""
-    gone = pa.array([], pa.int64())
-    if keyed:
-        gone = con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0).combine_chunks()
-        con.execute("DROP TABLE __superseded")
+    """The previous version's rows still newest in the parts written again (those in
+    ``rewritten`` and from the first new record's part on), batch by batch, each with its record
+    number (the record index holds them in the order of the rows); ``gone``: the replaced ones."""
+    first_new = prior.read // CHUNK_RECORDS
+    written = [c for c in prior.chunks if c.number in rewritten or c.number >= first_new]
 
     def batches() -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
-        numbers = _part_batches(catalog, prior.row_ids, ws)
-        pending: list[pa.Array] = []
-        for batch in _part_batches(catalog, prior.part, ws):
-            while sum(len(a) for a in pending) < batch.num_rows:
-                pending.append(next(numbers).column(0))
-            joined = pa.concat_arrays(pending) if len(pending) > 1 else pending[0]
-            mine = joined.slice(0, batch.num_rows)
-            pending = [joined.slice(batch.num_rows)]
-            if len(gone):
-                keep = pc.invert(pc.is_in(mine, value_set=gone))
-                batch, mine = batch.filter(keep), mine.filter(keep)
-            yield batch, mine
+        for chunk in written:
+            numbers = _part_batches(catalog, chunk.row_ids, ws)
+            pending: list[pa.Array] = []
+            for batch in _part_batches(catalog, chunk.part["key"], ws):
+                while sum(len(a) for a in pending) < batch.num_rows:
+                    pending.append(next(numbers).column(0))
+                joined = pa.concat_arrays(pending) if len(pending) > 1 else pending[0]
+                mine = joined.slice(0, batch.num_rows)
+                pending = [joined.slice(batch.num_rows)]
+                if len(gone):
+                    keep = pc.invert(pc.is_in(mine, value_set=gone))
+                    batch, mine = batch.filter(keep), mine.filter(keep)
+                yield batch, mine
 
     return batches
 
@@ -317,17 +387,26 @@ def _part_batches(catalog: Any, key: str, ws: Workspace) -> Iterator[pa.RecordBa
             fetched.unlink(missing_ok=True)
 
 
-def _table_from_part(con: duckdb.DuckDBPyConnection, catalog: Any, key: str, table: str, ws: Workspace) -> None:
-    batches = _part_batches(catalog, key, ws)
-    first = next(batches, None)
-    if first is None:
+def _relation_from_parts(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], name: str,
+                         ws: Workspace) -> None:
+    """``name``: stored Parquet files as one relation, a view over them where they lie (read
+    before the connection is locked down), or a table of them fetched from a remote store."""
+    if not keys:
         raise NotIncremental("the previous version kept no records")
-    reader = pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))
-    con.register("__part", reader)
+    store = catalog.store_of("restricted")
+    local = [store.local_path(key) for key in keys]
+    if all(path is not None for path in local):
+        listed = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        return
+    fetched = [staging_dir(ws) / f"{uuid.uuid4().hex}.parquet" for _ in keys]
     try:
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM __part")
+        for key, path in zip(keys, fetched, strict=True):
+            store.fetch_to(key, path)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($paths)", {"paths": [str(p) for p in fetched]})
     finally:
-        con.unregister("__part")
+        for path in fetched:
+            path.unlink(missing_ok=True)
 
 
 def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool) -> T:
@@ -404,26 +483,104 @@ def _staged(path: Path, rows: int) -> StagedPart:
 
 
 @dataclass
-class Written:
-    """A row-level result staged: its part, and for a view the record index beside it."""
+class StagedChunk:
+    """One part of a row-level result staged, with a view's record index for it."""
 
+    number: int
     part: StagedPart
-    schema: pa.Schema
     row_ids: StagedPart | None = None
     records: StagedPart | None = None
 
+
+@dataclass
+class Written:
+    """A row-level result staged: its parts (one for a ``sql`` result; a view's by record
+    number, see :data:`CHUNK_RECORDS`), and the previous version's parts it keeps."""
+
+    schema: pa.Schema
+    chunks: list[StagedChunk]
+    reused: list[PriorChunk]
+
     def discard(self) -> None:
-        for item in (self.part, self.row_ids, self.records):
-            discard(item)
+        for chunk in self.chunks:
+            for item in (chunk.part, chunk.row_ids, chunk.records):
+                discard(item)
+
+
+class _Chunks:
+    """A view's rows, handed over in record-number order, written to one part per
+    :data:`CHUNK_RECORDS` record numbers (with the record number of each row beside it), for
+    the part numbers in ``numbers`` only; a part with no rows is written empty."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, numbers: list[int]) -> None:
+        self.folder, self.schema, self.numbers = folder, schema, numbers
+        self.done: list[StagedChunk] = []
+        self._open: tuple[int, _Rows, _Rows] | None = None
+
+    def _start(self, number: int) -> tuple[int, _Rows, _Rows]:
+        if number not in self.numbers or (self.done and number <= self.done[-1].number):
+            raise LithotseError(f"internal: rows of record part {number} arrived out of order")
+        for skipped in self.numbers:  # parts between the last one and this one have no rows
+            if (not self.done or skipped > self.done[-1].number) and skipped < number:
+                self._begin(skipped)
+                self._finish()
+        return self._begin(number)
+
+    def _begin(self, number: int) -> tuple[int, _Rows, _Rows]:
+        self._open = (number, _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self.schema),
+                      _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())])))
+        return self._open
+
+    def _finish(self) -> None:
+        assert self._open is not None
+        number, out, ids = self._open
+        self._open = None
+        self.done.append(StagedChunk(number, out.close(), ids.close()))
+
+    def add(self, table: pa.Table, numbers: pa.Array) -> None:
+        if not table.num_rows:
+            return
+        parts = pc.divide(numbers, CHUNK_RECORDS)
+        first, last = pc.min(parts).as_py(), pc.max(parts).as_py()
+        for number in range(first, last + 1):
+            mask = pc.equal(parts, number)
+            piece, ids = (table, numbers) if first == last else (table.filter(mask), numbers.filter(mask))
+            if not piece.num_rows:
+                continue
+            if self._open is None or self._open[0] != number:
+                if self._open is not None:
+                    self._finish()
+                self._start(number)
+            assert self._open is not None
+            self._open[1].add(piece)
+            self._open[2].add(pa.table({ROW_ID: ids}))
+
+    def close(self) -> list[StagedChunk]:
+        if self._open is not None:
+            self._finish()
+        for number in self.numbers:
+            if not self.done or number > self.done[-1].number:
+                self._begin(number)
+                self._finish()
+        return self.done
+
+    def abort(self) -> None:
+        if self._open is not None:
+            self._open[1].abort()
+            self._open[2].abort()
+        for chunk in self.done:
+            for item in (chunk.part, chunk.row_ids):
+                discard(item)
 
 
 def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], what: str,
                transform: Callable[[pa.Table], pa.Table], view: ViewLoad | None = None) -> Written:
-    """Run ``sql`` and write its rows, each batch through ``transform``, to one zstd Parquet
-    file; its schema is ``transform`` of the query's (empty) result, so an empty result still
-    has its columns. For a view (``sql`` giving each row's :data:`ROW_ID`), the rows the previous
-    version keeps come first, and the record numbers of the rows and the newest versions are
-    written beside them as the version's record index."""
+    """Run ``sql`` and write its rows, each batch through ``transform``, to zstd Parquet: one
+    part, or for a view (``sql`` giving each row's :data:`ROW_ID`) one per
+    :data:`CHUNK_RECORDS` record numbers, with the record number of each row and the newest
+    versions beside each as the version's record index; an incremental build writes the parts
+    that change (the previous version's rows still newest first) and keeps the others. A part's
+    schema is ``transform`` of the query's (empty) result, so an empty result has its columns."""
     try:
         reader = con.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
@@ -432,48 +589,66 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     names = [n for n in reader.schema.names if not (numbered and n == ROW_ID)]
     schema = transform(reader.schema.empty_table().select(names)).schema
     folder = staging_dir(ws)
-    out = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
-    ids = _Rows(folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())])) if numbered else None
+    if not numbered:
+        out = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
+        try:
+            for batch in reader:
+                table = transform(pa.Table.from_batches([batch]))
+                out.add(table if table.schema == schema else table.cast(schema))
+        except BaseException as exc:
+            out.abort()
+            if isinstance(exc, duckdb.Error):
+                raise LithotseError(f"{what}: {exc}") from None
+            raise
+        return Written(schema, [StagedChunk(0, out.close())], [])
+    assert view is not None
+    count = max(1, -(-view.read // CHUNK_RECORDS))
+    numbers = [n for n in range(count) if n >= view.first_new or n in (view.rewritten or set())]
+    chunks = _Chunks(folder, schema, numbers)
     written: Written | None = None
     try:
-        if view is not None and view.kept is not None:
-            for batch, numbers in view.kept():
+        if view.kept is not None:
+            for batch, ids in view.kept():
                 table = pa.Table.from_batches([batch])
-                out.add(table if table.schema == schema else table.cast(schema))
-                if ids is not None:
-                    ids.add(pa.table({ROW_ID: numbers}))
+                chunks.add(table if table.schema == schema else table.cast(schema), ids)
         try:
             for batch in reader:
                 table = pa.Table.from_batches([batch])
-                if numbered and view is not None and view.dropped is not None and len(view.dropped):
+                if view.dropped is not None and len(view.dropped):
                     table = table.filter(pc.invert(pc.is_in(table.column(ROW_ID), value_set=view.dropped)))
-                if ids is not None:
-                    ids.add(table.select([ROW_ID]))
-                    table = table.select(names)
-                table = transform(table)
-                out.add(table if table.schema == schema else table.cast(schema))
+                ids = table.column(ROW_ID).combine_chunks()
+                table = transform(table.select(names))
+                chunks.add(table if table.schema == schema else table.cast(schema), ids)
         except duckdb.Error as exc:
             raise LithotseError(f"{what}: {exc}") from None
-        written = Written(out.close(), schema, ids.close() if ids is not None else None)
-        if view is not None and view.records:
-            records = _Rows(folder / f"{uuid.uuid4().hex}.parquet", con.sql(f"SELECT * FROM {NEWEST} LIMIT 0")
-                            .to_arrow_table().schema)
-            try:
-                for batch in con.sql(f"SELECT * FROM {NEWEST}").to_arrow_reader(BATCH_ROWS):
-                    records.add(pa.Table.from_batches([batch]))
-            except BaseException:
-                records.abort()
-                raise
-            written.records = records.close()
+        written = Written(schema, chunks.close(), list(view.reused or []))
+        if view.records:
+            _write_records(con, folder, written.chunks)
     except BaseException:
         if written is not None:
             written.discard()
         else:
-            out.abort()
-            if ids is not None:
-                ids.abort()
+            chunks.abort()
         raise
     return written
+
+
+def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
+    """Each written part's share of the newest versions (:data:`NEWEST`), by record number."""
+    schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
+    row = DUCKDB.quote(ROW_ID)
+    for chunk in staged:
+        records = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
+        try:
+            low = chunk.number * CHUNK_RECORDS
+            query = (f"SELECT * FROM {NEWEST} WHERE {row} >= {low} AND {row} < {low + CHUNK_RECORDS} "
+                     f"ORDER BY {row}")
+            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+                records.add(pa.Table.from_batches([batch]))
+        except BaseException:
+            records.abort()
+            raise
+        chunk.records = records.close()
 
 
 def put_part(store: Store, key: str, part: StagedPart) -> dict:

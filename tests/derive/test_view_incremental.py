@@ -12,6 +12,7 @@ import pytest
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive import rowstream
 from lithotse_desktop.derive.recordindex import kept_files
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
@@ -74,6 +75,15 @@ def build_both(ws: Workspace) -> tuple[dict[str, str], dict, dict]:
     return statuses, incremental, tables(ws)
 
 
+@pytest.fixture(autouse=True, params=["one part", "parts of 64 records"])
+def part_size(request, monkeypatch):
+    """Every test twice: with views in one part (the default size) and in parts of 64 records,
+    so updates that rewrite some parts and keep others are checked against full builds too."""
+    if request.param != "one part":
+        monkeypatch.setattr(rowstream, "CHUNK_RECORDS", 64)
+    return request.param
+
+
 @pytest.fixture
 def fhir_ws(workspace: Workspace, tmp_path: Path):
     folder = tmp_path / "fhir"
@@ -122,6 +132,43 @@ def test_new_and_updated_records_are_added_to_the_previous_version_exactly(fhir_
     assert incremental == full
 
 
+def test_an_update_writes_only_the_parts_it_changes(fhir_ws, part_size):
+    ws, folder = fhir_ws
+    catalog = Catalog(ws)
+
+    def parts() -> dict[str, str]:
+        version = catalog.current("visits")
+        assert [c["label"] for c in version.stats["record_index"]["chunks"]] == sorted(version.partitions)
+        return {label: part["key"] for label, part in version.partitions.items()}
+
+    first = parts()
+    if part_size == "one part":  # 340 records fit one part, which every update writes again
+        write(folder / "Encounter.001.ndjson", [encounter(1000)])
+        run_import(ws, "fhir")
+        statuses, incremental, full = build_both(ws)
+        assert statuses["visits"] == "incremental" and incremental == full
+        assert list(first) == ["all"] and list(parts()) == ["all"] and parts() != first
+        return
+    assert sorted(first) == ["all", "all-000001", "all-000002", "all-000003", "all-000004", "all-000005"]
+    write(folder / "Encounter.001.ndjson", [encounter(i) for i in range(1000, 1100)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses["visits"] == "incremental" and incremental == full
+    second = parts()
+    assert {k: second[k] for k in ("all", "all-000001", "all-000002", "all-000003", "all-000004")} == \
+        {k: first[k] for k in ("all", "all-000001", "all-000002", "all-000003", "all-000004")}
+    assert second["all-000005"] != first["all-000005"] and len(second) == 7, "the last part and a new one"
+    write(folder / "Encounter.002.ndjson", [encounter(70, "5", status="onleave")])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses["visits"] == "incremental" and incremental == full
+    third = parts()
+    assert third["all-000001"] != second["all-000001"], "e70 was in the second part"
+    assert {k: v for k, v in third.items() if k not in ("all-000001", "all-000006")} == \
+        {k: v for k, v in second.items() if k not in ("all-000001", "all-000006")}
+    assert {r["id"]: r["status"] for r in incremental["visits"][1]}["e70"] == "onleave"
+
+
 def test_a_version_id_that_is_no_longer_a_number_falls_back_to_a_full_build(fhir_ws):
     ws, folder = fhir_ws
     # e0 had versions 1 and 2 (numbers: 2 won); "zz" makes the order go by lastUpdated, where
@@ -155,17 +202,19 @@ def test_a_changed_spec_builds_everything(fhir_ws):
     assert "state" in Catalog(ws).current("visits").columns
 
 
-def test_old_record_indexes_are_pruned(fhir_ws):
+def test_old_record_indexes_are_pruned(fhir_ws, part_size):
     ws, folder = fhir_ws
     for n in range(1, 5):
         write(folder / f"Encounter.{n:03d}.ndjson", [encounter(5000 + n)])
         run_import(ws, "fhir")
         build_all(ws, ["visits"])
     catalog = Catalog(ws)
-    kept = {key for v in catalog.versions("visits") for key in v.stats["record_index"].values()
-            if isinstance(key, str)}
+    kept = {c[kind] for v in catalog.versions("visits") for c in v.stats["record_index"]["chunks"]
+            for kind in ("row_ids", "records")}
     stored = {info.key for info in catalog.store_of("restricted").list("restricted/visits/record-index/")}
-    assert stored == kept and len(kept) == 2 * len(catalog.versions("visits"))
+    assert stored == kept
+    if part_size == "one part":
+        assert len(kept) == 2 * len(catalog.versions("visits"))
 
 
 # --- aggregates: the kept input ----------------------------------------------------------------
@@ -317,7 +366,7 @@ def test_a_record_index_that_is_gone_builds_everything(fhir_ws):
     catalog = Catalog(ws)
     restricted = catalog.store_of("restricted")
     for spec in VIEWS:
-        restricted.delete(catalog.current(spec["name"]).stats["record_index"]["row_ids"])
+        restricted.delete(catalog.current(spec["name"]).stats["record_index"]["chunks"][0]["row_ids"])
     write(folder / "Encounter.001.ndjson", [encounter(4000)])
     run_import(ws, "fhir")
     statuses, incremental, full = build_both(ws)
