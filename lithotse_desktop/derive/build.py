@@ -659,7 +659,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             chunks.append({"number": kept.number, "label": rowstream.chunk_label(kept.number),
                            "row_ids": kept.row_ids, "records": kept.records})
         if work.staged_index is not None and all(c["row_ids"] for c in chunks):
-            index = {**work.staged_index, "chunks": sorted(chunks, key=lambda c: c["number"])}
+            index = {**work.staged_index, "chunk_records": rowstream.CHUNK_RECORDS,
+                     "chunks": sorted(chunks, key=lambda c: c["number"])}
     else:
         assert table is not None
         unsuppressed = table

@@ -153,8 +153,9 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     no record index, an object it read gone or landed again, or a landing that ranks before one
     it read (each would change rows it kept)."""
     index = (previous.stats or {}).get(INDEX) if previous is not None else None
-    if not isinstance(index, dict) or not isinstance(index.get("chunks"), list):
-        return None  # none, or one made before views were written in parts: build whole once
+    if not isinstance(index, dict) or not isinstance(index.get("chunks"), list) \
+            or index.get("chunk_records") != CHUNK_RECORDS:
+        return None  # none, or made before views were written in parts of this size: build whole once
     chunks = []
     for entry in index["chunks"]:
         part = (previous.partitions or {}).get(entry.get("label"))

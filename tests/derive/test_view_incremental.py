@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive import rowstream
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
-from lithotse_desktop.derive import rowstream
 from lithotse_desktop.derive.recordindex import kept_files
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
@@ -167,6 +167,16 @@ def test_an_update_writes_only_the_parts_it_changes(fhir_ws, part_size):
     assert {k: v for k, v in third.items() if k not in ("all-000001", "all-000006")} == \
         {k: v for k, v in second.items() if k not in ("all-000001", "all-000006")}
     assert {r["id"]: r["status"] for r in incremental["visits"][1]}["e70"] == "onleave"
+
+
+def test_parts_of_another_size_are_written_again_whole(fhir_ws, monkeypatch):
+    ws, folder = fhir_ws
+    monkeypatch.setattr(rowstream, "CHUNK_RECORDS", rowstream.CHUNK_RECORDS * 2)
+    write(folder / "Encounter.001.ndjson", [encounter(4000)])
+    run_import(ws, "fhir")
+    statuses, incremental, full = build_both(ws)
+    assert statuses == {"visits": "built", "visit_types": "built"}
+    assert incremental == full
 
 
 def test_a_version_id_that_is_no_longer_a_number_falls_back_to_a_full_build(fhir_ws):
