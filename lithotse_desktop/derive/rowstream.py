@@ -240,7 +240,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
             else:
-                load.dropped = _newest_with(con, catalog, prior, key, kept, ws, seen)
+                load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
@@ -318,7 +318,7 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
 
 
 def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key: list[str], kept: list[str],
-                 ws: Workspace, seen: int) -> pa.Array:
+                 ws: Workspace) -> pa.Array:
     """The newest versions over the previous version's and the new ones (see :func:`newest_over`)
     in :data:`NEWEST`, only for the parts written again (the others keep their record index);
     the old ones replaced go to ``__superseded``; returns the record numbers of the new versions
