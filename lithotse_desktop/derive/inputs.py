@@ -252,7 +252,7 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
         parts.append(f"SELECT * FROM {q(alias)}")
     if not parts:
         return None
-    con.execute(f"CREATE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
     columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]
     return Landed(columns, paths)
 

@@ -115,7 +115,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         except duckdb.Error as exc:
             raise read_failed(checks, where, exc) from None
         finally:
-            con.execute("DROP VIEW __new")
+            con.execute("DROP VIEW IF EXISTS __new")
     columns = found.columns
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
@@ -173,7 +173,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         raise read_failed(checks, where, exc) from None
     finally:
         if prior is None:
-            con.execute("DROP VIEW __new")
+            con.execute("DROP VIEW IF EXISTS __new")
     con.execute("DROP TABLE IF EXISTS __old_input")
     con.execute("DROP TABLE IF EXISTS __new_input")
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
