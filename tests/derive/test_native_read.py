@@ -20,7 +20,7 @@ from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
 
-from .native_cases import TRICKY_CSV, resource, connector_rows, landed_csv, landed_fhir, same_rows
+from .native_cases import TRICKY_CSV, connector_rows, landed_csv, landed_fhir, resource, same_rows
 
 
 class Messages(Progress):
@@ -176,3 +176,17 @@ def test_a_same_size_change_to_an_object_duckdb_reads_fails_the_build_and_publis
         with pytest.raises(CorruptObject, match=f"raw object {key}"):
             build(ws, name, full=True)
         assert Catalog(ws).current(name).version == published[name]
+
+
+def test_numbers_and_dates_are_trimmed_of_the_white_space_the_csv_connector_trims():
+    """The DuckDB dialect trims a typed field as pyarrow's utf8_trim_whitespace (the csv
+    connector's rule) does, for every character of the Basic Multilingual Plane at either end."""
+    import duckdb
+    import pyarrow.compute as pc
+
+    from lithotse_desktop.derive.compile import DUCKDB
+
+    texts = [f"{chr(c)}5{chr(c)}" for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]
+    con = duckdb.connect()
+    got = con.execute(f"SELECT [regexp_replace(t, {DUCKDB._TRIM}, '', 'g') FOR t IN $1]", [texts]).fetchone()[0]
+    assert got == pc.utf8_trim_whitespace(pa.array(texts)).to_pylist()
