@@ -252,8 +252,12 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
         parts.append(f"SELECT * FROM {q(alias)}")
     if not parts:
         return None
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
-    columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
+        columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]
+    except duckdb.Error as exc:
+        raise LithotseError(f"{resolved.source}/{resolved.stream}: its landings do not fit each other: "
+                            f"{exc}") from None
     return Landed(columns, paths)
 
 

@@ -179,13 +179,13 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     where = f"{resolved.source}/{resolved.stream}"
     seen = prior.read if prior is not None else 0
     created = False
-    threads = con.execute("SELECT current_setting('threads')").fetchone()
+    threads = int((con.execute("SELECT current_setting('threads')").fetchone() or [1])[0])
     for stored, item in chain([first], pending):
         progress.check()
         # a file DuckDB reads itself is read by one thread: each reading thread holds buffers of
         # the largest line's size, and its rows are numbered in file order (a streaming window)
         # anyway (at 1M Encounters on 2 shared cores: as fast as two threads, 20-50 MB less at the peak)
-        con.execute(f"SET threads = {1 if isinstance(item, NativeObject) else int(threads[0]) if threads else 1}")
+        con.execute(f"SET threads = {1 if isinstance(item, NativeObject) else threads}")
         if isinstance(item, NativeObject):
             relation = _numbered(item, ranks, seen)
         else:
@@ -209,8 +209,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         finally:
             if not isinstance(item, NativeObject):
                 con.unregister("__batch")
-    if threads:
-        con.execute(f"SET threads = {int(threads[0])}")
+    con.execute(f"SET threads = {threads}")
     rows = f"SELECT * FROM {ROWS}"
     load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, [], seen,
                     landings.to_pylist(), bool(key))
@@ -363,17 +362,17 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-                    skip: frozenset[str] | set[str] = frozenset(), unused: tuple[str, ...] = ()
+                    skip: frozenset[str] | set[str] = frozenset()
                     ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
-    :func:`.inputs.native_object`) comes whole, as its query, without ``unused`` columns."""
+    :func:`.inputs.native_object`) comes whole, as its query."""
     connector = make_connector(ws, resolved.source)
     for stored in resolved.objects(ws):
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, unused)
+        native = native_object(ws, stored, connector, checks)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
