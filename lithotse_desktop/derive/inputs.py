@@ -10,6 +10,7 @@ twice is still read once, and rows of different objects are different records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -18,20 +19,26 @@ import duckdb
 import pyarrow as pa
 
 from .. import engine
+from ..connectors import NATIVE_FORMATS, Connector, RawObject
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
 from ..raw.index import open_index
 from ..raw.manifest import Manifest
-from ..raw.reader import PROVENANCE, StoredObject, read_object, stored_objects
+from ..raw.reader import PROVENANCE, StoredObject, landing_object_store, read_object, stored_objects
 from ..raw.sources import connector_class, make_connector
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .catalog import Catalog
-from .compile import DUCKDB, Dialect, dedupe_sql
+from .compile import DUCKDB, Dialect, Span, dedupe_sql, native_object_sql
 from .disclosure import derivative_roles, with_declared
 from .identifiers import stream_roles
 
 NUMERIC_VERSIONS = "__numeric_versions"
+NATIVE = "DuckDB reads it where it lies"
+"""What the progress says of an object DuckDB reads itself (see :func:`native_object`)."""
+PROVENANCE_SCHEMA = pa.schema([pa.field("_landing_id", pa.string()), pa.field("_landed_at", pa.string()),
+                               pa.field("_row", pa.int64())])
+_GLOB = set("*?[]{}")
 
 
 @dataclass
@@ -98,11 +105,19 @@ def input_identity(ws: Workspace, catalog: Catalog, item: dict, resolved: Stream
 
 
 def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
-    return engine.connect(ws.limits)
+    """A build's connection; its session time zone is UTC, as the connectors' readers' is, so an
+    instant without an offset that DuckDB reads itself means what it means to them."""
+    con = engine.connect(ws.limits)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
-def lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """From here on queries cannot touch files, the network or extensions."""
+def lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[str] = ()) -> None:
+    """From here on queries cannot touch files, the network or extensions, but for the raw files
+    ``readable`` that a relation made before reads itself (never a user's SQL: see
+    :meth:`.engines.duckdb.DuckDBSession.lock_down`)."""
+    if readable:
+        con.execute("SET allowed_paths = $paths", {"paths": list(readable)})
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
@@ -134,20 +149,116 @@ def dedupe_query(relation: str, key: list[str], columns: list[str],
     return dedupe_sql(relation, key, order, dialect, columns=kept)
 
 
-def _object_readers(ws: Workspace, resolved: StreamInput, provenance: bool, checks: IntegrityChecks,
-                    progress: Progress) -> list[tuple[StoredObject, pa.RecordBatchReader]]:
+@dataclass
+class NativeObject:
+    """A landed object DuckDB reads itself where it lies: ``sql`` gives its rows with provenance,
+    as :func:`~lithotse_desktop.raw.reader.read_object` gives them, and ``schema`` their columns."""
+
+    stored: StoredObject
+    sql: str
+    schema: pa.Schema
+    path: str
+    """The file DuckDB reads."""
+
+
+def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
+                  unused: tuple[str, ...] = ()) -> NativeObject | None:
+    """The object as a DuckDB query over its file, when its connector describes how to read it
+    (``native_read``) and it lies in a local raw store; else None (the connector reads it).
+
+    The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
+    checks' worker meanwhile (the second read comes from the page cache), so a damaged object
+    fails ``checks.finish()`` before anything built from it is committed, as with every read."""
+    spans = stored.spans()
+    manifest = stored.reader
+    store = landing_object_store(ws, manifest)
+    key = manifest.object_key
+    path = store.local_path(key)
+    if not spans or path is None or _GLOB & set(str(path)):
+        return None
+    if not path.exists():
+        raise LithotseError(f"raw object {key} of landing {manifest.id} is missing")
+    read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                                           manifest.meta, validated=True, open=lambda: store.open_read(key)))
+    if read is None or read.format not in NATIVE_FORMATS or read.encoding.lower().replace("_", "-") not in (
+            "utf-8", "utf8"):
+        return None
+    schema = read.schema()
+    if any(rng.bounded and m.date_field and m.date_field not in schema.names for rng, m in spans):
+        return None
+    check = checks.check(key, stored.sha256, manifest.bytes, f"{manifest.source}/{manifest.stream}, "
+                         f"{manifest.original_name}", lambda: store.open_read(key))
+    check.watch(path)
+    kept = [c for c in schema.names if c not in unused]
+    landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
+    scan = DUCKDB.native_scan(read, str(path), _max_line(ws))
+    sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB)
+    return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path))
+
+
+def _max_line(ws: Workspace) -> int:
+    """The longest NDJSON line DuckDB is told to expect: what the FHIR connectors' own reader
+    allows (a 64th of DuckDB's memory, 16 MB to 256 MB), so a line reads natively exactly when
+    it reads through the connector."""
+    return max(1 << 24, min(1 << 28, ws.limits.duckdb_bytes // 64))
+
+
+def read_failed(checks: IntegrityChecks, what: str, exc: duckdb.Error) -> LithotseError:
+    """The error of a read that failed in DuckDB: the damage of an object read, when its hash
+    shows some (raised here: it explains the failure better), else DuckDB's reason."""
+    checks.raise_found()
+    return LithotseError(f"{what}: {exc}")
+
+
+@dataclass
+class Landed:
+    """A stream's objects as one relation (see :func:`landed_objects`)."""
+
+    columns: list[str]
+    paths: list[str]
+    """The files DuckDB reads itself when the relation is queried."""
+
+
+def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: StreamInput, progress: Progress,
+                   checks: IntegrityChecks, name: str, *, unused: tuple[str, ...] = (),
+                   skip: frozenset[str] | set[str] = frozenset()) -> Landed | None:
+    """Make the view ``name``: every row of the stream's objects (but those whose sha256 is in
+    ``skip``) with provenance, in object order, without the ``unused`` columns; None when no
+    object has rows to read. An object DuckDB can read itself (:func:`native_object`) is a query
+    over its file; any other is read by its connector, batch by batch, as the view is queried
+    (so the view can be read once)."""
+    q = DUCKDB.quote
     connector = make_connector(ws, resolved.source)
-    readers = []
-    for stored in resolved.objects(ws):
-        progress.update(f"reading {resolved.source}/{resolved.stream} {stored.reader.original_name}")
-        batches = read_object(ws, stored, connector, checks, provenance=provenance)
+    parts: list[str] = []
+    paths: list[str] = []
+    for number, stored in enumerate(resolved.objects(ws)):
+        if stored.sha256 in skip:
+            continue
+        label = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
+        native = native_object(ws, stored, connector, checks, unused)
+        if native is not None:
+            progress.update(f"reading {label}: {NATIVE}")
+            parts.append(f"SELECT * FROM ({native.sql})")
+            paths.append(native.path)
+            continue
+        progress.update(f"reading {label}")
+        batches = read_object(ws, stored, connector, checks, provenance=True)
         first = next(batches, None)
-        if first is not None:
-            readers.append((stored, pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))))
-    if not readers:
-        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
-                       f"import it first (lithotse import {resolved.source})")
-    return readers
+        if first is None:
+            continue
+        reader = pa.RecordBatchReader.from_batches(first.schema, chain([first], batches))
+        alias = f"{name}__object{number}"
+        con.register(alias, _without(reader, unused) if unused else reader)
+        parts.append(f"SELECT * FROM {q(alias)}")
+    if not parts:
+        return None
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
+        columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]
+    except duckdb.Error as exc:
+        raise LithotseError(f"{resolved.source}/{resolved.stream}: its landings do not fit each other: "
+                            f"{exc}") from None
+    return Landed(columns, paths)
 
 
 def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
@@ -159,70 +270,45 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
                 progress: Progress, checks: IntegrityChecks, *, materialize: bool = False,
-                rescanned: bool = False, unused: tuple[str, ...] = ()) -> pa.Schema:
+                rescanned: bool = False, unused: tuple[str, ...] = (),
+                readable: list[str] | None = None) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
-    Without ``materialize`` the objects, when they share a schema, are streamed: straight into
-    the one query that reads them when they need no deduplication, into a table of the newest
-    versions when they do; otherwise every landed row is copied into a DuckDB table first.
-    DuckDB spills to the workspace's temp folder what exceeds ``[limits] memory``. ``rescanned``:
-    the query may read the input more than once (a self-join, a subquery in a ``sql``
-    derivative), so a stream that needs no deduplication is kept in a table as it streams in
-    rather than handed over as a reader that can be read once. ``checks`` collects the hash checks
-    of the objects read; settle them with ``checks.finish()`` before using the results. ``unused``
-    columns (a FHIR stream's ``resource`` text, for an aggregate) are left out as they are read.
+    The objects are one relation (:func:`landed_objects`): files DuckDB reads itself, the others
+    streamed from their connectors. Without ``materialize`` it is streamed: straight into the
+    one query that reads it when it needs no deduplication, into a table of the newest versions
+    when it does; otherwise every landed row is copied into a DuckDB table first. DuckDB spills
+    to the workspace's temp folder what exceeds ``[limits] memory``. ``rescanned``: the query may
+    read the input more than once (a self-join, a subquery in a ``sql`` derivative), so a stream
+    that needs no deduplication is kept in a table as it streams in rather than read where it
+    is. A relation left to be read later that reads files is kept in a table too, unless the
+    caller takes the files in ``readable`` (to allow them when the connection is locked down).
+    ``checks`` collects the hash checks of the objects read; settle them with
+    ``checks.finish()`` before using the results. ``unused`` columns (a FHIR stream's
+    ``resource`` text, for an aggregate) are left out as they are read.
     """
     q = DUCKDB.quote
     landed = f"{alias}__landed"
-    readers = _object_readers(ws, resolved, materialize or bool(resolved.key), checks, progress)
-    if unused:
-        readers = [(stored, _without(reader, unused)) for stored, reader in readers]
-    schemas = {r.schema for _stored, r in readers}
-    columns = [n for n in readers[0][1].schema.names]
+    found = landed_objects(con, ws, resolved, progress, checks, f"{alias}__objects", unused=unused)
+    if found is None:
+        raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
+                       f"import it first (lithotse import {resolved.source})")
+    columns = found.columns
     key = stream_key(resolved, columns)
-    streamed = not materialize and len(schemas) == 1
-    if streamed:
-        def batches():
-            for _stored, reader in readers:
-                yield from reader
-
-        reader = pa.RecordBatchReader.from_batches(readers[0][1].schema, batches())
-        if rescanned and not key:
-            con.register("__reader", reader)
-            try:
-                con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
-            except duckdb.Error as exc:
-                checks.raise_found()
-                raise LithotseError(f"{resolved.source}/{resolved.stream}: {exc}") from None
-            finally:
-                con.unregister("__reader")
-        else:
-            con.register(landed, reader)
-    else:
-        created = False
-        for stored, reader in readers:
-            con.register("__reader", reader)
-            try:
-                if not created:
-                    con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM __reader")
-                    created = True
-                else:
-                    existing = {r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()}
-                    for name, typ, *_ in con.execute("DESCRIBE SELECT * FROM __reader").fetchall():
-                        if name not in existing:
-                            con.execute(f"ALTER TABLE {q(landed)} ADD COLUMN {q(name)} {typ}")
-                    con.execute(f"INSERT INTO {q(landed)} BY NAME SELECT * FROM __reader")
-            except duckdb.Error as exc:
-                checks.raise_found()  # a damaged object, not the schema, may be why
-                raise LithotseError(f"{resolved.source}/{resolved.stream}: landing {stored.reader.id} "
-                                    f"({stored.reader.original_name}) does not fit the earlier ones: "
-                                    f"{exc}") from None
-            finally:
-                con.unregister("__reader")
-        columns = [r[0] for r in con.execute(f"DESCRIBE {q(landed)}").fetchall()]
     missing = [k for k in key if k not in columns]
     if missing:
         raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
+    later = not key and (rescanned or (bool(found.paths) and readable is None))
+    streamed = not materialize and not later
+    if streamed:
+        con.execute(f"CREATE TEMP VIEW {q(landed)} AS SELECT * FROM {q(alias + '__objects')}")
+        if not key and readable is not None:
+            readable.extend(found.paths)
+    else:
+        try:
+            con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM {q(alias + '__objects')}")
+        except duckdb.Error as exc:
+            raise read_failed(checks, f"{resolved.source}/{resolved.stream}", exc) from None
     hidden = [c for c in PROVENANCE if c in columns]
     relation = q(landed)
     if key:
@@ -234,9 +320,6 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
         _dedupe_while_reading(con, resolved, q(alias), f"SELECT *{exclude} FROM {relation}", checks)
     else:
         con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {relation}")
-    schema = readers[0][1].schema if not key and len(schemas) == 1 else None
-    if schema is not None:
-        return pa.schema([f for f in schema if f.name not in PROVENANCE])
     return con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
 
 
@@ -257,8 +340,7 @@ def _dedupe_while_reading(con: duckdb.DuckDBPyConnection, resolved: StreamInput,
     try:
         con.execute(f"CREATE TABLE {table} AS {query}")
     except duckdb.Error as exc:
-        checks.raise_found()  # a damaged object may be why
-        raise LithotseError(f"{resolved.source}/{resolved.stream}: {exc}") from None
+        raise read_failed(checks, f"{resolved.source}/{resolved.stream}", exc) from None
 
 
 def fresh_landings(resolved: StreamInput, previous: Any) -> list[str] | None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +32,10 @@ from ..raw.reader import PROVENANCE
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
-from .inputs import NUMERIC_VERSIONS, StreamInput, stream_key
+from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
 from .rowstream import (
     NotIncremental,
     StagedPart,
-    _landed_batches,
     _staged,
     first_read,
     newest_over,
@@ -115,23 +112,22 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     whose cells may change: those of the new landings' records and of the versions they replace."""
     q = DUCKDB.quote
     skip = prior.skip if prior is not None else set()
-    batches = _batches(ws, resolved, progress, checks, skip, unused)
-    first = first_read(batches, resolved, incremental=prior is not None)
+    where = f"{resolved.source}/{resolved.stream}"
+    found = landed_objects(con, ws, resolved, progress, checks, "__new", unused=unused, skip=skip)
+    first_read(iter([found] if found is not None else []), resolved, incremental=prior is not None)
+    assert found is not None
     if prior is not None:
         _old_files(con, catalog, [f["key"] for f in prior.files], ws)
-    where = f"{resolved.source}/{resolved.stream}"
     # a full load reads the objects straight into the query choosing the newest versions (or
     # into the kept table); an incremental one keeps the new rows for the steps below
-    con.register("__new", pa.RecordBatchReader.from_batches(first.schema, chain([first], batches)))
     if prior is not None:
         try:
             con.execute("CREATE TABLE __new_input AS SELECT * FROM __new")
         except duckdb.Error as exc:
-            checks.raise_found()  # a damaged object may be why
-            raise LithotseError(f"{where}: {exc}") from None
+            raise read_failed(checks, where, exc) from None
         finally:
-            con.unregister("__new")
-    columns = list(first.schema.names)
+            con.execute("DROP VIEW IF EXISTS __new")
+    columns = found.columns
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
     if missing:
@@ -193,11 +189,10 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         if query is not None:
             con.execute(f"CREATE TABLE {KEPT} AS {query}")
     except duckdb.Error as exc:
-        checks.raise_found()  # a damaged object may be why
-        raise LithotseError(f"{where}: {exc}") from None
+        raise read_failed(checks, where, exc) from None
     finally:
         if prior is None:
-            con.unregister("__new")
+            con.execute("DROP VIEW IF EXISTS __new")
     discard(con, keep=(KEPT,))
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
@@ -224,14 +219,6 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
         return sorted(row[0] for row in con.execute(compiled.sql, compiled.params).fetchall())
     finally:
         con.execute("DROP TABLE __fresh_ids")
-
-
-def _batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-             skip: set[str], unused: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
-    """The rows of the objects not in ``skip``, with provenance, without the ``unused`` columns."""
-    for _stored, batch in _landed_batches(ws, resolved, progress, checks, skip):
-        kept = [n for n in batch.schema.names if n not in unused]
-        yield batch.select(kept) if len(kept) < batch.num_columns else batch
 
 
 def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws: Workspace) -> None:

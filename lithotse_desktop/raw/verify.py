@@ -148,6 +148,18 @@ class ObjectCheck:
                         f"not {self.sha256[:16]}… as landed"), digest
         return None
 
+    def settle_watched(self) -> None:
+        """Settle the verdict when a background hash covers the object (see :meth:`watch`),
+        without hashing anything now; a damaged object is then :attr:`error`."""
+        if self._settled or not self._pending:
+            return
+        if any(future.result() is None for future, _path, _cached in self._pending):
+            return  # stopped before the end: no verdict without hashing again
+        try:
+            self.finish()
+        except CorruptObject:
+            pass
+
     def finish(self) -> None:
         """Raise CorruptObject if the bytes read differ from the landed ones (again on every call)."""
         if self._settled:
@@ -212,9 +224,11 @@ class IntegrityChecks:
             item.finish()
 
     def raise_found(self) -> None:
-        """Raise the CorruptObject a read already found, if any, without hashing anything more:
-        when something else failed, damage is the better explanation."""
+        """Raise the CorruptObject a read found, if any, when something else failed (damage is
+        the better explanation): hashes already running in the background are waited for (a file
+        DuckDB reads itself may fail it before its hash is done), nothing else is hashed."""
         for item in self._checks:
+            item.settle_watched()
             if item.error is not None:
                 raise item.error
 

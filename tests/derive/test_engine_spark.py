@@ -36,9 +36,10 @@ from lithotse_desktop.derive.spec import SpecError, spec_hash
 from lithotse_desktop.errors import Cancelled, LithotseError, NotFound
 from lithotse_desktop.jobs import import_and_build
 from lithotse_desktop.progress import Progress
-from lithotse_desktop.raw.reader import read_stream
 from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
+
+from .native_cases import connector_rows, landed_csv, landed_fhir, same_rows
 
 # one worker runs every test of a local Spark, so a parallel run starts its server once
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
@@ -456,20 +457,6 @@ def test_a_local_spark_stops_when_its_process_ends_without_cleanup(tmp_path):
     assert _processes_owned_by(int(pid)) == []
 
 
-TRICKY_CSV = (
-    "id,name,amount,when,stamp,note\n"
-    '1,"Smith, ""Jo""",  12 ,2024-01-05,2024-01-05T10:00Z,plain\n'
-    '2,"two\nlines",3.5,2024-02-10,2024-02-10T23:30:00-05:00,"quoted"\r\n'
-    "3,,\u00a07\u00a0,2024-03-01,2024-03-01 08:00+01:00,\r\n"
-    "\r\n"
-    '4,x,-1e2,2024-04-01,2024-04-01T00:00:00Z,"last, quoted"\n'
-    "\n"
-    "5,y,.5,2024-06-30,2024-06-30T12:00:00+0130,trail  \n"
-    "6,\"\",+4,2024-07-01,2024-07-01T01:02:03.250+02:00,x\n"
-    "Total,,100,,,\n"
-)
-
-
 def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress, source: str = "ehr") -> pa.Table:
     """``input__landed`` of a Spark session: every landed row with its provenance, by object and row."""
     session = SparkEngine(ws, {"url": url}).session(progress)
@@ -481,29 +468,12 @@ def _landed_on_spark(ws: Workspace, url: str, stream: str, progress: Progress, s
         session.close()
 
 
-def _same_rows(expected: pa.Table, got: pa.Table) -> None:
-    assert got.column_names == expected.column_names
-    assert got.num_rows == expected.num_rows
-    for column in expected.column_names:
-        assert got.column(column).to_pylist() == expected.column(column).to_pylist(), column
-
-
 def test_a_csv_object_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
     """Quotes, a field over two lines, CRLF and LF lines mixed, blank lines, padded numbers, times
     with offsets and a total row under the data: Spark's rows, types and provenance are the ones
     the connector gives, over overlapping landings of one object and a changed file."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "visits.csv").write_bytes(TRICKY_CSV.encode("utf-8"))
-    ws = Workspace.create(tmp_path / "ws", name="native")
-    ws.add_source("ehr", "csv", {"path": str(folder), "date_column": "when"}, {})
-    import_and_build(ws, "ehr", DateRange(None, dt.date(2024, 3, 1)), build=False)
-    import_and_build(ws, "ehr", DateRange(dt.date(2024, 2, 1), dt.date(2024, 6, 30)), build=False)
-    (folder / "visits.csv").write_bytes(TRICKY_CSV.replace("-1e2", "-2e2").encode("utf-8"))
-    import_and_build(ws, "ehr", DateRange(dt.date(2024, 4, 1), None), build=False)
-
-    expected = pa.Table.from_batches(list(read_stream(ws, "ehr", "visits", provenance=True)))
-    expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+    ws = landed_csv(tmp_path)
+    expected = connector_rows(ws, "ehr", "visits")
     assert expected.column("amount").type == pa.float64() and expected.column("stamp").type.tz == "UTC"
     assert len(set(expected.column("_landing_id").to_pylist())) == 3
     progress = Messages()
@@ -511,46 +481,18 @@ def test_a_csv_object_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_
     assert len(progress.said(NATIVE)) == 2, progress.seen
     assert not progress.said("for Spark")
     assert list(ws.store("restricted").list("engine-staging/")) == []
-    _same_rows(expected, got)
-
-
-def _resource(kind: str, rid: str, **fields) -> str:
-    return json.dumps({"resourceType": kind, "id": rid, **fields})
-
-
-TRICKY_NDJSON = "".join([
-    _resource("Encounter", "e1", meta={"versionId": "1", "lastUpdated": "2024-01-05"},
-              period={"start": "2024-01-05T23:30:00-04:00", "end": "2024-01-06"},
-              subject={"reference": "Patient/p1"}) + "\n",
-    "\n",
-    "  " + _resource("Encounter", "e2", period={"start": "2024"},
-                     subject={"reference": "https://x.org/fhir/Patient/p2/_history/3"}) + " \r\n",
-    "\t\n",
-    _resource("Patient", "p9") + "\n",
-    _resource("Encounter", "e3", meta={"versionId": "2", "lastUpdated": "2024-03-01T10:00:00.123+01:00"},
-              period={"start": "2024-03"}, subject={"reference": "urn:uuid:p3"}, note="caf\u00e9 \"q\"") + "\r\n",
-    _resource("Encounter", "e1", meta={"versionId": "2", "lastUpdated": "2024-06-01T00:00:00Z"},
-              period={"start": "2024-06-30T12:00:00Z"}, subject={"reference": "Group/g1"}) + "\n",
-    _resource("Encounter", "e4") + "\n",
-])
+    same_rows(expected, got)
 
 
 def test_fhir_ndjson_read_by_spark_where_it_lies_gives_its_connectors_rows(tmp_path, spark_url):
     """Blank and padded lines, CRLF lines, another type's lines in the file, partial dates, offsets,
     three spellings of a patient reference, a newer version of a resource, none of a date: Spark's
     rows, the resource text, types and provenance are the connector's, over overlapping landings."""
-    folder = tmp_path / "fhir"
-    folder.mkdir()
-    (folder / "mixed.ndjson").write_bytes(TRICKY_NDJSON.encode("utf-8"))
-    ws = Workspace.create(tmp_path / "ws", name="native-fhir")
-    ws.add_source("fhir", "fhir-files", {"path": str(folder)}, {})
-    import_and_build(ws, "fhir", DateRange(None, dt.date(2024, 3, 31)), build=False)
-    import_and_build(ws, "fhir", DateRange(dt.date(2024, 1, 1), None), build=False, full=True)
+    ws = landed_fhir(tmp_path)
     for stream in ("Encounter", "Patient"):
-        expected = pa.Table.from_batches(list(read_stream(ws, "fhir", stream, provenance=True)))
-        expected = expected.sort_by([("_landing_id", "ascending"), ("_row", "ascending")])
+        expected = connector_rows(ws, "fhir", stream)
         progress = Messages()
         got = _landed_on_spark(ws, spark_url, stream, progress, source="fhir")
         assert progress.said(f"fhir/{stream} mixed.ndjson {NATIVE}") and not progress.said("for Spark")
         assert expected.num_rows == (4 if stream == "Encounter" else 1)  # e4 has no date: in neither range
-        _same_rows(expected, got)
+        same_rows(expected, got)

@@ -24,12 +24,14 @@ class DuckDBSession(EngineSession):
 
     def __init__(self, ws: Workspace) -> None:
         self.con = inputs.connect(ws)
+        self.readable: list[str] = []
+        """Raw files the query reads itself (a stream streamed into it, see :func:`inputs.load_stream`)."""
 
     def load_stream(self, ws: Workspace, alias: str, resolved: StreamInput, progress: Progress,
                     checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
                     unused: tuple[str, ...] = ()) -> pa.Schema:
         return inputs.load_stream(self.con, ws, alias, resolved, progress, checks, materialize=materialize,
-                                  rescanned=rescanned, unused=unused)
+                                  rescanned=rescanned, unused=unused, readable=self.readable)
 
     def load_derivative(self, catalog: Catalog, alias: str, name: str) -> pa.Schema:
         return inputs.load_derivative(self.con, catalog, alias, name)
@@ -58,7 +60,7 @@ class DuckDBSession(EngineSession):
         return mask_inputs(self.con, roles)
 
     def lock_down(self, user_sql: bool = False) -> None:
-        inputs.lock_down(self.con)
+        inputs.lock_down(self.con, () if user_sql else self.readable)
 
     def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:
         try:

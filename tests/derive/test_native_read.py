@@ -1,0 +1,192 @@
+"""DuckDB reads landed objects itself where it lies (``Connector.native_read``): the rows, types,
+provenance and row order its SQL gives are the connectors' (compared with the Python read of
+the same landings), the versions built from them are byte for byte the ones built through the
+connectors, and a damaged object still fails the build before anything is published."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive import inputs, rowstream
+from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.inputs import NATIVE, connect, load_stream, resolve_stream
+from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.errors import CorruptObject
+from lithotse_desktop.jobs import import_and_build
+from lithotse_desktop.progress import Progress
+from lithotse_desktop.raw.verify import IntegrityChecks
+from lithotse_desktop.workspace import Workspace
+
+from .native_cases import TRICKY_CSV, connector_rows, landed_csv, landed_fhir, resource, same_rows
+
+
+class Messages(Progress):
+    """A Progress that keeps every message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def update(self, message: str | None = None, **kwargs) -> None:
+        if message is not None:
+            self.seen.append(message)
+        super().update(message, **kwargs)
+
+    def said(self, text: str) -> list[str]:
+        return [m for m in self.seen if text in m]
+
+
+def _landed_on_duckdb(ws: Workspace, source: str, stream: str, progress: Progress) -> pa.Table:
+    """``input__landed`` of a DuckDB build's connection: every landed row with its provenance."""
+    con = connect(ws)
+    try:
+        with IntegrityChecks() as checks:
+            load_stream(con, ws, "input", resolve_stream(ws, source, stream), progress, checks, materialize=True)
+            checks.finish()
+        return con.sql("SELECT * FROM input__landed ORDER BY _landing_id, _row").to_arrow_table()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def through_connectors(monkeypatch):
+    """Turn native reads off: every object is read by its connector, as before them."""
+
+    def off() -> None:
+        monkeypatch.setattr(inputs, "native_object", lambda *a, **k: None)
+        monkeypatch.setattr(rowstream, "native_object", lambda *a, **k: None)
+
+    return off
+
+
+@pytest.mark.parametrize("variant", ["as landed", "byte-order mark", "CR line ends"])
+def test_a_csv_object_read_by_duckdb_where_it_lies_gives_its_connectors_rows(tmp_path, variant):
+    """Quotes, a field over two lines, CRLF and LF lines mixed (or CR only), blank lines, padded
+    numbers, times with offsets, a total row under the data, a byte-order mark: DuckDB's rows,
+    types, provenance and order are the connector's, over overlapping landings of one object and
+    a changed file."""
+    text = TRICKY_CSV.replace("\r\n", "\n").replace("\n", "\r") if variant == "CR line ends" else TRICKY_CSV
+    ws = landed_csv(tmp_path, text, b"\xef\xbb\xbf" if variant == "byte-order mark" else b"")
+    expected = connector_rows(ws, "ehr", "visits")
+    assert len(set(expected.column("_landing_id").to_pylist())) == 3
+    progress = Messages()
+    got = _landed_on_duckdb(ws, "ehr", "visits", progress)
+    assert len(progress.said(NATIVE)) == 2, progress.seen
+    assert got.schema == expected.schema
+    same_rows(expected, got)
+
+
+def test_fhir_ndjson_read_by_duckdb_where_it_lies_gives_its_connectors_rows(tmp_path):
+    """Blank and padded lines, CRLF lines, another type's lines in the file, partial dates, offsets,
+    three spellings of a patient reference, a newer version of a resource, none of a date: DuckDB's
+    rows, the resource text, types and provenance are the connector's, over overlapping landings."""
+    ws = landed_fhir(tmp_path)
+    for stream in ("Encounter", "Patient"):
+        expected = connector_rows(ws, "fhir", stream)
+        progress = Messages()
+        got = _landed_on_duckdb(ws, "fhir", stream, progress)
+        assert progress.said(f"fhir/{stream} mixed.ndjson: {NATIVE}"), progress.seen
+        assert expected.num_rows == (4 if stream == "Encounter" else 1)
+        assert got.schema == expected.schema
+        same_rows(expected, got)
+
+
+VIEW = {"name": "visits", "kind": "view", "input": {"source": "fhir", "stream": "Encounter"},
+        "view": {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+                 "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
+                                        {"name": "note", "path": "note"},
+                                        {"name": "start", "path": "period.start"}]}]}}
+COUNT = {"name": "per_month", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+         "date_field": "date", "grain": "month", "suppress_below": 0, "measures": [{"fn": "count", "as": "n"}]}
+MORE = "".join(resource("Encounter", f"n{i}", meta={"versionId": "3", "lastUpdated": "2024-07-01T00:00:00Z"},
+                         period={"start": f"2024-07-{1 + i:02d}"}, note=f"new {i}") + "\n" for i in range(5))
+NEWER_E3 = resource("Encounter", "e3", meta={"versionId": "7", "lastUpdated": "2024-08-01T00:00:00Z"},
+                     period={"start": "2024-08-01"}, note="newer") + "\n"
+
+
+def _builds(ws: Workspace, progress: Progress) -> list[tuple[str, str, str | None, list]]:
+    """Build the view and the count, then again (incrementally) after a second file with new
+    records and a newer version of one lands: each build's name, version id, the view part's
+    sha256 and the published rows."""
+    seen = []
+    parts: list[str] = []
+    original = rowstream.write_part
+
+    def spy(*args, **kwargs):
+        written = original(*args, **kwargs)
+        parts.append(written.part.sha256)
+        return written
+
+    rowstream.write_part = spy
+    try:
+        add_spec(ws, VIEW)
+        add_spec(ws, COUNT)
+        for step in range(2):
+            if step:
+                (ws.root.parent / "fhir" / "more.ndjson").write_text(MORE + NEWER_E3, "utf-8")
+                import_and_build(ws, "fhir", DateRange(), build=False)
+            for name in ("visits", "per_month"):
+                parts.clear()
+                result = build(ws, name, progress=progress)
+                seen.append((name, result.version, parts[0] if parts else None, read_table(ws, name)[1].to_pylist()))
+    finally:
+        rowstream.write_part = original
+    return seen
+
+
+def test_versions_built_natively_are_the_ones_built_through_the_connectors(tmp_path, through_connectors):
+    """The same landings in two workspaces, one read by DuckDB itself and one through the
+    connectors: the same version ids, the same view part bytes and the same rows, for full builds
+    and for the incremental builds after a second file lands."""
+    (tmp_path / "native").mkdir()
+    (tmp_path / "python").mkdir()
+    read_natively, read_by_connectors = Messages(), Messages()
+    native = _builds(landed_fhir(tmp_path / "native"), read_natively)
+    through_connectors()
+    python = _builds(landed_fhir(tmp_path / "python"), read_by_connectors)
+    reads = read_natively.said("reading ")
+    assert len(reads) >= 4 and all(NATIVE in m for m in reads), reads
+    assert not read_by_connectors.said(NATIVE)
+    assert [row[0] for row in native] == ["visits", "per_month"] * 2
+    assert native == python
+    view_rows = {r["id"]: r for r in native[2][3]}
+    assert view_rows["e3"]["note"] == "newer" and {f"n{i}" for i in range(5)} <= set(view_rows)
+
+
+def test_a_same_size_change_to_an_object_duckdb_reads_fails_the_build_and_publishes_nothing(tmp_path):
+    """A character of a landed NDJSON object changed in place (still valid JSON, same size): the
+    build that reads it natively fails naming the object, and the published version stays."""
+    ws = landed_fhir(tmp_path)
+    add_spec(ws, VIEW)
+    add_spec(ws, COUNT)
+    progress = Messages()
+    build(ws, "visits", progress=progress)
+    build(ws, "per_month")
+    assert progress.said(NATIVE), progress.seen
+    published = {name: Catalog(ws).current(name).version for name in ("visits", "per_month")}
+    [key] = [i.key for i in ws.store("raw").list("raw/")]
+    path = ws.store("raw").local_path(key)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"caf\\u00e9", b"caf\\u00e8"))
+    assert path.stat().st_size == len(data) and path.read_bytes() != data
+    for name in ("visits", "per_month"):
+        with pytest.raises(CorruptObject, match=f"raw object {key}"):
+            build(ws, name, full=True)
+        assert Catalog(ws).current(name).version == published[name]
+
+
+def test_numbers_and_dates_are_trimmed_of_the_white_space_the_csv_connector_trims():
+    """The DuckDB dialect trims a typed field as pyarrow's utf8_trim_whitespace (the csv
+    connector's rule) does, for every character of the Basic Multilingual Plane at either end."""
+    import duckdb
+    import pyarrow.compute as pc
+
+    from lithotse_desktop.derive.compile import DUCKDB
+
+    texts = [f"{chr(c)}5{chr(c)}" for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]
+    con = duckdb.connect()
+    got = con.execute(f"SELECT [regexp_replace(t, {DUCKDB._TRIM}, '', 'g') FOR t IN $1]", [texts]).fetchone()[0]
+    assert got == pc.utf8_trim_whitespace(pa.array(texts)).to_pylist()
