@@ -683,6 +683,10 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
             if seen_high[col] - lower < needed[var]:
                 out[var] = (lower, max(lower, float(seen_high[col])))
             continue
+        if not exact and lower is not None:
+            costs[col] = 0.0
+            out[var] = UNRESOLVED  # presumed narrow (judged as such whatever the points showed): hide more
+            continue
         upper = solve(costs, highspy.ObjSense.kMaximize)
         costs[col] = 0.0
         out[var] = UNRESOLVED if lower is None or upper is None else (lower, upper)
