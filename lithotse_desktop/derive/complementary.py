@@ -311,7 +311,7 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
     hidden, sensitive, lines, frozen = _complemented(group, zero_cells)
     memo: dict = {}
     for _round in range(MAX_AUDIT_ROUNDS):
-        findings = audit(group, hidden, memo=memo, exact=False)
+        findings = audit(group, hidden, memo=memo)
         if not findings:
             break
         added = False
@@ -319,9 +319,6 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
         for finding in findings:
             added = _widen(group, finding.cell, hidden, frozen, dead) or added
         if not added:
-            findings = audit(group, hidden, memo=memo)  # only proven narrow cells refuse a build
-            if not findings:
-                break
             raise _refusal(group, findings)
         _complete(group, lines, hidden, sensitive, frozen)
     else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
@@ -447,8 +444,7 @@ class Finding:
                 "exact": self.exact, "threshold": self.threshold, "via": self.via}
 
 
-def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None,
-          exact: bool = True) -> list[Finding]:
+def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None) -> list[Finding]:
     """Bounds on every hidden cell and unpublished difference from the published values of the
     group's relation lines, for each additive quantity (``count``, ``sum``) two related members
     both publish. Reported: a hidden count narrowed to less than its threshold, a hidden sum
@@ -457,17 +453,12 @@ def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = N
     flags; the values of hidden cells are never read, even when a build has them. ``memo``
     carries the bounds of components already audited from one call to the next: a component's
     bounds depend on its equations only, so when a round hides more cells, only the components
-    those cells touch are solved again.
-
-    With ``exact`` False (inside :func:`decide`), a hidden cell that no feasible point found
-    shows wide is reported narrow without bounding it exactly (its reported bounds are the
-    points' span): the build hides more instead of spending two solves on it. That never calls a
-    cell safe without proof, since every cell passed is still spanned by feasible points."""
+    those cells touch are solved again."""
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
     for quantity in quantities:
-        findings.extend(_audit_quantity(group, hidden, quantity, memo if memo is not None else {}, exact))
+        findings.extend(_audit_quantity(group, hidden, quantity, memo if memo is not None else {}))
     findings.sort(key=lambda f: f.cell)
     return findings
 
@@ -479,7 +470,7 @@ def _published_hidden(group: Group) -> set[int]:
 Rows = list[tuple[list[tuple[int, float]], float]]
 
 
-def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict, exact: bool) -> list[Finding]:
+def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
     is_count = quantity[0] == "count"
     rows: Rows = []
     row_tables: list[set[str]] = []
@@ -510,11 +501,11 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict,
     floors = {v: needed[v] for v, c in cells.items() if v in needed and group.is_difference(c)}
     findings = []
     for component in _components(len(variables), rows):
-        signature = (quantity, exact, tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
+        signature = (quantity, tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
                                             for r in component)))
         if signature not in memo:
             memo[signature] = {cells[v]: b for v, b in
-                               _bounds(component, rows, is_count, needed, floors, exact).items()}
+                               _bounds(component, rows, is_count, needed, floors).items()}
         for cell, (lower, upper) in memo[signature].items():
             finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
@@ -581,23 +572,23 @@ def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -
 
 
 def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-            nonnegative: bool, needed: dict[int, float], floors: dict[int, float] | None = None,
-            exact: bool = True) -> dict[int, tuple[float, float]]:
+            nonnegative: bool, needed: dict[int, float],
+            floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
     """The least and greatest value under the component's equations of each variable that may
     be narrow. Every solution found is a feasible point, so a variable whose values over the
     points found so far already span its ``needed`` width is wide enough and is not solved
     for; a few solves with spread-out objectives first find most of them wide. Variables
     missing from ``needed`` are never judged. A difference whose least value reaches its
     ``floors`` entry is not narrow whatever its greatest (:func:`_judge`), so that is not solved
-    for. With ``exact`` False, see :func:`audit`."""
+    for."""
     if len(component) == 1:
         return _one_equation(rows[component[0]], nonnegative, needed)
-    return _bounds_lp(component, rows, nonnegative, needed, floors or {}, exact)
+    return _bounds_lp(component, rows, nonnegative, needed, floors or {})
 
 
 def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-               nonnegative: bool, needed: dict[int, float], floors: dict[int, float] | None = None,
-               exact: bool = True) -> dict[int, tuple[float, float]]:
+               nonnegative: bool, needed: dict[int, float],
+               floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
     """The solver's part of :func:`_bounds`."""
     import highspy
     import numpy as np
@@ -673,19 +664,12 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
         if seen_high[col] - seen_low[col] >= needed[var]:
             continue
         floor = (floors or {}).get(var)
-        if not exact and floor is None:
-            out[var] = (float(seen_low[col]), float(seen_high[col]))  # presumed narrow: hide more
-            continue
         costs[col] = 1.0
         lower = solve(costs, highspy.ObjSense.kMinimize)
         if lower is not None and (seen_high[col] - lower >= needed[var] or (floor is not None and lower >= floor)):
             costs[col] = 0.0  # its least value and a feasible point span the width, or it is never small
             if seen_high[col] - lower < needed[var]:
                 out[var] = (lower, max(lower, float(seen_high[col])))
-            continue
-        if not exact and lower is not None:
-            costs[col] = 0.0
-            out[var] = UNRESOLVED  # presumed narrow (judged as such whatever the points showed): hide more
             continue
         upper = solve(costs, highspy.ObjSense.kMaximize)
         costs[col] = 0.0
