@@ -1,6 +1,6 @@
 """The line pass of complementary suppression (before any audit) over random cross-tables with
 grain pairs: every line it knows — a table's own rows, columns and periods, and every relation
-between two tables (coarser grain, fewer dimensions, filtered subset, partition) — ends with no
+between two tables (coarser grain, fewer dimensions, filtered subset) — ends with no
 lone hidden term and no small cell hidden among fewer than k records; and the set :func:`decide`
 publishes from there passes the independent attacker of the differencing property test."""
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lithotse_desktop.derive.complementary import Cells, Group, complemented, primary
 from lithotse_desktop.derive.relations import partitions, relations
 
-from .test_differencing_property import INPUT, K, MONTHS, check_attack, datasets, published, remainders
+from .test_differencing_property import INPUT, MONTHS, K, check_attack, datasets, published, remainders
 
 
 @st.composite
