@@ -9,7 +9,8 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
 - the builds with ``suppress_below 0`` (each aggregate on its own, nothing decided; the query
   still counts people per cell),
 - the builds with ``suppress_below 11`` (the published set decided together), and within them
-  the deciding and auditing (``complementary.decide``) and the counting of differences,
+  the deciding and auditing (``complementary.decide``), its line pass and its audit rounds (with
+  how many rounds ran), and the counting of differences,
 - ``lithotse privacy audit`` over the published set, as a reader would run it.
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
