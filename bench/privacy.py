@@ -9,7 +9,8 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
 - the builds with ``suppress_below 0`` (each aggregate on its own, nothing decided; the query
   still counts people per cell),
 - the builds with ``suppress_below 11`` (the published set decided together), and within them
-  the deciding and auditing (``complementary.decide``) and the counting of differences,
+  the deciding and auditing (``complementary.decide``), its line pass and its audit rounds (with
+  how many rounds ran), and the counting of differences,
 - ``lithotse privacy audit`` over the published set, as a reader would run it.
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
@@ -62,10 +63,11 @@ def specs(threshold: int) -> list[dict]:
 
 
 class Stopwatch:
-    """Time spent inside some functions, summed per build."""
+    """Time spent inside some functions, and how often they ran, summed per build."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
 
     def wrap(self, owner: Any, attribute: str, label: str) -> None:
         inner: Callable = getattr(owner, attribute)
@@ -76,6 +78,7 @@ class Stopwatch:
                 return inner(*args, **kwargs)
             finally:
                 self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - started
+                self.calls[label] = self.calls.get(label, 0) + 1
 
         setattr(owner, attribute, timed)
 
@@ -95,6 +98,7 @@ def main() -> None:
               f"20 aggregates")
 
         from lithotse_desktop.derive import build as build_module
+        from lithotse_desktop.derive import complementary
         from lithotse_desktop.derive.build import build_all
         from lithotse_desktop.derive.catalog import Catalog
         from lithotse_desktop.derive.privacy import audit_published
@@ -106,6 +110,8 @@ def main() -> None:
         watch = Stopwatch()
         watch.wrap(build_module, "decide", "decide and audit")
         watch.wrap(build_module, "_relate_as_outer", "count differences")
+        watch.wrap(complementary, "_complemented", "line pass")
+        watch.wrap(complementary, "audit", "audit rounds")
 
         def build_with(threshold: int) -> Callable[[], object]:
             for spec in specs(threshold):
@@ -114,13 +120,16 @@ def main() -> None:
 
         plain, plain_all = median_time(build_with(0), args.repeat)
         per_run: dict[str, list[float]] = {}
+        calls: dict[str, list[int]] = {}
         run_all = build_with(11)
 
         def controlled_run() -> None:
             watch.spent.clear()
+            watch.calls.clear()
             run_all()
             for label, seconds in watch.spent.items():
                 per_run.setdefault(label, []).append(seconds)
+                calls.setdefault(label, []).append(watch.calls[label])
 
         controlled, controlled_all = median_time(controlled_run, args.repeat)
         auditing, audit_all = median_time(lambda: audit_published(ws), args.repeat)
@@ -134,7 +143,8 @@ def main() -> None:
         print(f"builds, suppress_below 0:   median {plain:.2f}s  runs {[round(t, 2) for t in plain_all]}")
         print(f"builds, suppress_below 11:  median {controlled:.2f}s  runs {[round(t, 2) for t in controlled_all]}")
         for label, values in sorted(per_run.items()):
-            print(f"  of which {label + ':':<19} median {statistics.median(values):.2f}s")
+            print(f"  of which {label + ':':<19} median {statistics.median(values):.2f}s  "
+                  f"({statistics.median(calls[label]):g} calls)")
         print(f"privacy audit (published):  median {auditing:.2f}s  runs {[round(t, 2) for t in audit_all]}; "
               f"{hidden:,} of {cells:,} cells hidden, {len(report['groups'][0]['relations'])} relations, "
               f"{len(report['findings'])} findings")

@@ -63,6 +63,9 @@ PRIMAL_SIMPLEX = 4
 """HiGHS's ``simplex_strategy`` for primal simplex. Every solve after the first changes only the
 costs, which keeps the last basis primal feasible, so primal simplex continues from it in a few
 pivots where dual simplex (the default) takes thousands on a year's component."""
+IPM_FROM = 200
+"""Components with more terms than this solve spread-out objectives with the interior point
+solver (see ``_bounds_lp``); smaller ones stay on simplex, which is quick there."""
 UNRESOLVED = (math.nan, math.nan)
 """The bounds of a term the solver could not bound (the published numbers disagree, or it failed):
 judged narrow, so a build hides more rather than trusting it."""
@@ -276,9 +279,14 @@ def primary(member: Cells, zero_cells: str) -> set[int]:
     return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)}
 
 
-def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:
-    """Hidden rows of each member: primary cells, then complements until every line holds and
-    the audit finds no cell narrowed below its threshold."""
+def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
+    """The primary cells and their complements along every line, before any audit: the cell ids
+    :func:`decide` starts its audit rounds from."""
+    return _complemented(group, zero_cells)[0]
+
+
+def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], list[Line], set[int]]:
+    """Hidden cells, sensitive terms, lines and cells that may not be hidden, after the line pass."""
     hidden: set[int] = set()
     sensitive: set[int] = set()
     for m in group.members:
@@ -294,14 +302,22 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
     lines = group.own_lines() + group.relation_lines
     frozen = {group.offsets[m.name] + i for m in group.members if m.k <= 0 for i in range(len(m.keys))}
     _complete(group, lines, hidden, sensitive, frozen)
+    return hidden, sensitive, lines, frozen
+
+
+def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:
+    """Hidden rows of each member: primary cells, then complements until every line holds and
+    the audit finds no cell narrowed below its threshold."""
+    hidden, sensitive, lines, frozen = _complemented(group, zero_cells)
     memo: dict = {}
     for _round in range(MAX_AUDIT_ROUNDS):
         findings = audit(group, hidden, memo=memo)
         if not findings:
             break
         added = False
+        dead: set[int] = set()
         for finding in findings:
-            added = _widen(group, finding.cell, hidden, frozen) or added
+            added = _widen(group, finding.cell, hidden, frozen, dead) or added
         if not added:
             raise _refusal(group, findings)
         _complete(group, lines, hidden, sensitive, frozen)
@@ -351,8 +367,16 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
                 queued.add(other)
 
 
-def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
-    """Hide the largest visible cell of the nearest relation line around ``cell``."""
+def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: set[int] | None = None) -> bool:
+    """Hide the largest visible cell of the nearest relation line around ``cell``.
+
+    ``dead`` collects the terms whose search found nothing to hide: every term reached from
+    ``cell`` through hidden terms reaches the same ones back, so it would search them all again
+    for nothing (where nearly every cell is hidden, each search walks the whole group). Hiding
+    another cell does not revive them: a visible cell sharing a line with one of them would have
+    been found."""
+    if dead is not None and cell in dead:
+        return False
     by_cell = group.relation_lines_of
     seen = {cell}
     frontier = [cell]
@@ -373,6 +397,8 @@ def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
             hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
             return True
         frontier = following
+    if dead is not None:
+        dead |= seen
     return False
 
 
@@ -471,13 +497,15 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict)
     if not variables:
         return []
     cells = {v: c for c, v in variables.items()}
-    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, is_count)) is not None}
+    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, quantity)) is not None}
+    floors = {v: needed[v] for v, c in cells.items() if v in needed and group.is_difference(c)}
     findings = []
     for component in _components(len(variables), rows):
         signature = (quantity, tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
                                             for r in component)))
         if signature not in memo:
-            memo[signature] = {cells[v]: b for v, b in _bounds(component, rows, is_count, needed).items()}
+            memo[signature] = {cells[v]: b for v, b in
+                               _bounds(component, rows, is_count, needed, floors).items()}
         for cell, (lower, upper) in memo[signature].items():
             finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
@@ -486,11 +514,20 @@ def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict)
     return findings
 
 
-def _width_needed(group: Group, cell: int, is_count: bool) -> float | None:
+def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:
     """How wide a term's interval must be for :func:`_judge` to pass it without knowing its
-    exact bounds; None when it is never judged (nothing to solve for it)."""
+    exact bounds; None when it is never judged (nothing to solve for it).
+
+    A difference whose rows a build counted at 2k or more is never judged: its true count lies
+    in every interval a reader can derive, and an interval narrower than k around a value of
+    2k or more starts above k, which :func:`_judge` passes. (Only for the record count, the
+    quantity the build counted; the published-set audit knows no difference's count.)"""
+    is_count = quantity[0] == "count"
     if group.is_difference(cell):
-        k = group.threshold(group.differences[cell - group.cell_count].relation)
+        diff = group.differences[cell - group.cell_count]
+        k = group.threshold(diff.relation)
+        if quantity == ("count", None) and diff.records is not None and diff.records >= 2 * k:
+            return None
         return float(k) if is_count and k > 0 else None
     member, _i = group.owner[cell]
     if member.k <= 0:
@@ -535,19 +572,23 @@ def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -
 
 
 def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-            nonnegative: bool, needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+            nonnegative: bool, needed: dict[int, float],
+            floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
     """The least and greatest value under the component's equations of each variable that may
     be narrow. Every solution found is a feasible point, so a variable whose values over the
     points found so far already span its ``needed`` width is wide enough and is not solved
     for; a few solves with spread-out objectives first find most of them wide. Variables
-    missing from ``needed`` are never judged."""
+    missing from ``needed`` are never judged. A difference whose least value reaches its
+    ``floors`` entry is not narrow whatever its greatest (:func:`_judge`), so that is not solved
+    for."""
     if len(component) == 1:
         return _one_equation(rows[component[0]], nonnegative, needed)
-    return _bounds_lp(component, rows, nonnegative, needed)
+    return _bounds_lp(component, rows, nonnegative, needed, floors or {})
 
 
 def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-               nonnegative: bool, needed: dict[int, float]) -> dict[int, tuple[float, float]]:
+               nonnegative: bool, needed: dict[int, float],
+               floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
     """The solver's part of :func:`_bounds`."""
     import highspy
     import numpy as np
@@ -571,12 +612,17 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
     seen_low = np.full(size, inf)
     seen_high = np.full(size, -inf)
 
-    def solve(costs: Any, sense: Any) -> float | None:
+    def solve(costs: Any, sense: Any, spread_out: bool = False) -> float | None:
         """The optimum (±inf when unbounded, None when infeasible); records the point. The model
         is always minimised (a maximum is the least of the negated costs), so each solve starts
-        from the previous one's basis: only the costs change, the basis stays primal feasible."""
+        from the previous one's basis: only the costs change, the basis stays primal feasible.
+        Costs on every term at once (``spread_out``) move the optimum far from the last basis,
+        which takes simplex tens of thousands of pivots on a year's component; the interior
+        point solver (with crossover, so the point is a vertex and its basis serves the next
+        simplex solve) takes a second or two there."""
         maximize = sense == highspy.ObjSense.kMaximize
         solver.changeColsCost(size, columns, -costs if maximize else costs)
+        solver.setOptionValue("solver", "ipm" if spread_out and size > IPM_FROM else "simplex")
         solver.run()
         status = solver.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
@@ -595,9 +641,9 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
     spread = np.random.default_rng(len(component) * 7919 + size)
     for _ in range(2):
         direction = spread.choice([-1.0, 1.0], size)
-        if solve(direction, highspy.ObjSense.kMinimize) is None:
+        if solve(direction, highspy.ObjSense.kMinimize, True) is None:
             return {var: UNRESOLVED for var in judged}  # infeasible or failed: nothing is proven wide
-        solve(direction, highspy.ObjSense.kMaximize)
+        solve(direction, highspy.ObjSense.kMaximize, True)
     judged_vars = np.array(list(judged), dtype=np.int64)
     judged_cols = np.array([judged[v] for v in judged_vars], dtype=np.int32)
     judged_need = np.array([needed[v] for v in judged_vars])
@@ -617,10 +663,13 @@ def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], f
         var, col = int(judged_vars[index]), int(judged_cols[index])
         if seen_high[col] - seen_low[col] >= needed[var]:
             continue
+        floor = (floors or {}).get(var)
         costs[col] = 1.0
         lower = solve(costs, highspy.ObjSense.kMinimize)
-        if lower is not None and seen_high[col] - lower >= needed[var]:
-            costs[col] = 0.0  # its least value and a feasible point already span the width
+        if lower is not None and (seen_high[col] - lower >= needed[var] or (floor is not None and lower >= floor)):
+            costs[col] = 0.0  # its least value and a feasible point span the width, or it is never small
+            if seen_high[col] - lower < needed[var]:
+                out[var] = (lower, max(lower, float(seen_high[col])))
             continue
         upper = solve(costs, highspy.ObjSense.kMaximize)
         costs[col] = 0.0
@@ -699,7 +748,7 @@ def _explore(solver: Any, size: int, rows: list[tuple[list[tuple[int, float]], f
         for _round in range(EXPLORE_ROUNDS):
             costs = np.zeros(size)
             costs[judged_cols[pending]] = spread.choice([-1.0, 1.0], len(pending))
-            if solve(costs, highspy.ObjSense.kMinimize) is None:
+            if solve(costs, highspy.ObjSense.kMinimize, True) is None:
                 return
             still = open_ones()
             if len(pending) - len(still) < max(1, len(pending) // 50) or len(still) <= EXPLORE_MIN:

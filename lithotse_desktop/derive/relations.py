@@ -25,6 +25,7 @@ audit`` (which sees what a reader sees) derive the same relations.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -567,5 +568,12 @@ def no_difference(relation: Relation, mkey: tuple) -> bool:
 def margin_key(key: dict[str, Any], aliases: list[str], grain: str) -> tuple:
     """A cell's key on a margin: its period coarsened to ``grain`` and the shared dimensions."""
     period = key.get(PERIOD)
-    coarse = period_start(period, grain) if grain != "none" and period is not None else None
-    return (coarse, *(key.get(a) for a in aliases))
+    coarse = _period_start(period, grain) if grain != "none" and period is not None else None
+    return (coarse, *map(key.get, aliases))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _period_start(day: dt.date, grain: str) -> dt.date:
+    """:func:`period_start` remembered: a group's hundreds of thousands of cells share a few
+    hundred periods."""
+    return period_start(day, grain)
