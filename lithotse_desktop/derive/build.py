@@ -523,6 +523,7 @@ def _as_duckdb_types(ws: Workspace, work: _Work, schemas: dict[str, pa.Schema], 
     """Another engine's cells with the column types DuckDB gives the same query (found over empty
     inputs), so the published Parquet is the same whichever engine built it."""
     con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")  # as a build's connection (inputs.connect): instants come back in UTC
     try:
         for alias, schema in schemas.items():
             empty_relation(con, alias, schema)

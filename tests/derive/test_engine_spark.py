@@ -119,7 +119,7 @@ SPARK_SQL = {"name": "departments_spark", "kind": "sql", "engine": "spark",
 
 def _assert_same(name: str, expected: pa.Table, got: pa.Table) -> None:
     """Same columns and types, same rows in the same order; floats within 1e-9 (relative)."""
-    assert got.schema == expected.schema, name
+    assert got.schema == expected.schema, (name, str(got.schema), str(expected.schema))
     assert got.num_rows == expected.num_rows, name
     for column in expected.column_names:
         want, have = expected.column(column).to_pylist(), got.column(column).to_pylist()

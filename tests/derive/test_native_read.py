@@ -117,7 +117,7 @@ def _builds(ws: Workspace, progress: Progress) -> list[tuple[str, str, str | Non
 
     def spy(*args, **kwargs):
         written = original(*args, **kwargs)
-        parts.append(written.part.sha256)
+        parts.append(",".join(chunk.part.sha256 for chunk in written.chunks))
         return written
 
     rowstream.write_part = spy
