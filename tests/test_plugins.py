@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -245,6 +246,10 @@ def test_editable_install_picks_up_fixes_and_edits_without_reinstalling(tmp_path
         assert row["status"] == "ok" and row["origin"].startswith("editable file://")
         assert row["connector_versions"] == {"edit-loop": "0.1.0"}
         module.write_text(good.replace('version = "0.1.0"', 'version = "0.2.0"'))
+        # an edit of the same size in the same second as the last one would leave Python's cached
+        # bytecode looking fresh (its check is mtime in seconds + size); a person edits later
+        later = module.stat().st_mtime + 2
+        os.utime(module, (later, later))
         assert _listed()["edit-loop"]["connector_versions"] == {"edit-loop": "0.2.0"}
         again = run_lithotse("plugins", "install", "-e", str(tmp_path / "edit-loop"))
         assert again.returncode == 0, again.stderr
