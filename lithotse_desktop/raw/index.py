@@ -9,6 +9,7 @@ landing can be copied between stores unchanged.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -47,6 +48,22 @@ def _with_store(manifest: Manifest, store: str | None) -> Manifest:
     return manifest
 
 
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL mode and the schema. Switching the journal mode does not wait out the busy timeout, so
+    two threads or processes opening a new index at once (the desktop app's pages do) may see
+    "database is locked" at once: that is retried until ten seconds have passed."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 class RawIndex:
     """Manifests of one or more raw stores; ``stores`` lists them by name, the written-to one first.
 
@@ -59,8 +76,7 @@ class RawIndex:
             [(None, stores)] if isinstance(stores, Store) else list(stores))
         self.store = self.stores[0][1]
         self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        _set_up(self.db)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(landings)")}
         if "store" not in columns:  # an index made before raw stores were named
             with self.db:
