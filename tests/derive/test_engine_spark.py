@@ -38,6 +38,7 @@ from lithotse_desktop.jobs import import_and_build
 from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
+from tests.support.messages import Messages
 
 from .native_cases import connector_rows, landed_csv, landed_fhir, same_rows
 
@@ -130,22 +131,6 @@ def _assert_same(name: str, expected: pa.Table, got: pa.Table) -> None:
                     assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (name, column, i, a, b)
         else:
             assert want == have, (name, column)
-
-
-class Messages(Progress):
-    """A Progress that keeps every message a build gave."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def update(self, message: str | None = None, **kwargs) -> None:
-        if message is not None:
-            self.seen.append(message)
-        super().update(message, **kwargs)
-
-    def said(self, text: str) -> list[str]:
-        return [m for m in self.seen if text in m]
 
 
 NATIVE = "where it lies"

@@ -19,24 +19,9 @@ from lithotse_desktop.jobs import import_and_build
 from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
+from tests.support.messages import Messages
 
 from .native_cases import TRICKY_CSV, connector_rows, landed_csv, landed_fhir, resource, same_rows
-
-
-class Messages(Progress):
-    """A Progress that keeps every message."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def update(self, message: str | None = None, **kwargs) -> None:
-        if message is not None:
-            self.seen.append(message)
-        super().update(message, **kwargs)
-
-    def said(self, text: str) -> list[str]:
-        return [m for m in self.seen if text in m]
 
 
 def _landed_on_duckdb(ws: Workspace, source: str, stream: str, progress: Progress) -> pa.Table:
