@@ -37,6 +37,7 @@ from .rowstream import (
     NotIncremental,
     StagedPart,
     _staged,
+    drop_relations,
     first_read,
     newest_over,
     staging_dir,
@@ -246,13 +247,10 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
 
 
 def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
-    """Drop the tables and views loading a kept input made, but ``keep`` (views first: they
-    name the tables)."""
+    """Drop the tables and views loading a kept input made, but ``keep``."""
     names = (KEPT, "__kept_view", "__old_input", "__old_files", "__hit", "__winners", "__new_keys", "__fresh_ids",
              "__gone", "__new_input")
-    found = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
-    for name in sorted((n for n in names if n in found and n not in keep), key=lambda n: found[n] != "VIEW"):
-        con.execute(f"DROP {'VIEW' if found[name] == 'VIEW' else 'TABLE'} {name}")
+    drop_relations(con, *(n for n in names if n not in keep))
 
 
 @dataclass
