@@ -410,6 +410,17 @@ class Connector:
     def streams(self) -> list[StreamInfo]:
         raise NotImplementedError
 
+    def landed_stream(self, name: str, landed: RawObject) -> StreamInfo:
+        """The stream as its landings hold it, under the current settings: what builds read.
+
+        Derivatives are built from landed objects, not from the source, which may be gone by
+        then (an export folder emptied, a drive unplugged, another machine reading a shared raw
+        store). ``landed`` is the stream's newest landing (not its bytes: ``path`` is None).
+        The default asks the source (:meth:`stream`); a connector whose stream info comes from
+        the files themselves (their columns) should answer from ``landed.meta`` instead.
+        """
+        return self.stream(name)
+
     def stream(self, name: str) -> StreamInfo:
         for info in self.streams():
             if info.name == name:

@@ -63,8 +63,14 @@ class StreamInput:
 
     def read_key(self, ws: Workspace) -> list[str]:
         """The stream's declared key and person key, from its connector (which reads the
-        source's settings)."""
-        info = make_connector(ws, self.source).stream(self.stream)
+        source's settings) and the newest landing, so the source itself need not be reachable."""
+        connector = make_connector(ws, self.source)
+        if self.manifests:
+            newest = self.manifests[-1]
+            info = connector.landed_stream(self.stream, RawObject(None, newest.stream, newest.original_name,
+                                                                  newest.media_type, newest.meta, validated=True))
+        else:
+            info = connector.stream(self.stream)
         self.key = list(info.key)
         self.person_key = list(info.person_key) if info.person_key else None
         return self.key

@@ -59,7 +59,9 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
                 raise SpecError(f"{path}.derivative", str(exc)) from None
         else:
             try:
-                make_connector(ws, item["source"]).stream(item["stream"])
+                connector = make_connector(ws, item["source"])
+                if not _has_landings(ws, item["source"], item["stream"]):
+                    connector.stream(item["stream"])
             except NotFound as exc:
                 raise SpecError(f"{path}.source", str(exc)) from None
             except ConfigError as exc:
@@ -206,3 +208,13 @@ def lineage(ws: Workspace, name: str) -> dict:
     return {"name": name, "version": version.version, "published_at": version.published_at,
             "spec_hash": version.spec_hash, "spec": version.spec, "inputs": out_inputs,
             **counting(version), "raw_readable": True}
+
+
+def _has_landings(ws: Workspace, source: str, stream: str) -> bool:
+    """Whether a stream has landed: then a spec may read it even if its source no longer offers it
+    (a folder emptied after import), since builds read the landings."""
+    index = open_index(ws)
+    try:
+        return bool(index.landings(source, stream))
+    finally:
+        index.close()

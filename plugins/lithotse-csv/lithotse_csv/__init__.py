@@ -204,12 +204,22 @@ class CsvConnector(Connector):
             except InputError as exc:
                 infos.append(StreamInfo(entry.stream, description=f"{entry.label} (unreadable: {exc})"))
                 continue
-            date_field = self._date_field(names, detected)
-            key = self._key(names)
-            date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *dated]))
-            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, entry.label,
-                                    person_column(names, self.settings.get("person_column"))))
+            infos.append(self._info(entry.stream, entry.label, names, detected, dated))
         return infos
+
+    def _info(self, stream: str, label: str, names: list[str], detected: str | None,
+              dated: list[str]) -> StreamInfo:
+        date_field = self._date_field(names, detected)
+        date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *dated]))
+        return StreamInfo(stream, date_field, date_fields, self._key(names), label,
+                          person_column(names, self.settings.get("person_column")))
+
+    def landed_stream(self, name: str, landed: RawObject) -> StreamInfo:
+        """From the columns the landing recorded, so a build never needs the source folder."""
+        layout = Layout.from_meta(landed.meta or {})
+        if layout is None:
+            return self.stream(name)
+        return self._info(name, landed.name, layout.names, layout.date_column, layout.date_columns)
 
     def _tables(self) -> dict[str, list[str]]:
         """The columns of every readable file of the source, by label."""

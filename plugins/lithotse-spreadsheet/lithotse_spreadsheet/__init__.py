@@ -224,13 +224,21 @@ class SpreadsheetConnector(Connector):
             except InputError as exc:
                 infos.append(StreamInfo(entry.stream, description=f"{title} (unreadable: {exc})"))
                 continue
-            date_field = self._date_field(layout)
-            key = self._key(layout)
-            date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []),
-                                               *layout.date_columns]))
-            infos.append(StreamInfo(entry.stream, date_field, date_fields, key, title,
-                                    person_column(layout.names, self.settings.get("person_column"))))
+            infos.append(self._info(entry.stream, title, layout))
         return infos
+
+    def _info(self, stream: str, title: str, layout: SheetLayout) -> StreamInfo:
+        date_field = self._date_field(layout)
+        date_fields = tuple(dict.fromkeys([*([date_field] if date_field else []), *layout.date_columns]))
+        return StreamInfo(stream, date_field, date_fields, self._key(layout), title,
+                          person_column(layout.names, self.settings.get("person_column")))
+
+    def landed_stream(self, name: str, landed: RawObject) -> StreamInfo:
+        """From the sheet layout the landing recorded, so a build never needs the workbook."""
+        layout = SheetLayout.from_meta(landed.meta or {})
+        if layout is None:
+            return self.stream(name)
+        return self._info(name, f"{landed.name}, sheet {layout.sheet!r}", layout)
 
     def _tables(self) -> dict[str, list[str]]:
         """The columns of every readable sheet of the source, by file and sheet."""
