@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from .. import engine
-from ..connectors import NATIVE_FORMATS, Connector, RawObject
+from ..connectors import NATIVE_FORMATS, Connector, RawObject, StreamInfo
 from ..errors import ConfigError, LithotseError, NotFound
 from ..progress import Progress
 from ..raw.index import open_index
@@ -61,16 +61,19 @@ class StreamInput:
         """The distinct raw objects, each with every landing of it."""
         return stored_objects(ws, self.manifests)
 
+    def info(self, ws: Workspace, connector: Connector | None = None) -> StreamInfo:
+        """The stream as its connector describes it under the source's current settings, from
+        the newest landing when there is one, so the source itself need not be reachable."""
+        connector = connector or make_connector(ws, self.source)
+        if not self.manifests:
+            return connector.stream(self.stream)
+        newest = self.manifests[-1]
+        return connector.landed_stream(self.stream, RawObject(None, newest.stream, newest.original_name,
+                                                              newest.media_type, newest.meta, validated=True))
+
     def read_key(self, ws: Workspace) -> list[str]:
-        """The stream's declared key and person key, from its connector (which reads the
-        source's settings) and the newest landing, so the source itself need not be reachable."""
-        connector = make_connector(ws, self.source)
-        if self.manifests:
-            newest = self.manifests[-1]
-            info = connector.landed_stream(self.stream, RawObject(None, newest.stream, newest.original_name,
-                                                                  newest.media_type, newest.meta, validated=True))
-        else:
-            info = connector.stream(self.stream)
+        """The stream's declared key and person key (see :meth:`info`)."""
+        info = self.info(ws)
         self.key = list(info.key)
         self.person_key = list(info.person_key) if info.person_key else None
         return self.key

@@ -101,7 +101,7 @@ def load_sample(ws: Workspace, item: dict, rows: int = SAMPLE_ROWS) -> Sample | 
         return None
     total = sum(m.records for m in resolved.manifests)
     sample = describe(pa.Table.from_batches(batches), total)
-    person_key = connector.stream(item["stream"]).person_key
+    person_key = resolved.info(ws, connector).person_key
     sample.person_key = list(person_key) if person_key else None
     return sample
 

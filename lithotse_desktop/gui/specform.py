@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..derive.catalog import Catalog
+from ..derive.inputs import resolve_stream
 from ..derive.service import add_spec
 from ..derive.spec import GRAINS
 from ..errors import LithotseError
@@ -92,15 +93,18 @@ def list_inputs(ws: Workspace, streams_only: bool = False, keep: dict | None = N
     counts = stream_records(ws)
     for src in ws.sources():
         try:
-            streams = make_connector(ws, src.name).streams()
-        except Exception as exc:  # a broken source must not hide the others
-            options.append(InputOption(f"{src.name} (unavailable)", {}, None, error_text(exc)))
+            connector = make_connector(ws, src.name)
+            streams = connector.streams()
+        except Exception as exc:  # a broken source must not hide the others, nor its landed data
+            landed = _landed_options(ws, src.name, counts, set())
+            options.extend(landed or [InputOption(f"{src.name} (unavailable)", {}, None, error_text(exc))])
             continue
         for info in streams:
             item = {"source": src.name, "stream": info.name}
             rows = counts.get((src.name, info.name), 0)
             if rows or item == keep:
                 options.append(InputOption(input_label(item, rows), item, info.date_field, rows=rows))
+        options.extend(_landed_options(ws, src.name, counts, {info.name for info in streams}))
     if not streams_only:
         catalog = Catalog(ws)
         for name in catalog.names():
@@ -112,6 +116,23 @@ def list_inputs(ws: Workspace, streams_only: bool = False, keep: dict | None = N
             rows = current.rows if current is not None else 0
             if rows or item == keep:
                 options.append(InputOption(input_label(item, rows), item, rows=rows))
+    return options
+
+
+def _landed_options(ws: Workspace, source: str, counts: dict[tuple[str, str], int],
+                    offered: set[str]) -> list[InputOption]:
+    """Streams with landed records that the source no longer offers (its folder emptied or gone):
+    derivatives are built from the landings, so they stay inputs."""
+    options = []
+    for (src, stream), rows in sorted(counts.items()):
+        if src != source or stream in offered or not rows:
+            continue
+        item = {"source": source, "stream": stream}
+        try:
+            date_field = resolve_stream(ws, source, stream, with_key=False).info(ws).date_field
+        except LithotseError:
+            date_field = None
+        options.append(InputOption(input_label(item, rows), item, date_field, rows=rows))
     return options
 
 

@@ -228,3 +228,33 @@ def test_an_existing_age_band_is_edited_in_place(qtbot, window, workspace, tmp_p
     assert dialog.spec()["group_by"] == spec["group_by"]
     assert not dialog.has_changes()
     dialog.reject()
+
+
+def test_a_landed_csv_stays_an_input_after_its_folder_is_gone(qtbot, window, workspace, tmp_path):
+    """The export folder is emptied after import: the form still offers the landed stream with its
+    date column, previews it and saves and builds an aggregate of it, counted as imported."""
+    import shutil
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(90)]
+    (folder / "visits.csv").write_text("admit_date,ward,patient\n" + "".join(
+        f"{d.isoformat()},w{i % 2},p{i}\n" for i, d in enumerate(days)))
+    workspace.add_source("ehr", "csv", {"path": str(folder)}, {})
+    from lithotse_desktop.raw import run_import
+
+    run_import(workspace, "ehr")
+    shutil.rmtree(folder)
+
+    page = window.show_page("derivatives")
+    dialog = open_form(qtbot, page)
+    assert items(dialog.input_box) == ["ehr › visits (90 records)"]
+    assert dialog.date_field.currentText() == "admit_date"
+    wait_preview(qtbot, dialog)
+    assert [r["n"] for r in preview_rows(dialog)] == [31, 29, 30], "monthly totals of the landed rows"
+    qtbot.keyClicks(dialog.name_edit, "after_export")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.dialog is None, timeout=20000)
+    qtbot.waitUntil(lambda: page.job is None and "Built" in page.strip.status.text(), timeout=30000)
+    catalog = Catalog(workspace)
+    assert [r["n"] for r in catalog.read(catalog.current("after_export")).to_pylist()] == [31, 29, 30]
