@@ -12,6 +12,7 @@ does is refused there with a SpecError naming it, never approximated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -166,8 +167,9 @@ class Dialect:
             paths.append(read.keep[0])
         return paths
 
-    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
-        """A column's value in a record of :meth:`native_records`."""
+    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False) -> str:
+        """A column's value in a record of :meth:`native_records` (``fragments``: read with
+        hoisted paths, so each path's value is JSON, not yet text)."""
         if read.format == "csv":
             return self.native_value(column.parse, f"_c{column.field}")
         if column.parse == "record":
@@ -175,7 +177,7 @@ class Dialect:
         if isinstance(column.field, int):
             raise ValueError(f"native column {column.name!r}: an NDJSON column names JSON paths, not a position")
         paths = self.native_paths(read)
-        values = [f"__lithotse_j[{paths.index(p) + 1}]" for p in column.field]
+        values = [self._native_field(paths.index(p) + 1, fragments) for p in column.field]
         if not values:
             return f"CAST(NULL AS {self.sql_type(NATIVE_TYPES[column.parse])})"
         if column.parse == "patient_reference":
@@ -195,25 +197,37 @@ class Dialect:
                 f"delim={self.text_literal(read.delimiter)}, quote={self.text_literal(read.quote)}, "
                 f"escape={self.text_literal(read.quote)}, strict_mode=false, encoding='utf-8')")
 
-    def native_records(self, read: NativeRead, relation: str) -> str:
+    @staticmethod
+    def _native_field(slot: int, fragments: bool) -> str:
+        """The text of the ``slot``-th path's value in ``__lithotse_j``."""
+        return f"json_extract_string(__lithotse_j[{slot}], '$')" if fragments else f"__lithotse_j[{slot}]"
+
+    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = ()) -> str:
         """The records of ``relation`` (one row per record of the object, fields ``_c0``…, in file
         order) as the connector counts them, numbered from 0 in ``__lithotse_n``. DuckDB's CSV
         reader already ends records at any line break and leaves out empty lines; an NDJSON line
-        is parsed once, for every path the columns read (``__lithotse_j``)."""
+        is parsed once, for every path the columns read (``__lithotse_j``) and, in the same
+        parse, the JSONPaths ``hoisted`` (a view's, see ``sof.compile_view_hoisted``), whose
+        JSON values make the list ``__lithotse_h``; the columns' values are then JSON too, read
+        as text each on its own (a small parse of a short value, not of the line)."""
         numbered = "row_number() OVER () - 1 AS __lithotse_n"
         if read.format == "ndjson":
-            paths = ", ".join(self.text_literal("$." + ".".join(f'"{part}"' for part in p.split(".")))
-                              for p in self.native_paths(read))
-            parsed = (f"SELECT CAST(json AS VARCHAR) AS __lithotse_record, json_extract_string(json, [{paths}]) "
+            own = self.native_paths(read)
+            paths = ", ".join([*(self.text_literal("$." + ".".join(f'"{part}"' for part in p.split(".")))
+                                 for p in own), *(self.text_literal(p) for p in hoisted)])
+            extract = "json_extract" if hoisted else "json_extract_string"
+            values = f", __lithotse_j[{len(own) + 1}:{len(own) + len(hoisted)}] AS __lithotse_h" if hoisted else ""
+            parsed = (f"SELECT CAST(json AS VARCHAR) AS __lithotse_record, {extract}(json, [{paths}]) "
                       f"AS __lithotse_j FROM {relation}")
             if read.keep is not None:
                 path, value = read.keep
                 # the filter stands above a window (numbering the lines), which it is not moved
                 # below: moved down to the scan, it would parse each line once more
-                at = self.native_paths(read).index(path) + 1
+                at = own.index(path) + 1
                 parsed = (f"SELECT __lithotse_record, __lithotse_j FROM (SELECT *, row_number() OVER () AS "
-                          f"__lithotse_line FROM ({parsed})) WHERE __lithotse_j[{at}] = {self.text_literal(value)}")
-            return f"SELECT *, {numbered} FROM ({parsed})"
+                          f"__lithotse_line FROM ({parsed})) "
+                          f"WHERE {self._native_field(at, bool(hoisted))} = {self.text_literal(value)}")
+            return f"SELECT *{values}, {numbered} FROM ({parsed})"
         return f"SELECT *, {numbered} FROM {relation}"
 
 
@@ -403,13 +417,20 @@ class Span:
     range: DateRange
 
 
+HOISTED = "__h"
+"""The column of a natively read NDJSON object with the JSON values of a view's hoisted paths."""
+
+
 def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: list[str], *, timezone: str,
-                      dialect: Dialect) -> str:
+                      dialect: Dialect, hoisted: Sequence[str] = ()) -> str:
     """One object's rows from its raw records (``relation``, see :meth:`Dialect.native_records`) as
     :func:`~lithotse_desktop.raw.reader.read_object` gives them: the connector's columns ``kept``,
     only rows inside a span, each naming the first span holding it (``_landing_id``, ``_landed_at``)
-    and its position among the object's rows (``_row``, counted before the range is applied)."""
+    and its position among the object's rows (``_row``, counted before the range is applied);
+    with ``hoisted`` JSONPaths (NDJSON only), their values from the same parse as :data:`HOISTED`."""
     q = dialect.quote
+    hoisted = hoisted if read.format == "ndjson" else ()
+    carried = f", __lithotse_h AS {q(HOISTED)}" if hoisted else ""
     schema = read.schema()
     bounds = [f"__lithotse_n >= {read.skip}"]
     if read.limit is not None:
@@ -417,10 +438,12 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     inside = " AND ".join(bounds)
     # the header and the rows under the data are not cast at all (an optimizer may move the
     # filter above the casts, so the CASE guards each one)
-    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_column(read, c)} END AS {q(c.name)}"
-                      for c in read.columns)
-    rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row "
-            f"FROM ({dialect.native_records(read, relation)}) WHERE {inside}")
+    column = (lambda c: dialect.native_column(read, c, fragments=True)) if hoisted else \
+        (lambda c: dialect.native_column(read, c))
+    typed = ", ".join(f"CASE WHEN {inside} THEN {column(c)} END AS {q(c.name)}" for c in read.columns)
+    records = dialect.native_records(read, relation, hoisted) if hoisted else dialect.native_records(read, relation)
+    rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row{carried} "
+            f"FROM ({records}) WHERE {inside}")
     owners = []
     for i, span in enumerate(spans):
         if not span.date_field or not span.range.bounded:
@@ -439,7 +462,8 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     landed_at = " ".join(f"WHEN {i} THEN {dialect.text_literal(s.landed_at)}" for i, s in enumerate(used))
     columns = "".join(f"{q(c)}, " for c in kept)
     return (f"SELECT {columns}CASE __lithotse_owner {landing} END AS _landing_id, "
-            f"CASE __lithotse_owner {landed_at} END AS _landed_at, __lithotse_row AS _row "
+            f"CASE __lithotse_owner {landed_at} END AS _landed_at, __lithotse_row AS _row"
+            f"{', ' + q(HOISTED) if hoisted else ''} "
             f"FROM (SELECT *, CASE {' '.join(owners)} END AS __lithotse_owner FROM ({rows})) "
             f"WHERE __lithotse_owner IS NOT NULL")
 

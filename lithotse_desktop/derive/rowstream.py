@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -35,7 +36,7 @@ from ..raw.sources import make_connector
 from ..raw.verify import IntegrityChecks
 from ..storage import Store
 from ..workspace import Workspace
-from .compile import DUCKDB, dedupe_sql
+from .compile import DUCKDB, HOISTED, dedupe_sql
 from .inputs import (
     NATIVE,
     NUMERIC_VERSIONS,
@@ -46,7 +47,7 @@ from .inputs import (
     read_failed,
     stream_key,
 )
-from .kinds.view import rows_query
+from .kinds.view import has_type_column, hoisted_rows, rows_query
 
 T = TypeVar("T")
 
@@ -180,7 +181,7 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     shas = {x[0] for x in old}
     if any(x[0] in shas for x in new - old):
         return None
-    landings = list(_landing_ranks(resolved).to_pylist())
+    landings = _landing_ranks(resolved)
     if landings[:len(index["landings"])] != index["landings"]:
         return None
     if not all(_stored(catalog, key) for c in chunks for key in (c.records, c.row_ids) if key):
@@ -201,10 +202,15 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     ``prior`` version, only the objects it did not read, choosing the newest versions among
     them and its record index — and return what :func:`write_part` writes."""
     q = DUCKDB.quote
-    pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set())
+    hoisted = hoisted_rows(spec, ROW_ID)
+    paths = tuple(hoisted.paths) if hoisted is not None else ()
+    pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
+                              hoisted=paths)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
+    if "resource" not in columns or not has_type_column(schema):
+        hoisted = None
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
     if missing:
@@ -213,8 +219,10 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         raise NotIncremental("the record identity changed")
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
+    staged = picked if hoisted is None else ", ".join(
+        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])])
     landings = _landing_ranks(resolved)
-    ranks = {landing: i for i, landing in enumerate(landings.to_pylist())}
+    ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
     seen = prior.read if prior is not None else 0
     created = False
@@ -231,18 +239,28 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             relation = _numbered(item, ranks, seen)
         else:
             numbers = pa.array(range(seen, seen + item.num_rows), pa.int64())
-            rank = pc.index_in(item.column("_landing_id"), value_set=landings)
+            rank = pc.index_in(item.column("_landing_id"), value_set=pa.array(landings, pa.string()))
             con.register("__batch", item.append_column(LANDING, rank).append_column(ROW_ID, numbers))
             relation = "__batch"
-        view_sql, params = rows_query(spec, schema, relation, ROW_ID)
         try:
-            if not created:
-                counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
-                con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
+            if hoisted is not None:
+                # one parse of each resource: its identity, version and the view's values go to
+                # one table, from which the rows are computed as they are written
+                values = _hoisted_values(item, paths, spec["view"]["resource"])
+                select = f"SELECT {staged}{values} FROM {relation}"
+                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME {select}" if created
+                                      else f"CREATE TABLE {VERSIONS} AS {select}").fetchone()
                 created = True
             else:
-                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}").fetchone()
-                con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
+                view_sql, params = rows_query(spec, schema, relation, ROW_ID)
+                if not created:
+                    counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
+                    con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
+                    created = True
+                else:
+                    counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}"
+                                          ).fetchone()
+                    con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
             seen += counted[0] if counted else 0
         except duckdb.Error as exc:
             raise read_failed(checks, f"derivative {spec['name']}: {where}, {stored.reader.original_name}",
@@ -254,27 +272,32 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     # scanning the rows to write, its peak grew with the stream (tests/plugins/fhir/test_view_memory.py:
     # 1.26x from 60k to 300k Encounters under a 256 MB limit; 1.11x with one)
     con.execute(f"SET threads = {1 if native else threads}")
-    rows = f"SELECT * FROM {ROWS}"
-    load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, [], seen,
-                    landings.to_pylist(), bool(key))
+    if hoisted is not None:
+        rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
+    else:
+        rows, row_params = f"SELECT * FROM {ROWS}", []
+    load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, row_params, seen,
+                    landings, bool(key))
     if key:
         try:
             if prior is None:
                 # the newest versions first, on their own: the memory choosing them is given back
                 # before the rows are written
                 numeric = [NUMERIC_VERSIONS] if "versionId" in kept else []
-                newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
+                versions = VERSIONS if hoisted is None else f"(SELECT {picked} FROM {VERSIONS})"
+                newest = dedupe_query(versions, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
-                load.dropped = con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)})"
-                                       ).to_arrow_table().column(0).combine_chunks()
+                load.dropped = _combined(con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)})"
+                                       ).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
-        con.execute(f"DROP TABLE {VERSIONS}")
+        if hoisted is None:
+            con.execute(f"DROP TABLE {VERSIONS}")
     if prior is not None:
         _plan_chunks(con, load, prior, bool(key))
         load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
@@ -296,8 +319,8 @@ def _plan_chunks(con: duckdb.DuckDBPyConnection, load: ViewLoad, prior: Prior, k
 def _superseded(con: duckdb.DuckDBPyConnection, keyed: bool) -> pa.Array:
     """Record numbers of the previous version's records replaced by new versions."""
     if not keyed:
-        return pa.array([], pa.int64())
-    gone = con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0).combine_chunks()
+        return pa.nulls(0, pa.int64())
+    gone = _combined(con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0))
     con.execute("DROP TABLE __superseded")
     return gone
 
@@ -363,7 +386,7 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
                 f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
     drop_relations(con, "__newest_all", "__old_records", "__hit", "__winners", "__new_keys")
-    return dropped.column(0).combine_chunks()
+    return _combined(dropped.column(0))
 
 
 def drop_relations(con: duckdb.DuckDBPyConnection, *names: str) -> None:
@@ -449,17 +472,18 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-                    skip: frozenset[str] | set[str] = frozenset()
+                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = ()
                     ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
-    :func:`.inputs.native_object`) comes whole, as its query."""
+    :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
+    ``hoisted`` when it is NDJSON."""
     connector = make_connector(ws, resolved.source)
     for stored in resolved.objects(ws):
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -467,6 +491,19 @@ def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, ch
         progress.update(f"reading {name}")
         for batch in read_object(ws, stored, connector, checks, provenance=True):
             yield stored, batch
+
+
+def _hoisted_values(item: pa.RecordBatch | NativeObject, paths: tuple[str, ...], resource_type: str) -> str:
+    """The select-list tail giving a record's view values (:data:`.compile.HOISTED`): read with it
+    from a natively read NDJSON object, else extracted from the resource text of the records of
+    the view's type in one parse each."""
+    if not paths:
+        return ""
+    if isinstance(item, NativeObject) and item.hoisted:
+        return f", {DUCKDB.quote(HOISTED)}"
+    listed = ", ".join(DUCKDB.text_literal(p) for p in paths)
+    return (f", CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
+            f"THEN json_extract(resource, [{listed}]) END AS {DUCKDB.quote(HOISTED)}")
 
 
 def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
@@ -480,11 +517,13 @@ def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
             f"CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)} FROM ({item.sql}))")
 
 
-def _landing_ranks(resolved: StreamInput) -> pa.Array:
+def _landing_ranks(resolved: StreamInput) -> list[str]:
     """The stream's landing ids from oldest to newest (by landing time, then id), so a record's
-    landing is kept as its index here: a small number rather than two strings per record."""
+    landing is kept as its index here: a small number rather than two strings per record (a
+    list, not an Arrow array: pyarrow's first array made from Python objects imports pandas,
+    a quarter of a second that a build reading natively does not otherwise spend)."""
     ordered = sorted(resolved.manifests, key=lambda m: (m.landed_at, m.id))
-    return pa.array([m.id for m in ordered], pa.string())
+    return [m.id for m in ordered]
 
 
 class _Rows:
@@ -586,11 +625,17 @@ class _Chunks:
     def add(self, table: pa.Table, numbers: pa.Array) -> None:
         if not table.num_rows:
             return
-        parts = pc.divide(numbers, CHUNK_RECORDS)
-        first, last = pc.min(parts).as_py(), pc.max(parts).as_py()
+        # record numbers arrive in order: each part's rows are a slice, found by binary search
+        # (pyarrow's compute functions would import pandas for a Python scalar)
+        def at(i: int) -> int:
+            return numbers[i].as_py()
+
+        first, last = at(0) // CHUNK_RECORDS, at(len(numbers) - 1) // CHUNK_RECORDS
         for number in range(first, last + 1):
-            mask = pc.equal(parts, number)
-            piece, ids = (table, numbers) if first == last else (table.filter(mask), numbers.filter(mask))
+            start, stop = (0, len(numbers)) if first == last else (
+                bisect_left(range(len(numbers)), bound, key=at) for bound in (number * CHUNK_RECORDS,
+                                                                               (number + 1) * CHUNK_RECORDS))
+            piece, ids = table.slice(start, stop - start), numbers.slice(start, stop - start)
             if not piece.num_rows:
                 continue
             if self._open is None or self._open[0] != number:
@@ -599,7 +644,7 @@ class _Chunks:
                 self._start(number)
             assert self._open is not None
             self._open[1].add(piece)
-            self._open[2].add(pa.table({ROW_ID: ids}))
+            self._open[2].add(pa.Table.from_arrays([ids], names=[ROW_ID]))
 
     def close(self) -> list[StagedChunk]:
         if self._open is not None:
@@ -633,7 +678,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
         raise LithotseError(f"{what}: {exc}") from None
     numbered = view is not None and ROW_ID in reader.schema.names
     names = [n for n in reader.schema.names if not (numbered and n == ROW_ID)]
-    schema = transform(reader.schema.empty_table().select(names)).schema
+    schema = transform(_empty(reader.schema).select(names)).schema
     folder = staging_dir(ws)
     if not numbered:
         out = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
@@ -662,7 +707,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
                 table = pa.Table.from_batches([batch])
                 if view.dropped is not None and len(view.dropped):
                     table = table.filter(pc.invert(pc.is_in(table.column(ROW_ID), value_set=view.dropped)))
-                ids = table.column(ROW_ID).combine_chunks()
+                ids = _combined(table.column(ROW_ID))
                 table = transform(table.select(names))
                 chunks.add(table if table.schema == schema else table.cast(schema), ids)
         except duckdb.Error as exc:
@@ -695,6 +740,17 @@ def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[St
             records.abort()
             raise
         chunk.records = records.close()
+
+
+def _empty(schema: pa.Schema) -> pa.Table:
+    """An empty table of ``schema``, made without ``Schema.empty_table`` (which imports pandas
+    on first use, a quarter of a second of a build's process)."""
+    return pa.Table.from_batches([], schema)
+
+
+def _combined(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array (without pyarrow's way for no chunks, which imports pandas)."""
+    return column.combine_chunks() if column.num_chunks else pa.nulls(0, column.type)
 
 
 def put_part(store: Store, key: str, part: StagedPart) -> dict:

@@ -62,6 +62,8 @@ _ROOT = "__r"
 _HOIST_MARK = re.compile("\x01h([0-9]+)\x01")
 _TYPED_MARK = "\x01typed\x01"
 _HOISTED = "__h"
+# The root resource named in compiled SQL (not a longer name starting with it, nor a quoted one).
+_ROOT_USE = re.compile(r'(?<![\w"])__r(?![\w"])')
 
 
 @dataclass
@@ -687,6 +689,54 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
                          ) -> tuple[str, list[object] | dict[str, object], list[str]]:
     """compile_view, also returning the output column names; Spark parameters are named `param_prefix`N,
     so that statements compiled with different prefixes can be combined into one."""
+    comp, sql, paths, names, passed = _compile(view, dialect, param_prefix, carry)
+    d = comp.d
+    typed = _typed_source(comp, source_relation, type_column, passed)
+    if paths:
+        listed = ", ".join(d.string(p) for p in paths)
+        typed = (f"SELECT {_ROOT}{''.join(', ' + c for c in passed)}, json_extract({_ROOT}, [{listed}]) "
+                 f"AS {_HOISTED} FROM ({typed}) AS __parsed")
+    # The source relation is inserted last so that nothing in it is taken for a placeholder.
+    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
+
+
+@dataclass(frozen=True)
+class HoistedView:
+    """A view that reads its resources only through the JSON values at a few paths from their root
+    (`paths`): its rows can be computed from those values, extracted beforehand in the one parse
+    that reads each resource for other columns too (see `compile_view_hoisted`)."""
+
+    sql: str
+    params: list[object]
+    paths: list[str]
+
+    def over(self, source_relation: str) -> str:
+        """The view's rows over `source_relation`, a relation with the JSON values of `paths` in
+        that order as a JSON list `__h` (absent when `paths` is empty), the type column, and the
+        carried columns."""
+        return self.sql.replace(_TYPED_MARK, f"({source_relation})", 1)
+
+
+def compile_view_hoisted(view: dict, *, type_column: str, carry: tuple[str, ...] = ()) -> HoistedView | None:
+    """The view in DuckDB SQL over values extracted beforehand (see `HoistedView`), or None when it
+    needs the whole resource (a root-level expression that reads more than a path's value), in
+    which case it is compiled with `compile_view` over the resource text instead. Rows are those
+    of `compile_view` over the same resources, in the same order."""
+    comp, sql, paths, _, passed = _compile(view, "duckdb", "p", carry)
+    if _ROOT_USE.search(sql):
+        return None
+    d = comp.d
+    columns = ", ".join([*([_HOISTED] if paths else []), *passed])
+    typed = (f"SELECT {columns} FROM {_TYPED_MARK} AS __src "
+             f"WHERE {d.ident(type_column)} = {comp.param(comp.resource, 'VARCHAR')}")
+    return HoistedView(sql.replace(_TYPED_MARK, f"({typed})", 1), list(comp.params), paths)
+
+
+def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ...]
+             ) -> tuple[_Compiler, str, list[str], list[str], list[str]]:
+    """The view's SELECT over the placeholder `_TYPED_MARK` (resources of its type with the hoisted
+    values `__h` and the `carry` columns), the JSONPaths hoisted, in `__h` order, the output names
+    and the carried columns as quoted."""
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource = view.get("resource")
@@ -748,13 +798,7 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
         body = f"SELECT {''.join(k + ', ' for k in kept)}explode({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
         carried.append(u)
     sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows")
-    typed = _typed_source(comp, source_relation, type_column, passed)
-    if paths:
-        listed = ", ".join(d.string(p) for p in paths)
-        typed = (f"SELECT {_ROOT}{''.join(', ' + c for c in passed)}, json_extract({_ROOT}, [{listed}]) "
-                 f"AS {_HOISTED} FROM ({typed}) AS __parsed")
-    # The source relation is inserted last so that nothing in it is taken for a placeholder.
-    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
+    return comp, sql, paths, names, passed
 
 
 def _typed_source(comp: _Compiler, source_relation: str, type_column: str | None, passed: list[str]) -> str:
