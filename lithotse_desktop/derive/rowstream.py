@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -137,7 +137,7 @@ class ViewLoad:
     landings: list[str]
     records: bool
     dropped: pa.Array | None = None
-    """Record numbers of the versions that are not the newest: their rows are left out."""
+    """Record numbers of the versions that are not the newest, in order: their rows are left out."""
     kept: Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]] | None = None
     """For an incremental build: the previous version's rows still newest in the parts that are
     written again, with their record numbers, written before the new ones (already pseudonymized
@@ -292,7 +292,8 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
-                load.dropped = _combined(con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)})"
+                load.dropped = _combined(con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)}) "
+                                                 f"ORDER BY {q(ROW_ID)}"
                                        ).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
@@ -381,7 +382,7 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, "__newest_all",
                 as_view=True)
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
-    dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row})").to_arrow_table()
+    dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row}) ORDER BY {row}").to_arrow_table()
     first_new = prior.read // CHUNK_RECORDS
     con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
                 f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
@@ -706,7 +707,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             for batch in reader:
                 table = pa.Table.from_batches([batch])
                 if view.dropped is not None and len(view.dropped):
-                    table = table.filter(pc.invert(pc.is_in(table.column(ROW_ID), value_set=view.dropped)))
+                    table = _without_dropped(table, view.dropped)
                 ids = _combined(table.column(ROW_ID))
                 table = transform(table.select(names))
                 chunks.add(table if table.schema == schema else table.cast(schema), ids)
@@ -725,27 +726,71 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
 
 
 def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
-    """Each written part's share of the newest versions (:data:`NEWEST`), by record number."""
+    """Each written part's share of the newest versions (:data:`NEWEST`), by record number: one
+    scan in record order, cut at the parts' bounds (a query per part would scan them all again)."""
+    if not staged:
+        return
     schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
     row = DUCKDB.quote(ROW_ID)
-    for chunk in staged:
-        records = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
-        try:
-            low = chunk.number * CHUNK_RECORDS
-            query = (f"SELECT * FROM {NEWEST} WHERE {row} >= {low} AND {row} < {low + CHUNK_RECORDS} "
-                     f"ORDER BY {row}")
-            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
-                records.add(pa.Table.from_batches([batch]))
-        except BaseException:
-            records.abort()
-            raise
-        chunk.records = records.close()
+    parts = ", ".join(str(chunk.number) for chunk in staged)
+    query = f"SELECT * FROM {NEWEST} WHERE {row} // {CHUNK_RECORDS} IN ({parts}) ORDER BY {row}"
+    waiting = list(reversed(staged))
+    current: tuple[StagedChunk, _Rows] | None = None
+
+    def advance(number: int | None) -> None:
+        """Close the open part and those up to part ``number``, which is opened (all, for None)."""
+        nonlocal current
+        while True:
+            if current is not None:
+                current[0].records = current[1].close()
+                current = None
+            if not waiting:
+                return
+            chunk = waiting.pop()
+            current = (chunk, _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema))
+            if chunk.number == number:
+                return
+
+    try:
+        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+            table = pa.Table.from_batches([batch])
+            numbers = table.column(ROW_ID)
+            start = 0
+            while start < table.num_rows:
+                number = numbers[start].as_py() // CHUNK_RECORDS
+                if current is None or current[0].number != number:
+                    advance(number)
+                assert current is not None
+                stop = bisect_left(range(table.num_rows), (number + 1) * CHUNK_RECORDS, lo=start,
+                                   key=lambda i: numbers[i].as_py())
+                current[1].add(table.slice(start, stop - start))
+                start = stop
+        advance(None)
+    except BaseException:
+        if current is not None:
+            current[1].abort()
+        raise
 
 
 def _empty(schema: pa.Schema) -> pa.Table:
     """An empty table of ``schema``, made without ``Schema.empty_table`` (which imports pandas
     on first use, a quarter of a second of a build's process)."""
     return pa.Table.from_batches([], schema)
+
+
+def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
+    """The rows of ``table`` (in record-number order) whose record is not in ``dropped`` (in order
+    too): looked up among the dropped numbers in the table's range only, so the whole set is not
+    hashed again for every batch."""
+    numbers = table.column(ROW_ID)
+    if not len(numbers):
+        return table
+    low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
+    start = bisect_left(range(len(dropped)), low, key=lambda i: dropped[i].as_py())
+    stop = bisect_right(range(len(dropped)), high, key=lambda i: dropped[i].as_py())
+    if start == stop:
+        return table
+    return table.filter(pc.invert(pc.is_in(numbers, value_set=dropped.slice(start, stop - start))))
 
 
 def _combined(column: pa.ChunkedArray) -> pa.Array:
