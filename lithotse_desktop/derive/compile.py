@@ -359,7 +359,9 @@ class SparkDialect(Dialect):
                     f"'$1:00$2')")
         return f"CAST({text} AS {self._TYPES[parse]})"
 
-    def native_column(self, read: NativeRead, column: NativeColumn) -> str:
+    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False) -> str:
+        if fragments:
+            raise ValueError("Spark reads no hoisted view values")
         if read.format == "csv":
             return self.native_value(column.parse, f"_c{column.field}")
         if column.parse == "record":
@@ -374,7 +376,9 @@ class SparkDialect(Dialect):
             return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
         return self.native_value(column.parse, values[0] if len(values) == 1 else f"coalesce({', '.join(values)})")
 
-    def native_records(self, read: NativeRead, relation: str) -> str:
+    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = ()) -> str:
+        if hoisted:
+            raise ValueError("Spark reads no hoisted view values")
         numbered = "row_number() OVER (ORDER BY __lithotse_id) - 1 AS __lithotse_n"
         if read.format == "ndjson":
             # each line is read as one field (no delimiter or quote a JSON line can hold)
@@ -438,10 +442,9 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     inside = " AND ".join(bounds)
     # the header and the rows under the data are not cast at all (an optimizer may move the
     # filter above the casts, so the CASE guards each one)
-    column = (lambda c: dialect.native_column(read, c, fragments=True)) if hoisted else \
-        (lambda c: dialect.native_column(read, c))
-    typed = ", ".join(f"CASE WHEN {inside} THEN {column(c)} END AS {q(c.name)}" for c in read.columns)
-    records = dialect.native_records(read, relation, hoisted) if hoisted else dialect.native_records(read, relation)
+    typed = ", ".join(f"CASE WHEN {inside} THEN {dialect.native_column(read, c, fragments=bool(hoisted))} "
+                      f"END AS {q(c.name)}" for c in read.columns)
+    records = dialect.native_records(read, relation, hoisted)
     rows = (f"SELECT {typed}, CAST(__lithotse_n - {read.skip} AS BIGINT) AS __lithotse_row{carried} "
             f"FROM ({records}) WHERE {inside}")
     owners = []

@@ -292,9 +292,9 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
-                load.dropped = _combined(con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)}) "
-                                                 f"ORDER BY {q(ROW_ID)}"
-                                       ).to_arrow_table().column(0))
+                row = q(ROW_ID)
+                losers = f"SELECT {row} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
+                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
         if hoisted is None:
