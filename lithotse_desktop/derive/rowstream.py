@@ -36,7 +36,7 @@ from ..raw.sources import make_connector
 from ..raw.verify import IntegrityChecks
 from ..storage import Store
 from ..workspace import Workspace
-from .compile import DUCKDB, HOISTED, dedupe_sql
+from .compile import DUCKDB, dedupe_sql
 from .inputs import (
     NATIVE,
     NUMERIC_VERSIONS,
@@ -48,6 +48,7 @@ from .inputs import (
     stream_key,
 )
 from .kinds.view import has_type_column, hoisted_rows, rows_query
+from .sof.compile import HoistedView
 
 T = TypeVar("T")
 
@@ -246,8 +247,8 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             if hoisted is not None:
                 # one parse of each resource: its identity, version and the view's values go to
                 # one table, from which the rows are computed as they are written
-                values = _hoisted_values(item, paths, spec["view"]["resource"])
-                select = f"SELECT {staged}{values} FROM {relation}"
+                source = _with_values(item, relation, hoisted, spec["view"]["resource"])
+                select = f"SELECT {staged}{_hoisted_values(item, hoisted)} FROM {source}"
                 counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME {select}" if created
                                       else f"CREATE TABLE {VERSIONS} AS {select}").fetchone()
                 created = True
@@ -494,17 +495,24 @@ def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, ch
             yield stored, batch
 
 
-def _hoisted_values(item: pa.RecordBatch | NativeObject, paths: tuple[str, ...], resource_type: str) -> str:
-    """The select-list tail giving a record's view values (:data:`.compile.HOISTED`): read with it
-    from a natively read NDJSON object, else extracted from the resource text of the records of
-    the view's type in one parse each."""
-    if not paths:
-        return ""
+def _hoisted_values(item: pa.RecordBatch | NativeObject, hoisted: HoistedView) -> str:
+    """The select-list tail giving a record's view values (``hoisted.columns``): read with it from
+    a natively read NDJSON object, else taken from ``__lithotse_values`` (see :func:`_with_values`)."""
     if isinstance(item, NativeObject) and item.hoisted:
-        return f", {DUCKDB.quote(HOISTED)}"
-    listed = ", ".join(DUCKDB.text_literal(p) for p in paths)
-    return (f", CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
-            f"THEN json_extract(resource, [{listed}]) END AS {DUCKDB.quote(HOISTED)}")
+        return "".join(f", {DUCKDB.quote(c)}" for c in hoisted.columns)
+    return "".join(f", __lithotse_values[{n}] AS {DUCKDB.quote(c)}" for n, c in enumerate(hoisted.columns, 1))
+
+
+def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: HoistedView,
+                 resource_type: str) -> str:
+    """``relation`` with ``__lithotse_values``, the list of the view's values extracted from the
+    resource text of the records of the view's type (one parse each), where its records are not
+    read with them already."""
+    if not hoisted.paths or (isinstance(item, NativeObject) and item.hoisted):
+        return relation
+    listed = ", ".join(DUCKDB.text_literal(p) for p in hoisted.paths)
+    return (f"(SELECT *, CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
+            f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
 def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:

@@ -107,13 +107,17 @@ class _Compiler:
         slot = self.hoisted.setdefault(path, len(self.hoisted) + 1)
         return f"\x01h{slot}\x01"
 
-    def resolve_hoisted(self, sql: str) -> tuple[str, list[str]]:
-        """Number the placeholders actually used in `sql` and return the JSONPaths in slot order."""
+    def resolve_hoisted(self, sql: str, *, apart: bool = False) -> tuple[str, list[str]]:
+        """Number the placeholders actually used in `sql` and return the JSONPaths in slot order;
+        `apart`: each slot is a column of its own (`__h1`, ...) rather than an item of the list `__h`."""
         paths = {n: p for p, n in self.hoisted.items()}
         used: dict[int, int] = {}
         for m in _HOIST_MARK.finditer(sql):
             used.setdefault(int(m.group(1)), len(used) + 1)
-        sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}[{used[int(m.group(1))]}]", sql)
+        if apart:
+            sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}{used[int(m.group(1))]}", sql)
+        else:
+            sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}[{used[int(m.group(1))]}]", sql)
         return sql, [paths[n] for n in used]
 
     def extract_string(self, base: str, path: str) -> str:
@@ -689,7 +693,7 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
                          ) -> tuple[str, list[object] | dict[str, object], list[str]]:
     """compile_view, also returning the output column names; Spark parameters are named `param_prefix`N,
     so that statements compiled with different prefixes can be combined into one."""
-    comp, sql, paths, names, passed = _compile(view, dialect, param_prefix, carry)
+    comp, sql, paths, names, passed = _compile(view, dialect, param_prefix, carry, apart=False)
     d = comp.d
     typed = _typed_source(comp, source_relation, type_column, passed)
     if paths:
@@ -710,10 +714,14 @@ class HoistedView:
     params: list[object]
     paths: list[str]
 
+    @property
+    def columns(self) -> list[str]:
+        """The names of the columns that hold the values of `paths`, in that order."""
+        return [f"{_HOISTED}{n}" for n in range(1, len(self.paths) + 1)]
+
     def over(self, source_relation: str) -> str:
-        """The view's rows over `source_relation`, a relation with the JSON values of `paths` in
-        that order as a JSON list `__h` (absent when `paths` is empty), the type column, and the
-        carried columns."""
+        """The view's rows over `source_relation`, a relation with the JSON value of each of `paths`
+        in its column of `columns`, the type column, and the carried columns."""
         return self.sql.replace(_TYPED_MARK, f"({source_relation})", 1)
 
 
@@ -722,21 +730,21 @@ def compile_view_hoisted(view: dict, *, type_column: str, carry: tuple[str, ...]
     needs the whole resource (a root-level expression that reads more than a path's value), in
     which case it is compiled with `compile_view` over the resource text instead. Rows are those
     of `compile_view` over the same resources, in the same order."""
-    comp, sql, paths, _, passed = _compile(view, "duckdb", "p", carry)
+    comp, sql, paths, _, passed = _compile(view, "duckdb", "p", carry, apart=True)
     if _ROOT_USE.search(sql):
         return None
     d = comp.d
-    columns = ", ".join([*([_HOISTED] if paths else []), *passed])
+    columns = ", ".join([*(f"{_HOISTED}{n}" for n in range(1, len(paths) + 1)), *passed])
     typed = (f"SELECT {columns} FROM {_TYPED_MARK} AS __src "
              f"WHERE {d.ident(type_column)} = {comp.param(comp.resource, 'VARCHAR')}")
     return HoistedView(sql.replace(_TYPED_MARK, f"({typed})", 1), list(comp.params), paths)
 
 
-def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ...]
+def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ...], *, apart: bool
              ) -> tuple[_Compiler, str, list[str], list[str], list[str]]:
     """The view's SELECT over the placeholder `_TYPED_MARK` (resources of its type with the hoisted
-    values `__h` and the `carry` columns), the JSONPaths hoisted, in `__h` order, the output names
-    and the carried columns as quoted."""
+    values, as the list `__h` or, `apart`, columns `__h1`..., and the `carry` columns), the
+    JSONPaths hoisted, in slot order, the output names and the carried columns as quoted."""
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource = view.get("resource")
@@ -797,7 +805,7 @@ def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ..
         kept = carried + [x for x, _, _ in lists[n + 1:]]
         body = f"SELECT {''.join(k + ', ' for k in kept)}explode({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
         carried.append(u)
-    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows")
+    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows", apart=apart)
     return comp, sql, paths, names, passed
 
 

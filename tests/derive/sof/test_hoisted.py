@@ -54,8 +54,8 @@ def test_hoisted_view_gives_the_rows_of_the_view_over_resources(resources: list[
         # it reads more of a resource than the values at a few paths: a build runs it over the text
         assert "__r" in whole_sql
         return
-    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in hoisted.paths)
-    values = f"json_extract(resource, [{listed}]) AS __h, " if hoisted.paths else ""
+    values = "".join(f"json_extract(resource, '{p.replace(chr(39), chr(39) * 2)}') AS {c}, "
+                     for p, c in zip(hoisted.paths, hoisted.columns, strict=True))
     staged = f"SELECT {values}\"resourceType\", n FROM res"
     assert _run(con, hoisted.over(staged), hoisted.params) == whole
 
