@@ -3,12 +3,15 @@
 A view or a ``sql`` derivative can be as large as its input, so its result goes from DuckDB to a
 zstd Parquet file batch by batch (pseudonymized and de-identified on the way) and the file is
 then moved into the store under its sha256, as every part is. A view also reads its stream only
-once and parses each resource once: as the batches of landed records arrive, each record's
-identity and version (key, ``versionId``, ``lastUpdated``, landing, position) goes to one table
-and the view's rows, tagged with the record they came from, to another; the newest version of
-each record is chosen over the first table afterwards and only its rows are written. Both tables
-hold a few small columns per record, not the resources, and DuckDB spills them to the
-workspace's temp folder beyond ``[limits] memory``.
+once and parses each resource once: as the landed records arrive, each record's identity and
+version (key, ``versionId``, ``lastUpdated``, landing, position) and the JSON values the view
+reads from the resource's root (``sof.compile_view_hoisted``; for a file DuckDB reads itself,
+from the same ``json_extract`` that gives the key and version) go to one table; the newest
+version of each record is chosen over it afterwards, and the view's rows are computed from it
+as they are written, those of older versions left out. A view that needs more of a resource
+than the values at a few paths has its rows computed over the resource text as the records
+arrive, into a second table. The tables hold a few small columns per record, not the
+resources, and DuckDB spills them to the workspace's temp folder beyond ``[limits] memory``.
 """
 
 from __future__ import annotations
