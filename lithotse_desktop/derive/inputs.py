@@ -168,12 +168,16 @@ class NativeObject:
     schema: pa.Schema
     path: str
     """The file DuckDB reads."""
+    hoisted: bool = False
+    """Whether its rows carry a view's hoisted values (:data:`.compile.HOISTED`)."""
 
 
 def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
-                  unused: tuple[str, ...] = ()) -> NativeObject | None:
+                  unused: tuple[str, ...] = (), hoisted: Sequence[str] = ()) -> NativeObject | None:
     """The object as a DuckDB query over its file, when its connector describes how to read it
     (``native_read``) and it lies in a local raw store; else None (the connector reads it).
+    ``hoisted``: a view's JSONPaths, whose values an NDJSON object's rows carry from the same parse
+    (see :func:`.compile.native_object_sql`).
 
     The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
     checks' worker meanwhile (the second read comes from the page cache), so a damaged object
@@ -201,8 +205,10 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
     kept = [c for c in schema.names if c not in unused]
     landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
     scan = DUCKDB.native_scan(read, str(path), _max_line(ws))
-    sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB)
-    return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path))
+    hoisted = hoisted if read.format == "ndjson" else ()
+    sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted)
+    return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
+                        bool(hoisted))
 
 
 def _max_line(ws: Workspace) -> int:

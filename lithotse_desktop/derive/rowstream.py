@@ -3,12 +3,15 @@
 A view or a ``sql`` derivative can be as large as its input, so its result goes from DuckDB to a
 zstd Parquet file batch by batch (pseudonymized and de-identified on the way) and the file is
 then moved into the store under its sha256, as every part is. A view also reads its stream only
-once and parses each resource once: as the batches of landed records arrive, each record's
-identity and version (key, ``versionId``, ``lastUpdated``, landing, position) goes to one table
-and the view's rows, tagged with the record they came from, to another; the newest version of
-each record is chosen over the first table afterwards and only its rows are written. Both tables
-hold a few small columns per record, not the resources, and DuckDB spills them to the
-workspace's temp folder beyond ``[limits] memory``.
+once and parses each resource once: as the landed records arrive, each record's identity and
+version (key, ``versionId``, ``lastUpdated``, landing, position) and the JSON values the view
+reads from the resource's root (``sof.compile_view_hoisted``; for a file DuckDB reads itself,
+from the same ``json_extract`` that gives the key and version) go to one table; the newest
+version of each record is chosen over it afterwards, and the view's rows are computed from it
+as they are written, those of older versions left out. A view that needs more of a resource
+than the values at a few paths has its rows computed over the resource text as the records
+arrive, into a second table. The tables hold a few small columns per record, not the
+resources, and DuckDB spills them to the workspace's temp folder beyond ``[limits] memory``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -46,7 +50,8 @@ from .inputs import (
     read_failed,
     stream_key,
 )
-from .kinds.view import rows_query
+from .kinds.view import has_type_column, hoisted_rows, rows_query
+from .sof.compile import HoistedView
 
 T = TypeVar("T")
 
@@ -136,7 +141,7 @@ class ViewLoad:
     landings: list[str]
     records: bool
     dropped: pa.Array | None = None
-    """Record numbers of the versions that are not the newest: their rows are left out."""
+    """Record numbers of the versions that are not the newest, in order: their rows are left out."""
     kept: Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]] | None = None
     """For an incremental build: the previous version's rows still newest in the parts that are
     written again, with their record numbers, written before the new ones (already pseudonymized
@@ -180,7 +185,7 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
     shas = {x[0] for x in old}
     if any(x[0] in shas for x in new - old):
         return None
-    landings = list(_landing_ranks(resolved).to_pylist())
+    landings = _landing_ranks(resolved)
     if landings[:len(index["landings"])] != index["landings"]:
         return None
     if not all(_stored(catalog, key) for c in chunks for key in (c.records, c.row_ids) if key):
@@ -201,10 +206,15 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     ``prior`` version, only the objects it did not read, choosing the newest versions among
     them and its record index — and return what :func:`write_part` writes."""
     q = DUCKDB.quote
-    pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set())
+    hoisted = hoisted_rows(spec, ROW_ID)
+    paths = tuple(hoisted.paths) if hoisted is not None else ()
+    pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
+                              hoisted=paths)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
+    if "resource" not in columns or not has_type_column(schema):
+        hoisted = None
     key = stream_key(resolved, columns)
     missing = [k for k in key if k not in columns]
     if missing:
@@ -213,8 +223,10 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         raise NotIncremental("the record identity changed")
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
+    staged = picked if hoisted is None else ", ".join(
+        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])])
     landings = _landing_ranks(resolved)
-    ranks = {landing: i for i, landing in enumerate(landings.to_pylist())}
+    ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
     seen = prior.read if prior is not None else 0
     created = False
@@ -231,18 +243,28 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             relation = _numbered(item, ranks, seen)
         else:
             numbers = pa.array(range(seen, seen + item.num_rows), pa.int64())
-            rank = pc.index_in(item.column("_landing_id"), value_set=landings)
+            rank = pc.index_in(item.column("_landing_id"), value_set=pa.array(landings, pa.string()))
             con.register("__batch", item.append_column(LANDING, rank).append_column(ROW_ID, numbers))
             relation = "__batch"
-        view_sql, params = rows_query(spec, schema, relation, ROW_ID)
         try:
-            if not created:
-                counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
-                con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
+            if hoisted is not None:
+                # one parse of each resource: its identity, version and the view's values go to
+                # one table, from which the rows are computed as they are written
+                source = _with_values(item, relation, hoisted, spec["view"]["resource"])
+                select = f"SELECT {staged}{_hoisted_values(item, hoisted)} FROM {source}"
+                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME {select}" if created
+                                      else f"CREATE TABLE {VERSIONS} AS {select}").fetchone()
                 created = True
             else:
-                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}").fetchone()
-                con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
+                view_sql, params = rows_query(spec, schema, relation, ROW_ID)
+                if not created:
+                    counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
+                    con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
+                    created = True
+                else:
+                    counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}"
+                                          ).fetchone()
+                    con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
             seen += counted[0] if counted else 0
         except duckdb.Error as exc:
             raise read_failed(checks, f"derivative {spec['name']}: {where}, {stored.reader.original_name}",
@@ -254,27 +276,33 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     # scanning the rows to write, its peak grew with the stream (tests/plugins/fhir/test_view_memory.py:
     # 1.26x from 60k to 300k Encounters under a 256 MB limit; 1.11x with one)
     con.execute(f"SET threads = {1 if native else threads}")
-    rows = f"SELECT * FROM {ROWS}"
-    load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, [], seen,
-                    landings.to_pylist(), bool(key))
+    if hoisted is not None:
+        rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
+    else:
+        rows, row_params = f"SELECT * FROM {ROWS}", []
+    load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, row_params, seen,
+                    landings, bool(key))
     if key:
         try:
             if prior is None:
                 # the newest versions first, on their own: the memory choosing them is given back
                 # before the rows are written
                 numeric = [NUMERIC_VERSIONS] if "versionId" in kept else []
-                newest = dedupe_query(VERSIONS, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
+                versions = VERSIONS if hoisted is None else f"(SELECT {picked} FROM {VERSIONS})"
+                newest = dedupe_query(versions, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
             # the rows are filtered as they are written, not by a join here, which would not keep
             # their order: a plain scan of the rows table does
             if load.dropped is None:
-                load.dropped = con.sql(f"SELECT {q(ROW_ID)} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({q(ROW_ID)})"
-                                       ).to_arrow_table().column(0).combine_chunks()
+                row = q(ROW_ID)
+                losers = f"SELECT {row} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
+                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
-        con.execute(f"DROP TABLE {VERSIONS}")
+        if hoisted is None:
+            con.execute(f"DROP TABLE {VERSIONS}")
     if prior is not None:
         _plan_chunks(con, load, prior, bool(key))
         load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
@@ -296,8 +324,8 @@ def _plan_chunks(con: duckdb.DuckDBPyConnection, load: ViewLoad, prior: Prior, k
 def _superseded(con: duckdb.DuckDBPyConnection, keyed: bool) -> pa.Array:
     """Record numbers of the previous version's records replaced by new versions."""
     if not keyed:
-        return pa.array([], pa.int64())
-    gone = con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0).combine_chunks()
+        return pa.nulls(0, pa.int64())
+    gone = _combined(con.sql(f"SELECT {DUCKDB.quote(ROW_ID)} FROM __superseded").to_arrow_table().column(0))
     con.execute("DROP TABLE __superseded")
     return gone
 
@@ -358,12 +386,12 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, "__newest_all",
                 as_view=True)
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
-    dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row})").to_arrow_table()
+    dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row}) ORDER BY {row}").to_arrow_table()
     first_new = prior.read // CHUNK_RECORDS
     con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
                 f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
     drop_relations(con, "__newest_all", "__old_records", "__hit", "__winners", "__new_keys")
-    return dropped.column(0).combine_chunks()
+    return _combined(dropped.column(0))
 
 
 def drop_relations(con: duckdb.DuckDBPyConnection, *names: str) -> None:
@@ -449,17 +477,18 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-                    skip: frozenset[str] | set[str] = frozenset()
+                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = ()
                     ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
-    :func:`.inputs.native_object`) comes whole, as its query."""
+    :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
+    ``hoisted`` when it is NDJSON."""
     connector = make_connector(ws, resolved.source)
     for stored in resolved.objects(ws):
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -467,6 +496,26 @@ def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, ch
         progress.update(f"reading {name}")
         for batch in read_object(ws, stored, connector, checks, provenance=True):
             yield stored, batch
+
+
+def _hoisted_values(item: pa.RecordBatch | NativeObject, hoisted: HoistedView) -> str:
+    """The select-list tail giving a record's view values (``hoisted.columns``): read with it from
+    a natively read NDJSON object, else taken from ``__lithotse_values`` (see :func:`_with_values`)."""
+    if isinstance(item, NativeObject) and item.hoisted:
+        return "".join(f", {DUCKDB.quote(c)}" for c in hoisted.columns)
+    return "".join(f", __lithotse_values[{n}] AS {DUCKDB.quote(c)}" for n, c in enumerate(hoisted.columns, 1))
+
+
+def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: HoistedView,
+                 resource_type: str) -> str:
+    """``relation`` with ``__lithotse_values``, the list of the view's values extracted from the
+    resource text of the records of the view's type (one parse each), where its records are not
+    read with them already."""
+    if not hoisted.paths or (isinstance(item, NativeObject) and item.hoisted):
+        return relation
+    listed = ", ".join(DUCKDB.text_literal(p) for p in hoisted.paths)
+    return (f"(SELECT *, CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
+            f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
 def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
@@ -480,11 +529,13 @@ def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
             f"CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)} FROM ({item.sql}))")
 
 
-def _landing_ranks(resolved: StreamInput) -> pa.Array:
+def _landing_ranks(resolved: StreamInput) -> list[str]:
     """The stream's landing ids from oldest to newest (by landing time, then id), so a record's
-    landing is kept as its index here: a small number rather than two strings per record."""
+    landing is kept as its index here: a small number rather than two strings per record (a
+    list, not an Arrow array: pyarrow's first array made from Python objects imports pandas,
+    a quarter of a second that a build reading natively does not otherwise spend)."""
     ordered = sorted(resolved.manifests, key=lambda m: (m.landed_at, m.id))
-    return pa.array([m.id for m in ordered], pa.string())
+    return [m.id for m in ordered]
 
 
 class _Rows:
@@ -586,11 +637,17 @@ class _Chunks:
     def add(self, table: pa.Table, numbers: pa.Array) -> None:
         if not table.num_rows:
             return
-        parts = pc.divide(numbers, CHUNK_RECORDS)
-        first, last = pc.min(parts).as_py(), pc.max(parts).as_py()
+        # record numbers arrive in order: each part's rows are a slice, found by binary search
+        # (pyarrow's compute functions would import pandas for a Python scalar)
+        def at(i: int) -> int:
+            return numbers[i].as_py()
+
+        first, last = at(0) // CHUNK_RECORDS, at(len(numbers) - 1) // CHUNK_RECORDS
         for number in range(first, last + 1):
-            mask = pc.equal(parts, number)
-            piece, ids = (table, numbers) if first == last else (table.filter(mask), numbers.filter(mask))
+            start, stop = (0, len(numbers)) if first == last else (
+                bisect_left(range(len(numbers)), bound, key=at) for bound in (number * CHUNK_RECORDS,
+                                                                               (number + 1) * CHUNK_RECORDS))
+            piece, ids = table.slice(start, stop - start), numbers.slice(start, stop - start)
             if not piece.num_rows:
                 continue
             if self._open is None or self._open[0] != number:
@@ -599,7 +656,7 @@ class _Chunks:
                 self._start(number)
             assert self._open is not None
             self._open[1].add(piece)
-            self._open[2].add(pa.table({ROW_ID: ids}))
+            self._open[2].add(pa.Table.from_arrays([ids], names=[ROW_ID]))
 
     def close(self) -> list[StagedChunk]:
         if self._open is not None:
@@ -633,7 +690,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
         raise LithotseError(f"{what}: {exc}") from None
     numbered = view is not None and ROW_ID in reader.schema.names
     names = [n for n in reader.schema.names if not (numbered and n == ROW_ID)]
-    schema = transform(reader.schema.empty_table().select(names)).schema
+    schema = transform(_empty(reader.schema).select(names)).schema
     folder = staging_dir(ws)
     if not numbered:
         out = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
@@ -661,8 +718,8 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             for batch in reader:
                 table = pa.Table.from_batches([batch])
                 if view.dropped is not None and len(view.dropped):
-                    table = table.filter(pc.invert(pc.is_in(table.column(ROW_ID), value_set=view.dropped)))
-                ids = table.column(ROW_ID).combine_chunks()
+                    table = _without_dropped(table, view.dropped)
+                ids = _combined(table.column(ROW_ID))
                 table = transform(table.select(names))
                 chunks.add(table if table.schema == schema else table.cast(schema), ids)
         except duckdb.Error as exc:
@@ -680,21 +737,76 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
 
 
 def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
-    """Each written part's share of the newest versions (:data:`NEWEST`), by record number."""
+    """Each written part's share of the newest versions (:data:`NEWEST`), by record number: one
+    scan in record order, cut at the parts' bounds (a query per part would scan them all again)."""
+    if not staged:
+        return
     schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
     row = DUCKDB.quote(ROW_ID)
-    for chunk in staged:
-        records = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
-        try:
-            low = chunk.number * CHUNK_RECORDS
-            query = (f"SELECT * FROM {NEWEST} WHERE {row} >= {low} AND {row} < {low + CHUNK_RECORDS} "
-                     f"ORDER BY {row}")
-            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
-                records.add(pa.Table.from_batches([batch]))
-        except BaseException:
-            records.abort()
-            raise
-        chunk.records = records.close()
+    parts = ", ".join(str(chunk.number) for chunk in staged)
+    query = f"SELECT * FROM {NEWEST} WHERE {row} // {CHUNK_RECORDS} IN ({parts}) ORDER BY {row}"
+    waiting = list(reversed(staged))
+    current: tuple[StagedChunk, _Rows] | None = None
+
+    def advance(number: int | None) -> None:
+        """Close the open part and those up to part ``number``, which is opened (all, for None)."""
+        nonlocal current
+        while True:
+            if current is not None:
+                current[0].records = current[1].close()
+                current = None
+            if not waiting:
+                return
+            chunk = waiting.pop()
+            current = (chunk, _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema))
+            if chunk.number == number:
+                return
+
+    try:
+        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+            table = pa.Table.from_batches([batch])
+            numbers = table.column(ROW_ID)
+            start = 0
+            while start < table.num_rows:
+                number = numbers[start].as_py() // CHUNK_RECORDS
+                if current is None or current[0].number != number:
+                    advance(number)
+                assert current is not None
+                stop = bisect_left(range(table.num_rows), (number + 1) * CHUNK_RECORDS, lo=start,
+                                   key=lambda i: numbers[i].as_py())
+                current[1].add(table.slice(start, stop - start))
+                start = stop
+        advance(None)
+    except BaseException:
+        if current is not None:
+            current[1].abort()
+        raise
+
+
+def _empty(schema: pa.Schema) -> pa.Table:
+    """An empty table of ``schema``, made without ``Schema.empty_table`` (which imports pandas
+    on first use, a quarter of a second of a build's process)."""
+    return pa.Table.from_batches([], schema)
+
+
+def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
+    """The rows of ``table`` (in record-number order) whose record is not in ``dropped`` (in order
+    too): looked up among the dropped numbers in the table's range only, so the whole set is not
+    hashed again for every batch."""
+    numbers = table.column(ROW_ID)
+    if not len(numbers):
+        return table
+    low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
+    start = bisect_left(range(len(dropped)), low, key=lambda i: dropped[i].as_py())
+    stop = bisect_right(range(len(dropped)), high, key=lambda i: dropped[i].as_py())
+    if start == stop:
+        return table
+    return table.filter(pc.invert(pc.is_in(numbers, value_set=dropped.slice(start, stop - start))))
+
+
+def _combined(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array (without pyarrow's way for no chunks, which imports pandas)."""
+    return column.combine_chunks() if column.num_chunks else pa.nulls(0, column.type)
 
 
 def put_part(store: Store, key: str, part: StagedPart) -> dict:

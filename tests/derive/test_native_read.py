@@ -21,7 +21,7 @@ from lithotse_desktop.raw.verify import IntegrityChecks
 from lithotse_desktop.workspace import Workspace
 from tests.support.messages import Messages
 
-from .native_cases import TRICKY_CSV, connector_rows, landed_csv, landed_fhir, resource, same_rows
+from .native_cases import TRICKY_CSV, TRICKY_NDJSON, connector_rows, landed_csv, landed_fhir, resource, same_rows
 
 
 def _landed_on_duckdb(ws: Workspace, source: str, stream: str, progress: Progress) -> pa.Table:
@@ -139,6 +139,46 @@ def test_versions_built_natively_are_the_ones_built_through_the_connectors(tmp_p
     assert native == python
     view_rows = {r["id"]: r for r in native[2][3]}
     assert view_rows["e3"]["note"] == "newer" and {f"n{i}" for i in range(5)} <= set(view_rows)
+
+
+CODED = resource("Encounter", "e5", meta={"versionId": "1", "lastUpdated": "2024-02-01T00:00:00Z"},
+                 period={"start": "2024-02-01"}, type=[{"coding": [{"code": "a"}, {"code": "b"}]}, {"text": "none"}],
+                 note="coded") + "\n"
+
+
+@pytest.mark.parametrize("read", ["natively", "through connectors"])
+def test_a_view_from_values_read_in_the_one_parse_is_the_view_over_whole_resources(
+        tmp_path, through_connectors, monkeypatch, read):
+    """A view's values extracted in the parse that reads each record's key and version (the view
+    compiled over them) give the versions built by running the view over the resource text, as
+    builds did before: same version ids, part bytes and rows, full and incremental, for plain
+    columns and a forEach."""
+    if read != "natively":
+        through_connectors()
+    fan_out = {**VIEW, "name": "visits", "view": {**VIEW["view"], "select": [
+        {"column": [{"name": "id", "path": "getResourceKey()"}, {"name": "note", "path": "note"}]},
+        {"forEachOrNull": "type.coding", "column": [{"name": "code", "path": "code"}]}]}}
+    built = {}
+    for mode in ("hoisted", "whole"):
+        if mode == "whole":
+            monkeypatch.setattr(rowstream, "hoisted_rows", lambda *a, **k: None)
+        (tmp_path / mode).mkdir()
+        ws = landed_fhir(tmp_path / mode, TRICKY_NDJSON + CODED)
+        runs = []
+        for step in range(2):
+            if step:
+                (ws.root.parent / "fhir" / "more.ndjson").write_text(MORE + NEWER_E3, "utf-8")
+                import_and_build(ws, "fhir", DateRange(), build=False)
+            for spec in (VIEW, {**fan_out, "name": "fan_out"}):
+                if not step:
+                    add_spec(ws, spec)
+                result = build(ws, spec["name"], progress=Messages())
+                version = Catalog(ws).current(spec["name"])
+                runs.append((result.version, sorted(p["key"] for p in version.partitions.values()),
+                             read_table(ws, spec["name"])[1].to_pylist()))
+        built[mode] = runs
+    assert built["hoisted"] == built["whole"]
+    assert sorted(row["code"] for row in built["hoisted"][1][2] if row["id"] == "e5") == ["a", "b"]
 
 
 def test_a_same_size_change_to_an_object_duckdb_reads_fails_the_build_and_publishes_nothing(tmp_path):

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from ..compile import DUCKDB, Dialect
 from ..sof import compile_view, validate_view
+from ..sof.compile import HoistedView, compile_view_hoisted
 from ..spec import SpecError
 from .common import Query
 
@@ -23,7 +24,7 @@ def check(spec: dict) -> None:
         raise SpecError("view", str(exc)) from None
 
 
-def _has_type_column(schema: pa.Schema) -> bool:
+def has_type_column(schema: pa.Schema) -> bool:
     index = schema.get_field_index("resourceType")
     return index >= 0 and pa.types.is_string(schema.field(index).type)
 
@@ -32,12 +33,22 @@ def rows_query(spec: dict, schema: pa.Schema, relation: str, row_id: str) -> tup
     """The view over ``relation`` (landed records, each with its ``row_id``), every row keeping the
     ``row_id`` of the record it came from: a build runs it over each batch as the stream is read
     and keeps the rows of the newest versions afterwards (see :mod:`..rowstream`)."""
-    typed = _has_type_column(schema)
+    typed = has_type_column(schema)
     kept = ["resource", *(['"resourceType"'] if typed else []), f'"{row_id}"']
     columns = ", ".join(kept)
     try:
         return compile_view(spec["view"], f"(SELECT {columns} FROM {relation})",
                             type_column="resourceType" if typed else None, carry=(row_id,))
+    except Exception as exc:
+        raise SpecError("view", str(exc)) from None
+
+
+def hoisted_rows(spec: dict, row_id: str) -> HoistedView | None:
+    """The view over values read from each resource beforehand, in the parse that reads its key and
+    version, every row keeping the ``row_id`` of its record; None when it needs whole resources
+    (it is then run over their text with :func:`rows_query`)."""
+    try:
+        return compile_view_hoisted(spec["view"], type_column="resourceType", carry=(row_id,))
     except Exception as exc:
         raise SpecError("view", str(exc)) from None
 
@@ -50,7 +61,7 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
     if dialect.name != "duckdb":
         return _other_dialect(spec, schemas, dialect)
     try:
-        if _has_type_column(schemas["input"]):
+        if has_type_column(schemas["input"]):
             sql, params = compile_view(spec["view"], TYPED_RESOURCES, type_column="resourceType")
         else:
             sql, params = compile_view(spec["view"], RESOURCES)
@@ -65,7 +76,7 @@ def _other_dialect(spec: dict, schemas: dict[str, pa.Schema], dialect: Dialect) 
     if dialect.name != "spark":
         raise SpecError("view", f"the SQL-on-FHIR compiler has no {dialect.name} dialect; "
                                 f"build views with --engine duckdb or spark")
-    typed = _has_type_column(schemas["input"])
+    typed = has_type_column(schemas["input"])
     columns = "resource, `resourceType`" if typed else "resource"
     relation = f"(SELECT {columns} FROM {dialect.quote('input')})"
     try:

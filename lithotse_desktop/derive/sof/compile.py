@@ -62,6 +62,8 @@ _ROOT = "__r"
 _HOIST_MARK = re.compile("\x01h([0-9]+)\x01")
 _TYPED_MARK = "\x01typed\x01"
 _HOISTED = "__h"
+# The root resource named in compiled SQL (not a longer name starting with it, nor a quoted one).
+_ROOT_USE = re.compile(r'(?<![\w"])__r(?![\w"])')
 
 
 @dataclass
@@ -105,13 +107,17 @@ class _Compiler:
         slot = self.hoisted.setdefault(path, len(self.hoisted) + 1)
         return f"\x01h{slot}\x01"
 
-    def resolve_hoisted(self, sql: str) -> tuple[str, list[str]]:
-        """Number the placeholders actually used in `sql` and return the JSONPaths in slot order."""
+    def resolve_hoisted(self, sql: str, *, apart: bool = False) -> tuple[str, list[str]]:
+        """Number the placeholders actually used in `sql` and return the JSONPaths in slot order;
+        `apart`: each slot is a column of its own (`__h1`, ...) rather than an item of the list `__h`."""
         paths = {n: p for p, n in self.hoisted.items()}
         used: dict[int, int] = {}
         for m in _HOIST_MARK.finditer(sql):
             used.setdefault(int(m.group(1)), len(used) + 1)
-        sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}[{used[int(m.group(1))]}]", sql)
+        if apart:
+            sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}{used[int(m.group(1))]}", sql)
+        else:
+            sql = _HOIST_MARK.sub(lambda m: f"{_HOISTED}[{used[int(m.group(1))]}]", sql)
         return sql, [paths[n] for n in used]
 
     def extract_string(self, base: str, path: str) -> str:
@@ -687,6 +693,58 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
                          ) -> tuple[str, list[object] | dict[str, object], list[str]]:
     """compile_view, also returning the output column names; Spark parameters are named `param_prefix`N,
     so that statements compiled with different prefixes can be combined into one."""
+    comp, sql, paths, names, passed = _compile(view, dialect, param_prefix, carry, apart=False)
+    d = comp.d
+    typed = _typed_source(comp, source_relation, type_column, passed)
+    if paths:
+        listed = ", ".join(d.string(p) for p in paths)
+        typed = (f"SELECT {_ROOT}{''.join(', ' + c for c in passed)}, json_extract({_ROOT}, [{listed}]) "
+                 f"AS {_HOISTED} FROM ({typed}) AS __parsed")
+    # The source relation is inserted last so that nothing in it is taken for a placeholder.
+    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
+
+
+@dataclass(frozen=True)
+class HoistedView:
+    """A view that reads its resources only through the JSON values at a few paths from their root
+    (`paths`): its rows can be computed from those values, extracted beforehand in the one parse
+    that reads each resource for other columns too (see `compile_view_hoisted`)."""
+
+    sql: str
+    params: list[object]
+    paths: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        """The names of the columns that hold the values of `paths`, in that order."""
+        return [f"{_HOISTED}{n}" for n in range(1, len(self.paths) + 1)]
+
+    def over(self, source_relation: str) -> str:
+        """The view's rows over `source_relation`, a relation with the JSON value of each of `paths`
+        in its column of `columns`, the type column, and the carried columns."""
+        return self.sql.replace(_TYPED_MARK, f"({source_relation})", 1)
+
+
+def compile_view_hoisted(view: dict, *, type_column: str, carry: tuple[str, ...] = ()) -> HoistedView | None:
+    """The view in DuckDB SQL over values extracted beforehand (see `HoistedView`), or None when it
+    needs the whole resource (a root-level expression that reads more than a path's value), in
+    which case it is compiled with `compile_view` over the resource text instead. Rows are those
+    of `compile_view` over the same resources, in the same order."""
+    comp, sql, paths, _, passed = _compile(view, "duckdb", "p", carry, apart=True)
+    if _ROOT_USE.search(sql):
+        return None
+    d = comp.d
+    columns = ", ".join([*(f"{_HOISTED}{n}" for n in range(1, len(paths) + 1)), *passed])
+    typed = (f"SELECT {columns} FROM {_TYPED_MARK} AS __src "
+             f"WHERE {d.ident(type_column)} = {comp.param(comp.resource, 'VARCHAR')}")
+    return HoistedView(sql.replace(_TYPED_MARK, f"({typed})", 1), list(comp.params), paths)
+
+
+def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ...], *, apart: bool
+             ) -> tuple[_Compiler, str, list[str], list[str], list[str]]:
+    """The view's SELECT over the placeholder `_TYPED_MARK` (resources of its type with the hoisted
+    values, as the list `__h` or, `apart`, columns `__h1`..., and the `carry` columns), the
+    JSONPaths hoisted, in slot order, the output names and the carried columns as quoted."""
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource = view.get("resource")
@@ -747,14 +805,8 @@ def compile_view_columns(view: dict, source_relation: str, *, type_column: str |
         kept = carried + [x for x, _, _ in lists[n + 1:]]
         body = f"SELECT {''.join(k + ', ' for k in kept)}explode({rows}) AS {u} FROM ({body}) AS {comp.var('s')}"
         carried.append(u)
-    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows")
-    typed = _typed_source(comp, source_relation, type_column, passed)
-    if paths:
-        listed = ", ".join(d.string(p) for p in paths)
-        typed = (f"SELECT {_ROOT}{''.join(', ' + c for c in passed)}, json_extract({_ROOT}, [{listed}]) "
-                 f"AS {_HOISTED} FROM ({typed}) AS __parsed")
-    # The source relation is inserted last so that nothing in it is taken for a placeholder.
-    return sql.replace(_TYPED_MARK, f"({typed})", 1), d.params(comp.params), names
+    sql, paths = comp.resolve_hoisted(f"SELECT {', '.join(outputs + passed)} FROM ({body}) AS __rows", apart=apart)
+    return comp, sql, paths, names, passed
 
 
 def _typed_source(comp: _Compiler, source_relation: str, type_column: str | None, passed: list[str]) -> str:
