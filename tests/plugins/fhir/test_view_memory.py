@@ -5,6 +5,7 @@ the view holds exactly the newest version of every record, as a hand-written Duc
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import duckdb
@@ -37,8 +38,9 @@ def _encounters(path: Path, n: int) -> None:
         TO '{path}' (FORMAT json)""")
 
 
-def _peak_build_rss(tmp: Path, n: int) -> tuple[Workspace, Path, int]:
-    """(workspace, NDJSON file, peak RSS in bytes of ``lithotse derive build`` as its own process)."""
+def _peak_build_rss(tmp: Path, n: int) -> tuple[Workspace, Path, float]:
+    """(workspace, NDJSON file, peak RSS in bytes of ``lithotse derive build`` as its own process:
+    the median of three builds, since one peak varies by tens of MB with thread timing)."""
     data = tmp / f"data{n}"
     data.mkdir()
     ndjson = data / "Encounter.ndjson"
@@ -50,20 +52,27 @@ def _peak_build_rss(tmp: Path, n: int) -> tuple[Workspace, Path, int]:
     ws = Workspace.open(ws.root)
     run_import(ws, "fhir")
     Catalog(ws).save_spec(VIEW)
-    out, peak = cli_peak_rss(tmp, str(n), ws, "derive", "build", "encounters", "--json")
-    built = json.loads(out)
-    built = built[0] if isinstance(built, list) else built
-    assert built["rows"] == n - n // 5
-    return ws, ndjson, peak
+    peaks = []
+    for run in range(3):
+        out, peak = cli_peak_rss(tmp, f"{n}-{run}", ws, "derive", "build", "encounters", "--full", "--json")
+        built = json.loads(out)
+        built = built[0] if isinstance(built, list) else built
+        assert built["rows"] == n - n // 5
+        peaks.append(peak)
+    return ws, ndjson, statistics.median(peaks)
 
 
 def test_view_build_memory_does_not_grow_with_the_stream(tmp_path: Path) -> None:
     _ws, _small, small_rss = _peak_build_rss(tmp_path, 60_000)
     ws, ndjson, large_rss = _peak_build_rss(tmp_path, 300_000)
-    # the smaller file (30 MB) already fills the FHIR reader's buffers, as the larger one does.
+    # Between the two sizes DuckDB's tables grow toward its share of the setting and the
+    # writer's row groups fill (the smaller file has fewer rows than one row group); the growth
+    # is judged in bytes against the setting, not as a ratio of peaks that also hold the fixed
+    # footprint of the libraries (which changes when one of them is no longer imported). The
+    # allowance, 30% of the 256MB setting, is about what a 1.2 ratio allowed while pandas was loaded.
     # Before, the newest versions were kept whole (resources included) and the result was one
     # Arrow table written through a buffer: 80 MB more input cost ~150 MB more memory
-    assert large_rss < 1.2 * small_rss, (small_rss, large_rss)
+    assert large_rss - small_rss < 0.3 * 256e6, (small_rss, large_rss)
 
     catalog = Catalog(ws)
     built = catalog.read(catalog.current("encounters")).to_pylist()
