@@ -446,9 +446,31 @@ def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: se
             hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
             return True
         frontier = following
+    if _widen_by_atoms(group, cell, hidden, frozen):
+        return True
     if dead is not None:
         dead |= seen
     return False
+
+
+def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
+    """Hide the largest visible cell sharing rows with ``cell`` (for a difference: with its line's
+    cells): the audit over atoms may find a cell narrow through tables no relation line joins."""
+    if group.atoms is None:
+        return False
+    line = group.line_of_difference.get(cell)
+    around = ([c for c, _ in line.terms] if line is not None else []) if group.is_difference(cell) else [cell]
+    candidates = set()
+    for c in around:
+        for a in group.atoms_of.get(c, ()):
+            for j, i in enumerate(group.atoms[a]):
+                other = group.offsets[group.members[j].name] + i
+                if i >= 0 and other not in hidden and other not in frozen:
+                    candidates.add(other)
+    if not candidates:
+        return False
+    hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
+    return True
 
 
 def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
