@@ -317,8 +317,9 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
         work.counts_atoms = _counts_atoms(work, group)
-        differs = _may_count_differences(work, group) or work.counts_atoms
+        differs = _may_count_differences(work, group)
         keeps_input = _keeps_input(ws, work, differs)
+        differs = differs or work.counts_atoms
         kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
@@ -519,7 +520,8 @@ def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
 def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
     """Whether this aggregate's build counts the atoms of its group: the first one built of a
     group that suppresses, whose members all read the same rows (see :func:`.atoms.countable`).
-    Another query over the input, so the input is kept for it, as for a counted difference."""
+    Another query over the input, so a streamed input is materialized for it, as for a counted
+    difference (a kept input is a table already)."""
     aggregates = [w for w in group if w.spec["kind"] == "aggregate"]
     return (work.spec["kind"] == "aggregate" and len(aggregates) > 1 and any(w.suppressed for w in group)
             and not any(w.counts_atoms for w in group if w is not work)
@@ -657,7 +659,8 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
                 rels.append(found_rel)
     remainders = {key: dict(found) for w in group if w.name in present for key, found in w.remainders.items()}
     counted = next((w.atoms for w in group if w.atoms is not None), None)
-    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders, counted), ws.zero_cells)
+    partial = [w.name for w in group if w.table is not None and w.periods is not None and not w.suppressed]
+    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders, counted, partial), ws.zero_cells)
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:

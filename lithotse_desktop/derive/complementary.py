@@ -142,7 +142,7 @@ class Group:
     def __init__(self, members: list[Cells], relations: list[Relation],
                  differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None,
                  remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None,
-                 atoms: Iterable[dict[str, tuple]] | None = None) -> None:
+                 atoms: Iterable[dict[str, tuple]] | None = None, partial: Iterable[str] = ()) -> None:
         self.members = sorted(members, key=lambda m: m.name)
         self.by_name = {m.name: m for m in self.members}
         self.offsets: dict[str, int] = {}
@@ -170,19 +170,21 @@ class Group:
                     self.line_of_difference[cell] = line
         if atoms is None and len(self.members) == 1:
             atoms = ({self.members[0].name: tuple(key.values())} for key in self.members[0].keys)
-        self.atoms = None if atoms is None else self._index_atoms(atoms)
+        self.atoms = None if atoms is None else self._index_atoms(atoms, set(partial))
         self.atoms_of: dict[int, list[int]] = defaultdict(list)
         for a, cells in enumerate(self.atoms or []):
             for j, i in enumerate(cells):
                 if i >= 0:
                     self.atoms_of[self.offsets[self.members[j].name] + i].append(a)
 
-    def _index_atoms(self, atoms: Iterable[dict[str, tuple]]) -> list[tuple[int, ...]]:
-        """Atoms as the cell index of each member (-1: the member does not select their rows).
+    def _index_atoms(self, atoms: Iterable[dict[str, tuple]], partial: set[str]) -> list[tuple[int, ...]]:
+        """Atoms as the cell index of each member (-1: the member does not select their rows, or
+        the cell is not among the member's cells given here).
 
         An atom is a class of input rows that no member tells apart: the same cell (or none) in
         every member. Keys that no member cell has, or cells no atom falls in, mean the atoms were
-        counted from other data than the cells; nothing could be judged from them."""
+        counted from other data than the cells; nothing could be judged from them. Only a member
+        in ``partial`` (a build given just the periods it recomputed) may lack cells."""
         index = {m.name: {tuple(key.values()): i for i, key in enumerate(m.keys)} for m in self.members}
         out: set[tuple[int, ...]] = set()
         for atom in atoms:
@@ -193,6 +195,9 @@ class Group:
                     cells.append(-1)
                     continue
                 i = index[m.name].get(tuple(key))
+                if i is None and m.name in partial:
+                    cells.append(-1)
+                    continue
                 if i is None:
                     raise LithotseError(f"derivative {m.name}: its input holds rows of cell {_describe_key(key)}, "
                                         "which its cells do not have; rebuild it before it is audited")
