@@ -46,7 +46,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from . import deidentify, recordindex, rowstream
+from . import atoms, deidentify, recordindex, rowstream
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
@@ -199,6 +199,9 @@ class _Work:
     relations: list[Relation] = field(default_factory=list)
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
     remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] = field(default_factory=dict)
+    counts_atoms: bool = False
+    """The aggregate whose build counts the group's atoms (see :mod:`.atoms`), once per group."""
+    atoms: list[dict[str, tuple]] | None = None
     published: pa.Table | None = None
     """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
     started: float = 0.0
@@ -313,8 +316,10 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                        and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
                        and _same_reader(identities["input"], previous.inputs.get("input"))
                        and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
+        work.counts_atoms = _counts_atoms(work, group)
         differs = _may_count_differences(work, group)
         keeps_input = _keeps_input(ws, work, differs)
+        differs = differs or work.counts_atoms
         kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
             if "derivative" in item:
@@ -351,6 +356,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.table = result if query.cells else query.finish(result)
             if query.cells and any(w.suppressed for w in group):
                 _relate_as_outer(session, ws, work, group, schemas, progress)
+            if work.counts_atoms:
+                work.atoms = _count_atoms(session, ws, group, schemas, progress)
         except LithotseError:
             checks.raise_found()
             raise
@@ -510,6 +517,26 @@ def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
     return False
 
 
+def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
+    """Whether this aggregate's build counts the atoms of its group: the first one built of a
+    group that suppresses, whose members all read the same rows (see :func:`.atoms.countable`).
+    Another query over the input, so a streamed input is materialized for it, as for a counted
+    difference (a kept input is a table already)."""
+    aggregates = [w for w in group if w.spec["kind"] == "aggregate"]
+    return (work.spec["kind"] == "aggregate" and len(aggregates) > 1 and any(w.suppressed for w in group)
+            and not any(w.counts_atoms for w in group if w is not work)
+            and atoms.countable([w.spec for w in aggregates]))
+
+
+def _count_atoms(session: EngineSession, ws: Workspace, group: list[_Work], schemas: dict[str, pa.Schema],
+                 progress: Progress) -> list[dict[str, tuple]]:
+    specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
+    compiled = atoms.compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect)
+    progress.update(f"counting the cells {', '.join(s['name'] for s in specs)} share")
+    found = session.run(compiled.sql, compiled.params, f"derivatives {', '.join(s['name'] for s in specs)}", progress)
+    return atoms.read_atoms(specs, found)
+
+
 def _merge_periods(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.Table:
     """Cells of the periods not recomputed, from ``before``, with the ``fresh`` ones, in period order."""
     touched = pa.array(periods, pa.date32())
@@ -631,7 +658,9 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
                 seen.add(frozenset((c.name, other.name)))
                 rels.append(found_rel)
     remainders = {key: dict(found) for w in group if w.name in present for key, found in w.remainders.items()}
-    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders), ws.zero_cells)
+    counted = next((w.atoms for w in group if w.atoms is not None), None)
+    partial = [w.name for w in group if w.table is not None and w.periods is not None and not w.suppressed]
+    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders, counted, partial), ws.zero_cells)
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:

@@ -141,7 +141,8 @@ class Group:
 
     def __init__(self, members: list[Cells], relations: list[Relation],
                  differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None,
-                 remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None) -> None:
+                 remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None,
+                 atoms: Iterable[dict[str, tuple]] | None = None, partial: Iterable[str] = ()) -> None:
         self.members = sorted(members, key=lambda m: m.name)
         self.by_name = {m.name: m for m in self.members}
         self.offsets: dict[str, int] = {}
@@ -161,9 +162,58 @@ class Group:
         for partition in self.partitions:
             self._split(partition, (remainders or {}).get(partition.key))
         self.relation_lines_of: dict[int, list[Line]] = defaultdict(list)
+        self.line_of_difference: dict[int, Line] = {}
         for line in self.relation_lines:
             for cell, _sign in line.terms:
                 self.relation_lines_of[cell].append(line)
+                if self.is_difference(cell):
+                    self.line_of_difference[cell] = line
+        if atoms is None and len(self.members) == 1:
+            atoms = ({self.members[0].name: tuple(key.values())} for key in self.members[0].keys)
+        self.atoms = None if atoms is None else self._index_atoms(atoms, set(partial))
+        self.atoms_of: dict[int, list[int]] = defaultdict(list)
+        for a, cells in enumerate(self.atoms or []):
+            for j, i in enumerate(cells):
+                if i >= 0:
+                    self.atoms_of[self.offsets[self.members[j].name] + i].append(a)
+
+    def _index_atoms(self, atoms: Iterable[dict[str, tuple]], partial: set[str]) -> list[tuple[int, ...]]:
+        """Atoms as the cell index of each member (-1: the member does not select their rows, or
+        the cell is not among the member's cells given here).
+
+        An atom is a class of input rows that no member tells apart: the same cell (or none) in
+        every member. Keys that no member cell has, or cells no atom falls in, mean the atoms were
+        counted from other data than the cells; nothing could be judged from them. Only a member
+        in ``partial`` (a build given just the periods it recomputed) may lack cells."""
+        index = {m.name: {tuple(key.values()): i for i, key in enumerate(m.keys)} for m in self.members}
+        out: set[tuple[int, ...]] = set()
+        for atom in atoms:
+            cells = []
+            for m in self.members:
+                key = atom.get(m.name)
+                if key is None:
+                    cells.append(-1)
+                    continue
+                i = index[m.name].get(tuple(key))
+                if i is None and m.name in partial:
+                    cells.append(-1)
+                    continue
+                if i is None:
+                    raise LithotseError(f"derivative {m.name}: its input holds rows of cell {_describe_key(key)}, "
+                                        "which its cells do not have; rebuild it before it is audited")
+                cells.append(i)
+            if any(i >= 0 for i in cells):
+                out.add(tuple(cells))
+        covered = [set() for _ in self.members]
+        for cells in out:
+            for j, i in enumerate(cells):
+                covered[j].add(i)
+        for j, m in enumerate(self.members):
+            missing = [i for i in range(len(m.keys)) if i not in covered[j]]
+            if missing:
+                raise LithotseError(f"derivative {m.name}: cell {_describe_key(tuple(m.keys[missing[0]].values()))} "
+                                    "has no rows in its input; rebuild it before it is audited")
+        return sorted(out)
 
     def _relate(self, relation: Relation, known: dict[tuple, tuple[int, int | None]] | None) -> None:
         """Lines of one relation; ``known`` holds (records, people) of its differences per margin
@@ -259,6 +309,10 @@ class Group:
             if not coordinates and len(m.keys) > 1:
                 lines.append(Line([(base + i, 1) for i in range(len(m.keys))], m.k))
         return lines
+
+
+def _describe_key(key: tuple) -> str:
+    return "(" + ", ".join(str(_text(v)) for v in key) + ")"
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -397,9 +451,31 @@ def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: se
             hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
             return True
         frontier = following
+    if _widen_by_atoms(group, cell, hidden, frozen):
+        return True
     if dead is not None:
         dead |= seen
     return False
+
+
+def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
+    """Hide the largest visible cell sharing rows with ``cell`` (for a difference: with its line's
+    cells): the audit over atoms may find a cell narrow through tables no relation line joins."""
+    if group.atoms is None:
+        return False
+    line = group.line_of_difference.get(cell)
+    around = ([c for c, _ in line.terms] if line is not None else []) if group.is_difference(cell) else [cell]
+    candidates = set()
+    for c in around:
+        for a in group.atoms_of.get(c, ()):
+            for j, i in enumerate(group.atoms[a]):
+                other = group.offsets[group.members[j].name] + i
+                if i >= 0 and other not in hidden and other not in frozen:
+                    candidates.add(other)
+    if not candidates:
+        return False
+    hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
+    return True
 
 
 def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
@@ -457,8 +533,9 @@ def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = N
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
+    judge = _audit_relations if group.atoms is None else _audit_atoms
     for quantity in quantities:
-        findings.extend(_audit_quantity(group, hidden, quantity, memo if memo is not None else {}))
+        findings.extend(judge(group, hidden, quantity, memo if memo is not None else {}))
     findings.sort(key=lambda f: f.cell)
     return findings
 
@@ -470,7 +547,103 @@ def _published_hidden(group: Group) -> set[int]:
 Rows = list[tuple[list[tuple[int, float]], float]]
 
 
-def _audit_quantity(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
+def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
+    """Bounds over the finest common structure of the group: one unknown per atom (see
+    :meth:`Group._index_atoms`), ≥ 0 for counts; every published cell of a member publishing
+    ``quantity`` is the sum of its atoms, an equation when it is visible, a judged term when it is
+    hidden; an unpublished difference (or remainder) is its relation line solved for it, over atoms.
+
+    A reader who knows every published number and every absent cell can deduce no more than
+    this model over *every* combination of the members' cells; it is stronger than the relation
+    lines between pairs of tables, whose differences are unknowns of their own although they are
+    sums of the same rows. Only the atoms present in the input are unknowns here: a reader cannot
+    tell which other combinations are empty, so this fixes more of them at zero than a reader
+    could, and every bound is as narrow as a reader's or narrower. What it passes, a reader cannot
+    narrow; it may report a cell a reader could not narrow (more suppression, never less)."""
+    is_count = quantity[0] == "count"
+    publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
+    if not publishing:
+        return []
+    projected: dict[tuple[int, ...], int] = {}
+    atoms_of: dict[int, list[int]] = defaultdict(list)
+    for cells in group.atoms or []:
+        kept = tuple(cells[j] for j in publishing)
+        if all(i < 0 for i in kept):
+            continue
+        if kept in projected:
+            continue
+        a = projected[kept] = len(projected)
+        for j, i in zip(publishing, kept, strict=True):
+            if i >= 0:
+                atoms_of[group.offsets[group.members[j].name] + i].append(a)
+    rows: Rows = []
+    names: dict[int, tuple] = {a: (1, a) for a in range(len(projected))}
+    variables: dict[int, int] = {}
+
+    def term(cell: int) -> int:
+        if cell not in variables:
+            variables[cell] = len(projected) + len(variables)
+            names[variables[cell]] = (0, cell)
+        return variables[cell]
+
+    for j in publishing:
+        m = group.members[j]
+        base = group.offsets[m.name]
+        values = m.values[quantity]
+        for i in range(len(m.keys)):
+            cell = base + i
+            summed = [(a, 1.0) for a in atoms_of[cell]]
+            if cell in hidden:
+                rows.append(([(term(cell), 1.0), *((a, -1.0) for a, _ in summed)], 0.0))
+            else:
+                rows.append((summed, float(values[i] or 0)))
+    publishers = {group.members[j].name for j in publishing}
+    for d, line in sorted(group.line_of_difference.items()):
+        if not set(line.relation.tables) <= publishers or _width_needed(group, d, quantity) is None:
+            continue
+        merged: dict[int, float] = defaultdict(float)
+        for cell, sign in line.terms:
+            if cell != d:
+                for a in atoms_of[cell]:
+                    merged[a] += float(sign)
+        rows.append(([(term(d), 1.0), *((a, c) for a, c in merged.items() if c != 0.0)], 0.0))
+    if not variables:
+        return []
+    judged = {v: c for c, v in variables.items()}
+    needed = {v: w for v, c in judged.items() if (w := _width_needed(group, c, quantity)) is not None}
+    floors = {v: needed[v] for v, c in judged.items() if v in needed and group.is_difference(c)}
+    findings = []
+    usable = [r for r in rows if r[0]]
+    for component in _components(len(projected) + len(variables), usable):
+        if not any(v in needed for r in component for v, _ in usable[r][0]):
+            continue
+        signature = (quantity, "atoms", tuple(sorted((tuple((names[v], c) for v, c in usable[r][0]), usable[r][1])
+                                                     for r in component)))
+        if signature not in memo:
+            memo[signature] = {judged[v]: b for v, b in
+                               _bounds(component, usable, is_count, needed, floors).items()}
+        for cell, (lower, upper) in memo[signature].items():
+            finding = _judge(group, cell, quantity, lower, upper, is_count)
+            if finding is not None:
+                finding.via = _atom_via(group, cell)
+                findings.append(finding)
+    return findings
+
+
+def _atom_via(group: Group, cell: int) -> list[str]:
+    """The members whose cells share rows with a judged term: the tables a reader combines."""
+    if group.is_difference(cell):
+        return sorted(group.differences[cell - group.cell_count].relation.tables)
+    names = set()
+    for a in group.atoms_of[cell]:
+        for j, i in enumerate(group.atoms[a] if group.atoms is not None else ()):
+            if i >= 0:
+                names.add(group.members[j].name)
+    return sorted(names)
+
+
+def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
+    """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`)."""
     is_count = quantity[0] == "count"
     rows: Rows = []
     row_tables: list[set[str]] = []

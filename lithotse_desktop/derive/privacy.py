@@ -1,11 +1,15 @@
 """``lithotse privacy audit``: attack the published aggregates the way a reader could.
 
-Like tau-Argus's audit, it starts from what is published and nothing else: for every input,
-the current versions of its aggregates (cells, suppression flags, specs), the relations
-between them (:mod:`.relations`), and for each hidden cell the least and greatest value the
-published totals allow (:func:`.complementary.audit`). A hidden count narrowed to an interval
-narrower than its threshold, a hidden sum determined exactly, or a difference of two
-published tables pinned to 1..k-1 is a finding.
+Like tau-Argus's audit, it bounds every hidden cell by what is published: for every input, the
+current versions of its aggregates (cells, suppression flags, specs) and for each hidden cell
+the least and greatest value the published totals allow (:func:`.complementary.audit`). It
+judges with the same model as the build: over the group's atoms, the classes of input rows no
+published table tells apart (:mod:`.atoms`). Which atoms exist is read from the input itself
+(one GROUP BY, nothing else of the rows), so an identity that may not read the input cannot run
+the audit of a group of two or more aggregates; it is told so rather than given the weaker
+relation-line model. A hidden count narrowed to an interval narrower than its threshold, a
+hidden sum determined exactly, or a difference of two published tables pinned to 1..k-1 is a
+finding.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import LithotseError
+from ..progress import Progress
+from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
+from .atoms import compile_atoms, countable, read_atoms
 from .build import suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
+from .engines import engine_name, open_engine
+from .inputs import resolve_stream
 from .relations import relations
+from .spec import spec_inputs
 
 
 def audit_published(ws: Workspace) -> dict[str, Any]:
@@ -38,11 +49,44 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
             table = catalog.read(version)
             members.append(Cells.from_table(spec["name"], spec, suppression_threshold(ws, spec), table))
         rels = relations([m.spec for m in members], {m.name: m.types for m in members})
-        group = Group(members, rels)
+        atoms = input_atoms(ws, catalog, [m.spec for m in members]) if len(members) > 1 else None
+        group = Group(members, rels, atoms=atoms)
         found = audit(group)
         groups.append({"input": json.loads(key), "derivatives": [m.name for m in group.members],
                        "relations": [[r.inner, r.outer] for r in rels],
                        "partitions": [{"whole": p.outer, "parts": p.parts} for p in group.partitions],
-                       "hidden_cells": sum(len(m.hidden) for m in members), "findings": len(found)})
+                       "hidden_cells": sum(len(m.hidden) for m in members),
+                       "atoms": len(group.atoms or []), "findings": len(found)})
         findings.extend(f.to_json() for f in found)
     return {"ok": not findings, "groups": groups, "findings": findings}
+
+
+def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> list[dict[str, tuple]]:
+    """The atoms of aggregates reading one input, counted from the input's rows."""
+    names = ", ".join(sorted(s["name"] for s in specs))
+    item = specs[0]["input"]
+    where = f"derivative {item['derivative']}" if "derivative" in item else f"{item['source']}/{item['stream']}"
+    if not countable(specs):
+        raise LithotseError(f"privacy audit: {names} join different inputs to {where}, so no one query "
+                            "tells which of their cells share rows; publish them from one join to audit them")
+    progress = Progress()
+    session = open_engine(ws, engine_name(ws, specs[0])).session(progress)
+    checks = IntegrityChecks()
+    try:
+        schemas = {}
+        for alias, entry in spec_inputs(specs[0]).items():
+            if "derivative" in entry:
+                schemas[alias] = session.load_derivative(catalog, alias, entry["derivative"])
+            else:
+                schemas[alias] = session.load_stream(ws, alias, resolve_stream(ws, entry["source"], entry["stream"],
+                                                                             with_key=False), progress, checks)
+        compiled = compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect)
+        found = session.run(compiled.sql, compiled.params, f"privacy audit of {names}", progress)
+        checks.finish()
+    except LithotseError as exc:
+        raise LithotseError(f"privacy audit of {names} needs to read their input {where} (which of their "
+                            f"cells share rows is what a reader attacks); it could not: {exc}") from None
+    finally:
+        checks.close()
+        session.close()
+    return read_atoms(specs, found)

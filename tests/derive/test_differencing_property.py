@@ -99,6 +99,20 @@ def published(spec: dict, rows: list[dict]) -> pa.Table:
     return pa.table({**columns, "n": n, "__n": n, "__people": [len(set(cells[k])) for k in keys]})
 
 
+def atoms(specs: list[dict], rows: list[dict]) -> list[dict]:
+    """Each row's cell in every spec that selects it, as a build counts a group's atoms (here in
+    plain Python): the keys in the order of the published coordinates (period, then dimensions)."""
+    found = set()
+    for row in rows:
+        atom = []
+        for spec in specs:
+            if selected(spec, row):
+                key = cell_of(spec, row)
+                atom.append((spec["name"], key if spec.get("grain", "none") != "none" else key[1:]))
+        found.add(tuple(atom))
+    return [dict(atom) for atom in sorted(found, key=str)]
+
+
 def attack(specs: list[dict], tables: dict[str, pa.Table], hidden: dict[str, set[int]]) -> list[tuple]:
     """(table, cell, lower, upper) of every hidden cell, from an LP over the finest combinations."""
     atoms = [dict(zip(["month", *VALUES], combo, strict=True))
@@ -170,7 +184,7 @@ def check_attack(rows: list[dict], specs: list[dict]) -> None:
     cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
     types = {c.name: c.types for c in cells}
     group = Group(cells, relations(specs, types), differences=None,
-                  remainders=remainders(specs, partitions(specs, types), rows))
+                  remainders=remainders(specs, partitions(specs, types), rows), atoms=atoms(specs, rows))
     hidden = decide(group)
     for spec in specs:
         people = tables[spec["name"]].column("__people").to_pylist()

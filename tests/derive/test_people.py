@@ -217,3 +217,51 @@ def test_tables_splitting_a_column_are_decided_as_parts_of_the_whole(workspace, 
     assert data["ok"] is True, data["findings"][:3]
     assert data["groups"][0]["partitions"] == [{"whole": "by_quarter", "parts": ["ambulatory", "emergency"]}]
     assert "1 partition(s)" in cli("privacy", "audit").output
+
+
+def atoms_of(entries: list[dict], rows: list[dict]) -> set[tuple]:
+    """Each row's cell (or none) in every table, from the CSV rows: the classes no table tells apart."""
+    found = set()
+    for row in rows:
+        atom = []
+        for entry in entries:
+            cells = people_per_cell(entry, [row])
+            atom.append(next(iter(cells), None))
+        found.add(tuple(atom))
+    return found
+
+
+def test_the_build_and_the_audit_judge_over_the_rows_no_table_tells_apart(workspace, ehr, cli, monkeypatch):
+    """The build counts the group's atoms from its input (checked against the CSV) and decides
+    over them; ``privacy audit`` counts the same atoms and passes what the build published."""
+    from lithotse_desktop.derive import build as build_module
+
+    entries = SPECS[:4]
+    for entry in entries:
+        add_spec(workspace, spec(entry))
+    groups = []
+    decide = build_module.decide
+    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    build_all(workspace)
+    (group,) = groups
+    names = [m.name for m in group.members]
+    ordered = [next(e for e in entries if e["name"] == n) for n in names]
+    expected = atoms_of(ordered, ehr)
+    counted = {tuple(None if i < 0 else tuple(m.keys[i].values()) for m, i in zip(group.members, atom, strict=True))
+               for atom in group.atoms}
+    assert counted == expected
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True and data["groups"][0]["atoms"] == len(expected)
+
+
+def test_the_audit_says_when_it_cannot_read_the_input(workspace, ehr, cli):
+    """Which cells share rows comes from the input: without it the audit refuses, naming the
+    input, rather than judging with a weaker model."""
+    for entry in SPECS[:2]:
+        add_spec(workspace, spec(entry))
+    build_all(workspace)
+    raw = workspace.store("raw")
+    for info in list(raw.list("raw/")):
+        raw.delete(info.key)
+    failed = cli("privacy", "audit", "--json", expect=1)
+    assert "privacy audit of by_month, by_quarter needs to read their input ehr/visits" in failed.output

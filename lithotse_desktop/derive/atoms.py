@@ -1,0 +1,67 @@
+"""The atoms of a group of aggregates over one input: what the disclosure audit solves over.
+
+An atom is a class of input rows that no aggregate of the group tells apart: the same cell (or
+"not selected") in every one of them. Every published cell is the sum of its atoms, whatever the
+grains (weeks beside months), date ranges and filters, so the audit needs no relation between
+the tables to see what a reader can combine (see :func:`.complementary._audit_atoms`).
+
+They are counted by one GROUP BY over the loaded input, each aggregate's cell key computed only
+where its own WHERE holds, with the same expressions as the aggregate's query (period, then
+dimensions), so the keys are the cells' keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params
+
+
+def countable(specs: list[dict]) -> bool:
+    """Whether one query over the input computes every member's cells: they read the same rows,
+    so none joins another input than the others."""
+    return len({repr(spec.get("join")) for spec in specs}) == 1
+
+
+def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
+                  dialect: Dialect = DUCKDB) -> Compiled:
+    """Per atom: for member ``j``, ``__s{j}`` (it selects the rows), and its cell key as ``__c{j}_0``
+    (the period, for a grain) and the next columns (its dimensions); with ``__n`` records."""
+    q = dialect.quote
+    params = _Params(dialect)
+    select: list[str] = []
+    from_sql = None
+    for j, spec in enumerate(specs):
+        frame = _frame(spec, schemas, timezone, params, dialect)
+        from_sql = frame.from_sql
+        chosen = " AND ".join(f"({w})" for w in frame.where) or "true"
+        chosen = f"coalesce(({chosen}), false)"
+        select.append(f"{chosen} AS {q(f'__s{j}')}")
+        keys = []
+        if spec.get("grain", "none") != "none":
+            keys.append(dialect.period(spec["grain"], frame.day_sql))
+        keys += [_dimension(d, f"group_by[{i}]", frame, timezone, params, dialect)
+                 for i, d in enumerate(spec.get("group_by", []))]
+        select += [f"CASE WHEN {chosen} THEN {k} END AS {q(f'__c{j}_{i}')}" for i, k in enumerate(keys)]
+    grouped = [s.rsplit(" AS ", 1)[1] for s in select]
+    sql = (f"SELECT {', '.join(select)}, count(*) AS {q('__n')} FROM {from_sql} "
+           f"GROUP BY {', '.join(grouped)}")
+    return Compiled(sql, params.values)
+
+
+def read_atoms(specs: list[dict], found: pa.Table) -> list[dict[str, tuple]]:
+    """The atoms of a :func:`compile_atoms` result, as :class:`.complementary.Group` takes them:
+    member name → cell key (period, then dimensions), members that do not select them left out."""
+    columns = {name: found.column(name).to_pylist() for name in found.column_names}
+    widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
+    out: list[dict[str, tuple]] = []
+    for r in range(found.num_rows):
+        atom: dict[str, tuple[Any, ...]] = {}
+        for j, spec in enumerate(specs):
+            if columns[f"__s{j}"][r]:
+                atom[spec["name"]] = tuple(columns[f"__c{j}_{i}"][r] for i in range(widths[j]))
+        if atom:
+            out.append(atom)
+    return out
