@@ -41,6 +41,7 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
         select.append(f"{chosen} AS {q(f'__s{j}')}")
         keys = []
         if spec.get("grain", "none") != "none":
+            assert frame.day_sql is not None, "a spec with a grain has a date field"
             keys.append(dialect.period(spec["grain"], frame.day_sql))
         keys += [_dimension(d, f"group_by[{i}]", frame, timezone, params, dialect)
                  for i, d in enumerate(spec.get("group_by", []))]

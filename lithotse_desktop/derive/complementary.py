@@ -204,10 +204,10 @@ class Group:
                 cells.append(i)
             if any(i >= 0 for i in cells):
                 out.add(tuple(cells))
-        covered = [set() for _ in self.members]
-        for cells in out:
-            for j, i in enumerate(cells):
-                covered[j].add(i)
+        covered: list[set[int]] = [set() for _ in self.members]
+        for indexed in out:
+            for j, cell in enumerate(indexed):
+                covered[j].add(cell)
         for j, m in enumerate(self.members):
             missing = [i for i in range(len(m.keys)) if i not in covered[j]]
             if missing:
@@ -599,7 +599,8 @@ def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) ->
                 rows.append((summed, float(values[i] or 0)))
     publishers = {group.members[j].name for j in publishing}
     for d, line in sorted(group.line_of_difference.items()):
-        if not set(line.relation.tables) <= publishers or _width_needed(group, d, quantity) is None:
+        if (line.relation is None or not set(line.relation.tables) <= publishers
+                or _width_needed(group, d, quantity) is None):
             continue
         merged: dict[int, float] = defaultdict(float)
         for cell, sign in line.terms:
