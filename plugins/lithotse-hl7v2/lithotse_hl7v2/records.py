@@ -129,7 +129,7 @@ def charset(fields: list[bytes]) -> tuple[str, str]:
         name = f"iso8859-{match.group(1)}"
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name with a NUL byte
         raise Rejected(f"MSH-18 character set {label!r} is not supported") from None
     if "\r|^~\\&".encode(codec, errors="replace") != b"\r|^~\\&":
         raise Rejected(f"MSH-18 character set {label!r} is not supported (not ASCII-compatible)")

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lithotse_desktop.dates import DateRange
@@ -119,7 +119,9 @@ def check_file(path: Path) -> None:
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mangled_file())
+@example(data=b"MSH|^~\\&|APP|FAC|RCV|RFAC|19000101||ORU^R01|0|P|2.5\r||||||\x00\rPID|1||0\rOBR|1|||GLU^Glucose|||\r")
 def test_mangled_files_end_in_rows_or_input_error(scratch, data):
+    """Found by a suite run: a NUL byte where MSH-18 (the character set) is read made a ValueError escape."""
     scratch.write_bytes(data)
     check_file(scratch)
 
