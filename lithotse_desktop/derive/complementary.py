@@ -560,7 +560,6 @@ def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) ->
     tell which other combinations are empty, so this fixes more of them at zero than a reader
     could, and every bound is as narrow as a reader's or narrower. What it passes, a reader cannot
     narrow; it may report a cell a reader could not narrow (more suppression, never less)."""
-    is_count = quantity[0] == "count"
     publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
     if not publishing:
         return []
@@ -611,22 +610,31 @@ def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) ->
     if not variables:
         return []
     judged = {v: c for c, v in variables.items()}
+    usable = [r for r in rows if r[0]]
+    return _judge_components(group, quantity, memo, "atoms", usable, len(projected) + len(variables), judged, names,
+                             lambda cell: _atom_via(group, cell))
+
+
+def _judge_components(group: Group, quantity: tuple, memo: dict, model: str, rows: Rows, count: int,
+                      judged: dict[int, int], names: dict[int, Any], via: Any) -> list[Finding]:
+    """Bound the judged terms (variable -> cell) of each component of ``rows`` over ``count``
+    variables, remembered in ``memo`` by the component's equations (``names`` makes them
+    comparable across rounds), and report the narrow ones, each with the tables ``via`` names."""
+    is_count = quantity[0] == "count"
     needed = {v: w for v, c in judged.items() if (w := _width_needed(group, c, quantity)) is not None}
     floors = {v: needed[v] for v, c in judged.items() if v in needed and group.is_difference(c)}
     findings = []
-    usable = [r for r in rows if r[0]]
-    for component in _components(len(projected) + len(variables), usable):
-        if not any(v in needed for r in component for v, _ in usable[r][0]):
-            continue
-        signature = (quantity, "atoms", tuple(sorted((tuple((names[v], c) for v, c in usable[r][0]), usable[r][1])
-                                                     for r in component)))
+    for component in _components(count, rows):
+        if not any(v in needed for r in component for v, _ in rows[r][0]):
+            continue  # nothing in it is judged: bounds come back only for needed terms
+        signature = (quantity, model, tuple(sorted((tuple((names[v], c) for v, c in rows[r][0]), rows[r][1])
+                                                   for r in component)))
         if signature not in memo:
-            memo[signature] = {judged[v]: b for v, b in
-                               _bounds(component, usable, is_count, needed, floors).items()}
+            memo[signature] = {judged[v]: b for v, b in _bounds(component, rows, is_count, needed, floors).items()}
         for cell, (lower, upper) in memo[signature].items():
             finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
-                finding.via = _atom_via(group, cell)
+                finding.via = via(cell)
                 findings.append(finding)
     return findings
 
@@ -645,7 +653,6 @@ def _atom_via(group: Group, cell: int) -> list[str]:
 
 def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
     """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`)."""
-    is_count = quantity[0] == "count"
     rows: Rows = []
     row_tables: list[set[str]] = []
     variables: dict[int, int] = {}
@@ -671,21 +678,8 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
     if not variables:
         return []
     cells = {v: c for c, v in variables.items()}
-    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, quantity)) is not None}
-    floors = {v: needed[v] for v, c in cells.items() if v in needed and group.is_difference(c)}
-    findings = []
-    for component in _components(len(variables), rows):
-        signature = (quantity, tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
-                                            for r in component)))
-        if signature not in memo:
-            memo[signature] = {cells[v]: b for v, b in
-                               _bounds(component, rows, is_count, needed, floors).items()}
-        for cell, (lower, upper) in memo[signature].items():
-            finding = _judge(group, cell, quantity, lower, upper, is_count)
-            if finding is not None:
-                finding.via = sorted({n for r in lines_of[variables[cell]] for n in row_tables[r]})
-                findings.append(finding)
-    return findings
+    return _judge_components(group, quantity, memo, "lines", rows, len(variables), cells, cells,
+                             lambda cell: sorted({n for r in lines_of[variables[cell]] for n in row_tables[r]}))
 
 
 def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:

@@ -75,6 +75,20 @@ def people_per_cell(entry: dict, rows: list[dict]) -> dict[tuple, set[str]]:
     return cells
 
 
+def built_group(workspace, monkeypatch, entries: list[dict]):
+    """Add ``entries`` as aggregates, build them all, and return the one group the build decided over."""
+    from lithotse_desktop.derive import build as build_module
+
+    for entry in entries:
+        add_spec(workspace, spec(entry))
+    groups = []
+    decide = build_module.decide
+    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    build_all(workspace)
+    (group,) = groups
+    return group
+
+
 @pytest.fixture
 def ehr(workspace, tmp_path):
     folder = tmp_path / "ehr"
@@ -185,7 +199,6 @@ def test_tables_splitting_a_column_are_decided_as_parts_of_the_whole(workspace, 
     ``kind``, leaving inpatient visits as the remainder: the build counts it per margin cell
     (checked against the CSV), nothing published shows 1 to 10 people, and the audit lists the
     partition and finds nothing."""
-    from lithotse_desktop.derive import build as build_module
     from lithotse_desktop.derive.relations import Partition
 
     entries = [SPECS[1],
@@ -193,13 +206,7 @@ def test_tables_splitting_a_column_are_decided_as_parts_of_the_whole(workspace, 
                 "filters": [{"column": "kind", "op": "=", "value": "AMB"}]},
                {"name": "emergency", "grain": "quarter", "group_by": ["dept"],
                 "filters": [{"column": "kind", "op": "=", "value": "EMER"}]}]
-    for entry in entries:
-        add_spec(workspace, spec(entry))
-    groups = []
-    decide = build_module.decide
-    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
-    build_all(workspace)
-    (group,) = groups
+    group = built_group(workspace, monkeypatch, entries)
     assert [(p.outer, p.parts) for p in group.partitions] == [("by_quarter", ["ambulatory", "emergency"])]
     counted = {d.key: (d.records, d.people) for d in group.differences if isinstance(d.relation, Partition)}
     expected: dict[tuple, list[str]] = defaultdict(list)
@@ -234,16 +241,9 @@ def atoms_of(entries: list[dict], rows: list[dict]) -> set[tuple]:
 def test_the_build_and_the_audit_judge_over_the_rows_no_table_tells_apart(workspace, ehr, cli, monkeypatch):
     """The build counts the group's atoms from its input (checked against the CSV) and decides
     over them; ``privacy audit`` counts the same atoms and passes what the build published."""
-    from lithotse_desktop.derive import build as build_module
 
     entries = SPECS[:4]
-    for entry in entries:
-        add_spec(workspace, spec(entry))
-    groups = []
-    decide = build_module.decide
-    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
-    build_all(workspace)
-    (group,) = groups
+    group = built_group(workspace, monkeypatch, entries)
     names = [m.name for m in group.members]
     ordered = [next(e for e in entries if e["name"] == n) for n in names]
     expected = atoms_of(ordered, ehr)
