@@ -28,17 +28,16 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
-import os
-import sys
-import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import LithotseError
+from .bounds import EXACT, BoundModel
 from .compile import CELL_COUNT, PEOPLE, PERIOD
 from .relations import (
     Partition,
@@ -56,19 +55,6 @@ from .spec import dimension_alias
 ZERO_RULES = ("show", "suppress")
 DEFAULT_ZERO_RULE = "show"
 MAX_AUDIT_ROUNDS = 200
-EXACT = 1e-6
-EXPLORE_ROUNDS = 60
-EXPLORE_MIN = 4
-PRIMAL_SIMPLEX = 4
-"""HiGHS's ``simplex_strategy`` for primal simplex. Every solve after the first changes only the
-costs, which keeps the last basis primal feasible, so primal simplex continues from it in a few
-pivots where dual simplex (the default) takes thousands on a year's component."""
-IPM_FROM = 200
-"""Components with more terms than this solve spread-out objectives with the interior point
-solver (see ``_bounds_lp``); smaller ones stay on simplex, which is quick there."""
-UNRESOLVED = (math.nan, math.nan)
-"""The bounds of a term the solver could not bound (the published numbers disagree, or it failed):
-judged narrow, so a build hides more rather than trusting it."""
 
 
 @dataclass
@@ -559,84 +545,117 @@ def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) ->
     sums of the same rows. Only the atoms present in the input are unknowns here: a reader cannot
     tell which other combinations are empty, so this fixes more of them at zero than a reader
     could, and every bound is as narrow as a reader's or narrower. What it passes, a reader cannot
-    narrow; it may report a cell a reader could not narrow (more suppression, never less)."""
-    publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
-    if not publishing:
-        return []
-    projected: dict[tuple[int, ...], int] = {}
-    atoms_of: dict[int, list[int]] = defaultdict(list)
-    for cells in group.atoms or []:
-        kept = tuple(cells[j] for j in publishing)
-        if all(i < 0 for i in kept):
-            continue
-        if kept in projected:
-            continue
-        a = projected[kept] = len(projected)
-        for j, i in zip(publishing, kept, strict=True):
-            if i >= 0:
-                atoms_of[group.offsets[group.members[j].name] + i].append(a)
-    rows: Rows = []
-    names: dict[int, tuple] = {a: (1, a) for a in range(len(projected))}
-    variables: dict[int, int] = {}
+    narrow; it may report a cell a reader could not narrow (more suppression, never less).
 
-    def term(cell: int) -> int:
-        if cell not in variables:
-            variables[cell] = len(projected) + len(variables)
-            names[variables[cell]] = (0, cell)
-        return variables[cell]
-
-    for j in publishing:
-        m = group.members[j]
-        base = group.offsets[m.name]
-        values = m.values[quantity]
-        for i in range(len(m.keys)):
-            cell = base + i
-            summed = [(a, 1.0) for a in atoms_of[cell]]
-            if cell in hidden:
-                rows.append(([(term(cell), 1.0), *((a, -1.0) for a, _ in summed)], 0.0))
-            else:
-                rows.append((summed, float(values[i] or 0)))
-    publishers = {group.members[j].name for j in publishing}
-    for d, line in sorted(group.line_of_difference.items()):
-        if (line.relation is None or not set(line.relation.tables) <= publishers
-                or _width_needed(group, d, quantity) is None):
-            continue
-        merged: dict[int, float] = defaultdict(float)
-        for cell, sign in line.terms:
-            if cell != d:
-                for a in atoms_of[cell]:
-                    merged[a] += float(sign)
-        rows.append(([(term(d), 1.0), *((a, c) for a, c in merged.items() if c != 0.0)], 0.0))
-    if not variables:
-        return []
-    judged = {v: c for c, v in variables.items()}
-    usable = [r for r in rows if r[0]]
-    return _judge_components(group, quantity, memo, "atoms", usable, len(projected) + len(variables), judged, names,
-                             lambda cell: _atom_via(group, cell))
+    The model is kept in ``memo`` from one round of :func:`decide` to the next: a round only
+    hides more cells, which frees their rows (see :mod:`.bounds`)."""
+    key = ("atoms", quantity)
+    if key not in memo:
+        memo[key] = _AtomRows(group, quantity)
+    return memo[key].findings(hidden)
 
 
-def _judge_components(group: Group, quantity: tuple, memo: dict, model: str, rows: Rows, count: int,
-                      judged: dict[int, int], names: dict[int, Any], via: Any) -> list[Finding]:
-    """Bound the judged terms (variable -> cell) of each component of ``rows`` over ``count``
-    variables, remembered in ``memo`` by the component's equations (``names`` makes them
-    comparable across rounds), and report the narrow ones, each with the tables ``via`` names."""
-    is_count = quantity[0] == "count"
-    needed = {v: w for v, c in judged.items() if (w := _width_needed(group, c, quantity)) is not None}
-    floors = {v: needed[v] for v, c in judged.items() if v in needed and group.is_difference(c)}
-    findings = []
-    for component in _components(count, rows):
-        if not any(v in needed for r in component for v, _ in rows[r][0]):
-            continue  # nothing in it is judged: bounds come back only for needed terms
-        signature = (quantity, model, tuple(sorted((tuple((names[v], c) for v, c in rows[r][0]), rows[r][1])
-                                                   for r in component)))
-        if signature not in memo:
-            memo[signature] = {judged[v]: b for v, b in _bounds(component, rows, is_count, needed, floors).items()}
-        for cell, (lower, upper) in memo[signature].items():
-            finding = _judge(group, cell, quantity, lower, upper, is_count)
-            if finding is not None:
-                finding.via = via(cell)
-                findings.append(finding)
-    return findings
+class _AtomRows:
+    """One quantity's rows over the group's atoms: each published cell of a member publishing it,
+    and each judged difference; split in components, each a :class:`.bounds.BoundModel`."""
+
+    def __init__(self, group: Group, quantity: tuple) -> None:
+        self.group = group
+        self.quantity = quantity
+        self.is_count = quantity[0] == "count"
+        publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
+        projected: dict[tuple[int, ...], int] = {}
+        atoms_of: dict[int, list[int]] = defaultdict(list)
+        for cells in group.atoms or []:
+            kept = tuple(cells[j] for j in publishing)
+            if all(i < 0 for i in kept) or kept in projected:
+                continue
+            a = projected[kept] = len(projected)
+            for j, i in zip(publishing, kept, strict=True):
+                if i >= 0:
+                    atoms_of[group.offsets[group.members[j].name] + i].append(a)
+        rows: list[dict[int, float]] = []
+        self.term_of_row: list[int] = []
+        self.value_of_row: list[float | None] = []
+        self.empty: list[int] = []
+        for j in publishing:
+            m = group.members[j]
+            base = group.offsets[m.name]
+            for i in range(len(m.keys)):
+                cell = base + i
+                if not atoms_of[cell]:
+                    self.empty.append(cell)
+                    continue
+                rows.append(dict.fromkeys(atoms_of[cell], 1.0))
+                self.term_of_row.append(cell)
+                self.value_of_row.append(float(m.values[quantity][i] or 0))
+        publishers = {group.members[j].name for j in publishing}
+        for d, line in sorted(group.line_of_difference.items()):
+            if (line.relation is None or not set(line.relation.tables) <= publishers
+                    or _width_needed(group, d, quantity) is None):
+                continue
+            merged: dict[int, float] = defaultdict(float)
+            for cell, sign in line.terms:
+                if cell != d:
+                    for a in atoms_of[cell]:
+                        merged[a] -= float(sign)
+            row = {a: c for a, c in merged.items() if c != 0.0}
+            if row:
+                rows.append(row)
+                self.term_of_row.append(d)
+                self.value_of_row.append(None)
+        self.parts = [_Part(rows, component, self.is_count)
+                      for component in _components(len(projected), [(list(r.items()), 0.0) for r in rows])]
+
+    def findings(self, hidden: set[int]) -> list[Finding]:
+        group, quantity, is_count = self.group, self.quantity, self.is_count
+        findings = []
+        for cell in self.empty:
+            if cell in hidden and _width_needed(group, cell, quantity) is not None:
+                finding = _judge(group, cell, quantity, 0.0, 0.0, is_count)
+                if finding is not None:
+                    findings.append(finding)
+        for part in self.parts:
+            needed: dict[int, float] = {}
+            floors: dict[int, float] = {}
+            lower = np.empty(len(part.rows))
+            upper = np.empty(len(part.rows))
+            for local, r in enumerate(part.rows):
+                term = self.term_of_row[r]
+                value = self.value_of_row[r]
+                if value is not None and term not in hidden:
+                    lower[local] = upper[local] = value
+                    continue
+                lower[local] = 0.0 if value is None and is_count else -np.inf
+                upper[local] = np.inf
+                width = _width_needed(group, term, quantity)
+                if width is not None:
+                    needed[local] = width
+                    if group.is_difference(term):
+                        floors[local] = width
+            if not needed:
+                continue
+            part.model.bound(lower, upper)
+            for local, (low, high) in part.model.bounds(needed, floors).items():
+                term = self.term_of_row[part.rows[local]]
+                finding = _judge(group, term, quantity, low, high, is_count)
+                if finding is not None:
+                    finding.via = _atom_via(group, term)
+                    findings.append(finding)
+        return findings
+
+
+class _Part:
+    """A component of :class:`_AtomRows`: its rows (indices into them) and their bound model,
+    over atoms numbered from 0 within it."""
+
+    def __init__(self, rows: list[dict[int, float]], component: list[int], nonnegative: bool) -> None:
+        self.rows = component
+        local: dict[int, int] = {}
+        for r in component:
+            for a in rows[r]:
+                local.setdefault(a, len(local))
+        self.model = BoundModel([{local[a]: c for a, c in rows[r].items()} for r in component], nonnegative)
 
 
 def _atom_via(group: Group, cell: int) -> list[str]:
@@ -652,7 +671,10 @@ def _atom_via(group: Group, cell: int) -> list[str]:
 
 
 def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
-    """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`)."""
+    """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`): an
+    unknown per hidden cell and difference, a fixed row per line (its published terms moved to
+    the right), and a free row per judged unknown. Components are remembered in ``memo`` by their
+    equations, so a round solves again only the ones its new hidden cells touch."""
     rows: Rows = []
     row_tables: list[set[str]] = []
     variables: dict[int, int] = {}
@@ -678,8 +700,50 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
     if not variables:
         return []
     cells = {v: c for c, v in variables.items()}
-    return _judge_components(group, quantity, memo, "lines", rows, len(variables), cells, cells,
-                             lambda cell: sorted({n for r in lines_of[variables[cell]] for n in row_tables[r]}))
+    is_count = quantity[0] == "count"
+    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, quantity)) is not None}
+    findings = []
+    for component in _components(len(variables), rows):
+        if not any(v in needed for r in component for v, _ in rows[r][0]):
+            continue  # nothing in it is judged: bounds come back only for needed terms
+        signature = (quantity, "lines", tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
+                                                     for r in component)))
+        if signature not in memo:
+            memo[signature] = _bounds_of_lines(component, rows, cells, needed, is_count, group)
+        for cell, (lower, upper) in memo[signature].items():
+            finding = _judge(group, cell, quantity, lower, upper, is_count)
+            if finding is not None:
+                finding.via = sorted({n for r in lines_of[variables[cell]] for n in row_tables[r]})
+                findings.append(finding)
+    return findings
+
+
+def _bounds_of_lines(component: list[int], rows: Rows, cells: dict[int, int], needed: dict[int, float],
+                     is_count: bool, group: Group) -> dict[int, tuple[float, float]]:
+    """Bounds of the judged unknowns of one component of line equations, by cell."""
+    local: dict[int, int] = {}
+    for r in component:
+        for var, _ in rows[r][0]:
+            local.setdefault(var, len(local))
+    model_rows: list[dict[int, float]] = []
+    for r in component:
+        merged: dict[int, float] = defaultdict(float)
+        for var, coef in rows[r][0]:
+            merged[local[var]] += coef
+        model_rows.append(dict(merged))
+    fixed = len(model_rows)
+    judged = [var for var in local if var in needed]
+    model_rows += [{local[var]: 1.0} for var in judged]
+    rhs = np.array([rows[r][1] for r in component] + [0.0] * len(judged))
+    lower = rhs.copy()
+    upper = rhs.copy()
+    lower[fixed:] = -np.inf
+    upper[fixed:] = np.inf
+    model = BoundModel(model_rows, is_count)
+    model.bound(lower, upper)
+    row_needed = {fixed + n: needed[var] for n, var in enumerate(judged)}
+    floors = {fixed + n: needed[var] for n, var in enumerate(judged) if group.is_difference(cells[var])}
+    return {cells[judged[r - fixed]]: b for r, b in model.bounds(row_needed, floors).items()}
 
 
 def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:
@@ -737,224 +801,6 @@ def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -
     for r, (terms, _rhs) in enumerate(rows):
         groups[find(terms[0][0])].append(r)
     return [groups[g] for g in sorted(groups)]
-
-
-def _bounds(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-            nonnegative: bool, needed: dict[int, float],
-            floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
-    """The least and greatest value under the component's equations of each variable that may
-    be narrow. Every solution found is a feasible point, so a variable whose values over the
-    points found so far already span its ``needed`` width is wide enough and is not solved
-    for; a few solves with spread-out objectives first find most of them wide. Variables
-    missing from ``needed`` are never judged. A difference whose least value reaches its
-    ``floors`` entry is not narrow whatever its greatest (:func:`_judge`), so that is not solved
-    for."""
-    if len(component) == 1:
-        return _one_equation(rows[component[0]], nonnegative, needed)
-    return _bounds_lp(component, rows, nonnegative, needed, floors or {})
-
-
-def _bounds_lp(component: list[int], rows: list[tuple[list[tuple[int, float]], float]],
-               nonnegative: bool, needed: dict[int, float],
-               floors: dict[int, float] | None = None) -> dict[int, tuple[float, float]]:
-    """The solver's part of :func:`_bounds`."""
-    import highspy
-    import numpy as np
-
-    local: dict[int, int] = {}
-    for r in component:
-        for var, _ in rows[r][0]:
-            local.setdefault(var, len(local))
-    solver = _solver()
-    inf = highspy.kHighsInf
-    size = len(local)
-    solver.addVars(size, np.full(size, 0.0 if nonnegative else -inf), np.full(size, inf))
-    for r in component:
-        terms, rhs = rows[r]
-        merged: dict[int, float] = defaultdict(float)
-        for var, coef in terms:
-            merged[local[var]] += coef
-        index = np.array(sorted(merged), dtype=np.int32)
-        solver.addRow(rhs, rhs, len(index), index, np.array([merged[i] for i in index]))
-    columns = np.arange(size, dtype=np.int32)
-    seen_low = np.full(size, inf)
-    seen_high = np.full(size, -inf)
-
-    def solve(costs: Any, sense: Any, spread_out: bool = False) -> float | None:
-        """The optimum (±inf when unbounded, None when infeasible); records the point. The model
-        is always minimised (a maximum is the least of the negated costs), so each solve starts
-        from the previous one's basis: only the costs change, the basis stays primal feasible.
-        Costs on every term at once (``spread_out``) move the optimum far from the last basis,
-        which takes simplex tens of thousands of pivots on a year's component; the interior
-        point solver (with crossover, so the point is a vertex and its basis serves the next
-        simplex solve) takes a second or two there."""
-        maximize = sense == highspy.ObjSense.kMaximize
-        solver.changeColsCost(size, columns, -costs if maximize else costs)
-        solver.setOptionValue("solver", "ipm" if spread_out and size > IPM_FROM else "simplex")
-        solver.run()
-        status = solver.getModelStatus()
-        if status == highspy.HighsModelStatus.kOptimal:
-            point = np.asarray(solver.getSolution().col_value)
-            np.minimum(seen_low, point, out=seen_low)
-            np.maximum(seen_high, point, out=seen_high)
-            value = float(solver.getInfo().objective_function_value)
-            return -value if maximize else value
-        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-            return inf if maximize else -inf
-        return None
-
-    judged = {var: col for var, col in local.items() if var in needed}
-    if not judged:
-        return {}
-    spread = np.random.default_rng(len(component) * 7919 + size)
-    for _ in range(2):
-        direction = spread.choice([-1.0, 1.0], size)
-        if solve(direction, highspy.ObjSense.kMinimize, True) is None:
-            return {var: UNRESOLVED for var in judged}  # infeasible or failed: nothing is proven wide
-        solve(direction, highspy.ObjSense.kMaximize, True)
-    judged_vars = np.array(list(judged), dtype=np.int64)
-    judged_cols = np.array([judged[v] for v in judged_vars], dtype=np.int32)
-    judged_need = np.array([needed[v] for v in judged_vars])
-
-    def open_ones() -> Any:
-        return np.flatnonzero(seen_high[judged_cols] - seen_low[judged_cols] < judged_need)
-
-    pending = open_ones()
-    if len(pending) > EXPLORE_MIN:
-        _explore(solver, size, rows, component, nonnegative, judged_cols, pending, spread, solve, open_ones)
-        pending = open_ones()
-    out: dict[int, tuple[float, float]] = {}
-    costs = np.zeros(size)
-    if nonnegative:
-        pending = _settle_zeros(pending, judged_vars, judged_cols, seen_low, seen_high, solve, size, out)
-    for index in pending:
-        var, col = int(judged_vars[index]), int(judged_cols[index])
-        if seen_high[col] - seen_low[col] >= needed[var]:
-            continue
-        floor = (floors or {}).get(var)
-        costs[col] = 1.0
-        lower = solve(costs, highspy.ObjSense.kMinimize)
-        if lower is not None and (seen_high[col] - lower >= needed[var] or (floor is not None and lower >= floor)):
-            costs[col] = 0.0  # its least value and a feasible point span the width, or it is never small
-            if seen_high[col] - lower < needed[var]:
-                out[var] = (lower, max(lower, float(seen_high[col])))
-            continue
-        upper = solve(costs, highspy.ObjSense.kMaximize)
-        costs[col] = 0.0
-        out[var] = UNRESOLVED if lower is None or upper is None else (lower, upper)
-    return out
-
-
-def _settle_zeros(pending: Any, judged_vars: Any, judged_cols: Any, seen_low: Any, seen_high: Any,
-                  solve: Any, size: int, out: dict[int, tuple[float, float]]) -> Any:
-    """Bound at once the open terms ≥ 0 that every point found holds at zero (commonly
-    differences that are empty): when the greatest value of their sum is zero, each of them is
-    zero in every solution (none is below zero, so none exceeds the sum), which one solve proves
-    instead of two per term. Returns the terms still open."""
-    import highspy
-    import numpy as np
-
-    zeros = [i for i in pending if seen_high[judged_cols[i]] <= EXACT]
-    if len(zeros) < 2:
-        return pending
-    costs = np.zeros(size)
-    costs[judged_cols[zeros]] = 1.0
-    greatest = solve(costs, highspy.ObjSense.kMaximize)
-    if greatest is None or greatest > EXACT:
-        return pending
-    for i in zeros:
-        out[int(judged_vars[i])] = (float(seen_low[judged_cols[i]]), greatest)
-    settled = set(zeros)
-    return [i for i in pending if i not in settled]
-
-
-def _one_equation(row: tuple[list[tuple[int, float]], float], nonnegative: bool,
-                  needed: dict[int, float]) -> dict[int, tuple[float, float]]:
-    """Exact bounds of the terms of a lone equation, the commonest component, without a solver:
-    a single term is its total; terms ≥ 0 whose coefficients share the total's sign each range
-    from 0 to the total over their coefficient. Other shapes go to the solver."""
-    merged: dict[int, float] = defaultdict(float)
-    for var, coef in row[0]:
-        merged[var] += coef
-    rhs = row[1]
-    terms = {var: coef for var, coef in merged.items() if coef != 0.0}
-    if len(terms) != len(merged):
-        return _solved_by_lp([row], nonnegative, needed)
-    if len(terms) == 1:
-        (var, coef), = terms.items()
-        value = rhs / coef
-        if nonnegative and value < -EXACT:
-            return {var: UNRESOLVED} if var in needed else {}
-        return {var: (value, value)} if var in needed else {}
-    if nonnegative and (all(c > 0 for c in terms.values()) or all(c < 0 for c in terms.values())):
-        if rhs * next(iter(terms.values())) < -EXACT:
-            return {var: UNRESOLVED for var in terms if var in needed}
-        return {var: (0.0, rhs / coef) for var, coef in terms.items() if var in needed}
-    return _solved_by_lp([row], nonnegative, needed)
-
-
-def _solved_by_lp(rows: list[tuple[list[tuple[int, float]], float]], nonnegative: bool,
-                  needed: dict[int, float]) -> dict[int, tuple[float, float]]:
-    return _bounds_lp(list(range(len(rows))), rows, nonnegative, needed)
-
-
-def _explore(solver: Any, size: int, rows: list[tuple[list[tuple[int, float]], float]], component: list[int],
-             nonnegative: bool, judged_cols: Any, pending: Any, spread: Any, solve: Any, open_ones: Any) -> None:
-    """Find feasible points that show many variables wide at once, so few need their own two
-    solves. Each round pushes every still-open variable one random way. The columns are boxed
-    for these rounds so no direction is unbounded; a point of the boxed model satisfies every
-    equation of the real one, so the spread it shows is real. The box is lifted afterwards.
-    Each round only changes the costs, so primal simplex goes on from the last basis (cheaper
-    than the interior-point solver, which starts afresh every time)."""
-    import highspy
-    import numpy as np
-
-    cap = 1.0 + sum(abs(rows[r][1]) for r in component)
-    columns = np.arange(size, dtype=np.int32)
-    solver.changeColsBounds(size, columns, np.full(size, 0.0 if nonnegative else -cap), np.full(size, cap))
-    try:
-        for _round in range(EXPLORE_ROUNDS):
-            costs = np.zeros(size)
-            costs[judged_cols[pending]] = spread.choice([-1.0, 1.0], len(pending))
-            if solve(costs, highspy.ObjSense.kMinimize, True) is None:
-                return
-            still = open_ones()
-            if len(pending) - len(still) < max(1, len(pending) // 50) or len(still) <= EXPLORE_MIN:
-                return
-            pending = still
-    finally:
-        inf = highspy.kHighsInf
-        solver.changeColsBounds(size, columns, np.full(size, 0.0 if nonnegative else -inf), np.full(size, inf))
-
-
-_banner_shown = threading.Lock()
-_banner_done = False
-
-
-def _solver() -> Any:
-    """A silent HiGHS model. HiGHS prints its banner on the C stdout when the first model of a
-    process is made, which would corrupt ``--json`` output; that one construction runs with the
-    stdout descriptor pointed at the null device."""
-    global _banner_done
-    import highspy
-
-    with _banner_shown:
-        if not _banner_done:
-            sys.stdout.flush()
-            saved = os.dup(1)
-            try:
-                with open(os.devnull, "wb") as null:
-                    os.dup2(null.fileno(), 1)
-                    solver = highspy.Highs()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-            _banner_done = True
-        else:
-            solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)
-    return solver
 
 
 def members_of(specs: Iterable[dict], input_item: dict) -> list[dict]:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lithotse_desktop.derive import complementary
+from lithotse_desktop.derive.bounds import BoundModel
 from lithotse_desktop.derive.complementary import Cells, Group, audit
 from lithotse_desktop.derive.relations import essential, relations
 
@@ -134,8 +135,11 @@ def test_the_solver_shortcuts_never_call_a_narrow_term_wide(seed, tables, zeros)
                 rows.append(([(base[t] + i * shape[1] + j, 1.0) for t in range(tables)],
                              float(sum(table[i, j] for table in values))))
     size = tables * shape[0] * shape[1]
+    model = BoundModel([dict(terms) for terms, _ in rows] + [{v: 1.0} for v in range(size)], nonnegative=True)
+    fixed = np.array([rhs for _, rhs in rows])
+    model.bound(np.concatenate([fixed, np.full(size, -np.inf)]), np.concatenate([fixed, np.full(size, np.inf)]))
     needed = {v: 11.0 for v in range(size)}
-    found = complementary._bounds_lp(list(range(len(rows))), rows, True, needed)
+    found = {r - len(rows): b for r, b in model.bounds({len(rows) + v: w for v, w in needed.items()}, {}).items()}
     for var in range(size):
         lower = _exact(rows, size, var, highspy.ObjSense.kMinimize)
         upper = _exact(rows, size, var, highspy.ObjSense.kMaximize)

@@ -1,0 +1,278 @@
+"""Least and greatest values of linear functions under published equations, kept across rounds.
+
+The disclosure audit asks, for each hidden cell, how narrow a reader can make it from every
+published number. Over atoms (see :mod:`.atoms`) each cell is a *row*: a sum of atoms, fixed to
+its value when the cell is published and free when it is hidden. One :class:`BoundModel` holds
+one connected component of those rows for one quantity.
+
+Deciding suppression audits, hides more cells, and audits again. Hiding a cell only frees its
+row, so every point found before still satisfies every row and still shows the spread it showed:
+a cell once shown wide stays wide and is not solved for again. The solver keeps its model and
+basis between rounds, so each round solves only for the cells still open, from a basis that is
+still feasible.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+
+EXACT = 1e-6
+EXPLORE_ROUNDS = 60
+EXPLORE_MIN = 4
+PRIMAL_SIMPLEX = 4
+"""HiGHS's ``simplex_strategy`` for primal simplex. Every solve after the first changes only the
+costs (or frees rows), which keeps the last basis primal feasible, so primal simplex continues
+from it in a few pivots where dual simplex (the default) takes thousands on a year's component."""
+IPM_FROM = 200
+"""Models with more atoms than this solve spread-out objectives with the interior point solver;
+smaller ones stay on simplex, which is quick there."""
+UNRESOLVED = (math.nan, math.nan)
+"""The bounds of a row the solver could not bound (the published numbers disagree, or it failed):
+judged narrow, so a build hides more rather than trusting it."""
+
+
+class BoundModel:
+    """One component: atoms (≥ 0 for counts, free for sums) and rows over them.
+
+    ``rows`` maps each row to its atoms' coefficients, atoms numbered from 0. Row bounds are set
+    with :meth:`bound`; :meth:`bounds` answers for the rows asked about."""
+
+    def __init__(self, rows: list[dict[int, float]], nonnegative: bool) -> None:
+        self.rows = rows
+        self.nonnegative = nonnegative
+        self.size = 1 + max((a for row in rows for a in row), default=-1)
+        self.lower = np.full(len(rows), -np.inf)
+        self.upper = np.full(len(rows), np.inf)
+        self.entry_rows = np.array([r for r, row in enumerate(rows) for _ in row], dtype=np.int64)
+        self.entry_atoms = np.array([a for row in rows for a in row], dtype=np.int64)
+        self.entry_coefs = np.array([c for row in rows for c in row.values()], dtype=np.float64)
+        self.seen_low = np.full(len(rows), np.inf)
+        self.seen_high = np.full(len(rows), -np.inf)
+        self.started = False
+        self.infeasible = False
+        self.answered: dict[tuple, dict[int, tuple[float, float]]] = {}
+        self._solver: Any = None
+        self._rng = np.random.default_rng(len(rows) * 7919 + self.size)
+
+    def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
+        """New bounds of every row. Freeing rows keeps the points found (they satisfy the looser
+        rows too); fixing a free row, or tightening any, forgets them."""
+        changed = np.flatnonzero((lower != self.lower) | (upper != self.upper))
+        if not len(changed):
+            return
+        tightened = bool(np.any(lower[changed] > self.lower[changed]) or np.any(upper[changed] < self.upper[changed]))
+        self.lower, self.upper = lower.copy(), upper.copy()
+        self.answered.clear()
+        if tightened:
+            self.seen_low[:] = np.inf
+            self.seen_high[:] = -np.inf
+            self.started = False
+            self.infeasible = False
+        if self._solver is not None:
+            self._solver.changeRowsBounds(len(changed), changed.astype(np.int32), lower[changed], upper[changed])
+
+    def bounds(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, tuple[float, float]]:
+        """The least and greatest value of each row in ``needed`` that may be narrower than its
+        width there; rows the points found show that wide are left out. A row whose least value
+        reaches its ``floors`` entry is reported with that least value and the greatest seen (it
+        is never narrow, whatever its greatest)."""
+        key = (tuple(sorted(needed.items())), tuple(sorted(floors.items())))
+        if key in self.answered:
+            return self.answered[key]
+        out = self._bounds(needed, floors)
+        self.answered[key] = out
+        return out
+
+    def _bounds(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, tuple[float, float]]:
+        if not needed:
+            return {}
+        if len(self.rows) == 1:
+            simple = self._lone_row(needed)
+            if simple is not None:
+                return simple
+        if self.infeasible:
+            return {r: UNRESOLVED for r in needed}
+        self._ensure_solver()
+        if not self.started:
+            for _ in range(2):
+                direction = self._rng.choice([-1.0, 1.0], len(self.rows))
+                if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
+                    self.infeasible = True
+                    return {r: UNRESOLVED for r in needed}
+                self._solve(self._costs(direction), maximize=True, spread_out=True)
+            self.started = True
+        judged = np.array(sorted(needed), dtype=np.int64)
+        need = np.array([needed[r] for r in judged])
+
+        def open_ones() -> np.ndarray:
+            return judged[self.seen_high[judged] - self.seen_low[judged] < need]
+
+        pending = open_ones()
+        if len(pending) > EXPLORE_MIN:
+            self._explore(pending, open_ones)
+            pending = open_ones()
+        out: dict[int, tuple[float, float]] = {}
+        if self.nonnegative:
+            pending = self._settle_zeros(pending, out)
+        for r in pending:
+            row = int(r)
+            if self.seen_high[row] - self.seen_low[row] >= needed[row]:
+                continue
+            costs = self._costs_of(row)
+            lower = self._solve(costs, maximize=False)
+            floor = floors.get(row)
+            reaches = floor is not None and lower is not None and lower >= floor
+            if lower is not None and (self.seen_high[row] - lower >= needed[row] or reaches):
+                if self.seen_high[row] - lower < needed[row]:
+                    out[row] = (lower, max(lower, float(self.seen_high[row])))
+                continue
+            upper = self._solve(costs, maximize=True)
+            out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
+        return out
+
+    def _lone_row(self, needed: dict[int, float]) -> dict[int, tuple[float, float]] | None:
+        """A component of one row, the commonest, without a solver, where its bounds are plain:
+        atoms ≥ 0 with positive coefficients range from 0 to anything, so the row ranges over its
+        own bounds from 0; free atoms range over everything."""
+        coefs = self.rows[0].values()
+        if self.nonnegative and not all(c > 0 for c in coefs):
+            return None
+        low = max(self.lower[0], 0.0) if self.nonnegative else self.lower[0]
+        high = self.upper[0]
+        if low > high + EXACT:
+            return {0: UNRESOLVED} if 0 in needed else {}
+        return {0: (float(low), float(high))} if 0 in needed and high - low < needed[0] else {}
+
+    def _ensure_solver(self) -> None:
+        if self._solver is not None:
+            return
+        import highspy
+
+        solver = make_solver()
+        inf = highspy.kHighsInf
+        solver.addVars(self.size, np.full(self.size, 0.0 if self.nonnegative else -inf), np.full(self.size, inf))
+        for r, row in enumerate(self.rows):
+            index = np.array(sorted(row), dtype=np.int32)
+            low = self.lower[r] if np.isfinite(self.lower[r]) else -inf
+            high = self.upper[r] if np.isfinite(self.upper[r]) else inf
+            solver.addRow(low, high, len(index), index, np.array([row[i] for i in index]))
+        self._solver = solver
+
+    def _costs(self, direction: np.ndarray) -> np.ndarray:
+        """Costs on the atoms that make the objective the rows weighted by ``direction``."""
+        costs = np.zeros(self.size)
+        np.add.at(costs, self.entry_atoms, self.entry_coefs * direction[self.entry_rows])
+        return costs
+
+    def _costs_of(self, row: int) -> np.ndarray:
+        costs = np.zeros(self.size)
+        for atom, coef in self.rows[row].items():
+            costs[atom] += coef
+        return costs
+
+    def _solve(self, costs: np.ndarray, *, maximize: bool, spread_out: bool = False) -> float | None:
+        """The optimum (±inf when unbounded, None when infeasible); records the point's rows. The
+        model is always minimised (a maximum is the least of the negated costs), so each solve
+        starts from the previous one's basis. Costs on every row at once (``spread_out``) move
+        the optimum far from the last basis, which takes simplex tens of thousands of pivots on
+        a year's component; the interior point solver (with crossover, so the point is a vertex
+        and its basis serves the next simplex solve) takes a second or two there."""
+        import highspy
+
+        solver = self._solver
+        columns = np.arange(self.size, dtype=np.int32)
+        solver.changeColsCost(self.size, columns, -costs if maximize else costs)
+        solver.setOptionValue("solver", "ipm" if spread_out and self.size > IPM_FROM else "simplex")
+        solver.run()
+        status = solver.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            values = np.asarray(solver.getSolution().row_value)
+            np.minimum(self.seen_low, values, out=self.seen_low)
+            np.maximum(self.seen_high, values, out=self.seen_high)
+            value = float(solver.getInfo().objective_function_value)
+            return -value if maximize else value
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            return math.inf if maximize else -math.inf
+        return None
+
+    def _settle_zeros(self, pending: np.ndarray, out: dict[int, tuple[float, float]]) -> np.ndarray:
+        """Bound at once the open rows every point found holds at zero (commonly differences that
+        are empty): rows of atoms ≥ 0 with positive coefficients, whose sum's greatest value is
+        zero, are each zero in every solution, which one solve proves instead of two per row."""
+        zeros = [int(r) for r in pending if self.seen_high[r] <= EXACT and self.seen_low[r] >= -EXACT
+                 and all(c > 0 for c in self.rows[int(r)].values())]
+        if len(zeros) < 2:
+            return pending
+        direction = np.zeros(len(self.rows))
+        direction[zeros] = 1.0
+        greatest = self._solve(self._costs(direction), maximize=True)
+        if greatest is None or greatest > EXACT:
+            return pending
+        for r in zeros:
+            out[r] = (float(self.seen_low[r]), greatest)
+        settled = set(zeros)
+        return np.array([r for r in pending if int(r) not in settled], dtype=np.int64)
+
+    def _explore(self, pending: np.ndarray, open_ones: Any) -> None:
+        """Find feasible points that show many rows wide at once, so few need their own two
+        solves. Each round pushes every still-open row one random way. The atoms are boxed for
+        these rounds so no direction is unbounded; a point of the boxed model satisfies every
+        row of the real one, so the spread it shows is real. The box is lifted afterwards."""
+        import highspy
+
+        finite = np.concatenate([self.lower[np.isfinite(self.lower)], self.upper[np.isfinite(self.upper)]])
+        cap = 1.0 + float(np.abs(finite).sum())
+        columns = np.arange(self.size, dtype=np.int32)
+        solver = self._solver
+        solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -cap),
+                                np.full(self.size, cap))
+        try:
+            for _round in range(EXPLORE_ROUNDS):
+                direction = np.zeros(len(self.rows))
+                direction[pending] = self._rng.choice([-1.0, 1.0], len(pending))
+                if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
+                    return
+                still = open_ones()
+                if len(pending) - len(still) < max(1, len(pending) // 50) or len(still) <= EXPLORE_MIN:
+                    return
+                pending = still
+        finally:
+            inf = highspy.kHighsInf
+            solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -inf),
+                                    np.full(self.size, inf))
+
+
+_banner_shown = threading.Lock()
+_banner_done = False
+
+
+def make_solver() -> Any:
+    """A silent HiGHS model. HiGHS prints its banner on the C stdout when the first model of a
+    process is made, which would corrupt ``--json`` output; that one construction runs with the
+    stdout descriptor pointed at the null device."""
+    global _banner_done
+    import highspy
+
+    with _banner_shown:
+        if not _banner_done:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 1)
+                    solver = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _banner_done = True
+        else:
+            solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)
+    return solver

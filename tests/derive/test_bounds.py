@@ -1,0 +1,117 @@
+"""The bound model kept across audit rounds answers as a fresh solve of each round's rows would."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lithotse_desktop.derive.bounds import BoundModel
+
+K = 11.0
+
+
+def _cube(rng: np.random.Generator, shape: tuple[int, ...], zeros: float) -> tuple[list[dict[int, float]], np.ndarray]:
+    """Atoms: the cells of a random nonnegative array; rows: every cell of every margin over one
+    or two axes (as a set of tables at several grains publishes them), with their true values."""
+    values = np.where(rng.random(shape) < zeros, 0, rng.integers(0, 15, shape)).astype(float)
+    index = np.arange(values.size).reshape(shape)
+    rows: list[dict[int, float]] = []
+    sums: list[float] = []
+    axes = range(len(shape))
+    for kept in [c for n in (1, 2) for c in itertools.combinations(axes, n)]:
+        for key in itertools.product(*(range(shape[a]) for a in kept)):
+            chosen = [slice(None)] * len(shape)
+            for a, v in zip(kept, key, strict=True):
+                chosen[a] = v
+            atoms = index[tuple(chosen)].ravel()
+            rows.append(dict.fromkeys(int(a) for a in atoms) | {int(a): 1.0 for a in atoms})
+            sums.append(float(values[tuple(chosen)].sum()))
+    return rows, np.array(sums)
+
+
+def _exact(rows: list[dict[int, float]], fixed: dict[int, float], size: int, row: int) -> tuple[float, float]:
+    """A row's least and greatest value over atoms ≥ 0 under the fixed rows, from a fresh model."""
+    import highspy
+
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.addVars(size, np.zeros(size), np.full(size, highspy.kHighsInf))
+    for r, value in fixed.items():
+        index = np.array(sorted(rows[r]), dtype=np.int32)
+        solver.addRow(value, value, len(index), index, np.ones(len(index)))
+    found = []
+    for sign in (1.0, -1.0):
+        costs = np.zeros(size)
+        costs[list(rows[row])] = sign
+        solver.changeColsCost(size, np.arange(size, dtype=np.int32), costs)
+        solver.run()
+        status = solver.getModelStatus()
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            found.append(-sign * float("inf"))
+        else:
+            found.append(sign * solver.getInfo().objective_function_value)
+    return found[0], found[1]
+
+
+@settings(max_examples=30, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**20), zeros=st.floats(0.0, 0.8), steps=st.integers(2, 5))
+def test_rounds_that_hide_more_rows_answer_as_fresh_solves(seed, zeros, steps):
+    """Rows hidden a few at a time, as audit rounds hide complements, then one row published
+    again: after every step each hidden row a fresh solve finds narrower than k is reported, and
+    every row reported carries the fresh solve's bounds."""
+    rng = np.random.default_rng(seed)
+    rows, sums = _cube(rng, (3, 3, 4), zeros)
+    size = 36
+    model = BoundModel(rows, nonnegative=True)
+    hidden: set[int] = set()
+    order = [int(r) for r in rng.permutation(len(rows))]
+    for step in range(steps + 1):
+        if step < steps:
+            hidden |= set(order[step * 4:(step + 1) * 4])
+        else:
+            hidden.discard(min(hidden))  # published again: the points found before may not hold
+        lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+        upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+        model.bound(lower, upper)
+        found = model.bounds(dict.fromkeys(hidden, K), {})
+        fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+        for row in hidden:
+            low, high = _exact(rows, fixed, size, row)
+            if row in found:
+                assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
+            else:
+                assert high - low >= K - 1e-6, (step, row, low, high)
+
+
+def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():
+    """The spread-out solves of the first round are not repeated, and rows the points found
+    showed wide are not solved for again."""
+    rows, sums = _cube(np.random.default_rng(7), (4, 4, 5), 0.3)
+    model = BoundModel(rows, nonnegative=True)
+    calls: list[bool] = []
+    solve = model._solve
+
+    def counted(costs, *, maximize, spread_out=False):
+        calls.append(spread_out)
+        return solve(costs, maximize=maximize, spread_out=spread_out)
+
+    model._solve = counted  # type: ignore[method-assign]
+    hidden = set(range(0, len(rows), 3))
+    lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+    upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+    model.bound(lower, upper)
+    model.bounds(dict.fromkeys(hidden, K), {})
+    first = len(calls)
+    assert first >= 4
+    calls.clear()
+    model.bounds(dict.fromkeys(hidden, K), {})
+    assert calls == [], "an unchanged model answers from what it found"
+    more = hidden | {1}
+    lower[1], upper[1] = -np.inf, np.inf
+    model.bound(lower, upper)
+    model.bounds(dict.fromkeys(more, K), {})
+    assert len(calls) < first
+    assert calls[:4] != [True] * 4, "the first round's spread-out solves are not repeated"
