@@ -583,7 +583,9 @@ def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Pa
     if spec.get("date_field"):
         day_sql = day_expression(spec, col, timezone, params, dialect)
         if spec.get("grain", "none") != "none":
-            where.append(f"{day_sql} IS NOT NULL")
+            # a row without a day has no period: tested on the period, DuckDB keeps the filter
+            # above the input's typed columns rather than computing the day a second time in it
+            where.append(f"{dialect.period(spec['grain'], day_sql)} IS NOT NULL")
         if spec.get("from"):
             where.append(f"{day_sql} >= CAST({params.add(spec['from'])} AS DATE)")
         if spec.get("to"):
