@@ -5,6 +5,9 @@ connectors, and a damaged object still fails the build before anything is publis
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import pyarrow as pa
 import pytest
@@ -290,3 +293,18 @@ def test_an_aggregate_of_a_large_csv_read_on_every_thread_is_duckdbs_own_over_th
         assert (row["period"], row["department"], row["visits"], row["patients"], row["suppressed"]) == (
             period, department, visits, patients, False)
         assert row["mean_los"] == pytest.approx(mean_los, rel=1e-12)
+
+
+def test_building_an_aggregate_leaves_pandas_unimported(tmp_path):
+    """pyarrow imports pandas (a third of a second) the first time it converts Python values, when
+    pandas is installed: a CLI aggregate build, suppression and publishing included, converts none."""
+    ws = landed_csv(tmp_path, NO_TOTAL)
+    add_spec(ws, {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
+                  "date_field": "when", "grain": "month", "suppress_below": 2,
+                  "measures": [{"fn": "count", "as": "n"}, {"fn": "mean", "column": "amount", "as": "mean"}]})
+    code = ("import sys; from lithotse_desktop.cli import main; main(['--workspace', sys.argv[1], 'derive', "
+            "'build', 'by_month', '--json'], standalone_mode=False); print('pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(ws.root)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout
+    assert read_table(ws, "by_month")[1].num_rows
