@@ -130,8 +130,9 @@ def _periods(table: pa.Table, grain_split: bool) -> dict[str, pa.Table]:
     if not table.num_rows:
         return {}
     column = table.column(PERIOD)
-    return {v.isoformat(): table.filter(pc.equal(column, pa.scalar(v, pa.date32())))
-            for v in sorted(pc.unique(column).to_pylist())}
+    # the table's own values compare with it: a scalar made from a Python date would import pandas
+    values = pc.unique(column)
+    return {v.as_py().isoformat(): table.filter(pc.equal(column, v)) for v in values.take(pc.sort_indices(values))}
 
 
 def _write_parts(catalog: Catalog, name: str, groups: dict[str, pa.Table], area: str) -> dict[str, dict]:

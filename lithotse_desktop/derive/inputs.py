@@ -10,9 +10,11 @@ twice is still read once, and rows of different objects are different records.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -204,11 +206,23 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
     check.watch(path)
     kept = [c for c in schema.names if c not in unused]
     landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
-    scan = DUCKDB.native_scan(read, str(path), _max_line(ws))
+    skipped = read.format == "csv" and read.skip == 1 and read.limit is None and _starts_with_record(path)
+    scan = DUCKDB.native_scan(read, str(path), _max_line(ws), header=skipped)
     hoisted = hoisted if read.format == "ndjson" else ()
-    sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted)
+    sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted,
+                            skipped=skipped)
     return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
                         bool(hoisted))
+
+
+def _starts_with_record(path: Path) -> bool:
+    """Whether the file's first line (after a UTF-8 byte-order mark) holds its first record: DuckDB's
+    CSV reader takes that line as the header even when it is empty, where a connector passes over
+    empty lines first."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    head = head.removeprefix(codecs.BOM_UTF8)
+    return bool(head) and head[:1] not in (b"\r", b"\n")
 
 
 def _max_line(ws: Workspace) -> int:

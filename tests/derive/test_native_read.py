@@ -5,6 +5,10 @@ connectors, and a damaged object still fails the build before anything is publis
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -47,14 +51,21 @@ def through_connectors(monkeypatch):
     return off
 
 
-@pytest.mark.parametrize("variant", ["as landed", "byte-order mark", "CR line ends"])
+NO_TOTAL = TRICKY_CSV.replace("Total,,100,,,\n", "")
+
+
+@pytest.mark.parametrize("variant", ["as landed", "byte-order mark", "CR line ends", "nothing under the data",
+                                     "nothing under the data, byte-order mark", "blank lines above the header"])
 def test_a_csv_object_read_by_duckdb_where_it_lies_gives_its_connectors_rows(tmp_path, variant):
     """Quotes, a field over two lines, CRLF and LF lines mixed (or CR only), blank lines, padded
-    numbers, times with offsets, a total row under the data, a byte-order mark: DuckDB's rows,
-    types, provenance and order are the connector's, over overlapping landings of one object and
-    a changed file."""
-    text = TRICKY_CSV.replace("\r\n", "\n").replace("\n", "\r") if variant == "CR line ends" else TRICKY_CSV
-    ws = landed_csv(tmp_path, text, b"\xef\xbb\xbf" if variant == "byte-order mark" else b"")
+    numbers, times with offsets, a total row under the data (or none: the reader leaves out the
+    header itself, unless blank lines come first), a byte-order mark: DuckDB's rows, types,
+    provenance and order are the connector's, over overlapping landings of one object and a
+    changed file."""
+    text = {"CR line ends": TRICKY_CSV.replace("\r\n", "\n").replace("\n", "\r"),
+            "nothing under the data": NO_TOTAL, "nothing under the data, byte-order mark": NO_TOTAL,
+            "blank lines above the header": "\n\r\n" + NO_TOTAL}.get(variant, TRICKY_CSV)
+    ws = landed_csv(tmp_path, text, b"\xef\xbb\xbf" if "byte-order mark" in variant else b"")
     expected = connector_rows(ws, "ehr", "visits")
     assert len(set(expected.column("_landing_id").to_pylist())) == 3
     progress = Messages()
@@ -215,3 +226,85 @@ def test_numbers_and_dates_are_trimmed_of_the_white_space_the_csv_connector_trim
     con = duckdb.connect()
     got = con.execute(f"SELECT [regexp_replace(t, {DUCKDB._TRIM}, '', 'g') FOR t IN $1]", [texts]).fetchone()[0]
     assert got == pc.utf8_trim_whitespace(pa.array(texts)).to_pylist()
+
+
+def _plan(ws: Workspace, sql: str) -> str:
+    """DuckDB's plan of ``sql`` over the stream ``ehr/visits`` as a build loads it (streamed)."""
+    con = connect(ws)
+    try:
+        with IntegrityChecks() as checks:
+            load_stream(con, ws, "input", resolve_stream(ws, "ehr", "visits"), Progress(), checks, readable=[])
+            return "\n".join(row[1] for row in con.sql(f"EXPLAIN {sql}").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(("text", "numbered"), [(NO_TOTAL, False), (TRICKY_CSV, True), ("\n" + NO_TOTAL, True)],
+                         ids=["nothing under the data", "a total row", "a blank first line"])
+def test_a_query_of_a_csv_with_nothing_under_its_data_does_not_number_its_rows(tmp_path, text, numbered):
+    """Numbering the records (to leave out the header and the rows under the data) reads the file
+    in order on one thread; where nothing lies under the data and the header is the first line,
+    DuckDB's reader leaves the header out itself and an aggregate reads the file on every thread."""
+    ws = landed_csv(tmp_path, text)
+    plan = _plan(ws, "SELECT name, count(*), avg(amount) FROM input GROUP BY name")
+    assert ("WINDOW" in plan.upper()) == numbered, plan
+
+
+@pytest.mark.slow
+def test_an_aggregate_of_a_large_csv_read_on_every_thread_is_duckdbs_own_over_the_file(tmp_path):
+    """400,000 records (many of DuckDB's blocks a thread reads; quoted notes over two lines and
+    numbers padded with spaces or no-break spaces among them) with nothing under the data: the
+    published cells are those DuckDB computes over the file itself, counts exactly, means within
+    a rounding (a parallel sum adds in no fixed order)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "visits.csv"
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT 'P' || (hash(i * 7) % 40000) AS patient_id,
+                                 'dept_' || (hash(i * 13) % 7) AS department,
+                                 DATE '2021-01-01' + CAST(hash(i * 31) % 700 AS INTEGER) AS admit_date,
+                                 CASE i % 50 WHEN 0 THEN ' ' || los || ' ' WHEN 1 THEN chr(160) || los
+                                             ELSE CAST(los AS VARCHAR) END AS length_of_stay_days,
+                                 CASE WHEN i % 997 = 0 THEN 'said "no",' || chr(10) || 'twice' ELSE 'ok' END AS note
+                          FROM (SELECT i, round((hash(i * 17) % 2000) / 100.0, 2) AS los FROM range(400000) t(i)))
+                    TO '{path}' (HEADER, DELIMITER ',')""")
+    expected = con.sql(f"""SELECT CAST(date_trunc('month', admit_date) AS DATE) AS period, department,
+                                  count(*) AS visits, count(DISTINCT patient_id) AS patients,
+                                  avg(CAST(trim(length_of_stay_days, ' ' || chr(160)) AS DOUBLE)) AS mean_los
+                           FROM read_csv('{path}', header = true, all_varchar = true,
+                                         columns = {{'patient_id': 'VARCHAR', 'department': 'VARCHAR',
+                                                     'admit_date': 'DATE', 'length_of_stay_days': 'VARCHAR',
+                                                     'note': 'VARCHAR'}})
+                           GROUP BY ALL ORDER BY ALL""").fetchall()
+    con.close()
+    ws = Workspace.create(tmp_path / "ws", name="large")
+    ws.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
+    import_and_build(ws, "ehr", DateRange(), build=False)
+    assert "WINDOW" not in _plan(ws, "SELECT department, count(*) FROM input GROUP BY ALL").upper()
+    add_spec(ws, {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
+                  "date_field": "admit_date", "grain": "month", "group_by": ["department"], "suppress_below": 0,
+                  "measures": [{"fn": "count", "as": "visits"},
+                               {"fn": "count_distinct", "column": "patient_id", "as": "patients"},
+                               {"fn": "mean", "column": "length_of_stay_days", "as": "mean_los"}]})
+    build(ws, "by_month")
+    got = read_table(ws, "by_month")[1].to_pylist()
+    assert len(got) == len(expected) == 24 * 7
+    for row, (period, department, visits, patients, mean_los) in zip(got, expected, strict=True):
+        assert (row["period"], row["department"], row["visits"], row["patients"], row["suppressed"]) == (
+            period, department, visits, patients, False)
+        assert row["mean_los"] == pytest.approx(mean_los, rel=1e-12)
+
+
+def test_building_an_aggregate_leaves_pandas_unimported(tmp_path):
+    """pyarrow imports pandas (a third of a second) the first time it converts Python values, when
+    pandas is installed: a CLI aggregate build, suppression and publishing included, converts none."""
+    ws = landed_csv(tmp_path, NO_TOTAL)
+    add_spec(ws, {"name": "by_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
+                  "date_field": "when", "grain": "month", "suppress_below": 2,
+                  "measures": [{"fn": "count", "as": "n"}, {"fn": "mean", "column": "amount", "as": "mean"}]})
+    code = ("import sys; from lithotse_desktop.cli import main; main(['--workspace', sys.argv[1], 'derive', "
+            "'build', 'by_month', '--json'], standalone_mode=False); print('pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(ws.root)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout
+    assert read_table(ws, "by_month")[1].num_rows

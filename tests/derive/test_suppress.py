@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lithotse_desktop.derive.complementary import Cells, Group, decide
-from lithotse_desktop.derive.suppress import publish_cells, suppress_table
+from lithotse_desktop.derive.suppress import publish_cells, row_mask, suppress_table
 
 
 def spec(dims: list[str], grain: str = "none") -> dict:
@@ -104,6 +104,19 @@ def test_publish_nulls_every_measure_flags_and_drops_the_counts():
     assert out.column("visits").to_pylist() == [100, None, None]
     assert out.column("mean_los").to_pylist() == [1.5, None, None]
     assert out.column("suppressed").to_pylist() == [False, True, True]
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 8, 9, 64, 1000])
+def test_a_row_mask_is_true_exactly_at_the_marked_rows(rows):
+    marked = {i for i in range(rows) if i % 3 == 0 or i == rows - 1}
+    mask = row_mask(rows, marked)
+    assert mask.type == pa.bool_() and mask.null_count == 0
+    assert mask.to_pylist() == [i in marked for i in range(rows)]
+
+
+def test_a_row_mask_refuses_a_row_outside_the_table():
+    with pytest.raises(IndexError, match="row 3 is not among the table's 3 rows"):
+        row_mask(3, {0, 3})
 
 
 def test_suppress_table_decides_and_applies():

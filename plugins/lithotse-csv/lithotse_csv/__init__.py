@@ -263,8 +263,12 @@ class CsvConnector(Connector):
             return None
         columns = tuple(NativeColumn(name, i, "text" if kind == "string" else kind)
                         for i, (name, kind) in enumerate(zip(layout.names, layout.kinds, strict=True)))
+        # a file recorded with nothing under its data has no limit: every record below the header
+        # is a row, and the engine need not count them to know where the data ends
+        nothing_left_out = "left_out" in (obj.meta or {}) and not any(layout.left_out.values())
+        limit = None if nothing_left_out else layout.data_records
         return NativeRead("csv", columns, len(columns), delimiter=layout.delimiter, quote='"',
-                          encoding="utf-8", skip=1, limit=layout.data_records)
+                          encoding="utf-8", skip=1, limit=limit)
 
     def read(self, obj: RawObject) -> Iterator[pa.RecordBatch]:
         try:
