@@ -1,9 +1,7 @@
 """HTTP for the REST and Bulk connectors: bearer token, retries with backoff, clear errors.
 
 ``requests`` is used because it is already installed and the calls are simple blocking
-GETs; every error becomes an InputError naming the URL, never a raw exception. It is
-imported when a connector first talks HTTP: loading the plugin (every command does, to find
-its connectors) should not pay for it.
+GETs; every error becomes an InputError naming the URL, never a raw exception.
 """
 
 from __future__ import annotations
@@ -16,13 +14,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from lithotse_desktop.plugin import InputError, Progress
+import requests
 
-if TYPE_CHECKING:
-    import requests
+from lithotse_desktop.plugin import InputError, Progress
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -34,8 +31,6 @@ def _origin(url: str) -> tuple[str, str]:
 
 def _full_url(method: str, url: str, params: Any) -> str:
     """The URL with its query, as errors name it (the URL alone if it cannot be built)."""
-    import requests
-
     try:
         return requests.Request(method, url, params=params).prepare().url or url
     except requests.RequestException:
@@ -88,8 +83,6 @@ class FhirHttp:
         self.progress = progress
         self.retries = retries
         self.timeout = timeout
-        import requests
-
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "lithotse-fhir"
 
@@ -109,8 +102,6 @@ class FhirHttp:
                 stream: bool = False, auth: bool | str = True, ok: Callable[[int], bool] | None = None
                 ) -> requests.Response:
         """One call with retries on 429/5xx (Retry-After honoured) and connection errors."""
-        import requests
-
         headers = {"Accept": "application/fhir+json", **(headers or {})}
         if auth and self.token and (auth == "always" or _origin(url) == _origin(self.base_url)):
             headers["Authorization"] = f"Bearer {self.token}"
@@ -168,8 +159,6 @@ class FhirHttp:
 
     def download(self, url: str, auth: bool | str) -> Path:
         """Stream a body to a temp file (the caller removes it)."""
-        import requests
-
         response = self.request("GET", url, stream=True, auth=auth,
                                 headers={"Accept": "application/fhir+ndjson"})
         fd, name = tempfile.mkstemp(prefix="lithotse-fhir-", suffix=".ndjson")
