@@ -166,18 +166,26 @@ def _stage_copy(fin: io.FileIO, name: str, dest: Path, check: Callable[[], None]
     return size
 
 
-def _sha256(path: Path, stop: threading.Event) -> str | None:
-    """The sha256 of a staged file, which is then flushed to disk (None when stopped early).
-    Runs in a thread beside the connector's read of the same file, which it finds in the page
-    cache; the object is committed only after both, so it is durable before it lands."""
+def _sha256(path: Path, stop: threading.Event, flush: bool = True) -> str | None:
+    """The sha256 of a staged file, which is then flushed to disk unless ``flush`` is false
+    (None when stopped early). Runs in a thread beside the connector's read of the same file,
+    which it finds in the page cache; the object is committed only after both, so it is durable
+    before it lands."""
     digest = hashlib.sha256()
     with open(path, "r+b") as fh:  # writable: some systems flush only files open for writing
         while block := fh.read(HASH_BLOCK):
             if stop.is_set():
                 return None
             digest.update(block)
-        os.fsync(fh.fileno())
+        if flush:
+            os.fsync(fh.fileno())
     return digest.hexdigest()
+
+
+def _flush(path: Path) -> None:
+    """Flush a complete staged file to disk (its data and size)."""
+    with open(path, "r+b") as fh:  # writable: some systems flush only files open for writing
+        os.fsync(fh.fileno())
 
 
 class _Stopped(Exception):
@@ -187,8 +195,9 @@ class _Stopped(Exception):
 def _copy_hashing(fin: io.FileIO, name: str, dest: Path, stop: threading.Event) -> tuple[int, str] | None:
     """(size, sha256) of a payload copied from its open file into staging, hashed by reading the
     copy back, so the hash is the staged bytes'; None when stopped early. The kernel copies (a
-    copy through Python's buffers took several times the CPU), and the hash reads the fresh
-    copy from the page cache."""
+    copy through Python's buffers took several times the CPU), the hash reads the fresh copy
+    from the page cache, and a second thread flushes the copy to disk meanwhile, so the wait
+    for the disk does not come after the hash."""
 
     def check() -> None:
         if stop.is_set():
@@ -198,7 +207,10 @@ def _copy_hashing(fin: io.FileIO, name: str, dest: Path, stop: threading.Event) 
         size = _stage_copy(fin, name, dest, check)
     except _Stopped:
         return None
-    sha = _sha256(dest, stop)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-flush") as pool:
+        flushed = pool.submit(_flush, dest)
+        sha = _sha256(dest, stop, flush=False)
+        flushed.result()
     return None if sha is None else (size, sha)
 
 
