@@ -4,7 +4,7 @@ Order of an import, each step atomic:
 1. each payload is checked by its connector, which both validates it and counts its records
    inside and outside the requested date range (``Connector.survey`` when it can do that
    without producing the rows, else ``read``), while a thread copies it into a private staging
-   folder, computing the copy's sha256 over the bytes it writes and flushing it to disk. The
+   folder, computes the copy's sha256 by reading it back and flushes it to disk. The
    connector reads the source file itself, so the copy costs no time of its own; the source's
    identity (device, inode, size, modification and change times) must be the same before and
    after both reads, else the import is refused, so the bytes staged are the bytes checked. A
@@ -146,7 +146,7 @@ def _read_error(name: str, exc: OSError) -> InputError:
 
 def _stage_copy(fin: io.FileIO, name: str, dest: Path, check: Callable[[], None]) -> int:
     """Copy an open payload into staging; its size. ``check`` runs between steps and raises to
-    stop. The copy is made durable (fsync) by :func:`_sha256`, which reads it back."""
+    stop. The caller makes the copy durable (fsync) while the connector reads."""
     size = 0
     try:
         with open(dest, "wb") as fout:
