@@ -204,8 +204,8 @@ class Payload:
     """One file or response body to land unchanged.
 
     ``path`` is a local file holding the bytes (the connector's own file or a temp file it
-    downloaded; ``cleanup`` is called once the core has copied them). ``name`` is shown in
-    listings and errors (a file's relative path). ``cursor`` (JSON data) is the stream's
+    downloaded; ``cleanup`` is called once the core has staged and checked them). ``name`` is
+    shown in listings and errors (a file's relative path). ``cursor`` (JSON data) is the stream's
     incremental state once this payload is committed; ``meta`` (JSON data) is kept in the
     manifest and comes back as ``RawObject.meta``. Neither may hold secrets. ``prefiltered``
     says the source restricted the data to the range by a rule the rows' dates cannot

@@ -39,6 +39,8 @@ import-linter contract in ``pyproject.toml`` keep it so. ``docs/plugins.md`` is 
 tutorial, the connector contract, store and cache plugins.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .cache.backends import ANY, CacheBackend
 from .connectors import (
     ConfigField,
@@ -58,10 +60,6 @@ from .connectors import (
     sha256_file,
 )
 from .dates import DateRange
-from .derive.catalog import Version
-from .derive.compile import Dialect
-from .derive.engines import Engine, EngineSession
-from .derive.spec import SpecError
 from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
@@ -70,6 +68,12 @@ from .progress import Progress
 from .secrets import SecretMissing, is_ref, load_secret
 from .storage import AccessDenied, ObjectInfo, PreconditionFailed, Store, check_key
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .derive.catalog import Version
+    from .derive.compile import Dialect
+    from .derive.engines import Engine, EngineSession
+    from .derive.spec import SpecError
 
 __all__ = [
     "ANY", "CORE_COLUMNS", "AccessDenied", "CacheBackend", "Cancelled", "ConfigError", "ConfigField",
@@ -82,3 +86,17 @@ __all__ = [
     "missing_person_column", "person_column",
     "sha256_file", "split_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine API's names, imported on first use: they live in the derive package, which a
+    connector plugin never needs, and every command loads the plugins (an import among them)."""
+    import importlib
+
+    homes = {"Version": "catalog", "Dialect": "compile", "Engine": "engines", "EngineSession": "engines",
+             "SpecError": "spec"}
+    if name not in homes:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    found = getattr(importlib.import_module(f"{__package__}.derive.{homes[name]}"), name)
+    globals()[name] = found
+    return found

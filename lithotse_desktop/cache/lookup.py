@@ -30,19 +30,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..dates import parse_date
-from ..derive.catalog import Catalog, Version
-from ..derive.disclosure import classify, refusal
-from ..derive.spec import dimension_alias
 from ..errors import ConfigError, NotFound
 from ..names import split_names
 from ..workspace import Workspace
 from .backends import ANY, CacheBackend, cache_config, create_backend
+
+if TYPE_CHECKING:  # the derive package is imported where it is used: loading the plugins imports this
+    from ..derive.catalog import Version
 
 log = logging.getLogger("lithotse.cache")
 
@@ -102,6 +102,8 @@ def _query_key(value: Any, typ: pa.DataType) -> str | None:
 
 def describe(version: Version, table: pa.Table) -> dict:
     """What a lookup needs to know about a version: dimensions, measures with their function."""
+    from ..derive.spec import dimension_alias
+
     spec = version.spec or {}
     if spec.get("kind") == "aggregate":
         dims = [dimension_alias(d) for d in spec.get("group_by", [])]
@@ -334,6 +336,9 @@ class L3:
         return self._from_l2(name, pointer)
 
     def _from_l2(self, name: str, pointer: str | None, *, use_backend: bool = True) -> Entry:
+        from ..derive.catalog import Catalog
+        from ..derive.disclosure import classify, refusal
+
         catalog = Catalog(self.ws)
         spec = catalog.find_spec(name)
         if spec is not None:
@@ -502,6 +507,9 @@ def describe_all(ws: Workspace) -> list[dict]:
 
     Row-level derivatives are listed by name with ``restricted`` true and nothing of their data.
     """
+    from ..derive.catalog import Catalog
+    from ..derive.disclosure import classify
+
     out = []
     catalog = Catalog(ws)
     for name in catalog.names():

@@ -1,13 +1,18 @@
 """Landing: fetch payloads from a connector, stage and check them, then commit data and manifests.
 
 Order of an import, each step atomic:
-1. every payload is copied into a private staging folder (flushed to disk, fsync, while step 2 reads it);
-2. the connector reads each staged copy back, which both validates it and counts its records
+1. each payload is checked by its connector, which both validates it and counts its records
    inside and outside the requested date range (``Connector.survey`` when it can do that
-   without producing the rows, else ``read``), while a thread computes its sha256 over the same
-   bytes; one bad payload fails the whole import and nothing is committed;
-3. objects are committed (content-addressed, create-only), then a manifest per landing.
-A crash before 3 leaves only staging files, removed on the next import; a crash inside 3
+   without producing the rows, else ``read``), while a thread copies it into a private staging
+   folder, computes the copy's sha256 by reading it back and flushes it to disk. The
+   connector reads the source file itself, so the copy costs no time of its own; the source's
+   identity (device, inode, size, modification and change times) must be the same before and
+   after both reads, else the import is refused, so the bytes staged are the bytes checked. A
+   source changed too recently for its timestamps to show a further change (see
+   :data:`RACY_SECONDS`) is copied first and its staged copy checked instead. One bad payload
+   fails the whole import and nothing is committed;
+2. objects are committed (content-addressed, create-only), then a manifest per landing.
+A crash before 2 leaves only staging files, removed on the next import; a crash inside 2
 leaves complete objects and complete manifests for a prefix of the payloads, and since the
 incremental state is read from committed manifests, the next run resumes without gaps or
 duplicates.
@@ -18,11 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import hashlib
+import io
 import os
 import shutil
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,46 +123,99 @@ COPY_BLOCK = 64 << 20
 """Bytes copied per step (the kernel copies them, so the file's bytes never pass through Python)."""
 HASH_BLOCK = 4 << 20
 """Bytes hashed per update: large enough that hashlib works without the GIL most of the time."""
+RACY_SECONDS = 2.0
+"""A source whose modification or change time is this recent is staged before it is checked:
+a second change within the same timestamp tick would leave its times as they were (FAT and
+some network shares count in 2 s steps), so its identity would not prove it unchanged."""
 
 
-def _stage_copy(src: Path, dest: Path, progress: Progress) -> int:
-    """Copy a payload into staging; its size. Made durable (fsync) by :func:`_sha256` while the
-    connector reads the copy, so the disk flush overlaps the check instead of preceding it."""
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes when a file's bytes change: a rewrite moves the times (the change time even
+    when the writer resets the modification time), a replacement the inode, an append the size."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _racy(st: os.stat_result) -> bool:
+    """True when the file changed too recently (or in the future) to trust its timestamps."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) > time.time_ns() - int(RACY_SECONDS * 1e9)
+
+
+def _read_error(name: str, exc: OSError) -> InputError:
+    return InputError(name, f"cannot read: {exc.strerror or exc}")
+
+
+def _stage_copy(fin: io.FileIO, name: str, dest: Path, check: Callable[[], None]) -> int:
+    """Copy an open payload into staging; its size. ``check`` runs between steps and raises to
+    stop. The caller makes the copy durable (fsync) while the connector reads."""
     size = 0
     try:
-        with open(src, "rb") as fin, open(dest, "wb") as fout:
+        with open(dest, "wb") as fout:
             try:
                 while step := os.copy_file_range(fin.fileno(), fout.fileno(), COPY_BLOCK):
                     size += step
-                    progress.check()
+                    check()
             except OSError:  # file systems (or kernels) that cannot copy between these two files
                 fin.seek(size)
                 fout.seek(size)
                 while chunk := fin.read(1 << 20):
                     fout.write(chunk)
                     size += len(chunk)
-                    progress.check()
+                    check()
     except OSError as exc:
-        raise InputError(str(src), f"cannot read: {exc.strerror or exc}") from None
+        raise _read_error(name, exc) from None
     return size
 
 
-def _sha256(path: Path, stop: threading.Event) -> str | None:
-    """The sha256 of a staged file, which is then flushed to disk (None when stopped early).
-    Runs in a thread beside the connector's read of the same file, which it finds in the page
-    cache; the object is committed only after both, so it is durable before it lands."""
+def _sha256(path: Path, stop: threading.Event, flush: bool = True) -> str | None:
+    """The sha256 of a staged file, which is then flushed to disk unless ``flush`` is false
+    (None when stopped early). Runs in a thread beside the connector's read of the same file,
+    which it finds in the page cache; the object is committed only after both, so it is durable
+    before it lands."""
     digest = hashlib.sha256()
     with open(path, "r+b") as fh:  # writable: some systems flush only files open for writing
         while block := fh.read(HASH_BLOCK):
             if stop.is_set():
                 return None
             digest.update(block)
-        os.fsync(fh.fileno())
+        if flush:
+            os.fsync(fh.fileno())
     return digest.hexdigest()
 
 
-def _stage(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange, timezone: str,
-           progress: Progress) -> tuple[str, dict[str, Any]]:
+def _flush(path: Path) -> None:
+    """Flush a complete staged file to disk (its data and size)."""
+    with open(path, "r+b") as fh:  # writable: some systems flush only files open for writing
+        os.fsync(fh.fileno())
+
+
+class _Stopped(Exception):
+    """The check beside a copy failed: the copy stops where it is."""
+
+
+def _copy_hashing(fin: io.FileIO, name: str, dest: Path, stop: threading.Event) -> tuple[int, str] | None:
+    """(size, sha256) of a payload copied from its open file into staging, hashed by reading the
+    copy back, so the hash is the staged bytes'; None when stopped early. The kernel copies (a
+    copy through Python's buffers took several times the CPU), the hash reads the fresh copy
+    from the page cache, and a second thread flushes the copy to disk meanwhile, so the wait
+    for the disk does not come after the hash."""
+
+    def check() -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    try:
+        size = _stage_copy(fin, name, dest, check)
+    except _Stopped:
+        return None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-flush") as pool:
+        flushed = pool.submit(_flush, dest)
+        sha = _sha256(dest, stop, flush=False)
+        flushed.result()
+    return None if sha is None else (size, sha)
+
+
+def _check_staged(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange, timezone: str,
+                  progress: Progress) -> tuple[str, dict[str, Any]]:
     """(sha256, landing stats) of a staged object: hashed in a thread while the connector reads it."""
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-hash") as pool:
@@ -167,6 +228,52 @@ def _stage(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRang
         sha = hashed.result()
     assert sha is not None
     return sha, stats
+
+
+def _stage(connector: Connector, payload: Payload, dest: Path, info: StreamInfo, rng: DateRange,
+           timezone: str, progress: Progress) -> tuple[int, str, dict[str, Any]]:
+    """(size, sha256, landing stats) of a payload staged at ``dest``, checked as described in the
+    module docstring: the source read while it is copied, or the staged copy read once made."""
+    src = Path(payload.path)
+    try:
+        fin = open(src, "rb", buffering=0)
+    except OSError as exc:
+        raise _read_error(str(src), exc) from None
+    with fin:
+        try:
+            before = os.fstat(fin.fileno())
+            steady = not _racy(before) and _identity(os.stat(src)) == _identity(before)
+        except OSError as exc:
+            raise _read_error(str(src), exc) from None
+        if not steady:
+            size = _stage_copy(fin, str(src), dest, progress.check)
+            staged = RawObject(dest, payload.stream, payload.name, payload.media_type, payload.meta)
+            progress.update(f"checking {payload.name}")
+            sha, stats = _check_staged(connector, staged, info, rng, timezone, progress)
+            return size, sha, stats
+        obj = RawObject(src, payload.stream, payload.name, payload.media_type, payload.meta)
+        progress.update(f"checking {payload.name}")
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-copy") as pool:
+            copied = pool.submit(_copy_hashing, fin, str(src), dest, stop)
+            try:
+                stats = landing_stats(connector, obj, info, rng, timezone, progress)
+            except BaseException:
+                stop.set()
+                raise
+            done = copied.result()
+        assert done is not None
+        size, sha = done
+        try:
+            unchanged = (_identity(os.fstat(fin.fileno())) == _identity(before) == _identity(os.stat(src))
+                         and size == before.st_size)
+        except OSError:  # removed or renamed meanwhile
+            unchanged = False
+    if not unchanged:
+        raise InputError(payload.name, "changed while it was being imported (its size, times or inode "
+                                       "differ from when the import began); nothing was imported. "
+                                       "Import again once whatever writes it has finished.")
+    return size, sha, stats
 
 
 def landing_stats(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange,
@@ -257,13 +364,11 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
                 if payload.stream not in offered:
                     raise ConfigError(f"connector {connector.name} produced unknown stream {payload.stream!r}")
                 target = staging / f"{len(staged):06d}"
-                size = _stage_copy(payload.path, target, progress)
+                size, sha, stats = _stage(connector, payload, target, offered[payload.stream], date_range,
+                                          ws.timezone, progress)
             finally:
                 if payload.cleanup:
                     payload.cleanup()
-            obj = RawObject(target, payload.stream, payload.name, payload.media_type, payload.meta)
-            progress.update(f"checking {payload.name}")
-            sha, stats = _stage(connector, obj, offered[payload.stream], date_range, ws.timezone, progress)
             staged.append(_Staged(payload, target, sha, size, stats))
         result.skipped = [SkippedStream(stream, reason) for stream, reason in request.skipped]
         passed_over = {item.stream for item in result.skipped}

@@ -23,13 +23,13 @@ import pyarrow as pa
 
 from ...errors import ConfigError, NotFound
 from ...plugins import get_plugin_manager
-from ..compile import Dialect
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the built-in engines' plugin module is imported by every command: keep this light
     from ...progress import Progress
     from ...raw.verify import IntegrityChecks
     from ...workspace import Workspace
     from ..catalog import Catalog, Version
+    from ..compile import Dialect
     from ..inputs import StreamInput
 
 DEFAULT_ENGINE = "duckdb"

@@ -12,16 +12,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from lithotse_desktop.plugin import InputError, header_names, is_total_label
 
 from . import columns as col
 from . import sniff
+
+if TYPE_CHECKING:  # imported when a file is read: every command loads the plugin
+    import pyarrow.csv as pacsv
 
 BLOCK = 1 << 24
 PEEK_BLOCK = 1 << 18
@@ -127,6 +129,8 @@ def _source(path: Path | None, encoding: str, opener: Opener | None = None) -> A
 
 def _open(source: Any, encoding: str, delimiter: str, width: int,
           block: int) -> pacsv.CSVStreamingReader:
+    import pyarrow.csv as pacsv
+
     native = encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig")
     read = pacsv.ReadOptions(autogenerate_column_names=True, block_size=block,
                              encoding="utf8" if native else encoding, use_threads=True)

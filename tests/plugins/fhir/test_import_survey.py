@@ -116,3 +116,47 @@ def test_a_cancelled_survey_stops(fhir_plugin, tmp_path: Path):
     obj = RawObject(path, "Encounter", path.name, "application/fhir+ndjson", {"format": "ndjson", "mixed": False})
     with pytest.raises(Cancelled):
         landing_stats(connector, obj, connector.stream("Encounter"), DateRange(), "UTC", progress)
+
+
+def test_survey_parsing_only_the_leaves_agrees_with_the_full_extraction(fhir_plugin, tmp_path: Path):
+    """A single-type file is surveyed from ``read_ndjson`` given just the leaves; values of other
+    JSON types become the same text, and records the leaves do not fit (a string where an object
+    is expected, a duplicate key) send the survey back to the full extraction, same answer."""
+    from lithotse_fhir import reader
+
+    odd = [{"resourceType": "Encounter", "id": 17, "meta": {"versionId": 2.5, "lastUpdated": "2016-02-03T04:05:06Z"},
+            "period": {"start": "2016-02", "end": "2016-02-04"}, "subject": {"reference": 5}},
+           {"resourceType": "Encounter", "id": {"nested": [1, "a"]}, "period": {"start": "2017"}},
+           {"resourceType": "Encounter", "ID": "upper case is another key", "Period": {"start": "bad"}},
+           {"resourceType": "Encounter", "id": "null period", "period": None, "meta": {}}]
+    lines = [json.dumps(record) for record in odd]
+    misfits = {"period is text": '{"resourceType": "Encounter", "id": "t", "period": "2019-01-01"}',
+               "meta is a list": '{"resourceType": "Encounter", "id": "l", "meta": [1]}',
+               "duplicate key": ('{"resourceType": "Encounter", "id": "d", "period": {"start": "2019-01-01"}, '
+                                 '"period": {"start": "2019-02-30"}}')}
+    connector = _connector(fhir_plugin)
+    info = connector.stream("Encounter")
+    cases = {"odd values": lines, **{name: [*lines, line] for name, line in misfits.items()}}
+    for case, body in cases.items():
+        path = tmp_path / f"{case.replace(' ', '_')}.ndjson"
+        path.write_text("\n".join(body) + "\n", "utf-8")
+        obj = RawObject(path, "Encounter", path.name, "application/fhir+ndjson", {"format": "ndjson", "mixed": False})
+        for rng in RANGES:
+            surveyed = landing_stats(connector, obj, info, rng, "UTC", Progress())
+            assert surveyed == _read_back(connector, obj, rng, "UTC"), (case, rng)
+        assert surveyed["records"] == len(body)
+        con = reader.connect()
+        try:
+            parsed = reader._parsed_survey(con, path, False, "Encounter", False, lambda extraction: (
+                f"SELECT count(*), 0, NULL, NULL, coalesce(bool_or(_bad), false) FROM ({extraction})"),
+                None, Progress())
+        finally:
+            con.close()
+        assert (parsed is None) == (case != "odd values"), case
+    # the first of two keys is the one read: a bad first value is refused, as reading refuses it
+    path = tmp_path / "first_is_bad.ndjson"
+    path.write_text('{"resourceType": "Encounter", "id": "d", "period": {"start": "2019-02-30"}, '
+                    '"period": {"start": "2019-01-01"}}\n', "utf-8")
+    obj = RawObject(path, "Encounter", path.name, "application/fhir+ndjson", {"format": "ndjson", "mixed": False})
+    with pytest.raises(InputError, match="first_is_bad.ndjson, record 1: cannot be read"):
+        landing_stats(connector, obj, info, DateRange(), "UTC", Progress())
