@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,6 +123,7 @@ COPY_BLOCK = 64 << 20
 """Bytes copied per step (the kernel copies them, so the file's bytes never pass through Python)."""
 HASH_BLOCK = 4 << 20
 """Bytes hashed per update: large enough that hashlib works without the GIL most of the time."""
+T = TypeVar("T")
 RACY_SECONDS = 2.0
 """A source whose modification or change time is this recent is staged before it is checked:
 a second change within the same timestamp tick would leave its times as they were (FAT and
@@ -217,17 +218,28 @@ def _copy_hashing(fin: io.FileIO, name: str, dest: Path, stop: threading.Event) 
 def _check_staged(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange, timezone: str,
                   progress: Progress) -> tuple[str, dict[str, Any]]:
     """(sha256, landing stats) of a staged object: hashed in a thread while the connector reads it."""
+    path = Path(obj.path or "")
+    sha, stats = _checked_beside(connector, obj, info, rng, timezone, progress, "lithotse-hash",
+                                 lambda stop: _sha256(path, stop))
+    assert sha is not None
+    return sha, stats
+
+
+def _checked_beside(connector: Connector, obj: RawObject, info: StreamInfo, rng: DateRange, timezone: str,
+                    progress: Progress, thread_name: str,
+                    work: Callable[[threading.Event], T]) -> tuple[T, dict[str, Any]]:
+    """(what ``work`` returned, landing stats of ``obj``): the connector checks the object while
+    ``work`` runs in a thread over the same bytes; a failed check sets the event ``work`` polls,
+    so it stops early instead of finishing for nothing."""
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-hash") as pool:
-        hashed = pool.submit(_sha256, Path(obj.path or ""), stop)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name) as pool:
+        beside = pool.submit(work, stop)
         try:
             stats = landing_stats(connector, obj, info, rng, timezone, progress)
         except BaseException:
             stop.set()
             raise
-        sha = hashed.result()
-    assert sha is not None
-    return sha, stats
+        return beside.result(), stats
 
 
 def _stage(connector: Connector, payload: Payload, dest: Path, info: StreamInfo, rng: DateRange,
@@ -253,15 +265,8 @@ def _stage(connector: Connector, payload: Payload, dest: Path, info: StreamInfo,
             return size, sha, stats
         obj = RawObject(src, payload.stream, payload.name, payload.media_type, payload.meta)
         progress.update(f"checking {payload.name}")
-        stop = threading.Event()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-copy") as pool:
-            copied = pool.submit(_copy_hashing, fin, str(src), dest, stop)
-            try:
-                stats = landing_stats(connector, obj, info, rng, timezone, progress)
-            except BaseException:
-                stop.set()
-                raise
-            done = copied.result()
+        done, stats = _checked_beside(connector, obj, info, rng, timezone, progress, "lithotse-copy",
+                                      lambda stop: _copy_hashing(fin, str(src), dest, stop))
         assert done is not None
         size, sha = done
         try:
