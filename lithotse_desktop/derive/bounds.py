@@ -57,6 +57,10 @@ class BoundModel:
         self.started = False
         self.infeasible = False
         self.answered: dict[tuple, dict[int, tuple[float, float]]] = {}
+        self.binding: dict[int, list[int]] = {}
+        """For each row last reported narrow by two solves, the fixed rows whose values held it
+        there (their duals were not zero at its least or greatest value): the published cells a
+        further complement should come from."""
         self._solver: Any = None
         self._rng = np.random.default_rng(len(rows) * 7919 + self.size)
 
@@ -70,6 +74,7 @@ class BoundModel:
         self.lower, self.upper = lower.copy(), upper.copy()
         self.answered.clear()
         if tightened:
+            self.binding.clear()
             self.seen_low[:] = np.inf
             self.seen_high[:] = -np.inf
             self.started = False
@@ -132,9 +137,19 @@ class BoundModel:
                 if self.seen_high[row] - lower < needed[row]:
                     out[row] = (lower, max(lower, float(self.seen_high[row])))
                 continue
+            held = self._held(row)
             upper = self._solve(costs, maximize=True)
             out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
+            if lower is not None and upper is not None:
+                self.binding[row] = sorted(set(held) | set(self._held(row)))
         return out
+
+    def _held(self, row: int) -> list[int]:
+        """Fixed rows with a dual value at the last optimum, other than ``row``."""
+        duals = np.asarray(self._solver.getSolution().row_dual)
+        fixed = (self.lower == self.upper) & (np.abs(duals) > EXACT)
+        fixed[row] = False
+        return [int(r) for r in np.flatnonzero(fixed)]
 
     def _lone_row(self, needed: dict[int, float]) -> dict[int, tuple[float, float]] | None:
         """A component of one row, the commonest, without a solver, where its bounds are plain:

@@ -28,8 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
+import os
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +39,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import LithotseError
-from .bounds import EXACT, BoundModel
+from .bounds import EXACT, IPM_FROM, BoundModel
 from .compile import CELL_COUNT, PEOPLE, PERIOD
+from .margins import Margins
 from .relations import (
     Partition,
     Relation,
@@ -325,8 +328,9 @@ def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
     return _complemented(group, zero_cells)[0]
 
 
-def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], list[Line], set[int]]:
-    """Hidden cells, sensitive terms, lines and cells that may not be hidden, after the line pass."""
+def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], list[Line], set[int], Margins]:
+    """Hidden cells, sensitive terms, lines, cells that may not be hidden and the group's virtual
+    margins, after the line pass."""
     hidden: set[int] = set()
     sensitive: set[int] = set()
     for m in group.members:
@@ -339,28 +343,34 @@ def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], li
         people = diff.people if diff.people is not None else diff.records
         if people is None or 0 < people < k or (diff.people is None and (diff.records or 0) > 0):
             sensitive.add(group.cell_count + j)
-    lines = group.own_lines() + group.relation_lines
+    margins = Margins(group, group.cell_count + len(group.differences))
+    sensitive |= margins.sensitive()
+    lines = group.own_lines() + group.relation_lines + margins.lines
     frozen = {group.offsets[m.name] + i for m in group.members if m.k <= 0 for i in range(len(m.keys))}
-    _complete(group, lines, hidden, sensitive, frozen)
-    return hidden, sensitive, lines, frozen
+    _complete(group, lines, hidden, sensitive, frozen, margins)
+    return hidden, sensitive, lines, frozen, margins
 
 
 def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:
     """Hidden rows of each member: primary cells, then complements until every line holds and
     the audit finds no cell narrowed below its threshold."""
-    hidden, sensitive, lines, frozen = _complemented(group, zero_cells)
+    hidden, sensitive, lines, frozen, margins = _complemented(group, zero_cells)
     memo: dict = {}
     for _round in range(MAX_AUDIT_ROUNDS):
         findings = audit(group, hidden, memo=memo)
         if not findings:
             break
-        added = False
+        added: set[int] = set()
         dead: set[int] = set()
         for finding in findings:
-            added = _widen(group, finding.cell, hidden, frozen, dead) or added
+            if added.intersection(finding.binding):
+                continue
+            cell = _widen(group, finding.cell, hidden, frozen, dead, finding.binding)
+            if cell is not None:
+                added.add(cell)
         if not added:
             raise _refusal(group, findings)
-        _complete(group, lines, hidden, sensitive, frozen)
+        _complete(group, lines, hidden, sensitive, frozen, margins)
     else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
         raise _refusal(group, audit(group, hidden, memo=memo))
     out: dict[str, set[int]] = {m.name: set() for m in group.members}
@@ -370,8 +380,25 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
     return out
 
 
-def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[int], frozen: set[int]) -> None:
-    """Add complementary cells until no line has a lone hidden term or too few hidden records."""
+def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[int], frozen: set[int],
+              margins: Margins) -> None:
+    """Add complementary cells until no line has a lone concealed term or too few concealed
+    records. A term is concealed when it is a hidden cell, a difference, or a virtual margin
+    every defining line of which holds another concealed term (see :mod:`.margins`)."""
+    first_virtual = margins.first_id
+
+    def concealed(c: int) -> bool:
+        if c < group.cell_count:
+            return c in hidden
+        return c < first_virtual or margins.concealed[c - first_virtual]
+
+    def records(c: int) -> int:
+        return margins.record_count(c) if c >= first_virtual else group.records(c)
+
+    def hideable(c: int) -> bool:
+        return c < group.cell_count and c not in hidden and c not in frozen
+
+    margins.refresh(concealed)
     by_cell: dict[int, list[int]] = defaultdict(list)
     for n, line in enumerate(lines):
         for cell, _sign in line.terms:
@@ -379,44 +406,56 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
     queue = list(range(len(lines)))
     heapq.heapify(queue)
     queued = set(queue)
-    while queue:
-        n = heapq.heappop(queue)
-        queued.discard(n)
-        line = lines[n]
-        concealed = [c for c, _ in line.terms if c in hidden or group.is_difference(c)]
-        if not concealed:
-            continue
-        total = sum(group.records(c) for c in concealed)
-        lone = len(concealed) == 1 and (not group.is_difference(concealed[0]) or concealed[0] in sensitive)
-        thin = total < line.k and any(c in sensitive for c in concealed)
-        if not (lone or thin):
-            continue
-        candidates = [c for c, _ in line.terms if c not in hidden and not group.is_difference(c) and c not in frozen]
-        if not candidates:
-            continue
-        needed = line.k - total if thin else 0
-        enough = [c for c in candidates if group.records(c) >= needed]
-        if enough:
-            pick = min(enough, key=lambda c: (group.records(c), c))
-        else:
-            pick = max(candidates, key=lambda c: (group.records(c), -c))
-        hidden.add(pick)
-        for other in by_cell[pick]:
+
+    def touch(term: int) -> None:
+        for other in by_cell[term]:
             if other not in queued:
                 heapq.heappush(queue, other)
                 queued.add(other)
 
+    while queue:
+        n = heapq.heappop(queue)
+        queued.discard(n)
+        line = lines[n]
+        hiding = [c for c, _ in line.terms if concealed(c)]
+        if not hiding:
+            continue
+        total = sum(records(c) for c in hiding)
+        lone = len(hiding) == 1 and (not group.cell_count <= hiding[0] < first_virtual or hiding[0] in sensitive)
+        thin = total < line.k and any(c in sensitive for c in hiding)
+        if not (lone or thin):
+            continue
+        needed = line.k - total if thin else 0
+        candidates = [c for c, _ in line.terms if hideable(c) or (c >= first_virtual and not concealed(c))]
+        enough = sorted((c for c in candidates if records(c) >= needed), key=lambda c: (records(c), c))
+        rest = sorted((c for c in candidates if records(c) < needed), key=lambda c: (-records(c), c))
+        for pick in enough + rest:
+            cells = [pick] if pick < group.cell_count else margins.plan(pick, concealed, hideable, records)
+            if cells is None:
+                continue
+            for cell in cells:
+                hidden.add(cell)
+                touch(cell)
+                for virtual in margins.changed_after(cell, concealed):
+                    touch(virtual)
+            break
 
-def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: set[int] | None = None) -> bool:
-    """Hide the largest visible cell of the nearest relation line around ``cell``.
+
+def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: set[int] | None = None,
+           binding: Iterable[int] = ()) -> int | None:
+    """Hide, and return, the largest of the published cells that held ``cell``'s bounds (``binding``, when
+    the solver named them); else the largest visible cell of the nearest relation line around it.
 
     ``dead`` collects the terms whose search found nothing to hide: every term reached from
     ``cell`` through hidden terms reaches the same ones back, so it would search them all again
     for nothing (where nearly every cell is hidden, each search walks the whole group). Hiding
     another cell does not revive them: a visible cell sharing a line with one of them would have
     been found."""
+    held = [c for c in binding if c < group.cell_count and c not in hidden and c not in frozen]
+    if held:
+        return _hide(hidden, max(held, key=lambda c: (group.records(c), -c)))
     if dead is not None and cell in dead:
-        return False
+        return None
     by_cell = group.relation_lines_of
     seen = {cell}
     frontier = [cell]
@@ -434,21 +473,24 @@ def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: se
                     elif other not in frozen:
                         candidates.append(other)
         if candidates:
-            hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
-            return True
+            return _hide(hidden, max(candidates, key=lambda c: (group.records(c), -c)))
         frontier = following
-    if _widen_by_atoms(group, cell, hidden, frozen):
-        return True
-    if dead is not None:
+    found = _widen_by_atoms(group, cell, hidden, frozen)
+    if found is None and dead is not None:
         dead |= seen
-    return False
+    return found
 
 
-def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> bool:
+def _hide(hidden: set[int], cell: int) -> int:
+    hidden.add(cell)
+    return cell
+
+
+def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int]) -> int | None:
     """Hide the largest visible cell sharing rows with ``cell`` (for a difference: with its line's
     cells): the audit over atoms may find a cell narrow through tables no relation line joins."""
     if group.atoms is None:
-        return False
+        return None
     line = group.line_of_difference.get(cell)
     around = ([c for c, _ in line.terms] if line is not None else []) if group.is_difference(cell) else [cell]
     candidates = set()
@@ -459,9 +501,8 @@ def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int])
                 if i >= 0 and other not in hidden and other not in frozen:
                     candidates.add(other)
     if not candidates:
-        return False
-    hidden.add(max(candidates, key=lambda c: (group.records(c), -c)))
-    return True
+        return None
+    return _hide(hidden, max(candidates, key=lambda c: (group.records(c), -c)))
 
 
 def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
@@ -490,6 +531,9 @@ class Finding:
     upper: float
     threshold: int
     via: list[str]
+    binding: list[int] = field(default_factory=list)
+    """Published cells whose values held the bounds there, when the solver said (see
+    :attr:`.bounds.BoundModel.binding`): where :func:`decide` looks first for a complement."""
 
     @property
     def exact(self) -> bool:
@@ -615,6 +659,7 @@ class _AtomRows:
                 finding = _judge(group, cell, quantity, 0.0, 0.0, is_count)
                 if finding is not None:
                     findings.append(finding)
+        work: list[tuple[_Part, dict[int, float], dict[int, float]]] = []
         for part in self.parts:
             needed: dict[int, float] = {}
             floors: dict[int, float] = {}
@@ -633,16 +678,37 @@ class _AtomRows:
                     needed[local] = width
                     if group.is_difference(term):
                         floors[local] = width
-            if not needed:
-                continue
-            part.model.bound(lower, upper)
-            for local, (low, high) in part.model.bounds(needed, floors).items():
+            if needed:
+                part.model.bound(lower, upper)
+                work.append((part, needed, floors))
+        for (part, _needed, _floors), found in zip(work, _solve_all(work), strict=True):
+            for local, (low, high) in found.items():
                 term = self.term_of_row[part.rows[local]]
                 finding = _judge(group, term, quantity, low, high, is_count)
                 if finding is not None:
                     finding.via = _atom_via(group, term)
+                    finding.binding = [self.term_of_row[part.rows[b]] for b in part.model.binding.get(local, ())]
                     findings.append(finding)
         return findings
+
+
+def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> list[dict[int, tuple[float, float]]]:
+    """Each component's bounds, components side by side on the machine's cores: every component
+    has its own model, and HiGHS lets go of the interpreter while it solves. The bounds do not
+    depend on the order (each model keeps its own points and random directions)."""
+    heavy = [n for n, (part, _, _) in enumerate(work) if part.model.size > IPM_FROM]
+    workers = min(len(heavy), os.cpu_count() or 1)
+    out: list[dict[int, tuple[float, float]]] = [{} for _ in work]
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
+            futures = {n: pool.submit(work[n][0].model.bounds, work[n][1], work[n][2]) for n in heavy}
+            light = [n for n in range(len(work)) if n not in futures]
+            for n in light:
+                out[n] = work[n][0].model.bounds(work[n][1], work[n][2])
+            for n, future in futures.items():
+                out[n] = future.result()
+        return out
+    return [part.model.bounds(needed, floors) for part, needed, floors in work]
 
 
 class _Part:

@@ -577,3 +577,10 @@ def _period_start(day: dt.date, grain: str) -> dt.date:
     """:func:`period_start` remembered: a group's hundreds of thousands of cells share a few
     hundred periods."""
     return period_start(day, grain)
+
+
+def row_context(spec: dict) -> tuple:
+    """What makes two tables' cells sums of the same rows per period: the rows they read and
+    their grain. Tables sharing it share every margin of their common dimensions."""
+    filters, rows_range, join = _rows(spec)
+    return (tuple(filters), rows_range, join, spec.get("grain", "none"))

@@ -40,7 +40,7 @@ def passed_by_audit(group: Group, extra: set[int]) -> set[int] | None:
         findings = audit(group, hidden, memo=memo)
         if not findings:
             return hidden
-        if not any([_widen(group, f.cell, hidden, set()) for f in findings]):
+        if all([_widen(group, f.cell, hidden, set()) is None for f in findings]):
             return None
     return None
 

@@ -115,3 +115,20 @@ def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():
     model.bounds(dict.fromkeys(more, K), {})
     assert len(calls) < first
     assert calls[:4] != [True] * 4, "the first round's spread-out solves are not repeated"
+
+
+def test_a_narrow_row_names_the_published_rows_that_hold_it():
+    """``binding`` is where :func:`.complementary.decide` takes the next complement from: the
+    fixed rows that pin a narrow row, and none that play no part in its bounds."""
+    rows = [{0: 1.0}, {0: 1.0, 1: 1.0}, {1: 1.0, 2: 1.0}, {2: 1.0}, {3: 1.0, 4: 1.0}, {3: 1.0}]
+    lower = np.array([-np.inf, 9.0, 12.0, 4.0, 30.0, 20.0])
+    upper = np.array([np.inf, 9.0, 12.0, 4.0, 30.0, 20.0])
+    model = BoundModel(rows, nonnegative=True)
+    model.bound(lower, upper)
+    found = model.bounds({0: K}, {})
+    assert found == {0: (1.0, 1.0)}, "x0 = 9 - (12 - 4)"
+    assert set(model.binding[0]) == {1, 2, 3}
+    lower[3], upper[3] = -np.inf, np.inf
+    model.bound(lower, upper)
+    assert model.bounds({0: K}, {}) == {0: (0.0, 9.0)}
+    assert set(model.binding[0]) <= {1, 2}

@@ -113,10 +113,12 @@ def atoms(specs: list[dict], rows: list[dict]) -> list[dict]:
     return [dict(atom) for atom in sorted(found, key=str)]
 
 
-def attack(specs: list[dict], tables: dict[str, pa.Table], hidden: dict[str, set[int]]) -> list[tuple]:
-    """(table, cell, lower, upper) of every hidden cell, from an LP over the finest combinations."""
-    atoms = [dict(zip(["month", *VALUES], combo, strict=True))
-             for combo in itertools.product(MONTHS, *VALUES.values())]
+def attack(specs: list[dict], tables: dict[str, pa.Table], hidden: dict[str, set[int]],
+           values: dict[str, list[str]] = VALUES) -> list[tuple]:
+    """(table, cell, lower, upper) of every hidden cell, from an LP over the finest combinations
+    of ``values`` (every value a reader knows each column may take)."""
+    atoms = [dict(zip(["month", *values], combo, strict=True))
+             for combo in itertools.product(MONTHS, *values.values())]
     solver = highspy.Highs()
     solver.setOptionValue("output_flag", False)
     solver.addVars(len(atoms), np.zeros(len(atoms)), np.full(len(atoms), highspy.kHighsInf))
@@ -179,7 +181,7 @@ def remainders(specs: list[dict], found: list, rows: list[dict]) -> dict:
     return out
 
 
-def check_attack(rows: list[dict], specs: list[dict]) -> None:
+def check_attack(rows: list[dict], specs: list[dict], values: dict[str, list[str]] = VALUES) -> None:
     tables = {s["name"]: published(s, rows) for s in specs}
     cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
     types = {c.name: c.types for c in cells}
@@ -190,7 +192,7 @@ def check_attack(rows: list[dict], specs: list[dict]) -> None:
         people = tables[spec["name"]].column("__people").to_pylist()
         small = {i for i, p in enumerate(people) if 0 < p < K}
         assert small <= hidden[spec["name"]], "every cell of 1..k-1 people is hidden"
-    for name, key, lower, upper in attack(specs, tables, hidden):
+    for name, key, lower, upper in attack(specs, tables, hidden, values):
         assert upper - lower >= K - 1e-6, f"{name} {key}: narrowed to [{lower}, {upper}]"
 
 
