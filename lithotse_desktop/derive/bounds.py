@@ -130,19 +130,25 @@ class BoundModel:
             if self.seen_high[row] - self.seen_low[row] >= needed[row]:
                 continue
             costs = self._costs_of(row)
-            lower = self._solve(costs, maximize=False)
+            lower = (0.0 if self.nonnegative and self.seen_low[row] <= EXACT and self._positive(row)
+                     else self._solve(costs, maximize=False))
             floor = floors.get(row)
             reaches = floor is not None and lower is not None and lower >= floor
             if lower is not None and (self.seen_high[row] - lower >= needed[row] or reaches):
                 if self.seen_high[row] - lower < needed[row]:
                     out[row] = (lower, max(lower, float(self.seen_high[row])))
                 continue
-            held = self._held(row)
+            held = self._held(row) if lower != 0.0 else []
             upper = self._solve(costs, maximize=True)
             out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
             if lower is not None and upper is not None:
                 self.binding[row] = sorted(set(held) | set(self._held(row)))
         return out
+
+    def _positive(self, row: int) -> bool:
+        """Whether every coefficient of a row is positive: over atoms ≥ 0 its least value is then
+        at least 0, so a point holding it at 0 has found that least value without a solve."""
+        return all(c > 0 for c in self.rows[row].values())
 
     def _held(self, row: int) -> list[int]:
         """Fixed rows with a dual value at the last optimum, other than ``row``."""
