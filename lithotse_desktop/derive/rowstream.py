@@ -45,9 +45,9 @@ from .inputs import (
     NUMERIC_VERSIONS,
     NativeObject,
     StreamInput,
-    dedupe_query,
     native_object,
     read_failed,
+    repeated_dedupe,
     stream_key,
 )
 from .kinds.view import has_type_column, hoisted_rows, rows_query
@@ -61,6 +61,11 @@ which is one object, it orders rows as their position does)."""
 LANDING = "__lithotse_landing"
 """The landing a record is read for, as its rank among the stream's landings (newest largest)."""
 VERSIONS = "__record_versions"
+"""A view over :data:`READ`: each version read with its record number (:data:`ROW_ID`)."""
+READ = "__record_versions_read"
+"""The versions as read, in reading order: a record's number is its row's position here (the
+table's ``rowid``) after the records a previous version read, so no window numbers them while
+they are read and DuckDB reads an object on every thread, keeping the order."""
 NEWEST = "__newest_records"
 ROWS = "__view_rows"
 BATCH_ROWS = 65_536
@@ -223,24 +228,24 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         raise NotIncremental("the record identity changed")
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
-    staged = picked if hoisted is None else ", ".join(
-        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])])
+    stored = ", ".join(q(c) for c in kept if c != ROW_ID)
+    staged = stored if hoisted is None else ", ".join(
+        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])] if c != ROW_ID)
     landings = _landing_ranks(resolved)
     ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
-    seen = prior.read if prior is not None else 0
+    seen = first_number = prior.read if prior is not None else 0
     created = False
     threads = int((con.execute("SELECT current_setting('threads')").fetchone() or [1])[0])
-    native = False
-    for stored, item in chain([first], pending):
+    for read, item in chain([first], pending):
         progress.check()
-        # a file DuckDB reads itself is read by one thread: each reading thread holds buffers of
-        # the largest line's size, and its rows are numbered in file order (a streaming window)
-        # anyway (at 1M Encounters on 2 shared cores: as fast as two threads, 20-50 MB less at the peak)
-        native = native or isinstance(item, NativeObject)
-        con.execute(f"SET threads = {1 if isinstance(item, NativeObject) else threads}")
+        # a view computed over the resource text numbers the records of a file DuckDB reads
+        # itself with a streaming window, in file order on one thread; the values of a hoisted
+        # view are numbered by their place in the table, so every thread reads
+        numbered = hoisted is None and isinstance(item, NativeObject)
+        con.execute(f"SET threads = {1 if numbered else threads}")
         if isinstance(item, NativeObject):
-            relation = _numbered(item, ranks, seen)
+            relation = _numbered(item, ranks, seen if numbered else None)
         else:
             numbers = pa.array(range(seen, seen + item.num_rows), pa.int64())
             rank = pc.index_in(item.column("_landing_id"), value_set=pa.array(landings, pa.string()))
@@ -252,30 +257,29 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 # one table, from which the rows are computed as they are written
                 source = _with_values(item, relation, hoisted, spec["view"]["resource"])
                 select = f"SELECT {staged}{_hoisted_values(item, hoisted)} FROM {source}"
-                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME {select}" if created
-                                      else f"CREATE TABLE {VERSIONS} AS {select}").fetchone()
+                counted = con.execute(f"INSERT INTO {READ} BY NAME {select}" if created
+                                      else f"CREATE TABLE {READ} AS {select}").fetchone()
                 created = True
             else:
                 view_sql, params = rows_query(spec, schema, relation, ROW_ID)
                 if not created:
-                    counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
+                    counted = con.execute(f"CREATE TABLE {READ} AS SELECT {stored} FROM {relation}").fetchone()
                     con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
                     created = True
                 else:
-                    counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}"
+                    counted = con.execute(f"INSERT INTO {READ} BY NAME SELECT {stored} FROM {relation}"
                                           ).fetchone()
                     con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
             seen += counted[0] if counted else 0
         except duckdb.Error as exc:
-            raise read_failed(checks, f"derivative {spec['name']}: {where}, {stored.reader.original_name}",
+            raise read_failed(checks, f"derivative {spec['name']}: {where}, {read.reader.original_name}",
                               exc) from None
         finally:
             if not isinstance(item, NativeObject):
                 con.unregister("__batch")
-    # and so is the rest of the build: with a second thread choosing the newest versions and
-    # scanning the rows to write, its peak grew with the stream (tests/plugins/fhir/test_view_memory.py:
-    # 1.26x from 60k to 300k Encounters under a 256 MB limit; 1.11x with one)
-    con.execute(f"SET threads = {1 if native else threads}")
+    con.execute(f"SET threads = {threads}")
+    con.execute(f"CREATE VIEW {VERSIONS} AS SELECT *, CAST(rowid + {int(first_number)} AS BIGINT) AS {q(ROW_ID)} "
+                f"FROM {READ}")
     if hoisted is not None:
         rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
     else:
@@ -288,21 +292,25 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 # the newest versions first, on their own: the memory choosing them is given back
                 # before the rows are written
                 numeric = [NUMERIC_VERSIONS] if "versionId" in kept else []
-                versions = VERSIONS if hoisted is None else f"(SELECT {picked} FROM {VERSIONS})"
-                newest = dedupe_query(versions, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
+                versions = f"(SELECT {picked} FROM {VERSIONS})"
+                keys_sql, rows_sql, newest = repeated_dedupe(
+                    versions, key, kept, (LANDING, ROW_ID), kept=kept + numeric, keys_table="__repeated_keys",
+                    rows_table="__repeated")
+                con.execute(f"CREATE TEMP TABLE __repeated_keys AS {keys_sql}")
+                con.execute(f"CREATE TEMP TABLE __repeated AS {rows_sql}")
                 con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
+                # the rows are filtered as they are written, not by a join here, which would not
+                # keep their order: a plain scan of the rows table does
+                row = q(ROW_ID)
+                losers = f"SELECT {row} FROM __repeated ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
+                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
+                drop_relations(con, "__repeated_keys", "__repeated")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
-            # the rows are filtered as they are written, not by a join here, which would not keep
-            # their order: a plain scan of the rows table does
-            if load.dropped is None:
-                row = q(ROW_ID)
-                losers = f"SELECT {row} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
-                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
         if hoisted is None:
-            con.execute(f"DROP TABLE {VERSIONS}")
+            drop_relations(con, VERSIONS, READ)
     if prior is not None:
         _plan_chunks(con, load, prior, bool(key))
         load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
@@ -518,15 +526,15 @@ def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: Ho
             f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
-def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
-    """A natively read object's rows with their landing's rank (:data:`LANDING`) and record
-    numbers from ``start`` on (:data:`ROW_ID`), in file order, as the batches of the connector
-    would be numbered."""
+def _numbered(item: NativeObject, ranks: dict[str, int], start: int | None) -> str:
+    """A natively read object's rows with their landing's rank (:data:`LANDING`) and, with a
+    ``start``, record numbers from it on (:data:`ROW_ID`), in file order, as the batches of the
+    connector would be numbered."""
     q = DUCKDB.quote
     spans = {m.id for m in item.stored.landings}
     rank = " ".join(f"WHEN {DUCKDB.text_literal(i)} THEN {ranks[i]}" for i in sorted(spans) if i in ranks)
-    return (f"(SELECT *, CAST(CASE _landing_id {rank} END AS INTEGER) AS {q(LANDING)}, "
-            f"CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)} FROM ({item.sql}))")
+    number = "" if start is None else f", CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)}"
+    return f"(SELECT *, CAST(CASE _landing_id {rank} END AS INTEGER) AS {q(LANDING)}{number} FROM ({item.sql}))"
 
 
 def _landing_ranks(resolved: StreamInput) -> list[str]:
