@@ -213,8 +213,10 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     q = DUCKDB.quote
     hoisted = hoisted_rows(spec, ROW_ID)
     paths = tuple(hoisted.paths) if hoisted is not None else ()
+    # a hoisted view reads only a record's identity and version from the connector's columns
+    needed = None if hoisted is None else [*(resolved.key or ["id"]), "resourceType", *VERSION_COLUMNS]
     pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
-                              hoisted=paths)
+                              hoisted=paths, needed=needed)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
@@ -485,18 +487,18 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = ()
-                    ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
+                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = (),
+                    needed: list[str] | None = None) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
     :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
-    ``hoisted`` when it is NDJSON."""
+    ``hoisted`` when it is NDJSON, and only the columns ``needed`` read from it (None: all)."""
     connector = make_connector(ws, resolved.source)
     for stored in resolved.objects(ws):
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, hoisted=hoisted)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -565,7 +567,9 @@ class _Rows:
 
     def _flush(self, count: int) -> None:
         whole = pa.concat_tables(self._pending)
-        self._writer.write_table(whole.slice(0, count), row_group_size=BATCH_ROWS)
+        # one chunk per column: the writer's pages follow the chunks, which follow the batches
+        # DuckDB's threads happened to hand over
+        self._writer.write_table(whole.slice(0, count).combine_chunks(), row_group_size=BATCH_ROWS)
         self._pending, self._held = [whole.slice(count)], whole.num_rows - count
 
     def close(self) -> StagedPart:
