@@ -20,9 +20,7 @@ import hashlib
 import os
 import uuid
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -552,17 +550,13 @@ def _landing_ranks(resolved: StreamInput) -> list[str]:
 
 class _Rows:
     """A Parquet file written in row groups of exactly :data:`BATCH_ROWS` whatever the batches
-    handed to it, so the same rows give the same bytes however they were computed. Row groups
-    are encoded and compressed on a thread of their own while the next rows are computed (at
-    most :data:`_QUEUED` waiting, so memory stays a few row groups)."""
+    handed to it, so the same rows give the same bytes however they were computed."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.rows = path, 0
         self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         self._pending: list[pa.Table] = []
         self._held = 0
-        self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-parquet")
-        self._queued: deque[Future[None]] = deque()
 
     def add(self, table: pa.Table) -> None:
         self._pending.append(table)
@@ -573,35 +567,20 @@ class _Rows:
 
     def _flush(self, count: int) -> None:
         whole = pa.concat_tables(self._pending)
-        self._pending, self._held = [whole.slice(count)], whole.num_rows - count
-        while len(self._queued) >= _QUEUED:
-            self._queued.popleft().result()
-        self._queued.append(self._writing.submit(self._write, whole.slice(0, count)))
-
-    def _write(self, group: pa.Table) -> None:
         # one chunk per column: the writer's pages follow the chunks, which follow the batches
         # DuckDB's threads happened to hand over
-        self._writer.write_table(group.combine_chunks(), row_group_size=BATCH_ROWS)
+        self._writer.write_table(whole.slice(0, count).combine_chunks(), row_group_size=BATCH_ROWS)
+        self._pending, self._held = [whole.slice(count)], whole.num_rows - count
 
     def close(self) -> StagedPart:
         if self._held:
             self._flush(self._held)
-        try:
-            while self._queued:
-                self._queued.popleft().result()
-        finally:
-            self._writing.shutdown()
         self._writer.close()
         return _staged(self.path, self.rows)
 
     def abort(self) -> None:
-        self._writing.shutdown(cancel_futures=True)
         self._writer.close()
         self.path.unlink(missing_ok=True)
-
-
-_QUEUED = 2
-"""Row groups a :class:`_Rows` holds waiting for its writing thread."""
 
 
 def _staged(path: Path, rows: int) -> StagedPart:
@@ -717,8 +696,6 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     versions beside each as the version's record index; an incremental build writes the parts
     that change (the previous version's rows still newest first) and keeps the others. A part's
     schema is ``transform`` of the query's (empty) result, so an empty result has its columns."""
-    kept = (con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
-            if view is not None and view.records else None)
     try:
         reader = con.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
@@ -744,10 +721,6 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     numbers = [n for n in range(count) if n >= view.first_new or n in (view.rewritten or set())]
     chunks = _Chunks(folder, schema, numbers)
     written: Written | None = None
-    # the record index is written from the newest versions on a second cursor meanwhile
-    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lithotse-records") if kept is not None else None
-    cursor = con.cursor() if side is not None else None
-    records = side.submit(_write_records, cursor, folder, numbers, kept) if side is not None else None
     try:
         if view.kept is not None:
             for batch, ids in view.kept():
@@ -764,82 +737,62 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
         except duckdb.Error as exc:
             raise LithotseError(f"{what}: {exc}") from None
         written = Written(schema, chunks.close(), list(view.reused or []))
-        if records is not None:
-            found = records.result()
-            for chunk in written.chunks:
-                chunk.records = found.get(chunk.number)
+        if view.records:
+            _write_records(con, folder, written.chunks)
     except BaseException:
-        if records is not None:
-            try:
-                for part in records.result().values():
-                    discard(part)
-            except BaseException:  # its own failure discarded what it had staged
-                pass
         if written is not None:
             written.discard()
         else:
             chunks.abort()
         raise
-    finally:
-        if side is not None:
-            side.shutdown()
-        if cursor is not None:
-            cursor.close()
     return written
 
 
-def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, numbers: list[int],
-                   schema: pa.Schema) -> dict[int, StagedPart]:
+def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
     """Each written part's share of the newest versions (:data:`NEWEST`), by record number: one
-    scan in record order, cut at the parts' bounds (a query per part would scan them all again).
-    Run on a cursor of its own beside the rows being written, whose instants come in the time
-    zone the cursor was given (the system's), so they are labelled with the build connection's
-    as ``schema`` has them (the same instants); nothing is left staged on failure."""
-    done: dict[int, StagedPart] = {}
-    if not numbers:
-        return done
+    scan in record order, cut at the parts' bounds (a query per part would scan them all again)."""
+    if not staged:
+        return
+    schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
     row = DUCKDB.quote(ROW_ID)
-    parts = ", ".join(str(number) for number in numbers)
+    parts = ", ".join(str(chunk.number) for chunk in staged)
     query = f"SELECT * FROM {NEWEST} WHERE {row} // {CHUNK_RECORDS} IN ({parts}) ORDER BY {row}"
-    waiting = list(reversed(numbers))
-    current: tuple[int, _Rows] | None = None
+    waiting = list(reversed(staged))
+    current: tuple[StagedChunk, _Rows] | None = None
 
     def advance(number: int | None) -> None:
         """Close the open part and those up to part ``number``, which is opened (all, for None)."""
         nonlocal current
         while True:
             if current is not None:
-                done[current[0]] = current[1].close()
+                current[0].records = current[1].close()
                 current = None
             if not waiting:
                 return
-            current = (waiting.pop(), _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema))
-            if current[0] == number:
+            chunk = waiting.pop()
+            current = (chunk, _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema))
+            if chunk.number == number:
                 return
 
     try:
         for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
             table = pa.Table.from_batches([batch])
-            table = table if table.schema == schema else table.cast(schema)
-            ids = table.column(ROW_ID)
+            numbers = table.column(ROW_ID)
             start = 0
             while start < table.num_rows:
-                number = ids[start].as_py() // CHUNK_RECORDS
-                if current is None or current[0] != number:
+                number = numbers[start].as_py() // CHUNK_RECORDS
+                if current is None or current[0].number != number:
                     advance(number)
                 assert current is not None
                 stop = bisect_left(range(table.num_rows), (number + 1) * CHUNK_RECORDS, lo=start,
-                                   key=lambda i: ids[i].as_py())
+                                   key=lambda i: numbers[i].as_py())
                 current[1].add(table.slice(start, stop - start))
                 start = stop
         advance(None)
     except BaseException:
         if current is not None:
             current[1].abort()
-        for part in done.values():
-            discard(part)
         raise
-    return done
 
 
 def _empty(schema: pa.Schema) -> pa.Table:
