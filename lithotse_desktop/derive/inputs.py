@@ -166,24 +166,15 @@ def repeated_dedupe(relation: str, key: list[str], columns: list[str], landing_o
     """:func:`dedupe_query` ranking only the records that have more than one version (most
     records of a stream have one, and a window over all of them sorts the whole stream): the
     statements making ``keys_table`` (the keys seen more than once) and ``rows_table`` (their
-    versions), and the query of the newest versions, which keeps the other records as they are.
-    The same rows as :func:`dedupe_query`, with ``kept`` columns (and :data:`NUMERIC_VERSIONS`
-    when ``kept`` names it: for a record of one version, whether that version id is a number)."""
+    versions), and the query of the newest of those, with ``kept`` columns. The newest versions
+    are those, and every version of the other keys (whose :data:`NUMERIC_VERSIONS` is whether
+    their own version id is a number)."""
     q = dialect.quote
     parts = ", ".join(q(k) for k in key)
     on = " AND ".join(f"v.{q(k)} IS NOT DISTINCT FROM r.{q(k)}" for k in key)
     keys_sql = f"SELECT {parts} FROM {relation} GROUP BY {parts} HAVING count(*) > 1"
     rows_sql = f"SELECT v.* FROM {relation} v SEMI JOIN {keys_table} r ON {on}"
-    single = []
-    for column in kept:
-        if column == NUMERIC_VERSIONS:
-            single.append(f"{dialect.version_number(q('versionId'))[0]} AS {NUMERIC_VERSIONS}")
-        else:
-            single.append(f"v.{q(column)}")
-    ranked = dedupe_query(rows_table, key, columns, landing_order, dialect=dialect, kept=kept)
-    newest = (f"SELECT {', '.join(single)} FROM {relation} v ANTI JOIN {keys_table} r ON {on} "
-              f"UNION ALL {ranked}")
-    return keys_sql, rows_sql, newest
+    return keys_sql, rows_sql, dedupe_query(rows_table, key, columns, landing_order, dialect=dialect, kept=kept)
 
 
 @dataclass

@@ -147,6 +147,13 @@ class ViewLoad:
     records: bool
     dropped: pa.Array | None = None
     """Record numbers of the versions that are not the newest, in order: their rows are left out."""
+    scanned: str | None = None
+    """A full build's versions in record order, with :data:`NUMERIC_VERSIONS` of their own: the
+    record index is this scan without ``dropped`` (and with ``mixed``); an incremental build
+    has chosen the newest versions in :data:`NEWEST` instead."""
+    mixed: pa.Array | None = None
+    """Record numbers, in order, of newest versions whose version id is a number while another
+    version's of the same record is not: :data:`NUMERIC_VERSIONS` is false for them."""
     kept: Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]] | None = None
     """For an incremental build: the previous version's rows still newest in the parts that are
     written again, with their record numbers, written before the new ones (already pseudonymized
@@ -293,25 +300,33 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             if prior is None:
                 # the newest versions first, on their own: the memory choosing them is given back
                 # before the rows are written
+                # only the records read more than once are ranked; the rows and the record index
+                # are written by plain scans in record order, leaving the older versions out (a
+                # join here would not keep the order)
                 numeric = [NUMERIC_VERSIONS] if "versionId" in kept else []
                 versions = f"(SELECT {picked} FROM {VERSIONS})"
-                keys_sql, rows_sql, newest = repeated_dedupe(
+                keys_sql, rows_sql, ranked = repeated_dedupe(
                     versions, key, kept, (LANDING, ROW_ID), kept=kept + numeric, keys_table="__repeated_keys",
                     rows_table="__repeated")
                 con.execute(f"CREATE TEMP TABLE __repeated_keys AS {keys_sql}")
                 con.execute(f"CREATE TEMP TABLE __repeated AS {rows_sql}")
-                con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
-                # the rows are filtered as they are written, not by a join here, which would not
-                # keep their order: a plain scan of the rows table does
+                con.execute(f"CREATE TEMP TABLE __winners AS {ranked}")
                 row = q(ROW_ID)
-                losers = f"SELECT {row} FROM __repeated ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
+                losers = f"SELECT {row} FROM __repeated ANTI JOIN __winners USING ({row}) ORDER BY {row}"
                 load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
-                drop_relations(con, "__repeated_keys", "__repeated")
+                own = ""
+                if numeric:
+                    is_number = DUCKDB.version_number(q("versionId"))[0]
+                    mixed = f"SELECT {row} FROM __winners WHERE {is_number} AND NOT {NUMERIC_VERSIONS} ORDER BY {row}"
+                    load.mixed = _combined(con.sql(mixed).to_arrow_table().column(0))
+                    own = f", {is_number} AS {NUMERIC_VERSIONS}"
+                load.scanned = f"SELECT {picked}{own} FROM {VERSIONS}"
+                drop_relations(con, "__repeated_keys", "__repeated", "__winners")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
-        if hoisted is None:
+        if hoisted is None and prior is not None:
             drop_relations(con, VERSIONS, READ)
     if prior is not None:
         _plan_chunks(con, load, prior, bool(key))
@@ -738,7 +753,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             raise LithotseError(f"{what}: {exc}") from None
         written = Written(schema, chunks.close(), list(view.reused or []))
         if view.records:
-            _write_records(con, folder, written.chunks)
+            _write_records(con, folder, written.chunks, view)
     except BaseException:
         if written is not None:
             written.discard()
@@ -748,15 +763,18 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     return written
 
 
-def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
-    """Each written part's share of the newest versions (:data:`NEWEST`), by record number: one
+def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk], view: ViewLoad) -> None:
+    """Each written part's share of the newest versions (see ``ViewLoad.scanned``), by record number: one
     scan in record order, cut at the parts' bounds (a query per part would scan them all again)."""
     if not staged:
         return
-    schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
+    newest = view.scanned or f"SELECT * FROM {NEWEST}"
+    schema = con.sql(f"SELECT * FROM ({newest}) LIMIT 0").to_arrow_table().schema
     row = DUCKDB.quote(ROW_ID)
     parts = ", ".join(str(chunk.number) for chunk in staged)
-    query = f"SELECT * FROM {NEWEST} WHERE {row} // {CHUNK_RECORDS} IN ({parts}) ORDER BY {row}"
+    query = f"SELECT * FROM ({newest}) WHERE {row} // {CHUNK_RECORDS} IN ({parts})"
+    if view.scanned is None:
+        query += f" ORDER BY {row}"
     waiting = list(reversed(staged))
     current: tuple[StagedChunk, _Rows] | None = None
 
@@ -777,6 +795,10 @@ def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[St
     try:
         for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
             table = pa.Table.from_batches([batch])
+            if view.scanned is not None and view.dropped is not None and len(view.dropped):
+                table = _without_dropped(table, view.dropped)
+            if view.mixed is not None and len(view.mixed):
+                table = _not_numeric(table, view.mixed)
             numbers = table.column(ROW_ID)
             start = 0
             while start < table.num_rows:
@@ -814,6 +836,22 @@ def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
     if start == stop:
         return table
     return table.filter(pc.invert(pc.is_in(numbers, value_set=dropped.slice(start, stop - start))))
+
+
+def _not_numeric(table: pa.Table, mixed: pa.Array) -> pa.Table:
+    """``table`` (newest versions in record-number order) with :data:`NUMERIC_VERSIONS` false for
+    the records in ``mixed``."""
+    numbers = table.column(ROW_ID)
+    if not len(numbers):
+        return table
+    low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
+    start = bisect_left(range(len(mixed)), low, key=lambda i: mixed[i].as_py())
+    stop = bisect_right(range(len(mixed)), high, key=lambda i: mixed[i].as_py())
+    if start == stop:
+        return table
+    hit = pc.is_in(numbers, value_set=mixed.slice(start, stop - start))
+    at = table.schema.get_field_index(NUMERIC_VERSIONS)
+    return table.set_column(at, NUMERIC_VERSIONS, pc.and_(table.column(at), pc.invert(hit)))
 
 
 def _combined(column: pa.ChunkedArray) -> pa.Array:
