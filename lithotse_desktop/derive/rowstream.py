@@ -286,7 +286,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         finally:
             if not isinstance(item, NativeObject):
                 con.unregister("__batch")
-    con.execute(f"SET threads = {threads}")
+    con.execute(f"SET threads = {threads}")  # for choosing the newest versions
     con.execute(f"CREATE VIEW {VERSIONS} AS SELECT *, CAST(rowid + {int(first_number)} AS BIGINT) AS {q(ROW_ID)} "
                 f"FROM {READ}")
     if hoisted is not None:
@@ -298,8 +298,6 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     if key:
         try:
             if prior is None:
-                # the newest versions first, on their own: the memory choosing them is given back
-                # before the rows are written
                 # only the records read more than once are ranked; the rows and the record index
                 # are written by plain scans in record order, leaving the older versions out (a
                 # join here would not keep the order)
@@ -826,33 +824,33 @@ def _empty(schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches([], schema)
 
 
-def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
-    """The rows of ``table`` (in record-number order) whose record is not in ``dropped`` (in order
-    too): looked up among the dropped numbers in the table's range only, so the whole set is not
-    hashed again for every batch."""
+def _hits(table: pa.Table, ids: pa.Array) -> pa.Array | None:
+    """Which rows of ``table`` (in record-number order) have their record in ``ids`` (in order
+    too), None for none: looked up among the ids in the table's range only, so the whole set is
+    not hashed again for every batch."""
     numbers = table.column(ROW_ID)
     if not len(numbers):
-        return table
+        return None
     low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
-    start = bisect_left(range(len(dropped)), low, key=lambda i: dropped[i].as_py())
-    stop = bisect_right(range(len(dropped)), high, key=lambda i: dropped[i].as_py())
+    start = bisect_left(range(len(ids)), low, key=lambda i: ids[i].as_py())
+    stop = bisect_right(range(len(ids)), high, key=lambda i: ids[i].as_py())
     if start == stop:
-        return table
-    return table.filter(pc.invert(pc.is_in(numbers, value_set=dropped.slice(start, stop - start))))
+        return None
+    return pc.is_in(numbers, value_set=ids.slice(start, stop - start))
+
+
+def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
+    """The rows of ``table`` (in record-number order) whose record is not in ``dropped``."""
+    hit = _hits(table, dropped)
+    return table if hit is None else table.filter(pc.invert(hit))
 
 
 def _not_numeric(table: pa.Table, mixed: pa.Array) -> pa.Table:
     """``table`` (newest versions in record-number order) with :data:`NUMERIC_VERSIONS` false for
     the records in ``mixed``."""
-    numbers = table.column(ROW_ID)
-    if not len(numbers):
+    hit = _hits(table, mixed)
+    if hit is None:
         return table
-    low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
-    start = bisect_left(range(len(mixed)), low, key=lambda i: mixed[i].as_py())
-    stop = bisect_right(range(len(mixed)), high, key=lambda i: mixed[i].as_py())
-    if start == stop:
-        return table
-    hit = pc.is_in(numbers, value_set=mixed.slice(start, stop - start))
     at = table.schema.get_field_index(NUMERIC_VERSIONS)
     return table.set_column(at, NUMERIC_VERSIONS, pc.and_(table.column(at), pc.invert(hit)))
 
