@@ -9,7 +9,10 @@ newer version of another, so deduplication has work to do):
   batches;
 - ``view build``: ``lithotse derive build encounters`` (a 4-column ViewDefinition, newest
   version per id), beside a DuckDB process doing the same work: JSON extraction of the same
-  columns, newest-version dedupe with ``QUALIFY row_number()``, a zstd Parquet file;
+  columns, newest-version dedupe with ``QUALIFY row_number()``, a zstd Parquet file, and the
+  file's sha256 checked against the one it was landed with on a thread meanwhile, as the build
+  checks every raw object it reads (the build also writes its record index, for incremental
+  rebuilds, from the same read: that work is its own);
 - ``aggregate build``: ``lithotse derive build by_month`` from the landed CSV (count, distinct
   patients, mean by department and month), beside DuckDB reading the CSV, aggregating and
   writing zstd Parquet;
@@ -22,12 +25,13 @@ Every step is a fresh process; its time is wall clock and its peak RSS is the OS
 ``ru_maxrss`` of that process (``os.wait4``), as ``/usr/bin/time`` reports it (this process
 never loads DuckDB, so it hands its children no peak of its own). Steps run
 ``--runs`` times (fresh workspace each run for import) and medians are printed in one table
-with the ratios. Run: ``.venv/bin/python bench/scale.py [--sizes 200000,1000000,5000000]``.
+with the ratios. Run: ``.venv/bin/python bench/scale.py [--sizes 200000,1000000,5000000] [--steps view]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -65,7 +69,14 @@ reader = con.sql(f"SELECT * FROM read_ndjson('{sys.argv[1]}')").to_arrow_reader(
 print(sum(batch.num_rows for batch in reader))
 """
 VIEW_BASELINE = """
-import duckdb, sys
+import duckdb, hashlib, sys, threading
+digest = hashlib.sha256()
+def verify():
+    with open(sys.argv[1], 'rb') as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+hashing = threading.Thread(target=verify)
+hashing.start()
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 con.execute(f'''COPY (
@@ -76,6 +87,9 @@ con.execute(f'''COPY (
     QUALIFY row_number() OVER (PARTITION BY j[1] ORDER BY TRY_CAST(j[5] AS BIGINT) DESC NULLS LAST,
                                                         TRY_CAST(j[6] AS TIMESTAMPTZ) DESC NULLS LAST) = 1
 ) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)''')
+hashing.join()
+if digest.hexdigest() != sys.argv[3]:
+    raise SystemExit(f"{sys.argv[1]} does not match its sha256")
 print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
 """
 AGGREGATE_BASELINE = """
@@ -136,6 +150,15 @@ def generate_csv(path: Path, n: int, first: int = 0) -> None:
         TO '{path}' (HEADER, DELIMITER ',')""")
 
 
+def sha256_of(path: Path) -> str:
+    """What a landing records of the file (the view baseline checks the file against it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def measure(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """(seconds, peak RSS in bytes, stdout) of one process; fails loudly when it fails."""
     started = time.perf_counter()
@@ -169,13 +192,20 @@ def median_of(samples: list[tuple[float, int]]) -> tuple[float, int]:
     return statistics.median(s for s, _ in samples), int(statistics.median(r for _, r in samples))
 
 
-def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str]) -> list[dict]:
+STEPS = {"import": "import", "view": "view build", "aggregate": "aggregate build", "update": "+1% records"}
+
+
+def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str],
+             steps: frozenset[str] = frozenset(STEPS)) -> list[dict]:
+    """The table's rows for one size, of the ``steps`` named (keys of :data:`STEPS`; the import
+    runs anyway, as the others read what it lands, and ``update`` builds the view first)."""
     fhir, csv = tmp / "fhir", tmp / "csv"
     fhir.mkdir()
     csv.mkdir()
     ndjson, visits = fhir / "Encounter.000.ndjson", csv / "visits.csv"
     generate_fhir(ndjson, n)
     generate_csv(visits, n)
+    ndjson_sha256 = sha256_of(ndjson)
     print(f"# {n:,} records: {ndjson.stat().st_size / 1e6:.0f} MB NDJSON, {visits.stat().st_size / 1e6:.0f} MB CSV",
           flush=True)
     expected_view = n - n // 10
@@ -186,33 +216,42 @@ def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str]) -> 
     for _ in range(runs):
         fresh_workspace(ws, fhir, csv, memory, env)
         seconds, rss, _ = lithotse(ws, "import", "fhir", "--no-build", env=env)
-        rows["import"]["lithotse"].append((seconds, rss))
-        seconds, rss, out = measure([PYTHON, "-c", IMPORT_BASELINE, str(ndjson)], env)
-        assert int(out) == n, out
-        rows["import"]["duckdb"].append((seconds, rss))
-        lithotse(ws, "import", "ehr", "--no-build", env=env)
+        if "import" in steps:
+            rows["import"]["lithotse"].append((seconds, rss))
+            seconds, rss, out = measure([PYTHON, "-c", IMPORT_BASELINE, str(ndjson)], env)
+            assert int(out) == n, out
+            rows["import"]["duckdb"].append((seconds, rss))
+        if "aggregate" in steps:
+            lithotse(ws, "import", "ehr", "--no-build", env=env)
         for spec in (VIEW, AGGREGATE, FHIR_AGGREGATE):
             spec_file = tmp / f"{spec['name']}.json"
             spec_file.write_text(json.dumps(spec), "utf-8")
             lithotse(ws, "derive", "add", "--file", str(spec_file), env=env)
-        seconds, rss, out = lithotse(ws, "derive", "build", "encounters", "--full", "--json", env=env)
-        built = json.loads(out)
-        built = built[0] if isinstance(built, list) else built
-        assert built["rows"] == expected_view, built
-        rows["view build"]["lithotse"].append((seconds, rss))
-        seconds, rss, out = measure([PYTHON, "-c", VIEW_BASELINE, str(ndjson), str(tmp / "view.parquet")], env)
-        assert int(out) == expected_view, out
-        rows["view build"]["duckdb"].append((seconds, rss))
-        seconds, rss, out = lithotse(ws, "derive", "build", "by_month", "--full", "--json", env=env)
-        rows["aggregate build"]["lithotse"].append((seconds, rss))
-        seconds, rss, out = measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet")], env)
-        rows["aggregate build"]["duckdb"].append((seconds, rss))
-        incremental(ws, fhir, n, rows, env)
+        if steps & {"view", "update"}:
+            seconds, rss, out = lithotse(ws, "derive", "build", "encounters", "--full", "--json", env=env)
+            built = json.loads(out)
+            built = built[0] if isinstance(built, list) else built
+            assert built["rows"] == expected_view, built
+            rows["view build"]["lithotse"].append((seconds, rss))
+            seconds, rss, out = measure([PYTHON, "-c", VIEW_BASELINE, str(ndjson), str(tmp / "view.parquet"),
+                                         ndjson_sha256], env)
+            assert int(out) == expected_view, out
+            rows["view build"]["duckdb"].append((seconds, rss))
+        if "aggregate" in steps:
+            seconds, rss, out = lithotse(ws, "derive", "build", "by_month", "--full", "--json", env=env)
+            rows["aggregate build"]["lithotse"].append((seconds, rss))
+            seconds, rss, out = measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet")],
+                                        env)
+            rows["aggregate build"]["duckdb"].append((seconds, rss))
+        if "update" in steps:
+            incremental(ws, fhir, n, rows, env)
     shutil.rmtree(fhir)
     shutil.rmtree(csv)
     shutil.rmtree(ws, ignore_errors=True)
     table = []
     for step, sides in rows.items():
+        if not sides["lithotse"]:
+            continue
         (ours, ours_rss), (theirs, theirs_rss) = median_of(sides["lithotse"]), median_of(sides["duckdb"])
         table.append({"size": n, "step": step, "lithotse_s": ours, "lithotse_rss": ours_rss, "duckdb_s": theirs,
                       "duckdb_rss": theirs_rss, "time_ratio": ours / theirs, "rss_ratio": ours_rss / theirs_rss})
@@ -261,9 +300,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated record counts (default 200000; the issue's are 200000,1000000,5000000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per step; medians are printed (default 3)")
     parser.add_argument("--memory", default="1GB", help="[limits] memory of the workspace (default 1GB)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"comma-separated steps to measure, of {', '.join(STEPS)} (default all)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON instead")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    steps = frozenset(s.strip() for s in args.steps.split(",") if s.strip())
+    if not steps or steps - set(STEPS):
+        parser.error(f"--steps: expected some of {', '.join(STEPS)}, not {args.steps!r}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                                       os.environ.get("PYTHONPATH")]))}
     table: list[dict] = []
@@ -273,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             tmp = Path(folder) / str(n)
             tmp.mkdir()
-            table += run_size(n, args.runs, args.memory, tmp, env)
+            table += run_size(n, args.runs, args.memory, tmp, env, steps)
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(table, indent=2))

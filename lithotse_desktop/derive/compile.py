@@ -13,7 +13,7 @@ does is refused there with a SpecError naming it, never approximated.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -440,16 +440,21 @@ this and their number from 1 (``sof.compile.HoistedView.columns``)."""
 
 
 def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: list[str], *, timezone: str,
-                      dialect: Dialect, hoisted: Sequence[str] = (), skipped: bool = False) -> str:
+                      dialect: Dialect, hoisted: Sequence[str] = (), skipped: bool = False,
+                      needed: Sequence[str] | None = None) -> str:
     """One object's rows from its raw records (``relation``, see :meth:`Dialect.native_records`) as
     :func:`~lithotse_desktop.raw.reader.read_object` gives them: the connector's columns ``kept``,
     only rows inside a span, each naming the first span holding it (``_landing_id``, ``_landed_at``)
     and its position among the object's rows (``_row``, counted before the range is applied);
     with ``hoisted`` JSONPaths (NDJSON only), their values from the same parse (see :data:`HOISTED`).
     ``skipped``: the relation has left out the ``skip`` records already (see
-    :meth:`Dialect.native_scan`)."""
+    :meth:`Dialect.native_scan`). ``needed``: the only columns the caller reads (with the spans'
+    date fields); the paths of the others are not extracted from each line, and they are null."""
     q = dialect.quote
     hoisted = hoisted if read.format == "ndjson" else ()
+    if needed is not None and read.format == "ndjson":
+        wanted = {*needed, *(s.date_field for s in spans if s.date_field)}
+        read = replace(read, columns=tuple(c if c.name in wanted else replace(c, field=()) for c in read.columns))
     names = [q(f"{HOISTED}{n}") for n in range(1, len(hoisted) + 1)]
     carried = "".join(f", __lithotse_h{n} AS {name}" for n, name in enumerate(names, 1))
     schema = read.schema()

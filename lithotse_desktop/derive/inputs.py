@@ -160,6 +160,23 @@ def dedupe_query(relation: str, key: list[str], columns: list[str],
     return dedupe_sql(relation, key, order, dialect, columns=kept)
 
 
+def repeated_dedupe(relation: str, key: list[str], columns: list[str], landing_order: tuple[str, ...], *,
+                    kept: list[str], keys_table: str, rows_table: str,
+                    dialect: Dialect = DUCKDB) -> tuple[str, str, str]:
+    """:func:`dedupe_query` ranking only the records that have more than one version (most
+    records of a stream have one, and a window over all of them sorts the whole stream): the
+    statements making ``keys_table`` (the keys seen more than once) and ``rows_table`` (their
+    versions), and the query of the newest of those, with ``kept`` columns. The newest versions
+    are those, and every version of the other keys (whose :data:`NUMERIC_VERSIONS` is whether
+    their own version id is a number)."""
+    q = dialect.quote
+    parts = ", ".join(q(k) for k in key)
+    on = " AND ".join(f"v.{q(k)} IS NOT DISTINCT FROM r.{q(k)}" for k in key)
+    keys_sql = f"SELECT {parts} FROM {relation} GROUP BY {parts} HAVING count(*) > 1"
+    rows_sql = f"SELECT v.* FROM {relation} v SEMI JOIN {keys_table} r ON {on}"
+    return keys_sql, rows_sql, dedupe_query(rows_table, key, columns, landing_order, dialect=dialect, kept=kept)
+
+
 @dataclass
 class NativeObject:
     """A landed object DuckDB reads itself where it lies: ``sql`` gives its rows with provenance,
@@ -175,11 +192,13 @@ class NativeObject:
 
 
 def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
-                  unused: tuple[str, ...] = (), hoisted: Sequence[str] = ()) -> NativeObject | None:
+                  unused: tuple[str, ...] = (), hoisted: Sequence[str] = (),
+                  needed: Sequence[str] | None = None) -> NativeObject | None:
     """The object as a DuckDB query over its file, when its connector describes how to read it
     (``native_read``) and it lies in a local raw store; else None (the connector reads it).
     ``hoisted``: a view's JSONPaths, whose values an NDJSON object's rows carry from the same parse
-    (see :func:`.compile.native_object_sql`).
+    (see :func:`.compile.native_object_sql`); ``needed``: the only columns the caller reads (the
+    others are null, and not parsed out of each line).
 
     The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
     checks' worker meanwhile (the second read comes from the page cache), so a damaged object
@@ -205,12 +224,15 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
                          f"{manifest.original_name}", lambda: store.open_read(key))
     check.watch(path)
     kept = [c for c in schema.names if c not in unused]
+    if needed is not None and not ("resource" in schema.names and "resourceType" in schema.names
+                                   and pa.types.is_string(schema.field("resourceType").type)):
+        needed = None  # a view is hoisted over resources with their type only (rowstream.load_view)
     landings = [Span(m.id, m.landed_at, m.date_field, rng) for rng, m in spans]
     skipped = read.format == "csv" and read.skip == 1 and read.limit is None and _starts_with_record(path)
     scan = DUCKDB.native_scan(read, str(path), _max_line(ws), header=skipped)
     hoisted = hoisted if read.format == "ndjson" else ()
     sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted,
-                            skipped=skipped)
+                            skipped=skipped, needed=needed)
     return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
                         bool(hoisted))
 

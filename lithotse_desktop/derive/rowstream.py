@@ -45,9 +45,9 @@ from .inputs import (
     NUMERIC_VERSIONS,
     NativeObject,
     StreamInput,
-    dedupe_query,
     native_object,
     read_failed,
+    repeated_dedupe,
     stream_key,
 )
 from .kinds.view import has_type_column, hoisted_rows, rows_query
@@ -61,6 +61,11 @@ which is one object, it orders rows as their position does)."""
 LANDING = "__lithotse_landing"
 """The landing a record is read for, as its rank among the stream's landings (newest largest)."""
 VERSIONS = "__record_versions"
+"""A view over :data:`READ`: each version read with its record number (:data:`ROW_ID`)."""
+READ = "__record_versions_read"
+"""The versions as read, in reading order: a record's number is its row's position here (the
+table's ``rowid``) after the records a previous version read, so no window numbers them while
+they are read and DuckDB reads an object on every thread, keeping the order."""
 NEWEST = "__newest_records"
 ROWS = "__view_rows"
 BATCH_ROWS = 65_536
@@ -142,6 +147,13 @@ class ViewLoad:
     records: bool
     dropped: pa.Array | None = None
     """Record numbers of the versions that are not the newest, in order: their rows are left out."""
+    scanned: str | None = None
+    """A full build's versions in record order, with :data:`NUMERIC_VERSIONS` of their own: the
+    record index is this scan without ``dropped`` (and with ``mixed``); an incremental build
+    has chosen the newest versions in :data:`NEWEST` instead."""
+    mixed: pa.Array | None = None
+    """Record numbers, in order, of newest versions whose version id is a number while another
+    version's of the same record is not: :data:`NUMERIC_VERSIONS` is false for them."""
     kept: Callable[[], Iterator[tuple[pa.RecordBatch, pa.Array]]] | None = None
     """For an incremental build: the previous version's rows still newest in the parts that are
     written again, with their record numbers, written before the new ones (already pseudonymized
@@ -208,8 +220,10 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     q = DUCKDB.quote
     hoisted = hoisted_rows(spec, ROW_ID)
     paths = tuple(hoisted.paths) if hoisted is not None else ()
+    # a hoisted view reads only a record's identity and version from the connector's columns
+    needed = None if hoisted is None else [*(resolved.key or ["id"]), "resourceType", *VERSION_COLUMNS]
     pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
-                              hoisted=paths)
+                              hoisted=paths, needed=needed)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
@@ -223,24 +237,24 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         raise NotIncremental("the record identity changed")
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
-    staged = picked if hoisted is None else ", ".join(
-        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])])
+    stored = ", ".join(q(c) for c in kept if c != ROW_ID)
+    staged = stored if hoisted is None else ", ".join(
+        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])] if c != ROW_ID)
     landings = _landing_ranks(resolved)
     ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
-    seen = prior.read if prior is not None else 0
+    seen = first_number = prior.read if prior is not None else 0
     created = False
     threads = int((con.execute("SELECT current_setting('threads')").fetchone() or [1])[0])
-    native = False
-    for stored, item in chain([first], pending):
+    for read, item in chain([first], pending):
         progress.check()
-        # a file DuckDB reads itself is read by one thread: each reading thread holds buffers of
-        # the largest line's size, and its rows are numbered in file order (a streaming window)
-        # anyway (at 1M Encounters on 2 shared cores: as fast as two threads, 20-50 MB less at the peak)
-        native = native or isinstance(item, NativeObject)
-        con.execute(f"SET threads = {1 if isinstance(item, NativeObject) else threads}")
+        # a view computed over the resource text numbers the records of a file DuckDB reads
+        # itself with a streaming window, in file order on one thread; the values of a hoisted
+        # view are numbered by their place in the table, so every thread reads
+        numbered = hoisted is None and isinstance(item, NativeObject)
+        con.execute(f"SET threads = {1 if numbered else threads}")
         if isinstance(item, NativeObject):
-            relation = _numbered(item, ranks, seen)
+            relation = _numbered(item, ranks, seen if numbered else None)
         else:
             numbers = pa.array(range(seen, seen + item.num_rows), pa.int64())
             rank = pc.index_in(item.column("_landing_id"), value_set=pa.array(landings, pa.string()))
@@ -252,30 +266,29 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 # one table, from which the rows are computed as they are written
                 source = _with_values(item, relation, hoisted, spec["view"]["resource"])
                 select = f"SELECT {staged}{_hoisted_values(item, hoisted)} FROM {source}"
-                counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME {select}" if created
-                                      else f"CREATE TABLE {VERSIONS} AS {select}").fetchone()
+                counted = con.execute(f"INSERT INTO {READ} BY NAME {select}" if created
+                                      else f"CREATE TABLE {READ} AS {select}").fetchone()
                 created = True
             else:
                 view_sql, params = rows_query(spec, schema, relation, ROW_ID)
                 if not created:
-                    counted = con.execute(f"CREATE TABLE {VERSIONS} AS SELECT {picked} FROM {relation}").fetchone()
+                    counted = con.execute(f"CREATE TABLE {READ} AS SELECT {stored} FROM {relation}").fetchone()
                     con.execute(f"CREATE TABLE {ROWS} AS {view_sql}", params or None)
                     created = True
                 else:
-                    counted = con.execute(f"INSERT INTO {VERSIONS} BY NAME SELECT {picked} FROM {relation}"
+                    counted = con.execute(f"INSERT INTO {READ} BY NAME SELECT {stored} FROM {relation}"
                                           ).fetchone()
                     con.execute(f"INSERT INTO {ROWS} {view_sql}", params or None)
             seen += counted[0] if counted else 0
         except duckdb.Error as exc:
-            raise read_failed(checks, f"derivative {spec['name']}: {where}, {stored.reader.original_name}",
+            raise read_failed(checks, f"derivative {spec['name']}: {where}, {read.reader.original_name}",
                               exc) from None
         finally:
             if not isinstance(item, NativeObject):
                 con.unregister("__batch")
-    # and so is the rest of the build: with a second thread choosing the newest versions and
-    # scanning the rows to write, its peak grew with the stream (tests/plugins/fhir/test_view_memory.py:
-    # 1.26x from 60k to 300k Encounters under a 256 MB limit; 1.11x with one)
-    con.execute(f"SET threads = {1 if native else threads}")
+    con.execute(f"SET threads = {threads}")  # for choosing the newest versions
+    con.execute(f"CREATE VIEW {VERSIONS} AS SELECT *, CAST(rowid + {int(first_number)} AS BIGINT) AS {q(ROW_ID)} "
+                f"FROM {READ}")
     if hoisted is not None:
         rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
     else:
@@ -285,27 +298,40 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     if key:
         try:
             if prior is None:
-                # the newest versions first, on their own: the memory choosing them is given back
-                # before the rows are written
+                # only the records read more than once are ranked; the rows and the record index
+                # are written by plain scans in record order, leaving the older versions out (a
+                # join here would not keep the order)
                 numeric = [NUMERIC_VERSIONS] if "versionId" in kept else []
-                versions = VERSIONS if hoisted is None else f"(SELECT {picked} FROM {VERSIONS})"
-                newest = dedupe_query(versions, key, kept, landing_order=(LANDING, ROW_ID), kept=kept + numeric)
-                con.execute(f"CREATE TABLE {NEWEST} AS {newest}")
+                versions = f"(SELECT {picked} FROM {VERSIONS})"
+                keys_sql, rows_sql, ranked = repeated_dedupe(
+                    versions, key, kept, (LANDING, ROW_ID), kept=kept + numeric, keys_table="__repeated_keys",
+                    rows_table="__repeated")
+                con.execute(f"CREATE TEMP TABLE __repeated_keys AS {keys_sql}")
+                con.execute(f"CREATE TEMP TABLE __repeated AS {rows_sql}")
+                con.execute(f"CREATE TEMP TABLE __winners AS {ranked}")
+                row = q(ROW_ID)
+                losers = f"SELECT {row} FROM __repeated ANTI JOIN __winners USING ({row}) ORDER BY {row}"
+                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
+                own = ""
+                if numeric:
+                    is_number = DUCKDB.version_number(q("versionId"))[0]
+                    mixed = f"SELECT {row} FROM __winners WHERE {is_number} AND NOT {NUMERIC_VERSIONS} ORDER BY {row}"
+                    load.mixed = _combined(con.sql(mixed).to_arrow_table().column(0))
+                    own = f", {is_number} AS {NUMERIC_VERSIONS}"
+                load.scanned = f"SELECT {picked}{own} FROM {VERSIONS}"
+                drop_relations(con, "__repeated_keys", "__repeated", "__winners")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
-            # the rows are filtered as they are written, not by a join here, which would not keep
-            # their order: a plain scan of the rows table does
-            if load.dropped is None:
-                row = q(ROW_ID)
-                losers = f"SELECT {row} FROM {VERSIONS} ANTI JOIN {NEWEST} USING ({row}) ORDER BY {row}"
-                load.dropped = _combined(con.sql(losers).to_arrow_table().column(0))
         except duckdb.Error as exc:
             raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
-        if hoisted is None:
-            con.execute(f"DROP TABLE {VERSIONS}")
+        if hoisted is None and prior is not None:
+            drop_relations(con, VERSIONS, READ)
     if prior is not None:
         _plan_chunks(con, load, prior, bool(key))
         load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
+    # the rows and the record index are written from scans that must come in record order: a
+    # streamed scan on two threads hands batches over out of order (seen at 5M Encounters)
+    con.execute("SET threads = 1")
     return load
 
 
@@ -477,18 +503,18 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
-                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = ()
-                    ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
+                    skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = (),
+                    needed: list[str] | None = None) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
     :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
-    ``hoisted`` when it is NDJSON."""
+    ``hoisted`` when it is NDJSON, and only the columns ``needed`` read from it (None: all)."""
     connector = make_connector(ws, resolved.source)
     for stored in resolved.objects(ws):
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, hoisted=hoisted)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -518,15 +544,15 @@ def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: Ho
             f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
-def _numbered(item: NativeObject, ranks: dict[str, int], start: int) -> str:
-    """A natively read object's rows with their landing's rank (:data:`LANDING`) and record
-    numbers from ``start`` on (:data:`ROW_ID`), in file order, as the batches of the connector
-    would be numbered."""
+def _numbered(item: NativeObject, ranks: dict[str, int], start: int | None) -> str:
+    """A natively read object's rows with their landing's rank (:data:`LANDING`) and, with a
+    ``start``, record numbers from it on (:data:`ROW_ID`), in file order, as the batches of the
+    connector would be numbered."""
     q = DUCKDB.quote
     spans = {m.id for m in item.stored.landings}
     rank = " ".join(f"WHEN {DUCKDB.text_literal(i)} THEN {ranks[i]}" for i in sorted(spans) if i in ranks)
-    return (f"(SELECT *, CAST(CASE _landing_id {rank} END AS INTEGER) AS {q(LANDING)}, "
-            f"CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)} FROM ({item.sql}))")
+    number = "" if start is None else f", CAST({int(start)} + row_number() OVER () - 1 AS BIGINT) AS {q(ROW_ID)}"
+    return f"(SELECT *, CAST(CASE _landing_id {rank} END AS INTEGER) AS {q(LANDING)}{number} FROM ({item.sql}))"
 
 
 def _landing_ranks(resolved: StreamInput) -> list[str]:
@@ -557,7 +583,9 @@ class _Rows:
 
     def _flush(self, count: int) -> None:
         whole = pa.concat_tables(self._pending)
-        self._writer.write_table(whole.slice(0, count), row_group_size=BATCH_ROWS)
+        # one chunk per column: the writer's pages follow the chunks, which follow the batches
+        # DuckDB's threads happened to hand over
+        self._writer.write_table(whole.slice(0, count).combine_chunks(), row_group_size=BATCH_ROWS)
         self._pending, self._held = [whole.slice(count)], whole.num_rows - count
 
     def close(self) -> StagedPart:
@@ -726,7 +754,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             raise LithotseError(f"{what}: {exc}") from None
         written = Written(schema, chunks.close(), list(view.reused or []))
         if view.records:
-            _write_records(con, folder, written.chunks)
+            _write_records(con, folder, written.chunks, view)
     except BaseException:
         if written is not None:
             written.discard()
@@ -736,15 +764,18 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     return written
 
 
-def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk]) -> None:
-    """Each written part's share of the newest versions (:data:`NEWEST`), by record number: one
+def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk], view: ViewLoad) -> None:
+    """Each written part's share of the newest versions (see ``ViewLoad.scanned``), by record number: one
     scan in record order, cut at the parts' bounds (a query per part would scan them all again)."""
     if not staged:
         return
-    schema = con.sql(f"SELECT * FROM {NEWEST} LIMIT 0").to_arrow_table().schema
+    newest = view.scanned or f"SELECT * FROM {NEWEST}"
+    schema = con.sql(f"SELECT * FROM ({newest}) LIMIT 0").to_arrow_table().schema
     row = DUCKDB.quote(ROW_ID)
     parts = ", ".join(str(chunk.number) for chunk in staged)
-    query = f"SELECT * FROM {NEWEST} WHERE {row} // {CHUNK_RECORDS} IN ({parts}) ORDER BY {row}"
+    query = f"SELECT * FROM ({newest}) WHERE {row} // {CHUNK_RECORDS} IN ({parts})"
+    if view.scanned is None:
+        query += f" ORDER BY {row}"
     waiting = list(reversed(staged))
     current: tuple[StagedChunk, _Rows] | None = None
 
@@ -765,6 +796,10 @@ def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[St
     try:
         for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
             table = pa.Table.from_batches([batch])
+            if view.scanned is not None and view.dropped is not None and len(view.dropped):
+                table = _without_dropped(table, view.dropped)
+            if view.mixed is not None and len(view.mixed):
+                table = _not_numeric(table, view.mixed)
             numbers = table.column(ROW_ID)
             start = 0
             while start < table.num_rows:
@@ -789,19 +824,35 @@ def _empty(schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches([], schema)
 
 
-def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
-    """The rows of ``table`` (in record-number order) whose record is not in ``dropped`` (in order
-    too): looked up among the dropped numbers in the table's range only, so the whole set is not
-    hashed again for every batch."""
+def _hits(table: pa.Table, ids: pa.Array) -> pa.Array | None:
+    """Which rows of ``table`` (in record-number order) have their record in ``ids`` (in order
+    too), None for none: looked up among the ids in the table's range only, so the whole set is
+    not hashed again for every batch."""
     numbers = table.column(ROW_ID)
     if not len(numbers):
-        return table
+        return None
     low, high = numbers[0].as_py(), numbers[len(numbers) - 1].as_py()
-    start = bisect_left(range(len(dropped)), low, key=lambda i: dropped[i].as_py())
-    stop = bisect_right(range(len(dropped)), high, key=lambda i: dropped[i].as_py())
+    start = bisect_left(range(len(ids)), low, key=lambda i: ids[i].as_py())
+    stop = bisect_right(range(len(ids)), high, key=lambda i: ids[i].as_py())
     if start == stop:
+        return None
+    return pc.is_in(numbers, value_set=ids.slice(start, stop - start))
+
+
+def _without_dropped(table: pa.Table, dropped: pa.Array) -> pa.Table:
+    """The rows of ``table`` (in record-number order) whose record is not in ``dropped``."""
+    hit = _hits(table, dropped)
+    return table if hit is None else table.filter(pc.invert(hit))
+
+
+def _not_numeric(table: pa.Table, mixed: pa.Array) -> pa.Table:
+    """``table`` (newest versions in record-number order) with :data:`NUMERIC_VERSIONS` false for
+    the records in ``mixed``."""
+    hit = _hits(table, mixed)
+    if hit is None:
         return table
-    return table.filter(pc.invert(pc.is_in(numbers, value_set=dropped.slice(start, stop - start))))
+    at = table.schema.get_field_index(NUMERIC_VERSIONS)
+    return table.set_column(at, NUMERIC_VERSIONS, pc.and_(table.column(at), pc.invert(hit)))
 
 
 def _combined(column: pa.ChunkedArray) -> pa.Array:
