@@ -834,18 +834,22 @@ def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:
 
 
 def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float, is_count: bool) -> Finding | None:
+    """A finding when a term's bounds are too narrow. Bounds come from floating-point solves of
+    integer equations: a width of exactly k can come back as k less 1e-12, which is not narrow,
+    so the comparisons allow :data:`.bounds.EXACT`."""
     label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
     if group.is_difference(cell):
         k = group.threshold(group.differences[cell - group.cell_count].relation)
         if not is_count or k <= 0:
             return None
-        if math.isnan(lower) or math.isnan(upper) or (upper - lower < k and lower < k and upper > EXACT):
+        if math.isnan(lower) or math.isnan(upper) or (upper - lower < k - EXACT and lower < k - EXACT
+                                                      and upper > EXACT):
             return Finding(cell, group.describe(cell), label, lower, upper, k, [])
         return None
     member, _i = group.owner[cell]
     if member.k <= 0:
         return None
-    narrow = not (upper - lower >= member.k) if is_count else not (upper - lower > EXACT)
+    narrow = not (upper - lower >= member.k - EXACT) if is_count else not (upper - lower > EXACT)
     return Finding(cell, group.describe(cell), label, lower, upper, member.k, []) if narrow else None
 
 

@@ -84,3 +84,16 @@ def test_a_month_is_the_total_less_the_visible_months_when_every_row_has_a_month
     findings = audit(group, {group.offsets["t0"]})
     assert [(f.cell_info, f.lower, f.upper, f.via) for f in findings] == [
         ({"derivative": "t0", "period": "2023-01-01"}, 33.0, 33.0, ["t0", "t1"])]
+
+
+def test_a_width_of_exactly_k_from_a_floating_point_solve_is_not_narrow():
+    """Found by ``bench/privacy.py`` at 20,000 rows: the published-set audit reported a cell
+    bounded by [0, 10.9999999997] and a difference pinned at 10.99999999999 with k = 11 — widths
+    and values of exactly k, less the solver's rounding."""
+    from lithotse_desktop.derive.complementary import _judge
+
+    rows = _rows(dt.date(2023, 1, 1), [f"p{i}" for i in range(30)])
+    _tables, group = group_of(rows, [_count("t0", grain="month")])
+    k = group.members[0].k
+    assert _judge(group, 0, ("count", None), 0.0, k - 1e-11, True) is None
+    assert _judge(group, 0, ("count", None), 0.0, k - 0.5, True) is not None
