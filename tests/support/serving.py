@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -15,13 +16,20 @@ from pathlib import Path
 import pytest
 
 
+def _stderr_of(proc: subprocess.Popen) -> str:
+    log = getattr(proc, "stderr_log", None)
+    if log is not None:
+        return Path(log).read_text("utf-8", errors="replace")
+    return proc.stderr.read() if proc.stderr is not None else ""
+
+
 def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     """Until ``/api/v1/derivatives`` answers (401 without a token is an answer)."""
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/api/v1/derivatives"
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"lithotse serve exited with {proc.returncode}: {proc.stderr.read()}")
+            raise AssertionError(f"lithotse serve exited with {proc.returncode}: {_stderr_of(proc)}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -36,13 +44,20 @@ def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = 30) -> None
 @contextlib.contextmanager
 def lithotse_serve(workspace: Path, port: int, *args: str, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
     """Run ``lithotse serve ARGS`` for ``workspace`` in the background; ``port`` is where it should
-    listen (from ``--port`` or ``[serve] port``). Stopped (and reaped) on exit."""
-    proc = subprocess.Popen([sys.executable, "-m", "lithotse_desktop", "serve", *args],
-                            env={**os.environ, "LITHOTSE_WORKSPACE": str(workspace)}, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    listen (from ``--port`` or ``[serve] port``). Stopped (and reaped) on exit. Its stderr goes to a
+    file (a pipe nobody reads could fill and stall it); when the test fails inside, the failure
+    carries the server's last output, so an error the API answered with can be traced."""
+    with tempfile.NamedTemporaryFile("w+", prefix="lithotse-serve-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen([sys.executable, "-m", "lithotse_desktop", "serve", *args],
+                                env={**os.environ, "LITHOTSE_WORKSPACE": str(workspace)}, cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+    proc.stderr_log = log.name  # type: ignore[attr-defined]
     try:
         wait_for_api(port, proc)
         yield proc
+    except BaseException as exc:
+        exc.add_note("lithotse serve stderr (last 4000 characters):\n" + _stderr_of(proc)[-4000:])
+        raise
     finally:
         proc.terminate()
         try:
@@ -50,8 +65,9 @@ def lithotse_serve(workspace: Path, port: int, *args: str, cwd: Path | None = No
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 @pytest.fixture
