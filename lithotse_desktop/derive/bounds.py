@@ -130,14 +130,15 @@ class BoundModel:
             if self.seen_high[row] - self.seen_low[row] >= needed[row]:
                 continue
             costs = self._costs_of(row)
-            lower = (0.0 if self.nonnegative and self.seen_low[row] <= EXACT and self._positive(row)
-                     else self._solve(costs, maximize=False))
+            at_floor = self.nonnegative and self.seen_low[row] <= EXACT and self._positive(row)
+            lower = 0.0 if at_floor else self._solve(costs, maximize=False)
             floor = floors.get(row)
             reaches = floor is not None and lower is not None and lower >= floor
             if lower is not None and (self.seen_high[row] - lower >= needed[row] or reaches):
                 if self.seen_high[row] - lower < needed[row]:
                     out[row] = (lower, max(lower, float(self.seen_high[row])))
                 continue
+            # a least value of 0 is the atoms' own floor (or no solve was made): no published row holds it
             held = self._held(row) if lower != 0.0 else []
             upper = self._solve(costs, maximize=True)
             out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
@@ -161,8 +162,7 @@ class BoundModel:
         """A component of one row, the commonest, without a solver, where its bounds are plain:
         atoms ≥ 0 with positive coefficients range from 0 to anything, so the row ranges over its
         own bounds from 0; free atoms range over everything."""
-        coefs = self.rows[0].values()
-        if self.nonnegative and not all(c > 0 for c in coefs):
+        if self.nonnegative and not self._positive(0):
             return None
         low = max(self.lower[0], 0.0) if self.nonnegative else self.lower[0]
         high = self.upper[0]
@@ -227,7 +227,7 @@ class BoundModel:
         are empty): rows of atoms ≥ 0 with positive coefficients, whose sum's greatest value is
         zero, are each zero in every solution, which one solve proves instead of two per row."""
         zeros = [int(r) for r in pending if self.seen_high[r] <= EXACT and self.seen_low[r] >= -EXACT
-                 and all(c > 0 for c in self.rows[int(r)].values())]
+                 and self._positive(int(r))]
         if len(zeros) < 2:
             return pending
         direction = np.zeros(len(self.rows))

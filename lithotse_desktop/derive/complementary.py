@@ -398,6 +398,9 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
     def hideable(c: int) -> bool:
         return c < group.cell_count and c not in hidden and c not in frozen
 
+    def is_difference(c: int) -> bool:  # Group.is_difference counts virtual terms in too
+        return group.cell_count <= c < first_virtual
+
     margins.refresh(concealed)
     by_cell: dict[int, list[int]] = defaultdict(list)
     for n, line in enumerate(lines):
@@ -421,7 +424,7 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
         if not hiding:
             continue
         total = sum(records(c) for c in hiding)
-        lone = len(hiding) == 1 and (not group.cell_count <= hiding[0] < first_virtual or hiding[0] in sensitive)
+        lone = len(hiding) == 1 and (not is_difference(hiding[0]) or hiding[0] in sensitive)
         thin = total < line.k and any(c in sensitive for c in hiding)
         if not (lone or thin):
             continue
@@ -698,17 +701,13 @@ def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> 
     depend on the order (each model keeps its own points and random directions)."""
     heavy = [n for n, (part, _, _) in enumerate(work) if part.model.size > IPM_FROM]
     workers = min(len(heavy), os.cpu_count() or 1)
-    out: list[dict[int, tuple[float, float]]] = [{} for _ in work]
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
-            futures = {n: pool.submit(work[n][0].model.bounds, work[n][1], work[n][2]) for n in heavy}
-            light = [n for n in range(len(work)) if n not in futures]
-            for n in light:
-                out[n] = work[n][0].model.bounds(work[n][1], work[n][2])
-            for n, future in futures.items():
-                out[n] = future.result()
-        return out
-    return [part.model.bounds(needed, floors) for part, needed, floors in work]
+    if workers < 2:
+        return [part.model.bounds(needed, floors) for part, needed, floors in work]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
+        futures = {n: pool.submit(work[n][0].model.bounds, work[n][1], work[n][2]) for n in heavy}
+        light = {n: part.model.bounds(needed, floors)
+                 for n, (part, needed, floors) in enumerate(work) if n not in futures}
+        return [futures[n].result() if n in futures else light[n] for n in range(len(work))]
 
 
 class _Part:

@@ -48,25 +48,25 @@ class Margins:
     """Virtual margin terms of a group, their records, lines and concealment."""
 
     def __init__(self, group: Group, first_id: int) -> None:
-        from .complementary import Line
-
         self.first_id = first_id
         self.records: list[int] = []
         self.threshold: list[int] = []
-        self.size: list[int] = []
         self.where: list[tuple[tuple, tuple]] = []
         self.defining: list[list[int]] = []
         self.lines: list[Line] = []
+        """Each line's terms are its finer terms (+1), then its total (-1), last."""
         self.parents: dict[int, list[int]] = defaultdict(list)
         contexts: dict[Any, list[Cells]] = defaultdict(list)
         for m in group.members:
             contexts[row_context(m.spec)].append(m)
         if all(m.records is not None for m in group.members):
             for members in contexts.values():
-                self._context(group, members, Line)
+                self._context(group, members)
         self.concealed = [False] * len(self.records)
 
-    def _context(self, group: Group, members: list[Cells], line_type: Any) -> None:
+    def _context(self, group: Group, members: list[Cells]) -> None:
+        from .complementary import Line  # complementary imports this module
+
         k = max((m.k for m in members), default=0)
         if k <= 0:
             return
@@ -81,7 +81,7 @@ class Margins:
             base = group.offsets[m.name]
             for i, values in enumerate(m.keys):
                 table.cells[(values.get(PERIOD), *(values[alias_of[d]] for d in dims))] = base + i
-        for dims in sorted(list(tables), key=len, reverse=True):
+        for dims in sorted(tables, key=len, reverse=True):
             for size in range(len(dims) - 1, -1, -1):
                 for kept in itertools.combinations(dims, size):
                     if kept not in tables:
@@ -102,11 +102,10 @@ class Margins:
                         records_of[total] = sum(records_of[t] for t in terms)
                         self.records.append(records_of[total])
                         self.threshold.append(k)
-                        self.size.append(len(coarser.dims))
                         self.where.append((coarser.dims, key))
                         self.defining.append([])
                     line = len(self.lines)
-                    self.lines.append(line_type([(t, 1) for t in terms] + [(total, -1)], k))
+                    self.lines.append(Line([(t, 1) for t in terms] + [(total, -1)], k))
                     if total >= self.first_id:
                         self.defining[total - self.first_id].append(line)
                     for t in terms:
@@ -128,7 +127,7 @@ class Margins:
         finest first: a defining line's finer terms are settled before its total."""
         for v in range(len(self.records)):
             self.concealed[v] = False
-        for v in sorted(range(len(self.records)), key=lambda v: -self.size[v]):
+        for v in sorted(range(len(self.records)), key=lambda v: -len(self.where[v][0])):
             self.concealed[v] = self._hides(v, concealed)
 
     def _hides(self, v: int, concealed: Callable[[int], bool]) -> bool:
@@ -140,7 +139,7 @@ class Margins:
         return self.concealed[term - self.first_id] if self.is_virtual(term) else concealed(term)
 
     def changed_after(self, term: int, concealed: Callable[[int], bool]) -> list[int]:
-        """Virtual terms that became concealed because ``term`` did, nearest first."""
+        """Virtual terms that became concealed because ``term`` did (its totals, theirs, …)."""
         out = []
         stack = [term]
         while stack:
