@@ -15,8 +15,9 @@ import pytest
 from lithotse_desktop.errors import NotFound
 from lithotse_desktop.plugins import PluginManager, reset_plugin_manager
 from tests.conftest import run_lithotse
-from tests.support.wheels import build_plugin_wheel
+from tests.support.wheels import SHARED_VENV, build_plugin_wheel
 
+pytestmark = SHARED_VENV
 
 def fake_distribution(root: Path, dist: str, entry: str, module_src: str) -> None:
     """A distribution importlib.metadata can find on sys.path: a module and its .dist-info."""

@@ -23,12 +23,13 @@ import pytest
 from lithotse_desktop.plugins import reset_plugin_manager
 from tests.conftest import REPO
 from tests.docs.tutorial_doc import Step, output_matches, steps
+from tests.support.wheels import SHARED_VENV
 
 PAGE = REPO / "docs" / "plugins.md"
 DIST = "lithotse-my-plugin"
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, SHARED_VENV]
 
 
 def _installed() -> bool:

@@ -26,6 +26,9 @@ from tests.docs.readme_runner import (
 )
 from tests.docs.shell_doc import expand, shell_lines
 from tests.plugins.fhir.fhir_server import FhirTestServer
+from tests.support.wheels import SHARED_VENV
+
+pytestmark = SHARED_VENV
 
 
 @pytest.fixture

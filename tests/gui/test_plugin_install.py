@@ -10,7 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from tests.support.wheels import build_plugin_wheel
+from tests.support.wheels import SHARED_VENV, build_plugin_wheel
+
+pytestmark = SHARED_VENV
 
 DIST = "lithotse-guitest-plugin"
 MODULE_NAME = "lithotse_guitest_plugin"
@@ -19,7 +21,6 @@ VERSION = "0.3.1"
 MODULE = '''
 from lithotse_desktop.connectors import Connector, StreamInfo
 from lithotse_desktop.hookspecs import hookimpl
-
 
 class GuiTestConnector(Connector):
     name = "guitest"

@@ -7,6 +7,14 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+import pytest
+
+SHARED_VENV = pytest.mark.xdist_group("pip-into-the-venv")
+"""For tests that pip-install or uninstall into the test run's own environment: they run on one
+worker, one after another. Two pip processes changing one site-packages at once collide (an
+uninstall's move of files failed, and a fresh install's entry points went missing), which made
+the README test fail now and then under ``-n 2``."""
+
 
 def build_plugin_wheel(folder: Path, dist: str, module: str, version: str, entry_point: str | None,
                        source: str) -> Path:
