@@ -29,7 +29,7 @@ import datetime as dt
 import heapq
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,6 +117,8 @@ class Line:
     terms: list[tuple[int, int]]
     k: int
     relation: Relation | Partition | None = None
+    axis: str | None = None
+    """The coordinate the terms differ in, for a table's own line."""
 
 
 class Group:
@@ -294,7 +296,7 @@ class Group:
                     groups[tuple(key[c] for c in coordinates if c != axis)].append(i)
                 for members in groups.values():
                     if len(members) > 1 and (m.records is None or sum(m.records[i] for i in members) >= m.k):
-                        lines.append(Line([(base + i, 1) for i in members], m.k))
+                        lines.append(Line([(base + i, 1) for i in members], m.k, axis=axis))
             if not coordinates and len(m.keys) > 1:
                 lines.append(Line([(base + i, 1) for i in range(len(m.keys))], m.k))
         return lines
@@ -401,6 +403,20 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
     def is_difference(c: int) -> bool:  # Group.is_difference counts virtual terms in too
         return group.cell_count <= c < first_virtual
 
+    popular: Counter[tuple[str, Any]] = Counter()
+
+    def count_in(cell: int) -> None:
+        member, i = group.owner[cell]
+        popular.update(member.keys[i].items())
+
+    def popularity(line: Line, c: int) -> int:
+        if line.axis is None or c >= group.cell_count:
+            return 0
+        member, i = group.owner[c]
+        return popular[(line.axis, member.keys[i][line.axis])]
+
+    for cell in hidden:
+        count_in(cell)
     margins.refresh(concealed)
     by_cell: dict[int, list[int]] = defaultdict(list)
     for n, line in enumerate(lines):
@@ -430,7 +446,8 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
             continue
         needed = line.k - total if thin else 0
         candidates = [c for c, _ in line.terms if hideable(c) or (c >= first_virtual and not concealed(c))]
-        enough = sorted((c for c in candidates if records(c) >= needed), key=lambda c: (records(c), c))
+        enough = sorted((c for c in candidates if records(c) >= needed),
+                        key=lambda c: (-popularity(line, c), records(c), c))
         rest = sorted((c for c in candidates if records(c) < needed), key=lambda c: (-records(c), c))
         for pick in enough + rest:
             cells = [pick] if pick < group.cell_count else margins.plan(pick, concealed, hideable, records)
@@ -438,6 +455,7 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
                 continue
             for cell in cells:
                 hidden.add(cell)
+                count_in(cell)
                 touch(cell)
                 for virtual in margins.changed_after(cell, concealed):
                     touch(virtual)
@@ -446,8 +464,12 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
 
 def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: set[int] | None = None,
            binding: Iterable[int] = ()) -> int | None:
-    """Hide, and return, the largest of the published cells that held ``cell``'s bounds (``binding``, when
-    the solver named them); else the largest visible cell of the nearest relation line around it.
+    """Hide, and return, the finest of the published cells that held ``cell``'s bounds (``binding``, when
+    the solver named them: the one of fewest atoms, the largest among those); else the largest
+    visible cell of the nearest relation line around it. A fine cell is a term of few lines, so
+    hiding it rarely leaves another cell alone in one; a coarse total (a department's year) is the
+    sum of a line in every finer table, and hiding it set off a cascade of hidden totals, each
+    narrow in turn (at 5M rows the findings grew each round instead of falling).
 
     ``dead`` collects the terms whose search found nothing to hide: every term reached from
     ``cell`` through hidden terms reaches the same ones back, so it would search them all again
@@ -456,7 +478,7 @@ def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: se
     been found."""
     held = [c for c in binding if c < group.cell_count and c not in hidden and c not in frozen]
     if held:
-        return _hide(hidden, max(held, key=lambda c: (group.records(c), -c)))
+        return _hide(hidden, max(held, key=lambda c: (-len(group.atoms_of.get(c, ())), group.records(c), -c)))
     if dead is not None and cell in dead:
         return None
     by_cell = group.relation_lines_of
