@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,7 @@ class BoundModel:
         there (their duals were not zero at its least or greatest value): the published cells a
         further complement should come from."""
         self._solver: Any = None
+        self._row_seconds: float | None = None
         self._rng = np.random.default_rng(len(rows) * 7919 + self.size)
 
     def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -244,7 +246,12 @@ class BoundModel:
         """Find feasible points that show many rows wide at once, so few need their own two
         solves. Each round pushes every still-open row one random way. The atoms are boxed for
         these rounds so no direction is unbounded; a point of the boxed model satisfies every
-        row of the real one, so the spread it shows is real. The box is lifted afterwards."""
+        row of the real one, so the spread it shows is real. The box is lifted afterwards.
+
+        Rounds go on while one settles more rows than their own solves would in its time (one
+        simplex solve, timed once per model, stands for each of a row's two): on a year's
+        component a round takes a second or more, a row's solve from the last basis a few
+        hundredths, so the last rounds, settling a handful of rows each, cost more than they save."""
         import highspy
 
         finite = np.concatenate([self.lower[np.isfinite(self.lower)], self.upper[np.isfinite(self.upper)]])
@@ -255,12 +262,21 @@ class BoundModel:
                                 np.full(self.size, cap))
         try:
             for _round in range(EXPLORE_ROUNDS):
+                started = time.perf_counter()
                 direction = np.zeros(len(self.rows))
                 direction[pending] = self._rng.choice([-1.0, 1.0], len(pending))
                 if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
                     return
+                spent = time.perf_counter() - started
                 still = open_ones()
-                if len(pending) - len(still) < max(1, len(pending) // 50) or len(still) <= EXPLORE_MIN:
+                if len(still) <= EXPLORE_MIN:
+                    return
+                if self._row_seconds is None:
+                    started = time.perf_counter()
+                    self._solve(self._costs_of(int(still[0])), maximize=False)
+                    self._row_seconds = time.perf_counter() - started
+                    still = open_ones()
+                if (len(pending) - len(still)) * 2 * self._row_seconds < spent:
                     return
                 pending = still
         finally:
