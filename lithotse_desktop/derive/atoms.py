@@ -12,7 +12,7 @@ dimensions), so the keys are the cells' keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -52,17 +52,26 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
     return Compiled(sql, params.values)
 
 
-def read_atoms(specs: list[dict], found: pa.Table) -> list[dict[str, tuple]]:
+class Atoms(NamedTuple):
     """The atoms of a :func:`compile_atoms` result, as :class:`.complementary.Group` takes them:
-    member name → cell key (period, then dimensions), members that do not select them left out."""
+    per atom, member name → cell key (period, then dimensions), members that do not select it
+    left out; and its records, a point where every published record count holds, from which the
+    audit shows most hidden cells wide in a smaller model (see :mod:`.bounds`)."""
+
+    keys: list[dict[str, tuple]]
+    records: list[int]
+
+
+def read_atoms(specs: list[dict], found: pa.Table) -> Atoms:
     columns = {name: found.column(name).to_pylist() for name in found.column_names}
     widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
-    out: list[dict[str, tuple]] = []
+    out = Atoms([], [])
     for r in range(found.num_rows):
         atom: dict[str, tuple[Any, ...]] = {}
         for j, spec in enumerate(specs):
             if columns[f"__s{j}"][r]:
                 atom[spec["name"]] = tuple(columns[f"__c{j}_{i}"][r] for i in range(widths[j]))
         if atom:
-            out.append(atom)
+            out.keys.append(atom)
+            out.records.append(int(columns["__n"][r]))
     return out

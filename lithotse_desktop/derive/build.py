@@ -47,6 +47,7 @@ from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import atoms, deidentify, recordindex, rowstream
+from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
@@ -202,7 +203,7 @@ class _Work:
     remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] = field(default_factory=dict)
     counts_atoms: bool = False
     """The aggregate whose build counts the group's atoms (see :mod:`.atoms`), once per group."""
-    atoms: list[dict[str, tuple]] | None = None
+    atoms: Atoms | None = None
     published: pa.Table | None = None
     """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
     started: float = 0.0
@@ -531,7 +532,7 @@ def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
 
 
 def _count_atoms(session: EngineSession, ws: Workspace, group: list[_Work], schemas: dict[str, pa.Schema],
-                 progress: Progress) -> list[dict[str, tuple]]:
+                 progress: Progress) -> Atoms:
     specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
     compiled = atoms.compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect)
     progress.update(f"counting the cells {', '.join(s['name'] for s in specs)} share")
@@ -662,7 +663,9 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
     remainders = {key: dict(found) for w in group if w.name in present for key, found in w.remainders.items()}
     counted = next((w.atoms for w in group if w.atoms is not None), None)
     partial = [w.name for w in group if w.table is not None and w.periods is not None and not w.suppressed]
-    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders, counted, partial), ws.zero_cells)
+    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
+                        None if counted is None else counted.keys, partial,
+                        atom_records=None if counted is None else counted.records), ws.zero_cells)
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:

@@ -133,7 +133,8 @@ class Group:
     def __init__(self, members: list[Cells], relations: list[Relation],
                  differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None,
                  remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None,
-                 atoms: Iterable[dict[str, tuple]] | None = None, partial: Iterable[str] = ()) -> None:
+                 atoms: Iterable[dict[str, tuple]] | None = None, partial: Iterable[str] = (),
+                 atom_records: Iterable[int] | None = None) -> None:
         self.members = sorted(members, key=lambda m: m.name)
         self.by_name = {m.name: m for m in self.members}
         self.offsets: dict[str, int] = {}
@@ -161,14 +162,19 @@ class Group:
                     self.line_of_difference[cell] = line
         if atoms is None and len(self.members) == 1:
             atoms = ({self.members[0].name: tuple(key.values())} for key in self.members[0].keys)
-        self.atoms = None if atoms is None else self._index_atoms(atoms, set(partial))
+        self.atoms: list[tuple[int, ...]] | None = None
+        self.atom_records: list[int] | None = None
+        """Records of each atom, when the build or audit counted them from the input."""
+        if atoms is not None:
+            self.atoms, self.atom_records = self._index_atoms(atoms, set(partial), atom_records)
         self.atoms_of: dict[int, list[int]] = defaultdict(list)
         for a, cells in enumerate(self.atoms or []):
             for j, i in enumerate(cells):
                 if i >= 0:
                     self.atoms_of[self.offsets[self.members[j].name] + i].append(a)
 
-    def _index_atoms(self, atoms: Iterable[dict[str, tuple]], partial: set[str]) -> list[tuple[int, ...]]:
+    def _index_atoms(self, atoms: Iterable[dict[str, tuple]], partial: set[str],
+                     records: Iterable[int] | None) -> tuple[list[tuple[int, ...]], list[int] | None]:
         """Atoms as the cell index of each member (-1: the member does not select their rows, or
         the cell is not among the member's cells given here).
 
@@ -177,8 +183,10 @@ class Group:
         counted from other data than the cells; nothing could be judged from them. Only a member
         in ``partial`` (a build given just the periods it recomputed) may lack cells."""
         index = {m.name: {tuple(key.values()): i for i, key in enumerate(m.keys)} for m in self.members}
-        out: set[tuple[int, ...]] = set()
+        out: dict[tuple[int, ...], int] = defaultdict(int)
+        counts = iter(records) if records is not None else None
         for atom in atoms:
+            count = next(counts) if counts is not None else 0
             cells = []
             for m in self.members:
                 key = atom.get(m.name)
@@ -194,7 +202,7 @@ class Group:
                                         "which its cells do not have; rebuild it before it is audited")
                 cells.append(i)
             if any(i >= 0 for i in cells):
-                out.add(tuple(cells))
+                out[tuple(cells)] += count
         covered: list[set[int]] = [set() for _ in self.members]
         for indexed in out:
             for j, cell in enumerate(indexed):
@@ -204,7 +212,8 @@ class Group:
             if missing:
                 raise LithotseError(f"derivative {m.name}: cell {_describe_key(tuple(m.keys[missing[0]].values()))} "
                                     "has no rows in its input; rebuild it before it is audited")
-        return sorted(out)
+        ordered = sorted(out)
+        return ordered, None if counts is None else [out[a] for a in ordered]
 
     def _relate(self, relation: Relation, known: dict[tuple, tuple[int, int | None]] | None) -> None:
         """Lines of one relation; ``known`` holds (records, people) of its differences per margin
@@ -635,11 +644,18 @@ class _AtomRows:
         publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
         projected: dict[tuple[int, ...], int] = {}
         atoms_of: dict[int, list[int]] = defaultdict(list)
-        for cells in group.atoms or []:
+        known = quantity == ("count", None) and group.atom_records is not None
+        records: list[float] = []
+        for n, cells in enumerate(group.atoms or []):
             kept = tuple(cells[j] for j in publishing)
-            if all(i < 0 for i in kept) or kept in projected:
+            if all(i < 0 for i in kept):
+                continue
+            if kept in projected:
+                if known:
+                    records[projected[kept]] += group.atom_records[n]  # type: ignore[index]
                 continue
             a = projected[kept] = len(projected)
+            records.append(float(group.atom_records[n]) if known else 0.0)  # type: ignore[index]
             for j, i in zip(publishing, kept, strict=True):
                 if i >= 0:
                     atoms_of[group.offsets[group.members[j].name] + i].append(a)
@@ -673,7 +689,8 @@ class _AtomRows:
                 rows.append(row)
                 self.term_of_row.append(d)
                 self.value_of_row.append(None)
-        self.parts = [_Part(rows, component, self.is_count)
+        anchor = np.array(records) if known else None
+        self.parts = [_Part(rows, component, self.is_count, anchor)
                       for component in _components(len(projected), [(list(r.items()), 0.0) for r in rows])]
 
     def findings(self, hidden: set[int]) -> list[Finding]:
@@ -736,13 +753,15 @@ class _Part:
     """A component of :class:`_AtomRows`: its rows (indices into them) and their bound model,
     over atoms numbered from 0 within it."""
 
-    def __init__(self, rows: list[dict[int, float]], component: list[int], nonnegative: bool) -> None:
+    def __init__(self, rows: list[dict[int, float]], component: list[int], nonnegative: bool,
+                 anchor: np.ndarray | None) -> None:
         self.rows = component
         local: dict[int, int] = {}
         for r in component:
             for a in rows[r]:
                 local.setdefault(a, len(local))
-        self.model = BoundModel([{local[a]: c for a, c in rows[r].items()} for r in component], nonnegative)
+        at = None if anchor is None else anchor[np.fromiter(local, dtype=np.int64, count=len(local))]
+        self.model = BoundModel([{local[a]: c for a, c in rows[r].items()} for r in component], nonnegative, at)
 
 
 def _atom_via(group: Group, cell: int) -> list[str]:

@@ -21,7 +21,7 @@ from ..errors import LithotseError
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
-from .atoms import compile_atoms, countable, read_atoms
+from .atoms import Atoms, compile_atoms, countable, read_atoms
 from .build import suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
@@ -50,7 +50,8 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
             members.append(Cells.from_table(spec["name"], spec, suppression_threshold(ws, spec), table))
         rels = relations([m.spec for m in members], {m.name: m.types for m in members})
         atoms = input_atoms(ws, catalog, [m.spec for m in members]) if len(members) > 1 else None
-        group = Group(members, rels, atoms=atoms)
+        group = (Group(members, rels, atoms=atoms.keys, atom_records=atoms.records) if atoms is not None
+                 else Group(members, rels))
         found = audit(group)
         groups.append({"input": json.loads(key), "derivatives": [m.name for m in group.members],
                        "relations": [[r.inner, r.outer] for r in rels],
@@ -61,7 +62,7 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
     return {"ok": not findings, "groups": groups, "findings": findings}
 
 
-def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> list[dict[str, tuple]]:
+def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> Atoms:
     """The atoms of aggregates reading one input, counted from the input's rows."""
     names = ", ".join(sorted(s["name"] for s in specs))
     item = specs[0]["input"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lithotse_desktop.derive import bounds
 from lithotse_desktop.derive.bounds import BoundModel
 
 K = 11.0
@@ -16,6 +18,13 @@ K = 11.0
 def _cube(rng: np.random.Generator, shape: tuple[int, ...], zeros: float) -> tuple[list[dict[int, float]], np.ndarray]:
     """Atoms: the cells of a random nonnegative array; rows: every cell of every margin over one
     or two axes (as a set of tables at several grains publishes them), with their true values."""
+    rows, sums, _values = _cube_with_atoms(rng, shape, zeros)
+    return rows, sums
+
+
+def _cube_with_atoms(rng: np.random.Generator, shape: tuple[int, ...],
+                     zeros: float) -> tuple[list[dict[int, float]], np.ndarray, np.ndarray]:
+    """:func:`_cube` and the atoms' values (the point every published row holds at)."""
     values = np.where(rng.random(shape) < zeros, 0, rng.integers(0, 15, shape)).astype(float)
     index = np.arange(values.size).reshape(shape)
     rows: list[dict[int, float]] = []
@@ -29,7 +38,7 @@ def _cube(rng: np.random.Generator, shape: tuple[int, ...], zeros: float) -> tup
             atoms = index[tuple(chosen)].ravel()
             rows.append(dict.fromkeys(int(a) for a in atoms) | {int(a): 1.0 for a in atoms})
             sums.append(float(values[tuple(chosen)].sum()))
-    return rows, np.array(sums)
+    return rows, np.array(sums), values.ravel()
 
 
 def _exact(rows: list[dict[int, float]], fixed: dict[int, float], size: int, row: int) -> tuple[float, float]:
@@ -84,6 +93,54 @@ def test_rounds_that_hide_more_rows_answer_as_fresh_solves(seed, zeros, steps):
                 assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
             else:
                 assert high - low >= K - 1e-6, (step, row, low, high)
+
+
+@settings(max_examples=30, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**20), zeros=st.floats(0.0, 0.8), steps=st.integers(2, 5), off=st.booleans())
+def test_rounds_near_the_anchor_answer_as_fresh_solves(seed, zeros, steps, off):
+    """As above, with the atoms' values as the anchor (tried on every model here), or a point
+    that breaks published rows (``off``: never used); a row the smaller model shows wide is wide,
+    and a row reported carries the whole model's bounds."""
+    rng = np.random.default_rng(seed)
+    rows, sums, values = _cube_with_atoms(rng, (3, 3, 4), zeros)
+    model = BoundModel(rows, nonnegative=True, anchor=values + 1.0 if off else values)
+    hidden: set[int] = set()
+    order = [int(r) for r in rng.permutation(len(rows))]
+    with mock.patch.object(bounds, "NEAR_FROM", 0):
+        for step in range(steps + 1):
+            if step < steps:
+                hidden |= set(order[step * 4:(step + 1) * 4])
+            else:
+                hidden.discard(min(hidden))
+            lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+            upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+            model.bound(lower, upper)
+            found = model.bounds(dict.fromkeys(hidden, K), {})
+            assert (model._near is None) == off
+            fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+            for row in hidden:
+                low, high = _exact(rows, fixed, 36, row)
+                if row in found:
+                    assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
+                else:
+                    assert high - low >= K - 1e-6, (step, row, low, high)
+
+
+def test_rows_shown_wide_near_the_anchor_need_no_solve_of_the_whole_model():
+    """Where most rows are published, the model over the hidden rows' atoms alone settles every
+    wide row: the whole model's solver is never made."""
+    rows, sums, values = _cube_with_atoms(np.random.default_rng(3), (6, 6, 6), 0.0)
+    values_wide = values + 20.0
+    sums = np.array([sum(values_wide[a] for a in row) for row in rows])
+    model = BoundModel(rows, nonnegative=True, anchor=values_wide)
+    hidden = {18, 19, 24, 25}  # a 2 × 2 rectangle of the first two axes' margin
+    lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+    upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+    model.bound(lower, upper)
+    with mock.patch.object(bounds, "NEAR_FROM", 0):
+        assert model.bounds(dict.fromkeys(hidden, K), {}) == {}
+    assert model._near is not None and model._near[1].size < model.size
+    assert model._solver is None
 
 
 def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():

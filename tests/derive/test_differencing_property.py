@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import defaultdict
+from unittest import mock
 
 import highspy
 import numpy as np
@@ -23,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lithotse_desktop.derive.complementary import Cells, Group, audit, decide
+from lithotse_desktop.derive import bounds
+from lithotse_desktop.derive.complementary import Cells, Group, audit, complemented, decide
 from lithotse_desktop.derive.relations import partitions, period_start, relations
 
 K = 5
@@ -102,15 +104,21 @@ def published(spec: dict, rows: list[dict]) -> pa.Table:
 def atoms(specs: list[dict], rows: list[dict]) -> list[dict]:
     """Each row's cell in every spec that selects it, as a build counts a group's atoms (here in
     plain Python): the keys in the order of the published coordinates (period, then dimensions)."""
-    found = set()
+    return counted_atoms(specs, rows)[0]
+
+
+def counted_atoms(specs: list[dict], rows: list[dict]) -> tuple[list[dict], list[int]]:
+    """:func:`atoms` and the rows of each, as a build counts them."""
+    found: dict[tuple, int] = defaultdict(int)
     for row in rows:
         atom = []
         for spec in specs:
             if selected(spec, row):
                 key = cell_of(spec, row)
                 atom.append((spec["name"], key if spec.get("grain", "none") != "none" else key[1:]))
-        found.add(tuple(atom))
-    return [dict(atom) for atom in sorted(found, key=str)]
+        found[tuple(atom)] += 1
+    ordered = sorted(found, key=str)
+    return [dict(atom) for atom in ordered], [found[atom] for atom in ordered]
 
 
 def attack(specs: list[dict], tables: dict[str, pa.Table], hidden: dict[str, set[int]],
@@ -165,6 +173,21 @@ def test_no_hidden_cell_is_recovered_or_narrowed_below_the_threshold(rows, specs
     check_attack(rows, specs)
 
 
+@settings(max_examples=60, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(rows=datasets(), specs=spec_sets())
+def test_the_audit_near_the_atoms_records_finds_what_the_whole_model_finds(rows, specs):
+    """Cells shown wide near the atoms' records are wide in the whole model, and only the whole
+    model calls a cell narrow: the findings (cells and bounds) are the same either way."""
+    def findings(with_records: bool) -> list[tuple]:
+        group = counted_group(rows, specs, with_records=with_records)
+        with mock.patch.object(bounds, "NEAR_FROM", 0):
+            found = audit(group, complemented(group))
+        return [(f.cell, round(f.lower, 6), round(f.upper, 6)) for f in found]
+
+    assert findings(True) == findings(False)
+
+
 def remainders(specs: list[dict], found: list, rows: list[dict]) -> dict:
     """Records and people of each partition's outer rows that no part keeps, per margin cell, as
     a build counts them (here from the rows, in plain Python)."""
@@ -181,13 +204,24 @@ def remainders(specs: list[dict], found: list, rows: list[dict]) -> dict:
     return out
 
 
-def check_attack(rows: list[dict], specs: list[dict], values: dict[str, list[str]] = VALUES) -> None:
+def counted_group(rows: list[dict], specs: list[dict], *, with_records: bool = True) -> Group:
+    """The group a build decides over, counted here: cells, relations, remainders and atoms
+    (with each atom's rows, as a build counts them, unless ``with_records`` is off)."""
     tables = {s["name"]: published(s, rows) for s in specs}
     cells = [Cells.from_table(s["name"], s, K, tables[s["name"]]) for s in specs]
     types = {c.name: c.types for c in cells}
-    group = Group(cells, relations(specs, types), differences=None,
-                  remainders=remainders(specs, partitions(specs, types), rows), atoms=atoms(specs, rows))
-    hidden = decide(group)
+    keys, records = counted_atoms(specs, rows)
+    return Group(cells, relations(specs, types), differences=None,
+                 remainders=remainders(specs, partitions(specs, types), rows), atoms=keys,
+                 atom_records=records if with_records else None)
+
+
+def check_attack(rows: list[dict], specs: list[dict], values: dict[str, list[str]] = VALUES) -> None:
+    """Decide as a build does (every model, however small, tried near the atoms' records first),
+    then attack every hidden cell with the independent LP."""
+    tables = {s["name"]: published(s, rows) for s in specs}
+    with mock.patch.object(bounds, "NEAR_FROM", 0):
+        hidden = decide(counted_group(rows, specs))
     for spec in specs:
         people = tables[spec["name"]].column("__people").to_pylist()
         small = {i for i, p in enumerate(people) if 0 < p < K}

@@ -226,16 +226,17 @@ def test_tables_splitting_a_column_are_decided_as_parts_of_the_whole(workspace, 
     assert "1 partition(s)" in cli("privacy", "audit").output
 
 
-def atoms_of(entries: list[dict], rows: list[dict]) -> set[tuple]:
-    """Each row's cell (or none) in every table, from the CSV rows: the classes no table tells apart."""
-    found = set()
+def atoms_of(entries: list[dict], rows: list[dict]) -> dict[tuple, int]:
+    """Each row's cell (or none) in every table, from the CSV rows: the classes no table tells
+    apart, with the rows of each."""
+    found: dict[tuple, int] = defaultdict(int)
     for row in rows:
         atom = []
         for entry in entries:
             cells = people_per_cell(entry, [row])
             atom.append(next(iter(cells), None))
-        found.add(tuple(atom))
-    return found
+        found[tuple(atom)] += 1
+    return dict(found)
 
 
 def test_the_build_and_the_audit_judge_over_the_rows_no_table_tells_apart(workspace, ehr, cli, monkeypatch):
@@ -247,8 +248,8 @@ def test_the_build_and_the_audit_judge_over_the_rows_no_table_tells_apart(worksp
     names = [m.name for m in group.members]
     ordered = [next(e for e in entries if e["name"] == n) for n in names]
     expected = atoms_of(ordered, ehr)
-    counted = {tuple(None if i < 0 else tuple(m.keys[i].values()) for m, i in zip(group.members, atom, strict=True))
-               for atom in group.atoms}
+    counted = {tuple(None if i < 0 else tuple(m.keys[i].values()) for m, i in zip(group.members, atom, strict=True)):
+               records for atom, records in zip(group.atoms, group.atom_records, strict=True)}
     assert counted == expected
     data = json.loads(cli("privacy", "audit", "--json").output)
     assert data["ok"] is True and data["groups"][0]["atoms"] == len(expected)
