@@ -113,7 +113,7 @@ class BoundModel:
         if self.infeasible:
             return {r: UNRESOLVED for r in needed}
         if self.anchor is not None and self.size > NEAR_FROM:
-            needed = self._settle_near_anchor(needed)
+            needed = self._settle_near_anchor(needed, floors)
             if not needed:
                 return {}
         self._ensure_solver()
@@ -159,42 +159,48 @@ class BoundModel:
                 self.binding[row] = sorted(set(held) | set(self._held(row)))
         return out
 
-    def _settle_near_anchor(self, needed: dict[int, float]) -> dict[int, float]:
-        """The rows of ``needed`` not shown wide by a smaller model: only the atoms of some free
-        row vary, every other atom stays at the anchor. Each point of it, with the anchor's other
-        atoms, satisfies every row of this model, so the spread it shows is real; it is several
-        times quicker to solve where most cells are published (a year's component at 5M rows:
-        a third of the atoms). Rows it cannot show wide are left for the whole model, which
-        alone may call a row narrow. Nothing is settled when the anchor does not satisfy the
-        fixed rows (the input changed since the cells were published)."""
+    def _settle_near_anchor(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, float]:
+        """The rows of ``needed`` not shown wide by a smaller model: only the atoms of the free
+        rows judged by their spread vary, every other atom stays at the anchor. Each point of
+        it, with the anchor's other atoms, satisfies every row of this model, so the spread it
+        shows is real; it is several times quicker to solve where most cells are published (a
+        year's component at 5M rows: a third of the atoms). Rows it cannot show wide are left
+        for the whole model, which alone may call a row narrow, and so are rows with a floor:
+        only their exact least value settles them. Nothing is settled when the anchor does not
+        satisfy the fixed rows (the input changed since the cells were published)."""
         anchor = self.anchor
         assert anchor is not None
-        fixed = self.lower == self.upper
-        key = fixed.tobytes()
+        varied = (self.lower != self.upper)
+        varied[list(floors)] = False
+        key = varied.tobytes()
         if self._near is None or self._near[0] != key:
-            near = self._near_model(anchor, fixed)
+            near = self._near_model(anchor, varied)
             if near is None:
                 return needed
             self._near = (key, *near)
         _key, model, rows, offsets = self._near
         position = {int(r): n for n, r in enumerate(rows)}
-        model.bounds({position[r]: w for r, w in needed.items() if r in position}, {})
+        model.bounds({position[r]: w for r, w in needed.items() if r in position and r not in floors}, {})
         found = np.isfinite(model.seen_low)
         np.minimum.at(self.seen_low, rows[found], model.seen_low[found] + offsets[found])
         np.maximum.at(self.seen_high, rows[found], model.seen_high[found] + offsets[found])
         return {r: w for r, w in needed.items() if self.seen_high[r] - self.seen_low[r] < w}
 
     def _near_model(self, anchor: np.ndarray,
-                    fixed: np.ndarray) -> tuple[BoundModel, np.ndarray, np.ndarray] | None:
-        """The model of :meth:`_settle_near_anchor`, the rows it keeps, and what the anchored
-        atoms add to each of them; None when the anchor breaks a fixed row or a bound."""
+                    varied: np.ndarray) -> tuple[BoundModel, np.ndarray, np.ndarray] | None:
+        """The model of :meth:`_settle_near_anchor` (the atoms of the ``varied`` rows vary), the
+        rows it keeps, and what the anchored atoms add to each; None when the anchor breaks a
+        fixed row or a bound."""
         contributions = self.entry_coefs * anchor[self.entry_atoms]
         values = np.bincount(self.entry_rows, weights=contributions, minlength=len(self.rows))
+        fixed = self.lower == self.upper
         if (np.any(np.abs(values[fixed] - self.lower[fixed]) > EXACT) or np.any(values < self.lower - EXACT)
                 or np.any(values > self.upper + EXACT) or (self.nonnegative and np.any(anchor < 0))):
             return None
         free_atoms = np.zeros(self.size, dtype=bool)
-        free_atoms[self.entry_atoms[~fixed[self.entry_rows]]] = True
+        free_atoms[self.entry_atoms[varied[self.entry_rows]]] = True
+        if not free_atoms.any():
+            return None
         varying = free_atoms[self.entry_atoms]
         offsets_all = np.bincount(self.entry_rows[~varying], weights=contributions[~varying], minlength=len(self.rows))
         rows = np.unique(self.entry_rows[varying])

@@ -662,6 +662,9 @@ class _AtomRows:
         rows: list[dict[int, float]] = []
         self.term_of_row: list[int] = []
         self.value_of_row: list[float | None] = []
+        self.line_of_row: dict[int, list[tuple[int, int]]] = {}
+        """A difference's row: the other terms of its line, whose published values give it
+        outright while every one is visible."""
         self.empty: list[int] = []
         for j in publishing:
             m = group.members[j]
@@ -686,6 +689,7 @@ class _AtomRows:
                         merged[a] -= float(sign)
             row = {a: c for a, c in merged.items() if c != 0.0}
             if row:
+                self.line_of_row[len(rows)] = [(cell, sign) for cell, sign in line.terms if cell != d]
                 rows.append(row)
                 self.term_of_row.append(d)
                 self.value_of_row.append(None)
@@ -702,6 +706,14 @@ class _AtomRows:
                 if finding is not None:
                     findings.append(finding)
         work: list[tuple[_Part, dict[int, float], dict[int, float]]] = []
+        for r, terms in self.line_of_row.items():
+            value = self._published_sum(terms, hidden)
+            if value is not None:
+                finding = _judge(group, self.term_of_row[r], quantity, value, value, is_count)
+                if finding is not None:
+                    finding.via = _atom_via(group, self.term_of_row[r])
+                    finding.binding = [cell for cell, _sign in terms]
+                    findings.append(finding)
         for part in self.parts:
             needed: dict[int, float] = {}
             floors: dict[int, float] = {}
@@ -716,7 +728,8 @@ class _AtomRows:
                 lower[local] = 0.0 if value is None and is_count else -np.inf
                 upper[local] = np.inf
                 width = _width_needed(group, term, quantity)
-                if width is not None:
+                if width is not None and not (r in self.line_of_row
+                                              and self._published_sum(self.line_of_row[r], hidden) is not None):
                     needed[local] = width
                     if group.is_difference(term):
                         floors[local] = width
@@ -732,6 +745,18 @@ class _AtomRows:
                     finding.binding = [self.term_of_row[part.rows[b]] for b in part.model.binding.get(local, ())]
                     findings.append(finding)
         return findings
+
+
+    def _published_sum(self, terms: list[tuple[int, int]], hidden: set[int]) -> float | None:
+        """A difference's value from the other terms of its line, when each is a visible cell:
+        every point of the model holds it there, so it is both its bounds (no solve)."""
+        total = 0.0
+        for cell, sign in terms:
+            if cell >= self.group.cell_count or cell in hidden:
+                return None
+            member, i = self.group.owner[cell]
+            total -= sign * float(member.values[self.quantity][i] or 0)
+        return total
 
 
 def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> list[dict[int, tuple[float, float]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,3 +98,21 @@ def test_a_width_of_exactly_k_from_a_floating_point_solve_is_not_narrow():
     k = group.members[0].k
     assert _judge(group, 0, ("count", None), 0.0, k - 1e-11, True) is None
     assert _judge(group, 0, ("count", None), 0.0, k - 0.5, True) is not None
+
+
+def test_a_difference_of_visible_cells_is_their_difference_without_a_solve(monkeypatch):
+    """A monthly total of 40 and its ``a = a0`` subset of 37, both shown: the 3 records left out
+    are published by subtraction. The audit reports that difference pinned at 3 (no solver
+    asked), with the two cells that give it as what holds it; hiding the subset frees it."""
+    from lithotse_desktop.derive import bounds
+
+    rows = _rows(JAN, [f"p{i}" for i in range(37)]) + _rows(JAN, ["q0", "q1", "q2"], a="a1")
+    specs = [_count("t0", grain="month"),
+             _count("t1", grain="month", filters=[{"column": "a", "op": "=", "value": "a0"}])]
+    _tables, group = group_of(rows, specs)
+    monkeypatch.setattr(bounds.BoundModel, "_solve", lambda *args, **kwargs: pytest.fail("a solve was made"))
+    findings = audit(group, set())
+    assert [(f.cell_info["difference"], f.lower, f.upper) for f in findings] == [(["t0", "t1"], 3.0, 3.0)]
+    assert sorted(findings[0].binding) == [group.offsets["t0"], group.offsets["t1"]]
+    monkeypatch.undo()
+    assert audit(group, {group.offsets["t1"]}) == []
