@@ -18,7 +18,9 @@ whose other terms a reader may know. Two kinds:
 A line must never hold exactly one hidden term (it would be the others subtracted from the
 total), and a line holding a sensitive term (a primary cell, or a difference of 1 to k-1
 people) must hide at least k records in all, so subtraction cannot narrow it below k. Cells are
-added, smallest first, until every line holds; then the relations are audited exactly
+added until every line holds — in a category already hidden along the line's axis where one
+gives the line enough, so a rare category keeps one partner across lines, periods and tables;
+else the smallest — then the relations are audited exactly
 (:func:`audit`, linear programming, as a reader with every published number would attack them)
 and any cell still narrowed below k gets a further complementary cell, until none is.
 """
