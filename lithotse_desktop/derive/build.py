@@ -405,6 +405,7 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
                                       work.spec if by_period else None, ws.timezone)
             work.added = loaded.periods is None
             work.kept_reused = loaded.reused
+            session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
             recordindex.discard(con)
@@ -501,8 +502,8 @@ def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, 
             return view
         except rowstream.NotIncremental:
             rowstream.drop_relations(con, rowstream.VERSIONS, rowstream.READ, rowstream.ROWS, rowstream.NEWEST,
-                                     "__newest_all", "__old_records", "__superseded", "__hit", "__winners",
-                                     "__new_keys")
+                                     "__newest_all", "__old_written", "__old_records", "__superseded", "__hit",
+                                     "__winners", "__new_keys")
     return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 

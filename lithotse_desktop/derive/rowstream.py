@@ -409,15 +409,40 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     old_names = {r[0] for r in con.execute("DESCRIBE __old_records").fetchall()}
     if set(kept) - old_names or ("versionId" in kept) != (NUMERIC_VERSIONS in old_names):
         raise NotIncremental("the previous record index lacks columns")
-    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, "__newest_all",
+    versioned = "versionId" in kept
+    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], versioned, "__newest_all",
                 as_view=True)
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
     dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row}) ORDER BY {row}").to_arrow_table()
     first_new = prior.read // CHUNK_RECORDS
-    con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
-                f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
-    drop_relations(con, "__newest_all", "__old_records", "__hit", "__winners", "__new_keys")
+    found = con.execute(f"SELECT DISTINCT {row} // {CHUNK_RECORDS} FROM __superseded").fetchall()
+    written = sorted({int(r[0]) for r in found} | {c.number for c in prior.chunks if c.number >= first_new})
+    # the parts not written again keep their record index: only the written ones' are read again
+    old = _records_of(con, catalog, prior, written, ws)
+    outs = ", ".join(q(c) for c in [*kept, *([NUMERIC_VERSIONS] if versioned else [])])
+    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    listed = ", ".join(str(n) for n in written if n < first_new) or "-1"
+    con.execute(f"CREATE TABLE {NEWEST} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n ON {on}) "
+                f"UNION ALL SELECT {outs} FROM __winners WHERE {row} >= {first_new * CHUNK_RECORDS} "
+                f"OR {row} // {CHUNK_RECORDS} IN ({listed})")
+    drop_relations(con, "__newest_all", "__old_written", "__old_records", "__hit", "__winners", "__new_keys")
     return _combined(dropped.column(0))
+
+
+def _records_of(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, numbers: list[int], ws: Workspace) -> str:
+    """A relation of the record index of the previous version's parts ``numbers`` (of
+    ``__old_records``, all of them, when its files are not where a query can read them)."""
+    store = catalog.store_of("restricted")
+    keys = [c.records for c in prior.chunks if c.number in numbers and c.records]
+    local = [store.local_path(key) for key in keys]
+    if not all(path is not None for path in local):
+        listed = ", ".join(str(n) for n in numbers) or "-1"
+        return f"(SELECT * FROM __old_records WHERE {DUCKDB.quote(ROW_ID)} // {CHUNK_RECORDS} IN ({listed}))"
+    if not local:
+        return "(SELECT * FROM __old_records LIMIT 0)"
+    paths = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
+    con.execute(f"CREATE VIEW __old_written AS SELECT * FROM read_parquet([{paths}])")
+    return "__old_written"
 
 
 def drop_relations(con: duckdb.DuckDBPyConnection, *names: str) -> None:
