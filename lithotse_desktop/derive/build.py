@@ -502,8 +502,8 @@ def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, 
             return view
         except rowstream.NotIncremental:
             rowstream.drop_relations(con, rowstream.VERSIONS, rowstream.READ, rowstream.ROWS, rowstream.NEWEST,
-                                     "__newest_all", "__old_written", "__old_records", "__superseded", "__hit",
-                                     "__winners", "__new_keys")
+                                     "__newest_all", "__old_written", "__old_hit", "__old_records", "__superseded",
+                                     "__hit", "__winners", "__new_keys")
     return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 

@@ -35,6 +35,7 @@ from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
 from .rowstream import (
+    Narrowing,
     NotIncremental,
     StagedPart,
     _staged,
@@ -165,7 +166,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         try:
             # only the kept versions of the records the new objects hold are chosen again (__hit)
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
-                        "__kept_view", as_view=True)
+                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone))
             if periods_of is not None:
                 periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
         except duckdb.Error as exc:
@@ -214,6 +215,23 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
     return KeptInput(schema, prior is not None, periods, reused, readable)
+
+
+def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],
+                gone: str) -> Narrowing | None:
+    """Where :func:`newest_over` finds the kept versions of records whole: in the files of their
+    landings (None when the files are not one per landing where a query reads them)."""
+    if local is None or not all(f.get("landing") is not None for f in files):
+        return None
+
+    def rows_of(landings: list[Any]) -> str:
+        paths = [local[f["key"]] for f in files if f["landing"] in set(landings)]
+        if not paths:
+            return "(SELECT * FROM __old_input LIMIT 0)"
+        con.execute(f"CREATE VIEW __old_hit AS SELECT * FROM read_parquet({_listed(paths)}) WHERE NOT {gone}")
+        return "__old_hit"
+
+    return "o._landing_id", rows_of
 
 
 def _kept_over_files(con: duckdb.DuckDBPyConnection, key: list[str], columns: list[str], versioned: bool,
@@ -293,8 +311,8 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
 
 def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
     """Drop the tables and views loading a kept input made, but ``keep``."""
-    names = (KEPT, CHANGED, "__kept_view", "__old_input", "__old_files", "__hit", "__winners", "__new_keys",
-             "__fresh_ids", "__gone", "__new_input")
+    names = (KEPT, CHANGED, "__kept_view", "__old_hit", "__old_input", "__old_files", "__hit", "__winners",
+             "__new_keys", "__fresh_ids", "__gone", "__new_input")
     drop_relations(con, *(n for n in names if n not in keep))
 
 
