@@ -350,7 +350,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
-                               periods=periods, person_key=work.person_key, dialect=session.dialect)
+                               periods=periods, person_key=_counted_by(work, group), dialect=session.dialect)
             result = session.run(query.sql, query.params, f"derivative {name}", progress)
             if session.dialect.name != "duckdb" and query.cells:
                 result = _as_duckdb_types(ws, work, schemas, result)
@@ -374,6 +374,14 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _counted_by(work: _Work, group: list[_Work]) -> list[str] | None:
+    """The person key an aggregate's cells count distinct people by: only where an aggregate of
+    its group suppresses cells, the one decision that reads people; otherwise the internal count
+    is of records, dropped unread as the cells are published (counting distinct people is most of
+    the query's time over a large input)."""
+    return work.person_key if any(w.suppressed for w in group) else None
 
 
 def _keeps_input(ws: Workspace, work: _Work, differs: bool) -> bool:
@@ -406,6 +414,7 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
                                       work.spec if by_period else None, ws.timezone)
             work.added = loaded.periods is None
             work.kept_reused = loaded.reused
+            session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
             recordindex.discard(con)
@@ -502,8 +511,8 @@ def _load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Catalog, 
             return view
         except rowstream.NotIncremental:
             rowstream.drop_relations(con, rowstream.VERSIONS, rowstream.READ, rowstream.ROWS, rowstream.NEWEST,
-                                     "__newest_all", "__old_records", "__superseded", "__hit", "__winners",
-                                     "__new_keys")
+                                     "__newest_all", "__old_written", "__old_hit", "__old_records", "__superseded",
+                                     "__hit", "__winners", "__new_keys")
     return rowstream.load_view(con, ws, work.spec, resolved, progress, checks)
 
 

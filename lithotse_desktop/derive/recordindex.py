@@ -7,8 +7,9 @@ and what ordering versions needs (landing, position, whether all of the record's
 numbers). The next build reads only the objects that version did not, chooses the newest version
 of each record among the kept ones and the new ones — what choosing over every version gives,
 since a version that lost still loses unless a record's version ids stop being all numbers (then
-it reads everything) — and runs the aggregate's whole query over that small table: every cell is
-computed as a full build computes it, without parsing a resource again.
+it reads everything) — and runs the aggregate's whole query over the kept files where they lie
+and the versions chosen again (nothing of the old input is copied): every cell is computed as a
+full build computes it, without parsing a resource again.
 
 The kept input is stored as one Parquet file per landing (the rows of the records it holds that are
 still newest), so an update writes only the files of the new landings and of the landings whose
@@ -34,6 +35,7 @@ from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
 from .rowstream import (
+    Narrowing,
     NotIncremental,
     StagedPart,
     _staged,
@@ -48,6 +50,8 @@ INDEX = "input_index"
 ``{"landing", "key", "rows"}`` (one file per landing; versions built before that kept one file,
 named by a plain key)."""
 KEPT = "__kept_input"
+CHANGED = "__kept_changed"
+"""Of an incremental load's :data:`KEPT` view, the rows not in files kept as they are."""
 LANDING_ORDER = ("_landed_at", "_landing_id", "_row")
 
 
@@ -62,6 +66,8 @@ class KeptInput:
     """The periods whose cells may differ from the previous version's (see :func:`load`)."""
     reused: list[dict] = field(default_factory=list)
     """Files of the previous kept input whose landings' rows are unchanged: kept as they are."""
+    readable: list[str] = field(default_factory=list)
+    """Files :data:`KEPT` reads where they lie (an incremental load's; none when it is a table)."""
 
 
 @dataclass
@@ -117,8 +123,9 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     found = landed_objects(con, ws, resolved, progress, checks, "__new", unused=unused, skip=skip)
     first_read(iter([found] if found is not None else []), resolved, incremental=prior is not None)
     assert found is not None
+    local: dict[str, str] | None = None
     if prior is not None:
-        _old_files(con, catalog, [f["key"] for f in prior.files], ws)
+        local = _old_files(con, catalog, [f["key"] for f in prior.files], ws)
     # a full load reads the objects straight into the query choosing the newest versions (or
     # into the kept table); an incremental one keeps the new rows for the steps below
     if prior is not None:
@@ -150,15 +157,18 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
             if mixed[0]:
                 raise NotIncremental("records landed again have version ids that are not numbers")
         con.execute(f"CREATE VIEW __old_input AS SELECT * FROM __old_files WHERE NOT {gone}")
-        if periods_of is not None:
+        if periods_of is not None and not key:
             periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
     query = None
     reused: list[dict] = []
+    readable: list[str] = []
     if key and prior is not None:
         try:
-            # over a view of the kept files: they are read once, as the kept table is made below
+            # only the kept versions of the records the new objects hold are chosen again (__hit)
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
-                        "__kept_view", as_view=True)
+                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone))
+            if periods_of is not None:
+                periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
         if all(f.get("landing") is not None for f in prior.files):
@@ -167,7 +177,12 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
             changed = met | set(prior.dropped) | set(prior.fresh)
             reused = [f for f in prior.files if f["landing"] not in changed]
         con.execute("DROP TABLE __hit")
-        query = "SELECT * FROM __kept_view"
+        if local is not None:
+            # the kept files stay where they lie, read by the query itself: only the files of the
+            # landings that changed are filtered, and nothing of the old input is copied
+            readable = _kept_over_files(con, key, columns, versioned, local, prior.files, reused)
+        else:
+            query = "SELECT * FROM __kept_view"
     elif key:
         parts = ", ".join(q(k) for k in key)
         order = []
@@ -194,12 +209,58 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     finally:
         if prior is None:
             con.execute("DROP VIEW IF EXISTS __new")
-    discard(con, keep=(KEPT,))
+    discard(con, keep=(KEPT, CHANGED, "__new_keys", "__winners", "__gone") if readable else (KEPT,))
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
-    return KeptInput(schema, prior is not None, periods, reused)
+    return KeptInput(schema, prior is not None, periods, reused, readable)
+
+
+def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],
+                gone: str) -> Narrowing | None:
+    """Where :func:`newest_over` finds the kept versions of records whole: in the files of their
+    landings (None when the files are not one per landing where a query reads them)."""
+    if local is None or not all(f.get("landing") is not None for f in files):
+        return None
+
+    def rows_of(landings: list[Any]) -> str:
+        paths = [local[f["key"]] for f in files if f["landing"] in set(landings)]
+        if not paths:
+            return "(SELECT * FROM __old_input LIMIT 0)"
+        con.execute(f"CREATE VIEW __old_hit AS SELECT * FROM read_parquet({_listed(paths)}) WHERE NOT {gone}")
+        return "__old_hit"
+
+    return "o._landing_id", rows_of
+
+
+def _kept_over_files(con: duckdb.DuckDBPyConnection, key: list[str], columns: list[str], versioned: bool,
+                     local: dict[str, str], files: list[dict], reused: list[dict]) -> list[str]:
+    """Make :data:`KEPT` a view: the ``reused`` files as they are, the other files without the
+    rows of landings gone and of records met by a new version, and the newest versions chosen
+    (``__winners``); :data:`CHANGED` is the view of the latter two, what :func:`stage` writes.
+    Returns the files the views read, for the connection to allow once it is locked down."""
+    q = DUCKDB.quote
+    outs = ", ".join(q(c) for c in [*columns, *([NUMERIC_VERSIONS] if versioned else [])])
+    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    kept = {f["key"] for f in reused}
+    same = [local[f["key"]] for f in files if f["key"] in kept]
+    other = [local[f["key"]] for f in files if f["key"] not in kept]
+    changed = f"SELECT {outs} FROM __winners"
+    if other:
+        changed = (f"SELECT {outs} FROM (SELECT * FROM read_parquet({_listed(other)}) "
+                   f"WHERE _landing_id NOT IN (SELECT id FROM __gone)) o ANTI JOIN __new_keys n ON {on} "
+                   f"UNION ALL {changed}")
+    con.execute(f"CREATE VIEW {CHANGED} AS {changed}")
+    whole = f"SELECT {outs} FROM {CHANGED}"
+    if same:
+        whole = f"SELECT {outs} FROM read_parquet({_listed(same)}) UNION ALL {whole}"
+    con.execute(f"CREATE VIEW {KEPT} AS {whole}")
+    return same + other
+
+
+def _listed(paths: list[str]) -> str:
+    return "[" + ", ".join(DUCKDB.text_literal(p) for p in paths) + "]"
 
 
 def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: str, fresh: list[str],
@@ -210,8 +271,9 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
     mine = "_landing_id IN (SELECT id FROM __fresh_ids)"
     relation = f"(SELECT {cols} FROM __new_input WHERE {mine}"
     if key:
+        # __hit: the kept versions of the records the new objects hold (see newest_over)
         parts = ", ".join(q(k) for k in key)
-        relation += (f" UNION ALL SELECT {cols} FROM __old_input WHERE ({parts}) IN "
+        relation += (f" UNION ALL SELECT {cols} FROM __hit WHERE ({parts}) IN "
                      f"(SELECT ({parts}) FROM __new_input WHERE {mine})")
     relation += ")"
     schema = con.sql("SELECT * FROM __new_input LIMIT 0").to_arrow_table().schema
@@ -222,15 +284,15 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
         con.execute("DROP TABLE __fresh_ids")
 
 
-def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws: Workspace) -> None:
-    """``__old_files``: the previous kept input, a view over its files where they lie (read while
-    the kept table is made, before the connection is locked down); a remote store's are fetched
-    and loaded into a table."""
+def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws: Workspace) -> dict[str, str] | None:
+    """``__old_files``: the previous kept input, a view over its files where they lie (their
+    paths by key are returned); a remote store's are fetched and loaded into a table (None)."""
     store = catalog.store_of("restricted")
     local = [store.local_path(key) for key in keys]
+    paths: dict[str, str] | None = None
     if all(path is not None for path in local):
-        listed = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
-        con.execute(f"CREATE VIEW __old_files AS SELECT * FROM read_parquet([{listed}])")
+        paths = {key: str(path) for key, path in zip(keys, local, strict=True)}
+        con.execute(f"CREATE VIEW __old_files AS SELECT * FROM read_parquet({_listed(list(paths.values()))})")
     else:
         fetched = [staging_dir(ws) / f"{uuid.uuid4().hex}.parquet" for _ in keys]
         try:
@@ -244,12 +306,13 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
     (found,) = con.execute("SELECT count(*) FROM __old_files").fetchall()
     if not found[0]:
         raise NotIncremental("the previous version kept no records")  # nothing to save: read everything
+    return paths
 
 
 def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
     """Drop the tables and views loading a kept input made, but ``keep``."""
-    names = (KEPT, "__kept_view", "__old_input", "__old_files", "__hit", "__winners", "__new_keys", "__fresh_ids",
-             "__gone", "__new_input")
+    names = (KEPT, CHANGED, "__kept_view", "__old_hit", "__old_input", "__old_files", "__hit", "__winners",
+             "__new_keys", "__fresh_ids", "__gone", "__new_input")
     drop_relations(con, *(n for n in names if n not in keep))
 
 
@@ -272,9 +335,11 @@ def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> 
     folder = staging_dir(ws) / uuid.uuid4().hex
     skip = [f["landing"] for f in reused]
     written: list[tuple[str, StagedPart]] = []
+    relations = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    source = CHANGED if CHANGED in relations else KEPT
     try:
         quoted = str(folder).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM {KEPT} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
+        con.execute(f"COPY (SELECT * FROM {source} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
                     f"ORDER BY _landing_id, _row) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd, "
                     f"PARTITION_BY (_landing_id), WRITE_PARTITION_COLUMNS true)", {"skip": skip})
         files = sorted(str(p) for p in folder.rglob("*.parquet"))

@@ -356,20 +356,36 @@ def _superseded(con: duckdb.DuckDBPyConnection, keyed: bool) -> pa.Array:
     return gone
 
 
+Narrowing = tuple[str, Callable[[list[Any]], str]]
+"""Where the old versions of records lie: an expression over ``old``'s rows giving the file they
+are in, and the relation of the rows of the files found (see :func:`newest_over`)."""
+
+
 def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str], cols: list[str],
-                order_last: list[str], versioned: bool, table: str, *, as_view: bool = False) -> None:
+                order_last: list[str], versioned: bool, table: str, *, as_view: bool = False,
+                narrow: Narrowing | None = None) -> None:
     """Make ``table``: the newest version of each record over ``old`` (the newest version of each
     record before, with :data:`NUMERIC_VERSIONS` when ``versioned``) and ``new`` (new versions),
     and ``__winners``: the newest of the records ``new`` holds. Only those records are chosen
     again; the others are kept as they are. Exactly what choosing over every version gives, since
     a version that lost before still loses — unless a record's version ids stop being all numbers,
     which changes the order (:class:`NotIncremental`). ``as_view``: ``table`` is a view over
-    ``old``, ``__new_keys`` and ``__winners`` (which then stay), so ``old`` is not copied."""
+    ``old``, ``__new_keys`` and ``__winners`` (which then stay), so ``old`` is not copied.
+    ``__hit`` holds the old versions of the records ``new`` holds; with ``narrow``, they are
+    looked for among the keys and the file of each old record only, and read whole from the
+    files holding them (a scan of every column of ``old`` costs far more than of its keys)."""
     q = DUCKDB.quote
     parts = ", ".join(q(k) for k in key)
     on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
     con.execute(f"CREATE TEMP TABLE __new_keys AS SELECT DISTINCT {parts} FROM {new}")
-    con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {old} o SEMI JOIN __new_keys n ON {on}")
+    if narrow is None:
+        con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {old} o SEMI JOIN __new_keys n ON {on}")
+    else:
+        where, rows_of = narrow
+        found = con.execute(f"SELECT DISTINCT {where} FROM {old} o SEMI JOIN __new_keys n ON {on} ORDER BY 1"
+                            ).fetchall()
+        holding = rows_of([r[0] for r in found]) if found else f"(SELECT * FROM {old} LIMIT 0)"
+        con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {holding} o SEMI JOIN __new_keys n ON {on}")
     columns = ", ".join(q(c) for c in cols)
     if versioned:
         numeric, number = DUCKDB.version_number(q("versionId"))
@@ -409,15 +425,44 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     old_names = {r[0] for r in con.execute("DESCRIBE __old_records").fetchall()}
     if set(kept) - old_names or ("versionId" in kept) != (NUMERIC_VERSIONS in old_names):
         raise NotIncremental("the previous record index lacks columns")
-    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], "versionId" in kept, "__newest_all",
-                as_view=True)
+    versioned = "versionId" in kept
+    newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], versioned, "__newest_all",
+                as_view=True, narrow=(f"o.{row} // {CHUNK_RECORDS}",
+                                      lambda numbers: _records_of(con, catalog, prior, numbers, ws, "__old_hit")))
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
     dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row}) ORDER BY {row}").to_arrow_table()
     first_new = prior.read // CHUNK_RECORDS
-    con.execute(f"CREATE TABLE {NEWEST} AS SELECT * FROM __newest_all WHERE {row} >= {first_new * CHUNK_RECORDS} "
-                f"OR {row} // {CHUNK_RECORDS} IN (SELECT {row} // {CHUNK_RECORDS} FROM __superseded)")
-    drop_relations(con, "__newest_all", "__old_records", "__hit", "__winners", "__new_keys")
+    found = con.execute(f"SELECT DISTINCT {row} // {CHUNK_RECORDS} FROM __superseded").fetchall()
+    written = sorted({int(r[0]) for r in found} | {c.number for c in prior.chunks if c.number >= first_new})
+    # the parts not written again keep their record index: only the written ones' are read again
+    old = _records_of(con, catalog, prior, written, ws, "__old_written")
+    outs = ", ".join(q(c) for c in [*kept, *([NUMERIC_VERSIONS] if versioned else [])])
+    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    listed = ", ".join(str(n) for n in written if n < first_new) or "-1"
+    con.execute(f"CREATE TABLE {NEWEST} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n ON {on}) "
+                f"UNION ALL SELECT {outs} FROM __winners WHERE {row} >= {first_new * CHUNK_RECORDS} "
+                f"OR {row} // {CHUNK_RECORDS} IN ({listed})")
+    drop_relations(con, "__newest_all", "__old_written", "__old_hit", "__old_records", "__hit", "__winners",
+                   "__new_keys")
     return _combined(dropped.column(0))
+
+
+def _records_of(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, numbers: list[int], ws: Workspace,
+                name: str) -> str:
+    """A relation of the record index of the previous version's parts ``numbers``: the view
+    ``name`` over their files, or rows of ``__old_records`` when its files are not where a query
+    can read them."""
+    store = catalog.store_of("restricted")
+    keys = [c.records for c in prior.chunks if c.number in numbers and c.records]
+    local = [store.local_path(key) for key in keys]
+    if not all(path is not None for path in local):
+        listed = ", ".join(str(n) for n in numbers) or "-1"
+        return f"(SELECT * FROM __old_records WHERE {DUCKDB.quote(ROW_ID)} // {CHUNK_RECORDS} IN ({listed}))"
+    if not local:
+        return "(SELECT * FROM __old_records LIMIT 0)"
+    paths = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
+    return name
 
 
 def drop_relations(con: duckdb.DuckDBPyConnection, *names: str) -> None:
