@@ -391,8 +391,10 @@ def test_a_record_index_that_is_gone_builds_everything(fhir_ws):
 
 def _read_index(catalog: Catalog, version) -> dict[str, Any]:
     """A version's record index (a view's: its files, by key, with their rows) and kept input (an
-    aggregate's: its rows by landing; DuckDB marks a column required in a file's schema where it
-    knows it holds no null, which depends on the query that wrote it, so not its bytes)."""
+    aggregate's: its rows by landing, in no particular order — an aggregate reads them as a set,
+    and a full build writes them from a parallel scan; and DuckDB marks a column required in a
+    file's schema where it knows it holds no null, which depends on the query that wrote it, so
+    not its bytes)."""
     restricted = catalog.store_of("restricted")
 
     def rows(key: str) -> list[dict]:
@@ -400,7 +402,8 @@ def _read_index(catalog: Catalog, version) -> dict[str, Any]:
 
     chunks = (version.stats.get("record_index") or {}).get("chunks", [])
     return {"record_index": {c[kind]: rows(c[kind]) for c in chunks for kind in ("row_ids", "records")},
-            "input_index": {f["landing"]: rows(f["key"]) for f in kept_files(version.stats.get("input_index"))}}
+            "input_index": {f["landing"]: sorted(rows(f["key"]), key=repr)
+                            for f in kept_files(version.stats.get("input_index"))}}
 
 
 def _state(ws: Workspace, names: list[str]) -> dict:
