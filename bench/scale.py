@@ -15,7 +15,8 @@ newer version of another, so deduplication has work to do):
   rebuilds, from the same read: that work is its own);
 - ``aggregate build``: ``lithotse derive build by_month`` from the landed CSV (count, distinct
   patients, mean by department and month), beside DuckDB reading the CSV, aggregating and
-  writing zstd Parquet;
+  writing zstd Parquet, and checking the file's sha256 on a thread meanwhile (the build checks
+  every raw object it reads, as for the view);
 - ``+1% records``: 1% new Encounters appended (a new file of the stream) and ``lithotse
   import`` run as a user does, which rebuilds the view and a monthly count of Encounters; its
   "duckdb" columns hold that run's full builds of those two instead, so the ratio is the share
@@ -93,7 +94,14 @@ if digest.hexdigest() != sys.argv[3]:
 print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
 """
 AGGREGATE_BASELINE = """
-import duckdb, sys
+import duckdb, hashlib, sys, threading
+digest = hashlib.sha256()
+def verify():
+    with open(sys.argv[1], 'rb') as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+hashing = threading.Thread(target=verify)
+hashing.start()
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 con.execute(f'''COPY (
@@ -101,6 +109,9 @@ con.execute(f'''COPY (
            count(DISTINCT patient_id) AS patients, avg(length_of_stay_days) AS mean_los
     FROM read_csv('{sys.argv[1]}', header = true) GROUP BY ALL
 ) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)''')
+hashing.join()
+if digest.hexdigest() != sys.argv[3]:
+    raise SystemExit(f"{sys.argv[1]} does not match its sha256")
 print(con.sql(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchall()[0][0])
 """
 
@@ -205,7 +216,7 @@ def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str],
     ndjson, visits = fhir / "Encounter.000.ndjson", csv / "visits.csv"
     generate_fhir(ndjson, n)
     generate_csv(visits, n)
-    ndjson_sha256 = sha256_of(ndjson)
+    ndjson_sha256, visits_sha256 = sha256_of(ndjson), sha256_of(visits)
     print(f"# {n:,} records: {ndjson.stat().st_size / 1e6:.0f} MB NDJSON, {visits.stat().st_size / 1e6:.0f} MB CSV",
           flush=True)
     expected_view = n - n // 10
@@ -240,8 +251,8 @@ def run_size(n: int, runs: int, memory: str, tmp: Path, env: dict[str, str],
         if "aggregate" in steps:
             seconds, rss, out = lithotse(ws, "derive", "build", "by_month", "--full", "--json", env=env)
             rows["aggregate build"]["lithotse"].append((seconds, rss))
-            seconds, rss, out = measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet")],
-                                        env)
+            seconds, rss, out = measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet"),
+                                         visits_sha256], env)
             rows["aggregate build"]["duckdb"].append((seconds, rss))
         if "update" in steps:
             incremental(ws, fhir, n, rows, env)
