@@ -646,18 +646,18 @@ class _AtomRows:
         publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
         projected: dict[tuple[int, ...], int] = {}
         atoms_of: dict[int, list[int]] = defaultdict(list)
-        known = quantity == ("count", None) and group.atom_records is not None
+        counted = group.atom_records if quantity == ("count", None) else None
         records: list[float] = []
         for n, cells in enumerate(group.atoms or []):
             kept = tuple(cells[j] for j in publishing)
             if all(i < 0 for i in kept):
                 continue
             if kept in projected:
-                if known:
-                    records[projected[kept]] += group.atom_records[n]  # type: ignore[index]
+                if counted is not None:
+                    records[projected[kept]] += counted[n]
                 continue
             a = projected[kept] = len(projected)
-            records.append(float(group.atom_records[n]) if known else 0.0)  # type: ignore[index]
+            records.append(float(counted[n]) if counted is not None else 0.0)
             for j, i in zip(publishing, kept, strict=True):
                 if i >= 0:
                     atoms_of[group.offsets[group.members[j].name] + i].append(a)
@@ -695,7 +695,7 @@ class _AtomRows:
                 rows.append(row)
                 self.term_of_row.append(d)
                 self.value_of_row.append(None)
-        anchor = np.array(records) if known else None
+        anchor = np.array(records) if counted is not None else None
         self.parts = [_Part(rows, component, self.is_count, anchor)
                       for component in _components(len(projected), [(list(r.items()), 0.0) for r in rows])]
 
@@ -708,9 +708,11 @@ class _AtomRows:
                 if finding is not None:
                     findings.append(finding)
         work: list[tuple[_Part, dict[int, float], dict[int, float]]] = []
+        published: set[int] = set()
         for r, terms in self.line_of_row.items():
             value = self._published_sum(terms, hidden)
             if value is not None:
+                published.add(r)
                 finding = _judge(group, self.term_of_row[r], quantity, value, value, is_count)
                 if finding is not None:
                     finding.via = _atom_via(group, self.term_of_row[r])
@@ -730,8 +732,7 @@ class _AtomRows:
                 lower[local] = 0.0 if value is None and is_count else -np.inf
                 upper[local] = np.inf
                 width = _width_needed(group, term, quantity)
-                if width is not None and not (r in self.line_of_row
-                                              and self._published_sum(self.line_of_row[r], hidden) is not None):
+                if width is not None and r not in published:
                     needed[local] = width
                     if group.is_difference(term):
                         floors[local] = width

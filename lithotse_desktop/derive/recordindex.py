@@ -42,6 +42,8 @@ from .rowstream import (
     drop_relations,
     first_read,
     newest_over,
+    parquet_list,
+    same_key,
     staging_dir,
 )
 
@@ -228,7 +230,7 @@ def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, fi
         paths = [local[f["key"]] for f in files if f["landing"] in set(landings)]
         if not paths:
             return "(SELECT * FROM __old_input LIMIT 0)"
-        con.execute(f"CREATE VIEW __old_hit AS SELECT * FROM read_parquet({_listed(paths)}) WHERE NOT {gone}")
+        con.execute(f"CREATE VIEW __old_hit AS SELECT * FROM read_parquet({parquet_list(paths)}) WHERE NOT {gone}")
         return "__old_hit"
 
     return "o._landing_id", rows_of
@@ -242,25 +244,21 @@ def _kept_over_files(con: duckdb.DuckDBPyConnection, key: list[str], columns: li
     Returns the files the views read, for the connection to allow once it is locked down."""
     q = DUCKDB.quote
     outs = ", ".join(q(c) for c in [*columns, *([NUMERIC_VERSIONS] if versioned else [])])
-    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    on = same_key(key)
     kept = {f["key"] for f in reused}
     same = [local[f["key"]] for f in files if f["key"] in kept]
     other = [local[f["key"]] for f in files if f["key"] not in kept]
     changed = f"SELECT {outs} FROM __winners"
     if other:
-        changed = (f"SELECT {outs} FROM (SELECT * FROM read_parquet({_listed(other)}) "
+        changed = (f"SELECT {outs} FROM (SELECT * FROM read_parquet({parquet_list(other)}) "
                    f"WHERE _landing_id NOT IN (SELECT id FROM __gone)) o ANTI JOIN __new_keys n ON {on} "
                    f"UNION ALL {changed}")
     con.execute(f"CREATE VIEW {CHANGED} AS {changed}")
     whole = f"SELECT {outs} FROM {CHANGED}"
     if same:
-        whole = f"SELECT {outs} FROM read_parquet({_listed(same)}) UNION ALL {whole}"
+        whole = f"SELECT {outs} FROM read_parquet({parquet_list(same)}) UNION ALL {whole}"
     con.execute(f"CREATE VIEW {KEPT} AS {whole}")
     return same + other
-
-
-def _listed(paths: list[str]) -> str:
-    return "[" + ", ".join(DUCKDB.text_literal(p) for p in paths) + "]"
 
 
 def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: str, fresh: list[str],
@@ -292,7 +290,7 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
     paths: dict[str, str] | None = None
     if all(path is not None for path in local):
         paths = {key: str(path) for key, path in zip(keys, local, strict=True)}
-        con.execute(f"CREATE VIEW __old_files AS SELECT * FROM read_parquet({_listed(list(paths.values()))})")
+        con.execute(f"CREATE VIEW __old_files AS SELECT * FROM read_parquet({parquet_list(list(paths.values()))})")
     else:
         fetched = [staging_dir(ws) / f"{uuid.uuid4().hex}.parquet" for _ in keys]
         try:

@@ -356,6 +356,16 @@ def _superseded(con: duckdb.DuckDBPyConnection, keyed: bool) -> pa.Array:
     return gone
 
 
+def parquet_list(paths: list[Any]) -> str:
+    """Files for ``read_parquet``, as a DuckDB list literal."""
+    return "[" + ", ".join(DUCKDB.text_literal(str(p)) for p in paths) + "]"
+
+
+def same_key(key: list[str]) -> str:
+    """Join condition of an old row ``o`` and a new one ``n`` holding the same record."""
+    return " AND ".join(f"o.{DUCKDB.quote(k)} IS NOT DISTINCT FROM n.{DUCKDB.quote(k)}" for k in key)
+
+
 Narrowing = tuple[str, Callable[[list[Any]], str]]
 """Where the old versions of records lie: an expression over ``old``'s rows giving the file they
 are in, and the relation of the rows of the files found (see :func:`newest_over`)."""
@@ -376,7 +386,7 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
     files holding them (a scan of every column of ``old`` costs far more than of its keys)."""
     q = DUCKDB.quote
     parts = ", ".join(q(k) for k in key)
-    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    on = same_key(key)
     con.execute(f"CREATE TEMP TABLE __new_keys AS SELECT DISTINCT {parts} FROM {new}")
     if narrow is None:
         con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {old} o SEMI JOIN __new_keys n ON {on}")
@@ -437,7 +447,7 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     # the parts not written again keep their record index: only the written ones' are read again
     old = _records_of(con, catalog, prior, written, ws, "__old_written")
     outs = ", ".join(q(c) for c in [*kept, *([NUMERIC_VERSIONS] if versioned else [])])
-    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in key)
+    on = same_key(key)
     listed = ", ".join(str(n) for n in written if n < first_new) or "-1"
     con.execute(f"CREATE TABLE {NEWEST} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n ON {on}) "
                 f"UNION ALL SELECT {outs} FROM __winners WHERE {row} >= {first_new * CHUNK_RECORDS} "
@@ -460,8 +470,7 @@ def _records_of(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, numb
         return f"(SELECT * FROM __old_records WHERE {DUCKDB.quote(ROW_ID)} // {CHUNK_RECORDS} IN ({listed}))"
     if not local:
         return "(SELECT * FROM __old_records LIMIT 0)"
-    paths = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({parquet_list(local)})")
     return name
 
 
@@ -522,8 +531,7 @@ def _relation_from_parts(con: duckdb.DuckDBPyConnection, catalog: Any, keys: lis
     store = catalog.store_of("restricted")
     local = [store.local_path(key) for key in keys]
     if all(path is not None for path in local):
-        listed = ", ".join(DUCKDB.text_literal(str(path)) for path in local)
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({parquet_list(local)})")
         return
     fetched = [staging_dir(ws) / f"{uuid.uuid4().hex}.parquet" for _ in keys]
     try:
