@@ -7,7 +7,11 @@ the tables to see what a reader can combine (see :func:`.complementary._audit_at
 
 They are counted by one GROUP BY over the loaded input, each aggregate's cell key computed only
 where its own WHERE holds, with the same expressions as the aggregate's query (period, then
-dimensions), so the keys are the cells' keys.
+dimensions), so the keys are the cells' keys. The input is first grouped by the columns the
+members read, a date read only for its period cut to the month where every member's period is
+made of months: rows equal there fall in the same atom, and the members' keys are then computed
+once per group of rows rather than once per row (5 million rows become ~80 thousand groups in
+``bench/privacy.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params
+from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day_expression
 
 
 def countable(specs: list[dict]) -> bool:
@@ -33,8 +37,15 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
     params = _Params(dialect)
     select: list[str] = []
     from_sql = None
+    grouped_input = _grouped_input(specs, schemas["input"], timezone, params, dialect)
+    records = "count(*)"
+    if grouped_input is not None:
+        relation, schema = grouped_input
+        schemas = {**schemas, "input": schema}
+        records = f"CAST(sum({q(RECORDS)}) AS BIGINT)"
     for j, spec in enumerate(specs):
-        frame = _frame(spec, schemas, timezone, params, dialect)
+        frame = _frame(spec, schemas, timezone, params, dialect,
+                       relation=f"({relation})" if grouped_input is not None else None)
         from_sql = frame.from_sql
         chosen = " AND ".join(f"({w})" for w in frame.where) or "true"
         chosen = f"coalesce(({chosen}), false)"
@@ -47,9 +58,54 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
                  for i, d in enumerate(spec.get("group_by", []))]
         select += [f"CASE WHEN {chosen} THEN {k} END AS {q(f'__c{j}_{i}')}" for i, k in enumerate(keys)]
     grouped = [s.rsplit(" AS ", 1)[1] for s in select]
-    sql = (f"SELECT {', '.join(select)}, count(*) AS {q('__n')} FROM {from_sql} "
+    sql = (f"SELECT {', '.join(select)}, {records} AS {q(RECORDS)} FROM {from_sql} "
            f"GROUP BY {', '.join(grouped)}")
     return Compiled(sql, params.values)
+
+
+RECORDS = "__n"
+MONTHS_MAKE = ("month", "quarter", "year", "none")
+"""Grains whose periods are made of whole months (``none``: the date is not read for a period)."""
+
+
+def _grouped_input(specs: list[dict], schema: pa.Schema, timezone: str, params: _Params,
+                   dialect: Dialect) -> tuple[str, pa.Schema] | None:
+    """The input grouped by what the members read (see the module's docstring), with its records
+    as ``__n``; None where a member joins another input (its columns are not the input's)."""
+    q = dialect.quote
+    if any("join" in spec for spec in specs):
+        return None
+    read: set[str] = set()
+    by_day: set[str] = set()
+    for spec in specs:
+        for d in spec.get("group_by", []):
+            if isinstance(d, str):
+                read.add(d)
+            elif "column" in d:
+                read.add(d["column"])
+            elif "code" in d:
+                read.add(d["code"]["column"])
+            else:
+                read.add(d["age_band"]["birth_date"])
+                by_day.add(spec.get("date_field", ""))
+        read.update(f["column"] for f in spec.get("filters", []))
+        if spec.get("grain", "none") not in MONTHS_MAKE or spec.get("from") or spec.get("to"):
+            by_day.add(spec.get("date_field", ""))
+    dates = sorted({spec["date_field"] for spec in specs if spec.get("date_field")} - read)
+    if not read <= set(schema.names) or not set(dates) <= set(schema.names) or RECORDS in schema.names:
+        return None
+    columns = [(q(name), schema.field(name)) for name in sorted(read)]
+    for name in dates:
+        reader = next(spec for spec in specs if spec.get("date_field") == name)
+        day = day_expression(reader, lambda column, path: (q(column), schema.field(column).type),
+                             timezone, params, dialect)
+        columns.append((day if name in by_day else dialect.period("month", day), pa.field(name, pa.date32())))
+    if not columns:
+        return None
+    listed = ", ".join(sql for sql, _ in columns)
+    chosen = ", ".join(f"{sql} AS {q(f.name)}" for sql, f in columns)
+    return (f"SELECT {chosen}, count(*) AS {q(RECORDS)} FROM {q('input')} GROUP BY {listed}",
+            pa.schema([f for _, f in columns]))
 
 
 class Atoms(NamedTuple):
@@ -73,5 +129,5 @@ def read_atoms(specs: list[dict], found: pa.Table) -> Atoms:
                 atom[spec["name"]] = tuple(columns[f"__c{j}_{i}"][r] for i in range(widths[j]))
         if atom:
             out.keys.append(atom)
-            out.records.append(int(columns["__n"][r]))
+            out.records.append(int(columns[RECORDS][r]))
     return out

@@ -296,35 +296,95 @@ def _input_person_key(catalog: Catalog, work: _Work, schema: pa.Schema) -> list[
     return list(found)
 
 
+@dataclass
+class _Plan:
+    """How one derivative's build reads its inputs (decided before any is loaded)."""
+
+    incremental: bool
+    """Only the periods new landings touch are recomputed (from the cells kept on this machine)."""
+    cached: Path | None
+    differs: bool
+    """The input is queried more than once (counted differences or atoms), so it is held in a table."""
+    keeps_input: bool
+
+
+def _plan(ws: Workspace, work: _Work, group: list[_Work], full: bool) -> _Plan:
+    spec, previous, identities = work.spec, work.previous, work.identities
+    inputs = spec_inputs(spec)
+    grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
+    cached = _cached_cells(ws, previous) if work.suppressed else None
+    incremental = (grain_split and not full and previous is not None
+                   and (cached is not None or not work.suppressed)
+                   and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
+                   and _same_reader(identities["input"], previous.inputs.get("input"))
+                   and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
+    work.counts_atoms = _counts_atoms(work, group)
+    differs = _may_count_differences(work, group)
+    keeps_input = _keeps_input(ws, work, differs)
+    return _Plan(incremental, cached, differs or work.counts_atoms, keeps_input)
+
+
+@dataclass
+class _SharedInput:
+    """One stream held in a table for several aggregates of a group: loaded, hash-checked and
+    locked down once, then queried by each member's build (and its differences and atoms)."""
+
+    session: EngineSession
+    schema: pa.Schema
+
+
+def _shares_input(work: _Work, plan: _Plan) -> bool:
+    """Whether this aggregate reads every object of its one stream input (neither from a kept
+    input nor only new landings): then the group's builds that do may read one table of it
+    (one read of the objects, then scans of a table, rather than a read per build)."""
+    inputs = spec_inputs(work.spec)
+    return (work.spec["kind"] == "aggregate" and list(inputs) == ["input"] and "source" in inputs["input"]
+            and not plan.keeps_input and not plan.incremental)
+
+
+def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _SharedInput:
+    first = members[0]
+    progress.update(f"reading the input of {', '.join(w.name for w in members)} on {first.engine}")
+    session = open_engine(ws, first.engine).session(progress)
+    checks = IntegrityChecks()
+    try:
+        for work in members:
+            work.resolved["input"].read_key(ws)
+        unused = set.intersection(*(set(_unused_columns(w.spec)) for w in members))
+        schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
+                                     unused=tuple(sorted(unused)))
+        checks.finish()
+        session.lock_down()
+    except BaseException:
+        session.close()
+        raise
+    finally:
+        checks.close()
+    return _SharedInput(session, schema)
+
+
 def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], progress: Progress,
-             full: bool) -> None:
+             full: bool, plan: _Plan, shared: _SharedInput | None = None) -> None:
     """Load the inputs and run the query; aggregates keep their cells unsuppressed (with the
-    records and people of each) and the differences other aggregates of the input leave out."""
-    spec, name, previous, identities = work.spec, work.name, work.previous, work.identities
+    records and people of each) and the differences other aggregates of the input leave out.
+    With ``shared``, the input is that table, loaded and checked already."""
+    spec, name, previous = work.spec, work.name, work.previous
     if _streams_rows(spec) and work.engine == "duckdb":
         _compute_rows(ws, catalog, work, progress, full)
         return
     kind = KIND_MODULES[spec["kind"]]
     inputs = spec_inputs(spec)
     progress.update(f"building {name} on {work.engine}")
-    session = open_engine(ws, work.engine).session(progress)
+    session = shared.session if shared is not None else open_engine(ws, work.engine).session(progress)
     checks = IntegrityChecks()
+    incremental, cached, differs, keeps_input = plan.incremental, plan.cached, plan.differs, plan.keeps_input
     try:
         schemas: dict[str, pa.Schema] = {}
-        grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
-        cached = _cached_cells(ws, previous) if work.suppressed else None
-        incremental = (grain_split and not full and previous is not None
-                       and (cached is not None or not work.suppressed)
-                       and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
-                       and _same_reader(identities["input"], previous.inputs.get("input"))
-                       and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
-        work.counts_atoms = _counts_atoms(work, group)
-        differs = _may_count_differences(work, group)
-        keeps_input = _keeps_input(ws, work, differs)
-        differs = differs or work.counts_atoms
         kept_periods: list[Any] | None = None
         for alias, item in inputs.items():
-            if "derivative" in item:
+            if shared is not None:
+                schemas[alias] = shared.schema
+            elif "derivative" in item:
                 schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
             elif keeps_input:
                 work.resolved[alias].read_key(ws)
@@ -346,7 +406,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
             periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
-        session.lock_down(user_sql=spec["kind"] == "sql")
+        if shared is None:
+            session.lock_down(user_sql=spec["kind"] == "sql")
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
@@ -366,11 +427,12 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         checks.finish()
     finally:
         checks.close()
-        session.close()
+        if shared is None:
+            session.close()
     work.periods = periods
     if work.suppressed:
         work.cells_id = hashlib.sha256(json.dumps(
-            {"spec": spec_hash(spec), "inputs": identities, "timezone": ws.timezone,
+            {"spec": spec_hash(spec), "inputs": work.identities, "timezone": ws.timezone,
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
@@ -824,10 +886,24 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
     if not stale:
         return [results[w.name] for w in group]
     try:
+        plans = {w.name: _plan(ws, w, group, full) for w in stale}
+        candidates = [w for w in stale if _shares_input(w, plans[w.name])]
+        sharing = [w for w in candidates if w.engine == candidates[0].engine]
+        if len(sharing) < 2 or len({json.dumps(w.identities["input"], sort_keys=True) for w in sharing}) > 1:
+            sharing = []
+        if sharing:
+            # before the others: one session at a time (a Spark server takes one build at a time,
+            # and DuckDB's memory limit is per session)
+            shared = _load_shared(ws, sharing, progress)
+            try:
+                for work in sharing:
+                    _compute(ws, catalog, work, group, progress, full, plans[work.name], shared)
+            finally:
+                shared.session.close()
         for work in group:
-            if work in stale:
-                _compute(ws, catalog, work, group, progress, full)
-            elif work.previous is not None and work.spec["kind"] == "aggregate":
+            if work in stale and work not in sharing:
+                _compute(ws, catalog, work, group, progress, full, plans[work.name])
+            elif work.previous is not None and work.spec["kind"] == "aggregate" and work not in stale:
                 work.published = catalog.read(work.previous)
         hidden = _decide(ws, group)
         progress.update(f"writing {', '.join(w.name for w in stale)}")

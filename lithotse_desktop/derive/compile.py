@@ -559,10 +559,11 @@ class _Frame:
 
 
 def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Params,
-           dialect: Dialect) -> _Frame:
+           dialect: Dialect, relation: str | None = None) -> _Frame:
+    """``relation``: SQL read in place of the ``input`` relation, with ``schemas["input"]``'s columns."""
     q = dialect.quote
     schema = schemas["input"]
-    base = q("input")
+    base = relation or q("input")
     columns: dict[str, tuple[str, pa.DataType]] = {n: (f"l.{q(n)}", schema.field(n).type)
                                                    for n in schema.names}
     from_sql = f"{base} AS l"
@@ -588,7 +589,13 @@ def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Pa
 
     where: list[str] = []
     day_sql = None
-    if spec.get("date_field"):
+    ages = any(isinstance(d, dict) and "age_band" in d for d in spec.get("group_by", []))
+    if spec.get("date_field") and not (spec.get("grain", "none") != "none" or spec.get("from") or spec.get("to")
+                                       or ages):
+        _date_column(spec, col)  # read for nothing here, but it must still be a date
+    elif spec.get("date_field"):
+        # only where the query uses it: its time zone is a bound parameter, and DuckDB refuses
+        # a parameter the query never reads
         day_sql = day_expression(spec, col, timezone, params, dialect)
         if spec.get("grain", "none") != "none":
             # a row without a day has no period: tested on the period, DuckDB keeps the filter
@@ -748,11 +755,16 @@ def compile_difference(outer: dict, inner: dict, schemas: dict[str, pa.Schema], 
 def day_expression(spec: dict, col: Any, timezone: str, params: _Params,
                    dialect: Dialect = DUCKDB) -> str:
     """The calendar day of a record (see lithotse_desktop.dates) as SQL over its date field."""
+    sql, typ = _date_column(spec, col)
+    tz = params.add(timezone) if pa.types.is_timestamp(typ) and typ.tz else ""
+    return dialect.local_day(sql, typ, tz)
+
+
+def _date_column(spec: dict, col: Any) -> tuple[str, pa.DataType]:
     sql, typ = col(spec["date_field"], "date_field")
     if not (_is_day(typ) or pa.types.is_string(typ)):
         raise SpecError("date_field", f"column {spec['date_field']!r} is {typ}, not a date")
-    tz = params.add(timezone) if pa.types.is_timestamp(typ) and typ.tz else ""
-    return dialect.local_day(sql, typ, tz)
+    return sql, typ
 
 
 def period_query(spec: dict, schema: pa.Schema, relation: str, condition: str, *,

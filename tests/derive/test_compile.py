@@ -69,6 +69,15 @@ def test_grain_follows_workspace_timezone():
     assert tokyo == [(dt.date(2024, 2, 1), 4, 4)]
 
 
+def test_a_date_field_without_grain_or_range_is_checked_but_not_read():
+    """An instant's day is bound to the time zone as a parameter: a query that never reads the
+    day must not bind it (DuckDB refuses an unread parameter), yet the field must be a date."""
+    assert run(spec(date_field="when", grain="none", group_by=["patient"]), timezone="Asia/Tokyo",
+               input=OBS) == [("p1", 2, 2), ("p2", 1, 1), ("p3", 2, 2)]
+    with pytest.raises(SpecError, match="'value' is double, not a date"):
+        run(spec(date_field="value", grain="none"), input=OBS)
+
+
 @pytest.mark.parametrize("grain,expected", [
     ("day", 4), ("week", 2), ("quarter", 1), ("year", 1)])
 def test_grains(grain, expected):

@@ -266,3 +266,27 @@ def test_the_audit_says_when_it_cannot_read_the_input(workspace, ehr, cli):
         raw.delete(info.key)
     failed = cli("privacy", "audit", "--json", expect=1)
     assert "privacy audit of by_month, by_quarter needs to read their input ehr/visits" in failed.output
+
+
+def test_a_group_reads_its_input_once_and_publishes_what_separate_reads_give(workspace, ehr, monkeypatch):
+    """The aggregates of one input that query it more than once share one table of it: the raw
+    objects are read and checked once for the group, and every published table is the one each
+    build reading the input on its own gives."""
+    from lithotse_desktop.derive import build as build_module
+    from lithotse_desktop.derive import inputs
+
+    for entry in SPECS:
+        add_spec(workspace, spec(entry))
+    loads = []
+    load_stream = inputs.load_stream
+    monkeypatch.setattr(inputs, "load_stream", lambda *a, **k: loads.append(a[2]) or load_stream(*a, **k))
+    build_all(workspace, full=True)
+    catalog = Catalog(workspace)
+    shared = {e["name"]: catalog.read(catalog.current(e["name"])).to_pylist() for e in SPECS}
+    assert loads == ["input"]
+    monkeypatch.setattr(build_module, "_shares_input", lambda work, plan: False)
+    loads.clear()
+    build_all(workspace, full=True)
+    assert len(loads) == len(SPECS)
+    assert {e["name"]: catalog.read(catalog.current(e["name"])).to_pylist() for e in SPECS} == shared
+    assert any(row["suppressed"] for rows in shared.values() for row in rows)
