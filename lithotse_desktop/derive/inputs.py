@@ -123,6 +123,15 @@ def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def side_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to a build's database, for queries on a thread of its own: in UTC as
+    the build's is (each connection has its own time zone, and none can be set once the build's
+    is locked down, so it is made before)."""
+    cursor = con.cursor()
+    cursor.execute("SET TimeZone = 'UTC'")
+    return cursor
+
+
 def lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[str] = ()) -> None:
     """From here on queries cannot touch files, the network or extensions, but for the raw files
     ``readable`` that a relation made before reads itself (never a user's SQL: see
