@@ -202,12 +202,12 @@ class NativeObject:
 
 def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
                   unused: tuple[str, ...] = (), hoisted: Sequence[str] = (),
-                  needed: Sequence[str] | None = None) -> NativeObject | None:
+                  needed: Sequence[str] | None = None, text: bool = False) -> NativeObject | None:
     """The object as a DuckDB query over its file, when its connector describes how to read it
     (``native_read``) and it lies in a local raw store; else None (the connector reads it).
     ``hoisted``: a view's JSONPaths, whose values an NDJSON object's rows carry from the same parse
-    (see :func:`.compile.native_object_sql`); ``needed``: the only columns the caller reads (the
-    others are null, and not parsed out of each line).
+    (see :func:`.compile.native_object_sql`), as text with ``text``; ``needed``: the only columns
+    the caller reads (the others are null, and not parsed out of each line).
 
     The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
     checks' worker meanwhile (the second read comes from the page cache), so a damaged object
@@ -241,7 +241,7 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
     scan = DUCKDB.native_scan(read, str(path), _max_line(ws), header=skipped)
     hoisted = hoisted if read.format == "ndjson" else ()
     sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted,
-                            skipped=skipped, needed=needed)
+                            skipped=skipped, needed=needed, text=text)
     return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
                         bool(hoisted))
 

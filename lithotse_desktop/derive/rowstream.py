@@ -233,11 +233,13 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     them and its record index — and return what :func:`write_part` writes."""
     q = DUCKDB.quote
     hoisted = hoisted_rows(spec, ROW_ID)
+    if hoisted is not None:
+        hoisted = hoisted.as_text() or hoisted
     paths = tuple(hoisted.paths) if hoisted is not None else ()
     # a hoisted view reads only a record's identity and version from the connector's columns
     needed = None if hoisted is None else [*(resolved.key or ["id"]), "resourceType", *VERSION_COLUMNS]
     pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
-                              hoisted=paths, needed=needed)
+                              hoisted=paths, needed=needed, text=hoisted is not None and hoisted.text)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
@@ -584,7 +586,8 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
                     skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = (),
-                    needed: list[str] | None = None) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
+                    needed: list[str] | None = None, text: bool = False
+                    ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
     :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
@@ -594,7 +597,7 @@ def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, ch
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed, text=text)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -620,8 +623,9 @@ def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: Ho
     if not hoisted.paths or (isinstance(item, NativeObject) and item.hoisted):
         return relation
     listed = ", ".join(DUCKDB.text_literal(p) for p in hoisted.paths)
+    extract = "json_extract_string" if hoisted.text else "json_extract"
     return (f"(SELECT *, CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
-            f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
+            f"THEN {extract}(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
 def _numbered(item: NativeObject, ranks: dict[str, int], start: int | None) -> str:
