@@ -69,6 +69,10 @@ READ = "__record_versions_read"
 """The versions as read, in reading order: a record's number is its row's position here (the
 table's ``rowid``) after the records a previous version read, so no window numbers them while
 they are read and DuckDB reads an object on every thread, keeping the order."""
+TYPED = "__lithotse_typed"
+"""Whether a record read for a hoisted view is of the view's resource type, kept instead of the
+type's name when the key does not hold it (a byte rather than a string per record: the table
+holding every record's values stays smaller, and spills less)."""
 NEWEST = "__newest_records"
 ROWS = "__view_rows"
 BATCH_ROWS = 65_536
@@ -254,8 +258,9 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
     stored = ", ".join(q(c) for c in kept if c != ROW_ID)
-    staged = stored if hoisted is None else ", ".join(
-        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])] if c != ROW_ID)
+    resource = DUCKDB.text_literal(spec["view"]["resource"])
+    typed = "resourceType" not in kept
+    staged = stored if hoisted is None else stored + (f', "resourceType" = {resource} AS {q(TYPED)}' if typed else "")
     landings = _landing_ranks(resolved)
     ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
@@ -307,11 +312,13 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                 f"FROM {READ}")
     if hoisted is not None:
         over = hoisted
+        typed_versions = (f"SELECT *, CASE WHEN {q(TYPED)} THEN {resource} END AS \"resourceType\" "
+                          f"FROM {VERSIONS}" if typed else f"SELECT * FROM {VERSIONS}")
 
         def rows_in(condition: str) -> str:
-            return over.over(f"SELECT * FROM {VERSIONS} WHERE {condition}")
+            return over.over(f"{typed_versions} WHERE {condition}")
 
-        rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
+        rows, row_params = hoisted.over(typed_versions), list(hoisted.params)
     else:
         def rows_in(condition: str) -> str:
             return f"SELECT * FROM {ROWS} WHERE {condition}"
