@@ -552,6 +552,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             raise
     finally:
         checks.close()
+        if view is not None:
+            view.close()
         con.close()
 
 

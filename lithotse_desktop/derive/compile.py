@@ -215,20 +215,23 @@ class Dialect:
         """The text of the ``slot``-th path's value in ``__lithotse_j``."""
         return f"json_extract_string(__lithotse_j[{slot}], '$')" if fragments else f"__lithotse_j[{slot}]"
 
-    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = ()) -> str:
+    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = (), *,
+                       text: bool = False) -> str:
         """The records of ``relation`` (one row per record of the object, fields ``_c0``…, in file
         order) as the connector counts them, numbered from 0 in ``__lithotse_n``. DuckDB's CSV
         reader already ends records at any line break and leaves out empty lines; an NDJSON line
         is parsed once, for every path the columns read (``__lithotse_j``) and, in the same
         parse, the JSONPaths ``hoisted`` (a view's, see ``sof.compile_view_hoisted``), whose
         JSON values are the columns ``__lithotse_h1``…; the columns' values are then JSON too,
-        read as text each on its own (a small parse of a short value, not of the line)."""
+        read as text each on its own (a small parse of a short value, not of the line). With
+        ``text``, every value is extracted as text instead (``HoistedView.as_text``)."""
         numbered = "row_number() OVER () - 1 AS __lithotse_n"
         if read.format == "ndjson":
             own = self.native_paths(read)
             paths = ", ".join([*(self.text_literal("$." + ".".join(f'"{part}"' for part in p.split(".")))
                                  for p in own), *(self.text_literal(p) for p in hoisted)])
-            extract = "json_extract" if hoisted else "json_extract_string"
+            fragments = bool(hoisted) and not text
+            extract = "json_extract" if fragments else "json_extract_string"
             values = "".join(f", __lithotse_j[{len(own) + n}] AS __lithotse_h{n}" for n in range(1, len(hoisted) + 1))
             parsed = (f"SELECT CAST(json AS VARCHAR) AS __lithotse_record, {extract}(json, [{paths}]) "
                       f"AS __lithotse_j FROM {relation}")
@@ -239,7 +242,7 @@ class Dialect:
                 at = own.index(path) + 1
                 parsed = (f"SELECT __lithotse_record, __lithotse_j FROM (SELECT *, row_number() OVER () AS "
                           f"__lithotse_line FROM ({parsed})) "
-                          f"WHERE {self._native_field(at, bool(hoisted))} = {self.text_literal(value)}")
+                          f"WHERE {self._native_field(at, fragments)} = {self.text_literal(value)}")
             return f"SELECT *{values}, {numbered} FROM ({parsed})"
         return f"SELECT *, {numbered} FROM {relation}"
 
@@ -389,7 +392,8 @@ class SparkDialect(Dialect):
             return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
         return self.native_value(column.parse, values[0] if len(values) == 1 else f"coalesce({', '.join(values)})")
 
-    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = ()) -> str:
+    def native_records(self, read: NativeRead, relation: str, hoisted: Sequence[str] = (), *,
+                       text: bool = False) -> str:
         if hoisted:
             raise ValueError("Spark reads no hoisted view values")
         numbered = "row_number() OVER (ORDER BY __lithotse_id) - 1 AS __lithotse_n"
@@ -441,12 +445,13 @@ this and their number from 1 (``sof.compile.HoistedView.columns``)."""
 
 def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: list[str], *, timezone: str,
                       dialect: Dialect, hoisted: Sequence[str] = (), skipped: bool = False,
-                      needed: Sequence[str] | None = None) -> str:
+                      needed: Sequence[str] | None = None, text: bool = False) -> str:
     """One object's rows from its raw records (``relation``, see :meth:`Dialect.native_records`) as
     :func:`~lithotse_desktop.raw.reader.read_object` gives them: the connector's columns ``kept``,
     only rows inside a span, each naming the first span holding it (``_landing_id``, ``_landed_at``)
     and its position among the object's rows (``_row``, counted before the range is applied);
-    with ``hoisted`` JSONPaths (NDJSON only), their values from the same parse (see :data:`HOISTED`).
+    with ``hoisted`` JSONPaths (NDJSON only), their values from the same parse (see :data:`HOISTED`),
+    as JSON or, with ``text``, as text.
     ``skipped``: the relation has left out the ``skip`` records already (see
     :meth:`Dialect.native_scan`). ``needed``: the only columns the caller reads (with the spans'
     date fields); the paths of the others are not extracted from each line, and they are null."""
@@ -467,9 +472,10 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     # filter above the casts, so the CASE guards each one). Without bounds the rows need no
     # number but their _row: a query not reading it leaves the numbering out, and then reads
     # the object on every thread rather than in order on one
-    typed = ", ".join(f"{_guarded(dialect.native_column(read, c, fragments=bool(hoisted)), inside)} AS {q(c.name)}"
+    fragments = bool(hoisted) and not text
+    typed = ", ".join(f"{_guarded(dialect.native_column(read, c, fragments=fragments), inside)} AS {q(c.name)}"
                       for c in read.columns)
-    records = dialect.native_records(read, relation, hoisted)
+    records = dialect.native_records(read, relation, hoisted, text=text)
     rows = (f"SELECT {typed}, CAST(__lithotse_n - {skip} AS BIGINT) AS __lithotse_row{carried} "
             f"FROM ({records})" + (f" WHERE {inside}" if inside else ""))
     owners = []

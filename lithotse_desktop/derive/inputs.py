@@ -123,6 +123,15 @@ def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def side_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to a build's database, for queries on a thread of its own: in UTC as
+    the build's is (each connection has its own time zone, and none can be set once the build's
+    is locked down, so it is made before)."""
+    cursor = con.cursor()
+    cursor.execute("SET TimeZone = 'UTC'")
+    return cursor
+
+
 def lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[str] = ()) -> None:
     """From here on queries cannot touch files, the network or extensions, but for the raw files
     ``readable`` that a relation made before reads itself (never a user's SQL: see
@@ -165,15 +174,16 @@ def repeated_dedupe(relation: str, key: list[str], columns: list[str], landing_o
                     dialect: Dialect = DUCKDB) -> tuple[str, str, str]:
     """:func:`dedupe_query` ranking only the records that have more than one version (most
     records of a stream have one, and a window over all of them sorts the whole stream): the
-    statements making ``keys_table`` (the keys seen more than once) and ``rows_table`` (their
-    versions), and the query of the newest of those, with ``kept`` columns. The newest versions
-    are those, and every version of the other keys (whose :data:`NUMERIC_VERSIONS` is whether
-    their own version id is a number)."""
+    statements making ``keys_table`` (the hashes of the keys seen more than once) and
+    ``rows_table`` (the versions of the keys with those hashes), and the query of the newest of
+    those, with ``kept`` columns. The newest versions are those, and every version of the other
+    keys (whose :data:`NUMERIC_VERSIONS` is whether their own version id is a number). Keys are
+    counted by their hash, a number grouped and joined on far faster than text: a key seen once
+    whose hash another key shares is ranked too, alone among its versions, so it stays newest."""
     q = dialect.quote
-    parts = ", ".join(q(k) for k in key)
-    on = " AND ".join(f"v.{q(k)} IS NOT DISTINCT FROM r.{q(k)}" for k in key)
-    keys_sql = f"SELECT {parts} FROM {relation} GROUP BY {parts} HAVING count(*) > 1"
-    rows_sql = f"SELECT v.* FROM {relation} v SEMI JOIN {keys_table} r ON {on}"
+    hashed = f"hash({', '.join(f'v.{q(k)}' for k in key)})"
+    keys_sql = f"SELECT {hashed} AS __key_hash FROM {relation} v GROUP BY 1 HAVING count(*) > 1"
+    rows_sql = f"SELECT v.* FROM {relation} v SEMI JOIN {keys_table} r ON {hashed} = r.__key_hash"
     return keys_sql, rows_sql, dedupe_query(rows_table, key, columns, landing_order, dialect=dialect, kept=kept)
 
 
@@ -193,12 +203,12 @@ class NativeObject:
 
 def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
                   unused: tuple[str, ...] = (), hoisted: Sequence[str] = (),
-                  needed: Sequence[str] | None = None) -> NativeObject | None:
+                  needed: Sequence[str] | None = None, text: bool = False) -> NativeObject | None:
     """The object as a DuckDB query over its file, when its connector describes how to read it
     (``native_read``) and it lies in a local raw store; else None (the connector reads it).
     ``hoisted``: a view's JSONPaths, whose values an NDJSON object's rows carry from the same parse
-    (see :func:`.compile.native_object_sql`); ``needed``: the only columns the caller reads (the
-    others are null, and not parsed out of each line).
+    (see :func:`.compile.native_object_sql`), as text with ``text``; ``needed``: the only columns
+    the caller reads (the others are null, and not parsed out of each line).
 
     The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
     checks' worker meanwhile (the second read comes from the page cache), so a damaged object
@@ -232,7 +242,7 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
     scan = DUCKDB.native_scan(read, str(path), _max_line(ws), header=skipped)
     hoisted = hoisted if read.format == "ndjson" else ()
     sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted,
-                            skipped=skipped, needed=needed)
+                            skipped=skipped, needed=needed, text=text)
     return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
                         bool(hoisted))
 

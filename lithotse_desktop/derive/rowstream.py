@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +50,7 @@ from .inputs import (
     native_object,
     read_failed,
     repeated_dedupe,
+    side_cursor,
     stream_key,
 )
 from .kinds.view import has_type_column, hoisted_rows, rows_query
@@ -66,6 +69,10 @@ READ = "__record_versions_read"
 """The versions as read, in reading order: a record's number is its row's position here (the
 table's ``rowid``) after the records a previous version read, so no window numbers them while
 they are read and DuckDB reads an object on every thread, keeping the order."""
+TYPED = "__lithotse_typed"
+"""Whether a record read for a hoisted view is of the view's resource type, kept instead of the
+type's name when the key does not hold it (a byte rather than a string per record: the table
+holding every record's values stays smaller, and spills less)."""
 NEWEST = "__newest_records"
 ROWS = "__view_rows"
 BATCH_ROWS = 65_536
@@ -164,6 +171,17 @@ class ViewLoad:
     """The first part number written (parts before it not in ``rewritten`` are reused)."""
     rewritten: set[int] | None = None
     """Part numbers before ``first_new`` that are written again (a record in them was replaced)."""
+    rows_in: Callable[[str], str] | None = None
+    """For a full build: the rows' SQL over the versions meeting a condition (on :data:`ROW_ID`),
+    so each part is computed by a query of its own and parts are written side by side."""
+    cursors: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
+    """Connections to the build's database writing those parts, one per thread DuckDB may use,
+    made before the build's connection is locked down (see :func:`side_cursor`)."""
+
+    def close(self) -> None:
+        for cursor in self.cursors:
+            cursor.close()
+        self.cursors = []
 
 
 INDEX = "record_index"
@@ -219,11 +237,13 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     them and its record index — and return what :func:`write_part` writes."""
     q = DUCKDB.quote
     hoisted = hoisted_rows(spec, ROW_ID)
+    if hoisted is not None:
+        hoisted = hoisted.as_text() or hoisted
     paths = tuple(hoisted.paths) if hoisted is not None else ()
     # a hoisted view reads only a record's identity and version from the connector's columns
     needed = None if hoisted is None else [*(resolved.key or ["id"]), "resourceType", *VERSION_COLUMNS]
     pending = _landed_batches(ws, resolved, progress, checks, skip=prior.objects if prior else set(),
-                              hoisted=paths, needed=needed)
+                              hoisted=paths, needed=needed, text=hoisted is not None and hoisted.text)
     first = first_read(pending, resolved, incremental=prior is not None)
     schema = first[1].schema
     columns = list(schema.names)
@@ -238,8 +258,9 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     kept = [*key, *(c for c in VERSION_COLUMNS if c in columns and c not in key), LANDING, ROW_ID]
     picked = ", ".join(q(c) for c in kept)
     stored = ", ".join(q(c) for c in kept if c != ROW_ID)
-    staged = stored if hoisted is None else ", ".join(
-        q(c) for c in [*kept, *(["resourceType"] if "resourceType" not in kept else [])] if c != ROW_ID)
+    resource = DUCKDB.text_literal(spec["view"]["resource"])
+    typed = "resourceType" not in kept
+    staged = stored if hoisted is None else stored + (f', "resourceType" = {resource} AS {q(TYPED)}' if typed else "")
     landings = _landing_ranks(resolved)
     ranks = {landing: i for i, landing in enumerate(landings)}
     where = f"{resolved.source}/{resolved.stream}"
@@ -290,11 +311,23 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
     con.execute(f"CREATE VIEW {VERSIONS} AS SELECT *, CAST(rowid + {int(first_number)} AS BIGINT) AS {q(ROW_ID)} "
                 f"FROM {READ}")
     if hoisted is not None:
-        rows, row_params = hoisted.over(f"SELECT * FROM {VERSIONS}"), list(hoisted.params)
+        over = hoisted
+        typed_versions = (f"SELECT *, CASE WHEN {q(TYPED)} THEN {resource} END AS \"resourceType\" "
+                          f"FROM {VERSIONS}" if typed else f"SELECT * FROM {VERSIONS}")
+
+        def rows_in(condition: str) -> str:
+            return over.over(f"{typed_versions} WHERE {condition}")
+
+        rows, row_params = hoisted.over(typed_versions), list(hoisted.params)
     else:
+        def rows_in(condition: str) -> str:
+            return f"SELECT * FROM {ROWS} WHERE {condition}"
+
         rows, row_params = f"SELECT * FROM {ROWS}", []
     load = ViewLoad(pa.schema([f for f in schema if f.name not in PROVENANCE]), rows, row_params, seen,
                     landings, bool(key))
+    if prior is None and threads > 1:
+        load.rows_in = rows_in
     if key:
         try:
             if prior is None:
@@ -330,8 +363,11 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
         _plan_chunks(con, load, prior, bool(key))
         load.kept = _kept_rows(catalog, prior, load.rewritten or set(), _superseded(con, bool(key)), ws)
     # the rows and the record index are written from scans that must come in record order: a
-    # streamed scan on two threads hands batches over out of order (seen at 5M Encounters)
+    # streamed scan on two threads hands batches over out of order (seen at 5M Encounters); a
+    # full build's parts are written side by side instead, each scanned on one thread
     con.execute("SET threads = 1")
+    if load.rows_in is not None:
+        load.cursors = [side_cursor(con) for _ in range(threads)]
     return load
 
 
@@ -557,7 +593,8 @@ def first_read(pending: Iterator[T], resolved: StreamInput, *, incremental: bool
 
 def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, checks: IntegrityChecks,
                     skip: frozenset[str] | set[str] = frozenset(), hoisted: tuple[str, ...] = (),
-                    needed: list[str] | None = None) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
+                    needed: list[str] | None = None, text: bool = False
+                    ) -> Iterator[tuple[StoredObject, pa.RecordBatch | NativeObject]]:
     """Every batch of the stream's objects (but those whose sha256 is in ``skip``), one object
     open at a time, with provenance; an object DuckDB reads itself (see
     :func:`.inputs.native_object`) comes whole, as its query, with the values of the JSONPaths
@@ -567,7 +604,7 @@ def _landed_batches(ws: Workspace, resolved: StreamInput, progress: Progress, ch
         if stored.sha256 in skip:
             continue
         name = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed)
+        native = native_object(ws, stored, connector, checks, hoisted=hoisted, needed=needed, text=text)
         if native is not None:
             progress.update(f"reading {name}: {NATIVE}")
             yield stored, native
@@ -593,8 +630,9 @@ def _with_values(item: pa.RecordBatch | NativeObject, relation: str, hoisted: Ho
     if not hoisted.paths or (isinstance(item, NativeObject) and item.hoisted):
         return relation
     listed = ", ".join(DUCKDB.text_literal(p) for p in hoisted.paths)
+    extract = "json_extract_string" if hoisted.text else "json_extract"
     return (f"(SELECT *, CASE WHEN \"resourceType\" = {DUCKDB.text_literal(resource_type)} "
-            f"THEN json_extract(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
+            f"THEN {extract}(resource, [{listed}]) END AS __lithotse_values FROM {relation})")
 
 
 def _numbered(item: NativeObject, ranks: dict[str, int], start: int | None) -> str:
@@ -617,13 +655,20 @@ def _landing_ranks(resolved: StreamInput) -> list[str]:
     return [m.id for m in ordered]
 
 
+DICTIONARY_BYTES = 16 << 10
+"""A column chunk's dictionary at most (the rest of the chunk is then written plain): columns of a
+few codes keep theirs, while keys and instants, new in every row, stop filling one early (hashing
+every value into a dictionary of the writer's default 1 MB was most of a view's writing time, and
+left its files larger)."""
+
+
 class _Rows:
     """A Parquet file written in row groups of exactly :data:`BATCH_ROWS` whatever the batches
     handed to it, so the same rows give the same bytes however they were computed."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.rows = path, 0
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd", dictionary_pagesize_limit=DICTIONARY_BYTES)
         self._pending: list[pa.Table] = []
         self._held = 0
 
@@ -765,14 +810,25 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
     versions beside each as the version's record index; an incremental build writes the parts
     that change (the previous version's rows still newest first) and keeps the others. A part's
     schema is ``transform`` of the query's (empty) result, so an empty result has its columns."""
+    side = view is not None and view.rows_in is not None and bool(view.cursors) and view.kept is None
     try:
-        reader = con.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
+        if side:
+            reader = None
+            found = con.sql(f"SELECT * FROM ({sql}) LIMIT 0", params=params or None).to_arrow_table().schema
+        else:
+            reader = con.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
+            found = reader.schema
     except duckdb.Error as exc:
         raise LithotseError(f"{what}: {exc}") from None
-    numbered = view is not None and ROW_ID in reader.schema.names
-    names = [n for n in reader.schema.names if not (numbered and n == ROW_ID)]
-    schema = transform(_empty(reader.schema).select(names)).schema
+    numbered = view is not None and ROW_ID in found.names
+    names = [n for n in found.names if not (numbered and n == ROW_ID)]
+    schema = transform(_empty(found).select(names)).schema
     folder = staging_dir(ws)
+    if side and numbered:
+        assert view is not None
+        count = max(1, -(-view.read // CHUNK_RECORDS))
+        return Written(schema, _Parts(view, params, names, schema, transform, folder, what).write(count), [])
+    assert reader is not None
     if not numbered:
         out = _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema)
         try:
@@ -815,6 +871,109 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             chunks.abort()
         raise
     return written
+
+
+class _Parts:
+    """A full build's parts written side by side, each computed by queries of its own (its rows,
+    then its share of the record index) on one of ``view.cursors``, a thread each: DuckDB scans
+    a part's records in order on one thread while pyarrow encodes and compresses, and neither
+    holds the GIL meanwhile, so as many parts are written at once as DuckDB has threads."""
+
+    def __init__(self, view: ViewLoad, params: list[Any], names: list[str], schema: pa.Schema,
+                 transform: Callable[[pa.Table], pa.Table], folder: Path, what: str) -> None:
+        self.view, self.params, self.names, self.schema = view, params, names, schema
+        self.transform, self.folder, self.what = transform, folder, what
+        self._lock = threading.Lock()
+        """Held to take the next part, and around ``transform``, which reads the pseudonym key
+        from the secrets store: one batch at a time, as the other way of writing does."""
+        self._failed = threading.Event()
+        self._waiting: list[int] = []
+        self._done: list[StagedChunk] = []
+        self._records: pa.Schema | None = None
+
+    def write(self, count: int) -> list[StagedChunk]:
+        view = self.view
+        if view.records:
+            assert view.scanned is not None
+            self._records = view.cursors[0].sql(f"SELECT * FROM ({view.scanned}) LIMIT 0").to_arrow_table().schema
+        self._waiting = list(reversed(range(count)))
+        with ThreadPoolExecutor(max_workers=len(view.cursors), thread_name_prefix="lithotse-parts") as pool:
+            ran = [pool.submit(self._run, cursor) for cursor in view.cursors]
+        errors = [e for e in (r.exception() for r in ran) if e is not None]
+        if errors:
+            for chunk in self._done:
+                for item in (chunk.part, chunk.row_ids, chunk.records):
+                    discard(item)
+            error = next((e for e in errors if not isinstance(e, _Abandoned)), errors[0])
+            if isinstance(error, duckdb.Error):
+                raise LithotseError(f"{self.what}: {error}") from None
+            raise error
+        return sorted(self._done, key=lambda c: c.number)
+
+    def _run(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        try:
+            while not self._failed.is_set():
+                with self._lock:
+                    if not self._waiting:
+                        return
+                    number = self._waiting.pop()
+                chunk = self._part(cursor, number)
+                with self._lock:
+                    self._done.append(chunk)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def _batches(self, cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+                 ) -> Iterator[pa.Table]:
+        for batch in cursor.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS):
+            if self._failed.is_set():
+                raise _Abandoned()
+            table = pa.Table.from_batches([batch])
+            if self.view.dropped is not None and len(self.view.dropped):
+                table = _without_dropped(table, self.view.dropped)
+            yield table
+
+    def _part(self, cursor: duckdb.DuckDBPyConnection, number: int) -> StagedChunk:
+        view, row = self.view, DUCKDB.quote(ROW_ID)
+        assert view.rows_in is not None
+        inside = f"{row} >= {number * CHUNK_RECORDS} AND {row} < {(number + 1) * CHUNK_RECORDS}"
+        out = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self.schema)
+        ids = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())]))
+        try:
+            for table in self._batches(cursor, view.rows_in(inside), self.params):
+                if not table.num_rows:
+                    continue
+                numbers = _combined(table.column(ROW_ID))
+                with self._lock:
+                    table = self.transform(table.select(self.names))
+                out.add(table if table.schema == self.schema else table.cast(self.schema))
+                ids.add(pa.Table.from_arrays([numbers], names=[ROW_ID]))
+            chunk = StagedChunk(number, out.close(), ids.close())
+        except BaseException:
+            out.abort()
+            ids.abort()
+            raise
+        if self._records is None:
+            return chunk
+        assert view.scanned is not None
+        records = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self._records)
+        try:
+            for table in self._batches(cursor, f"SELECT * FROM ({view.scanned}) WHERE {inside}"):
+                if view.mixed is not None and len(view.mixed):
+                    table = _not_numeric(table, view.mixed)
+                records.add(table if table.schema == self._records else table.cast(self._records))
+            chunk.records = records.close()
+        except BaseException:
+            records.abort()
+            discard(chunk.part)
+            discard(chunk.row_ids)
+            raise
+        return chunk
+
+
+class _Abandoned(Exception):
+    """Another part failed: this one stops."""
 
 
 def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[StagedChunk], view: ViewLoad) -> None:

@@ -12,12 +12,14 @@ import os
 import uuid
 from collections import Counter
 
+import duckdb
 import openpyxl
 import pytest
 
 from lithotse_desktop.dates import DateRange
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.inputs import NUMERIC_VERSIONS, dedupe_query, repeated_dedupe
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.plugins import get_plugin_manager, reset_plugin_manager
 from lithotse_desktop.raw import read_stream, run_import
@@ -291,3 +293,26 @@ def test_the_same_object_in_two_raw_stores_is_read_once(workspace, tmp_path):
     add_spec(ws, monthly("m", "t", "values", "day"))
     build(ws, "m")
     assert counts(ws, "m") == {"2024-01-01": 2, "2024-02-01": 1}
+
+
+def test_a_key_seen_once_whose_hash_a_repeated_key_shares_stays_newest():
+    """Repeated keys are found by their hash: a key seen once that falls among them (its hash
+    shared with a repeated key) is ranked alone among its versions, so it stays newest, and the
+    newest versions are those of the plain newest-version query over every version."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE v AS SELECT * FROM (VALUES ('a', '1', 0, 0), ('b', '7', 0, 1), ('a', '2', 0, 2), "
+                "('c', 'x', 0, 3), (NULL, '1', 0, 4), (NULL, '3', 0, 5)) t(id, \"versionId\", landing, n)")
+    keys_sql, rows_sql, ranked = repeated_dedupe("v", ["id"], ["id", "versionId"], ("landing", "n"),
+                                                 kept=["id", "versionId", "n", NUMERIC_VERSIONS],
+                                                 keys_table="k", rows_table="r")
+    con.execute(f"CREATE TABLE k AS {keys_sql}")
+    assert sorted(h for (h,) in con.execute("SELECT * FROM k").fetchall()) == sorted(
+        h for (h,) in con.execute("SELECT DISTINCT hash(id) FROM v WHERE id IS DISTINCT FROM 'b' "
+                                  "AND id IS DISTINCT FROM 'c'").fetchall())
+    con.execute("INSERT INTO k SELECT hash('b')")  # as if 'b' shared its hash with a repeated key
+    con.execute(f"CREATE TABLE r AS {rows_sql}")
+    assert sorted(n for (n,) in con.execute("SELECT n FROM r").fetchall()) == [0, 1, 2, 4, 5]
+    winners = {n for (n,) in con.execute(f"SELECT n FROM ({ranked})").fetchall()}
+    every = {n for (n,) in con.execute(
+        f"SELECT n FROM ({dedupe_query('v', ['id'], ['id', 'versionId'], ('landing', 'n'))})").fetchall()}
+    assert winners | {3} == every == {1, 2, 3, 5}

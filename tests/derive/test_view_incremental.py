@@ -137,6 +137,27 @@ def test_new_and_updated_records_are_added_to_the_previous_version_exactly(fhir_
     assert incremental == full
 
 
+def test_a_part_failing_leaves_nothing_staged_or_published(fhir_ws, monkeypatch):
+    """A full build writes its parts side by side: when one fails, the parts written and being
+    written are removed, the error is the build's, and the previous version stays current."""
+    ws, _ = fhir_ws
+    before = tables(ws)
+    calls: list[int] = []
+    real = rowstream._without_dropped
+
+    def failing(table, dropped):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("no space left on device")
+        return real(table, dropped)
+
+    monkeypatch.setattr(rowstream, "_without_dropped", failing)
+    with pytest.raises(OSError, match="no space left"):
+        build_all(ws, ["visits"], full=True)
+    assert tables(ws) == before
+    assert not [p for p in (ws.local_dir / "build-staging").rglob("*") if p.is_file()]
+
+
 def test_an_update_writes_only_the_parts_it_changes(fhir_ws, part_size):
     ws, folder = fhir_ws
     catalog = Catalog(ws)

@@ -713,6 +713,19 @@ class HoistedView:
     sql: str
     params: list[object]
     paths: list[str]
+    text: bool = False
+    """Whether `sql` reads each value as text (see `as_text`) rather than as JSON."""
+    text_sql: str | None = None
+    """The view's SQL over the values as text, when it reads each one only as text."""
+
+    def as_text(self) -> HoistedView | None:
+        """The view over the values as text (what `json_extract_string` gives: a string unquoted,
+        null as NULL, anything else as its JSON text) when it reads every value only so and they
+        are single values (no wildcard), else None. Its values are then extracted as text in the
+        one parse of each resource, rather than written out as JSON there and parsed again each."""
+        if self.text_sql is None:
+            return None
+        return HoistedView(self.text_sql, self.params, self.paths, text=True)
 
     @property
     def columns(self) -> list[str]:
@@ -737,7 +750,21 @@ def compile_view_hoisted(view: dict, *, type_column: str, carry: tuple[str, ...]
     columns = ", ".join([*(f"{_HOISTED}{n}" for n in range(1, len(paths) + 1)), *passed])
     typed = (f"SELECT {columns} FROM {_TYPED_MARK} AS __src "
              f"WHERE {d.ident(type_column)} = {comp.param(comp.resource, 'VARCHAR')}")
-    return HoistedView(sql.replace(_TYPED_MARK, f"({typed})", 1), list(comp.params), paths)
+    text = _as_text(sql, [f"{_HOISTED}{n}" for n in range(1, len(paths) + 1)], d) \
+        if not any("*" in p for p in paths) else None
+    return HoistedView(sql.replace(_TYPED_MARK, f"({typed})", 1), list(comp.params), paths,
+                       text_sql=None if text is None else text.replace(_TYPED_MARK, f"({typed})", 1))
+
+
+def _as_text(sql: str, columns: list[str], d: DuckDBDialect) -> str | None:
+    """`sql` reading each of `columns` as it is where it read the column's JSON as text, when it
+    reads every one of them only that way; else None."""
+    for column in columns:
+        read = d.text(column)
+        if len(re.findall(rf"(?<!\w){column}(?!\w)", sql)) != sql.count(read):
+            return None
+        sql = sql.replace(read, column)
+    return sql
 
 
 def _compile(view: object, dialect: str, param_prefix: str, carry: tuple[str, ...], *, apart: bool

@@ -58,6 +58,12 @@ def test_hoisted_view_gives_the_rows_of_the_view_over_resources(resources: list[
                      for p, c in zip(hoisted.paths, hoisted.columns, strict=True))
     staged = f"SELECT {values}\"resourceType\", n FROM res"
     assert _run(con, hoisted.over(staged), hoisted.params) == whole
+    text = hoisted.as_text()
+    if text is not None:
+        # the values extracted as text, as a build reads them when the view reads them so only
+        texts = "".join(f"json_extract_string(resource, '{p.replace(chr(39), chr(39) * 2)}') AS {c}, "
+                        for p, c in zip(text.paths, text.columns, strict=True))
+        assert _run(con, text.over(f"SELECT {texts}\"resourceType\", n FROM res"), text.params) == whole
 
 
 def test_most_suite_views_are_hoisted() -> None:
@@ -69,6 +75,22 @@ def test_most_suite_views_are_hoisted() -> None:
         except ViewError:
             pass
     assert hoisted >= len(CASES) // 2, (hoisted, len(CASES))
+
+
+def test_plain_columns_read_their_values_as_text() -> None:
+    """A view reading each value as text takes it extracted as text; one reading a value as JSON
+    (here its elements, with forEach) keeps the JSON."""
+    plain = {"resource": "Encounter", "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
+                                                             {"name": "status", "path": "status"},
+                                                             {"name": "start", "path": "period.start"}]}]}
+    hoisted = compile_view_hoisted(plain, type_column="resourceType")
+    assert hoisted is not None and not hoisted.text
+    text = hoisted.as_text()
+    assert text is not None and text.text and text.paths == hoisted.paths
+    assert "json_extract_string(__h" not in text.sql
+    each = {"resource": "Patient", "select": [{"forEach": "name", "column": [{"name": "family", "path": "family"}]}]}
+    found = compile_view_hoisted(each, type_column="resourceType")
+    assert found is not None and found.as_text() is None
 
 
 def test_view_reading_the_resource_itself_is_not_hoisted() -> None:
