@@ -16,7 +16,7 @@ once per group of rows rather than once per row (5 million rows become ~80 thous
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -119,15 +119,15 @@ class Atoms(NamedTuple):
 
 
 def read_atoms(specs: list[dict], found: pa.Table) -> Atoms:
-    columns = {name: found.column(name).to_pylist() for name in found.column_names}
     widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
+    names = [spec["name"] for spec in specs]
+    chosen = [found.column(f"__s{j}").to_pylist() for j in range(len(specs))]
+    keys = [list(zip(*(found.column(f"__c{j}_{i}").to_pylist() for i in range(width)), strict=True))
+            if width else [()] * found.num_rows for j, width in enumerate(widths)]
     out = Atoms([], [])
-    for r in range(found.num_rows):
-        atom: dict[str, tuple[Any, ...]] = {}
-        for j, spec in enumerate(specs):
-            if columns[f"__s{j}"][r]:
-                atom[spec["name"]] = tuple(columns[f"__c{j}_{i}"][r] for i in range(widths[j]))
+    for r, records in enumerate(found.column(RECORDS).to_pylist()):
+        atom = {names[j]: keys[j][r] for j in range(len(specs)) if chosen[j][r]}
         if atom:
             out.keys.append(atom)
-            out.records.append(int(columns[RECORDS][r]))
+            out.records.append(int(records))
     return out

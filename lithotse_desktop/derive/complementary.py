@@ -265,6 +265,21 @@ class Group:
             if len(terms) > 1:
                 self.relation_lines.append(Line(terms, self.threshold(partition), partition))
 
+    def count_differences(self) -> None:
+        """Records of the differences no build counted, from the atoms' records (each difference
+        is its line solved for it, its other terms sums of atoms): for the published-set audit,
+        which reads the input for the atoms, so that it judges the differences a build would.
+        Only when the atoms were counted from the input the cells were built from."""
+        if self.atom_records is None:
+            return
+        for d, line in self.line_of_difference.items():
+            diff = self.differences[d - self.cell_count]
+            others = [(cell, sign) for cell, sign in line.terms if cell != d]
+            if diff.records is not None or any(self.is_difference(cell) for cell, _sign in others):
+                continue
+            diff.records = -sum(sign * sum(self.atom_records[a] for a in self.atoms_of.get(cell, ()))
+                                for cell, sign in others)
+
     def threshold(self, relation: Relation | Partition) -> int:
         """The strictest threshold among the tables of a relation."""
         return max(self.by_name[n].k for n in relation.tables)
@@ -887,7 +902,7 @@ def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:
     A difference whose rows a build counted at 2k or more is never judged: its true count lies
     in every interval a reader can derive, and an interval narrower than k around a value of
     2k or more starts above k, which :func:`_judge` passes. (Only for the record count, the
-    quantity the build counted; the published-set audit knows no difference's count.)"""
+    quantity the build counted, or the audit from the atoms: :meth:`Group.count_differences`.)"""
     is_count = quantity[0] == "count"
     if group.is_difference(cell):
         diff = group.differences[cell - group.cell_count]

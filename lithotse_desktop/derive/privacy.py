@@ -26,7 +26,7 @@ from .build import suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
 from .engines import engine_name, open_engine
-from .inputs import resolve_stream
+from .inputs import input_identity, resolve_stream
 from .relations import relations
 from .spec import spec_inputs
 
@@ -52,6 +52,9 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
         atoms = input_atoms(ws, catalog, [m.spec for m in members]) if len(members) > 1 else None
         group = (Group(members, rels, atoms=atoms.keys, atom_records=atoms.records) if atoms is not None
                  else Group(members, rels))
+        if atoms is not None and all(_built_from_current_inputs(ws, catalog, spec, version)
+                                     for spec, version in by_input[key]):
+            group.count_differences()
         found = audit(group)
         groups.append({"input": json.loads(key), "derivatives": [m.name for m in group.members],
                        "relations": [[r.inner, r.outer] for r in rels],
@@ -60,6 +63,16 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
                        "atoms": len(group.atoms or []), "findings": len(found)})
         findings.extend(f.to_json() for f in found)
     return {"ok": not findings, "groups": groups, "findings": findings}
+
+
+def _built_from_current_inputs(ws: Workspace, catalog: Catalog, spec: dict, version: Any) -> bool:
+    """Whether a version was built from its inputs as they are now (the same objects, or the
+    same input versions): then the atoms' records counted now are the records it was built from."""
+    try:
+        return all(json.loads(json.dumps(input_identity(ws, catalog, item))) == version.inputs.get(alias)
+                   for alias, item in spec_inputs(spec).items())
+    except LithotseError:
+        return False
 
 
 def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> Atoms:

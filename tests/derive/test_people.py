@@ -290,3 +290,36 @@ def test_a_group_reads_its_input_once_and_publishes_what_separate_reads_give(wor
     assert len(loads) == len(SPECS)
     assert {e["name"]: catalog.read(catalog.current(e["name"])).to_pylist() for e in SPECS} == shared
     assert any(row["suppressed"] for rows in shared.values() for row in rows)
+
+
+def test_the_audit_counts_the_differences_a_build_counted_from_the_atoms(workspace, ehr, cli, monkeypatch,
+                                                                         tmp_path):
+    """The published-set audit knows each difference's records from the atoms it reads, as the
+    build knew them from its difference queries: the same records for every difference, so it
+    judges the same ones. Once the input has changed since publishing it knows none."""
+    from lithotse_desktop.derive import complementary
+    from lithotse_desktop.derive.privacy import audit_published
+
+    group = built_group(workspace, monkeypatch, SPECS)
+    counted = {(tuple(d.relation.tables), d.key): d.records for d in group.differences}
+    assert any(records >= 2 * K for records in counted.values())
+    audited = []
+    original = complementary.Group.count_differences
+
+    def count(self):
+        original(self)
+        audited.append(self)
+
+    monkeypatch.setattr(complementary.Group, "count_differences", count)
+    assert json.loads(cli("privacy", "audit", "--json").output)["ok"] is True
+    (seen,) = audited
+    from_atoms = {(tuple(d.relation.tables), d.key): d.records for d in seen.differences}
+    assert {key: from_atoms[key] for key in counted} == counted
+    assert all(records == 0 for key, records in from_atoms.items() if key not in counted)
+
+    with open(tmp_path / "ehr" / "visits.csv", "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(ehr[0])).writerow(dict(ehr[0], visit_id="v-late"))
+    run_import(workspace, "ehr")
+    audited.clear()
+    audit_published(workspace)
+    assert audited == []
