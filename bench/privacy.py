@@ -6,9 +6,10 @@ so suppression counts people and is decided over the whole set: every table's li
 included, the relations between the tables (coarser grains, fewer dimensions, the filtered
 subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of all 20:
 
-- the builds with ``suppress_below 0`` (each aggregate on its own, nothing decided; the query
-  still counts people per cell),
-- the builds with ``suppress_below 11`` (the published set decided together), and within them
+- the builds with ``suppress_below 0`` (each aggregate on its own: it reads the input itself
+  and, nothing being suppressed, counts records but not people),
+- the builds with ``suppress_below 11`` (the published set decided together: the input read
+  once into one table for all 20, people counted per cell), and within them
   the deciding and auditing (``complementary.decide``), its line pass and its audit rounds (with
   how many rounds ran), and the counting of differences,
 - ``lithotse privacy audit`` over the published set, as a reader would run it.
