@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -627,6 +628,9 @@ _add_subsystem_commands()
 
 
 def run() -> None:
+    # what the imports made lives until the process ends: frozen, no collection walks it again,
+    # neither during the command nor at exit (a few hundred thousand objects, ~30 ms of each run)
+    gc.freeze()
     main(prog_name="lithotse")
 
 

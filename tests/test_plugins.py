@@ -357,3 +357,13 @@ def test_debug_shows_the_traceback_of_a_connector_bug(plugin_path, tmp_path):
     streams = run_lithotse("--workspace", ws, "source", "streams", "streams")
     assert streams.returncode == 1 and streams.stderr.startswith("error: connector buggy failed to list")
 
+
+
+def test_loading_the_bundled_plugins_leaves_requests_unimported():
+    """Every command loads every plugin: the fhir plugin imports requests (tens of milliseconds of
+    each process) only when it calls a server, and the desktop app imports it itself."""
+    code = ("import sys; from lithotse_desktop.plugins import get_plugin_manager; "
+            "names = get_plugin_manager().connectors(); print('fhir-rest' in names, 'requests' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"], done.stdout

@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         QMessageBox.critical(None, "Cannot open workspace", error_text(exc))
         return 1
     window = MainWindow(ws)
+    # the app keeps requests loaded from the start, as it was when the fhir plugin imported it on
+    # loading: with the plugin importing it only on a server call, CI's screenshot run once aborted
+    # at exit (a refcount error in finalization) that was not reproduced since; the command line,
+    # where every process pays the import, is where the lazy import saves time
+    import requests  # noqa: F401
     if created:
         from ..pathtext import display_path
 

@@ -1,7 +1,9 @@
 """HTTP for the REST and Bulk connectors: bearer token, retries with backoff, clear errors.
 
 ``requests`` is used because it is already installed and the calls are simple blocking
-GETs; every error becomes an InputError naming the URL, never a raw exception.
+GETs; every error becomes an InputError naming the URL, never a raw exception. It is imported
+where a request is made: every command loads the plugin, few talk to a server (the desktop app
+imports it up front, see ``lithotse_desktop.gui.app``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-
 from lithotse_desktop.plugin import InputError, Progress
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -31,6 +34,8 @@ def _origin(url: str) -> tuple[str, str]:
 
 def _full_url(method: str, url: str, params: Any) -> str:
     """The URL with its query, as errors name it (the URL alone if it cannot be built)."""
+    import requests
+
     try:
         return requests.Request(method, url, params=params).prepare().url or url
     except requests.RequestException:
@@ -83,6 +88,8 @@ class FhirHttp:
         self.progress = progress
         self.retries = retries
         self.timeout = timeout
+        import requests  # here, not above: every command loads this plugin, few talk to a server
+
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "lithotse-fhir"
 
@@ -102,6 +109,8 @@ class FhirHttp:
                 stream: bool = False, auth: bool | str = True, ok: Callable[[int], bool] | None = None
                 ) -> requests.Response:
         """One call with retries on 429/5xx (Retry-After honoured) and connection errors."""
+        import requests
+
         headers = {"Accept": "application/fhir+json", **(headers or {})}
         if auth and self.token and (auth == "always" or _origin(url) == _origin(self.base_url)):
             headers["Authorization"] = f"Bearer {self.token}"
@@ -159,6 +168,8 @@ class FhirHttp:
 
     def download(self, url: str, auth: bool | str) -> Path:
         """Stream a body to a temp file (the caller removes it)."""
+        import requests
+
         response = self.request("GET", url, stream=True, auth=auth,
                                 headers={"Accept": "application/fhir+ndjson"})
         fd, name = tempfile.mkstemp(prefix="lithotse-fhir-", suffix=".ndjson")
