@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lithotse_desktop.dates import DateRange
-from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.build import build, build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.errors import CorruptObject
@@ -112,6 +112,32 @@ def test_flipped_byte_is_found_by_verify_and_refused_by_builds(cli, tmp_path, mo
     cli("raw", "verify")
     build(ws, "by_month", full=True)
     assert read_table(ws, "by_month")[1] == good
+
+
+def test_a_group_reading_its_input_once_refuses_a_damaged_object_and_publishes_nothing(tmp_path, monkeypatch):
+    """Aggregates of one input that suppress are built together from one read of it (one table
+    for all): a damaged object fails that read, before any member's query, and no member moves."""
+    from lithotse_desktop.derive import build as build_module
+
+    inbox = tmp_path / "in"
+    visits_csv(inbox, rows=400)
+    ws = csv_workspace(tmp_path / "ws", inbox)
+    add_spec(ws, {**SPEC, "suppress_below": 3}, replace=True)
+    add_spec(ws, {**SPEC, "name": "by_year", "grain": "year", "suppress_below": 3})
+    build_all(ws)
+    catalog = Catalog(ws)
+    published = {n: catalog.current(n).version for n in ("by_month", "by_year")}
+    key = the_object(ws)
+    path = ws.store("raw").local_path(key)
+    path.write_bytes(flip_a_digit(path.read_bytes()))
+    shared = []
+    load_shared = build_module._load_shared
+    monkeypatch.setattr(build_module, "_load_shared", lambda ws, members, progress: shared.append(
+        sorted(w.name for w in members)) or load_shared(ws, members, progress))
+    with pytest.raises(CorruptObject, match=key):
+        build_all(ws, full=True)
+    assert shared == [["by_month", "by_year"]]
+    assert {n: catalog.current(n).version for n in ("by_month", "by_year")} == published
 
 
 def test_incremental_build_refuses_an_object_damaged_since_the_last_build(tmp_path):
