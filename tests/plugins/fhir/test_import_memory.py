@@ -65,8 +65,10 @@ def _peak_import_rss(tmp: Path, n: int) -> tuple[int, int]:
 
 
 def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
-    small_bytes, small_rss = _peak_import_rss(tmp_path, 54_000)
+    # both files hold many batches, so both runs reach the steady state of the bounded queues
+    # (a file of a few batches may end before they fill, which a loaded machine showed)
+    small_bytes, small_rss = _peak_import_rss(tmp_path, 135_000)
     large_bytes, large_rss = _peak_import_rss(tmp_path, 270_000)
-    assert large_bytes > 4.5 * small_bytes
-    # before, memory grew ~1.4 MB per MB of input: 120 MB more input cost ~170 MB more memory
+    assert large_bytes > 1.9 * small_bytes
+    # before, memory grew ~1.4 MB per MB of input: these 75 MB more would cost ~105 MB more
     assert large_rss < 1.2 * small_rss, (small_rss, large_rss, small_bytes, large_bytes)
