@@ -348,8 +348,9 @@ def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _Sh
     session = open_engine(ws, first.engine).session(progress)
     checks = IntegrityChecks()
     try:
-        for work in members:
-            work.resolved["input"].read_key(ws)
+        first.resolved["input"].read_key(ws)
+        for work in members[1:]:
+            work.resolved["input"] = first.resolved["input"]  # the same stream: its key read once
         unused = set.intersection(*(set(_unused_columns(w.spec)) for w in members))
         schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
                                      unused=tuple(sorted(unused)))
@@ -891,7 +892,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         plans = {w.name: _plan(ws, w, group, full) for w in stale}
         candidates = [w for w in stale if _shares_input(w, plans[w.name])]
         sharing = [w for w in candidates if w.engine == candidates[0].engine]
-        if len(sharing) < 2 or len({json.dumps(w.identities["input"], sort_keys=True) for w in sharing}) > 1:
+        if len(sharing) < 2:
             sharing = []
         if sharing:
             # before the others: one session at a time (a Spark server takes one build at a time,
@@ -903,10 +904,11 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
             finally:
                 shared.session.close()
         for work in group:
-            if work in stale and work not in sharing:
+            if work not in stale:
+                if work.previous is not None and work.spec["kind"] == "aggregate":
+                    work.published = catalog.read(work.previous)
+            elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
-            elif work.previous is not None and work.spec["kind"] == "aggregate" and work not in stale:
-                work.published = catalog.read(work.previous)
         hidden = _decide(ws, group)
         progress.update(f"writing {', '.join(w.name for w in stale)}")
         for work in stale:

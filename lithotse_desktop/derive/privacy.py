@@ -52,7 +52,8 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
         atoms = input_atoms(ws, catalog, [m.spec for m in members]) if len(members) > 1 else None
         group = (Group(members, rels, atoms=atoms.keys, atom_records=atoms.records) if atoms is not None
                  else Group(members, rels))
-        if atoms is not None and all(_built_from_current_inputs(ws, catalog, spec, version)
+        identities: dict[str, Any] = {}
+        if atoms is not None and all(_built_from_current_inputs(ws, catalog, spec, version, identities)
                                      for spec, version in by_input[key]):
             group.count_differences()
         found = audit(group)
@@ -65,12 +66,19 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
     return {"ok": not findings, "groups": groups, "findings": findings}
 
 
-def _built_from_current_inputs(ws: Workspace, catalog: Catalog, spec: dict, version: Any) -> bool:
+def _built_from_current_inputs(ws: Workspace, catalog: Catalog, spec: dict, version: Any,
+                               identities: dict[str, Any]) -> bool:
     """Whether a version was built from its inputs as they are now (the same objects, or the
-    same input versions): then the atoms' records counted now are the records it was built from."""
+    same input versions): then the atoms' records counted now are the records it was built from.
+    ``identities`` keeps each input's identity as found, for the group's other versions."""
     try:
-        return all(json.loads(json.dumps(input_identity(ws, catalog, item))) == version.inputs.get(alias)
-                   for alias, item in spec_inputs(spec).items())
+        for alias, item in spec_inputs(spec).items():
+            known = json.dumps(item, sort_keys=True)
+            if known not in identities:
+                identities[known] = json.loads(json.dumps(input_identity(ws, catalog, item)))
+            if identities[known] != version.inputs.get(alias):
+                return False
+        return True
     except LithotseError:
         return False
 
