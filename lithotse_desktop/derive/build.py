@@ -324,6 +324,10 @@ def _plan(ws: Workspace, work: _Work, group: list[_Work], full: bool) -> _Plan:
     return _Plan(incremental, cached, differs or work.counts_atoms, keeps_input)
 
 
+_Margins = dict[tuple, dict[tuple, tuple[int, int]]]
+"""(records, people) per margin cell, by the query that counted them."""
+
+
 @dataclass
 class _SharedInput:
     """One stream held in a table for several aggregates of a group: loaded, hash-checked and
@@ -331,6 +335,9 @@ class _SharedInput:
 
     session: EngineSession
     schema: pa.Schema
+    margins: _Margins = field(default_factory=dict)
+    """Margin counts by query: the members' differences often repeat (every outer with the filtered
+    subset's dimensions leaves out the same rows per the same margin), counted once."""
 
 
 def _shares_input(work: _Work, plan: _Plan) -> bool:
@@ -419,7 +426,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.cells = query.cells
             work.table = result if query.cells else query.finish(result)
             if query.cells and any(w.suppressed for w in group):
-                _relate_as_outer(session, ws, work, group, schemas, progress)
+                _relate_as_outer(session, ws, work, group, schemas, progress,
+                                 shared.margins if shared is not None else {})
             if work.counts_atoms:
                 work.atoms = _count_atoms(session, ws, group, schemas, progress)
         except LithotseError:
@@ -643,9 +651,10 @@ def _as_duckdb_types(ws: Workspace, work: _Work, schemas: dict[str, pa.Schema], 
 
 
 def _relate_as_outer(session: EngineSession, ws: Workspace, work: _Work, group: list[_Work],
-                     schemas: dict[str, pa.Schema], progress: Progress) -> None:
+                     schemas: dict[str, pa.Schema], progress: Progress,
+                     counted: _Margins) -> None:
     """Relations in which this aggregate is the outer, and the rows each inner leaves out (counted
-    here, where the shared input is loaded)."""
+    here, where the input is loaded; ``counted`` keeps each margin query's answer for the session)."""
     assert work.table is not None
     types = {dimension_alias(d): work.table.schema.field(dimension_alias(d)).type
              for d in work.spec.get("group_by", [])}
@@ -666,25 +675,31 @@ def _relate_as_outer(session: EngineSession, ws: Workspace, work: _Work, group: 
                                       grain=rel.grain, timezone=ws.timezone, person_key=work.person_key,
                                       dialect=session.dialect)
         work.differences[(rel.inner, rel.outer)] = _count_margin(session, compiled, rel.grain, len(rel.common),
-                                                                 f"derivative {work.name}", progress)
-    _count_remainders(session, ws, work, group, schemas, types, progress)
+                                                                 f"derivative {work.name}", progress, counted)
+    _count_remainders(session, ws, work, group, schemas, types, progress, counted)
 
 
 def _count_margin(session: EngineSession, compiled: Any, grain: str, dims: int, what: str,
-                  progress: Progress) -> dict[tuple, tuple[int, int]]:
-    """(records, people) per margin cell of a :func:`compile_difference` query."""
+                  progress: Progress, counted: _Margins) -> dict[tuple, tuple[int, int]]:
+    """(records, people) per margin cell of a :func:`compile_difference` query; a query asked
+    before in this session (the same text and parameters over the same table) is not run again."""
+    key = (compiled.sql, tuple(compiled.params), grain, dims)
+    if key in counted:
+        return dict(counted[key])
     found = session.run(compiled.sql, compiled.params, what, progress)
     columns = ([PERIOD] if grain != "none" else []) + [f"__k{i}" for i in range(dims)]
     values = {c: found.column(c).to_pylist() for c in (*columns, CELL_COUNT, PEOPLE)}
-    counted: dict[tuple, tuple[int, int]] = {}
+    margin: dict[tuple, tuple[int, int]] = {}
     for i in range(found.num_rows):
-        key = ((values[PERIOD][i] if grain != "none" else None), *(values[f"__k{j}"][i] for j in range(dims)))
-        counted[key] = (int(values[CELL_COUNT][i]), int(values[PEOPLE][i]))
-    return counted
+        cell = ((values[PERIOD][i] if grain != "none" else None), *(values[f"__k{j}"][i] for j in range(dims)))
+        margin[cell] = (int(values[CELL_COUNT][i]), int(values[PEOPLE][i]))
+    counted[key] = margin
+    return dict(margin)
 
 
 def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group: list[_Work],
-                      schemas: dict[str, pa.Schema], types: dict[str, pa.DataType], progress: Progress) -> None:
+                      schemas: dict[str, pa.Schema], types: dict[str, pa.DataType], progress: Progress,
+                      counted: _Margins) -> None:
     """Rows of this aggregate that no part of a partition whose whole it is keeps (see
     :class:`.relations.Partition`), per margin cell."""
     aggregates = [w.spec for w in group if w.spec["kind"] == "aggregate"]
@@ -699,7 +714,7 @@ def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group:
                                       grain=p.grain, timezone=ws.timezone, person_key=work.person_key,
                                       dialect=session.dialect)
         work.remainders[p.key] = _count_margin(session, compiled, p.grain, len(p.common[work.name]),
-                                               f"derivative {work.name}", progress)
+                                               f"derivative {work.name}", progress, counted)
 
 
 def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:

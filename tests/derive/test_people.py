@@ -323,3 +323,36 @@ def test_the_audit_counts_the_differences_a_build_counted_from_the_atoms(workspa
     audited.clear()
     audit_published(workspace)
     assert audited == []
+
+
+def test_a_difference_several_tables_leave_out_is_counted_once_and_right(workspace, ehr, monkeypatch):
+    """Two monthly tables by department (one counting visits only) leave out of the yearly
+    emergencies the same rows per year and department: the group's shared table answers that
+    query once, and every difference holds the records and people the CSV gives."""
+    from lithotse_desktop.derive.engines import duckdb as engine
+
+    runs = []
+    run = engine.DuckDBSession.run
+
+    def counted_run(self, sql, params, *args, **kwargs):
+        runs.append((sql, tuple(params)))
+        return run(self, sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(engine.DuckDBSession, "run", counted_run)
+    entries = [SPECS[3], {"name": "by_month_dept", "grain": "month", "group_by": ["dept"]},
+               {"name": "visits_by_month", "grain": "month", "group_by": ["dept"],
+                "measures": [{"fn": "count", "as": "visits"}]}]
+    group = built_group(workspace, monkeypatch, entries)
+    assert len(runs) == len(set(runs))
+    left_out: dict[tuple, list[str]] = defaultdict(list)
+    for row in ehr:
+        if row["kind"] != "EMER":
+            left_out[(dt.date(int(row["START"][:4]), 1, 1), row["dept"])].append(row["PATIENT"])
+    outers = defaultdict(int)
+    for difference in group.differences:
+        inner, outer = difference.relation.tables
+        assert inner == "emergencies"
+        outers[outer] += 1
+        rows = left_out[difference.key]
+        assert (difference.records, difference.people) == (len(rows), len(set(rows)))
+    assert outers == {"by_month_dept": len(left_out), "visits_by_month": len(left_out)}
