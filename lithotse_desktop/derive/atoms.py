@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 
 from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day_expression
@@ -110,27 +111,36 @@ def _grouped_input(specs: list[dict], schema: pa.Schema, timezone: str, params: 
 
 class Atoms(NamedTuple):
     """The atoms of a :func:`compile_atoms` result, as :class:`.complementary.Group` takes them:
-    per atom, member name → cell key (period, then dimensions), members that do not select it
-    left out; and its records, a point where every published record count holds, from which the
-    audit shows most hidden cells wide in a smaller model (see :mod:`.bounds`)."""
+    per member name, each atom's cell key (period, then dimensions), None where the member does
+    not select it; and each atom's records, a point where every published record count holds,
+    from which the audit shows most hidden cells wide in a smaller model (see :mod:`.bounds`)."""
 
-    keys: list[dict[str, tuple]]
+    columns: dict[str, list[tuple | None]]
     records: list[int]
+
+    @property
+    def keys(self) -> list[dict[str, tuple]]:
+        """Per atom, member name → cell key, for the members that select it."""
+        out: list[dict[str, tuple]] = [{} for _ in self.records]
+        for name, column in self.columns.items():
+            for atom, key in zip(out, column, strict=True):
+                if key is not None:
+                    atom[name] = key
+        return out
 
 
 def read_atoms(specs: list[dict], found: pa.Table) -> Atoms:
     widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
-    names = [spec["name"] for spec in specs]
-    chosen = [found.column(f"__s{j}").to_pylist() for j in range(len(specs))]
-    keys = [list(zip(*(_python_values(found.column(f"__c{j}_{i}")) for i in range(width)), strict=True))
-            if width else [()] * found.num_rows for j, width in enumerate(widths)]
-    out = Atoms([], [])
-    for r, records in enumerate(found.column(RECORDS).to_pylist()):
-        atom = {names[j]: keys[j][r] for j in range(len(specs)) if chosen[j][r]}
-        if atom:
-            out.keys.append(atom)
-            out.records.append(int(records))
-    return out
+    chosen = [found.column(f"__s{j}").to_numpy(zero_copy_only=False).astype(bool) for j in range(len(specs))]
+    kept = np.flatnonzero(np.logical_or.reduce(chosen)) if specs else np.array([], dtype=np.int64)
+    columns: dict[str, list[tuple | None]] = {}
+    for j, (spec, width) in enumerate(zip(specs, widths, strict=True)):
+        keys = (list(zip(*(_python_values(found.column(f"__c{j}_{i}")) for i in range(width)), strict=True))
+                if width else [()] * found.num_rows)
+        selects = chosen[j].tolist()
+        columns[spec["name"]] = [keys[r] if selects[r] else None for r in kept.tolist()]
+    records = found.column(RECORDS).to_numpy(zero_copy_only=False)[kept].astype(np.int64).tolist()
+    return Atoms(columns, records)
 
 
 def _python_values(column: pa.ChunkedArray) -> list[Any]:

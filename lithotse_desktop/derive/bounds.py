@@ -44,24 +44,45 @@ judged narrow, so a build hides more rather than trusting it."""
 class BoundModel:
     """One component: atoms (≥ 0 for counts, free for sums) and rows over them.
 
-    ``rows`` maps each row to its atoms' coefficients, atoms numbered from 0. Row bounds are set
-    with :meth:`bound`; :meth:`bounds` answers for the rows asked about."""
+    ``rows`` maps each row to its atoms' coefficients, atoms numbered from 0 (or, through
+    :meth:`from_entries`, the same as three arrays of entries). Row bounds are set with
+    :meth:`bound`; :meth:`bounds` answers for the rows asked about."""
 
     def __init__(self, rows: list[dict[int, float]], nonnegative: bool, anchor: np.ndarray | None = None) -> None:
-        self.rows = rows
+        self._setup(len(rows), np.array([r for r, row in enumerate(rows) for _ in row], dtype=np.int64),
+                    np.array([a for row in rows for a in row], dtype=np.int64),
+                    np.array([c for row in rows for c in row.values()], dtype=np.float64), nonnegative, anchor)
+
+    @classmethod
+    def from_entries(cls, row_count: int, entry_rows: np.ndarray, entry_atoms: np.ndarray, entry_coefs: np.ndarray,
+                     nonnegative: bool, anchor: np.ndarray | None = None) -> BoundModel:
+        """A model from its entries (row, atom, coefficient), rows in order, no atom twice in a
+        row: how a year's component of hundreds of thousands of entries is handed over."""
+        model = cls.__new__(cls)
+        model._setup(row_count, entry_rows.astype(np.int64), entry_atoms.astype(np.int64),
+                     entry_coefs.astype(np.float64), nonnegative, anchor)
+        return model
+
+    def _setup(self, row_count: int, entry_rows: np.ndarray, entry_atoms: np.ndarray, entry_coefs: np.ndarray,
+               nonnegative: bool, anchor: np.ndarray | None) -> None:
+        self.row_count = row_count
         self.anchor = anchor
         """A point known to satisfy every fixed row (the atoms' records, counted from the input),
         or None; see :meth:`_settle_near_anchor`."""
         self._near: tuple[bytes, BoundModel, np.ndarray, np.ndarray] | None = None
         self.nonnegative = nonnegative
-        self.size = 1 + max((a for row in rows for a in row), default=-1)
-        self.lower = np.full(len(rows), -np.inf)
-        self.upper = np.full(len(rows), np.inf)
-        self.entry_rows = np.array([r for r, row in enumerate(rows) for _ in row], dtype=np.int64)
-        self.entry_atoms = np.array([a for row in rows for a in row], dtype=np.int64)
-        self.entry_coefs = np.array([c for row in rows for c in row.values()], dtype=np.float64)
-        self.seen_low = np.full(len(rows), np.inf)
-        self.seen_high = np.full(len(rows), -np.inf)
+        self.size = 1 + int(entry_atoms.max()) if len(entry_atoms) else 0
+        self.lower = np.full(row_count, -np.inf)
+        self.upper = np.full(row_count, np.inf)
+        self.entry_rows, self.entry_atoms, self.entry_coefs = entry_rows, entry_atoms, entry_coefs
+        self.positive = np.bincount(entry_rows[entry_coefs <= 0], minlength=row_count) == 0
+        """Rows whose every coefficient is positive: over atoms ≥ 0 their least value is at least 0,
+        so a point holding one at 0 has found its least value without a solve."""
+        order = np.lexsort((entry_atoms, entry_rows))
+        self._by_row = order
+        self._row_starts = np.searchsorted(entry_rows[order], np.arange(row_count + 1))
+        self.seen_low = np.full(row_count, np.inf)
+        self.seen_high = np.full(row_count, -np.inf)
         self.started = False
         self.infeasible = False
         self.answered: dict[tuple, dict[int, tuple[float, float]]] = {}
@@ -71,7 +92,7 @@ class BoundModel:
         further complement should come from."""
         self._solver: Any = None
         self._row_seconds: float | None = None
-        self._rng = np.random.default_rng(len(rows) * 7919 + self.size)
+        self._rng = np.random.default_rng(row_count * 7919 + self.size)
 
     def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
         """New bounds of every row. Freeing rows keeps the points found (they satisfy the looser
@@ -106,7 +127,7 @@ class BoundModel:
     def _bounds(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, tuple[float, float]]:
         if not needed:
             return {}
-        if len(self.rows) == 1:
+        if self.row_count == 1:
             simple = self._lone_row(needed)
             if simple is not None:
                 return simple
@@ -119,7 +140,7 @@ class BoundModel:
         self._ensure_solver()
         if not self.started:
             for _ in range(2):
-                direction = self._rng.choice([-1.0, 1.0], len(self.rows))
+                direction = self._rng.choice([-1.0, 1.0], self.row_count)
                 if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
                     self.infeasible = True
                     return {r: UNRESOLVED for r in needed}
@@ -192,7 +213,7 @@ class BoundModel:
         rows it keeps, and what the anchored atoms add to each; None when the anchor breaks a
         fixed row or a bound."""
         contributions = self.entry_coefs * anchor[self.entry_atoms]
-        values = np.bincount(self.entry_rows, weights=contributions, minlength=len(self.rows))
+        values = np.bincount(self.entry_rows, weights=contributions, minlength=self.row_count)
         fixed = self.lower == self.upper
         if (np.any(np.abs(values[fixed] - self.lower[fixed]) > EXACT) or np.any(values < self.lower - EXACT)
                 or np.any(values > self.upper + EXACT) or (self.nonnegative and np.any(anchor < 0))):
@@ -202,23 +223,20 @@ class BoundModel:
         if not free_atoms.any():
             return None
         varying = free_atoms[self.entry_atoms]
-        offsets_all = np.bincount(self.entry_rows[~varying], weights=contributions[~varying], minlength=len(self.rows))
+        offsets_all = np.bincount(self.entry_rows[~varying], weights=contributions[~varying], minlength=self.row_count)
         rows = np.unique(self.entry_rows[varying])
         number = np.cumsum(free_atoms) - 1
-        kept: list[dict[int, float]] = [{} for _ in rows]
-        position = np.full(len(self.rows), -1)
+        position = np.full(self.row_count, -1)
         position[rows] = np.arange(len(rows))
-        for r, a, c in zip(self.entry_rows[varying], self.entry_atoms[varying], self.entry_coefs[varying], strict=True):
-            kept[position[r]][int(number[a])] = float(c)
-        model = BoundModel(kept, self.nonnegative)
+        model = BoundModel.from_entries(len(rows), position[self.entry_rows[varying]],
+                                        number[self.entry_atoms[varying]], self.entry_coefs[varying],
+                                        self.nonnegative)
         offsets = offsets_all[rows]
         model.bound(self.lower[rows] - offsets, self.upper[rows] - offsets)
         return model, rows, offsets
 
     def _positive(self, row: int) -> bool:
-        """Whether every coefficient of a row is positive: over atoms ≥ 0 its least value is then
-        at least 0, so a point holding it at 0 has found that least value without a solve."""
-        return all(c > 0 for c in self.rows[row].values())
+        return bool(self.positive[row])
 
     def _held(self, row: int) -> list[int]:
         """Fixed rows with a dual value at the last optimum, other than ``row``."""
@@ -247,11 +265,11 @@ class BoundModel:
         solver = make_solver()
         inf = highspy.kHighsInf
         solver.addVars(self.size, np.full(self.size, 0.0 if self.nonnegative else -inf), np.full(self.size, inf))
-        for r, row in enumerate(self.rows):
-            index = np.array(sorted(row), dtype=np.int32)
-            low = self.lower[r] if np.isfinite(self.lower[r]) else -inf
-            high = self.upper[r] if np.isfinite(self.upper[r]) else inf
-            solver.addRow(low, high, len(index), index, np.array([row[i] for i in index]))
+        order = self._by_row  # every row at once, its entries in atom order
+        solver.addRows(self.row_count, np.where(np.isfinite(self.lower), self.lower, -inf),
+                       np.where(np.isfinite(self.upper), self.upper, inf), len(order),
+                       self._row_starts[:-1].astype(np.int32), self.entry_atoms[order].astype(np.int32),
+                       self.entry_coefs[order])
         self._solver = solver
 
     def _costs(self, direction: np.ndarray) -> np.ndarray:
@@ -262,8 +280,8 @@ class BoundModel:
 
     def _costs_of(self, row: int) -> np.ndarray:
         costs = np.zeros(self.size)
-        for atom, coef in self.rows[row].items():
-            costs[atom] += coef
+        entries = self._by_row[self._row_starts[row]:self._row_starts[row + 1]]
+        costs[self.entry_atoms[entries]] = self.entry_coefs[entries]
         return costs
 
     def _solve(self, costs: np.ndarray, *, maximize: bool, spread_out: bool = False) -> float | None:
@@ -299,7 +317,7 @@ class BoundModel:
                  and self._positive(int(r))]
         if len(zeros) < 2:
             return pending
-        direction = np.zeros(len(self.rows))
+        direction = np.zeros(self.row_count)
         direction[zeros] = 1.0
         greatest = self._solve(self._costs(direction), maximize=True)
         if greatest is None or greatest > EXACT:
@@ -337,7 +355,7 @@ class BoundModel:
         try:
             for round_number in range(EXPLORE_ROUNDS):
                 started = time.perf_counter()
-                direction = np.zeros(len(self.rows))
+                direction = np.zeros(self.row_count)
                 signs = self._rng.choice([-1.0, 1.0], len(pending))
                 if round_number:
                     last = np.asarray(solver.getSolution().row_value)[pending]

@@ -753,7 +753,7 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
     counted = next((w.atoms for w in group if w.atoms is not None), None)
     partial = [w.name for w in group if w.table is not None and w.periods is not None and not w.suppressed]
     return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
-                        None if counted is None else counted.keys, partial,
+                        None if counted is None else counted.columns, partial,
                         atom_records=None if counted is None else counted.records), ws.zero_cells)
 
 

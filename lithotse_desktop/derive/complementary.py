@@ -135,7 +135,8 @@ class Group:
     def __init__(self, members: list[Cells], relations: list[Relation],
                  differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] | None = None,
                  remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] | None = None,
-                 atoms: Iterable[dict[str, tuple]] | None = None, partial: Iterable[str] = (),
+                 atoms: Iterable[dict[str, tuple]] | dict[str, list[tuple | None]] | None = None,
+                 partial: Iterable[str] = (),
                  atom_records: Iterable[int] | None = None) -> None:
         self.members = sorted(members, key=lambda m: m.name)
         self.by_name = {m.name: m for m in self.members}
@@ -148,6 +149,7 @@ class Group:
         self.differences: list[Difference] = []
         self.relations = relations
         self.relation_lines: list[Line] = []
+        self._margins: dict[tuple, list[tuple]] = {}
         for relation in essential(relations, {m.name: m.spec for m in self.members}):
             known = None if differences is None else differences.get((relation.inner, relation.outer))
             self._relate(relation, known)
@@ -157,86 +159,108 @@ class Group:
             self._split(partition, (remainders or {}).get(partition.key))
         self.relation_lines_of: dict[int, list[Line]] = defaultdict(list)
         self.line_of_difference: dict[int, Line] = {}
+        lines_of, cell_count = self.relation_lines_of, self.cell_count
         for line in self.relation_lines:
             for cell, _sign in line.terms:
-                self.relation_lines_of[cell].append(line)
-                if self.is_difference(cell):
+                lines_of[cell].append(line)
+                if cell >= cell_count:
                     self.line_of_difference[cell] = line
         if atoms is None and len(self.members) == 1:
             atoms = ({self.members[0].name: tuple(key.values())} for key in self.members[0].keys)
         self.atoms: list[tuple[int, ...]] | None = None
+        self.atom_cells: np.ndarray | None = None
+        """The atoms as a matrix: a row per atom, a column per member, as in :attr:`atoms`."""
         self.atom_records: list[int] | None = None
         """Records of each atom, when the build or audit counted them from the input."""
-        if atoms is not None:
-            self.atoms, self.atom_records = self._index_atoms(atoms, set(partial), atom_records)
         self.atoms_of: dict[int, list[int]] = defaultdict(list)
-        for a, cells in enumerate(self.atoms or []):
-            for j, i in enumerate(cells):
-                if i >= 0:
-                    self.atoms_of[self.offsets[self.members[j].name] + i].append(a)
+        if atoms is not None:
+            self.atom_cells, self.atom_records = self._index_atoms(atoms, set(partial), atom_records)
+            self.atoms = list(map(tuple, self.atom_cells.tolist()))
+            offsets = np.array([self.offsets[m.name] for m in self.members], dtype=np.int64)
+            present = self.atom_cells >= 0
+            atom_ids, columns = np.nonzero(present)
+            cell_ids = (self.atom_cells + offsets)[present]
+            order = np.argsort(cell_ids, kind="stable")
+            cell_ids, atom_ids = cell_ids[order], atom_ids[order]
+            starts = (np.flatnonzero(np.diff(cell_ids)) + 1).tolist()
+            ids = atom_ids.tolist()
+            firsts = cell_ids[[0, *starts]].tolist() if ids else []
+            for cell, start, end in zip(firsts, [0, *starts], [*starts, len(ids)], strict=True):
+                self.atoms_of[cell] = ids[start:end]
 
-    def _index_atoms(self, atoms: Iterable[dict[str, tuple]], partial: set[str],
-                     records: Iterable[int] | None) -> tuple[list[tuple[int, ...]], list[int] | None]:
+    def _index_atoms(self, atoms: Iterable[dict[str, tuple]] | dict[str, list[tuple | None]], partial: set[str],
+                     records: Iterable[int] | None) -> tuple[np.ndarray, list[int] | None]:
         """Atoms as the cell index of each member (-1: the member does not select their rows, or
-        the cell is not among the member's cells given here).
+        the cell is not among the member's cells given here), one row per atom, rows sorted.
 
         An atom is a class of input rows that no member tells apart: the same cell (or none) in
         every member. Keys that no member cell has, or cells no atom falls in, mean the atoms were
         counted from other data than the cells; nothing could be judged from them. Only a member
-        in ``partial`` (a build given just the periods it recomputed) may lack cells."""
-        index = {m.name: {tuple(key.values()): i for i, key in enumerate(m.keys)} for m in self.members}
-        out: dict[tuple[int, ...], int] = defaultdict(int)
-        counts = iter(records) if records is not None else None
-        for atom in atoms:
-            count = next(counts) if counts is not None else 0
-            cells = []
-            for m in self.members:
-                key = atom.get(m.name)
-                if key is None:
-                    cells.append(-1)
-                    continue
-                i = index[m.name].get(tuple(key))
-                if i is None and m.name in partial:
-                    cells.append(-1)
-                    continue
-                if i is None:
-                    raise LithotseError(f"derivative {m.name}: its input holds rows of cell {_describe_key(key)}, "
-                                        "which its cells do not have; rebuild it before it is audited")
-                cells.append(i)
-            if any(i >= 0 for i in cells):
-                out[tuple(cells)] += count
-        covered: list[set[int]] = [set() for _ in self.members]
-        for indexed in out:
-            for j, cell in enumerate(indexed):
-                covered[j].add(cell)
+        in ``partial`` (a build given just the periods it recomputed) may lack cells. ``atoms`` is
+        a key per atom for each member (:class:`.atoms.Atoms`' columns) or each atom's keys by
+        member; either way it is read a member at a time over every atom (tens of thousands of
+        atoms, tens of members)."""
+        if isinstance(atoms, dict):
+            columns = atoms
+            size = len(next(iter(columns.values()), []))
+        else:
+            listed = list(atoms)
+            columns = {m.name: [atom.get(m.name) for atom in listed] for m in self.members}
+            size = len(listed)
+        counts = np.array(list(records) if records is not None else [0] * size, dtype=np.int64)
+        cells = np.empty((size, len(self.members)), dtype=np.int64)
         for j, m in enumerate(self.members):
-            missing = [i for i in range(len(m.keys)) if i not in covered[j]]
-            if missing:
+            index = {tuple(key.values()): i for i, key in enumerate(m.keys)}
+            keys = columns.get(m.name) or [None] * size
+            column = [-1 if key is None else index.get(key if type(key) is tuple else tuple(key), -2)
+                      for key in keys]
+            cells[:, j] = column
+            unknown = np.flatnonzero(cells[:, j] == -2)
+            if len(unknown) and m.name in partial:
+                cells[unknown, j] = -1
+            elif len(unknown):
+                raise LithotseError(f"derivative {m.name}: its input holds rows of cell "
+                                    f"{_describe_key(tuple(keys[unknown[0]]))}, which its cells do not have; "
+                                    "rebuild it before it is audited")
+        selected = (cells >= 0).any(axis=1)
+        cells, counts = cells[selected], counts[selected]
+        if len(cells):
+            order = np.lexsort(cells.T[::-1])
+            cells, counts = cells[order], counts[order]
+            first = np.r_[True, np.any(cells[1:] != cells[:-1], axis=1)]
+            counts = np.add.reduceat(counts, np.flatnonzero(first))
+            cells = cells[first]
+        for j, m in enumerate(self.members):
+            covered = np.zeros(len(m.keys), dtype=bool)
+            covered[cells[:, j][cells[:, j] >= 0]] = True
+            missing = np.flatnonzero(~covered)
+            if len(missing):
                 raise LithotseError(f"derivative {m.name}: cell {_describe_key(tuple(m.keys[missing[0]].values()))} "
                                     "has no rows in its input; rebuild it before it is audited")
-        ordered = sorted(out)
-        return ordered, None if counts is None else [out[a] for a in ordered]
+        return cells, None if records is None else counts.tolist()
 
     def _relate(self, relation: Relation, known: dict[tuple, tuple[int, int | None]] | None) -> None:
         """Lines of one relation; ``known`` holds (records, people) of its differences per margin
         cell when a build computed them (absent: none left out), None when nobody knows them."""
         inner, outer = self.by_name[relation.inner], self.by_name[relation.outer]
         k = max(inner.k, outer.k)
-        inner_aliases = [a for a, _ in relation.common]
-        outer_aliases = [b for _, b in relation.common]
         sides: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        margins = self._margin_keys(inner, [a for a, _ in relation.common], relation.grain)
+        base = self.offsets[inner.name]
         for i, key in enumerate(inner.keys):
             if in_inner_periods(relation, key):
-                sides[margin_key(key, inner_aliases, relation.grain)].append((self.offsets[inner.name] + i, 1))
+                sides[margins[i]].append((base + i, 1))
+        margins = self._margin_keys(outer, [b for _, b in relation.common], relation.grain)
+        base = self.offsets[outer.name]
         for i, key in enumerate(outer.keys):
-            if not all(matches(f, key.get(alias)) for alias, f in relation.selections):
+            if relation.selections and not all(matches(f, key.get(alias)) for alias, f in relation.selections):
                 continue
             if relation.period_range is not None:
                 start, end = relation.period_range
                 period = key.get(PERIOD)
                 if period is None or (start and period < start) or (end and period > end):
                     continue
-            sides[margin_key(key, outer_aliases, relation.grain)].append((self.offsets[outer.name] + i, -1))
+            sides[margins[i]].append((base + i, -1))
         for mkey in sorted(sides, key=_sort_key):
             terms = sides[mkey]
             if relation.difference and not no_difference(relation, mkey):
@@ -245,6 +269,14 @@ class Group:
                 terms = terms + [(self.cell_count + len(self.differences) - 1, 1)]
             if len(terms) > 1:
                 self.relation_lines.append(Line(terms, k, relation))
+
+    def _margin_keys(self, member: Cells, aliases: list[str], grain: str) -> list[tuple]:
+        """Each cell's :func:`.relations.margin_key`, made once per member and margin: a member
+        takes part in many relations over the same margin."""
+        memo = (member.name, tuple(aliases), grain)
+        if memo not in self._margins:
+            self._margins[memo] = [margin_key(key, aliases, grain) for key in member.keys]
+        return self._margins[memo]
 
     def _split(self, partition: Partition, known: dict[tuple, tuple[int, int]] | None) -> None:
         """Lines of one partition: per margin cell, parts + remainder = outer. The remainder is
@@ -659,25 +691,29 @@ class _AtomRows:
         self.quantity = quantity
         self.is_count = quantity[0] == "count"
         publishing = [j for j, m in enumerate(group.members) if quantity in m.values]
-        projected: dict[tuple[int, ...], int] = {}
-        atoms_of: dict[int, list[int]] = defaultdict(list)
+        assert group.atom_cells is not None, "audited over atoms only where the group has them"
+        # the atoms as the publishing members tell them apart, numbered as first met
+        matrix = group.atom_cells[:, publishing]
+        selected = np.flatnonzero((matrix >= 0).any(axis=1))
+        unique, first, inverse = np.unique(matrix[selected], axis=0, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        number = np.empty(len(order), dtype=np.int64)
+        number[order] = np.arange(len(order))
+        projected = unique[order]
         counted = group.atom_records if quantity == ("count", None) else None
-        records: list[float] = []
-        for n, cells in enumerate(group.atoms or []):
-            kept = tuple(cells[j] for j in publishing)
-            if all(i < 0 for i in kept):
-                continue
-            if kept in projected:
-                if counted is not None:
-                    records[projected[kept]] += counted[n]
-                continue
-            a = projected[kept] = len(projected)
-            records.append(float(counted[n]) if counted is not None else 0.0)
-            for j, i in zip(publishing, kept, strict=True):
-                if i >= 0:
-                    atoms_of[group.offsets[group.members[j].name] + i].append(a)
-        rows: list[dict[int, float]] = []
-        self.term_of_row: list[int] = []
+        records = (np.bincount(number[inverse.reshape(-1)], weights=np.asarray(counted, dtype=np.float64)[selected],
+                               minlength=len(order)) if counted is not None else np.zeros(len(order)))
+        # each published cell's atoms: a row per cell that has any, in cell order
+        offsets = np.array([group.offsets[group.members[j].name] for j in publishing], dtype=np.int64)
+        present = projected >= 0
+        atom_ids, _columns = np.nonzero(present)
+        cell_ids = (projected + offsets)[present]
+        by_cell = np.lexsort((atom_ids, cell_ids))
+        cell_ids, atom_ids = cell_ids[by_cell], atom_ids[by_cell]
+        cells_with_atoms, row_of_entry = np.unique(cell_ids, return_inverse=True)
+        starts = np.searchsorted(cell_ids, cells_with_atoms).tolist() + [len(cell_ids)]
+        atoms_of = {cell: (starts[n], starts[n + 1]) for n, cell in enumerate(cells_with_atoms.tolist())}
+        self.term_of_row: list[int] = cells_with_atoms.tolist()
         self.value_of_row: list[float | None] = []
         self.line_of_row: dict[int, list[tuple[int, int]]] = {}
         """A difference's row: the other terms of its line, whose published values give it
@@ -686,33 +722,38 @@ class _AtomRows:
         for j in publishing:
             m = group.members[j]
             base = group.offsets[m.name]
-            for i in range(len(m.keys)):
-                cell = base + i
-                if not atoms_of[cell]:
-                    self.empty.append(cell)
-                    continue
-                rows.append(dict.fromkeys(atoms_of[cell], 1.0))
-                self.term_of_row.append(cell)
-                self.value_of_row.append(float(m.values[quantity][i] or 0))
+            values = m.values[quantity]
+            self.empty.extend(base + i for i in range(len(m.keys)) if base + i not in atoms_of)
+            self.value_of_row.extend(float(values[i] or 0) for i in range(len(m.keys)) if base + i in atoms_of)
+        entry_rows, entry_atoms, entry_coefs = [row_of_entry], [atom_ids], [np.ones(len(atom_ids))]
         publishers = {group.members[j].name for j in publishing}
         for d, line in sorted(group.line_of_difference.items()):
             if (line.relation is None or not set(line.relation.tables) <= publishers
                     or _width_needed(group, d, quantity) is None):
                 continue
-            merged: dict[int, float] = defaultdict(float)
-            for cell, sign in line.terms:
-                if cell != d:
-                    for a in atoms_of[cell]:
-                        merged[a] -= float(sign)
-            row = {a: c for a, c in merged.items() if c != 0.0}
-            if row:
-                self.line_of_row[len(rows)] = [(cell, sign) for cell, sign in line.terms if cell != d]
-                rows.append(row)
-                self.term_of_row.append(d)
-                self.value_of_row.append(None)
-        anchor = np.array(records) if counted is not None else None
-        self.parts = [_Part(rows, component, self.is_count, anchor)
-                      for component in _components(len(projected), [(list(r.items()), 0.0) for r in rows])]
+            spans = [(atoms_of[cell], sign) for cell, sign in line.terms if cell != d and cell in atoms_of]
+            if not spans:
+                continue
+            touched = np.concatenate([atom_ids[a:b] for (a, b), _sign in spans])
+            signs = np.concatenate([np.full(b - a, -float(sign)) for (a, b), sign in spans])
+            atoms_in, first_at, where = np.unique(touched, return_index=True, return_inverse=True)
+            coefs = np.bincount(where.reshape(-1), weights=signs, minlength=len(atoms_in))
+            met = np.argsort(first_at, kind="stable")  # in the order the line's terms meet them
+            atoms_in, coefs = atoms_in[met], coefs[met]
+            if not np.any(coefs != 0.0):
+                continue
+            row = len(self.term_of_row)
+            self.line_of_row[row] = [(cell, sign) for cell, sign in line.terms if cell != d]
+            entry_rows.append(np.full(int(np.count_nonzero(coefs)), row))
+            entry_atoms.append(atoms_in[coefs != 0.0])
+            entry_coefs.append(coefs[coefs != 0.0])
+            self.term_of_row.append(d)
+            self.value_of_row.append(None)
+        rows_at, atoms_at, coefs_at = (np.concatenate(entry_rows), np.concatenate(entry_atoms),
+                                       np.concatenate(entry_coefs))
+        anchor = records if counted is not None else None
+        self.parts = [_Part(rows_at, atoms_at, coefs_at, component, self.is_count, anchor)
+                      for component in _atom_components(len(order), len(self.term_of_row), rows_at, atoms_at)]
 
     def findings(self, hidden: set[int]) -> list[Finding]:
         group, quantity, is_count = self.group, self.quantity, self.is_count
@@ -796,15 +837,21 @@ class _Part:
     """A component of :class:`_AtomRows`: its rows (indices into them) and their bound model,
     over atoms numbered from 0 within it."""
 
-    def __init__(self, rows: list[dict[int, float]], component: list[int], nonnegative: bool,
-                 anchor: np.ndarray | None) -> None:
-        self.rows = component
-        local: dict[int, int] = {}
-        for r in component:
-            for a in rows[r]:
-                local.setdefault(a, len(local))
-        at = None if anchor is None else anchor[np.fromiter(local, dtype=np.int64, count=len(local))]
-        self.model = BoundModel([{local[a]: c for a, c in rows[r].items()} for r in component], nonnegative, at)
+    def __init__(self, entry_rows: np.ndarray, entry_atoms: np.ndarray, entry_coefs: np.ndarray,
+                 component: np.ndarray, nonnegative: bool, anchor: np.ndarray | None) -> None:
+        self.rows = component.tolist()
+        local_row = np.full(int(entry_rows.max()) + 1 if len(entry_rows) else 0, -1)
+        local_row[component] = np.arange(len(component))
+        mine = np.flatnonzero(local_row[entry_rows] >= 0)
+        mine = mine[np.argsort(local_row[entry_rows[mine]], kind="stable")]
+        atoms = entry_atoms[mine]
+        unique, first, inverse = np.unique(atoms, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # atoms numbered as the rows meet them
+        number = np.empty(len(order), dtype=np.int64)
+        number[order] = np.arange(len(order))
+        at = None if anchor is None else anchor[unique[order]]
+        self.model = BoundModel.from_entries(len(component), local_row[entry_rows[mine]], number[inverse.reshape(-1)],
+                                             entry_coefs[mine], nonnegative, at)
 
 
 def _atom_via(group: Group, cell: int) -> list[str]:
@@ -934,6 +981,31 @@ def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float,
         return None
     narrow = not (upper - lower >= member.k - EXACT) if is_count else not (upper - lower > EXACT)
     return Finding(cell, group.describe(cell), label, lower, upper, member.k, []) if narrow else None
+
+
+def _atom_components(atom_count: int, row_count: int, entry_rows: np.ndarray,
+                     entry_atoms: np.ndarray) -> list[np.ndarray]:
+    """Rows grouped by the atoms they share, from the entries (row, atom) of every row: each atom
+    takes the least atom id it reaches through rows until none changes (following labels to
+    their own label each time, so a year's chain of rows settles in a few passes)."""
+    if not row_count:
+        return []
+    label = np.arange(atom_count)
+    while True:
+        least = np.full(row_count, atom_count)
+        np.minimum.at(least, entry_rows, label[entry_atoms])
+        spread = label.copy()
+        np.minimum.at(spread, entry_atoms, least[entry_rows])
+        while not np.array_equal(spread[spread], spread):
+            spread = spread[spread]
+        if np.array_equal(spread, label):
+            break
+        label = spread
+    of_row = np.empty(row_count, dtype=np.int64)
+    of_row[entry_rows] = label[entry_atoms]
+    order = np.argsort(of_row, kind="stable")
+    edges = np.flatnonzero(np.diff(of_row[order])) + 1
+    return np.split(order, edges)
 
 
 def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -> list[list[int]]:

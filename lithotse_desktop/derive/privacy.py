@@ -50,7 +50,7 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
             members.append(Cells.from_table(spec["name"], spec, suppression_threshold(ws, spec), table))
         rels = relations([m.spec for m in members], {m.name: m.types for m in members})
         atoms = input_atoms(ws, catalog, [m.spec for m in members]) if len(members) > 1 else None
-        group = (Group(members, rels, atoms=atoms.keys, atom_records=atoms.records) if atoms is not None
+        group = (Group(members, rels, atoms=atoms.columns, atom_records=atoms.records) if atoms is not None
                  else Group(members, rels))
         identities: dict[str, Any] = {}
         if atoms is not None and all(_built_from_current_inputs(ws, catalog, spec, version, identities)
