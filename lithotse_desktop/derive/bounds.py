@@ -33,6 +33,11 @@ from it in a few pivots where dual simplex (the default) takes thousands on a ye
 IPM_FROM = 200
 """Models with more atoms than this solve spread-out objectives with the interior point solver;
 smaller ones stay on simplex, which is quick there."""
+FEW_ROWS = 16
+"""Up to this many rows asked about, each is solved for on its own after one interior point solve
+(whose vertex gives simplex its first basis; a cold simplex solve takes seconds on a year's
+component): the rows a model near the anchor left open are mostly narrow, which no spread-out
+point shows, so the further spread-out solves would only cost time."""
 NEAR_FROM = IPM_FROM
 """Models with more atoms than this, given an anchor, first try the smaller model of
 :meth:`BoundModel._settle_near_anchor`."""
@@ -139,12 +144,14 @@ class BoundModel:
                 return {}
         self._ensure_solver()
         if not self.started:
-            for _ in range(2):
+            few = len(needed) <= FEW_ROWS
+            for _ in range(1 if few else 2):
                 direction = self._rng.choice([-1.0, 1.0], self.row_count)
                 if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
                     self.infeasible = True
                     return {r: UNRESOLVED for r in needed}
-                self._solve(self._costs(direction), maximize=True, spread_out=True)
+                if not few:
+                    self._solve(self._costs(direction), maximize=True, spread_out=True)
             self.started = True
         judged = np.array(sorted(needed), dtype=np.int64)
         need = np.array([needed[r] for r in judged])
@@ -153,7 +160,7 @@ class BoundModel:
             return judged[self.seen_high[judged] - self.seen_low[judged] < need]
 
         pending = open_ones()
-        if len(pending) > EXPLORE_MIN:
+        if len(pending) > EXPLORE_MIN and len(needed) > FEW_ROWS:
             self._explore(pending, open_ones)
             pending = open_ones()
         out: dict[int, tuple[float, float]] = {}
