@@ -446,14 +446,17 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
     records. A term is concealed when it is a hidden cell, a difference, or a virtual margin
     every defining line of which holds another concealed term (see :mod:`.margins`)."""
     first_virtual = margins.first_id
+    cell_count = group.cell_count
+    virtual_concealed = margins.concealed
+    known_records = [group.records(c) for c in range(first_virtual)]
 
     def concealed(c: int) -> bool:
-        if c < group.cell_count:
+        if c < cell_count:
             return c in hidden
-        return c < first_virtual or margins.concealed[c - first_virtual]
+        return c < first_virtual or virtual_concealed[c - first_virtual]
 
     def records(c: int) -> int:
-        return margins.record_count(c) if c >= first_virtual else group.records(c)
+        return margins.record_count(c) if c >= first_virtual else known_records[c]
 
     def hideable(c: int) -> bool:
         return c < group.cell_count and c not in hidden and c not in frozen
@@ -494,10 +497,11 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
         n = heapq.heappop(queue)
         queued.discard(n)
         line = lines[n]
-        hiding = [c for c, _ in line.terms if concealed(c)]
+        hiding = [c for c, _ in line.terms
+                  if (c in hidden if c < cell_count else c < first_virtual or virtual_concealed[c - first_virtual])]
         if not hiding:
             continue
-        total = sum(records(c) for c in hiding)
+        total = sum(known_records[c] if c < first_virtual else margins.record_count(c) for c in hiding)
         lone = len(hiding) == 1 and (not is_difference(hiding[0]) or hiding[0] in sensitive)
         thin = total < line.k and any(c in sensitive for c in hiding)
         if not (lone or thin):
