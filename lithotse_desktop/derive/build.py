@@ -221,6 +221,8 @@ class _Work:
     kept_input: recordindex.StagedInput | None = None
     kept_reused: list[dict] = field(default_factory=list)
     """An aggregate's input as the next build starts from it (see :mod:`.recordindex`)."""
+    kept_key: list[str] = field(default_factory=list)
+    """The record identity of that input (none: its stream has none)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
 
@@ -392,7 +394,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
                                                                 incremental)
                 incremental = False
-                work.kept_input = recordindex.stage(session.con, ws, work.kept_reused)  # type: ignore[attr-defined]
+                work.kept_input = recordindex.stage(session.con, ws, work.kept_reused,  # type: ignore[attr-defined]
+                                                    work.kept_key)
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -476,13 +479,15 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
             loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
                                       work.spec if by_period else None, ws.timezone)
             work.added = loaded.periods is None
-            work.kept_reused = loaded.reused
+            work.kept_reused, work.kept_key = loaded.reused, loaded.key
             session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
             recordindex.discard(con)
             con.execute("DROP VIEW IF EXISTS input")
-    return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
+    loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
+    work.kept_key = loaded.key
+    return loaded.schema, None
 
 
 def _unused_columns(spec: dict) -> tuple[str, ...]:
@@ -522,7 +527,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             if spec["kind"] == "view" and alias == "input":
                 view = _load_view(con, ws, catalog, work, progress, checks, full)
                 schemas[alias], rows_sql = view.schema, (view.sql, view.params)
-                work.staged_index = {"read": view.read, "landings": view.landings}
+                work.staged_index = {"read": view.read, "landings": view.landings,
+                                     **({"key_hash": rowstream.HASHED_BY} if view.records else {})}
             else:
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
@@ -805,6 +811,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         files = list(work.kept_input.reused)
         for landing, part in work.kept_input.written:
             placed = rowstream.put_part(catalog.store_of("restricted"), index_key(name, "input", part.sha256), part)
+            if work.kept_input.hashed:
+                placed["key_hash"] = rowstream.HASHED_BY
             files.append({"landing": landing, **placed})
         stats[recordindex.INDEX] = sorted(files, key=lambda f: (f["landing"], f["key"]))
     if spec["kind"] == "aggregate":

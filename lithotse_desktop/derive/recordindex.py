@@ -14,6 +14,8 @@ full build computes it, without parsing a resource again.
 The kept input is stored as one Parquet file per landing (the rows of the records it holds that are
 still newest), so an update writes only the files of the new landings and of the landings whose
 records it replaced; the other files are kept as they are, named by the new version again.
+Beside each row is a 64-bit hash of its key (:data:`.rowstream.KEY_HASH`), where an update looks
+for the records its new versions replace before matching their keys exactly.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
 from .rowstream import (
+    HASHED_BY,
+    KEY_HASH,
     Narrowing,
     NotIncremental,
     StagedPart,
     _staged,
     drop_relations,
     first_read,
+    key_hash,
     newest_over,
     parquet_list,
     same_key,
@@ -70,6 +75,8 @@ class KeptInput:
     """Files of the previous kept input whose landings' rows are unchanged: kept as they are."""
     readable: list[str] = field(default_factory=list)
     """Files :data:`KEPT` reads where they lie (an incremental load's; none when it is a table)."""
+    key: list[str] = field(default_factory=list)
+    """The record identity (none: the stream has none)."""
 
 
 @dataclass
@@ -84,6 +91,8 @@ class Prior:
     """Landings of objects landed again since (for another range): their rows are read again."""
     fresh: list[str]
     """The landings the previous version did not read."""
+    hashed: bool = False
+    """Every file holds :data:`KEY_HASH` as this process makes it (see :data:`.rowstream.HASHED_BY`)."""
 
 
 def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None:
@@ -99,7 +108,8 @@ def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior 
     again = {x[0] for x in new - old}
     dropped = [m.id for m in resolved.manifests if m.sha256 in again and (m.sha256, m.range_from, m.range_to) in old]
     fresh = [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
-    return Prior(files, {x[0] for x in old} - again, dropped, fresh)
+    return Prior(files, {x[0] for x in old} - again, dropped, fresh,
+                 hashed=all(f.get("key_hash") == HASHED_BY for f in files))
 
 
 def kept_files(index: Any) -> list[dict]:
@@ -144,8 +154,10 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         raise ConfigError(f"{where}: key column(s) {missing} are not in the data")
     versioned = bool(key) and "versionId" in columns
     if prior is not None:
+        if key and not prior.hashed:
+            raise NotIncremental("the kept input's keys were hashed by another DuckDB, or not at all")
         old_columns = [r[0] for r in con.execute("DESCRIBE __old_files").fetchall()]
-        same = [c for c in old_columns if c != NUMERIC_VERSIONS] == columns
+        same = [c for c in old_columns if c not in (NUMERIC_VERSIONS, KEY_HASH)] == columns
         if not same or versioned != (NUMERIC_VERSIONS in old_columns):
             raise NotIncremental("the input's columns changed")
     cols = ", ".join(q(c) for c in columns)
@@ -168,7 +180,8 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         try:
             # only the kept versions of the records the new objects hold are chosen again (__hit)
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
-                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone))
+                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone),
+                        hashed=True)
             if periods_of is not None:
                 periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
         except duckdb.Error as exc:
@@ -216,7 +229,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
-    return KeptInput(schema, prior is not None, periods, reused, readable)
+    return KeptInput(schema, prior is not None, periods, reused, readable, key)
 
 
 def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],
@@ -320,16 +333,19 @@ class StagedInput:
 
     written: list[tuple[str, StagedPart]]
     reused: list[dict]
+    hashed: bool = False
+    """The files written hold :data:`KEY_HASH`."""
 
     def discard(self) -> None:
         for _landing, part in self.written:
             part.path.unlink(missing_ok=True)
 
 
-def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> StagedInput:
+def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict], key: list[str]) -> StagedInput:
     """The kept input's files for the landings not ``reused`` as local zstd Parquet files (one
-    per landing, rows in their order), for the version to keep in the restricted store; written
-    by DuckDB itself, so before the connection is locked down."""
+    per landing, rows in their order, with :data:`KEY_HASH` of their ``key`` if any), for the
+    version to keep in the restricted store; written by DuckDB itself, so before the connection
+    is locked down."""
     folder = staging_dir(ws) / uuid.uuid4().hex
     skip = [f["landing"] for f in reused]
     written: list[tuple[str, StagedPart]] = []
@@ -337,7 +353,8 @@ def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> 
     source = CHANGED if CHANGED in relations else KEPT
     try:
         quoted = str(folder).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM {source} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
+        hashed = f", {key_hash(key)} AS {KEY_HASH}" if key else ""
+        con.execute(f"COPY (SELECT *{hashed} FROM {source} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
                     f"ORDER BY _landing_id, _row) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd, "
                     f"PARTITION_BY (_landing_id), WRITE_PARTITION_COLUMNS true)", {"skip": skip})
         files = sorted(str(p) for p in folder.rglob("*.parquet"))
@@ -350,7 +367,7 @@ def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> 
                 moved = staging_dir(ws) / f"{part.sha256}-{uuid.uuid4().hex[:8]}.parquet"
                 Path(name).rename(moved)
                 written.append((landing, StagedPart(moved, part.sha256, part.rows, part.bytes)))
-        return StagedInput(written, list(reused))
+        return StagedInput(written, list(reused), bool(key))
     except BaseException:
         StagedInput(written, []).discard()
         raise
