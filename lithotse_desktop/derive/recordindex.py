@@ -57,6 +57,9 @@ INDEX = "input_index"
 ``{"landing", "key", "rows"}`` (one file per landing; versions built before that kept one file,
 named by a plain key)."""
 KEPT = "__kept_input"
+PLUS, MINUS = "__input_added", "__input_replaced"
+"""Of an incremental load by period: the newest versions now of the records the new objects hold,
+and the versions they had before (the rows a version's cells gain and lose, see :func:`load`)."""
 CHANGED = "__kept_changed"
 """Of an incremental load's :data:`KEPT` view, the rows not in files kept as they are."""
 LANDING_ORDER = ("_landed_at", "_landing_id", "_row")
@@ -77,6 +80,9 @@ class KeptInput:
     """Files :data:`KEPT` reads where they lie (an incremental load's; none when it is a table)."""
     key: list[str] = field(default_factory=list)
     """The record identity (none: the stream has none)."""
+    changes: bool = False
+    """:data:`PLUS` and :data:`MINUS` were made: the previous cells plus the cells of the one less
+    those of the other are the cells of the input (for measures that add up)."""
 
 
 @dataclass
@@ -128,7 +134,8 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     (the same rows with it), from every object, or from ``prior``'s kept input and the objects
     it did not hold. Raises :class:`NotIncremental` when the latter cannot be exact. With
     ``periods_of`` (an aggregate spec with a grain), an incremental load also finds the periods
-    whose cells may change: those of the new landings' records and of the versions they replace."""
+    whose cells may change: those of the new landings' records and of the versions they replace,
+    and, where no landing was read again, :data:`PLUS` and :data:`MINUS`."""
     q = DUCKDB.quote
     skip = prior.skip if prior is not None else set()
     where = f"{resolved.source}/{resolved.stream}"
@@ -176,6 +183,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     query = None
     reused: list[dict] = []
     readable: list[str] = []
+    changes = False
     if key and prior is not None:
         try:
             # only the kept versions of the records the new objects hold are chosen again (__hit)
@@ -184,6 +192,11 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
                         hashed=True)
             if periods_of is not None:
                 periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
+                if not prior.dropped:  # a landing read again takes rows away that __hit does not hold
+                    shown = ", ".join(q(c) for c in columns if c not in PROVENANCE)
+                    con.execute(f"CREATE TEMP TABLE {PLUS} AS SELECT {shown} FROM __winners")
+                    con.execute(f"CREATE TEMP TABLE {MINUS} AS SELECT {shown} FROM __hit")
+                    changes = True
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
         if all(f.get("landing") is not None for f in prior.files):
@@ -224,12 +237,13 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     finally:
         if prior is None:
             con.execute("DROP VIEW IF EXISTS __new")
-    discard(con, keep=(KEPT, CHANGED, "__new_keys", "__winners", "__gone") if readable else (KEPT,))
+    discard(con, keep=(KEPT, CHANGED, "__new_keys", "__winners", "__gone", PLUS, MINUS) if readable
+            else (KEPT, PLUS, MINUS))
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
-    return KeptInput(schema, prior is not None, periods, reused, readable, key)
+    return KeptInput(schema, prior is not None, periods, reused, readable, key, changes)
 
 
 def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],
@@ -323,7 +337,7 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
 def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
     """Drop the tables and views loading a kept input made, but ``keep``."""
     names = (KEPT, CHANGED, "__kept_view", "__old_hit", "__old_input", "__old_files", "__hit", "__winners",
-             "__new_keys", "__fresh_ids", "__gone", "__new_input")
+             "__new_keys", "__fresh_ids", "__gone", "__new_input", PLUS, MINUS)
     drop_relations(con, *(n for n in names if n not in keep))
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lithotse_desktop.dates import DateRange
-from lithotse_desktop.derive import recordindex, rowstream
+from lithotse_desktop.derive import build, recordindex, rowstream
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.recordindex import kept_files
@@ -543,7 +543,8 @@ def test_updates_reaching_past_every_period_and_moving_records_match_a_full_buil
     refuse to publish beside it the lone records of the new years)."""
     ws, folder = fhir_ws
     add_spec(ws, AGGREGATES[0])
-    names = [s["name"] for s in VIEWS] + ["per_month"]
+    add_spec(ws, COUNTS)
+    names = [s["name"] for s in VIEWS] + ["per_month", "counts"]
     build_all(ws, names)
     rounds = [[dated(i, 2015) for i in range(2000, 2012)] + [dated(i, 2027) for i in range(2100, 2104)]
               + [dated(7, 2031, "4"), dated(8, 2016, "2", status="cancelled")],
@@ -552,3 +553,62 @@ def test_updates_reaching_past_every_period_and_moving_records_match_a_full_buil
     months = {r["period"].year for r in state["per_month"]["rows"]}
     assert {2015, 2019, 2020, 2027, 2040} <= months and 2031 not in months
     assert sum(r["n"] for r in state["per_month"]["rows"]) == 330 + 16
+    assert sum(r["n"] for r in state["counts"]["rows"]) == 330 + 16
+
+
+COUNTS = {"name": "counts", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+          "date_field": "date", "grain": "month", "group_by": ["versionId"], "suppress_below": 0,
+          "measures": [{"fn": "count", "as": "n"}, {"fn": "count", "column": "period_end", "as": "ended"}]}
+"""Counts only, suppressing nothing: an update adds what the input gained and takes away what it
+lost to the previous cells (see ``build._added_cells``)."""
+
+
+def test_counts_are_updated_from_what_the_input_gained_and_lost(fhir_ws, tmp_path, monkeypatch):
+    """Cells that gain records, lose them to another status or month, empty out (the cell and, for
+    a month, its part go), and a newer version that loses to the one kept: each update's cells
+    come from the previous ones and the changed records only, and equal a full build's."""
+    ws, folder = fhir_ws
+    add_spec(ws, COUNTS)
+    build_all(ws, ["counts"])
+    used: list[bool] = []
+    real = build._added_cells
+
+    def spy(*args, **kwargs):
+        found = real(*args, **kwargs)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(build, "_added_cells", spy)
+    lone = dated(3000, 2014)
+    del lone["period"]["end"]
+    rounds = [[encounter(i) for i in range(1000, 1010)] + [lone, encounter(4, "6"), encounter(3, "1")],
+              [dated(3000, 2014, "2"), dated(1002, 2031, "2"), encounter(1003, "2")],
+              [dated(1002, 2031, "3"), encounter(2, "9"), encounter(305, None, updated="2030-01-01T00:00:00Z")]]
+    state = _updates_match_a_full_build(ws, folder, tmp_path, rounds, [s["name"] for s in VIEWS] + ["counts"])
+    assert used == [True, True, True]
+    cells = {(r["period"].isoformat(), r["versionId"]): (r["n"], r["ended"]) for r in state["counts"]["rows"]}
+    assert ("2014-01-01", "1") not in cells and ("2031-07-01", "2") not in cells, "emptied out"
+    assert cells[("2014-01-01", "2")] == (1, 1) and cells[("2031-07-01", "3")] == (1, 1)
+    assert cells[("2020-05-01", "6")] == (1, 1) and ("2020-04-01", "1") in cells
+    assert sum(n for n, _ in cells.values()) == 330 + 11
+
+
+def test_a_threshold_lowered_to_0_computes_every_cell_again(fhir_ws):
+    """A previous version whose cells were suppressed (the workspace's threshold was lowered to 0
+    since) is no start to add to, nor are its periods kept: every cell is computed again, as a
+    full build does (its hidden cells were kept as they were before)."""
+    ws, folder = fhir_ws
+    spec = {k: v for k, v in COUNTS.items() if k != "suppress_below"}
+    add_spec(ws, spec)
+    ws.config["workspace"]["suppress_below"] = 5
+    build_all(ws, ["counts"])
+    catalog = Catalog(ws)
+    assert any(r["suppressed"] for r in catalog.read(catalog.current("counts")).to_pylist())
+    ws.config["workspace"]["suppress_below"] = 0
+    write(folder / "Encounter.001.ndjson", [encounter(i) for i in range(1000, 1005)])
+    run_import(ws, "fhir")
+    assert [r.status for r in build_all(ws, ["counts"])] == ["incremental"]  # only the new objects read
+    incremental = catalog.read(catalog.current("counts")).to_pylist()
+    build_all(ws, ["counts"], full=True)
+    assert catalog.read(catalog.current("counts")).to_pylist() == incremental
+    assert not any(r["suppressed"] for r in incremental) and sum(r["n"] for r in incremental) == 335
