@@ -454,12 +454,15 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
 def _adds_up(work: _Work, group: list[_Work]) -> bool:
     """Whether an aggregate's cells can be brought up to date from the rows its input gained and
     lost alone: counts only (whole numbers add up exactly; a mean or a float's sum does not), one
-    of them of records (it says when a cell is left empty), and no suppression in its group (that
-    decides over distinct people, and its previous cells were not all published)."""
-    measures = work.spec["measures"]
-    return (work.spec["kind"] == "aggregate" and work.previous is not None and work.engine == "duckdb"
+    of them of records (it says when a cell is left empty), no suppression in its group (that
+    decides over distinct people, and its previous cells were not all published), and cells
+    published as the query gives them (no column pseudonymized or de-identified)."""
+    spec = work.spec
+    measures = spec["measures"]
+    return (spec["kind"] == "aggregate" and work.previous is not None and work.engine == "duckdb"
             and all(m["fn"] == "count" for m in measures) and any("column" not in m for m in measures)
-            and not any(w.suppressed for w in group))
+            and not any(w.suppressed for w in group) and not patient_key_columns(spec)
+            and not spec.get("deidentify"))
 
 
 def _added_cells(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work,

@@ -91,9 +91,9 @@ HASHED_BY = f"duckdb {duckdb.__version__}"
 only the same within one version, so an index hashed by another is built again whole, once."""
 
 
-def key_hash(key: list[str], alias: str = "") -> str:
-    """SQL of :data:`KEY_HASH` of a row's key columns (of the relation ``alias``, if given)."""
-    return f"hash({', '.join(f'{alias}{DUCKDB.quote(k)}' for k in key)})"
+def key_hash(key: list[str]) -> str:
+    """SQL of :data:`KEY_HASH` of a row's key columns."""
+    return f"hash({', '.join(DUCKDB.quote(k) for k in key)})"
 
 
 def chunk_label(number: int) -> str:
