@@ -49,7 +49,7 @@ from ..workspace import Workspace
 from . import atoms, deidentify, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
-from .compile import CELL_COUNT, PEOPLE, PERIOD, compile_difference
+from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
     Disclosure,
@@ -78,7 +78,7 @@ from .kinds.common import unchanged
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
-from .suppress import publish_cells
+from .suppress import FLAG, publish_cells
 
 BUILD_FORMAT = "3"
 
@@ -221,6 +221,10 @@ class _Work:
     kept_input: recordindex.StagedInput | None = None
     kept_reused: list[dict] = field(default_factory=list)
     """An aggregate's input as the next build starts from it (see :mod:`.recordindex`)."""
+    kept_key: list[str] = field(default_factory=list)
+    """The record identity of that input (none: its stream has none)."""
+    kept_changes: bool = False
+    """The rows an incremental load of that input gained and lost are at hand (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
     engine: str = "duckdb"
 
@@ -313,8 +317,11 @@ def _plan(ws: Workspace, work: _Work, group: list[_Work], full: bool) -> _Plan:
     inputs = spec_inputs(spec)
     grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
     cached = _cached_cells(ws, previous) if work.suppressed else None
+    # a previous version that suppressed cells kept none of them whole: once nothing is
+    # suppressed (the workspace's threshold lowered to 0), every period is computed again
     incremental = (grain_split and not full and previous is not None
                    and (cached is not None or not work.suppressed)
+                   and (work.suppressed or not (previous.stats or {}).get("cells"))
                    and previous.spec_hash == spec_hash(spec) and "source" in inputs["input"]
                    and _same_reader(identities["input"], previous.inputs.get("input"))
                    and all(identities[a] == previous.inputs.get(a) for a in inputs if a != "input"))
@@ -399,7 +406,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
                                                                 incremental)
                 incremental = False
-                work.kept_input = recordindex.stage(session.con, ws, work.kept_reused)  # type: ignore[attr-defined]
+                work.kept_input = recordindex.stage(session.con, ws, work.kept_reused,  # type: ignore[attr-defined]
+                                                    work.kept_key)
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
@@ -414,13 +422,17 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
             periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
+        added = None
+        if keeps_input and periods is not None and work.kept_changes and _adds_up(work, group):
+            added = _added_cells(session, ws, catalog, work, schemas, periods)
         if shared is None:
             session.lock_down(user_sql=spec["kind"] == "sql")
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=periods, person_key=_counted_by(work, group), dialect=session.dialect)
-            result = session.run(query.sql, query.params, f"derivative {name}", progress)
+            result = added if added is not None else session.run(query.sql, query.params, f"derivative {name}",
+                                                                  progress)
             if session.dialect.name != "duckdb" and query.cells:
                 result = _as_duckdb_types(ws, work, schemas, result)
             work.cells = query.cells
@@ -445,6 +457,73 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
              "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _adds_up(work: _Work, group: list[_Work]) -> bool:
+    """Whether an aggregate's cells can be brought up to date from the rows its input gained and
+    lost alone: counts only (whole numbers add up exactly; a mean or a float's sum does not), one
+    of them of records (it says when a cell is left empty), no suppression in its group (that
+    decides over distinct people, and its previous cells were not all published), and cells
+    published as the query gives them (no column pseudonymized or de-identified)."""
+    spec = work.spec
+    measures = spec["measures"]
+    return (spec["kind"] == "aggregate" and work.previous is not None and work.engine == "duckdb"
+            and all(m["fn"] == "count" for m in measures) and any("column" not in m for m in measures)
+            and not any(w.suppressed for w in group) and not patient_key_columns(spec)
+            and not spec.get("deidentify"))
+
+
+def _added_cells(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work,
+                 schemas: dict[str, pa.Schema], periods: list[Any]) -> pa.Table | None:
+    """The cells of ``periods`` as the full query gives them (in its order, without the internal
+    counts, which nothing reads where no cell is suppressed): the previous version's, plus the
+    cells of the versions newest now of the records the new objects hold, less the cells of the
+    versions those had before (:data:`.recordindex.PLUS`, :data:`.recordindex.MINUS`): a query
+    over those rows instead of every row of the touched periods. None when a previous cell was
+    not published whole."""
+    spec, previous = work.spec, work.previous
+    assert previous is not None
+    labels = {p.isoformat() for p in periods}
+    before = [catalog.read_part(part["key"]) for label, part in sorted(previous.partitions.items()) if label in labels]
+    if any(FLAG not in t.column_names or pc.any(t.column(FLAG)).as_py() for t in before):
+        return None
+    con = session.con  # type: ignore[attr-defined]
+    q = DUCKDB.quote
+    query = KIND_MODULES["aggregate"].query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
+                                            periods=periods, person_key=None)
+    found = []
+    con.execute('ALTER VIEW "input" RENAME TO __input_whole')
+    try:
+        for relation in (recordindex.PLUS, recordindex.MINUS):
+            con.execute(f'CREATE VIEW "input" AS SELECT * FROM {relation}')
+            try:
+                found.append(session.run(query.sql, query.params, f"derivative {work.name}"))
+            finally:
+                con.execute('DROP VIEW "input"')
+    finally:
+        con.execute('ALTER VIEW __input_whole RENAME TO "input"')
+    gained, lost = found
+    keys = [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))]
+    measures = [m["as"] for m in spec["measures"]]
+    records = next(m["as"] for m in spec["measures"] if "column" not in m)
+    shape = gained.select(keys + measures).schema
+    cells = [t.select(keys + measures).cast(shape) for t in before]
+    con.register("__cells_before", pa.concat_tables(cells) if cells else pa.Table.from_batches([], shape))
+    con.register("__cells_gained", gained)
+    con.register("__cells_lost", lost)
+    listed = ", ".join(q(k) for k in keys)
+    counts = ", ".join(q(m) for m in measures)
+    try:
+        merged = con.sql(
+            f"SELECT {listed}, {', '.join(f'CAST(sum({q(m)}) AS BIGINT) AS {q(m)}' for m in measures)} FROM ("
+            f"SELECT {listed}, {counts} FROM __cells_before UNION ALL SELECT {listed}, {counts} FROM __cells_gained "
+            f"UNION ALL SELECT {listed}, {', '.join(f'-{q(m)} AS {q(m)}' for m in measures)} FROM __cells_lost) "
+            f"GROUP BY {listed} HAVING sum({q(records)}) > 0 ORDER BY {DUCKDB.order([q(k) for k in keys])}"
+        ).to_arrow_table()
+    finally:
+        for name in ("__cells_before", "__cells_gained", "__cells_lost"):
+            con.unregister(name)
+    return merged.cast(shape)
 
 
 def _counted_by(work: _Work, group: list[_Work]) -> list[str] | None:
@@ -484,13 +563,15 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
             loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
                                       work.spec if by_period else None, ws.timezone)
             work.added = loaded.periods is None
-            work.kept_reused = loaded.reused
+            work.kept_reused, work.kept_key, work.kept_changes = loaded.reused, loaded.key, loaded.changes
             session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
             return loaded.schema, loaded.periods
         except rowstream.NotIncremental:
             recordindex.discard(con)
             con.execute("DROP VIEW IF EXISTS input")
-    return recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None).schema, None
+    loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
+    work.kept_key = loaded.key
+    return loaded.schema, None
 
 
 def _unused_columns(spec: dict) -> tuple[str, ...]:
@@ -530,7 +611,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             if spec["kind"] == "view" and alias == "input":
                 view = _load_view(con, ws, catalog, work, progress, checks, full)
                 schemas[alias], rows_sql = view.schema, (view.sql, view.params)
-                work.staged_index = {"read": view.read, "landings": view.landings}
+                work.staged_index = {"read": view.read, "landings": view.landings,
+                                     **({"key_hash": rowstream.HASHED_BY} if view.records else {})}
             else:
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
@@ -820,6 +902,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         files = list(work.kept_input.reused)
         for landing, part in work.kept_input.written:
             placed = rowstream.put_part(catalog.store_of("restricted"), index_key(name, "input", part.sha256), part)
+            if work.kept_input.hashed:
+                placed["key_hash"] = rowstream.HASHED_BY
             files.append({"landing": landing, **placed})
         stats[recordindex.INDEX] = sorted(files, key=lambda f: (f["landing"], f["key"]))
     if spec["kind"] == "aggregate":

@@ -341,12 +341,13 @@ class Catalog:
             yield store.fetch_to(key, Path(folder) / "part.parquet")
 
     def read_part(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        """One Parquet part of a version, by its key."""
+        """One Parquet part of a version, by its key (as one file: ``pq.read_table`` would set up a
+        dataset for it, ten times the time of reading a small part, such as a month's cells)."""
         store = self._store_of_key(key)
         local = store.local_path(key)
-        if local is not None:
-            return pq.read_table(local, columns=columns)
-        return pq.read_table(io.BytesIO(store.get_bytes(key)), columns=columns)
+        source = local if local is not None else io.BytesIO(store.get_bytes(key))
+        with pq.ParquetFile(source) as part:
+            return part.read(columns=columns)
 
     def _empty(self, version: Version, columns: list[str] | None) -> pa.Table:
         schema_json = version.stats.get("schema")

@@ -14,6 +14,8 @@ full build computes it, without parsing a resource again.
 The kept input is stored as one Parquet file per landing (the rows of the records it holds that are
 still newest), so an update writes only the files of the new landings and of the landings whose
 records it replaced; the other files are kept as they are, named by the new version again.
+Beside each row is a 64-bit hash of its key (:data:`.rowstream.KEY_HASH`), where an update looks
+for the records its new versions replace before matching their keys exactly.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
 from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
 from .rowstream import (
+    HASHED_BY,
+    KEY_HASH,
     Narrowing,
     NotIncremental,
     StagedPart,
     _staged,
     drop_relations,
     first_read,
+    key_hash,
     newest_over,
     parquet_list,
     same_key,
@@ -52,6 +57,9 @@ INDEX = "input_index"
 ``{"landing", "key", "rows"}`` (one file per landing; versions built before that kept one file,
 named by a plain key)."""
 KEPT = "__kept_input"
+PLUS, MINUS = "__input_added", "__input_replaced"
+"""Of an incremental load by period: the newest versions now of the records the new objects hold,
+and the versions they had before (the rows a version's cells gain and lose, see :func:`load`)."""
 CHANGED = "__kept_changed"
 """Of an incremental load's :data:`KEPT` view, the rows not in files kept as they are."""
 LANDING_ORDER = ("_landed_at", "_landing_id", "_row")
@@ -70,6 +78,11 @@ class KeptInput:
     """Files of the previous kept input whose landings' rows are unchanged: kept as they are."""
     readable: list[str] = field(default_factory=list)
     """Files :data:`KEPT` reads where they lie (an incremental load's; none when it is a table)."""
+    key: list[str] = field(default_factory=list)
+    """The record identity (none: the stream has none)."""
+    changes: bool = False
+    """:data:`PLUS` and :data:`MINUS` were made: the previous cells plus the cells of the one less
+    those of the other are the cells of the input (for measures that add up)."""
 
 
 @dataclass
@@ -84,6 +97,8 @@ class Prior:
     """Landings of objects landed again since (for another range): their rows are read again."""
     fresh: list[str]
     """The landings the previous version did not read."""
+    hashed: bool = False
+    """Every file holds :data:`KEY_HASH` as this process makes it (see :data:`.rowstream.HASHED_BY`)."""
 
 
 def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None:
@@ -99,7 +114,8 @@ def previous_input(catalog: Any, previous: Any, resolved: StreamInput) -> Prior 
     again = {x[0] for x in new - old}
     dropped = [m.id for m in resolved.manifests if m.sha256 in again and (m.sha256, m.range_from, m.range_to) in old]
     fresh = [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
-    return Prior(files, {x[0] for x in old} - again, dropped, fresh)
+    return Prior(files, {x[0] for x in old} - again, dropped, fresh,
+                 hashed=all(f.get("key_hash") == HASHED_BY for f in files))
 
 
 def kept_files(index: Any) -> list[dict]:
@@ -118,7 +134,8 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     (the same rows with it), from every object, or from ``prior``'s kept input and the objects
     it did not hold. Raises :class:`NotIncremental` when the latter cannot be exact. With
     ``periods_of`` (an aggregate spec with a grain), an incremental load also finds the periods
-    whose cells may change: those of the new landings' records and of the versions they replace."""
+    whose cells may change: those of the new landings' records and of the versions they replace,
+    and, where no landing was read again, :data:`PLUS` and :data:`MINUS`."""
     q = DUCKDB.quote
     skip = prior.skip if prior is not None else set()
     where = f"{resolved.source}/{resolved.stream}"
@@ -144,8 +161,10 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         raise ConfigError(f"{where}: key column(s) {missing} are not in the data")
     versioned = bool(key) and "versionId" in columns
     if prior is not None:
+        if key and not prior.hashed:
+            raise NotIncremental("the kept input's keys were hashed by another DuckDB, or not at all")
         old_columns = [r[0] for r in con.execute("DESCRIBE __old_files").fetchall()]
-        same = [c for c in old_columns if c != NUMERIC_VERSIONS] == columns
+        same = [c for c in old_columns if c not in (NUMERIC_VERSIONS, KEY_HASH)] == columns
         if not same or versioned != (NUMERIC_VERSIONS in old_columns):
             raise NotIncremental("the input's columns changed")
     cols = ", ".join(q(c) for c in columns)
@@ -164,13 +183,20 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     query = None
     reused: list[dict] = []
     readable: list[str] = []
+    changes = False
     if key and prior is not None:
         try:
             # only the kept versions of the records the new objects hold are chosen again (__hit)
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
-                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone))
+                        "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone),
+                        hashed=True)
             if periods_of is not None:
                 periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
+                if not prior.dropped:  # a landing read again takes rows away that __hit does not hold
+                    shown = ", ".join(q(c) for c in columns if c not in PROVENANCE)
+                    con.execute(f"CREATE TEMP TABLE {PLUS} AS SELECT {shown} FROM __winners")
+                    con.execute(f"CREATE TEMP TABLE {MINUS} AS SELECT {shown} FROM __hit")
+                    changes = True
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
         if all(f.get("landing") is not None for f in prior.files):
@@ -211,12 +237,13 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     finally:
         if prior is None:
             con.execute("DROP VIEW IF EXISTS __new")
-    discard(con, keep=(KEPT, CHANGED, "__new_keys", "__winners", "__gone") if readable else (KEPT,))
+    discard(con, keep=(KEPT, CHANGED, "__new_keys", "__winners", "__gone", PLUS, MINUS) if readable
+            else (KEPT, PLUS, MINUS))
     hidden = [c for c in (*PROVENANCE, NUMERIC_VERSIONS) if c in columns or (c == NUMERIC_VERSIONS and versioned)]
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
-    return KeptInput(schema, prior is not None, periods, reused, readable)
+    return KeptInput(schema, prior is not None, periods, reused, readable, key, changes)
 
 
 def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],
@@ -310,7 +337,7 @@ def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws
 def discard(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
     """Drop the tables and views loading a kept input made, but ``keep``."""
     names = (KEPT, CHANGED, "__kept_view", "__old_hit", "__old_input", "__old_files", "__hit", "__winners",
-             "__new_keys", "__fresh_ids", "__gone", "__new_input")
+             "__new_keys", "__fresh_ids", "__gone", "__new_input", PLUS, MINUS)
     drop_relations(con, *(n for n in names if n not in keep))
 
 
@@ -320,16 +347,19 @@ class StagedInput:
 
     written: list[tuple[str, StagedPart]]
     reused: list[dict]
+    hashed: bool = False
+    """The files written hold :data:`KEY_HASH`."""
 
     def discard(self) -> None:
         for _landing, part in self.written:
             part.path.unlink(missing_ok=True)
 
 
-def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> StagedInput:
+def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict], key: list[str]) -> StagedInput:
     """The kept input's files for the landings not ``reused`` as local zstd Parquet files (one
-    per landing, rows in their order), for the version to keep in the restricted store; written
-    by DuckDB itself, so before the connection is locked down."""
+    per landing, rows in their order, with :data:`KEY_HASH` of their ``key`` if any), for the
+    version to keep in the restricted store; written by DuckDB itself, so before the connection
+    is locked down."""
     folder = staging_dir(ws) / uuid.uuid4().hex
     skip = [f["landing"] for f in reused]
     written: list[tuple[str, StagedPart]] = []
@@ -337,7 +367,8 @@ def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> 
     source = CHANGED if CHANGED in relations else KEPT
     try:
         quoted = str(folder).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM {source} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
+        hashed = f", {key_hash(key)} AS {KEY_HASH}" if key else ""
+        con.execute(f"COPY (SELECT *{hashed} FROM {source} WHERE _landing_id NOT IN (SELECT unnest($skip::VARCHAR[])) "
                     f"ORDER BY _landing_id, _row) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd, "
                     f"PARTITION_BY (_landing_id), WRITE_PARTITION_COLUMNS true)", {"skip": skip})
         files = sorted(str(p) for p in folder.rglob("*.parquet"))
@@ -350,7 +381,7 @@ def stage(con: duckdb.DuckDBPyConnection, ws: Workspace, reused: list[dict]) -> 
                 moved = staging_dir(ws) / f"{part.sha256}-{uuid.uuid4().hex[:8]}.parquet"
                 Path(name).rename(moved)
                 written.append((landing, StagedPart(moved, part.sha256, part.rows, part.bytes)))
-        return StagedInput(written, list(reused))
+        return StagedInput(written, list(reused), bool(key))
     except BaseException:
         StagedInput(written, []).discard()
         raise

@@ -82,6 +82,18 @@ CHUNK_RECORDS = 1 << 18
 """Record numbers per part of a view: part ``n`` holds the rows of records ``n * CHUNK_RECORDS``
 up to the next part's first, so an update rewrites only the parts of the records it replaces and
 the last one, where its new records go (full and incremental builds give the same parts)."""
+KEY_HASH = "__key_hash"
+"""A 64-bit hash of a record's key, stored beside it in a record index (and an aggregate's kept
+input): an update looks for the records its new versions replace among these numbers, a scan
+far cheaper than of the keys themselves, then compares the keys of the files found exactly."""
+HASHED_BY = f"duckdb {duckdb.__version__}"
+"""What made the :data:`KEY_HASH` values of an index (its stats say so): DuckDB's ``hash`` is
+only the same within one version, so an index hashed by another is built again whole, once."""
+
+
+def key_hash(key: list[str]) -> str:
+    """SQL of :data:`KEY_HASH` of a row's key columns."""
+    return f"hash({', '.join(DUCKDB.quote(k) for k in key)})"
 
 
 def chunk_label(number: int) -> str:
@@ -220,6 +232,8 @@ def prior_of(catalog: Any, previous: Any, resolved: StreamInput) -> Prior | None
         return None
     if not all(_stored(catalog, key) for c in chunks for key in (c.records, c.row_ids) if key):
         return None
+    if any(c.records for c in chunks) and index.get("key_hash") != HASHED_BY:
+        return None  # keys hashed by another DuckDB, or not at all: build whole once
     return Prior(chunks, int(index["read"]), index["landings"], shas)
 
 
@@ -351,7 +365,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
                     mixed = f"SELECT {row} FROM __winners WHERE {is_number} AND NOT {NUMERIC_VERSIONS} ORDER BY {row}"
                     load.mixed = _combined(con.sql(mixed).to_arrow_table().column(0))
                     own = f", {is_number} AS {NUMERIC_VERSIONS}"
-                load.scanned = f"SELECT {picked}{own} FROM {VERSIONS}"
+                load.scanned = f"SELECT {picked}{own}, {key_hash(key)} AS {KEY_HASH} FROM {VERSIONS}"
                 drop_relations(con, "__repeated_keys", "__repeated", "__winners")
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
@@ -409,7 +423,7 @@ are in, and the relation of the rows of the files found (see :func:`newest_over`
 
 def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str], cols: list[str],
                 order_last: list[str], versioned: bool, table: str, *, as_view: bool = False,
-                narrow: Narrowing | None = None) -> None:
+                narrow: Narrowing | None = None, hashed: bool = False) -> None:
     """Make ``table``: the newest version of each record over ``old`` (the newest version of each
     record before, with :data:`NUMERIC_VERSIONS` when ``versioned``) and ``new`` (new versions),
     and ``__winners``: the newest of the records ``new`` holds. Only those records are chosen
@@ -419,7 +433,9 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
     ``old``, ``__new_keys`` and ``__winners`` (which then stay), so ``old`` is not copied.
     ``__hit`` holds the old versions of the records ``new`` holds; with ``narrow``, they are
     looked for among the keys and the file of each old record only, and read whole from the
-    files holding them (a scan of every column of ``old`` costs far more than of its keys)."""
+    files holding them (a scan of every column of ``old`` costs far more than of its keys);
+    ``hashed``: ``old`` holds :data:`KEY_HASH` of its keys, made as this process makes it, and the
+    files are found by it instead (the rows of the files found are then matched by key, exactly)."""
     q = DUCKDB.quote
     parts = ", ".join(q(k) for k in key)
     on = same_key(key)
@@ -428,8 +444,11 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
         con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {old} o SEMI JOIN __new_keys n ON {on}")
     else:
         where, rows_of = narrow
-        found = con.execute(f"SELECT DISTINCT {where} FROM {old} o SEMI JOIN __new_keys n ON {on} ORDER BY 1"
-                            ).fetchall()
+        if hashed and _same_key_types(con, old, new, key):
+            probe = f"(SELECT DISTINCT {key_hash(key)} AS h FROM __new_keys) n ON o.{q(KEY_HASH)} = n.h"
+        else:
+            probe = f"__new_keys n ON {on}"
+        found = _probing_small_side(con, f"SELECT DISTINCT {where} FROM {old} o SEMI JOIN {probe} ORDER BY 1")
         holding = rows_of([r[0] for r in found]) if found else f"(SELECT * FROM {old} LIMIT 0)"
         con.execute(f"CREATE TEMP TABLE __hit AS SELECT o.* FROM {holding} o SEMI JOIN __new_keys n ON {on}")
     columns = ", ".join(q(c) for c in cols)
@@ -459,6 +478,30 @@ def newest_over(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[st
         con.execute("DROP TABLE __new_keys")
 
 
+def _probing_small_side(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    """Rows of ``sql``, a semi join of the old records (millions) with the new keys (thousands),
+    with DuckDB's hash table built over the new keys as written. DuckDB estimates a list of
+    Parquet files as its first file's rows times their number, and the first part of a view
+    whose oldest records were all replaced is empty: the join then built its table over every
+    old record instead, at four to eight times the cost."""
+    (before,) = con.execute("SELECT current_setting('disabled_optimizers')").fetchone() or ("",)
+    con.execute("SET disabled_optimizers = $names",
+                {"names": ",".join(filter(None, [str(before), "build_side_probe_side"]))})
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.execute("SET disabled_optimizers = $names", {"names": str(before)})
+
+
+def _same_key_types(con: duckdb.DuckDBPyConnection, old: str, new: str, key: list[str]) -> bool:
+    """Whether ``old`` and ``new`` hold their key columns with the same types (a value hashes
+    the same only as the same type: 1 as an INTEGER and as a BIGINT differ) and ``old`` has
+    :data:`KEY_HASH`."""
+    types = [{r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+             for relation in (old, new)]
+    return KEY_HASH in types[0] and all(k in types[0] and types[0][k] == types[1].get(k) for k in key)
+
+
 def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key: list[str], kept: list[str],
                  ws: Workspace) -> pa.Array:
     """The newest versions over the previous version's and the new ones (see :func:`newest_over`)
@@ -474,7 +517,8 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     versioned = "versionId" in kept
     newest_over(con, "__old_records", VERSIONS, key, kept, [LANDING, ROW_ID], versioned, "__newest_all",
                 as_view=True, narrow=(f"o.{row} // {CHUNK_RECORDS}",
-                                      lambda numbers: _records_of(con, catalog, prior, numbers, ws, "__old_hit")))
+                                      lambda numbers: _records_of(con, catalog, prior, numbers, ws, "__old_hit")),
+                hashed=True)
     con.execute(f"CREATE TABLE __superseded AS SELECT {row} FROM __hit ANTI JOIN __winners USING ({row})")
     dropped = con.sql(f"SELECT {row} FROM {VERSIONS} ANTI JOIN __winners USING ({row}) ORDER BY {row}").to_arrow_table()
     first_new = prior.read // CHUNK_RECORDS
@@ -485,9 +529,10 @@ def _newest_with(con: duckdb.DuckDBPyConnection, catalog: Any, prior: Prior, key
     outs = ", ".join(q(c) for c in [*kept, *([NUMERIC_VERSIONS] if versioned else [])])
     on = same_key(key)
     listed = ", ".join(str(n) for n in written if n < first_new) or "-1"
-    con.execute(f"CREATE TABLE {NEWEST} AS SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n ON {on}) "
+    con.execute(f"CREATE TABLE {NEWEST} AS SELECT *, {key_hash(key)} AS {KEY_HASH} FROM ("
+                f"SELECT {outs} FROM (SELECT o.* FROM {old} o ANTI JOIN __new_keys n ON {on}) "
                 f"UNION ALL SELECT {outs} FROM __winners WHERE {row} >= {first_new * CHUNK_RECORDS} "
-                f"OR {row} // {CHUNK_RECORDS} IN ({listed})")
+                f"OR {row} // {CHUNK_RECORDS} IN ({listed}))")
     drop_relations(con, "__newest_all", "__old_written", "__old_hit", "__old_records", "__hit", "__winners",
                    "__new_keys")
     return _combined(dropped.column(0))

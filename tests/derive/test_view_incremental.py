@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lithotse_desktop.dates import DateRange
-from lithotse_desktop.derive import rowstream
+from lithotse_desktop.derive import build, recordindex, rowstream
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.recordindex import kept_files
@@ -467,3 +467,148 @@ def test_chained_updates_through_an_import_match_a_full_build_in_a_copy(fhir_ws,
     rows = {r["id"]: r["status"] for r in incremental["visits"]["rows"]}
     assert rows["e1003"] == "cancelled" and rows["e11"] == "finished" and rows["e12"] == "cancelled"
     assert sum(r["n"] for r in incremental["per_month"]["rows"]) == 330 + 40 + 10 + 1
+
+
+# --- key hashes and wider updates ----------------------------------------------------------------
+
+def _updates_match_a_full_build(ws: Workspace, folder: Path, tmp_path: Path, rounds: list[list[dict]],
+                                names: list[str]) -> dict:
+    """Import each round; each time the incremental builds must give what a full build of a copy
+    gives (rows, parts, version ids, the record index and kept input); the last state."""
+    for n, added in enumerate(rounds, start=1):
+        write(folder / f"Encounter.{n:03d}.ndjson", added)
+        outcome = import_and_build(ws, "fhir")
+        assert {b.name: b.status for b in outcome.builds} == {name: "incremental" for name in names}, n
+        incremental = _state(ws, names)
+        copy = Workspace.open(shutil.copytree(ws.root, tmp_path / f"copy{n}"))
+        build_all(copy, names, full=True)
+        assert incremental == _state(copy, names), f"round {n}"
+    return incremental
+
+
+def dated(i: int, year: int, version: str = "1", status: str = "finished") -> dict:
+    resource = encounter(i, version, status=status)
+    month = f"{year}-{1 + i % 12:02d}"
+    resource["period"] = {"start": f"{month}-03T10:00:00Z", "end": f"{month}-03T11:00:00Z"}
+    return resource
+
+
+def test_colliding_key_hashes_still_match_records_by_their_keys(fhir_ws, tmp_path, monkeypatch):
+    """With a hash giving every key one of two values, the files of nearly every record are read
+    for each update: the keys decide which versions are replaced, and every update gives what a
+    full build gives."""
+    ws, folder = fhir_ws
+    real = rowstream.key_hash
+
+    def weak(key: list[str]) -> str:
+        return f"({real(key)} % 2)"
+
+    monkeypatch.setattr(rowstream, "key_hash", weak)
+    monkeypatch.setattr(recordindex, "key_hash", weak)
+    for spec in AGGREGATES:
+        add_spec(ws, spec)
+    names = [s["name"] for s in VIEWS + AGGREGATES]
+    build_all(ws, names, full=True)
+    rounds = [[encounter(i) for i in range(1000, 1020)] + [encounter(4, "6", status="cancelled"),
+                                                           encounter(301, None, updated="2024-01-01T00:00:00Z")],
+              [encounter(1005, "2", status="onleave"), encounter(4, "7", codes=0)]]
+    state = _updates_match_a_full_build(ws, folder, tmp_path, rounds, names)
+    rows = {r["id"]: r["status"] for r in state["visits"]["rows"]}
+    assert rows["e4"] == "finished" and rows["e1005"] == "onleave" and rows["e301"] == "finished"
+
+
+def test_an_index_hashed_by_another_duckdb_builds_everything_once(fhir_ws, monkeypatch):
+    ws, folder = fhir_ws
+    add_spec(ws, AGGREGATES[0])
+    names = [s["name"] for s in VIEWS] + ["per_month"]
+    build_all(ws, names)
+    catalog = Catalog(ws)
+    assert catalog.current("visits").stats["record_index"]["key_hash"] == rowstream.HASHED_BY
+    assert {f["key_hash"] for f in catalog.current("per_month").stats["input_index"]} == {rowstream.HASHED_BY}
+    monkeypatch.setattr(rowstream, "HASHED_BY", "duckdb 0.0.0")
+    monkeypatch.setattr(recordindex, "HASHED_BY", "duckdb 0.0.0")
+    write(folder / "Encounter.001.ndjson", [encounter(1000), encounter(2, "9", status="cancelled")])
+    run_import(ws, "fhir")
+    assert {r.name: r.status for r in build_all(ws, names)} == {n: "built" for n in names}
+    assert catalog.current("visits").stats["record_index"]["key_hash"] == "duckdb 0.0.0"
+    write(folder / "Encounter.002.ndjson", [encounter(1001)])
+    run_import(ws, "fhir")
+    assert {r.name: r.status for r in build_all(ws, names)} == {n: "incremental" for n in names}
+
+
+def test_updates_reaching_past_every_period_and_moving_records_match_a_full_build(fhir_ws, tmp_path):
+    """New records in years before and after every record landed, and newer versions of records
+    that move them to other months (and other years): the monthly count gains periods and loses
+    records from others, as a full build finds them (the quarterly one, which suppresses, would
+    refuse to publish beside it the lone records of the new years)."""
+    ws, folder = fhir_ws
+    add_spec(ws, AGGREGATES[0])
+    add_spec(ws, COUNTS)
+    names = [s["name"] for s in VIEWS] + ["per_month", "counts"]
+    build_all(ws, names)
+    rounds = [[dated(i, 2015) for i in range(2000, 2012)] + [dated(i, 2027) for i in range(2100, 2104)]
+              + [dated(7, 2031, "4"), dated(8, 2016, "2", status="cancelled")],
+              [dated(2001, 2020, "2"), dated(7, 2019, "5"), dated(9, 2040, "2")]]
+    state = _updates_match_a_full_build(ws, folder, tmp_path, rounds, names)
+    months = {r["period"].year for r in state["per_month"]["rows"]}
+    assert {2015, 2019, 2020, 2027, 2040} <= months and 2031 not in months
+    assert sum(r["n"] for r in state["per_month"]["rows"]) == 330 + 16
+    assert sum(r["n"] for r in state["counts"]["rows"]) == 330 + 16
+
+
+COUNTS = {"name": "counts", "kind": "aggregate", "input": {"source": "fhir", "stream": "Encounter"},
+          "date_field": "date", "grain": "month", "group_by": ["versionId"], "suppress_below": 0,
+          "measures": [{"fn": "count", "as": "n"}, {"fn": "count", "column": "period_end", "as": "ended"}]}
+"""Counts only, suppressing nothing: an update adds what the input gained and takes away what it
+lost to the previous cells (see ``build._added_cells``)."""
+
+
+def test_counts_are_updated_from_what_the_input_gained_and_lost(fhir_ws, tmp_path, monkeypatch):
+    """Cells that gain records, lose them to another status or month, empty out (the cell and, for
+    a month, its part go), and a newer version that loses to the one kept: each update's cells
+    come from the previous ones and the changed records only, and equal a full build's."""
+    ws, folder = fhir_ws
+    add_spec(ws, COUNTS)
+    build_all(ws, ["counts"])
+    used: list[bool] = []
+    real = build._added_cells
+
+    def spy(*args, **kwargs):
+        found = real(*args, **kwargs)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(build, "_added_cells", spy)
+    lone = dated(3000, 2014)
+    del lone["period"]["end"]
+    rounds = [[encounter(i) for i in range(1000, 1010)] + [lone, encounter(4, "6"), encounter(3, "1")],
+              [dated(3000, 2014, "2"), dated(1002, 2031, "2"), encounter(1003, "2")],
+              [dated(1002, 2031, "3"), encounter(2, "9"), encounter(305, None, updated="2030-01-01T00:00:00Z")]]
+    state = _updates_match_a_full_build(ws, folder, tmp_path, rounds, [s["name"] for s in VIEWS] + ["counts"])
+    assert used == [True, True, True]
+    cells = {(r["period"].isoformat(), r["versionId"]): (r["n"], r["ended"]) for r in state["counts"]["rows"]}
+    assert ("2014-01-01", "1") not in cells and ("2031-07-01", "2") not in cells, "emptied out"
+    assert cells[("2014-01-01", "2")] == (1, 1) and cells[("2031-07-01", "3")] == (1, 1)
+    assert cells[("2020-05-01", "6")] == (1, 1) and ("2020-04-01", "1") in cells
+    assert sum(n for n, _ in cells.values()) == 330 + 11
+
+
+def test_a_threshold_lowered_to_0_computes_every_cell_again(fhir_ws):
+    """A previous version whose cells were suppressed (the workspace's threshold was lowered to 0
+    since) is no start to add to, nor are its periods kept: every cell is computed again, as a
+    full build does (its hidden cells were kept as they were before)."""
+    ws, folder = fhir_ws
+    spec = {k: v for k, v in COUNTS.items() if k != "suppress_below"}
+    add_spec(ws, spec)
+    ws.config["workspace"]["suppress_below"] = 5
+    build_all(ws, ["counts"])
+    catalog = Catalog(ws)
+    assert any(r["suppressed"] for r in catalog.read(catalog.current("counts")).to_pylist())
+    ws.config["workspace"]["suppress_below"] = 0
+    write(folder / "Encounter.001.ndjson", [encounter(i) for i in range(1000, 1005)])
+    run_import(ws, "fhir")
+    assert [r.status for r in build_all(ws, ["counts"])] == ["incremental"]  # only the new objects read
+    incremental = catalog.read(catalog.current("counts")).to_pylist()
+    build_all(ws, ["counts"], full=True)
+    assert catalog.read(catalog.current("counts")).to_pylist() == incremental
+    assert not any(r["suppressed"] for r in incremental) and sum(r["n"] for r in incremental) == 335
