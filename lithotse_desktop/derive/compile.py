@@ -176,10 +176,14 @@ class Dialect:
             paths.append(read.keep[0])
         return paths
 
-    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False) -> str:
+    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False,
+                      typed: bool = False) -> str:
         """A column's value in a record of :meth:`native_records` (``fragments``: read with
-        hoisted paths, so each path's value is JSON, not yet text)."""
+        hoisted paths, so each path's value is JSON, not yet text; ``typed``: over a scan made
+        with ``typed``, where the reader has typed the fields of :meth:`typed_fields`)."""
         if read.format == "csv":
+            if typed and column.field in self.typed_fields(read):
+                return f"_c{column.field}"
             return self.native_value(column.parse, f"_c{column.field}")
         if column.parse == "record":
             return "__lithotse_record"
@@ -194,21 +198,41 @@ class Dialect:
             return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
         return self.native_value(column.parse, values[0] if len(values) == 1 else f"coalesce({', '.join(values)})")
 
-    def native_scan(self, read: NativeRead, path: str, max_line: int, *, header: bool = False) -> str:
+    def native_scan(self, read: NativeRead, path: str, max_line: int, *, header: bool = False,
+                    typed: bool = False) -> str:
         """DuckDB's reader of one local object, as :meth:`native_records` expects it: every field
         as text, nothing detected (CSV), or each NDJSON line's value (``json``; blank lines are
         none, as the connectors' reader counts them); ``max_line`` bytes at most a line. With
         ``header`` (CSV) the reader leaves out the file's first record itself: only right when
-        that record is the read's one ``skip`` record, i.e. no empty line comes before it."""
+        that record is the read's one ``skip`` record, i.e. no empty line comes before it.
+        ``typed`` (CSV): the reader types the fields of :meth:`typed_fields` itself, and fails
+        the query on a value it cannot type (see there)."""
         where = self.text_literal(path)
         if read.format == "ndjson":
             return f"read_ndjson_objects({where}, compression='none', maximum_object_size={int(max_line)})"
         if header and read.skip != 1:
             raise ValueError(f"a reader leaving out the header skips one record, not {read.skip}")
-        columns = ", ".join(f"'_c{i}': 'VARCHAR'" for i in range(read.width))
+        types = self.typed_fields(read) if typed else {}
+        columns = ", ".join(f"'_c{i}': '{types.get(i, 'VARCHAR')}'" for i in range(read.width))
+        # without a format the reader takes a date followed by anything (2024-01-05Z); with this
+        # one it takes what the cast takes or refuses the value
+        dates = ", dateformat='%Y-%m-%d'" if "DATE" in types.values() else ""
         return (f"read_csv({where}, columns={{{columns}}}, header={str(header).lower()}, auto_detect=false, "
                 f"delim={self.text_literal(read.delimiter)}, quote={self.text_literal(read.quote)}, "
-                f"escape={self.text_literal(read.quote)}, strict_mode=false, encoding='utf-8')")
+                f"escape={self.text_literal(read.quote)}, strict_mode=false, encoding='utf-8'{dates})")
+
+    def typed_fields(self, read: NativeRead) -> dict[int, str]:
+        """The CSV fields DuckDB's reader may type itself, with their type: those every column
+        reading them reads as one number, date or time type. A value the reader takes is the
+        value the text rule gives; one it refuses (a number padded with a no-break space, a
+        date with a time) fails the query, and the caller reads the object as text instead.
+        Typed by the reader, a field costs less than read as text and cast afterwards."""
+        rules: dict[int, set[str]] = {}
+        for column in read.columns:
+            if isinstance(column.field, int):
+                rules.setdefault(column.field, set()).add(column.parse)
+        return {i: self._TYPES[rule] for i, (rule, *others) in ((i, list(r)) for i, r in rules.items())
+                if not others and rule in self._TYPES}
 
     @staticmethod
     def _native_field(slot: int, fragments: bool) -> str:
@@ -375,9 +399,10 @@ class SparkDialect(Dialect):
                     f"'$1:00$2')")
         return f"CAST({text} AS {self._TYPES[parse]})"
 
-    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False) -> str:
-        if fragments:
-            raise ValueError("Spark reads no hoisted view values")
+    def native_column(self, read: NativeRead, column: NativeColumn, *, fragments: bool = False,
+                      typed: bool = False) -> str:
+        if fragments or typed:
+            raise ValueError("Spark reads no hoisted view values, and every CSV field as text")
         if read.format == "csv":
             return self.native_value(column.parse, f"_c{column.field}")
         if column.parse == "record":
@@ -445,7 +470,7 @@ this and their number from 1 (``sof.compile.HoistedView.columns``)."""
 
 def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: list[str], *, timezone: str,
                       dialect: Dialect, hoisted: Sequence[str] = (), skipped: bool = False,
-                      needed: Sequence[str] | None = None, text: bool = False) -> str:
+                      needed: Sequence[str] | None = None, text: bool = False, typed: bool = False) -> str:
     """One object's rows from its raw records (``relation``, see :meth:`Dialect.native_records`) as
     :func:`~lithotse_desktop.raw.reader.read_object` gives them: the connector's columns ``kept``,
     only rows inside a span, each naming the first span holding it (``_landing_id``, ``_landed_at``)
@@ -454,7 +479,9 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     as JSON or, with ``text``, as text.
     ``skipped``: the relation has left out the ``skip`` records already (see
     :meth:`Dialect.native_scan`). ``needed``: the only columns the caller reads (with the spans'
-    date fields); the paths of the others are not extracted from each line, and they are null."""
+    date fields); the paths of the others are not extracted from each line, and they are null.
+    ``typed``: ``relation`` is a CSV scan made with ``typed`` (:meth:`Dialect.native_scan`), which
+    leaves no record out but the header."""
     q = dialect.quote
     hoisted = hoisted if read.format == "ndjson" else ()
     if needed is not None and read.format == "ndjson":
@@ -473,10 +500,12 @@ def native_object_sql(read: NativeRead, relation: str, spans: list[Span], kept: 
     # number but their _row: a query not reading it leaves the numbering out, and then reads
     # the object on every thread rather than in order on one
     fragments = bool(hoisted) and not text
-    typed = ", ".join(f"{_guarded(dialect.native_column(read, c, fragments=fragments), inside)} AS {q(c.name)}"
-                      for c in read.columns)
+    if typed and inside:
+        raise ValueError("a typed read cannot leave records out: they would be typed too")
+    values = ", ".join(f"{_guarded(dialect.native_column(read, c, fragments=fragments, typed=typed), inside)} "
+                       f"AS {q(c.name)}" for c in read.columns)
     records = dialect.native_records(read, relation, hoisted, text=text)
-    rows = (f"SELECT {typed}, CAST(__lithotse_n - {skip} AS BIGINT) AS __lithotse_row{carried} "
+    rows = (f"SELECT {values}, CAST(__lithotse_n - {skip} AS BIGINT) AS __lithotse_row{carried} "
             f"FROM ({records})" + (f" WHERE {inside}" if inside else ""))
     owners = []
     for i, span in enumerate(spans):

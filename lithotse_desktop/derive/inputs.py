@@ -199,16 +199,22 @@ class NativeObject:
     """The file DuckDB reads."""
     hoisted: bool = False
     """Whether its rows carry a view's hoisted values (:data:`.compile.HOISTED`)."""
+    text_sql: str | None = None
+    """With ``sql`` a typed read (see :func:`native_object`), the same rows read as text."""
 
 
 def native_object(ws: Workspace, stored: StoredObject, connector: Connector, checks: IntegrityChecks,
                   unused: tuple[str, ...] = (), hoisted: Sequence[str] = (),
-                  needed: Sequence[str] | None = None, text: bool = False) -> NativeObject | None:
+                  needed: Sequence[str] | None = None, text: bool = False,
+                  typed: bool = False) -> NativeObject | None:
     """The object as a DuckDB query over its file, when its connector describes how to read it
     (``native_read``) and it lies in a local raw store; else None (the connector reads it).
     ``hoisted``: a view's JSONPaths, whose values an NDJSON object's rows carry from the same parse
     (see :func:`.compile.native_object_sql`), as text with ``text``; ``needed``: the only columns
-    the caller reads (the others are null, and not parsed out of each line).
+    the caller reads (the others are null, and not parsed out of each line). ``typed``: a CSV
+    object's number, date and time fields are typed by DuckDB's reader where it can (see
+    :meth:`.compile.Dialect.typed_fields`), and ``text_sql`` reads them as text, for when it
+    refuses a value (:func:`typed_refusal`).
 
     The query reads the file itself: no rows pass through Python. Its bytes are hashed by the
     checks' worker meanwhile (the second read comes from the page cache), so a damaged object
@@ -243,8 +249,15 @@ def native_object(ws: Workspace, stored: StoredObject, connector: Connector, che
     hoisted = hoisted if read.format == "ndjson" else ()
     sql = native_object_sql(read, scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB, hoisted=hoisted,
                             skipped=skipped, needed=needed, text=text)
+    text_sql = None
+    # the reader types every record it reads: only without records to leave out but the header
+    if (typed and read.format == "csv" and read.limit is None and (skipped or not read.skip)
+            and DUCKDB.typed_fields(read)):
+        typed_scan = DUCKDB.native_scan(read, str(path), _max_line(ws), header=skipped, typed=True)
+        sql, text_sql = native_object_sql(read, typed_scan, landings, kept, timezone=ws.timezone, dialect=DUCKDB,
+                                          skipped=skipped, typed=True), sql
     return NativeObject(stored, sql, pa.schema([*(schema.field(c) for c in kept), *PROVENANCE_SCHEMA]), str(path),
-                        bool(hoisted))
+                        bool(hoisted), text_sql)
 
 
 def _starts_with_record(path: Path) -> bool:
@@ -264,6 +277,22 @@ def _max_line(ws: Workspace) -> int:
     return max(1 << 24, min(1 << 28, ws.limits.duckdb_bytes // 64))
 
 
+def typed_refusal(exc: BaseException) -> bool:
+    """Whether a query may have failed as DuckDB's CSV reader refused to type a field of a typed
+    read (see :func:`native_object`; a text read's reader converts nothing, and the error does
+    not always name the right field): then the same query over the objects read as text
+    (:func:`read_as_text`) gives its rows, or the error the text gives."""
+    return isinstance(exc, duckdb.ConversionException) and "CSV Error" in str(exc)
+
+
+def read_as_text(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
+    """Make the ``views`` (names and their text reads, see :attr:`Landed.text_sql`) read their
+    objects as text from now on."""
+    for name, sql in views.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {DUCKDB.quote(name)} AS {sql}")
+    views.clear()
+
+
 def read_failed(checks: IntegrityChecks, what: str, exc: duckdb.Error) -> LithotseError:
     """The error of a read that failed in DuckDB: the damage of an object read, when its hash
     shows some (raised here: it explains the failure better), else DuckDB's reason."""
@@ -278,28 +307,33 @@ class Landed:
     columns: list[str]
     paths: list[str]
     """The files DuckDB reads itself when the relation is queried."""
+    text_sql: str | None = None
+    """When some object is a typed read (see :func:`native_object`), the relation with every
+    object read as text."""
 
 
 def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: StreamInput, progress: Progress,
                    checks: IntegrityChecks, name: str, *, unused: tuple[str, ...] = (),
-                   skip: frozenset[str] | set[str] = frozenset()) -> Landed | None:
+                   skip: frozenset[str] | set[str] = frozenset(), typed: bool = False) -> Landed | None:
     """Make the view ``name``: every row of the stream's objects (but those whose sha256 is in
     ``skip``) with provenance, in object order, without the ``unused`` columns; None when no
     object has rows to read. An object DuckDB can read itself (:func:`native_object`) is a query
     over its file; any other is read by its connector, batch by batch, as the view is queried
-    (so the view can be read once)."""
+    (so the view can be read once). ``typed``: CSV objects are typed reads where they can be."""
     q = DUCKDB.quote
     connector = make_connector(ws, resolved.source)
     parts: list[str] = []
+    text_parts: list[str] = []
     paths: list[str] = []
     for number, stored in enumerate(resolved.objects(ws)):
         if stored.sha256 in skip:
             continue
         label = f"{resolved.source}/{resolved.stream} {stored.reader.original_name}"
-        native = native_object(ws, stored, connector, checks, unused)
+        native = native_object(ws, stored, connector, checks, unused, typed=typed)
         if native is not None:
             progress.update(f"reading {label}: {NATIVE}")
             parts.append(f"SELECT * FROM ({native.sql})")
+            text_parts.append(f"SELECT * FROM ({native.text_sql or native.sql})")
             paths.append(native.path)
             continue
         progress.update(f"reading {label}")
@@ -311,6 +345,7 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
         alias = f"{name}__object{number}"
         con.register(alias, _without(reader, unused) if unused else reader)
         parts.append(f"SELECT * FROM {q(alias)}")
+        text_parts.append(parts[-1])
     if not parts:
         return None
     try:
@@ -319,7 +354,8 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
     except duckdb.Error as exc:
         raise LithotseError(f"{resolved.source}/{resolved.stream}: its landings do not fit each other: "
                             f"{exc}") from None
-    return Landed(columns, paths)
+    text_sql = " UNION ALL BY NAME ".join(text_parts) if text_parts != parts else None
+    return Landed(columns, paths, text_sql)
 
 
 def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
@@ -332,7 +368,7 @@ def stream_key(resolved: StreamInput, columns: list[str]) -> list[str]:
 def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resolved: StreamInput,
                 progress: Progress, checks: IntegrityChecks, *, materialize: bool = False,
                 rescanned: bool = False, unused: tuple[str, ...] = (),
-                readable: list[str] | None = None) -> pa.Schema:
+                readable: list[str] | None = None, text_views: dict[str, str] | None = None) -> pa.Schema:
     """Make ``alias`` (deduplicated records) and ``<alias>__landed`` (every landed record).
 
     The objects are one relation (:func:`landed_objects`): files DuckDB reads itself, the others
@@ -346,11 +382,16 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     caller takes the files in ``readable`` (to allow them when the connection is locked down).
     ``checks`` collects the hash checks of the objects read; settle them with
     ``checks.finish()`` before using the results. ``unused`` columns (a FHIR stream's
-    ``resource`` text, for an aggregate) are left out as they are read.
+    ``resource`` text, for an aggregate) are left out as they are read. With ``text_views``, a
+    relation left as a view for the one query reading it may read CSV objects typed (see
+    :func:`native_object`): its name and text read are added there, for the caller to rerun a
+    query the typed read failed (:func:`typed_refusal`, :func:`read_as_text`).
     """
     q = DUCKDB.quote
     landed = f"{alias}__landed"
-    found = landed_objects(con, ws, resolved, progress, checks, f"{alias}__objects", unused=unused)
+    objects = f"{alias}__objects"
+    found = landed_objects(con, ws, resolved, progress, checks, objects, unused=unused,
+                           typed=text_views is not None and not materialize)
     if found is None:
         raise NotFound(f"input {resolved.source}/{resolved.stream} has no landed records; "
                        f"import it first (lithotse import {resolved.source})")
@@ -361,13 +402,18 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
         raise ConfigError(f"{resolved.source}/{resolved.stream}: key column(s) {missing} are not in the data")
     later = not key and (rescanned or (bool(found.paths) and readable is None))
     streamed = not materialize and not later
+    if found.text_sql is not None:
+        if streamed and not key and text_views is not None:
+            text_views[objects] = found.text_sql
+        else:  # read here and now: as text, no query to rerun
+            read_as_text(con, {objects: found.text_sql})
     if streamed:
-        con.execute(f"CREATE TEMP VIEW {q(landed)} AS SELECT * FROM {q(alias + '__objects')}")
+        con.execute(f"CREATE TEMP VIEW {q(landed)} AS SELECT * FROM {q(objects)}")
         if not key and readable is not None:
             readable.extend(found.paths)
     else:
         try:
-            con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM {q(alias + '__objects')}")
+            con.execute(f"CREATE TABLE {q(landed)} AS SELECT * FROM {q(objects)}")
         except duckdb.Error as exc:
             raise read_failed(checks, f"{resolved.source}/{resolved.stream}", exc) from None
     hidden = [c for c in PROVENANCE if c in columns]

@@ -26,12 +26,15 @@ class DuckDBSession(EngineSession):
         self.con = inputs.connect(ws)
         self.readable: list[str] = []
         """Raw files the query reads itself (a stream streamed into it, see :func:`inputs.load_stream`)."""
+        self.text_views: dict[str, str] = {}
+        """Views of typed reads, with their text reads: every query over them runs in :meth:`run`."""
 
     def load_stream(self, ws: Workspace, alias: str, resolved: StreamInput, progress: Progress,
                     checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
                     unused: tuple[str, ...] = ()) -> pa.Schema:
         return inputs.load_stream(self.con, ws, alias, resolved, progress, checks, materialize=materialize,
-                                  rescanned=rescanned, unused=unused, readable=self.readable)
+                                  rescanned=rescanned, unused=unused, readable=self.readable,
+                                  text_views=self.text_views)
 
     def load_derivative(self, catalog: Catalog, alias: str, name: str) -> pa.Schema:
         return inputs.load_derivative(self.con, catalog, alias, name)
@@ -64,6 +67,13 @@ class DuckDBSession(EngineSession):
 
     def run(self, sql: str, params: list[Any], what: str, progress: Progress | None = None) -> pa.Table:
         try:
+            try:
+                return self.con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as exc:
+                if not (self.text_views and inputs.typed_refusal(exc)):
+                    raise
+            # a value DuckDB's reader would not type: the text read gives the rows, or the error
+            inputs.read_as_text(self.con, self.text_views)
             return self.con.sql(sql, params=params or None).to_arrow_table()
         except duckdb.Error as exc:
             raise LithotseError(f"{what}: {exc}") from None
