@@ -319,7 +319,8 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
     ``skip``) with provenance, in object order, without the ``unused`` columns; None when no
     object has rows to read. An object DuckDB can read itself (:func:`native_object`) is a query
     over its file; any other is read by its connector, batch by batch, as the view is queried
-    (so the view can be read once). ``typed``: CSV objects are typed reads where they can be."""
+    (so the view can be read once). ``typed``: CSV objects are typed reads where they can be,
+    when DuckDB reads every object itself (a connector's batches cannot be read again)."""
     q = DUCKDB.quote
     connector = make_connector(ws, resolved.source)
     parts: list[str] = []
@@ -346,8 +347,11 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
         con.register(alias, _without(reader, unused) if unused else reader)
         parts.append(f"SELECT * FROM {q(alias)}")
         text_parts.append(parts[-1])
+        typed = False
     if not parts:
         return None
+    if not typed:
+        parts = text_parts
     try:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {' UNION ALL BY NAME '.join(parts)}")
         columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]

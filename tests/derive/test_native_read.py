@@ -399,3 +399,38 @@ def test_an_aggregate_over_a_typed_read_is_the_one_built_through_the_connector(t
     assert len(typed) == 2 and all(n.text_sql is not None for n in typed)
     assert len(as_text) == (1 if padded else 0)
     assert built[0][2]
+
+
+def test_a_stream_partly_read_by_its_connector_is_read_as_text(tmp_path, through_connectors, monkeypatch):
+    """One object DuckDB reads itself (a padded number its typed read would refuse) and, after the
+    file changed, one its connector reads (Latin-1): the connector's batches cannot be read a second time, so nothing is
+    a typed read, and the cells are those built through the connector."""
+    spec = {"name": "per_month", "kind": "aggregate", "input": {"source": "ehr", "stream": "visits"},
+            "date_field": "when", "grain": "month", "suppress_below": 0,
+            "measures": [{"fn": "count", "as": "n"}, {"fn": "sum", "column": "amount", "as": "total"}]}
+    as_text = []
+    read_as_text = inputs.read_as_text
+    monkeypatch.setattr(inputs, "read_as_text",
+                        lambda con, views: as_text.append(dict(views)) or read_as_text(con, views))
+    built, said = [], []
+    for mode in ("native", "python"):
+        if mode == "python":
+            through_connectors()
+        folder = tmp_path / mode / "data"
+        folder.mkdir(parents=True)
+        ws = Workspace.create(tmp_path / mode / "ws", name="mixed")
+        ws.add_source("ehr", "csv", {"path": str(folder), "date_column": "when"}, {})
+        (folder / "visits.csv").write_text("id,when,amount\n1,2024-01-05,\u00a07\u00a0\n2,2024-02-01,3\n", "utf-8")
+        import_and_build(ws, "ehr", DateRange(), build=False)
+        (folder / "visits.csv").write_bytes("id,when,amount\n3,2024-01-09,5\n4,2024-02-11,6\n5,2024-02-12,9\n"
+                                            "caf\u00e9,2024-02-13,1\n".encode("latin-1"))
+        import_and_build(ws, "ehr", DateRange(), build=False)
+        add_spec(ws, spec)
+        progress = Messages()
+        result = build(ws, "per_month", progress=progress)
+        said.append(progress.said(NATIVE))
+        built.append((result.version, read_table(ws, "per_month")[1].to_pylist()))
+    assert built[0] == built[1]
+    assert [row["n"] for row in built[0][1]] == [2, 4]
+    assert len(said[0]) == 1 and not said[1], said
+    assert not as_text
