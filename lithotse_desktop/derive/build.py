@@ -799,7 +799,7 @@ def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group:
                                                f"derivative {work.name}", progress, counted)
 
 
-def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
+def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, set[int]]:
     """Hidden rows of each aggregate of one input, decided over all of them."""
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
@@ -808,6 +808,9 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
         table = w.table if w.table is not None else w.published
         if w.spec["kind"] != "aggregate" or table is None:
             continue
+        if _published_whole(w):
+            assert w.table is not None and w.previous is not None and w.periods is not None
+            table = _published_with(catalog.read(w.previous), w.table, w.periods)
         cells.append(Cells.from_table(w.name, w.spec, w.threshold, table))
     present = {c.name for c in cells}
     rels, seen = [], set()
@@ -833,10 +836,30 @@ def _decide(ws: Workspace, group: list[_Work]) -> dict[str, set[int]]:
                 rels.append(found_rel)
     remainders = {key: dict(found) for w in group if w.name in present for key, found in w.remainders.items()}
     counted = next((w.atoms for w in group if w.atoms is not None), None)
-    partial = [w.name for w in group if w.table is not None and w.periods is not None and not w.suppressed]
+    partial = [w.name for w in group
+               if w.table is not None and w.periods is not None and not w.suppressed and not _published_whole(w)]
     return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
                         None if counted is None else counted.columns, partial,
                         atom_records=None if counted is None else counted.records), ws.zero_cells)
+
+
+def _published_whole(work: _Work) -> bool:
+    """Whether a table that suppresses nothing, built for some periods, is decided over with its
+    previous version's other periods (published as the query gives them: nothing pseudonymized
+    or de-identified, whose published values are not the input's)."""
+    return (work.table is not None and work.periods is not None and not work.suppressed
+            and work.previous is not None and not patient_key_columns(work.spec) and not work.spec.get("deidentify"))
+
+
+def _published_with(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.Table:
+    """The cells a table that suppresses nothing publishes once an incremental build of some
+    ``periods`` is out: the previous version's other periods with the ``fresh`` ones. Every one is
+    public, and the others' suppression is decided over all of them (a reader adds up a year
+    this build did not touch as well as one it did)."""
+    touched = pa.array(periods, pa.date32())
+    kept = before.filter(pc.invert(pc.is_in(before.column(PERIOD), value_set=touched)))
+    columns = [c for c in kept.column_names if c in fresh.column_names]
+    return pa.concat_tables([kept.select(columns), fresh.select(columns).cast(kept.select(columns).schema)])
 
 
 def _with_unknown(known: dict, rels: list[Relation]) -> dict:
@@ -1008,7 +1031,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
                     work.published = catalog.read(work.previous)
             elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
-        hidden = _decide(ws, group)
+        hidden = _decide(ws, catalog, group)
         progress.update(f"writing {', '.join(w.name for w in stale)}")
         for work in stale:
             results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))

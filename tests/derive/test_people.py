@@ -356,3 +356,36 @@ def test_a_difference_several_tables_leave_out_is_counted_once_and_right(workspa
         rows = left_out[difference.key]
         assert (difference.records, difference.people) == (len(rows), len(set(rows)))
     assert outers == {"by_month_dept": len(left_out), "visits_by_month": len(left_out)}
+
+
+def test_a_table_rebuilt_for_some_periods_counts_with_all_its_published_periods(workspace, tmp_path, monkeypatch):
+    """A table that suppresses nothing, rebuilt for the periods a new import touches, still
+    publishes its other periods: the others' suppression is decided over every period of it, as a
+    full build decides, and hides the same cells."""
+    from lithotse_desktop.dates import DateRange
+    from lithotse_desktop.derive import build as build_module
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    write_visits(folder)
+    workspace.add_source("clinic", "csv", {"path": str(folder), "date_column": "START"}, {})
+    clinic = {"source": "clinic", "stream": "visits"}
+    for entry in [SPECS[0], {"name": "open_by_year", "grain": "year", "group_by": ["dept"], "suppress_below": 0}]:
+        add_spec(workspace, {**spec(entry), "input": clinic})
+    run_import(workspace, "clinic", DateRange(None, dt.date(2023, 12, 31)))
+    build_all(workspace)
+    run_import(workspace, "clinic", DateRange(dt.date(2024, 1, 1), None))
+    groups = []
+    decide = build_module.decide
+    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    built = {r.name: r for r in build_all(workspace)}
+    assert built["open_by_year"].status == "incremental"
+    assert (built["open_by_year"].partitions_written, built["open_by_year"].partitions_total) == (1, 2)
+    (group,) = groups
+    open_cells = group.by_name["open_by_year"]
+    assert {key["period"] for key in open_cells.keys} == {dt.date(2023, 1, 1), dt.date(2024, 1, 1)}
+    catalog = Catalog(workspace)
+    incremental = catalog.read(catalog.current("by_month")).to_pylist()
+    assert any(row["suppressed"] for row in incremental)
+    build_all(workspace, full=True)
+    assert catalog.read(catalog.current("by_month")).to_pylist() == incremental
