@@ -25,9 +25,11 @@ from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day
 
 
 def countable(specs: list[dict]) -> bool:
-    """Whether one query over the input computes every member's cells: they read the same rows,
-    so none joins another input than the others."""
-    return len({repr(spec.get("join")) for spec in specs}) == 1
+    """Whether one query over the input computes every member's cells: the members that join
+    another input all join it the same way. A join keeps one row of the other input per input
+    row (the first per key, or none), so each input row still falls in one cell of every member,
+    and the atoms are counted over the input joined once."""
+    return len({repr(spec["join"]) for spec in specs if "join" in spec}) <= 1
 
 
 def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
@@ -47,7 +49,8 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
     for j, spec in enumerate(specs):
         frame = _frame(spec, schemas, timezone, params, dialect,
                        relation=f"({relation})" if grouped_input is not None else None)
-        from_sql = frame.from_sql
+        if from_sql is None or "join" in spec:  # the join's FROM serves the members that do not join
+            from_sql = frame.from_sql
         chosen = " AND ".join(f"({w})" for w in frame.where) or "true"
         chosen = f"coalesce(({chosen}), false)"
         select.append(f"{chosen} AS {q(f'__s{j}')}")

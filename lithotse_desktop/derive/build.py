@@ -411,8 +411,11 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             else:
                 work.resolved[alias].read_key(ws)
                 schemas[alias] = session.load_stream(ws, alias, work.resolved[alias], progress, checks,
-                                                     materialize=(incremental or differs) and alias == "input",
-                                                     rescanned=spec["kind"] == "sql", unused=_unused_columns(spec))
+                                                     materialize=((incremental or differs) and alias == "input")
+                                                     or (work.counts_atoms and alias == "joined"),
+                                                     rescanned=spec["kind"] == "sql",
+                                                     unused=_unused_columns(spec) if not work.counts_atoms
+                                                     else _unused_by_all(group))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
@@ -574,6 +577,12 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
     return loaded.schema, None
 
 
+def _unused_by_all(group: list[_Work]) -> tuple[str, ...]:
+    """Columns no aggregate of the group reads: the atoms' query computes every one's cells."""
+    unused = [set(_unused_columns(w.spec)) for w in group if w.spec["kind"] == "aggregate"]
+    return tuple(sorted(set.intersection(*unused))) if unused else ()
+
+
 def _unused_columns(spec: dict) -> tuple[str, ...]:
     """Input columns an aggregate can do without: a FHIR stream's whole ``resource`` text (most
     of its bytes), unless the spec names it."""
@@ -686,13 +695,15 @@ def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
 
 def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
     """Whether this aggregate's build counts the atoms of its group: the first one built of a
-    group that suppresses, whose members all read the same rows (see :func:`.atoms.countable`).
+    group that suppresses, whose members all read the same rows (see :func:`.atoms.countable`),
+    one that joins where some do (its build has the joined input at hand).
     Another query over the input, so a streamed input is materialized for it, as for a counted
     difference (a kept input is a table already)."""
     aggregates = [w for w in group if w.spec["kind"] == "aggregate"]
     return (work.spec["kind"] == "aggregate" and len(aggregates) > 1 and any(w.suppressed for w in group)
             and not any(w.counts_atoms for w in group if w is not work)
-            and atoms.countable([w.spec for w in aggregates]))
+            and atoms.countable([w.spec for w in aggregates])
+            and ("join" in work.spec or not any("join" in w.spec for w in aggregates)))
 
 
 def _count_atoms(session: EngineSession, ws: Workspace, group: list[_Work], schemas: dict[str, pa.Schema],

@@ -93,8 +93,12 @@ class Dialect:
         return f"count(DISTINCT CASE WHEN {known} THEN row({', '.join(parts)}) END)"
 
     def first_per_key(self, key_sql: str, columns: list[str], relation: str) -> str:
-        """One row of ``relation`` per ``key_sql`` (as ``__jk``) with ``columns``: a join's right side."""
-        return f"SELECT DISTINCT ON ({key_sql}) {key_sql} AS __jk, {', '.join(columns)} FROM {relation}"
+        """One row of ``relation`` per ``key_sql`` (as ``__jk``) with ``columns``: a join's right
+        side. Where a key has several rows, the one of least ``columns`` (nulls last): every query
+        and engine picks the same, so an input row falls in the same cell in the aggregate's query
+        and in the atoms the disclosure audit counts."""
+        return (f"SELECT DISTINCT ON ({key_sql}) {key_sql} AS __jk, {', '.join(columns)} FROM {relation} "
+                f"ORDER BY {self.order([key_sql, *columns])}")
 
     def order(self, columns: list[str]) -> str:
         """ORDER BY terms giving the same row order on every engine: nulls last."""
@@ -345,7 +349,8 @@ class SparkDialect(Dialect):
     def first_per_key(self, key_sql: str, columns: list[str], relation: str) -> str:
         picked = ", ".join(columns)
         return (f"SELECT __jk, {picked} FROM (SELECT {key_sql} AS __jk, {picked}, row_number() OVER "
-                f"(PARTITION BY {key_sql} ORDER BY {key_sql}) AS __first FROM {relation}) WHERE __first = 1")
+                f"(PARTITION BY {key_sql} ORDER BY {self.order(columns)}) AS __first FROM {relation}) "
+                "WHERE __first = 1")
 
 
     def text_literal(self, text: str) -> str:

@@ -96,7 +96,7 @@ def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> Atoms:
     checks = IntegrityChecks()
     try:
         schemas = {}
-        for alias, entry in spec_inputs(specs[0]).items():
+        for alias, entry in spec_inputs(next((s for s in specs if "join" in s), specs[0])).items():
             if "derivative" in entry:
                 schemas[alias] = session.load_derivative(catalog, alias, entry["derivative"])
             else:

@@ -140,3 +140,19 @@ def test_unknown_join_column_names_field():
                    "columns": ["sex"]})
     with pytest.raises(SpecError, match=r"join.on.right: unknown column 'nope'"):
         run(s, input=OBS, joined=PATIENTS)
+
+
+def test_a_join_keeps_the_same_row_of_a_key_every_time():
+    """Of a key's several rows on a join's right side the one of least joined values is kept, on
+    every run and whatever order the rows come in: the aggregate's query and the atoms the audit
+    counts must put a row in the same cell."""
+    from lithotse_desktop.derive.compile import DUCKDB
+
+    con = duckdb.connect()
+    con.execute("SET threads = 4")
+    con.execute("CREATE TABLE joined AS SELECT i % 50000 AS pid, ['M', 'F', NULL][1 + (i * 7) % 3] AS sex, "
+                "i AS n FROM range(300000) t(i) ORDER BY hash(i)")
+    sql = DUCKDB.first_per_key('"pid"', ['"sex"'], '"joined"')
+    picked = [dict(con.sql(f"SELECT __jk, sex FROM ({sql})").fetchall()) for _ in range(3)]
+    assert picked[0] == picked[1] == picked[2]
+    assert len(picked[0]) == 50000 and set(picked[0].values()) == {"F"}

@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
@@ -389,3 +389,33 @@ def test_a_table_rebuilt_for_some_periods_counts_with_all_its_published_periods(
     assert any(row["suppressed"] for row in incremental)
     build_all(workspace, full=True)
     assert catalog.read(catalog.current("by_month")).to_pylist() == incremental
+
+
+def test_a_table_joining_another_input_is_decided_over_the_same_atoms(workspace, ehr, tmp_path, cli, monkeypatch):
+    """A table of visits by the patient's sex (joined from a patients file) beside a table of the
+    visits alone: a join keeps one patient per visit, so each visit still falls in one cell of
+    each, and the decision and the audit count the atoms of both (as the CSV gives them)."""
+    rng = random.Random(3)
+    sex = {row["PATIENT"]: rng.choice(["F", "M"]) for row in ehr}
+    (tmp_path / "registry").mkdir()
+    with open(tmp_path / "registry" / "patients.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "sex"])
+        writer.writeheader()
+        writer.writerows({"id": patient, "sex": value} for patient, value in sorted(sex.items()))
+    workspace.add_source("registry", "csv", {"path": str(tmp_path / "registry")}, {})
+    run_import(workspace, "registry")
+    joined = {"name": "by_sex", "grain": "year", "group_by": ["sex"],
+              "join": {"input": {"source": "registry", "stream": "patients"}, "on": {"left": "PATIENT", "right": "id"},
+                       "columns": ["sex"]}}
+    group = built_group(workspace, monkeypatch, [SPECS[0], joined])
+    assert group.atoms is not None
+    expected: Counter = Counter()
+    for row in ehr:
+        day = dt.date.fromisoformat(row["START"])
+        expected[((day.replace(day=1), row["dept"], row["kind"]), (day.replace(month=1, day=1), sex[row["PATIENT"]]))] += 1
+    names = [m.name for m in group.members]
+    counted = {tuple(tuple(group.members[j].keys[i].values()) for j, i in enumerate(atom)): records
+               for atom, records in zip(group.atoms, group.atom_records, strict=True)}
+    assert names == ["by_month", "by_sex"] and counted == dict(expected)
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True and data["groups"][0]["atoms"] == len(expected)
