@@ -867,8 +867,12 @@ def _published_with(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa
     ``periods`` is out: the previous version's other periods with the ``fresh`` ones. Every one is
     public, and the others' suppression is decided over all of them (a reader adds up a year
     this build did not touch as well as one it did)."""
+    if not before.num_rows:
+        return fresh
     touched = pa.array(periods, pa.date32())
     kept = before.filter(pc.invert(pc.is_in(before.column(PERIOD), value_set=touched)))
+    if not kept.num_rows:
+        return fresh
     columns = [c for c in kept.column_names if c in fresh.column_names]
     return pa.concat_tables([kept.select(columns), fresh.select(columns).cast(kept.select(columns).schema)])
 

@@ -239,3 +239,20 @@ def test_sql_kind_has_no_file_access(workspace, lines, sql):
     with pytest.raises(Exception) as info:
         build(workspace, "evil")
     assert "evil" in str(info.value) or "sql" in str(info.value)
+
+
+def test_a_partly_rebuilt_table_is_decided_with_its_published_periods():
+    """The cells decided over for a table that suppresses nothing, rebuilt for some periods: the
+    previous version's other periods, then the fresh ones; only the fresh ones where the previous
+    version has no rows (an empty version's columns have no type to meet the fresh ones')."""
+    import pyarrow as pa
+
+    from lithotse_desktop.derive.build import _published_with
+
+    jan23, jan24 = dt.date(2023, 1, 1), dt.date(2024, 1, 1)
+    fresh = pa.table({"period": [jan24], "dept": ["a"], "n": [3], "__n": [3]})
+    before = pa.table({"period": [jan23, jan24], "dept": ["a", "a"], "n": [5, 2], "suppressed": [False, False]})
+    assert _published_with(before, fresh, [jan24]).to_pylist() == [
+        {"period": jan23, "dept": "a", "n": 5}, {"period": jan24, "dept": "a", "n": 3}]
+    empty = pa.table({c: pa.array([], pa.null()) for c in ("period", "dept", "n", "suppressed")})
+    assert _published_with(empty, fresh, [jan24]) is fresh

@@ -412,7 +412,8 @@ def test_a_table_joining_another_input_is_decided_over_the_same_atoms(workspace,
     expected: Counter = Counter()
     for row in ehr:
         day = dt.date.fromisoformat(row["START"])
-        expected[((day.replace(day=1), row["dept"], row["kind"]), (day.replace(month=1, day=1), sex[row["PATIENT"]]))] += 1
+        month, year = day.replace(day=1), day.replace(month=1, day=1)
+        expected[((month, row["dept"], row["kind"]), (year, sex[row["PATIENT"]]))] += 1
     names = [m.name for m in group.members]
     counted = {tuple(tuple(group.members[j].keys[i].values()) for j, i in enumerate(atom)): records
                for atom, records in zip(group.atoms, group.atom_records, strict=True)}
