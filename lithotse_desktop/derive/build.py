@@ -365,9 +365,8 @@ def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _Sh
         first.resolved["input"].read_key(ws)
         for work in members[1:]:
             work.resolved["input"] = first.resolved["input"]  # the same stream: its key read once
-        unused = set.intersection(*(set(_unused_columns(w.spec)) for w in members))
         schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
-                                     unused=tuple(sorted(unused)))
+                                     unused=_unused_by_all(members))
         checks.finish()
         session.lock_down()
     except BaseException:
@@ -578,7 +577,8 @@ def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, wo
 
 
 def _unused_by_all(group: list[_Work]) -> tuple[str, ...]:
-    """Columns no aggregate of the group reads: the atoms' query computes every one's cells."""
+    """Columns no aggregate of ``group`` reads (one table of the input serves them all, or the
+    atoms' query computes every one's cells)."""
     unused = [set(_unused_columns(w.spec)) for w in group if w.spec["kind"] == "aggregate"]
     return tuple(sorted(set.intersection(*unused))) if unused else ()
 

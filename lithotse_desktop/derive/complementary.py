@@ -757,7 +757,7 @@ class _AtomRows:
                                        np.concatenate(entry_coefs))
         anchor = records if counted is not None else None
         self.parts = [_Part(rows_at, atoms_at, coefs_at, component, self.is_count, anchor)
-                      for component in _atom_components(len(order), len(self.term_of_row), rows_at, atoms_at)]
+                      for component in _components(len(order), len(self.term_of_row), rows_at, atoms_at)]
 
     def findings(self, hidden: set[int]) -> list[Finding]:
         group, quantity, is_count = self.group, self.quantity, self.is_count
@@ -903,7 +903,9 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
     is_count = quantity[0] == "count"
     needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, quantity)) is not None}
     findings = []
-    for component in _components(len(variables), rows):
+    entry_rows = np.array([r for r, (terms, _rhs) in enumerate(rows) for _ in terms], dtype=np.int64)
+    entry_vars = np.array([v for terms, _rhs in rows for v, _ in terms], dtype=np.int64)
+    for component in (c.tolist() for c in _components(len(variables), len(rows), entry_rows, entry_vars)):
         if not any(v in needed for r in component for v, _ in rows[r][0]):
             continue  # nothing in it is judged: bounds come back only for needed terms
         signature = (quantity, "lines", tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
@@ -987,11 +989,12 @@ def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float,
     return Finding(cell, group.describe(cell), label, lower, upper, member.k, []) if narrow else None
 
 
-def _atom_components(atom_count: int, row_count: int, entry_rows: np.ndarray,
-                     entry_atoms: np.ndarray) -> list[np.ndarray]:
-    """Rows grouped by the atoms they share, from the entries (row, atom) of every row: each atom
-    takes the least atom id it reaches through rows until none changes (following labels to
-    their own label each time, so a year's chain of rows settles in a few passes)."""
+def _components(atom_count: int, row_count: int, entry_rows: np.ndarray,
+                entry_atoms: np.ndarray) -> list[np.ndarray]:
+    """Rows grouped by the unknowns (atoms, or hidden cells) they share, each group solved on its
+    own, from the entries (row, unknown) of every row: each unknown takes the least id it reaches
+    through rows until none changes (following labels to their own label each time, so a year's
+    chain of rows settles in a few passes)."""
     if not row_count:
         return []
     label = np.arange(atom_count)
@@ -1010,26 +1013,6 @@ def _atom_components(atom_count: int, row_count: int, entry_rows: np.ndarray,
     order = np.argsort(of_row, kind="stable")
     edges = np.flatnonzero(np.diff(of_row[order])) + 1
     return np.split(order, edges)
-
-
-def _components(count: int, rows: list[tuple[list[tuple[int, float]], float]]) -> list[list[int]]:
-    """Rows grouped by the variables they share (each solved on its own)."""
-    parent = list(range(count))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for terms, _rhs in rows:
-        first = find(terms[0][0])
-        for var, _ in terms[1:]:
-            parent[find(var)] = first
-    groups: dict[int, list[int]] = defaultdict(list)
-    for r, (terms, _rhs) in enumerate(rows):
-        groups[find(terms[0][0])].append(r)
-    return [groups[g] for g in sorted(groups)]
 
 
 def members_of(specs: Iterable[dict], input_item: dict) -> list[dict]:

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from lithotse_desktop.derive.complementary import Cells, Group, _atom_components
+from lithotse_desktop.derive.complementary import Cells, Group, _components
 from lithotse_desktop.derive.relations import partitions, relations
 
 from .test_audit_soundness import group_of
@@ -47,7 +47,7 @@ def test_rows_are_split_where_no_atom_joins_them(seed):
                  for _ in range(rng.randint(1, 400))]
     entry_rows = np.array([r for r, found in enumerate(row_atoms) for _ in found])
     entry_atoms = np.array([a for found in row_atoms for a in found])
-    found = [part.tolist() for part in _atom_components(atom_count, len(row_atoms), entry_rows, entry_atoms)]
+    found = [part.tolist() for part in _components(atom_count, len(row_atoms), entry_rows, entry_atoms)]
     assert sorted(found) == sorted(_components_by_search(row_atoms))
 
 
