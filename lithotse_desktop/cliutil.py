@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+import duckdb
 
+from . import engine
 from .errors import LithotseError
 from .progress import Progress, ProgressState
 from .workspace import Workspace, default_workspace_dir
@@ -97,5 +99,10 @@ class LithotseGroup(click.Group):
                     click.echo(detail.rstrip("\n"), err=True)
             elif _hides_traceback(exc):
                 hint = " (run with --debug for the traceback)"
-            click.echo(f"error: {exc}{hint}", err=True)
+            click.echo(f"error: {engine.out_of_memory(exc) or exc}{hint}", err=True)
+            ctx.exit(1)
+        except duckdb.OutOfMemoryException as exc:
+            if debug_enabled(ctx):
+                click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+            click.echo(f"error: {engine.out_of_memory(exc)}", err=True)
             ctx.exit(1)

@@ -27,10 +27,39 @@ DEFAULT_MEMORY = "1GB"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
-_MIN_MEMORY = 64 * 10**6
-DUCKDB_SHARE = 0.7
-"""How much of ``[limits] memory`` DuckDB may hold before it spills (measured: a view build over
-5M Encounters peaked at 1.2 GB with DuckDB given all of 1 GB)."""
+_MIN_DUCKDB = 128 * 10**6
+"""The least DuckDB is given, whatever the setting leaves it."""
+_MIN_MEMORY = 512 * 10**6
+"""The least ``[limits] memory`` accepted: what the process holds besides DuckDB
+(:func:`process_reserve`, about 400 MB) and DuckDB's least share."""
+LIBRARIES = 170 * 10**6
+"""The process's libraries (Python, DuckDB, pyarrow, numpy, Lithotse's modules) before any data,
+where the OS cannot say what is resident (measured on Linux: 130 to 175 MB; more with Qt)."""
+IN_FLIGHT = 160 * 10**6
+"""What a build holds beyond DuckDB's accounted memory and the libraries: Arrow batches handed
+over by DuckDB, pyarrow's Parquet writers and DuckDB's own result buffers. Measured: a full view
+build over 5M Encounters, its parts written on two threads, peaked about 185 MB above the
+libraries and DuckDB's share; an aggregate about 60 MB."""
+_reserve: int | None = None
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory now, where the OS says it cheaply (Linux); else None."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_reserve() -> int:
+    """The part of the setting DuckDB may not hold: the libraries already resident (else
+    :data:`LIBRARIES`) plus :data:`IN_FLIGHT`; measured once per process, so every connection
+    and every size derived from DuckDB's share (batch and line sizes) agree."""
+    global _reserve
+    if _reserve is None:
+        _reserve = max(_resident_bytes() or 0, LIBRARIES) + IN_FLIGHT
+    return _reserve
 
 
 def parse_size(text: object, where: str) -> int:
@@ -41,7 +70,9 @@ def parse_size(text: object, where: str) -> int:
         raise ConfigError(f"{where}: {text!r} is not a size; write it like \"512MB\" or \"2GB\"")
     size = int(float(match.group(1)) * _UNITS[unit])
     if size < _MIN_MEMORY:
-        raise ConfigError(f"{where}: {text!r} is too small; DuckDB needs at least 64MB")
+        raise ConfigError(f"{where}: {text!r} is too small; a Lithotse process holds about 400MB "
+                          f"besides what DuckDB may hold (its libraries, and batches in flight): "
+                          f"give it at least 512MB")
     return size
 
 
@@ -59,20 +90,32 @@ class Limits:
 
     @property
     def duckdb_bytes(self) -> int:
-        """DuckDB's share of the process's memory: the rest is for Python, the Arrow batches
-        handed between DuckDB and the connectors, and the libraries themselves."""
-        return max(_MIN_MEMORY, int(self.memory_bytes * DUCKDB_SHARE))
+        """DuckDB's share of the process's memory: the setting less what the process holds
+        besides (:func:`process_reserve`), so the setting bounds the whole process, not DuckDB
+        alone (with 70% of it, a 384MB setting saw 430MB: the libraries are a fixed ~170MB)."""
+        return max(_MIN_DUCKDB, self.memory_bytes - process_reserve())
 
     def settings(self) -> dict[str, str]:
         """DuckDB's settings; its allocator hands memory freed by a finished task back to the OS
-        above 16MB (not 128MB), so a build running many small queries does not keep it all."""
+        above 16MB (not 128MB), so a build running many small queries does not keep it all; a
+        ``PARTITION_BY`` write flushes each thread's rows at :meth:`partition_flush_rows`."""
         return {"memory_limit": f"{self.duckdb_bytes}B", "temp_directory": str(self.temp_dir),
-                "allocator_flush_threshold": "16MB"}
+                "allocator_flush_threshold": "16MB",
+                "partitioned_write_flush_threshold": str(self.partition_flush_rows)}
+
+    @property
+    def partition_flush_rows(self) -> int:
+        """Rows a thread of a ``PARTITION_BY`` write holds before writing them: DuckDB's 524,288
+        cannot spill, and two threads' worth of a kept FHIR input's rows did not fit a 160MB share
+        (a 5M-Encounter build failed with a 512MB setting); about 2 KB of share per row held."""
+        return max(16_384, min(524_288, self.duckdb_bytes // 2048))
 
 
 _cleaned: set[Path] = set()
 _cleaned_lock = threading.Lock()
 _active: Limits | None = None
+_connected: Limits | None = None
+"""The limits of the last connection made, for :func:`out_of_memory`."""
 
 
 def clean_stale(temp_root: Path) -> None:
@@ -106,11 +149,27 @@ def prepare(limits: Limits) -> None:
 def connect(limits: Limits, *, ordered: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB under ``limits``; ``ordered=False`` where row order does not matter,
     which lets DuckDB stream results it would otherwise buffer."""
+    global _connected
     prepare(limits)
+    _connected = limits
     config: dict[str, str | bool | int | float | list[str]] = {**limits.settings(), "preserve_insertion_order": ordered}
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")  # a bar on the terminal would mix with --json output
     return con
+
+
+def out_of_memory(exc: BaseException, limits: Limits | None = None) -> str | None:
+    """The sentence for a user whose work ran out of DuckDB's share of ``[limits] memory`` (a
+    DuckDB error, or one of ours quoting it); None for any other error. DuckDB's own advice
+    (``SET memory_limit``) is not a user's to follow: the setting is."""
+    text = str(exc)
+    if not isinstance(exc, duckdb.OutOfMemoryException) and "Out of Memory Error" not in text:
+        return None
+    limits = limits or _connected or _active
+    share = f" ({limits.duckdb_bytes // 10**6}MB of {limits.memory_bytes // 10**6}MB)" if limits else ""
+    first = text.split("\n")[0].strip()
+    return (f"{first}: the work needs more memory than [limits] memory leaves DuckDB{share}; "
+            "raise [limits] memory in the workspace's lithotse.toml")
 
 
 def apply(con: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:

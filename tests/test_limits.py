@@ -33,7 +33,7 @@ def _duckdb_reading(text: str) -> str:
 
 
 @pytest.mark.parametrize("text, expected", [("512MB", 512 * 10**6), ("2GB", 2 * 10**9), ("1.5 GiB", 3 * 2**29),
-                                            ("300mb", 300 * 10**6)])
+                                            ("600mb", 600 * 10**6)])
 def test_sizes_parse(text: str, expected: int) -> None:
     assert engine.parse_size(text, "here") == expected
 
@@ -42,8 +42,10 @@ def test_default_is_one_gigabyte(workspace: Workspace) -> None:
     assert workspace.limits.memory_bytes == 10**9
     con = connect(workspace)
     try:
-        # the setting bounds the process; DuckDB holds at most its share before spilling
-        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == _duckdb_reading("700MB")
+        # the setting bounds the process; DuckDB holds at most what the process leaves it
+        share = 10**9 - engine.process_reserve()
+        assert workspace.limits.duckdb_bytes == share
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == _duckdb_reading(f"{share}B")
     finally:
         con.close()
 
@@ -57,7 +59,8 @@ def test_setting_reaches_duckdb_of_builds_and_the_fhir_plugin(workspace: Workspa
                                   "current_setting('temp_directory')").fetchone()
     finally:
         con.close()
-    assert limit == _duckdb_reading(f"{int(512 * 10**6 * engine.DUCKDB_SHARE)}B")
+    share = max(128 * 10**6, 512 * 10**6 - engine.process_reserve())
+    assert limit == _duckdb_reading(f"{share}B")
     assert Path(temp) == ws.root / ".lithotse" / "tmp" / str(os.getpid())
 
     data = tmp_path / "fhir"
@@ -71,18 +74,19 @@ def test_setting_reaches_duckdb_of_builds_and_the_fhir_plugin(workspace: Workspa
     plugin_con = reader.connect()
     try:
         assert (plugin_con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-                == _duckdb_reading(f"{int(512 * 10**6 * engine.DUCKDB_SHARE)}B"))
+                == _duckdb_reading(f"{share}B"))
     finally:
         plugin_con.close()
 
 
 def test_spill_goes_to_the_workspace(workspace: Workspace) -> None:
-    _set_memory(workspace, "100MB")
+    _set_memory(workspace, "512MB")
     ws = Workspace.open(workspace.root)
     spill = ws.limits.temp_dir
     con = connect(ws)
     try:
         con.execute("SET threads = 1")
+        con.execute("SET memory_limit = '100MB'")
         # a sort of ~400 MB of strings cannot stay inside 100 MB: DuckDB must write temp files
         con.execute("CREATE TEMP TABLE big AS SELECT i, repeat(md5(CAST(i AS VARCHAR)), 4) AS s "
                     "FROM range(3000000) t(i)")
@@ -108,7 +112,7 @@ def test_stale_spill_folders_of_dead_processes_are_removed(workspace: Workspace)
     assert not stale.exists() and not other.exists()
 
 
-@pytest.mark.parametrize("value", ["lots", "12XB", "-1GB", 1024, "10MB"])
+@pytest.mark.parametrize("value", ["lots", "12XB", "-1GB", 1024, "10MB", "256MB"])
 def test_bad_values_are_refused_naming_the_file(workspace: Workspace, value: object) -> None:
     path = _set_memory(workspace, value)
     with pytest.raises(ConfigError) as caught:
@@ -122,3 +126,52 @@ def test_bad_value_is_a_clear_cli_error(workspace: Workspace, cli) -> None:
     result = cli("--workspace", str(workspace.root), "source", "list", expect=None)
     assert result.exit_code != 0
     assert "lithotse.toml" in result.output and "'plenty' is not a size" in result.output
+
+
+def test_duckdb_gets_what_the_process_leaves_of_the_setting() -> None:
+    reserve = engine.process_reserve()
+    # the libraries already loaded in this process, and the batches a build holds beside DuckDB
+    assert reserve >= engine.LIBRARIES + engine.IN_FLIGHT
+    limits = engine.Limits(2 * 10**9, Path("/nowhere"))
+    assert limits.duckdb_bytes == 2 * 10**9 - reserve
+    # a partitioned write flushes its rows before they outgrow DuckDB's share
+    rows = int(limits.settings()["partitioned_write_flush_threshold"])
+    assert 16_384 <= rows <= 524_288 and rows == min(524_288, limits.duckdb_bytes // 2048)
+    small = engine.Limits(512 * 10**6, Path("/nowhere"))
+    assert small.duckdb_bytes >= 128 * 10**6
+    assert int(small.settings()["partitioned_write_flush_threshold"]) < 524_288
+
+
+def test_running_out_of_memory_names_the_setting_not_duckdbs_advice() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from lithotse_desktop.cliutil import LithotseGroup
+    from lithotse_desktop.errors import LithotseError
+
+    @click.group(cls=LithotseGroup)
+    def group() -> None:
+        pass
+
+    @group.command("raw")
+    def raw() -> None:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 2.0 MiB\n"
+                                          "* Increasing the memory limit (SET memory_limit='...GB')")
+
+    @group.command("wrapped")
+    def wrapped() -> None:
+        raise LithotseError("derivative x: Out of Memory Error: failed to allocate data of size 2.0 MiB\n\n"
+                            "Possible solutions:\n* Increasing the memory limit (SET memory_limit='...GB')")
+
+    engine.connect(engine.Limits(512 * 10**6, Path(os.environ.get("TMPDIR", "/tmp")) / "lithotse-oom")).close()
+    for command in ("raw", "wrapped"):
+        result = CliRunner().invoke(group, [command])
+        assert result.exit_code == 1
+        assert "raise [limits] memory in the workspace's lithotse.toml" in result.output
+        assert "SET memory_limit" not in result.output and "Traceback" not in result.output
+        assert "MB of 512MB)" in result.output and "failed to allocate data of size 2.0 MiB" in result.output
+    # the desktop app says the same
+    from lithotse_desktop.gui.common import error_text
+
+    said = error_text(duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate\nSET memory_limit"))
+    assert "raise [limits] memory" in said and "SET memory_limit" not in said

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine import out_of_memory
 from ..errors import InputError, LithotseError
 from ..progress import ProgressState
 
@@ -80,6 +81,9 @@ def error_text(exc: BaseException) -> str:
     The core's messages end with command lines for the CLI ("run: lithotse derive build x");
     in the app those become what to click, or go.
     """
+    memory = out_of_memory(exc)
+    if memory is not None:
+        return memory
     if not isinstance(exc, LithotseError):
         return f"Unexpected {type(exc).__name__}: {exc}"
     text = str(exc)
