@@ -302,7 +302,7 @@ def incremental(ws: Path, fhir: Path, n: int, rows: dict, env: dict[str, str]) -
     rows["+1% records"]["duckdb"].append(full)
 
 
-def print_table(table: list[dict]) -> None:
+def print_table(table: list[dict], memory: str) -> None:
     print(f"{'size':>10}  {'step':<16} {'lithotse s':>10} {'RSS MB':>7} {'duckdb s':>9} {'RSS MB':>7} "
           f"{'time x':>7} {'RSS x':>6}")
     for r in table:
@@ -315,6 +315,14 @@ def print_table(table: list[dict]) -> None:
         if len(items) > 1:
             peaks = [r["lithotse_rss"] for r in items]
             print(f"{step}: Lithotse peak RSS from smallest to largest size x{max(peaks) / min(peaks):.2f}")
+    from lithotse_desktop.engine import parse_size  # the benchmark reads the setting as a workspace does
+
+    limit = parse_size(memory, "--memory")
+    # the "duckdb" side of +1% records is Lithotse's own full builds
+    ours = [(r["step"], r["size"], r["lithotse_rss"]) for r in table] + [
+        ("full builds", r["size"], r["duckdb_rss"]) for r in table if r["step"] == "+1% records"]
+    over = [f"{step} at {size:,} ({rss / 1e6:.0f} MB)" for step, size, rss in ours if rss > limit]
+    print(f"[limits] memory = {memory}: " + (f"over it: {', '.join(over)}" if over else "every step stayed under it"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(table, indent=2))
     else:
-        print_table(table)
+        print_table(table, args.memory)
     return 0
 
 
