@@ -707,13 +707,28 @@ every value into a dictionary of the writer's default 1 MB was most of a view's 
 left its files larger)."""
 
 
+_FEW_VALUES = frozenset({"versionId", LANDING, NUMERIC_VERSIONS})
+"""Columns of a record index whose values repeat from row to row (see ``_Rows``'s ``index``)."""
+
+
 class _Rows:
     """A Parquet file written in row groups of exactly :data:`BATCH_ROWS` whatever the batches
     handed to it, so the same rows give the same bytes however they were computed."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, *, index: bool = False) -> None:
         self.path, self.rows = path, 0
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd", dictionary_pagesize_limit=DICTIONARY_BYTES)
+        options: dict[str, Any] = {}
+        if index:
+            # a record index's keys, instants, record numbers and hashes are new in every row:
+            # no dictionary is tried for them, and record numbers (rising) are stored as deltas
+            # (the row numbers' files: 0.10 s to 0.04 s of CPU at 5M Encounters)
+            options["use_dictionary"] = [n for n in schema.names if n in _FEW_VALUES]
+            # hashes do not compress: zstd would only spend time finding so
+            options["compression"] = {n: "none" if n == KEY_HASH else "zstd" for n in schema.names}
+            if ROW_ID in schema.names and pa.types.is_int64(schema.field(ROW_ID).type):
+                options["column_encoding"] = {ROW_ID: "DELTA_BINARY_PACKED"}
+        options.setdefault("compression", "zstd")
+        self._writer = pq.ParquetWriter(path, schema, dictionary_pagesize_limit=DICTIONARY_BYTES, **options)
         self._pending: list[pa.Table] = []
         self._held = 0
 
@@ -796,7 +811,7 @@ class _Chunks:
 
     def _begin(self, number: int) -> tuple[int, _Rows, _Rows]:
         self._open = (number, _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self.schema),
-                      _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())])))
+                      _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())]), index=True))
         return self._open
 
     def _finish(self) -> None:
@@ -984,7 +999,7 @@ class _Parts:
         assert view.rows_in is not None
         inside = f"{row} >= {number * CHUNK_RECORDS} AND {row} < {(number + 1) * CHUNK_RECORDS}"
         out = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self.schema)
-        ids = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())]))
+        ids = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", pa.schema([(ROW_ID, pa.int64())]), index=True)
         try:
             for table in self._batches(cursor, view.rows_in(inside), self.params):
                 if not table.num_rows:
@@ -1002,7 +1017,7 @@ class _Parts:
         if self._records is None:
             return chunk
         assert view.scanned is not None
-        records = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self._records)
+        records = _Rows(self.folder / f"{uuid.uuid4().hex}.parquet", self._records, index=True)
         try:
             for table in self._batches(cursor, f"SELECT * FROM ({view.scanned}) WHERE {inside}"):
                 if view.mixed is not None and len(view.mixed):
@@ -1046,7 +1061,7 @@ def _write_records(con: duckdb.DuckDBPyConnection, folder: Path, staged: list[St
             if not waiting:
                 return
             chunk = waiting.pop()
-            current = (chunk, _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema))
+            current = (chunk, _Rows(folder / f"{uuid.uuid4().hex}.parquet", schema, index=True))
             if chunk.number == number:
                 return
 
