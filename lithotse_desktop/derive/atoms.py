@@ -16,6 +16,7 @@ once per group of rows rather than once per row (5 million rows become ~80 thous
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,33 +25,49 @@ import pyarrow as pa
 from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day_expression
 
 
-def countable(specs: list[dict]) -> bool:
-    """Whether one query over the input computes every member's cells: the members that join
-    another input all join it the same way. A join keeps one row of the other input per input
-    row (the first per key, or none), so each input row still falls in one cell of every member,
-    and the atoms are counted over the input joined once."""
-    return len({repr(spec["join"]) for spec in specs if "join" in spec}) <= 1
+def joined_inputs(specs: list[dict], own: dict | None = None) -> dict[str, dict]:
+    """Every input the members join, once each, by the relation the atoms' query reads it from:
+    ``joined`` for ``own`` (the input the counting build's own query joins, loaded there under
+    that name), else for the first member's; ``joined_1``, ``joined_2``… for the others, in the
+    members' order. Joins of one input on other keys or columns read the same relation."""
+    distinct: dict[str, dict] = {}
+    for item in [*([own] if own is not None else []), *(spec["join"]["input"] for spec in specs if "join" in spec)]:
+        distinct.setdefault(json.dumps(item, sort_keys=True), item)
+    return {("joined" if i == 0 else f"joined_{i}"): item for i, item in enumerate(distinct.values())}
 
 
 def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
-                  dialect: Dialect = DUCKDB) -> Compiled:
+                  dialect: Dialect = DUCKDB, own: dict | None = None) -> Compiled:
     """Per atom: for member ``j``, ``__s{j}`` (it selects the rows), and its cell key as ``__c{j}_0``
-    (the period, for a grain) and the next columns (its dimensions); with ``__n`` records."""
+    (the period, for a grain) and the next columns (its dimensions); with ``__n`` records.
+
+    A join keeps at most one row of the joined input per input row (of a key's rows the one of
+    least joined values), so each input row still falls in one cell of every member, whatever it
+    joins: the FROM joins the input once to every distinct join of the members (each its own
+    right side, taken per its own key and columns as the member's query takes it), and each
+    member reads its joined columns from its own. ``schemas`` holds the input's schema and those
+    of the relations of :func:`joined_inputs` (with the same ``own``)."""
     q = dialect.quote
     params = _Params(dialect)
     select: list[str] = []
-    from_sql = None
     grouped_input = _grouped_input(specs, schemas["input"], timezone, params, dialect)
     records = "count(*)"
+    base = q("input")
     if grouped_input is not None:
         relation, schema = grouped_input
         schemas = {**schemas, "input": schema}
         records = f"CAST(sum({q(RECORDS)}) AS BIGINT)"
+        base = f"({relation})"
+    relation_of = {json.dumps(item, sort_keys=True): name for name, item in joined_inputs(specs, own).items()}
+    joins: dict[str, str] = {}  # each distinct join's part of the FROM, by the join
     for j, spec in enumerate(specs):
-        frame = _frame(spec, schemas, timezone, params, dialect,
-                       relation=f"({relation})" if grouped_input is not None else None)
-        if from_sql is None or "join" in spec:  # the join's FROM serves the members that do not join
-            from_sql = frame.from_sql
+        join = spec.get("join")
+        key = json.dumps(join, sort_keys=True)
+        frame = _frame(spec, schemas, timezone, params, dialect, relation=base,
+                       joined=relation_of[json.dumps(join["input"], sort_keys=True)] if join else "joined",
+                       right_alias=f"r{list(joins).index(key) if key in joins else len(joins)}")
+        if join:
+            joins.setdefault(key, frame.join_sql)
         chosen = " AND ".join(f"({w})" for w in frame.where) or "true"
         chosen = f"coalesce(({chosen}), false)"
         select.append(f"{chosen} AS {q(f'__s{j}')}")
@@ -62,7 +79,7 @@ def compile_atoms(specs: list[dict], schemas: dict[str, pa.Schema], *, timezone:
                  for i, d in enumerate(spec.get("group_by", []))]
         select += [f"CASE WHEN {chosen} THEN {k} END AS {q(f'__c{j}_{i}')}" for i, k in enumerate(keys)]
     grouped = [s.rsplit(" AS ", 1)[1] for s in select]
-    sql = (f"SELECT {', '.join(select)}, {records} AS {q(RECORDS)} FROM {from_sql} "
+    sql = (f"SELECT {', '.join(select)}, {records} AS {q(RECORDS)} FROM {base} AS l{''.join(joins.values())} "
            f"GROUP BY {', '.join(grouped)}")
     return Compiled(sql, params.values)
 

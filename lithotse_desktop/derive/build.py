@@ -415,6 +415,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                                                      rescanned=spec["kind"] == "sql",
                                                      unused=_unused_columns(spec) if not work.counts_atoms
                                                      else _unused_by_all(group))
+        if work.counts_atoms:
+            schemas.update(_load_joined_by_others(session, ws, catalog, work, group, progress, checks))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
@@ -443,7 +445,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 _relate_as_outer(session, ws, work, group, schemas, progress,
                                  shared.margins if shared is not None else {})
             if work.counts_atoms:
-                work.atoms = _count_atoms(session, ws, group, schemas, progress)
+                work.atoms = _count_atoms(session, ws, work, group, schemas, progress)
         except LithotseError:
             checks.raise_found()
             raise
@@ -695,21 +697,44 @@ def _may_count_differences(work: _Work, group: list[_Work]) -> bool:
 
 def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
     """Whether this aggregate's build counts the atoms of its group: the first one built of a
-    group that suppresses, whose members all read the same rows (see :func:`.atoms.countable`),
-    one that joins where some do (its build has the joined input at hand).
+    group that suppresses, one that joins where some do (its build has a joined input at hand;
+    it loads the others, see :func:`_load_joined_by_others`).
     Another query over the input, so a streamed input is materialized for it, as for a counted
     difference (a kept input is a table already)."""
     aggregates = [w for w in group if w.spec["kind"] == "aggregate"]
     return (work.spec["kind"] == "aggregate" and len(aggregates) > 1 and any(w.suppressed for w in group)
             and not any(w.counts_atoms for w in group if w is not work)
-            and atoms.countable([w.spec for w in aggregates])
             and ("join" in work.spec or not any("join" in w.spec for w in aggregates)))
 
 
-def _count_atoms(session: EngineSession, ws: Workspace, group: list[_Work], schemas: dict[str, pa.Schema],
-                 progress: Progress) -> Atoms:
+def _load_joined_by_others(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work],
+                           progress: Progress, checks: IntegrityChecks) -> dict[str, pa.Schema]:
+    """The inputs other aggregates of the group join and this one does not, loaded for its count
+    of the atoms under their names there (see :func:`.atoms.joined_inputs`): each in a table, with
+    every column a member reads, read as the member's own build reads it."""
     specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
-    compiled = atoms.compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect)
+    own = work.spec["join"]["input"] if "join" in work.spec else None
+    streams = {json.dumps(w.spec["join"]["input"], sort_keys=True): w.resolved["joined"]
+               for w in group if "join" in w.spec and "joined" in w.resolved}
+    schemas: dict[str, pa.Schema] = {}
+    for alias, item in atoms.joined_inputs(specs, own).items():
+        if alias == "joined" and own is not None:
+            continue  # this build's own join, loaded already
+        if "derivative" in item:
+            schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
+            continue
+        resolved = streams[json.dumps(item, sort_keys=True)]
+        resolved.read_key(ws)
+        schemas[alias] = session.load_stream(ws, alias, resolved, progress, checks, materialize=True,
+                                             unused=_unused_by_all(group))
+    return schemas
+
+
+def _count_atoms(session: EngineSession, ws: Workspace, work: _Work, group: list[_Work],
+                 schemas: dict[str, pa.Schema], progress: Progress) -> Atoms:
+    specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
+    compiled = atoms.compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect,
+                                   own=work.spec["join"]["input"] if "join" in work.spec else None)
     progress.update(f"counting the cells {', '.join(s['name'] for s in specs)} share")
     found = session.run(compiled.sql, compiled.params, f"derivatives {', '.join(s['name'] for s in specs)}", progress)
     return atoms.read_atoms(specs, found)

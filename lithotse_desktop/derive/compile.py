@@ -596,30 +596,35 @@ class _Frame:
     from_sql: str
     where: list[str]
     day_sql: str | None
+    join_sql: str = ""
+    """The join's part of ``from_sql`` (none without a join)."""
 
 
 def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Params,
-           dialect: Dialect, relation: str | None = None) -> _Frame:
-    """``relation``: SQL read in place of the ``input`` relation, with ``schemas["input"]``'s columns."""
+           dialect: Dialect, relation: str | None = None, joined: str = "joined", right_alias: str = "r") -> _Frame:
+    """``relation``: SQL read in place of the ``input`` relation, with ``schemas["input"]``'s columns;
+    ``joined``: the relation (and schema) the join reads, taken as ``right_alias`` (the atoms'
+    query joins several inputs in one FROM, see :func:`.atoms.compile_atoms`)."""
     q = dialect.quote
     schema = schemas["input"]
     base = relation or q("input")
     columns: dict[str, tuple[str, pa.DataType]] = {n: (f"l.{q(n)}", schema.field(n).type)
                                                    for n in schema.names}
-    from_sql = f"{base} AS l"
+    join_sql = ""
     if "join" in spec:
         join = spec["join"]
-        right = schemas["joined"]
+        right = schemas[joined]
         left_col = join["on"]["left"]
         _column_type(schema, left_col, "join.on.left")
         right_col = join["on"]["right"]
         _column_type(right, right_col, "join.on.right")
         picked = []
         for i, name in enumerate(join["columns"]):
-            columns[name] = (f"r.{q(name)}", _column_type(right, name, f"join.columns[{i}]"))
+            columns[name] = (f"{right_alias}.{q(name)}", _column_type(right, name, f"join.columns[{i}]"))
             picked.append(q(name))
-        right_rows = dialect.first_per_key(q(right_col), picked, q("joined"))
-        from_sql += f" LEFT JOIN ({right_rows}) AS r ON l.{q(left_col)} = r.__jk"
+        right_rows = dialect.first_per_key(q(right_col), picked, q(joined))
+        join_sql = f" LEFT JOIN ({right_rows}) AS {right_alias} ON l.{q(left_col)} = {right_alias}.__jk"
+    from_sql = f"{base} AS l{join_sql}"
 
     def col(name: str, path: str) -> tuple[str, pa.DataType]:
         if name not in columns:
@@ -661,7 +666,7 @@ def _frame(spec: dict, schemas: dict[str, pa.Schema], timezone: str, params: _Pa
             where.append(dialect.contains(sql, params.add(value)))
         else:
             where.append(f"{sql} {'<>' if op == '!=' else op} {params.add(value)}")
-    return _Frame(col, from_sql, where, day_sql)
+    return _Frame(col, from_sql, where, day_sql, join_sql)
 
 
 def _dimension(d: Any, path: str, frame: _Frame, timezone: str, params: _Params, dialect: Dialect) -> str:

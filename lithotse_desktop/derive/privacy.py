@@ -21,7 +21,7 @@ from ..errors import LithotseError
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
-from .atoms import Atoms, compile_atoms, countable, read_atoms
+from .atoms import Atoms, compile_atoms, joined_inputs, read_atoms
 from .build import suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
@@ -88,20 +88,20 @@ def input_atoms(ws: Workspace, catalog: Catalog, specs: list[dict]) -> Atoms:
     names = ", ".join(sorted(s["name"] for s in specs))
     item = specs[0]["input"]
     where = f"derivative {item['derivative']}" if "derivative" in item else f"{item['source']}/{item['stream']}"
-    if not countable(specs):
-        raise LithotseError(f"privacy audit: {names} join different inputs to {where}, so no one query "
-                            "tells which of their cells share rows; publish them from one join to audit them")
     progress = Progress()
     session = open_engine(ws, engine_name(ws, specs[0])).session(progress)
     checks = IntegrityChecks()
     try:
         schemas = {}
-        for alias, entry in spec_inputs(next((s for s in specs if "join" in s), specs[0])).items():
+        joined = joined_inputs(specs)
+        for alias, entry in {"input": item, **joined}.items():
             if "derivative" in entry:
                 schemas[alias] = session.load_derivative(catalog, alias, entry["derivative"])
             else:
+                # a joined input may be read by several joins of the one query: held in a table
                 schemas[alias] = session.load_stream(ws, alias, resolve_stream(ws, entry["source"], entry["stream"],
-                                                                             with_key=False), progress, checks)
+                                                                             with_key=False), progress, checks,
+                                                     rescanned=alias in joined)
         compiled = compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect)
         found = session.run(compiled.sql, compiled.params, f"privacy audit of {names}", progress)
         checks.finish()

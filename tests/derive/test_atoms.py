@@ -96,3 +96,63 @@ def test_a_date_read_only_for_monthly_periods_is_cut_to_its_month():
     assert schema.names == ["dept", "kind", "when"]
     assert len(groups) <= 4 * 3 * 5 + 12
     assert {row[2].day for row in groups if row[2] is not None} == {1}
+
+
+def test_members_joining_different_inputs_each_get_their_own_querys_cells():
+    """Members joining one input on two keys and with other columns, another input, a joined
+    column named as an input column (filtered on), and none: summed per member, the atoms are each member's
+    own query's cells, whichever input the counting build joins itself (``own``)."""
+    from lithotse_desktop.derive.atoms import joined_inputs
+    from lithotse_desktop.derive.compile import compile_aggregate
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE visits AS SELECT i % 97 AS pid, (i * 7) % 89 AS nurse, ['a', 'b', 'c', 'z'][1 + i % 4] "
+                "AS ward, DATE '2024-01-01' + CAST((i * 13) % 200 AS INTEGER) AS day, ['x', 'y'][1 + i % 2] AS kind "
+                "FROM range(3000) t(i)")
+    con.execute("CREATE TABLE people AS SELECT i % 80 AS pid, ['F', 'M', NULL][1 + (i * 5) % 3] AS sex, "
+                "['n', 's', NULL][1 + (i * 3) % 3] AS region, ['a', 'b', 'c'][1 + i % 3] AS ward "
+                "FROM range(200) t(i) ORDER BY hash(i)")
+    con.execute("CREATE TABLE wards AS SELECT * FROM (VALUES ('a', 'north'), ('b', 'south'), ('b', 'east'), "
+                "('c', NULL)) t(code, site)")
+    people, wards = {"source": "s", "stream": "people"}, {"source": "s", "stream": "wards"}
+    tables = {"people": "people", "wards": "wards"}
+
+    def member(name: str, join: dict | None, group_by: list, **more) -> dict:
+        return {"name": name, "kind": "aggregate", "input": {"source": "s", "stream": "visits"}, "date_field": "day",
+                "grain": "month", "group_by": group_by, "measures": [{"fn": "count", "as": "n"}], **more,
+                **({"join": join} if join else {})}
+
+    specs = [member("by_sex", {"input": people, "on": {"left": "pid", "right": "pid"}, "columns": ["sex"]}, ["sex"]),
+             member("by_region", {"input": people, "on": {"left": "pid", "right": "pid"},
+                                  "columns": ["region", "sex"]}, ["region", "sex"]),
+             member("by_nurse_sex", {"input": people, "on": {"left": "nurse", "right": "pid"}, "columns": ["sex"]},
+                    ["sex"], filters=[{"column": "kind", "op": "=", "value": "x"}]),
+             member("by_site", {"input": wards, "on": {"left": "ward", "right": "code"}, "columns": ["site"]},
+                    ["site", "ward"]),
+             member("home_ward_a", {"input": people, "on": {"left": "pid", "right": "pid"}, "columns": ["ward"]},
+                    ["kind"], filters=[{"column": "ward", "op": "=", "value": "a"}]),
+             member("by_kind", None, ["kind"], grain="quarter")]
+    schema_of = {name: con.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
+                 for name in ("visits", "people", "wards")}
+    own_cells = {}
+    for spec in specs:
+        con.execute("CREATE OR REPLACE VIEW input AS SELECT * FROM visits")
+        joined = tables[spec["join"]["input"]["stream"]] if "join" in spec else "people"
+        con.execute(f"CREATE OR REPLACE VIEW joined AS SELECT * FROM {joined}")
+        compiled = compile_aggregate(spec, {"input": schema_of["visits"], "joined": schema_of[joined]})
+        found = con.sql(compiled.sql, params=compiled.params or None).fetchall()
+        own_cells[spec["name"]] = {row[:1 + len(spec["group_by"])]: row[-2] for row in found}
+    for own in (None, people, wards):
+        relations = joined_inputs(specs, own)
+        assert len(relations) == 2 and relations["joined"] == (own or people)
+        for alias, item in relations.items():
+            con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM {tables[item['stream']]}")
+        schemas = {"input": schema_of["visits"], **{a: schema_of[tables[i["stream"]]] for a, i in relations.items()}}
+        compiled = compile_atoms(specs, schemas, own=own)
+        atoms = read_atoms(specs, con.sql(compiled.sql, params=compiled.params or None).to_arrow_table())
+        for spec in specs:
+            summed: Counter = Counter()
+            for key, records in zip(atoms.columns[spec["name"]], atoms.records, strict=True):
+                if key is not None:
+                    summed[key] += records
+            assert dict(summed) == own_cells[spec["name"]], (own, spec["name"])

@@ -420,3 +420,171 @@ def test_a_table_joining_another_input_is_decided_over_the_same_atoms(workspace,
     assert names == ["by_month", "by_sex"] and counted == dict(expected)
     data = json.loads(cli("privacy", "audit", "--json").output)
     assert data["ok"] is True and data["groups"][0]["atoms"] == len(expected)
+
+
+REGISTRY = {"source": "registry", "stream": "patients"}
+BY_SEX = {"name": "by_sex", "grain": "year", "group_by": ["sex"],
+          "join": {"input": REGISTRY, "on": {"left": "PATIENT", "right": "id"}, "columns": ["sex"]}}
+BY_SITE = {"name": "by_site", "grain": "quarter", "group_by": ["site"],
+           "join": {"input": {"source": "registry", "stream": "departments"}, "on": {"left": "dept", "right": "code"},
+                    "columns": ["site"]}}
+SITES = {"cardio": "north", "ortho": "north", "tiny": "north", "derm": "south", "rare": "south"}
+
+
+def write_registry(workspace, tmp_path, visits: list[dict], *, duplicated: bool = False) -> list[dict]:
+    """The source ``registry``: a patients file (the sex of most patients) and a departments file
+    (each one's site). ``duplicated``: some keys have a second row of another value (a patient's
+    before or after the first; cardio's less than its first, derm's greater). The visits come
+    back with the sex and site a join keeps: of a key's rows the one of least value, none where
+    no row has the key."""
+    rng = random.Random(5)
+    patients = [{"id": p, "sex": rng.choice(["F", "M"])} for p in sorted({v["PATIENT"] for v in visits})
+                if rng.random() < 0.9]
+    departments = [{"code": code, "site": site} for code, site in SITES.items()]
+    if duplicated:
+        patients = _with_second_rows(rng, patients, "sex", ["F", "M", "U"])
+        departments += [{"code": "cardio", "site": "east"}, {"code": "derm", "site": "west"}]
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    for name, rows in (("patients", patients), ("departments", departments)):
+        with open(folder / f"{name}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    workspace.add_source("registry", "csv", {"path": str(folder)}, {})
+    run_import(workspace, "registry")
+    sex: dict[str, str] = {}
+    for row in patients:
+        sex[row["id"]] = min(sex.get(row["id"], row["sex"]), row["sex"])
+    site: dict[str, str] = {}
+    for row in departments:
+        site[row["code"]] = min(site.get(row["code"], row["site"]), row["site"])
+    return [{**v, "sex": sex.get(v["PATIENT"]), "site": site.get(v["dept"])} for v in visits]
+
+
+def _with_second_rows(rng: random.Random, rows: list[dict], column: str, values: list[str]) -> list[dict]:
+    out = []
+    for row in rows:
+        other = {**row, column: rng.choice([v for v in values if v != row[column]])}
+        out += [row] if rng.random() < 0.4 else [other, row] if rng.random() < 0.5 else [row, other]
+    return out
+
+
+def cells_of(entry: dict, rows: list[dict]) -> dict[tuple, tuple[int, int]]:
+    """Visits and people per cell of ``entry``, from the rows."""
+    visits: Counter = Counter()
+    for row in rows:
+        visits.update(people_per_cell(entry, [row]).keys())
+    return {key: (visits[key], len(who)) for key, who in people_per_cell(entry, rows).items()}
+
+
+def assert_published_as_counted(workspace, entries: list[dict], rows: list[dict]) -> list[dict]:
+    """Every table's cells are the rows' (each visible one with K people or more); its rows."""
+    catalog = Catalog(workspace)
+    published = []
+    for entry in entries:
+        expected = cells_of(entry, rows)
+        table = catalog.read(catalog.current(entry["name"])).to_pylist()
+        found = {(row["period"], *(row[d] for d in entry["group_by"])): row for row in table}
+        assert set(found) == set(expected), entry["name"]
+        for key, row in found.items():
+            if not row["suppressed"]:
+                assert (row["visits"], row["patients"]) == expected[key] and expected[key][1] >= K, (entry, row)
+        published += table
+    return published
+
+
+def counted_atoms(group) -> dict[tuple, int]:
+    """The build's atoms as each member's cell key (None: the member leaves the rows out)."""
+    return {tuple(None if i < 0 else tuple(m.keys[i].values()) for m, i in zip(group.members, atom, strict=True)):
+            records for atom, records in zip(group.atoms, group.atom_records, strict=True)}
+
+
+def audited_atoms(cli, monkeypatch) -> tuple[dict, dict[tuple, int]]:
+    """``privacy audit --json`` and the atoms it counted, as :func:`counted_atoms` gives them."""
+    from lithotse_desktop.derive import privacy
+
+    found = []
+    read_atoms = privacy.read_atoms
+    monkeypatch.setattr(privacy, "read_atoms", lambda specs, table: found.append(read_atoms(specs, table)) or found[-1])
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    (atoms,) = found
+    names = sorted(atoms.columns)
+    return data, {tuple(keys.get(n) for n in names): records
+                  for keys, records in zip(atoms.keys, atoms.records, strict=True)}
+
+
+def test_tables_joining_different_inputs_are_decided_and_audited_over_every_join(workspace, ehr, tmp_path, cli,
+                                                                                  monkeypatch):
+    """Visits by month, by the patient's sex (joined from a patients file) and by the
+    department's site (joined from a departments file): each join keeps one row per visit, so
+    the atoms are counted over the visits joined to both at once, as the CSV files give them; the
+    build hides cells, every published cell is the files' and the audit counts the same atoms and
+    finds nothing."""
+    rows = write_registry(workspace, tmp_path, ehr)
+    entries = [SPECS[0], BY_SEX, BY_SITE]
+    group = built_group(workspace, monkeypatch, entries)
+    assert [m.name for m in group.members] == ["by_month", "by_sex", "by_site"]
+    expected = atoms_of(entries, rows)
+    assert any(key[1][1] is None for key in expected), "a patient the registry does not list"
+    assert group.atoms is not None and counted_atoms(group) == expected
+    published = assert_published_as_counted(workspace, entries, rows)
+    assert any(row["suppressed"] for row in published)
+    data, audited = audited_atoms(cli, monkeypatch)
+    assert data["ok"] is True and data["findings"] == [] and data["groups"][0]["atoms"] == len(expected)
+    assert audited == expected
+
+
+def test_a_hidden_cell_cannot_be_recovered_through_another_tables_join(workspace, tmp_path, cli, monkeypatch):
+    """The rare department (3 patients a year) is hidden by department; the south site is derm
+    and rare, so publishing the south site and derm would give it away: only the departments
+    join says so. The build, counting over every join, hides enough there, and the audit finds
+    nothing."""
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    sizes = {"cardio": (300, 150), "ortho": (200, 100), "tiny": (13, 12), "derm": (150, 80), "rare": (20, 3)}
+    visits = [{"visit_id": f"{year}-{dept}-{i}", "PATIENT": f"{dept}{i % people}",
+               "START": dt.date(year, 1 + i % 12, 1 + i % 28).isoformat(), "dept": dept, "kind": "AMB"}
+              for year in (2023, 2024) for dept, (count, people) in sizes.items() for i in range(count)]
+    with open(folder / "visits.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(visits[0]))
+        writer.writeheader()
+        writer.writerows(visits)
+    workspace.add_source("clinic", "csv", {"path": str(folder), "date_column": "START"}, {})
+    run_import(workspace, "clinic")
+    rows = write_registry(workspace, tmp_path, visits)
+    clinic = {"source": "clinic", "stream": "visits"}
+    entries = [{"name": "by_dept", "grain": "year", "group_by": ["dept"]}, {**BY_SEX, "grain": "year"},
+               {**BY_SITE, "grain": "year"}]
+    for entry in entries:
+        add_spec(workspace, {**spec(entry), "input": clinic})
+    build_all(workspace)
+    assert_published_as_counted(workspace, entries, rows)
+    catalog = Catalog(workspace)
+    by_dept = {(r["period"], r["dept"]): r["suppressed"] for r in catalog.read(catalog.current("by_dept")).to_pylist()}
+    by_site = {(r["period"], r["site"]): r["suppressed"] for r in catalog.read(catalog.current("by_site")).to_pylist()}
+    years = (dt.date(2023, 1, 1), dt.date(2024, 1, 1))
+    assert all(by_dept[(year, "rare")] for year in years)
+    hidden = {(year, site): [dept for dept, at in SITES.items() if at == site and by_dept[(year, dept)]]
+              for year in years for site in ("north", "south")}
+    assert [(cell, depts) for cell, depts in hidden.items() if not by_site[cell] and len(depts) == 1] == []
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True and data["findings"] == []
+
+
+def test_a_joined_key_of_several_rows_gives_the_same_row_on_every_build(workspace, ehr, tmp_path, cli, monkeypatch):
+    """Patients and departments listed twice with other values (before or after the first row):
+    each join keeps the row of least value, in the tables' cells and in the atoms, on every
+    build and in the audit."""
+    rows = write_registry(workspace, tmp_path, ehr, duplicated=True)
+    entries = [SPECS[0], BY_SEX, BY_SITE]
+    group = built_group(workspace, monkeypatch, entries)
+    expected = atoms_of(entries, rows)
+    assert {key[2][1] for key in expected} == {"east", "north", "south"}, "cardio's second row, derm's first"
+    assert counted_atoms(group) == expected
+    published = assert_published_as_counted(workspace, entries, rows)
+    for _ in range(2):
+        build_all(workspace, full=True)
+        assert assert_published_as_counted(workspace, entries, rows) == published
+    data, audited = audited_atoms(cli, monkeypatch)
+    assert data["ok"] is True and audited == expected
