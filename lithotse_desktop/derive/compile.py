@@ -763,8 +763,16 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
     if where:
         sql += " WHERE " + " AND ".join(f"({w})" for w in where)
     if group:
-        sql += f" GROUP BY {', '.join(group)} ORDER BY {dialect.order(group)}"
+        # by place, not by name: a name is bound to the input's column of that name before the
+        # select list's, so a banded dimension named as its column grouped by the raw values
+        places = _places(group)
+        sql += f" GROUP BY {', '.join(places)} ORDER BY {dialect.order(places)}"
     return Compiled(sql, params.values, dims, measures, grain != "none")
+
+
+def _places(group: list[str]) -> list[str]:
+    """The ordinals of the select list's first ``len(group)`` items, which are the group keys."""
+    return [str(i) for i in range(1, len(group) + 1)]
 
 
 def compile_difference(outer: dict, inner: dict, schemas: dict[str, pa.Schema], *, dims: list[Any],
@@ -793,7 +801,7 @@ def compile_difference(outer: dict, inner: dict, schemas: dict[str, pa.Schema], 
     where = [*frame.where, f"NOT coalesce(({inside}), false)"]
     sql = f"SELECT {', '.join(select)} FROM {frame.from_sql} WHERE " + " AND ".join(f"({w})" for w in where)
     if group:
-        sql += f" GROUP BY {', '.join(group)}"
+        sql += f" GROUP BY {', '.join(_places(group))}"
     return Compiled(sql, params.values)
 
 

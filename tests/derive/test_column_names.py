@@ -72,7 +72,7 @@ def test_a_name_is_always_quoted_by_the_dialect():
     compiled = compile_aggregate(base(group_by=[name], measures=[{"fn": "count", "as": "n"}]),
                                  {"input": pa.schema([(name, pa.string())])})
     assert DUCKDB.quote(name) == '"x""; DROP TABLE ""input""; --"'
-    assert compiled.sql.count(DUCKDB.quote(name)) == 4  # read, named, grouped by, ordered by
+    assert compiled.sql.count(DUCKDB.quote(name)) == 2  # read and named (grouped and ordered by place)
     assert compiled.sql.replace(DUCKDB.quote(name), "").count("DROP") == 0
 
 

@@ -127,6 +127,24 @@ def test_join_and_age_band_at_event_date():
     assert rows == [("F", "0-17", 1, 1), ("F", "18-64", 2, 2), ("F", None, 1, 1), ("M", "65+", 1, 1)]
 
 
+
+def test_a_dimension_named_as_a_column_groups_by_its_own_values():
+    # a band named as the column it bands, a code named as its CodeableConcept column, and an
+    # input column named "period" beside a monthly grain: each groups by what it computes
+    # (grouped by name, each took the input's column of that name: one row per birth date)
+    patients = PATIENTS.append_column("period", pa.array(["a", "b", "c"]))
+    s = spec(date_field="when", grain="month",
+             join={"input": {"source": "s", "stream": "patients"}, "on": {"left": "patient", "right": "pid"},
+                   "columns": ["birth"]},
+             group_by=[{"as": "birth", "age_band": {"birth_date": "birth", "bands": [0, 65]}}])
+    obs = OBS.append_column("period", pa.array(["x", "y", "z", "w", "v"]))
+    rows = run(s, input=obs, joined=patients)
+    # (the measure, then the records; the undated record is left out of a grain)
+    assert rows == [(dt.date(2024, 1, 1), "0-64", 1, 1), (dt.date(2024, 2, 1), "0-64", 2, 2),
+                    (dt.date(2024, 2, 1), "65+", 1, 1)]
+    code = run(spec(group_by=[{"as": "code", "code": {"column": "code", "system": SNOMED}}]), input=OBS)
+    assert code == [("111", 2, 2), ("222", 2, 2), (None, 1, 1)]
+
 def test_age_band_needs_date_field():
     s = spec(join={"input": {"source": "s", "stream": "patients"}, "on": {"left": "patient", "right": "pid"},
                    "columns": ["birth"]},
