@@ -37,9 +37,10 @@ LIBRARIES = 170 * 10**6
 where the OS cannot say what is resident (measured on Linux: 130 to 175 MB; more with Qt)."""
 IN_FLIGHT = 160 * 10**6
 """What a build holds beyond DuckDB's accounted memory and the libraries: Arrow batches handed
-over by DuckDB, pyarrow's Parquet writers and DuckDB's own result buffers. Measured: a full view
-build over 5M Encounters, its parts written on two threads, peaked about 185 MB above the
-libraries and DuckDB's share; an aggregate about 60 MB."""
+over by DuckDB, pyarrow's Parquet writers and DuckDB's own result buffers. Measured with a 512MB
+setting: a full view build over 5M Encounters, its parts written on two threads while DuckDB
+re-read what it had spilled, peaked 100 to 120 MB above the libraries and DuckDB's share (185 MB
+while pyarrow allocated with mimalloc, see the package's ``__init__``); an aggregate about 60 MB."""
 _reserve: int | None = None
 
 
