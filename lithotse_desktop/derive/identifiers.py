@@ -339,6 +339,10 @@ def _of_type(base: _Typed, type_name: str) -> _Typed:
     return _Typed(type_name, None, None, base.element, base.resource)
 
 
+_RESOURCE_CONSTANTS = frozenset({"resource", "rootResource", "context"})
+"""FHIRPath's environment variables that stand for the resource a view reads (see ``sof.compile``)."""
+
+
 class _Resolver:
     """Follows a parsed FHIRPath (see :mod:`.sof.fhirpath`) from a context to the role it ends on."""
 
@@ -352,6 +356,9 @@ class _Resolver:
         tag = node[0]
         if tag == "lit":
             return _Typed(node[1], "none")
+        if tag == "const" and node[1] in _RESOURCE_CONSTANTS:
+            # the resource itself, as the compiler reads it: %resource.name is a HumanName
+            return self.root()
         if tag in ("const", "empty", "index", "total"):
             return _Typed(None, "none")
         if tag == "this":

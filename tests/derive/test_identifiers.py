@@ -61,6 +61,11 @@ PATIENT_PATHS = [
     ("name.family.first() & ', ' & gender", "name"),
     ("iif(active, name.family.first(), 'none')", "name"),
     ("text.div", "text"),
+    # the resource reached through FHIRPath's environment variables is the resource itself
+    ("%resource.name.family.first()", "name"),
+    ("%resource.birthDate", "birth_date"),
+    ("%rootResource.address.postalCode.first()", "zip"),
+    ("%context.telecom.value.first()", "telecom"),
 ]
 
 
