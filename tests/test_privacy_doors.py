@@ -25,7 +25,7 @@ from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.disclosure import IdentifierRefused, Restricted
 from lithotse_desktop.derive.service import add_spec, read_table
-from lithotse_desktop.errors import ConfigError
+from lithotse_desktop.errors import ConfigError, LithotseError
 from lithotse_desktop.excel.ops import bind_workbook, export_derivative, refresh_workbook
 from lithotse_desktop.excel.xlwings_addin import udf_table, udf_value
 from lithotse_desktop.raw import run_import
@@ -306,6 +306,25 @@ def test_sql_cells_read_identifiers_as_tokens_and_may_not_publish_them(clinic, s
     finally:
         Catalog(clinic).remove(spec["name"])
 
+
+def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
+    # saved while its derivative input had no schema, so nothing could check it then; the plain
+    # input it names was kept as "a__plain" beside the masked view, and read
+    later = {"name": "later", "kind": "aggregate", "input": {"source": "ehr", "stream": "admissions"},
+             "measures": [{"fn": "count", "as": "n"}]}
+    spec = {"name": "plain_cells", "kind": "sql",
+            "inputs": {"a": {"source": "ehr", "stream": "admissions"}, "d": {"derivative": "later"}},
+            "sql": "SELECT mrn, count(*) AS n FROM a__plain GROUP BY ALL", "count_column": "n", "suppress_below": 0}
+    add_spec(clinic, later)
+    add_spec(clinic, spec)
+    try:
+        build(clinic, "later")
+        with pytest.raises(LithotseError, match="a__plain"):
+            build(clinic, "plain_cells")
+        assert Catalog(clinic).current("plain_cells") is None
+    finally:
+        Catalog(clinic).remove("plain_cells")
+        Catalog(clinic).remove("later")
 
 def test_sql_cells_see_birth_dates_as_their_year_only(clinic):
     spec = {"name": "births", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},

@@ -227,6 +227,13 @@ class Masking:
         self.salt = secrets.token_hex(16)
         self.tags: dict[str, tuple[str, str]] = {}
         """What each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`."""
+        self._hidden = secrets.token_hex(8)
+
+    def plain_name(self, alias: str) -> str:
+        """The name the unmasked input is kept under beside its masked view: fresh for each build,
+        so a query (written before the build) cannot name it (``enc__plain`` could be read, and
+        was, where the spec was saved before a derivative input had a schema to check it against)."""
+        return f"{alias}__plain_{self._hidden}"
 
     def column(self, dialect: Dialect, alias: str, column: str, found: str | None,
                type_name: str) -> str | None:
@@ -252,7 +259,7 @@ def masked_role(found: str | None) -> bool:
 def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
     """Make each input of a sql cells query show its identifiers as tokens (see :class:`Masking`).
 
-    The plain relation is renamed ``<alias>__plain``; ``<alias>`` becomes a view over it. Returns
+    The plain relation is renamed (:meth:`Masking.plain_name`); ``<alias>`` becomes a view over it. Returns
     what each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`.
     """
     q = DUCKDB.quote
@@ -275,10 +282,11 @@ def mask_inputs(con: duckdb.DuckDBPyConnection, roles: dict[str, dict[str, str |
         if not replace and not drop:
             continue
         statement = "VIEW" if kind[0] == "VIEW" else "TABLE"
-        con.execute(f"ALTER {statement} {q(alias)} RENAME TO {q(alias + '__plain')}")
+        plain = masking.plain_name(alias)
+        con.execute(f"ALTER {statement} {q(alias)} RENAME TO {q(plain)}")
         exclude = f" EXCLUDE ({', '.join(drop)})" if drop else ""
         replaced = f" REPLACE ({', '.join(replace)})" if replace else ""
-        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude}{replaced} FROM {q(alias + '__plain')}")
+        con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude}{replaced} FROM {q(plain)}")
     return masking.tags
 
 

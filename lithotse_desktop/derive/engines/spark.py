@@ -520,14 +520,15 @@ class SparkBuild(EngineSession):
 
     def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
         """Each input of a sql cells query with its identifiers as tokens, by the rules of
-        :func:`..disclosure.mask_inputs` (``<alias>`` over ``<alias>__plain``; a salted digest per
+        :func:`..disclosure.mask_inputs` (``<alias>`` over the plain input under a name fresh for each
+        build, :meth:`..disclosure.Masking.plain_name`; a salted digest per
         value, fresh for each build, so tokens only say which values are equal)."""
         q = SPARK.quote
         masking = Masking()
         for alias, columns in roles.items():
             if alias not in self.definitions:
                 continue
-            plain = f"{alias}__plain"
+            plain = masking.plain_name(alias)
             types = {f.name: f.dataType.simpleString() for f in self.spark.sql(f"SELECT * FROM {q(alias)}").schema}
             picked, changed = [], False
             for column, typ in types.items():
