@@ -601,8 +601,13 @@ def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
     reason = (f"; {', '.join(frozen)} publish(es) every cell (suppress_below 0)" if frozen else "")
     bounds = (f"{first.measure} could not be bounded (the solver failed)" if first.unresolved
               else f"{first.measure} between {first.lower:g} and {first.upper:g}")
-    return LithotseError(f"publishing {' and '.join(via)} would make a hidden cell of {owner} "
-                         f"({where}) recoverable: {bounds}{reason}; raise suppress_below or remove one of them")
+    # the pair is the table that may hide nothing and the one whose cell it gives away; the
+    # other tables only lent their totals to the bound (naming one of them first misled)
+    pair = [*frozen, *([owner] if owner and owner not in frozen else [])] if frozen else via
+    lent = [name for name in via if name not in pair]
+    totals = f", with the totals of {', '.join(lent)}" if lent else ""
+    return LithotseError(f"publishing {' and '.join(pair)} would make a hidden cell of {owner} "
+                         f"({where}) recoverable: {bounds}{totals}{reason}; raise suppress_below or remove one of them")
 
 
 # --- auditing -------------------------------------------------------------------------------

@@ -144,6 +144,22 @@ def test_a_table_that_suppresses_nothing_cannot_expose_a_sibling(workspace, ehr)
     assert Catalog(workspace).current("by_year") is None, "nothing of the refused set is published"
 
 
+def test_the_refusal_names_the_pair_not_a_table_that_only_lent_its_totals(workspace, ehr):
+    # three tables lend totals to the bound; the pair named is the table that hides nothing and
+    # the one whose cell it gives away, the third only lent its totals (it was named in the pair)
+    add_spec(workspace, {**spec(SPECS[0]), "suppress_below": 0})
+    add_spec(workspace, spec(SPECS[1]))
+    add_spec(workspace, spec(SPECS[2]))
+    with pytest.raises(LithotseError) as caught:
+        build_all(workspace)
+    message = str(caught.value)
+    hidden_of = message.split("a hidden cell of ")[1].split(" (")[0]
+    assert hidden_of in ("by_quarter", "by_year"), message
+    assert message.startswith(f"publishing by_month and {hidden_of} would make"), message
+    other = ({"by_quarter", "by_year"} - {hidden_of}).pop()
+    assert other not in message.split(" would make")[0], message
+
+
 def test_records_are_counted_where_the_input_names_no_person(workspace, tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()
