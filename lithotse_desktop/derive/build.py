@@ -415,7 +415,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                                                      rescanned=spec["kind"] == "sql",
                                                      unused=_unused_columns(spec) if not work.counts_atoms
                                                      else _unused_by_all(group))
-        if work.counts_atoms:
+        if work.counts_atoms or (differs and _joins_apart(work, group)):
             schemas.update(_load_joined_by_others(session, ws, catalog, work, group, progress, checks))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
@@ -707,11 +707,27 @@ def _counts_atoms(work: _Work, group: list[_Work]) -> bool:
             and ("join" in work.spec or not any("join" in w.spec for w in aggregates)))
 
 
+def _joins_apart(work: _Work, group: list[_Work]) -> bool:
+    """Whether another aggregate of the group joins an input otherwise than this one."""
+    return any("join" in w.spec and w.spec.get("join") != work.spec.get("join")
+               for w in group if w is not work and w.spec["kind"] == "aggregate")
+
+
+def _joined_relation(work: _Work, group: list[_Work], joined: dict) -> str:
+    """The relation this aggregate's build reads ``joined`` from (see :func:`.atoms.joined_inputs`)."""
+    specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
+    own = work.spec["join"]["input"] if "join" in work.spec else None
+    key = json.dumps(joined, sort_keys=True)
+    return next(name for name, item in atoms.joined_inputs(specs, own).items()
+                if json.dumps(item, sort_keys=True) == key)
+
+
 def _load_joined_by_others(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work],
                            progress: Progress, checks: IntegrityChecks) -> dict[str, pa.Schema]:
     """The inputs other aggregates of the group join and this one does not, loaded for its count
-    of the atoms under their names there (see :func:`.atoms.joined_inputs`): each in a table, with
-    every column a member reads, read as the member's own build reads it."""
+    of the atoms and of the rows an inner that joins otherwise leaves out of it, under their names
+    there (see :func:`.atoms.joined_inputs`): each in a table, with every column a member reads,
+    read as the member's own build reads it."""
     specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
     own = work.spec["join"]["input"] if "join" in work.spec else None
     streams = {json.dumps(w.spec["join"]["input"], sort_keys=True): w.resolved["joined"]
@@ -785,13 +801,18 @@ def _relate_as_outer(session: EngineSession, ws: Workspace, work: _Work, group: 
         work.relations.append(rel)
         if not rel.difference:
             continue
+        inner_joined = None
         if "join" in other.spec and other.spec.get("join") != work.spec.get("join"):
-            work.differences[(rel.inner, rel.outer)] = None
-            continue
+            # counted with the inner's join beside this one's (see _load_joined_by_others); a
+            # difference not counted is taken as sensitive, which hid most cells beside a join
+            inner_joined = _joined_relation(work, group, other.spec["join"]["input"])
+            if inner_joined not in schemas:
+                work.differences[(rel.inner, rel.outer)] = None
+                continue
         outer_dims = {dimension_alias(d): d for d in work.spec.get("group_by", [])}
         compiled = compile_difference(work.spec, other.spec, schemas, dims=[outer_dims[b] for _, b in rel.common],
                                       grain=rel.grain, timezone=ws.timezone, person_key=work.person_key,
-                                      dialect=session.dialect)
+                                      dialect=session.dialect, inner_joined=inner_joined)
         work.differences[(rel.inner, rel.outer)] = _count_margin(session, compiled, rel.grain, len(rel.common),
                                                                  f"derivative {work.name}", progress, counted)
     _count_remainders(session, ws, work, group, schemas, types, progress, counted)

@@ -777,14 +777,20 @@ def _places(group: list[str]) -> list[str]:
 
 def compile_difference(outer: dict, inner: dict, schemas: dict[str, pa.Schema], *, dims: list[Any],
                        grain: str, timezone: str = "UTC", person_key: list[str] | None = None,
-                       dialect: Dialect = DUCKDB) -> Compiled:
+                       dialect: Dialect = DUCKDB, inner_joined: str | None = None) -> Compiled:
     """Records and people of ``outer``'s rows that ``inner`` leaves out, per cell of their common
     margin (``period`` at ``grain``, then the outer's ``dims`` as ``__k0``, ``__k1``...). Both
-    read the same input; the inner's join, if any, must be the outer's."""
+    read the same input. An inner that joins otherwise than the outer names the relation its join
+    reads (``inner_joined``): a join keeps one joined row per input row, so the outer's rows are
+    the same with the inner's join beside its own."""
     q = dialect.quote
     params = _Params(dialect)
     frame = _frame(outer, schemas, timezone, params, dialect)
-    kept = _frame(inner, schemas, timezone, params, dialect)
+    if inner_joined is None:
+        kept = _frame(inner, schemas, timezone, params, dialect)
+    else:
+        kept = _frame(inner, schemas, timezone, params, dialect, joined=inner_joined, right_alias="r1")
+        frame = replace(frame, from_sql=frame.from_sql + kept.join_sql)
     select: list[str] = []
     group: list[str] = []
     if grain != "none":

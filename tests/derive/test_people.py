@@ -604,3 +604,32 @@ def test_a_joined_key_of_several_rows_gives_the_same_row_on_every_build(workspac
         assert assert_published_as_counted(workspace, entries, rows) == published
     data, audited = audited_atoms(cli, monkeypatch)
     assert data["ok"] is True and audited == expected
+
+
+def test_a_join_beside_a_plain_table_hides_no_more_than_without_it(workspace, ehr, tmp_path, cli, monkeypatch):
+    """A table of emergencies by month joins the patients file for a column it does not use;
+    the plain monthly table beside it is decided with the rows the emergencies leave out counted
+    over both joins (they were not counted, and so taken as sensitive: most of the plain table's
+    cells were hidden). The same cells are hidden with and without the join."""
+    rows = write_registry(workspace, tmp_path, ehr)
+    plain = {"name": "by_month", "grain": "month", "group_by": ["dept"]}
+    emergencies = {"name": "emergencies", "grain": "month", "group_by": ["dept"],
+                   "filters": [{"column": "kind", "op": "=", "value": "EMER"}]}
+    joined = {**emergencies, "join": {"input": {"source": "registry", "stream": "patients"},
+                                      "on": {"left": "PATIENT", "right": "id"}, "columns": ["sex"]}}
+
+    def hidden() -> dict[str, set[tuple]]:
+        catalog = Catalog(workspace)
+        return {name: {(r["period"], r["dept"]) for r in catalog.read(catalog.current(name)).to_pylist()
+                       if r["suppressed"]} for name in ("by_month", "emergencies")}
+
+    add_spec(workspace, spec(plain))
+    add_spec(workspace, spec(emergencies))
+    build_all(workspace)
+    without = hidden()
+    add_spec(workspace, spec(joined), replace=True)
+    build_all(workspace, full=True)
+    assert hidden() == without and without["by_month"], (len(hidden()["by_month"]), len(without["by_month"]))
+    assert_published_as_counted(workspace, [plain, emergencies], rows)
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True and data["findings"] == []
