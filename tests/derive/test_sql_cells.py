@@ -81,8 +81,8 @@ def test_an_aggregate_beside_published_sql_cells_of_the_same_rows_is_refused_unl
 
 
 def test_a_count_column_that_is_not_a_count_is_refused(encounters):
-    with pytest.raises(SpecError, match=rf"count_column: derivative 'inflated': output column 'n' is "
-                                        rf"count\(\*\) \+ 100, not a plain count; rule: a sql cell's count_column"):
+    with pytest.raises(SpecError, match=r"count_column: derivative 'inflated': output column 'n' is "
+                                        r"count\(\*\) \+ 100, not a plain count; rule: a sql cell's count_column"):
         add_spec(encounters, INFLATED)
     # saved before its inputs could be checked: the build refuses it, and publishes nothing
     Catalog(encounters).save_spec(INFLATED)
