@@ -179,8 +179,10 @@ def counting(version: Version) -> dict:
     cells: the input column its ``people_column`` counts distinct values of."""
     stats = version.stats or {}
     spec = version.spec or {}
-    if spec.get("kind") == "aggregate" or (spec.get("kind") == "sql" and spec.get("count_column")):
+    if spec.get("kind") == "aggregate":
         return {"counts": stats.get("counts", "records"), "person_key": stats.get("counted_by")}
+    if spec.get("kind") == "sql" and spec.get("count_column"):  # None: built before its counts were checked
+        return {"counts": stats.get("counts"), "person_key": stats.get("counted_by")}
     return {"counts": None, "person_key": stats.get("person_key")}
 
 
