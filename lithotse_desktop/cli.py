@@ -555,8 +555,12 @@ def privacy_audit(as_json: bool) -> None:
                        f"[{finding['lower']:g}, {finding['upper']:g}]")
             click.echo(f"FOUND {cell}: {finding['measure']} {how} "
                        f"(threshold {finding['threshold']}) from {', '.join(finding['via'])}")
+        for refused in report["refusals"]:
+            pair = " and ".join(f"{kind} {name}" for kind, name in zip(refused["kinds"], refused["derivatives"],
+                                                                        strict=True))
+            click.echo(f"REFUSED {pair} both count rows of {', '.join(refused['streams'])}; rule: {refused['rule']}")
         click.echo("ok: no hidden cell can be recovered or narrowed below its threshold" if report["ok"]
-                   else f"{len(report['findings'])} finding(s)")
+                   else f"{len(report['findings'])} finding(s), {len(report['refusals'])} refused pair(s)")
     if not report["ok"]:
         raise click.exceptions.Exit(1)
 

@@ -61,7 +61,10 @@ BY_CLASS = {"name": "by_class", "kind": "aggregate", "input": {"derivative": "en
 SAFE = {**PATIENT_VIEW, "name": "patients_safe", "deidentify": "safe-harbor"}
 ISSUE_SQL = {"name": "issue_sql", "kind": "sql", "inputs": {"enc": {"source": "ehr", "stream": "admissions"}},
              "sql": "SELECT patient_id, admit_date, department, count(*) AS n FROM enc GROUP BY ALL"}
-PEOPLE_CELLS = {"name": "people_cells", "kind": "sql", "inputs": {"e": {"derivative": "encounters"}},
+# sql cells are decided alone (no other table of cells may count their rows): a second copy of the
+# encounters, read from its own source, so that by_class and people_cells each publish their own
+ENCOUNTER_COPY = {**ENCOUNTER_VIEW, "name": "encounters_copy", "input": {"source": "fhir_copy", "stream": "Encounter"}}
+PEOPLE_CELLS = {"name": "people_cells", "kind": "sql", "inputs": {"e": {"derivative": "encounters_copy"}},
                 "sql": "SELECT cls, count(*) AS visits, count(DISTINCT patient) AS people FROM e GROUP BY cls "
                        "ORDER BY cls",
                 "count_column": "visits", "people_column": "people"}
@@ -110,13 +113,15 @@ def setup_clinic(ws: Workspace, folder: Path) -> None:
     (fhir / "Patient.ndjson").write_text("".join(json.dumps(p) + "\n" for p in patients()))
     (fhir / "Encounter.ndjson").write_text("".join(json.dumps(e) + "\n" for e in encounters()))
     ws.add_source("fhir", "fhir-files", {"path": str(fhir)}, {})
+    ws.add_source("fhir_copy", "fhir-files", {"path": str(fhir)}, {})
     ehr = folder / "ehr"
     ehr.mkdir()
     admissions_csv(ehr)
     ws.add_source("ehr", "csv", {"path": str(ehr), "date_column": "admit_date"}, {})
     run_import(ws, "fhir")
+    run_import(ws, "fhir_copy")
     run_import(ws, "ehr")
-    for spec in (PATIENT_VIEW, ENCOUNTER_VIEW, BY_CLASS, SAFE, ISSUE_SQL, PEOPLE_CELLS):
+    for spec in (PATIENT_VIEW, ENCOUNTER_VIEW, ENCOUNTER_COPY, BY_CLASS, SAFE, ISSUE_SQL, PEOPLE_CELLS):
         add_spec(ws, spec)
         build(ws, spec["name"])
 
@@ -285,16 +290,21 @@ def test_aggregates_may_not_be_split_by_identifiers(clinic, spec, what):
 
 
 @pytest.mark.parametrize(("spec", "what"), [
-    ({**ISSUE_SQL, "name": "issue_cells", "count_column": "n"},
+    ({**ISSUE_SQL, "name": "issue_cells", "count_column": "n", "people_column": "p",
+      "sql": "SELECT patient_id, admit_date, department, count(*) AS n, count(DISTINCT patient_id) AS p FROM enc "
+             "GROUP BY ALL"},
      "output column 'patient_id' carries values of input column 'enc.patient_id', which is a person's key"),
     ({"name": "names_cells", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
-      "sql": "SELECT upper(family) AS dept, 100 AS n FROM p", "count_column": "n"},
+      "sql": "SELECT upper(family) AS dept, count(*) AS n, count(DISTINCT pid) AS people FROM p GROUP BY 1",
+      "count_column": "n", "people_column": "people"},
      "output column 'dept' carries values of input column 'p.family', which is a name"),
     ({"name": "mrn_cells", "kind": "sql", "inputs": {"a": {"source": "ehr", "stream": "admissions"}},
-      "sql": "SELECT department || ':' || mrn AS department, count(*) AS n FROM a GROUP BY 1", "count_column": "n"},
+      "sql": "SELECT department || ':' || mrn AS department, count(*) AS n, count(DISTINCT patient_id) AS people "
+             "FROM a GROUP BY 1", "count_column": "n", "people_column": "people"},
      "input column 'a.mrn', which is a medical record number"),
     ({"name": "street_cells", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
-      "sql": "SELECT list(street) AS streets, count(*) AS n FROM p", "count_column": "n"},
+      "sql": "SELECT list(street) AS streets, count(*) AS n, count(DISTINCT pid) AS people FROM p",
+      "count_column": "n", "people_column": "people"},
      "input column 'p.street', which is a street address"),
 ])
 def test_sql_cells_read_identifiers_as_tokens_and_may_not_publish_them(clinic, spec, what):
@@ -311,10 +321,11 @@ def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
     # saved while its derivative input had no schema, so nothing could check it then; the plain
     # input it names was kept as "a__plain" beside the masked view, and read
     later = {"name": "later", "kind": "aggregate", "input": {"source": "ehr", "stream": "admissions"},
-             "measures": [{"fn": "count", "as": "n"}]}
+             "measures": [{"fn": "count", "as": "n"}], "suppress_below": 0}
     spec = {"name": "plain_cells", "kind": "sql",
             "inputs": {"a": {"source": "ehr", "stream": "admissions"}, "d": {"derivative": "later"}},
-            "sql": "SELECT mrn, count(*) AS n FROM a__plain GROUP BY ALL", "count_column": "n", "suppress_below": 0}
+            "sql": "SELECT (SELECT min(mrn) FROM a__plain) AS mrn, count(*) AS n, count(DISTINCT patient_id) AS p "
+                   "FROM a", "count_column": "n", "people_column": "p", "suppress_below": 0}
     add_spec(clinic, later)
     add_spec(clinic, spec)
     try:
@@ -328,8 +339,8 @@ def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
 
 def test_sql_cells_see_birth_dates_as_their_year_only(clinic):
     spec = {"name": "births", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
-            "sql": "SELECT CAST(birth AS DATE) AS birth, count(*) AS n FROM p GROUP BY 1 ORDER BY 1",
-            "count_column": "n", "suppress_below": 0}
+            "sql": "SELECT CAST(birth AS DATE) AS birth, count(*) AS n, count(DISTINCT pid) AS people FROM p "
+                   "GROUP BY 1 ORDER BY 1", "count_column": "n", "people_column": "people", "suppress_below": 0}
     add_spec(clinic, spec)
     try:
         build(clinic, "births")

@@ -75,6 +75,7 @@ from .inputs import (
 )
 from .kinds import KIND_MODULES
 from .kinds.common import unchanged
+from .kinds.sql import Counting, check_counts
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
@@ -211,6 +212,8 @@ class _Work:
     aggregate_roles: dict[str, str | None] | None = None
     sql_cells: bool = False
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
+    counting: Counting | None = None
+    """What the declared counts of sql cells count (see :func:`.kinds.sql.check_counts`)."""
     tags: dict[str, Any] = field(default_factory=dict)
     staged: rowstream.Written | None = None
     """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
@@ -422,6 +425,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.aggregate_roles = check_aggregate(spec, work.roles)
             work.person_key = _input_person_key(catalog, work, schemas["input"])
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
+        if work.sql_cells:
+            work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
         periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
@@ -995,6 +1000,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         stats["counted_by"] = work.person_key
         if work.cells_id:
             stats["cells"] = work.cells_id
+    elif work.counting is not None:
+        stats["counts"] = work.counting.counts
+        stats["counted_by"] = [work.counting.counted_by] if work.counting.counted_by else None
     elif spec["kind"] == "view":
         person = view_person_columns(spec)
         stats["person_key"] = person[:1] or None
@@ -1071,6 +1079,8 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
                for w in group if w not in stale and w.previous is not None}
     if not stale:
         return [results[w.name] for w in group]
+    for work in stale:
+        _check_decided_alone(ws, catalog, work.spec)
     try:
         plans = {w.name: _plan(ws, w, group, full) for w in stale}
         candidates = [w for w in stale if _shares_input(w, plans[w.name])]
@@ -1134,6 +1144,71 @@ def dependency_order(specs: list[dict]) -> list[str]:
     for name in sorted(by_name):
         visit(name, [])
     return order
+
+
+ALONE_RULE = ("a sql cells table is decided alone: publish it from an input no other table publishes, "
+              "or as an aggregate")
+
+
+class DecidedAlone(LithotseError):
+    """A sql cells table and another table of cells would publish cells of the same rows: sql
+    cells cannot be put in the atoms model (:mod:`.atoms`), so their hidden cells would be
+    recovered by differencing."""
+
+    rule = ALONE_RULE
+
+
+def sql_cells(spec: dict) -> bool:
+    return spec.get("kind") == "sql" and bool(spec.get("count_column"))
+
+
+def reached_streams(spec: dict, spec_of: Any, _seen: frozenset[str] = frozenset()) -> set[tuple[str, str]]:
+    """The raw streams (source, stream) a spec reads, through its derivative inputs."""
+    found: set[tuple[str, str]] = set()
+    for item in spec_inputs(spec).values():
+        if "derivative" not in item:
+            found.add((item["source"], item["stream"]))
+        elif item["derivative"] not in _seen:
+            inner = spec_of(item["derivative"])
+            if inner is not None:
+                found |= reached_streams(inner, spec_of, _seen | {spec["name"]})
+    return found
+
+
+def cells_kind(spec: dict) -> str:
+    return "sql cells" if sql_cells(spec) else str(spec.get("kind"))
+
+
+def differenced_with(ws: Workspace, catalog: Catalog, spec: dict) -> list[tuple[dict, list[str]]]:
+    """The published tables of cells that reach a raw stream ``spec`` reaches, where one of the
+    two is sql cells and one of the two hides cells: (their published spec, the streams shared)."""
+    if not (spec.get("kind") == "aggregate" or sql_cells(spec)):
+        return []
+    streams = reached_streams(spec, catalog.find_spec)
+    found = []
+    for name in catalog.names():
+        current = catalog.current(name) if name != spec["name"] else None
+        other = current.spec if current is not None else None
+        if other is None or not (sql_cells(spec) or sql_cells(other)):
+            continue
+        if other.get("kind") != "aggregate" and not sql_cells(other):
+            continue
+        if suppression_threshold(ws, spec) <= 0 and suppression_threshold(ws, other) <= 0:
+            continue
+        shared = streams & reached_streams(other, catalog.find_spec)
+        if shared:
+            found.append((other, sorted(f"{source}/{stream}" for source, stream in shared)))
+    return found
+
+
+def _check_decided_alone(ws: Workspace, catalog: Catalog, spec: dict) -> None:
+    """Refuse to publish sql cells beside another table of cells of the same rows (or an
+    aggregate beside published sql cells), unless neither hides a cell."""
+    for other, streams in differenced_with(ws, catalog, spec):
+        raise DecidedAlone(f"derivative {spec['name']!r}: {cells_kind(spec)} {spec['name']!r} and the published "
+                           f"{cells_kind(other)} {other['name']!r} both count rows of "
+                           f"{', '.join(streams)}, so one's hidden cells are the difference of the other's; "
+                           f"rule: {ALONE_RULE} (or set suppress_below 0 on both, when neither hides a cell)")
 
 
 def _input_key(spec: dict) -> str | None:

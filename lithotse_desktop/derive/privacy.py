@@ -9,7 +9,9 @@ published table tells apart (:mod:`.atoms`). Which atoms exist is read from the 
 the audit of a group of two or more aggregates; it is told so rather than given the weaker
 relation-line model. A hidden count narrowed to an interval narrower than its threshold, a
 hidden sum determined exactly, or a difference of two published tables pinned to 1..k-1 is a
-finding.
+finding. sql cells are outside that model: a published sql cells table that reaches a raw
+stream another published table of cells reaches (one of them hiding cells) is a refusal, the
+pair a build refuses (:func:`.build.differenced_with`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .atoms import Atoms, compile_atoms, joined_inputs, read_atoms
-from .build import suppression_threshold
+from .build import ALONE_RULE, cells_kind, differenced_with, sql_cells, suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
 from .engines import engine_name, open_engine
@@ -63,7 +65,24 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
                        "hidden_cells": sum(len(m.hidden) for m in members),
                        "atoms": len(group.atoms or []), "findings": len(found)})
         findings.extend(f.to_json() for f in found)
-    return {"ok": not findings, "groups": groups, "findings": findings}
+    refusals = decided_alone_pairs(ws, catalog)
+    return {"ok": not findings and not refusals, "groups": groups, "findings": findings, "refusals": refusals}
+
+
+def decided_alone_pairs(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
+    """Each published sql cells table with each other published table of cells of the same raw
+    rows (once per pair), with the rule a build of either applies."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in catalog.names():
+        current = catalog.current(name)
+        if current is None or not sql_cells(current.spec or {}):
+            continue
+        for other, streams in differenced_with(ws, catalog, current.spec):
+            key = (min(name, other["name"]), max(name, other["name"]))
+            pairs.setdefault(key, {"derivatives": [name, other["name"]],
+                                   "kinds": [cells_kind(current.spec), cells_kind(other)],
+                                   "streams": streams, "rule": ALONE_RULE})
+    return [pairs[key] for key in sorted(pairs)]
 
 
 def _built_from_current_inputs(ws: Workspace, catalog: Catalog, spec: dict, version: Any,

@@ -31,6 +31,7 @@ from .engines import check_engine_name
 from .identifiers import view_column_roles
 from .inputs import empty_relation, input_roles, lock_down, sample_schema
 from .kinds import KIND_MODULES
+from .kinds.sql import check_counts
 from .spec import SpecError, spec_inputs, validate_spec
 
 
@@ -80,6 +81,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
         dialect = DIALECTS.get(str(spec.get("engine") or "duckdb"))
         if dialect is not None and dialect is not DUCKDB:  # what that engine refuses (inexact measures)
             compile_aggregate(spec, known, timezone=ws.timezone, dialect=dialect)
+    if spec["kind"] == "sql" and spec.get("count_column"):
+        check_counts(spec, roles)
     if spec["kind"] == "sql" and spec.get("engine", "duckdb") != "duckdb":
         return spec  # SQL in another engine's dialect: that engine checks it when it builds
     con = engine.connect(ws.limits)
@@ -172,10 +175,14 @@ def published_batches(ws: Workspace, name: str, door: str, *, rng: DateRange | N
 def counting(version: Version) -> dict:
     """What small-cell suppression of a version counted: ``counts`` is ``people`` (distinct
     values of ``person_key`` per cell) or ``records`` (its input declares no person key);
-    None for kinds that are not aggregates. ``person_key`` of a view: its patient column."""
+    None for kinds that are not aggregates. ``person_key`` of a view: its patient column; of sql
+    cells: the input column its ``people_column`` counts distinct values of."""
     stats = version.stats or {}
-    if (version.spec or {}).get("kind") == "aggregate":
+    spec = version.spec or {}
+    if spec.get("kind") == "aggregate":
         return {"counts": stats.get("counts", "records"), "person_key": stats.get("counted_by")}
+    if spec.get("kind") == "sql" and spec.get("count_column"):  # None: built before its counts were checked
+        return {"counts": stats.get("counts"), "person_key": stats.get("counted_by")}
     return {"counts": None, "person_key": stats.get("person_key")}
 
 

@@ -28,10 +28,10 @@ MONTHLY = {"name": "monthly", "kind": "aggregate", "input": {"source": "vals", "
            "suppress_below": 3}
 BY_GROUP = {"name": "by_group", "kind": "aggregate", "input": {"source": "vals", "stream": "values"},
             "group_by": ["grp"], "measures": [{"fn": "max", "column": "value", "as": "top"}], "suppress_below": 0}
-AS_SQL = {"name": "as_sql", "kind": "sql", "inputs": {"v": {"source": "vals", "stream": "values"},
-                                                       "m": {"derivative": "monthly"}},
-          "sql": "SELECT grp, count(*) AS rows_, (SELECT count(*) FROM m) AS months FROM v GROUP BY grp",
-          "count_column": "rows_"}
+# sql cells are decided alone: they count rows no other published table of cells counts
+AS_SQL = {"name": "as_sql", "kind": "sql", "inputs": {"e": {"source": "fhir", "stream": "Encounter"}},
+          "sql": "SELECT resourceType AS kind, count(*) AS rows_, count(DISTINCT patient_id) AS people FROM e "
+                 "GROUP BY 1", "count_column": "rows_", "people_column": "people"}
 ROWS_SQL = {"name": "rows_sql", "kind": "sql", "inputs": {"v": {"source": "vals", "stream": "values"}},
             "sql": "SELECT day, grp, value FROM v"}
 OVER_PUBLISHED = {"name": "over_published", "kind": "sql", "inputs": {"m": {"derivative": "monthly"}},

@@ -7,6 +7,8 @@ subquery (so its parser refuses anything but one query).
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -46,3 +48,211 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
         raise SpecError("sql", f"is written for {spec.get('engine', 'duckdb')}, so it cannot be run on "
                                f"{dialect.name}; set \"engine\": \"{dialect.name}\" with SQL in its dialect")
     return Query(f"SELECT * FROM ({spec['sql'].strip().rstrip(';')}) AS __q", [], "sql")
+
+
+# --- the counts of sql cells ----------------------------------------------------------------------------
+COUNT_RULE = ("a sql cell's count_column is a plain count(*) or count(column) and its people_column a plain "
+              "count(DISTINCT <person key>), both in the query's outermost SELECT (suppression decides by them)")
+PEOPLE_RULE = "where an input names people, sql cells count people"
+
+
+@dataclass(frozen=True)
+class Counting:
+    """What a sql cells query's declared counts count: ``people`` (distinct values of
+    ``counted_by``, ``alias.column`` of an input's person key) or ``records``."""
+
+    counts: str
+    counted_by: str | None = None
+
+
+def parse_tree(sql: str) -> dict | None:
+    """DuckDB's syntax tree of one SELECT (its outermost query node); None when DuckDB's parser
+    cannot read it (Spark SQL it does not know)."""
+    found = duckdb.connect(":memory:").execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree: dict[str, Any] = json.loads(found[0]) if found else {"error": True}
+    if tree.get("error") or len(tree.get("statements", [])) != 1:
+        return None
+    return dict(tree["statements"][0]["node"])
+
+
+def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Counting:
+    """Refuse a sql cells query whose declared counts are not what they say (read from DuckDB's
+    syntax tree, never from the text), or that counts records where an input has a person key."""
+    name = spec["name"]
+    node = parse_tree(spec["sql"].strip().rstrip(";"))
+    if node is None:
+        raise SpecError("count_column", f"derivative {name!r}: DuckDB's parser cannot read this sql, so what its "
+                                        f"count_column counts cannot be checked; rule: {COUNT_RULE} — write it so "
+                                        "DuckDB parses it, or leave count_column out to keep the result row-level")
+    if node.get("type") != "SELECT_NODE":
+        raise SpecError("count_column", f"derivative {name!r}: the query's outermost part is "
+                                        f"{str(node.get('type', '?')).lower()}, not one SELECT; rule: {COUNT_RULE}")
+    if len(node.get("group_sets") or []) > 1:
+        raise SpecError("sql", f"derivative {name!r}: GROUPING SETS, ROLLUP or CUBE publish totals beside their "
+                               "parts, which recover the parts suppression hides; rule: sql cells are one cell "
+                               "per group — publish the totals as an aggregate")
+    selected = {_output_name(item): item for item in node["select_list"]}
+    count = selected.get(spec["count_column"].lower())
+    if count is None or not _plain_count(count, distinct=False):
+        raise SpecError("count_column", f"derivative {name!r}: output column {spec['count_column']!r} is "
+                                        f"{_shown(count)}, not a plain count; rule: {COUNT_RULE}")
+    keys = {f"{alias}.{column}": column for alias, columns in roles.items()
+            for column, role in columns.items() if role == "person_key"}
+    if not spec.get("people_column"):
+        if keys:
+            raise SpecError("people_column", f"derivative {name!r}: its input has the person key "
+                                             f"{', '.join(sorted(keys))}, so its cells count people: add "
+                                             f"count(DISTINCT {next(iter(sorted(keys.values())))}) AS people and "
+                                             f"\"people_column\": \"people\"; rule: {PEOPLE_RULE}")
+        return Counting("records")
+    people = selected.get(spec["people_column"].lower())
+    if people is None or not _plain_count(people, distinct=True):
+        raise SpecError("people_column", f"derivative {name!r}: output column {spec['people_column']!r} is "
+                                         f"{_shown(people)}, not a plain count(DISTINCT …); "
+                                         f"rule: {COUNT_RULE}")
+    argument = people["arguments"][0]["expression"]
+    source = _source(argument["column_names"], node, {}, roles) if argument.get("class") == "COLUMN_REF" else None
+    if source is None or roles[source[0]].get(source[1]) != "person_key":
+        counted = ".".join(argument.get("column_names", [])) or "an expression"
+        what = (f"{source[0]}.{source[1]}, which is not a person's key" if source is not None
+                else f"{counted}, which cannot be followed to a column of an input (a union, an expression or "
+                     "an ambiguous name on the way)")
+        raise SpecError("people_column", f"derivative {name!r}: output column {spec['people_column']!r} counts "
+                                         f"{what}; person keys: {', '.join(sorted(keys)) or 'none'}; "
+                                         f"rule: {COUNT_RULE}")
+    return Counting("people", f"{source[0]}.{source[1]}")
+
+
+def _output_name(item: dict) -> str:
+    if item.get("alias"):
+        return str(item["alias"]).lower()
+    if item.get("class") == "COLUMN_REF":
+        return str(item["column_names"][-1]).lower()
+    return ""
+
+
+def _shown(item: dict | None) -> str:
+    """A select-list entry as SQL again (roughly), for a refusal."""
+    if item is None:
+        return "not an entry of the outermost SELECT"
+    kind = item.get("class")
+    if kind == "COLUMN_REF":
+        return ".".join(item["column_names"])
+    if kind == "CONSTANT":
+        return str((item.get("literal") or {}).get("text", "a constant"))
+    if kind == "WINDOW":
+        return f"{item.get('function_name', '?')}(…) OVER (…)"
+    if kind == "FUNCTION":
+        arguments = [_shown(a["expression"]) for a in item.get("arguments") or []]
+        if item.get("is_operator") and len(arguments) == 2:
+            return f"{arguments[0]} {item['function_name']} {arguments[1]}"
+        if item.get("function_name") == "count_star":
+            shown = "count(*)"
+        else:
+            shown = f"{item['function_name']}({'DISTINCT ' if item.get('distinct') else ''}{', '.join(arguments)})"
+        return shown + (" FILTER (…)" if item.get("filter") is not None else "")
+    return str(kind or "?").lower().replace("_", " ")
+
+
+def _plain_count(item: dict, *, distinct: bool) -> bool:
+    """``count(*)`` or ``count(column)`` (``distinct``: ``count(DISTINCT column)``): no window,
+    no FILTER, no arithmetic around it."""
+    if item.get("class") != "FUNCTION" or item.get("filter") is not None or item.get("is_operator"):
+        return False
+    if (item.get("order_bys") or {}).get("orders"):
+        return False
+    arguments = item.get("arguments") or []
+    if item.get("function_name") == "count_star":
+        return not distinct and not arguments
+    return (item.get("function_name") == "count" and bool(item.get("distinct")) == distinct
+            and len(arguments) == 1 and arguments[0]["expression"].get("class") == "COLUMN_REF")
+
+
+def _source(ref: list[str], node: dict, ctes: dict[str, dict],
+            roles: dict[str, dict[str, str | None]]) -> tuple[str, str] | None:
+    """The input column (alias, column) a column reference of a SELECT reads, followed through
+    subqueries and CTEs that pass it on by name; None when the way is not that simple."""
+    if node.get("type") != "SELECT_NODE":
+        return None
+    ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                       for entry in (node.get("cte_map") or {}).get("map", [])}}
+    leaves = _leaves(node.get("from_table") or {})
+    if leaves is None:
+        return None
+    column = ref[-1].lower()
+    if len(ref) == 2:
+        named = [leaf for leaf in leaves if _leaf_name(leaf) == ref[0].lower()]
+    elif len(ref) == 1:
+        named = [leaf for leaf in leaves if _provides(leaf, column, ctes, roles)]
+    else:
+        return None
+    if len(named) != 1:
+        return None
+    return _through(named[0], column, ctes, roles)
+
+
+def _leaves(table: dict) -> list[dict] | None:
+    """The tables a FROM clause joins; None for anything else (a table function, VALUES, a pivot)."""
+    if table.get("type") == "JOIN":
+        left, right = _leaves(table["left"]), _leaves(table["right"])
+        return None if left is None or right is None else left + right
+    if table.get("type") in ("BASE_TABLE", "SUBQUERY") and not table.get("column_name_alias"):
+        return [table]
+    return None
+
+
+def _leaf_name(leaf: dict) -> str:
+    return str(leaf.get("alias") or leaf.get("table_name") or "").lower()
+
+
+def _provides(leaf: dict, column: str, ctes: dict[str, dict], roles: dict[str, dict[str, str | None]]) -> bool:
+    """Whether one table of a FROM clause has ``column`` (an input, a CTE or a subquery)."""
+    node = _leaf_node(leaf, ctes)
+    if node is None:
+        inputs = {alias.lower(): columns for alias, columns in roles.items()}
+        return column in {c.lower() for c in inputs.get(str(leaf.get("table_name", "")).lower(), {})}
+    if node.get("type") != "SELECT_NODE":
+        return True  # a union has the column or not; either way it cannot be followed, and is refused
+    for item in node["select_list"]:
+        if item.get("class") == "STAR" or _output_name(item) == column:
+            return True
+    return False
+
+
+def _leaf_node(leaf: dict, ctes: dict[str, dict]) -> dict | None:
+    if leaf.get("type") == "SUBQUERY":
+        return dict(leaf["subquery"]["node"])
+    found = ctes.get(str(leaf.get("table_name", "")).lower())
+    return dict(found) if found is not None else None
+
+
+def _through(leaf: dict, column: str, ctes: dict[str, dict],
+             roles: dict[str, dict[str, str | None]]) -> tuple[str, str] | None:
+    node = _leaf_node(leaf, ctes)
+    if node is None:
+        inputs = {alias.lower(): alias for alias in roles}
+        alias = inputs.get(str(leaf.get("table_name", "")).lower())
+        if alias is None or leaf.get("schema_name") or leaf.get("catalog_name"):
+            return None
+        columns = {c.lower(): c for c in roles[alias]}
+        return (alias, columns[column]) if column in columns else None
+    if node.get("type") != "SELECT_NODE":
+        return None
+    found: list[tuple[str, str] | None] = []
+    inner = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                        for entry in (node.get("cte_map") or {}).get("map", [])}}
+    for item in node["select_list"]:
+        if item.get("class") == "STAR":
+            if item.get("replace_list") or item.get("rename_list") or item.get("columns") or item.get("expr"):
+                return None
+            if item.get("exclude_list") or item.get("qualified_exclude_list"):
+                return None
+            relation = str(item.get("relation_name") or "").lower()
+            starred = [leaf for leaf in _leaves(node.get("from_table") or {}) or []
+                       if not relation or _leaf_name(leaf) == relation]
+            if any(_provides(leaf, column, inner, roles) for leaf in starred):
+                found.append(_source([relation, column] if relation else [column], node, ctes, roles))
+        elif _output_name(item) == column:
+            found.append(_source(item["column_names"], node, ctes, roles) if item.get("class") == "COLUMN_REF"
+                         else None)
+    return found[0] if len(found) == 1 else None
