@@ -36,6 +36,7 @@ from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
 from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
+from .lineage import Unparsable, sql_column_roles
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
@@ -198,23 +199,29 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict
 
 def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
-    FHIR types of the paths or (sql) an input column of the same name, then numbers and dates by type."""
+    FHIR types of the paths or (sql) the strongest role of the input columns each reads
+    (:mod:`.lineage`), then numbers and dates by type. Spark SQL that DuckDB's parser refuses
+    keeps the older rule: an input column of the same name."""
     named = declared(spec)
-    from_view = view_column_roles(spec.get("view", {})) if spec.get("kind") == "view" else {}
+    if spec.get("kind") == "view":
+        found = view_column_roles(spec.get("view", {}))
+    elif spec.get("kind") == "sql":
+        try:
+            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs)
+        except Unparsable:
+            found = _by_input_name(schema, inputs)
+    else:
+        found = _by_input_name(schema, inputs)
+    return {field.name: named[field.name] if field.name in named else found.get(field.name) for field in schema}
+
+
+def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     by_name: dict[str, str | None] = {}
     for roles in inputs.values():
         for column, found in roles.items():
             if found is not None and column not in by_name:
                 by_name[column] = found
-    out: dict[str, str | None] = {}
-    for field in schema:
-        if field.name in named:
-            out[field.name] = named[field.name]
-        elif spec.get("kind") == "view":
-            out[field.name] = from_view.get(field.name)
-        else:
-            out[field.name] = by_name.get(field.name) or type_role(field)
-    return out
+    return {field.name: by_name.get(field.name) or type_role(field) for field in schema}
 
 
 # --- sql cells ------------------------------------------------------------------------------------------
