@@ -43,6 +43,8 @@ from .suppress import FLAG, publish_cells
 PUBLISHED = ("aggregate", "deidentified")
 ROW_LEVEL_RULE = "row-level data stays restricted"
 TOKEN_OPEN, TOKEN_CLOSE = "\u27e6", "\u27e7"
+PRESENCE_OPS = ("is null", "is not null")
+"""Filter operators that test whether a value is there, not what it is: they single out no one."""
 
 
 class Restricted(LithotseError):
@@ -162,13 +164,21 @@ def _label(column: str, role_name: str, where: str) -> str:
 
 
 def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
-    """Refuse group-bys and measures that would publish identifiers; the output columns' roles.
+    """Refuse group-bys and measures that would publish identifiers, and filters that would pick
+    people out by one; the output columns' roles.
 
     ``roles`` holds the roles of each input's columns by alias (``input``, ``joined``).
     """
     seen: dict[str, str | None] = dict(roles.get("input", {}))
     for column in (spec.get("join") or {}).get("columns", []):
         seen[column] = roles.get("joined", {}).get(column)
+    for i, f in enumerate(spec.get("filters", [])):
+        found = seen.get(f["column"])
+        if found is not None and not ROLES[found].cell_dimension and f["op"] not in PRESENCE_OPS:
+            raise IdentifierRefused(
+                f"filters[{i}]: {_label(f['column'], found, '')}; rule: a filter may not single out people by an "
+                "identifier — its cells would be those people's (filter on a code or a date range, or only "
+                "test it for presence with 'is null' / 'is not null')", rule="filters single out no one")
     out: dict[str, str | None] = {}
     if spec.get("grain", "none") != "none":
         out[PERIOD] = "code"
