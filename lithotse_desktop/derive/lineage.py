@@ -21,13 +21,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .identifiers import strongest, type_role
+from .identifiers import ROLES, strongest, type_role
 
 Reads = frozenset[str | None]
 """The roles of the input columns a value is computed from (empty: from constants only)."""
 
 COUNTED: Reads = frozenset({"value"})
 _COUNTS = frozenset({"count", "count_star", "count_if", "countif", "approx_count_distinct"})
+_ORDER = {name: i for i, name in enumerate([None, *sorted(ROLES, key=lambda n: ROLES[n].safe_harbor != "remove")])}
+"""The order roles are offered to :func:`.identifiers.strongest`: of two equally strong, the one
+Safe Harbor removes wins (``mrn || birth_date`` is an MRN), and the same one every time."""
 _LEAVES = frozenset({"CONSTANT", "PARAMETER", "DEFAULT", "TYPE"})
 
 
@@ -104,19 +107,19 @@ class _Lineage:
                        for alias, roles in inputs.items()}
 
     # --- query nodes -------------------------------------------------------------------------------
-    def node(self, node: dict, parent: _Scope | None) -> list[_Column]:
+    def node(self, node: dict, parent: _Scope | None, aliases: Iterable[str] = ()) -> list[_Column]:
+        """The columns of a query node; ``aliases`` name them (a CTE's ``name(a, b)``)."""
         scope = _Scope(parent=parent)
         for entry in (node.get("cte_map") or {}).get("map", []):
             value = entry["value"]
-            columns = self.node(value["query_node"], scope)
-            scope.ctes[entry["key"].lower()] = _renamed(columns, value.get("aliases") or [])
+            scope.ctes[entry["key"].lower()] = self.node(value["query_node"], scope, value.get("aliases") or [])
         kind = node.get("type")
         if kind == "SELECT_NODE":
-            return self.select(node, scope)
+            return _renamed(self.select(node, scope), aliases)
         if kind == "SET_OPERATION_NODE":
-            return self.set_operation(node, scope)
+            return _renamed(self.set_operation(node, scope), aliases)
         if kind == "RECURSIVE_CTE_NODE":
-            return self.recursive(node, scope)
+            return self.recursive(node, scope, list(aliases))
         raise Unfollowable(f"a {kind}")
 
     def set_operation(self, node: dict, scope: _Scope) -> list[_Column]:
@@ -133,14 +136,14 @@ class _Lineage:
         return [replace(first, reads=frozenset().union(*(b[i].reads for b in branches)),
                         direct=all(b[i].direct for b in branches)) for i, first in enumerate(branches[0])]
 
-    def recursive(self, node: dict, scope: _Scope) -> list[_Column]:
+    def recursive(self, node: dict, scope: _Scope, aliases: list[str]) -> list[_Column]:
         """A recursive CTE: its columns read what its first part reads, and whatever its recursive
         part adds, until nothing more is added."""
         name = str(node.get("cte_name", "")).lower()
-        columns = self.node(node["left"], scope)
+        columns = self.node(node["left"], scope, aliases)
         while True:
             inner = _Scope(parent=scope, ctes={name: columns})
-            more = self.node(node["right"], inner)
+            more = self.node(node["right"], inner, aliases)
             if len(more) != len(columns):
                 raise Unfollowable("a recursive CTE of changing width")
             grown = [replace(c, reads=c.reads | m.reads, direct=False) for c, m in zip(columns, more, strict=True)]
@@ -340,7 +343,7 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
                  for f in schema]
     out: dict[str, str | None] = {}
     for output, column in pairs:
-        role = strongest(*column.reads) if column.reads else None
+        role = strongest(*sorted(column.reads, key=_ORDER.__getitem__)) if column.reads else None
         if not column.reads or (role is None and column.direct):
             role = type_role(output)
         out[output.name] = role
