@@ -194,7 +194,7 @@ class _Lineage:
         if kind == "EXPRESSION_LIST":
             rows = item.get("values") or []
             width = len(rows[0]) if rows else 0
-            return [_Relation(alias, [_Column(f"col{i}", frozenset().union(*(self.reads(r[i], scope, []) for r in rows)))
+            return [_Relation(alias, [_Column(f"col{i}", self.reads([r[i] for r in rows], scope, []))
                                       for i in range(width)])]
         if kind == "TABLE_FUNCTION":
             return [_Relation(alias, [], self.reads(item["function"], scope, []))]
@@ -312,7 +312,8 @@ def parse(sql: str) -> dict:
     """DuckDB's syntax tree of one query (Unparsable where DuckDB's parser refuses it)."""
     con = duckdb.connect(":memory:")
     try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        tree = json.loads(row[0]) if row else {}
     finally:
         con.close()
     if tree.get("error") or len(tree.get("statements", [])) != 1:

@@ -72,16 +72,20 @@ def test_what_cannot_be_followed_takes_the_strongest_role_of_every_input(con, sq
     assert set(roles(con, sql).values()) == {"mrn"}
 
 
-def test_spark_sql_duckdb_cannot_parse_keeps_the_input_column_of_the_same_name():
-    spec = {"kind": "sql", "engine": "spark", "sql": "SELECT `mrn` FROM adt DISTRIBUTE BY ward"}
-    schema = pa.schema([("mrn", pa.string()), ("n", pa.int64())])
-    assert output_roles(spec, schema, INPUTS) == {"mrn": "mrn", "n": "value"}
+def test_spark_sql_is_followed_where_duckdb_parses_it_else_keeps_the_input_column_of_the_same_name():
+    parsed = {"kind": "sql", "engine": "spark", "sql": "SELECT mrn AS m, 1 AS n FROM adt"}
+    assert output_roles(parsed, pa.schema([("m", pa.string()), ("n", pa.int64())]), INPUTS) == \
+        {"m": "mrn", "n": "value"}
+    unparsed = {"kind": "sql", "engine": "spark", "sql": "SELECT `mrn` AS m, mrn FROM adt DISTRIBUTE BY ward"}
+    assert output_roles(unparsed, pa.schema([("m", pa.string()), ("mrn", pa.string())]), INPUTS) == \
+        {"m": None, "mrn": "mrn"}
 
 
 def test_declared_columns_still_win_over_lineage():
-    spec = {"kind": "sql", "sql": "SELECT CASE WHEN mrn IS NULL THEN 'none' ELSE 'some' END AS has FROM adt",
-            "columns": {"has": "code"}}
-    assert output_roles(spec, pa.schema([("has", pa.string())]), INPUTS) == {"has": "code"}
+    sql = "SELECT CASE WHEN mrn IS NULL THEN 'none' ELSE 'some' END AS has FROM adt"
+    schema = pa.schema([("has", pa.string())])
+    assert output_roles({"kind": "sql", "sql": sql}, schema, INPUTS) == {"has": "mrn"}
+    assert output_roles({"kind": "sql", "sql": sql, "columns": {"has": "code"}}, schema, INPUTS) == {"has": "code"}
 
 
 def test_a_year_is_kept_only_from_what_reads_as_a_date():
