@@ -425,3 +425,95 @@ def test_the_restricted_tier_may_not_be_a_store_managers_read(tmp_path):
     with pytest.raises(ConfigError, match="restricted uses the store of the derived tier.*rule: row-level data "
                                           "stays in a store only analysts read"):
         Workspace.open(ws.root)
+
+
+# --- identifiers renamed or computed in sql, and filters on them ------------------------------------------
+FILTER_RULE = "rule: a filter may not single out people by an identifier"
+RENAMED = {"name": "renamed", "kind": "sql", "inputs": {"enc": {"source": "ehr", "stream": "admissions"}},
+           "sql": "SELECT patient_id AS pt, admit_date, department FROM enc"}
+
+
+def _published(ws: Workspace, name: str) -> bool:
+    return name in Catalog(ws).names() and Catalog(ws).current(name) is not None
+
+
+def test_a_renamed_identifier_keeps_its_role_down_a_chain_of_derivatives(clinic):
+    chained = {"name": "chained", "kind": "sql", "inputs": {"r": {"derivative": "renamed"}},
+               "sql": "SELECT upper(pt) AS who, department FROM r"}
+    by_pt = {"name": "by_pt", "kind": "aggregate", "input": {"derivative": "renamed"}, "date_field": "admit_date",
+             "grain": "year", "group_by": ["pt"], "measures": [{"fn": "count", "as": "visits"}]}
+    by_who = {"name": "by_who", "kind": "aggregate", "input": {"derivative": "chained"}, "group_by": ["who"],
+              "measures": [{"fn": "count", "as": "visits"}]}
+    cells = {"name": "pt_cells", "kind": "sql", "inputs": {"r": {"derivative": "renamed"}},
+             "sql": "SELECT pt, department, count(*) AS n FROM r GROUP BY ALL", "count_column": "n",
+             "suppress_below": 0}
+    try:
+        for spec in (RENAMED, chained):
+            add_spec(clinic, spec)
+            build(clinic, spec["name"])
+        for spec, column in ((by_pt, "pt"), (by_who, "who")):
+            with pytest.raises(IdentifierRefused, match=f"'{column}' is a person's key.*{CELL_RULE}"):
+                add_spec(clinic, spec)
+            assert not _published(clinic, spec["name"])
+        add_spec(clinic, cells)
+        with pytest.raises(IdentifierRefused, match=f"output column 'pt' carries values of input column 'r.pt', "
+                                                    f"which is a person's key.*{CELL_RULE}"):
+            build(clinic, "pt_cells")
+        assert not _published(clinic, "pt_cells")
+    finally:
+        for name in ("pt_cells", "chained", "renamed"):
+            if name in Catalog(clinic).names():
+                Catalog(clinic).remove(name)
+
+
+def test_safe_harbor_removes_or_generalises_identifiers_computed_in_sql(clinic):
+    spec = {"name": "computed", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+            "deidentify": "safe-harbor", "columns": {"gender": "code"},
+            "sql": "SELECT CAST(substr(mrn, 5) AS INTEGER) AS pnum, "
+                   "CAST(strftime(CAST(birth AS DATE), '%Y%m%d') AS INTEGER) AS born, "
+                   "CAST(strftime(CAST(birth AS DATE), '%m%d%Y') AS BIGINT) AS born_us, gender FROM p"}
+    add_spec(clinic, spec)
+    try:
+        build(clinic, "computed")
+        table = read_table(clinic, "computed")[1]
+        assert "pnum" not in table.column_names
+        born = table.column("born").to_pylist()
+        assert born and all(1800 < year < 2100 for year in born), born
+        assert set(table.column("born_us").to_pylist()) == {None}
+        assert_no_identifier(json.dumps(table.to_pylist(), default=str))
+    finally:
+        Catalog(clinic).remove("computed")
+
+
+def test_safe_harbor_refuses_a_birth_date_it_cannot_cut_to_a_year(clinic):
+    spec = {"name": "late_born", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+            "deidentify": "safe-harbor", "sql": "SELECT CAST(birth AS DATE) > DATE '1990-01-01' AS young FROM p"}
+    with pytest.raises(LithotseError, match="'young' is a birth date.*cannot cut down"):
+        add_spec(clinic, spec)
+    assert "late_born" not in Catalog(clinic).names()
+
+
+@pytest.mark.parametrize(("column", "value", "what"), [
+    ("family", "Zyx3family", "'family' is a name"),
+    ("birth", "1936-12-31", "'birth' is a birth date"),
+    ("patient", "planted-3", "'patient' is a person's key"),
+])
+def test_a_filter_may_not_single_out_people_by_an_identifier(clinic, column, value, what):
+    spec = {"name": "her_visits", "kind": "aggregate", "input": {"derivative": "encounters"},
+            "join": {"input": {"derivative": "patients"}, "on": {"left": "patient", "right": "pid"},
+                     "columns": ["family", "birth"]},
+            "filters": [{"column": column, "op": "=", "value": value}],
+            "group_by": ["cls"], "measures": [{"fn": "count", "as": "n"}]}
+    with pytest.raises(IdentifierRefused, match=f"filters\\[0\\]: column {what}.*{FILTER_RULE}"):
+        add_spec(clinic, spec)
+    assert "her_visits" not in Catalog(clinic).names()
+
+
+def test_a_filter_may_still_ask_whether_an_identifier_is_there(clinic):
+    spec = {"name": "known_family", "kind": "aggregate", "input": {"derivative": "encounters"},
+            "join": {"input": {"derivative": "patients"}, "on": {"left": "patient", "right": "pid"},
+                     "columns": ["family"]},
+            "filters": [{"column": "family", "op": "is not null"}, {"column": "cls", "op": "=", "value": "AMB"}],
+            "group_by": ["cls"], "measures": [{"fn": "count", "as": "n"}]}
+    add_spec(clinic, spec)
+    Catalog(clinic).remove("known_family")

@@ -3,7 +3,8 @@
 ``"deidentify": "safe-harbor"`` applies HIPAA's Safe Harbor method (45 CFR 164.514(b)(2)) to
 each column by its role (:mod:`.identifiers`): names, street addresses, cities, counties,
 geocodes, telephone and fax numbers, email addresses, URLs, IP addresses and every kind of
-identifying number are removed; dates keep their year only; birth years that show an age over
+identifying number are removed; dates keep their year only (a value that does not read as a date,
+such as digits computed in another order, is removed); birth years that show an age over
 89 are grouped into one (the earliest year shown stands for itself and every year before); ages
 over 89 become 90 ("90 or older"); ZIP codes keep their first three digits, or ``000`` where
 those three digits cover 20,000 people or fewer (:data:`RESTRICTED_ZIP3`); people's and
@@ -63,6 +64,10 @@ def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.Data
         if typ is not None and pa.types.is_list(typ) and action not in ("keep", "remove", "pseudonymize"):
             raise SpecError(where, f"column {column!r} holds a list of {role.label}s, which the {profile} profile "
                                    "cannot generalise item by item; pick one item (first()) or leave it out")
+        if typ is not None and action in _GENERALISABLE and not _GENERALISABLE[action](typ):
+            raise SpecError(where, f"column {column!r} is {role.label}, held as {typ}, which the {profile} profile "
+                                   f"cannot cut down ({action}); rule: de-identification publishes only what it "
+                                   "can generalise — leave it out, or give it as a date or text")
         out[column] = action
     return out
 
@@ -88,12 +93,31 @@ def apply(table: pa.Table, plan: dict[str, str], *, reference_year: int,
     return table, report
 
 
+def _textual(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_integer(typ)
+
+
+_GENERALISABLE: dict[str, Callable[[pa.DataType], bool]] = {
+    "year": lambda t: pa.types.is_date(t) or pa.types.is_timestamp(t) or _textual(t),
+    "birth_year": lambda t: pa.types.is_date(t) or pa.types.is_timestamp(t) or _textual(t),
+    "zip3": _textual, "zip5": _textual,
+    "age90": lambda t: _textual(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
+}
+"""The types each generalising action can cut down; a column of another type is refused."""
+
+DATE_TEXT = (r"^(?P<y>1[89][0-9]{2}|2[01][0-9]{2})(?:[-/.]?(?:0[1-9]|1[0-2])(?:[-/.]?(?:0[1-9]|[12][0-9]|3[01])"
+             r"(?:[T ]?[0-9].*)?)?)?$")
+"""A date written as text or digits (``1965``, ``1965-08``, ``1965-08-01``, ``19650801``, an HL7
+time stamp): its year is kept. Anything else (``08011965``, an epoch) is removed, as its first
+four digits are not a year."""
+
+
 def _years(column: pa.ChunkedArray) -> pa.Array:
     typ = column.type
     if pa.types.is_date(typ) or pa.types.is_timestamp(typ):
         return pc.cast(pc.year(column), pa.int32())
-    text = pc.cast(column, pa.string())
-    found = pc.extract_regex(text, r"^(?P<y>[0-9]{4})")
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    found = pc.extract_regex(text, DATE_TEXT)
     return pc.cast(pc.struct_field(found, [0]), pa.int32())
 
 

@@ -36,12 +36,15 @@ from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
 from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
+from .lineage import Unparsable, sql_column_roles
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
 PUBLISHED = ("aggregate", "deidentified")
 ROW_LEVEL_RULE = "row-level data stays restricted"
 TOKEN_OPEN, TOKEN_CLOSE = "\u27e6", "\u27e7"
+PRESENCE_OPS = ("is null", "is not null")
+"""Filter operators that test whether a value is there, not what it is: they single out no one."""
 
 
 class Restricted(LithotseError):
@@ -161,13 +164,21 @@ def _label(column: str, role_name: str, where: str) -> str:
 
 
 def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
-    """Refuse group-bys and measures that would publish identifiers; the output columns' roles.
+    """Refuse group-bys and measures that would publish identifiers, and filters that would pick
+    people out by one; the output columns' roles.
 
     ``roles`` holds the roles of each input's columns by alias (``input``, ``joined``).
     """
     seen: dict[str, str | None] = dict(roles.get("input", {}))
     for column in (spec.get("join") or {}).get("columns", []):
         seen[column] = roles.get("joined", {}).get(column)
+    for i, f in enumerate(spec.get("filters", [])):
+        found = seen.get(f["column"])
+        if found is not None and not ROLES[found].cell_dimension and f["op"] not in PRESENCE_OPS:
+            raise IdentifierRefused(
+                f"filters[{i}]: {_label(f['column'], found, '')}; rule: a filter may not single out people by an "
+                "identifier — its cells would be those people's (filter on a code or a date range, or only "
+                "test it for presence with 'is null' / 'is not null')", rule="filters single out no one")
     out: dict[str, str | None] = {}
     if spec.get("grain", "none") != "none":
         out[PERIOD] = "code"
@@ -198,23 +209,29 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict
 
 def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
-    FHIR types of the paths or (sql) an input column of the same name, then numbers and dates by type."""
+    FHIR types of the paths or (sql) the strongest role of the input columns each reads
+    (:mod:`.lineage`), then numbers and dates by type. Spark SQL that DuckDB's parser refuses
+    keeps the older rule: an input column of the same name."""
     named = declared(spec)
-    from_view = view_column_roles(spec.get("view", {})) if spec.get("kind") == "view" else {}
+    if spec.get("kind") == "view":
+        found = view_column_roles(spec.get("view", {}))
+    elif spec.get("kind") == "sql":
+        try:
+            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs)
+        except Unparsable:
+            found = _by_input_name(schema, inputs)
+    else:
+        found = _by_input_name(schema, inputs)
+    return {field.name: named[field.name] if field.name in named else found.get(field.name) for field in schema}
+
+
+def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     by_name: dict[str, str | None] = {}
     for roles in inputs.values():
         for column, found in roles.items():
             if found is not None and column not in by_name:
                 by_name[column] = found
-    out: dict[str, str | None] = {}
-    for field in schema:
-        if field.name in named:
-            out[field.name] = named[field.name]
-        elif spec.get("kind") == "view":
-            out[field.name] = from_view.get(field.name)
-        else:
-            out[field.name] = by_name.get(field.name) or type_role(field)
-    return out
+    return {field.name: by_name.get(field.name) or type_role(field) for field in schema}
 
 
 # --- sql cells ------------------------------------------------------------------------------------------
