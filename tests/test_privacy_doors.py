@@ -466,6 +466,31 @@ def test_a_renamed_identifier_keeps_its_role_down_a_chain_of_derivatives(clinic)
                 Catalog(clinic).remove(name)
 
 
+def test_a_sql_version_published_before_its_roles_followed_the_sql_is_rebuilt_first(clinic, monkeypatch):
+    # an upgrade: "renamed" was published when its pt column got no role (roles version 1)
+    from lithotse_desktop.derive import build as build_module
+    from lithotse_desktop.derive import disclosure
+
+    by_department = {"name": "by_department", "kind": "aggregate", "input": {"derivative": "renamed"},
+                     "group_by": ["department"], "measures": [{"fn": "count", "as": "visits"}]}
+    try:
+        with monkeypatch.context() as old:
+            old.setattr(disclosure, "ROLES_VERSION", 1)
+            old.setattr(build_module, "ROLES_VERSION", 1)
+            add_spec(clinic, RENAMED)
+            build(clinic, "renamed")
+        assert Catalog(clinic).current("renamed").privacy["roles"] == 1
+        with pytest.raises(Restricted, match="'renamed' was published before .*run: lithotse derive build renamed"):
+            add_spec(clinic, by_department)
+        assert build(clinic, "renamed").status != "up to date", "the older version is rebuilt"
+        assert Catalog(clinic).current("renamed").privacy["columns"]["pt"] == "person_key"
+        add_spec(clinic, by_department)
+        build(clinic, "by_department")
+    finally:
+        for name in ("by_department", "renamed"):
+            if name in Catalog(clinic).names():
+                Catalog(clinic).remove(name)
+
 def test_safe_harbor_removes_or_generalises_identifiers_computed_in_sql(clinic):
     spec = {"name": "computed", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
             "deidentify": "safe-harbor", "columns": {"gender": "code"},

@@ -52,6 +52,7 @@ from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
+    ROLES_VERSION,
     Disclosure,
     cell_roles,
     check_aggregate,
@@ -263,6 +264,9 @@ def _privacy_context(ws: Workspace, work: _Work, group: list[_Work]) -> dict[str
     year = reference_year(work.spec)
     if year:
         context["reference_year"] = year
+    if work.spec["kind"] == "sql":
+        # a version whose roles were found the older way is rebuilt (see ROLES_VERSION)
+        context["roles"] = ROLES_VERSION
     return context or None
 
 

@@ -145,9 +145,22 @@ def declared(spec: dict) -> dict[str, str]:
     return dict(spec.get("columns") or {})
 
 
+ROLES_VERSION = 2
+"""How a version's column roles were found (its ``privacy.roles``): 2 since a sql column takes the
+roles of the input columns it reads (:mod:`.lineage`); before, only an input column's of the
+same name, so ``patient_id AS pt`` was recorded with no role."""
+
+
 def derivative_roles(version_privacy: dict | None, spec: dict | None, schema: pa.Schema) -> dict[str, str | None]:
-    """An input derivative's column roles: as its version recorded them, else from its spec."""
+    """An input derivative's column roles: as its version recorded them, else from its spec. A
+    sql version whose roles were found the older way is not trusted: it is to be rebuilt."""
     recorded = (version_privacy or {}).get("columns")
+    if (isinstance(recorded, dict) and spec is not None and spec.get("kind") == "sql"
+            and (version_privacy or {}).get("roles", 1) < ROLES_VERSION):
+        name = spec.get("name")
+        raise Restricted(f"derivative {name!r} was published before its columns' roles followed its SQL "
+                         f"(a renamed identifier had none); run: lithotse derive build {name}",
+                         rule="an input's identifiers are known before anything is built over it")
     if isinstance(recorded, dict):
         return {name: recorded.get(name) for name in schema.names}
     roles = view_column_roles(spec.get("view", {})) if spec and spec.get("kind") == "view" else {}
@@ -369,4 +382,5 @@ def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | No
 
 def describe(disclosure: Disclosure, columns: dict[str, str | None], **extra: Any) -> dict:
     """What a version records of its class (its ``privacy`` field)."""
-    return {"class": disclosure.kind, "reason": disclosure.reason, "columns": columns, **extra}
+    return {"class": disclosure.kind, "reason": disclosure.reason, "columns": columns, "roles": ROLES_VERSION,
+            **extra}
