@@ -445,8 +445,8 @@ def test_a_renamed_identifier_keeps_its_role_down_a_chain_of_derivatives(clinic)
     by_who = {"name": "by_who", "kind": "aggregate", "input": {"derivative": "chained"}, "group_by": ["who"],
               "measures": [{"fn": "count", "as": "visits"}]}
     cells = {"name": "pt_cells", "kind": "sql", "inputs": {"r": {"derivative": "renamed"}},
-             "sql": "SELECT pt, department, count(*) AS n FROM r GROUP BY ALL", "count_column": "n",
-             "suppress_below": 0}
+             "sql": "SELECT pt, department, count(*) AS n, count(DISTINCT pt) AS people FROM r GROUP BY ALL",
+             "count_column": "n", "people_column": "people", "suppress_below": 0}
     try:
         for spec in (RENAMED, chained):
             add_spec(clinic, spec)
