@@ -78,7 +78,7 @@ from .kinds import KIND_MODULES
 from .kinds.common import unchanged
 from .kinds.sql import Counting, check_counts
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
-from .relations import Relation, partitions_of, relate
+from .relations import Relation, column_identity, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
@@ -349,6 +349,9 @@ class _SharedInput:
 
     session: EngineSession
     schema: pa.Schema
+    joined: dict[str, pa.Schema] = field(default_factory=dict)
+    """The inputs other aggregates of the group join, loaded before the lock-down for the rows a
+    member's inner that joins leaves out (see :func:`_load_joined_by_others`)."""
     margins: _Margins = field(default_factory=dict)
     """Margin counts by query: the members' differences often repeat (every outer with the filtered
     subset's dimensions leaves out the same rows per the same margin), counted once."""
@@ -363,7 +366,8 @@ def _shares_input(work: _Work, plan: _Plan) -> bool:
             and not plan.keeps_input and not plan.incremental)
 
 
-def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _SharedInput:
+def _load_shared(ws: Workspace, catalog: Catalog, members: list[_Work], group: list[_Work],
+                 progress: Progress) -> _SharedInput:
     first = members[0]
     progress.update(f"reading the input of {', '.join(w.name for w in members)} on {first.engine}")
     session = open_engine(ws, first.engine).session(progress)
@@ -374,6 +378,10 @@ def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _Sh
             work.resolved["input"] = first.resolved["input"]  # the same stream: its key read once
         schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
                                      unused=_unused_by_all(members))
+        joined: dict[str, pa.Schema] = {}
+        if any(_may_count_differences(w, group) and _joins_apart(w, group) for w in members):
+            # members read no join of their own, so every joined input has the same name for each
+            joined = _load_joined_by_others(session, ws, catalog, first, group, progress, checks)
         checks.finish()
         session.lock_down()
     except BaseException:
@@ -381,7 +389,7 @@ def _load_shared(ws: Workspace, members: list[_Work], progress: Progress) -> _Sh
         raise
     finally:
         checks.close()
-    return _SharedInput(session, schema)
+    return _SharedInput(session, schema, joined)
 
 
 def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], progress: Progress,
@@ -422,7 +430,9 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                                                      rescanned=spec["kind"] == "sql",
                                                      unused=_unused_columns(spec) if not work.counts_atoms
                                                      else _unused_by_all(group))
-        if work.counts_atoms or (differs and _joins_apart(work, group)):
+        if shared is not None:
+            schemas.update(shared.joined)
+        elif work.counts_atoms or (differs and _joins_apart(work, group)):
             schemas.update(_load_joined_by_others(session, ws, catalog, work, group, progress, checks))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
         if spec["kind"] == "aggregate":
@@ -853,7 +863,11 @@ def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group:
     aggregates = [w.spec for w in group if w.spec["kind"] == "aggregate"]
     by_name = {s["name"]: s for s in aggregates}
     for p in partitions_of(work.spec, aggregates, types):
-        if p.covered or any(by_name[n].get("join") != work.spec.get("join") for n in p.parts):
+        # a part that joins otherwise still keeps the input rows of its values (a join drops none),
+        # unless the column it splits on is one its join brings
+        if p.covered or any(by_name[n].get("join") != work.spec.get("join")
+                            and column_identity(by_name[n], p.column) != column_identity(work.spec, p.column)
+                            for n in p.parts):
             continue
         kept = {**work.spec, "filters": [*work.spec.get("filters", []),
                                          {"column": p.column, "op": "in", "value": p.values}]}
@@ -1094,7 +1108,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         if sharing:
             # before the others: one session at a time (a Spark server takes one build at a time,
             # and DuckDB's memory limit is per session)
-            shared = _load_shared(ws, sharing, progress)
+            shared = _load_shared(ws, catalog, sharing, group, progress)
             try:
                 for work in sharing:
                     _compute(ws, catalog, work, group, progress, full, plans[work.name], shared)

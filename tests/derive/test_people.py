@@ -633,3 +633,33 @@ def test_a_join_beside_a_plain_table_hides_no_more_than_without_it(workspace, eh
     assert_published_as_counted(workspace, [plain, emergencies], rows)
     data = json.loads(cli("privacy", "audit", "--json").output)
     assert data["ok"] is True and data["findings"] == []
+
+
+def test_parts_of_a_table_that_join_otherwise_hide_no_more_than_without(workspace, ehr, tmp_path, cli):
+    """Monthly visits by department beside its ambulatory and emergency parts, the emergencies
+    joining the patients file for a column they do not use: the plain tables share one read of
+    the input, which now holds the joined file too (it was locked down without it, and the build
+    failed), and the rows no part keeps are counted as they are without the join. The same cells
+    are hidden with and without the join."""
+    rows = write_registry(workspace, tmp_path, ehr)
+    entries = [{"name": "by_month", "grain": "month", "group_by": ["dept"]},
+               *({"name": f"kind_{k}", "grain": "month", "group_by": ["dept"],
+                  "filters": [{"column": "kind", "op": "=", "value": k}]} for k in ("AMB", "EMER"))]
+    for entry in entries:
+        add_spec(workspace, spec(entry))
+
+    def hidden() -> dict[str, set[tuple]]:
+        catalog = Catalog(workspace)
+        return {e["name"]: {(r["period"], r["dept"]) for r in catalog.read(catalog.current(e["name"])).to_pylist()
+                            if r["suppressed"]} for e in entries}
+
+    build_all(workspace)
+    without = hidden()
+    joined = {**entries[2], "join": {"input": {"source": "registry", "stream": "patients"},
+                                     "on": {"left": "PATIENT", "right": "id"}, "columns": ["sex"]}}
+    add_spec(workspace, spec(joined), replace=True)
+    build_all(workspace, full=True)
+    assert hidden() == without and without["by_month"]
+    assert_published_as_counted(workspace, entries, rows)
+    data = json.loads(cli("privacy", "audit", "--json").output)
+    assert data["ok"] is True and data["findings"] == []
