@@ -25,6 +25,7 @@ from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.disclosure import IdentifierRefused, Restricted
 from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.derive.spec import SpecError
 from lithotse_desktop.errors import ConfigError, LithotseError
 from lithotse_desktop.excel.ops import bind_workbook, export_derivative, refresh_workbook
 from lithotse_desktop.excel.xlwings_addin import udf_table, udf_value
@@ -327,7 +328,10 @@ def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
             "sql": "SELECT (SELECT min(mrn) FROM a__plain) AS mrn, count(*) AS n, count(DISTINCT patient_id) AS p "
                    "FROM a", "count_column": "n", "people_column": "p", "suppress_below": 0}
     add_spec(clinic, later)
-    add_spec(clinic, spec)
+    with pytest.raises(SpecError, match="reads 'a__plain'.*rule: a sql query reads only its named inputs"):
+        add_spec(clinic, spec)
+    # saved unchecked (as a sync or another analyst's copy brings it): its build refuses it
+    Catalog(clinic).save_spec(spec)
     try:
         build(clinic, "later")
         with pytest.raises(LithotseError, match="a__plain"):
@@ -336,6 +340,7 @@ def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
     finally:
         Catalog(clinic).remove("plain_cells")
         Catalog(clinic).remove("later")
+
 
 def test_sql_cells_see_birth_dates_as_their_year_only(clinic):
     spec = {"name": "births", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
@@ -490,6 +495,36 @@ def test_a_sql_version_published_before_its_roles_followed_the_sql_is_rebuilt_fi
         for name in ("by_department", "renamed"):
             if name in Catalog(clinic).names():
                 Catalog(clinic).remove(name)
+
+@pytest.mark.parametrize("sql", [
+    # the unmasked rows by a name the build gives them, or any relation the build holds
+    "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS people, "
+    "(SELECT string_agg(x.mrn, ',') FROM query_table('a__landed') x) AS who FROM a GROUP BY ALL",
+    "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS people, "
+    "(SELECT string_agg(y.mrn, ',') FROM query('SELECT mrn FROM a__landed') y) AS who FROM a GROUP BY ALL",
+    "SELECT table_name AS department, 20 AS n, 20 AS people FROM duckdb_tables()",
+])
+def test_sql_reads_nothing_but_its_inputs(clinic, sql):
+    spec = {"name": "reader", "kind": "sql", "inputs": {"a": {"source": "ehr", "stream": "admissions"}},
+            "sql": sql, "count_column": "n", "people_column": "people"}
+    with pytest.raises(SpecError, match="rule: a sql query reads only its named inputs"):
+        add_spec(clinic, spec)
+    assert "reader" not in Catalog(clinic).names()
+
+
+@pytest.mark.parametrize("sql", [
+    # a count over a join with a range of days is the birth date, a matched character code a name
+    "SELECT p.pid, count(*) AS bd_days FROM p JOIN range(DATE '1900-01-01', DATE '2030-01-01', INTERVAL 1 DAY) "
+    "g(d) ON g.d < CAST(p.birth AS DATE) GROUP BY p.pid",
+    "SELECT (SELECT c.j FROM range(0, 200) c(j) WHERE c.j = unicode(p.family)) AS letter FROM p",
+    "SELECT gender, row_number() OVER (ORDER BY birth) AS place FROM p",
+])
+def test_a_de_identified_sql_computes_each_row_from_one_row(clinic, sql):
+    spec = {"name": "encoded", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
+            "deidentify": "safe-harbor", "sql": sql}
+    with pytest.raises(SpecError, match="rule: a de-identified sql query computes each row from one input row"):
+        add_spec(clinic, spec)
+    assert "encoded" not in Catalog(clinic).names()
 
 def test_safe_harbor_removes_or_generalises_identifiers_computed_in_sql(clinic):
     spec = {"name": "computed", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},

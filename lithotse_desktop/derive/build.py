@@ -76,7 +76,7 @@ from .inputs import (
 )
 from .kinds import KIND_MODULES
 from .kinds.common import unchanged
-from .kinds.sql import Counting, check_counts
+from .kinds.sql import Counting, check_counts, check_row_by_row
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
 from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
@@ -647,6 +647,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        if spec["kind"] == "sql":
+            check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
         progress.update(f"computing {name}")
         if rows_sql is None:

@@ -31,7 +31,7 @@ from .engines import check_engine_name
 from .identifiers import view_column_roles
 from .inputs import empty_relation, input_roles, lock_down, sample_schema
 from .kinds import KIND_MODULES
-from .kinds.sql import check_counts
+from .kinds.sql import check_counts, check_row_by_row
 from .spec import SpecError, spec_inputs, validate_spec
 
 
@@ -102,6 +102,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
         if spec.get(key) and spec[key] not in output.names:
             raise SpecError(key, f"no output column {spec[key]!r}; the query gives: {', '.join(output.names)}")
     if spec.get("deidentify"):
+        if spec["kind"] == "sql":
+            check_row_by_row(spec, known)
         deidentify.actions(spec["deidentify"], output_roles(spec, output, roles), {f.name: f.type for f in output})
     return spec
 

@@ -32,9 +32,99 @@ def check_sql(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
+READS_RULE = ("a sql query reads only its named inputs (and its own WITH queries), through no table function "
+              "but range, generate_series and unnest")
+SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+"""Table functions that make rows from their arguments and read nothing else."""
+
+
+def check_reads(spec: dict) -> None:
+    """Refuse a DuckDB query that names a relation other than its inputs' aliases (the build's
+    own tables and views, an input's unmasked rows) or calls a table function that could read one
+    by a name computed in the query (``query``, ``query_table``, ``duckdb_tables`` …)."""
+    tree = parse_tree(spec["sql"]) if spec.get("engine", "duckdb") == "duckdb" else None
+    if tree is None:
+        return
+    aliases = {str(a).lower() for a in spec.get("inputs", {})}
+    ctes = {str(entry.get("key", "")).lower() for entry in _all(tree, "cte")}
+    for item in _all(tree, "from"):
+        if item.get("type") == "BASE_TABLE" and not item.get("schema_name") \
+                and str(item.get("table_name", "")).lower() in aliases | ctes:
+            continue
+        if item.get("type") == "BASE_TABLE":
+            where = ".".join(str(part) for part in (item.get("catalog_name"), item.get("schema_name"),
+                                                    item.get("table_name")) if part)
+            raise SpecError("sql", f"reads {where!r}, which is not one of its inputs ({', '.join(sorted(aliases))}); "
+                                   f"rule: {READS_RULE}")
+        name = str((item.get("function") or {}).get("function_name", "")).lower()
+        if name not in SAFE_TABLE_FUNCTIONS:
+            raise SpecError("sql", f"calls the table function {name}(); rule: {READS_RULE}")
+
+
+ROW_BY_ROW_RULE = ("a de-identified sql query computes each row from one input row: no join, group, distinct, "
+                   "window, subquery or table function, which could count or compare identifiers across rows")
+_ROW_BY_ROW = frozenset({"PROJECTION", "FILTER", "SEQ_SCAN", "TABLE_SCAN", "ARROW_SCAN", "PYTHON_ARROW_SCAN",
+                         "ORDER_BY", "TOP_N", "LIMIT",
+                         "STREAMING_LIMIT", "EMPTY_RESULT", "DUMMY_SCAN"})
+
+
+def check_row_by_row(spec: dict, schemas: dict[str, pa.Schema]) -> None:
+    """Refuse a de-identification profile over a query whose columns may depend on more than one
+    row: Safe Harbor's rules judge a column by the identifiers it reads, and a count over a join
+    with a range of days, or a subquery matching a character code, publishes a birth date or a
+    name as a plain number. Judged on DuckDB's plan over empty inputs, unoptimized (so nothing is
+    folded away)."""
+    if not spec.get("deidentify") or spec.get("engine", "duckdb") != "duckdb":
+        return
+    con = duckdb.connect(":memory:")
+    try:
+        for alias, schema in schemas.items():
+            con.register(alias, pa.table({f.name: pa.array([], f.type) for f in schema}))
+        con.execute("PRAGMA disable_optimizer")
+        plan = json.loads(con.execute(f"EXPLAIN (FORMAT json) {check_sql(spec['sql'])}").fetchall()[0][1])
+    except duckdb.Error as exc:
+        raise SpecError("sql", str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+    found = sorted(_operators(plan) - _ROW_BY_ROW)
+    if found:
+        raise SpecError("deidentify", f"derivative {spec['name']!r}: its query {', '.join(o.lower() for o in found)}; "
+                                      f"rule: {ROW_BY_ROW_RULE}")
+
+
+def _operators(plan: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(plan, list):
+        for item in plan:
+            names |= _operators(item)
+    elif isinstance(plan, dict):
+        if "name" in plan:
+            names.add(str(plan["name"]))
+        names |= _operators(plan.get("children", []))
+    return names
+
+
+def _all(node: Any, what: str) -> list[dict]:
+    """Every FROM item (``from``: tables and table functions) or WITH entry (``cte``) anywhere in
+    the tree, subqueries in expressions included."""
+    found: list[dict] = []
+    if isinstance(node, list):
+        for item in node:
+            found += _all(item, what)
+    elif isinstance(node, dict):
+        if what == "from" and node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION"):
+            found.append(node)
+        if what == "cte" and isinstance(node.get("cte_map"), dict):
+            found += [e for e in node["cte_map"].get("map", []) if isinstance(e, dict)]
+        for value in node.values():
+            found += _all(value, what)
+    return found
+
+
 def check(spec: dict) -> None:
     if spec.get("engine", "duckdb") == "duckdb":
         check_sql(spec["sql"])
+        check_reads(spec)
     elif not spec["sql"].strip().rstrip(";").strip():
         raise SpecError("sql", "is empty")
 
@@ -43,7 +133,9 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
           periods: list[Any] | None = None, person_key: list[str] | None = None,
           dialect: Dialect = DUCKDB) -> Query:
     if dialect.name == "duckdb":
-        return Query(f"SELECT * FROM ({check_sql(spec['sql'])})", [], "sql")
+        checked = check_sql(spec["sql"])
+        check_reads(spec)  # again at the build: a spec may come by sync, unchecked
+        return Query(f"SELECT * FROM ({checked})", [], "sql")
     if spec.get("engine") != dialect.name:
         raise SpecError("sql", f"is written for {spec.get('engine', 'duckdb')}, so it cannot be run on "
                                f"{dialect.name}; set \"engine\": \"{dialect.name}\" with SQL in its dialect")
