@@ -184,9 +184,10 @@ class Group:
             cell_ids, atom_ids = cell_ids[order], atom_ids[order]
             starts = (np.flatnonzero(np.diff(cell_ids)) + 1).tolist()
             ids = atom_ids.tolist()
-            firsts = cell_ids[[0, *starts]].tolist() if ids else []
-            for cell, start, end in zip(firsts, [0, *starts], [*starts, len(ids)], strict=True):
-                self.atoms_of[cell] = ids[start:end]
+            if ids:  # no atom in any published cell (every row left out by every member): none to index
+                firsts = cell_ids[[0, *starts]].tolist()
+                for cell, start, end in zip(firsts, [0, *starts], [*starts, len(ids)], strict=True):
+                    self.atoms_of[cell] = ids[start:end]
 
     def _index_atoms(self, atoms: Iterable[dict[str, tuple]] | dict[str, list[tuple | None]], partial: set[str],
                      records: Iterable[int] | None) -> tuple[np.ndarray, list[int] | None]:

@@ -73,3 +73,13 @@ def test_atoms_given_by_member_or_by_atom_index_the_same(seed):
 def _specs() -> list[dict]:
     return [_count("t0", grain="month", group_by=["a"]), _count("t1", grain="year", group_by=["a", "b"]),
             _count("t2", grain="quarter", group_by=["b"], filters=[{"column": "a", "op": "=", "value": "a1"}])]
+
+
+def test_a_group_whose_atoms_fall_in_no_cell_is_indexed_without_any():
+    """Tables with no cells, and rows every one leaves out (a build over a filter no row met
+    crashed here: the index of cells per atom was built from no entry)."""
+    cells = [Cells.from_table(s["name"], s, K, published(s, [])) for s in _specs()]
+    types = {c.name: c.types for c in cells}
+    nowhere = {s["name"]: [None, None] for s in _specs()}
+    group = Group(cells, relations(_specs(), types), differences=None, remainders={}, atoms=nowhere)
+    assert group.atoms is not None and not dict(group.atoms_of)
