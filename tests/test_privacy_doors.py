@@ -342,6 +342,25 @@ def test_sql_cells_cannot_read_the_unmasked_input_by_its_name(clinic):
         Catalog(clinic).remove("later")
 
 
+def test_a_suppressed_sql_cell_hides_every_value_computed_over_its_rows(clinic):
+    # a text aggregate of a hidden cell's rows, or its count cast to text, was kept beside the
+    # nulled counts as if it were a dimension
+    spec = {"name": "texts", "kind": "sql", "inputs": {"a": {"source": "ehr", "stream": "admissions"}},
+            "sql": "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS people, "
+                   "string_agg(CAST(admit_date AS VARCHAR), ',') AS days, "
+                   "CAST(count(DISTINCT patient_id) AS VARCHAR) AS people_txt "
+                   "FROM a WHERE admit_date = DATE '2024-03-01' GROUP BY ALL",
+            "count_column": "n", "people_column": "people"}
+    add_spec(clinic, spec)
+    try:
+        build(clinic, "texts")
+        rows = read_table(clinic, "texts")[1].to_pylist()
+        assert rows and all(r["suppressed"] for r in rows), rows
+        assert all(r["days"] is None and r["people_txt"] is None and r["n"] is None for r in rows), rows
+        assert {r["department"] for r in rows} <= {"cardio", "ortho"}
+    finally:
+        Catalog(clinic).remove("texts")
+
 def test_sql_cells_see_birth_dates_as_their_year_only(clinic):
     spec = {"name": "births", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
             "sql": "SELECT CAST(birth AS DATE) AS birth, count(*) AS n, count(DISTINCT pid) AS people FROM p "

@@ -92,6 +92,38 @@ def check_row_by_row(spec: dict, schemas: dict[str, pa.Schema]) -> None:
                                       f"rule: {ROW_BY_ROW_RULE}")
 
 
+_AGGREGATES: frozenset[str] | None = None
+
+
+def computed_per_cell(spec: dict, names: list[str]) -> set[str]:
+    """Of a sql cells result's columns ``names``, those its outermost SELECT computes with an
+    aggregate function (or a subquery): values of the cell's rows, not keys of the cell, so a
+    suppressed cell hides them as it hides its counts (``string_agg`` of a hidden cell's rows, or
+    its count cast to text, was published beside the nulled counts). Matched by place; a select
+    list with ``*`` is not matched (None of its columns is taken)."""
+    global _AGGREGATES
+    tree = parse_tree(spec["sql"]) if spec.get("engine", "duckdb") == "duckdb" else None
+    items = (tree or {}).get("select_list") or []
+    if not items or len(items) != len(names) or any(i.get("class") == "STAR" for i in items):
+        return set()
+    if _AGGREGATES is None:
+        with duckdb.connect(":memory:") as con:
+            _AGGREGATES = frozenset(r[0] for r in con.execute(
+                "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'").fetchall())
+    return {name for name, item in zip(names, items, strict=True) if _aggregates_in(item, _AGGREGATES)}
+
+
+def _aggregates_in(node: Any, aggregates: frozenset[str]) -> bool:
+    if isinstance(node, list):
+        return any(_aggregates_in(item, aggregates) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("class") == "SUBQUERY" or (node.get("class") == "FUNCTION"
+                                           and str(node.get("function_name", "")).lower() in aggregates):
+        return True
+    return any(_aggregates_in(value, aggregates) for value in node.values())
+
+
 def _operators(plan: Any) -> set[str]:
     names: set[str] = set()
     if isinstance(plan, list):
