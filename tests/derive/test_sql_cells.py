@@ -80,26 +80,29 @@ def test_an_aggregate_beside_published_sql_cells_of_the_same_rows_is_refused_unl
     assert build(ws, "by_class").status == "built", "no hidden cell to recover"
 
 
+def _refused_when_added_and_when_built(ws, spec: dict, when_added: str, when_built: str) -> None:
+    """Refused by ``derive add``; saved unchecked (as before its inputs could be checked, or as a
+    sync brings it), refused by its build too, and nothing published."""
+    with pytest.raises(SpecError, match=when_added):
+        add_spec(ws, spec)
+    Catalog(ws).save_spec(spec)
+    with pytest.raises(SpecError, match=when_built):
+        build(ws, spec["name"])
+    assert Catalog(ws).current(spec["name"]) is None
+
+
 def test_a_count_column_that_is_not_a_count_is_refused(encounters):
-    with pytest.raises(SpecError, match=r"count_column: derivative 'inflated': output column 'n' is "
-                                        r"count\(\*\) \+ 100, not a plain count; rule: a sql cell's count_column"):
-        add_spec(encounters, INFLATED)
-    # saved before its inputs could be checked: the build refuses it, and publishes nothing
-    Catalog(encounters).save_spec(INFLATED)
-    with pytest.raises(SpecError, match="not a plain count"):
-        build(encounters, "inflated")
-    assert Catalog(encounters).current("inflated") is None
+    _refused_when_added_and_when_built(
+        encounters, INFLATED, r"count_column: derivative 'inflated': output column 'n' is "
+                              r"count\(\*\) \+ 100, not a plain count; rule: a sql cell's count_column",
+        "not a plain count")
 
 
 def test_sql_cells_of_an_input_with_a_person_key_count_people(encounters):
     honest = {**INFLATED, "sql": "SELECT department, admit_date, count(*) AS n FROM enc GROUP BY ALL"}
-    with pytest.raises(SpecError, match=f"people_column: derivative 'inflated': its input has the person key "
-                                        f"enc.patient_id.*count\\(DISTINCT patient_id\\).*rule: {PEOPLE_RULE}"):
-        add_spec(encounters, honest)
-    Catalog(encounters).save_spec(honest)
-    with pytest.raises(SpecError, match=PEOPLE_RULE):
-        build(encounters, "inflated")
-    assert Catalog(encounters).current("inflated") is None
+    _refused_when_added_and_when_built(
+        encounters, honest, f"people_column: derivative 'inflated': its input has the person key "
+                            f"enc.patient_id.*count\\(DISTINCT patient_id\\).*rule: {PEOPLE_RULE}", PEOPLE_RULE)
 
 
 def test_sql_cells_alone_on_their_input_build_and_suppress_by_people(encounters):

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from ..compile import DUCKDB, Dialect
+from ..lineage import Unparsable, parse
 from ..spec import SpecError
 from .common import Query
 
@@ -190,13 +191,12 @@ class Counting:
 
 
 def parse_tree(sql: str) -> dict | None:
-    """DuckDB's syntax tree of one SELECT (its outermost query node); None when DuckDB's parser
-    cannot read it (Spark SQL it does not know)."""
-    found = duckdb.connect(":memory:").execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree: dict[str, Any] = json.loads(found[0]) if found else {"error": True}
-    if tree.get("error") or len(tree.get("statements", [])) != 1:
+    """DuckDB's syntax tree of one SELECT (its outermost query node, :func:`..lineage.parse`);
+    None when DuckDB's parser cannot read it (Spark SQL it does not know)."""
+    try:
+        return parse(sql)
+    except Unparsable:
         return None
-    return dict(tree["statements"][0]["node"])
 
 
 def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Counting:
