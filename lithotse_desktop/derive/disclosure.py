@@ -36,7 +36,6 @@ from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
 from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
-from .kinds.sql import computed_per_cell
 from .lineage import Unparsable, sql_column_roles
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
@@ -347,9 +346,9 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
 def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE) -> pa.Table:
     """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
     a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
-    complements along the table's lines. Numeric columns, and any column computed per cell
-    (:func:`.kinds.sql.computed_per_cell`), are the measures (nulled in suppressed cells), the
-    others the dimensions."""
+    complements along the table's lines. Numeric columns are the measures (nulled in suppressed
+    cells), the others the dimensions; every column but the declared counts is a key of the cell
+    (:func:`.kinds.sql.check_counts` refuses anything else computed over a cell's rows)."""
     declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
@@ -366,8 +365,6 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
         raise SpecError("sql", f"an output column named {FLAG!r} is reserved for the suppression flag")
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type)]
-    per_cell = computed_per_cell(spec, [n for n in table.column_names if n != FLAG])
-    numeric += [n for n in table.column_names if n in per_cell and n not in numeric]
     dims = [n for n in table.column_names if n not in numeric and n != PERIOD]
     records = declared.get("count_column", declared.get("people_column"))
     people = declared.get("people_column", records)

@@ -96,22 +96,14 @@ def check_row_by_row(spec: dict, schemas: dict[str, pa.Schema]) -> None:
 _AGGREGATES: frozenset[str] | None = None
 
 
-def computed_per_cell(spec: dict, names: list[str]) -> set[str]:
-    """Of a sql cells result's columns ``names``, those its outermost SELECT computes with an
-    aggregate function (or a subquery): values of the cell's rows, not keys of the cell, so a
-    suppressed cell hides them as it hides its counts (``string_agg`` of a hidden cell's rows, or
-    its count cast to text, was published beside the nulled counts). Matched by place; a select
-    list with ``*`` is not matched (None of its columns is taken)."""
+def _aggregate_names() -> frozenset[str]:
+    """DuckDB's aggregate functions, from its catalog (read once)."""
     global _AGGREGATES
-    tree = parse_tree(spec["sql"]) if spec.get("engine", "duckdb") == "duckdb" else None
-    items = (tree or {}).get("select_list") or []
-    if not items or len(items) != len(names) or any(i.get("class") == "STAR" for i in items):
-        return set()
     if _AGGREGATES is None:
         with duckdb.connect(":memory:") as con:
             _AGGREGATES = frozenset(r[0] for r in con.execute(
                 "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'").fetchall())
-    return {name for name, item in zip(names, items, strict=True) if _aggregates_in(item, _AGGREGATES)}
+    return _AGGREGATES
 
 
 def _aggregates_in(node: Any, aggregates: frozenset[str]) -> bool:
@@ -179,6 +171,11 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
 COUNT_RULE = ("a sql cell's count_column is a plain count(*) or count(column) and its people_column a plain "
               "count(DISTINCT <person key>), both in the query's outermost SELECT (suppression decides by them)")
 PEOPLE_RULE = "where an input names people, sql cells count people"
+SHAPE_RULE = ("a sql cell publishes its keys and its declared counts only, and is chosen by its keys: no other "
+              "aggregate, window or subquery in the outermost SELECT, no HAVING, QUALIFY or LIMIT, no ORDER BY "
+              "a count")
+JOIN_RULE = ("sql cells that join tables holding people join them on their person keys, so a cell's people "
+             "are the people of its rows")
 
 
 @dataclass(frozen=True)
@@ -215,6 +212,7 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
         raise SpecError("sql", f"derivative {name!r}: GROUPING SETS, ROLLUP or CUBE publish totals beside their "
                                "parts, which recover the parts suppression hides; rule: sql cells are one cell "
                                "per group — publish the totals as an aggregate")
+    _check_shape(spec, node)
     selected = {_output_name(item): item for item in node["select_list"]}
     count = selected.get(spec["count_column"].lower())
     if count is None or not _plain_count(count, distinct=False):
@@ -244,7 +242,150 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
         raise SpecError("people_column", f"derivative {name!r}: output column {spec['people_column']!r} counts "
                                          f"{what}; person keys: {', '.join(sorted(keys)) or 'none'}; "
                                          f"rule: {COUNT_RULE}")
+    _check_people_joined(name, node, roles, argument["column_names"], source)
     return Counting("people", f"{source[0]}.{source[1]}")
+
+
+def _check_shape(spec: dict, node: dict) -> None:
+    """Refuse a sql cells query that publishes more than its keys and declared counts, or picks
+    its cells by their counts: a ``sum`` of a 0/1 column or a ``count(*) FILTER`` is a count of
+    a sub-population left unsuppressed, ``string_agg`` lists a cell's rows, ``HAVING count = 1``
+    says a suppressed cell holds one person, and rows ordered by their counts bound the hidden ones."""
+    name = spec["name"]
+    declared = {str(spec.get(field) or "").lower() for field in ("count_column", "people_column")} - {""}
+    items = node.get("select_list") or []
+    for item in items:
+        if _output_name(item) not in declared and _across_rows(item):
+            raise SpecError("sql", f"derivative {name!r}: output column {_output_name(item) or _shown(item)!r} is "
+                                   f"{_shown(item)}, computed over a cell's rows but not its declared count; "
+                                   f"rule: {SHAPE_RULE} — publish other measures as an aggregate")
+    for clause in ("having", "qualify"):
+        if node.get(clause) is not None:
+            raise SpecError("sql", f"derivative {name!r}: {clause.upper()} chooses cells by what they hold; "
+                                   f"rule: {SHAPE_RULE}")
+    for modifier in node.get("modifiers") or []:
+        if modifier.get("type") in ("LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER"):
+            raise SpecError("sql", f"derivative {name!r}: LIMIT keeps some cells and drops others by their order; "
+                                   f"rule: {SHAPE_RULE}")
+        for order in modifier.get("orders") or [] if modifier.get("type") == "ORDER_MODIFIER" else []:
+            if _orders_by_count(order.get("expression") or {}, items, declared):
+                raise SpecError("sql", f"derivative {name!r}: ORDER BY {_shown(order.get('expression'))} lists "
+                                       f"cells in the order of their counts, which bounds the hidden ones; "
+                                       f"rule: {SHAPE_RULE} — order by the keys")
+
+
+def _across_rows(node: Any) -> bool:
+    """Whether an expression is computed over several rows: an aggregate, a window or a subquery."""
+    if isinstance(node, list):
+        return any(_across_rows(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    return node.get("class") == "WINDOW" or _aggregates_in(node, _aggregate_names()) or \
+        any(_across_rows(value) for value in node.values())
+
+
+def _orders_by_count(expression: dict, items: list[dict], declared: set[str]) -> bool:
+    if expression.get("class") == "COLUMN_REF" and expression["column_names"][-1].lower() in declared:
+        return True
+    literal = expression.get("literal") or {}
+    if expression.get("class") == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
+        place = int(literal.get("text", 0))
+        return 0 < place <= len(items) and _output_name(items[place - 1]) in declared
+    return _across_rows(expression)
+
+
+def _check_people_joined(name: str, node: dict, roles: dict[str, dict[str, str | None]],
+                         counted: list[str], source: tuple[str, str]) -> None:
+    """Refuse sql cells whose FROM joins the counted rows with another table holding people
+    other than on their person keys: grouped by one table and counting the other's people
+    (``CROSS JOIN`` twenty patients), every cell would count twenty."""
+    leaves, equalities = _joined(node.get("from_table") or {})
+    where = node.get("where_clause")
+    equalities += _conjuncts(where) if where is not None else []
+    if len(leaves) < 2:
+        return
+    ctes = {entry["key"].lower(): entry["value"]["query_node"] for entry in (node.get("cte_map") or {}).get("map", [])}
+    keyed = {alias.lower() for alias, columns in roles.items() if "person_key" in columns.values()}
+    counted_leaf = _leaf_of(counted, leaves, ctes, roles)
+    holding = [i for i, leaf in enumerate(leaves) if _reads_tables(leaf, ctes, keyed)]
+    joined = {counted_leaf} if counted_leaf is not None else set()
+    changed = True
+    while changed:
+        changed = False
+        for left, right in equalities:
+            sides = [(_leaf_of(ref, leaves, ctes, roles), _person_key(ref, node, roles)) for ref in (left, right)]
+            if all(key for _, key in sides) and len({leaf for leaf, _ in sides} & joined) == 1:
+                joined |= {leaf for leaf, _ in sides if leaf is not None}
+                changed = True
+    apart = [_leaf_shown(leaves[i]) for i in holding if i not in joined]
+    if apart or counted_leaf is None:
+        raise SpecError("sql", f"derivative {name!r}: counts the people of {source[0]}.{source[1]} over a join "
+                               f"with {', '.join(apart) or 'another table'}, which holds people too, not joined on "
+                               f"their person keys (ON a.<person key> = b.<person key>); rule: {JOIN_RULE}")
+
+
+def _joined(table: dict) -> tuple[list[dict], list[tuple[list[str], list[str]]]]:
+    """The tables a FROM clause joins (table functions and VALUES included) and the equalities of
+    two columns its joins are made on (USING columns as such equalities)."""
+    if table.get("type") != "JOIN":
+        return ([table] if table.get("type") not in (None, "EMPTY") else []), []
+    left, left_equal = _joined(table["left"])
+    right, right_equal = _joined(table["right"])
+    equalities = left_equal + right_equal
+    if table.get("condition") is not None:
+        equalities += _conjuncts(table["condition"])
+    for column in table.get("using_columns") or []:
+        for a in left:
+            for b in right:
+                equalities.append(([_leaf_name(a), column], [_leaf_name(b), column]))
+    return left + right, equalities
+
+
+def _conjuncts(condition: dict) -> list[tuple[list[str], list[str]]]:
+    if condition.get("type") == "CONJUNCTION_AND":
+        return [pair for child in condition.get("children") or [] for pair in _conjuncts(child)]
+    if condition.get("type") in ("COMPARE_EQUAL", "COMPARE_NOT_DISTINCT_FROM") and \
+            condition["left"].get("class") == condition["right"].get("class") == "COLUMN_REF":
+        return [(condition["left"]["column_names"], condition["right"]["column_names"])]
+    return []
+
+
+def _leaf_of(ref: list[str], leaves: list[dict], ctes: dict[str, dict],
+             roles: dict[str, dict[str, str | None]]) -> int | None:
+    """Which of a FROM clause's tables a column reference reads (None: none, or not one)."""
+    if len(ref) >= 2:
+        named = [i for i, leaf in enumerate(leaves) if _leaf_name(leaf) == ref[-2].lower()]
+    else:
+        named = [i for i, leaf in enumerate(leaves)
+                 if leaf.get("type") in ("BASE_TABLE", "SUBQUERY") and _provides(leaf, ref[0].lower(), ctes, roles)]
+    return named[0] if len(named) == 1 else None
+
+
+def _person_key(ref: list[str], node: dict, roles: dict[str, dict[str, str | None]]) -> bool:
+    source = _source(ref, node, {}, roles)
+    return source is not None and roles[source[0]].get(source[1]) == "person_key"
+
+
+def _reads_tables(node: Any, ctes: dict[str, dict], wanted: set[str], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a FROM item reads, anywhere inside it (through CTEs too), one of the ``wanted`` inputs."""
+    if isinstance(node, list):
+        return any(_reads_tables(item, ctes, wanted, seen) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("type") == "BASE_TABLE":
+        table = str(node.get("table_name", "")).lower()
+        if table in ctes and table not in seen:
+            return _reads_tables(ctes[table], ctes, wanted, seen | {table})
+        return table in wanted
+    inner = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                        for entry in (node.get("cte_map") or {}).get("map", [])}}
+    return any(_reads_tables(value, inner, wanted, seen) for value in node.values())
+
+
+def _leaf_shown(leaf: dict) -> str:
+    if leaf.get("type") == "BASE_TABLE":
+        return str(leaf.get("alias") or leaf.get("table_name"))
+    return f"the {str(leaf.get('type', '?')).lower().replace('_', ' ')} {leaf.get('alias') or ''}".rstrip()
 
 
 def _output_name(item: dict) -> str:
@@ -266,6 +407,10 @@ def _shown(item: dict | None) -> str:
         return str((item.get("literal") or {}).get("text", "a constant"))
     if kind == "WINDOW":
         return f"{item.get('function_name', '?')}(…) OVER (…)"
+    if kind == "CAST":
+        return f"CAST({_shown(item.get('child'))} AS {(item.get('cast_type') or {}).get('id', '?')})"
+    if kind == "SUBQUERY":
+        return "a subquery"
     if kind == "FUNCTION":
         arguments = [_shown(a["expression"]) for a in item.get("arguments") or []]
         if item.get("is_operator") and len(arguments) == 2:
