@@ -12,7 +12,7 @@ import click
 from . import __version__, audit
 from .cliutil import LithotseGroup, _emit_json, cli_progress, current_workspace, workspace_option
 from .dates import DateRange
-from .errors import ConfigError, NotFound
+from .errors import ConfigError, LithotseError, NotFound
 from .secrets import current_store
 from .workspace import Workspace, default_workspace_dir
 
@@ -167,16 +167,18 @@ def import_cmd(name: str, date_from: str | None, date_to: str | None, streams: t
                                build=not no_build, progress=cli_progress(quiet or as_json))
     if as_json:
         _emit_json(outcome.to_json())
-        return
-    result = outcome.imported
-    if not result.landings:
-        click.echo(f"{name}: nothing new to import for {rng}")
-    for item in result.landings:
-        click.echo(item.summary())
-    for line in result.skipped_lines():
-        click.echo(line)
-    for line in outcome.build_lines():
-        click.echo(line)
+    else:
+        result = outcome.imported
+        if not result.landings:
+            click.echo(f"{name}: nothing new to import for {rng}")
+        for item in result.landings:
+            click.echo(item.summary())
+        for line in result.skipped_lines():
+            click.echo(line)
+        for line in outcome.build_lines():
+            click.echo(line)
+    if outcome.build_error:
+        raise LithotseError(f"imported, but the build that follows failed: {outcome.build_error}")
 
 
 @main.group("raw")
@@ -386,17 +388,23 @@ def _print_table(table: Any, limit: int | None = None) -> None:
 @workspace_option
 def derive_build(name: str | None, build_every: bool, full: bool, engine: str | None, as_json: bool) -> None:
     """Build a derivative (or all) when its spec or inputs changed."""
-    from .derive.build import build_all
+    from .derive.build import BuildsFailed, build_all
 
     if bool(name) == build_every:
         raise ConfigError("give a derivative NAME or --all")
-    results = build_all(current_workspace(), [name] if name else None, full=full, engine=engine,
-                        progress=cli_progress(as_json))
+    failed: BuildsFailed | None = None
+    try:
+        results = build_all(current_workspace(), [name] if name else None, full=full, engine=engine,
+                            progress=cli_progress(as_json))
+    except BuildsFailed as exc:
+        results, failed = exc.results, exc
     if as_json:
         _emit_json([r.to_json() for r in results])
-        return
-    for r in results:
-        click.echo(r.summary())
+    else:
+        for r in results:
+            click.echo(r.summary())
+    if failed is not None:
+        raise failed
 
 
 @derive_group.command("rm")

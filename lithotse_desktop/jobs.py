@@ -7,6 +7,7 @@ from typing import Any
 
 from . import audit
 from .dates import DateRange
+from .errors import Cancelled, LithotseError
 from .progress import Progress
 from .raw.landing import ImportResult, run_import
 from .workspace import Workspace
@@ -16,14 +17,20 @@ from .workspace import Workspace
 class ImportOutcome:
     imported: ImportResult
     builds: list[Any] = field(default_factory=list)
+    build_error: str | None = None
+    """Why a build after the import failed: the data landed all the same, and stays."""
 
     def to_json(self) -> dict:
         data = self.imported.to_json()
         data["builds"] = [b.to_json() for b in self.builds]
+        data["build_error"] = self.build_error
         return data
 
     def build_lines(self) -> list[str]:
-        return [b.summary() for b in self.builds]
+        lines = [b.summary() for b in self.builds]
+        if self.build_error and not any(b.status in ("failed", "skipped") for b in self.builds):
+            lines.append(f"build failed: {self.build_error}")
+        return lines
 
 
 def import_and_build(ws: Workspace, source: str, date_range: DateRange | None = None, *,
@@ -38,7 +45,13 @@ def import_and_build(ws: Workspace, source: str, date_range: DateRange | None = 
                      landings=[m.manifest.id for m in imported.landings])
     outcome = ImportOutcome(imported)
     if build and imported.landings:
-        from .derive.build import build_affected
+        from .derive.build import BuildsFailed, build_affected
 
-        outcome.builds = build_affected(ws, source, sorted(imported.streams), progress=progress)
+        try:
+            outcome.builds = build_affected(ws, source, sorted(imported.streams), progress=progress)
+        except Cancelled:
+            raise
+        except LithotseError as exc:
+            outcome.builds = exc.results if isinstance(exc, BuildsFailed) else []
+            outcome.build_error = str(exc)
     return outcome

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from .. import audit
 from ..atomic import atomic_write_stream
-from ..errors import LithotseError, NotFound
+from ..errors import Cancelled, LithotseError, NotFound
 from ..plugins import get_plugin_manager
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
@@ -95,6 +95,8 @@ class BuildResult:
     partitions_total: int = 0
     seconds: float = 0.0
     pruned: list[str] = field(default_factory=list)
+    error: str | None = None
+    """Why a derivative of a run of several was ``failed`` or ``skipped`` (then ``version`` is empty)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -102,6 +104,8 @@ class BuildResult:
     def summary(self) -> str:
         if self.status == "up to date":
             return f"derivative {self.name}: up to date (version {self.version})"
+        if self.status in ("failed", "skipped"):
+            return f"derivative {self.name}: {self.status}: {self.error}"
         return (f"derivative {self.name}: {self.status} version {self.version}, {self.rows} rows, "
                 f"{self.partitions_written}/{self.partitions_total} partitions written "
                 f"in {self.seconds:.2f}s")
@@ -1275,11 +1279,28 @@ def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[
     return [units[u] for u in done]
 
 
+class BuildsFailed(LithotseError):
+    """Some derivatives of a run could not be built (the others were): one refused derivative
+    does not keep every other one of the workspace out of date."""
+
+    def __init__(self, results: list[BuildResult]) -> None:
+        self.results = results
+        failed = [r for r in results if r.status in ("failed", "skipped")]
+        built = len(results) - len(failed)
+        super().__init__(f"{len(failed)} of {len(results)} derivatives not built ({built} built or up to date): "
+                         + "; ".join(f"{r.name}: {r.status}: {r.error}" for r in failed))
+
+
 def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progress | None = None,
               full: bool = False, engine: str | None = None) -> list[BuildResult]:
     """Build the named derivatives (all without names), inputs first; ``engine`` overrides each
     spec's engine for this run (see :mod:`.engines`). The engine does not enter the version id:
-    every engine computes the same cells."""
+    every engine computes the same cells.
+
+    A derivative that cannot be built (a refusal, a bad spec, an input that fails to read) does
+    not stop the others: those that read it are skipped, the rest are built, and then
+    :class:`BuildsFailed` names each one not built. A run of one derivative (with the aggregates
+    decided with it) raises its error as it is; cancelling stops the run."""
     catalog = Catalog(ws)
     specs = {spec["name"]: spec for spec in catalog.specs()}
     for name in names or []:
@@ -1288,8 +1309,27 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     wanted = set(names) if names else set(specs)
     progress = progress or Progress()
     results: list[BuildResult] = []
-    for unit in _units(ws, catalog, specs, wanted):
-        results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full, engine))
+    units = _units(ws, catalog, specs, wanted)
+    not_built: dict[str, str] = {}
+    for unit in units:
+        missing = sorted({item["derivative"] for n in unit for item in spec_inputs(specs[n]).values()
+                          if item.get("derivative") in not_built})
+        if missing:
+            reason = f"it reads {', '.join(missing)}, which was not built"
+            results.extend(BuildResult(n, "", "skipped", error=reason) for n in unit)
+            not_built.update(dict.fromkeys(unit, reason))
+            continue
+        try:
+            results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full, engine))
+        except Cancelled:
+            raise
+        except LithotseError as exc:
+            if len(units) == 1:
+                raise
+            results.extend(BuildResult(n, "", "failed", error=str(exc)) for n in unit)
+            not_built.update(dict.fromkeys(unit, str(exc)))
+    if not_built:
+        raise BuildsFailed(results)
     return results
 
 

@@ -67,6 +67,10 @@ def build_sentence(results: Iterable[Any]) -> str:
     rebuilt = [r for r in results if r.status in REBUILT]
     if not results:
         return ""
+    not_built = [r.name for r in results if r.status in ("failed", "skipped")]
+    if not_built:
+        done = f"{len(rebuilt)} rebuilt, " if rebuilt else ""
+        return f"{done}{', '.join(not_built)} not built (see Details)"
     if not rebuilt:
         return "derivatives already up to date" if len(results) > 1 else f"{results[0].name} already up to date"
     if len(rebuilt) == 1:
@@ -106,6 +110,8 @@ def import_sentence(outcome: ImportOutcome) -> str:
     if aside:
         text += f" ({plural(aside, 'more record')} outside {range_text(result.date_range)} stored, not counted)"
     built = build_sentence(outcome.builds)
+    if outcome.build_error and not built:
+        built = "the build that follows failed (see Details)"
     return text + (f"; {built}." if built else ".")
 
 

@@ -256,3 +256,34 @@ def test_a_partly_rebuilt_table_is_decided_with_its_published_periods():
         {"period": jan23, "dept": "a", "n": 5}, {"period": jan24, "dept": "a", "n": 3}]
     empty = pa.table({c: pa.array([], pa.null()) for c in ("period", "dept", "n", "suppressed")})
     assert _published_with(empty, fresh, [jan24]) is fresh
+
+
+def test_a_derivative_that_cannot_be_built_keeps_no_other_out_of_date(workspace, lines, cli):
+    """One bad spec (saved unchecked, as a sync brings it) fails its own build and skips what
+    reads it; the import lands, every other derivative is built, and each one not built is named."""
+    write(lines, "a.txt", [(f"2024-01-{d:02d}", d, "ab"[d % 2], f"id{d}") for d in range(1, 21)])
+    add_spec(workspace, MONTHLY)
+    Catalog(workspace).save_spec({**MONTHLY, "name": "broken", "group_by": ["no_such_column"]})
+    Catalog(workspace).save_spec({"name": "above", "kind": "aggregate", "input": {"derivative": "broken"},
+                                  "measures": [{"fn": "count", "as": "n"}], "suppress_below": 0})
+    outcome = import_and_build(workspace, "vals")
+    assert outcome.imported.landings, "the data landed all the same"
+    statuses = {b.name: b.status for b in outcome.builds}
+    assert statuses == {"monthly": "built", "broken": "failed", "above": "skipped"}, statuses
+    assert "no_such_column" in outcome.build_error and "above: skipped: it reads broken" in outcome.build_error
+    assert sum(r["n"] for r in rows_of(workspace, "monthly")) == 20
+    assert Catalog(workspace).current("broken") is None and Catalog(workspace).current("above") is None
+
+    result = cli("derive", "build", "--all", "--json", expect=1)
+    shown = {r["name"]: r for r in json.loads(result.stdout)}
+    assert shown["monthly"]["status"] == "up to date" and shown["monthly"]["error"] is None
+    assert shown["broken"]["status"] == "failed" and "no_such_column" in shown["broken"]["error"]
+    assert shown["above"]["status"] == "skipped"
+    assert "2 of 3 derivatives not built" in result.stderr
+
+    write(lines, "b.txt", [("2024-01-25", 5, "a", "id25")])
+    result = cli("import", "vals", "--json", expect=1)
+    landed = json.loads(result.stdout)
+    assert landed["build_error"] and {b["name"]: b["status"] for b in landed["builds"]}["monthly"] == "incremental"
+    assert "imported, but the build that follows failed" in result.stderr
+    assert sum(r["n"] for r in rows_of(workspace, "monthly")) == 21

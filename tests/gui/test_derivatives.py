@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec
 from tests.gui.helpers import VISITS_SPEC, demo_workspace, visit_records
 
 
@@ -272,3 +273,19 @@ def test_series_have_gaps_where_cells_are_suppressed():
     assert [[v for _d, v in seg] for seg in lines[0].segments()] == [[5.0], [7.0, 8.0]]
     lines, _ = series_from_table(table.slice(4), "n", ["grp"])
     assert lines[0].points[0] == (days[0], 1.0) and len(lines[0].segments()) == 1
+
+
+def test_build_all_builds_the_others_when_one_cannot_be_built(qtbot, window, workspace, tmp_path):
+    demo_workspace(workspace, tmp_path / "in", build_it=False)
+    add_spec(workspace, VISITS_SPEC)
+    Catalog(workspace).save_spec({**VISITS_SPEC, "name": "broken", "input": {"source": "clinic", "stream": "nope"}})
+    page = window.show_page("derivatives")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.build_all_button.isEnabled(), timeout=10000)
+    qtbot.mouseClick(page.build_all_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None and "not built" in page.strip.status.text(), timeout=30000)
+    assert page.strip.status.text() == "1 rebuilt, broken not built (see Details)."
+    states = {page.table.item(r, 0).text(): page.table.item(r, 3).text() for r in range(page.table.rowCount())}
+    assert states["broken"] == "not built yet" and states["visits_by_grp"] != "not built yet", states
+    assert Catalog(workspace).current("visits_by_grp") is not None
+    assert page.build_all_button.isEnabled()

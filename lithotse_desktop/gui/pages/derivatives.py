@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...derive.build import BuildResult, build, build_all
+from ...derive.build import BuildResult, BuildsFailed, build, build_all
 from ...derive.catalog import Catalog
 from ...derive.service import lineage, read_table
 from ...derive.spec import dimension_alias
@@ -44,7 +44,7 @@ from ..chart import TimeSeriesChart, is_time_series
 from ..common import JobStrip, compact_table, error_text, fit_columns, fixed_font, named, show_error
 from ..specform import AggregateDialog, input_label
 from ..viewedit import ViewDialog
-from ..words import built_text
+from ..words import build_sentence, built_text
 
 HEADERS = ["Name", "Kind", "Reads", "Rows"]
 KIND_WORDS = {"aggregate": "aggregate", "view": "view", "sql": "SQL"}
@@ -518,7 +518,13 @@ class DerivativesPage(QWidget):
 
     def _build_failed(self, exc: BaseException, trace: str) -> None:
         self.job = None
-        self.strip.stopped(f"Build failed: {error_text(exc)}")
+        if isinstance(exc, BuildsFailed):  # the others were built: show them as such
+            sentence = build_sentence(exc.results)
+            self.strip.stopped(f"{sentence[:1].upper()}{sentence[1:]}.", ok=False)
+            self.refresh()
+            self.built.emit(exc.results)
+        else:
+            self.strip.stopped(f"Build failed: {error_text(exc)}", ok=False)
         self._enable()
         show_error(self, "Build failed", exc, trace)
 

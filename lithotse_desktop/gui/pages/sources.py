@@ -566,10 +566,10 @@ class SourcesPage(QWidget):
     def _finished(self, outcome: ImportOutcome) -> None:
         self._job_ended()
         sentence = import_sentence(outcome)
-        self.strip.stopped(sentence)
+        self.strip.stopped(sentence, ok=outcome.build_error is None)
         lines = [landing_details(item.manifest) for item in outcome.imported.landings]
         lines += outcome.imported.skipped_lines()
-        lines += [b.summary() for b in outcome.builds]
+        lines += outcome.build_lines()
         self.summary.setPlainText("\n".join(lines) or "Nothing was written.")
         self.details_button.setVisible(bool(lines))
         self.refresh_summaries()
