@@ -46,7 +46,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..storage import PreconditionFailed
 from ..workspace import Workspace
-from . import atoms, deidentify, recordindex, rowstream
+from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
@@ -234,6 +234,8 @@ class _Work:
     kept_changes: bool = False
     """The rows an incremental load of that input gained and lost are at hand (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
+    subcounts: dict[str, str] = field(default_factory=dict)
+    """Measures counting part of a cell, by output column (see :mod:`.measures`)."""
     engine: str = "duckdb"
 
     @property
@@ -442,6 +444,11 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         if spec["kind"] == "aggregate":
             work.aggregate_roles = check_aggregate(spec, work.roles)
             work.person_key = _input_person_key(catalog, work, schemas["input"])
+            if work.threshold > 0:
+                flags = measures.flag_columns(spec, schemas["input"],
+                                              lambda sql: session.run(sql, [], f"derivative {name}"), session.dialect)
+                measures.check_flags(spec, flags)
+                work.subcounts = measures.subcounts(spec, work.roles.get("input", {}), work.person_key, flags)
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
@@ -897,7 +904,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         if _published_whole(w):
             assert w.table is not None and w.previous is not None and w.periods is not None
             table = _published_with(catalog.read(w.previous), w.table, w.periods)
-        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table))
+        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table, w.subcounts))
     present = {c.name for c in cells}
     rels, seen = [], set()
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] = {}

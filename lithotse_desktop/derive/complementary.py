@@ -44,6 +44,7 @@ from ..errors import LithotseError
 from .bounds import EXACT, IPM_FROM, BoundModel
 from .compile import CELL_COUNT, PEOPLE, PERIOD
 from .margins import Margins
+from .measures import sensitive_rows
 from .relations import (
     Partition,
     Relation,
@@ -75,15 +76,19 @@ class Cells:
     values: dict[tuple, list[Any]] = field(default_factory=dict)
     types: dict[str, pa.DataType] = field(default_factory=dict)
     hidden: set[int] = field(default_factory=set)
+    counted_in_part: set[int] = field(default_factory=set)
+    """Rows a measure counting part of the cell makes primary (see :mod:`.measures`)."""
 
     @property
     def dims(self) -> list[str]:
         return [dimension_alias(d) for d in self.spec.get("group_by", [])]
 
     @classmethod
-    def from_table(cls, name: str, spec: dict, k: int, table: pa.Table) -> Cells:
+    def from_table(cls, name: str, spec: dict, k: int, table: pa.Table,
+                   subcounts: dict[str, str] | None = None) -> Cells:
         """Cells of an unsuppressed aggregate result (with ``__n`` and ``__people``), or of a
-        published table (with ``suppressed``; records and people unknown)."""
+        published table (with ``suppressed``; records and people unknown). ``subcounts``: the
+        measures counting part of a cell (:func:`.measures.subcounts`)."""
         dims = [dimension_alias(d) for d in spec.get("group_by", [])]
         coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
         columns = {c: table.column(c).to_pylist() for c in coordinates}
@@ -95,6 +100,10 @@ class Cells:
         if CELL_COUNT in table.column_names:
             cells.records = table.column(CELL_COUNT).to_pylist()
             cells.people = table.column(PEOPLE).to_pylist()
+            if subcounts:
+                parts = {alias: table.column(alias).to_pylist() for alias in subcounts if alias in table.column_names}
+                cells.counted_in_part = sensitive_rows(parts, {"records": cells.records, "people": cells.people},
+                                                       subcounts, k)
         if "suppressed" in table.column_names:
             cells.hidden = {i for i, flag in enumerate(table.column("suppressed").to_pylist()) if flag}
         return cells
@@ -380,7 +389,8 @@ def primary(member: Cells, zero_cells: str) -> set[int]:
     if member.k <= 0 or member.people is None:
         return set()
     hide_zero = zero_cells == "suppress"
-    return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)}
+    return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)} | \
+        member.counted_in_part
 
 
 def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:

@@ -1,0 +1,85 @@
+"""Measures that count part of a cell: they pass the threshold as the cell's people do.
+
+A cell of 40 people may publish ``count`` of a column present in 3 of its rows, the ``sum`` of a
+0/1 column true in 3 of them, or the ``count_distinct`` of a person's key that a ``sql`` input
+kept only for some people (``CASE WHEN … THEN patient_id END``): each is a count of 1 to k-1
+individuals, the number small-cell suppression exists to hide, and so is the rest of the cell
+when those measures are near its total. Such a measure makes its cell primary (hidden, with its
+complements) when it, or the cell's total less it, holds 1 to k-1. A column holding only 0 and 1
+(or true and false) is a count whatever measure reads it, so ``mean``, ``min``, ``max``,
+``median`` and ``percentile`` of one are refused: they say which cells hold someone it marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from .compile import Dialect
+from .identifiers import ROLES
+from .spec import SpecError
+
+FLAG_RULE = ("a column of only 0 and 1 counts the rows it marks: group by it (its cells are then suppressed "
+             "by their people), or sum it")
+SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum of a 0/1 column, count_distinct "
+                 "of a key other than the person's) passes the threshold as the cell's people do")
+_NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+
+
+def flag_columns(spec: dict, schema: pa.Schema, run: Callable[[str], pa.Table], dialect: Dialect) -> set[str]:
+    """The input columns that a measure other than ``count`` reads and that hold only 0 and 1
+    (read from the data: one pass over those columns) or are boolean."""
+    wanted = sorted({m["column"] for m in spec.get("measures", []) if m["fn"] not in ("count", "count_distinct")
+                     and m.get("column") in schema.names})
+    flags = {c for c in wanted if pa.types.is_boolean(schema.field(c).type)}
+    numeric = [c for c in wanted if any(test(schema.field(c).type) for test in _NUMERIC)]
+    if not numeric:
+        return flags
+    parts = []
+    for i, column in enumerate(numeric):
+        quoted = dialect.quote(column)
+        parts.append(f"count({quoted}) AS p{i}, count(CASE WHEN {quoted} NOT IN (0, 1) THEN 1 END) AS o{i}")
+    row = run(f"SELECT {', '.join(parts)} FROM input").to_pylist()[0]
+    return flags | {c for i, c in enumerate(numeric) if row[f"p{i}"] and not row[f"o{i}"]}
+
+
+def check_flags(spec: dict, flags: set[str]) -> None:
+    """Refuse a measure that reads a 0/1 column other than by counting or summing it."""
+    for i, m in enumerate(spec.get("measures", [])):
+        if m.get("column") in flags and m["fn"] not in ("count", "count_distinct", "sum"):
+            raise SpecError(f"measures[{i}]", f"derivative {spec['name']!r}: {m['fn']} of {m['column']!r}, a column "
+                                              f"holding only 0 and 1, says which cells hold someone it marks; "
+                                              f"rule: {FLAG_RULE}")
+
+
+def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | None,
+              flags: set[str]) -> dict[str, str]:
+    """The measures counting part of a cell, by output column: ``records`` (set against the
+    cell's rows) or ``people`` (against its people)."""
+    keys = set(person_key or [])
+    found: dict[str, str] = {}
+    for m in spec.get("measures", []):
+        column = m.get("column")
+        if column is None or column in keys:
+            continue
+        role = roles.get(column)
+        if m["fn"] == "count" or (m["fn"] == "sum" and column in flags):
+            found[m["as"]] = "records"
+        elif m["fn"] == "count_distinct" and role is not None and not ROLES[role].cell_dimension:
+            found[m["as"]] = "people"
+    return found
+
+
+def sensitive_rows(values: dict[str, list], totals: dict[str, list[int] | None], kinds: dict[str, str],
+                   k: int) -> set[int]:
+    """Rows where a part-counting measure, or the cell's total less it, holds 1 to k-1."""
+    rows: set[int] = set()
+    for alias, kind in kinds.items():
+        total = totals.get(kind)
+        for i, value in enumerate(values.get(alias, [])):
+            part = int(value or 0)
+            rest = (total[i] - part) if total is not None and total[i] is not None else 0
+            if 0 < part < k or 0 < rest < k:
+                rows.add(i)
+    return rows

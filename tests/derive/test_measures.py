@@ -1,0 +1,116 @@
+"""Measures that count part of a cell pass the threshold as the cell's people do (a count of the
+rows where a column is present, a sum of a 0/1 column, the distinct keys a sql input kept for
+some people only); other measures of a 0/1 column are refused.
+
+January 2024: Cardiology has 40 patients, 3 of them discharged, 3 readmitted, 2 with B20;
+Neurology 30 (15, 15, none); Oncology 25 (all discharged, none readmitted). All are insured
+but two of Cardiology's.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pytest
+
+from lithotse_desktop.derive.build import build, build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.measures import FLAG_RULE
+from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.derive.spec import SpecError
+from lithotse_desktop.raw import run_import
+
+VISITS = {"source": "ehr", "stream": "visits"}
+
+
+@pytest.fixture
+def visits(workspace, tmp_path):
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured"]
+    for department, people, discharged, readmitted, b20 in (("Cardiology", 40, 3, 3, 2), ("Neurology", 30, 15, 15, 0),
+                                                            ("Oncology", 25, 25, 0, 0)):
+        for i in range(people):
+            rows.append(f"{department[0]}{i:03d},2024-01-{1 + i % 28:02d},{department},"
+                        f"{'2024-02-01' if i < discharged else ''},{int(i < readmitted)},{'B20' if i < b20 else 'I10'},"
+                        f"{int(i >= 2 or department != 'Cardiology')}")
+    (folder / "visits.csv").write_text("\n".join(rows) + "\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
+    run_import(workspace, "ehr")
+    return workspace, folder / "visits.csv"
+
+
+def by_department(ws, name):
+    return {r["department"]: r for r in read_table(ws, name)[1].to_pylist()}
+
+
+def aggregate(name, measure, inputs=VISITS):
+    return {"name": name, "kind": "aggregate", "input": inputs, "date_field": "admit_date", "grain": "month",
+            "group_by": ["department"], "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "people"},
+                                                     {**measure, "as": "part"}]}
+
+
+@pytest.mark.parametrize("measure", [{"fn": "count", "column": "discharge_date"},
+                                     {"fn": "sum", "column": "readmitted"}])
+def test_a_measure_counting_three_of_forty_people_hides_its_cell(visits, measure):
+    ws, csv = visits
+    truth = dict(duckdb.sql(f"SELECT department, count(discharge_date) FROM read_csv('{csv}') GROUP BY 1").fetchall())
+    assert truth == {"Cardiology": 3, "Neurology": 15, "Oncology": 25}, "the independent count"
+    add_spec(ws, aggregate("parts", measure))
+    build(ws, "parts")
+    rows = by_department(ws, "parts")
+    assert rows["Cardiology"]["suppressed"] and rows["Cardiology"]["part"] is None, "3 of 40: a count of 3 people"
+    assert rows["Neurology"]["part"] == 15 or rows["Neurology"]["suppressed"]
+    assert sum(r["suppressed"] for r in rows.values()) >= 2, "with a complement along the month's line"
+    assert all(r["part"] is None or r["part"] >= 11 or r["part"] == 0 for r in rows.values())
+
+
+def test_a_measure_leaving_out_two_of_forty_people_hides_its_cell_too(visits):
+    ws, _csv = visits
+    add_spec(ws, aggregate("insured", {"fn": "sum", "column": "insured"}))
+    build(ws, "insured")
+    rows = by_department(ws, "insured")
+    assert rows["Cardiology"]["suppressed"], "38 of 40: 40 - 38 = 2 uninsured people"
+    assert sum(r["suppressed"] for r in rows.values()) == 2, "one complement"
+
+
+def test_counting_rows_by_the_person_key_hides_nothing(visits):
+    ws, _csv = visits
+    spec = {**aggregate("not_b20", {"fn": "count", "column": "patient_id"}),
+            "filters": [{"column": "dx", "op": "!=", "value": "B20"}]}
+    add_spec(ws, spec)
+    build(ws, "not_b20")
+    rows = by_department(ws, "not_b20")
+    assert {d: r["part"] for d, r in rows.items()} == {"Cardiology": 38, "Neurology": 30, "Oncology": 25}
+    assert not any(r["suppressed"] for r in rows.values())
+
+
+def test_distinct_keys_a_sql_input_kept_for_some_people_count_those_people(visits):
+    ws, _csv = visits
+    add_spec(ws, {"name": "flagged", "kind": "sql", "inputs": {"e": VISITS},
+                  "sql": "SELECT *, CASE WHEN dx = 'B20' THEN patient_id END AS b20_patient FROM e"})
+    add_spec(ws, aggregate("b20", {"fn": "count_distinct", "column": "b20_patient"},
+                           inputs={"derivative": "flagged"}))
+    build_all(ws, ["flagged", "b20"])
+    rows = by_department(ws, "b20")
+    assert rows["Cardiology"]["suppressed"] and rows["Cardiology"]["part"] is None, "2 people with B20"
+    assert all(r["part"] in (None, 0) for r in rows.values())
+
+
+@pytest.mark.parametrize("fn", ["mean", "max", "median"])
+def test_other_measures_of_a_0_1_column_are_refused(visits, fn):
+    ws, _csv = visits
+    spec = aggregate("rates", {"fn": fn, "column": "readmitted"})
+    add_spec(ws, spec)
+    with pytest.raises(SpecError, match=f"measures\\[1\\]: derivative 'rates': {fn} of 'readmitted', a column "
+                                        f"holding only 0 and 1.*{re.escape(FLAG_RULE)}"):
+        build(ws, "rates")
+    assert Catalog(ws).current("rates") is None
+
+
+def test_without_suppression_the_measures_are_published_as_they_are(visits):
+    ws, _csv = visits
+    add_spec(ws, {**aggregate("open", {"fn": "mean", "column": "readmitted"}), "suppress_below": 0})
+    build(ws, "open")
+    assert by_department(ws, "open")["Cardiology"]["part"] == pytest.approx(3 / 40)
