@@ -35,7 +35,15 @@ from ..errors import LithotseError
 from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
-from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles, view_picks
+from .identifiers import (
+    ROLES,
+    ViewPicks,
+    check_columns_map,
+    role_by_name,
+    type_role,
+    view_column_roles,
+    view_picks,
+)
 from .kinds.sql import computed_per_cell
 from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .spec import SpecError, dimension_alias
@@ -273,7 +281,7 @@ def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]
     identifier columns not passed on unchanged."""
     name = str(spec.get("name"))
     if spec.get("kind") == "view":
-        found: Picks | Any = view_picks(spec.get("view", {}))
+        found: Picks | ViewPicks = view_picks(spec.get("view", {}))
     else:
         changed = {alias: frozenset(privacy.get("computed", [])) for alias, privacy in upstream.items()}
         try:

@@ -9,6 +9,9 @@ through functions, casts, CASE (its conditions too), subqueries, CTEs, joins and
 The query is read with DuckDB's own parser (``json_serialize_sql``); where a construct cannot be
 followed (a table function, ``COLUMNS(…)``, PIVOT, a name that resolves to nothing known), every
 output column it could affect takes the strongest role of every column of every input.
+
+The same walk finds the conditions by which a query picks people out by an identifier
+(:func:`sql_picks`): an input with such a condition, or built over one, feeds no cells.
 """
 
 from __future__ import annotations
