@@ -52,14 +52,17 @@ from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
 from .complementary import Cells, Group, decide
 from .disclosure import (
+    FOLLOWED,
     ROLES_VERSION,
     Disclosure,
     cell_roles,
     check_aggregate,
     check_cells,
+    check_unpicked,
     classify,
     describe,
     output_roles,
+    picks,
     suppress_cells,
 )
 from .engines import EngineSession, engine_name, open_engine
@@ -68,6 +71,7 @@ from .inputs import (
     connect,
     empty_relation,
     input_identity,
+    input_picks,
     input_roles,
     load_derivative,
     load_stream,
@@ -214,6 +218,10 @@ class _Work:
     """The current table of an aggregate not rebuilt, for the suppression decision of the others."""
     started: float = 0.0
     roles: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    upstream: dict[str, dict] = field(default_factory=dict)
+    """What each input derivative recorded of how its rows were chosen (see :func:`.disclosure.picks`)."""
+    picks: dict[str, list] | None = None
+    """This version's own record of that, found once for all its batches."""
     aggregate_roles: dict[str, str | None] | None = None
     sql_cells: bool = False
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
@@ -270,7 +278,7 @@ def _privacy_context(ws: Workspace, work: _Work, group: list[_Work]) -> dict[str
     year = reference_year(work.spec)
     if year:
         context["reference_year"] = year
-    if work.spec["kind"] == "sql":
+    if work.spec["kind"] in FOLLOWED:
         # a version whose roles were found the older way is rebuilt (see ROLES_VERSION)
         context["roles"] = ROLES_VERSION
     return context or None
@@ -441,15 +449,19 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         elif work.counts_atoms or (differs and _joins_apart(work, group)):
             schemas.update(_load_joined_by_others(session, ws, catalog, work, group, progress, checks))
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        work.upstream = {alias: input_picks(catalog, item) for alias, item in inputs.items()}
+        work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
+        if spec["kind"] == "aggregate" or work.sql_cells:
+            check_unpicked(spec, work.upstream)
         if spec["kind"] == "aggregate":
-            work.aggregate_roles = check_aggregate(spec, work.roles)
+            work.aggregate_roles = check_aggregate(spec, work.roles, {alias: found.get("computed", [])
+                                                                      for alias, found in work.upstream.items()})
             work.person_key = _input_person_key(catalog, work, schemas["input"])
             if work.threshold > 0:
                 flags = measures.flag_columns(spec, schemas["input"],
                                               lambda sql: session.run(sql, [], f"derivative {name}"), session.dialect)
                 measures.check_flags(spec, flags)
                 work.subcounts = measures.subcounts(spec, work.roles.get("input", {}), work.person_key, flags)
-        work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
@@ -658,6 +670,7 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
         work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        work.upstream = {alias: input_picks(catalog, item) for alias, item in inputs.items()}
         if spec["kind"] == "sql":
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
@@ -1067,9 +1080,11 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
     if work.sql_cells:
         return table, describe(disclosure, cell_roles(spec, table, roles))
     columns = output_roles(spec, table.schema, roles)
+    if work.picks is None:
+        work.picks = picks(spec, table.schema, roles, work.upstream)
     profile = spec.get("deidentify")
     if not profile:
-        return table, describe(disclosure, columns)
+        return table, describe(disclosure, columns, **work.picks)
     year = reference_year(spec)
     plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema})
     plan.update(_pseudonymized_plan(plan, keys))
@@ -1077,7 +1092,7 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
                                      pseudonymize=lambda t, cols: pseudonymize(ws, t, cols))
     report["pseudonymized"] = sorted(set(report["pseudonymized"]) | {k for k in keys if k in table.column_names})
     kept = {c: ("code" if plan[c] in ("year", "birth_year") else columns[c]) for c in table.column_names}
-    return table, describe(disclosure, kept, profile=profile, reference_year=year, **report)
+    return table, describe(disclosure, kept, profile=profile, reference_year=year, **report, **work.picks)
 
 
 def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]:

@@ -35,8 +35,16 @@ from ..errors import LithotseError
 from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 from .deidentify import PROFILES
-from .identifiers import ROLES, check_columns_map, role_by_name, type_role, view_column_roles
-from .lineage import Unparsable, sql_column_roles
+from .identifiers import (
+    ROLES,
+    ViewPicks,
+    check_columns_map,
+    role_by_name,
+    type_role,
+    view_column_roles,
+    view_picks,
+)
+from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
@@ -45,6 +53,7 @@ ROW_LEVEL_RULE = "row-level data stays restricted"
 TOKEN_OPEN, TOKEN_CLOSE = "\u27e6", "\u27e7"
 PRESENCE_OPS = ("is null", "is not null")
 """Filter operators that test whether a value is there, not what it is: they single out no one."""
+FILTER_RULE = "a filter may not single out people by an identifier"
 
 
 class Restricted(LithotseError):
@@ -145,21 +154,25 @@ def declared(spec: dict) -> dict[str, str]:
     return dict(spec.get("columns") or {})
 
 
-ROLES_VERSION = 2
+ROLES_VERSION = 3
 """How a version's column roles were found (its ``privacy.roles``): 2 since a sql column takes the
 roles of the input columns it reads (:mod:`.lineage`); before, only an input column's of the
-same name, so ``patient_id AS pt`` was recorded with no role."""
+same name, so ``patient_id AS pt`` was recorded with no role. 3 since sql and view versions record
+the conditions by which they pick people out by an identifier (``privacy.picks``, see :func:`picks`)."""
+FOLLOWED = ("sql", "view")
+"""The kinds whose versions record how their roles and picks were found (``privacy.roles``)."""
 
 
 def derivative_roles(version_privacy: dict | None, spec: dict | None, schema: pa.Schema) -> dict[str, str | None]:
     """An input derivative's column roles: as its version recorded them, else from its spec. A
-    sql version whose roles were found the older way is not trusted: it is to be rebuilt."""
+    sql or view version whose roles or picks were found the older way is not trusted: it is to be rebuilt."""
     recorded = (version_privacy or {}).get("columns")
-    if (isinstance(recorded, dict) and spec is not None and spec.get("kind") == "sql"
+    if (isinstance(recorded, dict) and spec is not None and spec.get("kind") in FOLLOWED
             and (version_privacy or {}).get("roles", 1) < ROLES_VERSION):
         name = spec.get("name")
-        raise Restricted(f"derivative {name!r} was published before its columns' roles followed its SQL "
-                         f"(a renamed identifier had none); run: lithotse derive build {name}",
+        raise Restricted(f"derivative {name!r} was published before its columns' roles followed its "
+                         f"{'SQL' if spec.get('kind') == 'sql' else 'paths'} and its conditions were read for "
+                         f"identifiers; run: lithotse derive build {name}",
                          rule="an input's identifiers are known before anything is built over it")
     if isinstance(recorded, dict):
         return {name: recorded.get(name) for name in schema.names}
@@ -176,22 +189,32 @@ def _label(column: str, role_name: str, where: str) -> str:
     return f"column {column!r}{where} is {ROLES[role_name].rule()}"
 
 
-def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
+                    computed: dict[str, list[str]] | None = None) -> dict[str, str | None]:
     """Refuse group-bys and measures that would publish identifiers, and filters that would pick
     people out by one; the output columns' roles.
 
-    ``roles`` holds the roles of each input's columns by alias (``input``, ``joined``).
+    ``roles`` holds the roles of each input's columns by alias (``input``, ``joined``); ``computed``
+    the identifier columns each input derivative computed (its ``privacy.computed``): a presence
+    test of one of those may be a comparison in disguise.
     """
     seen: dict[str, str | None] = dict(roles.get("input", {}))
     for column in (spec.get("join") or {}).get("columns", []):
         seen[column] = roles.get("joined", {}).get(column)
+    changed = {column: alias for alias in ("input", "joined") for column in (computed or {}).get(alias, ())}
     for i, f in enumerate(spec.get("filters", [])):
         found = seen.get(f["column"])
         if found is not None and not ROLES[found].cell_dimension and f["op"] not in PRESENCE_OPS:
             raise IdentifierRefused(
-                f"filters[{i}]: {_label(f['column'], found, '')}; rule: a filter may not single out people by an "
-                "identifier — its cells would be those people's (filter on a code or a date range, or only "
-                "test it for presence with 'is null' / 'is not null')", rule="filters single out no one")
+                f"filters[{i}]: {_label(f['column'], found, '')}; rule: {FILTER_RULE} — its cells would be those "
+                "people's (filter on a code or a date range, or only test it for presence with 'is null' / "
+                "'is not null')", rule="filters single out no one")
+        if found is not None and not ROLES[found].cell_dimension and f["column"] in changed:
+            raise IdentifierRefused(
+                f"filters[{i}]: {_label(f['column'], found, '')}, computed by the {changed[f['column']]} "
+                f"derivative rather than passed on unchanged, so '{f['op']}' may test what it was computed "
+                f"from (nullif(patient_id, 'P1') is null for one person only); rule: {FILTER_RULE} — test "
+                "presence only of an identifier column as its input holds it", rule="filters single out no one")
     out: dict[str, str | None] = {}
     if spec.get("grain", "none") != "none":
         out[PERIOD] = "code"
@@ -245,6 +268,64 @@ def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) 
             if found is not None and column not in by_name:
                 by_name[column] = found
     return {field.name: by_name.get(field.name) or type_role(field) for field in schema}
+
+
+# --- rows picked by an identifier ----------------------------------------------------------------------
+def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
+          upstream: dict[str, dict]) -> dict[str, list]:
+    """What a sql or view version records of how its rows were chosen: ``picks``, every condition
+    that picks people out by an identifier, its own (:func:`.lineage.sql_picks`,
+    :func:`.identifiers.view_picks`) and its input derivatives' (``upstream``: their recorded
+    privacy, by alias), each naming the derivative it is written in; and ``computed``, its
+    identifier columns not passed on unchanged."""
+    name = str(spec.get("name"))
+    if spec.get("kind") == "view":
+        found: Picks | ViewPicks = view_picks(spec.get("view", {}))
+    else:
+        changed = {alias: frozenset(privacy.get("computed", [])) for alias, privacy in upstream.items()}
+        try:
+            found = sql_picks(str(spec.get("sql", "")), schema, inputs, changed)
+        except Unparsable:
+            found = _unparsed_picks(str(spec.get("sql", "")), schema, inputs)
+    inherited = [entry for privacy in upstream.values() for entry in privacy.get("picks", [])]
+    own = [{"derivative": name, "condition": condition} for condition in found.conditions]
+    return {"picks": [*own, *inherited], "computed": sorted(found.computed)}
+
+
+def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> Picks:
+    """Spark SQL DuckDB's parser refuses is read as text, conservatively: naming an identifier
+    column of an input anywhere, or using ``*`` other than ``SELECT [t.]*`` and ``count(*)``, it
+    picks people out; every identifier column it outputs is taken as computed."""
+    identifying = sorted({column for roles in inputs.values() for column, found in roles.items()
+                          if found is not None and not ROLES[found].cell_dimension})
+    if not identifying:
+        return Picks((), frozenset())
+    named = [c for c in identifying if re.search(rf"(?<![\w`]){re.escape(c)}(?![\w`])|`{re.escape(c)}`", sql, re.I)]
+    stars = re.sub(r"\bcount\s*\(\s*\*\s*\)|\b(?:select|distinct|all)\s+(?:\w+\.)?\*|,\s*(?:\w+\.)?\*(?=\s*[,\s])",
+                   "", sql, flags=re.I)
+    conditions = []
+    if named:
+        conditions.append(f"Spark SQL DuckDB cannot parse, naming {', '.join(named)}")
+    elif "*" in stars:
+        conditions.append("Spark SQL DuckDB cannot parse, using * beyond SELECT *")
+    by_name = _by_input_name(schema, inputs)
+    return Picks(tuple(conditions), frozenset(c for c, found in by_name.items()
+                                              if found is not None and not ROLES[found].cell_dimension))
+
+
+def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
+    """Refuse cells (an aggregate, sql cells) over an input whose rows were chosen by an identifier,
+    here or further up: its cells would be those people's, and a suppressed cell keeps its
+    dimensions (the day, the department), so even hidden ones are the person's history."""
+    for alias, privacy in upstream.items():
+        for entry in privacy.get("picks", []):
+            source = entry.get("derivative")
+            via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"
+            raise IdentifierRefused(
+                f"derivative {spec.get('name')!r}: input {alias!r} reads derivative {source!r}{via}, whose rows "
+                f"are chosen by an identifier ({entry.get('condition')}); rule: {FILTER_RULE}, here or in an "
+                "input — the cells would be those people's (choose rows by a code or a date range; join on "
+                "person keys; test an identifier only with IS [NOT] NULL)", rule="filters single out no one")
 
 
 # --- sql cells ------------------------------------------------------------------------------------------

@@ -456,3 +456,173 @@ def view_column_roles(view: dict) -> dict[str, str | None]:
         out[name] = strongest(out[name], found) if name in seen else found
         seen.add(name)
     return out
+
+
+# --- ViewDefinitions that pick people out by an identifier ----------------------------------------------
+_PATH_LOGIC = frozenset({"and", "or", "xor", "implies"})
+_PATH_COMPARISONS = frozenset({"=", "!=", "~", "!~", "<", ">", "<=", ">=", "in", "contains"})
+_PATH_MATCHES = frozenset({"startsWith", "endsWith", "contains", "matches", "matchesFull", "indexOf", "lastIndexOf",
+                           "replaceMatches", "subsetOf", "supersetOf", "intersect", "exclude"})
+"""Functions that compare what they are called on with their arguments."""
+_PATH_CRITERIA = frozenset({"where", "exists", "all", "select", "repeat"})
+"""Functions whose argument is evaluated for each item (``$this``): a ``where`` keeps the items it holds for."""
+_PATH_PRESENCE = frozenset({"exists", "empty", "hasValue"})
+_PATH_KEY_STEPS = frozenset({"first", "last", "single", "ofType", "getResourceKey", "getReferenceKey"})
+"""Functions that pass a value on whole: a path through only these is an element's own value."""
+
+
+@dataclass(frozen=True)
+class ViewPicks:
+    conditions: tuple[str, ...]
+    """Each path (``where``, ``forEach`` or a column's) that compares an identifier, as written."""
+    computed: frozenset[str]
+    """Columns holding an identifier computed by a function, not an element's own value."""
+
+
+class _Picker:
+    """Finds the comparisons of identifiers in FHIRPaths (see :func:`view_picks`)."""
+
+    def __init__(self, resolver: _Resolver) -> None:
+        self.resolver = resolver
+        self.found: dict[str, None] = {}
+
+    def typed(self, node: tuple, this: _Typed) -> _Typed:
+        try:
+            return self.resolver.walk(node, this)
+        except (ViewError, KeyError, IndexError, TypeError):
+            return _Typed(None, None)
+
+    def touches(self, node: tuple, this: _Typed) -> bool:
+        """Whether any step of a path reaches a value that is no cell dimension."""
+        tag = node[0]
+        if tag in ("lit", "const", "empty", "index", "total"):
+            return False
+        settled = _settled(self.typed(node, this))
+        if settled is not None and not ROLES[settled].cell_dimension:
+            return True
+        if tag == "member":
+            return node[1] is not None and self.touches(node[1], this)
+        if tag == "call":
+            base = this if node[1] is None else self.typed(node[1], this)
+            inner = base if node[2] in _PATH_CRITERIA else this
+            return (node[1] is not None and self.touches(node[1], this)) or \
+                any(self.touches(arg, inner) for arg in node[3])
+        if tag == "op":
+            return self.touches(node[2], this) or self.touches(node[3], this)
+        if tag in ("indexer", "type"):
+            return self.touches(node[1] if tag == "indexer" else node[2], this)
+        if tag == "neg":
+            return self.touches(node[1], this)
+        return False
+
+    def is_key(self, node: tuple) -> bool:
+        tag = node[0]
+        if tag == "member":
+            return node[1] is None or self.is_key(node[1])
+        if tag == "call" and node[2] in _PATH_KEY_STEPS:
+            return (node[1] is None or self.is_key(node[1])) and all(a[0] == "member" for a in node[3])
+        return tag == "this"
+
+    def scan(self, node: tuple, this: _Typed, condition: bool, label: str) -> None:
+        """Note ``label`` if the path compares an identifier; ``condition``: its value keeps or drops rows."""
+        tag = node[0]
+        if tag == "op" and node[1] in _PATH_LOGIC:
+            self.scan(node[2], this, condition, label)
+            self.scan(node[3], this, condition, label)
+            return
+        if tag == "op" and node[1] in _PATH_COMPARISONS:
+            left, right = node[2], node[3]
+            if (self.touches(left, this) or self.touches(right, this)) and not \
+                    (node[1] in ("=", "~") and self.is_key(left) and self.is_key(right)):
+                self.found.setdefault(label)
+        elif tag == "call":
+            self.scan_call(node, this, condition, label)
+            return
+        elif condition and self.touches(node, this):
+            self.found.setdefault(label)
+        for child in node[1:]:
+            if isinstance(child, tuple):
+                self.scan(child, this, False, label)
+
+    def scan_call(self, node: tuple, this: _Typed, condition: bool, label: str) -> None:
+        _tag, base_node, name, args = node
+        base = this if base_node is None else self.typed(base_node, this)
+        if base_node is not None:
+            self.scan(base_node, this, False, label)
+        if name == "not" and not args and base_node is not None:
+            self.scan(base_node, this, condition, label)
+        elif name in _PATH_PRESENCE and not args:
+            return
+        elif name in _PATH_CRITERIA:
+            for arg in args:
+                self.scan(arg, base, name not in ("select", "repeat"), label)
+            return
+        elif name == "iif" and args:
+            self.scan(args[0], this, True, label)
+            for arg in args[1:]:
+                self.scan(arg, this, False, label)
+            return
+        elif name in _PATH_MATCHES and (base_node is None and self.touches(("this",), this) or
+                                         base_node is not None and self.touches(base_node, this) or
+                                         any(self.touches(a, this) for a in args)):
+            self.found.setdefault(label)
+        elif condition and self.touches(node, this):
+            self.found.setdefault(label)
+        for arg in args:
+            self.scan(arg, this, False, label)
+
+    def path(self, path: Any, this: _Typed, condition: bool, label: str) -> tuple | None:
+        try:
+            node = parse(path)
+        except ViewError:
+            return None
+        self.scan(node, this, condition, label)
+        return node
+
+    def selects(self, selects: Any, context: _Typed, computed: set[str]) -> None:
+        for select in selects or []:
+            if not isinstance(select, dict):
+                continue
+            here = context
+            for key in ("forEach", "forEachOrNull"):
+                if isinstance(select.get(key), str):
+                    self.path(select[key], context, False, f"{key} {select[key]}")
+                    here = self.resolver.context_of(select[key], context)
+            for column in select.get("column", []) or []:
+                if not isinstance(column, dict) or not isinstance(column.get("path"), str):
+                    continue
+                name = str(column.get("name"))
+                node = self.path(column["path"], here, False, f"column {name!r}: {column['path']}")
+                found = self.resolver.role_of(column["path"], here)
+                if node is not None and found is not None and not ROLES[found].cell_dimension and \
+                        any(n[0] == "call" and n[2] not in _PATH_KEY_STEPS | {"where"} for n in _nodes(node)):
+                    computed.add(name)
+            self.selects(select.get("select"), here, computed)
+            for branch in select.get("unionAll", []) or []:
+                self.selects([branch], here, computed)
+
+
+def _nodes(node: tuple) -> Iterator[tuple]:
+    yield node
+    for child in node[1:]:
+        if isinstance(child, tuple):
+            yield from _nodes(child)
+        elif isinstance(child, list):
+            for item in child:
+                if isinstance(item, tuple):
+                    yield from _nodes(item)
+
+
+def view_picks(view: dict) -> ViewPicks:
+    """The paths by which a ViewDefinition picks people out by an identifier: a ``where`` (or a
+    ``forEach``, or a column) comparing a value whose FHIR type makes it an identifier (a reference to
+    the patient, a name, an identifier's value, a birth date, …) with anything but another one. A
+    presence test (``name.exists()``) picks no one."""
+    resolver = _Resolver(str(view.get("resource", "")))
+    picker = _Picker(resolver)
+    for where in view.get("where", []) or []:
+        if isinstance(where, dict) and isinstance(where.get("path"), str):
+            picker.path(where["path"], resolver.root(), True, f"where {where['path']}")
+    computed: set[str] = set()
+    picker.selects(view.get("select"), resolver.root(), computed)
+    return ViewPicks(tuple(picker.found), frozenset(computed))

@@ -510,3 +510,14 @@ def input_roles(catalog: Catalog, spec: dict, item: dict, schema: pa.Schema) -> 
     else:
         found = stream_roles(schema, item["stream"])
     return with_declared(spec, found)
+
+
+def input_picks(catalog: Catalog, item: dict) -> dict:
+    """What an input derivative's current version recorded of how its rows were chosen (see
+    :func:`.disclosure.picks`): its name, ``picks`` and ``computed``; nothing for a stream."""
+    if "derivative" not in item:
+        return {}
+    current = catalog.current(item["derivative"])
+    privacy = (current.privacy if current else None) or {}
+    return {"name": item["derivative"], "picks": list(privacy.get("picks", [])),
+            "computed": list(privacy.get("computed", []))}

@@ -9,6 +9,9 @@ through functions, casts, CASE (its conditions too), subqueries, CTEs, joins and
 The query is read with DuckDB's own parser (``json_serialize_sql``); where a construct cannot be
 followed (a table function, ``COLUMNS(…)``, PIVOT, a name that resolves to nothing known), every
 output column it could affect takes the strongest role of every column of every input.
+
+The same walk finds the conditions by which a query picks people out by an identifier
+(:func:`sql_picks`): an input with such a condition, or built over one, feeds no cells.
 """
 
 from __future__ import annotations
@@ -208,6 +211,7 @@ class _Lineage:
             names = {c.name for r in left for c in r.columns} & {c.name for r in right for c in r.columns}
         else:
             names = {n.lower() for n in item.get("using_columns") or []}
+        self.joined(item, left + right, names, scope)
         if not names:
             return left + right
         merged = {name: frozenset().union(*(c.reads for r in left + right for c in r.columns if c.name == name))
@@ -218,6 +222,9 @@ class _Lineage:
                                         if c.name in merged else c for c in r.columns], r.opaque)
                     for r in relations]
         return merge(left, False) + merge(right, True)
+
+    def joined(self, item: dict, relations: list[_Relation], using: set[str | None], scope: _Scope) -> None:
+        """Called with the two sides of a join before USING merges their columns (see :class:`_Picking`)."""
 
     def star(self, expr: dict, scope: _Scope) -> list[_Column]:
         if expr.get("expr") is not None:
@@ -349,3 +356,283 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
             role = type_role(output)
         out[output.name] = role
     return out
+
+
+# --- rows chosen by an identifier ------------------------------------------------------------------
+_KEY_EQUALITIES = frozenset({"COMPARE_EQUAL", "COMPARE_NOT_DISTINCT_FROM"})
+_PREDICATE_OPERATORS = frozenset({"COMPARE_IN", "COMPARE_NOT_IN"})
+_PRESENCE_OPERATORS = frozenset({"OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL"})
+_LOGIC = frozenset({"CONJUNCTION_AND", "CONJUNCTION_OR", "OPERATOR_NOT"})
+_PREDICATE_FUNCTIONS = frozenset({
+    "~~", "!~~", "~~*", "!~~*", "~~~", "!~~~", "^@", "like_escape", "not_like_escape", "ilike_escape",
+    "not_ilike_escape", "glob", "regexp_matches", "regexp_full_match", "starts_with", "prefix", "suffix", "ends_with",
+    "contains", "list_contains", "list_has", "array_contains", "array_has", "list_has_any", "list_has_all",
+    "array_has_any", "array_has_all", "list_position", "list_indexof", "array_position", "array_indexof",
+    "nullif", "greatest", "least", "instr", "strpos", "position", "jaccard", "levenshtein", "damerau_levenshtein",
+    "jaro_similarity", "jaro_winkler_similarity", "hamming", "mismatches", "editdist3", "map_extract",
+    "element_at", "map_contains", "json_contains", "isnan", "isfinite", "isinf"})
+"""Functions that compare their arguments (``LIKE`` is ``~~``): a value of one of them is a test."""
+_CONDITIONAL_FUNCTIONS = frozenset({"if", "iif"})
+_KEY_SHAPES = frozenset({"lower", "upper", "lcase", "ucase", "||", "concat"})
+"""What a join key may go through on its way to an equality and stay the whole key (a prefix added,
+its case changed): nothing that could cut it down to a constant."""
+_KEY_CUTS = frozenset({"replace", "split_part", "trim"})
+"""Cuts a join key may go through when they take the key column itself and constants
+(``split_part(subject, '/', 2)``): cut once, the key is still the person's."""
+
+
+@dataclass(frozen=True)
+class Picks:
+    """How a ``sql`` query chooses its rows, as far as identifying people goes (:func:`sql_picks`)."""
+
+    conditions: tuple[str, ...]
+    """Each condition that compares an identifier with anything but another identifier, roughly as written."""
+    computed: frozenset[str]
+    """Output columns holding an identifier not passed on unchanged (``nullif(patient_id, 'P1')``)."""
+
+
+def _identifying(reads: Reads) -> bool:
+    return any(role is not None and not ROLES[role].cell_dimension for role in reads)
+
+
+def _span(sql: str, expr: Any) -> str:
+    """The text of an expression, from the query locations of it and everything it holds."""
+    spots: list[tuple[int, int]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+        elif isinstance(node, dict):
+            if isinstance(node.get("query_location"), int) and node["query_location"] < len(sql):
+                spots.append((node["query_location"], int(node.get("query_location_length") or 0)))
+            for value in node.values():
+                visit(value)
+    visit(expr)
+    if not spots:
+        return "a condition"
+    text = " ".join(sql[min(s for s, _ in spots):max(s + n for s, n in spots)].split())
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+class _Picking(_Lineage):
+    """Follows a query as :class:`_Lineage` does and notes every condition that picks people out by
+    an identifier: a comparison, IN, LIKE, BETWEEN or any function that compares, anywhere (WHERE,
+    HAVING, QUALIFY, JOIN ON, a CASE, an aggregate's FILTER, the select list), whose operands read
+    a role that is no cell dimension; except ``IS [NOT] NULL`` of an unchanged identifier column and
+    an equality of two identifier keys (a join). ORDER BY an identifier is a pick too where LIMIT
+    or DISTINCT ON keeps the first rows only."""
+
+    def __init__(self, sql: str, inputs: dict[str, dict[str, str | None]], computed: dict[str, frozenset[str]]):
+        super().__init__(inputs)
+        for alias, columns in self.inputs.items():
+            changed = {c.lower() for c in computed.get(alias, frozenset())}
+            self.inputs[alias] = [replace(c, direct=c.direct and c.name not in changed) for c in columns]
+        self.sql = sql
+        self.everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
+        self.found: dict[str, None] = {}
+
+    def note(self, expr: Any, template: str = "{}") -> None:
+        self.found.setdefault(template.format(_span(self.sql, expr)))
+
+    def select(self, node: dict, scope: _Scope) -> list[_Column]:
+        out = super().select(node, scope)
+        for key in ("where_clause", "having", "qualify"):
+            self.scan(node.get(key), scope, out, condition=True)
+        for key in ("select_list", "group_expressions", "modifiers", "sample"):
+            self.scan(node.get(key), scope, out, condition=False)
+        modifiers = node.get("modifiers") or []
+        if any(m.get("type") in ("LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER", "DISTINCT_MODIFIER") for m in modifiers):
+            for order in (o for m in modifiers if m.get("type") == "ORDER_MODIFIER" for o in m.get("orders", [])):
+                if _identifying(self.safe_reads(order.get("expression"), scope, out)):
+                    self.note(order.get("expression"), "ORDER BY {} with LIMIT or DISTINCT ON")
+        return out
+
+    def joined(self, item: dict, relations: list[_Relation], using: set[str | None], scope: _Scope) -> None:
+        self.scan(item.get("condition"), _Scope(relations, scope, {}, scope.lambdas), [], condition=True)
+        for name in using:
+            sides = [c for r in relations for c in r.columns if c.name == name]
+            if _identifying(frozenset().union(*(c.reads for c in sides))) and \
+                    not all(c.direct and _all_identifying(c.reads) for c in sides):
+                self.found.setdefault(f"USING ({name})")
+
+    # --- expressions -------------------------------------------------------------------------------
+    def safe_reads(self, expr: Any, scope: _Scope, earlier: list[_Column]) -> Reads:
+        """What an expression reads; everything when it cannot be followed."""
+        try:
+            return self.reads(expr, scope, earlier)
+        except Unfollowable:
+            return self.everything
+
+    def scan(self, expr: Any, scope: _Scope, earlier: list[_Column], condition: bool) -> None:
+        """Note the picks in an expression; ``condition``: its value decides which rows are kept."""
+        if isinstance(expr, list):
+            for item in expr:
+                self.scan(item, scope, earlier, condition)
+            return
+        if not isinstance(expr, dict):
+            return
+        kind, kind_type = expr.get("class"), expr.get("type")
+        if kind is None:
+            self.scan(list(expr.values()), scope, earlier, condition=False)
+            return
+        if kind in _LEAVES or kind == "COLUMN_REF" and not condition:
+            return
+        if kind == "LAMBDA":
+            params = [e["column_names"][0] for e in _column_refs(expr["lhs"])]
+            inner = _Scope(scope.relations, scope.parent, scope.ctes, scope.lambdas | {p.lower() for p in params})
+            self.scan(expr["expr"], inner, earlier, condition=False)
+            return
+        if kind == "CASE":
+            for check in expr.get("case_checks") or []:
+                self.scan(check.get("when_expr"), scope, earlier, condition=True)
+                self.scan(check.get("then_expr"), scope, earlier, condition=False)
+            self.scan(expr.get("else_expr"), scope, earlier, condition=False)
+            return
+        if kind_type in _LOGIC:
+            self.scan(expr.get("children"), scope, earlier, condition)
+            return
+        if kind == "SUBQUERY":
+            columns = self.subquery(expr, scope)
+            if expr.get("child") is not None:
+                self.test_any(expr, columns, scope, earlier)
+                self.scan(expr.get("child"), scope, earlier, condition=False)
+            return
+        name = str(expr.get("function_name", "")).lower()
+        if kind in ("FUNCTION", "WINDOW"):
+            self.scan(expr.get("filter") or expr.get("filter_expr"), scope, earlier, condition=True)
+            arguments = _arguments(expr)
+            if name in _CONDITIONAL_FUNCTIONS and arguments:
+                self.scan(arguments[0], scope, earlier, condition=True)
+                self.scan(arguments[1:], scope, earlier, condition=False)
+                return
+        if kind == "COMPARISON" or kind == "BETWEEN" or kind_type in _PREDICATE_OPERATORS or \
+                kind_type in _PRESENCE_OPERATORS or (kind == "FUNCTION" and name in _PREDICATE_FUNCTIONS) or condition:
+            self.test(expr, scope, earlier)
+        for key, value in expr.items():
+            if key not in ("class", "filter", "filter_expr"):
+                self.scan(value, scope, earlier, condition=False)
+
+    def subquery(self, expr: dict, scope: _Scope) -> list[_Column]:
+        try:
+            return self.node(expr["subquery"]["node"], scope)
+        except Unfollowable:
+            return [_Column(None, self.everything)]
+
+    def test(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> None:
+        """Note a test (or a kept row's condition) that reads an identifier, unless it is exempt."""
+        if not _identifying(self.safe_reads({k: v for k, v in expr.items() if k != "class"}, scope, earlier)):
+            return
+        kind_type = expr.get("type")
+        if kind_type in _PRESENCE_OPERATORS:
+            child = (expr.get("children") or [None])[0]
+            if isinstance(child, dict) and child.get("class") == "COLUMN_REF" and self.is_key(child, scope, earlier):
+                return
+        if expr.get("class") == "COMPARISON" and kind_type in _KEY_EQUALITIES and \
+                self.is_key(expr["left"], scope, earlier) and self.is_key(expr["right"], scope, earlier):
+            return
+        self.note(expr)
+
+    def test_any(self, expr: dict, columns: list[_Column], scope: _Scope, earlier: list[_Column]) -> None:
+        """``x IN (SELECT …)`` and ``x = ANY (…)``: a semi-join on keys, or a pick."""
+        reads = frozenset().union(self.safe_reads(expr["child"], scope, earlier), *(c.reads for c in columns))
+        if not _identifying(reads):
+            return
+        key_column = len(columns) == 1 and columns[0].direct and _all_identifying(columns[0].reads)
+        if expr.get("comparison_type") in _KEY_EQUALITIES and key_column and \
+                self.is_key(expr["child"], scope, earlier):
+            return
+        self.note(expr)
+
+    def is_key(self, expr: Any, scope: _Scope, earlier: list[_Column], cut: bool = True) -> bool:
+        """Whether an operand is a whole identifier key: an unchanged identifier column, perhaps cast,
+        its case changed, concatenated with constants or cut once (:data:`_KEY_CUTS`)."""
+        if not isinstance(expr, dict):
+            return False
+        kind = expr.get("class")
+        if kind == "COLUMN_REF":
+            return self.direct_column(expr, scope, earlier)
+        if kind == "CAST":
+            return self.is_key(expr.get("child"), scope, earlier, cut)
+        if kind != "FUNCTION":
+            return False
+        name = str(expr.get("function_name", "")).lower()
+        arguments = _arguments(expr)
+        if name in _KEY_SHAPES:
+            keys = [a for a in arguments if not (isinstance(a, dict) and a.get("class") == "CONSTANT")]
+            return bool(keys) and all(self.is_key(a, scope, earlier, cut=False) for a in keys)
+        if name in _KEY_CUTS and cut and arguments and (name != "trim" or len(arguments) == 1):
+            first = arguments[0]
+            while isinstance(first, dict) and first.get("class") == "CAST":
+                first = first.get("child")
+            return isinstance(first, dict) and first.get("class") == "COLUMN_REF" and \
+                self.direct_column(first, scope, earlier) and \
+                all(isinstance(a, dict) and a.get("class") == "CONSTANT" for a in arguments[1:])
+        return False
+
+    def direct_column(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> bool:
+        """Whether a column reference is an input's identifier column, unchanged."""
+        parts = [p.lower() for p in expr["column_names"]]
+        if parts[0] in scope.lambdas:
+            return False
+        here: _Scope | None = scope
+        while here is not None:
+            found = _candidates(here, parts)
+            if found is not None:
+                return bool(found) and all(c.direct and _all_identifying(c.reads) for c in found)
+            here = here.parent
+        lateral = [c for c in earlier if c.name == parts[0]]
+        return bool(lateral) and all(c.direct and _all_identifying(c.reads) for c in lateral)
+
+
+def _all_identifying(reads: Reads) -> bool:
+    return bool(reads) and all(role is not None and not ROLES[role].cell_dimension for role in reads)
+
+
+def _candidates(scope: _Scope, parts: list[str]) -> list[_Column] | None:
+    """The columns a reference may name in one scope (None: none here; [] where one is opaque)."""
+    if len(parts) >= 2:
+        for qualifier, column in ((parts[0], parts[1]), *(((parts[1], parts[2]),) if len(parts) >= 3 else ())):
+            for relation in scope.relations:
+                if relation.alias == qualifier:
+                    if relation.opaque is not None:
+                        return []
+                    found = [c for c in relation.columns if c.name == column]
+                    if found:
+                        return found
+    found = [c for r in scope.relations for c in r.columns if c.name == parts[0]]
+    if found:
+        return found
+    return [] if any(r.opaque is not None for r in scope.relations) else None
+
+
+def _arguments(expr: dict) -> list[Any]:
+    """A function's argument expressions (DuckDB keeps them as ``arguments`` or ``children``)."""
+    if "arguments" in expr:
+        return [a.get("expression") if isinstance(a, dict) and "expression" in a else a
+                for a in expr.get("arguments") or []]
+    return list(expr.get("children") or [])
+
+
+def sql_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
+              computed: dict[str, frozenset[str]] | None = None) -> Picks:
+    """The conditions by which a query picks people out by an identifier, and which of its output
+    columns hold an identifier it computed (``computed`` names the inputs' own such columns, which
+    are not unchanged here either). A query that cannot be followed picks by every identifier it
+    could read. Raises :class:`Unparsable` for SQL DuckDB cannot parse."""
+    tree = parse(sql)
+    picking = _Picking(sql, inputs, computed or {})
+    try:
+        found = picking.node(tree, None)
+    except Unfollowable as exc:
+        if not _identifying(picking.everything):
+            return Picks((), frozenset())
+        return Picks((f"a query that cannot be followed ({exc})",),
+                     frozenset(f.name for f in schema))
+    if len(found) == len(schema):
+        pairs = list(zip(schema, found, strict=True))
+    else:
+        by_name = {c.name: c for c in found}
+        pairs = [(f, by_name.get(f.name.lower(), _Column(f.name, picking.everything))) for f in schema]
+    computed_here = frozenset(f.name for f, c in pairs if _identifying(c.reads) and not c.direct)
+    return Picks(tuple(picking.found), computed_here)

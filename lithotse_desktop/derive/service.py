@@ -26,10 +26,10 @@ from . import deidentify
 from .build import suppression_threshold
 from .catalog import Catalog, Version
 from .compile import DIALECTS, DUCKDB, compile_aggregate
-from .disclosure import check_aggregate, classify, output_roles, refusal, with_declared
+from .disclosure import check_aggregate, check_unpicked, classify, output_roles, refusal, with_declared
 from .engines import check_engine_name
 from .identifiers import view_column_roles
-from .inputs import empty_relation, input_roles, lock_down, sample_schema
+from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema
 from .kinds import KIND_MODULES
 from .kinds.sql import check_counts, check_row_by_row
 from .spec import SpecError, spec_inputs, validate_spec
@@ -76,8 +76,11 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
         return spec
     known = {alias: schema for alias, schema in schemas.items() if schema is not None}
     roles = {alias: input_roles(catalog, spec, item, known[alias]) for alias, item in spec_inputs(spec).items()}
+    upstream = {alias: input_picks(catalog, item) for alias, item in spec_inputs(spec).items()}
+    if spec["kind"] == "aggregate" or spec.get("count_column"):
+        check_unpicked(spec, upstream)
     if spec["kind"] == "aggregate":
-        check_aggregate(spec, roles)
+        check_aggregate(spec, roles, {alias: found.get("computed", []) for alias, found in upstream.items()})
         dialect = DIALECTS.get(str(spec.get("engine") or "duckdb"))
         if dialect is not None and dialect is not DUCKDB:  # what that engine refuses (inexact measures)
             compile_aggregate(spec, known, timezone=ws.timezone, dialect=dialect)
