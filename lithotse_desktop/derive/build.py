@@ -87,6 +87,8 @@ from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_s
 from .suppress import FLAG, publish_cells
 
 BUILD_FORMAT = "3"
+CELLS_FORMAT = "4"
+"""Of the unsuppressed cells a build keeps on this machine: 4 since they hold :data:`.compile.ZERO_ONE`."""
 
 
 @dataclass
@@ -242,8 +244,8 @@ class _Work:
     kept_changes: bool = False
     """The rows an incremental load of that input gained and lost are at hand (see :mod:`.recordindex`)."""
     staged_privacy: dict[str, Any] = field(default_factory=dict)
-    subcounts: dict[str, str] = field(default_factory=dict)
-    """Measures counting part of a cell, by output column (see :mod:`.measures`)."""
+    input_schema: pa.Schema | None = None
+    """An aggregate's input, as its build read it (for :func:`.measures.flag_columns`)."""
     engine: str = "duckdb"
 
     @property
@@ -457,11 +459,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.aggregate_roles = check_aggregate(spec, work.roles, {alias: found.get("computed", [])
                                                                       for alias, found in work.upstream.items()})
             work.person_key = _input_person_key(catalog, work, schemas["input"])
-            if work.threshold > 0:
-                flags = measures.flag_columns(spec, schemas["input"],
-                                              lambda sql: session.run(sql, [], f"derivative {name}"), session.dialect)
-                measures.check_flags(spec, flags)
-                work.subcounts = measures.subcounts(spec, work.roles.get("input", {}), work.person_key, flags)
+            work.input_schema = schemas["input"]
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
@@ -500,7 +498,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     if work.suppressed:
         work.cells_id = hashlib.sha256(json.dumps(
             {"spec": spec_hash(spec), "inputs": work.identities, "timezone": ws.timezone,
-             "person_key": work.person_key, "format": BUILD_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
+             "person_key": work.person_key, "format": CELLS_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
@@ -917,7 +915,12 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         if _published_whole(w):
             assert w.table is not None and w.previous is not None and w.periods is not None
             table = _published_with(catalog.read(w.previous), w.table, w.periods)
-        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table, w.subcounts))
+        subcounts = None
+        if w.table is not None and w.threshold > 0 and w.input_schema is not None:
+            flags = measures.flag_columns(w.spec, table, w.input_schema)
+            measures.check_flags(w.spec, flags)
+            subcounts = measures.subcounts(w.spec, w.roles.get("input", {}), w.person_key, flags)
+        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table, subcounts))
     present = {c.name for c in cells}
     rels, seen = [], set()
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] = {}

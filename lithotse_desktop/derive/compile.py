@@ -27,6 +27,9 @@ from .spec import SpecError, dimension_alias
 PERIOD = "period"
 CELL_COUNT = "__n"
 PEOPLE = "__people"
+ZERO_ONE = "__zero_one_"
+"""Internal columns of an aggregate that suppresses (``__zero_one_<measure index>``): per cell, 0
+where every value the measure read is 0 or 1, 1 where one is not (see :mod:`.measures`)."""
 
 
 class Dialect:
@@ -703,10 +706,11 @@ def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB
 
 def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
                       periods: list[Any] | None = None, dialect: Dialect = DUCKDB,
-                      person_key: list[str] | None = None) -> Compiled:
+                      person_key: list[str] | None = None, zero_one: bool = False) -> Compiled:
     """The aggregate's SELECT over relations ``input`` (and ``joined``), grouped per period,
     with the internal columns ``__n`` (records) and ``__people`` (distinct people, or records
-    without a ``person_key``) that suppression decides on."""
+    without a ``person_key``) that suppression decides on; with ``zero_one``, the
+    :data:`ZERO_ONE` columns of its numeric measures."""
     q = dialect.quote
     params = _Params(dialect)
     frame = _frame(spec, schemas, timezone, params, dialect)
@@ -757,6 +761,9 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
             expr = f"{fn}({sql})"
         select.append(f"{expr} AS {q(m['as'])}")
         measures.append(m["as"])
+        if zero_one and "column" in m and fn not in ("count", "count_distinct") and _is_numeric(typ):
+            select.append(f"max(CASE WHEN {sql} IN (0, 1) THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
+                          f"AS {q(f'{ZERO_ONE}{i}')}")
     select.append(f"count(*) AS {q(CELL_COUNT)}")
     select.append(f"{people_sql(person_key, col, dialect)} AS {q(PEOPLE)}")
     sql = f"SELECT {', '.join(select)} FROM {from_sql}"

@@ -12,11 +12,9 @@ complements) when it, or the cell's total less it, holds 1 to k-1. A column hold
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pyarrow as pa
 
-from .compile import Dialect
+from .compile import ZERO_ONE
 from .identifiers import ROLES
 from .spec import SpecError
 
@@ -24,24 +22,23 @@ FLAG_RULE = ("a column of only 0 and 1 counts the rows it marks: group by it (it
              "by their people), or sum it")
 SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum of a 0/1 column, count_distinct "
                  "of a key other than the person's) passes the threshold as the cell's people do")
-_NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
 
 
-def flag_columns(spec: dict, schema: pa.Schema, run: Callable[[str], pa.Table], dialect: Dialect) -> set[str]:
-    """The input columns that a measure other than ``count`` reads and that hold only 0 and 1
-    (read from the data: one pass over those columns) or are boolean."""
-    wanted = sorted({m["column"] for m in spec.get("measures", []) if m["fn"] not in ("count", "count_distinct")
-                     and m.get("column") in schema.names})
-    flags = {c for c in wanted if pa.types.is_boolean(schema.field(c).type)}
-    numeric = [c for c in wanted if any(test(schema.field(c).type) for test in _NUMERIC)]
-    if not numeric:
-        return flags
-    parts = []
-    for i, column in enumerate(numeric):
-        quoted = dialect.quote(column)
-        parts.append(f"count({quoted}) AS p{i}, count(CASE WHEN {quoted} NOT IN (0, 1) THEN 1 END) AS o{i}")
-    row = run(f"SELECT {', '.join(parts)} FROM input").to_pylist()[0]
-    return flags | {c for i, c in enumerate(numeric) if row[f"p{i}"] and not row[f"o{i}"]}
+def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
+    """The columns a measure other than a count reads that hold only 0 and 1 in every cell of
+    ``table`` (the query's, with its :data:`.compile.ZERO_ONE` columns), or that are boolean."""
+    flags: set[str] = set()
+    for i, m in enumerate(spec.get("measures", [])):
+        column = m.get("column")
+        if column is None or m["fn"] in ("count", "count_distinct"):
+            continue
+        if column in schema.names and pa.types.is_boolean(schema.field(column).type):
+            flags.add(column)
+        elif f"{ZERO_ONE}{i}" in table.column_names:
+            seen = [v for v in table.column(f"{ZERO_ONE}{i}").to_pylist() if v is not None]
+            if seen and max(seen) == 0:
+                flags.add(column)
+    return flags
 
 
 def check_flags(spec: dict, flags: set[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .compile import CELL_COUNT, PEOPLE
+from .compile import CELL_COUNT, PEOPLE, ZERO_ONE
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
 
 FLAG = "suppressed"
@@ -33,7 +33,7 @@ def row_mask(rows: int, marked: set[int]) -> pa.BooleanArray:
 def publish_cells(table: pa.Table, measures: list[str], hidden: set[int]) -> pa.Table:
     """Null the measures of the ``hidden`` rows, add the flag column, drop the internal counts."""
     mask = row_mask(table.num_rows, hidden)
-    out = table.drop_columns([c for c in (CELL_COUNT, PEOPLE) if c in table.column_names])
+    out = table.drop_columns([c for c in table.column_names if c in (CELL_COUNT, PEOPLE) or c.startswith(ZERO_ONE)])
     for name in measures:
         idx = out.schema.get_field_index(name)
         column = out.column(idx)

@@ -23,5 +23,5 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
           periods: list[Any] | None = None, person_key: list[str] | None = None,
           dialect: Dialect = DUCKDB) -> Query:
     compiled = compile_aggregate(spec, schemas, timezone=timezone, periods=periods, person_key=person_key,
-                                 dialect=dialect)
+                                 dialect=dialect, zero_one=threshold > 0)
     return Query(compiled.sql, compiled.params, "measures", cells=True)
