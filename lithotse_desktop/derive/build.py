@@ -1197,30 +1197,59 @@ def dependency_order(specs: list[dict]) -> list[str]:
 
 ALONE_RULE = ("a sql cells table is decided alone: publish it from an input no other table publishes, "
               "or as an aggregate")
+ONE_INPUT_RULE = ("tables of cells of one raw stream are decided together only when they read the same input: "
+                  "publish both from the same input, then they are decided together")
 
 
 class DecidedAlone(LithotseError):
-    """A sql cells table and another table of cells would publish cells of the same rows: sql
-    cells cannot be put in the atoms model (:mod:`.atoms`), so their hidden cells would be
-    recovered by differencing."""
+    """Two tables of cells that would publish cells of the same rows without being decided
+    together: sql cells cannot be put in the atoms model (:mod:`.atoms`), and aggregates are
+    decided with the aggregates of their own input only, so one's hidden cells would be recovered
+    by differencing the other's."""
 
-    rule = ALONE_RULE
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class Differenced:
+    """A published table of cells another one could be differenced with: its spec, the raw
+    streams (``source/stream``) both count rows of, and the rule that keeps them apart."""
+
+    spec: dict
+    streams: list[str]
+    rule: str
 
 
 def sql_cells(spec: dict) -> bool:
     return spec.get("kind") == "sql" and bool(spec.get("count_column"))
 
 
-def reached_streams(spec: dict, spec_of: Any, _seen: frozenset[str] = frozenset()) -> set[tuple[str, str]]:
-    """The raw streams (source, stream) a spec reads, through its derivative inputs."""
+def _cells(spec: dict) -> bool:
+    return spec.get("kind") == "aggregate" or sql_cells(spec)
+
+
+def main_inputs(spec: dict) -> dict[str, dict]:
+    """The inputs whose rows a spec's output rows come from: a sql's inputs, an aggregate's or a
+    view's ``input`` (a join adds columns to its rows and keeps one row per row)."""
+    if spec["kind"] == "sql":
+        return dict(spec["inputs"])
+    return {"input": spec["input"]}
+
+
+def reached_streams(spec: dict, spec_of: Any, _seen: frozenset[str] = frozenset(), *,
+                    main_only: bool = False) -> set[tuple[str, str]]:
+    """The raw streams (source, stream) a spec reads, through its derivative inputs; with
+    ``main_only`` the streams whose rows it counts (following no join)."""
     found: set[tuple[str, str]] = set()
-    for item in spec_inputs(spec).values():
+    for item in (main_inputs(spec) if main_only else spec_inputs(spec)).values():
         if "derivative" not in item:
             found.add((item["source"], item["stream"]))
         elif item["derivative"] not in _seen:
             inner = spec_of(item["derivative"])
             if inner is not None:
-                found |= reached_streams(inner, spec_of, _seen | {spec["name"]})
+                found |= reached_streams(inner, spec_of, _seen | {spec["name"]}, main_only=main_only)
     return found
 
 
@@ -1228,36 +1257,52 @@ def cells_kind(spec: dict) -> str:
     return "sql cells" if sql_cells(spec) else str(spec.get("kind"))
 
 
-def differenced_with(ws: Workspace, catalog: Catalog, spec: dict) -> list[tuple[dict, list[str]]]:
-    """The published tables of cells that reach a raw stream ``spec`` reaches, where one of the
-    two is sql cells and one of the two hides cells: (their published spec, the streams shared)."""
-    if not (spec.get("kind") == "aggregate" or sql_cells(spec)):
+def input_label(spec: dict) -> str:
+    """A spec's main inputs as the messages name them: ``derivative 'x'`` or ``source/stream``."""
+    return ", ".join(f"derivative {item['derivative']!r}" if "derivative" in item
+                     else f"{item['source']}/{item['stream']}" for item in main_inputs(spec).values())
+
+
+def differenced_with(ws: Workspace, catalog: Catalog, spec: dict) -> list[Differenced]:
+    """The published tables of cells ``spec`` could be differenced with, where one of the two
+    hides cells: sql cells beside any table of cells reaching a raw stream it reaches (through
+    any input), and aggregates of different inputs whose main inputs reach a common raw stream.
+    Aggregates of the same input are decided together instead."""
+    if not _cells(spec):
         return []
-    streams = reached_streams(spec, catalog.find_spec)
     found = []
     for name in catalog.names():
         current = catalog.current(name) if name != spec["name"] else None
         other = current.spec if current is not None else None
-        if other is None or not (sql_cells(spec) or sql_cells(other)):
-            continue
-        if other.get("kind") != "aggregate" and not sql_cells(other):
+        if other is None or not _cells(other):
             continue
         if suppression_threshold(ws, spec) <= 0 and suppression_threshold(ws, other) <= 0:
             continue
-        shared = streams & reached_streams(other, catalog.find_spec)
+        if sql_cells(spec) or sql_cells(other):
+            rule, main_only = ALONE_RULE, False
+        elif _input_key(spec) != _input_key(other):
+            rule, main_only = ONE_INPUT_RULE, True
+        else:
+            continue
+        shared = (reached_streams(spec, catalog.find_spec, main_only=main_only)
+                  & reached_streams(other, catalog.find_spec, main_only=main_only))
         if shared:
-            found.append((other, sorted(f"{source}/{stream}" for source, stream in shared)))
+            found.append(Differenced(other, sorted(f"{source}/{stream}" for source, stream in shared), rule))
     return found
 
 
 def _check_decided_alone(ws: Workspace, catalog: Catalog, spec: dict) -> None:
-    """Refuse to publish sql cells beside another table of cells of the same rows (or an
-    aggregate beside published sql cells), unless neither hides a cell."""
-    for other, streams in differenced_with(ws, catalog, spec):
+    """Refuse to publish a table of cells beside a published one it could be differenced with
+    (:func:`differenced_with`), unless neither hides a cell."""
+    for pair in differenced_with(ws, catalog, spec):
+        other = pair.spec
+        inputs = (f" through different inputs ({input_label(spec)}; {input_label(other)})"
+                  if pair.rule == ONE_INPUT_RULE else "")
         raise DecidedAlone(f"derivative {spec['name']!r}: {cells_kind(spec)} {spec['name']!r} and the published "
                            f"{cells_kind(other)} {other['name']!r} both count rows of "
-                           f"{', '.join(streams)}, so one's hidden cells are the difference of the other's; "
-                           f"rule: {ALONE_RULE} (or set suppress_below 0 on both, when neither hides a cell)")
+                           f"{', '.join(pair.streams)}{inputs}, so one's hidden cells are the difference of the "
+                           f"other's; rule: {pair.rule} (or set suppress_below 0 on both, when neither hides a cell)",
+                           pair.rule)
 
 
 def _input_key(spec: dict) -> str | None:

@@ -9,8 +9,9 @@ published table tells apart (:mod:`.atoms`). Which atoms exist is read from the 
 the audit of a group of two or more aggregates; it is told so rather than given the weaker
 relation-line model. A hidden count narrowed to an interval narrower than its threshold, a
 hidden sum determined exactly, or a difference of two published tables pinned to 1..k-1 is a
-finding. sql cells are outside that model: a published sql cells table that reaches a raw
-stream another published table of cells reaches (one of them hiding cells) is a refusal, the
+finding. Tables of different inputs are outside that model: a published sql cells table that
+reaches a raw stream another published table of cells reaches, or two published aggregates of
+different inputs that count rows of one raw stream (one of them hiding cells), are a refusal, the
 pair a build refuses (:func:`.build.differenced_with`).
 """
 
@@ -24,7 +25,7 @@ from ..progress import Progress
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .atoms import Atoms, compile_atoms, joined_inputs, read_atoms
-from .build import ALONE_RULE, cells_kind, differenced_with, sql_cells, suppression_threshold
+from .build import cells_kind, differenced_with, input_label, sql_cells, suppression_threshold
 from .catalog import Catalog
 from .complementary import Cells, Group, audit
 from .engines import engine_name, open_engine
@@ -70,18 +71,20 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
 
 
 def decided_alone_pairs(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
-    """Each published sql cells table with each other published table of cells of the same raw
-    rows (once per pair), with the rule a build of either applies."""
+    """Each pair of published tables of cells a build would refuse to publish together (once per
+    pair), with the raw streams both count rows of, their inputs and the rule."""
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for name in catalog.names():
         current = catalog.current(name)
-        if current is None or not sql_cells(current.spec or {}):
+        spec = (current.spec or {}) if current is not None else {}
+        if not (spec.get("kind") == "aggregate" or sql_cells(spec)):
             continue
-        for other, streams in differenced_with(ws, catalog, current.spec):
-            key = (min(name, other["name"]), max(name, other["name"]))
-            pairs.setdefault(key, {"derivatives": [name, other["name"]],
-                                   "kinds": [cells_kind(current.spec), cells_kind(other)],
-                                   "streams": streams, "rule": ALONE_RULE})
+        for pair in differenced_with(ws, catalog, spec):
+            key = (min(name, pair.spec["name"]), max(name, pair.spec["name"]))
+            first, second = (spec, pair.spec) if name == key[0] else (pair.spec, spec)
+            pairs.setdefault(key, {"derivatives": list(key), "kinds": [cells_kind(first), cells_kind(second)],
+                                   "inputs": [input_label(first), input_label(second)],
+                                   "streams": pair.streams, "rule": pair.rule})
     return [pairs[key] for key in sorted(pairs)]
 
 

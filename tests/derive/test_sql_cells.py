@@ -138,7 +138,7 @@ def test_privacy_audit_lists_sql_cells_beside_an_aggregate_of_the_same_rows(enco
     report = json.loads(cli("privacy", "audit", "--json", expect=1).output)
     assert not report["ok"]
     assert report["refusals"] == [{"derivatives": ["ambulatory", "by_class"], "kinds": ["sql cells", "aggregate"],
-                                   "streams": ["ehr/encounters"],
+                                   "inputs": ["ehr/encounters", "ehr/encounters"], "streams": ["ehr/encounters"],
                                    "rule": "a sql cells table is decided alone: publish it from an input no other "
                                            "table publishes, or as an aggregate"}]
     assert "REFUSED sql cells ambulatory and aggregate by_class" in cli("privacy", "audit", expect=1).output
