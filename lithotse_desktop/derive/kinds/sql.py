@@ -285,43 +285,87 @@ def _across_rows(node: Any) -> bool:
 
 
 def _orders_by_count(expression: dict, items: list[dict], declared: set[str]) -> bool:
-    if expression.get("class") == "COLUMN_REF" and expression["column_names"][-1].lower() in declared:
-        return True
+    """Whether an ORDER BY term reads a declared count (by name anywhere in it, ``n * 1``
+    included, or by place) or anything computed over rows."""
     literal = expression.get("literal") or {}
     if expression.get("class") == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
         place = int(literal.get("text", 0))
         return 0 < place <= len(items) and _output_name(items[place - 1]) in declared
-    return _across_rows(expression)
+    named = {ref["column_names"][-1].lower() for ref in _column_refs(expression)}
+    return bool(named & declared) or _across_rows(expression)
+
+
+def _column_refs(node: Any) -> list[dict]:
+    if isinstance(node, list):
+        return [ref for item in node for ref in _column_refs(item)]
+    if not isinstance(node, dict):
+        return []
+    if node.get("class") == "COLUMN_REF":
+        return [node]
+    return [ref for value in node.values() for ref in _column_refs(value)]
 
 
 def _check_people_joined(name: str, node: dict, roles: dict[str, dict[str, str | None]],
                          counted: list[str], source: tuple[str, str]) -> None:
-    """Refuse sql cells whose FROM joins the counted rows with another table holding people
-    other than on their person keys: grouped by one table and counting the other's people
-    (``CROSS JOIN`` twenty patients), every cell would count twenty."""
+    """Refuse sql cells that join tables holding people other than on their person keys, in
+    the outermost query or any query inside it (a WITH query, a subquery): grouped by one table
+    and counting the other's people (``CROSS JOIN`` twenty patients), every cell would count
+    twenty, and a cell's count divided by twenty gives its real one."""
+    for select, ctes in _selects(node, {}):
+        _people_joined(name, select, roles, ctes, counted if select is node else None, source)
+
+
+def _selects(node: Any, ctes: dict[str, dict]) -> list[tuple[dict, dict[str, dict]]]:
+    """Every SELECT in a query (with the WITH queries it sees), the query itself first."""
+    found: list[tuple[dict, dict[str, dict]]] = []
+    if isinstance(node, list):
+        for item in node:
+            found += _selects(item, ctes)
+        return found
+    if not isinstance(node, dict):
+        return found
+    if node.get("type") in ("SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE"):
+        ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                           for entry in (node.get("cte_map") or {}).get("map", [])}}
+        if node.get("type") == "SELECT_NODE":
+            found.append((node, ctes))
+    for value in node.values():
+        found += _selects(value, ctes)
+    return found
+
+
+def _people_joined(name: str, node: dict, roles: dict[str, dict[str, str | None]], ctes: dict[str, dict],
+                   counted: list[str] | None, source: tuple[str, str]) -> None:
     leaves, equalities = _joined(node.get("from_table") or {})
     where = node.get("where_clause")
     equalities += _conjuncts(where) if where is not None else []
     if len(leaves) < 2:
         return
-    ctes = {entry["key"].lower(): entry["value"]["query_node"] for entry in (node.get("cte_map") or {}).get("map", [])}
+    ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                       for entry in (node.get("cte_map") or {}).get("map", [])}}
     keyed = {alias.lower() for alias, columns in roles.items() if "person_key" in columns.values()}
-    counted_leaf = _leaf_of(counted, leaves, ctes, roles)
     holding = [i for i, leaf in enumerate(leaves) if _reads_tables(leaf, ctes, keyed)]
-    joined = {counted_leaf} if counted_leaf is not None else set()
+    if counted is None and len(holding) < 2:
+        return
+    seed = _leaf_of(counted, leaves, ctes, roles) if counted is not None else holding[0]
+    joined = {seed} if seed is not None else set()
     changed = True
     while changed:
         changed = False
         for left, right in equalities:
-            sides = [(_leaf_of(ref, leaves, ctes, roles), _person_key(ref, node, roles)) for ref in (left, right)]
+            sides = [(_leaf_of(ref, leaves, ctes, roles), _person_key(ref, node, ctes, roles))
+                     for ref in (left, right)]
             if all(key for _, key in sides) and len({leaf for leaf, _ in sides} & joined) == 1:
                 joined |= {leaf for leaf, _ in sides if leaf is not None}
                 changed = True
     apart = [_leaf_shown(leaves[i]) for i in holding if i not in joined]
-    if apart or counted_leaf is None:
-        raise SpecError("sql", f"derivative {name!r}: counts the people of {source[0]}.{source[1]} over a join "
-                               f"with {', '.join(apart) or 'another table'}, which holds people too, not joined on "
-                               f"their person keys (ON a.<person key> = b.<person key>); rule: {JOIN_RULE}")
+    if apart or seed is None:
+        where_joined = "" if counted is not None else f" (in the query over {_leaf_shown(leaves[holding[0]])})"
+        raise SpecError("sql", f"derivative {name!r}: counts the people of {source[0]}.{source[1]} over a join"
+                               f"{where_joined} with {', '.join(apart) or 'another table'}, which holds people too, "
+                               f"not joined on their person keys: join on them too (ON … AND a.<person key> = "
+                               f"b.<person key>, for rows of one person) or count the other table's rows in a sql of "
+                               f"their own; rule: {JOIN_RULE}")
 
 
 def _joined(table: dict) -> tuple[list[dict], list[tuple[list[str], list[str]]]]:
@@ -361,8 +405,8 @@ def _leaf_of(ref: list[str], leaves: list[dict], ctes: dict[str, dict],
     return named[0] if len(named) == 1 else None
 
 
-def _person_key(ref: list[str], node: dict, roles: dict[str, dict[str, str | None]]) -> bool:
-    source = _source(ref, node, {}, roles)
+def _person_key(ref: list[str], node: dict, ctes: dict[str, dict], roles: dict[str, dict[str, str | None]]) -> bool:
+    source = _source(ref, node, ctes, roles)
     return source is not None and roles[source[0]].get(source[1]) == "person_key"
 
 
