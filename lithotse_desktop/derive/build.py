@@ -310,6 +310,14 @@ def _keep_cells(ws: Workspace, name: str, cells_id: str, table: pa.Table) -> Non
             other.unlink(missing_ok=True)
 
 
+def _sql_person_key(schema: pa.Schema, privacy: dict | None) -> list[str]:
+    """A row-level sql result's person key: its first column passing an input's person key on
+    unchanged (:mod:`.lineage`), so an aggregate over it counts people, not rows a join repeated."""
+    columns = (privacy or {}).get("columns") or {}
+    computed = set((privacy or {}).get("computed") or [])
+    return [c for c in schema.names if columns.get(c) == "person_key" and c not in computed][:1]
+
+
 def _input_person_key(catalog: Catalog, work: _Work, schema: pa.Schema) -> list[str] | None:
     """The columns of the input naming the person of each row (see StreamInfo.person_key)."""
     item = spec_inputs(work.spec)["input"]
@@ -1055,6 +1063,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         stats["person_key"] = person[:1] or None
         if index is not None:
             stats[rowstream.INDEX] = index
+    elif spec["kind"] == "sql":
+        stats["person_key"] = _sql_person_key(schema, privacy) or None
     version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
                       partitions=parts, columns=schema.names,
                       rows=sum(p["rows"] for p in parts.values()),

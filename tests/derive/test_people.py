@@ -663,3 +663,18 @@ def test_parts_of_a_table_that_join_otherwise_hide_no_more_than_without(workspac
     assert_published_as_counted(workspace, entries, rows)
     data = json.loads(cli("privacy", "audit", "--json").output)
     assert data["ok"] is True and data["findings"] == []
+
+
+def test_an_aggregate_over_a_sql_derivative_counts_the_people_its_rows_came_from(workspace, ehr):
+    """A row-level sql repeating every visit eleven times (a join with a range) passes the
+    person key on unchanged: the aggregate over it counts the same people as over the stream,
+    so the rare department's few patients stay hidden instead of showing as 11 a visit."""
+    add_spec(workspace, {"name": "repeated", "kind": "sql", "inputs": {"e": INPUT},
+                         "sql": "SELECT e.PATIENT, e.START, e.dept FROM e, range(11) AS r(i)"})
+    add_spec(workspace, {"name": "by_dept", "kind": "aggregate", "input": {"derivative": "repeated"},
+                         "group_by": ["dept"], "measures": [{"fn": "count", "as": "rows"}]})
+    build_all(workspace, ["repeated", "by_dept"])
+    assert lineage(workspace, "by_dept")["counts"] == "people"
+    rows = {r["dept"]: r for r in Catalog(workspace).read(Catalog(workspace).current("by_dept")).to_pylist()}
+    rare = {row["PATIENT"] for row in ehr if row["dept"] == "rare"}
+    assert 0 < len(rare) < K and rows["rare"]["suppressed"] and rows["rare"]["rows"] is None
