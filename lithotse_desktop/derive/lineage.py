@@ -448,6 +448,16 @@ class _Picking(_Lineage):
                     self.note(order.get("expression"), "ORDER BY {} with LIMIT or DISTINCT ON")
         return out
 
+    def from_item(self, item: dict | None, scope: _Scope) -> list[_Relation]:
+        """A table function in FROM whose arguments read an identifier makes rows from it (``unnest(CASE
+        WHEN patient_id = … THEN [1] ELSE [] END)`` keeps one person's rows): a pick, whatever it compares."""
+        relations = super().from_item(item, scope)
+        if (item or {}).get("type") == "TABLE_FUNCTION":
+            assert item is not None
+            if _identifying(self.safe_reads(item.get("function"), scope, [])):
+                self.note(item.get("function"), "{} in FROM, whose rows depend on an identifier")
+        return relations
+
     def joined(self, item: dict, relations: list[_Relation], using: set[str | None], scope: _Scope) -> None:
         self.scan(item.get("condition"), _Scope(relations, scope, {}, scope.lambdas), [], condition=True)
         for name in using:

@@ -49,6 +49,12 @@ def found(con, sql: str, computed: dict[str, frozenset[str]] | None = None):
     ("WITH s AS (SELECT * FROM enc WHERE patient_id = 'x') SELECT department FROM s", "patient_id = 'x'"),
     ("SELECT * FROM enc JOIN (SELECT 'P1' AS patient_id) USING (patient_id)", "USING (patient_id)"),
     ("SELECT * FROM pat WHERE birth > DATE '1990-01-01'", "birth > DATE '1990-01-01'"),
+    ("SELECT e.* FROM enc e, unnest(CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END) AS t(x)",
+     "CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END in FROM, whose rows depend on an identifier"),
+    ("SELECT e.* FROM enc e, range(CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER)) AS t(x)",
+     "CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER) in FROM, whose rows depend on an identifier"),
+    ("SELECT e.* FROM enc e, unnest(list_filter([e.patient_id], lambda x: x = 'P1')) AS t(x)",
+     "list_filter([e.patient_id], lambda x: x = 'P1') in FROM, whose rows depend on an identifier"),
 ])
 def test_a_comparison_of_an_identifier_picks_people_out(con, sql, condition):
     assert found(con, sql).conditions == (condition,)
@@ -62,6 +68,8 @@ def test_a_comparison_of_an_identifier_picks_people_out(con, sql, condition):
     "SELECT * FROM enc JOIN (SELECT id AS patient_id, sex FROM pat) USING (patient_id)",
     "SELECT * FROM enc WHERE patient_id IN (SELECT id FROM pat WHERE sex = 'f')",
     "SELECT * FROM enc WHERE patient_id IS NOT NULL AND department = 'cardio'",
+    "SELECT e.*, t.x FROM enc e, range(3) AS t(x)",
+    "SELECT e.*, d FROM enc e, unnest(['a', e.department]) AS t(d)",
     "SELECT * FROM enc WHERE admit_date >= DATE '2024-01-01' AND los > 3",
     "SELECT patient_id AS pt, upper(patient_id) AS u, count(DISTINCT patient_id) OVER () AS n FROM enc",
     "SELECT department, count(*) AS n FROM enc GROUP BY department HAVING count(DISTINCT patient_id) > 10",
