@@ -57,6 +57,7 @@ from .disclosure import (
     Disclosure,
     cell_roles,
     check_aggregate,
+    check_cell_keys,
     check_cells,
     check_unpicked,
     classify,
@@ -1091,7 +1092,9 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
     if work.aggregate_roles is not None:
         return table, describe(disclosure, {c: work.aggregate_roles.get(c) for c in table.column_names})
     if work.sql_cells:
-        return table, describe(disclosure, cell_roles(spec, table, roles))
+        found = cell_roles(spec, table, roles)
+        check_cell_keys(spec, found)
+        return table, describe(disclosure, found)
     columns = output_roles(spec, table.schema, roles)
     if work.picks is None:
         work.picks = picks(spec, table.schema, roles, work.upstream)

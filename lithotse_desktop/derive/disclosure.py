@@ -39,6 +39,7 @@ from .identifiers import (
     ROLES,
     ViewPicks,
     check_columns_map,
+    identifying,
     role_by_name,
     type_role,
     view_column_roles,
@@ -189,6 +190,23 @@ def _label(column: str, role_name: str, where: str) -> str:
     return f"column {column!r}{where} is {ROLES[role_name].rule()}"
 
 
+COUNT_KEY_RULE = ("a cell's keys, filters and measures read its rows' values, not counts of groups of rows made "
+                  "before it (count per person, or count the rows in the cell itself)")
+
+
+def _count_uses(spec: dict) -> list[tuple[str, str, str]]:
+    """Where an aggregate reads a column other than by counting its rows: (field, column, how)."""
+    uses = [(f"filters[{i}]", f["column"], "a filter on it keeps groups of a chosen size, and its cells list them")
+            for i, f in enumerate(spec.get("filters", []))]
+    for i, d in enumerate(spec.get("group_by", [])):
+        column = d if isinstance(d, str) else d.get("column")
+        if column is not None:
+            uses.append((f"group_by[{i}]", column, "a key carries that count, suppressed cells too"))
+    uses += [(f"measures[{i}]", m["column"], f"its {m['fn']} publishes what those counts add up to")
+             for i, m in enumerate(spec.get("measures", [])) if "column" in m and m["fn"] != "count"]
+    return uses
+
+
 def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
                     computed: dict[str, list[str]] | None = None) -> dict[str, str | None]:
     """Refuse group-bys and measures that would publish identifiers, and filters that would pick
@@ -202,6 +220,11 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
     for column in (spec.get("join") or {}).get("columns", []):
         seen[column] = roles.get("joined", {}).get(column)
     changed = {column: alias for alias in ("input", "joined") for column in (computed or {}).get(alias, ())}
+    for field_path, column, use in _count_uses(spec):
+        if seen.get(column) == "count":
+            raise IdentifierRefused(
+                f"{field_path}: column {column!r} is {ROLES['count'].label}: {use}; rule: {COUNT_KEY_RULE}",
+                rule=COUNT_KEY_RULE)
     for i, f in enumerate(spec.get("filters", [])):
         found = seen.get(f["column"])
         if found is not None and not ROLES[found].cell_dimension and f["op"] not in PRESENCE_OPS:
@@ -296,11 +319,10 @@ def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str
     """Spark SQL DuckDB's parser refuses is read as text, conservatively: naming an identifier
     column of an input anywhere, or using ``*`` other than ``SELECT [t.]*`` and ``count(*)``, it
     picks people out; every identifier column it outputs is taken as computed."""
-    identifying = sorted({column for roles in inputs.values() for column, found in roles.items()
-                          if found is not None and not ROLES[found].cell_dimension})
-    if not identifying:
+    columns = sorted({column for roles in inputs.values() for column, found in roles.items() if identifying(found)})
+    if not columns:
         return Picks((), frozenset())
-    named = [c for c in identifying if re.search(rf"(?<![\w`]){re.escape(c)}(?![\w`])|`{re.escape(c)}`", sql, re.I)]
+    named = [c for c in columns if re.search(rf"(?<![\w`]){re.escape(c)}(?![\w`])|`{re.escape(c)}`", sql, re.I)]
     stars = re.sub(r"\bcount\s*\(\s*\*\s*\)|\b(?:select|distinct|all)\s+(?:\w+\.)?\*|,\s*(?:\w+\.)?\*(?=\s*[,\s])",
                    "", sql, flags=re.I)
     conditions = []
@@ -309,8 +331,7 @@ def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str
     elif "*" in stars:
         conditions.append("Spark SQL DuckDB cannot parse, using * beyond SELECT *")
     by_name = _by_input_name(schema, inputs)
-    return Picks(tuple(conditions), frozenset(c for c, found in by_name.items()
-                                              if found is not None and not ROLES[found].cell_dimension))
+    return Picks(tuple(conditions), frozenset(c for c, found in by_name.items() if identifying(found)))
 
 
 def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
@@ -457,9 +478,25 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
 
 
 def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+    """The roles of a sql cells result's columns, its declared counts refused as keys elsewhere
+    (see :func:`check_cell_keys`) being values of suppressed cells."""
     roles = output_roles(spec, table.schema, inputs)
+    for key in ("count_column", "people_column"):
+        if spec.get(key) in roles:
+            roles[spec[key]] = "value"
     roles[FLAG] = "value"
     return roles
+
+
+def check_cell_keys(spec: dict, roles: dict[str, str | None]) -> None:
+    """Refuse a sql cells key computed from a count of a group's rows (a window or a GROUP BY in
+    an inner query): it would show, beside a suppressed cell, the count suppression hides."""
+    declared = {spec.get("count_column"), spec.get("people_column")}
+    for column, found in roles.items():
+        if found == "count" and column not in declared:
+            raise IdentifierRefused(f"derivative {spec['name']!r}: output column {column!r} is "
+                                    f"{ROLES['count'].label}: a key carries that count, suppressed cells too; "
+                                    f"rule: {COUNT_KEY_RULE}", rule=COUNT_KEY_RULE)
 
 
 def describe(disclosure: Disclosure, columns: dict[str, str | None], **extra: Any) -> dict:

@@ -101,6 +101,9 @@ ROLES: dict[str, Role] = {r.name: r for r in [
     _role("text", (), "free text, which may hold any identifier", True, None, "refuse", "refuse"),
     _role("code", (), "a code", True, None, "keep", "keep"),
     _role("value", (), "a value", True, None, "keep", "keep"),
+    _role("count", (), "a count of a group's rows computed before the cells (a window or a GROUP BY not by "
+          "person), which as a key, filter or measure of a cell would show counts suppression hides",
+          False, None, "keep", "keep"),
     _role("none", (), "declared as not identifying", True, None, "keep", "keep"),
 ]}
 """Every role a spec's ``columns`` map may name."""
@@ -111,6 +114,12 @@ _SEVERITY = {name: (3 if not role.cell_dimension else 2 if role.items else 1 if 
 
 def role(name: str) -> Role:
     return ROLES[name]
+
+
+def identifying(name: str | None) -> bool:
+    """Whether a role says who someone is (no cell may be split by it); a ``count`` of a group's
+    rows is no cell's key either, but it names no one."""
+    return name is not None and not ROLES[name].cell_dimension and name != "count"
 
 
 def strongest(*names: str | None) -> str | None:

@@ -24,12 +24,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .identifiers import ROLES, strongest, type_role
+from .identifiers import ROLES, identifying, strongest, type_role
 
 Reads = frozenset[str | None]
 """The roles of the input columns a value is computed from (empty: from constants only)."""
 
 COUNTED: Reads = frozenset({"value"})
+"""A count of one person's rows (grouped or partitioned by a person key): a value of that person."""
+ROWS_COUNTED: Reads = frozenset({"count"})
+"""A count of any other group's rows: as a key of a published cell it would show the count
+suppression hides (``count(*) OVER (PARTITION BY department, day)`` beside each row)."""
 _COUNTS = frozenset({"count", "count_star", "count_if", "countif", "approx_count_distinct"})
 _ORDER = {name: i for i, name in enumerate([None, *sorted(ROLES, key=lambda n: ROLES[n].safe_harbor != "remove")])}
 """The order roles are offered to :func:`.identifiers.strongest`: of two equally strong, the one
@@ -68,6 +72,8 @@ class _Scope:
     parent: _Scope | None = None
     ctes: dict[str, list[_Column]] = field(default_factory=dict)
     lambdas: frozenset[str] = frozenset()
+    per_person: bool = False
+    """Whether the SELECT's groups are one person's rows (its GROUP BY reads a person key)."""
 
     def cte(self, name: str) -> list[_Column] | None:
         scope: _Scope | None = self
@@ -156,6 +162,7 @@ class _Lineage:
 
     def select(self, node: dict, scope: _Scope) -> list[_Column]:
         scope.relations = self.from_item(node.get("from_table"), scope)
+        scope.per_person = self.groups_people(node, scope)
         out: list[_Column] = []
         for expr in node.get("select_list") or []:
             if expr.get("class") == "STAR":
@@ -167,6 +174,27 @@ class _Lineage:
             direct = expr.get("class") == "COLUMN_REF" and self.is_direct(expr, scope, out)
             out.append(_Column(name, self.reads(expr, scope, out), direct))
         return out
+
+    def groups_people(self, node: dict, scope: _Scope) -> bool:
+        """Whether a SELECT groups by a person key: a GROUP BY term (by place too) that reads
+        one, or with GROUP BY ALL, a plain column of its select list that is one."""
+        items = node.get("select_list") or []
+        groups = []
+        for term in node.get("group_expressions") or []:
+            literal = term.get("literal") or {} if isinstance(term, dict) else {}
+            if term.get("class") == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
+                place = int(literal.get("text", 0))
+                term = items[place - 1] if 0 < place <= len(items) else term
+            groups.append(term)
+        if not groups and node.get("aggregate_handling") == "FORCE_AGGREGATES":
+            groups = [item for item in items if item.get("class") == "COLUMN_REF"]
+        for term in groups:
+            try:
+                if "person_key" in self.reads(term, scope, []):
+                    return True
+            except Unfollowable:
+                continue
+        return False
 
     def is_direct(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> bool:
         parts = [p.lower() for p in expr["column_names"]]
@@ -262,7 +290,12 @@ class _Lineage:
         if kind == "COLUMN_REF":
             return self.column(expr, scope, earlier)
         if kind in ("FUNCTION", "WINDOW") and str(expr.get("function_name", "")).lower() in _COUNTS:
-            return COUNTED
+            if kind == "WINDOW":
+                partitions = expr.get("partitions") or []
+                per_person = any("person_key" in self.reads(term, scope, earlier) for term in partitions)
+            else:
+                per_person = scope.per_person
+            return COUNTED if per_person else ROWS_COUNTED
         if kind == "WINDOW":
             return self.reads({k: v for k, v in expr.items() if k not in ("class", "partitions")}, scope, earlier)
         if kind == "SUBQUERY":
@@ -392,7 +425,7 @@ class Picks:
 
 
 def _identifying(reads: Reads) -> bool:
-    return any(role is not None and not ROLES[role].cell_dimension for role in reads)
+    return any(identifying(role) for role in reads)
 
 
 def _span(sql: str, expr: Any) -> str:
@@ -596,7 +629,7 @@ class _Picking(_Lineage):
 
 
 def _all_identifying(reads: Reads) -> bool:
-    return bool(reads) and all(role is not None and not ROLES[role].cell_dimension for role in reads)
+    return bool(reads) and all(identifying(role) for role in reads)
 
 
 def _candidates(scope: _Scope, parts: list[str]) -> list[_Column] | None:

@@ -26,7 +26,15 @@ from . import deidentify
 from .build import suppression_threshold
 from .catalog import Catalog, Version
 from .compile import DIALECTS, DUCKDB, compile_aggregate
-from .disclosure import check_aggregate, check_unpicked, classify, output_roles, refusal, with_declared
+from .disclosure import (
+    check_aggregate,
+    check_cell_keys,
+    check_unpicked,
+    classify,
+    output_roles,
+    refusal,
+    with_declared,
+)
 from .engines import check_engine_name
 from .identifiers import view_column_roles
 from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema
@@ -104,6 +112,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     for key in ("count_column", "people_column"):
         if spec.get(key) and spec[key] not in output.names:
             raise SpecError(key, f"no output column {spec[key]!r}; the query gives: {', '.join(output.names)}")
+    if spec["kind"] == "sql" and spec.get("count_column"):
+        check_cell_keys(spec, output_roles(spec, output, roles))
     if spec.get("deidentify"):
         if spec["kind"] == "sql":
             check_row_by_row(spec, known)
