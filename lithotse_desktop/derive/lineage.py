@@ -32,8 +32,21 @@ Reads = frozenset[str | None]
 COUNTED: Reads = frozenset({"value"})
 """A count of one person's rows (grouped or partitioned by a person key): a value of that person."""
 ROWS_COUNTED: Reads = frozenset({"count"})
-"""A count of any other group's rows: as a key of a published cell it would show the count
-suppression hides (``count(*) OVER (PARTITION BY department, day)`` beside each row)."""
+"""A count or any other value of a group of rows that is not one person's (an aggregate or a
+window not grouped by a person key, ``row_number()`` and ``sum(1) OVER`` included): as a key of a
+published cell it would show what suppression hides (``count(*) OVER (PARTITION BY department,
+day)`` beside each row)."""
+_AGGREGATE_FUNCTIONS: frozenset[str] | None = None
+
+
+def _aggregate_functions() -> frozenset[str]:
+    """DuckDB's aggregate functions, from its catalog (read once)."""
+    global _AGGREGATE_FUNCTIONS
+    if _AGGREGATE_FUNCTIONS is None:
+        with duckdb.connect(":memory:") as con:
+            _AGGREGATE_FUNCTIONS = frozenset(r[0] for r in con.execute(
+                "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'").fetchall())
+    return _AGGREGATE_FUNCTIONS | _COUNTS
 _COUNTS = frozenset({"count", "count_star", "count_if", "countif", "approx_count_distinct"})
 _ORDER = {name: i for i, name in enumerate([None, *sorted(ROLES, key=lambda n: ROLES[n].safe_harbor != "remove")])}
 """The order roles are offered to :func:`.identifiers.strongest`: of two equally strong, the one
@@ -188,13 +201,18 @@ class _Lineage:
             groups.append(term)
         if not groups and node.get("aggregate_handling") == "FORCE_AGGREGATES":
             groups = [item for item in items if item.get("class") == "COLUMN_REF"]
-        for term in groups:
-            try:
-                if "person_key" in self.reads(term, scope, []):
-                    return True
-            except Unfollowable:
-                continue
-        return False
+        return any(self.is_person_key(term, scope, []) for term in groups)
+
+    def is_person_key(self, term: Any, scope: _Scope, earlier: list[_Column]) -> bool:
+        """Whether a GROUP BY or PARTITION BY term is a person key itself: a plain column passing
+        one on unchanged (``patient_id IS NULL`` or ``hash(patient_id) % 1`` reads one, but groups
+        many people together)."""
+        if not isinstance(term, dict) or term.get("class") != "COLUMN_REF":
+            return False
+        try:
+            return self.reads(term, scope, earlier) == {"person_key"} and self.is_direct(term, scope, earlier)
+        except Unfollowable:
+            return False
 
     def is_direct(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> bool:
         parts = [p.lower() for p in expr["column_names"]]
@@ -289,13 +307,17 @@ class _Lineage:
             return frozenset()
         if kind == "COLUMN_REF":
             return self.column(expr, scope, earlier)
-        if kind in ("FUNCTION", "WINDOW") and str(expr.get("function_name", "")).lower() in _COUNTS:
+        function = str(expr.get("function_name", "")).lower()
+        if kind == "WINDOW" or (kind == "FUNCTION" and function in _aggregate_functions()):
             if kind == "WINDOW":
-                partitions = expr.get("partitions") or []
-                per_person = any("person_key" in self.reads(term, scope, earlier) for term in partitions)
+                per_person = any(self.is_person_key(term, scope, earlier) for term in expr.get("partitions") or [])
             else:
                 per_person = scope.per_person
-            return COUNTED if per_person else ROWS_COUNTED
+            if not per_person:  # a value of the group, and of whatever it shows of its rows (max(mrn) is an MRN)
+                shown = ("class", "partitions", *(("children", "arguments", "filter") if function in _COUNTS else ()))
+                return ROWS_COUNTED | self.reads({k: v for k, v in expr.items() if k not in shown}, scope, earlier)
+            if function in _COUNTS:
+                return COUNTED
         if kind == "WINDOW":
             return self.reads({k: v for k, v in expr.items() if k not in ("class", "partitions")}, scope, earlier)
         if kind == "SUBQUERY":

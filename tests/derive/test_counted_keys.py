@@ -14,8 +14,10 @@ import pytest
 
 from lithotse_desktop.derive.build import BuildsFailed, build_all
 from lithotse_desktop.derive.catalog import Catalog
-from lithotse_desktop.derive.disclosure import COUNT_KEY_RULE, IdentifierRefused
+from lithotse_desktop.derive.disclosure import COUNT_KEY_RULE
+from lithotse_desktop.derive.kinds.sql import ONCE_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
+from lithotse_desktop.derive.spec import SpecError
 from tests.derive.test_measures import VISITS, visits  # noqa: F401 - the fixture
 
 PER_DAY = "count(*) OVER (PARTITION BY department, admit_date)"
@@ -27,12 +29,29 @@ def test_sql_cells_refuse_a_key_counted_in_an_inner_query(visits):  # noqa: F811
             "sql": f"WITH t AS (SELECT *, CAST({PER_DAY} AS VARCHAR) AS rows_here FROM e) "
                    "SELECT department, admit_date, rows_here, count(*) AS n, count(DISTINCT patient_id) AS p "
                    "FROM t GROUP BY ALL"}
-    with pytest.raises(IdentifierRefused, match=f"output column 'rows_here' is a count of a group's rows.*"
-                                                f"{re.escape(COUNT_KEY_RULE)}"):
+    with pytest.raises(SpecError, match=f"the query over e, inside it, computes over groups of rows; "
+                                        f"rule: {re.escape(ONCE_RULE)}"):
         add_spec(ws, spec)
     Catalog(ws).save_spec(spec)
-    with pytest.raises(IdentifierRefused, match=re.escape(COUNT_KEY_RULE)):
+    with pytest.raises(SpecError, match=re.escape(ONCE_RULE)):
         build_all(ws, ["cells"])
+    assert Catalog(ws).current("cells") is None
+
+
+@pytest.mark.parametrize("counted", ["sum(1) OVER (PARTITION BY department, admit_date)",
+                                     "row_number() OVER (PARTITION BY department ORDER BY admit_date)",
+                                     "count(*) OVER (PARTITION BY department, admit_date, patient_id IS NULL)"])
+def test_sql_cells_refuse_reading_a_count_its_sql_input_made(visits, counted):  # noqa: F811
+    """``WHERE k = 1`` with ``k`` a count per department-day would list the days of one visit."""
+    ws, _csv = visits
+    add_spec(ws, {"name": "per_day", "kind": "sql", "inputs": {"e": VISITS},
+                  "sql": f"SELECT *, {counted} AS k FROM e"})
+    add_spec(ws, {"name": "cells", "kind": "sql", "inputs": {"s": {"derivative": "per_day"}}, "count_column": "n",
+                  "people_column": "p", "sql": "SELECT department, admit_date, count(*) AS n, "
+                                               "count(DISTINCT patient_id) AS p FROM s WHERE k = 1 GROUP BY ALL"})
+    with pytest.raises(BuildsFailed, match=f"cells: failed: sql: derivative 'cells': reads s.k, a count of a group's "
+                                           f"rows made upstream; rule: {re.escape(ONCE_RULE)}"):
+        build_all(ws, ["per_day", "cells"])
     assert Catalog(ws).current("cells") is None
 
 

@@ -51,6 +51,11 @@ def roles(con, sql: str) -> dict[str, str | None]:
     ("SELECT ward, count(mrn) AS n, count(DISTINCT mrn) AS people, count(*) AS rows FROM adt GROUP BY ward",
      {"ward": "code", "n": "count", "people": "count", "rows": "count"}),
     ("SELECT mrn, count(*) AS visits FROM adt GROUP BY mrn", {"mrn": "mrn", "visits": "count"}),
+    ("SELECT ward, sum(1) OVER (PARTITION BY ward) AS a, row_number() OVER (PARTITION BY ward) AS b, "
+     "count(*) OVER (PARTITION BY ward, mrn IS NULL) AS c FROM adt", {"ward": "code", "a": "count", "b": "count",
+                                                                      "c": "count"}),
+    ("SELECT ward, count(*) OVER (PARTITION BY patient_id) AS visits, max(birth_date) OVER (PARTITION BY ward) AS "
+     "oldest FROM adt", {"ward": "code", "visits": "value", "oldest": "birth_date"}),
     ("SELECT mrn AS m, m || '!' AS loud FROM adt", {"m": "mrn", "loud": "mrn"}),
     ("SELECT ward AS x FROM adt UNION ALL SELECT mrn FROM adt", {"x": "mrn"}),
     ("SELECT list_transform([mrn], lambda v: v || '') AS l, 1 AS one FROM adt", {"l": "mrn", "one": "value"}),

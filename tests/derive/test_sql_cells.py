@@ -198,7 +198,8 @@ def test_a_person_key_that_cannot_be_followed_to_an_input_is_refused(sql):
 
 def test_counts_outside_the_outermost_select_or_beside_their_totals_are_refused():
     inner = ("SELECT * FROM (SELECT department, count(*) n, count(DISTINCT patient_id) p FROM enc GROUP BY ALL)")
-    with pytest.raises(SpecError, match="'n' is not an entry of the outermost SELECT"):
+    with pytest.raises(SpecError, match="the query over enc, inside it, computes over groups of rows; rule: sql "
+                                        "cells aggregate once"):
         check_counts({"name": "x", "sql": inner, "count_column": "n", "people_column": "p"}, ROLES)
     rollup = "SELECT department, count(*) n, count(DISTINCT patient_id) p FROM enc GROUP BY ROLLUP (department)"
     with pytest.raises(SpecError, match="ROLLUP"):

@@ -50,6 +50,9 @@ def test_a_column_computed_over_a_cells_rows_other_than_its_counts_is_refused(ex
     ("ORDER BY 3 DESC", "ORDER BY 3"),
     ("ORDER BY count(DISTINCT e.patient_id)", r"ORDER BY count\(DISTINCT"),
     ("ORDER BY department, n * 1", r"ORDER BY n \* 1"),
+    ("ORDER BY ALL", "ORDER BY ALL"),
+    ("ORDER BY #2, #1", "ORDER BY positional reference"),
+    ("ORDER BY -length(department)", "ORDER BY -"),
 ])
 def test_cells_chosen_or_ordered_by_their_counts_are_refused(tail, what):
     with pytest.raises(SpecError, match=f"derivative 'x': {what}.*{re.escape(SHAPE_RULE)}"):

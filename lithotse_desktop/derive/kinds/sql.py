@@ -171,6 +171,10 @@ def query(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str, threshold
 COUNT_RULE = ("a sql cell's count_column is a plain count(*) or count(column) and its people_column a plain "
               "count(DISTINCT <person key>), both in the query's outermost SELECT (suppression decides by them)")
 PEOPLE_RULE = "where an input names people, sql cells count people"
+ONCE_RULE = ("sql cells aggregate once, in their outermost SELECT, over their inputs' rows: counts or other values "
+             "of groups of rows made before (a window, a GROUP BY inside, an upstream count) would be keys, "
+             "filters or order beside cells that hide them — compute per-row or per-person values in a row-level "
+             "sql first")
 SHAPE_RULE = ("a sql cell publishes its keys and its declared counts only, and is chosen by its keys: no other "
               "aggregate, window or subquery in the outermost SELECT, no HAVING, QUALIFY or LIMIT, no ORDER BY "
               "a count")
@@ -213,6 +217,7 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
                                "parts, which recover the parts suppression hides; rule: sql cells are one cell "
                                "per group — publish the totals as an aggregate")
     _check_shape(spec, node)
+    _check_aggregated_once(spec, node, roles)
     selected = {_output_name(item): item for item in node["select_list"]}
     count = selected.get(spec["count_column"].lower())
     if count is None or not _plain_count(count, distinct=False):
@@ -268,10 +273,52 @@ def _check_shape(spec: dict, node: dict) -> None:
             raise SpecError("sql", f"derivative {name!r}: LIMIT keeps some cells and drops others by their order; "
                                    f"rule: {SHAPE_RULE}")
         for order in modifier.get("orders") or [] if modifier.get("type") == "ORDER_MODIFIER" else []:
-            if _orders_by_count(order.get("expression") or {}, items, declared):
-                raise SpecError("sql", f"derivative {name!r}: ORDER BY {_shown(order.get('expression'))} lists "
-                                       f"cells in the order of their counts, which bounds the hidden ones; "
-                                       f"rule: {SHAPE_RULE} — order by the keys")
+            if not _orders_by_key(order.get("expression") or {}, items, declared):
+                shown = "ALL" if (order.get("expression") or {}).get("class") == "STAR" else \
+                    _shown(order.get("expression"))
+                raise SpecError("sql", f"derivative {name!r}: ORDER BY {shown} may list cells in the order of "
+                                       f"their counts, which bounds the hidden ones; rule: {SHAPE_RULE} — order by "
+                                       f"the keys, each named or by its place")
+
+
+def _check_aggregated_once(spec: dict, node: dict, roles: dict[str, dict[str, str | None]]) -> None:
+    """Refuse sql cells that compute over groups of rows anywhere but their outermost SELECT, or
+    read an input column holding such a value (the role ``count``): ``WHERE k = 1`` with ``k`` a
+    count per department-day lists the department-days of one visit, and a key computed by
+    ``sum(1) OVER (…)`` shows every hidden count."""
+    name = spec["name"]
+    for select, _ctes in _selects(node, {})[1:]:
+        if select.get("group_expressions") or select.get("having") is not None or \
+                select.get("aggregate_handling") == "FORCE_AGGREGATES" or \
+                _groups_rows([select.get(k) for k in ("select_list", "qualify", "modifiers")]):
+            raise SpecError("sql", f"derivative {name!r}: {_query_shown(select)}, inside it, computes over "
+                                   f"groups of rows; rule: {ONCE_RULE}")
+    counted = {column.lower(): f"{alias}.{column}" for alias, columns in roles.items()
+               for column, role in columns.items() if role == "count"}
+    for ref in _column_refs(node):
+        found = counted.get(str(ref["column_names"][-1]).lower())
+        if found is not None:
+            raise SpecError("sql", f"derivative {name!r}: reads {found}, a count of a group's rows made upstream; "
+                                   f"rule: {ONCE_RULE}")
+
+
+def _groups_rows(node: Any) -> bool:
+    """Whether expressions compute over rows (an aggregate function or a window), not looking
+    into subqueries (each is judged as a query of its own)."""
+    if isinstance(node, list):
+        return any(_groups_rows(item) for item in node)
+    if not isinstance(node, dict) or node.get("class") == "SUBQUERY":
+        return False
+    if node.get("class") == "WINDOW" or (node.get("class") == "FUNCTION"
+                                        and str(node.get("function_name", "")).lower() in _aggregate_names()):
+        return True
+    return any(_groups_rows(value) for value in node.values())
+
+
+def _query_shown(select: dict) -> str:
+    """A query inside another, for a refusal: what it reads."""
+    leaves, _ = _joined(select.get("from_table") or {})
+    return f"the query over {', '.join(_leaf_shown(leaf) for leaf in leaves) or 'no table'}"
 
 
 def _across_rows(node: Any) -> bool:
@@ -284,15 +331,22 @@ def _across_rows(node: Any) -> bool:
         any(_across_rows(value) for value in node.values())
 
 
-def _orders_by_count(expression: dict, items: list[dict], declared: set[str]) -> bool:
-    """Whether an ORDER BY term reads a declared count (by name anywhere in it, ``n * 1``
-    included, or by place) or anything computed over rows."""
+def _orders_by_key(expression: dict, items: list[dict], declared: set[str]) -> bool:
+    """Whether an ORDER BY term is one of the cell's keys: a column named, or a place (``2``,
+    ``#2``) of the select list, that is not a declared count; anything else (an expression, ALL)
+    might order by the counts."""
+    kind = expression.get("class")
+    if kind == "COLUMN_REF":
+        return expression["column_names"][-1].lower() not in declared
     literal = expression.get("literal") or {}
-    if expression.get("class") == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
+    if kind == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
         place = int(literal.get("text", 0))
-        return 0 < place <= len(items) and _output_name(items[place - 1]) in declared
-    named = {ref["column_names"][-1].lower() for ref in _column_refs(expression)}
-    return bool(named & declared) or _across_rows(expression)
+    elif kind == "POSITIONAL_REFERENCE":
+        place = int(expression.get("index", 0))
+    else:
+        return False
+    return 0 < place <= len(items) and _output_name(items[place - 1]) not in declared \
+        and not _across_rows(items[place - 1])
 
 
 def _column_refs(node: Any) -> list[dict]:
