@@ -45,6 +45,7 @@ from .identifiers import (
     view_column_roles,
     view_picks,
 )
+from .kinds.sql import JOIN_RULE, people_apart
 from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
@@ -312,7 +313,10 @@ def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]
             found = _unparsed_picks(str(spec.get("sql", "")), schema, inputs)
     inherited = [entry for privacy in upstream.values() for entry in privacy.get("picks", [])]
     own = [{"derivative": name, "condition": condition} for condition in found.conditions]
-    return {"picks": [*own, *inherited], "computed": sorted(found.computed)}
+    apart = [{"derivative": name, "join": join} for join in
+             (people_apart(str(spec.get("sql", "")), inputs) if spec.get("kind") == "sql" else [])]
+    apart += [entry for privacy in upstream.values() for entry in privacy.get("apart", [])]
+    return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart}
 
 
 def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> Picks:
@@ -339,6 +343,13 @@ def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
     here or further up: its cells would be those people's, and a suppressed cell keeps its
     dimensions (the day, the department), so even hidden ones are the person's history."""
     for alias, privacy in upstream.items():
+        for entry in privacy.get("apart", []):
+            source = entry.get("derivative")
+            via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"
+            raise IdentifierRefused(
+                f"derivative {spec.get('name')!r}: input {alias!r} reads derivative {source!r}{via}, which joins "
+                f"people not on their person keys ({entry.get('join')}), so its rows are no one person's and "
+                f"its person key may count another table's people; rule: {JOIN_RULE}", rule=JOIN_RULE)
         for entry in privacy.get("picks", []):
             source = entry.get("derivative")
             via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"

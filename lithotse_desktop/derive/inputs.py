@@ -520,4 +520,4 @@ def input_picks(catalog: Catalog, item: dict) -> dict:
     current = catalog.current(item["derivative"])
     privacy = (current.privacy if current else None) or {}
     return {"name": item["derivative"], "picks": list(privacy.get("picks", [])),
-            "computed": list(privacy.get("computed", []))}
+            "computed": list(privacy.get("computed", [])), "apart": list(privacy.get("apart", []))}

@@ -446,6 +446,18 @@ class Picks:
     """Output columns holding an identifier not passed on unchanged (``nullif(patient_id, 'P1')``)."""
 
 
+def _unnests(node: Any) -> list[dict]:
+    """The ``unnest`` calls of a select list (each makes as many rows as its list holds), not
+    looking into subqueries (each is a SELECT of its own)."""
+    if isinstance(node, list):
+        return [call for item in node for call in _unnests(item)]
+    if not isinstance(node, dict) or node.get("class") == "SUBQUERY":
+        return []
+    if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in ("unnest", "unlist"):
+        return [node]
+    return [call for value in node.values() for call in _unnests(value)]
+
+
 def _identifying(reads: Reads) -> bool:
     return any(identifying(role) for role in reads)
 
@@ -492,6 +504,9 @@ class _Picking(_Lineage):
 
     def select(self, node: dict, scope: _Scope) -> list[_Column]:
         out = super().select(node, scope)
+        for call in _unnests(node.get("select_list")):
+            if _identifying(self.safe_reads(call, scope, out)):
+                self.note(call, "{}, whose rows depend on an identifier")
         for key in ("where_clause", "having", "qualify"):
             self.scan(node.get(key), scope, out, condition=True)
         for key in ("select_list", "group_expressions", "modifiers", "sample"):

@@ -678,3 +678,24 @@ def test_an_aggregate_over_a_sql_derivative_counts_the_people_its_rows_came_from
     rows = {r["dept"]: r for r in Catalog(workspace).read(Catalog(workspace).current("by_dept")).to_pylist()}
     rare = {row["PATIENT"] for row in ehr if row["dept"] == "rare"}
     assert 0 < len(rare) < K and rows["rare"]["suppressed"] and rows["rare"]["rows"] is None
+
+
+def test_an_aggregate_over_a_sql_joining_people_apart_is_refused(workspace, ehr):
+    """A cross join puts the rare department's few patients beside every visit: counted by the
+    key it carries first, every cell would show those few people, visits multiplied by them."""
+    add_spec(workspace, {"name": "moved", "kind": "sql", "inputs": {"e": INPUT},
+                         "sql": "SELECT o.PATIENT, e.START, e.dept FROM (SELECT DISTINCT PATIENT FROM e "
+                                "WHERE dept = 'rare') AS o CROSS JOIN e"})
+    add_spec(workspace, {"name": "by_dept", "kind": "aggregate", "input": {"derivative": "moved"},
+                         "group_by": ["dept"], "measures": [{"fn": "count", "as": "rows"}]})
+    with pytest.raises(LithotseError, match="by_dept: failed: derivative 'by_dept': input 'input' reads derivative "
+                                            "'moved', which joins people not on their person keys "
+                                            "\\(the subquery o joined with e\\).*rule: sql cells that join tables "
+                                            "holding people"):
+        build_all(workspace, ["moved", "by_dept"])
+    assert Catalog(workspace).current("by_dept") is None
+    add_spec(workspace, {"name": "moved", "kind": "sql", "inputs": {"e": INPUT},
+                         "sql": "SELECT e.PATIENT, e.START, e.dept FROM (SELECT DISTINCT PATIENT FROM e "
+                                "WHERE dept = 'rare') AS o JOIN e ON e.PATIENT = o.PATIENT"}, replace=True)
+    build_all(workspace, ["moved", "by_dept"])
+    assert Catalog(workspace).current("by_dept") is not None, "the rare department's patients' visits, by person"

@@ -53,6 +53,8 @@ def found(con, sql: str, computed: dict[str, frozenset[str]] | None = None):
      "CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END in FROM, whose rows depend on an identifier"),
     ("SELECT e.* FROM enc e, range(CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER)) AS t(x)",
      "CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER) in FROM, whose rows depend on an identifier"),
+    ("SELECT e.* FROM enc e, LATERAL (SELECT unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)) AS z) t",
+     "unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)), whose rows depend on an identifier"),
     ("SELECT e.* FROM enc e, unnest(list_filter([e.patient_id], lambda x: x = 'P1')) AS t(x)",
      "list_filter([e.patient_id], lambda x: x = 'P1') in FROM, whose rows depend on an identifier"),
 ])

@@ -366,7 +366,28 @@ def _check_people_joined(name: str, node: dict, roles: dict[str, dict[str, str |
     and counting the other's people (``CROSS JOIN`` twenty patients), every cell would count
     twenty, and a cell's count divided by twenty gives its real one."""
     for select, ctes in _selects(node, {}):
-        _people_joined(name, select, roles, ctes, counted if select is node else None, source)
+        found = _people_apart(select, roles, ctes, counted if select is node else None)
+        if found is not None:
+            where, apart = found
+            raise SpecError("sql", f"derivative {name!r}: counts the people of {source[0]}.{source[1]} over a join"
+                                   f"{where} with {apart}, which holds people too, not joined on their person keys: "
+                                   f"join on them too (ON … AND a.<person key> = b.<person key>, for rows of one "
+                                   f"person) or count the other table's rows in a sql of their own; rule: {JOIN_RULE}")
+
+
+def people_apart(sql: str, roles: dict[str, dict[str, str | None]]) -> list[str]:
+    """Where a query joins tables holding people other than on their person keys (each as
+    ``"t joined with u"``): its rows are then no one person's, so nothing built over it may count
+    people by its person key, nor count its rows as anyone's."""
+    node = parse_tree(sql)
+    if node is None:
+        return []
+    found = []
+    for select, ctes in _selects(node, {}):
+        apart = _people_apart(select, roles, ctes, None)
+        if apart is not None:
+            found.append(f"{apart[0].removeprefix(' (in the query over ').removesuffix(')')} joined with {apart[1]}")
+    return found
 
 
 def _selects(node: Any, ctes: dict[str, dict]) -> list[tuple[dict, dict[str, dict]]]:
@@ -388,19 +409,21 @@ def _selects(node: Any, ctes: dict[str, dict]) -> list[tuple[dict, dict[str, dic
     return found
 
 
-def _people_joined(name: str, node: dict, roles: dict[str, dict[str, str | None]], ctes: dict[str, dict],
-                   counted: list[str] | None, source: tuple[str, str]) -> None:
+def _people_apart(node: dict, roles: dict[str, dict[str, str | None]], ctes: dict[str, dict],
+                  counted: list[str] | None) -> tuple[str, str] | None:
+    """(where, the tables apart) when one SELECT joins tables holding people not on their person
+    keys: all of them joined to the counted one (``counted``) or to each other."""
     leaves, equalities = _joined(node.get("from_table") or {})
     where = node.get("where_clause")
     equalities += _conjuncts(where) if where is not None else []
     if len(leaves) < 2:
-        return
+        return None
     ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
                        for entry in (node.get("cte_map") or {}).get("map", [])}}
     keyed = {alias.lower() for alias, columns in roles.items() if "person_key" in columns.values()}
     holding = [i for i, leaf in enumerate(leaves) if _reads_tables(leaf, ctes, keyed)]
     if counted is None and len(holding) < 2:
-        return
+        return None
     seed = _leaf_of(counted, leaves, ctes, roles) if counted is not None else holding[0]
     joined = {seed} if seed is not None else set()
     changed = True
@@ -413,13 +436,10 @@ def _people_joined(name: str, node: dict, roles: dict[str, dict[str, str | None]
                 joined |= {leaf for leaf, _ in sides if leaf is not None}
                 changed = True
     apart = [_leaf_shown(leaves[i]) for i in holding if i not in joined]
-    if apart or seed is None:
-        where_joined = "" if counted is not None else f" (in the query over {_leaf_shown(leaves[holding[0]])})"
-        raise SpecError("sql", f"derivative {name!r}: counts the people of {source[0]}.{source[1]} over a join"
-                               f"{where_joined} with {', '.join(apart) or 'another table'}, which holds people too, "
-                               f"not joined on their person keys: join on them too (ON … AND a.<person key> = "
-                               f"b.<person key>, for rows of one person) or count the other table's rows in a sql of "
-                               f"their own; rule: {JOIN_RULE}")
+    if not apart and seed is not None:
+        return None
+    where_joined = "" if counted is not None else f" (in the query over {_leaf_shown(leaves[holding[0]])})"
+    return where_joined, ", ".join(apart) or "another table"
 
 
 def _joined(table: dict) -> tuple[list[dict], list[tuple[list[str], list[str]]]]:
