@@ -59,6 +59,7 @@ from .disclosure import (
     check_aggregate,
     check_cell_keys,
     check_cells,
+    check_own_picks,
     check_unpicked,
     classify,
     describe,
@@ -1094,6 +1095,7 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
     if work.sql_cells:
         found = cell_roles(spec, table, roles)
         check_cell_keys(spec, found)
+        check_own_picks(spec, table.schema, roles)
         return table, describe(disclosure, found)
     columns = output_roles(spec, table.schema, roles)
     if work.picks is None:

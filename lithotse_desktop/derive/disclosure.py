@@ -338,6 +338,20 @@ def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str
     return Picks(tuple(conditions), frozenset(c for c, found in by_name.items() if identifying(found)))
 
 
+def check_own_picks(spec: dict, schema: pa.Schema, roles: dict[str, dict[str, str | None]]) -> None:
+    """Refuse sql cells whose own query picks rows by an identifier or by a group's size: masked
+    identifiers still compare equal or not (``NOT EXISTS`` another visit that day with another
+    encounter id keeps the days of one visit), and suppressed cells keep their keys."""
+    try:
+        found = sql_picks(str(spec.get("sql", "")), schema, roles, {})
+    except Unparsable:
+        return
+    for condition in found.conditions:
+        raise IdentifierRefused(f"derivative {spec.get('name')!r}: its query chooses rows by {condition}; rule: "
+                                f"{FILTER_RULE} — the cells would list those rows' keys, suppressed or not",
+                                rule="filters single out no one")
+
+
 def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
     """Refuse cells (an aggregate, sql cells) over an input whose rows were chosen by an identifier,
     here or further up: its cells would be those people's, and a suppressed cell keeps its

@@ -114,6 +114,12 @@ class _Scope:
         return frozenset().union(*opaque) if opaque else None
 
 
+def _optional(relations: list[_Relation]) -> list[_Relation]:
+    """The relations of an outer join's optional side: no column is its input's unchanged (a key
+    null on every row groups everyone together)."""
+    return [_Relation(r.alias, [replace(c, direct=False) for c in r.columns], r.opaque) for r in relations]
+
+
 def _lower(name: Any) -> str | None:
     return name.lower() if isinstance(name, str) and name else None
 
@@ -209,8 +215,11 @@ class _Lineage:
         many people together)."""
         if not isinstance(term, dict) or term.get("class") != "COLUMN_REF":
             return False
+        parts = [p.lower() for p in term["column_names"]]
+        if scope.lookup(parts) != {"person_key"}:  # a column of this query's own rows, not an outer one
+            return False
         try:
-            return self.reads(term, scope, earlier) == {"person_key"} and self.is_direct(term, scope, earlier)
+            return self.is_direct(term, scope, earlier)
         except Unfollowable:
             return False
 
@@ -253,6 +262,11 @@ class _Lineage:
         left = self.from_item(item["left"], scope)
         lateral = _Scope(left, scope, {}, scope.lambdas)
         right = self.from_item(item["right"], lateral)
+        kind = str(item.get("join_type", "INNER")).upper()
+        if kind in ("LEFT", "OUTER", "FULL"):  # the optional side: its columns may be null where the input's are not
+            right = _optional(right)
+        if kind in ("RIGHT", "OUTER", "FULL"):
+            left = _optional(left)
         if item.get("ref_type") == "NATURAL":
             names = {c.name for r in left for c in r.columns} & {c.name for r in right for c in r.columns}
         else:
@@ -570,6 +584,11 @@ class _Picking(_Lineage):
             self.scan(expr.get("else_expr"), scope, earlier, condition=False)
             return
         if kind_type in _LOGIC:
+            if kind_type == "OPERATOR_NOT" and any(
+                    isinstance(c, dict) and c.get("class") == "COMPARISON" and c.get("type") in _KEY_EQUALITIES
+                    and _identifying(self.safe_reads(c, scope, earlier)) for c in expr.get("children") or []):
+                self.note(expr)  # NOT (w.encounter_id = v.encounter_id): every other row, no join
+                return
             self.scan(expr.get("children"), scope, earlier, condition)
             return
         if kind == "SUBQUERY":
@@ -600,8 +619,13 @@ class _Picking(_Lineage):
             return [_Column(None, self.everything)]
 
     def test(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> None:
-        """Note a test (or a kept row's condition) that reads an identifier, unless it is exempt."""
-        if not _identifying(self.safe_reads({k: v for k, v in expr.items() if k != "class"}, scope, earlier)):
+        """Note a test (or a kept row's condition) that reads an identifier, unless it is exempt, or
+        a value of a group of rows (``QUALIFY count(*) OVER (PARTITION BY department, day) = 1``
+        keeps the days of one visit)."""
+        reads = self.safe_reads({k: v for k, v in expr.items() if k != "class"}, scope, earlier)
+        if not _identifying(reads):
+            if "count" in reads:
+                self.note(expr, "{} (a test of a group's size or value)")
             return
         kind_type = expr.get("type")
         if kind_type in _PRESENCE_OPERATORS:

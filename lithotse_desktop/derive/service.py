@@ -29,6 +29,7 @@ from .compile import DIALECTS, DUCKDB, compile_aggregate
 from .disclosure import (
     check_aggregate,
     check_cell_keys,
+    check_own_picks,
     check_unpicked,
     classify,
     output_roles,
@@ -114,6 +115,7 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
             raise SpecError(key, f"no output column {spec[key]!r}; the query gives: {', '.join(output.names)}")
     if spec["kind"] == "sql" and spec.get("count_column"):
         check_cell_keys(spec, output_roles(spec, output, roles))
+        check_own_picks(spec, output, roles)
     if spec.get("deidentify"):
         if spec["kind"] == "sql":
             check_row_by_row(spec, known)

@@ -14,7 +14,7 @@ import pytest
 
 from lithotse_desktop.derive.build import BuildsFailed, build_all
 from lithotse_desktop.derive.catalog import Catalog
-from lithotse_desktop.derive.disclosure import COUNT_KEY_RULE
+from lithotse_desktop.derive.disclosure import COUNT_KEY_RULE, IdentifierRefused
 from lithotse_desktop.derive.kinds.sql import ONCE_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.derive.spec import SpecError
@@ -84,3 +84,15 @@ def test_a_count_of_each_persons_rows_is_their_value(visits):  # noqa: F811
                   "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "people"}]})
     build_all(ws, ["per_patient", "by_visits"])
     assert {r["visits"]: r["people"] for r in read_table(ws, "by_visits")[1].to_pylist()} == {1: 95}
+
+
+def test_sql_cells_refuse_choosing_rows_by_comparing_masked_identifiers(visits):  # noqa: F811
+    """Tokens still compare equal or not: the department-days with no other visit are those of one."""
+    ws, _csv = visits
+    spec = {"name": "alone", "kind": "sql", "inputs": {"e": VISITS}, "count_column": "n", "people_column": "p",
+            "sql": "SELECT department, admit_date, count(*) AS n, count(DISTINCT patient_id) AS p FROM e v "
+                   "WHERE NOT EXISTS (SELECT 1 FROM e w WHERE w.department = v.department AND "
+                   "w.admit_date = v.admit_date AND w.patient_id <> v.patient_id) GROUP BY ALL"}
+    with pytest.raises(IdentifierRefused, match="derivative 'alone': its query chooses rows by w.patient_id <> "
+                                                "v.patient_id; rule: a filter may not single out people"):
+        add_spec(ws, spec)

@@ -54,6 +54,10 @@ def roles(con, sql: str) -> dict[str, str | None]:
     ("SELECT ward, sum(1) OVER (PARTITION BY ward) AS a, row_number() OVER (PARTITION BY ward) AS b, "
      "count(*) OVER (PARTITION BY ward, mrn IS NULL) AS c FROM adt", {"ward": "code", "a": "count", "b": "count",
                                                                       "c": "count"}),
+    ("SELECT v.ward, count(*) OVER (PARTITION BY p.patient_id, v.ward) AS k FROM adt v LEFT JOIN adt p "
+     "ON v.patient_id = p.patient_id AND false", {"ward": "code", "k": "count"}),
+    ("SELECT v.ward, (SELECT count(*) FROM adt w WHERE w.ward = v.ward GROUP BY v.patient_id) AS k FROM adt v",
+     {"ward": "code", "k": "count"}),
     ("SELECT ward, count(*) OVER (PARTITION BY patient_id) AS visits, max(birth_date) OVER (PARTITION BY ward) AS "
      "oldest FROM adt", {"ward": "code", "visits": "value", "oldest": "birth_date"}),
     ("SELECT mrn AS m, m || '!' AS loud FROM adt", {"m": "mrn", "loud": "mrn"}),

@@ -53,6 +53,12 @@ def found(con, sql: str, computed: dict[str, frozenset[str]] | None = None):
      "CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END in FROM, whose rows depend on an identifier"),
     ("SELECT e.* FROM enc e, range(CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER)) AS t(x)",
      "CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER) in FROM, whose rows depend on an identifier"),
+    ("SELECT v.* FROM enc v WHERE NOT EXISTS (SELECT 1 FROM enc w WHERE w.department = v.department AND "
+     "NOT (w.patient_id = v.patient_id))", "NOT (w.patient_id = v.patient_id)"),
+    ("SELECT department, count(*) AS n FROM enc GROUP BY department HAVING count(DISTINCT patient_id) > 10",
+     "count(DISTINCT patient_id) > 10 (a test of a group's size or value)"),
+    ("SELECT * FROM enc QUALIFY count(*) OVER (PARTITION BY department, admit_date) = 1",
+     "count(*) OVER (PARTITION BY department, admit_date) = 1 (a test of a group's size or value)"),
     ("SELECT e.* FROM enc e, LATERAL (SELECT unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)) AS z) t",
      "unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)), whose rows depend on an identifier"),
     ("SELECT e.* FROM enc e, unnest(list_filter([e.patient_id], lambda x: x = 'P1')) AS t(x)",
@@ -74,7 +80,6 @@ def test_a_comparison_of_an_identifier_picks_people_out(con, sql, condition):
     "SELECT e.*, d FROM enc e, unnest(['a', e.department]) AS t(d)",
     "SELECT * FROM enc WHERE admit_date >= DATE '2024-01-01' AND los > 3",
     "SELECT patient_id AS pt, upper(patient_id) AS u, count(DISTINCT patient_id) OVER () AS n FROM enc",
-    "SELECT department, count(*) AS n FROM enc GROUP BY department HAVING count(DISTINCT patient_id) > 10",
 ])
 def test_joins_on_keys_presence_and_conditions_on_codes_dates_and_counts_pick_no_one(con, sql):
     assert found(con, sql).conditions == ()
