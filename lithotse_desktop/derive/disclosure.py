@@ -46,7 +46,7 @@ from .identifiers import (
     view_picks,
 )
 from .kinds.sql import JOIN_RULE, people_apart
-from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
+from .lineage import Picks, Unparsable, sql_column_roles, sql_outer_refs, sql_picks
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
@@ -344,8 +344,14 @@ def check_own_picks(spec: dict, schema: pa.Schema, roles: dict[str, dict[str, st
     encounter id keeps the days of one visit), and suppressed cells keep their keys."""
     try:
         found = sql_picks(str(spec.get("sql", "")), schema, roles, {})
+        outer = sql_outer_refs(str(spec.get("sql", "")), roles)
     except Unparsable:
         return
+    if outer:
+        raise IdentifierRefused(f"derivative {spec.get('name')!r}: a subquery or LATERAL join reads the rows "
+                                f"around it ({', '.join(sorted(set(outer)))}), comparing rows with each other; rule: "
+                                f"{FILTER_RULE} — in sql cells choose rows by their own values, or by an "
+                                f"uncorrelated IN (SELECT …)", rule="filters single out no one")
     for condition in found.conditions:
         raise IdentifierRefused(f"derivative {spec.get('name')!r}: its query chooses rows by {condition}; rule: "
                                 f"{FILTER_RULE} — the cells would list those rows' keys, suppressed or not",

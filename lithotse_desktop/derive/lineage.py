@@ -133,6 +133,8 @@ class _Lineage:
     def __init__(self, inputs: dict[str, dict[str, str | None]]) -> None:
         self.inputs = {alias.lower(): [_Column(c.lower(), frozenset({role}), True) for c, role in roles.items()]
                        for alias, roles in inputs.items()}
+        self.outer_refs: list[str] = []
+        """Columns a query reads from a query around it (a correlated subquery, a LATERAL join)."""
 
     # --- query nodes -------------------------------------------------------------------------------
     def node(self, node: dict, parent: _Scope | None, aliases: Iterable[str] = ()) -> list[_Column]:
@@ -158,7 +160,8 @@ class _Lineage:
                 known = merged.get(column.name)
                 merged[column.name] = column if known is None else \
                     replace(known, reads=known.reads | column.reads, direct=known.direct and column.direct)
-            return list(merged.values())
+            everywhere = set.intersection(*({c.name for c in branch} for branch in branches))
+            return [c if c.name in everywhere else replace(c, direct=False) for c in merged.values()]
         if len({len(b) for b in branches}) != 1:
             raise Unfollowable("set operation branches of different widths")
         return [replace(first, reads=frozenset().union(*(b[i].reads for b in branches)),
@@ -198,8 +201,15 @@ class _Lineage:
         """Whether a SELECT groups by a person key: a GROUP BY term (by place too) that reads
         one, or with GROUP BY ALL, a plain column of its select list that is one."""
         items = node.get("select_list") or []
+        if len(node.get("group_sets") or []) > 1:  # GROUPING SETS, ROLLUP, CUBE: some rows are totals
+            return False
+        aliases = {str(item["alias"]).lower(): item for item in items
+                   if item.get("alias") and item.get("class") == "COLUMN_REF"}
         groups = []
         for term in node.get("group_expressions") or []:
+            if isinstance(term, dict) and term.get("class") == "COLUMN_REF" and len(term["column_names"]) == 1 and \
+                    scope.lookup([term["column_names"][0].lower()]) is None:
+                term = aliases.get(term["column_names"][0].lower(), term)
             literal = term.get("literal") or {} if isinstance(term, dict) else {}
             if term.get("class") == "CONSTANT" and str(literal.get("kind")) in ("INTEGER", "BIGINT"):
                 place = int(literal.get("text", 0))
@@ -364,6 +374,8 @@ class _Lineage:
         while here is not None:
             found = here.lookup(parts)
             if found is not None:
+                if here is not scope and here.relations:
+                    self.outer_refs.append(".".join(expr["column_names"]))
                 return found
             here = here.parent
         lateral = [c.reads for c in earlier if c.name == parts[0]]
@@ -395,6 +407,18 @@ def parse(sql: str) -> dict:
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise Unparsable(str(tree.get("error_message", "not one statement")))
     return tree["statements"][0]["node"]
+
+
+def sql_outer_refs(sql: str, inputs: dict[str, dict[str, str | None]]) -> list[str]:
+    """The columns a query's subqueries (or LATERAL joins) read from the query around them: a
+    correlated subquery compares rows with each other (``NOT EXISTS`` another row of the same
+    day with another patient). Raises :class:`Unparsable`; a query it cannot follow gives ``["?"]``."""
+    lineage = _Picking(sql, inputs, {})  # it reads every clause (WHERE, HAVING, JOIN ON …), not only the columns
+    try:
+        lineage.node(parse(sql), None)
+    except Unfollowable:
+        return ["?"]
+    return lineage.outer_refs
 
 
 def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
@@ -519,8 +543,9 @@ class _Picking(_Lineage):
     def select(self, node: dict, scope: _Scope) -> list[_Column]:
         out = super().select(node, scope)
         for call in _unnests(node.get("select_list")):
-            if _identifying(self.safe_reads(call, scope, out)):
-                self.note(call, "{}, whose rows depend on an identifier")
+            reads = self.safe_reads(call, scope, out)
+            if _identifying(reads) or "count" in reads:
+                self.note(call, "{}, whose rows depend on an identifier or a group's size")
         for key in ("where_clause", "having", "qualify"):
             self.scan(node.get(key), scope, out, condition=True)
         for key in ("select_list", "group_expressions", "modifiers", "sample"):
@@ -528,7 +553,8 @@ class _Picking(_Lineage):
         modifiers = node.get("modifiers") or []
         if any(m.get("type") in ("LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER", "DISTINCT_MODIFIER") for m in modifiers):
             for order in (o for m in modifiers if m.get("type") == "ORDER_MODIFIER" for o in m.get("orders", [])):
-                if _identifying(self.safe_reads(order.get("expression"), scope, out)):
+                reads = self.safe_reads(order.get("expression"), scope, out)
+                if _identifying(reads) or "count" in reads:
                     self.note(order.get("expression"), "ORDER BY {} with LIMIT or DISTINCT ON")
         return out
 
@@ -538,8 +564,9 @@ class _Picking(_Lineage):
         relations = super().from_item(item, scope)
         if (item or {}).get("type") == "TABLE_FUNCTION":
             assert item is not None
-            if _identifying(self.safe_reads(item.get("function"), scope, [])):
-                self.note(item.get("function"), "{} in FROM, whose rows depend on an identifier")
+            reads = self.safe_reads(item.get("function"), scope, [])
+            if _identifying(reads) or "count" in reads:
+                self.note(item.get("function"), "{} in FROM, whose rows depend on an identifier or a group's size")
         return relations
 
     def joined(self, item: dict, relations: list[_Relation], using: set[str | None], scope: _Scope) -> None:
@@ -641,6 +668,8 @@ class _Picking(_Lineage):
         """``x IN (SELECT …)`` and ``x = ANY (…)``: a semi-join on keys, or a pick."""
         reads = frozenset().union(self.safe_reads(expr["child"], scope, earlier), *(c.reads for c in columns))
         if not _identifying(reads):
+            if "count" in reads:
+                self.note(expr, "{} (a test of a group's size or value)")
             return
         key_column = len(columns) == 1 and columns[0].direct and _all_identifying(columns[0].reads)
         if expr.get("comparison_type") in _KEY_EQUALITIES and key_column and \

@@ -93,6 +93,13 @@ def test_sql_cells_refuse_choosing_rows_by_comparing_masked_identifiers(visits):
             "sql": "SELECT department, admit_date, count(*) AS n, count(DISTINCT patient_id) AS p FROM e v "
                    "WHERE NOT EXISTS (SELECT 1 FROM e w WHERE w.department = v.department AND "
                    "w.admit_date = v.admit_date AND w.patient_id <> v.patient_id) GROUP BY ALL"}
-    with pytest.raises(IdentifierRefused, match="derivative 'alone': its query chooses rows by w.patient_id <> "
-                                                "v.patient_id; rule: a filter may not single out people"):
+    with pytest.raises(IdentifierRefused, match="derivative 'alone': a subquery or LATERAL join reads the rows "
+                                                "around it \\(v.admit_date, v.department, v.patient_id\\), comparing "
+                                                "rows with each other; rule: a filter may not single out people"):
         add_spec(ws, spec)
+    for other in ("NOT (w.patient_id = v.patient_id AND true)", "if(w.patient_id = v.patient_id, false, true)"):
+        with pytest.raises(IdentifierRefused, match="comparing rows with each other"):
+            add_spec(ws, {**spec, "sql": spec["sql"].replace("w.patient_id <> v.patient_id", other)})
+    cohort = {**spec, "name": "cohort", "sql": "SELECT department, admit_date, count(*) AS n, count(DISTINCT "
+              "patient_id) AS p FROM e WHERE patient_id IN (SELECT patient_id FROM e WHERE dx = 'B20') GROUP BY ALL"}
+    add_spec(ws, cohort)

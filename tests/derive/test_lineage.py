@@ -56,6 +56,12 @@ def roles(con, sql: str) -> dict[str, str | None]:
                                                                       "c": "count"}),
     ("SELECT v.ward, count(*) OVER (PARTITION BY p.patient_id, v.ward) AS k FROM adt v LEFT JOIN adt p "
      "ON v.patient_id = p.patient_id AND false", {"ward": "code", "k": "count"}),
+    ("WITH x AS (SELECT ward, patient_id AS pid FROM adt UNION ALL BY NAME SELECT patient_id FROM adt WHERE false) "
+     "SELECT pid AS patient_id, ward, count(*) OVER (PARTITION BY patient_id, ward) AS k FROM x",
+     {"patient_id": "person_key", "ward": "code", "k": "count"}),
+    ("SELECT patient_id, ward, count(*) AS k FROM adt GROUP BY GROUPING SETS ((patient_id, ward), (ward))",
+     {"patient_id": "person_key", "ward": "code", "k": "count"}),
+    ("SELECT patient_id AS pk, count(*) AS visits FROM adt GROUP BY pk", {"pk": "person_key", "visits": "value"}),
     ("SELECT v.ward, (SELECT count(*) FROM adt w WHERE w.ward = v.ward GROUP BY v.patient_id) AS k FROM adt v",
      {"ward": "code", "k": "count"}),
     ("SELECT ward, count(*) OVER (PARTITION BY patient_id) AS visits, max(birth_date) OVER (PARTITION BY ward) AS "

@@ -50,19 +50,27 @@ def found(con, sql: str, computed: dict[str, frozenset[str]] | None = None):
     ("SELECT * FROM enc JOIN (SELECT 'P1' AS patient_id) USING (patient_id)", "USING (patient_id)"),
     ("SELECT * FROM pat WHERE birth > DATE '1990-01-01'", "birth > DATE '1990-01-01'"),
     ("SELECT e.* FROM enc e, unnest(CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END) AS t(x)",
-     "CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END in FROM, whose rows depend on an identifier"),
+     "CASE WHEN e.patient_id = 'P1' THEN [1] ELSE [] END in FROM, whose rows depend on an identifier or a "
+     "group's size"),
     ("SELECT e.* FROM enc e, range(CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER)) AS t(x)",
-     "CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER) in FROM, whose rows depend on an identifier"),
+     "CAST(hash(e.patient_id) % 1000 = 7 AS INTEGER) in FROM, whose rows depend on an identifier or a "
+     "group's size"),
     ("SELECT v.* FROM enc v WHERE NOT EXISTS (SELECT 1 FROM enc w WHERE w.department = v.department AND "
      "NOT (w.patient_id = v.patient_id))", "NOT (w.patient_id = v.patient_id)"),
     ("SELECT department, count(*) AS n FROM enc GROUP BY department HAVING count(DISTINCT patient_id) > 10",
      "count(DISTINCT patient_id) > 10 (a test of a group's size or value)"),
+    ("SELECT s.* FROM (SELECT *, count(*) OVER (PARTITION BY department) AS c FROM enc) s, range(2 - s.c) t(x)",
+     "2 - s.c in FROM, whose rows depend on an identifier or a group's size"),
+    ("SELECT s.* FROM enc s WHERE 1 IN (SELECT count(*) FROM enc w WHERE w.department = s.department)",
+     "1 IN (SELECT count(*) FROM enc w WHERE w.department = s.department) (a test of a group's size or value)"),
     ("SELECT * FROM enc QUALIFY count(*) OVER (PARTITION BY department, admit_date) = 1",
      "count(*) OVER (PARTITION BY department, admit_date) = 1 (a test of a group's size or value)"),
     ("SELECT e.* FROM enc e, LATERAL (SELECT unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)) AS z) t",
-     "unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)), whose rows depend on an identifier"),
+     "unnest(range(1 - length(replace(e.patient_id, 'P1', '')) // 7)), whose rows depend on an identifier or a "
+     "group's size"),
     ("SELECT e.* FROM enc e, unnest(list_filter([e.patient_id], lambda x: x = 'P1')) AS t(x)",
-     "list_filter([e.patient_id], lambda x: x = 'P1') in FROM, whose rows depend on an identifier"),
+     "list_filter([e.patient_id], lambda x: x = 'P1') in FROM, whose rows depend on an identifier or a "
+     "group's size"),
 ])
 def test_a_comparison_of_an_identifier_picks_people_out(con, sql, condition):
     assert found(con, sql).conditions == (condition,)
