@@ -39,7 +39,7 @@ day)`` beside each row)."""
 _AGGREGATE_FUNCTIONS: frozenset[str] | None = None
 
 
-def _aggregate_functions() -> frozenset[str]:
+def aggregate_functions() -> frozenset[str]:
     """DuckDB's aggregate functions, from its catalog (read once)."""
     global _AGGREGATE_FUNCTIONS
     if _AGGREGATE_FUNCTIONS is None:
@@ -332,7 +332,7 @@ class _Lineage:
         if kind == "COLUMN_REF":
             return self.column(expr, scope, earlier)
         function = str(expr.get("function_name", "")).lower()
-        if kind == "WINDOW" or (kind == "FUNCTION" and function in _aggregate_functions()):
+        if kind == "WINDOW" or (kind == "FUNCTION" and function in aggregate_functions()):
             if kind == "WINDOW":
                 per_person = any(self.is_person_key(term, scope, earlier) for term in expr.get("partitions") or [])
             else:

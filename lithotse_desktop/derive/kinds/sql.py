@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from ..compile import DUCKDB, Dialect
-from ..lineage import Unparsable, parse
+from ..lineage import Unparsable, aggregate_functions, parse
 from ..spec import SpecError
 from .common import Query
 
@@ -91,19 +91,6 @@ def check_row_by_row(spec: dict, schemas: dict[str, pa.Schema]) -> None:
     if found:
         raise SpecError("deidentify", f"derivative {spec['name']!r}: its query {', '.join(o.lower() for o in found)}; "
                                       f"rule: {ROW_BY_ROW_RULE}")
-
-
-_AGGREGATES: frozenset[str] | None = None
-
-
-def _aggregate_names() -> frozenset[str]:
-    """DuckDB's aggregate functions, from its catalog (read once)."""
-    global _AGGREGATES
-    if _AGGREGATES is None:
-        with duckdb.connect(":memory:") as con:
-            _AGGREGATES = frozenset(r[0] for r in con.execute(
-                "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'").fetchall())
-    return _AGGREGATES
 
 
 def _aggregates_in(node: Any, aggregates: frozenset[str]) -> bool:
@@ -310,7 +297,7 @@ def _groups_rows(node: Any) -> bool:
     if not isinstance(node, dict) or node.get("class") == "SUBQUERY":
         return False
     if node.get("class") == "WINDOW" or (node.get("class") == "FUNCTION"
-                                        and str(node.get("function_name", "")).lower() in _aggregate_names()):
+                                        and str(node.get("function_name", "")).lower() in aggregate_functions()):
         return True
     return any(_groups_rows(value) for value in node.values())
 
@@ -327,7 +314,7 @@ def _across_rows(node: Any) -> bool:
         return any(_across_rows(item) for item in node)
     if not isinstance(node, dict):
         return False
-    return node.get("class") == "WINDOW" or _aggregates_in(node, _aggregate_names()) or \
+    return node.get("class") == "WINDOW" or _aggregates_in(node, aggregate_functions()) or \
         any(_across_rows(value) for value in node.values())
 
 
