@@ -46,7 +46,7 @@ from .identifiers import (
     view_picks,
 )
 from .kinds.sql import JOIN_RULE, people_apart
-from .lineage import Picks, Unparsable, sql_column_roles, sql_outer_refs, sql_picks
+from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
@@ -344,17 +344,16 @@ def check_own_picks(spec: dict, schema: pa.Schema, roles: dict[str, dict[str, st
     encounter id keeps the days of one visit), and suppressed cells keep their keys."""
     try:
         found = sql_picks(str(spec.get("sql", "")), schema, roles, {})
-        outer = sql_outer_refs(str(spec.get("sql", "")), roles)
     except Unparsable:
         return
-    if outer:
+    if found.outer:
         raise IdentifierRefused(f"derivative {spec.get('name')!r}: a subquery or LATERAL join reads the rows "
-                                f"around it ({', '.join(sorted(set(outer)))}), comparing rows with each other; rule: "
-                                f"{FILTER_RULE} — in sql cells choose rows by their own values, or by an "
+                                f"around it ({', '.join(sorted(set(found.outer)))}), comparing rows with each other; "
+                                f"rule: {FILTER_RULE} — in sql cells choose rows by their own values, or by an "
                                 f"uncorrelated IN (SELECT …)", rule="filters single out no one")
-    for condition in found.conditions:
-        raise IdentifierRefused(f"derivative {spec.get('name')!r}: its query chooses rows by {condition}; rule: "
-                                f"{FILTER_RULE} — the cells would list those rows' keys, suppressed or not",
+    if found.conditions:
+        raise IdentifierRefused(f"derivative {spec.get('name')!r}: its query chooses rows by {found.conditions[0]}; "
+                                f"rule: {FILTER_RULE} — the cells would list those rows' keys, suppressed or not",
                                 rule="filters single out no one")
 
 
@@ -364,20 +363,23 @@ def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
     dimensions (the day, the department), so even hidden ones are the person's history."""
     for alias, privacy in upstream.items():
         for entry in privacy.get("apart", []):
-            source = entry.get("derivative")
-            via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"
             raise IdentifierRefused(
-                f"derivative {spec.get('name')!r}: input {alias!r} reads derivative {source!r}{via}, which joins "
-                f"people not on their person keys ({entry.get('join')}), so its rows are no one person's and "
-                f"its person key may count another table's people; rule: {JOIN_RULE}", rule=JOIN_RULE)
+                f"{_reading(spec, alias, privacy, entry)}, which joins people not on their person keys "
+                f"({entry.get('join')}), so its rows are no one person's and its person key may count another "
+                f"table's people; rule: {JOIN_RULE}", rule=JOIN_RULE)
         for entry in privacy.get("picks", []):
-            source = entry.get("derivative")
-            via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"
             raise IdentifierRefused(
-                f"derivative {spec.get('name')!r}: input {alias!r} reads derivative {source!r}{via}, whose rows "
-                f"are chosen by an identifier ({entry.get('condition')}); rule: {FILTER_RULE}, here or in an "
-                "input — the cells would be those people's (choose rows by a code or a date range; join on "
-                "person keys; test an identifier only with IS [NOT] NULL)", rule="filters single out no one")
+                f"{_reading(spec, alias, privacy, entry)}, whose rows are chosen by an identifier "
+                f"({entry.get('condition')}); rule: {FILTER_RULE}, here or in an input — the cells would be those "
+                "people's (choose rows by a code or a date range; join on person keys; test an identifier only "
+                "with IS [NOT] NULL)", rule="filters single out no one")
+
+
+def _reading(spec: dict, alias: str, privacy: dict, entry: dict) -> str:
+    """'derivative X: input A reads derivative S[, through derivative D]' for a refusal."""
+    source = entry.get("derivative")
+    via = "" if source == privacy.get("name") else f", through derivative {privacy.get('name')!r}"
+    return f"derivative {spec.get('name')!r}: input {alias!r} reads derivative {source!r}{via}"
 
 
 # --- sql cells ------------------------------------------------------------------------------------------

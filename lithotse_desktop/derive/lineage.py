@@ -409,18 +409,6 @@ def parse(sql: str) -> dict:
     return tree["statements"][0]["node"]
 
 
-def sql_outer_refs(sql: str, inputs: dict[str, dict[str, str | None]]) -> list[str]:
-    """The columns a query's subqueries (or LATERAL joins) read from the query around them: a
-    correlated subquery compares rows with each other (``NOT EXISTS`` another row of the same
-    day with another patient). Raises :class:`Unparsable`; a query it cannot follow gives ``["?"]``."""
-    lineage = _Picking(sql, inputs, {})  # it reads every clause (WHERE, HAVING, JOIN ON …), not only the columns
-    try:
-        lineage.node(parse(sql), None)
-    except Unfollowable:
-        return ["?"]
-    return lineage.outer_refs
-
-
 def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     """The role of each column of ``schema`` (the query's result) from the columns it reads.
 
@@ -482,6 +470,10 @@ class Picks:
     """Each condition that compares an identifier with anything but another identifier, roughly as written."""
     computed: frozenset[str]
     """Output columns holding an identifier not passed on unchanged (``nullif(patient_id, 'P1')``)."""
+    outer: tuple[str, ...] = ()
+    """Columns its subqueries (or LATERAL joins) read from the query around them: a correlated
+    subquery compares rows with each other (``NOT EXISTS`` another row of the same day with
+    another patient); ``?`` where the query cannot be followed."""
 
 
 def _unnests(node: Any) -> list[dict]:
@@ -759,13 +751,13 @@ def sql_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | Non
         found = picking.node(tree, None)
     except Unfollowable as exc:
         if not _identifying(picking.everything):
-            return Picks((), frozenset())
+            return Picks((), frozenset(), ("?",))
         return Picks((f"a query that cannot be followed ({exc})",),
-                     frozenset(f.name for f in schema))
+                     frozenset(f.name for f in schema), ("?",))
     if len(found) == len(schema):
         pairs = list(zip(schema, found, strict=True))
     else:
         by_name = {c.name: c for c in found}
         pairs = [(f, by_name.get(f.name.lower(), _Column(f.name, picking.everything))) for f in schema]
     computed_here = frozenset(f.name for f, c in pairs if _identifying(c.reads) and not c.direct)
-    return Picks(tuple(picking.found), computed_here)
+    return Picks(tuple(picking.found), computed_here, tuple(picking.outer_refs))
