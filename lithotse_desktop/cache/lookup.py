@@ -11,7 +11,9 @@ Aggregation rules (so a spreadsheet cell can never reveal a suppressed value):
 * the other measures (``mean``, ``median``, ``min``, ``max``, ``count_distinct``,
   ``percentile``, and every column of a ``view``/``sql`` derivative) cannot be added, so the
   lookup must match exactly one row;
-* a result that involves any suppressed row is suppressed (``None`` with ``suppressed``).
+* a result that involves any suppressed row is suppressed (``None`` with ``suppressed``);
+* in a table that leaves its suppressed cells out (sql cells: ``hidden`` is ``left out``), a
+  lookup matching no row is suppressed too, as an absent key may be a hidden cell.
 
 A date range keeps the periods whose start lies inside it, like :meth:`Catalog.read`.
 
@@ -49,6 +51,7 @@ log = logging.getLogger("lithotse.cache")
 PERIOD = "period"
 FLAG = "suppressed"
 ADDITIVE = ("count", "sum")
+HIDDEN_FLAGGED = "flagged"
 DEFAULT_REVALIDATE = 5.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MEMO_SIZE = 32
@@ -119,7 +122,8 @@ def describe(version: Version, table: pa.Table) -> dict:
     return {"name": version.name, "version": version.version, "kind": spec.get("kind"), "grain": grain,
             "dimensions": dims, "measures": measures, "published_at": version.published_at,
             "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-            "class": version.privacy.get("class"), "restricted": False}
+            "class": version.privacy.get("class"), "restricted": False,
+            "hidden": version.privacy.get("hidden", HIDDEN_FLAGGED)}
 
 
 def encode_table(table: pa.Table) -> bytes:
@@ -159,6 +163,13 @@ class Entry:
     @property
     def dimensions(self) -> list[str]:
         return self.meta["dimensions"]
+
+    @property
+    def leaves_out_hidden(self) -> bool:
+        """Whether suppressed cells are absent from the table rather than flagged rows."""
+        from ..derive.spec import HIDDEN_LEFT_OUT
+
+        return self.meta.get("hidden") == HIDDEN_LEFT_OUT
 
     def column_list(self, columns: list[str] | str | None) -> list[str] | None:
         """Columns given as a list, or as one comma-separated text (``period,Cost, total ($)``:
@@ -227,7 +238,7 @@ class Entry:
         rows = self.rows(start, end, dims)
         fn = self.measures[measure]
         flags = self.column(FLAG) if FLAG in self.table.column_names else None
-        if flags is not None and any(flags[r] for r in rows):
+        if flags is not None and any(flags[r] for r in rows) or (not rows and self.leaves_out_hidden):
             return Cell(self.name, measure, self.version, None, True, len(rows))
         values = self.column(measure)
         if fn in ADDITIVE:

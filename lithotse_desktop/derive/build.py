@@ -85,7 +85,7 @@ from .kinds.common import unchanged
 from .kinds.sql import Counting, check_counts, check_row_by_row
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
-from .spec import SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
+from .spec import HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
 BUILD_FORMAT = "3"
@@ -279,6 +279,8 @@ def _privacy_context(ws: Workspace, work: _Work, group: list[_Work]) -> dict[str
         context.update({"threshold": work.threshold, "zero_cells": ws.zero_cells,
                         "group": sorted([w.name, spec_hash(w.spec), w.identities, w.threshold]
                                         for w in group if w is not work)})
+    if sql_cells(work.spec):  # versions that showed suppressed cells with their keys are rebuilt
+        context["hidden"] = HIDDEN_LEFT_OUT
     year = reference_year(work.spec)
     if year:
         context["reference_year"] = year
@@ -1096,7 +1098,7 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
         found = cell_roles(spec, table, roles)
         check_cell_keys(spec, found)
         check_own_picks(spec, table.schema, roles)
-        return table, describe(disclosure, found)
+        return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT)
     columns = output_roles(spec, table.schema, roles)
     if work.picks is None:
         work.picks = picks(spec, table.schema, roles, work.upstream)

@@ -481,9 +481,14 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
 def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE) -> pa.Table:
     """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
     a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
-    complements along the table's lines. Numeric columns are the measures (nulled in suppressed
-    cells), the others the dimensions; every column but the declared counts is a key of the cell
-    (:func:`.kinds.sql.check_counts` refuses anything else computed over a cell's rows)."""
+    complements along the table's lines. Numeric columns are the measures, the others the
+    dimensions; every column but the declared counts is a key of the cell
+    (:func:`.kinds.sql.check_counts` refuses anything else computed over a cell's rows).
+
+    Suppressed cells are left out of the table (:data:`.spec.HIDDEN_LEFT_OUT`), not shown with their keys:
+    a query chooses its keys freely, so the keys of a small cell can be the secret itself (the days
+    of one visit, a group's size), however the query spells them. Every published key then belongs
+    to a cell of at least k people, and an absent key reads as suppressed."""
     declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
@@ -507,7 +512,8 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     cells.records = records.to_pylist() if records is not None else [0] * table.num_rows
     cells.people = people.to_pylist() if people is not None else [0] * table.num_rows
     hidden = decide(Group([cells], []), zero_cells)[spec["name"]]
-    return publish_cells(table, numeric, hidden)
+    published = publish_cells(table, numeric, hidden)
+    return published.filter(pc.invert(published.column(FLAG)))
 
 
 def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:

@@ -42,6 +42,9 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Output columns an aggregate adds itself: the period, the suppression flag, the cell count.
 RESERVED_OUTPUTS = ("period", "suppressed", "__n", "__people")
+HIDDEN_LEFT_OUT = "left out"
+"""A version's ``privacy.hidden`` when its suppressed cells are not rows of its table (sql cells:
+:func:`.disclosure.suppress_cells`); absent, suppressed cells are rows with the ``suppressed`` flag."""
 
 
 class SpecError(ConfigError):

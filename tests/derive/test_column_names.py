@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 import duckdb
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lithotse_desktop.derive.compile import DUCKDB, compile_aggregate
@@ -118,6 +118,7 @@ NAME = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"
        threshold=st.integers(-100, 100))
 def test_any_header_text_groups_filters_and_sums_like_plain_python(names, rows, threshold):
     group, value = names
+    assume(group.casefold() not in ("total", "n"))  # the measures' own names: refused as used twice
     table = pa.table({group: pa.array([g for g, _ in rows], pa.string()), value: pa.array([v for _, v in rows],
                                                                                          pa.int64())})
     spec = base(filters=[{"column": value, "op": ">=", "value": threshold}], group_by=[group],

@@ -112,8 +112,10 @@ def test_sql_cells_alone_on_their_input_build_and_suppress_by_people(encounters)
     build(ws, "ambulatory")
     rows = {r["department"]: r for r in Catalog(ws).read(Catalog(ws).current("ambulatory")).to_pylist()}
     assert rows["Cardiology"]["n"] == 20 and not rows["Cardiology"]["suppressed"]
-    assert rows["Oncology"]["suppressed"] and rows["Oncology"]["p"] is None, "3 people"
-    assert rows["Neurology"]["suppressed"], "the complement that hides Oncology from a total"
+    assert "Oncology" not in rows, "3 people: left out, not shown with its key"
+    assert "Neurology" not in rows, "the complement that hides Oncology from a total"
+    assert not any(r["suppressed"] for r in rows.values())
+    assert Catalog(ws).current("ambulatory").privacy["hidden"] == "left out"
     found = lineage(ws, "ambulatory")
     assert found["counts"] == "people" and found["person_key"] == ["enc.patient_id"]
 
@@ -204,3 +206,30 @@ def test_counts_outside_the_outermost_select_or_beside_their_totals_are_refused(
     rollup = "SELECT department, count(*) n, count(DISTINCT patient_id) p FROM enc GROUP BY ROLLUP (department)"
     with pytest.raises(SpecError, match="ROLLUP"):
         check_counts({"name": "x", "sql": rollup, "count_column": "n", "people_column": "p"}, ROLES)
+
+
+def test_a_small_sql_cell_keeps_no_key_in_any_door(encounters, tmp_path):
+    """A suppressed sql cell is left out, keys and all: its keys are whatever the query made them,
+    so they can be the secret (here the one inpatient's class and department)."""
+    from lithotse_desktop.cache import lookup
+    from lithotse_desktop.excel.ops import export_derivative
+
+    ws = encounters
+    spec = {"name": "by_class_sql", "kind": "sql", "inputs": {"enc": ENCOUNTERS},
+            "sql": "SELECT department, class, count(*) n, count(DISTINCT patient_id) p FROM enc GROUP BY ALL",
+            "count_column": "n", "people_column": "p"}
+    add_spec(ws, spec)
+    build(ws, "by_class_sql")
+    lines = (tmp_path / "ehr" / "encounters.csv").read_text().splitlines()[1:]
+    people: dict[tuple[str, str], set[str]] = {}
+    for line in lines:
+        patient, _day, department, klass = line.split(",")
+        people.setdefault((department, klass), set()).add(patient)
+    assert len(people["Cardiology", "IMP"]) == 1
+    published = Catalog(ws).read(Catalog(ws).current("by_class_sql")).to_pylist()
+    assert published, "the large cells are published"
+    assert all(len(people[r["department"], r["class"]]) >= 11 for r in published), published
+    path, _rows = export_derivative(ws, "by_class_sql", "csv", tmp_path / "cells.csv")
+    assert "IMP" not in path.read_text() and "Oncology" not in path.read_text()
+    cell = lookup(ws, "by_class_sql", "p", department="Cardiology", **{"class": "IMP"})
+    assert cell.suppressed and cell.value is None
