@@ -932,7 +932,10 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             flags = measures.flag_columns(w.spec, table, w.input_schema)
             measures.check_flags(w.spec, flags)
             subcounts = measures.subcounts(w.spec, w.roles.get("input", {}), w.person_key, flags)
-        cells.append(Cells.from_table(w.name, w.spec, w.threshold, table, subcounts))
+        member = Cells.from_table(w.name, w.spec, w.threshold, table, subcounts)
+        if w.table is not None and w.suppressed:
+            member.kept_hidden, member.kept_shown = _carried_states(ws, catalog, w, table)
+        cells.append(member)
     present = {c.name for c in cells}
     rels, seen = [], set()
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int | None]]] = {}
@@ -962,6 +965,47 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
                         None if counted is None else counted.columns, partial,
                         atom_records=None if counted is None else counted.records), ws.zero_cells)
+
+
+def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> tuple[set[int], set[int]]:
+    """Rows of ``table`` unchanged since the previous version of the same spec, split by the state
+    they were published in there (hidden, shown). Unchanged: the same records, people and measures
+    as the cells kept on this machine; without them, a hidden row counts as unchanged (it stays
+    hidden) and a shown one when its published measures are the same."""
+    previous = work.previous
+    if previous is None or previous.spec_hash != spec_hash(work.spec):
+        return set(), set()
+    published = catalog.read(previous)
+    if FLAG not in published.column_names or not published.num_rows:
+        return set(), set()
+    coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in work.spec.get("group_by", []))]
+                   if c in table.column_names]
+    measured = [m["as"] for m in work.spec["measures"]]
+    kept_path = _cached_cells(ws, previous)
+    kept = pq.read_table(kept_path) if kept_path is not None else None
+    compared = [*measured, CELL_COUNT, PEOPLE] if kept is not None else measured
+
+    def rows(t: pa.Table, columns: list[str]) -> list[tuple[tuple, tuple]]:
+        keys = zip(*(t.column(c).to_pylist() for c in coordinates), strict=True) if coordinates else \
+            iter([()] * t.num_rows)
+        return list(zip(keys, zip(*(t.column(c).to_pylist() for c in columns), strict=True), strict=True))
+
+    flags = dict(rows(published, [FLAG, *measured]))
+    before = dict(rows(kept, compared)) if kept is not None else None
+    hidden: set[int] = set()
+    shown: set[int] = set()
+    for i, (key, values) in enumerate(rows(table, compared)):
+        state = flags.get(key)
+        if state is None:
+            continue
+        was_hidden = bool(state[0])
+        if before is not None:
+            unchanged = before.get(key) == values
+        else:
+            unchanged = was_hidden or tuple(state[1:]) == values
+        if unchanged:
+            (hidden if was_hidden else shown).add(i)
+    return hidden, shown
 
 
 def _published_whole(work: _Work) -> bool:
@@ -1079,7 +1123,11 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
-    pruned = catalog.prune(name, ws.keep_versions)
+    # a table of cells keeps no version of another spec: it was decided apart from this one, so
+    # their difference (all classes less one class) is not protected; a new question under a new
+    # name is decided together with the old one instead
+    pruned = catalog.prune(name, ws.keep_versions,
+                           spec_hash=version.spec_hash if _cells(spec) and work.threshold > 0 else None)
     if work.disclosure.published:
         get_plugin_manager().version_published(ws, version, whole if whole is not None else catalog.read(version))
     else:

@@ -78,6 +78,11 @@ class Cells:
     hidden: set[int] = field(default_factory=set)
     counted_in_part: set[int] = field(default_factory=set)
     """Rows a measure counting part of the cell makes primary (see :mod:`.measures`)."""
+    kept_hidden: set[int] = field(default_factory=set)
+    kept_shown: set[int] = field(default_factory=set)
+    """Rows unchanged since a version already published, hidden or shown there: they keep that
+    state, since the earlier version stays readable (a shown value is known, so hiding it now
+    protects nothing, and a hidden one shown now would be subtracted from the earlier lines)."""
 
     @property
     def dims(self) -> list[str]:
@@ -418,8 +423,79 @@ def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], li
     sensitive |= margins.sensitive()
     lines = group.own_lines() + group.relation_lines + margins.lines
     frozen = {group.offsets[m.name] + i for m in group.members if m.k <= 0 for i in range(len(m.keys))}
+    for m in group.members:
+        base = group.offsets[m.name]
+        hidden |= {base + i for i in m.kept_hidden}
+        frozen |= {base + i for i in m.kept_shown} - hidden
     _complete(group, lines, hidden, sensitive, frozen, margins)
+    apart = people_apart(group)
+    while True:
+        shown = [cells for cells in apart if not hidden.intersection(cells)]
+        chosen = {next((c for c in cells if c not in frozen), None) for cells in shown} - {None}
+        if not chosen:
+            break
+        hidden |= {c for c in chosen if c is not None}
+        _complete(group, lines, hidden, sensitive, frozen, margins)
     return hidden, sensitive, lines, frozen, margins
+
+
+def people_apart(group: Group) -> list[tuple[int, ...]]:
+    """Published cells whose people counts, subtracted, count 1 to k-1 people: people are not
+    additive, so lines of records do not see it. For a cell F whose rows all lie in a cell C of
+    another table (from the atoms), C less F counts the people of C with no row in F (all classes
+    less the ambulatory ones: the people seen only in emergencies); for a cell C whose rows lie in
+    exactly two cells A and B of another table, A plus B less C counts the people in both. Each is
+    given as its cell ids, the finer first: one of them must be hidden."""
+    cells = group.atom_cells
+    if cells is None or not len(cells):
+        return []
+    found: list[tuple[int, ...]] = []
+    grouped = [_grouped_by(cells, a) for a in range(len(group.members))]
+    for a, inner in enumerate(group.members):
+        order, starts, sizes, fs = grouped[a]
+        for b, outer in enumerate(group.members):
+            k = max(inner.k, outer.k)
+            if a == b or inner.people is None or outer.people is None or k <= 0 or not len(fs):
+                continue
+            column = cells[order, b]
+            lowest, highest = np.minimum.reduceat(column, starts), np.maximum.reduceat(column, starts)
+            nested = (lowest == highest) & (lowest >= 0)
+            inner_cells, outer_cells = fs[nested], lowest[nested]
+            apart = np.array(outer.people)[outer_cells] - np.array(inner.people)[inner_cells]
+            small = (apart > 0) & (apart < k)
+            inner_base, outer_base = group.offsets[inner.name], group.offsets[outer.name]
+            found.extend(zip((inner_cells[small] + inner_base).tolist(), (outer_cells[small] + outer_base).tolist(),
+                             strict=True))
+            owner_order, owner_starts, owner_sizes, owners = grouped[b]
+            if not len(owners):
+                continue
+            inside = np.full(len(inner.keys), -1, dtype=np.int64)
+            inside[inner_cells] = outer_cells
+            column = cells[owner_order, a]
+            lowest, highest = np.minimum.reduceat(column, owner_starts), np.maximum.reduceat(column, owner_starts)
+            ends = np.repeat(lowest, owner_sizes), np.repeat(highest, owner_sizes)
+            at_ends = np.add.reduceat(((column == ends[0]) | (column == ends[1])).astype(np.int64), owner_starts)
+            two = (lowest >= 0) & (lowest != highest) & (at_ends == owner_sizes)
+            two &= (inside[np.maximum(lowest, 0)] == owners) & (inside[np.maximum(highest, 0)] == owners)
+            for c, left, right in zip(owners[two].tolist(), lowest[two].tolist(), highest[two].tolist(), strict=True):
+                both = inner.people[left] + inner.people[right] - outer.people[c]
+                if 0 < both < k:
+                    found.append((inner_base + left, inner_base + right, outer_base + c))
+    return found
+
+
+def _grouped_by(cells: np.ndarray, member: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The atoms a member selects, sorted by its cell: their order, where each cell's run starts,
+    its length, and the cell."""
+    selected = np.flatnonzero(cells[:, member] >= 0)
+    order = selected[np.argsort(cells[selected, member], kind="stable")]
+    ids = cells[order, member]
+    if not len(ids):
+        empty = np.empty(0, dtype=np.int64)
+        return order, empty, empty, empty
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sizes = np.diff(np.r_[starts, len(ids)])
+    return order, starts, sizes, ids[starts]
 
 
 def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:

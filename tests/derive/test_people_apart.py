@@ -1,0 +1,84 @@
+"""People are not additive, so two published people counts subtract to a count of people no line
+of records sees: all classes less the ambulatory ones are the people seen only in emergencies;
+the ambulatory plus the emergency people less everyone are the people seen in both.
+
+In January, 30 Cardiology patients have ambulatory visits and 12 emergency visits were made,
+10 by ambulatory patients and 2 by people seen nowhere else: 32 people in all. Every cell holds
+11 people or more, so none is small, yet 32 - 30 = 2 and 30 + 12 - 32 = 10.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from lithotse_desktop.derive.build import build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.privacy import audit_published
+from lithotse_desktop.derive.service import add_spec
+from lithotse_desktop.raw import run_import
+
+K = 11
+ENCOUNTERS = {"source": "ehr", "stream": "encounters"}
+PEOPLE = [{"fn": "count_distinct", "column": "patient_id", "as": "patients"}]
+BASE = {"kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "grain": "month", "measures": PEOPLE}
+SPECS = [{**BASE, "name": "dept_all", "group_by": ["department"]},
+         {**BASE, "name": "dept_amb", "group_by": ["department"],
+          "filters": [{"column": "class", "op": "=", "value": "AMB"}]},
+         {**BASE, "name": "dept_class", "group_by": ["department", "class"]}]
+
+
+def write_visits(path) -> list[dict]:
+    rows = []
+    for department in ("Cardiology", "General", "Oncology", "Surgery"):
+        for month in (1, 2, 3):
+            ambulatory = [f"P{department[:3]}{month}A{i:03d}" for i in range(30)]
+            alone = 2 if (department, month) == ("Cardiology", 1) else 0
+            emergency = ambulatory[:12 - alone] + [f"P{department[:3]}{month}E{i}" for i in range(alone)]
+            for klass, people in (("AMB", ambulatory), ("EMER", emergency)):
+                rows += [{"encounter_id": f"E{department[:3]}{month}{klass}{i:03d}", "patient_id": person,
+                          "admit_date": f"2024-{month:02d}-{1 + i % 27:02d}", "class": klass, "department": department}
+                         for i, person in enumerate(people)]
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def people(rows: list[dict], month: int, department: str, klass: str | None = None) -> set[str]:
+    return {r["patient_id"] for r in rows if r["admit_date"][5:7] == f"{month:02d}"
+            and r["department"] == department and (klass is None or r["class"] == klass)}
+
+
+@pytest.mark.parametrize("beside", ["dept_amb", "dept_class"])
+def test_published_people_counts_subtract_to_no_small_count(workspace, tmp_path, beside):
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = write_visits(folder / "encounters.csv")
+    assert len(people(rows, 1, "Cardiology") - people(rows, 1, "Cardiology", "AMB")) == 2
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    run_import(workspace, "ehr")
+    specs = [spec for spec in SPECS if spec["name"] in ("dept_all", beside)]
+    for spec in specs:
+        add_spec(workspace, spec)
+    build_all(workspace)
+    catalog = Catalog(workspace)
+    shown = {spec["name"]: {tuple(v for k, v in r.items() if k not in ("patients", "suppressed")): r["patients"]
+                            for r in catalog.read(catalog.current(spec["name"])).to_pylist() if not r["suppressed"]}
+             for spec in specs}
+    for (period, department), everyone in shown["dept_all"].items():
+        truth = people(rows, period.month, department)
+        assert everyone == len(truth)
+        ambulatory = shown.get("dept_amb", {}).get((period, department))
+        if ambulatory is not None:
+            assert not 0 < everyone - ambulatory < K, f"{period} {department}: {everyone} - {ambulatory}"
+        parts = [shown.get("dept_class", {}).get((period, department, klass)) for klass in ("AMB", "EMER")]
+        if None not in parts:
+            both = sum(parts) - everyone
+            assert both == len(people(rows, period.month, department, "AMB")
+                               & people(rows, period.month, department, "EMER"))
+            assert not 0 < both < K, f"{period} {department}: {parts} less {everyone}"
+    assert shown["dept_all"] and shown[beside], "the tables still publish"
+    assert audit_published(workspace)["ok"]

@@ -1,0 +1,187 @@
+"""Versions of one published set read together: earlier versions stay readable (``--as-of``, the
+versions kept in the derived store, exports and workbooks made before), so a reader holds every
+version's cells at once.
+
+A range, then a wider one: January to March imported and built, then January to June. The
+months added have small Emergency cells, which made Emergency the complement the decision
+preferred, so January's hidden partner of Cardiology (8 people) moved from Dermatology to
+Emergency; with both versions, 128 - 40 - 50 - 30 = 8. Cells unchanged since the earlier version
+now keep the state they were published in there.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+
+import highspy
+import numpy as np
+
+from lithotse_desktop.dates import DateRange
+from lithotse_desktop.derive.build import build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.service import add_spec
+from lithotse_desktop.raw import run_import
+
+K = 11
+DEPARTMENTS = ("Cardiology", "Dermatology", "Emergency", "General")
+PEOPLE = {1: (8, 30, 40, 50), 2: (20, 25, 35, 45), 3: (22, 27, 33, 44),
+          4: (30, 30, 5, 40), 5: (30, 30, 5, 40), 6: (30, 30, 5, 40)}
+ENCOUNTERS = {"source": "ehr", "stream": "encounters"}
+MEASURES = [{"fn": "count", "as": "visits"}, {"fn": "count_distinct", "column": "patient_id", "as": "patients"}]
+SPECS = [{"name": "by_dept", "kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "grain": "month",
+          "group_by": ["department"], "measures": MEASURES},
+         {"name": "by_month", "kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "grain": "month",
+          "group_by": [], "measures": MEASURES}]
+
+
+def write_visits(path) -> None:
+    """One visit per person, so visits and people agree and the cells add up."""
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["encounter_id", "patient_id", "admit_date", "department"])
+        for month, counts in PEOPLE.items():
+            for department, n in zip(DEPARTMENTS, counts, strict=True):
+                for i in range(n):
+                    person = f"P{month}{department[:3]}{i:03d}"
+                    writer.writerow([f"E{person}", person, f"2024-{month:02d}-{1 + i % 27:02d}", department])
+
+
+def published(ws) -> dict[str, list[dict]]:
+    catalog = Catalog(ws)
+    return {spec["name"]: catalog.read(catalog.current(spec["name"])).to_pylist() for spec in SPECS}
+
+
+def bounds(versions: list[dict[str, list[dict]]], months: list[int], *,
+           shared: bool = True) -> dict[tuple[int, int, str], tuple[float, float]]:
+    """Each hidden (version, month, department) of ``months`` bounded from every version's published
+    cells at once, by linear programming. ``shared``: one unknown per cell for every version (the
+    months' data did not change); else one per version, each no less than the one before (records
+    only land, so a later version's cell holds at least the earlier one's)."""
+    copies = 1 if shared else len(versions)
+    unknowns = [(v, m, d) for v in range(copies) for m in months for d in DEPARTMENTS]
+    at = {u: i for i, u in enumerate(unknowns)}
+    size = len(unknowns)
+    rows: list[tuple[list[int], list[float], float, float]] = []
+    hidden: set[tuple[int, int, str]] = set()
+    for number, version in enumerate(versions):
+        v = 0 if shared else number
+        for row in version["by_dept"]:
+            key = (v, row["period"].month, row["department"])
+            if key[1] not in months:
+                continue
+            if row["suppressed"]:
+                hidden.add(key)
+            else:
+                rows.append(([at[key]], [1.0], row["visits"], row["visits"]))
+        for row in version["by_month"]:
+            month = row["period"].month
+            if month in months and not row["suppressed"]:
+                rows.append(([at[(v, month, d)] for d in DEPARTMENTS], [1.0] * 4, row["visits"], row["visits"]))
+    for v in range(1, copies):
+        for m in months:
+            for d in DEPARTMENTS:
+                rows.append(([at[(v, m, d)], at[(v - 1, m, d)]], [1.0, -1.0], 0.0, highspy.kHighsInf))
+    found = {}
+    for key in sorted(hidden):
+        ends = []
+        for sign in (1.0, -1.0):
+            solver = highspy.Highs()
+            solver.setOptionValue("output_flag", False)
+            solver.addVars(size, np.zeros(size), np.full(size, highspy.kHighsInf))
+            for columns, weights, low, high in rows:
+                solver.addRow(low, high, len(columns), np.array(columns, dtype=np.int32), np.array(weights))
+            costs = np.zeros(size)
+            costs[at[key]] = sign
+            solver.changeColsCost(size, np.arange(size, dtype=np.int32), costs)
+            solver.run()
+            if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                ends.append(sign * float("inf"))
+            else:
+                ends.append(sign * solver.getInfo().objective_function_value)
+        found[key] = (ends[0], ends[1])
+    return found
+
+
+def test_a_wider_range_keeps_the_states_of_unchanged_cells(workspace, tmp_path):
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    write_visits(folder / "encounters.csv")
+    truth = Counter()
+    for month, counts in PEOPLE.items():
+        for department, n in zip(DEPARTMENTS, counts, strict=True):
+            truth[month, department] = n
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    for spec in SPECS:
+        add_spec(workspace, spec)
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    first = published(workspace)
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-06-30"))
+    build_all(workspace)
+    second = published(workspace)
+    assert len(second["by_dept"]) == 24 and len(first["by_dept"]) == 12
+    january = {r["department"]: r for r in first["by_dept"] if r["period"].month == 1}
+    assert january["Cardiology"]["suppressed"], "8 people"
+    for earlier in first["by_dept"]:
+        later = next(r for r in second["by_dept"] if (r["period"], r["department"])
+                     == (earlier["period"], earlier["department"]))
+        assert later == earlier, "a cell whose rows did not change is published as it was"
+    for (_v, month, department), (lower, upper) in bounds([first, second], [1, 2, 3]).items():
+        assert upper - lower >= K - 1e-6, f"{month}/{department} ({truth[month, department]}): [{lower}, {upper}]"
+
+
+def test_late_records_do_not_give_away_what_the_earlier_version_hid(workspace, tmp_path):
+    """Three January Cardiology records land late: January Cardiology grows from 8 to 11 people.
+    Dermatology (30, January's other hidden cell, unchanged) stays hidden, so the earlier
+    Cardiology is not 38 less it."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    write_visits(folder / "encounters.csv")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    for spec in SPECS:
+        add_spec(workspace, spec)
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    first = published(workspace)
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"EL{i},PL{i},2024-01-{10 + i},Cardiology\n" for i in range(3))
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    second = published(workspace)
+    cardiology = next(r for r in second["by_dept"] if r["period"].month == 1 and r["department"] == "Cardiology")
+    assert cardiology["suppressed"] or cardiology["visits"] == 11
+    for (v, month, department), (lower, upper) in bounds([first, second], [1, 2, 3], shared=False).items():
+        assert upper - lower >= K - 1e-6, f"version {v + 1}, {month}/{department}: [{lower}, {upper}]"
+
+
+def test_a_replaced_spec_leaves_no_version_to_subtract(workspace, tmp_path):
+    """People per department and month, then the same table replaced by its ambulatory visits
+    only: the first version less the second would be the emergency patients of each cell (3, 2,
+    5 …), decided by neither. The versions of the replaced spec are dropped when the new one is
+    published; a question asked under a new name is decided together with the old one."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    with (folder / "encounters.csv").open("w") as out:
+        out.write("encounter_id,patient_id,admit_date,department,class\n")
+        for department, (ambulatory, emergency) in {"Cardiology": (30, 3), "General": (40, 5)}.items():
+            for klass, n in (("AMB", ambulatory), ("EMER", emergency)):
+                out.writelines(f"E{department}{klass}{i},P{department}{klass}{i},2024-01-{1 + i % 27:02d},"
+                               f"{department},{klass}\n" for i in range(n))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    run_import(workspace, "ehr")
+    every = {**SPECS[0], "name": "dept"}
+    add_spec(workspace, every)
+    build_all(workspace)
+    catalog = Catalog(workspace)
+    before = catalog.current("dept")
+    assert {r["department"]: r["patients"] for r in catalog.read(before).to_pylist()} == \
+        {"Cardiology": 33, "General": 45}
+    add_spec(workspace, {**every, "filters": [{"column": "class", "op": "=", "value": "AMB"}]}, replace=True)
+    build_all(workspace)
+    after = catalog.current("dept")
+    assert {r["department"]: r["patients"] for r in catalog.read(after).to_pylist()} == \
+        {"Cardiology": 30, "General": 40}
+    assert [v.version for v in catalog.versions("dept")] == [after.version]
+    store = catalog.store_of("derived")
+    assert not [info.key for info in store.list("derived/dept/") if before.version in info.key]
