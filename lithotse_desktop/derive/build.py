@@ -50,7 +50,7 @@ from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
-from .complementary import Cells, Group, decide
+from .complementary import Cells, Group, carried_states, decide
 from .disclosure import (
     FOLLOWED,
     ROLES_VERSION,
@@ -968,44 +968,46 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
 
 
 def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> tuple[set[int], set[int]]:
-    """Rows of ``table`` unchanged since the previous version of the same spec, split by the state
-    they were published in there (hidden, shown). Unchanged: the same records, people and measures
-    as the cells kept on this machine; without them, a hidden row counts as unchanged (it stays
-    hidden) and a shown one when its published measures are the same."""
+    """Rows of ``table`` that keep the state they were published in by the previous version of the
+    same question, split into hidden and shown (:func:`carried_states`)."""
     previous = work.previous
-    if previous is None or previous.spec_hash != spec_hash(work.spec):
+    if previous is None or not _same_question(catalog, work.spec, previous):
         return set(), set()
     published = catalog.read(previous)
     if FLAG not in published.column_names or not published.num_rows:
         return set(), set()
     coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in work.spec.get("group_by", []))]
                    if c in table.column_names]
-    measured = [m["as"] for m in work.spec["measures"]]
     kept_path = _cached_cells(ws, previous)
     kept = pq.read_table(kept_path) if kept_path is not None else None
-    compared = [*measured, CELL_COUNT, PEOPLE] if kept is not None else measured
+    flags = published.column(FLAG)
+    return carried_states(table, coordinates, [CELL_COUNT, PEOPLE], work.threshold,
+                          published.filter(pc.invert(flags)), published.filter(flags), kept)
 
-    def rows(t: pa.Table, columns: list[str]) -> list[tuple[tuple, tuple]]:
-        keys = zip(*(t.column(c).to_pylist() for c in coordinates), strict=True) if coordinates else \
-            iter([()] * t.num_rows)
-        return list(zip(keys, zip(*(t.column(c).to_pylist() for c in columns), strict=True), strict=True))
 
-    flags = dict(rows(published, [FLAG, *measured]))
-    before = dict(rows(kept, compared)) if kept is not None else None
-    hidden: set[int] = set()
-    shown: set[int] = set()
-    for i, (key, values) in enumerate(rows(table, compared)):
-        state = flags.get(key)
-        if state is None:
-            continue
-        was_hidden = bool(state[0])
-        if before is not None:
-            unchanged = before.get(key) == values
-        else:
-            unchanged = was_hidden or tuple(state[1:]) == values
-        if unchanged:
-            (hidden if was_hidden else shown).add(i)
-    return hidden, shown
+def _previous_cells(ws: Workspace, catalog: Catalog,
+                    work: _Work) -> tuple[pa.Table, pa.Table | None, pa.Table | None] | None:
+    """For sql cells: the rows the previous version of the same question showed, those it hid
+    (None when it left them out) and its unsuppressed cells where this machine kept them."""
+    previous = work.previous
+    if previous is None or not _same_question(catalog, work.spec, previous):
+        return None
+    kept_path = _cached_cells(ws, previous)
+    kept = pq.read_table(kept_path) if kept_path is not None else None
+    published = catalog.read(previous)
+    if (previous.privacy or {}).get("hidden") == HIDDEN_LEFT_OUT or FLAG not in published.column_names:
+        return published, None, kept
+    flags = published.column(FLAG)
+    return published.filter(pc.invert(flags)), published.filter(flags), kept
+
+
+def _same_question(catalog: Catalog, spec: dict, previous: Version) -> bool:
+    """Whether ``previous`` was built for the question ``spec`` asks (a version from before
+    questions were recorded: for the same spec)."""
+    recorded = (previous.privacy or {}).get("question")
+    if recorded is None:
+        return previous.spec_hash == spec_hash(spec)
+    return bool(recorded == question(spec, catalog.find_spec))
 
 
 def _published_whole(work: _Work) -> bool:
@@ -1066,11 +1068,17 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
         if work.sql_cells:
             check_cells(name, table, work.tags)
-            table = suppress_cells(spec, table, work.threshold, ws.zero_cells)
+            table = suppress_cells(spec, table, work.threshold, ws.zero_cells, _previous_cells(ws, catalog, work))
+            if work.threshold > 0:
+                work.cells_id = hashlib.sha256(json.dumps(
+                    {"spec": spec_hash(spec), "inputs": work.identities, "format": CELLS_FORMAT},
+                    sort_keys=True).encode()).hexdigest()[:20]
         keys = patient_key_columns(spec)
         if keys:
             table = pseudonymize(ws, table, keys)
         table, privacy = _disclose(ws, work, table, keys)
+        if _cells(spec):
+            privacy = {**privacy, "question": question(spec, catalog.find_spec)}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
         fresh = _periods(table, grain_split)
         written = _write_parts(catalog, name, fresh, work.disclosure.area)
@@ -1106,6 +1114,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     elif work.counting is not None:
         stats["counts"] = work.counting.counts
         stats["counted_by"] = [work.counting.counted_by] if work.counting.counted_by else None
+        if work.cells_id:
+            stats["cells"] = work.cells_id
     elif spec["kind"] == "view":
         person = view_person_columns(spec)
         stats["person_key"] = person[:1] or None
@@ -1123,11 +1133,10 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
-    # a table of cells keeps no version of another spec: it was decided apart from this one, so
-    # their difference (all classes less one class) is not protected; a new question under a new
-    # name is decided together with the old one instead
-    pruned = catalog.prune(name, ws.keep_versions,
-                           spec_hash=version.spec_hash if _cells(spec) and work.threshold > 0 else None)
+    # a table of cells keeps no version of another question: it was decided apart from this one,
+    # so their difference (all classes less one class) is not protected; a new question under a
+    # new name is decided together with the old one instead
+    pruned = catalog.prune(name, ws.keep_versions, question=privacy.get("question") if _cells(spec) else None)
     if work.disclosure.published:
         get_plugin_manager().version_published(ws, version, whole if whole is not None else catalog.read(version))
     else:
@@ -1289,6 +1298,21 @@ class Differenced:
 
 def sql_cells(spec: dict) -> bool:
     return spec.get("kind") == "sql" and bool(spec.get("count_column"))
+
+
+def question(spec: dict, spec_of: Any, _seen: frozenset[str] = frozenset()) -> str:
+    """What a table of cells asks, as a hash: its spec, the questions of the derivatives it reads
+    (a row-level sql now keeping only ambulatory visits changes every aggregate over it), and how
+    its hidden cells are shown. Versions of another question were decided apart from this one."""
+    upstream = []
+    for item in spec_inputs(spec).values():
+        name = item.get("derivative")
+        if name is None or name in _seen:
+            continue
+        other = spec_of(name)
+        upstream.append(question(other, spec_of, _seen | {name}) if other is not None else f"missing:{name}")
+    hidden = HIDDEN_LEFT_OUT if sql_cells(spec) else "flagged"
+    return hashlib.sha256(json.dumps([spec_hash(spec), sorted(upstream), hidden]).encode()).hexdigest()[:20]
 
 
 def _cells(spec: dict) -> bool:

@@ -261,17 +261,18 @@ class Catalog:
         if self.store_of(other).stat(current_key(version.name, other)) is not None:
             self._clear(version.name, other)
 
-    def prune(self, name: str, keep: int, *, spec_hash: str | None = None) -> list[str]:
+    def prune(self, name: str, keep: int, *, question: str | None = None) -> list[str]:
         """Drop versions beyond the newest ``keep`` (never CURRENT) and parts no kept version uses;
-        with ``spec_hash``, also every version built from another spec."""
+        with ``question``, also every version recorded with another (``privacy.question``, see
+        :func:`.build.question`)."""
         area = self.area(name)
         store = self.store_of(area)
         versions = self.versions(name)
         current = self._pointer(name, area)
         current_id = current[0]["version"] if current else None
-        if spec_hash is not None:
-            versions_of_spec = [v for v in versions if v.spec_hash == spec_hash]
-            kept = versions_of_spec[-keep:] if keep > 0 else []
+        if question is not None:
+            same = [v for v in versions if (v.privacy or {}).get("question") == question]
+            kept = same[-keep:] if keep > 0 else []
         else:
             kept = versions[-keep:] if keep > 0 else []
         kept_ids = {v.version for v in kept} | ({current_id} if current_id else set())

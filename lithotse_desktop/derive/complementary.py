@@ -389,6 +389,43 @@ def _text(value: Any) -> Any:
 
 # --- deciding -------------------------------------------------------------------------------
 
+def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
+                   hidden_rows: pa.Table | None, kept: pa.Table | None) -> tuple[set[int], set[int]]:
+    """Rows of ``table`` (unsuppressed cells, with their ``counts``) that keep the state they had
+    in an earlier published version: ``shown`` are its rows shown, ``hidden_rows`` those it hid
+    (None where hidden cells are left out: then a key of ``kept`` not shown was hidden), ``kept``
+    its unsuppressed cells where this machine kept them.
+
+    A row keeps its state while each of its counts moved by fewer than k: a reader holding both
+    versions bounds a cell by its other version within the change, which the change of the
+    totals bounds in turn, so a shown cell is as good as known (no complement) and a hidden one
+    shown now would tell its earlier lines what they hid (January's other hidden cell grown by one
+    late record, shown: the small cell within 2). Without kept cells the changes are unknown: a
+    row shown or hidden before keeps its state (one left out is decided anew)."""
+    def keyed(t: pa.Table) -> list[tuple]:
+        columns = [t.column(c).to_pylist() for c in coordinates]
+        return list(zip(*columns, strict=True)) if columns else [()] * t.num_rows
+
+    shown_keys = set(keyed(shown))
+    before = None
+    if kept is not None:
+        before = dict(zip(keyed(kept), zip(*(kept.column(c).to_pylist() for c in counts), strict=True), strict=True))
+    hidden_keys = set(keyed(hidden_rows)) if hidden_rows is not None else \
+        (set(before) - shown_keys if before is not None else set())
+    now = list(zip(*(table.column(c).to_pylist() for c in counts), strict=True))
+    hidden: set[int] = set()
+    kept_shown: set[int] = set()
+    for i, key in enumerate(keyed(table)):
+        if key not in shown_keys and key not in hidden_keys:
+            continue
+        earlier = before.get(key) if before is not None else None
+        if before is not None and (earlier is None or any(abs((a or 0) - (b or 0)) >= k
+                                                          for a, b in zip(now[i], earlier, strict=True))):
+            continue
+        (kept_shown if key in shown_keys else hidden).add(i)
+    return hidden, kept_shown
+
+
 def primary(member: Cells, zero_cells: str) -> set[int]:
     """Cells of 1 to k-1 people, and of 0 people when the zero rule hides them."""
     if member.k <= 0 or member.people is None:
@@ -481,10 +518,64 @@ def people_apart(group: Group) -> list[tuple[int, ...]]:
                 both = inner.people[left] + inner.people[right] - outer.people[c]
                 if 0 < both < k:
                     found.append((inner_base + left, inner_base + right, outer_base + c))
+    found.extend(_parts_in_two_tables(group, grouped))
     return found
 
 
-def _grouped_by(cells: np.ndarray, member: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+_Runs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""A member's atoms sorted by its cell: their order, where each cell's run starts, its length, the cell."""
+
+
+def _parts_in_two_tables(group: Group, grouped: list[_Runs]) -> list[tuple[int, ...]]:
+    """Cells C with one cell A of a table and one cell B of another inside them that together hold
+    all of C's rows (everyone's, the ambulatory and the emergency patients as three tables): A + B
+    - C counts the people in both."""
+    cells = group.atom_cells
+    assert cells is not None
+    found: list[tuple[int, ...]] = []
+    members = group.members
+    for b, outer in enumerate(members):
+        order, starts, sizes, owners = grouped[b]
+        if outer.people is None or not len(owners):
+            continue
+        single: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
+        for x, part in enumerate(members):
+            if x == b or part.people is None or max(part.k, outer.k) <= 0:
+                continue
+            column = cells[order, x]
+            present = column >= 0
+            highest = np.maximum.reduceat(column, starts)
+            lowest = np.minimum.reduceat(np.where(present, column, np.iinfo(np.int64).max), starts)
+            one = (highest >= 0) & (lowest == highest)
+            if not one.any():
+                continue
+            x_order, x_starts, _x_sizes, x_cells = grouped[x]
+            outer_of = np.full(len(part.keys), -1, dtype=np.int64)
+            x_column = cells[x_order, b]
+            x_low, x_high = np.minimum.reduceat(x_column, x_starts), np.maximum.reduceat(x_column, x_starts)
+            nested = (x_low == x_high) & (x_low >= 0)
+            outer_of[x_cells[nested]] = x_low[nested]
+            one &= outer_of[np.maximum(highest, 0)] == owners
+            if one.any():
+                single[x] = (one, highest, present, part.people)
+        for x, y in ((x, y) for x in single for y in single if x < y):
+            one_x, part_x, covered_x, people_x = single[x]
+            one_y, part_y, covered_y, people_y = single[y]
+            both_one = one_x & one_y
+            if not both_one.any():
+                continue
+            whole = np.minimum.reduceat((covered_x | covered_y).astype(np.int64), starts) == 1
+            for c in np.flatnonzero(both_one & whole).tolist():
+                left, right = int(part_x[c]), int(part_y[c])
+                k = max(members[x].k, members[y].k, outer.k)
+                both = people_x[left] + people_y[right] - outer.people[int(owners[c])]
+                if 0 < both < k:
+                    found.append((group.offsets[members[x].name] + left, group.offsets[members[y].name] + right,
+                                  group.offsets[outer.name] + int(owners[c])))
+    return found
+
+
+def _grouped_by(cells: np.ndarray, member: int) -> _Runs:
     """The atoms a member selects, sorted by its cell: their order, where each cell's run starts,
     its length, and the cell."""
     selected = np.flatnonzero(cells[:, member] >= 0)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from ..errors import LithotseError
 from .compile import DUCKDB, PERIOD, Dialect
-from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
+from .complementary import DEFAULT_ZERO_RULE, Cells, Group, carried_states, decide
 from .deidentify import PROFILES
 from .identifiers import (
     ROLES,
@@ -478,7 +478,8 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
                 "row-level", rule="cells carry no identifiers")
 
 
-def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE) -> pa.Table:
+def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE,
+                   previous: tuple[pa.Table, pa.Table | None, pa.Table | None] | None = None) -> pa.Table:
     """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
     a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
     complements along the table's lines. Numeric columns are the measures, the others the
@@ -488,7 +489,11 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     Suppressed cells are left out of the table (:data:`.spec.HIDDEN_LEFT_OUT`), not shown with their keys:
     a query chooses its keys freely, so the keys of a small cell can be the secret itself (the days
     of one visit, a group's size), however the query spells them. Every published key then belongs
-    to a cell of at least k people, and an absent key reads as suppressed."""
+    to a cell of at least k people, and an absent key reads as suppressed.
+
+    ``previous``: the rows the previous version of the same question showed, those it hid (None
+    when it left them out), and its unsuppressed cells where this machine kept them; rows that
+    changed little keep their state (:func:`.complementary.carried_states`)."""
     declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
@@ -511,6 +516,12 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     cells = Cells.from_table(spec["name"], {"group_by": dims, "measures": []}, threshold, table)
     cells.records = records.to_pylist() if records is not None else [0] * table.num_rows
     cells.people = people.to_pylist() if people is not None else [0] * table.num_rows
+    if previous is not None:
+        shown, hidden_rows, kept = previous
+        counted = [spec[key] for key in ("count_column", "people_column") if spec.get(key)]
+        coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
+        cells.kept_hidden, cells.kept_shown = carried_states(table, coordinates, counted, threshold, shown,
+                                                             hidden_rows, kept)
     hidden = decide(Group([cells], []), zero_cells)[spec["name"]]
     published = publish_cells(table, numeric, hidden)
     return published.filter(pc.invert(published.column(FLAG)))

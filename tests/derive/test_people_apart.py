@@ -82,3 +82,39 @@ def test_published_people_counts_subtract_to_no_small_count(workspace, tmp_path,
             assert not 0 < both < K, f"{period} {department}: {parts} less {everyone}"
     assert shown["dept_all"] and shown[beside], "the tables still publish"
     assert audit_published(workspace)["ok"]
+
+
+def test_two_filtered_tables_less_their_whole_count_no_small_overlap(workspace, tmp_path):
+    """Everyone's, the ambulatory and the emergency patients per month as three tables: in
+    January 34 + 29 - 59 = 4 people had both kinds of visit."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = []
+    for month, (ambulatory, emergency, both) in {1: (34, 29, 4), 2: (30, 20, 15), 3: (25, 25, 0)}.items():
+        people_a = [f"A{month}_{i}" for i in range(ambulatory)]
+        people_e = people_a[:both] + [f"E{month}_{i}" for i in range(emergency - both)]
+        for klass, people_of_class in (("AMB", people_a), ("EMER", people_e)):
+            rows += [{"encounter_id": f"V{month}{klass}{i}", "patient_id": person,
+                      "admit_date": f"2024-{month:02d}-{1 + i % 27:02d}", "class": klass, "department": "All"}
+                     for i, person in enumerate(people_of_class)]
+    with (folder / "encounters.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    run_import(workspace, "ehr")
+    month = {**BASE, "group_by": []}
+    specs = [{**month, "name": "all_month"},
+             {**month, "name": "amb_month", "filters": [{"column": "class", "op": "=", "value": "AMB"}]},
+             {**month, "name": "emer_month", "filters": [{"column": "class", "op": "=", "value": "EMER"}]}]
+    for spec in specs:
+        add_spec(workspace, spec)
+    build_all(workspace)
+    catalog = Catalog(workspace)
+    shown = {spec["name"]: {r["period"]: r["patients"] for r in catalog.read(catalog.current(spec["name"])).to_pylist()
+                            if not r["suppressed"]} for spec in specs}
+    for period, everyone in shown["all_month"].items():
+        ambulatory, emergency = shown["amb_month"].get(period), shown["emer_month"].get(period)
+        if ambulatory is not None and emergency is not None:
+            assert not 0 < ambulatory + emergency - everyone < K, f"{period}: {ambulatory} + {emergency} - {everyone}"
+    assert len(shown["all_month"]) == 3 and shown["amb_month"], "the other months are published"
