@@ -468,10 +468,13 @@ def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], li
     apart = people_apart(group)
     while True:
         shown = [cells for cells in apart if not hidden.intersection(cells)]
-        chosen = {next((c for c in cells if c not in frozen), None) for cells in shown} - {None}
-        if not chosen:
+        if not shown:
             break
-        hidden |= {c for c in chosen if c is not None}
+        # the finer cell that may still be hidden; else the finer one even though shown before
+        # (cells that kept their shown state): the two counts may not both be shown now
+        chosen = {next((c for c in cells if c not in frozen), cells[0]) for cells in shown}
+        hidden |= chosen
+        frozen -= chosen
         _complete(group, lines, hidden, sensitive, frozen, margins)
     return hidden, sensitive, lines, frozen, margins
 
@@ -784,8 +787,13 @@ def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
     pair = [*frozen, *([owner] if owner and owner not in frozen else [])] if frozen else via
     lent = [name for name in via if name not in pair]
     totals = f", with the totals of {', '.join(lent)}" if lent else ""
+    kept = [m.name for m in group.members if m.kept_shown or m.kept_hidden]
+    remedy = ("raise suppress_below or remove one of them" if not kept else
+              f"cells of {', '.join(kept)} keep the state their previous version published them in (a reader "
+              "holds both), so none of them may complement it: publish this under a new name, or remove "
+              "the derivative (lithotse derive rm) and build it again")
     return LithotseError(f"publishing {' and '.join(pair)} would make a hidden cell of {owner} "
-                         f"({where}) recoverable: {bounds}{totals}{reason}; raise suppress_below or remove one of them")
+                         f"({where}) recoverable: {bounds}{totals}{reason}; {remedy}")
 
 
 # --- auditing -------------------------------------------------------------------------------

@@ -118,3 +118,38 @@ def test_two_filtered_tables_less_their_whole_count_no_small_overlap(workspace, 
         if ambulatory is not None and emergency is not None:
             assert not 0 < ambulatory + emergency - everyone < K, f"{period}: {ambulatory} + {emergency} - {everyone}"
     assert len(shown["all_month"]) == 3 and shown["amb_month"], "the other months are published"
+
+
+def test_cells_that_kept_their_shown_state_are_still_checked_for_people_apart(workspace, tmp_path):
+    """Everyone's and the ambulatory patients per month: 75 and 60 in January, 15 apart, both
+    shown. Ten late records give ten emergency-only patients an ambulatory visit: 75 and 70, each
+    moved by 10 (fewer than k, so each keeps its shown state) — but 75 - 70 = 5 people seen only in
+    emergencies. The finer cell is hidden anyway."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = [f"E{m}{klass}{i},P{klass}{m}_{i},2024-{m:02d}-{1 + i % 27:02d},{klass}"
+            for m in (1, 2) for klass, n in (("AMB", 60), ("EMER", 15)) for i in range(n)]
+    (folder / "encounters.csv").write_text("encounter_id,patient_id,admit_date,class\n" + "\n".join(rows) + "\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    month = {**BASE, "group_by": []}
+    specs = [{**month, "name": "everyone"},
+             {**month, "name": "amb", "filters": [{"column": "class", "op": "=", "value": "AMB"}]}]
+    for spec in specs:
+        add_spec(workspace, spec)
+    run_import(workspace, "ehr")
+    build_all(workspace)
+    catalog = Catalog(workspace)
+
+    def shown() -> dict[str, dict]:
+        return {spec["name"]: {r["period"].month: r["patients"] for r in
+                               catalog.read(catalog.current(spec["name"])).to_pylist() if not r["suppressed"]}
+                for spec in specs}
+
+    assert shown() == {"everyone": {1: 75, 2: 75}, "amb": {1: 60, 2: 60}}
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"LATE{i},PEMER1_{i},2024-01-20,AMB\n" for i in range(10))
+    run_import(workspace, "ehr")
+    build_all(workspace)
+    after = shown()
+    january = (after["everyone"].get(1), after["amb"].get(1))
+    assert None in january or not 0 < january[0] - january[1] < K, january
