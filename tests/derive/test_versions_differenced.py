@@ -104,20 +104,26 @@ def bounds(versions: list[dict[str, list[dict]]], months: list[int], *,
     return found
 
 
-def test_a_wider_range_keeps_the_states_of_unchanged_cells(workspace, tmp_path):
+def first_quarter_built(workspace, tmp_path):
+    """The visits written, January to March imported, both tables built: the folder and what
+    they published."""
     folder = tmp_path / "ehr"
     folder.mkdir()
     write_visits(folder / "encounters.csv")
-    truth = Counter()
-    for month, counts in PEOPLE.items():
-        for department, n in zip(DEPARTMENTS, counts, strict=True):
-            truth[month, department] = n
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
     for spec in SPECS:
         add_spec(workspace, spec)
     run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
     build_all(workspace)
-    first = published(workspace)
+    return folder, published(workspace)
+
+
+def test_a_wider_range_keeps_the_states_of_unchanged_cells(workspace, tmp_path):
+    truth = Counter()
+    for month, counts in PEOPLE.items():
+        for department, n in zip(DEPARTMENTS, counts, strict=True):
+            truth[month, department] = n
+    folder, first = first_quarter_built(workspace, tmp_path)
     run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-06-30"))
     build_all(workspace)
     second = published(workspace)
@@ -139,15 +145,7 @@ def test_late_records_do_not_give_away_what_the_earlier_version_hid(workspace, t
     less it. One each for Dermatology and Emergency, with April to June imported too: Dermatology
     grew by one, so shown it would put the earlier Cardiology within 38 - 31 and 38 - 29; it
     stays hidden, and Emergency (grown by one, as good as known) is no complement."""
-    folder = tmp_path / "ehr"
-    folder.mkdir()
-    write_visits(folder / "encounters.csv")
-    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
-    for spec in SPECS:
-        add_spec(workspace, spec)
-    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
-    build_all(workspace)
-    first = published(workspace)
+    folder, first = first_quarter_built(workspace, tmp_path)
     with (folder / "encounters.csv").open("a") as out:
         out.writelines(f"EL{department}{i},PL{department}{i},2024-01-{10 + i},{department}\n"
                        for department, n in late.items() for i in range(n))
@@ -158,11 +156,9 @@ def test_late_records_do_not_give_away_what_the_earlier_version_hid(workspace, t
         assert upper - lower >= K - 1e-6, f"version {v + 1}, {month}/{department}: [{lower}, {upper}]"
 
 
-def test_a_replaced_spec_leaves_no_version_to_subtract(workspace, tmp_path):
-    """People per department and month, then the same table replaced by its ambulatory visits
-    only: the first version less the second would be the emergency patients of each cell (3, 2,
-    5 …), decided by neither. The versions of the replaced spec are dropped when the new one is
-    published; a question asked under a new name is decided together with the old one."""
+def import_classes(workspace, tmp_path) -> None:
+    """January's ambulatory and emergency patients of two departments (Cardiology 30 and 3,
+    General 40 and 5), each with one visit, imported."""
     folder = tmp_path / "ehr"
     folder.mkdir()
     with (folder / "encounters.csv").open("w") as out:
@@ -173,6 +169,14 @@ def test_a_replaced_spec_leaves_no_version_to_subtract(workspace, tmp_path):
                                f"{department},{klass}\n" for i in range(n))
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
     run_import(workspace, "ehr")
+
+
+def test_a_replaced_spec_leaves_no_version_to_subtract(workspace, tmp_path):
+    """People per department and month, then the same table replaced by its ambulatory visits
+    only: the first version less the second would be the emergency patients of each cell (3, 2,
+    5 …), decided by neither. The versions of the replaced spec are dropped when the new one is
+    published; a question asked under a new name is decided together with the old one."""
+    import_classes(workspace, tmp_path)
     every = {**SPECS[0], "name": "dept"}
     add_spec(workspace, every)
     build_all(workspace)
@@ -223,16 +227,7 @@ def test_a_replaced_upstream_spec_or_threshold_leaves_no_version_to_subtract(wor
     """An aggregate over a row-level sql asks another question once the sql keeps only the
     ambulatory visits, though its own spec is the same; and a table that publishes everything
     (``suppress_below`` 0) beside its own earlier suppressed versions is the same subtraction."""
-    folder = tmp_path / "ehr"
-    folder.mkdir()
-    with (folder / "encounters.csv").open("w") as out:
-        out.write("encounter_id,patient_id,admit_date,department,class\n")
-        for department, (ambulatory, emergency) in {"Cardiology": (30, 3), "General": (40, 5)}.items():
-            for klass, n in (("AMB", ambulatory), ("EMER", emergency)):
-                out.writelines(f"E{department}{klass}{i},P{department}{klass}{i},2024-01-{1 + i % 27:02d},"
-                               f"{department},{klass}\n" for i in range(n))
-    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
-    run_import(workspace, "ehr")
+    import_classes(workspace, tmp_path)
     visits = {"name": "visits", "kind": "sql", "inputs": {"e": ENCOUNTERS}, "sql": "SELECT * FROM e"}
     add_spec(workspace, visits)
     counted = {**SPECS[0], "name": "by_dept", "input": {"derivative": "visits"}}
