@@ -51,7 +51,6 @@ log = logging.getLogger("lithotse.cache")
 PERIOD = "period"
 FLAG = "suppressed"
 ADDITIVE = ("count", "sum")
-HIDDEN_FLAGGED = "flagged"
 DEFAULT_REVALIDATE = 5.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MEMO_SIZE = 32
@@ -105,7 +104,7 @@ def _query_key(value: Any, typ: pa.DataType) -> str | None:
 
 def describe(version: Version, table: pa.Table) -> dict:
     """What a lookup needs to know about a version: dimensions, measures with their function."""
-    from ..derive.spec import dimension_alias
+    from ..derive.spec import HIDDEN_FLAGGED, dimension_alias
 
     spec = version.spec or {}
     if spec.get("kind") == "aggregate":

@@ -85,7 +85,7 @@ from .kinds.common import unchanged
 from .kinds.sql import Counting, check_counts, check_row_by_row
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
-from .spec import HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
+from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
 BUILD_FORMAT = "3"
@@ -212,6 +212,8 @@ class _Work:
     periods: list[Any] | None = None
     person_key: list[str] | None = None
     cells_id: str | None = None
+    question: str | None = None
+    """What a table of cells asks (:func:`question`), once found."""
     relations: list[Relation] = field(default_factory=list)
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
     remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] = field(default_factory=dict)
@@ -508,9 +510,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             session.close()
     work.periods = periods
     if work.suppressed:
-        work.cells_id = hashlib.sha256(json.dumps(
-            {"spec": spec_hash(spec), "inputs": work.identities, "timezone": ws.timezone,
-             "person_key": work.person_key, "format": CELLS_FORMAT}, sort_keys=True).encode()).hexdigest()[:20]
+        work.cells_id = _cells_id(spec, work.identities, timezone=ws.timezone, person_key=work.person_key)
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
@@ -970,27 +970,20 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
 def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> tuple[set[int], set[int]]:
     """Rows of ``table`` that keep the state they were published in by the previous version of the
     same question, split into hidden and shown (:func:`carried_states`)."""
-    previous = work.previous
-    if previous is None or not _same_question(catalog, work.spec, previous):
-        return set(), set()
-    published = catalog.read(previous)
-    if FLAG not in published.column_names or not published.num_rows:
+    previous = _previous_cells(ws, catalog, work)
+    if previous is None:
         return set(), set()
     coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in work.spec.get("group_by", []))]
                    if c in table.column_names]
-    kept_path = _cached_cells(ws, previous)
-    kept = pq.read_table(kept_path) if kept_path is not None else None
-    flags = published.column(FLAG)
-    return carried_states(table, coordinates, [CELL_COUNT, PEOPLE], work.threshold,
-                          published.filter(pc.invert(flags)), published.filter(flags), kept)
+    return carried_states(table, coordinates, [CELL_COUNT, PEOPLE], work.threshold, *previous)
 
 
 def _previous_cells(ws: Workspace, catalog: Catalog,
                     work: _Work) -> tuple[pa.Table, pa.Table | None, pa.Table | None] | None:
-    """For sql cells: the rows the previous version of the same question showed, those it hid
-    (None when it left them out) and its unsuppressed cells where this machine kept them."""
+    """The rows the previous version of the same question showed, those it hid (None when it
+    left them out: sql cells) and its unsuppressed cells where this machine kept them."""
     previous = work.previous
-    if previous is None or not _same_question(catalog, work.spec, previous):
+    if previous is None or not _same_question(catalog, work, previous):
         return None
     kept_path = _cached_cells(ws, previous)
     kept = pq.read_table(kept_path) if kept_path is not None else None
@@ -1001,13 +994,26 @@ def _previous_cells(ws: Workspace, catalog: Catalog,
     return published.filter(pc.invert(flags)), published.filter(flags), kept
 
 
-def _same_question(catalog: Catalog, spec: dict, previous: Version) -> bool:
-    """Whether ``previous`` was built for the question ``spec`` asks (a version from before
+def _same_question(catalog: Catalog, work: _Work, previous: Version) -> bool:
+    """Whether ``previous`` was built for the question the work's spec asks (a version from before
     questions were recorded: for the same spec)."""
     recorded = (previous.privacy or {}).get("question")
     if recorded is None:
-        return previous.spec_hash == spec_hash(spec)
-    return bool(recorded == question(spec, catalog.find_spec))
+        return previous.spec_hash == spec_hash(work.spec)
+    return recorded == _question_of(catalog, work)
+
+
+def _question_of(catalog: Catalog, work: _Work) -> str:
+    """The work's :func:`question`, found once per build (it reads the specs up the chain)."""
+    if work.question is None:
+        work.question = question(work.spec, catalog.find_spec)
+    return work.question
+
+
+def _cells_id(spec: dict, identities: dict, **more: Any) -> str:
+    """The id of a version's unsuppressed cells kept on this machine: what they were counted from."""
+    return hashlib.sha256(json.dumps({"spec": spec_hash(spec), "inputs": identities, "format": CELLS_FORMAT, **more},
+                                     sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _published_whole(work: _Work) -> bool:
@@ -1070,15 +1076,13 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             check_cells(name, table, work.tags)
             table = suppress_cells(spec, table, work.threshold, ws.zero_cells, _previous_cells(ws, catalog, work))
             if work.threshold > 0:
-                work.cells_id = hashlib.sha256(json.dumps(
-                    {"spec": spec_hash(spec), "inputs": work.identities, "format": CELLS_FORMAT},
-                    sort_keys=True).encode()).hexdigest()[:20]
+                work.cells_id = _cells_id(spec, work.identities)
         keys = patient_key_columns(spec)
         if keys:
             table = pseudonymize(ws, table, keys)
         table, privacy = _disclose(ws, work, table, keys)
         if _cells(spec):
-            privacy = {**privacy, "question": question(spec, catalog.find_spec)}
+            privacy = {**privacy, "question": _question_of(catalog, work)}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
         fresh = _periods(table, grain_split)
         written = _write_parts(catalog, name, fresh, work.disclosure.area)
@@ -1311,7 +1315,7 @@ def question(spec: dict, spec_of: Any, _seen: frozenset[str] = frozenset()) -> s
             continue
         other = spec_of(name)
         upstream.append(question(other, spec_of, _seen | {name}) if other is not None else f"missing:{name}")
-    hidden = HIDDEN_LEFT_OUT if sql_cells(spec) else "flagged"
+    hidden = HIDDEN_LEFT_OUT if sql_cells(spec) else HIDDEN_FLAGGED
     return hashlib.sha256(json.dumps([spec_hash(spec), sorted(upstream), hidden]).encode()).hexdigest()[:20]
 
 

@@ -484,44 +484,46 @@ def people_apart(group: Group) -> list[tuple[int, ...]]:
     additive, so lines of records do not see it. For a cell F whose rows all lie in a cell C of
     another table (from the atoms), C less F counts the people of C with no row in F (all classes
     less the ambulatory ones: the people seen only in emergencies); for a cell C whose rows lie in
-    exactly two cells A and B of another table, A plus B less C counts the people in both. Each is
-    given as its cell ids, the finer first: one of them must be hidden."""
+    exactly two cells A and B of another table, or in one cell of each of two other tables, A plus
+    B less C counts the people in both. Each is given as its cell ids, the finer first: one of them
+    must be hidden."""
     cells = group.atom_cells
     if cells is None or not len(cells):
         return []
+    members = group.members
+    runs = [_grouped_by(cells, a) for a in range(len(members))]
+    people = [np.array(m.people) if m.people is not None else None for m in members]
+    inside = {(a, b): _inside(cells, runs[a], b, len(members[a].keys))
+              for a in range(len(members)) for b in range(len(members))
+              if a != b and people[a] is not None and people[b] is not None and len(members[a].keys)
+              and max(members[a].k, members[b].k) > 0}
     found: list[tuple[int, ...]] = []
-    grouped = [_grouped_by(cells, a) for a in range(len(group.members))]
-    for a, inner in enumerate(group.members):
-        order, starts, sizes, fs = grouped[a]
-        for b, outer in enumerate(group.members):
-            k = max(inner.k, outer.k)
-            if a == b or inner.people is None or outer.people is None or k <= 0 or not len(fs):
-                continue
-            column = cells[order, b]
-            lowest, highest = np.minimum.reduceat(column, starts), np.maximum.reduceat(column, starts)
-            nested = (lowest == highest) & (lowest >= 0)
-            inner_cells, outer_cells = fs[nested], lowest[nested]
-            apart = np.array(outer.people)[outer_cells] - np.array(inner.people)[inner_cells]
-            small = (apart > 0) & (apart < k)
-            inner_base, outer_base = group.offsets[inner.name], group.offsets[outer.name]
-            found.extend(zip((inner_cells[small] + inner_base).tolist(), (outer_cells[small] + outer_base).tolist(),
-                             strict=True))
-            owner_order, owner_starts, owner_sizes, owners = grouped[b]
-            if not len(owners):
-                continue
-            inside = np.full(len(inner.keys), -1, dtype=np.int64)
-            inside[inner_cells] = outer_cells
-            column = cells[owner_order, a]
-            lowest, highest = np.minimum.reduceat(column, owner_starts), np.maximum.reduceat(column, owner_starts)
-            ends = np.repeat(lowest, owner_sizes), np.repeat(highest, owner_sizes)
-            at_ends = np.add.reduceat(((column == ends[0]) | (column == ends[1])).astype(np.int64), owner_starts)
-            two = (lowest >= 0) & (lowest != highest) & (at_ends == owner_sizes)
-            two &= (inside[np.maximum(lowest, 0)] == owners) & (inside[np.maximum(highest, 0)] == owners)
-            for c, left, right in zip(owners[two].tolist(), lowest[two].tolist(), highest[two].tolist(), strict=True):
-                both = inner.people[left] + inner.people[right] - outer.people[c]
-                if 0 < both < k:
-                    found.append((inner_base + left, inner_base + right, outer_base + c))
-    found.extend(_parts_in_two_tables(group, grouped))
+    for (a, b), outer_of in inside.items():
+        inner, outer = members[a], members[b]
+        inner_people, outer_people = people[a], people[b]
+        assert inner_people is not None and outer_people is not None
+        k = max(inner.k, outer.k)
+        inner_base, outer_base = group.offsets[inner.name], group.offsets[outer.name]
+        inner_cells = np.flatnonzero(outer_of >= 0)
+        outer_cells = outer_of[inner_cells]
+        apart = outer_people[outer_cells] - inner_people[inner_cells]
+        small = (apart > 0) & (apart < k)
+        found.extend(zip((inner_cells[small] + inner_base).tolist(), (outer_cells[small] + outer_base).tolist(),
+                         strict=True))
+        owner_order, owner_starts, owner_sizes, owners = runs[b]
+        if not len(owners):
+            continue
+        column = cells[owner_order, a]
+        lowest, highest = np.minimum.reduceat(column, owner_starts), np.maximum.reduceat(column, owner_starts)
+        ends = np.repeat(lowest, owner_sizes), np.repeat(highest, owner_sizes)
+        at_ends = np.add.reduceat(((column == ends[0]) | (column == ends[1])).astype(np.int64), owner_starts)
+        two = (lowest >= 0) & (lowest != highest) & (at_ends == owner_sizes)
+        two &= (outer_of[np.maximum(lowest, 0)] == owners) & (outer_of[np.maximum(highest, 0)] == owners)
+        for c, left, right in zip(owners[two].tolist(), lowest[two].tolist(), highest[two].tolist(), strict=True):
+            both = int(inner_people[left] + inner_people[right] - outer_people[c])
+            if 0 < both < k:
+                found.append((inner_base + left, inner_base + right, outer_base + c))
+    found.extend(_parts_in_two_tables(group, runs, people, inside))
     return found
 
 
@@ -529,7 +531,21 @@ _Runs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """A member's atoms sorted by its cell: their order, where each cell's run starts, its length, the cell."""
 
 
-def _parts_in_two_tables(group: Group, grouped: list[_Runs]) -> list[tuple[int, ...]]:
+def _inside(cells: np.ndarray, runs: _Runs, outer: int, size: int) -> np.ndarray:
+    """For each cell of a member (``runs``, ``size`` cells), the cell of member ``outer`` holding
+    all of its rows, or -1 (its rows lie in several, or in none)."""
+    order, starts, _sizes, own = runs
+    found = np.full(size, -1, dtype=np.int64)
+    if len(own):
+        column = cells[order, outer]
+        lowest, highest = np.minimum.reduceat(column, starts), np.maximum.reduceat(column, starts)
+        nested = (lowest == highest) & (lowest >= 0)
+        found[own[nested]] = lowest[nested]
+    return found
+
+
+def _parts_in_two_tables(group: Group, runs: list[_Runs], people: list[np.ndarray | None],
+                         inside: dict[tuple[int, int], np.ndarray]) -> list[tuple[int, ...]]:
     """Cells C with one cell A of a table and one cell B of another inside them that together hold
     all of C's rows (everyone's, the ambulatory and the emergency patients as three tables): A + B
     - C counts the people in both."""
@@ -538,43 +554,39 @@ def _parts_in_two_tables(group: Group, grouped: list[_Runs]) -> list[tuple[int, 
     found: list[tuple[int, ...]] = []
     members = group.members
     for b, outer in enumerate(members):
-        order, starts, sizes, owners = grouped[b]
-        if outer.people is None or not len(owners):
+        order, starts, _sizes, owners = runs[b]
+        outer_people = people[b]
+        if outer_people is None or not len(owners):
             continue
-        single: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
-        for x, part in enumerate(members):
-            if x == b or part.people is None or max(part.k, outer.k) <= 0:
+        single: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for x in range(len(members)):
+            outer_of = inside.get((x, b))
+            if outer_of is None:
                 continue
             column = cells[order, x]
             present = column >= 0
             highest = np.maximum.reduceat(column, starts)
             lowest = np.minimum.reduceat(np.where(present, column, np.iinfo(np.int64).max), starts)
             one = (highest >= 0) & (lowest == highest)
-            if not one.any():
-                continue
-            x_order, x_starts, _x_sizes, x_cells = grouped[x]
-            outer_of = np.full(len(part.keys), -1, dtype=np.int64)
-            x_column = cells[x_order, b]
-            x_low, x_high = np.minimum.reduceat(x_column, x_starts), np.maximum.reduceat(x_column, x_starts)
-            nested = (x_low == x_high) & (x_low >= 0)
-            outer_of[x_cells[nested]] = x_low[nested]
             one &= outer_of[np.maximum(highest, 0)] == owners
             if one.any():
-                single[x] = (one, highest, present, part.people)
+                single[x] = (one, highest, present)
         for x, y in ((x, y) for x in single for y in single if x < y):
-            one_x, part_x, covered_x, people_x = single[x]
-            one_y, part_y, covered_y, people_y = single[y]
+            one_x, part_x, covered_x = single[x]
+            one_y, part_y, covered_y = single[y]
+            people_x, people_y = people[x], people[y]
+            assert people_x is not None and people_y is not None
             both_one = one_x & one_y
             if not both_one.any():
                 continue
             whole = np.minimum.reduceat((covered_x | covered_y).astype(np.int64), starts) == 1
+            k = max(members[x].k, members[y].k, outer.k)
             for c in np.flatnonzero(both_one & whole).tolist():
-                left, right = int(part_x[c]), int(part_y[c])
-                k = max(members[x].k, members[y].k, outer.k)
-                both = people_x[left] + people_y[right] - outer.people[int(owners[c])]
+                left, right, owner = int(part_x[c]), int(part_y[c]), int(owners[c])
+                both = int(people_x[left] + people_y[right] - outer_people[owner])
                 if 0 < both < k:
                     found.append((group.offsets[members[x].name] + left, group.offsets[members[y].name] + right,
-                                  group.offsets[outer.name] + int(owners[c])))
+                                  group.offsets[outer.name] + owner))
     return found
 
 

@@ -44,7 +44,9 @@ NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 RESERVED_OUTPUTS = ("period", "suppressed", "__n", "__people")
 HIDDEN_LEFT_OUT = "left out"
 """A version's ``privacy.hidden`` when its suppressed cells are not rows of its table (sql cells:
-:func:`.disclosure.suppress_cells`); absent, suppressed cells are rows with the ``suppressed`` flag."""
+:func:`.disclosure.suppress_cells`); absent, suppressed cells are rows with the ``suppressed`` flag
+(:data:`HIDDEN_FLAGGED`)."""
+HIDDEN_FLAGGED = "flagged"
 
 
 class SpecError(ConfigError):
