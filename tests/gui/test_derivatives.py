@@ -285,6 +285,7 @@ def test_build_all_builds_the_others_when_one_cannot_be_built(qtbot, window, wor
     qtbot.mouseClick(page.build_all_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.job is None and "not built" in page.strip.status.text(), timeout=30000)
     assert page.strip.status.text() == "1 rebuilt, broken not built (see Details)."
+    qtbot.waitUntil(lambda: page.list_job is None, timeout=10000)  # the list is re-read after the build
     states = {page.table.item(r, 0).text(): page.table.item(r, 3).text() for r in range(page.table.rowCount())}
     assert states["broken"] == "not built yet" and states["visits_by_grp"] != "not built yet", states
     assert Catalog(workspace).current("visits_by_grp") is not None
