@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from ..workspace import Workspace
 from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
-from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, compile_difference
+from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
 from .complementary import Cells, Group, carried_states, decide
 from .disclosure import (
     FOLLOWED,
@@ -59,6 +60,7 @@ from .disclosure import (
     check_aggregate,
     check_cell_keys,
     check_cells,
+    check_one_row_per_record,
     check_own_picks,
     check_unpicked,
     classify,
@@ -82,7 +84,7 @@ from .inputs import (
 )
 from .kinds import KIND_MODULES
 from .kinds.common import unchanged
-from .kinds.sql import Counting, check_counts, check_row_by_row
+from .kinds.sql import ONE_CELL_RULE, Counting, check_counts, check_row_by_row, several_rows
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
@@ -214,6 +216,8 @@ class _Work:
     cells_id: str | None = None
     question: str | None = None
     """What a table of cells asks (:func:`question`), once found."""
+    several: list[str] | None = None
+    """Why a row-level sql's rows may be several for one record (see :func:`_several`)."""
     relations: list[Relation] = field(default_factory=list)
     differences: dict[tuple[str, str], dict[tuple, tuple[int, int]] | None] = field(default_factory=dict)
     remainders: dict[tuple[str, ...], dict[tuple, tuple[int, int]]] = field(default_factory=dict)
@@ -474,8 +478,11 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                                                                       for alias, found in work.upstream.items()})
             work.person_key = _input_person_key(catalog, work, schemas["input"])
             work.input_schema = schemas["input"]
+        if spec["kind"] == "aggregate":
+            check_one_row_per_record(spec, work.upstream, ("input",))
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
+            check_one_row_per_record(spec, work.upstream, work.counting.counted)
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
         periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
@@ -485,6 +492,11 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             added = _added_cells(session, ws, catalog, work, schemas, periods)
         if shared is None:
             session.lock_down(user_sql=spec["kind"] == "sql")
+        if work.counting is not None:
+            _check_lookups(session, work)
+        elif spec["kind"] == "sql":
+            work.several = _several(work, lambda sql: session.run(sql, [], f"derivative {name}").num_rows > 0,
+                                    session.dialect)
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
@@ -513,6 +525,30 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         work.cells_id = _cells_id(spec, work.identities, timezone=ws.timezone, person_key=work.person_key)
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+def _several(work: _Work, returns_rows: Callable[[str], bool], dialect: Dialect) -> list[str]:
+    """Why a row-level sql's rows may be several for one record of the table it reads first: its
+    shape, and the tables joined to that table that hold a joined value in more than one row."""
+    reasons, lookups = several_rows(work.spec["sql"], work.roles)
+    for lookup in lookups:
+        if returns_rows(lookup.sql(dialect)):
+            columns = ", ".join(".".join(column) for column in lookup.columns)
+            reasons.append(f"{lookup.table} holds a value of {columns} in more than one row")
+    return reasons
+
+
+def _check_lookups(session: Any, work: _Work) -> None:
+    """Refuse sql cells joined to a table that holds a value they are joined on more than once: a
+    record matching two of its rows would be counted in two cells (checked on the data, which the
+    query's text cannot show)."""
+    for lookup in work.counting.lookups if work.counting is not None else ():
+        held = session.run(lookup.sql(session.dialect), [], f"derivative {work.spec['name']}")
+        if held.num_rows:
+            columns = ", ".join(".".join(column) for column in lookup.columns)
+            raise SpecError("sql", f"derivative {work.spec['name']!r}: {lookup.table} holds a value of {columns} "
+                                   "in more than one row, so a record joined to it is counted in more than one "
+                                   f"cell, and two cells' difference is a hidden count; rule: {ONE_CELL_RULE}")
 
 
 def _adds_up(work: _Work, group: list[_Work]) -> bool:
@@ -684,6 +720,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
         if spec["kind"] == "sql":
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
+        if spec["kind"] == "sql":
+            work.several = _several(work, lambda sql: bool(con.execute(sql).fetchall()), DUCKDB)
         progress.update(f"computing {name}")
         if rows_sql is None:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
@@ -1162,7 +1200,7 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
         return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT)
     columns = output_roles(spec, table.schema, roles)
     if work.picks is None:
-        work.picks = picks(spec, table.schema, roles, work.upstream)
+        work.picks = picks(spec, table.schema, roles, work.upstream, work.several)
     profile = spec.get("deidentify")
     if not profile:
         return table, describe(disclosure, columns, **work.picks)

@@ -45,7 +45,7 @@ from .identifiers import (
     view_column_roles,
     view_picks,
 )
-from .kinds.sql import JOIN_RULE, people_apart
+from .kinds.sql import JOIN_RULE, ONE_CELL_RULE, people_apart
 from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
@@ -156,11 +156,12 @@ def declared(spec: dict) -> dict[str, str]:
     return dict(spec.get("columns") or {})
 
 
-ROLES_VERSION = 3
+ROLES_VERSION = 4
 """How a version's column roles were found (its ``privacy.roles``): 2 since a sql column takes the
 roles of the input columns it reads (:mod:`.lineage`); before, only an input column's of the
 same name, so ``patient_id AS pt`` was recorded with no role. 3 since sql and view versions record
-the conditions by which they pick people out by an identifier (``privacy.picks``, see :func:`picks`)."""
+the conditions by which they pick people out by an identifier (``privacy.picks``, see :func:`picks`).
+4 since they record why their rows may be several for one record (``privacy.several``)."""
 FOLLOWED = ("sql", "view")
 """The kinds whose versions record how their roles and picks were found (``privacy.roles``)."""
 
@@ -296,12 +297,15 @@ def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) 
 
 # --- rows picked by an identifier ----------------------------------------------------------------------
 def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
-          upstream: dict[str, dict]) -> dict[str, list]:
+          upstream: dict[str, dict], several_found: list[str] | None = None) -> dict[str, list]:
     """What a sql or view version records of how its rows were chosen: ``picks``, every condition
     that picks people out by an identifier, its own (:func:`.lineage.sql_picks`,
     :func:`.identifiers.view_picks`) and its input derivatives' (``upstream``: their recorded
     privacy, by alias), each naming the derivative it is written in; and ``computed``, its
-    identifier columns not passed on unchanged."""
+    identifier columns not passed on unchanged; ``apart``, its joins of people not on their person
+    keys; and ``several``, why its rows may be several for one record (a sql's from its shape and
+    ``several_found``, what its build found on the data; a view's from its ViewDefinition), its
+    own and its inputs'."""
     name = str(spec.get("name"))
     if spec.get("kind") == "view":
         found: Picks | ViewPicks = view_picks(spec.get("view", {}))
@@ -316,7 +320,32 @@ def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]
     apart = [{"derivative": name, "join": join} for join in
              (people_apart(str(spec.get("sql", "")), inputs) if spec.get("kind") == "sql" else [])]
     apart += [entry for privacy in upstream.values() for entry in privacy.get("apart", [])]
-    return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart}
+    several = [{"derivative": name, "why": why} for why in
+               (view_several(spec.get("view", {})) if spec.get("kind") == "view" else list(several_found or []))]
+    several += [entry for privacy in upstream.values() for entry in privacy.get("several", [])]
+    return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart, "several": several}
+
+
+def view_several(view: dict) -> list[str]:
+    """Why a ViewDefinition may make several rows of one resource: a ``forEach``,
+    ``forEachOrNull``, ``repeat`` (a row per element) or ``unionAll`` (a row per branch)."""
+    found: list[str] = []
+
+    def walk(select: dict) -> None:
+        for key in ("forEach", "forEachOrNull", "repeat"):
+            if select.get(key):
+                path = select[key] if isinstance(select[key], str) else ", ".join(map(str, select[key]))
+                found.append(f"its ViewDefinition's {key} {path} makes a row of each element")
+        if select.get("unionAll"):
+            found.append("its ViewDefinition's unionAll makes a row of each branch")
+        for inner in [*(select.get("select") or []), *(select.get("unionAll") or [])]:
+            if isinstance(inner, dict):
+                walk(inner)
+
+    for select in view.get("select") or []:
+        if isinstance(select, dict):
+            walk(select)
+    return found
 
 
 def _unparsed_picks(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> Picks:
@@ -373,6 +402,21 @@ def check_unpicked(spec: dict, upstream: dict[str, dict]) -> None:
                 f"({entry.get('condition')}); rule: {FILTER_RULE}, here or in an input — the cells would be those "
                 "people's (choose rows by a code or a date range; join on person keys; test an identifier only "
                 "with IS [NOT] NULL)", rule="filters single out no one")
+
+
+def check_one_row_per_record(spec: dict, upstream: dict[str, dict], counted: tuple[str, ...]) -> None:
+    """Refuse cells over an input derivative whose rows may be several for one record (an unnest,
+    a union, a forEach, a join matching several rows; here or further up): a record counted in two
+    cells makes their difference a count the suppression never saw (all visits less the ambulatory
+    ones: the one inpatient). Only the ``counted`` inputs: a joined lookup is checked as such."""
+    for alias in counted:
+        privacy = upstream.get(alias) or {}
+        for entry in privacy.get("several", []):
+            raise Restricted(
+                f"{_reading(spec, alias, privacy, entry)}, whose rows may be several for one record "
+                f"({entry.get('why')}), so a record would be counted in several cells, and two cells' "
+                f"difference is a hidden count; rule: {ONE_CELL_RULE} — count over the records themselves (a code "
+                "dimension picks one coding of a resource; a filter picks the rows of one kind)", rule=ONE_CELL_RULE)
 
 
 def _reading(spec: dict, alias: str, privacy: dict, entry: dict) -> str:

@@ -514,10 +514,12 @@ def input_roles(catalog: Catalog, spec: dict, item: dict, schema: pa.Schema) -> 
 
 def input_picks(catalog: Catalog, item: dict) -> dict:
     """What an input derivative's current version recorded of how its rows were chosen (see
-    :func:`.disclosure.picks`): its name, ``picks`` and ``computed``; nothing for a stream."""
+    :func:`.disclosure.picks`): its name, ``picks``, ``computed``, ``apart`` and ``several``; nothing
+    for a stream."""
     if "derivative" not in item:
         return {}
     current = catalog.current(item["derivative"])
     privacy = (current.privacy if current else None) or {}
     return {"name": item["derivative"], "picks": list(privacy.get("picks", [])),
-            "computed": list(privacy.get("computed", [])), "apart": list(privacy.get("apart", []))}
+            "computed": list(privacy.get("computed", [])), "apart": list(privacy.get("apart", [])),
+            "several": list(privacy.get("several", []))}

@@ -29,6 +29,7 @@ from .compile import DIALECTS, DUCKDB, compile_aggregate
 from .disclosure import (
     check_aggregate,
     check_cell_keys,
+    check_one_row_per_record,
     check_own_picks,
     check_unpicked,
     classify,
@@ -89,12 +90,13 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     if spec["kind"] == "aggregate" or spec.get("count_column"):
         check_unpicked(spec, upstream)
     if spec["kind"] == "aggregate":
+        check_one_row_per_record(spec, upstream, ("input",))
         check_aggregate(spec, roles, {alias: found.get("computed", []) for alias, found in upstream.items()})
         dialect = DIALECTS.get(str(spec.get("engine") or "duckdb"))
         if dialect is not None and dialect is not DUCKDB:  # what that engine refuses (inexact measures)
             compile_aggregate(spec, known, timezone=ws.timezone, dialect=dialect)
     if spec["kind"] == "sql" and spec.get("count_column"):
-        check_counts(spec, roles)
+        check_one_row_per_record(spec, upstream, check_counts(spec, roles).counted)
     if spec["kind"] == "sql" and spec.get("engine", "duckdb") != "duckdb":
         return spec  # SQL in another engine's dialect: that engine checks it when it builds
     con = engine.connect(ws.limits)

@@ -169,13 +169,77 @@ JOIN_RULE = ("sql cells that join tables holding people join them on their perso
              "are the people of its rows")
 
 
+ONE_CELL_RULE = ("a table of cells counts each record of its input in one cell at most: the rows it counts (and a "
+                 "sql or view they come from) make no record into several rows — no unnest, table function, VALUES, "
+                 "UNION or forEach — and a table joined to the records is joined on equal columns whose values it "
+                 "holds once each (a lookup, one row per key)")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A table joined to the counted rows, which must hold each value of its ``columns`` once at
+    most, or a record would be counted in as many cells as the rows it matches (``unnest(['all',
+    'amb'])`` or a table of splits puts an ambulatory visit in the total and in its part: their
+    difference is the hidden rest). Checked on the data, at build, by :meth:`sql`."""
+
+    table: str
+    """The joined table as the query names it (an input, a WITH query, or ``the subquery v``)."""
+    columns: tuple[tuple[str, ...], ...]
+    side: str
+    """The joined FROM item with the WITH queries it sees, as DuckDB's syntax tree in JSON."""
+    nulls_match: tuple[tuple[str, ...], ...] = ()
+    """The columns joined with ``IS NOT DISTINCT FROM``, whose NULLs match too."""
+    filters: str = "[]"
+    """The join's conditions on this table alone (``w.s = 'all'``), as syntax trees in JSON: only
+    the rows they keep can match (DuckDB's dialect; elsewhere the whole table is checked)."""
+
+    def sql(self, dialect: Dialect) -> str:
+        """A query that returns a row where a value of the columns is held more than once (NULLs
+        match nothing in an equality and are left out, but not where ``IS NOT DISTINCT FROM``
+        matches them)."""
+        side = json.loads(self.side)
+        q = dialect.quote
+        columns = [".".join(q(part) for part in column) for column in self.columns]
+        unmatched = [c for c, column in zip(columns, self.columns, strict=True) if column not in self.nulls_match]
+        tail = ((" WHERE " + " AND ".join(f"{c} IS NOT NULL" for c in unmatched) if unmatched else "") +
+                f" GROUP BY {', '.join(columns)} HAVING count(*) > 1 LIMIT 1")
+        table, filters = side["table"], json.loads(self.filters)
+        if dialect.name != DUCKDB.name:
+            filters = []
+        if table.get("type") == "BASE_TABLE" and not side["ctes"] and not table.get("schema_name") and not filters:
+            alias = f" AS {q(table['alias'])}" if table.get("alias") else ""
+            return f"SELECT 1 FROM {q(table['table_name'])}{alias}{tail}"
+        if dialect.name != DUCKDB.name:
+            raise SpecError("sql", f"the join of {self.table} cannot be checked on {dialect.name} (a subquery or "
+                                   f"WITH query joined to sql cells is checked in DuckDB's dialect); join an input "
+                                   f"by name; rule: {ONE_CELL_RULE}")
+        template = parse(f"SELECT 1 FROM __lithotse_side{tail if unmatched else ' WHERE true' + tail}")
+        template["from_table"] = table
+        template["cte_map"] = {"map": side["ctes"]}
+        if filters:
+            both = parse("SELECT 1 WHERE true AND true")["where_clause"]
+            both["children"] = [template["where_clause"], *filters]
+            template["where_clause"] = both
+        con = duckdb.connect(":memory:")
+        try:
+            row = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(
+                {"error": False, "statements": [{"node": template, "named_param_map": []}]})]).fetchone()
+        finally:
+            con.close()
+        return str(row[0]) if row else ""
+
+
 @dataclass(frozen=True)
 class Counting:
     """What a sql cells query's declared counts count: ``people`` (distinct values of
-    ``counted_by``, ``alias.column`` of an input's person key) or ``records``."""
+    ``counted_by``, ``alias.column`` of an input's person key) or ``records``; ``lookups`` are
+    the tables joined to the counted rows, checked on the data at build (:class:`Lookup`)."""
 
     counts: str
     counted_by: str | None = None
+    lookups: tuple[Lookup, ...] = ()
+    counted: tuple[str, ...] = ()
+    """The inputs whose records the cells count (each must hold one row per record)."""
 
 
 def parse_tree(sql: str) -> dict | None:
@@ -218,7 +282,8 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
                                              f"{', '.join(sorted(keys))}, so its cells count people: add "
                                              f"count(DISTINCT {next(iter(sorted(keys.values())))}) AS people and "
                                              f"\"people_column\": \"people\"; rule: {PEOPLE_RULE}")
-        return Counting("records")
+        first = _first_inputs(node, roles)
+        return Counting("records", None, _lookups(name, node, roles, first), tuple(sorted(first)))
     people = selected.get(spec["people_column"].lower())
     if people is None or not _plain_count(people, distinct=True):
         raise SpecError("people_column", f"derivative {name!r}: output column {spec['people_column']!r} is "
@@ -235,7 +300,198 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
                                          f"{what}; person keys: {', '.join(sorted(keys)) or 'none'}; "
                                          f"rule: {COUNT_RULE}")
     _check_people_joined(name, node, roles, argument["column_names"], source)
-    return Counting("people", f"{source[0]}.{source[1]}")
+    return Counting("people", f"{source[0]}.{source[1]}", _lookups(name, node, roles, {source[0].lower()}),
+                    (source[0],))
+
+
+def _first_inputs(node: dict, roles: dict[str, dict[str, str | None]]) -> set[str]:
+    """The inputs whose records a query counting records counts: those the first table of its
+    FROM reads (the tables joined to it add columns)."""
+    leaves, _ = _joined(node.get("from_table") or {})
+    ctes = {entry["key"].lower(): entry["value"]["query_node"] for entry in (node.get("cte_map") or {}).get("map", [])}
+    inputs = {alias.lower() for alias in roles}
+    return {alias for alias in inputs if leaves and _reads_tables(leaves[0], ctes, {alias})}
+
+
+def _lookups(name: str, node: dict, roles: dict[str, dict[str, str | None]], counted: set[str]) -> tuple[Lookup, ...]:
+    """Refuse sql cells that put a record of the ``counted`` inputs in more than one cell by their
+    shape, and return the tables joined to the counted rows, whose keys the build checks on the data."""
+    reasons, found = _record_paths(node, roles, counted)
+    if reasons:
+        raise SpecError("sql", f"derivative {name!r}: {reasons[0]}, so a record could be counted in more than one "
+                               f"cell, and two cells' difference is a hidden count; rule: {ONE_CELL_RULE}")
+    return found
+
+
+def several_rows(sql: str, roles: dict[str, dict[str, str | None]]) -> tuple[list[str], tuple[Lookup, ...]]:
+    """For a row-level sql: why its rows may be several for one record of the table it reads first
+    (from its shape: an unnest, a union, a join on no equal columns), and the tables joined to
+    that table's rows, whose keys its build checks on the data. Cells built over such rows would
+    count a record in several cells (see :data:`ONE_CELL_RULE`)."""
+    node = parse_tree(sql)
+    if node is None:
+        return ["DuckDB's parser cannot read its SQL, so how many rows it makes of a record is not known"], ()
+    return _record_paths(node, roles, _first_inputs(node, roles))
+
+
+def _record_paths(node: dict, roles: dict[str, dict[str, str | None]],
+                  counted: set[str]) -> tuple[list[str], tuple[Lookup, ...]]:
+    """Why a query's rows may hold a record of the ``counted`` inputs more than once, by its shape
+    (an unnest, a table function, VALUES, a union, a join on no equal columns), and the tables
+    joined to the counted rows, to be checked on the data."""
+    reasons: list[str] = []
+    if _calls(node, "unnest"):
+        reasons.append("unnest makes several rows of one")
+    found: list[Lookup] = []
+
+    def query(select: dict, ctes: dict[str, dict], seen: frozenset[str]) -> None:
+        if select.get("type") != "SELECT_NODE":
+            reasons.append(f"a {str(select.get('type', '?')).lower().replace('_node', '').replace('_', ' ')} "
+                           "inside it reads rows again")
+            return
+        ctes = {**ctes, **{entry["key"].lower(): entry for entry in (select.get("cte_map") or {}).get("map", [])}}
+        where = select.get("where_clause")
+        rows(select.get("from_table") or {}, ctes, _equal_pairs(where) if where is not None else [],
+             _and_parts(where) if where is not None else [], seen)
+
+    def rows(table: dict, ctes: dict[str, dict], where: list[tuple[list[str], list[str], bool]],
+             where_parts: list[dict], seen: frozenset[str]) -> None:
+        kind = table.get("type")
+        if kind in (None, "EMPTY"):
+            return
+        if kind == "BASE_TABLE":
+            named = str(table.get("table_name", "")).lower()
+            if named in ctes and named not in seen:
+                query(ctes[named]["value"]["query_node"], ctes, seen | {named})
+            return
+        if kind == "SUBQUERY":
+            query(table["subquery"]["node"], ctes, seen)
+            return
+        if kind != "JOIN":
+            reasons.append(f"{_leaf_shown(table)} makes rows of its own")
+            return
+        rows(table["left"], ctes, where, where_parts, seen)
+        rows(table["right"], ctes, where, where_parts, seen)
+        nodes = {key: entry["value"]["query_node"] for key, entry in ctes.items()}
+        reads = [_carries_records(table[side], nodes, counted) for side in ("left", "right")]
+        if not any(reads):
+            return
+        if table.get("ref_type") not in ("REGULAR", "CROSS"):
+            reasons.append(f"a {str(table.get('ref_type', '?')).lower()} join matches rows by no named column")
+            return
+        left_leaves, right_leaves = _joined(table["left"])[0], _joined(table["right"])[0]
+        pairs = list(where)
+        conditions = [*where_parts]
+        if table.get("condition") is not None:
+            pairs += _equal_pairs(table["condition"])
+            conditions += _and_parts(table["condition"])
+        for column in table.get("using_columns") or []:
+            pairs += [([_leaf_name(a), column], [_leaf_name(b), column], False) for a in left_leaves
+                      for b in right_leaves]
+        for side, leaves, others, other_reads in (("left", left_leaves, right_leaves, reads[1]),
+                                                  ("right", right_leaves, left_leaves, reads[0])):
+            if not other_reads:
+                continue
+            columns: list[tuple[str, ...]] = []
+            nulls: list[tuple[str, ...]] = []
+            for a, b, null_safe in pairs:
+                for mine, theirs in ((a, b), (b, a)):
+                    if _leaf_of(mine, leaves, nodes, roles) is not None and \
+                            _leaf_of(theirs, others, nodes, roles) is not None and tuple(mine) not in columns:
+                        columns.append(tuple(mine))
+                        if null_safe:
+                            nulls.append(tuple(mine))
+            alone = [c for c in conditions if _refs_within(c, leaves, others, nodes, roles)]
+            shown = _leaf_shown(table[side]) if table[side].get("type") != "JOIN" else \
+                " joined with ".join(_leaf_shown(leaf) for leaf in leaves)
+            if not columns:
+                reasons.append(f"{shown} is joined to its rows on no equal columns")
+                continue
+            found.append(Lookup(shown, tuple(columns), json.dumps({"table": table[side], "ctes": list(ctes.values())}),
+                                tuple(nulls), json.dumps(alone)))
+
+    query(node, {}, frozenset())
+    return reasons, tuple(found)
+
+
+def _carries_records(node: dict, ctes: dict[str, dict], counted: set[str],
+                     seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a FROM item's rows are records of a ``counted`` input (read through its FROM
+    clauses, not through a DISTINCT or a grouping, whose rows are groups of records)."""
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        table = str(node.get("table_name", "")).lower()
+        if table in ctes and table not in seen:
+            return _carries_records(ctes[table], ctes, counted, seen | {table})
+        return table in counted
+    if kind == "SUBQUERY":
+        return _carries_records(node["subquery"]["node"], ctes, counted, seen)
+    if kind == "JOIN":
+        return any(_carries_records(node[side], ctes, counted, seen) for side in ("left", "right"))
+    if kind == "SELECT_NODE":
+        ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
+                           for entry in (node.get("cte_map") or {}).get("map", [])}}
+        grouped = node.get("group_expressions") or node.get("aggregate_handling") == "FORCE_AGGREGATES" or \
+            any(m.get("type") == "DISTINCT_MODIFIER" for m in node.get("modifiers") or []) or \
+            _groups_rows(node.get("select_list"))
+        return not grouped and _carries_records(node.get("from_table") or {}, ctes, counted, seen)
+    if kind in ("SET_OPERATION_NODE", "RECURSIVE_CTE_NODE"):
+        return any(_carries_records(node[side], ctes, counted, seen) for side in ("left", "right") if side in node)
+    return False
+
+
+def _equal_pairs(condition: dict) -> list[tuple[list[str], list[str], bool]]:
+    """The equalities of two columns a condition requires (its AND-ed parts), each with whether it
+    also matches NULLs (``IS NOT DISTINCT FROM``)."""
+    if condition.get("type") == "CONJUNCTION_AND":
+        return [pair for child in condition.get("children") or [] for pair in _equal_pairs(child)]
+    if condition.get("type") in ("COMPARE_EQUAL", "COMPARE_NOT_DISTINCT_FROM") and \
+            condition["left"].get("class") == condition["right"].get("class") == "COLUMN_REF":
+        return [(condition["left"]["column_names"], condition["right"]["column_names"],
+                 condition["type"] == "COMPARE_NOT_DISTINCT_FROM")]
+    return []
+
+
+VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setseed")
+"""Functions whose value changes from one evaluation to the next: a condition calling one may keep
+other rows in the check than in the query, so it is not taken to limit a join."""
+
+
+def _and_parts(condition: dict) -> list[dict]:
+    if condition.get("type") == "CONJUNCTION_AND":
+        return [part for child in condition.get("children") or [] for part in _and_parts(child)]
+    return [condition]
+
+
+def _refs_within(condition: dict, leaves: list[dict], others: list[dict], ctes: dict[str, dict],
+                 roles: dict[str, dict[str, str | None]]) -> bool:
+    """Whether a condition reads columns of ``leaves`` only (and no subquery): it then limits
+    which of their rows a join can match."""
+    if _calls_subquery(condition) or any(_calls(condition, name) for name in VOLATILE):
+        return False
+    refs = _column_refs(condition)
+    return bool(refs) and all(_leaf_of(ref["column_names"], leaves, ctes, roles) is not None and
+                              _leaf_of(ref["column_names"], others, ctes, roles) is None for ref in refs)
+
+
+def _calls_subquery(node: Any) -> bool:
+    if isinstance(node, list):
+        return any(_calls_subquery(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    return node.get("class") == "SUBQUERY" or any(_calls_subquery(value) for value in node.values())
+
+
+def _calls(node: Any, function: str) -> bool:
+    if isinstance(node, list):
+        return any(_calls(item, function) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() == function:
+        return True
+    if node.get("type") == "TABLE_FUNCTION" and _calls(node.get("function"), function):
+        return True
+    return any(_calls(value, function) for value in node.values())
 
 
 def _check_shape(spec: dict, node: dict) -> None:

@@ -1,0 +1,210 @@
+"""A table of cells counts each record in one cell at most.
+
+The tenth adversarial review built sql cells that put every ambulatory visit in two cells, a
+total and its part (``unnest(['all', 'amb'])``, or a join to a table of splits): both cells are
+large and shown, and Cardiology's 21 − 20 is the one inpatient. An aggregate over a row-level sql
+or a view that repeats a record (unnest, UNION ALL, a join matching two rows, a forEach) did the
+same. Such cells are now refused: by their shape when ``derive add`` reads them, by the data when
+a joined table holds a key twice, naming the rule; lookups holding each key once still work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+import pytest
+
+from lithotse_desktop.derive import build as build_module
+from lithotse_desktop.derive.build import BuildsFailed, build, build_all
+from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.disclosure import view_several
+from lithotse_desktop.derive.kinds import sql as sql_kind
+from lithotse_desktop.derive.kinds.sql import ONE_CELL_RULE, several_rows
+from lithotse_desktop.derive.service import add_spec
+from lithotse_desktop.derive.spec import SpecError
+from lithotse_desktop.errors import LithotseError
+from lithotse_desktop.raw import run_import
+
+ENC = {"source": "ehr", "stream": "encounters"}
+SPLITS = {"source": "ehr", "stream": "splits"}
+REGIONS = {"source": "ehr", "stream": "regions"}
+RULE = re.escape(ONE_CELL_RULE)
+COUNTS = "count(*) AS n, count(DISTINCT e.patient_id) AS p"
+TWICE = {
+    "unnest": f"SELECT e.department, e.s, {COUNTS} FROM (SELECT *, unnest(CASE WHEN class = 'AMB' "
+              "THEN ['all', 'amb'] ELSE ['all'] END) AS s FROM enc) AS e GROUP BY ALL",
+    "joined unnest": f"SELECT e.department, v.s, {COUNTS} FROM enc AS e JOIN (SELECT unnest(['all', 'amb']) AS s) "
+                     "AS v ON v.s = 'all' OR e.class = 'AMB' GROUP BY ALL",
+    "join on or": f"SELECT e.department, w.s, {COUNTS} FROM enc AS e JOIN w ON w.s = 'all' OR e.class = 'AMB' "
+                  "GROUP BY ALL",
+}
+SPLIT_BY_DATA = (f"SELECT e.department, w.s, {COUNTS} FROM enc AS e JOIN w ON w.department = e.department "
+                 "WHERE w.s = 'all' OR e.class = 'AMB' GROUP BY ALL")
+
+
+@pytest.fixture
+def ehr(workspace, tmp_path):
+    """January 2020: Cardiology 20 ambulatory patients and one inpatient, Neurology 30, Oncology 25;
+    a table of splits with two rows per department ('all', 'amb'), and one of regions, one row each."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = ["encounter_id,patient_id,admit_date,department,class"]
+    people = [("Cardiology", "AMB")] * 20 + [("Cardiology", "IMP")] + [("Neurology", "AMB")] * 30 + \
+        [("Oncology", "AMB")] * 25
+    rows += [f"E{i:05d},p{i:03d},2020-01-{1 + i % 28:02d},{dept},{cls}" for i, (dept, cls) in enumerate(people)]
+    (folder / "encounters.csv").write_text("\n".join(rows) + "\n")
+    departments = ["Cardiology", "Neurology", "Oncology"]
+    (folder / "splits.csv").write_text("s,department,admit_date\n" + "".join(
+        f"{s},{d},2020-01-01\n" for d in departments for s in ("all", "amb")))
+    (folder / "regions.csv").write_text("department,region,admit_date\n" + "".join(
+        f"{d},{r},2020-01-01\n" for d, r in zip(departments, ["north", "south", "north"], strict=True)))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id",
+                                        "person_column": "patient_id"}, {})
+    run_import(workspace, "ehr")
+    workspace.csv = folder / "encounters.csv"
+    return workspace
+
+
+def inpatients_in_cardiology(csv) -> int:
+    """The hidden count the two cells would give away, counted from the file itself."""
+    return duckdb.sql(f"SELECT count(DISTINCT patient_id) FROM read_csv('{csv}') "
+                      "WHERE department = 'Cardiology' AND class <> 'AMB'").fetchall()[0][0]
+
+
+def cells_spec(sql: str) -> dict:
+    return {"name": "cells", "kind": "sql", "inputs": {"enc": ENC, "w": SPLITS}, "sql": sql,
+            "count_column": "n", "people_column": "p"}
+
+
+def published(ws, name: str) -> dict[tuple, int]:
+    table = Catalog(ws).read(Catalog(ws).current(name)).to_pylist()
+    return {(r["department"], r["s"]): r["p"] for r in table if not r["suppressed"]}
+
+
+def assert_leaks_without(ws, monkeypatch, check: str, name: str) -> None:
+    """Nothing of ``name`` was published; built without the build's ``check``, its two shown
+    Cardiology cells give the one inpatient away (the test sees a real leak, not a refusal alone)."""
+    assert Catalog(ws).current(name) is None
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(build_module, check, lambda *_args: None)
+        build(ws, name)
+        shown = published(ws, name)
+    assert shown[("Cardiology", "all")] - shown[("Cardiology", "amb")] == inpatients_in_cardiology(ws.csv) == 1
+
+
+@pytest.mark.parametrize("spelling", sorted(TWICE))
+def test_sql_cells_counting_a_record_in_two_cells_are_refused_by_their_shape(ehr, monkeypatch, spelling):
+    spec = cells_spec(TWICE[spelling])
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(sql_kind, "_lookups", lambda *_args: ())
+        add_spec(ehr, spec)
+        build(ehr, "cells")
+        shown = published(ehr, "cells")
+    assert shown[("Cardiology", "all")] - shown[("Cardiology", "amb")] == inpatients_in_cardiology(ehr.csv) == 1, \
+        "without the rule, the two shown cells give the one inpatient away"
+    with pytest.raises(SpecError, match=f"derivative 'cells': .*counted in more than one cell.*{RULE}"):
+        add_spec(ehr, spec, replace=True)
+
+
+def test_a_table_joined_on_a_key_it_holds_twice_is_refused_at_the_build(ehr, monkeypatch):
+    spec = cells_spec(SPLIT_BY_DATA)
+    add_spec(ehr, spec, replace=True)  # its shape is that of a lookup: only the data says otherwise
+    with pytest.raises(LithotseError, match=f"w holds a value of w.department in more than one row.*{RULE}"):
+        build_all(ehr, ["cells"])
+    assert_leaks_without(ehr, monkeypatch, "_check_lookups", "cells")
+
+
+@pytest.mark.parametrize("sql", [
+    f"SELECT r.region, {COUNTS} FROM enc AS e JOIN r ON r.department = e.department GROUP BY ALL",
+    f"SELECT r.region, {COUNTS} FROM enc AS e LEFT JOIN r USING (department) GROUP BY ALL",
+    f"SELECT w.s, {COUNTS} FROM enc AS e JOIN r ON r.department = e.department "
+    "JOIN w ON w.department = e.department AND w.s = 'all' GROUP BY ALL",
+])
+def test_lookups_holding_each_key_once_still_feed_cells(ehr, sql):
+    add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC, "r": REGIONS, "w": SPLITS}, "sql": sql,
+                   "count_column": "n", "people_column": "p"})
+    build(ehr, "cells")
+    table = Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()
+    assert sum(r["n"] for r in table if not r["suppressed"]) in (76, 55), table  # north 46 + south 30; all 76
+
+
+UPSTREAM = {
+    "unnest": ("SELECT *, unnest(CASE WHEN class = 'AMB' THEN ['all', 'amb'] ELSE ['all'] END) AS s FROM enc",
+               "unnest makes several rows of one"),
+    "union": ("SELECT *, 'all' AS s FROM enc UNION ALL SELECT *, 'amb' AS s FROM enc WHERE class = 'AMB'",
+              "a set operation inside it reads rows again"),
+    "join": ("SELECT enc.*, w.s FROM enc JOIN w ON w.department = enc.department "
+             "WHERE w.s = 'all' OR enc.class = 'AMB'", "w holds a value of w.department in more than one row"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(UPSTREAM))
+def test_an_aggregate_over_rows_repeating_a_record_is_refused(ehr, cli, tmp_path, monkeypatch, how):
+    sql, why = UPSTREAM[how]
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC, "w": SPLITS}, "sql": sql})
+    aggregate = {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"}, "group_by": ["department", "s"],
+                 "measures": [{"fn": "count", "as": "n"}, {"fn": "count_distinct", "column": "patient_id", "as": "p"}]}
+    build(ehr, "rows")
+    assert [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]] == [why]
+    path = tmp_path / "agg.json"
+    path.write_text(json.dumps(aggregate))
+    result = cli("derive", "add", "--file", str(path), expect=1)
+    assert "reads derivative 'rows', whose rows may be several for one record" in result.output + result.stderr
+    Catalog(ehr).save_spec(aggregate)  # as a sync brings it, unchecked: the build refuses it too
+    with pytest.raises(LithotseError, match=f"derivative 'agg': .*{re.escape(why)}.*{RULE}"):
+        build_all(ehr, ["agg"])
+    assert_leaks_without(ehr, monkeypatch, "check_one_row_per_record", "agg")
+
+
+def test_rows_one_per_record_still_feed_aggregates(ehr):
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC, "r": REGIONS},
+                   "sql": "SELECT enc.*, r.region FROM enc JOIN r USING (department) WHERE enc.class = 'AMB'"})
+    add_spec(ehr, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"}, "group_by": ["region"],
+                   "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "p"}]})
+    build_all(ehr)
+    assert Catalog(ehr).current("rows").privacy["several"] == []
+    table = Catalog(ehr).read(Catalog(ehr).current("agg")).to_pylist()
+    assert {r["region"]: r["p"] for r in table} == {"north": 45, "south": 30}
+
+
+def test_a_view_making_a_row_per_element_feeds_no_cells(workspace, tmp_path):
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    patients = [{"resourceType": "Patient", "id": f"P{i}", "gender": "female",
+                 "name": [{"use": "official", "family": f"F{i}"}, *([{"use": "old", "family": "X"}] if i % 2 else [])]}
+                for i in range(30)]
+    (folder / "Patient.ndjson").write_text("".join(json.dumps(p) + "\n" for p in patients))
+    workspace.add_source("fhir", "fhir-files", {"path": str(folder)}, {})
+    run_import(workspace, "fhir")
+    names = {"name": "names", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+             "view": {"resource": "Patient", "select": [
+                 {"column": [{"name": "pid", "path": "getResourceKey()"}, {"name": "sex", "path": "gender"}]},
+                 {"forEach": "name", "column": [{"name": "use", "path": "use"}]}]}}
+    add_spec(workspace, names)
+    add_spec(workspace, {"name": "by_use", "kind": "aggregate", "input": {"derivative": "names"},
+                         "group_by": ["use"], "measures": [{"fn": "count", "as": "n"}]})
+    with pytest.raises(BuildsFailed, match=f"by_use: failed: .*its ViewDefinition's forEach name makes a row of "
+                                           f"each element.*{RULE}"):
+        build_all(workspace)
+    assert Catalog(workspace).current("names") is not None and Catalog(workspace).current("by_use") is None
+
+
+def test_the_shapes_that_repeat_a_record_are_named():
+    roles = {"e": {"patient_id": "person_key", "department": None}, "r": {"department": None, "region": None}}
+    assert several_rows("SELECT * FROM e", roles) == ([], ())
+    assert several_rows("SELECT e.*, x FROM e, range(2) t(x)", roles)[0][0] == "the table function t makes rows of " \
+                                                                                "its own"
+    assert several_rows("SELECT * FROM e CROSS JOIN r", roles)[0] == ["r is joined to its rows on no equal columns"]
+    reasons, lookups = several_rows("SELECT e.*, r.region FROM e JOIN r ON r.department = e.department "
+                                    "AND r.region <> 'x'", roles)
+    assert reasons == [] and [(lookup.table, lookup.columns) for lookup in lookups] == [("r", (("r", "department"),))]
+    reasons, lookups = several_rows("SELECT p.* FROM (SELECT DISTINCT department FROM e) AS d JOIN e AS p "
+                                    "ON p.department = d.department", roles)
+    assert reasons == [] and [lookup.table for lookup in lookups] == ["the subquery d"], "a DISTINCT is a lookup"
+    assert view_several({"select": [{"column": []}]}) == []
+    assert view_several({"select": [{"select": [{"forEachOrNull": "address", "column": []}]},
+                                    {"unionAll": [{"column": []}, {"column": []}]}]}) == [
+        "its ViewDefinition's forEachOrNull address makes a row of each element",
+        "its ViewDefinition's unionAll makes a row of each branch"]
