@@ -84,7 +84,16 @@ from .inputs import (
 )
 from .kinds import KIND_MODULES
 from .kinds.common import unchanged
-from .kinds.sql import ONE_CELL_RULE, Counting, check_counts, check_row_by_row, several_rows
+from .kinds.sql import (
+    ONE_CELL_RULE,
+    Counting,
+    RecordCheck,
+    check_counts,
+    check_row_by_row,
+    record_check,
+    several_rows,
+    varying_reasons,
+)
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
@@ -495,8 +504,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         if work.counting is not None:
             _check_lookups(session, work)
         elif spec["kind"] == "sql":
-            work.several = _several(work, lambda sql: session.run(sql, [], f"derivative {name}").num_rows > 0,
-                                    session.dialect)
+            work.several = _several(work, lambda sql: tuple(session.run(sql, [], f"derivative {name}").to_pylist()[0]
+                                                            .values()), session.dialect)
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
@@ -527,28 +536,49 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
 
-def _several(work: _Work, returns_rows: Callable[[str], bool], dialect: Dialect) -> list[str]:
-    """Why a row-level sql's rows may be several for one record of the table it reads first: its
-    shape, and the tables joined to that table that hold a joined value in more than one row."""
-    reasons, lookups = several_rows(work.spec["sql"], work.roles)
-    for lookup in lookups:
-        if returns_rows(lookup.sql(dialect)):
-            columns = ", ".join(".".join(column) for column in lookup.columns)
-            reasons.append(f"{lookup.table} holds a value of {columns} in more than one row")
-    return reasons
+def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -> list[str]:
+    """Why a row-level sql's rows may be several for one record, counted on the data in its
+    engine (each row one record of one of its inputs, each record in one row at most:
+    :func:`.kinds.sql.record_check`), with what its shape says (an unnest, a union) where they are."""
+    check = record_check(work.spec["sql"], set(spec_inputs(work.spec)), dialect=dialect)
+    if check is None:
+        return ["DuckDB's parser cannot read its SQL, so how many rows it makes of a record is not known"]
+    try:
+        counts = counts_of(check.sql)
+    except (duckdb.Error, LithotseError) as exc:  # the query's own run says what is wrong with it
+        return [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
+    if check.holds_each_once(counts):
+        return varying_reasons(work.spec["sql"])
+    return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
+
+
+def _counted_records(check: RecordCheck, counts: tuple) -> str:
+    held = [f"{int(counts[2 + 2 * i]):,} of {name}" for i, name in enumerate(check.inputs)]
+    return (f"counted on the data, its {int(counts[0]):,} rows hold records " + ", ".join(held) if held else
+            f"its {int(counts[0]):,} rows are no input's records (a DISTINCT or a grouping made them)")
 
 
 def _check_lookups(session: Any, work: _Work) -> None:
-    """Refuse sql cells joined to a table that holds a value they are joined on more than once: a
-    record matching two of its rows would be counted in two cells (checked on the data, which the
-    query's text cannot show)."""
+    """Refuse sql cells joined to a table that holds a value they are joined on more than once (a
+    record matching two of its rows would be counted in two cells), or whose rows, counted on the
+    data, are not each one record of an input (:func:`.kinds.sql.record_check`)."""
+    name = work.spec["name"]
     for lookup in work.counting.lookups if work.counting is not None else ():
-        held = session.run(lookup.sql(session.dialect), [], f"derivative {work.spec['name']}")
+        held = session.run(lookup.sql(session.dialect), [], f"derivative {name}")
         if held.num_rows:
             columns = ", ".join(".".join(column) for column in lookup.columns)
-            raise SpecError("sql", f"derivative {work.spec['name']!r}: {lookup.table} holds a value of {columns} "
+            raise SpecError("sql", f"derivative {name!r}: {lookup.table} holds a value of {columns} "
                                    "in more than one row, so a record joined to it is counted in more than one "
                                    f"cell, and two cells' difference is a hidden count; rule: {ONE_CELL_RULE}")
+    check = record_check(work.spec["sql"], set(spec_inputs(work.spec)), cells=True, dialect=session.dialect)
+    if check is None:
+        raise SpecError("sql", f"derivative {name!r}: DuckDB's parser cannot read its SQL, so its cells cannot be "
+                               f"counted against its inputs' records; rule: {ONE_CELL_RULE}")
+    counts = tuple(session.run(check.sql, [], f"derivative {name}").to_pylist()[0].values())
+    if not check.holds_each_once(counts):
+        raise SpecError("sql", f"derivative {name!r}: {_counted_records(check, counts)}, so a record is counted "
+                               "more than once, and two cells' difference can be a hidden count; "
+                               f"rule: {ONE_CELL_RULE}")
 
 
 def _adds_up(work: _Work, group: list[_Work]) -> bool:
@@ -721,7 +751,7 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
         if spec["kind"] == "sql":
-            work.several = _several(work, lambda sql: bool(con.execute(sql).fetchall()), DUCKDB)
+            work.several = _several(work, lambda sql: con.execute(sql).fetchall()[0], DUCKDB)
         progress.update(f"computing {name}")
         if rows_sql is None:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,

@@ -47,6 +47,14 @@ class Dialect:
         """Numbered placeholders, so one bound value can appear several times in a query."""
         return f"${number}"
 
+    def row_numbers(self) -> str:
+        """A number for each row of a query, different for every row (in no particular order)."""
+        return "row_number() OVER ()"
+
+    def from_duckdb(self, sql: str) -> str:
+        """SQL written by DuckDB (``json_deserialize_sql``) in this dialect's spelling."""
+        return sql
+
     def period(self, grain: str, day_sql: str) -> str:
         return f"CAST(date_trunc('{grain}', {day_sql}) AS DATE)"
 
@@ -297,6 +305,29 @@ class SparkDialect(Dialect):
         if "\x00" in ident:
             raise SpecError("column", f"{ident!r}: a name cannot hold a NUL character")
         return "`" + ident.replace("`", "``") + "`"
+
+    def row_numbers(self) -> str:
+        return "monotonically_increasing_id()"
+
+    def from_duckdb(self, sql: str) -> str:
+        """DuckDB's double-quoted names in backticks (Spark reads double quotes as text), and its
+        text's doubled quotes escaped with a backslash (Spark joins 'it''s' into 'its')."""
+        out, i = [], 0
+        while i < len(sql):
+            char = sql[i]
+            if char in "'\"":
+                end = i + 1
+                while end < len(sql) and not (sql[end] == char and sql[end + 1:end + 2] != char):
+                    end += 2 if sql[end] == char else 1
+                quoted = sql[i:end + 1]
+                text = quoted[1:-1].replace(char * 2, char)
+                out.append(self.quote(text) if char == '"' else
+                           "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'")
+                i = end + 1
+            else:
+                out.append(char)
+                i += 1
+        return "".join(out)
 
     def param(self, number: int) -> str:
         """Named markers (``:p1``): a value may appear in the SELECT before the WHERE that bound it first."""

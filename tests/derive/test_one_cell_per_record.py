@@ -53,11 +53,16 @@ def ehr(workspace, tmp_path):
     rows = ["encounter_id,patient_id,admit_date,department,class"]
     people = [("Cardiology", "AMB")] * 20 + [("Cardiology", "IMP")] + [("Neurology", "AMB")] * 30 + \
         [("Oncology", "AMB")] * 25
-    rows += [f"E{i:05d},p{i:03d},2020-01-{1 + i % 28:02d},{dept},{cls}" for i, (dept, cls) in enumerate(people)]
+    rows[0] += ",dkey,tags"
+    number = {"Cardiology": 1, "Neurology": 2, "Oncology": 3}
+    rows += [f"E{i:05d},p{i:03d},2020-01-{1 + i % 28:02d},{dept},{cls},{number[dept]},"
+             f"{'all|amb' if cls == 'AMB' else 'all'}" for i, (dept, cls) in enumerate(people)]
     (folder / "encounters.csv").write_text("\n".join(rows) + "\n")
     departments = ["Cardiology", "Neurology", "Oncology"]
     (folder / "splits.csv").write_text("s,department,admit_date\n" + "".join(
         f"{s},{d},2020-01-01\n" for d in departments for s in ("all", "amb")))
+    (folder / "codes.csv").write_text("kid,s,admit_date\n" + "".join(
+        f"{prefix}{n},{s},2020-01-01\n" for n in (1, 2, 3) for prefix, s in (("", "all"), ("0", "amb"))))
     (folder / "regions.csv").write_text("department,region,admit_date\n" + "".join(
         f"{d},{r},2020-01-01\n" for d, r in zip(departments, ["north", "south", "north"], strict=True)))
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id",
@@ -99,6 +104,7 @@ def test_sql_cells_counting_a_record_in_two_cells_are_refused_by_their_shape(ehr
     spec = cells_spec(TWICE[spelling])
     with monkeypatch.context() as unchecked:
         unchecked.setattr(sql_kind, "_lookups", lambda *_args: ())
+        unchecked.setattr(build_module, "_check_lookups", lambda *_args: None)
         add_spec(ehr, spec)
         build(ehr, "cells")
         shown = published(ehr, "cells")
@@ -130,13 +136,77 @@ def test_lookups_holding_each_key_once_still_feed_cells(ehr, sql):
     assert sum(r["n"] for r in table if not r["suppressed"]) in (76, 55), table  # north 46 + south 30; all 76
 
 
+CODES = {"source": "ehr", "stream": "codes"}
+BY_DATA = {
+    "a DISTINCT hiding the records": ("SELECT x.*, w.s FROM (SELECT DISTINCT encounter_id, patient_id, department, "
+                                      "class FROM enc) AS x JOIN w ON w.department = x.department "
+                                      "WHERE w.s = 'all' OR x.class = 'AMB'", "151 rows hold records 6 of w"),
+    "a key cast to match '1' and '01'": ("SELECT x.*, c.s FROM enc AS x JOIN c ON c.kid = x.dkey "
+                                         "WHERE c.s = 'all' OR x.class = 'AMB'", "151 rows hold records 76 of enc"),
+    "a first table reading no input": ("SELECT x.*, w.s FROM (SELECT 1 AS one) AS d, enc AS x, w WHERE w.department "
+                                       "= x.department AND (w.s = 'all' OR x.class = 'AMB')",
+                                       "151 rows hold records 76 of enc"),
+    "a function making rows": ("SELECT *, generate_subscripts(string_split(tags, '|'), 1) AS s FROM enc",
+                               "151 rows hold records 76 of enc"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BY_DATA))
+def test_rows_repeating_a_record_are_found_on_the_data(ehr, monkeypatch, how):
+    """The eleventh review's four ways past the query's shape: each is found by counting the rows
+    each record of an input lands in, as sql cells and as rows feeding an aggregate."""
+    sql, found = BY_DATA[how]
+    inputs = {"enc": ENC, "w": SPLITS, "c": CODES}
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": inputs, "sql": sql})
+    build(ehr, "rows")
+    assert any(found in entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"])
+    aggregate = {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"}, "group_by": ["department", "s"],
+                 "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "p"}]}
+    with pytest.raises(LithotseError, match=f"derivative 'agg': .*{found}.*{RULE}"):
+        add_spec(ehr, aggregate)
+    Catalog(ehr).save_spec(aggregate)
+    with pytest.raises(LithotseError, match=f"derivative 'agg': .*{found}.*{RULE}"):
+        build(ehr, "agg")
+    cells = f"SELECT department, s, count(*) AS n, count(DISTINCT patient_id) AS p FROM ({sql}) AS e GROUP BY ALL"
+    with pytest.raises(LithotseError, match=f"derivative 'cells': .*{RULE}"):  # by its shape, or on the data
+        add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": inputs, "sql": cells, "count_column": "n",
+                       "people_column": "p"})
+        build_all(ehr, ["cells"])
+    assert Catalog(ehr).current("cells") is None and Catalog(ehr).current("agg") is None
+
+
+def test_a_condition_that_changes_between_runs_is_refused(ehr):
+    sql = ("SELECT x.*, w.s FROM enc AS x JOIN w ON w.department = x.department "
+           "WHERE w.s = 'all' OR (x.class = 'AMB' AND current_query() NOT LIKE '%lithotse_record%')")
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC, "w": SPLITS}, "sql": sql})
+    build(ehr, "rows")
+    assert [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]][0].startswith(
+        "current_query() gives another value each time it runs")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT x.*, r.region FROM r JOIN enc AS x ON x.department = r.department",
+    "SELECT *, 'amb' AS kind FROM enc WHERE class = 'AMB' UNION ALL SELECT *, 'other' AS kind FROM enc "
+    "WHERE class <> 'AMB'",
+    "WITH a AS (SELECT * FROM enc WHERE class = 'AMB') SELECT a.*, r.region FROM a JOIN r USING (department)",
+])
+def test_rows_each_one_record_feed_aggregates_whatever_their_shape(ehr, sql):
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC, "r": REGIONS}, "sql": sql})
+    add_spec(ehr, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"}, "group_by": ["department"],
+                   "measures": [{"fn": "count", "as": "n"}]})
+    build_all(ehr)
+    assert Catalog(ehr).current("rows").privacy["several"] == []
+    assert Catalog(ehr).current("agg") is not None
+
+
 UPSTREAM = {
     "unnest": ("SELECT *, unnest(CASE WHEN class = 'AMB' THEN ['all', 'amb'] ELSE ['all'] END) AS s FROM enc",
                "unnest makes several rows of one"),
     "union": ("SELECT *, 'all' AS s FROM enc UNION ALL SELECT *, 'amb' AS s FROM enc WHERE class = 'AMB'",
               "a set operation inside it reads rows again"),
     "join": ("SELECT enc.*, w.s FROM enc JOIN w ON w.department = enc.department "
-             "WHERE w.s = 'all' OR enc.class = 'AMB'", "w holds a value of w.department in more than one row"),
+             "WHERE w.s = 'all' OR enc.class = 'AMB'",
+             "counted on the data, its 151 rows hold records 76 of enc, 6 of w"),
 }
 
 
@@ -147,7 +217,7 @@ def test_an_aggregate_over_rows_repeating_a_record_is_refused(ehr, cli, tmp_path
     aggregate = {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"}, "group_by": ["department", "s"],
                  "measures": [{"fn": "count", "as": "n"}, {"fn": "count_distinct", "column": "patient_id", "as": "p"}]}
     build(ehr, "rows")
-    assert [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]] == [why]
+    assert why in [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]]
     path = tmp_path / "agg.json"
     path.write_text(json.dumps(aggregate))
     result = cli("derive", "add", "--file", str(path), expect=1)

@@ -220,13 +220,7 @@ class Lookup:
             both = parse("SELECT 1 WHERE true AND true")["where_clause"]
             both["children"] = [template["where_clause"], *filters]
             template["where_clause"] = both
-        con = duckdb.connect(":memory:")
-        try:
-            row = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(
-                {"error": False, "statements": [{"node": template, "named_param_map": []}]})]).fetchone()
-        finally:
-            con.close()
-        return str(row[0]) if row else ""
+        return _sql_of(template)
 
 
 @dataclass(frozen=True)
@@ -339,7 +333,7 @@ def _record_paths(node: dict, roles: dict[str, dict[str, str | None]],
     """Why a query's rows may hold a record of the ``counted`` inputs more than once, by its shape
     (an unnest, a table function, VALUES, a union, a join on no equal columns), and the tables
     joined to the counted rows, to be checked on the data."""
-    reasons: list[str] = []
+    reasons = _varying_reasons(node)
     if _calls(node, "unnest"):
         reasons.append("unnest makes several rows of one")
     found: list[Lookup] = []
@@ -452,9 +446,32 @@ def _equal_pairs(condition: dict) -> list[tuple[list[str], list[str], bool]]:
     return []
 
 
-VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setseed")
-"""Functions whose value changes from one evaluation to the next: a condition calling one may keep
-other rows in the check than in the query, so it is not taken to limit a join."""
+VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setseed",
+            "current_query", "current_setting", "now", "get_current_timestamp", "get_current_time",
+            "transaction_timestamp", "epoch_ms", "current_localtimestamp", "current_localtime")
+"""Functions whose value changes from one run of a query to the next (or with the query's text): a
+condition calling one may keep other rows when checked than when published."""
+CLOCKS = ("current_timestamp", "current_time", "localtimestamp", "localtime")
+"""Clock values DuckDB's parser reads as names."""
+
+
+def varying_reasons(sql: str) -> list[str]:
+    """Why a sql's rows cannot be counted against their records the same way twice (see
+    :func:`varying`); a sql DuckDB cannot parse is judged elsewhere."""
+    node = parse_tree(sql)
+    return _varying_reasons(node) if node is not None else []
+
+
+def _varying_reasons(node: Any) -> list[str]:
+    return [f"{name} gives another value each time it runs, so its rows cannot be counted against the records "
+            "they come from" for name in varying(node)]
+
+
+def varying(node: Any) -> list[str]:
+    """The functions and clocks in a query whose values change from one run to the next."""
+    found = [f"{name}()" for name in VOLATILE if _calls(node, name)]
+    return found + [name.upper() for name in CLOCKS
+                    if any(ref["column_names"] == [name] for ref in _column_refs(node))]
 
 
 def _and_parts(condition: dict) -> list[dict]:
@@ -886,3 +903,129 @@ def _through(leaf: dict, column: str, ctes: dict[str, dict],
             found.append(_source(item["column_names"], node, ctes, roles) if item.get("class") == "COLUMN_REF"
                          else None)
     return found[0] if len(found) == 1 else None
+
+
+# --- one row per record, on the data -----------------------------------------------------------------
+RECORD = "__lithotse_record"
+"""Prefix of the record numbers :func:`record_check` gives each read of an input."""
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """A query telling, on the data, whether a sql's rows are records of one of its inputs, each
+    at most once: one row of counts, ``rows`` then, per input read, the rows holding one of its
+    records and how many records they hold."""
+
+    sql: str
+    inputs: tuple[str, ...]
+
+    def holds_each_once(self, counts: tuple) -> bool:
+        rows = int(counts[0])
+        return rows == 0 or any(int(counts[1 + 2 * i]) == rows and int(counts[2 + 2 * i]) == rows
+                                for i in range(len(self.inputs)))
+
+
+def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Dialect = DUCKDB) -> RecordCheck | None:
+    """The :class:`RecordCheck` of a sql over ``inputs`` (their aliases): every read of an input
+    numbers its rows, the numbers are passed up through the queries that read them (a DISTINCT
+    or grouping query passes none: its rows are groups), and the check counts the rows each
+    input's numbers are in. The rows checked are the query's, or for ``cells`` or a grouping
+    query, those its groups are made of. Unlike the query's shape, this sees what the data does:
+    a join key cast to another type, a function making rows, a lookup that is not one. None
+    where DuckDB cannot parse the sql."""
+    node = parse_tree(sql)
+    if node is None:
+        return None
+    wanted = {alias.lower() for alias in inputs}
+    numbers = iter(range(1, 1 << 30))
+
+    def read(table: dict, ctes: dict[str, dict], done: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str]]:
+        """(input, FROM item's name, record column) of what a FROM item passes on."""
+        kind = table.get("type")
+        if kind == "BASE_TABLE" and not table.get("schema_name"):
+            name, shown = str(table.get("table_name", "")).lower(), str(table.get("alias") or table.get("table_name"))
+            if name in ctes:
+                if name not in done:
+                    done[name] = []  # a recursive reference passes nothing
+                    done[name] = passed(ctes[name]["value"]["query_node"], ctes, done)
+                return [(alias, shown.lower(), column) for alias, column in done[name]]
+            if name in wanted:
+                column = f"{RECORD}{next(numbers)}"
+                numbered = parse(f"SELECT *, {DUCKDB.row_numbers()} AS {column} "
+                                 f"FROM {DUCKDB.quote(table['table_name'])}")
+                table.clear()
+                table.update({"type": "SUBQUERY", "alias": shown, "sample": None, "subquery":
+                              {"node": numbered, "named_param_map": []}, "column_name_alias": []})
+                return [(name, shown.lower(), column)]
+            return []
+        if kind == "SUBQUERY":
+            alias = str(table.get("alias") or "").lower()
+            return [(name, alias, column) for name, column in passed(table["subquery"]["node"], ctes, done)]
+        if kind == "JOIN":
+            return read(table["left"], ctes, done) + read(table["right"], ctes, done)
+        return []
+
+    def passed(query: dict, ctes: dict[str, dict], done: dict) -> list[tuple[str, str]]:
+        """What a query passes on, its SELECT lists given the record columns of what they read."""
+        if query.get("type") == "SET_OPERATION_NODE":
+            branches = [passed(child, ctes, done) for child in query.get("children") or []]
+            # the columns line up by place: only one input's numbers, one column in each branch
+            same = all(len(b) == 1 and b[0][0] == branches[0][0][0] for b in branches) and branches
+            return branches[0] if same and query.get("setop_type") in ("UNION", "UNION_BY_NAME") else []
+        if query.get("type") != "SELECT_NODE":
+            return []
+        found = read(query.get("from_table") or {}, _scope(query, ctes), done)
+        if _grouped(query):
+            return []
+        stars = [item for item in query["select_list"] if item.get("class") == "STAR" and not item.get("columns")]
+        for _, leaf, column in found:
+            if not any(star.get("relation_name", "").lower() in ("", leaf)
+                       and column not in star.get("exclude_list", []) for star in stars):
+                query["select_list"].append(_column_ref(column))
+        return [(name, column) for name, _, column in found]
+
+    done: dict[str, list[tuple[str, str]]] = {}
+    if cells or _grouped(node):
+        found = [(name, column) for name, _, column in read(node.get("from_table") or {}, _scope(node, {}), done)]
+        checked = {**node, "select_list": [_column_ref(column) for _, column in found] or [_column_ref("1")],
+                   "group_expressions": [], "group_sets": [], "aggregate_handling": "STANDARD_HANDLING",
+                   "having": None, "qualify": None, "modifiers": []}
+    else:
+        found = passed(node, {}, done)
+        checked = node
+    by_input: dict[str, list[str]] = {}
+    for name, column in found:
+        by_input.setdefault(name, []).append(column)
+    counts = ["count(*)"]
+    for columns in by_input.values():
+        record = f"coalesce({', '.join(columns)})" if len(columns) > 1 else columns[0]
+        counts += [f"count({record})", f"count(DISTINCT {record})"]
+    text = dialect.from_duckdb(_sql_of(checked)).replace(DUCKDB.row_numbers(), dialect.row_numbers())
+    named = ", ".join(f"{count} AS __lithotse_count{i}" for i, count in enumerate(counts))
+    return RecordCheck(f"SELECT {named} FROM ({text}) AS __lithotse_rows", tuple(by_input))
+
+
+def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
+    return {**ctes, **{entry["key"].lower(): entry for entry in (select.get("cte_map") or {}).get("map", [])}}
+
+
+def _grouped(select: dict) -> bool:
+    """Whether a SELECT's rows are groups of the rows it reads (GROUP BY, DISTINCT, aggregates)."""
+    return bool(select.get("group_expressions")) or select.get("aggregate_handling") == "FORCE_AGGREGATES" or \
+        any(m.get("type") == "DISTINCT_MODIFIER" for m in select.get("modifiers") or []) or \
+        _groups_rows([item for item in select.get("select_list") or [] if item.get("class") != "WINDOW"])
+
+
+def _column_ref(column: str) -> dict:
+    return parse(f"SELECT {column}")["select_list"][0]
+
+
+def _sql_of(node: dict) -> str:
+    """A syntax tree (a query node) as DuckDB writes it back."""
+    con = duckdb.connect(":memory:")
+    try:
+        row = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(
+            {"error": False, "statements": [{"node": node, "named_param_map": []}]})]).fetchone()
+    finally:
+        con.close()
+    return str(row[0]) if row else ""

@@ -92,7 +92,8 @@ def test_damaged_workbooks_read_or_raise_input_error(case):
 CELL = st.one_of(
     st.none(), st.booleans(), st.integers(-10**9, 10**9),
     st.floats(-1e9, 1e9, allow_nan=False).filter(lambda f: f == 0 or abs(f) > 1e-6),
-    st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=8),
+    # text starting with "=" is a formula to openpyxl, saved with no value computed (read as blank)
+    st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=8).filter(lambda s: not s.startswith("=")),
     st.dates(dt.date(1901, 1, 1), dt.date(2099, 12, 31)),
     st.datetimes(dt.datetime(1901, 1, 1), dt.datetime(2099, 12, 31)).map(lambda d: d.replace(microsecond=0)),
     st.sampled_from(["2024-01-05", "2024-02-30", "2024-01-05T10:00", "soon", " 12 "]),
