@@ -435,8 +435,9 @@ class Masking:
     def __init__(self) -> None:
         self.salt = secrets.token_hex(16)
         self.tags: dict[str, tuple[str, str]] = {}
-        """What each token tag stands for: ``{tag: (role, "alias.column")}``, for :func:`check_cells`."""
+        """What each token tag stands for: ``{tag: (role, "alias.column, …")}``, for :func:`check_cells`."""
         self._hidden = secrets.token_hex(8)
+        self._role_tags: dict[str, str] = {}
 
     def plain_name(self, alias: str) -> str:
         """The name the unmasked input is kept under beside its masked view: fresh for each build,
@@ -455,8 +456,11 @@ class Masking:
         name = dialect.quote(column)
         if how == "year" and (year := dialect.year_start(name, type_name)) is not None:
             return f"{year} AS {name}"
-        tag = secrets.token_hex(4)
-        self.tags[tag] = (str(found), f"{alias}.{column}")
+        # one tag per role: the same person's key is the same token in every input, so person-key
+        # joins still match (a tag per column made every such join empty)
+        tag = self._role_tags.setdefault(str(found), secrets.token_hex(4))
+        named = self.tags.get(tag, (str(found), ""))[1]
+        self.tags[tag] = (str(found), ", ".join(filter(None, [named, f"{alias}.{column}"])))
         return f"{dialect.token(name, self.salt, TOKEN_OPEN + tag + ':', TOKEN_CLOSE)} AS {name}"
 
 

@@ -61,6 +61,8 @@ def ehr(workspace, tmp_path):
     departments = ["Cardiology", "Neurology", "Oncology"]
     (folder / "splits.csv").write_text("s,department,admit_date\n" + "".join(
         f"{s},{d},2020-01-01\n" for d in departments for s in ("all", "amb")))
+    (folder / "parts.csv").write_text("encounter_id,patient_id,part,admit_date\n" + "".join(
+        f"E{i:05d},p{i:03d},all,2020-01-01\n" for i in range(len(people))))
     (folder / "codes.csv").write_text("kid,s,admit_date\n" + "".join(
         f"{prefix}{n},{s},2020-01-01\n" for n in (1, 2, 3) for prefix, s in (("", "all"), ("0", "amb"))))
     (folder / "regions.csv").write_text("department,region,admit_date\n" + "".join(
@@ -146,6 +148,10 @@ BY_DATA = {
     "a first table reading no input": ("SELECT x.*, w.s FROM (SELECT 1 AS one) AS d, enc AS x, w WHERE w.department "
                                        "= x.department AND (w.s = 'all' OR x.class = 'AMB')",
                                        "151 rows hold records 76 of enc"),
+    "a column named like the check's own": ("SELECT x.patient_id, x.department, c.s, x.encounter_id || c.s AS "
+                                            "__lithotse_record1 FROM enc AS x JOIN c ON c.kid = x.dkey "
+                                            "WHERE c.s = 'all' OR x.class = 'AMB'",
+                                            "151 rows hold records 76 of enc"),
     "a function making rows": ("SELECT *, generate_subscripts(string_split(tags, '|'), 1) AS s FROM enc",
                                "151 rows hold records 76 of enc"),
 }
@@ -278,3 +284,17 @@ def test_the_shapes_that_repeat_a_record_are_named():
                                     {"unionAll": [{"column": []}, {"column": []}]}]}) == [
         "its ViewDefinition's forEachOrNull address makes a row of each element",
         "its ViewDefinition's unionAll makes a row of each branch"]
+
+
+def test_sql_cells_joining_two_inputs_on_their_person_keys_match_the_same_people(ehr):
+    """Each input's identifiers are tokens, the same person's key the same token in both: a join
+    on them matches (a token per column made every such join empty, publishing no cell)."""
+    sql = ("SELECT e.department, count(*) AS n, count(DISTINCT e.patient_id) AS p FROM enc AS e JOIN x "
+           "ON x.patient_id = e.patient_id AND x.encounter_id = e.encounter_id WHERE x.part = 'all' GROUP BY ALL")
+    add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC, "x": {"source": "ehr", "stream": "parts"}},
+                   "sql": sql, "count_column": "n", "people_column": "p"})
+    build(ehr, "cells")
+    table = Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()
+    expected = dict(duckdb.sql(f"SELECT department, count(DISTINCT patient_id) FROM read_csv('{ehr.csv}') "
+                               "GROUP BY ALL").fetchall())
+    assert {r["department"]: r["p"] for r in table} == expected == {"Cardiology": 21, "Neurology": 30, "Oncology": 25}

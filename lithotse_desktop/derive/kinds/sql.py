@@ -8,6 +8,7 @@ subquery (so its parser refuses anything but one query).
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -907,7 +908,8 @@ def _through(leaf: dict, column: str, ctes: dict[str, dict],
 
 # --- one row per record, on the data -----------------------------------------------------------------
 RECORD = "__lithotse_record"
-"""Prefix of the record numbers :func:`record_check` gives each read of an input."""
+"""Prefix of the record numbers :func:`record_check` gives each read of an input (then a part
+drawn for each check: a query naming a column so would otherwise be counted in their place)."""
 
 
 @dataclass(frozen=True)
@@ -938,6 +940,7 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         return None
     wanted = {alias.lower() for alias in inputs}
     numbers = iter(range(1, 1 << 30))
+    fresh = f"{RECORD}{secrets.token_hex(6)}_"  # a name the query cannot have written, as it cannot guess it
 
     def read(table: dict, ctes: dict[str, dict], done: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str]]:
         """(input, FROM item's name, record column) of what a FROM item passes on."""
@@ -950,7 +953,7 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
                     done[name] = passed(ctes[name]["value"]["query_node"], ctes, done)
                 return [(alias, shown.lower(), column) for alias, column in done[name]]
             if name in wanted:
-                column = f"{RECORD}{next(numbers)}"
+                column = f"{fresh}{next(numbers)}"
                 numbered = parse(f"SELECT *, {DUCKDB.row_numbers()} AS {column} "
                                  f"FROM {DUCKDB.quote(table['table_name'])}")
                 table.clear()
