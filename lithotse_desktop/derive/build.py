@@ -553,9 +553,14 @@ def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -
 
 
 def _counted_records(check: RecordCheck, counts: tuple) -> str:
-    held = [f"{int(counts[2 + 2 * i]):,} of {name}" for i, name in enumerate(check.inputs)]
-    return (f"counted on the data, its {int(counts[0]):,} rows hold records " + ", ".join(held) if held else
-            f"its {int(counts[0]):,} rows are no input's records (a DISTINCT or a grouping made them)")
+    rows = int(counts[0])
+    over = [f"{times:,} of {name}'s records" for name, times in check.records(counts) if times]
+    missing = [name for i, name in enumerate(check.inputs) if int(counts[1 + 2 * i]) < rows]
+    if not check.inputs:
+        return f"its {rows:,} rows are no input's records (a DISTINCT or a grouping made them)"
+    return (f"counted on the data, its {rows:,} rows hold " + ", ".join(over or ["no record twice"]) +
+            " in more rows than their input" + (f" (and rows without a record of {', '.join(missing)})"
+                                                 if missing else ""))
 
 
 def _check_lookups(session: Any, work: _Work) -> None:

@@ -47,9 +47,10 @@ class Dialect:
         """Numbered placeholders, so one bound value can appear several times in a query."""
         return f"${number}"
 
-    def row_numbers(self) -> str:
-        """A number for each row of a query, different for every row (in no particular order)."""
-        return "row_number() OVER ()"
+    def row_identity(self, alias: str) -> str:
+        """A 64-bit hash of a whole row of the table read as ``alias``: the same for the same row
+        read twice (row numbers are not: a parallel scan numbers rows in no set order)."""
+        return f"hash({self.quote(alias)})"
 
     def from_duckdb(self, sql: str) -> str:
         """SQL written by DuckDB (``json_deserialize_sql``) in this dialect's spelling."""
@@ -306,8 +307,8 @@ class SparkDialect(Dialect):
             raise SpecError("column", f"{ident!r}: a name cannot hold a NUL character")
         return "`" + ident.replace("`", "``") + "`"
 
-    def row_numbers(self) -> str:
-        return "monotonically_increasing_id()"
+    def row_identity(self, alias: str) -> str:
+        return f"xxhash64(struct({self.quote(alias)}.*))"
 
     def from_duckdb(self, sql: str) -> str:
         """DuckDB's double-quoted names in backticks (Spark reads double quotes as text), and its

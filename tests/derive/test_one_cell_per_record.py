@@ -142,19 +142,37 @@ CODES = {"source": "ehr", "stream": "codes"}
 BY_DATA = {
     "a DISTINCT hiding the records": ("SELECT x.*, w.s FROM (SELECT DISTINCT encounter_id, patient_id, department, "
                                       "class FROM enc) AS x JOIN w ON w.department = x.department "
-                                      "WHERE w.s = 'all' OR x.class = 'AMB'", "151 rows hold records 6 of w"),
+                                      "WHERE w.s = 'all' OR x.class = 'AMB'", "151 rows hold 6 of w's records"),
     "a key cast to match '1' and '01'": ("SELECT x.*, c.s FROM enc AS x JOIN c ON c.kid = x.dkey "
-                                         "WHERE c.s = 'all' OR x.class = 'AMB'", "151 rows hold records 76 of enc"),
+                                         "WHERE c.s = 'all' OR x.class = 'AMB'", "151 rows hold 75 of enc's records"),
     "a first table reading no input": ("SELECT x.*, w.s FROM (SELECT 1 AS one) AS d, enc AS x, w WHERE w.department "
                                        "= x.department AND (w.s = 'all' OR x.class = 'AMB')",
-                                       "151 rows hold records 76 of enc"),
+                                       "151 rows hold 75 of enc's records"),
     "a column named like the check's own": ("SELECT x.patient_id, x.department, c.s, x.encounter_id || c.s AS "
                                             "__lithotse_record1 FROM enc AS x JOIN c ON c.kid = x.dkey "
                                             "WHERE c.s = 'all' OR x.class = 'AMB'",
-                                            "151 rows hold records 76 of enc"),
+                                            "151 rows hold 75 of enc's records"),
     "a function making rows": ("SELECT *, generate_subscripts(string_split(tags, '|'), 1) AS s FROM enc",
-                               "151 rows hold records 76 of enc"),
+                               "generate_subscripts makes several rows of one"),
 }
+OUTER_ROWS = ("SELECT CASE generate_subscripts([1, 2], 1) WHEN 1 THEN 'all' ELSE class END AS part, count(*) AS n, "
+              "count(DISTINCT patient_id) AS p FROM enc WHERE department = 'Cardiology' GROUP BY part")
+
+
+def test_rows_made_in_the_cells_own_keys_are_counted_too(ehr, monkeypatch):
+    """The thirteenth review: ``generate_subscripts`` in the outermost SELECT put every visit in
+    'all' and in its class, and the check, reading only the rows the cells are made of, saw each
+    record once. The keys are now computed in the check as in the query."""
+    spec = {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "sql": OUTER_ROWS, "count_column": "n",
+            "people_column": "p"}
+    with pytest.raises(SpecError, match=f"generate_subscripts makes several rows of one.*{RULE}"):
+        add_spec(ehr, spec)
+    with monkeypatch.context() as shape_unchecked:  # the count on the data, alone, refuses it too
+        shape_unchecked.setattr(sql_kind, "_lookups", lambda *_args: ())
+        add_spec(ehr, spec)
+        with pytest.raises(LithotseError, match=f"rows hold 21 of enc's records in more rows than their input.*{RULE}"):
+            build_all(ehr, ["cells"])
+    assert Catalog(ehr).current("cells") is None
 
 
 @pytest.mark.parametrize("how", sorted(BY_DATA))
@@ -212,7 +230,8 @@ UPSTREAM = {
               "a set operation inside it reads rows again"),
     "join": ("SELECT enc.*, w.s FROM enc JOIN w ON w.department = enc.department "
              "WHERE w.s = 'all' OR enc.class = 'AMB'",
-             "counted on the data, its 151 rows hold records 76 of enc, 6 of w"),
+             "counted on the data, its 151 rows hold 75 of enc's records, 6 of w's records in more rows than their "
+             "input"),
 }
 
 

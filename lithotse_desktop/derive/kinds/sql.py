@@ -335,8 +335,7 @@ def _record_paths(node: dict, roles: dict[str, dict[str, str | None]],
     (an unnest, a table function, VALUES, a union, a join on no equal columns), and the tables
     joined to the counted rows, to be checked on the data."""
     reasons = _varying_reasons(node)
-    if _calls(node, "unnest"):
-        reasons.append("unnest makes several rows of one")
+    reasons += [f"{name} makes several rows of one" for name in ROW_MAKING if _calls(node, name)]
     found: list[Lookup] = []
 
     def query(select: dict, ctes: dict[str, dict], seen: frozenset[str]) -> None:
@@ -447,6 +446,8 @@ def _equal_pairs(condition: dict) -> list[tuple[list[str], list[str], bool]]:
     return []
 
 
+ROW_MAKING = ("unnest", "unlist", "generate_subscripts")
+"""Functions that make several rows of one wherever they are called (a SELECT list too)."""
 VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setseed",
             "current_query", "current_setting", "now", "get_current_timestamp", "get_current_time",
             "transaction_timestamp", "epoch_ms", "current_localtimestamp", "current_localtime")
@@ -916,31 +917,37 @@ drawn for each check: a query naming a column so would otherwise be counted in t
 class RecordCheck:
     """A query telling, on the data, whether a sql's rows are records of one of its inputs, each
     at most once: one row of counts, ``rows`` then, per input read, the rows holding one of its
-    records and how many records they hold."""
+    records and how many of its records are in more rows than the input holds them."""
 
     sql: str
     inputs: tuple[str, ...]
 
     def holds_each_once(self, counts: tuple) -> bool:
         rows = int(counts[0])
-        return rows == 0 or any(int(counts[1 + 2 * i]) == rows and int(counts[2 + 2 * i]) == rows
+        return rows == 0 or any(int(counts[1 + 2 * i]) == rows and int(counts[2 + 2 * i] or 0) == 0
                                 for i in range(len(self.inputs)))
+
+    def records(self, counts: tuple) -> list[tuple[str, int]]:
+        """Per input read, how many of its records the rows hold more often than it does."""
+        return [(name, int(counts[2 + 2 * i] or 0)) for i, name in enumerate(self.inputs)]
 
 
 def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Dialect = DUCKDB) -> RecordCheck | None:
     """The :class:`RecordCheck` of a sql over ``inputs`` (their aliases): every read of an input
-    numbers its rows, the numbers are passed up through the queries that read them (a DISTINCT
-    or grouping query passes none: its rows are groups), and the check counts the rows each
-    input's numbers are in. The rows checked are the query's, or for ``cells`` or a grouping
-    query, those its groups are made of. Unlike the query's shape, this sees what the data does:
-    a join key cast to another type, a function making rows, a lookup that is not one. None
-    where DuckDB cannot parse the sql."""
+    marks its rows with the hash of the whole row, the marks are passed up through the queries
+    that read them (a DISTINCT or grouping query passes none: its rows are groups), and each
+    mark may be in no more rows than the input holds that row (two equal rows of a file are two
+    records). The rows checked are the query's, or for ``cells`` or a grouping query the rows its
+    groups are made of, its keys computed (a function making rows in them makes rows here too).
+    Unlike the query's shape, this sees what the data does: a join key cast to another type, a
+    function making rows, a lookup that is not one. None where DuckDB cannot parse the sql."""
     node = parse_tree(sql)
     if node is None:
         return None
     wanted = {alias.lower() for alias in inputs}
     numbers = iter(range(1, 1 << 30))
     fresh = f"{RECORD}{secrets.token_hex(6)}_"  # a name the query cannot have written, as it cannot guess it
+    whole = f"{fresh}row"
 
     def read(table: dict, ctes: dict[str, dict], done: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str]]:
         """(input, FROM item's name, record column) of what a FROM item passes on."""
@@ -954,11 +961,11 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
                 return [(alias, shown.lower(), column) for alias, column in done[name]]
             if name in wanted:
                 column = f"{fresh}{next(numbers)}"
-                numbered = parse(f"SELECT *, {DUCKDB.row_numbers()} AS {column} "
-                                 f"FROM {DUCKDB.quote(table['table_name'])}")
+                marked = parse(f"SELECT *, {DUCKDB.row_identity(whole)} AS {column} "
+                               f"FROM {DUCKDB.quote(table['table_name'])} AS {whole}")
                 table.clear()
                 table.update({"type": "SUBQUERY", "alias": shown, "sample": None, "subquery":
-                              {"node": numbered, "named_param_map": []}, "column_name_alias": []})
+                              {"node": marked, "named_param_map": []}, "column_name_alias": []})
                 return [(name, shown.lower(), column)]
             return []
         if kind == "SUBQUERY":
@@ -972,9 +979,9 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         """What a query passes on, its SELECT lists given the record columns of what they read."""
         if query.get("type") == "SET_OPERATION_NODE":
             branches = [passed(child, ctes, done) for child in query.get("children") or []]
-            # the columns line up by place: only one input's numbers, one column in each branch
+            # the columns line up by place: only one input's marks, one column in each branch
             same = all(len(b) == 1 and b[0][0] == branches[0][0][0] for b in branches) and branches
-            return branches[0] if same and query.get("setop_type") in ("UNION", "UNION_BY_NAME") else []
+            return branches[0] if same and query.get("setop_type") == "UNION" else []
         if query.get("type") != "SELECT_NODE":
             return []
         found = read(query.get("from_table") or {}, _scope(query, ctes), done)
@@ -990,22 +997,36 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
     done: dict[str, list[tuple[str, str]]] = {}
     if cells or _grouped(node):
         found = [(name, column) for name, _, column in read(node.get("from_table") or {}, _scope(node, {}), done)]
-        checked = {**node, "select_list": [_column_ref(column) for _, column in found] or [_column_ref("1")],
-                   "group_expressions": [], "group_sets": [], "aggregate_handling": "STANDARD_HANDLING",
-                   "having": None, "qualify": None, "modifiers": []}
+        keys = [{**item, "alias": f"{fresh}key{i}"} for i, item in enumerate(node["select_list"])
+                if not _groups_rows(item) and item.get("class") != "WINDOW"]
+        checked = {**node, "select_list": [*keys, *(_column_ref(column) for _, column in found)]
+                   or [_column_ref("1")], "group_expressions": [], "group_sets": [],
+                   "aggregate_handling": "STANDARD_HANDLING", "having": None, "qualify": None, "modifiers": []}
     else:
         found = passed(node, {}, done)
         checked = node
     by_input: dict[str, list[str]] = {}
     for name, column in found:
         by_input.setdefault(name, []).append(column)
+    rows, q = f"{fresh}rows", DUCKDB.quote
+    ctes = [f"{rows} AS ({_sql_of(checked)})"]
     counts = ["count(*)"]
-    for columns in by_input.values():
-        record = f"coalesce({', '.join(columns)})" if len(columns) > 1 else columns[0]
-        counts += [f"count({record})", f"count(DISTINCT {record})"]
-    text = dialect.from_duckdb(_sql_of(checked)).replace(DUCKDB.row_numbers(), dialect.row_numbers())
-    named = ", ".join(f"{count} AS __lithotse_count{i}" for i, count in enumerate(counts))
-    return RecordCheck(f"SELECT {named} FROM ({text}) AS __lithotse_rows", tuple(by_input))
+    for i, (name, columns) in enumerate(by_input.items()):
+        mark = f"coalesce({', '.join(columns)})" if len(columns) > 1 else columns[0]
+        held = f"{fresh}in{i}"
+        ctes.append(f"{held} AS (SELECT mark, count(*) AS times FROM (SELECT {DUCKDB.row_identity(whole)} AS mark "
+                    f"FROM {q(name)} AS {whole}) AS m GROUP BY mark)")
+        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)",
+                   f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM (SELECT {mark} AS mark FROM {rows} "
+                   f"WHERE {mark} IS NOT NULL) AS m GROUP BY mark) AS o JOIN {held} AS i ON o.mark = i.mark "
+                   "WHERE o.times > i.times)"]
+    named = ", ".join(f"{count} AS {fresh}count{i}" for i, count in enumerate(counts))
+    text = f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"
+    text = dialect.from_duckdb(text)
+    if dialect is not DUCKDB:  # DuckDB's hash of a row, quoted or not, in the dialect's spelling
+        for written in (f"hash({whole})", f"hash({dialect.quote(whole)})"):
+            text = text.replace(written, dialect.row_identity(whole))
+    return RecordCheck(text, tuple(by_input))
 
 
 def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
