@@ -987,19 +987,28 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         found = read(query.get("from_table") or {}, _scope(query, ctes), done)
         if _grouped(query):
             return []
+        # each mark leaves a star (SELECT * would put it mid-row) and comes last under a fresh name:
+        # the branches of a union then line their marks up, and a table read twice keeps two
         stars = [item for item in query["select_list"] if item.get("class") == "STAR" and not item.get("columns")]
-        for _, leaf, column in found:
-            if not any(star.get("relation_name", "").lower() in ("", leaf)
-                       and column not in star.get("exclude_list", []) for star in stars):
-                query["select_list"].append(_column_ref(column))
-        return [(name, column) for name, _, column in found]
+        passing = []
+        for name, leaf, column in found:
+            for star in stars:
+                if star.get("relation_name", "").lower() in ("", leaf):
+                    star["exclude_list"] = [*star.get("exclude_list", []), column]
+            renamed = f"{fresh}{next(numbers)}"
+            query["select_list"].append({**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed})
+            passing.append((name, renamed))
+        return passing
 
     done: dict[str, list[tuple[str, str]]] = {}
     if cells or _grouped(node):
-        found = [(name, column) for name, _, column in read(node.get("from_table") or {}, _scope(node, {}), done)]
+        read_here = read(node.get("from_table") or {}, _scope(node, {}), done)
+        found = [(name, f"{fresh}{next(numbers)}") for name, _, _ in read_here]
         keys = [{**item, "alias": f"{fresh}key{i}"} for i, item in enumerate(node["select_list"])
                 if not _groups_rows(item) and item.get("class") != "WINDOW"]
-        checked = {**node, "select_list": [*keys, *(_column_ref(column) for _, column in found)]
+        marks = [{**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed}
+                 for (_, leaf, column), (_, renamed) in zip(read_here, found, strict=True)]
+        checked = {**node, "select_list": [*keys, *marks]
                    or [_column_ref("1")], "group_expressions": [], "group_sets": [],
                    "aggregate_handling": "STANDARD_HANDLING", "having": None, "qualify": None, "modifiers": []}
     else:
