@@ -324,3 +324,30 @@ def test_sql_cells_joining_two_inputs_on_their_person_keys_match_the_same_people
     expected = dict(duckdb.sql(f"SELECT department, count(DISTINCT patient_id) FROM read_csv('{ehr.csv}') "
                                "GROUP BY ALL").fetchall())
     assert {r["department"]: r["p"] for r in table} == expected == {"Cardiology": 21, "Neurology": 30, "Oncology": 25}
+
+
+def test_copies_made_through_a_second_read_of_the_input_are_counted(workspace, tmp_path):
+    """The fifteenth review: joined on the person key to a copy of itself, each Cardiology visit
+    became two rows (one per visit of its patient), the first read's marks covered every row, and
+    an aggregate by both departments published 21 and 20 people: the one inpatient with no other
+    visit. Each read of an input is now held to the input's own count."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    rows = ["encounter_id,patient_id,admit_date,department,class"]
+    rows += [f"C{i:03d},p{i:03d},2020-01-02,Cardiology,AMB" for i in range(20)]
+    rows += [f"O{i:03d},p{i:03d},2020-01-03,Oncology,AMB" for i in range(20)]
+    rows += ["C020,p020,2020-01-04,Cardiology,IMP"]
+    (folder / "encounters.csv").write_text("\n".join(rows) + "\n")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id",
+                                        "person_column": "patient_id"}, {})
+    run_import(workspace, "ehr")
+    sql = ("SELECT b.encounter_id, b.department, b.class, b.patient_id, b.admit_date, a.department AS s FROM enc AS a "
+           "JOIN (SELECT * FROM enc WHERE department = 'Cardiology') AS b ON b.patient_id = a.patient_id")
+    add_spec(workspace, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC}, "sql": sql})
+    build(workspace, "rows")
+    reasons = [entry["why"] for entry in Catalog(workspace).current("rows").privacy["several"]]
+    assert reasons == ["counted on the data, its 41 rows hold 20 of enc's records in more rows than their input"]
+    with pytest.raises(LithotseError, match=f"reads derivative 'rows', whose rows may be several.*{RULE}"):
+        add_spec(workspace, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"},
+                             "group_by": ["department", "s"],
+                             "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "p"}]})

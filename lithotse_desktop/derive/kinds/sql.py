@@ -916,8 +916,9 @@ drawn for each check: a query naming a column so would otherwise be counted in t
 @dataclass(frozen=True)
 class RecordCheck:
     """A query telling, on the data, whether a sql's rows are records of one of its inputs, each
-    at most once: one row of counts, ``rows`` then, per input read, the rows holding one of its
-    records and how many of its records are in more rows than the input holds them."""
+    at most once: one row of counts, ``rows`` then, per input, the rows holding one of its records
+    and how many of its records are in more rows than the input holds them (each read of it
+    counted on its own)."""
 
     sql: str
     inputs: tuple[str, ...]
@@ -1025,10 +1026,11 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         held = f"{fresh}in{i}"
         ctes.append(f"{held} AS (SELECT mark, count(*) AS times FROM (SELECT {DUCKDB.row_identity(whole)} AS mark "
                     f"FROM {q(name)} AS {whole}) AS m GROUP BY mark)")
-        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)",
-                   f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM (SELECT {mark} AS mark FROM {rows} "
-                   f"WHERE {mark} IS NOT NULL) AS m GROUP BY mark) AS o JOIN {held} AS i ON o.mark = i.mark "
-                   "WHERE o.times > i.times)"]
+        # every read on its own: a copy made through a second read of the input counts too
+        over = [f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM (SELECT {column} AS mark FROM {rows} "
+                f"WHERE {column} IS NOT NULL) AS m GROUP BY mark) AS o JOIN {held} AS i ON o.mark = i.mark "
+                "WHERE o.times > i.times)" for column in columns]
+        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)", " + ".join(over)]
     named = ", ".join(f"{count} AS {fresh}count{i}" for i, count in enumerate(counts))
     text = f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"
     text = dialect.from_duckdb(text)
