@@ -425,12 +425,10 @@ def _carries_records(node: dict, ctes: dict[str, dict], counted: set[str],
     if kind == "SELECT_NODE":
         ctes = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
                            for entry in (node.get("cte_map") or {}).get("map", [])}}
-        grouped = node.get("group_expressions") or node.get("aggregate_handling") == "FORCE_AGGREGATES" or \
-            any(m.get("type") == "DISTINCT_MODIFIER" for m in node.get("modifiers") or []) or \
-            _groups_rows(node.get("select_list"))
-        return not grouped and _carries_records(node.get("from_table") or {}, ctes, counted, seen)
+        return not _grouped(node) and _carries_records(node.get("from_table") or {}, ctes, counted, seen)
     if kind in ("SET_OPERATION_NODE", "RECURSIVE_CTE_NODE"):
-        return any(_carries_records(node[side], ctes, counted, seen) for side in ("left", "right") if side in node)
+        branches = node.get("children") or [node[side] for side in ("left", "right") if node.get(side)]
+        return any(_carries_records(branch, ctes, counted, seen) for branch in branches)
     return False
 
 
