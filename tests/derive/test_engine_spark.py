@@ -215,9 +215,14 @@ def test_a_sql_cells_derivative_with_identifiers_as_tokens_is_the_same_on_spark(
               "sql": "SELECT birth_date AS born, count(*) AS visits, count(DISTINCT patient_id) AS patients "
                      "FROM adt GROUP BY 1", "count_column": "visits", "people_column": "patients",
               "suppress_below": 0}
+    # two reads of one input in each row: the count on the data holds a row's records together
+    joined = {**base, "sql": "SELECT a.department, b.class, count(*) AS visits, count(DISTINCT a.patient_id) AS "
+                             "patients FROM enc AS a JOIN enc AS b ON a.encounter_id = b.encounter_id AND "
+                             "a.patient_id = b.patient_id GROUP BY ALL"}
     catalog = Catalog(ws)
-    for spec, order, check in ((base, [("department", "ascending"), ("class", "ascending")], "patients"),
-                               (births, [("born", "ascending")], "born")):
+    by_cell = [("department", "ascending"), ("class", "ascending")]
+    for spec, order, check in ((base, by_cell, "patients"), (births, [("born", "ascending")], "born"),
+                               (joined, by_cell, "patients")):
         add_spec(ws, {"name": "cells_duckdb", **spec})
         build_all(ws, ["cells_duckdb"])
         expected = catalog.read(catalog.current("cells_duckdb")).sort_by(order)

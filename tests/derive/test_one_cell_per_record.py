@@ -351,3 +351,73 @@ def test_copies_made_through_a_second_read_of_the_input_are_counted(workspace, t
         add_spec(workspace, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"},
                              "group_by": ["department", "s"],
                              "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "p"}]})
+
+
+FULL_JOIN_OF_TWO_READS = ("FROM (SELECT *, 'all' AS s FROM enc) AS a FULL JOIN (SELECT *, 'amb' AS s FROM enc "
+                          "WHERE class = 'AMB') AS b USING (encounter_id, s)")
+
+
+@pytest.fixture
+def records_only(workspace, tmp_path):
+    """Encounters of an input with no person key (its cells count records): Cardiology 20
+    ambulatory visits and one inpatient, Neurology 40, Oncology 45."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    visits = [("Cardiology", "AMB")] * 20 + [("Cardiology", "IMP")] + [("Neurology", "AMB")] * 40 + \
+        [("Oncology", "AMB")] * 45
+    (folder / "encounters.csv").write_text("encounter_id,admit_date,department,class\n" + "".join(
+        f"E{i:05d},2020-01-{1 + i % 28:02d},{dept},{cls}\n" for i, (dept, cls) in enumerate(visits)))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    run_import(workspace, "ehr")
+    workspace.csv = folder / "encounters.csv"
+    return workspace
+
+
+def inpatient_visits_in_cardiology(csv) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM read_csv('{csv}') "
+                      "WHERE department = 'Cardiology' AND class <> 'AMB'").fetchall()[0][0]
+
+
+def test_two_reads_of_an_input_each_holding_a_record_once_are_counted_together(records_only, monkeypatch):
+    """The sixteenth review: a FULL JOIN of two reads of one input matching nothing gave every
+    ambulatory visit one row with the first read's record and one with the second's; each read
+    held each record once, so the count on the data passed, and cells of 'all' and 'amb' gave the
+    one inpatient visit of Cardiology (an input without a person key counts records). A row now
+    holds the records of all its input's reads together."""
+    ws = records_only
+    cells = {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n",
+             "sql": f"SELECT coalesce(a.department, b.department) AS department, s, count(*) AS n "
+                    f"{FULL_JOIN_OF_TWO_READS} GROUP BY ALL"}
+    add_spec(ws, cells)
+    with pytest.raises(LithotseError, match=f"derivative 'cells': .*{RULE}"):
+        build_all(ws, ["cells"])
+    assert Catalog(ws).current("cells") is None
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(build_module, "_check_lookups", lambda *_args: None)
+        build(ws, "cells")
+        shown = {(r["department"], r["s"]): r["n"] for r in Catalog(ws).read(Catalog(ws).current("cells")).to_pylist()}
+    assert shown[("Cardiology", "all")] - shown[("Cardiology", "amb")] == inpatient_visits_in_cardiology(ws.csv) == 1
+
+    rows = {"name": "rows", "kind": "sql", "inputs": {"enc": ENC},
+            "sql": "SELECT encounter_id, coalesce(a.admit_date, b.admit_date) AS admit_date, "
+                   f"coalesce(a.department, b.department) AS department, s {FULL_JOIN_OF_TWO_READS}"}
+    add_spec(ws, rows)
+    build(ws, "rows")
+    reasons = [entry["why"] for entry in Catalog(ws).current("rows").privacy["several"]]
+    assert reasons == ["counted on the data, its 211 rows hold 105 of enc's records in more rows than their input"]
+    with pytest.raises(LithotseError, match=f"reads derivative 'rows', whose rows may be several.*{RULE}"):
+        add_spec(ws, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"},
+                      "group_by": ["department", "s"], "measures": [{"fn": "count", "as": "n"}]})
+
+
+def test_a_table_joined_to_itself_on_its_record_key_still_feeds_cells(records_only):
+    """Both reads put the same record in a row: it is held once, and the cells shown are the file's."""
+    ws = records_only
+    add_spec(ws, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n",
+                  "sql": "SELECT a.department, b.class, count(*) AS n FROM enc AS a JOIN enc AS b "
+                         "ON a.encounter_id = b.encounter_id GROUP BY ALL"})
+    build(ws, "cells")
+    shown = {(r["department"], r["class"]): r["n"] for r in Catalog(ws).read(Catalog(ws).current("cells")).to_pylist()}
+    in_file = {(d, c): n for d, c, n in duckdb.sql(
+        f"SELECT department, class, count(*) FROM read_csv('{ws.csv}') GROUP BY ALL").fetchall()}
+    assert shown and shown == {key: in_file[key] for key in shown}  # Cardiology's 1 inpatient hides some

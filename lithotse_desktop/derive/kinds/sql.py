@@ -915,8 +915,8 @@ drawn for each check: a query naming a column so would otherwise be counted in t
 class RecordCheck:
     """A query telling, on the data, whether a sql's rows are records of one of its inputs, each
     at most once: one row of counts, ``rows`` then, per input, the rows holding one of its records
-    and how many of its records are in more rows than the input holds them (each read of it
-    counted on its own)."""
+    and how many of its records are in more rows than the input holds them (a row holding a
+    record through any read of the input, or through several, holds it once)."""
 
     sql: str
     inputs: tuple[str, ...]
@@ -927,7 +927,7 @@ class RecordCheck:
                                 for i in range(len(self.inputs)))
 
     def records(self, counts: tuple) -> list[tuple[str, int]]:
-        """Per input read, how many of its records the rows hold more often than it does."""
+        """Per input, how many of its records the rows hold more often than it does."""
         return [(name, int(counts[2 + 2 * i] or 0)) for i, name in enumerate(self.inputs)]
 
 
@@ -1024,11 +1024,16 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         held = f"{fresh}in{i}"
         ctes.append(f"{held} AS (SELECT mark, count(*) AS times FROM (SELECT {DUCKDB.row_identity(whole)} AS mark "
                     f"FROM {q(name)} AS {whole}) AS m GROUP BY mark)")
-        # every read on its own: a copy made through a second read of the input counts too
-        over = [f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM (SELECT {column} AS mark FROM {rows} "
-                f"WHERE {column} IS NOT NULL) AS m GROUP BY mark) AS o JOIN {held} AS i ON o.mark = i.mark "
-                "WHERE o.times > i.times)" for column in columns]
-        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)", " + ".join(over)]
+        # a row holds each record any of the input's reads put in it, once: two reads of one input
+        # joined so that a row holds either side's record alone (a full join matching nothing)
+        # would otherwise pass, each read holding each record once while the rows hold it twice
+        held_in_rows = " UNION ALL ".join(
+            f"SELECT {column} AS mark FROM {rows} WHERE {column} IS NOT NULL"
+            + "".join(f" AND {earlier} IS DISTINCT FROM {column}" for earlier in columns[:j])
+            for j, column in enumerate(columns))
+        over = (f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM ({held_in_rows}) AS m GROUP BY mark) "
+                f"AS o JOIN {held} AS i ON o.mark = i.mark WHERE o.times > i.times)")
+        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)", over]
     named = ", ".join(f"{count} AS {fresh}count{i}" for i, count in enumerate(counts))
     text = f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"
     text = dialect.from_duckdb(text)
