@@ -548,12 +548,17 @@ def privacy_audit(as_json: bool) -> None:
         _emit_json(report)
     else:
         for group in report["groups"]:
+            if group["kind"] == "sql cells":
+                left_out = "not recorded" if group["hidden_cells"] is None else group["hidden_cells"]
+                click.echo(f"sql cells {group['derivatives'][0]}: {left_out} cell(s) left out with their keys, "
+                           "no totals shown; decided alone (a table counting the same rows is refused beside it)")
+                continue
             where = group["input"].get("derivative") or f"{group['input'].get('source')}/{group['input'].get('stream')}"
             click.echo(f"{where}: {', '.join(group['derivatives'])}; {len(group['relations'])} relation(s), "
                        f"{len(group['partitions'])} partition(s), {group['hidden_cells']} hidden cell(s), "
                        f"{group['findings']} finding(s)")
         if not report["groups"]:
-            click.echo("no published aggregates")
+            click.echo("no published tables of cells")
         for finding in report["findings"]:
             cell = ", ".join(f"{k}={v}" for k, v in finding["cell"].items())
             if finding["lower"] is None:

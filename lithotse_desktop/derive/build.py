@@ -246,6 +246,8 @@ class _Work:
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
     counting: Counting | None = None
     """What the declared counts of sql cells count (see :func:`.kinds.sql.check_counts`)."""
+    left_out: int = 0
+    """How many cells of sql cells suppression left out of the table (recorded for the audit)."""
     tags: dict[str, Any] = field(default_factory=dict)
     staged: rowstream.Written | None = None
     """A row-level result already written to a local Parquet file (see :mod:`.rowstream`)."""
@@ -1147,7 +1149,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
         if work.sql_cells:
             check_cells(name, table, work.tags)
+            counted = table.num_rows
             table = suppress_cells(spec, table, work.threshold, ws.zero_cells, _previous_cells(ws, catalog, work))
+            work.left_out = counted - table.num_rows
             if work.threshold > 0:
                 work.cells_id = _cells_id(spec, work.identities)
         keys = patient_key_columns(spec)
@@ -1232,7 +1236,7 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
         found = cell_roles(spec, table, roles)
         check_cell_keys(spec, found)
         check_own_picks(spec, table.schema, roles)
-        return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT)
+        return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT, left_out=work.left_out)
     columns = output_roles(spec, table.schema, roles)
     if work.picks is None:
         work.picks = picks(spec, table.schema, roles, work.upstream, work.several)

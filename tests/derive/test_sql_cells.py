@@ -233,3 +233,18 @@ def test_a_small_sql_cell_keeps_no_key_in_any_door(encounters, tmp_path):
     assert "IMP" not in path.read_text() and "Oncology" not in path.read_text()
     cell = lookup(ws, "by_class_sql", "p", department="Cardiology", **{"class": "IMP"})
     assert cell.suppressed and cell.value is None
+
+
+def test_privacy_audit_lists_sql_cells_with_the_cells_they_left_out(encounters, cli):
+    """A workspace whose only table of cells is sql cells: the audit says it covered it and how
+    many cells its build left out (Oncology, 3 people, and Neurology, its complement), not
+    "no published aggregates"."""
+    add_spec(encounters, AMBULATORY)
+    build(encounters, "ambulatory")
+    report = json.loads(cli("privacy", "audit", "--json").output)
+    assert report["ok"] and report["refusals"] == []
+    assert report["groups"] == [{"kind": "sql cells", "input": {"enc": ENCOUNTERS}, "derivatives": ["ambulatory"],
+                                 "relations": [], "partitions": [], "hidden_cells": 2, "atoms": 0, "findings": 0}]
+    text = cli("privacy", "audit").output
+    assert "sql cells ambulatory: 2 cell(s) left out with their keys" in text
+    assert "no published" not in text
