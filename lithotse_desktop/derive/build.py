@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,9 @@ class _Work:
     """A ``sql`` derivative declaring its ``count_column``: its rows are cells, suppressed alone."""
     counting: Counting | None = None
     """What the declared counts of sql cells count (see :func:`.kinds.sql.check_counts`)."""
+    counted_run: RecordCheck | None = None
+    """The count on the data that found a sql's rows one per record: its marked query is what the
+    build runs, so the rows published are the rows counted (see :attr:`.kinds.sql.RecordCheck.run`)."""
     left_out: int = 0
     """How many cells of sql cells suppression left out of the table (recorded for the audit)."""
     tags: dict[str, Any] = field(default_factory=dict)
@@ -512,8 +515,12 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=periods, person_key=_counted_by(work, group), dialect=session.dialect)
+            if work.counted_run is not None:
+                query = replace(query, sql=work.counted_run.query(session.dialect))
             result = added if added is not None else session.run(query.sql, query.params, f"derivative {name}",
                                                                   progress)
+            if work.counted_run is not None:
+                result = work.counted_run.strip(result)
             if session.dialect.name != "duckdb" and query.cells:
                 result = _as_duckdb_types(ws, work, schemas, result)
             work.cells = query.cells
@@ -550,6 +557,7 @@ def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -
     except (duckdb.Error, LithotseError) as exc:  # the query's own run says what is wrong with it
         return [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
     if check.holds_each_once(counts):
+        work.counted_run = check
         return varying_reasons(work.spec["sql"])
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 
@@ -586,6 +594,7 @@ def _check_lookups(session: Any, work: _Work) -> None:
         raise SpecError("sql", f"derivative {name!r}: {_counted_records(check, counts)}, so a record is counted "
                                "more than once, and two cells' difference can be a hidden count; "
                                f"rule: {ONE_CELL_RULE}")
+    work.counted_run = check
 
 
 def _adds_up(work: _Work, group: list[_Work]) -> bool:
@@ -765,7 +774,7 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
                                periods=None, person_key=None)
             if query.cells or query.finish is not unchanged:
                 raise LithotseError(f"derivative {name}: a {spec['kind']} query cannot be written row by row")
-            rows_sql = (query.sql, query.params)
+            rows_sql = (query.sql, query.params) if work.counted_run is None else (work.counted_run.query(), [])
         keys = patient_key_columns(spec)
 
         def transform(table: pa.Table) -> pa.Table:

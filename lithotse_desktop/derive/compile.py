@@ -32,6 +32,9 @@ ZERO_ONE = "__zero_one_"
 where every value the measure read is 0 or 1, 1 where one is not (see :mod:`.measures`)."""
 
 
+COUNT_STAR = "count_star()"
+
+
 class Dialect:
     """SQL spelling that differs between engines."""
 
@@ -311,8 +314,9 @@ class SparkDialect(Dialect):
         return f"xxhash64(struct({self.quote(alias)}.*))"
 
     def from_duckdb(self, sql: str) -> str:
-        """DuckDB's double-quoted names in backticks (Spark reads double quotes as text), and its
-        text's doubled quotes escaped with a backslash (Spark joins 'it''s' into 'its')."""
+        """DuckDB's double-quoted names in backticks (Spark reads double quotes as text), its
+        text's doubled quotes escaped with a backslash (Spark joins 'it''s' into 'its'), and its
+        ``count_star()`` (how it writes ``count(*)`` back) as ``count(*)``."""
         out, i = [], 0
         while i < len(sql):
             char = sql[i]
@@ -325,6 +329,9 @@ class SparkDialect(Dialect):
                 out.append(self.quote(text) if char == '"' else
                            "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'")
                 i = end + 1
+            elif sql.startswith(COUNT_STAR, i) and not (i and (sql[i - 1].isalnum() or sql[i - 1] in "_$")):
+                out.append("count(*)")
+                i += len(COUNT_STAR)
             else:
                 out.append(char)
                 i += 1

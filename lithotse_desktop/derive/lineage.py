@@ -273,15 +273,16 @@ class _Lineage:
         lateral = _Scope(left, scope, {}, scope.lambdas)
         right = self.from_item(item["right"], lateral)
         kind = str(item.get("join_type", "INNER")).upper()
-        if kind in ("LEFT", "OUTER", "FULL"):  # the optional side: its columns may be null where the input's are not
-            right = _optional(right)
-        if kind in ("RIGHT", "OUTER", "FULL"):
-            left = _optional(left)
         if item.get("ref_type") == "NATURAL":
             names = {c.name for r in left for c in r.columns} & {c.name for r in right for c in r.columns}
         else:
             names = {n.lower() for n in item.get("using_columns") or []}
+        # the condition compares pairs of rows as the inputs hold them: null-extending comes after
         self.joined(item, left + right, names, scope)
+        if kind in ("LEFT", "OUTER", "FULL"):  # the optional side: its columns may be null where the input's are not
+            right = _optional(right)
+        if kind in ("RIGHT", "OUTER", "FULL"):
+            left = _optional(left)
         if not names:
             return left + right
         merged = {name: frozenset().union(*(c.reads for r in left + right for c in r.columns if c.name == name))

@@ -920,6 +920,22 @@ class RecordCheck:
 
     sql: str
     inputs: tuple[str, ...]
+    run: str
+    """The query itself, its reads marked as the check marked them (in the engine's dialect):
+    what is published is computed by this, so a query that looks at its rows' shape (the table
+    as a value, ``COLUMNS(*)`` in a condition) sees in its published run what it saw checked."""
+    marks: tuple[str, ...]
+    """Columns :attr:`run` gives beyond the query's own (the marks of its rows), to drop."""
+
+    def query(self, dialect: Dialect = DUCKDB) -> str:
+        """:attr:`run` as the build runs it: on DuckDB without the marks; elsewhere with them,
+        for :meth:`strip` to drop from the result."""
+        if self.marks and dialect is DUCKDB:
+            return f"SELECT * EXCLUDE ({', '.join(map(DUCKDB.quote, self.marks))}) FROM ({self.run}) AS __q"
+        return f"SELECT * FROM ({self.run}) AS __q"
+
+    def strip(self, table: pa.Table) -> pa.Table:
+        return table.drop_columns([m for m in self.marks if m in table.column_names])
 
     def holds_each_once(self, counts: tuple) -> bool:
         rows = int(counts[0])
@@ -1000,19 +1016,21 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         return passing
 
     done: dict[str, list[tuple[str, str]]] = {}
+    marks: tuple[str, ...] = ()
     if cells or _grouped(node):
         read_here = read(node.get("from_table") or {}, _scope(node, {}), done)
         found = [(name, f"{fresh}{next(numbers)}") for name, _, _ in read_here]
         keys = [{**item, "alias": f"{fresh}key{i}"} for i, item in enumerate(node["select_list"])
                 if not _groups_rows(item) and item.get("class") != "WINDOW"]
-        marks = [{**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed}
-                 for (_, leaf, column), (_, renamed) in zip(read_here, found, strict=True)]
-        checked = {**node, "select_list": [*keys, *marks]
+        marked = [{**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed}
+                  for (_, leaf, column), (_, renamed) in zip(read_here, found, strict=True)]
+        checked = {**node, "select_list": [*keys, *marked]
                    or [_column_ref("1")], "group_expressions": [], "group_sets": [],
                    "aggregate_handling": "STANDARD_HANDLING", "having": None, "qualify": None, "modifiers": []}
     else:
         found = passed(node, {}, done)
         checked = node
+        marks = tuple(column for _, column in found)
     by_input: dict[str, list[str]] = {}
     for name, column in found:
         by_input.setdefault(name, []).append(column)
@@ -1035,12 +1053,16 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
                 f"AS o JOIN {held} AS i ON o.mark = i.mark WHERE o.times > i.times)")
         counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)", over]
     named = ", ".join(f"{count} AS {fresh}count{i}" for i, count in enumerate(counts))
-    text = f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"
-    text = dialect.from_duckdb(text)
-    if dialect is not DUCKDB:  # DuckDB's hash of a row, quoted or not, in the dialect's spelling
-        for written in (f"hash({whole})", f"hash({dialect.quote(whole)})"):
-            text = text.replace(written, dialect.row_identity(whole))
-    return RecordCheck(text, tuple(by_input))
+
+    def spelled(text: str) -> str:
+        text = dialect.from_duckdb(text)
+        if dialect is not DUCKDB:  # DuckDB's hash of a row, quoted or not, in the dialect's spelling
+            for written in (f"hash({whole})", f"hash({dialect.quote(whole)})"):
+                text = text.replace(written, dialect.row_identity(whole))
+        return text
+
+    return RecordCheck(spelled(f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"), tuple(by_input),
+                       spelled(_sql_of(node)), marks)
 
 
 def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
