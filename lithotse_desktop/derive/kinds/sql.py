@@ -987,6 +987,8 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
             alias = str(table.get("alias") or "").lower()
             return [(name, alias, column) for name, column in passed(table["subquery"]["node"], ctes, done)]
         if kind == "JOIN":
+            if str(table.get("join_type", "")).upper() in ("SEMI", "ANTI"):  # gives the left side's rows alone
+                return read(table["left"], ctes, done)
             return read(table["left"], ctes, done) + read(table["right"], ctes, done)
         return []
 
@@ -1000,16 +1002,13 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         if query.get("type") != "SELECT_NODE":
             return []
         found = read(query.get("from_table") or {}, _scope(query, ctes), done)
+        _out_of_stars(query, found)
         if _grouped(query):
             return []
-        # each mark leaves a star (SELECT * would put it mid-row) and comes last under a fresh name:
-        # the branches of a union then line their marks up, and a table read twice keeps two
-        stars = [item for item in query["select_list"] if item.get("class") == "STAR" and not item.get("columns")]
+        # each mark comes last under a fresh name: the branches of a union then line their marks
+        # up, and a table read twice keeps two
         passing = []
         for name, leaf, column in found:
-            for star in stars:
-                if star.get("relation_name", "").lower() in ("", leaf):
-                    star["exclude_list"] = [*star.get("exclude_list", []), column]
             renamed = f"{fresh}{next(numbers)}"
             query["select_list"].append({**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed})
             passing.append((name, renamed))
@@ -1019,6 +1018,7 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
     marks: tuple[str, ...] = ()
     if cells or _grouped(node):
         read_here = read(node.get("from_table") or {}, _scope(node, {}), done)
+        _out_of_stars(node, read_here)
         found = [(name, f"{fresh}{next(numbers)}") for name, _, _ in read_here]
         keys = [{**item, "alias": f"{fresh}key{i}"} for i, item in enumerate(node["select_list"])
                 if not _groups_rows(item) and item.get("class") != "WINDOW"]
@@ -1036,6 +1036,9 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         by_input.setdefault(name, []).append(column)
     rows, q = f"{fresh}rows", DUCKDB.quote
     ctes = [f"{rows} AS ({_sql_of(checked)})"]
+    sets = len(node.get("group_sets") or []) if checked is not node else 1
+    if sets > 1:  # GROUPING SETS, ROLLUP, CUBE: each record is in a group of every set
+        ctes = [f"{rows} AS (SELECT c.* FROM ({_sql_of(checked)}) AS c CROSS JOIN range({sets}) AS r)"]
     counts = ["count(*)"]
     for i, (name, columns) in enumerate(by_input.items()):
         mark = f"coalesce({', '.join(columns)})" if len(columns) > 1 else columns[0]
@@ -1063,6 +1066,25 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
 
     return RecordCheck(spelled(f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"), tuple(by_input),
                        spelled(_sql_of(node)), marks)
+
+
+def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
+    """Take the marks of what a SELECT reads out of its stars (``*``, ``e.*``, ``COLUMNS(*)``, in
+    any clause): they would put a mark mid-row, in a DISTINCT or GROUP BY ALL (one group per
+    record), or in what the query itself publishes."""
+    def walk(expr: Any) -> None:
+        if isinstance(expr, list):
+            for item in expr:
+                walk(item)
+        elif isinstance(expr, dict):
+            if expr.get("class") == "STAR" and expr.get("expr") is None:
+                relation = str(expr.get("relation_name") or "").lower()
+                expr["exclude_list"] = [*(expr.get("exclude_list") or []),
+                                        *(column for _, leaf, column in found if relation in ("", leaf))]
+            for key, value in expr.items():
+                if key not in ("subquery", "from_table", "cte_map"):
+                    walk(value)
+    walk({key: value for key, value in query.items() if key not in ("from_table", "cte_map")})
 
 
 def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
