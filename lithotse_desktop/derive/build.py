@@ -67,6 +67,7 @@ from .disclosure import (
     describe,
     output_roles,
     picks,
+    several_entries,
     suppress_cells,
 )
 from .engines import EngineSession, engine_name, open_engine
@@ -562,6 +563,26 @@ def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 
 
+def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordCheck, marks: pa.Table) -> None:
+    """Count the rows a row-level sql wrote, from their marks, against its inputs' records (as
+    :func:`_several` counts a run of the query made for it), and record the result in the
+    version's ``privacy.several``: the rows counted are the rows published, whatever in the query
+    could make two runs differ."""
+    con.register(check.rows, marks)
+    try:
+        counts = con.execute(check.counted_over).fetchall()[0]
+    finally:
+        con.unregister(check.rows)
+    if check.holds_each_once(counts):
+        work.several = varying_reasons(work.spec["sql"])
+    else:
+        work.several = [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
+    several = several_entries(work.spec, work.upstream, work.several)
+    work.staged_privacy = {**work.staged_privacy, "several": several}
+    if work.picks is not None:
+        work.picks["several"] = several
+
+
 def _counted_records(check: RecordCheck, counts: tuple) -> str:
     rows = int(counts[0])
     over = [f"{times:,} of {name}'s records" for name, times in check.records(counts) if times]
@@ -766,24 +787,36 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
         if spec["kind"] == "sql":
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
+        one_run = None
         if spec["kind"] == "sql":
-            work.several = _several(work, lambda sql: con.execute(sql).fetchall()[0], DUCKDB)
+            one_run = record_check(spec["sql"], set(inputs))
+            if one_run is not None and one_run.marks:
+                work.several = []  # counted on the rows written, below
+            else:
+                one_run = None
+                work.several = _several(work, lambda sql: con.execute(sql).fetchall()[0], DUCKDB)
         progress.update(f"computing {name}")
         if rows_sql is None:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=None, person_key=None)
             if query.cells or query.finish is not unchanged:
                 raise LithotseError(f"derivative {name}: a {spec['kind']} query cannot be written row by row")
-            rows_sql = (query.sql, query.params) if work.counted_run is None else (work.counted_run.query(), [])
+            rows_sql = (query.sql, query.params) if one_run is None else (f"SELECT * FROM ({one_run.run}) AS __q", [])
         keys = patient_key_columns(spec)
+        marks: list[pa.Table] = []
 
         def transform(table: pa.Table) -> pa.Table:
+            if one_run is not None:  # each row's marks kept aside, to count the rows written
+                marks.append(table.select(list(one_run.marks)))
+                table = one_run.strip(table)
             table, work.staged_privacy = _disclose(ws, work, pseudonymize(ws, table, keys) if keys else table, keys)
             return table
 
         try:
             work.staged = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1], f"derivative {name}", transform,
                                                view)
+            if one_run is not None:
+                _count_written(con, work, one_run, pa.concat_tables(marks))
             checks.finish()
         except BaseException:
             if work.staged is not None:

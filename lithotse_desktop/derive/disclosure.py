@@ -320,10 +320,16 @@ def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]
     apart = [{"derivative": name, "join": join} for join in
              (people_apart(str(spec.get("sql", "")), inputs) if spec.get("kind") == "sql" else [])]
     apart += [entry for privacy in upstream.values() for entry in privacy.get("apart", [])]
+    return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart,
+            "several": several_entries(spec, upstream, several_found)}
+
+
+def several_entries(spec: dict, upstream: dict[str, dict], several_found: list[str] | None = None) -> list[dict]:
+    """A version's ``privacy.several`` (see :func:`picks`): its own reasons, then its inputs'."""
+    name = str(spec.get("name"))
     several = [{"derivative": name, "why": why} for why in
                (view_several(spec.get("view", {})) if spec.get("kind") == "view" else list(several_found or []))]
-    several += [entry for privacy in upstream.values() for entry in privacy.get("several", [])]
-    return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart, "several": several}
+    return several + [entry for privacy in upstream.values() for entry in privacy.get("several", [])]
 
 
 def view_several(view: dict) -> list[str]:

@@ -446,12 +446,16 @@ def _equal_pairs(condition: dict) -> list[tuple[list[str], list[str], bool]]:
 
 ROW_MAKING = ("unnest", "unlist", "generate_subscripts")
 """Functions that make several rows of one wherever they are called (a SELECT list too)."""
-VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setseed",
-            "current_query", "current_setting", "now", "get_current_timestamp", "get_current_time",
-            "transaction_timestamp", "epoch_ms", "current_localtimestamp", "current_localtime")
-"""Functions whose value changes from one run of a query to the next (or with the query's text): a
-condition calling one may keep other rows when checked than when published."""
-CLOCKS = ("current_timestamp", "current_time", "localtimestamp", "localtime")
+VOLATILE = ("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "nextval", "currval", "setval", "setseed",
+            "current_query", "current_query_id", "current_transaction_id", "txid_current", "current_connection_id",
+            "current_setting", "getvariable", "now", "today", "get_current_timestamp", "get_current_time",
+            "transaction_timestamp", "epoch_ms", "current_localtimestamp", "current_localtime", "vector_type",
+            "stats", "sleep_ms", "write_log")
+"""Functions whose value changes from one run of a query to the next (or with the query's text or
+plan): a condition calling one may keep other rows when checked than when published. Every
+function DuckDB itself calls volatile is here (a test holds the list to it), and those it calls
+consistent within a query that count queries or transactions."""
+CLOCKS = ("current_timestamp", "current_time", "current_date", "localtimestamp", "localtime")
 """Clock values DuckDB's parser reads as names."""
 
 
@@ -470,8 +474,18 @@ def _varying_reasons(node: Any) -> list[str]:
 def varying(node: Any) -> list[str]:
     """The functions and clocks in a query whose values change from one run to the next."""
     found = [f"{name}()" for name in VOLATILE if _calls(node, name)]
+    found += ["USING SAMPLE"] if _samples(node) else []
     return found + [name.upper() for name in CLOCKS
                     if any(ref["column_names"] == [name] for ref in _column_refs(node))]
+
+
+def _samples(node: Any) -> bool:
+    """Whether a query samples its rows (``USING SAMPLE``, ``TABLESAMPLE``): other rows each run."""
+    if isinstance(node, list):
+        return any(_samples(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    return node.get("sample") is not None or any(_samples(value) for value in node.values())
 
 
 def _and_parts(condition: dict) -> list[dict]:
@@ -926,6 +940,12 @@ class RecordCheck:
     as a value, ``COLUMNS(*)`` in a condition) sees in its published run what it saw checked."""
     marks: tuple[str, ...]
     """Columns :attr:`run` gives beyond the query's own (the marks of its rows), to drop."""
+    rows: str = ""
+    """The name :attr:`counted_over` reads the rows by (see there)."""
+    counted_over: str = ""
+    """:attr:`sql` over rows already made: a relation named :attr:`rows` holding the :attr:`marks`
+    of every row :attr:`run` gave (DuckDB), so a build counts the very rows it wrote, in one run
+    of the query (none from a run that could differ from it)."""
 
     def query(self, dialect: Dialect = DUCKDB) -> str:
         """:attr:`run` as the build runs it: on DuckDB without the marks; elsewhere with them,
@@ -1064,8 +1084,9 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
                 text = text.replace(written, dialect.row_identity(whole))
         return text
 
+    held_ctes = f"WITH {', '.join(ctes[1:])} " if len(ctes) > 1 else ""
     return RecordCheck(spelled(f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"), tuple(by_input),
-                       spelled(_sql_of(node)), marks)
+                       spelled(_sql_of(node)), marks, rows, f"{held_ctes}SELECT {named} FROM {rows}")
 
 
 def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
