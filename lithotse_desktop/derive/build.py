@@ -571,12 +571,13 @@ def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordChe
     con.register(check.rows, marks)
     try:
         counts = con.execute(check.counted_over).fetchall()[0]
+    except duckdb.Error as exc:
+        work.several = [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
+    else:
+        work.several = (varying_reasons(work.spec["sql"]) if check.holds_each_once(counts) else
+                        [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)])
     finally:
         con.unregister(check.rows)
-    if check.holds_each_once(counts):
-        work.several = varying_reasons(work.spec["sql"])
-    else:
-        work.several = [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
     several = several_entries(work.spec, work.upstream, work.several)
     work.staged_privacy = {**work.staged_privacy, "several": several}
     if work.picks is not None:
