@@ -517,7 +517,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=periods, person_key=_counted_by(work, group), dialect=session.dialect)
             if work.counted_run is not None:
-                query = replace(query, sql=work.counted_run.query(session.dialect))
+                query = replace(query, sql=work.counted_run.query())
             result = added if added is not None else session.run(query.sql, query.params, f"derivative {name}",
                                                                   progress)
             if work.counted_run is not None:
@@ -797,19 +797,21 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
                 one_run = None
                 work.several = _several(work, lambda sql: con.execute(sql).fetchall()[0], DUCKDB)
         progress.update(f"computing {name}")
+        counted = one_run or work.counted_run  # a grouped sql is counted by a run of its own
         if rows_sql is None:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=None, person_key=None)
             if query.cells or query.finish is not unchanged:
                 raise LithotseError(f"derivative {name}: a {spec['kind']} query cannot be written row by row")
-            rows_sql = (query.sql, query.params) if one_run is None else (f"SELECT * FROM ({one_run.run}) AS __q", [])
+            rows_sql = (query.sql, query.params) if counted is None else (counted.query(), [])
         keys = patient_key_columns(spec)
         marks: list[pa.Table] = []
 
         def transform(table: pa.Table) -> pa.Table:
             if one_run is not None:  # each row's marks kept aside, to count the rows written
                 marks.append(table.select(list(one_run.marks)))
-                table = one_run.strip(table)
+            if counted is not None:
+                table = counted.strip(table)
             table, work.staged_privacy = _disclose(ws, work, pseudonymize(ws, table, keys) if keys else table, keys)
             return table
 

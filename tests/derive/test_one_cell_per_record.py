@@ -426,12 +426,14 @@ def test_a_table_joined_to_itself_on_its_record_key_still_feeds_cells(records_on
     assert shown and shown == {key: in_file[key] for key in shown}  # Cardiology's 1 inpatient hides some
 
 
+@pytest.mark.parametrize("distinct", ["", "DISTINCT "])
 @pytest.mark.parametrize("looks", ["len(struct_keys(e)) = {k}", "len(to_json(e)) > {k} * 20"])
-def test_a_query_looking_at_its_rows_shape_publishes_the_rows_it_was_counted_with(records_only, looks):
+def test_a_query_looking_at_its_rows_shape_publishes_the_rows_it_was_counted_with(records_only, looks, distinct):
     """The seventeenth review: the count marks every read row with a column, so a condition on the
     row's shape (``len(struct_keys(e)) = 3``) held in the published run and not in the counted
     one: the check saw each record once, the published rows held the ambulatory ones twice, and an
-    aggregate showed Cardiology all 21 and amb 20. What is published is now computed by the
+    aggregate showed Cardiology all 21 and amb 20 (the twentieth: so did a DISTINCT query, whose
+    published run was still the unmarked query). What is published is now computed by the
     counted query itself: whatever the shape test says, either the rows are found several, or every
     record is in one cell of the aggregate over them."""
     ws = records_only
@@ -441,8 +443,9 @@ def test_a_query_looking_at_its_rows_shape_publishes_the_rows_it_was_counted_wit
         if "agg" in Catalog(ws).names():
             Catalog(ws).remove("agg")
         add_spec(ws, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC},
-                      "sql": "SELECT e.admit_date, e.department, t.s FROM enc AS e JOIN (VALUES ('all'), ('amb')) "
-                             f"AS t(s) ON t.s = 'all' OR (e.class = 'AMB' AND {looks.format(k=k)})"}, replace=True)
+                      "sql": f"SELECT {distinct}e.encounter_id, e.admit_date, e.department, t.s FROM enc AS e JOIN "
+                             f"(VALUES ('all'), ('amb')) AS t(s) ON t.s = 'all' OR (e.class = 'AMB' AND "
+                             f"{looks.format(k=k)})"}, replace=True)
         build(ws, "rows")
         several = Catalog(ws).current("rows").privacy["several"]
         found_several.append(bool(several))
@@ -549,3 +552,17 @@ def test_every_function_duckdb_calls_volatile_counts_as_varying():
                                                 "WHERE stability = 'VOLATILE'").fetchall()}
     assert volatile - {"error"} <= set(sql_kind.VOLATILE)
     assert {"txid_current", "current_query_id", "current_transaction_id"} <= set(sql_kind.VOLATILE)
+
+
+def test_columns_by_place_are_refused_and_patterns_never_give_a_mark(records_only):
+    """The twentieth review: ``#6`` named a joined table's column in the published run and the
+    first read's mark in the counted one (marks move the places of the columns after them), and
+    ``COLUMNS('.*')`` published the mark, a hash of the whole input row."""
+    ws = records_only
+    with pytest.raises(SpecError, match=r"refers to a column by its place \(#2\); rule: a sql query names"):
+        add_spec(ws, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC}, "sql": "SELECT DISTINCT #2 FROM enc"})
+    add_spec(ws, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC}, "sql": "SELECT COLUMNS('.*') FROM enc"})
+    build(ws, "rows")
+    table = Catalog(ws).read(Catalog(ws).current("rows"))
+    assert not [c for c in table.column_names if c.startswith(sql_kind.RECORD)]
+    assert table.num_rows == 106 and Catalog(ws).current("rows").privacy["several"] == []

@@ -47,6 +47,8 @@ def check_reads(spec: dict) -> None:
     tree = parse_tree(spec["sql"]) if spec.get("engine", "duckdb") == "duckdb" else None
     if tree is None:
         return
+    if _positional(tree):
+        raise SpecError("sql", f"refers to a column by its place (#{_positional(tree)}); rule: {PLACES_RULE}")
     aliases = {str(a).lower() for a in spec.get("inputs", {})}
     ctes = {str(entry.get("key", "")).lower() for entry in _all(tree, "cte")}
     for item in _all(tree, "from"):
@@ -61,6 +63,22 @@ def check_reads(spec: dict) -> None:
         name = str((item.get("function") or {}).get("function_name", "")).lower()
         if name not in SAFE_TABLE_FUNCTIONS:
             raise SpecError("sql", f"calls the table function {name}(); rule: {READS_RULE}")
+
+
+PLACES_RULE = ("a sql query names the columns it reads (e.department), not their places (#3): the build reads "
+               "each input with a column of its own beside the input's, which moves the places of the columns "
+               "after it")
+
+
+def _positional(node: Any) -> int | None:
+    """The first ``#n`` (a column of what a query reads, by place) in a syntax tree, if any."""
+    if isinstance(node, list):
+        return next((found for item in node if (found := _positional(item)) is not None), None)
+    if not isinstance(node, dict):
+        return None
+    if node.get("class") == "POSITIONAL_REFERENCE":
+        return int(node.get("index", 0))
+    return next((found for value in node.values() if (found := _positional(value)) is not None), None)
 
 
 ROW_BY_ROW_RULE = ("a de-identified sql query computes each row from one input row: no join, group, distinct, "
@@ -942,20 +960,22 @@ class RecordCheck:
     """Columns :attr:`run` gives beyond the query's own (the marks of its rows), to drop."""
     rows: str = ""
     """The name :attr:`counted_over` reads the rows by (see there)."""
+    prefix: str = ""
+    """How the names of the check's own columns begin (drawn for each check)."""
     counted_over: str = ""
     """:attr:`sql` over rows already made: a relation named :attr:`rows` holding the :attr:`marks`
     of every row :attr:`run` gave (DuckDB), so a build counts the very rows it wrote, in one run
     of the query (none from a run that could differ from it)."""
 
-    def query(self, dialect: Dialect = DUCKDB) -> str:
-        """:attr:`run` as the build runs it: on DuckDB without the marks; elsewhere with them,
-        for :meth:`strip` to drop from the result."""
-        if self.marks and dialect is DUCKDB:
-            return f"SELECT * EXCLUDE ({', '.join(map(DUCKDB.quote, self.marks))}) FROM ({self.run}) AS __q"
+    def query(self) -> str:
+        """:attr:`run` as the build runs it: its result goes through :meth:`strip`."""
         return f"SELECT * FROM ({self.run}) AS __q"
 
     def strip(self, table: pa.Table) -> pa.Table:
-        return table.drop_columns([m for m in self.marks if m in table.column_names])
+        """``table`` without the marks, and without any column the query took from the marked
+        reads by a pattern (``COLUMNS('.*')``: a mark is a hash of a whole input row)."""
+        return table.drop_columns([c for c in table.column_names if c in self.marks or
+                                   (self.prefix and c.startswith(self.prefix))])
 
     def holds_each_once(self, counts: tuple) -> bool:
         rows = int(counts[0])
@@ -1086,7 +1106,8 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
 
     held_ctes = f"WITH {', '.join(ctes[1:])} " if len(ctes) > 1 else ""
     return RecordCheck(spelled(f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"), tuple(by_input),
-                       spelled(_sql_of(node)), marks, rows, f"{held_ctes}SELECT {named} FROM {rows}")
+                       spelled(_sql_of(node)), marks, rows=rows,
+                       counted_over=f"{held_ctes}SELECT {named} FROM {rows}", prefix=fresh)
 
 
 def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
