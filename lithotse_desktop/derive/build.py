@@ -483,7 +483,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             schemas.update(shared.joined)
         elif work.counts_atoms or (differs and _joins_apart(work, group)):
             schemas.update(_load_joined_by_others(session, ws, catalog, work, group, progress, checks))
-        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias], work.resolved.get(alias))
+                      for alias, item in inputs.items()}
         work.upstream = {alias: input_picks(catalog, item) for alias, item in inputs.items()}
         work.sql_cells = spec["kind"] == "sql" and bool(spec.get("count_column"))
         if spec["kind"] == "aggregate" or work.sql_cells:
@@ -783,7 +784,8 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             else:
                 schemas[alias] = load_stream(con, ws, alias, work.resolved[alias], progress, checks,
                                              rescanned=spec["kind"] == "sql")
-        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias]) for alias, item in inputs.items()}
+        work.roles = {alias: input_roles(catalog, spec, item, schemas[alias], work.resolved.get(alias))
+                      for alias, item in inputs.items()}
         work.upstream = {alias: input_picks(catalog, item) for alias, item in inputs.items()}
         if spec["kind"] == "sql":
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked

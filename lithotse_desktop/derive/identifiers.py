@@ -11,8 +11,9 @@ a ``sql`` cells query sees it. Columns get their role
 * from the fixed columns of a FHIR stream (``resource``, ``id``, the date columns);
 * from the spec's ``columns`` map (``{"zip": "zip", "dob": "birth_date", "mrn": "mrn"}``), which
   always wins;
-* from a column's name, for CSV, spreadsheet and HL7 streams (:data:`NAME_ROLES`: exact names
-  such as ``dob`` or ``phone`` only, so ``department_name`` is not taken for a name).
+* from a column's name, for CSV, spreadsheet and HL7 streams (:data:`NAME_ROLES`: whole names
+  such as ``dob`` or ``phone``, also after words saying whose value it is, :data:`OWNERS`, as in
+  ``patient_last_name``; so ``department_name`` is not taken for a name).
 
 ``None`` is "unclassified": the de-identification profiles refuse such a column until the spec
 says what it is.
@@ -140,7 +141,8 @@ def _names(role_name: str, *names: str) -> dict[str, str]:
 
 NAME_ROLES: dict[str, str] = {
     **_names("name", "name", "fullname", "firstname", "lastname", "givenname", "familyname", "surname",
-             "middlename", "patientname", "given", "family", "forename", "maidenname", "mothersmaidenname"),
+             "middlename", "patientname", "given", "family", "forename", "maidenname", "mothersmaidenname",
+             "fname", "lname", "firstnm", "lastnm", "nickname", "initials"),
     **_names("address", "address", "addressline", "address1", "address2", "street", "streetaddress", "addr",
              "homeaddress"),
     **_names("city", "city", "town"),
@@ -148,14 +150,16 @@ NAME_ROLES: dict[str, str] = {
     **_names("zip", "zip", "zipcode", "postalcode", "postcode", "zip5"),
     **_names("state", "state"),
     **_names("geo", "lat", "lon", "lng", "latitude", "longitude", "geocode", "precinct", "censustract"),
-    **_names("birth_date", "birthdate", "dob", "dateofbirth", "birthday"),
+    **_names("birth_date", "birthdate", "dob", "dateofbirth", "birthday", "birthdt", "birthdttm", "birthdatetime",
+             "dobdt"),
     **_names("date", "deathdate", "dod", "dateofdeath", "deceaseddate"),
     **_names("age", "age"),
     **_names("phone", "phone", "telephone", "phonenumber", "mobile", "homephone", "workphone", "cellphone"),
     **_names("fax", "fax", "faxnumber"),
     **_names("email", "email", "emailaddress"),
     **_names("ssn", "ssn", "socialsecuritynumber"),
-    **_names("mrn", "mrn", "medicalrecordnumber"),
+    **_names("mrn", "mrn", "medicalrecordnumber", "medicalrecordno", "mrno", "mrnumber", "chartno", "chartnumber",
+             "chartnum", "chartid"),
     **_names("health_plan", "memberid", "insuranceid", "healthplanid", "beneficiaryid", "subscriberid",
              "policynumber"),
     **_names("account", "account", "accountnumber", "visitnumber"),
@@ -169,12 +173,36 @@ NAME_ROLES: dict[str, str] = {
 """Column names (lower case, letters and digits only) that say what a CSV column holds."""
 
 
+OWNERS = ("patient", "pt", "person", "member", "subject", "client", "guarantor", "insured", "subscriber",
+          "policyholder", "mother", "mothers", "father", "fathers", "parent", "guardian", "spouse", "nextofkin", "kin",
+          "emergencycontact", "emergency", "contact", "home", "primary", "current", "mailing", "billing", "legal")
+"""Words naming whose value a column holds, before what it holds (``patient_last_name``,
+``guarantor_phone``): taken off the front of a name that is not known as it stands."""
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
 def role_by_name(column: str) -> str | None:
-    return NAME_ROLES.get(_normal(column))
+    """A CSV, spreadsheet or HL7 column's role from its name: the name as it stands, else without
+    the words before it that say whose value it is (:data:`OWNERS`) and without a number after it
+    (``zip_code5``, ``phone_2``); ``department_name`` is no one's name."""
+    words = _words(column)
+    while True:
+        joined = "".join(words) if words else _normal(column)
+        for candidate in (joined, joined.rstrip("0123456789")):
+            if candidate in NAME_ROLES:
+                return NAME_ROLES[candidate]
+        owner = next((n for n in range(len(words) - 1, 0, -1) if "".join(words[:n]) in OWNERS), None)
+        if owner is None:
+            return None
+        words = words[owner:]
 
 
 def stream_roles(schema: pa.Schema, stream: str) -> dict[str, str | None]:
@@ -256,6 +284,16 @@ _SAME_ROLE = {"first", "last", "single", "distinct", "where", "join", "upper", "
               "substring", "toString", "toInteger", "toDecimal", "lowBoundary", "highBoundary"}
 _VALUE_FUNCTIONS = {"exists", "empty", "all", "not", "count", "length", "startsWith", "endsWith", "contains",
                     "matches"}
+_PRESENCE_FUNCTIONS = {"exists", "empty", "count", "hasValue"}
+"""Functions telling only whether (or how many) values are there: a phone's presence names no one."""
+
+
+def _told(*found: _Typed) -> str:
+    """The role of a value computed from ``found`` (a comparison, a length, a test): what it is
+    computed from where that is one of the eighteen kinds of identifier (a test of a birth date
+    against a day, a family name against a name, tells them), else a value."""
+    read = strongest(*(_settled(f) for f in found))
+    return read if read is not None and ROLES[read].items else "value"
 
 
 @dataclass(frozen=True)
@@ -387,10 +425,10 @@ class _Resolver:
         if tag == "call":
             return self.call(node, this)
         _op, operator, left, right = node
+        a, b = self.walk(left, this), self.walk(right, this)
         if operator in ("|", "&", "+"):
-            a, b = self.walk(left, this), self.walk(right, this)
             return _Typed(a.fhir if a.fhir == b.fhir else None, strongest(_settled(a), _settled(b)))
-        return _Typed("boolean", "value")
+        return _Typed("boolean", _told(a, b))
 
     def call(self, node: tuple, this: _Typed) -> _Typed:
         _tag, base_node, name, args = node
@@ -400,7 +438,9 @@ class _Resolver:
                 return _Typed("string", _settled(base), None, base.element, base.resource)
             return base
         if name in _VALUE_FUNCTIONS:
-            return _Typed("boolean", "value")
+            if name in _PRESENCE_FUNCTIONS:
+                return _Typed("boolean", "value")
+            return _Typed("boolean", _told(base, *(self.walk(a, this) for a in args)))
         if name == "ofType" and args and args[0][0] == "member":
             return _of_type(base, args[0][2])
         if name == "getResourceKey":

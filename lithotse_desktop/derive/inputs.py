@@ -33,7 +33,7 @@ from ..workspace import Workspace
 from .catalog import Catalog
 from .compile import DUCKDB, Dialect, Span, dedupe_sql, native_object_sql
 from .disclosure import derivative_roles, with_declared
-from .identifiers import stream_roles
+from .identifiers import identifying, stream_roles
 
 NUMERIC_VERSIONS = "__numeric_versions"
 NATIVE = "DuckDB reads it where it lies"
@@ -501,15 +501,38 @@ def sample_schema(ws: Workspace, catalog: Catalog, item: dict) -> pa.Schema | No
     return None
 
 
-def input_roles(catalog: Catalog, spec: dict, item: dict, schema: pa.Schema) -> dict[str, str | None]:
-    """The role (see :mod:`.identifiers`) of each column of one input, the spec's ``columns`` first."""
+def input_roles(catalog: Catalog, spec: dict, item: dict, schema: pa.Schema,
+                stream: StreamInput | None = None) -> dict[str, str | None]:
+    """The role (see :mod:`.identifiers`) of each column of one input, the spec's ``columns`` first;
+    a ``stream``'s own keys (its declared key and person key) by what they are."""
     if "derivative" in item:
         current = catalog.current(item["derivative"])
         found = derivative_roles(current.privacy if current else None, catalog.find_spec(item["derivative"]),
                                  schema)
     else:
         found = stream_roles(schema, item["stream"])
+        for column, role in key_roles(stream).items() if stream is not None else ():
+            if column in found and not identifying(found[column]):
+                found[column] = role
     return with_declared(spec, found)
+
+
+def key_roles(stream: StreamInput) -> dict[str, str]:
+    """The roles a stream's keys give their columns: a one-column record key identifies a record
+    (an encounter number names one visit: published as a cell's key, every visit would be listed),
+    the person key a person; a column of a key of several is not known to identify anything."""
+    out = {stream.key[0]: "record_key"} if len(stream.key) == 1 else {}
+    return {**out, **{column: "person_key" for column in stream.person_key or []}}
+
+
+def stream_keys(ws: Workspace, item: dict) -> StreamInput | None:
+    """A stream input with its declared keys read, None where they cannot be (its source gone)."""
+    if "derivative" in item:
+        return None
+    try:
+        return resolve_stream(ws, item["source"], item["stream"])
+    except LithotseError:
+        return None
 
 
 def input_picks(catalog: Catalog, item: dict) -> dict:

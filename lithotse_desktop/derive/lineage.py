@@ -69,6 +69,9 @@ class _Column:
     direct: bool = False
     """Whether the value is an input column's own, unchanged (so its type still says what it is)."""
     in_star: bool = True
+    optional: bool = False
+    """An input column's own on the optional side of an outer join: unchanged where the join
+    matched, null where it did not (so only whether it is null says anything of the row)."""
 
 
 @dataclass
@@ -117,7 +120,8 @@ class _Scope:
 def _optional(relations: list[_Relation]) -> list[_Relation]:
     """The relations of an outer join's optional side: no column is its input's unchanged (a key
     null on every row groups everyone together)."""
-    return [_Relation(r.alias, [replace(c, direct=False) for c in r.columns], r.opaque) for r in relations]
+    return [_Relation(r.alias, [replace(c, direct=False, optional=c.direct or c.optional) for c in r.columns],
+                      r.opaque) for r in relations]
 
 
 def _lower(name: Any) -> str | None:
@@ -161,7 +165,7 @@ class _Lineage:
                 merged[column.name] = column if known is None else \
                     replace(known, reads=known.reads | column.reads, direct=known.direct and column.direct)
             everywhere = set.intersection(*({c.name for c in branch} for branch in branches))
-            return [c if c.name in everywhere else replace(c, direct=False) for c in merged.values()]
+            return [c if c.name in everywhere else replace(c, direct=False, optional=False) for c in merged.values()]
         if len({len(b) for b in branches}) != 1:
             raise Unfollowable("set operation branches of different widths")
         return [replace(first, reads=frozenset().union(*(b[i].reads for b in branches)),
@@ -177,7 +181,8 @@ class _Lineage:
             more = self.node(node["right"], inner, aliases)
             if len(more) != len(columns):
                 raise Unfollowable("a recursive CTE of changing width")
-            grown = [replace(c, reads=c.reads | m.reads, direct=False) for c, m in zip(columns, more, strict=True)]
+            grown = [replace(c, reads=c.reads | m.reads, direct=False, optional=False)
+                     for c, m in zip(columns, more, strict=True)]
             if [c.reads for c in grown] == [c.reads for c in columns]:
                 return grown
             columns = grown
@@ -289,7 +294,7 @@ class _Lineage:
                   for name in names}
 
         def merge(relations: list[_Relation], hide: bool) -> list[_Relation]:
-            return [_Relation(r.alias, [replace(c, reads=merged[c.name], direct=False, in_star=not hide)
+            return [_Relation(r.alias, [replace(c, reads=merged[c.name], direct=False, optional=False, in_star=not hide)
                                         if c.name in merged else c for c in r.columns], r.opaque)
                     for r in relations]
         return merge(left, False) + merge(right, True)
@@ -525,7 +530,8 @@ class _Picking(_Lineage):
         super().__init__(inputs)
         for alias, columns in self.inputs.items():
             changed = {c.lower() for c in computed.get(alias, frozenset())}
-            self.inputs[alias] = [replace(c, direct=c.direct and c.name not in changed) for c in columns]
+            self.inputs[alias] = [replace(c, direct=c.direct and c.name not in changed,
+                                          optional=c.optional and c.name not in changed) for c in columns]
         self.sql = sql
         self.everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
         self.found: dict[str, None] = {}
@@ -648,9 +654,10 @@ class _Picking(_Lineage):
                 self.note(expr, "{} (a test of a group's size or value)")
             return
         kind_type = expr.get("type")
-        if kind_type in _PRESENCE_OPERATORS:
+        if kind_type in _PRESENCE_OPERATORS:  # a key's presence, or whether an outer join matched on it
             child = (expr.get("children") or [None])[0]
-            if isinstance(child, dict) and child.get("class") == "COLUMN_REF" and self.is_key(child, scope, earlier):
+            if isinstance(child, dict) and child.get("class") == "COLUMN_REF" and \
+                    self.direct_column(child, scope, earlier, matched=True):
                 return
         if expr.get("class") == "COMPARISON" and kind_type in _KEY_EQUALITIES and \
                 self.is_key(expr["left"], scope, earlier) and self.is_key(expr["right"], scope, earlier):
@@ -696,19 +703,23 @@ class _Picking(_Lineage):
                 all(isinstance(a, dict) and a.get("class") == "CONSTANT" for a in arguments[1:])
         return False
 
-    def direct_column(self, expr: dict, scope: _Scope, earlier: list[_Column]) -> bool:
-        """Whether a column reference is an input's identifier column, unchanged."""
+    def direct_column(self, expr: dict, scope: _Scope, earlier: list[_Column], matched: bool = False) -> bool:
+        """Whether a column reference is an input's identifier column, unchanged (or, ``matched``,
+        also one on the optional side of an outer join)."""
         parts = [p.lower() for p in expr["column_names"]]
         if parts[0] in scope.lambdas:
             return False
+
+        def unchanged(columns: list[_Column]) -> bool:
+            return bool(columns) and all((c.direct or matched and c.optional) and _all_identifying(c.reads)
+                                         for c in columns)
         here: _Scope | None = scope
         while here is not None:
             found = _candidates(here, parts)
             if found is not None:
-                return bool(found) and all(c.direct and _all_identifying(c.reads) for c in found)
+                return unchanged(found)
             here = here.parent
-        lateral = [c for c in earlier if c.name == parts[0]]
-        return bool(lateral) and all(c.direct and _all_identifying(c.reads) for c in lateral)
+        return unchanged([c for c in earlier if c.name == parts[0]])
 
 
 def _all_identifying(reads: Reads) -> bool:

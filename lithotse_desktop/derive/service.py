@@ -39,7 +39,7 @@ from .disclosure import (
 )
 from .engines import check_engine_name
 from .identifiers import view_column_roles
-from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema
+from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema, stream_keys
 from .kinds import KIND_MODULES
 from .kinds.sql import check_counts, check_row_by_row
 from .spec import SpecError, spec_inputs, validate_spec
@@ -85,7 +85,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     if any(s is None for s in schemas.values()):
         return spec
     known = {alias: schema for alias, schema in schemas.items() if schema is not None}
-    roles = {alias: input_roles(catalog, spec, item, known[alias]) for alias, item in spec_inputs(spec).items()}
+    roles = {alias: input_roles(catalog, spec, item, known[alias], stream_keys(ws, item))
+             for alias, item in spec_inputs(spec).items()}
     upstream = {alias: input_picks(catalog, item) for alias, item in spec_inputs(spec).items()}
     if spec["kind"] == "aggregate" or spec.get("count_column"):
         check_unpicked(spec, upstream)

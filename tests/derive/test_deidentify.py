@@ -288,3 +288,29 @@ def test_declared_pseudonyms_of_identifiers_are_removed_and_person_keys_stay(wor
         (pseudonym(workspace, "pat-1"), pseudonym(workspace, "1950-01-02")),
         (pseudonym(workspace, "pat-2"), pseudonym(workspace, "1980-03-04"))]
     assert "mrn" not in limited[0], "a medical record number is a direct identifier, in any form"
+
+
+def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
+    """The twenty-first review published, under safe-harbor, columns comparing a birth date's
+    month and day with constants (every patient's full birth date, back from 43 booleans) and a
+    family name with a name (true for exactly those patients). A test or a length of an identifier
+    now has the identifier's role: a name's is removed, a birth date's refused (a true/false
+    cannot be cut down to a year); a presence test stays a value."""
+    patients = import_patients(workspace, tmp_path, TEST_DATA / "fhir" / "bulk-ndjson-smart-10-patients" /
+                               "Patient.000.ndjson")
+    month = first(patients, "birthDate")[5:7]
+    family = first(first(patients)["name"], "family")
+    base = {"name": "tests", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+            "deidentify": "safe-harbor"}
+    columns = [{"name": "pid", "path": "getResourceKey()"},
+               {"name": "same_family", "path": f"name.family.first() = '{family}'"},
+               {"name": "family_length", "path": "name.family.first().length()"},
+               {"name": "has_phone", "path": "telecom.where(system = 'phone').exists()"}]
+    add_spec(workspace, {**base, "view": {**VIEW, "select": [{"column": columns}]}})
+    build(workspace, "tests")
+    version, table = read_table(workspace, "tests")
+    assert table.column_names == ["pid", "has_phone"]
+    assert sorted(version.privacy["removed"]) == ["family_length", "same_family"]
+    born = [*columns[:1], {"name": "born_in_month", "path": f"birthDate.toString().substring(5, 2) = '{month}'"}]
+    with pytest.raises(SpecError, match="column 'born_in_month' is a birth date, held as bool.*cannot cut down"):
+        add_spec(workspace, {**base, "name": "born", "view": {**VIEW, "select": [{"column": born}]}})

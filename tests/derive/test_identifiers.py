@@ -137,13 +137,24 @@ def test_benchmark_view_definitions_are_classified_as_their_fhir_types_say():
     assert encounters["type_code"] == "code" and encounters["id"] == "record_key"
 
 
-def test_csv_columns_are_classified_by_exact_name_only():
+def test_csv_columns_are_classified_by_name():
     assert [role_by_name(n) for n in ("DOB", "Birth_Date", "ZIP", "zip_code", "PATIENT", "patient_id", "MRN",
                                       "E-mail", "Phone", "SSN", "Address", "First Name")] == \
         ["birth_date", "birth_date", "zip", "zip", "person_key", "person_key", "mrn", "email", "phone", "ssn",
          "address", "name"]
     assert [role_by_name(n) for n in ("department_name", "DESCRIPTION", "CODE", "grp", "stateful")] == \
         [None, None, None, None, None]
+
+
+def test_csv_columns_named_for_whose_value_they_hold_are_classified_too():
+    """The twenty-first review grouped an aggregate by ``patient_last_name`` and ``chart_no``: not
+    known by their names, they were published as the keys of suppressed cells, every patient's."""
+    assert [role_by_name(n) for n in ("patient_last_name", "patientLastName", "chart_no", "guarantor_phone",
+                                      "emergency_contact_phone", "pt_dob", "birth_dt", "zip_code5", "phone_2",
+                                      "mother_maiden_name", "home_address")] == \
+        ["name", "name", "mrn", "phone", "phone", "birth_date", "birth_date", "zip", "phone", "name", "address"]
+    assert [role_by_name(n) for n in ("primary_diagnosis", "contact_reason", "current_status", "patient_class",
+                                      "department_name")] == [None, None, None, None, None]
 
 
 def test_fhir_stream_columns():
