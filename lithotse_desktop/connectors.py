@@ -129,8 +129,10 @@ class StreamInfo:
                 "description": self.description}
 
 
-PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_id", "personid", "mrn",
-                       "subject_id", "member_id")
+PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_id", "personid", "pid", "pt_id",
+                       "patient_number", "patient_no", "subject_id", "subjectid", "mrn", "patient_mrn", "pt_mrn",
+                       "medical_record_number", "medical_record_no", "mr_no", "chart_no", "chart_number", "chart_id",
+                       "member_id", "memberid")
 """Column names taken as the person key of a table when no ``person_column`` is set (compared
 ignoring case, spaces and punctuation other than ``_``), in this order of preference."""
 

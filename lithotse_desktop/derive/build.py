@@ -91,6 +91,7 @@ from .kinds.sql import (
     RecordCheck,
     check_counts,
     check_row_by_row,
+    order_left_to_threads,
     record_check,
     several_rows,
     varying_reasons,
@@ -560,7 +561,9 @@ def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -
         return [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
     if check.holds_each_once(counts):
         work.counted_run = check
-        return varying_reasons(work.spec["sql"])
+        return varying_reasons(work.spec["sql"]) + [
+            f"{what} gives its rows in whatever order the threads reach them, and its rows are counted by a run "
+            "of their own, which may keep other rows" for what in order_left_to_threads(work.spec["sql"])]
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 
 
@@ -617,6 +620,11 @@ def _check_lookups(session: Any, work: _Work) -> None:
         raise SpecError("sql", f"derivative {name!r}: {_counted_records(check, counts)}, so a record is counted "
                                "more than once, and two cells' difference can be a hidden count; "
                                f"rule: {ONE_CELL_RULE}")
+    unordered = order_left_to_threads(work.spec["sql"])
+    if unordered:
+        raise SpecError("sql", f"derivative {name!r}: {', '.join(unordered)}: two runs of the query may keep other "
+                               "rows, and its cells are counted by a run of their own, so the rows counted might "
+                               f"not be the rows published; give each an ORDER BY that decides; rule: {ONE_CELL_RULE}")
     work.counted_run = check
 
 

@@ -733,14 +733,16 @@ def _dimension(d: Any, path: str, frame: _Frame, timezone: str, params: _Params,
 
 
 def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB) -> str:
-    """Distinct people of a cell: rows whose person key is null count as no one; without a
-    person key, the records."""
+    """Distinct people of a cell, a row whose person key is null counted as a person of its own
+    (its person is not known, not no one: a FHIR reference by identifier only, or a conditional
+    one, names a patient the key cannot give); without a person key, the records."""
     if not person_key:
         return "count(*)"
     parts = [col(name, "person_key")[0] for name in person_key]
     if len(parts) == 1:
-        return f"count(DISTINCT {parts[0]})"
-    return dialect.distinct_tuple(parts)
+        return f"(count(DISTINCT {parts[0]}) + count(*) - count({parts[0]}))"
+    unknown = " OR ".join(f"{p} IS NULL" for p in parts)
+    return f"({dialect.distinct_tuple(parts)} + sum(CASE WHEN {unknown} THEN 1 ELSE 0 END))"
 
 
 def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",

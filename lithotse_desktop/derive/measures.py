@@ -2,12 +2,14 @@
 
 A cell of 40 people may publish ``count`` of a column present in 3 of its rows, the ``sum`` of a
 0/1 column true in 3 of them, or the ``count_distinct`` of a person's key that a ``sql`` input
-kept only for some people (``CASE WHEN … THEN patient_id END``): each is a count of 1 to k-1
-individuals, the number small-cell suppression exists to hide, and so is the rest of the cell
-when those measures are near its total. Such a measure makes its cell primary (hidden, with its
-complements) when it, or the cell's total less it, holds 1 to k-1. A column holding only 0 and 1
-(or true and false) is a count whatever measure reads it, so ``mean``, ``min``, ``max``,
-``median`` and ``percentile`` of one are refused: they say which cells hold someone it marks.
+kept only for some people (``CASE WHEN … THEN patient_id END``), or of an unclassified column
+(a case number filled in for 3 patients; declare it a ``code`` in ``columns`` when it is one):
+each is a count of 1 to k-1 individuals, the number small-cell suppression exists to hide, and
+so is the rest of the cell when those measures are near its total. Such a measure makes its
+cell primary (hidden, with its complements) when it, or the cell's total less it, holds 1 to
+k-1. A column holding only 0 and 1 (or true and false) is a count whatever measure reads it, so
+``mean``, ``min``, ``max``, ``median`` and ``percentile`` of one are refused: they say which
+cells hold someone it marks.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .spec import SpecError
 FLAG_RULE = ("a column of only 0 and 1 counts the rows it marks: group by it (its cells are then suppressed "
              "by their people), or sum it")
 SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum of a 0/1 column, count_distinct "
-                 "of a key other than the person's) passes the threshold as the cell's people do")
+                 "of a key other than the person's or of an unclassified column) passes the threshold as the "
+                 "cell's people do")
 
 
 def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
@@ -63,8 +66,8 @@ def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | 
         role = roles.get(column)
         if m["fn"] == "count" or (m["fn"] == "sum" and column in flags):
             found[m["as"]] = "records"
-        elif m["fn"] == "count_distinct" and role is not None and not ROLES[role].cell_dimension:
-            found[m["as"]] = "people"
+        elif m["fn"] == "count_distinct" and (role is None or not ROLES[role].cell_dimension):
+            found[m["as"]] = "people"  # unclassified: it may be a person's (a case number kept for some)
     return found
 
 

@@ -585,3 +585,30 @@ def test_an_anti_join_written_as_a_left_join_counts_the_people_it_leaves(ehr):
     with pytest.raises(LithotseError, match="chooses rows by x.patient_id = 'p003'"):
         add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC, "x": parts}, "count_column": "n",
                        "people_column": "p", "sql": left.format("= 'p003'")}, replace=True)
+
+
+def test_what_threads_order_cannot_choose_rows_counted_by_a_run_of_their_own(ehr):
+    """The twenty-second review: in a grouped row-level sql (counted by a run of its own), a join
+    copying records only when ``'Cardiology' IN (SELECT DISTINCT ON (class) department …)`` held
+    (whichever row a thread reached first) copied them in the published run and not in the counted
+    one: Rare all 21 / part 20 people. Such a query now counts as several rows per record, and sql
+    cells using one are refused; with an ORDER BY that decides, both build."""
+    gate = "'{dept}' IN (SELECT DISTINCT ON (class) department FROM enc WHERE class = 'IMP'{order})"
+    rows = ("SELECT e.patient_id, e.department, t.s FROM enc AS e JOIN (VALUES ('all'), ('amb')) AS t(s) "
+            "ON t.s = 'all' OR (e.class = 'AMB' AND {gate}) GROUP BY ALL")
+    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC},
+                   "sql": rows.format(gate=gate.format(dept="Oncology", order=""))})
+    build(ehr, "rows")
+    several = [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]]
+    assert any(why.startswith("DISTINCT ON without ORDER BY gives its rows in whatever order") for why in several)
+    cells = {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n", "people_column": "p",
+             "sql": "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS p FROM enc "
+                    f"WHERE {gate.format(dept='Cardiology', order='')} GROUP BY ALL"}
+    add_spec(ehr, cells)
+    with pytest.raises(LithotseError, match=f"DISTINCT ON without ORDER BY: two runs of the query may keep other "
+                                            f"rows.*{RULE}"):
+        build_all(ehr, ["cells"])
+    ordered = " ORDER BY class, department"
+    add_spec(ehr, {**cells, "sql": cells["sql"].replace("'IMP')", f"'IMP'{ordered})")}, replace=True)
+    build(ehr, "cells")
+    assert Catalog(ehr).current("cells") is not None

@@ -497,6 +497,49 @@ def varying(node: Any) -> list[str]:
                     if any(ref["column_names"] == [name] for ref in _column_refs(node))]
 
 
+ORDER_LEFT_TO_THREADS = ("first", "last", "any_value", "arbitrary", "list", "array_agg", "string_agg",
+                         "group_concat", "listagg", "arg_max", "arg_min", "argmax", "argmin", "max_by", "min_by",
+                         "first_value", "last_value", "nth_value", "lag", "lead", "row_number", "rank",
+                         "dense_rank", "percent_rank", "cume_dist", "ntile")
+"""Aggregates and windows whose value depends on the order rows arrive in, unless they say it."""
+
+
+def order_left_to_threads(sql: str) -> list[str]:
+    """What in a query gives a result that depends on the order its threads reach the rows: a
+    DISTINCT ON or a LIMIT with no ORDER BY, an order-dependent aggregate or window with none
+    (``first(x)``, ``row_number() OVER ()``), an ``arg_max`` (ties). Two runs of such a query may
+    keep other rows, so a sql counted by a run of its own cannot use it to choose rows: the rows
+    counted would not be the rows published (found by the twenty-second review)."""
+    node = parse_tree(sql)
+    found: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, list):
+            for child in item:
+                walk(child)
+            return
+        if not isinstance(item, dict):
+            return
+        if item.get("type") == "SELECT_NODE":
+            kinds = {m.get("type"): m for m in item.get("modifiers") or []}
+            if "ORDER_MODIFIER" not in kinds:
+                if (kinds.get("DISTINCT_MODIFIER") or {}).get("distinct_on_targets"):
+                    found.append("DISTINCT ON without ORDER BY")
+                if "LIMIT_MODIFIER" in kinds or "LIMIT_PERCENT_MODIFIER" in kinds:
+                    found.append("LIMIT without ORDER BY")
+        name = str(item.get("function_name", "")).lower()
+        if item.get("class") in ("FUNCTION", "AGGREGATE", "WINDOW") and name in ORDER_LEFT_TO_THREADS:
+            orders = item.get("orders") if item.get("class") == "WINDOW" else \
+                (item.get("order_bys") or {}).get("orders")
+            if not orders or name.startswith(("arg", "max_by", "min_by")):
+                found.append(f"{name}() without ORDER BY" if not orders else f"{name}() (ties)")
+        for value in item.values():
+            walk(value)
+
+    walk(node)
+    return sorted(set(found))
+
+
 def _samples(node: Any) -> bool:
     """Whether a query samples its rows (``USING SAMPLE``, ``TABLESAMPLE``): other rows each run."""
     if isinstance(node, list):

@@ -202,6 +202,17 @@ def test_person_column_is_detected_set_or_turned_off(tmp_path):
     assert shown["ehr"] == ["Patient ID"] and shown["plain"] is None
 
 
+def test_person_columns_under_other_usual_names_are_detected(tmp_path):
+    """The twenty-second review: a file whose patients are in ``pid`` was counted by records
+    (12 visits of one patient published as 12), though ``pid`` was refused as a dimension for
+    being a person's key."""
+    write(tmp_path, "a.csv", "encounter_id,pid,admit_date\nE1,p1,2024-01-01\n")
+    write(tmp_path, "b.csv", "encounter_id,chart_no,admit_date\nE1,c1,2024-01-01\n")
+    write(tmp_path, "c.csv", "encounter_id,Patient_MRN,admit_date\nE1,m1,2024-01-01\n")
+    detected = {i.name: i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()}
+    assert detected == {"a": ("pid",), "b": ("chart_no",), "c": ("Patient_MRN",)}
+
+
 def test_a_person_column_in_no_file_is_refused_and_nothing_lands(tmp_path):
     """A mistyped person_column would count records in place of people: the import refuses it,
     naming the setting and the columns there are; a file without the column beside one with it
