@@ -271,28 +271,33 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
 def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
     """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
     FHIR types of the paths or (sql) the strongest role of the input columns each reads
-    (:mod:`.lineage`), then numbers and dates by type. Spark SQL that DuckDB's parser refuses
-    keeps the older rule: an input column of the same name."""
+    (:mod:`.lineage`), then numbers and dates by type, except under a de-identification profile,
+    where an input column of numbers nothing classifies stays unclassified (an SSN or a phone
+    number held as a number was published as a value). Spark SQL that DuckDB's parser
+    refuses keeps the older rule: an input column of the same name."""
     named = declared(spec)
+    by_type = not spec.get("deidentify")
     if spec.get("kind") == "view":
         found = view_column_roles(spec.get("view", {}))
     elif spec.get("kind") == "sql":
         try:
-            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs)
+            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs, by_type=by_type)
         except Unparsable:
-            found = _by_input_name(schema, inputs)
+            found = _by_input_name(schema, inputs, by_type)
     else:
-        found = _by_input_name(schema, inputs)
+        found = _by_input_name(schema, inputs, by_type)
     return {field.name: named[field.name] if field.name in named else found.get(field.name) for field in schema}
 
 
-def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
+                   by_type: bool = True) -> dict[str, str | None]:
     by_name: dict[str, str | None] = {}
     for roles in inputs.values():
         for column, found in roles.items():
             if found is not None and column not in by_name:
                 by_name[column] = found
-    return {field.name: by_name.get(field.name) or type_role(field) for field in schema}
+    return {field.name: by_name.get(field.name) or type_role(field, numbers=by_type or not any(
+        field.name in roles for roles in inputs.values())) for field in schema}
 
 
 # --- rows picked by an identifier ----------------------------------------------------------------------

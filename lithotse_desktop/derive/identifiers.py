@@ -225,12 +225,13 @@ def stream_roles(schema: pa.Schema, stream: str) -> dict[str, str | None]:
     return {name: role_by_name(name) for name in names}
 
 
-def type_role(field: pa.Field) -> str | None:
-    """A column's role from its Arrow type alone: numbers are values, dates are dates."""
+def type_role(field: pa.Field, numbers: bool = True) -> str | None:
+    """A column's role from its Arrow type alone: numbers are values (unless not ``numbers``: a
+    number may be a phone number or an SSN), dates are dates."""
     typ = field.type
     if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ) or \
             pa.types.is_decimal(typ):
-        return "value"
+        return "value" if numbers else None
     if pa.types.is_date(typ) or pa.types.is_timestamp(typ):
         return "date"
     return None

@@ -415,12 +415,15 @@ def parse(sql: str) -> dict:
     return tree["statements"][0]["node"]
 
 
-def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]], *,
+                     by_type: bool = True) -> dict[str, str | None]:
     """The role of each column of ``schema`` (the query's result) from the columns it reads.
 
     A column computed from constants only, or an unchanged input column whose role is unclassified,
-    takes the role its type gives (:func:`.identifiers.type_role`), as a column of no input would.
-    Raises :class:`Unparsable` for SQL DuckDB cannot parse.
+    takes the role its type gives (:func:`.identifiers.type_role`), as a column of no input would;
+    without ``by_type``, such an input column holding numbers stays unclassified (a number may be
+    a phone number or an SSN: a de-identification profile needs it declared). Raises :class:`Unparsable` for SQL
+    DuckDB cannot parse.
     """
     tree = parse(sql)
     everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
@@ -439,8 +442,10 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
     out: dict[str, str | None] = {}
     for output, column in pairs:
         role = strongest(*sorted(column.reads, key=_ORDER.__getitem__)) if column.reads else None
-        if not column.reads or (role is None and column.direct):
+        if not column.reads:
             role = type_role(output)
+        elif role is None and column.direct:
+            role = type_role(output, numbers=by_type)
         out[output.name] = role
     return out
 

@@ -314,3 +314,25 @@ def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
     born = [*columns[:1], {"name": "born_in_month", "path": f"birthDate.toString().substring(5, 2) = '{month}'"}]
     with pytest.raises(SpecError, match="column 'born_in_month' is a birth date, held as bool.*cannot cut down"):
         add_spec(workspace, {**base, "name": "born", "view": {**VIEW, "select": [{"column": born}]}})
+
+
+def test_numbers_nothing_classifies_are_refused_until_declared(workspace, tmp_path):
+    """The twenty-third review: phone numbers and SSN-like numbers held as integers, in columns
+    whose names say nothing (``callback``, ``ref``), were published by safe-harbor as values,
+    every one. Under a profile, numbers nothing classifies are unclassified: refused until the
+    spec says what they are."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    (folder / "v.csv").write_text("encounter_id,visit_date,callback,ref,stay_days\n" + "".join(
+        f"E{i},2024-01-{1 + i % 28:02d},{5550100000 + i},{193206915 + 7 * i},{i % 5}\n" for i in range(40)))
+    workspace.add_source("s2", "csv", {"path": str(folder), "date_column": "visit_date"}, {})
+    run_import(workspace, "s2")
+    spec = {"name": "deid", "kind": "sql", "inputs": {"v": {"source": "s2", "stream": "v"}},
+            "deidentify": "safe-harbor", "sql": "SELECT visit_date, callback, ref, stay_days FROM v"}
+    with pytest.raises(SpecError, match=r"unclassified column\(s\) 'callback', 'ref', 'stay_days'"):
+        add_spec(workspace, spec)
+    add_spec(workspace, {**spec, "columns": {"callback": "phone", "ref": "ssn", "stay_days": "value"}})
+    build(workspace, "deid")
+    version, table = read_table(workspace, "deid")
+    assert table.column_names == ["visit_date", "stay_days"]
+    assert sorted(version.privacy["removed"]) == ["callback", "ref"]
