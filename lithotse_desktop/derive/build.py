@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -497,6 +498,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.input_schema = schemas["input"]
         if spec["kind"] == "aggregate":
             check_one_row_per_record(spec, work.upstream, ("input",))
+            _check_keys_name_no_one(session, work)
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
             check_one_row_per_record(spec, work.upstream, work.counting.counted)
@@ -546,6 +548,49 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         work.cells_id = _cells_id(spec, work.identities, timezone=ws.timezone, person_key=work.person_key)
         if periods is not None and cached is not None:
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
+
+
+_KEY_COUNTS: weakref.WeakKeyDictionary[Any, dict[str, dict]] = weakref.WeakKeyDictionary()
+"""What :func:`_check_keys_name_no_one` counted, by engine session and query."""
+KEYS_RULE = ("a cell's keys name no one: a dimension whose values are each one person's (an SSN, a surname, a "
+             "case number) would list them as the keys of its cells, suppressed ones too")
+
+
+def _check_keys_name_no_one(session: Any, work: _Work) -> None:
+    """Refuse an aggregate grouped by a column nothing classifies whose values are, for most of
+    its people, a person's own: held by no one else, at least k of them (the twenty-third review
+    published 40 SSN-like numbers under the name ``ref`` as the keys of suppressed rows). Rare
+    codes pass: most people share their codes. Counted on the input, in its engine."""
+    spec, key = work.spec, work.person_key
+    if not key or len(key) != 1 or work.threshold <= 0 or work.input_schema is None:
+        return
+    named = dict(spec.get("columns") or {})
+    q = session.dialect.quote
+    answers = _KEY_COUNTS.setdefault(session, {})  # the members of a group share their input and session
+
+    def first_row(sql: str) -> dict:
+        if sql not in answers:
+            answers[sql] = session.run(sql, [], f"derivative {spec['name']}").to_pylist()[0]
+        return answers[sql]
+    for column in spec.get("group_by", []):
+        if not isinstance(column, str) or column not in work.input_schema.names or column in named or \
+                work.roles.get("input", {}).get(column) not in (None, "value"):
+            continue
+        c, p = q(column), q(key[0])
+        values = first_row(f"SELECT approx_count_distinct({c}) AS n FROM {q('input')}")["n"]
+        if int(values or 0) < work.threshold // 2:  # too few values to be k people's own (an estimate)
+            continue
+        sql = (f"SELECT coalesce(sum(CASE WHEN people = 1 THEN 1 ELSE 0 END), 0) AS alone, "
+               f"(SELECT count(DISTINCT {p}) FROM {q('input')} WHERE {c} IS NOT NULL) AS people "
+               f"FROM (SELECT {c}, count(DISTINCT {p}) AS people FROM {q('input')} "
+               f"WHERE {c} IS NOT NULL AND {p} IS NOT NULL GROUP BY {c}) AS v")
+        row = first_row(sql)
+        alone, people = int(row["alone"] or 0), int(row["people"] or 0)
+        if alone >= work.threshold and alone >= 0.8 * people:
+            raise SpecError("group_by", f"derivative {spec['name']!r}: {column!r} holds a value no one else has "
+                                        f"for {alone:,} of its {people:,} people, so its cells' keys (suppressed "
+                                        "ones too) would list them; if it is a code, say so with \"columns\": "
+                                        f"{{\"{column}\": \"code\"}}; rule: {KEYS_RULE}")
 
 
 def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -> list[str]:

@@ -24,10 +24,10 @@ VISITS = {"source": "t", "stream": "visits"}
 def visits(workspace, tmp_path):
     folder = tmp_path / "t"
     folder.mkdir()
-    header = "encounter_id,patient_id,patient_last_name,chart_no,admit_date,department,note\n"
+    header = "encounter_id,patient_id,patient_last_name,chart_no,admit_date,department,note,ref\n"
     (folder / "visits.csv").write_text(header + "".join(
         f"E{i:04d},p{i % 40:03d},Name{i % 40},MRN{i % 40:05d},2020-01-{1 + i % 28:02d},{'AB'[i % 2]},"
-        f"{f'case{i % 3}' if i % 40 < 3 else ''}\n" for i in range(200)))
+        f"{f'case{i % 3}' if i % 40 < 3 else ''},{193206915 + 7 * (i % 40)}\n" for i in range(200)))
     workspace.add_source("t", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id",
                                       "person_column": "patient_id"}, {})
     run_import(workspace, "t")
@@ -120,3 +120,22 @@ def test_count_distinct_of_an_unclassified_column_passes_the_threshold(visits):
             in_file.setdefault("AB"[i % 2], set()).add(f"case{i % 3}")
     assert {r["department"]: r["cases"] for r in rows} == {d: len(v) for d, v in in_file.items()} == {"A": 3, "B": 3}
     assert not any(r["suppressed"] for r in rows)
+
+
+def test_a_dimension_whose_values_are_each_one_persons_is_refused(visits):
+    """The twenty-third review grouped by ``ref`` (an SSN-like number, one per patient, a name
+    nothing knows): all 40 values were published as the keys of suppressed rows. Such a column
+    is refused, counted on the input; a code most people share is not; declared a code, it is
+    the spec's word."""
+    spec = {"name": "by_ref", "kind": "aggregate", "input": VISITS, "group_by": ["department", "ref"],
+            "measures": [{"fn": "count", "as": "visits"}]}
+    add_spec(visits, spec)  # counted on the input: the build refuses it
+    with pytest.raises(LithotseError, match=r"'ref' holds a value no one else has for 40 of its 40 people.*"
+                                            r"rule: a cell's keys name no one"):
+        build(visits, "by_ref")
+    assert Catalog(visits).current("by_ref") is None
+    add_spec(visits, {**spec, "name": "by_department", "group_by": ["department"]})
+    build(visits, "by_department")
+    add_spec(visits, {**spec, "columns": {"ref": "code"}}, replace=True)
+    build(visits, "by_ref")
+    assert all(r["suppressed"] for r in Catalog(visits).read(Catalog(visits).current("by_ref")).to_pylist())
