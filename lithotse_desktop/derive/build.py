@@ -498,7 +498,6 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.input_schema = schemas["input"]
         if spec["kind"] == "aggregate":
             check_one_row_per_record(spec, work.upstream, ("input",))
-            _check_keys_name_no_one(session, work)
         if work.sql_cells:
             work.counting = check_counts(spec, work.roles)  # again: the spec may predate its inputs' schemas
             check_one_row_per_record(spec, work.upstream, work.counting.counted)
@@ -530,6 +529,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 result = _as_duckdb_types(ws, work, schemas, result)
             work.cells = query.cells
             work.table = result if query.cells else query.finish(result)
+            if spec["kind"] == "aggregate" and added is None:
+                _check_keys_name_no_one(session, work)
             if query.cells and any(w.suppressed for w in group):
                 _relate_as_outer(session, ws, work, group, schemas, progress,
                                  shared.margins if shared is not None else {})
@@ -550,7 +551,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             work.table = _merge_periods(pq.read_table(cached), work.table, periods)
 
 
-_KEY_COUNTS: weakref.WeakKeyDictionary[Any, dict[str, dict]] = weakref.WeakKeyDictionary()
+_KEY_COUNTS: weakref.WeakKeyDictionary[Any, dict[str, dict | None]] = weakref.WeakKeyDictionary()
 """What :func:`_check_keys_name_no_one` counted, by engine session and query."""
 KEYS_RULE = ("a cell's keys name no one: a dimension whose values are each one person's (an SSN, a surname, a "
              "case number) would list them as the keys of its cells, suppressed ones too")
@@ -560,7 +561,9 @@ def _check_keys_name_no_one(session: Any, work: _Work) -> None:
     """Refuse an aggregate grouped by a column nothing classifies whose values are, for most of
     its people, a person's own: held by no one else, at least k of them (the twenty-third review
     published 40 SSN-like numbers under the name ``ref`` as the keys of suppressed rows). Rare
-    codes pass: most people share their codes. Counted on the input, in its engine."""
+    codes pass: most people share their codes. Counted on the input, in its engine, after the
+    aggregate's own query; an input streamed once to that query (a connector's Arrow stream, not
+    a file DuckDB reads itself) cannot be read again and is not counted."""
     spec, key = work.spec, work.person_key
     if not key or len(key) != 1 or work.threshold <= 0 or work.input_schema is None:
         return
@@ -568,23 +571,30 @@ def _check_keys_name_no_one(session: Any, work: _Work) -> None:
     q = session.dialect.quote
     answers = _KEY_COUNTS.setdefault(session, {})  # the members of a group share their input and session
 
-    def first_row(sql: str) -> dict:
+    def first_row(sql: str) -> dict | None:
         if sql not in answers:
-            answers[sql] = session.run(sql, [], f"derivative {spec['name']}").to_pylist()[0]
+            try:
+                answers[sql] = session.run(sql, [], f"derivative {spec['name']}").to_pylist()[0]
+            except LithotseError as exc:
+                if "already been consumed" not in str(exc):
+                    raise
+                answers[sql] = None  # a stream read once, by the aggregate's own query: not counted
         return answers[sql]
     for column in spec.get("group_by", []):
         if not isinstance(column, str) or column not in work.input_schema.names or column in named or \
                 work.roles.get("input", {}).get(column) not in (None, "value"):
             continue
         c, p = q(column), q(key[0])
-        values = first_row(f"SELECT approx_count_distinct({c}) AS n FROM {q('input')}")["n"]
-        if int(values or 0) < work.threshold // 2:  # too few values to be k people's own (an estimate)
+        values = first_row(f"SELECT approx_count_distinct({c}) AS n FROM {q('input')}")
+        if values is None or int(values["n"] or 0) < work.threshold // 2:  # too few to be k people's own
             continue
         sql = (f"SELECT coalesce(sum(CASE WHEN people = 1 THEN 1 ELSE 0 END), 0) AS alone, "
                f"(SELECT count(DISTINCT {p}) FROM {q('input')} WHERE {c} IS NOT NULL) AS people "
                f"FROM (SELECT {c}, count(DISTINCT {p}) AS people FROM {q('input')} "
                f"WHERE {c} IS NOT NULL AND {p} IS NOT NULL GROUP BY {c}) AS v")
         row = first_row(sql)
+        if row is None:
+            continue
         alone, people = int(row["alone"] or 0), int(row["people"] or 0)
         if alone >= work.threshold and alone >= 0.8 * people:
             raise SpecError("group_by", f"derivative {spec['name']!r}: {column!r} holds a value no one else has "
