@@ -585,9 +585,13 @@ def _check_keys_name_no_one(session: Any, work: _Work) -> None:
                 work.roles.get("input", {}).get(column) not in (None, "value"):
             continue
         c, p = q(column), q(key[0])
-        values = first_row(f"SELECT approx_count_distinct({c}) AS n FROM {q('input')}")
-        if values is None or int(values["n"] or 0) < work.threshold // 2:  # too few to be k people's own
-            continue
+        if work.table is not None and column in work.table.column_names:  # the cells hold every value
+            if len(set(work.table.column(column).to_pylist())) < work.threshold:  # too few to be k people's
+                continue
+        else:
+            values = first_row(f"SELECT approx_count_distinct({c}) AS n FROM {q('input')}")
+            if values is None or int(values["n"] or 0) < work.threshold // 2:
+                continue
         sql = (f"SELECT coalesce(sum(CASE WHEN people = 1 THEN 1 ELSE 0 END), 0) AS alone, "
                f"(SELECT count(DISTINCT {p}) FROM {q('input')} WHERE {c} IS NOT NULL) AS people "
                f"FROM (SELECT {c}, count(DISTINCT {p}) AS people FROM {q('input')} "
