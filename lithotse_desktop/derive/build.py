@@ -620,9 +620,16 @@ def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -
         return [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
     if check.holds_each_once(counts):
         work.counted_run = check
-        return varying_reasons(work.spec["sql"]) + [
+        return _several_reasons(work, check, counts) + [
             f"{what} gives its rows in whatever order the threads reach them, and its rows are counted by a run "
             "of their own, which may keep other rows" for what in order_left_to_threads(work.spec["sql"])]
+    return _several_reasons(work, check, counts)
+
+
+def _several_reasons(work: _Work, check: RecordCheck, counts: tuple) -> list[str]:
+    """Why a row-level sql's rows, counted (``counts`` of ``check``), may be several for one record."""
+    if check.holds_each_once(counts):
+        return varying_reasons(work.spec["sql"])
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 
 
@@ -637,8 +644,7 @@ def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordChe
     except duckdb.Error as exc:
         work.several = [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
     else:
-        work.several = (varying_reasons(work.spec["sql"]) if check.holds_each_once(counts) else
-                        [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)])
+        work.several = _several_reasons(work, check, counts)
     finally:
         con.unregister(check.rows)
     several = several_entries(work.spec, work.upstream, work.several)
