@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / "tests" / "data"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that used SeaweedFS reports weed's own errors, which say why a request got
+    an InternalError (CI keeps no server logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("seaweed")
+    if report.failed and server is not None:
+        errors = server.error_lines()
+        if errors:
+            report.sections.append(("weed errors", errors))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_secrets(tmp_path_factory: pytest.TempPathFactory):
     """Secrets of this whole session (and its subprocesses) go to a throwaway file store.

