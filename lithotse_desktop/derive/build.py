@@ -29,7 +29,6 @@ import io
 import json
 import time
 import weakref
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,10 +91,8 @@ from .kinds.sql import (
     RecordCheck,
     check_counts,
     check_row_by_row,
-    order_left_to_threads,
     record_check,
     several_rows,
-    varying_reasons,
 )
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
@@ -512,9 +509,8 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             session.lock_down(user_sql=spec["kind"] == "sql")
         if work.counting is not None:
             _check_lookups(session, work)
-        elif spec["kind"] == "sql":
-            work.several = _several(work, lambda sql: tuple(session.run(sql, [], f"derivative {name}").to_pylist()[0]
-                                                            .values()), session.dialect)
+        if spec["kind"] == "sql":
+            work.counted_run = _record_check(work, session.dialect)
         progress.update(f"computing {name} on {work.engine}")
         try:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
@@ -523,7 +519,9 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 query = replace(query, sql=work.counted_run.query())
             result = added if added is not None else session.run(query.sql, query.params, f"derivative {name}",
                                                                   progress)
-            if work.counted_run is not None:
+            if work.counted_run is not None and added is None:
+                counts = work.counted_run.count(result, lambda sql: session.run(sql, [], f"derivative {name}"))
+                _judge_counts(work, work.counted_run, counts)
                 result = work.counted_run.strip(result)
             if session.dialect.name != "duckdb" and query.cells:
                 result = _as_duckdb_types(ws, work, schemas, result)
@@ -607,46 +605,50 @@ def _check_keys_name_no_one(session: Any, work: _Work) -> None:
                                         f"{{\"{column}\": \"code\"}}; rule: {KEYS_RULE}")
 
 
-def _several(work: _Work, counts_of: Callable[[str], tuple], dialect: Dialect) -> list[str]:
-    """Why a row-level sql's rows may be several for one record, counted on the data in its
-    engine (each row one record of one of its inputs, each record in one row at most:
-    :func:`.kinds.sql.record_check`), with what its shape says (an unnest, a union) where they are."""
+def _record_check(work: _Work, dialect: Dialect) -> RecordCheck | None:
+    """The check counting a sql's rows against its inputs' records in the run that computes them
+    (:func:`.kinds.sql.record_check`); where DuckDB cannot parse the sql, sql cells are refused
+    and a row-level sql's rows are several, as how many rows it makes of a record is not known."""
     check = record_check(work.spec["sql"], set(spec_inputs(work.spec)), dialect=dialect)
     if check is None:
-        return ["DuckDB's parser cannot read its SQL, so how many rows it makes of a record is not known"]
-    try:
-        counts = counts_of(check.sql)
-    except (duckdb.Error, LithotseError) as exc:  # the query's own run says what is wrong with it
-        return [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
-    if check.holds_each_once(counts):
-        work.counted_run = check
-        return _several_reasons(work, check, counts) + [
-            f"{what} gives its rows in whatever order the threads reach them, and its rows are counted by a run "
-            "of their own, which may keep other rows" for what in order_left_to_threads(work.spec["sql"])]
-    return _several_reasons(work, check, counts)
+        if work.sql_cells:
+            raise SpecError("sql", f"derivative {work.spec['name']!r}: DuckDB's parser cannot read its SQL, so its "
+                                   f"cells cannot be counted against its inputs' records; rule: {ONE_CELL_RULE}")
+        work.several = ["DuckDB's parser cannot read its SQL, so how many rows it makes of a record is not known"]
+    return check
+
+
+def _judge_counts(work: _Work, check: RecordCheck, counts: tuple) -> None:
+    """Refuse sql cells whose rows, counted, are not each one record of an input (a record in
+    two cells, and two cells' difference is a hidden count); for a row-level sql, record why its
+    rows may be several for one record (its ``privacy.several``)."""
+    if work.sql_cells:
+        if not check.holds_each_once(counts):
+            raise SpecError("sql", f"derivative {work.spec['name']!r}: {_counted_records(check, counts)}, so a record "
+                                   "is counted more than once, and two cells' difference can be a hidden count; "
+                                   f"rule: {ONE_CELL_RULE}")
+        return
+    work.several = _several_reasons(work, check, counts)
 
 
 def _several_reasons(work: _Work, check: RecordCheck, counts: tuple) -> list[str]:
-    """Why a row-level sql's rows, counted (``counts`` of ``check``), may be several for one record."""
+    """Why a row-level sql's rows, counted (``counts`` of ``check``, in the run that wrote them),
+    may be several for one record: none where they hold each record once."""
     if check.holds_each_once(counts):
-        return varying_reasons(work.spec["sql"])
+        return []
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 
 
-def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordCheck, marks: pa.Table) -> None:
-    """Count the rows a row-level sql wrote, from their marks, against its inputs' records (as
-    :func:`_several` counts a run of the query made for it), and record the result in the
-    version's ``privacy.several``: the rows counted are the rows published, whatever in the query
-    could make two runs differ."""
-    con.register(check.rows, marks)
+def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordCheck, marks: pa.Table | None) -> None:
+    """Count the rows a row-level sql wrote, from their marks, against its inputs' records, and
+    record the result in the version's ``privacy.several``: the rows counted are the rows
+    published, whatever in the query could make two runs differ."""
     try:
-        counts = con.execute(check.counted_over).fetchall()[0]
+        counts = check.count(marks, lambda sql: con.sql(sql).to_arrow_table())
     except duckdb.Error as exc:
         work.several = [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
     else:
         work.several = _several_reasons(work, check, counts)
-    finally:
-        con.unregister(check.rows)
     several = several_entries(work.spec, work.upstream, work.several)
     work.staged_privacy = {**work.staged_privacy, "several": several}
     if work.picks is not None:
@@ -666,8 +668,8 @@ def _counted_records(check: RecordCheck, counts: tuple) -> str:
 
 def _check_lookups(session: Any, work: _Work) -> None:
     """Refuse sql cells joined to a table that holds a value they are joined on more than once (a
-    record matching two of its rows would be counted in two cells), or whose rows, counted on the
-    data, are not each one record of an input (:func:`.kinds.sql.record_check`)."""
+    record matching two of its rows would be counted in two cells). Whether their rows are each
+    one record of an input is counted in the run that computes them (:func:`_judge_counts`)."""
     name = work.spec["name"]
     for lookup in work.counting.lookups if work.counting is not None else ():
         held = session.run(lookup.sql(session.dialect), [], f"derivative {name}")
@@ -676,21 +678,6 @@ def _check_lookups(session: Any, work: _Work) -> None:
             raise SpecError("sql", f"derivative {name!r}: {lookup.table} holds a value of {columns} "
                                    "in more than one row, so a record joined to it is counted in more than one "
                                    f"cell, and two cells' difference is a hidden count; rule: {ONE_CELL_RULE}")
-    check = record_check(work.spec["sql"], set(spec_inputs(work.spec)), cells=True, dialect=session.dialect)
-    if check is None:
-        raise SpecError("sql", f"derivative {name!r}: DuckDB's parser cannot read its SQL, so its cells cannot be "
-                               f"counted against its inputs' records; rule: {ONE_CELL_RULE}")
-    counts = tuple(session.run(check.sql, [], f"derivative {name}").to_pylist()[0].values())
-    if not check.holds_each_once(counts):
-        raise SpecError("sql", f"derivative {name!r}: {_counted_records(check, counts)}, so a record is counted "
-                               "more than once, and two cells' difference can be a hidden count; "
-                               f"rule: {ONE_CELL_RULE}")
-    unordered = order_left_to_threads(work.spec["sql"])
-    if unordered:
-        raise SpecError("sql", f"derivative {name!r}: {', '.join(unordered)}: two runs of the query may keep other "
-                               "rows, and its cells are counted by a run of their own, so the rows counted might "
-                               f"not be the rows published; give each an ORDER BY that decides; rule: {ONE_CELL_RULE}")
-    work.counted_run = check
 
 
 def _adds_up(work: _Work, group: list[_Work]) -> bool:
@@ -863,30 +850,22 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
         if spec["kind"] == "sql":
             check_row_by_row(spec, schemas)  # again at the build: a spec may come by sync, unchecked
         lock_down(con)
-        one_run = None
-        if spec["kind"] == "sql":
-            one_run = record_check(spec["sql"], set(inputs))
-            if one_run is not None and one_run.marks:
-                work.several = []  # counted on the rows written, below
-            else:
-                one_run = None
-                work.several = _several(work, lambda sql: con.execute(sql).fetchall()[0], DUCKDB)
+        one_run = _record_check(work, DUCKDB) if spec["kind"] == "sql" else None
         progress.update(f"computing {name}")
-        counted = one_run or work.counted_run  # a grouped sql is counted by a run of its own
         if rows_sql is None:
             query = kind.query(spec, schemas, timezone=ws.timezone, threshold=work.threshold,
                                periods=None, person_key=None)
             if query.cells or query.finish is not unchanged:
                 raise LithotseError(f"derivative {name}: a {spec['kind']} query cannot be written row by row")
-            rows_sql = (query.sql, query.params) if counted is None else (counted.query(), [])
+            rows_sql = (query.sql, query.params) if one_run is None else (one_run.query(), [])
         keys = patient_key_columns(spec)
         marks: list[pa.Table] = []
 
         def transform(table: pa.Table) -> pa.Table:
             if one_run is not None:  # each row's marks kept aside, to count the rows written
-                marks.append(table.select(list(one_run.marks)))
-            if counted is not None:
-                table = counted.strip(table)
+                marks.append(table.select(list(one_run.marks)) if one_run.marks else
+                             pa.table({"rows": pa.nulls(table.num_rows)}))  # rows no record is in
+                table = one_run.strip(table)
             table, work.staged_privacy = _disclose(ws, work, pseudonymize(ws, table, keys) if keys else table, keys)
             return table
 
@@ -894,7 +873,7 @@ def _compute_rows(ws: Workspace, catalog: Catalog, work: _Work, progress: Progre
             work.staged = rowstream.write_part(ws, con, rows_sql[0], rows_sql[1], f"derivative {name}", transform,
                                                view)
             if one_run is not None:
-                _count_written(con, work, one_run, pa.concat_tables(marks))
+                _count_written(con, work, one_run, pa.concat_tables(marks) if marks else None)
             checks.finish()
         except BaseException:
             if work.staged is not None:

@@ -245,6 +245,18 @@ def test_a_sql_cells_derivative_with_identifiers_as_tokens_is_the_same_on_spark(
     with pytest.raises(LithotseError, match="carries values of input column 'enc.patient_id'"):
         build_all(ws, ["leaky_spark"])
     assert catalog.current("leaky_spark") is None
+    # rows holding a record twice (two reads full-joined so that they match nothing), counted on
+    # Spark in the run that computes the cells: refused as on DuckDB
+    twice = {**base, "sql": "SELECT a.department, b.class, count(*) AS visits, count(DISTINCT a.patient_id) AS "
+                            "patients FROM enc AS a FULL JOIN enc AS b ON a.encounter_id = b.encounter_id AND "
+                            "a.patient_id = b.patient_id AND a.class <> b.class GROUP BY ALL"}
+    for engine in ("duckdb", "spark"):
+        add_spec(ws, {**twice, "name": f"twice_{engine}", "engine": engine})
+        refused = (r"counted on the data, its [\d,]+ rows hold [\d,]+ of enc's records in more rows than their "
+                   r"input, so a record is counted more than once")
+        with pytest.raises(LithotseError, match=refused):
+            build_all(ws, [f"twice_{engine}"])
+        assert catalog.current(f"twice_{engine}") is None
 
 
 def test_fhir_views_built_on_spark_equal_duckdbs(health_system, spark_url):

@@ -91,12 +91,13 @@ def published(ws, name: str) -> dict[tuple, int]:
     return {(r["department"], r["s"]): r["p"] for r in table if not r["suppressed"]}
 
 
-def assert_leaks_without(ws, monkeypatch, check: str, name: str) -> None:
-    """Nothing of ``name`` was published; built without the build's ``check``, its two shown
+def assert_leaks_without(ws, monkeypatch, checks: tuple[str, ...], name: str) -> None:
+    """Nothing of ``name`` was published; built without the build's ``checks``, its two shown
     Cardiology cells give the one inpatient away (the test sees a real leak, not a refusal alone)."""
     assert Catalog(ws).current(name) is None
     with monkeypatch.context() as unchecked:
-        unchecked.setattr(build_module, check, lambda *_args: None)
+        for check in checks:
+            unchecked.setattr(build_module, check, lambda *_args: None)
         build(ws, name)
         shown = published(ws, name)
     assert shown[("Cardiology", "all")] - shown[("Cardiology", "amb")] == inpatients_in_cardiology(ws.csv) == 1
@@ -108,6 +109,7 @@ def test_sql_cells_counting_a_record_in_two_cells_are_refused_by_their_shape(ehr
     with monkeypatch.context() as unchecked:
         unchecked.setattr(sql_kind, "_lookups", lambda *_args: ())
         unchecked.setattr(build_module, "_check_lookups", lambda *_args: None)
+        unchecked.setattr(build_module, "_judge_counts", lambda *_args: None)
         add_spec(ehr, spec)
         build(ehr, "cells")
         shown = published(ehr, "cells")
@@ -122,7 +124,7 @@ def test_a_table_joined_on_a_key_it_holds_twice_is_refused_at_the_build(ehr, mon
     add_spec(ehr, spec, replace=True)  # its shape is that of a lookup: only the data says otherwise
     with pytest.raises(LithotseError, match=f"w holds a value of w.department in more than one row.*{RULE}"):
         build_all(ehr, ["cells"])
-    assert_leaks_without(ehr, monkeypatch, "_check_lookups", "cells")
+    assert_leaks_without(ehr, monkeypatch, ("_check_lookups", "_judge_counts"), "cells")
 
 
 @pytest.mark.parametrize("sql", [
@@ -205,13 +207,17 @@ def test_rows_repeating_a_record_are_found_on_the_data(ehr, monkeypatch, how):
     assert Catalog(ehr).current("cells") is None and Catalog(ehr).current("agg") is None
 
 
-def test_a_condition_that_changes_between_runs_is_refused(ehr):
+def test_a_query_reading_its_own_text_publishes_the_rows_it_was_counted_on(ehr):
+    """``current_query()`` tells the counted run (its reads marked) from a plain one: it copied the
+    ambulatory visits only where it was not counted. A sql is now counted in the run that writes
+    its rows: the copies it makes there are counted, and here it makes none."""
     sql = ("SELECT x.*, w.s FROM enc AS x JOIN w ON w.department = x.department "
            "WHERE w.s = 'all' OR (x.class = 'AMB' AND current_query() NOT LIKE '%lithotse_record%')")
     add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC, "w": SPLITS}, "sql": sql})
     build(ehr, "rows")
-    assert [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]][0].startswith(
-        "current_query() gives another value each time it runs")
+    version = Catalog(ehr).current("rows")
+    records = duckdb.sql(f"SELECT count(*) FROM read_csv('{ehr.csv}')").fetchall()[0][0]
+    assert version.privacy["several"] == [] and version.rows == records
 
 
 @pytest.mark.parametrize("sql", [
@@ -258,7 +264,7 @@ def test_an_aggregate_over_rows_repeating_a_record_is_refused(ehr, cli, tmp_path
     Catalog(ehr).save_spec(aggregate)  # as a sync brings it, unchecked: the build refuses it too
     with pytest.raises(LithotseError, match=f"derivative 'agg': .*{re.escape(why)}.*{RULE}"):
         build_all(ehr, ["agg"])
-    assert_leaks_without(ehr, monkeypatch, "check_one_row_per_record", "agg")
+    assert_leaks_without(ehr, monkeypatch, ("check_one_row_per_record",), "agg")
 
 
 def test_rows_one_per_record_still_feed_aggregates(ehr):
@@ -394,6 +400,7 @@ def test_two_reads_of_an_input_each_holding_a_record_once_are_counted_together(r
     assert Catalog(ws).current("cells") is None
     with monkeypatch.context() as unchecked:
         unchecked.setattr(build_module, "_check_lookups", lambda *_args: None)
+        unchecked.setattr(build_module, "_judge_counts", lambda *_args: None)
         build(ws, "cells")
         shown = {(r["department"], r["s"]): r["n"] for r in Catalog(ws).read(Catalog(ws).current("cells")).to_pylist()}
     visits = inpatients_in_cardiology(ws.csv, "count(*)")
@@ -533,8 +540,6 @@ def test_rows_written_are_the_rows_counted_whatever_a_run_draws(records_only):
     for _ in range(4):
         build(ws, "rows", full=True)
         several = [entry["why"] for entry in Catalog(ws).current("rows").privacy["several"]]
-        assert "USING SAMPLE gives another value each time it runs, so its rows cannot be counted against the " \
-               "records they come from" in several
         written = Catalog(ws).read(Catalog(ws).current("rows"))
         counted = [why for why in several if why.startswith("counted on the data")]
         if written.num_rows > sum(by_department.values()):
@@ -584,28 +589,32 @@ def test_an_anti_join_written_as_a_left_join_counts_the_people_it_leaves(ehr):
                        "people_column": "p", "sql": left.format("= 'p003'")}, replace=True)
 
 
-def test_what_threads_order_cannot_choose_rows_counted_by_a_run_of_their_own(ehr):
-    """The twenty-second review: in a grouped row-level sql (counted by a run of its own), a join
-    copying records only when ``'Cardiology' IN (SELECT DISTINCT ON (class) department …)`` held
-    (whichever row a thread reached first) copied them in the published run and not in the counted
-    one: Rare all 21 / part 20 people. Such a query now counts as several rows per record, and sql
-    cells using one are refused; with an ORDER BY that decides, both build."""
-    gate = "'{dept}' IN (SELECT DISTINCT ON (class) department FROM enc WHERE class = 'IMP'{order})"
+def test_what_threads_order_decides_is_counted_in_the_run_that_publishes_it(ehr):
+    """The twenty-second review: in a grouped row-level sql (then counted by a run of its own), a
+    join copying records only when ``'Cardiology' IN (SELECT DISTINCT ON (class) department …)``
+    held (whichever row a thread reached first) copied them in the published run and not in the
+    counted one: Rare all 21 / part 20 people. Grouped sqls and sql cells are now counted in the
+    run that computes them: whatever the gate chose in a build, the rows published agree with
+    their count, and every cell shown holds each record once."""
+    gate = "'{dept}' IN (SELECT DISTINCT ON (class) department FROM enc WHERE class = 'IMP')"
     rows = ("SELECT e.patient_id, e.department, t.s FROM enc AS e JOIN (VALUES ('all'), ('amb')) AS t(s) "
             "ON t.s = 'all' OR (e.class = 'AMB' AND {gate}) GROUP BY ALL")
-    add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC},
-                   "sql": rows.format(gate=gate.format(dept="Oncology", order=""))})
-    build(ehr, "rows")
-    several = [entry["why"] for entry in Catalog(ehr).current("rows").privacy["several"]]
-    assert any(why.startswith("DISTINCT ON without ORDER BY gives its rows in whatever order") for why in several)
-    cells = {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n", "people_column": "p",
-             "sql": "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS p FROM enc "
-                    f"WHERE {gate.format(dept='Cardiology', order='')} GROUP BY ALL"}
-    add_spec(ehr, cells)
-    with pytest.raises(LithotseError, match=f"DISTINCT ON without ORDER BY: two runs of the query may keep other "
-                                            f"rows.*{RULE}"):
-        build_all(ehr, ["cells"])
-    ordered = " ORDER BY class, department"
-    add_spec(ehr, {**cells, "sql": cells["sql"].replace("'IMP')", f"'IMP'{ordered})")}, replace=True)
-    build(ehr, "cells")
-    assert Catalog(ehr).current("cells") is not None
+    in_file = dict(duckdb.sql(f"SELECT department, count(*) FROM read_csv('{ehr.csv}') GROUP BY ALL").fetchall())
+    for dept in ("Cardiology", "Oncology"):  # the gate holds, or not
+        for name in ("rows", "cells"):
+            if name in Catalog(ehr).names():
+                Catalog(ehr).remove(name)
+        add_spec(ehr, {"name": "rows", "kind": "sql", "inputs": {"enc": ENC},
+                       "sql": rows.format(gate=gate.format(dept=dept))})
+        build(ehr, "rows")
+        version = Catalog(ehr).current("rows")
+        copied = any(r["s"] == "amb" for r in Catalog(ehr).read(version).to_pylist())
+        assert bool(version.privacy["several"]) == copied, f"{dept}: the rows counted are not the rows published"
+        add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n",
+                       "people_column": "p", "suppress_below": 0,
+                       "sql": "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS p FROM enc "
+                              f"WHERE {gate.format(dept=dept)} GROUP BY ALL"})
+        build(ehr, "cells")
+        shown = {r["department"]: r["n"] for r in Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()
+                 if not r["suppressed"]}
+        assert shown == {d: in_file[d] for d in shown}, f"{dept}: a record counted twice"

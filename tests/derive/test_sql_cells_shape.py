@@ -130,6 +130,7 @@ def test_what_each_refused_query_would_publish_is_refused_at_add_and_at_build(vi
         unchecked.setattr(sql_kind, "_check_people_joined", lambda *_args: None)
         unchecked.setattr(sql_kind, "_lookups", lambda *_args: ())
         unchecked.setattr(build_module, "_check_lookups", lambda *_args: None)
+        unchecked.setattr(build_module, "_judge_counts", lambda *_args: None)
         unchecked.setattr(build_module, "check_cell_keys", lambda *_args: None)
         unchecked.setattr(service_module, "check_cell_keys", lambda *_args: None)
         add_spec(ws, spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -477,13 +478,6 @@ CLOCKS = ("current_timestamp", "current_time", "current_date", "localtimestamp",
 """Clock values DuckDB's parser reads as names."""
 
 
-def varying_reasons(sql: str) -> list[str]:
-    """Why a sql's rows cannot be counted against their records the same way twice (see
-    :func:`varying`); a sql DuckDB cannot parse is judged elsewhere."""
-    node = parse_tree(sql)
-    return _varying_reasons(node) if node is not None else []
-
-
 def _varying_reasons(node: Any) -> list[str]:
     return [f"{name} gives another value each time it runs, so its rows cannot be counted against the records "
             "they come from" for name in varying(node)]
@@ -495,49 +489,6 @@ def varying(node: Any) -> list[str]:
     found += ["USING SAMPLE"] if _samples(node) else []
     return found + [name.upper() for name in CLOCKS
                     if any(ref["column_names"] == [name] for ref in _column_refs(node))]
-
-
-ORDER_LEFT_TO_THREADS = ("first", "last", "any_value", "arbitrary", "list", "array_agg", "string_agg",
-                         "group_concat", "listagg", "arg_max", "arg_min", "argmax", "argmin", "max_by", "min_by",
-                         "first_value", "last_value", "nth_value", "lag", "lead", "row_number", "rank",
-                         "dense_rank", "percent_rank", "cume_dist", "ntile")
-"""Aggregates and windows whose value depends on the order rows arrive in, unless they say it."""
-
-
-def order_left_to_threads(sql: str) -> list[str]:
-    """What in a query gives a result that depends on the order its threads reach the rows: a
-    DISTINCT ON or a LIMIT with no ORDER BY, an order-dependent aggregate or window with none
-    (``first(x)``, ``row_number() OVER ()``), an ``arg_max`` (ties). Two runs of such a query may
-    keep other rows, so a sql counted by a run of its own cannot use it to choose rows: the rows
-    counted would not be the rows published (found by the twenty-second review)."""
-    node = parse_tree(sql)
-    found: list[str] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, list):
-            for child in item:
-                walk(child)
-            return
-        if not isinstance(item, dict):
-            return
-        if item.get("type") == "SELECT_NODE":
-            kinds = {m.get("type"): m for m in item.get("modifiers") or []}
-            if "ORDER_MODIFIER" not in kinds:
-                if (kinds.get("DISTINCT_MODIFIER") or {}).get("distinct_on_targets"):
-                    found.append("DISTINCT ON without ORDER BY")
-                if "LIMIT_MODIFIER" in kinds or "LIMIT_PERCENT_MODIFIER" in kinds:
-                    found.append("LIMIT without ORDER BY")
-        name = str(item.get("function_name", "")).lower()
-        if item.get("class") in ("FUNCTION", "AGGREGATE", "WINDOW") and name in ORDER_LEFT_TO_THREADS:
-            orders = item.get("orders") if item.get("class") == "WINDOW" else \
-                (item.get("order_bys") or {}).get("orders")
-            if not orders or name.startswith(("arg", "max_by", "min_by")):
-                found.append(f"{name}() without ORDER BY" if not orders else f"{name}() (ties)")
-        for value in item.values():
-            walk(value)
-
-    walk(node)
-    return sorted(set(found))
 
 
 def _samples(node: Any) -> bool:
@@ -988,30 +939,38 @@ drawn for each check: a query naming a column so would otherwise be counted in t
 
 @dataclass(frozen=True)
 class RecordCheck:
-    """A query telling, on the data, whether a sql's rows are records of one of its inputs, each
-    at most once: one row of counts, ``rows`` then, per input, the rows holding one of its records
-    and how many of its records are in more rows than the input holds them (a row holding a
-    record through any read of the input, or through several, holds it once)."""
+    """How a sql's rows are counted, on the data, against its inputs' records, in the run that
+    computes them: each row (or, for a grouping query, each row its groups are made of) may hold a
+    record of an input no more often than the input holds it. :meth:`count` gives one tuple of
+    counts: ``rows`` then, per input, the rows holding one of its records and how many of its
+    records are in more rows than the input holds them (a row holding a record through any read
+    of the input, or through several, holds it once)."""
 
-    sql: str
     inputs: tuple[str, ...]
     run: str
-    """The query itself, its reads marked as the check marked them (in the engine's dialect):
-    what is published is computed by this, so a query that looks at its rows' shape (the table
-    as a value, ``COLUMNS(*)`` in a condition) sees in its published run what it saw checked."""
+    """The query itself, its reads marked (in the engine's dialect), giving the :attr:`marks`
+    beside its own columns: what is published is computed by this very run, so the rows counted
+    are the rows published, whatever in the query could make two runs differ (a volatile function,
+    the order threads reach rows, a query looking at its rows' shape)."""
     marks: tuple[str, ...]
-    """Columns :attr:`run` gives beyond the query's own (the marks of its rows), to drop."""
-    rows: str = ""
-    """The name :attr:`counted_over` reads the rows by (see there)."""
+    """Columns :attr:`run` gives beyond the query's own, to count and then drop."""
     prefix: str = ""
     """How the names of the check's own columns begin (drawn for each check)."""
-    counted_over: str = ""
-    """:attr:`sql` over rows already made: a relation named :attr:`rows` holding the :attr:`marks`
-    of every row :attr:`run` gave (DuckDB), so a build counts the very rows it wrote, in one run
-    of the query (none from a run that could differ from it)."""
+    grouped: bool = False
+    """Whether :attr:`run`'s rows are groups: then each carries its rows' count (:attr:`rows`),
+    per input how many of them hold one of its records (:attr:`holding`), and per read of an
+    input the list of the records its rows hold (:attr:`reads`)."""
+    reads: tuple[tuple[str, ...], ...] = ()
+    """Per input (as :attr:`inputs`), its marks: one column per read of it (a record, or for
+    groups a list of them), a read's record left out of a row where an earlier read put it."""
+    holding: tuple[str, ...] = ()
+    rows: str = ""
+    held: tuple[str, ...] = ()
+    """Per input, SQL (in the engine's dialect) giving ``mark, times``: each of its records and
+    how many rows of the input are that record (two equal rows of a file are two records)."""
 
     def query(self) -> str:
-        """:attr:`run` as the build runs it: its result goes through :meth:`strip`."""
+        """:attr:`run` as the build runs it: its result goes through :meth:`count` and :meth:`strip`."""
         return f"SELECT * FROM ({self.run}) AS __q"
 
     def strip(self, table: pa.Table) -> pa.Table:
@@ -1019,6 +978,52 @@ class RecordCheck:
         reads by a pattern (``COLUMNS('.*')``: a mark is a hash of a whole input row)."""
         return table.drop_columns([c for c in table.column_names if c in self.marks or
                                    (self.prefix and c.startswith(self.prefix))])
+
+    def count(self, table: pa.Table | None, held: Callable[[str], pa.Table]) -> tuple[int, ...]:
+        """The counts (see the class) of the rows ``table`` holds (a result of :attr:`run`, or
+        its :attr:`marks` alone; None for no rows); ``held`` runs one of :attr:`held` in the
+        engine, only for an input whose records some rows share (a record in two rows is rare)."""
+        if table is None or not table.num_rows:
+            return (0,) * (1 + 2 * len(self.inputs))
+        if not self.marks:
+            return (table.num_rows,)
+        q = DUCKDB.quote
+        con = duckdb.connect(":memory:")
+        try:
+            con.register("marked", table.select(list(self.marks)))
+            if self.grouped:
+                totals = [f"sum({q(self.rows)})", *(f"sum({q(c)})" for c in self.holding)]
+            else:
+                totals = ["count(*)", *(f"count(coalesce({', '.join(map(q, cols))}))" for cols in self.reads)]
+            found = con.execute(f"SELECT {', '.join(totals)} FROM marked").fetchall()[0]
+            counts = [int(found[0] or 0)]
+            for i, cols in enumerate(self.reads):
+                counts += [int(found[1 + i] or 0), self._over(con, i, cols, held)]
+            return tuple(counts)
+        finally:
+            con.close()
+
+    def _over(self, con: duckdb.DuckDBPyConnection, i: int, cols: tuple[str, ...],
+              held: Callable[[str], pa.Table]) -> int:
+        q = DUCKDB.quote
+        if self.grouped:
+            marks = " UNION ALL ".join(f"SELECT unnest({q(c)}) AS mark FROM marked" for c in cols)
+        else:  # a row holds each record any of the input's reads put in it, once
+            marks = " UNION ALL ".join(
+                f"SELECT {q(c)} AS mark FROM marked WHERE true"
+                + "".join(f" AND {q(earlier)} IS DISTINCT FROM {q(c)}" for earlier in cols[:j])
+                for j, c in enumerate(cols))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE repeated AS SELECT mark, count(*) AS times FROM ({marks}) AS m "
+                    "WHERE mark IS NOT NULL GROUP BY mark HAVING count(*) > 1")
+        if not con.execute("SELECT count(*) FROM repeated").fetchall()[0][0]:
+            return 0  # no record in two rows: none is in more rows than its input holds it
+        con.register("held", held(self.held[i]))
+        try:
+            over = con.execute("SELECT count(*) FROM repeated AS r LEFT JOIN held AS h ON r.mark = h.mark "
+                               "WHERE r.times > coalesce(h.times, 0)").fetchall()[0][0]
+        finally:
+            con.unregister("held")
+        return int(over)
 
     def holds_each_once(self, counts: tuple) -> bool:
         rows = int(counts[0])
@@ -1030,15 +1035,14 @@ class RecordCheck:
         return [(name, int(counts[2 + 2 * i] or 0)) for i, name in enumerate(self.inputs)]
 
 
-def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Dialect = DUCKDB) -> RecordCheck | None:
+def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> RecordCheck | None:
     """The :class:`RecordCheck` of a sql over ``inputs`` (their aliases): every read of an input
     marks its rows with the hash of the whole row, the marks are passed up through the queries
-    that read them (a DISTINCT or grouping query passes none: its rows are groups), and each
-    mark may be in no more rows than the input holds that row (two equal rows of a file are two
-    records). The rows checked are the query's, or for ``cells`` or a grouping query the rows its
-    groups are made of, its keys computed (a function making rows in them makes rows here too).
-    Unlike the query's shape, this sees what the data does: a join key cast to another type, a
-    function making rows, a lookup that is not one. None where DuckDB cannot parse the sql."""
+    that read them (a DISTINCT or grouping query passes none: its rows are groups), and a
+    grouping query at the top gathers, per group, the marks of the rows it is made of (a function
+    making rows in its keys makes rows here too, and GROUPING SETS put each record in a group of
+    every set). Unlike the query's shape, this sees what the data does: a join key cast to another
+    type, a function making rows, a lookup that is not one. None where DuckDB cannot parse the sql."""
     node = parse_tree(sql)
     if node is None:
         return None
@@ -1086,7 +1090,7 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
             return []
         found = read(query.get("from_table") or {}, _scope(query, ctes), done)
         _out_of_stars(query, found)
-        if _grouped(query):
+        if _grouped(query, distinct_on=False):
             return []
         # each mark comes last under a fresh name: the branches of a union then line their marks
         # up, and a table read twice keeps two
@@ -1098,47 +1102,34 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
         return passing
 
     done: dict[str, list[tuple[str, str]]] = {}
-    marks: tuple[str, ...] = ()
-    if cells or _grouped(node):
+    by_input: dict[str, list[str]] = {}
+    grouped = node.get("type") == "SELECT_NODE" and _grouped(node, distinct_on=False) and _gathers(node)
+    if grouped:
         read_here = read(node.get("from_table") or {}, _scope(node, {}), done)
         _out_of_stars(node, read_here)
-        found = [(name, f"{fresh}{next(numbers)}") for name, _, _ in read_here]
-        keys = [{**item, "alias": f"{fresh}key{i}"} for i, item in enumerate(node["select_list"])
-                if not _groups_rows(item) and item.get("class") != "WINDOW"]
-        marked = [{**_column_ref(f"{leaf}.{column}" if leaf else column), "alias": renamed}
-                  for (_, leaf, column), (_, renamed) in zip(read_here, found, strict=True)]
-        checked = {**node, "select_list": [*keys, *marked]
-                   or [_column_ref("1")], "group_expressions": [], "group_sets": [],
-                   "aggregate_handling": "STANDARD_HANDLING", "having": None, "qualify": None, "modifiers": []}
+        if _distinct_only(node):  # SELECT DISTINCT k: the same groups as GROUP BY ALL, which takes aggregates
+            node["modifiers"] = [m for m in node["modifiers"] if m.get("type") != "DISTINCT_MODIFIER"]
+            node["aggregate_handling"] = "FORCE_AGGREGATES"
+        refs: dict[str, list[str]] = {}
+        for name, leaf, column in read_here:
+            refs.setdefault(name, []).append(f"{leaf}.{column}" if leaf else column)
+        rows = f"{fresh}n"
+        gathered = [f"count(*) AS {rows}"]
+        holding: list[str] = []
+        for i, (name, columns) in enumerate(refs.items()):
+            holding.append(f"{fresh}h{i}")
+            gathered.append(f"count(coalesce({', '.join(columns)})) AS {holding[-1]}")
+            for j, column in enumerate(columns):
+                earlier = " AND ".join(f"{column} IS DISTINCT FROM {before}" for before in columns[:j])
+                by_input.setdefault(name, []).append(f"{fresh}a{i}_{j}")
+                gathered.append(f"array_agg({f'CASE WHEN {earlier} THEN {column} END' if earlier else column}) "
+                                f"AS {by_input[name][-1]}")
+        node["select_list"] = [*node["select_list"], *parse(f"SELECT {', '.join(gathered)}")["select_list"]]
+        marks = (rows, *holding, *(c for columns in by_input.values() for c in columns))
     else:
-        found = passed(node, {}, done)
-        checked = node
-        marks = tuple(column for _, column in found)
-    by_input: dict[str, list[str]] = {}
-    for name, column in found:
-        by_input.setdefault(name, []).append(column)
-    rows, q = f"{fresh}rows", DUCKDB.quote
-    ctes = [f"{rows} AS ({_sql_of(checked)})"]
-    sets = len(node.get("group_sets") or []) if checked is not node else 1
-    if sets > 1:  # GROUPING SETS, ROLLUP, CUBE: each record is in a group of every set
-        ctes = [f"{rows} AS (SELECT c.* FROM ({_sql_of(checked)}) AS c CROSS JOIN range({sets}) AS r)"]
-    counts = ["count(*)"]
-    for i, (name, columns) in enumerate(by_input.items()):
-        mark = f"coalesce({', '.join(columns)})" if len(columns) > 1 else columns[0]
-        held = f"{fresh}in{i}"
-        ctes.append(f"{held} AS (SELECT mark, count(*) AS times FROM (SELECT {DUCKDB.row_identity(whole)} AS mark "
-                    f"FROM {q(name)} AS {whole}) AS m GROUP BY mark)")
-        # a row holds each record any of the input's reads put in it, once: two reads of one input
-        # joined so that a row holds either side's record alone (a full join matching nothing)
-        # would otherwise pass, each read holding each record once while the rows hold it twice
-        held_in_rows = " UNION ALL ".join(
-            f"SELECT {column} AS mark FROM {rows} WHERE {column} IS NOT NULL"
-            + "".join(f" AND {earlier} IS DISTINCT FROM {column}" for earlier in columns[:j])
-            for j, column in enumerate(columns))
-        over = (f"(SELECT count(*) FROM (SELECT mark, count(*) AS times FROM ({held_in_rows}) AS m GROUP BY mark) "
-                f"AS o JOIN {held} AS i ON o.mark = i.mark WHERE o.times > i.times)")
-        counts += [f"(SELECT count(*) FROM {rows} WHERE {mark} IS NOT NULL)", over]
-    named = ", ".join(f"{count} AS {fresh}count{i}" for i, count in enumerate(counts))
+        for name, column in passed(node, {}, done):
+            by_input.setdefault(name, []).append(column)
+        marks, holding, rows = tuple(c for columns in by_input.values() for c in columns), [], ""
 
     def spelled(text: str) -> str:
         text = dialect.from_duckdb(text)
@@ -1147,10 +1138,30 @@ def record_check(sql: str, inputs: set[str], *, cells: bool = False, dialect: Di
                 text = text.replace(written, dialect.row_identity(whole))
         return text
 
-    held_ctes = f"WITH {', '.join(ctes[1:])} " if len(ctes) > 1 else ""
-    return RecordCheck(spelled(f"WITH {', '.join(ctes)} SELECT {named} FROM {rows}"), tuple(by_input),
-                       spelled(_sql_of(node)), marks, rows=rows,
-                       counted_over=f"{held_ctes}SELECT {named} FROM {rows}", prefix=fresh)
+    held = tuple(spelled(f"SELECT mark, count(*) AS times FROM (SELECT {DUCKDB.row_identity(whole)} AS mark "
+                         f"FROM {DUCKDB.quote(name)} AS {whole}) AS m GROUP BY mark") for name in by_input)
+    return RecordCheck(tuple(by_input), spelled(_sql_of(node)), marks, prefix=fresh, grouped=grouped,
+                       reads=tuple(tuple(columns) for columns in by_input.values()), holding=tuple(holding),
+                       rows=rows, held=held)
+
+
+def _gathers(select: dict) -> bool:
+    """Whether a grouping SELECT can gather its groups' marks without changing what it gives: not
+    where a DISTINCT sits on top of its aggregates (equal rows of two groups would stay two) or
+    beside a window (GROUP BY ALL would compute the window over groups). Its rows then count as
+    made by grouping: several for a row-level sql, refused as cells."""
+    distinct = any(m.get("type") == "DISTINCT_MODIFIER" and not m.get("distinct_on_targets")
+                   for m in select.get("modifiers") or [])
+    return not distinct or (_distinct_only(select) and
+                            not any(item.get("class") == "WINDOW" for item in select.get("select_list") or []))
+
+
+def _distinct_only(select: dict) -> bool:
+    """Whether a SELECT's grouping is a plain DISTINCT alone (no GROUP BY, no aggregate)."""
+    modifiers = select.get("modifiers") or []
+    return any(m.get("type") == "DISTINCT_MODIFIER" and not m.get("distinct_on_targets") for m in modifiers) \
+        and not select.get("group_expressions") and select.get("aggregate_handling") != "FORCE_AGGREGATES" \
+        and not _groups_rows([item for item in select.get("select_list") or [] if item.get("class") != "WINDOW"])
 
 
 def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
@@ -1176,10 +1187,12 @@ def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
     return {**ctes, **{entry["key"].lower(): entry for entry in (select.get("cte_map") or {}).get("map", [])}}
 
 
-def _grouped(select: dict) -> bool:
-    """Whether a SELECT's rows are groups of the rows it reads (GROUP BY, DISTINCT, aggregates)."""
+def _grouped(select: dict, *, distinct_on: bool = True) -> bool:
+    """Whether a SELECT's rows are groups of the rows it reads (GROUP BY, DISTINCT, aggregates);
+    with ``distinct_on`` false, a DISTINCT ON alone is not (each row it gives is one it read)."""
     return bool(select.get("group_expressions")) or select.get("aggregate_handling") == "FORCE_AGGREGATES" or \
-        any(m.get("type") == "DISTINCT_MODIFIER" for m in select.get("modifiers") or []) or \
+        any(m.get("type") == "DISTINCT_MODIFIER" and (distinct_on or not m.get("distinct_on_targets"))
+            for m in select.get("modifiers") or []) or \
         _groups_rows([item for item in select.get("select_list") or [] if item.get("class") != "WINDOW"])
 
 
