@@ -303,8 +303,9 @@ def test_a_view_making_a_row_per_element_feeds_no_cells(workspace, tmp_path):
 def test_the_shapes_that_repeat_a_record_are_named():
     roles = {"e": {"patient_id": "person_key", "department": None}, "r": {"department": None, "region": None}}
     assert several_rows("SELECT * FROM e", roles) == ([], ())
-    assert several_rows("SELECT e.*, x FROM e, range(2) t(x)", roles)[0][0] == "the table function t makes rows of " \
-                                                                                "its own"
+    assert several_rows("SELECT e.*, x FROM e, range(2) t(x)", roles)[0] == [
+        "the table function t is joined to its rows on no equal columns"]
+    assert several_rows("SELECT e.*, t.x FROM e JOIN range(2) t(x) ON t.x = e.department", roles)[0] == []
     assert several_rows("SELECT * FROM e CROSS JOIN r", roles)[0] == ["r is joined to its rows on no equal columns"]
     reasons, lookups = several_rows("SELECT e.*, r.region FROM e JOIN r ON r.department = e.department "
                                     "AND r.region <> 'x'", roles)
@@ -618,3 +619,27 @@ def test_what_threads_order_decides_is_counted_in_the_run_that_publishes_it(ehr)
         shown = {r["department"]: r["n"] for r in Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()
                  if not r["suppressed"]}
         assert shown == {d: in_file[d] for d in shown}, f"{dept}: a record counted twice"
+
+
+@pytest.mark.parametrize("values", ["(VALUES {rows}) AS r(department, region)",
+                                    "(SELECT * FROM (VALUES {rows}) AS v(department, region)) AS r"])
+def test_a_lookup_written_as_values_feeds_cells_when_it_holds_each_key_once(ehr, values):
+    """Pass 22a found a lookup written inline refused as "cannot be followed": VALUES joined on equal
+    columns is a lookup like any table, held to one row per key on the data."""
+    sql = (f"SELECT r.region, {COUNTS} FROM enc AS e JOIN {values} ON r.department = e.department GROUP BY ALL")
+    once = "('Cardiology', 'north'), ('Neurology', 'south'), ('Oncology', 'north')"
+    add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n", "people_column": "p",
+                   "sql": sql.format(rows=once)})
+    build(ehr, "cells")
+    shown = {r["region"]: (r["n"], r["p"]) for r in Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()}
+    in_file = dict(duckdb.sql(
+        f"SELECT CASE department WHEN 'Neurology' THEN 'south' ELSE 'north' END, "
+        f"(count(*), count(DISTINCT patient_id)) FROM read_csv('{ehr.csv}') GROUP BY ALL").fetchall())
+    assert shown == in_file
+    Catalog(ehr).remove("cells")
+    twice = "('Cardiology', 'north'), ('Cardiology', 'south'), ('Oncology', 'north')"
+    add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n", "people_column": "p",
+                   "sql": sql.format(rows=twice)})
+    with pytest.raises(LithotseError, match=f"holds a value of r.department in more than one row.*{RULE}"):
+        build_all(ehr, ["cells"])
+    assert Catalog(ehr).current("cells") is None

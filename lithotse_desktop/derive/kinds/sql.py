@@ -190,9 +190,9 @@ JOIN_RULE = ("sql cells that join tables holding people join them on their perso
 
 
 ONE_CELL_RULE = ("a table of cells counts each record of its input in one cell at most: the rows it counts (and a "
-                 "sql or view they come from) make no record into several rows — no unnest, table function, VALUES, "
-                 "UNION or forEach — and a table joined to the records is joined on equal columns whose values it "
-                 "holds once each (a lookup, one row per key)")
+                 "sql or view they come from) make no record into several rows — no unnest, UNION or forEach — and "
+                 "a table joined to the records (an input, a subquery, VALUES, a table function) is joined on equal "
+                 "columns whose values it holds once each (a lookup, one row per key)")
 
 
 @dataclass(frozen=True)
@@ -380,12 +380,15 @@ def _record_paths(node: dict, roles: dict[str, dict[str, str | None]],
         if kind == "SUBQUERY":
             query(table["subquery"]["node"], ctes, seen)
             return
+        nodes = {key: entry["value"]["query_node"] for key, entry in ctes.items()}
         if kind != "JOIN":
-            reasons.append(f"{_leaf_shown(table)} makes rows of its own")
+            # VALUES or a table function: its rows are no records; joined to the counted rows it is
+            # a lookup, held to one row per joined value below (and on the data)
+            if _carries_records(table, nodes, counted):
+                reasons.append(f"{_leaf_shown(table)} makes rows of its own")
             return
         rows(table["left"], ctes, where, where_parts, seen)
         rows(table["right"], ctes, where, where_parts, seen)
-        nodes = {key: entry["value"]["query_node"] for key, entry in ctes.items()}
         reads = [_carries_records(table[side], nodes, counted) for side in ("left", "right")]
         if not any(reads):
             return
@@ -865,13 +868,20 @@ def _source(ref: list[str], node: dict, ctes: dict[str, dict],
 
 
 def _leaves(table: dict) -> list[dict] | None:
-    """The tables a FROM clause joins; None for anything else (a table function, VALUES, a pivot)."""
+    """The tables a FROM clause joins (VALUES, a table function or a renamed subquery among them,
+    though no input's column can be followed through one: see :func:`_opaque`); None for no FROM."""
     if table.get("type") == "JOIN":
         left, right = _leaves(table["left"]), _leaves(table["right"])
         return None if left is None or right is None else left + right
-    if table.get("type") in ("BASE_TABLE", "SUBQUERY") and not table.get("column_name_alias"):
-        return [table]
-    return None
+    if table.get("type") in (None, "EMPTY"):
+        return None
+    return [table]
+
+
+def _opaque(leaf: dict) -> bool:
+    """Whether a table of a FROM clause hides where its columns come from (VALUES, a table
+    function, a pivot, a subquery whose columns it renames)."""
+    return leaf.get("type") not in ("BASE_TABLE", "SUBQUERY") or bool(leaf.get("column_name_alias"))
 
 
 def _leaf_name(leaf: dict) -> str:
@@ -879,7 +889,11 @@ def _leaf_name(leaf: dict) -> str:
 
 
 def _provides(leaf: dict, column: str, ctes: dict[str, dict], roles: dict[str, dict[str, str | None]]) -> bool:
-    """Whether one table of a FROM clause has ``column`` (an input, a CTE or a subquery)."""
+    """Whether one table of a FROM clause has ``column`` (an input, a CTE or a subquery; a table
+    hiding its columns' names may have any, unless it names them)."""
+    if _opaque(leaf):
+        named = [str(c).lower() for c in leaf.get("column_name_alias") or []]
+        return column in named if named else True
     node = _leaf_node(leaf, ctes)
     if node is None:
         inputs = {alias.lower(): columns for alias, columns in roles.items()}
@@ -901,6 +915,8 @@ def _leaf_node(leaf: dict, ctes: dict[str, dict]) -> dict | None:
 
 def _through(leaf: dict, column: str, ctes: dict[str, dict],
              roles: dict[str, dict[str, str | None]]) -> tuple[str, str] | None:
+    if _opaque(leaf):
+        return None
     node = _leaf_node(leaf, ctes)
     if node is None:
         inputs = {alias.lower(): alias for alias in roles}
