@@ -609,7 +609,8 @@ def _record_check(work: _Work, dialect: Dialect) -> RecordCheck | None:
     """The check counting a sql's rows against its inputs' records in the run that computes them
     (:func:`.kinds.sql.record_check`); where DuckDB cannot parse the sql, sql cells are refused
     and a row-level sql's rows are several, as how many rows it makes of a record is not known."""
-    check = record_check(work.spec["sql"], set(spec_inputs(work.spec)), dialect=dialect)
+    reads = {alias: json.dumps(item, sort_keys=True) for alias, item in spec_inputs(work.spec).items()}
+    check = record_check(work.spec["sql"], reads, dialect=dialect)
     if check is None:
         if work.sql_cells:
             raise SpecError("sql", f"derivative {work.spec['name']!r}: DuckDB's parser cannot read its SQL, so its "

@@ -643,3 +643,51 @@ def test_a_lookup_written_as_values_feeds_cells_when_it_holds_each_key_once(ehr,
     with pytest.raises(LithotseError, match=f"holds a value of r.department in more than one row.*{RULE}"):
         build_all(ehr, ["cells"])
     assert Catalog(ehr).current("cells") is None
+
+
+TWO_NAMES = ("SELECT CASE WHEN y.k IS NOT NULL THEN y.department WHEN x.department = 'Cardiology' THEN 'Cardiology' "
+             "ELSE 'Other' END AS department, CASE WHEN y.k IS NOT NULL THEN 'amb' ELSE 'all' END AS s{counts} "
+             "FROM (SELECT *, CAST(substr(encounter_id, 2) AS INT) - 31 AS k FROM a) AS x "
+             "LEFT JOIN (SELECT department, CAST(substr(encounter_id, 2) AS INT) AS k FROM b "
+             "WHERE class = 'AMB' AND department = 'Cardiology') AS y ON y.k = x.k{group}")
+
+
+def test_one_stream_read_under_two_names_is_one_input(records_only, monkeypatch):
+    """The twenty-fourth review: inputs ``a`` and ``b`` both the encounters; each Cardiology
+    ambulatory visit was in a row as an ``a`` record ('all') and, as ``b``'s, beside a Neurology
+    visit ('amb'): each name held each record once, so the cells Cardiology all 21 / amb 20 gave
+    the one inpatient away (and so did an aggregate over the rows). Names reading the same
+    stream are now counted as one input."""
+    ws = records_only
+    cells = {"name": "cells", "kind": "sql", "inputs": {"a": ENC, "b": ENC}, "count_column": "n",
+             "sql": TWO_NAMES.format(counts=", count(*) AS n", group=" GROUP BY ALL")}
+    add_spec(ws, cells)
+    with pytest.raises(LithotseError, match=f"derivative 'cells': counted on the data, .* of a's records in more "
+                                            f"rows than their input.*{RULE}"):
+        build_all(ws, ["cells"])
+    assert Catalog(ws).current("cells") is None
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(build_module, "_judge_counts", lambda *_args: None)
+        build(ws, "cells")
+        shown = {(r["department"], r["s"]): r["n"] for r in Catalog(ws).read(Catalog(ws).current("cells")).to_pylist()}
+    assert shown[("Cardiology", "all")] - shown[("Cardiology", "amb")] == \
+        inpatients_in_cardiology(ws.csv, "count(*)") == 1, "without the count, the cells give the inpatient away"
+    Catalog(ws).remove("cells")
+    add_spec(ws, {"name": "rows", "kind": "sql", "inputs": {"a": ENC, "b": ENC},
+                  "sql": TWO_NAMES.format(counts="", group="")})
+    build(ws, "rows")
+    assert [entry["why"] for entry in Catalog(ws).current("rows").privacy["several"]][-1].startswith(
+        "counted on the data")
+
+
+def test_a_with_query_named_like_its_input_reads_the_input(ehr):
+    """The twenty-fourth review: ``WITH enc AS (SELECT … FROM enc)`` crashed ``derive add`` (the
+    name was followed into itself); DuckDB reads the inner ``enc`` as the input, and so does the build."""
+    add_spec(ehr, {"name": "cells", "kind": "sql", "inputs": {"enc": ENC}, "count_column": "n", "people_column": "p",
+                   "sql": "WITH enc AS (SELECT * FROM enc WHERE class = 'AMB') "
+                          "SELECT department, count(*) AS n, count(DISTINCT patient_id) AS p FROM enc GROUP BY ALL"})
+    build(ehr, "cells")
+    shown = {r["department"]: (r["n"], r["p"]) for r in Catalog(ehr).read(Catalog(ehr).current("cells")).to_pylist()}
+    assert shown == {d: (n, p) for d, n, p in duckdb.sql(
+        f"SELECT department, count(*), count(DISTINCT patient_id) FROM read_csv('{ehr.csv}') WHERE class = 'AMB' "
+        "GROUP BY ALL").fetchall()}

@@ -675,7 +675,8 @@ def test_an_aggregate_over_a_sql_repeating_its_records_is_refused(workspace, ehr
                          "group_by": ["dept"], "measures": [{"fn": "count", "as": "rows"}]})
     with pytest.raises(LithotseError, match="by_dept: failed: derivative 'by_dept': input 'input' reads derivative "
                                             r"'repeated', whose rows may be several for one record \(the table "
-                                            r"function r makes rows of its own\).*rule: a table of cells counts"):
+                                            r"function r is joined to its rows on no equal columns\).*"
+                                            r"rule: a table of cells counts"):
         build_all(workspace, ["repeated", "by_dept"])
     assert Catalog(workspace).current("repeated") is not None and Catalog(workspace).current("by_dept") is None
 

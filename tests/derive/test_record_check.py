@@ -40,6 +40,10 @@ SAME = [
     "SELECT DISTINCT department, count(*) OVER (PARTITION BY department) AS c FROM visits",
     "SELECT DISTINCT count(*) AS c FROM visits GROUP BY department",
     "SELECT count(*) AS n FROM visits",
+    "SELECT DISTINCT department, class FROM visits ORDER BY ALL",
+    "SELECT department, count(*) AS n FROM visits GROUP BY ALL ORDER BY ALL",
+    "SELECT * FROM visits ORDER BY ALL LIMIT 7",
+    "SELECT DISTINCT patient_id, department FROM visits QUALIFY count(*) OVER () > 0",
 ]
 
 

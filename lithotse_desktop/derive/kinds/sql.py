@@ -913,6 +913,15 @@ def _leaf_node(leaf: dict, ctes: dict[str, dict]) -> dict | None:
     return dict(found) if found is not None else None
 
 
+def _inside(leaf: dict, ctes: dict[str, dict]) -> dict[str, dict]:
+    """The WITH queries seen inside a FROM item's query: inside ``WITH enc AS (SELECT … FROM enc)``
+    the name ``enc`` is the input again (DuckDB reads it so), not the WITH query itself."""
+    if leaf.get("type") != "BASE_TABLE":
+        return ctes
+    name = str(leaf.get("table_name", "")).lower()
+    return {key: value for key, value in ctes.items() if key != name}
+
+
 def _through(leaf: dict, column: str, ctes: dict[str, dict],
              roles: dict[str, dict[str, str | None]]) -> tuple[str, str] | None:
     if _opaque(leaf):
@@ -927,6 +936,7 @@ def _through(leaf: dict, column: str, ctes: dict[str, dict],
         return (alias, columns[column]) if column in columns else None
     if node.get("type") != "SELECT_NODE":
         return None
+    ctes = _inside(leaf, ctes)
     found: list[tuple[str, str] | None] = []
     inner = {**ctes, **{entry["key"].lower(): entry["value"]["query_node"]
                         for entry in (node.get("cte_map") or {}).get("map", [])}}
@@ -1051,18 +1061,26 @@ class RecordCheck:
         return [(name, int(counts[2 + 2 * i] or 0)) for i, name in enumerate(self.inputs)]
 
 
-def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> RecordCheck | None:
+def record_check(sql: str, inputs: set[str] | dict[str, str], *, dialect: Dialect = DUCKDB) -> RecordCheck | None:
     """The :class:`RecordCheck` of a sql over ``inputs`` (their aliases): every read of an input
     marks its rows with the hash of the whole row, the marks are passed up through the queries
     that read them (a DISTINCT or grouping query passes none: its rows are groups), and a
     grouping query at the top gathers, per group, the marks of the rows it is made of (a function
     making rows in its keys makes rows here too, and GROUPING SETS put each record in a group of
     every set). Unlike the query's shape, this sees what the data does: a join key cast to another
-    type, a function making rows, a lookup that is not one. None where DuckDB cannot parse the sql."""
+    type, a function making rows, a lookup that is not one. ``inputs`` may map each alias to what
+    it reads: aliases reading the same stream or derivative are counted as one input (a record put
+    in one row under one name and in another under the other is in two rows). None where DuckDB
+    cannot parse the sql."""
     node = parse_tree(sql)
     if node is None:
         return None
     wanted = {alias.lower() for alias in inputs}
+    reads_of = inputs if isinstance(inputs, dict) else {alias: alias for alias in inputs}
+    first_alias: dict[str, str] = {}
+    for alias, what in sorted(reads_of.items()):
+        first_alias.setdefault(what, alias)
+    same = {alias.lower(): first_alias[what].lower() for alias, what in reads_of.items()}
     numbers = iter(range(1, 1 << 30))
     fresh = f"{RECORD}{secrets.token_hex(6)}_"  # a name the query cannot have written, as it cannot guess it
     whole = f"{fresh}row"
@@ -1074,8 +1092,10 @@ def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> Re
             name, shown = str(table.get("table_name", "")).lower(), str(table.get("alias") or table.get("table_name"))
             if name in ctes:
                 if name not in done:
-                    done[name] = []  # a recursive reference passes nothing
-                    done[name] = passed(ctes[name]["value"]["query_node"], ctes, done)
+                    done[name] = []
+                    # inside it, its own name is the input of that name, or (WITH RECURSIVE) nothing
+                    done[name] = passed(ctes[name]["value"]["query_node"],
+                                        {key: value for key, value in ctes.items() if key != name}, done)
                 return [(alias, shown.lower(), column) for alias, column in done[name]]
             if name in wanted:
                 column = f"{fresh}{next(numbers)}"
@@ -1128,7 +1148,7 @@ def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> Re
             node["aggregate_handling"] = "FORCE_AGGREGATES"
         refs: dict[str, list[str]] = {}
         for name, leaf, column in read_here:
-            refs.setdefault(name, []).append(f"{leaf}.{column}" if leaf else column)
+            refs.setdefault(same[name], []).append(f"{leaf}.{column}" if leaf else column)
         rows = f"{fresh}n"
         gathered = [f"count(*) AS {rows}"]
         holding: list[str] = []
@@ -1144,7 +1164,7 @@ def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> Re
         marks = (rows, *holding, *(c for columns in by_input.values() for c in columns))
     else:
         for name, column in passed(node, {}, done):
-            by_input.setdefault(name, []).append(column)
+            by_input.setdefault(same[name], []).append(column)
         marks, holding, rows = tuple(c for columns in by_input.values() for c in columns), [], ""
 
     def spelled(text: str) -> str:
@@ -1164,11 +1184,12 @@ def record_check(sql: str, inputs: set[str], *, dialect: Dialect = DUCKDB) -> Re
 def _gathers(select: dict) -> bool:
     """Whether a grouping SELECT can gather its groups' marks without changing what it gives: not
     where a DISTINCT sits on top of its aggregates (equal rows of two groups would stay two) or
-    beside a window (GROUP BY ALL would compute the window over groups). Its rows then count as
+    beside a window or a QUALIFY (GROUP BY ALL would compute the window over groups; DuckDB
+    takes no QUALIFY with GROUP BY ALL). Its rows then count as
     made by grouping: several for a row-level sql, refused as cells."""
     distinct = any(m.get("type") == "DISTINCT_MODIFIER" and not m.get("distinct_on_targets")
                    for m in select.get("modifiers") or [])
-    return not distinct or (_distinct_only(select) and
+    return not distinct or (_distinct_only(select) and select.get("qualify") is None and
                             not any(item.get("class") == "WINDOW" for item in select.get("select_list") or []))
 
 
@@ -1189,6 +1210,9 @@ def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
             for item in expr:
                 walk(item)
         elif isinstance(expr, dict):
+            if expr.get("type") == "ORDER_MODIFIER":  # ORDER BY ALL: the SELECT list's columns, in order
+                walk([order for order in expr.get("orders") or [] if not _orders_all(order)])
+                return
             if expr.get("class") == "STAR" and expr.get("expr") is None:
                 relation = str(expr.get("relation_name") or "").lower()
                 expr["exclude_list"] = [*(expr.get("exclude_list") or []),
@@ -1197,6 +1221,13 @@ def _out_of_stars(query: dict, found: list[tuple[str, str, str]]) -> None:
                 if key not in ("subquery", "from_table", "cte_map"):
                     walk(value)
     walk({key: value for key, value in query.items() if key not in ("from_table", "cte_map")})
+
+
+def _orders_all(order: dict) -> bool:
+    """Whether an ORDER BY term is ``ALL``."""
+    expression = order.get("expression") or {}
+    return expression.get("class") == "STAR" and bool(expression.get("columns")) and expression.get("expr") is None \
+        and not expression.get("exclude_list") and not expression.get("relation_name")
 
 
 def _scope(select: dict, ctes: dict[str, dict]) -> dict[str, dict]:
