@@ -91,6 +91,7 @@ from .kinds.sql import (
     RecordCheck,
     check_counts,
     check_row_by_row,
+    counted_inputs,
     record_check,
     several_rows,
 )
@@ -624,7 +625,8 @@ def _judge_counts(work: _Work, check: RecordCheck, counts: tuple) -> None:
     two cells, and two cells' difference is a hidden count); for a row-level sql, record why its
     rows may be several for one record (its ``privacy.several``)."""
     if work.sql_cells:
-        if not check.holds_each_once(counts):
+        counted = counted_inputs(work.spec["sql"], work.roles, work.counting.counted if work.counting else ())
+        if not check.holds_each_once(counts, counted):
             raise SpecError("sql", f"derivative {work.spec['name']!r}: {_counted_records(check, counts)}, so a record "
                                    "is counted more than once, and two cells' difference can be a hidden count; "
                                    f"rule: {ONE_CELL_RULE}")
@@ -635,7 +637,7 @@ def _judge_counts(work: _Work, check: RecordCheck, counts: tuple) -> None:
 def _several_reasons(work: _Work, check: RecordCheck, counts: tuple) -> list[str]:
     """Why a row-level sql's rows, counted (``counts`` of ``check``, in the run that wrote them),
     may be several for one record: none where they hold each record once."""
-    if check.holds_each_once(counts):
+    if check.holds_each_once(counts, counted_inputs(work.spec["sql"], work.roles)):
         return []
     return [*several_rows(work.spec["sql"], work.roles)[0], _counted_records(check, counts)]
 

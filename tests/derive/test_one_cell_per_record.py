@@ -691,3 +691,50 @@ def test_a_with_query_named_like_its_input_reads_the_input(ehr):
     assert shown == {d: (n, p) for d, n, p in duckdb.sql(
         f"SELECT department, count(*), count(DISTINCT patient_id) FROM read_csv('{ehr.csv}') WHERE class = 'AMB' "
         "GROUP BY ALL").fetchall()}
+
+
+@pytest.fixture
+def split_keys(workspace, tmp_path):
+    """Cardiology 20 ambulatory patients and one inpatient, Neurology 30, Oncology 25, each visit
+    numbered (``num``); a stream ``tk`` of text keys: ``i`` ('all') for every visit and ``0i``
+    ('amb') for each ambulatory one, so each of its rows matches one visit when cast."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    people = [("Cardiology", "AMB")] * 20 + [("Cardiology", "IMP")] + [("Neurology", "AMB")] * 30 + \
+        [("Oncology", "AMB")] * 25
+    (folder / "encounters.csv").write_text("encounter_id,patient_id,admit_date,department,class,num\n" + "".join(
+        f"E{i:05d},p{i:03d},2020-01-{1 + i % 28:02d},{dept},{cls},{i}\n" for i, (dept, cls) in enumerate(people)))
+    (folder / "tk.csv").write_text("tk,s,admit_date\n" + "".join(
+        f"{i},all,2020-01-01\n" + (f"0{i},amb,2020-01-01\n" if cls == "AMB" else "")
+        for i, (_, cls) in enumerate(people)))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id",
+                                        "person_column": "patient_id"}, {})
+    run_import(workspace, "ehr")
+    workspace.csv = folder / "encounters.csv"
+    return workspace
+
+
+def test_a_second_input_landing_once_per_row_does_not_vouch_for_the_counted_one(split_keys, monkeypatch):
+    """The twenty-fifth review: the count on the data passed when any input held each record once;
+    joined to ``tk`` (one of its rows per visit and split), ``tk`` did, while every ambulatory
+    visit of ``enc`` was in two cells: Cardiology all 21 / amb 20 people, as sql cells and through
+    a row-level sql under an aggregate. The inputs counted must now hold their records once."""
+    ws = split_keys
+    inputs = {"enc": ENC, "t": {"source": "ehr", "stream": "tk"}}
+    cells = {"name": "cells", "kind": "sql", "inputs": inputs, "count_column": "n", "people_column": "p",
+             "sql": f"SELECT e.department, t.s, {COUNTS} FROM enc AS e JOIN t ON t.tk = e.num GROUP BY ALL"}
+    add_spec(ws, cells)
+    with pytest.raises(LithotseError, match=f"derivative 'cells': counted on the data, .* of enc's records in more "
+                                            f"rows than their input.*{RULE}"):
+        build_all(ws, ["cells"])
+    assert_leaks_without(ws, monkeypatch, ("_judge_counts",), "cells")
+    Catalog(ws).remove("cells")
+    add_spec(ws, {"name": "rows", "kind": "sql", "inputs": inputs,
+                  "sql": "SELECT e.patient_id, e.department, t.s FROM enc AS e JOIN t ON CAST(t.tk AS BIGINT) = e.num"})
+    build(ws, "rows")
+    several = [entry["why"] for entry in Catalog(ws).current("rows").privacy["several"]]
+    assert several and several[-1].startswith("counted on the data"), several
+    with pytest.raises(LithotseError, match=f"derivative 'agg': .*whose rows may be several.*{RULE}"):
+        add_spec(ws, {"name": "agg", "kind": "aggregate", "input": {"derivative": "rows"},
+                      "group_by": ["department", "s"],
+                      "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "p"}]})

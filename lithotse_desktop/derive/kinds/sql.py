@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -316,6 +316,28 @@ def check_counts(spec: dict, roles: dict[str, dict[str, str | None]]) -> Countin
     _check_people_joined(name, node, roles, argument["column_names"], source)
     return Counting("people", f"{source[0]}.{source[1]}", _lookups(name, node, roles, {source[0].lower()}),
                     (source[0],))
+
+
+def counted_inputs(sql: str, roles: dict[str, dict[str, str | None]], counted: Iterable[str] = ()) -> set[str]:
+    """The inputs (aliases) whose records a sql's rows must each hold once (see
+    :meth:`RecordCheck.holds_each_once`): those its cells count (``counted``); for rows, the
+    input whose person key the rows pass on by name, else every input holding people and the
+    ones its FROM reads first; every input where none is known. A table joined to them (a
+    lookup) may repeat, but a second input whose rows each land once says nothing of the counted
+    one's (the twenty-fifth review)."""
+    if counted:
+        return {alias.lower() for alias in counted}
+    everything = {alias.lower() for alias in roles}
+    node = parse_tree(sql)
+    if node is None:
+        return everything
+    keys = {column.lower() for columns in roles.values() for column, role in columns.items() if role == "person_key"}
+    whole = {"type": "SUBQUERY", "alias": "", "subquery": {"node": node}}
+    passed_on = {found[0].lower() for key in keys
+                 if (found := _through(whole, key, {}, roles)) is not None
+                 and roles.get(found[0], {}).get(found[1]) == "person_key"}
+    people = {alias.lower() for alias, columns in roles.items() if "person_key" in columns.values()}
+    return passed_on or (people | _first_inputs(node, roles)) or everything
 
 
 def _first_inputs(node: dict, roles: dict[str, dict[str, str | None]]) -> set[str]:
@@ -994,6 +1016,9 @@ class RecordCheck:
     held: tuple[str, ...] = ()
     """Per input, SQL (in the engine's dialect) giving ``mark, times``: each of its records and
     how many rows of the input are that record (two equal rows of a file are two records)."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Each alias of the sql (lower case) to the name its input is counted under in :attr:`inputs`
+    (aliases reading the same stream share one)."""
 
     def query(self) -> str:
         """:attr:`run` as the build runs it: its result goes through :meth:`count` and :meth:`strip`."""
@@ -1051,10 +1076,16 @@ class RecordCheck:
             con.unregister("held")
         return int(over)
 
-    def holds_each_once(self, counts: tuple) -> bool:
+    def holds_each_once(self, counts: tuple, counted: Iterable[str]) -> bool:
+        """Whether every row holds one record of each ``counted`` input (aliases) and no record
+        of them is in more rows than the input holds it; other inputs (lookups) may repeat."""
         rows = int(counts[0])
-        return rows == 0 or any(int(counts[1 + 2 * i]) == rows and int(counts[2 + 2 * i] or 0) == 0
-                                for i in range(len(self.inputs)))
+        if rows == 0:
+            return True
+        wanted = {self.aliases.get(alias.lower(), alias.lower()) for alias in counted}
+        return bool(wanted) and wanted <= set(self.inputs) and all(
+            int(counts[1 + 2 * i]) == rows and int(counts[2 + 2 * i] or 0) == 0
+            for i, name in enumerate(self.inputs) if name in wanted)
 
     def records(self, counts: tuple) -> list[tuple[str, int]]:
         """Per input, how many of its records the rows hold more often than it does."""
@@ -1178,7 +1209,7 @@ def record_check(sql: str, inputs: set[str] | dict[str, str], *, dialect: Dialec
                          f"FROM {DUCKDB.quote(name)} AS {whole}) AS m GROUP BY mark") for name in by_input)
     return RecordCheck(tuple(by_input), spelled(_sql_of(node)), marks, prefix=fresh, grouped=grouped,
                        reads=tuple(tuple(columns) for columns in by_input.values()), holding=tuple(holding),
-                       rows=rows, held=held)
+                       rows=rows, held=held, aliases=same)
 
 
 def _gathers(select: dict) -> bool:
