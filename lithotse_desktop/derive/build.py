@@ -663,7 +663,8 @@ def _counted_records(check: RecordCheck, counts: tuple) -> str:
     over = [f"{times:,} of {name}'s records" for name, times in check.records(counts) if times]
     missing = [name for i, name in enumerate(check.inputs) if int(counts[1 + 2 * i]) < rows]
     if not check.inputs:
-        return f"its {rows:,} rows are no input's records (a DISTINCT or a grouping made them)"
+        return (f"counted on the data, its {rows:,} rows are no input's records (a DISTINCT, a UNION or a grouping "
+                "made them)")
     return (f"counted on the data, its {rows:,} rows hold " + ", ".join(over or ["no record twice"]) +
             " in more rows than their input" + (f" (and rows without a record of {', '.join(missing)})"
                                                  if missing else ""))

@@ -9,7 +9,8 @@ from collections import Counter
 import duckdb
 import pytest
 
-from lithotse_desktop.derive.kinds.sql import record_check
+from lithotse_desktop.derive.kinds.sql import check_reads, record_check
+from lithotse_desktop.derive.spec import SpecError
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,11 @@ SAME = [
     "SELECT department, count(*) AS n FROM visits GROUP BY ALL ORDER BY ALL",
     "SELECT * FROM visits ORDER BY ALL LIMIT 7",
     "SELECT DISTINCT patient_id, department FROM visits QUALIFY count(*) OVER () > 0",
+    "SELECT department FROM visits UNION SELECT department FROM visits",
+    "SELECT * FROM (SELECT department FROM visits UNION SELECT class FROM visits) AS u",
+    "SELECT department FROM visits UNION ALL SELECT class FROM visits",
+    "SELECT department FROM visits UNION ALL SELECT a.department FROM visits AS a JOIN visits AS b ON a.n = b.n",
+    "SELECT COLUMNS('.*') FROM visits WHERE n < 5",
 ]
 
 
@@ -93,3 +99,13 @@ def test_rows_made_by_grouping_below_the_top_are_no_records(con):
         check = record_check(sql, {"visits"})
         counts = check.count(con.sql(check.query()).to_arrow_table(), lambda held: con.sql(held).to_arrow_table())
         assert not check.holds_each_once(counts, {"visits"})
+
+
+@pytest.mark.parametrize("sql", ["SELECT COLUMNS('^(department|__.*)$') FROM visits GROUP BY ALL",
+                                 "SELECT DISTINCT COLUMNS('.*') FROM visits"])
+def test_a_pattern_that_would_group_by_the_marks_is_refused(sql):
+    """The twenty-sixth review: a COLUMNS pattern matching the marks' names made a group of each
+    record in a DISTINCT or GROUP BY ALL (76 rows for 3 departments)."""
+    with pytest.raises(SpecError, match=r"COLUMNS\(.*\) would also take the columns the build reads"):
+        check_reads({"sql": sql, "inputs": {"visits": {}}})
+    check_reads({"sql": "SELECT DISTINCT COLUMNS('^dep.*') FROM visits", "inputs": {"visits": {}}})

@@ -7,7 +7,9 @@ subquery (so its parser refuses anything but one query).
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,6 +52,14 @@ def check_reads(spec: dict) -> None:
         return
     if _positional(tree):
         raise SpecError("sql", f"refers to a column by its place (#{_positional(tree)}); rule: {PLACES_RULE}")
+    for pattern in _grouping_patterns(tree):
+        try:
+            takes_marks = re.search(pattern, f"{RECORD}0123456789ab_1") is not None
+        except re.error:
+            takes_marks = True  # RE2 syntax Python does not read: judged as taking them
+        if takes_marks:
+            raise SpecError("sql", f"COLUMNS({pattern!r}) would also take the columns the build reads beside an "
+                                   f"input's (named {RECORD}…); write a pattern they do not match; rule: {PLACES_RULE}")
     aliases = {str(a).lower() for a in spec.get("inputs", {})}
     ctes = {str(entry.get("key", "")).lower() for entry in _all(tree, "cte")}
     for item in _all(tree, "from"):
@@ -66,9 +76,34 @@ def check_reads(spec: dict) -> None:
             raise SpecError("sql", f"calls the table function {name}(); rule: {READS_RULE}")
 
 
-PLACES_RULE = ("a sql query names the columns it reads (e.department), not their places (#3): the build reads "
-               "each input with a column of its own beside the input's, which moves the places of the columns "
-               "after it")
+PLACES_RULE = ("a sql query names the columns it reads (e.department), not their places (#3), nor by a pattern "
+               "matching the build's own: the build reads each input with a column of its own beside the input's, "
+               "which moves the places of the columns after it")
+
+
+def _grouping_patterns(node: Any) -> list[str]:
+    """The patterns of ``COLUMNS('regex')`` in the SELECT lists and GROUP BY of queries that group
+    (DISTINCT, GROUP BY): a pattern taking the build's mark of each record would make a group of
+    each record (elsewhere what a pattern took of the marks is dropped from what is written)."""
+    if isinstance(node, list):
+        return [p for item in node for p in _grouping_patterns(item)]
+    if not isinstance(node, dict):
+        return []
+    here = _patterns([node.get("select_list"), node.get("group_expressions")]) \
+        if node.get("type") == "SELECT_NODE" and _grouped(node) else []
+    return here + [p for value in node.values() for p in _grouping_patterns(value)]
+
+
+def _patterns(node: Any) -> list[str]:
+    """The patterns of ``COLUMNS('regex')`` in a query."""
+    if isinstance(node, list):
+        return [p for item in node for p in _patterns(item)]
+    if not isinstance(node, dict):
+        return []
+    expr = node.get("expr") if node.get("class") == "STAR" else None
+    found = [str(expr["literal"]["text"])] if isinstance(expr, dict) and expr.get("class") == "CONSTANT" \
+        and (expr.get("literal") or {}).get("kind") == "STRING" else []
+    return found + [p for value in node.values() for p in _patterns(value)]
 
 
 def _positional(node: Any) -> int | None:
@@ -1149,10 +1184,17 @@ def record_check(sql: str, inputs: set[str] | dict[str, str], *, dialect: Dialec
     def passed(query: dict, ctes: dict[str, dict], done: dict) -> list[tuple[str, str]]:
         """What a query passes on, its SELECT lists given the record columns of what they read."""
         if query.get("type") == "SET_OPERATION_NODE":
-            branches = [passed(child, ctes, done) for child in query.get("children") or []]
-            # the columns line up by place: only one input's marks, one column in each branch
-            same = all(len(b) == 1 and b[0][0] == branches[0][0][0] for b in branches) and branches
-            return branches[0] if same and query.get("setop_type") == "UNION" else []
+            # a UNION without ALL keeps distinct rows (groups of records, whose marks would keep
+            # them apart), and other set operations compare rows: they pass no marks
+            if query.get("setop_type") != "UNION" or not query.get("setop_all"):
+                return []
+            # the columns line up by place: only one input's marks, one column in each branch (tried
+            # on copies first, so branches that would not line up are left as written)
+            trial = copy.deepcopy(ctes)
+            tried = [passed(copy.deepcopy(child), trial, {}) for child in query.get("children") or []]
+            if not tried or not all(len(b) == 1 and b[0][0] == tried[0][0][0] for b in tried):
+                return []
+            return [passed(child, ctes, done) for child in query.get("children") or []][0]
         if query.get("type") != "SELECT_NODE":
             return []
         found = read(query.get("from_table") or {}, _scope(query, ctes), done)
