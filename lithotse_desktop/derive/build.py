@@ -29,6 +29,7 @@ import io
 import json
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -521,8 +522,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
             result = added if added is not None else session.run(query.sql, query.params, f"derivative {name}",
                                                                   progress)
             if work.counted_run is not None and added is None:
-                counts = work.counted_run.count(result, lambda sql: session.run(sql, [], f"derivative {name}"))
-                _judge_counts(work, work.counted_run, counts)
+                _judge_rows(work, work.counted_run, result, lambda sql: session.run(sql, [], f"derivative {name}"))
                 result = work.counted_run.strip(result)
             if session.dialect.name != "duckdb" and query.cells:
                 result = _as_duckdb_types(ws, work, schemas, result)
@@ -620,6 +620,22 @@ def _record_check(work: _Work, dialect: Dialect) -> RecordCheck | None:
     return check
 
 
+def _judge_rows(work: _Work, check: RecordCheck, table: pa.Table | None,
+                held: Callable[[str], pa.Table]) -> None:
+    """Count the rows a sql computed (``table``: its result, or the marks of the rows it wrote)
+    against its inputs' records and judge them (:func:`_judge_counts`); rows that cannot be
+    counted are several, and refused as cells."""
+    try:
+        counts = check.count(table, held)
+    except duckdb.Error as exc:
+        reason = f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"
+        if work.sql_cells:
+            raise SpecError("sql", f"derivative {work.spec['name']!r}: {reason}; rule: {ONE_CELL_RULE}") from None
+        work.several = [reason]
+        return
+    _judge_counts(work, check, counts)
+
+
 def _judge_counts(work: _Work, check: RecordCheck, counts: tuple) -> None:
     """Refuse sql cells whose rows, counted, are not each one record of an input (a record in
     two cells, and two cells' difference is a hidden count); for a row-level sql, record why its
@@ -646,12 +662,7 @@ def _count_written(con: duckdb.DuckDBPyConnection, work: _Work, check: RecordChe
     """Count the rows a row-level sql wrote, from their marks, against its inputs' records, and
     record the result in the version's ``privacy.several``: the rows counted are the rows
     published, whatever in the query could make two runs differ."""
-    try:
-        counts = check.count(marks, lambda sql: con.sql(sql).to_arrow_table())
-    except duckdb.Error as exc:
-        work.several = [f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"]
-    else:
-        work.several = _several_reasons(work, check, counts)
+    _judge_rows(work, check, marks, lambda sql: con.sql(sql).to_arrow_table())
     several = several_entries(work.spec, work.upstream, work.several)
     work.staged_privacy = {**work.staged_privacy, "several": several}
     if work.picks is not None:
