@@ -102,8 +102,9 @@ from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, s
 from .suppress import FLAG, publish_cells
 
 BUILD_FORMAT = "3"
-CELLS_FORMAT = "4"
-"""Of the unsuppressed cells a build keeps on this machine: 4 since they hold :data:`.compile.ZERO_ONE`."""
+CELLS_FORMAT = "5"
+"""Of the unsuppressed cells a build keeps on this machine: 4 since they hold :data:`.compile.ZERO_ONE`,
+5 since they hold its two-value and present counts."""
 
 
 @dataclass
@@ -139,6 +140,24 @@ def version_id(spec: dict, identities: dict[str, Any], context: dict[str, Any] |
     blob = json.dumps({"spec": spec_hash(spec), "inputs": identities, "format": BUILD_FORMAT,
                        **({"privacy": context} if context else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def built_as(version: Version) -> str:
+    """The id a build predicts for ``version`` (:func:`version_id` of its spec, inputs and
+    context): its own id, unless its rows were not those another version of that id published."""
+    return (version.stats or {}).get("built_as") or version.version
+
+
+def _version_of_rows(spec: dict, vid: str, parts: dict[str, dict]) -> str:
+    """A sql's version is named by its rows as well (parts are named by their content): the same
+    query over the same inputs may give other rows (``random()``, a sample, an order left to
+    threads), and under one id the cache, the add-ins and the derivatives reading it would keep
+    the old rows as current. Views and aggregates give the same rows from the same inputs on
+    either engine, and keep :func:`version_id`."""
+    if spec["kind"] != "sql":
+        return vid
+    rows = json.dumps(sorted((label, part["key"]) for label, part in parts.items()))
+    return hashlib.sha256(f"{vid}\n{rows}".encode()).hexdigest()[:20]
 
 
 def reference_year(spec: dict) -> int | None:
@@ -1318,6 +1337,10 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             stats[rowstream.INDEX] = index
     elif spec["kind"] == "sql":
         stats["person_key"] = _sql_person_key(schema, privacy) or None
+    built_as = work.vid
+    work.vid = _version_of_rows(spec, work.vid, parts)
+    if work.vid != built_as:
+        stats["built_as"] = built_as
     version = Version(name=name, version=work.vid, spec_hash=spec_hash(spec), spec=spec, inputs=work.identities,
                       partitions=parts, columns=schema.names,
                       rows=sum(p["rows"] for p in parts.values()),
@@ -1392,8 +1415,9 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
     for work in group:
         work.engine = engine_name(ws, work.spec, engine)
         work.vid = version_id(work.spec, work.identities, _privacy_context(ws, work, group))
-    stale = [w for w in group if full or w.previous is None or w.previous.version != w.vid]
-    results = {w.name: BuildResult(w.name, w.vid, "up to date", w.previous.rows, 0, len(w.previous.partitions))
+    stale = [w for w in group if full or w.previous is None or built_as(w.previous) != w.vid]
+    results = {w.name: BuildResult(w.name, w.previous.version, "up to date", w.previous.rows, 0,
+                                   len(w.previous.partitions))
                for w in group if w not in stale and w.previous is not None}
     if not stale:
         return [results[w.name] for w in group]

@@ -30,6 +30,14 @@ PEOPLE = "__people"
 ZERO_ONE = "__zero_one_"
 """Internal columns of an aggregate that suppresses (``__zero_one_<measure index>``): per cell, 0
 where every value the measure read is 0 or 1, 1 where one is not (see :mod:`.measures`)."""
+TWO_VALUES = ("_high", "_low")
+"""Suffixes of the internal columns of a ``sum`` or ``mean`` (``__zero_one_<i>_high``, ``_low``):
+where its column holds exactly two values in a cell, how many rows hold the higher one and the
+lower one (a yes/no coded 1/2: the sum and the cell's count give both), else null."""
+PRESENT = "_present"
+"""Suffix of the internal column of a ``count_distinct`` (``__zero_one_<i>_present``): how many
+rows of the cell hold a value (a death date filled in for 3 people has 3 distinct values; see
+:func:`.measures.subcounts` for the columns it is held to the threshold for)."""
 
 
 COUNT_STAR = "count_star()"
@@ -805,6 +813,14 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         if zero_one and "column" in m and fn not in ("count", "count_distinct") and _is_numeric(typ):
             select.append(f"max(CASE WHEN {sql} IN (0, 1) THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
                           f"AS {q(f'{ZERO_ONE}{i}')}")
+        if zero_one and fn in ("sum", "mean") and _is_numeric(typ):
+            lowest, highest = f"CAST(min({sql}) AS DOUBLE)", f"CAST(max({sql}) AS DOUBLE)"
+            high = (f"CASE WHEN count(DISTINCT {sql}) = 2 THEN CAST(round((sum(CAST({sql} AS DOUBLE)) - "
+                    f"count({sql}) * {lowest}) / ({highest} - {lowest})) AS BIGINT) END")
+            select.append(f"{high} AS {q(f'{ZERO_ONE}{i}{TWO_VALUES[0]}')}")
+            select.append(f"count({sql}) - {high} AS {q(f'{ZERO_ONE}{i}{TWO_VALUES[1]}')}")
+        if zero_one and fn == "count_distinct":
+            select.append(f"count({sql}) AS {q(f'{ZERO_ONE}{i}{PRESENT}')}")
     select.append(f"count(*) AS {q(CELL_COUNT)}")
     select.append(f"{people_sql(person_key, col, dialect)} AS {q(PEOPLE)}")
     sql = f"SELECT {', '.join(select)} FROM {from_sql}"

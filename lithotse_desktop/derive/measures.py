@@ -7,24 +7,27 @@ kept only for some people (``CASE WHEN … THEN patient_id END``), or of an uncl
 each is a count of 1 to k-1 individuals, the number small-cell suppression exists to hide, and
 so is the rest of the cell when those measures are near its total. Such a measure makes its
 cell primary (hidden, with its complements) when it, or the cell's total less it, holds 1 to
-k-1. A column holding only 0 and 1 (or true and false) is a count whatever measure reads it, so
-``mean``, ``min``, ``max``, ``median`` and ``percentile`` of one are refused: they say which
-cells hold someone it marks.
+k-1. So is a ``sum`` or ``mean`` of a column holding two values in a cell (a yes/no coded 1 and 2:
+twice the cell's count less the sum is the number of yeses), by the rows of each value, and a
+``count_distinct`` of a date, an age or a place by the rows holding a value (a death date filled in
+for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a
+count whatever measure reads it, so ``mean``, ``min``, ``max``, ``median`` and ``percentile`` of
+one are refused: they say which cells hold someone it marks.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from .compile import ZERO_ONE
+from .compile import PRESENT, TWO_VALUES, ZERO_ONE
 from .identifiers import ROLES
 from .spec import SpecError
 
 FLAG_RULE = ("a column of only 0 and 1 counts the rows it marks: group by it (its cells are then suppressed "
              "by their people), or sum it")
-SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum of a 0/1 column, count_distinct "
-                 "of a key other than the person's or of an unclassified column) passes the threshold as the "
-                 "cell's people do")
+SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum or mean of a column holding two "
+                 "values, count_distinct of a key other than the person's, of an unclassified column, or of a "
+                 "date, age or place few rows hold) passes the threshold as the cell's people do")
 
 
 def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
@@ -56,10 +59,12 @@ def check_flags(spec: dict, flags: set[str]) -> None:
 def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | None,
               flags: set[str]) -> dict[str, str]:
     """The measures counting part of a cell, by output column: ``records`` (set against the
-    cell's rows) or ``people`` (against its people)."""
+    cell's rows) or ``people`` (against its people); and the internal columns counting the rows
+    behind a sum or mean of two values (:data:`.compile.TWO_VALUES`) or a count_distinct
+    (:data:`.compile.PRESENT`, a ``part``)."""
     keys = set(person_key or [])
     found: dict[str, str] = {}
-    for m in spec.get("measures", []):
+    for i, m in enumerate(spec.get("measures", [])):
         column = m.get("column")
         if column is None or column in keys:
             continue
@@ -68,18 +73,25 @@ def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | 
             found[m["as"]] = "records"
         elif m["fn"] == "count_distinct" and (role is None or not ROLES[role].cell_dimension):
             found[m["as"]] = "people"  # unclassified: it may be a person's (a case number kept for some)
+        if m["fn"] in ("sum", "mean"):
+            for side in TWO_VALUES:
+                found[f"{ZERO_ONE}{i}{side}"] = "records"
+        elif m["fn"] == "count_distinct" and role is not None and ROLES[role].items:
+            # a date, an age or a place of one person's life: as many values as people, when few hold one
+            found[f"{ZERO_ONE}{i}{PRESENT}"] = "part"
     return found
 
 
 def sensitive_rows(values: dict[str, list], totals: dict[str, list[int] | None], kinds: dict[str, str],
                    k: int) -> set[int]:
-    """Rows where a part-counting measure, or the cell's total less it, holds 1 to k-1."""
+    """Rows where a part-counting measure, or the cell's total less it, holds 1 to k-1 (of a
+    ``part``, only itself: the rows a ``count_distinct`` read a value in, which it does not publish)."""
     rows: set[int] = set()
     for alias, kind in kinds.items():
         total = totals.get(kind)
         for i, value in enumerate(values.get(alias, [])):
             part = int(value or 0)
-            rest = (total[i] - part) if total is not None and total[i] is not None else 0
+            rest = (total[i] - part) if total is not None and total[i] is not None and kind != "part" else 0
             if 0 < part < k or 0 < rest < k:
                 rows.add(i)
     return rows

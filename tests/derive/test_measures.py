@@ -4,7 +4,8 @@ some people only); other measures of a 0/1 column are refused.
 
 January 2024: Cardiology has 40 patients, 3 of them discharged, 3 readmitted, 2 with B20;
 Neurology 30 (15, 15, none); Oncology 25 (all discharged, none readmitted). All are insured
-but two of Cardiology's.
+but two of Cardiology's. ``readmit_code`` is readmitted coded 1 (yes) and 2 (no); ``hiv`` is 1 for
+3 of Cardiology, 0 for the others but one in Neurology, 9 (unknown); Cardiology has 3 death dates.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ VISITS = {"source": "ehr", "stream": "visits"}
 def visits(workspace, tmp_path):
     folder = tmp_path / "ehr"
     folder.mkdir()
-    rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured"]
+    rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured,readmit_code,hiv,death_date"]
     for department, people, discharged, readmitted, b20 in (("Cardiology", 40, 3, 3, 2), ("Neurology", 30, 15, 15, 0),
                                                             ("Oncology", 25, 25, 0, 0)):
         for i in range(people):
             rows.append(f"{department[0]}{i:03d},2024-01-{1 + i % 28:02d},{department},"
                         f"{'2024-02-01' if i < discharged else ''},{int(i < readmitted)},{'B20' if i < b20 else 'I10'},"
-                        f"{int(i >= 2 or department != 'Cardiology')}")
+                        f"{int(i >= 2 or department != 'Cardiology')},{1 if i < readmitted else 2},"
+                        f"{9 if (department, i) == ('Neurology', 0) else int(i < 3 and department == 'Cardiology')},"
+                        f"{f'2024-03-0{i + 1}' if i < 3 and department == 'Cardiology' else ''}")
     (folder / "visits.csv").write_text("\n".join(rows) + "\n")
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
     run_import(workspace, "ehr")
@@ -114,3 +117,31 @@ def test_without_suppression_the_measures_are_published_as_they_are(visits):
     add_spec(ws, {**aggregate("open", {"fn": "mean", "column": "readmitted"}), "suppress_below": 0})
     build(ws, "open")
     assert by_department(ws, "open")["Cardiology"]["part"] == pytest.approx(3 / 40)
+
+
+@pytest.mark.parametrize("measure", [{"fn": "sum", "column": "readmit_code"}, {"fn": "mean", "column": "readmit_code"},
+                                     {"fn": "sum", "column": "hiv"}, {"fn": "mean", "column": "hiv"},
+                                     {"fn": "count_distinct", "column": "death_date"}])
+def test_a_sum_of_two_values_or_distinct_values_of_three_people_hides_its_cell(visits, measure):
+    """A yes/no coded 1 and 2 (2 * 40 - 83 = 3 readmitted), a 0/1 column another cell holds a 9
+    in (the table is not all 0 and 1, Cardiology's cell is), three people's death dates: each
+    gives the count of 3 people its cell holds, as a count of them would."""
+    ws, csv = visits
+    truth = duckdb.sql(f"SELECT department, count(*) FILTER (readmit_code = 1), count(*) FILTER (hiv = 1), "
+                       f"count(death_date) FROM read_csv('{csv}') GROUP BY 1 ORDER BY 1").fetchall()
+    assert truth == [("Cardiology", 3, 3, 3), ("Neurology", 15, 0, 0), ("Oncology", 0, 0, 0)], "independent"
+    add_spec(ws, aggregate("coded", measure))
+    build(ws, "coded")
+    rows = by_department(ws, "coded")
+    assert rows["Cardiology"]["suppressed"] and rows["Cardiology"]["part"] is None, "3 of 40 people"
+    assert sum(r["suppressed"] for r in rows.values()) >= 2, "with a complement along the month's line"
+    assert any(not r["suppressed"] for r in rows.values())
+
+
+def test_a_sum_of_two_values_each_held_by_enough_people_is_published(visits):
+    ws, _csv = visits
+    spec = aggregate("coded", {"fn": "sum", "column": "readmit_code"})
+    add_spec(ws, {**spec, "group_by": [], "filters": [{"column": "department", "op": "=", "value": "Neurology"}]})
+    build(ws, "coded")
+    [row] = read_table(ws, "coded")[1].to_pylist()
+    assert (row["suppressed"], row["people"], row["part"]) == (False, 30, 15 * 1 + 15 * 2)
