@@ -25,6 +25,7 @@ compiler checks that it is one of the input's columns and always quotes it. Outp
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -171,10 +172,27 @@ def _check_measure(m: Any, path: str) -> None:
             raise SpecError(f"{path}.p", "must be a number between 0 and 1")
 
 
+SPEC_FIELDS = frozenset({"name", "kind", "description", "engine", "suppress_below", "pseudonymize", "deidentify",
+                         "columns", "count_column", "people_column", "inputs", "sql", "input", "view", "from", "to",
+                         "grain", "date_field", "filters", "group_by", "measures", "join"})
+"""The fields a spec's keys are checked against: a key that is not one but near one (``filter``)
+is a misspelling, and a table built without the filter it meant would publish other cells."""
+
+
+def _check_spelling(spec: dict) -> None:
+    for key in spec:
+        if key in SPEC_FIELDS or not isinstance(key, str):
+            continue
+        near = difflib.get_close_matches(key, SPEC_FIELDS, n=1, cutoff=0.8)
+        if near:
+            raise SpecError(key, f"is not a field of a spec; did you mean {near[0]!r}?")
+
+
 def validate_spec(spec: Any) -> dict:
     """Structural checks; returns the spec unchanged or raises SpecError naming the field."""
     if not isinstance(spec, dict):
         raise SpecError("spec", "must be a JSON object")
+    _check_spelling(spec)
     name = _req(spec, "name", "")
     if not isinstance(name, str) or not NAME.match(name):
         raise SpecError("name", f"{name!r}: use a letter, then letters, digits or _ (63 at most)")

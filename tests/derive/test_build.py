@@ -319,3 +319,13 @@ def test_a_rebuild_giving_other_rows_is_a_version_of_its_own(workspace, lines):
 
     steady = build(workspace, "steady", full=True)
     assert steady.status == "built" and steady.version == first["steady"].version
+
+
+@pytest.mark.parametrize(("key", "meant"), [("filter", "filters"), ("measure", "measures"), ("groupby", "group_by")])
+def test_a_misspelled_field_is_refused_naming_the_one_meant(workspace, lines, key, meant):
+    """A table built without the filter its spec meant (``filter`` for ``filters``) publishes
+    other cells than its author thinks; a key unlike any field (a note) is left alone."""
+    spec = {**MONTHLY, key: MONTHLY.get(meant, [{"column": "grp", "op": "=", "value": "a"}])}
+    with pytest.raises(SpecError, match=f"^{key}: is not a field of a spec; did you mean '{meant}'"):
+        add_spec(workspace, spec)
+    assert add_spec(workspace, {**MONTHLY, "notes": "checked by Ann"})
