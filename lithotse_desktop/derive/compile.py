@@ -30,10 +30,14 @@ PEOPLE = "__people"
 ZERO_ONE = "__zero_one_"
 """Internal columns of an aggregate that suppresses (``__zero_one_<measure index>``): per cell, 0
 where every value the measure read is 0 or 1, 1 where one is not (see :mod:`.measures`)."""
+TWO_VALUE_PARTS = ("_two", "_lowest", "_highest", "_total", "_held")
+"""Suffixes of the internal columns of the first ``sum`` or ``mean`` of a column
+(``__zero_one_<i>_two``, …): per cell whether it holds two values, its least and greatest, sum and count,
+from which :func:`.measures.with_two_values` finds how many rows hold each of two values."""
 TWO_VALUES = ("_high", "_low")
-"""Suffixes of the internal columns of a ``sum`` or ``mean`` (``__zero_one_<i>_high``, ``_low``):
-where its column holds exactly two values in a cell, how many rows hold the higher one and the
-lower one (a yes/no coded 1/2: the sum and the cell's count give both), else null."""
+"""Suffixes of the columns :func:`.measures.with_two_values` adds: where a column holds exactly two
+values in a cell, how many rows hold the higher one and the lower one (a yes/no coded 1/2: the
+sum and the cell's count give both), else null."""
 PRESENT = "_present"
 """Suffix of the internal column of a ``count_distinct`` (``__zero_one_<i>_present``): how many
 rows of the cell hold a value (a death date filled in for 3 people has 3 distinct values; see
@@ -109,6 +113,14 @@ class Dialect:
 
     def check_quantile(self, typ: pa.DataType, path: str, what: str) -> None:
         """Refuse a quantile this engine would not compute exactly as DuckDB does (DuckDB's own: none)."""
+
+    def two_values(self, column_sql: str) -> str:
+        """Whether a column holds exactly two distinct values in a group."""
+        return f"count(DISTINCT {column_sql}) = 2"
+
+    def values_total(self, column_sql: str) -> str:
+        """A column's sum in a group as a double, beside a measure's own sum of it."""
+        return f"sum(CAST({column_sql} AS DOUBLE))"
 
     def distinct_tuple(self, parts: list[str]) -> str:
         """Distinct non-null tuples of several columns (a person key of more than one column)."""
@@ -391,6 +403,11 @@ class SparkDialect(Dialect):
             # DuckDB divides the exact decimal sum as a double; Spark's avg would round to scale + 4
             return f"CAST(sum({column_sql}) AS DOUBLE) / count({column_sql})"
         return f"avg({column_sql})"
+
+    def values_total(self, column_sql: str) -> str:
+        # Sail names a sum by its column, casts left out: beside a measure's sum(x), a
+        # sum(CAST(x AS DOUBLE)) was a second field "sum(l.x)" and the plan failed
+        return f"sum(CASE WHEN {column_sql} IS NOT NULL THEN CAST({column_sql} AS DOUBLE) END)"
 
     def distinct_tuple(self, parts: list[str]) -> str:
         # Spark's count(DISTINCT a, b) leaves out the tuples holding a null, as the CASE above does
@@ -785,6 +802,7 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         group.append(q(alias))
         dims.append(alias)
     measures = []
+    two_valued: set[str] = set()
     for i, m in enumerate(spec["measures"]):
         path = f"measures[{i}]"
         fn = m["fn"]
@@ -813,12 +831,13 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         if zero_one and "column" in m and fn not in ("count", "count_distinct") and _is_numeric(typ):
             select.append(f"max(CASE WHEN {sql} IN (0, 1) THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
                           f"AS {q(f'{ZERO_ONE}{i}')}")
-        if zero_one and fn in ("sum", "mean") and _is_numeric(typ):
-            lowest, highest = f"CAST(min({sql}) AS DOUBLE)", f"CAST(max({sql}) AS DOUBLE)"
-            high = (f"CASE WHEN count(DISTINCT {sql}) = 2 THEN CAST(round((sum(CAST({sql} AS DOUBLE)) - "
-                    f"count({sql}) * {lowest}) / ({highest} - {lowest})) AS BIGINT) END")
-            select.append(f"{high} AS {q(f'{ZERO_ONE}{i}{TWO_VALUES[0]}')}")
-            select.append(f"count({sql}) - {high} AS {q(f'{ZERO_ONE}{i}{TWO_VALUES[1]}')}")
+        if zero_one and fn in ("sum", "mean") and _is_numeric(typ) and sql not in two_valued:
+            # one aggregate a column each (Spark's planners name them by their text), once a column
+            two_valued.add(sql)
+            for suffix, aggregate in zip(TWO_VALUE_PARTS, (dialect.two_values(sql), f"min({sql})", f"max({sql})",
+                                                           dialect.values_total(sql), f"count({sql})"),
+                                         strict=True):
+                select.append(f"{aggregate} AS {q(f'{ZERO_ONE}{i}{suffix}')}")
         if zero_one and fn == "count_distinct":
             select.append(f"count({sql}) AS {q(f'{ZERO_ONE}{i}{PRESENT}')}")
     select.append(f"count(*) AS {q(CELL_COUNT)}")

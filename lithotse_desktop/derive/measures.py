@@ -18,8 +18,9 @@ one are refused: they say which cells hold someone it marks.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .compile import PRESENT, TWO_VALUES, ZERO_ONE
+from .compile import PRESENT, TWO_VALUE_PARTS, TWO_VALUES, ZERO_ONE
 from .identifiers import ROLES
 from .spec import SpecError
 
@@ -45,6 +46,27 @@ def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
             if seen and max(seen) == 0:
                 flags.add(column)
     return flags
+
+
+def with_two_values(table: pa.Table) -> pa.Table:
+    """``table`` with :data:`.compile.TWO_VALUES` columns beside the :data:`.compile.TWO_VALUE_PARTS`
+    of each sum or mean: the rows of a cell holding its column's higher and lower value, where it
+    holds two (the sum less the count times the lower value, over the two values' difference).
+    Computed on Arrow arrays: a Python value handed to pyarrow would import pandas."""
+    for name in table.column_names:
+        if not (name.startswith(ZERO_ONE) and name.endswith(TWO_VALUE_PARTS[0])):
+            continue
+        stem = name[:-len(TWO_VALUE_PARTS[0])]
+        two, lowest, highest, total, held = (table.column(stem + s) for s in TWO_VALUE_PARTS)
+        lowest, highest = pc.cast(lowest, pa.float64()), pc.cast(highest, pa.float64())
+        ratio = pc.divide(pc.subtract(total, pc.multiply(pc.cast(held, pa.float64()), lowest)),
+                          pc.subtract(highest, lowest))
+        # where a cell holds one value the ratio divides by zero: left out before it is cast
+        kept = pc.if_else(two, ratio, pa.nulls(table.num_rows, pa.float64()))
+        high = pc.cast(pc.round(kept), pa.int64())
+        table = table.append_column(stem + TWO_VALUES[0], high)
+        table = table.append_column(stem + TWO_VALUES[1], pc.subtract(pc.cast(held, pa.int64()), high))
+    return table
 
 
 def check_flags(spec: dict, flags: set[str]) -> None:
