@@ -1140,7 +1140,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             flags = measures.flag_columns(w.spec, table, w.input_schema)
             measures.check_flags(w.spec, flags)
             subcounts = measures.subcounts(w.spec, w.roles.get("input", {}), w.person_key, flags)
-        member = Cells.from_table(w.name, w.spec, w.threshold, measures.with_two_values(table), subcounts)
+        member = Cells.from_table(w.name, w.spec, w.threshold, table, subcounts)
         if w.table is not None and w.suppressed:
             member.kept_hidden, member.kept_shown = _carried_states(ws, catalog, w, table)
         cells.append(member)

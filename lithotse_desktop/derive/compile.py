@@ -30,14 +30,13 @@ PEOPLE = "__people"
 ZERO_ONE = "__zero_one_"
 """Internal columns of an aggregate that suppresses (``__zero_one_<measure index>``): per cell, 0
 where every value the measure read is 0 or 1, 1 where one is not (see :mod:`.measures`)."""
-TWO_VALUE_PARTS = ("_two", "_lowest", "_highest", "_total", "_held")
-"""Suffixes of the internal columns of the first ``sum`` or ``mean`` of a column
-(``__zero_one_<i>_two``, …): per cell whether it holds two values, its least and greatest, sum and count,
-from which :func:`.measures.with_two_values` finds how many rows hold each of two values."""
-TWO_VALUES = ("_high", "_low")
-"""Suffixes of the columns :func:`.measures.with_two_values` adds: where a column holds exactly two
-values in a cell, how many rows hold the higher one and the lower one (a yes/no coded 1/2: the
-sum and the cell's count give both), else null."""
+VALUE_MEASURES = ("sum", "mean", "median", "percentile", "min", "max")
+"""Measures of a column's values (not counts of them)."""
+TWO_VALUE_PARTS = ("_high", "_low", "_held")
+"""Suffixes of the internal columns of the first :data:`VALUE_MEASURES` of a numeric column
+(``__zero_one_<i>_high``, …): per cell, where the column holds exactly two values, how many rows
+hold the higher one and the lower one (a yes/no coded 1/2: the sum and the count give both), else
+null; and how many rows hold a value (a sum and a mean give it: their quotient)."""
 PRESENT = "_present"
 """Suffix of the internal column of a ``count_distinct`` (``__zero_one_<i>_present``): how many
 rows of the cell hold a value (a death date filled in for 3 people has 3 distinct values; see
@@ -770,6 +769,23 @@ def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB
     return f"({dialect.distinct_tuple(parts)} + sum(CASE WHEN {unknown} THEN 1 ELSE 0 END))"
 
 
+def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
+    """SQL of :data:`TWO_VALUE_PARTS` over a numeric column: the rows at its greatest value are
+    the sum less the count times the least, over the two values' difference. Where doubles
+    cannot give that to the row (values near 2**53, two values a rounding apart) both are 1, so
+    the cell is hidden."""
+    lowest, highest, held = f"CAST(min({sql}) AS DOUBLE)", f"CAST(max({sql}) AS DOUBLE)", f"count({sql})"
+    gap = f"({highest} - {lowest})"
+    above = f"(({dialect.values_total(sql)} - {held} * {lowest}) / {gap})"
+    # the sum's rounding: each row's share of the larger magnitude's last bits, over the gap
+    sure = (f"{gap} > 0 AND {held} * greatest(abs({lowest}), abs({highest})) * {2.0 ** -50!r} < 0.25 * {gap} "
+            f"AND abs({above}) < 1e15")
+    two = dialect.two_values(sql)
+    high = f"CASE WHEN NOT ({two}) THEN NULL WHEN {sure} THEN CAST(round({above}) AS BIGINT) ELSE 1 END"
+    low = f"CASE WHEN NOT ({two}) THEN NULL WHEN {sure} THEN {held} - CAST(round({above}) AS BIGINT) ELSE 1 END"
+    return high, low, held
+
+
 def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: str = "UTC",
                       periods: list[Any] | None = None, dialect: Dialect = DUCKDB,
                       person_key: list[str] | None = None, zero_one: bool = False) -> Compiled:
@@ -831,13 +847,10 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
         if zero_one and "column" in m and fn not in ("count", "count_distinct") and _is_numeric(typ):
             select.append(f"max(CASE WHEN {sql} IN (0, 1) THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
                           f"AS {q(f'{ZERO_ONE}{i}')}")
-        if zero_one and fn in ("sum", "mean") and _is_numeric(typ) and sql not in two_valued:
-            # one aggregate a column each (Spark's planners name them by their text), once a column
-            two_valued.add(sql)
-            for suffix, aggregate in zip(TWO_VALUE_PARTS, (dialect.two_values(sql), f"min({sql})", f"max({sql})",
-                                                           dialect.values_total(sql), f"count({sql})"),
-                                         strict=True):
-                select.append(f"{aggregate} AS {q(f'{ZERO_ONE}{i}{suffix}')}")
+        if zero_one and fn in VALUE_MEASURES and _is_numeric(typ) and m["column"] not in two_valued:
+            two_valued.add(m["column"])
+            for suffix, expr in zip(TWO_VALUE_PARTS, _two_value_counts(sql, dialect), strict=True):
+                select.append(f"{expr} AS {q(f'{ZERO_ONE}{i}{suffix}')}")
         if zero_one and fn == "count_distinct":
             select.append(f"count({sql}) AS {q(f'{ZERO_ONE}{i}{PRESENT}')}")
     select.append(f"count(*) AS {q(CELL_COUNT)}")

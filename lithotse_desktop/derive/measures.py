@@ -7,10 +7,12 @@ kept only for some people (``CASE WHEN … THEN patient_id END``), or of an uncl
 each is a count of 1 to k-1 individuals, the number small-cell suppression exists to hide, and
 so is the rest of the cell when those measures are near its total. Such a measure makes its
 cell primary (hidden, with its complements) when it, or the cell's total less it, holds 1 to
-k-1. So is a ``sum`` or ``mean`` of a column holding two values in a cell (a yes/no coded 1 and 2:
-twice the cell's count less the sum is the number of yeses), by the rows of each value, and a
-``count_distinct`` of a date, an age or a place by the rows holding a value (a death date filled in
-for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a
+k-1. So is a value measure (sum, mean, quantile, min, max) of a column holding two values in a
+cell (a yes/no coded 1 and 2: twice the cell's count less the sum is the number of yeses), by the
+rows of each value; one of a column only some rows hold, by those rows (a mean of 3 people's lab
+values; with a sum of it, by the rows holding none too); and a ``count_distinct`` of a date, an
+age, a place or an unclassified column, by the rows holding a value and those holding none (a
+death date filled in for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a
 count whatever measure reads it, so ``mean``, ``min``, ``max``, ``median`` and ``percentile`` of
 one are refused: they say which cells hold someone it marks.
 """
@@ -18,17 +20,16 @@ one are refused: they say which cells hold someone it marks.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .compile import PRESENT, TWO_VALUE_PARTS, TWO_VALUES, ZERO_ONE
+from .compile import PRESENT, TWO_VALUE_PARTS, VALUE_MEASURES, ZERO_ONE
 from .identifiers import ROLES
 from .spec import SpecError
 
 FLAG_RULE = ("a column of only 0 and 1 counts the rows it marks: group by it (its cells are then suppressed "
              "by their people), or sum it")
-SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, sum or mean of a column holding two "
-                 "values, count_distinct of a key other than the person's, of an unclassified column, or of a "
-                 "date, age or place few rows hold) passes the threshold as the cell's people do")
+SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, a value measure of a column holding two "
+                 "values or held by some rows only, count_distinct of a key other than the person's, of an "
+                 "unclassified column, or of a date, age or place) passes the threshold as the cell's people do")
 
 
 def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
@@ -48,27 +49,6 @@ def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
     return flags
 
 
-def with_two_values(table: pa.Table) -> pa.Table:
-    """``table`` with :data:`.compile.TWO_VALUES` columns beside the :data:`.compile.TWO_VALUE_PARTS`
-    of each sum or mean: the rows of a cell holding its column's higher and lower value, where it
-    holds two (the sum less the count times the lower value, over the two values' difference).
-    Computed on Arrow arrays: a Python value handed to pyarrow would import pandas."""
-    for name in table.column_names:
-        if not (name.startswith(ZERO_ONE) and name.endswith(TWO_VALUE_PARTS[0])):
-            continue
-        stem = name[:-len(TWO_VALUE_PARTS[0])]
-        two, lowest, highest, total, held = (table.column(stem + s) for s in TWO_VALUE_PARTS)
-        lowest, highest = pc.cast(lowest, pa.float64()), pc.cast(highest, pa.float64())
-        ratio = pc.divide(pc.subtract(total, pc.multiply(pc.cast(held, pa.float64()), lowest)),
-                          pc.subtract(highest, lowest))
-        # where a cell holds one value the ratio divides by zero: left out before it is cast
-        kept = pc.if_else(two, ratio, pa.nulls(table.num_rows, pa.float64()))
-        high = pc.cast(pc.round(kept), pa.int64())
-        table = table.append_column(stem + TWO_VALUES[0], high)
-        table = table.append_column(stem + TWO_VALUES[1], pc.subtract(pc.cast(held, pa.int64()), high))
-    return table
-
-
 def check_flags(spec: dict, flags: set[str]) -> None:
     """Refuse a measure that reads a 0/1 column other than by counting or summing it."""
     for i, m in enumerate(spec.get("measures", [])):
@@ -81,12 +61,19 @@ def check_flags(spec: dict, flags: set[str]) -> None:
 def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | None,
               flags: set[str]) -> dict[str, str]:
     """The measures counting part of a cell, by output column: ``records`` (set against the
-    cell's rows) or ``people`` (against its people); and the internal columns counting the rows
-    behind a sum or mean of two values (:data:`.compile.TWO_VALUES`) or a count_distinct
-    (:data:`.compile.PRESENT`, a ``part``)."""
+    cell's rows) or ``people`` (against its people); and the internal columns counting rows
+    behind a value measure (:data:`.compile.TWO_VALUE_PARTS`: the rows at each of two values, the
+    rows holding a value, a ``part`` unless a sum of the column gives the rest too) or behind a
+    count_distinct of a date, age or place or of an unclassified column (:data:`.compile.PRESENT`)."""
     keys = set(person_key or [])
+    measures = spec.get("measures", [])
+    first: dict[str, int] = {}
+    for i, m in enumerate(measures):
+        if m["fn"] in VALUE_MEASURES and "column" in m:
+            first.setdefault(m["column"], i)
+    summed = {m["column"] for m in measures if m["fn"] == "sum"}
     found: dict[str, str] = {}
-    for i, m in enumerate(spec.get("measures", [])):
+    for i, m in enumerate(measures):
         column = m.get("column")
         if column is None or column in keys:
             continue
@@ -95,12 +82,16 @@ def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | 
             found[m["as"]] = "records"
         elif m["fn"] == "count_distinct" and (role is None or not ROLES[role].cell_dimension):
             found[m["as"]] = "people"  # unclassified: it may be a person's (a case number kept for some)
-        if m["fn"] in ("sum", "mean"):
-            for side in TWO_VALUES:
-                found[f"{ZERO_ONE}{i}{side}"] = "records"
-        elif m["fn"] == "count_distinct" and role is not None and ROLES[role].items:
-            # a date, an age or a place of one person's life: as many values as people, when few hold one
-            found[f"{ZERO_ONE}{i}{PRESENT}"] = "part"
+        if m["fn"] == "count_distinct" and (role is None or not ROLES[role].cell_dimension or ROLES[role].items):
+            # unclassified, or a date, an age or a place of one person's life: as many values as
+            # people when few hold one, and the rows holding none are the rest
+            found[f"{ZERO_ONE}{i}{PRESENT}"] = "records"
+        if m["fn"] in VALUE_MEASURES:
+            stem = f"{ZERO_ONE}{first[column]}"
+            high, low, held = TWO_VALUE_PARTS
+            found[stem + high] = found[stem + low] = "records"
+            # a sum and a mean give the rows holding a value; a sum of one value (2 for each yes) too
+            found[stem + held] = "records" if column in summed else "part"
     return found
 
 

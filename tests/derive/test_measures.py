@@ -6,6 +6,9 @@ January 2024: Cardiology has 40 patients, 3 of them discharged, 3 readmitted, 2 
 Neurology 30 (15, 15, none); Oncology 25 (all discharged, none readmitted). All are insured
 but two of Cardiology's. ``readmit_code`` is readmitted coded 1 (yes) and 2 (no); ``hiv`` is 1 for
 3 of Cardiology, 0 for the others but one in Neurology, 9 (unknown); Cardiology has 3 death dates.
+``only2`` is 2 for those 3 and empty for everyone else; ``lab`` is measured for 3 of Cardiology's
+and everyone else; ``seen_date`` is empty for 2 of Cardiology's; ``big`` holds numbers above 2**53,
+each its own; ``huge2`` is 10**17 + 1 for 3 of Cardiology's, 10**17 for the others.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ VISITS = {"source": "ehr", "stream": "visits"}
 def visits(workspace, tmp_path):
     folder = tmp_path / "ehr"
     folder.mkdir()
-    rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured,readmit_code,hiv,death_date"]
+    rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured,readmit_code,hiv,death_date,"
+            "only2,lab,seen_date,big,huge2"]
     for department, people, discharged, readmitted, b20 in (("Cardiology", 40, 3, 3, 2), ("Neurology", 30, 15, 15, 0),
                                                             ("Oncology", 25, 25, 0, 0)):
         for i in range(people):
@@ -37,7 +41,11 @@ def visits(workspace, tmp_path):
                         f"{'2024-02-01' if i < discharged else ''},{int(i < readmitted)},{'B20' if i < b20 else 'I10'},"
                         f"{int(i >= 2 or department != 'Cardiology')},{1 if i < readmitted else 2},"
                         f"{9 if (department, i) == ('Neurology', 0) else int(i < 3 and department == 'Cardiology')},"
-                        f"{f'2024-03-0{i + 1}' if i < 3 and department == 'Cardiology' else ''}")
+                        f"{f'2024-03-0{i + 1}' if i < 3 and department == 'Cardiology' else ''},"
+                        f"{2 if i < 3 and department == 'Cardiology' else ''},"
+                        f"{4.5 + i if i < 3 or department != 'Cardiology' else ''},"
+                        f"{'' if i < 2 and department == 'Cardiology' else f'2024-02-{1 + i % 28:02d}'},"
+                        f"{10**16 + 7 * i},{10**17 + (i < 3)}")
     (folder / "visits.csv").write_text("\n".join(rows) + "\n")
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
     run_import(workspace, "ehr")
@@ -145,3 +153,38 @@ def test_a_sum_of_two_values_each_held_by_enough_people_is_published(visits):
     build(ws, "coded")
     [row] = read_table(ws, "coded")[1].to_pylist()
     assert (row["suppressed"], row["people"], row["part"]) == (False, 30, 15 * 1 + 15 * 2)
+
+
+@pytest.mark.parametrize("measures", [
+    [{"fn": "sum", "column": "only2", "as": "part"}],
+    [{"fn": "sum", "column": "lab", "as": "part"}, {"fn": "mean", "column": "lab", "as": "mean"}],
+    [{"fn": "mean", "column": "lab", "as": "part"}],
+    [{"fn": "percentile", "column": "readmit_code", "p": 0.93, "as": "part"}],
+    [{"fn": "median", "column": "readmit_code", "as": "part"}],
+    [{"fn": "count_distinct", "column": "seen_date", "as": "part"}],
+    [{"fn": "mean", "column": "huge2", "as": "part"}]])
+def test_values_of_a_few_rows_or_splitting_a_cell_in_two_hide_it(visits, measures):
+    """The thirtieth review: 2 for each of 3 people and empty for the others (sum 6), a sum and a
+    mean of a value 3 people have (19.5 / 6.5), a mean of 3 people's values, a percentile or
+    median of a 1/2 column split 37/3, 38 seen dates of 40 people (2 never seen), and a 1/2-like
+    column too large for doubles to tell apart: each gives or rests on a count of 2 or 3 people."""
+    ws, csv = visits
+    truth = duckdb.sql(f"SELECT count(only2), count(lab), count(*) - count(seen_date) FROM read_csv('{csv}') "
+                       f"WHERE department = 'Cardiology'").fetchall()
+    assert truth == [(3, 3, 2)], "the independent count"
+    spec = aggregate("few", {"fn": "count", "as": "visits"})
+    add_spec(ws, {**spec, "measures": [spec["measures"][0], *measures]})
+    build(ws, "few")
+    rows = by_department(ws, "few")
+    assert rows["Cardiology"]["suppressed"] and rows["Cardiology"]["part"] is None
+    assert sum(r["suppressed"] for r in rows.values()) >= 2, "with a complement along the month's line"
+
+
+def test_numbers_beyond_doubles_build_and_publish(visits):
+    ws, csv = visits
+    add_spec(ws, aggregate("big", {"fn": "mean", "column": "big"}))
+    build(ws, "big")
+    truth = dict(duckdb.sql(f"SELECT department, avg(big) FROM read_csv('{csv}') GROUP BY 1").fetchall())
+    rows = by_department(ws, "big")
+    assert not any(r["suppressed"] for r in rows.values())
+    assert {d: r["part"] for d, r in rows.items()} == pytest.approx(truth, rel=1e-12)
