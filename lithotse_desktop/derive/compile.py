@@ -113,10 +113,6 @@ class Dialect:
     def check_quantile(self, typ: pa.DataType, path: str, what: str) -> None:
         """Refuse a quantile this engine would not compute exactly as DuckDB does (DuckDB's own: none)."""
 
-    def two_values(self, column_sql: str) -> str:
-        """Whether a column holds exactly two distinct values in a group."""
-        return f"count(DISTINCT {column_sql}) = 2"
-
     def values_total(self, column_sql: str) -> str:
         """A column's sum in a group as a double, beside a measure's own sum of it."""
         return f"sum(CAST({column_sql} AS DOUBLE))"
@@ -770,17 +766,25 @@ def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB
 
 
 def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
-    """SQL of :data:`TWO_VALUE_PARTS` over a numeric column: the rows at its greatest value are
-    the sum less the count times the least, over the two values' difference. Where doubles
-    cannot give that to the row (values near 2**53, two values a rounding apart) both are 1, so
-    the cell is hidden."""
+    """SQL of :data:`TWO_VALUE_PARTS` over a numeric column. A cell holds two values a < b when
+    the sum of (x - a)(b - x) over its rows is 0 (each term is 0 at a or b and positive between),
+    told from its sums and sums of squares within their rounding (a count of distinct values cost
+    a sixth of a 5M-row build); the rows at b are then the sum less the count times a, over
+    b - a. Where doubles cannot give that to the row (values near 2**53, two values a rounding
+    apart) both are 1, so the cell is hidden."""
+    value = f"CAST({sql} AS DOUBLE)"
     lowest, highest, held = f"CAST(min({sql}) AS DOUBLE)", f"CAST(max({sql}) AS DOUBLE)", f"count({sql})"
+    total, squares = dialect.values_total(sql), f"sum({value} * {value})"
     gap = f"({highest} - {lowest})"
-    above = f"(({dialect.values_total(sql)} - {held} * {lowest}) / {gap})"
-    # the sum's rounding: each row's share of the larger magnitude's last bits, over the gap
-    sure = (f"{gap} > 0 AND {held} * greatest(abs({lowest}), abs({highest})) * {2.0 ** -50!r} < 0.25 * {gap} "
-            f"AND abs({above}) < 1e15")
-    two = dialect.two_values(sql)
+    largest = f"greatest(abs({lowest}), abs({highest}))"
+    spread = f"(({lowest} + {highest}) * {total} - {squares} - {held} * {lowest} * {highest})"
+    rows = f"CAST({held} AS DOUBLE)"
+    # the rounding of sums of n terms: up to n times each term's last bits; two values that are
+    # one double (10**17 and 10**17 + 1) have no spread, and no gap to count them by
+    two = (f"min({sql}) < max({sql}) AND abs({spread}) <= {rows} * {rows} * {largest} * {largest} * "
+           f"{2.0 ** -48!r}")
+    above = f"(({total} - {held} * {lowest}) / {gap})"
+    sure = f"{gap} > 0 AND {rows} * {largest} * {2.0 ** -50!r} < 0.25 * {gap} AND abs({above}) < 1e15"
     high = f"CASE WHEN NOT ({two}) THEN NULL WHEN {sure} THEN CAST(round({above}) AS BIGINT) ELSE 1 END"
     low = f"CASE WHEN NOT ({two}) THEN NULL WHEN {sure} THEN {held} - CAST(round({above}) AS BIGINT) ELSE 1 END"
     return high, low, held
