@@ -765,6 +765,23 @@ def people_sql(person_key: list[str] | None, col: Any, dialect: Dialect = DUCKDB
     return f"({dialect.distinct_tuple(parts)} + sum(CASE WHEN {unknown} THEN 1 ELSE 0 END))"
 
 
+FLAG_WORDS = ("true", "false", "t", "f", "yes", "no", "y", "n", "0", "1")
+"""Text a yes/no column is written in (a joined or text input keeps ``true`` as text)."""
+
+
+def _flag_test(sql: str, typ: pa.DataType) -> str | None:
+    """SQL true where a value is one a flag holds (0 or 1, true or false, ``yes``/``no`` as
+    text), for :data:`ZERO_ONE`; None for other types."""
+    if _is_numeric(typ):
+        return f"{sql} IN (0, 1)"
+    if pa.types.is_boolean(typ):
+        return f"{sql} IS NOT NULL"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        words = ", ".join(f"'{w}'" for w in FLAG_WORDS)
+        return f"lower(trim({sql})) IN ({words})"
+    return None
+
+
 def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
     """SQL of :data:`TWO_VALUE_PARTS` over a numeric column. A cell holds two values a < b when
     the sum of (x - a)(b - x) over its rows is 0 (each term is 0 at a or b and positive between),
@@ -781,8 +798,10 @@ def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
     rows = f"CAST({held} AS DOUBLE)"
     # the rounding of sums of n terms: up to n times each term's last bits; two values that are
     # one double (10**17 and 10**17 + 1) have no spread, and no gap to count them by
-    two = (f"min({sql}) < max({sql}) AND abs({spread}) <= {rows} * {rows} * {largest} * {largest} * "
-           f"{2.0 ** -48!r}")
+    no_spread = f"abs({spread}) <= {rows} * {rows} * {largest} * {largest} * {2.0 ** -48!r}"
+    # beyond about 1e150 the squares overflow and the spread is no number: taken as two values
+    squared = f"{rows} * {largest} * {largest} < 1e300"
+    two = f"min({sql}) < max({sql}) AND (NOT ({squared}) OR {no_spread})"
     above = f"(({total} - {held} * {lowest}) / {gap})"
     sure = f"{gap} > 0 AND {rows} * {largest} * {2.0 ** -50!r} < 0.25 * {gap} AND abs({above}) < 1e15"
     high = f"CASE WHEN NOT ({two}) THEN NULL WHEN {sure} THEN CAST(round({above}) AS BIGINT) ELSE 1 END"
@@ -848,9 +867,11 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
             expr = f"{fn}({sql})"
         select.append(f"{expr} AS {q(m['as'])}")
         measures.append(m["as"])
-        if zero_one and "column" in m and fn not in ("count", "count_distinct") and _is_numeric(typ):
-            select.append(f"max(CASE WHEN {sql} IN (0, 1) THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
-                          f"AS {q(f'{ZERO_ONE}{i}')}")
+        if zero_one and "column" in m and fn not in ("count", "count_distinct"):
+            flag = _flag_test(sql, typ)
+            if flag is not None:
+                select.append(f"max(CASE WHEN {flag} THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
+                              f"AS {q(f'{ZERO_ONE}{i}')}")
         if zero_one and fn in VALUE_MEASURES and _is_numeric(typ) and m["column"] not in two_valued:
             two_valued.add(m["column"])
             for suffix, expr in zip(TWO_VALUE_PARTS, _two_value_counts(sql, dialect), strict=True):

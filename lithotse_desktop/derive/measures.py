@@ -33,8 +33,9 @@ SUBCOUNT_RULE = ("a measure counting part of a cell (count of a column, a value 
 
 
 def flag_columns(spec: dict, table: pa.Table, schema: pa.Schema) -> set[str]:
-    """The columns a measure other than a count reads that hold only 0 and 1 in every cell of
-    ``table`` (the query's, with its :data:`.compile.ZERO_ONE` columns), or that are boolean."""
+    """The columns a measure other than a count reads that hold only 0 and 1 (true and false,
+    yes and no as text: :func:`.compile._flag_test`) in every cell of ``table`` (the query's,
+    with its :data:`.compile.ZERO_ONE` columns), or that are boolean."""
     flags: set[str] = set()
     for i, m in enumerate(spec.get("measures", [])):
         column = m.get("column")

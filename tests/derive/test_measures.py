@@ -8,7 +8,8 @@ but two of Cardiology's. ``readmit_code`` is readmitted coded 1 (yes) and 2 (no)
 3 of Cardiology, 0 for the others but one in Neurology, 9 (unknown); Cardiology has 3 death dates.
 ``only2`` is 2 for those 3 and empty for everyone else; ``lab`` is measured for 3 of Cardiology's
 and everyone else; ``seen_date`` is empty for 2 of Cardiology's; ``big`` holds numbers above 2**53,
-each its own; ``huge2`` is 10**17 + 1 for 3 of Cardiology's, 10**17 for the others.
+each its own; ``huge2`` is 10**17 + 1 for 3 of Cardiology's, 10**17 for the others; ``vast`` 2e200 and 1e200
+likewise; ``positive`` is true for those 3, false for the others.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def visits(workspace, tmp_path):
     folder = tmp_path / "ehr"
     folder.mkdir()
     rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured,readmit_code,hiv,death_date,"
-            "only2,lab,seen_date,big,huge2"]
+            "only2,lab,seen_date,big,huge2,vast,positive"]
     for department, people, discharged, readmitted, b20 in (("Cardiology", 40, 3, 3, 2), ("Neurology", 30, 15, 15, 0),
                                                             ("Oncology", 25, 25, 0, 0)):
         for i in range(people):
@@ -45,7 +46,8 @@ def visits(workspace, tmp_path):
                         f"{2 if i < 3 and department == 'Cardiology' else ''},"
                         f"{4.5 + i if i < 3 or department != 'Cardiology' else ''},"
                         f"{'' if i < 2 and department == 'Cardiology' else f'2024-02-{1 + i % 28:02d}'},"
-                        f"{10**16 + 7 * i},{10**17 + (i < 3)}")
+                        f"{10**16 + 7 * i},{10**17 + (i < 3)},{2e200 if i < 3 else 1e200},"
+                        f"{'true' if i < 3 and department == 'Cardiology' else 'false'}")
     (folder / "visits.csv").write_text("\n".join(rows) + "\n")
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
     run_import(workspace, "ehr")
@@ -162,7 +164,8 @@ def test_a_sum_of_two_values_each_held_by_enough_people_is_published(visits):
     [{"fn": "percentile", "column": "readmit_code", "p": 0.93, "as": "part"}],
     [{"fn": "median", "column": "readmit_code", "as": "part"}],
     [{"fn": "count_distinct", "column": "seen_date", "as": "part"}],
-    [{"fn": "mean", "column": "huge2", "as": "part"}]])
+    [{"fn": "mean", "column": "huge2", "as": "part"}],
+    [{"fn": "mean", "column": "vast", "as": "part"}]])
 def test_values_of_a_few_rows_or_splitting_a_cell_in_two_hide_it(visits, measures):
     """The thirtieth review: 2 for each of 3 people and empty for the others (sum 6), a sum and a
     mean of a value 3 people have (19.5 / 6.5), a mean of 3 people's values, a percentile or
@@ -199,3 +202,23 @@ def test_a_mean_of_everyday_values_is_published(visits):
     rows = by_department(ws, "labs")
     assert not any(r["suppressed"] for r in rows.values())
     assert {d: r["part"] for d, r in rows.items()} == pytest.approx(truth, rel=1e-12)
+
+
+@pytest.mark.parametrize("fn", ["min", "max"])
+def test_a_yes_no_column_brought_by_a_join_is_a_flag_too(visits, tmp_path, fn):
+    """The thirty-first review: ``max`` of a true/false column joined from another source (read
+    as text there) said which departments held an HIV-positive person, where the same column
+    of the input was refused."""
+    ws, csv = visits
+    folder = tmp_path / "reg"
+    folder.mkdir()
+    duckdb.sql(f"COPY (SELECT patient_id AS pid, positive AS hivpos FROM read_csv('{csv}', all_varchar = true)) "
+               f"TO '{folder / 'reg.csv'}' (HEADER)")
+    ws.add_source("reg", "csv", {"path": str(folder)}, {})
+    run_import(ws, "reg")
+    spec = {**aggregate("joined", {"fn": fn, "column": "hivpos"}),
+            "join": {"input": {"source": "reg", "stream": "reg"}, "on": {"left": "patient_id", "right": "pid"},
+                     "columns": ["hivpos"]}}
+    add_spec(ws, spec)
+    with pytest.raises(SpecError, match=re.escape(FLAG_RULE)):
+        build(ws, "joined")
