@@ -782,6 +782,18 @@ def _flag_test(sql: str, typ: pa.DataType) -> str | None:
     return None
 
 
+def _two_words(sql: str, typ: pa.DataType) -> tuple[str, str, str]:
+    """:data:`TWO_VALUE_PARTS` of a column that is not a number: text holding two values in a cell
+    (``Ja``/``Nein``, ``HIV``/``none``) has its least or greatest say who holds the other, and its
+    rows cannot be counted by value in the same pass: both sides are taken as 1, so the cell is
+    hidden. Other types (dates) give only the rows holding a value."""
+    held = f"count({sql})"
+    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        return "CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)", held
+    two = f"CASE WHEN count(DISTINCT {sql}) = 2 THEN 1 END"
+    return two, two, held
+
+
 def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
     """SQL of :data:`TWO_VALUE_PARTS` over a numeric column. A cell holds two values a < b when
     the sum of (x - a)(b - x) over its rows is 0 (each term is 0 at a or b and positive between),
@@ -872,9 +884,10 @@ def compile_aggregate(spec: dict, schemas: dict[str, pa.Schema], *, timezone: st
             if flag is not None:
                 select.append(f"max(CASE WHEN {flag} THEN 0 WHEN {sql} IS NOT NULL THEN 1 END) "
                               f"AS {q(f'{ZERO_ONE}{i}')}")
-        if zero_one and fn in VALUE_MEASURES and _is_numeric(typ) and m["column"] not in two_valued:
+        if zero_one and fn in VALUE_MEASURES and m["column"] not in two_valued:
             two_valued.add(m["column"])
-            for suffix, expr in zip(TWO_VALUE_PARTS, _two_value_counts(sql, dialect), strict=True):
+            parts = _two_value_counts(sql, dialect) if _is_numeric(typ) else _two_words(sql, typ)
+            for suffix, expr in zip(TWO_VALUE_PARTS, parts, strict=True):
                 select.append(f"{expr} AS {q(f'{ZERO_ONE}{i}{suffix}')}")
         if zero_one and fn == "count_distinct":
             select.append(f"count({sql}) AS {q(f'{ZERO_ONE}{i}{PRESENT}')}")

@@ -9,8 +9,9 @@ so is the rest of the cell when those measures are near its total. Such a measur
 cell primary (hidden, with its complements) when it, or the cell's total less it, holds 1 to
 k-1. So is a value measure (sum, mean, quantile, min, max) of a column holding two values in a
 cell (a yes/no coded 1 and 2: twice the cell's count less the sum is the number of yeses), by the
-rows of each value; one of a column only some rows hold, by those rows (a mean of 3 people's lab
-values; with a sum of it, by the rows holding none too); and a ``count_distinct`` of a date, an
+rows of each value (of text, ``Ja``/``Nein``, both sides count as 1); one of a column only some
+rows hold, by those rows and by the rows holding none (a mean of 3 people's lab values; a mean of
+whole numbers gives its count, 54/37); and a ``count_distinct`` of a date, an
 age, a place or an unclassified column, by the rows holding a value and those holding none (a
 death date filled in for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a
 count whatever measure reads it, so ``mean``, ``min``, ``max``, ``median`` and ``percentile`` of
@@ -63,16 +64,15 @@ def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | 
               flags: set[str]) -> dict[str, str]:
     """The measures counting part of a cell, by output column: ``records`` (set against the
     cell's rows) or ``people`` (against its people); and the internal columns counting rows
-    behind a value measure (:data:`.compile.TWO_VALUE_PARTS`: the rows at each of two values, the
-    rows holding a value, a ``part`` unless a sum of the column gives the rest too) or behind a
-    count_distinct of a date, age or place or of an unclassified column (:data:`.compile.PRESENT`)."""
+    behind a value measure (:data:`.compile.TWO_VALUE_PARTS`: the rows at each of two values and
+    the rows holding a value) or behind a count_distinct of a date, age or place or of an
+    unclassified column (:data:`.compile.PRESENT`)."""
     keys = set(person_key or [])
     measures = spec.get("measures", [])
     first: dict[str, int] = {}
     for i, m in enumerate(measures):
         if m["fn"] in VALUE_MEASURES and "column" in m:
             first.setdefault(m["column"], i)
-    summed = {m["column"] for m in measures if m["fn"] == "sum"}
     found: dict[str, str] = {}
     for i, m in enumerate(measures):
         column = m.get("column")
@@ -91,21 +91,21 @@ def subcounts(spec: dict, roles: dict[str, str | None], person_key: list[str] | 
             stem = f"{ZERO_ONE}{first[column]}"
             high, low, held = TWO_VALUE_PARTS
             found[stem + high] = found[stem + low] = "records"
-            # a sum and a mean give the rows holding a value; a sum of one value (2 for each yes) too
-            found[stem + held] = "records" if column in summed else "part"
+            # the rows holding a value: a mean of whole numbers gives them (54/37), so do a
+            # quantile's interpolation and a sum of one value (2 for each yes); the rest too
+            found[stem + held] = "records"
     return found
 
 
 def sensitive_rows(values: dict[str, list], totals: dict[str, list[int] | None], kinds: dict[str, str],
                    k: int) -> set[int]:
-    """Rows where a part-counting measure, or the cell's total less it, holds 1 to k-1 (of a
-    ``part``, only itself: the rows a ``count_distinct`` read a value in, which it does not publish)."""
+    """Rows where a part-counting measure, or the cell's total less it, holds 1 to k-1."""
     rows: set[int] = set()
     for alias, kind in kinds.items():
         total = totals.get(kind)
         for i, value in enumerate(values.get(alias, [])):
             part = int(value or 0)
-            rest = (total[i] - part) if total is not None and total[i] is not None and kind != "part" else 0
+            rest = (total[i] - part) if total is not None and total[i] is not None else 0
             if 0 < part < k or 0 < rest < k:
                 rows.add(i)
     return rows
