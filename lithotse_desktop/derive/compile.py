@@ -800,7 +800,8 @@ def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
     told from its sums and sums of squares within their rounding (a count of distinct values cost
     a sixth of a 5M-row build); the rows at b are then the sum less the count times a, over
     b - a. Where doubles cannot give that to the row (values near 2**53, two values a rounding
-    apart) both are 1, so the cell is hidden."""
+    apart) both are 1, so the cell is hidden; values beyond about 1e150 or below 1e-145 are taken
+    as two values."""
     value = f"CAST({sql} AS DOUBLE)"
     lowest, highest, held = f"CAST(min({sql}) AS DOUBLE)", f"CAST(max({sql}) AS DOUBLE)", f"count({sql})"
     total, squares = dialect.values_total(sql), f"sum({value} * {value})"
@@ -811,8 +812,9 @@ def _two_value_counts(sql: str, dialect: Dialect) -> tuple[str, str, str]:
     # the rounding of sums of n terms: up to n times each term's last bits; two values that are
     # one double (10**17 and 10**17 + 1) have no spread, and no gap to count them by
     no_spread = f"abs({spread}) <= {rows} * {rows} * {largest} * {largest} * {2.0 ** -48!r}"
-    # beyond about 1e150 the squares overflow and the spread is no number: taken as two values
-    squared = f"{rows} * {largest} * {largest} < 1e300"
+    # beyond about 1e150 the squares overflow and the spread is no number, below about 1e-145
+    # they are lost to underflow (the tolerance is 0): taken as two values
+    squared = f"{rows} * {largest} * {largest} < 1e300 AND {largest} * {largest} > 1e-290"
     two = f"min({sql}) < max({sql}) AND (NOT ({squared}) OR {no_spread})"
     above = f"(({total} - {held} * {lowest}) / {gap})"
     sure = f"{gap} > 0 AND {rows} * {largest} * {2.0 ** -50!r} < 0.25 * {gap} AND abs({above}) < 1e15"

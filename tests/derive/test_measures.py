@@ -10,7 +10,8 @@ but two of Cardiology's. ``readmit_code`` is readmitted coded 1 (yes) and 2 (no)
 and everyone else; ``seen_date`` is empty for 2 of Cardiology's; ``big`` holds numbers above 2**53,
 each its own; ``huge2`` is 10**17 + 1 for 3 of Cardiology's, 10**17 for the others; ``vast`` 2e200 and 1e200
 likewise; ``positive`` is true for those 3, false for the others, ``answer`` Ja and Nein;
-``seen_month`` a number of 1 to 5, empty where ``seen_date`` is.
+``seen_month`` a number of 1 to 5, empty where ``seen_date`` is; ``tiny`` 3e-160 for the 3 and
+1e-160 for the others.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def visits(workspace, tmp_path):
     folder = tmp_path / "ehr"
     folder.mkdir()
     rows = ["patient_id,admit_date,department,discharge_date,readmitted,dx,insured,readmit_code,hiv,death_date,"
-            "only2,lab,seen_date,big,huge2,vast,positive,answer,seen_month"]
+            "only2,lab,seen_date,big,huge2,vast,positive,answer,seen_month,tiny"]
     for department, people, discharged, readmitted, b20 in (("Cardiology", 40, 3, 3, 2), ("Neurology", 30, 15, 15, 0),
                                                             ("Oncology", 25, 25, 0, 0)):
         for i in range(people):
@@ -50,7 +51,7 @@ def visits(workspace, tmp_path):
                         f"{10**16 + 7 * i},{10**17 + (i < 3)},{2e200 if i < 3 else 1e200},"
                         f"{'true' if i < 3 and department == 'Cardiology' else 'false'},"
                         f"{'Ja' if i < 3 and department == 'Cardiology' else 'Nein'},"
-                        f"{'' if i < 2 and department == 'Cardiology' else 1 + i % 5}")
+                        f"{'' if i < 2 and department == 'Cardiology' else 1 + i % 5},{3e-160 if i < 3 else 1e-160}")
     (folder / "visits.csv").write_text("\n".join(rows) + "\n")
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
     run_import(workspace, "ehr")
@@ -169,6 +170,7 @@ def test_a_sum_of_two_values_each_held_by_enough_people_is_published(visits):
     [{"fn": "count_distinct", "column": "seen_date", "as": "part"}],
     [{"fn": "mean", "column": "huge2", "as": "part"}],
     [{"fn": "mean", "column": "vast", "as": "part"}],
+    [{"fn": "mean", "column": "tiny", "as": "part"}],
     [{"fn": "mean", "column": "seen_month", "as": "part"}],
     [{"fn": "percentile", "column": "seen_month", "p": 0.53, "as": "part"}],
     [{"fn": "min", "column": "answer", "as": "part"}],
