@@ -445,6 +445,36 @@ def test_a_push_to_the_store_managers_read_carries_no_row_level_or_raw_data(tmp_
                                             .to_pylist(), default=str))
 
 
+@pytest.mark.parametrize("spelled", ["through ..", "through a link", "beside the audit tier"])
+def test_the_store_managers_read_is_known_however_it_is_reached(tmp_path, spelled):
+    """The thirty-fourth review: the remote written as ``…/ws/../managers-bucket`` or through a
+    symbolic link was compared with the derived tier's store as text, taken for another store,
+    and sent raw objects and row-level versions; with the audit tier in the managers' store
+    (they append to it) nothing was withheld either."""
+    bucket = tmp_path / "managers-bucket"
+    ws = Workspace.create(tmp_path / "ws")
+    ws.config["stores"]["managers"] = {"url": str(bucket)}
+    ws.config["tiers"]["derived"] = "managers"
+    if spelled == "beside the audit tier":
+        ws.config["tiers"]["audit"] = "managers"
+    ws.save()
+    ws = Workspace.open(ws.root)
+    setup_clinic(ws, tmp_path / "in")
+    if spelled == "through ..":
+        remote = str(tmp_path / "ws" / ".." / "managers-bucket")
+    elif spelled == "through a link":
+        (tmp_path / "link").symlink_to(bucket)
+        remote = str(tmp_path / "link")
+    else:
+        remote = "managers"
+    result = push(ws, remote)
+    assert {k for k in result.withheld if k.startswith("raw/")}
+    assert {k for k in result.withheld if k.startswith("restricted/patients/")}
+    keys = [info.key for info in ws.store("derived").list("")]
+    assert keys and not [k for k in keys if k.startswith(("raw/", "manifests/", "restricted/"))], \
+        sorted({k.split("/")[0] for k in keys})
+
+
 def test_the_restricted_tier_may_not_be_a_store_managers_read(tmp_path):
     ws = Workspace.create(tmp_path / "ws")
     ws.config["stores"]["managers"] = {"url": str(tmp_path / "managers-bucket")}

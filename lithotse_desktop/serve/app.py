@@ -400,7 +400,12 @@ def _server_class() -> Any:
         def capture_signals(self) -> Iterator[None]:
             if self is self.group[0]:
                 with super().capture_signals():
-                    yield
+                    try:
+                        yield
+                    finally:
+                        # uvicorn raises a caught SIGTERM again on leaving, which ends the process
+                        # at once: the reads counted so far are written before
+                        _close_reads(self)
             else:
                 yield
 

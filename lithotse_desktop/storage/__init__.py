@@ -85,6 +85,12 @@ class Store(abc.ABC):
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 
+    @property
+    def identity(self) -> str:
+        """What this store is whatever its address is written as (a folder through ``..`` or a
+        link, a bucket's prefix with or without a slash): two stores with one identity are one."""
+        return self.url
+
     def local_path(self, key: str) -> Path | None:
         """A path a reader can open directly, or None when the object is remote."""
         return None

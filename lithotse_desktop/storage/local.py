@@ -24,6 +24,10 @@ class LocalStore(Store):
         self.url = self.root.as_uri()
         self.root.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def identity(self) -> str:
+        return Path(os.path.realpath(self.root)).as_uri()
+
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 

@@ -57,6 +57,8 @@ _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 TIER_OF_FOLDER = {"raw": "raw", "manifests": "raw", "derived": "derived", "specs": "derived",
                   "cache": "cache", "restricted": "restricted", "audit": "audit"}
 PUBLISHED_TIERS = ("derived", "cache")
+ROW_TIERS = ("raw", "restricted")
+"""Tiers holding raw objects and row-level results."""
 # published after the data they describe
 _RECORD_FOLDERS = ("manifests/",)
 _RECORD_PARTS = ("/versions/",)
@@ -202,7 +204,7 @@ class _Sides:
         served: set[str] = set()
         for tier in ALL_TIERS:
             store = ws.store(tier)
-            if store is remote or store.url == remote.url:
+            if store is remote or store.identity == remote.identity:
                 self.by_tier[tier] = None
                 served.add(tier)
                 continue
@@ -211,8 +213,10 @@ class _Sides:
                 self.stores.append(store)
         if not self.stores:
             raise ConfigError(f"every tier is stored at {remote.url} already; there is nothing to sync")
-        self.published_only = bool(served) and served <= set(PUBLISHED_TIERS)
-        """The remote is a store managers read: only the derived and cache tiers go there."""
+        self.published_only = bool(served & set(PUBLISHED_TIERS)) and not served & set(ROW_TIERS)
+        """The remote is a store managers read (it serves the derived or cache tier, and neither
+        raw data nor row-level results live there): only the derived and cache tiers go there.
+        The audit tier beside the derived one (managers append to it) keeps it one."""
 
     def may_send(self, key: str) -> bool:
         return not self.published_only or tier_of(key) in PUBLISHED_TIERS

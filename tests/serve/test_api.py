@@ -179,3 +179,9 @@ def test_token_command_and_serve_command(workspace, lines):
     finally:
         proc.terminate()
         proc.wait(10)
+    # stopped by SIGTERM, as a service manager stops it: the read is in the audit trail (the
+    # thirty-fourth review found it lost; uvicorn ended the process before it was written)
+    from lithotse_desktop import audit
+
+    [record] = audit.entries(workspace, action="api-read")
+    assert record["details"]["reads"] == [{"derivative": "visits", "version": res.json()["version"], "value": 1}]
