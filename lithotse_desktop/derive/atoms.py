@@ -152,10 +152,10 @@ class Atoms(NamedTuple):
 def read_atoms(specs: list[dict], found: pa.Table) -> Atoms:
     """The atoms of ``found`` (the atoms query's result) that some member selects. Read with
     pyarrow's own functions: its conversions to numpy import pandas (a third of a second)."""
-    widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
-    chosen = [found.column(f"__s{j}") for j in range(len(specs))]
     if not specs:
         return Atoms({}, [])
+    widths = [(1 if spec.get("grain", "none") != "none" else 0) + len(spec.get("group_by", [])) for spec in specs]
+    chosen = [found.column(f"__s{j}") for j in range(len(specs))]
     selected = chosen[0]
     for more in chosen[1:]:
         selected = pc.or_(selected, more)

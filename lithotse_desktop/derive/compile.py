@@ -80,7 +80,7 @@ class Dialect:
             if typ.tz is not None:
                 return f"CAST(timezone({tz_param}, {column_sql}) AS DATE)"
             return f"CAST({column_sql} AS DATE)"
-        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        if _is_text(typ):
             return f"TRY_CAST(substr({column_sql}, 1, 10) AS DATE)"
         raise TypeError(str(typ))
 
@@ -363,7 +363,7 @@ class SparkDialect(Dialect):
             if typ.tz is not None:  # an instant; the session's zone is UTC
                 return f"CAST(from_utc_timestamp({column_sql}, {tz_param}) AS DATE)"
             return f"CAST({column_sql} AS DATE)"
-        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        if _is_text(typ):
             # Spark's cast also takes "2024" or "2024-01" as a date; DuckDB's needs year, month and day
             text = f"substr({column_sql}, 1, 10)"
             return (f"CASE WHEN {text} RLIKE '^-?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}$' "
@@ -626,6 +626,10 @@ def _is_numeric(typ: pa.DataType) -> bool:
     return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)
 
 
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
 def _is_day(typ: pa.DataType) -> bool:
     return pa.types.is_date(typ) or pa.types.is_timestamp(typ)
 
@@ -747,7 +751,7 @@ def _dimension(d: Any, path: str, frame: _Frame, timezone: str, params: _Params,
                                       pa.types.is_timestamp(btyp) and btyp.tz else "")
         return _age_band(dialect.full_years(birth_day, frame.day_sql), d["age_band"].get("bands", [0, 18, 45, 65, 85]))
     sql, ctyp = col(d["code"]["column"], f"{path}.code.column")
-    if not (pa.types.is_string(ctyp) or pa.types.is_large_string(ctyp)):
+    if not _is_text(ctyp):
         raise SpecError(f"{path}.code.column", f"is {ctyp}, not a CodeableConcept (JSON text)")
     return dialect.code_from_concept(sql, params.add(d["code"]["system"]))
 
@@ -776,7 +780,7 @@ def _flag_test(sql: str, typ: pa.DataType) -> str | None:
         return f"{sql} IN (0, 1)"
     if pa.types.is_boolean(typ):
         return f"{sql} IS NOT NULL"
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+    if _is_text(typ):
         words = ", ".join(f"'{w}'" for w in FLAG_WORDS)
         return f"lower(trim({sql})) IN ({words})"
     return None
@@ -788,7 +792,7 @@ def _two_words(sql: str, typ: pa.DataType) -> tuple[str, str, str]:
     rows cannot be counted by value in the same pass: both sides are taken as 1, so the cell is
     hidden. Other types (dates) give only the rows holding a value."""
     held = f"count({sql})"
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+    if not _is_text(typ):
         return "CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)", held
     two = f"CASE WHEN count(DISTINCT {sql}) = 2 THEN 1 END"
     return two, two, held

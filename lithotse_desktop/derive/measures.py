@@ -11,11 +11,11 @@ k-1. So is a value measure (sum, mean, quantile, min, max) of a column holding t
 cell (a yes/no coded 1 and 2: twice the cell's count less the sum is the number of yeses), by the
 rows of each value (of text, ``Ja``/``Nein``, both sides count as 1); one of a column only some
 rows hold, by those rows and by the rows holding none (a mean of 3 people's lab values; a mean of
-whole numbers gives its count, 54/37); and a ``count_distinct`` of a date, an
-age, a place or an unclassified column, by the rows holding a value and those holding none (a
-death date filled in for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a
-count whatever measure reads it, so ``mean``, ``min``, ``max``, ``median`` and ``percentile`` of
-one are refused: they say which cells hold someone it marks.
+whole numbers gives its count, 54/37); and a ``count_distinct`` of a date, an age, a place or an
+unclassified column, by the rows holding a value and those holding none (a death date filled in
+for 3 people has 3 distinct values). A column holding only 0 and 1 (or true and false) is a count
+whatever measure reads it, so ``mean``, ``min``, ``max``, ``median`` and ``percentile`` of one
+are refused: they say which cells hold someone it marks.
 """
 
 from __future__ import annotations
