@@ -134,7 +134,8 @@ PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_i
                        "medical_record_number", "medical_record_no", "mr_no", "chart_no", "chart_number", "chart_id",
                        "member_id", "memberid")
 """Column names taken as the person key of a table when no ``person_column`` is set (compared
-ignoring case, spaces and punctuation other than ``_``), in this order of preference."""
+by their letters and digits only, ignoring case: ``Patient MRN``, ``patient-mrn`` and
+``PATIENT_MRN`` are all ``patient_mrn``), in this order of preference."""
 
 NO_PERSON = ("none", "-")
 
@@ -149,11 +150,15 @@ def person_column(names: Iterable[str], setting: Any) -> tuple[str, ...] | None:
         return None
     if text:
         return (text,) if text in names else None
-    normalized = {re.sub(r"[^a-z0-9_]", "", n.lower()): n for n in reversed(names)}
+    normalized = {_letters_and_digits(n): n for n in reversed(names)}
     for wanted in PERSON_COLUMN_NAMES:
-        if wanted in normalized:
-            return (normalized[wanted],)
+        if _letters_and_digits(wanted) in normalized:
+            return (normalized[_letters_and_digits(wanted)],)
     return None
+
+
+def _letters_and_digits(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def missing_person_column(tables: dict[str, list[str]], setting: Any) -> str | None:

@@ -24,6 +24,7 @@ from openpyxl import load_workbook
 from lithotse_desktop.cache import lookup, table_of
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.deidentify import COMPUTED_RULE
 from lithotse_desktop.derive.disclosure import IdentifierRefused, Restricted
 from lithotse_desktop.derive.kinds.sql import SHAPE_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
@@ -579,31 +580,57 @@ def test_a_de_identified_sql_computes_each_row_from_one_row(clinic, sql):
         add_spec(clinic, spec)
     assert "encoded" not in Catalog(clinic).names()
 
-def test_safe_harbor_removes_or_generalises_identifiers_computed_in_sql(clinic):
+def test_safe_harbor_removes_identifiers_computed_in_sql(clinic):
     spec = {"name": "computed", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
             "deidentify": "safe-harbor", "columns": {"gender": "code"},
-            "sql": "SELECT CAST(substr(mrn, 5) AS INTEGER) AS pnum, "
-                   "CAST(strftime(CAST(birth AS DATE), '%Y%m%d') AS INTEGER) AS born, "
-                   "CAST(strftime(CAST(birth AS DATE), '%m%d%Y') AS BIGINT) AS born_us, gender FROM p"}
+            "sql": "SELECT CAST(substr(mrn, 5) AS INTEGER) AS pnum, gender FROM p"}
     add_spec(clinic, spec)
     try:
         build(clinic, "computed")
         table = read_table(clinic, "computed")[1]
-        assert "pnum" not in table.column_names
-        born = table.column("born").to_pylist()
-        assert born and all(1800 < year < 2100 for year in born), born
-        assert set(table.column("born_us").to_pylist()) == {None}
+        assert table.column_names == ["gender"]
         assert_no_identifier(json.dumps(table.to_pylist(), default=str))
     finally:
         Catalog(clinic).remove("computed")
 
 
-def test_safe_harbor_refuses_a_birth_date_it_cannot_cut_to_a_year(clinic):
+@pytest.mark.parametrize(("column", "expression"), [
+    ("born", "CAST(strftime(CAST(birth AS DATE), '%Y%m%d') AS INTEGER)"),
+    ("born_us", "CAST(strftime(CAST(birth AS DATE), '%m%d%Y') AS BIGINT)"),
+    ("young", "CAST(birth AS DATE) > DATE '1990-01-01'"),
+    # pass 35: each reads as a year, so the year a profile keeps was the birth month, day, or a mirror
+    ("month_as_year", "2000 + month(CAST(birth AS DATE))"),
+    ("day_as_year", "2000 + day(CAST(birth AS DATE))"),
+    ("mirrored", "4000 - year(CAST(birth AS DATE))"),
+])
+def test_safe_harbor_refuses_a_birth_date_computed_in_sql(clinic, column, expression):
+    """A value computed from a birth date can take any form: one that reads as a year (the
+    profile keeps years) was the birth month or day (pass 35: 1929-05-02 back in three columns)."""
     spec = {"name": "late_born", "kind": "sql", "inputs": {"p": {"derivative": "patients"}},
-            "deidentify": "safe-harbor", "sql": "SELECT CAST(birth AS DATE) > DATE '1990-01-01' AS young FROM p"}
-    with pytest.raises(LithotseError, match="'young' is a birth date.*cannot cut down"):
+            "deidentify": "safe-harbor", "sql": f"SELECT {expression} AS {column} FROM p"}
+    with pytest.raises(LithotseError, match=f"'{column}' is computed from a birth date.*{COMPUTED_RULE}"):
         add_spec(clinic, spec)
     assert "late_born" not in Catalog(clinic).names()
+
+
+@pytest.mark.parametrize(("columns", "expression", "what"), [
+    ({}, "0 - age", "an age"),
+    ({"zip": "zip"}, "substr(CAST(zip AS VARCHAR), 3, 3) || '00'", "a ZIP code"),
+    ({"zip": "zip"}, "'1' || substr(CAST(zip AS VARCHAR), 2)", "a ZIP code"),
+])
+def test_safe_harbor_refuses_ages_and_zip_codes_computed_in_sql(workspace, tmp_path, columns, expression, what):
+    """Pass 35: ``0 - age`` published -94 (only ages above 89 were capped), and the last three
+    digits of a ZIP code passed as the first three of another (941 and 110: 94110)."""
+    ws = workspace
+    (tmp_path / "people").mkdir()
+    csv = tmp_path / "people" / "people.csv"
+    csv.write_text("patient_id,age,zip,visit_date\np1,94,94110,2024-01-02\np2,40,88401,2024-01-03\n", "utf-8")
+    ws.add_source("people", "csv", {"path": str(csv.parent), "date_column": "visit_date"}, {})
+    run_import(ws, "people")
+    spec = {"name": "shaped", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+            "deidentify": "safe-harbor", "columns": columns, "sql": f"SELECT {expression} AS shaped FROM p"}
+    with pytest.raises(LithotseError, match=f"'shaped' is computed from {what}.*{COMPUTED_RULE}"):
+        add_spec(ws, spec)
 
 
 @pytest.mark.parametrize(("column", "value", "what"), [

@@ -1381,14 +1381,15 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
         check_cell_keys(spec, found)
         check_own_picks(spec, table.schema, roles)
         return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT, left_out=work.left_out)
-    columns = output_roles(spec, table.schema, roles)
+    computed: set[str] = set()
+    columns = output_roles(spec, table.schema, roles, computed)
     if work.picks is None:
         work.picks = picks(spec, table.schema, roles, work.upstream, work.several)
     profile = spec.get("deidentify")
     if not profile:
         return table, describe(disclosure, columns, **work.picks)
     year = reference_year(spec)
-    plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema})
+    plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema}, computed=computed)
     plan.update(_pseudonymized_plan(plan, keys))
     table, report = deidentify.apply(table, plan, reference_year=year or dt.date.today().year,
                                      pseudonymize=lambda t, cols: pseudonymize(ws, t, cols))

@@ -21,7 +21,7 @@ The rules are data: each role's action per profile is in :data:`.identifiers.ROL
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,9 +40,18 @@ OLDEST_SHOWN_AGE = 90
 """Safe Harbor groups every age over 89 into one category, shown as 90 (meaning 90 or older)."""
 
 
+COMPUTED_RULE = "de-identification generalises an identifier as it is held, not a value computed from it"
+SHAPED = frozenset({"year", "birth_year", "age90", "zip3"})
+"""Actions that cut a value down by its form (a date to its year, a ZIP code to three digits): a
+value computed from the identifier can take any form (``2000 + birth month`` reads as a year,
+``0 - age`` is no age over 89, the last three digits of a ZIP code read as its first three)."""
+
+
 def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.DataType],
-            where: str = "columns") -> dict[str, str]:
-    """Each output column's action under ``profile``; refuses unclassified and free-text columns."""
+            where: str = "columns", computed: Collection[str] = ()) -> dict[str, str]:
+    """Each output column's action under ``profile``; refuses unclassified and free-text columns,
+    and ``computed`` columns (values computed from their inputs, not an input's own) whose action
+    would cut them down by their form (:data:`SHAPED`)."""
     unclassified = [c for c, r in roles.items() if r is None]
     if unclassified:
         listed = ", ".join(repr(c) for c in unclassified)
@@ -60,6 +69,10 @@ def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.Data
             raise SpecError(where, f"column {column!r} is {role.label}; the {profile} profile does not publish "
                                    "free text (it may hold names or numbers): leave it out, or, once checked, "
                                    f"declare it with \"columns\": {{\"{column}\": \"none\"}}")
+        if action in SHAPED and column in computed:
+            raise SpecError(where, f"column {column!r} is computed from {role.label}; the {profile} profile cuts "
+                                   f"{role.label} down only as the input holds it ({action}): publish the input "
+                                   f"column or element itself and let the profile cut it; rule: {COMPUTED_RULE}")
         typ = types.get(column)
         if typ is not None and pa.types.is_list(typ) and action not in ("keep", "remove", "pseudonymize"):
             raise SpecError(where, f"column {column!r} holds a list of {role.label}s, which the {profile} profile "

@@ -43,6 +43,7 @@ from .identifiers import (
     role_by_name,
     type_role,
     view_column_roles,
+    view_computed_columns,
     view_picks,
 )
 from .kinds.sql import JOIN_RULE, ONE_CELL_RULE, people_apart
@@ -268,24 +269,34 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
     return out
 
 
-def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:
+def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
+                 computed: set[str] | None = None) -> dict[str, str | None]:
     """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
     FHIR types of the paths or (sql) the strongest role of the input columns each reads
     (:mod:`.lineage`), then numbers and dates by type, except under a de-identification profile,
     where an input column of numbers nothing classifies stays unclassified (an SSN or a phone
     number held as a number was published as a value). Spark SQL that DuckDB's parser
-    refuses keeps the older rule: an input column of the same name."""
+    refuses keeps the older rule: an input column of the same name.
+
+    ``computed`` (when given) gets the columns whose values are computed, not an input column's or
+    a resource element's own (see :func:`.deidentify.actions`)."""
     named = declared(spec)
     by_type = not spec.get("deidentify")
+    found_computed: set[str] = set()
     if spec.get("kind") == "view":
-        found = view_column_roles(spec.get("view", {}))
+        found = view_column_roles(spec.get("view", {}), hints=by_type)
+        found_computed = view_computed_columns(spec.get("view", {}))
     elif spec.get("kind") == "sql":
         try:
-            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs, by_type=by_type)
+            found = sql_column_roles(str(spec.get("sql", "")), schema, inputs, by_type=by_type,
+                                     computed=found_computed)
         except Unparsable:
             found = _by_input_name(schema, inputs, by_type)
+            found_computed = {f.name for f in schema if not any(f.name in roles for roles in inputs.values())}
     else:
         found = _by_input_name(schema, inputs, by_type)
+    if computed is not None:
+        computed.update(found_computed)
     return {field.name: named[field.name] if field.name in named else found.get(field.name) for field in schema}
 
 

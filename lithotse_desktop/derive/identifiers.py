@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -261,15 +261,19 @@ _DATATYPE_ROLES: dict[str, tuple[str, dict[str, str | None]]] = {
 and the parts that are something else (None: by their own type)."""
 
 _ELEMENT_ROLES = {("Patient", "birthDate"): "birth_date", ("Patient", "photo"): "photo",
-                  ("CodeableConcept", "text"): "code", ("Coding", "display"): "code",
+                  ("Meta", "source"): "url", ("CodeableConcept", "text"): "code", ("Coding", "display"): "code",
                   ("Quantity", "unit"): "code", ("Duration", "unit"): "code"}
 """Elements whose role is not their type's: a concept's text is its term and a unit is a unit,
 not free text."""
 _EXTRA_ELEMENTS = {("Patient", "photo"): (True, "Attachment")}
 _PERSON_REFERENCES = {"subject", "patient", "beneficiary", "other"}
-_PROVIDER_REFERENCES = {"serviceProvider", "managingOrganization", "generalPractitioner", "performer",
-                        "recorder", "asserter", "location", "individual", "organization", "assigner",
-                        "requester", "author", "partOf", "custodian"}
+_PROVIDER_REFERENCES = {"serviceProvider", "managingOrganization", "generalPractitioner", "location",
+                        "organization", "assigner", "partOf", "custodian"}
+"""References that point at providers only. Others that usually do may also name a Patient or a
+RelatedPerson in R4 (an Observation's ``performer``, a Condition's ``asserter``, an
+AllergyIntolerance's ``recorder``, a request's ``requester``, a Composition's ``author``, an
+Encounter participant's ``individual``): they are record keys, pseudonymized, unless
+``getReferenceKey(Practitioner)`` or the like says which kind is read."""
 _PROVIDER_TYPES = {"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService"}
 _TYPE_ROLES = {
     **{t: "date" for t in ("date", "dateTime", "instant", "Period")},
@@ -286,7 +290,12 @@ _SAME_ROLE = {"first", "last", "single", "distinct", "where", "join", "upper", "
 _VALUE_FUNCTIONS = {"exists", "empty", "all", "not", "count", "length", "startsWith", "endsWith", "contains",
                     "matches"}
 _PRESENCE_FUNCTIONS = {"exists", "empty", "count", "hasValue"}
-"""Functions telling only whether (or how many) values are there: a phone's presence names no one."""
+"""Functions telling only whether (or how many) values are there: a phone's presence names no one
+(unless a criterion on the way tested it: ``telecom.where(value = '555-0100').exists()``)."""
+_COMPUTING = frozenset({"join", "upper", "lower", "trim", "replace", "substring", "toString", "toInteger",
+                        "toDecimal", "lowBoundary", "highBoundary"})
+"""Functions of :data:`_SAME_ROLE` whose value is computed from the element, not the element."""
+_PER_ITEM = frozenset({"where", "exists", "all", "select", "repeat"})
 
 
 def _told(*found: _Typed) -> str:
@@ -300,17 +309,37 @@ def _told(*found: _Typed) -> str:
 @dataclass(frozen=True)
 class _Typed:
     """Where a FHIRPath has got to: the FHIR type (None: unknown), the role decided so far, the
-    identifying datatype we are inside, and for references which element held them."""
+    identifying datatype we are inside, and for references which element held them; whether the
+    value was computed (not an element as the resource holds it), and the most identifying role
+    a criterion on the way tested (``name.where(family = 'Berg').count()`` tells a family name)."""
 
     fhir: str | None
     role: str | None = None
     inside: str | None = None
     element: str | None = None
     resource: str | None = None
+    computed: bool = False
+    tested: str | None = None
+
+    def carrying(self, earlier: _Typed, computed: bool = False) -> _Typed:
+        """This value, reached from ``earlier``: what was computed or tested on the way stays so."""
+        tested = strongest(self.tested, earlier.tested) if self.tested or earlier.tested else None
+        return replace(self, computed=self.computed or earlier.computed or computed, tested=tested)
 
 
 def _settled(typed: _Typed) -> str | None:
-    """The role of a value the path ends on."""
+    """The role of a value the path ends on, and of what was tested to reach it."""
+    found = _own_role(typed)
+    return strongest(found, typed.tested) if typed.tested is not None else found
+
+
+def _tested(found: _Typed) -> str | None:
+    """The identifying role a criterion reads, if any (a test of a code tells no one)."""
+    read = _settled(found)
+    return read if read is not None and ROLES[read].items else None
+
+
+def _own_role(typed: _Typed) -> str | None:
     if typed.role is not None:
         return typed.role
     if typed.fhir == "Reference":
@@ -415,46 +444,59 @@ class _Resolver:
             if node[1] is None and node[2] == self.resource and this.fhir == self.resource:
                 return this
             base = this if node[1] is None else self.walk(node[1], this)
-            return _member(base, node[2])
+            return _member(base, node[2]).carrying(base)
         if tag == "indexer":
             return self.walk(node[1], this)
         if tag == "neg":
-            return _Typed("decimal", "value")
+            inner = self.walk(node[1], this)
+            return _Typed("decimal", _told(inner), computed=True)
         if tag == "type":
             inner = self.walk(node[2], this)
-            return _of_type(inner, node[3]) if node[1] == "as" else _Typed("boolean", "value")
+            if node[1] == "as":
+                return _of_type(inner, node[3]).carrying(inner)
+            return _Typed("boolean", _told(inner), computed=True)
         if tag == "call":
             return self.call(node, this)
         _op, operator, left, right = node
         a, b = self.walk(left, this), self.walk(right, this)
-        if operator in ("|", "&", "+"):
-            return _Typed(a.fhir if a.fhir == b.fhir else None, strongest(_settled(a), _settled(b)))
-        return _Typed("boolean", _told(a, b))
+        if operator == "|":
+            joined = _Typed(a.fhir if a.fhir == b.fhir else None, strongest(_settled(a), _settled(b)))
+            return joined.carrying(a).carrying(b)
+        if operator in ("&", "+"):
+            return _Typed(a.fhir if a.fhir == b.fhir else None, strongest(_settled(a), _settled(b)), computed=True)
+        return _Typed("boolean", _told(a, b), computed=True)
 
     def call(self, node: tuple, this: _Typed) -> _Typed:
         _tag, base_node, name, args = node
         base = this if base_node is None else self.walk(base_node, this)
+        if name in _PER_ITEM and args:
+            # the criterion is evaluated on each item: what it tests is told by what passes it
+            tested = _tested(self.walk(args[0], base))
+            if tested is not None:
+                base = replace(base, tested=strongest(base.tested, tested) if base.tested else tested)
         if name in _SAME_ROLE:
-            if name in ("join", "upper", "lower", "trim", "replace", "substring", "toString"):
-                return _Typed("string", _settled(base), None, base.element, base.resource)
+            if name in _COMPUTING:
+                return _Typed("string", _settled(base), None, base.element, base.resource).carrying(base, True)
             return base
         if name in _VALUE_FUNCTIONS:
             if name in _PRESENCE_FUNCTIONS:
-                return _Typed("boolean", "value")
-            return _Typed("boolean", _told(base, *(self.walk(a, this) for a in args)))
+                return _Typed("boolean", base.tested or "value", computed=True)
+            return _Typed("boolean", _told(base, *(self.walk(a, this) for a in args)), computed=True)
         if name == "ofType" and args and args[0][0] == "member":
-            return _of_type(base, args[0][2])
+            return _of_type(base, args[0][2]).carrying(base)
         if name == "getResourceKey":
             return _Typed("string", "person_key" if self.resource == "Patient" else "record_key")
         if name == "getReferenceKey":
-            return _Typed("string", _reference_key(base, args))
+            return _Typed("string", _reference_key(base, args)).carrying(base)
         if name == "select" and args:
-            return self.walk(args[0], base)
+            return self.walk(args[0], base).carrying(base)
         if name == "iif" and len(args) >= 2:
+            # the branch taken tells what the condition found: a test of a birth month is a birth date
+            condition = self.walk(args[0], this)
             branches = [self.walk(a, this) for a in args[1:]]
-            return _Typed(None, strongest(*(_settled(b) for b in branches)))
+            return _Typed(None, strongest(_tested(condition), *(_settled(b) for b in branches)), computed=True)
         if name == "extension":
-            return _Typed("Extension", None, None, "extension", base.resource)
+            return _Typed("Extension", None, None, "extension", base.resource).carrying(base)
         return _Typed(None, None)
 
     def role_of(self, path: str, context: _Typed) -> str | None:
@@ -470,7 +512,8 @@ class _Resolver:
             return _Typed(None, None)
 
 
-def _selects(resolver: _Resolver, selects: Any, context: _Typed) -> Iterator[tuple[str, str | None]]:
+def _selects(resolver: _Resolver, selects: Any, context: _Typed,
+             hints: bool) -> Iterator[tuple[str, str | None, bool]]:
     for select in selects or []:
         if not isinstance(select, dict):
             continue
@@ -483,29 +526,43 @@ def _selects(resolver: _Resolver, selects: Any, context: _Typed) -> Iterator[tup
         for column in select.get("column", []) or []:
             if not isinstance(column, dict) or not isinstance(column.get("name"), str):
                 continue
-            found = resolver.role_of(str(column.get("path", "")), here)
+            reached = resolver.context_of(str(column.get("path", "")), here)
+            found = _settled(reached)
             hinted = column.get("type")
-            if found is None and isinstance(hinted, str) and hinted not in _STRING_TYPES:
+            if found is None and hints and isinstance(hinted, str) and hinted not in _STRING_TYPES:
                 found = _TYPE_ROLES.get(hinted)
-            yield column["name"], found
-        yield from _selects(resolver, select.get("select"), here)
+            yield column["name"], found, reached.computed
+        yield from _selects(resolver, select.get("select"), here, hints)
         for branch in select.get("unionAll", []) or []:
-            yield from _selects(resolver, [branch], here)
+            yield from _selects(resolver, [branch], here, hints)
 
 
-def view_column_roles(view: dict) -> dict[str, str | None]:
+def view_column_roles(view: dict, *, hints: bool = True) -> dict[str, str | None]:
     """The role of each column of a ViewDefinition, from the FHIR types its paths reach.
 
     A column named in several ``unionAll`` branches takes the most identifying of their roles.
+    A column whose path the types do not follow (inside a ``repeat``, an unknown element) takes
+    the role of its declared ``type`` where ``hints``; without them (under a de-identification
+    profile) it stays unclassified: a declared integer may be a phone number.
     """
     resource = str(view.get("resource", ""))
     resolver = _Resolver(resource)
     out: dict[str, str | None] = {}
     seen: set[str] = set()
-    for name, found in _selects(resolver, view.get("select"), resolver.root()):
+    for name, found, _computed in _selects(resolver, view.get("select"), resolver.root(), hints):
         out[name] = strongest(out[name], found) if name in seen else found
         seen.add(name)
     return out
+
+
+def view_computed_columns(view: dict) -> set[str]:
+    """Columns of a ViewDefinition whose values are computed (arithmetic, a substring, a test, an
+    ``iif``), not an element as the resource holds it: a profile cannot generalise such a value
+    by its form (``2000 + birth month`` reads as a year)."""
+    resource = str(view.get("resource", ""))
+    resolver = _Resolver(resource)
+    return {name for name, _found, computed in _selects(resolver, view.get("select"), resolver.root(), True)
+            if computed}
 
 
 # --- ViewDefinitions that pick people out by an identifier ----------------------------------------------

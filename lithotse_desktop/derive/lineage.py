@@ -416,14 +416,15 @@ def parse(sql: str) -> dict:
 
 
 def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]], *,
-                     by_type: bool = True) -> dict[str, str | None]:
+                     by_type: bool = True, computed: set[str] | None = None) -> dict[str, str | None]:
     """The role of each column of ``schema`` (the query's result) from the columns it reads.
 
     A column computed from constants only, or an unchanged input column whose role is unclassified,
     takes the role its type gives (:func:`.identifiers.type_role`), as a column of no input would;
     without ``by_type``, such an input column holding numbers stays unclassified (a number may be
     a phone number or an SSN: a de-identification profile needs it declared). Raises :class:`Unparsable` for SQL
-    DuckDB cannot parse.
+    DuckDB cannot parse. ``computed`` (when given) gets the names of the columns whose values are
+    computed from input columns, not an input column's own.
     """
     tree = parse(sql)
     everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
@@ -447,6 +448,8 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
         elif role is None and column.direct:
             role = type_role(output, numbers=by_type)
         out[output.name] = role
+        if computed is not None and column.reads and not column.direct:
+            computed.add(output.name)
     return out
 
 

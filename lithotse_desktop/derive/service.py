@@ -38,7 +38,7 @@ from .disclosure import (
     with_declared,
 )
 from .engines import check_engine_name
-from .identifiers import view_column_roles
+from .identifiers import view_column_roles, view_computed_columns
 from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema, stream_keys
 from .kinds import KIND_MODULES
 from .kinds.sql import check_counts, check_row_by_row
@@ -81,7 +81,8 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     kind = KIND_MODULES[spec["kind"]]
     kind.check(spec)
     if spec.get("deidentify") and spec["kind"] == "view":
-        deidentify.actions(spec["deidentify"], with_declared(spec, view_column_roles(spec["view"])), {})
+        deidentify.actions(spec["deidentify"], with_declared(spec, view_column_roles(spec["view"], hints=False)), {},
+                           computed=view_computed_columns(spec["view"]))
     if any(s is None for s in schemas.values()):
         return spec
     known = {alias: schema for alias, schema in schemas.items() if schema is not None}
@@ -122,7 +123,9 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     if spec.get("deidentify"):
         if spec["kind"] == "sql":
             check_row_by_row(spec, known)
-        deidentify.actions(spec["deidentify"], output_roles(spec, output, roles), {f.name: f.type for f in output})
+        computed: set[str] = set()
+        deidentify.actions(spec["deidentify"], output_roles(spec, output, roles, computed),
+                           {f.name: f.type for f in output}, computed=computed)
     return spec
 
 

@@ -294,8 +294,8 @@ def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
     """The twenty-first review published, under safe-harbor, columns comparing a birth date's
     month and day with constants (every patient's full birth date, back from 43 booleans) and a
     family name with a name (true for exactly those patients). A test or a length of an identifier
-    now has the identifier's role: a name's is removed, a birth date's refused (a true/false
-    cannot be cut down to a year); a presence test stays a value."""
+    now has the identifier's role: a name's is removed, a birth date's refused (a value computed
+    from it cannot be cut down to a year); a presence test stays a value."""
     patients = import_patients(workspace, tmp_path, TEST_DATA / "fhir" / "bulk-ndjson-smart-10-patients" /
                                "Patient.000.ndjson")
     month = first(patients, "birthDate")[5:7]
@@ -312,7 +312,7 @@ def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
     assert table.column_names == ["pid", "has_phone"]
     assert sorted(version.privacy["removed"]) == ["family_length", "same_family"]
     born = [*columns[:1], {"name": "born_in_month", "path": f"birthDate.toString().substring(5, 2) = '{month}'"}]
-    with pytest.raises(SpecError, match="column 'born_in_month' is a birth date, held as bool.*cannot cut down"):
+    with pytest.raises(SpecError, match="column 'born_in_month' is computed from a birth date.*as it is held"):
         add_spec(workspace, {**base, "name": "born", "view": {**VIEW, "select": [{"column": born}]}})
 
 
@@ -336,3 +336,77 @@ def test_numbers_nothing_classifies_are_refused_until_declared(workspace, tmp_pa
     version, table = read_table(workspace, "deid")
     assert table.column_names == ["visit_date", "stay_days"]
     assert sorted(version.privacy["removed"]) == ["callback", "ref"]
+
+
+@pytest.mark.parametrize(("column", "path"), [
+    ("neg_dob", "-(birthDate.toString().replace('-', '').toInteger())"),
+    ("month_as_year", "birthDate.toString().substring(5, 2).toInteger() + 2000"),
+    ("month_branch", "iif(birthDate.toString().substring(5, 2) = '09', '2009', '2001')"),
+])
+def test_a_value_computed_from_a_birth_date_is_refused(workspace, tmp_path, column, path):
+    """Pass 35: a minus sign made any value a plain number (every patient's birth date back as
+    -19570928), and ``iif`` took its role from its branches, not from what its condition tested
+    (the birth month, branch by branch). A value computed from a birth date can take any form,
+    so the profile, which cuts a date to its year by its form, refuses it."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(4)])
+    spec = {"name": "computed", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+            "deidentify": "safe-harbor",
+            "view": {**VIEW, "select": [{"column": [{"name": "pid", "path": "getResourceKey()"},
+                                                    {"name": column, "path": path}]}]}}
+    with pytest.raises(SpecError, match=f"'{column}' is computed from a birth date"):
+        add_spec(workspace, spec)
+
+
+def test_identifiers_reached_through_arithmetic_tests_or_references_do_not_survive(workspace, tmp_path):
+    """Pass 35: a negated MRN number, a count of the names a family-name test kept, the source
+    URL in ``meta.source`` and a Patient named as a ``performer`` were published as they were.
+    Each now has the identifier's role: removed, or (a reference) pseudonymized."""
+    patients = [{**planted(i), "meta": {"source": f"http://ehr.example/patient/MRN{i}"},
+                 "identifier": [{"system": "urn:mrn", "value": f"M{500 + i}"}]} for i in range(4)]
+    import_patients(workspace, tmp_path, patients)
+    columns = [{"name": "pid", "path": "getResourceKey()"},
+               {"name": "neg_mrn", "path": "-(identifier.value.first().substring(1).toInteger())"},
+               {"name": "is_zyx1", "path": "name.where(family = 'Zyx1family').count()"},
+               {"name": "source", "path": "meta.source"},
+               {"name": "gender", "path": "gender"}]
+    add_spec(workspace, {"name": "tested", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                         "deidentify": "safe-harbor", "view": {**VIEW, "select": [{"column": columns}]}})
+    build(workspace, "tested")
+    version, table = read_table(workspace, "tested")
+    assert table.column_names == ["pid", "gender"]
+    assert sorted(version.privacy["removed"]) == ["is_zyx1", "neg_mrn", "source"]
+    text = json.dumps(table.to_pylist())
+    assert not any(f"M{500 + i}" in text or f"-{500 + i}" in text for i in range(4))
+
+    observations = tmp_path / "obs"
+    observations.mkdir()
+    (observations / "Observation.ndjson").write_text("".join(json.dumps(
+        {"resourceType": "Observation", "id": f"o{i}", "status": "final", "code": {"text": "x"},
+         "subject": {"reference": f"Patient/planted-{i}"},
+         "performer": [{"reference": f"Patient/planted-{i}"}]}) + "\n" for i in range(4)))
+    workspace.add_source("obs", "fhir-files", {"path": str(observations)}, {})
+    run_import(workspace, "obs")
+    view = {"resourceType": "ViewDefinition", "resource": "Observation", "status": "active",
+            "select": [{"column": [{"name": "oid", "path": "getResourceKey()"},
+                                   {"name": "by", "path": "performer.first().reference"},
+                                   {"name": "by_key", "path": "performer.first().getReferenceKey()"}]}]}
+    add_spec(workspace, {"name": "performed", "kind": "view", "input": {"source": "obs", "stream": "Observation"},
+                         "deidentify": "safe-harbor", "view": view})
+    build(workspace, "performed")
+    rows = read_table(workspace, "performed")[1].to_pylist()
+    assert len(rows) == 4
+    assert not any("planted" in json.dumps(row) for row in rows), rows
+
+
+def test_a_declared_type_classifies_nothing_under_a_profile(workspace, tmp_path):
+    """Pass 35: inside a ``repeat`` the types are not followed, and a column's declared
+    ``"type": "integer"`` made a relative's phone number (5550000) a value. Under a profile, the
+    declared type says how to read a value, not what it is: the column is unclassified."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(2)])
+    view = {**VIEW, "select": [{"column": [{"name": "pid", "path": "getResourceKey()"}]},
+                               {"repeat": ["contact"],
+                                "column": [{"name": "kin_phone", "path": "telecom.value.first()",
+                                            "type": "integer"}]}]}
+    with pytest.raises(SpecError, match="unclassified column.*'kin_phone'"):
+        add_spec(workspace, {"name": "kin", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                             "deidentify": "safe-harbor", "view": view})

@@ -200,6 +200,12 @@ class _Fields:
             raise Rejected(f"line {self.line}: {self.id}-{number} has a malformed escape sequence") from None
         return _clean(str(text).replace("\r", "\n"))
 
+    def repetitions(self, number: int) -> int:
+        """How many repetitions a field has (0 when it is absent)."""
+        if self.segment is None or number >= len(self.segment):
+            return 0
+        return len(self.segment[number])
+
     def raw(self, number: int, rep: int | None = None) -> str | None:
         """A whole field (or one repetition) as written, separators and escapes kept."""
         if self.segment is None or number >= len(self.segment):
@@ -292,7 +298,7 @@ def _build(unit: Unit, texts: list[str], control_id: str | None) -> ParsedMessag
                     _Fields(seg_id, msh.line, None, message))
 
     pid = first("PID")
-    patient_id = pid.value(3, 1)
+    patient_id = person_id(pid)
     summary: dict[str, Any] = {
         "message_index": unit.number, "message_control_id": control_id,
         "message_type": message_type, "trigger_event": msh.value(9, 2),
@@ -311,6 +317,30 @@ def _build(unit: Unit, texts: list[str], control_id: str | None) -> ParsedMessag
     return parsed
 
 
+PERSON_ID_TYPES = ("MR", "MRN", "PI", "PE", "PN", "PT")
+"""Identifier type codes (PID-3.5, HL7 table 0203) naming a person, in order of preference:
+medical record number, patient internal and external identifiers, person number."""
+VISIT_ID_TYPES = frozenset({"AN", "ANC", "AND", "ANON", "ANT", "AM", "VN", "VS", "BA", "BC", "FILL", "PLAC"})
+"""Identifier types of a visit, an account or an order, never of a person: one person has many."""
+
+
+def person_id(pid: _Fields) -> str | None:
+    """The patient's id from PID-3: the repetition typed as a medical record number (or another
+    person identifier, :data:`PERSON_ID_TYPES`), else the first whose type is not a visit's or
+    an account's (:data:`VISIT_ID_TYPES`), else none. Sending systems put an account number first
+    as often as not; taken as the person, it counted one patient's admissions as people."""
+    found = []
+    for rep in range(1, pid.repetitions(3) + 1):
+        value = pid.value(3, 1, rep)
+        if value:
+            found.append(((pid.value(3, 5, rep) or "").strip().upper(), value))
+    for wanted in PERSON_ID_TYPES:
+        for kind, value in found:
+            if kind == wanted:
+                return value
+    return next((value for kind, value in found if kind not in VISIT_ID_TYPES), None)
+
+
 def _adt_row(msh: _Fields, evn: _Fields, pid: _Fields, pv1: _Fields, control_id: str,
              message_dtm: tuple[dt.datetime, dt.datetime | None]) -> dict[str, Any]:
     event_dtm = evn.dtm(2, "recorded date/time") or message_dtm
@@ -319,7 +349,7 @@ def _adt_row(msh: _Fields, evn: _Fields, pid: _Fields, pv1: _Fields, control_id:
     birth = pid.dtm(7, "date/time of birth")
     row: dict[str, Any] = {
         "message_control_id": control_id, "message_type": msh.raw(9, 1),
-        "event_type": msh.value(9, 2) or evn.value(1), "patient_id": pid.value(3, 1),
+        "event_type": msh.value(9, 2) or evn.value(1), "patient_id": person_id(pid),
         "birth_date": birth[0].date() if birth else None, "sex": pid.value(8),
         "patient_class": pv1.value(2), "assigned_location": pv1.raw(3, 1),
         "attending_doctor": pv1.raw(7, 1), "visit_number": pv1.value(19, 1),

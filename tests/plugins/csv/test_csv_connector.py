@@ -213,6 +213,14 @@ def test_person_columns_under_other_usual_names_are_detected(tmp_path):
     assert detected == {"a": ("pid",), "b": ("chart_no",), "c": ("Patient_MRN",)}
 
 
+@pytest.mark.parametrize("header", ["Patient MRN", "Medical Record Number", "MR No", "Chart No", "patient-mrn"])
+def test_person_columns_named_with_spaces_are_detected(tmp_path, header):
+    """Pass 35: a header spelt with spaces (``Patient MRN``) matched no name in the list, which
+    spells them with ``_``: one person's 15 visits were published as 15."""
+    write(tmp_path, "v.csv", f"encounter_id,{header},admit_date\nE1,m1,2024-01-01\n")
+    assert [i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()] == [(header,)]
+
+
 def test_a_person_column_in_no_file_is_refused_and_nothing_lands(tmp_path):
     """A mistyped person_column would count records in place of people: the import refuses it,
     naming the setting and the columns there are; a file without the column beside one with it

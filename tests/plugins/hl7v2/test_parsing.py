@@ -150,6 +150,29 @@ def test_person_key_is_the_first_pid3_identifier_in_every_stream(tmp_path):
     assert [r["patient_id"] for r in read_rows(path, "messages")] == ["MRN7", "MRN8"]
 
 
+@pytest.mark.parametrize(("pid3", "expected"), [
+    ("AC00001^^^FAC^AN~MRN777", "MRN777"),  # the builder types the last repetition MR
+    ("V12^^^FAC^VN~E5^^^FAC^PI~MRN777", "MRN777"),
+    ("AC00001^^^FAC^AN~E5^^^FAC^PI~X^^^FAC^DL", "E5"),
+    ("AC00001^^^FAC^AN~X9^^^FAC^DL", "X9"),
+])
+def test_person_key_is_the_pid3_repetition_naming_a_person(tmp_path, pid3, expected):
+    """Pass 35: the account number sent first in PID-3 (type AN, one per admission) was taken as
+    the person, so twelve admissions of one patient published as 12 patients. The key is the
+    repetition typed as a medical record number, else another person identifier, else the first
+    that is not a visit's or an account's."""
+    path = _write(tmp_path, "\r".join(adt(f"A{i}", patient=pid3.replace("AC00001", f"AC{i:05d}")) for i in range(3)))
+    assert {r["patient_id"] for r in read_rows(path, "adt")} == {expected}
+    assert {r["patient_id"] for r in read_rows(path, "messages")} == {expected}
+
+
+def test_a_pid3_of_visit_numbers_only_names_no_person(tmp_path):
+    path = _write(tmp_path, "\r".join([msh("M1", "ORU^R01"), "PID|1||AC1^^^FAC^AN~V2^^^FAC^VN",
+                                        "OBR|1|||GLU^Glucose|||20240101080000",
+                                        "OBX|1|NM|2345-7^Glucose^LN||5.1|mmol/L|||||F|||20240101"]))
+    assert [r["patient_id"] for r in read_rows(path, "oru")] == [None]
+
+
 def test_character_set_from_msh18(tmp_path):
     latin = (msh("L1", "ADT^A01") + "||||||8859/1\rPID|1||P1||M\xfcller").encode("latin-1")
     [row] = read_rows(_write(tmp_path, latin), "messages")

@@ -188,6 +188,15 @@ def test_person_column_is_detected_or_set(clinic):
     assert {i.name: i.person_key for i in infos} == {"Visits": None, "Lab_Results": None}
 
 
+def test_a_person_column_headed_with_spaces_is_detected(tmp_path):
+    """Pass 35: a sheet headed ``Patient MRN`` was counted by rows (one patient's 15 visits
+    published as 15 people): the names detected were spelt with ``_`` only."""
+    book = workbook(tmp_path / "visits.xlsx", {"Visits": [["Visit Date", "Patient MRN", "Department"],
+                                                          [dt.date(2024, 1, 2), "M1", "ONC"]]})
+    infos, *_ = load(book)
+    assert [i.person_key for i in infos] == [("Patient MRN",)]
+
+
 def test_a_person_column_in_no_sheet_is_refused(clinic):
     with pytest.raises(ConfigError, match=r"person_column 'Patient_ID' is not a column of any table "
                                           r"of this source \(clinic\.xlsx?, sheet 'Visits': Visit Date, Patient"):
