@@ -130,12 +130,17 @@ class StreamInfo:
 
 
 PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_id", "personid", "pid", "pt_id",
-                       "patient_number", "patient_no", "subject_id", "subjectid", "mrn", "patient_mrn", "pt_mrn",
-                       "medical_record_number", "medical_record_no", "mr_no", "chart_no", "chart_number", "chart_id",
-                       "member_id", "memberid")
+                       "pat_id", "patient_number", "patient_no", "patient_key", "subject_id", "subjectid",
+                       "participant_id", "mrn", "mrn_no", "patient_mrn", "pt_mrn", "pat_mrn", "pat_mrn_id", "mrn_id",
+                       "medical_record_number", "medical_record_no", "med_rec_no", "mr_no", "chart_no",
+                       "chart_number", "chart_id", "unit_number", "unit_no", "ur_number", "ur_no", "urn",
+                       "hospital_number", "hospital_no", "nhs_number", "nhs_no", "chi_number", "empi", "empi_id",
+                       "enterprise_id", "member_id", "memberid", "client_id", "record_id")
 """Column names taken as the person key of a table when no ``person_column`` is set (compared
-by their letters and digits only, ignoring case: ``Patient MRN``, ``patient-mrn`` and
-``PATIENT_MRN`` are all ``patient_mrn``), in this order of preference."""
+by their letters and digits only, ignoring case, ``#`` read as "no": ``Patient MRN``,
+``patient-mrn`` and ``PATIENT_MRN`` are all ``patient_mrn``, ``MR #`` is ``mr_no``), in this order
+of preference: names of a person's own key first, then record numbers, then enterprise and
+membership ids; ``record_id`` last (REDCap's participant id)."""
 
 NO_PERSON = ("none", "-")
 
@@ -158,7 +163,8 @@ def person_column(names: Iterable[str], setting: Any) -> tuple[str, ...] | None:
 
 
 def _letters_and_digits(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    """A column name as compared: letters and digits only, ``#`` read as "no" (``MR #``, ``Chart #``)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("#", "no"))
 
 
 def missing_person_column(tables: dict[str, list[str]], setting: Any) -> str | None:

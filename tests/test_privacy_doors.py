@@ -25,7 +25,7 @@ from lithotse_desktop.cache import lookup, table_of
 from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.deidentify import COMPUTED_RULE
-from lithotse_desktop.derive.disclosure import IdentifierRefused, Restricted
+from lithotse_desktop.derive.disclosure import DEIDENTIFIED_PICK_RULE, IdentifierRefused, Restricted
 from lithotse_desktop.derive.kinds.sql import SHAPE_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.derive.spec import SpecError
@@ -631,6 +631,43 @@ def test_safe_harbor_refuses_ages_and_zip_codes_computed_in_sql(workspace, tmp_p
             "deidentify": "safe-harbor", "columns": columns, "sql": f"SELECT {expression} AS shaped FROM p"}
     with pytest.raises(LithotseError, match=f"'shaped' is computed from {what}.*{COMPUTED_RULE}"):
         add_spec(ws, spec)
+
+
+def people_source(ws: Workspace, folder: Path) -> None:
+    folder.mkdir()
+    rows = ["patient_id,age,zip,dob,visit_date"] + [
+        f"p{i},{40 + 5 * i},{94110 + i},19{30 + i}-09-0{1 + i % 9},2024-01-0{1 + i % 9}" for i in range(12)]
+    (folder / "people.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    ws.add_source("people", "csv", {"path": str(folder), "date_column": "visit_date"}, {})
+    run_import(ws, "people")
+
+
+def test_a_count_beside_an_age_is_still_an_age(workspace, tmp_path):
+    """Pass 36: a row-level window count ``n`` (a count's role outranks an age's) made ``age + 0 *
+    n`` and ``zip || substr(n, 1, 0)`` counts, which the profile keeps: 31 exact ages over 89 and
+    300 full ZIP codes. A computed column is judged by every role it reads."""
+    people_source(workspace, tmp_path / "people")
+    add_spec(workspace, {"name": "counted", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+                         "sql": "SELECT *, count(*) OVER () AS n FROM p"})
+    build(workspace, "counted")
+    for expression, what in [("age + 0 * n", "an age"), ("CAST(zip AS VARCHAR) || substr(CAST(n AS VARCHAR), 1, 0)",
+                                                         "a ZIP code")]:
+        spec = {"name": "laundered", "kind": "sql", "inputs": {"w": {"derivative": "counted"}},
+                "deidentify": "safe-harbor", "columns": {"zip": "zip"},
+                "sql": f"SELECT {expression} AS shaped FROM w"}
+        with pytest.raises(LithotseError, match=f"'shaped' is computed from {what}.*{COMPUTED_RULE}"):
+            add_spec(workspace, spec)
+
+
+def test_rows_a_sql_chooses_by_an_identifier_are_not_de_identified(workspace, tmp_path):
+    """Pass 36: ``SELECT patient_id, 9 AS birth_month FROM p WHERE month(dob) = 9`` published the
+    pseudonyms of everyone born in September under safe-harbor."""
+    people_source(workspace, tmp_path / "people")
+    spec = {"name": "september", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+            "deidentify": "safe-harbor", "sql": "SELECT patient_id, 9 AS birth_month FROM p WHERE month(dob) = 9"}
+    with pytest.raises(LithotseError, match=re.escape(DEIDENTIFIED_PICK_RULE)):
+        add_spec(workspace, spec)
+    assert "september" not in Catalog(workspace).names()
 
 
 @pytest.mark.parametrize(("column", "value", "what"), [

@@ -61,6 +61,7 @@ from .disclosure import (
     check_aggregate,
     check_cell_keys,
     check_cells,
+    check_deidentified_picks,
     check_one_row_per_record,
     check_own_picks,
     check_unpicked,
@@ -1381,13 +1382,14 @@ def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> t
         check_cell_keys(spec, found)
         check_own_picks(spec, table.schema, roles)
         return table, describe(disclosure, found, hidden=HIDDEN_LEFT_OUT, left_out=work.left_out)
-    computed: set[str] = set()
+    computed: dict[str, frozenset[str]] = {}
     columns = output_roles(spec, table.schema, roles, computed)
     if work.picks is None:
         work.picks = picks(spec, table.schema, roles, work.upstream, work.several)
     profile = spec.get("deidentify")
     if not profile:
         return table, describe(disclosure, columns, **work.picks)
+    check_deidentified_picks(spec, work.picks)
     year = reference_year(spec)
     plan = deidentify.actions(profile, columns, {f.name: f.type for f in table.schema}, computed=computed)
     plan.update(_pseudonymized_plan(plan, keys))

@@ -21,12 +21,12 @@ The rules are data: each role's action per profile is in :data:`.identifiers.ROL
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .identifiers import ROLES
+from .identifiers import ROLES, Role
 from .spec import SpecError
 
 PROFILES = ("safe-harbor", "limited")
@@ -48,10 +48,12 @@ value computed from the identifier can take any form (``2000 + birth month`` rea
 
 
 def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.DataType],
-            where: str = "columns", computed: Collection[str] = ()) -> dict[str, str]:
+            where: str = "columns", computed: Mapping[str, Collection[str]] | None = None) -> dict[str, str]:
     """Each output column's action under ``profile``; refuses unclassified and free-text columns,
-    and ``computed`` columns (values computed from their inputs, not an input's own) whose action
-    would cut them down by their form (:data:`SHAPED`)."""
+    and ``computed`` columns (values computed from their inputs, not an input's own; with the
+    roles they read) that read anything the profile cuts down by its form (:data:`SHAPED`),
+    whatever role wins (``age + 0 * window_count`` is a count, and still an age)."""
+    computed = computed or {}
     unclassified = [c for c, r in roles.items() if r is None]
     if unclassified:
         listed = ", ".join(repr(c) for c in unclassified)
@@ -64,15 +66,18 @@ def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.Data
     for column, name in roles.items():
         assert name is not None
         role = ROLES[name]
-        action = role.safe_harbor if profile == "safe-harbor" else role.limited
+        action = _action(role, profile)
         if action == "refuse":
             raise SpecError(where, f"column {column!r} is {role.label}; the {profile} profile does not publish "
                                    "free text (it may hold names or numbers): leave it out, or, once checked, "
                                    f"declare it with \"columns\": {{\"{column}\": \"none\"}}")
-        if action in SHAPED and column in computed:
-            raise SpecError(where, f"column {column!r} is computed from {role.label}; the {profile} profile cuts "
-                                   f"{role.label} down only as the input holds it ({action}): publish the input "
-                                   f"column or element itself and let the profile cut it; rule: {COMPUTED_RULE}")
+        shaped = [ROLES[r] for r in (name, *sorted(computed.get(column, ()))) if _action(ROLES[r], profile) in SHAPED]
+        if column in computed and shaped and action != "remove":
+            read = shaped[0]
+            raise SpecError(where, f"column {column!r} is computed from {read.label}; the {profile} profile cuts "
+                                   f"{read.label} down only as the input holds it ({_action(read, profile)}): "
+                                   "publish the input column or element itself and let the profile cut it; "
+                                   f"rule: {COMPUTED_RULE}")
         typ = types.get(column)
         if typ is not None and pa.types.is_list(typ) and action not in ("keep", "remove", "pseudonymize"):
             raise SpecError(where, f"column {column!r} holds a list of {role.label}s, which the {profile} profile "
@@ -83,6 +88,10 @@ def actions(profile: str, roles: dict[str, str | None], types: dict[str, pa.Data
                                    "can generalise — leave it out, or give it as a date or text")
         out[column] = action
     return out
+
+
+def _action(role: Role, profile: str) -> str:
+    return role.safe_harbor if profile == "safe-harbor" else role.limited
 
 
 def apply(table: pa.Table, plan: dict[str, str], *, reference_year: int,
@@ -139,7 +148,10 @@ def _year(column: pa.ChunkedArray, reference_year: int) -> pa.Array:
 
 
 def _birth_year(column: pa.ChunkedArray, reference_year: int) -> pa.Array:
-    """Years of birth; those of people who may be over 89 are grouped into the earliest year shown."""
+    """Years of birth; those of people who may be over 89 are grouped into the earliest year shown.
+    Other dates are cut the same way: a date column nothing names (``born``, ``PAT_BIRTH_DATE``) may
+    be a birth date (pass 36: 39 birth years of people over 89), and no date of care lies that far
+    back."""
     years = _years(column)
     floor = reference_year - OLDEST_SHOWN_AGE
     return pc.if_else(pc.less(years, floor), pa.scalar(floor, pa.int32()), years)

@@ -157,12 +157,14 @@ def declared(spec: dict) -> dict[str, str]:
     return dict(spec.get("columns") or {})
 
 
-ROLES_VERSION = 4
+ROLES_VERSION = 5
 """How a version's column roles were found (its ``privacy.roles``): 2 since a sql column takes the
 roles of the input columns it reads (:mod:`.lineage`); before, only an input column's of the
 same name, so ``patient_id AS pt`` was recorded with no role. 3 since sql and view versions record
 the conditions by which they pick people out by an identifier (``privacy.picks``, see :func:`picks`).
-4 since they record why their rows may be several for one record (``privacy.several``)."""
+4 since they record why their rows may be several for one record (``privacy.several``). 5 since
+references that may name a Patient are keys, ``Age`` an age, URLs URLs, and a criterion testing
+an identifier gives its role (a de-identified version built before may hold what these hide)."""
 FOLLOWED = ("sql", "view")
 """The kinds whose versions record how their roles and picks were found (``privacy.roles``)."""
 
@@ -270,7 +272,7 @@ def check_aggregate(spec: dict, roles: dict[str, dict[str, str | None]],
 
 
 def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]],
-                 computed: set[str] | None = None) -> dict[str, str | None]:
+                 computed: dict[str, frozenset[str]] | None = None) -> dict[str, str | None]:
     """Roles of a view's or sql's output columns: the spec's ``columns`` first, then (views) the
     FHIR types of the paths or (sql) the strongest role of the input columns each reads
     (:mod:`.lineage`), then numbers and dates by type, except under a de-identification profile,
@@ -279,20 +281,24 @@ def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str 
     refuses keeps the older rule: an input column of the same name.
 
     ``computed`` (when given) gets the columns whose values are computed, not an input column's or
-    a resource element's own (see :func:`.deidentify.actions`)."""
+    a resource element's own, each with the roles it is computed from (see
+    :func:`.deidentify.actions`)."""
     named = declared(spec)
     by_type = not spec.get("deidentify")
-    found_computed: set[str] = set()
+    found_computed: dict[str, frozenset[str]] = {}
     if spec.get("kind") == "view":
         found = view_column_roles(spec.get("view", {}), hints=by_type)
-        found_computed = view_computed_columns(spec.get("view", {}))
+        found_computed = {c: frozenset({r} if (r := found.get(c)) else ())
+                          for c in view_computed_columns(spec.get("view", {}))}
     elif spec.get("kind") == "sql":
         try:
             found = sql_column_roles(str(spec.get("sql", "")), schema, inputs, by_type=by_type,
                                      computed=found_computed)
         except Unparsable:
             found = _by_input_name(schema, inputs, by_type)
-            found_computed = {f.name for f in schema if not any(f.name in roles for roles in inputs.values())}
+            everything = frozenset(r for roles in inputs.values() for r in roles.values() if r)
+            found_computed = {f.name: everything for f in schema
+                              if not any(f.name in roles for roles in inputs.values())}
     else:
         found = _by_input_name(schema, inputs, by_type)
     if computed is not None:
@@ -338,6 +344,24 @@ def picks(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str | None]
     apart += [entry for privacy in upstream.values() for entry in privacy.get("apart", [])]
     return {"picks": [*own, *inherited], "computed": sorted(found.computed), "apart": apart,
             "several": several_entries(spec, upstream, several_found)}
+
+
+DEIDENTIFIED_PICK_RULE = ("a de-identified derivative does not choose its rows or values by an identifier "
+                          "(which rows or values are there would tell it)")
+
+
+def check_deidentified_picks(spec: dict, found: dict[str, list]) -> None:
+    """Refuses a de-identification profile over rows or values chosen by comparing an identifier
+    (``WHERE month(dob) = 9``, ``birthDate.where(…= '09')``, a ``forEach`` testing a ZIP code's
+    digits), its own or its inputs': the profile cuts each value it publishes, but which rows and
+    values are there is the comparison's answer (pass 36: month, day and ZIP of every patient
+    back from which of 43 columns were filled)."""
+    if not spec.get("deidentify") or not found.get("picks"):
+        return
+    entry = found["picks"][0]
+    where = "" if entry.get("derivative") == spec.get("name") else f" (in derivative {entry.get('derivative')!r})"
+    raise SpecError("deidentify", f"{entry.get('condition')!r}{where} compares an identifier; "
+                                  f"rule: {DEIDENTIFIED_PICK_RULE}")
 
 
 def several_entries(spec: dict, upstream: dict[str, dict], several_found: list[str] | None = None) -> list[dict]:

@@ -77,7 +77,7 @@ ROLES: dict[str, Role] = {r.name: r for r in [
     _role("country", (), "a country", True, None, "keep", "keep"),
     _role("birth_date", (3,), "a birth date", False, "year", "birth_year", "keep"),
     _role("date", (3,), "a date of the person's care or life (admission, discharge, service, death)",
-          True, None, "year", "keep"),
+          True, None, "birth_year", "keep"),
     _role("age", (3,), "an age", True, None, "age90", "keep"),
     _role("phone", (4,), "a telephone number", *_DIRECT),
     _role("fax", (5,), "a fax number", *_DIRECT),
@@ -151,7 +151,7 @@ NAME_ROLES: dict[str, str] = {
     **_names("state", "state"),
     **_names("geo", "lat", "lon", "lng", "latitude", "longitude", "geocode", "precinct", "censustract"),
     **_names("birth_date", "birthdate", "dob", "dateofbirth", "birthday", "birthdt", "birthdttm", "birthdatetime",
-             "dobdt"),
+             "dobdt", "born", "birth", "bornon", "bdate"),
     **_names("date", "deathdate", "dod", "dateofdeath", "deceaseddate"),
     **_names("age", "age"),
     **_names("phone", "phone", "telephone", "phonenumber", "mobile", "homephone", "workphone", "cellphone"),
@@ -173,7 +173,7 @@ NAME_ROLES: dict[str, str] = {
 """Column names (lower case, letters and digits only) that say what a CSV column holds."""
 
 
-OWNERS = ("patient", "pt", "person", "member", "subject", "client", "guarantor", "insured", "subscriber",
+OWNERS = ("patient", "pt", "pat", "person", "member", "subject", "client", "guarantor", "insured", "subscriber",
           "policyholder", "mother", "mothers", "father", "fathers", "parent", "guardian", "spouse", "nextofkin", "kin",
           "emergencycontact", "emergency", "contact", "home", "primary", "current", "mailing", "billing", "legal")
 """Words naming whose value a column holds, before what it holds (``patient_last_name``,
@@ -277,10 +277,11 @@ Encounter participant's ``individual``): they are record keys, pseudonymized, un
 _PROVIDER_TYPES = {"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService"}
 _TYPE_ROLES = {
     **{t: "date" for t in ("date", "dateTime", "instant", "Period")},
-    **{t: "code" for t in ("code", "uri", "url", "canonical", "Coding", "CodeableConcept", "Meta", "oid",
-                           "uuid")},
+    **{t: "code" for t in ("code", "uri", "canonical", "Coding", "CodeableConcept", "Meta", "oid", "uuid")},
+    "url": "url",
+    "Age": "age",
     **{t: "value" for t in ("boolean", "integer", "decimal", "positiveInt", "unsignedInt", "integer64",
-                            "Quantity", "Duration", "Range", "Age", "Count", "time")},
+                            "Quantity", "Duration", "Range", "Count", "time")},
     **{t: "text" for t in ("string", "markdown", "xhtml", "Narrative", "Annotation")},
     "Resource": "resource",
 }
@@ -387,6 +388,9 @@ def _member(base: _Typed, name: str) -> _Typed:
     if (base.fhir or "", name) in _ELEMENT_ROLES:
         fixed = _ELEMENT_ROLES[(base.fhir or "", name)]
         return _Typed(fhir, fixed, fhir if fhir in _DATATYPE_ROLES else None, name, base.resource)
+    if name == "implicitRules" or (base.fhir == "Extension" and fhir in ("uri", "url", "canonical")):
+        # an address a system chose, or an extension's: may name a patient's page (Safe Harbor's URLs)
+        return _Typed(fhir, "url", None, name, base.resource)
     if name == "id" and base.fhir == base.resource:
         return _Typed(fhir, "person_key" if base.resource == "Patient" else "record_key", None, name,
                       base.resource)
@@ -411,6 +415,10 @@ def _reference_key(base: _Typed, args: list[tuple]) -> str:
 def _of_type(base: _Typed, type_name: str) -> _Typed:
     if base.inside is not None or base.role is not None:
         return _Typed(type_name, base.role, base.inside, base.element, base.resource)
+    if base.element == "value" and type_name in ("uri", "url", "canonical"):
+        return _Typed(type_name, "url", None, base.element, base.resource)
+    if type_name == "Age":  # its value is the age, which Safe Harbor caps at 90
+        return _Typed(type_name, "age", None, base.element, base.resource)
     if type_name in _DATATYPE_ROLES:
         return _Typed(type_name, _DATATYPE_ROLES[type_name][0], type_name, base.element, base.resource)
     return _Typed(type_name, None, None, base.element, base.resource)

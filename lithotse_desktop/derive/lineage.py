@@ -416,15 +416,16 @@ def parse(sql: str) -> dict:
 
 
 def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]], *,
-                     by_type: bool = True, computed: set[str] | None = None) -> dict[str, str | None]:
+                     by_type: bool = True,
+                     computed: dict[str, frozenset[str]] | None = None) -> dict[str, str | None]:
     """The role of each column of ``schema`` (the query's result) from the columns it reads.
 
     A column computed from constants only, or an unchanged input column whose role is unclassified,
     takes the role its type gives (:func:`.identifiers.type_role`), as a column of no input would;
     without ``by_type``, such an input column holding numbers stays unclassified (a number may be
     a phone number or an SSN: a de-identification profile needs it declared). Raises :class:`Unparsable` for SQL
-    DuckDB cannot parse. ``computed`` (when given) gets the names of the columns whose values are
-    computed from input columns, not an input column's own.
+    DuckDB cannot parse. ``computed`` (when given) gets the columns whose values are computed from
+    input columns, not an input column's own, each with the roles of the columns it reads.
     """
     tree = parse(sql)
     everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
@@ -449,7 +450,7 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
             role = type_role(output, numbers=by_type)
         out[output.name] = role
         if computed is not None and column.reads and not column.direct:
-            computed.add(output.name)
+            computed[output.name] = frozenset(r for r in column.reads if r in ROLES)
     return out
 
 

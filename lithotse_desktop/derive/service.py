@@ -29,16 +29,18 @@ from .compile import DIALECTS, DUCKDB, compile_aggregate
 from .disclosure import (
     check_aggregate,
     check_cell_keys,
+    check_deidentified_picks,
     check_one_row_per_record,
     check_own_picks,
     check_unpicked,
     classify,
     output_roles,
+    picks,
     refusal,
     with_declared,
 )
 from .engines import check_engine_name
-from .identifiers import view_column_roles, view_computed_columns
+from .identifiers import view_column_roles, view_computed_columns, view_picks
 from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema, stream_keys
 from .kinds import KIND_MODULES
 from .kinds.sql import check_counts, check_row_by_row
@@ -81,8 +83,12 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     kind = KIND_MODULES[spec["kind"]]
     kind.check(spec)
     if spec.get("deidentify") and spec["kind"] == "view":
-        deidentify.actions(spec["deidentify"], with_declared(spec, view_column_roles(spec["view"], hints=False)), {},
-                           computed=view_computed_columns(spec["view"]))
+        roles_found = with_declared(spec, view_column_roles(spec["view"], hints=False))
+        deidentify.actions(spec["deidentify"], roles_found, {},
+                           computed={c: {r} if (r := roles_found.get(c)) else set()
+                                     for c in view_computed_columns(spec["view"])})
+        check_deidentified_picks(spec, {"picks": [{"derivative": spec["name"], "condition": c}
+                                                  for c in view_picks(spec["view"]).conditions]})
     if any(s is None for s in schemas.values()):
         return spec
     known = {alias: schema for alias, schema in schemas.items() if schema is not None}
@@ -123,9 +129,10 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     if spec.get("deidentify"):
         if spec["kind"] == "sql":
             check_row_by_row(spec, known)
-        computed: set[str] = set()
+        computed: dict[str, frozenset[str]] = {}
         deidentify.actions(spec["deidentify"], output_roles(spec, output, roles, computed),
                            {f.name: f.type for f in output}, computed=computed)
+        check_deidentified_picks(spec, picks(spec, output, roles, upstream))
     return spec
 
 

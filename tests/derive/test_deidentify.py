@@ -13,11 +13,14 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import shutil
 
 import pytest
 
 from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.deidentify import COMPUTED_RULE
+from lithotse_desktop.derive.disclosure import DEIDENTIFIED_PICK_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
 from lithotse_desktop.derive.spec import SpecError
 from lithotse_desktop.raw import run_import
@@ -290,12 +293,13 @@ def test_declared_pseudonyms_of_identifiers_are_removed_and_person_keys_stay(wor
     assert "mrn" not in limited[0], "a medical record number is a direct identifier, in any form"
 
 
-def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
+def test_a_column_testing_an_identifier_is_refused(workspace, tmp_path):
     """The twenty-first review published, under safe-harbor, columns comparing a birth date's
     month and day with constants (every patient's full birth date, back from 43 booleans) and a
-    family name with a name (true for exactly those patients). A test or a length of an identifier
-    now has the identifier's role: a name's is removed, a birth date's refused (a value computed
-    from it cannot be cut down to a year); a presence test stays a value."""
+    family name with a name (true for exactly those patients); a length of a name is a name, and
+    removed. Pass 36 chose *which* values are there by such tests (``birthDate.where(…= '09')``):
+    under a profile a comparison of an identifier is refused, naming the rule; a presence test
+    or a test of a code (``telecom.where(system = 'phone')``) is not a comparison of an identifier."""
     patients = import_patients(workspace, tmp_path, TEST_DATA / "fhir" / "bulk-ndjson-smart-10-patients" /
                                "Patient.000.ndjson")
     month = first(patients, "birthDate")[5:7]
@@ -303,17 +307,21 @@ def test_a_column_testing_an_identifier_is_that_identifier(workspace, tmp_path):
     base = {"name": "tests", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
             "deidentify": "safe-harbor"}
     columns = [{"name": "pid", "path": "getResourceKey()"},
-               {"name": "same_family", "path": f"name.family.first() = '{family}'"},
                {"name": "family_length", "path": "name.family.first().length()"},
                {"name": "has_phone", "path": "telecom.where(system = 'phone').exists()"}]
     add_spec(workspace, {**base, "view": {**VIEW, "select": [{"column": columns}]}})
     build(workspace, "tests")
     version, table = read_table(workspace, "tests")
     assert table.column_names == ["pid", "has_phone"]
-    assert sorted(version.privacy["removed"]) == ["family_length", "same_family"]
-    born = [*columns[:1], {"name": "born_in_month", "path": f"birthDate.toString().substring(5, 2) = '{month}'"}]
-    with pytest.raises(SpecError, match="column 'born_in_month' is computed from a birth date.*as it is held"):
-        add_spec(workspace, {**base, "name": "born", "view": {**VIEW, "select": [{"column": born}]}})
+    assert version.privacy["removed"] == ["family_length"]
+    for name, path in [("same_family", f"name.family.first() = '{family}'"),
+                       ("born_in_month", f"birthDate.toString().substring(5, 2) = '{month}'"),
+                       ("born_that_month", f"birthDate.where(toString().substring(5, 2) = '{month}')"),
+                       ("berg", f"name.where(family = '{family}').count()")]:
+        rules = f"({re.escape(DEIDENTIFIED_PICK_RULE)}|{re.escape(COMPUTED_RULE)})"
+        with pytest.raises(SpecError, match=f"'?{name}'?.*rule: {rules}"):
+            add_spec(workspace, {**base, "name": "picked", "view": {**VIEW, "select": [{"column": [
+                columns[0], {"name": name, "path": path}]}]}})
 
 
 def test_numbers_nothing_classifies_are_refused_until_declared(workspace, tmp_path):
@@ -358,25 +366,26 @@ def test_a_value_computed_from_a_birth_date_is_refused(workspace, tmp_path, colu
 
 
 def test_identifiers_reached_through_arithmetic_tests_or_references_do_not_survive(workspace, tmp_path):
-    """Pass 35: a negated MRN number, a count of the names a family-name test kept, the source
-    URL in ``meta.source`` and a Patient named as a ``performer`` were published as they were.
-    Each now has the identifier's role: removed, or (a reference) pseudonymized."""
+    """Pass 35: a negated MRN number, the source URL in ``meta.source`` and a Patient named as a
+    ``performer`` were published as they were; pass 36: a URL in an extension too. Each now has
+    the identifier's role: removed, or (a reference) pseudonymized."""
     patients = [{**planted(i), "meta": {"source": f"http://ehr.example/patient/MRN{i}"},
+                 "extension": [{"url": "http://x/home", "valueUrl": f"http://ehr.example/p/MRN{i}"}],
                  "identifier": [{"system": "urn:mrn", "value": f"M{500 + i}"}]} for i in range(4)]
     import_patients(workspace, tmp_path, patients)
     columns = [{"name": "pid", "path": "getResourceKey()"},
                {"name": "neg_mrn", "path": "-(identifier.value.first().substring(1).toInteger())"},
-               {"name": "is_zyx1", "path": "name.where(family = 'Zyx1family').count()"},
                {"name": "source", "path": "meta.source"},
+               {"name": "home", "path": "extension('http://x/home').value.ofType(url)"},
                {"name": "gender", "path": "gender"}]
     add_spec(workspace, {"name": "tested", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
                          "deidentify": "safe-harbor", "view": {**VIEW, "select": [{"column": columns}]}})
     build(workspace, "tested")
     version, table = read_table(workspace, "tested")
     assert table.column_names == ["pid", "gender"]
-    assert sorted(version.privacy["removed"]) == ["is_zyx1", "neg_mrn", "source"]
+    assert sorted(version.privacy["removed"]) == ["home", "neg_mrn", "source"]
     text = json.dumps(table.to_pylist())
-    assert not any(f"M{500 + i}" in text or f"-{500 + i}" in text for i in range(4))
+    assert not any(f"M{500 + i}" in text or f"-{500 + i}" in text or "MRN" in text for i in range(4))
 
     observations = tmp_path / "obs"
     observations.mkdir()
@@ -410,3 +419,53 @@ def test_a_declared_type_classifies_nothing_under_a_profile(workspace, tmp_path)
     with pytest.raises(SpecError, match="unclassified column.*'kin_phone'"):
         add_spec(workspace, {"name": "kin", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
                              "deidentify": "safe-harbor", "view": view})
+
+
+def test_rows_chosen_by_an_identifier_are_not_de_identified(workspace, tmp_path):
+    """Pass 36: ``forEach`` branches choosing patients by their birth date beside a literal naming
+    the date published the full birth dates of people over 89; under ``limited`` a view-level
+    ``where`` on an MRN's digits gave every MRN back. Rows chosen by comparing an identifier are
+    refused under either profile."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(4)])
+    branch = {"forEach": "where(birthDate = @1920-05-05)",
+              "column": [{"name": "pid", "path": "getResourceKey()"}, {"name": "tag", "path": "'1920-05-05'"}]}
+    for profile, view in [("safe-harbor", {**VIEW, "select": [{"unionAll": [branch]}]}),
+                          ("limited", {**VIEW, "where": [{"path": "identifier.value.first().substring(4, 1) = '0'"}],
+                                       "select": [{"column": [{"name": "pid", "path": "getResourceKey()"},
+                                                              {"name": "gender", "path": "gender"}]}]})]:
+        with pytest.raises(SpecError, match=re.escape(DEIDENTIFIED_PICK_RULE)):
+            add_spec(workspace, {"name": "chosen", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                                 "deidentify": profile, "view": view})
+
+
+def test_ages_are_capped_and_unnamed_dates_grouped(workspace, tmp_path):
+    """Pass 36: a FHIR ``Age`` (a Condition's onset at 99) was a plain value, and a birth date in a
+    column nothing names was cut to its year with no grouping of people over 89. An ``Age``'s
+    value is an age, capped at 90 (the whole quantity, read as text, holds no age the profile can
+    read: removed); a date of unknown kind is grouped like a birth year."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(4)])
+    folder = tmp_path / "conditions"
+    folder.mkdir()
+    (folder / "Condition.ndjson").write_text("".join(json.dumps(
+        {"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": f"Patient/planted-{i}"},
+         "onsetAge": {"value": 89 + 3 * i, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+         "recordedDate": ["1920-05-05", "2001-07-14", "1930-01-02", "2020-03-04"][i]}) + "\n" for i in range(4)))
+    workspace.add_source("cond", "fhir-files", {"path": str(folder)}, {})
+    run_import(workspace, "cond")
+    view = {"resourceType": "ViewDefinition", "resource": "Condition", "status": "active",
+            "select": [{"column": [{"name": "cid", "path": "getResourceKey()"},
+                                   {"name": "age", "path": "onset.ofType(Age).value"},
+                                   {"name": "recorded", "path": "recordedDate"}]}]}
+    add_spec(workspace, {"name": "onsets", "kind": "view", "input": {"source": "cond", "stream": "Condition"},
+                         "deidentify": "safe-harbor", "view": view})
+    build(workspace, "onsets")
+    rows = sorted(read_table(workspace, "onsets")[1].to_pylist(), key=lambda r: r["age"])
+    assert [float(r["age"]) for r in rows] == [89, 90, 90, 90]
+    oldest = dt.date.today().year - 90
+    assert sorted(r["recorded"] for r in rows) == sorted([oldest, 2001, oldest, 2020])
+    whole = {**view, "select": [{"column": [view["select"][0]["column"][0],
+                                            {"name": "onset", "path": "onset.ofType(Age)"}]}]}
+    add_spec(workspace, {"name": "whole", "kind": "view", "input": {"source": "cond", "stream": "Condition"},
+                         "deidentify": "safe-harbor", "view": whole})
+    build(workspace, "whole")
+    assert read_table(workspace, "whole")[1].column("onset").to_pylist() == [None] * 4

@@ -317,18 +317,25 @@ def _build(unit: Unit, texts: list[str], control_id: str | None) -> ParsedMessag
     return parsed
 
 
-PERSON_ID_TYPES = ("MR", "MRN", "PI", "PE", "PN", "PT")
-"""Identifier type codes (PID-3.5, HL7 table 0203) naming a person, in order of preference:
-medical record number, patient internal and external identifiers, person number."""
-VISIT_ID_TYPES = frozenset({"AN", "ANC", "AND", "ANON", "ANT", "AM", "VN", "VS", "BA", "BC", "FILL", "PLAC"})
-"""Identifier types of a visit, an account or an order, never of a person: one person has many."""
+PERSON_ID_TYPES = ("MR", "MRN", "MRT", "PI", "PE", "EPI", "EMPI", "PRN", "PN", "PT", "UR", "HR")
+"""Identifier type codes (PID-3.5) naming a person, in order of preference: medical record number
+(HL7 table 0203's MR, and the local spellings MRN, MRT), patient internal identifier, living
+subject enterprise number (PE; EPI and EMPI as Epic and enterprise indexes write it), patient
+record number, person number, patient external identifier, unit record and hospital numbers."""
+VISIT_ID_TYPES = frozenset({"AN", "ANC", "AND", "ANON", "ANT", "AM", "VN", "VS", "BA", "BC", "FILL", "PLAC",
+                            "ACCT", "ACC", "ACCOUNT", "FIN", "FN", "VISIT", "VIS", "ENC", "CSN", "HAR", "ADM",
+                            "EN", "RRI"})
+"""Identifier types of a visit, an account, an order or an employer, never of one person: HL7's
+(account, visit, billing, order numbers; EN, the employer's) and the local spellings sending
+systems use (Cerner's FIN, Epic's CSN and HAR, ACCT, VISIT, ENC)."""
 
 
 def person_id(pid: _Fields) -> str | None:
-    """The patient's id from PID-3: the repetition typed as a medical record number (or another
-    person identifier, :data:`PERSON_ID_TYPES`), else the first whose type is not a visit's or
-    an account's (:data:`VISIT_ID_TYPES`), else none. Sending systems put an account number first
-    as often as not; taken as the person, it counted one patient's admissions as people."""
+    """The patient's id from PID-3: the repetition typed as a person's identifier
+    (:data:`PERSON_ID_TYPES`, in that order), else the first without a type, else the first whose
+    type is not a visit's or an account's (:data:`VISIT_ID_TYPES`), else none. Sending systems put
+    an account or visit number first as often as not; taken as the person, it counted one
+    patient's admissions as people."""
     found = []
     for rep in range(1, pid.repetitions(3) + 1):
         value = pid.value(3, 1, rep)
@@ -338,7 +345,8 @@ def person_id(pid: _Fields) -> str | None:
         for kind, value in found:
             if kind == wanted:
                 return value
-    return next((value for kind, value in found if kind not in VISIT_ID_TYPES), None)
+    untyped = next((value for kind, value in found if not kind), None)
+    return untyped or next((value for kind, value in found if kind not in VISIT_ID_TYPES), None)
 
 
 def _adt_row(msh: _Fields, evn: _Fields, pid: _Fields, pv1: _Fields, control_id: str,

@@ -213,10 +213,16 @@ def test_person_columns_under_other_usual_names_are_detected(tmp_path):
     assert detected == {"a": ("pid",), "b": ("chart_no",), "c": ("Patient_MRN",)}
 
 
-@pytest.mark.parametrize("header", ["Patient MRN", "Medical Record Number", "MR No", "Chart No", "patient-mrn"])
+@pytest.mark.parametrize("header", ["Patient MRN", "Medical Record Number", "MR No", "Chart No", "patient-mrn",
+                                    # pass 36
+                                    "PAT_ID", "PAT_MRN_ID", "Med Rec #", "MR#", "Medical Record #", "Chart #",
+                                    "MRN #", "Unit Number", "NHS Number", "Hospital Number", "UR Number", "EMPI",
+                                    "Client ID", "record_id", "Participant ID"])
 def test_person_columns_named_with_spaces_are_detected(tmp_path, header):
     """Pass 35: a header spelt with spaces (``Patient MRN``) matched no name in the list, which
-    spells them with ``_``: one person's 15 visits were published as 15."""
+    spells them with ``_``: one person's 15 visits were published as 15; pass 36: names health
+    systems use (Epic's ``PAT_ID``, ``Med Rec #``, ``Unit Number``, ``NHS Number``, REDCap's
+    ``record_id``) were not in it."""
     write(tmp_path, "v.csv", f"encounter_id,{header},admit_date\nE1,m1,2024-01-01\n")
     assert [i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()] == [(header,)]
 

@@ -166,6 +166,23 @@ def test_person_key_is_the_pid3_repetition_naming_a_person(tmp_path, pid3, expec
     assert {r["patient_id"] for r in read_rows(path, "messages")} == {expected}
 
 
+@pytest.mark.parametrize(("pid3", "expected"), [
+    ("V{i}^^^FAC^VISIT~MRN2^^^FAC^", "MRN2"),
+    ("FIN{i}^^^^FIN~E0002^^^^EPI", "E0002"),
+    ("ACC{i}^^^^ACCT~MRN6^^^^PRN", "MRN6"),
+    ("CSN{i}^^^^CSN~HAR{i}^^^^HAR~Z7^^^^XX", "Z7"),
+])
+def test_local_visit_and_person_types_in_pid3(tmp_path, pid3, expected):
+    """Pass 36: visit and account numbers under local type codes (``VISIT``, Cerner's ``FIN``,
+    ``ACCT``) were taken as the person before an untyped MRN or an Epic ``EPI``."""
+    segments = []
+    for i in range(3):
+        segments += [msh(f"M{i}", "ORU^R01"), f"PID|1||{pid3.format(i=i)}", "OBR|1|||GLU^Glucose|||20240101080000",
+                     "OBX|1|NM|2345-7^Glucose^LN||5.1|mmol/L|||||F|||20240101"]
+    path = _write(tmp_path, "\r".join(segments))
+    assert {r["patient_id"] for r in read_rows(path, "oru")} == {expected}
+
+
 def test_a_pid3_of_visit_numbers_only_names_no_person(tmp_path):
     path = _write(tmp_path, "\r".join([msh("M1", "ORU^R01"), "PID|1||AC1^^^FAC^AN~V2^^^FAC^VN",
                                         "OBR|1|||GLU^Glucose|||20240101080000",
