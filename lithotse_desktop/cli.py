@@ -537,10 +537,12 @@ def privacy_group() -> None:
 
 
 @privacy_group.command("audit")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable: ok, groups, findings.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: ok, groups, findings, refusals, revisions.")
 @workspace_option
 def privacy_audit(as_json: bool) -> None:
-    """Bound every hidden cell from all published totals; exit 1 when one is narrowed below its threshold."""
+    """Bound every hidden cell from all published totals, and compare each aggregate's kept
+    versions; exit 1 when a hidden cell is narrowed below its threshold or a shown count was
+    revised by fewer than it."""
     from .derive.privacy import audit_published
 
     report = audit_published(current_workspace())
@@ -572,8 +574,16 @@ def privacy_audit(as_json: bool) -> None:
             pair = " and ".join(f"{kind} {name}" for kind, name in zip(refused["kinds"], refused["derivatives"],
                                                                         strict=True))
             click.echo(f"REFUSED {pair} both count rows of {', '.join(refused['streams'])}; rule: {refused['rule']}")
-        click.echo("ok: no hidden cell can be recovered or narrowed below its threshold" if report["ok"]
-                   else f"{len(report['findings'])} finding(s), {len(report['refusals'])} refused pair(s)")
+        for revised in report["revisions"]:
+            cell = ", ".join(f"{k}={v}" for k, v in revised["cell"].items())
+            click.echo(f"REVISED {revised['derivative']} {cell}: {revised['measure']} {revised['before']} -> "
+                       f"{revised['after']} between versions {revised['versions'][0]} and {revised['versions'][1]}, "
+                       f"a change of {abs(revised['change'])} (threshold {revised['threshold']}) that a reader "
+                       "holding both versions sees")
+        click.echo("ok: no hidden cell can be recovered or narrowed below its threshold, and no shown cell was "
+                   "revised by fewer than its threshold" if report["ok"]
+                   else f"{len(report['findings'])} finding(s), {len(report['refusals'])} refused pair(s), "
+                        f"{len(report['revisions'])} small revision(s)")
     if not report["ok"]:
         raise click.exceptions.Exit(1)
 

@@ -134,7 +134,8 @@ PERSON_COLUMN_NAMES = ("patient", "patient_id", "patientid", "person", "person_i
                        "participant_id", "mrn", "mrn_no", "patient_mrn", "pt_mrn", "pat_mrn", "pat_mrn_id", "mrn_id",
                        "medical_record_number", "medical_record_no", "med_rec_no", "mr_no", "chart_no",
                        "chart_number", "chart_id", "unit_number", "unit_no", "ur_number", "ur_no", "urn",
-                       "hospital_number", "hospital_no", "nhs_number", "nhs_no", "chi_number", "empi", "empi_id",
+                       "hospital_number", "hospital_no", "nhs_number", "nhs_no", "chi_number", "health_card_number",
+                       "health_card_no", "empi", "empi_id",
                        "enterprise_id", "member_id", "memberid", "client_id", "record_id")
 """Column names taken as the person key of a table when no ``person_column`` is set (compared
 by their letters and digits only, ignoring case, ``#`` read as "no": ``Patient MRN``,
@@ -159,7 +160,27 @@ def person_column(names: Iterable[str], setting: Any) -> tuple[str, ...] | None:
     for wanted in PERSON_COLUMN_NAMES:
         if _letters_and_digits(wanted) in normalized:
             return (normalized[_letters_and_digits(wanted)],)
-    return None
+    return next(((n,) for n in names if _named_like_a_person_id(n)), None)
+
+
+PERSON_ID_WORDS = frozenset({"mrn", "emrn", "cmrn", "umrn", "empi", "upi", "mpi", "phn", "nhi", "ihi", "chi", "mbi",
+                             "hicn", "urn"})
+"""Words that are a person's number on their own (enterprise and health-service numbers: New
+Zealand's NHI, Australia's IHI, Scotland's CHI, Medicare's MBI and HICN)."""
+PERSON_OWNER_WORDS = frozenset({"patient", "pat", "pt", "person", "member", "subscriber", "beneficiary", "client",
+                                "resident", "participant", "subject", "enrollee", "medicaid", "medicare"})
+ID_WORDS = frozenset({"id", "no", "num", "number", "nbr", "key", "sk", "durablekey"})
+
+
+def _named_like_a_person_id(name: str) -> bool:
+    """A column named like a person's id though not in :data:`PERSON_COLUMN_NAMES`: a person's
+    number on its own (``CMRN``, ``Enterprise MRN``, ``NHI``), or whose number it is and that it is
+    one (``PAT_NUM``, ``Pt #``, ``PatientDurableKey``, ``Resident ID``, ``Local Patient ID``)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.replace("#", " no "))
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    if PERSON_ID_WORDS & set(words) or words in (["subject"], ["participant"]):
+        return True
+    return bool(PERSON_OWNER_WORDS & set(words)) and bool(ID_WORDS & set(words))
 
 
 def _letters_and_digits(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -83,3 +84,23 @@ def guarded(items: Iterable[T], connector: str, doing: str) -> Iterator[T]:
             except StopIteration:
                 return
         yield item
+
+
+_QUOTED_VALUES = [
+    (re.compile(r"""((?:string|value|Value|input|text|field value[^:'"]*:?)\s+)'(?:[^']|'')*'"""), r"\1'…'"),
+    (re.compile(r'''((?:string|value|Value|input|text|field value[^:'"]*:?)\s+)"(?:[^"\\]|\\.)*"'''), r'\1"…"'),
+    (re.compile(r"\b(with value)\s+-?[0-9][0-9.eE+-]*"), r"\1 …"),
+    (re.compile(r"((?:Original Line|Input|Line contents?|Row)\s*:\s*).*$", re.M), r"\1…"),
+]
+"""Where DuckDB quotes a row's value in its messages: a string it could not convert, a value it
+could not cast, the JSON or CSV line it could not parse."""
+
+
+def without_values(message: object) -> str:
+    """A database error's message with the values it quotes from rows left out (pass 38: a
+    failed cast showed a patient id in the build's error dialog). What failed, where, and the
+    query stay."""
+    text = str(message)
+    for pattern, replacement in _QUOTED_VALUES:
+        text = pattern.sub(replacement, text)
+    return text

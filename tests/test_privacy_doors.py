@@ -694,3 +694,42 @@ def test_a_filter_may_still_ask_whether_an_identifier_is_there(clinic):
             "group_by": ["cls"], "measures": [{"fn": "count", "as": "n"}]}
     add_spec(clinic, spec)
     Catalog(clinic).remove("known_family")
+
+
+def test_a_query_the_lineage_cannot_follow_is_refused_under_a_profile_saying_why(workspace, tmp_path):
+    """Pass 36: ``SELECT patient_id, COLUMNS('^dob$') FROM p`` was refused as "column 'patient_id'
+    is computed from a birth date" (every column was taken to read everything). The refusal now
+    says what could not be followed, and what to write instead."""
+    people_source(workspace, tmp_path / "people")
+    spec = {"name": "cols", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+            "deidentify": "safe-harbor", "sql": "SELECT patient_id, COLUMNS('^dob$') FROM p"}
+    with pytest.raises(LithotseError, match=r"COLUMNS\(…\) cannot be followed .*name the columns instead"):
+        add_spec(workspace, spec)
+    add_spec(workspace, {**spec, "sql": "SELECT patient_id, dob FROM p"})
+    build(workspace, "cols")
+    table = read_table(workspace, "cols")[1]
+    assert table.column_names == ["patient_id", "dob"]
+    assert all(isinstance(year, int) for year in table.column("dob").to_pylist())
+
+
+def test_a_failed_build_does_not_quote_the_row_it_failed_on(workspace, tmp_path):
+    """Pass 38: a cast that failed showed a patient id in the build's error (the CLI's and the
+    desktop app's "Build failed" dialog): DuckDB quotes the value it could not convert."""
+    people_source(workspace, tmp_path / "people")
+    add_spec(workspace, {"name": "bad_cast", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+                         "sql": "SELECT CAST(patient_id AS INTEGER) AS pid FROM p"})
+    with pytest.raises(LithotseError) as failed:
+        build(workspace, "bad_cast")
+    message = str(failed.value)
+    assert "Could not convert string '…' to INT32" in message and "patient_id" in message
+    assert not re.search(r"\bp\d+\b", message), message
+
+
+def test_a_de_identified_query_does_not_order_its_rows(workspace, tmp_path):
+    """Pass 37: ``ORDER BY strftime(dob, '%m-%d')`` published rows in birthday order: a row's
+    place put 276 of 300 patients within a week of their birthday."""
+    people_source(workspace, tmp_path / "people")
+    spec = {"name": "ordered", "kind": "sql", "inputs": {"p": {"source": "people", "stream": "people"}},
+            "deidentify": "safe-harbor", "sql": "SELECT patient_id FROM p ORDER BY strftime(dob, '%m-%d')"}
+    with pytest.raises(LithotseError, match=r"its query order_by; rule: .*ordering"):
+        add_spec(workspace, spec)

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from .. import audit
 from ..atomic import atomic_write_stream
-from ..errors import Cancelled, LithotseError, NotFound
+from ..errors import Cancelled, LithotseError, NotFound, without_values
 from ..plugins import get_plugin_manager
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
@@ -99,6 +99,7 @@ from .kinds.sql import (
 )
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
+from .revisions import revised_cells
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
@@ -120,6 +121,9 @@ class BuildResult:
     pruned: list[str] = field(default_factory=list)
     error: str | None = None
     """Why a derivative of a run of several was ``failed`` or ``skipped`` (then ``version`` is empty)."""
+    revised: int = 0
+    """Counts of cells shown by this version and the one before it that moved by 1 to k-1: a
+    reader holding both learns that change (see :mod:`.revisions`; not held back)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -129,9 +133,12 @@ class BuildResult:
             return f"derivative {self.name}: up to date (version {self.version})"
         if self.status in ("failed", "skipped"):
             return f"derivative {self.name}: {self.status}: {self.error}"
+        revised = (f"; warning: {self.revised} shown count(s) changed by fewer than the threshold since the "
+                   "previous version, a change a reader holding both sees (lithotse privacy audit lists them)"
+                   if self.revised else "")
         return (f"derivative {self.name}: {self.status} version {self.version}, {self.rows} rows, "
                 f"{self.partitions_written}/{self.partitions_total} partitions written "
-                f"in {self.seconds:.2f}s")
+                f"in {self.seconds:.2f}s{revised}")
 
 
 def version_id(spec: dict, identities: dict[str, Any], context: dict[str, Any] | None = None) -> str:
@@ -648,7 +655,7 @@ def _judge_rows(work: _Work, check: RecordCheck, table: pa.Table | None,
     try:
         counts = check.count(table, held)
     except duckdb.Error as exc:
-        reason = f"its rows could not be counted against its inputs' records ({str(exc).splitlines()[0]})"
+        reason = f"its rows could not be counted against its inputs' records ({without_values(exc).splitlines()[0]})"
         if work.sql_cells:
             raise SpecError("sql", f"derivative {work.spec['name']!r}: {reason}; rule: {ONE_CELL_RULE}") from None
         work.several = [reason]
@@ -1354,6 +1361,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
                       rows=sum(p["rows"] for p in parts.values()),
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stats=stats, privacy=privacy)
     whole = _whole_table(catalog, parts, fresh, schema) if fresh is not None and work.disclosure.published else None
+    shown_before = (catalog.read(previous) if work.disclosure.published and spec["kind"] == "aggregate"
+                    and work.threshold > 0 and previous is not None and previous.version != version.version
+                    and _same_question(catalog, work, previous) else None)
     catalog.publish(version)
     if work.cells_id and unsuppressed is not None:
         _keep_cells(ws, name, work.cells_id, unsuppressed)
@@ -1363,12 +1373,16 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     # so their difference (all classes less one class) is not protected; a new question under a
     # new name is decided together with the old one instead
     pruned = catalog.prune(name, ws.keep_versions, question=privacy.get("question") if _cells(spec) else None)
+    revised = 0
     if work.disclosure.published:
-        get_plugin_manager().version_published(ws, version, whole if whole is not None else catalog.read(version))
+        shown = whole if whole is not None else catalog.read(version)
+        get_plugin_manager().version_published(ws, version, shown)
+        if shown_before is not None:
+            revised = len(revised_cells(spec, work.threshold, shown_before, shown))
     else:
         get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),
-                       time.perf_counter() - work.started, pruned)
+                       time.perf_counter() - work.started, pruned, revised=revised)
 
 
 def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> tuple[pa.Table, dict]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -162,7 +163,9 @@ def _age90(column: pa.ChunkedArray, reference_year: int) -> pa.Array:
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
         column = pc.cast(pc.struct_field(pc.extract_regex(pc.cast(column, pa.string()), r"^\s*(?P<a>[0-9]+)"),
                                          [0]), pa.int32())
-    cap = pa.scalar(OLDEST_SHOWN_AGE).cast(column.type)
+    # a decimal's own precision may be too small for an int64 cast (decimal(4, 1) holds 90.0 fine)
+    cap = (pa.scalar(Decimal(OLDEST_SHOWN_AGE)) if pa.types.is_decimal(column.type)
+           else pa.scalar(OLDEST_SHOWN_AGE)).cast(column.type)
     return pc.if_else(pc.greater(column, cap), cap, column)
 
 

@@ -291,9 +291,14 @@ def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str 
         found_computed = {c: frozenset({r} if (r := found.get(c)) else ())
                           for c in view_computed_columns(spec.get("view", {}))}
     elif spec.get("kind") == "sql":
+        unfollowed: list[str] = []
         try:
             found = sql_column_roles(str(spec.get("sql", "")), schema, inputs, by_type=by_type,
-                                     computed=found_computed)
+                                     computed=found_computed, unfollowed=unfollowed)
+            if unfollowed and spec.get("deidentify"):
+                raise SpecError("sql", f"the {spec['deidentify']} profile judges each column by the input columns it "
+                                       f"is computed from, and this query's {unfollowed[0]} cannot be followed to "
+                                       "them; name the columns instead")
         except Unparsable:
             found = _by_input_name(schema, inputs, by_type)
             everything = frozenset(r for roles in inputs.values() for r in roles.values() if r)

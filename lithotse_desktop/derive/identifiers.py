@@ -417,13 +417,16 @@ def _of_type(base: _Typed, type_name: str) -> _Typed:
         return _Typed(type_name, base.role, base.inside, base.element, base.resource)
     if base.element == "value" and type_name in ("uri", "url", "canonical"):
         return _Typed(type_name, "url", None, base.element, base.resource)
-    if type_name == "Age":  # its value is the age, which Safe Harbor caps at 90
+    if type_name == "Age" or (type_name == "Range" and base.element in _AGE_ELEMENTS):
+        # its value is an age (a Range of an onset or of a relative's age bounds one), capped at 90
         return _Typed(type_name, "age", None, base.element, base.resource)
     if type_name in _DATATYPE_ROLES:
         return _Typed(type_name, _DATATYPE_ROLES[type_name][0], type_name, base.element, base.resource)
     return _Typed(type_name, None, None, base.element, base.resource)
 
 
+_AGE_ELEMENTS = frozenset({"onset", "abatement", "age", "deceased"})
+"""Choice elements whose Range is an age (a Condition's or an allergy's onset, a relative's age)."""
 _RESOURCE_CONSTANTS = frozenset({"resource", "rootResource", "context"})
 """FHIRPath's environment variables that stand for the resource a view reads (see ``sof.compile``)."""
 
@@ -454,7 +457,12 @@ class _Resolver:
             base = this if node[1] is None else self.walk(node[1], this)
             return _member(base, node[2]).carrying(base)
         if tag == "indexer":
-            return self.walk(node[1], this)
+            # the item taken tells what the index read: ('0' | … | '9')[a birth date's digit] is that digit
+            items, index = self.walk(node[1], this), self.walk(node[2], this)
+            told = _tested(index)
+            if told is None:
+                return items
+            return _Typed(items.fhir, strongest(_settled(items), told), computed=True)
         if tag == "neg":
             inner = self.walk(node[1], this)
             return _Typed("decimal", _told(inner), computed=True)
@@ -645,6 +653,8 @@ class _Picker:
             self.scan(node[2], this, condition, label)
             self.scan(node[3], this, condition, label)
             return
+        if tag == "indexer" and self.touches(node[2], this):
+            self.found.setdefault(label)  # an item chosen by an identifier's value
         if tag == "op" and node[1] in _PATH_COMPARISONS:
             left, right = node[2], node[3]
             if (self.touches(left, this) or self.touches(right, this)) and not \
@@ -703,6 +713,10 @@ class _Picker:
                 if isinstance(select.get(key), str):
                     self.path(select[key], context, False, f"{key} {select[key]}")
                     here = self.resolver.context_of(select[key], context)
+            repeat = select.get("repeat")
+            for path in (repeat if isinstance(repeat, list) else [repeat] if isinstance(repeat, str) else []):
+                if isinstance(path, str):
+                    self.path(path, context, False, f"repeat {path}")
             for column in select.get("column", []) or []:
                 if not isinstance(column, dict) or not isinstance(column.get("path"), str):
                     continue

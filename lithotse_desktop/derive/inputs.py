@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from .. import engine
 from ..connectors import NATIVE_FORMATS, Connector, RawObject, StreamInfo
-from ..errors import ConfigError, LithotseError, NotFound
+from ..errors import ConfigError, LithotseError, NotFound, without_values
 from ..progress import Progress
 from ..raw.index import open_index
 from ..raw.manifest import Manifest
@@ -297,7 +297,7 @@ def read_failed(checks: IntegrityChecks, what: str, exc: duckdb.Error) -> Lithot
     """The error of a read that failed in DuckDB: the damage of an object read, when its hash
     shows some (raised here: it explains the failure better), else DuckDB's reason."""
     checks.raise_found()
-    return LithotseError(f"{what}: {exc}")
+    return LithotseError(f"{what}: {without_values(exc)}")
 
 
 @dataclass
@@ -357,7 +357,7 @@ def landed_objects(con: duckdb.DuckDBPyConnection, ws: Workspace, resolved: Stre
         columns = [r[0] for r in con.execute(f"DESCRIBE {q(name)}").fetchall()]
     except duckdb.Error as exc:
         raise LithotseError(f"{resolved.source}/{resolved.stream}: its landings do not fit each other: "
-                            f"{exc}") from None
+                            f"{without_values(exc)}") from None
     text_sql = " UNION ALL BY NAME ".join(text_parts) if text_parts != parts else None
     return Landed(columns, paths, text_sql)
 

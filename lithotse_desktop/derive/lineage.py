@@ -416,8 +416,8 @@ def parse(sql: str) -> dict:
 
 
 def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, str | None]], *,
-                     by_type: bool = True,
-                     computed: dict[str, frozenset[str]] | None = None) -> dict[str, str | None]:
+                     by_type: bool = True, computed: dict[str, frozenset[str]] | None = None,
+                     unfollowed: list[str] | None = None) -> dict[str, str | None]:
     """The role of each column of ``schema`` (the query's result) from the columns it reads.
 
     A column computed from constants only, or an unchanged input column whose role is unclassified,
@@ -425,14 +425,17 @@ def sql_column_roles(sql: str, schema: pa.Schema, inputs: dict[str, dict[str, st
     without ``by_type``, such an input column holding numbers stays unclassified (a number may be
     a phone number or an SSN: a de-identification profile needs it declared). Raises :class:`Unparsable` for SQL
     DuckDB cannot parse. ``computed`` (when given) gets the columns whose values are computed from
-    input columns, not an input column's own, each with the roles of the columns it reads.
+    input columns, not an input column's own, each with the roles of the columns it reads;
+    ``unfollowed`` (when given) what could not be followed (then every column reads everything).
     """
     tree = parse(sql)
     everything: Reads = frozenset(role for roles in inputs.values() for role in roles.values())
     try:
         found = _Lineage(inputs).node(tree, None)
-    except Unfollowable:
+    except Unfollowable as exc:
         found = []
+        if unfollowed is not None:
+            unfollowed.append(str(exc))
     if len(found) == len(schema):
         pairs = list(zip(schema, found, strict=True))
     else:

@@ -33,6 +33,7 @@ from .complementary import Cells, Group, audit
 from .engines import engine_name, open_engine
 from .inputs import input_identity, resolve_stream
 from .relations import relations
+from .revisions import revised_cells
 from .spec import spec_inputs
 
 
@@ -70,7 +71,33 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
         findings.extend(f.to_json() for f in found)
     groups.extend(sql_cells_tables(catalog))
     refusals = decided_alone_pairs(ws, catalog)
-    return {"ok": not findings and not refusals, "groups": groups, "findings": findings, "refusals": refusals}
+    revised = revisions(ws, catalog)
+    return {"ok": not findings and not refusals and not revised, "groups": groups, "findings": findings,
+            "refusals": refusals, "revisions": revised}
+
+
+def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
+    """Counts of shown cells that moved by 1 to k-1 from one kept version of an aggregate to the
+    next of the same question (:func:`.revisions.revised_cells`): a reader holding both learns how
+    many records or people came or went in that cell."""
+    found: list[dict[str, Any]] = []
+    for name in catalog.names():
+        current = catalog.current(name)
+        spec = (current.spec if current is not None else None) or {}
+        if current is None or spec.get("kind") != "aggregate":
+            continue
+        k = suppression_threshold(ws, spec)
+        if k <= 0:
+            continue
+        question = (current.privacy or {}).get("question")
+        kept = [v for v in catalog.versions(name)
+                if ((v.privacy or {}).get("question") == question if question is not None
+                    else v.spec_hash == current.spec_hash)]
+        tables = [catalog.read(v) for v in kept]
+        for i in range(1, len(kept)):
+            found.extend({"derivative": name, **revised, "versions": [kept[i - 1].version, kept[i].version]}
+                         for revised in revised_cells(kept[i].spec or spec, k, tables[i - 1], tables[i]))
+    return found
 
 
 def sql_cells_tables(catalog: Catalog) -> list[dict[str, Any]]:

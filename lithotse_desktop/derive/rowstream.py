@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import engine
-from ..errors import ConfigError, LithotseError, NotFound
+from ..errors import ConfigError, LithotseError, NotFound, without_values
 from ..progress import Progress
 from ..raw.reader import PROVENANCE, StoredObject, read_object
 from ..raw.sources import make_connector
@@ -370,7 +370,7 @@ def load_view(con: duckdb.DuckDBPyConnection, ws: Workspace, spec: dict, resolve
             else:
                 load.dropped = _newest_with(con, catalog, prior, key, kept, ws)
         except duckdb.Error as exc:
-            raise LithotseError(f"derivative {spec['name']}: {where}: {exc}") from None
+            raise LithotseError(f"derivative {spec['name']}: {where}: {without_values(exc)}") from None
         if hoisted is None and prior is not None:
             drop_relations(con, VERSIONS, READ)
     if prior is not None:
@@ -879,7 +879,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
             reader = con.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
             found = reader.schema
     except duckdb.Error as exc:
-        raise LithotseError(f"{what}: {exc}") from None
+        raise LithotseError(f"{what}: {without_values(exc)}") from None
     numbered = view is not None and ROW_ID in found.names
     names = [n for n in found.names if not (numbered and n == ROW_ID)]
     schema = transform(_empty(found).select(names)).schema
@@ -898,7 +898,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
         except BaseException as exc:
             out.abort()
             if isinstance(exc, duckdb.Error):
-                raise LithotseError(f"{what}: {exc}") from None
+                raise LithotseError(f"{what}: {without_values(exc)}") from None
             raise
         return Written(schema, [StagedChunk(0, out.close())], [])
     assert view is not None
@@ -920,7 +920,7 @@ def write_part(ws: Workspace, con: duckdb.DuckDBPyConnection, sql: str, params: 
                 table = transform(table.select(names))
                 chunks.add(table if table.schema == schema else table.cast(schema), ids)
         except duckdb.Error as exc:
-            raise LithotseError(f"{what}: {exc}") from None
+            raise LithotseError(f"{what}: {without_values(exc)}") from None
         written = Written(schema, chunks.close(), list(view.reused or []))
         if view.records:
             _write_records(con, folder, written.chunks, view)

@@ -362,10 +362,24 @@ def put_back(path: Path, data: bytes, carry: Carry) -> bytes:
     with src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dest:
         for info in src.infolist():
             body = parts.pop(info.filename) if info.filename in parts else src.read(info)
-            dest.writestr(info, body)
+            dest.writestr(info, without_chart_caches(info.filename, body))
         for name, body in parts.items():
-            dest.writestr(name, body)
+            dest.writestr(name, without_chart_caches(name, body))
     return out.getvalue()
+
+
+CHART_PART = re.compile(r"xl/charts/chart\d+\.xml")
+_CACHE = re.compile(rb"<([\w.-]+:)?(numCache|strCache|multiLvlStrCache)(\s[^>]*)?(/>|>.*?</([\w.-]+:)?\2>)", re.S)
+
+
+def without_chart_caches(name: str, body: bytes) -> bytes:
+    """A chart part without the values it cached from its cells (``numCache``, ``strCache``).
+
+    A chart keeps a copy of the values it draws; a refresh that hides a cell blanks the cell, but
+    the copy would still hold the old value for anyone who reads the file without recalculating
+    it (pass 38: five suppressed cells' values in ``chart1.xml``). The caches are optional:
+    Excel and LibreOffice draw from the cells the chart's formulas name."""
+    return _CACHE.sub(b"", body) if CHART_PART.fullmatch(name) else body
 
 
 def package_problems(data: bytes) -> list[str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..derive.compile import PERIOD
+from ..derive.disclosure import Restricted
+from ..errors import LithotseError
 from .arrowmodel import SUPPRESSED_FLAG, format_value
 from .common import compact_table, fit_columns, named, show_error
 from .timeaxis import TimeAxis, period_end, period_label, position, time_axis, value_range
@@ -159,6 +162,7 @@ class TimeSeriesChart(QWidget):
         self.dimensions: list[str] = []
         self.grain = "month"
         self.title = ""
+        self.exported: Callable[[Path], None] | None = None
         self.threshold: int | None = None
         self.lines: list[SeriesData] = []
         self.axis: TimeAxis | None = None
@@ -246,7 +250,11 @@ class TimeSeriesChart(QWidget):
         self.export_button.setEnabled(False)
 
     def show_table(self, table: pa.Table, dimensions: list[str], grain: str, title: str = "",
-                   threshold: int | None = None) -> None:
+                   threshold: int | None = None, exported: Callable[[Path], None] | None = None) -> None:
+        """Draw ``table``; ``exported`` (called with each file the chart is exported to) is given
+        for a derivative that may leave the app, and without it the chart cannot be exported:
+        row-level data stays restricted, drawn or not."""
+        self.exported = exported
         if not is_time_series(table):
             self.clear("This derivative has no time grain, so there is nothing to draw over time: "
                        "see its rows on the Preview tab.")
@@ -302,7 +310,9 @@ class TimeSeriesChart(QWidget):
         if absent:
             parts.append(f"{absent} cell(s) without records left as gaps")
         self.note.setText("; ".join(parts) + ".")
-        self.export_button.setEnabled(bool(periods) and self.mode != "table")
+        self.export_button.setEnabled(bool(periods) and self.mode != "table" and self.exported is not None)
+        self.export_button.setToolTip("Save the chart as a PNG picture or an SVG drawing" if self.exported else
+                                      "Row-level data stays restricted: its chart is not exported")
         self._fill_grid(periods, measure)
         if self.mode == "table":
             self.stack.setCurrentWidget(self.grid)
@@ -537,15 +547,18 @@ class TimeSeriesChart(QWidget):
             path += ".svg" if "svg" in chosen.lower() else ".png"
         try:
             self.export(Path(path))
-        except OSError as exc:
+        except (OSError, LithotseError) as exc:
             show_error(self, "Cannot export the chart", exc)
             return
         self.note.setText(f"Chart saved as {Path(path).name}.")
 
     def export(self, path: Path) -> Path:
         """Write the chart as shown (same size, title, legend) to ``.png`` (at twice the screen's
-        resolution) or ``.svg``."""
+        resolution) or ``.svg``, and record the export."""
         path = Path(path)
+        if self.exported is None:
+            raise Restricted(f"{readable(self.title) or 'this derivative'}: its chart is not exported, as its "
+                             "rows are not published")
         QCoreApplication.sendPostedEvents()  # a chart drawn a moment ago is laid out before it is painted
         size = self.view.viewport().size()
         if path.suffix.lower() == ".svg":
@@ -570,6 +583,7 @@ class TimeSeriesChart(QWidget):
                 raise OSError(f"{path}: could not be written")
         if not path.exists():
             raise OSError(f"{path}: could not be written")
+        self.exported(path)
         return path
 
     # --- light/dark -------------------------------------------------------------------------

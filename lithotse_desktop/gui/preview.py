@@ -21,8 +21,10 @@ from ..derive.compile import DUCKDB
 from ..derive.inputs import lock_down, resolve_stream
 from ..derive.kinds import KIND_MODULES
 from ..derive.pseudonymize import patient_key_columns, pseudonymize
-from ..derive.spec import SpecError, validate_spec
+from ..derive.service import check_spec
+from ..derive.spec import SpecError
 from ..derive.suppress import suppress_table
+from ..errors import without_values
 from ..raw.reader import read_object
 from ..raw.sources import make_connector
 from ..raw.verify import IntegrityChecks
@@ -133,9 +135,11 @@ def describe(table: pa.Table, total: int | None) -> Sample:
 def preview_aggregate(ws: Workspace, spec: dict, sample: Sample, rows: int = PREVIEW_ROWS) -> pa.Table:
     """The first ``rows`` rows of the aggregate over the sample, suppressed as a build would.
 
-    Raises the core's SpecError (with the path of the field at fault) for a spec it cannot run.
+    Raises the core's SpecError (with the path of the field at fault) for a spec it cannot run,
+    and every refusal saving it would meet (pass 38: the cells of ``min(patient_id)``, which
+    saving refuses, were previewed with the patient ids in them).
     """
-    validate_spec(spec)
+    check_spec(ws, spec)
     tables = {"input": sample.table}
     if "join" in spec:
         joined = load_sample(ws, spec["join"]["input"])
@@ -157,7 +161,7 @@ def preview_aggregate(ws: Workspace, spec: dict, sample: Sample, rows: int = PRE
         try:
             result = con.sql(query.sql, params=query.params or None).to_arrow_table()
         except duckdb.Error as exc:
-            raise SpecError(query.field, str(exc).splitlines()[0]) from None
+            raise SpecError(query.field, without_values(exc).splitlines()[0]) from None
         table = suppress_table(result, spec, threshold, ws.zero_cells) if query.cells else query.finish(result)
     finally:
         con.close()

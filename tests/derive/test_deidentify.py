@@ -102,6 +102,26 @@ def built(ws, name: str, profile: str | None, source: str = "fhir") -> list[dict
     return table.to_pylist()
 
 
+def import_resources(ws, tmp_path, source: str, resources: list[dict]) -> None:
+    """Resources of one type landed as a ``fhir-files`` source of their own."""
+    folder = tmp_path / source
+    folder.mkdir()
+    kind = resources[0]["resourceType"]
+    (folder / f"{kind}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in resources))
+    ws.add_source(source, "fhir-files", {"path": str(folder)}, {})
+    run_import(ws, source)
+
+
+def built_view(ws, name: str, source: str, resource: str, columns: list[dict]) -> list[dict]:
+    """A safe-harbor view of ``columns`` over ``source``, built: its rows."""
+    view = {"resourceType": "ViewDefinition", "resource": resource, "status": "active",
+            "select": [{"column": columns}]}
+    add_spec(ws, {"name": name, "kind": "view", "input": {"source": source, "stream": resource},
+                  "deidentify": "safe-harbor", "view": view})
+    build(ws, name)
+    return read_table(ws, name)[1].to_pylist()
+
+
 def first(items, key=None, where=None):
     for item in items or []:
         if where is None or where(item):
@@ -250,14 +270,14 @@ def test_csv_columns_are_classified_by_the_declared_role_map(workspace, tmp_path
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "visit_date"}, {})
     run_import(workspace, "ehr")
     spec = {"name": "people_sh", "kind": "sql", "inputs": {"p": {"source": "ehr", "stream": "people"}},
-            "sql": "SELECT full_name, dob, zip, mrn, dept, visit_date, age FROM p ORDER BY age",
+            "sql": "SELECT full_name, dob, zip, mrn, dept, visit_date, age FROM p",
             "deidentify": "safe-harbor"}
     with pytest.raises(SpecError, match=r"unclassified column\(s\) 'dept':"):
         add_spec(workspace, spec)
     add_spec(workspace, {**spec, "columns": {"zip": "zip", "dob": "birth_date", "mrn": "identifier",
                                              "dept": "code"}})
     build(workspace, "people_sh")
-    rows = read_table(workspace, "people_sh")[1].to_pylist()
+    rows = sorted(read_table(workspace, "people_sh")[1].to_pylist(), key=lambda r: r["age"])
     oldest = dt.date.today().year - 90
     assert rows == [{"zip": "021", "dob": 1990, "dept": "ortho", "visit_date": 2024, "age": 33},
                     {"zip": "000", "dob": max(1931, oldest), "dept": "cardio", "visit_date": 2024, "age": 90}]
@@ -276,20 +296,21 @@ def test_declared_pseudonyms_of_identifiers_are_removed_and_person_keys_stay(wor
     workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date"}, {})
     run_import(workspace, "ehr")
     spec = {"kind": "sql", "inputs": {"s": {"source": "ehr", "stream": "stays"}},
-            "sql": "SELECT patient_id, mrn, dob, ward FROM s ORDER BY ward",
+            "sql": "SELECT patient_id, mrn, dob, ward FROM s",
             "pseudonymize": ["patient_id", "mrn", "dob"],
             "columns": {"patient_id": "person_key", "mrn": "identifier", "dob": "birth_date", "ward": "code"}}
     for name, profile in (("stays_sh", "safe-harbor"), ("stays_lds", "limited")):
         add_spec(workspace, {**spec, "name": name, "deidentify": profile})
         build(workspace, name)
     version, table = read_table(workspace, "stays_sh")
-    assert table.to_pylist() == [{"patient_id": pseudonym(workspace, "pat-1"), "ward": "W1"},
-                                 {"patient_id": pseudonym(workspace, "pat-2"), "ward": "W2"}]
+    assert sorted(table.to_pylist(), key=lambda r: r["ward"]) == [
+        {"patient_id": pseudonym(workspace, "pat-1"), "ward": "W1"},
+        {"patient_id": pseudonym(workspace, "pat-2"), "ward": "W2"}]
     assert set(version.privacy["removed"]) == {"mrn", "dob"}
     limited = read_table(workspace, "stays_lds")[1].to_pylist()
-    assert [(r["patient_id"], r["dob"]) for r in limited] == [
+    assert sorted((r["patient_id"], r["dob"]) for r in limited) == sorted([
         (pseudonym(workspace, "pat-1"), pseudonym(workspace, "1950-01-02")),
-        (pseudonym(workspace, "pat-2"), pseudonym(workspace, "1980-03-04"))]
+        (pseudonym(workspace, "pat-2"), pseudonym(workspace, "1980-03-04"))])
     assert "mrn" not in limited[0], "a medical record number is a direct identifier, in any form"
 
 
@@ -387,22 +408,13 @@ def test_identifiers_reached_through_arithmetic_tests_or_references_do_not_survi
     text = json.dumps(table.to_pylist())
     assert not any(f"M{500 + i}" in text or f"-{500 + i}" in text or "MRN" in text for i in range(4))
 
-    observations = tmp_path / "obs"
-    observations.mkdir()
-    (observations / "Observation.ndjson").write_text("".join(json.dumps(
+    import_resources(workspace, tmp_path, "obs", [
         {"resourceType": "Observation", "id": f"o{i}", "status": "final", "code": {"text": "x"},
-         "subject": {"reference": f"Patient/planted-{i}"},
-         "performer": [{"reference": f"Patient/planted-{i}"}]}) + "\n" for i in range(4)))
-    workspace.add_source("obs", "fhir-files", {"path": str(observations)}, {})
-    run_import(workspace, "obs")
-    view = {"resourceType": "ViewDefinition", "resource": "Observation", "status": "active",
-            "select": [{"column": [{"name": "oid", "path": "getResourceKey()"},
-                                   {"name": "by", "path": "performer.first().reference"},
-                                   {"name": "by_key", "path": "performer.first().getReferenceKey()"}]}]}
-    add_spec(workspace, {"name": "performed", "kind": "view", "input": {"source": "obs", "stream": "Observation"},
-                         "deidentify": "safe-harbor", "view": view})
-    build(workspace, "performed")
-    rows = read_table(workspace, "performed")[1].to_pylist()
+         "subject": {"reference": f"Patient/planted-{i}"}, "performer": [{"reference": f"Patient/planted-{i}"}]}
+        for i in range(4)])
+    rows = built_view(workspace, "performed", "obs", "Observation", [
+        {"name": "oid", "path": "getResourceKey()"}, {"name": "by", "path": "performer.first().reference"},
+        {"name": "by_key", "path": "performer.first().getReferenceKey()"}])
     assert len(rows) == 4
     assert not any("planted" in json.dumps(row) for row in rows), rows
 
@@ -469,3 +481,61 @@ def test_ages_are_capped_and_unnamed_dates_grouped(workspace, tmp_path):
                          "deidentify": "safe-harbor", "view": whole})
     build(workspace, "whole")
     assert read_table(workspace, "whole")[1].column("onset").to_pylist() == [None] * 4
+
+
+@pytest.mark.parametrize(("column", "path"), [
+    ("digit", "('0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9')"
+              "[birthDate.toString().substring(9, 1).toInteger()]"),
+    ("zip_digit", "('0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9')"
+                  "[address.postalCode.first().substring(4, 1).toInteger()]"),
+])
+def test_an_item_chosen_by_an_identifier_is_refused(workspace, tmp_path, column, path):
+    """Pass 37: a list of digits indexed by a birth date's (or a ZIP code's) digit published
+    every patient's full birth date and five-digit ZIP code, one digit per column: the index was
+    never read."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(4)])
+    with pytest.raises(SpecError, match=f"rule: ({re.escape(DEIDENTIFIED_PICK_RULE)}|{re.escape(COMPUTED_RULE)})"):
+        add_spec(workspace, {"name": "digits", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                             "deidentify": "safe-harbor",
+                             "view": {**VIEW, "select": [{"column": [{"name": "pid", "path": "getResourceKey()"},
+                                                                     {"name": column, "path": path}]}]}})
+
+
+def test_rows_a_repeat_chooses_by_an_identifier_are_refused(workspace, tmp_path):
+    """Pass 37: ``repeat`` paths were not read for comparisons: branches repeating over
+    ``birthDate.where(… = '09')`` beside a literal month published every birth month."""
+    import_patients(workspace, tmp_path, [planted(i) for i in range(4)])
+    branch = {"repeat": ["birthDate.where($this.toString().substring(5, 2) = '05')"],
+              "column": [{"name": "month", "path": "'05'"}]}
+    view = {**VIEW, "select": [{"column": [{"name": "pid", "path": "getResourceKey()"}]}, {"unionAll": [branch]}]}
+    with pytest.raises(SpecError, match=re.escape(DEIDENTIFIED_PICK_RULE)):
+        add_spec(workspace, {"name": "months", "kind": "view", "input": {"source": "fhir", "stream": "Patient"},
+                             "deidentify": "safe-harbor", "view": view})
+
+
+def test_an_age_range_is_an_age(workspace, tmp_path):
+    """Pass 37: a Condition's ``onsetRange`` and a relative's ``ageRange`` were plain values:
+    ages 91 to 99 published as they were."""
+    import_resources(workspace, tmp_path, "cond", [
+        {"resourceType": "Condition", "id": f"c{i}", "subject": {"reference": f"Patient/p{i}"},
+         "onsetRange": {"low": {"value": 85 + 3 * i, "unit": "a"}, "high": {"value": 86 + 3 * i, "unit": "a"}}}
+        for i in range(4)])
+    rows = built_view(workspace, "ranges", "cond", "Condition", [
+        {"name": "cid", "path": "getResourceKey()"}, {"name": "low", "path": "onset.ofType(Range).low.value"},
+        {"name": "high", "path": "onset.ofType(Range).high.value"}])
+    assert sorted((float(r["low"]), float(r["high"])) for r in rows) == [(85, 86), (88, 89), (90, 90), (90, 90)]
+
+
+def test_ages_held_as_decimals_are_capped():
+    """Found beside pass 37: a decimal age column (``decimal(4, 1)``) crashed the profile: 90 could
+    not be cast to a decimal of its precision."""
+    import decimal
+
+    import pyarrow as pa
+
+    from lithotse_desktop.derive import deidentify
+
+    ages = pa.table({"age": pa.array([decimal.Decimal("85.5"), decimal.Decimal("93.0")], pa.decimal128(4, 1))})
+    table, report = deidentify.apply(ages, {"age": "age90"}, reference_year=2026, pseudonymize=lambda t, c: t)
+    assert table.column("age").to_pylist() == [decimal.Decimal("85.5"), decimal.Decimal("90.0")]
+    assert report["generalised"] == ["age: age90"]

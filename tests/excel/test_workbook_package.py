@@ -332,3 +332,36 @@ def test_styles_follow_their_chart_when_openpyxl_reorders_a_drawing(workspace, l
         chart = chart_of(after, formula)
         styles = [target for rel_type, target in relationships(after, chart).values() if rel_type == STYLE_REL]
         assert [after[s] for s in styles] == [chart_style(style_id)]
+
+
+def test_a_refresh_leaves_no_cached_value_in_a_chart(workspace, lines, tmp_path):
+    """Pass 38: a chart saved by a spreadsheet application keeps a copy of the values it draws
+    (``numCache``); a refresh that hid a cell blanked the cell and put the chart back as it was,
+    copy and all, so the hidden value stayed in ``chart1.xml``. The copies are dropped: Excel and
+    LibreOffice draw from the cells."""
+    build_sample(workspace, lines)
+    plain = bound_with_charts(workspace, tmp_path)
+    data_chart = chart_of(parts(plain), "'Data'!$B$2:$B$7")
+    cached = tmp_path / "cached.xlsx"
+    styled(cached, plain, {data_chart: 201})
+    path = tmp_path / "book.xlsx"
+
+    def with_cache(name, body):
+        if name != data_chart:
+            return body
+        def cache(m):
+            c = m.group(2) or b""
+            return (m.group(1) + b"<%snumCache><%sformatCode>General</%sformatCode><%sptCount val=\"1\"/>"
+                    b"<%spt idx=\"0\"><%sv>987654</%sv></%spt></%snumCache>" % ((c,) * 9))
+        return re.sub(rb"(<(\w+:)?f>'Data'!\$B\$2:\$B\$7</(\w+:)?f>)", cache, body)
+
+    rewrite(cached, path, with_cache)
+    assert b"987654" in parts(path)[data_chart]
+    add_month(workspace, lines)
+    refresh_workbook(workspace, path)
+    after = parts(path)
+    assert_sound_package(path)
+    charts = [n for n in after if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    assert len(charts) == 2
+    assert not any(b"numCache" in after[n] or b"987654" in after[n] for n in charts)
+    assert b"'Data'!$B$2:$B$" in after[data_chart], "the chart still draws from the bound column"

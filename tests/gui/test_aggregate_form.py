@@ -258,3 +258,23 @@ def test_a_landed_csv_stays_an_input_after_its_folder_is_gone(qtbot, window, wor
     qtbot.waitUntil(lambda: page.job is None and "Built" in page.strip.status.text(), timeout=30000)
     catalog = Catalog(workspace)
     assert [r["n"] for r in catalog.read(catalog.current("after_export")).to_pylist()] == [31, 29, 30]
+
+
+def test_the_preview_refuses_what_saving_refuses(qtbot, health_system, workspace):
+    """Pass 38: the form previewed ``min(patient_id)`` per department and year, patient ids in
+    unsuppressed cells, though saving that spec is refused (a published cell never carries an
+    identifier). The preview runs every check saving runs, first."""
+    from lithotse_desktop.derive.disclosure import Restricted
+    from lithotse_desktop.gui.preview import preview_aggregate
+
+    page = health_system.show_page("derivatives")
+    dialog = open_form(qtbot, page)
+    pick(dialog.input_box, items(dialog.input_box)[1])
+    qtbot.waitUntil(lambda: dialog.schema_known and dialog.sample is not None, timeout=20000)
+    spec = {"name": "first_patients", "kind": "aggregate", "input": {"source": "hl7", "stream": "adt"},
+            "date_field": "effective_datetime", "grain": "year", "group_by": ["patient_class"],
+            "measures": [{"fn": "count", "as": "n"}, {"fn": "min", "column": "patient_id", "as": "first_patient"}]}
+    with pytest.raises(Restricted, match="patient_id"):
+        preview_aggregate(workspace, spec, dialog.sample)
+    allowed = {**spec, "measures": spec["measures"][:1]}
+    assert preview_aggregate(workspace, allowed, dialog.sample).column_names[:2] == ["period", "patient_class"]

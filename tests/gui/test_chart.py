@@ -13,7 +13,9 @@ from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog
 
+from lithotse_desktop import audit
 from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.disclosure import Restricted
 from lithotse_desktop.derive.service import add_spec
 from tests.gui.helpers import VISITS_SPEC, demo_workspace
 
@@ -124,3 +126,26 @@ def test_bars_table_and_export_as_png_and_svg(qtbot, chart_page, tmp_path, monke
     texts = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith("text"))
     assert "Jan 2024" in texts and "visits by grp" in texts
     assert "Chart saved as chart.svg." in chart.note.text()
+    exports = [e["details"] for e in audit.entries(page.ws, action="export")]
+    assert [(e["derivative"], e["format"], e["what"]) for e in exports] == [
+        ("visits_by_grp", "png", "chart"), ("visits_by_grp", "svg", "chart")], "every export is audited"
+
+
+def test_the_chart_of_row_level_rows_is_not_exported(qtbot, chart_page, tmp_path, monkeypatch):
+    """Pass 38: "Export chart…" wrote a row-level sql's chart (a line per patient id, named in the
+    legend and as text in the SVG) to a file, with no refusal and no audit record."""
+    page = chart_page
+    add_spec(page.ws, {"name": "per_group", "kind": "sql", "inputs": {"v": {"source": "clinic", "stream": "values"}},
+                       "sql": "SELECT CAST(date_trunc('month', day) AS DATE) AS period, grp, value FROM v"})
+    build(page.ws, "per_group")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "per_group" in [r.name for r in page.rows], timeout=10000)
+    click_row(qtbot, page, "per_group")
+    chart = page.chart
+    assert chart.series_names(), "the analyst still sees the rows drawn"
+    assert not chart.export_button.isEnabled()
+    assert "not exported" in chart.export_button.toolTip()
+    with pytest.raises(Restricted, match="not exported"):
+        chart.export(tmp_path / "rows.svg")
+    assert not (tmp_path / "rows.svg").exists()
+    assert audit.entries(page.ws, action="export") == []

@@ -118,10 +118,12 @@ def _positional(node: Any) -> int | None:
 
 
 ROW_BY_ROW_RULE = ("a de-identified sql query computes each row from one input row: no join, group, distinct, "
-                   "window, subquery or table function, which could count or compare identifiers across rows")
+                   "window, subquery, table function or ordering, which could count, compare or order "
+                   "identifiers across rows")
 _ROW_BY_ROW = frozenset({"PROJECTION", "FILTER", "SEQ_SCAN", "TABLE_SCAN", "ARROW_SCAN", "PYTHON_ARROW_SCAN",
-                         "ORDER_BY", "TOP_N", "LIMIT",
-                         "STREAMING_LIMIT", "EMPTY_RESULT", "DUMMY_SCAN"})
+                         "LIMIT", "STREAMING_LIMIT", "EMPTY_RESULT", "DUMMY_SCAN"})
+"""The plan operators a de-identified query may use; no ``ORDER BY`` (pass 37: rows in birthday
+order put 276 of 300 patients within a week of their birthday)."""
 
 
 def check_row_by_row(spec: dict, schemas: dict[str, pa.Schema]) -> None:

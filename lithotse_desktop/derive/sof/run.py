@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from ...errors import without_values
 from .compile import compile_view
 from .errors import ViewError
 
@@ -25,7 +26,7 @@ def run_view(con: duckdb.DuckDBPyConnection, view: dict, source_relation: str) -
     try:
         return con.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
-        raise ViewError(f"view {_view_name(view)!r} failed in DuckDB: {exc}") from exc
+        raise ViewError(f"view {_view_name(view)!r} failed in DuckDB: {without_values(exc)}") from None
 
 
 def run_view_spark(session: SparkSession, view: dict, source: str | DataFrame, *,

@@ -10,7 +10,9 @@ save through the core's checks and then build with progress and a Cancel button.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,8 +34,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ... import audit
 from ...derive.build import BuildResult, BuildsFailed, build, build_all
 from ...derive.catalog import Catalog
+from ...derive.disclosure import PUBLISHED
 from ...derive.service import lineage, read_table
 from ...derive.spec import dimension_alias
 from ...errors import LithotseError
@@ -80,6 +84,9 @@ class Shown:
     version: str = ""
     lineage: dict | None = None
     problem: str = ""
+    published: bool = False
+    """Whether its class lets it out of the app (an aggregate or de-identified rows): only then
+    may its chart be exported."""
 
 
 def load_derivatives(ws: Workspace) -> list[DerivativeRow]:
@@ -111,6 +118,7 @@ def load_shown(ws: Workspace, name: str) -> Shown:
     try:
         version, shown.table = read_table(ws, name)
         shown.version = version.version
+        shown.published = (version.privacy or {}).get("class") in PUBLISHED
         shown.lineage = lineage(ws, name)
     except LithotseError as exc:
         shown.problem = error_text(exc)
@@ -383,13 +391,21 @@ class DerivativesPage(QWidget):
         if is_time_series(shown.table):
             threshold = info.spec.get("suppress_below", self.ws.suppress_below)
             self.chart.show_table(shown.table, dimensions_of(info.spec, shown.table),
-                                  info.spec.get("grain", "month"), shown.name, threshold)
+                                  info.spec.get("grain", "month"), shown.name, threshold,
+                                  exported=self._chart_exported(shown) if shown.published else None)
             if shown.name == self._chart_when_built:
                 self._chart_when_built = None
                 self.show_chart()
         else:
             self.chart.clear("This derivative has no time grain (no period column): see the Preview tab.")
         self._fill_lineage(shown.lineage or {})
+
+    def _chart_exported(self, shown: Shown) -> Callable[[Path], None]:
+        """What an exported chart leaves behind: an audit record, as every export's."""
+        def record(path: Path) -> None:
+            audit.record(self.ws, "export", derivative=shown.name, version=shown.version,
+                         format=path.suffix.lstrip(".").lower(), what="chart")
+        return record
 
     def _fill_lineage(self, data: dict) -> None:
         self.lineage.clear()

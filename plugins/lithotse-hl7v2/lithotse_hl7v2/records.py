@@ -345,8 +345,20 @@ def person_id(pid: _Fields) -> str | None:
         for kind, value in found:
             if kind == wanted:
                 return value
+    local = next((value for kind, value in found if any(m in kind for m in PERSON_ID_MARKS)
+                  and not _visit_like(kind)), None)
     untyped = next((value for kind, value in found if not kind), None)
-    return untyped or next((value for kind, value in found if kind not in VISIT_ID_TYPES), None)
+    return local or untyped or next((value for kind, value in found if not _visit_like(kind)), None)
+
+
+PERSON_ID_MARKS = ("MRN", "MPI", "PATID", "PERSON", "UPI")
+"""Parts of local type codes that name a person's number (``CMRN``, ``FACMRN``, ``UMRN``, ``MPI``)."""
+VISIT_ID_MARKS = ("VIS", "ENC", "ACC", "FIN", "CSN", "HAR", "BILL", "ADM")
+"""Parts of local type codes that name a visit's, an encounter's or an account's number."""
+
+
+def _visit_like(kind: str) -> bool:
+    return kind in VISIT_ID_TYPES or any(m in kind for m in VISIT_ID_MARKS)
 
 
 def _adt_row(msh: _Fields, evn: _Fields, pid: _Fields, pv1: _Fields, control_id: str,

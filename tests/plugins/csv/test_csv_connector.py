@@ -217,7 +217,11 @@ def test_person_columns_under_other_usual_names_are_detected(tmp_path):
                                     # pass 36
                                     "PAT_ID", "PAT_MRN_ID", "Med Rec #", "MR#", "Medical Record #", "Chart #",
                                     "MRN #", "Unit Number", "NHS Number", "Hospital Number", "UR Number", "EMPI",
-                                    "Client ID", "record_id", "Participant ID"])
+                                    "Client ID", "record_id", "Participant ID",
+                                    # pass 37
+                                    "PAT_NUM", "Pt #", "PatientDurableKey", "Patient_SK", "CMRN",
+                                    "Enterprise MRN", "NHI", "Health Card Number", "Medicaid ID",
+                                    "Resident ID", "Subject", "Local Patient ID"])
 def test_person_columns_named_with_spaces_are_detected(tmp_path, header):
     """Pass 35: a header spelt with spaces (``Patient MRN``) matched no name in the list, which
     spells them with ``_``: one person's 15 visits were published as 15; pass 36: names health
@@ -457,3 +461,9 @@ def test_a_native_read_describes_the_recorded_layout_and_only_for_utf8(tmp_path)
     cp1252 = {**payload.meta, "encoding": "cp1252"}
     assert conn.native_read(RawObject(None, obj.stream, obj.name, obj.media_type, cp1252, validated=True)) is None
     assert conn.native_read(RawObject(None, obj.stream, obj.name, obj.media_type, {}, validated=True)) is None
+
+
+@pytest.mark.parametrize("header", ["patient_class", "Patient Count", "visit_id", "encounter_no", "department"])
+def test_columns_that_only_mention_a_patient_are_no_person_key(tmp_path, header):
+    write(tmp_path, "v.csv", f"encounter_id,{header},admit_date\nE1,x,2024-01-01\n")
+    assert [i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()] == [None]

@@ -171,6 +171,13 @@ def test_person_key_is_the_pid3_repetition_naming_a_person(tmp_path, pid3, expec
     ("FIN{i}^^^^FIN~E0002^^^^EPI", "E0002"),
     ("ACC{i}^^^^ACCT~MRN6^^^^PRN", "MRN6"),
     ("CSN{i}^^^^CSN~HAR{i}^^^^HAR~Z7^^^^XX", "Z7"),
+    # pass 37: local spellings of both
+    ("P{i}^^^^PAN~C12^^^^CMRN", "C12"),
+    ("E{i}^^^^ENCOUNTER~C13^^^^CMRN", "C13"),
+    ("V{i}^^^^VISITID~M14^^^^MPI", "M14"),
+    ("F{i}^^^^FINNBR~P15^^^^PATID", "P15"),
+    ("A{i}^^^^ACCTNO~U16^^^^UMRN", "U16"),
+    ("E{i}^^^^ENCNTR~F17^^^^FACMRN", "F17"),
 ])
 def test_local_visit_and_person_types_in_pid3(tmp_path, pid3, expected):
     """Pass 36: visit and account numbers under local type codes (``VISIT``, Cerner's ``FIN``,
