@@ -169,18 +169,29 @@ PERSON_ID_WORDS = frozenset({"mrn", "emrn", "cmrn", "umrn", "empi", "upi", "mpi"
 Zealand's NHI, Australia's IHI, Scotland's CHI, Medicare's MBI and HICN)."""
 PERSON_OWNER_WORDS = frozenset({"patient", "pat", "pt", "person", "member", "subscriber", "beneficiary", "client",
                                 "resident", "participant", "subject", "enrollee", "medicaid", "medicare"})
-ID_WORDS = frozenset({"id", "no", "num", "number", "nbr", "key", "sk", "durablekey"})
+ID_WORDS = frozenset({"id", "no", "num", "number", "nbr", "key", "sk", "durable", "identifier"})
+QUALIFIER_WORDS = frozenset({"local", "enterprise", "hospital", "facility", "fac", "master", "primary", "unique",
+                             "source", "internal"})
+"""Words before a person's number saying whose system issued it (``Local Patient ID``, ``Enterprise MRN``)."""
 
 
 def _named_like_a_person_id(name: str) -> bool:
     """A column named like a person's id though not in :data:`PERSON_COLUMN_NAMES`: a person's
-    number on its own (``CMRN``, ``Enterprise MRN``, ``NHI``), or whose number it is and that it is
-    one (``PAT_NUM``, ``Pt #``, ``PatientDurableKey``, ``Resident ID``, ``Local Patient ID``)."""
+    number on its own (``CMRN``, ``Enterprise MRN``, ``NHI``), or whose number it is followed by
+    words saying it is one and nothing else (``PAT_NUM``, ``Pt #``, ``PatientDurableKey``,
+    ``Local Patient ID``); ``Patient Visit Number``, ``patient_no_show`` or ``chi_square`` are not
+    (pass 39: a visit number taken as the person counted visits as people)."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.replace("#", " no "))
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-    if PERSON_ID_WORDS & set(words) or words in (["subject"], ["participant"]):
+    while words and words[0] in QUALIFIER_WORDS:
+        words = words[1:]
+    if not words:
+        return False
+    if words[0] in PERSON_ID_WORDS:
+        return set(words[1:]) <= ID_WORDS
+    if words in (["subject"], ["participant"]):
         return True
-    return bool(PERSON_OWNER_WORDS & set(words)) and bool(ID_WORDS & set(words))
+    return words[0] in PERSON_OWNER_WORDS and len(words) > 1 and set(words[1:]) <= ID_WORDS | PERSON_ID_WORDS
 
 
 def _letters_and_digits(name: str) -> str:

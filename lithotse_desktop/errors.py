@@ -86,21 +86,24 @@ def guarded(items: Iterable[T], connector: str, doing: str) -> Iterator[T]:
         yield item
 
 
-_QUOTED_VALUES = [
-    (re.compile(r"""((?:string|value|Value|input|text|field value[^:'"]*:?)\s+)'(?:[^']|'')*'"""), r"\1'…'"),
-    (re.compile(r'''((?:string|value|Value|input|text|field value[^:'"]*:?)\s+)"(?:[^"\\]|\\.)*"'''), r'\1"…"'),
-    (re.compile(r"\b(with value)\s+-?[0-9][0-9.eE+-]*"), r"\1 …"),
-    (re.compile(r"((?:Original Line|Input|Line contents?|Row)\s*:\s*).*$", re.M), r"\1…"),
-]
-"""Where DuckDB quotes a row's value in its messages: a string it could not convert, a value it
-could not cast, the JSON or CSV line it could not parse."""
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"\\]|\\.)*\"")
+_NUMBER_AFTER = re.compile(r"\b(with value|value)\s+-?[0-9][0-9.eE+-]*")
+_LINE_AFTER = re.compile(r"((?:Original Line|Input|Line contents?|Row)\s*:\s*).*$")
+_BARE = re.compile(r"^([A-Za-z ]*Error:\s*)(\S+)$")
 
 
-def without_values(message: object) -> str:
-    """A database error's message with the values it quotes from rows left out (pass 38: a
-    failed cast showed a patient id in the build's error dialog). What failed, where, and the
-    query stay."""
-    text = str(message)
-    for pattern, replacement in _QUOTED_VALUES:
-        text = pattern.sub(replacement, text)
-    return text
+def without_values(message: object, query: str = "") -> str:
+    """A database error's message with the values it may quote from rows left out (pass 38: a
+    failed cast showed a patient id in the build's error dialog; pass 39: a date format, a second
+    line, ``error(patient_id)``). What failed and where stay: the first line, with every quoted
+    fragment that is not in ``query`` (the query's own names and literals) replaced by ``'…'``,
+    and the query's own lines (``LINE 1: …``)."""
+    lines = str(message).splitlines() or [""]
+    first = _QUOTED.sub(lambda m: m.group(0) if m.group(0)[1:-1] and m.group(0)[1:-1] in query
+                        else m.group(0)[0] + "…" + m.group(0)[0], lines[0])
+    first = _NUMBER_AFTER.sub(r"\1 …", first)
+    first = _LINE_AFTER.sub(r"\1…", first)
+    bare = _BARE.match(first)
+    if bare and bare.group(2) not in query:
+        first = bare.group(1) + "…"
+    return "\n".join([first, *(line for line in lines[1:] if line.startswith("LINE "))])

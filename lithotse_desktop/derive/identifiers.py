@@ -492,7 +492,10 @@ class _Resolver:
                 base = replace(base, tested=strongest(base.tested, tested) if base.tested else tested)
         if name in _SAME_ROLE:
             if name in _COMPUTING:
-                return _Typed("string", _settled(base), None, base.element, base.resource).carrying(base, True)
+                # what the arguments read counts too: '0123456789'.substring(a birth date's digit, 1) is that digit
+                told = [t for a in args if (t := _tested(self.walk(a, this))) is not None]
+                role = strongest(_settled(base), *told) if told else _settled(base)
+                return _Typed("string", role, None, base.element, base.resource).carrying(base, True)
             return base
         if name in _VALUE_FUNCTIONS:
             if name in _PRESENCE_FUNCTIONS:
@@ -687,6 +690,8 @@ class _Picker:
             for arg in args[1:]:
                 self.scan(arg, this, False, label)
             return
+        elif name in _COMPUTING and any(self.touches(a, this) for a in args):
+            self.found.setdefault(label)  # a part of a value chosen by an identifier's value
         elif name in _PATH_MATCHES and (base_node is None and self.touches(("this",), this) or
                                          base_node is not None and self.touches(base_node, this) or
                                          any(self.touches(a, this) for a in args)):

@@ -488,6 +488,8 @@ def test_ages_are_capped_and_unnamed_dates_grouped(workspace, tmp_path):
               "[birthDate.toString().substring(9, 1).toInteger()]"),
     ("zip_digit", "('0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9')"
                   "[address.postalCode.first().substring(4, 1).toInteger()]"),
+    # pass 39: the same through substring's argument
+    ("sub_digit", "'0123456789'.substring(birthDate.toString().substring(9, 1).toInteger(), 1)"),
 ])
 def test_an_item_chosen_by_an_identifier_is_refused(workspace, tmp_path, column, path):
     """Pass 37: a list of digits indexed by a birth date's (or a ZIP code's) digit published

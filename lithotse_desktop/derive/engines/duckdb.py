@@ -76,7 +76,7 @@ class DuckDBSession(EngineSession):
             inputs.read_as_text(self.con, self.text_views)
             return self.con.sql(sql, params=params or None).to_arrow_table()
         except duckdb.Error as exc:
-            raise LithotseError(f"{what}: {without_values(exc)}") from None
+            raise LithotseError(f"{what}: {without_values(exc, sql)}") from None
 
     def close(self) -> None:
         self.con.close()

@@ -463,7 +463,17 @@ def test_a_native_read_describes_the_recorded_layout_and_only_for_utf8(tmp_path)
     assert conn.native_read(RawObject(None, obj.stream, obj.name, obj.media_type, {}, validated=True)) is None
 
 
-@pytest.mark.parametrize("header", ["patient_class", "Patient Count", "visit_id", "encounter_no", "department"])
+@pytest.mark.parametrize("header", ["patient_class", "Patient Count", "visit_id", "encounter_no", "department",
+                                    # pass 39: numbers of something else than the person
+                                    "Patient Visit Number", "patient_no_show", "chi_square", "member_no_show_count",
+                                    "subscriber_group_number", "Patient Account Number"])
 def test_columns_that_only_mention_a_patient_are_no_person_key(tmp_path, header):
     write(tmp_path, "v.csv", f"encounter_id,{header},admit_date\nE1,x,2024-01-01\n")
     assert [i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()] == [None]
+
+
+def test_a_visit_number_before_the_patient_id_is_not_the_person(tmp_path):
+    """Pass 39: ``Patient Visit Number`` (first) was taken as the person key before ``Local Patient
+    ID``: one patient's 12 visits in a department published as 12 people."""
+    write(tmp_path, "v.csv", "visit_date,Patient Visit Number,Local Patient ID,dept\n2024-01-01,V1,LP-77,RARE\n")
+    assert [i.person_key for i in CsvConnector({"path": str(tmp_path)}).streams()] == [("Local Patient ID",)]
