@@ -1361,7 +1361,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
                       rows=sum(p["rows"] for p in parts.values()),
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stats=stats, privacy=privacy)
     whole = _whole_table(catalog, parts, fresh, schema) if fresh is not None and work.disclosure.published else None
-    shown_before = (catalog.read(previous) if work.disclosure.published and spec["kind"] == "aggregate"
+    shown_before = (catalog.read(previous) if work.disclosure.published and _cells(spec)
                     and work.threshold > 0 and previous is not None and previous.version != version.version
                     and _same_question(catalog, work, previous) else None)
     catalog.publish(version)

@@ -77,14 +77,14 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
 
 
 def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
-    """Counts of shown cells that moved by 1 to k-1 from one kept version of an aggregate to the
-    next of the same question (:func:`.revisions.revised_cells`): a reader holding both learns how
-    many records or people came or went in that cell."""
+    """Counts of shown cells that moved by 1 to k-1 from one kept version of an aggregate (or a
+    sql cells table) to the next of the same question (:func:`.revisions.revised_cells`): a
+    reader holding both learns how many records or people came or went in that cell."""
     found: list[dict[str, Any]] = []
     for name in catalog.names():
         current = catalog.current(name)
         spec = (current.spec if current is not None else None) or {}
-        if current is None or spec.get("kind") != "aggregate":
+        if current is None or not (spec.get("kind") == "aggregate" or sql_cells(spec)):
             continue
         k = suppression_threshold(ws, spec)
         if k <= 0:

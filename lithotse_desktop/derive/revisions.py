@@ -20,13 +20,20 @@ COUNTS = ("count", "count_distinct")
 
 
 def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table) -> list[dict[str, Any]]:
-    """Each count (``count``, ``count_distinct``) of a cell shown in both tables that moved by 1
-    to k-1: its keys, the measure, the two values and the change."""
-    counts = [m["as"] for m in spec.get("measures", []) if m.get("fn") in COUNTS]
+    """Each count of a cell shown in both tables that moved by 1 to k-1: its keys, the measure,
+    the two values and the change. An aggregate's counts are its ``count`` and ``count_distinct``
+    measures, its keys the period and its group-bys; a sql cells table's counts are its
+    ``count_column`` and ``people_column``, its keys every other column that is not a number."""
+    if spec.get("kind") == "sql":
+        counts = [c for c in (spec.get("count_column"), spec.get("people_column")) if c]
+        coordinates = [f.name for f in after.schema if f.name in before.column_names and f.name != FLAG
+                       and f.name not in counts and not _numeric(f.type)]
+    else:
+        counts = [m["as"] for m in spec.get("measures", []) if m.get("fn") in COUNTS]
+        coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))]
+                       if c in after.column_names and c in before.column_names]
     if k <= 0 or not counts:
         return []
-    coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))]
-                   if c in after.column_names and c in before.column_names]
     earlier = _shown_counts(before, coordinates, counts)
     found = []
     for key, now in _shown_counts(after, coordinates, counts).items():
@@ -53,3 +60,7 @@ def _shown_counts(table: pa.Table, coordinates: list[str], counts: list[str]) ->
 
 def _text(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _numeric(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)

@@ -15,7 +15,7 @@ import re
 import pytest
 
 from lithotse_desktop.derive import build as build_module
-from lithotse_desktop.derive.build import DecidedAlone, build
+from lithotse_desktop.derive.build import DecidedAlone, build, build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.kinds.sql import COUNT_RULE, PEOPLE_RULE, check_counts
 from lithotse_desktop.derive.service import add_spec, lineage
@@ -248,3 +248,24 @@ def test_privacy_audit_lists_sql_cells_with_the_cells_they_left_out(encounters, 
     text = cli("privacy", "audit").output
     assert "sql cells ambulatory: 2 cell(s) left out with their keys" in text
     assert "no published" not in text
+
+
+def test_the_audit_names_sql_cells_revised_by_fewer_than_k(encounters, tmp_path):
+    """Pass 39 read that the revisions report skipped sql cells tables: Cardiology's ambulatory
+    people, shown (20), then 23 after three late visits, gave the three away unreported."""
+    from lithotse_desktop.derive.privacy import audit_published
+
+    ws = encounters
+    add_spec(ws, AMBULATORY)
+    build(ws, "ambulatory")
+    assert audit_published(ws)["revisions"] == []
+    folder = tmp_path / "ehr"
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"late{i},2020-01-2{i},Cardiology,AMB\n" for i in range(3))
+    run_import(ws, "ehr")
+    [result] = build_all(ws, ["ambulatory"])
+    assert result.revised == 1
+    found = {(r["cell"]["department"], r["measure"]): (r["before"], r["after"])
+             for r in audit_published(ws)["revisions"]}
+    # people 20 -> 23; the visits grew by 23, as the source has no key and the file landed again
+    assert found == {("Cardiology", "p"): (20, 23)}
