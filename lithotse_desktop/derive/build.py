@@ -247,6 +247,8 @@ class _Work:
     threshold: int
     disclosure: Disclosure
     vid: str = ""
+    previous_table: pa.Table | None = None
+    """The previous version's published cells, read once (see :func:`_previous_table`)."""
     table: pa.Table | None = None
     cells: bool = False
     periods: list[Any] | None = None
@@ -1142,7 +1144,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             continue
         if _published_whole(w):
             assert w.table is not None and w.previous is not None and w.periods is not None
-            table = _published_with(catalog.read(w.previous), w.table, w.periods)
+            table = _published_with(_previous_table(catalog, w), w.table, w.periods)
         subcounts = None
         if w.table is not None and w.threshold > 0 and w.input_schema is not None:
             flags = measures.flag_columns(w.spec, table, w.input_schema)
@@ -1210,11 +1212,20 @@ def _previous_cells(ws: Workspace, catalog: Catalog,
         return None
     kept_path = _cached_cells(ws, previous)
     kept = _read_file(kept_path) if kept_path is not None else None
-    published = catalog.read(previous)
+    published = _previous_table(catalog, work)
     if (previous.privacy or {}).get("hidden") == HIDDEN_LEFT_OUT or FLAG not in published.column_names:
         return published, None, kept
     flags = published.column(FLAG)
     return published.filter(pc.invert(flags)), published.filter(flags), kept
+
+
+def _previous_table(catalog: Catalog, work: _Work) -> pa.Table:
+    """The previous version's published table, read once per build: deciding, carrying states
+    and naming revisions all read it."""
+    assert work.previous is not None
+    if work.previous_table is None:
+        work.previous_table = catalog.read(work.previous)
+    return work.previous_table
 
 
 def _same_question(catalog: Catalog, work: _Work, previous: Version) -> bool:
@@ -1361,7 +1372,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
                       rows=sum(p["rows"] for p in parts.values()),
                       built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stats=stats, privacy=privacy)
     whole = _whole_table(catalog, parts, fresh, schema) if fresh is not None and work.disclosure.published else None
-    shown_before = (catalog.read(previous) if work.disclosure.published and _cells(spec)
+    shown_before = (_previous_table(catalog, work) if work.disclosure.published and _cells(spec)
                     and work.threshold > 0 and previous is not None and previous.version != version.version
                     and _same_question(catalog, work, previous) else None)
     catalog.publish(version)

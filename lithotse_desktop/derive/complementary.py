@@ -347,12 +347,12 @@ class Group:
             diff = self.differences[cell - self.cell_count]
             rel = diff.relation
             if isinstance(rel, Partition):
-                return {"remainder": rel.tables, "period": _text(diff.key[0]),
-                        **{b: _text(v) for b, v in zip(rel.common[rel.outer], diff.key[1:], strict=True)}}
-            return {"difference": [rel.outer, rel.inner], "period": _text(diff.key[0]),
-                    **{b: _text(v) for (_, b), v in zip(rel.common, diff.key[1:], strict=True)}}
+                return {"remainder": rel.tables, "period": json_value(diff.key[0]),
+                        **{b: json_value(v) for b, v in zip(rel.common[rel.outer], diff.key[1:], strict=True)}}
+            return {"difference": [rel.outer, rel.inner], "period": json_value(diff.key[0]),
+                    **{b: json_value(v) for (_, b), v in zip(rel.common, diff.key[1:], strict=True)}}
         member, i = self.owner[cell]
-        return {"derivative": member.name, **{k: _text(v) for k, v in member.keys[i].items()}}
+        return {"derivative": member.name, **{k: json_value(v) for k, v in member.keys[i].items()}}
 
     # --- lines --------------------------------------------------------------------------
     def own_lines(self) -> list[Line]:
@@ -376,14 +376,15 @@ class Group:
 
 
 def _describe_key(key: tuple) -> str:
-    return "(" + ", ".join(str(_text(v)) for v in key) + ")"
+    return "(" + ", ".join(str(json_value(v)) for v in key) + ")"
 
 
 def _sort_key(key: tuple) -> tuple:
     return tuple((v is None, str(type(v).__name__), str(v)) for v in key)
 
 
-def _text(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A key's value as JSON holds it: dates as ISO text."""
     return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
 
 

@@ -287,9 +287,7 @@ def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str 
     by_type = not spec.get("deidentify")
     found_computed: dict[str, frozenset[str]] = {}
     if spec.get("kind") == "view":
-        found = view_column_roles(spec.get("view", {}), hints=by_type)
-        found_computed = {c: frozenset({r} if (r := found.get(c)) else ())
-                          for c in view_computed_columns(spec.get("view", {}))}
+        found, found_computed = view_roles(spec)
     elif spec.get("kind") == "sql":
         unfollowed: list[str] = []
         try:
@@ -309,6 +307,14 @@ def output_roles(spec: dict, schema: pa.Schema, inputs: dict[str, dict[str, str 
     if computed is not None:
         computed.update(found_computed)
     return {field.name: named[field.name] if field.name in named else found.get(field.name) for field in schema}
+
+
+def view_roles(spec: dict) -> tuple[dict[str, str | None], dict[str, frozenset[str]]]:
+    """A view's column roles from its paths (a declared ``type`` classifies nothing under a
+    profile), and its computed columns with the role each is computed from."""
+    found = view_column_roles(spec.get("view", {}), hints=not spec.get("deidentify"))
+    return found, {c: frozenset({r} if (r := found.get(c)) else ())
+                   for c in view_computed_columns(spec.get("view", {}))}
 
 
 def _by_input_name(schema: pa.Schema, inputs: dict[str, dict[str, str | None]],

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from .compile import PERIOD
+from .complementary import json_value
 from .spec import dimension_alias
 from .suppress import FLAG
 
@@ -43,7 +44,7 @@ def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table) -> list
         for measure in counts:
             change = (now[measure] or 0) - (then[measure] or 0)
             if 0 < abs(change) < k:
-                found.append({"cell": {c: _text(v) for c, v in zip(coordinates, key, strict=True)},
+                found.append({"cell": {c: json_value(v) for c, v in zip(coordinates, key, strict=True)},
                               "measure": measure, "before": then[measure], "after": now[measure],
                               "change": change, "threshold": k})
     return found
@@ -56,10 +57,6 @@ def _shown_counts(table: pa.Table, coordinates: list[str], counts: list[str]) ->
     values = {m: table.column(m).to_pylist() for m in counts if m in table.column_names}
     return {key: {m: values[m][i] if m in values else None for m in counts}
             for i, key in enumerate(keys) if not flags[i]}
-
-
-def _text(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _numeric(typ: pa.DataType) -> bool:

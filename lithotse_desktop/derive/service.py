@@ -37,10 +37,10 @@ from .disclosure import (
     output_roles,
     picks,
     refusal,
+    view_roles,
     with_declared,
 )
 from .engines import check_engine_name
-from .identifiers import view_column_roles, view_computed_columns, view_picks
 from .inputs import empty_relation, input_picks, input_roles, lock_down, sample_schema, stream_keys
 from .kinds import KIND_MODULES
 from .kinds.sql import check_counts, check_row_by_row
@@ -83,12 +83,9 @@ def check_spec(ws: Workspace, spec: Any) -> dict:
     kind = KIND_MODULES[spec["kind"]]
     kind.check(spec)
     if spec.get("deidentify") and spec["kind"] == "view":
-        roles_found = with_declared(spec, view_column_roles(spec["view"], hints=False))
-        deidentify.actions(spec["deidentify"], roles_found, {},
-                           computed={c: {r} if (r := roles_found.get(c)) else set()
-                                     for c in view_computed_columns(spec["view"])})
-        check_deidentified_picks(spec, {"picks": [{"derivative": spec["name"], "condition": c}
-                                                  for c in view_picks(spec["view"]).conditions]})
+        found, computed_reads = view_roles(spec)
+        deidentify.actions(spec["deidentify"], with_declared(spec, found), {}, computed=computed_reads)
+        check_deidentified_picks(spec, picks(spec, pa.schema([]), {}, {}))
     if any(s is None for s in schemas.values()):
         return spec
     known = {alias: schema for alias, schema in schemas.items() if schema is not None}
