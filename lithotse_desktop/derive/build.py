@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -52,7 +53,7 @@ from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
-from .complementary import Cells, Group, carried_states, decide
+from .complementary import ANCHOR, Carried, Cells, Group, carried_states, decide
 from .disclosure import (
     FOLLOWED,
     ROLES_VERSION,
@@ -99,7 +100,7 @@ from .kinds.sql import (
 )
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, column_identity, partitions_of, relate
-from .revisions import revised_cells
+from .revisions import counts_of, revised_cells
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
@@ -249,6 +250,9 @@ class _Work:
     vid: str = ""
     previous_table: pa.Table | None = None
     """The previous version's published cells, read once (see :func:`_previous_table`)."""
+    anchors: dict[str, list[Any]] | None = None
+    """Each count of the table's cells as it stood when the cell's state was decided, kept with
+    the cells (:func:`_with_anchors`)."""
     table: pa.Table | None = None
     cells: bool = False
     periods: list[Any] | None = None
@@ -352,6 +356,27 @@ def _cached_cells(ws: Workspace, version: Version | None) -> Path | None:
         return None
     path = ws.local_dir / cells_key(version.name, cells_id)
     return path if path.is_file() else None
+
+
+def _with_anchors(table: pa.Table, anchors: dict[str, list[Any]] | None) -> pa.Table:
+    """The unsuppressed cells with each count's anchor (:data:`.complementary.ANCHOR`), which the
+    next build compares its counts with."""
+    for column, values in (anchors or {}).items():
+        table = table.append_column(ANCHOR + column, _column_of(values, table.schema.field(column).type))
+    return table
+
+
+def _column_of(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """Integers as an Arrow array from their bytes: pyarrow's first array made from Python
+    objects imports pandas, which an aggregate build does not otherwise spend time on."""
+    if pa.types.is_integer(typ) and all(isinstance(v, int) for v in values):
+        data = pa.py_buffer(np.asarray(values, dtype=np.int64))
+        return pa.Array.from_buffers(pa.int64(), len(values), [None, data]).cast(typ)
+    return pa.array(values, typ)
+
+
+def _without_anchors(table: pa.Table) -> pa.Table:
+    return table.drop_columns([c for c in table.column_names if c.startswith(ANCHOR)])
 
 
 def _keep_cells(ws: Workspace, name: str, cells_id: str, table: pa.Table) -> None:
@@ -576,7 +601,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     if work.suppressed:
         work.cells_id = _cells_id(spec, work.identities, timezone=ws.timezone, person_key=work.person_key)
         if periods is not None and cached is not None:
-            work.table = _merge_periods(_read_file(cached), work.table, periods)
+            work.table = _merge_periods(_without_anchors(_read_file(cached)), work.table, periods)
 
 
 _KEY_COUNTS: weakref.WeakKeyDictionary[Any, dict[str, dict | None]] = weakref.WeakKeyDictionary()
@@ -1138,6 +1163,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
     cells = []
+    tables: dict[str, tuple[_Work, pa.Table]] = {}
     for w in group:
         table = w.table if w.table is not None else w.published
         if w.spec["kind"] != "aggregate" or table is None:
@@ -1152,7 +1178,10 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             subcounts = measures.subcounts(w.spec, w.roles.get("input", {}), w.person_key, flags)
         member = Cells.from_table(w.name, w.spec, w.threshold, table, subcounts)
         if w.table is not None and w.suppressed:
-            member.kept_hidden, member.kept_shown = _carried_states(ws, catalog, w, table)
+            carried = _carried_states(ws, catalog, w, table)
+            member.carry(carried)
+            w.anchors = carried.anchors
+            tables[member.name] = (w, table)
         cells.append(member)
     present = {c.name for c in cells}
     rels, seen = [], set()
@@ -1180,20 +1209,39 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     counted = next((w.atoms for w in group if w.atoms is not None), None)
     partial = [w.name for w in group
                if w.table is not None and w.periods is not None and not w.suppressed and not _published_whole(w)]
-    return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
-                        None if counted is None else counted.columns, partial,
-                        atom_records=None if counted is None else counted.records), ws.zero_cells)
+    def deciding() -> dict[str, set[int]]:
+        return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
+                            None if counted is None else counted.columns, partial,
+                            atom_records=None if counted is None else counted.records), ws.zero_cells)
+
+    try:
+        return deciding()
+    except LithotseError:
+        if not any(c.held for c in cells):
+            raise
+    # a held cell another table gives away (one publishing every cell, suppress_below 0) protects
+    # nothing hidden: the cells are decided without holding, and the build counts the revisions
+    for c in cells:
+        if c.held and c.name in tables:
+            work, table = tables[c.name]
+            for column, anchors in (work.anchors or {}).items():
+                now = table.column(column).to_pylist()
+                for i in c.held:
+                    anchors[i] = now[i]
+        c.held = set()
+    return deciding()
 
 
-def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> tuple[set[int], set[int]]:
-    """Rows of ``table`` that keep the state they were published in by the previous version of the
-    same question, split into hidden and shown (:func:`carried_states`)."""
+def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> Carried:
+    """The states of ``table``'s rows the previous version of the same question fixes, with each
+    row's anchor (:func:`carried_states`): its records, people and published counts."""
+    counts = [CELL_COUNT, PEOPLE, *counts_of(work.spec, work.person_key)]
     previous = _previous_cells(ws, catalog, work)
     if previous is None:
-        return set(), set()
+        return Carried(anchors={c: table.column(c).to_pylist() for c in counts})
     coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in work.spec.get("group_by", []))]
                    if c in table.column_names]
-    return carried_states(table, coordinates, [CELL_COUNT, PEOPLE], work.threshold, *previous)
+    return carried_states(table, coordinates, counts, work.threshold, *previous, sizes=2)
 
 
 def _read_file(path: Path) -> pa.Table:
@@ -1309,7 +1357,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         if work.sql_cells:
             check_cells(name, table, work.tags)
             counted = table.num_rows
-            table = suppress_cells(spec, table, work.threshold, ws.zero_cells, _previous_cells(ws, catalog, work))
+            table, work.anchors = suppress_cells(spec, table, work.threshold, ws.zero_cells,
+                                                 _previous_cells(ws, catalog, work))
             work.left_out = counted - table.num_rows
             if work.threshold > 0:
                 work.cells_id = _cells_id(spec, work.identities)
@@ -1377,7 +1426,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
                     and _same_question(catalog, work, previous) else None)
     catalog.publish(version)
     if work.cells_id and unsuppressed is not None:
-        _keep_cells(ws, name, work.cells_id, unsuppressed)
+        _keep_cells(ws, name, work.cells_id, _with_anchors(unsuppressed, work.anchors))
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
     # a table of cells keeps no version of another question: it was decided apart from this one,
@@ -1389,7 +1438,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         shown = whole if whole is not None else catalog.read(version)
         get_plugin_manager().version_published(ws, version, shown)
         if shown_before is not None:
-            revised = len(revised_cells(spec, work.threshold, shown_before, shown))
+            revised = len(revised_cells(spec, work.threshold, shown_before, shown, work.person_key))
     else:
         get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),

@@ -83,6 +83,13 @@ class Cells:
     """Rows unchanged since a version already published, hidden or shown there: they keep that
     state, since the earlier version stays readable (a shown value is known, so hiding it now
     protects nothing, and a hidden one shown now would be subtracted from the earlier lines)."""
+    held: set[int] = field(default_factory=set)
+    """Rows shown in that version and revised since by 1 to k-1: primary, as a small cell is
+    (the two versions subtracted would count the people in between)."""
+
+    def carry(self, carried: Carried) -> None:
+        """Take the states an earlier version fixes (:func:`carried_states`)."""
+        self.kept_hidden, self.kept_shown, self.held = carried.hidden, carried.shown, carried.held
 
     @property
     def dims(self) -> list[str]:
@@ -390,50 +397,122 @@ def json_value(value: Any) -> Any:
 
 # --- deciding -------------------------------------------------------------------------------
 
-def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
-                   hidden_rows: pa.Table | None, kept: pa.Table | None) -> tuple[set[int], set[int]]:
-    """Rows of ``table`` (unsuppressed cells, with their ``counts``) that keep the state they had
-    in an earlier published version: ``shown`` are its rows shown, ``hidden_rows`` those it hid
-    (None where hidden cells are left out: then a key of ``kept`` not shown was hidden), ``kept``
-    its unsuppressed cells where this machine kept them.
+ANCHOR = "__anchor_"
+"""Prefix of the columns a build's kept cells hold each count in as it stood when the cell's
+state was last decided (:class:`Carried`)."""
 
-    A row keeps its state while each of its counts moved by fewer than k: a reader holding both
-    versions bounds a cell by its other version within the change, which the change of the
-    totals bounds in turn, so a shown cell is as good as known (no complement) and a hidden one
-    shown now would tell its earlier lines what they hid (January's other hidden cell grown by one
-    late record, shown: the small cell within 2). Without kept cells the changes are unknown: a
-    row shown or hidden before keeps its state (one left out is decided anew)."""
+
+@dataclass
+class Carried:
+    """What an earlier published version fixes of a new table's rows (:func:`carried_states`)."""
+
+    hidden: set[int] = field(default_factory=set)
+    """Hidden before and moved too little since: they stay hidden."""
+    shown: set[int] = field(default_factory=set)
+    """Shown before and unchanged: they stay shown (their values are known)."""
+    held: set[int] = field(default_factory=set)
+    """Shown before and revised by 1 to k-1: hidden now, as a small cell is."""
+    anchors: dict[str, list[Any]] = field(default_factory=dict)
+    """Per count, each row's value when its state was last decided: the earlier version's anchor
+    for a row that kept or took its state from it, its own count for a row decided anew."""
+
+
+def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
+                   hidden_rows: pa.Table | None, kept: pa.Table | None, sizes: int | None = None) -> Carried:
+    """Rows of ``table`` (unsuppressed cells, with their ``counts``) whose state an earlier
+    published version fixes: ``shown`` are its rows shown, ``hidden_rows`` those it hid (None
+    where hidden cells are left out: then a key of ``kept`` not shown was hidden), ``kept`` its
+    unsuppressed cells where this machine kept them (with their anchors, :data:`ANCHOR`).
+
+    Counts are compared with the anchor: the values a row had when its state was last decided.
+
+    - Hidden there: it stays hidden until each of its first ``sizes`` counts (its records and
+      people; default: all) moved by k or more. A reader holding both versions bounds a cell by
+      its other version within the change, which the change of the totals bounds in turn, so a
+      hidden cell shown after a small change would tell its earlier lines what they hid
+      (January's other hidden cell grown by one late record, shown: the small cell within 2),
+      and one whose people did not change at all would be the hidden value itself.
+    - Shown there and unchanged: it stays shown (known: hiding it protects nothing, and it is no
+      complement).
+    - Shown there and some count moved by 1 to k-1: held, hidden as a small cell is, since the
+      two versions subtracted would count the people who came in between (three late records
+      for January: 3). It is shown again once no count sits 1 to k-1 from the value last shown.
+
+    Without kept cells the changes of hidden rows are unknown: they stay hidden; a shown row is
+    compared with what was shown (its published counts, else every published value: any change
+    holds it)."""
     def keyed(t: pa.Table) -> list[tuple]:
         columns = [t.column(c).to_pylist() for c in coordinates]
         return list(zip(*columns, strict=True)) if columns else [()] * t.num_rows
 
+    def rows_of(t: pa.Table, columns: list[str]) -> dict[tuple, tuple]:
+        values = [t.column(c).to_pylist() for c in columns]
+        return dict(zip(keyed(t), zip(*values, strict=True) if values else [()] * t.num_rows, strict=True))
+
     shown_keys = set(keyed(shown))
-    before = None
+    base = None
     if kept is not None:
-        before = dict(zip(keyed(kept), zip(*(kept.column(c).to_pylist() for c in counts), strict=True), strict=True))
+        base = rows_of(kept, [ANCHOR + c if ANCHOR + c in kept.column_names else c for c in counts])
     hidden_keys = set(keyed(hidden_rows)) if hidden_rows is not None else \
-        (set(before) - shown_keys if before is not None else set())
+        (set(base) - shown_keys if base is not None else set())
+    published = [c for c in counts if c in shown.column_names] or \
+        [c for c in shown.column_names if c in table.column_names and c not in coordinates and c != "suppressed"]
+    was_shown = rows_of(shown, published)
     now = list(zip(*(table.column(c).to_pylist() for c in counts), strict=True))
-    hidden: set[int] = set()
-    kept_shown: set[int] = set()
+    seen = rows_of(table, published)
+    carried = Carried()
+    anchors: list[tuple] = []
     for i, key in enumerate(keyed(table)):
-        if key not in shown_keys and key not in hidden_keys:
-            continue
-        earlier = before.get(key) if before is not None else None
-        if before is not None and (earlier is None or any(abs((a or 0) - (b or 0)) >= k
-                                                          for a, b in zip(now[i], earlier, strict=True))):
-            continue
-        (kept_shown if key in shown_keys else hidden).add(i)
-    return hidden, kept_shown
+        anchor = now[i]
+        before = base.get(key) if base is not None else None
+        if key in shown_keys:
+            moves = _moves(now[i], before) if before is not None else _moves(seen[key], was_shown[key])
+            measured = before is not None or bool(set(published) & set(counts))
+            if not any(moves):
+                carried.shown.add(i)
+                anchor = before if before is not None else now[i]
+            elif not measured or not _moved_enough(moves, k):
+                carried.held.add(i)
+                anchor = before if before is not None else now[i]
+        elif key in hidden_keys and (before is None or
+                                     not all(m >= k for m in _moves(now[i], before)[:sizes])):
+            carried.hidden.add(i)
+            anchor = before if before is not None else now[i]
+        anchors.append(anchor)
+    carried.anchors = {c: [a[n] for a in anchors] for n, c in enumerate(counts)}
+    return carried
+
+
+def _moves(now: tuple, before: tuple) -> list[float]:
+    """How far each value moved; a float within a relative 1e-9 did not (a sum added up in
+    another order)."""
+    moves = []
+    for a, b in zip(now, before, strict=True):
+        if isinstance(a, float) or isinstance(b, float):
+            a, b = a or 0.0, b or 0.0
+            moves.append(0.0 if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) else abs(a - b))
+        else:
+            moves.append(0 if a == b else abs((a or 0) - (b or 0)) if _number(a) and _number(b) else math.inf)
+    return moves
+
+
+def _number(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float)) or hasattr(value, "as_integer_ratio")
+
+
+def _moved_enough(moves: list[float], k: int) -> bool:
+    """Whether a change may be shown: some count moved by k or more and none by 1 to k-1."""
+    return any(m >= k for m in moves) and not any(0 < m < k for m in moves)
 
 
 def primary(member: Cells, zero_cells: str) -> set[int]:
-    """Cells of 1 to k-1 people, and of 0 people when the zero rule hides them."""
+    """Cells of 1 to k-1 people, of 0 people when the zero rule hides them, counted in part by
+    1 to k-1, and revised by 1 to k-1 since they were shown."""
     if member.k <= 0 or member.people is None:
         return set()
     hide_zero = zero_cells == "suppress"
     return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)} | \
-        member.counted_in_part
+        member.counted_in_part | member.held
 
 
 def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
@@ -800,7 +879,7 @@ def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
     pair = [*frozen, *([owner] if owner and owner not in frozen else [])] if frozen else via
     lent = [name for name in via if name not in pair]
     totals = f", with the totals of {', '.join(lent)}" if lent else ""
-    kept = [m.name for m in group.members if m.kept_shown or m.kept_hidden]
+    kept = [m.name for m in group.members if m.kept_shown or m.kept_hidden or m.held]
     remedy = ("raise suppress_below or remove one of them" if not kept else
               f"cells of {', '.join(kept)} keep the state their previous version published them in (a reader "
               "holds both), so none of them may complement it: publish this under a new name, or remove "

@@ -48,6 +48,7 @@ from .identifiers import (
 )
 from .kinds.sql import JOIN_RULE, ONE_CELL_RULE, people_apart
 from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
+from .revisions import counts_of
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
 
@@ -584,7 +585,8 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
 
 
 def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE,
-                   previous: tuple[pa.Table, pa.Table | None, pa.Table | None] | None = None) -> pa.Table:
+                   previous: tuple[pa.Table, pa.Table | None, pa.Table | None] | None = None
+                   ) -> tuple[pa.Table, dict[str, list[Any]]]:
     """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
     a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
     complements along the table's lines. Numeric columns are the measures, the others the
@@ -598,7 +600,9 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
 
     ``previous``: the rows the previous version of the same question showed, those it hid (None
     when it left them out), and its unsuppressed cells where this machine kept them; rows that
-    changed little keep their state (:func:`.complementary.carried_states`)."""
+    changed little keep their state and shown rows revised by 1 to k-1 are held
+    (:func:`.complementary.carried_states`). Returned with each count's anchor, kept with the
+    cells for the next version to compare with."""
     declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
@@ -621,15 +625,16 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     cells = Cells.from_table(spec["name"], {"group_by": dims, "measures": []}, threshold, table)
     cells.records = records.to_pylist() if records is not None else [0] * table.num_rows
     cells.people = people.to_pylist() if people is not None else [0] * table.num_rows
+    counted = counts_of(spec)
+    anchors = {c: table.column(c).to_pylist() for c in counted}
     if previous is not None:
-        shown, hidden_rows, kept = previous
-        counted = [spec[key] for key in ("count_column", "people_column") if spec.get(key)]
         coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
-        cells.kept_hidden, cells.kept_shown = carried_states(table, coordinates, counted, threshold, shown,
-                                                             hidden_rows, kept)
+        carried = carried_states(table, coordinates, counted, threshold, *previous)
+        cells.carry(carried)
+        anchors = carried.anchors
     hidden = decide(Group([cells], []), zero_cells)[spec["name"]]
     published = publish_cells(table, numeric, hidden)
-    return published.filter(pc.invert(published.column(FLAG)))
+    return published.filter(pc.invert(published.column(FLAG))), anchors
 
 
 def cell_roles(spec: dict, table: pa.Table, inputs: dict[str, dict[str, str | None]]) -> dict[str, str | None]:

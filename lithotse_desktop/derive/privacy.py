@@ -96,7 +96,8 @@ def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
         tables = [catalog.read(v) for v in kept]
         for i in range(1, len(kept)):
             found.extend({"derivative": name, **revised, "versions": [kept[i - 1].version, kept[i].version]}
-                         for revised in revised_cells(kept[i].spec or spec, k, tables[i - 1], tables[i]))
+                         for revised in revised_cells(kept[i].spec or spec, k, tables[i - 1], tables[i],
+                                                      (kept[i].stats or {}).get("counted_by")))
     return found
 
 

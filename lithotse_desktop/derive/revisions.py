@@ -2,8 +2,9 @@
 
 Two versions of a table of cells read together tell how each shown count changed: a month built
 before its last records landed, then again after, gives the people seen in between (three late
-records: 3). Revisions are not held back (docs/privacy.md, Limits); the build and ``lithotse
-privacy audit`` name each one below the threshold, so whoever publishes knows where it happened.
+records: 3). A build holds such a cell back (:func:`.complementary.carried_states`); ``lithotse
+privacy audit`` and the build still name any revision a kept version shows (one built before
+revisions were held, or where the previous version's cells were not on this machine).
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from .complementary import json_value
 from .spec import dimension_alias
 from .suppress import FLAG
 
-COUNTS = ("count", "count_distinct")
 
-
-def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table) -> list[dict[str, Any]]:
+def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table,
+                  person_key: list[str] | None = None) -> list[dict[str, Any]]:
     """Each count of a cell shown in both tables that moved by 1 to k-1: its keys, the measure,
-    the two values and the change. An aggregate's counts are its ``count`` and ``count_distinct``
-    measures, its keys the period and its group-bys; a sql cells table's counts are its
+    the two values and the change. An aggregate's counts are :func:`counts_of` it, its keys the
+    period and its group-bys; a sql cells table's counts are its
     ``count_column`` and ``people_column``, its keys every other column that is not a number."""
+    counts = counts_of(spec, person_key)
     if spec.get("kind") == "sql":
-        counts = [c for c in (spec.get("count_column"), spec.get("people_column")) if c]
         coordinates = [f.name for f in after.schema if f.name in before.column_names and f.name != FLAG
                        and f.name not in counts and not _numeric(f.type)]
     else:
-        counts = [m["as"] for m in spec.get("measures", []) if m.get("fn") in COUNTS]
         coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))]
                        if c in after.column_names and c in before.column_names]
     if k <= 0 or not counts:
@@ -48,6 +47,17 @@ def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table) -> list
                               "measure": measure, "before": then[measure], "after": now[measure],
                               "change": change, "threshold": k})
     return found
+
+
+def counts_of(spec: dict, person_key: list[str] | None = None) -> list[str]:
+    """The published columns that count a cell's records or people, which a reader compares
+    across versions: an aggregate's ``count`` measures and its ``count_distinct`` of the person
+    key (``person_key``: the input's, or None to take every ``count_distinct``), a sql cells
+    table's declared counts. A distinct count of something else (wards, codes) counts values."""
+    if spec.get("kind") == "sql":
+        return [c for c in (spec.get("count_column"), spec.get("people_column")) if c]
+    return [m["as"] for m in spec.get("measures", []) if m.get("fn") == "count" or
+            (m.get("fn") == "count_distinct" and (person_key is None or m.get("column") in person_key))]
 
 
 def _shown_counts(table: pa.Table, coordinates: list[str], counts: list[str]) -> dict[tuple, dict[str, Any]]:

@@ -121,13 +121,13 @@ def test_an_incremental_build_hands_over_the_whole_version(workspace, lines, lis
     run_import(workspace, "vals")
     add_spec(workspace, MONTHLY)
     build(workspace, "monthly")
-    write(lines, "b.txt", [("2024-03-20", 5, "a", "new")])
+    write(lines, "b.txt", [("2024-03-20", 5, "a", f"new{i}") for i in range(3)])
     run_import(workspace, "vals")
     result = build(workspace, "monthly")
     assert result.status == "incremental" and result.partitions_written == 1 < result.partitions_total
     _version, table = last_for(listener, "monthly")
     assert table.equals(parquet_copy(workspace, "monthly"))
-    assert sorted(r["n"] for r in table.to_pylist() if r["grp"] == "a" and str(r["period"]) == "2024-03-01") == [8]
+    assert sorted(r["n"] for r in table.to_pylist() if r["grp"] == "a" and str(r["period"]) == "2024-03-01") == [10]
 
 
 def test_the_cache_gets_the_built_table_without_reading_parquet_back(workspace, lines, monkeypatch):
