@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -53,7 +52,7 @@ from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
-from .complementary import ANCHOR, Carried, Cells, Group, carried_states, decide
+from .complementary import Carried, Cells, Group, Undecided, anchors_table, carried_states, decide
 from .disclosure import (
     FOLLOWED,
     ROLES_VERSION,
@@ -250,9 +249,10 @@ class _Work:
     vid: str = ""
     previous_table: pa.Table | None = None
     """The previous version's published cells, read once (see :func:`_previous_table`)."""
-    anchors: dict[str, list[Any]] | None = None
-    """Each count of the table's cells as it stood when the cell's state was decided, kept with
-    the cells (:func:`_with_anchors`)."""
+    carried: Carried | None = None
+    """What the previous version of the same question fixes of the table's cells."""
+    anchors: pa.Table | None = None
+    """The anchors of the cells as published (:func:`.complementary.anchors_table`)."""
     table: pa.Table | None = None
     cells: bool = False
     periods: list[Any] | None = None
@@ -356,27 +356,6 @@ def _cached_cells(ws: Workspace, version: Version | None) -> Path | None:
         return None
     path = ws.local_dir / cells_key(version.name, cells_id)
     return path if path.is_file() else None
-
-
-def _with_anchors(table: pa.Table, anchors: dict[str, list[Any]] | None) -> pa.Table:
-    """The unsuppressed cells with each count's anchor (:data:`.complementary.ANCHOR`), which the
-    next build compares its counts with."""
-    for column, values in (anchors or {}).items():
-        table = table.append_column(ANCHOR + column, _column_of(values, table.schema.field(column).type))
-    return table
-
-
-def _column_of(values: list[Any], typ: pa.DataType) -> pa.Array:
-    """Integers as an Arrow array from their bytes: pyarrow's first array made from Python
-    objects imports pandas, which an aggregate build does not otherwise spend time on."""
-    if pa.types.is_integer(typ) and all(isinstance(v, int) for v in values):
-        data = pa.py_buffer(np.asarray(values, dtype=np.int64))
-        return pa.Array.from_buffers(pa.int64(), len(values), [None, data]).cast(typ)
-    return pa.array(values, typ)
-
-
-def _without_anchors(table: pa.Table) -> pa.Table:
-    return table.drop_columns([c for c in table.column_names if c.startswith(ANCHOR)])
 
 
 def _keep_cells(ws: Workspace, name: str, cells_id: str, table: pa.Table) -> None:
@@ -601,7 +580,7 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
     if work.suppressed:
         work.cells_id = _cells_id(spec, work.identities, timezone=ws.timezone, person_key=work.person_key)
         if periods is not None and cached is not None:
-            work.table = _merge_periods(_without_anchors(_read_file(cached)), work.table, periods)
+            work.table = _merge_periods(_read_file(cached), work.table, periods)
 
 
 _KEY_COUNTS: weakref.WeakKeyDictionary[Any, dict[str, dict | None]] = weakref.WeakKeyDictionary()
@@ -1163,7 +1142,6 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
     cells = []
-    tables: dict[str, tuple[_Work, pa.Table]] = {}
     for w in group:
         table = w.table if w.table is not None else w.published
         if w.spec["kind"] != "aggregate" or table is None:
@@ -1178,10 +1156,9 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             subcounts = measures.subcounts(w.spec, w.roles.get("input", {}), w.person_key, flags)
         member = Cells.from_table(w.name, w.spec, w.threshold, table, subcounts)
         if w.table is not None and w.suppressed:
-            carried = _carried_states(ws, catalog, w, table)
-            member.carry(carried)
-            w.anchors = carried.anchors
-            tables[member.name] = (w, table)
+            w.carried = _carried_states(ws, catalog, w, table)
+            if w.carried is not None:
+                member.carry(w.carried)
         cells.append(member)
     present = {c.name for c in cells}
     rels, seen = [], set()
@@ -1214,34 +1191,45 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
                             None if counted is None else counted.columns, partial,
                             atom_records=None if counted is None else counted.records), ws.zero_cells)
 
-    try:
-        return deciding()
-    except LithotseError:
-        if not any(c.held for c in cells):
-            raise
-    # a held cell another table gives away (one publishing every cell, suppress_below 0) protects
-    # nothing hidden: the cells are decided without holding, and the build counts the revisions
-    for c in cells:
-        if c.held and c.name in tables:
-            work, table = tables[c.name]
-            for column, anchors in (work.anchors or {}).items():
-                now = table.column(column).to_pylist()
-                for i in c.held:
-                    anchors[i] = now[i]
-        c.held = set()
-    return deciding()
+    while True:
+        try:
+            return deciding()
+        except Undecided as refused:
+            released = _release(cells, refused)
+            if not released:
+                raise
 
 
-def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> Carried:
-    """The states of ``table``'s rows the previous version of the same question fixes, with each
-    row's anchor (:func:`carried_states`): its records, people and published counts."""
-    counts = [CELL_COUNT, PEOPLE, *counts_of(work.spec, work.person_key)]
+def _release(cells: list[Cells], refused: Undecided) -> bool:
+    """Release the held cells a refusal names (else those of the tables it names): a held cell
+    another table gives away (one publishing every cell, suppress_below 0) protects nothing
+    hidden, so it is decided anew, and the build counts its revision. Whether any was."""
+    named = {(name, i) for name, i in refused.cells}
+    chosen = [(c, {i for i in c.held if (c.name, i) in named}) for c in cells]
+    if not any(rows for _c, rows in chosen):
+        tables = {name for name, _i in refused.cells}
+        chosen = [(c, set(c.held) if c.name in tables else set()) for c in cells]
+    for c, rows in chosen:
+        c.held -= rows
+    return any(rows for _c, rows in chosen)
+
+
+def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> Carried | None:
+    """The states of ``table``'s rows the previous version of the same question fixes
+    (:func:`carried_states`), comparing its records, people and published counts."""
     previous = _previous_cells(ws, catalog, work)
     if previous is None:
-        return Carried(anchors={c: table.column(c).to_pylist() for c in counts})
-    coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in work.spec.get("group_by", []))]
-                   if c in table.column_names]
-    return carried_states(table, coordinates, counts, work.threshold, *previous, sizes=2)
+        return None
+    return carried_states(table, _coordinates(work.spec, table), _anchor_counts(work), work.threshold, *previous,
+                          sizes=2)
+
+
+def _coordinates(spec: dict, table: pa.Table) -> list[str]:
+    return [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))] if c in table.column_names]
+
+
+def _anchor_counts(work: _Work) -> list[str]:
+    return [CELL_COUNT, PEOPLE, *counts_of(work.spec, work.person_key)]
 
 
 def _read_file(path: Path) -> pa.Table:
@@ -1251,20 +1239,22 @@ def _read_file(path: Path) -> pa.Table:
         return file.read()
 
 
-def _previous_cells(ws: Workspace, catalog: Catalog,
-                    work: _Work) -> tuple[pa.Table, pa.Table | None, pa.Table | None] | None:
+def _previous_cells(ws: Workspace, catalog: Catalog, work: _Work
+                    ) -> tuple[pa.Table, pa.Table | None, pa.Table | None, pa.Table | None] | None:
     """The rows the previous version of the same question showed, those it hid (None when it
-    left them out: sql cells) and its unsuppressed cells where this machine kept them."""
+    left them out: sql cells), its unsuppressed cells where this machine kept them, and its
+    anchors where they were stored."""
     previous = work.previous
     if previous is None or not _same_question(catalog, work, previous):
         return None
     kept_path = _cached_cells(ws, previous)
     kept = _read_file(kept_path) if kept_path is not None else None
+    anchors = catalog.anchors(previous)
     published = _previous_table(catalog, work)
     if (previous.privacy or {}).get("hidden") == HIDDEN_LEFT_OUT or FLAG not in published.column_names:
-        return published, None, kept
+        return published, None, kept, anchors
     flags = published.column(FLAG)
-    return published.filter(pc.invert(flags)), published.filter(flags), kept
+    return published.filter(pc.invert(flags)), published.filter(flags), kept, anchors
 
 
 def _previous_table(catalog: Catalog, work: _Work) -> pa.Table:
@@ -1354,6 +1344,9 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         unsuppressed = table
         if work.cells:
             table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
+            if work.suppressed:
+                work.anchors = anchors_table(unsuppressed, _coordinates(spec, unsuppressed), _anchor_counts(work),
+                                             work.carried, hidden or set())
         if work.sql_cells:
             check_cells(name, table, work.tags)
             counted = table.num_rows
@@ -1424,9 +1417,11 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     shown_before = (_previous_table(catalog, work) if work.disclosure.published and _cells(spec)
                     and work.threshold > 0 and previous is not None and previous.version != version.version
                     and _same_question(catalog, work, previous) else None)
+    if work.anchors is not None:
+        catalog.put_anchors(name, version.version, work.anchors)
     catalog.publish(version)
     if work.cells_id and unsuppressed is not None:
-        _keep_cells(ws, name, work.cells_id, _with_anchors(unsuppressed, work.anchors))
+        _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
                  version=work.vid, status=status, rows=version.rows, disclosure=work.disclosure.kind)
     # a table of cells keeps no version of another question: it was decided apart from this one,

@@ -73,6 +73,12 @@ def index_key(name: str, label: str, sha256: str) -> str:
     return f"restricted/{name}/record-index/{label}/{sha256}.parquet"
 
 
+def anchors_key(name: str, version: str) -> str:
+    """A table of cells version's anchors (:func:`.complementary.anchors_table`), always in the
+    restricted store: they hold the counts of hidden cells."""
+    return f"restricted/{name}/anchors/{version}.parquet"
+
+
 @dataclass
 class Version:
     name: str
@@ -288,7 +294,28 @@ class Catalog:
         for info in list(restricted.list(f"restricted/{name}/record-index/")):
             if info.key not in indexed:
                 restricted.delete(info.key)
+        anchored = {anchors_key(name, v) for v in kept_ids}
+        for info in list(restricted.list(f"restricted/{name}/anchors/")):
+            if info.key not in anchored:
+                restricted.delete(info.key)
         return dropped
+
+    # --- anchors ----------------------------------------------------------------
+    def put_anchors(self, name: str, version: str, table: pa.Table) -> None:
+        out = io.BytesIO()
+        pq.write_table(table, out, compression="zstd")
+        self.store_of("restricted").put_bytes(anchors_key(name, version), out.getvalue())
+
+    def anchors(self, version: Version) -> pa.Table | None:
+        """The anchors stored with ``version``, or None (built before anchors were stored, or
+        not readable with these credentials)."""
+        key = anchors_key(version.name, version.version)
+        try:
+            if self.store_of("restricted").stat(key) is None:
+                return None
+            return self.read_part(key)
+        except (NotFound, AccessDenied):
+            return None
 
     # --- reading ----------------------------------------------------------------
     def read(self, version: Version, *, start: dt.date | None = None,

@@ -397,9 +397,10 @@ def json_value(value: Any) -> Any:
 
 # --- deciding -------------------------------------------------------------------------------
 
-ANCHOR = "__anchor_"
-"""Prefix of the columns a build's kept cells hold each count in as it stood when the cell's
-state was last decided (:class:`Carried`)."""
+SHOWN_ANCHOR = "__shown_"
+HIDDEN_ANCHOR = "__hidden_"
+"""Prefixes of an anchors table's columns (:func:`anchors_table`): each count of a cell as it
+was last shown, and as it was when the cell was last hidden."""
 
 
 @dataclass
@@ -412,35 +413,40 @@ class Carried:
     """Shown before and unchanged: they stay shown (their values are known)."""
     held: set[int] = field(default_factory=set)
     """Shown before and revised by 1 to k-1: hidden now, as a small cell is."""
-    anchors: dict[str, list[Any]] = field(default_factory=dict)
-    """Per count, each row's value when its state was last decided: the earlier version's anchor
-    for a row that kept or took its state from it, its own count for a row decided anew."""
+    last_shown: list[tuple | None] = field(default_factory=list)
+    """Each row's counts as last shown (None: never; a None count: not known)."""
+    last_hidden: list[tuple | None] = field(default_factory=list)
+    """Each row's counts when it was last hidden, for a row hidden before."""
 
 
 def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
-                   hidden_rows: pa.Table | None, kept: pa.Table | None, sizes: int | None = None) -> Carried:
+                   hidden_rows: pa.Table | None, kept: pa.Table | None, anchors: pa.Table | None = None,
+                   sizes: int | None = None) -> Carried:
     """Rows of ``table`` (unsuppressed cells, with their ``counts``) whose state an earlier
     published version fixes: ``shown`` are its rows shown, ``hidden_rows`` those it hid (None
-    where hidden cells are left out: then a key of ``kept`` not shown was hidden), ``kept`` its
-    unsuppressed cells where this machine kept them (with their anchors, :data:`ANCHOR`).
+    where hidden cells are left out: then a key of ``kept`` or ``anchors`` not shown was
+    hidden), ``kept`` its unsuppressed cells where this machine kept them, ``anchors`` its
+    anchors (:func:`anchors_table`) where they were stored.
 
-    Counts are compared with the anchor: the values a row had when its state was last decided.
+    Each row is compared with the counts it had when last shown and when last hidden:
 
-    - Hidden there: it stays hidden until each of its first ``sizes`` counts (its records and
-      people; default: all) moved by k or more. A reader holding both versions bounds a cell by
-      its other version within the change, which the change of the totals bounds in turn, so a
-      hidden cell shown after a small change would tell its earlier lines what they hid
-      (January's other hidden cell grown by one late record, shown: the small cell within 2),
-      and one whose people did not change at all would be the hidden value itself.
-    - Shown there and unchanged: it stays shown (known: hiding it protects nothing, and it is no
-      complement).
-    - Shown there and some count moved by 1 to k-1: held, hidden as a small cell is, since the
+    - shown before and unchanged: it stays shown (known: hiding it protects nothing, and it is
+      no complement);
+    - shown before and some count moved by 1 to k-1: held, hidden as a small cell is, since the
       two versions subtracted would count the people who came in between (three late records
-      for January: 3). It is shown again once no count sits 1 to k-1 from the value last shown.
+      for January: 3);
+    - hidden before: it stays hidden until each of its first ``sizes`` counts (its records and
+      people; default: all) moved by k or more from when it was hidden, and none sits 1 to k-1
+      from the value last shown. A reader holding both versions bounds a cell by its other
+      version within the change, which the change of the totals bounds in turn, so a hidden
+      cell shown after a small change would tell its earlier lines what they hid (January's
+      other hidden cell grown by one late record, shown: the small cell within 2); one whose
+      people did not change would be the hidden value itself; and one back within k of what
+      was shown gives that revision.
 
-    Without kept cells the changes of hidden rows are unknown: they stay hidden; a shown row is
-    compared with what was shown (its published counts, else every published value: any change
-    holds it)."""
+    Without anchors the kept cells stand in for both; without either a hidden row stays hidden
+    and a shown row is compared with what was shown (its published counts, else every published
+    value: any change holds it)."""
     def keyed(t: pa.Table) -> list[tuple]:
         columns = [t.column(c).to_pylist() for c in coordinates]
         return list(zip(*columns, strict=True)) if columns else [()] * t.num_rows
@@ -450,45 +456,106 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
         return dict(zip(keyed(t), zip(*values, strict=True) if values else [()] * t.num_rows, strict=True))
 
     shown_keys = set(keyed(shown))
-    base = None
-    if kept is not None:
-        base = rows_of(kept, [ANCHOR + c if ANCHOR + c in kept.column_names else c for c in counts])
-    hidden_keys = set(keyed(hidden_rows)) if hidden_rows is not None else \
-        (set(base) - shown_keys if base is not None else set())
+    was_shown: dict[tuple, tuple | None] = {}
+    was_hidden: dict[tuple, tuple | None] = {}
+    if anchors is not None and all(SHOWN_ANCHOR + c in anchors.column_names for c in counts):
+        for key, values in rows_of(anchors, [SHOWN_ANCHOR + c for c in counts]).items():
+            was_shown[key] = None if all(v is None for v in values) else values
+        for key, values in rows_of(anchors, [HIDDEN_ANCHOR + c for c in counts]).items():
+            was_hidden[key] = None if all(v is None for v in values) else values
+        known = set(was_shown)
+    elif kept is not None:
+        before = rows_of(kept, counts)
+        was_shown = {key: values for key, values in before.items() if key in shown_keys}
+        was_hidden = {key: values for key, values in before.items() if key not in shown_keys}
+        known = set(before)
+    else:
+        known = set()
+    hidden_keys = set(keyed(hidden_rows)) if hidden_rows is not None else known - shown_keys
     published = [c for c in counts if c in shown.column_names] or \
         [c for c in shown.column_names if c in table.column_names and c not in coordinates and c != "suppressed"]
-    was_shown = rows_of(shown, published)
+    measured = bool(set(published) & set(counts))
+    published_before = rows_of(shown, published)
     now = list(zip(*(table.column(c).to_pylist() for c in counts), strict=True))
-    seen = rows_of(table, published)
+    published_now = rows_of(table, published)
     carried = Carried()
-    anchors: list[tuple] = []
     for i, key in enumerate(keyed(table)):
-        anchor = now[i]
-        before = base.get(key) if base is not None else None
+        last_shown = was_shown.get(key)
+        last_hidden = was_hidden.get(key) if key in hidden_keys else None
         if key in shown_keys:
-            moves = _moves(now[i], before) if before is not None else _moves(seen[key], was_shown[key])
-            measured = before is not None or bool(set(published) & set(counts))
+            if last_shown is None and key not in known:
+                moves = _moves(published_now[key], published_before[key])
+                last_shown = tuple(published_before[key][published.index(c)] if c in published else None
+                                   for c in counts) if measured else None
+                small = not measured or _small(moves, k)
+            else:
+                moves = _moves(now[i], last_shown) if last_shown is not None else []
+                small = _small(moves, k)
             if not any(moves):
                 carried.shown.add(i)
-                anchor = before if before is not None else now[i]
-            elif not measured or not _moved_enough(moves, k):
+            elif small:
                 carried.held.add(i)
-                anchor = before if before is not None else now[i]
-        elif key in hidden_keys and (before is None or
-                                     not all(m >= k for m in _moves(now[i], before)[:sizes])):
-            carried.hidden.add(i)
-            anchor = before if before is not None else now[i]
-        anchors.append(anchor)
-    carried.anchors = {c: [a[n] for a in anchors] for n, c in enumerate(counts)}
+        elif key in hidden_keys:
+            enough = last_hidden is not None and all(m is not None and m >= k
+                                                     for m in _moves(now[i], last_hidden)[:sizes])
+            if not enough or (last_shown is not None and _small(_moves(now[i], last_shown), k)):
+                carried.hidden.add(i)
+        carried.last_shown.append(last_shown)
+        carried.last_hidden.append(last_hidden)
     return carried
 
 
-def _moves(now: tuple, before: tuple) -> list[float]:
-    """How far each value moved; a float within a relative 1e-9 did not (a sum added up in
-    another order)."""
-    moves = []
+def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], carried: Carried | None,
+                  hidden: set[int]) -> pa.Table:
+    """The anchors of a version's cells, for the next version to compare with: each count as the
+    cell was last shown (now, where it is shown) and when it was last hidden (kept from before
+    while it stays hidden, now where it is hidden anew). Stored apart from what is published: it
+    holds the counts of hidden cells."""
+    rows = table.num_rows
+    current = [table.column(c).to_pylist() for c in counts]
+    shown_columns: list[list[Any]] = [[] for _ in counts]
+    hidden_columns: list[list[Any]] = [[] for _ in counts]
+    for i in range(rows):
+        if i in hidden:
+            last_shown = carried.last_shown[i] if carried is not None else None
+            kept_hidden = carried is not None and i in carried.hidden and carried.last_hidden[i] is not None
+            since = carried.last_hidden[i] if kept_hidden and carried is not None else \
+                tuple(column[i] for column in current)
+        else:
+            last_shown, since = tuple(column[i] for column in current), None
+        for n in range(len(counts)):
+            shown_columns[n].append(None if last_shown is None else last_shown[n])
+            hidden_columns[n].append(None if since is None else since[n])
+    names, arrays = list(coordinates), [table.column(c) for c in coordinates]
+    for n, c in enumerate(counts):
+        typ = table.schema.field(c).type
+        names += [SHOWN_ANCHOR + c, HIDDEN_ANCHOR + c]
+        arrays += [pa.chunked_array([arrow_array(shown_columns[n], typ)]),
+                   pa.chunked_array([arrow_array(hidden_columns[n], typ)])]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def arrow_array(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """Integers (None for null) as an Arrow array made from their bytes: pyarrow's first array
+    made from Python objects imports pandas, a third of a second an aggregate build does not
+    otherwise spend."""
+    if not (pa.types.is_integer(typ) and all(v is None or isinstance(v, int) for v in values)):
+        return pa.array(values, typ)
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    data = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=len(values))
+    nulls = len(values) - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.int64(), len(values), [bitmap, pa.py_buffer(data)], null_count=nulls).cast(typ)
+
+
+def _moves(now: tuple, before: tuple) -> list[float | None]:
+    """How far each value moved (None: not known before); a float within a relative 1e-9 did
+    not (a sum added up in another order)."""
+    moves: list[float | None] = []
     for a, b in zip(now, before, strict=True):
-        if isinstance(a, float) or isinstance(b, float):
+        if b is None and a is not None:
+            moves.append(None)
+        elif isinstance(a, float) or isinstance(b, float):
             a, b = a or 0.0, b or 0.0
             moves.append(0.0 if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) else abs(a - b))
         else:
@@ -500,9 +567,9 @@ def _number(value: Any) -> bool:
     return value is None or isinstance(value, (int, float)) or hasattr(value, "as_integer_ratio")
 
 
-def _moved_enough(moves: list[float], k: int) -> bool:
-    """Whether a change may be shown: some count moved by k or more and none by 1 to k-1."""
-    return any(m >= k for m in moves) and not any(0 < m < k for m in moves)
+def _small(moves: list[float | None], k: int) -> bool:
+    """Whether some count moved by 1 to k-1 (a revision a reader holding both would see)."""
+    return any(m is not None and 0 < m < k for m in moves)
 
 
 def primary(member: Cells, zero_cells: str) -> set[int]:
@@ -865,7 +932,16 @@ def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int])
     return _hide(hidden, max(candidates, key=lambda c: (group.records(c), -c)))
 
 
-def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
+class Undecided(LithotseError):
+    """The group's cells could not be decided: a hidden cell stays narrower than its threshold
+    whatever else is hidden. ``cells``: the members' rows the findings name."""
+
+    def __init__(self, message: str, cells: list[tuple[str, int]]) -> None:
+        super().__init__(message)
+        self.cells = cells
+
+
+def _refusal(group: Group, findings: list[Finding]) -> Undecided:
     first = findings[0]
     via = sorted(set(first.via) - {first.cell_info.get("derivative")}) or first.via
     where = ", ".join(f"{k}={v}" for k, v in first.cell_info.items() if k != "derivative")
@@ -884,8 +960,9 @@ def _refusal(group: Group, findings: list[Finding]) -> LithotseError:
               f"cells of {', '.join(kept)} keep the state their previous version published them in (a reader "
               "holds both), so none of them may complement it: publish this under a new name, or remove "
               "the derivative (lithotse derive rm) and build it again")
-    return LithotseError(f"publishing {' and '.join(pair)} would make a hidden cell of {owner} "
-                         f"({where}) recoverable: {bounds}{totals}{reason}; {remedy}")
+    named = [(group.owner[f.cell][0].name, group.owner[f.cell][1]) for f in findings if f.cell < group.cell_count]
+    return Undecided(f"publishing {' and '.join(pair)} would make a hidden cell of {owner} "
+                     f"({where}) recoverable: {bounds}{totals}{reason}; {remedy}", named)
 
 
 # --- auditing -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from ..errors import LithotseError
 from .compile import DUCKDB, PERIOD, Dialect
-from .complementary import DEFAULT_ZERO_RULE, Cells, Group, carried_states, decide
+from .complementary import DEFAULT_ZERO_RULE, Cells, Group, anchors_table, carried_states, decide
 from .deidentify import PROFILES
 from .identifiers import (
     ROLES,
@@ -585,8 +585,8 @@ def check_cells(name: str, table: pa.Table, tags: dict[str, tuple[str, str]]) ->
 
 
 def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str = DEFAULT_ZERO_RULE,
-                   previous: tuple[pa.Table, pa.Table | None, pa.Table | None] | None = None
-                   ) -> tuple[pa.Table, dict[str, list[Any]]]:
+                   previous: tuple[pa.Table, pa.Table | None, pa.Table | None, pa.Table | None] | None = None
+                   ) -> tuple[pa.Table, pa.Table | None]:
     """Small-cell suppression for sql cells, decided as for aggregates (:mod:`.complementary`):
     a row whose ``people_column`` (else ``count_column``) holds 1 to k-1 is suppressed, with its
     complements along the table's lines. Numeric columns are the measures, the others the
@@ -599,10 +599,11 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     to a cell of at least k people, and an absent key reads as suppressed.
 
     ``previous``: the rows the previous version of the same question showed, those it hid (None
-    when it left them out), and its unsuppressed cells where this machine kept them; rows that
-    changed little keep their state and shown rows revised by 1 to k-1 are held
-    (:func:`.complementary.carried_states`). Returned with each count's anchor, kept with the
-    cells for the next version to compare with."""
+    when it left them out), its unsuppressed cells where this machine kept them and its anchors;
+    rows that changed little keep their state and shown rows revised by 1 to k-1 are held
+    (:func:`.complementary.carried_states`). Returned with the cells' anchors
+    (:func:`.complementary.anchors_table`; None when nothing is suppressed), stored for the
+    next version to compare with."""
     declared: dict[str, pa.ChunkedArray] = {}
     for key in ("count_column", "people_column"):
         column = spec.get(key)
@@ -626,14 +627,13 @@ def suppress_cells(spec: dict, table: pa.Table, threshold: int, zero_cells: str 
     cells.records = records.to_pylist() if records is not None else [0] * table.num_rows
     cells.people = people.to_pylist() if people is not None else [0] * table.num_rows
     counted = counts_of(spec)
-    anchors = {c: table.column(c).to_pylist() for c in counted}
-    if previous is not None:
-        coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
-        carried = carried_states(table, coordinates, counted, threshold, *previous)
+    coordinates = ([PERIOD] if PERIOD in table.column_names else []) + dims
+    carried = carried_states(table, coordinates, counted, threshold, *previous) if previous is not None else None
+    if carried is not None:
         cells.carry(carried)
-        anchors = carried.anchors
     hidden = decide(Group([cells], []), zero_cells)[spec["name"]]
     published = publish_cells(table, numeric, hidden)
+    anchors = anchors_table(table, coordinates, counted, carried, hidden) if threshold > 0 else None
     return published.filter(pc.invert(published.column(FLAG))), anchors
 
 

@@ -263,8 +263,9 @@ def january_people(folder) -> Counter:
 def test_shown_cells_revised_by_fewer_than_k_are_held_until_they_moved_k(workspace, tmp_path):
     """Pass 28: a month built, then three late records for it: General's January, shown, went from
     50 to 53 people, and the two versions subtracted gave the three away. Now a shown cell whose
-    counts moved by 1 to k-1 is held (hidden, with complements, as a small cell is) until they
-    moved k or more from the value last shown: 53 and 56 are held, 62 is shown. At every step no
+    counts moved by 1 to k-1 is held (hidden, with complements, as a small cell is); a hidden
+    cell is shown again once its counts moved k or more from when it was hidden and none sits 1
+    to k-1 from the value last shown: 53, 56 and 62 (9 from 53) are held, 64 is shown. At every step no
     shown count moved by 1 to k-1, every hidden cell keeps an interval of k or more over all the
     versions read together, and the audit is clean."""
     from lithotse_desktop.derive.privacy import audit_published
@@ -272,7 +273,7 @@ def test_shown_cells_revised_by_fewer_than_k_are_held_until_they_moved_k(workspa
     folder, first = first_quarter_built(workspace, tmp_path)
     catalog = Catalog(workspace)
     versions = [first]
-    steps = [("General", 3, True), ("General", 3, True), ("General", 6, False)]
+    steps = [("General", 3, True), ("General", 3, True), ("General", 6, True), ("General", 2, False)]
     for step, (department, n, held) in enumerate(steps):
         append_late(folder, department, n, f"{department[:3]}{step}")
         run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
@@ -354,3 +355,60 @@ def test_a_hidden_cell_whose_people_did_not_change_stays_hidden(workspace, tmp_p
             if earlier is not None and earlier["suppressed"] and not row["suppressed"]:
                 assert row["patients"] != earlier["patients"], f"{name} {row}: shown with the people it hid"
 
+
+
+def january(ws, name: str = "by_dept") -> dict:
+    catalog = Catalog(ws)
+    return {r["department"]: r for r in catalog.read(catalog.current(name)).to_pylist() if r["period"].month == 1}
+
+
+def test_only_the_held_cells_another_table_gives_away_are_released(workspace, tmp_path):
+    """Pass 41: beside the Emergency visits per month (``suppress_below 0``, every cell shown),
+    three late Emergency people in February cannot be held (that table shows them), and
+    deciding released every held cell: January's General, 50 then 53 with no other table
+    showing it, gave its three late people away. Only February's Emergency is released now."""
+    folder, _first = first_quarter_built(workspace, tmp_path)
+    emergency = {"name": "em_month", "kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date",
+                 "grain": "month", "group_by": [], "measures": MEASURES, "suppress_below": 0,
+                 "filters": [{"column": "department", "op": "=", "value": "Emergency"}]}
+    add_spec(workspace, emergency)
+    build_all(workspace)
+    append_late(folder, "General", 3, "Gen")
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"ELEme{i},PLEme{i},2024-02-{10 + i},Emergency\n" for i in range(3))
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    results = {r.name: r for r in build_all(workspace)}
+    assert january(workspace)["General"]["suppressed"], "held: nothing else shows it"
+    catalog = Catalog(workspace)
+    february = {r["department"]: r for r in catalog.read(catalog.current("by_dept")).to_pylist()
+                if r["period"].month == 2}
+    assert february["Emergency"]["patients"] == PEOPLE[2][2] + 3, "shown by em_month anyway"
+    assert results["by_dept"].revised == 2, "its visits and patients, released"
+
+
+def test_a_held_cell_on_another_machine_is_compared_with_the_value_last_shown(workspace, tmp_path):
+    """Pass 41: the previous version's cells deleted (a second machine builds), General held at
+    53 took 53 as its anchor; eleven of its visits re-coded to Emergency then showed 42, and with
+    the 50 shown first, 50 + x - 11 = 42 gave the three late people. The anchors are stored with
+    each version in the restricted store, so another machine compares with the 50 shown."""
+    import shutil
+
+    folder, _first = first_quarter_built(workspace, tmp_path)
+    shutil.rmtree(workspace.local_dir / "cells")
+    append_late(folder, "General", 3, "Gen")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    assert january(workspace)["General"]["suppressed"]
+    with (folder / "encounters.csv").open() as rows:
+        lines = rows.read().splitlines()
+    moved = 0
+    for n, line in enumerate(lines):
+        fields = line.split(",")
+        if moved < 11 and fields[0].startswith("EP1Gen"):
+            lines[n] = ",".join([*fields[:3], "Emergency"])
+            moved += 1
+    (folder / "encounters.csv").write_text("\n".join(lines) + "\n")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    assert january_people(folder)["General"] == 42
+    assert january(workspace)["General"]["suppressed"], "42 is 8 from the 50 shown"
