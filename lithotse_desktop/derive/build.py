@@ -1201,16 +1201,16 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
 
 
 def _release(cells: list[Cells], refused: Undecided) -> bool:
-    """Release the held cells a refusal names (else those of the tables it names): a held cell
+    """Release the held cells a refusal names: a held cell
     another table gives away (one publishing every cell, suppress_below 0) protects nothing
     hidden, so it is decided anew, and the build counts its revision. Whether any was."""
     named = {(name, i) for name, i in refused.cells}
     chosen = [(c, {i for i in c.held if (c.name, i) in named}) for c in cells]
-    if not any(rows for _c, rows in chosen):
-        tables = {name for name, _i in refused.cells}
-        chosen = [(c, set(c.held) if c.name in tables else set()) for c in cells]
     for c, rows in chosen:
         c.held -= rows
+        for i in rows:  # its change is shown there: hiding it shares none
+            if c.changes is not None:
+                c.changes[i] = 0
     return any(rows for _c, rows in chosen)
 
 

@@ -86,10 +86,14 @@ class Cells:
     held: set[int] = field(default_factory=set)
     """Rows shown in that version and revised since by 1 to k-1: primary, as a small cell is
     (the two versions subtracted would count the people in between)."""
+    changes: list[int] | None = None
+    """Per row, how far it moved from the value last shown (its whole count where it is new, 0
+    where it was hidden): what hiding it adds to the change a line's hidden terms share."""
 
     def carry(self, carried: Carried) -> None:
         """Take the states an earlier version fixes (:func:`carried_states`)."""
         self.kept_hidden, self.kept_shown, self.held = carried.hidden, carried.shown, carried.held
+        self.changes = carried.changes
 
     @property
     def dims(self) -> list[str]:
@@ -417,6 +421,8 @@ class Carried:
     """Each row's counts as last shown (None: never; a None count: not known)."""
     last_hidden: list[tuple | None] = field(default_factory=list)
     """Each row's counts when it was last hidden, for a row hidden before."""
+    changes: list[int] = field(default_factory=list)
+    """Each row's change since last shown (:attr:`Cells.changes`)."""
 
 
 def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
@@ -444,9 +450,10 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
       people did not change would be the hidden value itself; and one back within k of what
       was shown gives that revision.
 
-    Without anchors the kept cells stand in for both; without either a hidden row stays hidden
-    and a shown row is compared with what was shown (its published counts, else every published
-    value: any change holds it)."""
+    Without anchors the kept cells give a shown row's last shown counts and a hidden row stays
+    hidden (the value it was last shown at is not known); without either, a shown row is compared
+    with what was shown (its published counts, else every published value: any change holds
+    it)."""
     def keyed(t: pa.Table) -> list[tuple]:
         columns = [t.column(c).to_pylist() for c in coordinates]
         return list(zip(*columns, strict=True)) if columns else [()] * t.num_rows
@@ -467,7 +474,6 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
     elif kept is not None:
         before = rows_of(kept, counts)
         was_shown = {key: values for key, values in before.items() if key in shown_keys}
-        was_hidden = {key: values for key, values in before.items() if key not in shown_keys}
         known = set(before)
     else:
         known = set()
@@ -502,7 +508,18 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
                 carried.hidden.add(i)
         carried.last_shown.append(last_shown)
         carried.last_hidden.append(last_hidden)
+        carried.changes.append(_change(now[i], last_shown, key in shown_keys or key in hidden_keys, sizes))
     return carried
+
+
+def _change(now: tuple, last_shown: tuple | None, seen: bool, sizes: int | None) -> int:
+    """The people (the least of the first ``sizes`` counts) a row moved by since last shown: all
+    of them where the row is new, none where it was only hidden (its change is not known to
+    anyone, so it is counted as none)."""
+    if last_shown is None:
+        return 0 if seen else int(min((v or 0 for v in now[:sizes]), default=0))
+    moves = [m for m in _moves(now, last_shown)[:sizes] if m is not None]
+    return int(min(moves)) if moves and all(math.isfinite(m) for m in moves) else 0
 
 
 def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], carried: Carried | None,
@@ -818,6 +835,13 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
 
     for cell in hidden:
         count_in(cell)
+    changes = [0] * cell_count
+    held: set[int] = set()
+    for m in group.members:
+        base = group.offsets[m.name]
+        held |= {base + i for i in m.held}
+        for i, change in enumerate(m.changes or ()):
+            changes[base + i] = change
     margins.refresh(concealed)
     by_cell: dict[int, list[int]] = defaultdict(list)
     for n, line in enumerate(lines):
@@ -845,6 +869,13 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
         lone = len(hiding) == 1 and (not is_difference(hiding[0]) or hiding[0] in sensitive)
         thin = total < line.k and any(c in sensitive for c in hiding)
         if not (lone or thin):
+            if held.intersection(hiding) and all(c < cell_count for c in hiding):
+                for cell in _sharing_the_change(line, hiding, changes, hideable):
+                    hidden.add(cell)
+                    count_in(cell)
+                    touch(cell)
+                    for virtual in margins.changed_after(cell, concealed):
+                        touch(virtual)
             continue
         needed = line.k - total if thin else 0
         candidates = [c for c, _ in line.terms if hideable(c) or (c >= first_virtual and not concealed(c))]
@@ -862,6 +893,22 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
                 for virtual in margins.changed_after(cell, concealed):
                     touch(virtual)
             break
+
+
+def _sharing_the_change(line: Line, hiding: list[int], changes: list[int], hideable: Any) -> list[int]:
+    """Cells to hide beside a held cell until the line's hidden cells moved by k or more in all
+    since last shown: the line read in both versions gives the change its hidden cells share
+    (General +3 held, Emergency +11 shown, the month's total +14 shown, Cardiology and
+    Dermatology hidden and unchanged: the 3 is General's, whatever they hold). Largest changes
+    first; none where no other cell changed (the documented limit of a total assumed known)."""
+    shared = sum(changes[c] for c in hiding)
+    chosen: list[int] = []
+    for cell in sorted((c for c, _ in line.terms if hideable(c) and changes[c] > 0), key=lambda c: (-changes[c], c)):
+        if shared >= line.k:
+            break
+        chosen.append(cell)
+        shared += changes[cell]
+    return chosen
 
 
 def _widen(group: Group, cell: int, hidden: set[int], frozen: set[int], dead: set[int] | None = None,

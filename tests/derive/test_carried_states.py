@@ -43,11 +43,19 @@ SHOWN = published({"Cardiology": None, "Dermatology": None, "Emergency": 40, "Ge
     ((45, 45), False),   # 15 more visits by 15 new people: decided anew
 ])
 def test_a_hidden_cell_is_decided_anew_only_once_records_and_people_each_moved_k(dermatology, stays_hidden):
-    now = cells({"Cardiology": (8, 8), "Dermatology": dermatology, "Emergency": (40, 40), "General": (50, 50)})
-    carried = carry(now, SHOWN, BEFORE)
+    first = {"Cardiology": (8, 8), "Dermatology": (30, 30), "Emergency": (40, 40), "General": (50, 50)}
+    carried = versions((first, {0, 1}), ({**first, "Dermatology": dermatology}, set()))
     assert (1 in carried.hidden) is stays_hidden
     assert 0 in carried.hidden and carried.shown == {2, 3} and not carried.held
     assert carried.last_hidden[1] == (30, 30) and carried.last_shown[1] is None
+
+
+def test_with_kept_cells_and_no_anchors_a_hidden_cell_stays_hidden():
+    """A version built before anchors were stored: the kept cells give what a shown cell showed,
+    not what a hidden one last showed, so a hidden cell stays hidden however far it moved."""
+    now = cells({"Cardiology": (8, 8), "Dermatology": (45, 45), "Emergency": (40, 40), "General": (50, 50)})
+    carried = carry(now, SHOWN, BEFORE)
+    assert carried.hidden == {0, 1} and carried.shown == {2, 3}
 
 
 def versions(*steps: tuple[dict[str, tuple[int, int]], set[int]]):

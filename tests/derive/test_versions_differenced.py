@@ -412,3 +412,25 @@ def test_a_held_cell_on_another_machine_is_compared_with_the_value_last_shown(wo
     build_all(workspace)
     assert january_people(folder)["General"] == 42
     assert january(workspace)["General"]["suppressed"], "42 is 8 from the 50 shown"
+
+
+def test_a_held_cell_is_not_pinned_by_the_versions_around_it(workspace, tmp_path):
+    """Pass 42: General held at 53 (three late people) while 11 new Emergency people moved
+    Emergency and the month's total by k or more, both shown; then 11 more for General, shown at
+    64. Cardiology and Dermatology, hidden and unchanged, summed to 38 before and after, so
+    General's 53 in between was the total less Emergency less 38: the three exactly. A line whose
+    hidden cells include a held one now hides cells that changed until its hidden cells moved by
+    k or more in all; every hidden cell of every version keeps an interval of k or more."""
+    folder, first = first_quarter_built(workspace, tmp_path)
+    versions = [first]
+    append_late(folder, "General", 3, "Gen")
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"ENEme{i},PNEme{i},2024-01-{10 + i},Emergency\n" for i in range(11))
+    for more in (0, 11):
+        append_late(folder, "General", more, "GenMore")
+        run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+        build_all(workspace)
+        versions.append(published(workspace))
+        for (v, month, dept), (lower, upper) in bounds(versions, [1, 2, 3], shared=False).items():
+            assert upper - lower >= K - 1e-6, f"version {v + 1}, {month}/{dept}: [{lower}, {upper}]"
+    assert january(workspace)["General"]["patients"] == january_people(folder)["General"] == 64
