@@ -52,7 +52,7 @@ from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
-from .complementary import Carried, Cells, Group, Undecided, anchors_table, carried_states, decide
+from .complementary import Carried, Cells, Group, Undecided, anchors_table, carried_states, decide, pinned_changes
 from .disclosure import (
     FOLLOWED,
     ROLES_VERSION,
@@ -98,7 +98,7 @@ from .kinds.sql import (
     several_rows,
 )
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
-from .relations import Relation, column_identity, partitions_of, relate
+from .relations import Relation, additive_quantities, column_identity, partitions_of, relate
 from .revisions import counts_of, revised_cells
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
@@ -1191,13 +1191,47 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
                             None if counted is None else counted.columns, partial,
                             atom_records=None if counted is None else counted.records), ws.zero_cells)
 
+    before = {w.name: _shown_counts(_previous_table(catalog, w), w.spec) for w in group
+              if w.previous is not None and w.table is not None and _same_question(catalog, w, w.previous)}
+    before.update({w.name: _shown_counts(w.published, w.spec) for w in group  # not rebuilt: unchanged
+                   if w.table is None and w.published is not None})
+    by_name = {c.name: c for c in cells}
+    for _round in range(MAX_PINNED_ROUNDS):
+        hidden = _deciding_with_releases(cells, deciding)
+        if not any(c.held for c in cells):
+            return hidden
+        pinned = pinned_changes(cells, rels, hidden, before)
+        if not pinned:
+            return hidden
+        for name, i in pinned:
+            by_name[name].held.add(i)
+    return _deciding_with_releases(cells, deciding)
+
+
+MAX_PINNED_ROUNDS = 20
+"""Rounds of hiding cells that bound a held cell's change (:func:`.complementary.pinned_changes`);
+each hides at least one more, and the last decision stands (its changes counted as revisions)."""
+
+
+def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[int]]:
     while True:
         try:
             return deciding()
         except Undecided as refused:
-            released = _release(cells, refused)
-            if not released:
+            if not _release(cells, refused):
                 raise
+
+
+def _shown_counts(table: pa.Table, spec: dict) -> dict[tuple, dict[tuple, Any] | None]:
+    """A published version's count of each cell, by its keys (None where hidden)."""
+    coordinates = _coordinates(spec, table)
+    counts = {q: alias for q, alias in additive_quantities(spec).items()
+              if q[0] == "count" and alias in table.column_names}
+    flags = table.column(FLAG).to_pylist() if FLAG in table.column_names else [False] * table.num_rows
+    keys = list(zip(*(table.column(c).to_pylist() for c in coordinates), strict=True)) if coordinates \
+        else [()] * table.num_rows
+    values = {q: table.column(alias).to_pylist() for q, alias in counts.items()}
+    return {key: None if flags[r] else {q: values[q][r] for q in values} for r, key in enumerate(keys)}
 
 
 def _release(cells: list[Cells], refused: Undecided) -> bool:

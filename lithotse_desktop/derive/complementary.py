@@ -489,7 +489,7 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
         last_shown = was_shown.get(key)
         last_hidden = was_hidden.get(key) if key in hidden_keys else None
         if key in shown_keys:
-            if last_shown is None and key not in known:
+            if last_shown is None:  # no anchor: what was published
                 moves = _moves(published_now[key], published_before[key])
                 last_shown = tuple(published_before[key][published.index(c)] if c in published else None
                                    for c in counts) if measured else None
@@ -893,6 +893,48 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
                 for virtual in margins.changed_after(cell, concealed):
                     touch(virtual)
             break
+
+
+def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
+                   before: dict[str, dict[tuple, dict[tuple, Any] | None]]) -> list[tuple[str, int]]:
+    """Cells to hide so that no held cell's change is narrowed below its threshold by the
+    versions read together: the table of changes (each shown count less its value in the
+    previous version, ``before``: by member, each key's published counts, None where it was
+    hidden) is audited like a table of cells, its relation lines and differences included and
+    every change at least 0 (records only land). A reader holding both versions solves it: with
+    the month's Emergency visits of a yearly table, unchanged February and March totals pin
+    their hidden Emergency cells, so January's Emergency change is known, and General's held 3
+    is the total's change less it. For each narrowed change, a published cell that bounded it
+    is chosen (as :func:`decide` widens a cell)."""
+    changes = []
+    for m in members:
+        old = before.get(m.name)
+        counts = {q: v for q, v in m.values.items() if q[0] == "count"}
+        delta: dict[tuple, list[Any]] = {q: [] for q in counts}
+        concealed = set()
+        for i, key in enumerate(m.keys):
+            earlier = old.get(tuple(key.values()), {}) if old is not None else {}
+            if i in hidden.get(m.name, m.hidden) or earlier is None:
+                concealed.add(i)
+            for q, values in counts.items():
+                delta[q].append(None if i in concealed else (values[i] or 0) - ((earlier or {}).get(q) or 0))
+        member = Cells(m.name, m.spec, m.k, m.keys, values=delta, types=m.types)
+        member.hidden = concealed
+        changes.append(member)
+    group = Group(changes, relations)
+    concealed_ids = _published_hidden(group)
+    frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
+        {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
+    held = {group.offsets[m.name] + i for m in members for i in m.held}
+    chosen: list[tuple[str, int]] = []
+    for finding in audit(group, concealed_ids):
+        if finding.cell not in held:
+            continue
+        cell = _widen(group, finding.cell, concealed_ids, frozen, None, finding.binding)
+        if cell is not None:
+            member, i = group.owner[cell]
+            chosen.append((member.name, i))
+    return chosen
 
 
 def _sharing_the_change(line: Line, hiding: list[int], changes: list[int], hideable: Any) -> list[int]:
