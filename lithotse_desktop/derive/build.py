@@ -123,7 +123,12 @@ class BuildResult:
     """Why a derivative of a run of several was ``failed`` or ``skipped`` (then ``version`` is empty)."""
     revised: int = 0
     """Counts of cells shown by this version and the one before it that moved by 1 to k-1: a
-    reader holding both learns that change (see :mod:`.revisions`; not held back)."""
+    reader holding both learns that change (see :mod:`.revisions`): held cells another table
+    shows anyway, released."""
+    held: int = 0
+    """Cells this version hides because they were revised by 1 to k-1 since the previous one
+    showed them (see :func:`.complementary.carried_states`); they are shown again once they
+    moved far enough."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -136,9 +141,11 @@ class BuildResult:
         revised = (f"; warning: {self.revised} shown count(s) changed by fewer than the threshold since the "
                    "previous version, a change a reader holding both sees (lithotse privacy audit lists them)"
                    if self.revised else "")
+        held = (f"; {self.held} cell(s) held back: revised by fewer than the threshold since shown"
+                if self.held else "")
         return (f"derivative {self.name}: {self.status} version {self.version}, {self.rows} rows, "
                 f"{self.partitions_written}/{self.partitions_total} partitions written "
-                f"in {self.seconds:.2f}s{revised}")
+                f"in {self.seconds:.2f}s{held}{revised}")
 
 
 def version_id(spec: dict, identities: dict[str, Any], context: dict[str, Any] | None = None) -> str:
@@ -251,6 +258,8 @@ class _Work:
     """The previous version's published cells, read once (see :func:`_previous_table`)."""
     carried: Carried | None = None
     """What the previous version of the same question fixes of the table's cells."""
+    held: int = 0
+    """How many of its cells were held (:attr:`BuildResult.held`)."""
     anchors: pa.Table | None = None
     """The anchors of the cells as published (:func:`.complementary.anchors_table`)."""
     table: pa.Table | None = None
@@ -1198,14 +1207,17 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     by_name = {c.name: c for c in cells}
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding)
-        if not any(c.held for c in cells):
-            return hidden
-        pinned = pinned_changes(cells, rels, hidden, before)
+        pinned = pinned_changes(cells, rels, hidden, before) if any(c.held for c in cells) else []
         if not pinned:
-            return hidden
+            break
         for name, i in pinned:
             by_name[name].held.add(i)
-    return _deciding_with_releases(cells, deciding)
+    else:
+        hidden = _deciding_with_releases(cells, deciding)
+    for w in group:
+        if w.name in by_name and w.carried is not None:
+            w.held = len(w.carried.held & by_name[w.name].held)
+    return hidden
 
 
 MAX_PINNED_ROUNDS = 20
@@ -1471,7 +1483,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     else:
         get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),
-                       time.perf_counter() - work.started, pruned, revised=revised)
+                       time.perf_counter() - work.started, pruned, revised=revised, held=work.held)
 
 
 def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> tuple[pa.Table, dict]:

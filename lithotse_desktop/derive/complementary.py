@@ -92,7 +92,7 @@ class Cells:
 
     def carry(self, carried: Carried) -> None:
         """Take the states an earlier version fixes (:func:`carried_states`)."""
-        self.kept_hidden, self.kept_shown, self.held = carried.hidden, carried.shown, carried.held
+        self.kept_hidden, self.kept_shown, self.held = carried.hidden, carried.shown, set(carried.held)
         self.changes = carried.changes
 
     @property
@@ -928,7 +928,7 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     held = {group.offsets[m.name] + i for m in members for i in m.held}
     chosen: list[tuple[str, int]] = []
     for finding in audit(group, concealed_ids):
-        if finding.cell not in held:
+        if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
             continue
         cell = _widen(group, finding.cell, concealed_ids, frozen, None, finding.binding)
         if cell is not None:
