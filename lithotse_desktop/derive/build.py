@@ -1200,20 +1200,23 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
                             None if counted is None else counted.columns, partial,
                             atom_records=None if counted is None else counted.records), ws.zero_cells)
 
-    before = {w.name: _shown_counts(_previous_table(catalog, w), w.spec) for w in group
-              if w.previous is not None and w.table is not None and _same_question(catalog, w, w.previous)}
-    before.update({w.name: _shown_counts(w.published, w.spec) for w in group  # not rebuilt: unchanged
-                   if w.table is None and w.published is not None})
     by_name = {c.name: c for c in cells}
+    baselines: list[dict[str, dict]] | None = None
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding)
-        pinned = pinned_changes(cells, rels, hidden, before) if any(c.held for c in cells) else []
+        if not _revised_hidden(group, by_name, hidden):
+            break
+        if baselines is None:
+            baselines = _baselines(catalog, group)
+        pinned = {cell for before in baselines for cell in pinned_changes(cells, rels, hidden, before)}
         if not pinned:
             break
         for name, i in pinned:
             by_name[name].held.add(i)
     else:
-        hidden = _deciding_with_releases(cells, deciding)
+        raise LithotseError(f"publishing {', '.join(sorted(by_name))} would let the versions read together narrow a "
+                            f"revised cell below its threshold after {MAX_PINNED_ROUNDS} rounds of hiding more; "
+                            "rule: a revision by fewer than the threshold is held")
     for w in group:
         if w.name in by_name and w.carried is not None:
             w.held = len(w.carried.held & by_name[w.name].held)
@@ -1221,8 +1224,40 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
 
 
 MAX_PINNED_ROUNDS = 20
-"""Rounds of hiding cells that bound a held cell's change (:func:`.complementary.pinned_changes`);
-each hides at least one more, and the last decision stands (its changes counted as revisions)."""
+"""Rounds of hiding cells that bound a revised cell's change (:func:`.complementary.pinned_changes`);
+each hides at least one more; a set still narrowed after them is refused."""
+
+
+def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[str, set[int]]) -> bool:
+    """Whether a hidden cell was shown before (held, or kept hidden since): only then can the
+    versions read together narrow a change."""
+    return any(w.carried is not None and w.name in cells and
+               any(w.carried.last_shown[i] is not None for i in hidden.get(w.name, ()))
+               for w in group)
+
+
+def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
+    """Every earlier moment a reader may hold the set at: per table of the group, the counts its
+    version of that moment published (a table not published yet is absent). Read once per
+    build, each kept version once."""
+    histories: dict[str, tuple[_Work, list[Version]]] = {}
+    for w in group:
+        if w.table is not None or w.published is not None:
+            histories[w.name] = (w, [v for v in catalog.versions(w.name) if _same_question(catalog, w, v)])
+    moments = sorted({v.published_at or "" for _w, kept in histories.values() for v in kept})
+    read: dict[tuple[str, str], dict] = {}
+    out = []
+    for moment in moments:
+        before = {}
+        for name, (w, kept) in histories.items():
+            then = [v for v in kept if (v.published_at or "") <= moment]
+            if then:
+                version = then[-1]
+                if (name, version.version) not in read:
+                    read[(name, version.version)] = _shown_counts(catalog.read(version), w.spec)
+                before[name] = read[(name, version.version)]
+        out.append(before)
+    return out
 
 
 def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[int]]:

@@ -897,16 +897,18 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
 
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                    before: dict[str, dict[tuple, dict[tuple, Any] | None]]) -> list[tuple[str, int]]:
-    """Cells to hide so that no held cell's change is narrowed below its threshold by the
-    versions read together: the table of changes (each shown count less its value in the
-    previous version, ``before``: by member, each key's published counts, None where it was
-    hidden) is audited like a table of cells, its relation lines and differences included and
-    every change at least 0 (records only land). A reader holding both versions solves it: with
+    """Cells to hide so that no revised cell's change is narrowed below its threshold by an
+    earlier version read with this one: the table of changes (each shown count less its value in
+    that version, ``before``: by member, each key's published counts, None where it was hidden)
+    is audited like a table of cells, its relation lines and differences included and every
+    change at least 0 (records only land). Revised: hidden now, shown there, and moved by 1 to
+    k-1 since. A reader holding both versions solves it: with
     the month's Emergency visits of a yearly table, unchanged February and March totals pin
     their hidden Emergency cells, so January's Emergency change is known, and General's held 3
     is the total's change less it. For each narrowed change, a published cell that bounded it
     is chosen (as :func:`decide` widens a cell)."""
     changes = []
+    revised: set[tuple[str, int]] = set()
     for m in members:
         old = before.get(m.name)
         counts = {q: v for q, v in m.values.items() if q[0] == "count"}
@@ -918,6 +920,9 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
                 concealed.add(i)
             for q, values in counts.items():
                 delta[q].append(None if i in concealed else (values[i] or 0) - ((earlier or {}).get(q) or 0))
+                if i in concealed and earlier and values[i] is not None and earlier.get(q) is not None \
+                        and 0 < abs(values[i] - earlier[q]) < m.k:
+                    revised.add((m.name, i))
         member = Cells(m.name, m.spec, m.k, m.keys, values=delta, types=m.types)
         member.hidden = concealed
         changes.append(member)
@@ -925,7 +930,7 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     concealed_ids = _published_hidden(group)
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
-    held = {group.offsets[m.name] + i for m in members for i in m.held}
+    held = {group.offsets[name] + i for name, i in revised}
     chosen: list[tuple[str, int]] = []
     for finding in audit(group, concealed_ids):
         if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
