@@ -99,7 +99,7 @@ from .kinds.sql import (
 )
 from .pseudonymize import patient_key_columns, pseudonymize, view_person_columns
 from .relations import Relation, additive_quantities, column_identity, partitions_of, relate
-from .revisions import counts_of, revised_cells
+from .revisions import coordinates_of, counts_of, revised_cells
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
 
@@ -1239,7 +1239,7 @@ def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[st
 def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
     """Every earlier moment a reader may hold the set at: per table of the group, the counts its
     version of that moment published (a table not published yet is absent). Read once per
-    build, each kept version once."""
+    build, each kept version once (the previous one as the build already read it)."""
     histories: dict[str, tuple[_Work, list[Version]]] = {}
     for w in group:
         if w.table is not None or w.published is not None:
@@ -1254,7 +1254,9 @@ def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
             if then:
                 version = then[-1]
                 if (name, version.version) not in read:
-                    read[(name, version.version)] = _shown_counts(catalog.read(version), w.spec)
+                    table = _previous_table(catalog, w) if w.previous is not None and \
+                        version.version == w.previous.version else catalog.read(version)
+                    read[(name, version.version)] = _shown_counts(table, w.spec)
                 before[name] = read[(name, version.version)]
         out.append(before)
     return out
@@ -1271,7 +1273,7 @@ def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[
 
 def _shown_counts(table: pa.Table, spec: dict) -> dict[tuple, dict[tuple, Any] | None]:
     """A published version's count of each cell, by its keys (None where hidden)."""
-    coordinates = _coordinates(spec, table)
+    coordinates = coordinates_of(spec, table.column_names)
     counts = {q: alias for q, alias in additive_quantities(spec).items()
               if q[0] == "count" and alias in table.column_names}
     flags = table.column(FLAG).to_pylist() if FLAG in table.column_names else [False] * table.num_rows
@@ -1282,9 +1284,9 @@ def _shown_counts(table: pa.Table, spec: dict) -> dict[tuple, dict[tuple, Any] |
 
 
 def _release(cells: list[Cells], refused: Undecided) -> bool:
-    """Release the held cells a refusal names: a held cell
-    another table gives away (one publishing every cell, suppress_below 0) protects nothing
-    hidden, so it is decided anew, and the build counts its revision. Whether any was."""
+    """Release the held cells a refusal names: a held cell another table gives away (one
+    publishing every cell, suppress_below 0) protects nothing hidden, so it is decided anew,
+    and the build counts its revision. Whether any was."""
     named = {(name, i) for name, i in refused.cells}
     chosen = [(c, {i for i in c.held if (c.name, i) in named}) for c in cells]
     for c, rows in chosen:
@@ -1301,12 +1303,8 @@ def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Tabl
     previous = _previous_cells(ws, catalog, work)
     if previous is None:
         return None
-    return carried_states(table, _coordinates(work.spec, table), _anchor_counts(work), work.threshold, *previous,
-                          sizes=2)
-
-
-def _coordinates(spec: dict, table: pa.Table) -> list[str]:
-    return [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))] if c in table.column_names]
+    return carried_states(table, coordinates_of(work.spec, table.column_names), _anchor_counts(work),
+                          work.threshold, *previous, sizes=2)
 
 
 def _anchor_counts(work: _Work) -> list[str]:
@@ -1426,8 +1424,8 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
         if work.cells:
             table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
             if work.suppressed:
-                work.anchors = anchors_table(unsuppressed, _coordinates(spec, unsuppressed), _anchor_counts(work),
-                                             work.carried, hidden or set())
+                work.anchors = anchors_table(unsuppressed, coordinates_of(spec, unsuppressed.column_names),
+                                             _anchor_counts(work), work.carried, hidden or set())
         if work.sql_cells:
             check_cells(name, table, work.tags)
             counted = table.num_rows

@@ -309,12 +309,9 @@ class Catalog:
     def anchors(self, version: Version) -> pa.Table | None:
         """The anchors stored with ``version``, or None (built before anchors were stored, or
         not readable with these credentials)."""
-        key = anchors_key(version.name, version.version)
         try:
-            if self.store_of("restricted").stat(key) is None:
-                return None
-            return self.read_part(key)
-        except (NotFound, AccessDenied):
+            return self.read_part(anchors_key(version.name, version.version))
+        except (NotFound, AccessDenied, FileNotFoundError):
             return None
 
     # --- reading ----------------------------------------------------------------

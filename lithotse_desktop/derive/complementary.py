@@ -547,12 +547,12 @@ def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], ca
     for n, c in enumerate(counts):
         typ = table.schema.field(c).type
         names += [SHOWN_ANCHOR + c, HIDDEN_ANCHOR + c]
-        arrays += [pa.chunked_array([arrow_array(shown_columns[n], typ)]),
-                   pa.chunked_array([arrow_array(hidden_columns[n], typ)])]
+        arrays += [pa.chunked_array([_arrow_array(shown_columns[n], typ)]),
+                   pa.chunked_array([_arrow_array(hidden_columns[n], typ)])]
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def arrow_array(values: list[Any], typ: pa.DataType) -> pa.Array:
+def _arrow_array(values: list[Any], typ: pa.DataType) -> pa.Array:
     """Integers (None for null) as an Arrow array made from their bytes: pyarrow's first array
     made from Python objects imports pandas, a third of a second an aggregate build does not
     otherwise spend."""

@@ -9,6 +9,7 @@ revisions were held, or where the previous version's cells were not on this mach
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import pyarrow as pa
@@ -30,8 +31,7 @@ def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table,
         coordinates = [f.name for f in after.schema if f.name in before.column_names and f.name != FLAG
                        and f.name not in counts and not _numeric(f.type)]
     else:
-        coordinates = [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))]
-                       if c in after.column_names and c in before.column_names]
+        coordinates = coordinates_of(spec, set(after.column_names) & set(before.column_names))
     if k <= 0 or not counts:
         return []
     earlier = _shown_counts(before, coordinates, counts)
@@ -47,6 +47,11 @@ def revised_cells(spec: dict, k: int, before: pa.Table, after: pa.Table,
                               "measure": measure, "before": then[measure], "after": now[measure],
                               "change": change, "threshold": k})
     return found
+
+
+def coordinates_of(spec: dict, columns: Collection[str]) -> list[str]:
+    """An aggregate's cell keys among ``columns``: its period, then its group-bys."""
+    return [c for c in [PERIOD, *(dimension_alias(d) for d in spec.get("group_by", []))] if c in columns]
 
 
 def counts_of(spec: dict, person_key: list[str] | None = None) -> list[str]:
