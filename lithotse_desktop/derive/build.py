@@ -1238,14 +1238,21 @@ def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[st
 
 def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
     """Every earlier moment a reader may hold the set at: per table of the group, the counts its
-    version of that moment published (a table not published yet is absent). Read once per
-    build, each kept version once (the previous one as the build already read it)."""
+    version of that moment published (a table not published yet is absent), pruned versions
+    included (their remembered cells). Read once per build, each kept version once (the previous
+    one as the build already read it)."""
     histories: dict[str, tuple[_Work, list[Version]]] = {}
+    read: dict[tuple[str, str], dict] = {}
     for w in group:
         if w.table is not None or w.published is not None:
-            histories[w.name] = (w, [v for v in catalog.versions(w.name) if _same_question(catalog, w, v)])
+            kept = [v for v in catalog.versions(w.name) if _same_question(catalog, w, v)]
+            ids = {v.version for v in kept}
+            for old, table in catalog.remembered(w.name):
+                if old.version not in ids and _same_question(catalog, w, old):
+                    read[(w.name, old.version)] = _shown_counts(table, w.spec)
+                    kept.append(old)
+            histories[w.name] = (w, sorted(kept, key=lambda v: v.published_at or ""))
     moments = sorted({v.published_at or "" for _w, kept in histories.values() for v in kept})
-    read: dict[tuple[str, str], dict] = {}
     out = []
     for moment in moments:
         before = {}
@@ -1269,6 +1276,16 @@ def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[
         except Undecided as refused:
             if not _release(cells, refused):
                 raise
+
+
+def _counted_columns(spec: dict, columns: list[str]) -> list[str]:
+    """The columns a reader compares across versions (:func:`_shown_counts`, the audit's
+    :func:`.revisions.revised_cells`): the cells' keys, their counts and the flag; a sql cells
+    table's every column (its keys are whichever are not numbers)."""
+    if spec.get("kind") != "aggregate":
+        return list(columns)
+    counts = {alias for q, alias in additive_quantities(spec).items() if q[0] == "count"} | set(counts_of(spec))
+    return [*coordinates_of(spec, columns), *(c for c in columns if c in counts), *([FLAG] if FLAG in columns else [])]
 
 
 def _shown_counts(table: pa.Table, spec: dict) -> dict[tuple, dict[tuple, Any] | None]:
@@ -1506,7 +1523,14 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     # a table of cells keeps no version of another question: it was decided apart from this one,
     # so their difference (all classes less one class) is not protected; a new question under a
     # new name is decided together with the old one instead
-    pruned = catalog.prune(name, ws.keep_versions, question=privacy.get("question") if _cells(spec) else None)
+    asked = privacy.get("question") if _cells(spec) else None
+    remember = None
+    if asked is not None and work.disclosure.published:
+        def remember(old: Version) -> list[str] | None:
+            """Copies of a pruned version a reader kept are audited against (:func:`_baselines`)."""
+            same = (old.privacy or {}).get("question") == asked and old.published_at
+            return _counted_columns(spec, old.columns) if same else None
+    pruned = catalog.prune(name, ws.keep_versions, question=asked, remember=remember)
     revised = 0
     if work.disclosure.published:
         shown = whole if whole is not None else catalog.read(version)

@@ -22,7 +22,7 @@ import datetime as dt
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,17 @@ def anchors_key(name: str, version: str) -> str:
     """A table of cells version's anchors (:func:`.complementary.anchors_table`), always in the
     restricted store: they hold the counts of hidden cells."""
     return f"restricted/{name}/anchors/{version}.parquet"
+
+
+def remembered_key(name: str, version: str) -> str:
+    """A pruned version's published cells with its manifest (:meth:`Catalog.prune`), in the
+    restricted store: copies of it may still be out there, and the changes a new version
+    publishes are audited against them."""
+    return f"restricted/{name}/remembered/{version}.parquet"
+
+
+REMEMBERED = b"lithotse.version"
+"""Parquet metadata key of a remembered version's manifest."""
 
 
 @dataclass
@@ -267,10 +278,12 @@ class Catalog:
         if self.store_of(other).stat(current_key(version.name, other)) is not None:
             self._clear(version.name, other)
 
-    def prune(self, name: str, keep: int, *, question: str | None = None) -> list[str]:
+    def prune(self, name: str, keep: int, *, question: str | None = None,
+              remember: Callable[[Version], list[str] | None] | None = None) -> list[str]:
         """Drop versions beyond the newest ``keep`` (never CURRENT) and parts no kept version uses;
         with ``question``, also every version recorded with another (``privacy.question``, see
-        :func:`.build.question`)."""
+        :func:`.build.question`). ``remember`` names the columns of a dropped version to keep
+        (None: none); they are written before the version goes, so a crash loses nothing."""
         area = self.area(name)
         store = self.store_of(area)
         versions = self.versions(name)
@@ -282,9 +295,12 @@ class Catalog:
         else:
             kept = versions[-keep:] if keep > 0 else []
         kept_ids = {v.version for v in kept} | ({current_id} if current_id else set())
-        dropped = [v.version for v in versions if v.version not in kept_ids]
-        for version in dropped:
-            store.delete(version_key(name, version, area))
+        dropped = [v for v in versions if v.version not in kept_ids]
+        for old in dropped:
+            columns = remember(old) if remember is not None else None
+            if columns is not None:
+                self._remember(old, columns)
+            store.delete(version_key(name, old.version, area))
         used = {p["key"] for v in versions if v.version in kept_ids for p in v.partitions.values()}
         for info in list(store.list(f"{area}/{name}/parts/")):
             if info.key not in used:
@@ -298,7 +314,28 @@ class Catalog:
         for info in list(restricted.list(f"restricted/{name}/anchors/")):
             if info.key not in anchored:
                 restricted.delete(info.key)
-        return dropped
+        return [v.version for v in dropped]
+
+    def _remember(self, version: Version, columns: list[str]) -> None:
+        table = self.read(version, columns=[c for c in columns if c in version.columns])
+        manifest = json.dumps(version.to_json(), sort_keys=True, default=str).encode()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), REMEMBERED: manifest})
+        out = io.BytesIO()
+        pq.write_table(table, out, compression="zstd")
+        self.store_of("restricted").put_bytes(remembered_key(version.name, version.version), out.getvalue())
+
+    def remembered(self, name: str) -> list[tuple[Version, pa.Table]]:
+        """The pruned versions :meth:`prune` remembered, oldest first, each with the columns it
+        kept (the manifest's parts are gone); none where the store refuses these credentials."""
+        store = self.store_of("restricted")
+        found = []
+        try:
+            for info in store.list(f"restricted/{name}/remembered/"):
+                table = self.read_part(info.key)
+                found.append((Version.from_json(json.loads(table.schema.metadata[REMEMBERED])), table))
+        except (NotFound, AccessDenied, FileNotFoundError):
+            return []
+        return sorted(found, key=lambda pair: pair[0].published_at or "")
 
     # --- anchors ----------------------------------------------------------------
     def put_anchors(self, name: str, version: str, table: pa.Table) -> None:

@@ -20,7 +20,7 @@ by those pairs.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LithotseError
 from ..progress import Progress
@@ -28,13 +28,16 @@ from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .atoms import Atoms, compile_atoms, joined_inputs, read_atoms
 from .build import cells_kind, differenced_with, input_label, sql_cells, suppression_threshold
-from .catalog import Catalog
+from .catalog import Catalog, Version
 from .complementary import Cells, Group, audit
 from .engines import engine_name, open_engine
 from .inputs import input_identity, resolve_stream
 from .relations import relations
 from .revisions import revised_cells
 from .spec import spec_inputs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def audit_published(ws: Workspace) -> dict[str, Any]:
@@ -77,9 +80,10 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
 
 
 def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
-    """Counts of shown cells that moved by 1 to k-1 from one kept version of an aggregate (or a
-    sql cells table) to the next of the same question (:func:`.revisions.revised_cells`): a
-    reader holding both learns how many records or people came or went in that cell."""
+    """Counts of shown cells that moved by 1 to k-1 from one kept (or pruned and remembered)
+    version of an aggregate (or a sql cells table) to the next of the same question
+    (:func:`.revisions.revised_cells`): a reader holding both learns how many records or people
+    came or went in that cell."""
     found: list[dict[str, Any]] = []
     for name in catalog.names():
         current = catalog.current(name)
@@ -89,16 +93,25 @@ def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
         k = suppression_threshold(ws, spec)
         if k <= 0:
             continue
-        question = (current.privacy or {}).get("question")
-        kept = [v for v in catalog.versions(name)
-                if ((v.privacy or {}).get("question") == question if question is not None
-                    else v.spec_hash == current.spec_hash)]
-        tables = [catalog.read(v) for v in kept]
+        listed: list[tuple[Version, pa.Table | None]] = [
+            (v, None) for v in catalog.versions(name) if _same_question(current, v)]
+        ids = {v.version for v, _ in listed}
+        listed += [(v, t) for v, t in catalog.remembered(name) if v.version not in ids and _same_question(current, v)]
+        listed.sort(key=lambda pair: pair[0].published_at or "")
+        kept = [v for v, _ in listed]
+        tables = [t if t is not None else catalog.read(v) for v, t in listed]
         for i in range(1, len(kept)):
             found.extend({"derivative": name, **revised, "versions": [kept[i - 1].version, kept[i].version]}
                          for revised in revised_cells(kept[i].spec or spec, k, tables[i - 1], tables[i],
                                                       (kept[i].stats or {}).get("counted_by")))
     return found
+
+
+def _same_question(current: Version, other: Version) -> bool:
+    question = (current.privacy or {}).get("question")
+    if question is None:
+        return other.spec_hash == current.spec_hash
+    return (other.privacy or {}).get("question") == question
 
 
 def sql_cells_tables(catalog: Catalog) -> list[dict[str, Any]]:

@@ -126,6 +126,41 @@ def test_old_versions_are_pruned_to_keep_versions(workspace, lines):
     assert len(Catalog(workspace).versions("monthly")) == 2
 
 
+def test_a_pruned_version_leaves_its_published_counts_in_the_restricted_store(workspace, lines, monkeypatch):
+    """A reader may have kept a pruned version's cells (an export, a workbook): its counts stay,
+    without its sums, where the audit of later versions reads them; written before the version
+    goes, gone with the derivative."""
+    workspace.config["workspace"]["keep_versions"] = 1
+    workspace.save()
+    add_spec(workspace, MONTHLY)
+    catalog = Catalog(workspace)
+    shown = []
+    for i in range(3):
+        write(lines, f"f{i}.txt", [(f"2024-01-0{i + 1}", i, "a")])
+        import_and_build(workspace, "vals")
+        shown.append(catalog.read(catalog.current("monthly")).to_pylist())
+    [kept] = catalog.versions("monthly")
+    remembered = catalog.remembered("monthly")
+    assert len(remembered) == 2 and kept.version not in {v.version for v, _ in remembered}
+    assert [v.published_at for v, _ in remembered] == sorted(v.published_at for v, _ in remembered) < [kept.published_at]
+    for (_version, table), rows in zip(remembered, shown[:2], strict=True):
+        assert table.column_names == ["period", "grp", "n", "ids", "suppressed"]
+        assert table.to_pylist() == [{c: row[c] for c in table.column_names} for row in rows]
+    store = catalog.store_of("restricted")
+    assert all(store.stat(f"restricted/monthly/remembered/{v.version}.parquet") for v, _ in remembered)
+
+    def failing(self, version, columns):
+        raise OSError("disk full")
+    monkeypatch.setattr(Catalog, "_remember", failing)
+    write(lines, "f3.txt", [("2024-01-04", 3, "a")])
+    with pytest.raises(OSError, match="disk full"):
+        import_and_build(workspace, "vals")
+    assert len(catalog.versions("monthly")) == 2, "a version is not dropped before it is remembered"
+    monkeypatch.undo()
+    catalog.remove("monthly")
+    assert list(store.list("restricted/monthly/")) == []
+
+
 def test_lineage_names_raw_objects(workspace, lines):
     write(lines, "a.txt", [("2024-01-01", 1, "a")])
     result = run_import(workspace, "vals")

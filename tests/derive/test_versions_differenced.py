@@ -306,13 +306,16 @@ def test_shown_cells_revised_by_fewer_than_k_are_held_until_they_moved_k(workspa
     assert len(catalog.versions("by_dept")) >= 2
 
 
-def test_the_audit_names_revisions_a_build_did_not_hold(workspace, tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep_versions", [5, 1])
+def test_the_audit_names_revisions_a_build_did_not_hold(workspace, tmp_path, monkeypatch, keep_versions):
     """Versions built before revisions were held (or by a build that showed them) stay readable:
     ``privacy audit`` compares the kept versions of each question and names every shown count
-    that moved by 1 to k-1, counted here from the files."""
+    that moved by 1 to k-1, counted here from the files. A version pruned since (``keep_versions
+    = 1``) may still be held by a reader: its remembered cells are compared too."""
     from lithotse_desktop.derive import complementary
     from lithotse_desktop.derive.privacy import audit_published
 
+    workspace.config["workspace"]["keep_versions"] = keep_versions
     folder, _first = first_quarter_built(workspace, tmp_path)
     assert audit_published(workspace)["ok"]
 
@@ -335,6 +338,9 @@ def test_the_audit_names_revisions_a_build_did_not_hold(workspace, tmp_path, mon
                      ("by_month", None, "visits"): (sum(january.values()) - 3, sum(january.values())),
                      ("by_month", None, "patients"): (sum(january.values()) - 3, sum(january.values()))}
     assert {r["cell"]["period"] for r in report["revisions"]} == {"2024-01-01"}
+    catalog = Catalog(workspace)
+    assert [len(catalog.versions("by_dept")), len(catalog.remembered("by_dept"))] == \
+        ([2, 0] if keep_versions > 1 else [1, 1])
 
 
 def test_a_hidden_cell_whose_people_did_not_change_stays_hidden(workspace, tmp_path):
@@ -442,7 +448,8 @@ def test_a_held_cell_is_not_pinned_by_the_versions_around_it(workspace, tmp_path
     assert january(workspace)["General"]["patients"] == january_people(folder)["General"] == 64
 
 
-def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path):
+@pytest.mark.parametrize("keep_versions", [5, 1])
+def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path, keep_versions):
     """Pass 43: Emergency's February (5) and March (6) are hidden, its year shown by a yearly
     table of the Emergency visits. General's January +3 (held) and Emergency's +11: Emergency,
     hidden beside General to share the change, was pinned all the same: February's and March's
@@ -451,7 +458,10 @@ def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path
     that fixed between the two versions, 11 late Cardiology people brought the month's total back
     in a third version, and the first and the third read together gave the 3 again. Each earlier
     version read with the new one is now audited as a table of changes, and whatever bounds a
-    revised cell's change below k is hidden too."""
+    revised cell's change below k is hidden too. Pass 45: with ``keep_versions = 1`` the first
+    version was pruned before the third was decided, yet a reader who kept its export still holds
+    it; a pruned version's published cells are remembered and audited against as well."""
+    workspace.config["workspace"]["keep_versions"] = keep_versions
     folder = tmp_path / "ehr"
     folder.mkdir()
     people = {1: (15, 30, 40, 50), 2: (20, 25, 5, 45), 3: (22, 27, 6, 44)}
