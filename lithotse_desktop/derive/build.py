@@ -52,7 +52,17 @@ from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
-from .complementary import Carried, Cells, Group, Undecided, anchors_table, carried_states, decide, pinned_changes
+from .complementary import (
+    Carried,
+    Cells,
+    Group,
+    Undecided,
+    anchors_table,
+    carried_states,
+    decide,
+    pinned_changes,
+    primary,
+)
 from .disclosure import (
     FOLLOWED,
     ROLES_VERSION,
@@ -1202,15 +1212,21 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
 
     by_name = {c.name: c for c in cells}
     baselines: list[dict[str, dict]] | None = None
+    tried: set[tuple[str, int]] = set()
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding)
-        if not _revised_hidden(group, by_name, hidden):
+        if not _revised_hidden(group, by_name, hidden, ws.zero_cells):
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        pinned = {cell for before in baselines for cell in pinned_changes(cells, rels, hidden, before)}
+        audits = [pinned_changes(cells, rels, hidden, before, ws.zero_cells) for before in baselines]
+        pinned = {cell for a in audits for cell in a.hide} - tried
+        narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
+            if narrowed:  # nothing new to hide (or hidden before and released since: shown elsewhere)
+                raise _narrowed_change(narrowed[0], sorted(by_name))
             break
+        tried |= pinned
         for name, i in pinned:
             by_name[name].held.add(i)
     else:
@@ -1228,12 +1244,35 @@ MAX_PINNED_ROUNDS = 20
 each hides at least one more; a set still narrowed after them is refused."""
 
 
-def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[str, set[int]]) -> bool:
-    """Whether a hidden cell was shown before (held, or kept hidden since): only then can the
-    versions read together narrow a change."""
-    return any(w.carried is not None and w.name in cells and
-               any(w.carried.last_shown[i] is not None for i in hidden.get(w.name, ()))
-               for w in group)
+def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[str, set[int]],
+                    zero_cells: str) -> bool:
+    """Whether a hidden cell was shown before (held, or kept hidden since), or is small and new
+    since the previous version: only then can the versions read together narrow a change that
+    tells something (see :func:`.complementary.pinned_changes`)."""
+    for w in group:
+        carried = w.carried
+        if carried is None or w.name not in cells:
+            continue
+        small = None
+        for i in hidden.get(w.name, ()):
+            if carried.last_shown[i] is not None:
+                return True
+            if carried.last_hidden[i] is None:
+                small = primary(cells[w.name], zero_cells) if small is None else small
+                if i in small:
+                    return True
+    return False
+
+
+def _narrowed_change(finding: Any, names: list[str]) -> LithotseError:
+    where = ", ".join(f"{k}={v}" for k, v in finding.cell_info.items() if k != "derivative")
+    return LithotseError(
+        f"publishing {', '.join(names)} would let this version read with an earlier one narrow the change of "
+        f"{finding.cell_info.get('derivative')}'s hidden cell ({where}) since then to between {finding.lower:g} "
+        f"and {finding.upper:g} ({finding.measure}), and no other cell can be hidden to widen it (the others "
+        "of its lines keep the state a reader holds); rule: a count of 1 to k-1, or a revision by fewer "
+        "than the threshold, is not published; the published versions stay as they are while it stays "
+        "below the threshold")
 
 
 def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:

@@ -895,14 +895,28 @@ def _complete(group: Group, lines: list[Line], hidden: set[int], sensitive: set[
             break
 
 
+@dataclass
+class Pinned:
+    """What :func:`pinned_changes` found: cells to hide, and the revised cells narrowed (those
+    nothing left to hide can widen first)."""
+
+    hide: list[tuple[str, int]] = field(default_factory=list)
+    narrowed: list[Finding] = field(default_factory=list)
+
+
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
-                   before: dict[str, dict[tuple, dict[tuple, Any] | None]]) -> list[tuple[str, int]]:
+                   before: dict[str, dict[tuple, dict[tuple, Any] | None]],
+                   zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
     """Cells to hide so that no revised cell's change is narrowed below its threshold by an
     earlier version read with this one: the table of changes (each shown count less its value in
     that version, ``before``: by member, each key's published counts, None where it was hidden)
     is audited like a table of cells, its relation lines and differences included and every
     change at least 0 (records only land). Revised: hidden now, shown there, and moved by 1 to
-    k-1 since. A reader holding both versions solves it: with
+    k-1 since; or new since (no row there) and small (:func:`primary`): its change is its value
+    (3 people of a new department in a month whose other cells a reader holds, the month's total
+    shown: the hidden complements did not fall, so the 3 are bounded by the total's change). A
+    table not published at that moment has unknown changes. A reader holding both versions
+    solves it: with
     the month's Emergency visits of a yearly table, unchanged February and March totals pin
     their hidden Emergency cells, so January's Emergency change is known, and General's held 3
     is the total's change less it. For each narrowed change, a published cell that bounded it
@@ -914,13 +928,17 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
         counts = {q: v for q, v in m.values.items() if q[0] == "count"}
         delta: dict[tuple, list[Any]] = {q: [] for q in counts}
         concealed = set()
+        small = primary(m, zero_cells) if old is not None else set()
         for i, key in enumerate(m.keys):
-            earlier = old.get(tuple(key.values()), {}) if old is not None else {}
-            if i in hidden.get(m.name, m.hidden) or earlier is None:
+            earlier = old.get(tuple(key.values()), {}) if old is not None else None
+            now_hidden = i in hidden.get(m.name, m.hidden)
+            if now_hidden or earlier is None:
                 concealed.add(i)
+            if now_hidden and earlier == {} and i in small:
+                revised.add((m.name, i))
             for q, values in counts.items():
                 delta[q].append(None if i in concealed else (values[i] or 0) - ((earlier or {}).get(q) or 0))
-                if i in concealed and earlier and values[i] is not None and earlier.get(q) is not None \
+                if now_hidden and earlier and values[i] is not None and earlier.get(q) is not None \
                         and 0 < abs(values[i] - earlier[q]) < m.k:
                     revised.add((m.name, i))
         member = Cells(m.name, m.spec, m.k, m.keys, values=delta, types=m.types)
@@ -931,15 +949,18 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
     held = {group.offsets[name] + i for name, i in revised}
-    chosen: list[tuple[str, int]] = []
+    found = Pinned()
     for finding in audit(group, concealed_ids):
         if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
             continue
         cell = _widen(group, finding.cell, concealed_ids, frozen, None, finding.binding)
         if cell is not None:
             member, i = group.owner[cell]
-            chosen.append((member.name, i))
-    return chosen
+            found.hide.append((member.name, i))
+            found.narrowed.append(finding)
+        else:
+            found.narrowed.insert(0, finding)
+    return found
 
 
 def _sharing_the_change(line: Line, hiding: list[int], changes: list[int], hideable: Any) -> list[int]:
@@ -1042,7 +1063,8 @@ def _refusal(group: Group, findings: list[Finding]) -> Undecided:
     owner = first.cell_info.get("derivative") or " − ".join(first.cell_info.get("difference", []))
     frozen = [m.name for m in group.members if m.k <= 0 and m.name in first.via]
     reason = (f"; {', '.join(frozen)} publish(es) every cell (suppress_below 0)" if frozen else "")
-    bounds = (f"{first.measure} could not be bounded (the solver failed)" if first.unresolved
+    bounds = (f"{first.measure} could not be bounded (the published numbers disagree, or the solver failed)"
+              if first.unresolved
               else f"{first.measure} between {first.lower:g} and {first.upper:g}")
     # the pair is the table that may hide nothing and the one whose cell it gives away; the
     # other tables only lent their totals to the bound (naming one of them first misled)
@@ -1052,8 +1074,10 @@ def _refusal(group: Group, findings: list[Finding]) -> Undecided:
     kept = [m.name for m in group.members if m.kept_shown or m.kept_hidden or m.held]
     remedy = ("raise suppress_below or remove one of them" if not kept else
               f"cells of {', '.join(kept)} keep the state their previous version published them in (a reader "
-              "holds both), so none of them may complement it: publish this under a new name, or remove "
-              "the derivative (lithotse derive rm) and build it again")
+              "holds both), so none of them may complement it; the published versions stay as they are "
+              "(this derivative is not updated while the cell stays below the threshold); removing the "
+              "derivative and building it again would let readers' copies of its versions be differenced "
+              "with the new one")
     named = [(group.owner[f.cell][0].name, group.owner[f.cell][1]) for f in findings if f.cell < group.cell_count]
     return Undecided(f"publishing {' and '.join(pair)} would make a hidden cell of {owner} "
                      f"({where}) recoverable: {bounds}{totals}{reason}; {remedy}", named)

@@ -491,3 +491,29 @@ def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path
             if small or (month, dept) == (1, "General"):  # the small cells, and the held one
                 assert upper - lower >= K - 1e-6, f"step {step}: version {v + 1}, {month}/{dept}: [{lower}, {upper}]"
         assert step == 0 or (1, 1, "General") in found, "General's January is held"
+
+
+def test_a_small_cell_that_cannot_be_complemented_keeps_the_published_versions(workspace, tmp_path):
+    """Every cell of February shown (20 to 45 people) and each month's total published by a table
+    that hides nothing (``suppress_below 0``); then 3 people of a new department, Oncology, land
+    in February. The total gives them away unless a cell of the line is hidden with them, and
+    each of those keeps the state a reader holds: the build is refused, naming the rule, and the
+    published versions are the ones before. The refusal does not point to removing the
+    derivative, which would let those copies be differenced with its next version."""
+    from lithotse_desktop.errors import LithotseError
+
+    folder, _first = first_quarter_built(workspace, tmp_path)
+    totals = {"name": "all_month", "kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date",
+              "grain": "month", "group_by": [], "measures": MEASURES, "suppress_below": 0}
+    add_spec(workspace, totals)
+    build_all(workspace)
+    before = published(workspace, [*SPECS, totals])
+    with (folder / "encounters.csv").open("a") as out:
+        out.writelines(f"ELOnc{i},PLOnc{i},2024-02-{10 + i},Oncology\n" for i in range(3))
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    with pytest.raises(LithotseError) as refused:
+        build_all(workspace)
+    message = str(refused.value)
+    assert "department=Oncology" in message and "narrow the change" in message and "rule:" in message
+    assert "derive rm" not in message
+    assert published(workspace, [*SPECS, totals]) == before
