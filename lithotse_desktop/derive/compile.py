@@ -82,6 +82,8 @@ class Dialect:
             return f"CAST({column_sql} AS DATE)"
         if _is_text(typ):
             return f"TRY_CAST(substr({column_sql}, 1, 10) AS DATE)"
+        if pa.types.is_integer(typ):  # a year: its first day
+            return f"CASE WHEN {column_sql} BETWEEN 1 AND 9999 THEN make_date(CAST({column_sql} AS INTEGER), 1, 1) END"
         raise TypeError(str(typ))
 
     def full_years(self, start_sql: str, end_sql: str) -> str:
@@ -368,6 +370,8 @@ class SparkDialect(Dialect):
             text = f"substr({column_sql}, 1, 10)"
             return (f"CASE WHEN {text} RLIKE '^-?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}$' "
                     f"THEN try_cast({text} AS DATE) END")
+        if pa.types.is_integer(typ):  # a year: its first day
+            return f"CASE WHEN {column_sql} BETWEEN 1 AND 9999 THEN make_date(CAST({column_sql} AS INT), 1, 1) END"
         raise TypeError(str(typ))
 
     def full_years(self, start_sql: str, end_sql: str) -> str:
@@ -960,9 +964,16 @@ def day_expression(spec: dict, col: Any, timezone: str, params: _Params,
 
 
 def _date_column(spec: dict, col: Any) -> tuple[str, pa.DataType]:
+    """The date field's SQL and type: a date, a time stamp, text, or, for yearly cells, a year
+    (an integer, as a de-identification profile leaves a date), read as its first day."""
     sql, typ = col(spec["date_field"], "date_field")
+    ages = any(isinstance(d, dict) and "age_band" in d for d in spec.get("group_by", []))
+    if pa.types.is_integer(typ) and spec.get("grain") == "year" and not (spec.get("from") or spec.get("to") or ages):
+        return sql, typ
     if not (_is_day(typ) or pa.types.is_string(typ)):
-        raise SpecError("date_field", f"column {spec['date_field']!r} is {typ}, not a date")
+        whole = " (a year counts only in yearly cells, with no from, to or age band)" \
+            if pa.types.is_integer(typ) else ""
+        raise SpecError("date_field", f"column {spec['date_field']!r} is {typ}, not a date{whole}")
     return sql, typ
 
 

@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from lithotse_desktop.derive.build import build
+from lithotse_desktop.derive.build import build, build_all
 from lithotse_desktop.derive.deidentify import COMPUTED_RULE
 from lithotse_desktop.derive.disclosure import DEIDENTIFIED_PICK_RULE
 from lithotse_desktop.derive.service import add_spec, read_table
@@ -541,3 +541,36 @@ def test_ages_held_as_decimals_are_capped():
     table, report = deidentify.apply(ages, {"age": "age90"}, reference_year=2026, pseudonymize=lambda t, c: t)
     assert table.column("age").to_pylist() == [decimal.Decimal("85.5"), decimal.Decimal("90.0")]
     assert report["generalised"] == ["age: age90"]
+
+
+def test_a_de_identified_year_counts_in_yearly_cells(workspace, tmp_path):
+    """Safe Harbor keeps a visit date's year only (an integer); an aggregate over the
+    de-identified rows can still count them by year (each year dated on its first day), and is
+    told plainly that a year makes no month."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    visits = [("2023-03-04", "cardio", 12), ("2023-05-06", "derm", 20), ("2023-09-10", "gen", 30),
+              ("2024-07-08", "cardio", 15), ("2024-08-09", "derm", 25), ("2024-10-11", "gen", 40),
+              ("2024-11-12", "ortho", 3)]
+    with (folder / "visits.csv").open("w") as out:
+        out.write("patient_id,visit_date,dept\n")
+        out.writelines(f"{dept}-{day[:4]}-{i},{day},{dept}\n" for day, dept, n in visits for i in range(n))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "visit_date",
+                                        "person_column": "patient_id"}, {})
+    run_import(workspace, "ehr")
+    add_spec(workspace, {"name": "visits_sh", "kind": "sql", "inputs": {"v": {"source": "ehr", "stream": "visits"}},
+                         "sql": "SELECT patient_id, visit_date, dept FROM v", "deidentify": "safe-harbor",
+                         "pseudonymize": ["patient_id"],
+                         "columns": {"patient_id": "person_key", "visit_date": "date", "dept": "code"}})
+    yearly = {"name": "by_year", "kind": "aggregate", "input": {"derivative": "visits_sh"},
+              "date_field": "visit_date", "grain": "year", "group_by": ["dept"],
+              "measures": [{"fn": "count_distinct", "column": "patient_id", "as": "patients"}]}
+    add_spec(workspace, yearly)
+    build_all(workspace)
+    rows = {(r["period"].year, r["dept"]): r for r in read_table(workspace, "by_year")[1].to_pylist()}
+    assert set(rows) == {(int(day[:4]), dept) for day, dept, _n in visits}
+    assert rows[(2024, "ortho")]["suppressed"]
+    shown = {key: r["patients"] for key, r in rows.items() if not r["suppressed"]}
+    assert shown and shown == {(int(day[:4]), dept): n for day, dept, n in visits if (int(day[:4]), dept) in shown}
+    with pytest.raises(SpecError, match=r"not a date \(a year counts only in yearly cells"):
+        add_spec(workspace, {**yearly, "name": "by_month", "grain": "month"})

@@ -76,6 +76,10 @@ SPECS = [
     {"name": "csv_day", "kind": "aggregate", "input": CONDITIONS, "date_field": "onset_date", "grain": "day",
      "suppress_below": 0, "measures": [{"fn": "count", "as": "diagnoses"}, {"fn": "max", "column": "icd10_code",
                                                                             "as": "last_code"}]},
+    # a year held as an integer (as de-identification leaves a date) dates yearly cells: a length
+    # of stay stands in for one here, years 1 to 30 and a null
+    {"name": "csv_int_year", "kind": "aggregate", "input": ENCOUNTERS, "date_field": LOS, "grain": "year",
+     "suppress_below": 0, "measures": [{"fn": "count", "as": "stays"}]},
     {"name": "csv_none", "kind": "aggregate", "input": CONDITIONS, "suppress_below": 0,
      "group_by": ["description"], "measures": _every_measure("snomed_code")},
     # a join (HL7 patients' birth dates onto CSV encounters) and age bands at the admission date
