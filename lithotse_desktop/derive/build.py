@@ -139,6 +139,8 @@ class BuildResult:
     """Cells this version hides because they were revised by 1 to k-1 since the previous one
     showed them (see :func:`.complementary.carried_states`); they are shown again once they
     moved far enough."""
+    warning: str | None = None
+    """Something that went wrong after the version was published (older versions not pruned)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -153,9 +155,10 @@ class BuildResult:
                    if self.revised else "")
         held = (f"; {self.held} cell(s) held back: revised by fewer than the threshold since shown"
                 if self.held else "")
+        warning = f"; warning: {self.warning}" if self.warning else ""
         return (f"derivative {self.name}: {self.status} version {self.version}, {self.rows} rows, "
                 f"{self.partitions_written}/{self.partitions_total} partitions written "
-                f"in {self.seconds:.2f}s{held}{revised}")
+                f"in {self.seconds:.2f}s{held}{revised}{warning}")
 
 
 def version_id(spec: dict, identities: dict[str, Any], context: dict[str, Any] | None = None) -> str:
@@ -266,6 +269,8 @@ class _Work:
     vid: str = ""
     previous_table: pa.Table | None = None
     """The previous version's published cells, read once (see :func:`_previous_table`)."""
+    returned: tuple[Version, pa.Table] | None = None
+    """The newest version of this question before another one (see :func:`_compared`)."""
     carried: Carried | None = None
     """What the previous version of the same question fixes of the table's cells."""
     held: int = 0
@@ -1317,6 +1322,16 @@ def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[
                 raise
 
 
+def _remembered_columns(old: Version) -> list[str] | None:
+    """What a version leaving the store keeps in the restricted store (its published counts,
+    whatever its question: a reader may hold a copy, and the question may come back), or None
+    for a version that published no cells."""
+    spec = old.spec or {}
+    if not old.published_at or old.area != "derived" or not _cells(spec) or old.privacy.get("class") == "deidentified":
+        return None
+    return _counted_columns(spec, old.columns)
+
+
 def _counted_columns(spec: dict, columns: list[str]) -> list[str]:
     """The columns a reader compares across versions (:func:`_shown_counts`, the audit's
     :func:`.revisions.revised_cells`): the cells' keys, their counts and the flag; a sql cells
@@ -1379,17 +1394,35 @@ def _previous_cells(ws: Workspace, catalog: Catalog, work: _Work
     """The rows the previous version of the same question showed, those it hid (None when it
     left them out: sql cells), its unsuppressed cells where this machine kept them, and its
     anchors where they were stored."""
-    previous = work.previous
-    if previous is None or not _same_question(catalog, work, previous):
+    compared = _compared(catalog, work)
+    if compared is None:
         return None
+    previous, published = compared
     kept_path = _cached_cells(ws, previous)
     kept = _read_file(kept_path) if kept_path is not None else None
     anchors = catalog.anchors(previous)
-    published = _previous_table(catalog, work)
     if (previous.privacy or {}).get("hidden") == HIDDEN_LEFT_OUT or FLAG not in published.column_names:
         return published, None, kept, anchors
     flags = published.column(FLAG)
     return published.filter(pc.invert(flags)), published.filter(flags), kept, anchors
+
+
+def _compared(catalog: Catalog, work: _Work) -> tuple[Version, pa.Table] | None:
+    """The version a new one's cells are compared with, and its published table: the previous
+    version where it asked the same question; else, where the question came back (a spec
+    replaced and restored, a round trip through another class), the newest version of it a
+    reader may still hold, kept or remembered (:meth:`.Catalog.remembered`); else None."""
+    previous = work.previous
+    if previous is not None and _same_question(catalog, work, previous):
+        return previous, _previous_table(catalog, work)
+    if work.returned is None:
+        asked = [(v, None) for v in catalog.versions(work.name) if _same_question(catalog, work, v)]
+        asked += [(v, t) for v, t in catalog.remembered(work.name) if _same_question(catalog, work, v)]
+        if not asked:
+            return None
+        version, table = max(asked, key=lambda pair: pair[0].published_at or "")
+        work.returned = (version, table if table is not None else catalog.read(version))
+    return work.returned
 
 
 def _previous_table(catalog: Catalog, work: _Work) -> pa.Table:
@@ -1554,7 +1587,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
                     and _same_question(catalog, work, previous) else None)
     if work.anchors is not None:
         catalog.put_anchors(name, version.version, work.anchors)
-    catalog.publish(version)
+    catalog.publish(version, remember=_remembered_columns)
     if work.cells_id and unsuppressed is not None:
         _keep_cells(ws, name, work.cells_id, unsuppressed)
     audit.record(ws, "publish", objects=sorted(p["key"] for p in parts.values()), derivative=name,
@@ -1562,14 +1595,12 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     # a table of cells keeps no version of another question: it was decided apart from this one,
     # so their difference (all classes less one class) is not protected; a new question under a
     # new name is decided together with the old one instead
-    asked = privacy.get("question") if _cells(spec) else None
-    remember = None
-    if asked is not None and work.disclosure.published:
-        def remember(old: Version) -> list[str] | None:
-            """Copies of a pruned version a reader kept are audited against (:func:`_baselines`)."""
-            same = (old.privacy or {}).get("question") == asked and old.published_at
-            return _counted_columns(spec, old.columns) if same else None
-    pruned = catalog.prune(name, ws.keep_versions, question=asked, remember=remember)
+    warning: str | None = None
+    try:
+        pruned = catalog.prune(name, ws.keep_versions, question=privacy.get("question") if _cells(spec) else None,
+                               remember=_remembered_columns)
+    except (OSError, LithotseError) as exc:  # published all the same; what it would drop stays for a later build
+        pruned, warning = [], f"older versions not pruned ({type(exc).__name__}: {without_values(exc)})"
     revised = 0
     if work.disclosure.published:
         shown = whole if whole is not None else catalog.read(version)
@@ -1579,7 +1610,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
     else:
         get_plugin_manager().version_withdrawn(ws, name)
     return BuildResult(name, work.vid, status, version.rows, len(written), len(parts),
-                       time.perf_counter() - work.started, pruned, revised=revised, held=work.held)
+                       time.perf_counter() - work.started, pruned, revised=revised, held=work.held, warning=warning)
 
 
 def _disclose(ws: Workspace, work: _Work, table: pa.Table, keys: list[str]) -> tuple[pa.Table, dict]:

@@ -233,7 +233,9 @@ class Catalog:
             raise self._unreadable(name) from None
 
     def versions(self, name: str) -> list[Version]:
-        area = self.area(name)
+        return self._versions_in(name, self.area(name))
+
+    def _versions_in(self, name: str, area: str) -> list[Version]:
         store = self.store_of(area)
         out = []
         try:
@@ -253,9 +255,10 @@ class Catalog:
             raise NotFound(f"{name}: no version was published on or before {day}")
         return eligible[-1]
 
-    def publish(self, version: Version) -> None:
+    def publish(self, version: Version, *, remember: Callable[[Version], list[str] | None] | None = None) -> None:
         """Write the version manifest, then move CURRENT to it with a conditional write; then
-        remove what the derivative left in the other area when its class was different."""
+        remove the versions the derivative left in the other area when its class was different
+        (``remember``: as :meth:`prune`)."""
         version.published_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         area = version.area
         store = self.store_of(area)
@@ -276,7 +279,21 @@ class Catalog:
             raise PreconditionFailed(f"{version.name}: CURRENT kept changing; publish again")
         other = "derived" if area == "restricted" else "restricted"
         if self.store_of(other).stat(current_key(version.name, other)) is not None:
-            self._clear(version.name, other)
+            self._withdraw(version.name, other, remember)
+
+    def _withdraw(self, name: str, area: str, remember: Callable[[Version], list[str] | None] | None) -> None:
+        """Remove a derivative's versions, parts and CURRENT from ``area`` (its class changed),
+        each version remembered first where ``remember`` says; what the restricted store keeps
+        beside versions (anchors, remembered cells, record indexes) stays for the new class."""
+        store = self.store_of(area)
+        for old in self._versions_in(name, area):
+            columns = remember(old) if remember is not None else None
+            if columns is not None:
+                self._remember(old, columns)
+            store.delete(version_key(name, old.version, area))
+        for info in list(store.list(f"{area}/{name}/parts/")):
+            store.delete(info.key)
+        store.delete(current_key(name, area))
 
     def prune(self, name: str, keep: int, *, question: str | None = None,
               remember: Callable[[Version], list[str] | None] | None = None) -> list[str]:
@@ -310,7 +327,9 @@ class Catalog:
         for info in list(restricted.list(f"restricted/{name}/record-index/")):
             if info.key not in indexed:
                 restricted.delete(info.key)
-        anchored = {anchors_key(name, v) for v in kept_ids}
+        remembered = {info.key.rsplit("/", 1)[-1].removesuffix(".parquet")
+                      for info in restricted.list(f"restricted/{name}/remembered/")}
+        anchored = {anchors_key(name, v) for v in kept_ids | remembered}  # a question may come back
         for info in list(restricted.list(f"restricted/{name}/anchors/")):
             if info.key not in anchored:
                 restricted.delete(info.key)
@@ -318,7 +337,9 @@ class Catalog:
 
     def _remember(self, version: Version, columns: list[str]) -> None:
         table = self.read(version, columns=[c for c in columns if c in version.columns])
-        manifest = json.dumps(version.to_json(), sort_keys=True, default=str).encode()
+        kept = {"name", "version", "spec_hash", "spec", "columns", "rows", "built_at", "published_at", "privacy"}
+        manifest = json.dumps({k: v for k, v in version.to_json().items() if k in kept},
+                              sort_keys=True, default=str).encode()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), REMEMBERED: manifest})
         out = io.BytesIO()
         pq.write_table(table, out, compression="zstd")
@@ -330,11 +351,15 @@ class Catalog:
         store = self.store_of("restricted")
         found = []
         try:
-            for info in store.list(f"restricted/{name}/remembered/"):
-                table = self.read_part(info.key)
-                found.append((Version.from_json(json.loads(table.schema.metadata[REMEMBERED])), table))
-        except (NotFound, AccessDenied, FileNotFoundError):
+            listed = list(store.list(f"restricted/{name}/remembered/"))
+        except AccessDenied:
             return []
+        for info in listed:
+            try:
+                table = self.read_part(info.key)
+            except (NotFound, FileNotFoundError):  # removed meanwhile (derive rm)
+                continue
+            found.append((Version.from_json(json.loads(table.schema.metadata[REMEMBERED])), table))
         return sorted(found, key=lambda pair: pair[0].published_at or "")
 
     # --- anchors ----------------------------------------------------------------

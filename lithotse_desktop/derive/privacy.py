@@ -81,9 +81,10 @@ def audit_published(ws: Workspace) -> dict[str, Any]:
 
 def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
     """Counts of shown cells that moved by 1 to k-1 from one kept (or pruned and remembered)
-    version of an aggregate (or a sql cells table) to the next of the same question
-    (:func:`.revisions.revised_cells`): a reader holding both learns how many records or people
-    came or went in that cell."""
+    version of an aggregate (or a sql cells table) to any later one of the same question
+    (:func:`.revisions.revised_cells`; shown at 50, hidden, then shown at 56: 6): a reader holding
+    both learns how many records or people came or went in that cell. Each cell of a version is
+    named once, with the nearest earlier version it moved from."""
     found: list[dict[str, Any]] = []
     for name in catalog.names():
         current = catalog.current(name)
@@ -101,9 +102,14 @@ def revisions(ws: Workspace, catalog: Catalog) -> list[dict[str, Any]]:
         kept = [v for v, _ in listed]
         tables = [t if t is not None else catalog.read(v) for v, t in listed]
         for i in range(1, len(kept)):
-            found.extend({"derivative": name, **revised, "versions": [kept[i - 1].version, kept[i].version]}
-                         for revised in revised_cells(kept[i].spec or spec, k, tables[i - 1], tables[i],
-                                                      (kept[i].stats or {}).get("counted_by")))
+            seen: set[str] = set()
+            for j in range(i - 1, -1, -1):  # every earlier version a reader may hold, the nearest first
+                for revised in revised_cells(kept[i].spec or spec, k, tables[j], tables[i],
+                                             (kept[i].stats or {}).get("counted_by")):
+                    cell = json.dumps([revised["cell"], revised["measure"]], sort_keys=True)
+                    if cell not in seen:
+                        seen.add(cell)
+                        found.append({"derivative": name, **revised, "versions": [kept[j].version, kept[i].version]})
     return found
 
 

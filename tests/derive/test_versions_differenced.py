@@ -517,3 +517,57 @@ def test_a_small_cell_that_cannot_be_complemented_keeps_the_published_versions(w
     assert "department=Oncology" in message and "narrow the change" in message and "rule:" in message
     assert "derive rm" not in message
     assert published(workspace, [*SPECS, totals]) == before
+
+
+def test_the_audit_compares_a_cell_with_every_earlier_version_it_was_shown_in(workspace, tmp_path, monkeypatch):
+    """Pass 46: General shown at 50, held at 53, then shown at 56 by a build that decided its
+    cells afresh (its states lost, as a question's round trip loses them): the versions around
+    the hidden one differ by 6. The audit compared each version with the one before only, where
+    General was hidden; it now compares with every earlier version."""
+    from lithotse_desktop.derive import complementary
+    from lithotse_desktop.derive.privacy import audit_published
+
+    folder, first = first_quarter_built(workspace, tmp_path)
+    append_late(folder, "General", 3, "Gen")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    assert january(workspace)["General"]["suppressed"], "held"
+    monkeypatch.setattr(complementary.Cells, "carry", lambda self, carried: None)
+    append_late(folder, "General", 3, "GenMore")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    build_all(workspace)
+    assert january(workspace)["General"]["patients"] == january_people(folder)["General"] == 56
+    catalog = Catalog(workspace)
+    versions = [v.version for v in catalog.versions("by_dept")]
+    found = {(r["cell"].get("department"), r["measure"]): (r["before"], r["after"], r["versions"])
+             for r in audit_published(workspace)["revisions"] if r["derivative"] == "by_dept"}
+    assert found[("General", "patients")] == (50, 56, [versions[0], versions[2]])
+    assert {r["department"]: r["patients"] for r in first["by_dept"] if r["period"].month == 1}["General"] == 50
+
+
+@pytest.mark.parametrize("between", ["another filter", "row-level"])
+def test_a_question_that_comes_back_is_compared_with_its_last_version(workspace, tmp_path, between):
+    """Pass 46: by_dept published (General 50), replaced by another question (a filter, or a
+    row-level sql: the derivative changes class), then restored after three late General
+    records: its last version was of the other question, so nothing was compared and General
+    was shown at 53 beside the first version's 50. Versions leaving the store are remembered
+    whatever their question, and a question that comes back is compared with its newest."""
+    from lithotse_desktop.derive.privacy import audit_published
+
+    folder, first = first_quarter_built(workspace, tmp_path)
+    by_dept = SPECS[0]
+    other = ({**by_dept, "filters": [{"column": "department", "op": "!=", "value": "Oncology"}]}
+             if between == "another filter" else
+             {"name": "by_dept", "kind": "sql", "inputs": {"e": ENCOUNTERS},
+              "sql": "SELECT admit_date, department FROM e"})
+    add_spec(workspace, other, replace=True)
+    build_all(workspace)
+    append_late(folder, "General", 3, "Gen")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    add_spec(workspace, by_dept, replace=True)
+    build_all(workspace)
+    now = published(workspace)
+    assert january(workspace)["General"]["suppressed"], "53 is 3 from the 50 a reader holds"
+    for (v, month, dept), (lower, upper) in bounds([first, now], [1, 2, 3], shared=False).items():
+        assert upper - lower >= K - 1e-6, f"version {v + 1}, {month}/{dept}: [{lower}, {upper}]"
+    assert audit_published(workspace)["revisions"] == []
