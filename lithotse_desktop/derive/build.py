@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -283,6 +284,9 @@ class _Work:
     person_key: list[str] | None = None
     cells_id: str | None = None
     question: str | None = None
+    decided: str = ""
+    """The id of the decision its version was published with (one per set built together): the
+    set's versions form one moment a reader may hold (see :func:`_baselines`)."""
     """What a table of cells asks (:func:`question`), once found."""
     several: list[str] | None = None
     """Why a row-level sql's rows may be several for one record (see :func:`_several`)."""
@@ -1273,8 +1277,8 @@ def _narrowed_change(finding: Any, names: list[str]) -> LithotseError:
     where = ", ".join(f"{k}={v}" for k, v in finding.cell_info.items() if k != "derivative")
     return LithotseError(
         f"publishing {', '.join(names)} would let this version read with an earlier one narrow the change of "
-        f"{finding.cell_info.get('derivative')}'s hidden cell ({where}) since then to between {finding.lower:g} "
-        f"and {finding.upper:g} ({finding.measure}), and no other cell can be hidden to widen it (the others "
+        f"{finding.cell_info.get('derivative')}'s hidden cell ({where}) since then to between {finding.lower + 0:g} "
+        f"and {finding.upper + 0:g} ({finding.measure}), and no other cell can be hidden to widen it (the others "
         "of its lines keep the state a reader holds); rule: a count of 1 to k-1, or a revision by fewer "
         "than the threshold, is not published; the published versions stay as they are while it stays "
         "below the threshold")
@@ -1296,7 +1300,16 @@ def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
                     read[(w.name, old.version)] = _shown_counts(table, w.spec)
                     kept.append(old)
             histories[w.name] = (w, sorted(kept, key=lambda v: v.published_at or ""))
-    moments = sorted({v.published_at or "" for _w, kept in histories.values() for v in kept})
+    # the tables of one decision are published a few milliseconds apart: together they are one
+    # moment (a table of it read with another's earlier version mixes two states of the data)
+    ends: dict[str, str] = {}
+    for _w, kept in histories.values():
+        for v in kept:
+            decided = (v.privacy or {}).get("decided")
+            if decided:
+                ends[decided] = max(ends.get(decided, ""), v.published_at or "")
+    moments = sorted({ends.get((v.privacy or {}).get("decided") or "", v.published_at or "")
+                      for _w, kept in histories.values() for v in kept})
     out = []
     for moment in moments:
         before = {}
@@ -1528,7 +1541,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             table = pseudonymize(ws, table, keys)
         table, privacy = _disclose(ws, work, table, keys)
         if _cells(spec):
-            privacy = {**privacy, "question": _question_of(catalog, work)}
+            privacy = {**privacy, "question": _question_of(catalog, work), "decided": work.decided}
         grain_split = spec["kind"] == "aggregate" and spec.get("grain", "none") != "none"
         fresh = _periods(table, grain_split)
         written = _write_parts(catalog, name, fresh, work.disclosure.area)
@@ -1697,6 +1710,9 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
             elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
         hidden = _decide(ws, catalog, group)
+        decided = uuid.uuid4().hex
+        for work in stale:
+            work.decided = decided
         progress.update(f"writing {', '.join(w.name for w in stale)}")
         for work in stale:
             results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))

@@ -1065,7 +1065,7 @@ def _refusal(group: Group, findings: list[Finding]) -> Undecided:
     reason = (f"; {', '.join(frozen)} publish(es) every cell (suppress_below 0)" if frozen else "")
     bounds = (f"{first.measure} could not be bounded (the published numbers disagree, or the solver failed)"
               if first.unresolved
-              else f"{first.measure} between {first.lower:g} and {first.upper:g}")
+              else f"{first.measure} between {first.lower + 0:g} and {first.upper + 0:g}")
     # the pair is the table that may hide nothing and the one whose cell it gives away; the
     # other tables only lent their totals to the bound (naming one of them first misled)
     pair = [*frozen, *([owner] if owner and owner not in frozen else [])] if frozen else via

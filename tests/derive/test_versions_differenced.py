@@ -571,3 +571,46 @@ def test_a_question_that_comes_back_is_compared_with_its_last_version(workspace,
     for (v, month, dept), (lower, upper) in bounds([first, now], [1, 2, 3], shared=False).items():
         assert upper - lower >= K - 1e-6, f"version {v + 1}, {month}/{dept}: [{lower}, {upper}]"
     assert audit_published(workspace)["revisions"] == []
+
+
+def test_the_tables_of_one_build_are_one_moment(workspace, tmp_path):
+    """Pass 47: the tables of one build are published milliseconds apart, and each publication
+    was taken as a moment a reader may hold: one pairing by_dept's new version (Oncology's 4 new
+    people in February, hidden) with the quarterly table's previous one (no Oncology). Read
+    together, the quarter's Oncology was new while its months had not changed, and a set a
+    reader holding any of the real states could not narrow was refused ("between 0 and -0").
+    The versions of one decision are one moment now; every build publishes."""
+    from lithotse_desktop.derive.privacy import audit_published
+
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    people = [(1, "Cardiology", 41), (1, "Dermatology", 4), (1, "Emergency", 8),
+              (2, "Cardiology", 46), (2, "Dermatology", 51), (2, "Emergency", 25)]
+    later = [[(2, "Emergency", 1), (2, "Dermatology", 10), (2, "Oncology", 4)], [(1, "Dermatology", 11)]]
+
+    def add(rows, tag):
+        with (folder / "encounters.csv").open("a") as out:
+            out.writelines(f"E{tag}{m}{d}{i},P{tag}{m}{d}{i},2024-{m:02d}-{1 + i % 27:02d},{d}\n"
+                           for m, d, n in rows for i in range(n))
+    (folder / "encounters.csv").write_text("encounter_id,patient_id,admit_date,department\n")
+    add(people, "a")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    month = {"kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "grain": "month",
+             "measures": MEASURES}
+    specs = [{**month, "name": "by_dept", "group_by": ["department"]}, {**month, "name": "by_month", "group_by": []},
+             {**month, "name": "sub_dept", "group_by": ["department"],
+              "filters": [{"column": "department", "op": "in", "value": ["Emergency", "Cardiology"]}]},
+             {**month, "name": "all_month", "group_by": [], "suppress_below": 0},
+             {**month, "name": "dept_quarter", "group_by": ["department"], "grain": "quarter"}]
+    for spec in specs:
+        add_spec(workspace, spec)
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-02-29"))
+    build_all(workspace)
+    for step, rows in enumerate(later):
+        add(rows, f"l{step}")
+        run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-02-29"))
+        assert all(r.status != "failed" for r in build_all(workspace))
+    catalog = Catalog(workspace)
+    decided = {catalog.current(s["name"]).privacy["decided"] for s in specs if s["name"] != "all_month"}
+    assert len(decided) == 1, "the suppressed tables were decided and published together"
+    assert audit_published(workspace)["ok"]
