@@ -32,7 +32,7 @@ import heapq
 import math
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -786,10 +786,10 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
             if cell is not None:
                 added.add(cell)
         if not added:
-            raise _refusal(group, findings)
+            raise _refusal(group, findings, sensitive)
         _complete(group, lines, hidden, sensitive, frozen, margins)
     else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
-        raise _refusal(group, audit(group, hidden, memo=memo))
+        raise _refusal(group, audit(group, hidden, memo=memo), sensitive)
     out: dict[str, set[int]] = {m.name: set() for m in group.members}
     for cell in hidden:
         member, i = group.owner[cell]
@@ -1056,8 +1056,11 @@ class Undecided(LithotseError):
         self.cells = cells
 
 
-def _refusal(group: Group, findings: list[Finding]) -> Undecided:
-    first = findings[0]
+def _refusal(group: Group, findings: list[Finding], sensitive: Collection[int] = ()) -> Undecided:
+    """The refusal naming the first finding about a small cell (a complement found exactly is
+    a consequence; pass 47: a quarter of every cell showed April's Emergency 5, and the refusal
+    named April's Cardiology 30), else the first."""
+    first = next((f for f in findings if f.cell in sensitive), findings[0])
     via = sorted(set(first.via) - {first.cell_info.get("derivative")}) or first.via
     where = ", ".join(f"{k}={v}" for k, v in first.cell_info.items() if k != "derivative")
     owner = first.cell_info.get("derivative") or " − ".join(first.cell_info.get("difference", []))

@@ -614,3 +614,23 @@ def test_the_tables_of_one_build_are_one_moment(workspace, tmp_path):
     decided = {catalog.current(s["name"]).privacy["decided"] for s in specs if s["name"] != "all_month"}
     assert len(decided) == 1, "the suppressed tables were decided and published together"
     assert audit_published(workspace)["ok"]
+
+
+def test_a_refusal_names_the_small_cell_not_a_complement_found_with_it(workspace, tmp_path):
+    """Pass 47: a quarterly table that hides nothing shows April's Emergency 5 (the quarter has
+    only April); the refusal named April's Cardiology 30, a complement found exactly with it.
+    It names the small cell now."""
+    from lithotse_desktop.errors import LithotseError
+
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    write_visits(folder / "encounters.csv")
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    quarters = {"name": "dept_quarter", "kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date",
+                "grain": "quarter", "group_by": ["department"], "measures": MEASURES, "suppress_below": 0}
+    for spec in [*SPECS, quarters]:
+        add_spec(workspace, spec)
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-04-30"))
+    with pytest.raises(LithotseError) as refused:
+        build_all(workspace)
+    assert "(period=2024-04-01, department=Emergency) recoverable: count between 5 and 5" in str(refused.value)
