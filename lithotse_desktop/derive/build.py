@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -285,8 +284,8 @@ class _Work:
     cells_id: str | None = None
     question: str | None = None
     decided: str = ""
-    """The id of the decision its version was published with (one per set built together): the
-    set's versions form one moment a reader may hold (see :func:`_baselines`)."""
+    """The id of the decision its version was published with (the set built together, named by
+    its versions): the set's versions form one moment a reader may hold (see :func:`_baselines`)."""
     """What a table of cells asks (:func:`question`), once found."""
     several: list[str] | None = None
     """Why a row-level sql's rows may be several for one record (see :func:`_several`)."""
@@ -1710,7 +1709,9 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
             elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
         hidden = _decide(ws, catalog, group)
-        decided = uuid.uuid4().hex
+        # named by what it publishes, so the same decision made again is the same moment and a
+        # version's manifest does not change when it is built again
+        decided = hashlib.sha256(json.dumps(sorted((w.name, w.vid) for w in stale)).encode()).hexdigest()[:20]
         for work in stale:
             work.decided = decided
         progress.update(f"writing {', '.join(w.name for w in stale)}")
