@@ -61,6 +61,7 @@ from .complementary import (
     carried_states,
     decide,
     pinned_changes,
+    pinned_together,
     primary,
 )
 from .disclosure import (
@@ -1227,7 +1228,8 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        audits = [pinned_changes(cells, rels, hidden, before, ws.zero_cells) for before in baselines]
+        audits = [audit(cells, rels, hidden, before, ws.zero_cells) for before in baselines
+                  for audit in (pinned_changes, pinned_together)]
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
@@ -1254,21 +1256,18 @@ each hides at least one more; a set still narrowed after them is refused."""
 
 def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[str, set[int]],
                     zero_cells: str) -> bool:
-    """Whether a hidden cell was shown before (held, or kept hidden since), or is small and new
-    since the previous version: only then can the versions read together narrow a change that
-    tells something (see :func:`.complementary.pinned_changes`)."""
+    """Whether a hidden cell of a table with an earlier version was shown before (held, or kept
+    hidden since) or is small: only then can the versions read together narrow something that
+    tells about people (see :func:`.complementary.pinned_changes` and
+    :func:`.complementary.pinned_together`)."""
     for w in group:
         carried = w.carried
         if carried is None or w.name not in cells:
             continue
-        small = None
-        for i in hidden.get(w.name, ()):
-            if carried.last_shown[i] is not None:
-                return True
-            if carried.last_hidden[i] is None:
-                small = primary(cells[w.name], zero_cells) if small is None else small
-                if i in small:
-                    return True
+        concealed = hidden.get(w.name, set())
+        if any(carried.last_shown[i] is not None for i in concealed) or \
+                concealed & primary(cells[w.name], zero_cells):
+            return True
     return False
 
 

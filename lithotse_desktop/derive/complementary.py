@@ -963,6 +963,85 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     return found
 
 
+def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
+                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
+                    zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
+    """Cells to hide so that an earlier moment's published cells (``before``, as for
+    :func:`pinned_changes`) read with this version's narrow no small cell below its threshold:
+    one model of both, each cell's value then and its change since (both at least 0: records
+    only land; its value now their sum), every relation line holding at both moments. Judged:
+    the small cells hidden now (their values now, and then where hidden then too), and their
+    change where it is all they are (new since) or was shown moving by 1 to k-1 (held). The
+    audit of changes alone misses what the new version's own counts add: February's new General
+    5 was the change of its month's total (≤ 12) and, from the yearly table, January's hidden
+    Dermatology plus 3: [3, 12]."""
+    group = Group(members, relations)
+    hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
+    terms = group.cell_count + len(group.differences)
+    frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
+        {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
+    small = {group.offsets[m.name] + i for m in members if before.get(m.name) is not None
+             for i in primary(m, zero_cells)} & hidden_ids
+    found = Pinned()
+    if not small:
+        return found
+    quantities = set.intersection(*({q for q in m.values if q[0] == "count"} for m in members))
+    for quantity in sorted(quantities, key=str):
+        rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
+        for line in group.relation_lines:
+            rel = line.relation
+            if rel is None or any(quantity not in group.by_name[n].values for n in rel.tables):
+                continue
+            for shift in (0, terms):  # the line then, and the line of the changes
+                merged: dict[int, float] = defaultdict(float)
+                for cell, sign in line.terms:
+                    merged[cell + shift] += float(sign)
+                rows.append((dict(merged), 0.0, 0.0))
+        judged: dict[int, tuple[int, str]] = {}
+        for m in members:
+            old = before.get(m.name)
+            values = m.values[quantity]
+            for i, key in enumerate(m.keys):
+                cell = group.offsets[m.name] + i
+                earlier = old.get(tuple(key.values()), {}) if old is not None else None
+                if cell not in hidden_ids and values[i] is not None:
+                    rows.append(({cell: 1.0, cell + terms: 1.0}, float(values[i]), float(values[i])))
+                if earlier == {}:
+                    rows.append(({cell: 1.0}, 0.0, 0.0))  # not there then: no record yet
+                elif earlier is not None and earlier.get(quantity) is not None:
+                    rows.append(({cell: 1.0}, float(earlier[quantity]), float(earlier[quantity])))
+                if cell in small:
+                    judged[len(rows)] = (cell, "now")
+                    rows.append(({cell: 1.0, cell + terms: 1.0}, -np.inf, np.inf))
+                    if earlier is None and old is not None:
+                        judged[len(rows)] = (cell, "then")
+                        rows.append(({cell: 1.0}, -np.inf, np.inf))
+                    then = earlier.get(quantity) if earlier else None
+                    moved = then is not None and values[i] is not None and 0 < abs(values[i] - then) < m.k
+                    if earlier == {} or moved:
+                        judged[len(rows)] = (cell, "change")  # new since, or revised by 1 to k-1
+                        rows.append(({cell + terms: 1.0}, -np.inf, np.inf))
+        model = BoundModel([row for row, _low, _high in rows], True)
+        model.bound(np.array([low for _row, low, _high in rows]), np.array([high for _row, _low, high in rows]))
+        needed = {r: float(group.owner[cell][0].k) for r, (cell, _what) in judged.items()}
+        for r, (low, high) in model.bounds(needed, {}).items():
+            cell, what = judged[r]
+            if math.isnan(low) or math.isnan(high) or high - low >= needed[r] - EXACT:
+                continue  # unresolved: counts fell, the model does not hold
+            if what == "change" and high <= EXACT:
+                continue  # nothing came: no one to tell about
+            label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
+            finding = Finding(cell, group.describe(cell), f"{label} {what}", low, high, int(needed[r]), [])
+            chosen = _widen(group, cell, hidden_ids, frozen)
+            if chosen is not None:
+                member, i = group.owner[chosen]
+                found.hide.append((member.name, i))
+                found.narrowed.append(finding)
+            else:
+                found.narrowed.insert(0, finding)
+    return found
+
+
 def _sharing_the_change(line: Line, hiding: list[int], changes: list[int], hideable: Any) -> list[int]:
     """Cells to hide beside a held cell until the line's hidden cells moved by k or more in all
     since last shown: the line read in both versions gives the change its hidden cells share

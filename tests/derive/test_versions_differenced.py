@@ -54,11 +54,12 @@ def published(ws, specs: list[dict] = SPECS) -> dict[str, list[dict]]:
 
 
 def bounds(versions: list[dict[str, list[dict]]], months: list[int], *, shared: bool = True,
-           yearly: str | None = None) -> dict[tuple[int, int, str], tuple[float, float]]:
+           yearly: str | None = None, absent: bool = False) -> dict[tuple[int, int, str], tuple[float, float]]:
     """Each hidden (version, month, department) of ``months`` bounded from every version's published
     cells at once, by linear programming. ``shared``: one unknown per cell for every version (the
     months' data did not change); else one per version, each no less than the one before (records
-    only land, so a later version's cell holds at least the earlier one's)."""
+    only land, so a later version's cell holds at least the earlier one's). ``absent``: a
+    department a version's month has no row for had no record then (0)."""
     copies = 1 if shared else len(versions)
     unknowns = [(v, m, d) for v in range(copies) for m in months for d in DEPARTMENTS]
     at = {u: i for i, u in enumerate(unknowns)}
@@ -79,6 +80,10 @@ def bounds(versions: list[dict[str, list[dict]]], months: list[int], *, shared: 
             month = row["period"].month
             if month in months and not row["suppressed"]:
                 rows.append(([at[(v, month, d)] for d in DEPARTMENTS], [1.0] * 4, row["visits"], row["visits"]))
+        if absent:
+            listed = {(row["period"].month, row["department"]) for row in version["by_dept"]}
+            for m in {month for month, _d in listed} & set(months):
+                rows.extend(([at[(v, m, d)]], [1.0], 0.0, 0.0) for d in DEPARTMENTS if (m, d) not in listed)
         for row in version.get("em_year", []) if yearly else []:  # one department's months of the year
             if not row["suppressed"]:
                 rows.append(([at[(v, m, yearly)] for m in months], [1.0] * len(months), row["visits"], row["visits"]))
@@ -634,3 +639,50 @@ def test_a_refusal_names_the_small_cell_not_a_complement_found_with_it(workspace
     with pytest.raises(LithotseError) as refused:
         build_all(workspace)
     assert "(period=2024-04-01, department=Emergency) recoverable: count between 5 and 5" in str(refused.value)
+
+
+def test_a_new_small_cell_is_not_narrowed_by_both_versions_counts_together(workspace, tmp_path):
+    """Pass 47: January and February built, then March and April with late records: February's
+    General, new with 5 people, hidden. The audit of changes gave it [0, 12] (February's total
+    moved 12), which is wide; but the new version's own counts add that General's year less
+    March and April leaves January and February 55, and January's hidden pair then holds 52, so
+    February's General was January's hidden Dermatology (2) plus 3: [3, 12]; January's
+    Dermatology [0, 9] in both versions. Both versions are now audited as one model (values then
+    and changes since, each at least 0)."""
+    folder = tmp_path / "ehr"
+    folder.mkdir()
+    short = dict(zip(("Card", "Derm", "Emer", "Gen"), DEPARTMENTS, strict=True))
+    first = [(1, "Derm", 2), (1, "Emer", 55), (1, "Gen", 49), (2, "Card", 39), (2, "Derm", 50), (2, "Emer", 50)]
+    later = [(3, "Card", 4), (3, "Derm", 65), (3, "Emer", 39), (3, "Gen", 23), (4, "Card", 36), (4, "Emer", 2),
+             (4, "Gen", 54), (1, "Gen", 1), (2, "Gen", 5), (2, "Card", 7)]
+    (folder / "encounters.csv").write_text("encounter_id,patient_id,admit_date,department\n")
+
+    def add(rows, tag):
+        with (folder / "encounters.csv").open("a") as out:
+            out.writelines(f"E{tag}{m}{d}{i},P{tag}{m}{d}{i},2024-{m:02d}-{1 + i % 27:02d},{short[d]}\n"
+                           for m, d, n in rows for i in range(n))
+    workspace.add_source("ehr", "csv", {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}, {})
+    month = {"kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "measures": MEASURES}
+    specs = [SPECS[0], SPECS[1],
+             {**month, "name": "gen_year", "grain": "year", "group_by": [],
+              "filters": [{"column": "department", "op": "=", "value": "General"}]},
+             {**month, "name": "all_month", "grain": "month", "group_by": [], "suppress_below": 0}]
+    for spec in specs:
+        add_spec(workspace, spec)
+    truth: Counter = Counter()
+    versions = []
+    for step, (rows, to) in enumerate([(first, "2024-02-29"), (later, "2024-04-30")]):
+        add(rows, f"s{step}")
+        for m, d, n in rows:
+            truth[(step, m, short[d])] += n
+        run_import(workspace, "ehr", DateRange.parse("2024-01-01", to))
+        build_all(workspace)
+        shown = published(workspace, specs)
+        versions.append({"by_dept": shown["by_dept"], "by_month": shown["all_month"], "em_year": shown["gen_year"]})
+    counts = {(v, m, d): sum(truth[(s, m, d)] for s in range(v + 1)) for v in range(2) for m in range(1, 5)
+              for d in DEPARTMENTS}
+    found = bounds(versions, [1, 2, 3, 4], shared=False, yearly="General", absent=True)
+    assert (1, 2, "General") in found, "February's new General is hidden"
+    for (v, m, d), (lower, upper) in found.items():
+        if 0 < counts[(v, m, d)] < K:
+            assert upper - lower >= K - 1e-6, f"version {v + 1}, {m}/{d} ({counts[(v, m, d)]}): [{lower}, {upper}]"
