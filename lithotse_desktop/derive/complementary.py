@@ -903,6 +903,17 @@ class Pinned:
     hide: list[tuple[str, int]] = field(default_factory=list)
     narrowed: list[Finding] = field(default_factory=list)
 
+    def widen(self, group: Group, finding: Finding, hidden: set[int], frozen: set[int]) -> None:
+        """Choose a cell to hide for ``finding`` (see :func:`_widen`), or put it first among
+        those nothing can widen."""
+        cell = _widen(group, finding.cell, hidden, frozen, None, finding.binding)
+        if cell is None:
+            self.narrowed.insert(0, finding)
+            return
+        member, i = group.owner[cell]
+        self.hide.append((member.name, i))
+        self.narrowed.append(finding)
+
 
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
@@ -953,13 +964,7 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     for finding in audit(group, concealed_ids):
         if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
             continue
-        cell = _widen(group, finding.cell, concealed_ids, frozen, None, finding.binding)
-        if cell is not None:
-            member, i = group.owner[cell]
-            found.hide.append((member.name, i))
-            found.narrowed.append(finding)
-        else:
-            found.narrowed.insert(0, finding)
+        found.widen(group, finding, concealed_ids, frozen)
     return found
 
 
@@ -1032,13 +1037,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 continue  # nothing came: no one to tell about
             label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
             finding = Finding(cell, group.describe(cell), f"{label} {what}", low, high, int(needed[r]), [])
-            chosen = _widen(group, cell, hidden_ids, frozen)
-            if chosen is not None:
-                member, i = group.owner[chosen]
-                found.hide.append((member.name, i))
-                found.narrowed.append(finding)
-            else:
-                found.narrowed.insert(0, finding)
+            found.widen(group, finding, hidden_ids, frozen)
     return found
 
 
