@@ -53,9 +53,12 @@ from .atoms import Atoms
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
 from .complementary import (
+    HIDDEN_ANCHOR,
+    VALUE_ANCHOR,
     Carried,
     Cells,
     Group,
+    Moment,
     Undecided,
     anchors_table,
     carried_states,
@@ -1220,7 +1223,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
                             atom_records=None if counted is None else counted.records), ws.zero_cells)
 
     by_name = {c.name: c for c in cells}
-    baselines: list[dict[str, dict]] | None = None
+    baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding)
@@ -1228,8 +1231,8 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        audits = [audit(cells, rels, hidden, before, ws.zero_cells) for before in baselines
-                  for audit in (pinned_changes, pinned_together)]
+        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells) for moment in baselines]
+        audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
@@ -1257,8 +1260,8 @@ each hides at least one more; a set still narrowed after them is refused."""
 def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[str, set[int]],
                     zero_cells: str) -> bool:
     """Whether a hidden cell of a table with an earlier version was shown before (held, or kept
-    hidden since) or is small: only then can the versions read together narrow something that
-    tells about people (see :func:`.complementary.pinned_changes` and
+    hidden since) or is small, or a cell hidden before is shown now: only then can the versions
+    read together narrow something that tells about people (see :func:`.complementary.pinned_changes` and
     :func:`.complementary.pinned_together`)."""
     for w in group:
         carried = w.carried
@@ -1266,36 +1269,41 @@ def _revised_hidden(group: list[_Work], cells: dict[str, Cells], hidden: dict[st
             continue
         concealed = hidden.get(w.name, set())
         if any(carried.last_shown[i] is not None for i in concealed) or \
-                concealed & primary(cells[w.name], zero_cells):
+                concealed & primary(cells[w.name], zero_cells) or \
+                any(h is not None and i not in concealed for i, h in enumerate(carried.last_hidden)):
             return True
     return False
 
 
 def _narrowed_change(finding: Any, names: list[str]) -> LithotseError:
     where = ", ".join(f"{k}={v}" for k, v in finding.cell_info.items() if k != "derivative")
+    cell = f"{finding.cell_info.get('derivative')}'s hidden cell ({where})"
+    what = {"then": f"{cell} as an earlier version hid it", "now": cell}.get(finding.measure.rsplit(" ", 1)[-1],
+                                                                           f"the change of {cell} since then")
     return LithotseError(
-        f"publishing {', '.join(names)} would let this version read with an earlier one narrow the change of "
-        f"{finding.cell_info.get('derivative')}'s hidden cell ({where}) since then to between {finding.lower + 0:g} "
-        f"and {finding.upper + 0:g} ({finding.measure}), and no other cell can be hidden to widen it (the others "
+        f"publishing {', '.join(names)} would let this version read with earlier ones narrow {what} to between "
+        f"{finding.lower + 0:g} and {finding.upper + 0:g} ({finding.measure}), and no other cell can be hidden "
+        "to widen it (the others "
         "of its lines keep the state a reader holds); rule: a count of 1 to k-1, or a revision by fewer "
         "than the threshold, is not published; the published versions stay as they are while it stays "
         "below the threshold")
 
 
-def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
-    """Every earlier moment a reader may hold the set at: per table of the group, the counts its
-    version of that moment published (a table not published yet is absent), pruned versions
-    included (their remembered cells). Read once per build, each kept version once (the previous
-    one as the build already read it)."""
+def _baselines(catalog: Catalog, group: list[_Work]) -> list[Moment]:
+    """Every earlier moment a reader may hold the set at, oldest first: per table of the group,
+    the counts its version of that moment published (a table not published yet is absent), pruned
+    versions included (their remembered cells), with what its anchors recorded of the cells it
+    hid. Read once per build, each kept version once (the previous one as the build already read
+    it)."""
     histories: dict[str, tuple[_Work, list[Version]]] = {}
-    read: dict[tuple[str, str], dict] = {}
+    read: dict[tuple[str, str], tuple[dict, dict, set]] = {}
     for w in group:
         if w.table is not None or w.published is not None:
             kept = [v for v in catalog.versions(w.name) if _same_question(catalog, w, v)]
             ids = {v.version for v in kept}
             for old, table in catalog.remembered(w.name):
                 if old.version not in ids and _same_question(catalog, w, old):
-                    read[(w.name, old.version)] = _shown_counts(table, w.spec)
+                    read[(w.name, old.version)] = (_shown_counts(table, w.spec), *_hidden_counts(catalog, w, old))
                     kept.append(old)
             histories[w.name] = (w, sorted(kept, key=lambda v: v.published_at or ""))
     # the tables of one decision are published a few milliseconds apart: together they are one
@@ -1310,18 +1318,47 @@ def _baselines(catalog: Catalog, group: list[_Work]) -> list[dict[str, dict]]:
                       for _w, kept in histories.values() for v in kept})
     out = []
     for moment in moments:
-        before = {}
+        then = Moment({})
         for name, (w, kept) in histories.items():
-            then = [v for v in kept if (v.published_at or "") <= moment]
-            if then:
-                version = then[-1]
+            published = [v for v in kept if (v.published_at or "") <= moment]
+            if published:
+                version = published[-1]
                 if (name, version.version) not in read:
                     table = _previous_table(catalog, w) if w.previous is not None and \
                         version.version == w.previous.version else catalog.read(version)
-                    read[(name, version.version)] = _shown_counts(table, w.spec)
-                before[name] = read[(name, version.version)]
-        out.append(before)
+                    read[(name, version.version)] = (_shown_counts(table, w.spec), *_hidden_counts(catalog, w, version))
+                then.shown[name], then.hidden[name], then.small[name] = read[(name, version.version)]
+        out.append(then)
     return out
+
+
+def _hidden_counts(catalog: Catalog, work: _Work, version: Version) -> tuple[dict[tuple, dict[tuple, Any]], set[tuple]]:
+    """What ``version``'s anchors recorded of the cells it hid: each one's counts by quantity
+    (as it was when hidden, for anchors stored before they held the value), and the keys of
+    those of 1 to k-1 people."""
+    anchors = catalog.anchors(version)
+    if anchors is None:
+        return {}, set()
+    def column(alias: str) -> list[Any] | None:
+        for prefix in (VALUE_ANCHOR, HIDDEN_ANCHOR):
+            if prefix + alias in anchors.column_names:
+                return anchors.column(prefix + alias).to_pylist()
+        return None
+    coordinates = coordinates_of(work.spec, anchors.column_names)
+    keys = list(zip(*(anchors.column(c).to_pylist() for c in coordinates), strict=True)) if coordinates \
+        else [()] * anchors.num_rows
+    counts = {q: found for q, alias in additive_quantities(work.spec).items()
+              if q[0] == "count" and (found := column(alias)) is not None}
+    people = column(PEOPLE)
+    values: dict[tuple, dict[tuple, Any]] = {}
+    small: set[tuple] = set()
+    for r, key in enumerate(keys):
+        if people is not None and people[r] is not None and 0 < people[r] < work.threshold:
+            small.add(key)
+        recorded = {q: c[r] for q, c in counts.items() if c[r] is not None}
+        if recorded:
+            values[key] = recorded
+    return values, small
 
 
 def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[int]]:

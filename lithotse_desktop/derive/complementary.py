@@ -403,8 +403,10 @@ def json_value(value: Any) -> Any:
 
 SHOWN_ANCHOR = "__shown_"
 HIDDEN_ANCHOR = "__hidden_"
+VALUE_ANCHOR = "__value_"
 """Prefixes of an anchors table's columns (:func:`anchors_table`): each count of a cell as it
-was last shown, and as it was when the cell was last hidden."""
+was last shown, as it was when the cell was last hidden, and (for a hidden cell) its value in
+this version: what a later version's audit judges it by (:func:`pinned_together`)."""
 
 
 @dataclass
@@ -532,6 +534,7 @@ def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], ca
     current = [table.column(c).to_pylist() for c in counts]
     shown_columns: list[list[Any]] = [[] for _ in counts]
     hidden_columns: list[list[Any]] = [[] for _ in counts]
+    value_columns: list[list[Any]] = [[] for _ in counts]
     for i in range(rows):
         if i in hidden:
             last_shown = carried.last_shown[i] if carried is not None else None
@@ -543,12 +546,14 @@ def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], ca
         for n in range(len(counts)):
             shown_columns[n].append(None if last_shown is None else last_shown[n])
             hidden_columns[n].append(None if since is None else since[n])
+            value_columns[n].append(current[n][i] if i in hidden else None)
     names, arrays = list(coordinates), [table.column(c) for c in coordinates]
     for n, c in enumerate(counts):
         typ = table.schema.field(c).type
-        names += [SHOWN_ANCHOR + c, HIDDEN_ANCHOR + c]
+        names += [SHOWN_ANCHOR + c, HIDDEN_ANCHOR + c, VALUE_ANCHOR + c]
         arrays += [pa.chunked_array([_arrow_array(shown_columns[n], typ)]),
-                   pa.chunked_array([_arrow_array(hidden_columns[n], typ)])]
+                   pa.chunked_array([_arrow_array(hidden_columns[n], typ)]),
+                   pa.chunked_array([_arrow_array(value_columns[n], typ)])]
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -955,6 +960,8 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
         member = Cells(m.name, m.spec, m.k, m.keys, values=delta, types=m.types)
         member.hidden = concealed
         changes.append(member)
+    if not revised:  # only revised cells are judged: a moment whose changes since are all k or more has none
+        return Pinned()
     group = Group(changes, relations)
     concealed_ids = _published_hidden(group)
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
@@ -968,77 +975,176 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     return found
 
 
+@dataclass
+class Moment:
+    """An earlier moment a reader may hold the published set at (one decision's versions)."""
+
+    shown: dict[str, dict[tuple, dict[tuple, Any] | None]]
+    """By member published then: each key's published counts by quantity, None where hidden (a
+    key missing had no row then)."""
+    hidden: dict[str, dict[tuple, dict[tuple, Any]]] = field(default_factory=dict)
+    """By member: the counts each hidden cell had then, where its anchors recorded them."""
+    small: dict[str, set[tuple]] = field(default_factory=dict)
+    """By member: the keys hidden then as cells of 1 to k-1 people."""
+
+
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
-                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
-                    zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
-    """Cells to hide so that an earlier moment's published cells (``before``, as for
-    :func:`pinned_changes`) read with this version's narrow no small cell below its threshold:
-    one model of both, each cell's value then and its change since (both at least 0: records
-    only land; its value now their sum), every relation line holding at both moments. Judged:
-    the small cells hidden now (their values now, and then where hidden then too), and their
-    change where it is all they are (new since) or was shown moving by 1 to k-1 (held). The
-    audit of changes alone misses what the new version's own counts add: February's new General
-    5 was the change of its month's total (≤ 12) and, from the yearly table, January's hidden
-    Dermatology plus 3: [3, 12]."""
+                    moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
+    """Cells to hide so that every earlier moment's published cells (``moments``, oldest first)
+    read with this version's narrow no small cell, then or now, and no revision by 1 to k-1,
+    below its threshold: one model of all of them, each cell's value at each moment (at least
+    0 and never less than before: records only land), every relation line holding at every
+    moment, each moment's published values fixed (a row absent then is 0; a table absent then
+    is free). Judged: each cell small and hidden at a moment (its value then; a cell small now
+    at every moment it was hidden), and each revision by 1 to k-1 hidden at a moment (its change
+    since a moment it was shown). Versions read two at a time miss what a third adds: a total
+    held at 104 between a 103 and a 116 whose Dermatology grew by 12, shown then, is the 103
+    plus at most 1; a cell hidden at 5 and shown at 17 after its line's other cells grew, its 5
+    within [0, 7]."""
     group = Group(members, relations)
     hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
     terms = group.cell_count + len(group.differences)
+    last = len(moments)
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
-    small = {group.offsets[m.name] + i for m in members if before.get(m.name) is not None
-             for i in primary(m, zero_cells)} & hidden_ids
+    small_now = {group.offsets[m.name] + i for m in members if any(m.name in t.shown for t in moments)
+                 for i in primary(m, zero_cells)} & hidden_ids
     found = Pinned()
-    if not small:
+    if not moments or not (small_now or _hidden_then(members, moments)):
         return found
+    run_of = _runs(group, hidden_ids, moments)
     quantities = set.intersection(*({q for q in m.values if q[0] == "count"} for m in members))
     for quantity in sorted(quantities, key=str):
         rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
         for line in group.relation_lines:
             rel = line.relation
-            if rel is None or any(quantity not in group.by_name[n].values for n in rel.tables):
+            runs = run_of.get(line.terms[0][0]) if line.terms else None
+            if rel is None or runs is None or any(quantity not in group.by_name[n].values for n in rel.tables):
                 continue
-            for shift in (0, terms):  # the line then, and the line of the changes
+            for r in range(runs[-1] + 1):
                 merged: dict[int, float] = defaultdict(float)
                 for cell, sign in line.terms:
-                    merged[cell + shift] += float(sign)
+                    merged[cell + r * terms] += float(sign)
                 rows.append((dict(merged), 0.0, 0.0))
-        judged: dict[int, tuple[int, str]] = {}
+        for c, runs in run_of.items():
+            rows.extend(({c + r * terms: 1.0, c + (r - 1) * terms: -1.0}, 0.0, np.inf) for r in range(1, runs[-1] + 1))
+        asked: dict[tuple, tuple[int, str, int]] = {}  # a row (its entries), its cell, what of it, when
+        fixed: dict[int, float] = {}  # a published value: one row per run
         for m in members:
-            old = before.get(m.name)
             values = m.values[quantity]
             for i, key in enumerate(m.keys):
                 cell = group.offsets[m.name] + i
-                earlier = old.get(tuple(key.values()), {}) if old is not None else None
+                runs = run_of.get(cell)
+                if runs is None:
+                    continue
+
+                def at(t: int, cell: int = cell, runs: list[int] = runs) -> int:
+                    return cell + runs[t] * terms
+
+                shown_at: list[tuple[int, float]] = []  # moments it was shown at, with its value
+                for t, moment in enumerate(moments):
+                    old = moment.shown.get(m.name)
+                    if old is None:
+                        continue
+                    earlier = old.get(tuple(key.values()), {})
+                    if earlier == {}:
+                        fixed.setdefault(at(t), 0.0)  # no row then: no record yet
+                    elif earlier is not None:
+                        if earlier.get(quantity) is not None:
+                            fixed.setdefault(at(t), float(earlier[quantity]))
+                            shown_at.append((t, float(earlier[quantity])))
+                    else:
+                        then = moment.hidden.get(m.name, {}).get(tuple(key.values()), {}).get(quantity)
+                        if cell in small_now or tuple(key.values()) in moment.small.get(m.name, set()):
+                            asked.setdefault(((at(t), 1.0),), (cell, "then", t))
+                        for s, value in shown_at:
+                            if then is not None and 0 < then - value < m.k:
+                                asked.setdefault(((at(t), 1.0), (at(s), -1.0)), (cell, "change", t))
                 if cell not in hidden_ids and values[i] is not None:
-                    rows.append(({cell: 1.0, cell + terms: 1.0}, float(values[i]), float(values[i])))
-                if earlier == {}:
-                    rows.append(({cell: 1.0}, 0.0, 0.0))  # not there then: no record yet
-                elif earlier is not None and earlier.get(quantity) is not None:
-                    rows.append(({cell: 1.0}, float(earlier[quantity]), float(earlier[quantity])))
-                if cell in small:
-                    judged[len(rows)] = (cell, "now")
-                    rows.append(({cell: 1.0, cell + terms: 1.0}, -np.inf, np.inf))
-                    if earlier is None and old is not None:
-                        judged[len(rows)] = (cell, "then")
-                        rows.append(({cell: 1.0}, -np.inf, np.inf))
-                    then = earlier.get(quantity) if earlier else None
-                    moved = then is not None and values[i] is not None and 0 < abs(values[i] - then) < m.k
-                    if earlier == {} or moved:
-                        judged[len(rows)] = (cell, "change")  # new since, or revised by 1 to k-1
-                        rows.append(({cell + terms: 1.0}, -np.inf, np.inf))
+                    fixed.setdefault(at(last), float(values[i]))
+                    continue
+                if cell in small_now:
+                    asked.setdefault(((at(last), 1.0),), (cell, "now", last))
+                for s, value in shown_at:
+                    if values[i] is not None and 0 < values[i] - value < m.k:
+                        asked.setdefault(((at(last), 1.0), (at(s), -1.0)), (cell, "change", last))
+        if not asked:
+            continue
+        rows.extend(({variable: 1.0}, value, value) for variable, value in fixed.items())
+        judged = {len(rows) + n: found_at for n, found_at in enumerate(asked.values())}
+        rows.extend((dict(row), -np.inf, np.inf) for row in asked)
         model = BoundModel([row for row, _low, _high in rows], True)
         model.bound(np.array([low for _row, low, _high in rows]), np.array([high for _row, _low, high in rows]))
-        needed = {r: float(group.owner[cell][0].k) for r, (cell, _what) in judged.items()}
+        needed = {r: float(group.owner[cell][0].k) for r, (cell, _what, _at) in judged.items()}
         for r, (low, high) in model.bounds(needed, {}).items():
-            cell, what = judged[r]
+            cell, what, when = judged[r]
             if math.isnan(low) or math.isnan(high) or high - low >= needed[r] - EXACT:
                 continue  # unresolved: counts fell, the model does not hold
-            if what == "change" and high <= EXACT:
-                continue  # nothing came: no one to tell about
+            if high <= EXACT:
+                continue  # nothing there, or nothing came: no one to tell about
             label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
             finding = Finding(cell, group.describe(cell), f"{label} {what}", low, high, int(needed[r]), [])
-            found.widen(group, finding, hidden_ids, frozen)
+            if when < last and cell not in hidden_ids and cell not in frozen:
+                member, i = group.owner[cell]  # its value now bounds its value then: hide it now
+                hidden_ids.add(cell)
+                found.hide.append((member.name, i))
+                found.narrowed.append(finding)
+            else:
+                found.widen(group, finding, hidden_ids, frozen)
     return found
+
+
+def _runs(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int, list[int]]:
+    """For each term of a component (terms joined by relation lines) whose published cells were
+    not the same at every moment: the run each moment (and now, last) falls in, a run being
+    moments in a row publishing the same there. A component published the same throughout holds
+    nothing the decision's own audit did not see; one moment in a run of the same tells what the
+    others do (any value of it is theirs too, records only landing), so the model grows with the
+    changes, not with the builds."""
+    parent = list(range(group.cell_count + len(group.differences)))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for line in group.relation_lines:
+        if line.relation is not None:
+            first = root(line.terms[0][0])
+            for c, _sign in line.terms[1:]:
+                parent[root(c)] = first
+    states: dict[int, list[Any]] = {}
+    for m in group.members:
+        counts = [q for q in m.values if q[0] == "count"]
+        for i, key in enumerate(m.keys):
+            cell = group.offsets[m.name] + i
+            values = tuple(key.values())
+            state: list[Any] = []
+            for moment in moments:
+                old = moment.shown.get(m.name)
+                earlier = old.get(values, "absent") if old is not None else "free"
+                state.append(tuple(earlier.get(q) for q in counts) if isinstance(earlier, dict) else earlier)
+            state.append(None if cell in hidden_ids else tuple(m.values[q][i] for q in counts))
+            states[cell] = state
+    components: dict[int, list[int]] = defaultdict(list)
+    for c in range(len(parent)):
+        components[root(c)].append(c)
+    out: dict[int, list[int]] = {}
+    for cells in components.values():
+        runs = [0]
+        for t in range(1, len(moments) + 1):
+            same = all(states[c][t] == states[c][t - 1] for c in cells if c in states)
+            runs.append(runs[-1] if same else runs[-1] + 1)
+        if runs[-1]:
+            out.update((c, runs) for c in cells)
+    return out
+
+
+def _hidden_then(members: list[Cells], moments: list[Moment]) -> bool:
+    """Whether a moment hid a small cell, or one revised by 1 to k-1, of these members."""
+    names = {m.name for m in members}
+    return any(moment.small.get(n) or moment.hidden.get(n) for moment in moments for n in names)
 
 
 def _sharing_the_change(line: Line, hiding: list[int], changes: list[int], hideable: Any) -> list[int]:

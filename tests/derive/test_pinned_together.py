@@ -1,0 +1,74 @@
+"""The audit of every earlier moment at once (:func:`.complementary.pinned_together`) reads each
+component of relation lines over the runs of moments that published it alike, and leaves out the
+components published alike throughout. Both shortcuts must narrow exactly what the whole model
+narrows: compared here over random sequences of late records, each version decided as a build
+decides it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+
+from lithotse_desktop.derive import complementary
+from lithotse_desktop.derive.complementary import Cells, Group, Moment, decide, pinned_together, primary
+from lithotse_desktop.derive.relations import relations
+
+from .test_differencing_property import K, _count, published
+
+MONTHS = [dt.date(2023, 11, 1), dt.date(2023, 12, 1), dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+"""Two years: each year's cells are one component (the yearly table joins its months)."""
+SPECS = [_count("by_a", grain="month", group_by=["a"]), _count("by_month", grain="month"),
+         _count("a_year", grain="year", group_by=["a"])]
+COUNT = ("count", None)
+
+
+def decided(rows: list[dict]) -> tuple[list[Cells], list, dict[str, set[int]]]:
+    cells = [Cells.from_table(s["name"], s, K, published(s, rows)) for s in SPECS]
+    rels = relations(SPECS, {c.name: c.types for c in cells})
+    return cells, rels, decide(Group(cells, rels))
+
+
+def moment_of(cells: list[Cells], hidden: dict[str, set[int]]) -> Moment:
+    """What a version decided so publishes, with its anchors' record of the cells it hid."""
+    then = Moment({})
+    for m in cells:
+        small = primary(m, "show")
+        keys = [tuple(key.values()) for key in m.keys]
+        then.shown[m.name] = {key: None if i in hidden[m.name] else {COUNT: m.values[COUNT][i]}
+                              for i, key in enumerate(keys)}
+        then.hidden[m.name] = {keys[i]: {COUNT: m.values[COUNT][i]} for i in hidden[m.name]}
+        then.small[m.name] = {keys[i] for i in hidden[m.name] & small}
+    return then
+
+
+def every_moment_apart(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int, list[int]]:
+    return {c: list(range(len(moments) + 1)) for c in range(group.cell_count + len(group.differences))}
+
+
+def narrowed(found: complementary.Pinned) -> set[tuple]:
+    return {(f.cell, f.measure, round(f.lower, 6), round(f.upper, 6)) for f in found.narrowed}
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatch):
+    rng = random.Random(seed)
+    people = iter(range(10**6))
+
+    def visits(month: dt.date, n: int) -> list[dict]:
+        return [{"person": f"p{next(people)}", "month": month, "a": rng.choice(["a0", "a1", "a2"]),
+                 "b": "b0", "c": "c0", "f": "x"} for _ in range(n)]
+
+    rows = [row for month in MONTHS for row in visits(month, rng.randrange(8, 40))]
+    moments = []
+    for _step in range(rng.randrange(2, 5)):
+        cells, rels, hidden = decided(rows)
+        moments.append(moment_of(cells, hidden))
+        late = rng.sample(MONTHS, rng.randrange(0, 3))  # late records for a month or two, or none
+        rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
+    cells, rels, hidden = decided(rows)
+    pruned = pinned_together(cells, rels, hidden, moments)
+    monkeypatch.setattr(complementary, "_runs", every_moment_apart)
+    whole = pinned_together(cells, rels, hidden, moments)
+    assert narrowed(pruned) == narrowed(whole)
