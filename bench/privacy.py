@@ -58,7 +58,9 @@ def generate(path, rows: int, first: int = 0, days: tuple[int, int] = (0, 2190))
                      DATE '2019-01-01' + {days[0]} + CAST(hash(i * 31) % {days[1] - days[0]} AS INTEGER) AS admit_date
               FROM (SELECT i, hash(i * 7) % 400000 AS p FROM range({first}, {first + rows}) t(i)))
         TO '{path}' (HEADER, DELIMITER ',')"""
-    subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect().execute(sys.argv[1])", sql], check=True)
+    quiet = "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); " \
+        "c.execute(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", quiet, sql], check=True)
 
 
 def source_settings(folder) -> dict:

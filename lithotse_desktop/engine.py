@@ -12,12 +12,15 @@ them work.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -56,11 +59,38 @@ def _resident_bytes() -> int | None:
 def process_reserve() -> int:
     """The part of the setting DuckDB may not hold: the libraries already resident (else
     :data:`LIBRARIES`) plus :data:`IN_FLIGHT`; measured once per process, so every connection
-    and every size derived from DuckDB's share (batch and line sizes) agree."""
+    and every size derived from DuckDB's share (batch and line sizes) agree. Memory freed by
+    earlier work is handed back first: it is not the libraries'."""
     global _reserve
     if _reserve is None:
+        release_freed_memory()
         _reserve = max(_resident_bytes() or 0, LIBRARIES) + IN_FLIGHT
     return _reserve
+
+
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has none)
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory finished work freed back to the OS, where the C library keeps it for
+    reuse (glibc's arenas: after importing a 223 MB CSV the process stayed at 800 MB resident,
+    of which it used 144 MB; a build in the same process, as the app runs them, then measured
+    the rest as its own and left DuckDB its least share, and a keyed 5M-row build ran out of
+    memory). Called when an import or a build ends."""
+    global _trim
+    if _trim is False:
+        _trim = _malloc_trim()
+    if _trim is not None:
+        _trim(0)
+
+
+_trim: Any = False
 
 
 def parse_size(text: object, where: str) -> int:

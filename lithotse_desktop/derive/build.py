@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from .. import audit
 from ..atomic import atomic_write_stream
+from ..engine import release_freed_memory
 from ..errors import Cancelled, LithotseError, NotFound, without_values
 from ..plugins import get_plugin_manager
 from ..progress import Progress
@@ -2011,6 +2012,8 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
                 raise
             results.extend(BuildResult(n, "", "failed", error=str(exc)) for n in unit)
             not_built.update(dict.fromkeys(unit, str(exc)))
+        finally:
+            release_freed_memory()
     if not_built:
         raise BuildsFailed(results)
     return results

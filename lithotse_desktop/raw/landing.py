@@ -387,6 +387,7 @@ def run_import(ws: Workspace, source_name: str, date_range: DateRange | None = N
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         index.close()
+        engine.release_freed_memory()
     return result
 
 
