@@ -13,10 +13,13 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
   the deciding and auditing (``complementary.decide``), its line pass and its audit rounds (with
   how many rounds ran), and the counting of differences,
 - ``lithotse privacy audit`` over the published set, as a reader would run it;
-- then the daily update: ``--updates`` times, 0.2% new encounters dated in the last 60 days
-  appended to the export and imported and the set built incrementally, each build audited against every earlier moment a
-  reader may hold (``pinned_together``, ``pinned_changes``); the same updates built beside it
-  with ``suppress_below 0`` in a second workspace are the baseline.
+- with ``--updates N``, then the daily update N times: 0.2% new encounters dated in the last 60
+  days appended to the export (keyed by encounter, so it is exported again whole) and imported,
+  and the set built incrementally, each build audited against every earlier moment a reader may
+  hold (``pinned_together``, ``pinned_changes``); the same updates built beside it with
+  ``suppress_below 0`` in a second workspace are the baseline. Off by default: on 3 December a
+  keyed input made the 20 plain builds 8x slower (each reads and dedupes the input alone), and
+  an update at 1M rows took 500 s to build (docs/privacy.md, Benchmark).
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
@@ -63,10 +66,10 @@ def generate(path, rows: int, first: int = 0, days: tuple[int, int] = (0, 2190))
     subprocess.run([sys.executable, "-c", quiet, sql], check=True)
 
 
-def source_settings(folder) -> dict:
-    """The export's settings: keyed by encounter, so the file exported again with more rows
-    (the updates) replaces what it held rather than counting it twice."""
-    return {"path": str(folder), "date_column": "admit_date", "key": "encounter_id"}
+def source_settings(folder, keyed: bool) -> dict:
+    """The export's settings; keyed by encounter where it is exported again with more rows (the
+    updates), which then replace what it held rather than count it twice."""
+    return {"path": str(folder), "date_column": "admit_date", **({"key": "encounter_id"} if keyed else {})}
 
 
 def specs(threshold: int) -> list[dict]:
@@ -107,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=0)
     args = parser.parse_args()
 
     tmp, ws = scratch_workspace("lithotse-bench-privacy-")
@@ -126,7 +129,7 @@ def main() -> None:
         from lithotse_desktop.derive.service import add_spec
         from lithotse_desktop.raw import run_import
 
-        ws.add_source("ehr", "csv", source_settings(data), {})
+        ws.add_source("ehr", "csv", source_settings(data, args.updates > 0), {})
         run_import(ws, "ehr")
         watch = Stopwatch()
         watch.wrap(build_module, "decide", "decide and audit")
@@ -172,7 +175,8 @@ def main() -> None:
         ratio = controlled / plain
         print(f"ratio {ratio:.2f}x (target ≤ 1.2x: disclosure control adds under 20%) "
               f"{'OK' if ratio <= 1.2 else 'ABOVE TARGET'}")
-        updates(args, tmp, ws, watch)
+        if args.updates:
+            updates(args, tmp, ws, watch)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -187,7 +191,7 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
     from lithotse_desktop.workspace import Workspace
 
     plain_ws = Workspace.create(tmp / "plain")
-    plain_ws.add_source("ehr", "csv", source_settings(tmp / "in"), {})
+    plain_ws.add_source("ehr", "csv", source_settings(tmp / "in", True), {})
     run_import(plain_ws, "ehr")
     for spec in specs(0):
         add_spec(plain_ws, spec)

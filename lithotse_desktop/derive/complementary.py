@@ -968,7 +968,7 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
     held = {group.offsets[name] + i for name, i in revised}
     found = Pinned()
-    for finding in audit(group, concealed_ids):
+    for finding in audit(group, concealed_ids, judged=held):
         if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
             continue
         found.widen(group, finding, concealed_ids, frozen)
@@ -1302,7 +1302,8 @@ class Finding:
                 "exact": self.exact, "threshold": self.threshold, "via": self.via}
 
 
-def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None) -> list[Finding]:
+def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None,
+          judged: set[int] | None = None) -> list[Finding]:
     """Bounds on every hidden cell and unpublished difference from the published values of the
     group's relation lines, for each additive quantity (``count``, ``sum``) two related members
     both publish. Reported: a hidden count narrowed to less than its threshold, a hidden sum
@@ -1311,13 +1312,18 @@ def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = N
     flags; the values of hidden cells are never read, even when a build has them. ``memo``
     carries the bounds of components already audited from one call to the next: a component's
     bounds depend on its equations only, so when a round hides more cells, only the components
-    those cells touch are solved again."""
+    those cells touch are solved again. ``judged``: only these terms are bounded (each with the
+    whole of its component's model), over the relation lines only (a group without atoms)."""
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
-    judge = _audit_relations if group.atoms is None else _audit_atoms
+    if judged is not None and group.atoms is not None:
+        raise ValueError("judged terms are bounded over relation lines only")
     for quantity in quantities:
-        findings.extend(judge(group, hidden, quantity, memo if memo is not None else {}))
+        if group.atoms is None:
+            findings.extend(_audit_relations(group, hidden, quantity, memo if memo is not None else {}, judged))
+        else:
+            findings.extend(_audit_atoms(group, hidden, quantity, memo if memo is not None else {}))
     findings.sort(key=lambda f: f.cell)
     return findings
 
@@ -1535,7 +1541,8 @@ def _atom_via(group: Group, cell: int) -> list[str]:
     return sorted(names)
 
 
-def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict) -> list[Finding]:
+def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict,
+                     judged: set[int] | None = None) -> list[Finding]:
     """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`): an
     unknown per hidden cell and difference, a fixed row per line (its published terms moved to
     the right), and a free row per judged unknown. Components are remembered in ``memo`` by their
@@ -1566,7 +1573,8 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
         return []
     cells = {v: c for c, v in variables.items()}
     is_count = quantity[0] == "count"
-    needed = {v: w for v, c in cells.items() if (w := _width_needed(group, c, quantity)) is not None}
+    needed = {v: w for v, c in cells.items()
+              if (judged is None or c in judged) and (w := _width_needed(group, c, quantity)) is not None}
     findings = []
     entry_rows = np.array([r for r, (terms, _rhs) in enumerate(rows) for _ in terms], dtype=np.int64)
     entry_vars = np.array([v for terms, _rhs in rows for v, _ in terms], dtype=np.int64)
@@ -1574,7 +1582,8 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
         if not any(v in needed for r in component for v, _ in rows[r][0]):
             continue  # nothing in it is judged: bounds come back only for needed terms
         signature = (quantity, "lines", tuple(sorted((tuple((cells[v], c) for v, c in rows[r][0]), rows[r][1])
-                                                     for r in component)))
+                                                     for r in component)), None if judged is None else
+                     tuple(sorted(cells[v] for r in component for v, _ in rows[r][0] if v in needed)))
         if signature not in memo:
             memo[signature] = _bounds_of_lines(component, rows, cells, needed, is_count, group)
         for cell, (lower, upper) in memo[signature].items():

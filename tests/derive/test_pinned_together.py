@@ -72,3 +72,21 @@ def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatc
     monkeypatch.setattr(complementary, "_runs", every_moment_apart)
     whole = pinned_together(cells, rels, hidden, moments)
     assert narrowed(pruned) == narrowed(whole)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_an_audit_of_some_terms_bounds_them_as_the_whole_audit_does(seed):
+    """The audit of changes bounds only the revised cells (:func:`.complementary.pinned_changes`):
+    each with its whole component's model, so the same findings for them as bounding all."""
+    from lithotse_desktop.derive.complementary import _published_hidden, audit
+
+    rng = random.Random(seed)
+    rows = [{"person": f"p{n}", "month": rng.choice(MONTHS), "a": rng.choice(["a0", "a1", "a2"]),
+             "b": "b0", "c": "c0", "f": "x"} for n in range(rng.randrange(40, 160))]
+    cells, rels, _hidden = decided(rows)
+    group = Group(cells, rels)
+    hidden = {c for c in range(group.cell_count) if rng.random() < 0.4} | _published_hidden(group)
+    some = {c for c in hidden if rng.random() < 0.5}
+    whole = [(f.cell, f.measure, f.lower, f.upper) for f in audit(group, hidden) if f.cell in some]
+    assert whole or seed == 5, "cells narrowed among those asked about (seed 5 narrows none of them)"
+    assert [(f.cell, f.measure, f.lower, f.upper) for f in audit(group, hidden, judged=some)] == whole
