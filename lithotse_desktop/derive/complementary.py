@@ -1312,18 +1312,18 @@ def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = N
     flags; the values of hidden cells are never read, even when a build has them. ``memo``
     carries the bounds of components already audited from one call to the next: a component's
     bounds depend on its equations only, so when a round hides more cells, only the components
-    those cells touch are solved again. ``judged``: only these terms are bounded (each with the
-    whole of its component's model), over the relation lines only (a group without atoms)."""
+    those cells touch are solved again. ``judged``: only these terms are reported; over relation
+    lines only these are bounded (each with the whole of its component's model), over atoms (a
+    group of one table is its own atoms) every term is, as without it."""
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
-    if judged is not None and group.atoms is not None:
-        raise ValueError("judged terms are bounded over relation lines only")
     for quantity in quantities:
         if group.atoms is None:
             findings.extend(_audit_relations(group, hidden, quantity, memo if memo is not None else {}, judged))
         else:
-            findings.extend(_audit_atoms(group, hidden, quantity, memo if memo is not None else {}))
+            findings.extend(f for f in _audit_atoms(group, hidden, quantity, memo if memo is not None else {})
+                            if judged is None or f.cell in judged)
     findings.sort(key=lambda f: f.cell)
     return findings
 
