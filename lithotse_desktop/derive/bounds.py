@@ -138,6 +138,11 @@ class BoundModel:
                 return simple
         if self.infeasible:
             return {r: UNRESOLVED for r in needed}
+        # points an earlier round found (freeing rows keeps them) settle most rows outright: a
+        # round after a few more cells were hidden asks the smaller model about the rest only
+        needed = {r: w for r, w in needed.items() if self.seen_high[r] - self.seen_low[r] < w}
+        if not needed:
+            return {}
         if self.anchor is not None and self.size > NEAR_FROM:
             needed = self._settle_near_anchor(needed, floors)
             if not needed:

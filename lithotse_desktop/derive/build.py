@@ -288,10 +288,13 @@ class _Work:
     person_key: list[str] | None = None
     cells_id: str | None = None
     question: str | None = None
+    """What a table of cells asks (:func:`question`), once found."""
     decided: str = ""
     """The id of the decision its version was published with (the set built together, named by
     its versions): the set's versions form one moment a reader may hold (see :func:`_baselines`)."""
-    """What a table of cells asks (:func:`question`), once found."""
+    audited: set[str] = field(default_factory=set)
+    """The parts of the audit its decision passed, recorded with its anchors (see
+    :func:`.complementary.audited_parts`)."""
     several: list[str] | None = None
     """Why a row-level sql's rows may be several for one record (see :func:`_several`)."""
     relations: list[Relation] = field(default_factory=list)
@@ -1218,10 +1221,34 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     counted = next((w.atoms for w in group if w.atoms is not None), None)
     partial = [w.name for w in group
                if w.table is not None and w.periods is not None and not w.suppressed and not _published_whole(w)]
+    passed = {fingerprint for w in group if w.carried is not None for fingerprint in w.carried.audited}
+    audited: set[str] = set()
+    built: list[Group] = []
+    memo: dict = {}
+    start: set[int] = set()
+
     def deciding() -> dict[str, set[int]]:
-        return decide(Group(cells, rels, _with_unknown(differences, rels), remainders,
-                            None if counted is None else counted.columns, partial,
-                            atom_records=None if counted is None else counted.records), ws.zero_cells)
+        """One decision; each after the first (more cells held, or released) over the same group,
+        with the audit's models as the last one left them. A round after the versions read
+        together held more starts from the last round's hidden cells: the decisions only grow,
+        so the audit frees rows and keeps what it solved (a cell shown again would start it
+        anew), and no complement moves between rounds; where that start is refused, the round
+        decides from nothing as the first did."""
+        audited.clear()
+        if not built:
+            built.append(Group(cells, rels, _with_unknown(differences, rels), remainders,
+                               None if counted is None else counted.columns, partial,
+                               atom_records=None if counted is None else counted.records))
+        over = built[0]
+        try:
+            if start:
+                try:
+                    return decide(over, ws.zero_cells, passed=passed, audited=audited, memo=memo, start=start)
+                except Undecided:
+                    start.clear()
+            return decide(over, ws.zero_cells, passed=passed, audited=audited, memo=memo)
+        finally:
+            passed.update(audited)  # the next round (more held) passes the parts it leaves alone
 
     by_name = {c.name: c for c in cells}
     baselines: list[Moment] | None = None
@@ -1243,6 +1270,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         tried |= pinned
         for name, i in pinned:
             by_name[name].held.add(i)
+        start.update(built[0].offsets[name] + i for name, rows in hidden.items() for i in rows)
     else:
         raise LithotseError(f"publishing {', '.join(sorted(by_name))} would let the versions read together narrow a "
                             f"revised cell below its threshold after {MAX_PINNED_ROUNDS} rounds of hiding more; "
@@ -1250,6 +1278,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     for w in group:
         if w.name in by_name and w.carried is not None:
             w.held = len(w.carried.held & by_name[w.name].held)
+        w.audited = set(audited)
     return hidden
 
 
@@ -1563,7 +1592,7 @@ def _publish(ws: Workspace, catalog: Catalog, work: _Work, hidden: set[int] | No
             table = publish_cells(table, [m["as"] for m in spec["measures"]], hidden or set())
             if work.suppressed:
                 work.anchors = anchors_table(unsuppressed, coordinates_of(spec, unsuppressed.column_names),
-                                             _anchor_counts(work), work.carried, hidden or set())
+                                             _anchor_counts(work), work.carried, hidden or set(), work.audited)
         if work.sql_cells:
             check_cells(name, table, work.tags)
             counted = table.num_rows

@@ -28,7 +28,9 @@ and any cell still narrowed below k gets a further complementary cell, until non
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
+import json
 import math
 import os
 from collections import Counter, defaultdict
@@ -425,6 +427,9 @@ class Carried:
     """Each row's counts when it was last hidden, for a row hidden before."""
     changes: list[int] = field(default_factory=list)
     """Each row's change since last shown (:attr:`Cells.changes`)."""
+    audited: set[str] = field(default_factory=set)
+    """The parts of the audit that version's decision passed (:func:`audited_parts`): an
+    unchanged part passes again without its solves."""
 
 
 def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k: int, shown: pa.Table,
@@ -486,7 +491,7 @@ def carried_states(table: pa.Table, coordinates: list[str], counts: list[str], k
     published_before = rows_of(shown, published)
     now = list(zip(*(table.column(c).to_pylist() for c in counts), strict=True))
     published_now = rows_of(table, published)
-    carried = Carried()
+    carried = Carried(audited=audited_parts(anchors))
     for i, key in enumerate(keyed(table)):
         last_shown = was_shown.get(key)
         last_hidden = was_hidden.get(key) if key in hidden_keys else None
@@ -525,11 +530,13 @@ def _change(now: tuple, last_shown: tuple | None, seen: bool, sizes: int | None)
 
 
 def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], carried: Carried | None,
-                  hidden: set[int]) -> pa.Table:
+                  hidden: set[int], audited: Collection[str] = ()) -> pa.Table:
     """The anchors of a version's cells, for the next version to compare with: each count as the
     cell was last shown (now, where it is shown) and when it was last hidden (kept from before
-    while it stays hidden, now where it is hidden anew). Stored apart from what is published: it
-    holds the counts of hidden cells."""
+    while it stays hidden, now where it is hidden anew), and the parts of the audit its decision
+    passed (``audited``, see :func:`audited_parts`). Stored apart from what is published: it
+    holds the counts of hidden cells (and the parts' fingerprints, taken over the structure of
+    the input's rows, stay with them)."""
     rows = table.num_rows
     current = [table.column(c).to_pylist() for c in counts]
     shown_columns: list[list[Any]] = [[] for _ in counts]
@@ -554,7 +561,19 @@ def anchors_table(table: pa.Table, coordinates: list[str], counts: list[str], ca
         arrays += [pa.chunked_array([_arrow_array(shown_columns[n], typ)]),
                    pa.chunked_array([_arrow_array(hidden_columns[n], typ)]),
                    pa.chunked_array([_arrow_array(value_columns[n], typ)])]
-    return pa.Table.from_arrays(arrays, names=names)
+    out = pa.Table.from_arrays(arrays, names=names)
+    return out.replace_schema_metadata({AUDITED_KEY: json.dumps(sorted(audited))}) if audited else out
+
+
+AUDITED_KEY = b"lithotse.audited"
+
+
+def audited_parts(anchors: pa.Table | None) -> set[str]:
+    """The fingerprints of the audit's parts an anchors table records as passed (none for
+    anchors stored before they were recorded)."""
+    metadata = (anchors.schema.metadata or {}) if anchors is not None else {}
+    found = metadata.get(AUDITED_KEY)
+    return set(json.loads(found)) if found else set()
 
 
 def _arrow_array(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -610,10 +629,11 @@ def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
     return _complemented(group, zero_cells)[0]
 
 
-def _complemented(group: Group, zero_cells: str) -> tuple[set[int], set[int], list[Line], set[int], Margins]:
+def _complemented(group: Group, zero_cells: str,
+                  start: Collection[int] = ()) -> tuple[set[int], set[int], list[Line], set[int], Margins]:
     """Hidden cells, sensitive terms, lines, cells that may not be hidden and the group's virtual
-    margins, after the line pass."""
-    hidden: set[int] = set()
+    margins, after the line pass (from the cells of ``start`` hidden)."""
+    hidden: set[int] = set(start)
     sensitive: set[int] = set()
     for m in group.members:
         base = group.offsets[m.name]
@@ -773,11 +793,20 @@ def _grouped_by(cells: np.ndarray, member: int) -> _Runs:
     return order, starts, sizes, ids[starts]
 
 
-def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[int]]:
+def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE, *, passed: Collection[str] = (),
+           audited: set[str] | None = None, memo: dict | None = None,
+           start: Collection[int] = ()) -> dict[str, set[int]]:
     """Hidden rows of each member: primary cells, then complements until every line holds and
-    the audit finds no cell narrowed below its threshold."""
-    hidden, sensitive, lines, frozen, margins = _complemented(group, zero_cells)
-    memo: dict = {}
+    the audit finds no cell narrowed below its threshold. ``passed``: fingerprints of parts of
+    the audit known to pass (an earlier decision's, :func:`audited_parts`), not solved again;
+    ``audited`` receives those of the decision's own final audit (its large parts only).
+    ``memo``: the audit's models (see :func:`audit`), shared by decisions over the same group
+    (a build deciding again with more cells held keeps the points its solves found). ``start``:
+    cells hidden from the first (a decision taken before over the same group, which a new one
+    only adds to)."""
+    hidden, sensitive, lines, frozen, margins = _complemented(group, zero_cells, start)
+    memo = {} if memo is None else memo
+    memo[PASSED] = frozenset(passed)
     for _round in range(MAX_AUDIT_ROUNDS):
         findings = audit(group, hidden, memo=memo)
         if not findings:
@@ -795,6 +824,10 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> dict[str, set[i
         _complete(group, lines, hidden, sensitive, frozen, margins)
     else:  # pragma: no cover - each round hides at least one more cell, so this needs a huge group
         raise _refusal(group, audit(group, hidden, memo=memo), sensitive)
+    if audited is not None:
+        for rows in memo.values():
+            if isinstance(rows, _AtomRows):
+                audited |= rows.cleared
     out: dict[str, set[int]] = {m.name: set() for m in group.members}
     for cell in hidden:
         member, i = group.owner[cell]
@@ -1354,7 +1387,17 @@ def _audit_atoms(group: Group, hidden: set[int], quantity: tuple, memo: dict) ->
     key = ("atoms", quantity)
     if key not in memo:
         memo[key] = _AtomRows(group, quantity)
-    return memo[key].findings(hidden)
+    return memo[key].findings(hidden, memo.get(PASSED, frozenset()))
+
+
+PASSED = "passed"
+"""The key of :func:`audit`'s memo holding the fingerprints of parts known to pass."""
+FINGERPRINTED_FROM = IPM_FROM
+"""Parts with more atoms than this are fingerprinted and passed by an earlier audit's pass:
+smaller ones solve in about the time their fingerprint takes, and would only fill the anchors."""
+AUDIT_MODEL = b"atoms-1"
+"""Names the audit's model in each part's fingerprint: a change to what a part's audit judges
+must change it, so that no part passes by an older audit's fingerprint."""
 
 
 class _AtomRows:
@@ -1429,10 +1472,17 @@ class _AtomRows:
         anchor = records if counted is not None else None
         self.parts = [_Part(rows_at, atoms_at, coefs_at, component, self.is_count, anchor)
                       for component in _components(len(order), len(self.term_of_row), rows_at, atoms_at)]
+        self.cleared: set[str] = set()
+        """Fingerprints of the large parts the last call of :meth:`findings` found nothing in."""
+        self._labels: dict[int, int] = {}
 
-    def findings(self, hidden: set[int]) -> list[Finding]:
+    def findings(self, hidden: set[int], passed: Collection[str] = frozenset()) -> list[Finding]:
+        """What the published values narrow with ``hidden`` hidden; a large part whose
+        fingerprint is in ``passed`` is passed without a solve."""
         group, quantity, is_count = self.group, self.quantity, self.is_count
         findings = []
+        self.cleared = set()
+        fingerprints: list[str | None] = []
         for cell in self.empty:
             if cell in hidden and _width_needed(group, cell, quantity) is not None:
                 finding = _judge(group, cell, quantity, 0.0, 0.0, is_count)
@@ -1468,17 +1518,60 @@ class _AtomRows:
                     if group.is_difference(term):
                         floors[local] = width
             if needed:
+                fingerprint = self._fingerprint(part, lower, upper, needed, floors) \
+                    if part.model.size > FINGERPRINTED_FROM else None
+                if fingerprint is not None and fingerprint in passed:
+                    self.cleared.add(fingerprint)
+                    continue
                 part.model.bound(lower, upper)
                 work.append((part, needed, floors))
-        for (part, _needed, _floors), found in zip(work, _solve_all(work), strict=True):
+                fingerprints.append(fingerprint)
+        for (part, _needed, _floors), found, fingerprint in zip(work, _solve_all(work), fingerprints, strict=True):
+            narrowed = False
             for local, (low, high) in found.items():
                 term = self.term_of_row[part.rows[local]]
                 finding = _judge(group, term, quantity, low, high, is_count)
                 if finding is not None:
+                    narrowed = True
                     finding.via = _atom_via(group, term)
                     finding.binding = [self.term_of_row[part.rows[b]] for b in part.model.binding.get(local, ())]
                     findings.append(finding)
+            if fingerprint is not None and not narrowed:
+                self.cleared.add(fingerprint)
         return findings
+
+    def _fingerprint(self, part: _Part, lower: np.ndarray, upper: np.ndarray, needed: dict[int, float],
+                     floors: dict[int, float]) -> str:
+        """What decides a part's audit, whatever the ids of its rows and atoms: each row by what
+        it is (a table's cell or a difference, by its keys), its bounds and what it is judged by;
+        each atom by the rows it is in (with their coefficients). Equal fingerprints are equal
+        linear programs asked the same, so the same findings; the atoms' records (the anchor)
+        only guide the solves."""
+        labels = np.array([self._label(self.term_of_row[r]) for r in part.rows], dtype=np.uint64)
+        model = part.model
+        coefficients = (model.entry_coefs + 0.0).view(np.uint64)
+        signatures = np.zeros(model.size, dtype=np.uint64)
+        np.add.at(signatures, model.entry_atoms, _mix(labels[model.entry_rows] ^ _mix(coefficients)))
+        order = np.argsort(labels, kind="stable")
+        asked = np.full((2, len(labels)), np.nan)
+        for n, judged in enumerate((needed, floors)):
+            if judged:
+                asked[n, list(judged)] = list(judged.values())
+        digest = hashlib.blake2b(AUDIT_MODEL, digest_size=16)
+        digest.update(repr((self.quantity, self.is_count)).encode())
+        for array in (np.sort(signatures), labels[order], lower[order] + 0.0, upper[order] + 0.0,
+                      asked[0, order], asked[1, order]):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def _label(self, term: int) -> int:
+        """A term's name as a number, the same in every build: its table and keys, or its relation
+        and margin key for a difference."""
+        found = self._labels.get(term)
+        if found is None:
+            described = json.dumps(self.group.describe(term), sort_keys=True, default=str).encode()
+            found = self._labels[term] = int.from_bytes(hashlib.blake2b(described, digest_size=8).digest(), "little")
+        return found
 
 
     def _published_sum(self, terms: list[tuple[int, int]], hidden: set[int]) -> float | None:
@@ -1491,6 +1584,15 @@ class _AtomRows:
             member, i = self.group.owner[cell]
             total -= sign * float(member.values[self.quantity][i] or 0)
         return total
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser over unsigned 64-bit integers (wrapping): spreads each bit of a
+    value over the whole word, so sums of mixed values tell sets apart."""
+    x = values + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> list[dict[int, tuple[float, float]]]:

@@ -83,7 +83,8 @@ def built_group(workspace, monkeypatch, entries: list[dict]):
         add_spec(workspace, spec(entry))
     groups = []
     decide = build_module.decide
-    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    monkeypatch.setattr(build_module, "decide",
+                        lambda group, zero, **kw: groups.append(group) or decide(group, zero, **kw))
     build_all(workspace)
     (group,) = groups
     return group
@@ -393,7 +394,8 @@ def test_a_table_rebuilt_for_some_periods_counts_with_all_its_published_periods(
     run_import(workspace, "clinic", DateRange(dt.date(2024, 1, 1), None))
     groups = []
     decide = build_module.decide
-    monkeypatch.setattr(build_module, "decide", lambda group, zero: groups.append(group) or decide(group, zero))
+    monkeypatch.setattr(build_module, "decide",
+                        lambda group, zero, **kw: groups.append(group) or decide(group, zero, **kw))
     built = {r.name: r for r in build_all(workspace)}
     assert built["open_by_year"].status == "incremental"
     assert (built["open_by_year"].partitions_written, built["open_by_year"].partitions_total) == (1, 2)
