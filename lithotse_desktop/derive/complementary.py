@@ -1103,13 +1103,9 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                         asked.setdefault(((at(last), 1.0), (at(s), -1.0)), (cell, "change", last))
         if not asked:
             continue
-        rows.extend(({variable: 1.0}, value, value) for variable, value in fixed.items())
-        judged = {len(rows) + n: found_at for n, found_at in enumerate(asked.values())}
-        rows.extend((dict(row), -np.inf, np.inf) for row in asked)
-        model = BoundModel([row for row, _low, _high in rows], True)
-        model.bound(np.array([low for _row, low, _high in rows]), np.array([high for _row, _low, high in rows]))
-        needed = {r: float(group.owner[cell][0].k) for r, (cell, _what, _at) in judged.items()}
-        for r, (low, high) in model.bounds(needed, {}).items():
+        judged = list(asked.values())
+        needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at) in enumerate(judged)}
+        for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed).items():
             cell, what, when = judged[r]
             if math.isnan(low) or math.isnan(high) or high - low >= needed[r] - EXACT:
                 continue  # unresolved: counts fell, the model does not hold
@@ -1125,6 +1121,73 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
             else:
                 found.widen(group, finding, hidden_ids, frozen)
     return found
+
+
+SUBSTITUTED = True
+"""Whether :func:`_bounds_given` puts the published values into the rows (else each is a row of
+its own, as a reader's model has them: the tests compare the two)."""
+
+
+def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
+                  asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float]
+                  ) -> dict[int, tuple[float, float]]:
+    """The bounds of each asked row (by its index) that may be narrower than ``needed``, over
+    variables ≥ 0 bound by ``rows`` (each with its least and greatest value), the variables of
+    ``fixed`` at their values. Each published value is put into the rows it is in (a row left
+    with none free only checks that the values agree), so the solver works on the unknowns
+    alone: a year's changed cells over two runs are 200,000 variables of which a few thousand
+    are unknown. Where the values disagree (counts fell), every asked row is unresolved."""
+    if not SUBSTITUTED:
+        whole = [*rows, *(({v: 1.0}, value, value) for v, value in fixed.items()),
+                 *((dict(row), -np.inf, np.inf) for row in asked)]
+        model = BoundModel([row for row, _low, _high in whole], True)
+        model.bound(np.array([low for _row, low, _high in whole]), np.array([high for _row, _low, high in whole]))
+        first = len(whole) - len(asked)
+        return {r - first: b for r, b in model.bounds({first + n: w for n, w in needed.items()}, {}).items()}
+    number: dict[int, int] = {}
+    kept: list[dict[int, float]] = []
+    lows: list[float] = []
+    highs: list[float] = []
+
+    def split(entries: Iterable[tuple[int, float]]) -> tuple[dict[int, float], float]:
+        free: dict[int, float] = {}
+        constant = 0.0
+        for variable, coefficient in entries:
+            if variable in fixed:
+                constant += coefficient * fixed[variable]
+            else:
+                free[number.setdefault(variable, len(number))] = coefficient
+        return free, constant
+
+    for row, low, high in rows:
+        free, constant = split(row.items())
+        if free:
+            kept.append(free)
+            lows.append(low - constant)
+            highs.append(high - constant)
+        elif not low - EXACT <= constant <= high + EXACT:
+            return {n: (math.nan, math.nan) for n in needed}
+    out: dict[int, tuple[float, float]] = {}
+    offsets: dict[int, tuple[int, float]] = {}
+    for n, entries in enumerate(asked):
+        free, constant = split(entries)
+        if not free:  # published at both ends: known
+            if n in needed:
+                out[n] = (constant, constant)
+            continue
+        offsets[len(kept)] = (n, constant)
+        kept.append(free)
+        lows.append(-np.inf)
+        highs.append(np.inf)
+    if not offsets:
+        return out
+    model = BoundModel(kept, True)
+    model.bound(np.array(lows), np.array(highs))
+    wanted = {r: needed[n] for r, (n, _constant) in offsets.items() if n in needed}
+    for r, (low, high) in model.bounds(wanted, {}).items():
+        n, constant = offsets[r]
+        out[n] = (low + constant, high + constant)
+    return out
 
 
 def _runs(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int, list[int]]:

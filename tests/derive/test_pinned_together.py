@@ -1,8 +1,8 @@
 """The audit of every earlier moment at once (:func:`.complementary.pinned_together`) reads each
 component of relation lines over the runs of moments that published it alike, and leaves out the
-components published alike throughout. Both shortcuts must narrow exactly what the whole model
-narrows: compared here over random sequences of late records, each version decided as a build
-decides it."""
+components published alike throughout, and puts the published values into the rows rather than
+solving for them. Each shortcut must narrow exactly what the whole model narrows: compared here
+over random sequences of late records, each version decided as a build decides it."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatc
         rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
     cells, rels, hidden = decided(rows)
     pruned = pinned_together(cells, rels, hidden, moments)
+    monkeypatch.setattr(complementary, "SUBSTITUTED", False)
+    as_rows = pinned_together(cells, rels, hidden, moments)
+    assert narrowed(pruned) == narrowed(as_rows), "the published values put into the rows bound the same"
     monkeypatch.setattr(complementary, "_runs", every_moment_apart)
     whole = pinned_together(cells, rels, hidden, moments)
     assert narrowed(pruned) == narrowed(whole)
