@@ -13,6 +13,7 @@ them work.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -68,6 +69,7 @@ def process_reserve() -> int:
     return _reserve
 
 
+@functools.cache
 def _malloc_trim() -> Any:
     if not sys.platform.startswith("linux"):
         return None
@@ -83,14 +85,9 @@ def release_freed_memory() -> None:
     of which it used 144 MB; a build in the same process, as the app runs them, then measured
     the rest as its own and left DuckDB its least share, and a keyed 5M-row build ran out of
     memory). Called when an import or a build ends."""
-    global _trim
-    if _trim is False:
-        _trim = _malloc_trim()
-    if _trim is not None:
-        _trim(0)
-
-
-_trim: Any = False
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def parse_size(text: object, where: str) -> int:

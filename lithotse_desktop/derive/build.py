@@ -282,6 +282,8 @@ class _Work:
     """How many of its cells were held (:attr:`BuildResult.held`)."""
     anchors: pa.Table | None = None
     """The anchors of the cells as published (:func:`.complementary.anchors_table`)."""
+    anchors_read: dict[str, pa.Table | None] = field(default_factory=dict)
+    """Earlier versions' anchors by version id, as read (see :func:`_anchors_of`)."""
     table: pa.Table | None = None
     cells: bool = False
     periods: list[Any] | None = None
@@ -1223,7 +1225,9 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
                if w.table is not None and w.periods is not None and not w.suppressed and not _published_whole(w)]
     passed = {fingerprint for w in group if w.carried is not None for fingerprint in w.carried.audited}
     audited: set[str] = set()
-    built: list[Group] = []
+    over = Group(cells, rels, _with_unknown(differences, rels), remainders,
+                 None if counted is None else counted.columns, partial,
+                 atom_records=None if counted is None else counted.records)
     memo: dict = {}
     start: set[int] = set()
 
@@ -1235,11 +1239,6 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         anew), and no complement moves between rounds; where that start is refused, the round
         decides from nothing as the first did."""
         audited.clear()
-        if not built:
-            built.append(Group(cells, rels, _with_unknown(differences, rels), remainders,
-                               None if counted is None else counted.columns, partial,
-                               atom_records=None if counted is None else counted.records))
-        over = built[0]
         try:
             if start:
                 try:
@@ -1270,7 +1269,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         tried |= pinned
         for name, i in pinned:
             by_name[name].held.add(i)
-        start.update(built[0].offsets[name] + i for name, rows in hidden.items() for i in rows)
+        start.update(over.offsets[name] + i for name, rows in hidden.items() for i in rows)
     else:
         raise LithotseError(f"publishing {', '.join(sorted(by_name))} would let the versions read together narrow a "
                             f"revised cell below its threshold after {MAX_PINNED_ROUNDS} rounds of hiding more; "
@@ -1366,7 +1365,7 @@ def _hidden_counts(catalog: Catalog, work: _Work, version: Version) -> tuple[dic
     """What ``version``'s anchors recorded of the cells it hid: each one's counts by quantity
     (as it was when hidden, for anchors stored before they held the value), and the keys of
     those of 1 to k-1 people."""
-    anchors = catalog.anchors(version)
+    anchors = _anchors_of(catalog, work, version)
     if anchors is None:
         return {}, set()
     def column(alias: str) -> list[Any] | None:
@@ -1478,11 +1477,19 @@ def _previous_cells(ws: Workspace, catalog: Catalog, work: _Work
     previous, published = compared
     kept_path = _cached_cells(ws, previous)
     kept = _read_file(kept_path) if kept_path is not None else None
-    anchors = catalog.anchors(previous)
+    anchors = _anchors_of(catalog, work, previous)
     if (previous.privacy or {}).get("hidden") == HIDDEN_LEFT_OUT or FLAG not in published.column_names:
         return published, None, kept, anchors
     flags = published.column(FLAG)
     return published.filter(pc.invert(flags)), published.filter(flags), kept, anchors
+
+
+def _anchors_of(catalog: Catalog, work: _Work, version: Version) -> pa.Table | None:
+    """An earlier version's anchors, read once per build (the carried states and the moments a
+    reader may hold both read the version compared with)."""
+    if version.version not in work.anchors_read:
+        work.anchors_read[version.version] = catalog.anchors(version)
+    return work.anchors_read[version.version]
 
 
 def _compared(catalog: Catalog, work: _Work) -> tuple[Version, pa.Table] | None:

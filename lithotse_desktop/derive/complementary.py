@@ -1123,11 +1123,6 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     return found
 
 
-SUBSTITUTED = True
-"""Whether :func:`_bounds_given` puts the published values into the rows (else each is a row of
-its own, as a reader's model has them: the tests compare the two)."""
-
-
 def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
                   asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float]
                   ) -> dict[int, tuple[float, float]]:
@@ -1137,13 +1132,6 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     with none free only checks that the values agree), so the solver works on the unknowns
     alone: a year's changed cells over two runs are 200,000 variables of which a few thousand
     are unknown. Where the values disagree (counts fell), every asked row is unresolved."""
-    if not SUBSTITUTED:
-        whole = [*rows, *(({v: 1.0}, value, value) for v, value in fixed.items()),
-                 *((dict(row), -np.inf, np.inf) for row in asked)]
-        model = BoundModel([row for row, _low, _high in whole], True)
-        model.bound(np.array([low for _row, low, _high in whole]), np.array([high for _row, _low, high in whole]))
-        first = len(whole) - len(asked)
-        return {r - first: b for r, b in model.bounds({first + n: w for n, w in needed.items()}, {}).items()}
     number: dict[int, int] = {}
     kept: list[dict[int, float]] = []
     lows: list[float] = []

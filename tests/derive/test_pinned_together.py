@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import numpy as np
 import pytest
 
 from lithotse_desktop.derive import complementary
+from lithotse_desktop.derive.bounds import BoundModel
 from lithotse_desktop.derive.complementary import Cells, Group, Moment, decide, pinned_together, primary
 from lithotse_desktop.derive.relations import relations
 
@@ -47,6 +49,16 @@ def every_moment_apart(group: Group, hidden_ids: set[int], moments: list[Moment]
     return {c: list(range(len(moments) + 1)) for c in range(group.cell_count + len(group.differences))}
 
 
+def published_values_as_rows(rows, fixed, asked, needed):
+    """The model as a reader writes it: each published value a row of its own."""
+    whole = [*rows, *(({v: 1.0}, value, value) for v, value in fixed.items()),
+             *((dict(row), -np.inf, np.inf) for row in asked)]
+    model = BoundModel([row for row, _low, _high in whole], True)
+    model.bound(np.array([low for _row, low, _high in whole]), np.array([high for _row, _low, high in whole]))
+    first = len(whole) - len(asked)
+    return {r - first: b for r, b in model.bounds({first + n: w for n, w in needed.items()}, {}).items()}
+
+
 def narrowed(found: complementary.Pinned) -> set[tuple]:
     return {(f.cell, f.measure, round(f.lower, 6), round(f.upper, 6)) for f in found.narrowed}
 
@@ -69,7 +81,7 @@ def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatc
         rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
     cells, rels, hidden = decided(rows)
     pruned = pinned_together(cells, rels, hidden, moments)
-    monkeypatch.setattr(complementary, "SUBSTITUTED", False)
+    monkeypatch.setattr(complementary, "_bounds_given", published_values_as_rows)
     as_rows = pinned_together(cells, rels, hidden, moments)
     assert narrowed(pruned) == narrowed(as_rows), "the published values put into the rows bound the same"
     monkeypatch.setattr(complementary, "_runs", every_moment_apart)
