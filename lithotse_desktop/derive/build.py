@@ -478,12 +478,13 @@ class _SharedInput:
 
 
 def _shares_input(work: _Work, plan: _Plan) -> bool:
-    """Whether this aggregate reads every object of its one stream input (neither from a kept
-    input nor only new landings): then the group's builds that do may read one table of it
-    (one read of the objects, then scans of a table, rather than a read per build)."""
+    """Whether this aggregate reads every object of its one stream input (not from a kept
+    input): then the group's builds that do may read one table of it (one read of the objects,
+    then scans of a table, rather than a read per build). An incremental build reads every
+    object too, and only asks which periods the new landings touch."""
     inputs = spec_inputs(work.spec)
     return (work.spec["kind"] == "aggregate" and list(inputs) == ["input"] and "source" in inputs["input"]
-            and not plan.keeps_input and not plan.incremental)
+            and not plan.keeps_input)
 
 
 def _load_shared(ws: Workspace, catalog: Catalog, members: list[_Work], group: list[_Work],

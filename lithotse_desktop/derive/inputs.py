@@ -378,7 +378,9 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
     The objects are one relation (:func:`landed_objects`): files DuckDB reads itself, the others
     streamed from their connectors. Without ``materialize`` it is streamed: straight into the
     one query that reads it when it needs no deduplication, into a table of the newest versions
-    when it does; otherwise every landed row is copied into a DuckDB table first. DuckDB spills
+    when it does; otherwise every landed row is copied into a DuckDB table first (and, with a
+    key, its newest versions into another, so the queries reading them do not rank every
+    version again: incremental builds keep the landed rows to ask what changed). DuckDB spills
     to the workspace's temp folder what exceeds ``[limits] memory``. ``rescanned``: the query may
     read the input more than once (a self-join, a subquery in a ``sql`` derivative), so a stream
     that needs no deduplication is kept in a table as it streams in rather than read where it
@@ -427,7 +429,7 @@ def load_stream(con: duckdb.DuckDBPyConnection, ws: Workspace, alias: str, resol
         if "versionId" in columns:
             hidden.append(NUMERIC_VERSIONS)
     exclude = f" EXCLUDE ({', '.join(q(c) for c in hidden)})" if hidden else ""
-    if streamed and key:
+    if key:  # materialized too: the newest versions once, for the queries that read them
         _dedupe_while_reading(con, resolved, q(alias), f"SELECT *{exclude} FROM {relation}", checks)
     else:
         con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {relation}")
@@ -462,6 +464,38 @@ def fresh_landings(resolved: StreamInput, previous: Any) -> list[str] | None:
     if not old <= new:
         return None
     return [m.id for m in resolved.manifests if (m.sha256, m.range_from, m.range_to) not in old]
+
+
+def changed_records(con: duckdb.DuckDBPyConnection, alias: str, resolved: StreamInput, fresh_ids: list[str],
+                    table: str) -> None:
+    """Make ``table``: the rows by which the records of ``alias`` (loaded by :func:`load_stream`)
+    differ from the records before the landings ``fresh_ids``, both versions of a changed record.
+    An aggregate's cells of a period none of them falls in are the cells its previous version
+    computed: a record landed again unchanged (an export landed again whole, with a few rows
+    more) changes nothing. Only records the new landings hold can differ; of a stream without a
+    key, their rows are new records."""
+    q = DUCKDB.quote
+    landed = q(f"{alias}__landed")
+    columns = con.sql(f"SELECT * FROM {landed} LIMIT 0").columns
+    visible = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").columns
+    key = stream_key(resolved, columns)
+    con.execute("CREATE OR REPLACE TEMP TABLE __fresh_ids AS SELECT unnest($ids::VARCHAR[]) AS id",
+                {"ids": fresh_ids})
+    fresh = "_landing_id IN (SELECT id FROM __fresh_ids)"
+    listed = ", ".join(q(c) for c in visible)
+    if not key:
+        con.execute(f"CREATE TEMP TABLE {q(table)} AS SELECT {listed} FROM {landed} WHERE {fresh}")
+        return
+    keys = ", ".join(q(k) for k in key)
+    held = f"({keys}) IN (SELECT ({keys}) FROM {landed} WHERE {fresh})"
+    older = f"(SELECT * FROM {landed} WHERE {held} AND NOT {fresh})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __records_before AS "
+                f"SELECT {listed} FROM ({dedupe_query(older, key, columns)})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __records_now AS SELECT {listed} FROM {q(alias)} WHERE {held}")
+    con.execute(f"CREATE TEMP TABLE {q(table)} AS "
+                "(SELECT * FROM __records_now EXCEPT ALL SELECT * FROM __records_before) UNION ALL "
+                "(SELECT * FROM __records_before EXCEPT ALL SELECT * FROM __records_now)")
+    con.execute("DROP TABLE __records_before; DROP TABLE __records_now")
 
 
 def load_derivative(con: duckdb.DuckDBPyConnection, catalog: Catalog, alias: str, name: str) -> pa.Schema:

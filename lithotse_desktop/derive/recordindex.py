@@ -191,11 +191,13 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
                         "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone),
                         hashed=True)
             if periods_of is not None:
-                periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
-                if not prior.dropped:  # a landing read again takes rows away that __hit does not hold
+                if prior.dropped:  # a landing read again takes rows away that __hit does not hold
+                    periods = _touched(con, periods_of, key, cols, prior.fresh, timezone)
+                else:
                     shown = ", ".join(q(c) for c in columns if c not in PROVENANCE)
                     con.execute(f"CREATE TEMP TABLE {PLUS} AS SELECT {shown} FROM __winners")
                     con.execute(f"CREATE TEMP TABLE {MINUS} AS SELECT {shown} FROM __hit")
+                    periods = _changed_periods(con, periods_of, timezone)
                     changes = True
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
@@ -307,6 +309,16 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
         return sorted(row[0] for row in con.execute(compiled.sql, compiled.params).fetchall())
     finally:
         con.execute("DROP TABLE __fresh_ids")
+
+
+def _changed_periods(con: duckdb.DuckDBPyConnection, spec: dict, timezone: str) -> list[Any]:
+    """Periods of the records whose newest version changed (:data:`PLUS` and :data:`MINUS`
+    differ): a record landed again as it was (an export landed again whole) changes no cell."""
+    relation = f"((SELECT * FROM {PLUS} EXCEPT ALL SELECT * FROM {MINUS}) UNION ALL " \
+               f"(SELECT * FROM {MINUS} EXCEPT ALL SELECT * FROM {PLUS}))"
+    schema = con.sql(f"SELECT * FROM {PLUS} LIMIT 0").to_arrow_table().schema
+    compiled = period_query(spec, schema, relation, "true", timezone=timezone)
+    return sorted(row[0] for row in con.execute(compiled.sql, compiled.params).fetchall())
 
 
 def _old_files(con: duckdb.DuckDBPyConnection, catalog: Any, keys: list[str], ws: Workspace) -> dict[str, str] | None:

@@ -28,6 +28,8 @@ class DuckDBSession(EngineSession):
         """Raw files the query reads itself (a stream streamed into it, see :func:`inputs.load_stream`)."""
         self.text_views: dict[str, str] = {}
         """Views of typed reads, with their text reads: every query over them runs in :meth:`run`."""
+        self.changed: dict[tuple[str, ...], str] = {}
+        """Tables of the records changed by landings new since a version, by those landings' ids."""
 
     def load_stream(self, ws: Workspace, alias: str, resolved: StreamInput, progress: Progress,
                     checks: IntegrityChecks, *, materialize: bool = False, rescanned: bool = False,
@@ -41,23 +43,18 @@ class DuckDBSession(EngineSession):
 
     def touched_periods(self, ws: Workspace, spec: dict, schema: pa.Schema, resolved: StreamInput,
                         previous: Version) -> list[Any] | None:
-        con = self.con
         fresh_ids = inputs.fresh_landings(resolved, previous)
         if fresh_ids is None:
             return None
-        con.register("__fresh", pa.table({"id": pa.array(fresh_ids, pa.string())}))
-        con.execute("CREATE TABLE __fresh_ids AS SELECT id FROM __fresh")
-        con.unregister("__fresh")
+        changed = self.changed.get(tuple(fresh_ids))
+        if changed is None:  # the members of a group sharing one input ask it each
+            changed = f"__changed_{len(self.changed)}"
+            inputs.changed_records(self.con, "input", resolved, fresh_ids, changed)
+            self.changed[tuple(fresh_ids)] = changed
         q = DUCKDB.quote
-        landed = q("input__landed")
-        condition = "_landing_id IN (SELECT id FROM __fresh_ids)"
-        key = resolved.key or (["resourceType", "id"] if "resource" in schema.names else [])
-        if key:
-            cols = ", ".join(q(k) for k in key)
-            condition = f"({cols}) IN (SELECT ({cols}) FROM {landed} WHERE {condition})"
-        landed_schema = con.sql(f"SELECT * FROM {landed} LIMIT 0").to_arrow_table().schema
-        compiled = period_query(spec, landed_schema, landed, condition, timezone=ws.timezone)
-        return [row[0] for row in con.execute(compiled.sql, compiled.params).fetchall()]
+        changed_schema = self.con.sql(f"SELECT * FROM {q(changed)} LIMIT 0").to_arrow_table().schema
+        compiled = period_query(spec, changed_schema, q(changed), "true", timezone=ws.timezone)
+        return [row[0] for row in self.con.execute(compiled.sql, compiled.params).fetchall()]
 
     def mask_inputs(self, roles: dict[str, dict[str, str | None]]) -> dict[str, tuple[str, str]]:
         return mask_inputs(self.con, roles)
