@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ import numpy as np
 EXACT = 1e-6
 EXPLORE_ROUNDS = 60
 EXPLORE_MIN = 4
+ROWS_TIMED = 3
+"""Row solves timed to stand for every row's in :meth:`BoundModel._explore`."""
 PRIMAL_SIMPLEX = 4
 """HiGHS's ``simplex_strategy`` for primal simplex. Every solve after the first changes only the
 costs (or frees rows), which keeps the last basis primal feasible, so primal simplex continues
@@ -41,6 +44,9 @@ point shows, so the further spread-out solves would only cost time."""
 NEAR_FROM = IPM_FROM
 """Models with more atoms than this, given an anchor, first try the smaller model of
 :meth:`BoundModel._settle_near_anchor`."""
+SIDE_BY_SIDE = max(1, min(os.cpu_count() or 1, 4))
+"""Copies of a model solved alone that solve spread-out directions at once (see
+:attr:`BoundModel.threads`); past four, a round's directions mostly settle the same rows."""
 UNRESOLVED = (math.nan, math.nan)
 """The bounds of a row the solver could not bound (the published numbers disagree, or it failed):
 judged narrow, so a build hides more rather than trusting it."""
@@ -96,7 +102,13 @@ class BoundModel:
         there (their duals were not zero at its least or greatest value): the published cells a
         further complement should come from."""
         self._solver: Any = None
-        self._row_seconds: float | None = None
+        self.threads = 1
+        """Spread-out solves side by side, each on its own copy of the model (HiGHS lets go of the
+        interpreter while it solves): for a model solved alone, as the model of every moment is
+        and a build's one changed year; components solved side by side keep one each."""
+        self._helpers: list[Any] = []
+        self._row_spans: list[float] = []
+        """Times of the row solves :meth:`_explore` timed, latest last."""
         self._rng = np.random.default_rng(row_count * 7919 + self.size)
 
     def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -114,8 +126,8 @@ class BoundModel:
             self.seen_high[:] = -np.inf
             self.started = False
             self.infeasible = False
-        if self._solver is not None:
-            self._solver.changeRowsBounds(len(changed), changed.astype(np.int32), lower[changed], upper[changed])
+        for solver in [self._solver, *self._helpers] if self._solver is not None else []:
+            solver.changeRowsBounds(len(changed), changed.astype(np.int32), lower[changed], upper[changed])
 
     def bounds(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, tuple[float, float]]:
         """The least and greatest value of each row in ``needed`` that may be narrower than its
@@ -152,11 +164,19 @@ class BoundModel:
             few = len(needed) <= FEW_ROWS
             for _ in range(1 if few else 2):
                 direction = self._rng.choice([-1.0, 1.0], self.row_count)
-                if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
+                costs = self._costs(direction)
+                solvers = self._solvers()
+                jobs = [(solvers[0], costs, False)] + ([(solvers[-1], costs, True)] if not few else [])
+                if len(solvers) > 1 and not few:  # the greatest beside the least
+                    if self._side_by_side(jobs)[0][0] is None:
+                        self.infeasible = True
+                        return {r: UNRESOLVED for r in needed}
+                    continue
+                if self._solve(costs, maximize=False, spread_out=True) is None:
                     self.infeasible = True
                     return {r: UNRESOLVED for r in needed}
                 if not few:
-                    self._solve(self._costs(direction), maximize=True, spread_out=True)
+                    self._solve(costs, maximize=True, spread_out=True)
             self.started = True
         judged = np.array(sorted(needed), dtype=np.int64)
         need = np.array([needed[r] for r in judged])
@@ -243,6 +263,7 @@ class BoundModel:
         model = BoundModel.from_entries(len(rows), position[self.entry_rows[varying]],
                                         number[self.entry_atoms[varying]], self.entry_coefs[varying],
                                         self.nonnegative)
+        model.threads = self.threads
         offsets = offsets_all[rows]
         model.bound(self.lower[rows] - offsets, self.upper[rows] - offsets)
         return model, rows, offsets
@@ -270,8 +291,16 @@ class BoundModel:
         return {0: (float(low), float(high))} if 0 in needed and high - low < needed[0] else {}
 
     def _ensure_solver(self) -> None:
-        if self._solver is not None:
-            return
+        if self._solver is None:
+            self._solver = self._new_solver()
+
+    def _solvers(self) -> list[Any]:
+        """The model's solver and, with :attr:`threads` above one, its copies."""
+        while len(self._helpers) < self.threads - 1:
+            self._helpers.append(self._new_solver())
+        return [self._solver, *self._helpers[:self.threads - 1]]
+
+    def _new_solver(self) -> Any:
         import highspy
 
         solver = make_solver()
@@ -282,7 +311,7 @@ class BoundModel:
                        np.where(np.isfinite(self.upper), self.upper, inf), len(order),
                        self._row_starts[:-1].astype(np.int32), self.entry_atoms[order].astype(np.int32),
                        self.entry_coefs[order])
-        self._solver = solver
+        return solver
 
     def _costs(self, direction: np.ndarray) -> np.ndarray:
         """Costs on the atoms that make the objective the rows weighted by ``direction``."""
@@ -303,23 +332,46 @@ class BoundModel:
         the optimum far from the last basis, which takes simplex tens of thousands of pivots on
         a year's component; the interior point solver (with crossover, so the point is a vertex
         and its basis serves the next simplex solve) takes a second or two there."""
+        return self._record(self._run(self._solver, costs, maximize, spread_out))
+
+    def _side_by_side(self, jobs: list[tuple[Any, np.ndarray, bool]]) -> list[tuple[float | None, np.ndarray | None]]:
+        """Spread-out solves, each ``(solver, costs, maximize)`` on its own solver, at once: the
+        first in this thread, the others beside it; their results as :meth:`_run` gives them. Their
+        points are recorded in the jobs' order (least and greatest values seen do not depend on it)."""
+        if len(jobs) == 1:
+            results = [self._run(*jobs[0], True)]
+        else:
+            with ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="lithotse-bounds") as pool:
+                beside = [pool.submit(self._run, *job, True) for job in jobs[1:]]
+                results = [self._run(*jobs[0], True), *(f.result() for f in beside)]
+        for result in results:
+            self._record(result)
+        return results
+
+    def _run(self, solver: Any, costs: np.ndarray, maximize: bool,
+             spread_out: bool) -> tuple[float | None, np.ndarray | None]:
+        """One solve on ``solver``: its optimum (see :meth:`_solve`) and its point's row values
+        (None when it has none). Touches nothing of the model but that solver."""
         import highspy
 
-        solver = self._solver
         columns = np.arange(self.size, dtype=np.int32)
         solver.changeColsCost(self.size, columns, -costs if maximize else costs)
         solver.setOptionValue("solver", "ipm" if spread_out and self.size > IPM_FROM else "simplex")
         solver.run()
         status = solver.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
-            values = np.asarray(solver.getSolution().row_value)
+            value = float(solver.getInfo().objective_function_value)
+            return (-value if maximize else value), np.asarray(solver.getSolution().row_value)
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            return (math.inf if maximize else -math.inf), None
+        return None, None
+
+    def _record(self, result: tuple[float | None, np.ndarray | None]) -> float | None:
+        value, values = result
+        if values is not None:
             np.minimum(self.seen_low, values, out=self.seen_low)
             np.maximum(self.seen_high, values, out=self.seen_high)
-            value = float(solver.getInfo().objective_function_value)
-            return -value if maximize else value
-        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-            return math.inf if maximize else -math.inf
-        return None
+        return value
 
     def _settle_zeros(self, pending: np.ndarray, out: dict[int, tuple[float, float]]) -> np.ndarray:
         """Bound at once the open rows every point found holds at zero (commonly differences that
@@ -352,47 +404,67 @@ class BoundModel:
         Measured on the six yearly components at 5M rows: 100 rounds and 15 row solves where
         random signs took 119 and 68.
 
-        Rounds go on while one settles more rows than their own solves would in its time (one
-        simplex solve, timed once per model, stands for each of a row's two): on a year's
-        component a round takes a second or more, a row's solve from the last basis a few
-        hundredths, so the last rounds, settling a handful of rows each, cost more than they save."""
+        Rounds go on while one settles more rows than their own solves would in its time (the
+        median of the last few greatest-value solves of rows still open, one timed each round,
+        stands for each of a row's two): on a year's component a round takes a second or more,
+        most rows' solves from the last basis a few hundredths, the rows left open longest tenths
+        (timed once, on the first open row, the estimate was 0.01 s or 0.2 s by chance, and
+        exploring stopped with 200 rows open or went on past its use), so the last rounds,
+        settling a handful of rows each, cost more than they save.
+        With :attr:`threads` above one, each round solves as many directions side by side, each
+        copy of the model pushed away from its own last point."""
         import highspy
 
         finite = np.concatenate([self.lower[np.isfinite(self.lower)], self.upper[np.isfinite(self.upper)]])
         cap = 1.0 + float(np.abs(finite).sum())
         columns = np.arange(self.size, dtype=np.int32)
-        solver = self._solver
-        solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -cap),
-                                np.full(self.size, cap))
+        solvers = self._solvers()
+        for solver in solvers:
+            solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -cap),
+                                    np.full(self.size, cap))
+        points: list[np.ndarray | None] = [None] * len(solvers)
         try:
-            for round_number in range(EXPLORE_ROUNDS):
+            for _round in range(EXPLORE_ROUNDS):
                 started = time.perf_counter()
-                direction = np.zeros(self.row_count)
-                signs = self._rng.choice([-1.0, 1.0], len(pending))
-                if round_number:
-                    last = np.asarray(solver.getSolution().row_value)[pending]
-                    middle = (self.seen_low[pending] + self.seen_high[pending]) / 2
-                    signs = np.where(last > middle, 1.0, np.where(last < middle, -1.0, signs))
-                    signs *= self._rng.uniform(0.2, 1.8, len(pending))
-                direction[pending] = signs
-                if self._solve(self._costs(direction), maximize=False, spread_out=True) is None:
+                jobs = []
+                for solver, point in zip(solvers, points, strict=True):  # each pushed away from its own last point
+                    direction = np.zeros(self.row_count)
+                    signs = self._rng.choice([-1.0, 1.0], len(pending))
+                    if point is not None:
+                        last = point[pending]
+                        middle = (self.seen_low[pending] + self.seen_high[pending]) / 2
+                        signs = np.where(last > middle, 1.0, np.where(last < middle, -1.0, signs))
+                        signs *= self._rng.uniform(0.2, 1.8, len(pending))
+                    direction[pending] = signs
+                    jobs.append((solver, self._costs(direction), False))
+                results = self._side_by_side(jobs)
+                if any(value is None for value, _ in results):
                     return
+                points = [values for _, values in results]
                 spent = time.perf_counter() - started
                 still = open_ones()
                 if len(still) <= EXPLORE_MIN:
                     return
-                if self._row_seconds is None:
+                # what a row's solve costs now: timed on a few rows still open each round (the rows
+                # left open longest take the longest), for their greatest values: a least value is
+                # mostly found at once (a point holding the row at 0 shows it), a greatest one is not
+                for row in self._rng.choice(still, min(ROWS_TIMED if not self._row_spans else 1, len(still)),
+                                            replace=False):
                     started = time.perf_counter()
-                    self._solve(self._costs_of(int(still[0])), maximize=False)
-                    self._row_seconds = time.perf_counter() - started
-                    still = open_ones()
-                if (len(pending) - len(still)) * 2 * self._row_seconds < spent:
+                    self._solve(self._costs_of(int(row)), maximize=True)
+                    self._row_spans.append(time.perf_counter() - started)
+                still = open_ones()
+                if len(still) <= EXPLORE_MIN:
+                    return
+                row_seconds = float(np.median(self._row_spans[-ROWS_TIMED:]))
+                if (len(pending) - len(still)) * 2 * row_seconds < spent:
                     return
                 pending = still
         finally:
             inf = highspy.kHighsInf
-            solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -inf),
-                                    np.full(self.size, inf))
+            for solver in solvers:
+                solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -inf),
+                                        np.full(self.size, inf))
 
 
 _banner_shown = threading.Lock()
