@@ -19,8 +19,9 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
   hold (``pinned_together``, ``pinned_changes``); the same updates built beside it with
   ``suppress_below 0`` in a second workspace are the baseline. Off by default: on 3 December a
   keyed input made the 20 plain builds 8x slower (each reads and dedupes the input alone), and
-  an update at 1M rows took 500 s to build, then 270 s with the audit's passed parts carried
-  (docs/privacy.md, Benchmark).
+  an update at 1M rows took 500 s to build, then 270 s with the audit's passed parts carried,
+  then 166 s (the second update 337 s) with the input's read shared and only changed periods
+  recomputed (docs/privacy.md, Benchmark).
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
