@@ -200,8 +200,10 @@ class BoundModel:
             lower = 0.0 if at_floor else self._solve(costs, maximize=False)
             floor = floors.get(row)
             reaches = floor is not None and lower is not None and lower >= floor
-            if lower is not None and (self.seen_high[row] - lower >= needed[row] or reaches):
-                if self.seen_high[row] - lower < needed[row]:
+            # unbounded below, the row is as wide as can be, though no point was seen yet
+            spread = math.inf if lower == -math.inf else self.seen_high[row] - (lower or 0.0)
+            if lower is not None and (spread >= needed[row] or reaches):
+                if spread < needed[row]:
                     out[row] = (lower, max(lower, float(self.seen_high[row])))
                 continue
             # a least value of 0 is the atoms' own floor (or no solve was made): no published row holds it
