@@ -1170,7 +1170,7 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     if not offsets:
         return out
     model = BoundModel(kept, True)
-    model.threads = SIDE_BY_SIDE  # the one model of every moment, solved alone
+    model.threads = SIDE_BY_SIDE if model.size > IPM_FROM else 1  # the one model of every moment, solved alone
     model.bound(np.array(lows), np.array(highs))
     wanted = {r: needed[n] for r, (n, _constant) in offsets.items() if n in needed}
     for r, (low, high) in model.bounds(wanted, {}).items():
@@ -1653,8 +1653,8 @@ def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> 
     depend on the order (each model keeps its own points and random directions)."""
     heavy = [n for n, (part, _, _) in enumerate(work) if part.model.size > IPM_FROM]
     workers = min(len(heavy), os.cpu_count() or 1)
-    for part, _, _ in work:  # a component solved alone solves its directions side by side
-        part.model.threads = SIDE_BY_SIDE if len(heavy) == 1 else 1
+    for n, (part, _, _) in enumerate(work):  # a large component solved alone: its directions side by side
+        part.model.threads = SIDE_BY_SIDE if heavy == [n] else 1
     if workers < 2:
         return [part.model.bounds(needed, floors) for part, needed, floors in work]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
