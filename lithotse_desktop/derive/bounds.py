@@ -165,18 +165,11 @@ class BoundModel:
             for _ in range(1 if few else 2):
                 direction = self._rng.choice([-1.0, 1.0], self.row_count)
                 costs = self._costs(direction)
-                solvers = self._solvers()
+                solvers = self._solvers()  # the greatest on a copy, beside the least, where there is one
                 jobs = [(solvers[0], costs, False)] + ([(solvers[-1], costs, True)] if not few else [])
-                if len(solvers) > 1 and not few:  # the greatest beside the least
-                    if self._side_by_side(jobs)[0][0] is None:
-                        self.infeasible = True
-                        return {r: UNRESOLVED for r in needed}
-                    continue
-                if self._solve(costs, maximize=False, spread_out=True) is None:
+                if self._side_by_side(jobs)[0][0] is None:
                     self.infeasible = True
                     return {r: UNRESOLVED for r in needed}
-                if not few:
-                    self._solve(costs, maximize=True, spread_out=True)
             self.started = True
         judged = np.array(sorted(needed), dtype=np.int64)
         need = np.array([needed[r] for r in judged])
@@ -337,15 +330,21 @@ class BoundModel:
         return self._record(self._run(self._solver, costs, maximize, spread_out))
 
     def _side_by_side(self, jobs: list[tuple[Any, np.ndarray, bool]]) -> list[tuple[float | None, np.ndarray | None]]:
-        """Spread-out solves, each ``(solver, costs, maximize)`` on its own solver, at once: the
-        first in this thread, the others beside it; their results as :meth:`_run` gives them. Their
-        points are recorded in the jobs' order (least and greatest values seen do not depend on it)."""
-        if len(jobs) == 1:
-            results = [self._run(*jobs[0], True)]
-        else:
-            with ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="lithotse-bounds") as pool:
-                beside = [pool.submit(self._run, *job, True) for job in jobs[1:]]
-                results = [self._run(*jobs[0], True), *(f.result() for f in beside)]
+        """Spread-out solves, each ``(solver, costs, maximize)``, their results as :meth:`_run`
+        gives them and their points recorded: on solvers of their own, at once (the first in this
+        thread, the others beside it); on one solver, one after another, up to the first without
+        an optimum. Least and greatest values seen do not depend on the order."""
+        results: list[tuple[float | None, np.ndarray | None]] = []
+        if len(jobs) == 1 or len({id(solver) for solver, _, _ in jobs}) < len(jobs):
+            for job in jobs:
+                results.append(self._run(*job, True))
+                self._record(results[-1])
+                if results[-1][0] is None:
+                    break
+            return results
+        with ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="lithotse-bounds") as pool:
+            beside = [pool.submit(self._run, *job, True) for job in jobs[1:]]
+            results = [self._run(*jobs[0], True), *(f.result() for f in beside)]
         for result in results:
             self._record(result)
         return results

@@ -487,15 +487,21 @@ def changed_records(con: duckdb.DuckDBPyConnection, alias: str, resolved: Stream
         con.execute(f"CREATE TEMP TABLE {q(table)} AS SELECT {listed} FROM {landed} WHERE {fresh}")
         return
     keys = ", ".join(q(k) for k in key)
-    held = f"({keys}) IN (SELECT ({keys}) FROM {landed} WHERE {fresh})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __fresh_keys AS SELECT DISTINCT {keys} FROM {landed} WHERE {fresh}")
+    held = f"({keys}) IN (SELECT ({keys}) FROM __fresh_keys)"
     older = f"(SELECT * FROM {landed} WHERE {held} AND NOT {fresh})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE __records_before AS "
                 f"SELECT {listed} FROM ({dedupe_query(older, key, columns)})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE __records_now AS SELECT {listed} FROM {q(alias)} WHERE {held}")
-    con.execute(f"CREATE TEMP TABLE {q(table)} AS "
-                "(SELECT * FROM __records_now EXCEPT ALL SELECT * FROM __records_before) UNION ALL "
-                "(SELECT * FROM __records_before EXCEPT ALL SELECT * FROM __records_now)")
-    con.execute("DROP TABLE __records_before; DROP TABLE __records_now")
+    con.execute(f"CREATE TEMP TABLE {q(table)} AS {differing_rows('__records_now', '__records_before')}")
+    con.execute("DROP TABLE __records_before; DROP TABLE __records_now; DROP TABLE __fresh_keys")
+
+
+def differing_rows(first: str, second: str) -> str:
+    """The rows of either relation (same columns) the other does not hold, as many times as
+    they are in excess: the rows by which two versions of a set of records differ."""
+    return (f"(SELECT * FROM {first} EXCEPT ALL SELECT * FROM {second}) UNION ALL "
+            f"(SELECT * FROM {second} EXCEPT ALL SELECT * FROM {first})")
 
 
 def load_derivative(con: duckdb.DuckDBPyConnection, catalog: Catalog, alias: str, name: str) -> pa.Schema:

@@ -35,7 +35,7 @@ from ..raw.reader import PROVENANCE
 from ..raw.verify import IntegrityChecks
 from ..workspace import Workspace
 from .compile import DUCKDB, dedupe_sql, period_query
-from .inputs import NUMERIC_VERSIONS, StreamInput, landed_objects, read_failed, stream_key
+from .inputs import NUMERIC_VERSIONS, StreamInput, differing_rows, landed_objects, read_failed, stream_key
 from .rowstream import (
     HASHED_BY,
     KEY_HASH,
@@ -314,8 +314,7 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
 def _changed_periods(con: duckdb.DuckDBPyConnection, spec: dict, timezone: str) -> list[Any]:
     """Periods of the records whose newest version changed (:data:`PLUS` and :data:`MINUS`
     differ): a record landed again as it was (an export landed again whole) changes no cell."""
-    relation = f"((SELECT * FROM {PLUS} EXCEPT ALL SELECT * FROM {MINUS}) UNION ALL " \
-               f"(SELECT * FROM {MINUS} EXCEPT ALL SELECT * FROM {PLUS}))"
+    relation = f"({differing_rows(PLUS, MINUS)})"
     schema = con.sql(f"SELECT * FROM {PLUS} LIMIT 0").to_arrow_table().schema
     compiled = period_query(spec, schema, relation, "true", timezone=timezone)
     return sorted(row[0] for row in con.execute(compiled.sql, compiled.params).fetchall())
