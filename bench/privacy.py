@@ -17,7 +17,9 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
   days appended to the export (keyed by encounter, so it is exported again whole) and imported,
   and the set built incrementally, each build audited against every earlier moment a reader may
   hold (``pinned_together``, ``pinned_changes``); the same updates built beside it with
-  ``suppress_below 0`` in a second workspace are the baseline. Off by default: on 3 December a
+  ``suppress_below 0`` in a second workspace are the baseline; ``--revise SHARE`` also moves that
+  share of earlier encounters to another department at each update (a source correcting
+  records, whose cells then fall as well as grow). Off by default: on 3 December a
   keyed input made the 20 plain builds 8x slower (each reads and dedupes the input alone), and
   an update at 1M rows took 500 s to build, then 270 s with the audit's passed parts carried,
   then 166 s (the second update 337 s) with the input's read shared and only changed periods
@@ -68,6 +70,24 @@ def generate(path, rows: int, first: int = 0, days: tuple[int, int] = (0, 2190))
     subprocess.run([sys.executable, "-c", quiet, sql], check=True)
 
 
+def revise(path, share: float, seed: int) -> None:
+    """Move a deterministic ``share`` of the export's encounters to the next department, in
+    place (a corrected record: the cell it leaves falls, the one it joins grows), as the
+    source's next full export would hold them."""
+    moved = path.with_suffix(".revised.csv")
+    sql = f"""
+        COPY (SELECT * REPLACE (CASE WHEN hash(encounter_id || '{seed}') % 1000000 < {round(share * 1_000_000)}
+                                     THEN 'dept_' || lpad(CAST((CAST(right(department, 2) AS INTEGER) + 1) % 24
+                                                               AS VARCHAR), 2, '0')
+                                     ELSE department END AS department)
+              FROM read_csv('{path}', header = true, all_varchar = true))
+        TO '{moved}' (HEADER, DELIMITER ',')"""
+    quiet = "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); " \
+        "c.execute(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", quiet, sql], check=True)
+    moved.replace(path)
+
+
 def source_settings(folder, keyed: bool) -> dict:
     """The export's settings; keyed by encounter where it is exported again with more rows (the
     updates), which then replace what it held rather than count it twice."""
@@ -113,6 +133,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--updates", type=int, default=0)
+    parser.add_argument("--revise", type=float, default=0.0,
+                        help="with --updates: the share of earlier encounters each update also moves to "
+                             "another department (a source that corrects records), e.g. 0.0001")
     args = parser.parse_args()
 
     tmp, ws = scratch_workspace("lithotse-bench-privacy-")
@@ -207,6 +230,8 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
         with (tmp / "in" / "encounters.csv").open("a") as out, (tmp / f"update{n}.csv").open() as more:
             next(more)  # its header
             shutil.copyfileobj(more, out)
+        if args.revise:
+            revise(tmp / "in" / "encounters.csv", args.revise, seed=n)
         for workspace, times in ((ws, suppressed), (plain_ws, plain)):
             watch.spent.clear()
             started = time.perf_counter()
@@ -217,7 +242,8 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
             assert not refused, refused[:1]
             if workspace is ws:
                 audits.append(watch.spent.get("versions together", 0.0) + watch.spent.get("changes", 0.0))
-    print(f"updates (+{size:,} encounters each, import + incremental build), suppress_below 11: "
+    revised = f", {args.revise:.4%} of earlier ones moved to another department" if args.revise else ""
+    print(f"updates (+{size:,} encounters each{revised}, import + incremental build), suppress_below 11: "
           f"{[round(t, 2) for t in suppressed]}s, of which audits against earlier moments "
           f"{[round(t, 2) for t in audits]}s; suppress_below 0: {[round(t, 2) for t in plain]}s")
     ratio = statistics.median(suppressed) / statistics.median(plain)

@@ -67,6 +67,7 @@ from .complementary import (
     pinned_changes,
     pinned_together,
     primary,
+    release,
 )
 from .disclosure import (
     FOLLOWED,
@@ -1254,12 +1255,13 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
     for _round in range(MAX_PINNED_ROUNDS):
-        hidden = _deciding_with_releases(cells, deciding)
+        hidden = _deciding_with_releases(cells, deciding, ws.zero_cells)
         if not _revised_hidden(group, by_name, hidden, ws.zero_cells):
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells) for moment in baselines]
+        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment.hidden)
+                  for moment in baselines]
         audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
@@ -1310,10 +1312,11 @@ def _narrowed_change(finding: Any, names: list[str]) -> LithotseError:
     cell = f"{finding.cell_info.get('derivative')}'s hidden cell ({where})"
     what = {"then": f"{cell} as an earlier version hid it", "now": cell}.get(finding.measure.rsplit(" ", 1)[-1],
                                                                            f"the change of {cell} since then")
+    bounds = ("(the solver found no bounds: taken as narrow)" if finding.unresolved else
+              f"to between {finding.lower + 0:g} and {finding.upper + 0:g}")
     return LithotseError(
-        f"publishing {', '.join(names)} would let this version read with earlier ones narrow {what} to between "
-        f"{finding.lower + 0:g} and {finding.upper + 0:g} ({finding.measure}), and no other cell can be hidden "
-        "to widen it (the others "
+        f"publishing {', '.join(names)} would let this version read with earlier ones narrow {what} {bounds} "
+        f"({finding.measure}), and no other cell can be hidden to widen it (the others "
         "of its lines keep the state a reader holds); rule: a count of 1 to k-1, or a revision by fewer "
         "than the threshold, is not published; the published versions stay as they are while it stays "
         "below the threshold")
@@ -1391,12 +1394,12 @@ def _hidden_counts(catalog: Catalog, work: _Work, version: Version) -> tuple[dic
     return values, small
 
 
-def _deciding_with_releases(cells: list[Cells], deciding: Any) -> dict[str, set[int]]:
+def _deciding_with_releases(cells: list[Cells], deciding: Any, zero_cells: str) -> dict[str, set[int]]:
     while True:
         try:
             return deciding()
         except Undecided as refused:
-            if not _release(cells, refused):
+            if not release(cells, refused, zero_cells):
                 raise
 
 
@@ -1430,20 +1433,6 @@ def _shown_counts(table: pa.Table, spec: dict) -> dict[tuple, dict[tuple, Any] |
         else [()] * table.num_rows
     values = {q: table.column(alias).to_pylist() for q, alias in counts.items()}
     return {key: None if flags[r] else {q: values[q][r] for q in values} for r, key in enumerate(keys)}
-
-
-def _release(cells: list[Cells], refused: Undecided) -> bool:
-    """Release the held cells a refusal names: a held cell another table gives away (one
-    publishing every cell, suppress_below 0) protects nothing hidden, so it is decided anew,
-    and the build counts its revision. Whether any was."""
-    named = {(name, i) for name, i in refused.cells}
-    chosen = [(c, {i for i in c.held if (c.name, i) in named}) for c in cells]
-    for c, rows in chosen:
-        c.held -= rows
-        for i in rows:  # its change is shown there: hiding it shares none
-            if c.changes is not None:
-                c.changes[i] = 0
-    return any(rows for _c, rows in chosen)
 
 
 def _carried_states(ws: Workspace, catalog: Catalog, work: _Work, table: pa.Table) -> Carried | None:

@@ -91,6 +91,10 @@ class Cells:
     changes: list[int] | None = None
     """Per row, how far it moved from the value last shown (its whole count where it is new, 0
     where it was hidden): what hiding it adds to the change a line's hidden terms share."""
+    given_away: set[int] = field(default_factory=set)
+    """Rows no small or held count, hidden only as complements, that a refusal found narrowed
+    whatever else is hidden (the cells binding them keep the state a reader holds): shown, since
+    hiding them protects nothing (see :func:`release`)."""
 
     def carry(self, carried: Carried) -> None:
         """Take the states an earlier version fixes (:func:`carried_states`)."""
@@ -613,14 +617,14 @@ def _small(moves: list[float | None], k: int) -> bool:
     return any(m is not None and 0 < m < k for m in moves)
 
 
-def primary(member: Cells, zero_cells: str) -> set[int]:
+def primary(member: Cells, zero_cells: str, held: bool = True) -> set[int]:
     """Cells of 1 to k-1 people, of 0 people when the zero rule hides them, counted in part by
-    1 to k-1, and revised by 1 to k-1 since they were shown."""
+    1 to k-1, and (``held``) revised by 1 to k-1 since they were shown."""
     if member.k <= 0 or member.people is None:
         return set()
     hide_zero = zero_cells == "suppress"
     return {i for i, p in enumerate(member.people) if 0 < p < member.k or (p == 0 and hide_zero)} | \
-        member.counted_in_part | member.held
+        member.counted_in_part | (member.held if held else set())
 
 
 def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
@@ -653,6 +657,8 @@ def _complemented(group: Group, zero_cells: str,
         base = group.offsets[m.name]
         hidden |= {base + i for i in m.kept_hidden}
         frozen |= {base + i for i in m.kept_shown} - hidden
+        hidden -= {base + i for i in m.given_away}
+        frozen |= {base + i for i in m.given_away}
     _complete(group, lines, hidden, sensitive, frozen, margins)
     apart = people_apart(group)
     while True:
@@ -955,7 +961,8 @@ class Pinned:
 
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
-                   zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
+                   zero_cells: str = DEFAULT_ZERO_RULE,
+                   hidden_then: dict[str, dict[tuple, dict[tuple, Any]]] | None = None) -> Pinned:
     """Cells to hide so that no revised cell's change is narrowed below its threshold by an
     earlier version read with this one: the table of changes (each shown count less its value in
     that version, ``before``: by member, each key's published counts, None where it was hidden)
@@ -969,7 +976,12 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     the month's Emergency visits of a yearly table, unchanged February and March totals pin
     their hidden Emergency cells, so January's Emergency change is known, and General's held 3
     is the total's change less it. For each narrowed change, a published cell that bounded it
-    is chosen (as :func:`decide` widens a cell)."""
+    is chosen (as :func:`decide` widens a cell).
+
+    Where a source revised records, a cell may have lost some since (``hidden_then``: the counts
+    hidden cells had then, as their anchors recorded them, tell it for those): a component of
+    lines holding a term known to have fallen is not judged here, its changes not all being at
+    least 0; :func:`pinned_together` judges it in a model that leaves out only what fell."""
     changes = []
     revised: set[tuple[str, int]] = set()
     for m in members:
@@ -996,6 +1008,13 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     if not revised:  # only revised cells are judged: a moment whose changes since are all k or more has none
         return Pinned()
     group = Group(changes, relations)
+    then = [Moment(before, hidden_then or {})]
+    component = _line_components(group)
+    fell = {component[term] for q in {q for m in members for q in m.values if q[0] == "count"}
+            for term, values in _known_values(group, members, then, q).items() if _falls(values, [0, 1])}
+    revised = {(name, i) for name, i in revised if component[group.offsets[name] + i] not in fell}
+    if not revised:
+        return Pinned()
     concealed_ids = _published_hidden(group)
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
@@ -1024,9 +1043,10 @@ class Moment:
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                     moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
     """Cells to hide so that every earlier moment's published cells (``moments``, oldest first)
-    read with this version's narrow no small cell, then or now, and no revision by 1 to k-1,
-    below its threshold: one model of all of them, each cell's value at each moment (at least
-    0 and never less than before: records only land), every relation line holding at every
+    read with this version's narrow no small cell, then or now, and no revision by 1 to k-1
+    (of either sign), below its threshold: one model of all of them, each cell's value at each
+    moment (at least 0 and never less than before: records only land, except where this machine
+    knows a term fell, see :func:`_falls`), every relation line holding at every
     moment, each moment's published values fixed (a row absent then is 0; a table absent then
     is free). Judged: each cell small and hidden at a moment (its value then; a cell small now
     at every moment it was hidden), and each revision by 1 to k-1 hidden at a moment (its change
@@ -1040,10 +1060,12 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     last = len(moments)
     frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
         {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
-    small_now = {group.offsets[m.name] + i for m in members if any(m.name in t.shown for t in moments)
-                 for i in primary(m, zero_cells)} & hidden_ids
+    published_then = [m for m in members if any(m.name in t.shown for t in moments)]
+    small_now = {group.offsets[m.name] + i for m in published_then for i in primary(m, zero_cells, held=False)} \
+        & hidden_ids
+    held_now = {group.offsets[m.name] + i for m in published_then for i in m.held} & hidden_ids
     found = Pinned()
-    if not moments or not (small_now or _hidden_then(members, moments)):
+    if not moments or not (small_now or held_now or _hidden_then(members, moments)):
         return found
     run_of = _runs(group, hidden_ids, moments)
     quantities = set.intersection(*({q for q in m.values if q[0] == "count"} for m in members))
@@ -1059,8 +1081,12 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 for cell, sign in line.terms:
                     merged[cell + r * terms] += float(sign)
                 rows.append((dict(merged), 0.0, 0.0))
+        known = _known_values(group, members, moments, quantity)
+        unknown: list[float | None] = [None] * (last + 1)
         for c, runs in run_of.items():
-            rows.extend(({c + r * terms: 1.0, c + (r - 1) * terms: -1.0}, 0.0, np.inf) for r in range(1, runs[-1] + 1))
+            fell = _falls(known.get(c, unknown), runs)
+            rows.extend(({c + r * terms: 1.0, c + (r - 1) * terms: -1.0}, 0.0, np.inf)
+                        for r in range(1, runs[-1] + 1) if r not in fell)
         asked: dict[tuple, tuple[int, str, int]] = {}  # a row (its entries), its cell, what of it, when
         fixed: dict[int, float] = {}  # a published value: one row per run
         for m in members:
@@ -1073,6 +1099,14 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
 
                 def at(t: int, cell: int = cell, runs: list[int] = runs) -> int:
                     return cell + runs[t] * terms
+
+                # a held cell is judged by its value while this count moved since last shown: where
+                # a source revised records, its people may have moved and its records not (one
+                # visit moved out of the month, another in), and a count known unchanged tells of
+                # no one; where records only land, a held cell's records always moved
+                last_shown = next((shown.get(quantity) for t in reversed(moments)
+                                   if (shown := (t.shown.get(m.name) or {}).get(tuple(key.values())))), None)
+                small = cell in small_now or (cell in held_now and values[i] != last_shown)
 
                 shown_at: list[tuple[int, float]] = []  # moments it was shown at, with its value
                 for t, moment in enumerate(moments):
@@ -1088,18 +1122,18 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                             shown_at.append((t, float(earlier[quantity])))
                     else:
                         then = moment.hidden.get(m.name, {}).get(tuple(key.values()), {}).get(quantity)
-                        if cell in small_now or tuple(key.values()) in moment.small.get(m.name, set()):
+                        if small or tuple(key.values()) in moment.small.get(m.name, set()):
                             asked.setdefault(((at(t), 1.0),), (cell, "then", t))
                         for s, value in shown_at:
-                            if then is not None and 0 < then - value < m.k:
+                            if then is not None and 0 < abs(then - value) < m.k:
                                 asked.setdefault(((at(t), 1.0), (at(s), -1.0)), (cell, "change", t))
                 if cell not in hidden_ids and values[i] is not None:
                     fixed.setdefault(at(last), float(values[i]))
                     continue
-                if cell in small_now:
+                if small:
                     asked.setdefault(((at(last), 1.0),), (cell, "now", last))
                 for s, value in shown_at:
-                    if values[i] is not None and 0 < values[i] - value < m.k:
+                    if values[i] is not None and 0 < abs(values[i] - value) < m.k:
                         asked.setdefault(((at(last), 1.0), (at(s), -1.0)), (cell, "change", last))
         if not asked:
             continue
@@ -1107,10 +1141,11 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
         needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at) in enumerate(judged)}
         for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed).items():
             cell, what, when = judged[r]
-            if math.isnan(low) or math.isnan(high) or high - low >= needed[r] - EXACT:
-                continue  # unresolved: counts fell, the model does not hold
-            if high <= EXACT:
-                continue  # nothing there, or nothing came: no one to tell about
+            unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
+            if not unresolved and high - low >= needed[r] - EXACT:
+                continue
+            if not unresolved and (max(abs(low), abs(high)) if what == "change" else high) <= EXACT:
+                continue  # nothing there, or nothing came or went: no one to tell about
             label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
             finding = Finding(cell, group.describe(cell), f"{label} {what}", low, high, int(needed[r]), [])
             if when < last and cell not in hidden_ids and cell not in frozen:
@@ -1131,7 +1166,8 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     ``fixed`` at their values. Each published value is put into the rows it is in (a row left
     with none free only checks that the values agree), so the solver works on the unknowns
     alone: a year's changed cells over two runs are 200,000 variables of which a few thousand
-    are unknown. Where the values disagree (counts fell), every asked row is unresolved."""
+    are unknown. Where the values disagree (a fall this machine did not know of), every asked
+    row is unresolved."""
     number: dict[int, int] = {}
     kept: list[dict[int, float]] = []
     lows: list[float] = []
@@ -1186,19 +1222,7 @@ def _runs(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int
     nothing the decision's own audit did not see; one moment in a run of the same tells what the
     others do (any value of it is theirs too, records only landing), so the model grows with the
     changes, not with the builds."""
-    parent = list(range(group.cell_count + len(group.differences)))
-
-    def root(c: int) -> int:
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        return c
-
-    for line in group.relation_lines:
-        if line.relation is not None:
-            first = root(line.terms[0][0])
-            for c, _sign in line.terms[1:]:
-                parent[root(c)] = first
+    root = _line_components(group)
     states: dict[int, list[Any]] = {}
     for m in group.members:
         counts = [q for q in m.values if q[0] == "count"]
@@ -1213,8 +1237,8 @@ def _runs(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int
             state.append(None if cell in hidden_ids else tuple(m.values[q][i] for q in counts))
             states[cell] = state
     components: dict[int, list[int]] = defaultdict(list)
-    for c in range(len(parent)):
-        components[root(c)].append(c)
+    for c, first in enumerate(root):
+        components[first].append(c)
     out: dict[int, list[int]] = {}
     for cells in components.values():
         runs = [0]
@@ -1223,6 +1247,82 @@ def _runs(group: Group, hidden_ids: set[int], moments: list[Moment]) -> dict[int
             runs.append(runs[-1] if same else runs[-1] + 1)
         if runs[-1]:
             out.update((c, runs) for c in cells)
+    return out
+
+
+def _line_components(group: Group) -> list[int]:
+    """Each term's component (terms joined by relation lines), named by one of its terms."""
+    parent = list(range(group.cell_count + len(group.differences)))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for line in group.relation_lines:
+        if line.relation is not None:
+            first = root(line.terms[0][0])
+            for c, _sign in line.terms[1:]:
+                parent[root(c)] = first
+    return [root(c) for c in range(len(parent))]
+
+
+def _known_values(group: Group, members: list[Cells], moments: list[Moment], quantity: tuple
+                  ) -> dict[int, list[float | None]]:
+    """Each term's value at each moment and now (last), where this machine knows it: a count
+    published then, a hidden cell's count as that version's anchors recorded it, 0 for a row
+    absent from a table published then, every cell's count now, and a difference as its line
+    solved for it where the line's other terms are known. None where not known (a table not
+    published then, a hidden cell whose anchors were not read)."""
+    out: dict[int, list[float | None]] = {}
+    for m in members:
+        now = m.values.get(quantity)
+        if now is None:
+            continue
+        base = group.offsets[m.name]
+        for i, key in enumerate(m.keys):
+            values = tuple(key.values())
+            seen: list[float | None] = []
+            for moment in moments:
+                old = moment.shown.get(m.name)
+                earlier = old.get(values, {}) if old is not None else None
+                if old is None:
+                    value = None
+                elif earlier == {}:
+                    value = 0
+                elif earlier is not None:
+                    value = earlier.get(quantity)
+                else:
+                    value = moment.hidden.get(m.name, {}).get(values, {}).get(quantity)
+                seen.append(None if value is None else float(value))
+            seen.append(None if now[i] is None else float(now[i]))
+            out[base + i] = seen
+    unknown: list[float | None] = [None] * (len(moments) + 1)
+    for d, line in group.line_of_difference.items():
+        sign = next(s for c, s in line.terms if c == d)
+        others = [(out.get(c, unknown), s) for c, s in line.terms if c != d]
+        solved: list[float | None] = []
+        for t in range(len(moments) + 1):
+            known = [(v[t], s) for v, s in others]
+            solved.append(None if any(v is None for v, _s in known)
+                          else -sum(s * (v or 0.0) for v, s in known) / sign)
+        out[d] = solved
+    return out
+
+
+def _falls(values: list[float | None], runs: list[int]) -> set[int]:
+    """The runs (by index, each from the run before it) over which a term is known to have
+    fallen: records do not only land where a source revises them (an encounter moved to another
+    department), and a model holding every value at least the one before would then leave out
+    the real values, bounding the cell the record left to no change at all. Where the values in
+    between are not known, every run the fall spans."""
+    out: set[int] = set()
+    known = [(t, value) for t, value in enumerate(values) if value is not None]
+    for n, (late, value) in enumerate(known):
+        first = next((t for t, before in known[:n] if before > value + EXACT), None)
+        if first is not None:
+            out.update(range(runs[first] + 1, runs[late] + 1))
     return out
 
 
@@ -1314,6 +1414,32 @@ def _widen_by_atoms(group: Group, cell: int, hidden: set[int], frozen: set[int])
     if not candidates:
         return None
     return _hide(hidden, max(candidates, key=lambda c: (group.records(c), -c)))
+
+
+def release(members: list[Cells], refused: Undecided, zero_cells: str = DEFAULT_ZERO_RULE) -> bool:
+    """Let go of what a refusal shows hiding cannot protect, so the set is decided again:
+    the held cells it names (a held cell another table gives away protects nothing hidden; it
+    is decided anew, and the build counts its revision), else, where every cell it names was
+    hidden only as a complement (no small, held or kept-hidden count), those cells, which are
+    then shown (a held cell released and hidden again as a complement of another held cell in
+    its table's own line, both quarters' Emergency visits, its count given by months and the
+    other class unchanged and shown). Whether any was."""
+    named = set(refused.cells)
+    by_name = {m.name: m for m in members}
+    held = [(m, {i for i in m.held if (m.name, i) in named}) for m in members]
+    if any(rows for _m, rows in held):
+        for m, rows in held:
+            m.held -= rows
+            for i in rows:  # its change is shown there: hiding it shares none
+                if m.changes is not None:
+                    m.changes[i] = 0
+        return True
+    if not named or any(name not in by_name or i in primary(by_name[name], zero_cells) or i in by_name[name].kept_hidden
+                        for name, i in named):
+        return False
+    for name, i in named:
+        by_name[name].given_away.add(i)
+    return True
 
 
 class Undecided(LithotseError):
