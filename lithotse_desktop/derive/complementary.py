@@ -1435,8 +1435,8 @@ def release(members: list[Cells], refused: Undecided, zero_cells: str = DEFAULT_
                     m.changes[i] = 0
         return True
     if not named or any(name not in by_name or i in primary(by_name[name], zero_cells) or i in by_name[name].kept_hidden
-                        for name, i in named):
-        return False
+                        or i in by_name[name].given_away for name, i in named):
+        return False  # a cell shown so and hidden again (its people apart from another's) stays refused
     for name, i in named:
         by_name[name].given_away.add(i)
     return True
