@@ -1260,9 +1260,10 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment.hidden)
+        revisable = _revisable(ws, group)
+        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable)
                   for moment in baselines]
-        audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells))
+        audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
@@ -1329,7 +1330,7 @@ def _baselines(catalog: Catalog, group: list[_Work]) -> list[Moment]:
     hid. Read once per build, each kept version once (the previous one as the build already read
     it)."""
     histories: dict[str, tuple[_Work, list[Version]]] = {}
-    read: dict[tuple[str, str], tuple[dict, dict, set]] = {}
+    read: dict[tuple[str, str], tuple[dict, dict, set, bool]] = {}
     for w in group:
         if w.table is not None or w.published is not None:
             kept = [v for v in catalog.versions(w.name) if _same_question(catalog, w, v)]
@@ -1360,21 +1361,36 @@ def _baselines(catalog: Catalog, group: list[_Work]) -> list[Moment]:
                     table = _previous_table(catalog, w) if w.previous is not None and \
                         version.version == w.previous.version else catalog.read(version)
                     read[(name, version.version)] = (_shown_counts(table, w.spec), *_hidden_counts(catalog, w, version))
-                then.shown[name], then.hidden[name], then.small[name] = read[(name, version.version)]
+                then.shown[name], then.hidden[name], then.small[name], exact = read[(name, version.version)]
+                if not exact:
+                    then.approximate.add(name)
         out.append(then)
     return out
 
 
-def _hidden_counts(catalog: Catalog, work: _Work, version: Version) -> tuple[dict[tuple, dict[tuple, Any]], set[tuple]]:
+def _revisable(ws: Workspace, group: list[_Work]) -> bool:
+    """Whether the group's input may revise what it held: a keyed stream (a record landed
+    again replaces its earlier version) or a derivative (rebuilt whole). A keyless stream's
+    objects only add rows, so its counts never fall."""
+    inputs = spec_inputs(group[0].spec)
+    return "source" not in inputs["input"] or bool(group[0].resolved["input"].read_key(ws))
+
+
+def _hidden_counts(catalog: Catalog, work: _Work, version: Version
+                   ) -> tuple[dict[tuple, dict[tuple, Any]], set[tuple], bool]:
     """What ``version``'s anchors recorded of the cells it hid: each one's counts by quantity
-    (as it was when hidden, for anchors stored before they held the value), and the keys of
-    those of 1 to k-1 people."""
+    (as it was when hidden, for anchors stored before they held the value), the keys of those
+    of 1 to k-1 people, and whether the counts are the values then (not when first hidden)."""
     anchors = _anchors_of(catalog, work, version)
     if anchors is None:
-        return {}, set()
+        return {}, set(), True
+    exact = True
+
     def column(alias: str) -> list[Any] | None:
+        nonlocal exact
         for prefix in (VALUE_ANCHOR, HIDDEN_ANCHOR):
             if prefix + alias in anchors.column_names:
+                exact = exact and prefix == VALUE_ANCHOR
                 return anchors.column(prefix + alias).to_pylist()
         return None
     coordinates = coordinates_of(work.spec, anchors.column_names)
@@ -1391,7 +1407,7 @@ def _hidden_counts(catalog: Catalog, work: _Work, version: Version) -> tuple[dic
         recorded = {q: c[r] for q, c in counts.items() if c[r] is not None}
         if recorded:
             values[key] = recorded
-    return values, small
+    return values, small, exact
 
 
 def _deciding_with_releases(cells: list[Cells], deciding: Any, zero_cells: str) -> dict[str, set[int]]:

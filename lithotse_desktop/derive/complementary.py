@@ -961,8 +961,8 @@ class Pinned:
 
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
-                   zero_cells: str = DEFAULT_ZERO_RULE,
-                   hidden_then: dict[str, dict[tuple, dict[tuple, Any]]] | None = None) -> Pinned:
+                   zero_cells: str = DEFAULT_ZERO_RULE, then: Moment | None = None,
+                   revisable: bool = True) -> Pinned:
     """Cells to hide so that no revised cell's change is narrowed below its threshold by an
     earlier version read with this one: the table of changes (each shown count less its value in
     that version, ``before``: by member, each key's published counts, None where it was hidden)
@@ -978,12 +978,15 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     is the total's change less it. For each narrowed change, a published cell that bounded it
     is chosen (as :func:`decide` widens a cell).
 
-    Where a source revised records, a cell may have lost some since (``hidden_then``: the counts
-    hidden cells had then, as their anchors recorded them, tell it for those): a component of
-    lines holding a term known to have fallen is not judged here, its changes not all being at
-    least 0; :func:`pinned_together` judges it in a model that leaves out only what fell."""
+    A revised cell is judged in the counts that moved (a count known unchanged tells of no one).
+    Where a source revises records (``revisable``: a keyed stream, or a derivative), a cell may
+    have lost some since (``then``, the moment of ``before`` with its anchors' values, tells it
+    for hidden cells too): a component of lines holding a term known to have fallen in a count
+    :func:`pinned_together` models is not judged here in that count, its changes not all being
+    at least 0; that model judges it, leaving out only what fell."""
     changes = []
     revised: set[tuple[str, int]] = set()
+    moved: dict[tuple[str, int], set[tuple]] = defaultdict(set)  # by revised cell: the counts judged
     for m in members:
         old = before.get(m.name)
         counts = {q: v for q, v in m.values.items() if q[0] == "count"}
@@ -997,34 +1000,53 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
                 concealed.add(i)
             if now_hidden and earlier == {} and i in small:
                 revised.add((m.name, i))
+                moved[(m.name, i)].update(counts)
             for q, values in counts.items():
                 delta[q].append(None if i in concealed else (values[i] or 0) - ((earlier or {}).get(q) or 0))
                 if now_hidden and earlier and values[i] is not None and earlier.get(q) is not None \
                         and 0 < abs(values[i] - earlier[q]) < m.k:
                     revised.add((m.name, i))
+                    moved[(m.name, i)].add(q)
         member = Cells(m.name, m.spec, m.k, m.keys, values=delta, types=m.types)
         member.hidden = concealed
         changes.append(member)
     if not revised:  # only revised cells are judged: a moment whose changes since are all k or more has none
         return Pinned()
     group = Group(changes, relations)
-    then = [Moment(before, hidden_then or {})]
-    component = _line_components(group)
-    fell = {component[term] for q in {q for m in members for q in m.values if q[0] == "count"}
-            for term, values in _known_values(group, members, then, q).items() if _falls(values, [0, 1])}
-    revised = {(name, i) for name, i in revised if component[group.offsets[name] + i] not in fell}
-    if not revised:
+    judged = {(group.offsets[name] + i, _label(q)) for (name, i), quantities in moved.items() for q in quantities}
+    if revisable:
+        component = _line_components(group)
+        for q in _modelled_together(members):
+            fell = {component[term] for term, values in
+                    _known_values(group, members, [then or Moment(before)], q).items() if _falls(values, [0, 1])}
+            judged = {(cell, label) for cell, label in judged if label != _label(q) or component[cell] not in fell}
+    if not judged:
         return Pinned()
     concealed_ids = _published_hidden(group)
-    frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
-        {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
-    held = {group.offsets[name] + i for name, i in revised}
     found = Pinned()
-    for finding in audit(group, concealed_ids, judged=held):
-        if finding.cell not in held or finding.unresolved:  # unresolved: counts fell, the model does not hold
+    for finding in audit(group, concealed_ids, judged={cell for cell, _label in judged}):
+        if (finding.cell, finding.measure) not in judged or finding.unresolved:  # unresolved: a fall not known
             continue
-        found.widen(group, finding, concealed_ids, frozen)
+        found.widen(group, finding, concealed_ids, _frozen(group, members))
     return found
+
+
+def _label(quantity: tuple) -> str:
+    """How a finding names a quantity (see :func:`_judge`)."""
+    return quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
+
+
+def _modelled_together(members: list[Cells]) -> list[tuple]:
+    """The counts :func:`pinned_together` models: those every member publishes."""
+    return sorted(set.intersection(*({q for q in m.values if q[0] == "count"} for m in members)), key=str)
+
+
+def _frozen(group: Group, members: list[Cells]) -> set[int]:
+    """Cells an audit across versions may not hide: those that keep their shown state, those
+    a refusal showed because hiding them protected nothing, and every cell of a table that
+    publishes all of them."""
+    return {group.offsets[m.name] + i for m in members for i in m.kept_shown | m.given_away} | \
+        {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
 
 
 @dataclass
@@ -1038,15 +1060,19 @@ class Moment:
     """By member: the counts each hidden cell had then, where its anchors recorded them."""
     small: dict[str, set[tuple]] = field(default_factory=dict)
     """By member: the keys hidden then as cells of 1 to k-1 people."""
+    approximate: set[str] = field(default_factory=set)
+    """Members whose anchors recorded a hidden cell's counts as they were when it was first
+    hidden, not at this moment (stored before they held each value)."""
 
 
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
-                    moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE) -> Pinned:
+                    moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE, revisable: bool = True) -> Pinned:
     """Cells to hide so that every earlier moment's published cells (``moments``, oldest first)
     read with this version's narrow no small cell, then or now, and no revision by 1 to k-1
     (of either sign), below its threshold: one model of all of them, each cell's value at each
     moment (at least 0 and never less than before: records only land, except where this machine
-    knows a term fell, see :func:`_falls`), every relation line holding at every
+    knows a term fell where a source revises records, ``revisable``, see :func:`_falls`), every
+    relation line holding at every
     moment, each moment's published values fixed (a row absent then is 0; a table absent then
     is free). Judged: each cell small and hidden at a moment (its value then; a cell small now
     at every moment it was hidden), and each revision by 1 to k-1 hidden at a moment (its change
@@ -1058,8 +1084,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
     terms = group.cell_count + len(group.differences)
     last = len(moments)
-    frozen = {group.offsets[m.name] + i for m in members for i in m.kept_shown} | \
-        {group.offsets[m.name] + i for m in members if m.k <= 0 for i in range(len(m.keys))}
+    frozen = _frozen(group, members)
     published_then = [m for m in members if any(m.name in t.shown for t in moments)]
     small_now = {group.offsets[m.name] + i for m in published_then for i in primary(m, zero_cells, held=False)} \
         & hidden_ids
@@ -1068,8 +1093,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     if not moments or not (small_now or held_now or _hidden_then(members, moments)):
         return found
     run_of = _runs(group, hidden_ids, moments)
-    quantities = set.intersection(*({q for q in m.values if q[0] == "count"} for m in members))
-    for quantity in sorted(quantities, key=str):
+    for quantity in _modelled_together(members):
         rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
         for line in group.relation_lines:
             rel = line.relation
@@ -1081,13 +1105,13 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 for cell, sign in line.terms:
                     merged[cell + r * terms] += float(sign)
                 rows.append((dict(merged), 0.0, 0.0))
-        known = _known_values(group, members, moments, quantity)
+        known = _known_values(group, members, moments, quantity) if revisable else {}
         unknown: list[float | None] = [None] * (last + 1)
         for c, runs in run_of.items():
             fell = _falls(known.get(c, unknown), runs)
             rows.extend(({c + r * terms: 1.0, c + (r - 1) * terms: -1.0}, 0.0, np.inf)
                         for r in range(1, runs[-1] + 1) if r not in fell)
-        asked: dict[tuple, tuple[int, str, int]] = {}  # a row (its entries), its cell, what of it, when
+        asked: dict[tuple, tuple[int, str, int, float | None]] = {}  # a row: its cell, what of it, when, its value
         fixed: dict[int, float] = {}  # a published value: one row per run
         for m in members:
             values = m.values[quantity]
@@ -1122,32 +1146,38 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                             shown_at.append((t, float(earlier[quantity])))
                     else:
                         then = moment.hidden.get(m.name, {}).get(tuple(key.values()), {}).get(quantity)
+                        exact = None if m.name in moment.approximate else then
                         if small or tuple(key.values()) in moment.small.get(m.name, set()):
-                            asked.setdefault(((at(t), 1.0),), (cell, "then", t))
+                            asked.setdefault(((at(t), 1.0),), (cell, "then", t, exact))
                         for s, value in shown_at:
                             if then is not None and 0 < abs(then - value) < m.k:
-                                asked.setdefault(((at(t), 1.0), (at(s), -1.0)), (cell, "change", t))
+                                asked.setdefault(((at(t), 1.0), (at(s), -1.0)),
+                                                 (cell, "change", t, None if exact is None else exact - value))
                 if cell not in hidden_ids and values[i] is not None:
                     fixed.setdefault(at(last), float(values[i]))
                     continue
                 if small:
-                    asked.setdefault(((at(last), 1.0),), (cell, "now", last))
+                    asked.setdefault(((at(last), 1.0),), (cell, "now", last, values[i]))
                 for s, value in shown_at:
                     if values[i] is not None and 0 < abs(values[i] - value) < m.k:
-                        asked.setdefault(((at(last), 1.0), (at(s), -1.0)), (cell, "change", last))
+                        asked.setdefault(((at(last), 1.0), (at(s), -1.0)), (cell, "change", last, values[i] - value))
         if not asked:
             continue
         judged = list(asked.values())
-        needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at) in enumerate(judged)}
+        needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at, _real) in enumerate(judged)}
         for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed).items():
-            cell, what, when = judged[r]
+            cell, what, when, real = judged[r]
             unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
             if not unresolved and high - low >= needed[r] - EXACT:
                 continue
-            if not unresolved and (max(abs(low), abs(high)) if what == "change" else high) <= EXACT:
-                continue  # nothing there, or nothing came or went: no one to tell about
-            label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
-            finding = Finding(cell, group.describe(cell), f"{label} {what}", low, high, int(needed[r]), [])
+            # nothing there, or nothing came or went: no one to tell about; told by the real value
+            # where this machine knows it (a fall it does not know of can leave the model's bound
+            # at 0 around a real 3), else by the bound
+            nothing = abs(real) <= EXACT if real is not None else \
+                not unresolved and (max(abs(low), abs(high)) if what == "change" else high) <= EXACT
+            if nothing:
+                continue
+            finding = Finding(cell, group.describe(cell), f"{_label(quantity)} {what}", low, high, int(needed[r]), [])
             if when < last and cell not in hidden_ids and cell not in frozen:
                 member, i = group.owner[cell]  # its value now bounds its value then: hide it now
                 hidden_ids.add(cell)
@@ -1293,8 +1323,10 @@ def _known_values(group: Group, members: list[Cells], moments: list[Moment], qua
                     value = 0
                 elif earlier is not None:
                     value = earlier.get(quantity)
-                else:
+                elif m.name not in moment.approximate:
                     value = moment.hidden.get(m.name, {}).get(values, {}).get(quantity)
+                else:
+                    value = None
                 seen.append(None if value is None else float(value))
             seen.append(None if now[i] is None else float(now[i]))
             out[base + i] = seen
@@ -1929,7 +1961,7 @@ def _judge(group: Group, cell: int, quantity: tuple, lower: float, upper: float,
     """A finding when a term's bounds are too narrow. Bounds come from floating-point solves of
     integer equations: a width of exactly k can come back as k less 1e-12, which is not narrow,
     so the comparisons allow :data:`.bounds.EXACT`."""
-    label = quantity[0] if quantity[1] is None else f"{quantity[0]}({quantity[1][-1]})"
+    label = _label(quantity)
     if group.is_difference(cell):
         k = group.threshold(group.differences[cell - group.cell_count].relation)
         if not is_count or k <= 0:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -73,8 +74,122 @@ def revised(rows: list[list[str]], draw: random.Random, moved: int, edited: int,
     return rows + encounters(late, added, dt.date(2024, 6, 1), 30, prefix)
 
 
+def reader_narrows(shown: list[dict[str, dict[tuple, int | None]]], real: list[dict[str, dict[tuple, tuple[int, int]]]],
+                   k: int) -> list[str]:
+    """What a reader holding every moment's published SPECS narrows below ``k``, written apart
+    from the product: each cell's visits at each moment an unknown at least 0, the departments
+    of a month adding up to it and the classes of a quarter to its months at every moment, each
+    published value fixed (a row absent then: 0), and each value at least the one before where
+    it really did not fall (the reader who guesses right which counts did not fall). ``shown``:
+    per moment and table, each key's published visits (None: hidden); ``real``: its visits and
+    people. Judged: each hidden cell of 1 to k-1 people, then or now, and each cell hidden now
+    whose visits moved by 1 to k-1 since a moment that showed it (unless its real value or
+    change is 0)."""
+    import highspy
+
+    keys = {name: sorted({key for moment in real for key in moment[name]}) for name in real[0]}
+    number: dict[tuple, int] = {}
+    for t in range(len(real)):
+        for name, listed in keys.items():
+            for key in listed:
+                number[(t, name, key)] = len(number)
+    model = highspy.Highs()
+    model.setOptionValue("output_flag", False)
+    for _ in number:
+        model.addVar(0, highspy.kHighsInf)
+
+    def row(low: float, high: float, terms: dict[int, float]) -> None:
+        model.addRow(low, high, len(terms), np.array(list(terms), dtype=np.int32),
+                     np.array(list(terms.values()), dtype=np.float64))
+
+    for t, moment in enumerate(shown):
+        for name, listed in keys.items():
+            for key in listed:
+                value = moment[name].get(key, 0)
+                if value is not None:
+                    row(value, value, {number[(t, name, key)]: 1.0})
+        for month, in keys["by_month"]:
+            row(0, 0, {**{number[(t, "by_dept", key)]: 1.0 for key in keys["by_dept"] if key[0] == month},
+                       number[(t, "by_month", (month,))]: -1.0})
+        for quarter in {key[0] for key in keys["by_class_quarter"]}:
+            months = [(m,) for m, in keys["by_month"]
+                      if m.year == quarter.year and m.month - quarter.month in (0, 1, 2)]
+            row(0, 0, {**{number[(t, "by_class_quarter", key)]: 1.0 for key in keys["by_class_quarter"]
+                          if key[0] == quarter}, **{number[(t, "by_month", m)]: -1.0 for m in months}})
+        if t:
+            for name, listed in keys.items():
+                for key in listed:
+                    if real[t][name].get(key, (0, 0))[0] >= real[t - 1][name].get(key, (0, 0))[0]:
+                        row(0, highspy.kHighsInf, {number[(t, name, key)]: 1.0, number[(t - 1, name, key)]: -1.0})
+
+    model.run()
+    assert model.getModelStatus() == highspy.HighsModelStatus.kOptimal, "the real values hold every row"
+
+    def spread(terms: dict[int, float]) -> float:
+        ends = []
+        for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
+            model.changeColsCost(len(number), np.arange(len(number), dtype=np.int32), np.zeros(len(number)))
+            model.changeColsCost(len(terms), np.array(list(terms), dtype=np.int32), np.array(list(terms.values())))
+            model.changeObjectiveSense(sense)
+            model.run()
+            if model.getModelStatus() == highspy.HighsModelStatus.kUnknown:  # a warm start gave up
+                model.clearSolver()
+                model.run()
+            status = model.getModelStatus()
+            if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+                return np.inf  # feasible, as checked above
+            assert status == highspy.HighsModelStatus.kOptimal, model.modelStatusToString(status)
+            ends.append(model.getInfo().objective_function_value)
+        return ends[1] - ends[0]
+
+    narrowed = []
+    for t, moment in enumerate(shown):
+        for name, listed in keys.items():
+            for key in listed:
+                if moment[name].get(key, 0) is not None:
+                    continue
+                visits, people = real[t][name].get(key, (0, 0))
+                if 0 < people < k and spread({number[(t, name, key)]: 1.0}) < k - 1e-6:
+                    narrowed.append(f"{name} {key} at moment {t}")
+                for s in range(t):
+                    before = shown[s][name].get(key)
+                    if before is not None and 0 < abs(visits - before) < k and \
+                            spread({number[(t, name, key)]: 1.0, number[(s, name, key)]: -1.0}) < k - 1e-6:
+                        narrowed.append(f"{name} {key}'s change from moment {s} to {t}")
+    return narrowed
+
+
 def published(catalog: Catalog, specs: list[dict]) -> dict[str, list[dict]]:
     return {s["name"]: catalog.read(catalog.current(s["name"])).to_pylist() for s in specs}
+
+
+def coordinates(spec: dict, row: dict) -> tuple:
+    return (row["period"], *(row[d] for d in spec["group_by"]))
+
+
+def moment_of(catalog: Catalog) -> dict[str, dict[tuple, int | None]]:
+    """What SPECS publish now: each cell's visits, None where hidden."""
+    return {name: {coordinates(spec, r): None if r["suppressed"] else r["visits"] for r in table}
+            for spec in SPECS for name, table in published(catalog, [spec]).items()}
+
+
+def counted(rows: list[list[str]]) -> dict[str, dict[tuple, tuple[int, int]]]:
+    """SPECS' cells counted from the export's rows: each one's visits and people."""
+    def start(day: str, grain: str) -> dt.date:
+        month = int(day[5:7])
+        return dt.date(int(day[:4]), month if grain == "month" else 3 * ((month - 1) // 3) + 1, 1)
+
+    out: dict[str, dict[tuple, tuple[int, int]]] = {}
+    for spec in SPECS:
+        people: dict[tuple, set[str]] = defaultdict(set)
+        visits: Counter[tuple] = Counter()
+        for row in rows:
+            key = (start(row[2], spec["grain"]),
+                   *({"department": row[3], "class": row[4]}[d] for d in spec["group_by"]))
+            visits[key] += 1
+            people[key].add(row[1])
+        out[spec["name"]] = {key: (visits[key], len(people[key])) for key in visits}
+    return out
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["kept input", "shared table"])
@@ -171,6 +286,7 @@ def test_a_source_revising_records_publishes_its_revisions_suppressed(tmp_path_f
     catalog = Catalog(workspace)
     run_import(workspace, "ehr")
     build_all(workspace)
+    moments, real = [moment_of(catalog)], [counted(rows)]
     warned: set[str] = set()
     for step in range(2):
         rows = revised(rows, draw, moved, edited, added, seed + 1 + step, f"N{step}-")
@@ -179,12 +295,15 @@ def test_a_source_revising_records_publishes_its_revisions_suppressed(tmp_path_f
         results = build_all(workspace)
         assert [r.error for r in results if r.status not in ("incremental", "up to date")] == []
         warned |= {r.name for r in results if r.revised}
+        moments.append(moment_of(catalog))
+        real.append(counted(rows))
         visits = Counter((row[2][:7], row[3]) for row in rows)
         shown = [r for r in published(catalog, SPECS[:1])["by_dept"] if not r["suppressed"]]
         assert all(r["visits"] == visits[(r["period"].isoformat()[:7], r["department"])] for r in shown)
     report = audit_published(workspace)
     assert report["findings"] == report["refusals"] == []
     assert {revision["derivative"] for revision in report["revisions"]} <= warned
+    assert reader_narrows(moments, real, 5) == []
 
 
 def test_a_complement_no_hiding_can_protect_is_shown_not_refused(workspace, tmp_path):

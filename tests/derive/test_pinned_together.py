@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from lithotse_desktop.derive import complementary
@@ -87,6 +88,9 @@ def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatc
         late = rng.sample(MONTHS, rng.randrange(0, 3))  # late records for a month or two, or none
         rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
     cells, rels, hidden = decided(rows)
+    known = complementary._known_values(Group(cells, rels), cells, moments, COUNT)
+    assert known and not any(complementary._falls(values, list(range(len(values)))) for values in known.values()), \
+        "records only landed: no cell or difference is seen to fall"
     pruned = pinned_together(cells, rels, hidden, moments)
     monkeypatch.setattr(complementary, "_bounds_given", published_values_as_rows)
     as_rows = pinned_together(cells, rels, hidden, moments)
@@ -172,3 +176,49 @@ def test_records_revised_between_versions_leave_the_real_values_inside_the_model
     monkeypatch.setattr(complementary, "_bounds_given", holding_the_real_values)
     pinned_together(cells, rels, hidden, moments)
     assert solved or seed in (11, 12), "the model was solved (those two ask about no cell)"
+
+
+def test_a_revision_of_a_count_some_tables_lack_is_judged_beside_a_fall(monkeypatch):
+    """January's a0 cell gains 2 records with ``f`` (held: its ``nf`` moved by 2, its records
+    did not), and separately a record of a1 moves from February to January. The ``nf`` of a0 is
+    bounded by the yearly table's ``nf`` to [0, 2]; only the monthly tables publish ``n`` beside
+    it, so the model of every moment leaves ``nf`` out. The fall of February's a1 (in ``n``)
+    once made the audit of changes pass the held cell over in every count: nothing was hidden.
+    Its ``nf`` is judged there still; its ``n`` (unchanged, telling of no one) is not."""
+    jan, feb = MONTHS[2], MONTHS[3]
+    with_f = [{"fn": "count", "as": "n"}, {"fn": "count", "column": "f", "as": "nf"}]
+    specs = [{**_count("by_a", grain="month", group_by=["a"]), "measures": with_f},
+             {**_count("a_year", grain="year", group_by=["a"]), "measures": with_f},
+             _count("by_month", grain="month")]
+
+    def cells_of(counts: dict[tuple, tuple[int, int]]) -> list[Cells]:
+        """The three tables of cells whose (records, records with f) are ``counts`` by month and a."""
+        def table(key, columns: list[str]) -> pa.Table:
+            summed: dict[tuple, list[int]] = {}
+            for (month, a), (n, nf) in counts.items():
+                total = summed.setdefault(key(month, a), [0, 0])
+                total[0], total[1] = total[0] + n, total[1] + nf
+            keys = sorted(summed)
+            data = {c: [k[j] for k in keys] for j, c in enumerate(columns)}
+            n = [summed[k][0] for k in keys]
+            return pa.table({**data, "n": n, "nf": [summed[k][1] for k in keys], "__n": n, "__people": n})
+
+        tables = [table(lambda m, a: (m, a), ["period", "a"]), table(lambda m, a: (dt.date(m.year, 1, 1), a),
+                                                                      ["period", "a"]),
+                  table(lambda m, a: (m,), ["period"]).drop_columns(["nf"])]
+        return [Cells.from_table(s["name"], s, K, t) for s, t in zip(specs, tables, strict=True)]
+
+    before = {(jan, "a0"): (20, 10), (feb, "a0"): (20, 10), (jan, "a1"): (20, 10), (feb, "a1"): (20, 10)}
+    then = Moment({})
+    for m in cells_of(before):
+        then.shown[m.name] = {tuple(k.values()): {q: m.values[q][i] for q in m.values} for i, k in enumerate(m.keys)}
+    for moved in (0, 1):
+        now = {**before, (jan, "a0"): (20, 12), (jan, "a1"): (20 + moved, 10), (feb, "a1"): (20 - moved, 10)}
+        cells = cells_of(now)
+        rels = relations(specs, {c.name: c.types for c in cells})
+        index = {tuple(k.values()): i for i, k in enumerate(cells[0].keys)}
+        cells[0].held = {index[(jan, "a0")]}
+        hidden = {"by_a": {index[(jan, "a0")], index[(feb, "a0")]}, "a_year": set(), "by_month": set()}
+        found = complementary.pinned_changes(cells, rels, hidden, then.shown, "show", then)
+        assert [(f.measure, f.lower, f.upper) for f in found.narrowed] == [("count(f)", 0.0, 2.0)]
+        assert found.hide == [("a_year", 0)], "a0's year is hidden to widen it"
