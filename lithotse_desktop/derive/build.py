@@ -1260,7 +1260,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             break
         if baselines is None:
             baselines = _baselines(catalog, group)
-        revisable = _revisable(ws, group)
+            revisable = _revisable(ws, group)  # reads the stream's key: once, not per round
         audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable)
                   for moment in baselines]
         audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable))
