@@ -23,7 +23,9 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
   keyed input made the 20 plain builds 8x slower (each reads and dedupes the input alone), and
   an update at 1M rows took 500 s to build, then 270 s with the audit's passed parts carried,
   then 166 s (the second update 337 s) with the input's read shared and only changed periods
-  recomputed (docs/privacy.md, Benchmark).
+  recomputed; one revising 0.01% of earlier encounters 868 s, then 341 s with the model of
+  every moment solved by component (docs/privacy.md, Benchmark). Each update also prints where
+  its time went.
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
@@ -225,6 +227,8 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
     watch.wrap(build_module, "pinned_changes", "changes")
     size = max(1, args.rows // 500)
     suppressed, plain, audits = [], [], []
+    parts: dict[str, list[float]] = {}
+    part_calls: dict[str, list[int]] = {}
     for n in range(args.updates):
         generate(tmp / f"update{n}.csv", size, first=args.rows + n * size, days=(2130, 2190))
         with (tmp / "in" / "encounters.csv").open("a") as out, (tmp / f"update{n}.csv").open() as more:
@@ -234,6 +238,7 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
             revise(tmp / "in" / "encounters.csv", args.revise, seed=n)
         for workspace, times in ((ws, suppressed), (plain_ws, plain)):
             watch.spent.clear()
+            watch.calls.clear()
             started = time.perf_counter()
             run_import(workspace, "ehr")
             results = build_all(workspace)
@@ -242,10 +247,15 @@ def updates(args: argparse.Namespace, tmp, ws, watch: Stopwatch) -> None:
             assert not refused, refused[:1]
             if workspace is ws:
                 audits.append(watch.spent.get("versions together", 0.0) + watch.spent.get("changes", 0.0))
+                for label, seconds in watch.spent.items():
+                    parts.setdefault(label, []).append(seconds)
+                    part_calls.setdefault(label, []).append(watch.calls[label])
     revised = f", {args.revise:.4%} of earlier ones moved to another department" if args.revise else ""
     print(f"updates (+{size:,} encounters each{revised}, import + incremental build), suppress_below 11: "
           f"{[round(t, 2) for t in suppressed]}s, of which audits against earlier moments "
           f"{[round(t, 2) for t in audits]}s; suppress_below 0: {[round(t, 2) for t in plain]}s")
+    for label, values in sorted(parts.items()):
+        print(f"  of which {label + ':':<19} {[round(t, 2) for t in values]}s  ({part_calls[label]} calls)")
     ratio = statistics.median(suppressed) / statistics.median(plain)
     print(f"updates ratio {ratio:.2f}x (medians; target ≤ 1.2x) {'OK' if ratio <= 1.2 else 'ABOVE TARGET'}")
 

@@ -1254,6 +1254,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     by_name = {c.name: c for c in cells}
     baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
+    pinned_memo: dict = {}  # the model of every moment's components, answered in an earlier round
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding, ws.zero_cells)
         if not _revised_hidden(group, by_name, hidden, ws.zero_cells):
@@ -1263,7 +1264,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             revisable = _revisable(ws, group)  # reads the stream's key: once, not per round
         audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable)
                   for moment in baselines]
-        audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable))
+        audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:

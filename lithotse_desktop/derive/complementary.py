@@ -1066,7 +1066,8 @@ class Moment:
 
 
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
-                    moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE, revisable: bool = True) -> Pinned:
+                    moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE, revisable: bool = True,
+                    memo: dict[bytes, dict[int, tuple[float, float]]] | None = None) -> Pinned:
     """Cells to hide so that every earlier moment's published cells (``moments``, oldest first)
     read with this version's narrow no small cell, then or now, and no revision by 1 to k-1
     (of either sign), below its threshold: one model of all of them, each cell's value at each
@@ -1079,7 +1080,8 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     since a moment it was shown). Versions read two at a time miss what a third adds: a total
     held at 104 between a 103 and a 116 whose Dermatology grew by 12, shown then, is the 103
     plus at most 1; a cell hidden at 5 and shown at 17 after its line's other cells grew, its 5
-    within [0, 7]."""
+    within [0, 7]. ``memo`` keeps each component's answer across the rounds of one build (a
+    round hides a few more cells, leaving most components as they were)."""
     group = Group(members, relations)
     hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
     terms = group.cell_count + len(group.differences)
@@ -1165,7 +1167,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
             continue
         judged = list(asked.values())
         needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at, _real) in enumerate(judged)}
-        for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed).items():
+        for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed, memo).items():
             cell, what, when, real = judged[r]
             unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
             if not unresolved and high - low >= needed[r] - EXACT:
@@ -1189,15 +1191,20 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
 
 
 def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
-                  asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float]
-                  ) -> dict[int, tuple[float, float]]:
+                  asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float],
+                  memo: dict[bytes, dict[int, tuple[float, float]]] | None = None) -> dict[int, tuple[float, float]]:
     """The bounds of each asked row (by its index) that may be narrower than ``needed``, over
     variables ≥ 0 bound by ``rows`` (each with its least and greatest value), the variables of
     ``fixed`` at their values. Each published value is put into the rows it is in (a row left
     with none free only checks that the values agree), so the solver works on the unknowns
     alone: a year's changed cells over two runs are 200,000 variables of which a few thousand
-    are unknown. Where the values disagree (a fall this machine did not know of), every asked
-    row is unresolved."""
+    are unknown. Each component (rows joined by the unknowns they share) is a model of its own,
+    solved beside the others, and one without an asked row is not solved: every year's cells
+    change where a source revises records, and one model of them all made each row's solve pay
+    for every year. A component answered before (``memo``: its rows, bounds and asked rows
+    alike) is not solved again. Where the values disagree (a fall this machine did not know of), the asked
+    rows of that component are unresolved, and every asked row where a row with no unknown
+    left disagrees."""
     number: dict[int, int] = {}
     kept: list[dict[int, float]] = []
     lows: list[float] = []
@@ -1235,13 +1242,42 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
         highs.append(np.inf)
     if not offsets:
         return out
-    model = BoundModel(kept, True)
-    model.threads = SIDE_BY_SIDE if model.size > IPM_FROM else 1  # the one model of every moment, solved alone
-    model.bound(np.array(lows), np.array(highs))
-    wanted = {r: needed[n] for r, (n, _constant) in offsets.items() if n in needed}
-    for r, (low, high) in model.bounds(wanted, {}).items():
-        n, constant = offsets[r]
-        out[n] = (low + constant, high + constant)
+    memo = {} if memo is None else memo
+    work: list[tuple[BoundModel, dict[int, float], dict[int, float]]] = []
+    asked_in: list[tuple[bytes, list[tuple[int, int]]]] = []  # per component: its key, (local row, kept row) asked
+    solving: dict[bytes, int] = {}  # a component to solve: its place in work
+    entry_rows = np.array([r for r, row in enumerate(kept) for _ in row], dtype=np.int64)
+    entry_vars = np.array([v for row in kept for v in row], dtype=np.int64)
+    entry_coefs = np.array([c for row in kept for c in row.values()], dtype=np.float64)
+    low_of, high_of = np.array(lows), np.array(highs)
+    by_row = np.argsort(entry_rows, kind="stable")
+    starts = np.searchsorted(entry_rows[by_row], np.arange(len(kept) + 1))
+    for component in _components(len(number), len(kept), entry_rows, entry_vars):
+        here = [(local, int(r)) for local, r in enumerate(component.tolist()) if int(r) in offsets]
+        if not here:  # no asked row: its published values tell nothing of the others
+            continue
+        mine = np.concatenate([by_row[starts[r]:starts[r + 1]] for r in component])
+        local_row = np.empty(len(kept), dtype=np.int64)
+        local_row[component] = np.arange(len(component))
+        _variables, local_vars = np.unique(entry_vars[mine], return_inverse=True)
+        local_rows = local_row[entry_rows[mine]]
+        wanted = {local: needed[offsets[r][0]] for local, r in here if offsets[r][0] in needed}
+        key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (
+            local_rows, local_vars, entry_coefs[mine], low_of[component], high_of[component],
+            np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
+        if key not in memo and key not in solving:  # two components alike are solved once
+            model = BoundModel.from_entries(len(component), local_rows, local_vars, entry_coefs[mine], True)
+            model.bound(low_of[component], high_of[component])
+            solving[key] = len(work)
+            work.append((model, wanted, {}))
+        asked_in.append((key, here))
+    solved = _solve_all(work)
+    memo.update((key, solved[n]) for key, n in solving.items())
+    for key, here in asked_in:
+        kept_row = dict(here)
+        for local, (low, high) in memo[key].items():
+            n, constant = offsets[kept_row[local]]
+            out[n] = (low + constant, high + constant)
     return out
 
 
@@ -1736,7 +1772,8 @@ class _AtomRows:
                 part.model.bound(lower, upper)
                 work.append((part, needed, floors))
                 fingerprints.append(fingerprint)
-        for (part, _needed, _floors), found, fingerprint in zip(work, _solve_all(work), fingerprints, strict=True):
+        solved = _solve_all([(part.model, needed, floors) for part, needed, floors in work])
+        for (part, _needed, _floors), found, fingerprint in zip(work, solved, fingerprints, strict=True):
             narrowed = False
             for local, (low, high) in found.items():
                 term = self.term_of_row[part.rows[local]]
@@ -1805,20 +1842,23 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _solve_all(work: list[tuple[_Part, dict[int, float], dict[int, float]]]) -> list[dict[int, tuple[float, float]]]:
-    """Each component's bounds, components side by side on the machine's cores: every component
-    has its own model, and HiGHS lets go of the interpreter while it solves. The bounds do not
-    depend on the order (each model keeps its own points and random directions)."""
-    heavy = [n for n, (part, _, _) in enumerate(work) if part.model.size > IPM_FROM]
+def _solve_all(work: list[tuple[BoundModel, dict[int, float], dict[int, float]]]
+               ) -> list[dict[int, tuple[float, float]]]:
+    """Each component's bounds (its model, rows needed, floors), components side by side on the
+    machine's cores: every component has its own model, and HiGHS lets go of the interpreter while
+    it solves. The bounds do not depend on the order (each model keeps its own points and random
+    directions)."""
+    heavy = sorted((n for n, (model, _, _) in enumerate(work) if model.size > IPM_FROM),
+                   key=lambda n: -work[n][0].size)  # largest first, so the last to start is a small one
     workers = min(len(heavy), os.cpu_count() or 1)
-    for n, (part, _, _) in enumerate(work):  # a large component solved alone: its directions side by side
-        part.model.threads = SIDE_BY_SIDE if heavy == [n] else 1
+    for n, (model, _, _) in enumerate(work):  # a large component solved alone: its directions side by side
+        model.threads = SIDE_BY_SIDE if heavy == [n] else 1
     if workers < 2:
-        return [part.model.bounds(needed, floors) for part, needed, floors in work]
+        return [model.bounds(needed, floors) for model, needed, floors in work]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
-        futures = {n: pool.submit(work[n][0].model.bounds, work[n][1], work[n][2]) for n in heavy}
-        light = {n: part.model.bounds(needed, floors)
-                 for n, (part, needed, floors) in enumerate(work) if n not in futures}
+        futures = {n: pool.submit(work[n][0].bounds, work[n][1], work[n][2]) for n in heavy}
+        light = {n: model.bounds(needed, floors)
+                 for n, (model, needed, floors) in enumerate(work) if n not in futures}
         return [futures[n].result() if n in futures else light[n] for n in range(len(work))]
 
 

@@ -192,14 +192,15 @@ def test_a_users_sequence_publishes_the_same_with_the_passed_parts_and_solves_on
     fingerprinted: dict[int, set[str]] = {}
 
     def recording(self, part, *args):
-        fingerprinted[id(part)] = {str(self.group.describe(self.term_of_row[r]).get("period"))[:4] for r in part.rows}
+        fingerprinted[id(part.model)] = {str(self.group.describe(self.term_of_row[r]).get("period"))[:4]
+                                         for r in part.rows}
         return original(self, part, *args)
 
     original_solve = complementary._solve_all
 
     def solving(work):
-        for part, _needed, _floors in work:
-            solved[-1] |= fingerprinted.get(id(part), set())
+        for model, _needed, _floors in work:
+            solved[-1] |= fingerprinted.get(id(model), set())
         return original_solve(work)
 
     monkeypatch.setattr(_AtomRows, "_fingerprint", recording)

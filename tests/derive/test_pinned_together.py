@@ -62,7 +62,7 @@ def every_moment_apart(group: Group, hidden_ids: set[int], moments: list[Moment]
     return {c: list(range(len(moments) + 1)) for c in range(group.cell_count + len(group.differences))}
 
 
-def published_values_as_rows(rows, fixed, asked, needed):
+def published_values_as_rows(rows, fixed, asked, needed, memo=None):
     """The model as a reader writes it: each published value a row of its own."""
     whole = [*rows, *(({v: 1.0}, value, value) for v, value in fixed.items()),
              *((dict(row), -np.inf, np.inf) for row in asked)]
@@ -160,12 +160,12 @@ def test_records_revised_between_versions_leave_the_real_values_inside_the_model
     solved = []
     original = complementary._bounds_given
 
-    def holding_the_real_values(rows, fixed, asked, needed):
+    def holding_the_real_values(rows, fixed, asked, needed, memo=None):
         for row, low, high in rows:
             value = sum(coefficient * real[v] for v, coefficient in row.items())
             assert low - 1e-6 <= value <= high + 1e-6, "a row of the model holds at the real values"
         assert all(real[v] == value for v, value in fixed.items())
-        found = original(rows, fixed, asked, needed)
+        found = original(rows, fixed, asked, needed, memo)
         for n, (low, high) in found.items():
             value = sum(coefficient * real[v] for v, coefficient in asked[n])
             assert low - 1e-6 <= value <= high + 1e-6, "a bound holds the real value"
@@ -222,3 +222,34 @@ def test_a_revision_of_a_count_some_tables_lack_is_judged_beside_a_fall(monkeypa
         found = complementary.pinned_changes(cells, rels, hidden, then.shown, "show", then)
         assert [(f.measure, f.lower, f.upper) for f in found.narrowed] == [("count(f)", 0.0, 2.0)]
         assert found.hide == [("a_year", 0)], "a0's year is hidden to widen it"
+
+
+def test_the_model_of_every_moment_is_solved_by_component_and_each_answer_kept(monkeypatch):
+    """Each component of the model of every moment (rows joined by the unknowns they share) is
+    a model of its own: a component no row is asked of is not solved, one whose values disagree
+    leaves its own rows unresolved and no other's, and a component answered before (the memo
+    of one build's rounds) is not solved again, while one that changed is."""
+    import math
+
+    solved: list[int] = []
+    original = complementary._solve_all
+    monkeypatch.setattr(complementary, "_solve_all", lambda work: solved.append(len(work)) or original(work))
+
+    def bounds(disagree: bool, memo: dict) -> dict[int, tuple[float, float]]:
+        rows = [({0: 1.0, 1: 1.0, 9: 1.0}, 13.0, 13.0),  # a: x0 + x1 = 3 once the published x9 = 10 is put in
+                ({2: 1.0, 3: 1.0}, 4.0, 4.0),  # b
+                *([({2: 1.0, 3: 1.0}, 6.0, 6.0)] if disagree else []),
+                ({4: 1.0, 5: 1.0}, 100.0, 100.0)]  # c: nothing asked
+        return complementary._bounds_given(rows, {9: 10.0}, [((0, 1.0),), ((2, 1.0),)], {0: 5.0, 1: 5.0}, memo)
+
+    memo: dict = {}
+    first = bounds(True, memo)
+    assert first[0] == (0.0, 3.0)
+    assert all(math.isnan(b) for b in first[1]), "b's values disagree: its row unresolved"
+    assert solved == [2], "a and b solved, c (nothing asked of it) not"
+    second = bounds(True, memo)
+    assert second[0] == (0.0, 3.0) and all(math.isnan(b) for b in second[1])
+    assert solved[-1] == 0, "answered before: nothing solved again"
+    again = bounds(False, memo)
+    assert again == {0: (0.0, 3.0), 1: (0.0, 4.0)}
+    assert solved[-1] == 1, "b changed: only b solved again"
