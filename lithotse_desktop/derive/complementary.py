@@ -1202,9 +1202,10 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     solved beside the others, and one without an asked row is not solved: every year's cells
     change where a source revises records, and one model of them all made each row's solve pay
     for every year. A component answered before (``memo``: its rows, bounds and asked rows
-    alike) is not solved again. Where the values disagree (a fall this machine did not know of), the asked
-    rows of that component are unresolved, and every asked row where a row with no unknown
-    left disagrees."""
+    alike) is not solved again. Where the values disagree (a fall this machine did not know of)
+    in a component solved, or in a row with no unknown left, every asked row is unresolved: the
+    model's "never less than before" is then not to be trusted elsewhere either (a component
+    without an asked row is not solved, so its disagreement is not seen; it judges no cell)."""
     number: dict[int, int] = {}
     kept: list[dict[int, float]] = []
     lows: list[float] = []
@@ -1263,8 +1264,8 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
         local_rows = local_row[entry_rows[mine]]
         wanted = {local: needed[offsets[r][0]] for local, r in here if offsets[r][0] in needed}
         key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (
-            local_rows, local_vars, entry_coefs[mine], low_of[component], high_of[component],
-            np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
+            np.array([len(component), len(mine), len(wanted)]), local_rows, local_vars, entry_coefs[mine],
+            low_of[component], high_of[component], np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
         if key not in memo and key not in solving:  # two components alike are solved once
             model = BoundModel.from_entries(len(component), local_rows, local_vars, entry_coefs[mine], True)
             model.bound(low_of[component], high_of[component])
@@ -1273,6 +1274,8 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
         asked_in.append((key, here))
     solved = _solve_all(work)
     memo.update((key, solved[n]) for key, n in solving.items())
+    if any(math.isnan(low) for key, _here in asked_in for low, _high in memo[key].values()):
+        return {n: (math.nan, math.nan) for n in needed}  # a fall not known somewhere: trust no bound
     for key, here in asked_in:
         kept_row = dict(here)
         for local, (low, high) in memo[key].items():

@@ -189,18 +189,20 @@ def test_a_users_sequence_publishes_the_same_with_the_passed_parts_and_solves_on
         workspace, tmp_path, every_part_fingerprinted, monkeypatch):
     solved: list[set[str]] = []
     original = _AtomRows._fingerprint
-    fingerprinted: dict[int, set[str]] = {}
+    fingerprinted: dict[int, tuple[object, set[str]]] = {}  # the model held, so its id is not reused
 
     def recording(self, part, *args):
-        fingerprinted[id(part.model)] = {str(self.group.describe(self.term_of_row[r]).get("period"))[:4]
-                                         for r in part.rows}
+        fingerprinted[id(part.model)] = (part.model, {str(self.group.describe(self.term_of_row[r]).get("period"))[:4]
+                                                      for r in part.rows})
         return original(self, part, *args)
 
     original_solve = complementary._solve_all
 
     def solving(work):
         for model, _needed, _floors in work:
-            solved[-1] |= fingerprinted.get(id(model), set())
+            held, years = fingerprinted.get(id(model), (None, set()))
+            if held is model:
+                solved[-1] |= years
         return original_solve(work)
 
     monkeypatch.setattr(_AtomRows, "_fingerprint", recording)

@@ -226,30 +226,34 @@ def test_a_revision_of_a_count_some_tables_lack_is_judged_beside_a_fall(monkeypa
 
 def test_the_model_of_every_moment_is_solved_by_component_and_each_answer_kept(monkeypatch):
     """Each component of the model of every moment (rows joined by the unknowns they share) is
-    a model of its own: a component no row is asked of is not solved, one whose values disagree
-    leaves its own rows unresolved and no other's, and a component answered before (the memo
-    of one build's rounds) is not solved again, while one that changed is."""
+    a model of its own: a component no row is asked of is not solved; one whose values disagree
+    (a fall this machine did not know of) leaves every asked row unresolved, as the one model
+    did; a component answered before (the memo of one build's rounds) is not solved again,
+    while one whose rows, bounds or questions changed is."""
     import math
 
     solved: list[int] = []
     original = complementary._solve_all
     monkeypatch.setattr(complementary, "_solve_all", lambda work: solved.append(len(work)) or original(work))
 
-    def bounds(disagree: bool, memo: dict) -> dict[int, tuple[float, float]]:
+    def bounds(memo: dict, b_total: float = 4.0, disagree: bool = False, width: float = 5.0,
+               asked_b: int = 2) -> dict[int, tuple[float, float]]:
         rows = [({0: 1.0, 1: 1.0, 9: 1.0}, 13.0, 13.0),  # a: x0 + x1 = 3 once the published x9 = 10 is put in
-                ({2: 1.0, 3: 1.0}, 4.0, 4.0),  # b
-                *([({2: 1.0, 3: 1.0}, 6.0, 6.0)] if disagree else []),
+                ({2: 1.0, 3: 1.0}, b_total, b_total),  # b
+                *([({2: 1.0, 3: 1.0}, b_total + 2, b_total + 2)] if disagree else []),
                 ({4: 1.0, 5: 1.0}, 100.0, 100.0)]  # c: nothing asked
-        return complementary._bounds_given(rows, {9: 10.0}, [((0, 1.0),), ((2, 1.0),)], {0: 5.0, 1: 5.0}, memo)
+        return complementary._bounds_given(rows, {9: 10.0}, [((0, 1.0),), ((asked_b, 1.0),)], {0: 5.0, 1: width},
+                                           memo)
 
     memo: dict = {}
-    first = bounds(True, memo)
-    assert first[0] == (0.0, 3.0)
-    assert all(math.isnan(b) for b in first[1]), "b's values disagree: its row unresolved"
+    assert bounds(memo) == {0: (0.0, 3.0), 1: (0.0, 4.0)}
     assert solved == [2], "a and b solved, c (nothing asked of it) not"
-    second = bounds(True, memo)
-    assert second[0] == (0.0, 3.0) and all(math.isnan(b) for b in second[1])
-    assert solved[-1] == 0, "answered before: nothing solved again"
-    again = bounds(False, memo)
-    assert again == {0: (0.0, 3.0), 1: (0.0, 4.0)}
-    assert solved[-1] == 1, "b changed: only b solved again"
+    assert bounds(memo) == {0: (0.0, 3.0), 1: (0.0, 4.0)} and solved[-1] == 0, "answered before: nothing solved"
+    assert bounds(memo, b_total=2.0) == {0: (0.0, 3.0), 1: (0.0, 2.0)} and solved[-1] == 1, "b's total changed"
+    narrower = bounds(memo, width=3.0)
+    assert narrower[0] == (0.0, 3.0) and narrower.get(1, (0.0, 4.0)) == (0.0, 4.0), "wide, or bounded as it is"
+    assert solved[-1] == 1, "b asked with another width: solved again"
+    assert bounds(memo, asked_b=3) == {0: (0.0, 3.0), 1: (0.0, 4.0)} and solved[-1] == 1, "another term of b asked"
+    disagreeing = bounds(memo, disagree=True)
+    assert set(disagreeing) == {0, 1} and all(math.isnan(b) for found in disagreeing.values() for b in found), \
+        "b's values disagree: no bound is trusted"
