@@ -1251,23 +1251,17 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     entry_vars = np.array([v for row in kept for v in row], dtype=np.int64)
     entry_coefs = np.array([c for row in kept for c in row.values()], dtype=np.float64)
     low_of, high_of = np.array(lows), np.array(highs)
-    by_row = np.argsort(entry_rows, kind="stable")
-    starts = np.searchsorted(entry_rows[by_row], np.arange(len(kept) + 1))
     for component in _components(len(number), len(kept), entry_rows, entry_vars):
-        here = [(local, int(r)) for local, r in enumerate(component.tolist()) if int(r) in offsets]
+        here = [(local, r) for local, r in enumerate(component.tolist()) if r in offsets]
         if not here:  # no asked row: its published values tell nothing of the others
             continue
-        mine = np.concatenate([by_row[starts[r]:starts[r + 1]] for r in component])
-        local_row = np.empty(len(kept), dtype=np.int64)
-        local_row[component] = np.arange(len(component))
-        _variables, local_vars = np.unique(entry_vars[mine], return_inverse=True)
-        local_rows = local_row[entry_rows[mine]]
+        model = _Part(entry_rows, entry_vars, entry_coefs, component, True, None).model
         wanted = {local: needed[offsets[r][0]] for local, r in here if offsets[r][0] in needed}
         key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (
-            np.array([len(component), len(mine), len(wanted)]), local_rows, local_vars, entry_coefs[mine],
-            low_of[component], high_of[component], np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
+            np.array([len(component), len(model.entry_rows), len(wanted)]), model.entry_rows, model.entry_atoms,
+            model.entry_coefs, low_of[component], high_of[component],
+            np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
         if key not in memo and key not in solving:  # two components alike are solved once
-            model = BoundModel.from_entries(len(component), local_rows, local_vars, entry_coefs[mine], True)
             model.bound(low_of[component], high_of[component])
             solving[key] = len(work)
             work.append((model, wanted, {}))
@@ -1866,8 +1860,8 @@ def _solve_all(work: list[tuple[BoundModel, dict[int, float], dict[int, float]]]
 
 
 class _Part:
-    """A component of :class:`_AtomRows`: its rows (indices into them) and their bound model,
-    over atoms numbered from 0 within it."""
+    """A component of rows (of :class:`_AtomRows`, or of the model of every moment): its rows
+    (indices into them) and their bound model, over atoms numbered from 0 within it."""
 
     def __init__(self, entry_rows: np.ndarray, entry_atoms: np.ndarray, entry_coefs: np.ndarray,
                  component: np.ndarray, nonnegative: bool, anchor: np.ndarray | None) -> None:
