@@ -13,9 +13,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .deferred import deferred_import
 from .errors import ConfigError
+
+pc = deferred_import("pyarrow.compute")
 
 
 def parse_date(text: str | dt.date | None, what: str = "date") -> dt.date | None:

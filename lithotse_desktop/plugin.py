@@ -32,7 +32,9 @@ What it offers, by kind of plugin:
 - a plugin running DuckDB itself: :func:`duckdb_settings`, the workspace's ``[limits]``
   (``memory_limit``, ``temp_directory``) to put on its connection;
 - every plugin: the errors users see (:class:`InputError` names a file and line,
-  :class:`ConfigError` a setting) and secret references (:func:`is_ref`, :func:`load_secret`).
+  :class:`ConfigError` a setting), secret references (:func:`is_ref`, :func:`load_secret`) and
+  :func:`deferred_import` for a library only some calls need (every command loads every plugin,
+  so what a plugin imports at its top delays them all).
 
 The first-party plugins in ``plugins/`` import nothing else from Lithotse; a test and the
 import-linter contract in ``pyproject.toml`` keep it so. ``docs/plugins.md`` is the guide: a
@@ -60,6 +62,7 @@ from .connectors import (
     sha256_file,
 )
 from .dates import DateRange
+from .deferred import deferred_import
 from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
@@ -82,7 +85,8 @@ __all__ = [
     "LithotseError", "NativeColumn", "NativeRead", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed",
     "Progress", "RawObject",
     "SecretMissing", "SpecError", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings",
-    "files_to_fetch", "header_names", "hookimpl", "is_ref", "is_total_label", "list_files", "load_secret",
+    "deferred_import", "files_to_fetch", "header_names", "hookimpl", "is_ref", "is_total_label", "list_files",
+    "load_secret",
     "missing_person_column", "person_column",
     "sha256_file", "split_names",
 ]

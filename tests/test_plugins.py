@@ -359,11 +359,14 @@ def test_debug_shows_the_traceback_of_a_connector_bug(plugin_path, tmp_path):
 
 
 
-def test_loading_the_bundled_plugins_leaves_requests_unimported():
+def test_loading_the_bundled_plugins_leaves_requests_and_pyarrow_compute_unimported():
     """Every command loads every plugin: the fhir plugin imports requests (tens of milliseconds of
-    each process) only when it calls a server, and the desktop app imports it itself."""
-    code = ("import sys; from lithotse_desktop.plugins import get_plugin_manager; "
-            "names = get_plugin_manager().connectors(); print('fhir-rest' in names, 'requests' in sys.modules)")
+    each process) only when it calls a server, and the desktop app imports it itself; the plugins
+    and the core's modules name pyarrow.compute (about 40 ms) and the HL7 library with
+    ``deferred_import``, so only a command that computes with them imports them."""
+    code = ("import sys; import lithotse_desktop.cli; from lithotse_desktop.plugins import get_plugin_manager; "
+            "names = get_plugin_manager().connectors(); print('fhir-rest' in names, 'hl7v2' in names, "
+            "*(m in sys.modules for m in ('requests', 'pyarrow.compute', 'hl7', 'python_calamine')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "False"], done.stdout
+    assert done.stdout.split() == ["True", "True", "False", "False", "False", "False"], done.stdout

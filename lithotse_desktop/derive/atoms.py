@@ -20,9 +20,11 @@ import json
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..deferred import deferred_import
 from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day_expression
+
+pc = deferred_import("pyarrow.compute")
 
 
 def joined_inputs(specs: list[dict], own: dict | None = None) -> dict[str, dict]:

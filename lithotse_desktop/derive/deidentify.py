@@ -25,10 +25,12 @@ from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..deferred import deferred_import
 from .identifiers import ROLES, Role
 from .spec import SpecError
+
+pc = deferred_import("pyarrow.compute")
 
 PROFILES = ("safe-harbor", "limited")
 

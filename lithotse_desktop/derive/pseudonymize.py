@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..atomic import atomic_write_text
+from ..deferred import deferred_import
 from ..errors import LithotseError
 from ..secrets import SecretMissing, current_store, load_secret, secret_ref, store_secret
 from ..workspace import Workspace
 from .spec import SpecError
+
+pc = deferred_import("pyarrow.compute")
 
 KEY_ID_FILE = "hmac-key.id"
 

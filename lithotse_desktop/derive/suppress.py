@@ -9,10 +9,12 @@ tables, an exact audit). Suppressed cells keep their dimensions; every measure b
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..deferred import deferred_import
 from .compile import CELL_COUNT, PEOPLE, ZERO_ONE
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
+
+pc = deferred_import("pyarrow.compute")
 
 FLAG = "suppressed"
 
@@ -34,7 +36,7 @@ def publish_cells(table: pa.Table, measures: list[str], hidden: set[int]) -> pa.
     """Null the measures of the ``hidden`` rows, add the flag column, drop the internal counts."""
     mask = row_mask(table.num_rows, hidden)
     out = table.drop_columns([c for c in table.column_names if c in (CELL_COUNT, PEOPLE) or c.startswith(ZERO_ONE)])
-    for name in measures:
+    for name in measures if hidden else ():
         idx = out.schema.get_field_index(name)
         column = out.column(idx)
         nulls = pa.nulls(len(column), column.type)

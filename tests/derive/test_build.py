@@ -3,11 +3,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from lithotse_desktop.dates import DateRange
-from lithotse_desktop.derive.build import build, build_all
+from lithotse_desktop.derive.build import _periods, build, build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec, lineage, read_table
 from lithotse_desktop.derive.spec import SpecError
@@ -370,3 +371,24 @@ def test_a_misspelled_field_is_refused_naming_the_one_meant(workspace, lines, ke
     with pytest.raises(SpecError, match=f"^{key}: is not a field of a spec; did you mean '{meant}'"):
         add_spec(workspace, spec)
     assert add_spec(workspace, {**MONTHLY, "notes": "checked by Ann"})
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_an_aggregate_is_cut_into_one_part_per_period_whatever_its_row_order(ordered):
+    """Cells in period order (as the query gives them) are cut by slicing, others by comparing
+    values: either way each part holds its period's rows in the table's order."""
+    days = [dt.date(2024, 1, 1), dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2025, 12, 1), dt.date(2025, 12, 1)]
+    if not ordered:
+        days = [days[2], *days[:2], *days[3:]]
+    chunks = [pa.table({"period": pa.array(days[:3], pa.date32()), "n": [0, 1, 2]}),
+              pa.table({"period": pa.array([dt.date(2025, 6, 1), *days[3:]], pa.date32()), "n": [9, 3, 4]}).slice(1)]
+    table = pa.concat_tables(chunks)
+    assert table.column("period").num_chunks == 2 and table.column("period").chunks[1].offset == 1
+    parts = _periods(table, True)
+    expected: dict[str, list[int]] = {}
+    for day, n in zip(days, table.column("n").to_pylist(), strict=True):
+        expected.setdefault(day.isoformat(), []).append(n)
+    assert sorted(parts) == sorted(expected)
+    assert {label: part.column("n").to_pylist() for label, part in parts.items()} == expected
+    assert all(part.schema == table.schema for part in parts.values())
+    assert _periods(table.slice(0, 0), True) == {} and _periods(table, False) == {"all": table}

@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from lithotse_desktop.plugin import deferred_import
+
+pc = deferred_import("pyarrow.compute")
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(),

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lithotse_desktop.plugin import InputError, header_names, is_total_label
+from lithotse_desktop.plugin import InputError, deferred_import, header_names, is_total_label
 
 from . import columns as col
 from . import sniff
 
 if TYPE_CHECKING:  # imported when a file is read: every command loads the plugin
     import pyarrow.csv as pacsv
+
+pc = deferred_import("pyarrow.compute")
 
 BLOCK = 1 << 24
 PEEK_BLOCK = 1 << 18

@@ -34,11 +34,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lithotse_desktop.plugin import DateRange, InputError, Progress, duckdb_settings
+from lithotse_desktop.plugin import DateRange, InputError, Progress, deferred_import, duckdb_settings
 
 from .types import R4_TYPES, TYPE_NAME, date_columns, patient_references
+
+pc = deferred_import("pyarrow.compute")
 
 BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 122_880

@@ -18,13 +18,19 @@ import math
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hl7
 import pyarrow as pa
+
+from lithotse_desktop.plugin import deferred_import
 
 from .framing import Unit, msh_fields
 from .timestamps import FORMAT, parse_dtm
+
+if TYPE_CHECKING:
+    import hl7
+else:
+    hl7 = deferred_import("hl7")
 
 TEXT_TYPES = frozenset({"ST", "TX", "FT"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

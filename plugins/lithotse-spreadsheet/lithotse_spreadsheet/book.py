@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import python_calamine as calamine
 
-from lithotse_desktop.plugin import InputError, header_names, is_total_label
+from lithotse_desktop.plugin import InputError, deferred_import, header_names, is_total_label
 
 from . import cells
+
+calamine = deferred_import("python_calamine")
 
 META_FORMAT = "lithotse-spreadsheet/1"
 NAMING = 2
