@@ -36,11 +36,12 @@ def publish_cells(table: pa.Table, measures: list[str], hidden: set[int]) -> pa.
     """Null the measures of the ``hidden`` rows, add the flag column, drop the internal counts."""
     mask = row_mask(table.num_rows, hidden)
     out = table.drop_columns([c for c in table.column_names if c in (CELL_COUNT, PEOPLE) or c.startswith(ZERO_ONE)])
-    for name in measures if hidden else ():
+    for name in measures:
         idx = out.schema.get_field_index(name)
         column = out.column(idx)
-        nulls = pa.nulls(len(column), column.type)
-        out = out.set_column(idx, name, pc.if_else(mask, nulls, column))
+        if hidden:  # else left as it is, without importing pyarrow.compute; either way a nullable field
+            column = pc.if_else(mask, pa.nulls(len(column), column.type), column)
+        out = out.set_column(idx, name, column)
     return out.append_column(FLAG, mask)
 
 

@@ -125,3 +125,16 @@ def test_suppress_table_decides_and_applies():
     assert out.to_pylist() == [{"dept": "a", "n": 50, "suppressed": False},
                                {"dept": "b", "n": None, "suppressed": True},
                                {"dept": "c", "n": None, "suppressed": True}]
+
+
+@pytest.mark.parametrize("hidden", [set(), {1}])
+def test_published_cells_have_one_schema_whether_or_not_a_cell_is_hidden(hidden):
+    """An engine may call a count not null (Spark does; DuckDB does not): a published measure is
+    nullable either way, so a version hiding nothing has the schema of one hiding a cell."""
+    schema = pa.schema([pa.field("department", pa.string()), pa.field("visits", pa.int64(), nullable=False)])
+    table = pa.table({"department": ["a", "b", "c"], "visits": [7, 8, 9]}, schema=schema)
+    out = publish_cells(table, ["visits"], hidden)
+    assert out.schema == pa.schema([pa.field("department", pa.string()), pa.field("visits", pa.int64()),
+                                    pa.field("suppressed", pa.bool_())])
+    assert out.column("visits").to_pylist() == [None if i in hidden else v for i, v in enumerate([7, 8, 9])]
+    assert out.column("suppressed").to_pylist() == [i in hidden for i in range(3)]
