@@ -26,7 +26,10 @@ class _Deferred:
         self.__name__ = name
 
     def __getattr__(self, attr: str) -> Any:
-        value = getattr(importlib.import_module(self.__name__), attr)
+        name = self.__dict__.get("__name__")
+        if name is None:  # a copy or an unpickled stand-in, probed before its state is set
+            raise AttributeError(attr)
+        value = getattr(importlib.import_module(name), attr)
         setattr(self, attr, value)
         return value
 

@@ -1,5 +1,7 @@
 """A library named with ``deferred_import`` is imported at its first attribute read, not before."""
 
+import copy
+import pickle
 import subprocess
 import sys
 
@@ -35,3 +37,10 @@ def test_a_missing_module_fails_at_the_first_read_as_its_import_would():
         _ = missing.anything
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = deferred_import("json").no_such_name
+
+
+def test_a_copied_or_unpickled_stand_in_still_names_its_module():
+    """copy and pickle probe a new, empty instance before its state is set: no endless lookup."""
+    json_module = deferred_import("json")
+    for other in (copy.copy(json_module), copy.deepcopy(json_module), pickle.loads(pickle.dumps(json_module))):
+        assert other.loads("[1]") == [1]

@@ -214,7 +214,7 @@ def _day_numbers(column: pa.ChunkedArray) -> numpy.ndarray | None:
     if column.type != pa.date32() or column.null_count:
         return None
     return numpy.concatenate([numpy.frombuffer(chunk.buffers()[1], numpy.int32, len(chunk), chunk.offset * 4)
-                              for chunk in column.chunks] or [numpy.empty(0, numpy.int32)])
+                              for chunk in column.chunks if len(chunk)] or [numpy.empty(0, numpy.int32)])
 
 
 def _periods(table: pa.Table, grain_split: bool) -> dict[str, pa.Table]:

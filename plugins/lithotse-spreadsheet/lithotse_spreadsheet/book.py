@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -22,7 +22,10 @@ from lithotse_desktop.plugin import InputError, deferred_import, header_names, i
 
 from . import cells
 
-calamine = deferred_import("python_calamine")
+if TYPE_CHECKING:
+    import python_calamine as calamine
+else:
+    calamine = deferred_import("python_calamine")
 
 META_FORMAT = "lithotse-spreadsheet/1"
 NAMING = 2
@@ -30,7 +33,8 @@ NAMING = 2
 in their meta were named by rule 1 (trimmed text, repeats numbered case-sensitively)."""
 BATCH_ROWS = 5000
 SAMPLE_ROWS = 200
-_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, InputError)
+# ImportError: calamine is imported at its first use, inside the guard; a broken install is not the file's fault
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, InputError, ImportError)
 
 
 def where(name: str, sheet: str | None = None, row: int | None = None) -> str:

@@ -363,3 +363,20 @@ def test_workbook_declaring_a_huge_sheet_is_refused_not_loaded(tmp_path):
     target.write_bytes(data.read_bytes())
     with pytest.raises(InputError, match="clinic.xls: declares sheets too large"):
         SpreadsheetConnector({"path": str(target)}).streams()
+
+
+def test_a_missing_calamine_is_reported_as_a_broken_install_not_as_the_users_file(tmp_path, monkeypatch):
+    """calamine is imported at its first use, inside the guard that turns calamine's failures into
+    the file's error: an ImportError passes through it, naming the module, not the workbook."""
+    from lithotse_desktop.plugin import deferred_import
+    from lithotse_spreadsheet import book
+
+    path = tmp_path / "visits.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["a"])
+    workbook.save(path)
+    monkeypatch.setattr(book, "_check_size", lambda path, name: None)
+    monkeypatch.setattr(book, "calamine", deferred_import("python_calamine_not_installed"))
+    with pytest.raises(ModuleNotFoundError, match="python_calamine_not_installed"):
+        with book.open_book(path, "visits.xlsx"):
+            pass
