@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from .deferred import deferred_import
+from .deferred import pyarrow_compute as pc
 from .errors import ConfigError
-
-pc = deferred_import("pyarrow.compute")
 
 
 def parse_date(text: str | dt.date | None, what: str = "date") -> dt.date | None:

@@ -45,3 +45,7 @@ def deferred_import(name: str) -> Any:
     An error importing it is raised at that first read, as the plain import would have raised it.
     """
     return _Deferred(name)
+
+
+pyarrow_compute = deferred_import("pyarrow.compute")
+"""``pyarrow.compute``, which the core's modules name as ``pc`` (one stand-in, its attributes kept once)."""

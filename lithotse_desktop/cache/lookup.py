@@ -37,13 +37,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..dates import parse_date
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import ConfigError, NotFound
 from ..names import split_names
 from ..workspace import Workspace
 from .backends import ANY, CacheBackend, cache_config, create_backend
-
-pc = deferred_import("pyarrow.compute")
 
 if TYPE_CHECKING:  # the derive package is imported where it is used: loading the plugins imports this
     from ..derive.catalog import Version

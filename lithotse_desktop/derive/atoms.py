@@ -21,10 +21,8 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from .compile import DUCKDB, Compiled, Dialect, _dimension, _frame, _Params, day_expression
-
-pc = deferred_import("pyarrow.compute")
 
 
 def joined_inputs(specs: list[dict], own: dict | None = None) -> dict[str, dict]:

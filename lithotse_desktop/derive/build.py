@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from .. import audit
 from ..atomic import atomic_write_stream
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..engine import release_freed_memory
 from ..errors import Cancelled, LithotseError, NotFound, without_values
 from ..plugins import get_plugin_manager
@@ -120,8 +120,6 @@ from .relations import Relation, additive_quantities, column_identity, partition
 from .revisions import coordinates_of, counts_of, revised_cells
 from .spec import HIDDEN_FLAGGED, HIDDEN_LEFT_OUT, SpecError, dimension_alias, spec_hash, spec_inputs, validate_spec
 from .suppress import FLAG, publish_cells
-
-pc = deferred_import("pyarrow.compute")
 
 BUILD_FORMAT = "3"
 CELLS_FORMAT = "5"

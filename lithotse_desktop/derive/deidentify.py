@@ -26,11 +26,9 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from .identifiers import ROLES, Role
 from .spec import SpecError
-
-pc = deferred_import("pyarrow.compute")
 
 PROFILES = ("safe-harbor", "limited")
 

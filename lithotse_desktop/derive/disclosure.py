@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import LithotseError
 from .compile import DUCKDB, PERIOD, Dialect
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, anchors_table, carried_states, decide
@@ -51,8 +51,6 @@ from .lineage import Picks, Unparsable, sql_column_roles, sql_picks
 from .revisions import counts_of
 from .spec import SpecError, dimension_alias
 from .suppress import FLAG, publish_cells
-
-pc = deferred_import("pyarrow.compute")
 
 PUBLISHED = ("aggregate", "deidentified")
 ROW_LEVEL_RULE = "row-level data stays restricted"

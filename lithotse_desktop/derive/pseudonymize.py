@@ -12,13 +12,11 @@ from typing import Any
 import pyarrow as pa
 
 from ..atomic import atomic_write_text
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import LithotseError
 from ..secrets import SecretMissing, current_store, load_secret, secret_ref, store_secret
 from ..workspace import Workspace
 from .spec import SpecError
-
-pc = deferred_import("pyarrow.compute")
 
 KEY_ID_FILE = "hmac-key.id"
 

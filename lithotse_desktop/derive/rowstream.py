@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import engine
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import ConfigError, LithotseError, NotFound, without_values
 from ..progress import Progress
 from ..raw.reader import PROVENANCE, StoredObject, read_object
@@ -56,7 +56,6 @@ from .inputs import (
 from .kinds.view import has_type_column, hoisted_rows, rows_query
 from .sof.compile import HoistedView
 
-pc = deferred_import("pyarrow.compute")
 T = TypeVar("T")
 
 ROW_ID = "__lithotse_record"

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from .compile import CELL_COUNT, PEOPLE, ZERO_ONE
 from .complementary import DEFAULT_ZERO_RULE, Cells, Group, decide
-
-pc = deferred_import("pyarrow.compute")
 
 FLAG = "suppressed"
 

@@ -41,7 +41,7 @@ import pyarrow as pa
 from .. import engine
 from ..connectors import Connector, FetchRequest, Payload, RawObject, StreamInfo
 from ..dates import DateRange, range_mask, to_local_dates
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import ConfigError, InputError, LithotseError, connector_guard, guarded
 from ..progress import Progress
 from ..storage import PreconditionFailed
@@ -49,8 +49,6 @@ from ..workspace import Workspace
 from .index import RawIndex, open_index
 from .manifest import Manifest, new_landing_id, object_key
 from .sources import make_connector
-
-pc = deferred_import("pyarrow.compute")
 
 
 @dataclass

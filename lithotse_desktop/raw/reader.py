@@ -24,7 +24,7 @@ import pyarrow as pa
 from .. import engine
 from ..connectors import Connector, RawObject
 from ..dates import DateRange, range_mask, to_local_dates
-from ..deferred import deferred_import
+from ..deferred import pyarrow_compute as pc
 from ..errors import Cancelled, CorruptObject, LithotseError
 from ..names import CORE_COLUMNS
 from ..storage import Store
@@ -33,8 +33,6 @@ from .index import landing_store, open_index
 from .manifest import Manifest
 from .sources import make_connector
 from .verify import IntegrityChecks, ObjectCheck
-
-pc = deferred_import("pyarrow.compute")
 
 PROVENANCE = CORE_COLUMNS
 
