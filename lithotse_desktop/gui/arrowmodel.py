@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 import pyarrow as pa
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -51,8 +51,8 @@ def _numeric(typ: pa.DataType) -> bool:
 class ArrowTableModel(QAbstractTableModel):
     """Read-only rows of ``table``; suppressed aggregate cells are shown as such, not as blanks."""
 
-    def __init__(self, table: pa.Table | None = None, chunk: int = CHUNK) -> None:
-        super().__init__()
+    def __init__(self, table: pa.Table | None = None, chunk: int = CHUNK, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.chunk = chunk
         self.table = table if table is not None else pa.table({})
         self._loaded = 0

@@ -237,7 +237,7 @@ class AggregateDialog(QDialog):
             layout.addWidget(box)
         layout.addStretch(1)
 
-        self.preview_model = ArrowTableModel()
+        self.preview_model = ArrowTableModel(parent=self)
         self.preview = named(QTableView(), "Result preview", "The first rows of the result, over a sample")
         self.preview.setModel(self.preview_model)
         compact_table(self.preview)

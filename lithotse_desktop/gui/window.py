@@ -35,6 +35,7 @@ from ..serve.app import RunningServer
 from ..workspace import Workspace
 from . import jobs
 from .checklist import FirstRunChecklist
+from .collector import GuiThreadCollector
 from .common import named, show_error
 from .pages.derivatives import DerivativesPage
 from .pages.plugins import PluginsPage
@@ -98,6 +99,7 @@ class _Working(Protocol):
 class MainWindow(QMainWindow):
     def __init__(self, ws: Workspace) -> None:
         super().__init__()
+        self.collector = GuiThreadCollector(self)
         self.ws = ws
         self.api: RunningServer | None = None
         self.cut_off: dict[str, list[str]] = {}
@@ -413,4 +415,5 @@ class MainWindow(QMainWindow):
         jobs.wait_for_jobs(60000)
         QApplication.processEvents()
         self.stop_api()
+        self.collector.stop()
         super().closeEvent(event)

@@ -187,7 +187,7 @@ class DerivativesPage(QWidget):
         self.count.setWordWrap(True)
 
         self.chart = TimeSeriesChart()
-        self.model = ArrowTableModel()
+        self.model = ArrowTableModel(parent=self)
         self.preview = named(QTableView(), "Derivative preview",
                              "The current version's rows; more load as you scroll")
         self.preview.setModel(self.model)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -54,8 +54,8 @@ def load_landings(ws: Workspace) -> list[Manifest]:
 
 
 class LandingsModel(QAbstractTableModel):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.rows: list[Manifest] = []
 
     def set_rows(self, rows: list[Manifest]) -> None:
@@ -108,7 +108,7 @@ class RawDataPage(QWidget):
         self.job: jobs.Job | None = None
         self._again = False
 
-        self.model = LandingsModel()
+        self.model = LandingsModel(parent=self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
