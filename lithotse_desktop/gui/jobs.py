@@ -33,7 +33,9 @@ class Job(QRunnable):
 
     The pool owns and deletes the runnable when ``run`` returns (auto-delete), so a page may
     drop its reference at any time; pages only touch the Python side (``signals``,
-    ``cancel``) afterwards, never the deleted C++ object.
+    ``cancel``) afterwards, never the deleted C++ object. The Python side (a cycle: the job and
+    its progress callback) goes with Python's cycle collector, which the window runs in the GUI
+    thread (:mod:`.collector`), so ``signals`` is deleted where it lives.
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = True,
