@@ -267,7 +267,7 @@ def _whole_table(catalog: Catalog, parts: dict[str, dict], fresh: dict[str, pa.T
     tables = [fresh[label] if label in fresh else catalog.read_part(parts[label]["key"])
               for label in sorted(parts)]
     if not tables:
-        return schema.empty_table()
+        return pa.Table.from_batches([], schema)  # empty_table() imports pandas
     return pa.concat_tables(tables, promote_options="permissive")
 
 

@@ -447,7 +447,7 @@ class Catalog:
             schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(schema_json)))
             if columns:
                 schema = pa.schema([schema.field(c) for c in columns])
-            return schema.empty_table()
+            return pa.Table.from_batches([], schema)  # empty_table() imports pandas
         return pa.table({c: pa.array([], pa.null()) for c in (columns or version.columns)})
 
 
