@@ -556,8 +556,14 @@ def described_schema(ws: Workspace, stored: StoredObject, connector: Connector) 
     manifest = stored.reader
     store = landing_object_store(ws, manifest)
     key = manifest.object_key
-    read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
-                                           manifest.meta, validated=True, open=lambda: store.open_read(key)))
+    path = store.local_path(key)
+    if path is not None and not path.exists():  # what reading it would say; a layout on record would not
+        raise LithotseError(f"raw object {key} of landing {manifest.id} is missing")
+    try:
+        read = connector.native_read(RawObject(None, manifest.stream, manifest.original_name, manifest.media_type,
+                                               manifest.meta, validated=True, open=lambda: store.open_read(key)))
+    except OSError:
+        return None  # reading it through the connector names the object and the reason
     return None if read is None else read.schema()
 
 

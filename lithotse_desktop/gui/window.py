@@ -99,7 +99,6 @@ class _Working(Protocol):
 class MainWindow(QMainWindow):
     def __init__(self, ws: Workspace) -> None:
         super().__init__()
-        self.collector = GuiThreadCollector(self)
         self.ws = ws
         self.api: RunningServer | None = None
         self.cut_off: dict[str, list[str]] = {}
@@ -163,6 +162,7 @@ class MainWindow(QMainWindow):
         self._show_raw_pages()
         self.sidebar.setCurrentRow(0 if self.raw_readable else PAGE_KEYS.index("derivatives"))
         self._set_title()
+        self.collector = GuiThreadCollector(self)  # last: a window that failed to build holds nothing
 
     # --- raw pages ---------------------------------------------------------------------
     def _raw_pages(self, ws: Workspace) -> tuple[SourcesPage | NoRawAccessPage, RawDataPage | NoRawAccessPage]:

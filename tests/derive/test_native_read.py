@@ -342,6 +342,23 @@ def test_a_spec_is_checked_against_the_columns_its_input_is_described_with_readi
     assert inputs.sample_schema(ws, Catalog(ws), {"source": source, "stream": stream}) == read.schema
 
 
+@pytest.mark.parametrize("kind", ["csv", "fhir"])
+def test_a_spec_over_an_input_whose_raw_object_is_gone_is_refused_naming_it(tmp_path, kind):
+    """The columns on record are no reason to accept a spec over an object that is not there."""
+    from lithotse_desktop.errors import LithotseError
+    from lithotse_desktop.raw.reader import landing_object_store
+
+    ws = landed_csv(tmp_path, NO_TOTAL) if kind == "csv" else landed_fhir(tmp_path)
+    source, stream = ("ehr", "visits") if kind == "csv" else ("fhir", "Encounter")
+    first = next(iter(resolve_stream(ws, source, stream, with_key=False).objects(ws))).reader
+    landing_object_store(ws, first).local_path(first.object_key).unlink()
+    spec = {"name": "n", "kind": "aggregate", "input": {"source": source, "stream": stream},
+            "measures": [{"fn": "count", "as": "n"}]}
+    with pytest.raises(LithotseError, match=f"raw object {first.object_key} of landing {first.id} is missing"):
+        add_spec(ws, spec)
+    assert Catalog(ws).names() == []
+
+
 def test_adding_a_spec_leaves_costly_modules_unimported(tmp_path):
     """``derive add`` as a process: neither pandas (pyarrow's first conversion of Python values, or
     its ``Schema.empty_table``, a third of a second) nor pyarrow.compute is imported."""

@@ -54,14 +54,16 @@ def test_a_job_making_garbage_never_sets_off_the_collector_in_its_thread(qtbot, 
 
 
 def test_closing_the_last_window_gives_collection_back(qtbot, workspace, test_plugins):
-    assert gc.isenabled()
+    from lithotse_desktop.gui.collector import _Holds
+
+    held, enabled = _Holds.count, gc.isenabled()  # whatever earlier tests left
     first, second = MainWindow(workspace), MainWindow(workspace)
     qtbot.addWidget(first)
     qtbot.addWidget(second)
-    assert not gc.isenabled()
+    assert _Holds.count == held + 2 and not gc.isenabled()
     first.close()
-    assert not gc.isenabled(), "the other window still needs it"
+    assert _Holds.count == held + 1 and not gc.isenabled(), "the other window still needs it"
     second.close()
-    assert gc.isenabled()
+    assert _Holds.count == held and gc.isenabled() == enabled
     first.close()
-    assert gc.isenabled(), "closing twice releases once"
+    assert _Holds.count == held, "closing twice releases once"
