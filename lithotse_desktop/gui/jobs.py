@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from ..errors import Cancelled
 from ..progress import Progress, ProgressState
@@ -33,9 +33,10 @@ class Job(QRunnable):
 
     The pool owns and deletes the runnable when ``run`` returns (auto-delete), so a page may
     drop its reference at any time; pages only touch the Python side (``signals``,
-    ``cancel``) afterwards, never the deleted C++ object. The Python side (a cycle: the job and
-    its progress callback) goes with Python's cycle collector, which the window runs in the GUI
-    thread (:mod:`.collector`), so ``signals`` is deleted where it lives.
+    ``cancel``) afterwards, never the deleted C++ object. :func:`start` holds the Python side
+    until its last signal is delivered; then it (a cycle: the job and its progress callback) goes
+    with Python's cycle collector, which the window runs in the GUI thread (:mod:`.collector`), so
+    ``signals`` is deleted where it lives.
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = True,
@@ -75,7 +76,21 @@ def pool() -> QThreadPool:
     return QThreadPool.globalInstance()
 
 
+_started: set[Job] = set()
+"""Jobs held from their start until their last signal has reached every slot. The pool lets go of
+a job when ``run`` returns; one nobody else holds (a form's sample load) is then kept only by the
+cycle through its signals' slots, and a collection before its queued signal is delivered deleted
+its signals and, with them, the queued call: the result was lost."""
+
+
 def start(job: Job) -> Job:
+    _started.add(job)
+
+    def let_go(*_args: object) -> None:  # after the calls this signal queued (a call queued behind them)
+        QTimer.singleShot(0, lambda: _started.discard(job))
+
+    for last in (job.signals.finished, job.signals.failed, job.signals.cancelled):
+        last.connect(let_go)
     pool().start(job)
     return job
 
