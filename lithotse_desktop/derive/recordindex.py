@@ -13,7 +13,8 @@ full build computes it, without parsing a resource again.
 
 The kept input is stored as one Parquet file per landing (the rows of the records it holds that are
 still newest), so an update writes only the files of the new landings and of the landings whose
-records it replaced; the other files are kept as they are, named by the new version again.
+records it replaced (a record landed again exactly as kept is not replaced, see
+:func:`_drop_unchanged`); the other files are kept as they are, named by the new version again.
 Beside each row is a 64-bit hash of its key (:data:`.rowstream.KEY_HASH`), where an update looks
 for the records its new versions replace before matching their keys exactly.
 """
@@ -186,6 +187,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     changes = False
     if key and prior is not None:
         try:
+            _drop_unchanged(con, key, columns)
             # only the kept versions of the records the new objects hold are chosen again (__hit)
             newest_over(con, "__old_input", "__new_input", key, columns, list(LANDING_ORDER), versioned,
                         "__kept_view", as_view=True, narrow=_by_landing(con, local, prior.files, gone),
@@ -246,6 +248,28 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
     con.execute(f"CREATE VIEW {q(alias)} AS SELECT *{exclude} FROM {KEPT}")
     schema = con.sql(f"SELECT * FROM {q(alias)} LIMIT 0").to_arrow_table().schema
     return KeptInput(schema, prior is not None, periods, reused, readable, key, changes)
+
+
+def _drop_unchanged(con: duckdb.DuckDBPyConnection, key: list[str], columns: list[str]) -> None:
+    """Take out of ``__new_input`` the records it holds once and exactly as their kept version
+    (every column but provenance): an export landed again whole brings mostly these. Choosing
+    again would give the same values from a newer landing, so their landings' files would be
+    written again and every period looked at for nothing; kept as they are, an update costs
+    what its changed records cost. Matched by :data:`KEY_HASH` first, as this process makes it:
+    a kept input hashed otherwise matches nothing here, and is chosen over as before."""
+    q = DUCKDB.quote
+    parts = ", ".join(q(k) for k in key)
+    content = [c for c in columns if c not in PROVENANCE]
+    same = " AND ".join(f"o.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in content)
+    try:
+        con.execute(f"CREATE TEMP TABLE __unchanged AS SELECT n._landing_id, n._row FROM "
+                    f"(SELECT *, {key_hash(key)} AS __h FROM __new_input "
+                    f"QUALIFY count(*) OVER (PARTITION BY {parts}) = 1) n "
+                    f"JOIN __old_input o ON o.{q(KEY_HASH)} = n.__h AND {same}")
+    except duckdb.Error:
+        return  # values that cannot be compared (a column whose type changed): all are chosen again
+    con.execute("DELETE FROM __new_input WHERE (_landing_id, _row) IN (SELECT (_landing_id, _row) FROM __unchanged)")
+    con.execute("DROP TABLE __unchanged")
 
 
 def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],

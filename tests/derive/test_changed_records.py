@@ -345,3 +345,49 @@ def test_a_complement_no_hiding_can_protect_is_shown_not_refused(workspace, tmp_
     assert results["by_class_quarter"].revised >= 1, "the people it lost are a revision, counted"
     report = audit_published(workspace)
     assert report["findings"] == report["refusals"] == []
+
+
+def test_an_export_landed_again_whole_keeps_its_unchanged_records_where_they_lie(tmp_path):
+    """An update writes what changed, not the whole export again: the records landed again as
+    they were stay in their first landing's file (kept as it is when none of them changed) and the
+    new landing's file holds only the new ones. A record the export holds twice is counted by its
+    later row, as a full build counts it, whichever of the two is the version kept before."""
+    specs = [{**SPECS[2], "suppress_below": 0}]
+    workspace, csv, rows = keyed_export(tmp_path, 7, 300, specs)
+    catalog = Catalog(workspace)
+
+    def files() -> dict[str, tuple[str, int]]:
+        return {f["landing"]: (f["key"], f["rows"]) for f in catalog.current("by_month").stats["input_index"]}
+
+    def months(counted: list[list[str]]) -> dict[str, int]:
+        newest = {row[0]: row for row in counted}  # the later row of a record
+        return dict(Counter(row[2][:7] for row in newest.values()))
+
+    def update(exported: list[list[str]]) -> dict[str, tuple[str, int]]:
+        export(csv, exported)
+        run_import(workspace, "ehr")
+        assert [r.status for r in build_all(workspace)] == ["incremental"]
+        incremental = published(catalog, specs)["by_month"]
+        assert {r["period"].isoformat()[:7]: r["visits"] for r in incremental} == months(exported)
+        return files()
+
+    run_import(workspace, "ehr")
+    build_all(workspace)
+    (first_landing, first_file), = files().items()
+    assert first_file[1] == 300
+
+    extra = ["extra", "P1", "2024-06-01", "General", "AMB"]
+    second = update(rows + [extra])
+    assert second[first_landing] == first_file, "the first landing's file is kept as it is"
+    assert sorted(n for _, n in second.values()) == [1, 300]
+
+    corrected = next(i for i, row in enumerate(rows) if row[2].startswith("2024-02"))
+    moved = [*rows[corrected][:2], "2024-05-15", *rows[corrected][3:]]
+    third = update([moved, *rows, extra])  # corrected, then as it was: the later row wins
+    assert third[first_landing][1] == 299 and sorted(n for _, n in third.values()) == [1, 1, 299]
+    fourth = update([*rows, extra, moved])  # as it was, then corrected
+    assert sorted(n for _, n in fourth.values()) == [1, 1, 299]
+    assert months([*rows, moved]) != months(rows)
+    incremental = published(catalog, specs)["by_month"]
+    build_all(workspace, full=True)
+    assert published(catalog, specs)["by_month"] == incremental
