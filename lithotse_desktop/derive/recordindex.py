@@ -168,6 +168,10 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
         same = [c for c in old_columns if c not in (NUMERIC_VERSIONS, KEY_HASH)] == columns
         if not same or versioned != (NUMERIC_VERSIONS in old_columns):
             raise NotIncremental("the input's columns changed")
+        if key and _lands_before_read(resolved, prior):
+            # the kept rows of records landed again as they were hold their first landing (see
+            # _drop_unchanged), which a landing ranked between it and a later one would outrank
+            raise NotIncremental("a new landing ranks before one the previous version read")
     cols = ", ".join(q(c) for c in columns)
     periods = None
     if prior is not None:
@@ -260,7 +264,14 @@ def _drop_unchanged(con: duckdb.DuckDBPyConnection, key: list[str], columns: lis
     q = DUCKDB.quote
     parts = ", ".join(q(k) for k in key)
     content = [c for c in columns if c not in PROVENANCE]
+    types = [{r[0]: r[1] for r in con.execute(f"DESCRIBE {relation}").fetchall()}
+             for relation in ("__old_input", "__new_input")]
+    if any(types[0].get(c) != types[1].get(c) for c in content):
+        return  # DuckDB would cast one side ('007' = 7): compared only as the same type
     same = " AND ".join(f"o.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in content)
+    # -0.0 = 0.0 in SQL, yet a min or max tells them apart
+    signed = [c for c in content if types[0][c] in ("FLOAT", "DOUBLE")]
+    same += "".join(f" AND signbit(o.{q(c)}) IS NOT DISTINCT FROM signbit(n.{q(c)})" for c in signed)
     try:
         con.execute(f"CREATE TEMP TABLE __unchanged AS SELECT n._landing_id, n._row FROM "
                     f"(SELECT *, {key_hash(key)} AS __h FROM __new_input "
@@ -270,6 +281,15 @@ def _drop_unchanged(con: duckdb.DuckDBPyConnection, key: list[str], columns: lis
         return  # values that cannot be compared (a column whose type changed): all are chosen again
     con.execute("DELETE FROM __new_input WHERE (_landing_id, _row) IN (SELECT (_landing_id, _row) FROM __unchanged)")
     con.execute("DROP TABLE __unchanged")
+
+
+def _lands_before_read(resolved: StreamInput, prior: Prior) -> bool:
+    """Whether a landing the previous version did not read ranks before one it read (in the order
+    of :data:`LANDING_ORDER`): a clock set back, or a landing of another machine pulled by sync."""
+    fresh = set(prior.fresh)
+    new = [(m.landed_at, m.id) for m in resolved.manifests if m.id in fresh]
+    read = [(m.landed_at, m.id) for m in resolved.manifests if m.id not in fresh]
+    return bool(new and read) and min(new) < max(read)
 
 
 def _by_landing(con: duckdb.DuckDBPyConnection, local: dict[str, str] | None, files: list[dict],

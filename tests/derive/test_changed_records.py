@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
+import types
 from collections import Counter, defaultdict
 from unittest import mock
 
@@ -391,3 +392,62 @@ def test_an_export_landed_again_whole_keeps_its_unchanged_records_where_they_lie
     incremental = published(catalog, specs)["by_month"]
     build_all(workspace, full=True)
     assert published(catalog, specs)["by_month"] == incremental
+
+
+def test_a_landing_ranked_before_one_already_read_is_read_with_everything(tmp_path, monkeypatch):
+    """A landing stamped earlier than one a version read (a clock set back, or a landing of another
+    machine pulled by sync) may outrank a kept row that stayed in its first landing because it
+    landed again as it was: that build reads every object, and publishes what a full build does."""
+    from lithotse_desktop.raw import landing
+
+    class Clock(dt.datetime):
+        at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+        @classmethod
+        def now(cls, tz=None):
+            return cls.at
+
+    monkeypatch.setattr(landing, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Clock}))
+    specs = [{**SPECS[2], "suppress_below": 0}]
+    workspace, csv, rows = keyed_export(tmp_path, 7, 50, specs)
+    catalog = Catalog(workspace)
+
+    def land(hours: int, exported: list[list[str]]) -> str:
+        export(csv, exported)
+        Clock.at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=hours)
+        run_import(workspace, "ehr")
+        (result,) = build_all(workspace)
+        return result.status
+
+    assert land(0, rows) == "built"
+    assert land(2, rows + [["extra", "P1", "2024-06-01", "General", "AMB"]]) == "incremental"
+    corrected = next(i for i, row in enumerate(rows) if row[2].startswith("2024-02"))
+    moved = [*rows[corrected][:2], "2024-05-15", *rows[corrected][3:]]
+    # between the first two: a full build counts the second landing's version, as it was
+    assert land(1, [moved, *rows[:corrected], *rows[corrected + 1:]]) == "built"
+    incremental = published(catalog, specs)["by_month"]
+    assert {r["period"].isoformat()[:7]: r["visits"] for r in incremental} == \
+        dict(Counter(row[2][:7] for row in rows + [["extra", "P1", "2024-06-01", "General", "AMB"]]))
+    build_all(workspace, full=True)
+    assert published(catalog, specs)["by_month"] == incremental
+
+
+@pytest.mark.parametrize(("old", "new", "taken"), [
+    ("'7'", "'7'", True),
+    ("'007'", "7", False),  # a column whose type changed: SQL would cast '007' to 7
+    ("-0.0::DOUBLE", "0.0::DOUBLE", False),  # equal in SQL, yet min and max tell them apart
+    ("NULL::VARCHAR", "NULL::VARCHAR", True),
+])
+def test_a_record_is_taken_out_of_the_new_rows_only_when_it_is_the_same_value_of_the_same_type(old, new, taken):
+    import duckdb
+
+    from lithotse_desktop.derive.recordindex import _drop_unchanged
+    from lithotse_desktop.derive.rowstream import KEY_HASH, key_hash
+
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE __old_input AS SELECT 'E1' AS id, {old} AS v, 'L0' AS _landing_id, "
+                f"'2026' AS _landed_at, 0 AS _row, {key_hash(['id'])} AS {KEY_HASH}")
+    con.execute(f"CREATE TABLE __new_input AS SELECT 'E1' AS id, {new} AS v, 'L1' AS _landing_id, "
+                "'2027' AS _landed_at, 0 AS _row")
+    _drop_unchanged(con, ["id"], ["id", "v", "_landing_id", "_landed_at", "_row"])
+    assert con.execute("SELECT count(*) FROM __new_input").fetchone() == ((0,) if taken else (1,))
