@@ -278,7 +278,7 @@ def _drop_unchanged(con: duckdb.DuckDBPyConnection, key: list[str], columns: lis
                     f"QUALIFY count(*) OVER (PARTITION BY {parts}) = 1) n "
                     f"JOIN __old_input o ON o.{q(KEY_HASH)} = n.__h AND {same}")
     except duckdb.Error:
-        return  # values that cannot be compared (a column whose type changed): all are chosen again
+        return  # values DuckDB cannot compare (structs of other fields): all are chosen again
     con.execute("DELETE FROM __new_input WHERE (_landing_id, _row) IN (SELECT (_landing_id, _row) FROM __unchanged)")
     con.execute("DROP TABLE __unchanged")
 

@@ -10,6 +10,7 @@ import types
 from collections import Counter, defaultdict
 from unittest import mock
 
+import duckdb
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 from lithotse_desktop.derive import build, inputs
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
+from lithotse_desktop.derive.recordindex import _drop_unchanged
+from lithotse_desktop.derive.rowstream import KEY_HASH, key_hash
 from lithotse_desktop.derive.service import add_spec
-from lithotse_desktop.raw import run_import
+from lithotse_desktop.raw import landing, run_import
 from lithotse_desktop.workspace import Workspace
 
 ENCOUNTERS = {"source": "ehr", "stream": "encounters"}
@@ -398,8 +401,6 @@ def test_a_landing_ranked_before_one_already_read_is_read_with_everything(tmp_pa
     """A landing stamped earlier than one a version read (a clock set back, or a landing of another
     machine pulled by sync) may outrank a kept row that stayed in its first landing because it
     landed again as it was: that build reads every object, and publishes what a full build does."""
-    from lithotse_desktop.raw import landing
-
     class Clock(dt.datetime):
         at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -439,11 +440,6 @@ def test_a_landing_ranked_before_one_already_read_is_read_with_everything(tmp_pa
     ("NULL::VARCHAR", "NULL::VARCHAR", True),
 ])
 def test_a_record_is_taken_out_of_the_new_rows_only_when_it_is_the_same_value_of_the_same_type(old, new, taken):
-    import duckdb
-
-    from lithotse_desktop.derive.recordindex import _drop_unchanged
-    from lithotse_desktop.derive.rowstream import KEY_HASH, key_hash
-
     con = duckdb.connect()
     con.execute(f"CREATE TABLE __old_input AS SELECT 'E1' AS id, {old} AS v, 'L0' AS _landing_id, "
                 f"'2026' AS _landed_at, 0 AS _row, {key_hash(['id'])} AS {KEY_HASH}")
