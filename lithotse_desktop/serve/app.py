@@ -490,11 +490,21 @@ def start_server_thread(ws: Workspace, port: int = 0, *, token: str | None = Non
     actual_https = https_sock.getsockname()[1] if https_sock is not None else None
     ready = threading.Event()
     box: list = []
-    thread = threading.Thread(target=run_server, args=(ws, actual, ready),
-                              kwargs={"token": token, "sock": sock, "server_box": box, "https_sock": https_sock},
-                              name="lithotse-serve", daemon=True)
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            run_server(ws, actual, ready, token=token, sock=sock, server_box=box, https_sock=https_sock)
+        except BaseException as exc:
+            failures.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=serve, name="lithotse-serve", daemon=True)
     thread.start()
-    if not ready.wait(timeout) or not box or not all(s.started for s in box):
+    started = ready.wait(timeout)
+    if failures:
+        raise LithotseError(f"the local API could not start on {HOST}:{actual}: {failures[0]}")
+    if not started or not box or not all(s.started for s in box):
         for server in box:
             server.should_exit = True
         raise LithotseError(f"the local API did not start on {HOST}:{actual} within {timeout:.0f}s")

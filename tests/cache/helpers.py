@@ -16,6 +16,7 @@ from lithotse_desktop.derive.build import build
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec
 from lithotse_desktop.raw import run_import
+from tests.support.ports import free_port
 
 VISITS = {"name": "visits", "kind": "aggregate", "input": {"source": "vals", "stream": "values"},
           "date_field": "day", "grain": "month", "group_by": ["grp"],
@@ -27,11 +28,6 @@ TOTALS = {"name": "totals", "kind": "aggregate", "input": {"source": "vals", "st
           "group_by": ["grp"], "measures": [{"fn": "count", "as": "n"}, {"fn": "max", "column": "value", "as": "top"}],
           "suppress_below": 0}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_rows(folder: Path, name: str, rows) -> None:

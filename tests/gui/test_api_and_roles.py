@@ -14,21 +14,17 @@ from lithotse_desktop.serve.token import workspace_token
 from lithotse_desktop.storage.s3 import AccessDenied
 from lithotse_desktop.workspace import Workspace
 from tests.gui.helpers import demo_workspace
+from tests.support.ports import free_port
 from tests.support.seaweed import DERIVED_BUCKET
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_window_serves_the_api_on_the_configured_port(qtbot, window, workspace, tmp_path):
     demo_workspace(workspace, tmp_path / "clinic")
-    port = _free_port()
+    port = free_port()
     workspace.config["serve"] = {"port": port}
     api = window.start_api()
-    assert api is not None and api.port == port
+    assert api is not None, window.statusBar().currentMessage()
+    assert api.port == port
     assert window.api_label.text() == f"Local API: http://127.0.0.1:{port}"
     url = f"http://127.0.0.1:{port}/api/v1/derivatives"
     answer = requests.get(url, headers={"Authorization": f"Bearer {workspace_token(workspace)}"},
@@ -46,10 +42,11 @@ def test_window_serves_the_excel_addin_over_https_when_set(qtbot, window, worksp
     from lithotse_desktop.secrets import secrets_dir
 
     demo_workspace(workspace, tmp_path / "clinic")
-    port, addin_port = _free_port(), _free_port()
+    port, addin_port = free_port(), free_port()
     workspace.config["serve"] = {"port": port, "https": True, "https_port": addin_port}
     api = window.start_api()
-    assert api is not None and api.https_port == addin_port
+    assert api is not None, window.statusBar().currentMessage()
+    assert api.https_port == addin_port
     assert window.api_label.text() == (f"Local API: http://127.0.0.1:{port} · "
                                        f"Excel add-in: https://localhost:{addin_port}/addin/")
     ca = str(secrets_dir() / "tls" / "lithotse-ca.pem")
@@ -68,7 +65,7 @@ def test_the_addin_is_switched_on_in_settings_and_its_manifest_saved(qtbot, wind
 
     from lithotse_desktop.excel.officejs import manifest_xml
 
-    port, addin_port = _free_port(), _free_port()
+    port, addin_port = free_port(), free_port()
     workspace.config["serve"] = {"port": port, "https_port": addin_port}
     window.start_api()
     assert window.api.https_port is None
@@ -191,7 +188,7 @@ def test_a_manager_does_their_job_with_only_the_access_they_should_have(
     refreshed = cli(*where, "excel", "refresh", str(book))
     assert "lithotse_visits_by_grp" in refreshed.output
     # the desktop app, and the API it serves
-    port = _free_port()
+    port = free_port()
     manager.config["serve"] = {"port": port}
     win = MainWindow(manager)
     qtbot.addWidget(win)

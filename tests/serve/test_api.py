@@ -98,6 +98,25 @@ def test_suppressed_value_is_null_and_flagged(workspace, lines):
         server.stop()
 
 
+def test_a_server_that_cannot_start_says_why_at_once(workspace, tmp_path, monkeypatch):
+    import pytest
+
+    from lithotse_desktop.errors import LithotseError
+    from lithotse_desktop.serve import start_server_thread
+
+    secrets = tmp_path / "secrets"
+    monkeypatch.setenv("LITHOTSE_SECRETS_DIR", str(secrets))
+    (secrets / "tls").mkdir(parents=True, mode=0o700)
+    secrets.chmod(0o700)
+    (secrets / "tls" / "lithotse-ca.key").write_text("not a key")
+    (secrets / "tls" / "lithotse-ca.pem").write_text("not a certificate")
+    started = time.monotonic()
+    with pytest.raises(LithotseError, match="could not start on 127.0.0.1:") as failure:
+        start_server_thread(workspace, 0, https_port=0, timeout=30)
+    assert time.monotonic() - started < 10
+    assert "within" not in str(failure.value), str(failure.value)
+
+
 def test_errors_are_json_with_clear_messages(api):
     missing = api.get(api.base + "/derivatives/ghost/table")
     assert missing.status_code == 404 and "no derivative named 'ghost'" in missing.json()["error"]

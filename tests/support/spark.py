@@ -18,13 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 LOCAL_SPARK = "local[2]"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +43,7 @@ class SailServer:
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.env = env
-        self.port = _free_port()
+        self.port = free_port()
         self._proc: subprocess.Popen | None = None
 
     @property

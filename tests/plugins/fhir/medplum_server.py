@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,15 +23,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.ports import free_port
+
 FOLDER = Path(__file__).resolve().parent / "medplum"
 ROUTER_VERSION = "5.2.13"
 READY_TIMEOUT = 60.0
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def node_command() -> list[str]:
