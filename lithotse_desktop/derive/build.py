@@ -62,6 +62,7 @@ from .complementary import (
     Cells,
     Group,
     Moment,
+    TogetherMemo,
     Undecided,
     anchors_table,
     carried_states,
@@ -1273,7 +1274,7 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
     by_name = {c.name: c for c in cells}
     baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
-    pinned_memo: dict = {}  # the model of every moment's components, answered in an earlier round
+    pinned_memo = TogetherMemo()  # the model of every moment: what an earlier round answered or proved wide
     for _round in range(MAX_PINNED_ROUNDS):
         hidden = _deciding_with_releases(cells, deciding, ws.zero_cells)
         if not _revised_hidden(group, by_name, hidden, ws.zero_cells):

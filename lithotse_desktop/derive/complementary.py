@@ -1065,9 +1065,37 @@ class Moment:
     hidden, not at this moment (stored before they held each value)."""
 
 
+@dataclass
+class TogetherMemo:
+    """What the rounds of one build's :func:`pinned_together` carry from one to the next.
+
+    ``components``: each component's answer (its rows, bounds and asked rows alike). ``wide``:
+    each asked row (by its measure and terms) a round proved at least this wide. A later round
+    that hides every cell the earlier one hid, over the same moments and the same runs, fixes a
+    subset of the published values the earlier one fixed, on the same rows: every point of the
+    earlier model is one of the later (the cells hidden since at the values they had), so a row
+    proven wide stays wide and is not solved again. Any other round starts the rows over.
+    """
+
+    components: dict[bytes, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    wide: dict[tuple, float] = field(default_factory=dict)
+    context: tuple | None = None
+    hidden: frozenset[int] = frozenset()
+    runs: dict[int, list[int]] = field(default_factory=dict)
+    skipped: int = 0
+
+    def start_round(self, context: tuple, hidden: set[int], runs: dict[int, list[int]]) -> None:
+        """Keep the rows proven wide only where this round's model holds the last one's points."""
+        same_model = context == self.context and hidden >= self.hidden and \
+            all(runs.get(cell) == were for cell, were in self.runs.items())
+        if not same_model:
+            self.wide.clear()
+        self.context, self.hidden, self.runs = context, frozenset(hidden), dict(runs)
+
+
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                     moments: list[Moment], zero_cells: str = DEFAULT_ZERO_RULE, revisable: bool = True,
-                    memo: dict[bytes, dict[int, tuple[float, float]]] | None = None) -> Pinned:
+                    memo: TogetherMemo | None = None) -> Pinned:
     """Cells to hide so that every earlier moment's published cells (``moments``, oldest first)
     read with this version's narrow no small cell, then or now, and no revision by 1 to k-1
     (of either sign), below its threshold: one model of all of them, each cell's value at each
@@ -1081,7 +1109,8 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     held at 104 between a 103 and a 116 whose Dermatology grew by 12, shown then, is the 103
     plus at most 1; a cell hidden at 5 and shown at 17 after its line's other cells grew, its 5
     within [0, 7]. ``memo`` keeps each component's answer across the rounds of one build (a
-    round hides a few more cells, leaving most components as they were)."""
+    round hides a few more cells, leaving most components as they were), and the rows proven
+    wide (see :class:`TogetherMemo`)."""
     group = Group(members, relations)
     hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
     terms = group.cell_count + len(group.differences)
@@ -1095,6 +1124,8 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     if not moments or not (small_now or held_now or _hidden_then(members, moments)):
         return found
     run_of = _runs(group, hidden_ids, moments)
+    memo = TogetherMemo() if memo is None else memo
+    memo.start_round((tuple(map(id, members)), tuple(map(id, moments)), zero_cells, revisable), hidden_ids, run_of)
     for quantity in _modelled_together(members):
         rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
         for line in group.relation_lines:
@@ -1167,7 +1198,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
             continue
         judged = list(asked.values())
         needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at, _real) in enumerate(judged)}
-        for r, (low, high) in _bounds_given(rows, fixed, list(asked), needed, memo).items():
+        for r, (low, high) in _bounds_proven(rows, fixed, list(asked), needed, memo, quantity).items():
             cell, what, when, real = judged[r]
             unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
             if not unresolved and high - low >= needed[r] - EXACT:
@@ -1187,6 +1218,34 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 found.narrowed.append(finding)
             else:
                 found.widen(group, finding, hidden_ids, frozen)
+    return found
+
+
+def _bounds_proven(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
+                   asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float], memo: TogetherMemo,
+                   quantity: tuple) -> dict[int, tuple[float, float]]:
+    """:func:`_bounds_given` for the asked rows an earlier round did not prove wide enough; those
+    it did are left out, as the rows the solver's points show wide are. Where a bound comes back
+    unresolved, every row is solved, as without the memo (the values disagree somewhere: no
+    bound is trusted)."""
+    proven = {n for n in needed if memo.wide.get((quantity, asked[n]), -math.inf) >= needed[n] - EXACT}
+    if not proven:
+        found = _bounds_given(rows, fixed, asked, needed, memo.components)
+    else:
+        order = [n for n in range(len(asked)) if n not in proven]
+        some = _bounds_given(rows, fixed, [asked[n] for n in order],
+                             {k: needed[n] for k, n in enumerate(order) if n in needed}, memo.components)
+        if any(math.isnan(low) or math.isnan(high) for low, high in some.values()):
+            proven = set()
+            found = _bounds_given(rows, fixed, asked, needed, memo.components)
+        else:
+            found = {order[k]: bound for k, bound in some.items()}
+            memo.skipped += len(proven)
+    for n, width in needed.items():
+        if n not in proven:
+            low, high = found.get(n, (0.0, width))  # left out: shown at least that wide
+            if high - low >= width - EXACT:
+                memo.wide[(quantity, asked[n])] = high - low
     return found
 
 
