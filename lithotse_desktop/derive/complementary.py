@@ -1079,6 +1079,9 @@ class TogetherMemo:
 
     components: dict[bytes, dict[int, tuple[float, float]]] = field(default_factory=dict)
     wide: dict[tuple, float] = field(default_factory=dict)
+    group: Group | None = None
+    """The lines of the same members and relations (made from their keys and specs alone)."""
+    group_of: tuple = ()
     context: tuple | None = None
     hidden: frozenset[int] = frozenset()
     runs: dict[int, list[int]] = field(default_factory=dict)
@@ -1111,7 +1114,11 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     within [0, 7]. ``memo`` keeps each component's answer across the rounds of one build (a
     round hides a few more cells, leaving most components as they were), and the rows proven
     wide (see :class:`TogetherMemo`)."""
-    group = Group(members, relations)
+    memo = TogetherMemo() if memo is None else memo
+    lines_of = (tuple(map(id, members)), id(relations))
+    if memo.group is None or memo.group_of != lines_of:
+        memo.group, memo.group_of = Group(members, relations), lines_of
+    group = memo.group
     hidden_ids = {group.offsets[m.name] + i for m in members for i in hidden.get(m.name, m.hidden)}
     terms = group.cell_count + len(group.differences)
     last = len(moments)
@@ -1124,7 +1131,6 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     if not moments or not (small_now or held_now or _hidden_then(members, moments)):
         return found
     run_of = _runs(group, hidden_ids, moments)
-    memo = TogetherMemo() if memo is None else memo
     memo.start_round((tuple(map(id, members)), tuple(map(id, moments)), zero_cells, revisable), hidden_ids, run_of)
     for quantity in _modelled_together(members):
         rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
