@@ -64,6 +64,7 @@ from .complementary import (
     Moment,
     TogetherMemo,
     Undecided,
+    WideRows,
     anchors_table,
     carried_states,
     decide,
@@ -1282,8 +1283,9 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
         if baselines is None:
             baselines = _baselines(catalog, group)
             revisable = _revisable(ws, group)  # reads the stream's key: once, not per round
-        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable)
-                  for moment in baselines]
+            changes_memo = [WideRows() for _moment in baselines]  # changes proven wide, per moment
+        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable, changes_memo[n])
+                  for n, moment in enumerate(baselines)]
         audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]

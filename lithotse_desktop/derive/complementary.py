@@ -962,7 +962,7 @@ class Pinned:
 def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
                    before: dict[str, dict[tuple, dict[tuple, Any] | None]],
                    zero_cells: str = DEFAULT_ZERO_RULE, then: Moment | None = None,
-                   revisable: bool = True) -> Pinned:
+                   revisable: bool = True, memo: WideRows | None = None) -> Pinned:
     """Cells to hide so that no revised cell's change is narrowed below its threshold by an
     earlier version read with this one: the table of changes (each shown count less its value in
     that version, ``before``: by member, each key's published counts, None where it was hidden)
@@ -983,7 +983,8 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     have lost some since (``then``, the moment of ``before`` with its anchors' values, tells it
     for hidden cells too): a component of lines holding a term known to have fallen in a count
     :func:`pinned_together` models is not judged here in that count, its changes not all being
-    at least 0; that model judges it, leaving out only what fell."""
+    at least 0; that model judges it, leaving out only what fell. ``memo`` carries the changes
+    proven wide from one round of a build to the next (against the same ``before``)."""
     changes = []
     revised: set[tuple[str, int]] = set()
     moved: dict[tuple[str, int], set[tuple]] = defaultdict(set)  # by revised cell: the counts judged
@@ -1023,8 +1024,10 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
     if not judged:
         return Pinned()
     concealed_ids = _published_hidden(group)
+    if memo is not None:
+        memo.start_round((tuple(map(id, members)), id(relations), id(before), zero_cells, revisable), concealed_ids)
     found = Pinned()
-    for finding in audit(group, concealed_ids, judged={cell for cell, _label in judged}):
+    for finding in audit(group, concealed_ids, judged={cell for cell, _label in judged}, wide=memo):
         if (finding.cell, finding.measure) not in judged or finding.unresolved:  # unresolved: a fall not known
             continue
         found.widen(group, finding, concealed_ids, _frozen(group, members))
@@ -1066,34 +1069,51 @@ class Moment:
 
 
 @dataclass
-class TogetherMemo:
-    """What the rounds of one build's :func:`pinned_together` carry from one to the next.
+class WideRows:
+    """Rows (a term or a sum of terms, by quantity) a round of one build's audit proved at least
+    this wide, for the next round to pass over. Sound where the next round's model holds every
+    point of the last one: the same rows, over unknowns that include every one the last round
+    had (a round that hides more cells makes some published values unknowns: each earlier point,
+    with those at the values they had, is a point of it), so a row shown wide stays wide. Any
+    other round starts them over."""
 
-    ``components``: each component's answer (its rows, bounds and asked rows alike). ``wide``:
-    each asked row (by its measure and terms) a round proved at least this wide. A later round
-    that hides every cell the earlier one hid, over the same moments and the same runs, fixes a
-    subset of the published values the earlier one fixed, on the same rows: every point of the
-    earlier model is one of the later (the cells hidden since at the values they had), so a row
-    proven wide stays wide and is not solved again. Any other round starts the rows over.
-    """
-
-    components: dict[bytes, dict[int, tuple[float, float]]] = field(default_factory=dict)
     wide: dict[tuple, float] = field(default_factory=dict)
-    group: Group | None = None
-    """The lines of the same members and relations (made from their keys and specs alone)."""
-    group_of: tuple = ()
     context: tuple | None = None
-    hidden: frozenset[int] = frozenset()
-    runs: dict[int, list[int]] = field(default_factory=dict)
+    unknown: frozenset[int] = frozenset()
     skipped: int = 0
 
-    def start_round(self, context: tuple, hidden: set[int], runs: dict[int, list[int]]) -> None:
-        """Keep the rows proven wide only where this round's model holds the last one's points."""
-        same_model = context == self.context and hidden >= self.hidden and \
-            all(runs.get(cell) == were for cell, were in self.runs.items())
-        if not same_model:
+    def start_round(self, context: tuple, unknown: set[int], same_rows: bool = True) -> None:
+        """Keep what was proven only where this round's model holds the last one's points."""
+        if not (same_rows and context == self.context and unknown >= self.unknown):
             self.wide.clear()
-        self.context, self.hidden, self.runs = context, frozenset(hidden), dict(runs)
+        self.context, self.unknown = context, frozenset(unknown)
+
+    def proven(self, row: tuple, width: float) -> bool:
+        return self.wide.get(row, -math.inf) >= width - EXACT
+
+    def prove(self, row: tuple, low: float, high: float, width: float) -> None:
+        if high - low >= width - EXACT:
+            self.wide[row] = high - low
+
+
+@dataclass
+class TogetherMemo:
+    """What the rounds of one build's :func:`pinned_together` carry from one to the next: each
+    component's answer (its rows, bounds and asked rows alike), the relation lines of the same
+    members and relations (made from their keys and specs alone), and the asked rows proven
+    wide (see :class:`WideRows`: over the same moments and the same runs, a round hiding every
+    cell the last one hid fixes a subset of the published values it fixed, on the same rows)."""
+
+    components: dict[bytes, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    rows: WideRows = field(default_factory=WideRows)
+    group: Group | None = None
+    group_of: tuple = ()
+    runs: dict[int, list[int]] = field(default_factory=dict)
+
+    def start_round(self, context: tuple, hidden: set[int], runs: dict[int, list[int]]) -> None:
+        same_runs = all(runs.get(cell) == were for cell, were in self.runs.items())
+        self.rows.start_round(context, hidden, same_runs)
+        self.runs = dict(runs)
 
 
 def pinned_together(members: list[Cells], relations: list[Relation], hidden: dict[str, set[int]],
@@ -1234,7 +1254,7 @@ def _bounds_proven(rows: list[tuple[dict[int, float], float, float]], fixed: dic
     it did are left out, as the rows the solver's points show wide are. Where a bound comes back
     unresolved, every row is solved, as without the memo (the values disagree somewhere: no
     bound is trusted)."""
-    proven = {n for n in needed if memo.wide.get((quantity, asked[n]), -math.inf) >= needed[n] - EXACT}
+    proven = {n for n in needed if memo.rows.proven((quantity, asked[n]), needed[n])}
     if not proven:
         found = _bounds_given(rows, fixed, asked, needed, memo.components)
     else:
@@ -1246,12 +1266,10 @@ def _bounds_proven(rows: list[tuple[dict[int, float], float, float]], fixed: dic
             found = _bounds_given(rows, fixed, asked, needed, memo.components)
         else:
             found = {order[k]: bound for k, bound in some.items()}
-            memo.skipped += len(proven)
+            memo.rows.skipped += len(proven)
     for n, width in needed.items():
         if n not in proven:
-            low, high = found.get(n, (0.0, width))  # left out: shown at least that wide
-            if high - low >= width - EXACT:
-                memo.wide[(quantity, asked[n])] = high - low
+            memo.rows.prove((quantity, asked[n]), *found.get(n, (0.0, width)), width)  # left out: that wide
     return found
 
 
@@ -1644,7 +1662,7 @@ class Finding:
 
 
 def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = None,
-          judged: set[int] | None = None) -> list[Finding]:
+          judged: set[int] | None = None, wide: WideRows | None = None) -> list[Finding]:
     """Bounds on every hidden cell and unpublished difference from the published values of the
     group's relation lines, for each additive quantity (``count``, ``sum``) two related members
     both publish. Reported: a hidden count narrowed to less than its threshold, a hidden sum
@@ -1655,13 +1673,16 @@ def audit(group: Group, hidden: set[int] | None = None, *, memo: dict | None = N
     bounds depend on its equations only, so when a round hides more cells, only the components
     those cells touch are solved again. ``judged``: only these terms are reported; over relation
     lines only these are bounded (each with the whole of its component's model), over atoms (a
-    group of one table is its own atoms) every term is, as without it."""
+    group of one table is its own atoms) every term is, as without it. ``wide``: counts an
+    earlier round proved wide over relation lines are not bounded again (the caller keeps it
+    only where that holds, see :class:`WideRows`)."""
     hidden = _published_hidden(group) if hidden is None else hidden
     findings: list[Finding] = []
     quantities = sorted({q for m in group.members for q in m.values}, key=str)
     for quantity in quantities:
         if group.atoms is None:
-            findings.extend(_audit_relations(group, hidden, quantity, memo if memo is not None else {}, judged))
+            findings.extend(_audit_relations(group, hidden, quantity, memo if memo is not None else {}, judged,
+                                             wide))
         else:
             findings.extend(f for f in _audit_atoms(group, hidden, quantity, memo if memo is not None else {})
                             if judged is None or f.cell in judged)
@@ -1958,7 +1979,7 @@ def _atom_via(group: Group, cell: int) -> list[str]:
 
 
 def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict,
-                     judged: set[int] | None = None) -> list[Finding]:
+                     judged: set[int] | None = None, wide: WideRows | None = None) -> list[Finding]:
     """The relation lines' model, for a group whose atoms nobody counted (see :func:`audit`): an
     unknown per hidden cell and difference, a fixed row per line (its published terms moved to
     the right), and a free row per judged unknown. Components are remembered in ``memo`` by their
@@ -1991,6 +2012,12 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
     is_count = quantity[0] == "count"
     needed = {v: w for v, c in cells.items()
               if (judged is None or c in judged) and (w := _width_needed(group, c, quantity)) is not None}
+    proving = wide is not None and is_count
+    if proving:
+        assert wide is not None
+        proven = {v for v, w in needed.items() if wide.proven((quantity, cells[v]), w)}
+        needed = {v: w for v, w in needed.items() if v not in proven}
+        wide.skipped += len(proven)
     findings = []
     entry_rows = np.array([r for r, (terms, _rhs) in enumerate(rows) for _ in terms], dtype=np.int64)
     entry_vars = np.array([v for terms, _rhs in rows for v, _ in terms], dtype=np.int64)
@@ -2002,6 +2029,11 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
                      tuple(sorted(cells[v] for r in component for v, _ in rows[r][0] if v in needed)))
         if signature not in memo:
             memo[signature] = _bounds_of_lines(component, rows, cells, needed, is_count, group)
+        if proving:
+            assert wide is not None
+            for v in {v for r in component for v, _ in rows[r][0] if v in needed}:  # left out: that wide
+                low, high = memo[signature].get(cells[v], (0.0, needed[v]))
+                wide.prove((quantity, cells[v]), low, high, needed[v])
         for cell, (lower, upper) in memo[signature].items():
             finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
