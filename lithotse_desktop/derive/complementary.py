@@ -1025,12 +1025,18 @@ def pinned_changes(members: list[Cells], relations: list[Relation], hidden: dict
         return Pinned()
     concealed_ids = _published_hidden(group)
     if memo is not None:
-        memo.start_round((tuple(map(id, members)), id(relations), id(before), zero_cells, revisable), concealed_ids)
+        if any(v is not None and v < 0 for c in changes for values in c.values.values() for v in values):
+            memo.forget()  # a change published below 0 (a fall in a count not modelled together): hidden, it
+            memo = None    # would be an unknown ≥ 0, and the earlier points no longer the model's
+        else:
+            memo.start_round((*members, relations, before), (zero_cells, revisable), concealed_ids)
     found = Pinned()
     for finding in audit(group, concealed_ids, judged={cell for cell, _label in judged}, wide=memo):
         if (finding.cell, finding.measure) not in judged or finding.unresolved:  # unresolved: a fall not known
             continue
         found.widen(group, finding, concealed_ids, _frozen(group, members))
+    if memo is not None:
+        memo.end_round(concealed_ids)
     return found
 
 
@@ -1072,21 +1078,36 @@ class Moment:
 class WideRows:
     """Rows (a term or a sum of terms, by quantity) a round of one build's audit proved at least
     this wide, for the next round to pass over. Sound where the next round's model holds every
-    point of the last one: the same rows, over unknowns that include every one the last round
-    had (a round that hides more cells makes some published values unknowns: each earlier point,
-    with those at the values they had, is a point of it), so a row shown wide stays wide. Any
-    other round starts them over."""
+    point of the last one: the same rows over unknowns that include every one the last round had
+    by its end (cells it hid while judging, too), each of them at least 0 and every published
+    value one a point could have had there (a round that hides more turns published values into
+    unknowns: each earlier point, with those at the values they had, is a point of the new
+    model). A caller whose round breaks that (a published value below 0, a cell shown again, other
+    rows) forgets what was proven."""
 
     wide: dict[tuple, float] = field(default_factory=dict)
-    context: tuple | None = None
+    context: tuple = ()
     unknown: frozenset[int] = frozenset()
     skipped: int = 0
+    """Rows passed over, in all (for tests and profiles)."""
+    _alive: tuple = ()  # the objects named by id in ``context``, kept so no other takes their id
 
-    def start_round(self, context: tuple, unknown: set[int], same_rows: bool = True) -> None:
-        """Keep what was proven only where this round's model holds the last one's points."""
+    def start_round(self, objects: tuple, settings: tuple, unknown: set[int], same_rows: bool = True) -> None:
+        """Keep what was proven only where this round's model holds the last one's points:
+        ``objects`` (members, moments: named by identity) and ``settings`` the same, ``unknown``
+        a superset of the last round's, and ``same_rows`` (the caller's rows unchanged)."""
+        context = (tuple(map(id, objects)), settings)
         if not (same_rows and context == self.context and unknown >= self.unknown):
-            self.wide.clear()
-        self.context, self.unknown = context, frozenset(unknown)
+            self.forget()
+        self.context, self._alive, self.unknown = context, objects, frozenset(unknown)
+
+    def end_round(self, unknown: set[int]) -> None:
+        """The unknowns the round's last rows were proven over (it hid more while judging)."""
+        self.unknown = frozenset(unknown)
+
+    def forget(self) -> None:
+        self.wide.clear()
+        self.context, self._alive, self.unknown = (), (), frozenset()
 
     def proven(self, row: tuple, width: float) -> bool:
         return self.wide.get(row, -math.inf) >= width - EXACT
@@ -1101,8 +1122,7 @@ class TogetherMemo:
     """What the rounds of one build's :func:`pinned_together` carry from one to the next: each
     component's answer (its rows, bounds and asked rows alike), the relation lines of the same
     members and relations (made from their keys and specs alone), and the asked rows proven
-    wide (see :class:`WideRows`: over the same moments and the same runs, a round hiding every
-    cell the last one hid fixes a subset of the published values it fixed, on the same rows)."""
+    wide (see :class:`WideRows`; the same runs of moments for every term make the same rows)."""
 
     components: dict[bytes, dict[int, tuple[float, float]]] = field(default_factory=dict)
     rows: WideRows = field(default_factory=WideRows)
@@ -1110,9 +1130,9 @@ class TogetherMemo:
     group_of: tuple = ()
     runs: dict[int, list[int]] = field(default_factory=dict)
 
-    def start_round(self, context: tuple, hidden: set[int], runs: dict[int, list[int]]) -> None:
-        same_runs = all(runs.get(cell) == were for cell, were in self.runs.items())
-        self.rows.start_round(context, hidden, same_runs)
+    def start_round(self, objects: tuple, settings: tuple, hidden: set[int], runs: dict[int, list[int]]) -> None:
+        same_rows = all(runs.get(cell) == were for cell, were in self.runs.items())
+        self.rows.start_round(objects, settings, hidden, same_rows)
         self.runs = dict(runs)
 
 
@@ -1151,7 +1171,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     if not moments or not (small_now or held_now or _hidden_then(members, moments)):
         return found
     run_of = _runs(group, hidden_ids, moments)
-    memo.start_round((tuple(map(id, members)), tuple(map(id, moments)), zero_cells, revisable), hidden_ids, run_of)
+    memo.start_round((*members, *moments), (zero_cells, revisable), hidden_ids, run_of)
     for quantity in _modelled_together(members):
         rows: list[tuple[dict[int, float], float, float]] = []  # a row, its least and greatest value
         for line in group.relation_lines:
@@ -1224,7 +1244,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
             continue
         judged = list(asked.values())
         needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at, _real) in enumerate(judged)}
-        for r, (low, high) in _bounds_proven(rows, fixed, list(asked), needed, memo, quantity).items():
+        for r, (low, high) in sorted(_bounds_proven(rows, fixed, list(asked), needed, memo, quantity).items()):
             cell, what, when, real = judged[r]
             unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
             if not unresolved and high - low >= needed[r] - EXACT:
@@ -1244,6 +1264,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 found.narrowed.append(finding)
             else:
                 found.widen(group, finding, hidden_ids, frozen)
+    memo.rows.end_round(hidden_ids)
     return found
 
 
@@ -1251,9 +1272,10 @@ def _bounds_proven(rows: list[tuple[dict[int, float], float, float]], fixed: dic
                    asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float], memo: TogetherMemo,
                    quantity: tuple) -> dict[int, tuple[float, float]]:
     """:func:`_bounds_given` for the asked rows an earlier round did not prove wide enough; those
-    it did are left out, as the rows the solver's points show wide are. Where a bound comes back
-    unresolved, every row is solved, as without the memo (the values disagree somewhere: no
-    bound is trusted)."""
+    it did are left out, as the rows the solver's points show wide are. A component holding only
+    such rows is not solved: it held a point of the earlier model, so its values agree. Where a
+    bound comes back unresolved, every row is solved, as without the memo (the values disagree
+    somewhere: no bound is trusted)."""
     proven = {n for n in needed if memo.rows.proven((quantity, asked[n]), needed[n])}
     if not proven:
         found = _bounds_given(rows, fixed, asked, needed, memo.components)
@@ -2012,12 +2034,11 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
     is_count = quantity[0] == "count"
     needed = {v: w for v, c in cells.items()
               if (judged is None or c in judged) and (w := _width_needed(group, c, quantity)) is not None}
-    proving = wide is not None and is_count
-    if proving:
-        assert wide is not None
-        proven = {v for v, w in needed.items() if wide.proven((quantity, cells[v]), w)}
+    prover = wide if is_count else None  # a width is what judges a count (a sum: exactness)
+    if prover is not None:
+        proven = {v for v, w in needed.items() if prover.proven((quantity, cells[v]), w)}
         needed = {v: w for v, w in needed.items() if v not in proven}
-        wide.skipped += len(proven)
+        prover.skipped += len(proven)
     findings = []
     entry_rows = np.array([r for r, (terms, _rhs) in enumerate(rows) for _ in terms], dtype=np.int64)
     entry_vars = np.array([v for terms, _rhs in rows for v, _ in terms], dtype=np.int64)
@@ -2029,11 +2050,10 @@ def _audit_relations(group: Group, hidden: set[int], quantity: tuple, memo: dict
                      tuple(sorted(cells[v] for r in component for v, _ in rows[r][0] if v in needed)))
         if signature not in memo:
             memo[signature] = _bounds_of_lines(component, rows, cells, needed, is_count, group)
-        if proving:
-            assert wide is not None
+        if prover is not None:
             for v in {v for r in component for v, _ in rows[r][0] if v in needed}:  # left out: that wide
                 low, high = memo[signature].get(cells[v], (0.0, needed[v]))
-                wide.prove((quantity, cells[v]), low, high, needed[v])
+                prover.prove((quantity, cells[v]), low, high, needed[v])
         for cell, (lower, upper) in memo[signature].items():
             finding = _judge(group, cell, quantity, lower, upper, is_count)
             if finding is not None:
