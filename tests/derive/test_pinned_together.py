@@ -76,18 +76,25 @@ def narrowed(found: complementary.Pinned) -> set[tuple]:
     return {(f.cell, f.measure, round(f.lower, 6), round(f.upper, 6)) for f in found.narrowed}
 
 
-@pytest.mark.parametrize("seed", range(24))
-def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatch):
-    rng = random.Random(seed)
+def late_moments(rng: random.Random, versions: tuple[int, int] = (1, 4), late_months: tuple[int, int] = (1, 3)
+                 ) -> tuple[list[Cells], list, dict[str, set[int]], list[Moment]]:
+    """Versions of a table set decided one after another (``versions``: a ``randrange``), late
+    records landing between them for as many months (``late_months``: none, or a month or two)."""
     visits = visitor(rng)
     rows = [row for month in MONTHS for row in visits(month, rng.randrange(8, 40))]
     moments = []
-    for _step in range(rng.randrange(2, 5)):
+    for _step in range(rng.randrange(*versions)):
         cells, rels, hidden = decided(rows)
         moments.append(moment_of(cells, hidden))
-        late = rng.sample(MONTHS, rng.randrange(0, 3))  # late records for a month or two, or none
+        late = rng.sample(MONTHS, rng.randrange(*late_months))
         rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
     cells, rels, hidden = decided(rows)
+    return cells, rels, hidden, moments
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatch):
+    cells, rels, hidden, moments = late_moments(random.Random(seed), versions=(2, 5), late_months=(0, 3))
     known = complementary._known_values(Group(cells, rels), cells, moments, COUNT)
     assert known and not any(complementary._falls(values, list(range(len(values)))) for values in known.values()), \
         "records only landed: no cell or difference is seen to fall"
@@ -98,20 +105,6 @@ def test_runs_of_moments_narrow_what_every_moment_apart_narrows(seed, monkeypatc
     monkeypatch.setattr(complementary, "_runs", every_moment_apart)
     whole = pinned_together(cells, rels, hidden, moments)
     assert narrowed(pruned) == narrowed(whole)
-
-
-def late_moments(rng: random.Random) -> tuple[list[Cells], list, dict[str, set[int]], list[Moment]]:
-    """Versions of a table set decided one after another, late records landing between them."""
-    visits = visitor(rng)
-    rows = [row for month in MONTHS for row in visits(month, rng.randrange(8, 40))]
-    moments = []
-    for _step in range(rng.randrange(1, 4)):
-        cells, rels, hidden = decided(rows)
-        moments.append(moment_of(cells, hidden))
-        late = rng.sample(MONTHS, rng.randrange(1, 3))
-        rows = rows + [row for month in late for row in visits(month, rng.randrange(1, 8))]
-    cells, rels, hidden = decided(rows)
-    return cells, rels, hidden, moments
 
 
 def test_a_round_that_hides_more_finds_what_a_round_from_nothing_finds():

