@@ -1284,8 +1284,8 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, se
             baselines = _baselines(catalog, group)
             revisable = _revisable(ws, group)  # reads the stream's key: once, not per round
             changes_memo = [WideRows() for _moment in baselines]  # changes proven wide, per moment
-        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable, changes_memo[n])
-                  for n, moment in enumerate(baselines)]
+        audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable, changes_memo[n],
+                                 pinned_memo) for n, moment in enumerate(baselines)]
         audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
         pinned = {cell for a in audits for cell in a.hide} - tried
         narrowed = [finding for a in audits for finding in a.narrowed]

@@ -121,7 +121,7 @@ def test_rounds_near_the_anchor_answer_as_fresh_solves(seed, zeros, steps, off):
     model = BoundModel(rows, nonnegative=True, anchor=values + 1.0 if off else values)
     hidden: set[int] = set()
     order = [int(r) for r in rng.permutation(len(rows))]
-    with mock.patch.object(bounds, "NEAR_FROM", 0):
+    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "NEAR_SHARE", 1.0):
         for step in range(steps + 1):
             if step < steps:
                 hidden |= set(order[step * 4:(step + 1) * 4])
@@ -131,7 +131,7 @@ def test_rounds_near_the_anchor_answer_as_fresh_solves(seed, zeros, steps, off):
             upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
             model.bound(lower, upper)
             found = model.bounds(dict.fromkeys(hidden, K), {})
-            assert (model._near is None) == off
+            assert model._near is not None and (model._near[1] is None) == off
             fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
             for row in hidden:
                 low, high = _exact(rows, fixed, 36, row)
@@ -154,8 +154,44 @@ def test_rows_shown_wide_near_the_anchor_need_no_solve_of_the_whole_model():
     model.bound(lower, upper)
     with mock.patch.object(bounds, "NEAR_FROM", 0):
         assert model.bounds(dict.fromkeys(hidden, K), {}) == {}
-    assert model._near is not None and model._near[1].size < model.size
+    assert model._near is not None and model._near[1] is not None and model._near[1][0].size < model.size
     assert model._solver is None
+
+
+def test_a_smaller_model_that_would_vary_nearly_every_atom_is_not_made():
+    """Where the hidden rows reach more than the set share of the atoms, the smaller model would be
+    the whole one solved cold each round: the whole model answers, as fresh solves do, keeping its
+    points from one round to the next."""
+    rng = np.random.default_rng(11)
+    rows, sums, values = _cube_with_atoms(rng, (4, 4, 5), 0.2)
+    model = BoundModel(rows, nonnegative=True, anchor=values)
+    hidden = {r for r in range(len(rows)) if len(rows[r]) == 5}  # every cell of the first two axes' margin
+    lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+    upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    with mock.patch.object(bounds, "NEAR_FROM", 0):
+        for step in range(2):
+            model.bound(lower, upper)
+            found = model.bounds(dict.fromkeys(hidden, K), {})
+            assert model._near is not None and model._near[1] is None
+            for row in hidden:
+                low, high = _exact(rows, fixed, 80, row)
+                if row in found:
+                    assert np.allclose(found[row], (low, high), atol=1e-6), (step, row, found[row], low, high)
+                else:
+                    assert high - low >= K - 1e-6, (step, row, low, high)
+            if step == 0:
+                assert model._solver is not None
+                spread = model.seen_high - model.seen_low
+                gone = max(hidden, key=lambda r: spread[r])  # shown again: the next round keeps the points
+                hidden.discard(gone)
+                lower[gone] = upper[gone] = fixed[gone] = sums[gone]
+    share = bounds.NEAR_SHARE
+    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "NEAR_SHARE", 1.0):
+        again = BoundModel(rows, nonnegative=True, anchor=values)
+        again.bound(lower, upper)
+        again.bounds(dict.fromkeys(hidden, K), {})
+        assert again._near is not None and again._near[1] is not None and again._near[1][0].size > share * 80
 
 
 def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():

@@ -181,7 +181,7 @@ def test_the_audit_near_the_atoms_records_finds_what_the_whole_model_finds(rows,
     model calls a cell narrow: the findings (cells and bounds) are the same either way."""
     def findings(with_records: bool) -> list[tuple]:
         group = counted_group(rows, specs, with_records=with_records)
-        with mock.patch.object(bounds, "NEAR_FROM", 0):
+        with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "NEAR_SHARE", 1.0):
             found = audit(group, complemented(group))
         return [(f.cell, round(f.lower, 6), round(f.upper, 6)) for f in found]
 
@@ -220,7 +220,7 @@ def check_attack(rows: list[dict], specs: list[dict], values: dict[str, list[str
     """Decide as a build does (every model, however small, tried near the atoms' records first),
     then attack every hidden cell with the independent LP."""
     tables = {s["name"]: published(s, rows) for s in specs}
-    with mock.patch.object(bounds, "NEAR_FROM", 0):
+    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "NEAR_SHARE", 1.0):
         hidden = decide(counted_group(rows, specs))
     for spec in specs:
         people = tables[spec["name"]].column("__people").to_pylist()
