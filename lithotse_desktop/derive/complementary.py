@@ -651,10 +651,10 @@ def complemented(group: Group, zero_cells: str = DEFAULT_ZERO_RULE) -> set[int]:
     return _complemented(group, zero_cells)[0]
 
 
-def _complemented(group: Group, zero_cells: str,
-                  start: Collection[int] = ()) -> tuple[set[int], set[int], list[Line], set[int], Margins]:
-    """Hidden cells, sensitive terms, lines, cells that may not be hidden and the group's virtual
-    margins, after the line pass (from the cells of ``start`` hidden)."""
+def _complemented(group: Group, zero_cells: str, start: Collection[int] = ()
+                  ) -> tuple[set[int], set[int], list[Line], set[int], Margins, dict[int, list[int]]]:
+    """Hidden cells, sensitive terms, lines, cells that may not be hidden, the group's virtual
+    margins and the lines of each term, after the line pass (from the cells of ``start`` hidden)."""
     hidden: set[int] = set(start)
     sensitive: set[int] = set()
     for m in group.members:
@@ -677,7 +677,8 @@ def _complemented(group: Group, zero_cells: str,
         frozen |= {base + i for i in m.kept_shown} - hidden
         hidden -= {base + i for i in m.given_away}
         frozen |= {base + i for i in m.given_away}
-    _complete(group, lines, hidden, sensitive, frozen, margins)
+    index = _lines_by_term(lines)
+    _complete(group, lines, hidden, sensitive, frozen, margins, index)
     apart = people_apart(group)
     while True:
         shown = [cells for cells in apart if not hidden.intersection(cells)]
@@ -688,8 +689,8 @@ def _complemented(group: Group, zero_cells: str,
         chosen = {next((c for c in cells if c not in frozen), cells[0]) for cells in shown}
         hidden |= chosen
         frozen -= chosen
-        _complete(group, lines, hidden, sensitive, frozen, margins)
-    return hidden, sensitive, lines, frozen, margins
+        _complete(group, lines, hidden, sensitive, frozen, margins, index)
+    return hidden, sensitive, lines, frozen, margins, index
 
 
 def people_apart(group: Group) -> list[tuple[int, ...]]:
@@ -828,10 +829,9 @@ def decide(group: Group, zero_cells: str = DEFAULT_ZERO_RULE, *, passed: Collect
     (a build deciding again with more cells held keeps the points its solves found). ``start``:
     cells hidden from the first (a decision taken before over the same group, which a new one
     only adds to)."""
-    hidden, sensitive, lines, frozen, margins = _complemented(group, zero_cells, start)
+    hidden, sensitive, lines, frozen, margins, index = _complemented(group, zero_cells, start)
     memo = {} if memo is None else memo
     memo[PASSED] = frozenset(passed)
-    index = _lines_by_term(lines)
     for _round in range(MAX_AUDIT_ROUNDS):
         findings = audit(group, hidden, memo=memo)
         if not findings:
