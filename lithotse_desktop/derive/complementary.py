@@ -1235,11 +1235,14 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
         known = values_known if revisable else {}
         unknown: list[float | None] = [None] * (last + 1)
         same: dict[int, int] = {}  # a term at a run: the same term at the run before, where its value was the same
+        point: dict[int, float] = {}  # each term at each run: its value at the run's last moment, where known
         for c, runs in run_of.items():
             fell = _falls(known.get(c, unknown), runs)
             rows.extend(({c + r * terms: 1.0, c + (r - 1) * terms: -1.0}, 0.0, np.inf)
                         for r in range(1, runs[-1] + 1) if r not in fell)
-            same.update(_unchanged_across_runs(c, values_known.get(c, unknown), runs, terms))
+            seen = values_known.get(c, unknown)
+            same.update(_unchanged_across_runs(c, seen, runs, terms))
+            point.update((c + runs[t] * terms, value) for t, value in enumerate(seen) if value is not None)
         asked: dict[tuple, tuple[int, str, int, float | None]] = {}  # a row: its cell, what of it, when, its value
         fixed: dict[int, float] = {}  # a published value: one row per run
         for m in members:
@@ -1295,7 +1298,7 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
         judged = list(asked.values())
         needed = {n: float(group.owner[cell][0].k) for n, (cell, _what, _at, _real) in enumerate(judged)}
         for r, (low, high) in sorted(_bounds_proven(rows, fixed, list(asked), needed, memo, quantity,
-                                                     same).items()):
+                                                     (same, point)).items()):
             cell, what, when, real = judged[r]
             unresolved = math.isnan(low) or math.isnan(high)  # the solver failed: taken as narrow
             if not unresolved and high - low >= needed[r] - EXACT:
@@ -1321,24 +1324,25 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
 
 def _bounds_proven(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
                    asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float], memo: TogetherMemo,
-                   quantity: tuple, same: dict[int, int] | None = None) -> dict[int, tuple[float, float]]:
+                   quantity: tuple, known: tuple[dict[int, int], dict[int, float]] | None = None
+                   ) -> dict[int, tuple[float, float]]:
     """:func:`_bounds_unchanged_first` for the asked rows an earlier round did not prove wide
     enough; those it did are left out, as the rows the solver's points show wide are. A component
     holding only such rows is not solved: it held a point of the earlier model, so its values
     agree. Where a bound comes back unresolved, every row is solved, as without the memo (the
     values disagree somewhere: no bound is trusted)."""
-    same = same or {}
+    known = known or ({}, {})
     proven = {n for n in needed if memo.rows.proven((quantity, asked[n]), needed[n])}
     if not proven:
-        found = _bounds_unchanged_first(rows, fixed, asked, needed, same, memo.components)
+        found = _bounds_unchanged_first(rows, fixed, asked, needed, *known, memo.components)
     else:
         order = [n for n in range(len(asked)) if n not in proven]
         some = _bounds_unchanged_first(rows, fixed, [asked[n] for n in order],
-                                       {k: needed[n] for k, n in enumerate(order) if n in needed}, same,
+                                       {k: needed[n] for k, n in enumerate(order) if n in needed}, *known,
                                        memo.components)
         if any(math.isnan(low) or math.isnan(high) for low, high in some.values()):
             proven = set()
-            found = _bounds_unchanged_first(rows, fixed, asked, needed, same, memo.components)
+            found = _bounds_unchanged_first(rows, fixed, asked, needed, *known, memo.components)
         else:
             found = {order[k]: bound for k, bound in some.items()}
             memo.rows.skipped += len(proven)
@@ -1362,7 +1366,7 @@ def _unchanged_across_runs(term: int, values: list[float | None], runs: list[int
 
 def _bounds_unchanged_first(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
                             asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float],
-                            same: dict[int, int],
+                            same: dict[int, int], point: dict[int, float],
                             memo: dict[bytes, dict[int, tuple[float, float]]] | None = None
                             ) -> dict[int, tuple[float, float]]:
     """:func:`_bounds_given`, first over the smaller model in which every variable of ``same``
@@ -1372,8 +1376,14 @@ def _bounds_unchanged_first(rows: list[tuple[dict[int, float], float, float]], f
     is wide; only the rows it leaves narrow are asked of the whole model, which alone calls a row
     narrow. An update lands in a few months, so most of a changed year's terms kept their values:
     the model of every moment at the benchmark's 1M rows, one update, 10,333 unknowns, mostly
-    settled over about 6,000 (see docs/privacy.md, Versions). Where the smaller model's values
-    disagree (a value this machine took for known was not), the whole model answers alone."""
+    settled over about 6,000 (see docs/privacy.md, Versions).
+
+    The smaller model is used only where ``point`` (each variable's value as this machine knows
+    it) is one of its points: its components without an asked row are not solved (see
+    :func:`_bounds_given`), and merging can split off a part whose equations no point holds (a
+    fall this machine does not know of; a second reader's case): the asked part's points, shown
+    wide there, would then be points of no model at all. Where a value is not known, or breaks a
+    row, the whole model answers alone, as it does where the smaller model's values disagree."""
     if not same:
         return _bounds_given(rows, fixed, asked, needed, memo)
 
@@ -1397,16 +1407,34 @@ def _bounds_unchanged_first(rows: list[tuple[dict[int, float], float, float]], f
     for row, low, high in rows:
         entries = merged(row.items())
         kept.setdefault((tuple(sorted(entries.items())), low, high), (entries, low, high))
+    if not _holds_at(kept.values(), fixed_once, point):
+        return _bounds_given(rows, fixed, asked, needed, memo)
     smaller = _bounds_given(list(kept.values()), fixed_once, [tuple(merged(entries).items()) for entries in asked],
                             needed, memo)
     if any(math.isnan(low) or math.isnan(high) for low, high in smaller.values()):
         return _bounds_given(rows, fixed, asked, needed, memo)
-    narrow = sorted(smaller)
+    narrow = sorted(n for n, (low, high) in smaller.items() if high - low < needed.get(n, math.inf) - EXACT)
     if not narrow:
         return {}
     found = _bounds_given(rows, fixed, [asked[n] for n in narrow],
                           {k: needed[n] for k, n in enumerate(narrow) if n in needed}, memo)
     return {narrow[k]: bound for k, bound in found.items()}
+
+
+def _holds_at(rows: Iterable[tuple[dict[int, float], float, float]], fixed: dict[int, float],
+              point: dict[int, float]) -> bool:
+    """Whether every row holds with each variable at its ``fixed`` value, else at its value in
+    ``point`` (every one at least 0); False where a variable has neither."""
+    for row, low, high in rows:
+        total = 0.0
+        for variable, coefficient in row.items():
+            value = fixed.get(variable, point.get(variable))
+            if value is None or value < -EXACT:
+                return False
+            total += coefficient * value
+        if not low - EXACT <= total <= high + EXACT:
+            return False
+    return True
 
 
 def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
@@ -2245,7 +2273,7 @@ def _open_with_zeros(rows: list[dict[int, float]], lower: np.ndarray, upper: np.
     if any(math.isnan(low) for low, _high in found.values()):
         return set(needed)
     back = {k: r for r, k in place.items()}
-    return {back[k] for k in found}
+    return {back[k] for k, (low, high) in found.items() if high - low < needed[back[k]] - EXACT}
 
 
 def _width_needed(group: Group, cell: int, quantity: tuple) -> float | None:
