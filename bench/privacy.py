@@ -28,7 +28,8 @@ subset) and the exact audit. Timed, as medians of ``--repeat`` full builds of al
   118.7 s → 27.1 s, records landed again as they were now kept where they lie; later that day
   the suppressed update 126.9 s → 112.8 s, a round no longer solving again the rows the last one
   proved wide, then 83.8 s and 66.3 s in two runs (2.57x, 2.01x), its first round solving
-  smaller models first and the line pass looking only at lines that changed. Each update also prints where its time went.
+  smaller models first and the line pass looking only at lines that changed. Each update also
+  prints where its time went.
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
