@@ -497,6 +497,9 @@ class _SharedInput:
     margins: _Margins = field(default_factory=dict)
     """Margin counts by query: the members' differences often repeat (every outer with the filtered
     subset's dimensions leaves out the same rows per the same margin), counted once."""
+    periods: dict[str, list[Any] | None] | None = None
+    """Loaded from a kept input (see :func:`_load_shared_kept`): the periods each member's cells
+    may differ in from its previous version's (None: every period), found as it was loaded."""
 
 
 def _shares_input(work: _Work, plan: _Plan) -> bool:
@@ -510,29 +513,86 @@ def _shares_input(work: _Work, plan: _Plan) -> bool:
 
 
 def _load_shared(ws: Workspace, catalog: Catalog, members: list[_Work], group: list[_Work],
-                 progress: Progress) -> _SharedInput:
+                 progress: Progress, full: bool) -> _SharedInput:
     first = members[0]
     progress.update(f"reading the input of {', '.join(w.name for w in members)} on {first.engine}")
     session = open_engine(ws, first.engine).session(progress)
     checks = IntegrityChecks()
+    periods: dict[str, list[Any] | None] | None = None
     try:
-        first.resolved["input"].read_key(ws)
+        key = first.resolved["input"].read_key(ws)
         for work in members[1:]:
             work.resolved["input"] = first.resolved["input"]  # the same stream: its key read once
-        schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
-                                     unused=_unused_by_all(members))
+        if key and first.engine == "duckdb" and not any("join" in w.spec for w in members):
+            schema, periods = _load_shared_kept(session, ws, catalog, members, progress, checks, full)
+        else:
+            schema = session.load_stream(ws, "input", first.resolved["input"], progress, checks, materialize=True,
+                                         unused=_unused_by_all(members))
         joined: dict[str, pa.Schema] = {}
         if any(_may_count_differences(w, group) and _joins_apart(w, group) for w in members):
             # members read no join of their own, so every joined input has the same name for each
             joined = _load_joined_by_others(session, ws, catalog, first, group, progress, checks)
         checks.finish()
+        if periods is not None:
+            first.kept_input = recordindex.stage(session.con, ws, first.kept_reused,  # type: ignore[attr-defined]
+                                                 first.kept_key)
         session.lock_down()
     except BaseException:
+        if first.kept_input is not None:
+            first.kept_input.discard()
+            first.kept_input = None
         session.close()
         raise
     finally:
         checks.close()
-    return _SharedInput(session, schema, joined)
+    return _SharedInput(session, schema, joined, periods=periods)
+
+
+def _load_shared_kept(session: EngineSession, ws: Workspace, catalog: Catalog, members: list[_Work],
+                      progress: Progress, checks: IntegrityChecks,
+                      full: bool) -> tuple[pa.Schema, dict[str, list[Any] | None]]:
+    """Load the one table of a keyed input that several aggregates read (see :func:`_load_shared`)
+    from the input kept beside the first one's previous version and the objects it did not hold
+    (see :mod:`.recordindex`), else from every object; the first one keeps it again. An update
+    then reads what landed since, not every landing again (an export landed again whole each
+    day would otherwise be read once more for every day it was landed). Each member's periods
+    to compute again are those of the records whose newest version changed (None: every period,
+    where the load read every object or a landing was read again)."""
+    con = session.con  # type: ignore[attr-defined]
+    first = members[0]
+    previous, resolved = first.previous, first.resolved["input"]
+    unused = _unused_by_all(members)
+    by_period = next((w.spec for w in members if w.spec.get("grain", "none") != "none"), None)
+    prior = None
+    if (not full and previous is not None and previous.spec_hash == spec_hash(first.spec)
+            and _same_reader(first.identities["input"], previous.inputs.get("input"))):
+        prior = recordindex.previous_input(catalog, previous, resolved)
+    loaded = None
+    if prior is not None:
+        try:
+            loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
+                                      by_period, ws.timezone)
+        except rowstream.NotIncremental:
+            recordindex.discard(con)
+            con.execute("DROP VIEW IF EXISTS input")
+    if loaded is None:
+        loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
+    first.kept_reused, first.kept_key = loaded.reused, loaded.key
+    session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
+    periods: dict[str, list[Any] | None] = dict.fromkeys((w.name for w in members), None)
+    if loaded.changes and previous is not None:
+        read = _objects_read(previous)
+        for work in members:
+            # the changes are those since the first one's version: another whose previous version
+            # read other objects (built apart, or before a landing the first one saw) computes all
+            if (work.spec.get("grain", "none") != "none" and work.previous is not None
+                    and _objects_read(work.previous) == read):
+                periods[work.name] = recordindex.changed_periods(con, work.spec, ws.timezone)
+    return loaded.schema, periods
+
+
+def _objects_read(version: Version) -> list[tuple]:
+    return sorted(tuple(x) for x in version.inputs.get("input", {}).get("objects", []))
 
 
 def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], progress: Progress,
@@ -596,7 +656,10 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
         work.tags = session.mask_inputs(work.roles) if work.sql_cells else {}
         periods = kept_periods if keeps_input else None
         if incremental and previous is not None:
-            periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
+            if shared is not None and shared.periods is not None:
+                periods = shared.periods[name]
+            else:
+                periods = session.touched_periods(ws, spec, schemas["input"], work.resolved["input"], previous)
         added = None
         if keeps_input and periods is not None and work.kept_changes and _adds_up(work, group):
             added = _added_cells(session, ws, catalog, work, schemas, periods)
@@ -1798,7 +1861,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         if sharing:
             # before the others: one session at a time (a Spark server takes one build at a time,
             # and DuckDB's memory limit is per session)
-            shared = _load_shared(ws, catalog, sharing, group, progress)
+            shared = _load_shared(ws, catalog, sharing, group, progress, full)
             try:
                 for work in sharing:
                     _compute(ws, catalog, work, group, progress, full, plans[work.name], shared)

@@ -203,7 +203,7 @@ def load(con: duckdb.DuckDBPyConnection, ws: Workspace, catalog: Any, alias: str
                     shown = ", ".join(q(c) for c in columns if c not in PROVENANCE)
                     con.execute(f"CREATE TEMP TABLE {PLUS} AS SELECT {shown} FROM __winners")
                     con.execute(f"CREATE TEMP TABLE {MINUS} AS SELECT {shown} FROM __hit")
-                    periods = _changed_periods(con, periods_of, timezone)
+                    periods = changed_periods(con, periods_of, timezone)
                     changes = True
         except duckdb.Error as exc:
             raise LithotseError(f"{where}: {exc}") from None
@@ -355,7 +355,7 @@ def _touched(con: duckdb.DuckDBPyConnection, spec: dict, key: list[str], cols: s
         con.execute("DROP TABLE __fresh_ids")
 
 
-def _changed_periods(con: duckdb.DuckDBPyConnection, spec: dict, timezone: str) -> list[Any]:
+def changed_periods(con: duckdb.DuckDBPyConnection, spec: dict, timezone: str) -> list[Any]:
     """Periods of the records whose newest version changed (:data:`PLUS` and :data:`MINUS`
     differ): a record landed again as it was (an export landed again whole) changes no cell."""
     relation = f"({differing_rows(PLUS, MINUS)})"
