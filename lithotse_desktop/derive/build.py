@@ -502,14 +502,17 @@ class _SharedInput:
     may differ in from its previous version's (None: every period), found as it was loaded."""
 
 
-def _shares_input(work: _Work, plan: _Plan) -> bool:
-    """Whether this aggregate reads every object of its one stream input (not from a kept
-    input): then the group's builds that do may read one table of it (one read of the objects,
-    then scans of a table, rather than a read per build). An incremental build reads every
-    object too, and only asks which periods the new landings touch."""
+def _shares_input(work: _Work, plan: _Plan, group: list[_Work]) -> bool:
+    """Whether this aggregate reads its one stream input in a way the group's builds may share:
+    one table of it (one read of the objects, or of the kept input and the new objects, then
+    scans of a table, rather than a read per build). An aggregate reading every object shares
+    where the group suppresses (an incremental build reads every object too, and only asks which
+    periods the new landings touch); one keeping its input shares that (see
+    :func:`_load_shared_kept`). A keyless stream of aggregates that suppress nothing is left to
+    stream into each query: holding it in a table once costs what reading it again does."""
     inputs = spec_inputs(work.spec)
     return (work.spec["kind"] == "aggregate" and list(inputs) == ["input"] and "source" in inputs["input"]
-            and not plan.keeps_input)
+            and (plan.keeps_input or any(w.suppressed for w in group)))
 
 
 def _load_shared(ws: Workspace, catalog: Catalog, members: list[_Work], group: list[_Work],
@@ -1854,10 +1857,12 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         _check_decided_alone(ws, catalog, work.spec)
     try:
         plans = {w.name: _plan(ws, w, group, full) for w in stale}
-        candidates = [w for w in stale if _shares_input(w, plans[w.name])]
+        candidates = [w for w in stale if _shares_input(w, plans[w.name], group)]
         sharing = [w for w in candidates if w.engine == candidates[0].engine]
         if len(sharing) < 2:
             sharing = []
+        for work in sharing:  # the first one keeps the input they share (see _load_shared_kept)
+            plans[work.name] = replace(plans[work.name], keeps_input=False)
         if sharing:
             # before the others: one session at a time (a Spark server takes one build at a time,
             # and DuckDB's memory limit is per session)
@@ -2054,10 +2059,27 @@ def _input_key(spec: dict) -> str | None:
     return json.dumps(spec["input"], sort_keys=True)
 
 
+def _read_together(specs: dict[str, dict], members: list[str], name: str) -> list[str]:
+    """Wanted aggregates of one input that suppress nothing, built in one unit so that they may
+    read the input once (see :func:`_shares_input`); ``[name]`` alone where one of them reads
+    another (a join), which must be built first."""
+    inside = set(members)
+    if any(item.get("derivative") in inside for n in members for item in spec_inputs(specs[n]).values()):
+        return [name]
+    return members
+
+
+def _decided_apart(ws: Workspace, specs: list[dict]) -> bool:
+    """A unit of several aggregates that only read their input together: none suppresses, so
+    each one's result stands alone (a failure is retried member by member)."""
+    return len(specs) > 1 and not any(suppression_threshold(ws, spec) > 0 for spec in specs)
+
+
 def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[str]) -> list[list[str]]:
     """What to build, in dependency order: each wanted derivative, with every other aggregate of
     its input that is wanted or already published (the published set suppression covers) when
-    one of them suppresses cells."""
+    one of them suppresses cells; wanted aggregates of one input that suppress nothing together
+    (each decides alone, but they may read the input once)."""
     units: dict[str, list[str]] = {}
     unit_of: dict[str, str] = {}
     for name in sorted(wanted):
@@ -2070,7 +2092,7 @@ def _units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], wanted: set[
         members = sorted(n for n, s in specs.items() if _input_key(s) == key
                          and (n in wanted or catalog.current(n) is not None))
         if not any(suppression_threshold(ws, specs[n]) > 0 for n in members):
-            members = [name]
+            members = _read_together(specs, sorted(n for n in members if n in wanted and n not in unit_of), name)
         for n in members:
             unit_of[n] = name
         units[name] = members
@@ -2131,17 +2153,24 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
             results.extend(BuildResult(n, "", "skipped", error=reason) for n in unit)
             not_built.update(dict.fromkeys(unit, reason))
             continue
-        try:
-            results.extend(_build_unit(ws, catalog, [specs[n] for n in unit], progress, full, engine))
-        except Cancelled:
-            raise
-        except LithotseError as exc:
-            if len(units) == 1:
+        apart = _decided_apart(ws, [specs[n] for n in unit])
+        pending = [unit]
+        while pending:
+            part = pending.pop(0)
+            try:
+                results.extend(_build_unit(ws, catalog, [specs[n] for n in part], progress, full, engine))
+            except Cancelled:
                 raise
-            results.extend(BuildResult(n, "", "failed", error=str(exc)) for n in unit)
-            not_built.update(dict.fromkeys(unit, str(exc)))
-        finally:
-            release_freed_memory()
+            except LithotseError as exc:
+                if apart and len(part) > 1:
+                    pending = [[n] for n in part]  # one by one: the others built, the failure its own
+                    continue
+                if len(units) == 1 and not apart:
+                    raise
+                results.extend(BuildResult(n, "", "failed", error=str(exc)) for n in part)
+                not_built.update(dict.fromkeys(part, str(exc)))
+            finally:
+                release_freed_memory()
     if not_built:
         raise BuildsFailed(results)
     return results

@@ -394,3 +394,46 @@ def test_an_aggregate_is_cut_into_one_part_per_period_whatever_its_row_order(ord
     assert {label: part.column("n").to_pylist() for label, part in parts.items()} == expected
     assert all(part.schema == table.schema for part in parts.values())
     assert _periods(table.slice(0, 0), True) == {} and _periods(table, False) == {"all": table}
+
+
+def test_aggregates_of_one_keyed_input_that_suppress_nothing_read_it_once(workspace, lines, monkeypatch):
+    """Several aggregates of one keyed input built in one run read it once (not once each): the
+    objects, then what landed since with the input kept beside the first one's version; each
+    publishes what Python counts from the files, and what it publishes built alone."""
+    from lithotse_desktop.derive import inputs, recordindex
+
+    reads: list[int] = []
+    original = inputs.landed_objects
+
+    def landed(con, ws, resolved, progress, checks, name, *, unused=(), skip=frozenset(), typed=False):
+        reads.append(sum(1 for stored in resolved.objects(ws) if stored.sha256 not in skip))
+        return original(con, ws, resolved, progress, checks, name, unused=unused, skip=skip, typed=typed)
+
+    for module in (inputs, recordindex):
+        monkeypatch.setattr(module, "landed_objects", landed)
+    first = [(f"2024-0{1 + d % 3}-{1 + d % 27:02d}", d, "abc"[d % 3], f"id{d}") for d in range(60)]
+    later = [(f"2024-03-{1 + d % 27:02d}", d, "ab"[d % 2], f"id{d}") for d in range(60, 75)]
+    specs = [{**MONTHLY, "name": "by_group"}, {**MONTHLY, "name": "by_month", "group_by": []},
+             {**MONTHLY, "name": "yearly", "grain": "year", "group_by": []}]
+    for spec in specs:
+        add_spec(workspace, spec)
+    for step, (status, rows) in enumerate([("built", first), ("incremental", first + later)]):
+        write(lines, f"{step}.txt", rows if step == 0 else later)
+        run_import(workspace, "vals")
+        reads.clear()
+        results = build_all(workspace)
+        assert reads == [1], f"one read of the one new object for the three, not {reads}"
+        assert {r.name: r.status for r in results} == dict.fromkeys(["by_group", "by_month", "yearly"], status)
+        month: dict[tuple[str, str], list[int]] = {}
+        for day, value, group, _ in rows:
+            month.setdefault((day[:7], group), []).append(value)
+        shown = {(r["period"].isoformat()[:7], r["grp"]): (r["n"], r["total"]) for r in rows_of(workspace, "by_group")}
+        assert shown == {key: (len(v), sum(v)) for key, v in month.items()}
+        assert [(r["n"], r["ids"]) for r in rows_of(workspace, "yearly")] == [(len(rows), len(rows))]
+    catalog = Catalog(workspace)
+    assert [s["name"] for s in specs if "input_index" in catalog.current(s["name"]).stats] == ["by_group"]
+    together = {s["name"]: rows_of(workspace, s["name"]) for s in specs}
+    for spec in specs:
+        build_all(workspace, [spec["name"]], full=True)
+        assert "input_index" in catalog.current(spec["name"]).stats, "built alone, it keeps its own input"
+        assert rows_of(workspace, spec["name"]) == together[spec["name"]]

@@ -301,7 +301,7 @@ def test_a_group_reads_its_input_once_and_publishes_what_separate_reads_give(wor
     catalog = Catalog(workspace)
     shared = {e["name"]: catalog.read(catalog.current(e["name"])).to_pylist() for e in SPECS}
     assert loads == ["input"]
-    monkeypatch.setattr(build_module, "_shares_input", lambda work, plan: False)
+    monkeypatch.setattr(build_module, "_shares_input", lambda *args: False)
     loads.clear()
     build_all(workspace, full=True)
     assert len(loads) == len(SPECS)

@@ -275,13 +275,21 @@ def aggregate_tables(ws: Workspace) -> dict:
     return out
 
 
-def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws):
+@pytest.mark.parametrize("shared", [False, True], ids=["each its own", "one shared"])
+def test_aggregates_add_new_records_to_their_kept_input_exactly(fhir_ws, monkeypatch, shared):
+    """``shared``: the two, built together, read one table of the input, kept beside the first
+    one's version; else each keeps its own input and adds the new records' cells to its own."""
+    from lithotse_desktop.derive import build as build_module
+
     ws, folder = fhir_ws
+    if not shared:
+        monkeypatch.setattr(build_module, "_shares_input", lambda *args: False)
     for spec in AGGREGATES:
         add_spec(ws, spec)
     names = [s["name"] for s in AGGREGATES]
     build_all(ws, names)
-    assert all(kept_files(Catalog(ws).current(n).stats.get("input_index")) for n in names)
+    kept = [n for n in names if kept_files(Catalog(ws).current(n).stats.get("input_index"))]
+    assert kept == (["per_month"] if shared else names)
     added = [encounter(i) for i in range(1000, 1004)] + [encounter(8, "5", status="cancelled"),
                                                          encounter(9, "1", status="planned")]
     write(folder / "Encounter.001.ndjson", added)
