@@ -374,11 +374,18 @@ class _Work:
         return self.spec["kind"] == "aggregate" and self.threshold > 0
 
 
-def _resolve(ws: Workspace, catalog: Catalog, spec: dict) -> _Work:
+def _resolve(ws: Workspace, catalog: Catalog, spec: dict, streams: dict[tuple[str, str], StreamInput]) -> _Work:
+    """``streams``: the streams the unit's derivatives read, each resolved once, so all of them
+    read (and their versions record) the same landings, though an import commit meanwhile."""
     validate_spec(spec)
     inputs = spec_inputs(spec)
-    resolved = {alias: resolve_stream(ws, item["source"], item["stream"], with_key=False)
-                for alias, item in inputs.items() if "source" in item}
+    resolved = {}
+    for alias, item in inputs.items():
+        if "source" in item:
+            where = (item["source"], item["stream"])
+            if where not in streams:
+                streams[where] = resolve_stream(ws, item["source"], item["stream"], with_key=False)
+            resolved[alias] = streams[where]
     identities = {alias: input_identity(ws, catalog, item, resolved.get(alias))
                   for alias, item in inputs.items()}
     return _Work(spec, resolved, identities, catalog.current(spec["name"]), suppression_threshold(ws, spec),
@@ -594,8 +601,9 @@ def _load_shared_kept(session: EngineSession, ws: Workspace, catalog: Catalog, m
     return loaded.schema, periods
 
 
-def _objects_read(version: Version) -> list[tuple]:
-    return sorted(tuple(x) for x in version.inputs.get("input", {}).get("objects", []))
+def _objects_read(version: Version) -> set[tuple]:
+    """(sha256, range from, range to) of each object a version read (the ranges may be None)."""
+    return {tuple(x) for x in version.inputs.get("input", {}).get("objects", [])}
 
 
 def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], progress: Progress,
@@ -1843,7 +1851,8 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
     all of them, so the suppressed ones are up to date together or rebuilt together. An aggregate
     that suppresses nothing (``suppress_below`` 0) is rebuilt only when its own inputs change;
     its published cells still count in the decision."""
-    group = [_resolve(ws, catalog, spec) for spec in specs]
+    streams: dict[tuple[str, str], StreamInput] = {}
+    group = [_resolve(ws, catalog, spec, streams) for spec in specs]
     for work in group:
         work.engine = engine_name(ws, work.spec, engine)
         work.vid = version_id(work.spec, work.identities, _privacy_context(ws, work, group))
@@ -2061,12 +2070,15 @@ def _input_key(spec: dict) -> str | None:
 
 def _read_together(specs: dict[str, dict], members: list[str], name: str) -> list[str]:
     """Wanted aggregates of one input that suppress nothing, built in one unit so that they may
-    read the input once (see :func:`_shares_input`); ``[name]`` alone where one of them reads
-    another (a join), which must be built first."""
-    inside = set(members)
-    if any(item.get("derivative") in inside for n in members for item in spec_inputs(specs[n]).values()):
+    read the input once (see :func:`_shares_input`): those reading raw streams only. One that
+    reads a derivative (its input, or a join) is built alone, after what it reads, and a failure
+    there skips it alone."""
+    def streams_only(n: str) -> bool:
+        return all("source" in item for item in spec_inputs(specs[n]).values())
+
+    if not streams_only(name):
         return [name]
-    return members
+    return [n for n in members if streams_only(n)]
 
 
 def _decided_apart(ws: Workspace, specs: list[dict]) -> bool:

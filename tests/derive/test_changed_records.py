@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lithotse_desktop.derive import inputs
+from lithotse_desktop.derive import build, inputs
 from lithotse_desktop.derive.build import build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.recordindex import _drop_unchanged
@@ -495,3 +495,80 @@ def test_tables_reading_one_shared_table_read_only_what_landed_since_day_after_d
     incremental = published(catalog, specs)
     assert {r.status for r in build_all(workspace, full=True)} == {"built"}
     assert published(catalog, specs) == incremental
+
+
+def test_a_unit_of_tables_that_suppress_nothing_builds_what_they_join_first_and_fails_alone(tmp_path):
+    """Tables that suppress nothing are built in one unit, but one that joins a derivative is
+    built on its own after it: a join whose derivative fails skips that table alone (its sibling
+    is built), and a join on a derivative that reads a sibling sees the sibling's new version in
+    the same run (found by a second reader: the unit was built before what it read)."""
+    from lithotse_desktop.derive.build import BuildsFailed
+
+    workspace, _, _ = keyed_export(tmp_path / "one", 3, 100, [])
+    regions = tmp_path / "regions"
+    regions.mkdir()
+    (regions / "reg.csv").write_text("department,region\nCardiology,north\nEmergency,south\nGeneral,east\n")
+    workspace.add_source("reg", "csv", {"path": str(regions)}, {})
+    run_import(workspace, "ehr")
+    run_import(workspace, "reg")
+    base = {"kind": "aggregate", "input": ENCOUNTERS, "date_field": "admit_date", "grain": "month",
+            "measures": [{"fn": "count", "as": "visits"}], "suppress_below": 0}
+    Catalog(workspace).save_spec({"name": "regions", "kind": "sql", "inputs": {"r": {"source": "reg", "stream": "reg"}},
+                                  "sql": "SELECT department, no_such_column AS region FROM r"})
+    Catalog(workspace).save_spec({**base, "name": "a_joined", "group_by": ["region"],
+                                  "join": {"input": {"derivative": "regions"},
+                                           "on": {"left": "department", "right": "department"},
+                                           "columns": ["region"]}})
+    add_spec(workspace, {**base, "name": "b_plain", "group_by": ["class"]})
+    with pytest.raises(BuildsFailed) as failed:
+        build_all(workspace)
+    statuses = {r.name: r.status for r in failed.value.results}
+    assert statuses == {"regions": "failed", "a_joined": "skipped", "b_plain": "built"}, statuses
+
+    workspace, _, _ = keyed_export(tmp_path / "two", 3, 100, [])
+    run_import(workspace, "ehr")
+    add_spec(workspace, {**base, "name": "c_src", "group_by": ["department"]})
+    add_spec(workspace, {**base, "name": "d_src", "group_by": ["class"]})
+    build_all(workspace)
+    add_spec(workspace, {"name": "peaks", "kind": "sql", "inputs": {"c": {"derivative": "c_src"}},
+                         "sql": "SELECT department, lower(department) AS ward FROM c GROUP BY department"})
+    build_all(workspace, ["peaks"])
+    add_spec(workspace, {**base, "name": "a_joined", "group_by": ["ward"],
+                         "join": {"input": {"derivative": "peaks"}, "on": {"left": "department", "right": "department"},
+                                  "columns": ["ward"]}})
+    build_all(workspace)
+    add_spec(workspace, {**base, "name": "c_src", "group_by": ["department"], "grain": "quarter"}, replace=True)
+    statuses = {r.name: r.status for r in build_all(workspace)}
+    assert statuses["c_src"] == statuses["peaks"] == statuses["a_joined"] == "built", statuses
+    assert {r.status for r in build_all(workspace)} == {"up to date"}
+
+
+def test_an_import_committed_while_a_unit_resolves_its_tables_reaches_every_one_of_them(tmp_path, monkeypatch):
+    """The tables of a unit resolve each stream once, so they read, and their versions record, the
+    same landings though an import commits meanwhile (simulated: an import right after the first
+    one resolves). Found by a second reader: the second table's version named a landing it had
+    not read, and it stayed up to date without it."""
+    specs = [{**SPECS[2], "name": name, "suppress_below": 0} for name in ("a", "b")]
+    workspace, csv, rows = keyed_export(tmp_path, 5, 100, specs)
+    run_import(workspace, "ehr")
+    build_all(workspace)
+    rows = rows + encounters(8, 10, dt.date(2024, 5, 1), 20, "M")
+    export(csv, rows)
+    run_import(workspace, "ehr")
+    later = rows + encounters(9, 50, dt.date(2024, 6, 1), 20, "N")
+    resolve = build._resolve
+
+    def resolving(ws, catalog, spec, streams):
+        work = resolve(ws, catalog, spec, streams)
+        if spec["name"] == "a":
+            export(csv, later)
+            run_import(ws, "ehr")
+        return work
+
+    monkeypatch.setattr(build, "_resolve", resolving)
+    build_all(workspace)
+    monkeypatch.setattr(build, "_resolve", resolve)
+    build_all(workspace)
+    catalog = Catalog(workspace)
+    for name in ("a", "b"):
+        assert sum(r["visits"] for r in catalog.read(catalog.current(name)).to_pylist()) == len(later), name
