@@ -132,8 +132,8 @@ def test_a_group_reading_its_input_once_refuses_a_damaged_object_and_publishes_n
     path.write_bytes(flip_a_digit(path.read_bytes()))
     shared = []
     load_shared = build_module._load_shared
-    monkeypatch.setattr(build_module, "_load_shared", lambda ws, catalog, members, group, progress: shared.append(
-        sorted(w.name for w in members)) or load_shared(ws, catalog, members, group, progress))
+    monkeypatch.setattr(build_module, "_load_shared", lambda ws, catalog, members, *rest: shared.append(
+        sorted(w.name for w in members)) or load_shared(ws, catalog, members, *rest))
     with pytest.raises(CorruptObject, match=key):
         build_all(ws, full=True)
     assert shared == [["by_month", "by_year"]]
