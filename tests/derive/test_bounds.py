@@ -194,6 +194,48 @@ def test_a_smaller_model_that_would_vary_nearly_every_atom_is_not_made():
         assert again._near is not None and again._near[1] is not None and again._near[1][0].size > share * 80
 
 
+def test_rows_a_smaller_model_left_open_are_solved_one_by_one():
+    """Rows the model near the anchor explored and could not show wide are mostly narrow: the
+    whole model makes the one spread-out solve that gives simplex its basis, then solves for
+    each row, however many there are, and answers as fresh solves do."""
+    rng = np.random.default_rng(5)
+    rows, sums, values = _cube_with_atoms(rng, (6, 6, 6), 0.0)
+    model = BoundModel(rows, nonnegative=True, anchor=values)
+    pairs = [r for r in range(len(rows)) if len(rows[r]) == 6]
+    hidden = {int(r) for r in rng.choice(pairs, 30, replace=False)}
+    lower = np.where([r in hidden for r in range(len(rows))], -np.inf, sums)
+    upper = np.where([r in hidden for r in range(len(rows))], np.inf, sums)
+    model.bound(lower, upper)
+    spread: list[bool] = []
+    run = model._run
+
+    def counted(solver, costs, maximize, spread_out):
+        spread.append(spread_out)
+        return run(solver, costs, maximize, spread_out)
+
+    model._run = counted  # type: ignore[method-assign]
+    settle = model._settle_near_anchor
+    left: list[int] = []
+
+    def near(needed, floors):
+        out = settle(needed, floors)
+        left.append(len(out))
+        return out
+
+    model._settle_near_anchor = near  # type: ignore[method-assign]
+    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "FEW_ROWS", 8):
+        found = model.bounds(dict.fromkeys(hidden, K), {})
+    assert left and left[0] > 8, left
+    assert spread.count(True) == 1, spread
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    for row in hidden:
+        low, high = _exact(rows, fixed, 216, row)
+        if row in found:
+            assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
+        else:
+            assert high - low >= K - 1e-6, (row, low, high)
+
+
 def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():
     """The spread-out solves of the first round are not repeated, and rows the points found
     showed wide are not solved for again."""
