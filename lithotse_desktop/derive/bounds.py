@@ -50,6 +50,9 @@ cells and differences reach (nearly) every atom, as in a year whose earlier cell
 hidden, it is the whole model over again: solved cold after each round hides more, where the
 whole model keeps its points and basis (a decision's audit of the changed year of the benchmark's
 update at 1M rows: 34 s → 26 s)."""
+NEAR_LEFT = 0.1
+"""Where the smaller model left at most this share of the rows asked open, the whole model
+solves for each of them rather than exploring (see :meth:`BoundModel._bounds`)."""
 SIDE_BY_SIDE = max(1, min(os.cpu_count() or 1, 4))
 """Copies of a model solved alone that solve spread-out directions at once (see
 :attr:`BoundModel.threads`); past four, a round's directions mostly settle the same rows."""
@@ -163,16 +166,19 @@ class BoundModel:
         needed = {r: w for r, w in needed.items() if self.seen_high[r] - self.seen_low[r] < w}
         if not needed:
             return {}
-        # rows a smaller model near the anchor explored and left open are mostly narrow or need
-        # atoms it held: spread-out solves of the whole model rarely settle them (the benchmark's
-        # years at 1M rows: 52 rows open after four, 46 after a round of exploring, 8 s of a
-        # component's 10), so they are solved for one by one, as a few rows are
+        # the few rows a smaller model near the anchor explored and left open are mostly narrow
+        # or need atoms it held: spread-out solves of the whole model rarely settle them (the
+        # benchmark's years at 1M rows: 52 rows of 3,140 open after four, 46 after a round of
+        # exploring, 8 s of a component's 10), so they are solved for one by one, as a few rows
+        # are; where it left many open, it was the wrong model, and the whole one explores
         left_by_near = False
         if self.anchor is not None and self.size > NEAR_FROM:
+            asked = len(needed)
             needed = self._settle_near_anchor(needed, floors)
             if not needed:
                 return {}
-            left_by_near = self._near is not None and self._near[1] is not None
+            left_by_near = (self._near is not None and self._near[1] is not None
+                            and len(needed) <= NEAR_LEFT * asked)
         few = len(needed) <= FEW_ROWS or left_by_near
         self._ensure_solver()
         if not self.started:

@@ -194,10 +194,12 @@ def test_a_smaller_model_that_would_vary_nearly_every_atom_is_not_made():
         assert again._near is not None and again._near[1] is not None and again._near[1][0].size > share * 80
 
 
-def test_rows_a_smaller_model_left_open_are_solved_one_by_one():
-    """Rows the model near the anchor explored and could not show wide are mostly narrow: the
-    whole model makes the one spread-out solve that gives simplex its basis, then solves for
-    each row, however many there are, and answers as fresh solves do."""
+@pytest.mark.parametrize("left_share", [1.0, 0.1])
+def test_rows_a_smaller_model_left_open_are_solved_one_by_one(left_share):
+    """The few rows the model near the anchor explored and could not show wide are mostly
+    narrow: the whole model makes the one spread-out solve that gives simplex its basis, then
+    solves for each row; where it left more than ``NEAR_LEFT`` of them open, the whole model
+    explores. Either way it answers as fresh solves do."""
     rng = np.random.default_rng(5)
     rows, sums, values = _cube_with_atoms(rng, (6, 6, 6), 0.0)
     model = BoundModel(rows, nonnegative=True, anchor=values)
@@ -223,10 +225,11 @@ def test_rows_a_smaller_model_left_open_are_solved_one_by_one():
         return out
 
     model._settle_near_anchor = near  # type: ignore[method-assign]
-    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "FEW_ROWS", 8):
+    with mock.patch.object(bounds, "NEAR_FROM", 0), mock.patch.object(bounds, "FEW_ROWS", 8), \
+            mock.patch.object(bounds, "NEAR_LEFT", left_share):
         found = model.bounds(dict.fromkeys(hidden, K), {})
-    assert left and left[0] > 8, left
-    assert spread.count(True) == 1, spread
+    assert left and 8 < left[0] and left[0] > 0.1 * len(hidden), left
+    assert (spread.count(True) == 1) == (left_share == 1.0), spread
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
     for row in hidden:
         low, high = _exact(rows, fixed, 216, row)
