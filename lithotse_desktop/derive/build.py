@@ -2167,10 +2167,14 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
             continue
         apart = _decided_apart(ws, [specs[n] for n in unit])
         pending = [unit]
+        before: dict[str, str | None] = {}
         while pending:
             part = pending.pop(0)
+            if apart and len(part) > 1:  # what each shows before a try that may fail while publishing
+                before = {n: _current_id(catalog, n) for n in part}
             try:
-                results.extend(_build_unit(ws, catalog, [specs[n] for n in part], progress, full, engine))
+                built = _build_unit(ws, catalog, [specs[n] for n in part], progress, full, engine)
+                results.extend(_published_by_the_failed_try(built, before))
             except Cancelled:
                 raise
             except LithotseError as exc:
@@ -2186,6 +2190,19 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     if not_built:
         raise BuildsFailed(results)
     return results
+
+
+def _current_id(catalog: Catalog, name: str) -> str | None:
+    version = catalog.current(name)
+    return version.version if version is not None else None
+
+
+def _published_by_the_failed_try(results: list[BuildResult], before: dict[str, str | None]) -> list[BuildResult]:
+    """A unit retried member by member after it failed while publishing: a member the failed
+    try published is up to date on the retry, yet this run built it. ``before`` holds each
+    member's current version (None: none) from before the failed try; empty where none failed."""
+    return [replace(r, status="built") if r.status == "up to date" and r.name in before
+            and before[r.name] != r.version else r for r in results]
 
 
 def build_affected(ws: Workspace, source: str, streams: list[str], *,

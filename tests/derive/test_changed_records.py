@@ -543,6 +543,39 @@ def test_a_unit_of_tables_that_suppress_nothing_builds_what_they_join_first_and_
     assert {r.status for r in build_all(workspace)} == {"up to date"}
 
 
+def test_a_table_the_failed_try_of_its_unit_published_is_reported_built(tmp_path, monkeypatch):
+    """Tables that suppress nothing built in one unit, which fails while publishing the second:
+    the retry one by one finds the first up to date, published by the failed try, and reports it
+    built (this run built it); the second, built by the retry, is built too, and each shows the
+    same cells as a build that did not fail."""
+    from lithotse_desktop.errors import LithotseError
+
+    specs = [{**SPECS[2], "name": name, "suppress_below": 0} for name in ("a", "b")]
+    workspace, _, _ = keyed_export(tmp_path, 7, 100, specs)
+    run_import(workspace, "ehr")
+    publish = build._publish
+    calls: list[str] = []
+
+    def failing_once(ws, catalog, work, hidden):
+        calls.append(work.name)
+        if len(calls) == 2:
+            raise LithotseError("the store refused the write")
+        return publish(ws, catalog, work, hidden)
+
+    monkeypatch.setattr(build, "_publish", failing_once)
+    results = build_all(workspace)
+    assert calls == ["a", "b", "b"], calls  # the retry finds a up to date
+    assert {r.name: r.status for r in results} == {"a": "built", "b": "built"}
+    assert {r.status for r in build_all(workspace)} == {"up to date"}
+    monkeypatch.setattr(build, "_publish", publish)
+    again, _, _ = keyed_export(tmp_path / "again", 7, 100, specs)
+    run_import(again, "ehr")
+    build_all(again)
+    for name in ("a", "b"):
+        shown = [sorted(Catalog(w).read(Catalog(w).current(name)).to_pylist(), key=repr) for w in (workspace, again)]
+        assert shown[0] == shown[1] and shown[0], name
+
+
 def test_an_import_committed_while_a_unit_resolves_its_tables_reaches_every_one_of_them(tmp_path, monkeypatch):
     """The tables of a unit resolve each stream once, so they read, and their versions record, the
     same landings though an import commits meanwhile (simulated: an import right after the first
