@@ -562,42 +562,24 @@ def _load_shared_kept(session: EngineSession, ws: Workspace, catalog: Catalog, m
                       progress: Progress, checks: IntegrityChecks,
                       full: bool) -> tuple[pa.Schema, dict[str, list[Any] | None]]:
     """Load the one table of a keyed input that several aggregates read (see :func:`_load_shared`)
-    from the input kept beside the first one's previous version and the objects it did not hold
-    (see :mod:`.recordindex`), else from every object; the first one keeps it again. An update
-    then reads what landed since, not every landing again (an export landed again whole each
-    day would otherwise be read once more for every day it was landed). Each member's periods
-    to compute again are those of the records whose newest version changed (None: every period,
-    where the load read every object or a landing was read again)."""
-    con = session.con  # type: ignore[attr-defined]
+    as :func:`_load_kept` does for the first one, which keeps it again. An update then reads what
+    landed since, not every landing again (an export landed again whole each day would otherwise
+    be read once more for every day it was landed). Each member's periods to compute again are
+    those of the records whose newest version changed (None: every period, where the load read
+    every object or a landing was read again)."""
     first = members[0]
-    previous, resolved = first.previous, first.resolved["input"]
-    unused = _unused_by_all(members)
     by_period = next((w.spec for w in members if w.spec.get("grain", "none") != "none"), None)
-    prior = None
-    if (not full and previous is not None and previous.spec_hash == spec_hash(first.spec)
-            and _same_reader(first.identities["input"], previous.inputs.get("input"))):
-        prior = recordindex.previous_input(catalog, previous, resolved)
-    loaded = None
-    if prior is not None:
-        try:
-            loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
-                                      by_period, ws.timezone)
-        except rowstream.NotIncremental:
-            recordindex.discard(con)
-            con.execute("DROP VIEW IF EXISTS input")
-    if loaded is None:
-        loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
-    first.kept_reused, first.kept_key = loaded.reused, loaded.key
-    session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
+    loaded = _load_kept(session, ws, catalog, first, progress, checks, full, _unused_by_all(members), by_period)
     periods: dict[str, list[Any] | None] = dict.fromkeys((w.name for w in members), None)
-    if loaded.changes and previous is not None:
-        read = _objects_read(previous)
+    if loaded.changes and first.previous is not None:
+        read = _objects_read(first.previous)
         for work in members:
             # the changes are those since the first one's version: another whose previous version
             # read other objects (built apart, or before a landing the first one saw) computes all
             if (work.spec.get("grain", "none") != "none" and work.previous is not None
                     and _objects_read(work.previous) == read):
-                periods[work.name] = recordindex.changed_periods(con, work.spec, ws.timezone)
+                periods[work.name] = recordindex.changed_periods(session.con,  # type: ignore[attr-defined]
+                                                                 work.spec, ws.timezone)
     return loaded.schema, periods
 
 
@@ -631,8 +613,11 @@ def _compute(ws: Workspace, catalog: Catalog, work: _Work, group: list[_Work], p
                 schemas[alias] = session.load_derivative(catalog, alias, item["derivative"])
             elif keeps_input:
                 work.resolved[alias].read_key(ws)
-                schemas[alias], kept_periods = _load_kept_input(session, ws, catalog, work, progress, checks, full,
-                                                                incremental)
+                loaded = _load_kept(session, ws, catalog, work, progress, checks, full, _unused_columns(spec),
+                                    spec if incremental else None)
+                schemas[alias], kept_periods = loaded.schema, loaded.periods
+                if loaded.added:
+                    work.added = loaded.periods is None
                 incremental = False
                 work.kept_input = recordindex.stage(session.con, ws, work.kept_reused,  # type: ignore[attr-defined]
                                                     work.kept_key)
@@ -949,32 +934,32 @@ def _keeps_input(ws: Workspace, work: _Work, differs: bool) -> bool:
     return bool(work.resolved["input"].read_key(ws))
 
 
-def _load_kept_input(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
-                     checks: IntegrityChecks, full: bool, by_period: bool) -> tuple[pa.Schema, list[Any] | None]:
+def _load_kept(session: EngineSession, ws: Workspace, catalog: Catalog, work: _Work, progress: Progress,
+               checks: IntegrityChecks, full: bool, unused: tuple[str, ...],
+               by_period: dict | None) -> recordindex.KeptInput:
     """Load an aggregate's stream from its previous version's kept input and the new objects when
-    that gives exactly what reading every object gives, else from every object; with
-    ``by_period``, the periods to recompute when the former (None: all)."""
+    that gives exactly what reading every object gives, else from every object (``added`` says
+    which); with ``by_period`` (a spec), the periods of its cells to recompute after the former
+    (None: all). What the work keeps next is recorded on it."""
     con = session.con  # type: ignore[attr-defined]
     previous, resolved = work.previous, work.resolved["input"]
-    unused = _unused_columns(work.spec)
     prior = None
     if (not full and previous is not None and previous.spec_hash == spec_hash(work.spec)
             and _same_reader(work.identities["input"], previous.inputs.get("input"))):
         prior = recordindex.previous_input(catalog, previous, resolved)
+    loaded = None
     if prior is not None:
         try:
             loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, prior,
-                                      work.spec if by_period else None, ws.timezone)
-            work.added = loaded.periods is None
-            work.kept_reused, work.kept_key, work.kept_changes = loaded.reused, loaded.key, loaded.changes
-            session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
-            return loaded.schema, loaded.periods
+                                      by_period, ws.timezone)
         except rowstream.NotIncremental:
             recordindex.discard(con)
             con.execute("DROP VIEW IF EXISTS input")
-    loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
-    work.kept_key = loaded.key
-    return loaded.schema, None
+    if loaded is None:
+        loaded = recordindex.load(con, ws, catalog, "input", resolved, progress, checks, unused, None)
+    work.kept_reused, work.kept_key, work.kept_changes = loaded.reused, loaded.key, loaded.changes
+    session.readable.extend(loaded.readable)  # type: ignore[attr-defined]
+    return loaded
 
 
 def _unused_by_all(group: list[_Work]) -> tuple[str, ...]:
@@ -1846,11 +1831,12 @@ def _pseudonymized_plan(plan: dict[str, str], keys: list[str]) -> dict[str, str]
 
 
 def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Progress,
-                full: bool, engine: str | None = None) -> list[BuildResult]:
+                full: bool, engine: str | None = None, published: set[str] | None = None) -> list[BuildResult]:
     """Build one derivative, or the aggregates of one input together: suppression is decided over
     all of them, so the suppressed ones are up to date together or rebuilt together. An aggregate
     that suppresses nothing (``suppress_below`` 0) is rebuilt only when its own inputs change;
-    its published cells still count in the decision."""
+    its published cells still count in the decision. ``published`` collects the names of those
+    published, as they are (a unit failing while publishing has published some)."""
     streams: dict[tuple[str, str], StreamInput] = {}
     group = [_resolve(ws, catalog, spec, streams) for spec in specs]
     for work in group:
@@ -1896,6 +1882,8 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         progress.update(f"writing {', '.join(w.name for w in stale)}")
         for work in stale:
             results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+            if published is not None:
+                published.add(work.name)
     finally:
         for work in group:
             if work.staged is not None:
@@ -2167,14 +2155,15 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
             continue
         apart = _decided_apart(ws, [specs[n] for n in unit])
         pending = [unit]
-        before: dict[str, str | None] = {}
+        published: set[str] = set()  # by a try of the whole unit that then failed
         while pending:
             part = pending.pop(0)
-            if apart and len(part) > 1:  # what each shows before a try that may fail while publishing
-                before = {n: _current_id(catalog, n) for n in part}
             try:
-                built = _build_unit(ws, catalog, [specs[n] for n in part], progress, full, engine)
-                results.extend(_published_by_the_failed_try(built, before))
+                built = _build_unit(ws, catalog, [specs[n] for n in part], progress, full, engine,
+                                    published if len(part) > 1 else None)
+                # the retry one by one finds what the failed try published up to date: this run built it
+                results.extend(replace(r, status="built") if r.status == "up to date" and r.name in published
+                               else r for r in built)
             except Cancelled:
                 raise
             except LithotseError as exc:
@@ -2190,19 +2179,6 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     if not_built:
         raise BuildsFailed(results)
     return results
-
-
-def _current_id(catalog: Catalog, name: str) -> str | None:
-    version = catalog.current(name)
-    return version.version if version is not None else None
-
-
-def _published_by_the_failed_try(results: list[BuildResult], before: dict[str, str | None]) -> list[BuildResult]:
-    """A unit retried member by member after it failed while publishing: a member the failed
-    try published is up to date on the retry, yet this run built it. ``before`` holds each
-    member's current version (None: none) from before the failed try; empty where none failed."""
-    return [replace(r, status="built") if r.status == "up to date" and r.name in before
-            and before[r.name] != r.version else r for r in results]
 
 
 def build_affected(ws: Workspace, source: str, streams: list[str], *,

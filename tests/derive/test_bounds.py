@@ -66,6 +66,18 @@ def _exact(rows: list[dict[int, float]], fixed: dict[int, float], size: int, row
     return found[0], found[1]
 
 
+def _assert_as_fresh(found: dict[int, tuple[float, float]], rows: list[dict[int, float]], fixed: dict[int, float],
+                     size: int, hidden: set[int], step: int = 0) -> None:
+    """Each hidden row reported carries the fresh model's bounds; each left out is at least ``K``
+    wide there."""
+    for row in hidden:
+        low, high = _exact(rows, fixed, size, row)
+        if row in found:
+            assert np.allclose(found[row], (low, high), atol=1e-6), (step, row, found[row], low, high)
+        else:
+            assert high - low >= K - 1e-6, (step, row, low, high)
+
+
 @pytest.mark.parametrize(("shape", "threads"), [((3, 3, 4), 1), ((3, 3, 4), 2), ((5, 6, 8), 2)],
                          ids=["alone", "side by side", "interior point, side by side"])
 @settings(max_examples=30, derandomize=True, deadline=None)
@@ -102,12 +114,7 @@ def _hide_and_compare(shape: tuple[int, ...], threads: int, seed: int, zeros: fl
         seen = [r for r in fixed if np.isfinite(model.seen_low[r])]  # every point found holds every published row
         assert np.allclose(model.seen_low[seen], sums[seen], atol=1e-6)
         assert np.allclose(model.seen_high[seen], sums[seen], atol=1e-6)
-        for row in hidden:
-            low, high = _exact(rows, fixed, size, row)
-            if row in found:
-                assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
-            else:
-                assert high - low >= K - 1e-6, (step, row, low, high)
+        _assert_as_fresh(found, rows, fixed, size, hidden, step)
 
 
 @settings(max_examples=30, derandomize=True, deadline=None)
@@ -133,12 +140,7 @@ def test_rounds_near_the_anchor_answer_as_fresh_solves(seed, zeros, steps, off):
             found = model.bounds(dict.fromkeys(hidden, K), {})
             assert model._near is not None and (model._near[1] is None) == off
             fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
-            for row in hidden:
-                low, high = _exact(rows, fixed, 36, row)
-                if row in found:
-                    assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
-                else:
-                    assert high - low >= K - 1e-6, (step, row, low, high)
+            _assert_as_fresh(found, rows, fixed, 36, hidden, step)
 
 
 def test_rows_shown_wide_near_the_anchor_need_no_solve_of_the_whole_model():
@@ -174,12 +176,7 @@ def test_a_smaller_model_that_would_vary_nearly_every_atom_is_not_made():
             model.bound(lower, upper)
             found = model.bounds(dict.fromkeys(hidden, K), {})
             assert model._near is not None and model._near[1] is None
-            for row in hidden:
-                low, high = _exact(rows, fixed, 80, row)
-                if row in found:
-                    assert np.allclose(found[row], (low, high), atol=1e-6), (step, row, found[row], low, high)
-                else:
-                    assert high - low >= K - 1e-6, (step, row, low, high)
+            _assert_as_fresh(found, rows, fixed, 80, hidden, step)
             if step == 0:
                 assert model._solver is not None
                 spread = model.seen_high - model.seen_low
@@ -231,12 +228,7 @@ def test_rows_a_smaller_model_left_open_are_solved_one_by_one(left_share):
     assert left and 8 < left[0] and left[0] > 0.1 * len(hidden), left
     assert (spread.count(True) == 1) == (left_share == 1.0), spread
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
-    for row in hidden:
-        low, high = _exact(rows, fixed, 216, row)
-        if row in found:
-            assert np.allclose(found[row], (low, high), atol=1e-6), (row, found[row], low, high)
-        else:
-            assert high - low >= K - 1e-6, (row, low, high)
+    _assert_as_fresh(found, rows, fixed, 216, hidden)
 
 
 def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():
