@@ -53,6 +53,7 @@ from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
+from .bounds import interruptible
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
 from .complementary import (
@@ -1873,7 +1874,10 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
                     work.published = catalog.read(work.previous)
             elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
-        hidden = _decide(ws, catalog, group)
+        if any(w.suppressed and w.table is not None for w in group):
+            progress.update(f"deciding which cells to hide in {', '.join(w.name for w in group)}")
+        with interruptible(progress.check):  # minutes where most cells are hidden: cancel stops it between solves
+            hidden = _decide(ws, catalog, group)
         # named by what it publishes, so the same decision made again is the same moment and a
         # version's manifest does not change when it is built again
         decided = hashlib.sha256(json.dumps(sorted((w.name, w.vid) for w in stale)).encode()).hexdigest()[:20]

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import LithotseError
-from .bounds import EXACT, IPM_FROM, SIDE_BY_SIDE, BoundModel
+from .bounds import EXACT, IPM_FROM, SIDE_BY_SIDE, BoundModel, submit
 from .compile import CELL_COUNT, PEOPLE, PERIOD
 from .margins import Margins
 from .measures import sensitive_rows
@@ -2106,7 +2106,7 @@ def _solve_all(work: list[tuple[BoundModel, dict[int, float], dict[int, float]]]
     if workers < 2:
         return [model.bounds(needed, floors) for model, needed, floors in work]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lithotse-audit") as pool:
-        futures = {n: pool.submit(work[n][0].bounds, work[n][1], work[n][2]) for n in heavy}
+        futures = {n: submit(pool, work[n][0].bounds, work[n][1], work[n][2]) for n in heavy}
         light = {n: model.bounds(needed, floors)
                  for n, (model, needed, floors) in enumerate(work) if n not in futures}
         return [futures[n].result() if n in futures else light[n] for n in range(len(work))]

@@ -299,3 +299,43 @@ def test_the_copies_solving_side_by_side_hold_the_rows_the_model_holds():
                 lp = copy.getLp()
                 assert np.array_equal(np.asarray(lp.row_lower_), np.where(free, -np.inf, sums))
                 assert np.array_equal(np.asarray(lp.row_upper_), np.where(free, np.inf, sums))
+
+
+def test_a_cancelled_job_stops_the_solves_side_by_side_and_the_model_answers_afterwards():
+    """A decision where most cells are hidden takes minutes; a job cancelled meanwhile must stop
+    within one solve, in the threads solving beside the model too, and a later call outside the
+    check answers as a fresh solve would."""
+    from lithotse_desktop.errors import Cancelled
+    from lithotse_desktop.progress import Progress
+
+    rng = np.random.default_rng(5)
+    rows, sums = _cube(rng, (5, 6, 8), 0.2)
+    hidden = [int(r) for r in rng.permutation(len(rows))[:40]]
+    free = np.isin(np.arange(len(rows)), hidden)
+
+    def fresh_model() -> BoundModel:
+        model = BoundModel(rows, nonnegative=True)
+        model.threads = 2
+        model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+        return model
+
+    progress = Progress()
+    checked: list[str] = []
+
+    def check() -> None:
+        import threading
+
+        checked.append(threading.current_thread().name)
+        if len(checked) >= 3:
+            progress.cancel()
+        progress.check()
+
+    model = fresh_model()
+    with bounds.interruptible(check), pytest.raises(Cancelled):
+        model.bounds(dict.fromkeys(hidden, K), {})
+    assert 3 <= len(checked) <= 4, "stopped at the next solve (the one beside it checks too)"
+    assert any(name.startswith("lithotse-bounds") for name in checked), "the solves beside it were checked too"
+
+    found = fresh_model().bounds(dict.fromkeys(hidden, K), {})  # no check outside the block
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    _assert_as_fresh(found, rows, fixed, 5 * 6 * 8, set(hidden), 0)

@@ -605,3 +605,41 @@ def test_an_import_committed_while_a_unit_resolves_its_tables_reaches_every_one_
     catalog = Catalog(workspace)
     for name in ("a", "b"):
         assert sum(r["visits"] for r in catalog.read(catalog.current(name)).to_pylist()) == len(later), name
+
+
+def test_a_build_cancelled_while_it_decides_publishes_nothing_and_builds_afterwards(tmp_path, monkeypatch):
+    """Deciding which cells to hide can take minutes where most cells are small: the build says
+    so, and a cancel then stops it between two solves with nothing published, so the next build
+    starts as the first would have."""
+    from lithotse_desktop.derive import bounds
+    from lithotse_desktop.errors import Cancelled
+    from lithotse_desktop.progress import Progress
+
+    specs = [{**spec, "suppress_below": 20} for spec in (*SPECS, EMERGENCIES)]  # enough hidden to need solves
+    workspace, _csv, _rows = keyed_export(tmp_path, 151, 600, specs)
+    run_import(workspace, "ehr")
+    messages: list[str] = []
+    progress = Progress(lambda state: messages.append(state.message))
+    solve = bounds.BoundModel._run
+    solves: list[int] = []
+
+    def cancelled_at_the_first_solve(self, *args):
+        solves.append(1)
+        progress.cancel()
+        return solve(self, *args)
+
+    monkeypatch.setattr(bounds.BoundModel, "_run", cancelled_at_the_first_solve)
+    with pytest.raises(Cancelled):
+        build_all(workspace, progress=progress)
+    assert solves == [1], "stopped at the first solve"
+    assert any(m.startswith("deciding which cells to hide in ") for m in messages), messages
+    catalog = Catalog(workspace)
+    assert all(catalog.current(s["name"]) is None for s in specs)
+
+    monkeypatch.setattr(bounds.BoundModel, "_run", solve)
+    results = build_all(workspace)
+    assert {r.status for r in results} == {"built"}, [r.error for r in results]
+    from lithotse_desktop.derive.privacy import audit_published
+
+    report = audit_published(workspace)
+    assert report["findings"] == report["refusals"] == []
