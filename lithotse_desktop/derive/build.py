@@ -1257,10 +1257,18 @@ def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group:
                                                f"derivative {work.name}", progress, counted)
 
 
-def _decide(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, set[int]]:
-    """Hidden rows of each aggregate of one input, decided over all of them."""
+def _decide(ws: Workspace, catalog: Catalog, group: list[_Work], progress: Progress) -> dict[str, set[int]]:
+    """Hidden rows of each aggregate of one input, decided over all of them. Minutes where most
+    cells are hidden, so it says so, and a cancel stops it between two solves."""
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
+    progress.update(f"deciding which cells to hide in {', '.join(w.name for w in group)}")
+    with interruptible(progress.check):
+        return _hidden_rows(ws, catalog, group)
+
+
+def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, set[int]]:
+    """:func:`_decide`'s decision, once something in the group is suppressed."""
     cells = []
     for w in group:
         table = w.table if w.table is not None else w.published
@@ -1874,10 +1882,7 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
                     work.published = catalog.read(work.previous)
             elif work not in sharing:
                 _compute(ws, catalog, work, group, progress, full, plans[work.name])
-        if any(w.suppressed and w.table is not None for w in group):
-            progress.update(f"deciding which cells to hide in {', '.join(w.name for w in group)}")
-        with interruptible(progress.check):  # minutes where most cells are hidden: cancel stops it between solves
-            hidden = _decide(ws, catalog, group)
+        hidden = _decide(ws, catalog, group, progress)
         # named by what it publishes, so the same decision made again is the same moment and a
         # version's manifest does not change when it is built again
         decided = hashlib.sha256(json.dumps(sorted((w.name, w.vid) for w in stale)).encode()).hexdigest()[:20]

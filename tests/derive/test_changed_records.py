@@ -612,6 +612,7 @@ def test_a_build_cancelled_while_it_decides_publishes_nothing_and_builds_afterwa
     so, and a cancel then stops it between two solves with nothing published, so the next build
     starts as the first would have."""
     from lithotse_desktop.derive import bounds
+    from lithotse_desktop.derive.privacy import audit_published
     from lithotse_desktop.errors import Cancelled
     from lithotse_desktop.progress import Progress
 
@@ -639,7 +640,5 @@ def test_a_build_cancelled_while_it_decides_publishes_nothing_and_builds_afterwa
     monkeypatch.setattr(bounds.BoundModel, "_run", solve)
     results = build_all(workspace)
     assert {r.status for r in results} == {"built"}, [r.error for r in results]
-    from lithotse_desktop.derive.privacy import audit_published
-
     report = audit_published(workspace)
     assert report["findings"] == report["refusals"] == []
