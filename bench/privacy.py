@@ -43,6 +43,10 @@ model (35.7 s → 24.9 s, 3.5x; the published set's audit 30.6 s → 19.7 s).
 On 5 December, at ``--rows 200000`` (most cells hidden: 57,565 of 93,552), deciding afresh took
 159.3 s against 1.5 s plain; exploring rounds breaking ties with a small random cost on every
 atom took it to 141.6 s (at 1M rows 23.9 s → 22.9 s; the second update 82.0 s → 69.9 s).
+Later that day, ``--updates 4`` at 1M rows: 56 s, 75 s, 914 s, and over 11 minutes for the
+fourth: the model of every moment gains a run of the changed year at every update. The rows its
+exploring leaves open, settled on both copies of the model at once, took the third update 929 s
+→ 628 s; the growth itself is not solved (docs/privacy.md, "Updates day after day").
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """

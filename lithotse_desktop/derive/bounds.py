@@ -150,6 +150,7 @@ class BoundModel:
         interpreter while it solves): for a model solved alone, as the model of every moment is
         and a build's one changed year; components solved side by side keep one each."""
         self._helpers: list[Any] = []
+        self._recording = threading.Lock()
         self._row_spans: list[float] = []
         """Times of the row solves :meth:`_explore` timed, latest last."""
         self._rng = np.random.default_rng(row_count * 7919 + self.size)
@@ -236,28 +237,63 @@ class BoundModel:
         out: dict[int, tuple[float, float]] = {}
         if self.nonnegative:
             pending = self._settle_zeros(pending, out)
-        for r in pending:
-            row = int(r)
-            if self.seen_high[row] - self.seen_low[row] >= needed[row]:
-                continue
-            costs = self._costs_of(row)
-            at_floor = self.nonnegative and self.seen_low[row] <= EXACT and self._positive(row)
-            lower = 0.0 if at_floor else self._solve(costs, maximize=False)
-            floor = floors.get(row)
-            reaches = floor is not None and lower is not None and lower >= floor
-            # unbounded below, the row is as wide as can be, though no point was seen yet
-            spread = math.inf if lower == -math.inf else self.seen_high[row] - (lower or 0.0)
-            if lower is not None and (spread >= needed[row] or reaches):
-                if spread < needed[row]:
-                    out[row] = (lower, max(lower, float(self.seen_high[row])))
-                continue
-            # a least value of 0 is the atoms' own floor (or no solve was made): no published row holds it
-            held = self._held(row) if lower != 0.0 else []
-            upper = self._solve(costs, maximize=True)
-            out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
-            if lower is not None and upper is not None:
-                self.binding[row] = sorted(set(held) | set(self._held(row)))
+        rows = [int(r) for r in pending]
+        # copies already made (their bases warm from the spread-out solves): a new copy's first
+        # row solve would start cold, which takes longer on a year's component than the row's own
+        solvers = [self._solver, *self._helpers[:self.threads - 1]][:max(1, len(rows))]
+        if len(solvers) == 1:
+            for row in rows:
+                self._settle_row(solvers[0], row, needed, floors, out)
+            return out
+        queue = iter(rows)
+        taking = threading.Lock()
+        failed = threading.Event()  # one copy raised (a cancelled job): the others stop at their next row
+
+        def settle_rows(solver: Any) -> None:
+            try:
+                while not failed.is_set():
+                    with taking:
+                        row = next(queue, None)
+                    if row is None:
+                        return
+                    self._settle_row(solver, row, needed, floors, out)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=len(solvers) - 1, thread_name_prefix="lithotse-bounds") as pool:
+            beside = [submit(pool, settle_rows, solver) for solver in solvers[1:]]
+            settle_rows(solvers[0])
+            for future in beside:
+                future.result()
         return out
+
+    def _settle_row(self, solver: Any, row: int, needed: dict[int, float], floors: dict[int, float],
+                    out: dict[int, tuple[float, float]]) -> None:
+        """A row's least value and, where that does not show it wide enough, its greatest, on
+        ``solver``: with :attr:`threads` above one each copy of the model takes the next open row,
+        since the rows left after exploring are mostly narrow and each needs both solves (the
+        model of every moment at the benchmark's third update at 1M rows: 69 rows, 142 solves
+        of about 4 s each on one copy)."""
+        if self.seen_high[row] - self.seen_low[row] >= needed[row]:
+            return
+        costs = self._costs_of(row)
+        at_floor = self.nonnegative and self.seen_low[row] <= EXACT and self._positive(row)
+        lower = 0.0 if at_floor else self._solve_on(solver, costs, maximize=False)
+        floor = floors.get(row)
+        reaches = floor is not None and lower is not None and lower >= floor
+        # unbounded below, the row is as wide as can be, though no point was seen yet
+        spread = math.inf if lower == -math.inf else self.seen_high[row] - (lower or 0.0)
+        if lower is not None and (spread >= needed[row] or reaches):
+            if spread < needed[row]:
+                out[row] = (lower, max(lower, float(self.seen_high[row])))
+            return
+        # a least value of 0 is the atoms' own floor (or no solve was made): no published row holds it
+        held = self._held(solver, row) if lower != 0.0 else []
+        upper = self._solve_on(solver, costs, maximize=True)
+        out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
+        if lower is not None and upper is not None:
+            self.binding[row] = sorted(set(held) | set(self._held(solver, row)))
 
     def _settle_near_anchor(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, float]:
         """The rows of ``needed`` not shown wide by a smaller model: only the atoms of the free
@@ -317,9 +353,9 @@ class BoundModel:
     def _positive(self, row: int) -> bool:
         return bool(self.positive[row])
 
-    def _held(self, row: int) -> list[int]:
-        """Fixed rows with a dual value at the last optimum, other than ``row``."""
-        duals = np.asarray(self._solver.getSolution().row_dual)
+    def _held(self, solver: Any, row: int) -> list[int]:
+        """Fixed rows with a dual value at ``solver``'s last optimum, other than ``row``."""
+        duals = np.asarray(solver.getSolution().row_dual)
         fixed = (self.lower == self.upper) & (np.abs(duals) > EXACT)
         fixed[row] = False
         return [int(r) for r in np.flatnonzero(fixed)]
@@ -378,7 +414,11 @@ class BoundModel:
         the optimum far from the last basis, which takes simplex tens of thousands of pivots on
         a year's component; the interior point solver (with crossover, so the point is a vertex
         and its basis serves the next simplex solve) takes a second or two there."""
-        return self._record(self._run(self._solver, costs, maximize, spread_out))
+        return self._solve_on(self._solver, costs, maximize=maximize, spread_out=spread_out)
+
+    def _solve_on(self, solver: Any, costs: np.ndarray, *, maximize: bool, spread_out: bool = False) -> float | None:
+        """:meth:`_solve` on ``solver``, the model's own or one of its copies."""
+        return self._record(self._run(solver, costs, maximize, spread_out))
 
     def _side_by_side(self, jobs: list[tuple[Any, np.ndarray, bool]]) -> list[tuple[float | None, np.ndarray | None]]:
         """Spread-out solves, each ``(solver, costs, maximize)``, their results as :meth:`_run`
@@ -425,8 +465,9 @@ class BoundModel:
     def _record(self, result: tuple[float | None, np.ndarray | None]) -> float | None:
         value, values = result
         if values is not None:
-            np.minimum(self.seen_low, values, out=self.seen_low)
-            np.maximum(self.seen_high, values, out=self.seen_high)
+            with self._recording:  # copies solving rows side by side record into the same arrays
+                np.minimum(self.seen_low, values, out=self.seen_low)
+                np.maximum(self.seen_high, values, out=self.seen_high)
         return value
 
     def _settle_zeros(self, pending: np.ndarray, out: dict[int, tuple[float, float]]) -> np.ndarray:

@@ -301,6 +301,43 @@ def test_the_copies_solving_side_by_side_hold_the_rows_the_model_holds():
                 assert np.array_equal(np.asarray(lp.row_upper_), np.where(free, np.inf, sums))
 
 
+def test_rows_left_open_are_settled_on_every_copy_and_answer_as_fresh_solves():
+    """The rows exploring leaves open are mostly narrow, each needing two solves of seconds on
+    the model of every moment; with copies of the model each takes the next open row. Every copy
+    must do row solves, each row's bounds must be those of a fresh solve and of the model solved
+    on one copy, and a narrow row must still name the published rows that hold it."""
+    rng = np.random.default_rng(11)
+    rows, sums = _cube(rng, (5, 6, 8), 0.3)
+    hidden = [int(r) for r in rng.permutation(len(rows))[:60]]
+    free = np.isin(np.arange(len(rows)), hidden)
+    answers = []
+    for threads in (1, 2):
+        model = BoundModel(rows, nonnegative=True)
+        model.threads = threads
+        model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+        row_solves: list[int] = []
+        run = BoundModel._run
+
+        def counted(self: BoundModel, solver: object, costs: np.ndarray, maximize: bool, spread_out: bool,
+                    run=run, row_solves=row_solves) -> tuple:
+            if not spread_out:
+                row_solves.append(id(solver))
+            return run(self, solver, costs, maximize, spread_out)
+
+        with mock.patch.object(BoundModel, "_run", counted), mock.patch.multiple(bounds, FEW_ROWS=2, EXPLORE_MIN=1):
+            found = model.bounds(dict.fromkeys(hidden, K), {})
+        assert len(set(row_solves)) == threads, "each copy settles rows"
+        narrow = {r for r, (low, high) in found.items() if high - low < K}
+        assert narrow, "the cube leaves narrow rows to settle"
+        fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+        _assert_as_fresh(found, rows, fixed, int(np.prod((5, 6, 8))), set(hidden))
+        assert all(model.binding[r] for r in narrow if found[r][0] > 0), "a narrow row names what holds it"
+        answers.append(found)
+    assert set(answers[0]) == set(answers[1])
+    for row, (low, high) in answers[0].items():
+        assert np.allclose(answers[1][row], (low, high), atol=1e-6)
+
+
 def test_a_cancelled_job_stops_the_solves_side_by_side_and_the_model_answers_afterwards():
     """A decision where most cells are hidden takes minutes; a job cancelled meanwhile must stop
     within one solve, in the threads solving beside the model too, and a later call outside the
