@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import os
 import sys
@@ -91,6 +92,14 @@ def submit(pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Futu
     """``pool.submit``, the worker running in a copy of the caller's context so that it calls the
     caller's :func:`interruptible` check too."""
     return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Each call's result, the first made in this thread and the others beside it, each in a copy
+    of the caller's context (see :func:`submit`): how a model's copies solve side by side."""
+    with ThreadPoolExecutor(max_workers=max(1, len(calls) - 1), thread_name_prefix="lithotse-bounds") as pool:
+        beside = [submit(pool, call) for call in calls[1:]]
+        return [calls[0](), *(future.result() for future in beside)]
 
 
 class BoundModel:
@@ -261,11 +270,7 @@ class BoundModel:
                 failed.set()
                 raise
 
-        with ThreadPoolExecutor(max_workers=len(solvers) - 1, thread_name_prefix="lithotse-bounds") as pool:
-            beside = [submit(pool, settle_rows, solver) for solver in solvers[1:]]
-            settle_rows(solvers[0])
-            for future in beside:
-                future.result()
+        at_once([functools.partial(settle_rows, solver) for solver in solvers])
         return out
 
     def _settle_row(self, solver: Any, row: int, needed: dict[int, float], floors: dict[int, float],
@@ -433,9 +438,7 @@ class BoundModel:
                 if results[-1][0] is None:
                     break
             return results
-        with ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="lithotse-bounds") as pool:
-            beside = [submit(pool, self._run, *job, True) for job in jobs[1:]]
-            results = [self._run(*jobs[0], True), *(f.result() for f in beside)]
+        results = at_once([functools.partial(self._run, *job, True) for job in jobs])
         for result in results:
             self._record(result)
         return results
