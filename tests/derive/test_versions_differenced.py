@@ -454,7 +454,7 @@ def test_a_held_cell_is_not_pinned_by_the_versions_around_it(workspace, tmp_path
 
 
 @pytest.mark.parametrize("keep_versions", [5, 1])
-def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path, keep_versions):
+def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path, monkeypatch, keep_versions):
     """Pass 43: Emergency's February (5) and March (6) are hidden, its year shown by a yearly
     table of the Emergency visits. General's January +3 (held) and Emergency's +11: Emergency,
     hidden beside General to share the change, was pinned all the same: February's and March's
@@ -465,7 +465,22 @@ def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path
     version read with the new one is now audited as a table of changes, and whatever bounds a
     revised cell's change below k is hidden too. Pass 45: with ``keep_versions = 1`` the first
     version was pruned before the third was decided, yet a reader who kept its export still holds
-    it; a pruned version's published cells are remembered and audited against as well."""
+    it; a pruned version's published cells are remembered and audited against as well. Pass 51:
+    the model of every moment (the costly audit) is solved only in a round where the versions
+    read two at a time hid nothing more, and the last round of every build solves it."""
+    from lithotse_desktop.derive import build
+
+    audits: list[tuple[int, str, int]] = []  # each audit of a round: the round's hidden cells (by identity), which, hid
+
+    def recorded(kind, audit):
+        def run(*args, **kwargs):
+            found = audit(*args, **kwargs)
+            audits.append((id(args[2]), kind, len(found.hide)))
+            return found
+        return run
+
+    monkeypatch.setattr(build, "pinned_changes", recorded("two at a time", build.pinned_changes))
+    monkeypatch.setattr(build, "pinned_together", recorded("every moment", build.pinned_together))
     workspace.config["workspace"]["keep_versions"] = keep_versions
     folder = tmp_path / "ehr"
     folder.mkdir()
@@ -484,11 +499,20 @@ def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path
     for spec in specs:
         add_spec(workspace, spec)
     versions = []
+    hid_two_at_a_time = 0
     for step, late in enumerate(({}, {"General": 3, "Emergency": 11}, {"Cardiology": 11})):
         for department, n in late.items():
             append_late(folder, department, n, f"{department[:3]}{step}")
         run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+        audits.clear()
         build_all(workspace)
+        rounds = [[(kind, hid) for at, kind, hid in audits if at == key] for key in dict.fromkeys(a[0] for a in audits)]
+        for n, made in enumerate(rounds):
+            pairs_hid = sum(hid for kind, hid in made if kind == "two at a time")
+            hid_two_at_a_time += pairs_hid
+            solved_together = any(kind == "every moment" for kind, _hid in made)
+            assert solved_together is (pairs_hid == 0), f"step {step}, round {n + 1}: {made}"
+        assert not rounds or rounds[-1][-1] == ("every moment", 0), f"step {step}: {rounds}"
         versions.append(published(workspace, specs))
         found = bounds(versions, [1, 2, 3], shared=False, yearly="Emergency")
         for (v, month, dept), (lower, upper) in found.items():
@@ -496,6 +520,7 @@ def test_a_held_change_is_not_pinned_across_lines_and_tables(workspace, tmp_path
             if small or (month, dept) == (1, "General"):  # the small cells, and the held one
                 assert upper - lower >= K - 1e-6, f"step {step}: version {v + 1}, {month}/{dept}: [{lower}, {upper}]"
         assert step == 0 or (1, 1, "General") in found, "General's January is held"
+    assert hid_two_at_a_time, "the versions read two at a time hid a cell"
 
 
 def test_a_small_cell_that_cannot_be_complemented_keeps_the_published_versions(workspace, tmp_path):
