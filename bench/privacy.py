@@ -46,7 +46,11 @@ atom took it to 141.6 s (at 1M rows 23.9 s → 22.9 s; the second update 82.0 s 
 Later that day, ``--updates 4`` at 1M rows: 56 s, 75 s, 914 s, and over 11 minutes for the
 fourth: the model of every moment gains a run of the changed year at every update. The rows its
 exploring leaves open, settled on both copies of the model at once, took the third update 929 s
-→ 628 s; the growth itself is not solved (docs/privacy.md, "Updates day after day").
+→ 628 s; the growth itself is not solved (docs/privacy.md, "Updates day after day"). That
+evening, the audits of two versions at a time run alone until they hide nothing new, and the
+model of every moment only then: the third update 660 s → 161 s traced, 615 s → 152 s in the
+whole benchmark; the fourth still stalls in the whole model of every moment (docs/privacy.md,
+"The versions two at a time first").
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
