@@ -67,6 +67,12 @@ every moment at 1M rows 43 s → 36 s)."""
 SIDE_BY_SIDE = max(1, min(os.cpu_count() or 1, 4))
 """Copies of a model solved alone that solve spread-out directions at once (see
 :attr:`BoundModel.threads`); past four, a round's directions mostly settle the same rows."""
+SIMPLEX_PATIENCE = 2.0
+"""A row's simplex solve on a model that had spread-out solves may take this many times the
+longest of them before the interior point solver answers it instead (see
+:meth:`BoundModel._run`)."""
+SIMPLEX_PATIENCE_MIN = 5.0
+"""Seconds a row's simplex solve always has (a model whose spread-out solves were quick)."""
 UNRESOLVED = (math.nan, math.nan)
 """The bounds of a row the solver could not bound (the published numbers disagree, or it failed):
 judged narrow, so a build hides more rather than trusting it."""
@@ -162,6 +168,11 @@ class BoundModel:
         self._recording = threading.Lock()
         self._row_spans: list[float] = []
         """Times of the row solves :meth:`_explore` timed, latest last."""
+        self._spread_seconds = 0.0
+        """The longest spread-out (interior point) solve so far: what a row's simplex solve may
+        take before the interior point solver answers it instead (see :meth:`_run`)."""
+        self.interior_rows = 0
+        """Row solves the interior point solver answered that way (for tests and profiles)."""
         self._rng = np.random.default_rng(row_count * 7919 + self.size)
 
     def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -455,9 +466,28 @@ class BoundModel:
 
         columns = np.arange(self.size, dtype=np.int32)
         solver.changeColsCost(self.size, columns, -costs if maximize else costs)
-        solver.setOptionValue("solver", "ipm" if spread_out and self.size > IPM_FROM else "simplex")
+        interior = spread_out and self.size > IPM_FROM
+        solver.setOptionValue("solver", "ipm" if interior else "simplex")
+        # primal simplex from the last basis mostly takes a few pivots, but on the model of every
+        # moment at the fourth daily update one row's solve ran for minutes where the interior
+        # point solver answers any objective in about 20 s: past a few times that, it answers
+        patient = not interior and self._spread_seconds > 0
+        if patient:  # the limit is on the solver's clock, which runs across its solves
+            patience = max(SIMPLEX_PATIENCE * self._spread_seconds, SIMPLEX_PATIENCE_MIN)
+            solver.setOptionValue("time_limit", max(0.0, solver.getRunTime() + patience))
+        started = time.perf_counter()
         solver.run()
         status = solver.getModelStatus()
+        if interior:
+            self._spread_seconds = max(self._spread_seconds, time.perf_counter() - started)
+        elif patient:
+            solver.setOptionValue("time_limit", highspy.kHighsInf)
+            if status == highspy.HighsModelStatus.kTimeLimit:
+                solver.setOptionValue("solver", "ipm")
+                solver.run()
+                status = solver.getModelStatus()
+                with self._recording:
+                    self.interior_rows += 1
         if status == highspy.HighsModelStatus.kOptimal:
             value = float(solver.getInfo().objective_function_value)
             return (-value if maximize else value), np.asarray(solver.getSolution().row_value)

@@ -338,6 +338,29 @@ def test_rows_left_open_are_settled_on_every_copy_and_answer_as_fresh_solves():
         assert np.allclose(answers[1][row], (low, high), atol=1e-6)
 
 
+def test_a_row_solve_past_its_patience_is_answered_by_the_interior_point_solver():
+    """On the model of every moment at the fourth daily update (1M rows) one row's primal simplex
+    solve ran for minutes where an interior point solve takes about 20 s: a row's simplex solve on
+    a model that had spread-out solves stops after a few times the longest of them and the
+    interior point solver answers. With no patience at all every row solve needing a pivot goes
+    that way, and the bounds, and the rows named as holding a narrow row, must be as before."""
+    rng = np.random.default_rng(11)
+    rows, sums = _cube(rng, (6, 6, 8), 0.3)  # large enough that presolve leaves the row solves work
+    hidden = [int(r) for r in rng.permutation(len(rows))[:80]]
+    free = np.isin(np.arange(len(rows)), hidden)
+    model = BoundModel(rows, nonnegative=True)
+    assert model.size > bounds.IPM_FROM, "spread-out solves use the interior point solver"
+    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    with mock.patch.multiple(bounds, FEW_ROWS=2, EXPLORE_MIN=1, SIMPLEX_PATIENCE=0.0, SIMPLEX_PATIENCE_MIN=-1.0):
+        found = model.bounds(dict.fromkeys(hidden, K), {})
+    assert model.interior_rows > 0, "row solves ran out of patience"
+    narrow = {r for r, (low, high) in found.items() if high - low < K}
+    assert narrow, "the cube leaves narrow rows to settle"
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    _assert_as_fresh(found, rows, fixed, int(np.prod((6, 6, 8))), set(hidden))
+    assert all(model.binding[r] for r in narrow if found[r][0] > 0), "a narrow row names what holds it"
+
+
 def test_a_cancelled_job_stops_the_solves_side_by_side_and_the_model_answers_afterwards():
     """A decision where most cells are hidden takes minutes; a job cancelled meanwhile must stop
     within one solve, in the threads solving beside the model too, and a later call outside the
