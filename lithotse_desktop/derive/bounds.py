@@ -470,7 +470,7 @@ class BoundModel:
         solver.setOptionValue("solver", "ipm" if interior else "simplex")
         # primal simplex from the last basis mostly takes a few pivots, but on the model of every
         # moment at the fourth daily update one row's solve ran for minutes where the interior
-        # point solver answers any objective in about 20 s: past a few times that, it answers
+        # point solver answers any objective in about 20 s: past twice its longest solve, it answers
         patient = not interior and self._spread_seconds > 0
         if patient:  # the limit is on the solver's clock, which runs across its solves
             patience = max(SIMPLEX_PATIENCE * self._spread_seconds, SIMPLEX_PATIENCE_MIN)

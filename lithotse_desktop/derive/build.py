@@ -1357,9 +1357,10 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[st
         # the versions read two at a time first, to the end: each cell they narrow, the model of
         # every moment narrows too (it holds theirs), and it is the costly one (the benchmark's
         # third update at 1M rows: 10 of the 21 cells it narrowed, in a 355 s solve, were theirs)
-        if not {cell for a in audits for cell in a.hide} - tried:
-            audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
         pinned = {cell for a in audits for cell in a.hide} - tried
+        if not pinned:
+            audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
+            pinned = set(audits[-1].hide) - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
             if narrowed:  # nothing new to hide (or hidden before and released since: shown elsewhere)
