@@ -56,7 +56,8 @@ whole model keeps its points and basis (a decision's audit of the changed year o
 update at 1M rows: 34 s → 26 s)."""
 NEAR_LEFT = 0.1
 """Where the smaller model left at most this share of the rows asked open, the whole model
-solves for each of them rather than exploring (see :meth:`BoundModel._bounds`)."""
+solves for each of them rather than exploring (see :meth:`BoundModel._bounds`; the model of every
+moment's smaller model, its unchanged terms merged, is used alike: :attr:`BoundModel.settle_each`)."""
 TIE_BREAK = 0.05
 """A random cost of at most this on every atom in each exploring round, beside the rows pushed
 (weights from 0.2 to 1.8). With few rows still open most atoms cost nothing, so the optimum is a
@@ -173,6 +174,9 @@ class BoundModel:
         take before the interior point solver answers it instead (see :meth:`_run`)."""
         self.interior_rows = 0
         """Row solves the interior point solver answered that way (for tests and profiles)."""
+        self.settle_each = False
+        """The rows asked are expected narrow (a smaller model left them open): each is solved for,
+        with no spread-out solves to find points that show rows wide (see :meth:`_bounds`)."""
         self._rng = np.random.default_rng(row_count * 7919 + self.size)
 
     def bound(self, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -232,15 +236,26 @@ class BoundModel:
                 return {}
             left_by_near = (self._near is not None and self._near[1] is not None
                             and len(needed) <= NEAR_LEFT * asked)
-        few = len(needed) <= FEW_ROWS or left_by_near
+        few = len(needed) <= FEW_ROWS or left_by_near or self.settle_each
         self._ensure_solver()
+        out: dict[int, tuple[float, float]] = {}
+        if not self.started and few and self.threads > 1 and self.size > IPM_FROM:
+            # a large model's first solves, each costing an interior point solve, are the first
+            # row's own least and greatest side by side: a spread-out start would only give a
+            # basis, from which that row's two simplex solves took tens of seconds each
+            if not self._settle_row_at_once(min(needed), needed, floors, out):
+                self.infeasible = True
+                return {r: UNRESOLVED for r in needed}
+            self.started = True
         if not self.started:
             for _ in range(1 if few else 2):
                 direction = self._rng.choice([-1.0, 1.0], self.row_count)
                 costs = self._costs(direction)
                 solvers = self._solvers()  # the greatest on a copy, beside the least, where there is one
                 jobs = [(solvers[0], costs, False)] + ([(solvers[-1], costs, True)] if not few else [])
-                if self._side_by_side(jobs)[0][0] is None:
+                with self._boxed(solvers):
+                    found = self._side_by_side(jobs)[0][0]
+                if found is None and self._side_by_side(jobs[:1])[0][0] is None:  # not for the box alone
                     self.infeasible = True
                     return {r: UNRESOLVED for r in needed}
             self.started = True
@@ -254,7 +269,7 @@ class BoundModel:
         if len(pending) > EXPLORE_MIN and not few:
             self._explore(pending, open_ones)
             pending = open_ones()
-        out: dict[int, tuple[float, float]] = {}
+        pending = pending[~np.isin(pending, list(out))]
         if self.nonnegative:
             pending = self._settle_zeros(pending, out)
         rows = [int(r) for r in pending]
@@ -310,6 +325,46 @@ class BoundModel:
         out[row] = UNRESOLVED if lower is None or upper is None else (lower, upper)
         if lower is not None and upper is not None:
             self.binding[row] = sorted(set(held) | set(self._held(solver, row)))
+
+    def _settle_row_at_once(self, row: int, needed: dict[int, float], floors: dict[int, float],
+                            out: dict[int, tuple[float, float]]) -> bool:
+        """A row's least value on the model's solver and its greatest on a copy, at once, by the
+        interior point solver (with crossover, so both copies keep a basis for the next rows);
+        judged as :meth:`_settle_row` judges. False where the model has no optimum (infeasible)."""
+        solvers = self._solvers()[:2]
+        costs = self._costs_of(row)
+        with self._boxed(solvers):  # duals read before the box is lifted, which drops the solution
+            (lower, _), (upper, _) = self._side_by_side([(solvers[0], costs, False), (solvers[1], costs, True)])
+            again = [lower is None or self._box_holds(solvers[0]), upper is None or self._box_holds(solvers[1])]
+            held = [[] if again[n] else self._held(solvers[n], row) for n in (0, 1)]
+        if lower is not None and upper is not None and upper - lower >= needed[row]:
+            return True  # the box only narrows a row
+        # a side the box holds (or leaves without an optimum) is solved again without it, from the
+        # basis found: where the box holds no atom (none at it with a reduced cost), the boxed
+        # optimum's duals prove it optimal without the box too
+        for n, maximize in ((0, False), (1, True)):
+            if again[n]:
+                value = self._solve_on(solvers[n], costs, maximize=maximize)
+                held[n] = self._held(solvers[n], row) if value is not None and abs(value) < math.inf else []
+                lower, upper = (lower, value) if maximize else (value, upper)
+        if lower is None or upper is None:
+            return False
+        if lower == -math.inf or upper == math.inf or upper - lower >= needed[row]:
+            return True
+        out[row] = (lower, upper)
+        floor = floors.get(row)
+        if floor is None or lower < floor:
+            # a least value of 0 is the atoms' own floor: no published row holds it
+            self.binding[row] = sorted(set(held[0] if lower != 0.0 else []) | set(held[1]))
+        return True
+
+    def _box_holds(self, solver: Any) -> bool:
+        """Whether the box of :meth:`_boxed` holds ``solver``'s last optimum: an atom at the box
+        with a reduced cost (one at the box with none, as atoms in no costed row often are,
+        leaves the optimum what it is without the box)."""
+        solution = solver.getSolution()
+        at_box = np.abs(np.asarray(solution.col_value)) >= self._cap() * (1 - 1e-9) - EXACT
+        return bool(np.any(np.abs(np.asarray(solution.col_dual)[at_box]) > EXACT))
 
     def _settle_near_anchor(self, needed: dict[int, float], floors: dict[int, float]) -> dict[int, float]:
         """The rows of ``needed`` not shown wide by a smaller model: only the atoms of the free
@@ -543,17 +598,9 @@ class BoundModel:
         settling a handful of rows each, cost more than they save.
         With :attr:`threads` above one, each round solves as many directions side by side, each
         copy of the model pushed away from its own last point."""
-        import highspy
-
-        finite = np.concatenate([self.lower[np.isfinite(self.lower)], self.upper[np.isfinite(self.upper)]])
-        cap = 1.0 + float(np.abs(finite).sum())
-        columns = np.arange(self.size, dtype=np.int32)
         solvers = self._solvers()
-        for solver in solvers:
-            solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -cap),
-                                    np.full(self.size, cap))
         points: list[np.ndarray | None] = [None] * len(solvers)
-        try:
+        with self._boxed(solvers):
             for _round in range(EXPLORE_ROUNDS):
                 started = time.perf_counter()
                 jobs = []
@@ -591,6 +638,28 @@ class BoundModel:
                 if (len(pending) - len(still)) * 2 * row_seconds < spent:
                     return
                 pending = still
+
+    def _cap(self) -> float:
+        """The box of :meth:`_boxed`: more than any finite row bound."""
+        finite = np.concatenate([self.lower[np.isfinite(self.lower)], self.upper[np.isfinite(self.upper)]])
+        return 1.0 + float(np.abs(finite).sum())
+
+    @contextlib.contextmanager
+    def _boxed(self, solvers: list[Any]) -> Iterator[None]:
+        """Every atom of ``solvers`` within ``[-cap, cap]`` (from 0 where atoms are ≥ 0) meanwhile,
+        so no objective is unbounded: the interior point solver takes minutes to tell an unbounded
+        one (a spread-out start on the model of every moment at the fourth daily update: 100 s,
+        where a bounded one took 7). A point of the boxed model satisfies every row of the real
+        one, so the spread it shows is real."""
+        import highspy
+
+        cap = self._cap()
+        columns = np.arange(self.size, dtype=np.int32)
+        for solver in solvers:
+            solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -cap),
+                                    np.full(self.size, cap))
+        try:
+            yield
         finally:
             inf = highspy.kHighsInf
             for solver in solvers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from unittest import mock
 
@@ -250,7 +251,7 @@ def test_a_round_that_hides_one_more_row_solves_only_for_what_is_open():
     model.bound(lower, upper)
     model.bounds(dict.fromkeys(hidden, K), {})
     first = len(calls)
-    assert first >= 4
+    assert first >= 3  # boxed, the spread-out starts show more rows wide than unbounded ones did
     calls.clear()
     model.bounds(dict.fromkeys(hidden, K), {})
     assert calls == [], "an unchanged model answers from what it found"
@@ -359,6 +360,101 @@ def test_a_row_solve_past_its_patience_is_answered_by_the_interior_point_solver(
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
     _assert_as_fresh(found, rows, fixed, int(np.prod((6, 6, 8))), set(hidden))
     assert all(model.binding[r] for r in narrow if found[r][0] > 0), "a narrow row names what holds it"
+
+
+def test_rows_expected_narrow_start_from_the_first_rows_own_solves_side_by_side():
+    """Rows a smaller model left narrow are asked of the whole model of every moment one by one
+    (``settle_each``): its first solves are the first row's least and greatest, by the interior
+    point solver on two copies at once, where a spread-out start only gave a basis from which
+    that row's simplex solves took tens of seconds each (the fourth daily update at 1M rows).
+    No exploring follows; every row's bounds are a fresh solve's, both copies settle rows, and a
+    narrow row names what holds it, the first row too."""
+    rng = np.random.default_rng(11)
+    rows, sums = _cube(rng, (6, 6, 8), 0.3)
+    hidden = [int(r) for r in rng.permutation(len(rows))[:80]]
+    free = np.isin(np.arange(len(rows)), hidden)
+    plain = BoundModel(rows, nonnegative=True)
+    plain.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    narrow_before = {r for r, (low, high) in plain.bounds(dict.fromkeys(hidden, K), {}).items() if high - low < K}
+    asked = [r for r in hidden if r >= min(narrow_before)]  # the first row asked is a narrow one
+    model = BoundModel(rows, nonnegative=True)
+    assert model.size > bounds.IPM_FROM
+    model.threads = 2
+    model.settle_each = True
+    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    solves: list[tuple[int, bool, bool, tuple[int, ...]]] = []  # solver, spread out, greatest, atoms costed
+    run = BoundModel._run
+
+    def logged(self: BoundModel, solver: object, costs: np.ndarray, maximize: bool, spread_out: bool) -> tuple:
+        solves.append((id(solver), spread_out, maximize, tuple(np.flatnonzero(costs))))
+        return run(self, solver, costs, maximize, spread_out)
+
+    with mock.patch.object(BoundModel, "_run", logged):
+        found = model.bounds(dict.fromkeys(asked, K), {})
+    first = min(asked)
+    spread = [s for s in solves if s[1]]
+    assert [(greatest, atoms) for _solver, _spread, greatest, atoms in sorted(spread, key=lambda s: s[2])] == \
+        [(False, tuple(sorted(rows[first]))), (True, tuple(sorted(rows[first])))], "the first row's own, no others"
+    assert len({s[0] for s in spread}) == 2, "on two copies at once"
+    assert len({s[0] for s in solves if not s[1]}) == 2, "both copies settle the other rows"
+    narrow = {r for r, (low, high) in found.items() if high - low < K}
+    assert first in narrow and len(narrow) > 1, "the cube leaves narrow rows, the first among them"
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    _assert_as_fresh(found, rows, fixed, int(np.prod((6, 6, 8))), set(asked))
+    assert all(model.binding[r] for r in narrow if found[r][0] > 0), "a narrow row names what holds it"
+
+
+def test_spread_out_starts_are_boxed_so_none_is_unbounded():
+    """A model whose hidden rows leave atoms bounded by no published row: a random direction's
+    least is unbounded, which the interior point solver took 100 s to tell on the model of every
+    moment at the fourth daily update (a bounded one 7 s). The starts run boxed, so each gives a
+    point; where the box leaves no point at all, the start runs again without it rather than
+    calling the model infeasible. Bounds as fresh solves either way."""
+    rows, sums = _cube(np.random.default_rng(7), (4, 4, 5), 0.3)
+    hidden = set(range(0, len(rows), 3))
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    for cap in (None, 0.5):
+        model = BoundModel(rows, nonnegative=True)
+        model.bound(np.where([r in hidden for r in range(len(rows))], -np.inf, sums),
+                    np.where([r in hidden for r in range(len(rows))], np.inf, sums))
+        starts: list[float | None] = []
+        run = BoundModel._run
+
+        def logged(self: BoundModel, solver: object, costs: np.ndarray, maximize: bool, spread_out: bool,
+                   run=run, starts=starts) -> tuple:
+            result = run(self, solver, costs, maximize, spread_out)
+            if spread_out and not self.started:
+                starts.append(result[0])
+            return result
+
+        box = mock.patch.object(BoundModel, "_cap", lambda self, cap=cap: cap) if cap else contextlib.nullcontext()
+        with mock.patch.object(BoundModel, "_run", logged), box:
+            found = model.bounds(dict.fromkeys(hidden, K), {})
+        if cap is None:
+            assert starts and all(v is not None and np.isfinite(v) for v in starts), starts
+        else:
+            assert None in starts, "the box left no point"
+        assert not model.infeasible
+        _assert_as_fresh(found, rows, fixed, 4 * 4 * 5, hidden)
+
+
+def test_a_side_the_box_holds_is_solved_again_without_it():
+    """The first row's two solves run with every atom boxed (the interior point solver takes
+    minutes to tell an unbounded objective); a narrow answer the box holds (an atom at it with a
+    reduced cost), or a box that leaves no point, is solved again without it. A box of 6 here
+    narrows x0 + x1 = 10 to x0 in [4, 6] where the truth is [0, 10]."""
+    filler = range(2, 2 + bounds.IPM_FROM + 50)
+    rows = [{0: 1.0, 1: 1.0}, {0: 1.0}, dict.fromkeys(filler, 1.0), {2: 1.0, 3: 1.0}]
+    for cap, asked, fixed_filler in ((6.0, {1}, 1000.0), (6.0, {1, 3}, 1000.0), (3.0, {1}, 1000.0)):
+        model = BoundModel(rows, nonnegative=True)
+        model.threads = 2
+        model.settle_each = True
+        model.bound(np.array([10.0, -np.inf, fixed_filler, -np.inf]), np.array([10.0, np.inf, fixed_filler, np.inf]))
+        with mock.patch.object(BoundModel, "_cap", lambda self, cap=cap: cap):  # 250 atoms of at most 3: no point
+            found = model.bounds(dict.fromkeys(asked, K), {})
+        assert found.keys() == {1}, (cap, asked, found)
+        assert np.allclose(found[1], (0.0, 10.0), atol=1e-6), (cap, asked, found)
+        assert model.binding[1] == [0], "the published row that holds it"
 
 
 def test_a_cancelled_job_stops_the_solves_side_by_side_and_the_model_answers_afterwards():
