@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import LithotseError
-from .bounds import EXACT, IPM_FROM, SIDE_BY_SIDE, BoundModel, submit
+from .bounds import EXACT, IPM_FROM, NEAR_LEFT, SIDE_BY_SIDE, BoundModel, submit
 from .compile import CELL_COUNT, PEOPLE, PERIOD
 from .margins import Margins
 from .measures import sensitive_rows
@@ -1197,8 +1197,9 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
     relation line holding at every
     moment, each moment's published values fixed (a row absent then is 0; a table absent then
     is free). Judged: each cell small and hidden at a moment (its value then; a cell small now
-    at every moment it was hidden), and each revision by 1 to k-1 hidden at a moment (its change
-    since a moment it was shown). Versions read two at a time miss what a third adds: a total
+    at every moment it was hidden; a held cell at the moments it was hidden since it was last
+    shown), and each revision by 1 to k-1 hidden at a moment (its change since a moment it was
+    shown). Versions read two at a time miss what a third adds: a total
     held at 104 between a 103 and a 116 whose Dermatology grew by 12, shown then, is the 103
     plus at most 1; a cell hidden at 5 and shown at 17 after its line's other cells grew, its 5
     within [0, 7]. ``memo`` keeps each component's answer across the rounds of one build (a
@@ -1260,9 +1261,11 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                 # a source revised records, its people may have moved and its records not (one
                 # visit moved out of the month, another in), and a count known unchanged tells of
                 # no one; where records only land, a held cell's records always moved
-                last_shown = next((shown.get(quantity) for t in reversed(moments)
-                                   if (shown := (t.shown.get(m.name) or {}).get(tuple(key.values())))), None)
-                small = cell in small_now or (cell in held_now and values[i] != last_shown)
+                last_shown_at, last_shown = next(
+                    ((t, shown.get(quantity)) for t in reversed(range(len(moments)))
+                     if (shown := (moments[t].shown.get(m.name) or {}).get(tuple(key.values())))), (-1, None))
+                moved = cell in held_now and values[i] != last_shown
+                small = cell in small_now or moved
 
                 shown_at: list[tuple[int, float]] = []  # moments it was shown at, with its value
                 for t, moment in enumerate(moments):
@@ -1279,7 +1282,13 @@ def pinned_together(members: list[Cells], relations: list[Relation], hidden: dic
                     else:
                         then = moment.hidden.get(m.name, {}).get(tuple(key.values()), {}).get(quantity)
                         exact = None if m.name in moment.approximate else then
-                        if small or tuple(key.values()) in moment.small.get(m.name, set()):
+                        # what a hold protects is what moved since the cell was last shown: hidden
+                        # before that, it was a complement (or small then, as that moment says), and
+                        # its value then is the earlier versions' to keep (the fourth daily update at
+                        # 1M rows judged a held cell hidden at 29, shown at 32 next, at [24, 32]
+                        # from those versions alone: 20 rounds of complements could not widen it)
+                        if cell in small_now or (moved and t > last_shown_at) or \
+                                tuple(key.values()) in moment.small.get(m.name, set()):
                             asked.setdefault(((at(t), 1.0),), (cell, "then", t, exact))
                         for s, value in shown_at:
                             if then is not None and 0 < abs(then - value) < m.k:
@@ -1416,8 +1425,12 @@ def _bounds_unchanged_first(rows: list[tuple[dict[int, float], float, float]], f
     narrow = sorted(n for n, (low, high) in smaller.items() if high - low < needed.get(n, math.inf) - EXACT)
     if not narrow:
         return {}
+    # a few rows left narrow are mostly narrow in the whole model too (the fourth daily update at
+    # 1M rows: 11 of 23), which spread-out points never show wide: each is solved for; where the
+    # merge left many, exploring shows those it alone narrowed wide at once
     found = _bounds_given(rows, fixed, [asked[n] for n in narrow],
-                          {k: needed[n] for k, n in enumerate(narrow) if n in needed}, memo)
+                          {k: needed[n] for k, n in enumerate(narrow) if n in needed}, memo,
+                          settle_each=len(narrow) <= NEAR_LEFT * len(asked))
     return {narrow[k]: bound for k, bound in found.items()}
 
 
@@ -1439,7 +1452,8 @@ def _holds_at(rows: Iterable[tuple[dict[int, float], float, float]], fixed: dict
 
 def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict[int, float],
                   asked: list[tuple[tuple[int, float], ...]], needed: dict[int, float],
-                  memo: dict[bytes, dict[int, tuple[float, float]]] | None = None) -> dict[int, tuple[float, float]]:
+                  memo: dict[bytes, dict[int, tuple[float, float]]] | None = None,
+                  settle_each: bool = False) -> dict[int, tuple[float, float]]:
     """The bounds of each asked row (by its index) that may be narrower than ``needed``, over
     variables ≥ 0 bound by ``rows`` (each with its least and greatest value), the variables of
     ``fixed`` at their values. Each published value is put into the rows it is in (a row left
@@ -1452,7 +1466,9 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
     alike) is not solved again. Where the values disagree (a fall this machine did not know of)
     in a component solved, or in a row with no unknown left, every asked row is unresolved: the
     model's "never less than before" is then not to be trusted elsewhere either (a component
-    without an asked row is not solved, so its disagreement is not seen; it judges no cell)."""
+    without an asked row is not solved, so its disagreement is not seen; it judges no cell).
+    ``settle_each``: the rows asked are expected narrow, each is solved for (see
+    :attr:`.bounds.BoundModel.settle_each`)."""
     number: dict[int, int] = {}
     kept: list[dict[int, float]] = []
     lows: list[float] = []
@@ -1510,6 +1526,7 @@ def _bounds_given(rows: list[tuple[dict[int, float], float, float]], fixed: dict
             np.array(sorted(wanted.items()), dtype=np.float64)))).digest()
         if key not in memo and key not in solving:  # two components alike are solved once
             model.bound(low_of[component], high_of[component])
+            model.settle_each = settle_each
             solving[key] = len(work)
             work.append((model, wanted, {}))
         asked_in.append((key, here))
