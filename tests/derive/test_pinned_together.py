@@ -637,3 +637,21 @@ def test_the_model_of_every_moment_is_solved_by_component_and_each_answer_kept(m
     disagreeing = bounds(memo, disagree=True)
     assert set(disagreeing) == {0, 1} and all(math.isnan(b) for found in disagreeing.values() for b in found), \
         "b's values disagree: no bound is trusted"
+
+
+def test_rows_asked_over_the_same_unknowns_are_one_row_of_the_model(monkeypatch):
+    """A cell small at every moment of a run of the same values is asked once per moment; the
+    smaller model of every moment merges its values into one unknown, so those rows differ by a
+    constant at most (a change from a value shown then is the unknown less that value). The
+    model holds one row for all of them, wanted as wide as the widest asks, and each asked row
+    gets that row's bounds moved by its own constant."""
+    sizes: list[int] = []
+    original = complementary._solve_all
+    monkeypatch.setattr(complementary, "_solve_all",
+                        lambda work: sizes.extend(model.row_count for model, _wanted, _found in work) or original(work))
+    rows = [({0: 1.0, 1: 1.0}, 10.0, 10.0), ({1: 1.0, 2: 1.0}, 0.0, 7.0)]  # x0 + x1 = 10, x1 + x2 <= 7
+    asked = [((0, 1.0),), ((0, 1.0), (2, -1.0)), ((0, 1.0), (3, -1.0)), ((0, 1.0), (2, 1.0)), ((1, 1.0),)]
+    fixed = {2: 4.0, 3: 1.0}  # x2 and x3 published: x0 - 4, x0 - 1 and x0 + 4 are x0 moved
+    out = complementary._bounds_given(rows, fixed, asked, {0: 11.0, 1: 5.0, 2: 11.0, 3: 11.0, 4: 11.0})
+    assert out == {0: (7.0, 10.0), 1: (3.0, 6.0), 2: (6.0, 9.0), 3: (11.0, 14.0), 4: (0.0, 3.0)}
+    assert sizes == [4], "two published rows, x0 asked once and x1 once"
