@@ -52,7 +52,9 @@ model of every moment only then: the third update 660 s → 161 s traced, 615 s 
 whole benchmark; the fourth still stalls in the whole model of every moment (docs/privacy.md,
 "The versions two at a time first"). Later, with a held cell judged only since it was last shown
 and few rows solved side by side from their first solves: ``--updates 4``: 54.3, 67.1, 151.8 and
-453.7 s (docs/privacy.md, "The fourth update gets through").
+453.7 s (docs/privacy.md, "The fourth update gets through"). That night, rows asked over the
+same unknowns asked once: ``--updates 5``: 49.2, 64.6, 131.1, 321.0 and 815.2 s, where they
+were 52.2, 73.5, 160.8, 449.9 and 1308.6 s (docs/privacy.md, "Rows asked again").
 
 Target: disclosure control adds under 20% to the build time (ratio ≤ 1.2).
 """
