@@ -590,8 +590,9 @@ class BoundModel:
         random signs took 119 and 68.
 
         Rounds go on while one settles more rows than their own solves would in its time (the
-        median of the last few greatest-value solves of rows still open, one timed each round,
-        stands for each of a row's two): on a year's component a round takes a second or more,
+        median of the last few greatest-value solves of rows still open stands for each of a
+        row's two; rows are timed only where a round's yield does not outweigh the quickest of
+        them, see :meth:`_time_rows`): on a year's component a round takes a second or more,
         most rows' solves from the last basis a few hundredths, the rows left open longest tenths
         (timed once, on the first open row, the estimate was 0.01 s or 0.2 s by chance, and
         exploring stopped with 200 rows open or went on past its use), so the last rounds,
@@ -623,14 +624,13 @@ class BoundModel:
                 still = open_ones()
                 if len(still) <= EXPLORE_MIN:
                     return
-                # what a row's solve costs now: timed on a few rows still open each round (the rows
-                # left open longest take the longest), for their greatest values: a least value is
-                # mostly found at once (a point holding the row at 0 shows it), a greatest one is not
-                for row in self._rng.choice(still, min(ROWS_TIMED if not self._row_spans else 1, len(still)),
-                                            replace=False):
-                    started = time.perf_counter()
-                    self._solve(self._costs_of(int(row)), maximize=True)
-                    self._row_spans.append(time.perf_counter() - started)
+                # a round that settled more rows than even the quickest row solve timed would in its
+                # time goes on without timing more (on the model of every moment of the fourth daily
+                # update at 1M rows, the timing took 23 s of 126 s on one core, the other idle)
+                if self._row_spans and (len(pending) - len(still)) * 2 * min(self._row_spans) >= spent:
+                    pending = still
+                    continue
+                self._time_rows(solvers, still)
                 still = open_ones()
                 if len(still) <= EXPLORE_MIN:
                     return
@@ -638,6 +638,23 @@ class BoundModel:
                 if (len(pending) - len(still)) * 2 * row_seconds < spent:
                     return
                 pending = still
+
+    def _time_rows(self, solvers: list[Any], still: np.ndarray) -> None:
+        """What a row's solve costs now, for :meth:`_explore`'s stopping rule: the greatest values
+        of rows still open (the rows left open longest take the longest; a least value is mostly
+        found at once, a point holding the row at 0 showing it), a few the first time and one per
+        copy of the model after, the copies side by side (the rows left are settled so too)."""
+        count = min(max(ROWS_TIMED, len(solvers)) if not self._row_spans else len(solvers), len(still))
+        rows = [int(row) for row in self._rng.choice(still, count, replace=False)]
+
+        def timed(solver: Any, mine: list[int]) -> None:
+            for row in mine:
+                started = time.perf_counter()
+                self._solve_on(solver, self._costs_of(row), maximize=True)
+                with self._recording:
+                    self._row_spans.append(time.perf_counter() - started)
+
+        at_once([functools.partial(timed, solver, rows[n::len(solvers)]) for n, solver in enumerate(solvers[:count])])
 
     def _cap(self) -> float:
         """The box of :meth:`_boxed`: more than any finite row bound."""
