@@ -534,7 +534,8 @@ class BoundModel:
         solver.run()
         status = solver.getModelStatus()
         if interior:
-            self._spread_seconds = max(self._spread_seconds, time.perf_counter() - started)
+            with self._recording:  # copies solving side by side each report their solve's time
+                self._spread_seconds = max(self._spread_seconds, time.perf_counter() - started)
         elif patient:
             solver.setOptionValue("time_limit", highspy.kHighsInf)
             if status == highspy.HighsModelStatus.kTimeLimit:
