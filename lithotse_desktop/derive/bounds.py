@@ -40,11 +40,14 @@ from it in a few pivots where dual simplex (the default) takes thousands on a ye
 IPM_FROM = 200
 """Models with more atoms than this solve spread-out objectives with the interior point solver;
 smaller ones stay on simplex, which is quick there."""
-FEW_ROWS = 16
+FEW_ROWS = 48
 """Up to this many rows asked about, each is solved for on its own after one interior point solve
 (whose vertex gives simplex its first basis; a cold simplex solve takes seconds on a year's
 component): the rows a model near the anchor left open are mostly narrow, which no spread-out
-point shows, so the further spread-out solves would only cost time."""
+point shows, so the further spread-out solves would only cost time. The second round of the
+fourth daily update at 1M rows asked 35 rows of the smaller model of every moment: 26.0 s with
+four spread-out solves and a round of exploring, 19.3 s so (16 until then; deciding afresh at 1M
+rows took the same either way, 22.8 s and 23.1 s)."""
 NEAR_FROM = IPM_FROM
 """Models with more atoms than this, given an anchor, first try the smaller model of
 :meth:`BoundModel._settle_near_anchor`."""

@@ -388,6 +388,26 @@ def test_exploring_times_rows_only_where_a_rounds_yield_leaves_the_choice_open()
     _assert_as_fresh(found, rows, fixed, values.size, set(hidden))
 
 
+def test_a_few_dozen_rows_are_each_solved_for_without_exploring():
+    """The build's second round on the fourth daily update asked 35 rows of the smaller model
+    of every moment, and four spread-out solves and a round of exploring took 26 s where the
+    rows' own solves after their first took 19 s: up to ``FEW_ROWS`` (48) rows asked are solved
+    for one by one, and answer as fresh solves."""
+    rng = np.random.default_rng(5)
+    margins, totals, values = _cube_with_atoms(rng, (6, 8, 10), 0.3)
+    rows = [{a: 1.0} for a in range(values.size)] + margins
+    sums = np.concatenate([values, totals])
+    hidden = [int(r) for r in rng.permutation(len(rows))[:35]]
+    free = np.isin(np.arange(len(rows)), hidden)
+    model = BoundModel(rows, nonnegative=True)
+    model.threads = 2
+    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    with mock.patch.object(BoundModel, "_explore", lambda *args: pytest.fail("explored")):
+        found = model.bounds(dict.fromkeys(hidden, K), {})
+    fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+    _assert_as_fresh(found, rows, fixed, values.size, set(hidden))
+
+
 def test_a_row_solve_past_its_patience_is_answered_by_the_interior_point_solver():
     """On the model of every moment at the fourth daily update (1M rows) one row's primal simplex
     solve ran for minutes where an interior point solve takes about 20 s: a row's simplex solve on
