@@ -339,6 +339,23 @@ def test_rows_left_open_are_settled_on_every_copy_and_answer_as_fresh_solves():
         assert np.allclose(answers[1][row], (low, high), atol=1e-6)
 
 
+def _cells_and_margins(seed: int, hidden_count: int
+                       ) -> tuple[BoundModel, list[dict[int, float]], np.ndarray, list[int]]:
+    """A 6x8x10 cube whose cells are published too, beside its margins, ``hidden_count`` of all
+    those rows hidden at random, on a model with two copies: the model, its rows, their true
+    values and the rows hidden."""
+    rng = np.random.default_rng(seed)
+    margins, totals, values = _cube_with_atoms(rng, (6, 8, 10), 0.3)
+    rows = [{a: 1.0} for a in range(values.size)] + margins
+    sums = np.concatenate([values, totals])
+    hidden = [int(r) for r in rng.permutation(len(rows))[:hidden_count]]
+    free = np.isin(np.arange(len(rows)), hidden)
+    model = BoundModel(rows, nonnegative=True)
+    model.threads = 2
+    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    return model, rows, sums, hidden
+
+
 def test_exploring_times_rows_only_where_a_rounds_yield_leaves_the_choice_open():
     """Exploring goes on while a round settles more rows than their own solves would cost; the
     model of every moment at the fourth daily update timed a row after every round, 23 s of 126
@@ -346,15 +363,7 @@ def test_exploring_times_rows_only_where_a_rounds_yield_leaves_the_choice_open()
     side, and after a later round only where its yield does not outweigh the quickest row solve
     timed; with row solves timed as very slow, every round that settles a row goes on untimed,
     and the answers stay those of fresh solves."""
-    rng = np.random.default_rng(11)
-    margins, totals, values = _cube_with_atoms(rng, (6, 8, 10), 0.3)
-    rows = [{a: 1.0} for a in range(values.size)] + margins  # the cells themselves published too
-    sums = np.concatenate([values, totals])
-    hidden = [int(r) for r in rng.permutation(len(rows))[:276]]
-    free = np.isin(np.arange(len(rows)), hidden)
-    model = BoundModel(rows, nonnegative=True)
-    model.threads = 2
-    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    model, rows, sums, hidden = _cells_and_margins(11, 276)
     timings: list[tuple[int, int]] = []  # per timing: rows open, solvers the rows were timed on
     rounds: list[int] = []
     time_rows, side_by_side, solve_on = BoundModel._time_rows, BoundModel._side_by_side, BoundModel._solve_on
@@ -385,7 +394,7 @@ def test_exploring_times_rows_only_where_a_rounds_yield_leaves_the_choice_open()
     # after the first, rows are timed only after a round that settled nothing, which then stops
     assert len(timings) <= 2 < explored, timings
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
-    _assert_as_fresh(found, rows, fixed, values.size, set(hidden))
+    _assert_as_fresh(found, rows, fixed, model.size, set(hidden))
 
 
 def test_a_few_dozen_rows_are_each_solved_for_without_exploring():
@@ -393,19 +402,11 @@ def test_a_few_dozen_rows_are_each_solved_for_without_exploring():
     of every moment, and four spread-out solves and a round of exploring took 26 s where the
     rows' own solves after their first took 19 s: up to ``FEW_ROWS`` (48) rows asked are solved
     for one by one, and answer as fresh solves."""
-    rng = np.random.default_rng(5)
-    margins, totals, values = _cube_with_atoms(rng, (6, 8, 10), 0.3)
-    rows = [{a: 1.0} for a in range(values.size)] + margins
-    sums = np.concatenate([values, totals])
-    hidden = [int(r) for r in rng.permutation(len(rows))[:35]]
-    free = np.isin(np.arange(len(rows)), hidden)
-    model = BoundModel(rows, nonnegative=True)
-    model.threads = 2
-    model.bound(np.where(free, -np.inf, sums), np.where(free, np.inf, sums))
+    model, rows, sums, hidden = _cells_and_margins(5, 35)
     with mock.patch.object(BoundModel, "_explore", lambda *args: pytest.fail("explored")):
         found = model.bounds(dict.fromkeys(hidden, K), {})
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
-    _assert_as_fresh(found, rows, fixed, values.size, set(hidden))
+    _assert_as_fresh(found, rows, fixed, model.size, set(hidden))
 
 
 def test_a_row_solve_past_its_patience_is_answered_by_the_interior_point_solver():
