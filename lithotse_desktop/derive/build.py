@@ -53,7 +53,7 @@ from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
-from .bounds import interruptible
+from .bounds import interruptible, reporting
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
 from .complementary import (
@@ -1262,12 +1262,38 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work], progress: Progr
     cells are hidden, so it says so, and a cancel stops it between two solves."""
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
-    progress.update(f"deciding which cells to hide in {', '.join(w.name for w in group)}")
-    with interruptible(progress.check):
-        return _hidden_rows(ws, catalog, group)
+    stage = _Stage(progress)
+    stage.say(f"deciding which cells to hide in {_names(group)}")
+    with interruptible(progress.check), reporting(stage.detail):
+        return _hidden_rows(ws, catalog, group, stage)
 
 
-def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[str, set[int]]:
+class _Stage:
+    """What a decision is doing, said through ``progress``, with how far the audit's bounds are
+    (:class:`.bounds.Tally`) after it: the benchmark's fifth daily update at 1M rows decides for
+    minutes, which one line left looking stuck."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.text = ""
+
+    def say(self, text: str) -> None:
+        self.text = text
+        self.progress.update(text)
+
+    def detail(self, detail: str) -> None:
+        self.progress.update(f"{self.text}: {detail}")
+
+
+def _names(group: list[_Work], shown: int = 3) -> str:
+    """The group's names for a progress line: a few, then how many more (a set of 20 aggregates
+    would fill the line)."""
+    names = sorted(w.name for w in group)
+    more = len(names) - shown
+    return ", ".join(names) if more <= 1 else f"{', '.join(names[:shown])} and {more} more"
+
+
+def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work], stage: _Stage) -> dict[str, set[int]]:
     """:func:`_decide`'s decision, once something in the group is suppressed."""
     cells = []
     for w in group:
@@ -1344,7 +1370,10 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[st
     baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
     pinned_memo = TogetherMemo()  # the model of every moment: what an earlier round answered or proved wide
-    for _round in range(MAX_PINNED_ROUNDS):
+    for round_number in range(MAX_PINNED_ROUNDS):
+        if round_number:
+            stage.say(f"deciding which cells to hide in {_names(group)} again, {len(tried)} more held "
+                      f"(round {round_number + 1})")
         hidden = _deciding_with_releases(cells, deciding, ws.zero_cells)
         if not _revised_hidden(group, by_name, hidden, ws.zero_cells):
             break
@@ -1352,6 +1381,8 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work]) -> dict[st
             baselines = _baselines(catalog, group)
             revisable = _revisable(ws, group)  # reads the stream's key: once, not per round
             changes_memo = [WideRows() for _moment in baselines]  # changes proven wide, per moment
+        stage.say(f"checking {_names(group)} against {len(baselines)} earlier version(s) of the set "
+                  f"(round {round_number + 1})")
         audits = [pinned_changes(cells, rels, hidden, moment.shown, ws.zero_cells, moment, revisable, changes_memo[n],
                                  pinned_memo) for n, moment in enumerate(baselines)]
         # the versions read two at a time first, to the end: each cell they narrow, the model of

@@ -565,3 +565,31 @@ def test_a_cancelled_job_stops_the_solves_side_by_side_and_the_model_answers_aft
     found = fresh_model().bounds(dict.fromkeys(hidden, K), {})  # no check outside the block
     fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
     _assert_as_fresh(found, rows, fixed, 5 * 6 * 8, set(hidden), 0)
+
+
+def test_an_audit_says_how_many_hidden_values_it_has_checked(monkeypatch):
+    """A decision's audit runs for minutes at scale with one progress line; inside
+    :func:`bounds.reporting` the models solved (components side by side, here two in threads of
+    their own) count the hidden values they check into one tally: the counts only grow, never
+    pass what was asked, and end at all of it. Answers are those of fresh solves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(bounds, "NOTE_EVERY", 0.0)
+    notes: list[str] = []
+    models = [_cells_and_margins(seed, 200) for seed in (3, 4)]
+    with bounds.reporting(notes.append), ThreadPoolExecutor(2) as pool:
+        futures = [bounds.submit(pool, model.bounds, dict.fromkeys(hidden, K), {})
+                   for model, _rows, _sums, hidden in models]
+        found = [future.result() for future in futures]
+    counts = [tuple(int(n.replace(",", "")) for n in note.removeprefix("checked ").split(" hidden")[0].split(" of "))
+              for note in notes]
+    assert counts and all(note.endswith(" hidden values") for note in notes), notes
+    checked = [c for c, _asked in counts]
+    assert checked == sorted(checked) and all(c <= asked for c, asked in counts), counts
+    assert counts[-1] == (400, 400), "every value asked of both models, checked"
+    for (_model, rows, sums, hidden), answer in zip(models, found, strict=True):
+        fixed = {r: float(sums[r]) for r in range(len(rows)) if r not in hidden}
+        _assert_as_fresh(answer, rows, fixed, 6 * 8 * 10, set(hidden), 0)
+    notes.clear()
+    models[0][0].bounds({r: K + 1 for r in models[0][3]}, {})  # outside reporting: nothing told
+    assert notes == []

@@ -847,3 +847,32 @@ def test_a_table_alone_on_its_input_holds_a_revised_cell(workspace, tmp_path):
     run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
     build_all(workspace)
     assert january(workspace)["General"]["suppressed"], "50 then 53: held"
+
+
+def test_a_decision_says_what_it_reads_and_how_far_its_audit_is(workspace, tmp_path, monkeypatch):
+    """Deciding an update runs for minutes at scale (the benchmark's fifth daily update at 1M rows:
+    13), which one progress line left looking stuck. Three late records for January's General, a
+    held cell: the build says it decides, then that it checks the set against the earlier version
+    (as a reader holding both would read them), each with how many hidden values its audit has checked of those
+    asked so far; the counts only grow and never pass what was asked."""
+    import re
+
+    from lithotse_desktop.derive import bounds as bounds_module
+    from lithotse_desktop.progress import Progress
+
+    folder, _first = first_quarter_built(workspace, tmp_path)
+    append_late(folder, "General", 3, "Gen")
+    run_import(workspace, "ehr", DateRange.parse("2024-01-01", "2024-03-31"))
+    monkeypatch.setattr(bounds_module, "NOTE_EVERY", 0.0)
+    messages: list[str] = []
+    results = {r.name: r for r in build_all(workspace, progress=Progress(lambda state: messages.append(state.message)))}
+    assert results["by_dept"].held == 1
+    deciding = "deciding which cells to hide in by_dept, by_month"
+    reading = "checking by_dept, by_month against 1 earlier version(s) of the set (round 1)"
+    assert deciding in messages and reading in messages, messages
+    pattern = re.compile(r"(.*): checked ([\d,]+) of ([\d,]+) hidden values")
+    details = [(m[1], int(m[2].replace(",", "")), int(m[3].replace(",", "")))
+               for m in map(pattern.fullmatch, messages) if m]
+    assert {stage for stage, _checked, _asked in details} >= {deciding, reading}, messages
+    assert all(checked <= asked for _stage, checked, asked in details)
+    assert [checked for _stage, checked, _asked in details] == sorted(c for _s, c, _a in details), details
