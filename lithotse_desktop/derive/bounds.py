@@ -88,9 +88,9 @@ _stop_check: contextvars.ContextVar[Callable[[], None] | None] = contextvars.Con
 
 @contextlib.contextmanager
 def interruptible(check: Callable[[], None]) -> Iterator[None]:
-    """Every solve made inside calls ``check`` first, in whichever thread it runs (see
-    :func:`submit`): a cancelled job's check raises, so an audit of minutes (a year's component at
-    200k rows takes half a minute) stops within one solve, a few seconds at most."""
+    """Every solve made inside calls ``check`` first and at each of its iterations, in whichever
+    thread it runs (see :func:`submit`, :func:`_run_checked`): a cancelled job's check raises, so
+    an audit of minutes stops within an iteration, whatever one solve would take."""
     token = _stop_check.set(check)
     try:
         yield
@@ -629,7 +629,7 @@ class BoundModel:
             patience = max(SIMPLEX_PATIENCE * self._spread_seconds, SIMPLEX_PATIENCE_MIN)
             solver.setOptionValue("time_limit", max(0.0, solver.getRunTime() + patience))
         started = time.perf_counter()
-        solver.run()
+        _run_checked(solver, check)
         status = solver.getModelStatus()
         if interior:
             with self._recording:  # copies solving side by side each report their solve's time
@@ -638,7 +638,7 @@ class BoundModel:
             solver.setOptionValue("time_limit", highspy.kHighsInf)
             if status == highspy.HighsModelStatus.kTimeLimit:
                 solver.setOptionValue("solver", "ipm")
-                solver.run()
+                _run_checked(solver, check)
                 status = solver.getModelStatus()
                 with self._recording:
                     self.interior_rows += 1
@@ -782,6 +782,45 @@ class BoundModel:
             for solver in solvers:
                 solver.changeColsBounds(self.size, columns, np.full(self.size, 0.0 if self.nonnegative else -inf),
                                         np.full(self.size, inf))
+
+
+def _run_checked(solver: Any, check: Callable[[], None] | None) -> None:
+    """``solver.run()``, with ``check`` (see :func:`interruptible`) called at every iteration of
+    the simplex and interior point solvers: where it raises (a cancelled job) the solve stops
+    there and its exception is raised. A solve on the whole model of every moment at the fifth
+    daily update at 1M rows takes up to two minutes, which a check made only between solves
+    waited out (and closing the app with it). Not in the main thread: a Ctrl-C arriving while
+    Python runs the callback there is raised inside it, and HiGHS ends the solve as failed with
+    the KeyboardInterrupt gone (the solve judged unresolved, the build going on); there the
+    interrupt is raised when the solve returns, as before. The app's jobs run in worker threads."""
+    if check is None or threading.current_thread() is threading.main_thread():
+        solver.run()
+        return
+    import highspy
+
+    raised: list[BaseException] = []
+
+    def interrupt(_kind: int, _message: str, _out: Any, data_in: Any, _user: Any) -> None:
+        if not raised:
+            try:
+                check()
+            except BaseException as exc:  # raised again below, once HiGHS has stopped
+                raised.append(exc)
+        if raised:
+            data_in.user_interrupt = True
+
+    kinds = (highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt,
+             highspy.cb.HighsCallbackType.kCallbackIpmInterrupt)
+    solver.setCallback(interrupt, None)
+    for kind in kinds:
+        solver.startCallback(kind)
+    try:
+        solver.run()
+    finally:
+        for kind in kinds:
+            solver.stopCallback(kind)
+    if raised:
+        raise raised[0]
 
 
 _banner_shown = threading.Lock()
