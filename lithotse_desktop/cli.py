@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import __version__, audit
-from .cliutil import LithotseGroup, _emit_json, cli_progress, current_workspace, workspace_option
+from .cliutil import LithotseGroup, _emit_json, cancellable, cli_progress, current_workspace, workspace_option
 from .dates import DateRange
 from .errors import ConfigError, LithotseError, NotFound
 from .secrets import current_store
@@ -163,8 +163,8 @@ def import_cmd(name: str, date_from: str | None, date_to: str | None, streams: t
 
     ws = current_workspace()
     rng = DateRange.parse(date_from, date_to)
-    outcome = import_and_build(ws, name, rng, streams=list(streams) or None, full=full,
-                               build=not no_build, progress=cli_progress(quiet or as_json))
+    outcome = cancellable(lambda progress: import_and_build(ws, name, rng, streams=list(streams) or None, full=full,
+                                                            build=not no_build, progress=progress), quiet or as_json)
     if as_json:
         _emit_json(outcome.to_json())
     else:
@@ -266,7 +266,7 @@ def raw_verify(source: str | None, as_json: bool, quiet: bool) -> None:
     from .raw.verify import verify_raw
 
     ws = current_workspace()
-    report = verify_raw(ws, source, progress=cli_progress(quiet or as_json))
+    report = cancellable(lambda progress: verify_raw(ws, source, progress=progress), quiet or as_json)
     if as_json:
         _emit_json(report.to_json())
     else:
@@ -305,7 +305,7 @@ def derive_add(spec_file: Path, replace: bool, build: bool) -> None:
     spec = add_spec(ws, load_spec_file(spec_file), replace=replace)
     click.echo(f"derivative {spec['name']} ({spec['kind']}) saved")
     if build:
-        click.echo(build_one(ws, spec["name"], progress=cli_progress()).summary())
+        click.echo(cancellable(lambda progress: build_one(ws, spec["name"], progress=progress)).summary())
 
 
 @derive_group.command("list")
@@ -393,9 +393,10 @@ def derive_build(name: str | None, build_every: bool, full: bool, engine: str | 
     if bool(name) == build_every:
         raise ConfigError("give a derivative NAME or --all")
     failed: BuildsFailed | None = None
+    ws = current_workspace()
     try:
-        results = build_all(current_workspace(), [name] if name else None, full=full, engine=engine,
-                            progress=cli_progress(as_json))
+        results = cancellable(lambda progress: build_all(ws, [name] if name else None, full=full, engine=engine,
+                                                         progress=progress), as_json)
     except BuildsFailed as exc:
         results, failed = exc.results, exc
     if as_json:

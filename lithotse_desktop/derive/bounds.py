@@ -116,6 +116,11 @@ class Tally:
         self.checked = 0
         self._told = time.monotonic()  # a decision of a second or two says nothing more
 
+    def reset(self) -> None:
+        """Counts from zero again (a new stage of the work asks its own values)."""
+        with self._lock:
+            self.asked = self.checked = 0
+
     def add(self, asked: int) -> None:
         with self._lock:
             self.asked += asked

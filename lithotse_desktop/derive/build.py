@@ -53,7 +53,7 @@ from ..storage import PreconditionFailed
 from ..workspace import Workspace
 from . import atoms, deidentify, measures, recordindex, rowstream
 from .atoms import Atoms
-from .bounds import interruptible, reporting
+from .bounds import Tally, interruptible, reporting
 from .catalog import Catalog, Version, index_key, part_key
 from .compile import CELL_COUNT, DUCKDB, PEOPLE, PERIOD, Dialect, compile_difference
 from .complementary import (
@@ -526,7 +526,7 @@ def _shares_input(work: _Work, plan: _Plan, group: list[_Work]) -> bool:
 def _load_shared(ws: Workspace, catalog: Catalog, members: list[_Work], group: list[_Work],
                  progress: Progress, full: bool) -> _SharedInput:
     first = members[0]
-    progress.update(f"reading the input of {', '.join(w.name for w in members)} on {first.engine}")
+    progress.update(f"reading the input of {_names(members)} on {first.engine}")
     session = open_engine(ws, first.engine).session(progress)
     checks = IntegrityChecks()
     periods: dict[str, list[Any] | None] | None = None
@@ -1148,7 +1148,7 @@ def _count_atoms(session: EngineSession, ws: Workspace, work: _Work, group: list
     specs = [w.spec for w in group if w.spec["kind"] == "aggregate"]
     compiled = atoms.compile_atoms(specs, schemas, timezone=ws.timezone, dialect=session.dialect,
                                    own=work.spec["join"]["input"] if "join" in work.spec else None)
-    progress.update(f"counting the cells {', '.join(s['name'] for s in specs)} share")
+    progress.update(f"counting the cells {_spec_names(specs)} share")
     found = session.run(compiled.sql, compiled.params, f"derivatives {', '.join(s['name'] for s in specs)}", progress)
     return atoms.read_atoms(specs, found)
 
@@ -1263,32 +1263,41 @@ def _decide(ws: Workspace, catalog: Catalog, group: list[_Work], progress: Progr
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
     stage = _Stage(progress)
-    stage.say(f"deciding which cells to hide in {_names(group)}")
-    with interruptible(progress.check), reporting(stage.detail):
+    with interruptible(progress.check), reporting(stage.detail) as stage.tally:
+        stage.say(f"deciding which cells to hide in {_names(group)}")
         return _hidden_rows(ws, catalog, group, stage)
 
 
 class _Stage:
     """What a decision is doing, said through ``progress``, with how far the audit's bounds are
-    (:class:`.bounds.Tally`) after it: the benchmark's fifth daily update at 1M rows decides for
-    minutes, which one line left looking stuck."""
+    in it (:class:`.bounds.Tally`, counted from zero in each stage): the benchmark's fifth daily
+    update at 1M rows decides for minutes, which one line left looking stuck."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.text = ""
+        self.tally: Tally | None = None
 
     def say(self, text: str) -> None:
+        """A new stage, whose counts start from zero."""
         self.text = text
+        if self.tally is not None:
+            self.tally.reset()
         self.progress.update(text)
 
     def detail(self, detail: str) -> None:
         self.progress.update(f"{self.text}: {detail}")
 
 
-def _names(group: list[_Work], shown: int = 3) -> str:
-    """The group's names for a progress line: a few, then how many more (a set of 20 aggregates
-    would fill the line)."""
-    names = sorted(w.name for w in group)
+def _names(group: list[_Work]) -> str:
+    """The group's names for a progress line (see :func:`_spec_names`)."""
+    return _spec_names([w.spec for w in group])
+
+
+def _spec_names(specs: list[dict], shown: int = 3) -> str:
+    """Names for a progress line: a few, then how many more (a set of 20 aggregates would fill
+    the line)."""
+    names = sorted(spec["name"] for spec in specs)
     more = len(names) - shown
     return ", ".join(names) if more <= 1 else f"{', '.join(names[:shown])} and {more} more"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..cliutil import LithotseGroup, _emit_json, cli_progress, current_workspace, workspace_option
+from ..cliutil import LithotseGroup, _emit_json, cancellable, current_workspace, workspace_option
 
 _REMOTE_HELP = ("Remote store: s3://bucket/prefix or a store name from [stores] "
                 "(default: remote in the [sync] table of lithotse.toml).")
@@ -41,7 +41,8 @@ def push_cmd(remote: str | None, as_json: bool) -> None:
     """Upload objects and manifests the remote lacks; publish moved pointers conditionally."""
     from . import push
 
-    result = push(current_workspace(), remote, cli_progress(as_json))
+    ws = current_workspace()
+    result = cancellable(lambda progress: push(ws, remote, progress), as_json)
     _report(result, as_json)
     if not result.ok:
         raise click.exceptions.Exit(1)
@@ -55,7 +56,8 @@ def pull_cmd(remote: str | None, as_json: bool, take_remote: bool) -> None:
     """Download objects and manifests this workspace lacks; move pointers that changed remotely."""
     from . import pull
 
-    result = pull(current_workspace(), remote, cli_progress(as_json), take_remote=take_remote)
+    ws = current_workspace()
+    result = cancellable(lambda progress: pull(ws, remote, progress, take_remote=take_remote), as_json)
     _report(result, as_json)
     if not result.ok:
         raise click.exceptions.Exit(1)

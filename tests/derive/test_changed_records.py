@@ -642,3 +642,51 @@ def test_a_build_cancelled_while_it_decides_publishes_nothing_and_builds_afterwa
     assert {r.status for r in results} == {"built"}, [r.error for r in results]
     report = audit_published(workspace)
     assert report["findings"] == report["refusals"] == []
+
+
+def test_ctrl_c_while_the_command_decides_cancels_it_with_nothing_published(tmp_path, monkeypatch, cli):
+    """Ctrl-C at the terminal while ``lithotse derive build --all`` decides which cells to hide
+    (minutes at scale): the build runs in a worker thread, so the interrupt cancels it (before, a
+    KeyboardInterrupt waited for the solve under way, up to two minutes, and left a traceback). The
+    command says it was cancelled with nothing committed and exits 130; the next build publishes
+    as the first would, and the audit is clean."""
+    import _thread
+    import threading
+    import time
+
+    from lithotse_desktop.derive import bounds
+    from lithotse_desktop.derive.privacy import audit_published
+
+    specs = [{**spec, "suppress_below": 20} for spec in (*SPECS, EMERGENCIES)]  # enough hidden to need solves
+    workspace, _csv, _rows = keyed_export(tmp_path, 151, 600, specs)
+    run_import(workspace, "ehr")
+    solve = bounds.BoundModel._run
+    solving_in: list[str] = []
+
+    def interrupted_at_the_first_solve(self, *args):
+        if not solving_in:
+            solving_in.append(threading.current_thread().name)
+            _thread.interrupt_main()  # what Ctrl-C does to the command's thread
+            check = bounds._stop_check.get()
+            assert check is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the cancel reaches the build's check
+                check()
+                time.sleep(0.01)
+        return solve(self, *args)
+
+    monkeypatch.setattr(bounds.BoundModel, "_run", interrupted_at_the_first_solve)
+    result = cli("--workspace", str(workspace.root), "derive", "build", "--all", expect=130)
+    assert solving_in and solving_in[0] != threading.main_thread().name, "the build ran beside the command's thread"
+    output = result.output + (getattr(result, "stderr", "") or "")
+    assert "cancelling: stopping at the next safe point" in output, output
+    assert "cancelled: nothing the command had started was committed" in output, output
+    assert "Traceback" not in output
+    catalog = Catalog(workspace)
+    assert all(catalog.current(s["name"]) is None for s in specs)
+
+    monkeypatch.setattr(bounds.BoundModel, "_run", solve)
+    cli("--workspace", str(workspace.root), "derive", "build", "--all")
+    assert all(catalog.current(s["name"]) is not None for s in specs)
+    report = audit_published(workspace)
+    assert report["findings"] == report["refusals"] == []
