@@ -634,13 +634,16 @@ class BoundModel:
             patience = max(SIMPLEX_PATIENCE * self._spread_seconds, SIMPLEX_PATIENCE_MIN)
             solver.setOptionValue("time_limit", max(0.0, solver.getRunTime() + patience))
         started = time.perf_counter()
-        _run_checked(solver, check)
-        status = solver.getModelStatus()
+        try:
+            _run_checked(solver, check)
+            status = solver.getModelStatus()
+        finally:
+            if patient:  # a cancelled solve leaves the solver as a later one expects it too
+                solver.setOptionValue("time_limit", highspy.kHighsInf)
         if interior:
             with self._recording:  # copies solving side by side each report their solve's time
                 self._spread_seconds = max(self._spread_seconds, time.perf_counter() - started)
         elif patient:
-            solver.setOptionValue("time_limit", highspy.kHighsInf)
             if status == highspy.HighsModelStatus.kTimeLimit:
                 solver.setOptionValue("solver", "ipm")
                 _run_checked(solver, check)
@@ -797,7 +800,8 @@ def _run_checked(solver: Any, check: Callable[[], None] | None) -> None:
     waited out (and closing the app with it). Not in the main thread: a Ctrl-C arriving while
     Python runs the callback there is raised inside it, and HiGHS ends the solve as failed with
     the KeyboardInterrupt gone (the solve judged unresolved, the build going on); there the
-    interrupt is raised when the solve returns, as before. The app's jobs run in worker threads."""
+    interrupt is raised when the solve returns. The app's jobs and the CLI's long commands
+    (:func:`.cliutil.cancellable`, which turns Ctrl-C into a cancel) run in worker threads."""
     if check is None or threading.current_thread() is threading.main_thread():
         solver.run()
         return
