@@ -6,10 +6,12 @@ can import them without importing the main command.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
 import os
+import sys
 import threading
 import time
 import traceback
@@ -75,8 +77,9 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
     solver iteration while it decides which cells to hide) with nothing it started committed,
     and the command says so and exits 130. A KeyboardInterrupt raised in the job's own thread
     stopped it only where Python next ran (the fifth daily update at 1M rows spends up to two
-    minutes in one solve) and left a traceback. A second Ctrl-C leaves at once: every write is
-    atomic, so the state is the old one or the new one."""
+    minutes in one solve) and left a traceback. A second Ctrl-C leaves at once (exit 130), for a
+    job inside a long query, which stops only when the query returns: every write is atomic, so
+    the state is the old one or the new one."""
     progress = cli_progress(quiet)
     outcome: dict[str, Any] = {}
     context = contextvars.copy_context()
@@ -98,13 +101,23 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
         try:
             done.wait(0.2)
         except KeyboardInterrupt:
-            if progress.cancelled:
-                raise
+            if progress.cancelled:  # the job may be inside a long query: leave without waiting for it
+                click.echo("left at once: what was committed stays, the rest is gone", err=True)
+                _leave(130)
             progress.cancel()
             click.echo("cancelling: stopping at the next safe point (Ctrl-C again to leave at once)", err=True)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _leave(code: int) -> None:
+    """Exit now, the job's thread still running: no interpreter shutdown, which would run beside
+    it (a daemon thread inside DuckDB or HiGHS)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 DEBUG_ENV = "LITHOTSE_DEBUG"
