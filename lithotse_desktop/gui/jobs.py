@@ -2,12 +2,16 @@
 
 Core jobs are plain functions taking a :class:`~lithotse_desktop.progress.Progress`; the
 callback runs on the worker thread, so it only emits a queued signal, at most every
-``interval`` seconds, to keep the event loop free however fast the job reports.
+``interval`` seconds, to keep the event loop free however fast the job reports. A report
+within the interval is kept and sent by a timer in the GUI thread: the last of a quick burst
+("building year_emergencies", then "deciding which cells to hide" a few milliseconds later) was
+dropped, and the strip showed the first for the minutes the decision took.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -46,14 +50,36 @@ class Job(QRunnable):
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._interval = interval
         self._last_emit = 0.0
+        self._held: ProgressState | None = None
+        """The last report within the interval, not sent yet (see :meth:`send_held`)."""
+        self._holding = threading.Lock()
+        self._held_timer: QTimer | None = None
         self.progress = Progress(self._report)
         self._with_progress = with_progress
 
     def _report(self, state: ProgressState) -> None:
         now = time.monotonic()
-        if now - self._last_emit >= self._interval:
+        with self._holding:
+            if now - self._last_emit < self._interval:
+                self._held = dataclasses.replace(state)
+                return
             self._last_emit = now
-            self.signals.progress.emit(dataclasses.replace(state))
+            self._held = None
+        self.signals.progress.emit(dataclasses.replace(state))
+
+    def send_held(self) -> None:
+        """Send the report held back by the interval, if any (a timer in the GUI thread calls
+        this, see :func:`start`; the job's end drops it, so it never follows the end)."""
+        with self._holding:
+            held, self._held = self._held, None
+            if held is not None:
+                self._last_emit = time.monotonic()
+        if held is not None:
+            self.signals.progress.emit(held)
+
+    def _drop_held(self) -> None:
+        with self._holding:
+            self._held = None
 
     def cancel(self) -> None:
         self.progress.cancel()
@@ -65,10 +91,13 @@ class Job(QRunnable):
                 kwargs["progress"] = self.progress
             result = self._fn(*self._args, **kwargs)
         except Cancelled:
+            self._drop_held()
             self.signals.cancelled.emit()
         except Exception as exc:  # shown to the user as a message box, never re-raised
+            self._drop_held()
             self.signals.failed.emit(exc, traceback.format_exc())
         else:
+            self._drop_held()
             self.signals.finished.emit(result)
 
 
@@ -85,12 +114,18 @@ its signals and, with them, the queued call: the result was lost."""
 
 def start(job: Job) -> Job:
     _started.add(job)
+    held = QTimer()  # in the GUI thread: sends what the interval held back
+    held.setInterval(max(1, int(job._interval * 1000)))
+    held.timeout.connect(job.send_held)
 
     def let_go(*_args: object) -> None:  # after the calls this signal queued (a call queued behind them)
+        held.stop()
         QTimer.singleShot(0, lambda: _started.discard(job))
 
     for last in (job.signals.finished, job.signals.failed, job.signals.cancelled):
         last.connect(let_go)
+    job._held_timer = held
+    held.start()
     pool().start(job)
     return job
 

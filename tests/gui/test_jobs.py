@@ -38,3 +38,33 @@ def test_a_job_nobody_holds_delivers_its_end_whenever_the_collector_runs(qtbot, 
     assert jobs.wait_for_jobs(10000)
     gc.collect()
     qtbot.waitUntil(lambda: said == [signal], timeout=5000)
+
+
+def test_the_last_report_of_a_quick_burst_reaches_the_strip(qtbot):
+    """A build reports "building year_emergencies" and, milliseconds later, "deciding which
+    cells to hide", then nothing for the minutes the decision takes: the throttle dropped the
+    second, and the app showed the first all along. A report within the interval is held and
+    sent by the GUI thread's timer; what the job reports after its end is never sent."""
+    import threading
+
+    told: list[str] = []
+    release = threading.Event()
+
+    def build(progress) -> str:
+        progress.update("building year_emergencies on duckdb")
+        progress.update("deciding which cells to hide in month_0, month_1, month_2 and 17 more")
+        release.wait(10)
+        return "built"
+
+    job = jobs.Job(build, interval=0.2)
+    job.signals.progress.connect(lambda state: told.append(state.message))
+    job.signals.finished.connect(lambda result: told.append(result))
+    jobs.start(job)
+    try:
+        qtbot.waitUntil(lambda: told[-1:] == ["deciding which cells to hide in month_0, month_1, month_2 and 17 more"],
+                        timeout=5000)
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: told[-1:] == ["built"], timeout=5000)
+    assert told == ["building year_emergencies on duckdb",
+                    "deciding which cells to hide in month_0, month_1, month_2 and 17 more", "built"]
