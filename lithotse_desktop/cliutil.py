@@ -11,6 +11,7 @@ import contextvars
 import functools
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -79,11 +80,15 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
     stopped it only where Python next ran (the fifth daily update at 1M rows spends up to two
     minutes in one solve) and left a traceback. A second Ctrl-C leaves at once (exit 130), for a
     job inside a long query, which stops only when the query returns: every write is atomic, so
-    the state is the old one or the new one."""
+    the state is the old one or the new one.
+
+    Ctrl-C is taken by a SIGINT handler meanwhile, not as a KeyboardInterrupt: one arriving while
+    this thread started the worker or looked at the event, outside any ``try``, ended the command
+    with "Aborted!" (a CI run under load). Where SIGINT is ignored (a shell's background job) or
+    this is not the main thread, nothing is installed."""
     progress = cli_progress(quiet)
     outcome: dict[str, Any] = {}
     context = contextvars.copy_context()
-
     done = threading.Event()
 
     def work() -> None:
@@ -94,18 +99,23 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
         finally:
             done.set()
 
-    # waited on through an event: a join interrupted by Ctrl-C can leave the thread reported as
-    # ended while it runs (Python 3.11), and its outcome would be read before it is there
-    threading.Thread(target=work, name="lithotse-cli-job", daemon=True).start()
-    while not done.is_set():
-        try:
-            done.wait(0.2)
-        except KeyboardInterrupt:
-            if progress.cancelled:  # the job may be inside a long query: leave without waiting for it
-                click.echo("left at once: what was committed stays, the rest is gone", err=True)
-                _leave(130)
-            progress.cancel()
-            click.echo("cancelling: stopping at the next safe point (Ctrl-C again to leave at once)", err=True)
+    def interrupted(_signum: int, _frame: Any) -> None:
+        if progress.cancelled:  # the job may be inside a long query: leave without waiting for it
+            click.echo("left at once: what was committed stays, the rest is gone", err=True)
+            _leave(130)
+        progress.cancel()
+        click.echo("cancelling: stopping at the next safe point (Ctrl-C again to leave at once)", err=True)
+
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        threading.Thread(target=work, name="lithotse-cli-job", daemon=True).start()
+        while not done.wait(0.2):  # waited with a timeout, so the handler runs while it waits
+            pass
+    finally:
+        if previous is not None or signal.getsignal(signal.SIGINT) is interrupted:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
