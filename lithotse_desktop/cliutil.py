@@ -106,15 +106,16 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
         progress.cancel()
         click.echo("cancelling: stopping at the next safe point (Ctrl-C again to leave at once)", err=True)
 
-    previous: Any = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
-        previous = signal.signal(signal.SIGINT, interrupted)
+    previous = signal.getsignal(signal.SIGINT)
+    installed = threading.current_thread() is threading.main_thread() and previous != signal.SIG_IGN
+    if installed:
+        signal.signal(signal.SIGINT, interrupted)
     try:
         threading.Thread(target=work, name="lithotse-cli-job", daemon=True).start()
         while not done.wait(0.2):  # waited with a timeout, so the handler runs while it waits
             pass
     finally:
-        if previous is not None or signal.getsignal(signal.SIGINT) is interrupted:
+        if installed:  # a handler not set from Python (None) goes back to Python's own
             signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if "error" in outcome:
         raise outcome["error"]

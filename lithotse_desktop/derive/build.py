@@ -1259,7 +1259,8 @@ def _count_remainders(session: EngineSession, ws: Workspace, work: _Work, group:
 
 def _decide(ws: Workspace, catalog: Catalog, group: list[_Work], progress: Progress) -> dict[str, set[int]]:
     """Hidden rows of each aggregate of one input, decided over all of them. Minutes where most
-    cells are hidden, so it says so, and a cancel stops it between two solves."""
+    cells are hidden, so it says so, stage by stage with its counts, and a cancel stops it within
+    a solver iteration (:func:`.bounds._run_checked`)."""
     if not any(w.suppressed and w.table is not None for w in group):
         return {}
     stage = _Stage(progress)
