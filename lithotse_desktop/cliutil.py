@@ -25,7 +25,7 @@ import duckdb
 
 from . import engine
 from .errors import Cancelled, LithotseError
-from .progress import Progress, ProgressState
+from .progress import Progress, ProgressState, run_job
 from .workspace import Workspace, default_workspace_dir
 
 
@@ -78,9 +78,11 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
     solver iteration while it decides which cells to hide) with nothing it started committed,
     and the command says so and exits 130. A KeyboardInterrupt raised in the job's own thread
     stopped it only where Python next ran (the fifth daily update at 1M rows spends up to two
-    minutes in one solve) and left a traceback. A second Ctrl-C leaves at once (exit 130), for a
-    job inside a long query, which stops only when the query returns: every write is atomic, so
-    the state is the old one or the new one.
+    minutes in one solve) and left a traceback. A DuckDB query under way is interrupted
+    (:func:`.progress.run_job`). What the job had committed before (an import's landings,
+    derivatives published before the one cancelled) stays and is named. A second Ctrl-C leaves
+    at once (exit 130), for a job inside a plugin's long call that checks nothing: every write
+    is atomic, so the state is the old one or the new one.
 
     Ctrl-C is taken by a SIGINT handler meanwhile, not as a KeyboardInterrupt: one arriving while
     this thread started the worker or looked at the event, outside any ``try``, ended the command
@@ -93,7 +95,7 @@ def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
 
     def work() -> None:
         try:
-            outcome["value"] = context.run(job, progress)
+            outcome["value"] = context.run(run_job, job, progress)
         except BaseException as exc:  # raised again in the command's thread
             outcome["error"] = exc
         finally:
@@ -157,8 +159,8 @@ class LithotseGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except Cancelled:
-            click.echo("cancelled: nothing the command had started was committed", err=True)
+        except Cancelled as exc:
+            click.echo(exc.sentence(), err=True)
             ctx.exit(130)
         except LithotseError as exc:
             hint = ""

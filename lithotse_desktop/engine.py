@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from .errors import ConfigError
+from .interrupts import interruptible
 
 DEFAULT_MEMORY = "1GB"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -176,14 +177,15 @@ def prepare(limits: Limits) -> None:
 
 def connect(limits: Limits, *, ordered: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB under ``limits``; ``ordered=False`` where row order does not matter,
-    which lets DuckDB stream results it would otherwise buffer."""
+    which lets DuckDB stream results it would otherwise buffer. A cancel of the job opening it
+    interrupts its queries (:mod:`.interrupts`)."""
     global _connected
     prepare(limits)
     _connected = limits
     config: dict[str, str | bool | int | float | list[str]] = {**limits.settings(), "preserve_insertion_order": ordered}
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")  # a bar on the terminal would mix with --json output
-    return con
+    return interruptible(con)
 
 
 def out_of_memory(exc: BaseException, limits: Limits | None = None) -> str | None:

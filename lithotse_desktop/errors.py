@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,10 +38,21 @@ class NotFound(LithotseError):
 
 
 class Cancelled(LithotseError):
-    """The user cancelled a long job; nothing it started was committed."""
+    """The user cancelled a long job. What it had committed before (``committed``: an import's
+    landings, derivatives a build published before the one cancelled, each said in a few words)
+    stays; nothing else it started was committed."""
 
-    def __init__(self) -> None:
-        super().__init__("cancelled")
+    def __init__(self, committed: Sequence[str] = ()) -> None:
+        self.committed = list(committed)
+        super().__init__("cancelled" if not self.committed
+                         else f"cancelled after it committed {'; '.join(self.committed)}")
+
+    def sentence(self) -> str:
+        """What the user is told: what stays, and that nothing else was committed."""
+        if not self.committed:
+            return "cancelled: nothing the command had started was committed"
+        return (f"cancelled: {'; '.join(self.committed)} committed before the cancel; "
+                "nothing else the command had started was")
 
 
 class CorruptObject(LithotseError):

@@ -49,8 +49,9 @@ def import_and_build(ws: Workspace, source: str, date_range: DateRange | None = 
 
         try:
             outcome.builds = build_affected(ws, source, sorted(imported.streams), progress=progress)
-        except Cancelled:
-            raise
+        except Cancelled as exc:  # the import stays: say so
+            landed = f"the import of {len(imported.landings)} object(s) from {source}"
+            raise Cancelled([landed, *exc.committed]) from None
         except LithotseError as exc:
             outcome.builds = exc.results if isinstance(exc, BuildsFailed) else []
             outcome.build_error = str(exc)

@@ -30,7 +30,8 @@ What it offers, by kind of plugin:
   its :class:`Dialect`, refusing an inexact measure with :class:`SpecError`
   (``lithotse_register_engines``; the built-in ``spark`` engine is an example);
 - a plugin running DuckDB itself: :func:`duckdb_settings`, the workspace's ``[limits]``
-  (``memory_limit``, ``temp_directory``) to put on its connection;
+  (``memory_limit``, ``temp_directory``) to put on its connection, and :func:`interruptible`,
+  which hands the connection (or cursor) to the job running, so Cancel interrupts its query;
 - every plugin: the errors users see (:class:`InputError` names a file and line,
   :class:`ConfigError` a setting), secret references (:func:`is_ref`, :func:`load_secret`) and
   :func:`deferred_import` for a library only some calls need (every command loads every plugin,
@@ -66,6 +67,7 @@ from .deferred import deferred_import
 from .engine import active_settings as duckdb_settings
 from .errors import Cancelled, ConfigError, CorruptObject, InputError, LithotseError, NotFound
 from .hookspecs import hookimpl
+from .interrupts import interruptible
 from .names import CORE_COLUMNS, header_names, is_total_label, split_names
 from .progress import Progress
 from .secrets import SecretMissing, is_ref, load_secret
@@ -85,8 +87,8 @@ __all__ = [
     "LithotseError", "NativeColumn", "NativeRead", "NotFound", "ObjectInfo", "Payload", "PreconditionFailed",
     "Progress", "RawObject",
     "SecretMissing", "SpecError", "Store", "StreamInfo", "Version", "Workspace", "check_key", "duckdb_settings",
-    "deferred_import", "files_to_fetch", "header_names", "hookimpl", "is_ref", "is_total_label", "list_files",
-    "load_secret",
+    "deferred_import", "files_to_fetch", "header_names", "hookimpl", "interruptible", "is_ref", "is_total_label",
+    "list_files", "load_secret",
     "missing_person_column", "person_column",
     "sha256_file", "split_names",
 ]

@@ -2,16 +2,21 @@
 
 Long jobs are plain functions that accept a :class:`Progress`; they report with
 ``update`` and call ``check`` at safe points, where a cancel request raises
-:class:`~lithotse_desktop.errors.Cancelled` before anything is committed.
+:class:`~lithotse_desktop.errors.Cancelled` before anything is committed. Run under
+:meth:`Progress.running`, a job's DuckDB queries are interrupted by its cancel too (see
+:mod:`.interrupts`), except within a commit (:meth:`Progress.shielded`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from . import interrupts
 from .errors import Cancelled
 
 
@@ -31,6 +36,9 @@ class Progress:
     state: ProgressState = field(default_factory=ProgressState)
     _cancel: threading.Event = field(default_factory=threading.Event)
     _shielded: int = 0
+    _watched: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    """Connections whose query a cancel interrupts (see :meth:`running`)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def update(self, message: str | None = None, *, done: int | None = None,
                total: int | None = None, advance: int = 0, records: int = 0) -> None:
@@ -47,7 +55,26 @@ class Progress:
         self.check()
 
     def cancel(self) -> None:
-        self._cancel.set()
+        """Ask the job to stop: its next check raises, and the queries it runs now are
+        interrupted (unless it is committing: it stops after)."""
+        with self._lock:
+            self._cancel.set()
+            if self._shielded:
+                return
+            for con in list(self._watched):
+                with contextlib.suppress(Exception):  # closed since: nothing runs on it
+                    con.interrupt()
+
+    def watch(self, con: Any) -> None:
+        """Interrupt what ``con`` runs when this job is cancelled (held weakly)."""
+        with self._lock:
+            self._watched.add(con)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Progress]:
+        """The job's stretch in this context: every connection opened in it is watched."""
+        with interrupts.watching(self.watch):
+            yield self
 
     @property
     def cancelled(self) -> bool:
@@ -58,11 +85,32 @@ class Progress:
             raise Cancelled()
 
     @contextlib.contextmanager
-    def shielded(self):
-        """A stretch that must run to its end once begun (a commit): cancel waits until after it."""
-        self._shielded += 1
+    def shielded(self) -> Iterator[Progress]:
+        """A stretch that must run to its end once begun (a commit): a cancel asked before it
+        stops the job before it begins; one asked within it waits for the next check after it
+        (the commit's work is then done, and said so, not reported as cancelled)."""
+        with self._lock:
+            self.check()
+            self._shielded += 1
         try:
             yield self
         finally:
-            self._shielded -= 1
-        self.check()
+            with self._lock:
+                self._shielded -= 1
+
+
+T = TypeVar("T")
+
+
+def run_job(job: Callable[[Progress], T], progress: Progress) -> T:
+    """``job(progress)`` as the job runners (the CLI's, the app's) run it: its queries are
+    interrupted by its cancel, and a failure that interrupt caused is the cancel."""
+    with progress.running():
+        try:
+            return job(progress)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if progress.cancelled and interrupts.interrupted(exc):
+                raise Cancelled() from exc
+            raise

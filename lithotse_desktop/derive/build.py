@@ -46,6 +46,7 @@ from ..atomic import atomic_write_stream
 from ..deferred import pyarrow_compute as pc
 from ..engine import release_freed_memory
 from ..errors import Cancelled, LithotseError, NotFound, without_values
+from ..interrupts import interrupted
 from ..plugins import get_plugin_manager
 from ..progress import Progress
 from ..raw.verify import IntegrityChecks
@@ -1935,10 +1936,11 @@ def _build_unit(ws: Workspace, catalog: Catalog, specs: list[dict], progress: Pr
         for work in stale:
             work.decided = decided
         progress.update(f"writing {', '.join(w.name for w in stale)}")
-        for work in stale:
-            results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
-            if published is not None:
-                published.add(work.name)
+        with progress.shielded():  # the unit's versions publish together; a cancel stops after them
+            for work in stale:
+                results[work.name] = _publish(ws, catalog, work, hidden.get(work.name))
+                if published is not None:
+                    published.add(work.name)
     finally:
         for work in group:
             if work.staged is not None:
@@ -2199,6 +2201,22 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     progress = progress or Progress()
     results: list[BuildResult] = []
     units = _units(ws, catalog, specs, wanted)
+    try:
+        return _build_units(ws, catalog, specs, units, progress, full, engine, results)
+    except Exception as exc:
+        # what units published before the cancel stays: named, so the cancel does not deny it
+        built = [f"{r.name} (version {r.version})" for r in results if r.status == "built"]
+        committed = [f"the build of {', '.join(built)}"] if built else []
+        if isinstance(exc, Cancelled):
+            raise Cancelled([*committed, *exc.committed]) from None
+        if progress.cancelled and interrupted(exc):
+            raise Cancelled(committed) from exc
+        raise
+
+
+def _build_units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], units: list[list[str]],
+                 progress: Progress, full: bool, engine: str | None, results: list[BuildResult]) -> list[BuildResult]:
+    """:func:`build_all`'s run over its units, in order, adding to ``results`` as each ends."""
     not_built: dict[str, str] = {}
     for unit in units:
         missing = sorted({item["derivative"] for n in unit for item in spec_inputs(specs[n]).values()
@@ -2222,6 +2240,7 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
             except Cancelled:
                 raise
             except LithotseError as exc:
+                progress.check()  # a failure a cancel caused (an interrupted query) is the cancel
                 if apart and len(part) > 1:
                     pending = [[n] for n in part]  # one by one: the others built, the failure its own
                     continue

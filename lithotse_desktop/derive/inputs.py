@@ -23,6 +23,7 @@ import pyarrow as pa
 from .. import engine
 from ..connectors import NATIVE_FORMATS, Connector, RawObject, StreamInfo
 from ..errors import ConfigError, LithotseError, NotFound, without_values
+from ..interrupts import interruptible
 from ..progress import Progress
 from ..raw.index import open_index
 from ..raw.manifest import Manifest
@@ -127,7 +128,7 @@ def side_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Another connection to a build's database, for queries on a thread of its own: in UTC as
     the build's is (each connection has its own time zone, and none can be set once the build's
     is locked down, so it is made before)."""
-    cursor = con.cursor()
+    cursor = interruptible(con.cursor())  # a cursor is a connection of its own: interrupted on its own
     cursor.execute("SET TimeZone = 'UTC'")
     return cursor
 

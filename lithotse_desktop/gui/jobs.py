@@ -20,7 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from ..errors import Cancelled
-from ..progress import Progress, ProgressState
+from ..progress import Progress, ProgressState, run_job
 
 
 class JobSignals(QObject):
@@ -56,6 +56,8 @@ class Job(QRunnable):
         self._held_timer: QTimer | None = None
         self.progress = Progress(self._report)
         self._with_progress = with_progress
+        self.cancelled_with: Cancelled | None = None
+        """The cancel the job ended in, with what it had committed before (read on ``cancelled``)."""
 
     def _report(self, state: ProgressState) -> None:
         now = time.monotonic()
@@ -85,12 +87,13 @@ class Job(QRunnable):
         self.progress.cancel()
 
     def run(self) -> None:
+        kwargs = dict(self._kwargs)
+        if self._with_progress:
+            kwargs["progress"] = self.progress
         try:
-            kwargs = dict(self._kwargs)
-            if self._with_progress:
-                kwargs["progress"] = self.progress
-            result = self._fn(*self._args, **kwargs)
-        except Cancelled:
+            result = run_job(lambda _progress: self._fn(*self._args, **kwargs), self.progress)
+        except Cancelled as exc:
+            self.cancelled_with = exc
             self._drop_held()
             self.signals.cancelled.emit()
         except Exception as exc:  # shown to the user as a message box, never re-raised

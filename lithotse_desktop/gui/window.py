@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
             return  # the raw store is not readable: no pages to wire
         sources.imported.connect(lambda _outcome: raw.refresh())
         sources.cancelled.connect(raw.refresh)
+        sources.cancelled.connect(self.derivatives.refresh)  # builds done before the cancel are shown
         sources.imported.connect(lambda _outcome: self.derivatives.refresh())
         sources.sourcesChanged.connect(self.derivatives.refresh)
         sources.sourcesChanged.connect(lambda: self.checklist.tick("source", bool(self.ws.sources())))

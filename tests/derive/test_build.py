@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,8 +13,11 @@ from lithotse_desktop.derive.build import _periods, build, build_all
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec, lineage, read_table
 from lithotse_desktop.derive.spec import SpecError
+from lithotse_desktop.errors import Cancelled
 from lithotse_desktop.jobs import import_and_build
+from lithotse_desktop.progress import Progress
 from lithotse_desktop.raw import run_import
+from tests.support.jobs import cancelled_while
 
 MONTHLY = {"name": "monthly", "kind": "aggregate", "input": {"source": "vals", "stream": "values"},
            "date_field": "day", "grain": "month", "group_by": ["grp"],
@@ -115,6 +119,55 @@ def test_import_triggers_builds_and_as_of_answers_old_versions(workspace, lines)
     assert rows_of(workspace, "monthly", as_of=dt.date(2020, 6, 1))[0]["n"] == 1
     with pytest.raises(Exception, match="no version was published"):
         read_table(workspace, "monthly", as_of=dt.date(2019, 1, 1))
+
+
+SLOW = {"name": "slow", "kind": "sql", "inputs": {"m": {"derivative": "monthly"}},
+        "sql": "SELECT grp, n + (SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1) AS n FROM m"}
+"""Built after ``monthly`` (it reads it); its query would run for an hour in constant memory: only an
+interrupt ends it within a test."""
+
+
+def _cancelled_in_slow_query(job) -> Cancelled:
+    """Run ``job(progress)`` as the app does, cancel it a moment into ``slow``'s query, and
+    return the cancel it ended in (a minute at most: the query itself would take an hour)."""
+    computing = threading.Event()
+    progress = Progress(lambda state: computing.set() if state.message.startswith("computing slow") else None)
+    return cancelled_while(job, progress, computing)
+
+
+def test_a_cancel_interrupts_a_query_and_names_what_was_built_before(workspace, lines):
+    """Cancel during a long query (the app's Cancel, the first Ctrl-C) stops it at once; before,
+    the job waited for the query to return. What the run published before it stays, and the
+    cancel says so rather than that nothing was committed."""
+    write(lines, "a.txt", [(f"2024-01-{d:02d}", d, "ab"[d % 2], f"id{d}") for d in range(1, 21)])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    Catalog(workspace).save_spec(SLOW)  # unchecked (checking it would run it)
+    cancel = _cancelled_in_slow_query(lambda progress: build_all(workspace, progress=progress))
+    catalog = Catalog(workspace)
+    monthly = catalog.current("monthly")
+    assert monthly is not None and catalog.current("slow") is None
+    assert cancel.committed == [f"the build of monthly (version {monthly.version})"]
+    assert cancel.sentence() == (f"cancelled: the build of monthly (version {monthly.version}) committed before "
+                                 "the cancel; nothing else the command had started was")
+
+
+def test_a_cancelled_build_after_an_import_keeps_the_import_and_its_audit_record(workspace, lines):
+    from lithotse_desktop import audit
+    from lithotse_desktop.raw.index import open_index
+
+    write(lines, "a.txt", [(f"2024-01-{d:02d}", d, "ab"[d % 2], f"id{d}") for d in range(1, 21)])
+    add_spec(workspace, MONTHLY)
+    Catalog(workspace).save_spec(SLOW)
+    cancel = _cancelled_in_slow_query(lambda progress: import_and_build(workspace, "vals", progress=progress))
+    assert cancel.committed[0] == "the import of 1 object(s) from vals"
+    assert cancel.committed[1].startswith("the build of monthly (version ")
+    index = open_index(workspace)
+    try:
+        assert len(index.landings("vals")) == 1
+    finally:
+        index.close()
+    assert len(audit.entries(workspace, action="import")) == 1
 
 
 def test_old_versions_are_pruned_to_keep_versions(workspace, lines):

@@ -290,3 +290,31 @@ def test_build_all_builds_the_others_when_one_cannot_be_built(qtbot, window, wor
     assert states["broken"] == "not built yet" and states["visits_by_grp"] != "not built yet", states
     assert Catalog(workspace).current("visits_by_grp") is not None
     assert page.build_all_button.isEnabled()
+
+
+def test_cancel_stops_a_long_query_and_keeps_what_was_built_before(qtbot, window, workspace, tmp_path):
+    """Build all, then Cancel while a derivative's query runs (one that would take an hour): the
+    build stops at once, the strip says what stays built, and the list shows it built."""
+    demo_workspace(workspace, tmp_path / "in", build_it=False)
+    add_spec(workspace, VISITS_SPEC)
+    Catalog(workspace).save_spec({
+        "name": "visits_slow", "kind": "sql", "inputs": {"m": {"derivative": "visits_by_grp"}},
+        "sql": "SELECT grp, visits + (SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1) "
+               "AS visits FROM m"})
+    page = window.show_page("derivatives")
+    qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.build_all_button.isEnabled(), timeout=10000)
+    qtbot.mouseClick(page.build_all_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "computing visits_slow" in page.strip.status.text(), timeout=30000)
+    qtbot.wait(300)  # inside the query
+    assert page.strip.cancel.isEnabled()
+    qtbot.mouseClick(page.strip.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None, timeout=30000)
+    built = Catalog(workspace).current("visits_by_grp")
+    assert built is not None and Catalog(workspace).current("visits_slow") is None
+    assert page.strip.status.text() == (f"Build cancelled after the build of visits_by_grp (version {built.version}): "
+                                        "the others are unchanged.")
+    qtbot.waitUntil(lambda: page.list_job is None, timeout=10000)
+    states = {page.table.item(r, 0).text(): page.table.item(r, 3).text() for r in range(page.table.rowCount())}
+    assert states["visits_slow"] == "not built yet" and states["visits_by_grp"] != "not built yet", states
+    assert page.build_all_button.isEnabled()

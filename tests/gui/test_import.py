@@ -113,6 +113,37 @@ def test_cancel_a_long_import(qtbot, window, workspace):
     assert list(workspace.store("raw").list("")) == []
 
 
+def test_cancel_during_the_builds_after_an_import_keeps_the_import_and_says_so(qtbot, window, workspace, tmp_path):
+    """Import, then Cancel while a derivative the import rebuilds runs a long query: the import
+    and the build before it stay, and the page says what was kept (not "nothing was written")."""
+    from lithotse_desktop.derive.catalog import Catalog
+    from lithotse_desktop.derive.service import add_spec
+    from tests.gui.helpers import VISITS_SPEC, demo_workspace
+
+    demo_workspace(workspace, tmp_path / "in", build_it=False)
+    add_spec(workspace, VISITS_SPEC)
+    Catalog(workspace).save_spec({
+        "name": "visits_slow", "kind": "sql", "inputs": {"m": {"derivative": "visits_by_grp"}},
+        "sql": "SELECT grp, visits + (SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1) "
+               "AS visits FROM m"})
+    (tmp_path / "in" / "late.txt").write_text("2024-03-05,4,a,late-1\n")
+    page = window.sources
+    page.reload(select="clinic")
+    click_date(qtbot, page.picker.calendar, dt.date(2024, 1, 1))
+    click_date(qtbot, page.picker.calendar, dt.date(2024, 12, 31))
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "computing visits_slow" in page.strip.status.text(), timeout=30000)
+    qtbot.wait(300)
+    qtbot.mouseClick(page.strip.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.job is None, timeout=30000)
+    built = Catalog(workspace).current("visits_by_grp")
+    assert built is not None and Catalog(workspace).current("visits_slow") is None
+    assert page.strip.status.text() == (f"Cancelled after the import of 1 object(s) from clinic; the build of "
+                                        f"visits_by_grp (version {built.version}).")
+    assert "The builds after it were cancelled" in page.summary.toPlainText()
+    assert len(landings_shown(window)) == 2, "the raw page shows the new landing"
+
+
 def test_import_error_shows_readable_message_with_details(qtbot, window, workspace, tmp_path):
     folder = tmp_path / "bad"
     folder.mkdir()

@@ -545,8 +545,13 @@ class DerivativesPage(QWidget):
         show_error(self, "Build failed", exc, trace)
 
     def _build_cancelled(self) -> None:
+        committed = self.job.cancelled_with.committed if self.job and self.job.cancelled_with else []
         self.job = None
-        self.strip.stopped("Build cancelled: the current version is unchanged.")
+        if committed:  # derivatives built before the one cancelled stay published
+            self.strip.stopped(f"Build cancelled after {'; '.join(committed)}: the others are unchanged.")
+            self.refresh()
+        else:
+            self.strip.stopped("Build cancelled: the current version is unchanged.")
         self._enable()
 
     # --- screenshots -------------------------------------------------------------------------

@@ -586,7 +586,14 @@ class SourcesPage(QWidget):
         show_error(self, "Import failed", exc, trace)
 
     def _cancelled(self) -> None:
+        committed = self.job.cancelled_with.committed if self.job and self.job.cancelled_with else []
         self._job_ended()
-        self.strip.stopped("Import cancelled.", ok=False)
-        self.summary.setPlainText("Import cancelled before it finished: nothing was written.")
+        if committed:  # the import landed; a build after it was cancelled
+            self.strip.stopped(f"Cancelled after {'; '.join(committed)}.", ok=False)
+            self.summary.setPlainText(f"Kept: {'; '.join(committed)}. The builds after it were cancelled: "
+                                      "the other derivatives are unchanged (build them on the Derivatives page).")
+            self.refresh_summaries()
+        else:
+            self.strip.stopped("Import cancelled.", ok=False)
+            self.summary.setPlainText("Import cancelled before it finished: nothing was written.")
         self.cancelled.emit()

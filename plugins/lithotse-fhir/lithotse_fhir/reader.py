@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from lithotse_desktop.plugin import DateRange, InputError, Progress, deferred_import, duckdb_settings
+from lithotse_desktop.plugin import DateRange, InputError, Progress, deferred_import, duckdb_settings, interruptible
 
 from .types import R4_TYPES, TYPE_NAME, date_columns, patient_references
 
@@ -215,7 +215,7 @@ def connect() -> duckdb.DuckDBPyConnection:
                 _shared.execute(f"SET {name} = '{quoted}'")
             _applied.clear()
             _applied.update(settings)
-        con = _shared.cursor()
+        con = interruptible(_shared.cursor())  # Cancel interrupts the query it runs
     con.execute(_SESSION)
     return con
 
