@@ -2205,7 +2205,7 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
         return _build_units(ws, catalog, specs, units, progress, full, engine, results)
     except Exception as exc:
         # what units published before the cancel stays: named, so the cancel does not deny it
-        built = [f"{r.name} (version {r.version})" for r in results if r.status == "built"]
+        built = [f"{r.name} (version {r.version})" for r in results if r.status in ("built", "incremental")]
         committed = [f"the build of {', '.join(built)}"] if built else []
         if isinstance(exc, Cancelled):
             raise Cancelled([*committed, *exc.committed]) from None

@@ -151,6 +151,13 @@ def test_a_cancel_interrupts_a_query_and_names_what_was_built_before(workspace, 
     assert cancel.sentence() == (f"cancelled: the build of monthly (version {monthly.version}) committed before "
                                  "the cancel; nothing else the command had started was")
 
+    write(lines, "b.txt", [("2024-02-03", 3, "a", "id30")])  # the next day's data: monthly grows by a period
+    run_import(workspace, "vals")
+    cancel = _cancelled_in_slow_query(lambda progress: build_all(workspace, progress=progress))
+    grown = catalog.current("monthly")
+    assert grown is not None and grown.version != monthly.version and catalog.current("slow") is None
+    assert cancel.committed == [f"the build of monthly (version {grown.version})"], "built incrementally, named too"
+
 
 def test_a_cancelled_build_after_an_import_keeps_the_import_and_its_audit_record(workspace, lines):
     from lithotse_desktop import audit

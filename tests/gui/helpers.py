@@ -67,6 +67,10 @@ def visit_records(folder) -> int:
 VISITS_SPEC = {"name": "visits_by_grp", "kind": "aggregate", "input": {"source": "clinic", "stream": "values"},
                "date_field": "day", "grain": "month", "group_by": ["grp"],
                "measures": [{"fn": "count", "as": "visits"}, {"fn": "sum", "column": "value", "as": "total"}]}
+SLOW_SPEC = {"name": "visits_slow", "kind": "sql", "inputs": {"m": {"derivative": "visits_by_grp"}},
+             "sql": "SELECT grp, visits + (SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1) "
+                    "AS visits FROM m"}
+"""Built after ``visits_by_grp``; its query would run for an hour in constant memory (for Cancel)."""
 
 
 def demo_workspace(workspace, folder, build_it: bool = True) -> None:

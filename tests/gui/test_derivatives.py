@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QPalette
 
 from lithotse_desktop.derive.catalog import Catalog
 from lithotse_desktop.derive.service import add_spec
-from tests.gui.helpers import VISITS_SPEC, demo_workspace, visit_records
+from tests.gui.helpers import SLOW_SPEC, VISITS_SPEC, demo_workspace, visit_records
 
 
 def combo_items(combo) -> list[str]:
@@ -297,10 +297,7 @@ def test_cancel_stops_a_long_query_and_keeps_what_was_built_before(qtbot, window
     build stops at once, the strip says what stays built, and the list shows it built."""
     demo_workspace(workspace, tmp_path / "in", build_it=False)
     add_spec(workspace, VISITS_SPEC)
-    Catalog(workspace).save_spec({
-        "name": "visits_slow", "kind": "sql", "inputs": {"m": {"derivative": "visits_by_grp"}},
-        "sql": "SELECT grp, visits + (SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1) "
-               "AS visits FROM m"})
+    Catalog(workspace).save_spec(SLOW_SPEC)  # unchecked: checking it would run it
     page = window.show_page("derivatives")
     qtbot.mouseClick(page.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.build_all_button.isEnabled(), timeout=10000)
