@@ -138,7 +138,7 @@ def test_cancel_during_the_builds_after_an_import_keeps_the_import_and_says_so(q
     assert page.strip.status.text() == (f"Cancelled after the import of 1 object(s) from clinic; the build of "
                                         f"visits_by_grp (version {built.version}).")
     assert "The builds after it were cancelled" in page.summary.toPlainText()
-    assert len(landings_shown(window)) == 2, "the raw page shows the new landing"
+    qtbot.waitUntil(lambda: len(landings_shown(window)) == 2, timeout=10000)  # the raw page shows the new landing
 
 
 def test_import_error_shows_readable_message_with_details(qtbot, window, workspace, tmp_path):
