@@ -64,6 +64,7 @@ from .complementary import (
     Cells,
     Group,
     Moment,
+    Pinned,
     TogetherMemo,
     Undecided,
     WideRows,
@@ -1380,7 +1381,9 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work], stage: _St
     by_name = {c.name: c for c in cells}
     baselines: list[Moment] | None = None
     tried: set[tuple[str, int]] = set()
-    pinned_memo = TogetherMemo()  # the model of every moment: what an earlier round answered or proved wide
+    # the model of every moment: what an earlier round answered or proved wide, and the rows its
+    # smaller model left narrow (taken as narrow the first time: see complementary._bounds_unchanged_first)
+    pinned_memo = TogetherMemo(take_merged_narrow=True)
     for round_number in range(MAX_PINNED_ROUNDS):
         if round_number:
             stage.say(f"deciding which cells to hide in {_names(group)} again, {len(tried)} more held "
@@ -1401,7 +1404,7 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work], stage: _St
         # third update at 1M rows: 10 of the 21 cells it narrowed, in a 355 s solve, were theirs)
         pinned = {cell for a in audits for cell in a.hide} - tried
         if not pinned:
-            audits.append(pinned_together(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo))
+            audits.append(pinned_round(cells, rels, hidden, baselines, ws.zero_cells, revisable, pinned_memo, tried))
             pinned = set(audits[-1].hide) - tried
         narrowed = [finding for a in audits for finding in a.narrowed]
         if not pinned:
@@ -1421,6 +1424,19 @@ def _hidden_rows(ws: Workspace, catalog: Catalog, group: list[_Work], stage: _St
             w.held = len(w.carried.held & by_name[w.name].held)
         w.audited = set(audited)
     return hidden
+
+
+def pinned_round(cells: list[Cells], rels: list, hidden: dict[str, set[int]], baselines: list[Moment],
+                 zero_cells: str, revisable: bool, memo: TogetherMemo, tried: set[tuple[str, int]]) -> Pinned:
+    """The model of every moment's answer in a round of a build's decision: where nothing new is
+    left to hide for a row narrowed, and its smaller model took a row as narrow in this call (see
+    :func:`.complementary._bounds_unchanged_first`), asked again: the whole model judges those
+    rows before the build is refused."""
+    taken = memo.taken_narrow()
+    found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
+    if found.narrowed and not set(found.hide) - tried and memo.taken_narrow() > taken:
+        found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
+    return found
 
 
 MAX_PINNED_ROUNDS = 20
