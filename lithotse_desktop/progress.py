@@ -57,8 +57,8 @@ class Progress:
     def cancel(self) -> None:
         """Ask the job to stop: its next check raises, and the queries it runs now are
         interrupted (unless it is committing: it stops after)."""
+        self._cancel.set()  # first: a second Ctrl-C's handler, run inside this one, then leaves at once
         with self._lock:
-            self._cancel.set()
             if self._shielded:
                 return
             for con in list(self._watched):
