@@ -12,7 +12,7 @@ import click
 from . import __version__, audit
 from .cliutil import LithotseGroup, _emit_json, cancellable, cli_progress, current_workspace, workspace_option
 from .dates import DateRange
-from .errors import ConfigError, LithotseError, NotFound
+from .errors import Cancelled, ConfigError, LithotseError, NotFound
 from .secrets import current_store
 from .workspace import Workspace, default_workspace_dir
 
@@ -305,7 +305,10 @@ def derive_add(spec_file: Path, replace: bool, build: bool) -> None:
     spec = add_spec(ws, load_spec_file(spec_file), replace=replace)
     click.echo(f"derivative {spec['name']} ({spec['kind']}) saved")
     if build:
-        click.echo(cancellable(lambda progress: build_one(ws, spec["name"], progress=progress)).summary())
+        try:
+            click.echo(cancellable(lambda progress: build_one(ws, spec["name"], progress=progress)).summary())
+        except Cancelled as exc:  # the spec stays saved
+            raise Cancelled([f"the spec of {spec['name']}", *exc.committed]) from None
 
 
 @derive_group.command("list")

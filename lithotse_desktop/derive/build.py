@@ -41,7 +41,7 @@ import numpy
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import audit
+from .. import audit, interrupts
 from ..atomic import atomic_write_stream
 from ..deferred import pyarrow_compute as pc
 from ..engine import release_freed_memory
@@ -1167,7 +1167,7 @@ def _merge_periods(before: pa.Table, fresh: pa.Table, periods: list[Any]) -> pa.
 def _as_duckdb_types(ws: Workspace, work: _Work, schemas: dict[str, pa.Schema], result: pa.Table) -> pa.Table:
     """Another engine's cells with the column types DuckDB gives the same query (found over empty
     inputs), so the published Parquet is the same whichever engine built it."""
-    con = duckdb.connect(":memory:")
+    con = interrupts.interruptible(duckdb.connect(":memory:"))
     con.execute("SET TimeZone = 'UTC'")  # as a build's connection (inputs.connect): instants come back in UTC
     try:
         for alias, schema in schemas.items():
@@ -1435,7 +1435,11 @@ def pinned_round(cells: list[Cells], rels: list, hidden: dict[str, set[int]], ba
     taken = memo.taken_narrow()
     found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
     if found.narrowed and not set(found.hide) - tried and memo.taken_narrow() > taken:
-        found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
+        memo.take_merged_narrow = False  # rows proven wide before may be asked again: none taken now
+        try:
+            found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
+        finally:
+            memo.take_merged_narrow = True
     return found
 
 
@@ -2217,11 +2221,14 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
     progress = progress or Progress()
     results: list[BuildResult] = []
     units = _units(ws, catalog, specs, wanted)
+    failed_after: set[str] = set()  # published by a unit that failed after publishing them
     try:
-        return _build_units(ws, catalog, specs, units, progress, full, engine, results)
+        return _build_units(ws, catalog, specs, units, progress, full, engine, results, failed_after)
     except Exception as exc:
         # what units published before the cancel stays: named, so the cancel does not deny it
         built = [f"{r.name} (version {r.version})" for r in results if r.status in ("built", "incremental")]
+        built += [f"{name} (version {current.version})" for name in sorted(failed_after)
+                  if (current := catalog.current(name)) is not None]
         committed = [f"the build of {', '.join(built)}"] if built else []
         if isinstance(exc, Cancelled):
             raise Cancelled([*committed, *exc.committed]) from None
@@ -2231,8 +2238,10 @@ def build_all(ws: Workspace, names: list[str] | None = None, *, progress: Progre
 
 
 def _build_units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], units: list[list[str]],
-                 progress: Progress, full: bool, engine: str | None, results: list[BuildResult]) -> list[BuildResult]:
-    """:func:`build_all`'s run over its units, in order, adding to ``results`` as each ends."""
+                 progress: Progress, full: bool, engine: str | None, results: list[BuildResult],
+                 failed_after: set[str]) -> list[BuildResult]:
+    """:func:`build_all`'s run over its units, in order, adding to ``results`` as each ends, and
+    to ``failed_after`` what a unit that failed had published before."""
     not_built: dict[str, str] = {}
     for unit in units:
         missing = sorted({item["derivative"] for n in unit for item in spec_inputs(specs[n]).values()
@@ -2256,6 +2265,7 @@ def _build_units(ws: Workspace, catalog: Catalog, specs: dict[str, dict], units:
             except Cancelled:
                 raise
             except LithotseError as exc:
+                failed_after |= published
                 progress.check()  # a failure a cancel caused (an interrupted query) is the cancel
                 if apart and len(part) > 1:
                     pending = [[n] for n in part]  # one by one: the others built, the failure its own

@@ -472,11 +472,12 @@ def _sync(ws: Workspace, direction: _Direction, remote_url: str | None,
             transfers.run(phase, lambda key: direction.copy(both, key, scratch, transfers.on_bytes), result)
         state = _PointerState(ws, remote)
         pointers = direction.pointers(both)
-        for n, key in enumerate(pointers):
-            progress.update(f"{direction.moving_pointers} {n + 1}/{len(pointers)}")
-            direction.move_pointer(both, key, state, result)
-        if pointers:
-            state.save()
+        with progress.shielded():  # the commit: every pointer moves and the state is saved, or none
+            for n, key in enumerate(pointers):
+                progress.update(f"{direction.moving_pointers} {n + 1}/{len(pointers)}")
+                direction.move_pointer(both, key, state, result)
+            if pointers:
+                state.save()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started

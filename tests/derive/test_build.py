@@ -159,6 +159,52 @@ def test_a_cancel_interrupts_a_query_and_names_what_was_built_before(workspace, 
     assert cancel.committed == [f"the build of monthly (version {grown.version})"], "built incrementally, named too"
 
 
+def test_a_unit_failing_after_it_published_one_of_its_tables_names_it_when_cancelled(workspace, lines, monkeypatch):
+    """Two aggregates of one input publish together; a cancel asked while they are written waits
+    (publishing is a commit), but the second failing after the first was published ends the run
+    as the cancel, which names the first: it is published."""
+    from lithotse_desktop.derive import build as build_module
+    from lithotse_desktop.errors import LithotseError
+
+    write(lines, "a.txt", [(f"2024-01-{d:02d}", d, "ab"[d % 2], f"id{d}") for d in range(1, 21)])
+    run_import(workspace, "vals")
+    add_spec(workspace, MONTHLY)
+    add_spec(workspace, {**MONTHLY, "name": "monthly_ids", "measures": [{"fn": "count", "as": "n"}]})
+    progress = Progress()
+    publish = build_module._publish
+
+    def second_fails(ws, catalog, work, hidden):
+        if work.name == "monthly_ids":
+            progress.cancel()
+            raise LithotseError("the store refused the write")
+        return publish(ws, catalog, work, hidden)
+
+    monkeypatch.setattr(build_module, "_publish", second_fails)
+    with pytest.raises(Cancelled) as cancelled:
+        build_all(workspace, progress=progress)
+    monthly = Catalog(workspace).current("monthly")
+    assert monthly is not None and Catalog(workspace).current("monthly_ids") is None
+    assert cancelled.value.committed == [f"the build of monthly (version {monthly.version})"]
+
+
+def test_derive_add_build_cancelled_names_the_saved_spec(workspace, lines, cli, monkeypatch, tmp_path):
+    from lithotse_desktop.derive import build as build_module
+
+    write(lines, "a.txt", [("2024-01-01", 1, "a", "id1")])
+    run_import(workspace, "vals")
+
+    def cancelled(*_args, **_kwargs):
+        raise Cancelled()
+
+    monkeypatch.setattr(build_module, "build", cancelled)
+    spec = tmp_path / "monthly.json"
+    spec.write_text(json.dumps(MONTHLY), "utf-8")
+    result = cli("derive", "add", "--file", str(spec), "--build", expect=130)
+    assert ("cancelled: the spec of monthly committed before the cancel; nothing else the command had "
+            "started was") in result.stderr
+    assert Catalog(workspace).spec("monthly")["name"] == "monthly"
+
+
 def test_a_cancelled_build_after_an_import_keeps_the_import_and_its_audit_record(workspace, lines):
     from lithotse_desktop import audit
     from lithotse_desktop.raw.index import open_index

@@ -250,6 +250,22 @@ def test_cancel_stops_and_a_rerun_finishes(make_ws, remote, monkeypatch):
     assert status(a, remote).in_sync
 
 
+def test_a_cancel_while_pointers_move_lets_every_pointer_move(make_ws, remote):
+    """Moving the pointers is the push's commit: a cancel asked while it runs waits for its end
+    (every pointer moved, the pointer state saved, the push recorded); before, the next pointer's
+    progress line raised, leaving some moved and the state unsaved, and the push said nothing was
+    committed."""
+    a = make_ws("a")
+    keys = [f"derived/t{n}/CURRENT" for n in range(4)]
+    for key in keys:
+        a.store("derived").put_bytes(key, pointer("v1", T0))
+    progress = Progress()
+    progress.callback = lambda state: progress.cancel() if state.message.startswith("publishing pointers 1/") else None
+    result = push(a, remote, progress)
+    assert progress.cancelled and sorted(result.pointers_updated) == keys
+    assert status(a, remote).in_sync
+
+
 def test_remote_resolution(make_ws, tmp_path):
     ws = make_ws("a")
     with pytest.raises(ConfigError, match=r"no sync remote: pass --remote"):

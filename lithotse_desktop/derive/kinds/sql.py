@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ...interrupts import interruptible
 from ..compile import DUCKDB, Dialect
 from ..lineage import Unparsable, aggregate_functions, parse
 from ..spec import SpecError
@@ -1076,7 +1077,7 @@ class RecordCheck:
         if not self.marks:
             return (table.num_rows,)
         q = DUCKDB.quote
-        con = duckdb.connect(":memory:")
+        con = interruptible(duckdb.connect(":memory:"))  # seconds over a large result: Cancel stops it
         try:
             con.register("marked", table.select(list(self.marks)))
             if self.grouped:
