@@ -1435,11 +1435,11 @@ def pinned_round(cells: list[Cells], rels: list, hidden: dict[str, set[int]], ba
     taken = memo.taken_narrow()
     found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
     if found.narrowed and not set(found.hide) - tried and memo.taken_narrow() > taken:
-        memo.take_merged_narrow = False  # rows proven wide before may be asked again: none taken now
+        taking, memo.take_merged_narrow = memo.take_merged_narrow, False  # rows proven wide may come back
         try:
             found = pinned_together(cells, rels, hidden, baselines, zero_cells, revisable, memo)
         finally:
-            memo.take_merged_narrow = True
+            memo.take_merged_narrow = taking
     return found
 
 

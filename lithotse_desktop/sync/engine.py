@@ -472,7 +472,7 @@ def _sync(ws: Workspace, direction: _Direction, remote_url: str | None,
             transfers.run(phase, lambda key: direction.copy(both, key, scratch, transfers.on_bytes), result)
         state = _PointerState(ws, remote)
         pointers = direction.pointers(both)
-        with progress.shielded():  # the commit: every pointer moves and the state is saved, or none
+        with progress.shielded():  # the commit: a cancel waits until every pointer moved and the state is saved
             for n, key in enumerate(pointers):
                 progress.update(f"{direction.moving_pointers} {n + 1}/{len(pointers)}")
                 direction.move_pointer(both, key, state, result)
