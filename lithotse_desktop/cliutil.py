@@ -75,8 +75,8 @@ T = TypeVar("T")
 def cancellable(job: Callable[[Progress], T], quiet: bool = False) -> T:
     """``job`` with a :func:`cli_progress`, run in a worker thread while this one waits, so that
     Ctrl-C cancels it: the job stops at its next check (between two blocks read, within one
-    solver iteration while it decides which cells to hide) with nothing it started committed,
-    and the command says so and exits 130. A KeyboardInterrupt raised in the job's own thread
+    solver iteration while it decides which cells to hide), committing nothing more, and the
+    command says what it had committed, if anything, and exits 130. A KeyboardInterrupt raised in the job's own thread
     stopped it only where Python next ran (the fifth daily update at 1M rows spends up to two
     minutes in one solve) and left a traceback. A DuckDB query under way is interrupted
     (:func:`.progress.run_job`). What the job had committed before (an import's landings,

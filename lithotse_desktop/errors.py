@@ -44,15 +44,18 @@ class Cancelled(LithotseError):
 
     def __init__(self, committed: Sequence[str] = ()) -> None:
         self.committed = list(committed)
-        super().__init__("cancelled" if not self.committed
-                         else f"cancelled after it committed {'; '.join(self.committed)}")
+        super().__init__(f"cancelled after it committed {self.kept}" if self.committed else "cancelled")
+
+    @property
+    def kept(self) -> str:
+        """What the job had committed, in one phrase ("" for nothing)."""
+        return "; ".join(self.committed)
 
     def sentence(self) -> str:
         """What the user is told: what stays, and that nothing else was committed."""
         if not self.committed:
             return "cancelled: nothing the command had started was committed"
-        return (f"cancelled: {'; '.join(self.committed)} committed before the cancel; "
-                "nothing else the command had started was")
+        return f"cancelled: {self.kept} committed before the cancel; nothing else the command had started was"
 
 
 class CorruptObject(LithotseError):

@@ -86,6 +86,11 @@ class Job(QRunnable):
     def cancel(self) -> None:
         self.progress.cancel()
 
+    @property
+    def kept(self) -> str:
+        """What the job had committed before it was cancelled ("" for nothing, or not cancelled)."""
+        return self.cancelled_with.kept if self.cancelled_with is not None else ""
+
     def run(self) -> None:
         kwargs = dict(self._kwargs)
         if self._with_progress:

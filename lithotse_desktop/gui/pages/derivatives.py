@@ -545,10 +545,10 @@ class DerivativesPage(QWidget):
         show_error(self, "Build failed", exc, trace)
 
     def _build_cancelled(self) -> None:
-        committed = self.job.cancelled_with.committed if self.job and self.job.cancelled_with else []
+        kept = self.job.kept if self.job else ""
         self.job = None
-        if committed:  # derivatives built before the one cancelled stay published
-            self.strip.stopped(f"Build cancelled after {'; '.join(committed)}: the others are unchanged.")
+        if kept:  # derivatives built before the one cancelled stay published
+            self.strip.stopped(f"Build cancelled after {kept}: the others are unchanged.")
             self.refresh()
         else:
             self.strip.stopped("Build cancelled: the current version is unchanged.")

@@ -586,11 +586,11 @@ class SourcesPage(QWidget):
         show_error(self, "Import failed", exc, trace)
 
     def _cancelled(self) -> None:
-        committed = self.job.cancelled_with.committed if self.job and self.job.cancelled_with else []
+        kept = self.job.kept if self.job else ""
         self._job_ended()
-        if committed:  # the import landed; a build after it was cancelled
-            self.strip.stopped(f"Cancelled after {'; '.join(committed)}.", ok=False)
-            self.summary.setPlainText(f"Kept: {'; '.join(committed)}. The builds after it were cancelled: "
+        if kept:  # the import landed; a build after it was cancelled
+            self.strip.stopped(f"Cancelled after {kept}.", ok=False)
+            self.summary.setPlainText(f"Kept: {kept}. The builds after it were cancelled: "
                                       "the other derivatives are unchanged (build them on the Derivatives page).")
             self.refresh_summaries()
         else:
