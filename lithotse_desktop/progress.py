@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 from . import interrupts
 from .errors import Cancelled
 
+REINTERRUPT_SECONDS = 0.05
+"""How often a cancelled job's queries are interrupted again until it ends (see
+:meth:`Progress._keep_interrupting`)."""
+
 
 @dataclass
 class ProgressState:
@@ -39,6 +43,11 @@ class Progress:
     _watched: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
     """Connections whose query a cancel interrupts (see :meth:`running`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _running: int = 0
+    """Jobs running with this progress (:meth:`running`)."""
+    _ended: threading.Event = field(default_factory=threading.Event)
+    """Set when no job runs with it any more: the end of :meth:`_keep_interrupting`."""
+    _interrupting: threading.Thread | None = None
 
     def update(self, message: str | None = None, *, done: int | None = None,
                total: int | None = None, advance: int = 0, records: int = 0) -> None:
@@ -55,15 +64,33 @@ class Progress:
         self.check()
 
     def cancel(self) -> None:
-        """Ask the job to stop: its next check raises, and the queries it runs now are
-        interrupted (unless it is committing: it stops after)."""
+        """Ask the job to stop: its next check raises, and the queries it runs now, or starts
+        before that check, are interrupted (unless it is committing: it stops after)."""
         self._cancel.set()  # first: a second Ctrl-C's handler, run inside this one, then leaves at once
         with self._lock:
-            if self._shielded:
-                return
-            for con in list(self._watched):
-                with contextlib.suppress(Exception):  # closed since: nothing runs on it
-                    con.interrupt()
+            self._interrupt_watched()
+            if self._running and self._interrupting is None:
+                self._interrupting = threading.Thread(target=self._keep_interrupting, name="lithotse-cancel",
+                                                      daemon=True)
+                self._interrupting.start()
+
+    def _interrupt_watched(self) -> None:
+        """Interrupt the query each watched connection runs, unless the job is committing. Under
+        the lock."""
+        if self._shielded:
+            return
+        for con in list(self._watched):
+            with contextlib.suppress(Exception):  # closed since: nothing runs on it
+                con.interrupt()
+
+    def _keep_interrupting(self) -> None:
+        """After a cancel, until the job ends: DuckDB forgets an interrupt when its next query
+        begins, so a cancel that came while the job was between queries (in Python, or between
+        its last check and the query) let that query run to its end, seconds over 5M rows; every
+        :data:`REINTERRUPT_SECONDS` the watched connections are interrupted again."""
+        while not self._ended.wait(REINTERRUPT_SECONDS):
+            with self._lock:
+                self._interrupt_watched()
 
     def watch(self, con: Any) -> None:
         """Interrupt what ``con`` runs when this job is cancelled (held weakly)."""
@@ -73,8 +100,18 @@ class Progress:
     @contextlib.contextmanager
     def running(self) -> Iterator[Progress]:
         """The job's stretch in this context: every connection opened in it is watched."""
-        with interrupts.watching(self.watch):
-            yield self
+        with self._lock:
+            self._running += 1
+            self._ended.clear()
+        try:
+            with interrupts.watching(self.watch):
+                yield self
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._ended.set()
+                    self._interrupting = None
 
     @property
     def cancelled(self) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from lithotse_desktop import engine
 from lithotse_desktop.errors import Cancelled
-from lithotse_desktop.progress import Progress
+from lithotse_desktop.progress import Progress, run_job
 from tests.support.jobs import cancelled_while
 
 ENDLESS = "SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 1"
@@ -61,3 +61,31 @@ def test_a_cancel_within_a_commit_lets_it_finish_and_interrupts_none_of_its_quer
     assert progress.cancelled
     with pytest.raises(Cancelled):
         progress.check()
+
+
+def test_a_query_begun_after_the_cancel_is_interrupted_too(tmp_path):
+    """A cancel that comes while the job is between queries (in Python, or between its last check
+    and its next query) let that query run to its end, seconds over 5M rows: DuckDB forgets an
+    interrupt when a query begins. Until the job ends, its queries are interrupted again."""
+    limits = engine.Limits(10**9, tmp_path / "tmp")
+    progress = Progress()
+
+    def job(progress: Progress) -> int:
+        con = engine.connect(limits)
+        progress.check()
+        progress.cancel()  # the cancel arrives just after the check, before the query below begins
+        return con.sql(ENDLESS).fetchall()[0][0]
+
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=_outcome(job, progress)), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the query begun after the cancel ran on"
+    assert isinstance(outcome["result"], Cancelled), outcome
+
+
+def _outcome(job, progress: Progress):
+    try:
+        return run_job(job, progress)
+    except Exception as exc:
+        return exc
