@@ -324,10 +324,10 @@ def fixed_cost(runs: int, memory: str, tmp: Path, env: dict[str, str]) -> dict:
     spec_file.write_text(json.dumps(AGGREGATE), "utf-8")
     lithotse(ws, "derive", "add", "--file", str(spec_file), env=env)
     ours, theirs = [], []
+    baseline = [PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet"), sha256_of(visits)]
     for _ in range(runs):
         ours.append(lithotse(ws, "derive", "build", "by_month", "--full", "--json", env=env)[:2])
-        theirs.append(measure([PYTHON, "-c", AGGREGATE_BASELINE, str(visits), str(tmp / "agg.parquet"),
-                               sha256_of(visits)], env)[:2])
+        theirs.append(measure(baseline, env)[:2])
     (ours_s, ours_rss), (theirs_s, theirs_rss) = median_of(ours), median_of(theirs)
     return {"size": FIXED_ROWS, "step": "fixed cost", "lithotse_s": ours_s, "lithotse_rss": ours_rss,
             "duckdb_s": theirs_s, "duckdb_rss": theirs_rss, "time_ratio": ours_s / theirs_s,

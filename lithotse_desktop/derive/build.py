@@ -920,7 +920,7 @@ def _added_cells(session: EngineSession, ws: Workspace, catalog: Catalog, work: 
 
 
 def _as_shape(table: pa.Table, shape: pa.Schema) -> pa.Table:
-    """``table`` cast to ``shape`` where its types differ: a cast, even to the same types, imports
+    """``table`` cast to ``shape`` where its schema differs: a cast, even to the same types, imports
     ``pyarrow.compute`` (tens of ms of an update's second that nothing else in it needs)."""
     return table if table.schema.equals(shape, check_metadata=True) else table.cast(shape)
 
